@@ -1,0 +1,1 @@
+"""Orchestrion: durable workflow orchestration."""

@@ -1,0 +1,295 @@
+"""What the state machine is told (events in) and what it answers (records and commands out).
+
+Events carry the node id, the attempt they belong to and the time ``at`` (epoch seconds):
+the machine reads no clock. An event for an attempt that is no longer current is stale and
+is ignored, which is what makes a redelivered completion a no-op.
+
+Records are the durable facts the store persists, in order, before any command is acted on.
+Commands are what the runtime must do once the records are committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+
+__all__ = [
+    "CancelNode",
+    "CancelRequested",
+    "Command",
+    "CompensationFailed",
+    "CompensationSucceeded",
+    "Dispatch",
+    "ErrorInfo",
+    "Event",
+    "ExecutionFinished",
+    "ExecutionTimedOut",
+    "NodeFailed",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeSucceeded",
+    "NodeWaiting",
+    "PauseRequested",
+    "Record",
+    "ResumeRequested",
+    "RetryRequested",
+    "RunCompensation",
+    "ScheduleTimer",
+    "Started",
+    "TimerFired",
+    "WaitResolved",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A failure as stored and shown: what kind, what it said, where it came from."""
+
+    category: str
+    message: str
+    transient: bool = False
+    type: str | None = None
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "category": self.category,
+            "message": self.message,
+            "transient": self.transient,
+        }
+        if self.type:
+            data["type"] = self.type
+        if self.traceback:
+            data["traceback"] = self.traceback
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorInfo:
+        return cls(
+            category=str(data.get("category", "error")),
+            message=str(data.get("message", "")),
+            transient=bool(data.get("transient", False)),
+            type=data.get("type"),
+            traceback=data.get("traceback"),
+        )
+
+
+# ---------------------------------------------------------------- events (in)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The execution was triggered."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStarted:
+    """A worker began the attempt."""
+
+    node: str
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSucceeded:
+    """The attempt finished with ``output``."""
+
+    node: str
+    attempt: int
+    at: float
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFailed:
+    """The attempt raised or timed out."""
+
+    node: str
+    attempt: int
+    at: float
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSkipped:
+    """The node's ``when:`` condition was false when it became ready."""
+
+    node: str
+    attempt: int
+    at: float
+    reason: str = "condition_false"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWaiting:
+    """The attempt parks until a decision or a time (approval, delay, review)."""
+
+    node: str
+    attempt: int
+    at: float
+    reason: str
+    wake_at: float | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResolved:
+    """A waiting node's wait ended (approved, timer fired): it completes or fails."""
+
+    node: str
+    attempt: int
+    at: float
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer scheduled by the machine came due (``kind`` says which)."""
+
+    node: str
+    attempt: int
+    at: float
+    kind: str = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    at: float
+    reason: str = "cancelled by request"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRequested:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequested:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequested:
+    """Run a failed or cancelled execution again from the nodes that did not complete."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionTimedOut:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationSucceeded:
+    node: str
+    at: float
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationFailed:
+    node: str
+    at: float
+    error: ErrorInfo
+
+
+Event = (
+    Started
+    | NodeStarted
+    | NodeSucceeded
+    | NodeFailed
+    | NodeSkipped
+    | NodeWaiting
+    | WaitResolved
+    | TimerFired
+    | CancelRequested
+    | PauseRequested
+    | ResumeRequested
+    | RetryRequested
+    | ExecutionTimedOut
+    | CompensationSucceeded
+    | CompensationFailed
+)
+
+
+# ---------------------------------------------------------------- records (out, persisted)
+
+
+@dataclass(slots=True)
+class Record:
+    """One durable state change, journalled as an event and applied to the current state.
+
+    ``node`` is None for execution-level records; then ``status`` is the execution's new
+    status. For node records ``state`` is the node's new state and the node snapshot fields
+    (attempt, timings, error, wait) are the node's values after the change.
+    """
+
+    type: str
+    at: float
+    node: str | None = None
+    attempt: int = 0
+    state: NodeState | None = None
+    status: ExecutionStatus | None = None
+    data: dict[str, Any] | None = None
+    output: Any = None
+    has_output: bool = False
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    wait_reason: str | None = None
+    wake_at: float | None = None
+    phase: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- commands (out, acted on)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send the attempt to a worker."""
+
+    node: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    """Deliver ``TimerFired(node, attempt, kind)`` at ``fire_at``."""
+
+    node: str
+    attempt: int
+    fire_at: float
+    kind: str = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelNode:
+    """Stop the attempt if it is still running; its result, if any, will be ignored."""
+
+    node: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompensation:
+    """Run the node's compensation handler."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFinished:
+    """The execution reached a final status; wake whoever waits for it."""
+
+    status: ExecutionStatus
+
+
+Command = Dispatch | ScheduleTimer | CancelNode | RunCompensation | ExecutionFinished

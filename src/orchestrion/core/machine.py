@@ -1,0 +1,738 @@
+"""The execution state machine: events in, records and commands out. No I/O, no clock, no asyncio.
+
+One ``ExecutionMachine`` holds the state of one execution. ``apply(event)`` mutates it and
+returns a ``Step``: the records to persist (in order) and the commands to carry out after they
+are committed. Work per event is proportional to the out-degree of the node concerned: each
+node keeps counters of how its parents ended, so fan-in is decided by arithmetic, once, when
+the counter says so, and never by scanning the graph.
+
+Semantics:
+- A node becomes ready when its trigger rule is satisfied; ``all_success`` (the default) skips
+  it as soon as a parent fails or is skipped, and skipping propagates.
+- A failed attempt is retried under the node's retry policy (the delay is drawn from ``rng``);
+  when attempts run out the node fails, its dependents are skipped, independent branches go on.
+- When every node is final the execution completes, or, if a node failed, runs the compensation
+  handlers of completed and failed nodes one by one in reverse topological order (saga) and
+  then fails.
+- Cancel marks every live node cancelled at once; pause holds newly ready nodes back.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrion.core.backoff import retry_delay, should_retry
+from orchestrion.core.events import (
+    CancelNode,
+    CancelRequested,
+    Command,
+    CompensationFailed,
+    CompensationSucceeded,
+    Dispatch,
+    ErrorInfo,
+    Event,
+    ExecutionFinished,
+    ExecutionTimedOut,
+    NodeFailed,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    NodeWaiting,
+    PauseRequested,
+    Record,
+    ResumeRequested,
+    RetryRequested,
+    RunCompensation,
+    ScheduleTimer,
+    Started,
+    TimerFired,
+    WaitResolved,
+)
+from orchestrion.core.plan import Plan
+from orchestrion.core.states import (
+    ACTIVE_NODE_STATES,
+    FINAL_EXECUTION_STATES,
+    ExecutionStatus,
+    NodeState,
+)
+from orchestrion.definition.model import TriggerRule
+
+__all__ = ["ExecutionMachine", "NodeRun", "Step"]
+
+_PENDING = NodeState.PENDING
+_QUEUED = NodeState.QUEUED
+_RUNNING = NodeState.RUNNING
+_WAITING = NodeState.WAITING
+_COMPLETED = NodeState.COMPLETED
+_FAILED = NodeState.FAILED
+_SKIPPED = NodeState.SKIPPED
+_CANCELLED = NodeState.CANCELLED
+_COMPENSATED = NodeState.COMPENSATED
+
+PHASE_RUN = "run"
+PHASE_COMPENSATE = "compensate"
+
+
+@dataclass(slots=True)
+class NodeRun:
+    """The live state of one node in one execution."""
+
+    state: NodeState = NodeState.PENDING
+    attempt: int = 0
+    ok_parents: int = 0
+    failed_parents: int = 0
+    done_parents: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: dict[str, Any] | None = None
+    wait_reason: str | None = None
+    wake_at: float | None = None
+    held: bool = False  # ready, but held back by pause or the concurrency limit
+    compensation: str | None = None  # None, "done", "failed"
+
+
+@dataclass(slots=True)
+class Step:
+    """What one event produced."""
+
+    records: list[Record] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+
+
+class ExecutionMachine:
+    """State of one execution and the rules that move it. See the module docstring."""
+
+    __slots__ = (
+        "_active",
+        "_compensation_queue",
+        "_failed_count",
+        "_held",
+        "_rng",
+        "_step",
+        "_unfinished",
+        "error",
+        "execution_id",
+        "nodes",
+        "phase",
+        "plan",
+        "status",
+    )
+
+    def __init__(
+        self,
+        plan: Plan,
+        execution_id: str = "",
+        *,
+        rng: random.Random | None = None,
+        status: ExecutionStatus = ExecutionStatus.PENDING,
+    ) -> None:
+        self.plan = plan
+        self.execution_id = execution_id
+        self.nodes = [NodeRun() for _ in plan.ids]
+        self.status = status
+        self.phase = PHASE_RUN
+        self.error: dict[str, Any] | None = None
+        self._rng = rng or random.Random()
+        self._active = 0  # nodes queued, running or waiting
+        self._unfinished = len(plan.ids)  # nodes not in a final state
+        self._failed_count = 0
+        self._held: list[int] = []
+        self._compensation_queue: list[int] = []
+        self._step = Step()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_EXECUTION_STATES
+
+    def node_state(self, node_id: str) -> NodeState:
+        return self.nodes[self.plan.index[node_id]].state
+
+    def apply(self, event: Event) -> Step:
+        """Apply ``event`` and return what it produced. Stale or irrelevant events produce nothing."""
+        self._step = step = Step()
+        match event:
+            case NodeSucceeded():
+                self._on_succeeded(event)
+            case NodeStarted():
+                self._on_started(event)
+            case NodeFailed():
+                self._on_failed(event)
+            case Started():
+                self._on_start(event)
+            case NodeSkipped():
+                self._on_skipped(event)
+            case NodeWaiting():
+                self._on_waiting(event)
+            case WaitResolved():
+                self._on_wait_resolved(event)
+            case TimerFired():
+                self._on_timer(event)
+            case CancelRequested():
+                self._on_cancel(event)
+            case PauseRequested():
+                self._on_pause(event)
+            case ResumeRequested():
+                self._on_resume(event)
+            case RetryRequested():
+                self._on_retry(event)
+            case ExecutionTimedOut():
+                self._on_timeout(event)
+            case CompensationSucceeded():
+                self._on_compensated(event)
+            case CompensationFailed():
+                self._on_compensation_failed(event)
+        return step
+
+    def restore(
+        self,
+        status: ExecutionStatus,
+        phase: str,
+        nodes: dict[str, NodeRun],
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Load persisted state (after a restart). Counters are recomputed from node states."""
+        self.status = status
+        self.phase = phase or PHASE_RUN
+        self.error = error
+        for node_id, run in nodes.items():
+            i = self.plan.index.get(node_id)
+            if i is not None:
+                self.nodes[i] = run
+        self._recount()
+
+    def recover(self, at: float) -> Step:
+        """After ``restore``: re-issue what was in flight when the process stopped.
+
+        Queued and running attempts are dispatched again with the same attempt number (so their
+        idempotency key is unchanged), timers are scheduled again, pending nodes whose
+        dependencies are settled are decided, and an interrupted compensation carries on.
+        """
+        self._step = step = Step()
+        if self.finished or self.status is ExecutionStatus.PENDING:
+            return step
+        step.records.append(Record(type="execution.recovered", at=at, status=self.status))
+        plan = self.plan
+        for i in plan.topo_order:
+            run = self.nodes[i]
+            if run.state is _QUEUED or run.state is _RUNNING:
+                if self.status is ExecutionStatus.PAUSED:
+                    # Re-dispatched (as a new attempt) when the execution is resumed.
+                    run.held = True
+                    self._held.append(i)
+                    continue
+                step.commands.append(Dispatch(plan.ids[i], run.attempt))
+            elif run.state is _WAITING and run.wake_at is not None:
+                kind = "retry" if run.wait_reason == "retry" else "wake"
+                step.commands.append(ScheduleTimer(plan.ids[i], run.attempt, run.wake_at, kind))
+        if self.phase == PHASE_COMPENSATE:
+            self._begin_compensation(at, resume=True)
+        else:
+            self._decide_pending(at)
+            self._maybe_finish(at)
+        return step
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_start(self, event: Started) -> None:
+        if self.status is not ExecutionStatus.PENDING:
+            return
+        self.status = ExecutionStatus.RUNNING
+        self._record_execution("execution.started", event.at)
+        for i in self.plan.roots:
+            self._ready(i, event.at)
+        self._maybe_finish(event.at)
+
+    def _on_started(self, event: NodeStarted) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state is not _QUEUED:
+            return
+        run.state = _RUNNING
+        run.started_at = event.at
+        self._record_node("node.started", i, event.at)
+
+    def _on_succeeded(self, event: NodeSucceeded) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+            return
+        self._complete(i, event.at, event.output)
+
+    def _complete(self, i: int, at: float, output: Any) -> None:
+        run = self.nodes[i]
+        if run.started_at is None:
+            run.started_at = at
+        run.state = _COMPLETED
+        run.finished_at = at
+        run.error = None
+        run.wait_reason = None
+        run.wake_at = None
+        self._active -= 1
+        self._unfinished -= 1
+        record = self._record_node("node.completed", i, at)
+        record.output = output
+        record.has_output = True
+        self._settle_children(i, at)
+        self._release_held(at)
+        self._maybe_finish(at)
+
+    def _on_failed(self, event: NodeFailed) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+            return
+        self._fail_attempt(i, event.at, event.error)
+
+    def _fail_attempt(self, i: int, at: float, error: ErrorInfo) -> None:
+        run = self.nodes[i]
+        policy = self.plan.retry[i]
+        run.error = error.to_dict()
+        if run.started_at is None:
+            run.started_at = at
+        if self.phase == PHASE_RUN and should_retry(
+            policy, run.attempt, error.category, error.transient
+        ):
+            delay = retry_delay(policy, run.attempt, self._rng.random())
+            run.state = _WAITING
+            run.wait_reason = "retry"
+            run.wake_at = at + delay
+            record = self._record_node("node.retry_scheduled", i, at)
+            record.data = {"delay": round(delay, 6), "error": run.error}
+            self._step.commands.append(ScheduleTimer(self.plan.ids[i], run.attempt, run.wake_at))
+            return
+        run.state = _FAILED
+        run.finished_at = at
+        run.wait_reason = None
+        run.wake_at = None
+        self._active -= 1
+        self._unfinished -= 1
+        self._failed_count += 1
+        record = self._record_node("node.failed", i, at)
+        record.data = {"error": run.error}
+        self._settle_children(i, at)
+        self._release_held(at)
+        self._maybe_finish(at)
+
+    def _on_skipped(self, event: NodeSkipped) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+            return
+        self._active -= 1
+        self._skip(i, event.at, event.reason)
+        self._release_held(event.at)
+        self._maybe_finish(event.at)
+
+    def _on_waiting(self, event: NodeWaiting) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state not in (_QUEUED, _RUNNING):
+            return
+        run.state = _WAITING
+        run.wait_reason = event.reason
+        run.wake_at = event.wake_at
+        if run.started_at is None:
+            run.started_at = event.at
+        record = self._record_node("node.waiting", i, event.at)
+        record.data = {"reason": event.reason, **(event.data or {})}
+        if event.wake_at is not None:
+            self._step.commands.append(
+                ScheduleTimer(self.plan.ids[i], run.attempt, event.wake_at, "wake")
+            )
+        self._update_waiting_status(event.at)
+
+    def _on_wait_resolved(self, event: WaitResolved) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state is not _WAITING or run.wait_reason == "retry":
+            return
+        self._leave_waiting_status(event.at)
+        if event.error is not None:
+            self._fail_attempt(i, event.at, event.error)
+        else:
+            self._complete(i, event.at, event.output)
+
+    def _on_timer(self, event: TimerFired) -> None:
+        i = self.plan.index[event.node]
+        run = self.nodes[i]
+        if run.attempt != event.attempt or run.state is not _WAITING:
+            return
+        if event.kind == "retry" and run.wait_reason == "retry":
+            if self.status is ExecutionStatus.PAUSED:
+                run.held = True
+                self._held.append(i)
+                return
+            self._active -= 1
+            self._dispatch(i, event.at)
+        elif event.kind == "wake" and run.wait_reason != "retry":
+            # The node's own wait ran out (approval timeout, delay): its handler decides what
+            # that means, so it runs again with the same attempt.
+            self._leave_waiting_status(event.at)
+            run.state = _QUEUED
+            record = self._record_node("node.woken", i, event.at)
+            record.data = {"reason": run.wait_reason}
+            self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt))
+
+    def _on_cancel(self, event: CancelRequested) -> None:
+        if self.finished:
+            return
+        self._stop_all(event.at, _CANCELLED, reason=event.reason)
+        self.status = ExecutionStatus.CANCELLED
+        self.error = {"category": "cancelled", "message": event.reason}
+        self._record_execution("execution.cancelled", event.at, data={"reason": event.reason})
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _on_timeout(self, event: ExecutionTimedOut) -> None:
+        if self.finished or self.phase == PHASE_COMPENSATE:
+            return
+        error = ErrorInfo("timeout", "execution exceeded its timeout", transient=False)
+        self.error = error.to_dict()
+        self._stop_all(event.at, _FAILED, reason=error.message, error=error)
+        self._maybe_finish(event.at)
+
+    def _on_pause(self, event: PauseRequested) -> None:
+        if self.finished or self.status is ExecutionStatus.PAUSED:
+            return
+        if self.status is ExecutionStatus.PENDING:
+            return
+        self.status = ExecutionStatus.PAUSED
+        self._record_execution("execution.paused", event.at)
+
+    def _on_resume(self, event: ResumeRequested) -> None:
+        if self.status is not ExecutionStatus.PAUSED:
+            return
+        self.status = ExecutionStatus.RUNNING
+        self._record_execution("execution.resumed", event.at)
+        self._release_held(event.at)
+        self._update_waiting_status(event.at)
+        self._maybe_finish(event.at)
+
+    def _on_retry(self, event: RetryRequested) -> None:
+        if self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+            return
+        self.status = ExecutionStatus.RUNNING
+        self.phase = PHASE_RUN
+        self.error = None
+        self._record_execution("execution.retried", event.at)
+        for i, run in enumerate(self.nodes):
+            if run.state is not _COMPLETED:
+                run.state = _PENDING
+                run.error = None
+                run.started_at = None
+                run.finished_at = None
+                run.wait_reason = None
+                run.wake_at = None
+                run.held = False
+                run.compensation = None
+                self._record_node("node.reset", i, event.at)
+        self._recount()
+        self._decide_pending(event.at)
+        self._maybe_finish(event.at)
+
+    def _on_compensated(self, event: CompensationSucceeded) -> None:
+        i = self.plan.index[event.node]
+        if self.phase != PHASE_COMPENSATE or not self._compensation_queue:
+            return
+        if self._compensation_queue[0] != i:
+            return
+        self._compensation_queue.pop(0)
+        run = self.nodes[i]
+        run.compensation = "done"
+        run.state = _COMPENSATED
+        self._record_node("node.compensated", i, event.at)
+        self._next_compensation(event.at)
+
+    def _on_compensation_failed(self, event: CompensationFailed) -> None:
+        i = self.plan.index[event.node]
+        if self.phase != PHASE_COMPENSATE or not self._compensation_queue:
+            return
+        if self._compensation_queue[0] != i:
+            return
+        self._compensation_queue.pop(0)
+        run = self.nodes[i]
+        run.compensation = "failed"
+        record = self._record_node("node.compensation_failed", i, event.at)
+        record.data = {"error": event.error.to_dict()}
+        self._next_compensation(event.at)
+
+    # ------------------------------------------------------------------ mechanics
+
+    def _ready(self, i: int, at: float) -> None:
+        """Node ``i`` may run: dispatch it, or hold it back while paused or at the limit."""
+        run = self.nodes[i]
+        limit = self.plan.spec.concurrency
+        if self.status is ExecutionStatus.PAUSED or (limit is not None and self._active >= limit):
+            if not run.held:
+                run.held = True
+                self._held.append(i)
+            return
+        self._dispatch(i, at)
+
+    def _dispatch(self, i: int, at: float) -> None:
+        run = self.nodes[i]
+        run.held = False
+        run.attempt += 1
+        run.state = _QUEUED
+        run.wait_reason = None
+        run.wake_at = None
+        self._active += 1
+        self._record_node("node.queued", i, at)
+        self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt))
+
+    def _release_held(self, at: float) -> None:
+        if not self._held or self.status is ExecutionStatus.PAUSED or self.finished:
+            return
+        limit = self.plan.spec.concurrency
+        held = self._held
+        # Highest priority first, then definition (topological) order.
+        held.sort(key=lambda n: (-self.plan.nodes[n].priority, self.plan.topo_rank[n]))
+        while held and (limit is None or self._active < limit):
+            i = held.pop(0)
+            run = self.nodes[i]
+            if not run.held:
+                continue
+            if run.state in ACTIVE_NODE_STATES:  # a retry due, or in flight at a restart
+                self._active -= 1
+            self._dispatch(i, at)
+
+    def _skip(self, i: int, at: float, reason: str) -> None:
+        """Skip ``i`` and everything downstream that the skip decides, iteratively."""
+        stack = [(i, reason)]
+        while stack:
+            n, why = stack.pop()
+            run = self.nodes[n]
+            if run.state is not _PENDING and run.state not in ACTIVE_NODE_STATES:
+                continue
+            run.state = _SKIPPED
+            run.finished_at = at
+            run.held = False
+            self._unfinished -= 1
+            record = self._record_node("node.skipped", n, at)
+            record.data = {"reason": why}
+            for child in self._settle_counts(n):
+                decision = self._decide(child)
+                if decision == "run":
+                    self._ready(child, at)
+                elif decision is not None:
+                    stack.append((child, decision))
+
+    def _settle_children(self, i: int, at: float) -> None:
+        for child in self._settle_counts(i):
+            decision = self._decide(child)
+            if decision == "run":
+                self._ready(child, at)
+            elif decision is not None:
+                self._skip(child, at, decision)
+
+    def _settle_counts(self, i: int) -> list[int]:
+        """Count node ``i``'s outcome in its children; return the children still pending."""
+        state = self.nodes[i].state
+        ok = state is _COMPLETED
+        failed = state is _FAILED
+        pending = []
+        for child in self.plan.children[i]:
+            run = self.nodes[child]
+            run.done_parents += 1
+            if ok:
+                run.ok_parents += 1
+            elif failed:
+                run.failed_parents += 1
+            if run.state is _PENDING and not run.held:
+                pending.append(child)
+        return pending
+
+    def _decide(self, i: int) -> str | None:
+        """``"run"``, a skip reason, or None (not decided yet), from the parent counters."""
+        run = self.nodes[i]
+        total = len(self.plan.parents[i])
+        rule = self.plan.trigger_rule[i]
+        all_done = run.done_parents == total
+        if rule is TriggerRule.ALL_SUCCESS:
+            if run.failed_parents:
+                return "upstream_failed"
+            if run.done_parents != run.ok_parents:
+                return "upstream_skipped"
+            return "run" if all_done else None
+        if rule is TriggerRule.ALL_DONE:
+            return "run" if all_done else None
+        if rule is TriggerRule.NONE_FAILED:
+            if run.failed_parents:
+                return "upstream_failed"
+            return "run" if all_done else None
+        if rule is TriggerRule.ONE_SUCCESS:
+            if run.ok_parents:
+                return "run"
+            return "no_upstream_success" if all_done else None
+        if rule is TriggerRule.ONE_FAILED:
+            if run.failed_parents:
+                return "run"
+            return "no_upstream_failure" if all_done else None
+        raise AssertionError(f"unknown trigger rule {rule}")
+
+    def _decide_pending(self, at: float) -> None:
+        for i in self.plan.topo_order:
+            run = self.nodes[i]
+            if run.state is not _PENDING or run.held:
+                continue
+            decision = self._decide(i) if self.plan.parents[i] else "run"
+            if decision == "run":
+                self._ready(i, at)
+            elif decision is not None:
+                self._skip(i, at, decision)
+
+    def _stop_all(
+        self, at: float, state: NodeState, *, reason: str, error: ErrorInfo | None = None
+    ) -> None:
+        """End every live node: cancel (cancel) or fail (execution timeout) what is in flight."""
+        for i in self.plan.topo_order:
+            run = self.nodes[i]
+            if run.state in ACTIVE_NODE_STATES:
+                was_dispatched = run.state is not _WAITING or run.wait_reason != "retry"
+                run.state = state
+                run.finished_at = at
+                run.held = False
+                run.wait_reason = None
+                run.wake_at = None
+                self._active -= 1
+                self._unfinished -= 1
+                if state is _FAILED:
+                    self._failed_count += 1
+                    run.error = (error or ErrorInfo("cancelled", reason)).to_dict()
+                record = self._record_node(f"node.{state.value}", i, at)
+                record.data = {"reason": reason}
+                if was_dispatched:
+                    self._step.commands.append(CancelNode(self.plan.ids[i], run.attempt))
+            elif run.state is _PENDING:
+                run.state = _CANCELLED if state is _CANCELLED else _SKIPPED
+                run.finished_at = at
+                run.held = False
+                self._unfinished -= 1
+                record = self._record_node(f"node.{run.state.value}", i, at)
+                record.data = {"reason": reason}
+        self._held.clear()
+
+    def _maybe_finish(self, at: float) -> None:
+        if self._unfinished or self.finished or self.phase != PHASE_RUN:
+            return
+        if self.status is ExecutionStatus.PENDING:
+            return
+        if self._failed_count:
+            if self.plan.spec.on_failure == "compensate":
+                self._begin_compensation(at, resume=False)
+                return
+            self._finish_failed(at)
+            return
+        self.status = ExecutionStatus.COMPLETED
+        self._record_execution("execution.completed", at)
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _begin_compensation(self, at: float, *, resume: bool) -> None:
+        plan = self.plan
+        queue = [
+            i
+            for i in reversed(plan.topo_order)
+            if plan.nodes[i].compensate is not None
+            and self.nodes[i].state in (_COMPLETED, _FAILED)
+            and self.nodes[i].compensation is None
+        ]
+        self._compensation_queue = queue
+        if not resume:
+            self.phase = PHASE_COMPENSATE
+            if queue:
+                self._record_execution(
+                    "execution.compensating", at, data={"nodes": [plan.ids[i] for i in queue]}
+                )
+        if queue:
+            self._step.commands.append(RunCompensation(plan.ids[queue[0]]))
+        else:
+            self._finish_failed(at)
+
+    def _next_compensation(self, at: float) -> None:
+        if self._compensation_queue:
+            self._step.commands.append(RunCompensation(self.plan.ids[self._compensation_queue[0]]))
+        else:
+            self._finish_failed(at)
+
+    def _finish_failed(self, at: float) -> None:
+        self.status = ExecutionStatus.FAILED
+        if self.error is None:
+            failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
+            first = self.nodes[self.plan.index[failed[0]]].error if failed else None
+            message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
+            if first:
+                message += f" ({failed[0]}: {first.get('message', '')})"
+            self.error = {"category": "node_failed", "message": message, "nodes": failed}
+        self._record_execution("execution.failed", at, data={"error": self.error})
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _update_waiting_status(self, at: float) -> None:
+        """The execution is ``waiting`` while every live node waits on a person or a timer."""
+        if self.status is not ExecutionStatus.RUNNING:
+            return
+        live = [r for r in self.nodes if r.state in ACTIVE_NODE_STATES]
+        if live and all(r.state is _WAITING and r.wait_reason != "retry" for r in live):
+            self.status = ExecutionStatus.WAITING
+            self._record_execution("execution.waiting", at)
+
+    def _leave_waiting_status(self, at: float) -> None:
+        if self.status is ExecutionStatus.WAITING:
+            self.status = ExecutionStatus.RUNNING
+            self._record_execution("execution.running", at)
+
+    def _recount(self) -> None:
+        """Rebuild counters and totals from node states (after restore or a retry reset)."""
+        plan = self.plan
+        for run in self.nodes:
+            run.ok_parents = run.failed_parents = run.done_parents = 0
+        self._active = self._unfinished = self._failed_count = 0
+        self._held = []
+        for i, run in enumerate(self.nodes):
+            state = run.state
+            if state in ACTIVE_NODE_STATES:
+                self._active += 1
+            if state is _PENDING or state in ACTIVE_NODE_STATES:
+                self._unfinished += 1
+                if run.held:
+                    self._held.append(i)
+                continue
+            if state is _FAILED or (state is _COMPENSATED and run.error is not None):
+                self._failed_count += 1
+            ok = state is _COMPLETED or (state is _COMPENSATED and run.error is None)
+            bad = state is _FAILED or (state is _COMPENSATED and run.error is not None)
+            for child in plan.children[i]:
+                child_run = self.nodes[child]
+                child_run.done_parents += 1
+                if ok:
+                    child_run.ok_parents += 1
+                elif bad:
+                    child_run.failed_parents += 1
+
+    def _record_node(self, kind: str, i: int, at: float) -> Record:
+        run = self.nodes[i]
+        record = Record(
+            type=kind,
+            at=at,
+            node=self.plan.ids[i],
+            attempt=run.attempt,
+            state=run.state,
+            error=run.error,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            wait_reason=run.wait_reason,
+            wake_at=run.wake_at,
+        )
+        if run.compensation is not None:
+            record.extra["compensation"] = run.compensation
+        self._step.records.append(record)
+        return record
+
+    def _record_execution(
+        self, kind: str, at: float, data: dict[str, Any] | None = None
+    ) -> Record:
+        record = Record(type=kind, at=at, status=self.status, data=data, phase=self.phase)
+        self._step.records.append(record)
+        return record

@@ -1,0 +1,152 @@
+"""Every error Orchestrion raises, in one tree.
+
+    OrchestrionError
+    ├── DefinitionError            a workflow definition is malformed or invalid
+    │   (carries a list of DefinitionIssue: node, field, line, message)
+    ├── ExecutionError             an operation on an execution is not possible
+    │   ├── ExecutionNotFound
+    │   └── InvalidTransition      e.g. cancel a completed execution
+    ├── NodeError                  raised by handlers; the engine classifies it
+    │   ├── TransientNodeError     worth retrying (connection reset, 5xx, timeout)
+    │   ├── PermanentNodeError     never retried (bad config, 4xx, bad data)
+    │   └── PolicyViolation        blocked by governance, never retried
+    ├── StoreError                 a database failure, the driver error chained
+    ├── ConfigurationError         settings that cannot work
+    └── HandlerNotFound            a handler name nobody registered
+
+Driver errors are wrapped with ``raise ... from exc``; ``asyncio.CancelledError`` is never
+wrapped: cancellation stays cancellation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ConfigurationError",
+    "DefinitionError",
+    "DefinitionIssue",
+    "ExecutionError",
+    "ExecutionNotFound",
+    "HandlerNotFound",
+    "InvalidTransition",
+    "NodeError",
+    "OrchestrionError",
+    "PermanentNodeError",
+    "PolicyViolation",
+    "StoreError",
+    "TransientNodeError",
+]
+
+
+class OrchestrionError(Exception):
+    """Root of every error raised by Orchestrion."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionIssue:
+    """One problem found in a workflow definition.
+
+    ``node`` is the node id (None for workflow-level problems), ``field`` a dotted path inside
+    the node or workflow (``config.url``, ``dependencies[1]``), ``line`` the 1-based source line
+    when the definition came from a file.
+    """
+
+    message: str
+    node: str | None = None
+    field: str | None = None
+    line: int | None = None
+    code: str = "invalid"
+
+    def __str__(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.node is not None:
+            where.append(f"node '{self.node}'")
+        if self.field is not None:
+            where.append(f"field '{self.field}'")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "node": self.node,
+            "field": self.field,
+            "line": self.line,
+        }
+
+
+class DefinitionError(OrchestrionError):
+    """A workflow definition cannot be accepted; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[DefinitionIssue], source: str | None = None) -> None:
+        self.issues = issues
+        self.source = source
+        head = f"{source}: " if source else ""
+        if len(issues) == 1:
+            text = f"{head}invalid workflow definition: {issues[0]}"
+        else:
+            lines = "\n".join(f"  - {issue}" for issue in issues)
+            text = f"{head}invalid workflow definition ({len(issues)} problems):\n{lines}"
+        super().__init__(text)
+
+
+class ExecutionError(OrchestrionError):
+    """An operation on an execution cannot be carried out."""
+
+
+class ExecutionNotFound(ExecutionError):
+    """No execution (or definition) with the given id exists."""
+
+
+class InvalidTransition(ExecutionError):
+    """The execution is in a state where the requested operation does not apply."""
+
+
+class NodeError(OrchestrionError):
+    """Raised by a handler. ``category`` names the kind of failure for humans and metrics."""
+
+    transient: bool = False
+    category: str = "error"
+
+    def __init__(self, message: str, *, category: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        if category is not None:
+            self.category = category
+        self.details = details
+
+
+class TransientNodeError(NodeError):
+    """A failure that may succeed when tried again (network, 5xx, timeout, rate limit)."""
+
+    transient = True
+    category = "transient"
+
+
+class PermanentNodeError(NodeError):
+    """A failure that will fail again the same way (bad input, 4xx, bad configuration)."""
+
+    transient = False
+    category = "permanent"
+
+
+class PolicyViolation(PermanentNodeError):
+    """Blocked by a governance policy; never retried."""
+
+    category = "policy_violation"
+
+
+class StoreError(OrchestrionError):
+    """The state store failed; the driver's exception is chained as ``__cause__``."""
+
+
+class ConfigurationError(OrchestrionError):
+    """Settings are invalid or inconsistent."""
+
+
+class HandlerNotFound(OrchestrionError):
+    """No handler is registered under the requested name."""

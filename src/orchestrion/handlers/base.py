@@ -1,0 +1,79 @@
+"""What a handler is, what it is given, and how handlers are found by name.
+
+A handler is an async function ``run(ctx, config) -> output``. ``config`` is the node's config
+after template rendering, validated into the handler's pydantic ``config_model``. The output
+must be JSON-serialisable. A handler signals failure by raising: ``TransientNodeError`` for
+what may pass on a retry, ``PermanentNodeError`` for what will not; any other exception counts
+as transient unless the node's retry policy says otherwise. A handler that must wait for a
+person or a time returns ``Wait(...)`` instead of an output.
+
+Retries, timeouts, metrics, masking and auditing wrap the handler call in the runtime; handlers
+do none of it themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HandlerFunc", "HandlerSpec", "NodeContext", "Resources", "Wait"]
+
+
+@dataclass(slots=True)
+class Resources:
+    """Long-lived things handlers share inside one process (an HTTP connection pool)."""
+
+    http: httpx.AsyncClient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NodeContext:
+    """Everything a handler may know about the attempt it runs."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    idempotency_key: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]  # outputs of the node's dependencies and of the nodes it references
+    dependencies: tuple[str, ...]
+    handler: str
+    resources: Resources
+    deadline: float | None = None  # epoch seconds by which the attempt must end
+    classification: str = "public"
+    wait_result: Any = None  # set when a waiting node runs again after its wait ended
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("orchestrion.node"))
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Returned by a handler to park the node (approval, timer) instead of completing it."""
+
+    reason: str
+    wake_at: float | None = None
+    data: dict[str, Any] | None = None
+
+
+HandlerFunc = Callable[[NodeContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A registered handler: its canonical name, aliases, config schema and function."""
+
+    name: str
+    run: HandlerFunc
+    config_model: type[BaseModel] | None = None
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    # Keys of config that are NOT rendered as templates before the call (e.g. a condition
+    # expression the handler evaluates itself).
+    raw_keys: frozenset[str] = frozenset()

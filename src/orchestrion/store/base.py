@@ -1,0 +1,209 @@
+"""The store interface: where definitions, executions, node runs and the event journal live.
+
+Adapters (``memory``, ``sqlite``, later ``postgres``) implement ``Store``. The engine calls
+``commit`` with every record a batch of events produced, across executions, and acts on the
+commands only after ``commit`` returned: a state change is durable before anything follows it.
+``commit`` is atomic: all of the batch or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import ExecutionStatus, NodeState
+
+__all__ = [
+    "CommitBatch",
+    "DefinitionRecord",
+    "EventRecord",
+    "ExecutionFilter",
+    "ExecutionRecord",
+    "NodeRunRecord",
+    "Store",
+]
+
+
+@dataclass(slots=True)
+class DefinitionRecord:
+    """A stored workflow definition version. ``spec`` is the canonical JSON (model_dump)."""
+
+    id: str
+    name: str
+    version: str
+    spec: dict[str, Any]
+    content_hash: str
+    source_format: str  # "yaml" | "json" | "python"
+    dialect: str  # "canonical" | "swarmlite" | "agent_platform"
+    created_at: float
+    source: str | None = None
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """One execution of one definition version."""
+
+    id: str
+    definition_id: str
+    status: ExecutionStatus
+    created_at: float
+    inputs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    phase: str = "run"
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    parent_execution_id: str | None = None
+    parent_node_id: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NodeRunRecord:
+    """The current state of one node in one execution."""
+
+    execution_id: str
+    node_id: str
+    state: NodeState
+    attempt: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    wait_reason: str | None = None
+    wake_at: float | None = None
+    compensation: str | None = None
+    updated_at: float | None = None
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One entry of the append-only event journal. ``seq`` is global and increasing."""
+
+    seq: int
+    id: str
+    execution_id: str
+    type: str
+    at: float
+    node_id: str | None = None
+    attempt: int = 0
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class CommitBatch:
+    """Everything one turn of the engine loop must make durable, in order.
+
+    ``records`` pairs an execution id with a machine ``Record``; each becomes one journal row
+    (its id, correlation and causation ids given in ``event_ids``/``correlation``/``causation``)
+    and updates the node run or execution it is about. ``results`` sets execution results
+    (the workflow output) for executions that completed in this batch.
+    """
+
+    records: list[tuple[str, Record]] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    causation: list[str | None] = field(default_factory=list)
+    correlation: dict[str, str | None] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
+        self.records.append((execution_id, record))
+        self.event_ids.append(event_id)
+        self.causation.append(cause)
+
+    def __bool__(self) -> bool:
+        return bool(self.records) or bool(self.results)
+
+
+@dataclass(slots=True)
+class ExecutionFilter:
+    """Filters for listing executions; ``cursor`` is opaque (from the previous page)."""
+
+    status: list[ExecutionStatus] | None = None
+    definition_name: str | None = None
+    definition_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+class Store(Protocol):
+    """Persistence for the engine. Every method may raise ``StoreError``."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema to the current migration."""
+
+    async def close(self) -> None: ...
+
+    # definitions
+    async def put_definition(self, record: DefinitionRecord) -> DefinitionRecord:
+        """Insert, or return the existing record with the same (name, version) and hash.
+
+        Raises ``ExecutionError`` when (name, version) exists with a different content hash.
+        """
+
+    async def get_definition(self, definition_id: str) -> DefinitionRecord:
+        """Raises ``ExecutionNotFound`` when absent."""
+
+    async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
+        """The given version, or the newest one. Raises ``ExecutionNotFound`` when absent."""
+
+    async def find_definition_by_hash(self, name: str, content_hash: str) -> DefinitionRecord | None: ...
+
+    async def list_definitions(
+        self, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DefinitionRecord]: ...
+
+    async def next_version(self, name: str) -> str:
+        """The next automatic version number for ``name`` ("1", "2", ...)."""
+
+    # executions
+    async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        """Insert; if ``idempotency_key`` is taken return (existing, False), else (record, True)."""
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        """Raises ``ExecutionNotFound`` when absent."""
+
+    async def update_execution_inputs(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any],
+        overrides: dict[str, dict[str, Any]],
+        correlation_id: str | None,
+    ) -> None:
+        """Set trigger-time inputs and node overrides (before the ``execution.started`` commit)."""
+
+    async def list_executions(
+        self, flt: ExecutionFilter
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        """A page of executions, newest first, and the cursor of the next page (or None)."""
+
+    async def unfinished_executions(self) -> list[ExecutionRecord]:
+        """Executions that are running, waiting or paused: what a restart must resume."""
+
+    # node runs and events
+    async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]: ...
+
+    async def get_outputs(
+        self, execution_id: str, node_ids: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Outputs of completed (or compensated) nodes, by node id."""
+
+    async def commit(self, batch: CommitBatch) -> None:
+        """Persist the batch atomically (see ``CommitBatch``)."""
+
+    async def list_events(
+        self,
+        execution_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+        types: list[str] | None = None,
+    ) -> list[EventRecord]: ...
