@@ -1,0 +1,415 @@
+"""The ``orchestrion`` command line.
+
+Exit codes: 0 the execution completed (or the command succeeded), 1 it failed or was
+cancelled, 2 the definition or the command's input is invalid (nothing was stored or run),
+3 the state store could not be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from orchestrion.runtime.engine import Engine
+    from orchestrion.runtime.result import ExecutionResult
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="orchestrion",
+    help="Durable workflow orchestration: run DAGs from YAML or JSON.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STORE = 0, 1, 2, 3
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLite file or database URL (default: $ORCHESTRION_DATABASE_URL or ./orchestrion.db)",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+def _database_url(db: str | None) -> str | None:
+    if db is None:
+        return None
+    if "://" in db:
+        return db
+    return f"sqlite:///{db}"
+
+
+def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(EXIT_INVALID, f"cannot read inputs file {inputs_file}: {exc}")
+        if not isinstance(loaded, dict):
+            _fail(EXIT_INVALID, f"inputs file {inputs_file} must hold a JSON object")
+        inputs.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            _fail(EXIT_INVALID, f"bad input {pair!r}: use -i key=value")
+        try:
+            inputs[key] = json.loads(raw)
+        except ValueError:
+            inputs[key] = raw
+    return inputs
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _run_async(coro: Any) -> Any:
+    """Run a coroutine, turning Orchestrion errors into clean messages and exit codes."""
+    from orchestrion.errors import (
+        ConfigurationError,
+        DefinitionError,
+        ExecutionError,
+        StoreError,
+    )
+
+    try:
+        return asyncio.run(coro)
+    except DefinitionError as exc:
+        _print_definition_error(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ExecutionError, ConfigurationError) as exc:
+        _fail(EXIT_INVALID, str(exc))
+    except StoreError as exc:
+        _fail(EXIT_STORE, str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: unfinished work resumes on the next start (orchestrion resume)")
+        raise typer.Exit(130) from None
+
+
+def _print_definition_error(exc: Any) -> None:
+    source = f"{exc.source}: " if exc.source else ""
+    count = len(exc.issues)
+    err.print(
+        f"[bold red]invalid workflow definition[/] {source}"
+        f"({count} problem{'s' if count != 1 else ''})",
+        highlight=False,
+    )
+    for issue in exc.issues:
+        err.print(f"  [red]-[/] {issue}", highlight=False)
+
+
+def _engine(db: str | None, *, resume: bool = True) -> Engine:
+    from orchestrion.runtime.engine import Engine
+
+    return Engine(_database_url(db), resume=resume)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (YAML or JSON).")],
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="Input param key=value (JSON values).")
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs-file", help="JSON file of input params.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Return the execution made with it.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+) -> None:
+    """Run a workflow in this process (embedded mode) and show its progress and results."""
+    params = _parse_inputs(inputs or [], inputs_file)
+    result = _run_async(_run(file, params, db, as_json or quiet, idempotency_key))
+    _report(result, as_json)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+async def _run(
+    file: Path, params: dict[str, Any], db: str | None, quiet: bool, key: str | None
+) -> ExecutionResult:
+    from orchestrion.cli.progress import ProgressView
+    from orchestrion.definition.loader import load_definition
+
+    loaded = load_definition(file)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    async with _engine(db) as engine:
+        definition = await engine.submit(loaded)
+        ids = tuple(node.id for node in loaded.spec.dag.nodes)
+        view = ProgressView(err, f"{definition.name} v{definition.version}", ids)
+        if not quiet:
+            engine.add_listener(view.on_records)
+            with view:
+                record = await engine.start_execution(definition, params, idempotency_key=key)
+                view.execution_id = record.id
+                return await engine.wait(record.id)
+        record = await engine.start_execution(definition, params, idempotency_key=key)
+        return await engine.wait(record.id)
+
+
+def _report(result: ExecutionResult, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(result.to_dict(), default=str))
+        return
+    from orchestrion.cli.render import render_result
+
+    render_result(console, result)
+
+
+# ---------------------------------------------------------------------------- definitions
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (YAML or JSON).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Check a definition without running it; every problem is listed."""
+    from orchestrion.definition.loader import load_definition
+    from orchestrion.errors import DefinitionError
+
+    try:
+        loaded = load_definition(file)
+    except DefinitionError as exc:
+        if as_json:
+            console.print_json(
+                json.dumps({"valid": False, "issues": [i.to_dict() for i in exc.issues]})
+            )
+        else:
+            _print_definition_error(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    spec = loaded.spec
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "valid": True,
+                    "name": spec.name,
+                    "version": spec.version,
+                    "dialect": loaded.dialect,
+                    "nodes": len(spec.dag.nodes),
+                    "warnings": loaded.warnings,
+                }
+            )
+        )
+        return
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    edges = sum(len(node.dependencies) for node in spec.dag.nodes)
+    console.print(
+        f"[green]✓[/] {file}: workflow '{spec.name}' is valid "
+        f"({len(spec.dag.nodes)} nodes, {edges} edges, {loaded.dialect} format)",
+        highlight=False,
+    )
+
+
+@app.command()
+def graph(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (YAML or JSON).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot")] = "mermaid",
+) -> None:
+    """Print the workflow's graph as Mermaid (default) or Graphviz DOT."""
+    from orchestrion.definition.graph import to_dot, to_mermaid
+    from orchestrion.definition.loader import load_definition
+    from orchestrion.errors import DefinitionError
+
+    if fmt not in ("mermaid", "dot"):
+        _fail(EXIT_INVALID, f"unknown format {fmt!r}: use mermaid or dot")
+    try:
+        loaded = load_definition(file)
+    except DefinitionError as exc:
+        _print_definition_error(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    text = to_mermaid(loaded.spec) if fmt == "mermaid" else to_dot(loaded.spec)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# ---------------------------------------------------------------------------- executions
+
+
+@app.command()
+def status(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show an execution's state, its nodes, attempts, errors and result."""
+
+    async def go() -> ExecutionResult:
+        async with _engine(db, resume=False) as engine:
+            return await engine.result(execution_id)
+
+    result = _run_async(go())
+    _report(result, as_json)
+
+
+@app.command(name="list")
+def list_(
+    db: DbOption = None,
+    state: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Filter by status (repeatable).")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List executions, newest first."""
+    from orchestrion.core.states import ExecutionStatus
+    from orchestrion.store.base import ExecutionFilter
+
+    try:
+        statuses = [ExecutionStatus(s) for s in state] if state else None
+    except ValueError:
+        _fail(EXIT_INVALID, f"unknown status in {state}: use {[s.value for s in ExecutionStatus]}")
+
+    async def go() -> list[dict[str, Any]]:
+        async with _engine(db, resume=False) as engine:
+            flt = ExecutionFilter(status=statuses, definition_name=workflow, limit=limit)
+            records, _cursor = await engine.list_executions(flt)
+            rows = []
+            for record in records:
+                definition = await engine.store.get_definition(record.definition_id)
+                rows.append(
+                    {
+                        "id": record.id,
+                        "workflow": definition.name,
+                        "version": definition.version,
+                        "status": record.status.value,
+                        "created_at": record.created_at,
+                        "started_at": record.started_at,
+                        "finished_at": record.finished_at,
+                    }
+                )
+            return rows
+
+    rows = _run_async(go())
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    from orchestrion.cli.render import render_list
+
+    render_list(console, rows)
+
+
+@app.command()
+def cancel(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    db: DbOption = None,
+) -> None:
+    """Cancel an execution: running nodes are stopped, nothing new starts."""
+
+    async def go() -> None:
+        async with _engine(db, resume=False) as engine:
+            await engine.cancel(execution_id)
+
+    _run_async(go())
+    console.print(f"cancelled {execution_id}")
+
+
+@app.command()
+def pause(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    db: DbOption = None,
+) -> None:
+    """Pause an execution: running nodes finish, nothing new starts until resume."""
+
+    async def go() -> None:
+        async with _engine(db, resume=False) as engine:
+            await engine.pause(execution_id)
+
+    _run_async(go())
+    console.print(f"paused {execution_id}; continue with: orchestrion resume {execution_id}")
+
+
+@app.command()
+def retry(
+    execution_id: Annotated[str, typer.Argument(help="A failed or cancelled execution.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a failed execution again from its failed nodes (completed nodes are kept)."""
+
+    async def go() -> ExecutionResult:
+        async with _engine(db, resume=False) as engine:
+            await engine.retry(execution_id)
+            return await engine.wait(execution_id)
+
+    result = _run_async(go())
+    _report(result, as_json)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@app.command()
+def resume(
+    execution_id: Annotated[
+        str | None, typer.Argument(help="A paused execution (default: every unfinished one).")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Continue unfinished executions (after a crash or kill) and paused ones, to the end."""
+
+    async def go() -> list[ExecutionResult]:
+        from orchestrion.core.states import ExecutionStatus
+
+        async with _engine(db) as engine:
+            if execution_id is not None:
+                record = await engine.store.get_execution(execution_id)
+                if record.status is ExecutionStatus.PAUSED:
+                    await engine.resume(execution_id)
+                ids = [execution_id]
+            else:
+                ids = []
+                for record in await engine.store.unfinished_executions():
+                    if record.status is ExecutionStatus.PAUSED:
+                        await engine.resume(record.id)
+                    ids.append(record.id)
+            return [await engine.wait(i) for i in ids]
+
+    results = _run_async(go())
+    if not results:
+        console.print("nothing to resume: no unfinished executions")
+        return
+    for result in results:
+        _report(result, as_json)
+    raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+
+
+@app.command()
+def version() -> None:
+    """Print the Orchestrion version."""
+    from orchestrion import __version__
+
+    console.print(f"orchestrion {__version__}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

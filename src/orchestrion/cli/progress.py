@@ -1,0 +1,136 @@
+"""Live progress of one execution in the terminal, fed by the engine's record listener.
+
+On a terminal: a table of node states redrawn in place (counts by state for big workflows).
+Elsewhere (pipes, CI logs): one line per node that finishes, fails, retries or waits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import NodeState
+
+__all__ = ["STATE_STYLE", "ProgressView"]
+
+STATE_STYLE = {
+    NodeState.PENDING: ("·", "dim"),
+    NodeState.QUEUED: ("◌", "cyan"),
+    NodeState.RUNNING: ("▶", "bold cyan"),
+    NodeState.WAITING: ("⏸", "yellow"),
+    NodeState.COMPLETED: ("✓", "green"),
+    NodeState.FAILED: ("✗", "bold red"),
+    NodeState.SKIPPED: ("↷", "dim"),
+    NodeState.CANCELLED: ("⊘", "magenta"),
+    NodeState.COMPENSATED: ("↺", "yellow"),
+}
+
+_DETAIL_LIMIT = 40
+_LINE_EVENTS = {
+    "node.completed",
+    "node.failed",
+    "node.retry_scheduled",
+    "node.skipped",
+    "node.waiting",
+    "node.cancelled",
+    "node.compensated",
+    "node.compensation_failed",
+}
+
+
+class ProgressView:
+    """Shows the nodes of one execution as they move."""
+
+    def __init__(self, console: Console, workflow: str, node_ids: tuple[str, ...]) -> None:
+        self.console = console
+        self.workflow = workflow
+        self.node_ids = node_ids
+        self.states: dict[str, NodeState] = dict.fromkeys(node_ids, NodeState.PENDING)
+        self.attempts: dict[str, int] = dict.fromkeys(node_ids, 0)
+        self.notes: dict[str, str] = {}
+        self.execution_id: str | None = None
+        self.started = time.monotonic()
+        self._live: Live | None = None
+        self._interactive = console.is_terminal
+
+    def __enter__(self) -> ProgressView:
+        if self._interactive:
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=12, transient=True
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def on_records(self, execution_id: str, records: list[Record]) -> None:
+        if self.execution_id is not None and execution_id != self.execution_id:
+            return
+        for record in records:
+            if record.node is None or record.state is None:
+                continue
+            self.states[record.node] = record.state
+            self.attempts[record.node] = record.attempt
+            if record.type == "node.retry_scheduled" and record.data:
+                error = record.data.get("error") or {}
+                self.notes[record.node] = (
+                    f"retry in {record.data.get('delay', 0):.2f}s: {error.get('message', '')}"
+                )
+            elif record.type == "node.failed" and record.error:
+                self.notes[record.node] = str(record.error.get("message", ""))
+            elif record.type == "node.skipped" and record.data:
+                self.notes[record.node] = str(record.data.get("reason", ""))
+            elif record.type == "node.completed":
+                self.notes.pop(record.node, None)
+            if not self._interactive and record.type in _LINE_EVENTS:
+                self._print_line(record)
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _print_line(self, record: Record) -> None:
+        assert record.node is not None and record.state is not None
+        symbol, style = STATE_STYLE[record.state]
+        label = record.type.removeprefix("node.")
+        note = self.notes.get(record.node, "")
+        elapsed = time.monotonic() - self.started
+        line = Text(f"[{elapsed:7.2f}s] ")
+        line.append(f"{symbol} {record.node}", style=style)
+        line.append(f"  {label}")
+        if record.attempt > 1:
+            line.append(f" (attempt {record.attempt})")
+        if note and label != "completed":
+            line.append(f"  {note}", style="dim")
+        self.console.print(line, highlight=False)
+
+    def _render(self) -> RenderableType:
+        counts = Counter(self.states.values())
+        elapsed = time.monotonic() - self.started
+        summary = Text(f"{self.workflow}  {elapsed:.1f}s  ")
+        for state, (symbol, style) in STATE_STYLE.items():
+            if counts.get(state):
+                summary.append(f"{symbol} {state.value} {counts[state]}  ", style=style)
+        if len(self.node_ids) > _DETAIL_LIMIT:
+            return summary
+        table = Table(box=None, show_header=False, padding=(0, 1))
+        for node_id in self.node_ids:
+            state = self.states[node_id]
+            symbol, style = STATE_STYLE[state]
+            attempt = self.attempts[node_id]
+            table.add_row(
+                Text(symbol, style=style),
+                Text(node_id, style=style),
+                Text(state.value, style=style),
+                Text(f"#{attempt}" if attempt > 1 else ""),
+                Text(self.notes.get(node_id, "")[:80], style="dim"),
+            )
+        return Group(summary, table)

@@ -1,0 +1,101 @@
+"""Tables for execution results and lists, shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrion.cli.progress import STATE_STYLE
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.runtime.result import ExecutionResult
+
+__all__ = ["render_list", "render_result"]
+
+_STATUS_STYLE = {
+    ExecutionStatus.COMPLETED: "bold green",
+    ExecutionStatus.FAILED: "bold red",
+    ExecutionStatus.CANCELLED: "magenta",
+    ExecutionStatus.RUNNING: "cyan",
+    ExecutionStatus.WAITING: "yellow",
+    ExecutionStatus.PAUSED: "yellow",
+    ExecutionStatus.PENDING: "dim",
+}
+_PREVIEW = 70
+_MAX_ROWS = 60
+
+
+def _preview(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_result(console: Console, result: ExecutionResult) -> None:
+    """The node table, then the status line and the workflow's result."""
+    table = Table(title=f"{result.workflow} v{result.version}", title_justify="left")
+    table.add_column("node")
+    table.add_column("state")
+    table.add_column("attempts", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("output / error", overflow="fold")
+    nodes = list(result.nodes.values())
+    for node in nodes[:_MAX_ROWS]:
+        symbol, style = STATE_STYLE[node.state]
+        duration = node.duration
+        detail = (
+            Text(_preview(node.error.get("message")), style="red")
+            if node.error and node.state.value != "completed"
+            else Text(_preview(node.output))
+        )
+        table.add_row(
+            Text(node.node_id, style=style),
+            Text(f"{symbol} {node.state.value}", style=style),
+            str(node.attempt),
+            f"{duration:.3f}s" if duration is not None else "-",
+            detail,
+        )
+    if len(nodes) > _MAX_ROWS:
+        table.add_row(f"… {len(nodes) - _MAX_ROWS} more", "", "", "", "")
+    console.print(table)
+    style = _STATUS_STYLE.get(result.status, "")
+    took = f" in {result.duration:.3f}s" if result.duration is not None else ""
+    console.print(
+        Text.assemble(
+            ("execution ", ""), (result.execution_id, "bold"), (" ", ""),
+            (result.status.value, style), (took, ""),
+        )
+    )
+    if result.error:
+        console.print(Text(f"error: {result.error.get('message', result.error)}", style="red"))
+    if result.result is not None:
+        console.print("result:")
+        console.print_json(json.dumps(result.result, default=str))
+
+
+def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no executions")
+        return
+    table = Table()
+    for column in ("id", "workflow", "version", "status", "created", "finished"):
+        table.add_column(column)
+    for row in rows:
+        status = ExecutionStatus(row["status"])
+        table.add_row(
+            row["id"], row["workflow"], row["version"],
+            Text(status.value, style=_STATUS_STYLE.get(status, "")),
+            _when(row["created_at"]), _when(row["finished_at"]),
+        )
+    console.print(table)

@@ -1,0 +1,105 @@
+"""Handlers by name: the built-in ones, aliases, and third-party ones from entry points.
+
+Third-party packages register handlers through the ``orchestrion.handlers`` entry point group;
+each entry point names a ``HandlerSpec`` or a zero-argument callable returning one (or a list
+of them)::
+
+    [project.entry-points."orchestrion.handlers"]
+    my_handler = "my_package.handlers:spec"
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from orchestrion.errors import HandlerNotFound
+from orchestrion.handlers.base import HandlerSpec
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "default_registry"]
+
+ENTRY_POINT_GROUP = "orchestrion.handlers"
+
+logger = logging.getLogger(__name__)
+
+
+class HandlerRegistry:
+    """A mapping from handler names and aliases to ``HandlerSpec``."""
+
+    def __init__(self, specs: Iterable[HandlerSpec] = ()) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+        self._names: dict[str, str] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: HandlerSpec, *, replace: bool = False) -> None:
+        """Add ``spec`` under its name and aliases; a clash raises unless ``replace``."""
+        for name in (spec.name, *spec.aliases):
+            owner = self._names.get(name)
+            if owner is not None and owner != spec.name and not replace:
+                raise ValueError(f"handler name '{name}' is already registered by '{owner}'")
+        if spec.name in self._specs and not replace:
+            raise ValueError(f"handler '{spec.name}' is already registered")
+        self._specs[spec.name] = spec
+        for name in (spec.name, *spec.aliases):
+            self._names[name] = spec.name
+
+    def get(self, name: str) -> HandlerSpec:
+        canonical = self._names.get(name)
+        if canonical is None:
+            known = ", ".join(sorted(self._names))
+            raise HandlerNotFound(f"unknown handler '{name}' (known: {known})")
+        return self._specs[canonical]
+
+    def canonical_name(self, name: str) -> str:
+        return self.get(name).name
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def names(self) -> list[str]:
+        """Every accepted name, aliases included, sorted."""
+        return sorted(self._names)
+
+    def specs(self) -> list[HandlerSpec]:
+        return list(self._specs.values())
+
+    def copy(self) -> HandlerRegistry:
+        clone = HandlerRegistry()
+        clone._specs = dict(self._specs)
+        clone._names = dict(self._names)
+        return clone
+
+    def load_entry_points(self) -> list[str]:
+        """Register every handler published in the entry point group; return their names."""
+        loaded: list[str] = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+                found = obj() if callable(obj) and not isinstance(obj, HandlerSpec) else obj
+                specs = found if isinstance(found, list | tuple) else [found]
+                for spec in specs:
+                    if not isinstance(spec, HandlerSpec):
+                        raise TypeError(f"entry point {ep.name!r} did not give a HandlerSpec")
+                    self.register(spec)
+                    loaded.append(spec.name)
+            except Exception:
+                # A broken plug-in must not take the engine down; it is reported and skipped.
+                logger.exception("could not load handler entry point %s", ep.name)
+        return loaded
+
+
+_default: HandlerRegistry | None = None
+
+
+def default_registry() -> HandlerRegistry:
+    """The built-in handlers plus every entry-point handler, built once per process."""
+    global _default
+    if _default is None:
+        from orchestrion.handlers.builtin import builtin_specs
+
+        registry = HandlerRegistry(builtin_specs())
+        registry.load_entry_points()
+        _default = registry
+    return _default

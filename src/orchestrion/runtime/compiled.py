@@ -1,0 +1,63 @@
+"""A definition prepared for running: its plan plus what each node's task message needs.
+
+Compiled once per definition version and cached by the engine, so nothing is re-parsed,
+re-validated or re-scanned per node at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrion.core.plan import Plan
+from orchestrion.definition.model import WorkflowSpec
+from orchestrion.templates import template_references
+
+__all__ = ["CompiledWorkflow"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWorkflow:
+    """``plan`` plus, per node, the node ids whose outputs its templates and handler may read."""
+
+    definition_id: str
+    plan: Plan
+    context_nodes: tuple[tuple[str, ...], ...]
+    output_nodes: tuple[str, ...]
+    sink_nodes: tuple[str, ...]
+
+    @classmethod
+    def build(cls, definition_id: str, spec: WorkflowSpec) -> CompiledWorkflow:
+        plan = Plan.build(spec)
+        ids = set(plan.ids)
+        context: list[tuple[str, ...]] = []
+        for node in plan.nodes:
+            referenced = template_references([node.config, node.when or ""])
+            if "nodes" in referenced:
+                # `nodes['x-y'].output` cannot be resolved statically: give every ancestor.
+                referenced |= _ancestors(plan, plan.index[node.id])
+            if node.compensate is not None:
+                referenced |= template_references(node.compensate.config)
+            needed = [*node.dependencies, *sorted((referenced & ids) - set(node.dependencies))]
+            context.append(tuple(dict.fromkeys(needed)))
+        outputs = tuple(n.id for n in plan.nodes if n.handler == "output")
+        sinks = tuple(plan.ids[i] for i, kids in enumerate(plan.children) if not kids)
+        return cls(definition_id, plan, tuple(context), outputs, sinks)
+
+    def result_from(self, outputs: dict[str, Any]) -> Any:
+        """The workflow's result: its output node's output, or every sink's output by id."""
+        if len(self.output_nodes) == 1:
+            return outputs.get(self.output_nodes[0])
+        chosen = self.output_nodes or self.sink_nodes
+        return {node_id: outputs[node_id] for node_id in chosen if node_id in outputs}
+
+
+def _ancestors(plan: Plan, i: int) -> set[str]:
+    seen: set[int] = set()
+    stack = list(plan.parents[i])
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(plan.parents[n])
+    return {plan.ids[n] for n in seen}

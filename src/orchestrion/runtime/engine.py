@@ -1,0 +1,842 @@
+"""The engine: the state machine driven against a store and a dispatcher.
+
+One asyncio task (the loop) owns every live ``ExecutionMachine``. Everything that can change an
+execution (a trigger, a worker's result, a timer, a cancel) is posted to its inbox. Each turn
+the loop takes everything posted so far, applies it to the machines, commits all resulting
+records in ONE store transaction (group commit), and only then acts on the commands:
+dispatches attempts, arms timers, cancels attempts, resolves waiters. A crash at any point
+leaves the store at a committed turn, from which ``start()`` resumes.
+
+Embedded mode is this engine with ``SQLiteStore`` and ``LocalDispatcher``; scale-out runs the
+same loop in the orchestrator process with other adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrion.core.events import (
+    CancelNode,
+    CancelRequested,
+    Command,
+    Dispatch,
+    Event,
+    ExecutionFinished,
+    ExecutionTimedOut,
+    PauseRequested,
+    Record,
+    ResumeRequested,
+    RetryRequested,
+    RunCompensation,
+    ScheduleTimer,
+    Started,
+    TimerFired,
+)
+from orchestrion.core.machine import ExecutionMachine, NodeRun, Step
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.definition.model import WorkflowSpec
+from orchestrion.dispatch.base import Dispatcher, TaskMessage
+from orchestrion.errors import (
+    DefinitionError,
+    DefinitionIssue,
+    ExecutionError,
+    InvalidTransition,
+    OrchestrionError,
+    StoreError,
+)
+from orchestrion.handlers.base import Resources
+from orchestrion.handlers.registry import HandlerRegistry, default_registry
+from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.result import ExecutionResult
+from orchestrion.settings import Settings, load_secrets, load_settings
+from orchestrion.store.base import (
+    CommitBatch,
+    DefinitionRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    Store,
+)
+
+__all__ = ["Engine", "RecordListener"]
+
+logger = logging.getLogger(__name__)
+
+RecordListener = Callable[[str, list[Record]], None]
+"""Called after each commit with (execution_id, records just made durable)."""
+
+_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+@dataclass(slots=True)
+class _Live:
+    """An execution the loop is driving."""
+
+    record: ExecutionRecord
+    compiled: CompiledWorkflow
+    machine: ExecutionMachine
+    outputs: dict[str, Any]
+    done: asyncio.Future[ExecutionStatus]
+    timers: dict[tuple[str, int, str], asyncio.TimerHandle] = field(default_factory=dict)
+    deadline: asyncio.TimerHandle | None = None
+    queued_event: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Posted:
+    execution_id: str
+    event: Event
+    cause: str | None
+    ack: asyncio.Future[None] | None = None
+
+
+class Engine:
+    """Runs workflows durably. Use as ``async with Engine(...) as engine``.
+
+    ``database_url`` picks the store (``sqlite:///file.db`` by default, ``memory://`` for
+    throw-away runs); ``store``/``dispatcher`` inject adapters directly.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        store: Store | None = None,
+        dispatcher: Dispatcher | None = None,
+        registry: HandlerRegistry | None = None,
+        settings: Settings | None = None,
+        concurrency: int | None = None,
+        rng: random.Random | None = None,
+        resume: bool = True,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.database_url = database_url or self.settings.database_url
+        self._store = store
+        self._dispatcher = dispatcher
+        self.registry = registry or default_registry()
+        self.concurrency = concurrency or self.settings.concurrency
+        self._rng = rng or random.Random()
+        self._resume = resume
+        self._compiled: dict[str, CompiledWorkflow] = {}
+        self._definitions: dict[str, DefinitionRecord] = {}
+        self._live: dict[str, _Live] = {}
+        self._inbox: list[_Posted] = []
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._listeners: list[RecordListener] = []
+        self._resources = Resources()
+        self._accepting = False
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("engine not started")
+        return self._store
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the store, start the workers, and resume every unfinished execution."""
+        if self._started:
+            return
+        if self._store is None:
+            from orchestrion.store.factory import open_store
+
+            self._store = open_store(self.database_url)
+        await self._store.open()
+        if self._dispatcher is None:
+            self._dispatcher = self._local_dispatcher()
+        await self._dispatcher.start(self._post)
+        self._started = True
+        self._accepting = True
+        if self._resume:
+            await self._resume_unfinished()
+        self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
+
+    def _local_dispatcher(self) -> Dispatcher:
+        from orchestrion.dispatch.local import LocalDispatcher
+        from orchestrion.handlers.http import build_http_client
+        from orchestrion.runtime.executor import NodeExecutor
+
+        self._resources.http = build_http_client(
+            timeout=self.settings.http_timeout,
+            max_connections=self.settings.http_max_connections,
+        )
+        executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
+        return LocalDispatcher(executor, self.concurrency)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting work, let running attempts finish for ``grace`` s, persist, close.
+
+        Attempts still running after the grace period are cancelled; they stay queued or
+        running in the store and run again when an engine next starts on it.
+        """
+        if not self._started:
+            return
+        self._accepting = False
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self._dispatcher is not None:
+            await self._dispatcher.close(grace)
+        await self._drain()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        for live in self._live.values():
+            self._disarm(live)
+            if not live.done.done():
+                live.done.cancel()
+        self._live.clear()
+        if self._resources.http is not None:
+            await self._resources.http.aclose()
+            self._resources.http = None
+        await self.store.close()
+        self._started = False
+
+    async def _drain(self) -> None:
+        """Wait until everything posted so far is committed."""
+        if self._loop_task is None or self._loop_task.done():
+            return
+        while self._inbox:
+            ack = asyncio.get_running_loop().create_future()
+            self._inbox.append(_Posted("", Started(0.0), None, ack))
+            self._wake.set()
+            await ack
+
+    def add_listener(self, listener: RecordListener) -> None:
+        """Be told of records after they are committed (progress views, event streams)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RecordListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ definitions
+
+    async def submit(self, source: Any, *, fmt: str | None = None) -> DefinitionRecord:
+        """Validate and store a definition (path, text, dict, ``WorkflowSpec`` or loaded one).
+
+        Without a version, identical content reuses its stored version and new content gets
+        the next number; with one, (name, version) must not already hold other content.
+        """
+        from orchestrion.definition.loader import LoadedDefinition, load_definition
+
+        if isinstance(source, LoadedDefinition):
+            loaded = source
+        elif isinstance(source, WorkflowSpec):
+            loaded = load_definition(
+                source.model_dump(mode="json", exclude_defaults=True), registry=self.registry
+            )
+            loaded.source_format = "python"
+        else:
+            loaded = load_definition(source, fmt=fmt, registry=self.registry)
+        spec = loaded.spec
+        canonical = spec.model_dump(mode="json", exclude={"version"})
+        content_hash = hashlib.sha256(
+            json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        version = spec.version
+        if version is None:
+            existing = await self.store.find_definition_by_hash(spec.name, content_hash)
+            if existing is not None:
+                return existing
+            version = await self.store.next_version(spec.name)
+            spec = spec.model_copy(update={"version": version})
+        record = DefinitionRecord(
+            id=str(uuid.uuid4()),
+            name=spec.name,
+            version=version,
+            spec=spec.model_dump(mode="json"),
+            content_hash=content_hash,
+            source_format=loaded.source_format,
+            dialect=loaded.dialect,
+            created_at=time.time(),
+            source=loaded.source_text,
+        )
+        stored = await self.store.put_definition(record)
+        if stored.id == record.id:
+            self._compiled[stored.id] = CompiledWorkflow.build(stored.id, spec)
+        self._definitions[stored.id] = stored
+        return stored
+
+    async def _compiled_for(self, definition_id: str) -> CompiledWorkflow:
+        compiled = self._compiled.get(definition_id)
+        if compiled is None:
+            record = await self._definition(definition_id)
+            spec = WorkflowSpec.model_validate(record.spec)
+            compiled = CompiledWorkflow.build(definition_id, spec)
+            self._compiled[definition_id] = compiled
+        return compiled
+
+    async def _definition(self, definition_id: str) -> DefinitionRecord:
+        record = self._definitions.get(definition_id)
+        if record is None:
+            record = await self.store.get_definition(definition_id)
+            self._definitions[definition_id] = record
+        return record
+
+    # ------------------------------------------------------------------ executions
+
+    async def create_execution(
+        self,
+        definition_id: str,
+        *,
+        idempotency_key: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        labels: dict[str, Any] | None = None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """A new pending execution (or the one already made with ``idempotency_key``)."""
+        await self._definition(definition_id)
+        record = ExecutionRecord(
+            id=str(uuid.uuid4()),
+            definition_id=definition_id,
+            status=ExecutionStatus.PENDING,
+            created_at=time.time(),
+            inputs=dict(inputs or {}),
+            idempotency_key=idempotency_key,
+            labels=dict(labels or {}),
+        )
+        return await self.store.create_execution(record)
+
+    async def trigger(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any] | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+        *,
+        correlation_id: str | None = None,
+    ) -> ExecutionRecord:
+        """Start a pending execution with input params and per-node config overrides."""
+        self._check_accepting()
+        record = await self.store.get_execution(execution_id)
+        if record.status is not ExecutionStatus.PENDING or execution_id in self._live:
+            raise InvalidTransition(
+                f"execution {execution_id} was already triggered (status {record.status.value})"
+            )
+        compiled = await self._compiled_for(record.definition_id)
+        merged = {**record.inputs, **(inputs or {})}
+        record.inputs = self._check_inputs(compiled.plan.spec, merged)
+        record.overrides = self._check_overrides(compiled, overrides or {})
+        record.correlation_id = correlation_id or record.correlation_id or execution_id
+        await self.store.update_execution_inputs(
+            execution_id, record.inputs, record.overrides, record.correlation_id
+        )
+        live = self._make_live(record, compiled, {})
+        self._live[execution_id] = live
+        await self._post_and_wait(execution_id, Started(time.time()))
+        self._arm_deadline(live, time.time())
+        return record
+
+    async def start_execution(
+        self,
+        definition: Any,
+        inputs: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+        correlation_id: str | None = None,
+    ) -> ExecutionRecord:
+        """Submit (if needed), create and trigger in one call. Idempotent with a key."""
+        if isinstance(definition, DefinitionRecord):
+            definition_id = definition.id
+        else:
+            definition_id = (await self.submit(definition)).id
+        record, created = await self.create_execution(
+            definition_id, idempotency_key=idempotency_key
+        )
+        if not created and record.status is not ExecutionStatus.PENDING:
+            return record
+        return await self.trigger(record.id, inputs, overrides, correlation_id=correlation_id)
+
+    async def run(
+        self,
+        definition: Any,
+        inputs: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecutionResult:
+        """Start an execution and wait for its final result."""
+        record = await self.start_execution(definition, inputs, idempotency_key=idempotency_key)
+        return await self.wait(record.id, timeout=timeout)
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionResult:
+        """Wait until the execution is final (or ``timeout`` s pass) and return its result."""
+        live = self._live.get(execution_id)
+        async with asyncio.timeout(timeout):
+            if live is not None:
+                await asyncio.shield(live.done)
+            else:
+                while True:
+                    record = await self.store.get_execution(execution_id)
+                    if record.status in FINAL_EXECUTION_STATES:
+                        break
+                    live = self._live.get(execution_id)
+                    if live is not None:
+                        await asyncio.shield(live.done)
+                        break
+                    await asyncio.sleep(0.2)
+        return await self.result(execution_id)
+
+    async def result(self, execution_id: str) -> ExecutionResult:
+        """The execution's current state, result and node states, from the store."""
+        record = await self.store.get_execution(execution_id)
+        definition = await self._definition(record.definition_id)
+        compiled = await self._compiled_for(record.definition_id)
+        runs = await self.store.get_node_runs(execution_id)
+        return ExecutionResult.build(
+            record, definition.name, definition.version, runs, compiled.plan.ids
+        )
+
+    async def list_executions(
+        self, flt: ExecutionFilter | None = None
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        return await self.store.list_executions(flt or ExecutionFilter())
+
+    async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
+        live = await self._live_for_control(execution_id, "cancel")
+        await self._post_and_wait(live.record.id, CancelRequested(time.time(), reason))
+
+    async def pause(self, execution_id: str) -> None:
+        await self._live_for_control(execution_id, "pause")
+        await self._post_and_wait(execution_id, PauseRequested(time.time()))
+
+    async def resume(self, execution_id: str) -> None:
+        live = await self._live_for_control(execution_id, "resume")
+        if live.machine.status is not ExecutionStatus.PAUSED:
+            raise InvalidTransition(
+                f"execution {execution_id} is not paused (status {live.machine.status.value})"
+            )
+        await self._post_and_wait(execution_id, ResumeRequested(time.time()))
+
+    async def retry(self, execution_id: str) -> None:
+        """Run a failed or cancelled execution again; completed nodes keep their outputs."""
+        self._check_accepting()
+        record = await self.store.get_execution(execution_id)
+        if record.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+            raise InvalidTransition(
+                f"only failed or cancelled executions can be retried; "
+                f"{execution_id} is {record.status.value}"
+            )
+        live = self._live.get(execution_id) or await self._load(record)
+        self._live[execution_id] = live
+        await self._post_and_wait(execution_id, RetryRequested(time.time()))
+        self._arm_deadline(live, time.time())
+
+    async def _live_for_control(self, execution_id: str, verb: str) -> _Live:
+        self._check_accepting()
+        live = self._live.get(execution_id)
+        if live is not None:
+            status = live.machine.status
+            if live.machine.finished or (status is ExecutionStatus.PENDING and verb != "cancel"):
+                raise InvalidTransition(
+                    f"cannot {verb} execution {execution_id}: it is {live.machine.status.value}"
+                )
+            return live
+        record = await self.store.get_execution(execution_id)
+        if record.status in FINAL_EXECUTION_STATES or (
+            record.status is ExecutionStatus.PENDING and verb != "cancel"
+        ):
+            raise InvalidTransition(
+                f"cannot {verb} execution {execution_id}: it is {record.status.value}"
+            )
+        live = await self._load(record)
+        self._live[execution_id] = live
+        return live
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise ExecutionError("the engine is not running (not started, or shutting down)")
+
+    # ------------------------------------------------------------------ validation of a trigger
+
+    @staticmethod
+    def _check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+        issues: list[DefinitionIssue] = []
+        result = dict(inputs)
+        for name, param in spec.inputs.items():
+            if name not in result or result[name] is None:
+                if param.default is not None:
+                    result[name] = param.default
+                elif param.required:
+                    issues.append(
+                        DefinitionIssue(
+                            f"required input '{name}' is missing", field=f"inputs.{name}",
+                            code="missing_input",
+                        )
+                    )
+                continue
+            allowed = _INPUT_TYPES.get(param.type)
+            value = result[name]
+            if allowed and (not isinstance(value, allowed) or
+                            (param.type in ("number", "integer") and isinstance(value, bool))):
+                issues.append(
+                    DefinitionIssue(
+                        f"input '{name}' must be of type {param.type}, "
+                        f"got {type(value).__name__}",
+                        field=f"inputs.{name}",
+                        code="input_type",
+                    )
+                )
+        if issues:
+            raise DefinitionError(issues, source="execution inputs")
+        return result
+
+    @staticmethod
+    def _check_overrides(
+        compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        issues = []
+        for node_id, patch in overrides.items():
+            if node_id not in compiled.plan.index:
+                issues.append(
+                    DefinitionIssue(
+                        f"override names unknown node '{node_id}'", node=node_id,
+                        field="overrides", code="unknown_node",
+                    )
+                )
+            elif not isinstance(patch, dict):
+                issues.append(
+                    DefinitionIssue(
+                        "override must be an object of config keys", node=node_id,
+                        field="overrides", code="invalid_override",
+                    )
+                )
+        if issues:
+            raise DefinitionError(issues, source="node overrides")
+        return overrides
+
+    # ------------------------------------------------------------------ the loop
+
+    def _post(self, execution_id: str, event: Event) -> None:
+        """Event sink for workers and timers (cause: the attempt's dispatch record)."""
+        live = self._live.get(execution_id)
+        cause = None
+        node = getattr(event, "node", None)
+        if live is not None and node is not None:
+            cause = live.queued_event.get(node)
+        self._inbox.append(_Posted(execution_id, event, cause))
+        self._wake.set()
+
+    async def _post_and_wait(self, execution_id: str, event: Event) -> None:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inbox.append(_Posted(execution_id, event, None, ack))
+        self._wake.set()
+        await ack
+
+    async def _run_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inbox:
+                items, self._inbox = self._inbox, []
+                try:
+                    await self._turn(items)
+                except Exception:  # the loop must survive anything a turn raises
+                    logger.exception("engine turn failed")
+                    for item in items:
+                        if item.ack is not None and not item.ack.done():
+                            item.ack.set_exception(
+                                OrchestrionError("engine turn failed; see the log")
+                            )
+
+    async def _turn(self, items: list[_Posted]) -> None:
+        batch = CommitBatch()
+        actions: list[tuple[_Live, Command, str | None]] = []
+        touched: dict[str, list[Record]] = {}
+        for item in items:
+            live = self._live.get(item.execution_id)
+            if live is None:
+                continue  # a late result for an execution that already ended
+            step = live.machine.apply(item.event)
+            self._absorb(live, step, batch, actions, item.cause, touched)
+        if batch:
+            try:
+                await self.store.commit(batch)
+            except StoreError as exc:
+                self._commit_failed(touched, exc, items)
+                return
+        for item in items:
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_result(None)
+        self._notify(touched)
+        await self._act(actions)
+
+    def _absorb(
+        self,
+        live: _Live,
+        step: Step,
+        batch: CommitBatch,
+        actions: list[tuple[_Live, Command, str | None]],
+        cause: str | None,
+        touched: dict[str, list[Record]],
+    ) -> None:
+        if not step.records and not step.commands:
+            return
+        execution_id = live.record.id
+        batch.correlation[execution_id] = live.record.correlation_id
+        records = touched.setdefault(execution_id, [])
+        first: str | None = None
+        for record in step.records:
+            event_id = uuid.uuid4().hex
+            batch.add(execution_id, record, event_id, cause if first is None else first)
+            if first is None:
+                first = event_id
+            records.append(record)
+            if record.has_output and record.node is not None:
+                live.outputs[record.node] = record.output
+            if record.type == "node.queued" and record.node is not None:
+                live.queued_event[record.node] = event_id
+        for command in step.commands:
+            if isinstance(command, ExecutionFinished) and command.status is ExecutionStatus.COMPLETED:
+                batch.results[execution_id] = live.compiled.result_from(live.outputs)
+            actions.append((live, command, first))
+
+    def _commit_failed(
+        self, touched: dict[str, list[Record]], exc: StoreError, items: list[_Posted]
+    ) -> None:
+        """Forget the uncommitted turn: drop the executions and reload them from the store."""
+        logger.error("commit failed, reloading %d execution(s): %s", len(touched), exc)
+        for execution_id in touched:
+            live = self._live.pop(execution_id, None)
+            if live is not None:
+                self._disarm(live)
+                asyncio.get_running_loop().call_later(
+                    1.0, lambda eid=execution_id: asyncio.ensure_future(self._reload(eid))
+                )
+        for item in items:
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_exception(exc)
+
+    async def _reload(self, execution_id: str) -> None:
+        try:
+            record = await self.store.get_execution(execution_id)
+            if record.status in FINAL_EXECUTION_STATES or execution_id in self._live:
+                return
+            live = await self._load(record)
+            self._live[execution_id] = live
+            await self._recover([live])
+        except OrchestrionError:
+            logger.exception("could not reload execution %s", execution_id)
+
+    def _notify(self, touched: dict[str, list[Record]]) -> None:
+        if not self._listeners:
+            return
+        for execution_id, records in touched.items():
+            for listener in list(self._listeners):
+                try:
+                    listener(execution_id, records)
+                except Exception:
+                    logger.exception("record listener failed")
+
+    async def _act(self, actions: list[tuple[_Live, Command, str | None]]) -> None:
+        tasks: list[TaskMessage] = []
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        for live, command, _cause in actions:
+            if isinstance(command, Dispatch):
+                tasks.append(self._task(live, command.node, command.attempt))
+            elif isinstance(command, ScheduleTimer):
+                self._arm_timer(live, command)
+            elif isinstance(command, CancelNode):
+                live.timers.pop((command.node, command.attempt, "retry"), None)
+                await dispatcher.cancel(live.record.id, command.node, command.attempt)
+            elif isinstance(command, RunCompensation):
+                tasks.append(self._compensation_task(live, command.node))
+            elif isinstance(command, ExecutionFinished):
+                self._finish(live, command.status)
+        if tasks:
+            await dispatcher.dispatch(tasks)
+
+    def _task(self, live: _Live, node_id: str, attempt: int) -> TaskMessage:
+        plan = live.compiled.plan
+        i = plan.index[node_id]
+        node = plan.nodes[i]
+        config = node.config
+        patch = live.record.overrides.get(node_id)
+        if patch:
+            config = {**config, **patch}
+        outputs = live.outputs
+        context = {n: outputs[n] for n in live.compiled.context_nodes[i] if n in outputs}
+        return TaskMessage(
+            execution_id=live.record.id,
+            node_id=node_id,
+            attempt=attempt,
+            handler=node.handler,
+            config=config,
+            inputs=live.record.inputs,
+            outputs=context,
+            dependencies=node.dependencies,
+            idempotency_key=f"{live.record.id}:{node_id}:{attempt}",
+            timeout=plan.timeout[i],
+            when=node.when,
+            classification=node.data_classification.value,
+            capabilities=node.capabilities,
+            priority=node.priority,
+        )
+
+    def _compensation_task(self, live: _Live, node_id: str) -> TaskMessage:
+        plan = live.compiled.plan
+        i = plan.index[node_id]
+        node = plan.nodes[i]
+        assert node.compensate is not None
+        outputs = dict(
+            (n, live.outputs[n]) for n in live.compiled.context_nodes[i] if n in live.outputs
+        )
+        if node_id in live.outputs:
+            outputs[node_id] = live.outputs[node_id]
+        attempt = live.machine.nodes[i].attempt
+        return TaskMessage(
+            execution_id=live.record.id,
+            node_id=node_id,
+            attempt=attempt,
+            handler=node.compensate.handler,
+            config=node.compensate.config,
+            inputs=live.record.inputs,
+            outputs=outputs,
+            dependencies=(*node.dependencies, node_id),
+            idempotency_key=f"{live.record.id}:{node_id}:compensate",
+            timeout=node.compensate.timeout,
+            classification=node.data_classification.value,
+            kind="compensate",
+        )
+
+    def _arm_timer(self, live: _Live, command: ScheduleTimer) -> None:
+        key = (command.node, command.attempt, command.kind)
+        old = live.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, command.fire_at - time.time())
+        execution_id = live.record.id
+
+        def fire() -> None:
+            live.timers.pop(key, None)
+            self._post(execution_id, TimerFired(command.node, command.attempt, time.time(),
+                                                command.kind))
+
+        live.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _arm_deadline(self, live: _Live, started_at: float) -> None:
+        timeout = live.compiled.plan.spec.timeout
+        if timeout is None or live.machine.finished:
+            return
+        if live.deadline is not None:
+            live.deadline.cancel()
+        delay = max(0.0, started_at + timeout - time.time())
+        execution_id = live.record.id
+        live.deadline = asyncio.get_running_loop().call_later(
+            delay, lambda: self._post(execution_id, ExecutionTimedOut(time.time()))
+        )
+
+    def _disarm(self, live: _Live) -> None:
+        for handle in live.timers.values():
+            handle.cancel()
+        live.timers.clear()
+        if live.deadline is not None:
+            live.deadline.cancel()
+            live.deadline = None
+
+    def _finish(self, live: _Live, status: ExecutionStatus) -> None:
+        self._disarm(live)
+        self._live.pop(live.record.id, None)
+        if not live.done.done():
+            live.done.set_result(status)
+
+    # ------------------------------------------------------------------ loading and resuming
+
+    def _make_live(
+        self, record: ExecutionRecord, compiled: CompiledWorkflow, outputs: dict[str, Any]
+    ) -> _Live:
+        machine = ExecutionMachine(
+            compiled.plan, record.id, rng=self._rng, status=record.status
+        )
+        done: asyncio.Future[ExecutionStatus] = asyncio.get_running_loop().create_future()
+        return _Live(record, compiled, machine, outputs, done)
+
+    async def _load(self, record: ExecutionRecord) -> _Live:
+        """Rebuild an execution's machine and output cache from the store."""
+        compiled = await self._compiled_for(record.definition_id)
+        runs = await self.store.get_node_runs(record.id)
+        outputs = await self.store.get_outputs(record.id)
+        live = self._make_live(record, compiled, outputs)
+        nodes = {
+            run.node_id: NodeRun(
+                state=run.state,
+                attempt=run.attempt,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                error=run.error,
+                wait_reason=run.wait_reason,
+                wake_at=run.wake_at,
+                compensation=run.compensation,
+            )
+            for run in runs
+        }
+        live.machine.restore(record.status, record.phase, nodes, record.error)
+        return live
+
+    async def _resume_unfinished(self) -> None:
+        lives = []
+        for record in await self.store.unfinished_executions():
+            if record.id in self._live:
+                continue
+            try:
+                live = await self._load(record)
+            except OrchestrionError:
+                logger.exception("cannot resume execution %s", record.id)
+                continue
+            self._live[record.id] = live
+            lives.append(live)
+        if lives:
+            logger.info("resuming %d unfinished execution(s)", len(lives))
+            await self._recover(lives)
+
+    async def _recover(self, lives: list[_Live]) -> None:
+        batch = CommitBatch()
+        actions: list[tuple[_Live, Command, str | None]] = []
+        touched: dict[str, list[Record]] = {}
+        now = time.time()
+        for live in lives:
+            step = live.machine.recover(now)
+            self._absorb(live, step, batch, actions, None, touched)
+        if batch:
+            await self.store.commit(batch)
+        self._notify(touched)
+        for live in lives:
+            if live.record.started_at is not None:
+                self._arm_deadline(live, live.record.started_at)
+        await self._act(actions)
+
+    # ------------------------------------------------------------------ helpers for callers
+
+    async def node_states(self, execution_id: str) -> dict[str, NodeState]:
+        live = self._live.get(execution_id)
+        if live is not None:
+            plan = live.compiled.plan
+            return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
+        runs = await self.store.get_node_runs(execution_id)
+        return {run.node_id: run.state for run in runs}
+

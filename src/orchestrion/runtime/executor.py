@@ -1,0 +1,197 @@
+"""Runs one node attempt: condition, templates, config schema, handler, timeout, classification.
+
+The executor is what a worker is, whether it lives in the engine's process (embedded) or in a
+worker process (scale-out). It turns everything that can happen into one state-machine event
+and never lets an exception escape, except cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrion.core.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    ErrorInfo,
+    Event,
+    NodeFailed,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    NodeWaiting,
+)
+from orchestrion.dispatch.base import EventSink, TaskMessage
+from orchestrion.errors import HandlerNotFound, NodeError
+from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.registry import HandlerRegistry
+from orchestrion.templates import build_context, evaluate_condition, render_value
+
+__all__ = ["NodeExecutor"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_TRACEBACK = 4000
+
+
+class NodeExecutor:
+    """Executes ``TaskMessage``s against a handler registry and reports events to a sink."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        resources: Resources | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.resources = resources or Resources()
+        self.secrets = dict(secrets or {})
+
+    async def execute(self, task: TaskMessage, emit: EventSink) -> None:
+        """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
+        if task.kind == "compensate":
+            emit(task.execution_id, await self._compensate(task))
+            return
+        emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
+        emit(task.execution_id, await self._run(task))
+
+    async def _run(self, task: TaskMessage) -> Event:
+        node, attempt = task.node_id, task.attempt
+        try:
+            context = self._context(task)
+            if task.when and not evaluate_condition(task.when, context):
+                return NodeSkipped(node, attempt, time.time(), "condition_false")
+            output = await self._call(task, context)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
+            return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
+        if isinstance(output, Wait):
+            return NodeWaiting(
+                node, attempt, time.time(), output.reason, output.wake_at, output.data
+            )
+        return NodeSucceeded(node, attempt, time.time(), self._scrub(task, output))
+
+    async def _compensate(self, task: TaskMessage) -> Event:
+        try:
+            output = await self._call(task, self._context(task))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            return CompensationFailed(task.node_id, time.time(), self._classify(task, exc))
+        return CompensationSucceeded(task.node_id, time.time(), self._scrub(task, output))
+
+    def _context(self, task: TaskMessage) -> dict[str, Any]:
+        return build_context(
+            task.inputs,
+            task.outputs,
+            secrets=self.secrets,
+            execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
+        )
+
+    async def _call(self, task: TaskMessage, context: dict[str, Any]) -> Any:
+        spec = self.registry.get(task.handler)
+        raw = task.config
+        if spec.raw_keys:
+            rendered = {
+                key: value if key in spec.raw_keys else render_value(value, context)
+                for key, value in raw.items()
+            }
+        else:
+            rendered = render_value(raw, context)
+        config = spec.config_model.model_validate(rendered) if spec.config_model else rendered
+        deadline = time.time() + task.timeout if task.timeout else None
+        ctx = NodeContext(
+            execution_id=task.execution_id,
+            node_id=task.node_id,
+            attempt=task.attempt,
+            idempotency_key=task.idempotency_key,
+            inputs=task.inputs,
+            outputs=task.outputs,
+            dependencies=task.dependencies,
+            handler=spec.name,
+            resources=self.resources,
+            deadline=deadline,
+            classification=task.classification,
+            wait_result=task.wait_result,
+        )
+        if task.timeout:
+            try:
+                async with asyncio.timeout(task.timeout):
+                    output = await spec.run(ctx, config)
+            except TimeoutError as exc:
+                raise _NodeTimeout(task.timeout) from exc
+        else:
+            output = await spec.run(ctx, config)
+        if not isinstance(output, Wait):
+            _check_serialisable(task.node_id, output)
+        return output
+
+    def _classify(self, task: TaskMessage, exc: BaseException) -> ErrorInfo:
+        kind = type(exc).__name__
+        if isinstance(exc, _NodeTimeout):
+            return ErrorInfo("timeout", str(exc), transient=True, type="TimeoutError")
+        if isinstance(exc, NodeError):
+            return ErrorInfo(exc.category, self._scrub_text(task, str(exc)), exc.transient, kind)
+        if isinstance(exc, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            return ErrorInfo("config", f"invalid config for handler '{task.handler}': {problems}")
+        if isinstance(exc, HandlerNotFound):
+            return ErrorInfo("config", str(exc))
+        tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
+        logger.debug("node %s attempt %s raised %s", task.node_id, task.attempt, kind)
+        return ErrorInfo(
+            "error",
+            self._scrub_text(task, f"{kind}: {exc}"),
+            transient=True,
+            type=kind,
+            traceback=self._scrub_text(task, tb),
+        )
+
+    def _scrub(self, task: TaskMessage, output: Any) -> Any:
+        """Replace secret values a handler echoed back, so they never reach the store."""
+        if not self.secrets or not _mentions_secrets(task):
+            return output
+        text = json.dumps(output)
+        scrubbed = self._scrub_text(task, text)
+        return output if scrubbed == text else json.loads(scrubbed)
+
+    def _scrub_text(self, task: TaskMessage, text: str) -> str:
+        if not self.secrets or not _mentions_secrets(task):
+            return text
+        for value in self.secrets.values():
+            if len(value) >= 4 and value in text:
+                text = text.replace(value, "***")
+        return text
+
+
+class _NodeTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"node timed out after {seconds:g}s")
+
+
+def _mentions_secrets(task: TaskMessage) -> bool:
+    return "secrets" in json.dumps(task.config) if task.config else False
+
+
+def _check_serialisable(node_id: str, output: Any) -> None:
+    if output is None or isinstance(output, str | int | float | bool):
+        return
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as exc:
+        from orchestrion.errors import PermanentNodeError
+
+        raise PermanentNodeError(
+            f"output of node '{node_id}' is not JSON-serialisable: {exc}", category="output"
+        ) from exc

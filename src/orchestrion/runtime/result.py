@@ -1,0 +1,132 @@
+"""What a caller gets back about an execution: its status, result and every node's outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.store.base import ExecutionRecord, NodeRunRecord
+
+__all__ = ["ExecutionResult", "NodeResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """One node's final (or current) state in an execution."""
+
+    node_id: str
+    state: NodeState
+    attempt: int
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    wait_reason: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "output": self.output,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "wait_reason": self.wait_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """An execution as seen from outside: ``ok`` when it completed."""
+
+    execution_id: str
+    workflow: str
+    version: str
+    status: ExecutionStatus
+    result: Any
+    error: dict[str, Any] | None
+    nodes: dict[str, NodeResult] = field(default_factory=dict)
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ExecutionStatus.COMPLETED
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return {
+            node_id: node.output
+            for node_id, node in self.nodes.items()
+            if node.state in (NodeState.COMPLETED, NodeState.COMPENSATED)
+        }
+
+    @classmethod
+    def build(
+        cls,
+        execution: ExecutionRecord,
+        workflow: str,
+        version: str,
+        runs: list[NodeRunRecord],
+        order: tuple[str, ...] = (),
+    ) -> ExecutionResult:
+        by_id = {run.node_id: run for run in runs}
+        ids = list(order) + [r.node_id for r in runs if r.node_id not in set(order)]
+        nodes = {}
+        for node_id in ids:
+            run = by_id.get(node_id)
+            if run is None:
+                nodes[node_id] = NodeResult(node_id, NodeState.PENDING, 0)
+                continue
+            nodes[node_id] = NodeResult(
+                node_id,
+                run.state,
+                run.attempt,
+                run.output,
+                run.error,
+                run.started_at,
+                run.finished_at,
+                run.wait_reason,
+            )
+        return cls(
+            execution_id=execution.id,
+            workflow=workflow,
+            version=version,
+            status=execution.status,
+            result=execution.result,
+            error=execution.error,
+            nodes=nodes,
+            created_at=execution.created_at,
+            started_at=execution.started_at,
+            finished_at=execution.finished_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "status": self.status.value,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
+        }

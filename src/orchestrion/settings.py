@@ -1,0 +1,92 @@
+"""Configuration: one pydantic-settings class, ``ORCHESTRION_`` environment variables and ``.env``.
+
+Nothing is required for embedded use. Values are validated when read, and a bad one stops the
+process with a message naming the variable (``load_settings`` turns pydantic's error into a
+``ConfigurationError``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrion.errors import ConfigurationError
+
+__all__ = ["Settings", "load_secrets", "load_settings"]
+
+SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
+
+
+class Settings(BaseSettings):
+    """Every knob of an Orchestrion process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRION_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="sqlite:///orchestrion.db",
+        description="sqlite:///path (embedded, default ./orchestrion.db), memory://, "
+        "or postgresql://... (scale-out)",
+    )
+    concurrency: int = Field(default=64, ge=1, le=100_000, description="node attempts at once")
+    secrets_file: Path | None = Field(
+        default=None, description="KEY=VALUE file of secrets for {{ secrets.KEY }}"
+    )
+    shutdown_grace: float = Field(default=10.0, ge=0, description="seconds to drain on stop")
+    http_timeout: float = Field(default=30.0, gt=0)
+    http_max_connections: int = Field(default=100, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``; raise ``ConfigurationError`` if bad."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORCHESTRION_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from exc
+
+
+@lru_cache(maxsize=8)
+def _read_secrets_file(path: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read secrets file {path}: {exc.strerror}") from exc
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"secrets file {path}, line {number}: expected KEY=VALUE")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def load_secrets(settings: Settings) -> dict[str, str]:
+    """Secrets for templates: ``ORCHESTRION_SECRET_<NAME>`` variables, then the secrets file.
+
+    Only prefixed variables are exposed, so a workflow cannot read arbitrary process
+    environment (a database password, say) through ``{{ secrets.X }}``.
+    """
+    secrets = {
+        key[len(SECRET_ENV_PREFIX) :]: value
+        for key, value in os.environ.items()
+        if key.startswith(SECRET_ENV_PREFIX) and len(key) > len(SECRET_ENV_PREFIX)
+    }
+    if settings.secrets_file is not None:
+        for key, value in _read_secrets_file(str(settings.secrets_file)).items():
+            secrets.setdefault(key, value)
+    return secrets
