@@ -621,6 +621,7 @@ class ExecutionMachine:
         if self.status is ExecutionStatus.PENDING:
             return
         if self._failed_count:
+            self._summarise_failure()
             if self.plan.spec.on_failure == "compensate":
                 self._begin_compensation(at, resume=False)
                 return
@@ -657,15 +658,20 @@ class ExecutionMachine:
         else:
             self._finish_failed(at)
 
+    def _summarise_failure(self) -> None:
+        """Name the failed nodes (before compensation turns them into ``compensated``)."""
+        if self.error is not None:
+            return
+        failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
+        first = self.nodes[self.plan.index[failed[0]]].error if failed else None
+        message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
+        if first:
+            message += f" ({failed[0]}: {first.get('message', '')})"
+        self.error = {"category": "node_failed", "message": message, "nodes": failed}
+
     def _finish_failed(self, at: float) -> None:
         self.status = ExecutionStatus.FAILED
-        if self.error is None:
-            failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
-            first = self.nodes[self.plan.index[failed[0]]].error if failed else None
-            message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
-            if first:
-                message += f" ({failed[0]}: {first.get('message', '')})"
-            self.error = {"category": "node_failed", "message": message, "nodes": failed}
+        self._summarise_failure()
         self._record_execution("execution.failed", at, data={"error": self.error})
         self._step.commands.append(ExecutionFinished(self.status))
 

@@ -1,0 +1,326 @@
+"""The embedded engine end to end, on the in-memory store and on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import DefinitionError, InvalidTransition, PermanentNodeError
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+from orchestrion.runtime.engine import Engine
+
+CALLS: dict[str, int] = {}
+SWITCHES: dict[str, bool] = {}
+
+
+@function("t_count", replace=True)
+def t_count(ctx: NodeContext, value: Any = None) -> Any:
+    CALLS[ctx.node_id] = CALLS.get(ctx.node_id, 0) + 1
+    return value
+
+
+@function("t_fail_unless", replace=True)
+def t_fail_unless(ctx: NodeContext, switch: str, transient: bool = False) -> dict[str, Any]:
+    CALLS[ctx.node_id] = CALLS.get(ctx.node_id, 0) + 1
+    if not SWITCHES.get(switch):
+        if transient:
+            raise ConnectionError(f"{switch} is off")
+        raise PermanentNodeError(f"{switch} is off")
+    return {"ok": True}
+
+
+@function("t_sleep", replace=True)
+async def t_sleep(ctx: NodeContext, seconds: float) -> str:
+    CALLS[ctx.node_id] = CALLS.get(ctx.node_id, 0) + 1
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@function("t_undo", replace=True)
+def t_undo(ctx: NodeContext) -> dict[str, str]:
+    CALLS[f"undo:{ctx.node_id}"] = CALLS.get(f"undo:{ctx.node_id}", 0) + 1
+    return {"undone": ctx.node_id}
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    CALLS.clear()
+    SWITCHES.clear()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'o.db'}"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[Engine]:
+    async with Engine(database_url) as engine:
+        yield engine
+
+
+def py(node_id: str, function_name: str, deps: list[str] | None = None, **params: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "handler": "python",
+        "dependencies": deps or [],
+        "config": {"function": function_name, "params": params},
+    }
+
+
+def flow(*nodes: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": extra.pop("name", "t"), "dag": {"nodes": list(nodes)}, **extra}
+
+
+async def test_data_flows_through_templates_with_native_types(engine: Engine) -> None:
+    definition = flow(
+        {"id": "input", "handler": "input"},
+        {"id": "a", "handler": "noop", "dependencies": ["input"],
+         "config": {"value": {"items": [1, 2, 3], "who": "{{ input.user }}"}}},
+        {"id": "b", "handler": "noop", "dependencies": ["a"],
+         "config": {"value": "{{ a.output['items'] }}"}},
+        {"id": "c", "handler": "noop", "dependencies": ["a"],
+         "config": {"value": "hello {{ a.output.who }} x{{ a.output['items'] | length }}"}},
+        {"id": "output", "handler": "output", "dependencies": ["b", "c"]},
+    )
+    result = await engine.run(definition, {"user": "ada"})
+    assert result.status is ExecutionStatus.COMPLETED
+    assert result.result == {"b": [1, 2, 3], "c": "hello ada x3"}
+    assert result.nodes["input"].output == {"user": "ada"}
+
+
+async def test_reference_000_fault_scenario_compensates_and_isolates(engine: Engine) -> None:
+    definition = flow(
+        py("A", "t_count", value=1),
+        {**py("B", "t_fail_unless", ["A"], switch="b"), "compensate": "t_undo",
+         "retry": {"max_attempts": 1}},
+        py("C", "t_count", ["B"]),
+        py("D", "t_count"),  # independent branch carries on
+    )
+    result = await engine.run(definition)
+    assert result.status is ExecutionStatus.FAILED
+    states = {n: r.state for n, r in result.nodes.items()}
+    assert states == {
+        "A": NodeState.COMPLETED,
+        "B": NodeState.COMPENSATED,
+        "C": NodeState.SKIPPED,
+        "D": NodeState.COMPLETED,
+    }
+    assert "C" not in CALLS
+    assert CALLS["undo:B"] == 1
+    assert result.error is not None and "B" in result.error["message"]
+    events = await engine.store.list_events(result.execution_id)
+    types = [e.type for e in events]
+    assert "execution.compensating" in types and "node.compensated" in types
+    assert types[-1] == "execution.failed"
+
+
+async def test_saga_compensates_in_reverse_topological_order(engine: Engine) -> None:
+    definition = flow(
+        {**py("a", "t_count"), "compensate": "t_undo"},
+        {**py("b", "t_count", ["a"]), "compensate": "t_undo"},
+        {**py("c", "t_fail_unless", ["b"], switch="c"), "retry": {"max_attempts": 1}},
+    )
+    result = await engine.run(definition)
+    assert result.status is ExecutionStatus.FAILED
+    events = await engine.store.list_events(result.execution_id, types=["node.compensated"])
+    assert [e.node_id for e in events] == ["b", "a"]
+
+
+async def test_transient_failures_are_retried_with_backoff(engine: Engine) -> None:
+    definition = flow(
+        {"id": "f", "handler": "python",
+         "config": {"function": "flaky", "params": {"failures": 2, "value": "done"}},
+         "retry": {"max_attempts": 3, "initial_delay": "10ms", "max_delay": "50ms"}},
+    )
+    result = await engine.run(definition)
+    assert result.ok, result.error
+    assert result.nodes["f"].attempt == 3
+    retries = await engine.store.list_events(result.execution_id, types=["node.retry_scheduled"])
+    assert len(retries) == 2
+    assert all(e.data and 0 <= e.data["delay"] <= 0.05 for e in retries)
+
+
+async def test_retries_run_out_with_a_clear_error(engine: Engine) -> None:
+    definition = flow(
+        {**py("x", "t_fail_unless", switch="x", transient=True),
+         "retry": {"max_attempts": 2, "initial_delay": 0.01}},
+    )
+    result = await engine.run(definition)
+    assert result.status is ExecutionStatus.FAILED
+    node = result.nodes["x"]
+    assert node.state is NodeState.FAILED and node.attempt == 2
+    assert node.error is not None and "x is off" in node.error["message"]
+    assert CALLS["x"] == 2
+
+
+async def test_permanent_errors_are_not_retried(engine: Engine) -> None:
+    result = await engine.run(flow({**py("p", "t_fail_unless", switch="p"),
+                                    "retry": {"max_attempts": 5, "initial_delay": 0.01}}))
+    assert result.status is ExecutionStatus.FAILED
+    assert CALLS["p"] == 1
+
+
+async def test_node_timeout_fails_the_attempt(engine: Engine) -> None:
+    definition = flow({**py("slow", "t_sleep", seconds=5), "timeout": "50ms",
+                       "retry": {"max_attempts": 1}})
+    result = await engine.run(definition, timeout=10)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.nodes["slow"].error is not None
+    assert result.nodes["slow"].error["category"] == "timeout"
+
+
+async def test_workflow_timeout_fails_the_execution(engine: Engine) -> None:
+    definition = flow(py("slow", "t_sleep", seconds=5), py("after", "t_count", ["slow"]),
+                      timeout="100ms")
+    result = await engine.run(definition, timeout=10)
+    assert result.status is ExecutionStatus.FAILED
+    assert result.error is not None and result.error["category"] == "timeout"
+    assert result.nodes["after"].state is NodeState.SKIPPED
+
+
+async def test_cancel_stops_running_nodes(engine: Engine) -> None:
+    record = await engine.start_execution(
+        flow(py("slow", "t_sleep", seconds=5), py("after", "t_count", ["slow"]))
+    )
+    await asyncio.sleep(0.05)
+    await engine.cancel(record.id)
+    result = await engine.wait(record.id, timeout=5)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.nodes["slow"].state is NodeState.CANCELLED
+    assert result.nodes["after"].state is NodeState.CANCELLED
+    with pytest.raises(InvalidTransition):
+        await engine.cancel(record.id)
+
+
+async def test_retry_runs_failed_nodes_again_and_keeps_completed_ones(engine: Engine) -> None:
+    definition = flow(
+        py("first", "t_count", value=1),
+        {**py("flip", "t_fail_unless", ["first"], switch="flip"), "retry": {"max_attempts": 1}},
+        py("last", "t_count", ["flip"]),
+    )
+    failed = await engine.run(definition)
+    assert failed.status is ExecutionStatus.FAILED
+    SWITCHES["flip"] = True
+    await engine.retry(failed.execution_id)
+    result = await engine.wait(failed.execution_id, timeout=5)
+    assert result.ok
+    assert CALLS == {"first": 1, "flip": 2, "last": 1}
+    assert result.nodes["flip"].attempt == 2
+
+
+async def test_idempotency_key_returns_the_same_execution(engine: Engine) -> None:
+    definition = flow(py("once", "t_count"))
+    one = await engine.start_execution(definition, idempotency_key="k-1")
+    two = await engine.start_execution(definition, idempotency_key="k-1")
+    assert one.id == two.id
+    await engine.wait(one.id, timeout=5)
+    assert CALLS["once"] == 1
+
+
+async def test_two_step_submit_then_trigger_with_inputs_and_overrides(engine: Engine) -> None:
+    definition = await engine.submit(
+        flow(
+            {"id": "input", "handler": "input"},
+            {"id": "say", "handler": "noop", "dependencies": ["input"],
+             "config": {"value": "hi {{ input.name }}"}},
+        )
+    )
+    record, created = await engine.create_execution(definition.id)
+    assert created and record.status is ExecutionStatus.PENDING
+    await engine.trigger(record.id, {"name": "bo"},
+                         {"say": {"value": "bye {{ input.name }}"}})
+    result = await engine.wait(record.id, timeout=5)
+    assert result.nodes["say"].output == "bye bo"
+    with pytest.raises(InvalidTransition):
+        await engine.trigger(record.id)
+
+
+async def test_required_inputs_and_unknown_override_nodes_are_rejected(engine: Engine) -> None:
+    definition = await engine.submit(
+        {"name": "needs", "inputs": {"who": {"type": "string", "required": True}},
+         "dag": {"nodes": [{"id": "n", "handler": "noop"}]}}
+    )
+    record, _ = await engine.create_execution(definition.id)
+    with pytest.raises(DefinitionError, match="required input 'who'"):
+        await engine.trigger(record.id, {})
+    with pytest.raises(DefinitionError, match="unknown node 'ghost'"):
+        await engine.trigger(record.id, {"who": "x"}, {"ghost": {}})
+    with pytest.raises(DefinitionError, match="must be of type string"):
+        await engine.trigger(record.id, {"who": 5})
+
+
+async def test_definitions_are_versioned_by_content(engine: Engine) -> None:
+    first = await engine.submit(flow(py("a", "t_count"), name="versioned"))
+    again = await engine.submit(flow(py("a", "t_count"), name="versioned"))
+    changed = await engine.submit(flow(py("b", "t_count"), name="versioned"))
+    assert first.id == again.id and first.version == "1"
+    assert changed.version == "2"
+
+
+async def test_pause_holds_new_nodes_until_resume(engine: Engine) -> None:
+    record = await engine.start_execution(
+        flow(py("slow", "t_sleep", seconds=0.2), py("next", "t_count", ["slow"]))
+    )
+    await engine.pause(record.id)
+    await asyncio.sleep(0.4)
+    assert (await engine.node_states(record.id))["next"] is NodeState.PENDING
+    assert (await engine.result(record.id)).status is ExecutionStatus.PAUSED
+    await engine.resume(record.id)
+    result = await engine.wait(record.id, timeout=5)
+    assert result.ok and CALLS["next"] == 1
+
+
+async def test_trigger_rules_and_when_conditions(engine: Engine) -> None:
+    definition = flow(
+        {**py("bad", "t_fail_unless", switch="bad"), "retry": {"max_attempts": 1}},
+        py("good", "t_count", value=1),
+        {**py("cleanup", "t_count", ["bad", "good"]), "trigger_rule": "all_done"},
+        {**py("on_error", "t_count", ["bad"]), "trigger_rule": "one_failed"},
+        {**py("skipped_by_when", "t_count", ["good"]), "when": "{{ good.output == 2 }}"},
+        {**py("runs_by_when", "t_count", ["good"]), "when": "good.output == 1"},
+    )
+    result = await engine.run(definition)
+    states = {n: r.state for n, r in result.nodes.items()}
+    assert states["cleanup"] is NodeState.COMPLETED
+    assert states["on_error"] is NodeState.COMPLETED
+    assert states["skipped_by_when"] is NodeState.SKIPPED
+    assert states["runs_by_when"] is NodeState.COMPLETED
+    assert result.status is ExecutionStatus.FAILED
+
+
+async def test_events_carry_correlation_and_causation(engine: Engine) -> None:
+    result = await engine.run(flow(py("a", "t_count"), py("b", "t_count", ["a"])))
+    events = await engine.store.list_events(result.execution_id)
+    assert all(e.correlation_id == result.execution_id for e in events)
+    by_id = {e.id: e for e in events}
+    queued_b = next(e for e in events if e.type == "node.queued" and e.node_id == "b")
+    assert queued_b.causation_id is not None
+    assert by_id[queued_b.causation_id].type == "node.completed"
+    assert by_id[queued_b.causation_id].node_id == "a"
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs)
+
+
+async def test_restart_resumes_unfinished_executions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    definition = flow(py("quick", "t_count", value=1),
+                      py("slow", "t_sleep", ["quick"], seconds=0.3),
+                      py("end", "t_count", ["slow"]))
+    async with Engine(url) as first:
+        record = await first.start_execution(definition)
+        while (await first.node_states(record.id))["slow"] is not NodeState.RUNNING:
+            await asyncio.sleep(0.01)
+        await first.stop(grace=0)  # the slow node is cut off mid-run
+    assert CALLS == {"quick": 1, "slow": 1}
+    async with Engine(url) as second:
+        result = await second.wait(record.id, timeout=5)
+    assert result.ok
+    assert CALLS == {"quick": 1, "slow": 2, "end": 1}
+    assert result.nodes["slow"].attempt == 1  # same attempt, same idempotency key
