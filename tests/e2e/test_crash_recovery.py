@@ -95,21 +95,26 @@ def test_kill_9_mid_run_then_resume_completes_without_rerunning_completed_nodes(
     states = _node_states(db)
     assert len(states) == 50 and set(states.values()) == {"completed"}
 
-    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
-                     if line.startswith("start"))
+    starts = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("start")
+    )
     for node in completed_before:
         assert starts[node] == 1, f"{node} completed before the kill but ran {starts[node]} times"
     assert set(starts) == set(states)
     # Nodes cut off mid-run ran again with the same attempt, hence the same idempotency key.
-    keys = Counter(line.split()[3] for line in log.read_text().splitlines()
-                   if line.startswith("end"))
+    keys = Counter(
+        line.split()[3] for line in log.read_text().splitlines() if line.startswith("end")
+    )
     assert len(keys) == 50
 
 
 def test_resume_with_nothing_to_do_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "resume", "--db", str(tmp_path / "empty.db")],
-        env=_env(), capture_output=True, text=True, timeout=60,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "nothing to resume" in result.stdout

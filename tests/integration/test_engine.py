@@ -65,7 +65,9 @@ async def engine(database_url: str) -> AsyncIterator[Engine]:
         yield engine
 
 
-def py(node_id: str, function_name: str, deps: list[str] | None = None, **params: Any) -> dict[str, Any]:
+def py(
+    node_id: str, function_name: str, deps: list[str] | None = None, **params: Any
+) -> dict[str, Any]:
     return {
         "id": node_id,
         "handler": "python",
@@ -81,12 +83,24 @@ def flow(*nodes: dict[str, Any], **extra: Any) -> dict[str, Any]:
 async def test_data_flows_through_templates_with_native_types(engine: Engine) -> None:
     definition = flow(
         {"id": "input", "handler": "input"},
-        {"id": "a", "handler": "noop", "dependencies": ["input"],
-         "config": {"value": {"items": [1, 2, 3], "who": "{{ input.user }}"}}},
-        {"id": "b", "handler": "noop", "dependencies": ["a"],
-         "config": {"value": "{{ a.output['items'] }}"}},
-        {"id": "c", "handler": "noop", "dependencies": ["a"],
-         "config": {"value": "hello {{ a.output.who }} x{{ a.output['items'] | length }}"}},
+        {
+            "id": "a",
+            "handler": "noop",
+            "dependencies": ["input"],
+            "config": {"value": {"items": [1, 2, 3], "who": "{{ input.user }}"}},
+        },
+        {
+            "id": "b",
+            "handler": "noop",
+            "dependencies": ["a"],
+            "config": {"value": "{{ a.output['items'] }}"},
+        },
+        {
+            "id": "c",
+            "handler": "noop",
+            "dependencies": ["a"],
+            "config": {"value": "hello {{ a.output.who }} x{{ a.output['items'] | length }}"},
+        },
         {"id": "output", "handler": "output", "dependencies": ["b", "c"]},
     )
     result = await engine.run(definition, {"user": "ada"})
@@ -98,8 +112,11 @@ async def test_data_flows_through_templates_with_native_types(engine: Engine) ->
 async def test_reference_000_fault_scenario_compensates_and_isolates(engine: Engine) -> None:
     definition = flow(
         py("A", "t_count", value=1),
-        {**py("B", "t_fail_unless", ["A"], switch="b"), "compensate": "t_undo",
-         "retry": {"max_attempts": 1}},
+        {
+            **py("B", "t_fail_unless", ["A"], switch="b"),
+            "compensate": "t_undo",
+            "retry": {"max_attempts": 1},
+        },
         py("C", "t_count", ["B"]),
         py("D", "t_count"),  # independent branch carries on
     )
@@ -135,9 +152,12 @@ async def test_saga_compensates_in_reverse_topological_order(engine: Engine) -> 
 
 async def test_transient_failures_are_retried_with_backoff(engine: Engine) -> None:
     definition = flow(
-        {"id": "f", "handler": "python",
-         "config": {"function": "flaky", "params": {"failures": 2, "value": "done"}},
-         "retry": {"max_attempts": 3, "initial_delay": "10ms", "max_delay": "50ms"}},
+        {
+            "id": "f",
+            "handler": "python",
+            "config": {"function": "flaky", "params": {"failures": 2, "value": "done"}},
+            "retry": {"max_attempts": 3, "initial_delay": "10ms", "max_delay": "50ms"},
+        },
     )
     result = await engine.run(definition)
     assert result.ok, result.error
@@ -149,8 +169,10 @@ async def test_transient_failures_are_retried_with_backoff(engine: Engine) -> No
 
 async def test_retries_run_out_with_a_clear_error(engine: Engine) -> None:
     definition = flow(
-        {**py("x", "t_fail_unless", switch="x", transient=True),
-         "retry": {"max_attempts": 2, "initial_delay": 0.01}},
+        {
+            **py("x", "t_fail_unless", switch="x", transient=True),
+            "retry": {"max_attempts": 2, "initial_delay": 0.01},
+        },
     )
     result = await engine.run(definition)
     assert result.status is ExecutionStatus.FAILED
@@ -161,15 +183,22 @@ async def test_retries_run_out_with_a_clear_error(engine: Engine) -> None:
 
 
 async def test_permanent_errors_are_not_retried(engine: Engine) -> None:
-    result = await engine.run(flow({**py("p", "t_fail_unless", switch="p"),
-                                    "retry": {"max_attempts": 5, "initial_delay": 0.01}}))
+    result = await engine.run(
+        flow(
+            {
+                **py("p", "t_fail_unless", switch="p"),
+                "retry": {"max_attempts": 5, "initial_delay": 0.01},
+            }
+        )
+    )
     assert result.status is ExecutionStatus.FAILED
     assert CALLS["p"] == 1
 
 
 async def test_node_timeout_fails_the_attempt(engine: Engine) -> None:
-    definition = flow({**py("slow", "t_sleep", seconds=5), "timeout": "50ms",
-                       "retry": {"max_attempts": 1}})
+    definition = flow(
+        {**py("slow", "t_sleep", seconds=5), "timeout": "50ms", "retry": {"max_attempts": 1}}
+    )
     result = await engine.run(definition, timeout=10)
     assert result.status is ExecutionStatus.FAILED
     assert result.nodes["slow"].error is not None
@@ -177,8 +206,9 @@ async def test_node_timeout_fails_the_attempt(engine: Engine) -> None:
 
 
 async def test_workflow_timeout_fails_the_execution(engine: Engine) -> None:
-    definition = flow(py("slow", "t_sleep", seconds=5), py("after", "t_count", ["slow"]),
-                      timeout="100ms")
+    definition = flow(
+        py("slow", "t_sleep", seconds=5), py("after", "t_count", ["slow"]), timeout="100ms"
+    )
     result = await engine.run(definition, timeout=10)
     assert result.status is ExecutionStatus.FAILED
     assert result.error is not None and result.error["category"] == "timeout"
@@ -228,14 +258,17 @@ async def test_two_step_submit_then_trigger_with_inputs_and_overrides(engine: En
     definition = await engine.submit(
         flow(
             {"id": "input", "handler": "input"},
-            {"id": "say", "handler": "noop", "dependencies": ["input"],
-             "config": {"value": "hi {{ input.name }}"}},
+            {
+                "id": "say",
+                "handler": "noop",
+                "dependencies": ["input"],
+                "config": {"value": "hi {{ input.name }}"},
+            },
         )
     )
     record, created = await engine.create_execution(definition.id)
     assert created and record.status is ExecutionStatus.PENDING
-    await engine.trigger(record.id, {"name": "bo"},
-                         {"say": {"value": "bye {{ input.name }}"}})
+    await engine.trigger(record.id, {"name": "bo"}, {"say": {"value": "bye {{ input.name }}"}})
     result = await engine.wait(record.id, timeout=5)
     assert result.nodes["say"].output == "bye bo"
     with pytest.raises(InvalidTransition):
@@ -244,8 +277,11 @@ async def test_two_step_submit_then_trigger_with_inputs_and_overrides(engine: En
 
 async def test_required_inputs_and_unknown_override_nodes_are_rejected(engine: Engine) -> None:
     definition = await engine.submit(
-        {"name": "needs", "inputs": {"who": {"type": "string", "required": True}},
-         "dag": {"nodes": [{"id": "n", "handler": "noop"}]}}
+        {
+            "name": "needs",
+            "inputs": {"who": {"type": "string", "required": True}},
+            "dag": {"nodes": [{"id": "n", "handler": "noop"}]},
+        }
     )
     record, _ = await engine.create_execution(definition.id)
     with pytest.raises(DefinitionError, match="required input 'who'"):
@@ -310,9 +346,11 @@ async def test_events_carry_correlation_and_causation(engine: Engine) -> None:
 
 async def test_restart_resumes_unfinished_executions(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'resume.db'}"
-    definition = flow(py("quick", "t_count", value=1),
-                      py("slow", "t_sleep", ["quick"], seconds=0.3),
-                      py("end", "t_count", ["slow"]))
+    definition = flow(
+        py("quick", "t_count", value=1),
+        py("slow", "t_sleep", ["quick"], seconds=0.3),
+        py("end", "t_count", ["slow"]),
+    )
     async with Engine(url) as first:
         record = await first.start_execution(definition)
         while (await first.node_states(record.id))["slow"] is not NodeState.RUNNING:

@@ -44,12 +44,12 @@ def _when(ts: float | None) -> str:
 
 def render_result(console: Console, result: ExecutionResult) -> None:
     """The node table, then the status line and the workflow's result."""
-    table = Table(title=f"{result.workflow} v{result.version}", title_justify="left")
+    table = Table(title=f"{result.workflow} v{result.version}", title_justify="left", expand=True)
     table.add_column("node")
     table.add_column("state")
     table.add_column("attempts", justify="right")
     table.add_column("time", justify="right")
-    table.add_column("output / error", overflow="fold")
+    table.add_column("output / error", overflow="ellipsis", no_wrap=True, ratio=1)
     nodes = list(result.nodes.values())
     for node in nodes[:_MAX_ROWS]:
         symbol, style = STATE_STYLE[node.state]
@@ -73,8 +73,11 @@ def render_result(console: Console, result: ExecutionResult) -> None:
     took = f" in {result.duration:.3f}s" if result.duration is not None else ""
     console.print(
         Text.assemble(
-            ("execution ", ""), (result.execution_id, "bold"), (" ", ""),
-            (result.status.value, style), (took, ""),
+            ("execution ", ""),
+            (result.execution_id, "bold"),
+            (" ", ""),
+            (result.status.value, style),
+            (took, ""),
         )
     )
     if result.error:
@@ -94,8 +97,11 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         status = ExecutionStatus(row["status"])
         table.add_row(
-            row["id"], row["workflow"], row["version"],
+            row["id"],
+            row["workflow"],
+            row["version"],
             Text(status.value, style=_STATUS_STYLE.get(status, "")),
-            _when(row["created_at"]), _when(row["finished_at"]),
+            _when(row["created_at"]),
+            _when(row["finished_at"]),
         )
     console.print(table)

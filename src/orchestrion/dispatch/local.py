@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from orchestrion.dispatch.base import EventSink, TaskMessage
@@ -42,7 +43,10 @@ class LocalDispatcher:
                 continue  # the same attempt is already in flight here
             job = asyncio.create_task(self._run(task), name=f"node:{task.node_id}")
             self._tasks[key] = job
-            job.add_done_callback(lambda _t, k=key: self._tasks.pop(k, None))
+            job.add_done_callback(functools.partial(self._forget, key))
+
+    def _forget(self, key: tuple[str, str, int, str], _job: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
 
     async def _run(self, task: TaskMessage) -> None:
         sink = self._sink

@@ -139,6 +139,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._listeners: list[RecordListener] = []
+        self._background: set[asyncio.Future[None]] = set()
         self._resources = Resources()
         self._accepting = False
         self._started = False
@@ -484,19 +485,21 @@ class Engine:
                 elif param.required:
                     issues.append(
                         DefinitionIssue(
-                            f"required input '{name}' is missing", field=f"inputs.{name}",
+                            f"required input '{name}' is missing",
+                            field=f"inputs.{name}",
                             code="missing_input",
                         )
                     )
                 continue
             allowed = _INPUT_TYPES.get(param.type)
             value = result[name]
-            if allowed and (not isinstance(value, allowed) or
-                            (param.type in ("number", "integer") and isinstance(value, bool))):
+            if allowed and (
+                not isinstance(value, allowed)
+                or (param.type in ("number", "integer") and isinstance(value, bool))
+            ):
                 issues.append(
                     DefinitionIssue(
-                        f"input '{name}' must be of type {param.type}, "
-                        f"got {type(value).__name__}",
+                        f"input '{name}' must be of type {param.type}, got {type(value).__name__}",
                         field=f"inputs.{name}",
                         code="input_type",
                     )
@@ -514,15 +517,19 @@ class Engine:
             if node_id not in compiled.plan.index:
                 issues.append(
                     DefinitionIssue(
-                        f"override names unknown node '{node_id}'", node=node_id,
-                        field="overrides", code="unknown_node",
+                        f"override names unknown node '{node_id}'",
+                        node=node_id,
+                        field="overrides",
+                        code="unknown_node",
                     )
                 )
             elif not isinstance(patch, dict):
                 issues.append(
                     DefinitionIssue(
-                        "override must be an object of config keys", node=node_id,
-                        field="overrides", code="invalid_override",
+                        "override must be an object of config keys",
+                        node=node_id,
+                        field="overrides",
+                        code="invalid_override",
                     )
                 )
         if issues:
@@ -611,7 +618,10 @@ class Engine:
             if record.type == "node.queued" and record.node is not None:
                 live.queued_event[record.node] = event_id
         for command in step.commands:
-            if isinstance(command, ExecutionFinished) and command.status is ExecutionStatus.COMPLETED:
+            if (
+                isinstance(command, ExecutionFinished)
+                and command.status is ExecutionStatus.COMPLETED
+            ):
                 batch.results[execution_id] = live.compiled.result_from(live.outputs)
             actions.append((live, command, first))
 
@@ -624,12 +634,15 @@ class Engine:
             live = self._live.pop(execution_id, None)
             if live is not None:
                 self._disarm(live)
-                asyncio.get_running_loop().call_later(
-                    1.0, lambda eid=execution_id: asyncio.ensure_future(self._reload(eid))
-                )
+                asyncio.get_running_loop().call_later(1.0, self._schedule_reload, execution_id)
         for item in items:
             if item.ack is not None and not item.ack.done():
                 item.ack.set_exception(exc)
+
+    def _schedule_reload(self, execution_id: str) -> None:
+        task = asyncio.ensure_future(self._reload(execution_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _reload(self, execution_id: str) -> None:
         try:
@@ -734,8 +747,9 @@ class Engine:
 
         def fire() -> None:
             live.timers.pop(key, None)
-            self._post(execution_id, TimerFired(command.node, command.attempt, time.time(),
-                                                command.kind))
+            self._post(
+                execution_id, TimerFired(command.node, command.attempt, time.time(), command.kind)
+            )
 
         live.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
 
@@ -770,9 +784,7 @@ class Engine:
     def _make_live(
         self, record: ExecutionRecord, compiled: CompiledWorkflow, outputs: dict[str, Any]
     ) -> _Live:
-        machine = ExecutionMachine(
-            compiled.plan, record.id, rng=self._rng, status=record.status
-        )
+        machine = ExecutionMachine(compiled.plan, record.id, rng=self._rng, status=record.status)
         done: asyncio.Future[ExecutionStatus] = asyncio.get_running_loop().create_future()
         return _Live(record, compiled, machine, outputs, done)
 
@@ -839,4 +851,3 @@ class Engine:
             return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
         runs = await self.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
-

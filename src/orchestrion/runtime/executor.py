@@ -71,7 +71,7 @@ class NodeExecutor:
             output = await self._call(task, context)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
+        except BaseException as exc:
             return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
         if isinstance(output, Wait):
             return NodeWaiting(
@@ -84,7 +84,7 @@ class NodeExecutor:
             output = await self._call(task, self._context(task))
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             return CompensationFailed(task.node_id, time.time(), self._classify(task, exc))
         return CompensationSucceeded(task.node_id, time.time(), self._scrub(task, output))
 

@@ -1,0 +1,388 @@
+"""The ``http`` handler (alias ``call_external_service``): one real HTTP request with httpx.
+
+Failures are classified for the retry policy: connection problems, timeouts, 5xx, 408 and 429
+are transient; other 4xx, bad URLs and unparseable bodies are permanent. Proxies come from the
+standard ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` variables (``trust_env=True``).
+
+Every request, and every redirect hop, first passes the optional URL guard found in
+``ctx.resources.extra["url_guard"]`` (an ``async (url) -> None`` that raises to block); the
+governance layer installs its SSRF guard there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "SPEC",
+    "URL_GUARD_KEY",
+    "HttpConfig",
+    "UrlGuard",
+    "build_http_client",
+    "display_url",
+    "get_url_guard",
+    "run_http",
+    "status_error",
+    "transport_error",
+]
+
+logger = logging.getLogger(__name__)
+
+URL_GUARD_KEY = "url_guard"
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+MAX_REDIRECTS = 20
+USER_AGENT = "orchestrion/0.1"
+_EXCERPT_CHARS = 300
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+
+UrlGuard = Callable[[str], Awaitable[None]]
+QueryValue = str | int | float | bool | None | list[str | int | float | bool]
+
+
+def build_http_client(
+    *,
+    timeout: float = 30.0,
+    max_connections: int = 100,
+    max_keepalive_connections: int | None = None,
+    trust_env: bool = True,
+    verify: bool | str = True,
+    user_agent: str = USER_AGENT,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` fit to share between node attempts of one process.
+
+    The runtime builds one from its settings (``timeout=settings.http_timeout,
+    max_connections=settings.http_max_connections``) and puts it in ``Resources.http``.
+    Proxy variables are read here, when the client is built, not per request.
+    """
+    keepalive = max_keepalive_connections
+    if keepalive is None:
+        keepalive = min(max_connections, 20)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=keepalive,
+            keepalive_expiry=30.0,
+        ),
+        trust_env=trust_env,
+        verify=verify,
+        # Redirects are followed by the handler, hop by hop, so the URL guard sees each one.
+        follow_redirects=False,
+        headers={"User-Agent": user_agent},
+    )
+
+
+class HttpConfig(BaseModel):
+    """Config of the ``http`` handler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str | int | float] = Field(default_factory=dict)
+    query: dict[str, QueryValue] = Field(default_factory=dict)
+    params: dict[str, QueryValue] = Field(default_factory=dict)  # same as query
+    json_: Any = Field(default=None, alias="json")
+    body: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    expected_status: list[int] | None = None
+    follow_redirects: bool = True
+    parse: Literal["auto", "json", "text"] = "auto"
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip()
+        # An unrendered template (definition checked before it runs) is checked after rendering.
+        if "{{" in value:
+            return value
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"invalid URL '{value}': {exc}") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"url must be an absolute http:// or https:// URL, got '{value}'")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _check_method(cls, value: str) -> str:
+        method = value.strip().upper()
+        if method not in _METHODS:
+            allowed = ", ".join(sorted(_METHODS))
+            raise ValueError(f"unsupported method '{value}' (allowed: {allowed})")
+        return method
+
+    @field_validator("expected_status")
+    @classmethod
+    def _check_statuses(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            bad = [code for code in value if not 100 <= code <= 599]
+            if bad:
+                raise ValueError(f"not HTTP status codes: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_exclusive(self) -> HttpConfig:
+        if self.query and self.params:
+            raise ValueError("give either 'query' or 'params', not both")
+        if self.json_ is not None and self.body is not None:
+            raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+    def status_ok(self, status: int) -> bool:
+        """Default: 2xx, and 3xx too when redirects are not followed (the caller wants them)."""
+        if self.expected_status is not None:
+            return status in self.expected_status
+        if 200 <= status < 300:
+            return True
+        return not self.follow_redirects and 300 <= status < 400
+
+
+def get_url_guard(ctx: NodeContext) -> UrlGuard | None:
+    """The SSRF guard hook: installed by governance, ``None`` when nothing restricts URLs."""
+    guard = ctx.resources.extra.get(URL_GUARD_KEY)
+    return guard if callable(guard) else None
+
+
+def display_url(url: httpx.URL | str) -> str:
+    """The URL for messages: credentials in the userinfo part are dropped."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except httpx.InvalidURL:
+        return str(url)
+    return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else str(parsed)
+
+
+def _log_url(url: httpx.URL) -> str:
+    # Logs are not scrubbed of secrets by the runtime, and query strings often carry tokens.
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
+
+
+def _cause(exc: BaseException) -> str:
+    text = _ERRNO_PREFIX.sub("", str(exc)).strip()
+    return text or type(exc).__name__
+
+
+def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeError:
+    """Turn an httpx error (or ``httpx.InvalidURL``) into a classified node error."""
+    where = f"{method} {display_url(url)} failed"
+    cause = _cause(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        what = {
+            httpx.ConnectTimeout: "timed out connecting",
+            httpx.ReadTimeout: "timed out waiting for the response",
+            httpx.WriteTimeout: "timed out sending the request",
+            httpx.PoolTimeout: "timed out waiting for a free connection",
+        }.get(type(exc), "timed out")
+        return TransientNodeError(f"{where}: {what}", category="timeout")
+    if isinstance(exc, httpx.ConnectError):
+        if "CERTIFICATE_VERIFY_FAILED" in cause:
+            # A bad certificate stays bad: retrying only delays the failure.
+            return PermanentNodeError(f"{where}: TLS verification failed ({cause})", category="tls")
+        return TransientNodeError(f"{where}: could not connect ({cause})", category="connection")
+    if isinstance(exc, httpx.ProxyError):
+        return TransientNodeError(f"{where}: proxy error ({cause})", category="connection")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return TransientNodeError(
+            f"{where}: the server broke the connection ({cause})", category="connection"
+        )
+    if isinstance(exc, httpx.NetworkError):
+        return TransientNodeError(f"{where}: network error ({cause})", category="connection")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+        return PermanentNodeError(f"{where}: invalid request ({cause})", category="config")
+    if isinstance(exc, httpx.DecodingError):
+        return PermanentNodeError(
+            f"{where}: could not decode the response ({cause})", category="response"
+        )
+    if isinstance(exc, httpx.TooManyRedirects):
+        return PermanentNodeError(f"{where}: {cause}", category="redirects")
+    return TransientNodeError(f"{where}: {type(exc).__name__} ({cause})", category="connection")
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare enough to leave to the retry policy
+
+
+def status_error(
+    method: str, url: httpx.URL | str, response: httpx.Response, body: bytes
+) -> NodeError:
+    """The node error for a response whose status the node did not expect."""
+    status = response.status_code
+    excerpt = body[:_EXCERPT_CHARS].decode("utf-8", "replace").strip()
+    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+    message = f"{method} {display_url(url)} returned {status}{reason}"
+    if excerpt:
+        message += f": {excerpt}"
+    details: dict[str, Any] = {"status_code": status, "body_excerpt": excerpt}
+    retry_after = _retry_after(response.headers)
+    if retry_after is not None:
+        details["retry_after"] = retry_after
+    if status == 429:
+        return TransientNodeError(message, category="rate_limited", details=details)
+    if status == 408:
+        return TransientNodeError(message, category="timeout", details=details)
+    if status >= 500:
+        return TransientNodeError(message, category="http_5xx", details=details)
+    if status >= 400:
+        return PermanentNodeError(message, category="http_4xx", details=details)
+    return PermanentNodeError(message, category="unexpected_status", details=details)
+
+
+def _too_large(method: str, url: httpx.URL, limit: int) -> PermanentNodeError:
+    return PermanentNodeError(
+        f"{method} {display_url(url)} failed: response larger than {limit} bytes "
+        "(raise max_response_bytes to accept it)",
+        category="response_too_large",
+    )
+
+
+async def _read_limited(method: str, response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(method, response.url, limit)
+    chunks: list[bytes] = []
+    size = 0
+    # Counted after content decoding, so a small gzip bomb cannot exhaust memory either.
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(method, response.url, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _parse_body(
+    method: str, response: httpx.Response, body: bytes, mode: Literal["auto", "json", "text"]
+) -> Any:
+    text = body.decode(response.encoding or "utf-8", "replace")
+    if mode == "text":
+        return text
+    if mode == "json" or _is_json_type(response.headers.get("content-type", "")):
+        if not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if mode == "json":
+                raise PermanentNodeError(
+                    f"{method} {display_url(response.url)} returned a body that is not JSON: {exc}",
+                    category="response",
+                ) from exc
+            # A server that labels text as JSON should not fail a node that did not ask for JSON.
+            return text
+    return text
+
+
+def _build_request(
+    client: httpx.AsyncClient, ctx: NodeContext, config: HttpConfig
+) -> httpx.Request:
+    headers = {key: str(value) for key, value in config.headers.items()}
+    if not any(key.lower() == "idempotency-key" for key in headers):
+        headers["Idempotency-Key"] = ctx.idempotency_key
+    query = config.query or config.params
+    try:
+        return client.build_request(
+            config.method,
+            config.url,
+            headers=headers,
+            params=query or None,
+            json=config.json_,
+            content=config.body.encode("utf-8") if config.body is not None else None,
+            timeout=httpx.Timeout(config.timeout),
+        )
+    except (httpx.InvalidURL, UnicodeEncodeError, TypeError, ValueError) as exc:
+        raise PermanentNodeError(
+            f"{config.method} {display_url(config.url)} failed: invalid request ({_cause(exc)})",
+            category="config",
+        ) from exc
+
+
+async def _exchange(
+    client: httpx.AsyncClient, ctx: NodeContext, config: HttpConfig
+) -> tuple[httpx.Response, bytes]:
+    request = _build_request(client, ctx, config)
+    guard = get_url_guard(ctx)
+    for _hop in range(MAX_REDIRECTS + 1):
+        if guard is not None:
+            await guard(str(request.url))
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise transport_error(config.method, request.url, exc) from exc
+        try:
+            if config.follow_redirects and response.next_request is not None:
+                request = response.next_request
+                continue
+            body = await _read_limited(config.method, response, config.max_response_bytes)
+            return response, body
+        except httpx.HTTPError as exc:
+            raise transport_error(config.method, request.url, exc) from exc
+        finally:
+            await response.aclose()
+    raise PermanentNodeError(
+        f"{config.method} {display_url(config.url)} failed: more than {MAX_REDIRECTS} redirects",
+        category="redirects",
+    )
+
+
+async def run_http(ctx: NodeContext, config: HttpConfig) -> dict[str, Any]:
+    """Send the request; return status, headers, parsed body, final URL and elapsed time."""
+    started = time.perf_counter()
+    if ctx.resources.http is not None:
+        response, body = await _exchange(ctx.resources.http, ctx, config)
+    else:
+        async with build_http_client(timeout=config.timeout) as client:
+            response, body = await _exchange(client, ctx, config)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    logger.debug(
+        "%s %s -> %s in %.1f ms",
+        config.method,
+        _log_url(response.url),
+        response.status_code,
+        elapsed_ms,
+    )
+    if not config.status_ok(response.status_code):
+        raise status_error(config.method, response.url, response, body)
+    data = _parse_body(config.method, response, body, config.parse)
+    return {
+        "status_code": response.status_code,
+        "headers": dict(response.headers.items()),
+        "data": data,
+        "response": data,  # reference 001 templates read `.output.response`, 003 `.output.data`
+        "url": display_url(response.url),
+        "elapsed_ms": elapsed_ms,
+    }
+
+
+SPEC = HandlerSpec(
+    name="http",
+    run=run_http,
+    config_model=HttpConfig,
+    aliases=("call_external_service",),
+    description="HTTP request with httpx: method, url, headers, query, json or body; "
+    "JSON responses parsed; connection errors, timeouts, 429 and 5xx retried.",
+)

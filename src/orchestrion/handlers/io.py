@@ -1,0 +1,104 @@
+"""The ``input``, ``output`` and ``noop`` handlers: where data enters and leaves a workflow.
+
+``input`` hands the execution's input params (over config defaults) to its dependents;
+``output`` gathers its dependencies' outputs into the workflow result; ``noop`` returns a
+fixed value, optionally after a sleep, for tests, demos and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.errors import PermanentNodeError
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+
+__all__ = [
+    "INPUT_SPEC",
+    "NOOP_SPEC",
+    "OUTPUT_SPEC",
+    "InputConfig",
+    "NoopConfig",
+    "OutputConfig",
+    "run_input",
+    "run_noop",
+    "run_output",
+]
+
+
+class InputConfig(BaseModel):
+    """Config of ``input``: default values for params and the params that must be given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+
+
+class OutputConfig(BaseModel):
+    """Config of ``output``: an explicit ``value`` replaces the aggregated dependency outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any = None
+
+
+class NoopConfig(BaseModel):
+    """Config of ``noop``: the value to return and how long to sleep first; other keys ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: Any = None
+    sleep: float = Field(default=0.0, ge=0)
+
+
+async def run_input(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
+    """The execution's input params merged over ``defaults``; missing required ones fail."""
+    merged = {**config.defaults, **ctx.inputs}
+    missing = [name for name in config.required if name not in merged]
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        raise PermanentNodeError(
+            f"missing required input param{'s' if len(missing) > 1 else ''}: {names}",
+            category="input",
+            details={"missing": missing},
+        )
+    return merged
+
+
+async def run_output(ctx: NodeContext, config: OutputConfig) -> Any:
+    """``{dependency_id: its output}``, or ``config.value`` when the node sets one."""
+    # ``value: null`` given on purpose is a value; only an absent key means "aggregate".
+    if "value" in config.model_fields_set:
+        return config.value
+    # A dependency skipped under a permissive trigger rule has no output: it shows as None.
+    return {dep: ctx.outputs.get(dep) for dep in ctx.dependencies}
+
+
+async def run_noop(ctx: NodeContext, config: NoopConfig) -> Any:
+    """Sleep ``config.sleep`` seconds, then return ``config.value``."""
+    if config.sleep > 0:
+        await asyncio.sleep(config.sleep)
+    return config.value
+
+
+INPUT_SPEC = HandlerSpec(
+    name="input",
+    run=run_input,
+    config_model=InputConfig,
+    description="Entry point: the execution's input params over config defaults.",
+)
+OUTPUT_SPEC = HandlerSpec(
+    name="output",
+    run=run_output,
+    config_model=OutputConfig,
+    description="Exit point: aggregates the outputs of its dependencies (or returns `value`).",
+)
+NOOP_SPEC = HandlerSpec(
+    name="noop",
+    run=run_noop,
+    config_model=NoopConfig,
+    description="Does nothing: returns `value`, optionally after `sleep` seconds.",
+)

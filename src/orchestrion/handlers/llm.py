@@ -1,0 +1,318 @@
+"""The ``llm`` handler (aliases ``llm_service``, ``call_llm_service``): one chat completion.
+
+Providers: ``openai`` speaks the OpenAI-compatible ``POST {base_url}/chat/completions`` API
+(OpenAI, Azure-style gateways, vLLM, Ollama, LiteLLM...); ``offline`` answers deterministically
+without any network, so demos and tests need no key; ``auto`` picks ``openai`` when the API key
+variable is set, else ``offline``.
+
+The key is read from the environment variable named by ``api_key_env`` at call time; it is
+never logged and is scrubbed from error messages.
+
+Governance hooks in ``ctx.resources.extra``: ``llm_guard`` (``async (model, messages) -> None``,
+raises to block: model allowlist, prompt-injection checks) runs before any provider;
+``url_guard`` (see the ``http`` handler) checks the provider URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrion.errors import NodeError, PermanentNodeError
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.http import (
+    build_http_client,
+    display_url,
+    get_url_guard,
+    status_error,
+    transport_error,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "LLM_GUARD_KEY",
+    "SPEC",
+    "LlmConfig",
+    "LlmGuard",
+    "Message",
+    "offline_completion",
+    "run_llm",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+LLM_GUARD_KEY = "llm_guard"
+_PROMPT_SHOWN = 200
+_EXCERPT_CHARS = 300
+
+LlmGuard = Callable[[str, list[dict[str, str]]], Awaitable[None]]
+
+
+def _default_model() -> str:
+    return os.environ.get("ORCHESTRION_LLM_MODEL") or DEFAULT_MODEL
+
+
+def _default_base_url() -> str:
+    return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class LlmConfig(BaseModel):
+    """Config of the ``llm`` handler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    system: str | None = None
+    model: str = Field(default_factory=_default_model, min_length=1)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=1000, ge=1)
+    provider: Literal["auto", "openai", "offline"] = "auto"
+    base_url: str = Field(default_factory=_default_base_url)
+    # Restricted to *API_KEY / *_TOKEN names so that a workflow cannot send an arbitrary
+    # environment variable (a database password, say) to a base_url of its choosing.
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$")
+    timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _stringify_prompt(cls, value: Any) -> Any:
+        # A prompt that is exactly one template keeps its native type (a dict, a list):
+        # the model reads it as JSON.
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False, default=str)
+
+    @model_validator(mode="after")
+    def _check_prompt(self) -> LlmConfig:
+        if self.prompt is None and not self.messages:
+            raise ValueError("either 'prompt' or 'messages' is required")
+        return self
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        """System message, then ``messages``, then ``prompt`` as the last user message."""
+        chat: list[dict[str, str]] = []
+        if self.system:
+            chat.append({"role": "system", "content": self.system})
+        chat.extend(message.model_dump() for message in self.messages or [])
+        if self.prompt is not None:
+            chat.append({"role": "user", "content": self.prompt})
+        return chat
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _last_user_text(messages: list[dict[str, str]]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message["content"]
+    return messages[-1]["content"] if messages else ""
+
+
+def offline_completion(
+    model: str, messages: list[dict[str, str]], max_tokens: int
+) -> dict[str, Any]:
+    """A deterministic stand-in answer: same messages and model, same text and confidence."""
+    prompt = _last_user_text(messages)
+    shown = prompt if len(prompt) <= _PROMPT_SHOWN else prompt[:_PROMPT_SHOWN] + "..."
+    text = f"LLM generated a summary for the prompt '{shown}'"
+    finish_reason = "stop"
+    words = text.split(" ")
+    if len(words) > max_tokens:
+        text, finish_reason = " ".join(words[:max_tokens]), "length"
+    seed = json.dumps([model, messages], sort_keys=True, ensure_ascii=False).encode("utf-8")
+    fraction = int.from_bytes(hashlib.sha256(seed).digest()[:4], "big") / 0xFFFFFFFF
+    prompt_tokens = sum(_words(message["content"]) for message in messages)
+    completion_tokens = _words(text)
+    return {
+        "text": text,
+        "model": model,
+        "finish_reason": finish_reason,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "confidence": round(0.80 + 0.19 * fraction, 4),
+    }
+
+
+def _scrub(text: str, key: str) -> str:
+    return text.replace(key, "***") if key else text
+
+
+def _confidence(logprobs: Any) -> float | None:
+    """exp(mean token logprob), when the provider returned logprobs."""
+    if not isinstance(logprobs, dict):
+        return None
+    tokens = logprobs.get("content")
+    if not isinstance(tokens, list):
+        return None
+    values = [t["logprob"] for t in tokens if isinstance(t, dict) and "logprob" in t]
+    numbers = [float(v) for v in values if isinstance(v, int | float)]
+    if not numbers:
+        return None
+    return round(math.exp(sum(numbers) / len(numbers)), 4)
+
+
+def _parse_completion(data: Any, config: LlmConfig) -> dict[str, Any]:
+    choice = data["choices"][0]
+    text = choice["message"].get("content") or ""
+    if not isinstance(text, str):
+        raise TypeError("message content is not a string")
+    usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
+    return {
+        "text": text,
+        "model": data.get("model") or config.model,
+        "finish_reason": choice.get("finish_reason"),
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": int(usage.get("total_tokens") or prompt_tokens + completion_tokens),
+        },
+        "confidence": _confidence(choice.get("logprobs")),
+    }
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    config: LlmConfig,
+) -> tuple[httpx.Response, bytes]:
+    try:
+        response = await client.post(
+            url,
+            json=payload,
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout),
+            follow_redirects=False,  # never carry the bearer key to another location
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error("POST", url, exc) from exc
+    return response, response.content
+
+
+def _without_key(error: NodeError, key: str) -> NodeError:
+    scrubbed = _scrub(str(error), key)
+    if scrubbed == str(error):
+        return error
+    details = error.details
+    if isinstance(details, dict) and isinstance(details.get("body_excerpt"), str):
+        details = {**details, "body_excerpt": _scrub(details["body_excerpt"], key)}
+    return type(error)(scrubbed, category=error.category, details=details)
+
+
+async def _openai_completion(
+    ctx: NodeContext, config: LlmConfig, messages: list[dict[str, str]]
+) -> dict[str, Any]:
+    key = os.environ.get(config.api_key_env, "")
+    if not key:
+        raise PermanentNodeError(
+            f"llm provider 'openai' needs an API key in the environment variable "
+            f"{config.api_key_env}",
+            category="config",
+        )
+    url = config.base_url.rstrip("/") + "/chat/completions"
+    guard = get_url_guard(ctx)
+    if guard is not None:
+        await guard(url)
+    payload = {
+        "model": config.model,
+        "messages": messages,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+    }
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": ctx.idempotency_key}
+    try:
+        if ctx.resources.http is not None:
+            response, body = await _post(ctx.resources.http, url, payload, headers, config)
+        else:
+            async with build_http_client(timeout=config.timeout) as client:
+                response, body = await _post(client, url, payload, headers, config)
+        if response.status_code >= 300:
+            raise status_error("POST", url, response, body)
+    except NodeError as exc:
+        # Some providers echo (part of) a rejected key back in the error body.
+        raise _without_key(exc, key) from None
+    try:
+        return _parse_completion(response.json(), config)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise PermanentNodeError(
+            f"POST {display_url(url)} returned an unexpected chat completion body "
+            f"({type(exc).__name__}: {_scrub(str(exc), key)})",
+            category="bad_response",
+        ) from None
+
+
+def _provider(config: LlmConfig) -> Literal["openai", "offline"]:
+    if config.provider != "auto":
+        return config.provider
+    return "openai" if os.environ.get(config.api_key_env) else "offline"
+
+
+async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any]:
+    """Run the completion and return text (also as ``response`` and ``result``) and metadata."""
+    messages = config.chat_messages()
+    guard = ctx.resources.extra.get(LLM_GUARD_KEY)
+    if callable(guard):
+        await guard(config.model, messages)
+    provider = _provider(config)
+    if provider == "offline":
+        result = offline_completion(config.model, messages, config.max_tokens)
+    else:
+        result = await _openai_completion(ctx, config, messages)
+    logger.debug(
+        "llm %s/%s for node %s: %s tokens, finish %s",
+        provider,
+        result["model"],
+        ctx.node_id,
+        result["usage"]["total_tokens"],
+        result["finish_reason"],
+    )
+    text = result["text"]
+    return {
+        "text": text,
+        "response": text,  # reference 001 reads `.output.response`
+        "result": text,  # reference 003 reads `.output.result`
+        "model": result["model"],
+        "provider": provider,
+        "usage": result["usage"],
+        "finish_reason": result["finish_reason"],
+        "confidence": result["confidence"],
+    }
+
+
+SPEC = HandlerSpec(
+    name="llm",
+    run=run_llm,
+    config_model=LlmConfig,
+    aliases=("llm_service", "call_llm_service"),
+    description="Chat completion: OpenAI-compatible API (key from the environment) or a "
+    "deterministic offline provider for demos and tests.",
+)

@@ -1,0 +1,335 @@
+"""The ``python`` handler: call a registered function or an importable dotted path.
+
+Register a function with the decorator, then name it in a node's config::
+
+    from orchestrion.handlers.python import function
+
+    @function()                      # or @function("custom_name")
+    def clean(rows: list[dict], ctx: NodeContext) -> dict: ...
+
+    {"handler": "python", "config": {"function": "clean", "params": {"rows": [...]}}}
+
+Names resolve through the registry first, then as ``pkg.mod:func`` or ``pkg.mod.func``. Params
+are passed as keyword arguments; a parameter named ``ctx`` or ``context`` receives the
+``NodeContext``. Sync functions run in a worker thread, async ones on the event loop.
+
+Governance hook: ``ctx.resources.extra["python_allowlist"]`` (or ``python_allowlist`` in the
+pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
+allows all. Registered functions are always allowed: registering needs code in the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from orchestrion.errors import PermanentNodeError, PolicyViolation
+from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+
+__all__ = [
+    "ALLOWLIST_KEY",
+    "SPEC",
+    "FunctionRegistry",
+    "PythonConfig",
+    "UnresolvableFunction",
+    "function",
+    "function_registry",
+    "resolve_function",
+    "run_python",
+]
+
+logger = logging.getLogger(__name__)
+
+ALLOWLIST_KEY = "python_allowlist"
+_CONTEXT_PARAMS = ("ctx", "context")
+_IDENT = r"[A-Za-z_]\w*"
+_DOTTED = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?$")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UnresolvableFunction(ValueError):
+    """A function name that is neither registered nor importable."""
+
+
+class FunctionRegistry:
+    """Python functions callable from workflows by name.
+
+    Built-in example functions are registered as ``builtin``: a user function of the same
+    name replaces them silently, while two user functions with one name are an error.
+    """
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._builtin: set[str] = set()
+        self._lock = threading.Lock()
+
+    def register(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        replace: bool = False,
+        builtin: bool = False,
+    ) -> None:
+        """Register ``func`` under ``name``; a clash with another user function raises."""
+        if not callable(func):
+            raise TypeError(f"cannot register {func!r} as python function '{name}': not callable")
+        with self._lock:
+            existing = self._functions.get(name)
+            if existing is not None and existing is not func:
+                if builtin and name not in self._builtin:
+                    return  # the user's function keeps the name
+                if not builtin and not replace and name not in self._builtin:
+                    raise ValueError(
+                        f"python function '{name}' is already registered "
+                        f"({_describe(existing)}); pass replace=True to override it"
+                    )
+            self._functions[name] = func
+            if builtin:
+                self._builtin.add(name)
+            else:
+                self._builtin.discard(name)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error if unknown)."""
+        with self._lock:
+            self._functions.pop(name, None)
+            self._builtin.discard(name)
+
+    def get(self, name: str) -> Callable[..., Any] | None:
+        return self._functions.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+
+function_registry = FunctionRegistry()
+
+
+@overload
+def function(name: F, *, replace: bool = False) -> F: ...
+@overload
+def function(name: str | None = None, *, replace: bool = False) -> Callable[[F], F]: ...
+def function(name: str | F | None = None, *, replace: bool = False) -> F | Callable[[F], F]:
+    """Decorator registering a function for the ``python`` handler (name defaults to __name__).
+
+    Usable bare (``@function``) or called (``@function()``, ``@function("name")``).
+    """
+    if callable(name):
+        function_registry.register(name.__name__, name, replace=replace)
+        return name
+
+    def decorate(func: F) -> F:
+        function_registry.register(name or func.__name__, func, replace=replace)
+        return func
+
+    return decorate
+
+
+def _describe(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", "?")
+    return f"{module}.{getattr(func, '__qualname__', repr(func))}"
+
+
+_examples_loaded = False
+
+
+def _load_examples() -> None:
+    # Imported lazily: examples use this module's registry, and config validation may run
+    # before anyone asked for the built-in handler list.
+    global _examples_loaded
+    if not _examples_loaded:
+        importlib.import_module("orchestrion.handlers.examples")
+        _examples_loaded = True
+
+
+def _unknown(name: str, why: str = "") -> UnresolvableFunction:
+    extra = f" ({why})" if why else ""
+    return UnresolvableFunction(
+        f"unknown function '{name}': not registered and not an importable dotted path{extra}"
+    )
+
+
+def _split(name: str) -> list[tuple[str, str]]:
+    """Candidate (module, attribute path) pairs for a dotted name, longest module first."""
+    if ":" in name:
+        module, attrs = name.split(":", 1)
+        return [(module, attrs)]
+    parts = name.split(".")
+    return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _check_allowlist(name: str, module: str, attrs: str, allowlist: Collection[str]) -> None:
+    allowed = {name, f"{module}:{attrs}", f"{module}.{attrs}"}
+    for entry in allowlist:
+        if entry in allowed or module == entry or module.startswith(entry + "."):
+            return
+    raise PolicyViolation(
+        f"python function '{name}' is not allowed: module '{module}' is not in the allowlist",
+        category="policy_violation",
+    )
+
+
+def _import_module(name: str, module: str) -> Any | None:
+    """The module, or None when it (not one of its own imports) does not exist."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == module or module.startswith(missing + "."):
+            return None
+        raise _unknown(name, f"importing '{module}' failed: {exc}") from exc
+    except Exception as exc:
+        # Whatever the module raised while importing, the name cannot be resolved.
+        raise _unknown(name, f"importing '{module}' failed: {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_function(name: str, allowlist: Collection[str] | None = None) -> Callable[..., Any]:
+    """The callable for ``name``: registered first, then imported (after the allowlist check).
+
+    Raises ``UnresolvableFunction`` (a ValueError) or ``PolicyViolation``.
+    """
+    _load_examples()
+    found = function_registry.get(name)
+    if found is not None:
+        return found
+    if not _DOTTED.match(name) or ("." not in name and ":" not in name):
+        raise _unknown(name)
+    for module_name, attrs in _split(name):
+        if allowlist is not None:
+            _check_allowlist(name, module_name, attrs, allowlist)
+        module = _import_module(name, module_name)
+        if module is None:
+            continue
+        target: Any = module
+        for attr in attrs.split("."):
+            if not hasattr(target, attr):
+                raise _unknown(name, f"'{module_name}' has no attribute '{attrs}'")
+            target = getattr(target, attr)
+        if not callable(target):
+            raise _unknown(name, f"'{name}' is not callable")
+        return target  # type: ignore[no-any-return]
+    raise _unknown(name)
+
+
+class PythonConfig(BaseModel):
+    """Config of the ``python`` handler: the function to call and its keyword params."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _check_function(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if "{{" in value:
+            return value  # an unrendered template: resolved when the node runs
+        allowlist = None
+        if isinstance(info.context, Mapping):
+            allowlist = info.context.get(ALLOWLIST_KEY)
+        try:
+            resolve_function(value, allowlist)
+        except PolicyViolation as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
+def _context_param(func: Callable[..., Any], sig: inspect.Signature | None) -> str | None:
+    if sig is None:
+        return None
+    for name in _CONTEXT_PARAMS:
+        param = sig.parameters.get(name)
+        if param is not None and param.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        ):
+            return name
+    return None
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # some builtins have none; the call itself will complain
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    call = getattr(func, "__call__", None)  # noqa: B004 - async callable objects count too
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+
+
+def _check_json(name: str, value: Any) -> None:
+    offending: list[str] = []
+
+    def reject(obj: Any) -> Any:
+        offending.append(type(obj).__name__)
+        raise TypeError(type(obj).__name__)
+
+    try:
+        json.dumps(value, default=reject, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        what = f"a value of type '{offending[0]}'" if offending else f"an invalid value ({exc})"
+        raise PermanentNodeError(
+            f"function '{name}' returned {what}, which is not JSON-serialisable",
+            category="output",
+        ) from exc
+
+
+async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
+    """Resolve, call with ``params`` (and ctx if asked for), return the JSON-able result."""
+    name = config.function
+    allowlist = ctx.resources.extra.get(ALLOWLIST_KEY)
+    try:
+        func = resolve_function(name, allowlist)
+    except UnresolvableFunction as exc:
+        raise PermanentNodeError(str(exc), category="config") from exc
+    kwargs = dict(config.params)
+    sig = _signature(func)
+    ctx_param = _context_param(func, sig)
+    # A param of that name given in the config is the user's value, not the context.
+    if ctx_param is not None and ctx_param not in kwargs:
+        kwargs[ctx_param] = ctx
+    if sig is not None:
+        try:
+            sig.bind(**kwargs)
+        except TypeError as exc:
+            raise PermanentNodeError(
+                f"function '{name}' does not accept the given params: {exc}", category="config"
+            ) from exc
+    logger.debug("calling python function %s for node %s", name, ctx.node_id)
+    if _is_async(func):
+        result = await func(**kwargs)
+    else:
+        # A thread keeps a slow or blocking function from stalling every other node.
+        result = await asyncio.to_thread(func, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+    if isinstance(result, Wait):
+        return result
+    _check_json(name, result)
+    return result
+
+
+SPEC = HandlerSpec(
+    name="python",
+    run=run_python,
+    config_model=PythonConfig,
+    description="Calls a registered Python function or a dotted path (pkg.mod:func) with "
+    "keyword params; sync functions run in a worker thread.",
+)

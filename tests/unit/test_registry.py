@@ -1,0 +1,107 @@
+"""The handler registry with the built-in handlers, aliases, clashes and entry points."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.errors import HandlerNotFound
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.builtin import builtin_specs
+from orchestrion.handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, default_registry
+
+
+async def _run(ctx: NodeContext, config: Any) -> Any:
+    return None
+
+
+def test_builtin_names_and_aliases_resolve() -> None:
+    registry = HandlerRegistry(builtin_specs())
+    expected = {
+        "input": "input",
+        "output": "output",
+        "noop": "noop",
+        "http": "http",
+        "call_external_service": "http",
+        "llm": "llm",
+        "llm_service": "llm",
+        "call_llm_service": "llm",
+        "python": "python",
+        "policy_analyzer": "policy_analyzer",
+        "gap_assessment": "gap_assessment",
+        "risk_calculator": "risk_calculator",
+        "implementation_planner": "implementation_planner",
+        "report_generator": "report_generator",
+    }
+    for name, canonical in expected.items():
+        assert registry.canonical_name(name) == canonical
+    for spec in registry.specs():
+        assert spec.config_model is not None, spec.name
+        assert spec.description, spec.name
+
+
+def test_default_registry_has_builtins() -> None:
+    registry = default_registry()
+    assert registry.get("call_external_service").name == "http"
+    assert "python" in registry
+
+
+def test_builtin_specs_register_example_functions() -> None:
+    from orchestrion.handlers.python import function_registry
+
+    builtin_specs()
+    for name in ("validate_schema", "clean_dataframe", "transform_data", "rollback_finalize"):
+        assert name in function_registry
+
+
+def test_unknown_handler_lists_known_names() -> None:
+    registry = HandlerRegistry(builtin_specs())
+    with pytest.raises(HandlerNotFound, match=r"unknown handler 'nope'.*call_external_service"):
+        registry.get("nope")
+
+
+def test_alias_clash_is_an_error() -> None:
+    registry = HandlerRegistry(builtin_specs())
+    with pytest.raises(ValueError, match="'llm_service' is already registered by 'llm'"):
+        registry.register(HandlerSpec(name="my_llm", run=_run, aliases=("llm_service",)))
+    with pytest.raises(ValueError, match="'http' is already registered"):
+        registry.register(HandlerSpec(name="http", run=_run))
+    registry.register(HandlerSpec(name="http", run=_run), replace=True)
+    assert registry.get("http").run is _run
+
+
+def _fake_distribution(root: Path, entry_points: str) -> None:
+    (root / "t_orch_plugin.py").write_text(
+        "from orchestrion.handlers.base import HandlerSpec\n"
+        "async def run(ctx, config):\n"
+        "    return 'plugged'\n"
+        "spec = HandlerSpec(name='t_plugged', run=run, aliases=('t_plugged_alias',))\n"
+        "def many():\n"
+        "    return [HandlerSpec(name='t_many_a', run=run),\n"
+        "            HandlerSpec(name='t_many_b', run=run)]\n"
+    )
+    info = root / "t_orch_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: t-orch-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entry_points}")
+
+
+def test_entry_points_from_an_installed_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "plugged = t_orch_plugin:spec\n"
+        "many = t_orch_plugin:many\n"
+        "broken = t_orch_plugin_missing_module:spec\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = HandlerRegistry(builtin_specs())
+    with caplog.at_level(logging.ERROR, logger="orchestrion.handlers.registry"):
+        loaded = registry.load_entry_points()
+    assert {"t_plugged", "t_many_a", "t_many_b"} <= set(loaded)
+    assert registry.canonical_name("t_plugged_alias") == "t_plugged"
+    assert "broken" in caplog.text  # reported and skipped, the rest still loads
