@@ -156,7 +156,9 @@ class Store(Protocol):
     async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
         """The given version, or the newest one. Raises ``ExecutionNotFound`` when absent."""
 
-    async def find_definition_by_hash(self, name: str, content_hash: str) -> DefinitionRecord | None: ...
+    async def find_definition_by_hash(
+        self, name: str, content_hash: str
+    ) -> DefinitionRecord | None: ...
 
     async def list_definitions(
         self, name: str | None = None, limit: int = 100, offset: int = 0

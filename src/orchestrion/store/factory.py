@@ -1,0 +1,34 @@
+"""``open_store``: pick the store adapter from a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.store.base import Store
+from orchestrion.store.memory import MemoryStore
+from orchestrion.store.sqlite import SQLiteStore, url_to_sqlite_path
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str) -> Store:
+    """The (unopened) store for ``url``.
+
+    ``memory://`` keeps everything in this process; ``sqlite:///path.db`` (or a bare file
+    path) is the embedded store; ``postgresql://`` is reserved for scale-out mode.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return SQLiteStore(Path(url).expanduser())
+    scheme = scheme.lower()
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "sqlite":
+        return SQLiteStore(Path(url_to_sqlite_path(url)).expanduser())
+    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        raise ConfigurationError("PostgreSQL store arrives with scale-out mode (issue #5)")
+    raise ConfigurationError(
+        f"unsupported database URL scheme '{scheme}://'"
+        " (use sqlite:///path.db, a file path or memory://)"
+    )

@@ -1,0 +1,318 @@
+"""``MemoryStore``: the whole store in dictionaries, for tests and throw-away runs.
+
+Same semantics as the SQL stores (idempotency keys, definition versioning, atomic commits,
+cursor pagination) and the same behavioural test suite. Records handed out are copies, so a
+caller cannot change the store by mutating them; the values inside them (inputs, outputs) are
+shared, as they are JSON-like and treated as read-only by the engine.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any, cast
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.store import rules
+from orchestrion.store.base import (
+    CommitBatch,
+    DefinitionRecord,
+    EventRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    NodeRunRecord,
+)
+
+__all__ = ["MemoryStore"]
+
+_UNFINISHED = frozenset(rules.UNFINISHED_STATUSES)
+_WITH_OUTPUT = frozenset(rules.OUTPUT_STATES)
+
+
+class MemoryStore:
+    """A ``Store`` held in memory; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._definitions: dict[str, DefinitionRecord] = {}  # insertion order = age
+        self._by_name_version: dict[tuple[str, str], str] = {}
+        self._executions: dict[str, ExecutionRecord] = {}
+        self._by_idempotency_key: dict[str, str] = {}
+        self._node_runs: dict[str, dict[str, NodeRunRecord]] = {}
+        self._events: list[EventRecord] = []  # seq == index + 1
+        self._events_by_execution: dict[str, list[EventRecord]] = {}
+        self._event_ids: set[str] = set()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> DefinitionRecord:
+        existing_id = self._by_name_version.get((record.name, record.version))
+        if existing_id is not None:
+            existing = self._definitions[existing_id]
+            if existing.content_hash != record.content_hash:
+                raise ExecutionError(
+                    f"definition '{record.name}' version '{record.version}' already exists"
+                    " with different content"
+                )
+            return replace(existing)
+        if record.id in self._definitions:
+            raise StoreError(f"definition id '{record.id}' already exists")
+        self._definitions[record.id] = replace(record)
+        self._by_name_version[(record.name, record.version)] = record.id
+        return record
+
+    async def get_definition(self, definition_id: str) -> DefinitionRecord:
+        try:
+            return replace(self._definitions[definition_id])
+        except KeyError:
+            raise ExecutionNotFound(f"definition '{definition_id}' not found") from None
+
+    async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
+        if version is not None:
+            definition_id = self._by_name_version.get((name, version))
+            if definition_id is None:
+                raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
+            return replace(self._definitions[definition_id])
+        newest = self._newest(d for d in self._definitions.values() if d.name == name)
+        if newest is None:
+            raise ExecutionNotFound(f"definition '{name}' not found")
+        return newest
+
+    async def find_definition_by_hash(
+        self, name: str, content_hash: str
+    ) -> DefinitionRecord | None:
+        return self._newest(
+            d
+            for d in self._definitions.values()
+            if d.name == name and d.content_hash == content_hash
+        )
+
+    async def list_definitions(
+        self, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DefinitionRecord]:
+        found = [d for d in self._definitions.values() if name is None or d.name == name]
+        found.sort(key=lambda d: d.name)  # stable: versions stay in insertion order
+        return [replace(d) for d in found[offset : offset + limit]]
+
+    async def next_version(self, name: str) -> str:
+        return rules.next_version(d.version for d in self._definitions.values() if d.name == name)
+
+    @staticmethod
+    def _newest(candidates: Iterable[DefinitionRecord]) -> DefinitionRecord | None:
+        newest: DefinitionRecord | None = None
+        for d in candidates:
+            # ``>=``: among equal timestamps the later insertion is the newer one.
+            if newest is None or d.created_at >= newest.created_at:
+                newest = d
+        return None if newest is None else replace(newest)
+
+    # ------------------------------------------------------------------ executions
+
+    async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        key = record.idempotency_key
+        if key is not None and key in self._by_idempotency_key:
+            return replace(self._executions[self._by_idempotency_key[key]]), False
+        if record.definition_id not in self._definitions:
+            raise ExecutionNotFound(f"definition '{record.definition_id}' not found")
+        if record.id in self._executions:
+            raise StoreError(f"execution id '{record.id}' already exists")
+        self._executions[record.id] = replace(record)
+        if key is not None:
+            self._by_idempotency_key[key] = record.id
+        return record, True
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        return replace(self._execution(execution_id))
+
+    def _execution(self, execution_id: str) -> ExecutionRecord:
+        try:
+            return self._executions[execution_id]
+        except KeyError:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found") from None
+
+    async def update_execution_inputs(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any],
+        overrides: dict[str, dict[str, Any]],
+        correlation_id: str | None,
+    ) -> None:
+        record = self._execution(execution_id)
+        record.inputs = inputs
+        record.overrides = overrides
+        record.correlation_id = correlation_id
+
+    async def list_executions(
+        self, flt: ExecutionFilter
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        statuses = set(flt.status) if flt.status else None
+        definition_ids: set[str] | None = None
+        if flt.definition_name is not None:
+            definition_ids = {
+                d.id for d in self._definitions.values() if d.name == flt.definition_name
+            }
+        after = rules.decode_cursor(flt.cursor) if flt.cursor else None
+        page: list[ExecutionRecord] = []
+        limit = max(1, flt.limit)
+        ordered = sorted(self._executions.values(), key=lambda e: (e.created_at, e.id))
+        for e in reversed(ordered):
+            if after is not None and (e.created_at, e.id) >= after:
+                continue
+            if statuses is not None and e.status not in statuses:
+                continue
+            if definition_ids is not None and e.definition_id not in definition_ids:
+                continue
+            if flt.definition_id is not None and e.definition_id != flt.definition_id:
+                continue
+            if flt.created_after is not None and e.created_at <= flt.created_after:
+                continue
+            if flt.created_before is not None and e.created_at >= flt.created_before:
+                continue
+            page.append(replace(e))
+            if len(page) > limit:
+                break
+        if len(page) > limit:
+            del page[limit:]
+            last = page[-1]
+            return page, rules.encode_cursor(last.created_at, last.id)
+        return page, None
+
+    async def unfinished_executions(self) -> list[ExecutionRecord]:
+        found = [replace(e) for e in self._executions.values() if e.status in _UNFINISHED]
+        found.sort(key=lambda e: (e.created_at, e.id))
+        return found
+
+    # ------------------------------------------------------------------ node runs and events
+
+    async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
+        return [replace(r) for r in self._node_runs.get(execution_id, {}).values()]
+
+    async def get_outputs(
+        self, execution_id: str, node_ids: list[str] | None = None
+    ) -> dict[str, Any]:
+        runs = self._node_runs.get(execution_id, {})
+        wanted = runs.keys() if node_ids is None else node_ids
+        outputs: dict[str, Any] = {}
+        for node_id in wanted:
+            run = runs.get(node_id)
+            if run is not None and run.state in _WITH_OUTPUT:
+                outputs[node_id] = run.output
+        return outputs
+
+    async def commit(self, batch: CommitBatch) -> None:
+        self._check(batch)  # everything that can fail fails here, before any change
+        correlation = batch.correlation
+        for (execution_id, record), event_id, cause in zip(
+            batch.records, batch.event_ids, batch.causation, strict=True
+        ):
+            node = record.node
+            if node is not None:
+                data: dict[str, Any] | None = rules.node_event_data(record)
+                self._apply_node(execution_id, node, record)
+            else:
+                data = None if record.data is None else dict(record.data)
+                self._apply_execution(self._executions[execution_id], record)
+            event = EventRecord(
+                seq=len(self._events) + 1,
+                id=event_id,
+                execution_id=execution_id,
+                type=record.type,
+                at=record.at,
+                node_id=node,
+                attempt=record.attempt,
+                correlation_id=correlation.get(execution_id),
+                causation_id=cause,
+                data=data,
+            )
+            self._events.append(event)
+            self._events_by_execution.setdefault(execution_id, []).append(event)
+            self._event_ids.add(event_id)
+        for execution_id, result in batch.results.items():
+            self._executions[execution_id].result = result
+
+    def _check(self, batch: CommitBatch) -> None:
+        if not (len(batch.records) == len(batch.event_ids) == len(batch.causation)):
+            raise StoreError("commit batch: records, event ids and causation differ in length")
+        touched = {execution_id for execution_id, _ in batch.records} | batch.results.keys()
+        missing = sorted(touched - self._executions.keys())
+        if missing:
+            raise StoreError(f"commit refers to unknown executions: {', '.join(missing)}")
+        for _, record in batch.records:
+            if record.node is not None and record.state is None:
+                raise StoreError(f"node record '{record.type}' for '{record.node}' has no state")
+            if record.node is None and record.status is None:
+                raise StoreError(f"execution record '{record.type}' has no status")
+        stored = self._event_ids
+        batch_ids: set[str] = set()
+        for event_id in batch.event_ids:
+            if event_id in stored or event_id in batch_ids:
+                raise StoreError(f"event id '{event_id}' already exists")
+            batch_ids.add(event_id)
+
+    def _apply_node(self, execution_id: str, node: str, record: Record) -> None:
+        runs = self._node_runs.setdefault(execution_id, {})
+        previous = runs.get(node)
+        if record.has_output:
+            output = record.output
+        else:
+            output = None if previous is None else previous.output
+        runs[node] = NodeRunRecord(
+            execution_id=execution_id,
+            node_id=node,
+            state=cast(NodeState, record.state),  # checked in _check
+            attempt=record.attempt,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            output=output,
+            error=record.error,
+            wait_reason=record.wait_reason,
+            wake_at=record.wake_at,
+            compensation=record.extra.get("compensation"),
+            updated_at=record.at,
+        )
+
+    @staticmethod
+    def _apply_execution(execution: ExecutionRecord, record: Record) -> None:
+        execution.status = cast(ExecutionStatus, record.status)  # checked in _check
+        if record.phase is not None:
+            execution.phase = record.phase
+        if record.type == rules.STARTED:
+            execution.started_at = record.at
+        finished = rules.finished_at(record)
+        if finished is not rules.KEEP:
+            execution.finished_at = finished
+        error = rules.execution_error(record)
+        if error is not rules.KEEP:
+            execution.error = error
+        execution.updated_at = record.at
+
+    async def list_events(
+        self,
+        execution_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+        types: list[str] | None = None,
+    ) -> list[EventRecord]:
+        if execution_id is None:
+            source = self._events
+            start = max(0, after_seq)  # seq == index + 1
+        else:
+            source = self._events_by_execution.get(execution_id, [])
+            start = bisect.bisect_right(source, after_seq, key=lambda e: e.seq)
+        wanted = set(types) if types else None
+        found: list[EventRecord] = []
+        for event in source[start:]:
+            if wanted is not None and event.type not in wanted:
+                continue
+            found.append(replace(event))
+            if len(found) >= limit:
+                break
+        return found

@@ -1,0 +1,122 @@
+"""The rules every store adapter applies the same way, kept here so adapters agree by construction.
+
+- How a machine ``Record`` lands: a node record becomes a journal row whose data is the
+  record's own data plus a small snapshot (state, error, wait), never the output, which lives
+  only in the node run; an execution record moves the execution's status, phase, timings and
+  error as ``execution_error`` and ``finished_at`` say.
+- Execution list cursors: opaque base64 of ``created_at|id`` of the last row of a page.
+- Automatic definition versions: the largest integer version plus one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from typing import Any, Final
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.errors import ExecutionError
+
+__all__ = [
+    "KEEP",
+    "OUTPUT_STATES",
+    "UNFINISHED_STATUSES",
+    "decode_cursor",
+    "encode_cursor",
+    "execution_error",
+    "finished_at",
+    "next_version",
+    "node_event_data",
+    "plain_node_record",
+]
+
+KEEP: Final[Any] = object()
+"""Returned when a record leaves a field as it is."""
+
+UNFINISHED_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING, ExecutionStatus.PAUSED)
+"""What ``unfinished_executions`` returns: what a restart must resume."""
+
+OUTPUT_STATES = (NodeState.COMPLETED, NodeState.COMPENSATED)
+"""Node states whose output ``get_outputs`` returns."""
+
+STARTED = "execution.started"
+RETRIED = "execution.retried"
+FAILED = "execution.failed"
+CANCELLED = "execution.cancelled"
+COMPLETED = "execution.completed"
+
+
+def plain_node_record(record: Record) -> bool:
+    """True when the journal data of a node record is just its state (the common, fast case)."""
+    return (
+        record.data is None
+        and record.error is None
+        and record.wait_reason is None
+        and record.wake_at is None
+        and not record.extra
+    )
+
+
+def node_event_data(record: Record) -> dict[str, Any]:
+    """The journal data of a node record: what changed, without the output."""
+    state = record.state
+    data: dict[str, Any] = {"state": None if state is None else state.value}
+    if record.error is not None:
+        data["error"] = record.error
+    if record.wait_reason is not None:
+        data["wait_reason"] = record.wait_reason
+    if record.wake_at is not None:
+        data["wake_at"] = record.wake_at
+    compensation = record.extra.get("compensation")
+    if compensation is not None:
+        data["compensation"] = compensation
+    if record.data:
+        data.update(record.data)
+    return data
+
+
+def execution_error(record: Record) -> Any:
+    """The execution's error after an execution record, or ``KEEP``."""
+    kind = record.type
+    if kind == FAILED:
+        return (record.data or {}).get("error")
+    if kind == CANCELLED:
+        reason = (record.data or {}).get("reason") or "cancelled"
+        return {"category": "cancelled", "message": reason}
+    if kind in (RETRIED, COMPLETED):
+        return None
+    return KEEP
+
+
+def finished_at(record: Record) -> Any:
+    """The execution's ``finished_at`` after an execution record, or ``KEEP``."""
+    if record.status in FINAL_EXECUTION_STATES:
+        return record.at
+    if record.type == RETRIED:
+        return None
+    return KEEP
+
+
+def encode_cursor(created_at: float, execution_id: str) -> str:
+    """The cursor of the page that starts after this execution (newest-first order)."""
+    # repr() round-trips a float exactly, so the boundary row is never repeated or skipped.
+    raw = f"{created_at!r}|{execution_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """``(created_at, id)`` from ``encode_cursor``; raises ``ExecutionError`` if malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, execution_id = raw.split("|", 1)
+        return float(created_at), execution_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ExecutionError(f"invalid cursor '{cursor}'") from None
+
+
+def next_version(versions: Iterable[str]) -> str:
+    """One more than the largest integer version; versions like "2.1" or "beta" are ignored."""
+    numbers = [int(v) for v in versions if v.isascii() and v.isdigit()]
+    return str(max(numbers) + 1) if numbers else "1"

@@ -1,0 +1,123 @@
+"""The relational schema shared by every SQL store (SQLite now, PostgreSQL later).
+
+This is the single description of the tables; the Alembic migrations under ``migrations/``
+create and evolve them, and the SQLite adapter writes its SQL against these names. Types are
+kept portable: JSON travels as ``Text`` and times as epoch-second ``Float``, so SQLite and
+PostgreSQL store the same values and the same migrations serve both.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["definitions", "events", "executions", "metadata", "node_runs"]
+
+# Stable constraint names, so later migrations can refer to them on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(255)
+NODE_ID = String(128)
+
+definitions = Table(
+    "definitions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("content_hash", String(128), nullable=False),
+    Column("source_format", String(16), nullable=False),
+    Column("dialect", String(32), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", "version"),
+    Index("ix_definitions_name", "name"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("definition_id", ID, ForeignKey("definitions.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("overrides", Text, nullable=False),
+    Column("result", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    # Unique but nullable: several executions without a key are allowed on both backends.
+    Column("idempotency_key", ID, nullable=True, unique=True),
+    Column("correlation_id", ID, nullable=True),
+    Column("parent_execution_id", ID, nullable=True),
+    Column("parent_node_id", NODE_ID, nullable=True),
+    Column("labels", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=True),
+    Index("ix_executions_status", "status"),
+    Index("ix_executions_created_at", "created_at"),
+    Index("ix_executions_definition_id", "definition_id"),
+)
+
+node_runs = Table(
+    "node_runs",
+    metadata,
+    Column("execution_id", ID, nullable=False),
+    Column("node_id", NODE_ID, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("wait_reason", String(64), nullable=True),
+    Column("wake_at", Float, nullable=True),
+    Column("compensation", String(16), nullable=True),
+    Column("updated_at", Float, nullable=True),
+    PrimaryKeyConstraint("execution_id", "node_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("id", ID, nullable=False, unique=True),
+    Column("execution_id", ID, nullable=False),
+    Column("node_id", NODE_ID, nullable=True),
+    Column("type", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("correlation_id", ID, nullable=True),
+    Column("causation_id", ID, nullable=True),
+    Column("data", Text, nullable=True),
+    Index("ix_events_execution_id_seq", "execution_id", "seq"),
+    # A seq is never reused, even after the newest events are pruned: readers page by seq.
+    sqlite_autoincrement=True,
+)

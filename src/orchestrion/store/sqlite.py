@@ -1,0 +1,631 @@
+"""``SQLiteStore``: the embedded store, one SQLite file, on the stdlib ``sqlite3`` driver.
+
+SQLAlchemy and Alembic are only used to migrate (``orchestrion.store.migrate``); every query
+here is plain SQL on one connection, which is what keeps ``commit`` (the engine's hot path)
+fast: params built up front, node-run upserts coalesced per node, one ``executemany`` per
+statement, one transaction per batch. Calls run inline in the event loop: each is short
+(microseconds to a few milliseconds), shorter than a hop to a thread would be.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.store import migrate, rules
+from orchestrion.store.base import (
+    CommitBatch,
+    DefinitionRecord,
+    EventRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    NodeRunRecord,
+)
+
+__all__ = ["SQLiteStore", "url_to_sqlite_path"]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+# SQLite's historical limit on host parameters is 999: stay well below it in IN lists.
+_CHUNK = 500
+
+_DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, source, created_at"
+_EXEC_COLS = (
+    "id, definition_id, status, phase, inputs, overrides, result, error, idempotency_key,"
+    " correlation_id, parent_execution_id, parent_node_id, labels, created_at, started_at,"
+    " finished_at, updated_at"
+)
+_RUN_COLS = (
+    "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
+    " wait_reason, wake_at, compensation, updated_at"
+)
+_EVENT_COLS = (
+    "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
+)
+
+_INSERT_DEFINITION = (
+    f"INSERT INTO definitions ({_DEF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (name, version) DO NOTHING"
+)
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({_EXEC_COLS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (id, execution_id, node_id, type, attempt, at, correlation_id,"
+    " causation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The trailing parameter says whether this snapshot carries an output; without one the
+# stored output stays (a node.compensated record must not erase the completed output).
+_UPSERT_NODE_RUN = (
+    f"INSERT INTO node_runs ({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (execution_id, node_id) DO UPDATE SET state = excluded.state,"
+    " attempt = excluded.attempt, started_at = excluded.started_at,"
+    " finished_at = excluded.finished_at,"
+    " output = CASE WHEN ? THEN excluded.output ELSE node_runs.output END,"
+    " error = excluded.error, wait_reason = excluded.wait_reason, wake_at = excluded.wake_at,"
+    " compensation = excluded.compensation, updated_at = excluded.updated_at"
+)
+# Flags before values: (set finished?, finished_at), (set error?, error).
+_UPDATE_EXECUTION = (
+    "UPDATE executions SET status = ?, phase = COALESCE(?, phase),"
+    " started_at = COALESCE(?, started_at),"
+    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END,"
+    " error = CASE WHEN ? THEN ? ELSE error END,"
+    " updated_at = ? WHERE id = ?"
+)
+_SET_RESULT = "UPDATE executions SET result = ? WHERE id = ?"
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+_UNFINISHED = _sql_list(tuple(s.value for s in rules.UNFINISHED_STATUSES))
+_OUTPUT_STATES = _sql_list(tuple(s.value for s in rules.OUTPUT_STATES))
+
+# Journal data of a node record that carries nothing but its new state, per state.
+_PLAIN_NODE_DATA = {state: _dumps({"state": state.value}) for state in NodeState}
+
+
+def url_to_sqlite_path(url: str) -> str:
+    """The file path in ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError(f"not a SQLite URL (expected {prefix}<path>): {url}")
+    path = url[len(prefix) :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ConfigurationError("the SQLite store needs a file path; use memory:// instead")
+    return path
+
+
+def _opt_json(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def _opt_loads(text: str | None) -> Any:
+    return None if text is None else _loads(text)
+
+
+def _definition(row: tuple[Any, ...]) -> DefinitionRecord:
+    return DefinitionRecord(
+        id=row[0],
+        name=row[1],
+        version=row[2],
+        spec=_loads(row[3]),
+        content_hash=row[4],
+        source_format=row[5],
+        dialect=row[6],
+        source=row[7],
+        created_at=row[8],
+    )
+
+
+def _execution(row: tuple[Any, ...]) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row[0],
+        definition_id=row[1],
+        status=ExecutionStatus(row[2]),
+        phase=row[3],
+        inputs=_loads(row[4]),
+        overrides=_loads(row[5]),
+        result=_opt_loads(row[6]),
+        error=_opt_loads(row[7]),
+        idempotency_key=row[8],
+        correlation_id=row[9],
+        parent_execution_id=row[10],
+        parent_node_id=row[11],
+        labels=_loads(row[12]),
+        created_at=row[13],
+        started_at=row[14],
+        finished_at=row[15],
+        updated_at=row[16],
+    )
+
+
+def _node_run(row: tuple[Any, ...]) -> NodeRunRecord:
+    return NodeRunRecord(
+        execution_id=row[0],
+        node_id=row[1],
+        state=NodeState(row[2]),
+        attempt=row[3],
+        started_at=row[4],
+        finished_at=row[5],
+        output=_opt_loads(row[6]),
+        error=_opt_loads(row[7]),
+        wait_reason=row[8],
+        wake_at=row[9],
+        compensation=row[10],
+        updated_at=row[11],
+    )
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    return EventRecord(
+        seq=row[0],
+        id=row[1],
+        execution_id=row[2],
+        node_id=row[3],
+        type=row[4],
+        attempt=row[5],
+        at=row[6],
+        correlation_id=row[7],
+        causation_id=row[8],
+        data=_opt_loads(row[9]),
+    )
+
+
+def _encode_output(execution_id: str, record: Record) -> str | None:
+    try:
+        return _opt_json(record.output)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"output of node '{record.node}' in execution '{execution_id}'"
+            f" is not JSON-serialisable: {exc}"
+        ) from exc
+
+
+class SQLiteStore:
+    """A ``Store`` in one SQLite file (WAL mode), migrated to the newest schema on ``open``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        # check_same_thread=False lets other threads (a server, a CLI helper) share the
+        # connection; the lock keeps their statements and transactions from interleaving.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot configure SQLite store {self.path}: {exc}") from exc
+        self._conn = conn
+
+    def _migrate(self) -> None:
+        """Bring the file to the head schema, importing Alembic only for an older schema."""
+        if migrate.current_revision(self.path) == migrate.HEAD_REVISION:
+            return
+        try:
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                migrate.create_sqlite_schema(self.path)
+            else:
+                migrate.upgrade(f"sqlite:///{self.path}")
+        except Exception as exc:
+            # Another process opening the same new file may have migrated it first.
+            if migrate.current_revision(self.path) == migrate.HEAD_REVISION:
+                return
+            raise StoreError(f"cannot migrate SQLite store {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The open connection, held exclusively; driver errors come out as ``StoreError``."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("the SQLite store is not open")
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; IMMEDIATE takes the write lock up front, so two processes
+        never deadlock upgrading read locks, and waits up to busy_timeout for it."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> DefinitionRecord:
+        params = (
+            record.id,
+            record.name,
+            record.version,
+            _dumps(record.spec),
+            record.content_hash,
+            record.source_format,
+            record.dialect,
+            record.source,
+            record.created_at,
+        )
+        with self._transaction() as conn:
+            if conn.execute(_INSERT_DEFINITION, params).rowcount == 1:
+                return record
+            row = conn.execute(
+                f"SELECT {_DEF_COLS} FROM definitions WHERE name = ? AND version = ?",
+                (record.name, record.version),
+            ).fetchone()
+        existing = _definition(row)
+        if existing.content_hash != record.content_hash:
+            raise ExecutionError(
+                f"definition '{record.name}' version '{record.version}' already exists"
+                " with different content"
+            )
+        return existing
+
+    async def get_definition(self, definition_id: str) -> DefinitionRecord:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_DEF_COLS} FROM definitions WHERE id = ?", (definition_id,)
+            ).fetchone()
+        if row is None:
+            raise ExecutionNotFound(f"definition '{definition_id}' not found")
+        return _definition(row)
+
+    async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
+        with self._connection() as conn:
+            if version is not None:
+                row = conn.execute(
+                    f"SELECT {_DEF_COLS} FROM definitions WHERE name = ? AND version = ?",
+                    (name, version),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT {_DEF_COLS} FROM definitions WHERE name = ?"
+                    " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    (name,),
+                ).fetchone()
+        if row is None:
+            which = f"'{name}'" if version is None else f"'{name}' version '{version}'"
+            raise ExecutionNotFound(f"definition {which} not found")
+        return _definition(row)
+
+    async def find_definition_by_hash(
+        self, name: str, content_hash: str
+    ) -> DefinitionRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_DEF_COLS} FROM definitions WHERE name = ? AND content_hash = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (name, content_hash),
+            ).fetchone()
+        return None if row is None else _definition(row)
+
+    async def list_definitions(
+        self, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DefinitionRecord]:
+        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_DEF_COLS} FROM definitions {where}"
+                " ORDER BY name, created_at, rowid LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [_definition(row) for row in rows]
+
+    async def next_version(self, name: str) -> str:
+        with self._connection() as conn:
+            rows = conn.execute("SELECT version FROM definitions WHERE name = ?", (name,))
+            return rules.next_version(row[0] for row in rows)
+
+    # ------------------------------------------------------------------ executions
+
+    async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        params = (
+            record.id,
+            record.definition_id,
+            record.status.value,
+            record.phase,
+            _dumps(record.inputs),
+            _dumps(record.overrides),
+            _opt_json(record.result),
+            _opt_json(record.error),
+            record.idempotency_key,
+            record.correlation_id,
+            record.parent_execution_id,
+            record.parent_node_id,
+            _dumps(record.labels),
+            record.created_at,
+            record.started_at,
+            record.finished_at,
+            record.updated_at,
+        )
+        with self._transaction() as conn:
+            try:
+                inserted = conn.execute(_INSERT_EXECUTION, params).rowcount == 1
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" not in str(exc):
+                    raise
+                raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
+            if inserted:
+                return record, True
+            row = conn.execute(
+                f"SELECT {_EXEC_COLS} FROM executions WHERE idempotency_key = ?",
+                (record.idempotency_key,),
+            ).fetchone()
+        return _execution(row), False
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_EXEC_COLS} FROM executions WHERE id = ?", (execution_id,)
+            ).fetchone()
+        if row is None:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return _execution(row)
+
+    async def update_execution_inputs(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any],
+        overrides: dict[str, dict[str, Any]],
+        correlation_id: str | None,
+    ) -> None:
+        with self._connection() as conn:
+            updated = conn.execute(
+                "UPDATE executions SET inputs = ?, overrides = ?, correlation_id = ? WHERE id = ?",
+                (_dumps(inputs), _dumps(overrides), correlation_id, execution_id),
+            ).rowcount
+        if not updated:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+
+    async def list_executions(
+        self, flt: ExecutionFilter
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        where: list[str] = []
+        params: list[Any] = []
+        if flt.status:
+            where.append(f"status IN ({', '.join('?' * len(flt.status))})")
+            params.extend(status.value for status in flt.status)
+        if flt.definition_name is not None:
+            where.append("definition_id IN (SELECT id FROM definitions WHERE name = ?)")
+            params.append(flt.definition_name)
+        if flt.definition_id is not None:
+            where.append("definition_id = ?")
+            params.append(flt.definition_id)
+        if flt.created_after is not None:
+            where.append("created_at > ?")
+            params.append(flt.created_after)
+        if flt.created_before is not None:
+            where.append("created_at < ?")
+            params.append(flt.created_before)
+        if flt.cursor:
+            created_at, last_id = rules.decode_cursor(flt.cursor)
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params.extend((created_at, created_at, last_id))
+        limit = max(1, flt.limit)
+        sql = f"SELECT {_EXEC_COLS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # One row more than asked tells whether a next page exists.
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit + 1)
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        page = [_execution(row) for row in rows[:limit]]
+        if len(rows) > limit:
+            last = page[-1]
+            return page, rules.encode_cursor(last.created_at, last.id)
+        return page, None
+
+    async def unfinished_executions(self) -> list[ExecutionRecord]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_EXEC_COLS} FROM executions WHERE status IN {_UNFINISHED}"
+                " ORDER BY created_at, id"
+            ).fetchall()
+        return [_execution(row) for row in rows]
+
+    # ------------------------------------------------------------------ node runs and events
+
+    async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLS} FROM node_runs WHERE execution_id = ? ORDER BY rowid",
+                (execution_id,),
+            ).fetchall()
+        return [_node_run(row) for row in rows]
+
+    async def get_outputs(
+        self, execution_id: str, node_ids: list[str] | None = None
+    ) -> dict[str, Any]:
+        sql = (
+            "SELECT node_id, output FROM node_runs WHERE execution_id = ?"
+            f" AND state IN {_OUTPUT_STATES}"
+        )
+        rows: list[tuple[str, str | None]] = []
+        with self._connection() as conn:
+            if node_ids is None:
+                rows = conn.execute(sql, (execution_id,)).fetchall()
+            else:
+                for start in range(0, len(node_ids), _CHUNK):
+                    chunk = node_ids[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    rows += conn.execute(
+                        f"{sql} AND node_id IN ({marks})", (execution_id, *chunk)
+                    ).fetchall()
+        return {node_id: _opt_loads(output) for node_id, output in rows}
+
+    async def commit(self, batch: CommitBatch) -> None:
+        if not batch:
+            return
+        records = batch.records
+        if not (len(records) == len(batch.event_ids) == len(batch.causation)):
+            raise StoreError("commit batch: records, event ids and causation differ in length")
+        # Everything is encoded before the transaction opens: the write lock is held only
+        # for the inserts, and an unencodable output fails before anything is written.
+        events: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        # (execution, node) -> [last record, last record carrying an output or None]
+        latest: dict[tuple[str, str], list[Any]] = {}
+        correlation = batch.correlation
+        plain = _PLAIN_NODE_DATA
+        for (execution_id, record), event_id, cause in zip(
+            records, batch.event_ids, batch.causation, strict=True
+        ):
+            node = record.node
+            data: str | None
+            if node is not None:
+                if rules.plain_node_record(record) and record.state is not None:
+                    data = plain[record.state]  # the common case: no dict, no dumps
+                else:
+                    data = _dumps(rules.node_event_data(record))
+                key = (execution_id, node)
+                slot = latest.get(key)
+                if slot is None:
+                    latest[key] = [record, record if record.has_output else None]
+                else:
+                    slot[0] = record
+                    if record.has_output:
+                        slot[1] = record
+            else:
+                data = _opt_json(record.data)  # the machine's own dicts: always encodable
+                updates.append(self._execution_update(record, execution_id))
+            events.append(
+                (
+                    event_id,
+                    execution_id,
+                    node,
+                    record.type,
+                    record.attempt,
+                    record.at,
+                    correlation.get(execution_id),
+                    cause,
+                    data,
+                )
+            )
+        runs = [
+            (
+                execution_id,
+                node,
+                None if last.state is None else last.state.value,
+                last.attempt,
+                last.started_at,
+                last.finished_at,
+                None if with_output is None else _encode_output(execution_id, with_output),
+                _opt_json(last.error),
+                last.wait_reason,
+                last.wake_at,
+                last.extra.get("compensation"),
+                last.at,
+                with_output is not None,
+            )
+            for (execution_id, node), (last, with_output) in latest.items()
+        ]
+        try:
+            results = [(_opt_json(result), eid) for eid, result in batch.results.items()]
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"execution result is not JSON-serialisable: {exc}") from exc
+        touched = {execution_id for execution_id, _ in records}
+        touched.update(batch.results)
+        with self._transaction() as conn:
+            self._check_executions(conn, touched)
+            conn.executemany(_INSERT_EVENT, events)
+            if runs:
+                conn.executemany(_UPSERT_NODE_RUN, runs)
+            if updates:
+                conn.executemany(_UPDATE_EXECUTION, updates)
+            if results:
+                conn.executemany(_SET_RESULT, results)
+
+    @staticmethod
+    def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:
+        finished = rules.finished_at(record)
+        error = rules.execution_error(record)
+        return (
+            None if record.status is None else record.status.value,
+            record.phase,
+            record.at if record.type == rules.STARTED else None,
+            finished is not rules.KEEP,
+            None if finished is rules.KEEP else finished,
+            error is not rules.KEEP,
+            None if error is rules.KEEP else _opt_json(error),
+            record.at,
+            execution_id,
+        )
+
+    @staticmethod
+    def _check_executions(conn: sqlite3.Connection, ids: set[str]) -> None:
+        """Refuse a batch about executions that do not exist (node runs have no foreign key)."""
+        wanted = list(ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT id FROM executions WHERE id IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        if len(found) != len(wanted):
+            missing = ", ".join(sorted(ids - found))
+            raise StoreError(f"commit refers to unknown executions: {missing}")
+
+    async def list_events(
+        self,
+        execution_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+        types: list[str] | None = None,
+    ) -> list[EventRecord]:
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        if execution_id is not None:
+            sql += " AND execution_id = ?"
+            params.append(execution_id)
+        if types:
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            params.extend(types)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_event(row) for row in rows]

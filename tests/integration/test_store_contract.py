@@ -1,0 +1,642 @@
+"""One behavioural suite for every store adapter: the in-memory store and SQLite.
+
+Records are built by hand the way the state machine builds them, so the suite pins what the
+store does with each kind of record without depending on the machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.events import Record
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.store.base import (
+    CommitBatch,
+    DefinitionRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    Store,
+)
+from orchestrion.store.memory import MemoryStore
+from orchestrion.store.sqlite import SQLiteStore
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    adapter: Store = (
+        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "db" / "s.db")
+    )
+    await adapter.open()
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+def definition(
+    name: str = "wf", version: str = "1", content_hash: str = "h1", id: str | None = None
+) -> DefinitionRecord:
+    return DefinitionRecord(
+        id=id or f"def-{name}-{version}",
+        name=name,
+        version=version,
+        spec={"name": name, "dag": {"nodes": [{"id": "a", "handler": "noop"}]}},
+        content_hash=content_hash,
+        source_format="yaml",
+        dialect="canonical",
+        created_at=T0,
+        source="name: wf\n",
+    )
+
+
+def execution(
+    id: str,
+    definition_id: str = "def-wf-1",
+    created_at: float = T0,
+    status: ExecutionStatus = ExecutionStatus.PENDING,
+    key: str | None = None,
+) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=id,
+        definition_id=definition_id,
+        status=status,
+        created_at=created_at,
+        inputs={"n": 1},
+        idempotency_key=key,
+        labels={"team": "data"},
+    )
+
+
+def node(
+    kind: str,
+    node_id: str,
+    state: NodeState,
+    at: float,
+    *,
+    attempt: int = 1,
+    output: Any = None,
+    has_output: bool = False,
+    error: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    started_at: float | None = None,
+    finished_at: float | None = None,
+    compensation: str | None = None,
+) -> Record:
+    record = Record(
+        type=kind,
+        at=at,
+        node=node_id,
+        attempt=attempt,
+        state=state,
+        output=output,
+        has_output=has_output,
+        error=error,
+        data=data,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+    if compensation is not None:
+        record.extra["compensation"] = compensation
+    return record
+
+
+def run(kind: str, status: ExecutionStatus, at: float, **kw: Any) -> Record:
+    return Record(type=kind, at=at, status=status, phase=kw.pop("phase", "run"), **kw)
+
+
+def batch_of(
+    execution_id: str, records: list[Record], prefix: str = "ev", correlation: str | None = None
+) -> CommitBatch:
+    batch = CommitBatch(correlation={execution_id: correlation})
+    cause = None
+    for i, record in enumerate(records):
+        event_id = f"{prefix}-{execution_id}-{i}"
+        batch.add(execution_id, record, event_id, cause)
+        cause = event_id
+    return batch
+
+
+ERROR = {"category": "permanent", "message": "boom", "transient": False}
+FAILURE = {"category": "node_failed", "message": "node(s) failed: b", "nodes": ["b"]}
+
+
+def realistic_records() -> list[Record]:
+    return [
+        run("execution.started", ExecutionStatus.RUNNING, T0 + 1),
+        node("node.queued", "a", NodeState.QUEUED, T0 + 1),
+        node("node.queued", "b", NodeState.QUEUED, T0 + 1),
+        node("node.started", "a", NodeState.RUNNING, T0 + 2, started_at=T0 + 2),
+        node("node.started", "b", NodeState.RUNNING, T0 + 2, started_at=T0 + 2),
+        node(
+            "node.completed",
+            "a",
+            NodeState.COMPLETED,
+            T0 + 3,
+            output={"rows": [1, 2, 3], "secret": "never-in-events"},
+            has_output=True,
+            started_at=T0 + 2,
+            finished_at=T0 + 3,
+        ),
+        node(
+            "node.failed",
+            "b",
+            NodeState.FAILED,
+            T0 + 4,
+            error=ERROR,
+            data={"error": ERROR},
+            started_at=T0 + 2,
+            finished_at=T0 + 4,
+        ),
+        run("execution.failed", ExecutionStatus.FAILED, T0 + 5, data={"error": FAILURE}),
+    ]
+
+
+async def seeded(store: Store, *ids: str) -> None:
+    await store.put_definition(definition())
+    for execution_id in ids:
+        await store.create_execution(execution(execution_id))
+
+
+# ---------------------------------------------------------------- definitions
+
+
+async def test_definitions_put_get_find(store: Store) -> None:
+    stored = await store.put_definition(definition())
+    assert stored.id == "def-wf-1"
+    got = await store.get_definition("def-wf-1")
+    assert got == definition()
+    assert (await store.find_definition("wf", "1")).id == "def-wf-1"
+    with pytest.raises(ExecutionNotFound):
+        await store.get_definition("nope")
+    with pytest.raises(ExecutionNotFound):
+        await store.find_definition("wf", "9")
+    with pytest.raises(ExecutionNotFound):
+        await store.find_definition("other")
+
+
+async def test_definition_versioning(store: Store) -> None:
+    assert await store.next_version("wf") == "1"
+    await store.put_definition(definition(version="1", content_hash="h1"))
+    await store.put_definition(definition(version="2", content_hash="h2"))
+    await store.put_definition(definition(version="beta", content_hash="h3"))
+    await store.put_definition(definition(name="other", version="7", content_hash="h1"))
+    # Non-integer versions are ignored; other names do not count.
+    assert await store.next_version("wf") == "3"
+    assert await store.next_version("other") == "8"
+    # Newest = last stored (same created_at: insertion order decides).
+    assert (await store.find_definition("wf")).version == "beta"
+    by_hash = await store.find_definition_by_hash("wf", "h2")
+    assert by_hash is not None and by_hash.version == "2"
+    assert await store.find_definition_by_hash("wf", "zzz") is None
+    listed = await store.list_definitions()
+    assert [(d.name, d.version) for d in listed] == [
+        ("other", "7"),
+        ("wf", "1"),
+        ("wf", "2"),
+        ("wf", "beta"),
+    ]
+    assert [d.version for d in await store.list_definitions("wf", limit=2, offset=1)] == [
+        "2",
+        "beta",
+    ]
+
+
+async def test_definition_conflict(store: Store) -> None:
+    await store.put_definition(definition(content_hash="h1"))
+    # Same content again: the existing record, even under another id.
+    again = await store.put_definition(definition(content_hash="h1", id="def-other-id"))
+    assert again.id == "def-wf-1"
+    with pytest.raises(ExecutionError, match="already exists with different content"):
+        await store.put_definition(definition(content_hash="h2", id="def-x"))
+
+
+# ---------------------------------------------------------------- executions
+
+
+async def test_create_execution_and_idempotency_key(store: Store) -> None:
+    await store.put_definition(definition())
+    first, created = await store.create_execution(execution("e1", key="k"))
+    assert created and first.id == "e1"
+    again, created = await store.create_execution(execution("e2", key="k"))
+    assert not created and again.id == "e1"
+    # Executions without a key never collide.
+    assert (await store.create_execution(execution("e3")))[1]
+    assert (await store.create_execution(execution("e4")))[1]
+    with pytest.raises(ExecutionNotFound):
+        await store.get_execution("e2")
+    got = await store.get_execution("e1")
+    assert got.inputs == {"n": 1}
+    assert got.labels == {"team": "data"}
+    assert got.status is ExecutionStatus.PENDING
+
+
+async def test_duplicate_ids_are_store_errors(store: Store) -> None:
+    await seeded(store, "e1")
+    with pytest.raises(StoreError):
+        await store.create_execution(execution("e1", key="fresh-key"))
+    with pytest.raises(StoreError):
+        await store.put_definition(definition(name="renamed", id="def-wf-1"))
+
+
+async def test_records_without_state_or_status_are_refused(store: Store) -> None:
+    await seeded(store, "e1")
+    stateless = Record(type="node.queued", at=T0, node="a")
+    with pytest.raises(StoreError):
+        await store.commit(batch_of("e1", [stateless]))
+    statusless = Record(type="execution.started", at=T0)
+    with pytest.raises(StoreError):
+        await store.commit(batch_of("e1", [statusless]))
+    assert await store.list_events() == []
+
+
+async def test_create_execution_unknown_definition(store: Store) -> None:
+    with pytest.raises(ExecutionNotFound):
+        await store.create_execution(execution("e1", definition_id="missing"))
+
+
+async def test_update_execution_inputs(store: Store) -> None:
+    await seeded(store, "e1")
+    await store.update_execution_inputs("e1", {"x": 2}, {"a": {"retries": 3}}, "corr-1")
+    got = await store.get_execution("e1")
+    assert (got.inputs, got.overrides, got.correlation_id) == (
+        {"x": 2},
+        {"a": {"retries": 3}},
+        "corr-1",
+    )
+    with pytest.raises(ExecutionNotFound):
+        await store.update_execution_inputs("nope", {}, {}, None)
+
+
+# ---------------------------------------------------------------- commit
+
+
+async def test_commit_realistic_batch(store: Store) -> None:
+    await seeded(store, "e1")
+    await store.commit(batch_of("e1", realistic_records(), correlation="corr-1"))
+
+    got = await store.get_execution("e1")
+    assert got.status is ExecutionStatus.FAILED
+    assert got.started_at == T0 + 1
+    assert got.finished_at == T0 + 5
+    assert got.updated_at == T0 + 5
+    assert got.error == FAILURE
+
+    runs = {r.node_id: r for r in await store.get_node_runs("e1")}
+    assert set(runs) == {"a", "b"}
+    a, b = runs["a"], runs["b"]
+    assert (a.state, a.attempt, a.started_at, a.finished_at) == (
+        NodeState.COMPLETED,
+        1,
+        T0 + 2,
+        T0 + 3,
+    )
+    assert a.output == {"rows": [1, 2, 3], "secret": "never-in-events"}
+    assert a.error is None and a.updated_at == T0 + 3
+    assert (b.state, b.error, b.output, b.finished_at) == (NodeState.FAILED, ERROR, None, T0 + 4)
+
+    assert await store.get_outputs("e1") == {"a": {"rows": [1, 2, 3], "secret": "never-in-events"}}
+    assert await store.get_outputs("e1", ["b"]) == {}
+    assert await store.get_outputs("e1", ["a", "zz"]) == {"a": a.output}
+
+    events = await store.list_events("e1")
+    assert [e.type for e in events] == [r.type for r in realistic_records()]
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [e.id for e in events] == [f"ev-e1-{i}" for i in range(8)]
+    assert events[0].causation_id is None and events[3].causation_id == "ev-e1-2"
+    assert all(e.correlation_id == "corr-1" for e in events)
+    assert events[3].node_id == "a" and events[3].attempt == 1
+    assert events[0].node_id is None
+    for e in events:
+        assert "never-in-events" not in repr(e.data)
+        assert "output" not in (e.data or {})
+    assert events[5].data == {"state": "completed"}
+    assert events[6].data is not None and events[6].data["error"] == ERROR
+    assert events[7].data == {"error": FAILURE}
+
+
+async def test_output_survives_a_later_record_without_output(store: Store) -> None:
+    await seeded(store, "e1")
+    done = node("node.completed", "a", NodeState.COMPLETED, T0 + 1, output=[1, 2], has_output=True)
+    await store.commit(batch_of("e1", [done], prefix="b1"))
+    compensated = node("node.compensated", "a", NodeState.COMPENSATED, T0 + 2, compensation="done")
+    await store.commit(batch_of("e1", [compensated], prefix="b2"))
+    (only,) = await store.get_node_runs("e1")
+    assert (only.state, only.output, only.compensation) == (NodeState.COMPENSATED, [1, 2], "done")
+    assert await store.get_outputs("e1") == {"a": [1, 2]}
+
+
+async def test_output_survives_within_one_batch(store: Store) -> None:
+    await seeded(store, "e1")
+    records = [
+        node("node.started", "a", NodeState.RUNNING, T0 + 1),
+        node("node.completed", "a", NodeState.COMPLETED, T0 + 2, output="x", has_output=True),
+        node("node.compensated", "a", NodeState.COMPENSATED, T0 + 3, compensation="done"),
+    ]
+    await store.commit(batch_of("e1", records))
+    (only,) = await store.get_node_runs("e1")
+    assert (only.state, only.output, only.updated_at) == (NodeState.COMPENSATED, "x", T0 + 3)
+    assert len(await store.list_events("e1")) == 3
+
+
+async def test_output_none_is_an_output(store: Store) -> None:
+    await seeded(store, "e1")
+    records = [node("node.completed", "a", NodeState.COMPLETED, T0, has_output=True)]
+    await store.commit(batch_of("e1", records))
+    assert await store.get_outputs("e1") == {"a": None}
+
+
+async def test_results_cancel_and_retry(store: Store) -> None:
+    await seeded(store, "e1", "e2")
+    cancel = [
+        run("execution.started", ExecutionStatus.RUNNING, T0 + 1),
+        run("execution.cancelled", ExecutionStatus.CANCELLED, T0 + 2, data={"reason": "stop"}),
+    ]
+    await store.commit(batch_of("e1", cancel, prefix="c"))
+    got = await store.get_execution("e1")
+    assert got.status is ExecutionStatus.CANCELLED and got.finished_at == T0 + 2
+    assert got.error == {"category": "cancelled", "message": "stop"}
+
+    retry = [run("execution.retried", ExecutionStatus.RUNNING, T0 + 3)]
+    await store.commit(batch_of("e1", retry, prefix="r"))
+    got = await store.get_execution("e1")
+    assert (got.status, got.finished_at, got.error) == (ExecutionStatus.RUNNING, None, None)
+    assert got.started_at == T0 + 1
+
+    done = batch_of("e1", [run("execution.completed", ExecutionStatus.COMPLETED, T0 + 4)], "d")
+    done.results["e1"] = {"answer": 42}
+    await store.commit(done)
+    got = await store.get_execution("e1")
+    assert (got.status, got.result, got.finished_at) == (
+        ExecutionStatus.COMPLETED,
+        {"answer": 42},
+        T0 + 4,
+    )
+    compensating = run(
+        "execution.compensating", ExecutionStatus.RUNNING, T0 + 5, phase="compensate"
+    )
+    await store.commit(batch_of("e2", [compensating]))
+    assert (await store.get_execution("e2")).phase == "compensate"
+    # An execution record without a phase leaves the phase as it is.
+    recovered = Record(type="execution.recovered", at=T0 + 6, status=ExecutionStatus.RUNNING)
+    await store.commit(batch_of("e2", [recovered], prefix="rec"))
+    assert (await store.get_execution("e2")).phase == "compensate"
+
+
+async def test_commit_spanning_executions(store: Store) -> None:
+    await seeded(store, "e1", "e2")
+    batch = CommitBatch(correlation={"e1": "c1", "e2": "c2"})
+    batch.add("e1", node("node.queued", "a", NodeState.QUEUED, T0), "x1", None)
+    batch.add("e2", node("node.queued", "a", NodeState.QUEUED, T0), "x2", "x1")
+    await store.commit(batch)
+    assert [r.state for r in await store.get_node_runs("e1")] == [NodeState.QUEUED]
+    assert [r.state for r in await store.get_node_runs("e2")] == [NodeState.QUEUED]
+    events = await store.list_events()
+    assert [(e.execution_id, e.correlation_id) for e in events] == [("e1", "c1"), ("e2", "c2")]
+
+
+async def test_empty_batch_is_a_no_op(store: Store) -> None:
+    await store.commit(CommitBatch())
+    assert await store.list_events() == []
+
+
+async def test_commit_is_atomic(store: Store) -> None:
+    await seeded(store, "e1")
+    await store.commit(batch_of("e1", [node("node.queued", "z", NodeState.QUEUED, T0)], "old"))
+    records = realistic_records()
+    batch = batch_of("e1", records)
+    # Halfway through, an event id that is already in the journal.
+    batch.event_ids[4] = "old-e1-0"
+    with pytest.raises(StoreError):
+        await store.commit(batch)
+    assert (await store.get_execution("e1")).status is ExecutionStatus.PENDING
+    assert [r.node_id for r in await store.get_node_runs("e1")] == ["z"]
+    assert [e.id for e in await store.list_events("e1")] == ["old-e1-0"]
+    # The same batch with fresh ids goes through afterwards.
+    await store.commit(batch_of("e1", records))
+    assert (await store.get_execution("e1")).status is ExecutionStatus.FAILED
+
+
+async def test_commit_duplicate_event_id_within_batch(store: Store) -> None:
+    await seeded(store, "e1")
+    batch = batch_of("e1", realistic_records())
+    batch.event_ids[-1] = batch.event_ids[0]
+    with pytest.raises(StoreError):
+        await store.commit(batch)
+    assert await store.list_events() == []
+    assert await store.get_node_runs("e1") == []
+
+
+async def test_commit_unknown_execution(store: Store) -> None:
+    await seeded(store, "e1")
+    with pytest.raises(StoreError, match="unknown execution"):
+        await store.commit(batch_of("ghost", [node("node.queued", "a", NodeState.QUEUED, T0)]))
+    ghost_result = CommitBatch(results={"ghost": 1})
+    with pytest.raises(StoreError, match="unknown execution"):
+        await store.commit(ghost_result)
+    assert await store.list_events() == []
+
+
+async def test_list_events_filters(store: Store) -> None:
+    await seeded(store, "e1", "e2")
+    await store.commit(batch_of("e1", realistic_records()))
+    await store.commit(batch_of("e2", realistic_records()))
+    everything = await store.list_events()
+    assert len(everything) == 16
+    assert [e.seq for e in everything] == sorted(e.seq for e in everything)
+    e2 = await store.list_events("e2")
+    assert {e.execution_id for e in e2} == {"e2"} and len(e2) == 8
+    later = await store.list_events("e2", after_seq=e2[5].seq)
+    assert [e.id for e in later] == [e2[6].id, e2[7].id]
+    assert len(await store.list_events(limit=3)) == 3
+    assert [e.seq for e in await store.list_events(after_seq=everything[13].seq)] == [
+        everything[14].seq,
+        everything[15].seq,
+    ]
+    failed = await store.list_events(types=["node.failed", "execution.failed"])
+    assert [e.type for e in failed] == ["node.failed", "execution.failed"] * 2
+
+
+# ---------------------------------------------------------------- listing
+
+
+async def test_unfinished_executions(store: Store) -> None:
+    await store.put_definition(definition())
+    statuses = list(ExecutionStatus)
+    for i, status in enumerate(statuses):
+        await store.create_execution(execution(f"e{i}", created_at=T0 + i, status=status))
+    unfinished = await store.unfinished_executions()
+    assert [e.status for e in unfinished] == [
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.WAITING,
+        ExecutionStatus.PAUSED,
+    ]
+
+
+async def test_list_executions_filters_and_pages(store: Store) -> None:
+    await store.put_definition(definition())
+    await store.put_definition(definition(name="other", version="1"))
+    for i in range(120):
+        status = ExecutionStatus.COMPLETED if i % 3 == 0 else ExecutionStatus.RUNNING
+        definition_id = "def-other-1" if i % 4 == 0 else "def-wf-1"
+        # Pairs share a timestamp, so the id has to break ties in the cursor.
+        await store.create_execution(
+            execution(f"e{i:03d}", definition_id, created_at=T0 + i // 2, status=status)
+        )
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page, cursor = await store.list_executions(ExecutionFilter(limit=50, cursor=cursor))
+        pages += 1
+        seen += [e.id for e in page]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [f"e{i:03d}" for i in reversed(range(120))]
+
+    done, _ = await store.list_executions(
+        ExecutionFilter(status=[ExecutionStatus.COMPLETED], limit=500)
+    )
+    assert len(done) == 40 and {e.status for e in done} == {ExecutionStatus.COMPLETED}
+
+    other, _ = await store.list_executions(ExecutionFilter(definition_name="other", limit=500))
+    assert len(other) == 30 and {e.definition_id for e in other} == {"def-other-1"}
+    by_id, _ = await store.list_executions(ExecutionFilter(definition_id="def-wf-1", limit=500))
+    assert len(by_id) == 90
+
+    window, cursor = await store.list_executions(
+        ExecutionFilter(created_after=T0 + 10, created_before=T0 + 20, limit=500)
+    )
+    assert cursor is None
+    assert {e.created_at for e in window} == {T0 + t for t in range(11, 20)}
+
+    combined: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.list_executions(
+            ExecutionFilter(
+                status=[ExecutionStatus.RUNNING], definition_name="wf", limit=7, cursor=cursor
+            )
+        )
+        combined += [e.id for e in page]
+        if cursor is None:
+            break
+    expected = [f"e{i:03d}" for i in reversed(range(120)) if i % 3 and i % 4]
+    assert combined == expected
+
+    with pytest.raises(ExecutionError, match="invalid cursor"):
+        await store.list_executions(ExecutionFilter(cursor="%%%"))
+
+
+# ---------------------------------------------------------------- SQLite only
+
+
+async def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await seeded(first, "e1")
+    await first.commit(batch_of("e1", realistic_records()))
+    await first.close()
+
+    second = SQLiteStore(path)
+    await second.open()
+    try:
+        assert (await second.get_execution("e1")).status is ExecutionStatus.FAILED
+        assert await second.get_outputs("e1") == {
+            "a": {"rows": [1, 2, 3], "secret": "never-in-events"}
+        }
+        assert len(await second.list_events("e1")) == 8
+        assert (await second.get_definition("def-wf-1")).spec == definition().spec
+        # seq goes on increasing after a reopen.
+        await second.commit(batch_of("e1", [node("node.reset", "b", NodeState.PENDING, T0)], "n"))
+        events = await second.list_events("e1")
+        assert events[-1].seq > events[-2].seq
+    finally:
+        await second.close()
+
+
+async def test_sqlite_store_not_open(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        await SQLiteStore(tmp_path / "x.db").get_execution("e1")
+
+
+async def test_sqlite_unencodable_output_fails_before_writing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        await seeded(store, "e1")
+        bad = node("node.completed", "a", NodeState.COMPLETED, T0, output={1, 2}, has_output=True)
+        with pytest.raises(StoreError, match="not JSON-serialisable"):
+            await store.commit(batch_of("e1", [bad]))
+        assert await store.list_events() == []
+    finally:
+        await store.close()
+
+
+async def test_sqlite_fresh_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "fresh.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        conn.close()
+    assert version == "0001"
+    assert {"definitions", "executions", "node_runs", "events"} <= tables
+    assert mode == "wal"
+
+
+@pytest.mark.slow
+def test_sqlite_open_imports_alembic_only_to_upgrade(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from orchestrion.store.sqlite import SQLiteStore
+
+        async def main():
+            store = SQLiteStore(sys.argv[1])
+            await store.open()
+            await store.close()
+
+        asyncio.run(main())
+        print(sorted(m for m in ("alembic", "sqlalchemy") if m in sys.modules))
+        """
+    )
+
+    def loaded(path: Path) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    fresh = tmp_path / "fresh.db"
+    assert loaded(fresh) == "[]"  # a new file is created from the rendered head script
+    assert loaded(fresh) == "[]"  # already at head
+    # A file with content but an older (here: no) schema goes through Alembic.
+    older = tmp_path / "older.db"
+    conn = sqlite3.connect(older)
+    conn.execute("CREATE TABLE unrelated (x)")
+    conn.commit()
+    conn.close()
+    assert loaded(older) == "['alembic', 'sqlalchemy']"
+    assert loaded(older) == "[]"
