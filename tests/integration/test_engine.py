@@ -362,3 +362,40 @@ async def test_restart_resumes_unfinished_executions(tmp_path: Path) -> None:
     assert result.ok
     assert CALLS == {"quick": 1, "slow": 2, "end": 1}
     assert result.nodes["slow"].attempt == 1  # same attempt, same idempotency key
+
+
+async def test_secrets_render_but_never_reach_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRION_SECRET_API_TOKEN", "s3cr3t-value-123")
+    db = tmp_path / "secrets.db"
+    async with Engine(f"sqlite:///{db}") as engine:
+        result = await engine.run(
+            flow(
+                {
+                    "id": "echo",
+                    "handler": "noop",
+                    "config": {"value": "Bearer {{ secrets.API_TOKEN }}"},
+                }
+            )
+        )
+    assert result.ok
+    assert result.nodes["echo"].output == "Bearer ***"
+    for path in tmp_path.iterdir():
+        assert b"s3cr3t-value-123" not in path.read_bytes()
+
+
+async def test_missing_secret_fails_the_node_naming_it(engine: Engine) -> None:
+    result = await engine.run(
+        flow(
+            {
+                "id": "n",
+                "handler": "noop",
+                "config": {"value": "{{ secrets.NOPE }}"},
+                "retry": {"max_attempts": 1},
+            }
+        )
+    )
+    assert result.status is ExecutionStatus.FAILED
+    error = result.nodes["n"].error
+    assert error is not None and "NOPE" in error["message"]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ACTIVE_NODE_STATES", "FINAL_EXECUTION_STATES", "FINAL_NODE_STATES", "ExecutionStatus", "NodeState"]
+__all__ = [
+    "ACTIVE_NODE_STATES",
+    "FINAL_EXECUTION_STATES",
+    "FINAL_NODE_STATES",
+    "ExecutionStatus",
+    "NodeState",
+]
 
 
 class NodeState(StrEnum):

@@ -1,4 +1,4 @@
-"""Durations in definitions: ``30``, ``1.5``, ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h30m"``, ``"PT5M"``.
+"""Durations in definitions: ``30``, ``1.5``, ``"250ms"``, ``"30s"``, ``"1h30m"``, ``"PT5M"``.
 
 Everything becomes float seconds. A bad value raises ``ValueError`` with a message that says
 what was expected, which pydantic turns into a field error.

@@ -1,0 +1,47 @@
+"""The public API is explicit: these names, importable lazily from the package root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orchestrion
+
+EXPECTED = {
+    "DefinitionError",
+    "Engine",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "NodeContext",
+    "NodeState",
+    "OrchestrionError",
+    "PermanentNodeError",
+    "TransientNodeError",
+    "WorkflowSpec",
+    "__version__",
+    "arun",
+    "function",
+    "load_definition",
+    "run",
+}
+
+
+def test_exported_names_are_pinned() -> None:
+    assert set(orchestrion.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(orchestrion, name) is not None
+
+
+def test_import_is_lazy() -> None:
+    code = "import sys, orchestrion; print('orchestrion.runtime.engine' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        orchestrion.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_thing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
