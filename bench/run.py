@@ -113,7 +113,10 @@ def main() -> None:
                 "peak_rss_mib": round(data["peak_rss_mib"], 1),
             }
         )
-    header = f"{'workload':<36} {'median':>9} {'min':>9} {'nodes/s':>9} {'floor':>9} {'x floor':>8} {'RSS MiB':>8}"
+    header = (
+        f"{'workload':<36} {'median':>9} {'min':>9} {'nodes/s':>9} {'floor':>9} "
+        f"{'x floor':>8} {'RSS MiB':>8}"
+    )
     print(f"python {platform.python_version()}, {platform.machine()}, repeat={args.repeat}")
     print(header)
     print("-" * len(header))
