@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrion.core.plan import Plan
 from orchestrion.definition.model import WorkflowSpec
-from orchestrion.templates import template_references
+from orchestrion.templates import condition_references, template_references
 
 __all__ = ["CompiledWorkflow"]
 
@@ -32,7 +32,9 @@ class CompiledWorkflow:
         ids = set(plan.ids)
         context: list[tuple[str, ...]] = []
         for node in plan.nodes:
-            referenced = template_references([node.config, node.when or ""])
+            referenced = template_references(node.config)
+            if node.when:
+                referenced |= condition_references(node.when)
             if "nodes" in referenced:
                 # `nodes['x-y'].output` cannot be resolved statically: give every ancestor.
                 referenced |= _ancestors(plan, plan.index[node.id])

@@ -1,0 +1,490 @@
+"""Load a workflow definition from a file, a YAML/JSON text or a dict, and validate all of it.
+
+Steps: read -> parse (YAML with line tracking, or JSON) -> detect the dialect and convert to
+the canonical dict -> validate the pydantic model -> graph and content checks (validate.py).
+Every problem found on the way is collected, located (node, field, line) and raised at once as
+one ``DefinitionError``. Field names in issues are those of the source: ``depends_on[1]`` for a
+reference-000 file, ``dependencies[1]`` for a canonical one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
+from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
+from orchestrion.definition.validate import (
+    LocatedIssue,
+    check_spec,
+    describe_pydantic_error,
+    format_path,
+    gc_paused,
+)
+from orchestrion.errors import DefinitionError, DefinitionIssue
+
+if TYPE_CHECKING:
+    from orchestrion.handlers.registry import HandlerRegistry
+
+__all__ = ["LIFECYCLE_WARNING", "LoadedDefinition", "SourceFormat", "load_definition"]
+
+SourceFormat = Literal["yaml", "json", "python"]
+
+LIFECYCLE_WARNING = (
+    "triggers, routing, error_handling and success_criteria are parsed and stored but not "
+    "enforced yet"
+)
+
+_SUFFIXES: dict[str, SourceFormat] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+_FORMATS: dict[str, SourceFormat] = {"yaml": "yaml", "yml": "yaml", "json": "json"}
+_MAX_PATH_LENGTH = 4096
+_MAX_EXPANDED_VALUES = 2_000_000
+_MAX_ALIAS_GROWTH = 10
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
+
+LineMap = dict[tuple[str, ...], int]
+
+
+@dataclass(slots=True)
+class LoadedDefinition:
+    """A validated definition and where it came from."""
+
+    spec: WorkflowSpec
+    source_format: SourceFormat
+    dialect: Dialect
+    source_text: str
+    warnings: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+
+def load_definition(
+    source: str | Path | dict[str, Any],
+    *,
+    fmt: str | None = None,
+    registry: HandlerRegistry | None = None,
+) -> LoadedDefinition:
+    """Load, convert and validate a definition; raise ``DefinitionError`` with every issue.
+
+    ``source`` is a file path (``Path``, or a one-line ``str`` naming a file), a YAML or
+    JSON text, or an already parsed dict. ``fmt`` ("yaml" or "json") overrides detection.
+    ``registry`` resolves handler names (default: the process-wide registry).
+    """
+    with gc_paused():
+        return _load(source, fmt, registry)
+
+
+def _load(
+    source: str | Path | dict[str, Any], fmt: str | None, registry: HandlerRegistry | None
+) -> LoadedDefinition:
+    document = _read(source, fmt)
+    label = str(document.path) if document.path is not None else None
+    if document.issues:
+        raise DefinitionError(document.issues, source=label)
+    if registry is None:
+        from orchestrion.handlers.registry import default_registry
+
+        registry = default_registry()
+    data = document.data
+    if data is None:
+        raise DefinitionError([DefinitionIssue("the definition is empty", code="empty")], label)
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        issue = DefinitionIssue(
+            f"a workflow definition must be a mapping at the top level, got {kind}",
+            line=1 if document.text is not None else None,
+            code="not_a_mapping",
+        )
+        raise DefinitionError([issue], label)
+
+    conversion = convert(data)
+    locator = _Locator(conversion, document)
+    issues = [locator.at(issue, path) for issue, path in conversion.issues]
+    if not conversion.recognised:
+        raise DefinitionError(issues, label)  # unknown format: nothing else to check
+    spec, broken = _model(conversion.data, locator, issues)
+    if spec is not None:
+        located = check_spec(spec, registry)
+    else:
+        partial = _partial_spec(conversion.data, broken)
+        located = check_spec(partial, registry, structure_only=broken) if partial else []
+    issues.extend(locator.located(item) for item in located)
+    if issues or spec is None:
+        raise DefinitionError(_unique(issues), label)
+
+    warnings: list[str] = []
+    if spec.triggers or spec.routing or spec.error_handling or spec.success_criteria:
+        warnings.append(LIFECYCLE_WARNING)
+    text = document.text if document.text is not None else _dump(data)
+    return LoadedDefinition(
+        spec=spec,
+        source_format=document.format,
+        dialect=conversion.dialect,
+        source_text=text,
+        warnings=warnings,
+        path=document.path,
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class _Document:
+    format: SourceFormat
+    text: str | None
+    data: Any = None
+    path: Path | None = None
+    lines: LineMap | None = None
+    issues: list[DefinitionIssue] = field(default_factory=list)
+
+    def line_map(self) -> LineMap:
+        """Key path -> line; for JSON built only when an issue needs it (parsing twice)."""
+        if self.lines is None:
+            self.lines = {}
+            if self.text is not None:
+                # JSON that YAML cannot read: its issues simply carry no line.
+                with contextlib.suppress(yaml.YAMLError):
+                    _compose(self.text, self.lines)
+        return self.lines
+
+
+def _read(source: str | Path | dict[str, Any], fmt: str | None) -> _Document:
+    wanted: SourceFormat | None = None
+    if fmt is not None:
+        if fmt.lower() not in _FORMATS:
+            raise ValueError(f"unknown definition format {fmt!r}: use 'yaml' or 'json'")
+        wanted = _FORMATS[fmt.lower()]
+    if isinstance(source, dict):
+        return _Document("python", None, source)
+    path = _as_path(source)
+    if path is None:
+        assert isinstance(source, str)
+        return _parse(source, wanted, None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return _failed(path, f"file not found: {path}", "io")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _failed(path, f"cannot read {path}: {exc}", "io")
+    return _parse(text, wanted or _SUFFIXES.get(path.suffix.lower()), path)
+
+
+def _as_path(source: str | Path) -> Path | None:
+    if isinstance(source, Path):
+        return source
+    if "\n" in source or len(source) > _MAX_PATH_LENGTH or source.lstrip().startswith("{"):
+        return None
+    candidate = Path(source.strip())
+    try:
+        if candidate.is_file():
+            return candidate
+    except OSError:
+        return None
+    # A missing `flow.yaml` is reported as a missing file; `name: x` is a (short) YAML text.
+    if candidate.suffix.lower() in _SUFFIXES and ": " not in source:
+        return candidate
+    return None
+
+
+def _failed(path: Path, message: str, code: str) -> _Document:
+    return _Document("yaml", None, path=path, issues=[DefinitionIssue(message, code=code)])
+
+
+def _parse(text: str, wanted: SourceFormat | None, path: Path | None) -> _Document:
+    if wanted is not None:
+        return _parse_json(text, path) if wanted == "json" else _parse_yaml(text, path)
+    if not text.lstrip().startswith(("{", "[")):
+        return _parse_yaml(text, path)
+    document = _parse_json(text, path)
+    if document.issues:
+        # `{name: x, dag: ...}` is a YAML flow mapping, not JSON: give YAML its chance.
+        fallback = _parse_yaml(text, path)
+        if not fallback.issues:
+            return fallback
+    return document
+
+
+def _parse_json(text: str, path: Path | None) -> _Document:
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                duplicates.append(key)
+            result[key] = value
+        return result
+
+    document = _Document("json", text, path=path)
+    try:
+        document.data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        document.issues.append(DefinitionIssue(message, line=exc.lineno, code="json_syntax"))
+        return document
+    for key in dict.fromkeys(duplicates):
+        document.issues.append(DefinitionIssue(f"duplicate key '{key}'", code="duplicate_key"))
+    return document
+
+
+def _parse_yaml(text: str, path: Path | None) -> _Document:
+    document = _Document("yaml", text, path=path, lines={})
+    assert document.lines is not None
+    try:
+        document.data, duplicates = _compose(text, document.lines)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
+        problem = exc.problem or exc.context or "malformed document"
+        document.issues.append(
+            DefinitionIssue(f"invalid YAML: {problem}{where}", line=line, code="yaml_syntax")
+        )
+        return document
+    except yaml.YAMLError as exc:
+        document.issues.append(DefinitionIssue(f"invalid YAML: {exc}", code="yaml_syntax"))
+        return document
+    for key, line in duplicates:
+        document.issues.append(
+            DefinitionIssue(f"duplicate key '{key}'", line=line, code="duplicate_key")
+        )
+    return document
+
+
+def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
+    """Parse YAML into data, filling ``lines`` (key path -> 1-based line); list duplicates."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        duplicates: list[tuple[str, int]] = []
+        data = None
+        if root is not None:
+            _index_lines(root, lines, duplicates)
+            data = loader.construct_document(root)
+    finally:
+        loader.dispose()
+    return data, duplicates
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _index_lines(root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, int]]) -> None:
+    """Walk the node tree once (an aliased node is not walked again) and record lines.
+
+    Also refuses alias bombs ("billion laughs"): a few aliased nodes that expand to an
+    enormous document, which every later step (validation, templates, storage) would expand.
+    """
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    walked: set[int] = set()
+    shared = False
+    while stack:
+        node, path = stack.pop()
+        if id(node) in walked:
+            shared = True
+            continue  # an alias: its lines are those of its anchor
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen and key != "<<":
+                    duplicates.append((key, line))
+                seen.add(key)
+                lines[(*path, key)] = line
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, str(i))] = item.start_mark.line + 1
+                stack.append((item, (*path, str(i))))
+    if not shared:
+        return  # no aliases: nothing can expand
+    expanded = _expanded_size(root)
+    if expanded > max(_MAX_EXPANDED_VALUES, _MAX_ALIAS_GROWTH * len(walked)):
+        mark = root.start_mark
+        raise yaml.MarkedYAMLError(
+            problem=f"YAML aliases expand the document to {expanded} values; refusing it",
+            problem_mark=mark,
+        )
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded (memoised, linear)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if ready:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _dump(data: dict[str, Any]) -> str:
+    # No indent: only the compact form runs in json's C encoder (20x faster on big graphs).
+    return json.dumps(data, default=str, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- locating
+
+
+class _Locator:
+    """Turns canonical locations into source field names and line numbers."""
+
+    def __init__(self, conversion: Conversion, document: _Document) -> None:
+        self.conversion = conversion
+        self.document = document
+
+    def line(self, path: SourcePath) -> int | None:
+        if self.document.text is None:
+            return None
+        lines = self.document.line_map()
+        key = tuple(str(part) for part in path)
+        for cut in range(len(key), 0, -1):
+            line = lines.get(key[:cut])
+            if line is not None:
+                return line
+        return None
+
+    def at(self, issue: DefinitionIssue, path: SourcePath) -> DefinitionIssue:
+        return replace(issue, line=self.line(path)) if path or issue.line is None else issue
+
+    def canonical(
+        self,
+        issue: DefinitionIssue,
+        index: int | None,
+        path: tuple[str | int, ...],
+    ) -> DefinitionIssue:
+        """Locate an issue found at ``path`` inside node ``index`` (or the workflow)."""
+        conversion = self.conversion
+        if index is None:
+            source = conversion.source_path(path)
+            field_name = format_path(source) or None
+        else:
+            source = conversion.source_path(("dag", "nodes", index, *path))
+            prefix = conversion.node_source_prefix(index)
+            inside = source[len(prefix) :] if source[: len(prefix)] == prefix else source
+            field_name = format_path(inside) or None
+        return replace(issue, field=field_name, line=self.line(source))
+
+    def located(self, item: LocatedIssue) -> DefinitionIssue:
+        issue = self.canonical(item.issue, item.index, item.path)
+        if item.related and self.document.text is not None:
+            lines = [
+                self.line(self.conversion.source_path(("dag", "nodes", i))) for i in item.related
+            ]
+            known = [str(line) for line in lines if line is not None]
+            if known and issue.line is not None:
+                issue = replace(
+                    issue, message=f"{issue.message} (lines {known[0]} and {issue.line})"
+                )
+        return issue
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _model(
+    data: dict[str, Any], locator: _Locator, issues: list[DefinitionIssue]
+) -> tuple[WorkflowSpec | None, set[int]]:
+    """Validate the canonical dict; append located issues; return the spec or the bad nodes."""
+    try:
+        return WorkflowSpec.model_validate(data), set()
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    raw_nodes = _raw_nodes(data)
+    broken: set[int] = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "too_short" and loc == ("dag", "nodes") and raw_nodes:
+            continue  # pydantic counts only the nodes that validated: the real errors follow
+        message = describe_pydantic_error(error)
+        if error["type"] == "missing":
+            # Name the key as the source spells it: `type` in reference 000, not `handler`.
+            written = locator.conversion.source_path(loc)
+            if written and isinstance(written[-1], str):
+                message = f"missing required key '{written[-1]}'"
+        if len(loc) >= 3 and loc[:2] == ("dag", "nodes") and isinstance(loc[2], int):
+            index = loc[2]
+            broken.add(index)
+            raw = raw_nodes[index] if raw_nodes is not None and index < len(raw_nodes) else None
+            node_id = raw.get("id") if isinstance(raw, dict) else None
+            issue = DefinitionIssue(
+                message,
+                node=node_id if isinstance(node_id, str) else None,
+                code=error["type"],
+            )
+            issues.append(locator.canonical(issue, index, loc[3:]))
+        else:
+            issues.append(
+                locator.canonical(DefinitionIssue(message, code=error["type"]), None, loc)
+            )
+    return None, broken
+
+
+def _raw_nodes(data: dict[str, Any]) -> list[Any] | None:
+    dag = data.get("dag")
+    nodes = dag.get("nodes") if isinstance(dag, dict) else None
+    return nodes if isinstance(nodes, list) else None
+
+
+def _partial_spec(data: dict[str, Any], broken: set[int]) -> WorkflowSpec | None:
+    """A stand-in spec so graph checks still run when some nodes failed the model.
+
+    Nodes that failed keep only their id and dependencies (structure) so that cycles, unknown
+    dependencies and references to them are still found; their content is not checked again.
+    """
+    raw_nodes = _raw_nodes(data)
+    if not raw_nodes:
+        return None
+    nodes: list[NodeSpec] = []
+    for i, raw in enumerate(raw_nodes):
+        if i not in broken:
+            try:
+                nodes.append(NodeSpec.model_validate(raw))
+                continue
+            except ValidationError:
+                pass
+        nodes.append(_skeleton(raw, i))
+    return WorkflowSpec.model_construct(
+        name="partial", dag=DagSpec.model_construct(nodes=tuple(nodes))
+    )
+
+
+def _skeleton(raw: Any, index: int) -> NodeSpec:
+    raw = raw if isinstance(raw, dict) else {}
+    node_id = raw.get("id")
+    deps = raw.get("dependencies")
+    dependencies = (
+        tuple(str(d) for d in deps if isinstance(d, str)) if isinstance(deps, list) else ()
+    )
+    return NodeSpec.model_construct(
+        id=node_id if isinstance(node_id, str) else f"#{index + 1}",
+        handler="?",
+        dependencies=dependencies,
+        config={},
+        when=None,
+        compensate=None,
+    )
+
+
+def _unique(issues: list[DefinitionIssue]) -> list[DefinitionIssue]:
+    return list(dict.fromkeys(issues))
