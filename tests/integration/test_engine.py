@@ -399,3 +399,16 @@ async def test_missing_secret_fails_the_node_naming_it(engine: Engine) -> None:
     assert result.status is ExecutionStatus.FAILED
     error = result.nodes["n"].error
     assert error is not None and "NOPE" in error["message"]
+
+
+async def test_when_condition_can_read_a_grandparent(engine: Engine) -> None:
+    result = await engine.run(
+        flow(
+            {"id": "a", "handler": "noop", "config": {"value": {"go": True}}},
+            {"id": "b", "handler": "noop", "dependencies": ["a"]},
+            {"id": "c", "handler": "noop", "dependencies": ["b"], "when": "a.output.go",
+             "config": {"value": "ran"}},
+        )
+    )
+    assert result.ok, result.error
+    assert result.nodes["c"].output == "ran"
