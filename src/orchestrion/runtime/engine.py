@@ -218,14 +218,16 @@ class Engine:
         self._started = False
 
     async def _drain(self) -> None:
-        """Wait until everything posted so far is committed."""
+        """Wait until everything posted so far, and the turn under way, is committed."""
         if self._loop_task is None or self._loop_task.done():
             return
-        while self._inbox:
-            ack = asyncio.get_running_loop().create_future()
-            self._inbox.append(_Posted("", Started(0.0), None, ack))
+        while True:
+            ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._inbox.append(_Posted("", Started(0.0), None, ack))  # a no-op marker
             self._wake.set()
             await ack
+            if not self._inbox:
+                return
 
     def add_listener(self, listener: RecordListener) -> None:
         """Be told of records after they are committed (progress views, event streams)."""
