@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default=None, description="KEY=VALUE file of secrets for {{ secrets.KEY }}"
     )
     shutdown_grace: float = Field(default=10.0, ge=0, description="seconds to drain on stop")
+    lease_seconds: float = Field(
+        default=30.0, ge=0.5, description="ownership lease of a running execution"
+    )
     http_timeout: float = Field(default=30.0, gt=0)
     http_max_connections: int = Field(default=100, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

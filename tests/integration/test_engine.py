@@ -406,9 +406,46 @@ async def test_when_condition_can_read_a_grandparent(engine: Engine) -> None:
         flow(
             {"id": "a", "handler": "noop", "config": {"value": {"go": True}}},
             {"id": "b", "handler": "noop", "dependencies": ["a"]},
-            {"id": "c", "handler": "noop", "dependencies": ["b"], "when": "a.output.go",
-             "config": {"value": "ran"}},
+            {
+                "id": "c",
+                "handler": "noop",
+                "dependencies": ["b"],
+                "when": "a.output.go",
+                "config": {"value": "ran"},
+            },
         )
     )
     assert result.ok, result.error
     assert result.nodes["c"].output == "ran"
+
+
+async def test_two_engines_on_one_database_never_share_an_execution(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with Engine(url) as first, Engine(url) as second:
+        record = await first.start_execution(flow(py("slow", "t_sleep", seconds=0.3)))
+        with pytest.raises(InvalidTransition, match="another process"):
+            await second.cancel(record.id)
+        await second.stop()  # its heartbeat would not take the execution over either
+        result = await first.wait(record.id, timeout=5)
+    assert result.ok and CALLS == {"slow": 1}
+
+
+async def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+    from orchestrion.settings import load_settings
+
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    fast = load_settings(lease_seconds=0.5)
+    first = Engine(url, settings=fast)
+    await first.start()
+    record = await first.start_execution(
+        flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
+    )
+    # The first engine freezes: no heartbeat, no loop (as a hung process would).
+    assert first._heartbeat_task is not None and first._loop_task is not None
+    first._heartbeat_task.cancel()
+    first._loop_task.cancel()
+    await asyncio.sleep(0.7)
+    async with Engine(url, settings=fast) as second:
+        result = await second.wait(record.id, timeout=5)
+    assert result.ok
+    await first.stop(grace=0)

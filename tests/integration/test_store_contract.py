@@ -6,10 +6,12 @@ store does with each kind of record without depending on the machine.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.store import migrate
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -541,7 +544,206 @@ async def test_list_executions_filters_and_pages(store: Store) -> None:
         await store.list_executions(ExecutionFilter(cursor="%%%"))
 
 
+# ---------------------------------------------------------------- ownership leases
+
+LEASE = T0 + 30  # the lease every first claim below takes, at T0
+
+
+async def owner_of(store: Store, execution_id: str) -> tuple[str | None, float | None]:
+    got = await store.get_execution(execution_id)
+    return got.owner, got.lease_until
+
+
+async def test_claim_a_fresh_execution(store: Store) -> None:
+    await store.put_definition(definition())
+    await store.create_execution(execution("e1", status=ExecutionStatus.RUNNING))
+    assert await owner_of(store, "e1") == (None, None)
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    assert await owner_of(store, "e1") == ("A", LEASE)
+    # Every read path carries the lease.
+    (unfinished,) = await store.unfinished_executions()
+    listed, _ = await store.list_executions(ExecutionFilter())
+    assert (unfinished.owner, unfinished.lease_until) == ("A", LEASE)
+    assert [(e.owner, e.lease_until) for e in listed] == [("A", LEASE)]
+    with pytest.raises(ExecutionNotFound):
+        await store.claim_execution("ghost", "A", LEASE, None, T0)
+
+
+async def test_create_execution_keeps_owner_and_lease(store: Store) -> None:
+    await store.put_definition(definition())
+    owned = execution("e1")
+    owned.owner, owned.lease_until = "A", LEASE
+    await store.create_execution(owned)
+    assert await owner_of(store, "e1") == ("A", LEASE)
+
+
+async def test_second_claimant_loses_while_the_lease_holds(store: Store) -> None:
+    await seeded(store, "e1")
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    assert not await store.claim_execution("e1", "B", T0 + 40, None, T0 + 10)
+    assert not await store.claim_execution("e1", "B", T0 + 40, "someone-else", T0 + 10)
+    # Expired means strictly past lease_until.
+    assert not await store.claim_execution("e1", "B", T0 + 60, None, LEASE)
+    assert await owner_of(store, "e1") == ("A", LEASE)
+
+
+async def test_claim_wins_after_the_lease_expired(store: Store) -> None:
+    await seeded(store, "e1")
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    # The owner died: B takes over whatever it expected.
+    assert await store.claim_execution("e1", "B", LEASE + 30, None, LEASE + 1)
+    assert await owner_of(store, "e1") == ("B", LEASE + 30)
+    assert await store.renew_leases("A", ["e1"], LEASE + 60) == ["e1"]
+    assert await owner_of(store, "e1") == ("B", LEASE + 30)
+
+
+async def test_claim_is_a_compare_and_swap_on_the_owner(store: Store) -> None:
+    await seeded(store, "e1")
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    # Expecting the current owner succeeds even though its lease is still valid ...
+    assert await store.claim_execution("e1", "B", T0 + 40, "A", T0 + 1)
+    assert await owner_of(store, "e1") == ("B", T0 + 40)
+    # ... and a stale expectation fails: A lost the race.
+    assert not await store.claim_execution("e1", "A", T0 + 50, "A", T0 + 2)
+    assert not await store.claim_execution("e1", "A", T0 + 50, None, T0 + 2)
+    # The owner re-claiming itself is how a lease is extended through a claim.
+    assert await store.claim_execution("e1", "B", T0 + 90, "B", T0 + 3)
+    assert await owner_of(store, "e1") == ("B", T0 + 90)
+
+
+async def test_renew_leases_returns_the_lost_ones(store: Store) -> None:
+    await seeded(store, "e1", "e2", "e3", "e4")
+    for execution_id in ("e1", "e2", "e3"):
+        assert await store.claim_execution(execution_id, "A", LEASE, None, T0)
+    assert await store.claim_execution("e4", "B", LEASE, None, T0)
+    assert await store.claim_execution("e3", "B", LEASE, "A", T0 + 1)  # taken over
+    lost = await store.renew_leases("A", ["e1", "e2", "e3", "e4", "ghost", "e1"], T0 + 60)
+    assert lost == ["e3", "e4", "ghost"]
+    assert await owner_of(store, "e1") == ("A", T0 + 60)
+    assert await owner_of(store, "e2") == ("A", T0 + 60)
+    assert await owner_of(store, "e3") == ("B", LEASE)
+    assert await owner_of(store, "e4") == ("B", LEASE)
+    assert await store.renew_leases("A", [], T0 + 90) == []
+    # A renewal works after expiry as long as nobody took the execution over.
+    assert await store.renew_leases("A", ["e1"], T0 + 200) == []
+    assert await owner_of(store, "e1") == ("A", T0 + 200)
+
+
+async def test_release_executions(store: Store) -> None:
+    await seeded(store, "e1", "e2", "e3", "e4")
+    for execution_id in ("e1", "e2", "e3"):
+        assert await store.claim_execution(execution_id, "A", LEASE, None, T0)
+    assert await store.claim_execution("e4", "B", LEASE, None, T0)
+    await store.release_executions("A", ["e1", "e4", "ghost"])
+    assert await owner_of(store, "e1") == (None, None)
+    assert await owner_of(store, "e4") == ("B", LEASE)  # not A's to release
+    await store.release_executions("A", [])  # an empty list is not "all"
+    assert await owner_of(store, "e2") == ("A", LEASE)
+    await store.release_executions("A")
+    assert [await owner_of(store, e) for e in ("e1", "e2", "e3", "e4")] == [
+        (None, None),
+        (None, None),
+        (None, None),
+        ("B", LEASE),
+    ]
+    # Released: the next process claims at once, without waiting for the old lease to end.
+    assert await store.claim_execution("e2", "C", T0 + 40, None, T0 + 1)
+
+
+@pytest.mark.parametrize(
+    "final",
+    [
+        run("execution.completed", ExecutionStatus.COMPLETED, T0 + 3),
+        run("execution.failed", ExecutionStatus.FAILED, T0 + 3, data={"error": FAILURE}),
+        run("execution.cancelled", ExecutionStatus.CANCELLED, T0 + 3, data={"reason": "x"}),
+    ],
+    ids=lambda r: r.type,
+)
+async def test_final_status_clears_the_owner(store: Store, final: Record) -> None:
+    await seeded(store, "e1", "e2")
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    assert await store.claim_execution("e2", "A", LEASE, None, T0)
+    started = [
+        run("execution.started", ExecutionStatus.RUNNING, T0 + 1),
+        node("node.queued", "a", NodeState.QUEUED, T0 + 1),
+    ]
+    await store.commit(batch_of("e1", started, prefix="s"))
+    assert await owner_of(store, "e1") == ("A", LEASE)  # only a final status releases
+    batch = batch_of("e1", [final], prefix="f")
+    batch.add("e2", run("execution.waiting", ExecutionStatus.WAITING, T0 + 3), "w", None)
+    await store.commit(batch)
+    assert await owner_of(store, "e1") == (None, None)
+    assert await owner_of(store, "e2") == ("A", LEASE)
+    assert await store.renew_leases("A", ["e1", "e2"], T0 + 60) == ["e1"]
+
+
 # ---------------------------------------------------------------- SQLite only
+
+
+async def test_sqlite_claim_race_across_connections(tmp_path: Path) -> None:
+    """Separate stores on one file (as separate processes would be): exactly one wins."""
+    path = tmp_path / "race.db"
+    stores = [SQLiteStore(path) for _ in range(8)]
+    for each in stores:
+        await each.open()
+    try:
+        await seeded(stores[0], "e1")
+        barrier = threading.Barrier(len(stores))
+        wins: list[str] = []
+
+        def contend(i: int) -> None:
+            barrier.wait()
+            # One event loop per thread: the claims really race for SQLite's write lock.
+            if asyncio.run(stores[i].claim_execution("e1", f"p{i}", LEASE, None, T0)):
+                wins.append(f"p{i}")
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(wins) == 1
+        assert await owner_of(stores[0], "e1") == (wins[0], LEASE)
+    finally:
+        for each in stores:
+            await each.close()
+
+
+async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    migrate.upgrade(f"sqlite:///{path}", "0001")
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO definitions VALUES ('d', 'wf', '1', '{}', 'h', 'yaml', 'canonical',"
+            " NULL, 0)"
+        )
+        conn.execute(
+            "INSERT INTO executions (id, definition_id, status, phase, inputs, overrides,"
+            " labels, created_at) VALUES ('e1', 'd', 'running', 'run', '{}', '{}', '{}', 1)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    assert migrate.current_revision(path) == "0001"
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0002"
+        got = await store.get_execution("e1")
+        assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
+        assert await store.claim_execution("e1", "A", LEASE, None, T0)
+        assert await owner_of(store, "e1") == ("A", LEASE)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        columns = {row[1]: row for row in conn.execute("PRAGMA table_info(executions)")}
+    finally:
+        conn.close()
+    assert columns["owner"][2:4] == ("VARCHAR(255)", 0)  # type, notnull
+    assert columns["lease_until"][2:4] == ("FLOAT", 0)
 
 
 async def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -601,7 +803,7 @@ async def test_sqlite_fresh_file_is_migrated(tmp_path: Path) -> None:
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
     finally:
         conn.close()
-    assert version == "0001"
+    assert version == migrate.HEAD_REVISION
     assert {"definitions", "executions", "node_runs", "events"} <= tables
     assert mode == "wal"
 

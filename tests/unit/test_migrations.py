@@ -106,7 +106,7 @@ def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
         conn.close()
     assert tables.isdisjoint({"definitions", "executions", "node_runs", "events"})
     migrate.upgrade(url)
-    assert migrate.current_revision(path) == "0001"
+    assert migrate.current_revision(path) == migrate.HEAD_REVISION
 
 
 def test_package_data_ships_every_migration_file() -> None:

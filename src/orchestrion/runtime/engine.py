@@ -56,6 +56,7 @@ from orchestrion.errors import (
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.settings import Settings, load_secrets, load_settings
 from orchestrion.store.base import (
@@ -143,6 +144,8 @@ class Engine:
         self._resources = Resources()
         self._accepting = False
         self._started = False
+        self.owner = new_owner_id()
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,6 +179,7 @@ class Engine:
         if self._resume:
             await self._resume_unfinished()
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
 
     def _local_dispatcher(self) -> Dispatcher:
         from orchestrion.dispatch.local import LocalDispatcher
@@ -199,6 +203,10 @@ class Engine:
             return
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            self._heartbeat_task = None
         if self._dispatcher is not None:
             await self._dispatcher.close(grace)
         await self._drain()
@@ -206,6 +214,10 @@ class Engine:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
+        unfinished = [eid for eid, live in self._live.items() if not live.machine.finished]
+        if unfinished:
+            # Hand them back at once: the next engine on this database resumes them.
+            await self.store.release_executions(self.owner, unfinished)
         for live in self._live.values():
             self._disarm(live)
             if not live.done.done():
@@ -343,6 +355,7 @@ class Engine:
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = self._check_inputs(compiled.plan.spec, merged)
         record.overrides = self._check_overrides(compiled, overrides or {})
+        await self._claim(record, "trigger", expected=None)
         record.correlation_id = correlation_id or record.correlation_id or execution_id
         await self.store.update_execution_inputs(
             execution_id, record.inputs, record.overrides, record.correlation_id
@@ -444,7 +457,10 @@ class Engine:
                 f"only failed or cancelled executions can be retried; "
                 f"{execution_id} is {record.status.value}"
             )
-        live = self._live.get(execution_id) or await self._load(record)
+        live = self._live.get(execution_id)
+        if live is None:
+            await self._claim(record, "retry", expected=record.owner)
+            live = await self._load(record)
         self._live[execution_id] = live
         await self._post_and_wait(execution_id, RetryRequested(time.time()))
         self._arm_deadline(live, time.time())
@@ -466,9 +482,27 @@ class Engine:
             raise InvalidTransition(
                 f"cannot {verb} execution {execution_id}: it is {record.status.value}"
             )
+        await self._claim(record, verb, expected=record.owner)
         live = await self._load(record)
         self._live[execution_id] = live
         return live
+
+    async def _claim(self, record: ExecutionRecord, verb: str, *, expected: str | None) -> None:
+        """Take ownership of ``record`` or explain who holds it."""
+        now = time.time()
+        if record.owner == self.owner:
+            expected = self.owner
+        held_elsewhere = record.owner not in (None, self.owner) and not owner_is_dead(
+            record.owner, record.lease_until, now
+        )
+        if held_elsewhere or not await self.store.claim_execution(
+            record.id, self.owner, now + self.settings.lease_seconds, expected, now
+        ):
+            raise InvalidTransition(
+                f"cannot {verb} execution {record.id}: it is being run by another process "
+                f"({record.owner or 'unknown'}); {verb} it there, or stop that process first"
+            )
+        record.owner = self.owner
 
     def _check_accepting(self) -> None:
         if not self._accepting:
@@ -812,10 +846,44 @@ class Engine:
         live.machine.restore(record.status, record.phase, nodes, record.error)
         return live
 
+    async def _heartbeat(self) -> None:
+        """Renew the leases of live executions; take over executions whose owner died."""
+        interval = max(0.1, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ids = [eid for eid, live in self._live.items() if not live.machine.finished]
+                if ids:
+                    until = time.time() + self.settings.lease_seconds
+                    for lost in await self.store.renew_leases(self.owner, ids, until):
+                        self._drop_lost(lost)
+                if self._resume and self._accepting:
+                    await self._resume_unfinished()
+            except OrchestrionError:
+                logger.exception("lease renewal failed; retrying")
+
+    def _drop_lost(self, execution_id: str) -> None:
+        live = self._live.pop(execution_id, None)
+        if live is None or live.machine.finished:
+            return
+        logger.warning("execution %s was taken over by another process", execution_id)
+        self._disarm(live)
+        if not live.done.done():
+            live.done.set_exception(
+                ExecutionError(f"execution {execution_id} was taken over by another process")
+            )
+
     async def _resume_unfinished(self) -> None:
         lives = []
+        now = time.time()
         for record in await self.store.unfinished_executions():
             if record.id in self._live:
+                continue
+            if not owner_is_dead(record.owner, record.lease_until, now):
+                continue  # another live engine drives it
+            if not await self.store.claim_execution(
+                record.id, self.owner, now + self.settings.lease_seconds, record.owner, now
+            ):
                 continue
             try:
                 live = await self._load(record)

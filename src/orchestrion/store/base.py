@@ -42,7 +42,12 @@ class DefinitionRecord:
 
 @dataclass(slots=True)
 class ExecutionRecord:
-    """One execution of one definition version."""
+    """One execution of one definition version.
+
+    ``owner`` is the engine process that runs it and ``lease_until`` (epoch seconds) how long
+    that claim holds without renewal; both are None when no process owns it (see
+    ``Store.claim_execution``).
+    """
 
     id: str
     definition_id: str
@@ -61,6 +66,8 @@ class ExecutionRecord:
     parent_execution_id: str | None = None
     parent_node_id: str | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +198,35 @@ class Store(Protocol):
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         """Executions that are running, waiting or paused: what a restart must resume."""
 
+    # ownership leases: several engine processes on one database never run one execution twice
+    async def claim_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        lease_until: float,
+        expected_owner: str | None,
+        now: float,
+    ) -> bool:
+        """Atomically make ``owner`` the owner until ``lease_until``; True when it took it.
+
+        A compare-and-swap: it succeeds only when the current owner is ``expected_owner``
+        (None matches no owner) or the current lease ran out (``lease_until < now``). The
+        status is not looked at. Raises ``ExecutionNotFound`` when absent.
+        """
+
+    async def renew_leases(
+        self, owner: str, execution_ids: list[str], lease_until: float
+    ) -> list[str]:
+        """Extend to ``lease_until`` the leases ``owner`` still holds among ``execution_ids``.
+
+        Returns the others, in the given order: executions taken over, released, finished
+        (a final status clears the owner) or unknown, which the caller must stop running.
+        """
+
+    async def release_executions(self, owner: str, execution_ids: list[str] | None = None) -> None:
+        """Drop ``owner``'s claim on these executions (all of its own when None), so another
+        process can claim them at once instead of waiting for the leases to run out."""
+
     # node runs and events
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]: ...
 
@@ -200,7 +236,12 @@ class Store(Protocol):
         """Outputs of completed (or compensated) nodes, by node id."""
 
     async def commit(self, batch: CommitBatch) -> None:
-        """Persist the batch atomically (see ``CommitBatch``)."""
+        """Persist the batch atomically (see ``CommitBatch``).
+
+        An execution record with a final status (completed, failed, cancelled) also clears
+        the execution's owner and lease. Ownership is not checked here: the engine commits
+        only for executions it claimed.
+        """
 
     async def list_events(
         self,

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 from orchestrion.core.events import Record
-from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.store import rules
 from orchestrion.store.base import (
@@ -190,6 +190,48 @@ class MemoryStore:
         found.sort(key=lambda e: (e.created_at, e.id))
         return found
 
+    # ------------------------------------------------------------------ ownership leases
+    # No await inside these methods: each runs to the end in one step of the event loop,
+    # which is what makes them atomic here.
+
+    async def claim_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        lease_until: float,
+        expected_owner: str | None,
+        now: float,
+    ) -> bool:
+        record = self._execution(execution_id)
+        expired = record.lease_until is not None and record.lease_until < now
+        if record.owner != expected_owner and not expired:
+            return False
+        record.owner = owner
+        record.lease_until = lease_until
+        return True
+
+    async def renew_leases(
+        self, owner: str, execution_ids: list[str], lease_until: float
+    ) -> list[str]:
+        lost: list[str] = []
+        for execution_id in dict.fromkeys(execution_ids):
+            record = self._executions.get(execution_id)
+            if record is None or record.owner != owner:
+                lost.append(execution_id)
+            else:
+                record.lease_until = lease_until
+        return lost
+
+    async def release_executions(self, owner: str, execution_ids: list[str] | None = None) -> None:
+        if execution_ids is None:
+            records: Iterable[ExecutionRecord | None] = self._executions.values()
+        else:
+            records = (self._executions.get(execution_id) for execution_id in execution_ids)
+        for record in records:
+            if record is not None and record.owner == owner:
+                record.owner = None
+                record.lease_until = None
+
     # ------------------------------------------------------------------ node runs and events
 
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
@@ -292,6 +334,9 @@ class MemoryStore:
         error = rules.execution_error(record)
         if error is not rules.KEEP:
             execution.error = error
+        if record.status in FINAL_EXECUTION_STATES:
+            execution.owner = None
+            execution.lease_until = None
         execution.updated_at = record.at
 
     async def list_events(

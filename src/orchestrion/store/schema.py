@@ -75,6 +75,11 @@ executions = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=True),
+    # The engine process running the execution, until when (ownership lease; 0002). No index:
+    # takeover candidates are found through the status index (few rows are unfinished), and
+    # an index here would be rewritten by every lease renewal and final commit.
+    Column("owner", ID, nullable=True),
+    Column("lease_until", Float, nullable=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_definition_id", "definition_id"),

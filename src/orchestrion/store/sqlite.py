@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrion.core.events import Record
-from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.store import migrate, rules
 from orchestrion.store.base import (
@@ -42,7 +42,7 @@ _DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, sour
 _EXEC_COLS = (
     "id, definition_id, status, phase, inputs, overrides, result, error, idempotency_key,"
     " correlation_id, parent_execution_id, parent_node_id, labels, created_at, started_at,"
-    " finished_at, updated_at"
+    " finished_at, updated_at, owner, lease_until"
 )
 _RUN_COLS = (
     "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
@@ -58,7 +58,7 @@ _INSERT_DEFINITION = (
 )
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({_EXEC_COLS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
 _INSERT_EVENT = (
@@ -76,15 +76,23 @@ _UPSERT_NODE_RUN = (
     " error = excluded.error, wait_reason = excluded.wait_reason, wake_at = excluded.wake_at,"
     " compensation = excluded.compensation, updated_at = excluded.updated_at"
 )
-# Flags before values: (set finished?, finished_at), (set error?, error).
+# Flags before values: (set finished?, finished_at), (set error?, error). The two "final?"
+# flags clear the ownership lease in the same statement, so commit costs no extra query.
 _UPDATE_EXECUTION = (
     "UPDATE executions SET status = ?, phase = COALESCE(?, phase),"
     " started_at = COALESCE(?, started_at),"
     " finished_at = CASE WHEN ? THEN ? ELSE finished_at END,"
     " error = CASE WHEN ? THEN ? ELSE error END,"
+    " owner = CASE WHEN ? THEN NULL ELSE owner END,"
+    " lease_until = CASE WHEN ? THEN NULL ELSE lease_until END,"
     " updated_at = ? WHERE id = ?"
 )
 _SET_RESULT = "UPDATE executions SET result = ? WHERE id = ?"
+# ``IS``, not ``=``: an expected owner of None must match NULL. A NULL lease never expires.
+_CLAIM = (
+    "UPDATE executions SET owner = ?, lease_until = ?"
+    " WHERE id = ? AND (owner IS ? OR lease_until < ?)"
+)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -107,6 +115,13 @@ def url_to_sqlite_path(url: str) -> str:
     if not path or path == ":memory:":
         raise ConfigurationError("the SQLite store needs a file path; use memory:// instead")
     return path
+
+
+def _chunks(ids: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """``ids`` in slices that fit an IN list, each with its placeholders."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        yield ", ".join("?" * len(chunk)), chunk
 
 
 def _opt_json(value: Any) -> str | None:
@@ -150,6 +165,8 @@ def _execution(row: tuple[Any, ...]) -> ExecutionRecord:
         started_at=row[14],
         finished_at=row[15],
         updated_at=row[16],
+        owner=row[17],
+        lease_until=row[18],
     )
 
 
@@ -380,6 +397,8 @@ class SQLiteStore:
             record.started_at,
             record.finished_at,
             record.updated_at,
+            record.owner,
+            record.lease_until,
         )
         with self._transaction() as conn:
             try:
@@ -466,6 +485,57 @@ class SQLiteStore:
                 " ORDER BY created_at, id"
             ).fetchall()
         return [_execution(row) for row in rows]
+
+    # ------------------------------------------------------------------ ownership leases
+
+    async def claim_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        lease_until: float,
+        expected_owner: str | None,
+        now: float,
+    ) -> bool:
+        # One conditional UPDATE is the compare-and-swap: the write lock makes it atomic
+        # across processes, and rowcount says whether the condition held.
+        with self._transaction() as conn:
+            params = (owner, lease_until, execution_id, expected_owner, now)
+            if conn.execute(_CLAIM, params).rowcount == 1:
+                return True
+            found = conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,))
+            if found.fetchone() is None:
+                raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return False
+
+    async def renew_leases(
+        self, owner: str, execution_ids: list[str], lease_until: float
+    ) -> list[str]:
+        if not execution_ids:
+            return []  # no write lock for nothing
+        held: set[str] = set()
+        with self._transaction() as conn:
+            for marks, chunk in _chunks(execution_ids):
+                conn.execute(
+                    f"UPDATE executions SET lease_until = ? WHERE owner = ? AND id IN ({marks})",
+                    (lease_until, owner, *chunk),
+                )
+                rows = conn.execute(
+                    f"SELECT id FROM executions WHERE owner = ? AND id IN ({marks})",
+                    (owner, *chunk),
+                )
+                held.update(row[0] for row in rows)
+        return [eid for eid in dict.fromkeys(execution_ids) if eid not in held]
+
+    async def release_executions(self, owner: str, execution_ids: list[str] | None = None) -> None:
+        if execution_ids is not None and not execution_ids:
+            return  # an empty list releases nothing, unlike None
+        release = "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = ?"
+        with self._transaction() as conn:
+            if execution_ids is None:
+                conn.execute(release, (owner,))
+                return
+            for marks, chunk in _chunks(execution_ids):
+                conn.execute(f"{release} AND id IN ({marks})", (owner, *chunk))
 
     # ------------------------------------------------------------------ node runs and events
 
@@ -583,6 +653,7 @@ class SQLiteStore:
     def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:
         finished = rules.finished_at(record)
         error = rules.execution_error(record)
+        final = record.status in FINAL_EXECUTION_STATES
         return (
             None if record.status is None else record.status.value,
             record.phase,
@@ -591,6 +662,8 @@ class SQLiteStore:
             None if finished is rules.KEEP else finished,
             error is not rules.KEEP,
             None if error is rules.KEEP else _opt_json(error),
+            final,
+            final,
             record.at,
             execution_id,
         )

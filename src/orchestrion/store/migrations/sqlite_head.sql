@@ -39,7 +39,7 @@ CREATE TABLE executions (
 	created_at FLOAT NOT NULL,
 	started_at FLOAT,
 	finished_at FLOAT,
-	updated_at FLOAT,
+	updated_at FLOAT, owner VARCHAR(255), lease_until FLOAT,
 	CONSTRAINT pk_executions PRIMARY KEY (id),
 	CONSTRAINT fk_executions_definition_id_definitions FOREIGN KEY(definition_id) REFERENCES definitions (id),
 	CONSTRAINT uq_executions_idempotency_key UNIQUE (idempotency_key)
@@ -83,4 +83,4 @@ CREATE TABLE events (
 
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0001');
+INSERT INTO alembic_version (version_num) VALUES ('0002');
