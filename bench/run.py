@@ -46,8 +46,10 @@ async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> float:
         stored = [await engine.submit(d) for d in {id(d): d for d in definitions}.values()]
         by_name = {s.name: s for s in stored}
         started = time.perf_counter()
-        records = [await engine.start_execution(by_name[d["name"]]) for d in definitions]
-        results = [await engine.wait(r.id) for r in records]
+        records = await asyncio.gather(
+            *(engine.start_execution(by_name[d["name"]]) for d in definitions)
+        )
+        results = await asyncio.gather(*(engine.wait(r.id) for r in records))
         elapsed = time.perf_counter() - started
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     return elapsed

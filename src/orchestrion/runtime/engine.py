@@ -360,11 +360,15 @@ class Engine:
         await self.store.update_execution_inputs(
             execution_id, record.inputs, record.overrides, record.correlation_id
         )
-        live = self._make_live(record, compiled, {})
-        self._live[execution_id] = live
-        await self._post_and_wait(execution_id, Started(time.time()))
-        self._arm_deadline(live, time.time())
+        await self._begin(record, compiled)
         return record
+
+    async def _begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
+        """Make ``record`` live and commit its start (the execution is owned by us)."""
+        live = self._make_live(record, compiled, {})
+        self._live[record.id] = live
+        await self._post_and_wait(record.id, Started(time.time()))
+        self._arm_deadline(live, time.time())
 
     async def start_execution(
         self,
@@ -375,17 +379,38 @@ class Engine:
         overrides: dict[str, dict[str, Any]] | None = None,
         correlation_id: str | None = None,
     ) -> ExecutionRecord:
-        """Submit (if needed), create and trigger in one call. Idempotent with a key."""
+        """Submit (if needed), create and trigger in one call. Idempotent with a key.
+
+        The execution is created already owned, with its inputs, so starting costs one insert
+        and one engine turn.
+        """
+        self._check_accepting()
         if isinstance(definition, DefinitionRecord):
             definition_id = definition.id
         else:
             definition_id = (await self.submit(definition)).id
-        record, created = await self.create_execution(
-            definition_id, idempotency_key=idempotency_key
+        compiled = await self._compiled_for(definition_id)
+        now = time.time()
+        execution_id = str(uuid.uuid4())
+        record = ExecutionRecord(
+            id=execution_id,
+            definition_id=definition_id,
+            status=ExecutionStatus.PENDING,
+            created_at=now,
+            inputs=self._check_inputs(compiled.plan.spec, dict(inputs or {})),
+            overrides=self._check_overrides(compiled, overrides or {}),
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id or execution_id,
+            owner=self.owner,
+            lease_until=now + self.settings.lease_seconds,
         )
-        if not created and record.status is not ExecutionStatus.PENDING:
-            return record
-        return await self.trigger(record.id, inputs, overrides, correlation_id=correlation_id)
+        stored, created = await self.store.create_execution(record)
+        if not created:
+            if stored.status is not ExecutionStatus.PENDING:
+                return stored
+            return await self.trigger(stored.id, inputs, overrides, correlation_id=correlation_id)
+        await self._begin(stored, compiled)
+        return stored
 
     async def run(
         self,
