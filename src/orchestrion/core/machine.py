@@ -109,6 +109,7 @@ class ExecutionMachine:
         "_compensation_queue",
         "_failed_count",
         "_held",
+        "_parked",
         "_rng",
         "_step",
         "_unfinished",
@@ -136,6 +137,7 @@ class ExecutionMachine:
         self.error: dict[str, Any] | None = None
         self._rng = rng or random.Random()
         self._active = 0  # nodes queued, running or waiting
+        self._parked = 0  # nodes waiting on a person or a timer (not a retry backoff)
         self._unfinished = len(plan.ids)  # nodes not in a final state
         self._failed_count = 0
         self._held: list[int] = []
@@ -185,6 +187,7 @@ class ExecutionMachine:
                 self._on_compensated(event)
             case CompensationFailed():
                 self._on_compensation_failed(event)
+        self._update_waiting_status(event.at)
         return step
 
     def restore(
@@ -219,11 +222,8 @@ class ExecutionMachine:
         for i in plan.topo_order:
             run = self.nodes[i]
             if run.state is _QUEUED or run.state is _RUNNING:
-                if self.status is ExecutionStatus.PAUSED:
-                    # Re-dispatched (as a new attempt) when the execution is resumed.
-                    run.held = True
-                    self._held.append(i)
-                    continue
+                # In flight before the stop: pause only holds back newly ready nodes, so the
+                # attempt runs again now, with the same attempt number (same idempotency key).
                 step.commands.append(Dispatch(plan.ids[i], run.attempt))
             elif run.state is _WAITING and run.wake_at is not None:
                 kind = "retry" if run.wait_reason == "retry" else "wake"
@@ -232,7 +232,9 @@ class ExecutionMachine:
             self._begin_compensation(at, resume=True)
         else:
             self._decide_pending(at)
+            self._release_held(at)
             self._maybe_finish(at)
+        self._update_waiting_status(at)
         return step
 
     # ------------------------------------------------------------------ handlers
@@ -244,6 +246,7 @@ class ExecutionMachine:
         self._record_execution("execution.started", event.at)
         for i in self.plan.roots:
             self._ready(i, event.at)
+        self._release_held(event.at)
         self._maybe_finish(event.at)
 
     def _on_started(self, event: NodeStarted) -> None:
@@ -258,12 +261,27 @@ class ExecutionMachine:
     def _on_succeeded(self, event: NodeSucceeded) -> None:
         i = self.plan.index[event.node]
         run = self.nodes[i]
-        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+        if not self._is_current(run, event.attempt):
             return
         self._complete(i, event.at, event.output)
 
+    @staticmethod
+    def _is_current(run: NodeRun, attempt: int) -> bool:
+        """Whether a result for ``attempt`` may still change the node: the attempt is live and
+        has not already ended (an attempt in retry backoff has failed; more news is stale)."""
+        if run.attempt != attempt or run.state not in ACTIVE_NODE_STATES:
+            return False
+        return not (run.state is _WAITING and run.wait_reason == "retry")
+
+    def _unpark(self, run: NodeRun, at: float) -> None:
+        """``run`` stops waiting on a person or a timer (a retry backoff is not such a wait)."""
+        if run.state is _WAITING and run.wait_reason != "retry":
+            self._parked -= 1
+            self._leave_waiting_status(at)
+
     def _complete(self, i: int, at: float, output: Any) -> None:
         run = self.nodes[i]
+        self._unpark(run, at)
         if run.started_at is None:
             run.started_at = at
         run.state = _COMPLETED
@@ -283,12 +301,13 @@ class ExecutionMachine:
     def _on_failed(self, event: NodeFailed) -> None:
         i = self.plan.index[event.node]
         run = self.nodes[i]
-        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+        if not self._is_current(run, event.attempt):
             return
         self._fail_attempt(i, event.at, event.error)
 
     def _fail_attempt(self, i: int, at: float, error: ErrorInfo) -> None:
         run = self.nodes[i]
+        self._unpark(run, at)
         policy = self.plan.retry[i]
         run.error = error.to_dict()
         if run.started_at is None:
@@ -320,8 +339,9 @@ class ExecutionMachine:
     def _on_skipped(self, event: NodeSkipped) -> None:
         i = self.plan.index[event.node]
         run = self.nodes[i]
-        if run.attempt != event.attempt or run.state not in ACTIVE_NODE_STATES:
+        if not self._is_current(run, event.attempt):
             return
+        self._unpark(run, event.at)
         self._active -= 1
         self._skip(i, event.at, event.reason)
         self._release_held(event.at)
@@ -335,6 +355,8 @@ class ExecutionMachine:
         run.state = _WAITING
         run.wait_reason = event.reason
         run.wake_at = event.wake_at
+        if event.reason != "retry":
+            self._parked += 1
         if run.started_at is None:
             run.started_at = event.at
         record = self._record_node("node.waiting", i, event.at)
@@ -371,7 +393,7 @@ class ExecutionMachine:
         elif event.kind == "wake" and run.wait_reason != "retry":
             # The node's own wait ran out (approval timeout, delay): its handler decides what
             # that means, so it runs again with the same attempt.
-            self._leave_waiting_status(event.at)
+            self._unpark(run, event.at)
             run.state = _QUEUED
             record = self._record_node("node.woken", i, event.at)
             record.data = {"reason": run.wait_reason}
@@ -381,6 +403,7 @@ class ExecutionMachine:
         if self.finished:
             return
         self._stop_all(event.at, _CANCELLED, reason=event.reason)
+        self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self.status = ExecutionStatus.CANCELLED
         self.error = {"category": "cancelled", "message": event.reason}
         self._record_execution("execution.cancelled", event.at, data={"reason": event.reason})
@@ -388,6 +411,8 @@ class ExecutionMachine:
 
     def _on_timeout(self, event: ExecutionTimedOut) -> None:
         if self.finished or self.phase == PHASE_COMPENSATE:
+            return
+        if self.status is ExecutionStatus.PENDING:
             return
         error = ErrorInfo("timeout", "execution exceeded its timeout", transient=False)
         self.error = error.to_dict()
@@ -431,6 +456,7 @@ class ExecutionMachine:
                 self._record_node("node.reset", i, event.at)
         self._recount()
         self._decide_pending(event.at)
+        self._release_held(event.at)
         self._maybe_finish(event.at)
 
     def _on_compensated(self, event: CompensationSucceeded) -> None:
@@ -462,10 +488,14 @@ class ExecutionMachine:
     # ------------------------------------------------------------------ mechanics
 
     def _ready(self, i: int, at: float) -> None:
-        """Node ``i`` may run: dispatch it, or hold it back while paused or at the limit."""
+        """Node ``i`` may run: dispatch it, or hold it back while paused or under a limit.
+
+        Under a concurrency limit every ready node is held, and ``_release_held`` (called by
+        whoever made it ready) dispatches by priority, so nodes that become ready together
+        start highest priority first.
+        """
         run = self.nodes[i]
-        limit = self.plan.spec.concurrency
-        if self.status is ExecutionStatus.PAUSED or (limit is not None and self._active >= limit):
+        if self.status is ExecutionStatus.PAUSED or self.plan.spec.concurrency is not None:
             if not run.held:
                 run.held = True
                 self._held.append(i)
@@ -490,14 +520,21 @@ class ExecutionMachine:
         held = self._held
         # Highest priority first, then definition (topological) order.
         held.sort(key=lambda n: (-self.plan.nodes[n].priority, self.plan.topo_rank[n]))
-        while held and (limit is None or self._active < limit):
-            i = held.pop(0)
+        kept: list[int] = []
+        for i in held:
             run = self.nodes[i]
-            if not run.held:
+            if not run.held or (run.state is not _PENDING and run.state not in ACTIVE_NODE_STATES):
                 continue
-            if run.state in ACTIVE_NODE_STATES:  # a retry due, or in flight at a restart
+            if run.state in ACTIVE_NODE_STATES:
+                # A retry that came due while paused holds its slot already: it goes even at
+                # the limit (waiting for a free slot could wait forever).
                 self._active -= 1
-            self._dispatch(i, at)
+                self._dispatch(i, at)
+            elif limit is None or self._active < limit:
+                self._dispatch(i, at)
+            else:
+                kept.append(i)
+        self._held = kept
 
     def _skip(self, i: int, at: float, reason: str) -> None:
         """Skip ``i`` and everything downstream that the skip decides, iteratively."""
@@ -522,6 +559,9 @@ class ExecutionMachine:
 
     def _settle_children(self, i: int, at: float) -> None:
         for child in self._settle_counts(i):
+            run = self.nodes[child]
+            if run.state is not _PENDING or run.held:
+                continue  # decided meanwhile by a sibling's skip cascade: fan-in fires once
             decision = self._decide(child)
             if decision == "run":
                 self._ready(child, at)
@@ -592,6 +632,8 @@ class ExecutionMachine:
             run = self.nodes[i]
             if run.state in ACTIVE_NODE_STATES:
                 was_dispatched = run.state is not _WAITING or run.wait_reason != "retry"
+                if was_dispatched and run.state is _WAITING:
+                    self._parked -= 1
                 run.state = state
                 run.finished_at = at
                 run.held = False
@@ -620,7 +662,7 @@ class ExecutionMachine:
             return
         if self.status is ExecutionStatus.PENDING:
             return
-        if self._failed_count:
+        if self._failed_count or self.error is not None:  # a node failed, or the timeout
             self._summarise_failure()
             if self.plan.spec.on_failure == "compensate":
                 self._begin_compensation(at, resume=False)
@@ -643,6 +685,8 @@ class ExecutionMachine:
         self._compensation_queue = queue
         if not resume:
             self.phase = PHASE_COMPENSATE
+            if self.status is ExecutionStatus.WAITING:  # timed out while waiting: nothing waits
+                self.status = ExecutionStatus.RUNNING
             if queue:
                 self._record_execution(
                     "execution.compensating", at, data={"nodes": [plan.ids[i] for i in queue]}
@@ -677,10 +721,9 @@ class ExecutionMachine:
 
     def _update_waiting_status(self, at: float) -> None:
         """The execution is ``waiting`` while every live node waits on a person or a timer."""
-        if self.status is not ExecutionStatus.RUNNING:
+        if self.status is not ExecutionStatus.RUNNING or self.phase != PHASE_RUN:
             return
-        live = [r for r in self.nodes if r.state in ACTIVE_NODE_STATES]
-        if live and all(r.state is _WAITING and r.wait_reason != "retry" for r in live):
+        if self._active and self._parked == self._active:
             self.status = ExecutionStatus.WAITING
             self._record_execution("execution.waiting", at)
 
@@ -694,12 +737,14 @@ class ExecutionMachine:
         plan = self.plan
         for run in self.nodes:
             run.ok_parents = run.failed_parents = run.done_parents = 0
-        self._active = self._unfinished = self._failed_count = 0
+        self._active = self._unfinished = self._failed_count = self._parked = 0
         self._held = []
         for i, run in enumerate(self.nodes):
             state = run.state
             if state in ACTIVE_NODE_STATES:
                 self._active += 1
+                if state is _WAITING and run.wait_reason != "retry":
+                    self._parked += 1
             if state is _PENDING or state in ACTIVE_NODE_STATES:
                 self._unfinished += 1
                 if run.held:
@@ -736,9 +781,7 @@ class ExecutionMachine:
         self._step.records.append(record)
         return record
 
-    def _record_execution(
-        self, kind: str, at: float, data: dict[str, Any] | None = None
-    ) -> Record:
+    def _record_execution(self, kind: str, at: float, data: dict[str, Any] | None = None) -> Record:
         record = Record(type=kind, at=at, status=self.status, data=data, phase=self.phase)
         self._step.records.append(record)
         return record
