@@ -154,7 +154,7 @@ class ExecutionMachine:
         return self.nodes[self.plan.index[node_id]].state
 
     def apply(self, event: Event) -> Step:
-        """Apply ``event`` and return what it produced. Stale or irrelevant events produce nothing."""
+        """Apply ``event``; return what it produced (nothing for a stale or irrelevant event)."""
         self._step = step = Step()
         match event:
             case NodeSucceeded():
