@@ -454,6 +454,10 @@ class ExecutionMachine:
                 run.held = False
                 run.compensation = None
                 self._record_node("node.reset", i, event.at)
+            elif run.compensation is not None:
+                # A failed compensation is tried again if the retried execution fails again.
+                run.compensation = None
+                self._record_node("node.compensation_reset", i, event.at)
         self._recount()
         self._decide_pending(event.at)
         self._release_held(event.at)
