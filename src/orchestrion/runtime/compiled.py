@@ -11,6 +11,8 @@ from typing import Any
 
 from orchestrion.core.plan import Plan
 from orchestrion.definition.model import WorkflowSpec
+from orchestrion.dispatch.base import TaskMessage
+from orchestrion.store.base import ExecutionRecord
 from orchestrion.templates import condition_references, template_references
 
 __all__ = ["CompiledWorkflow"]
@@ -45,6 +47,60 @@ class CompiledWorkflow:
         outputs = tuple(n.id for n in plan.nodes if n.handler == "output")
         sinks = tuple(plan.ids[i] for i, kids in enumerate(plan.children) if not kids)
         return cls(definition_id, plan, tuple(context), outputs, sinks)
+
+    def task_message(
+        self, record: ExecutionRecord, outputs: dict[str, Any], node_id: str, attempt: int
+    ) -> TaskMessage:
+        """The attempt's task: raw config + trigger-time overrides + the outputs it reads."""
+        plan = self.plan
+        i = plan.index[node_id]
+        node = plan.nodes[i]
+        config = node.config
+        patch = record.overrides.get(node_id)
+        if patch:
+            config = {**config, **patch}
+        return TaskMessage(
+            execution_id=record.id,
+            node_id=node_id,
+            attempt=attempt,
+            handler=node.handler,
+            config=config,
+            inputs=record.inputs,
+            outputs={n: outputs[n] for n in self.context_nodes[i] if n in outputs},
+            dependencies=node.dependencies,
+            idempotency_key=f"{record.id}:{node_id}:{attempt}",
+            timeout=plan.timeout[i],
+            when=node.when,
+            classification=node.data_classification.value,
+            capabilities=node.capabilities,
+            priority=node.priority,
+        )
+
+    def compensation_message(
+        self, record: ExecutionRecord, outputs: dict[str, Any], node_id: str, attempt: int
+    ) -> TaskMessage:
+        """The node's compensation: it also sees the node's own output."""
+        i = self.plan.index[node_id]
+        node = self.plan.nodes[i]
+        if node.compensate is None:
+            raise ValueError(f"node '{node_id}' has no compensation handler")
+        readable = {n: outputs[n] for n in self.context_nodes[i] if n in outputs}
+        if node_id in outputs:
+            readable[node_id] = outputs[node_id]
+        return TaskMessage(
+            execution_id=record.id,
+            node_id=node_id,
+            attempt=attempt,
+            handler=node.compensate.handler,
+            config=node.compensate.config,
+            inputs=record.inputs,
+            outputs=readable,
+            dependencies=(*node.dependencies, node_id),
+            idempotency_key=f"{record.id}:{node_id}:compensate",
+            timeout=node.compensate.timeout,
+            classification=node.data_classification.value,
+            kind="compensate",
+        )
 
     def result_from(self, outputs: dict[str, Any]) -> Any:
         """The workflow's result: its output node's output, or every sink's output by id."""

@@ -46,8 +46,6 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, Nod
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import Dispatcher, TaskMessage
 from orchestrion.errors import (
-    DefinitionError,
-    DefinitionIssue,
     ExecutionError,
     InvalidTransition,
     OrchestrionError,
@@ -58,6 +56,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
+from orchestrion.runtime.trigger_checks import check_inputs, check_overrides
 from orchestrion.settings import Settings, load_secrets, load_settings
 from orchestrion.store.base import (
     CommitBatch,
@@ -73,15 +72,6 @@ logger = logging.getLogger(__name__)
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
-
-_INPUT_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
 
 
 @dataclass(slots=True)
@@ -353,8 +343,8 @@ class Engine:
             )
         compiled = await self._compiled_for(record.definition_id)
         merged = {**record.inputs, **(inputs or {})}
-        record.inputs = self._check_inputs(compiled.plan.spec, merged)
-        record.overrides = self._check_overrides(compiled, overrides or {})
+        record.inputs = check_inputs(compiled.plan.spec, merged)
+        record.overrides = check_overrides(compiled, overrides or {})
         await self._claim(record, "trigger", expected=None)
         record.correlation_id = correlation_id or record.correlation_id or execution_id
         await self.store.update_execution_inputs(
@@ -397,8 +387,8 @@ class Engine:
             definition_id=definition_id,
             status=ExecutionStatus.PENDING,
             created_at=now,
-            inputs=self._check_inputs(compiled.plan.spec, dict(inputs or {})),
-            overrides=self._check_overrides(compiled, overrides or {}),
+            inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
+            overrides=check_overrides(compiled, overrides or {}),
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or execution_id,
             owner=self.owner,
@@ -534,68 +524,6 @@ class Engine:
             raise ExecutionError("the engine is not running (not started, or shutting down)")
 
     # ------------------------------------------------------------------ validation of a trigger
-
-    @staticmethod
-    def _check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
-        issues: list[DefinitionIssue] = []
-        result = dict(inputs)
-        for name, param in spec.inputs.items():
-            if name not in result or result[name] is None:
-                if param.default is not None:
-                    result[name] = param.default
-                elif param.required:
-                    issues.append(
-                        DefinitionIssue(
-                            f"required input '{name}' is missing",
-                            field=f"inputs.{name}",
-                            code="missing_input",
-                        )
-                    )
-                continue
-            allowed = _INPUT_TYPES.get(param.type)
-            value = result[name]
-            if allowed and (
-                not isinstance(value, allowed)
-                or (param.type in ("number", "integer") and isinstance(value, bool))
-            ):
-                issues.append(
-                    DefinitionIssue(
-                        f"input '{name}' must be of type {param.type}, got {type(value).__name__}",
-                        field=f"inputs.{name}",
-                        code="input_type",
-                    )
-                )
-        if issues:
-            raise DefinitionError(issues, source="execution inputs")
-        return result
-
-    @staticmethod
-    def _check_overrides(
-        compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
-        issues = []
-        for node_id, patch in overrides.items():
-            if node_id not in compiled.plan.index:
-                issues.append(
-                    DefinitionIssue(
-                        f"override names unknown node '{node_id}'",
-                        node=node_id,
-                        field="overrides",
-                        code="unknown_node",
-                    )
-                )
-            elif not isinstance(patch, dict):
-                issues.append(
-                    DefinitionIssue(
-                        "override must be an object of config keys",
-                        node=node_id,
-                        field="overrides",
-                        code="invalid_override",
-                    )
-                )
-        if issues:
-            raise DefinitionError(issues, source="node overrides")
-        return overrides
 
     # ------------------------------------------------------------------ the loop
 
@@ -746,57 +674,11 @@ class Engine:
             await dispatcher.dispatch(tasks)
 
     def _task(self, live: _Live, node_id: str, attempt: int) -> TaskMessage:
-        plan = live.compiled.plan
-        i = plan.index[node_id]
-        node = plan.nodes[i]
-        config = node.config
-        patch = live.record.overrides.get(node_id)
-        if patch:
-            config = {**config, **patch}
-        outputs = live.outputs
-        context = {n: outputs[n] for n in live.compiled.context_nodes[i] if n in outputs}
-        return TaskMessage(
-            execution_id=live.record.id,
-            node_id=node_id,
-            attempt=attempt,
-            handler=node.handler,
-            config=config,
-            inputs=live.record.inputs,
-            outputs=context,
-            dependencies=node.dependencies,
-            idempotency_key=f"{live.record.id}:{node_id}:{attempt}",
-            timeout=plan.timeout[i],
-            when=node.when,
-            classification=node.data_classification.value,
-            capabilities=node.capabilities,
-            priority=node.priority,
-        )
+        return live.compiled.task_message(live.record, live.outputs, node_id, attempt)
 
     def _compensation_task(self, live: _Live, node_id: str) -> TaskMessage:
-        plan = live.compiled.plan
-        i = plan.index[node_id]
-        node = plan.nodes[i]
-        assert node.compensate is not None
-        outputs = dict(
-            (n, live.outputs[n]) for n in live.compiled.context_nodes[i] if n in live.outputs
-        )
-        if node_id in live.outputs:
-            outputs[node_id] = live.outputs[node_id]
-        attempt = live.machine.nodes[i].attempt
-        return TaskMessage(
-            execution_id=live.record.id,
-            node_id=node_id,
-            attempt=attempt,
-            handler=node.compensate.handler,
-            config=node.compensate.config,
-            inputs=live.record.inputs,
-            outputs=outputs,
-            dependencies=(*node.dependencies, node_id),
-            idempotency_key=f"{live.record.id}:{node_id}:compensate",
-            timeout=node.compensate.timeout,
-            classification=node.data_classification.value,
-            kind="compensate",
-        )
+        attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt
+        return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
 
     def _arm_timer(self, live: _Live, command: ScheduleTimer) -> None:
         key = (command.node, command.attempt, command.kind)

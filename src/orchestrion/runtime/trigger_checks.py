@@ -1,0 +1,85 @@
+"""Checks of what a trigger brings: input params against the declared inputs, node overrides.
+
+Both raise ``DefinitionError`` listing every problem, naming the input or node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrion.definition.model import WorkflowSpec
+from orchestrion.errors import DefinitionError, DefinitionIssue
+from orchestrion.runtime.compiled import CompiledWorkflow
+
+__all__ = ["check_inputs", "check_overrides"]
+
+_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+    issues: list[DefinitionIssue] = []
+    result = dict(inputs)
+    for name, param in spec.inputs.items():
+        if name not in result or result[name] is None:
+            if param.default is not None:
+                result[name] = param.default
+            elif param.required:
+                issues.append(
+                    DefinitionIssue(
+                        f"required input '{name}' is missing",
+                        field=f"inputs.{name}",
+                        code="missing_input",
+                    )
+                )
+            continue
+        allowed = _INPUT_TYPES.get(param.type)
+        value = result[name]
+        if allowed and (
+            not isinstance(value, allowed)
+            or (param.type in ("number", "integer") and isinstance(value, bool))
+        ):
+            issues.append(
+                DefinitionIssue(
+                    f"input '{name}' must be of type {param.type}, got {type(value).__name__}",
+                    field=f"inputs.{name}",
+                    code="input_type",
+                )
+            )
+    if issues:
+        raise DefinitionError(issues, source="execution inputs")
+    return result
+
+
+def check_overrides(
+    compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    issues = []
+    for node_id, patch in overrides.items():
+        if node_id not in compiled.plan.index:
+            issues.append(
+                DefinitionIssue(
+                    f"override names unknown node '{node_id}'",
+                    node=node_id,
+                    field="overrides",
+                    code="unknown_node",
+                )
+            )
+        elif not isinstance(patch, dict):
+            issues.append(
+                DefinitionIssue(
+                    "override must be an object of config keys",
+                    node=node_id,
+                    field="overrides",
+                    code="invalid_override",
+                )
+            )
+    if issues:
+        raise DefinitionError(issues, source="node overrides")
+    return overrides
