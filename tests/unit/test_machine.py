@@ -1300,7 +1300,7 @@ def test_a_wait_with_a_wake_time_schedules_a_timer_and_runs_the_same_attempt_aga
     [step] = sim.deliver("timer", "A")
     assert [r.type for r in step.records] == ["execution.running", "node.woken"]
     assert step.records[1].state is S.QUEUED and step.records[1].data == {"reason": "approval"}
-    assert step.commands == [Dispatch("A", 1)]
+    assert step.commands == [Dispatch("A", 1, woken=True)]
     sim.run()
     assert sim.status is X.COMPLETED
     assert sim.dispatched("A") == [("A", 1), ("A", 1)]

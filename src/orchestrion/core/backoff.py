@@ -6,6 +6,9 @@ from orchestrion.definition.model import RetryPolicy
 
 __all__ = ["retry_delay", "should_retry"]
 
+# A policy block or a person's rejection will not change by asking again.
+_NEVER_RETRIED = frozenset({"policy_violation", "rejected"})
+
 
 def retry_delay(policy: RetryPolicy, attempt: int, rand: float) -> float:
     """Delay in seconds before the attempt after ``attempt`` (1-based).
@@ -26,7 +29,7 @@ def should_retry(policy: RetryPolicy, attempt: int, category: str, transient: bo
     """Whether a failure of ``category`` on ``attempt`` earns another attempt."""
     if attempt >= policy.max_attempts:
         return False
-    if category == "policy_violation":
+    if category in _NEVER_RETRIED:
         return False
     retry_on = policy.retry_on
     if "all" in retry_on:

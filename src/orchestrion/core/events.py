@@ -254,10 +254,12 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """Send the attempt to a worker."""
+    """Send the attempt to a worker. ``woken``: the attempt's own wait (timer, approval
+    timeout) ran out, so its handler runs again to decide what that means."""
 
     node: str
     attempt: int
+    woken: bool = False
 
 
 @dataclass(frozen=True, slots=True)

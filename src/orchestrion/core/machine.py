@@ -224,7 +224,8 @@ class ExecutionMachine:
             if run.state is _QUEUED or run.state is _RUNNING:
                 # In flight before the stop: pause only holds back newly ready nodes, so the
                 # attempt runs again now, with the same attempt number (same idempotency key).
-                step.commands.append(Dispatch(plan.ids[i], run.attempt))
+                woken = run.wait_reason is not None and run.wait_reason != "retry"
+                step.commands.append(Dispatch(plan.ids[i], run.attempt, woken=woken))
             elif run.state is _WAITING and run.wake_at is not None:
                 kind = "retry" if run.wait_reason == "retry" else "wake"
                 step.commands.append(ScheduleTimer(plan.ids[i], run.attempt, run.wake_at, kind))
@@ -294,9 +295,17 @@ class ExecutionMachine:
         record = self._record_node("node.completed", i, at)
         record.output = output
         record.has_output = True
-        self._settle_children(i, at)
+        self._settle_children(i, at, self._not_taken(i, output))
         self._release_held(at)
         self._maybe_finish(at)
+
+    def _not_taken(self, i: int, output: Any) -> frozenset[int]:
+        """Children of a condition node that its output did not choose (they are skipped)."""
+        if not self.plan.branching[i]:
+            return frozenset()
+        chosen = output.get("branches") if isinstance(output, dict) else None
+        names = set(chosen) if isinstance(chosen, list) else set()
+        return frozenset(c for c in self.plan.children[i] if self.plan.ids[c] not in names)
 
     def _on_failed(self, event: NodeFailed) -> None:
         i = self.plan.index[event.node]
@@ -393,11 +402,12 @@ class ExecutionMachine:
         elif event.kind == "wake" and run.wait_reason != "retry":
             # The node's own wait ran out (approval timeout, delay): its handler decides what
             # that means, so it runs again with the same attempt.
+            # wait_reason stays set while queued: a restart then still knows it was woken.
             self._unpark(run, event.at)
             run.state = _QUEUED
             record = self._record_node("node.woken", i, event.at)
             record.data = {"reason": run.wait_reason}
-            self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt))
+            self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt, woken=True))
 
     def _on_cancel(self, event: CancelRequested) -> None:
         if self.finished:
@@ -561,12 +571,12 @@ class ExecutionMachine:
                 elif decision is not None:
                     stack.append((child, decision))
 
-    def _settle_children(self, i: int, at: float) -> None:
+    def _settle_children(self, i: int, at: float, not_taken: frozenset[int] = frozenset()) -> None:
         for child in self._settle_counts(i):
             run = self.nodes[child]
             if run.state is not _PENDING or run.held:
                 continue  # decided meanwhile by a sibling's skip cascade: fan-in fires once
-            decision = self._decide(child)
+            decision = "branch_not_taken" if child in not_taken else self._decide(child)
             if decision == "run":
                 self._ready(child, at)
             elif decision is not None:

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from orchestrion.definition.model import NodeSpec, RetryPolicy, TriggerRule, WorkflowSpec
 
-__all__ = ["Plan"]
+__all__ = ["BRANCHING_HANDLER", "Plan"]
+
+BRANCHING_HANDLER = "condition"
+"""A node of this handler completes with ``{"branches": [child ids]}``: other children skip."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class Plan:
     retry: tuple[RetryPolicy, ...]
     timeout: tuple[float | None, ...]
     trigger_rule: tuple[TriggerRule, ...]
+    branching: tuple[bool, ...]  # condition nodes: their output names the children that run
 
     @classmethod
     def build(cls, spec: WorkflowSpec) -> Plan:
@@ -61,6 +65,7 @@ class Plan:
             retry=tuple(spec.effective_retry(node) for node in nodes),
             timeout=tuple(spec.effective_timeout(node) for node in nodes),
             trigger_rule=tuple(node.trigger_rule for node in nodes),
+            branching=tuple(node.handler == BRANCHING_HANDLER for node in nodes),
         )
 
     def __len__(self) -> int:

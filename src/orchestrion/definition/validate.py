@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from orchestrion.core.plan import BRANCHING_HANDLER
 from orchestrion.definition.model import NodeSpec, WorkflowSpec
 from orchestrion.errors import DefinitionIssue
 from orchestrion.handlers.base import HandlerSpec
@@ -157,6 +158,8 @@ class _Checker:
             for i, node in enumerate(self.nodes):
                 if i not in skip:
                     self._node_content(i, node)
+                    if node.handler == BRANCHING_HANDLER:
+                        self._branches(i, node)
             if acyclic:
                 self._check_references()
         return self.issues
@@ -335,6 +338,32 @@ class _Checker:
                 node.compensate.config, ("compensate", "config"), comp_raw
             ):
                 self._template(i, path, source, compensation=True)
+
+    def _branches(self, i: int, node: NodeSpec) -> None:
+        """A condition node may only choose among its own children; its cases are templates."""
+        children = {self.nodes[c].id for c in self.children[i]}
+        config = node.config
+        targets: list[tuple[Path, Any]] = [
+            (("config", "default", k), name) for k, name in enumerate(config.get("default") or [])
+        ]
+        for n, case in enumerate(config.get("cases") or []):
+            if not isinstance(case, dict):
+                continue
+            when = case.get("when")
+            if isinstance(when, str):
+                path: Path = ("config", "cases", n, "when")
+                self._template(i, path, expression_source(when), compensation=False)
+            for k, name in enumerate(case.get("then") or []):
+                targets.append((("config", "cases", n, "then", k), name))
+        for path, name in targets:
+            if name not in children:
+                self._add(
+                    f"condition branch '{name}' is not a child of '{node.id}' "
+                    f"(children: {', '.join(sorted(children)) or 'none'})",
+                    i,
+                    path,
+                    "unknown_branch",
+                )
 
     def _template(self, i: int, path: Path, source: str, *, compensation: bool) -> None:
         info = template_info(source)

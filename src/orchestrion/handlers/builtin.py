@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrion.handlers import agents, http, io, llm, python
+from orchestrion.handlers import agents, control, http, io, llm, python
 from orchestrion.handlers.base import HandlerSpec
 
 __all__ = ["builtin_specs"]
@@ -20,5 +20,8 @@ def builtin_specs() -> list[HandlerSpec]:
         http.SPEC,
         llm.SPEC,
         python.SPEC,
+        control.CONDITION_SPEC,
+        control.DELAY_SPEC,
+        control.APPROVAL_SPEC,
         *agents.SPECS,
     ]

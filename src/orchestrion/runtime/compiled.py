@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrion.core.plan import Plan
+from orchestrion.core.plan import BRANCHING_HANDLER, Plan
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.store.base import ExecutionRecord
@@ -37,6 +37,10 @@ class CompiledWorkflow:
             referenced = template_references(node.config)
             if node.when:
                 referenced |= condition_references(node.when)
+            if node.handler == BRANCHING_HANDLER:
+                for case in node.config.get("cases") or ():
+                    if isinstance(case, dict) and isinstance(case.get("when"), str):
+                        referenced |= condition_references(case["when"])
             if "nodes" in referenced:
                 # `nodes['x-y'].output` cannot be resolved statically: give every ancestor.
                 referenced |= _ancestors(plan, plan.index[node.id])
@@ -49,7 +53,12 @@ class CompiledWorkflow:
         return cls(definition_id, plan, tuple(context), outputs, sinks)
 
     def task_message(
-        self, record: ExecutionRecord, outputs: dict[str, Any], node_id: str, attempt: int
+        self,
+        record: ExecutionRecord,
+        outputs: dict[str, Any],
+        node_id: str,
+        attempt: int,
+        wait_result: Any = None,
     ) -> TaskMessage:
         """The attempt's task: raw config + trigger-time overrides + the outputs it reads."""
         plan = self.plan
@@ -74,6 +83,7 @@ class CompiledWorkflow:
             classification=node.data_classification.value,
             capabilities=node.capabilities,
             priority=node.priority,
+            wait_result=wait_result,
         )
 
     def compensation_message(

@@ -29,6 +29,7 @@ from orchestrion.core.events import (
     CancelRequested,
     Command,
     Dispatch,
+    ErrorInfo,
     Event,
     ExecutionFinished,
     ExecutionTimedOut,
@@ -40,6 +41,7 @@ from orchestrion.core.events import (
     ScheduleTimer,
     Started,
     TimerFired,
+    WaitResolved,
 )
 from orchestrion.core.machine import ExecutionMachine, NodeRun, Step
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
@@ -47,6 +49,7 @@ from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import Dispatcher, TaskMessage
 from orchestrion.errors import (
     ExecutionError,
+    ExecutionNotFound,
     InvalidTransition,
     OrchestrionError,
     StoreError,
@@ -69,6 +72,8 @@ from orchestrion.store.base import (
 __all__ = ["Engine", "RecordListener"]
 
 logger = logging.getLogger(__name__)
+
+_DECIDABLE = frozenset({"approval", "review"})
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -463,6 +468,41 @@ class Engine:
             )
         await self._post_and_wait(execution_id, ResumeRequested(time.time()))
 
+    async def decide(
+        self,
+        execution_id: str,
+        node_id: str,
+        *,
+        approved: bool,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Approve or reject a node waiting for approval; the decision is recorded."""
+        live = await self._live_for_control(execution_id, "approve" if approved else "reject")
+        index = live.compiled.plan.index.get(node_id)
+        if index is None:
+            raise ExecutionNotFound(f"execution {execution_id} has no node '{node_id}'")
+        run = live.machine.nodes[index]
+        if run.state is not NodeState.WAITING or run.wait_reason not in _DECIDABLE:
+            raise InvalidTransition(
+                f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
+                f"(it is {run.state.value})"
+            )
+        decision = {
+            "approved": approved,
+            "decided_by": by,
+            "comment": comment,
+            "decided_at": time.time(),
+        }
+        spec = live.compiled.plan.nodes[index]
+        error = None
+        if not approved and spec.config.get("on_reject", "fail") == "fail":
+            who = f" by {by}" if by else ""
+            why = f": {comment}" if comment else ""
+            error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
+        event = WaitResolved(node_id, run.attempt, time.time(), output=decision, error=error)
+        await self._post_and_wait(execution_id, event)
+
     async def retry(self, execution_id: str) -> None:
         """Run a failed or cancelled execution again; completed nodes keep their outputs."""
         self._check_accepting()
@@ -660,7 +700,7 @@ class Engine:
         assert dispatcher is not None
         for live, command, _cause in actions:
             if isinstance(command, Dispatch):
-                tasks.append(self._task(live, command.node, command.attempt))
+                tasks.append(self._task(live, command.node, command.attempt, command.woken))
             elif isinstance(command, ScheduleTimer):
                 self._arm_timer(live, command)
             elif isinstance(command, CancelNode):
@@ -673,8 +713,12 @@ class Engine:
         if tasks:
             await dispatcher.dispatch(tasks)
 
-    def _task(self, live: _Live, node_id: str, attempt: int) -> TaskMessage:
-        return live.compiled.task_message(live.record, live.outputs, node_id, attempt)
+    def _task(self, live: _Live, node_id: str, attempt: int, woken: bool) -> TaskMessage:
+        wait_result = None
+        if woken:
+            run = live.machine.nodes[live.compiled.plan.index[node_id]]
+            wait_result = {"woken": True, "reason": run.wait_reason, "wake_at": run.wake_at}
+        return live.compiled.task_message(live.record, live.outputs, node_id, attempt, wait_result)
 
     def _compensation_task(self, live: _Live, node_id: str) -> TaskMessage:
         attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt

@@ -1,0 +1,201 @@
+"""condition, delay and approval nodes in the engine, on the in-memory store and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import InvalidTransition
+from orchestrion.runtime.engine import Engine
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'c.db'}"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[Engine]:
+    async with Engine(database_url) as engine:
+        yield engine
+
+
+def flow(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "control", "dag": {"nodes": list(nodes)}}
+
+
+def noop(node_id: str, deps: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "handler": "noop", "dependencies": deps or [], **extra}
+
+
+def router(mode: str = "first") -> dict[str, Any]:
+    return {
+        "id": "route",
+        "handler": "condition",
+        "dependencies": ["score"],
+        "config": {
+            "mode": mode,
+            "cases": [
+                {"when": "score.output > 0.8", "then": ["fast"]},
+                {"when": "score.output > 0.5", "then": ["review"]},
+            ],
+            "default": ["reject"],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("score", "mode", "ran"),
+    [
+        (0.9, "first", {"fast"}),
+        (0.6, "first", {"review"}),
+        (0.1, "first", {"reject"}),
+        (0.9, "all", {"fast", "review"}),
+    ],
+)
+async def test_condition_runs_chosen_branches_and_skips_the_rest(
+    engine: Engine, score: float, mode: str, ran: set[str]
+) -> None:
+    result = await engine.run(
+        flow(
+            noop("score", config={"value": score}),
+            router(mode),
+            noop("fast", ["route"]),
+            noop("review", ["route"]),
+            noop("reject", ["route"]),
+            noop("after_fast", ["fast"]),
+            noop("merge", ["fast", "review", "reject"], trigger_rule="none_failed"),
+        )
+    )
+    assert result.ok, result.error
+    branches = {"fast", "review", "reject"}
+    assert {n for n in branches if result.nodes[n].state is NodeState.COMPLETED} == ran
+    for node in branches - ran:
+        assert result.nodes[node].state is NodeState.SKIPPED
+    assert (result.nodes["after_fast"].state is NodeState.COMPLETED) == ("fast" in ran)
+    assert result.nodes["merge"].state is NodeState.COMPLETED
+    skipped = await engine.store.list_events(result.execution_id, types=["node.skipped"])
+    assert {e.data["reason"] for e in skipped if e.data and e.node_id in branches} <= {
+        "branch_not_taken"
+    }
+
+
+async def test_delay_waits_durably_without_a_worker(engine: Engine) -> None:
+    started = time.monotonic()
+    result = await engine.run(
+        flow(
+            {"id": "wait", "handler": "delay", "config": {"seconds": "200ms"}}, noop("x", ["wait"])
+        )
+    )
+    assert result.ok, result.error
+    assert time.monotonic() - started >= 0.2
+    waiting = await engine.store.list_events(result.execution_id, types=["node.waiting"])
+    assert len(waiting) == 1
+
+
+async def test_delay_survives_a_restart_and_fires_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'delay.db'}"
+    definition = flow(
+        {"id": "wait", "handler": "delay", "config": {"seconds": 0.5}}, noop("x", ["wait"])
+    )
+    async with Engine(url) as first:
+        record = await first.start_execution(definition)
+        while (await first.node_states(record.id))["wait"] is not NodeState.WAITING:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+    async with Engine(url) as second:
+        result = await second.wait(record.id, timeout=5)
+        elapsed = time.monotonic() - started
+    assert result.ok
+    assert elapsed < 1.0  # the timer kept its original deadline, it did not start over
+    events = await second_events(url, record.id)
+    assert events.count("node.woken") == 1
+
+
+async def second_events(url: str, execution_id: str) -> list[str]:
+    async with Engine(url, resume=False) as engine:
+        return [e.type for e in await engine.store.list_events(execution_id)]
+
+
+async def test_approval_waits_then_approve_completes_with_the_decision(engine: Engine) -> None:
+    record = await engine.start_execution(
+        flow(
+            {"id": "ok", "handler": "approval", "config": {"message": "ship it?"}},
+            noop("ship", ["ok"]),
+        )
+    )
+    while (await engine.result(record.id)).status is not ExecutionStatus.WAITING:
+        await asyncio.sleep(0.01)
+    with pytest.raises(InvalidTransition):
+        await engine.decide(record.id, "ship", approved=True)
+    await engine.decide(record.id, "ok", approved=True, by="ada", comment="looks good")
+    result = await engine.wait(record.id, timeout=5)
+    assert result.ok
+    output = result.nodes["ok"].output
+    assert output["approved"] is True and output["decided_by"] == "ada"
+
+
+async def test_reject_fails_the_node_with_who_and_why(engine: Engine) -> None:
+    record = await engine.start_execution(
+        flow({"id": "ok", "handler": "approval"}, noop("ship", ["ok"]))
+    )
+    while (await engine.node_states(record.id))["ok"] is not NodeState.WAITING:
+        await asyncio.sleep(0.01)
+    await engine.decide(record.id, "ok", approved=False, by="bob", comment="not today")
+    result = await engine.wait(record.id, timeout=5)
+    assert result.status is ExecutionStatus.FAILED
+    error = result.nodes["ok"].error
+    assert error is not None and error["message"] == "rejected by bob: not today"
+    assert result.nodes["ship"].state is NodeState.SKIPPED
+
+
+@pytest.mark.parametrize(("on_timeout", "ok"), [("approve", True), ("reject", False)])
+async def test_approval_timeout_decides(engine: Engine, on_timeout: str, ok: bool) -> None:
+    result = await engine.run(
+        flow(
+            {
+                "id": "ok",
+                "handler": "approval",
+                "config": {"timeout": "100ms", "on_timeout": on_timeout},
+            }
+        ),
+        timeout=5,
+    )
+    assert result.ok is ok
+
+
+async def test_approval_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'approval.db'}"
+    async with Engine(url) as first:
+        record = await first.start_execution(
+            flow({"id": "ok", "handler": "approval"}, noop("ship", ["ok"], config={"value": 1}))
+        )
+        while (await first.node_states(record.id))["ok"] is not NodeState.WAITING:
+            await asyncio.sleep(0.01)
+    async with Engine(url) as second:
+        await second.decide(record.id, "ok", approved=True, by="carol")
+        result = await second.wait(record.id, timeout=5)
+    assert result.ok and result.nodes["ship"].output == 1
+
+
+def test_a_condition_may_only_choose_its_children() -> None:
+    from orchestrion.definition.loader import load_definition
+    from orchestrion.errors import DefinitionError
+
+    bad = flow(
+        noop("score", config={"value": 1}),
+        {**router(), "config": {"cases": [{"when": "ghost.output > 1", "then": ["elsewhere"]}]}},
+        noop("fast", ["route"]),
+        noop("elsewhere"),
+    )
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(bad)
+    messages = [str(issue) for issue in caught.value.issues]
+    assert any("'elsewhere' is not a child of 'route'" in m for m in messages), messages
+    assert any("ghost" in m for m in messages), messages
