@@ -199,3 +199,59 @@ def test_a_condition_may_only_choose_its_children() -> None:
     messages = [str(issue) for issue in caught.value.issues]
     assert any("'elsewhere' is not a child of 'route'" in m for m in messages), messages
     assert any("ghost" in m for m in messages), messages
+
+
+async def test_map_runs_a_handler_per_item_in_order_with_a_limit(engine: Engine) -> None:
+    result = await engine.run(
+        flow(
+            noop("source", config={"value": list(range(50))}),
+            {
+                "id": "each",
+                "handler": "map",
+                "dependencies": ["source"],
+                "config": {
+                    "items": "{{ source.output }}",
+                    "handler": "noop",
+                    "config": {"value": "{{ item * 2 }}", "sleep": 0.001},
+                    "concurrency": 5,
+                },
+            },
+        )
+    )
+    assert result.ok, result.error
+    output = result.nodes["each"].output
+    assert output["results"] == [i * 2 for i in range(50)]
+    assert output["count"] == 50 and output["failed"] == 0
+
+
+async def test_map_item_failure_fails_the_node_or_is_collected(engine: Engine) -> None:
+    def mapper(policy: str) -> dict[str, Any]:
+        return {
+            "id": "each",
+            "handler": "map",
+            "retry": {"max_attempts": 1},
+            "config": {
+                "items": [1, 2, 3],
+                "handler": "python",
+                "config": {"function": "fail", "params": {"message": "item {{ item }} broke"}},
+                "on_item_failure": policy,
+            },
+        }
+
+    failed = await engine.run(flow(mapper("fail")))
+    assert failed.status is ExecutionStatus.FAILED
+    error = failed.nodes["each"].error
+    assert error is not None and "broke" in error["message"] and "item" in error["message"]
+    collected = await engine.run(flow(mapper("collect")))
+    assert collected.ok
+    assert collected.nodes["each"].output["failed"] == 3
+
+
+def test_map_names_an_unknown_inner_handler() -> None:
+    from orchestrion.definition.loader import load_definition
+    from orchestrion.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match="teleport"):
+        load_definition(
+            flow({"id": "m", "handler": "map", "config": {"items": [], "handler": "teleport"}})
+        )

@@ -160,6 +160,9 @@ class _Checker:
                     self._node_content(i, node)
                     if node.handler == BRANCHING_HANDLER:
                         self._branches(i, node)
+                    inner = node.config.get("handler") if node.handler == "map" else None
+                    if isinstance(inner, str) and not is_template(inner):
+                        self._handler(inner, i, ("config", "handler"))
             if acyclic:
                 self._check_references()
         return self.issues

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrion.handlers import agents, control, http, io, llm, python
+from orchestrion.handlers import map as map_handler
 from orchestrion.handlers.base import HandlerSpec
 
 __all__ = ["builtin_specs"]
@@ -23,5 +24,6 @@ def builtin_specs() -> list[HandlerSpec]:
         control.CONDITION_SPEC,
         control.DELAY_SPEC,
         control.APPROVAL_SPEC,
+        map_handler.MAP_SPEC,
         *agents.SPECS,
     ]

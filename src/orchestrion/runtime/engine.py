@@ -185,6 +185,7 @@ class Engine:
             timeout=self.settings.http_timeout,
             max_connections=self.settings.http_max_connections,
         )
+        self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
         executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
         return LocalDispatcher(executor, self.concurrency)
 

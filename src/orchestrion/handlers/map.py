@@ -1,0 +1,147 @@
+"""The ``map`` handler: dynamic fan-out over a list produced upstream.
+
+Runs an inner handler once per item, at most ``concurrency`` at a time, retrying each item
+under its own policy, and completes with the results in input order. The inner ``config`` is
+rendered per item with ``item`` and ``index`` added to the template context::
+
+    - id: fetch_each
+      handler: map
+      dependencies: [list_users]
+      config:
+        items: "{{ list_users.output.data.users }}"
+        handler: http
+        config: {url: "https://api.example.com/users/{{ item.id }}"}
+        concurrency: 20
+
+Each item gets the idempotency key ``<node key>:<index>``. Items run inside the node's
+attempt: a crash re-runs the whole map (at-least-once per item, deduplicated by those keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.core.backoff import retry_delay, should_retry
+from orchestrion.definition.model import RetryPolicy
+from orchestrion.errors import NodeError, PermanentNodeError
+from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.templates import build_context, render_value
+
+__all__ = ["MAP_SPEC", "MapConfig"]
+
+MAX_ITEMS = 100_000
+
+
+class MapConfig(BaseModel):
+    """What to map over, what runs per item, and how failures of items are treated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Any] = Field(max_length=MAX_ITEMS)
+    handler: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(max_attempts=1))
+    on_item_failure: Literal["fail", "collect"] = "fail"
+
+
+async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
+    from orchestrion.handlers.registry import default_registry
+
+    registry = ctx.resources.extra.get("registry") or default_registry()
+    inner = registry.get(config.handler)
+    if inner.name == "map":
+        raise PermanentNodeError("a map cannot run `map` per item; use a sub-workflow")
+    base = build_context(ctx.inputs, ctx.outputs, execution={"id": ctx.execution_id})
+    semaphore = asyncio.Semaphore(config.concurrency)
+    rng = random.Random()
+    results: list[Any] = [None] * len(config.items)
+    errors: dict[int, dict[str, Any]] = {}
+
+    async def one(index: int, item: Any) -> None:
+        async with semaphore:
+            attempt = 1
+            while True:
+                try:
+                    results[index] = await _call(ctx, inner, config, base, index, item, attempt)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    category = exc.category if isinstance(exc, NodeError) else "error"
+                    transient = exc.transient if isinstance(exc, NodeError) else True
+                    if not should_retry(config.retry, attempt, category, transient):
+                        errors[index] = {"index": index, "category": category, "message": str(exc)}
+                        if config.on_item_failure == "fail":
+                            raise PermanentNodeError(
+                                f"item {index} of {len(config.items)} failed after "
+                                f"{attempt} attempt(s): {exc}",
+                                category="map_item",
+                            ) from exc
+                        return
+                    await asyncio.sleep(retry_delay(config.retry, attempt, rng.random()))
+                    attempt += 1
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, item in enumerate(config.items):
+                group.create_task(one(index, item))
+    except BaseExceptionGroup as failed:
+        # Report the first item failure as the node's error, not an opaque group.
+        raise failed.exceptions[0] from None
+    return {
+        "results": results,
+        "count": len(results),
+        "failed": len(errors),
+        "errors": [errors[i] for i in sorted(errors)],
+    }
+
+
+async def _call(
+    ctx: NodeContext,
+    inner: HandlerSpec,
+    config: MapConfig,
+    base: dict[str, Any],
+    index: int,
+    item: Any,
+    attempt: int,
+) -> Any:
+    context = {**base, "item": item, "index": index}
+    raw = config.config
+    rendered = (
+        {k: v if k in inner.raw_keys else render_value(v, context) for k, v in raw.items()}
+        if inner.raw_keys
+        else render_value(raw, context)
+    )
+    inner_config = inner.config_model.model_validate(rendered) if inner.config_model else rendered
+    item_ctx = NodeContext(
+        execution_id=ctx.execution_id,
+        node_id=f"{ctx.node_id}[{index}]",
+        attempt=attempt,
+        idempotency_key=f"{ctx.idempotency_key}:{index}",
+        inputs=ctx.inputs,
+        outputs=ctx.outputs,
+        dependencies=ctx.dependencies,
+        handler=inner.name,
+        resources=ctx.resources,
+        deadline=ctx.deadline,
+        classification=ctx.classification,
+    )
+    output = await inner.run(item_ctx, inner_config)
+    if isinstance(output, Wait):
+        raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
+    return output
+
+
+MAP_SPEC = HandlerSpec(
+    name="map",
+    run=run_map,
+    config_model=MapConfig,
+    aliases=("foreach",),
+    description="run a handler per item of a list, with a concurrency limit, results in order",
+    raw_keys=frozenset({"config"}),
+)
