@@ -255,3 +255,135 @@ def test_map_names_an_unknown_inner_handler() -> None:
         load_definition(
             flow({"id": "m", "handler": "map", "config": {"items": [], "handler": "teleport"}})
         )
+
+
+CHILD = {
+    "name": "child-flow",
+    "inputs": {"n": {"type": "integer", "required": True}},
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                "id": "double",
+                "handler": "noop",
+                "dependencies": ["input"],
+                "config": {"value": "{{ input.n * 2 }}", "sleep": 0.05},
+            },
+            {"id": "output", "handler": "output", "dependencies": ["double"]},
+        ]
+    },
+}
+
+
+def parent_flow(**config: Any) -> dict[str, Any]:
+    return flow(
+        {
+            "id": "call",
+            "handler": "workflow",
+            "config": {"workflow": "child-flow", "inputs": {"n": 21}, **config},
+        },
+        noop("after", ["call"], config={"value": "{{ call.output.result.double }}"}),
+    )
+
+
+async def test_workflow_node_runs_a_child_and_takes_its_result(engine: Engine) -> None:
+    await engine.submit(CHILD)
+    result = await engine.run(parent_flow(), timeout=10)
+    assert result.ok, result.error
+    output = result.nodes["call"].output
+    assert result.nodes["after"].output == 42
+    child = await engine.store.get_execution(output["child_execution_id"])
+    assert child.parent_execution_id == result.execution_id
+    assert child.parent_node_id == "call"
+    assert child.status is ExecutionStatus.COMPLETED
+
+
+async def test_a_failed_child_fails_the_node(engine: Engine) -> None:
+    await engine.submit(CHILD)
+    result = await engine.run(
+        flow(
+            {
+                "id": "call",
+                "handler": "workflow",
+                "retry": {"max_attempts": 1},
+                "config": {"workflow": "child-flow", "inputs": {}},
+            }
+        ),
+        timeout=10,
+    )
+    assert result.status is ExecutionStatus.FAILED
+    error = result.nodes["call"].error
+    assert error is not None and "required input 'n'" in error["message"]
+
+
+async def test_an_unknown_child_workflow_is_a_clear_error(engine: Engine) -> None:
+    result = await engine.run(
+        flow(
+            {
+                "id": "call",
+                "handler": "workflow",
+                "retry": {"max_attempts": 1},
+                "config": {"workflow": "nope"},
+            }
+        ),
+        timeout=10,
+    )
+    error = result.nodes["call"].error
+    assert error is not None and "no stored workflow 'nope'" in error["message"]
+
+
+async def test_cancelling_the_parent_cancels_the_child(engine: Engine) -> None:
+    slow_child = {
+        "name": "slow-child",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "wait",
+                    "handler": "python",
+                    "config": {"function": "sleep", "params": {"seconds": 5}},
+                }
+            ]
+        },
+    }
+    await engine.submit(slow_child)
+    record = await engine.start_execution(
+        flow({"id": "call", "handler": "workflow", "config": {"workflow": "slow-child"}})
+    )
+    waiting: list[Any] = []
+    deadline = time.monotonic() + 5
+    while not waiting:
+        assert time.monotonic() < deadline, await engine.result(record.id)
+        await asyncio.sleep(0.01)
+        waiting = await engine.store.list_events(record.id, types=["node.waiting"])
+    child_id = waiting[0].data["child_execution_id"]
+    await engine.cancel(record.id)
+    child = await engine.wait(child_id, timeout=5)
+    assert child.status is ExecutionStatus.CANCELLED
+
+
+async def test_parent_and_child_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested.db'}"
+    slow = {
+        **CHILD,
+        "name": "child-flow",
+        "dag": {
+            "nodes": [
+                {"id": "input", "handler": "input"},
+                {
+                    "id": "double",
+                    "handler": "noop",
+                    "dependencies": ["input"],
+                    "config": {"value": "{{ input.n * 2 }}", "sleep": 0.4},
+                },
+            ]
+        },
+    }
+    async with Engine(url) as first:
+        await first.submit(slow)
+        record = await first.start_execution(parent_flow())
+        while (await first.node_states(record.id))["call"] is not NodeState.WAITING:
+            await asyncio.sleep(0.01)
+    async with Engine(url) as second:
+        result = await second.wait(record.id, timeout=10)
+    assert result.ok, result.error
+    assert result.nodes["after"].output == 42

@@ -131,7 +131,7 @@ class NodeSpec(_Strict):
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     compensate: CompensationSpec | None = None
     data_classification: DataClassification = DataClassification.PUBLIC
-    priority: int = 0
+    priority: int = 50  # "normal": higher runs first when a limit or a pause holds nodes back
     capabilities: tuple[str, ...] = ()
 
     @field_validator("priority", mode="before")

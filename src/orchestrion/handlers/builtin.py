@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrion.handlers import agents, control, http, io, llm, python
+from orchestrion.handlers import agents, control, http, io, llm, python, subworkflow
 from orchestrion.handlers import map as map_handler
 from orchestrion.handlers.base import HandlerSpec
 
@@ -25,5 +25,6 @@ def builtin_specs() -> list[HandlerSpec]:
         control.DELAY_SPEC,
         control.APPROVAL_SPEC,
         map_handler.MAP_SPEC,
+        subworkflow.WORKFLOW_SPEC,
         *agents.SPECS,
     ]

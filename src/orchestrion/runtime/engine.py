@@ -52,10 +52,12 @@ from orchestrion.errors import (
     ExecutionNotFound,
     InvalidTransition,
     OrchestrionError,
+    PermanentNodeError,
     StoreError,
 )
-from orchestrion.handlers.base import Resources
+from orchestrion.handlers.base import NodeContext, Resources, Wait
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
+from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, WorkflowConfig
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
@@ -141,6 +143,8 @@ class Engine:
         self._started = False
         self.owner = new_owner_id()
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
+        self._early_outcomes: dict[tuple[str, str], WaitResolved] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,6 +190,7 @@ class Engine:
             max_connections=self.settings.http_max_connections,
         )
         self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
+        self._resources.extra.setdefault(CHILD_STARTER_KEY, self._start_child)
         executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
         return LocalDispatcher(executor, self.concurrency)
 
@@ -374,8 +379,11 @@ class Engine:
         idempotency_key: str | None = None,
         overrides: dict[str, dict[str, Any]] | None = None,
         correlation_id: str | None = None,
+        parent: tuple[str, str, int] | None = None,
     ) -> ExecutionRecord:
         """Submit (if needed), create and trigger in one call. Idempotent with a key.
+
+        ``parent`` is (execution id, node id, attempt) of a ``workflow`` node starting a child.
 
         The execution is created already owned, with its inputs, so starting costs one insert
         and one engine turn.
@@ -400,6 +408,9 @@ class Engine:
             owner=self.owner,
             lease_until=now + self.settings.lease_seconds,
         )
+        if parent is not None:
+            record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
+            record.labels = {"parent_attempt": parent[2]}
         stored, created = await self.store.create_execution(record)
         if not created:
             if stored.status is not ExecutionStatus.PENDING:
@@ -495,9 +506,12 @@ class Engine:
             "comment": comment,
             "decided_at": time.time(),
         }
-        spec = live.compiled.plan.nodes[index]
+        config = {
+            **live.compiled.plan.nodes[index].config,
+            **live.record.overrides.get(node_id, {}),
+        }
         error = None
-        if not approved and spec.config.get("on_reject", "fail") == "fail":
+        if not approved and config.get("on_reject") != "continue":
             who = f" by {by}" if by else ""
             why = f": {comment}" if comment else ""
             error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
@@ -647,6 +661,10 @@ class Engine:
                 live.outputs[record.node] = record.output
             if record.type == "node.queued" and record.node is not None:
                 live.queued_event[record.node] = event_id
+            elif record.type == "node.waiting" and record.wait_reason == "child":
+                early = self._early_outcomes.pop((execution_id, record.node or ""), None)
+                if early is not None:
+                    self._post(execution_id, early)
         for command in step.commands:
             if (
                 isinstance(command, ExecutionFinished)
@@ -707,6 +725,9 @@ class Engine:
             elif isinstance(command, CancelNode):
                 live.timers.pop((command.node, command.attempt, "retry"), None)
                 await dispatcher.cancel(live.record.id, command.node, command.attempt)
+                child = self._children.pop((live.record.id, command.node), None)
+                if child is not None and child in self._live:
+                    self._post(child, CancelRequested(time.time(), "parent execution stopped"))
             elif isinstance(command, RunCompensation):
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):
@@ -766,6 +787,60 @@ class Engine:
         self._live.pop(live.record.id, None)
         if not live.done.done():
             live.done.set_result(status)
+        parent = live.record.parent_execution_id
+        if parent is not None and live.record.parent_node_id is not None:
+            node = live.record.parent_node_id
+            self._children.pop((parent, node), None)
+            attempt = int(live.record.labels.get("parent_attempt", 0))
+            result = live.compiled.result_from(live.outputs)
+            outcome = _child_outcome(
+                live.record.id, node, attempt, status, result, live.machine.error
+            )
+            parent_live = self._live.get(parent)
+            index = parent_live.compiled.plan.index.get(node) if parent_live else None
+            if (
+                parent_live is not None
+                and index is not None
+                and (parent_live.machine.nodes[index].state is not NodeState.WAITING)
+            ):
+                # The parent node has not parked yet: deliver when its wait is committed.
+                self._early_outcomes[(parent, node)] = outcome
+            else:
+                self._post(parent, outcome)
+
+    async def _start_child(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
+        """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
+        try:
+            definition = await self.store.find_definition(config.workflow, config.version)
+        except ExecutionNotFound as exc:
+            raise PermanentNodeError(
+                f"no stored workflow '{config.workflow}'"
+                + (f" version '{config.version}'" if config.version else "")
+                + ": submit it first",
+                category="config",
+            ) from exc
+        record = await self.start_execution(
+            definition,
+            config.inputs,
+            idempotency_key=f"child:{ctx.idempotency_key}",
+            parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
+        )
+        link = {
+            "child_execution_id": record.id,
+            "workflow": definition.name,
+            "version": definition.version,
+        }
+        if not config.wait:
+            return {**link, "status": record.status.value}
+        if record.status in FINAL_EXECUTION_STATES:
+            stored = await self.store.get_execution(record.id)
+            if stored.status is not ExecutionStatus.COMPLETED:
+                raise PermanentNodeError(
+                    f"child execution {record.id} {stored.status.value}", category="child_failed"
+                )
+            return {**link, "status": stored.status.value, "result": stored.result}
+        self._children[(ctx.execution_id, ctx.node_id)] = record.id
+        return Wait("child", data=link)
 
     # ------------------------------------------------------------------ loading and resuming
 
@@ -863,6 +938,13 @@ class Engine:
             if live.record.started_at is not None:
                 self._arm_deadline(live, live.record.started_at)
         await self._act(actions)
+        for live in lives:
+            # A parent waiting on a child re-runs its node: it finds the child (same key) and
+            # either takes its result or waits again, so no finish is lost across a restart.
+            for i, run in enumerate(live.machine.nodes):
+                if run.state is NodeState.WAITING and run.wait_reason == "child":
+                    node_id = live.compiled.plan.ids[i]
+                    self._post(live.record.id, TimerFired(node_id, run.attempt, now, "wake"))
 
     # ------------------------------------------------------------------ helpers for callers
 
@@ -873,3 +955,26 @@ class Engine:
             return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
         runs = await self.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
+
+
+def _child_outcome(
+    child_id: str,
+    node: str,
+    attempt: int,
+    status: ExecutionStatus,
+    result: Any,
+    error: dict[str, Any] | None,
+) -> WaitResolved:
+    """What a finished child tells the parent node that waits for it."""
+    if status is ExecutionStatus.COMPLETED:
+        output = {"child_execution_id": child_id, "status": status.value, "result": result}
+        return WaitResolved(node, attempt, time.time(), output=output)
+    message = (error or {}).get("message", "")
+    return WaitResolved(
+        node,
+        attempt,
+        time.time(),
+        error=ErrorInfo(
+            "child_failed", f"child execution {child_id} {status.value}: {message}".rstrip(": ")
+        ),
+    )

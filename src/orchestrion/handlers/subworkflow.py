@@ -1,0 +1,54 @@
+"""The ``workflow`` handler: run a stored workflow as a child execution and take its result.
+
+The node starts the child (idempotently: the child's key derives from the node attempt's key,
+so a re-run finds the same child), then waits without holding a worker until the child ends.
+A completed child completes the node with ``{"child_execution_id", "status", "result"}``; a
+failed or cancelled one fails it. Cancelling the parent cancels the child. The engine that
+runs the node provides the starter (``resources.extra["child_starter"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.errors import PermanentNodeError
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+
+__all__ = ["CHILD_STARTER_KEY", "WORKFLOW_SPEC", "ChildStarter", "WorkflowConfig"]
+
+CHILD_STARTER_KEY = "child_starter"
+
+
+class WorkflowConfig(BaseModel):
+    """Which stored workflow to run (newest version unless ``version``), with what inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1)
+    version: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    wait: bool = True
+
+
+ChildStarter = Callable[[NodeContext, WorkflowConfig], Awaitable[Any]]
+
+
+async def run_workflow(ctx: NodeContext, config: WorkflowConfig) -> Any:
+    starter = ctx.resources.extra.get(CHILD_STARTER_KEY)
+    if starter is None:
+        raise PermanentNodeError(
+            "the workflow handler needs an engine to start child executions", category="config"
+        )
+    return await starter(ctx, config)
+
+
+WORKFLOW_SPEC = HandlerSpec(
+    name="workflow",
+    run=run_workflow,
+    config_model=WorkflowConfig,
+    aliases=("subworkflow", "child_workflow"),
+    description="run another stored workflow as a child execution and wait for it",
+)
