@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.errors import DefinitionError, InvalidTransition, PermanentNodeError
+from orchestrion.errors import (
+    DefinitionError,
+    ExecutionNotFound,
+    InvalidTransition,
+    PermanentNodeError,
+)
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
@@ -449,3 +454,21 @@ async def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
         result = await second.wait(record.id, timeout=5)
     assert result.ok
     await first.stop(grace=0)
+
+
+async def test_rerun_of_one_node_runs_it_and_its_downstream_again(engine: Engine) -> None:
+    definition = flow(
+        py("a", "t_count", value=1),
+        py("b", "t_count", ["a"], value=2),
+        py("c", "t_count", ["b"], value=3),
+        py("side", "t_count", ["a"], value=4),
+    )
+    first = await engine.run(definition)
+    assert first.ok
+    await engine.retry(first.execution_id, from_node="b")
+    again = await engine.wait(first.execution_id, timeout=5)
+    assert again.ok
+    assert CALLS == {"a": 1, "b": 2, "c": 2, "side": 1}
+    assert again.nodes["b"].attempt == 2 and again.nodes["a"].attempt == 1
+    with pytest.raises(ExecutionNotFound):
+        await engine.retry(first.execution_id, from_node="ghost")

@@ -176,9 +176,11 @@ class ResumeRequested:
 
 @dataclass(frozen=True, slots=True)
 class RetryRequested:
-    """Run a failed or cancelled execution again from the nodes that did not complete."""
+    """Run a finished execution again: from the nodes that did not complete, or, with
+    ``node``, from that node and everything downstream of it (completed or not)."""
 
     at: float
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -447,14 +447,21 @@ class ExecutionMachine:
         self._maybe_finish(event.at)
 
     def _on_retry(self, event: RetryRequested) -> None:
-        if self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        rerun: set[int] = set()
+        if event.node is not None:
+            if not self.finished:
+                return
+            rerun = self._downstream(self.plan.index[event.node])
+        elif self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             return
         self.status = ExecutionStatus.RUNNING
         self.phase = PHASE_RUN
         self.error = None
-        self._record_execution("execution.retried", event.at)
+        self._record_execution(
+            "execution.retried", event.at, data={"node": event.node} if event.node else None
+        )
         for i, run in enumerate(self.nodes):
-            if run.state is not _COMPLETED:
+            if run.state is not _COMPLETED or i in rerun:
                 run.state = _PENDING
                 run.error = None
                 run.started_at = None
@@ -472,6 +479,17 @@ class ExecutionMachine:
         self._decide_pending(event.at)
         self._release_held(event.at)
         self._maybe_finish(event.at)
+
+    def _downstream(self, start: int) -> set[int]:
+        """``start`` and every node that depends on it, directly or not."""
+        seen = {start}
+        stack = [start]
+        while stack:
+            for child in self.plan.children[stack.pop()]:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return seen
 
     def _on_compensated(self, event: CompensationSucceeded) -> None:
         i = self.plan.index[event.node]

@@ -518,21 +518,33 @@ class Engine:
         event = WaitResolved(node_id, run.attempt, time.time(), output=decision, error=error)
         await self._post_and_wait(execution_id, event)
 
-    async def retry(self, execution_id: str) -> None:
-        """Run a failed or cancelled execution again; completed nodes keep their outputs."""
+    async def retry(self, execution_id: str, from_node: str | None = None) -> None:
+        """Run a finished execution again; completed nodes keep their outputs.
+
+        Without ``from_node``: a failed or cancelled execution goes on from the nodes that did
+        not complete. With it: that node and everything downstream of it run again, whatever
+        their state (re-run of a node after a fix or a data change), in any final execution.
+        """
         self._check_accepting()
         record = await self.store.get_execution(execution_id)
-        if record.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        allowed = (
+            FINAL_EXECUTION_STATES
+            if from_node is not None
+            else {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+        )
+        if record.status not in allowed:
             raise InvalidTransition(
-                f"only failed or cancelled executions can be retried; "
-                f"{execution_id} is {record.status.value}"
+                f"cannot retry execution {execution_id}: it is {record.status.value} "
+                f"({'wait for it to finish' if from_node else 'only failed or cancelled ones'})"
             )
         live = self._live.get(execution_id)
         if live is None:
             await self._claim(record, "retry", expected=record.owner)
             live = await self._load(record)
+        if from_node is not None and from_node not in live.compiled.plan.index:
+            raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
         self._live[execution_id] = live
-        await self._post_and_wait(execution_id, RetryRequested(time.time()))
+        await self._post_and_wait(execution_id, RetryRequested(time.time(), from_node))
         self._arm_deadline(live, time.time())
 
     async def _live_for_control(self, execution_id: str, verb: str) -> _Live:
