@@ -118,3 +118,47 @@ def test_resume_with_nothing_to_do_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "nothing to resume" in result.stdout
+
+
+def test_kill_9_during_a_delay_then_resume_fires_the_timer_once(tmp_path: Path) -> None:
+    db = tmp_path / "delay.db"
+    flow = tmp_path / "delay.yaml"
+    flow.write_text(
+        "name: durable-delay\ndag:\n  nodes:\n"
+        "    - {id: wait, handler: delay, config: {seconds: 1.5}}\n"
+        "    - {id: after, handler: noop, dependencies: [wait], config: {value: done}}\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*CLI, "run", str(flow), "--db", str(db), "--quiet"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                if _node_states(db).get("wait") == "waiting":
+                    break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    resumed = subprocess.run(
+        [*CLI, "resume", "--db", str(db), "--json"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["nodes"]["after"]["output"] == "done"
+    assert 1.5 <= elapsed < 6  # the original deadline held: no second full delay
+    with sqlite3.connect(db) as conn:
+        woken = conn.execute(
+            "SELECT count(*) FROM events WHERE type = 'node.woken' AND node_id = 'wait'"
+        ).fetchone()[0]
+    assert woken == 1
