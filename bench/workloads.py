@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["chain", "diamond", "fan_out", "wide_dag"]
+__all__ = ["chain", "diamond", "fan_out", "map_items", "wide_dag"]
 
 
 def fan_out(width: int = 1000) -> dict[str, Any]:
@@ -53,3 +53,26 @@ def wide_dag(size: int = 100_000) -> dict[str, Any]:
         for i in range(1, size)
     ]
     return {"name": f"dag-{size}", "dag": {"nodes": nodes}}
+
+
+def map_items(count: int = 10_000) -> dict[str, Any]:
+    """A ``map`` node running a no-op per item over ``count`` items made upstream."""
+    return {
+        "name": f"map-{count}",
+        "dag": {
+            "nodes": [
+                {"id": "items", "handler": "noop", "config": {"value": list(range(count))}},
+                {
+                    "id": "each",
+                    "handler": "map",
+                    "dependencies": ["items"],
+                    "config": {
+                        "items": "{{ items.output }}",
+                        "handler": "noop",
+                        "config": {"value": "{{ item }}"},
+                        "concurrency": 100,
+                    },
+                },
+            ]
+        },
+    }
