@@ -8,18 +8,23 @@ process with a message naming the variable (``load_settings`` turns pydantic's e
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrion.errors import ConfigurationError
 
-__all__ = ["Settings", "load_secrets", "load_settings"]
+__all__ = ["ApiRole", "Settings", "load_secrets", "load_settings"]
 
 SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
+
+ApiRole = Literal["admin", "operator", "viewer"]
+_ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 
 
 class Settings(BaseSettings):
@@ -46,6 +51,71 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=100, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
+
+    # the service (`orchestrion serve`)
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (0: any)")
+    api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
+        default_factory=dict,
+        repr=False,  # keys are credentials: never in a repr or a log line
+        description='API keys and their roles: "key1:admin,key2:operator,key3:viewer"; '
+        "none: the API is open",
+    )
+    required_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description='headers every mutating call must carry: "X-Request-Source,X-Client-ID"',
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="requests per second per client (0: no limit)"
+    )
+    rate_limit_burst: int = Field(
+        default=100, ge=0, description="requests a client may make at once (0: no limit)"
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="largest request body accepted"
+    )
+    sse_keepalive: float = Field(
+        default=15.0, gt=0, le=3600, description="seconds between keep-alive comments"
+    )
+    sse_poll: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="seconds between event-journal reads when nothing woke a stream "
+        "(events written by other processes)",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, role = item.rpartition(":")
+            key, role = key.strip(), role.strip().lower()
+            if not sep or not key:
+                raise ValueError("expected key:role pairs separated by commas")
+            if role not in _ROLES:
+                raise ValueError(f"unknown role {role!r}: use admin, operator or viewer")
+            if key in keys:
+                raise ValueError("a key is listed twice")
+            keys[key] = role
+        return keys
+
+    @field_validator("required_headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            for name in value:
+                if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                    raise ValueError(f"{name!r} is not a valid header name")
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 the execution completed (or the command succeeded), 1 it failed or was
 cancelled, 2 the definition or the command's input is invalid (nothing was stored or run),
-3 the state store could not be used.
+3 the state store (or the --server) could not be used.
 """
 
 from __future__ import annotations
@@ -43,6 +43,17 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="ORCHESTRION_SERVER_URL",
+        help="Use a running Orchestrion server at this URL instead of the local database.",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="ORCHESTRION_API_KEY", help="Server API key.")
+]
 
 
 def main() -> None:
@@ -144,10 +155,19 @@ def run(
         str | None, typer.Option("--idempotency-key", help="Return the execution made with it.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Run a workflow in this process (embedded mode) and show its progress and results."""
+    """Run a workflow in this process (embedded mode), or on --server, and show its results."""
     params = _parse_inputs(inputs or [], inputs_file)
-    result = _run_async(_run(file, params, db, as_json or quiet, idempotency_key))
+    if server:
+        from orchestrion.cli import remote
+
+        result = remote.run(
+            server, api_key, file, params, quiet=as_json or quiet, idempotency_key=idempotency_key
+        )
+    else:
+        result = _run_async(_run(file, params, db, as_json or quiet, idempotency_key))
     _report(result, as_json)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
@@ -260,6 +280,8 @@ def status(
     execution_id: Annotated[str, typer.Argument(help="Execution id.")],
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Show an execution's state, its nodes, attempts, errors and result."""
 
@@ -267,7 +289,12 @@ def status(
         async with _engine(db, resume=False) as engine:
             return await engine.result(execution_id)
 
-    result = _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        result = remote.status(server, api_key, execution_id)
+    else:
+        result = _run_async(go())
     _report(result, as_json)
 
 
@@ -280,6 +307,8 @@ def list_(
     workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """List executions, newest first."""
     from orchestrion.core.states import ExecutionStatus
@@ -310,7 +339,12 @@ def list_(
                 )
             return rows
 
-    rows = _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        rows = remote.list_rows(server, api_key, statuses, workflow, limit)
+    else:
+        rows = _run_async(go())
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -323,6 +357,8 @@ def list_(
 def cancel(
     execution_id: Annotated[str, typer.Argument(help="Execution id.")],
     db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Cancel an execution: running nodes are stopped, nothing new starts."""
 
@@ -330,7 +366,12 @@ def cancel(
         async with _engine(db, resume=False) as engine:
             await engine.cancel(execution_id)
 
-    _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        remote.cancel(server, api_key, execution_id)
+    else:
+        _run_async(go())
     console.print(f"cancelled {execution_id}")
 
 
@@ -338,6 +379,8 @@ def cancel(
 def pause(
     execution_id: Annotated[str, typer.Argument(help="Execution id.")],
     db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Pause an execution: running nodes finish, nothing new starts until resume."""
 
@@ -345,7 +388,12 @@ def pause(
         async with _engine(db, resume=False) as engine:
             await engine.pause(execution_id)
 
-    _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        remote.pause(server, api_key, execution_id)
+    else:
+        _run_async(go())
     console.print(f"paused {execution_id}; continue with: orchestrion resume {execution_id}")
 
 
@@ -354,6 +402,8 @@ def retry(
     execution_id: Annotated[str, typer.Argument(help="A failed or cancelled execution.")],
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Run a failed execution again from its failed nodes (completed nodes are kept)."""
 
@@ -362,7 +412,12 @@ def retry(
             await engine.retry(execution_id)
             return await engine.wait(execution_id)
 
-    result = _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        result = remote.retry(server, api_key, execution_id)
+    else:
+        result = _run_async(go())
     _report(result, as_json)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
@@ -374,6 +429,8 @@ def resume(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Continue unfinished executions (after a crash or kill) and paused ones, to the end."""
 
@@ -394,13 +451,56 @@ def resume(
                     ids.append(record.id)
             return [await engine.wait(i) for i in ids]
 
-    results = _run_async(go())
+    if server:
+        from orchestrion.cli import remote
+
+        results = remote.resume(server, api_key, execution_id)
+    else:
+        results = _run_async(go())
     if not results:
         console.print("nothing to resume: no unfinished executions")
         return
     for result in results:
         _report(result, as_json)
     raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Port (default 8000; 0 picks one)."),
+    ] = None,
+    db: DbOption = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="json (default) or console.", case_sensitive=False),
+    ] = None,
+) -> None:
+    """Serve the REST API and run workflows in this process, until SIGTERM or Ctrl-C."""
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    if log_format is not None and log_format.lower() not in ("json", "console"):
+        _fail(EXIT_INVALID, f"--log-format must be json or console, not {log_format!r}")
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if db is not None:
+        overrides["database_url"] = _database_url(db)
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    from orchestrion.api.server import serve as run_server
+
+    if not run_server(settings, log_format=log_format.lower() if log_format else None):
+        raise typer.Exit(EXIT_STORE)
 
 
 @app.command()

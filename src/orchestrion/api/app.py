@@ -1,0 +1,141 @@
+"""``create_app``: the FastAPI application over one engine, and its lifespan.
+
+The lifespan wires the engine's record listeners (event-stream wake-ups, metrics, the node
+transition log), starts the engine when the app owns it, and on shutdown stops it gracefully:
+no new work, in-flight attempts get ``shutdown_grace`` seconds to finish, the rest stays in
+the store and resumes at the next start. Under uvicorn that is what SIGTERM does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from orchestrion import __version__
+from orchestrion.api import problems
+from orchestrion.api.auth import warn_if_open
+from orchestrion.api.context import ApiContext
+from orchestrion.api.feed import RecordFeed
+from orchestrion.api.hub import EventHub
+from orchestrion.api.logging_setup import log_transitions
+from orchestrion.api.metrics import Metrics
+from orchestrion.api.middleware import RequestMiddleware
+from orchestrion.api.ratelimit import RateLimiter
+from orchestrion.api.routes import control, definitions, events, health, workflows
+from orchestrion.runtime.engine import Engine
+from orchestrion.settings import Settings, load_settings
+
+__all__ = ["api_context", "create_app"]
+
+_DESCRIPTION = (
+    "Durable workflow orchestration. Submit a DAG (JSON or YAML), trigger it, follow it. "
+    "Errors are RFC 9457 problem documents; every response carries X-Request-ID."
+)
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    """The API over ``engine``, or over an engine of its own built from ``settings``.
+
+    An engine passed in is started and stopped by its owner (the caller); one the app makes
+    is started and stopped by the app's lifespan.
+    """
+    if settings is None:
+        settings = engine.settings if engine is not None else load_settings()
+    owns_engine = engine is None
+    if engine is None:
+        engine = Engine(settings=settings)
+    metrics = Metrics()
+    ctx = ApiContext(
+        engine=engine,
+        settings=settings,
+        metrics=metrics,
+        hub=EventHub(),
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+    )
+    feed = RecordFeed(engine, [metrics.observe, log_transitions])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warn_if_open(settings)
+        engine.add_listener(ctx.hub.notify)
+        engine.add_listener(feed.listener)
+        feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
+        try:
+            if owns_engine:
+                await engine.start()
+            ctx.closing = False
+            ctx.engine_running = True
+            yield
+        finally:
+            ctx.engine_running = False
+            ctx.begin_shutdown()
+            try:
+                if owns_engine:
+                    await engine.stop(settings.shutdown_grace)
+            finally:
+                feed_task.cancel()
+                await asyncio.gather(feed_task, return_exceptions=True)
+                await feed.drain()
+                engine.remove_listener(feed.listener)
+                engine.remove_listener(ctx.hub.notify)
+
+    app = FastAPI(
+        title="Orchestrion",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+        strict_content_type=False,  # `curl -d '{...}'` with no content type is JSON too
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    for module in (workflows, control, definitions, events, health):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problem_media_types(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                    separate_input_output_schemas=False,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def api_context(app: FastAPI) -> ApiContext:
+    """The context of an app made by ``create_app`` (the serve command ends streams with it)."""
+    ctx: ApiContext = app.state.ctx
+    return ctx
+
+
+_PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare problem responses as ``application/problem+json``, which is what is sent."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                body = content.get("application/json")
+                if body is not None and body.get("schema", {}).get("$ref") == _PROBLEM_REF:
+                    content[problems.PROBLEM_JSON] = content.pop("application/json")
+    components = schema.get("components", {}).get("schemas", {})
+    text = repr(schema.get("paths", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in components and f"/{unused}'" not in text:
+            del components[unused]
+    return schema

@@ -1,0 +1,54 @@
+"""What every request handler can reach: the engine, the settings and the app's helpers.
+
+One ``ApiContext`` lives in ``app.state.ctx``; routes get it through the ``get_ctx``
+dependency. The request id of the request being served is kept in a context variable so that
+log lines and problem documents can carry it without threading it through every call.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from orchestrion.api.hub import EventHub
+    from orchestrion.api.metrics import Metrics
+    from orchestrion.api.ratelimit import RateLimiter
+    from orchestrion.runtime.engine import Engine
+    from orchestrion.settings import Settings
+
+__all__ = ["ApiContext", "current_request_id", "get_ctx", "request_id_var"]
+
+request_id_var: ContextVar[str | None] = ContextVar("orchestrion_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served in this task, if any."""
+    return request_id_var.get()
+
+
+@dataclass(slots=True)
+class ApiContext:
+    """The engine and helpers one application serves with."""
+
+    engine: Engine
+    settings: Settings
+    metrics: Metrics
+    hub: EventHub
+    limiter: RateLimiter
+    engine_running: bool = field(default=False)  # set by the lifespan; health reports it
+    closing: bool = field(default=False)  # the server is stopping: event streams end
+
+    def begin_shutdown(self) -> None:
+        """End event streams now, so a stopping server is not held open by them."""
+        self.closing = True
+        self.hub.close()
+
+
+def get_ctx(conn: HTTPConnection) -> ApiContext:
+    """FastAPI dependency: the application's context."""
+    ctx: ApiContext = conn.app.state.ctx
+    return ctx

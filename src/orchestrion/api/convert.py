@@ -1,0 +1,185 @@
+"""From engine and store records to API bodies: UPPERCASE states, ISO 8601 UTC times, ``*_ms``.
+
+Node errors are shown without their traceback: the API never discloses a stack trace (the
+store keeps it for the server's own tools).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrion.api.models import (
+    DefinitionDetail,
+    DefinitionSummary,
+    EventOut,
+    ExecutionDetail,
+    ExecutionState,
+    ExecutionSummary,
+    NodeDetail,
+    NodeStateName,
+    ResultsBody,
+    ResultsResponse,
+)
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.runtime.result import ExecutionResult
+from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
+
+__all__ = [
+    "definition_detail",
+    "definition_summary",
+    "event_out",
+    "execution_detail",
+    "execution_state",
+    "execution_summary",
+    "results_response",
+    "utc",
+]
+
+
+def utc(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 3)
+
+
+def execution_state(status: ExecutionStatus) -> ExecutionState:
+    return status.value.upper()  # type: ignore[return-value]  # the Literal lists them all
+
+
+def _node_state(state: NodeState) -> NodeStateName:
+    return state.value.upper()  # type: ignore[return-value]
+
+
+def public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {key: value for key, value in error.items() if key != "traceback"}
+
+
+def _public_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    cleaned = dict(data)
+    for key in ("error", "execution_error"):
+        if isinstance(cleaned.get(key), dict):
+            cleaned[key] = public_error(cleaned[key])
+    return cleaned
+
+
+def execution_detail(
+    record: ExecutionRecord, result: ExecutionResult, *, include_outputs: bool = True
+) -> ExecutionDetail:
+    nodes = {
+        node_id: NodeDetail(
+            state=_node_state(node.state),
+            attempt=node.attempt,
+            started_at=utc(node.started_at),
+            finished_at=utc(node.finished_at),
+            duration_ms=_ms(node.started_at, node.finished_at),
+            error=public_error(node.error),
+            output=node.output if include_outputs else None,
+            wait_reason=node.wait_reason,
+        )
+        for node_id, node in result.nodes.items()
+    }
+    state = execution_state(result.status)
+    return ExecutionDetail(
+        id=record.id,
+        execution_id=record.id,
+        definition_id=record.definition_id,
+        workflow=result.workflow,
+        version=result.version,
+        state=state,
+        status=state,
+        created_at=utc(record.created_at),
+        started_at=utc(result.started_at),
+        finished_at=utc(result.finished_at),
+        duration_ms=_ms(result.started_at, result.finished_at),
+        inputs=record.inputs,
+        error=public_error(result.error),
+        correlation_id=record.correlation_id,
+        node_states={node_id: node.state for node_id, node in nodes.items()},
+        nodes=nodes,
+    )
+
+
+_MESSAGES = {
+    ExecutionStatus.PENDING: "Workflow has not been triggered yet.",
+    ExecutionStatus.RUNNING: "Workflow is still running.",
+    ExecutionStatus.WAITING: "Workflow is waiting (approval, timer or retry).",
+    ExecutionStatus.PAUSED: "Workflow is paused.",
+    ExecutionStatus.COMPLETED: "Results retrieved successfully.",
+    ExecutionStatus.FAILED: "Workflow failed.",
+    ExecutionStatus.CANCELLED: "Workflow was cancelled.",
+}
+
+
+def results_response(result: ExecutionResult) -> ResultsResponse:
+    status = result.status
+    return ResultsResponse(
+        execution_id=result.execution_id,
+        status=execution_state(status),
+        completed=status is ExecutionStatus.COMPLETED,
+        results=ResultsBody(
+            final_status=f"workflow_{status.value}", aggregated_results=result.result
+        ),
+        result=result.result,
+        error=public_error(result.error),
+        message=_MESSAGES[status],
+    )
+
+
+def execution_summary(
+    record: ExecutionRecord, definition: DefinitionRecord | None
+) -> ExecutionSummary:
+    return ExecutionSummary(
+        execution_id=record.id,
+        workflow=definition.name if definition else None,
+        version=definition.version if definition else None,
+        definition_id=record.definition_id,
+        status=execution_state(record.status),
+        created_at=utc(record.created_at),
+        started_at=utc(record.started_at),
+        finished_at=utc(record.finished_at),
+    )
+
+
+def _node_count(definition: DefinitionRecord) -> int:
+    nodes = definition.spec.get("dag", {}).get("nodes", [])
+    return len(nodes) if isinstance(nodes, list) else 0
+
+
+def definition_summary(definition: DefinitionRecord) -> DefinitionSummary:
+    return DefinitionSummary(
+        id=definition.id,
+        name=definition.name,
+        version=definition.version,
+        created_at=datetime.fromtimestamp(definition.created_at, UTC),
+        nodes=_node_count(definition),
+        dialect=definition.dialect,
+        source_format=definition.source_format,
+    )
+
+
+def definition_detail(definition: DefinitionRecord) -> DefinitionDetail:
+    return DefinitionDetail(**definition_summary(definition).model_dump(), spec=definition.spec)
+
+
+def event_out(event: EventRecord) -> EventOut:
+    return EventOut(
+        seq=event.seq,
+        id=event.id,
+        type=event.type,
+        execution_id=event.execution_id,
+        node_id=event.node_id,
+        attempt=event.attempt,
+        at=datetime.fromtimestamp(event.at, UTC),
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        data=_public_data(event.data),
+    )

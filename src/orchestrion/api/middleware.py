@@ -1,0 +1,144 @@
+"""The ASGI layer around every request: request id, body size limit, access log, HTTP metrics,
+and the catch-all that turns an unexpected exception into a bare 500.
+
+A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it does not buffer
+streaming responses (event streams), and it sits inside Starlette's outermost error layer, so
+it can answer an unhandled exception itself (with the request id) instead of letting it
+propagate with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrion.api.context import request_id_var
+from orchestrion.api.problems import ApiProblem, internal_error, problem_response
+
+if TYPE_CHECKING:
+    from orchestrion.api.metrics import Metrics
+
+__all__ = ["REQUEST_ID_HEADER", "RequestMiddleware"]
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("orchestrion.api.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's request id is reused only when it is short and plain: it lands in every log line.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_UNMATCHED = "<unmatched>"  # one label for every unknown path: bounded metric cardinality
+
+
+class _BodyTooLarge(ApiProblem):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+
+
+class RequestMiddleware:
+    """Request id in, ``X-Request-ID`` out; 413 over ``max_body_bytes``; one access log line
+    and the HTTP metrics per request."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        given = headers.get(REQUEST_ID_HEADER)
+        request_id = given if given and _CLIENT_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        path = scope.get("path", "")
+        try:
+            if self._declared_too_large(headers):
+                response = problem_response(
+                    413,
+                    f"the request body is larger than the limit of {self.max_body_bytes} bytes",
+                    instance=path,
+                )
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        except Exception:
+            logger.exception(
+                "unhandled error serving %s %s",
+                scope.get("method"),
+                path,
+                extra={"request_id": request_id},
+            )
+            if response_started:
+                raise  # too late for a clean answer: let the server drop the connection
+            await internal_error(path)(scope, receive, send_with_id)
+        finally:
+            self._account(scope, status, time.perf_counter() - started, request_id)
+            request_id_var.reset(token)
+
+    def _declared_too_large(self, headers: Headers) -> bool:
+        length = headers.get("content-length")
+        if length is None:
+            return False
+        try:
+            return int(length) > self.max_body_bytes
+        except ValueError:
+            return False
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that raises a 413 once the body (chunked, say) exceeds the limit."""
+        limit = self.max_body_bytes
+        total = 0
+
+        async def limited() -> Message:
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        return limited
+
+    def _account(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or _UNMATCHED
+        method = scope.get("method", "")
+        self.metrics.observe_http(method, template, status, seconds)
+        client = scope.get("client")
+        access_logger.info(
+            "%s %s %d %.1fms",
+            method,
+            scope.get("path", ""),
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "route": template,
+                "path": scope.get("path", ""),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": client[0] if client else None,
+            },
+        )

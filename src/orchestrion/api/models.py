@@ -1,0 +1,286 @@
+"""Request and response bodies of the REST API, as pydantic models (docs/API.md).
+
+States are UPPERCASE, times ISO 8601 UTC, durations ``*_ms``. Every model here appears in the
+OpenAPI document, so clients and schema-driven tests see exactly what is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ActionResponse",
+    "DefinitionDetail",
+    "DefinitionPage",
+    "DefinitionSummary",
+    "EventOut",
+    "EventPage",
+    "ExecutionDetail",
+    "ExecutionPage",
+    "ExecutionState",
+    "ExecutionSummary",
+    "HealthCheck",
+    "HealthResponse",
+    "NodeDetail",
+    "NodeStateName",
+    "Problem",
+    "ProblemItem",
+    "ResultsBody",
+    "ResultsResponse",
+    "StartExecutionRequest",
+    "SubmitResponse",
+    "TriggerRequest",
+]
+
+ExecutionState = Literal[
+    "PENDING", "RUNNING", "WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"
+]
+NodeStateName = Literal[
+    "PENDING",
+    "QUEUED",
+    "RUNNING",
+    "WAITING",
+    "COMPLETED",
+    "FAILED",
+    "SKIPPED",
+    "CANCELLED",
+    "COMPENSATED",
+]
+
+NodeOverrides = dict[str, dict[str, Any]]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------ problems (RFC 9457)
+
+
+class ProblemItem(_Out):
+    """One located problem: a definition issue (node, field, line) or a request field."""
+
+    code: str
+    message: str
+    node: str | None = None
+    field: str | None = None
+    line: int | None = None
+
+
+class Problem(_Out):
+    """An RFC 9457 problem document (``application/problem+json``); never a stack trace."""
+
+    type: str = Field(examples=["urn:orchestrion:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None = None
+    errors: list[ProblemItem] | None = None
+
+
+# ------------------------------------------------------------------ workflows
+
+
+class SubmitResponse(_Out):
+    """A stored definition version and the pending execution made for it."""
+
+    workflow_definition_id: str
+    execution_id: str
+    name: str
+    version: str
+    status: ExecutionState
+    message: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class TriggerRequest(BaseModel):
+    """Trigger body: input params and per-node config overrides.
+
+    Reference 003's form is accepted too: any other top-level key is a node id mapping to
+    config overrides (``{"summarize_posts": {"prompt": "..."}}``).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"input_params": {"user_id": 123}},
+                {"summarize_posts": {"prompt": "Recent Posts: {{ get_posts.output.data }}"}},
+            ]
+        },
+    )
+    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
+
+    input_params: dict[str, Any] = Field(default_factory=dict)
+    node_overrides: NodeOverrides = Field(default_factory=dict)
+
+    def overrides(self) -> NodeOverrides:
+        """``node_overrides`` merged with the reference-003 top-level node keys."""
+        merged = {node: dict(patch) for node, patch in (self.model_extra or {}).items()}
+        for node, patch in self.node_overrides.items():
+            merged[node] = {**merged.get(node, {}), **patch}
+        return merged
+
+
+class StartExecutionRequest(BaseModel):
+    """Start a new execution of a stored definition (the newest version by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = None
+    input_params: dict[str, Any] = Field(default_factory=dict)
+    node_overrides: NodeOverrides = Field(default_factory=dict)
+
+
+class ActionResponse(_Out):
+    """The answer to trigger, cancel, retry, pause and resume."""
+
+    execution_id: str
+    status: ExecutionState
+    message: str
+
+
+class NodeDetail(_Out):
+    """One node of an execution. ``output`` is left out with ``?include_outputs=false``."""
+
+    state: NodeStateName
+    attempt: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    error: dict[str, Any] | None = None
+    output: Any = None
+    wait_reason: str | None = None
+
+
+class ExecutionDetail(_Out):
+    """An execution with every node's state (``state`` and ``status`` are the same value)."""
+
+    id: str
+    execution_id: str
+    definition_id: str
+    workflow: str
+    version: str
+    state: ExecutionState
+    status: ExecutionState
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    correlation_id: str | None = None
+    node_states: dict[str, NodeStateName]
+    nodes: dict[str, NodeDetail]
+
+
+class ResultsBody(_Out):
+    """Reference 003's ``results`` object."""
+
+    final_status: str = Field(examples=["workflow_completed"])
+    aggregated_results: Any = None
+
+
+class ResultsResponse(_Out):
+    """An execution's result (the output node's aggregate), in reference 003's shape."""
+
+    execution_id: str
+    status: ExecutionState
+    completed: bool
+    results: ResultsBody
+    result: Any = None
+    error: dict[str, Any] | None = None
+    message: str
+
+
+class ExecutionSummary(_Out):
+    """One row of the executions list."""
+
+    execution_id: str
+    workflow: str | None = None
+    version: str | None = None
+    definition_id: str
+    status: ExecutionState
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ExecutionPage(_Out):
+    """A page of executions, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[ExecutionSummary]
+    next_cursor: str | None = None
+
+
+# ------------------------------------------------------------------ definitions
+
+
+class DefinitionSummary(_Out):
+    """A stored definition version."""
+
+    id: str
+    name: str
+    version: str
+    created_at: datetime
+    nodes: int
+    dialect: str
+    source_format: str
+
+
+class DefinitionDetail(DefinitionSummary):
+    """A stored definition version and its canonical form."""
+
+    spec: dict[str, Any]
+
+
+class DefinitionPage(_Out):
+    items: list[DefinitionSummary]
+
+
+# ------------------------------------------------------------------ events
+
+
+class EventOut(_Out):
+    """One entry of the event journal; ``seq`` increases across all executions."""
+
+    seq: int
+    id: str
+    type: str = Field(examples=["node.completed"])
+    execution_id: str
+    node_id: str | None = None
+    attempt: int = 0
+    at: datetime
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class EventPage(_Out):
+    """Events after ``after``; pass ``next_after`` as ``after`` for the next page."""
+
+    items: list[EventOut]
+    next_after: int
+
+
+# ------------------------------------------------------------------ health
+
+
+class HealthCheck(_Out):
+    """One component's health; ``info`` holds what was measured."""
+
+    status: Literal["ok", "fail"]
+    detail: str | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class HealthResponse(_Out):
+    """``ok`` when every check passes (200), else ``degraded`` (503)."""
+
+    status: Literal["ok", "degraded"]
+    checks: dict[str, HealthCheck]
+    version: str

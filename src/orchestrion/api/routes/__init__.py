@@ -1,0 +1,35 @@
+"""The API's routers, one module per resource, and the dependencies they share.
+
+``VIEW`` routes need the viewer role, ``OPERATE`` routes the operator role and the required
+headers; both are rate limited (health and metrics are not).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header
+from fastapi.params import Depends as DependsParam
+
+from orchestrion.api.auth import require_headers, require_role
+from orchestrion.api.context import ApiContext, get_ctx
+from orchestrion.api.ratelimit import rate_limit
+
+__all__ = ["OPERATE", "VIEW", "Ctx", "IdempotencyKey"]
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeat the request safely: the same key gives the same execution",
+    ),
+]
+
+VIEW: list[DependsParam] = [Depends(rate_limit), Depends(require_role("viewer"))]
+OPERATE: list[DependsParam] = [
+    Depends(rate_limit),
+    Depends(require_role("operator")),
+    Depends(require_headers),
+]

@@ -1,0 +1,92 @@
+"""Stored definitions: list, read, and start a new execution of one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from orchestrion.api.context import current_request_id
+from orchestrion.api.convert import definition_detail, definition_summary, execution_state
+from orchestrion.api.models import (
+    ActionResponse,
+    DefinitionDetail,
+    DefinitionPage,
+    StartExecutionRequest,
+)
+from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
+from orchestrion.api.routes.workflows import json_body_only
+from orchestrion.core.states import ExecutionStatus
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
+
+
+@router.get(
+    "",
+    response_model=DefinitionPage,
+    dependencies=VIEW,
+    responses=error_responses(),
+    summary="List stored definition versions",
+)
+async def list_definitions(
+    ctx: Ctx,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DefinitionPage:
+    records = await ctx.engine.store.list_definitions(name, limit, offset)
+    return DefinitionPage(items=[definition_summary(record) for record in records])
+
+
+@router.get(
+    "/{name}",
+    response_model=DefinitionDetail,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="A stored definition (the newest version unless one is given)",
+)
+async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> DefinitionDetail:
+    return definition_detail(await ctx.engine.store.find_definition(name, version))
+
+
+@router.post(
+    "/{name}/executions",
+    status_code=202,
+    response_model=ActionResponse,
+    dependencies=[*OPERATE, Depends(json_body_only)],
+    responses=error_responses(400, 404, 409, 415),
+    summary="Start a new execution of a stored definition",
+)
+async def start_execution(
+    name: str,
+    ctx: Ctx,
+    body: StartExecutionRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> ActionResponse:
+    body = body or StartExecutionRequest()
+    engine = ctx.engine
+    definition = await engine.store.find_definition(name, body.version)
+    record, created = await engine.create_execution(definition.id, idempotency_key=idempotency_key)
+    if record.definition_id != definition.id:
+        raise ApiProblem(
+            409,
+            "this Idempotency-Key was already used for an execution of another definition",
+            slug="idempotency-conflict",
+        )
+    if created:
+        ctx.metrics.execution_created()
+    elif record.status is not ExecutionStatus.PENDING:
+        return ActionResponse(
+            execution_id=record.id,
+            status=execution_state(record.status),
+            message="Workflow was already started",
+        )
+    await engine.trigger(
+        record.id, body.input_params, body.node_overrides, correlation_id=current_request_id()
+    )
+    return ActionResponse(
+        execution_id=record.id, status="RUNNING", message="Workflow started successfully"
+    )

@@ -1,0 +1,182 @@
+"""The event journal: paged lists, and Server-Sent Event streams resumable by Last-Event-ID.
+
+A stream reads the journal after the last ``seq`` it sent, sends what it finds, then sleeps
+until the engine commits something for it (``EventHub``), or ``sse_poll`` seconds pass (events
+written by another process on the same database wake no hub), sending ``: keep-alive`` every
+``sse_keepalive`` seconds of silence. A per-execution stream ends once the execution is final
+and every event before that has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from orchestrion.api.context import ApiContext
+from orchestrion.api.convert import event_out
+from orchestrion.api.models import EventPage
+from orchestrion.api.problems import error_responses
+from orchestrion.api.routes import VIEW, Ctx
+from orchestrion.core.states import FINAL_EXECUTION_STATES
+from orchestrion.errors import OrchestrionError
+from orchestrion.store.base import EventRecord
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+_BATCH = 500
+_SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `id: <seq>`, `event: <type>`, `data: <event JSON>`",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+_MAX_SEQ = 2**63 - 1  # what the journal's integer column holds
+After = Annotated[int, Query(ge=0, le=_MAX_SEQ, description="only events with a larger seq")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Types = Annotated[list[str] | None, Query(description="only these event types (repeatable)")]
+LastEventId = Annotated[
+    int | None,
+    Header(
+        alias="Last-Event-ID",
+        ge=0,
+        le=_MAX_SEQ,
+        description="resume after this seq (wins over after)",
+    ),
+]
+
+
+def _page(events: list[EventRecord], after: int) -> EventPage:
+    return EventPage(
+        items=[event_out(event) for event in events],
+        next_after=events[-1].seq if events else after,
+    )
+
+
+@router.get(
+    "/workflows/{execution_id}/events",
+    response_model=EventPage,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="An execution's events, oldest first",
+)
+async def execution_events(
+    execution_id: str, ctx: Ctx, after: After = 0, limit: Limit = 100
+) -> EventPage:
+    store = ctx.engine.store
+    await store.get_execution(execution_id)  # 404 for an unknown id, not an empty list
+    return _page(await store.list_events(execution_id, after, limit), after)
+
+
+@router.get(
+    "/events",
+    response_model=EventPage,
+    dependencies=VIEW,
+    responses=error_responses(),
+    summary="Events of every execution, oldest first",
+)
+async def all_events(
+    ctx: Ctx, after: After = 0, limit: Limit = 100, type: Types = None
+) -> EventPage:
+    return _page(await ctx.engine.store.list_events(None, after, limit, type or None), after)
+
+
+def _sse(event: EventRecord) -> str:
+    data = event_out(event).model_dump_json()
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+
+
+async def _stream(
+    ctx: ApiContext, execution_id: str | None, after: int, types: list[str] | None
+) -> AsyncIterator[str]:
+    with ctx.hub.watch(execution_id):
+        async for chunk in _journal(ctx, execution_id, after, types):
+            yield chunk
+
+
+async def _journal(
+    ctx: ApiContext, execution_id: str | None, after: int, types: list[str] | None
+) -> AsyncIterator[str]:
+    store = ctx.engine.store
+    settings = ctx.settings
+    quiet_since = time.monotonic()
+    while not ctx.closing:
+        waiter = ctx.hub.waiter(execution_id)  # before reading: no commit goes unnoticed
+        try:
+            final = False
+            if execution_id is not None:
+                record = await store.get_execution(execution_id)
+                final = record.status in FINAL_EXECUTION_STATES  # read before the events
+            events = await store.list_events(execution_id, after, _BATCH, types)
+        except OrchestrionError:
+            # The client reconnects with Last-Event-ID and loses nothing.
+            logger.warning("event stream ended by a store error", exc_info=True)
+            return
+        for event in events:
+            yield _sse(event)
+            after = event.seq
+        if events:
+            quiet_since = time.monotonic()
+        if len(events) == _BATCH:
+            continue
+        if final:
+            return
+        silent = time.monotonic() - quiet_since
+        if silent >= settings.sse_keepalive:
+            yield ": keep-alive\n\n"
+            quiet_since = time.monotonic()
+            continue
+        timeout = min(settings.sse_poll, settings.sse_keepalive - silent)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), timeout)
+
+
+def _response(generator: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        generator,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/workflows/{execution_id}/events/stream",
+    response_class=StreamingResponse,
+    dependencies=VIEW,
+    responses={**_SSE_RESPONSES, **error_responses(404)},
+    summary="Stream an execution's events (ends after its final event)",
+)
+async def stream_execution_events(
+    execution_id: str,
+    ctx: Ctx,
+    after: After = 0,
+    last_event_id: LastEventId = None,
+) -> StreamingResponse:
+    await ctx.engine.store.get_execution(execution_id)
+    start = last_event_id if last_event_id is not None else after
+    return _response(_stream(ctx, execution_id, start, None))
+
+
+@router.get(
+    "/events/stream",
+    response_class=StreamingResponse,
+    dependencies=VIEW,
+    responses={**_SSE_RESPONSES, **error_responses()},
+    summary="Stream the events of every execution",
+)
+async def stream_all_events(
+    ctx: Ctx, after: After = 0, type: Types = None, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    start = last_event_id if last_event_id is not None else after
+    return _response(_stream(ctx, None, start, type or None))

@@ -1,0 +1,287 @@
+"""Submit, trigger, inspect and list executions (references 001 and 003 under /v1)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.message import Message
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
+
+from orchestrion.api.context import current_request_id
+from orchestrion.api.convert import (
+    execution_detail,
+    execution_state,
+    execution_summary,
+    results_response,
+)
+from orchestrion.api.models import (
+    ActionResponse,
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionState,
+    ResultsResponse,
+    SubmitResponse,
+    TriggerRequest,
+)
+from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.definition.loader import LoadedDefinition, load_definition
+from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
+from orchestrion.store import rules
+from orchestrion.store.base import DefinitionRecord, ExecutionFilter
+
+__all__ = ["json_body_only", "router"]
+
+router = APIRouter(prefix="/v1", tags=["workflows"])
+
+_JSON = ("application/json",)
+_YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_SNIFF = ("text/plain",)  # a definition posted as plain text: JSON or YAML, detected
+
+_DEFINITION_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "A workflow definition (canonical, or a reference dialect), JSON or YAML",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "additionalProperties": True},
+            "example": {
+                "name": "Parallel API Fetcher",
+                "dag": {"nodes": [{"id": "input", "handler": "input", "dependencies": []}]},
+            },
+        },
+        "application/yaml": {"schema": {"type": "string"}},
+    },
+}
+
+
+def _media_type(request: Request) -> str | None:
+    value = request.headers.get("content-type")
+    if not value:
+        return None
+    message = Message()
+    message["content-type"] = value
+    return message.get_content_type().lower()
+
+
+async def json_body_only(request: Request) -> None:
+    """Dependency: a body, when there is one, must be JSON (415 otherwise)."""
+    media = _media_type(request)
+    if media is None or media in _JSON or media.endswith("+json"):
+        return
+    if request.headers.get("content-length") in (None, "0") and not request.headers.get(
+        "transfer-encoding"
+    ):
+        return  # no body: the content type does not matter
+    raise ApiProblem(415, f"unsupported content type {media!r}: send application/json")
+
+
+def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
+    # A definition text must never be taken for a file path on the server (`/etc/passwd`):
+    # the loader treats one-line strings naming an existing file as paths, so add a newline.
+    if "\n" not in text:
+        text += "\n"
+    return load_definition(text, fmt=fmt, registry=ctx.engine.registry)
+
+
+@router.post(
+    "/workflow",
+    status_code=201,
+    response_model=SubmitResponse,
+    dependencies=OPERATE,
+    responses=error_responses(400, 409, 415),
+    openapi_extra={"requestBody": _DEFINITION_BODY},
+    summary="Submit a workflow definition and create a pending execution",
+)
+async def submit_workflow(
+    request: Request, ctx: Ctx, idempotency_key: IdempotencyKey = None
+) -> SubmitResponse:
+    media = _media_type(request)
+    if media is None or media in _SNIFF:
+        fmt = None
+    elif media in _JSON or media.endswith("+json"):
+        fmt = "json"
+    elif media in _YAML:
+        fmt = "yaml"
+    else:
+        raise ApiProblem(
+            415,
+            f"unsupported content type {media!r}: send application/json or application/yaml",
+        )
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        issue = DefinitionIssue("the body is not UTF-8 text", code="encoding")
+        raise DefinitionError([issue], source="request body") from None
+    # Parsing and validating a large definition takes a while: keep the event loop free.
+    loaded = await asyncio.to_thread(_load, text, fmt, ctx)
+    definition = await ctx.engine.submit(loaded)
+    record, created = await ctx.engine.create_execution(
+        definition.id, idempotency_key=idempotency_key
+    )
+    _check_same_definition(record.definition_id, definition)
+    if created:
+        ctx.metrics.execution_created()
+    return SubmitResponse(
+        workflow_definition_id=definition.id,
+        execution_id=record.id,
+        name=definition.name,
+        version=definition.version,
+        status=execution_state(record.status),
+        message="Workflow submitted successfully",
+        warnings=loaded.warnings,
+    )
+
+
+def _check_same_definition(definition_id: str, definition: DefinitionRecord) -> None:
+    if definition_id != definition.id:
+        raise ApiProblem(
+            409,
+            "this Idempotency-Key was already used for an execution of another definition",
+            slug="idempotency-conflict",
+        )
+
+
+TriggerBody = Annotated[TriggerRequest | None, Body()]
+
+
+@router.post(
+    "/workflow/trigger/{execution_id}",
+    status_code=202,
+    response_model=ActionResponse,
+    dependencies=[*OPERATE, Depends(json_body_only)],
+    responses=error_responses(400, 404, 409, 415),
+    summary="Start a pending execution with input params and node config overrides",
+)
+async def trigger_workflow(
+    execution_id: str,
+    ctx: Ctx,
+    body: TriggerBody = None,
+    idempotency_key: IdempotencyKey = None,
+) -> ActionResponse:
+    inputs = body.input_params if body is not None else {}
+    overrides = body.overrides() if body is not None else {}
+    try:
+        await ctx.engine.trigger(
+            execution_id, inputs, overrides, correlation_id=current_request_id()
+        )
+    except InvalidTransition:
+        if idempotency_key is None:
+            raise
+        record = await ctx.engine.store.get_execution(execution_id)
+        if record.status is ExecutionStatus.PENDING:
+            raise  # held by another process: not a repeat of a trigger that happened
+        return ActionResponse(
+            execution_id=execution_id,
+            status=execution_state(record.status),
+            message="Workflow was already started",
+        )
+    return ActionResponse(
+        execution_id=execution_id, status="RUNNING", message="Workflow started successfully"
+    )
+
+
+@router.get(
+    "/workflows/{execution_id}",
+    response_model=ExecutionDetail,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="An execution's status, node states, attempts, errors and timings",
+)
+async def get_workflow(
+    execution_id: str,
+    ctx: Ctx,
+    include_outputs: Annotated[bool, Query(description="include node outputs")] = True,
+) -> Any:
+    record = await ctx.engine.store.get_execution(execution_id)
+    result = await ctx.engine.result(execution_id)
+    detail = execution_detail(record, result, include_outputs=include_outputs)
+    if include_outputs:
+        return detail
+    return JSONResponse(detail.model_dump(mode="json", exclude={"nodes": {"__all__": {"output"}}}))
+
+
+@router.get(
+    "/workflows/{execution_id}/results",
+    response_model=ResultsResponse,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="An execution's result (reference 003 shape)",
+)
+async def get_results(execution_id: str, ctx: Ctx) -> ResultsResponse:
+    return results_response(await ctx.engine.result(execution_id))
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+StatusQuery = Annotated[
+    list[Annotated[ExecutionState, BeforeValidator(_upper)]] | None,
+    Query(description="only executions in these states (repeatable)"),
+]
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # a time without an offset is UTC, as we answer
+    return value.timestamp()
+
+
+@router.get(
+    "/workflows",
+    response_model=ExecutionPage,
+    dependencies=VIEW,
+    responses=error_responses(),
+    summary="List executions, newest first",
+)
+async def list_workflows(
+    ctx: Ctx,
+    status: StatusQuery = None,
+    workflow: Annotated[str | None, Query(description="definition name")] = None,
+    definition_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ExecutionPage:
+    if cursor is not None:
+        try:
+            rules.decode_cursor(cursor)
+        except ExecutionError:
+            raise ApiProblem(
+                422,
+                "the cursor is not one this API gave out",
+                title="Invalid request",
+                slug="invalid-request",
+                errors=[{"code": "invalid_cursor", "message": "unknown cursor", "field": "cursor"}],
+            ) from None
+    flt = ExecutionFilter(
+        status=[ExecutionStatus(value.lower()) for value in status] if status else None,
+        definition_name=workflow,
+        definition_id=definition_id,
+        created_after=_epoch(created_after),
+        created_before=_epoch(created_before),
+        cursor=cursor,
+        limit=limit,
+    )
+    records, next_cursor = await ctx.engine.list_executions(flt)
+    definitions: dict[str, DefinitionRecord | None] = {}
+    items = []
+    for record in records:
+        if record.definition_id not in definitions:
+            try:
+                definitions[record.definition_id] = await ctx.engine.store.get_definition(
+                    record.definition_id
+                )
+            except ExecutionError:
+                definitions[record.definition_id] = None
+        items.append(execution_summary(record, definitions[record.definition_id]))
+    return ExecutionPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,75 @@
+"""Run the API under uvicorn in this process (``orchestrion serve``), embedded workers included.
+
+SIGTERM or SIGINT stops it cleanly: event streams end at once, uvicorn stops accepting and
+finishes the requests under way, then the app's lifespan stops the engine with its grace
+period (in-flight attempts finish or stay resumable). The process then exits with status 0
+instead of re-raising the signal, as plain uvicorn would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+
+from orchestrion.api.app import api_context, create_app
+from orchestrion.api.context import ApiContext
+from orchestrion.api.logging_setup import configure_logging
+from orchestrion.settings import Settings
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending event streams on a signal and not re-raising it after."""
+
+    def __init__(self, config: uvicorn.Config, ctx: ApiContext) -> None:
+        super().__init__(config)
+        self._ctx = ctx
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn's own handler records the signal to raise it again once stopped, which
+        # kills the process by that signal; a graceful stop should exit 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon_threadsafe(self._ctx.begin_shutdown)
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                logger.info("listening on http://%s:%d", host, port, extra={"port": port})
+
+
+def serve(settings: Settings, *, log_format: str | None = None) -> bool:
+    """Serve until stopped; False when the server could not start (port taken, bad store)."""
+    fmt = log_format or (
+        settings.log_format if "log_format" in settings.model_fields_set else "json"
+    )
+    configure_logging("console" if fmt == "console" else "json", settings.log_level)
+    app = create_app(settings=settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # configure_logging did it
+        access_log=False,  # the API writes its own, with request ids
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+        server_header=False,
+    )
+    server = _Server(config, api_context(app))
+    server.run()
+    return server.started

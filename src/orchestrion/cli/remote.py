@@ -1,0 +1,259 @@
+"""The CLI commands against a running server (``--server URL``), on ``orchestrion.client``.
+
+Each function does what its local command does, through the REST API, and returns what the
+command renders (an ``ExecutionResult`` or list rows), so output and exit codes are the same:
+0 completed, 1 failed or cancelled, 2 invalid definition or request (unknown id, state that
+does not allow it, bad key), 3 the server cannot be reached or failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from orchestrion.cli.progress import ProgressView
+    from orchestrion.client import Client, Event, Execution
+    from orchestrion.core.events import Record
+    from orchestrion.core.states import ExecutionStatus
+    from orchestrion.runtime.result import ExecutionResult
+
+__all__ = ["cancel", "list_rows", "pause", "resume", "retry", "run", "status"]
+
+err = Console(stderr=True)
+
+EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 2, 3, 130
+_POLL = 0.2
+
+
+@contextmanager
+def _connected(server: str, api_key: str | None) -> Iterator[Client]:
+    """A client for ``server``; every client error becomes a message and an exit code."""
+    from orchestrion.client import (
+        ApiConnectionError,
+        ApiError,
+        Client,
+        InvalidDefinition,
+        ServerError,
+    )
+
+    try:
+        client = Client(server, api_key=api_key)
+    except ValueError as exc:  # an empty --server URL
+        _fail(EXIT_INVALID, str(exc))
+    try:
+        with client:
+            yield client
+    except InvalidDefinition as exc:
+        _print_issues(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ApiConnectionError, ServerError) as exc:
+        _fail(EXIT_UNAVAILABLE, str(exc))
+    except ApiError as exc:
+        _fail(EXIT_INVALID, _describe(exc))
+    except OSError as exc:  # the definition file could not be read
+        _fail(EXIT_INVALID, f"cannot read {exc.filename or 'the definition'}: {exc.strerror}")
+    except KeyboardInterrupt:
+        err.print("interrupted: the execution goes on on the server")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _describe(exc: Any) -> str:
+    lines = [f"{exc} (HTTP {exc.status})"]
+    for item in exc.errors:
+        where = f"{item['field']}: " if item.get("field") else ""
+        lines.append(f"  - {where}{item.get('message', '')}")
+    return "\n".join(lines)
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_issues(exc: Any) -> None:
+    source = f"{exc.source}: " if exc.source else ""
+    count = len(exc.issues)
+    err.print(
+        f"[bold red]invalid workflow definition[/] {source}"
+        f"({count} problem{'s' if count != 1 else ''})",
+        highlight=False,
+    )
+    for issue in exc.issues:
+        err.print(f"  [red]-[/] {issue}", highlight=False)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def run(
+    server: str,
+    api_key: str | None,
+    file: Path,
+    params: dict[str, Any],
+    *,
+    quiet: bool,
+    idempotency_key: str | None,
+) -> ExecutionResult:
+    """Submit and trigger on the server, follow the execution, return its final result."""
+    if not file.is_file():
+        _fail(EXIT_INVALID, f"cannot read {file}: no such file")
+    with _connected(server, api_key) as client:
+        submitted = client.submit(file, idempotency_key=idempotency_key)
+        for warning in submitted.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        execution_id = submitted.execution_id
+        client.trigger(execution_id, params, idempotency_key=idempotency_key)
+        if not quiet:
+            _follow(client, execution_id, f"{submitted.name} v{submitted.version}")
+        return client.wait(execution_id, poll_interval=_POLL).to_result()
+
+
+def _follow(client: Client, execution_id: str, title: str) -> None:
+    """Live progress from the event stream, or from polling when the stream is unavailable."""
+    from orchestrion.cli.progress import ProgressView
+    from orchestrion.client import ApiConnectionError, ApiError
+
+    current = client.status(execution_id, include_outputs=False)
+    view = ProgressView(err, title, tuple(current.nodes))
+    view.execution_id = execution_id
+    with view:
+        try:
+            with closing(client.stream_events(execution_id)) as events:
+                for event in events:
+                    record = _record(event)
+                    if record is not None:
+                        view.on_records(execution_id, [record])
+            return
+        except ApiConnectionError:
+            raise
+        except ApiError:
+            pass  # no event stream on this server: poll instead
+        _poll(client, execution_id, view)
+
+
+def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
+    import time
+
+    from orchestrion.core.events import Record
+
+    seen: dict[str, tuple[str, int]] = {}
+    while True:
+        current = client.status(execution_id, include_outputs=False)
+        records = []
+        for node_id, node in current.nodes.items():
+            if seen.get(node_id) != (node.state.value, node.attempt):
+                seen[node_id] = (node.state.value, node.attempt)
+                records.append(
+                    Record(
+                        type=f"node.{node.state.value}",
+                        at=time.time(),
+                        node=node_id,
+                        attempt=node.attempt,
+                        state=node.state,
+                        error=node.error,
+                    )
+                )
+        if records:
+            view.on_records(execution_id, records)
+        if current.finished:
+            return
+        time.sleep(_POLL)
+
+
+def _record(event: Event) -> Record | None:
+    """A journal event as the engine record ``ProgressView`` reads (node events only)."""
+    from orchestrion.core.events import Record
+
+    state = event.node_state
+    if state is None:
+        return None
+    return Record(
+        type=event.type,
+        at=event.at or 0.0,
+        node=event.node_id,
+        attempt=event.attempt,
+        state=state,
+        data=event.data,
+        error=event.data.get("error"),
+    )
+
+
+# ---------------------------------------------------------------------------- executions
+
+
+def _with_result(client: Client, execution: Execution) -> Execution:
+    from dataclasses import replace
+
+    if execution.finished and execution.result is None:
+        return replace(execution, result=client.results(execution.execution_id).result)
+    return execution
+
+
+def status(server: str, api_key: str | None, execution_id: str) -> ExecutionResult:
+    """The execution as ``orchestrion status`` shows it, with its result once final."""
+    with _connected(server, api_key) as client:
+        return _with_result(client, client.status(execution_id)).to_result()
+
+
+def list_rows(
+    server: str,
+    api_key: str | None,
+    statuses: list[ExecutionStatus] | None,
+    workflow: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` executions, newest first, as the rows ``render_list`` draws."""
+    from itertools import islice
+
+    with _connected(server, api_key) as client:
+        found = client.iter_executions(statuses, workflow, page_size=min(limit, 500))
+        with closing(found):
+            return [
+                {
+                    "id": item.execution_id,
+                    "workflow": item.workflow,
+                    "version": item.version,
+                    "status": item.status.value,
+                    "created_at": item.created_at,
+                    "started_at": item.started_at,
+                    "finished_at": item.finished_at,
+                }
+                for item in islice(found, limit)
+            ]
+
+
+def cancel(server: str, api_key: str | None, execution_id: str) -> None:
+    """Cancel the execution on the server."""
+    with _connected(server, api_key) as client:
+        client.cancel(execution_id)
+
+
+def pause(server: str, api_key: str | None, execution_id: str) -> None:
+    """Pause the execution on the server."""
+    with _connected(server, api_key) as client:
+        client.pause(execution_id)
+
+
+def retry(server: str, api_key: str | None, execution_id: str) -> ExecutionResult:
+    """Retry a failed or cancelled execution and wait for its new final result."""
+    with _connected(server, api_key) as client:
+        client.retry(execution_id)
+        return client.wait(execution_id, poll_interval=_POLL).to_result()
+
+
+def resume(server: str, api_key: str | None, execution_id: str | None) -> list[ExecutionResult]:
+    """Resume a paused execution (any other is just waited for) and wait for its end."""
+    from orchestrion.core.states import ExecutionStatus
+
+    if execution_id is None:
+        _fail(EXIT_INVALID, "with --server, resume needs an execution id")
+    with _connected(server, api_key) as client:
+        if client.status(execution_id, include_outputs=False).status is ExecutionStatus.PAUSED:
+            client.resume(execution_id)
+        return [client.wait(execution_id, poll_interval=_POLL).to_result()]

@@ -1,0 +1,352 @@
+"""``AsyncClient``: the asyncio client of the Orchestrion REST API (``orchestrion serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from orchestrion import __version__
+from orchestrion.client import calls
+from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
+from orchestrion.client.errors import error_from_response
+from orchestrion.client.models import (
+    Accepted,
+    Definition,
+    DefinitionSummary,
+    Event,
+    EventPage,
+    Execution,
+    ExecutionPage,
+    ExecutionResults,
+    ExecutionSummary,
+    Health,
+    Submission,
+)
+from orchestrion.client.sse import SseDecoder, event_from_sse
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Talks to an Orchestrion server over HTTP; one instance per server, reuse it.
+
+        async with AsyncClient("http://127.0.0.1:8000", api_key="k1") as client:
+            execution = await client.run("flow.yaml", {"user_id": 123}, timeout=60)
+            print(execution.status, execution.result)
+
+    ``headers`` go on every request (e.g. ``X-Request-Source``, ``X-Client-ID``);
+    ``transport`` replaces the network: ``httpx.ASGITransport(app)`` runs the server in
+    process (it buffers whole responses, so only per-execution event streams, which end,
+    can be followed through it).
+    Errors are ``ApiError`` subclasses (see ``orchestrion.client.errors``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = calls.base_url(base_url)
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=calls.default_headers(api_key, headers, __version__),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _send(self, call: calls.Call[T]) -> T:
+        try:
+            response = await self._http.request(
+                call.method,
+                call.path,
+                params=tuple(call.params) or None,
+                content=call.content,
+                headers=call.headers or None,
+            )
+        except httpx.TransportError as exc:
+            raise calls.transport_error(exc, self.base_url, f"{call.method} {call.path}") from exc
+        return call.handle(response)
+
+    # ------------------------------------------------------------------ workflows
+
+    async def submit(
+        self, definition: DefinitionSource, *, idempotency_key: str | None = None
+    ) -> Submission:
+        """Validate and store a definition and create a PENDING execution of it.
+
+        Dicts (and ``WorkflowSpec``) are sent as JSON, YAML text and ``.yaml`` paths as
+        ``application/yaml``. An invalid definition raises ``InvalidDefinition``.
+        """
+        return await self._send(calls.submit(definition, idempotency_key))
+
+    async def trigger(
+        self,
+        execution_id: str,
+        input_params: Mapping[str, Any] | None = None,
+        node_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Accepted:
+        """Start a PENDING execution with input params and per-node config overrides."""
+        return await self._send(
+            calls.trigger(execution_id, input_params, node_overrides, idempotency_key)
+        )
+
+    async def run(
+        self,
+        definition: DefinitionSource,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 0.2,
+        node_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Execution:
+        """Submit, trigger and wait: the final execution, its result filled in."""
+        submitted = await self.submit(definition, idempotency_key=idempotency_key)
+        await self.trigger(
+            submitted.execution_id, inputs, node_overrides, idempotency_key=idempotency_key
+        )
+        return await self.wait(submitted.execution_id, timeout, poll_interval=poll_interval)
+
+    async def status(self, execution_id: str, include_outputs: bool = True) -> Execution:
+        """The execution and its nodes now (``to_result()`` gives the engine's result type)."""
+        return await self._send(calls.status(execution_id, include_outputs))
+
+    async def results(self, execution_id: str) -> ExecutionResults:
+        """The workflow's result and final status (``completed`` once it has finished)."""
+        return await self._send(calls.results(execution_id))
+
+    async def wait(
+        self,
+        execution_id: str,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 0.2,
+        stream: bool = False,
+    ) -> Execution:
+        """Block until the execution is final and return it with outputs and result.
+
+        Polls every ``poll_interval`` s, or with ``stream=True`` follows the event stream
+        (falling back to polling if it ends early). Raises ``TimeoutError`` after ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if stream:
+            async with aclosing(self._stream(execution_id, None, 5, deadline)) as events:
+                async for _ in events:
+                    pass
+        while True:
+            current = await self.status(execution_id, include_outputs=False)
+            if current.finished:
+                return await self._final(execution_id)
+            pause = poll_interval
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"execution {execution_id} is still {current.status.value} after {timeout}s"
+                    )
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+
+    async def _final(self, execution_id: str) -> Execution:
+        execution = await self.status(execution_id)
+        return replace(execution, result=(await self.results(execution_id)).result)
+
+    async def cancel(self, execution_id: str) -> Accepted:
+        """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
+        return await self._send(calls.cancel(execution_id))
+
+    async def retry(self, execution_id: str) -> Accepted:
+        """Run a failed or cancelled execution again from its failed nodes."""
+        return await self._send(calls.control(execution_id, "retry"))
+
+    async def pause(self, execution_id: str) -> Accepted:
+        """Pause: running nodes finish, nothing new starts until ``resume``."""
+        return await self._send(calls.control(execution_id, "pause"))
+
+    async def resume(self, execution_id: str) -> Accepted:
+        """Continue a paused execution."""
+        return await self._send(calls.control(execution_id, "resume"))
+
+    async def list_executions(
+        self,
+        status: StatusFilter = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        definition_id: str | None = None,
+        created_after: TimeFilter = None,
+        created_before: TimeFilter = None,
+    ) -> ExecutionPage:
+        """One page of executions, newest first; ``status`` may be one value or several."""
+        return await self._send(
+            calls.list_executions(
+                status, workflow, limit, cursor, definition_id, created_after, created_before
+            )
+        )
+
+    async def iter_executions(
+        self,
+        status: StatusFilter = None,
+        workflow: str | None = None,
+        *,
+        page_size: int = 100,
+        definition_id: str | None = None,
+        created_after: TimeFilter = None,
+        created_before: TimeFilter = None,
+    ) -> AsyncGenerator[ExecutionSummary, None]:
+        """Every matching execution, newest first, following ``next_cursor`` page by page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_executions(
+                status,
+                workflow,
+                page_size,
+                cursor,
+                definition_id=definition_id,
+                created_after=created_after,
+                created_before=created_before,
+            )
+            for item in page.items:
+                yield item
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    # ------------------------------------------------------------------ definitions
+
+    async def list_definitions(
+        self, name: str | None = None, *, limit: int | None = None, offset: int | None = None
+    ) -> list[DefinitionSummary]:
+        """Stored definition versions, optionally of one name."""
+        return await self._send(calls.list_definitions(name, limit, offset))
+
+    async def get_definition(self, name: str, version: str | None = None) -> Definition:
+        """A stored definition (its newest version unless ``version``), with its spec."""
+        return await self._send(calls.get_definition(name, version))
+
+    async def start_definition(
+        self,
+        name: str,
+        version: str | None = None,
+        input_params: Mapping[str, Any] | None = None,
+        node_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Accepted:
+        """Create and start a new execution of a stored definition."""
+        return await self._send(
+            calls.start_definition(name, version, input_params, node_overrides, idempotency_key)
+        )
+
+    # ------------------------------------------------------------------ events
+
+    async def events(
+        self,
+        execution_id: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        types: Iterable[str] | None = None,
+    ) -> EventPage:
+        """Journal events after ``seq`` ``after``: one execution's, or all (filter by type)."""
+        return await self._send(calls.events(execution_id, after, limit, types))
+
+    def stream_events(
+        self,
+        execution_id: str | None = None,
+        last_event_id: str | int | None = None,
+        *,
+        reconnects: int = 5,
+    ) -> AsyncGenerator[Event, None]:
+        """Follow the live event stream (Server-Sent Events) after ``last_event_id``.
+
+        One execution's stream ends after its final event; the global one runs until the
+        iterator is closed (use ``contextlib.aclosing`` to leave it early). A broken
+        connection is resumed from the last event seen, up to ``reconnects`` times in a row,
+        then ``ApiConnectionError`` is raised.
+        """
+        return self._stream(execution_id, last_event_id, reconnects, None)
+
+    async def _stream(
+        self,
+        execution_id: str | None,
+        last_event_id: str | int | None,
+        reconnects: int,
+        deadline: float | None,
+    ) -> AsyncGenerator[Event, None]:
+        failures = 0
+        delay = 0.5
+        last = last_event_id
+        while True:
+            path, headers = calls.stream(execution_id, last)
+            read = STREAM_READ_TIMEOUT
+            if deadline is not None:
+                read = max(0.001, min(read, deadline - time.monotonic()))
+            try:
+                async with self._http.stream(
+                    "GET", path, headers=headers, timeout=httpx.Timeout(self.timeout, read=read)
+                ) as response:
+                    if response.is_error:
+                        await response.aread()
+                        raise error_from_response(response)
+                    decoder = SseDecoder()
+                    async for line in response.aiter_lines():
+                        sse = decoder.feed(line)
+                        if sse is None:
+                            continue
+                        last = decoder.last_event_id or last
+                        delay = decoder.retry / 1000 if decoder.retry else delay
+                        event = event_from_sse(sse)
+                        if event is not None:
+                            failures = 0
+                            yield event
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise TimeoutError(f"event stream {path} still open at the deadline")
+                return
+            except httpx.TransportError as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"event stream {path} still open at the deadline") from exc
+                failures += 1
+                if failures > reconnects:
+                    raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
+                await asyncio.sleep(min(delay, 5.0))
+
+    # ------------------------------------------------------------------ service
+
+    async def health(self) -> Health:
+        """The server's health report; ``ok`` is False when it answered 503 (degraded)."""
+        return await self._send(calls.health())
+
+    async def metrics(self) -> str:
+        """The Prometheus metrics text."""
+        return await self._send(calls.metrics())

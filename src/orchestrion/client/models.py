@@ -1,0 +1,400 @@
+"""What the client returns: small frozen dataclasses read from the API's JSON.
+
+States are UPPERCASE on the wire and become ``ExecutionStatus``/``NodeState`` here; times are
+ISO 8601 strings on the wire and epoch seconds here, as in the embedded engine, so that
+``Execution.to_result()`` is an ``ExecutionResult`` and ``to_dict()`` has the same shape as
+the local ``ExecutionResult.to_dict()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.runtime.result import ExecutionResult, NodeResult
+
+__all__ = [
+    "Accepted",
+    "Definition",
+    "DefinitionSummary",
+    "Event",
+    "EventPage",
+    "Execution",
+    "ExecutionPage",
+    "ExecutionResults",
+    "ExecutionSummary",
+    "Health",
+    "Submission",
+    "execution_status",
+    "node_state",
+    "timestamp",
+]
+
+FINAL_EVENT_TYPES = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
+
+
+def execution_status(value: Any) -> ExecutionStatus:
+    """``"RUNNING"`` (or ``"running"``) as ``ExecutionStatus.RUNNING``."""
+    return ExecutionStatus(str(value).lower())
+
+
+def node_state(value: Any) -> NodeState:
+    """``"COMPLETED"`` (or ``"completed"``) as ``NodeState.COMPLETED``."""
+    return NodeState(str(value).lower())
+
+
+def timestamp(value: Any) -> float | None:
+    """An ISO 8601 string (naive means UTC) or epoch number as epoch seconds; None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    return {"message": str(value)}
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """``POST /v1/workflow``: the stored definition and the new PENDING execution."""
+
+    workflow_definition_id: str
+    execution_id: str
+    name: str
+    version: str
+    status: ExecutionStatus
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Submission:
+        return cls(
+            workflow_definition_id=str(data["workflow_definition_id"]),
+            execution_id=str(data["execution_id"]),
+            name=str(data["name"]),
+            version=str(data["version"]),
+            status=execution_status(data["status"]),
+            message=str(data.get("message") or ""),
+            warnings=[str(w) for w in data.get("warnings") or []],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The 202 answer of trigger, cancel, retry, pause, resume and start_definition."""
+
+    execution_id: str
+    status: ExecutionStatus
+    message: str = ""
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Accepted:
+        return cls(
+            execution_id=str(data["execution_id"]),
+            status=execution_status(data["status"]),
+            message=str(data.get("message") or ""),
+        )
+
+
+def _node(node_id: str, state: Any, data: dict[str, Any]) -> NodeResult:
+    return NodeResult(
+        node_id=node_id,
+        state=node_state(data.get("state", state)),
+        attempt=int(data.get("attempt") or 0),
+        output=data.get("output"),
+        error=_error(data.get("error")),
+        started_at=timestamp(data.get("started_at")),
+        finished_at=timestamp(data.get("finished_at")),
+        wait_reason=data.get("wait_reason"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """``GET /v1/workflows/{id}``: an execution and its nodes, as the engine's own result.
+
+    ``result`` is the workflow's result when the server sends it; ``Client.wait`` and
+    ``Client.run`` always fill it from ``/results``.
+    """
+
+    execution_id: str
+    definition_id: str
+    workflow: str
+    version: str
+    status: ExecutionStatus
+    nodes: dict[str, NodeResult] = field(default_factory=dict)
+    result: Any = None
+    error: dict[str, Any] | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ExecutionStatus.COMPLETED
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_EXECUTION_STATES
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def node_states(self) -> dict[str, NodeState]:
+        return {node_id: node.state for node_id, node in self.nodes.items()}
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.to_result().outputs
+
+    def to_result(self) -> ExecutionResult:
+        """The same ``ExecutionResult`` the embedded engine returns for this execution."""
+        return ExecutionResult(
+            execution_id=self.execution_id,
+            workflow=self.workflow,
+            version=self.version,
+            status=self.status,
+            result=self.result,
+            error=self.error,
+            nodes=dict(self.nodes),
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of the local ``ExecutionResult.to_dict()`` (lowercase states, epoch times)."""
+        return self.to_result().to_dict()
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Execution:
+        details: dict[str, Any] = data.get("nodes") or {}
+        states: dict[str, Any] = data.get("node_states") or {}
+        nodes = {
+            node_id: _node(node_id, state, details.get(node_id) or {})
+            for node_id, state in states.items()
+        }
+        for node_id, detail in details.items():
+            if node_id not in nodes:
+                nodes[node_id] = _node(node_id, "pending", detail or {})
+        return cls(
+            execution_id=str(data.get("execution_id") or data["id"]),
+            definition_id=str(data.get("definition_id") or ""),
+            workflow=str(data.get("workflow") or ""),
+            version=str(data.get("version") or ""),
+            status=execution_status(data.get("status") or data["state"]),
+            nodes=nodes,
+            result=data.get("result"),
+            error=_error(data.get("error")),
+            inputs=dict(data.get("inputs") or {}),
+            correlation_id=data.get("correlation_id"),
+            created_at=timestamp(data.get("created_at")),
+            started_at=timestamp(data.get("started_at")),
+            finished_at=timestamp(data.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResults:
+    """``GET /v1/workflows/{id}/results``: the workflow's result (reference 003's shape)."""
+
+    execution_id: str
+    status: ExecutionStatus
+    completed: bool
+    final_status: str
+    result: Any = None
+    error: Any = None
+    message: str = ""
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ExecutionResults:
+        results = data.get("results") or {}
+        return cls(
+            execution_id=str(data["execution_id"]),
+            status=execution_status(data["status"]),
+            completed=bool(data.get("completed")),
+            final_status=str(results.get("final_status") or ""),
+            result=data.get("result", results.get("aggregated_results")),
+            error=data.get("error"),
+            message=str(data.get("message") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """One row of ``GET /v1/workflows``."""
+
+    execution_id: str
+    workflow: str
+    version: str
+    definition_id: str
+    status: ExecutionStatus
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ExecutionSummary:
+        return cls(
+            execution_id=str(data.get("execution_id") or data["id"]),
+            workflow=str(data.get("workflow") or ""),
+            version=str(data.get("version") or ""),
+            definition_id=str(data.get("definition_id") or ""),
+            status=execution_status(data["status"]),
+            created_at=timestamp(data.get("created_at")),
+            started_at=timestamp(data.get("started_at")),
+            finished_at=timestamp(data.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    """One page of executions, newest first; pass ``next_cursor`` on for the next."""
+
+    items: list[ExecutionSummary]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ExecutionPage:
+        return cls(
+            items=[ExecutionSummary.from_api(item) for item in data.get("items") or []],
+            next_cursor=data.get("next_cursor"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionSummary:
+    """One stored definition version; ``nodes`` is its node count."""
+
+    id: str
+    name: str
+    version: str
+    created_at: float | None = None
+    nodes: int = 0
+    dialect: str | None = None
+    source_format: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DefinitionSummary:
+        return cls(**_summary_fields(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Definition(DefinitionSummary):
+    """A stored definition version with its canonical ``spec``."""
+
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [str(node["id"]) for node in (self.spec.get("dag") or {}).get("nodes") or []]
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Definition:
+        return cls(**_summary_fields(data), spec=dict(data.get("spec") or {}))
+
+
+def _summary_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(data["id"]),
+        "name": str(data["name"]),
+        "version": str(data["version"]),
+        "created_at": timestamp(data.get("created_at")),
+        "nodes": int(data.get("nodes") or 0),
+        "dialect": data.get("dialect"),
+        "source_format": data.get("source_format"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the event journal (``seq`` is global and increasing)."""
+
+    seq: int
+    id: str
+    type: str
+    execution_id: str
+    node_id: str | None = None
+    attempt: int = 0
+    at: float | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_state(self) -> NodeState | None:
+        """A node event's new state (None for execution events or when not recorded)."""
+        state = self.data.get("state")
+        if self.node_id is None or state is None:
+            return None
+        return node_state(state)
+
+    @property
+    def is_final(self) -> bool:
+        """True for the event that ends an execution (completed, failed or cancelled)."""
+        return self.node_id is None and self.type in FINAL_EVENT_TYPES
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            seq=int(data["seq"]),
+            id=str(data.get("id") or ""),
+            type=str(data["type"]),
+            execution_id=str(data["execution_id"]),
+            node_id=data.get("node_id"),
+            attempt=int(data.get("attempt") or 0),
+            at=timestamp(data.get("at")),
+            correlation_id=data.get("correlation_id"),
+            causation_id=data.get("causation_id"),
+            data=dict(data.get("data") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A page of events; ask again with ``after=next_after`` for the next."""
+
+    items: list[Event]
+    next_after: int
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> EventPage:
+        items = [Event.from_api(item) for item in data.get("items") or []]
+        fallback = items[-1].seq if items else 0
+        return cls(items=items, next_after=int(data.get("next_after") or fallback))
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """``GET /health``: ``ok`` unless a check failed (the server answered 503)."""
+
+    status: str
+    checks: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Health:
+        return cls(
+            status=str(data.get("status") or "unknown"),
+            checks=dict(data.get("checks") or {}),
+            version=data.get("version"),
+        )
