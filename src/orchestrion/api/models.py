@@ -144,6 +144,22 @@ class ActionResponse(_Out):
     message: str
 
 
+class DecisionRequest(BaseModel):
+    """Who decides on a node waiting for approval, and why (recorded with the decision)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(default=None, max_length=200)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionResponse(ActionResponse):
+    """The answer to approve and reject."""
+
+    node_id: str
+    approved: bool
+
+
 class NodeDetail(_Out):
     """One node of an execution. ``output`` is left out with ``?include_outputs=false``."""
 

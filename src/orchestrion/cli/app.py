@@ -33,7 +33,7 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STORE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STORE, EXIT_WAITING = 0, 1, 2, 3, 4
 
 DbOption = Annotated[
     str | None,
@@ -169,6 +169,25 @@ def run(
     else:
         result = _run_async(_run(file, params, db, as_json or quiet, idempotency_key))
     _report(result, as_json)
+    _exit_for(result, db)
+
+
+def _exit_for(result: ExecutionResult, db: str | None) -> None:
+    """Exit 0 completed, 1 failed/cancelled, 4 waiting for a person (with what to do next)."""
+    from orchestrion.core.states import ExecutionStatus
+
+    if result.status is ExecutionStatus.WAITING:
+        where = f" --db {db}" if db else ""
+        for node in result.nodes.values():
+            if node.wait_reason in ("approval", "review"):
+                err.print(
+                    f"[yellow]waiting:[/] node '{node.node_id}' needs a decision: "
+                    f"orchestrion approve {result.execution_id} {node.node_id}{where} "
+                    f"(or: orchestrion reject ...)",
+                    highlight=False,
+                    soft_wrap=True,  # a command to copy must stay on one line
+                )
+        raise typer.Exit(EXIT_WAITING)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
@@ -190,9 +209,9 @@ async def _run(
             with view:
                 record = await engine.start_execution(definition, params, idempotency_key=key)
                 view.execution_id = record.id
-                return await engine.wait(record.id)
+                return await engine.settle(record.id)
         record = await engine.start_execution(definition, params, idempotency_key=key)
-        return await engine.wait(record.id)
+        return await engine.settle(record.id)
 
 
 def _report(result: ExecutionResult, as_json: bool) -> None:
@@ -501,6 +520,90 @@ def serve(
 
     if not run_server(settings, log_format=log_format.lower() if log_format else None):
         raise typer.Exit(EXIT_STORE)
+
+
+def _decide_command(
+    execution_id: str,
+    node: str,
+    *,
+    approved: bool,
+    by: str | None,
+    comment: str | None,
+    db: str | None,
+    server: str | None,
+    api_key: str | None,
+    as_json: bool,
+) -> None:
+    if server:
+        from orchestrion.cli import remote
+
+        result = remote.decide(
+            server, api_key, execution_id, node, approved=approved, by=by, comment=comment
+        )
+    else:
+
+        async def go() -> ExecutionResult:
+            async with _engine(db, resume=False) as engine:
+                await engine.decide(execution_id, node, approved=approved, by=by, comment=comment)
+                return await engine.settle(execution_id)
+
+        result = _run_async(go())
+    _report(result, as_json)
+    _exit_for(result, db)
+
+
+DecidedBy = Annotated[str | None, typer.Option("--by", help="Who decides (recorded).")]
+Comment = Annotated[str | None, typer.Option("--comment", "-m", help="Why (recorded).")]
+
+
+@app.command()
+def approve(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    node: Annotated[str, typer.Argument(help="The node waiting for approval.")],
+    by: DecidedBy = None,
+    comment: Comment = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a node waiting for approval; the execution then carries on (locally: here)."""
+    _decide_command(
+        execution_id,
+        node,
+        approved=True,
+        by=by,
+        comment=comment,
+        db=db,
+        server=server,
+        api_key=api_key,
+        as_json=as_json,
+    )
+
+
+@app.command()
+def reject(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    node: Annotated[str, typer.Argument(help="The node waiting for approval.")],
+    by: DecidedBy = None,
+    comment: Comment = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reject a node waiting for approval (it fails, unless its on_reject is continue)."""
+    _decide_command(
+        execution_id,
+        node,
+        approved=False,
+        by=by,
+        comment=comment,
+        db=db,
+        server=server,
+        api_key=api_key,
+        as_json=as_json,
+    )
 
 
 @app.command()

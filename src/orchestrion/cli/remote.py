@@ -8,6 +8,7 @@ does not allow it, bad key), 3 the server cannot be reached or failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -232,6 +233,35 @@ def cancel(server: str, api_key: str | None, execution_id: str) -> None:
     """Cancel the execution on the server."""
     with _connected(server, api_key) as client:
         client.cancel(execution_id)
+
+
+def decide(
+    server: str,
+    api_key: str | None,
+    execution_id: str,
+    node: str,
+    *,
+    approved: bool,
+    by: str | None,
+    comment: str | None,
+) -> ExecutionResult:
+    """Approve or reject on the server; wait until the execution ends or waits again."""
+    from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+
+    with _connected(server, api_key) as client:
+        if approved:
+            client.approve(execution_id, node, by=by, comment=comment)
+        else:
+            client.reject(execution_id, node, by=by, comment=comment)
+        while True:
+            status = client.status(execution_id).to_result()
+            if status.status in FINAL_EXECUTION_STATES:
+                return client.wait(execution_id, poll_interval=_POLL).to_result()
+            if status.status is ExecutionStatus.WAITING and any(
+                n.wait_reason in ("approval", "review") for n in status.nodes.values()
+            ):
+                return status
+            time.sleep(_POLL)
 
 
 def pause(server: str, api_key: str | None, execution_id: str) -> None:

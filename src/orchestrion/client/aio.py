@@ -197,6 +197,22 @@ class AsyncClient:
         """Continue a paused execution."""
         return await self._send(calls.control(execution_id, "resume"))
 
+    async def approve(
+        self, execution_id: str, node_id: str, *, by: str | None = None, comment: str | None = None
+    ) -> Accepted:
+        """Approve a node waiting for approval; ``by`` and ``comment`` are recorded."""
+        return await self._send(
+            calls.decide(execution_id, node_id, approved=True, by=by, comment=comment)
+        )
+
+    async def reject(
+        self, execution_id: str, node_id: str, *, by: str | None = None, comment: str | None = None
+    ) -> Accepted:
+        """Reject a node waiting for approval; it fails unless ``on_reject: continue``."""
+        return await self._send(
+            calls.decide(execution_id, node_id, approved=False, by=by, comment=comment)
+        )
+
     async def list_executions(
         self,
         status: StatusFilter = None,

@@ -258,6 +258,22 @@ def control(execution_id: str, verb: str) -> Call[Accepted]:
     return Call("POST", path, _json(Accepted.from_api))
 
 
+def decide(
+    execution_id: str, node_id: str, *, approved: bool, by: str | None, comment: str | None
+) -> Call[Accepted]:
+    """Approve or reject a node waiting for approval."""
+    verb = "approve" if approved else "reject"
+    path = f"/v1/workflows/{_quote(execution_id)}/nodes/{_quote(node_id)}/{verb}"
+    body = json.dumps({"by": by, "comment": comment}).encode()
+    return Call(
+        "POST",
+        path,
+        _json(Accepted.from_api),
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+
 def _iso(value: datetime | float | str) -> str:
     if isinstance(value, str):
         return value

@@ -192,6 +192,22 @@ class Client:
         """Continue a paused execution."""
         return self._send(calls.control(execution_id, "resume"))
 
+    def approve(
+        self, execution_id: str, node_id: str, *, by: str | None = None, comment: str | None = None
+    ) -> Accepted:
+        """Approve a node waiting for approval; ``by`` and ``comment`` are recorded."""
+        return self._send(
+            calls.decide(execution_id, node_id, approved=True, by=by, comment=comment)
+        )
+
+    def reject(
+        self, execution_id: str, node_id: str, *, by: str | None = None, comment: str | None = None
+    ) -> Accepted:
+        """Reject a node waiting for approval; it fails unless ``on_reject: continue``."""
+        return self._send(
+            calls.decide(execution_id, node_id, approved=False, by=by, comment=comment)
+        )
+
     def list_executions(
         self,
         status: StatusFilter = None,

@@ -14,6 +14,7 @@ same loop in the orchestrator process with other adapters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -447,6 +448,27 @@ class Engine:
                         await asyncio.shield(live.done)
                         break
                     await asyncio.sleep(0.2)
+        return await self.result(execution_id)
+
+    async def settle(self, execution_id: str, timeout: float | None = None) -> ExecutionResult:
+        """Wait until the execution is final or waits for a person, whichever comes first.
+
+        A ``run`` that reaches an approval can then hand over: the decision comes later,
+        through ``decide`` (API, CLI), in this process or another one.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                live = self._live.get(execution_id)
+                if live is None:
+                    return await self.wait(execution_id)
+                if live.machine.finished or any(
+                    run.state is NodeState.WAITING and run.wait_reason in _DECIDABLE
+                    for run in live.machine.nodes
+                ):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(live.done), 0.05)
+        await self._drain()  # the waiting record is committed before anyone reads it
         return await self.result(execution_id)
 
     async def result(self, execution_id: str) -> ExecutionResult:

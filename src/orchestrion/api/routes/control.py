@@ -1,11 +1,13 @@
-"""Change a running execution: cancel (DELETE), retry, pause and resume."""
+"""Change a running execution: cancel (DELETE), retry, pause, resume, approve and reject."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header
 
 from orchestrion.api.convert import execution_state
-from orchestrion.api.models import ActionResponse
+from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResponse
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.core.states import ExecutionStatus
@@ -79,3 +81,62 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
 async def resume_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     await ctx.engine.resume(execution_id)
     return await _answer(ctx, execution_id, "Workflow resumed")
+
+
+async def _decide(
+    ctx: Ctx,
+    execution_id: str,
+    node_id: str,
+    decision: DecisionRequest | None,
+    client_id: str | None,
+    *,
+    approved: bool,
+) -> DecisionResponse:
+    body = decision or DecisionRequest()
+    await ctx.engine.decide(
+        execution_id, node_id, approved=approved, by=body.by or client_id, comment=body.comment
+    )
+    record = await ctx.engine.store.get_execution(execution_id)
+    return DecisionResponse(
+        execution_id=execution_id,
+        node_id=node_id,
+        approved=approved,
+        status=execution_state(record.status),
+        message=f"Node {node_id} {'approved' if approved else 'rejected'}",
+    )
+
+
+@router.post(
+    "/workflows/{execution_id}/nodes/{node_id}/approve",
+    status_code=202,
+    response_model=DecisionResponse,
+    dependencies=OPERATE,
+    responses=_RESPONSES,
+    summary="Approve a node waiting for approval (who and why are recorded)",
+)
+async def approve_node(
+    execution_id: str,
+    node_id: str,
+    ctx: Ctx,
+    decision: Annotated[DecisionRequest | None, Body()] = None,
+    x_client_id: Annotated[str | None, Header()] = None,
+) -> DecisionResponse:
+    return await _decide(ctx, execution_id, node_id, decision, x_client_id, approved=True)
+
+
+@router.post(
+    "/workflows/{execution_id}/nodes/{node_id}/reject",
+    status_code=202,
+    response_model=DecisionResponse,
+    dependencies=OPERATE,
+    responses=_RESPONSES,
+    summary="Reject a node waiting for approval (it fails unless on_reject: continue)",
+)
+async def reject_node(
+    execution_id: str,
+    node_id: str,
+    ctx: Ctx,
+    decision: Annotated[DecisionRequest | None, Body()] = None,
+    x_client_id: Annotated[str | None, Header()] = None,
+) -> DecisionResponse:
+    return await _decide(ctx, execution_id, node_id, decision, x_client_id, approved=False)
