@@ -18,6 +18,7 @@ from typing import Any, Literal, TextIO
 from orchestrion.api.context import current_request_id
 from orchestrion.api.feed import ExecutionInfo
 from orchestrion.core.events import Record
+from orchestrion.runtime.logcontext import current_node_fields
 
 __all__ = ["ConsoleFormatter", "JsonFormatter", "configure_logging", "log_transitions"]
 
@@ -31,6 +32,8 @@ _STANDARD = frozenset(
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    for key, value in current_node_fields().items():  # a line written inside a handler
+        fields.setdefault(key, value)
     if "request_id" not in fields:
         request_id = current_request_id()
         if request_id is not None:

@@ -48,6 +48,7 @@ class TaskMessage:
     capabilities: tuple[str, ...] = ()
     priority: int = 0
     wait_result: Any = None
+    correlation_id: str | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -84,6 +84,7 @@ class CompiledWorkflow:
             capabilities=node.capabilities,
             priority=node.priority,
             wait_result=wait_result,
+            correlation_id=record.correlation_id,
         )
 
     def compensation_message(
@@ -110,6 +111,7 @@ class CompiledWorkflow:
             timeout=node.compensate.timeout,
             classification=node.data_classification.value,
             kind="compensate",
+            correlation_id=record.correlation_id,
         )
 
     def result_from(self, outputs: dict[str, Any]) -> Any:

@@ -32,6 +32,7 @@ from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
 from orchestrion.handlers.base import NodeContext, Resources, Wait
 from orchestrion.handlers.registry import HandlerRegistry
+from orchestrion.runtime.logcontext import node_fields
 from orchestrion.templates import build_context, evaluate_condition, render_value
 
 __all__ = ["NodeExecutor"]
@@ -56,6 +57,14 @@ class NodeExecutor:
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
+        node_fields.set(
+            {
+                "execution_id": task.execution_id,
+                "node_id": task.node_id,
+                "attempt": task.attempt,
+                "correlation_id": task.correlation_id,
+            }
+        )
         if task.kind == "compensate":
             emit(task.execution_id, await self._compensate(task))
             return
