@@ -128,3 +128,33 @@ def test_python_client_approves_and_rejects(tmp_path: Path) -> None:
                 client.approve(approved.execution_id, "sign_off")
     finally:
         assert server.stop() == 0
+
+
+def test_rerun_from_node_and_child_links_over_the_api(tmp_path: Path) -> None:
+    from orchestrion.client import Client
+
+    child = {"name": "child", "dag": {"nodes": [{"id": "x", "handler": "noop"}]}}
+    parent = {
+        "name": "parent",
+        "dag": {
+            "nodes": [
+                {"id": "call", "handler": "workflow", "config": {"workflow": "child"}},
+                {"id": "after", "handler": "noop", "dependencies": ["call"]},
+            ]
+        },
+    }
+    server = Server(tmp_path, tmp_path / "links.db")
+    try:
+        with Client(server.url) as client:
+            client.run(child, timeout=10)
+            done = client.run(parent, timeout=10)
+            child_id = done.nodes["call"].output["child_execution_id"]
+            with httpx.Client(base_url=server.url) as raw:
+                body = raw.get(f"/v1/workflows/{child_id}").json()
+            assert body["parent_execution_id"] == done.execution_id
+            assert body["parent_node_id"] == "call"
+            client.retry(done.execution_id, from_node="after")
+            again = client.wait(done.execution_id, timeout=10)
+            assert again.nodes["after"].attempt == 2 and again.nodes["call"].attempt == 1
+    finally:
+        assert server.stop() == 0

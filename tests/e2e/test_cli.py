@@ -247,3 +247,18 @@ def test_reference_004_dora_workflow_runs_with_its_required_input(tmp_path: Path
     data = json.loads(result.stdout)
     assert data["nodes"]["report_generation"]["state"] == "completed"
     assert "compliance_report" in data["nodes"]["report_generation"]["output"]
+
+
+def test_rerun_from_a_node_runs_it_and_its_downstream_again(tmp_path: Path) -> None:
+    flow = tmp_path / "three.yaml"
+    flow.write_text(
+        "name: three\ndag:\n  nodes:\n    - {id: a, handler: noop, config: {value: 1}}\n"
+        "    - {id: b, handler: noop, dependencies: [a], config: {value: 2}}\n"
+        "    - {id: c, handler: noop, dependencies: [b], config: {value: 3}}\n"
+    )
+    db = str(tmp_path / "t.db")
+    first = json.loads(orchestrion("run", str(flow), "--db", db, "--json").stdout)
+    again = orchestrion("retry", first["execution_id"], "--from-node", "b", "--db", db, "--json")
+    assert again.returncode == 0, again.stderr
+    nodes = json.loads(again.stdout)["nodes"]
+    assert [nodes[n]["attempt"] for n in "abc"] == [1, 2, 2]

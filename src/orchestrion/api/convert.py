@@ -103,6 +103,8 @@ def execution_detail(
         inputs=record.inputs,
         error=public_error(result.error),
         correlation_id=record.correlation_id,
+        parent_execution_id=record.parent_execution_id,
+        parent_node_id=record.parent_node_id,
         node_states={node_id: node.state for node_id, node in nodes.items()},
         nodes=nodes,
     )

@@ -190,6 +190,10 @@ class ExecutionDetail(_Out):
     inputs: dict[str, Any] = Field(default_factory=dict)
     error: dict[str, Any] | None = None
     correlation_id: str | None = None
+    parent_execution_id: str | None = Field(
+        default=None, description="set on a child started by a `workflow` node"
+    )
+    parent_node_id: str | None = None
     node_states: dict[str, NodeStateName]
     nodes: dict[str, NodeDetail]
 

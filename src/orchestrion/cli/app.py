@@ -419,6 +419,10 @@ def pause(
 @app.command()
 def retry(
     execution_id: Annotated[str, typer.Argument(help="A failed or cancelled execution.")],
+    from_node: Annotated[
+        str | None,
+        typer.Option("--from-node", help="Re-run this node and its downstream (any final run)."),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
@@ -428,13 +432,13 @@ def retry(
 
     async def go() -> ExecutionResult:
         async with _engine(db, resume=False) as engine:
-            await engine.retry(execution_id)
+            await engine.retry(execution_id, from_node=from_node)
             return await engine.wait(execution_id)
 
     if server:
         from orchestrion.cli import remote
 
-        result = remote.retry(server, api_key, execution_id)
+        result = remote.retry(server, api_key, execution_id, from_node)
     else:
         result = _run_async(go())
     _report(result, as_json)

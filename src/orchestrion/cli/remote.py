@@ -270,10 +270,12 @@ def pause(server: str, api_key: str | None, execution_id: str) -> None:
         client.pause(execution_id)
 
 
-def retry(server: str, api_key: str | None, execution_id: str) -> ExecutionResult:
-    """Retry a failed or cancelled execution and wait for its new final result."""
+def retry(
+    server: str, api_key: str | None, execution_id: str, from_node: str | None = None
+) -> ExecutionResult:
+    """Retry a failed or cancelled execution (or re-run from a node) and wait for its end."""
     with _connected(server, api_key) as client:
-        client.retry(execution_id)
+        client.retry(execution_id, from_node)
         return client.wait(execution_id, poll_interval=_POLL).to_result()
 
 

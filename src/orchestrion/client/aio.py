@@ -185,9 +185,10 @@ class AsyncClient:
         """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
         return await self._send(calls.cancel(execution_id))
 
-    async def retry(self, execution_id: str) -> Accepted:
-        """Run a failed or cancelled execution again from its failed nodes."""
-        return await self._send(calls.control(execution_id, "retry"))
+    async def retry(self, execution_id: str, from_node: str | None = None) -> Accepted:
+        """Run a failed or cancelled execution again from its failed nodes; with
+        ``from_node``, re-run that node and its downstream in any finished execution."""
+        return await self._send(calls.control(execution_id, "retry", from_node))
 
     async def pause(self, execution_id: str) -> Accepted:
         """Pause: running nodes finish, nothing new starts until ``resume``."""

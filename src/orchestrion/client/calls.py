@@ -250,12 +250,14 @@ def cancel(execution_id: str) -> Call[Accepted]:
     return Call("DELETE", f"/v1/workflows/{_quote(execution_id)}", _json(Accepted.from_api))
 
 
-def control(execution_id: str, verb: str) -> Call[Accepted]:
-    """``retry``, ``pause`` or ``resume``."""
+def control(execution_id: str, verb: str, from_node: str | None = None) -> Call[Accepted]:
+    """``retry`` (from the failed nodes, or ``from_node`` and its downstream), ``pause`` or
+    ``resume``."""
     if verb not in ("retry", "pause", "resume"):
         raise ValueError(f"unknown control verb {verb!r}")
     path = f"/v1/workflows/{_quote(execution_id)}/{verb}"
-    return Call("POST", path, _json(Accepted.from_api))
+    params = [("from_node", from_node)] if from_node else []
+    return Call("POST", path, _json(Accepted.from_api), params=params)
 
 
 def decide(

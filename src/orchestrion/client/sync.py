@@ -180,9 +180,10 @@ class Client:
         """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
         return self._send(calls.cancel(execution_id))
 
-    def retry(self, execution_id: str) -> Accepted:
-        """Run a failed or cancelled execution again from its failed nodes."""
-        return self._send(calls.control(execution_id, "retry"))
+    def retry(self, execution_id: str, from_node: str | None = None) -> Accepted:
+        """Run a failed or cancelled execution again from its failed nodes; with
+        ``from_node``, re-run that node and its downstream in any finished execution."""
+        return self._send(calls.control(execution_id, "retry", from_node))
 
     def pause(self, execution_id: str) -> Accepted:
         """Pause: running nodes finish, nothing new starts until ``resume``."""

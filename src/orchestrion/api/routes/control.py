@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Query
 
 from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResponse
@@ -48,9 +48,17 @@ async def cancel_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     responses=_RESPONSES,
     summary="Run a failed or cancelled execution again from the nodes that did not complete",
 )
-async def retry_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
-    await ctx.engine.retry(execution_id)
-    return await _answer(ctx, execution_id, "Workflow retried")
+async def retry_workflow(
+    execution_id: str,
+    ctx: Ctx,
+    from_node: Annotated[
+        str | None,
+        Query(description="re-run this node and everything downstream of it (any final state)"),
+    ] = None,
+) -> ActionResponse:
+    await ctx.engine.retry(execution_id, from_node=from_node)
+    message = f"Workflow re-run from {from_node}" if from_node else "Workflow retried"
+    return await _answer(ctx, execution_id, message)
 
 
 @router.post(
