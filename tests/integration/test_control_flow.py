@@ -387,3 +387,28 @@ async def test_parent_and_child_survive_a_restart(tmp_path: Path) -> None:
         result = await second.wait(record.id, timeout=10)
     assert result.ok, result.error
     assert result.nodes["after"].output == 42
+
+
+async def test_map_progress_is_visible_while_it_runs(engine: Engine) -> None:
+    record = await engine.start_execution(
+        flow(
+            {
+                "id": "each",
+                "handler": "map",
+                "config": {
+                    "items": list(range(20)),
+                    "handler": "noop",
+                    "config": {"sleep": 0.02},
+                    "concurrency": 2,
+                },
+            }
+        )
+    )
+    seen: list[dict[str, int]] = []
+    while (await engine.result(record.id)).status.value != "completed":
+        progress = engine.node_progress(record.id).get("each")
+        if progress:
+            seen.append(progress)
+        await asyncio.sleep(0.02)
+    assert any(0 < p["done"] < p["total"] == 20 for p in seen), seen
+    assert engine.node_progress(record.id) == {}  # dropped once the execution ends

@@ -72,7 +72,11 @@ def _public_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def execution_detail(
-    record: ExecutionRecord, result: ExecutionResult, *, include_outputs: bool = True
+    record: ExecutionRecord,
+    result: ExecutionResult,
+    *,
+    include_outputs: bool = True,
+    progress: dict[str, dict[str, int]] | None = None,
 ) -> ExecutionDetail:
     nodes = {
         node_id: NodeDetail(
@@ -84,6 +88,7 @@ def execution_detail(
             error=public_error(node.error),
             output=node.output if include_outputs else None,
             wait_reason=node.wait_reason,
+            progress=(progress or {}).get(node_id),
         )
         for node_id, node in result.nodes.items()
     }

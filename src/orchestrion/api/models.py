@@ -171,6 +171,9 @@ class NodeDetail(_Out):
     error: dict[str, Any] | None = None
     output: Any = None
     wait_reason: str | None = None
+    progress: dict[str, int] | None = Field(
+        default=None, description="a running map node's items: done, total, failed"
+    )
 
 
 class ExecutionDetail(_Out):

@@ -31,7 +31,10 @@ from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.templates import build_context, render_value
 
-__all__ = ["MAP_SPEC", "MapConfig"]
+__all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
+
+PROGRESS_KEY = "progress"
+"""resources.extra key of ``report(execution_id, node_id, counts)``: live per-item progress."""
 
 MAX_ITEMS = 100_000
 
@@ -61,6 +64,17 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     rng = random.Random()
     results: list[Any] = [None] * len(config.items)
     errors: dict[int, dict[str, Any]] = {}
+    report = ctx.resources.extra.get(PROGRESS_KEY)
+    total = len(config.items)
+    done = 0
+
+    def progressed() -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(
+                ctx.execution_id, ctx.node_id, {"done": done, "total": total, "failed": len(errors)}
+            )
 
     async def one(index: int, item: Any) -> None:
         async with semaphore:
@@ -68,6 +82,7 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
             while True:
                 try:
                     results[index] = await _call(ctx, inner, config, base, index, item, attempt)
+                    progressed()
                     return
                 except asyncio.CancelledError:
                     raise
@@ -76,6 +91,7 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
                     transient = exc.transient if isinstance(exc, NodeError) else True
                     if not should_retry(config.retry, attempt, category, transient):
                         errors[index] = {"index": index, "category": category, "message": str(exc)}
+                        progressed()
                         if config.on_item_failure == "fail":
                             raise PermanentNodeError(
                                 f"item {index} of {len(config.items)} failed after "

@@ -57,6 +57,7 @@ from orchestrion.errors import (
     StoreError,
 )
 from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.map import PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, WorkflowConfig
 from orchestrion.runtime.compiled import CompiledWorkflow
@@ -146,6 +147,7 @@ class Engine:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
         self._early_outcomes: dict[tuple[str, str], WaitResolved] = {}
+        self._progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +194,7 @@ class Engine:
         )
         self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
         self._resources.extra.setdefault(CHILD_STARTER_KEY, self._start_child)
+        self._resources.extra.setdefault(PROGRESS_KEY, self._report_progress)
         executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
         return LocalDispatcher(executor, self.concurrency)
 
@@ -470,6 +473,14 @@ class Engine:
                     await asyncio.wait_for(asyncio.shield(live.done), 0.05)
         await self._drain()  # the waiting record is committed before anyone reads it
         return await self.result(execution_id)
+
+    def _report_progress(self, execution_id: str, node_id: str, counts: dict[str, int]) -> None:
+        if execution_id in self._live:
+            self._progress.setdefault(execution_id, {})[node_id] = counts
+
+    def node_progress(self, execution_id: str) -> dict[str, dict[str, int]]:
+        """Live item counts of running ``map`` nodes: {node: {done, total, failed}}."""
+        return dict(self._progress.get(execution_id, {}))
 
     async def result(self, execution_id: str) -> ExecutionResult:
         """The execution's current state, result and node states, from the store."""
@@ -817,6 +828,7 @@ class Engine:
             live.deadline = None
 
     def _finish(self, live: _Live, status: ExecutionStatus) -> None:
+        self._progress.pop(live.record.id, None)
         self._disarm(live)
         self._live.pop(live.record.id, None)
         if not live.done.done():

@@ -200,7 +200,12 @@ async def get_workflow(
 ) -> Any:
     record = await ctx.engine.store.get_execution(execution_id)
     result = await ctx.engine.result(execution_id)
-    detail = execution_detail(record, result, include_outputs=include_outputs)
+    detail = execution_detail(
+        record,
+        result,
+        include_outputs=include_outputs,
+        progress=ctx.engine.node_progress(execution_id),
+    )
     if include_outputs:
         return detail
     return JSONResponse(detail.model_dump(mode="json", exclude={"nodes": {"__all__": {"output"}}}))
