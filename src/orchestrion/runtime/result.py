@@ -86,7 +86,8 @@ class ExecutionResult:
         order: tuple[str, ...] = (),
     ) -> ExecutionResult:
         by_id = {run.node_id: run for run in runs}
-        ids = list(order) + [r.node_id for r in runs if r.node_id not in set(order)]
+        known = set(order)
+        ids = list(order) + [r.node_id for r in runs if r.node_id not in known]
         nodes = {}
         for node_id in ids:
             run = by_id.get(node_id)
