@@ -412,3 +412,28 @@ async def test_map_progress_is_visible_while_it_runs(engine: Engine) -> None:
         await asyncio.sleep(0.02)
     assert any(0 < p["done"] < p["total"] == 20 for p in seen), seen
     assert engine.node_progress(record.id) == {}  # dropped once the execution ends
+
+
+async def test_map_can_run_a_sub_workflow_per_item(engine: Engine) -> None:
+    await engine.submit(CHILD)
+    result = await engine.run(
+        flow(
+            {
+                "id": "each",
+                "handler": "map",
+                "config": {
+                    "items": [1, 2, 3],
+                    "handler": "workflow",
+                    "config": {"workflow": "child-flow", "inputs": {"n": "{{ item }}"}},
+                    "concurrency": 2,
+                },
+            }
+        ),
+        timeout=10,
+    )
+    assert result.ok, result.error
+    outputs = result.nodes["each"].output["results"]
+    assert [o["result"]["double"] for o in outputs] == [2, 4, 6]
+    for output in outputs:
+        child = await engine.store.get_execution(output["child_execution_id"])
+        assert child.parent_execution_id == result.execution_id

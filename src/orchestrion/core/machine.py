@@ -156,6 +156,9 @@ class ExecutionMachine:
     def apply(self, event: Event) -> Step:
         """Apply ``event``; return what it produced (nothing for a stale or irrelevant event)."""
         self._step = step = Step()
+        node = getattr(event, "node", None)
+        if node is not None and node not in self.plan.index:
+            return step  # not a node of this workflow (a stray or corrupted message)
         match event:
             case NodeSucceeded():
                 self._on_succeeded(event)

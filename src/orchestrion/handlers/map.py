@@ -13,7 +13,9 @@ rendered per item with ``item`` and ``index`` added to the template context::
         config: {url: "https://api.example.com/users/{{ item.id }}"}
         concurrency: 20
 
-Each item gets the idempotency key ``<node key>:<index>``. Items run inside the node's
+With ``handler: workflow`` each item runs a stored workflow as a child execution (a sub-DAG
+per item); the map waits for every child and takes their results. Each item gets the
+idempotency key ``<node key>:<index>``. Items run inside the node's
 attempt: a crash re-runs the whole map (at-least-once per item, deduplicated by those keys).
 """
 
@@ -29,6 +31,7 @@ from orchestrion.core.backoff import retry_delay, should_retry
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.subworkflow import CHILD_WAITER_KEY
 from orchestrion.templates import build_context, render_value
 
 __all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
@@ -149,7 +152,12 @@ async def _call(
     )
     output = await inner.run(item_ctx, inner_config)
     if isinstance(output, Wait):
-        raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
+        waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
+        child = (output.data or {}).get("child_execution_id")
+        if output.reason != "child" or waiter is None or child is None:
+            raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
+        # A sub-workflow per item: the map's own attempt waits for each child to finish.
+        return await waiter(child)
     return output
 
 

@@ -17,9 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 
-__all__ = ["CHILD_STARTER_KEY", "WORKFLOW_SPEC", "ChildStarter", "WorkflowConfig"]
+__all__ = [
+    "CHILD_STARTER_KEY",
+    "CHILD_WAITER_KEY",
+    "WORKFLOW_SPEC",
+    "ChildStarter",
+    "WorkflowConfig",
+]
 
 CHILD_STARTER_KEY = "child_starter"
+CHILD_WAITER_KEY = "child_waiter"
+"""``await waiter(child_execution_id)`` -> the finished child's node output, or raises."""
 
 
 class WorkflowConfig(BaseModel):

@@ -60,7 +60,11 @@ from orchestrion.errors import (
 from orchestrion.handlers.base import NodeContext, Resources, Wait
 from orchestrion.handlers.map import PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
-from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, WorkflowConfig
+from orchestrion.handlers.subworkflow import (
+    CHILD_STARTER_KEY,
+    CHILD_WAITER_KEY,
+    WorkflowConfig,
+)
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
@@ -195,6 +199,7 @@ class Engine:
         )
         self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
         self._resources.extra.setdefault(CHILD_STARTER_KEY, self._start_child)
+        self._resources.extra.setdefault(CHILD_WAITER_KEY, self._await_child)
         self._resources.extra.setdefault(PROGRESS_KEY, self._report_progress)
         executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
         return LocalDispatcher(executor, self.concurrency)
@@ -845,15 +850,28 @@ class Engine:
             )
             parent_live = self._live.get(parent)
             index = parent_live.compiled.plan.index.get(node) if parent_live else None
-            if (
-                parent_live is not None
-                and index is not None
-                and (parent_live.machine.nodes[index].state is not NodeState.WAITING)
-            ):
+            if parent_live is None or index is None:
+                return  # driven elsewhere, or a map item's child (the map awaits it itself)
+            if parent_live.machine.nodes[index].state is not NodeState.WAITING:
                 # The parent node has not parked yet: deliver when its wait is committed.
                 self._early_outcomes[(parent, node)] = outcome
             else:
                 self._post(parent, outcome)
+
+    async def _await_child(self, child_id: str) -> Any:
+        """Wait for a child started inside a map item; its outcome as a node output."""
+        result = await self.wait(child_id)
+        if not result.ok:
+            message = (result.error or {}).get("message", "")
+            raise PermanentNodeError(
+                f"child execution {child_id} {result.status.value}: {message}".rstrip(": "),
+                category="child_failed",
+            )
+        return {
+            "child_execution_id": child_id,
+            "status": result.status.value,
+            "result": result.result,
+        }
 
     async def _start_child(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
         """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
