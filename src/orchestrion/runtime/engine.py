@@ -54,17 +54,13 @@ from orchestrion.errors import (
     ExecutionNotFound,
     InvalidTransition,
     OrchestrionError,
-    PermanentNodeError,
     StoreError,
 )
-from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.base import Resources
 from orchestrion.handlers.map import PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
-from orchestrion.handlers.subworkflow import (
-    CHILD_STARTER_KEY,
-    CHILD_WAITER_KEY,
-    WorkflowConfig,
-)
+from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, CHILD_WAITER_KEY
+from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
@@ -150,8 +146,7 @@ class Engine:
         self._started = False
         self.owner = new_owner_id()
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
-        self._early_outcomes: dict[tuple[str, str], WaitResolved] = {}
+        self._children = ChildExecutions(self)
         self._progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
 
     # ------------------------------------------------------------------ lifecycle
@@ -198,8 +193,8 @@ class Engine:
             max_connections=self.settings.http_max_connections,
         )
         self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
-        self._resources.extra.setdefault(CHILD_STARTER_KEY, self._start_child)
-        self._resources.extra.setdefault(CHILD_WAITER_KEY, self._await_child)
+        self._resources.extra.setdefault(CHILD_STARTER_KEY, self._children.start)
+        self._resources.extra.setdefault(CHILD_WAITER_KEY, self._children.await_child)
         self._resources.extra.setdefault(PROGRESS_KEY, self._report_progress)
         executor = NodeExecutor(self.registry, self._resources, load_secrets(self.settings))
         return LocalDispatcher(executor, self.concurrency)
@@ -713,9 +708,7 @@ class Engine:
             if record.type == "node.queued" and record.node is not None:
                 live.queued_event[record.node] = event_id
             elif record.type == "node.waiting" and record.wait_reason == "child":
-                early = self._early_outcomes.pop((execution_id, record.node or ""), None)
-                if early is not None:
-                    self._post(execution_id, early)
+                self._children.parent_waits(execution_id, record.node or "")
         for command in step.commands:
             if (
                 isinstance(command, ExecutionFinished)
@@ -776,9 +769,7 @@ class Engine:
             elif isinstance(command, CancelNode):
                 live.timers.pop((command.node, command.attempt, "retry"), None)
                 await dispatcher.cancel(live.record.id, command.node, command.attempt)
-                child = self._children.pop((live.record.id, command.node), None)
-                if child is not None and child in self._live:
-                    self._post(child, CancelRequested(time.time(), "parent execution stopped"))
+                self._children.parent_stopped(live.record.id, command.node)
             elif isinstance(command, RunCompensation):
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):
@@ -839,73 +830,9 @@ class Engine:
         self._live.pop(live.record.id, None)
         if not live.done.done():
             live.done.set_result(status)
-        parent = live.record.parent_execution_id
-        if parent is not None and live.record.parent_node_id is not None:
-            node = live.record.parent_node_id
-            self._children.pop((parent, node), None)
-            attempt = int(live.record.labels.get("parent_attempt", 0))
-            result = live.compiled.result_from(live.outputs)
-            outcome = _child_outcome(
-                live.record.id, node, attempt, status, result, live.machine.error
-            )
-            parent_live = self._live.get(parent)
-            index = parent_live.compiled.plan.index.get(node) if parent_live else None
-            if parent_live is None or index is None:
-                return  # driven elsewhere, or a map item's child (the map awaits it itself)
-            if parent_live.machine.nodes[index].state is not NodeState.WAITING:
-                # The parent node has not parked yet: deliver when its wait is committed.
-                self._early_outcomes[(parent, node)] = outcome
-            else:
-                self._post(parent, outcome)
-
-    async def _await_child(self, child_id: str) -> Any:
-        """Wait for a child started inside a map item; its outcome as a node output."""
-        result = await self.wait(child_id)
-        if not result.ok:
-            message = (result.error or {}).get("message", "")
-            raise PermanentNodeError(
-                f"child execution {child_id} {result.status.value}: {message}".rstrip(": "),
-                category="child_failed",
-            )
-        return {
-            "child_execution_id": child_id,
-            "status": result.status.value,
-            "result": result.result,
-        }
-
-    async def _start_child(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
-        """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
-        try:
-            definition = await self.store.find_definition(config.workflow, config.version)
-        except ExecutionNotFound as exc:
-            raise PermanentNodeError(
-                f"no stored workflow '{config.workflow}'"
-                + (f" version '{config.version}'" if config.version else "")
-                + ": submit it first",
-                category="config",
-            ) from exc
-        record = await self.start_execution(
-            definition,
-            config.inputs,
-            idempotency_key=f"child:{ctx.idempotency_key}",
-            parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
+        self._children.finished(
+            live.record, status, live.compiled.result_from(live.outputs), live.machine.error
         )
-        link = {
-            "child_execution_id": record.id,
-            "workflow": definition.name,
-            "version": definition.version,
-        }
-        if not config.wait:
-            return {**link, "status": record.status.value}
-        if record.status in FINAL_EXECUTION_STATES:
-            stored = await self.store.get_execution(record.id)
-            if stored.status is not ExecutionStatus.COMPLETED:
-                raise PermanentNodeError(
-                    f"child execution {record.id} {stored.status.value}", category="child_failed"
-                )
-            return {**link, "status": stored.status.value, "result": stored.result}
-        self._children[(ctx.execution_id, ctx.node_id)] = record.id
-        return Wait("child", data=link)
 
     # ------------------------------------------------------------------ loading and resuming
 
@@ -1013,6 +940,15 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers for callers
 
+    def live_machine(self, execution_id: str) -> ExecutionMachine | None:
+        """The state machine of an execution this engine drives right now, if any."""
+        live = self._live.get(execution_id)
+        return live.machine if live is not None else None
+
+    def post(self, execution_id: str, event: Event) -> None:
+        """Hand an event to the engine loop (from handlers' helpers and timers)."""
+        self._post(execution_id, event)
+
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
         live = self._live.get(execution_id)
         if live is not None:
@@ -1020,26 +956,3 @@ class Engine:
             return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
         runs = await self.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
-
-
-def _child_outcome(
-    child_id: str,
-    node: str,
-    attempt: int,
-    status: ExecutionStatus,
-    result: Any,
-    error: dict[str, Any] | None,
-) -> WaitResolved:
-    """What a finished child tells the parent node that waits for it."""
-    if status is ExecutionStatus.COMPLETED:
-        output = {"child_execution_id": child_id, "status": status.value, "result": result}
-        return WaitResolved(node, attempt, time.time(), output=output)
-    message = (error or {}).get("message", "")
-    return WaitResolved(
-        node,
-        attempt,
-        time.time(),
-        error=ErrorInfo(
-            "child_failed", f"child execution {child_id} {status.value}: {message}".rstrip(": ")
-        ),
-    )
