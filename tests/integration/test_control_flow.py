@@ -437,3 +437,44 @@ async def test_map_can_run_a_sub_workflow_per_item(engine: Engine) -> None:
     for output in outputs:
         child = await engine.store.get_execution(output["child_execution_id"])
         assert child.parent_execution_id == result.execution_id
+
+
+async def test_cancelling_a_map_of_sub_workflows_cancels_the_children(engine: Engine) -> None:
+    await engine.submit(
+        {
+            "name": "slow-item",
+            "dag": {
+                "nodes": [
+                    {
+                        "id": "wait",
+                        "handler": "python",
+                        "config": {"function": "sleep", "params": {"seconds": 5}},
+                    }
+                ]
+            },
+        }
+    )
+    record = await engine.start_execution(
+        flow(
+            {
+                "id": "each",
+                "handler": "map",
+                "config": {
+                    "items": [1, 2],
+                    "handler": "workflow",
+                    "config": {"workflow": "slow-item"},
+                },
+            }
+        )
+    )
+    children: list[Any] = []
+    deadline = time.monotonic() + 5
+    while len(children) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+        executions, _ = await engine.list_executions()
+        children = [e for e in executions if e.parent_execution_id == record.id]
+    await engine.cancel(record.id)
+    for child in children:
+        result = await engine.wait(child.id, timeout=5)
+        assert result.status is ExecutionStatus.CANCELLED

@@ -113,10 +113,17 @@ class ChildExecutions:
             self._engine.post(parent, early)
 
     def parent_stopped(self, parent: str, node: str) -> None:
-        """The parent node was cancelled or failed: cancel its child."""
-        child = self._children.pop((parent, node), None)
-        if child is not None and self._engine.live_machine(child) is not None:
-            self._engine.post(child, CancelRequested(time.time(), "parent execution stopped"))
+        """The parent node was cancelled or failed: cancel its child (or its map items')."""
+        item_prefix = f"{node}["
+        keys = [
+            key
+            for key in self._children
+            if key[0] == parent and (key[1] == node or key[1].startswith(item_prefix))
+        ]
+        for key in keys:
+            child = self._children.pop(key)
+            if self._engine.live_machine(child) is not None:
+                self._engine.post(child, CancelRequested(time.time(), "parent execution stopped"))
 
 
 def _outcome(
