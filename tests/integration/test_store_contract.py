@@ -1,4 +1,4 @@
-"""One behavioural suite for every store adapter: the in-memory store and SQLite.
+"""One behavioural suite for every store adapter: in memory, SQLite and PostgreSQL.
 
 Records are built by hand the way the state machine builds them, so the suite pins what the
 store does with each kind of record without depending on the machine.
@@ -30,16 +30,21 @@ from orchestrion.store.base import (
     Store,
 )
 from orchestrion.store.memory import MemoryStore
+from orchestrion.store.postgres import PostgresStore
 from orchestrion.store.sqlite import SQLiteStore
 
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store = (
-        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "db" / "s.db")
-    )
+    adapter: Store
+    if request.param == "memory":
+        adapter = MemoryStore()
+    elif request.param == "sqlite":
+        adapter = SQLiteStore(tmp_path / "db" / "s.db")
+    else:
+        adapter = PostgresStore(request.getfixturevalue("postgres_url"))
     await adapter.open()
     try:
         yield adapter
@@ -842,3 +847,65 @@ def test_sqlite_open_imports_alembic_only_to_upgrade(tmp_path: Path) -> None:
     conn.close()
     assert loaded(older) == "['alembic', 'sqlalchemy']"
     assert loaded(older) == "[]"
+
+
+# ---------------------------------------------------------------- PostgreSQL only
+
+
+async def test_postgres_claim_race_across_engines(postgres_url: str) -> None:
+    """Separate stores (separate pools, as separate processes would be): exactly one wins."""
+    stores = [PostgresStore(postgres_url) for _ in range(8)]
+    # Opened together: the advisory lock lets exactly one of them migrate.
+    await asyncio.gather(*(each.open() for each in stores))
+    try:
+        await seeded(stores[0], "e1")
+        won = await asyncio.gather(
+            *(each.claim_execution("e1", f"p{i}", LEASE, None, T0) for i, each in enumerate(stores))
+        )
+        assert won.count(True) == 1
+        assert await owner_of(stores[0], "e1") == (f"p{won.index(True)}", LEASE)
+    finally:
+        await asyncio.gather(*(each.close() for each in stores))
+
+
+async def test_postgres_survives_close_and_reopen(postgres_url: str) -> None:
+    first = PostgresStore(postgres_url)
+    await first.open()
+    await seeded(first, "e1")
+    await first.commit(batch_of("e1", realistic_records()))
+    await first.close()
+
+    second = PostgresStore(postgres_url)
+    await second.open()
+    try:
+        assert (await second.get_execution("e1")).status is ExecutionStatus.FAILED
+        assert len(await second.list_events("e1")) == 8
+        await second.commit(batch_of("e1", [node("node.reset", "b", NodeState.PENDING, T0)], "n"))
+        events = await second.list_events("e1")
+        assert events[-1].seq > events[-2].seq
+    finally:
+        await second.close()
+
+
+async def test_postgres_store_not_open() -> None:
+    with pytest.raises(StoreError, match="not open"):
+        await PostgresStore("postgresql://nobody@127.0.0.1/none").get_execution("e1")
+
+
+async def test_postgres_unreachable_server_is_a_store_error() -> None:
+    store = PostgresStore("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.open()
+
+
+async def test_postgres_unencodable_output_fails_before_writing(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        await seeded(store, "e1")
+        bad = node("node.completed", "a", NodeState.COMPLETED, T0, output={1, 2}, has_output=True)
+        with pytest.raises(StoreError, match="not JSON-serialisable"):
+            await store.commit(batch_of("e1", [bad]))
+        assert await store.list_events() == []
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ import pytest
 from orchestrion.errors import ConfigurationError
 from orchestrion.store.factory import open_store
 from orchestrion.store.memory import MemoryStore
+from orchestrion.store.postgres import PostgresStore
 from orchestrion.store.sqlite import SQLiteStore, url_to_sqlite_path
 
 
@@ -33,11 +34,24 @@ def test_sqlite(url: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://h/db"]
+    ("url", "driver_url"),
+    [
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u:pw@h:5433/db", "postgresql+asyncpg://u:pw@h:5433/db"),
+        ("postgres://h/db", "postgresql+asyncpg://h/db"),
+        ("PostgreSQL://h/db", "postgresql+asyncpg://h/db"),
+    ],
 )
-def test_postgresql_is_not_there_yet(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="issue #5"):
-        open_store(url)
+def test_postgresql(url: str, driver_url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store.url == driver_url
+    assert "pw" not in repr(store)
+
+
+def test_postgresql_other_drivers_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="not a PostgreSQL URL"):
+        open_store("postgresql+psycopg2://h/db")
 
 
 @pytest.mark.parametrize("url", ["redis://localhost", "sqlite://", "sqlite:///:memory:"])

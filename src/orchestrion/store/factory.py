@@ -16,7 +16,7 @@ def open_store(url: str) -> Store:
     """The (unopened) store for ``url``.
 
     ``memory://`` keeps everything in this process; ``sqlite:///path.db`` (or a bare file
-    path) is the embedded store; ``postgresql://`` is reserved for scale-out mode.
+    path) is the embedded store; ``postgresql://`` (or ``postgres://``) is the scale-out store.
     """
     scheme, sep, _ = url.partition("://")
     if not sep:
@@ -27,8 +27,11 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         return SQLiteStore(Path(url_to_sqlite_path(url)).expanduser())
     if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
-        raise ConfigurationError("PostgreSQL store arrives with scale-out mode (issue #5)")
+        # Imported here: SQLAlchemy costs the embedded store's start-up a third of a second.
+        from orchestrion.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ConfigurationError(
         f"unsupported database URL scheme '{scheme}://'"
-        " (use sqlite:///path.db, a file path or memory://)"
+        " (use sqlite:///path.db, a file path, postgresql://user@host/db or memory://)"
     )

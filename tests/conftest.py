@@ -1,0 +1,196 @@
+"""Real PostgreSQL and Redis servers for the upper test tiers, when there are some.
+
+``postgres_url`` is a fresh, empty database schema per test, in a database made for the test
+module and dropped after it. Without a server the tests skip, except in CI (``CI=true``),
+where they fail. ``ORCHESTRION_TEST_POSTGRES_URL`` names a maintenance database to use
+instead of looking on 127.0.0.1:5432.
+
+``redis_server`` is a reachable Redis (127.0.0.1:6379, ``ORCHESTRION_TEST_REDIS_URL``, or a
+``redis-server`` started here on a free port), and ``redis_prefix`` a key prefix of the test's
+own, deleted afterwards. The same skip-or-fail rule applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+CANDIDATES = [
+    f"postgresql://{user}@127.0.0.1:5432/{db}"
+    for user in ("postgres", "root")
+    for db in ("test", "postgres")
+]
+
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on its own loop in a thread, clear of the loop pytest-asyncio manages."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _execute(dsn: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=3)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return dsn.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The URL of a maintenance database on a reachable server (or skip / fail in CI)."""
+    pytest.importorskip("asyncpg")
+    configured = os.environ.get("ORCHESTRION_TEST_POSTGRES_URL")
+    errors: list[str] = []
+    for dsn in [configured] if configured else CANDIDATES:
+        try:
+            _run(_execute(dsn, "SELECT 1"))
+        except Exception as exc:  # refused, timed out, no such role or database
+            errors.append(f"{dsn}: {exc}")
+            continue
+        return dsn
+    reason = "no PostgreSQL server reachable (" + "; ".join(errors) + ")"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A new database for the test module, dropped (with its connections) afterwards."""
+    name = f"orchestrion_test_{uuid.uuid4().hex[:12]}"
+    _run(_execute(postgres_server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(postgres_server, name)
+    finally:
+        _run(_execute(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The module's database with an empty ``public`` schema: nothing left from other tests.
+
+    Synchronous, so async fixtures can ask for it with ``request.getfixturevalue``.
+    """
+    _run(_execute(postgres_database, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public"))
+    return postgres_database
+
+
+# ---------------------------------------------------------------- Redis
+
+REDIS_CANDIDATES = ["redis://127.0.0.1:6379/0"]
+
+
+async def _redis_ping(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+def _start_redis(workdir: str) -> tuple[str, subprocess.Popen[bytes]] | None:
+    """A throw-away redis-server on a free port, when the binary is installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        try:
+            _run(_redis_ping(url))
+            return url, proc
+        except Exception:
+            time.sleep(0.1)
+    proc.kill()
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a reachable Redis (started here when only the binary is installed)."""
+    pytest.importorskip("redis")
+    configured = os.environ.get("ORCHESTRION_TEST_REDIS_URL")
+    errors: list[str] = []
+    for url in [configured] if configured else REDIS_CANDIDATES:
+        try:
+            _run(_redis_ping(url))
+        except Exception as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        yield url
+        return
+    started = _start_redis(str(tmp_path_factory.mktemp("redis")))
+    if started is not None:
+        url, proc = started
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return
+    reason = "no Redis server reachable and no redis-server binary (" + "; ".join(errors) + ")"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+async def _delete_prefix(url: str, prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"orchestrion-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    _run(_delete_prefix(redis_server, prefix))
