@@ -47,6 +47,42 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )
+    # scale-out (PostgreSQL + Redis Streams)
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db: dispatch through Redis Streams (scale-out mode)",
+    )
+    redis_prefix: str = Field(
+        default="orchestrion",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="prefix of every Redis key and stream",
+    )
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="workers and orchestrators heartbeat this often"
+    )
+    reaper_interval: float = Field(default=1.0, gt=0, le=3600)
+    reaper_idle_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="a task entry idle this long (or its node timeout + 30 s) is reclaimed"
+        " even from a live worker",
+    )
+    reaper_handler_idle: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description='per-handler idle timeouts: "http:60,llm:600"'
+    )
+    max_deliveries: int = Field(
+        default=5, ge=1, le=1000, description="deliveries of a task before it goes to the DLQ"
+    )
+    guard_ttl: float = Field(
+        default=7 * 86400, gt=0, description="seconds a dispatched-attempt guard is kept"
+    )
+    circuit_failure_threshold: int = Field(
+        default=5, ge=1, description="failures in a row that open a circuit"
+    )
+    circuit_open_seconds: float = Field(
+        default=30.0, gt=0, description="how long an open circuit fails fast"
+    )
     http_timeout: float = Field(default=30.0, gt=0)
     http_max_connections: int = Field(default=100, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -105,6 +141,24 @@ class Settings(BaseSettings):
                 raise ValueError("a key is listed twice")
             keys[key] = role
         return keys
+
+    @field_validator("reaper_handler_idle", mode="before")
+    @classmethod
+    def _parse_handler_idle(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        idle: dict[str, float] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            handler, sep, seconds = item.partition(":")
+            try:
+                idle[handler.strip()] = float(seconds)
+            except ValueError:
+                sep = ""
+            if not sep or not handler.strip() or idle.get(handler.strip(), 0) <= 0:
+                raise ValueError(f"expected handler:seconds pairs, got {item.strip()!r}")
+        return idle
 
     @field_validator("required_headers", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import pytest
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import InvalidTransition
 from orchestrion.runtime.engine import Engine
+from scaleout import engine_for
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -21,8 +22,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Engine]:
-    async with Engine(database_url) as engine:
+async def engine(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    async with engine_for(database_url, request) as engine:
         yield engine
 
 

@@ -19,6 +19,7 @@ from orchestrion.errors import (
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
+from scaleout import engine_for
 
 CALLS: dict[str, int] = {}
 SWITCHES: dict[str, bool] = {}
@@ -59,14 +60,16 @@ def _reset() -> None:
     SWITCHES.clear()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "scaleout"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "scaleout":
+        return "scaleout"  # PostgreSQL + Redis Streams with a worker (tests/scaleout.py)
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'o.db'}"
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Engine]:
-    async with Engine(database_url) as engine:
+async def engine(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    async with engine_for(database_url, request) as engine:
         yield engine
 
 

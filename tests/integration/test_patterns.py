@@ -22,6 +22,7 @@ from orchestrion.errors import DefinitionError
 from orchestrion.runtime.engine import Engine
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.store.base import EventRecord
+from scaleout import engine_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PATTERNS = ROOT / "examples" / "patterns"
@@ -30,9 +31,9 @@ EXAMPLES = sorted(PATTERNS.glob("wcp*.yaml"))
 WITH_EXAMPLE = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 20}
 
 
-@pytest.fixture
-async def engine() -> AsyncIterator[Engine]:
-    async with Engine("memory://") as engine:
+@pytest.fixture(params=["memory://", "scaleout"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    async with engine_for(request.param, request) as engine:
         yield engine
 
 

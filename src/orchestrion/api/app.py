@@ -48,7 +48,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         settings = engine.settings if engine is not None else load_settings()
     owns_engine = engine is None
     if engine is None:
-        engine = Engine(settings=settings)
+        # Scale-out (a Redis URL): the API hands executions to the orchestrators.
+        engine = Engine(settings=settings, drive=not settings.redis_url)
     metrics = Metrics()
     ctx = ApiContext(
         engine=engine,

@@ -502,8 +502,19 @@ def serve(
         str | None,
         typer.Option("--log-format", help="json (default) or console.", case_sensitive=False),
     ] = None,
+    embedded_workers: Annotated[
+        bool,
+        typer.Option(
+            "--embedded-workers",
+            help="Run workflows in this process even when ORCHESTRION_REDIS_URL is set.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the REST API and run workflows in this process, until SIGTERM or Ctrl-C."""
+    """Serve the REST API and run workflows in this process, until SIGTERM or Ctrl-C.
+
+    With ORCHESTRION_REDIS_URL set (scale-out), the API hands executions to the
+    orchestrators instead; --embedded-workers runs them here all the same.
+    """
     from orchestrion.errors import ConfigurationError
     from orchestrion.settings import load_settings
 
@@ -516,6 +527,8 @@ def serve(
         overrides["port"] = port
     if db is not None:
         overrides["database_url"] = _database_url(db)
+    if embedded_workers:
+        overrides["redis_url"] = None
     try:
         settings = load_settings(**overrides)
     except ConfigurationError as exc:
@@ -617,6 +630,9 @@ def version() -> None:
 
     console.print(f"orchestrion {__version__}")
 
+
+# The scale-out processes and tools register their commands on ``app``.
+from orchestrion.cli import processes as _processes  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -124,6 +124,7 @@ class Engine:
         concurrency: int | None = None,
         rng: random.Random | None = None,
         resume: bool = True,
+        drive: bool = True,
     ) -> None:
         self.settings = settings or load_settings()
         self.database_url = database_url or self.settings.database_url
@@ -132,7 +133,10 @@ class Engine:
         self.registry = registry or default_registry()
         self.concurrency = concurrency or self.settings.concurrency
         self._rng = rng or random.Random()
-        self._resume = resume
+        # drive=False (the API in scale-out mode): never run executions here; hand starts and
+        # control requests to the orchestrators through the dispatcher's ``forward``.
+        self._drives = drive
+        self._resume = resume and drive
         self._compiled: dict[str, CompiledWorkflow] = {}
         self._definitions: dict[str, DefinitionRecord] = {}
         self._live: dict[str, _Live] = {}
@@ -174,7 +178,12 @@ class Engine:
             self._store = open_store(self.database_url)
         await self._store.open()
         if self._dispatcher is None:
-            self._dispatcher = self._local_dispatcher()
+            self._dispatcher = self._default_dispatcher()
+        bind = getattr(self._dispatcher, "bind_router", None)
+        if bind is not None:  # scale-out: events from streams are routed through this engine
+            from orchestrion.runtime.routing import EventRouter
+
+            bind(EventRouter(self, self._dispatcher.forward))  # type: ignore[attr-defined]
         await self._dispatcher.start(self._post)
         self._started = True
         self._accepting = True
@@ -182,6 +191,25 @@ class Engine:
             await self._resume_unfinished()
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
+
+    def _default_dispatcher(self) -> Dispatcher:
+        """In-process workers; with ``redis_url``, Redis Streams (the local dispatcher then
+        runs only what needs this engine: child executions)."""
+        if self.settings.redis_url and not self._drives:
+            from orchestrion.dispatch.redis import RedisHandoff
+
+            return RedisHandoff(self.settings.redis_url, self.settings)
+        local = self._local_dispatcher()
+        if not self.settings.redis_url:
+            return local
+        from orchestrion.dispatch.redis import RedisDispatcher
+
+        return RedisDispatcher(
+            self.settings.redis_url,
+            self.settings,
+            local=local,
+            canonical=self.registry.canonical_name,
+        )
 
     def _local_dispatcher(self) -> Dispatcher:
         from orchestrion.dispatch.local import LocalDispatcher
@@ -361,7 +389,8 @@ class Engine:
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = check_inputs(compiled.plan.spec, merged)
         record.overrides = check_overrides(compiled, overrides or {})
-        await self._claim(record, "trigger", expected=None)
+        if self._drives:
+            await self._claim(record, "trigger", expected=None)
         record.correlation_id = correlation_id or record.correlation_id or execution_id
         await self.store.update_execution_inputs(
             execution_id, record.inputs, record.overrides, record.correlation_id
@@ -370,7 +399,11 @@ class Engine:
         return record
 
     async def _begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
-        """Make ``record`` live and commit its start (the execution is owned by us)."""
+        """Make ``record`` live and commit its start (the execution is owned by us); or, when
+        this engine does not drive, hand the start to whichever orchestrator claims it."""
+        if not self._drives:
+            await self._forward(record.id, Started(time.time()))
+            return
         live = self._make_live(record, compiled, {})
         self._live[record.id] = live
         await self._post_and_wait(record.id, Started(time.time()))
@@ -410,8 +443,8 @@ class Engine:
             overrides=check_overrides(compiled, overrides or {}),
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or execution_id,
-            owner=self.owner,
-            lease_until=now + self.settings.lease_seconds,
+            owner=self.owner if self._drives else None,
+            lease_until=now + self.settings.lease_seconds if self._drives else None,
         )
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
@@ -499,20 +532,21 @@ class Engine:
         return await self.store.list_executions(flt or ExecutionFilter())
 
     async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
-        live = await self._live_for_control(execution_id, "cancel")
-        await self._post_and_wait(live.record.id, CancelRequested(time.time(), reason))
+        target = await self._control_target(execution_id, "cancel")
+        await self._apply(target, CancelRequested(time.time(), reason))
 
     async def pause(self, execution_id: str) -> None:
-        await self._live_for_control(execution_id, "pause")
-        await self._post_and_wait(execution_id, PauseRequested(time.time()))
+        target = await self._control_target(execution_id, "pause")
+        await self._apply(target, PauseRequested(time.time()))
 
     async def resume(self, execution_id: str) -> None:
-        live = await self._live_for_control(execution_id, "resume")
-        if live.machine.status is not ExecutionStatus.PAUSED:
+        target = await self._control_target(execution_id, "resume")
+        status = target.machine.status if isinstance(target, _Live) else target.status
+        if status is not ExecutionStatus.PAUSED:
             raise InvalidTransition(
-                f"execution {execution_id} is not paused (status {live.machine.status.value})"
+                f"execution {execution_id} is not paused (status {status.value})"
             )
-        await self._post_and_wait(execution_id, ResumeRequested(time.time()))
+        await self._apply(target, ResumeRequested(time.time()))
 
     async def decide(
         self,
@@ -524,15 +558,25 @@ class Engine:
         comment: str | None = None,
     ) -> None:
         """Approve or reject a node waiting for approval; the decision is recorded."""
-        live = await self._live_for_control(execution_id, "approve" if approved else "reject")
-        index = live.compiled.plan.index.get(node_id)
+        target = await self._control_target(execution_id, "approve" if approved else "reject")
+        record = target.record if isinstance(target, _Live) else target
+        compiled = await self._compiled_for(record.definition_id)
+        index = compiled.plan.index.get(node_id)
         if index is None:
             raise ExecutionNotFound(f"execution {execution_id} has no node '{node_id}'")
-        run = live.machine.nodes[index]
-        if run.state is not NodeState.WAITING or run.wait_reason not in _DECIDABLE:
+        if isinstance(target, _Live):
+            run = target.machine.nodes[index]
+            state, reason, attempt = run.state, run.wait_reason, run.attempt
+        else:
+            stored = {r.node_id: r for r in await self.store.get_node_runs(execution_id)}
+            found = stored.get(node_id)
+            state = found.state if found is not None else NodeState.PENDING
+            reason = found.wait_reason if found is not None else None
+            attempt = found.attempt if found is not None else 0
+        if state is not NodeState.WAITING or reason not in _DECIDABLE:
             raise InvalidTransition(
                 f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
-                f"(it is {run.state.value})"
+                f"(it is {state.value})"
             )
         decision = {
             "approved": approved,
@@ -540,17 +584,42 @@ class Engine:
             "comment": comment,
             "decided_at": time.time(),
         }
-        config = {
-            **live.compiled.plan.nodes[index].config,
-            **live.record.overrides.get(node_id, {}),
-        }
+        config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
         error = None
         if not approved and config.get("on_reject") != "continue":
             who = f" by {by}" if by else ""
             why = f": {comment}" if comment else ""
             error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
-        event = WaitResolved(node_id, run.attempt, time.time(), output=decision, error=error)
-        await self._post_and_wait(execution_id, event)
+        event = WaitResolved(node_id, attempt, time.time(), output=decision, error=error)
+        await self._apply(target, event)
+
+    async def _apply(self, target: _Live | ExecutionRecord, event: Event) -> None:
+        """Apply a control event here and wait for its commit, or send it to the driver."""
+        if isinstance(target, _Live):
+            await self._post_and_wait(target.record.id, event)
+        else:
+            await self._forward(target.id, event)
+
+    async def _forward(self, execution_id: str, event: Event) -> None:
+        forward = getattr(self._dispatcher, "forward", None)
+        if forward is None:
+            raise ExecutionError(f"execution {execution_id} is driven elsewhere")
+        await forward(None, execution_id, event)
+
+    def _held_elsewhere(self, record: ExecutionRecord) -> bool:
+        if record.owner in (None, self.owner):
+            return False
+        live_owners = getattr(self._dispatcher, "live_owners", None)
+        alive = live_owners() if live_owners is not None else None
+        if alive is not None and record.owner not in alive:
+            return False
+        return not owner_is_dead(record.owner, record.lease_until, time.time())
+
+    def _forwards(self, record: ExecutionRecord) -> bool:
+        """Whether control of ``record`` goes to another process (scale-out) instead of here."""
+        if not hasattr(self._dispatcher, "forward"):
+            return False
+        return not self._drives or self._held_elsewhere(record)
 
     async def retry(self, execution_id: str, from_node: str | None = None) -> None:
         """Run a finished execution again; completed nodes keep their outputs.
@@ -572,6 +641,12 @@ class Engine:
                 f"({'wait for it to finish' if from_node else 'only failed or cancelled ones'})"
             )
         live = self._live.get(execution_id)
+        if live is None and self._forwards(record):
+            compiled = await self._compiled_for(record.definition_id)
+            if from_node is not None and from_node not in compiled.plan.index:
+                raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
+            await self._forward(execution_id, RetryRequested(time.time(), from_node))
+            return
         if live is None:
             await self._claim(record, "retry", expected=record.owner)
             live = await self._load(record)
@@ -581,7 +656,9 @@ class Engine:
         await self._post_and_wait(execution_id, RetryRequested(time.time(), from_node))
         self._arm_deadline(live, time.time())
 
-    async def _live_for_control(self, execution_id: str, verb: str) -> _Live:
+    async def _control_target(self, execution_id: str, verb: str) -> _Live | ExecutionRecord:
+        """The live execution to apply a control event to, or, in scale-out mode, the record
+        of one driven by another process (the event is then forwarded to it)."""
         self._check_accepting()
         live = self._live.get(execution_id)
         if live is not None:
@@ -598,6 +675,8 @@ class Engine:
             raise InvalidTransition(
                 f"cannot {verb} execution {execution_id}: it is {record.status.value}"
             )
+        if self._forwards(record):
+            return record
         await self._claim(record, verb, expected=record.owner)
         live = await self._load(record)
         self._live[execution_id] = live
@@ -895,10 +974,14 @@ class Engine:
     async def _resume_unfinished(self) -> None:
         lives = []
         now = time.time()
+        live_owners = getattr(self._dispatcher, "live_owners", None)
+        alive: set[str] | None = live_owners() if live_owners is not None else None
         for record in await self.store.unfinished_executions():
             if record.id in self._live:
                 continue
-            if not owner_is_dead(record.owner, record.lease_until, now):
+            if not owner_is_dead(record.owner, record.lease_until, now) and (
+                alive is None or record.owner in alive
+            ):
                 continue  # another live engine drives it
             if not await self.store.claim_execution(
                 record.id, self.owner, now + self.settings.lease_seconds, record.owner, now
@@ -948,6 +1031,70 @@ class Engine:
     def post(self, execution_id: str, event: Event) -> None:
         """Hand an event to the engine loop (from handlers' helpers and timers)."""
         self._post(execution_id, event)
+
+    # ------------------------------------------------------------------ scale-out hooks
+
+    def is_live(self, execution_id: str) -> bool:
+        """Whether this engine drives the execution right now."""
+        return execution_id in self._live
+
+    def deliver(self, execution_id: str, event: Event) -> asyncio.Future[None]:
+        """Post ``event``; the future resolves once the turn that applied it is committed
+        (and fails if that commit failed), so a stream entry is acknowledged only then."""
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        live = self._live.get(execution_id)
+        node = getattr(event, "node", None)
+        cause = live.queued_event.get(node) if live is not None and node is not None else None
+        self._inbox.append(_Posted(execution_id, event, cause, ack))
+        self._wake.set()
+        return ack
+
+    async def adopt(self, record: ExecutionRecord) -> bool:
+        """Claim an unfinished (or, for a retry, finished) execution nobody alive drives, load
+        it and carry on from the store. False when another engine claimed it first."""
+        if record.id in self._live:
+            return True
+        now = time.time()
+        if not await self.store.claim_execution(
+            record.id, self.owner, now + self.settings.lease_seconds, record.owner, now
+        ):
+            return False
+        fresh = await self.store.get_execution(record.id)
+        live = await self._load(fresh)
+        self._live[record.id] = live
+        await self._recover([live])
+        return True
+
+    async def begin_handed_over(self, record: ExecutionRecord) -> bool:
+        """Start a triggered execution another process handed over (``Started`` from the
+        completions stream). Exactly one engine wins the claim; the others return False."""
+        now = time.time()
+        if not await self.store.claim_execution(
+            record.id, self.owner, now + self.settings.lease_seconds, None, now
+        ):
+            return False
+        fresh = await self.store.get_execution(record.id)
+        if fresh.status is not ExecutionStatus.PENDING:
+            return False
+        compiled = await self._compiled_for(fresh.definition_id)
+        await self._begin(fresh, compiled)
+        return True
+
+    async def redispatch_in_flight(self) -> int:
+        """Dispatch again every queued or running attempt of the live executions (the queue
+        lost its data: a Redis restart without persistence). Returns how many."""
+        actions: list[tuple[_Live, Command, str | None]] = []
+        for live in self._live.values():
+            if live.machine.finished:
+                continue
+            plan = live.compiled.plan
+            for i, run in enumerate(live.machine.nodes):
+                if run.state is NodeState.QUEUED or run.state is NodeState.RUNNING:
+                    woken = run.wait_reason is not None and run.wait_reason != "retry"
+                    actions.append((live, Dispatch(plan.ids[i], run.attempt, woken=woken), None))
+        if actions:
+            await self._act(actions)
+        return len(actions)
 
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
         live = self._live.get(execution_id)

@@ -13,9 +13,9 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from orchestrion.core.events import (
     CompensationFailed,
@@ -34,6 +34,9 @@ from orchestrion.handlers.base import NodeContext, Resources, Wait
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
 from orchestrion.templates import build_context, evaluate_condition, render_value
+
+if TYPE_CHECKING:
+    from orchestrion.resilience.circuit import CircuitBreakers
 
 __all__ = ["NodeExecutor"]
 
@@ -131,14 +134,36 @@ class NodeExecutor:
             classification=task.classification,
             wait_result=task.wait_result,
         )
-        if task.timeout:
-            try:
-                async with asyncio.timeout(task.timeout):
-                    output = await spec.run(ctx, config)
-            except TimeoutError as exc:
-                raise _NodeTimeout(task.timeout) from exc
-        else:
-            output = await spec.run(ctx, config)
+        # Scale-out workers put circuit breakers here; embedded mode pays this one lookup.
+        breakers = self.resources.extra.get("circuit_breakers")
+        if breakers is not None:
+            from orchestrion.resilience.circuit import target_host
+
+            fields = config.__dict__ if isinstance(config, BaseModel) else rendered
+            target = target_host(spec.name, fields if isinstance(fields, dict) else {})
+            # Only calls to a downstream host are guarded: a handler without one (noop,
+            # python) has no downstream to protect and would pay two round trips for nothing.
+            if target is None:
+                breakers = None
+            else:
+                await _circuit_before(breakers, spec.name, target)
+        try:
+            if task.timeout:
+                try:
+                    async with asyncio.timeout(task.timeout):
+                        output = await spec.run(ctx, config)
+                except TimeoutError as exc:
+                    raise _NodeTimeout(task.timeout) from exc
+            else:
+                output = await spec.run(ctx, config)
+        except BaseException as exc:
+            # Cancellation is ours, not the downstream's: not recorded (a probe cut short is
+            # presumed lost after the probe timeout).
+            if breakers is not None and not isinstance(exc, asyncio.CancelledError):
+                await _circuit_after(breakers, spec.name, target, not _retryable(exc))
+            raise
+        if breakers is not None:
+            await _circuit_after(breakers, spec.name, target, True)
         if not isinstance(output, Wait):
             _check_serialisable(task.node_id, output)
         return output
@@ -182,6 +207,45 @@ class NodeExecutor:
             if len(value) >= 4 and value in text:
                 text = text.replace(value, "***")
         return text
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether ``_classify`` calls ``exc`` transient: only those count against a circuit.
+
+    A permanent error (a 4xx, a policy violation, bad data) is an answer from a downstream
+    that works.
+    """
+    if isinstance(exc, NodeError):
+        return exc.transient
+    return not isinstance(exc, ValidationError | HandlerNotFound)
+
+
+async def _circuit_before(breakers: CircuitBreakers, handler: str, target: str | None) -> None:
+    from orchestrion.resilience.circuit import CircuitOpen
+
+    try:
+        await breakers.before(handler, target)
+    except CircuitOpen:
+        raise  # a transient failure with category circuit_open (see _classify)
+    except Exception as exc:
+        # The breaker's store is down: fail open, as without breakers, rather than fail
+        # every call for a reason that is not the downstream's.
+        logger.warning(
+            "circuit breaker of %s not consulted: %s: %s", handler, type(exc).__name__, exc
+        )
+
+
+async def _circuit_after(
+    breakers: CircuitBreakers, handler: str, target: str | None, ok: bool
+) -> None:
+    # The call has happened: failing to record it must not change its outcome (a success
+    # turned into a failure would run the call again).
+    try:
+        await breakers.after(handler, target, ok)
+    except Exception as exc:
+        logger.warning(
+            "circuit breaker of %s not updated: %s: %s", handler, type(exc).__name__, exc
+        )
 
 
 class _NodeTimeout(Exception):

@@ -1,0 +1,205 @@
+"""Scale-out processes on the command line: ``orchestrator``, ``worker``, ``reaper``, ``migrate``.
+
+Each runs until SIGTERM or Ctrl-C and then stops gracefully: a worker lets its running attempts
+finish for the shutdown grace period and leaves the rest to be reclaimed; an orchestrator
+commits what it has applied and hands its executions back. They take their configuration from
+the ``ORCHESTRION_`` environment (``DATABASE_URL``, ``REDIS_URL``...) and the options given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+
+from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
+
+__all__ = ["migrate", "orchestrator", "reaper", "worker"]
+
+RedisOption = Annotated[
+    str | None,
+    typer.Option("--redis", help="Redis URL (default: $ORCHESTRION_REDIS_URL)."),
+]
+LogFormatOption = Annotated[
+    str, typer.Option("--log-format", help="json (default) or console.", case_sensitive=False)
+]
+
+
+def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> Any:
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if db is not None:
+        overrides["database_url"] = _database_url(db)
+    if redis is not None:
+        overrides["redis_url"] = redis
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    if need_redis and not settings.redis_url:
+        _fail(
+            EXIT_INVALID, "no Redis: set ORCHESTRION_REDIS_URL or pass --redis redis://host:6379/0"
+        )
+    return settings
+
+
+def _until_signal(fmt: str, level: str, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Configure logging, run ``body(stop)`` and set ``stop`` on SIGTERM/SIGINT."""
+    from orchestrion.api.logging_setup import configure_logging
+    from orchestrion.errors import ConfigurationError, StoreError
+
+    if fmt.lower() not in ("json", "console"):
+        _fail(EXIT_INVALID, f"--log-format must be json or console, not {fmt!r}")
+    configure_logging("console" if fmt.lower() == "console" else "json", level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await body(stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    except (StoreError, OSError) as exc:
+        _fail(EXIT_STORE, str(exc))
+    except Exception as exc:
+        from redis.exceptions import RedisError
+
+        if isinstance(exc, RedisError):
+            _fail(EXIT_STORE, f"Redis: {exc}")
+        raise
+
+
+@app.command()
+def orchestrator(
+    db: DbOption = None,
+    redis: RedisOption = None,
+    log_format: LogFormatOption = "json",
+) -> None:
+    """Drive executions: consume completions, resolve dependencies, dispatch the next wave.
+
+    Takes over the executions of orchestrators that died, and the starts the API hands over.
+    """
+    settings = _settings(db, redis)
+
+    async def body(stop: asyncio.Event) -> None:
+        from orchestrion.runtime.engine import Engine
+
+        async with Engine(settings=settings) as engine:
+            err.print(f"orchestrator {engine.owner} running", highlight=False)
+            await stop.wait()
+
+    _until_signal(log_format, settings.log_level, body)
+
+
+@app.command()
+def worker(
+    handlers: Annotated[
+        str | None,
+        typer.Option("--handlers", help="Handlers to serve, comma-separated (default: all)."),
+    ] = None,
+    capabilities: Annotated[
+        str | None,
+        typer.Option("--capabilities", help="Capabilities this worker has (gpu,eu...)."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=10_000, help="Attempts at once.")
+    ] = 16,
+    redis: RedisOption = None,
+    log_format: LogFormatOption = "json",
+) -> None:
+    """Run node attempts from the task streams of the given handlers and capabilities."""
+    from orchestrion.errors import HandlerNotFound
+    from orchestrion.handlers.registry import default_registry
+    from orchestrion.settings import load_secrets
+
+    settings = _settings(None, redis)
+    registry = default_registry()
+    served = [h.strip() for h in (handlers or "").split(",") if h.strip()] or None
+    try:
+        for name in served or []:
+            registry.get(name)
+    except HandlerNotFound as exc:
+        _fail(EXIT_INVALID, str(exc))
+    caps = [c.strip() for c in (capabilities or "").split(",") if c.strip()]
+
+    async def body(stop: asyncio.Event) -> None:
+        from orchestrion.dispatch.redis import connect_redis
+        from orchestrion.resilience.circuit import CircuitBreakers
+        from orchestrion.runtime.worker import Worker
+
+        breakers = CircuitBreakers(
+            connect_redis(settings.redis_url),
+            settings.redis_prefix,
+            threshold=settings.circuit_failure_threshold,
+            open_seconds=settings.circuit_open_seconds,
+        )
+        node_worker = Worker(
+            settings.redis_url,
+            settings,
+            registry,
+            handlers=served,
+            capabilities=caps,
+            concurrency=concurrency,
+            secrets=load_secrets(settings),
+            breakers=breakers,
+        )
+        await node_worker.run_until(stop)
+
+    _until_signal(log_format, settings.log_level, body)
+
+
+@app.command()
+def reaper(
+    redis: RedisOption = None,
+    log_format: LogFormatOption = "json",
+) -> None:
+    """Reclaim task entries of dead or hung workers; park poison messages in the DLQ."""
+    settings = _settings(None, redis)
+
+    async def body(stop: asyncio.Event) -> None:
+        from orchestrion.runtime.reaper import Reaper
+
+        await Reaper(settings.redis_url, settings).run_until(stop)
+
+    _until_signal(log_format, settings.log_level, body)
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Bring the database schema to the current migration (SQLite or PostgreSQL)."""
+    from orchestrion.errors import ConfigurationError, StoreError
+    from orchestrion.store.factory import open_store
+
+    settings = _settings(db, None, need_redis=False)
+
+    async def go() -> None:
+        store = open_store(settings.database_url)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(go())
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    except StoreError as exc:
+        _fail(EXIT_STORE, str(exc))
+    from orchestrion.store.migrate import HEAD_REVISION
+
+    err.print(f"database at migration {HEAD_REVISION}: {_redacted(settings.database_url)}")
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        rest = f"{user}:***@{rest.split('@', 1)[1]}"
+    return f"{scheme}{sep}{rest}"

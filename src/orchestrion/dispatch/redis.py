@@ -1,0 +1,401 @@
+"""Scale-out dispatch through Redis Streams: the orchestrator's side.
+
+``dispatch`` adds each attempt to the task stream of its handler (and capabilities) with a
+guard key set in the same script, so an attempt is added once even when a takeover recovers
+it again. Workers (``runtime/worker.py``) answer on this engine's inbox stream; the shared
+completions stream carries what is meant for whichever orchestrator drives an execution.
+Both are read in the consumer group ``orchestrators``; an entry is acknowledged only once the
+engine's turn that applied it is committed, so a crash in between redelivers it (the machine
+ignores what it has already applied). Entries left pending for a while (a commit failed, the
+reading orchestrator died) are claimed again.
+
+Handlers that need the engine itself (``workflow`` nodes, a ``map`` of sub-workflows) run in
+this process on the ``local`` dispatcher. A heartbeat key tells the others this orchestrator
+is alive; the epoch key tells it when Redis lost its data, and then everything in flight is
+dispatched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from orchestrion.core.events import Event
+from orchestrion.dispatch.base import Dispatcher, EventSink, TaskMessage
+from orchestrion.dispatch.streams import (
+    ORCHESTRATOR_GROUP,
+    Entries,
+    StreamNames,
+    StreamReply,
+    text,
+)
+from orchestrion.dispatch.wire import WireError, decode_event, encode_event, encode_task, loads
+from orchestrion.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrion.runtime.routing import EventRouter
+    from orchestrion.settings import Settings
+
+__all__ = ["RedisDispatcher", "connect_redis", "engine_bound", "ensure_group"]
+
+logger = logging.getLogger(__name__)
+
+# Add the task only if its guard was not set yet: one round trip, atomic.
+_GUARDED_XADD = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  return redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+end
+return false
+"""
+_READ_COUNT = 1000
+_RECLAIM_IDLE_MS = 10_000
+
+
+def connect_redis(url: str) -> Redis:
+    """A redis-py asyncio client for ``url``, or a ``ConfigurationError`` saying what to do."""
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - the extra is part of dev installs
+        raise ConfigurationError(
+            "ORCHESTRION_REDIS_URL is set but redis-py is not installed:"
+            " pip install 'orchestrion[scaleout]'"
+        ) from exc
+    try:
+        return Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid ORCHESTRION_REDIS_URL {url!r}: {exc}") from exc
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create ``group`` on ``stream`` (and the stream) unless it exists; read from the start."""
+    from redis.exceptions import ResponseError
+
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def engine_bound(task: TaskMessage, canonical: Callable[[str], str]) -> bool:
+    """Whether the attempt needs the engine in its process (it starts child executions)."""
+    handler = canonical(task.handler)
+    if handler == "workflow":
+        return True
+    if handler == "map":
+        inner = task.config.get("handler")
+        return isinstance(inner, str) and canonical(inner) == "workflow"
+    return False
+
+
+class RedisDispatcher:
+    """Sends attempts to task streams and routes the events that come back (see module)."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        *,
+        local: Dispatcher | None = None,
+        canonical: Callable[[str], str] = lambda name: name,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.names = StreamNames(settings.redis_prefix)
+        self._local = local
+        self._canonical = canonical
+        self._redis: Redis | None = None
+        self._router: EventRouter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Task[None]] = set()
+        self._script: Any = None
+        self._epoch: str | None = None
+        self._alive: set[str] | None = None
+        self._closing = False
+        self._guard_ms = int(settings.guard_ttl * 1000)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind_router(self, router: EventRouter) -> None:
+        self._router = router
+        router.live_owners = self.live_owners
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("dispatcher not started")
+        return self._redis
+
+    @property
+    def inbox(self) -> str:
+        assert self._router is not None, "bind_router first"
+        return self.names.inbox(self._router.owner)
+
+    async def start(self, on_event: EventSink) -> None:
+        if self._router is None:
+            raise RuntimeError("RedisDispatcher needs an engine (bind_router) before start")
+        if self._local is not None:
+            await self._local.start(on_event)
+        self._redis = connect_redis(self.url)
+        self._script = self._redis.register_script(_GUARDED_XADD)
+        self._closing = False
+        await self._beat()  # alive before the inbox exists, so the reaper leaves it alone
+        await self._prepare()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="orchestrion-redis-consume"),
+            asyncio.create_task(self._housekeeping(), name="orchestrion-redis-housekeeping"),
+        ]
+
+    async def _prepare(self) -> None:
+        """Groups on the inbox and the shared stream; remember (or set) the epoch."""
+        redis = self.redis
+        await ensure_group(redis, self.inbox, ORCHESTRATOR_GROUP)
+        await ensure_group(redis, self.names.completions, ORCHESTRATOR_GROUP)
+        await redis.set(self.names.epoch, uuid.uuid4().hex, nx=True)
+        epoch = await redis.get(self.names.epoch)
+        self._epoch = text(epoch) if epoch else None
+
+    async def close(self, grace: float = 0.0) -> None:
+        self._closing = True
+        if self._local is not None:
+            await self._local.close(grace)
+        if self._acks:
+            await asyncio.wait(list(self._acks), timeout=max(grace, 1.0))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.delete(self.names.orchestrator(self._owner))
+            await self._redis.aclose()
+            self._redis = None
+
+    @property
+    def _owner(self) -> str:
+        assert self._router is not None
+        return self._router.owner
+
+    def in_flight(self) -> int:
+        return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
+
+    def live_owners(self) -> set[str] | None:
+        """Engines whose heartbeat was seen at the last beat; None when unknown."""
+        return self._alive
+
+    # ------------------------------------------------------------------ sending
+
+    async def dispatch(self, tasks: list[TaskMessage]) -> None:
+        local = [t for t in tasks if self._local is not None and engine_bound(t, self._name)]
+        if local:
+            assert self._local is not None
+            await self._local.dispatch(local)
+        remote = [t for t in tasks if not (local and t in local)]
+        if not remote:
+            return
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in remote:
+                stream = self.names.tasks(self._name(task.handler), task.capabilities)
+                payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
+                if task.kind == "run":
+                    guard = self.names.guard_for(task)
+                    await self._script(
+                        keys=[guard, stream], args=[payload, self._guard_ms], client=pipe
+                    )
+                else:  # compensations are rare and may legitimately run again after a retry
+                    pipe.xadd(stream, {"m": payload})
+            await pipe.execute()
+
+    def _name(self, handler: str) -> str:
+        try:
+            return self._canonical(handler)
+        except Exception:
+            return handler
+
+    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+        if self._local is not None:
+            await self._local.cancel(execution_id, node_id, attempt)
+        message = json.dumps([execution_id, node_id, attempt])
+        with contextlib.suppress(Exception):  # best effort: the machine already cancelled it
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self.names.cancelled(execution_id, node_id, attempt), "1", ex=3600)
+                pipe.publish(self.names.cancel_channel, message)
+                await pipe.execute()
+
+    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
+        """Send an event to ``owner``'s inbox, or to the shared stream when None."""
+        stream = self.names.inbox(owner) if owner else self.names.completions
+        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _consume(self) -> None:
+        from redis.exceptions import RedisError, ResponseError
+
+        streams: dict[Any, Any] = {self.inbox: ">", self.names.completions: ">"}
+        while not self._closing:
+            try:
+                reply = cast(
+                    StreamReply,
+                    await self.redis.xreadgroup(
+                        ORCHESTRATOR_GROUP, self._owner, streams, count=_READ_COUNT, block=1000
+                    ),
+                )
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data: make the groups again
+                    await self._recover_lost_data()
+                    continue
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("reading streams failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for stream, entries in reply or []:
+                await self._handle(text(stream), entries)
+
+    async def _handle(self, stream: str, entries: Entries) -> None:
+        router = self._router
+        assert router is not None
+        pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        done: list[bytes] = []
+        for entry_id, fields in entries:
+            try:
+                execution_id, event = decode_event(loads(fields.get(b"m", b"")))
+            except WireError as exc:
+                logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
+                done.append(entry_id)
+                continue
+            fast = router.deliver_if_live(execution_id, event)
+            if fast is not None:
+                pending.append((entry_id, fast))
+                continue
+            from orchestrion.runtime.routing import Routed
+
+            routed, future = await router.route(execution_id, event)
+            if future is not None:
+                pending.append((entry_id, future))
+            elif routed is not Routed.RETRY_LATER:
+                done.append(entry_id)
+        if done:
+            await self._ack(stream, done)
+        if pending:
+            job = asyncio.create_task(self._ack_when_committed(stream, pending))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _ack_when_committed(
+        self, stream: str, pending: list[tuple[bytes, asyncio.Future[None]]]
+    ) -> None:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        ids = [entry for (entry, _), res in zip(pending, results, strict=True) if res is None]
+        if ids:
+            await self._ack(stream, ids)
+
+    async def _ack(self, stream: str, ids: list[bytes]) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, ORCHESTRATOR_GROUP, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # redelivered later; applying twice is harmless
+            logger.warning("acknowledging %d entries failed: %s", len(ids), exc)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat, epoch check, and claiming entries left pending for too long."""
+        from redis.exceptions import RedisError
+
+        while not self._closing:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._beat()
+                epoch = await self.redis.get(self.names.epoch)
+                if epoch is None or text(epoch) != self._epoch:
+                    await self._recover_lost_data()
+                    continue
+                for stream in (self.inbox, self.names.completions):
+                    await self._reclaim(stream)
+            except (RedisError, OSError) as exc:
+                self._alive = None
+                logger.warning("redis housekeeping failed (%s); retrying", exc)
+
+    async def _beat(self) -> None:
+        redis = self.redis
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()})
+        ttl = max(1, int(self.settings.heartbeat_seconds * 3 + 0.999))
+        await redis.set(self.names.orchestrator(self._owner), info, ex=ttl)
+        prefix = self.names.orchestrator("")
+        alive = set()
+        async for key in redis.scan_iter(match=self.names.orchestrator_pattern, count=1000):
+            alive.add(text(key)[len(prefix) :])
+        self._alive = alive
+
+    async def _reclaim(self, stream: str) -> None:
+        """Take over entries pending longer than they should (a reader died mid-turn)."""
+        reply: list[Any] = await self.redis.xautoclaim(
+            stream, ORCHESTRATOR_GROUP, self._owner, _RECLAIM_IDLE_MS, "0-0", count=_READ_COUNT
+        )
+        entries: Entries = [e for e in (reply[1] if reply else []) if e and e[1] is not None]
+        if entries:
+            logger.info("reclaimed %d pending entries of %s", len(entries), stream)
+            await self._handle(stream, entries)
+
+    async def _recover_lost_data(self) -> None:
+        """Redis came back empty: groups again, a new epoch, and in-flight work again."""
+        logger.warning("redis lost its data (restarted without persistence): re-dispatching")
+        await self._prepare()  # the first orchestrator back sets the new epoch; others take it
+        assert self._router is not None
+        count = await self._router.redispatch()
+        logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
+
+
+class RedisHandoff:
+    """The dispatcher of an engine that does not drive executions (the API in scale-out
+    mode): it runs nothing and only forwards starts and control requests to orchestrators."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.names = StreamNames(settings.redis_prefix)
+        self._redis: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("dispatcher not started")
+        return self._redis
+
+    async def start(self, on_event: EventSink) -> None:
+        self._redis = connect_redis(self.url)
+        await ensure_group(self._redis, self.names.completions, ORCHESTRATOR_GROUP)
+
+    async def dispatch(self, tasks: list[TaskMessage]) -> None:
+        raise RuntimeError("an engine that does not drive executions dispatches nothing")
+
+    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+        return None
+
+    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
+        stream = self.names.inbox(owner) if owner else self.names.completions
+        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
+
+    async def close(self, grace: float = 0.0) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def in_flight(self) -> int:
+        return 0

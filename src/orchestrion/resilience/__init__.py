@@ -1,0 +1,1 @@
+"""Resilience layers around handler calls in scale-out mode: circuit breakers, dead letters."""

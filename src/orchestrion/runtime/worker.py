@@ -1,0 +1,356 @@
+"""A scale-out worker: reads task streams, runs attempts with the executor, answers.
+
+A worker serves the handlers it is given (all registered ones by default, except those that
+need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` and
+``tasks:{handler}+{caps}`` for every subset of its capabilities, in the consumer group
+``workers``, at most ``concurrency`` attempts at once. For each attempt it:
+
+1. skips it when the attempt's guard says it is done already (a redelivery) or it was
+   cancelled;
+2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox);
+3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
+   circuit breaker of its handler and target host;
+4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
+   acknowledges and deletes the task entry. A crash before that leaves the entry pending for
+   the reaper; a crash after it loses nothing.
+
+A heartbeat key (handlers, capabilities, load) tells the reaper and ``/health`` it is alive.
+On ``stop`` it reads no more, lets running attempts finish for the grace period, and leaves
+the rest pending, to be reclaimed at once since its heartbeat is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from orchestrion.core.events import Event, NodeStarted
+from orchestrion.dispatch.base import TaskMessage
+from orchestrion.dispatch.redis import connect_redis, ensure_group
+from orchestrion.dispatch.streams import (
+    WORKER_GROUP,
+    StreamNames,
+    StreamReply,
+    capability_sets,
+    text,
+)
+from orchestrion.dispatch.wire import WireError, decode_task, encode_event, loads
+from orchestrion.handlers.base import Resources
+from orchestrion.handlers.registry import HandlerRegistry
+from orchestrion.runtime.executor import NodeExecutor
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrion.resilience.circuit import CircuitBreakers
+    from orchestrion.settings import Settings
+
+__all__ = ["ENGINE_BOUND_HANDLERS", "Worker"]
+
+logger = logging.getLogger(__name__)
+
+ENGINE_BOUND_HANDLERS = frozenset({"workflow"})
+"""Handlers that run in the orchestrator's process: they start child executions."""
+
+
+class Worker:
+    """Runs attempts from Redis task streams; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        registry: HandlerRegistry,
+        *,
+        handlers: list[str] | None = None,
+        capabilities: list[str] | None = None,
+        concurrency: int = 16,
+        secrets: Mapping[str, str] | None = None,
+        worker_id: str | None = None,
+        breakers: CircuitBreakers | None = None,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.registry = registry
+        self.names = StreamNames(settings.redis_prefix)
+        served = handlers or [s.name for s in registry.specs()]
+        self.handlers = sorted({registry.canonical_name(h) for h in served} - ENGINE_BOUND_HANDLERS)
+        self.capabilities = sorted(set(capabilities or []))
+        self.concurrency = concurrency
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.streams = [
+            self.names.tasks(h, caps)
+            for h in self.handlers
+            for caps in capability_sets(self.capabilities)
+        ]
+        self._secrets = dict(secrets or {})
+        self._breakers = breakers
+        self._redis: Redis | None = None
+        self._executor: NodeExecutor | None = None
+        self._resources = Resources()
+        self._busy = 0
+        self._slot_freed = asyncio.Event()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._running: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self.completed = 0  # attempts answered by this worker (for tests and the heartbeat)
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("worker not started")
+        return self._redis
+
+    async def start(self) -> None:
+        from orchestrion.handlers.http import build_http_client
+
+        self._redis = connect_redis(self.url)
+        for stream in self.streams:
+            await ensure_group(self._redis, stream, WORKER_GROUP)
+        self._resources.http = build_http_client(
+            timeout=self.settings.http_timeout,
+            max_connections=self.settings.http_max_connections,
+        )
+        self._resources.extra.setdefault("registry", self.registry)
+        if self._breakers is not None:
+            self._resources.extra["circuit_breakers"] = self._breakers
+        self._executor = NodeExecutor(self.registry, self._resources, self._secrets)
+        self._stopping.clear()
+        await self._beat()
+        self._loops = [
+            asyncio.create_task(self._read(), name="orchestrion-worker-read"),
+            asyncio.create_task(self._heartbeat(), name="orchestrion-worker-heartbeat"),
+            asyncio.create_task(self._listen_cancels(), name="orchestrion-worker-cancels"),
+        ]
+        logger.info(
+            "worker %s serving %s (capabilities: %s), concurrency %d",
+            self.id,
+            ", ".join(self.handlers),
+            ", ".join(self.capabilities) or "none",
+            self.concurrency,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop reading; let running attempts finish for ``grace`` s; leave the rest pending."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._stopping.set()
+        reader = self._loops[0] if self._loops else None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        jobs = list(self._jobs)
+        if jobs and grace > 0:
+            await asyncio.wait(jobs, timeout=grace)
+        for job in list(self._jobs):
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        for loop in self._loops[1:]:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        if self._redis is not None:
+            with contextlib.suppress(Exception):  # gone at once: the reaper need not wait
+                await self._redis.delete(self.names.worker(self.id))
+            await self._redis.aclose()
+            self._redis = None
+        if self._resources.http is not None:
+            await self._resources.http.aclose()
+            self._resources.http = None
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (SIGTERM in the CLI), then stop gracefully."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read(self) -> None:
+        from redis.exceptions import RedisError, ResponseError
+
+        while not self._stopping.is_set():
+            free = self.concurrency - self._busy
+            if free <= 0:  # read only what can start now; the rest stays for other workers
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                reply = cast(
+                    StreamReply,
+                    await self.redis.xreadgroup(
+                        WORKER_GROUP,
+                        self.id,
+                        dict.fromkeys(self.streams, ">"),
+                        count=free,
+                        block=1000,
+                    ),
+                )
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data: make the groups again
+                    for stream in self.streams:
+                        await ensure_group(self.redis, stream, WORKER_GROUP)
+                    continue
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("reading task streams failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for stream_key, items in reply or []:
+                for entry_id, fields in items:
+                    self._busy += 1
+                    job = asyncio.create_task(self._handle(text(stream_key), entry_id, fields))
+                    self._jobs.add(job)
+                    job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: asyncio.Task[None]) -> None:
+        self._jobs.discard(job)
+        self._busy -= 1
+        self._slot_freed.set()
+        if not job.cancelled() and job.exception() is not None:
+            logger.error("worker job failed", exc_info=job.exception())
+
+    async def _handle(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            data = loads(fields.get(b"m", b""))
+            task = decode_task(data)
+        except WireError as exc:
+            await self._park_unreadable(stream, entry_id, fields, exc)
+            return
+        reply_to = data.get("reply_to") or self.names.completions
+        guard = self.names.guard_for(task)
+        state = await self.redis.get(guard) if task.kind == "run" else None
+        if state == b"d" or await self._cancelled(task):
+            await self._finish(stream, entry_id, reply_to, None, guard)
+            return
+        key = (task.execution_id, task.node_id, task.attempt)
+        job = asyncio.current_task()
+        assert job is not None
+        self._running[key] = job
+        try:
+            outcome = await self._execute(task, reply_to)
+        except asyncio.CancelledError:
+            if self._stopping.is_set():
+                raise  # shutting down: left pending, reclaimed by the reaper
+            outcome = None  # cancelled by the orchestrator: nothing to report
+        finally:
+            self._running.pop(key, None)
+        await self._finish(stream, entry_id, reply_to, outcome, guard)
+
+    async def _execute(self, task: TaskMessage, reply_to: str) -> tuple[str, Event] | None:
+        assert self._executor is not None
+        outcome: list[tuple[str, Event]] = []
+        started: list[asyncio.Task[Any]] = []
+
+        def emit(execution_id: str, event: Event) -> None:
+            if isinstance(event, NodeStarted):
+                message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
+                started.append(asyncio.ensure_future(self.redis.xadd(reply_to, message)))
+            else:
+                outcome.append((execution_id, event))
+
+        await self._executor.execute(task, emit)
+        if started:
+            with contextlib.suppress(Exception):  # "running" is informative only
+                await asyncio.gather(*started)
+        return outcome[-1] if outcome else None
+
+    async def _finish(
+        self,
+        stream: str,
+        entry_id: bytes,
+        reply_to: str,
+        outcome: tuple[str, Event] | None,
+        guard: str,
+    ) -> None:
+        """Outcome, guard and acknowledgement in one transaction (see the module docstring)."""
+        from redis.exceptions import RedisError
+
+        for delay in (0.2, 0.5, 1.0, 2.0, 5.0):
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    if outcome is not None:
+                        pipe.xadd(reply_to, {"m": encode_event(*outcome)})
+                        pipe.set(guard, "d", xx=True, keepttl=True)
+                    pipe.xack(stream, WORKER_GROUP, entry_id)
+                    pipe.xdel(stream, entry_id)
+                    await pipe.execute()
+                if outcome is not None:
+                    self.completed += 1
+                return
+            except (RedisError, OSError) as exc:
+                logger.warning("sending an outcome failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+        logger.error("gave up sending the outcome of %s; the reaper will redeliver", entry_id)
+
+    async def _cancelled(self, task: TaskMessage) -> bool:
+        key = self.names.cancelled(task.execution_id, task.node_id, task.attempt)
+        return bool(await self.redis.exists(key))
+
+    async def _park_unreadable(
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], exc: WireError
+    ) -> None:
+        from orchestrion.resilience.dlq import DeadLetters
+
+        logger.error("parking unreadable task %s of %s: %s", entry_id, stream, exc)
+        raw = fields.get(b"m", b"").decode(errors="replace")
+        await DeadLetters(self.redis, self.names).park_raw(
+            stream, entry_id, raw, category="schema", message=str(exc), consumer=self.id
+        )
+
+    # ------------------------------------------------------------------ presence
+
+    async def _heartbeat(self) -> None:
+        from redis.exceptions import RedisError
+
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                logger.warning("worker heartbeat failed: %s", exc)
+
+    async def _beat(self) -> None:
+        info = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "handlers": self.handlers,
+            "capabilities": self.capabilities,
+            "concurrency": self.concurrency,
+            "in_flight": len(self._running),
+            "completed": self.completed,
+            "at": time.time(),
+        }
+        ttl = max(1, int(self.settings.heartbeat_seconds * 3 + 0.999))
+        await self.redis.set(self.names.worker(self.id), json.dumps(info), ex=ttl)
+
+    async def _listen_cancels(self) -> None:
+        """Cancel a running attempt when its orchestrator says so (best effort)."""
+        from redis.exceptions import RedisError
+
+        channel = self.names.cancel_channel
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    execution_id, node_id, attempt = json.loads(message["data"])
+                    job = self._running.get((execution_id, node_id, int(attempt)))
+                    if job is not None:
+                        job.cancel()
+            except (RedisError, OSError, ValueError) as exc:
+                logger.warning("cancel listener failed (%s); resubscribing", exc)
+                await asyncio.sleep(1.0)

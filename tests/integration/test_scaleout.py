@@ -1,0 +1,310 @@
+"""Scale-out mode on real PostgreSQL and Redis: what the protocol promises beyond the engine suite.
+
+The engine suites (test_engine, test_control_flow, test_patterns) already run on PostgreSQL +
+Redis Streams; this file covers what only scale-out has: several orchestrators, the API handing
+executions over, capability routing, redelivery guards, the reaper and the dead letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from orchestrion.core.events import NodeSucceeded
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
+from orchestrion.dispatch.wire import encode_event, encode_task
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+from orchestrion.handlers.registry import default_registry
+from orchestrion.resilience.dlq import DeadLetters
+from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.reaper import Reaper
+from orchestrion.runtime.worker import Worker
+from scaleout import scaleout_engine, scaleout_settings
+
+EFFECTS: Counter[str] = Counter()
+
+
+@function("so_effect", replace=True)
+def so_effect(ctx: NodeContext, value: Any = None) -> Any:
+    EFFECTS[ctx.idempotency_key] += 1
+    return value
+
+
+@function("so_sleep", replace=True)
+async def so_sleep(ctx: NodeContext, seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    EFFECTS.clear()
+
+
+@pytest.fixture
+def urls(postgres_url: str, redis_server: str, redis_prefix: str) -> tuple[str, str, str]:
+    return postgres_url, redis_server, redis_prefix
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server)
+    yield client
+    await client.aclose()
+
+
+def diamond(name: str = "diamond") -> dict[str, Any]:
+    def node(node_id: str, deps: list[str]) -> dict[str, Any]:
+        return {
+            "id": node_id,
+            "handler": "python",
+            "dependencies": deps,
+            "config": {"function": "so_effect", "params": {"value": node_id}},
+        }
+
+    return {
+        "name": name,
+        "dag": {
+            "nodes": [
+                node("a", []),
+                node("b", ["a"]),
+                node("c", ["a"]),
+                node("d", ["b", "c"]),
+            ]
+        },
+    }
+
+
+async def completed_events(engine: Engine, execution_id: str) -> Counter[str]:
+    events = await engine.store.list_events(execution_id, types=["node.completed"])
+    return Counter(e.node_id or "" for e in events)
+
+
+async def test_two_orchestrators_and_a_handing_over_api_run_each_fan_in_once(
+    urls: tuple[str, str, str],
+) -> None:
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix)
+    async with (
+        scaleout_engine(pg, redis_url, prefix, workers=2) as first,
+        Engine(settings=settings) as second,
+        Engine(settings=settings, drive=False) as api,
+    ):
+        started: dict[str, set[str]] = {first.owner: set(), second.owner: set()}
+        for engine in (first, second):
+
+            def seen(eid: str, records: list[Any], owner: str = engine.owner) -> None:
+                if any(r.type == "execution.started" for r in records):
+                    started[owner].add(eid)
+
+            engine.add_listener(seen)
+        definition = await api.submit(diamond())
+        records = [await api.start_execution(definition, {}) for _ in range(40)]
+        results = [await api.wait(r.id, timeout=60) for r in records]
+        assert {r.status for r in results} == {ExecutionStatus.COMPLETED}
+        for record in records:
+            assert await completed_events(api, record.id) == Counter("abcd")
+        # Each attempt's side effect happened exactly once.
+        assert len(EFFECTS) == 160 and set(EFFECTS.values()) == {1}
+        # Both orchestrators took starts from the shared stream, and no start twice.
+        assert started[first.owner] and started[second.owner]
+        assert not started[first.owner] & started[second.owner]
+        assert started[first.owner] | started[second.owner] == {r.id for r in records}
+        workers = first.workers  # type: ignore[attr-defined]
+        assert sum(w.completed for w in workers) == 160
+
+
+async def test_api_hand_over_control_reaches_the_driving_orchestrator(
+    urls: tuple[str, str, str],
+) -> None:
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix)
+    flow = {
+        "name": "gate",
+        "dag": {
+            "nodes": [
+                {"id": "ok", "handler": "approval"},
+                {"id": "after", "handler": "noop", "dependencies": ["ok"]},
+            ]
+        },
+    }
+    slow = {
+        "name": "slow",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "nap",
+                    "handler": "python",
+                    "config": {"function": "so_sleep", "params": {"seconds": 30}},
+                }
+            ]
+        },
+    }
+    async with (
+        scaleout_engine(pg, redis_url, prefix) as orchestrator,
+        Engine(settings=settings, drive=False) as api,
+    ):
+        gated = await api.start_execution(flow, {})
+        await wait_for(api, gated.id, lambda r: r.nodes["ok"].state is NodeState.WAITING)
+        await api.decide(gated.id, "ok", approved=True, by="ada", comment="fine")
+        done = await api.wait(gated.id, timeout=20)
+        assert done.status is ExecutionStatus.COMPLETED
+        assert done.nodes["ok"].output["decided_by"] == "ada"
+
+        napping = await api.start_execution(slow, {})
+        await wait_for(api, napping.id, lambda r: r.nodes["nap"].state is NodeState.RUNNING)
+        await api.cancel(napping.id, "changed my mind")
+        cancelled = await api.wait(napping.id, timeout=20)
+        assert cancelled.status is ExecutionStatus.CANCELLED
+        assert orchestrator.is_live(gated.id) is False
+
+
+async def wait_for(engine: Engine, execution_id: str, check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await engine.result(execution_id)
+        if check(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached: {result}")
+        await asyncio.sleep(0.05)
+
+
+async def test_capabilities_route_to_the_workers_that_declare_them(
+    urls: tuple[str, str, str],
+) -> None:
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix)
+    flow = {
+        "name": "caps",
+        "dag": {
+            "nodes": [
+                {"id": "plain", "handler": "noop"},
+                {"id": "needs_gpu", "handler": "noop", "capabilities": ["gpu"]},
+            ]
+        },
+    }
+    async with scaleout_engine(pg, redis_url, prefix) as engine:
+        record = await engine.start_execution(flow, {})
+        # The plain worker runs the plain node and leaves the gpu one alone.
+        await wait_for(engine, record.id, lambda r: r.nodes["plain"].state is NodeState.COMPLETED)
+        await asyncio.sleep(0.5)
+        assert (await engine.result(record.id)).nodes["needs_gpu"].state is NodeState.QUEUED
+        gpu = Worker(redis_url, settings, default_registry(), capabilities=["gpu"])
+        await gpu.start()
+        try:
+            result = await engine.wait(record.id, timeout=20)
+            assert result.status is ExecutionStatus.COMPLETED
+            assert gpu.completed == 1
+        finally:
+            await gpu.stop(grace=0)
+
+
+async def test_a_redelivered_completion_and_a_redelivered_task_are_no_ops(
+    urls: tuple[str, str, str], redis: Redis
+) -> None:
+    pg, redis_url, prefix = urls
+    names = StreamNames(prefix)
+    async with scaleout_engine(pg, redis_url, prefix) as engine:
+        result = await engine.run(diamond(), timeout=20)
+        assert result.status is ExecutionStatus.COMPLETED
+        eid = result.execution_id
+        # The same completion again, twice, on the shared stream and the engine's inbox.
+        late = NodeSucceeded("d", 1, time.time(), "again")
+        for stream in (names.completions, names.inbox(engine.owner)):
+            await redis.xadd(stream, {"m": encode_event(eid, late)})
+        # The same task again: the worker finds its guard done and does not run it.
+        record = await engine.store.get_execution(eid)
+        live_task = engine._compiled[record.definition_id].task_message(record, {}, "a", 1, None)
+        await redis.xadd(
+            names.tasks("python"), {"m": encode_task(live_task, reply_to=names.completions)}
+        )
+        await asyncio.sleep(1.0)
+        assert await completed_events(engine, eid) == Counter("abcd")
+        assert set(EFFECTS.values()) == {1}
+        assert (await engine.result(eid)).result == result.result
+
+
+async def test_the_reaper_gives_a_dead_workers_task_to_a_live_one(
+    urls: tuple[str, str, str], redis: Redis
+) -> None:
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix)
+    names = StreamNames(prefix)
+    async with scaleout_engine(pg, redis_url, prefix, workers=0) as engine:
+        record = await engine.start_execution(diamond(), {})
+        # A worker that takes node a and dies: no heartbeat, never acknowledges.
+        stream = names.tasks("python")
+        await redis.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
+        taken = await redis.xreadgroup(WORKER_GROUP, "ghost", {stream: ">"}, count=10, block=5000)
+        assert taken and len(taken[0][1]) == 1
+        live = Worker(redis_url, settings, default_registry(), worker_id="alive")
+        await live.start()
+        try:
+            await asyncio.sleep(0.3)
+            assert (await engine.result(record.id)).nodes["a"].state is NodeState.QUEUED
+            reaper = Reaper(redis_url, settings)
+            sweep = await reaper.sweep()
+            await reaper.close()
+            assert sweep.reclaimed == 1
+            result = await engine.wait(record.id, timeout=20)
+            assert result.status is ExecutionStatus.COMPLETED
+            assert result.nodes["a"].attempt == 1  # the same attempt, delivered again
+        finally:
+            await live.stop(grace=0)
+
+
+async def test_a_poison_task_is_parked_then_retried_or_dropped_from_the_dlq(
+    urls: tuple[str, str, str], redis: Redis
+) -> None:
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix, max_deliveries=2)
+    names = StreamNames(prefix)
+    stream = names.tasks("python")
+    dlq = DeadLetters(redis, names)
+    async with scaleout_engine(
+        pg, redis_url, prefix, workers=0, settings={"max_deliveries": 2}
+    ) as engine:
+        first = await engine.start_execution(diamond("poison-1"), {})
+        second = await engine.start_execution(diamond("poison-2"), {})
+        await redis.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
+        reaper = Reaper(redis_url, settings)
+        for ghost in ("ghost-1", "ghost-2"):  # two workers die on the same messages
+            got = 0
+            while got < 2:
+                reply = await redis.xreadgroup(
+                    WORKER_GROUP, ghost, {stream: ">"}, count=10, block=5000
+                )
+                got += len(reply[0][1]) if reply else 0
+            await reaper.sweep()
+        await reaper.close()
+        letters = await dlq.list()
+        assert sorted(letter.execution_id for letter in letters) == sorted([first.id, second.id])
+        letter = next(x for x in letters if x.execution_id == first.id)
+        assert letter.category == "delivery" and letter.deliveries == 2
+        assert letter.node_id == "a" and letter.attempt == 1 and letter.handler == "python"
+        assert "delivered 2 times" in letter.message and letter.parked_at > 0
+        # Parked is not failed: the node waits for an operator.
+        assert (await engine.result(first.id)).status is ExecutionStatus.RUNNING
+
+        live = Worker(redis_url, settings, default_registry(), worker_id="alive")
+        await live.start()
+        try:
+            await dlq.retry(letter.id)
+            assert (await engine.wait(first.id, timeout=20)).status is ExecutionStatus.COMPLETED
+            other = next(x for x in letters if x.execution_id == second.id)
+            await dlq.drop(other.id)
+            dropped = await engine.wait(second.id, timeout=20)
+            assert dropped.status is ExecutionStatus.FAILED
+            assert dropped.nodes["a"].error["category"] == "dead_letter"
+            assert await dlq.count() == 0
+        finally:
+            await live.stop(grace=0)

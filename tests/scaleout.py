@@ -1,0 +1,72 @@
+"""Scale-out mode inside one test process: an engine on PostgreSQL + Redis Streams with workers.
+
+The engine is an orchestrator (``RedisDispatcher``); the workers read the task streams as
+separate ``Worker`` objects would in their own processes, so every attempt crosses Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from orchestrion.handlers.registry import HandlerRegistry, default_registry
+from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.worker import Worker
+from orchestrion.settings import Settings, load_settings
+
+__all__ = ["scaleout_engine", "scaleout_settings"]
+
+
+def scaleout_settings(postgres_url: str, redis_url: str, prefix: str, **extra: Any) -> Settings:
+    return load_settings(
+        database_url=postgres_url,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        heartbeat_seconds=0.5,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def scaleout_engine(
+    postgres_url: str,
+    redis_url: str,
+    prefix: str,
+    *,
+    workers: int = 1,
+    concurrency: int = 64,
+    registry: HandlerRegistry | None = None,
+    settings: dict[str, Any] | None = None,
+    **engine_kwargs: Any,
+) -> AsyncIterator[Engine]:
+    config = scaleout_settings(postgres_url, redis_url, prefix, **(settings or {}))
+    registry = registry or default_registry()
+    pool = [
+        Worker(redis_url, config, registry, concurrency=concurrency, worker_id=f"w{i}")
+        for i in range(workers)
+    ]
+    for worker in pool:
+        await worker.start()
+    try:
+        async with Engine(settings=config, registry=registry, **engine_kwargs) as engine:
+            engine.workers = pool  # type: ignore[attr-defined]
+            yield engine
+    finally:
+        for worker in pool:
+            await worker.stop(grace=0)
+
+
+@asynccontextmanager
+async def engine_for(database_url: str, request: Any, **kwargs: Any) -> AsyncIterator[Engine]:
+    """An embedded engine on ``database_url``, or scale-out when it is ``"scaleout"``
+    (PostgreSQL and Redis from the test servers)."""
+    if database_url != "scaleout":
+        async with Engine(database_url, **kwargs) as engine:
+            yield engine
+        return
+    postgres_url = request.getfixturevalue("postgres_url")
+    redis_url = request.getfixturevalue("redis_server")
+    prefix = request.getfixturevalue("redis_prefix")
+    async with scaleout_engine(postgres_url, redis_url, prefix, **kwargs) as engine:
+        yield engine
