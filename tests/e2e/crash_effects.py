@@ -19,3 +19,19 @@ def slow_effect(ctx: Any, log: str, seconds: float = 0.2) -> dict[str, Any]:
         fh.flush()
         os.fsync(fh.fileno())
     return {"node": ctx.node_id}
+
+
+def keyed_effect(ctx: Any, effects: str, seconds: float = 0.0) -> dict[str, Any]:
+    """An idempotent downstream: apply the effect once per idempotency key (an exclusive file
+    create), however often the attempt is delivered; every delivery is logged too."""
+    key = ctx.idempotency_key.replace(":", "_")
+    with open(os.path.join(effects, "deliveries.log"), "a", encoding="utf-8") as fh:
+        fh.write(f"{key}\n")
+    if seconds:
+        time.sleep(seconds)
+    try:
+        fd = os.open(os.path.join(effects, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return {"node": ctx.node_id, "duplicate": True}
+    os.close(fd)
+    return {"node": ctx.node_id}

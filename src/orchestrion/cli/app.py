@@ -635,4 +635,8 @@ def version() -> None:
 from orchestrion.cli import processes as _processes  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m orchestrion.cli.app`: run the app of the imported module, on which the
+    # command modules above registered (this file as __main__ is a second copy).
+    from orchestrion.cli.app import main as _main
+
+    _main()
