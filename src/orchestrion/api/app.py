@@ -3,7 +3,9 @@
 The lifespan wires the engine's record listeners (event-stream wake-ups, metrics, the node
 transition log), starts the engine when the app owns it, and on shutdown stops it gracefully:
 no new work, in-flight attempts get ``shutdown_grace`` seconds to finish, the rest stays in
-the store and resumes at the next start. Under uvicorn that is what SIGTERM does.
+the store and resumes at the next start. Under uvicorn that is what SIGTERM does. In scale-out
+mode (``ORCHESTRION_REDIS_URL``) the lifespan also owns the API's Redis client (the dead letter
+queue, cluster health and metrics), closed last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from orchestrion.api.logging_setup import log_transitions
 from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
-from orchestrion.api.routes import control, definitions, events, health, workflows
+from orchestrion.api.routes import admin, control, definitions, events, health, workflows
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
 
@@ -63,6 +65,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warn_if_open(settings)
+        if settings.redis_url and ctx.redis is None:
+            from orchestrion.dispatch.redis import connect_redis
+
+            ctx.redis = connect_redis(settings.redis_url)  # connects on first use
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
@@ -84,6 +90,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 await feed.drain()
                 engine.remove_listener(feed.listener)
                 engine.remove_listener(ctx.hub.notify)
+                if ctx.redis is not None:
+                    redis, ctx.redis = ctx.redis, None
+                    with contextlib.suppress(Exception):  # closing must not hide the real error
+                        await redis.aclose()
 
     app = FastAPI(
         title="Orchestrion",
@@ -96,7 +106,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.ctx = ctx
     problems.install(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    for module in (workflows, control, definitions, events, health):
+    for module in (workflows, control, definitions, events, admin, health):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """What every request handler can reach: the engine, the settings and the app's helpers.
 
+In scale-out mode (``ORCHESTRION_REDIS_URL``) it also holds the API's own Redis client, made
+and closed by the app's lifespan, for the dead letter queue and the health of the cluster.
+
 One ``ApiContext`` lives in ``app.state.ctx``; routes get it through the ``get_ctx``
 dependency. The request id of the request being served is kept in a context variable so that
 log lines and problem documents can carry it without threading it through every call.
@@ -14,6 +17,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from orchestrion.api.hub import EventHub
     from orchestrion.api.metrics import Metrics
     from orchestrion.api.ratelimit import RateLimiter
@@ -41,6 +46,7 @@ class ApiContext:
     limiter: RateLimiter
     engine_running: bool = field(default=False)  # set by the lifespan; health reports it
     closing: bool = field(default=False)  # the server is stopping: event streams end
+    redis: Redis | None = field(default=None)  # scale-out only; set by the lifespan
 
     def begin_shutdown(self) -> None:
         """End event streams now, so a stopping server is not held open by them."""

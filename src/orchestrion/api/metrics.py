@@ -3,17 +3,33 @@
 Execution and node metrics come from engine records (``Metrics.observe`` is a record-feed
 sink), HTTP metrics from the middleware (``observe_http``). Queue depth, nodes in flight and
 live executions are computed at scrape time from the node states the records announced.
+
+In scale-out mode the ``/metrics`` route first reads a snapshot of the cluster from Redis
+(``orchestrion.api.cluster``) and hands it to ``observe_cluster``; ``ClusterCollector`` turns
+it into gauges at render time: ``orchestrion_redis_up``, ``orchestrion_dlq_size``, task stream
+depths, live workers and orchestrators, and ``orchestrion_circuit_state``. The last one has the
+name and meaning of the worker-side gauge in ``orchestrion.resilience.circuit``, which lives in
+the process-wide default registry; here it is a collector of this app's registry fed from the
+shared circuit hashes in Redis, so nothing is registered twice and every circuit is shown, not
+only those this process touched. When Redis cannot be read only ``orchestrion_redis_up 0`` is
+exposed: stale depths would look like live ones.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from orchestrion.api.cluster import Cluster
 from orchestrion.api.feed import ExecutionInfo
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
 
-__all__ = ["Metrics"]
+__all__ = ["ClusterCollector", "Metrics"]
 
 # Execution records that mean "entered this status"; running/waiting flips are not counted.
 _COUNTED = frozenset(
@@ -102,6 +118,12 @@ class Metrics:
             "Executions running, waiting or paused",
             registry=registry,
         ).set_function(lambda: len(self._live))
+        self.cluster = ClusterCollector()
+        registry.register(self.cluster)
+
+    def observe_cluster(self, snapshot: Cluster | None) -> None:
+        """The cluster as just read from Redis; None when Redis could not be read."""
+        self.cluster.update(snapshot)
 
     def _count(self, state: NodeState) -> int:
         return sum(1 for nodes in self._active.values() for s in nodes.values() if s is state)
@@ -163,3 +185,83 @@ class Metrics:
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_duration.labels(method, route).observe(seconds)
+
+
+# Gauge values of circuit states, as in orchestrion.resilience.circuit (worst is highest).
+_CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class ClusterCollector(Collector):
+    """Scale-out gauges from the last cluster snapshot; nothing at all in embedded mode."""
+
+    def __init__(self) -> None:
+        self._seen = False  # a snapshot was offered: this app runs in scale-out mode
+        self._snapshot: Cluster | None = None
+
+    def update(self, snapshot: Cluster | None) -> None:
+        self._seen = True
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable[Metric]:
+        # Every name up front, so the registry refuses a collision at registration time.
+        return list(_families(Cluster(), redis_up=True))
+
+    def collect(self) -> Iterable[Metric]:
+        if not self._seen:
+            return []
+        return list(_families(self._snapshot, redis_up=self._snapshot is not None))
+
+
+def _families(snapshot: Cluster | None, *, redis_up: bool) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "orchestrion_redis_up",
+        "Whether Redis answered the last scrape (1) or not (0)",
+        value=1 if redis_up else 0,
+    )
+    if snapshot is None:
+        return
+    yield GaugeMetricFamily(
+        "orchestrion_dlq_size",
+        "Task messages parked in the dead letter queue",
+        value=snapshot.dlq_size,
+    )
+    length = GaugeMetricFamily(
+        "orchestrion_task_stream_length",
+        "Entries in a task stream (waiting or held by a worker), by stream (handler+capabilities)",
+        labels=["stream"],
+    )
+    pending = GaugeMetricFamily(
+        "orchestrion_task_stream_pending",
+        "Entries of a task stream a worker has read and not answered yet, by stream",
+        labels=["stream"],
+    )
+    for stream in snapshot.streams:
+        length.add_metric([stream.name], stream.length)
+        pending.add_metric([stream.name], stream.pending)
+    yield length
+    yield pending
+    yield GaugeMetricFamily(
+        "orchestrion_workers_live", "Workers with a live heartbeat", value=len(snapshot.workers)
+    )
+    by_handler = GaugeMetricFamily(
+        "orchestrion_handler_workers_live",
+        "Workers with a live heartbeat that serve a handler",
+        labels=["handler"],
+    )
+    for handler, count in snapshot.workers_by_handler().items():
+        by_handler.add_metric([handler], count)
+    yield by_handler
+    yield GaugeMetricFamily(
+        "orchestrion_orchestrators_live",
+        "Orchestrators with a live heartbeat",
+        value=len(snapshot.orchestrators),
+    )
+    circuits = GaugeMetricFamily(
+        "orchestrion_circuit_state",
+        "Circuit breaker state shared in Redis (0 closed, 1 half-open, 2 open)",
+        labels=["handler", "host"],
+    )
+    for circuit in snapshot.circuits:
+        value = _CIRCUIT_VALUE.get(circuit["state"], 0)
+        circuits.add_metric([circuit["handler"], circuit["host"]], value)
+    yield circuits

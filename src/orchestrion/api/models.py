@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionResponse",
+    "DeadLetterAction",
+    "DeadLetterDetail",
+    "DeadLetterOut",
+    "DeadLetterPage",
     "DefinitionDetail",
     "DefinitionPage",
     "DefinitionSummary",
@@ -288,6 +292,63 @@ class EventPage(_Out):
 
     items: list[EventOut]
     next_after: int
+
+
+# ------------------------------------------------------------------ dead letter queue
+
+
+class DeadLetterOut(_Out):
+    """A task message parked in the dead letter queue, and the structured error of why.
+
+    Its attempt is neither failed nor running: it waits for an operator to retry or drop it.
+    """
+
+    id: str = Field(description="the entry id in the DLQ stream", examples=["1712345678901-0"])
+    category: str = Field(
+        description="`delivery`: delivered too often without an answer (its workers died or "
+        "hung on it); `schema`: a message no worker could read",
+        examples=["delivery"],
+    )
+    message: str
+    traceback: str | None = None
+    deliveries: int
+    first_sent_at: datetime | None = None
+    parked_at: datetime
+    execution_id: str | None = None
+    node_id: str | None = None
+    attempt: int | None = None
+    handler: str | None = None
+    stream: str = Field(description="the task stream it came from (and a retry goes back to)")
+    consumer: str | None = Field(default=None, description="the worker that parked it, if any")
+
+
+class DeadLetterDetail(DeadLetterOut):
+    """A dead letter with the task message exactly as it was sent (JSON text)."""
+
+    payload: str
+
+
+class DeadLetterPage(_Out):
+    """Dead letters, oldest first; pass ``next_after`` as ``after`` for the next page."""
+
+    items: list[DeadLetterOut]
+    next_after: str | None = None
+    total: int = Field(description="entries in the whole DLQ")
+
+
+class DeadLetterAction(_Out):
+    """What a retry or a drop did."""
+
+    id: str
+    action: Literal["retried", "dropped"]
+    stream: str
+    stream_entry_id: str | None = Field(
+        default=None, description="retry: the id of the task entry added to `stream` again"
+    )
+    execution_id: str | None = None
+    node_id: str | None = None
+    attempt: int | None = None
+    message: str
 
 
 # ------------------------------------------------------------------ health

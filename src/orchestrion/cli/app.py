@@ -632,7 +632,9 @@ def version() -> None:
 
 
 # The scale-out processes and tools register their commands on ``app``.
+from orchestrion.cli import dlq as _dlq  # noqa: E402, F401
 from orchestrion.cli import processes as _processes  # noqa: E402, F401
+from orchestrion.cli import topology as _topology  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m orchestrion.cli.app`: run the app of the imported module, on which the

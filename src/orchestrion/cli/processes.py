@@ -9,6 +9,8 @@ the ``ORCHESTRION_`` environment (``DATABASE_URL``, ``REDIS_URL``...) and the op
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -18,6 +20,8 @@ import typer
 from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
 
 __all__ = ["migrate", "orchestrator", "reaper", "worker"]
+
+logger = logging.getLogger(__name__)
 
 RedisOption = Annotated[
     str | None,
@@ -78,6 +82,27 @@ def _until_signal(fmt: str, level: str, body: Callable[[asyncio.Event], Awaitabl
         raise
 
 
+async def _start_when_reachable(make: Callable[[], Any], stop: asyncio.Event) -> Any:
+    """Start what ``make`` builds, waiting (with backoff) while PostgreSQL or Redis does not
+    answer yet, so processes can start in any order. None when stopped before that."""
+    from redis.exceptions import RedisError
+
+    from orchestrion.errors import StoreError
+
+    delay = 0.5
+    while not stop.is_set():
+        thing = make()
+        try:
+            await thing.start()
+            return thing
+        except (StoreError, RedisError, OSError) as exc:
+            logger.warning("cannot start yet (%s); trying again in %.1fs", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(10.0, delay * 2)
+    return None
+
+
 @app.command()
 def orchestrator(
     db: DbOption = None,
@@ -93,9 +118,14 @@ def orchestrator(
     async def body(stop: asyncio.Event) -> None:
         from orchestrion.runtime.engine import Engine
 
-        async with Engine(settings=settings) as engine:
+        engine = await _start_when_reachable(lambda: Engine(settings=settings), stop)
+        if engine is None:
+            return
+        try:
             err.print(f"orchestrator {engine.owner} running", highlight=False)
             await stop.wait()
+        finally:
+            await engine.stop()
 
     _until_signal(log_format, settings.log_level, body)
 
@@ -142,17 +172,25 @@ def worker(
             threshold=settings.circuit_failure_threshold,
             open_seconds=settings.circuit_open_seconds,
         )
-        node_worker = Worker(
-            settings.redis_url,
-            settings,
-            registry,
-            handlers=served,
-            capabilities=caps,
-            concurrency=concurrency,
-            secrets=load_secrets(settings),
-            breakers=breakers,
+        node_worker = await _start_when_reachable(
+            lambda: Worker(
+                settings.redis_url,
+                settings,
+                registry,
+                handlers=served,
+                capabilities=caps,
+                concurrency=concurrency,
+                secrets=load_secrets(settings),
+                breakers=breakers,
+            ),
+            stop,
         )
-        await node_worker.run_until(stop)
+        if node_worker is None:
+            return
+        try:
+            await stop.wait()
+        finally:
+            await node_worker.stop()
 
     _until_signal(log_format, settings.log_level, body)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from orchestrion.core.states import ExecutionStatus
     from orchestrion.runtime.result import ExecutionResult
 
-__all__ = ["cancel", "list_rows", "pause", "resume", "retry", "run", "status"]
+__all__ = ["cancel", "connected", "list_rows", "pause", "resume", "retry", "run", "status"]
 
 err = Console(stderr=True)
 
@@ -62,6 +62,10 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
     except KeyboardInterrupt:
         err.print("interrupted: the execution goes on on the server")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+connected = _connected
+"""For other command modules (``orchestrion dlq --server``): the same messages and exit codes."""
 
 
 def _describe(exc: Any) -> str:

@@ -38,6 +38,9 @@ from orchestrion.client.errors import (
 )
 from orchestrion.client.models import (
     Accepted,
+    DeadLetter,
+    DeadLetterAction,
+    DeadLetterPage,
     Definition,
     DefinitionSummary,
     Event,
@@ -60,6 +63,9 @@ __all__ = [
     "BadRequest",
     "Client",
     "Conflict",
+    "DeadLetter",
+    "DeadLetterAction",
+    "DeadLetterPage",
     "Definition",
     "DefinitionSummary",
     "Event",

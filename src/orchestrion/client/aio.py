@@ -18,6 +18,9 @@ from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, Stat
 from orchestrion.client.errors import error_from_response
 from orchestrion.client.models import (
     Accepted,
+    DeadLetter,
+    DeadLetterAction,
+    DeadLetterPage,
     Definition,
     DefinitionSummary,
     Event,
@@ -357,6 +360,38 @@ class AsyncClient:
                 if failures > reconnects:
                     raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
                 await asyncio.sleep(min(delay, 5.0))
+
+    # ------------------------------------------------------------------ dead letter queue
+
+    async def list_dead_letters(self, limit: int = 50, after: str | None = None) -> DeadLetterPage:
+        """One page of the dead letter queue, oldest first (admin role, scale-out mode).
+
+        The server answers ``Conflict`` in embedded mode, which has no queue.
+        """
+        return await self._send(calls.dead_letters(limit, after))
+
+    async def iter_dead_letters(self, *, page_size: int = 100) -> AsyncGenerator[DeadLetter, None]:
+        """Every dead letter, oldest first, following ``next_after`` page by page."""
+        after: str | None = None
+        while True:
+            page = await self.list_dead_letters(page_size, after)
+            for letter in page.items:
+                yield letter
+            if not page.next_after or not page.items:
+                return
+            after = page.next_after
+
+    async def get_dead_letter(self, entry_id: str) -> DeadLetter:
+        """A dead letter with its payload (``NotFound`` for an unknown id)."""
+        return await self._send(calls.dead_letter(entry_id))
+
+    async def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
+        """Send a dead letter back to its task stream: the same attempt runs again."""
+        return await self._send(calls.retry_dead_letter(entry_id))
+
+    async def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
+        """Drop a dead letter: its attempt fails (``dead_letter``), the execution goes on."""
+        return await self._send(calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service
 

@@ -25,6 +25,9 @@ from orchestrion.client.errors import (
 )
 from orchestrion.client.models import (
     Accepted,
+    DeadLetter,
+    DeadLetterAction,
+    DeadLetterPage,
     Definition,
     DefinitionSummary,
     EventPage,
@@ -48,7 +51,10 @@ __all__ = [
     "base_url",
     "cancel",
     "control",
+    "dead_letter",
+    "dead_letters",
     "default_headers",
+    "drop_dead_letter",
     "encode_definition",
     "events",
     "get_definition",
@@ -57,6 +63,7 @@ __all__ = [
     "list_executions",
     "metrics",
     "results",
+    "retry_dead_letter",
     "start_definition",
     "status",
     "status_values",
@@ -395,3 +402,26 @@ def health() -> Call[Health]:
 
 def metrics() -> Call[str]:
     return Call("GET", "/metrics", _text, headers={"Accept": "text/plain"})
+
+
+# ------------------------------------------------------------------ dead letter queue (admin)
+
+
+def dead_letters(limit: int | None, after: str | None) -> Call[DeadLetterPage]:
+    optional = {"limit": limit, "after": after}
+    params = [(key, str(value)) for key, value in optional.items() if value is not None]
+    return Call("GET", "/v1/admin/dlq", _json(DeadLetterPage.from_api), params=params)
+
+
+def dead_letter(entry_id: str) -> Call[DeadLetter]:
+    return Call("GET", f"/v1/admin/dlq/{_quote(entry_id)}", _json(DeadLetter.from_api))
+
+
+def retry_dead_letter(entry_id: str) -> Call[DeadLetterAction]:
+    path = f"/v1/admin/dlq/{_quote(entry_id)}/retry"
+    return Call("POST", path, _json(DeadLetterAction.from_api))
+
+
+def drop_dead_letter(entry_id: str) -> Call[DeadLetterAction]:
+    path = f"/v1/admin/dlq/{_quote(entry_id)}"
+    return Call("DELETE", path, _json(DeadLetterAction.from_api))

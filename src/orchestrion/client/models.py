@@ -8,7 +8,8 @@ the local ``ExecutionResult.to_dict()``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,9 @@ from orchestrion.runtime.result import ExecutionResult, NodeResult
 
 __all__ = [
     "Accepted",
+    "DeadLetter",
+    "DeadLetterAction",
+    "DeadLetterPage",
     "Definition",
     "DefinitionSummary",
     "Event",
@@ -397,4 +401,128 @@ class Health:
             status=str(data.get("status") or "unknown"),
             checks=dict(data.get("checks") or {}),
             version=data.get("version"),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A task message parked in the dead letter queue (scale-out), and why.
+
+    ``payload`` (the message as sent) is filled by ``get_dead_letter`` only; ``task`` is its
+    task part, parsed.
+    """
+
+    id: str
+    category: str
+    message: str
+    deliveries: int
+    parked_at: float | None
+    stream: str
+    traceback: str | None = None
+    first_sent_at: float | None = None
+    execution_id: str | None = None
+    node_id: str | None = None
+    attempt: int | None = None
+    handler: str | None = None
+    consumer: str | None = None
+    payload: str | None = None
+
+    @property
+    def task(self) -> dict[str, Any] | None:
+        """The parked task message's ``task`` object; None without a readable payload."""
+        if not self.payload:
+            return None
+        try:
+            data = json.loads(self.payload)
+        except ValueError:
+            return None
+        task = data.get("task") if isinstance(data, dict) else None
+        return task if isinstance(task, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (epoch times); ``payload`` only when it was fetched."""
+        data = asdict(self)
+        if self.payload is None:
+            del data["payload"]
+        return data
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DeadLetter:
+        return cls(
+            id=str(data["id"]),
+            category=str(data.get("category") or "unknown"),
+            message=str(data.get("message") or ""),
+            deliveries=int(data.get("deliveries") or 0),
+            parked_at=timestamp(data.get("parked_at")),
+            stream=str(data.get("stream") or ""),
+            traceback=data.get("traceback"),
+            first_sent_at=timestamp(data.get("first_sent_at")),
+            execution_id=_optional_str(data.get("execution_id")),
+            node_id=_optional_str(data.get("node_id")),
+            attempt=_optional_int(data.get("attempt")),
+            handler=_optional_str(data.get("handler")),
+            consumer=_optional_str(data.get("consumer")),
+            payload=_optional_str(data.get("payload")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """Dead letters, oldest first; ask again with ``after=next_after`` for the next page."""
+
+    items: list[DeadLetter]
+    next_after: str | None = None
+    total: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": [item.to_dict() for item in self.items],
+            "next_after": self.next_after,
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DeadLetterPage:
+        items = [DeadLetter.from_api(item) for item in data.get("items") or []]
+        return cls(
+            items=items, next_after=data.get("next_after"), total=int(data.get("total") or 0)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterAction:
+    """What ``retry_dead_letter`` or ``drop_dead_letter`` did; ``stream_entry_id`` is the
+    id of the task entry a retry added."""
+
+    id: str
+    action: str  # "retried" | "dropped"
+    stream: str
+    stream_entry_id: str | None = None
+    execution_id: str | None = None
+    node_id: str | None = None
+    attempt: int | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DeadLetterAction:
+        return cls(
+            id=str(data["id"]),
+            action=str(data["action"]),
+            stream=str(data.get("stream") or ""),
+            stream_entry_id=_optional_str(data.get("stream_entry_id")),
+            execution_id=_optional_str(data.get("execution_id")),
+            node_id=_optional_str(data.get("node_id")),
+            attempt=_optional_int(data.get("attempt")),
+            message=str(data.get("message") or ""),
         )

@@ -16,6 +16,9 @@ from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, Stat
 from orchestrion.client.errors import error_from_response
 from orchestrion.client.models import (
     Accepted,
+    DeadLetter,
+    DeadLetterAction,
+    DeadLetterPage,
     Definition,
     DefinitionSummary,
     Event,
@@ -350,6 +353,37 @@ class Client:
                 if failures > reconnects:
                     raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
                 time.sleep(min(delay, 5.0))
+
+    # ------------------------------------------------------------------ dead letter queue
+
+    def list_dead_letters(self, limit: int = 50, after: str | None = None) -> DeadLetterPage:
+        """One page of the dead letter queue, oldest first (admin role, scale-out mode).
+
+        The server answers ``Conflict`` in embedded mode, which has no queue.
+        """
+        return self._send(calls.dead_letters(limit, after))
+
+    def iter_dead_letters(self, *, page_size: int = 100) -> Generator[DeadLetter, None, None]:
+        """Every dead letter, oldest first, following ``next_after`` page by page."""
+        after: str | None = None
+        while True:
+            page = self.list_dead_letters(page_size, after)
+            yield from page.items
+            if not page.next_after or not page.items:
+                return
+            after = page.next_after
+
+    def get_dead_letter(self, entry_id: str) -> DeadLetter:
+        """A dead letter with its payload (``NotFound`` for an unknown id)."""
+        return self._send(calls.dead_letter(entry_id))
+
+    def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
+        """Send a dead letter back to its task stream: the same attempt runs again."""
+        return self._send(calls.retry_dead_letter(entry_id))
+
+    def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
+        """Drop a dead letter: its attempt fails (``dead_letter``), the execution goes on."""
+        return self._send(calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service
 

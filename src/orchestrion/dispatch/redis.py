@@ -70,8 +70,22 @@ def connect_redis(url: str) -> Redis:
             "ORCHESTRION_REDIS_URL is set but redis-py is not installed:"
             " pip install 'orchestrion[scaleout]'"
         ) from exc
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+
     try:
-        return Redis.from_url(url, health_check_interval=10, socket_connect_timeout=5)
+        # A restarted server leaves dead pooled connections: a command on one is retried on
+        # a fresh connection. Everything sent is safe to send twice (guarded dispatch,
+        # idempotent acknowledgements, duplicate events ignored by the machine).
+        return Redis.from_url(
+            url,
+            health_check_interval=10,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 4),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
     except ValueError as exc:
         raise ConfigurationError(f"invalid ORCHESTRION_REDIS_URL {url!r}: {exc}") from exc
 
@@ -152,6 +166,7 @@ class RedisDispatcher:
         await self._beat()  # alive before the inbox exists, so the reaper leaves it alone
         await self._prepare()
         self._tasks = [
+            asyncio.create_task(self._hand_over_again(), name="orchestrion-redis-handover"),
             asyncio.create_task(self._consume(), name="orchestrion-redis-consume"),
             asyncio.create_task(self._housekeeping(), name="orchestrion-redis-housekeeping"),
         ]
@@ -196,13 +211,42 @@ class RedisDispatcher:
     # ------------------------------------------------------------------ sending
 
     async def dispatch(self, tasks: list[TaskMessage]) -> None:
-        local = [t for t in tasks if self._local is not None and engine_bound(t, self._name)]
+        local: list[TaskMessage] = []
+        remote: list[TaskMessage] = []
+        for task in tasks:
+            bound = self._local is not None and engine_bound(task, self._name)
+            (local if bound else remote).append(task)
         if local:
             assert self._local is not None
             await self._local.dispatch(local)
-        remote = [t for t in tasks if not (local and t in local)]
         if not remote:
             return
+        try:
+            await self._send(remote)
+        except Exception as exc:  # Redis is away: keep them, and send them when it is back
+            from redis.exceptions import RedisError
+
+            if not isinstance(exc, RedisError | OSError):
+                raise
+            logger.warning("dispatching %d attempt(s) failed (%s); retrying", len(remote), exc)
+            job = asyncio.create_task(self._send_later(remote))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _send_later(self, tasks: list[TaskMessage]) -> None:
+        from redis.exceptions import RedisError
+
+        delay = 0.2
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self._send(tasks)
+                return
+            except (RedisError, OSError) as exc:
+                delay = min(5.0, delay * 2)
+                logger.warning("dispatching %d attempt(s) failed again (%s)", len(tasks), exc)
+
+    async def _send(self, remote: list[TaskMessage]) -> None:
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for task in remote:
@@ -353,6 +397,18 @@ class RedisDispatcher:
         if entries:
             logger.info("reclaimed %d pending entries of %s", len(entries), stream)
             await self._handle(stream, entries)
+
+    async def _hand_over_again(self) -> None:
+        """Once at start: starts handed over while Redis lost its data and no orchestrator
+        was there to notice are sent again (a start delivered twice is claimed once)."""
+        assert self._router is not None
+        try:
+            count = await self._router.hand_over_again()
+        except Exception:
+            logger.exception("could not hand over pending executions again")
+            return
+        if count:
+            logger.info("handed over %d pending execution(s) again", count)
 
     async def _recover_lost_data(self) -> None:
         """Redis came back empty: groups again, a new epoch, and in-flight work again."""

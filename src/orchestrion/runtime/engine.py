@@ -184,7 +184,12 @@ class Engine:
             from orchestrion.runtime.routing import EventRouter
 
             bind(EventRouter(self, self._dispatcher.forward))  # type: ignore[attr-defined]
-        await self._dispatcher.start(self._post)
+        try:
+            await self._dispatcher.start(self._post)
+        except BaseException:
+            await self._dispatcher.close()  # a queue that cannot be reached: start again later
+            await self._store.close()
+            raise
         self._started = True
         self._accepting = True
         if self._resume:
@@ -810,21 +815,34 @@ class Engine:
             if item.ack is not None and not item.ack.done():
                 item.ack.set_exception(exc)
 
-    def _schedule_reload(self, execution_id: str) -> None:
-        task = asyncio.ensure_future(self._reload(execution_id))
+    def _schedule_reload(self, execution_id: str, attempt: int = 1) -> None:
+        task = asyncio.ensure_future(self._reload(execution_id, attempt))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _reload(self, execution_id: str) -> None:
+    async def _reload(self, execution_id: str, attempt: int = 1) -> None:
         try:
             record = await self.store.get_execution(execution_id)
             if record.status in FINAL_EXECUTION_STATES or execution_id in self._live:
                 return
+            if record.owner not in (None, self.owner):
+                return  # taken over meanwhile
             live = await self._load(record)
+            if execution_id in self._live:
+                return  # resumed by the heartbeat meanwhile
             self._live[execution_id] = live
             await self._recover([live])
-        except OrchestrionError:
-            logger.exception("could not reload execution %s", execution_id)
+        except OrchestrionError as exc:
+            # The store is still down: try again, less and less often, while we hold it.
+            self._live.pop(execution_id, None)
+            delay = min(30.0, 2.0**attempt)
+            logger.warning(
+                "could not reload execution %s (%s); again in %gs", execution_id, exc, delay
+            )
+            if self._accepting:
+                asyncio.get_running_loop().call_later(
+                    delay, self._schedule_reload, execution_id, attempt + 1
+                )
 
     def _notify(self, touched: dict[str, list[Record]]) -> None:
         if not self._listeners:
@@ -979,8 +997,11 @@ class Engine:
         for record in await self.store.unfinished_executions():
             if record.id in self._live:
                 continue
-            if not owner_is_dead(record.owner, record.lease_until, now) and (
-                alive is None or record.owner in alive
+            mine = record.owner == self.owner  # ours but dropped (a commit failed): reload
+            if (
+                not mine
+                and not owner_is_dead(record.owner, record.lease_until, now)
+                and (alive is None or record.owner in alive)
             ):
                 continue  # another live engine drives it
             if not await self.store.claim_execution(
@@ -1079,6 +1100,23 @@ class Engine:
         compiled = await self._compiled_for(fresh.definition_id)
         await self._begin(fresh, compiled)
         return True
+
+    async def hand_over_again(self) -> int:
+        """Send ``Started`` again for triggered executions no orchestrator has claimed yet
+        (pending, with a correlation id, no owner): their hand-over was lost with the queue's
+        data. A start delivered twice is claimed once. Returns how many."""
+        count = 0
+        cursor: str | None = None
+        while True:
+            page, cursor = await self.store.list_executions(
+                ExecutionFilter(status=[ExecutionStatus.PENDING], cursor=cursor, limit=500)
+            )
+            for record in page:
+                if record.correlation_id is not None and record.owner is None:
+                    await self._forward(record.id, Started(time.time()))
+                    count += 1
+            if cursor is None:
+                return count
 
     async def redispatch_in_flight(self) -> int:
         """Dispatch again every queued or running attempt of the live executions (the queue

@@ -61,8 +61,12 @@ class EventRouter:
         return self._engine.owner
 
     async def redispatch(self) -> int:
-        """Dispatch again what is in flight (the queue lost its data)."""
-        return await self._engine.redispatch_in_flight()
+        """Dispatch again what is in flight, and hand over again the starts nobody took (the
+        queue lost its data)."""
+        return await self._engine.redispatch_in_flight() + await self._engine.hand_over_again()
+
+    async def hand_over_again(self) -> int:
+        return await self._engine.hand_over_again()
 
     def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
         """The fast path: a future for the commit when this engine drives the execution."""

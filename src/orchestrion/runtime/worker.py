@@ -114,8 +114,13 @@ class Worker:
         from orchestrion.handlers.http import build_http_client
 
         self._redis = connect_redis(self.url)
-        for stream in self.streams:
-            await ensure_group(self._redis, stream, WORKER_GROUP)
+        try:
+            for stream in self.streams:
+                await ensure_group(self._redis, stream, WORKER_GROUP)
+        except BaseException:
+            await self._redis.aclose()  # not reachable yet: the caller may start again
+            self._redis = None
+            raise
         self._resources.http = build_http_client(
             timeout=self.settings.http_timeout,
             max_connections=self.settings.http_max_connections,

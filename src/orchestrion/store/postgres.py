@@ -240,7 +240,9 @@ class PostgresStore:
     async def open(self) -> None:
         if self._engine is not None:
             return
-        engine = create_async_engine(self.url)
+        # pre_ping: after a server restart, pooled connections are dead; test each on checkout
+        # instead of failing the first statement of every one of them.
+        engine = create_async_engine(self.url, pool_pre_ping=True)
         try:
             async with engine.begin() as conn:
                 await conn.execute(

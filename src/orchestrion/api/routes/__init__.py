@@ -1,7 +1,8 @@
 """The API's routers, one module per resource, and the dependencies they share.
 
 ``VIEW`` routes need the viewer role, ``OPERATE`` routes the operator role and the required
-headers; both are rate limited (health and metrics are not).
+headers, ``ADMIN`` routes (``/v1/admin/*``) the admin role and, when they change something, the
+required headers; all are rate limited (health and metrics are not).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from orchestrion.api.auth import require_headers, require_role
 from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.ratelimit import rate_limit
 
-__all__ = ["OPERATE", "VIEW", "Ctx", "IdempotencyKey"]
+__all__ = ["ADMIN", "OPERATE", "VIEW", "Ctx", "IdempotencyKey"]
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 IdempotencyKey = Annotated[
@@ -32,4 +33,9 @@ OPERATE: list[DependsParam] = [
     Depends(rate_limit),
     Depends(require_role("operator")),
     Depends(require_headers),
+]
+ADMIN: list[DependsParam] = [
+    Depends(rate_limit),
+    Depends(require_role("admin")),
+    Depends(require_headers),  # a no-op for GET
 ]

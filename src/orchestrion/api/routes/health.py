@@ -2,11 +2,19 @@
 
 Neither is rate limited. ``/health`` and ``/metrics`` are open (probes and scrapers);
 ``/v1/health`` follows the /v1 rule and needs a key when keys are configured.
+
+In scale-out mode the health report adds what Redis says about the cluster (``redis``,
+``orchestrators``, ``queues``, ``dlq``, ``circuits``, and ``workers`` from their heartbeats),
+and is degraded when PostgreSQL or Redis does not answer or no orchestrator or no worker is
+alive: executions would not move. A non-empty DLQ or an open circuit is reported, not degraded:
+the service works, an operator or a downstream has to act. ``/metrics`` refreshes the cluster
+gauges at scrape time, and answers even when Redis does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,12 +24,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrion import __version__
 from orchestrion.api.auth import require_role
+from orchestrion.api.cluster import REDIS_TIMEOUT, Cluster, ping, read_cluster
 from orchestrion.api.context import ApiContext
 from orchestrion.api.models import HealthCheck, HealthResponse
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import Ctx
 
 __all__ = ["router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -62,8 +73,89 @@ def _workers(ctx: ApiContext) -> HealthCheck:
     return HealthCheck(status="ok", info=info)
 
 
+def _unreachable(exc: BaseException) -> str:
+    from redis.exceptions import RedisError
+
+    if isinstance(exc, TimeoutError):
+        return f"Redis did not answer within {REDIS_TIMEOUT:g} s"
+    if isinstance(exc, RedisError | OSError):
+        return f"Redis is unreachable ({type(exc).__name__})"
+    return f"Redis answered something unreadable ({type(exc).__name__})"
+
+
+async def _snapshot(ctx: ApiContext) -> tuple[float, Cluster]:
+    """PING latency (ms) and the cluster snapshot, within ``REDIS_TIMEOUT`` together."""
+    assert ctx.redis is not None
+    async with asyncio.timeout(REDIS_TIMEOUT):
+        latency = await ping(ctx.redis)
+        return latency, await read_cluster(ctx.redis, ctx.settings.redis_prefix)
+
+
+def _scaleout_workers(cluster: Cluster) -> HealthCheck:
+    workers = cluster.workers
+    info = {
+        "mode": "scale-out",
+        "live": len(workers),
+        "concurrency": sum(w["concurrency"] for w in workers),
+        "in_flight": sum(w["in_flight"] for w in workers),
+        "queue_depth": sum(s.waiting for s in cluster.streams),
+        "by_handler": cluster.workers_by_handler(),
+        "by_capability": cluster.workers_by_capability(),
+        "workers": workers,
+    }
+    if not workers:
+        detail = "no live worker: nothing runs node attempts (start `orchestrion worker`)"
+        return HealthCheck(status="fail", detail=detail, info=info)
+    return HealthCheck(status="ok", info=info)
+
+
+def _orchestrators(cluster: Cluster) -> HealthCheck:
+    info = {"live": len(cluster.orchestrators), "orchestrators": cluster.orchestrators}
+    if not cluster.orchestrators:
+        detail = "no live orchestrator: executions do not move (start `orchestrion orchestrator`)"
+        return HealthCheck(status="fail", detail=detail, info=info)
+    return HealthCheck(status="ok", info=info)
+
+
+async def _scaleout_checks(ctx: ApiContext) -> dict[str, HealthCheck]:
+    """The checks only scale-out has, and the workers seen through their heartbeats."""
+    try:
+        latency, cluster = await _snapshot(ctx)
+    except Exception as exc:  # unreachable, slow, or answering nonsense: all fail the check
+        detail = _unreachable(exc)
+        logger.warning("health: %s: %s", detail, exc)
+        down = HealthCheck(status="fail", detail=detail)
+        return {
+            name: down
+            for name in ("redis", "workers", "orchestrators", "queues", "dlq", "circuits")
+        }
+    open_circuits = cluster.open_circuits()
+    queues = {s.name: {"length": s.length, "pending": s.pending} for s in cluster.streams}
+    return {
+        "redis": HealthCheck(
+            status="ok", info={"latency_ms": latency, "prefix": ctx.settings.redis_prefix}
+        ),
+        "workers": _scaleout_workers(cluster),
+        "orchestrators": _orchestrators(cluster),
+        "queues": HealthCheck(status="ok", info={"streams": queues}),
+        "dlq": HealthCheck(status="ok", info={"size": cluster.dlq_size}),
+        "circuits": HealthCheck(
+            status="ok",
+            info={
+                "total": len(cluster.circuits),
+                "open": len(open_circuits),
+                "circuits": open_circuits,
+            },
+        ),
+    }
+
+
 async def _health(ctx: ApiContext) -> JSONResponse:
-    checks = {"database": await _database(ctx), "engine": _engine(ctx), "workers": _workers(ctx)}
+    checks = {"database": await _database(ctx), "engine": _engine(ctx)}
+    if ctx.redis is None:
+        checks["workers"] = _workers(ctx)
+    else:
+        checks.update(await _scaleout_checks(ctx))
     ok = all(check.status == "ok" for check in checks.values())
     body = HealthResponse(status="ok" if ok else "degraded", checks=checks, version=__version__)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
@@ -102,4 +194,12 @@ async def health_v1(ctx: Ctx) -> JSONResponse:
     summary="Prometheus metrics",
 )
 async def metrics(ctx: Ctx) -> Response:
+    if ctx.redis is not None:
+        snapshot: Cluster | None = None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                snapshot = await read_cluster(ctx.redis, ctx.settings.redis_prefix)
+        except Exception as exc:  # a scrape never fails because of Redis
+            logger.warning("metrics: %s: %s", _unreachable(exc), exc)
+        ctx.metrics.observe_cluster(snapshot)
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

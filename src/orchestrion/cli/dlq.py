@@ -1,0 +1,429 @@
+"""``orchestrion dlq``: the dead letter queue of scale-out mode, in Redis or through a server.
+
+    orchestrion dlq list [--limit N] [--after ID] [--json]
+    orchestrion dlq show ID [--json]
+    orchestrion dlq retry ID [--json]     # the same attempt goes back to its task stream
+    orchestrion dlq drop ID [--json]      # the attempt fails (dead_letter), the execution goes on
+
+Each command works directly on Redis (``--redis URL`` or ``ORCHESTRION_REDIS_URL``, key prefix
+``--prefix`` or ``ORCHESTRION_REDIS_PREFIX``), or through a running server with ``--server URL``
+and an admin ``--api-key`` (``/v1/admin/dlq``); ``--server`` wins when both are given. Both
+ways print the same: a table (list), the fields, traceback and task (show), one line (retry,
+drop), or with ``--json`` the client's shape (``orchestrion.client.DeadLetter``, epoch times).
+
+Exit codes (as in ``cli/app.py``): 0 done; 2 an unknown id, a letter that cannot be retried,
+no Redis configured, or a request the server refused; 3 Redis or the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from orchestrion.cli.app import (
+    EXIT_INVALID,
+    EXIT_STORE,
+    ApiKeyOption,
+    JsonOption,
+    ServerOption,
+    app,
+    console,
+    err,
+)
+
+if TYPE_CHECKING:
+    from orchestrion.client import Client, DeadLetter, DeadLetterAction, DeadLetterPage
+    from orchestrion.resilience.dlq import DeadLetter as ParkedLetter
+    from orchestrion.resilience.dlq import DeadLetters
+    from orchestrion.settings import Settings
+
+__all__ = ["dlq_app"]
+
+T = TypeVar("T")
+
+dlq_app = typer.Typer(
+    name="dlq",
+    help="The dead letter queue (scale-out): list, show, retry or drop parked task messages.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app)
+
+RedisOption = Annotated[
+    str | None,
+    typer.Option("--redis", help="Redis URL (default: $ORCHESTRION_REDIS_URL)."),
+]
+PrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        help="Redis key prefix (default: $ORCHESTRION_REDIS_PREFIX, else orchestrion).",
+    ),
+]
+EntryArgument = Annotated[str, typer.Argument(help="Dead letter id, as listed (1712345678901-0).")]
+
+_TIMEOUT = 10.0  # seconds a command waits for Redis
+_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_MESSAGE_PREVIEW = 80
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where the queue is: a server (``--server``), else Redis."""
+
+    redis: str | None
+    prefix: str | None
+    server: str | None
+    api_key: str | None
+
+
+def _settings(target: _Target) -> Settings:
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if target.redis is not None:
+        overrides["redis_url"] = target.redis
+    if target.prefix is not None:
+        overrides["redis_prefix"] = target.prefix
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    if not settings.redis_url:
+        _fail(
+            EXIT_INVALID,
+            "no dead letter queue to use: pass --redis redis://host:6379/0 (or set "
+            "ORCHESTRION_REDIS_URL), or --server URL with an admin --api-key",
+        )
+    return settings
+
+
+def _checked(entry_id: str) -> str:
+    # Redis answers a malformed id with an error, which would read as "Redis failed" (exit 3).
+    if not _ENTRY_ID.match(entry_id):
+        _fail(EXIT_INVALID, f"no dead letter '{entry_id}' (ids look like 1712345678901-0)")
+    return entry_id
+
+
+def _run(
+    target: _Target,
+    remote: Callable[[Client], T],
+    direct: Callable[[DeadLetters], Awaitable[T]],
+) -> T:
+    """``remote(client)`` with ``--server``, else ``direct(dead_letters)`` on Redis."""
+    if target.server:
+        from orchestrion.cli.remote import connected
+
+        with connected(target.server, target.api_key) as client:
+            return remote(client)
+    settings = _settings(target)
+    assert settings.redis_url is not None
+    return _on_redis(settings.redis_url, settings.redis_prefix, direct)
+
+
+def _on_redis(url: str, prefix: str, direct: Callable[[DeadLetters], Awaitable[T]]) -> T:
+    from redis.exceptions import RedisError
+
+    from orchestrion.dispatch.redis import connect_redis
+    from orchestrion.dispatch.streams import StreamNames
+    from orchestrion.errors import ConfigurationError, ExecutionNotFound
+    from orchestrion.resilience.dlq import DeadLetters
+
+    async def go() -> T:
+        redis = connect_redis(url)
+        try:
+            async with asyncio.timeout(_TIMEOUT):
+                return await direct(DeadLetters(redis, StreamNames(prefix)))
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    except (ExecutionNotFound, ConfigurationError) as exc:  # an unknown id, a bad URL
+        _fail(EXIT_INVALID, str(exc))
+    except _NotRetryable as exc:
+        _fail(EXIT_INVALID, str(exc))
+    except TimeoutError:
+        _fail(EXIT_STORE, f"Redis did not answer within {_TIMEOUT:g} s")
+    except (RedisError, OSError) as exc:
+        _fail(EXIT_STORE, f"cannot use Redis: {exc}")
+
+
+class _NotRetryable(Exception):
+    """``DeadLetters.retry`` refused the letter (its payload is not a task message)."""
+
+
+# ---------------------------------------------------------------------------- conversions
+
+
+def _letter(parked: ParkedLetter, *, with_payload: bool) -> DeadLetter:
+    """A parked letter as the client returns it, so both ways print the same."""
+    from orchestrion.client import DeadLetter
+
+    data = parked.to_dict(with_payload=with_payload)
+    # The ids were copied from the parked message, which may be anything (an unreadable one).
+    attempt = data.get("attempt")
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        data["attempt"] = None
+    if not isinstance(data.get("first_sent_at"), int | float):
+        data["first_sent_at"] = None
+    return DeadLetter.from_api(data)
+
+
+async def _page(dlq: DeadLetters, limit: int, after: str | None) -> DeadLetterPage:
+    from orchestrion.client import DeadLetterPage
+
+    letters = await dlq.list(limit + 1, after)  # one more: is there a next page?
+    total = await dlq.count()
+    page = letters[:limit]
+    return DeadLetterPage(
+        items=[_letter(letter, with_payload=False) for letter in page],
+        next_after=page[-1].id if len(letters) > limit else None,
+        total=total,
+    )
+
+
+async def _show(dlq: DeadLetters, entry_id: str) -> DeadLetter:
+    return _letter(await dlq.get(entry_id), with_payload=True)
+
+
+async def _retry(dlq: DeadLetters, entry_id: str) -> DeadLetterAction:
+    from orchestrion.client import DeadLetterAction
+
+    letter = _letter(await dlq.get(entry_id), with_payload=False)
+    try:
+        added = await dlq.retry(entry_id)
+    except ValueError as exc:
+        raise _NotRetryable(f"{exc}: it cannot be retried, drop it instead") from None
+    return DeadLetterAction(
+        id=entry_id,
+        action="retried",
+        stream=letter.stream,
+        stream_entry_id=added,
+        execution_id=letter.execution_id,
+        node_id=letter.node_id,
+        attempt=letter.attempt,
+        message=f"Dead letter sent back to {letter.stream} as {added}",
+    )
+
+
+async def _drop(dlq: DeadLetters, entry_id: str) -> DeadLetterAction:
+    from orchestrion.client import DeadLetterAction
+
+    letter = _letter(await dlq.drop(entry_id), with_payload=False)
+    if letter.execution_id and letter.node_id and letter.attempt:
+        message = (
+            f"Dead letter dropped: attempt {letter.attempt} of node {letter.node_id} "
+            "fails with category dead_letter"
+        )
+    else:
+        message = "Dead letter dropped (it named no node attempt to fail)"
+    return DeadLetterAction(
+        id=entry_id,
+        action="dropped",
+        stream=letter.stream,
+        execution_id=letter.execution_id,
+        node_id=letter.node_id,
+        attempt=letter.attempt,
+        message=message,
+    )
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _when(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MESSAGE_PREVIEW else line[: _MESSAGE_PREVIEW - 1] + "…"
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def _render_page(page: DeadLetterPage) -> None:
+    if not page.items:
+        console.print("the dead letter queue is empty")
+        return
+    table = Table(
+        title=f"dead letters: {len(page.items)} of {page.total}", title_justify="left", expand=True
+    )
+    table.add_column("id", no_wrap=True)
+    table.add_column("category")
+    table.add_column("execution", no_wrap=True)
+    table.add_column("node")
+    table.add_column("attempt", justify="right")
+    table.add_column("handler")
+    table.add_column("deliveries", justify="right")
+    table.add_column("parked at (UTC)", no_wrap=True)
+    table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
+    for letter in page.items:
+        table.add_row(
+            letter.id,
+            Text(letter.category, style="yellow" if letter.category == "delivery" else "red"),
+            letter.execution_id or "-",
+            letter.node_id or "-",
+            "-" if letter.attempt is None else str(letter.attempt),
+            letter.handler or "-",
+            str(letter.deliveries),
+            _when(letter.parked_at),
+            _preview(letter.message),
+        )
+    console.print(table)
+    if page.next_after:
+        console.print(
+            f"more: orchestrion dlq list --after {page.next_after}", highlight=False, soft_wrap=True
+        )
+
+
+def _render_letter(letter: DeadLetter) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows = [
+        ("id", letter.id),
+        ("category", letter.category),
+        ("message", letter.message),
+        ("execution", letter.execution_id or "-"),
+        ("node", letter.node_id or "-"),
+        ("attempt", "-" if letter.attempt is None else str(letter.attempt)),
+        ("handler", letter.handler or "-"),
+        ("stream", letter.stream),
+        ("deliveries", str(letter.deliveries)),
+        ("first sent at", _when(letter.first_sent_at)),
+        ("parked at", _when(letter.parked_at)),
+        ("consumer", letter.consumer or "-"),
+    ]
+    for name, value in rows:
+        grid.add_row(name, Text(value))
+    console.print(grid)
+    if letter.traceback:
+        console.print("\n[bold]traceback[/]")
+        console.print(Text(letter.traceback))
+    task = letter.task
+    if task is not None:
+        console.print("\n[bold]task[/]")
+        _print_json(task)
+    elif letter.payload:
+        console.print("\n[bold]payload[/] (not a readable task message)")
+        console.print(Text(letter.payload))
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@dlq_app.command(name="list")
+def list_(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500)] = 50,
+    after: Annotated[
+        str | None, typer.Option("--after", help="List after this id (the previous page's last).")
+    ] = None,
+    as_json: JsonOption = False,
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List dead letters, oldest first."""
+    if after is not None:
+        _checked(after)
+    target = _Target(redis, prefix, server, api_key)
+    page = _run(
+        target,
+        lambda client: client.list_dead_letters(limit, after),
+        lambda dlq: _page(dlq, limit, after),
+    )
+    if as_json:
+        _print_json(page.to_dict())
+    else:
+        _render_page(page)
+
+
+@dlq_app.command()
+def show(
+    entry_id: EntryArgument,
+    as_json: JsonOption = False,
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show a dead letter: why it was parked, its traceback and its task message."""
+    _checked(entry_id)
+    target = _Target(redis, prefix, server, api_key)
+    letter = _run(
+        target,
+        lambda client: client.get_dead_letter(entry_id),
+        lambda dlq: _show(dlq, entry_id),
+    )
+    if as_json:
+        _print_json(letter.to_dict())
+    else:
+        _render_letter(letter)
+
+
+@dlq_app.command()
+def retry(
+    entry_id: EntryArgument,
+    as_json: JsonOption = False,
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Send a dead letter back to its task stream: the same attempt runs again."""
+    _checked(entry_id)
+    target = _Target(redis, prefix, server, api_key)
+    action = _run(
+        target,
+        lambda client: client.retry_dead_letter(entry_id),
+        lambda dlq: _retry(dlq, entry_id),
+    )
+    if as_json:
+        _print_json(action.to_dict())
+    else:
+        console.print(f"retried {entry_id}: {action.message}", highlight=False, soft_wrap=True)
+
+
+@dlq_app.command()
+def drop(
+    entry_id: EntryArgument,
+    as_json: JsonOption = False,
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Drop a dead letter: its attempt fails (dead_letter) and the execution goes on."""
+    _checked(entry_id)
+    target = _Target(redis, prefix, server, api_key)
+    action = _run(
+        target,
+        lambda client: client.drop_dead_letter(entry_id),
+        lambda dlq: _drop(dlq, entry_id),
+    )
+    if as_json:
+        _print_json(action.to_dict())
+    else:
+        console.print(f"dropped {entry_id}: {action.message}", highlight=False, soft_wrap=True)
