@@ -108,24 +108,48 @@ def orchestrator(
     db: DbOption = None,
     redis: RedisOption = None,
     log_format: LogFormatOption = "json",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port."
+        ),
+    ] = None,
 ) -> None:
     """Drive executions: consume completions, resolve dependencies, dispatch the next wave.
 
     Takes over the executions of orchestrators that died, and the starts the API hands over.
+    Node transitions are logged here (structured, with execution and node ids), and counted
+    in the metrics of --metrics-port.
     """
     settings = _settings(db, redis)
 
     async def body(stop: asyncio.Event) -> None:
+        from orchestrion.api.feed import RecordFeed
+        from orchestrion.api.logging_setup import log_transitions
         from orchestrion.runtime.engine import Engine
 
         engine = await _start_when_reachable(lambda: Engine(settings=settings), stop)
         if engine is None:
             return
+        sinks: list[Any] = [log_transitions]
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from orchestrion.api.metrics import Metrics
+
+            metrics = Metrics()
+            sinks.append(metrics.observe)
+            start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
+        feed = RecordFeed(engine, sinks)
+        engine.add_listener(feed.listener)
+        feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
         try:
             err.print(f"orchestrator {engine.owner} running", highlight=False)
             await stop.wait()
         finally:
             await engine.stop()
+            feed_task.cancel()
+            await asyncio.gather(feed_task, return_exceptions=True)
 
     _until_signal(log_format, settings.log_level, body)
 
