@@ -78,14 +78,18 @@ class Up:
             )
 
     def logs(self) -> str:
-        return self.err.read_text(errors="replace")[-6000:]
+        """Everything ``up`` wrote to stderr (its own lines and its children's)."""
+        return self.err.read_text(errors="replace")
+
+    def tail(self) -> str:
+        return self.logs()[-6000:]
 
     def table(self, timeout: float = 40) -> dict[str, int]:
         """Role -> pid, once ``up`` has printed its table (the API answered /health)."""
         deadline = time.monotonic() + timeout
         while "API: " not in self.out.read_text():
-            assert self.process.poll() is None, f"up exited early:\n{self.logs()}"
-            assert time.monotonic() < deadline, f"no table in {timeout}s:\n{self.logs()}"
+            assert self.process.poll() is None, f"up exited early:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"no table in {timeout}s:\n{self.tail()}"
             time.sleep(0.1)
         rows = re.findall(r"^(\S+)\s+(\d+)$", self.out.read_text(), re.MULTILINE)
         return {role: int(pid) for role, pid in rows}

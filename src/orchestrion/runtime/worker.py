@@ -29,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from orchestrion.core.events import Event, NodeStarted
@@ -49,6 +49,7 @@ from orchestrion.runtime.executor import NodeExecutor
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
     from orchestrion.resilience.circuit import CircuitBreakers
     from orchestrion.settings import Settings
@@ -96,6 +97,10 @@ class Worker:
         self._redis: Redis | None = None
         self._executor: NodeExecutor | None = None
         self._resources = Resources()
+        # Commands of attempts that start or end in the same loop tick share one round trip;
+        # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
+        self._started = _Batch(lambda: self.redis, transaction=False)
+        self._finished = _Batch(lambda: self.redis, transaction=True)
         self._busy = 0
         self._slot_freed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -234,8 +239,10 @@ class Worker:
             return
         reply_to = data.get("reply_to") or self.names.completions
         guard = self.names.guard_for(task)
-        state = await self.redis.get(guard) if task.kind == "run" else None
-        if state == b"d" or await self._cancelled(task):
+        done, cancelled = await self.redis.mget(
+            guard, self.names.cancelled(task.execution_id, task.node_id, task.attempt)
+        )
+        if (done == b"d" and task.kind == "run") or cancelled is not None:
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
         key = (task.execution_id, task.node_id, task.attempt)
@@ -255,12 +262,12 @@ class Worker:
     async def _execute(self, task: TaskMessage, reply_to: str) -> tuple[str, Event] | None:
         assert self._executor is not None
         outcome: list[tuple[str, Event]] = []
-        started: list[asyncio.Task[Any]] = []
+        started: list[asyncio.Future[Any]] = []
 
         def emit(execution_id: str, event: Event) -> None:
             if isinstance(event, NodeStarted):
                 message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
-                started.append(asyncio.ensure_future(self.redis.xadd(reply_to, message)))
+                started.append(self._started.add(lambda pipe: pipe.xadd(reply_to, message)))
             else:
                 outcome.append((execution_id, event))
 
@@ -281,15 +288,20 @@ class Worker:
         """Outcome, guard and acknowledgement in one transaction (see the module docstring)."""
         from redis.exceptions import RedisError
 
+        message: dict[Any, Any] | None = (
+            {"m": encode_event(*outcome)} if outcome is not None else None
+        )
+
+        def commands(pipe: Pipeline) -> None:
+            if message is not None:
+                pipe.xadd(reply_to, message)
+                pipe.set(guard, "d", xx=True, keepttl=True)
+            pipe.xack(stream, WORKER_GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+
         for delay in (0.2, 0.5, 1.0, 2.0, 5.0):
             try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    if outcome is not None:
-                        pipe.xadd(reply_to, {"m": encode_event(*outcome)})
-                        pipe.set(guard, "d", xx=True, keepttl=True)
-                    pipe.xack(stream, WORKER_GROUP, entry_id)
-                    pipe.xdel(stream, entry_id)
-                    await pipe.execute()
+                await self._finished.add(commands)
                 if outcome is not None:
                     self.completed += 1
                 return
@@ -297,10 +309,6 @@ class Worker:
                 logger.warning("sending an outcome failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
         logger.error("gave up sending the outcome of %s; the reaper will redeliver", entry_id)
-
-    async def _cancelled(self, task: TaskMessage) -> bool:
-        key = self.names.cancelled(task.execution_id, task.node_id, task.attempt)
-        return bool(await self.redis.exists(key))
 
     async def _park_unreadable(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], exc: WireError
@@ -359,3 +367,45 @@ class Worker:
             except (RedisError, OSError, ValueError) as exc:
                 logger.warning("cancel listener failed (%s); resubscribing", exc)
                 await asyncio.sleep(1.0)
+
+
+class _Batch:
+    """Collects Redis commands from many coroutines and sends them in one pipeline per loop
+    tick; each caller awaits the pipeline's outcome."""
+
+    def __init__(self, redis: Callable[[], Redis], *, transaction: bool) -> None:
+        self._redis = redis
+        self._transaction = transaction
+        self._queued: list[tuple[Callable[[Pipeline], Any], asyncio.Future[None]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, commands: Callable[[Pipeline], Any]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(lambda: self._spawn(loop))
+        self._queued.append((commands, future))
+        return future
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queued = self._queued, []
+        job = loop.create_task(self._send(batch))
+        self._sending.add(job)
+        job.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, batch: list[tuple[Callable[[Pipeline], Any], asyncio.Future[None]]]
+    ) -> None:
+        try:
+            async with self._redis().pipeline(transaction=self._transaction) as pipe:
+                for commands, _ in batch:
+                    commands(pipe)
+                await pipe.execute()
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
