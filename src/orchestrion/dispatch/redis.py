@@ -39,6 +39,7 @@ from orchestrion.dispatch.streams import (
 )
 from orchestrion.dispatch.wire import WireError, decode_event, encode_event, encode_task, loads
 from orchestrion.errors import ConfigurationError
+from orchestrion.runtime.routing import Routed
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -324,8 +325,6 @@ class RedisDispatcher:
             if fast is not None:
                 pending.append((entry_id, fast))
                 continue
-            from orchestrion.runtime.routing import Routed
-
             routed, future = await router.route(execution_id, event)
             if future is not None:
                 pending.append((entry_id, future))

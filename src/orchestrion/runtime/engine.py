@@ -1096,6 +1096,8 @@ class Engine:
             return False
         fresh = await self.store.get_execution(record.id)
         if fresh.status is not ExecutionStatus.PENDING:
+            # A late duplicate of a start that already ran: give the claim back.
+            await self.store.release_executions(self.owner, [record.id])
             return False
         compiled = await self._compiled_for(fresh.definition_id)
         await self._begin(fresh, compiled)
