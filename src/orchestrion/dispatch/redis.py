@@ -51,14 +51,21 @@ __all__ = ["RedisDispatcher", "connect_redis", "engine_bound", "ensure_group"]
 
 logger = logging.getLogger(__name__)
 
-# Add the task only if its guard was not set yet: one round trip, atomic.
+# Add each task only if its guard was not set yet: one round trip for a whole turn, atomic.
+# KEYS: guard and stream of task 1, of task 2...; ARGV: the payloads, then the guard's TTL.
 _GUARDED_XADD = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
-  return redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+local n = #ARGV - 1
+local added = 0
+for i = 1, n do
+  if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'PX', ARGV[n + 1]) then
+    redis.call('XADD', KEYS[2 * i], '*', 'm', ARGV[i])
+    added = added + 1
+  end
 end
-return false
+return added
 """
 _READ_COUNT = 1000
+_SCRIPT_BATCH = 500  # tasks per script call: a long script blocks Redis for everyone else
 _RECLAIM_IDLE_MS = 10_000
 
 
@@ -249,17 +256,23 @@ class RedisDispatcher:
 
     async def _send(self, remote: list[TaskMessage]) -> None:
         now = time.time()
+        keys: list[str] = []
+        payloads: list[str] = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for task in remote:
                 stream = self.names.tasks(self._name(task.handler), task.capabilities)
                 payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
                 if task.kind == "run":
-                    guard = self.names.guard_for(task)
-                    await self._script(
-                        keys=[guard, stream], args=[payload, self._guard_ms], client=pipe
-                    )
+                    keys += (self.names.guard_for(task), stream)
+                    payloads.append(payload)
                 else:  # compensations are rare and may legitimately run again after a retry
                     pipe.xadd(stream, {"m": payload})
+            for start in range(0, len(payloads), _SCRIPT_BATCH):
+                await self._script(
+                    keys=keys[2 * start : 2 * (start + _SCRIPT_BATCH)],
+                    args=[*payloads[start : start + _SCRIPT_BATCH], self._guard_ms],
+                    client=pipe,
+                )
             await pipe.execute()
 
     def _name(self, handler: str) -> str:

@@ -296,12 +296,10 @@ class Worker:
             if message is not None:
                 pipe.xadd(reply_to, message)
                 pipe.set(guard, "d", xx=True, keepttl=True)
-            pipe.xack(stream, WORKER_GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
 
         for delay in (0.2, 0.5, 1.0, 2.0, 5.0):
             try:
-                await self._finished.add(commands)
+                await self._finished.add(commands, ack=(stream, entry_id))
                 if outcome is not None:
                     self.completed += 1
                 return
@@ -369,6 +367,9 @@ class Worker:
                 await asyncio.sleep(1.0)
 
 
+_Queued = tuple[Callable[["Pipeline"], Any], tuple[str, bytes] | None, asyncio.Future[None]]
+
+
 class _Batch:
     """Collects Redis commands from many coroutines and sends them in one pipeline per loop
     tick; each caller awaits the pipeline's outcome."""
@@ -376,15 +377,19 @@ class _Batch:
     def __init__(self, redis: Callable[[], Redis], *, transaction: bool) -> None:
         self._redis = redis
         self._transaction = transaction
-        self._queued: list[tuple[Callable[[Pipeline], Any], asyncio.Future[None]]] = []
+        self._queued: list[_Queued] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    def add(self, commands: Callable[[Pipeline], Any]) -> asyncio.Future[None]:
+    def add(
+        self, commands: Callable[[Pipeline], Any], *, ack: tuple[str, bytes] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``commands``; ``ack``, a task entry to acknowledge and delete after them
+        (one XACK and one XDEL per stream for the whole batch)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._queued:
             loop.call_soon(lambda: self._spawn(loop))
-        self._queued.append((commands, future))
+        self._queued.append((commands, ack, future))
         return future
 
     def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -393,19 +398,23 @@ class _Batch:
         self._sending.add(job)
         job.add_done_callback(self._sending.discard)
 
-    async def _send(
-        self, batch: list[tuple[Callable[[Pipeline], Any], asyncio.Future[None]]]
-    ) -> None:
+    async def _send(self, batch: list[_Queued]) -> None:
+        acks: dict[str, list[bytes]] = {}
         try:
             async with self._redis().pipeline(transaction=self._transaction) as pipe:
-                for commands, _ in batch:
+                for commands, ack, _ in batch:
                     commands(pipe)
+                    if ack is not None:
+                        acks.setdefault(ack[0], []).append(ack[1])
+                for stream, ids in acks.items():
+                    pipe.xack(stream, WORKER_GROUP, *ids)
+                    pipe.xdel(stream, *ids)
                 await pipe.execute()
         except Exception as exc:
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for _, future in batch:
+        for _, _, future in batch:
             if not future.done():
                 future.set_result(None)
