@@ -1,0 +1,98 @@
+"""Pattern-based masking of personal data in free text and in JSON values.
+
+``Masker`` replaces what looks like personal data with a placeholder naming its kind
+(``[email]``, ``[card]``...): e-mail addresses, phone numbers, payment card numbers (only
+when the Luhn check passes, so order numbers and timestamps stay readable), IBANs, US social
+security numbers, and any configured pattern. ``mask_value`` walks dicts and lists; keys are
+kept. Pure functions: the log filter, the API and the CLI apply them (issue #6).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BUILTIN_PATTERNS", "Masker", "luhn_valid"]
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a string of digits (payment card numbers)."""
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = ord(char) - 48
+        if i % 2:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total % 10 == 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    name: str
+    regex: re.Pattern[str]
+    luhn: bool = False
+
+
+BUILTIN_PATTERNS: dict[str, str] = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+    # 13-19 digits, optionally grouped by spaces or dashes; confirmed by the Luhn check.
+    "card": r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+    "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    # International (+country) or grouped national numbers of 8+ digits.
+    "phone": r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b"
+    r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b",
+}
+_ORDER = ("email", "iban", "card", "ssn", "phone")
+
+
+class Masker:
+    """Masks the built-in kinds (all, or those named in ``kinds``) and ``extra`` patterns
+    (name -> regular expression); a bad expression is a ``ValueError`` naming it."""
+
+    def __init__(
+        self, kinds: Iterable[str] | None = None, extra: Mapping[str, str] | None = None
+    ) -> None:
+        wanted = list(_ORDER if kinds is None else kinds)
+        unknown = [k for k in wanted if k not in BUILTIN_PATTERNS]
+        if unknown:
+            known = ", ".join(_ORDER)
+            raise ValueError(f"unknown masking kind(s) {', '.join(unknown)} (known: {known})")
+        patterns = [
+            _Pattern(k, re.compile(BUILTIN_PATTERNS[k]), luhn=k == "card")
+            for k in _ORDER
+            if k in wanted
+        ]
+        for name, expression in (extra or {}).items():
+            try:
+                patterns.append(_Pattern(name, re.compile(expression)))
+            except re.error as exc:
+                raise ValueError(f"masking pattern {name!r} is not a valid regex: {exc}") from exc
+        self._patterns = patterns
+
+    def mask_text(self, text: str) -> str:
+        for pattern in self._patterns:
+            if pattern.luhn:
+                text = pattern.regex.sub(_card_or_keep, text)
+            else:
+                text = pattern.regex.sub(f"[{pattern.name}]", text)
+        return text
+
+    def mask_value(self, value: Any) -> Any:
+        """``value`` with every string in it masked (dict keys kept)."""
+        if isinstance(value, str):
+            return self.mask_text(value)
+        if isinstance(value, dict):
+            return {k: self.mask_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_value(v) for v in value]
+        return value
+
+
+def _card_or_keep(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
