@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BUILTIN_PATTERNS", "Masker", "luhn_valid"]
+__all__ = ["BUILTIN_PATTERNS", "MASKING_ORDER", "Masker", "luhn_valid"]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -47,7 +47,8 @@ BUILTIN_PATTERNS: dict[str, str] = {
     "phone": r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b"
     r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b",
 }
-_ORDER = ("email", "iban", "card", "ssn", "phone")
+MASKING_ORDER = ("email", "iban", "card", "ssn", "phone")
+"""Kinds, in the order they are applied (an IBAN before the digits inside it look like a card)."""
 
 
 class Masker:
@@ -57,14 +58,14 @@ class Masker:
     def __init__(
         self, kinds: Iterable[str] | None = None, extra: Mapping[str, str] | None = None
     ) -> None:
-        wanted = list(_ORDER if kinds is None else kinds)
+        wanted = list(MASKING_ORDER if kinds is None else kinds)
         unknown = [k for k in wanted if k not in BUILTIN_PATTERNS]
         if unknown:
-            known = ", ".join(_ORDER)
+            known = ", ".join(MASKING_ORDER)
             raise ValueError(f"unknown masking kind(s) {', '.join(unknown)} (known: {known})")
         patterns = [
             _Pattern(k, re.compile(BUILTIN_PATTERNS[k]), luhn=k == "card")
-            for k in _ORDER
+            for k in MASKING_ORDER
             if k in wanted
         ]
         for name, expression in (extra or {}).items():

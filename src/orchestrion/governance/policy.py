@@ -1,0 +1,204 @@
+"""The governance policy file (``governance.yaml``): its schema, its default, and its loading.
+
+``load_policy(path)`` reads YAML (or JSON), validates it against ``GovernancePolicy`` with
+unknown keys refused, and raises ``ConfigurationError`` listing every problem with its field
+path and line. Without a path the shipped default (``default_governance.yaml`` beside this
+module) applies. The loaded policy carries the SHA-256 of its canonical form, which
+``/health/governance`` shows so an auditor can tell which policy was in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
+from orchestrion.governance.masking import MASKING_ORDER, Masker
+from orchestrion.governance.ssrf import DEFAULT_DENY_HOSTS, DEFAULT_DENY_NETWORKS, UrlPolicy
+
+__all__ = ["DEFAULT_POLICY_FILE", "GovernancePolicy", "LoadedPolicy", "load_policy"]
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("default_governance.yaml")
+
+Classification = Literal["public", "internal", "pii", "phi"]
+_CLASSIFIED: list[Classification] = ["pii", "phi"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MaskingPolicy(_Section):
+    enabled: bool = True
+    kinds: list[str] = Field(default_factory=lambda: list(MASKING_ORDER))
+    patterns: dict[str, str] = Field(default_factory=dict)
+    classifications: list[Classification] = Field(default_factory=lambda: list(_CLASSIFIED))
+
+    def masker(self) -> Masker:
+        return Masker(self.kinds, self.patterns)
+
+
+class EncryptionPolicy(_Section):
+    classifications: list[Classification] = Field(default_factory=lambda: list(_CLASSIFIED))
+    key_env: str = "ORCHESTRION_ENCRYPTION_KEYS"
+
+
+class AuditPolicy(_Section):
+    enabled: bool = True
+    key_env: str = "ORCHESTRION_AUDIT_KEYS"
+
+
+class LlmSection(_Section):
+    allowed_models: list[str] = Field(default_factory=list)
+    max_tokens: int | None = Field(default=None, ge=1)
+    injection_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_INJECTION_PHRASES))
+    injection_patterns: list[str] = Field(default_factory=list)
+    review_below_confidence: float | None = Field(default=None, ge=0, le=1)
+
+    def policy(self) -> LlmPolicy:
+        return LlmPolicy(
+            tuple(self.allowed_models),
+            self.max_tokens,
+            tuple(self.injection_phrases),
+            tuple(self.injection_patterns),
+        )
+
+
+class HttpSection(_Section):
+    deny_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_NETWORKS))
+    allow_networks: list[str] = Field(default_factory=list)
+    deny_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_HOSTS))
+    allow_hosts: list[str] = Field(default_factory=list)
+    deny_private: bool = False
+    deny_loopback: bool = False
+
+    def policy(self) -> UrlPolicy:
+        return UrlPolicy(
+            tuple(self.deny_networks),
+            tuple(self.allow_networks),
+            tuple(self.deny_hosts),
+            tuple(self.allow_hosts),
+            self.deny_private,
+            self.deny_loopback,
+        )
+
+
+class PythonSection(_Section):
+    allowed_modules: list[str] = Field(default_factory=list)
+
+
+class TemplateSection(_Section):
+    timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_output_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class RetentionSection(_Section):
+    days: int | None = Field(default=None, ge=1)
+
+
+class GovernancePolicy(_Section):
+    """Every control of PRODUCT.md section 7, with the defaults of the shipped policy."""
+
+    version: Literal[1] = 1
+    masking: MaskingPolicy = Field(default_factory=MaskingPolicy)
+    encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    llm: LlmSection = Field(default_factory=LlmSection)
+    http: HttpSection = Field(default_factory=HttpSection)
+    python: PythonSection = Field(default_factory=PythonSection)
+    templates: TemplateSection = Field(default_factory=TemplateSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
+    required_headers: list[str] = Field(default_factory=list)
+
+    @field_validator("masking")
+    @classmethod
+    def _patterns_compile(cls, value: MaskingPolicy) -> MaskingPolicy:
+        value.masker()  # raises ValueError naming the bad kind or pattern
+        return value
+
+    @field_validator("llm")
+    @classmethod
+    def _llm_compiles(cls, value: LlmSection) -> LlmSection:
+        value.policy()
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _networks_parse(cls, value: HttpSection) -> HttpSection:
+        value.policy()
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPolicy:
+    """A validated policy, where it came from and the hash of its canonical form."""
+
+    policy: GovernancePolicy
+    source: str
+    sha256: str
+
+
+def load_policy(path: str | Path | None = None) -> LoadedPolicy:
+    """The policy in ``path`` (the shipped default when None); see the module docstring."""
+    file = Path(path) if path is not None else DEFAULT_POLICY_FILE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read governance policy {file}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"governance policy {file} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"governance policy {file} must be a mapping at the top")
+    try:
+        policy = GovernancePolicy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            where = ".".join(loc) or "(top)"
+            line = _nearest_line(lines, loc)
+            at = f" (line {line})" if line else ""
+            problems.append(f"{where}{at}: {err['msg']}")
+        raise ConfigurationError(
+            f"invalid governance policy {file}: " + "; ".join(problems)
+        ) from exc
+    canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return LoadedPolicy(policy, str(file), hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Field path -> 1-based line, from the YAML node tree."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                index[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                index[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
