@@ -104,6 +104,9 @@ class _Posted:
     event: Event
     cause: str | None
     ack: asyncio.Future[None] | None = None
+    # From a stream (``deliver``): when the execution is not driven here by the time the
+    # turn runs (a failed commit dropped it), the entry must stay unacknowledged.
+    redeliverable: bool = False
 
 
 class Engine:
@@ -751,6 +754,12 @@ class Engine:
         for item in items:
             live = self._live.get(item.execution_id)
             if live is None:
+                if item.redeliverable and item.ack is not None and not item.ack.done():
+                    # Dropped meanwhile (a failed commit) or finished: the stream entry is
+                    # delivered again and routed afresh, instead of being acknowledged lost.
+                    item.ack.set_exception(
+                        ExecutionError(f"execution {item.execution_id} is not driven here")
+                    )
                 continue  # a late result for an execution that already ended
             step = live.machine.apply(item.event)
             self._absorb(live, step, batch, actions, item.cause, touched)
@@ -1066,7 +1075,7 @@ class Engine:
         live = self._live.get(execution_id)
         node = getattr(event, "node", None)
         cause = live.queued_event.get(node) if live is not None and node is not None else None
-        self._inbox.append(_Posted(execution_id, event, cause, ack))
+        self._inbox.append(_Posted(execution_id, event, cause, ack, redeliverable=True))
         self._wake.set()
         return ack
 
