@@ -117,7 +117,7 @@ def _redis_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("redis-server did not start")
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 async def test_a_redis_restart_mid_run_loses_nothing(tmp_path: Path, postgres_url: str) -> None:
     if shutil.which("redis-server") is None:
         _unavailable("no redis-server binary to restart")
@@ -141,7 +141,7 @@ async def test_a_redis_restart_mid_run_loses_nothing(tmp_path: Path, postgres_ur
             redis.wait(10)
             await asyncio.sleep(1.0)
             redis = _redis_server(port, tmp_path)
-            statuses = await settle_all(api, ids, timeout=90)
+            statuses = await settle_all(api, ids, timeout=200)
             assert set(statuses.values()) == {ExecutionStatus.COMPLETED.value}, statuses
             await check_exactly_once(api, ids, effects, nodes=5)
     finally:
@@ -163,7 +163,7 @@ def _pg_restart() -> None:
     )
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 async def test_a_postgresql_restart_mid_run_loses_nothing(
     tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
@@ -185,7 +185,7 @@ async def test_a_postgresql_restart_mid_run_loses_nothing(
             ids = [(await api.start_execution(definition, {})).id for _ in range(EXECUTIONS)]
             await running(api, ids)
             await asyncio.to_thread(_pg_restart)
-            statuses = await settle_all(api, ids, timeout=120)
+            statuses = await settle_all(api, ids, timeout=200)
             assert set(statuses.values()) == {ExecutionStatus.COMPLETED.value}, statuses
             await check_exactly_once(api, ids, effects, nodes=5)
     finally:

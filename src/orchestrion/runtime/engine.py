@@ -748,7 +748,7 @@ class Engine:
                             )
 
     async def _turn(self, items: list[_Posted]) -> None:
-        batch = CommitBatch()
+        batch = CommitBatch(owner=self.owner)
         actions: list[tuple[_Live, Command, str | None]] = []
         touched: dict[str, list[Record]] = {}
         for item in items:
@@ -1029,7 +1029,7 @@ class Engine:
             await self._recover(lives)
 
     async def _recover(self, lives: list[_Live]) -> None:
-        batch = CommitBatch()
+        batch = CommitBatch(owner=self.owner)
         actions: list[tuple[_Live, Command, str | None]] = []
         touched: dict[str, list[Record]] = {}
         now = time.time()

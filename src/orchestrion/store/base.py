@@ -119,6 +119,9 @@ class CommitBatch:
     causation: list[str | None] = field(default_factory=list)
     correlation: dict[str, str | None] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    # The committing engine: a store shared by processes (PostgreSQL) refuses the whole batch
+    # when another owner took one of its executions over (fencing a stale engine).
+    owner: str | None = None
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))

@@ -705,14 +705,27 @@ class PostgresStore:
         touched = {execution_id for execution_id, _ in records}
         touched.update(batch.results)
         async with self._transaction() as conn:
-            found = set(
-                await conn.scalars(
-                    text("SELECT id FROM executions WHERE id = ANY(:ids)"), {"ids": list(touched)}
+            # FOR UPDATE: a takeover (an UPDATE of owner) waits for this commit, or this
+            # commit sees it and refuses the batch, so a stale engine never writes over it.
+            rows = (
+                await conn.execute(
+                    text("SELECT id, owner FROM executions WHERE id = ANY(:ids) FOR UPDATE"),
+                    {"ids": list(touched)},
                 )
-            )
+            ).all()
+            found = {row[0] for row in rows}
             if len(found) != len(touched):
                 missing = ", ".join(sorted(touched - found))
                 raise StoreError(f"commit refers to unknown executions: {missing}")
+            if batch.owner is not None:
+                lost = sorted(
+                    row[0] for row in rows if row[1] is not None and row[1] != batch.owner
+                )
+                if lost:
+                    raise StoreError(
+                        f"commit refused: execution(s) {', '.join(lost)} are owned by another"
+                        " process now"
+                    )
             if events:
                 await conn.execute(_INSERT_EVENTS, _columns(events, _EVENT_ARRAY_TYPES))
             if runs:
