@@ -375,8 +375,10 @@ class RedisDispatcher:
         """Heartbeat, epoch check, and claiming entries left pending for too long."""
         from redis.exceptions import RedisError
 
+        beats = 0
         while not self._closing:
             await asyncio.sleep(self.settings.heartbeat_seconds)
+            beats += 1
             try:
                 await self._beat()
                 epoch = await self.redis.get(self.names.epoch)
@@ -385,6 +387,11 @@ class RedisDispatcher:
                     continue
                 for stream in (self.inbox, self.names.completions):
                     await self._reclaim(stream)
+                if beats % 5 == 0:
+                    # Safety net: an in-flight attempt whose task was lost (its guard is gone)
+                    # is sent again; for all others the guarded dispatch adds nothing.
+                    assert self._router is not None
+                    await self._router.redispatch_guarded()
             except (RedisError, OSError) as exc:
                 self._alive = None
                 logger.warning("redis housekeeping failed (%s); retrying", exc)

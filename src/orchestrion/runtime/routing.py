@@ -65,6 +65,10 @@ class EventRouter:
         queue lost its data)."""
         return await self._engine.redispatch_in_flight() + await self._engine.hand_over_again()
 
+    async def redispatch_guarded(self) -> int:
+        """Dispatch every in-flight attempt again through the guard: only lost ones go out."""
+        return await self._engine.redispatch_in_flight()
+
     async def hand_over_again(self) -> int:
         return await self._engine.hand_over_again()
 
