@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     )
     http_timeout: float = Field(default=30.0, gt=0)
     http_max_connections: int = Field(default=100, ge=1)
+    governance_file: Path | None = Field(
+        default=None,
+        description="the governance policy (governance.yaml); none: the shipped default",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
 

@@ -48,11 +48,13 @@ class MaskingPolicy(_Section):
 class EncryptionPolicy(_Section):
     classifications: list[Classification] = Field(default_factory=lambda: list(_CLASSIFIED))
     key_env: str = "ORCHESTRION_ENCRYPTION_KEYS"
+    required: bool = False  # true: a process without the key refuses to start
 
 
 class AuditPolicy(_Section):
     enabled: bool = True
     key_env: str = "ORCHESTRION_AUDIT_KEYS"
+    required: bool = False
 
 
 class LlmSection(_Section):

@@ -56,6 +56,7 @@ from orchestrion.errors import (
     OrchestrionError,
     StoreError,
 )
+from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.map import PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
@@ -128,8 +129,11 @@ class Engine:
         rng: random.Random | None = None,
         resume: bool = True,
         drive: bool = True,
+        governance: Governance | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        # The policy in force: trusted (one's own definitions) unless the caller says not.
+        self.governance = governance or Governance.from_settings(self.settings)
         self.database_url = database_url or self.settings.database_url
         self._store = store
         self._dispatcher = dispatcher

@@ -1,0 +1,140 @@
+"""``Governance``: the policy in force in one process, with its keys, ready for use.
+
+Built once per process from settings (``ORCHESTRION_GOVERNANCE_FILE``, the shipped default
+otherwise) and the key variables the policy names. Every part that enforces a control takes
+what it needs from here: the store its key ring, the logs and the API their masker, the http
+and llm handlers their guards, the service its python allowlist.
+
+``trusted`` is True for ``orchestrion run`` and the Python API (one's own file, one's own
+code) and False for the service, where a submitted definition comes from someone else: only
+then does the python allowlist apply.
+
+A key variable that is not set turns its control off and says so (``missing_keys``), unless
+the policy marks the control ``required``, in which case building ``Governance`` fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.governance.encryption import KeyRing
+from orchestrion.governance.llm_policy import LlmPolicy
+from orchestrion.governance.masking import Masker
+from orchestrion.governance.policy import GovernancePolicy, LoadedPolicy, load_policy
+from orchestrion.governance.ssrf import UrlPolicy
+
+if TYPE_CHECKING:
+    from orchestrion.settings import Settings
+
+__all__ = ["Governance"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Governance:
+    """The loaded policy plus everything derived from it; see the module docstring."""
+
+    loaded: LoadedPolicy
+    trusted: bool = True
+    keyring: KeyRing | None = None
+    audit_keys: KeyRing | None = None
+    masker: Masker | None = None
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy)
+    llm: LlmPolicy = field(default_factory=LlmPolicy)
+    missing_keys: tuple[str, ...] = ()
+
+    @property
+    def policy(self) -> GovernancePolicy:
+        return self.loaded.policy
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        trusted: bool = True,
+        environ: dict[str, str] | None = None,
+    ) -> Governance:
+        """The policy in ``path`` (shipped default when None) with keys from ``environ``."""
+        env = os.environ if environ is None else environ
+        loaded = load_policy(path)
+        policy = loaded.policy
+        missing: list[str] = []
+
+        def ring(variable: str, required: bool, what: str) -> KeyRing | None:
+            text = env.get(variable, "").strip()
+            if not text:
+                if required:
+                    raise ConfigurationError(
+                        f"{variable} is not set, and the governance policy requires {what}"
+                    )
+                missing.append(variable)
+                return None
+            try:
+                return KeyRing.from_env(text)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{variable}: {exc}") from exc
+
+        keyring = ring(policy.encryption.key_env, policy.encryption.required, "encryption")
+        audit_keys = (
+            ring(policy.audit.key_env, policy.audit.required, "a signed audit trail")
+            if policy.audit.enabled
+            else None
+        )
+        return cls(
+            loaded=loaded,
+            trusted=trusted,
+            keyring=keyring,
+            audit_keys=audit_keys,
+            masker=policy.masking.masker() if policy.masking.enabled else None,
+            url_policy=policy.http.policy(),
+            llm=policy.llm.policy(),
+            missing_keys=tuple(missing),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, trusted: bool = True) -> Governance:
+        return cls.load(settings.governance_file, trusted=trusted)
+
+    def encrypts(self, classification: str) -> bool:
+        """True when values of this classification are encrypted at rest."""
+        return self.keyring is not None and classification in self.policy.encryption.classifications
+
+    def masks(self, classification: str) -> bool:
+        """True when values of this classification are hidden from callers without admin."""
+        return self.masker is not None and classification in self.policy.masking.classifications
+
+    @property
+    def python_allowlist(self) -> tuple[str, ...] | None:
+        """Modules the python handler may import from; None (anything) when trusted."""
+        return None if self.trusted else tuple(self.policy.python.allowed_modules)
+
+    def untrusted(self) -> Governance:
+        """The same policy and keys, applied to definitions that come from others."""
+        if not self.trusted:
+            return self
+        return Governance(
+            self.loaded,
+            False,
+            self.keyring,
+            self.audit_keys,
+            self.masker,
+            self.url_policy,
+            self.llm,
+            self.missing_keys,
+        )
+
+    def warn_missing_keys(self) -> None:
+        """Log, once at start, each control a missing key turns off."""
+        for variable in self.missing_keys:
+            logger.warning(
+                "%s is not set: the governance control that needs it is off "
+                "(see GET /health/compliance)",
+                variable,
+            )
