@@ -93,6 +93,34 @@ async def check_exactly_once(engine: Engine, ids: list[str], effects: Path, node
     assert len(per_node) == len(ids) * nodes and set(per_node.values()) == {1}
 
 
+async def diagnose(engine: Engine, ids: list[str], redis_url: str, prefix: str, logs: Path) -> str:
+    """What a stuck execution looks like: its nodes, their guards, the DLQ, its log lines."""
+    from redis.asyncio import Redis
+
+    from orchestrion.dispatch.streams import StreamNames
+
+    names = StreamNames(prefix)
+    lines: list[str] = []
+    redis = Redis.from_url(redis_url)
+    try:
+        lines.append(f"dlq entries: {await redis.xlen(names.dlq)}")
+        for eid in ids:
+            record = await engine.store.get_execution(eid)
+            if record.status in FINAL_EXECUTION_STATES:
+                continue
+            lines.append(f"{eid}: {record.status.value} owner={record.owner}")
+            for run in await engine.store.get_node_runs(eid):
+                guard = await redis.get(names.guard(eid, run.node_id, run.attempt, "r"))
+                lines.append(f"  {run.node_id} {run.state.value} attempt={run.attempt} {guard=}")
+            for log in sorted(logs.glob("*.log")):
+                for line in log.read_text(errors="replace").splitlines():
+                    if eid in line:
+                        lines.append(f"  {log.name}: {line[:300]}")
+    finally:
+        await redis.aclose()
+    return "\n".join(lines)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -141,7 +169,11 @@ async def test_a_redis_restart_mid_run_loses_nothing(tmp_path: Path, postgres_ur
             redis.wait(10)
             await asyncio.sleep(1.0)
             redis = _redis_server(port, tmp_path)
-            statuses = await settle_all(api, ids, timeout=200)
+            try:
+                statuses = await settle_all(api, ids, timeout=200)
+            except AssertionError as exc:
+                report = await diagnose(api, ids, redis_url, "restart", tmp_path / "logs")
+                raise AssertionError(f"{exc}\n{report}\n{cluster.log_tail()}") from None
             assert set(statuses.values()) == {ExecutionStatus.COMPLETED.value}, statuses
             await check_exactly_once(api, ids, effects, nodes=5)
     finally:
@@ -185,7 +217,11 @@ async def test_a_postgresql_restart_mid_run_loses_nothing(
             ids = [(await api.start_execution(definition, {})).id for _ in range(EXECUTIONS)]
             await running(api, ids)
             await asyncio.to_thread(_pg_restart)
-            statuses = await settle_all(api, ids, timeout=200)
+            try:
+                statuses = await settle_all(api, ids, timeout=200)
+            except AssertionError as exc:
+                report = await diagnose(api, ids, redis_server, redis_prefix, tmp_path / "logs")
+                raise AssertionError(f"{exc}\n{report}\n{cluster.log_tail()}") from None
             assert set(statuses.values()) == {ExecutionStatus.COMPLETED.value}, statuses
             await check_exactly_once(api, ids, effects, nodes=5)
     finally:
