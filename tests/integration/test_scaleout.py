@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from orchestrion.resilience.dlq import DeadLetters
 from orchestrion.runtime.engine import Engine
 from orchestrion.runtime.reaper import Reaper
 from orchestrion.runtime.worker import Worker
+from orchestrion.store.base import ExecutionRecord
 from scaleout import scaleout_engine, scaleout_settings
 
 EFFECTS: Counter[str] = Counter()
@@ -254,12 +256,78 @@ async def test_the_reaper_gives_a_dead_workers_task_to_a_live_one(
             await asyncio.sleep(0.3)
             assert (await engine.result(record.id)).nodes["a"].state is NodeState.QUEUED
             reaper = Reaper(redis_url, settings)
+            # A heartbeat missing for less than a heartbeat period (Redis just lost its data,
+            # every beat is missing until the next one) takes nothing from the worker.
+            assert (await reaper.sweep()).reclaimed == 0
+            await redis.set(names.worker("ghost"), "{}", ex=5)  # it beats again
+            await asyncio.sleep(settings.heartbeat_seconds)
+            assert (await reaper.sweep()).reclaimed == 0
+            await redis.delete(names.worker("ghost"))  # now it is gone for good
+            assert (await reaper.sweep()).reclaimed == 0
+            await asyncio.sleep(settings.heartbeat_seconds)
             sweep = await reaper.sweep()
             await reaper.close()
             assert sweep.reclaimed == 1
             result = await engine.wait(record.id, timeout=20)
             assert result.status is ExecutionStatus.COMPLETED
             assert result.nodes["a"].attempt == 1  # the same attempt, delivered again
+        finally:
+            await live.stop(grace=0)
+
+
+async def test_a_worker_takes_up_again_a_task_it_read_but_could_not_finish(
+    urls: tuple[str, str, str], redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry left pending with a live worker (Redis went away between its read and its
+    answer) runs again on that worker, long before the reaper's idle timeout."""
+    pg, redis_url, prefix = urls
+    monkeypatch.setattr("orchestrion.runtime.worker._OWN_RECLAIM_IDLE", 0.5)
+    settings = scaleout_settings(pg, redis_url, prefix)
+    names = StreamNames(prefix)
+    async with scaleout_engine(pg, redis_url, prefix, workers=0) as engine:
+        record = await engine.start_execution(diamond("stranded"), {})
+        stream = names.tasks("python")
+        await redis.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
+        taken = await redis.xreadgroup(WORKER_GROUP, "same", {stream: ">"}, count=10, block=5000)
+        assert taken and len(taken[0][1]) == 1  # read by "same", then its answer was lost
+        worker = Worker(redis_url, settings, default_registry(), worker_id="same")
+        await worker.start()
+        try:
+            result = await engine.wait(record.id, timeout=20)
+            assert result.status is ExecutionStatus.COMPLETED
+            assert result.nodes["a"].attempt == 1
+        finally:
+            await worker.stop(grace=0)
+
+
+async def test_when_redis_loses_its_data_in_flight_work_and_starts_are_sent_again(
+    urls: tuple[str, str, str], redis: Redis
+) -> None:
+    """Redis restarted without persistence, seen by a running orchestrator: the attempt that
+    was queued and the start that was handed over (both gone with the data) go out again."""
+    pg, redis_url, prefix = urls
+    settings = scaleout_settings(pg, redis_url, prefix)
+    async with scaleout_engine(pg, redis_url, prefix, workers=0) as engine:
+        queued = await engine.start_execution(diamond("lost-task"), {})
+        definition = await engine.submit(diamond("lost-start"))
+        # A start the API handed over, whose message was lost before anyone read it.
+        handed = ExecutionRecord(
+            id=str(uuid.uuid4()),
+            definition_id=definition.id,
+            status=ExecutionStatus.PENDING,
+            created_at=time.time(),
+            correlation_id="lost-start",
+        )
+        await engine.store.create_execution(handed)
+        await asyncio.sleep(0.3)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
+        await redis.delete(*keys)  # every stream, group, guard and the epoch: gone
+        live = Worker(redis_url, settings, default_registry(), worker_id="after")
+        await live.start()
+        try:
+            for eid in (queued.id, handed.id):
+                result = await engine.wait(eid, timeout=20)
+                assert result.status is ExecutionStatus.COMPLETED, result
         finally:
             await live.stop(grace=0)
 
@@ -286,7 +354,9 @@ async def test_a_poison_task_is_parked_then_retried_or_dropped_from_the_dlq(
                     WORKER_GROUP, ghost, {stream: ">"}, count=10, block=5000
                 )
                 got += len(reply[0][1]) if reply else 0
-            await reaper.sweep()
+            await reaper.sweep()  # the ghost's heartbeat is missing: noted
+            await asyncio.sleep(settings.heartbeat_seconds)
+            await reaper.sweep()  # still missing a heartbeat period later: gone
         await reaper.close()
         letters = await dlq.list()
         assert sorted(letter.execution_id for letter in letters) == sorted([first.id, second.id])

@@ -109,6 +109,14 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
             raise
 
 
+def stream_lost(exc: Exception) -> bool:
+    """Whether a read failed because its stream or group is gone: Redis lost its data, or the
+    stream was deleted while the read was blocked on it (the reaper moving an orphaned inbox);
+    the reader makes the groups again and goes on."""
+    message = str(exc)
+    return "NOGROUP" in message or "UNBLOCKED" in message
+
+
 def engine_bound(task: TaskMessage, canonical: Callable[[str], str]) -> bool:
     """Whether the attempt needs the engine in its process (it starts child executions)."""
     handler = canonical(task.handler)
@@ -310,17 +318,21 @@ class RedisDispatcher:
                         ORCHESTRATOR_GROUP, self._owner, streams, count=_READ_COUNT, block=1000
                     ),
                 )
+                for stream, entries in reply or []:
+                    await self._handle(text(stream), entries)
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis lost its data: make the groups again
-                    await self._recover_lost_data()
-                    continue
-                raise
+                if stream_lost(exc):
+                    await self._streams_lost()
+                else:
+                    logger.error("reading streams failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
             except (RedisError, OSError) as exc:
                 logger.warning("reading streams failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
-                continue
-            for stream, entries in reply or []:
-                await self._handle(text(stream), entries)
+            except Exception:
+                # This loop is the orchestrator's only ear: it must outlive any one bad turn.
+                logger.exception("handling stream entries failed; reading on")
+                await asyncio.sleep(0.5)
 
     async def _handle(self, stream: str, entries: Entries) -> None:
         router = self._router
@@ -418,8 +430,8 @@ class RedisDispatcher:
             await self._handle(stream, entries)
 
     async def _hand_over_again(self) -> None:
-        """Once at start: starts handed over while Redis lost its data and no orchestrator
-        was there to notice are sent again (a start delivered twice is claimed once)."""
+        """At start and after Redis lost its data: starts handed over and lost with it are
+        sent again (a start delivered twice is claimed once)."""
         assert self._router is not None
         try:
             count = await self._router.hand_over_again()
@@ -429,6 +441,21 @@ class RedisDispatcher:
         if count:
             logger.info("handed over %d pending execution(s) again", count)
 
+    async def _streams_lost(self) -> None:
+        """A read found its stream or group gone: all of Redis's data (a new epoch), or just
+        this inbox, deleted by a reaper that took this orchestrator for dead."""
+        from redis.exceptions import RedisError
+
+        try:
+            epoch = await self.redis.get(self.names.epoch)
+            if epoch is None or text(epoch) != self._epoch:
+                await self._recover_lost_data()
+            else:
+                await self._prepare()
+        except (RedisError, OSError) as exc:
+            logger.warning("making the stream groups again failed (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+
     async def _recover_lost_data(self) -> None:
         """Redis came back empty: groups again, a new epoch, and in-flight work again."""
         logger.warning("redis lost its data (restarted without persistence): re-dispatching")
@@ -436,6 +463,7 @@ class RedisDispatcher:
         assert self._router is not None
         count = await self._router.redispatch()
         logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
+        await self._hand_over_again()  # starts handed over and lost with the data
 
 
 class RedisHandoff:

@@ -2,13 +2,15 @@
 
 Every ``reaper_interval`` seconds it sweeps:
 
-- task streams: entries pending with a worker whose heartbeat is gone (claimed with XCLAIM at
-  once) or idle longer than their handler's timeout (``reaper_handler_idle``, else
-  ``reaper_idle_seconds``; XAUTOCLAIM) are added again with one more delivery counted, and the
-  old entry is acknowledged and deleted in the same transaction. An entry delivered
-  ``max_deliveries`` times goes to the dead letter queue instead;
-- inbox streams of orchestrators whose heartbeat is gone: their entries move to the shared
-  completions stream, where the orchestrator that takes the execution over reads them;
+- task streams: entries pending with a worker whose heartbeat has been gone for a heartbeat
+  period (claimed with XCLAIM) or idle longer than their handler's timeout
+  (``reaper_handler_idle``, else ``reaper_idle_seconds``; XAUTOCLAIM) are added again with one
+  more delivery counted, and the old entry is acknowledged and deleted in the same
+  transaction. An entry delivered ``max_deliveries`` times goes to the dead letter queue
+  instead;
+- inbox streams of orchestrators whose heartbeat has been gone for two periods: their entries
+  move to the shared completions stream, where the orchestrator that takes the execution
+  over reads them;
 - the completions stream: entries pending with a dead orchestrator are added again.
 
 Any number of reapers may run: a claim moves an entry to one of them only.
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -64,6 +67,7 @@ class Reaper:
         self.id = f"reaper:{socket.gethostname()}:{os.getpid()}"
         self._redis = redis
         self._suspects: dict[str, int] = {}
+        self._missing: dict[str, float] = {}  # consumer -> when its heartbeat was first missed
 
     @property
     def redis(self) -> Redis:
@@ -124,7 +128,7 @@ class Reaper:
             pending = await self._pending(stream, WORKER_GROUP)
         except Exception:  # no group yet (nobody serves this stream): nothing is pending
             return
-        dead = [p["message_id"] for p in pending if text(p["consumer"]) not in workers]
+        dead = [p["message_id"] for p in pending if self._gone(text(p["consumer"]), workers)]
         entries: list[tuple[bytes, Fields | None]] = []
         if dead:
             entries += await self._claim(stream, WORKER_GROUP, dead)
@@ -141,6 +145,19 @@ class Reaper:
             seen.add(entry_id)
             await self._requeue(stream, entry_id, fields, report)
         await self._forget_consumers(stream, WORKER_GROUP, workers | {self.id})
+        if len(self._missing) > 10_000:  # consumers long forgotten: keep the map small
+            self._missing.clear()
+
+    def _gone(self, consumer: str, alive: set[str], periods: float = 1.0) -> bool:
+        """A consumer is gone when its heartbeat has been missing for ``periods`` heartbeat
+        periods: right after Redis lost its data every heartbeat is missing until the next
+        beat, and live consumers' work must not be taken from them then."""
+        now = time.monotonic()
+        if consumer in alive:
+            self._missing.pop(consumer, None)
+            return False
+        since = self._missing.setdefault(consumer, now)
+        return now - since >= self.settings.heartbeat_seconds * periods
 
     async def _pending(self, stream: str, group: str) -> list[dict[str, Any]]:
         return cast(
@@ -209,7 +226,9 @@ class Reaper:
         orphans = set()
         async for key in redis.scan_iter(match=self.names.inbox_pattern, _type="stream"):
             stream = text(key)
-            if self.names.owner_of_inbox(stream) not in orchestrators:
+            # Two periods: an orchestrator that just saw Redis lose its data beats again
+            # only after re-dispatching what was in flight.
+            if self._gone(self.names.owner_of_inbox(stream), orchestrators, periods=2):
                 orphans.add(stream)
         # An inbox must look orphaned on two sweeps in a row: an orchestrator that is just
         # starting has its group before its first heartbeat is seen here.
@@ -237,7 +256,7 @@ class Reaper:
         stream = self.names.completions
         await ensure_group(redis, stream, ORCHESTRATOR_GROUP)
         pending = await self._pending(stream, ORCHESTRATOR_GROUP)
-        dead = [p["message_id"] for p in pending if text(p["consumer"]) not in orchestrators]
+        dead = [p["message_id"] for p in pending if self._gone(text(p["consumer"]), orchestrators)]
         if dead:
             entries = await self._claim(stream, ORCHESTRATOR_GROUP, dead)
             async with redis.pipeline(transaction=True) as pipe:

@@ -12,7 +12,8 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
    circuit breaker of its handler and target host;
 4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
    acknowledges and deletes the task entry. A crash before that leaves the entry pending for
-   the reaper; a crash after it loses nothing.
+   the reaper; a crash after it loses nothing. An entry the worker could not finish while
+   Redis was away stays pending with it and is taken up again after ``_OWN_RECLAIM_IDLE`` s.
 
 A heartbeat key (handlers, capabilities, load) tells the reaper and ``/health`` it is alive.
 On ``stop`` it reads no more, lets running attempts finish for the grace period, and leaves
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from orchestrion.core.events import Event, NodeStarted
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.redis import connect_redis, ensure_group
+from orchestrion.dispatch.redis import connect_redis, ensure_group, stream_lost
 from orchestrion.dispatch.streams import (
     WORKER_GROUP,
     StreamNames,
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_BOUND_HANDLERS", "Worker"]
 
 logger = logging.getLogger(__name__)
+
+_OWN_RECLAIM_IDLE = 10.0
+"""Seconds an entry this worker holds but is not handling waits before it is taken up again."""
 
 ENGINE_BOUND_HANDLERS = frozenset({"workflow"})
 """Handlers that run in the orchestrator's process: they start child executions."""
@@ -105,6 +109,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        self._entries: set[tuple[str, bytes]] = set()  # (stream, entry id) being handled
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self.completed = 0  # attempts answered by this worker (for tests and the heartbeat)
@@ -140,6 +145,7 @@ class Worker:
             asyncio.create_task(self._read(), name="orchestrion-worker-read"),
             asyncio.create_task(self._heartbeat(), name="orchestrion-worker-heartbeat"),
             asyncio.create_task(self._listen_cancels(), name="orchestrion-worker-cancels"),
+            asyncio.create_task(self._reclaim_own(), name="orchestrion-worker-reclaim"),
         ]
         logger.info(
             "worker %s serving %s (capabilities: %s), concurrency %d",
@@ -207,24 +213,74 @@ class Worker:
                     ),
                 )
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis lost its data: make the groups again
-                    for stream in self.streams:
-                        await ensure_group(self.redis, stream, WORKER_GROUP)
-                    continue
-                raise
+                if stream_lost(exc):
+                    await self._groups_again()
+                else:
+                    logger.error("reading task streams failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+                continue
             except (RedisError, OSError) as exc:
                 logger.warning("reading task streams failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
             for stream_key, items in reply or []:
                 for entry_id, fields in items:
-                    self._busy += 1
-                    job = asyncio.create_task(self._handle(text(stream_key), entry_id, fields))
-                    self._jobs.add(job)
-                    job.add_done_callback(self._job_done)
+                    self._spawn(text(stream_key), entry_id, fields)
 
-    def _job_done(self, job: asyncio.Task[None]) -> None:
+    def _spawn(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        self._busy += 1
+        self._entries.add((stream, entry_id))
+        job = asyncio.create_task(self._handle(stream, entry_id, fields))
+        self._jobs.add(job)
+        job.add_done_callback(lambda done: self._job_done(done, (stream, entry_id)))
+
+    async def _reclaim_own(self) -> None:
+        """Entries this worker read but could not finish (Redis went away at the wrong moment:
+        the guard check or the outcome failed) are taken up again after a while, instead of
+        waiting for the reaper's much longer idle timeout."""
+        from redis.exceptions import RedisError
+
+        idle_ms = int(_OWN_RECLAIM_IDLE * 1000)
+        while True:
+            await asyncio.sleep(_OWN_RECLAIM_IDLE)
+            try:
+                for stream in self.streams:
+                    pending = await self.redis.xpending_range(
+                        stream, WORKER_GROUP, "-", "+", 100, consumername=self.id, idle=idle_ms
+                    )
+                    ids: list[Any] = [
+                        p["message_id"]
+                        for p in pending
+                        if (stream, p["message_id"]) not in self._entries
+                    ]
+                    if not ids:
+                        continue
+                    claimed = cast(
+                        "list[tuple[bytes, dict[bytes, bytes] | None]]",
+                        await self.redis.xclaim(stream, WORKER_GROUP, self.id, idle_ms, ids),
+                    )
+                    for entry_id, fields in claimed:
+                        if fields is not None and (stream, entry_id) not in self._entries:
+                            logger.warning("taking up %s of %s again", text(entry_id), stream)
+                            self._spawn(stream, entry_id, fields)
+            except (RedisError, OSError) as exc:
+                logger.warning("looking for stranded tasks failed: %s", exc)
+
+    async def _groups_again(self) -> None:
+        """A stream or its group is gone (Redis lost its data): make them again, from the
+        start of each stream, so nothing added meanwhile is skipped."""
+        from redis.exceptions import RedisError
+
+        try:
+            for stream in self.streams:
+                await ensure_group(self.redis, stream, WORKER_GROUP)
+        except (RedisError, OSError) as exc:
+            logger.warning("making the task stream groups again failed (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+
+    def _job_done(self, job: asyncio.Task[None], entry: tuple[str, bytes]) -> None:
         self._jobs.discard(job)
+        self._entries.discard(entry)
         self._busy -= 1
         self._slot_freed.set()
         if not job.cancelled() and job.exception() is not None:
@@ -239,7 +295,7 @@ class Worker:
             return
         reply_to = data.get("reply_to") or self.names.completions
         guard = self.names.guard_for(task)
-        done, cancelled = await self.redis.mget(
+        done, cancelled = await self._checks(
             guard, self.names.cancelled(task.execution_id, task.node_id, task.attempt)
         )
         if (done == b"d" and task.kind == "run") or cancelled is not None:
@@ -258,6 +314,19 @@ class Worker:
         finally:
             self._running.pop(key, None)
         await self._finish(stream, entry_id, reply_to, outcome, guard)
+
+    async def _checks(self, guard: str, cancelled: str) -> list[bytes | None]:
+        """The guard and the cancel flag; retried while Redis is away (a restart)."""
+        from redis.exceptions import RedisError
+
+        for delay in (0.2, 0.5, 1.0, 2.0):
+            try:
+                return cast("list[bytes | None]", await self.redis.mget(guard, cancelled))
+            except (RedisError, OSError) as exc:
+                logger.warning("checking a task's guard failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+        # Still away: the entry stays pending with this worker and is taken up again later.
+        return cast("list[bytes | None]", await self.redis.mget(guard, cancelled))
 
     async def _execute(self, task: TaskMessage, reply_to: str) -> tuple[str, Event] | None:
         assert self._executor is not None
@@ -306,7 +375,7 @@ class Worker:
             except (RedisError, OSError) as exc:
                 logger.warning("sending an outcome failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
-        logger.error("gave up sending the outcome of %s; the reaper will redeliver", entry_id)
+        logger.error("gave up sending the outcome of %s; it runs again later", entry_id)
 
     async def _park_unreadable(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], exc: WireError
