@@ -680,3 +680,47 @@ def test_cli_dlq_through_a_server(
         assert unknown.exit_code == 2 and "no dead letter" in unknown.output
     gone = invoke("list", "--server", url, "--api-key", "adm-key")
     assert gone.exit_code == 3, gone.output
+
+
+# ------------------------------------------------------------------ event streams
+
+
+async def test_event_streams_wake_on_orchestrator_commits(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    """The API commits nothing in scale-out mode: the orchestrators announce their commits,
+    so a stream follows a run as it happens, not at the next poll of the journal."""
+    settings = api_settings(
+        postgres_url, redis_server, redis_prefix, sse_poll=120, sse_keepalive=120
+    )
+    chain = {
+        "name": "followed",
+        "dag": {
+            "nodes": [
+                {
+                    "id": f"n{i}",
+                    "handler": "delay",
+                    "dependencies": [f"n{i - 1}"] if i else [],
+                    "config": {"seconds": 0.2},
+                }
+                for i in range(3)
+            ]
+        },
+    }
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix, workers=1),
+        serving(settings) as api,
+    ):
+        submitted = await api.client.post("/v1/workflow", json=chain, headers=OPERATOR)
+        execution_id = submitted.json()["execution_id"]
+        trigger = f"/v1/workflow/trigger/{execution_id}"
+        assert (await api.client.post(trigger, headers=OPERATOR)).status_code == 202
+        url = f"/v1/workflows/{execution_id}/events/stream"
+        types: list[str] = []
+        async with asyncio.timeout(15):  # far below sse_poll: only wake-ups can end it
+            async with api.client.stream("GET", url, headers=VIEWER) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        types.append(line.removeprefix("event: "))
+        assert types[-1] == "execution.completed"
+        assert types.count("node.completed") == 3

@@ -72,6 +72,15 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
+        background = [feed_task]
+        if ctx.redis is not None and not engine.drives:
+            # Orchestrators commit the records: their announcements wake the event streams.
+            from orchestrion.dispatch.redis import follow_commits
+            from orchestrion.dispatch.streams import StreamNames
+
+            names = StreamNames(settings.redis_prefix)
+            follow = follow_commits(ctx.redis, names, lambda eid: ctx.hub.notify(eid, []))
+            background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
         try:
             if owns_engine:
                 await engine.start()
@@ -85,8 +94,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 if owns_engine:
                     await engine.stop(settings.shutdown_grace)
             finally:
-                feed_task.cancel()
-                await asyncio.gather(feed_task, return_exceptions=True)
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
                 await feed.drain()
                 engine.remove_listener(feed.listener)
                 engine.remove_listener(ctx.hub.notify)

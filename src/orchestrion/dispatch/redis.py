@@ -47,7 +47,15 @@ if TYPE_CHECKING:
     from orchestrion.runtime.routing import EventRouter
     from orchestrion.settings import Settings
 
-__all__ = ["RedisDispatcher", "connect_redis", "engine_bound", "ensure_group"]
+__all__ = [
+    "RedisDispatcher",
+    "RedisHandoff",
+    "connect_redis",
+    "engine_bound",
+    "ensure_group",
+    "follow_commits",
+    "stream_lost",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +158,7 @@ class RedisDispatcher:
         self._acks: set[asyncio.Task[None]] = set()
         self._script: Any = None
         self._epoch: str | None = None
+        self._committed: set[str] = set()
         self._alive: set[str] | None = None
         self._closing = False
         self._guard_ms = int(settings.guard_ttl * 1000)
@@ -219,6 +228,24 @@ class RedisDispatcher:
 
     def in_flight(self) -> int:
         return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
+
+    def record_listener(self, execution_id: str, records: list[Any]) -> None:
+        """Engine listener: the executions committed in one loop tick are published once, so
+        API processes wake their event streams at once instead of polling the journal."""
+        if not self._committed:
+            asyncio.get_running_loop().call_soon(self._publish_commits)
+        self._committed.add(execution_id)
+
+    def _publish_commits(self) -> None:
+        ids, self._committed = sorted(self._committed), set()
+        if ids and self._redis is not None and not self._closing:
+            job = asyncio.create_task(self._publish(json.dumps(ids)))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _publish(self, message: str) -> None:
+        with contextlib.suppress(Exception):  # a wake-up only: streams also poll
+            await self.redis.publish(self.names.commits_channel, message)
 
     def live_owners(self) -> set[str] | None:
         """Engines whose heartbeat was seen at the last beat; None when unknown."""
@@ -464,6 +491,34 @@ class RedisDispatcher:
         count = await self._router.redispatch()
         logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
         await self._hand_over_again()  # starts handed over and lost with the data
+
+
+async def follow_commits(
+    redis: Redis, names: StreamNames, on_commit: Callable[[str], None]
+) -> None:
+    """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
+    cancelled; resubscribes after Redis errors."""
+    from redis.exceptions import RedisError
+
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(names.commits_channel)
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    ids = json.loads(message["data"])
+                except ValueError:
+                    continue
+                for execution_id in ids if isinstance(ids, list) else []:
+                    on_commit(str(execution_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("following commits failed (%s); resubscribing", exc)
+            await asyncio.sleep(1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class RedisHandoff:

@@ -13,6 +13,8 @@
 - ``{p}:circuit:{handler}:{host}``: circuit breaker state shared by all workers.
 - ``{p}:epoch``: a random value set once; when it is gone Redis lost its data (a restart
   without persistence) and orchestrators dispatch what was in flight again.
+- ``{p}:cancel`` and ``{p}:commits``: pub/sub channels; cancels for workers, and the ids of
+  executions just committed, which wake the API's event streams.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class StreamNames:
     @property
     def cancel_channel(self) -> str:
         return f"{self.prefix}:cancel"
+
+    @property
+    def commits_channel(self) -> str:
+        """Pub/sub: the ids of executions an orchestrator just committed records for."""
+        return f"{self.prefix}:commits"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"

@@ -163,6 +163,11 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def drives(self) -> bool:
+        """False for the API in scale-out mode: executions run in the orchestrators."""
+        return self._drives
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             raise RuntimeError("engine not started")
@@ -191,6 +196,9 @@ class Engine:
             from orchestrion.runtime.routing import EventRouter
 
             bind(EventRouter(self, self._dispatcher.forward))  # type: ignore[attr-defined]
+        announce = getattr(self._dispatcher, "record_listener", None)
+        if announce is not None and announce not in self._listeners:
+            self.add_listener(announce)  # tells other processes what was committed
         try:
             await self._dispatcher.start(self._post)
         except BaseException:

@@ -1,8 +1,9 @@
 """The event journal: paged lists, and Server-Sent Event streams resumable by Last-Event-ID.
 
 A stream reads the journal after the last ``seq`` it sent, sends what it finds, then sleeps
-until the engine commits something for it (``EventHub``), or ``sse_poll`` seconds pass (events
-written by another process on the same database wake no hub), sending ``: keep-alive`` every
+until the engine commits something for it (``EventHub``; in scale-out mode orchestrators
+announce their commits through Redis), or ``sse_poll`` seconds pass (events written by another
+process on the same database, with no Redis, wake no hub), sending ``: keep-alive`` every
 ``sse_keepalive`` seconds of silence. A per-execution stream ends once the execution is final
 and every event before that has been sent.
 """
