@@ -37,6 +37,7 @@ from orchestrion.dispatch.base import TaskMessage
 from orchestrion.dispatch.redis import ensure_group
 from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
 from orchestrion.dispatch.wire import decode_event, encode_task, loads
+from orchestrion.errors import ExecutionNotFound as OrchestrionNotFound
 from orchestrion.handlers.registry import default_registry
 from orchestrion.resilience.circuit import CircuitBreakers
 from orchestrion.resilience.dlq import DeadLetters
@@ -254,6 +255,20 @@ async def test_dlq_needs_the_admin_role_and_known_ids(api: Api) -> None:
     assert_problem(await api.client.get("/v1/admin/dlq?after=nope", headers=ADMIN), 422)
     assert_problem(await api.client.get("/v1/admin/dlq?limit=0", headers=ADMIN), 422)
     assert await api.dlq.count() == 1  # nothing was touched
+
+
+async def test_a_dead_letter_retried_and_dropped_at_once_is_acted_on_once(api: Api) -> None:
+    letter = await park(api.redis, api.names, "exec-race")
+    outcomes = await asyncio.gather(
+        api.dlq.retry(letter), api.dlq.drop(letter), return_exceptions=True
+    )
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], OrchestrionNotFound), outcomes
+    assert f"no dead letter '{letter}'" in str(errors[0])
+    sent = await api.redis.xlen(api.names.tasks("python"))
+    failed = await api.redis.xlen(api.names.completions)
+    assert (sent, failed) in ((1, 0), (0, 1))  # sent again, or failed: never both
+    assert await api.dlq.count() == 0
 
 
 async def test_an_unreadable_dead_letter_can_be_dropped_not_retried(api: Api) -> None:

@@ -53,6 +53,15 @@ class DeadLetter:
         return data
 
 
+# Take the entry out of the DLQ and send its message on, only if this call removed it: two
+# operators retrying or dropping the same letter at once cannot both act on it.
+_TAKE_AND_SEND = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
+if ARGV[2] == '' then return 'taken' end
+return redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
+"""
+
+
 class DeadLetters:
     """Parks, lists, retries and drops dead letters (see the module docstring)."""
 
@@ -152,27 +161,31 @@ class DeadLetters:
             raise ValueError(f"dead letter {entry_id} is not a task message")
         data["deliveries"] = 1
         data["sent_at"] = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(letter.stream, {"m": json.dumps(data, separators=(",", ":"))})
-            pipe.xdel(self.names.dlq, entry_id)
-            added, _ = await pipe.execute()
+        added = await self._take(entry_id, letter.stream, json.dumps(data, separators=(",", ":")))
         return text(added)
 
     async def drop(self, entry_id: str) -> DeadLetter:
         """Remove the entry; its attempt fails (``dead_letter``) so the execution goes on."""
         letter = await self.get(entry_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if letter.execution_id and letter.node_id and letter.attempt:
-                error = ErrorInfo(
-                    "dead_letter",
-                    f"dropped from the dead letter queue ({letter.category}: {letter.message})",
-                    transient=False,
-                )
-                failed = NodeFailed(letter.node_id, int(letter.attempt), time.time(), error)
-                pipe.xadd(self.names.completions, {"m": encode_event(letter.execution_id, failed)})
-            pipe.xdel(self.names.dlq, entry_id)
-            await pipe.execute()
+        message = ""
+        if letter.execution_id and letter.node_id and letter.attempt:
+            error = ErrorInfo(
+                "dead_letter",
+                f"dropped from the dead letter queue ({letter.category}: {letter.message})",
+                transient=False,
+            )
+            failed = NodeFailed(letter.node_id, int(letter.attempt), time.time(), error)
+            message = encode_event(letter.execution_id, failed)
+        await self._take(entry_id, self.names.completions, message)
         return letter
+
+    async def _take(self, entry_id: str, stream: str, message: str) -> Any:
+        """Remove the letter and add ``message`` to ``stream`` (nothing when empty), atomically;
+        ``ExecutionNotFound`` when another call took it first."""
+        result = await self.redis.eval(_TAKE_AND_SEND, 2, self.names.dlq, stream, entry_id, message)
+        if result is None:
+            raise ExecutionNotFound(f"no dead letter '{entry_id}' (retried or dropped meanwhile)")
+        return result
 
 
 def _letter(entry_id: bytes | str, fields: Fields) -> DeadLetter:
