@@ -535,7 +535,11 @@ def serve(
         _fail(EXIT_INVALID, str(exc))
     from orchestrion.api.server import serve as run_server
 
-    if not run_server(settings, log_format=log_format.lower() if log_format else None):
+    try:
+        started = run_server(settings, log_format=log_format.lower() if log_format else None)
+    except ConfigurationError as exc:  # the governance policy names its field and line
+        _fail(EXIT_INVALID, str(exc))
+    if not started:
         raise typer.Exit(EXIT_STORE)
 
 
