@@ -19,7 +19,7 @@ from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.problems import ApiProblem
 from orchestrion.settings import ApiRole, Settings
 
-__all__ = ["MUTATING_METHODS", "require_headers", "require_role", "warn_if_open"]
+__all__ = ["MUTATING_METHODS", "caller_role", "require_headers", "require_role", "warn_if_open"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
 
     dependency.__name__ = f"require_{minimum}"
     return dependency
+
+
+async def caller_role(ctx: Ctx, credentials: Credentials) -> ApiRole | None:
+    """Dependency: the role of the request's API key; None when the API is open or the key is
+    missing or unknown (``require_role`` answers those requests with 401 first)."""
+    if not ctx.settings.api_keys or credentials is None:
+        return None
+    return _role_of(credentials.credentials, ctx.settings.api_keys)
 
 
 async def require_headers(request: Request, ctx: Ctx) -> None:
