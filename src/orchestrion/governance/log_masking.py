@@ -46,6 +46,7 @@ STANDARD_ATTRIBUTES = frozenset(
 
 _masker: Masker | None = None
 _installed = False
+_SHORT = 10**7  # no kind the masker knows has fewer than 8 digits
 _exceptions = logging.Formatter()
 
 
@@ -123,6 +124,8 @@ def _mask_argument(value: Any, masker: Masker) -> Any:
         return masker.mask_text(value)
     if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, int) and -_SHORT < value < _SHORT:
+        return value  # counts, attempts, statuses: too short to be personal data
     text = str(value)
     masked = masker.mask_text(text)
     return value if masked == text else masked
@@ -144,9 +147,10 @@ class MaskingFilter(logging.Filter):
         masker = _masker
         if masker is None:
             return True
-        for key, value in list(vars(record).items()):
-            if key not in STANDARD_ATTRIBUTES and value is not None:
-                masked = mask_field(value, masker)
-                if masked is not value and masked != value:
-                    setattr(record, key, masked)
+        fields = record.__dict__
+        for key in fields.keys() - STANDARD_ATTRIBUTES:
+            value = fields[key]
+            masked = mask_field(value, masker)
+            if masked is not value and masked != value:
+                fields[key] = masked
         return True

@@ -87,8 +87,11 @@ class Masker:
             except re.error as exc:
                 raise ValueError(f"masking pattern {name!r} is not a valid regex: {exc}") from exc
         self._patterns = patterns
+        self._all_gated = all(pattern.gate is not None for pattern in patterns)
 
     def mask_text(self, text: str) -> str:
+        if self._all_gated and "@" not in text and _DIGIT_PAIR.search(text) is None:
+            return text  # the common case: one scan, no pattern run
         has_digits: bool | None = None
         for pattern in self._patterns:
             if pattern.gate == "@":
