@@ -24,6 +24,8 @@ from fastapi import FastAPI
 
 from orchestrion.api import create_app
 from orchestrion.api.logging_setup import configure_logging
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from pii import PII, assert_no_pii, echo_server, failing, profile
@@ -192,3 +194,44 @@ async def test_masking_off_in_the_policy_shows_everything(tmp_path: Path) -> Non
             done = await api.run(profile(url))
             detail = await api.get(f"/v1/workflows/{done}", VIEWER)
     assert detail["nodes"]["card"]["output"]["card"] == PII["card"]
+
+
+@function("log_customer_through_ctx_logger")
+def _log_customer(ctx: NodeContext, customer: dict[str, Any]) -> str:
+    ctx.logger.info("customer %s", customer)
+    ctx.logger.debug("raw fields", extra={"customer": customer, "card_digits": 4111111111111111})
+    try:
+        raise LookupError(f"no account for {customer['email']} / {customer['card']}")
+    except LookupError:
+        ctx.logger.exception("lookup failed")
+    return "logged"
+
+
+async def test_a_local_engine_run_logs_no_personal_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, server_log: io.StringIO
+) -> None:
+    logger_node = {
+        "id": "ctx_logger",
+        "handler": "python",
+        "dependencies": ["input"],
+        "config": {
+            "function": "log_customer_through_ctx_logger",
+            "params": {"customer": "{{ input }}"},
+        },
+    }
+    with echo_server() as url:
+        ok = profile(url)
+        ok["dag"]["nodes"].append(logger_node)
+        async with Engine(f"sqlite:///{tmp_path / 'local.db'}") as engine:
+            completed = await engine.run(ok, PII, timeout=20)
+            failed = await engine.run(failing(), PII, timeout=20)
+    # The Python API is the owner's: outputs and errors as stored.
+    assert completed.ok and completed.nodes["card"].output["card"] == PII["card"]
+    assert completed.nodes["ctx_logger"].output == "logged"
+    error = failed.nodes["bill"].error
+    assert error is not None and PII["email"] in error["message"]
+    logged = _every_captured_line(caplog, server_log)
+    assert "customer {'email': '[email]'" in logged  # the handler's own logger
+    assert "LookupError: no account for [email] / [card]" in logged  # its traceback
+    assert "got [email] [phone] card [card] id [ssn]" in logged
+    assert_no_pii(logged, "the captured log lines of a local run")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -129,3 +131,26 @@ def test_a_broken_format_string_does_not_break_logging(
     configure_logging("console", "INFO", stream=root_stream)
     log.info("two %s %s", EMAIL)  # one argument short: logging reports it on stderr
     assert EMAIL not in capsys.readouterr().err
+
+
+def test_uncaught_exceptions_are_reported_masked() -> None:
+    script = (
+        "import threading\n"
+        "from orchestrion.governance.log_masking import mask_uncaught_exceptions, set_log_masker\n"
+        "from orchestrion.governance.masking import Masker\n"
+        "set_log_masker(Masker())\n"
+        "mask_uncaught_exceptions()\n"
+        "def boom():\n"
+        f"    raise KeyError('{EMAIL} in a thread')\n"
+        "thread = threading.Thread(target=boom, name='worker-1')\n"
+        "thread.start()\n"
+        "thread.join()\n"
+        f"raise ValueError('cannot charge {CARD}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "ValueError: cannot charge [card]" in done.stderr
+    assert "Exception in thread worker-1" in done.stderr and "[email] in a thread" in done.stderr
+    assert EMAIL not in done.stderr and CARD not in done.stderr

@@ -23,6 +23,7 @@ from orchestrion.core.events import Record
 from orchestrion.governance.log_masking import (
     STANDARD_ATTRIBUTES,
     MaskingFilter,
+    mask_uncaught_exceptions,
     set_log_masker,
 )
 from orchestrion.governance.masking import Masker
@@ -91,6 +92,7 @@ def configure_logging(
     """
     if masker is not None:
         set_log_masker(masker)
+    mask_uncaught_exceptions()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(MaskingFilter())  # the fields; the factory masks the rest

@@ -58,7 +58,10 @@ ApiKeyOption = Annotated[
 
 def main() -> None:
     """Console-script entry point."""
+    from orchestrion.governance.log_masking import mask_uncaught_exceptions
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
     app()
 
 

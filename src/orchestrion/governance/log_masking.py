@@ -17,15 +17,19 @@ most lines cost about a microsecond.
 
 One process, one policy (``Governance``), one masker: the last one set wins. ``Engine.start``
 sets its policy's masker and nothing unsets it (masking more than asked is never a leak);
-``None`` turns masking off, for tests. A formatter that renders ``exc_info`` itself instead of
-the ``exc_text`` the logging module caches would bypass the masked traceback; Orchestrion's and
-the standard ones do not.
+``None`` turns masking off, for tests. A masked record keeps only the type of its exception in
+``exc_info``: the exception (whose message may hold personal data) and its traceback are
+rendered, masked, into ``exc_text``, which the standard formatters print.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import traceback
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from orchestrion.governance.masking import Masker
@@ -36,6 +40,7 @@ __all__ = [
     "current_log_masker",
     "mask_field",
     "mask_record",
+    "mask_uncaught_exceptions",
     "set_log_masker",
 ]
 
@@ -46,6 +51,7 @@ STANDARD_ATTRIBUTES = frozenset(
 
 _masker: Masker | None = None
 _installed = False
+_hooked = False
 _SHORT = 10**7  # no kind the masker knows has fewer than 8 digits
 _exceptions = logging.Formatter()
 
@@ -82,8 +88,12 @@ def mask_record(record: logging.LogRecord, masker: Masker) -> None:
     """Mask a record's message, exception text and stack in place (not its extra fields)."""
     _mask_message(record, masker)
     if record.exc_info:
-        # Cached where formatters look first, so the raw traceback is never rendered.
+        # Cached where formatters look first, so the raw traceback is never rendered; the
+        # exception itself (its message, its frames) leaves the record, only its type stays.
         record.exc_text = masker.mask_text(_exceptions.formatException(record.exc_info))
+        kind = record.exc_info[0]
+        # (type, None, None) is what traceback.format_exception renders as just the type name.
+        record.exc_info = (kind, None, None) if kind is not None else None  # type: ignore[assignment]
     elif record.exc_text:
         record.exc_text = masker.mask_text(record.exc_text)
     if record.stack_info:
@@ -154,3 +164,35 @@ class MaskingFilter(logging.Filter):
             if masked is not value and masked != value:
                 fields[key] = masked
         return True
+
+
+def mask_uncaught_exceptions() -> None:
+    """Python's report of an exception nobody caught (in any thread), which does not go
+    through logging, is masked too: installed by the processes' logging setup."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+    previous_thread = threading.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        masker = _masker
+        if masker is None:
+            previous(kind, value, tb)
+            return
+        sys.stderr.write(masker.mask_text("".join(traceback.format_exception(kind, value, tb))))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        masker = _masker
+        if masker is None or args.exc_value is None:
+            previous_thread(args)
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        text = "".join(
+            traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        )
+        sys.stderr.write(f"Exception in thread {name}:\n{masker.mask_text(text)}")
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
