@@ -49,7 +49,7 @@ class ExecutionView:
     outputs: tuple[str, ...] = ()  # output nodes: one makes the result, several a dict
 
     def output(self, node_id: str, value: Any) -> Any:
-        if self.masker is None:
+        if self.masker is None or value is None:  # nothing yet (or skipped): nothing to hide
             return value
         classification = self.classified.get(node_id)
         if classification is not None:
@@ -73,7 +73,7 @@ class ExecutionView:
         if isinstance(value, dict):
             return {
                 key: {"masked": self.classified[key]}
-                if key in self.classified
+                if key in self.classified and item is not None
                 else self.masker.mask_value(item)
                 for key, item in value.items()
             }
@@ -83,6 +83,7 @@ class ExecutionView:
         """The workflow's result: hidden whole when its one output node is classified."""
         if (
             self.masker is not None
+            and value is not None
             and len(self.outputs) == 1
             and self.outputs[0] in self.classified
         ):
