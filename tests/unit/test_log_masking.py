@@ -154,3 +154,15 @@ def test_uncaught_exceptions_are_reported_masked() -> None:
     assert "ValueError: cannot charge [card]" in done.stderr
     assert "Exception in thread worker-1" in done.stderr and "[email] in a thread" in done.stderr
     assert EMAIL not in done.stderr and CARD not in done.stderr
+
+
+def test_configured_patterns_see_short_numbers_too(root_stream: io.StringIO) -> None:
+    previous = current_log_masker()
+    try:
+        configure_logging(
+            "console", "INFO", stream=root_stream, masker=Masker(extra={"pin": r"^\d{4}$"})
+        )
+        log.info("login", extra={"pin": 1234, "attempt": 2})
+    finally:
+        set_log_masker(previous)
+    assert "pin=[pin]" in root_stream.getvalue() and "attempt=2" in root_stream.getvalue()

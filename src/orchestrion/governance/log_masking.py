@@ -52,7 +52,7 @@ STANDARD_ATTRIBUTES = frozenset(
 _masker: Masker | None = None
 _installed = False
 _hooked = False
-_SHORT = 10**7  # no kind the masker knows has fewer than 8 digits
+_SHORT = 10**7  # no built-in kind matches a number of fewer than 8 digits
 _exceptions = logging.Formatter()
 
 
@@ -134,8 +134,8 @@ def _mask_argument(value: Any, masker: Masker) -> Any:
         return masker.mask_text(value)
     if value is None or isinstance(value, bool | float):
         return value
-    if isinstance(value, int) and -_SHORT < value < _SHORT:
-        return value  # counts, attempts, statuses: too short to be personal data
+    if isinstance(value, int) and -_SHORT < value < _SHORT and masker.builtin_only:
+        return value  # counts, attempts, statuses: too short for any built-in kind
     text = str(value)
     masked = masker.mask_text(text)
     return value if masked == text else masked

@@ -89,6 +89,11 @@ class Masker:
         self._patterns = patterns
         self._all_gated = all(pattern.gate is not None for pattern in patterns)
 
+    @property
+    def builtin_only(self) -> bool:
+        """True when only built-in kinds apply (no configured pattern)."""
+        return self._all_gated
+
     def mask_text(self, text: str) -> str:
         if self._all_gated and "@" not in text and _DIGIT_PAIR.search(text) is None:
             return text  # the common case: one scan, no pattern run
