@@ -31,8 +31,15 @@ def test_a_policy_is_read_and_its_hash_changes_with_it(tmp_path: Path) -> None:
     [
         ("llm:\n  max_tokens: 0\n", r"llm\.max_tokens \(line 2\)"),
         ("llm:\n  allowed_model: [x]\n", r"llm\.allowed_model \(line 2\): Extra inputs"),
-        ("masking:\n  kinds: [email, dna]\n", r"masking \(line 1\).*unknown masking kind"),
-        ("masking:\n  patterns: {x: '('}\n", r"'x' is not a valid regex"),
+        (
+            "masking:\n  kinds: [email, dna]\n",
+            r"masking\.kinds\.1 \(line 2\).*unknown masking kind 'dna'",
+        ),
+        ("masking:\n  kinds:\n    - email\n    - dna\n", r"masking\.kinds\.1 \(line 4\)"),
+        (
+            "masking:\n  patterns: {x: '('}\n",
+            r"masking\.patterns\.x \(line 2\).*not a valid regular",
+        ),
         ("http:\n  deny_networks: [ten]\n", r"not a network: 'ten'"),
         ("version: 2\n", r"version \(line 1\)"),
         ("- a list\n", "must be a mapping"),

@@ -64,3 +64,11 @@ def test_bad_configuration_is_named() -> None:
 
 def test_luhn() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
+
+
+def test_the_quick_skip_misses_nothing() -> None:
+    # Digits one space apart still form a card: the cheap pre-check must let them through.
+    assert Masker().mask_text("c 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 x") == "c [card] x"
+    assert Masker().mask_text("no digits, no at-sign here") == "no digits, no at-sign here"
+    # Configured patterns have no pre-check: they run on every text.
+    assert Masker(extra={"code": r"\bXK[A-Z]+\b"}).mask_text("a XKCD b") == "a [code] b"

@@ -28,7 +28,15 @@ from orchestrion.api.logging_setup import log_transitions
 from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
-from orchestrion.api.routes import admin, control, definitions, events, health, workflows
+from orchestrion.api.routes import (
+    admin,
+    control,
+    definitions,
+    events,
+    governance,
+    health,
+    workflows,
+)
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
 
@@ -116,7 +124,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.ctx = ctx
     problems.install(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    for module in (workflows, control, definitions, events, admin, health):
+    for module in (workflows, control, definitions, events, admin, health, governance):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 With ``ORCHESTRION_API_KEYS`` set, every /v1 call needs ``Authorization: Bearer <key>``:
 viewer reads, operator also changes executions, admin may do everything. With no keys the
-API is open, and ``warn_if_open`` says so loudly at start.
+API is open, and ``warn_if_open`` says so loudly at start. Mutating calls must carry the
+headers of ``ORCHESTRION_REQUIRED_HEADERS`` and of the governance policy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.problems import ApiProblem
 from orchestrion.settings import ApiRole, Settings
 
-__all__ = ["MUTATING_METHODS", "require_headers", "require_role", "warn_if_open"]
+__all__ = [
+    "MUTATING_METHODS",
+    "caller_role",
+    "require_headers",
+    "require_role",
+    "required_headers",
+    "warn_if_open",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +87,28 @@ def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
     return dependency
 
 
+async def caller_role(ctx: Ctx, credentials: Credentials) -> ApiRole | None:
+    """Dependency: the role of the request's API key; None when the API is open or the key is
+    missing or unknown (``require_role`` answers those requests with 401 first)."""
+    if not ctx.settings.api_keys or credentials is None:
+        return None
+    return _role_of(credentials.credentials, ctx.settings.api_keys)
+
+
+def required_headers(ctx: ApiContext) -> list[str]:
+    """``ORCHESTRION_REQUIRED_HEADERS`` and the policy's ``required_headers``, each once."""
+    names: dict[str, str] = {}
+    for name in (*ctx.settings.required_headers, *ctx.engine.governance.policy.required_headers):
+        names.setdefault(name.lower(), name)  # header names are case-insensitive
+    return list(names.values())
+
+
 async def require_headers(request: Request, ctx: Ctx) -> None:
-    """Dependency: mutating calls must carry ``ORCHESTRION_REQUIRED_HEADERS``."""
+    """Dependency: mutating calls must carry ``ORCHESTRION_REQUIRED_HEADERS`` and the
+    governance policy's ``required_headers``."""
     if request.method not in MUTATING_METHODS:
         return
-    missing = [name for name in ctx.settings.required_headers if not request.headers.get(name)]
+    missing = [name for name in required_headers(ctx) if not request.headers.get(name)]
     if missing:
         raise ApiProblem(
             400,

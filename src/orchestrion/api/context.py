@@ -10,9 +10,10 @@ log lines and problem documents can carry it without threading it through every 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from orchestrion.runtime.engine import Engine
     from orchestrion.settings import Settings
 
-__all__ = ["ApiContext", "current_request_id", "get_ctx", "request_id_var"]
+__all__ = ["ApiContext", "AuditStatus", "current_request_id", "get_ctx", "request_id_var"]
+
+AuditStatus = Callable[[], Awaitable[dict[str, Any] | None]]
+"""Checks the audit chain: ``{"verified": bool, "records": int, "detail": str}`` or None
+(not checked); /health/compliance reports it."""
 
 request_id_var: ContextVar[str | None] = ContextVar("orchestrion_request_id", default=None)
 
@@ -47,6 +52,7 @@ class ApiContext:
     engine_running: bool = field(default=False)  # set by the lifespan; health reports it
     closing: bool = field(default=False)  # the server is stopping: event streams end
     redis: Redis | None = field(default=None)  # scale-out only; set by the lifespan
+    audit_status: AuditStatus | None = field(default=None)  # set by the audit trail, if any
 
     def begin_shutdown(self) -> None:
         """End event streams now, so a stopping server is not held open by them."""

@@ -1,7 +1,8 @@
 """From engine and store records to API bodies: UPPERCASE states, ISO 8601 UTC times, ``*_ms``.
 
 Node errors are shown without their traceback: the API never discloses a stack trace (the
-store keeps it for the server's own tools).
+store keeps it for the server's own tools). An ``ExecutionView`` (``redaction.py``) masks what
+the caller may not see; the default one shows everything.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from orchestrion.api.models import (
     ResultsBody,
     ResultsResponse,
 )
+from orchestrion.api.redaction import ExecutionView
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.governance.masking import Masker
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
 
@@ -35,6 +38,9 @@ __all__ = [
     "results_response",
     "utc",
 ]
+
+
+_SHOW_ALL = ExecutionView()
 
 
 def utc(timestamp: float | None) -> datetime | None:
@@ -77,6 +83,7 @@ def execution_detail(
     *,
     include_outputs: bool = True,
     progress: dict[str, dict[str, int]] | None = None,
+    view: ExecutionView = _SHOW_ALL,
 ) -> ExecutionDetail:
     nodes = {
         node_id: NodeDetail(
@@ -85,8 +92,8 @@ def execution_detail(
             started_at=utc(node.started_at),
             finished_at=utc(node.finished_at),
             duration_ms=_ms(node.started_at, node.finished_at),
-            error=public_error(node.error),
-            output=node.output if include_outputs else None,
+            error=view.text(public_error(node.error)),
+            output=view.output(node_id, node.output) if include_outputs else None,
             wait_reason=node.wait_reason,
             progress=(progress or {}).get(node_id),
         )
@@ -105,8 +112,8 @@ def execution_detail(
         started_at=utc(result.started_at),
         finished_at=utc(result.finished_at),
         duration_ms=_ms(result.started_at, result.finished_at),
-        inputs=record.inputs,
-        error=public_error(result.error),
+        inputs=view.inputs(record.inputs),
+        error=view.text(public_error(result.error)),
         correlation_id=record.correlation_id,
         parent_execution_id=record.parent_execution_id,
         parent_node_id=record.parent_node_id,
@@ -126,17 +133,16 @@ _MESSAGES = {
 }
 
 
-def results_response(result: ExecutionResult) -> ResultsResponse:
+def results_response(result: ExecutionResult, view: ExecutionView = _SHOW_ALL) -> ResultsResponse:
     status = result.status
+    shown = view.result(result.result)
     return ResultsResponse(
         execution_id=result.execution_id,
         status=execution_state(status),
         completed=status is ExecutionStatus.COMPLETED,
-        results=ResultsBody(
-            final_status=f"workflow_{status.value}", aggregated_results=result.result
-        ),
-        result=result.result,
-        error=public_error(result.error),
+        results=ResultsBody(final_status=f"workflow_{status.value}", aggregated_results=shown),
+        result=shown,
+        error=view.text(public_error(result.error)),
         message=_MESSAGES[status],
     )
 
@@ -177,7 +183,11 @@ def definition_detail(definition: DefinitionRecord) -> DefinitionDetail:
     return DefinitionDetail(**definition_summary(definition).model_dump(), spec=definition.spec)
 
 
-def event_out(event: EventRecord) -> EventOut:
+def event_out(event: EventRecord, masker: Masker | None = None) -> EventOut:
+    """The journal entry as sent; ``masker`` (for callers without admin) masks its data."""
+    data = _public_data(event.data)
+    if masker is not None and data is not None:
+        data = masker.mask_value(data)
     return EventOut(
         seq=event.seq,
         id=event.id,
@@ -188,5 +198,5 @@ def event_out(event: EventRecord) -> EventOut:
         at=datetime.fromtimestamp(event.at, UTC),
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
-        data=_public_data(event.data),
+        data=data,
     )

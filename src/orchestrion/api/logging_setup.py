@@ -2,9 +2,11 @@
 
 The library never configures logging; the server does, here: one handler on the root logger
 writing JSON lines (or readable console lines), every line carrying the fields passed as
-``extra`` and the request id of the request being served. ``log_transitions`` is a record-feed
-sink that logs each execution and node transition at INFO with the execution id and its
-correlation id (the request id of the trigger), so one id finds every line of a run.
+``extra`` and the request id of the request being served. Given the policy's masker, every
+line is masked: message, exception and fields (``governance/log_masking.py``).
+``log_transitions`` is a record-feed sink that logs each execution and node transition at INFO
+with the execution id and its correlation id (the request id of the trigger), so one id finds
+every line of a run.
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ from typing import Any, Literal, TextIO
 from orchestrion.api.context import current_request_id
 from orchestrion.api.feed import ExecutionInfo
 from orchestrion.core.events import Record
+from orchestrion.governance.log_masking import (
+    STANDARD_ATTRIBUTES,
+    MaskingFilter,
+    mask_uncaught_exceptions,
+    set_log_masker,
+)
+from orchestrion.governance.masking import Masker
 from orchestrion.runtime.logcontext import current_node_fields
 
 __all__ = ["ConsoleFormatter", "JsonFormatter", "configure_logging", "log_transitions"]
 
 transitions_logger = logging.getLogger("orchestrion.api.transitions")
 
-# Attributes every LogRecord has; anything else was passed as `extra` and is a field.
-_STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
-)
-
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    fields = {k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES}
     for key, value in current_node_fields().items():  # a line written inside a handler
         fields.setdefault(key, value)
     if "request_id" not in fields:
@@ -52,8 +56,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(_fields(record))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # masked when the record was made, if masking is on
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -77,13 +83,19 @@ def configure_logging(
     fmt: Literal["json", "console"] = "json",
     level: str = "INFO",
     stream: TextIO | None = None,
+    masker: Masker | None = None,
 ) -> None:
-    """Send every log line (uvicorn's too) to ``stream`` (stderr) in ``fmt``.
+    """Send every log line (uvicorn's too) to ``stream`` (stderr) in ``fmt``, masked with
+    ``masker`` (the policy's) when one is given.
 
     Uvicorn's own access log is silenced: the API writes a structured one with the request id.
     """
+    if masker is not None:
+        set_log_masker(masker)
+    mask_uncaught_exceptions()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(MaskingFilter())  # the fields; the factory masks the rest
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

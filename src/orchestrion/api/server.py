@@ -54,12 +54,18 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, *, log_format: str | None = None) -> bool:
-    """Serve until stopped; False when the server could not start (port taken, bad store)."""
+    """Serve until stopped; False when the server could not start (port taken, bad store).
+
+    Raises ``ConfigurationError`` when the governance policy is invalid.
+    """
     fmt = log_format or (
         settings.log_format if "log_format" in settings.model_fields_set else "json"
     )
-    configure_logging("console" if fmt == "console" else "json", settings.log_level)
+    # The app's engine loads the governance policy (a ConfigurationError when it is invalid),
+    # whose masker every log line then goes through.
     app = create_app(settings=settings)
+    masker = api_context(app).engine.governance.masker
+    configure_logging("console" if fmt == "console" else "json", settings.log_level, masker=masker)
     config = uvicorn.Config(
         app,
         host=settings.host,

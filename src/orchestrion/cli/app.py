@@ -58,7 +58,10 @@ ApiKeyOption = Annotated[
 
 def main() -> None:
     """Console-script entry point."""
+    from orchestrion.governance.log_masking import mask_uncaught_exceptions
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
     app()
 
 
@@ -535,7 +538,11 @@ def serve(
         _fail(EXIT_INVALID, str(exc))
     from orchestrion.api.server import serve as run_server
 
-    if not run_server(settings, log_format=log_format.lower() if log_format else None):
+    try:
+        started = run_server(settings, log_format=log_format.lower() if log_format else None)
+    except ConfigurationError as exc:  # the governance policy names its field and line
+        _fail(EXIT_INVALID, str(exc))
+    if not started:
         raise typer.Exit(EXIT_STORE)
 
 

@@ -13,11 +13,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
+
+if TYPE_CHECKING:
+    from orchestrion.settings import Settings
 
 __all__ = ["migrate", "orchestrator", "reaper", "worker"]
 
@@ -52,14 +55,24 @@ def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> 
     return settings
 
 
-def _until_signal(fmt: str, level: str, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Configure logging, run ``body(stop)`` and set ``stop`` on SIGTERM/SIGINT."""
+def _until_signal(
+    fmt: str, settings: Settings, body: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Configure logging (masked by the governance policy), run ``body(stop)`` and set
+    ``stop`` on SIGTERM/SIGINT."""
     from orchestrion.api.logging_setup import configure_logging
     from orchestrion.errors import ConfigurationError, StoreError
+    from orchestrion.governance.runtime import Governance
 
     if fmt.lower() not in ("json", "console"):
         _fail(EXIT_INVALID, f"--log-format must be json or console, not {fmt!r}")
-    configure_logging("console" if fmt.lower() == "console" else "json", level)
+    try:
+        masker = Governance.from_settings(settings).masker
+    except ConfigurationError as exc:  # an invalid policy names its field and line
+        _fail(EXIT_INVALID, str(exc))
+    configure_logging(
+        "console" if fmt.lower() == "console" else "json", settings.log_level, masker=masker
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -151,7 +164,7 @@ def orchestrator(
             feed_task.cancel()
             await asyncio.gather(feed_task, return_exceptions=True)
 
-    _until_signal(log_format, settings.log_level, body)
+    _until_signal(log_format, settings, body)
 
 
 @app.command()
@@ -216,7 +229,7 @@ def worker(
         finally:
             await node_worker.stop()
 
-    _until_signal(log_format, settings.log_level, body)
+    _until_signal(log_format, settings, body)
 
 
 @app.command()
@@ -232,7 +245,7 @@ def reaper(
 
         await Reaper(settings.redis_url, settings).run_until(stop)
 
-    _until_signal(log_format, settings.log_level, body)
+    _until_signal(log_format, settings, body)
 
 
 @app.command()

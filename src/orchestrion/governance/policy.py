@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
@@ -35,10 +43,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _known_kind(kind: str) -> str:
+    if kind not in MASKING_ORDER:
+        raise ValueError(f"unknown masking kind {kind!r} (known: {', '.join(MASKING_ORDER)})")
+    return kind
+
+
+def _compiles(expression: str) -> str:
+    try:
+        re.compile(expression)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return expression
+
+
 class MaskingPolicy(_Section):
     enabled: bool = True
-    kinds: list[str] = Field(default_factory=lambda: list(MASKING_ORDER))
-    patterns: dict[str, str] = Field(default_factory=dict)
+    # Checked item by item, so an error names the kind or pattern and its line.
+    kinds: list[Annotated[str, AfterValidator(_known_kind)]] = Field(
+        default_factory=lambda: list(MASKING_ORDER)
+    )
+    patterns: dict[str, Annotated[str, AfterValidator(_compiles)]] = Field(default_factory=dict)
     classifications: list[Classification] = Field(default_factory=lambda: list(_CLASSIFIED))
 
     def masker(self) -> Masker:

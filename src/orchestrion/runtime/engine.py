@@ -56,6 +56,7 @@ from orchestrion.errors import (
     OrchestrionError,
     StoreError,
 )
+from orchestrion.governance.log_masking import set_log_masker
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.map import PROGRESS_KEY
@@ -184,6 +185,9 @@ class Engine:
         """Open the store, start the workers, and resume every unfinished execution."""
         if self._started:
             return
+        if self.governance.masker is not None:
+            # Log lines are masked process-wide from here on, whoever configured logging.
+            set_log_masker(self.governance.masker)
         if self._store is None:
             from orchestrion.store.factory import open_store
 

@@ -6,6 +6,9 @@ announce their commits through Redis), or ``sse_poll`` seconds pass (events writ
 process on the same database, with no Redis, wake no hub), sending ``: keep-alive`` every
 ``sse_keepalive`` seconds of silence. A per-execution stream ends once the execution is final
 and every event before that has been sent.
+
+For callers without the admin role, event data (errors, reasons, comments) is pattern-masked
+with the policy's masker (``redaction.py``); events never carry node outputs.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from orchestrion.api.context import ApiContext
 from orchestrion.api.convert import event_out
 from orchestrion.api.models import EventPage
 from orchestrion.api.problems import error_responses
+from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import VIEW, Ctx
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.errors import OrchestrionError
+from orchestrion.governance.masking import Masker
 from orchestrion.store.base import EventRecord
 
 __all__ = ["router"]
@@ -43,6 +48,8 @@ _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     }
 }
 
+Caller = Annotated[Disclosure, Depends(disclosure)]
+
 _MAX_SEQ = 2**63 - 1  # what the journal's integer column holds
 After = Annotated[int, Query(ge=0, le=_MAX_SEQ, description="only events with a larger seq")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -58,9 +65,9 @@ LastEventId = Annotated[
 ]
 
 
-def _page(events: list[EventRecord], after: int) -> EventPage:
+def _page(events: list[EventRecord], after: int, masker: Masker | None) -> EventPage:
     return EventPage(
-        items=[event_out(event) for event in events],
+        items=[event_out(event, masker) for event in events],
         next_after=events[-1].seq if events else after,
     )
 
@@ -73,11 +80,11 @@ def _page(events: list[EventRecord], after: int) -> EventPage:
     summary="An execution's events, oldest first",
 )
 async def execution_events(
-    execution_id: str, ctx: Ctx, after: After = 0, limit: Limit = 100
+    execution_id: str, ctx: Ctx, caller: Caller, after: After = 0, limit: Limit = 100
 ) -> EventPage:
     store = ctx.engine.store
     await store.get_execution(execution_id)  # 404 for an unknown id, not an empty list
-    return _page(await store.list_events(execution_id, after, limit), after)
+    return _page(await store.list_events(execution_id, after, limit), after, caller.masker)
 
 
 @router.get(
@@ -88,26 +95,35 @@ async def execution_events(
     summary="Events of every execution, oldest first",
 )
 async def all_events(
-    ctx: Ctx, after: After = 0, limit: Limit = 100, type: Types = None
+    ctx: Ctx, caller: Caller, after: After = 0, limit: Limit = 100, type: Types = None
 ) -> EventPage:
-    return _page(await ctx.engine.store.list_events(None, after, limit, type or None), after)
+    events = await ctx.engine.store.list_events(None, after, limit, type or None)
+    return _page(events, after, caller.masker)
 
 
-def _sse(event: EventRecord) -> str:
-    data = event_out(event).model_dump_json()
+def _sse(event: EventRecord, masker: Masker | None) -> str:
+    data = event_out(event, masker).model_dump_json()
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
 
 
 async def _stream(
-    ctx: ApiContext, execution_id: str | None, after: int, types: list[str] | None
+    ctx: ApiContext,
+    execution_id: str | None,
+    after: int,
+    types: list[str] | None,
+    masker: Masker | None,
 ) -> AsyncIterator[str]:
     with ctx.hub.watch(execution_id):
-        async for chunk in _journal(ctx, execution_id, after, types):
+        async for chunk in _journal(ctx, execution_id, after, types, masker):
             yield chunk
 
 
 async def _journal(
-    ctx: ApiContext, execution_id: str | None, after: int, types: list[str] | None
+    ctx: ApiContext,
+    execution_id: str | None,
+    after: int,
+    types: list[str] | None,
+    masker: Masker | None,
 ) -> AsyncIterator[str]:
     store = ctx.engine.store
     settings = ctx.settings
@@ -125,7 +141,7 @@ async def _journal(
             logger.warning("event stream ended by a store error", exc_info=True)
             return
         for event in events:
-            yield _sse(event)
+            yield _sse(event, masker)
             after = event.seq
         if events:
             quiet_since = time.monotonic()
@@ -161,12 +177,13 @@ def _response(generator: AsyncIterator[str]) -> StreamingResponse:
 async def stream_execution_events(
     execution_id: str,
     ctx: Ctx,
+    caller: Caller,
     after: After = 0,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     await ctx.engine.store.get_execution(execution_id)
     start = last_event_id if last_event_id is not None else after
-    return _response(_stream(ctx, execution_id, start, None))
+    return _response(_stream(ctx, execution_id, start, None, caller.masker))
 
 
 @router.get(
@@ -177,7 +194,11 @@ async def stream_execution_events(
     summary="Stream the events of every execution",
 )
 async def stream_all_events(
-    ctx: Ctx, after: After = 0, type: Types = None, last_event_id: LastEventId = None
+    ctx: Ctx,
+    caller: Caller,
+    after: After = 0,
+    type: Types = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     start = last_event_id if last_event_id is not None else after
-    return _response(_stream(ctx, None, start, type or None))
+    return _response(_stream(ctx, None, start, type or None, caller.masker))

@@ -28,6 +28,7 @@ from orchestrion.api.models import (
     TriggerRequest,
 )
 from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
@@ -38,6 +39,8 @@ from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 __all__ = ["json_body_only", "router"]
 
 router = APIRouter(prefix="/v1", tags=["workflows"])
+
+Caller = Annotated[Disclosure, Depends(disclosure)]
 
 _JSON = ("application/json",)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -196,6 +199,7 @@ async def trigger_workflow(
 async def get_workflow(
     execution_id: str,
     ctx: Ctx,
+    caller: Caller,
     include_outputs: Annotated[bool, Query(description="include node outputs")] = True,
 ) -> Any:
     record = await ctx.engine.store.get_execution(execution_id)
@@ -205,6 +209,7 @@ async def get_workflow(
         result,
         include_outputs=include_outputs,
         progress=ctx.engine.node_progress(execution_id),
+        view=await caller.execution(record.definition_id),
     )
     if include_outputs:
         return detail
@@ -218,8 +223,10 @@ async def get_workflow(
     responses=error_responses(404),
     summary="An execution's result (reference 003 shape)",
 )
-async def get_results(execution_id: str, ctx: Ctx) -> ResultsResponse:
-    return results_response(await ctx.engine.result(execution_id))
+async def get_results(execution_id: str, ctx: Ctx, caller: Caller) -> ResultsResponse:
+    record = await ctx.engine.store.get_execution(execution_id)
+    result = await ctx.engine.result(execution_id)
+    return results_response(result, await caller.execution(record.definition_id))
 
 
 def _upper(value: Any) -> Any:
