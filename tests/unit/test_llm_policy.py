@@ -65,7 +65,7 @@ def test_a_node_may_raise_the_review_threshold_but_not_lower_it() -> None:
     policy = LlmPolicy(review_below_confidence=0.7)
     assert policy.effective_threshold(None) == 0.7
     assert policy.effective_threshold(0.9) == 0.9
-    with pytest.raises(PolicyViolation, match="below the policy's 0.7"):
+    with pytest.raises(PolicyViolation, match=r"below the policy's 0\.7"):
         policy.effective_threshold(0.5)
     assert LlmPolicy().effective_threshold(None) is None
     assert LlmPolicy().effective_threshold(0.4) == 0.4
