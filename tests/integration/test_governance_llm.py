@@ -22,6 +22,7 @@ from orchestrion.api.app import create_app
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
+from scaleout import scaleout_engine
 
 KEY_ENV = "GOV_LLM_API_KEY"
 POLICY = r"""
@@ -95,16 +96,26 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadingHTTPServer]:
     thread.join(5)
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+@pytest.fixture(params=["sqlite", "scaleout"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
     policy = tmp_path / "governance.yaml"
     policy.write_text(POLICY)
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'o.db'}",
-        governance_file=policy,
-        rate_limit_per_second=0,
-    )
-    async with Engine(settings=settings) as running:
+    if request.param == "sqlite":
+        settings = load_settings(
+            database_url=f"sqlite:///{tmp_path / 'o.db'}",
+            governance_file=policy,
+            rate_limit_per_second=0,
+        )
+        async with Engine(settings=settings) as running:
+            yield running
+        return
+    # The llm nodes run on a Redis worker, which reads the policy from its settings.
+    async with scaleout_engine(
+        request.getfixturevalue("postgres_url"),
+        request.getfixturevalue("redis_server"),
+        request.getfixturevalue("redis_prefix"),
+        settings={"governance_file": policy, "rate_limit_per_second": 0},
+    ) as running:
         yield running
 
 
