@@ -595,7 +595,11 @@ class Engine:
         by: str | None = None,
         comment: str | None = None,
     ) -> None:
-        """Approve or reject a node waiting for approval; the decision is recorded."""
+        """Approve or reject a node waiting for approval or review; the decision is recorded.
+
+        An approved ``review`` (an llm output below the confidence threshold) completes the
+        node with the output that waited, plus the decision under ``review``.
+        """
         target = await self._control_target(execution_id, "approve" if approved else "reject")
         record = target.record if isinstance(target, _Live) else target
         compiled = await self._compiled_for(record.definition_id)
