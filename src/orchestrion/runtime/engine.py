@@ -634,7 +634,10 @@ class Engine:
             error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
         output: Any = decision
         if reason == "review" and error is None:
-            # An approved review completes the node with the output that waited for it.
+            # An approved review completes the node with the output that waited for it. The
+            # machine may say "waiting" a moment before that record is committed: drain first.
+            if isinstance(target, _Live):
+                await self._drain()
             waited = await self._wait_data(execution_id, node_id, attempt)
             output = {**(waited.get("output") or {}), "review": decision}
         event = WaitResolved(node_id, attempt, time.time(), output=output, error=error)
@@ -643,15 +646,15 @@ class Engine:
     async def _wait_data(self, execution_id: str, node_id: str, attempt: int) -> dict[str, Any]:
         """The data of the node's latest ``node.waiting`` record for ``attempt``."""
         found: dict[str, Any] = {}
-        after = 0
+        after, size = 0, 1000
         while True:
             page = await self.store.list_events(
-                execution_id, after_seq=after, types=["node.waiting"]
+                execution_id, after_seq=after, limit=size, types=["node.waiting"]
             )
             for event in page:
                 if event.node_id == node_id and event.attempt == attempt:
                     found = event.data or {}
-            if len(page) < 1000:
+            if len(page) < size:
                 return found
             after = page[-1].seq
 
