@@ -44,7 +44,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     """The API over ``engine``, or over an engine of its own built from ``settings``.
 
     An engine passed in is started and stopped by its owner (the caller); one the app makes
-    is started and stopped by the app's lifespan.
+    is started and stopped by the app's lifespan. Either way the engine enforces an untrusted
+    governance from then on (the python allowlist applies to what the service runs).
     """
     if settings is None:
         settings = engine.settings if engine is not None else load_settings()
