@@ -395,3 +395,49 @@ async def test_sandbox_escapes_submitted_through_the_api_run_no_code(
         assert "<class" not in text and "__builtins__" not in text, (name, text)
     assert ran == []
     assert not marker.exists()
+
+
+async def test_scale_out_workers_check_functions_and_limit_templates(
+    tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.handlers.registry import default_registry
+    from orchestrion.runtime.worker import Worker
+    from scaleout import scaleout_settings
+
+    policy = tmp_path / "governance.yaml"
+    policy.write_text(POLICY)
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix, governance_file=policy)
+    # As `orchestrion worker` builds it: untrusted. The orchestrator here is a trusted
+    # engine, so the definition gets past submission, as one stored long ago would.
+    worker = Worker(
+        redis_server,
+        settings,
+        default_registry(),
+        worker_id="gov",
+        governance=Governance.from_settings(settings, trusted=False),
+    )
+    await worker.start()
+    try:
+        async with Engine(settings=settings) as engine:
+            definition = flow(
+                {"id": "input", "handler": "input"},
+                python_node("cwd", "os.getcwd", dependencies=["input"]),
+                python_node("short", "textwrap.dedent", dependencies=["input"]),
+                {
+                    "id": "bomb",
+                    "handler": "noop",
+                    "dependencies": ["input"],
+                    "config": {"value": BOMBS["nested-lists"]},
+                },
+            )
+            definition["dag"]["nodes"][2]["config"]["params"] = {"text": "  x"}
+            result = await engine.run(definition, {"big": list(range(3000))}, timeout=60)
+    finally:
+        await worker.stop(grace=0)
+    cwd = result.nodes["cwd"].error
+    assert cwd is not None and cwd["category"] == "policy_violation", cwd
+    assert result.nodes["cwd"].attempt == 1
+    assert result.nodes["short"].output == "x"
+    bomb = result.nodes["bomb"].error
+    assert bomb is not None and "longer than 0.5s" in bomb["message"]
