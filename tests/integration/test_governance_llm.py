@@ -290,3 +290,18 @@ async def test_a_node_may_not_lower_the_review_threshold(
     assert lax.error is not None and lax.error["category"] == "policy_violation"
     assert "below the policy's 0.7" in lax.error["message"]
     assert provider.requests == []  # type: ignore[attr-defined]
+
+
+async def test_the_provider_url_passes_the_ssrf_guard(
+    engine: Engine, provider: ThreadingHTTPServer
+) -> None:
+    nodes = [
+        llm(provider, "metadata", prompt="hi", base_url="http://169.254.169.254/v1"),
+        llm(provider, "decimal", prompt="hi", base_url="http://2852039166/v1"),
+    ]
+    result = await engine.run(flow(*nodes), timeout=30)
+    for node_id in ("metadata", "decimal"):
+        node = result.nodes[node_id]
+        assert node.error is not None and node.error["category"] == "policy_violation"
+        assert "SSRF guard" in node.error["message"]
+        assert node.attempt == 1
