@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -311,6 +318,46 @@ def _check_format_spec(text: Any) -> None:
         raise SecurityError("format width exceeds the template size limit")
 
 
+def _check_str_method(
+    method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Refuse a str method call whose result would break the size limit, before it runs.
+
+    One C call (``'a'.ljust(10**9)``, ``s.replace('a', long)``) can allocate gigabytes before
+    any output check sees it. Returns the arguments to call with (``join`` gets a list).
+    """
+    text: str = method.__self__
+    name = getattr(method, "__name__", "")
+
+    def arg(index: int, key: str, default: Any = None) -> Any:
+        return args[index] if len(args) > index else kwargs.get(key, default)
+
+    size: int | None = None
+    if name in ("ljust", "rjust", "center", "zfill"):
+        width = arg(0, "width")
+        size = width if isinstance(width, int) else None
+    elif name == "expandtabs":
+        tabsize = arg(0, "tabsize", 8)
+        if isinstance(tabsize, int):
+            size = len(text) + text.count("\t") * max(tabsize, 0)
+    elif name == "replace":
+        old, new, count = arg(0, "old"), arg(1, "new"), arg(2, "count", -1)
+        if isinstance(old, str) and isinstance(new, str) and isinstance(count, int):
+            times = text.count(old) if old else len(text) + 1
+            if count >= 0:
+                times = min(times, count)
+            size = len(text) + times * max(len(new) - len(old), 0)
+    elif name == "join" and args:
+        items = list(args[0])
+        args = (items, *args[1:])
+        size = sum(len(i) for i in items if isinstance(i, str)) + len(text) * len(items)
+    if size is not None and size > _max_size():
+        raise SecurityError(
+            f"str.{name}() would exceed the template size limit (templates.max_output_bytes)"
+        )
+    return args
+
+
 def _sized(value: Any) -> int | None:
     return len(value) if isinstance(value, str | list | tuple) else None
 
@@ -372,6 +419,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         **kwargs: Any,
     ) -> Any:
         _tick()  # every function and macro call, recursive ones included
+        if isinstance(getattr(__obj, "__self__", None), str):
+            args = _check_str_method(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -445,6 +494,16 @@ def _make_environment() -> _Environment:
     _guarded_filter("center", env, 1)
     _guarded_filter("indent", env, 1)
     _guarded_filter("format", env, 0)
+    original_replace = env.filters["replace"]
+
+    @pass_eval_context
+    def replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
+        # The same size check as the str.replace method: one call may allocate gigabytes.
+        if isinstance(value, str):
+            _check_str_method(value.replace, (old, new, -1 if count is None else count), {})
+        return original_replace(eval_ctx, value, old, new, count)
+
+    env.filters["replace"] = replace
     return env
 
 

@@ -299,6 +299,8 @@ BOMBS = {
     "output-size": "{% for i in range(1000) %}{{ 'abcdefghij' * 100 }}{% endfor %}",
     "format-width": "{{ '%999999999d' % 1 }}",
     "center": "{{ 'x' | center(10**9) }}",
+    "ljust": "{{ 'x'.ljust(10**9) }}",
+    "replace": "{{ ('a' * 90000) | replace('a', 'a' * 90000) }}",
 }
 
 

@@ -351,3 +351,28 @@ def test_limits_in_force_bound_time_and_size() -> None:
 def test_recursion_is_a_clear_template_error() -> None:
     error = _fails("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", build_context({}, {}))
     assert "recursion too deep" in str(error)
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "{{ 'a'.ljust(10**9) }}",
+        "{{ 'a'.zfill(10**9) }}",
+        "{{ 'a'.center(10**9) }}",
+        "{{ ('\t' * 1000).expandtabs(10**6) }}",
+        "{{ ('a' * 100000).replace('a', 'a' * 100000) }}",
+        "{{ ('a' * 1000).replace('', 'b' * 100000) }}",
+        "{{ ('a' * 100000) | replace('a', 'a' * 100000) }}",
+        "{{ ','.join(['a' * 100000] * 11) }}",
+    ],
+)
+def test_str_methods_that_grow_are_refused_before_they_allocate(bomb: str) -> None:
+    error = _fails(bomb, build_context({}, {}))
+    assert "would exceed the template size limit" in str(error)
+
+
+def test_ordinary_str_methods_still_work() -> None:
+    ctx = build_context({}, {})
+    assert render_value("{{ 'a b'.replace(' ', '-') }}", ctx) == "a-b"
+    assert render_value("{{ 'a b a' | replace('a', 'x', 1) }}", ctx) == "x b a"
+    assert render_value("{{ '-'.join(['x', 'y']) }}|{{ 'a'.ljust(3) }}|", ctx) == "x-y|a  |"
