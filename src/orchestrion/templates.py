@@ -7,22 +7,35 @@ list); any other template string renders to text. A missing name, key or attribu
 error that names it, never an empty string.
 
 Rendering runs in Jinja's immutable sandbox, with guards against resource bombs: ``range`` is
-capped, loop iterations over ranges share a budget, repetition/power/format widths are bounded
-and rendered text is limited in size. Mapping keys win over methods (``{{ out.items }}`` is the
-``items`` key of an HTTP response, not ``dict.items``).
+capped, loop iterations over ranges share a budget, repetition/power/format widths are bounded,
+and every render has a time limit and an output-size limit (``TemplateLimits``: the governance
+policy's ``templates.timeout_seconds`` and ``templates.max_output_bytes``, set for the attempt
+being run with ``template_limits``). The time limit is checked at every call, attribute
+access, loop iteration and output chunk, so a nested loop or a recursive macro stops within
+the limit instead of holding the event loop. Mapping keys win over methods
+(``{{ out.items }}`` is the ``items`` key of an HTTP response, not ``dict.items``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -30,10 +43,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from orchestrion.errors import PermanentNodeError
 
 __all__ = [
+    "LIMITS_KEY",
     "MAX_RANGE",
     "MAX_RENDERED_SIZE",
     "RESERVED_NAMES",
     "TemplateInfo",
+    "TemplateLimits",
     "build_context",
     "condition_references",
     "evaluate_condition",
@@ -43,6 +58,7 @@ __all__ = [
     "render_value",
     "template_errors",
     "template_info",
+    "template_limits",
     "template_references",
     "template_strings",
 ]
@@ -54,6 +70,8 @@ MAX_RANGE_ITERATIONS = 100_000
 MAX_RENDERED_SIZE = 1024 * 1024
 """Largest text (in characters) one template may render to."""
 MAX_POWER_EXPONENT = 10_000
+LIMITS_KEY = "template_limits"
+"""``Resources.extra`` key of the ``TemplateLimits`` the executor renders an attempt with."""
 _MAX_WIDTH_DIGITS = 7  # a format width of 10**7 characters or more is a memory bomb
 
 RESERVED_NAMES = frozenset({"input", "secrets", "nodes", "execution"})
@@ -180,12 +198,74 @@ class _Secrets(_Namespace):
 # --------------------------------------------------------------------------- guards
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateLimits:
+    """How long one template string may take to render and how large its result may be."""
+
+    timeout_seconds: float = 1.0
+    max_output_bytes: int = MAX_RENDERED_SIZE
+
+
+_DEFAULT_LIMITS = TemplateLimits()
+_LIMITS: ContextVar[TemplateLimits] = ContextVar(
+    "orchestrion_template_limits", default=_DEFAULT_LIMITS
+)
+
+
+@contextlib.contextmanager
+def template_limits(limits: TemplateLimits | None) -> Iterator[None]:
+    """Render with ``limits`` inside the block (``None``: keep those in force)."""
+    if limits is None:
+        yield
+        return
+    token = _LIMITS.set(limits)
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
 @dataclass(slots=True)
 class _Budget:
     remaining: int
+    deadline: float = float("inf")
+    timeout: float = 0.0
+    max_bytes: int = MAX_RENDERED_SIZE
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("orchestrion_template_budget", default=None)
+
+
+def _tick() -> None:
+    """Stop a render that has run past its time limit (called at every sandbox operation)."""
+    budget = _BUDGET.get()
+    if budget is not None and time.monotonic() > budget.deadline:
+        raise SecurityError(
+            f"rendering took longer than {budget.timeout:g}s (templates.timeout_seconds)"
+        )
+
+
+def _max_size() -> int:
+    budget = _BUDGET.get()
+    return budget.max_bytes if budget is not None else _LIMITS.get().max_output_bytes
+
+
+def _byte_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
+def _too_large(size: int) -> SecurityError:
+    limit = _max_size()
+    return SecurityError(
+        f"rendered text exceeds {limit} bytes (templates.max_output_bytes), got {size} or more"
+    )
+
+
+def _guard_loop(iterable: Any) -> Iterator[Any]:
+    """Every ``{% for %}`` iterates through this: each item is a time-limit check."""
+    for item in iterable:
+        _tick()
+        yield item
 
 
 class _CappedRange:
@@ -199,6 +279,7 @@ class _CappedRange:
     def __iter__(self) -> Iterator[int]:
         budget = _BUDGET.get()
         for value in self._range:
+            _tick()
             if budget is not None:
                 budget.remaining -= 1
                 if budget.remaining < 0:
@@ -228,13 +309,53 @@ def _safe_range(*args: int) -> _CappedRange:
 
 
 def _check_width(width: Any) -> None:
-    if isinstance(width, int) and abs(width) > MAX_RENDERED_SIZE:
+    if isinstance(width, int) and abs(width) > _max_size():
         raise SecurityError(f"width {width} exceeds the template size limit")
 
 
 def _check_format_spec(text: Any) -> None:
     if isinstance(text, str) and _HUGE_WIDTH.search(text):
         raise SecurityError("format width exceeds the template size limit")
+
+
+def _check_str_method(
+    method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Refuse a str method call whose result would break the size limit, before it runs.
+
+    One C call (``'a'.ljust(10**9)``, ``s.replace('a', long)``) can allocate gigabytes before
+    any output check sees it. Returns the arguments to call with (``join`` gets a list).
+    """
+    text: str = method.__self__
+    name = getattr(method, "__name__", "")
+
+    def arg(index: int, key: str, default: Any = None) -> Any:
+        return args[index] if len(args) > index else kwargs.get(key, default)
+
+    size: int | None = None
+    if name in ("ljust", "rjust", "center", "zfill"):
+        width = arg(0, "width")
+        size = width if isinstance(width, int) else None
+    elif name == "expandtabs":
+        tabsize = arg(0, "tabsize", 8)
+        if isinstance(tabsize, int):
+            size = len(text) + text.count("\t") * max(tabsize, 0)
+    elif name == "replace":
+        old, new, count = arg(0, "old"), arg(1, "new"), arg(2, "count", -1)
+        if isinstance(old, str) and isinstance(new, str) and isinstance(count, int):
+            times = text.count(old) if old else len(text) + 1
+            if count >= 0:
+                times = min(times, count)
+            size = len(text) + times * max(len(new) - len(old), 0)
+    elif name == "join" and args:
+        items = list(args[0])
+        args = (items, *args[1:])
+        size = sum(len(i) for i in items if isinstance(i, str)) + len(text) * len(items)
+    if size is not None and size > _max_size():
+        raise SecurityError(
+            f"str.{name}() would exceed the template size limit (templates.max_output_bytes)"
+        )
+    return args
 
 
 def _sized(value: Any) -> int | None:
@@ -281,7 +402,29 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "%"})
 
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        ast = super()._parse(source, name, filename)
+        # Loops over plain lists call nothing the sandbox sees: give every loop a checkpoint.
+        for loop in list(ast.find_all(nodes.For)):
+            loop.iter = nodes.Filter(
+                loop.iter, _LOOP_GUARD, [], [], None, None, lineno=loop.iter.lineno
+            )
+        return ast
+
+    def call(
+        __self,
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _tick()  # every function and macro call, recursive ones included
+        if isinstance(getattr(__obj, "__self__", None), str):
+            args = _check_str_method(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
         if isinstance(obj, _Namespace):
             return obj.lookup(self, attribute)
         if isinstance(obj, Mapping):
@@ -293,6 +436,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
         if isinstance(obj, _Namespace):
             return obj.lookup(self, argument)
         return super().getitem(obj, argument)
@@ -301,8 +445,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
                 size = _sized(seq)
-                if size is not None and isinstance(count, int) and size * count > MAX_RENDERED_SIZE:
-                    raise SecurityError("repetition exceeds the template size limit")
+                if size is not None and isinstance(count, int) and size * count > _max_size():
+                    raise SecurityError(
+                        "repetition exceeds the template size limit (templates.max_output_bytes)"
+                    )
         elif operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_POWER_EXPONENT:
                 raise SecurityError(f"exponent {right} is too large")
@@ -333,6 +479,9 @@ def _guarded_filter(name: str, env: _Environment, width_arg: int) -> None:
     env.filters[name] = guarded
 
 
+_LOOP_GUARD = "orchestrion_loop_guard"  # a template naming it only iterates more slowly
+
+
 def _make_environment() -> _Environment:
     env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.globals["range"] = _safe_range
@@ -341,9 +490,20 @@ def _make_environment() -> _Environment:
         env.globals.pop(name, None)
     env.filters["tojson"] = _tojson
     env.filters["fromjson"] = _fromjson
+    env.filters[_LOOP_GUARD] = _guard_loop
     _guarded_filter("center", env, 1)
     _guarded_filter("indent", env, 1)
     _guarded_filter("format", env, 0)
+    original_replace = env.filters["replace"]
+
+    @pass_eval_context
+    def replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
+        # The same size check as the str.replace method: one call may allocate gigabytes.
+        if isinstance(value, str):
+            _check_str_method(value.replace, (old, new, -1 if count is None else count), {})
+        return original_replace(eval_ctx, value, old, new, count)
+
+    env.filters["replace"] = replace
     return env
 
 
@@ -512,7 +672,14 @@ def _template_failure(
 
 
 def _render_string(source: str, context: Mapping[str, Any]) -> Any:
-    token = _BUDGET.set(_Budget(MAX_RANGE_ITERATIONS))
+    limits = _LIMITS.get()
+    budget = _Budget(
+        MAX_RANGE_ITERATIONS,
+        time.monotonic() + limits.timeout_seconds,
+        limits.timeout_seconds,
+        limits.max_output_bytes,
+    )
+    token = _BUDGET.set(budget)
     try:
         expr = _single_expression(source)
         if expr is not None:
@@ -520,20 +687,26 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
             if isinstance(result, Undefined):
                 str(result)  # StrictUndefined raises with the name of what is missing
             result = _to_plain(result)
-            if isinstance(result, str) and len(result) > MAX_RENDERED_SIZE:
-                raise SecurityError(f"rendered value exceeds {MAX_RENDERED_SIZE} characters")
+            if isinstance(result, str) and _byte_size(result) > budget.max_bytes:
+                raise _too_large(_byte_size(result))
+            _tick()
             return result
         template = _compiled_template(source)
         parts: list[str] = []
         size = 0
         for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_RENDERED_SIZE:
-                raise SecurityError(f"rendered text exceeds {MAX_RENDERED_SIZE} characters")
+            _tick()
+            size += _byte_size(chunk)
+            if size > budget.max_bytes:
+                raise _too_large(size)
             parts.append(chunk)
         return "".join(parts)
     except PermanentNodeError:
         raise
+    except RecursionError:
+        raise _template_failure(
+            source, SecurityError("recursion too deep (a macro calling itself?)"), context
+        ) from None
     except Exception as exc:
         # Any failure inside a template (missing name, type error, sandbox) is the same
         # permanent node error: rendering it again gives the same result.

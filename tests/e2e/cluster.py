@@ -47,6 +47,11 @@ class Cluster:
         )
         env.update(extra)
         logs.mkdir(parents=True, exist_ok=True)
+        if "ORCHESTRION_GOVERNANCE_FILE" not in env:
+            # Scale-out processes run only allowlisted python modules: the tests' effects.
+            policy = logs / "governance.yaml"
+            policy.write_text("version: 1\npython:\n  allowed_modules: [crash_effects]\n")
+            env["ORCHESTRION_GOVERNANCE_FILE"] = str(policy)
         return cls(env, logs)
 
     def start(self, name: str, *args: str) -> None:

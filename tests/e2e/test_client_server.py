@@ -147,6 +147,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("client-server")
     (folder / "mods").mkdir()
     (folder / "mods" / "fixme.py").write_text(FIXME)
+    # The service runs only allowlisted modules (governance): this test's module is one.
+    (folder / "governance.yaml").write_text("version: 1\npython:\n  allowed_modules: [fixme]\n")
     (folder / "greet.yaml").write_text(GREET)
     (folder / "slow.yaml").write_text(SLOW)
     (folder / "bad.yaml").write_text(BAD)
@@ -158,7 +160,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(workdir: Path) -> Iterator[Server]:
     running = Server(
         workdir,
-        {"PYTHONPATH": str(workdir / "mods"), "ORCHESTRION_RATE_LIMIT_PER_SECOND": "0"},
+        {
+            "PYTHONPATH": str(workdir / "mods"),
+            "ORCHESTRION_RATE_LIMIT_PER_SECOND": "0",
+            "ORCHESTRION_GOVERNANCE_FILE": str(workdir / "governance.yaml"),
+        },
     )
     try:
         yield running

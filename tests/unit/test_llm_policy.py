@@ -59,3 +59,41 @@ def test_a_violation_is_permanent_and_a_bad_pattern_is_named() -> None:
     assert caught.value.transient is False
     with pytest.raises(ValueError, match="not a valid regex"):
         LlmPolicy(injection_patterns=("(",))
+
+
+def test_a_node_may_raise_the_review_threshold_but_not_lower_it() -> None:
+    policy = LlmPolicy(review_below_confidence=0.7)
+    assert policy.effective_threshold(None) == 0.7
+    assert policy.effective_threshold(0.9) == 0.9
+    with pytest.raises(PolicyViolation, match=r"below the policy's 0\.7"):
+        policy.effective_threshold(0.5)
+    assert LlmPolicy().effective_threshold(None) is None
+    assert LlmPolicy().effective_threshold(0.4) == 0.4
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "expected"),
+    [
+        ('{"answer": "x", "confidence": 0.42}', "confidence", 0.42),
+        ('```json\n{"meta": {"score": 1}}\n```', "meta.score", 1.0),
+        ('{"confidence": 7}', "confidence", None),  # not a probability
+        ('{"confidence": true}', "confidence", None),
+        ("not json", "confidence", None),
+        ('{"other": 0.5}', "confidence", None),
+    ],
+)
+def test_confidence_from_a_field_of_the_json_answer(
+    text: str, path: str, expected: float | None
+) -> None:
+    from orchestrion.handlers.llm import field_confidence
+
+    assert field_confidence(text, path) == expected
+
+
+def test_the_policy_file_carries_review_settings() -> None:
+    from orchestrion.governance.policy import GovernancePolicy
+
+    section = GovernancePolicy.model_validate(
+        {"llm": {"review_below_confidence": 0.6, "confidence_field": "score"}}
+    ).llm.policy()
+    assert (section.review_below_confidence, section.confidence_field) == (0.6, "score")

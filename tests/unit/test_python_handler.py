@@ -388,3 +388,34 @@ async def test_fail_flaky_sleep() -> None:
         "value": "v",
     }
     assert await call("sleep", {"seconds": 0.01}) == {"slept": 0.01, "value": None}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("textwrap.re.compile", "module 're'"),  # through an allowed module's import
+        ("textwrap:_whitespace", "private attribute"),
+        ("textwrap.TextWrapper.__init__", "private attribute"),
+        ("os.system", "module 'os' is not in the allowlist"),
+        ("builtins.__import__", "module 'builtins'"),
+    ],
+)
+def test_an_allowlist_cannot_be_walked_around(name: str, why: str) -> None:
+    with pytest.raises(PolicyViolation, match=why):
+        resolve_function(name, ["textwrap"])
+    assert resolve_function("textwrap.TextWrapper.fill", ["textwrap"]) is not None
+
+
+def test_a_module_outside_the_allowlist_is_never_imported(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    (tmp_path / "t_side_effect_mod.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValidationError, match="not in the allowlist") as refused:
+        PythonConfig.model_validate(
+            {"function": "t_side_effect_mod:f"}, context={"python_allowlist": []}
+        )
+    assert refused.value.errors()[0]["type"] == "policy_violation"
+    assert "t_side_effect_mod" not in sys.modules

@@ -79,3 +79,20 @@ async def test_allow_lists() -> None:
 def test_a_bad_network_is_named() -> None:
     with pytest.raises(ValueError, match="not a network: 'ten'"):
         UrlPolicy(deny_networks=("ten",))
+
+
+@pytest.mark.parametrize("host", ["0xa9.0xfe.0xa9.0xfe", "169.254.43518", "0251.254.169.254"])
+async def test_short_and_mixed_numeric_forms_are_read_as_the_resolver_reads_them(
+    host: str,
+) -> None:
+    with pytest.raises(PolicyViolation, match=r"169\.254\.169\.254"):
+        await UrlPolicy().check(f"http://{host}/")
+
+
+def test_an_octal_url_httpx_refuses_is_left_to_the_guard() -> None:
+    from orchestrion.handlers.http import HttpConfig
+
+    # Validation accepts it so that the guard, not a parse error, decides (policy_violation).
+    assert HttpConfig.model_validate({"url": "http://0251.0376.0251.0376/"}).url
+    with pytest.raises(ValueError, match="invalid URL"):
+        HttpConfig.model_validate({"url": "http://0999.1.1.1/"})

@@ -324,3 +324,55 @@ def test_template_errors_name_the_field() -> None:
     assert [path for path, _ in errors] == ["config.url", "config.list[1]"]
     assert all("template syntax error" in message for _, message in errors)
     assert template_errors({"fine": "{{ x }}"}) == []
+
+
+def test_limits_in_force_bound_time_and_size() -> None:
+    import time
+
+    from orchestrion.templates import TemplateLimits, template_limits
+
+    ctx = build_context({"big": list(range(3000))}, {})
+    loops = "{% for a in input.big %}{% for b in input.big %}{% endfor %}{% endfor %}"
+    macro = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+    with template_limits(TemplateLimits(timeout_seconds=0.2, max_output_bytes=2000)):
+        for bomb in (loops, macro + "{{ f(50) }}"):
+            started = time.monotonic()
+            error = _fails(bomb, ctx)
+            assert "longer than 0.2s (templates.timeout_seconds)" in str(error)
+            assert time.monotonic() - started < 1.0
+        assert "templates.max_output_bytes" in str(_fails("{{ 'é' * 1500 }}", ctx))
+        long_text = "{% for i in range(300) %}0123456789{% endfor %}"
+        assert "exceeds 2000 bytes" in str(_fails(long_text, ctx))
+        assert render_value("{% for i in range(100) %}0123456789{% endfor %}", ctx)
+    # Outside the block, the defaults hold again.
+    assert len(render_value("{% for i in range(300) %}0123456789{% endfor %}", ctx)) == 3000
+
+
+def test_recursion_is_a_clear_template_error() -> None:
+    error = _fails("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", build_context({}, {}))
+    assert "recursion too deep" in str(error)
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "{{ 'a'.ljust(10**9) }}",
+        "{{ 'a'.zfill(10**9) }}",
+        "{{ 'a'.center(10**9) }}",
+        "{{ ('\t' * 1000).expandtabs(10**6) }}",
+        "{{ ('a' * 100000).replace('a', 'a' * 100000) }}",
+        "{{ ('a' * 1000).replace('', 'b' * 100000) }}",
+        "{{ ('a' * 100000) | replace('a', 'a' * 100000) }}",
+        "{{ ','.join(['a' * 100000] * 11) }}",
+    ],
+)
+def test_str_methods_that_grow_are_refused_before_they_allocate(bomb: str) -> None:
+    error = _fails(bomb, build_context({}, {}))
+    assert "would exceed the template size limit" in str(error)
+
+
+def test_ordinary_str_methods_still_work() -> None:
+    ctx = build_context({}, {})
+    assert render_value("{{ 'a b'.replace(' ', '-') }}", ctx) == "a-b"
+    assert render_value("{{ 'a b a' | replace('a', 'x', 1) }}", ctx) == "x b a"
+    assert render_value("{{ '-'.join(['x', 'y']) }}|{{ 'a'.ljust(3) }}|", ctx) == "x-y|a  |"

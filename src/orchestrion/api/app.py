@@ -52,7 +52,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     """The API over ``engine``, or over an engine of its own built from ``settings``.
 
     An engine passed in is started and stopped by its owner (the caller); one the app makes
-    is started and stopped by the app's lifespan.
+    is started and stopped by the app's lifespan. Either way the engine enforces an untrusted
+    governance from then on (the python allowlist applies to what the service runs).
     """
     if settings is None:
         settings = engine.settings if engine is not None else load_settings()
@@ -60,6 +61,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     if engine is None:
         # Scale-out (a Redis URL): the API hands executions to the orchestrators.
         engine = Engine(settings=settings, drive=not settings.redis_url)
+    # Definitions submitted to the service come from others: the python allowlist applies.
+    engine.use_governance(engine.governance.untrusted())
     metrics = Metrics()
     ctx = ApiContext(
         engine=engine,

@@ -35,6 +35,17 @@ LogFormatOption = Annotated[
 ]
 
 
+def _cluster_governance(settings: Any) -> Any:
+    """The policy of a scale-out process: untrusted, as definitions come through the service."""
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.governance.runtime import Governance
+
+    try:
+        return Governance.from_settings(settings, trusted=False)
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+
+
 def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> Any:
     from orchestrion.errors import ConfigurationError
     from orchestrion.settings import load_settings
@@ -135,13 +146,16 @@ def orchestrator(
     in the metrics of --metrics-port.
     """
     settings = _settings(db, redis)
+    governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
         from orchestrion.api.feed import RecordFeed
         from orchestrion.api.logging_setup import log_transitions
         from orchestrion.runtime.engine import Engine
 
-        engine = await _start_when_reachable(lambda: Engine(settings=settings), stop)
+        engine = await _start_when_reachable(
+            lambda: Engine(settings=settings, governance=governance), stop
+        )
         if engine is None:
             return
         sinks: list[Any] = [log_transitions]
@@ -197,6 +211,7 @@ def worker(
     except HandlerNotFound as exc:
         _fail(EXIT_INVALID, str(exc))
     caps = [c.strip() for c in (capabilities or "").split(",") if c.strip()]
+    governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
         from orchestrion.dispatch.redis import connect_redis
@@ -219,6 +234,7 @@ def worker(
                 concurrency=concurrency,
                 secrets=load_secrets(settings),
                 breakers=breakers,
+                governance=governance,
             ),
             stop,
         )

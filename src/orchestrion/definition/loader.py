@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,19 +70,24 @@ def load_definition(
     *,
     fmt: str | None = None,
     registry: HandlerRegistry | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> LoadedDefinition:
     """Load, convert and validate a definition; raise ``DefinitionError`` with every issue.
 
     ``source`` is a file path (``Path``, or a one-line ``str`` naming a file), a YAML or
     JSON text, or an already parsed dict. ``fmt`` ("yaml" or "json") overrides detection.
-    ``registry`` resolves handler names (default: the process-wide registry).
+    ``registry`` resolves handler names (default: the process-wide registry). ``context`` is
+    the validation context of handler configs (see ``check_spec``).
     """
     with gc_paused():
-        return _load(source, fmt, registry)
+        return _load(source, fmt, registry, context)
 
 
 def _load(
-    source: str | Path | dict[str, Any], fmt: str | None, registry: HandlerRegistry | None
+    source: str | Path | dict[str, Any],
+    fmt: str | None,
+    registry: HandlerRegistry | None,
+    context: Mapping[str, Any] | None = None,
 ) -> LoadedDefinition:
     document = _read(source, fmt)
     label = str(document.path) if document.path is not None else None
@@ -110,10 +116,12 @@ def _load(
         raise DefinitionError(issues, label)  # unknown format: nothing else to check
     spec, broken = _model(conversion.data, locator, issues)
     if spec is not None:
-        located = check_spec(spec, registry)
+        located = check_spec(spec, registry, context=context)
     else:
         partial = _partial_spec(conversion.data, broken)
-        located = check_spec(partial, registry, structure_only=broken) if partial else []
+        located = (
+            check_spec(partial, registry, structure_only=broken, context=context) if partial else []
+        )
     issues.extend(locator.located(item) for item in located)
     if issues or spec is None:
         raise DefinitionError(_unique(issues), label)

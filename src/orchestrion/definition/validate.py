@@ -103,9 +103,14 @@ def describe_pydantic_error(error: ErrorDetails) -> str:
     return message
 
 
-def validate_spec(spec: WorkflowSpec, registry: HandlerRegistry) -> list[DefinitionIssue]:
+def validate_spec(
+    spec: WorkflowSpec,
+    registry: HandlerRegistry,
+    *,
+    context: Mapping[str, Any] | None = None,
+) -> list[DefinitionIssue]:
     """Every graph and content problem of ``spec``; an empty list means it may run."""
-    return [located.issue for located in check_spec(spec, registry)]
+    return [located.issue for located in check_spec(spec, registry, context=context)]
 
 
 def check_spec(
@@ -113,14 +118,17 @@ def check_spec(
     registry: HandlerRegistry,
     *,
     structure_only: Collection[int] = frozenset(),
+    context: Mapping[str, Any] | None = None,
 ) -> list[LocatedIssue]:
     """``validate_spec`` with the location of each issue.
 
     Nodes whose index is in ``structure_only`` take part in the graph checks (ids,
     dependencies, cycles, references to them) but their handler, config and templates are
     not checked: the loader passes stand-ins for nodes the model already rejected.
+    ``context`` is the pydantic validation context of handler configs (the service's
+    governance passes its python allowlist there).
     """
-    return _Checker(spec, registry, structure_only=structure_only).run()
+    return _Checker(spec, registry, structure_only=structure_only, context=context).run()
 
 
 @dataclass(slots=True)
@@ -138,6 +146,7 @@ class _Checker:
     spec: WorkflowSpec
     registry: HandlerRegistry
     structure_only: Collection[int] = frozenset()
+    context: Mapping[str, Any] | None = None
     issues: list[LocatedIssue] = field(default_factory=list)
     nodes: Sequence[NodeSpec] = ()
     index: dict[str, int] = field(default_factory=dict)
@@ -309,7 +318,7 @@ class _Checker:
         model = handler.config_model
         if model is None:
             return
-        for error in _config_errors(model, config, handler.raw_keys):
+        for error in _config_errors(model, config, handler.raw_keys, self.context):
             self._add(
                 describe_pydantic_error(error),
                 index,
@@ -484,7 +493,10 @@ def _templates(value: Any, path: Path, skip_keys: frozenset[str]) -> Iterator[tu
 
 
 def _config_errors(
-    model: type[BaseModel], config: dict[str, Any], raw_keys: frozenset[str]
+    model: type[BaseModel],
+    config: dict[str, Any],
+    raw_keys: frozenset[str],
+    context: Mapping[str, Any] | None = None,
 ) -> list[ErrorDetails]:
     """Errors of ``config`` against ``model``, ignoring those a template value may fix.
 
@@ -493,7 +505,7 @@ def _config_errors(
     keys, missing keys and errors on literal values are.
     """
     try:
-        model.model_validate(config)
+        model.model_validate(config, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     else:

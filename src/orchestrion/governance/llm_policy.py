@@ -6,6 +6,11 @@ rule: a model outside the allowlist, more tokens than allowed, or a prompt that 
 prompt-injection phrase or pattern. Phrases are matched case-insensitively on the prompt with
 its whitespace folded and common obfuscations undone (zero-width characters, letters spread
 out with spaces or dots), so "I g n o r e previous instructions" is caught as well.
+
+``review_below_confidence`` (None: off) sends an output whose confidence is below it, or
+unknown, to a person (the llm node waits with reason ``review``); ``confidence_field`` names
+a field of the model's JSON answer to read the confidence from when the provider gives none.
+``effective_threshold`` combines it with a node's own setting, which may only be stricter.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class LlmPolicy:
     max_tokens: int | None = None
     injection_phrases: tuple[str, ...] = DEFAULT_INJECTION_PHRASES
     injection_patterns: tuple[str, ...] = ()
+    review_below_confidence: float | None = None
+    confidence_field: str | None = None
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False)
     _phrases: tuple[str, ...] = field(init=False, repr=False)
 
@@ -63,6 +70,21 @@ class LlmPolicy:
                 ) from exc
         object.__setattr__(self, "_patterns", tuple(compiled))
         object.__setattr__(self, "_phrases", tuple(_normalise(p) for p in self.injection_phrases))
+
+    def effective_threshold(self, node_threshold: float | None) -> float | None:
+        """The review threshold for a node asking for ``node_threshold`` (None: the policy's).
+
+        A node may ask for more review than the policy, never less.
+        """
+        ours = self.review_below_confidence
+        if node_threshold is None or ours is None:
+            return ours if node_threshold is None else node_threshold
+        if node_threshold < ours:
+            raise PolicyViolation(
+                f"review_below_confidence {node_threshold:g} is below the policy's {ours:g} "
+                "(a node may only raise it)"
+            )
+        return node_threshold
 
     def check(self, model: str, max_tokens: int | None, prompt: str | Iterable[str]) -> None:
         """Raise ``PolicyViolation`` when the call may not be made."""

@@ -88,6 +88,7 @@ class LlmSection(_Section):
     injection_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_INJECTION_PHRASES))
     injection_patterns: list[str] = Field(default_factory=list)
     review_below_confidence: float | None = Field(default=None, ge=0, le=1)
+    confidence_field: str | None = Field(default=None, min_length=1)
 
     def policy(self) -> LlmPolicy:
         return LlmPolicy(
@@ -95,6 +96,8 @@ class LlmSection(_Section):
             self.max_tokens,
             tuple(self.injection_phrases),
             tuple(self.injection_patterns),
+            review_below_confidence=self.review_below_confidence,
+            confidence_field=self.confidence_field,
         )
 
 

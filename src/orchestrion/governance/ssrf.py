@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ DEFAULT_DENY_HOSTS = (
     "instance-data.ec2.internal",
     "metadata.azure.com",
 )
+_NUMERIC = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 """Networks a policy can name at once with ``deny_private=True``."""
 
@@ -118,6 +120,13 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         return [ipaddress.ip_address(literal)]
     except ValueError:
         pass
+    if _NUMERIC.match(literal):
+        # Decimal, octal, hex and short forms (2852039166, 0251.0376.0251.0376, 0xa9fea9fe):
+        # read as the C resolver reads them, whatever the resolver of this host does.
+        try:
+            return [ipaddress.IPv4Address(socket.inet_aton(literal))]
+        except OSError:
+            pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:

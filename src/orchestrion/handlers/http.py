@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -113,6 +115,10 @@ class HttpConfig(BaseModel):
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
+            if _legacy_ipv4_host(value):
+                # `http://0251.0376.0251.0376/` (octal): httpx refuses it, but resolvers read
+                # it as an address; the URL guard decides, and names it, when the node runs.
+                return value
             raise ValueError(f"invalid URL '{value}': {exc}") from exc
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"url must be an absolute http:// or https:// URL, got '{value}'")
@@ -151,6 +157,16 @@ class HttpConfig(BaseModel):
         if 200 <= status < 300:
             return True
         return not self.follow_redirects and 300 <= status < 400
+
+
+def _legacy_ipv4_host(url: str) -> bool:
+    """Whether the URL's host is an IPv4 address in a legacy spelling (octal, hex, short)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        socket.inet_aton(host)
+    except (ValueError, OSError):
+        return False
+    return bool(host)
 
 
 def get_url_guard(ctx: NodeContext) -> UrlGuard | None:
@@ -324,10 +340,14 @@ def _build_request(
 async def _exchange(
     client: httpx.AsyncClient, ctx: NodeContext, config: HttpConfig
 ) -> tuple[httpx.Response, bytes]:
-    request = _build_request(client, ctx, config)
     guard = get_url_guard(ctx)
-    for _hop in range(MAX_REDIRECTS + 1):
-        if guard is not None:
+    if guard is not None:
+        # Before the request is even built: a URL httpx cannot parse may still be one a
+        # resolver reads as a forbidden address, and it is a policy matter, not a typo.
+        await guard(config.url)
+    request = _build_request(client, ctx, config)
+    for hop in range(MAX_REDIRECTS + 1):
+        if guard is not None and (hop or str(request.url) != config.url):
             await guard(str(request.url))
         try:
             response = await client.send(request, stream=True, follow_redirects=False)

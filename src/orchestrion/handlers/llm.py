@@ -8,9 +8,16 @@ variable is set, else ``offline``.
 The key is read from the environment variable named by ``api_key_env`` at call time; it is
 never logged and is scrubbed from error messages.
 
-Governance hooks in ``ctx.resources.extra``: ``llm_guard`` (``async (model, messages) -> None``,
-raises to block: model allowlist, prompt-injection checks) runs before any provider;
-``url_guard`` (see the ``http`` handler) checks the provider URL.
+Governance hooks in ``ctx.resources.extra``: ``llm_policy`` (an ``LlmPolicy``) checks the
+model, ``max_tokens`` and every rendered message before any provider is called, and raises
+``PolicyViolation`` (not retried); a node that does not set ``max_tokens`` gets the policy's
+cap. With a review threshold (the policy's ``review_below_confidence``, or the node's when
+stricter) an output whose confidence is below it, or unknown, is not returned: the node waits
+with reason ``review`` and the output in the wait data, and ``Engine.decide`` (the approval
+API) completes it with that output or fails it. The confidence is the provider's (mean token
+logprob, or a ``confidence`` field of the response), or, with ``confidence_field``, a field of
+the model's JSON answer. ``llm_guard`` (``async (model, messages) -> None``) is a further
+hook that raises to block; ``url_guard`` (see the ``http`` handler) checks the provider URL.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrion.errors import NodeError, PermanentNodeError
-from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.governance.llm_policy import LlmPolicy
+from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.http import (
     build_http_client,
     display_url,
@@ -40,6 +48,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "LLM_GUARD_KEY",
+    "LLM_POLICY_KEY",
     "SPEC",
     "LlmConfig",
     "LlmGuard",
@@ -53,6 +62,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LLM_GUARD_KEY = "llm_guard"
+LLM_POLICY_KEY = "llm_policy"
 _PROMPT_SHOWN = 200
 _EXCERPT_CHARS = 300
 
@@ -93,6 +103,10 @@ class LlmConfig(BaseModel):
     # environment variable (a database password, say) to a base_url of its choosing.
     api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$")
     timeout: float = Field(default=60.0, gt=0)
+    # Governance: a node may ask for more review than the policy (never less), and name
+    # the field of its JSON answer that carries the model's own confidence.
+    review_below_confidence: float | None = Field(default=None, ge=0, le=1)
+    confidence_field: str | None = Field(default=None, min_length=1)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -177,6 +191,32 @@ def _confidence(logprobs: Any) -> float | None:
     return round(math.exp(sum(numbers) / len(numbers)), 4)
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 1 else None
+
+
+def _first_known(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
+
+
+def field_confidence(text: str, path: str) -> float | None:
+    """The number at ``path`` (dotted) of the JSON object ``text`` (fences allowed), if any."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    try:
+        value: Any = json.loads(body)
+    except ValueError:
+        return None
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return _number(value)
+
+
 def _parse_completion(data: Any, config: LlmConfig) -> dict[str, Any]:
     choice = data["choices"][0]
     text = choice["message"].get("content") or ""
@@ -194,7 +234,11 @@ def _parse_completion(data: Any, config: LlmConfig) -> dict[str, Any]:
             "completion_tokens": completion_tokens,
             "total_tokens": int(usage.get("total_tokens") or prompt_tokens + completion_tokens),
         },
-        "confidence": _confidence(choice.get("logprobs")),
+        "confidence": _first_known(
+            _confidence(choice.get("logprobs")),
+            _number(choice.get("confidence")),
+            _number(data.get("confidence")),
+        ),
     }
 
 
@@ -276,9 +320,21 @@ def _provider(config: LlmConfig) -> Literal["openai", "offline"]:
     return "openai" if os.environ.get(config.api_key_env) else "offline"
 
 
-async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any]:
+async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
     """Run the completion and return text (also as ``response`` and ``result``) and metadata."""
     messages = config.chat_messages()
+    policy = ctx.resources.extra.get(LLM_POLICY_KEY)
+    threshold = config.review_below_confidence
+    confidence_field = config.confidence_field
+    if isinstance(policy, LlmPolicy):
+        if policy.max_tokens is not None and "max_tokens" not in config.model_fields_set:
+            config = config.model_copy(
+                update={"max_tokens": min(config.max_tokens, policy.max_tokens)}
+            )
+        # Every message as rendered: an injection may come in through any input.
+        policy.check(config.model, config.max_tokens, [m["content"] for m in messages])
+        threshold = policy.effective_threshold(threshold)
+        confidence_field = confidence_field or policy.confidence_field
     guard = ctx.resources.extra.get(LLM_GUARD_KEY)
     if callable(guard):
         await guard(config.model, messages)
@@ -296,7 +352,10 @@ async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any]:
         result["finish_reason"],
     )
     text = result["text"]
-    return {
+    confidence = result["confidence"]
+    if confidence_field:
+        confidence = field_confidence(text, confidence_field)
+    output = {
         "text": text,
         "response": text,  # reference 001 reads `.output.response`
         "result": text,  # reference 003 reads `.output.result`
@@ -304,8 +363,20 @@ async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any]:
         "provider": provider,
         "usage": result["usage"],
         "finish_reason": result["finish_reason"],
-        "confidence": result["confidence"],
+        "confidence": confidence,
     }
+    if threshold is not None and (confidence is None or confidence < threshold):
+        shown = "unknown" if confidence is None else f"{confidence:g}"
+        return Wait(
+            "review",
+            data={
+                "message": f"LLM output confidence {shown} is below {threshold:g}: review it",
+                "confidence": confidence,
+                "threshold": threshold,
+                "output": output,
+            },
+        )
+    return output
 
 
 SPEC = HandlerSpec(

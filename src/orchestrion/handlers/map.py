@@ -31,6 +31,7 @@ from orchestrion.core.backoff import retry_delay, should_retry
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.python import ALLOWLIST_KEY
 from orchestrion.handlers.subworkflow import CHILD_WAITER_KEY
 from orchestrion.templates import build_context, render_value
 
@@ -136,7 +137,14 @@ async def _call(
         if inner.raw_keys
         else render_value(raw, context)
     )
-    inner_config = inner.config_model.model_validate(rendered) if inner.config_model else rendered
+    allowlist = ctx.resources.extra.get(ALLOWLIST_KEY)
+    inner_config = (
+        inner.config_model.model_validate(
+            rendered, context=None if allowlist is None else {ALLOWLIST_KEY: allowlist}
+        )
+        if inner.config_model
+        else rendered
+    )
     item_ctx = NodeContext(
         execution_id=ctx.execution_id,
         node_id=f"{ctx.node_id}[{index}]",

@@ -16,6 +16,9 @@ are passed as keyword arguments; a parameter named ``ctx`` or ``context`` receiv
 Governance hook: ``ctx.resources.extra["python_allowlist"]`` (or ``python_allowlist`` in the
 pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
 allows all. Registered functions are always allowed: registering needs code in the process.
+Under an allowlist a module outside it is never imported (the check comes first), no
+attribute starting with ``_`` is followed, and the path may not pass through a module outside
+the allowlist (``allowed_mod.os.system``). Allowing a module allows its public namespace.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import json
 import logging
 import re
 import threading
+import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
@@ -172,15 +177,29 @@ def _split(name: str) -> list[tuple[str, str]]:
     return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
 
 
-def _check_allowlist(name: str, module: str, attrs: str, allowlist: Collection[str]) -> None:
-    allowed = {name, f"{module}:{attrs}", f"{module}.{attrs}"}
-    for entry in allowlist:
-        if entry in allowed or module == entry or module.startswith(entry + "."):
-            return
-    raise PolicyViolation(
-        f"python function '{name}' is not allowed: module '{module}' is not in the allowlist",
-        category="policy_violation",
-    )
+def _module_allowed(module: str, allowlist: Collection[str]) -> bool:
+    return any(module == entry or module.startswith(entry + ".") for entry in allowlist)
+
+
+def _not_allowed(name: str, why: str) -> PolicyViolation:
+    return PolicyViolation(f"python function '{name}' is not allowed: {why}")
+
+
+def _check_allowlist(name: str, module: str, attrs: str, allowlist: Collection[str]) -> bool:
+    """Raise unless allowed; True when an entry names this very function."""
+    if {name, f"{module}:{attrs}", f"{module}.{attrs}"} & set(allowlist):
+        return True
+    if _module_allowed(module, allowlist):
+        return False
+    raise _not_allowed(name, f"module '{module}' is not in the allowlist (python.allowed_modules)")
+
+
+def _check_reached(name: str, value: Any, attr: str, allowlist: Collection[str]) -> None:
+    """A module reached through an attribute path must itself be allowed."""
+    if isinstance(value, types.ModuleType) and not _module_allowed(value.__name__, allowlist):
+        raise _not_allowed(
+            name, f"'{attr}' is module '{value.__name__}', which is not in the allowlist"
+        )
 
 
 def _import_module(name: str, module: str) -> Any | None:
@@ -209,16 +228,21 @@ def resolve_function(name: str, allowlist: Collection[str] | None = None) -> Cal
     if not _DOTTED.match(name) or ("." not in name and ":" not in name):
         raise _unknown(name)
     for module_name, attrs in _split(name):
+        exact = False
         if allowlist is not None:
-            _check_allowlist(name, module_name, attrs, allowlist)
+            exact = _check_allowlist(name, module_name, attrs, allowlist)
         module = _import_module(name, module_name)
         if module is None:
             continue
         target: Any = module
         for attr in attrs.split("."):
+            if allowlist is not None and not exact and attr.startswith("_"):
+                raise _not_allowed(name, f"private attribute '{attr}'")
             if not hasattr(target, attr):
                 raise _unknown(name, f"'{module_name}' has no attribute '{attrs}'")
             target = getattr(target, attr)
+            if allowlist is not None and not exact:
+                _check_reached(name, target, attr, allowlist)
         if not callable(target):
             raise _unknown(name, f"'{name}' is not callable")
         return target  # type: ignore[no-any-return]
@@ -245,7 +269,9 @@ class PythonConfig(BaseModel):
         try:
             resolve_function(value, allowlist)
         except PolicyViolation as exc:
-            raise ValueError(str(exc)) from exc
+            # Its own error type, so the executor reports it as a policy violation (not
+            # retried) and the API's problem names it: config.policy_violation.
+            raise PydanticCustomError("policy_violation", "{reason}", {"reason": str(exc)}) from exc
         return value
 
 

@@ -50,12 +50,14 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, Nod
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import Dispatcher, TaskMessage
 from orchestrion.errors import (
+    DefinitionError,
     ExecutionError,
     ExecutionNotFound,
     InvalidTransition,
     OrchestrionError,
     StoreError,
 )
+from orchestrion.governance import enforce
 from orchestrion.governance.log_masking import set_log_masker
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
@@ -154,6 +156,7 @@ class Engine:
         self._listeners: list[RecordListener] = []
         self._background: set[asyncio.Future[None]] = set()
         self._resources = Resources()
+        enforce.install(self.governance, self._resources.extra)
         self._accepting = False
         self._started = False
         self.owner = new_owner_id()
@@ -173,6 +176,11 @@ class Engine:
         if self._store is None:
             raise RuntimeError("engine not started")
         return self._store
+
+    def use_governance(self, governance: Governance) -> None:
+        """Enforce ``governance`` from now on (the service makes its engine untrusted)."""
+        self.governance = governance
+        enforce.install(governance, self._resources.extra)
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -317,15 +325,19 @@ class Engine:
         """
         from orchestrion.definition.loader import LoadedDefinition, load_definition
 
+        context = enforce.validation_context(self.governance)
         if isinstance(source, LoadedDefinition):
             loaded = source
         elif isinstance(source, WorkflowSpec):
             loaded = load_definition(
-                source.model_dump(mode="json", exclude_defaults=True), registry=self.registry
+                source.model_dump(mode="json", exclude_defaults=True),
+                registry=self.registry,
+                context=context,
             )
             loaded.source_format = "python"
         else:
-            loaded = load_definition(source, fmt=fmt, registry=self.registry)
+            loaded = load_definition(source, fmt=fmt, registry=self.registry, context=context)
+        self._check_code_policy(loaded.spec)
         spec = loaded.spec
         canonical = spec.model_dump(mode="json", exclude={"version"})
         content_hash = hashlib.sha256(
@@ -413,6 +425,7 @@ class Engine:
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = check_inputs(compiled.plan.spec, merged)
         record.overrides = check_overrides(compiled, overrides or {})
+        self._check_code_policy(compiled.plan.spec, record.overrides)
         if self._drives:
             await self._claim(record, "trigger", expected=None)
         record.correlation_id = correlation_id or record.correlation_id or execution_id
@@ -421,6 +434,19 @@ class Engine:
         )
         await self._begin(record, compiled)
         return record
+
+    def _check_code_policy(
+        self, spec: WorkflowSpec, overrides: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """Refuse python functions outside the allowlist (untrusted governance only)."""
+        allowlist = self.governance.python_allowlist
+        if allowlist is None:
+            return
+        from orchestrion.governance.code_policy import code_issues
+
+        issues = code_issues(spec, self.registry, allowlist, overrides)
+        if issues:
+            raise DefinitionError(issues, source="governance policy")
 
     async def _begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
         """Make ``record`` live and commit its start (the execution is owned by us); or, when
@@ -581,7 +607,11 @@ class Engine:
         by: str | None = None,
         comment: str | None = None,
     ) -> None:
-        """Approve or reject a node waiting for approval; the decision is recorded."""
+        """Approve or reject a node waiting for approval or review; the decision is recorded.
+
+        An approved ``review`` (an llm output below the confidence threshold) completes the
+        node with the output that waited, plus the decision under ``review``.
+        """
         target = await self._control_target(execution_id, "approve" if approved else "reject")
         record = target.record if isinstance(target, _Live) else target
         compiled = await self._compiled_for(record.definition_id)
@@ -614,8 +644,31 @@ class Engine:
             who = f" by {by}" if by else ""
             why = f": {comment}" if comment else ""
             error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
-        event = WaitResolved(node_id, attempt, time.time(), output=decision, error=error)
+        output: Any = decision
+        if reason == "review" and error is None:
+            # An approved review completes the node with the output that waited for it. The
+            # machine may say "waiting" a moment before that record is committed: drain first.
+            if isinstance(target, _Live):
+                await self._drain()
+            waited = await self._wait_data(execution_id, node_id, attempt)
+            output = {**(waited.get("output") or {}), "review": decision}
+        event = WaitResolved(node_id, attempt, time.time(), output=output, error=error)
         await self._apply(target, event)
+
+    async def _wait_data(self, execution_id: str, node_id: str, attempt: int) -> dict[str, Any]:
+        """The data of the node's latest ``node.waiting`` record for ``attempt``."""
+        found: dict[str, Any] = {}
+        after, size = 0, 1000
+        while True:
+            page = await self.store.list_events(
+                execution_id, after_seq=after, limit=size, types=["node.waiting"]
+            )
+            for event in page:
+                if event.node_id == node_id and event.attempt == attempt:
+                    found = event.data or {}
+            if len(page) < size:
+                return found
+            after = page[-1].seq
 
     async def _apply(self, target: _Live | ExecutionRecord, event: Event) -> None:
         """Apply a control event here and wait for its commit, or send it to the driver."""

@@ -31,9 +31,16 @@ from orchestrion.core.events import (
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
 from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.python import ALLOWLIST_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
-from orchestrion.templates import build_context, evaluate_condition, render_value
+from orchestrion.templates import (
+    LIMITS_KEY,
+    build_context,
+    evaluate_condition,
+    render_value,
+    template_limits,
+)
 
 if TYPE_CHECKING:
     from orchestrion.resilience.circuit import CircuitBreakers
@@ -68,11 +75,14 @@ class NodeExecutor:
                 "correlation_id": task.correlation_id,
             }
         )
-        if task.kind == "compensate":
-            emit(task.execution_id, await self._compensate(task))
-            return
-        emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
-        emit(task.execution_id, await self._run(task))
+        # The governance policy's template limits hold for every render of this attempt
+        # (config, condition, and what handlers such as condition and map render).
+        with template_limits(self.resources.extra.get(LIMITS_KEY)):
+            if task.kind == "compensate":
+                emit(task.execution_id, await self._compensate(task))
+                return
+            emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
+            emit(task.execution_id, await self._run(task))
 
     async def _run(self, task: TaskMessage) -> Event:
         node, attempt = task.node_id, task.attempt
@@ -118,7 +128,11 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
-        config = spec.config_model.model_validate(rendered) if spec.config_model else rendered
+        config = (
+            spec.config_model.model_validate(rendered, context=self._validation_context())
+            if spec.config_model
+            else rendered
+        )
         deadline = time.time() + task.timeout if task.timeout else None
         ctx = NodeContext(
             execution_id=task.execution_id,
@@ -168,6 +182,12 @@ class NodeExecutor:
             _check_serialisable(task.node_id, output)
         return output
 
+    def _validation_context(self) -> dict[str, Any] | None:
+        # The python allowlist must hold while the config is validated: validation resolves
+        # the function name, and resolving a dotted path imports its module.
+        allowlist = self.resources.extra.get(ALLOWLIST_KEY)
+        return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
+
     def _classify(self, task: TaskMessage, exc: BaseException) -> ErrorInfo:
         kind = type(exc).__name__
         if isinstance(exc, _NodeTimeout):
@@ -175,6 +195,9 @@ class NodeExecutor:
         if isinstance(exc, NodeError):
             return ErrorInfo(exc.category, self._scrub_text(task, str(exc)), exc.transient, kind)
         if isinstance(exc, ValidationError):
+            violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
+            if violations:
+                return ErrorInfo("policy_violation", "; ".join(violations), type="PolicyViolation")
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
                 for err in exc.errors()

@@ -44,6 +44,8 @@ from orchestrion.dispatch.streams import (
     text,
 )
 from orchestrion.dispatch.wire import WireError, decode_task, encode_event, loads
+from orchestrion.governance import enforce
+from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.executor import NodeExecutor
@@ -81,8 +83,12 @@ class Worker:
         secrets: Mapping[str, str] | None = None,
         worker_id: str | None = None,
         breakers: CircuitBreakers | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self.url = url
+        # The policy this worker enforces on every attempt (SSRF guard, LLM policy, python
+        # allowlist, template limits); `orchestrion worker` passes an untrusted one.
+        self.governance = governance or Governance.from_settings(settings)
         self.settings = settings
         self.registry = registry
         self.names = StreamNames(settings.redis_prefix)
@@ -101,6 +107,7 @@ class Worker:
         self._redis: Redis | None = None
         self._executor: NodeExecutor | None = None
         self._resources = Resources()
+        enforce.install(self.governance, self._resources.extra)
         # Commands of attempts that start or end in the same loop tick share one round trip;
         # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
         self._started = _Batch(lambda: self.redis, transaction=False)

@@ -33,6 +33,7 @@ from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
+from orchestrion.governance import enforce
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 
@@ -88,7 +89,10 @@ def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
     # the loader treats one-line strings naming an existing file as paths, so add a newline.
     if "\n" not in text:
         text += "\n"
-    return load_definition(text, fmt=fmt, registry=ctx.engine.registry)
+    # The policy applies while validating: a python function outside the allowlist is
+    # refused before its module is ever imported.
+    context = enforce.validation_context(ctx.engine.governance)
+    return load_definition(text, fmt=fmt, registry=ctx.engine.registry, context=context)
 
 
 @router.post(

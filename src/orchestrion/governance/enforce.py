@@ -1,0 +1,43 @@
+"""Where the runtime enforces the policy: the hooks a ``Governance`` puts in handler resources.
+
+``install(governance, extra)`` fills ``Resources.extra`` of one process's executor (the
+engine's in-process workers, a scale-out worker) with what handlers consult before acting:
+
+- ``url_guard``: the SSRF guard (``UrlPolicy``), run by the http handler before every request
+  and every redirect hop, and by the llm handler on the provider URL;
+- ``llm_policy``: the ``LlmPolicy`` the llm handler checks the rendered prompt against, and
+  its confidence threshold for human review;
+- ``python_allowlist``: the modules the python handler may import from (``None``: trusted);
+- ``template_limits``: the time and size limits of every template render of an attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrion.governance.runtime import Governance
+from orchestrion.handlers.http import URL_GUARD_KEY
+from orchestrion.handlers.llm import LLM_POLICY_KEY
+from orchestrion.handlers.python import ALLOWLIST_KEY
+from orchestrion.templates import LIMITS_KEY, TemplateLimits
+
+__all__ = ["install", "template_limits_of", "validation_context"]
+
+
+def template_limits_of(governance: Governance) -> TemplateLimits:
+    section = governance.policy.templates
+    return TemplateLimits(section.timeout_seconds, section.max_output_bytes)
+
+
+def install(governance: Governance, extra: dict[str, Any]) -> None:
+    """Put the policy's hooks in ``extra`` (replacing those of a previous policy)."""
+    extra[URL_GUARD_KEY] = governance.url_policy
+    extra[LLM_POLICY_KEY] = governance.llm
+    extra[ALLOWLIST_KEY] = governance.python_allowlist
+    extra[LIMITS_KEY] = template_limits_of(governance)
+
+
+def validation_context(governance: Governance) -> dict[str, Any] | None:
+    """The pydantic validation context that applies the policy to node configs."""
+    allowlist = governance.python_allowlist
+    return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
