@@ -28,7 +28,7 @@ from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
-from pii import PII, assert_no_pii, echo_server, failing, profile
+from pii import GOVERNANCE_YAML, PII, assert_no_pii, echo_server, failing, profile
 
 KEYS = "adm-key:admin,op-key:operator,view-key:viewer"
 ADMIN = {"Authorization": "Bearer adm-key"}
@@ -66,6 +66,10 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
+    if "governance_file" not in overrides:  # the service runs allowlisted modules only
+        policy = tmp_path / "service-governance.yaml"
+        policy.write_text(GOVERNANCE_YAML)
+        overrides["governance_file"] = policy
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'pii.db'}",
         rate_limit_per_second=0,
@@ -188,7 +192,7 @@ async def test_open_api_shows_everything(tmp_path: Path) -> None:
 
 async def test_masking_off_in_the_policy_shows_everything(tmp_path: Path) -> None:
     policy = tmp_path / "governance.yaml"
-    policy.write_text("version: 1\nmasking:\n  enabled: false\n")
+    policy.write_text(GOVERNANCE_YAML + "masking:\n  enabled: false\n")
     with echo_server() as url:
         async with serving(tmp_path, api_keys=KEYS, governance_file=policy) as api:
             done = await api.run(profile(url))
