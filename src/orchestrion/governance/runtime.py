@@ -29,7 +29,9 @@ from orchestrion.governance.policy import GovernancePolicy, LoadedPolicy, load_p
 from orchestrion.governance.ssrf import UrlPolicy
 
 if TYPE_CHECKING:
+    from orchestrion.governance.on_wire import WireSealer
     from orchestrion.settings import Settings
+    from orchestrion.store.base import Store
 
 __all__ = ["Governance"]
 
@@ -105,6 +107,25 @@ class Governance:
     def encrypts(self, classification: str) -> bool:
         """True when values of this classification are encrypted at rest."""
         return self.keyring is not None and classification in self.policy.encryption.classifications
+
+    def protect(self, store: Store) -> Store:
+        """``store`` behind encryption at rest (``governance/at_rest.py``), or as it is when
+        the policy encrypts no classification. Wrapped even without a key, so a value
+        encrypted earlier is refused by name instead of shown as an envelope."""
+        from orchestrion.governance.at_rest import EncryptedStore
+
+        if isinstance(store, EncryptedStore) or not self.policy.encryption.classifications:
+            return store
+        return EncryptedStore(store, self.keyring, self.encrypts)
+
+    def wire_sealer(self, store: Store) -> WireSealer | None:
+        """What an orchestrator seals on Redis (``governance/on_wire.py``); None without keys."""
+        from orchestrion.governance.at_rest import EncryptedStore
+        from orchestrion.governance.on_wire import WireSealer
+
+        if self.keyring is None or not isinstance(store, EncryptedStore):
+            return None
+        return WireSealer(self.keyring, store)
 
     def masks(self, classification: str) -> bool:
         """True when values of this classification are hidden from callers without admin."""

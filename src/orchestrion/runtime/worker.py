@@ -32,7 +32,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from orchestrion.core.events import Event, NodeStarted
+from orchestrion.core.events import (
+    CompensationFailed,
+    ErrorInfo,
+    Event,
+    NodeFailed,
+    NodeStarted,
+)
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.dispatch.redis import connect_redis, ensure_group
 from orchestrion.dispatch.streams import (
@@ -43,6 +49,9 @@ from orchestrion.dispatch.streams import (
     text,
 )
 from orchestrion.dispatch.wire import WireError, decode_task, encode_event, loads
+from orchestrion.errors import OrchestrionError
+from orchestrion.governance.on_wire import open_task, seal_event, seals_outcome
+from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.executor import NodeExecutor
@@ -77,9 +86,12 @@ class Worker:
         secrets: Mapping[str, str] | None = None,
         worker_id: str | None = None,
         breakers: CircuitBreakers | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self.url = url
         self.settings = settings
+        # The orchestrators' key ring opens classified tasks and seals their outcomes.
+        self.keyring = (governance or Governance.from_settings(settings)).keyring
         self.registry = registry
         self.names = StreamNames(settings.redis_prefix)
         served = handlers or [s.name for s in registry.specs()]
@@ -245,6 +257,11 @@ class Worker:
         if (done == b"d" and task.kind == "run") or cancelled is not None:
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
+        try:
+            task = open_task(self.keyring, task)
+        except OrchestrionError as exc:
+            await self._finish(stream, entry_id, reply_to, _unreadable(task, exc), guard)
+            return
         key = (task.execution_id, task.node_id, task.attempt)
         job = asyncio.current_task()
         assert job is not None
@@ -275,7 +292,12 @@ class Worker:
         if started:
             with contextlib.suppress(Exception):  # "running" is informative only
                 await asyncio.gather(*started)
-        return outcome[-1] if outcome else None
+        if not outcome:
+            return None
+        execution_id, event = outcome[-1]
+        if seals_outcome(task) and self.keyring is not None:
+            event = seal_event(self.keyring, execution_id, event)
+        return execution_id, event
 
     async def _finish(
         self,
@@ -365,6 +387,15 @@ class Worker:
             except (RedisError, OSError, ValueError) as exc:
                 logger.warning("cancel listener failed (%s); resubscribing", exc)
                 await asyncio.sleep(1.0)
+
+
+def _unreadable(task: TaskMessage, exc: OrchestrionError) -> tuple[str, Event]:
+    """The failed attempt of a task this worker cannot open (no key, or not its key)."""
+    error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
+    now = time.time()
+    if task.kind == "compensate":
+        return task.execution_id, CompensationFailed(task.node_id, now, error)
+    return task.execution_id, NodeFailed(task.node_id, task.attempt, now, error)
 
 
 _Queued = tuple[Callable[["Pipeline"], Any], tuple[str, bytes] | None, asyncio.Future[None]]
