@@ -1,0 +1,157 @@
+"""Encryption in scale-out mode: real PostgreSQL and Redis. The raw tables and every command
+sent to Redis (seen through MONITOR) never hold a classified value; the engine still reads
+the plaintext; a worker without the key fails the attempt with a configuration error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.governance.encryption import KeyRing
+from orchestrion.governance.runtime import Governance
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+from orchestrion.handlers.registry import default_registry
+from orchestrion.runtime.worker import Worker
+from orchestrion.store.postgres import asyncpg_url
+from scaleout import scaleout_engine, scaleout_settings
+
+SECRET_IN = "Grace-Hopper-IN-5150"
+CARD = "5500-7777-OUT-2718"
+
+
+@function("t_wire_card", replace=True)
+def t_wire_card(ctx: NodeContext, name: str) -> dict[str, Any]:
+    return {"holder": name.upper(), "card": "5500-7777-" + "OUT-2718"}
+
+
+def workflow() -> dict[str, Any]:
+    return {
+        "name": "kyc-wire",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "card",
+                    "handler": "python",
+                    "data_classification": "pii",
+                    "config": {"function": "t_wire_card", "params": {"name": "{{ input.name }}"}},
+                },
+                {
+                    "id": "echo",  # unclassified, but it reads the classified output
+                    "handler": "noop",
+                    "dependencies": ["card"],
+                    "config": {"value": "{{ card.output.card }}"},
+                },
+            ]
+        },
+    }
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    line = f"k1:{KeyRing.generate_key()}"
+    # Orchestrator and workers read the ring from the environment, as processes do.
+    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", line)
+    yield line
+
+
+@contextlib.asynccontextmanager
+async def monitored(redis_url: str) -> AsyncIterator[list[str]]:
+    """Every command Redis receives while inside, as text."""
+    seen: list[str] = []
+    client = Redis.from_url(redis_url)
+
+    async def listen() -> None:
+        async with client.monitor() as monitor:
+            async for command in monitor.listen():
+                seen.append(str(command.get("command", "")))
+
+    job = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)  # MONITOR is on before anything is sent
+    try:
+        yield seen
+    finally:
+        await asyncio.sleep(0.2)
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        await client.aclose()
+
+
+async def raw_tables(dsn: str) -> str:
+    """Every row of every table of the schema, as PostgreSQL prints it."""
+    conn = await asyncpg.connect(asyncpg_url(dsn).replace("postgresql+asyncpg", "postgresql"))
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        dump = []
+        for row in tables:
+            name = row["table_name"]
+            rows = await conn.fetch(f'SELECT t::text AS line FROM "{name}" t')
+            dump += [name, *(r["line"] for r in rows)]
+        return "\n".join(dump)
+    finally:
+        await conn.close()
+
+
+async def test_nothing_classified_in_postgres_or_on_redis(
+    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+) -> None:
+    async with (
+        monitored(redis_server) as wire,
+        scaleout_engine(postgres_url, redis_server, redis_prefix) as engine,
+    ):
+        result = await engine.run(workflow(), {"name": SECRET_IN}, timeout=30)
+        assert result.status is ExecutionStatus.COMPLETED
+        assert result.nodes["card"].output == {"holder": SECRET_IN.upper(), "card": CARD}
+        assert result.nodes["echo"].output == CARD  # the template saw the plaintext
+    traffic = "\n".join(wire)
+    assert "XADD" in traffic.upper() or "EVALSHA" in traffic.upper()
+    assert "$enc" in traffic  # sealed payloads did cross
+    for secret in (SECRET_IN, SECRET_IN.upper()):
+        assert secret not in traffic
+    # The unclassified node's output travels as it is (it is stored plain too).
+    stored = await raw_tables(postgres_url)
+    assert "node_runs" in stored
+    for secret in (SECRET_IN, SECRET_IN.upper()):
+        assert secret not in stored
+    assert stored.count(CARD) == 1  # only in the unclassified echo node's output
+    assert '"kid":"k1"' in stored.replace('""', '"')  # row text doubles quotes
+
+
+async def test_a_worker_without_the_key_fails_the_attempt_clearly(
+    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    blind = Worker(
+        redis_server,
+        settings,
+        default_registry(),
+        worker_id="blind",
+        governance=Governance.load(environ={}),
+    )
+    await blind.start()
+    try:
+        async with (
+            monitored(redis_server) as wire,
+            scaleout_engine(postgres_url, redis_server, redis_prefix, workers=0) as engine,
+        ):
+            result = await engine.run(workflow(), {"name": SECRET_IN}, timeout=30)
+    finally:
+        await blind.stop(grace=0)
+    assert result.status is ExecutionStatus.FAILED
+    card = result.nodes["card"]
+    assert card.state is NodeState.FAILED
+    assert card.error is not None
+    assert card.error["category"] == "configuration"
+    assert "ORCHESTRION_ENCRYPTION_KEYS" in card.error["message"]
+    assert "this worker has no encryption key" in card.error["message"]
+    traffic = "\n".join(wire)
+    assert SECRET_IN not in traffic and SECRET_IN.upper() not in traffic
