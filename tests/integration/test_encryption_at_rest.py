@@ -236,6 +236,57 @@ async def test_a_restart_resumes_a_half_finished_classified_workflow(
     assert_hidden(raw_bytes(tmp_path / "resume.db"))
 
 
+async def test_a_classified_workflow_node_starts_a_classified_child(
+    engine: Engine, tmp_path: Path
+) -> None:
+    child = {
+        "name": "child",
+        "dag": {
+            "nodes": [{"id": "greet", "handler": "noop", "config": {"value": "{{ input.who }}"}}]
+        },
+    }
+    await engine.submit(child)
+    parent = {
+        "name": "parent",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "kid",
+                    "handler": "workflow",
+                    "data_classification": "pii",
+                    "config": {"workflow": "child", "inputs": {"who": "{{ input.name }}"}},
+                }
+            ]
+        },
+    }
+    result = await engine.run(parent, {"name": SECRET_IN}, timeout=20)
+    assert result.status is ExecutionStatus.COMPLETED
+    runs, _ = await engine.list_executions()
+    (kid,) = [r for r in runs if r.parent_execution_id == result.execution_id]
+    assert kid.inputs == {"who": SECRET_IN}
+    assert (await engine.result(kid.id)).nodes["greet"].output == SECRET_IN
+    assert_hidden(raw_bytes(tmp_path / "o.db"))
+
+
+def test_processes_refuse_to_start_when_encryption_is_required_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.handlers.registry import default_registry
+    from orchestrion.runtime.worker import Worker
+
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\nencryption:\n  required: true\n")
+    monkeypatch.delenv("ORCHESTRION_ENCRYPTION_KEYS", raising=False)
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", governance_file=policy)
+    with pytest.raises(ConfigurationError, match="ORCHESTRION_ENCRYPTION_KEYS is not set"):
+        Engine(settings=settings)
+    with pytest.raises(ConfigurationError, match="requires encryption"):
+        Worker("redis://127.0.0.1:6379/0", settings, default_registry())
+    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", key_line("k1"))
+    assert Engine(settings=settings).governance.keyring is not None
+
+
 async def test_an_envelope_copied_to_another_row_does_not_decrypt(engine: Engine) -> None:
     one = await engine.run(workflow("one"), {"name": SECRET_IN}, timeout=20)
     two = await engine.run(workflow("two"), {"name": "someone else"}, timeout=20)

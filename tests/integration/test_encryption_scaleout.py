@@ -19,6 +19,7 @@ from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
+from orchestrion.runtime.engine import Engine
 from orchestrion.runtime.worker import Worker
 from orchestrion.store.postgres import asyncpg_url
 from scaleout import scaleout_engine, scaleout_settings
@@ -155,3 +156,71 @@ async def test_a_worker_without_the_key_fails_the_attempt_clearly(
     assert "this worker has no encryption key" in card.error["message"]
     traffic = "\n".join(wire)
     assert SECRET_IN not in traffic and SECRET_IN.upper() not in traffic
+
+
+def with_approval() -> dict[str, Any]:
+    definition = workflow()
+    definition["name"] = "kyc-review"
+    definition["dag"]["nodes"].insert(
+        1,
+        {
+            "id": "review",
+            "handler": "approval",
+            "dependencies": ["card"],
+            "data_classification": "pii",
+            "config": {"message": "check {{ card.output.holder }}"},
+        },
+    )
+    definition["dag"]["nodes"][2]["dependencies"] = ["review"]
+    return definition
+
+
+async def test_a_decision_sent_by_the_api_crosses_redis_sealed(
+    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+) -> None:
+    comment = "Approved-For-" + SECRET_IN
+    async with scaleout_engine(postgres_url, redis_server, redis_prefix) as engine:
+        record = await engine.start_execution(with_approval(), {"name": SECRET_IN})
+        waiting = await engine.settle(record.id, timeout=30)
+        assert waiting.nodes["review"].state is NodeState.WAITING
+        # The API process of scale-out mode drives nothing: it forwards the decision.
+        api = Engine(
+            settings=scaleout_settings(postgres_url, redis_server, redis_prefix), drive=False
+        )
+        await api.start()
+        try:
+            async with monitored(redis_server) as wire:
+                await api.decide(record.id, "review", approved=True, by="ops", comment=comment)
+                result = await engine.wait(record.id, timeout=30)
+        finally:
+            await api.stop(0)
+    assert result.status is ExecutionStatus.COMPLETED
+    assert result.nodes["review"].output["comment"] == comment
+    assert result.nodes["echo"].output == CARD
+    traffic = "\n".join(wire)
+    assert "$enc" in traffic
+    assert comment not in traffic and SECRET_IN.upper() not in traffic
+    stored = await raw_tables(postgres_url)
+    assert comment not in stored and SECRET_IN not in stored
+
+
+async def test_postgres_restart_resumes_a_half_finished_classified_workflow(
+    postgres_url: str,
+) -> None:
+    ring = f"k1:{KeyRing.generate_key()}"
+
+    def gov() -> Governance:
+        return Governance.load(environ={"ORCHESTRION_ENCRYPTION_KEYS": ring})
+
+    async with Engine(postgres_url, governance=gov()) as first:
+        record = await first.start_execution(with_approval(), {"name": SECRET_IN})
+        waiting = await first.settle(record.id, timeout=20)
+        assert waiting.nodes["review"].state is NodeState.WAITING
+    stored = await raw_tables(postgres_url)
+    assert SECRET_IN not in stored and SECRET_IN.upper() not in stored and CARD not in stored
+    async with Engine(postgres_url, governance=gov()) as second:
+        await second.decide(record.id, "review", approved=True, by="ops")
+        result = await second.wait(record.id, timeout=20)
+    assert result.status is ExecutionStatus.COMPLETED
+    assert result.nodes["card"].output == {"holder": SECRET_IN.upper(), "card": CARD}
+    assert result.nodes["echo"].output == CARD
