@@ -387,12 +387,16 @@ class EncryptedStore:
             await self.inner.commit(batch)
             return
         classes = self._classes
+        known = classes.known
         records = batch.records
         sealed: list[tuple[str, Record]] | None = None
+        last: str | None = None
+        nodes = _NO_NODES
         for i, (eid, record) in enumerate(records):
-            nodes = classes.known(eid)
-            if nodes is None:
-                nodes = await classes.of(eid)
+            if eid != last:  # a turn's records come grouped by execution
+                last = eid
+                found = known(eid)
+                nodes = await classes.of(eid) if found is None else found
             if not nodes:
                 continue  # the common case: nothing classified in this execution
             node = record.node
