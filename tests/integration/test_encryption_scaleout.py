@@ -224,3 +224,16 @@ async def test_postgres_restart_resumes_a_half_finished_classified_workflow(
     assert result.status is ExecutionStatus.COMPLETED
     assert result.nodes["card"].output == {"holder": SECRET_IN.upper(), "card": CARD}
     assert result.nodes["echo"].output == CARD
+
+
+async def test_a_classified_wait_that_runs_out_is_woken_across_redis(
+    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+) -> None:
+    # A woken attempt is dispatched again with the same number: its guard must differ.
+    definition = with_approval()
+    definition["dag"]["nodes"][1]["config"].update(timeout=0.05, on_timeout="approve")
+    async with scaleout_engine(postgres_url, redis_server, redis_prefix) as engine:
+        result = await engine.run(definition, {"name": SECRET_IN}, timeout=30)
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert result.nodes["review"].output["reason"] == "approved on timeout"
+    assert result.nodes["echo"].output == CARD

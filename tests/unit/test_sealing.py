@@ -47,8 +47,10 @@ def task(**changes: Any) -> TaskMessage:
 
 
 def test_a_sealed_task_crosses_the_wire_without_its_data_and_opens_back() -> None:
-    original = task(wait_result={"woken": True})
+    original = task(wait_result={"woken": True, "reason": "approval", "wake_at": 5.0})
     sealed = seal_task(RING, original, outcome=True)
+    # The engine's wake marker stays readable: both sides key the dispatch guard on it.
+    assert sealed.wait_result == original.wait_result
     text = encode_task(sealed, reply_to="inbox")
     assert SECRET not in text and "{{ input.email }}" not in text
     received = decode_task(loads(text))
@@ -57,7 +59,7 @@ def test_a_sealed_task_crosses_the_wire_without_its_data_and_opens_back() -> Non
     assert opened.config == original.config
     assert opened.inputs == original.inputs
     assert opened.outputs == original.outputs
-    assert opened.wait_result == {"woken": True}
+    assert opened.wait_result == original.wait_result
     assert "sealed" not in opened.extra
 
 

@@ -4,9 +4,11 @@ In scale-out mode the values encrypted at rest also cross Redis: a task message 
 execution's inputs and the outputs its node reads, and a worker's answer carries the node's
 output or error. Orchestrators and workers read the same key ring from the environment, so:
 
-- ``seal_task`` (orchestrator, classified executions only) moves ``config``, ``inputs``,
-  ``outputs`` and ``wait_result`` into one envelope in ``extra["sealed"]`` bound to the
-  attempt, and sets ``extra["seal_outcome"]`` when the node itself is classified;
+- ``seal_task`` (orchestrator, classified executions only) moves ``config``, ``inputs`` and
+  ``outputs`` into one envelope in ``extra["sealed"]`` bound to the attempt, and sets
+  ``extra["seal_outcome"]`` when the node itself is classified. ``wait_result`` stays: the
+  engine writes it (a woken wait's reason and time, no data) and the dispatch guard of a woken
+  attempt is told apart by it on both sides;
 - ``open_task`` (worker) restores them, and raises ``ConfigurationError`` when the worker has
   no key ring (``Worker`` then fails the attempt with category ``configuration``: nothing is
   run, nothing leaks);
@@ -54,16 +56,11 @@ def _event_context(execution_id: str, event: ev.Event, part: str) -> str:
 
 def seal_task(ring: KeyRing, task: TaskMessage, *, outcome: bool) -> TaskMessage:
     """``task`` with its data in one envelope; ``outcome``: the worker must seal its answer."""
-    payload = {
-        "config": task.config,
-        "inputs": task.inputs,
-        "outputs": task.outputs,
-        "wait_result": task.wait_result,
-    }
+    payload = {"config": task.config, "inputs": task.inputs, "outputs": task.outputs}
     extra = {**task.extra, "sealed": encrypt_value(ring, payload, _task_context(task))}
     if outcome:
         extra["seal_outcome"] = True
-    return replace(task, config={}, inputs={}, outputs={}, wait_result=None, extra=extra)
+    return replace(task, config={}, inputs={}, outputs={}, extra=extra)
 
 
 def seals_outcome(task: TaskMessage) -> bool:
@@ -88,7 +85,6 @@ def open_task(ring: KeyRing | None, task: TaskMessage) -> TaskMessage:
         config=payload["config"],
         inputs=payload["inputs"],
         outputs=payload["outputs"],
-        wait_result=payload["wait_result"],
         extra=extra,
     )
 
