@@ -90,7 +90,7 @@ def open_error(ring: KeyRing | None, error: Any, ctx: str) -> Any:
 def open_journal_data(
     ring: KeyRing | None, data: dict[str, Any], execution_id: str, node_id: str | None
 ) -> dict[str, Any]:
-    """Journal data with its sealed parts opened (see ``_seal_data``)."""
+    """Journal data with its sealed parts opened (see ``EncryptedStore._seal_record``)."""
     if "error" not in data and "sealed" not in data:
         return data
     opened = dict(data)
@@ -132,7 +132,8 @@ class _Classification:
     def __init__(self, inner: Store, encrypts: Callable[[str], bool]) -> None:
         self._inner = inner
         self._encrypts = encrypts
-        self._by_definition: dict[str, frozenset[str]] = {}
+        # definition id -> (every node id, the ids of the nodes whose values are sealed)
+        self._by_definition: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._by_execution: dict[str, frozenset[str]] = {}
 
     def known(self, execution_id: str) -> frozenset[str] | None:
@@ -167,9 +168,8 @@ class _Classification:
         self._by_execution[execution_id] = nodes
 
     async def _definition(self, definition_id: str) -> tuple[frozenset[str], frozenset[str]]:
-        every = self._by_definition.get("*" + definition_id)
-        nodes = self._by_definition.get(definition_id)
-        if every is None or nodes is None:
+        found = self._by_definition.get(definition_id)
+        if found is None:
             spec = (await self._inner.get_definition(definition_id)).spec
             listed = (spec.get("dag") or {}).get("nodes") or ()
             every = frozenset(str(n.get("id")) for n in listed)
@@ -178,9 +178,8 @@ class _Classification:
                 for n in listed
                 if self._encrypts(str(n.get("data_classification") or "public"))
             )
-            self._by_definition["*" + definition_id] = every
-            self._by_definition[definition_id] = nodes
-        return every, nodes
+            found = self._by_definition[definition_id] = (every, nodes)
+        return found
 
 
 class EncryptedStore:
