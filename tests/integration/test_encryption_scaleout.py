@@ -237,3 +237,42 @@ async def test_a_classified_wait_that_runs_out_is_woken_across_redis(
     assert result.status is ExecutionStatus.COMPLETED, result.error
     assert result.nodes["review"].output["reason"] == "approved on timeout"
     assert result.nodes["echo"].output == CARD
+
+
+async def test_an_outcome_sealed_with_a_key_the_orchestrator_lacks_stays_pending(
+    postgres_url: str,
+    redis_server: str,
+    redis_prefix: str,
+    keys: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The worker already has the next key first (a rotation done in the wrong order).
+    ahead = f"k9:{KeyRing.generate_key()},{keys}"
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    worker = Worker(
+        redis_server,
+        settings,
+        default_registry(),
+        worker_id="ahead",
+        governance=Governance.load(environ={"ORCHESTRION_ENCRYPTION_KEYS": ahead}),
+    )
+    await worker.start()
+    try:
+        async with scaleout_engine(postgres_url, redis_server, redis_prefix, workers=0) as engine:
+            record = await engine.start_execution(workflow(), {"name": SECRET_IN})
+            for _ in range(200):
+                if worker.completed:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            inbox = engine.settings.redis_prefix + ":inbox:" + engine.owner
+            client = Redis.from_url(redis_server)
+            pending = await client.xpending(inbox, "orchestrators")
+            await client.aclose()
+            status = (await engine.result(record.id)).nodes["card"].state
+    finally:
+        await worker.stop(grace=0)
+    assert worker.completed == 1
+    assert pending["pending"] == 1  # not dropped: claimed again once the key is here
+    assert status is not NodeState.COMPLETED
+    assert any("'k9'" in r.getMessage() for r in caplog.records)

@@ -37,7 +37,7 @@ from orchestrion.dispatch.streams import (
     StreamReply,
     text,
 )
-from orchestrion.dispatch.wire import decode_event, encode_event, encode_task, loads
+from orchestrion.dispatch.wire import WireError, decode_event, encode_event, encode_task, loads
 from orchestrion.errors import ConfigurationError, OrchestrionError
 from orchestrion.runtime.routing import Routed
 
@@ -340,12 +340,18 @@ class RedisDispatcher:
         for entry_id, fields in entries:
             try:
                 execution_id, event = decode_event(loads(fields.get(b"m", b"")))
-                if sealer is not None:
-                    event = sealer.open_event(execution_id, event)
-            except OrchestrionError as exc:  # unreadable, or sealed with a key not here
+            except WireError as exc:
                 logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
                 done.append(entry_id)
                 continue
+            if sealer is not None:
+                try:
+                    event = sealer.open_event(execution_id, event)
+                except OrchestrionError as exc:
+                    # Sealed with a key this process lacks: left pending, claimed again
+                    # until it has the key (dropping it would strand the attempt).
+                    logger.error("cannot open message %s on %s: %s", entry_id, stream, exc)
+                    continue
             fast = router.deliver_if_live(execution_id, event)
             if fast is not None:
                 pending.append((entry_id, fast))
