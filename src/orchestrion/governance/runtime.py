@@ -102,7 +102,9 @@ class Governance:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, trusted: bool = True) -> Governance:
-        return cls.load(settings.governance_file, trusted=trusted)
+        """The policy of ``settings``, with keys from the environment or, as every other
+        setting, from ``.env`` (the environment wins)."""
+        return cls.load(settings.governance_file, trusted=trusted, environ=_environment())
 
     def encrypts(self, classification: str) -> bool:
         """True when values of this classification are encrypted at rest."""
@@ -159,3 +161,14 @@ class Governance:
                 "(see GET /health/compliance)",
                 variable,
             )
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        from dotenv import dotenv_values
+
+        for name, value in dotenv_values(dotenv).items():
+            env.setdefault(name, value or "")
+    return env
