@@ -9,7 +9,9 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
    cancelled;
 2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox);
 3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
-   circuit breaker of its handler and target host;
+   circuit breaker of its handler and target host; a task of a classified execution is opened
+   with the key ring first, and a classified node's outcome sealed (``governance/on_wire``);
+   without the key the attempt fails with category ``configuration`` and nothing runs;
 4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
    acknowledges and deletes the task entry. A crash before that leaves the entry pending for
    the reaper; a crash after it loses nothing.
