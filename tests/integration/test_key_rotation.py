@@ -180,3 +180,37 @@ def test_generate_prints_a_key_line_the_ring_accepts() -> None:
     assert KeyRing.from_env(default.stdout.strip()).primary.startswith("k20")
     bad = CliRunner().invoke(cli, ["keys", "generate", "--id", "a:b"])
     assert bad.exit_code == 2
+
+
+async def test_rotation_beside_a_running_engine(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    waiting = {
+        "name": "rot-wait",
+        "dag": {
+            "nodes": [
+                *WORKFLOW["dag"]["nodes"][:1],  # type: ignore[index]
+                {
+                    "id": "ok",
+                    "handler": "approval",
+                    "dependencies": ["a"],
+                    "data_classification": "pii",
+                    "config": {"message": "check {{ a.output.secret }}"},
+                },
+            ]
+        },
+    }
+    async with Engine(url, governance=governance(K1)) as engine:
+        record = await engine.start_execution(waiting, {"name": "dee"})
+        await engine.settle(record.id, timeout=20)
+    async with Engine(url, governance=governance(f"{K2},{K1}")) as engine:
+        report = await rotate(url, KeyRing.from_env(f"{K2},{K1}"), batch_size=2)
+        assert report.done
+        await engine.decide(record.id, "ok", approved=True, by="ops")
+        result = await engine.wait(record.id, timeout=20)
+    assert result.status is ExecutionStatus.COMPLETED
+    assert kids(db) == {"k2"}
+    async with Engine(url, governance=governance(K2), resume=False) as engine:
+        final = await engine.result(record.id)
+    assert final.nodes["a"].output == {"secret": "s3cr3t-dee"}
+    assert final.nodes["ok"].output["approved"] is True
