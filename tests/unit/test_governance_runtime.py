@@ -48,3 +48,18 @@ def test_the_service_applies_the_python_allowlist() -> None:
     gov = Governance.load(environ={}).untrusted()
     assert gov.python_allowlist == ()
     assert gov.untrusted() is gov
+
+
+def test_keys_may_come_from_dotenv_like_every_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrion.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCHESTRION_ENCRYPTION_KEYS", raising=False)
+    (tmp_path / ".env").write_text(f"ORCHESTRION_ENCRYPTION_KEYS=dot:{KeyRing.generate_key()}\n")
+    gov = Governance.from_settings(load_settings())
+    assert gov.keyring is not None and gov.keyring.primary == "dot"
+    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", f"env:{KeyRing.generate_key()}")
+    gov = Governance.from_settings(load_settings())
+    assert gov.keyring is not None and gov.keyring.primary == "env"  # the environment wins

@@ -38,12 +38,13 @@ from orchestrion.dispatch.streams import (
     text,
 )
 from orchestrion.dispatch.wire import WireError, decode_event, encode_event, encode_task, loads
-from orchestrion.errors import ConfigurationError
+from orchestrion.errors import ConfigurationError, OrchestrionError
 from orchestrion.runtime.routing import Routed
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from orchestrion.governance.on_wire import WireSealer
     from orchestrion.runtime.routing import EventRouter
     from orchestrion.settings import Settings
 
@@ -146,11 +147,14 @@ class RedisDispatcher:
         *,
         local: Dispatcher | None = None,
         canonical: Callable[[str], str] = lambda name: name,
+        sealer: WireSealer | None = None,
     ) -> None:
         self.url = url
         self.settings = settings
         self.names = StreamNames(settings.redis_prefix)
         self._local = local
+        # Classified tasks and forwarded payloads are encrypted on Redis (governance/on_wire).
+        self._sealer = sealer
         self._canonical = canonical
         self._redis: Redis | None = None
         self._router: EventRouter | None = None
@@ -293,8 +297,11 @@ class RedisDispatcher:
         now = time.time()
         keys: list[str] = []
         payloads: list[str] = []
+        sealer = self._sealer
         async with self.redis.pipeline(transaction=False) as pipe:
             for task in remote:
+                if sealer is not None:
+                    task = sealer.seal_task(task)
                 stream = self.names.tasks(self._name(task.handler), task.capabilities)
                 payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
                 if task.kind == "run":
@@ -329,6 +336,8 @@ class RedisDispatcher:
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         """Send an event to ``owner``'s inbox, or to the shared stream when None."""
         stream = self.names.inbox(owner) if owner else self.names.completions
+        if self._sealer is not None:
+            event = self._sealer.seal_event(execution_id, event)
         await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
 
     # ------------------------------------------------------------------ receiving
@@ -366,6 +375,7 @@ class RedisDispatcher:
         assert router is not None
         pending: list[tuple[bytes, asyncio.Future[None]]] = []
         done: list[bytes] = []
+        sealer = self._sealer
         for entry_id, fields in entries:
             try:
                 execution_id, event = decode_event(loads(fields.get(b"m", b"")))
@@ -373,6 +383,14 @@ class RedisDispatcher:
                 logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
                 done.append(entry_id)
                 continue
+            if sealer is not None:
+                try:
+                    event = sealer.open_event(execution_id, event)
+                except OrchestrionError as exc:
+                    # Sealed with a key this process lacks: left pending, claimed again
+                    # until it has the key (dropping it would strand the attempt).
+                    logger.error("cannot open message %s on %s: %s", entry_id, stream, exc)
+                    continue
             fast = router.deliver_if_live(execution_id, event)
             if fast is not None:
                 pending.append((entry_id, fast))
@@ -525,10 +543,11 @@ class RedisHandoff:
     """The dispatcher of an engine that does not drive executions (the API in scale-out
     mode): it runs nothing and only forwards starts and control requests to orchestrators."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, *, sealer: WireSealer | None = None) -> None:
         self.url = url
         self.names = StreamNames(settings.redis_prefix)
         self._redis: Redis | None = None
+        self._sealer = sealer
 
     @property
     def redis(self) -> Redis:
@@ -548,6 +567,8 @@ class RedisHandoff:
 
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         stream = self.names.inbox(owner) if owner else self.names.completions
+        if self._sealer is not None:
+            event = self._sealer.seal_event(execution_id, event)
         await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
 
     async def close(self, grace: float = 0.0) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from orchestrion.errors import ConfigurationError, OrchestrionError
+from orchestrion.errors import ConfigurationError, StoreError
 
 __all__ = [
     "ALGORITHM",
@@ -36,8 +36,12 @@ ALGORITHM = "aes-256-gcm"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 
 
-class DecryptionError(OrchestrionError):
-    """A value that cannot be decrypted: unknown key id, wrong context, or tampered."""
+class DecryptionError(StoreError):
+    """A stored value that cannot be decrypted: unknown key id, wrong context, or tampered.
+
+    A ``StoreError``: what the store holds cannot be read with this configuration, so the CLI
+    and the API report it as they report an unreadable store (the message names the key id).
+    """
 
 
 def _key(text: str, key_id: str) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,9 @@ from orchestrion.governance.policy import GovernancePolicy, LoadedPolicy, load_p
 from orchestrion.governance.ssrf import UrlPolicy
 
 if TYPE_CHECKING:
+    from orchestrion.governance.on_wire import WireSealer
     from orchestrion.settings import Settings
+    from orchestrion.store.base import Store
 
 __all__ = ["Governance"]
 
@@ -100,11 +102,32 @@ class Governance:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, trusted: bool = True) -> Governance:
-        return cls.load(settings.governance_file, trusted=trusted)
+        """The policy of ``settings``, with keys from the environment or, as every other
+        setting, from ``.env`` (the environment wins)."""
+        return cls.load(settings.governance_file, trusted=trusted, environ=_environment())
 
     def encrypts(self, classification: str) -> bool:
         """True when values of this classification are encrypted at rest."""
         return self.keyring is not None and classification in self.policy.encryption.classifications
+
+    def protect(self, store: Store) -> Store:
+        """``store`` behind encryption at rest (``governance/at_rest.py``), or as it is when
+        the policy encrypts no classification. Wrapped even without a key, so a value
+        encrypted earlier is refused by name instead of shown as an envelope."""
+        from orchestrion.governance.at_rest import EncryptedStore
+
+        if isinstance(store, EncryptedStore) or not self.policy.encryption.classifications:
+            return store
+        return EncryptedStore(store, self.keyring, self.encrypts)
+
+    def wire_sealer(self, store: Store) -> WireSealer | None:
+        """What an orchestrator seals on Redis (``governance/on_wire.py``); None without keys."""
+        from orchestrion.governance.at_rest import EncryptedStore
+        from orchestrion.governance.on_wire import WireSealer
+
+        if self.keyring is None or not isinstance(store, EncryptedStore):
+            return None
+        return WireSealer(self.keyring, store)
 
     def masks(self, classification: str) -> bool:
         """True when values of this classification are hidden from callers without admin."""
@@ -117,18 +140,7 @@ class Governance:
 
     def untrusted(self) -> Governance:
         """The same policy and keys, applied to definitions that come from others."""
-        if not self.trusted:
-            return self
-        return Governance(
-            self.loaded,
-            False,
-            self.keyring,
-            self.audit_keys,
-            self.masker,
-            self.url_policy,
-            self.llm,
-            self.missing_keys,
-        )
+        return self if not self.trusted else replace(self, trusted=False)
 
     def warn_missing_keys(self) -> None:
         """Log, once at start, each control a missing key turns off."""
@@ -138,3 +150,14 @@ class Governance:
                 "(see GET /health/compliance)",
                 variable,
             )
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        from dotenv import dotenv_values
+
+        for name, value in dotenv_values(dotenv).items():
+            env.setdefault(name, value or "")
+    return env

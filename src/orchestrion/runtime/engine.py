@@ -200,6 +200,9 @@ class Engine:
             from orchestrion.store.factory import open_store
 
             self._store = open_store(self.database_url)
+        # Classified values are sealed before the adapter sees them (governance/at_rest.py).
+        self._store = self.governance.protect(self._store)
+        self.governance.warn_missing_keys()
         await self._store.open()
         if self._dispatcher is None:
             self._dispatcher = self._default_dispatcher()
@@ -227,10 +230,11 @@ class Engine:
     def _default_dispatcher(self) -> Dispatcher:
         """In-process workers; with ``redis_url``, Redis Streams (the local dispatcher then
         runs only what needs this engine: child executions)."""
+        sealer = self.governance.wire_sealer(self.store)
         if self.settings.redis_url and not self._drives:
             from orchestrion.dispatch.redis import RedisHandoff
 
-            return RedisHandoff(self.settings.redis_url, self.settings)
+            return RedisHandoff(self.settings.redis_url, self.settings, sealer=sealer)
         local = self._local_dispatcher()
         if not self.settings.redis_url:
             return local
@@ -241,6 +245,7 @@ class Engine:
             self.settings,
             local=local,
             canonical=self.registry.canonical_name,
+            sealer=sealer,
         )
 
     def _local_dispatcher(self) -> Dispatcher:

@@ -9,7 +9,9 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
    cancelled;
 2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox);
 3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
-   circuit breaker of its handler and target host;
+   circuit breaker of its handler and target host; a task of a classified execution is opened
+   with the key ring first, and a classified node's outcome sealed (``governance/on_wire``);
+   without the key the attempt fails with category ``configuration`` and nothing runs;
 4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
    acknowledges and deletes the task entry. A crash before that leaves the entry pending for
    the reaper; a crash after it loses nothing. An entry the worker could not finish while
@@ -33,7 +35,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from orchestrion.core.events import Event, NodeStarted
+from orchestrion.core.events import (
+    CompensationFailed,
+    ErrorInfo,
+    Event,
+    NodeFailed,
+    NodeStarted,
+)
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.dispatch.redis import connect_redis, ensure_group, stream_lost
 from orchestrion.dispatch.streams import (
@@ -44,7 +52,9 @@ from orchestrion.dispatch.streams import (
     text,
 )
 from orchestrion.dispatch.wire import WireError, decode_task, encode_event, loads
+from orchestrion.errors import OrchestrionError
 from orchestrion.governance import enforce
+from orchestrion.governance.on_wire import open_task, seal_event, seals_outcome
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry
@@ -90,6 +100,8 @@ class Worker:
         # allowlist, template limits); `orchestrion worker` passes an untrusted one.
         self.governance = governance or Governance.from_settings(settings)
         self.settings = settings
+        # The orchestrators' key ring opens classified tasks and seals their outcomes.
+        self.keyring = self.governance.keyring
         self.registry = registry
         self.names = StreamNames(settings.redis_prefix)
         served = handlers or [s.name for s in registry.specs()]
@@ -308,6 +320,11 @@ class Worker:
         if (done == b"d" and task.kind == "run") or cancelled is not None:
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
+        try:
+            task = open_task(self.keyring, task)
+        except OrchestrionError as exc:
+            await self._finish(stream, entry_id, reply_to, _unreadable(task, exc), guard)
+            return
         key = (task.execution_id, task.node_id, task.attempt)
         job = asyncio.current_task()
         assert job is not None
@@ -351,7 +368,12 @@ class Worker:
         if started:
             with contextlib.suppress(Exception):  # "running" is informative only
                 await asyncio.gather(*started)
-        return outcome[-1] if outcome else None
+        if not outcome:
+            return None
+        execution_id, event = outcome[-1]
+        if seals_outcome(task) and self.keyring is not None:
+            event = seal_event(self.keyring, execution_id, event)
+        return execution_id, event
 
     async def _finish(
         self,
@@ -441,6 +463,15 @@ class Worker:
             except (RedisError, OSError, ValueError) as exc:
                 logger.warning("cancel listener failed (%s); resubscribing", exc)
                 await asyncio.sleep(1.0)
+
+
+def _unreadable(task: TaskMessage, exc: OrchestrionError) -> tuple[str, Event]:
+    """The failed attempt of a task this worker cannot open (no key, or not its key)."""
+    error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
+    now = time.time()
+    if task.kind == "compensate":
+        return task.execution_id, CompensationFailed(task.node_id, now, error)
+    return task.execution_id, NodeFailed(task.node_id, task.attempt, now, error)
 
 
 _Queued = tuple[Callable[["Pipeline"], Any], tuple[str, bytes] | None, asyncio.Future[None]]
