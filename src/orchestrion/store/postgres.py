@@ -27,7 +27,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import migrate, rules
+from orchestrion.store.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
+    AuditSigner,
+    purge_entry,
+    seal_entries,
+    transition_entries,
+)
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -46,6 +56,8 @@ _SCHEMES: Final = ("postgresql", "postgres", "postgresql+asyncpg")
 # pg_advisory_xact_lock key held while migrating: b"orchestr" as a big-endian int64.
 _MIGRATION_LOCK: Final = 0x6F72636865737472
 _FOREIGN_KEY_VIOLATION: Final = "23503"
+# Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
+_AUDIT_LOCK: Final = 0x6175646974000000
 
 _DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, source, created_at"
 _EXEC_COLS = (
@@ -123,6 +135,49 @@ _UPSERT_RUNS_SQL = (
 # Two statements keep the output rule: without an output in this snapshot the stored one stays.
 _UPSERT_RUNS = text(_UPSERT_RUNS_SQL)
 _UPSERT_RUNS_WITH_OUTPUT = text(_UPSERT_RUNS_SQL + ", output = excluded.output")
+
+
+_AUDIT_ARRAY_TYPES = (
+    ("seq", "int8"),
+    ("at", "float8"),
+    ("action", "text"),
+    ("actor", "text"),
+    ("execution_id", "text"),
+    ("node_id", "text"),
+    ("outcome", "text"),
+    ("details", "text"),
+    ("prev_hash", "text"),
+    ("key_id", "text"),
+    ("hash", "text"),
+)
+_AUDIT_COLS = ", ".join(name for name, _ in _AUDIT_ARRAY_TYPES)
+# The records and the new head in one statement (one round trip); ORDER BY ord gives the ids
+# (storage order) in seq order.
+_INSERT_AUDIT = text(
+    f"WITH added AS (INSERT INTO audit ({_AUDIT_COLS}) SELECT {_AUDIT_COLS} FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _AUDIT_ARRAY_TYPES)
+    + f") WITH ORDINALITY AS u({_AUDIT_COLS}, ord) ORDER BY ord RETURNING 1)"
+    " INSERT INTO audit_head (id, seq, hash) VALUES (1, :head_seq, :head_hash)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+)
+# The row lock on the head serialises appenders of every process until their commit.
+_LOCK_AUDIT_HEAD = text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+
+
+def _audit_record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=int(row[0]),
+        at=row[1],
+        action=row[2],
+        actor=row[3],
+        execution_id=row[4],
+        node_id=row[5],
+        outcome=row[6],
+        details=_opt_loads(row[7]),
+        prev_hash=row[8],
+        key_id=row[9],
+        hash=row[10],
+    )
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -740,6 +795,9 @@ class PostgresStore:
                 await conn.execute(_UPDATE_EXECUTION, updates)
             if results:
                 await conn.execute(_SET_RESULT, results)
+            if batch.audit is not None and records:
+                # Last, so the head lock is held only from here to the commit.
+                await self._append_audit(conn, transition_entries(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> dict[str, Any]:
@@ -777,3 +835,123 @@ class PostgresStore:
         async with self._transaction() as conn:
             rows = (await conn.execute(text(sql), params)).all()
         return [_event(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit trail
+
+    @staticmethod
+    async def _append_audit(
+        conn: AsyncConnection, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        """Seal after the head and insert, inside the caller's transaction, under the head's
+        row lock: appenders in several processes queue there, so the chain never forks."""
+        if not entries:
+            return []
+        row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
+        if row is None:
+            # No head row to lock yet (or it was removed): the first appenders queue on an
+            # advisory lock instead, then chain to the last record, if any.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+            row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
+            if row is None:
+                row = (
+                    await conn.execute(text("SELECT seq, hash FROM audit ORDER BY id DESC LIMIT 1"))
+                ).first()
+        head = ChainHead(int(row[0]), str(row[1])) if row is not None else ChainHead()
+        sealed = seal_entries(entries, head, signer)
+        params: dict[str, Any] = {
+            "seq": [r.seq for r in sealed],
+            "at": [r.at for r in sealed],
+            "action": [r.action for r in sealed],
+            "actor": [r.actor for r in sealed],
+            "execution_id": [r.execution_id for r in sealed],
+            "node_id": [r.node_id for r in sealed],
+            "outcome": [r.outcome for r in sealed],
+            "details": [r.details_text for r in sealed],
+            "prev_hash": [r.prev_hash for r in sealed],
+            "key_id": [r.key_id for r in sealed],
+            "hash": [r.hash for r in sealed],
+            "head_seq": sealed[-1].seq,
+            "head_hash": sealed[-1].hash,
+        }
+        await conn.execute(_INSERT_AUDIT, params)
+        return sealed
+
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        if not entries:
+            return []
+        async with self._transaction() as conn:
+            return await self._append_audit(conn, entries, signer)
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        where = ["seq > :after"]
+        params: dict[str, Any] = {"after": flt.after_seq, "limit": max(1, flt.limit)}
+        if flt.execution_id is not None:
+            where.append("execution_id = :e")
+            params["e"] = flt.execution_id
+        if flt.actor is not None:
+            where.append("actor = :actor")
+            params["actor"] = flt.actor
+        if flt.action_prefix:
+            where.append("left(action, :n) = :prefix")
+            params.update(n=len(flt.action_prefix), prefix=flt.action_prefix)
+        if flt.since is not None:
+            where.append("at >= :since")
+            params["since"] = flt.since
+        if flt.until is not None:
+            where.append("at < :until")
+            params["until"] = flt.until
+        sql = (
+            f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT :limit"
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(text(sql), params)).all()
+        return [_audit_record(row) for row in rows]
+
+    async def audit_head(self) -> ChainHead | None:
+        async with self._transaction() as conn:
+            row = (
+                await conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1"))
+            ).first()
+        return None if row is None else ChainHead(int(row[0]), str(row[1]))
+
+    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
+        async with self._transaction() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT id, {_AUDIT_COLS} FROM audit WHERE id > :after"
+                        " ORDER BY id LIMIT :limit"
+                    ),
+                    {"after": after, "limit": limit},
+                )
+            ).all()
+        return [(int(row[0]), _audit_record(row[1:])) for row in rows]
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        final = [s.value for s in FINAL_EXECUTION_STATES]
+        async with self._transaction() as conn:
+            ids = list(
+                await conn.scalars(
+                    text(
+                        "DELETE FROM executions WHERE status = ANY(:final)"
+                        " AND finished_at < :cutoff RETURNING id"
+                    ),
+                    {"final": final, "cutoff": finished_before},
+                )
+            )
+            if ids:
+                for table in ("events", "node_runs"):
+                    await conn.execute(
+                        text(f"DELETE FROM {table} WHERE execution_id = ANY(:ids)"), {"ids": ids}
+                    )
+            if signer is not None:
+                await self._append_audit(
+                    conn, [purge_entry(len(ids), finished_before, actor, now)], signer
+                )
+        return len(ids)

@@ -20,7 +20,17 @@ from typing import Any
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import migrate, rules
+from orchestrion.store.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
+    AuditSigner,
+    purge_entry,
+    seal_entries,
+    transition_entries,
+)
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -88,6 +98,14 @@ _UPDATE_EXECUTION = (
     " updated_at = ? WHERE id = ?"
 )
 _SET_RESULT = "UPDATE executions SET result = ? WHERE id = ?"
+_AUDIT_COLS = (
+    "seq, at, action, actor, execution_id, node_id, outcome, details, prev_hash, key_id, hash"
+)
+_INSERT_AUDIT = f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SET_AUDIT_HEAD = (
+    "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+)
 # ``IS``, not ``=``: an expected owner of None must match NULL. A NULL lease never expires.
 _CLAIM = (
     "UPDATE executions SET owner = ?, lease_until = ?"
@@ -199,6 +217,38 @@ def _event(row: tuple[Any, ...]) -> EventRecord:
         correlation_id=row[7],
         causation_id=row[8],
         data=_opt_loads(row[9]),
+    )
+
+
+def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
+    return AuditRecord(
+        seq=row[0],
+        at=row[1],
+        action=row[2],
+        actor=row[3],
+        execution_id=row[4],
+        node_id=row[5],
+        outcome=row[6],
+        details=_opt_loads(row[7]),
+        prev_hash=row[8],
+        key_id=row[9],
+        hash=row[10],
+    )
+
+
+def _audit_params(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.seq,
+        record.at,
+        record.action,
+        record.actor,
+        record.execution_id,
+        record.node_id,
+        record.outcome,
+        record.details_text,
+        record.prev_hash,
+        record.key_id,
+        record.hash,
     )
 
 
@@ -648,6 +698,8 @@ class SQLiteStore:
                 conn.executemany(_UPDATE_EXECUTION, updates)
             if results:
                 conn.executemany(_SET_RESULT, results)
+            if batch.audit is not None and records:
+                self._append_audit(conn, transition_entries(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:
@@ -702,3 +754,94 @@ class SQLiteStore:
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_event(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit trail
+
+    @staticmethod
+    def _append_audit(
+        conn: sqlite3.Connection, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        """Seal after the head and insert, inside the caller's write transaction: SQLite's
+        single writer is the lock that keeps processes from forking the chain."""
+        row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        if row is None:  # no record yet, or the head row was removed: chain to the last one
+            row = conn.execute("SELECT seq, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        head = ChainHead(row[0], row[1]) if row is not None else ChainHead()
+        sealed = seal_entries(entries, head, signer)
+        if sealed:
+            conn.executemany(_INSERT_AUDIT, [_audit_params(r) for r in sealed])
+            conn.execute(_SET_AUDIT_HEAD, (sealed[-1].seq, sealed[-1].hash))
+        return sealed
+
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        if not entries:
+            return []
+        with self._transaction() as conn:
+            return self._append_audit(conn, entries, signer)
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        where = ["seq > ?"]
+        params: list[Any] = [flt.after_seq]
+        if flt.execution_id is not None:
+            where.append("execution_id = ?")
+            params.append(flt.execution_id)
+        if flt.actor is not None:
+            where.append("actor = ?")
+            params.append(flt.actor)
+        if flt.action_prefix:
+            # substr, not LIKE: no wildcard characters to escape in the prefix
+            where.append("substr(action, 1, ?) = ?")
+            params.extend((len(flt.action_prefix), flt.action_prefix))
+        if flt.since is not None:
+            where.append("at >= ?")
+            params.append(flt.since)
+        if flt.until is not None:
+            where.append("at < ?")
+            params.append(flt.until)
+        params.append(max(1, flt.limit))
+        sql = f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_audit_record(row) for row in rows]
+
+    async def audit_head(self) -> ChainHead | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return None if row is None else ChainHead(int(row[0]), str(row[1]))
+
+    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT id, {_AUDIT_COLS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [(row[0], _audit_record(row[1:])) for row in rows]
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        final = _sql_list(tuple(s.value for s in FINAL_EXECUTION_STATES))
+        with self._transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM executions WHERE status IN {final} AND finished_at < ?",
+                    (finished_before,),
+                )
+            ]
+            for marks, chunk in _chunks(ids):
+                for table, column in (
+                    ("events", "execution_id"),
+                    ("node_runs", "execution_id"),
+                    ("executions", "id"),
+                ):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+            if signer is not None:
+                self._append_audit(
+                    conn, [purge_entry(len(ids), finished_before, actor, now)], signer
+                )
+        return len(ids)
