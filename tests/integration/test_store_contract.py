@@ -693,9 +693,9 @@ AUDIT_KEYS = {"k1": b"a" * 32}
 async def chain_of(store: Store) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     after = 0
-    while page := await store.read_audit(after, limit=3):  # small pages: paging is exercised
-        rows.extend(record.chain_fields() for _, record in page)
-        after = page[-1][0]
+    while page := await store.list_audit(AuditFilter(after_seq=after, limit=3)):  # paging
+        rows.extend(record.chain_fields() for record in page)
+        after = page[-1].seq
     return rows
 
 

@@ -270,15 +270,12 @@ class Store(Protocol):
         several processes never fork the chain. Returns the sealed records."""
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
-        """Audit records matching ``flt``, in ``seq`` order."""
+        """Audit records matching ``flt``, in ``seq`` order (seq is also the storage order:
+        without filters, pages of this are what ``verify`` reads)."""
 
     async def audit_head(self) -> ChainHead | None:
         """The head kept aside (updated with every append): what the chain must end at.
         None when it is missing (removed by hand)."""
-
-    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
-        """Records as stored (storage position, record), positions after ``after``, for
-        ``verify``: the storage order, not ``seq``, so a reordering shows."""
 
     # retention
     async def purge_executions(

@@ -21,11 +21,14 @@ from orchestrion.store import rules
 from orchestrion.store.audit import (
     AuditEntry,
     AuditFilter,
+    AuditItem,
     AuditRecord,
     AuditSigner,
-    purge_entry,
-    seal_entries,
-    transition_entries,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
 )
 from orchestrion.store.base import (
     CommitBatch,
@@ -294,7 +297,7 @@ class MemoryStore:
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
         if batch.audit is not None and batch.records:
-            self._append_audit(transition_entries(batch), batch.audit)
+            self._append_audit(transition_items(batch), batch.audit)
 
     def _check(self, batch: CommitBatch) -> None:
         if not (len(batch.records) == len(batch.event_ids) == len(batch.causation)):
@@ -379,12 +382,12 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ audit trail
 
-    def _append_audit(self, entries: list[AuditEntry], signer: AuditSigner) -> list[AuditRecord]:
+    def _append_audit(self, items: list[AuditItem], signer: AuditSigner) -> list[AuditRecord]:
         head = self._audit_head
         if head is None:
             last = self._audit[-1] if self._audit else None
             head = ChainHead(last.seq, last.hash) if last is not None else ChainHead()
-        sealed = seal_entries(entries, head, signer)
+        sealed = [record_of(row) for row in seal_items(items, head, signer)]
         if sealed:
             self._audit.extend(sealed)
             self._audit_head = ChainHead(sealed[-1].seq, sealed[-1].hash)
@@ -393,7 +396,7 @@ class MemoryStore:
     async def append_audit(
         self, entries: list[AuditEntry], signer: AuditSigner
     ) -> list[AuditRecord]:
-        return self._append_audit(entries, signer)
+        return self._append_audit(entry_items(entries), signer)
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
         start = bisect.bisect_right(self._audit, flt.after_seq, key=lambda r: r.seq)
@@ -414,9 +417,6 @@ class MemoryStore:
 
     async def audit_head(self) -> ChainHead | None:
         return self._audit_head
-
-    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
-        return [(i + 1, r) for i, r in enumerate(self._audit[after : after + limit], start=after)]
 
     # ------------------------------------------------------------------ retention
 
@@ -440,5 +440,5 @@ class MemoryStore:
         if doomed:
             self._events = [e for e in self._events if e.execution_id not in doomed]
         if signer is not None:
-            self._append_audit([purge_entry(len(doomed), finished_before, actor, now)], signer)
+            self._append_audit(purge_items(len(doomed), finished_before, actor, now), signer)
         return len(doomed)

@@ -32,11 +32,15 @@ from orchestrion.store import migrate, rules
 from orchestrion.store.audit import (
     AuditEntry,
     AuditFilter,
+    AuditItem,
     AuditRecord,
+    AuditRow,
     AuditSigner,
-    purge_entry,
-    seal_entries,
-    transition_entries,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
 )
 from orchestrion.store.base import (
     CommitBatch,
@@ -151,8 +155,7 @@ _AUDIT_ARRAY_TYPES = (
     ("hash", "text"),
 )
 _AUDIT_COLS = ", ".join(name for name, _ in _AUDIT_ARRAY_TYPES)
-# The records and the new head in one statement (one round trip); ORDER BY ord gives the ids
-# (storage order) in seq order.
+# The records and the new head in one statement (one round trip).
 _INSERT_AUDIT = text(
     f"WITH added AS (INSERT INTO audit ({_AUDIT_COLS}) SELECT {_AUDIT_COLS} FROM unnest("
     + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _AUDIT_ARRAY_TYPES)
@@ -162,22 +165,6 @@ _INSERT_AUDIT = text(
 )
 # The row lock on the head serialises appenders of every process until their commit.
 _LOCK_AUDIT_HEAD = text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-
-
-def _audit_record(row: Any) -> AuditRecord:
-    return AuditRecord(
-        seq=int(row[0]),
-        at=row[1],
-        action=row[2],
-        actor=row[3],
-        execution_id=row[4],
-        node_id=row[5],
-        outcome=row[6],
-        details=_opt_loads(row[7]),
-        prev_hash=row[8],
-        key_id=row[9],
-        hash=row[10],
-    )
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -797,7 +784,7 @@ class PostgresStore:
                 await conn.execute(_SET_RESULT, results)
             if batch.audit is not None and records:
                 # Last, so the head lock is held only from here to the commit.
-                await self._append_audit(conn, transition_entries(batch), batch.audit)
+                await self._append_audit(conn, transition_items(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> dict[str, Any]:
@@ -840,11 +827,11 @@ class PostgresStore:
 
     @staticmethod
     async def _append_audit(
-        conn: AsyncConnection, entries: list[AuditEntry], signer: AuditSigner
-    ) -> list[AuditRecord]:
+        conn: AsyncConnection, items: list[AuditItem], signer: AuditSigner
+    ) -> list[AuditRow]:
         """Seal after the head and insert, inside the caller's transaction, under the head's
         row lock: appenders in several processes queue there, so the chain never forks."""
-        if not entries:
+        if not items:
             return []
         row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
         if row is None:
@@ -854,35 +841,28 @@ class PostgresStore:
             row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
             if row is None:
                 row = (
-                    await conn.execute(text("SELECT seq, hash FROM audit ORDER BY id DESC LIMIT 1"))
+                    await conn.execute(
+                        text("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                    )
                 ).first()
         head = ChainHead(int(row[0]), str(row[1])) if row is not None else ChainHead()
-        sealed = seal_entries(entries, head, signer)
+        rows = seal_items(items, head, signer)
         params: dict[str, Any] = {
-            "seq": [r.seq for r in sealed],
-            "at": [r.at for r in sealed],
-            "action": [r.action for r in sealed],
-            "actor": [r.actor for r in sealed],
-            "execution_id": [r.execution_id for r in sealed],
-            "node_id": [r.node_id for r in sealed],
-            "outcome": [r.outcome for r in sealed],
-            "details": [r.details_text for r in sealed],
-            "prev_hash": [r.prev_hash for r in sealed],
-            "key_id": [r.key_id for r in sealed],
-            "hash": [r.hash for r in sealed],
-            "head_seq": sealed[-1].seq,
-            "head_hash": sealed[-1].hash,
+            name: [r[i] for r in rows] for i, (name, _) in enumerate(_AUDIT_ARRAY_TYPES)
         }
+        params["head_seq"], params["head_hash"] = rows[-1][0], rows[-1][10]
         await conn.execute(_INSERT_AUDIT, params)
-        return sealed
+        return rows
 
     async def append_audit(
         self, entries: list[AuditEntry], signer: AuditSigner
     ) -> list[AuditRecord]:
         if not entries:
             return []
+        items = entry_items(entries)
         async with self._transaction() as conn:
-            return await self._append_audit(conn, entries, signer)
+            rows = await self._append_audit(conn, items, signer)
+        return [record_of(row) for row in rows]
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
         where = ["seq > :after"]
@@ -907,7 +887,7 @@ class PostgresStore:
         )
         async with self._transaction() as conn:
             rows = (await conn.execute(text(sql), params)).all()
-        return [_audit_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     async def audit_head(self) -> ChainHead | None:
         async with self._transaction() as conn:
@@ -915,19 +895,6 @@ class PostgresStore:
                 await conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1"))
             ).first()
         return None if row is None else ChainHead(int(row[0]), str(row[1]))
-
-    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
-        async with self._transaction() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT id, {_AUDIT_COLS} FROM audit WHERE id > :after"
-                        " ORDER BY id LIMIT :limit"
-                    ),
-                    {"after": after, "limit": limit},
-                )
-            ).all()
-        return [(int(row[0]), _audit_record(row[1:])) for row in rows]
 
     # ------------------------------------------------------------------ retention
 
@@ -952,6 +919,6 @@ class PostgresStore:
                     )
             if signer is not None:
                 await self._append_audit(
-                    conn, [purge_entry(len(ids), finished_before, actor, now)], signer
+                    conn, purge_items(len(ids), finished_before, actor, now), signer
                 )
         return len(ids)

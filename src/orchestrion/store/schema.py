@@ -130,14 +130,13 @@ events = Table(
 audit = Table(
     "audit",
     metadata,
-    # Storage order, apart from the signed seq: verify reads in this order (0003).
+    # The key, and SQLite's rowid: chain order is storage order, with no extra index (0003).
     Column(
-        "id",
+        "seq",
         BigInteger().with_variant(Integer, "sqlite"),
         primary_key=True,
-        autoincrement=True,
+        autoincrement=False,
     ),
-    Column("seq", BigInteger, nullable=False),
     Column("at", Float, nullable=False),
     Column("action", String(128), nullable=False),
     Column("actor", ID, nullable=True),
@@ -148,10 +147,7 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("key_id", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Index("ix_audit_seq", "seq"),
     Index("ix_audit_execution_id_seq", "execution_id", "seq"),
-    Index("ix_audit_at", "at"),
-    sqlite_autoincrement=True,
 )
 
 audit_head = Table(

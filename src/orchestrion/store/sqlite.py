@@ -25,11 +25,15 @@ from orchestrion.store import migrate, rules
 from orchestrion.store.audit import (
     AuditEntry,
     AuditFilter,
+    AuditItem,
     AuditRecord,
+    AuditRow,
     AuditSigner,
-    purge_entry,
-    seal_entries,
-    transition_entries,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
 )
 from orchestrion.store.base import (
     CommitBatch,
@@ -217,38 +221,6 @@ def _event(row: tuple[Any, ...]) -> EventRecord:
         correlation_id=row[7],
         causation_id=row[8],
         data=_opt_loads(row[9]),
-    )
-
-
-def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
-    return AuditRecord(
-        seq=row[0],
-        at=row[1],
-        action=row[2],
-        actor=row[3],
-        execution_id=row[4],
-        node_id=row[5],
-        outcome=row[6],
-        details=_opt_loads(row[7]),
-        prev_hash=row[8],
-        key_id=row[9],
-        hash=row[10],
-    )
-
-
-def _audit_params(record: AuditRecord) -> tuple[Any, ...]:
-    return (
-        record.seq,
-        record.at,
-        record.action,
-        record.actor,
-        record.execution_id,
-        record.node_id,
-        record.outcome,
-        record.details_text,
-        record.prev_hash,
-        record.key_id,
-        record.hash,
     )
 
 
@@ -699,7 +671,7 @@ class SQLiteStore:
             if results:
                 conn.executemany(_SET_RESULT, results)
             if batch.audit is not None and records:
-                self._append_audit(conn, transition_entries(batch), batch.audit)
+                self._append_audit(conn, transition_items(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:
@@ -759,27 +731,29 @@ class SQLiteStore:
 
     @staticmethod
     def _append_audit(
-        conn: sqlite3.Connection, entries: list[AuditEntry], signer: AuditSigner
-    ) -> list[AuditRecord]:
+        conn: sqlite3.Connection, items: list[AuditItem], signer: AuditSigner
+    ) -> list[AuditRow]:
         """Seal after the head and insert, inside the caller's write transaction: SQLite's
         single writer is the lock that keeps processes from forking the chain."""
         row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         if row is None:  # no record yet, or the head row was removed: chain to the last one
-            row = conn.execute("SELECT seq, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         head = ChainHead(row[0], row[1]) if row is not None else ChainHead()
-        sealed = seal_entries(entries, head, signer)
-        if sealed:
-            conn.executemany(_INSERT_AUDIT, [_audit_params(r) for r in sealed])
-            conn.execute(_SET_AUDIT_HEAD, (sealed[-1].seq, sealed[-1].hash))
-        return sealed
+        rows = seal_items(items, head, signer)
+        if rows:
+            conn.executemany(_INSERT_AUDIT, rows)
+            conn.execute(_SET_AUDIT_HEAD, (rows[-1][0], rows[-1][10]))
+        return rows
 
     async def append_audit(
         self, entries: list[AuditEntry], signer: AuditSigner
     ) -> list[AuditRecord]:
         if not entries:
             return []
+        items = entry_items(entries)
         with self._transaction() as conn:
-            return self._append_audit(conn, entries, signer)
+            rows = self._append_audit(conn, items, signer)
+        return [record_of(row) for row in rows]
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
         where = ["seq > ?"]
@@ -804,20 +778,12 @@ class SQLiteStore:
         sql = f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_audit_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     async def audit_head(self) -> ChainHead | None:
         with self._connection() as conn:
             row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return None if row is None else ChainHead(int(row[0]), str(row[1]))
-
-    async def read_audit(self, after: int = 0, limit: int = 5000) -> list[tuple[int, AuditRecord]]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT id, {_AUDIT_COLS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        return [(row[0], _audit_record(row[1:])) for row in rows]
 
     # ------------------------------------------------------------------ retention
 
@@ -841,7 +807,5 @@ class SQLiteStore:
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
             if signer is not None:
-                self._append_audit(
-                    conn, [purge_entry(len(ids), finished_before, actor, now)], signer
-                )
+                self._append_audit(conn, purge_items(len(ids), finished_before, actor, now), signer)
         return len(ids)

@@ -84,8 +84,7 @@ CREATE TABLE events (
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
 
 CREATE TABLE audit (
-	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-	seq BIGINT NOT NULL,
+	seq INTEGER NOT NULL,
 	at FLOAT NOT NULL,
 	action VARCHAR(128) NOT NULL,
 	actor VARCHAR(255),
@@ -95,14 +94,11 @@ CREATE TABLE audit (
 	details TEXT,
 	prev_hash VARCHAR(64) NOT NULL,
 	key_id VARCHAR(64) NOT NULL,
-	hash VARCHAR(64) NOT NULL
+	hash VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_audit PRIMARY KEY (seq)
 );
 
-CREATE INDEX ix_audit_seq ON audit (seq);
-
 CREATE INDEX ix_audit_execution_id_seq ON audit (execution_id, seq);
-
-CREATE INDEX ix_audit_at ON audit (at);
 
 CREATE TABLE audit_head (
 	id INTEGER NOT NULL,

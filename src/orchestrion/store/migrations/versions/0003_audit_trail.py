@@ -19,15 +19,14 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "audit",
-        # Storage order, apart from the signed seq: verify reads in this order, so records
-        # moved around show as reordered.
+        # seq is the key (SQLite's rowid): records are stored in chain order, and each row
+        # costs one index less than with a separate id (this table grows with every commit).
         sa.Column(
-            "id",
+            "seq",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             nullable=False,
-            autoincrement=True,
+            autoincrement=False,
         ),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("at", sa.Float(), nullable=False),
         sa.Column("action", sa.String(128), nullable=False),
         sa.Column("actor", sa.String(255), nullable=True),
@@ -38,12 +37,9 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("key_id", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit"),
-        sqlite_autoincrement=True,
+        sa.PrimaryKeyConstraint("seq", name="pk_audit"),
     )
-    op.create_index("ix_audit_seq", "audit", ["seq"])
     op.create_index("ix_audit_execution_id_seq", "audit", ["execution_id", "seq"])
-    op.create_index("ix_audit_at", "audit", ["at"])
     # One row (id 1): the newest record's seq and hash, written by every append in its own
     # transaction (created by the first one), so a truncated trail shows.
     op.create_table(
@@ -57,7 +53,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_head")
-    op.drop_index("ix_audit_at", table_name="audit")
     op.drop_index("ix_audit_execution_id_seq", table_name="audit")
-    op.drop_index("ix_audit_seq", table_name="audit")
     op.drop_table("audit")

@@ -1,0 +1,199 @@
+"""``AuditLog``: the audit trail of one engine process: write, read, verify, purge.
+
+On when the policy's audit key ring is set (``Governance.audit_keys``): its primary key signs,
+every key verifies. Off otherwise: nothing is written, ``status`` says so and verifying is
+refused (there is no key to verify with).
+
+What writes here: the engine's commits (each transition, in the commit's own transaction, via
+the ``signer`` on the batch), the API (each mutating call and admin read), any control that
+refuses something (``violation``), and the retention purge. Each ``record`` is one
+transaction of its own, sealed under the store's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification, verify
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner
+
+if TYPE_CHECKING:
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.store.base import Store
+
+__all__ = ["POLICY_VIOLATION", "AuditLog", "AuditStatus", "verification_keys", "verify_records"]
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = "policy.violation"
+_PAGE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditStatus:
+    """Whether the trail is being written, and with which key (for the compliance report)."""
+
+    enabled: bool
+    key_id: str | None
+    verify_key_ids: tuple[str, ...]
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "key_id": self.key_id,
+            "verify_key_ids": list(self.verify_key_ids),
+            "reason": self.reason,
+        }
+
+
+def _plain(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``details`` as they will read back from storage (string keys, lists), so the record
+    verifies after the round trip; values JSON cannot hold become their text."""
+    if details is None:
+        return None
+    plain: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return plain
+
+
+def verification_keys(governance: Governance) -> dict[str, bytes]:
+    """Every audit key by id; ``ConfigurationError`` naming the variable when none is set."""
+    ring = governance.audit_keys
+    if ring is None:
+        raise ConfigurationError(
+            f"{governance.policy.audit.key_env} is not set: the audit trail is off"
+            " and cannot be verified without its keys"
+        )
+    return dict(ring.keys)
+
+
+def verify_records(
+    records: Iterable[AuditRecord], keys: dict[str, bytes], head: ChainHead | None
+) -> Verification:
+    """``audit_chain.verify`` over stored records; a missing head with records is a break."""
+    rows = [record.chain_fields() for record in records]
+    result = verify(rows, keys, expected_head=head)
+    if result.ok and head is None and rows:
+        message = "the head kept aside (table audit_head) is missing: newest records may be gone"
+        result.breaks.append(AuditBreak(result.verified_up_to + 1, "truncated", message))
+        result.ok = False
+    return result
+
+
+class AuditLog:
+    """The trail of one engine; see the module docstring."""
+
+    def __init__(self, governance: Governance, store: Callable[[], Store]) -> None:
+        self._governance = governance
+        self._store = store
+        ring = governance.audit_keys
+        self.signer: AuditSigner | None = None if ring is None else AuditSigner.from_ring(ring)
+
+    @property
+    def enabled(self) -> bool:
+        return self.signer is not None
+
+    @property
+    def keys(self) -> dict[str, bytes]:
+        return verification_keys(self._governance)
+
+    @property
+    def retention_days(self) -> int | None:
+        """``retention.days`` of the policy: how long finished executions are kept."""
+        return self._governance.policy.retention.days
+
+    def status(self) -> AuditStatus:
+        policy = self._governance.policy.audit
+        ring = self._governance.audit_keys
+        if ring is None:
+            reason = (
+                "disabled in the governance policy (audit.enabled: false)"
+                if not policy.enabled
+                else f"{policy.key_env} is not set"
+            )
+            return AuditStatus(False, None, (), reason)
+        return AuditStatus(True, ring.primary, tuple(ring.keys))
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str | None = None,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+        outcome: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> AuditRecord | None:
+        """Append one record (None when the trail is off)."""
+        if self.signer is None:
+            return None
+        entry = AuditEntry(
+            action=action,
+            at=time.time() if at is None else at,
+            actor=actor,
+            execution_id=execution_id,
+            node_id=node_id,
+            outcome=outcome,
+            details=_plain(details),
+        )
+        (sealed,) = await self._store().append_audit([entry], self.signer)
+        return sealed
+
+    async def violation(
+        self,
+        control: str,
+        message: str,
+        *,
+        actor: str | None = None,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditRecord | None:
+        """A control refused something (``control``: "ssrf", "llm.model", "injection", ...)."""
+        return await self.record(
+            POLICY_VIOLATION,
+            actor=actor,
+            execution_id=execution_id,
+            node_id=node_id,
+            outcome=control,
+            details={"message": message, **(details or {})},
+        )
+
+    async def list(self, flt: AuditFilter) -> list[AuditRecord]:
+        return await self._store().list_audit(flt)
+
+    async def head(self) -> ChainHead | None:
+        return await self._store().audit_head()
+
+    async def records(self) -> AsyncIterator[AuditRecord]:
+        """Every record, in seq order, page by page."""
+        store = self._store()
+        after = 0
+        while page := await store.list_audit(AuditFilter(after_seq=after, limit=_PAGE)):
+            for record in page:
+                yield record
+            after = page[-1].seq
+
+    async def verify(self) -> Verification:
+        """Check the whole stored trail against every key and the head kept aside."""
+        keys = self.keys
+        head = await self.head()
+        return verify_records([r async for r in self.records()], keys, head)
+
+    async def purge(self, finished_before: float, *, actor: str | None = None) -> int:
+        """Delete executions finished before ``finished_before`` (epoch seconds), with one
+        audit record of the purge in the same transaction. Returns how many went."""
+        count = await self._store().purge_executions(
+            finished_before, self.signer, actor, time.time()
+        )
+        logger.info(
+            "retention purge: %d execution(s) finished before %.0f deleted", count, finished_before
+        )
+        return count
