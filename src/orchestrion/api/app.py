@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from orchestrion import __version__
 from orchestrion.api import problems
+from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import warn_if_open
 from orchestrion.api.context import ApiContext
 from orchestrion.api.feed import RecordFeed
@@ -28,7 +29,7 @@ from orchestrion.api.logging_setup import log_transitions
 from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
-from orchestrion.api.routes import admin, control, definitions, events, health, workflows
+from orchestrion.api.routes import admin, audit, control, definitions, events, health, workflows
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
 
@@ -105,8 +106,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     app.state.ctx = ctx
     problems.install(app)
+    app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    for module in (workflows, control, definitions, events, admin, health):
+    for module in (workflows, control, definitions, events, admin, audit, health):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:
