@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI application over one engine, and its lifespan.
 
 The lifespan wires the engine's record listeners (event-stream wake-ups, metrics, the node
-transition log), starts the engine when the app owns it, and on shutdown stops it gracefully:
+transition log), starts the engine when the app owns it and the retention sweep when the
+governance policy sets ``retention.days``, and on shutdown stops them gracefully:
 no new work, in-flight attempts get ``shutdown_grace`` seconds to finish, the rest stays in
 the store and resumes at the next start. Under uvicorn that is what SIGTERM does. In scale-out
 mode (``ORCHESTRION_REDIS_URL``) the lifespan also owns the API's Redis client (the dead letter
@@ -30,6 +31,7 @@ from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
 from orchestrion.api.routes import admin, audit, control, definitions, events, health, workflows
+from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
 
@@ -73,15 +75,20 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
+        sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
         try:
             if owns_engine:
                 await engine.start()
             ctx.closing = False
             ctx.engine_running = True
+            if sweeper is not None:
+                sweeper.start()
             yield
         finally:
             ctx.engine_running = False
             ctx.begin_shutdown()
+            if sweeper is not None:
+                await sweeper.stop()
             try:
                 if owns_engine:
                     await engine.stop(settings.shutdown_grace)
