@@ -792,6 +792,13 @@ async def test_purge_removes_old_finished_executions_and_audits_itself(store: St
     assert len(await store.list_audit(AuditFilter(execution_id="old"))) == 3
     assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await store.audit_head()).ok
     assert await store.purge_executions(T0 + 100, None, None, T0 + 1001) == 0
+    # Cancelled before it started: it goes too, once old enough.
+    await store.create_execution(execution("never-started"))
+    await store.commit(
+        batch_of("never-started", [run("execution.cancelled", ExecutionStatus.CANCELLED, T0)])
+    )
+    assert await store.purge_executions(T0, None, None, T0 + 1002) == 0
+    assert await store.purge_executions(T0 + 1, None, None, T0 + 1002) == 1
 
 
 # ---------------------------------------------------------------- SQLite only

@@ -45,6 +45,15 @@ _UNFINISHED = frozenset(rules.UNFINISHED_STATUSES)
 _WITH_OUTPUT = frozenset(rules.OUTPUT_STATES)
 
 
+def _age_of(record: ExecutionRecord) -> float:
+    """When a final execution finished; without a finish time (never started), its last
+    update, then its creation (as the SQL stores' COALESCE)."""
+    for value in (record.finished_at, record.updated_at):
+        if value is not None:
+            return value
+    return record.created_at
+
+
 class MemoryStore:
     """A ``Store`` held in memory; nothing survives the process."""
 
@@ -426,9 +435,7 @@ class MemoryStore:
         doomed = {
             e.id
             for e in self._executions.values()
-            if e.status in FINAL_EXECUTION_STATES
-            and e.finished_at is not None
-            and e.finished_at < finished_before
+            if e.status in FINAL_EXECUTION_STATES and _age_of(e) < finished_before
         }
         for execution_id in doomed:
             record = self._executions.pop(execution_id)

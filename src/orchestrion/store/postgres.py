@@ -907,7 +907,8 @@ class PostgresStore:
                 await conn.scalars(
                     text(
                         "DELETE FROM executions WHERE status = ANY(:final)"
-                        " AND finished_at < :cutoff RETURNING id"
+                        " AND COALESCE(finished_at, updated_at, created_at) < :cutoff"
+                        " RETURNING id"
                     ),
                     {"final": final, "cutoff": finished_before},
                 )

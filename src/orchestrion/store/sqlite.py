@@ -795,7 +795,10 @@ class SQLiteStore:
             ids = [
                 row[0]
                 for row in conn.execute(
-                    f"SELECT id FROM executions WHERE status IN {final} AND finished_at < ?",
+                    # A final execution without a finish time (never started) ages from its
+                    # last update, then its creation.
+                    f"SELECT id FROM executions WHERE status IN {final}"
+                    " AND COALESCE(finished_at, updated_at, created_at) < ?",
                     (finished_before,),
                 )
             ]
