@@ -5,6 +5,7 @@ verifies over HTTP and from the CLI afterwards."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -80,6 +81,44 @@ def test_served_api_actions_are_audited_and_verify(tmp_path: Path) -> None:
             assert details["remote"] == "127.0.0.1"
             verified = client.get("/v1/audit/verify", headers=admin).json()
             assert verified["ok"] is True and verified["records"] >= 2
+
+        # The CLI through the server, with the server's keys (none in the CLI's environment).
+        remote = {**env, "ORCHESTRION_AUDIT_KEYS": ""}
+        via = ["--server", url, "--api-key", ADMIN]
+        checked = subprocess.run(
+            [*CLI, "audit", "verify", *via], capture_output=True, text=True, env=remote
+        )
+        assert checked.returncode == 0, checked.stderr
+        assert "audit trail ok" in checked.stdout
+        listed = subprocess.run(
+            [*CLI, "audit", "list", "--action", "api.submit", "--json", *via],
+            capture_output=True,
+            text=True,
+            env=remote,
+        )
+        assert [r["execution_id"] for r in json.loads(listed.stdout)] == [execution_id]
+        export = tmp_path / "served.jsonl"
+        exported = subprocess.run(
+            [*CLI, "audit", "export", "--output", str(export), *via],
+            capture_output=True,
+            text=True,
+            env=remote,
+        )
+        assert exported.returncode == 0, exported.stderr
+        offline = subprocess.run(
+            [*CLI, "audit", "verify", "--file", str(export)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert offline.returncode == 0, offline.stderr
+        denied = subprocess.run(
+            [*CLI, "audit", "verify", "--server", url, "--api-key", OPERATOR],
+            capture_output=True,
+            text=True,
+            env=remote,
+        )
+        assert denied.returncode == 2 and "403" in denied.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)

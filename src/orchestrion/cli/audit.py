@@ -6,7 +6,11 @@ retention, on the database directly.
     orchestrion audit list [--execution ID] [--actor A] [--action PREFIX] [--since T]
                            [--until T] [--after-seq N] [--limit N] [--json]
     orchestrion audit export --output trail.jsonl
+    orchestrion audit verify|list|export ... --server URL --api-key KEY   # through a server
     orchestrion purge --older-than 30d        # default: retention.days of the policy
+
+With ``--server URL`` (and an admin ``--api-key``), verify, list and export go through a
+running server (``GET /v1/audit/verify``, ``GET /v1/audit``) with the server's keys instead.
 
 Keys come from the governance policy's audit key variable (``ORCHESTRION_AUDIT_KEYS`` by
 default: ``id:base64key,...``, every key verifies). ``verify`` exits 0 when the chain holds
@@ -25,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -33,8 +37,11 @@ from rich.table import Table
 from orchestrion.cli.app import (
     EXIT_FAILED,
     EXIT_INVALID,
+    EXIT_STORE,
+    ApiKeyOption,
     DbOption,
     JsonOption,
+    ServerOption,
     _database_url,
     _fail,
     _run_async,
@@ -90,6 +97,42 @@ async def _with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> 
         return await use(AuditLog(governance, lambda: store))
     finally:
         await store.close()
+
+
+def _remote(server: str, api_key: str | None, path: str, **params: Any) -> Any:
+    """GET ``path`` on a server: its JSON, or exit 2 (refused) or 3 (unreachable)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    query = {k: v for k, v in params.items() if v is not None}
+    try:
+        response = httpx.get(server.rstrip("/") + path, params=query, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise _fail(EXIT_STORE, f"cannot reach {server}: {exc}") from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise _fail(EXIT_INVALID, f"{server} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def _remote_records(server: str, api_key: str | None, **params: Any) -> list[AuditRecord]:
+    """Every record matching ``params``, page by page (``limit`` caps the total)."""
+    from orchestrion.store.audit import AuditRecord
+
+    wanted = params.pop("limit", None)
+    records: list[AuditRecord] = []
+    after = params.pop("after_seq", 0)
+    while wanted is None or len(records) < wanted:
+        page_size = 1000 if wanted is None else min(1000, wanted - len(records))
+        page = _remote(server, api_key, "/v1/audit", after_seq=after, limit=page_size, **params)
+        records.extend(AuditRecord.from_fields(r) for r in page["records"])
+        if page["next_after_seq"] is None:
+            break
+        after = page["next_after_seq"]
+    return records
 
 
 def _parse_head(text: str | None) -> ChainHead | None:
@@ -167,11 +210,27 @@ def verify_command(
     ] = None,
     expect_head: HeadOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Check every record's signature and link; exit 1 naming the first break."""
+    from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification
     from orchestrion.governance.audit_log import verify_records
 
     expected = _parse_head(expect_head)
+    if server and file is None:
+        body = _remote(server, api_key, "/v1/audit/verify")
+        breaks = [AuditBreak(b["seq"], b["kind"], b["message"]) for b in body["breaks"]]
+        remote = Verification(body["ok"], body["verified_up_to"], body["records"], breaks)
+        stored = body["head"]
+        remote_head = None if stored is None else ChainHead(stored["seq"], stored["hash"])
+        if remote.ok and expected is not None and remote_head != expected:
+            kind = "truncated" if (remote_head or ChainHead()).seq < expected.seq else "edited"
+            message = f"the server's head is not the expected head {expected.seq}"
+            remote.breaks.append(AuditBreak(remote.verified_up_to + 1, kind, message))
+            remote.ok = False
+        _report(remote, remote_head, as_json)
+        return
     if file is not None:
         from orchestrion.errors import ConfigurationError
         from orchestrion.governance.audit_log import verification_keys
@@ -216,10 +275,28 @@ def list_command(
     after_seq: Annotated[int, typer.Option("--after-seq", min=0)] = 0,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """List audit records, oldest first."""
     from orchestrion.store.audit import AuditFilter
 
+    if server:
+        _show(
+            _remote_records(
+                server,
+                api_key,
+                execution_id=execution,
+                actor=actor,
+                action=action,
+                since=since,
+                until=until,
+                after_seq=after_seq,
+                limit=limit,
+            ),
+            as_json,
+        )
+        return
     flt = AuditFilter(
         execution_id=execution,
         actor=actor,
@@ -233,7 +310,10 @@ def list_command(
     async def go(log: AuditLog) -> list[AuditRecord]:
         return await log.list(flt)
 
-    records: list[AuditRecord] = _run_async(_with_log(db, go))
+    _show(_run_async(_with_log(db, go)), as_json)
+
+
+def _show(records: list[AuditRecord], as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps([r.chain_fields() for r in records]))
         return
@@ -256,8 +336,20 @@ def list_command(
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The JSON lines file to write.")],
     db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Write every record, one JSON object a line, verifiable offline with verify --file."""
+    if server:
+        records = _remote_records(server, api_key)
+        try:
+            with output.open("w", encoding="utf-8") as out:
+                for record in records:
+                    out.write(json.dumps(record.chain_fields(), ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise _fail(EXIT_INVALID, f"cannot write {output}: {exc}") from None
+        console.print(f"exported {len(records)} record(s) to {output}", highlight=False)
+        return
 
     async def go(log: AuditLog) -> int:
         count = 0
