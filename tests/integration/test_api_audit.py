@@ -38,13 +38,13 @@ def auth(key: str, **headers: str) -> dict[str, str]:
 async def serving(
     tmp_path: Path, governance: Governance, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        rate_limit_per_second=0,
-        shutdown_grace=0,
-        api_keys=KEYS,
-        **overrides,
-    )
+    config: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'api.db'}",
+        "rate_limit_per_second": 0,
+        "shutdown_grace": 0,
+        "api_keys": KEYS,
+    }
+    settings = load_settings(**{**config, **overrides})
     engine = Engine(settings=settings, governance=governance)
     await engine.start()
     app = create_app(engine, settings)
@@ -172,3 +172,17 @@ async def test_purge_refuses_a_bad_duration(tmp_path: Path, older_than: str) -> 
             "/v1/admin/purge", params={"older_than": older_than}, headers=auth(ADMIN)
         )
         assert response.status_code == 400 and "older_than" in response.json()["detail"]
+
+
+async def test_calls_refused_by_the_rate_limiter_are_not_recorded(tmp_path: Path) -> None:
+    async with serving(tmp_path, audited(), rate_limit_per_second=0.01, rate_limit_burst=1) as (
+        client,
+        engine,
+    ):
+        statuses = [
+            (await client.post("/v1/workflow", json=FLOW, headers=auth(OPERATOR))).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [201, 429, 429]
+        api = await engine.audit.list(AuditFilter(action_prefix="api."))
+        assert [r.outcome for r in api] == ["201"]

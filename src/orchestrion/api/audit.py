@@ -5,7 +5,8 @@ request it holds the response back until it is complete, writes the record, then
 client that got an answer can find the record. Who: the API key's id (``key:`` and the first 8
 hex digits of its SHA-256, never the key; ``anonymous`` without one), its role, ``X-Client-ID``,
 ``X-Request-Source`` and the remote address. What: method, route template, the ids in the
-path and, for creations, the ids in the answer; the outcome is the status code.
+path and, for creations, the ids in the answer; the outcome is the status code. Calls the
+rate limiter refused (429) are not recorded, so a flood cannot fill the trail.
 
 A record that cannot be written (the store is down) is logged as an error and the response
 goes out anyway: the action already happened, and a 500 would say it had not.
@@ -94,7 +95,8 @@ class AuditMiddleware:
             held.append(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 complete = True
-                await self._record(ctx, scope, status, held, at)
+                if status != 429:  # refused by the rate limiter: a flood must not fill the trail
+                    await self._record(ctx, scope, status, held, at)
                 for each in held:
                     await send(each)
                 held.clear()
