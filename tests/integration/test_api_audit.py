@@ -129,6 +129,9 @@ async def test_audit_endpoints_need_admin_and_page(tmp_path: Path) -> None:
         assert [r["actor"] for r in window["records"]] == ["a1", "a2", "a3"]
         bad = await client.get("/v1/audit", params={"since": "yesterday"}, headers=auth(ADMIN))
         assert bad.status_code == 400 and "since" in bad.json()["detail"]
+        for params in ({"until": "nan"}, {"after_seq": 2**64}, {"limit": 0}):
+            refused = await client.get("/v1/audit", params=params, headers=auth(ADMIN))
+            assert refused.status_code in (400, 422), (params, refused.text)
         verified = await client.get("/v1/audit/verify", headers=auth(ADMIN))
         assert verified.status_code == 200
         body = verified.json()

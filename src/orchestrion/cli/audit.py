@@ -272,7 +272,7 @@ def list_command(
     action: Annotated[str | None, typer.Option(help="Action prefix, e.g. api. or node.")] = None,
     since: Annotated[str | None, typer.Option(help="Epoch seconds or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option(help="Epoch seconds or ISO 8601.")] = None,
-    after_seq: Annotated[int, typer.Option("--after-seq", min=0)] = 0,
+    after_seq: Annotated[int, typer.Option("--after-seq", min=0, max=2**63 - 1)] = 0,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
     as_json: JsonOption = False,
     server: ServerOption = None,

@@ -186,6 +186,7 @@ def seal_items(items: list[AuditItem], head: ChainHead, signer: AuditSigner) -> 
 
 
 def entry_items(entries: list[AuditEntry]) -> list[AuditItem]:
+    """Entries as items for ``seal_items`` (their details in canonical JSON)."""
     return [
         (
             e.action,

@@ -7,6 +7,7 @@ Both reads are audited themselves (admin reads).
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ from orchestrion.store.audit import AuditFilter, AuditRecord
 __all__ = ["router"]
 
 router = APIRouter(tags=["audit"])
+
+_MAX_SEQ = 2**63 - 1  # a 64-bit integer column
 
 
 class AuditRecordOut(BaseModel):
@@ -75,9 +78,13 @@ def _time(value: str | None, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ApiProblem(400, f"{name}: expected a finite number of epoch seconds")
+        return seconds
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -109,7 +116,7 @@ async def list_audit(
     ] = None,
     since: Annotated[str | None, Query(description="at >= since (epoch or ISO 8601)")] = None,
     until: Annotated[str | None, Query(description="at < until (epoch or ISO 8601)")] = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=_MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     flt = AuditFilter(
