@@ -833,6 +833,44 @@ async def test_sqlite_claim_race_across_connections(tmp_path: Path) -> None:
             await each.close()
 
 
+async def test_sqlite_appenders_across_connections_never_fork_the_chain(tmp_path: Path) -> None:
+    """Separate stores on one file (as separate processes): commits and appends race for the
+    write lock from their own threads, and leave one chain."""
+    path = tmp_path / "chain.db"
+    stores = [SQLiteStore(path) for _ in range(4)]
+    for each in stores:
+        await each.open()
+    try:
+        await seeded(stores[0], *(f"e{i}" for i in range(len(stores))))
+        barrier = threading.Barrier(len(stores))
+
+        def append(i: int) -> None:
+            async def go() -> None:
+                for turn in range(10):
+                    batch = batch_of(
+                        f"e{i}", [node("node.queued", f"n{turn}", NodeState.QUEUED, T0)], f"t{turn}"
+                    )
+                    batch.audit = SIGNER
+                    await stores[i].commit(batch)
+                    await stores[i].append_audit([AuditEntry("api.x", T0, actor=f"w{i}")], SIGNER)
+
+            barrier.wait()
+            asyncio.run(go())
+
+        threads = [threading.Thread(target=append, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        records = await chain_of(stores[0])
+        assert len(records) == len(stores) * 10 * 2
+        result = verify(records, AUDIT_KEYS, expected_head=await stores[0].audit_head())
+        assert result.ok, result.breaks
+    finally:
+        for each in stores:
+            await each.close()
+
+
 async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     migrate.upgrade(f"sqlite:///{path}", "0001")
