@@ -8,6 +8,9 @@ from pathlib import Path
 
 from audit_helpers import audited, unaudited
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.errors import PolicyViolation
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
 from orchestrion.store.audit import AuditFilter
 
@@ -49,6 +52,30 @@ async def test_the_violation_hook_writes_a_policy_record(tmp_path: Path) -> None
         assert (found.outcome, found.node_id) == ("ssrf", "fetch")
         assert found.details == {"message": "169.254.169.254 is denied"}
         assert (await engine.audit.verify()).ok
+
+
+@function("t_audit_blocked", replace=True)
+def t_audit_blocked(ctx: NodeContext) -> None:
+    raise PolicyViolation("model gpt-x is not allowed (secret detail)")
+
+
+async def test_a_node_failed_by_a_control_is_audited_with_its_category(tmp_path: Path) -> None:
+    blocked = {
+        "name": "blocked",
+        "dag": {
+            "nodes": [{"id": "ask", "handler": "python", "config": {"function": "t_audit_blocked"}}]
+        },
+    }
+    async with Engine(f"sqlite:///{tmp_path / 'a.db'}", governance=audited()) as engine:
+        result = await engine.run(blocked)
+        assert result.status is ExecutionStatus.FAILED
+        failed = await engine.audit.list(
+            AuditFilter(execution_id=result.execution_id, action_prefix="node.failed")
+        )
+        (record,) = failed
+        assert (record.node_id, record.outcome) == ("ask", "failed")
+        assert record.details is not None and record.details["error"] == "policy_violation"
+        assert "secret detail" not in repr(failed)  # messages stay in the journal
 
 
 async def test_without_an_audit_key_nothing_is_written(tmp_path: Path) -> None:
