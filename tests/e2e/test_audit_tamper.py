@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from audit_helpers import AUDIT_ENV, OTHER_KEY, audited
+from audit_helpers import AUDIT_ENV, KEY, OTHER_KEY, audited
 from orchestrion.api import create_app
 from orchestrion.governance.audit_chain import ChainHead, seal
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
-from orchestrion.store.audit import AuditFilter
+from orchestrion.store.audit import AuditFilter, AuditSigner
 
 pytestmark = pytest.mark.slow
 
@@ -228,21 +228,29 @@ async def test_an_untouched_trail_verifies_and_its_export_verifies_offline(
     assert without_key.returncode == 2 and "ORCHESTRION_AUDIT_KEYS is not set" in without_key.stderr
 
 
-async def test_truncation_with_the_head_rewound_needs_the_head_noted_elsewhere(
-    trail: Trail,
-) -> None:
+async def test_truncation_with_the_head_rewound(trail: Trail) -> None:
     last, kept = trail.records[-1], trail.records[-3]
     await trail.sql(
         ("DELETE FROM audit WHERE seq > $1", (kept["seq"],)),
         ("UPDATE audit_head SET seq = $1, hash = $2", (kept["seq"], kept["hash"])),
     )
-    # The database alone cannot tell (documented); the head noted at the last verify can.
+    # Rewinding the head without the key breaks its signature.
+    rewound = orchestrion("audit", "verify", "--db", trail.url)
+    assert rewound.returncode == 1
+    assert f"broken at seq {kept['seq'] + 1} (truncated)" in rewound.stderr
+    assert "audit_head" in rewound.stderr
+
+    # A head row copied when it was current (made here with the key) passes on its own; the
+    # head noted at the last verify does not.
+    copied = AuditSigner(KEY, "k1").head(kept["seq"], kept["hash"])
+    await trail.sql(("UPDATE audit_head SET mac = $1", (copied.mac,)))
     assert orchestrion("audit", "verify", "--db", trail.url).returncode == 0
     noted = orchestrion(
         "audit", "verify", "--db", trail.url, "--expect-head", f"{last['seq']}:{last['hash']}"
     )
     assert noted.returncode == 1
     assert f"broken at seq {kept['seq'] + 1} (truncated)" in noted.stderr
+
     await trail.sql(("DELETE FROM audit_head WHERE id = $1", (1,)))
     gone = orchestrion("audit", "verify", "--db", trail.url)
-    assert gone.returncode == 1 and "audit_head" in gone.stderr
+    assert gone.returncode == 1 and "audit_head" in gone.stderr and "missing" in gone.stderr

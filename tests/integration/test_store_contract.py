@@ -21,7 +21,7 @@ import pytest
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
-from orchestrion.governance.audit_chain import verify
+from orchestrion.governance.audit_chain import ChainHead, verify
 from orchestrion.store import migrate
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditSigner
 from orchestrion.store.base import (
@@ -690,6 +690,13 @@ SIGNER = AuditSigner(b"a" * 32, "k1")
 AUDIT_KEYS = {"k1": b"a" * 32}
 
 
+async def kept_head(store: Store) -> ChainHead:
+    """The head kept aside, after checking its signature."""
+    head = await store.audit_head()
+    assert head is not None and head.valid(AUDIT_KEYS) and head.key_id == "k1"
+    return head.chain
+
+
 async def chain_of(store: Store) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     after = 0
@@ -716,10 +723,12 @@ async def test_audit_append_list_head_and_verify(store: Store) -> None:
     first = await store.append_audit(entries[:4], SIGNER)
     assert [r.seq for r in first] == [1, 2, 3, 4]
     await store.append_audit(entries[4:], SIGNER)
-    head = await store.audit_head()
-    assert head is not None and head.seq == 7
+    head = await kept_head(store)
+    assert head.seq == 7
     records = await chain_of(store)
     assert [r["seq"] for r in records] == list(range(1, 8))
+    stored = await store.audit_head()
+    assert stored is not None and not stored.valid({"k1": b"x" * 32})  # a wrong key
     result = verify(records, AUDIT_KEYS, expected_head=head)
     assert result.ok, result.breaks
     assert records[2]["details"] == {"route": "/v1/x", "n": 2, "ü": [1.5, None]}
@@ -757,7 +766,7 @@ async def test_commit_with_a_signer_audits_every_transition(store: Store) -> Non
         await store.commit(bad)
     await store.commit(batch_of("e2", [node("node.queued", "a", NodeState.QUEUED, T0)]))
     assert len(await store.list_audit(AuditFilter(limit=100))) == 8
-    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await store.audit_head()).ok
+    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await kept_head(store)).ok
 
 
 async def test_purge_removes_old_finished_executions_and_audits_itself(store: Store) -> None:
@@ -790,7 +799,7 @@ async def test_purge_removes_old_finished_executions_and_audits_itself(store: St
     assert purge.details == {"executions": 1, "finished_before": T0 + 100}
     # Audit records of the purged execution stay, and the chain still verifies.
     assert len(await store.list_audit(AuditFilter(execution_id="old"))) == 3
-    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await store.audit_head()).ok
+    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await kept_head(store)).ok
     assert await store.purge_executions(T0 + 100, None, None, T0 + 1001) == 0
     # Cancelled before it started: it goes too, once old enough.
     await store.create_execution(execution("never-started"))
@@ -864,7 +873,7 @@ async def test_sqlite_appenders_across_connections_never_fork_the_chain(tmp_path
             thread.join()
         records = await chain_of(stores[0])
         assert len(records) == len(stores) * 10 * 2
-        result = verify(records, AUDIT_KEYS, expected_head=await stores[0].audit_head())
+        result = verify(records, AUDIT_KEYS, expected_head=await kept_head(stores[0]))
         assert result.ok, result.breaks
     finally:
         for each in stores:
@@ -1032,7 +1041,7 @@ async def test_postgres_concurrent_appenders_never_fork_the_chain(postgres_url: 
         await asyncio.gather(*(commit_many(i) for i in range(len(ids))))
         records = await chain_of(stores[0])
         assert len(records) == 8 * 5 * 2
-        result = verify(records, AUDIT_KEYS, expected_head=await stores[0].audit_head())
+        result = verify(records, AUDIT_KEYS, expected_head=await kept_head(stores[0]))
         assert result.ok, result.breaks
     finally:
         await asyncio.gather(*(each.close() for each in stores))

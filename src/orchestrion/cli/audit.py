@@ -241,13 +241,14 @@ def verify_command(
             keys = verification_keys(Governance.from_settings(load_settings()))
         except ConfigurationError as exc:
             _fail(EXIT_INVALID, str(exc))
+        from orchestrion.governance.audit_chain import verify
+
         records = _read_file(file)
+        # The file alone cannot tell whether its end is the trail's: --expect-head can.
         head = expected
         if head is None and records:
-            from orchestrion.governance.audit_chain import ChainHead
-
-            head = ChainHead(records[-1].seq, records[-1].hash)  # the file alone cannot tell
-        result = verify_records(records, keys, head)
+            head = ChainHead(records[-1].seq, records[-1].hash)
+        result = verify([r.chain_fields() for r in records], keys, expected_head=head)
         _report(result, head, as_json)
         return
 
@@ -255,10 +256,8 @@ def verify_command(
         keys = log.keys
         stored = await log.head()
         records = [r async for r in log.records()]
-        result = verify_records(records, keys, stored)
-        if result.ok and expected is not None:
-            result = verify_records(records, keys, expected)
-        return result, stored
+        result = verify_records(records, keys, stored, expected=expected)
+        return result, None if stored is None else stored.chain
 
     result, head = _run_async(_with_log(db, go))
     _report(result, head, as_json)

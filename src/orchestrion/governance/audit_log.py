@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification, verify
-from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 
 if TYPE_CHECKING:
     from orchestrion.governance.runtime import Governance
@@ -74,15 +74,33 @@ def verification_keys(governance: Governance) -> dict[str, bytes]:
 
 
 def verify_records(
-    records: Iterable[AuditRecord], keys: dict[str, bytes], head: ChainHead | None
+    records: Iterable[AuditRecord],
+    keys: dict[str, bytes],
+    head: StoredHead | None,
+    *,
+    expected: ChainHead | None = None,
 ) -> Verification:
-    """``audit_chain.verify`` over stored records; a missing head with records is a break."""
+    """``audit_chain.verify`` over stored records against the head kept aside (which must be
+    there when records are, and signed) and, when given, a head noted elsewhere."""
     rows = [record.chain_fields() for record in records]
-    result = verify(rows, keys, expected_head=head)
-    if result.ok and head is None and rows:
-        message = "the head kept aside (table audit_head) is missing: newest records may be gone"
-        result.breaks.append(AuditBreak(result.verified_up_to + 1, "truncated", message))
+    trusted = head is not None and head.valid(keys)
+    result = verify(rows, keys, expected_head=head.chain if head is not None and trusted else None)
+    problem: str | None = None
+    if head is None and rows:
+        problem = "the head kept aside (table audit_head) is missing"
+    elif head is not None and not trusted:
+        problem = (
+            f"the head kept aside (table audit_head, seq {head.seq}) does not match its signature"
+        )
+    if problem is not None:
+        result.breaks.append(
+            AuditBreak(
+                result.verified_up_to + 1, "truncated", f"{problem}: newest records may be gone"
+            )
+        )
         result.ok = False
+    if result.ok and expected is not None:
+        result = verify(rows, keys, expected_head=expected)
     return result
 
 
@@ -169,7 +187,7 @@ class AuditLog:
     async def list(self, flt: AuditFilter) -> list[AuditRecord]:
         return await self._store().list_audit(flt)
 
-    async def head(self) -> ChainHead | None:
+    async def head(self) -> StoredHead | None:
         return await self._store().audit_head()
 
     async def records(self) -> AsyncIterator[AuditRecord]:

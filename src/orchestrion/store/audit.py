@@ -33,6 +33,7 @@ __all__ = [
     "AuditRecord",
     "AuditRow",
     "AuditSigner",
+    "StoredHead",
     "entry_items",
     "purge_items",
     "record_of",
@@ -128,6 +129,36 @@ class AuditSigner:
         mac = self._mac.copy()
         mac.update(canonical.encode())
         return mac.hexdigest()
+
+    def head(self, seq: int, digest: str) -> StoredHead:
+        """The head kept aside for the record ``seq`` with hash ``digest``, signed."""
+        return StoredHead(seq, digest, self.key_id, self.sign(head_text(seq, digest)))
+
+
+def head_text(seq: int, digest: str) -> str:
+    """What a head's ``mac`` signs (distinct from any record's canonical JSON)."""
+    return f"audit_head:{seq}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """The head kept aside: the newest record's seq and hash, with their signature."""
+
+    seq: int
+    hash: str
+    key_id: str
+    mac: str
+
+    @property
+    def chain(self) -> ChainHead:
+        return ChainHead(self.seq, self.hash)
+
+    def valid(self, keys: dict[str, bytes]) -> bool:
+        key = keys.get(self.key_id)
+        if key is None:
+            return False
+        expected = hmac.new(key, head_text(self.seq, self.hash).encode(), hashlib.sha256)
+        return hmac.compare_digest(expected.hexdigest(), self.mac)
 
 
 @dataclass(slots=True)

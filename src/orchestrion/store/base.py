@@ -13,8 +13,7 @@ from typing import Any, Protocol
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.governance.audit_chain import ChainHead
-from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 
 __all__ = [
     "AuditEntry",
@@ -273,9 +272,9 @@ class Store(Protocol):
         """Audit records matching ``flt``, in ``seq`` order (seq is also the storage order:
         without filters, pages of this are what ``verify`` reads)."""
 
-    async def audit_head(self) -> ChainHead | None:
-        """The head kept aside (updated with every append): what the chain must end at.
-        None when it is missing (removed by hand)."""
+    async def audit_head(self) -> StoredHead | None:
+        """The head kept aside (updated and signed with every append): what the chain must
+        end at. None when it is missing (removed by hand)."""
 
     # retention
     async def purge_executions(

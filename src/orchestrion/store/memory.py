@@ -24,6 +24,7 @@ from orchestrion.store.audit import (
     AuditItem,
     AuditRecord,
     AuditSigner,
+    StoredHead,
     entry_items,
     purge_items,
     record_of,
@@ -68,7 +69,7 @@ class MemoryStore:
         self._events_by_execution: dict[str, list[EventRecord]] = {}
         self._event_ids: set[str] = set()
         self._audit: list[AuditRecord] = []
-        self._audit_head: ChainHead | None = None
+        self._audit_head: StoredHead | None = None
 
     async def open(self) -> None:
         return None
@@ -392,14 +393,16 @@ class MemoryStore:
     # ------------------------------------------------------------------ audit trail
 
     def _append_audit(self, items: list[AuditItem], signer: AuditSigner) -> list[AuditRecord]:
-        head = self._audit_head
-        if head is None:
-            last = self._audit[-1] if self._audit else None
+        kept = self._audit_head
+        last = self._audit[-1] if self._audit else None
+        if kept is not None:
+            head = kept.chain
+        else:
             head = ChainHead(last.seq, last.hash) if last is not None else ChainHead()
         sealed = [record_of(row) for row in seal_items(items, head, signer)]
         if sealed:
             self._audit.extend(sealed)
-            self._audit_head = ChainHead(sealed[-1].seq, sealed[-1].hash)
+            self._audit_head = signer.head(sealed[-1].seq, sealed[-1].hash)
         return sealed
 
     async def append_audit(
@@ -424,7 +427,7 @@ class MemoryStore:
                 break
         return found
 
-    async def audit_head(self) -> ChainHead | None:
+    async def audit_head(self) -> StoredHead | None:
         return self._audit_head
 
     # ------------------------------------------------------------------ retention

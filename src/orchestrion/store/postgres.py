@@ -36,6 +36,7 @@ from orchestrion.store.audit import (
     AuditRecord,
     AuditRow,
     AuditSigner,
+    StoredHead,
     entry_items,
     purge_items,
     record_of,
@@ -160,8 +161,10 @@ _INSERT_AUDIT = text(
     f"WITH added AS (INSERT INTO audit ({_AUDIT_COLS}) SELECT {_AUDIT_COLS} FROM unnest("
     + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _AUDIT_ARRAY_TYPES)
     + f") WITH ORDINALITY AS u({_AUDIT_COLS}, ord) ORDER BY ord RETURNING 1)"
-    " INSERT INTO audit_head (id, seq, hash) VALUES (1, :head_seq, :head_hash)"
-    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+    " INSERT INTO audit_head (id, seq, hash, key_id, mac)"
+    " VALUES (1, :head_seq, :head_hash, :head_key_id, :head_mac)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+    " key_id = excluded.key_id, mac = excluded.mac"
 )
 # The row lock on the head serialises appenders of every process until their commit.
 _LOCK_AUDIT_HEAD = text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
@@ -850,7 +853,10 @@ class PostgresStore:
         params: dict[str, Any] = {
             name: [r[i] for r in rows] for i, (name, _) in enumerate(_AUDIT_ARRAY_TYPES)
         }
-        params["head_seq"], params["head_hash"] = rows[-1][0], rows[-1][10]
+        kept = signer.head(rows[-1][0], rows[-1][10])
+        params.update(
+            head_seq=kept.seq, head_hash=kept.hash, head_key_id=kept.key_id, head_mac=kept.mac
+        )
         await conn.execute(_INSERT_AUDIT, params)
         return rows
 
@@ -889,12 +895,14 @@ class PostgresStore:
             rows = (await conn.execute(text(sql), params)).all()
         return [record_of(row) for row in rows]
 
-    async def audit_head(self) -> ChainHead | None:
+    async def audit_head(self) -> StoredHead | None:
         async with self._transaction() as conn:
             row = (
-                await conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1"))
+                await conn.execute(
+                    text("SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1")
+                )
             ).first()
-        return None if row is None else ChainHead(int(row[0]), str(row[1]))
+        return None if row is None else StoredHead(int(row[0]), row[1], row[2], row[3])
 
     # ------------------------------------------------------------------ retention
 

@@ -156,4 +156,6 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),  # HMAC of seq and hash: see AuditSigner
 )

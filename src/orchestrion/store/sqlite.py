@@ -29,6 +29,7 @@ from orchestrion.store.audit import (
     AuditRecord,
     AuditRow,
     AuditSigner,
+    StoredHead,
     entry_items,
     purge_items,
     record_of,
@@ -107,8 +108,9 @@ _AUDIT_COLS = (
 )
 _INSERT_AUDIT = f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_AUDIT_HEAD = (
-    "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+    "INSERT INTO audit_head (id, seq, hash, key_id, mac) VALUES (1, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+    " key_id = excluded.key_id, mac = excluded.mac"
 )
 # ``IS``, not ``=``: an expected owner of None must match NULL. A NULL lease never expires.
 _CLAIM = (
@@ -742,7 +744,8 @@ class SQLiteStore:
         rows = seal_items(items, head, signer)
         if rows:
             conn.executemany(_INSERT_AUDIT, rows)
-            conn.execute(_SET_AUDIT_HEAD, (rows[-1][0], rows[-1][10]))
+            kept = signer.head(rows[-1][0], rows[-1][10])
+            conn.execute(_SET_AUDIT_HEAD, (kept.seq, kept.hash, kept.key_id, kept.mac))
         return rows
 
     async def append_audit(
@@ -780,10 +783,12 @@ class SQLiteStore:
             rows = conn.execute(sql, params).fetchall()
         return [record_of(row) for row in rows]
 
-    async def audit_head(self) -> ChainHead | None:
+    async def audit_head(self) -> StoredHead | None:
         with self._connection() as conn:
-            row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        return None if row is None else ChainHead(int(row[0]), str(row[1]))
+            row = conn.execute(
+                "SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1"
+            ).fetchone()
+        return None if row is None else StoredHead(int(row[0]), row[1], row[2], row[3])
 
     # ------------------------------------------------------------------ retention
 

@@ -104,6 +104,8 @@ CREATE TABLE audit_head (
 	id INTEGER NOT NULL,
 	seq BIGINT NOT NULL,
 	hash VARCHAR(64) NOT NULL,
+	key_id VARCHAR(64) NOT NULL,
+	mac VARCHAR(64) NOT NULL,
 	CONSTRAINT pk_audit_head PRIMARY KEY (id)
 );
 

@@ -47,6 +47,10 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False, autoincrement=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
+        # Signed too, so that rewinding it to an earlier record needs the key (or a copy of
+        # the row as it was then).
+        sa.Column("key_id", sa.String(64), nullable=False),
+        sa.Column("mac", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
     )
 
