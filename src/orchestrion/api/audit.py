@@ -15,6 +15,7 @@ goes out anyway: the action already happened, and a 500 would say it had not.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -41,6 +42,15 @@ _BODY_LIMIT = 65536  # answers larger than this are not looked into for ids
 def api_key_id(token: str) -> str:
     """A stable, non-secret id for an API key: ``key:`` + 8 hex digits of its SHA-256."""
     return "key:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def _role(token: str, keys: dict[str, str]) -> str | None:
+    # Every key compared in constant time, as the auth dependency does.
+    found: str | None = None
+    for key, role in keys.items():
+        if hmac.compare_digest(token.encode(), key.encode()):
+            found = role
+    return found
 
 
 def is_audited(method: str, path: str) -> bool:
@@ -122,7 +132,7 @@ class AuditMiddleware:
         if scheme.lower() == "bearer" and token.strip():
             token = token.strip()
             actor = api_key_id(token)
-            role = ctx.settings.api_keys.get(token)
+            role = _role(token, ctx.settings.api_keys)
         path_params: dict[str, Any] = dict(scope.get("path_params") or {})
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
         found = _ids_in(body) if 200 <= status < 300 else {}
