@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers
@@ -44,7 +45,7 @@ def api_key_id(token: str) -> str:
     return "key:" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
-def _role(token: str, keys: dict[str, str]) -> str | None:
+def _role(token: str, keys: Mapping[str, str]) -> str | None:
     # Every key compared in constant time, as the auth dependency does.
     found: str | None = None
     for key, role in keys.items():
