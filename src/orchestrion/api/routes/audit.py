@@ -53,6 +53,8 @@ class AuditPage(BaseModel):
 
 
 class AuditBreakOut(BaseModel):
+    """Where and how the chain breaks."""
+
     seq: int
     kind: str = Field(examples=["edited", "deleted", "inserted", "reordered", "unknown_key"])
     message: str
@@ -69,6 +71,8 @@ class AuditVerification(BaseModel):
 
 
 class PurgeResult(BaseModel):
+    """How many executions a purge deleted, and the cutoff it used."""
+
     purged: int
     finished_before: float
 
