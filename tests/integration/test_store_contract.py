@@ -21,7 +21,9 @@ import pytest
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead, verify
 from orchestrion.store import migrate
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditSigner
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -682,6 +684,132 @@ async def test_final_status_clears_the_owner(store: Store, final: Record) -> Non
     assert await store.renew_leases("A", ["e1", "e2"], T0 + 60) == ["e1"]
 
 
+# ---------------------------------------------------------------- audit trail and retention
+
+SIGNER = AuditSigner(b"a" * 32, "k1")
+AUDIT_KEYS = {"k1": b"a" * 32}
+
+
+async def kept_head(store: Store) -> ChainHead:
+    """The head kept aside, after checking its signature."""
+    head = await store.audit_head()
+    assert head is not None and head.valid(AUDIT_KEYS) and head.key_id == "k1"
+    return head.chain
+
+
+async def chain_of(store: Store) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    after = 0
+    while page := await store.list_audit(AuditFilter(after_seq=after, limit=3)):  # paging
+        rows.extend(record.chain_fields() for record in page)
+        after = page[-1].seq
+    return rows
+
+
+async def test_audit_append_list_head_and_verify(store: Store) -> None:
+    assert await store.audit_head() is None
+    assert await store.append_audit([], SIGNER) == []
+    entries = [
+        AuditEntry(
+            "api.cancel",
+            T0 + i,
+            actor=f"key:{i % 2}",
+            execution_id=f"e{i % 3}",
+            outcome="202",
+            details={"route": "/v1/x", "n": i, "ü": [1.5, None]},
+        )
+        for i in range(7)
+    ]
+    first = await store.append_audit(entries[:4], SIGNER)
+    assert [r.seq for r in first] == [1, 2, 3, 4]
+    await store.append_audit(entries[4:], SIGNER)
+    head = await kept_head(store)
+    assert head.seq == 7
+    records = await chain_of(store)
+    assert [r["seq"] for r in records] == list(range(1, 8))
+    stored = await store.audit_head()
+    assert stored is not None and not stored.valid({"k1": b"x" * 32})  # a wrong key
+    result = verify(records, AUDIT_KEYS, expected_head=head)
+    assert result.ok, result.breaks
+    assert records[2]["details"] == {"route": "/v1/x", "n": 2, "ü": [1.5, None]}
+
+    async def seqs(**kw: Any) -> list[int]:
+        return [r.seq for r in await store.list_audit(AuditFilter(**kw))]
+
+    assert await seqs() == list(range(1, 8))
+    assert await seqs(execution_id="e1") == [2, 5]
+    assert await seqs(actor="key:0") == [1, 3, 5, 7]
+    assert await seqs(action_prefix="api.") == list(range(1, 8))
+    assert await seqs(action_prefix="api_") == []  # a prefix, not a pattern
+    assert await seqs(since=T0 + 2, until=T0 + 4) == [3, 4]
+    assert await seqs(after_seq=5) == [6, 7]
+    assert await seqs(limit=2, after_seq=2) == [3, 4]
+
+
+async def test_commit_with_a_signer_audits_every_transition(store: Store) -> None:
+    await seeded(store, "e1", "e2")
+    batch = batch_of("e1", realistic_records())
+    batch.owner = "host:1:abc"
+    batch.audit = SIGNER
+    await store.commit(batch)
+    records = await store.list_audit(AuditFilter(limit=100))
+    assert [r.action for r in records] == [r.type for r in realistic_records()]
+    assert {r.actor for r in records} == {"engine:host:1:abc"}
+    failed = records[6]
+    assert (failed.node_id, failed.outcome) == ("b", "failed")
+    assert failed.details == {"event_id": "ev-e1-6", "attempt": 1, "error": "permanent"}
+    assert records[-1].outcome == "failed" and records[-1].node_id is None
+    # A refused commit leaves no audit record, and a batch without a signer adds none.
+    bad = batch_of("ghost", [node("node.queued", "a", NodeState.QUEUED, T0)])
+    bad.audit = SIGNER
+    with pytest.raises(StoreError):
+        await store.commit(bad)
+    await store.commit(batch_of("e2", [node("node.queued", "a", NodeState.QUEUED, T0)]))
+    assert len(await store.list_audit(AuditFilter(limit=100))) == 8
+    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await kept_head(store)).ok
+
+
+async def test_purge_removes_old_finished_executions_and_audits_itself(store: Store) -> None:
+    await seeded(store, "old", "recent", "old-running")
+    for execution_id, end in (("old", T0 + 5), ("recent", T0 + 500)):
+        records = [
+            run("execution.started", ExecutionStatus.RUNNING, end - 1),
+            node("node.completed", "a", NodeState.COMPLETED, end - 1, output=1, has_output=True),
+            run("execution.completed", ExecutionStatus.COMPLETED, end),
+        ]
+        batch = batch_of(execution_id, records)
+        batch.audit = SIGNER
+        await store.commit(batch)
+    await store.commit(
+        batch_of("old-running", [run("execution.started", ExecutionStatus.RUNNING, T0)])
+    )
+    assert await store.purge_executions(T0 + 100, SIGNER, "cli:ops", T0 + 1000) == 1
+    with pytest.raises(ExecutionNotFound):
+        await store.get_execution("old")
+    assert await store.get_node_runs("old") == []
+    assert await store.list_events("old") == []
+    assert await store.get_node_runs("recent") != []
+    assert (await store.get_execution("old-running")).status is ExecutionStatus.RUNNING
+    assert {e.execution_id for e in await store.list_events()} == {"recent", "old-running"}
+    # The journal still pages by seq past the gap.
+    later = await store.list_events(after_seq=(await store.list_events())[0].seq)
+    assert len(later) == len(await store.list_events()) - 1
+    (purge,) = await store.list_audit(AuditFilter(action_prefix="retention."))
+    assert (purge.actor, purge.at, purge.outcome) == ("cli:ops", T0 + 1000, "purged")
+    assert purge.details == {"executions": 1, "finished_before": T0 + 100}
+    # Audit records of the purged execution stay, and the chain still verifies.
+    assert len(await store.list_audit(AuditFilter(execution_id="old"))) == 3
+    assert verify(await chain_of(store), AUDIT_KEYS, expected_head=await kept_head(store)).ok
+    assert await store.purge_executions(T0 + 100, None, None, T0 + 1001) == 0
+    # Cancelled before it started: it goes too, once old enough.
+    await store.create_execution(execution("never-started"))
+    await store.commit(
+        batch_of("never-started", [run("execution.cancelled", ExecutionStatus.CANCELLED, T0)])
+    )
+    assert await store.purge_executions(T0, None, None, T0 + 1002) == 0
+    assert await store.purge_executions(T0 + 1, None, None, T0 + 1002) == 1
+
+
 # ---------------------------------------------------------------- SQLite only
 
 
@@ -714,6 +842,44 @@ async def test_sqlite_claim_race_across_connections(tmp_path: Path) -> None:
             await each.close()
 
 
+async def test_sqlite_appenders_across_connections_never_fork_the_chain(tmp_path: Path) -> None:
+    """Separate stores on one file (as separate processes): commits and appends race for the
+    write lock from their own threads, and leave one chain."""
+    path = tmp_path / "chain.db"
+    stores = [SQLiteStore(path) for _ in range(4)]
+    for each in stores:
+        await each.open()
+    try:
+        await seeded(stores[0], *(f"e{i}" for i in range(len(stores))))
+        barrier = threading.Barrier(len(stores))
+
+        def append(i: int) -> None:
+            async def go() -> None:
+                for turn in range(10):
+                    batch = batch_of(
+                        f"e{i}", [node("node.queued", f"n{turn}", NodeState.QUEUED, T0)], f"t{turn}"
+                    )
+                    batch.audit = SIGNER
+                    await stores[i].commit(batch)
+                    await stores[i].append_audit([AuditEntry("api.x", T0, actor=f"w{i}")], SIGNER)
+
+            barrier.wait()
+            asyncio.run(go())
+
+        threads = [threading.Thread(target=append, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        records = await chain_of(stores[0])
+        assert len(records) == len(stores) * 10 * 2
+        result = verify(records, AUDIT_KEYS, expected_head=await kept_head(stores[0]))
+        assert result.ok, result.breaks
+    finally:
+        for each in stores:
+            await each.close()
+
+
 async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     migrate.upgrade(f"sqlite:///{path}", "0001")
@@ -735,7 +901,7 @@ async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0002"
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0003"
         got = await store.get_execution("e1")
         assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
         assert await store.claim_execution("e1", "A", LEASE, None, T0)
@@ -850,6 +1016,35 @@ def test_sqlite_open_imports_alembic_only_to_upgrade(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- PostgreSQL only
+
+
+async def test_postgres_concurrent_appenders_never_fork_the_chain(postgres_url: str) -> None:
+    """Separate stores (as separate processes): commits and appends at once, one chain."""
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    await asyncio.gather(*(each.open() for each in stores))
+    try:
+        ids = [f"e{i}" for i in range(8)]
+        await seeded(stores[0], *ids)
+
+        async def commit_many(index: int) -> None:
+            each = stores[index % len(stores)]
+            for turn in range(5):
+                batch = batch_of(
+                    ids[index],
+                    [node("node.queued", f"n{turn}", NodeState.QUEUED, T0 + turn)],
+                    prefix=f"t{turn}",
+                )
+                batch.audit = SIGNER
+                await each.commit(batch)
+                await each.append_audit([AuditEntry("api.x", T0, actor=f"w{index}")], SIGNER)
+
+        await asyncio.gather(*(commit_many(i) for i in range(len(ids))))
+        records = await chain_of(stores[0])
+        assert len(records) == 8 * 5 * 2
+        result = verify(records, AUDIT_KEYS, expected_head=await kept_head(stores[0]))
+        assert result.ok, result.breaks
+    finally:
+        await asyncio.gather(*(each.close() for each in stores))
 
 
 async def test_postgres_claim_race_across_engines(postgres_url: str) -> None:

@@ -79,6 +79,16 @@ def resign_with_a_wrong_key(records: list[dict[str, Any]]) -> None:
     records[3] = seal(fields, ChainHead(previous.seq - 1, previous.hash), OTHER, "k1")
 
 
+def swap_seqs(records: list[dict[str, Any]]) -> None:
+    records[2]["seq"], records[3]["seq"] = records[3]["seq"], records[2]["seq"]
+
+
+def append_forged(records: list[dict[str, Any]]) -> None:
+    forged = copy.deepcopy(records[-1])
+    forged.update(seq=7, prev_hash=records[-1]["hash"], action="forged")
+    records.append(forged)
+
+
 def unknown_key(records: list[dict[str, Any]]) -> None:
     records[4]["key_id"] = "k9"
 
@@ -92,6 +102,8 @@ def unknown_key(records: list[dict[str, Any]]) -> None:
         (insert, "inserted", 3, 3),  # a second "record 3" after the real one
         (insert_signed_with_a_wrong_key, "inserted", 3, 2),
         (reorder, "reordered", 3, 2),
+        (swap_seqs, "reordered", 3, 2),
+        (append_forged, "inserted", 7, 6),
         (resign_with_a_wrong_key, "edited", 4, 3),
         (unknown_key, "unknown_key", 5, 4),
     ],

@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI application over one engine, and its lifespan.
 
 The lifespan wires the engine's record listeners (event-stream wake-ups, metrics, the node
-transition log), starts the engine when the app owns it, and on shutdown stops it gracefully:
+transition log), starts the engine when the app owns it and the retention sweep when the
+governance policy sets ``retention.days``, and on shutdown stops them gracefully:
 no new work, in-flight attempts get ``shutdown_grace`` seconds to finish, the rest stays in
 the store and resumes at the next start. Under uvicorn that is what SIGTERM does. In scale-out
 mode (``ORCHESTRION_REDIS_URL``) the lifespan also owns the API's Redis client (the dead letter
@@ -20,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 
 from orchestrion import __version__
 from orchestrion.api import problems
+from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import warn_if_open
 from orchestrion.api.context import ApiContext
 from orchestrion.api.feed import RecordFeed
@@ -30,6 +32,7 @@ from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
 from orchestrion.api.routes import (
     admin,
+    audit,
     control,
     definitions,
     events,
@@ -37,6 +40,7 @@ from orchestrion.api.routes import (
     health,
     workflows,
 )
+from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
 
@@ -71,6 +75,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         hub=EventHub(),
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )
+    ctx.audit_status = engine.audit.chain_check  # /health/compliance: verified up to N
     feed = RecordFeed(engine, [metrics.observe, log_transitions])
 
     @contextlib.asynccontextmanager
@@ -92,15 +97,20 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             names = StreamNames(settings.redis_prefix)
             follow = follow_commits(ctx.redis, names, lambda eid: ctx.hub.notify(eid, []))
             background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
+        sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
         try:
             if owns_engine:
                 await engine.start()
             ctx.closing = False
             ctx.engine_running = True
+            if sweeper is not None:
+                sweeper.start()
             yield
         finally:
             ctx.engine_running = False
             ctx.begin_shutdown()
+            if sweeper is not None:
+                await sweeper.stop()
             try:
                 if owns_engine:
                     await engine.stop(settings.shutdown_grace)
@@ -126,8 +136,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     app.state.ctx = ctx
     problems.install(app)
+    app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    for module in (workflows, control, definitions, events, admin, health, governance):
+    for module in (workflows, control, definitions, events, admin, audit, health, governance):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -11,9 +11,11 @@ verifier is given every key by id.
 - ``edited``: a record's fields no longer match its signature (changed, or re-signed with
   another key);
 - ``inserted``: a record that does not match its signature, skipped over by the next record
-  (which chains to the one before it): added by someone without the key;
+  (which chains to the one before it), or past the ``expected_head``: added by someone
+  without the key;
 - ``deleted``: a ``seq`` is missing and does not come later;
-- ``reordered``: a ``seq`` out of its place, or a ``prev_hash`` naming another record;
+- ``reordered``: a ``seq`` out of its place (moved, or re-numbered, which also breaks its
+  signature), or a ``prev_hash`` naming another record;
 - ``unknown_key``: signed with a key id the verifier was not given.
 
 Deleting the newest records cannot be seen from the records alone; the verifier compares
@@ -113,15 +115,32 @@ def verify(
             breaks.append(AuditBreak(seq, "unknown_key", message))
             break
         if not valid(record):
-            # A record the next one skips over (it chains to the one before) was added by
-            # someone without the key; otherwise this record was changed.
+            # Which tampering: an intruder the next record skips over (it chains to the one
+            # before), a record moved here (its link names another record of the trail), an
+            # intruder the following ones were re-numbered around or past the head kept aside,
+            # a re-numbered record, or else an edited one.
             after = rows[i + 1] if i + 1 < len(rows) else None
-            inserted = (
-                after is not None and after.get("prev_hash") == previous.hash and valid(after)
-            )
-            kind = "inserted" if inserted else "edited"
-            what = "was inserted" if inserted else "does not match its signature"
-            breaks.append(AuditBreak(seq, kind, f"record {seq} {what}"))
+            skipped = after is not None and after.get("prev_hash") == previous.hash
+            expected = previous.seq + 1
+            moved = record.get("prev_hash") != previous.hash and record.get("prev_hash") in {
+                r.get("hash") for r in rows
+            }
+            if skipped and after is not None and valid(after):
+                breaks.append(AuditBreak(seq, "inserted", f"record {seq} was inserted"))
+            elif moved:
+                message = f"the record at seq {expected} was moved there from elsewhere"
+                breaks.append(AuditBreak(expected, "reordered", message))
+            elif skipped or (
+                after is None and expected_head is not None and seq > expected_head.seq
+            ):
+                breaks.append(AuditBreak(seq, "inserted", f"record {seq} was inserted"))
+            elif seq != expected:
+                message = f"record {seq} stands where record {expected} should, re-numbered"
+                breaks.append(AuditBreak(expected, "reordered", message))
+            else:
+                breaks.append(
+                    AuditBreak(seq, "edited", f"record {seq} does not match its signature")
+                )
             break
         expected = previous.seq + 1
         if seq != expected:

@@ -58,6 +58,7 @@ from orchestrion.errors import (
     StoreError,
 )
 from orchestrion.governance import enforce
+from orchestrion.governance.audit_log import AuditLog
 from orchestrion.governance.log_masking import set_log_masker
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
@@ -137,6 +138,8 @@ class Engine:
         self.settings = settings or load_settings()
         # The policy in force: trusted (one's own definitions) unless the caller says not.
         self.governance = governance or Governance.from_settings(self.settings)
+        # The audit trail: commits carry its signer, so transitions are audited with them.
+        self.audit = AuditLog(self.governance, lambda: self.store)
         self.database_url = database_url or self.settings.database_url
         self._store = store
         self._dispatcher = dispatcher
@@ -822,7 +825,7 @@ class Engine:
                             )
 
     async def _turn(self, items: list[_Posted]) -> None:
-        batch = CommitBatch(owner=self.owner)
+        batch = CommitBatch(owner=self.owner, audit=self.audit.signer)
         actions: list[tuple[_Live, Command, str | None]] = []
         touched: dict[str, list[Record]] = {}
         for item in items:
@@ -1103,7 +1106,7 @@ class Engine:
             await self._recover(lives)
 
     async def _recover(self, lives: list[_Live]) -> None:
-        batch = CommitBatch(owner=self.owner)
+        batch = CommitBatch(owner=self.owner, audit=self.audit.signer)
         actions: list[tuple[_Live, Command, str | None]] = []
         touched: dict[str, list[Record]] = {}
         now = time.time()

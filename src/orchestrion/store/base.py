@@ -13,8 +13,13 @@ from typing import Any, Protocol
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 
 __all__ = [
+    "AuditEntry",
+    "AuditFilter",
+    "AuditRecord",
+    "AuditSigner",
     "CommitBatch",
     "DefinitionRecord",
     "EventRecord",
@@ -122,6 +127,8 @@ class CommitBatch:
     # The committing engine: a store shared by processes (PostgreSQL) refuses the whole batch
     # when another owner took one of its executions over (fencing a stale engine).
     owner: str | None = None
+    # With a signer, every record is also an audit record, sealed in the same transaction.
+    audit: AuditSigner | None = None
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))
@@ -253,3 +260,26 @@ class Store(Protocol):
         limit: int = 1000,
         types: list[str] | None = None,
     ) -> list[EventRecord]: ...
+
+    # audit trail (see ``orchestrion.store.audit``): append-only, sealed under the store's lock
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        """Seal ``entries`` after the current head and insert them, atomically, so writers in
+        several processes never fork the chain. Returns the sealed records."""
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        """Audit records matching ``flt``, in ``seq`` order (seq is also the storage order:
+        without filters, pages of this are what ``verify`` reads)."""
+
+    async def audit_head(self) -> StoredHead | None:
+        """The head kept aside (updated and signed with every append): what the chain must
+        end at. None when it is missing (removed by hand)."""
+
+    # retention
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        """Delete executions that finished before ``finished_before`` with their node runs and
+        journal events; returns how many. With a signer, the purge is one audit record (count
+        and cutoff) in the same transaction. Audit records are never deleted."""

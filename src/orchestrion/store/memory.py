@@ -16,7 +16,21 @@ from typing import Any, cast
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import rules
+from orchestrion.store.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditItem,
+    AuditRecord,
+    AuditSigner,
+    StoredHead,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
+)
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -32,6 +46,15 @@ _UNFINISHED = frozenset(rules.UNFINISHED_STATUSES)
 _WITH_OUTPUT = frozenset(rules.OUTPUT_STATES)
 
 
+def _age_of(record: ExecutionRecord) -> float:
+    """When a final execution finished; without a finish time (never started), its last
+    update, then its creation (as the SQL stores' COALESCE)."""
+    for value in (record.finished_at, record.updated_at):
+        if value is not None:
+            return value
+    return record.created_at
+
+
 class MemoryStore:
     """A ``Store`` held in memory; nothing survives the process."""
 
@@ -41,9 +64,12 @@ class MemoryStore:
         self._executions: dict[str, ExecutionRecord] = {}
         self._by_idempotency_key: dict[str, str] = {}
         self._node_runs: dict[str, dict[str, NodeRunRecord]] = {}
-        self._events: list[EventRecord] = []  # seq == index + 1
+        self._events: list[EventRecord] = []  # in seq order (a purge leaves gaps)
+        self._next_seq = 1
         self._events_by_execution: dict[str, list[EventRecord]] = {}
         self._event_ids: set[str] = set()
+        self._audit: list[AuditRecord] = []
+        self._audit_head: StoredHead | None = None
 
     async def open(self) -> None:
         return None
@@ -263,7 +289,7 @@ class MemoryStore:
                 data = None if record.data is None else dict(record.data)
                 self._apply_execution(self._executions[execution_id], record)
             event = EventRecord(
-                seq=len(self._events) + 1,
+                seq=self._next_seq,
                 id=event_id,
                 execution_id=execution_id,
                 type=record.type,
@@ -274,11 +300,14 @@ class MemoryStore:
                 causation_id=cause,
                 data=data,
             )
+            self._next_seq += 1
             self._events.append(event)
             self._events_by_execution.setdefault(execution_id, []).append(event)
             self._event_ids.add(event_id)
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
+        if batch.audit is not None and batch.records:
+            self._append_audit(transition_items(batch), batch.audit)
 
     def _check(self, batch: CommitBatch) -> None:
         if not (len(batch.records) == len(batch.event_ids) == len(batch.causation)):
@@ -348,10 +377,9 @@ class MemoryStore:
     ) -> list[EventRecord]:
         if execution_id is None:
             source = self._events
-            start = max(0, after_seq)  # seq == index + 1
         else:
             source = self._events_by_execution.get(execution_id, [])
-            start = bisect.bisect_right(source, after_seq, key=lambda e: e.seq)
+        start = bisect.bisect_right(source, after_seq, key=lambda e: e.seq)
         wanted = set(types) if types else None
         found: list[EventRecord] = []
         for event in source[start:]:
@@ -361,3 +389,66 @@ class MemoryStore:
             if len(found) >= limit:
                 break
         return found
+
+    # ------------------------------------------------------------------ audit trail
+
+    def _append_audit(self, items: list[AuditItem], signer: AuditSigner) -> list[AuditRecord]:
+        kept = self._audit_head
+        last = self._audit[-1] if self._audit else None
+        if kept is not None:
+            head = kept.chain
+        else:
+            head = ChainHead(last.seq, last.hash) if last is not None else ChainHead()
+        sealed = [record_of(row) for row in seal_items(items, head, signer)]
+        if sealed:
+            self._audit.extend(sealed)
+            self._audit_head = signer.head(sealed[-1].seq, sealed[-1].hash)
+        return sealed
+
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        return self._append_audit(entry_items(entries), signer)
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        start = bisect.bisect_right(self._audit, flt.after_seq, key=lambda r: r.seq)
+        found: list[AuditRecord] = []
+        for record in self._audit[start:]:
+            if (
+                (flt.execution_id is not None and record.execution_id != flt.execution_id)
+                or (flt.actor is not None and record.actor != flt.actor)
+                or (flt.action_prefix and not record.action.startswith(flt.action_prefix))
+                or (flt.since is not None and record.at < flt.since)
+                or (flt.until is not None and record.at >= flt.until)
+            ):
+                continue
+            found.append(record)  # frozen: safe to hand out
+            if len(found) >= max(1, flt.limit):
+                break
+        return found
+
+    async def audit_head(self) -> StoredHead | None:
+        return self._audit_head
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        doomed = {
+            e.id
+            for e in self._executions.values()
+            if e.status in FINAL_EXECUTION_STATES and _age_of(e) < finished_before
+        }
+        for execution_id in doomed:
+            record = self._executions.pop(execution_id)
+            if record.idempotency_key is not None:
+                self._by_idempotency_key.pop(record.idempotency_key, None)
+            self._node_runs.pop(execution_id, None)
+            for event in self._events_by_execution.pop(execution_id, []):
+                self._event_ids.discard(event.id)
+        if doomed:
+            self._events = [e for e in self._events if e.execution_id not in doomed]
+        if signer is not None:
+            self._append_audit(purge_items(len(doomed), finished_before, actor, now), signer)
+        return len(doomed)

@@ -27,7 +27,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import migrate, rules
+from orchestrion.store.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditItem,
+    AuditRecord,
+    AuditRow,
+    AuditSigner,
+    StoredHead,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
+)
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -46,6 +61,8 @@ _SCHEMES: Final = ("postgresql", "postgres", "postgresql+asyncpg")
 # pg_advisory_xact_lock key held while migrating: b"orchestr" as a big-endian int64.
 _MIGRATION_LOCK: Final = 0x6F72636865737472
 _FOREIGN_KEY_VIOLATION: Final = "23503"
+# Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
+_AUDIT_LOCK: Final = 0x6175646974000000
 
 _DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, source, created_at"
 _EXEC_COLS = (
@@ -123,6 +140,34 @@ _UPSERT_RUNS_SQL = (
 # Two statements keep the output rule: without an output in this snapshot the stored one stays.
 _UPSERT_RUNS = text(_UPSERT_RUNS_SQL)
 _UPSERT_RUNS_WITH_OUTPUT = text(_UPSERT_RUNS_SQL + ", output = excluded.output")
+
+
+_AUDIT_ARRAY_TYPES = (
+    ("seq", "int8"),
+    ("at", "float8"),
+    ("action", "text"),
+    ("actor", "text"),
+    ("execution_id", "text"),
+    ("node_id", "text"),
+    ("outcome", "text"),
+    ("details", "text"),
+    ("prev_hash", "text"),
+    ("key_id", "text"),
+    ("hash", "text"),
+)
+_AUDIT_COLS = ", ".join(name for name, _ in _AUDIT_ARRAY_TYPES)
+# The records and the new head in one statement (one round trip).
+_INSERT_AUDIT = text(
+    f"WITH added AS (INSERT INTO audit ({_AUDIT_COLS}) SELECT {_AUDIT_COLS} FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _AUDIT_ARRAY_TYPES)
+    + f") WITH ORDINALITY AS u({_AUDIT_COLS}, ord) ORDER BY ord RETURNING 1)"
+    " INSERT INTO audit_head (id, seq, hash, key_id, mac)"
+    " VALUES (1, :head_seq, :head_hash, :head_key_id, :head_mac)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+    " key_id = excluded.key_id, mac = excluded.mac"
+)
+# The row lock on the head serialises appenders of every process until their commit.
+_LOCK_AUDIT_HEAD = text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -740,6 +785,9 @@ class PostgresStore:
                 await conn.execute(_UPDATE_EXECUTION, updates)
             if results:
                 await conn.execute(_SET_RESULT, results)
+            if batch.audit is not None and records:
+                # Last, so the head lock is held only from here to the commit.
+                await self._append_audit(conn, transition_items(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> dict[str, Any]:
@@ -777,3 +825,109 @@ class PostgresStore:
         async with self._transaction() as conn:
             rows = (await conn.execute(text(sql), params)).all()
         return [_event(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit trail
+
+    @staticmethod
+    async def _append_audit(
+        conn: AsyncConnection, items: list[AuditItem], signer: AuditSigner
+    ) -> list[AuditRow]:
+        """Seal after the head and insert, inside the caller's transaction, under the head's
+        row lock: appenders in several processes queue there, so the chain never forks."""
+        if not items:
+            return []
+        row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
+        if row is None:
+            # No head row to lock yet (or it was removed): the first appenders queue on an
+            # advisory lock instead, then chain to the last record, if any.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+            row = (await conn.execute(_LOCK_AUDIT_HEAD)).first()
+            if row is None:
+                row = (
+                    await conn.execute(
+                        text("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                    )
+                ).first()
+        head = ChainHead(int(row[0]), str(row[1])) if row is not None else ChainHead()
+        rows = seal_items(items, head, signer)
+        params: dict[str, Any] = {
+            name: [r[i] for r in rows] for i, (name, _) in enumerate(_AUDIT_ARRAY_TYPES)
+        }
+        kept = signer.head(rows[-1][0], rows[-1][10])
+        params.update(
+            head_seq=kept.seq, head_hash=kept.hash, head_key_id=kept.key_id, head_mac=kept.mac
+        )
+        await conn.execute(_INSERT_AUDIT, params)
+        return rows
+
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        if not entries:
+            return []
+        items = entry_items(entries)
+        async with self._transaction() as conn:
+            rows = await self._append_audit(conn, items, signer)
+        return [record_of(row) for row in rows]
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        where = ["seq > :after"]
+        params: dict[str, Any] = {"after": flt.after_seq, "limit": max(1, flt.limit)}
+        if flt.execution_id is not None:
+            where.append("execution_id = :e")
+            params["e"] = flt.execution_id
+        if flt.actor is not None:
+            where.append("actor = :actor")
+            params["actor"] = flt.actor
+        if flt.action_prefix:
+            where.append("left(action, :n) = :prefix")
+            params.update(n=len(flt.action_prefix), prefix=flt.action_prefix)
+        if flt.since is not None:
+            where.append("at >= :since")
+            params["since"] = flt.since
+        if flt.until is not None:
+            where.append("at < :until")
+            params["until"] = flt.until
+        sql = (
+            f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT :limit"
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(text(sql), params)).all()
+        return [record_of(row) for row in rows]
+
+    async def audit_head(self) -> StoredHead | None:
+        async with self._transaction() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1")
+                )
+            ).first()
+        return None if row is None else StoredHead(int(row[0]), row[1], row[2], row[3])
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        final = [s.value for s in FINAL_EXECUTION_STATES]
+        async with self._transaction() as conn:
+            ids = list(
+                await conn.scalars(
+                    text(
+                        "DELETE FROM executions WHERE status = ANY(:final)"
+                        " AND COALESCE(finished_at, updated_at, created_at) < :cutoff"
+                        " RETURNING id"
+                    ),
+                    {"final": final, "cutoff": finished_before},
+                )
+            )
+            if ids:
+                for table in ("events", "node_runs"):
+                    await conn.execute(
+                        text(f"DELETE FROM {table} WHERE execution_id = ANY(:ids)"), {"ids": ids}
+                    )
+            if signer is not None:
+                await self._append_audit(
+                    conn, purge_items(len(ids), finished_before, actor, now), signer
+                )
+        return len(ids)

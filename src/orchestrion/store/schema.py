@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["definitions", "events", "executions", "metadata", "node_runs"]
+__all__ = ["audit", "audit_head", "definitions", "events", "executions", "metadata", "node_runs"]
 
 # Stable constraint names, so later migrations can refer to them on every backend.
 metadata = MetaData(
@@ -125,4 +125,37 @@ events = Table(
     Index("ix_events_execution_id_seq", "execution_id", "seq"),
     # A seq is never reused, even after the newest events are pruned: readers page by seq.
     sqlite_autoincrement=True,
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    # The key, and SQLite's rowid: chain order is storage order, with no extra index (0003).
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("at", Float, nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("actor", ID, nullable=True),
+    Column("execution_id", ID, nullable=True),
+    Column("node_id", NODE_ID, nullable=True),
+    Column("outcome", String(64), nullable=True),
+    Column("details", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_execution_id_seq", "execution_id", "seq"),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),  # HMAC of seq and hash: see AuditSigner
 )

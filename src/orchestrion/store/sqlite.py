@@ -20,7 +20,22 @@ from typing import Any
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import migrate, rules
+from orchestrion.store.audit import (
+    AuditEntry,
+    AuditFilter,
+    AuditItem,
+    AuditRecord,
+    AuditRow,
+    AuditSigner,
+    StoredHead,
+    entry_items,
+    purge_items,
+    record_of,
+    seal_items,
+    transition_items,
+)
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -88,6 +103,15 @@ _UPDATE_EXECUTION = (
     " updated_at = ? WHERE id = ?"
 )
 _SET_RESULT = "UPDATE executions SET result = ? WHERE id = ?"
+_AUDIT_COLS = (
+    "seq, at, action, actor, execution_id, node_id, outcome, details, prev_hash, key_id, hash"
+)
+_INSERT_AUDIT = f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SET_AUDIT_HEAD = (
+    "INSERT INTO audit_head (id, seq, hash, key_id, mac) VALUES (1, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+    " key_id = excluded.key_id, mac = excluded.mac"
+)
 # ``IS``, not ``=``: an expected owner of None must match NULL. A NULL lease never expires.
 _CLAIM = (
     "UPDATE executions SET owner = ?, lease_until = ?"
@@ -648,6 +672,8 @@ class SQLiteStore:
                 conn.executemany(_UPDATE_EXECUTION, updates)
             if results:
                 conn.executemany(_SET_RESULT, results)
+            if batch.audit is not None and records:
+                self._append_audit(conn, transition_items(batch), batch.audit)
 
     @staticmethod
     def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:
@@ -702,3 +728,92 @@ class SQLiteStore:
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_event(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit trail
+
+    @staticmethod
+    def _append_audit(
+        conn: sqlite3.Connection, items: list[AuditItem], signer: AuditSigner
+    ) -> list[AuditRow]:
+        """Seal after the head and insert, inside the caller's write transaction: SQLite's
+        single writer is the lock that keeps processes from forking the chain."""
+        row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        if row is None:  # no record yet, or the head row was removed: chain to the last one
+            row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = ChainHead(row[0], row[1]) if row is not None else ChainHead()
+        rows = seal_items(items, head, signer)
+        if rows:
+            conn.executemany(_INSERT_AUDIT, rows)
+            kept = signer.head(rows[-1][0], rows[-1][10])
+            conn.execute(_SET_AUDIT_HEAD, (kept.seq, kept.hash, kept.key_id, kept.mac))
+        return rows
+
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        if not entries:
+            return []
+        items = entry_items(entries)
+        with self._transaction() as conn:
+            rows = self._append_audit(conn, items, signer)
+        return [record_of(row) for row in rows]
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        where = ["seq > ?"]
+        params: list[Any] = [flt.after_seq]
+        if flt.execution_id is not None:
+            where.append("execution_id = ?")
+            params.append(flt.execution_id)
+        if flt.actor is not None:
+            where.append("actor = ?")
+            params.append(flt.actor)
+        if flt.action_prefix:
+            # substr, not LIKE: no wildcard characters to escape in the prefix
+            where.append("substr(action, 1, ?) = ?")
+            params.extend((len(flt.action_prefix), flt.action_prefix))
+        if flt.since is not None:
+            where.append("at >= ?")
+            params.append(flt.since)
+        if flt.until is not None:
+            where.append("at < ?")
+            params.append(flt.until)
+        params.append(max(1, flt.limit))
+        sql = f"SELECT {_AUDIT_COLS} FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [record_of(row) for row in rows]
+
+    async def audit_head(self) -> StoredHead | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1"
+            ).fetchone()
+        return None if row is None else StoredHead(int(row[0]), row[1], row[2], row[3])
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        final = _sql_list(tuple(s.value for s in FINAL_EXECUTION_STATES))
+        with self._transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    # A final execution without a finish time (never started) ages from its
+                    # last update, then its creation.
+                    f"SELECT id FROM executions WHERE status IN {final}"
+                    " AND COALESCE(finished_at, updated_at, created_at) < ?",
+                    (finished_before,),
+                )
+            ]
+            for marks, chunk in _chunks(ids):
+                for table, column in (
+                    ("events", "execution_id"),
+                    ("node_runs", "execution_id"),
+                    ("executions", "id"),
+                ):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+            if signer is not None:
+                self._append_audit(conn, purge_items(len(ids), finished_before, actor, now), signer)
+        return len(ids)

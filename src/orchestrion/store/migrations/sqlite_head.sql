@@ -83,4 +83,30 @@ CREATE TABLE events (
 
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0002');
+CREATE TABLE audit (
+	seq INTEGER NOT NULL,
+	at FLOAT NOT NULL,
+	action VARCHAR(128) NOT NULL,
+	actor VARCHAR(255),
+	execution_id VARCHAR(255),
+	node_id VARCHAR(128),
+	outcome VARCHAR(64),
+	details TEXT,
+	prev_hash VARCHAR(64) NOT NULL,
+	key_id VARCHAR(64) NOT NULL,
+	hash VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_audit PRIMARY KEY (seq)
+);
+
+CREATE INDEX ix_audit_execution_id_seq ON audit (execution_id, seq);
+
+CREATE TABLE audit_head (
+	id INTEGER NOT NULL,
+	seq BIGINT NOT NULL,
+	hash VARCHAR(64) NOT NULL,
+	key_id VARCHAR(64) NOT NULL,
+	mac VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_audit_head PRIMARY KEY (id)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0003');

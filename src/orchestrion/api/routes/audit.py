@@ -1,0 +1,200 @@
+"""The audit trail over HTTP (admin role): ``GET /v1/audit`` pages through records in ``seq``
+order with filters; ``GET /v1/audit/verify`` checks the whole chain with the server's keys and
+names the first break; ``POST /v1/admin/purge`` applies retention now.
+
+Both reads are audited themselves (admin reads).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from orchestrion.api.audit import api_key_id
+from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.routes import ADMIN, Ctx
+from orchestrion.definition.durations import parse_duration
+from orchestrion.store.audit import AuditFilter, AuditRecord
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["audit"])
+
+_MAX_SEQ = 2**63 - 1  # a 64-bit integer column
+
+
+class AuditRecordOut(BaseModel):
+    """One sealed audit record, exactly as signed (verifiable offline)."""
+
+    seq: int
+    at: float = Field(description="epoch seconds")
+    action: str = Field(examples=["node.completed", "api.cancel_execution", "retention.purge"])
+    actor: str | None = Field(description="engine:<owner>, key:<8 hex>, anonymous, cli:<user>")
+    execution_id: str | None
+    node_id: str | None
+    outcome: str | None
+    details: dict[str, Any] | None
+    prev_hash: str
+    key_id: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    """A page of records; ask for the next one with ``after_seq=next_after_seq``."""
+
+    enabled: bool = Field(description="whether new records are being written")
+    records: list[AuditRecordOut]
+    next_after_seq: int | None
+
+
+class AuditBreakOut(BaseModel):
+    """Where and how the chain breaks."""
+
+    seq: int
+    kind: str = Field(examples=["edited", "deleted", "inserted", "reordered", "unknown_key"])
+    message: str
+
+
+class AuditVerification(BaseModel):
+    """The outcome of checking the whole chain."""
+
+    ok: bool
+    verified_up_to: int = Field(description="seq of the last record known good")
+    records: int
+    head: dict[str, Any] | None = Field(description="the head kept aside: seq and hash")
+    breaks: list[AuditBreakOut]
+
+
+class PurgeResult(BaseModel):
+    """How many executions a purge deleted, and the cutoff it used."""
+
+    purged: int
+    finished_before: float
+
+
+def _time(value: str | None, name: str) -> float | None:
+    """Epoch seconds or an ISO 8601 time (a naive one is UTC)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise ApiProblem(400, f"{name}: expected a finite number of epoch seconds")
+        return seconds
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiProblem(
+            400, f"{name}: expected epoch seconds or an ISO 8601 time, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC).timestamp()
+    return parsed.timestamp()
+
+
+def _out(record: AuditRecord) -> AuditRecordOut:
+    return AuditRecordOut(**record.chain_fields())
+
+
+@router.get(
+    "/v1/audit",
+    response_model=AuditPage,
+    dependencies=ADMIN,
+    responses=error_responses(400),
+    summary="List audit records (admin)",
+)
+async def list_audit(
+    ctx: Ctx,
+    execution_id: Annotated[str | None, Query(max_length=255)] = None,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
+    action: Annotated[
+        str | None, Query(max_length=128, description="an action prefix, e.g. 'api.' or 'node.'")
+    ] = None,
+    since: Annotated[str | None, Query(description="at >= since (epoch or ISO 8601)")] = None,
+    until: Annotated[str | None, Query(description="at < until (epoch or ISO 8601)")] = None,
+    after_seq: Annotated[int, Query(ge=0, le=_MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    flt = AuditFilter(
+        execution_id=execution_id,
+        actor=actor,
+        action_prefix=action,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        after_seq=after_seq,
+        limit=limit,
+    )
+    records = await ctx.engine.audit.list(flt)
+    following = records[-1].seq if len(records) == limit else None
+    return AuditPage(
+        enabled=ctx.engine.audit.enabled,
+        records=[_out(r) for r in records],
+        next_after_seq=following,
+    )
+
+
+@router.get(
+    "/v1/audit/verify",
+    response_model=AuditVerification,
+    dependencies=ADMIN,
+    responses=error_responses(409),
+    summary="Verify the audit chain (admin)",
+)
+async def verify_audit(ctx: Ctx) -> AuditVerification:
+    audit = ctx.engine.audit
+    if not audit.enabled:
+        raise ApiProblem(409, f"the audit trail is off: {audit.status().reason}", slug="audit-off")
+    result = await audit.verify()
+    head = await audit.head()
+    return AuditVerification(
+        ok=result.ok,
+        verified_up_to=result.verified_up_to,
+        records=result.records,
+        head=None if head is None else {"seq": head.seq, "hash": head.hash},
+        breaks=[AuditBreakOut(seq=b.seq, kind=b.kind, message=b.message) for b in result.breaks],
+    )
+
+
+@router.post(
+    "/v1/admin/purge",
+    response_model=PurgeResult,
+    dependencies=ADMIN,
+    responses=error_responses(400),
+    summary="Delete finished executions older than a duration (admin)",
+)
+async def purge(
+    ctx: Ctx,
+    request: Request,
+    older_than: Annotated[
+        str | None,
+        Query(description="e.g. 30d, 12h; default: retention.days of the governance policy"),
+    ] = None,
+) -> PurgeResult:
+    seconds = _retention_seconds(ctx, older_than)
+    cutoff = time.time() - seconds
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    actor = api_key_id(token.strip()) if scheme.lower() == "bearer" and token else "anonymous"
+    count = await ctx.engine.audit.purge(cutoff, actor=actor)
+    return PurgeResult(purged=count, finished_before=cutoff)
+
+
+def _retention_seconds(ctx: Ctx, older_than: str | None) -> float:
+    if older_than is not None:
+        try:
+            return parse_duration(older_than)
+        except ValueError as exc:
+            raise ApiProblem(400, f"older_than: {exc}") from None
+    days = ctx.engine.governance.policy.retention.days
+    if days is None:
+        raise ApiProblem(
+            400, "give older_than (e.g. 30d): the governance policy sets no retention.days"
+        )
+    return float(days) * 86400

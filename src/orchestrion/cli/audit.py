@@ -1,0 +1,407 @@
+"""``orchestrion audit`` (verify, list, export) and ``orchestrion purge``: the audit trail and
+retention, on the database directly.
+
+    orchestrion audit verify [--db URL] [--expect-head SEQ:HASH] [--json]
+    orchestrion audit verify --file trail.jsonl [--expect-head SEQ:HASH]
+    orchestrion audit list [--execution ID] [--actor A] [--action PREFIX] [--since T]
+                           [--until T] [--after-seq N] [--limit N] [--json]
+    orchestrion audit export --output trail.jsonl
+    orchestrion audit verify|list|export ... --server URL --api-key KEY   # through a server
+    orchestrion purge --older-than 30d        # default: retention.days of the policy
+
+With ``--server URL`` (and an admin ``--api-key``), verify, list and export go through a
+running server (``GET /v1/audit/verify``, ``GET /v1/audit``) with the server's keys instead.
+
+Keys come from the governance policy's audit key variable (``ORCHESTRION_AUDIT_KEYS`` by
+default: ``id:base64key,...``, every key verifies). ``verify`` exits 0 when the chain holds
+and 1 naming the first break (seq and kind); an export verifies offline with ``--file``, and
+``--expect-head`` checks against a head noted elsewhere (printed by every ``verify``), which
+is what catches records removed from the end together with the head kept in the database.
+
+Exit codes as in ``cli/app.py``: 2 bad input or no audit key, 3 the database cannot be used.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from orchestrion.cli.app import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_STORE,
+    ApiKeyOption,
+    DbOption,
+    JsonOption,
+    ServerOption,
+    _database_url,
+    _fail,
+    _run_async,
+    app,
+    console,
+    err,
+)
+
+if TYPE_CHECKING:
+    from orchestrion.governance.audit_chain import ChainHead, Verification
+    from orchestrion.governance.audit_log import AuditLog
+    from orchestrion.store.audit import AuditRecord
+
+__all__ = ["audit_app"]
+
+T = TypeVar("T")
+
+audit_app = typer.Typer(
+    name="audit",
+    help="The signed audit trail: verify it, list records, export them.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app)
+
+HeadOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        help="SEQ:HASH the chain must end at (from an earlier verify), to catch truncation.",
+    ),
+]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in some containers
+        return "cli"
+
+
+async def _with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T:
+    """Open the store of ``db`` (or the configured one) and the audit log over it."""
+    from orchestrion.governance.audit_log import AuditLog
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.settings import load_settings
+    from orchestrion.store.factory import open_store
+
+    settings = load_settings()
+    governance = Governance.from_settings(settings)
+    store = open_store(_database_url(db) or settings.database_url)
+    await store.open()
+    try:
+        return await use(AuditLog(governance, lambda: store))
+    finally:
+        await store.close()
+
+
+def _remote(server: str, api_key: str | None, path: str, **params: Any) -> Any:
+    """GET ``path`` on a server: its JSON, or exit 2 (refused) or 3 (unreachable)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    query = {k: v for k, v in params.items() if v is not None}
+    try:
+        response = httpx.get(server.rstrip("/") + path, params=query, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise _fail(EXIT_STORE, f"cannot reach {server}: {exc}") from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise _fail(EXIT_INVALID, f"{server} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def _remote_records(server: str, api_key: str | None, **params: Any) -> list[AuditRecord]:
+    """Every record matching ``params``, page by page (``limit`` caps the total)."""
+    from orchestrion.store.audit import AuditRecord
+
+    wanted = params.pop("limit", None)
+    records: list[AuditRecord] = []
+    after = params.pop("after_seq", 0)
+    while wanted is None or len(records) < wanted:
+        page_size = 1000 if wanted is None else min(1000, wanted - len(records))
+        page = _remote(server, api_key, "/v1/audit", after_seq=after, limit=page_size, **params)
+        records.extend(AuditRecord.from_fields(r) for r in page["records"])
+        if page["next_after_seq"] is None:
+            break
+        after = page["next_after_seq"]
+    return records
+
+
+def _parse_head(text: str | None) -> ChainHead | None:
+    from orchestrion.governance.audit_chain import ChainHead
+
+    if text is None:
+        return None
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        _fail(EXIT_INVALID, f"--expect-head: expected SEQ:HASH (64 hex digits), got {text!r}")
+    return ChainHead(int(seq), digest.lower())
+
+
+def _time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(EXIT_INVALID, f"{name}: expected epoch seconds or an ISO 8601 time, got {value!r}")
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _read_file(path: Path) -> list[AuditRecord]:
+    from orchestrion.store.audit import AuditRecord
+
+    records: list[AuditRecord] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        _fail(EXIT_INVALID, f"cannot read {path}: {exc}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(AuditRecord.from_fields(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            _fail(EXIT_INVALID, f"{path}, line {number}: not an audit record ({exc})")
+    return records
+
+
+def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None:
+    if as_json:
+        body = result.to_dict()
+        body["head"] = None if head is None else {"seq": head.seq, "hash": head.hash}
+        console.print_json(json.dumps(body))
+    elif result.ok:
+        console.print(
+            f"[green]audit trail ok[/]: {result.records} record(s), verified up to seq "
+            f"{result.verified_up_to}",
+            highlight=False,
+        )
+        if head is not None:
+            console.print(f"head {head.seq}:{head.hash}", highlight=False)
+    else:
+        first = result.breaks[0]
+        err.print(
+            f"[bold red]audit trail broken[/] at seq {first.seq} ({first.kind}): {first.message}; "
+            f"verified up to seq {result.verified_up_to}",
+            highlight=False,
+        )
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("verify")
+def verify_command(
+    db: DbOption = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Verify an export (JSON lines) instead.")
+    ] = None,
+    expect_head: HeadOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Check every record's signature and link; exit 1 naming the first break."""
+    from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification
+    from orchestrion.governance.audit_log import verify_records
+
+    expected = _parse_head(expect_head)
+    if server and file is None:
+        body = _remote(server, api_key, "/v1/audit/verify")
+        breaks = [AuditBreak(b["seq"], b["kind"], b["message"]) for b in body["breaks"]]
+        remote = Verification(body["ok"], body["verified_up_to"], body["records"], breaks)
+        stored = body["head"]
+        remote_head = None if stored is None else ChainHead(stored["seq"], stored["hash"])
+        if remote.ok and expected is not None and remote_head != expected:
+            kind = "truncated" if (remote_head or ChainHead()).seq < expected.seq else "edited"
+            message = f"the server's head is not the expected head {expected.seq}"
+            remote.breaks.append(AuditBreak(remote.verified_up_to + 1, kind, message))
+            remote.ok = False
+        _report(remote, remote_head, as_json)
+        return
+    if file is not None:
+        from orchestrion.errors import ConfigurationError
+        from orchestrion.governance.audit_log import verification_keys
+        from orchestrion.governance.runtime import Governance
+        from orchestrion.settings import load_settings
+
+        try:
+            keys = verification_keys(Governance.from_settings(load_settings()))
+        except ConfigurationError as exc:
+            _fail(EXIT_INVALID, str(exc))
+        from orchestrion.governance.audit_chain import verify
+
+        records = _read_file(file)
+        # The file alone cannot tell whether its end is the trail's: --expect-head can.
+        head = expected
+        if head is None and records:
+            head = ChainHead(records[-1].seq, records[-1].hash)
+        result = verify([r.chain_fields() for r in records], keys, expected_head=head)
+        _report(result, head, as_json)
+        return
+
+    async def go(log: AuditLog) -> tuple[Verification, ChainHead | None]:
+        keys = log.keys
+        stored = await log.head()
+        records = [r async for r in log.records()]
+        result = verify_records(records, keys, stored, expected=expected)
+        return result, None if stored is None else stored.chain
+
+    result, head = _run_async(_with_log(db, go))
+    _report(result, head, as_json)
+
+
+@audit_app.command("list")
+def list_command(
+    db: DbOption = None,
+    execution: Annotated[str | None, typer.Option("--execution", help="Execution id.")] = None,
+    actor: Annotated[str | None, typer.Option(help="e.g. key:1a2b3c4d, engine:...")] = None,
+    action: Annotated[str | None, typer.Option(help="Action prefix, e.g. api. or node.")] = None,
+    since: Annotated[str | None, typer.Option(help="Epoch seconds or ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option(help="Epoch seconds or ISO 8601.")] = None,
+    after_seq: Annotated[int, typer.Option("--after-seq", min=0, max=2**63 - 1)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List audit records, oldest first."""
+    from orchestrion.store.audit import AuditFilter
+
+    if server:
+        _show(
+            _remote_records(
+                server,
+                api_key,
+                execution_id=execution,
+                actor=actor,
+                action=action,
+                since=since,
+                until=until,
+                after_seq=after_seq,
+                limit=limit,
+            ),
+            as_json,
+        )
+        return
+    flt = AuditFilter(
+        execution_id=execution,
+        actor=actor,
+        action_prefix=action,
+        since=_time(since, "--since"),
+        until=_time(until, "--until"),
+        after_seq=after_seq,
+        limit=limit,
+    )
+
+    async def go(log: AuditLog) -> list[AuditRecord]:
+        return await log.list(flt)
+
+    _show(_run_async(_with_log(db, go)), as_json)
+
+
+def _show(records: list[AuditRecord], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([r.chain_fields() for r in records]))
+        return
+    table = Table("seq", "at (UTC)", "action", "actor", "execution", "node", "outcome")
+    for r in records:
+        when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            str(r.seq),
+            when,
+            r.action,
+            r.actor or "",
+            r.execution_id or "",
+            r.node_id or "",
+            r.outcome or "",
+        )
+    console.print(table)
+
+
+@audit_app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSON lines file to write.")],
+    db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Write every record, one JSON object a line, verifiable offline with verify --file."""
+    if server:
+        records = _remote_records(server, api_key)
+        try:
+            with output.open("w", encoding="utf-8") as out:
+                for record in records:
+                    out.write(json.dumps(record.chain_fields(), ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise _fail(EXIT_INVALID, f"cannot write {output}: {exc}") from None
+        console.print(f"exported {len(records)} record(s) to {output}", highlight=False)
+        return
+
+    async def go(log: AuditLog) -> int:
+        count = 0
+        with output.open("w", encoding="utf-8") as out:
+            async for record in log.records():
+                out.write(json.dumps(record.chain_fields(), ensure_ascii=False) + "\n")
+                count += 1
+        return count
+
+    try:
+        count = _run_async(_with_log(db, go))
+    except OSError as exc:
+        _fail(EXIT_INVALID, f"cannot write {output}: {exc}")
+    console.print(f"exported {count} record(s) to {output}", highlight=False)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", help="e.g. 30d, 12h (default: retention.days of the governance policy)"
+        ),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished executions older than a duration, with their node runs and events.
+
+    Audit records stay; the purge itself is audited (count and cutoff).
+    """
+    from orchestrion.definition.durations import parse_duration
+
+    async def go(log: AuditLog) -> tuple[int, float]:
+        if older_than is not None:
+            try:
+                seconds = parse_duration(older_than)
+            except ValueError as exc:
+                _fail(EXIT_INVALID, f"--older-than: {exc}")
+        else:
+            days = log.retention_days
+            if days is None:
+                raise _fail(
+                    EXIT_INVALID,
+                    "give --older-than (e.g. 30d): the governance policy sets no retention.days",
+                )
+            seconds = days * 86400.0
+        cutoff = time.time() - seconds
+        return await log.purge(cutoff, actor=_actor()), cutoff
+
+    count, cutoff = _run_async(_with_log(db, go))
+    if as_json:
+        console.print_json(json.dumps({"purged": count, "finished_before": cutoff}))
+        return
+    when = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    console.print(f"purged {count} execution(s) finished before {when}", highlight=False)

@@ -1,0 +1,240 @@
+"""``AuditLog``: the audit trail of one engine process: write, read, verify, purge.
+
+On when the policy's audit key ring is set (``Governance.audit_keys``): its primary key signs,
+every key verifies. Off otherwise: nothing is written, ``status`` says so and verifying is
+refused (there is no key to verify with).
+
+What writes here: the engine's commits (each transition, in the commit's own transaction, via
+the ``signer`` on the batch), the API (each mutating call and admin read), any control that
+refuses something (``violation``), and the retention purge. Each ``record`` is one
+transaction of its own, sealed under the store's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification, verify
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
+
+if TYPE_CHECKING:
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.store.base import Store
+
+__all__ = ["POLICY_VIOLATION", "AuditLog", "AuditStatus", "verification_keys", "verify_records"]
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = "policy.violation"
+_PAGE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditStatus:
+    """Whether the trail is being written, and with which key (for the compliance report)."""
+
+    enabled: bool
+    key_id: str | None
+    verify_key_ids: tuple[str, ...]
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "key_id": self.key_id,
+            "verify_key_ids": list(self.verify_key_ids),
+            "reason": self.reason,
+        }
+
+
+def _plain(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``details`` as they will read back from storage (string keys, lists), so the record
+    verifies after the round trip; values JSON cannot hold become their text."""
+    if details is None:
+        return None
+    plain: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return plain
+
+
+def verification_keys(governance: Governance) -> dict[str, bytes]:
+    """Every audit key by id; ``ConfigurationError`` naming the variable when none is set."""
+    ring = governance.audit_keys
+    if ring is None:
+        raise ConfigurationError(
+            f"{governance.policy.audit.key_env} is not set: the audit trail is off"
+            " and cannot be verified without its keys"
+        )
+    return dict(ring.keys)
+
+
+def verify_records(
+    records: Iterable[AuditRecord],
+    keys: dict[str, bytes],
+    head: StoredHead | None,
+    *,
+    expected: ChainHead | None = None,
+) -> Verification:
+    """``audit_chain.verify`` over stored records against the head kept aside (which must be
+    there when records are, and signed) and, when given, a head noted elsewhere."""
+    rows = [record.chain_fields() for record in records]
+    trusted = head is not None and head.valid(keys)
+    result = verify(rows, keys, expected_head=head.chain if head is not None and trusted else None)
+    problem: str | None = None
+    if head is None and rows:
+        problem = "the head kept aside (table audit_head) is missing"
+    elif head is not None and not trusted:
+        problem = (
+            f"the head kept aside (table audit_head, seq {head.seq}) does not match its signature"
+        )
+    if problem is not None:
+        result.breaks.append(
+            AuditBreak(
+                result.verified_up_to + 1, "truncated", f"{problem}: newest records may be gone"
+            )
+        )
+        result.ok = False
+    if result.ok and expected is not None:
+        result = verify(rows, keys, expected_head=expected)
+    return result
+
+
+class AuditLog:
+    """The trail of one engine; see the module docstring."""
+
+    def __init__(self, governance: Governance, store: Callable[[], Store]) -> None:
+        self._governance = governance
+        self._store = store
+        ring = governance.audit_keys
+        self.signer: AuditSigner | None = None if ring is None else AuditSigner.from_ring(ring)
+        self._checked: tuple[float, dict[str, Any]] | None = None  # (monotonic, report)
+
+    @property
+    def enabled(self) -> bool:
+        return self.signer is not None
+
+    @property
+    def keys(self) -> dict[str, bytes]:
+        return verification_keys(self._governance)
+
+    @property
+    def retention_days(self) -> int | None:
+        """``retention.days`` of the policy: how long finished executions are kept."""
+        return self._governance.policy.retention.days
+
+    def status(self) -> AuditStatus:
+        policy = self._governance.policy.audit
+        ring = self._governance.audit_keys
+        if ring is None:
+            reason = (
+                "disabled in the governance policy (audit.enabled: false)"
+                if not policy.enabled
+                else f"{policy.key_env} is not set"
+            )
+            return AuditStatus(False, None, (), reason)
+        return AuditStatus(True, ring.primary, tuple(ring.keys))
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str | None = None,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+        outcome: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> AuditRecord | None:
+        """Append one record (None when the trail is off)."""
+        if self.signer is None:
+            return None
+        entry = AuditEntry(
+            action=action,
+            at=time.time() if at is None else at,
+            actor=actor,
+            execution_id=execution_id,
+            node_id=node_id,
+            outcome=outcome,
+            details=_plain(details),
+        )
+        (sealed,) = await self._store().append_audit([entry], self.signer)
+        return sealed
+
+    async def violation(
+        self,
+        control: str,
+        message: str,
+        *,
+        actor: str | None = None,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditRecord | None:
+        """A control refused something (``control``: "ssrf", "llm.model", "injection", ...)."""
+        return await self.record(
+            POLICY_VIOLATION,
+            actor=actor,
+            execution_id=execution_id,
+            node_id=node_id,
+            outcome=control,
+            details={"message": message, **(details or {})},
+        )
+
+    async def list(self, flt: AuditFilter) -> list[AuditRecord]:
+        return await self._store().list_audit(flt)
+
+    async def head(self) -> StoredHead | None:
+        return await self._store().audit_head()
+
+    async def records(self) -> AsyncIterator[AuditRecord]:
+        """Every record, in seq order, page by page."""
+        store = self._store()
+        after = 0
+        while page := await store.list_audit(AuditFilter(after_seq=after, limit=_PAGE)):
+            for record in page:
+                yield record
+            after = page[-1].seq
+
+    async def chain_check(self, max_age: float = 60.0) -> dict[str, Any] | None:
+        """The compliance report's view of the chain: ``{"verified", "records", "detail"}``,
+        from a full verification at most ``max_age`` seconds old (verifying reads the whole
+        trail, so a health probe must not do it on every call). None when the trail is off."""
+        if not self.enabled:
+            return None
+        now = time.monotonic()
+        cached = self._checked
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        result = await self.verify()
+        first = result.breaks[0] if result.breaks else None
+        report: dict[str, Any] = {
+            "verified": result.ok,
+            "records": result.verified_up_to,
+            "checked_at": time.time(),
+        }
+        if first is not None:
+            report["detail"] = f"audit chain broken at record {first.seq}: {first.message}"
+        self._checked = (now, report)
+        return report
+
+    async def verify(self) -> Verification:
+        """Check the whole stored trail against every key and the head kept aside."""
+        keys = self.keys
+        head = await self.head()
+        return verify_records([r async for r in self.records()], keys, head)
+
+    async def purge(self, finished_before: float, *, actor: str | None = None) -> int:
+        """Delete executions finished before ``finished_before`` (epoch seconds), with one
+        audit record of the purge in the same transaction. Returns how many went."""
+        count = await self._store().purge_executions(
+            finished_before, self.signer, actor, time.time()
+        )
+        logger.info(
+            "retention purge: %d execution(s) finished before %.0f deleted", count, finished_before
+        )
+        return count
