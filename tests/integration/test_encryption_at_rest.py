@@ -46,8 +46,15 @@ def key_line(*ids: str) -> str:
     return ",".join(f"{i}:{KeyRing.generate_key()}" for i in ids)
 
 
+AUDIT_KEYS = key_line("a1")
+
+
 def governance(keys: str | None) -> Governance:
-    return Governance.load(environ={"ORCHESTRION_ENCRYPTION_KEYS": keys} if keys else {})
+    """With the audit trail on too: its records must not carry classified values either."""
+    environ = {"ORCHESTRION_AUDIT_KEYS": AUDIT_KEYS}
+    if keys:
+        environ["ORCHESTRION_ENCRYPTION_KEYS"] = keys
+    return Governance.load(environ=environ)
 
 
 def workflow(name: str = "kyc", *, approval: bool = False) -> dict[str, Any]:
@@ -137,6 +144,8 @@ async def test_classified_values_never_reach_the_file_but_read_back_plain(
     for value in (rows["card"], rows["input"], rows["done"], inputs, stored_result):
         envelope = json.loads(value)
         assert envelope["$enc"] == "aes-256-gcm" and envelope["kid"] == "k1"
+    checked = await engine.audit.verify()  # the trail of the same run is in the same file
+    assert checked.ok and checked.verified_up_to > 0
     await engine.stop()
     assert_hidden(raw_bytes(db))
 
