@@ -13,24 +13,44 @@
   are what the resolver makes of them.
 
 An allow list of networks, when given, admits only those addresses.
+
+The check alone would leave a gap: httpx resolves the name again to connect, and a DNS server
+that answers a public address to the check and 169.254.169.254 to the connection (DNS
+rebinding) would get through. ``PinnedBackend`` closes it: the shared http client connects
+through it, and it resolves the name itself, checks every address with the same policy and
+connects to those checked addresses only, never to the name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import anyio
+import httpcore
+
 from orchestrion.errors import PolicyViolation
 
-__all__ = ["DEFAULT_DENY_HOSTS", "DEFAULT_DENY_NETWORKS", "UrlPolicy"]
+__all__ = [
+    "DEFAULT_DENY_HOSTS",
+    "DEFAULT_DENY_NETWORKS",
+    "PinnedBackend",
+    "Resolver",
+    "UrlPolicy",
+    "system_resolver",
+]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[Iterable[str]]]
+"""``async (host, port) -> addresses`` (as text) of a name; raises ``OSError`` when it has none."""
 
 DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
 DEFAULT_DENY_HOSTS = (
@@ -66,6 +86,8 @@ class UrlPolicy:
     allow_hosts: tuple[str, ...] = ()
     deny_private: bool = False
     deny_loopback: bool = False
+    resolver: Resolver | None = field(default=None, compare=False, repr=False)
+    """How names are resolved (``None``: the system's ``getaddrinfo``); a seam for tests."""
     _deny: tuple[IPNetwork, ...] = field(init=False, repr=False)
     _allow: tuple[IPNetwork, ...] = field(init=False, repr=False)
 
@@ -85,17 +107,32 @@ class UrlPolicy:
         """Raise ``PolicyViolation`` when ``url`` may not be requested."""
         try:
             parts = urlsplit(url)
-            host = (parts.hostname or "").rstrip(".").lower()
+            host = parts.hostname or ""
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
             raise PolicyViolation(f"blocked request: unreadable URL ({exc})") from exc
+        # A name that does not resolve has nothing to connect to: the request itself then
+        # fails with a clear error.
+        with contextlib.suppress(OSError):
+            await self.addresses(host, port)
+
+    async def addresses(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host`` the policy admits, in the resolver's order.
+
+        Raises ``PolicyViolation`` when the name is denied or any of its addresses is (one
+        bad address refuses them all: which one a connection would use is not ours to pick),
+        and ``OSError`` when the name does not resolve.
+        """
+        host = host.rstrip(".").lower()
         if not host:
             raise PolicyViolation("blocked request: the URL has no host")
         allowed_by_name = host in {h.lower() for h in self.allow_hosts}
         if not allowed_by_name and host in {h.lower() for h in self.deny_hosts}:
             raise PolicyViolation(f"blocked request to {host}: a denied host (SSRF guard)")
-        for address in await _resolve(host, port):
+        addresses = await _resolve(host, port, self.resolver or system_resolver)
+        for address in addresses:
             self._check_address(host, address)
+        return addresses
 
     def _check_address(self, host: str, address: IPAddress) -> None:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -113,7 +150,13 @@ class UrlPolicy:
             )
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses ``getaddrinfo`` gives for ``host`` (raises ``socket.gaierror``)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def _resolve(host: str, port: int, resolver: Resolver) -> list[IPAddress]:
     """Every address of ``host`` (a literal is its own), as the connection would see them."""
     literal = host[1:-1] if host.startswith("[") else host
     try:
@@ -127,12 +170,77 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
             return [ipaddress.IPv4Address(socket.inet_aton(literal))]
         except OSError:
             pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return []  # nothing to connect to: the request itself fails with a clear error
     addresses: list[IPAddress] = []
-    for info in infos:
-        raw = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone
-        addresses.append(ipaddress.ip_address(raw))
+    for raw in await resolver(host, port):
+        address = ipaddress.ip_address(raw.split("%", 1)[0])  # drop an IPv6 zone
+        if address not in addresses:  # getaddrinfo repeats an address per protocol
+            addresses.append(address)
     return addresses
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects only to addresses the URL policy checked.
+
+    ``connect_tcp`` resolves the host itself (with the policy's resolver), checks every
+    address like ``UrlPolicy.check`` does (a ``PolicyViolation`` propagates through httpx
+    unchanged, so the node fails as ``policy_violation``) and connects to the checked IP
+    addresses in the resolver's order, the next one when one refuses, all within the connect
+    timeout. The name is never handed to the socket layer, so it cannot resolve differently.
+    TLS is unaffected: httpcore starts it with the URL's host as ``server_hostname``.
+
+    ``policy`` is read at every connection, so an engine that changes its governance (the
+    service makes it untrusted) is followed; ``None`` connects by name, unchecked.
+    """
+
+    def __init__(
+        self,
+        policy: Callable[[], UrlPolicy | None],
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        # httpcore's own default on asyncio (the engine's loop); its auto backend is private.
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        policy = self._policy()
+        if policy is None:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            # The lookup counts against the connect timeout, as it does when the socket
+            # layer resolves the name itself.
+            with anyio.fail_after(timeout):
+                addresses = await policy.addresses(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"timed out resolving {host}") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or f"cannot resolve {host}") from exc
+        failure = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, left, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc  # refused or unreachable: the name's next address may answer
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        # No host to resolve: a socket path is the operator's configuration, not a URL's.
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

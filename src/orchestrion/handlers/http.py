@@ -6,7 +6,9 @@ standard ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` variables (``trust_env=True
 
 Every request, and every redirect hop, first passes the optional URL guard found in
 ``ctx.resources.extra["url_guard"]`` (an ``async (url) -> None`` that raises to block); the
-governance layer installs its SSRF guard there.
+governance layer installs its SSRF guard there. A client built with a ``url_policy`` also
+connects through ``PinnedBackend``: only to the addresses that policy checked, so a name that
+resolves differently the second time (DNS rebinding) cannot slip past the guard.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
+from httpx._utils import get_environment_proxies
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
+from orchestrion.governance.ssrf import PinnedBackend, UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 
 __all__ = [
@@ -35,6 +40,7 @@ __all__ = [
     "build_http_client",
     "display_url",
     "get_url_guard",
+    "pinning_policy",
     "run_http",
     "status_error",
     "transport_error",
@@ -62,29 +68,84 @@ def build_http_client(
     trust_env: bool = True,
     verify: bool | str = True,
     user_agent: str = USER_AGENT,
+    url_policy: UrlPolicy | Callable[[], UrlPolicy | None] | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` fit to share between node attempts of one process.
 
     The runtime builds one from its settings (``timeout=settings.http_timeout,
     max_connections=settings.http_max_connections``) and puts it in ``Resources.http``.
     Proxy variables are read here, when the client is built, not per request.
+
+    With ``url_policy`` (a policy, or a callable giving the one in force at each connection)
+    direct connections go through ``PinnedBackend``: to addresses the policy checked at
+    connect time. Requests sent through an HTTP proxy connect to the proxy, which resolves
+    the target itself: the proxy, the operator's choice, is not checked against the policy.
     """
     keepalive = max_keepalive_connections
     if keepalive is None:
         keepalive = min(max_connections, 20)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=keepalive,
+        keepalive_expiry=30.0,
+    )
+    transport: httpx.AsyncBaseTransport | None = None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
+    if url_policy is not None:
+        if isinstance(url_policy, UrlPolicy):  # itself callable: a guard, not a source
+            fixed = url_policy
+            backend = PinnedBackend(lambda: fixed)
+        else:
+            backend = PinnedBackend(url_policy)
+        transport = _PinnedTransport(backend, verify=verify, trust_env=trust_env, limits=limits)
+        if trust_env:
+            # A transport of our own turns off httpx's proxy variables: mount them again, as
+            # httpx would (a NO_PROXY pattern maps to None: the pinned transport).
+            mounts = {
+                pattern: None
+                if proxy is None
+                else httpx.AsyncHTTPTransport(
+                    verify=verify, trust_env=trust_env, limits=limits, proxy=proxy
+                )
+                for pattern, proxy in get_environment_proxies().items()
+            }
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=keepalive,
-            keepalive_expiry=30.0,
-        ),
+        limits=limits,
         trust_env=trust_env,
         verify=verify,
+        transport=transport,
+        mounts=mounts,
         # Redirects are followed by the handler, hop by hop, so the URL guard sees each one.
         follow_redirects=False,
         headers={"User-Agent": user_agent},
     )
+
+
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that connects through ``backend``."""
+
+    def __init__(
+        self,
+        backend: httpcore.AsyncNetworkBackend,
+        *,
+        verify: bool | str,
+        trust_env: bool,
+        limits: httpx.Limits,
+    ) -> None:
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+        super().__init__(verify=ssl_context, trust_env=trust_env, limits=limits)
+        # httpx (0.27, 0.28) takes no network backend: its pool is replaced by one with the
+        # same settings that has it. Refuse loudly rather than run unpinned if that changes.
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError("this httpx version keeps no connection pool in _pool")
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
 
 
 class HttpConfig(BaseModel):
@@ -173,6 +234,12 @@ def get_url_guard(ctx: NodeContext) -> UrlGuard | None:
     """The SSRF guard hook: installed by governance, ``None`` when nothing restricts URLs."""
     guard = ctx.resources.extra.get(URL_GUARD_KEY)
     return guard if callable(guard) else None
+
+
+def pinning_policy(ctx: NodeContext) -> UrlPolicy | None:
+    """The guard when it is a ``UrlPolicy``: one a connection can be pinned with."""
+    guard = ctx.resources.extra.get(URL_GUARD_KEY)
+    return guard if isinstance(guard, UrlPolicy) else None
 
 
 def display_url(url: httpx.URL | str) -> str:
@@ -375,7 +442,8 @@ async def run_http(ctx: NodeContext, config: HttpConfig) -> dict[str, Any]:
     if ctx.resources.http is not None:
         response, body = await _exchange(ctx.resources.http, ctx, config)
     else:
-        async with build_http_client(timeout=config.timeout) as client:
+        policy = pinning_policy(ctx)
+        async with build_http_client(timeout=config.timeout, url_policy=policy) as client:
             response, body = await _exchange(client, ctx, config)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.debug(

@@ -40,6 +40,7 @@ from orchestrion.handlers.http import (
     build_http_client,
     display_url,
     get_url_guard,
+    pinning_policy,
     status_error,
     transport_error,
 )
@@ -297,7 +298,9 @@ async def _openai_completion(
         if ctx.resources.http is not None:
             response, body = await _post(ctx.resources.http, url, payload, headers, config)
         else:
-            async with build_http_client(timeout=config.timeout) as client:
+            async with build_http_client(
+                timeout=config.timeout, url_policy=pinning_policy(ctx)
+            ) as client:
                 response, body = await _post(client, url, payload, headers, config)
         if response.status_code >= 300:
             raise status_error("POST", url, response, body)

@@ -153,6 +153,9 @@ class Worker:
         self._resources.http = build_http_client(
             timeout=self.settings.http_timeout,
             max_connections=self.settings.http_max_connections,
+            # Connections go only to addresses the policy in force checked (DNS rebinding);
+            # read per connection, so a later ``use_governance`` is followed too.
+            url_policy=lambda: self.governance.url_policy,
         )
         self._resources.extra.setdefault("registry", self.registry)
         if self._breakers is not None:
