@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime.engine import Engine
 from orchestrion.runtime.worker import Worker
@@ -38,12 +39,21 @@ async def scaleout_engine(
     concurrency: int = 64,
     registry: HandlerRegistry | None = None,
     settings: dict[str, Any] | None = None,
+    worker_governance: Governance | None = None,
     **engine_kwargs: Any,
 ) -> AsyncIterator[Engine]:
+    """``worker_governance``: the workers' own (by default, built from the settings)."""
     config = scaleout_settings(postgres_url, redis_url, prefix, **(settings or {}))
     registry = registry or default_registry()
     pool = [
-        Worker(redis_url, config, registry, concurrency=concurrency, worker_id=f"w{i}")
+        Worker(
+            redis_url,
+            config,
+            registry,
+            concurrency=concurrency,
+            worker_id=f"w{i}",
+            governance=worker_governance,
+        )
         for i in range(workers)
     ]
     for worker in pool:

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -66,7 +67,7 @@ def build_http_client(
     max_connections: int = 100,
     max_keepalive_connections: int | None = None,
     trust_env: bool = True,
-    verify: bool | str = True,
+    verify: bool | str | ssl.SSLContext = True,
     user_agent: str = USER_AGENT,
     url_policy: UrlPolicy | Callable[[], UrlPolicy | None] | None = None,
 ) -> httpx.AsyncClient:
@@ -129,7 +130,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         self,
         backend: httpcore.AsyncNetworkBackend,
         *,
-        verify: bool | str,
+        verify: bool | str | ssl.SSLContext,
         trust_env: bool,
         limits: httpx.Limits,
     ) -> None:
