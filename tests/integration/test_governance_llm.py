@@ -9,6 +9,7 @@ output) or rejects it (the node fails) through the API (issue #6, items 4 and 6)
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,8 @@ import pytest
 
 from orchestrion.api.app import create_app
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.governance.encryption import KeyRing
+from orchestrion.governance.runtime import Governance
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
@@ -60,6 +63,9 @@ class Provider(BaseHTTPRequestHandler):
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
         if "JSON" in prompt:
             text = json.dumps({"answer": "maybe", "confidence": 0.2})
+        elif "SECRET:" in prompt:
+            # Derived from the input, yet found nowhere else: only the output can carry it.
+            text = prompt.split("SECRET:", 1)[1].strip()[::-1]
         else:
             text = "A short summary."
         # exp(mean logprob): -0.01 is about 0.99 sure, -1.5 about 0.22.
@@ -305,3 +311,41 @@ async def test_the_provider_url_passes_the_ssrf_guard(
         assert node.error is not None and node.error["category"] == "policy_violation"
         assert "SSRF guard" in node.error["message"]
         assert node.attempt == 1
+
+
+async def test_a_classified_output_waiting_for_review_is_sealed_at_rest(
+    tmp_path: Path, provider: ThreadingHTTPServer
+) -> None:
+    # The `node.waiting` record journals the output the reviewer is to judge: for a `pii`
+    # node it must reach the file as an envelope, like the node's output once approved.
+    policy = tmp_path / "governance.yaml"
+    policy.write_text(POLICY)
+    secret = "Grace-Hopper-PII-7731"
+    leaked = secret[::-1]  # what the provider answers
+    keys = f"k1:{KeyRing.generate_key()}"
+    governance = Governance.load(policy, environ={"ORCHESTRION_ENCRYPTION_KEYS": keys})
+    node = llm(provider, "answer", prompt="UNSURE SECRET: {{ input.who }}")
+    node["data_classification"] = "pii"
+    definition = flow(node)
+    definition["dag"]["nodes"][0]["data_classification"] = "pii"  # the input node's output
+    db = tmp_path / "sealed.db"
+    async with Engine(f"sqlite:///{db}", governance=governance) as engine:
+        record = await engine.start_execution(definition, {"who": secret})
+        waiting = await engine.settle(record.id, timeout=30)
+        assert waiting.nodes["answer"].wait_reason == "review"
+        raw = b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        assert leaked.encode() not in raw and secret.encode() not in raw
+        conn = sqlite3.connect(db)
+        rows = conn.execute(
+            "SELECT data FROM events WHERE execution_id = ? AND type = 'node.waiting'",
+            (record.id,),
+        ).fetchall()
+        conn.close()
+        assert len(rows) == 1
+        stored = json.loads(rows[0][0])
+        assert "output" not in stored and stored["sealed"]["kid"] == "k1", stored
+        assert stored["reason"] == "review"  # what happened stays readable
+        # Read back through the engine, the reviewer sees the plaintext output.
+        events = await engine.store.list_events(record.id)
+        opened = [e for e in events if e.type == "node.waiting"]
+        assert opened[0].data["output"]["text"] == leaked
