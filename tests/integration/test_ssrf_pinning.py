@@ -29,7 +29,8 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import PolicyViolation
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.ssrf import UrlPolicy
-from orchestrion.handlers.http import build_http_client
+from orchestrion.handlers.base import NodeContext, Resources
+from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client, run_http
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
@@ -393,3 +394,53 @@ async def test_through_an_http_proxy_the_target_is_left_to_the_proxy(
         "http://far.test/through-proxy",
         "/direct",
     ]
+
+
+async def test_the_llm_provider_url_is_pinned_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, denied: ThreadingHTTPServer
+) -> None:
+    monkeypatch.setenv("PIN_LLM_API_KEY", "sk-pinning-test")
+    rebinder = Rebinder(["127.0.0.1"], ["127.0.0.2"])
+    settings, governance = _governance(tmp_path, rebinder)
+    node = {
+        "id": "ask",
+        "handler": "llm",
+        "retry": {"max_attempts": 3, "initial_delay": 0.01, "retry_on": ["all"]},
+        "config": {
+            "provider": "openai",
+            "base_url": f"http://rebind.test:{denied.server_address[1]}/v1",
+            "api_key_env": "PIN_LLM_API_KEY",
+            "prompt": "hello",
+        },
+    }
+    async with Engine(settings=settings, governance=governance) as engine:
+        result = await engine.run({"name": "llm", "dag": {"nodes": [node]}}, timeout=30)
+    ask = result.nodes["ask"]
+    assert ask.error is not None and ask.error["category"] == "policy_violation", ask.error
+    assert ask.attempt == 1
+    assert denied.requested == []  # type: ignore[attr-defined]
+
+
+async def test_a_handler_without_a_shared_client_pins_its_own(
+    denied: ThreadingHTTPServer,
+) -> None:
+    # No `Resources.http` (a handler run on its own): the client it builds is pinned with
+    # the installed UrlPolicy.
+    policy = UrlPolicy(
+        deny_networks=("127.0.0.2/32",), resolver=Rebinder(["127.0.0.1"], ["127.0.0.2"])
+    )
+    ctx = NodeContext(
+        execution_id="e",
+        node_id="n",
+        attempt=1,
+        idempotency_key="e:n:1",
+        inputs={},
+        outputs={},
+        dependencies=(),
+        handler="http",
+        resources=Resources(extra={URL_GUARD_KEY: policy}),
+    )
+    config = HttpConfig.model_validate({"url": f"http://rebind.test:{denied.server_address[1]}/"})
+    with pytest.raises(PolicyViolation, match=r"127\.0\.0\.2"):
+        await run_http(ctx, config)
+    assert denied.requested == []  # type: ignore[attr-defined]

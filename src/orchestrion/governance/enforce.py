@@ -4,7 +4,8 @@
 engine's in-process workers, a scale-out worker) with what handlers consult before acting:
 
 - ``url_guard``: the SSRF guard (``UrlPolicy``), run by the http handler before every request
-  and every redirect hop, and by the llm handler on the provider URL;
+  and every redirect hop, and by the llm handler on the provider URL (the shared http client
+  checks the addresses again when it connects: see ``PinnedBackend``);
 - ``llm_policy``: the ``LlmPolicy`` the llm handler checks the rendered prompt against, and
   its confidence threshold for human review;
 - ``python_allowlist``: the modules the python handler may import from (``None``: trusted);
