@@ -1,15 +1,20 @@
 """The SSRF guard: a corpus of targets that must be refused, and ones that must pass (issue #6).
 
 Every target here is refused before any connection is made; numeric spellings are resolved
-by the local resolver (no DNS traffic).
+by the local resolver (no DNS traffic). The pinned backend is driven with a resolver table and
+an inner backend that records where it is asked to connect.
 """
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
+import httpcore
 import pytest
 
 from orchestrion.errors import PolicyViolation
-from orchestrion.governance.ssrf import UrlPolicy
+from orchestrion.governance.ssrf import PinnedBackend, UrlPolicy
 
 BLOCKED_BY_DEFAULT = [
     "http://169.254.169.254/latest/meta-data/",
@@ -96,3 +101,60 @@ def test_an_octal_url_httpx_refuses_is_left_to_the_guard() -> None:
     assert HttpConfig.model_validate({"url": "http://0251.0376.0251.0376/"}).url
     with pytest.raises(ValueError, match="invalid URL"):
         HttpConfig.model_validate({"url": "http://0999.1.1.1/"})
+
+
+class _Inner(httpcore.AsyncNetworkBackend):
+    """Records where it is asked to connect; refuses the addresses in ``refuse``."""
+
+    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.refuse = refuse
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append((host, port))
+        if host in self.refuse:
+            raise httpcore.ConnectError("refused")
+        return "stream"
+
+
+def _table(answers: dict[str, list[str]]) -> Any:
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return answers[host]
+
+    return resolve
+
+
+async def test_the_pinned_backend_connects_to_checked_addresses_never_to_the_name() -> None:
+    policy = UrlPolicy(resolver=_table({"a.test": ["10.0.0.7", "10.0.0.7", "10.0.0.8"]}))
+    inner = _Inner(refuse=("10.0.0.7",))
+    stream = await PinnedBackend(lambda: policy, inner).connect_tcp("a.test", 8080, timeout=5)
+    assert stream == "stream"
+    # Duplicates (one per protocol from getaddrinfo) are tried once; a refusal falls through.
+    assert inner.calls == [("10.0.0.7", 8080), ("10.0.0.8", 8080)]
+
+
+async def test_the_pinned_backend_refuses_before_connecting_anywhere() -> None:
+    policy = UrlPolicy(resolver=_table({"mixed.test": ["10.0.0.7", "169.254.169.254"]}))
+    inner = _Inner()
+    with pytest.raises(PolicyViolation, match=r"169\.254\.169\.254"):
+        await PinnedBackend(lambda: policy, inner).connect_tcp("mixed.test", 80)
+    with pytest.raises(PolicyViolation, match="denied host"):
+        await PinnedBackend(lambda: policy, inner).connect_tcp("metadata.google.internal", 80)
+    with pytest.raises(PolicyViolation):
+        await PinnedBackend(lambda: policy, inner).connect_tcp("0xa9fea9fe", 80)
+    assert inner.calls == []
+
+
+async def test_the_pinned_backend_without_a_policy_connects_by_name() -> None:
+    inner = _Inner()
+    await PinnedBackend(lambda: None, inner).connect_tcp("a.test", 80)
+    assert inner.calls == [("a.test", 80)]
+
+
+async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
+    policy = UrlPolicy(resolver=_table({}))
+    with pytest.raises(httpcore.ConnectError, match="not known"):
+        await PinnedBackend(lambda: policy, _Inner()).connect_tcp("gone.test", 80)
+    await policy.check("http://gone.test/")  # the pre-check leaves it to the connection
