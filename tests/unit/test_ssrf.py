@@ -104,16 +104,20 @@ def test_an_octal_url_httpx_refuses_is_left_to_the_guard() -> None:
 
 
 class _Inner(httpcore.AsyncNetworkBackend):
-    """Records where it is asked to connect; refuses the addresses in ``refuse``."""
+    """Records where it is asked to connect; refuses ``refuse``, times out on ``silent``."""
 
-    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
+    def __init__(self, refuse: tuple[str, ...] = (), silent: tuple[str, ...] = ()) -> None:
         self.calls: list[tuple[str, int]] = []
-        self.refuse = refuse
+        self.timeouts: list[float | None] = []
+        self.refuse, self.silent = refuse, silent
 
     async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         self.calls.append((host, port))
         if host in self.refuse:
             raise httpcore.ConnectError("refused")
+        if host in self.silent:
+            raise httpcore.ConnectTimeout("no answer")
+        self.timeouts.append(args[0] if args else kwargs.get("timeout"))
         return "stream"
 
 
@@ -133,6 +137,14 @@ async def test_the_pinned_backend_connects_to_checked_addresses_never_to_the_nam
     assert stream == "stream"
     # Duplicates (one per protocol from getaddrinfo) are tried once; a refusal falls through.
     assert inner.calls == [("10.0.0.7", 8080), ("10.0.0.8", 8080)]
+
+
+async def test_an_address_that_does_not_answer_leaves_time_for_the_next() -> None:
+    policy = UrlPolicy(resolver=_table({"six.test": ["2001:db8::1", "192.0.2.1"]}))
+    inner = _Inner(silent=("2001:db8::1",))
+    await PinnedBackend(lambda: policy, inner).connect_tcp("six.test", 443, timeout=10)
+    assert inner.calls == [("2001:db8::1", 443), ("192.0.2.1", 443)]
+    assert inner.timeouts[0] is not None and 9 < inner.timeouts[0] <= 10  # the last gets all
 
 
 async def test_the_pinned_backend_refuses_before_connecting_anywhere() -> None:

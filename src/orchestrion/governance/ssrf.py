@@ -184,9 +184,10 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     ``connect_tcp`` resolves the host itself (with the policy's resolver), checks every
     address like ``UrlPolicy.check`` does (a ``PolicyViolation`` propagates through httpx
     unchanged, so the node fails as ``policy_violation``) and connects to the checked IP
-    addresses in the resolver's order, the next one when one refuses, all within the connect
-    timeout. The name is never handed to the socket layer, so it cannot resolve differently.
-    TLS is unaffected: httpcore starts it with the URL's host as ``server_hostname``.
+    addresses in the resolver's order, the next one when one refuses or does not answer in
+    its share of the connect timeout. The name is never handed to the socket layer, so it
+    cannot resolve differently. TLS is unaffected: httpcore starts it with the URL's host as
+    ``server_hostname``.
 
     ``policy`` is read at every connection, so an engine that changes its governance (the
     service makes it untrusted) is followed; ``None`` connects by name, unchecked.
@@ -222,15 +223,20 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"timed out resolving {host}") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or f"cannot resolve {host}") from exc
-        failure = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        failure: Exception = httpcore.ConnectError(f"{host} has no address")
+        for index, address in enumerate(addresses):
+            # Each address gets its share of what is left of the timeout, so one that never
+            # answers (IPv6 without a route, say) leaves time for the next, as the happy
+            # eyeballs of a connection by name would.
+            share = None
+            if deadline is not None:
+                share = max(0.0, deadline - time.monotonic()) / (len(addresses) - index)
             try:
                 return await self._inner.connect_tcp(
-                    str(address), port, left, local_address, socket_options
+                    str(address), port, share, local_address, socket_options
                 )
-            except httpcore.ConnectError as exc:
-                failure = exc  # refused or unreachable: the name's next address may answer
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc  # the name's next address may answer
         raise failure
 
     async def connect_unix_socket(
