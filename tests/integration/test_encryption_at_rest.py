@@ -355,3 +355,26 @@ async def test_unclassified_workflows_are_written_untouched(engine: Engine, tmp_
     (output,) = conn.execute("SELECT output FROM node_runs").fetchone()
     conn.close()
     assert json.loads(output) == SECRET_IN
+
+
+async def test_a_server_without_the_key_says_which_key_it_lacks(tmp_path: Path) -> None:
+    db = tmp_path / "nokey.db"
+    async with Engine(f"sqlite:///{db}", governance=governance(key_line("k1"))) as engine:
+        done = await engine.run(workflow(), {"name": SECRET_IN}, timeout=20)
+    settings = load_settings(
+        database_url=f"sqlite:///{db}", rate_limit_per_second=0, shutdown_grace=0
+    )
+    other = Engine(settings=settings, governance=governance(key_line("k2")), resume=False)
+    await other.start()
+    app = create_app(other, settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                response = await client.get(f"/v1/workflows/{done.execution_id}")
+    finally:
+        await other.stop(0)
+    assert response.status_code == 500, response.text
+    body = response.json()
+    assert "cannot be decrypted" in body["detail"] and "'k1'" in body["detail"]
+    assert SECRET_IN not in response.text and CARD not in response.text

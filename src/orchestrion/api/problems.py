@@ -33,6 +33,7 @@ from orchestrion.errors import (
     OrchestrionError,
     StoreError,
 )
+from orchestrion.governance.encryption import DecryptionError
 
 __all__ = [
     "PROBLEM_JSON",
@@ -166,6 +167,13 @@ async def _orchestrion_error(request: Request, exc: Exception) -> Response:
         if not request.app.state.ctx.engine_running:
             return problem_response(503, "the engine is shutting down", instance=path)
         return problem_response(409, str(exc), instance=path)
+    if isinstance(exc, DecryptionError):
+        # The store answers, but this server's key ring cannot open what it holds: the
+        # operator's fix (the key named) is safe to say; the value is not.
+        logger.error("stored value cannot be decrypted: %s", exc, extra={"path": path})
+        return problem_response(
+            500, f"a stored value cannot be decrypted: {exc}", instance=path, slug="decryption"
+        )
     if isinstance(exc, StoreError):
         logger.error(
             "state store failure",
