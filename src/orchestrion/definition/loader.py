@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
 from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
+from orchestrion.definition.reads import propagate_classification
 from orchestrion.definition.validate import (
     LocatedIssue,
     check_spec,
@@ -125,6 +126,7 @@ def _load(
     issues.extend(locator.located(item) for item in located)
     if issues or spec is None:
         raise DefinitionError(_unique(issues), label)
+    spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []
     if spec.triggers or spec.routing or spec.error_handling or spec.success_criteria:

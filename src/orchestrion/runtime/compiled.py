@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrion.core.plan import BRANCHING_HANDLER, Plan
+from orchestrion.core.plan import Plan
 from orchestrion.definition.model import WorkflowSpec
+from orchestrion.definition.reads import readable_nodes
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.store.base import ExecutionRecord
-from orchestrion.templates import condition_references, template_references
 
 __all__ = ["CompiledWorkflow"]
 
@@ -31,23 +31,8 @@ class CompiledWorkflow:
     @classmethod
     def build(cls, definition_id: str, spec: WorkflowSpec) -> CompiledWorkflow:
         plan = Plan.build(spec)
-        ids = set(plan.ids)
-        context: list[tuple[str, ...]] = []
-        for node in plan.nodes:
-            referenced = template_references(node.config)
-            if node.when:
-                referenced |= condition_references(node.when)
-            if node.handler == BRANCHING_HANDLER:
-                for case in node.config.get("cases") or ():
-                    if isinstance(case, dict) and isinstance(case.get("when"), str):
-                        referenced |= condition_references(case["when"])
-            if "nodes" in referenced:
-                # `nodes['x-y'].output` cannot be resolved statically: give every ancestor.
-                referenced |= _ancestors(plan, plan.index[node.id])
-            if node.compensate is not None:
-                referenced |= template_references(node.compensate.config)
-            needed = [*node.dependencies, *sorted((referenced & ids) - set(node.dependencies))]
-            context.append(tuple(dict.fromkeys(needed)))
+        reads = readable_nodes(spec)
+        context = [reads[node.id] for node in plan.nodes]
         outputs = tuple(n.id for n in plan.nodes if n.handler == "output")
         sinks = tuple(plan.ids[i] for i, kids in enumerate(plan.children) if not kids)
         return cls(definition_id, plan, tuple(context), outputs, sinks)
@@ -120,14 +105,3 @@ class CompiledWorkflow:
             return outputs.get(self.output_nodes[0])
         chosen = self.output_nodes or self.sink_nodes
         return {node_id: outputs[node_id] for node_id in chosen if node_id in outputs}
-
-
-def _ancestors(plan: Plan, i: int) -> set[str]:
-    seen: set[int] = set()
-    stack = list(plan.parents[i])
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(plan.parents[n])
-    return {plan.ids[n] for n in seen}
