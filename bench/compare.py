@@ -186,8 +186,15 @@ def run_once(command: list[str], timeout: float, env: dict[str, str] | None = No
     for line in reversed(stdout.splitlines()):
         if line.startswith("BENCH-RESULT "):
             return Outcome(json.loads(line.removeprefix("BENCH-RESULT ")), outside)
-    last = next((x for x in reversed(stderr.strip().splitlines()) if x.strip()), "no output")
-    return Outcome(None, outside, f"failed (exit {proc.returncode}): {last.strip()[:160]}")
+    return Outcome(None, outside, f"failed (exit {proc.returncode}): {_error_line(stderr)}")
+
+
+def _error_line(stderr: str) -> str:
+    """The last exception line of a traceback (not its indented frames), else the last line."""
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    errors = [x for x in lines if not x[0].isspace() and ("Error" in x or "Exception" in x)]
+    line = (errors or lines or ["no output"])[-1].strip()
+    return line.split(" (Background on this error")[0][:160]
 
 
 def run_cell(system: System, workload: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -235,7 +242,7 @@ def run_w6(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "w6.json"
         command = [sys.executable, str(BENCH / "scaleout.py"), "--workers", "1,2,4"]
-        command += ["--json", str(out), "--repeat", "1"]
+        command += ["--json", str(out), "--repeat", str(min(args.repeat, 5))]
         if args.quick:
             command += ["--nodes", "2000", "--chains", "4", "--chain-length", "51"]
         outcome = run_once(command, max(args.timeout, 600.0))
@@ -293,6 +300,8 @@ def table(cells: list[dict[str, Any]], quick: bool) -> str:
         ratio = _fmt_ratio(cell["median_s"] / base) if base else "-"
         rss = f"{cell['peak_rss_mib']:.0f} MiB" if cell.get("peak_rss_mib") else "-"
         note = f" ({cell['problem']})" if cell.get("problem") else ""
+        if key == "w6" and cell.get("extra", {}).get("rss_worker_mib"):
+            rss += f" (orchestrator; worker {cell['extra']['rss_worker_mib']:.0f})"
         if key == "w5" and "rss_waiting_mib" in cell.get("extra", {}):
             rss += f" (waiting: {cell['extra']['rss_waiting_mib']:.0f})"
         lines.append(
@@ -333,7 +342,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--workloads", default="w0,w1,w2,w3,w4,w5")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3, help="fresh-process runs per cell")
     parser.add_argument("--quick", action="store_true", help="workloads a tenth the size")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
@@ -355,6 +364,11 @@ def main() -> None:
                 ensure_venv(system.name, system.pins)
             except subprocess.CalledProcessError as exc:
                 broken[system.name] = f"install failed (exit {exc.returncode})"
+                continue
+            # One-time set-up (Airflow's and Prefect's schemas) before any timed run.
+            outcome = run_once([str(system.python), str(system.runner), "prepare"], 600)
+            if outcome.problem:
+                broken[system.name] = f"set-up {outcome.problem}"
 
     info = machine()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -56,9 +56,11 @@ def main(
     itself (a callable may return ``{"wall_s": ...}`` to time only its own core).
     """
     parser = argparse.ArgumentParser(description=f"{system} benchmark runner")
-    parser.add_argument("workload", choices=sorted(workloads))
+    parser.add_argument("workload", choices=[*sorted(workloads), "prepare"])
     parser.add_argument("--quick", action="store_true", help="small sizes (development)")
     args = parser.parse_args()
+    if args.workload == "prepare":  # one-time set-up happens at import: nothing more to do
+        return
     size = SIZES["quick" if args.quick else "full"].get(args.workload, 1)
     with tempfile.TemporaryDirectory(prefix=f"bench-{system}-") as tmp:
         started = time.perf_counter()
