@@ -27,11 +27,18 @@ SHORT = {
 ORDER = ["orchestrion", "floor", "dbos", "prefect", "dagster", "airflow"]
 
 
+def _label(workload: str) -> str:
+    if workload.startswith("w6/"):  # one bar group per worker count
+        return f"w6 scale-out\n{workload[3:].removesuffix('w')} worker(s)"
+    return SHORT.get(workload, workload)
+
+
 def main() -> None:
     results, png = Path(sys.argv[1]), Path(sys.argv[2])
     data = json.loads(results.read_text())
     cells = data["cells"]
-    workloads = list(dict.fromkeys(c["workload"] for c in cells))
+    # Workloads no system measured (w6's peer rows) would only be empty columns.
+    workloads = list(dict.fromkeys(c["workload"] for c in cells if c.get("nodes_per_s")))
     systems = [s for s in ORDER if any(c["system"] == s for c in cells)]
     systems += sorted({c["system"] for c in cells} - set(systems))
     rate = {(c["system"], c["workload"]): c.get("nodes_per_s") for c in cells}
@@ -43,10 +50,10 @@ def main() -> None:
         ax.bar(xs, heights, width, label=system)
         for x, w, h in zip(xs, workloads, heights, strict=True):
             if not h and (system, w) in rate:  # measured nothing: timeout or not run
-                ax.text(x, 0.12, "x", ha="center", va="bottom", fontsize=8, color="grey")
+                ax.text(x, 0.012, "x", ha="center", va="bottom", fontsize=8, color="grey")
     ax.set_yscale("log")
-    ax.set_ylim(bottom=0.1)
-    ax.set_xticks(range(len(workloads)), [SHORT.get(w, w) for w in workloads], fontsize=8)
+    ax.set_ylim(bottom=0.01)
+    ax.set_xticks(range(len(workloads)), [_label(w) for w in workloads], fontsize=8)
     ax.set_ylabel("nodes/s (log scale; higher is better)")
     quick = ", --quick sizes" if data.get("quick") else ""
     ax.set_title(f"Side by side, {data['started']}{quick}; x = timeout or not run", fontsize=10)
