@@ -344,7 +344,7 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3, help="fresh-process runs per cell")
-    parser.add_argument("--quick", action="store_true", help="workloads a tenth the size")
+    parser.add_argument("--quick", action="store_true", help="small sizes (development)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="JSON, Markdown, PNG")
     parser.add_argument("--chart", type=Path, help="the PNG (default: <out>/compare.png)")
