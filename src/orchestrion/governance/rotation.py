@@ -252,19 +252,24 @@ async def _executions(
             for column, old in zip(columns, row[1:], strict=True):
                 if old is None:
                     continue
-                value = _json(old)
-                ctx = context(eid, None, column)
-                new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
-                if new is not value:
+                new = _rewrapped(rewrap, column, old, context(eid, None, column))
+                if new is not None:
                     updates.append(
                         (
                             f"UPDATE executions SET {column} = :new WHERE id = :id"
                             f" AND {column} = :old",
-                            {"new": _dumps(new), "id": eid, "old": old},
+                            {"new": new, "id": eid, "old": old},
                         )
                     )
         after = rows[-1][0]
         await _apply(db, report, "executions", updates, dry_run, progress, len(rows))
+
+
+def _rewrapped(rewrap: _Rewrap, column: str, old: Any, ctx: str) -> str | None:
+    """The stored text re-encrypted with the primary key, or None when it needs no change."""
+    value = _json(old)
+    new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
+    return None if new is value else _dumps(new)
 
 
 async def _node_runs(
@@ -293,15 +298,13 @@ async def _node_runs(
             for column, old in (("output", output), ("error", error)):
                 if old is None:
                     continue
-                value = _json(old)
-                ctx = context(eid, node, column)
-                new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
-                if new is not value:
+                new = _rewrapped(rewrap, column, old, context(eid, node, column))
+                if new is not None:
                     updates.append(
                         (
                             f"UPDATE node_runs SET {column} = :new WHERE execution_id = :e"
                             f" AND node_id = :n AND {column} = :old",
-                            {"new": _dumps(new), "e": eid, "n": node, "old": old},
+                            {"new": new, "e": eid, "n": node, "old": old},
                         )
                     )
         after = (rows[-1][0], rows[-1][1])
