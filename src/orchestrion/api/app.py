@@ -95,7 +95,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             from orchestrion.dispatch.streams import StreamNames
 
             names = StreamNames(settings.redis_prefix)
-            follow = follow_commits(ctx.redis, names, lambda eid: ctx.hub.notify(eid, []))
+            ctx.closing = False  # what ends the follower; a previous shutdown left it set
+            follow = follow_commits(
+                ctx.redis, names, lambda eid: ctx.hub.notify(eid, []), lambda: ctx.closing
+            )
             background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
         sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
         try:

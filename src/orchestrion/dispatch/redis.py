@@ -55,6 +55,7 @@ __all__ = [
     "engine_bound",
     "ensure_group",
     "follow_commits",
+    "listen_channel",
     "stream_lost",
 ]
 
@@ -511,32 +512,54 @@ class RedisDispatcher:
         await self._hand_over_again()  # starts handed over and lost with the data
 
 
-async def follow_commits(
-    redis: Redis, names: StreamNames, on_commit: Callable[[str], None]
+async def listen_channel(
+    redis: Redis,
+    channel: str,
+    on_message: Callable[[Any], None],
+    stopped: Callable[[], bool],
 ) -> None:
-    """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
-    cancelled; resubscribes after Redis errors."""
+    """Call ``on_message(data)`` for each message published on ``channel`` until
+    ``stopped()``; resubscribes after Redis errors.
+
+    It polls with a one-second timeout instead of waiting on ``listen()``: redis-py swallows
+    a cancellation that lands while a subscription connects, and a reader waiting for the
+    next message would then never end. Checking ``stopped`` bounds every shutdown."""
     from redis.exceptions import RedisError
 
-    while True:
+    while not stopped():
         pubsub = redis.pubsub()
         try:
-            await pubsub.subscribe(names.commits_channel)
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                try:
-                    ids = json.loads(message["data"])
-                except ValueError:
-                    continue
-                for execution_id in ids if isinstance(ids, list) else []:
-                    on_commit(str(execution_id))
+            await pubsub.subscribe(channel)
+            while not stopped():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    on_message(message["data"])
         except (RedisError, OSError) as exc:
-            logger.warning("following commits failed (%s); resubscribing", exc)
+            logger.warning("listening on %s failed (%s); resubscribing", channel, exc)
             await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def follow_commits(
+    redis: Redis,
+    names: StreamNames,
+    on_commit: Callable[[str], None],
+    stopped: Callable[[], bool],
+) -> None:
+    """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
+    ``stopped()``."""
+
+    def announced(data: Any) -> None:
+        try:
+            ids = json.loads(data)
+        except ValueError:
+            return
+        for execution_id in ids if isinstance(ids, list) else []:
+            on_commit(str(execution_id))
+
+    await listen_channel(redis, names.commits_channel, announced, stopped)
 
 
 class RedisHandoff:

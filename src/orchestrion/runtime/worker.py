@@ -43,7 +43,7 @@ from orchestrion.core.events import (
     NodeStarted,
 )
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.redis import connect_redis, ensure_group, stream_lost
+from orchestrion.dispatch.redis import connect_redis, ensure_group, listen_channel, stream_lost
 from orchestrion.dispatch.streams import (
     WORKER_GROUP,
     StreamNames,
@@ -180,6 +180,9 @@ class Worker:
     async def stop(self, grace: float | None = None) -> None:
         """Stop reading; let running attempts finish for ``grace`` s; leave the rest pending."""
         grace = self.settings.shutdown_grace if grace is None else grace
+        logger.info(
+            "worker %s stopping: %d attempt(s) running, grace %gs", self.id, len(self._jobs), grace
+        )
         self._stopping.set()
         reader = self._loops[0] if self._loops else None
         if reader is not None:
@@ -193,7 +196,10 @@ class Worker:
         await asyncio.gather(*self._jobs, return_exceptions=True)
         for loop in self._loops[1:]:
             loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Bounded: a loop whose cancellation a library swallowed still sees ``_stopping``.
+        _, stuck = await asyncio.wait(self._loops, timeout=5.0)
+        if stuck:
+            logger.warning("worker %s: %d loop(s) did not stop in time", self.id, len(stuck))
         self._loops = []
         if self._redis is not None:
             with contextlib.suppress(Exception):  # gone at once: the reaper need not wait
@@ -203,6 +209,7 @@ class Worker:
         if self._resources.http is not None:
             await self._resources.http.aclose()
             self._resources.http = None
+        logger.info("worker %s stopped", self.id)
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (SIGTERM in the CLI), then stop gracefully."""
@@ -449,23 +456,17 @@ class Worker:
 
     async def _listen_cancels(self) -> None:
         """Cancel a running attempt when its orchestrator says so (best effort)."""
-        from redis.exceptions import RedisError
 
-        channel = self.names.cancel_channel
-        while True:
+        def cancel(data: Any) -> None:
             try:
-                pubsub = self.redis.pubsub()
-                await pubsub.subscribe(channel)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    execution_id, node_id, attempt = json.loads(message["data"])
-                    job = self._running.get((execution_id, node_id, int(attempt)))
-                    if job is not None:
-                        job.cancel()
-            except (RedisError, OSError, ValueError) as exc:
-                logger.warning("cancel listener failed (%s); resubscribing", exc)
-                await asyncio.sleep(1.0)
+                execution_id, node_id, attempt = json.loads(data)
+                job = self._running.get((execution_id, node_id, int(attempt)))
+            except (ValueError, TypeError):
+                return
+            if job is not None:
+                job.cancel()
+
+        await listen_channel(self.redis, self.names.cancel_channel, cancel, self._stopping.is_set)
 
 
 def _unreadable(task: TaskMessage, exc: OrchestrionError) -> tuple[str, Event]:
