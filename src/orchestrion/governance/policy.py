@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -176,15 +177,27 @@ class LoadedPolicy:
 
 
 def load_policy(path: str | Path | None = None) -> LoadedPolicy:
-    """The policy in ``path`` (the shipped default when None); see the module docstring."""
+    """The policy in ``path`` (the shipped default when None); see the module docstring.
+
+    Every engine loads it; a file that has not changed (same size and modification time) is
+    parsed once per process."""
     file = Path(path) if path is not None else DEFAULT_POLICY_FILE
+    try:
+        stat = file.stat()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read governance policy {file}: {exc.strerror}") from exc
+    return _load(str(file), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _load(name: str, mtime_ns: int, size: int) -> LoadedPolicy:
+    file = Path(name)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read governance policy {file}: {exc.strerror}") from exc
     try:
         data = yaml.safe_load(text) or {}
-        lines = _line_index(text)
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"governance policy {file} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -192,6 +205,7 @@ def load_policy(path: str | Path | None = None) -> LoadedPolicy:
     try:
         policy = GovernancePolicy.model_validate(data)
     except ValidationError as exc:
+        lines = _line_index(text)  # only an error needs the lines
         problems = []
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])
