@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Cluster:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     args: dict[str, list[str]] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
     kills: int = 0
 
     @classmethod
@@ -64,6 +66,7 @@ class Cluster:
             stderr=log,
         )
         log.close()
+        self.started[name] = time.monotonic()
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name`` and start it again at once (a crash and a supervisor's restart)."""
@@ -80,7 +83,14 @@ class Cluster:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
     def stop(self) -> dict[str, int | None]:
-        """SIGTERM everything, SIGKILL what is left after 10 s; the exit codes."""
+        """SIGTERM everything, SIGKILL what is left after 10 s; the exit codes.
+
+        A process restarted a moment ago gets a second to run its first lines: a SIGTERM
+        while the interpreter itself starts kills any Python program, and that is not what
+        the exit codes are checked for.
+        """
+        youngest = max(self.started.values(), default=0.0)
+        time.sleep(max(0.0, youngest + 1.0 - time.monotonic()))
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

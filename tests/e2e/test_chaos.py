@@ -48,6 +48,19 @@ def workflow(effects: Path) -> dict[str, Any]:
     return {"name": "chaos-10", "dag": {"nodes": nodes}}
 
 
+async def _stuck(api: Engine, ids: list[str]) -> str:
+    """Where unfinished executions stand: owner, lease and each node that is not done."""
+    lines = []
+    for eid in ids:
+        record = await api.store.get_execution(eid)
+        left = time.time() - (record.lease_until or 0)
+        lines.append(f"{eid} {record.status} owner={record.owner} lease expired {left:.1f}s ago")
+        for run in await api.store.get_node_runs(eid):
+            if run.state != "completed":
+                lines.append(f"  {run.node_id} {run.state} attempt={run.attempt}")
+    return "\n".join(lines)
+
+
 @pytest.mark.timeout(420)
 async def test_kill_9_of_workers_and_orchestrators_loses_and_repeats_nothing(
     tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
@@ -90,7 +103,8 @@ async def test_kill_9_of_workers_and_orchestrators_loses_and_repeats_nothing(
                 ]
                 raise AssertionError(
                     f"{len(unfinished)} executions unfinished after {DEADLINE}s and "
-                    f"{cluster.kills} kills\n{cluster.log_tail()}"
+                    f"{cluster.kills} kills\n{await _stuck(api, unfinished[:5])}\n"
+                    f"{cluster.log_tail()}"
                 ) from None
             finally:
                 killer.cancel()

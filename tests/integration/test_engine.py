@@ -459,6 +459,88 @@ async def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     await first.stop(grace=0)
 
 
+async def test_an_execution_taken_over_while_an_engine_resumes_leaves_the_others_running(
+    postgres_url: str,
+) -> None:
+    """Resuming many executions can outlast the first claims' leases: another engine takes
+    one over before the recovery commits. The commit is refused (PostgreSQL checks the
+    owner of every execution a commit writes) for that one only; the engine starts, runs
+    the others, and leaves the stolen one to its new owner."""
+    import time
+
+    from orchestrion.settings import load_settings
+    from orchestrion.store.factory import open_store
+
+    url = postgres_url
+    fast = load_settings(lease_seconds=0.5)
+    first = Engine(url, settings=fast)
+    await first.start()
+    definition = flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
+    stolen, kept = [(await first.start_execution(definition)).id for _ in range(2)]
+    assert first._heartbeat_task is not None and first._loop_task is not None
+    first._heartbeat_task.cancel()  # frozen, as a hung process would be
+    first._loop_task.cancel()
+    await asyncio.sleep(0.7)
+
+    store = open_store(url)
+    real_commit = store.commit
+    takeovers = []
+
+    async def commit_after_a_takeover(batch: Any) -> None:
+        if stolen in batch.correlation and not takeovers:  # the intruder claims first
+            now = time.time()
+            assert await store.claim_execution(stolen, "intruder", now + 60, second.owner, now)
+            takeovers.append(stolen)
+        await real_commit(batch)
+
+    store.commit = commit_after_a_takeover  # type: ignore[method-assign]
+    second = Engine(store=store, settings=fast)
+    async with second:
+        result = await second.wait(kept, timeout=5)
+        assert result.ok
+        assert takeovers == [stolen] and not second.is_live(stolen)
+        assert (await second.store.get_execution(stolen)).owner == "intruder"
+    await first.stop(grace=0)
+
+
+async def test_an_engine_that_fails_to_resume_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A store that fails in the middle of the start: the engine gives back what it claimed
+    and a new engine on the same database starts and runs everything."""
+    from orchestrion.errors import StoreError
+    from orchestrion.settings import load_settings
+    from orchestrion.store.factory import open_store
+
+    url = f"sqlite:///{tmp_path / 'abort.db'}"
+    fast = load_settings(lease_seconds=0.5)
+    first = Engine(url, settings=fast)
+    await first.start()
+    record = await first.start_execution(
+        flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
+    )
+    assert first._heartbeat_task is not None and first._loop_task is not None
+    first._heartbeat_task.cancel()
+    first._loop_task.cancel()
+    await asyncio.sleep(0.7)
+
+    store = open_store(url)
+
+    async def broken_commit(batch: Any) -> None:
+        raise StoreError("disk I/O error")
+
+    store.commit = broken_commit  # type: ignore[method-assign]
+    broken = Engine(store=store, settings=fast)
+    with pytest.raises(StoreError, match="disk I/O"):
+        await broken.start()
+    assert not broken.is_live(record.id)
+    check = open_store(url)
+    await check.open()
+    assert (await check.get_execution(record.id)).owner is None  # given back
+    await check.close()
+    async with Engine(url, settings=fast) as second:
+        assert (await second.wait(record.id, timeout=5)).ok
+    await first.stop(grace=0)
+
+
 async def test_rerun_of_one_node_runs_it_and_its_downstream_again(engine: Engine) -> None:
     definition = flow(
         py("a", "t_count", value=1),

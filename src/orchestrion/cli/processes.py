@@ -35,6 +35,16 @@ LogFormatOption = Annotated[
 ]
 
 
+_early_signals: list[int] = []
+
+
+def _defer_signals() -> None:
+    """Remember a SIGTERM/SIGINT that comes while the process is still starting (importing,
+    loading its settings), so it stops gracefully with exit code 0 instead of dying of it."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: _early_signals.append(signum))
+
+
 def _cluster_governance(settings: Any) -> Any:
     """The policy of a scale-out process: untrusted, as definitions come through the service."""
     from orchestrion.errors import ConfigurationError
@@ -90,6 +100,8 @@ def _until_signal(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if _early_signals:
+            stop.set()
         await body(stop)
 
     try:
@@ -145,6 +157,7 @@ def orchestrator(
     Node transitions are logged here (structured, with execution and node ids), and counted
     in the metrics of --metrics-port.
     """
+    _defer_signals()
     settings = _settings(db, redis)
     governance = _cluster_governance(settings)
 
@@ -198,6 +211,7 @@ def worker(
     log_format: LogFormatOption = "json",
 ) -> None:
     """Run node attempts from the task streams of the given handlers and capabilities."""
+    _defer_signals()
     from orchestrion.errors import HandlerNotFound
     from orchestrion.handlers.registry import default_registry
     from orchestrion.settings import load_secrets
@@ -254,6 +268,7 @@ def reaper(
     log_format: LogFormatOption = "json",
 ) -> None:
     """Reclaim task entries of dead or hung workers; park poison messages in the DLQ."""
+    _defer_signals()
     settings = _settings(None, redis)
 
     async def body(stop: asyncio.Event) -> None:

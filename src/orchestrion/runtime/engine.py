@@ -226,9 +226,29 @@ class Engine:
         self._started = True
         self._accepting = True
         if self._resume:
-            await self._resume_unfinished()
+            try:
+                await self._resume_unfinished()
+            except BaseException:
+                # Half started is worse than not started: a dispatcher left reading with no
+                # loop to apply what it reads would swallow the events of the executions
+                # it claimed. Give everything back; the caller may start afresh.
+                await self._abort_start()
+                raise
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
+
+    async def _abort_start(self) -> None:
+        self._accepting = False
+        for live in self._live.values():
+            self._disarm(live)
+        self._live.clear()
+        with contextlib.suppress(Exception):
+            await self.store.release_executions(self.owner)  # all it claimed
+        with contextlib.suppress(Exception):
+            await self._dispatcher.close()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            await self.store.close()
+        self._started = False
 
     def _default_dispatcher(self) -> Dispatcher:
         """In-process workers; with ``redis_url``, Redis Streams (the local dispatcher then
@@ -1077,6 +1097,7 @@ class Engine:
             live.done.set_exception(
                 ExecutionError(f"execution {execution_id} was taken over by another process")
             )
+            live.done.exception()  # seen: with nobody waiting here it is not an error
 
     async def _resume_unfinished(self) -> None:
         lives = []
@@ -1117,7 +1138,21 @@ class Engine:
             step = live.machine.recover(now)
             self._absorb(live, step, batch, actions, None, touched)
         if batch:
-            await self.store.commit(batch)
+            try:
+                await self.store.commit(batch)
+            except StoreError:
+                for live in lives:  # nothing of the batch was written: forget the machines
+                    if self._live.get(live.record.id) is live:
+                        self._disarm(live)
+                        del self._live[live.record.id]
+                if len(lives) == 1:
+                    raise
+                # Typically one execution was taken over while the others loaded (its lease
+                # ran out first): one by one, the others are recovered all the same.
+                for live in lives:
+                    with contextlib.suppress(OrchestrionError):
+                        await self._recover_alone(live.record.id)
+                return
         self._notify(touched)
         for live in lives:
             if live.record.started_at is not None:
@@ -1130,6 +1165,14 @@ class Engine:
                 if run.state is NodeState.WAITING and run.wait_reason == "child":
                     node_id = live.compiled.plan.ids[i]
                     self._post(live.record.id, TimerFired(node_id, run.attempt, now, "wake"))
+
+    async def _recover_alone(self, execution_id: str) -> None:
+        record = await self.store.get_execution(execution_id)
+        if record.owner != self.owner or record.status in FINAL_EXECUTION_STATES:
+            return  # another engine drives it now
+        live = await self._load(record)
+        self._live[execution_id] = live
+        await self._recover([live])
 
     # ------------------------------------------------------------------ helpers for callers
 

@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 500
 _INBOX_GRACE = 2  # sweeps an inbox must look orphaned before it is moved
+_DELETE_IF_EMPTY = """
+if redis.call('XLEN', KEYS[1]) == 0 then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 @dataclass(slots=True)
@@ -248,7 +252,9 @@ class Reaper:
                         pipe.xdel(stream, entry_id)
                     await pipe.execute()
                 report.moved += len(entries)
-            await redis.delete(stream)
+            # Only if still empty: a worker may have just answered an attempt the dead
+            # orchestrator dispatched; that entry is moved on the next sweep.
+            await redis.eval(_DELETE_IF_EMPTY, 1, stream)
             self._suspects.pop(stream, None)
 
     async def _sweep_completions(self, orchestrators: set[str], report: Sweep) -> None:
