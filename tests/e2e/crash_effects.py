@@ -35,3 +35,15 @@ def keyed_effect(ctx: Any, effects: str, seconds: float = 0.0) -> dict[str, Any]
         return {"node": ctx.node_id, "duplicate": True}
     os.close(fd)
     return {"node": ctx.node_id}
+
+
+def logged_effect(ctx: Any, log: str, seconds: float = 0.0) -> dict[str, Any]:
+    """One appended line per real execution; a SIGKILL keeps what the kernel was given."""
+    if seconds:
+        time.sleep(seconds)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{ctx.node_id} {ctx.attempt}\n".encode())
+    finally:
+        os.close(fd)
+    return {"node": ctx.node_id}

@@ -14,7 +14,8 @@ import httpcore
 import pytest
 
 from orchestrion.errors import PolicyViolation
-from orchestrion.governance.ssrf import PinnedBackend, UrlPolicy
+from orchestrion.governance.pinning import PinnedBackend
+from orchestrion.governance.ssrf import UrlPolicy
 
 BLOCKED_BY_DEFAULT = [
     "http://169.254.169.254/latest/meta-data/",

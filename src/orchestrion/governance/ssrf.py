@@ -16,9 +16,9 @@ An allow list of networks, when given, admits only those addresses.
 
 The check alone would leave a gap: httpx resolves the name again to connect, and a DNS server
 that answers a public address to the check and 169.254.169.254 to the connection (DNS
-rebinding) would get through. ``PinnedBackend`` closes it: the shared http client connects
-through it, and it resolves the name itself, checks every address with the same policy and
-connects to those checked addresses only, never to the name.
+rebinding) would get through. ``governance/pinning.py`` closes it: the shared http client
+connects through ``PinnedBackend``, which resolves the name itself, checks every address with
+the same policy and connects to those checked addresses only, never to the name.
 """
 
 from __future__ import annotations
@@ -28,20 +28,15 @@ import contextlib
 import ipaddress
 import re
 import socket
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-import anyio
-import httpcore
 
 from orchestrion.errors import PolicyViolation
 
 __all__ = [
     "DEFAULT_DENY_HOSTS",
     "DEFAULT_DENY_NETWORKS",
-    "PinnedBackend",
     "Resolver",
     "UrlPolicy",
     "system_resolver",
@@ -176,77 +171,3 @@ async def _resolve(host: str, port: int, resolver: Resolver) -> list[IPAddress]:
         if address not in addresses:  # getaddrinfo repeats an address per protocol
             addresses.append(address)
     return addresses
-
-
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that connects only to addresses the URL policy checked.
-
-    ``connect_tcp`` resolves the host itself (with the policy's resolver), checks every
-    address like ``UrlPolicy.check`` does (a ``PolicyViolation`` propagates through httpx
-    unchanged, so the node fails as ``policy_violation``) and connects to the checked IP
-    addresses in the resolver's order, the next one when one refuses or does not answer in
-    its share of the connect timeout. The name is never handed to the socket layer, so it
-    cannot resolve differently. TLS is unaffected: httpcore starts it with the URL's host as
-    ``server_hostname``.
-
-    ``policy`` is read at every connection, so an engine that changes its governance (the
-    service makes it untrusted) is followed; ``None`` connects by name, unchecked.
-    """
-
-    def __init__(
-        self,
-        policy: Callable[[], UrlPolicy | None],
-        inner: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
-        self._policy = policy
-        # httpcore's own default on asyncio (the engine's loop); its auto backend is private.
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        policy = self._policy()
-        if policy is None:
-            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            # The lookup counts against the connect timeout, as it does when the socket
-            # layer resolves the name itself.
-            with anyio.fail_after(timeout):
-                addresses = await policy.addresses(host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out resolving {host}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or f"cannot resolve {host}") from exc
-        failure: Exception = httpcore.ConnectError(f"{host} has no address")
-        for index, address in enumerate(addresses):
-            # Each address gets its share of what is left of the timeout, so one that never
-            # answers (IPv6 without a route, say) leaves time for the next, as the happy
-            # eyeballs of a connection by name would.
-            share = None
-            if deadline is not None:
-                share = max(0.0, deadline - time.monotonic()) / (len(addresses) - index)
-            try:
-                return await self._inner.connect_tcp(
-                    str(address), port, share, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # the name's next address may answer
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        # No host to resolve: a socket path is the operator's configuration, not a URL's.
-        return await self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)

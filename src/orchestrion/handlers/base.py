@@ -28,10 +28,27 @@ __all__ = ["HandlerFunc", "HandlerSpec", "NodeContext", "Resources", "Wait"]
 
 @dataclass(slots=True)
 class Resources:
-    """Long-lived things handlers share inside one process (an HTTP connection pool)."""
+    """Long-lived things handlers share inside one process (an HTTP connection pool).
+
+    The pool is made by ``http_factory`` on first use: importing httpx and building a client
+    costs tens of milliseconds a run without http or llm nodes need not pay.
+    """
 
     http: httpx.AsyncClient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    http_factory: Callable[[], httpx.AsyncClient] | None = None
+
+    def http_client(self) -> httpx.AsyncClient | None:
+        """The shared client (made now if it is the first use), or None when there is none."""
+        if self.http is None and self.http_factory is not None:
+            self.http = self.http_factory()
+        return self.http
+
+    async def aclose(self) -> None:
+        """Close the shared client if one was made; a later use makes a new one."""
+        if self.http is not None:
+            client, self.http = self.http, None
+            await client.aclose()
 
 
 @dataclass(slots=True)

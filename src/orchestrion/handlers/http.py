@@ -20,17 +20,17 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
-from httpx._utils import get_environment_proxies
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
-from orchestrion.governance.ssrf import PinnedBackend, UrlPolicy
+from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -82,6 +82,11 @@ def build_http_client(
     connect time. Requests sent through an HTTP proxy connect to the proxy, which resolves
     the target itself: the proxy, the operator's choice, is not checked against the policy.
     """
+    import httpx  # here, not at the top: a run without http nodes never pays for it
+    from httpx._utils import get_environment_proxies
+
+    from orchestrion.governance.pinning import PinnedBackend, PinnedTransport
+
     keepalive = max_keepalive_connections
     if keepalive is None:
         keepalive = min(max_connections, 20)
@@ -98,7 +103,7 @@ def build_http_client(
             backend = PinnedBackend(lambda: fixed)
         else:
             backend = PinnedBackend(url_policy)
-        transport = _PinnedTransport(backend, verify=verify, trust_env=trust_env, limits=limits)
+        transport = PinnedTransport(backend, verify=verify, trust_env=trust_env, limits=limits)
         if trust_env:
             # A transport of our own turns off httpx's proxy variables: mount them again, as
             # httpx would (a NO_PROXY pattern maps to None: the pinned transport).
@@ -121,32 +126,6 @@ def build_http_client(
         follow_redirects=False,
         headers={"User-Agent": user_agent},
     )
-
-
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool that connects through ``backend``."""
-
-    def __init__(
-        self,
-        backend: httpcore.AsyncNetworkBackend,
-        *,
-        verify: bool | str | ssl.SSLContext,
-        trust_env: bool,
-        limits: httpx.Limits,
-    ) -> None:
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
-        super().__init__(verify=ssl_context, trust_env=trust_env, limits=limits)
-        # httpx (0.27, 0.28) takes no network backend: its pool is replaced by one with the
-        # same settings that has it. Refuse loudly rather than run unpinned if that changes.
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("this httpx version keeps no connection pool in _pool")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
 
 
 class HttpConfig(BaseModel):
@@ -174,6 +153,8 @@ class HttpConfig(BaseModel):
         # An unrendered template (definition checked before it runs) is checked after rendering.
         if "{{" in value:
             return value
+        import httpx
+
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
@@ -245,6 +226,8 @@ def pinning_policy(ctx: NodeContext) -> UrlPolicy | None:
 
 def display_url(url: httpx.URL | str) -> str:
     """The URL for messages: credentials in the userinfo part are dropped."""
+    import httpx
+
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     except httpx.InvalidURL:
@@ -264,6 +247,8 @@ def _cause(exc: BaseException) -> str:
 
 def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeError:
     """Turn an httpx error (or ``httpx.InvalidURL``) into a classified node error."""
+    import httpx
+
     where = f"{method} {display_url(url)} failed"
     cause = _cause(exc)
     if isinstance(exc, httpx.TimeoutException):
@@ -384,6 +369,8 @@ def _parse_body(
 def _build_request(
     client: httpx.AsyncClient, ctx: NodeContext, config: HttpConfig
 ) -> httpx.Request:
+    import httpx
+
     headers = {key: str(value) for key, value in config.headers.items()}
     if not any(key.lower() == "idempotency-key" for key in headers):
         headers["Idempotency-Key"] = ctx.idempotency_key
@@ -408,6 +395,8 @@ def _build_request(
 async def _exchange(
     client: httpx.AsyncClient, ctx: NodeContext, config: HttpConfig
 ) -> tuple[httpx.Response, bytes]:
+    import httpx
+
     guard = get_url_guard(ctx)
     if guard is not None:
         # Before the request is even built: a URL httpx cannot parse may still be one a
@@ -440,8 +429,9 @@ async def _exchange(
 async def run_http(ctx: NodeContext, config: HttpConfig) -> dict[str, Any]:
     """Send the request; return status, headers, parsed body, final URL and elapsed time."""
     started = time.perf_counter()
-    if ctx.resources.http is not None:
-        response, body = await _exchange(ctx.resources.http, ctx, config)
+    shared = ctx.resources.http_client()
+    if shared is not None:
+        response, body = await _exchange(shared, ctx, config)
     else:
         policy = pinning_policy(ctx)
         async with build_http_client(timeout=config.timeout, url_policy=policy) as client:

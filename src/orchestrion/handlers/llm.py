@@ -28,9 +28,8 @@ import logging
 import math
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrion.errors import NodeError, PermanentNodeError
@@ -44,6 +43,9 @@ from orchestrion.handlers.http import (
     status_error,
     transport_error,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -250,6 +252,8 @@ async def _post(
     headers: dict[str, str],
     config: LlmConfig,
 ) -> tuple[httpx.Response, bytes]:
+    import httpx
+
     try:
         response = await client.post(
             url,
@@ -295,8 +299,9 @@ async def _openai_completion(
     }
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": ctx.idempotency_key}
     try:
-        if ctx.resources.http is not None:
-            response, body = await _post(ctx.resources.http, url, payload, headers, config)
+        shared = ctx.resources.http_client()
+        if shared is not None:
+            response, body = await _post(shared, url, payload, headers, config)
         else:
             async with build_http_client(
                 timeout=config.timeout, url_policy=pinning_policy(ctx)

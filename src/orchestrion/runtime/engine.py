@@ -276,7 +276,7 @@ class Engine:
         from orchestrion.handlers.http import build_http_client
         from orchestrion.runtime.executor import NodeExecutor
 
-        self._resources.http = build_http_client(
+        self._resources.http_factory = lambda: build_http_client(
             timeout=self.settings.http_timeout,
             max_connections=self.settings.http_max_connections,
             # Connections go only to addresses the policy in force checked (DNS rebinding);
@@ -320,9 +320,7 @@ class Engine:
             if not live.done.done():
                 live.done.cancel()
         self._live.clear()
-        if self._resources.http is not None:
-            await self._resources.http.aclose()
-            self._resources.http = None
+        await self._resources.aclose()
         await self.store.close()
         self._started = False
 

@@ -150,7 +150,7 @@ class Worker:
             await self._redis.aclose()  # not reachable yet: the caller may start again
             self._redis = None
             raise
-        self._resources.http = build_http_client(
+        self._resources.http_factory = lambda: build_http_client(
             timeout=self.settings.http_timeout,
             max_connections=self.settings.http_max_connections,
             # Connections go only to addresses the policy in force checked (DNS rebinding);
@@ -206,9 +206,7 @@ class Worker:
                 await self._redis.delete(self.names.worker(self.id))
             await self._redis.aclose()
             self._redis = None
-        if self._resources.http is not None:
-            await self._resources.http.aclose()
-            self._resources.http = None
+        await self._resources.aclose()
         logger.info("worker %s stopped", self.id)
 
     async def run_until(self, stop: asyncio.Event) -> None:
