@@ -355,6 +355,9 @@ def main() -> None:
         parser.error("--repeat: at least 1")
 
     broken: dict[str, str] = {}
+    # Installed from a wheel, Orchestrion's modules come compiled (pip compiles them); an
+    # editable checkout under PYTHONDONTWRITEBYTECODE would compile them on every start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     for system in systems:
         if system.pins:
             try:

@@ -11,10 +11,15 @@ from orchestrion.governance.policy import GovernancePolicy, load_policy
 
 
 def test_the_shipped_default_is_the_schema_default() -> None:
+    """Without a path the default policy is built from the schema, not parsed: the shipped
+    file, which documents it, must say exactly the same."""
+    from orchestrion.governance.policy import DEFAULT_POLICY_FILE
+
     loaded = load_policy()
-    assert loaded.policy == GovernancePolicy()
-    assert len(loaded.sha256) == 64
-    assert loaded.source.endswith("default_governance.yaml")
+    parsed = load_policy(DEFAULT_POLICY_FILE)
+    assert loaded.policy == GovernancePolicy() == parsed.policy
+    assert len(loaded.sha256) == 64 and loaded.sha256 == parsed.sha256
+    assert loaded.source == parsed.source and loaded.source.endswith("default_governance.yaml")
 
 
 def test_a_policy_is_read_and_its_hash_changes_with_it(tmp_path: Path) -> None:

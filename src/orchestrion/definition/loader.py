@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import ValidationError
 
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
@@ -32,6 +31,8 @@ from orchestrion.definition.validate import (
 from orchestrion.errors import DefinitionError, DefinitionIssue
 
 if TYPE_CHECKING:
+    import yaml
+
     from orchestrion.handlers.registry import HandlerRegistry
 
 __all__ = ["LIFECYCLE_WARNING", "LoadedDefinition", "SourceFormat", "load_definition"]
@@ -49,7 +50,6 @@ _MAX_PATH_LENGTH = 4096
 _MAX_EXPANDED_VALUES = 2_000_000
 _MAX_ALIAS_GROWTH = 10
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
 
 LineMap = dict[tuple[str, ...], int]
 
@@ -159,6 +159,8 @@ class _Document:
         if self.lines is None:
             self.lines = {}
             if self.text is not None:
+                import yaml
+
                 # JSON that YAML cannot read: its issues simply carry no line.
                 with contextlib.suppress(yaml.YAMLError):
                     _compose(self.text, self.lines)
@@ -245,6 +247,8 @@ def _parse_json(text: str, path: Path | None) -> _Document:
 
 
 def _parse_yaml(text: str, path: Path | None) -> _Document:
+    import yaml  # here: a definition given as a dict needs no YAML
+
     document = _Document("yaml", text, path=path, lines={})
     assert document.lines is not None
     try:
@@ -270,7 +274,9 @@ def _parse_yaml(text: str, path: Path | None) -> _Document:
 
 def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
     """Parse YAML into data, filling ``lines`` (key path -> 1-based line); list duplicates."""
-    loader = _Loader(text)
+    import yaml  # here: a definition given as a dict needs no YAML
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when built with it
     try:
         root = loader.get_single_node()
         duplicates: list[tuple[str, int]] = []
@@ -284,9 +290,10 @@ def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
+    kind = getattr(node, "id", "")  # the node class's id: no yaml import on this hot path
+    if kind == "mapping":
         return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
+    if kind == "sequence":
         return list(node.value)
     return []
 
@@ -297,6 +304,8 @@ def _index_lines(root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, in
     Also refuses alias bombs ("billion laughs"): a few aliased nodes that expand to an
     enormous document, which every later step (validation, templates, storage) would expand.
     """
+    import yaml  # here: a definition given as a dict needs no YAML
+
     stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
     walked: set[int] = set()
     shared = False

@@ -17,9 +17,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from orchestrion.errors import ConfigurationError, StoreError
 
 __all__ = [
@@ -84,6 +81,8 @@ class KeyRing:
     @staticmethod
     def generate_key() -> str:
         """A new random key, base64 (for ``orchestrion`` users setting up a key ring)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
@@ -92,6 +91,9 @@ def is_encrypted(value: Any) -> bool:
 
 
 def encrypt_value(ring: KeyRing, value: Any, context: str) -> dict[str, str]:
+    # cryptography is imported where a value is sealed: a run without keys never loads it.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(12)
     sealed = AESGCM(ring.keys[ring.primary]).encrypt(
         nonce, _dumps(value).encode(), context.encode()
@@ -107,6 +109,9 @@ def encrypt_value(ring: KeyRing, value: Any, context: str) -> dict[str, str]:
 def decrypt_value(ring: KeyRing, value: Any, context: str) -> Any:
     if not is_encrypted(value):
         return value
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     key = ring.keys.get(str(value.get("kid")))
     if key is None:
         raise DecryptionError(f"no key {value.get('kid')!r} in the key ring to decrypt with")

@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -181,7 +180,11 @@ def load_policy(path: str | Path | None = None) -> LoadedPolicy:
 
     Every engine loads it; a file that has not changed (same size and modification time) is
     parsed once per process."""
-    file = Path(path) if path is not None else DEFAULT_POLICY_FILE
+    if path is None:
+        # The shipped file holds the schema's defaults (a unit test keeps them equal): no
+        # YAML to import and parse for the common case.
+        return _default()
+    file = Path(path)
     try:
         stat = file.stat()
     except OSError as exc:
@@ -189,8 +192,20 @@ def load_policy(path: str | Path | None = None) -> LoadedPolicy:
     return _load(str(file), stat.st_mtime_ns, stat.st_size)
 
 
+@lru_cache(maxsize=1)
+def _default() -> LoadedPolicy:
+    return _loaded(GovernancePolicy(), DEFAULT_POLICY_FILE)
+
+
+def _loaded(policy: GovernancePolicy, file: Path) -> LoadedPolicy:
+    canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return LoadedPolicy(policy, str(file), hashlib.sha256(canonical.encode()).hexdigest())
+
+
 @lru_cache(maxsize=16)
 def _load(name: str, mtime_ns: int, size: int) -> LoadedPolicy:
+    import yaml  # here: the default policy needs none
+
     file = Path(name)
     try:
         text = file.read_text(encoding="utf-8")
@@ -216,12 +231,13 @@ def _load(name: str, mtime_ns: int, size: int) -> LoadedPolicy:
         raise ConfigurationError(
             f"invalid governance policy {file}: " + "; ".join(problems)
         ) from exc
-    canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return LoadedPolicy(policy, str(file), hashlib.sha256(canonical.encode()).hexdigest())
+    return _loaded(policy, file)
 
 
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
     """Field path -> 1-based line, from the YAML node tree."""
+    import yaml
+
     index: dict[tuple[str, ...], int] = {}
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
