@@ -360,3 +360,64 @@ def test_sigterm_is_graceful_and_the_rest_resumes_on_restart(
     slow_done = order.index(("node.completed", "slow"))
     # Finished within the grace: before the restart; cut off: run again after it.
     assert (slow_done < recovered) == finishes_in_grace, order
+
+
+def test_200_executions_started_at_the_same_moment_are_all_accepted_and_completed(
+    tmp_path: Path,
+) -> None:
+    """200 callers start an execution at once (each on its own connection): every one is
+    answered 202 and completes (Prefect's local server answered 503 at 20)."""
+    import asyncio
+
+    server = Server(tmp_path, tmp_path / "many.db")
+    diamond = {
+        "name": "diamond",
+        "dag": {
+            "nodes": [
+                {"id": "a", "handler": "noop"},
+                {"id": "b", "handler": "noop", "dependencies": ["a"]},
+                {"id": "c", "handler": "noop", "dependencies": ["a"]},
+                {"id": "d", "handler": "noop", "dependencies": ["b", "c"]},
+            ]
+        },
+    }
+
+    async def storm() -> tuple[list[int], list[str]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as admin:
+            assert (await admin.post("/v1/workflow", json=diamond)).status_code == 201
+        pools = [
+            httpx.AsyncClient(
+                base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=50)
+            )
+            for _ in range(4)
+        ]
+        go = asyncio.Event()
+
+        async def start(n: int) -> httpx.Response:
+            await go.wait()
+            return await pools[n % 4].post("/v1/definitions/diamond/executions", json={})
+
+        callers = [asyncio.create_task(start(n)) for n in range(200)]
+        await asyncio.sleep(0.1)
+        go.set()
+        answers = await asyncio.gather(*callers)
+        ids = [r.json()["execution_id"] for r in answers if r.status_code == 202]
+        statuses: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while len(statuses) < len(ids) and time.monotonic() < deadline:
+            for eid in ids:
+                if eid not in statuses:
+                    body = (await pools[0].get(f"/v1/workflows/{eid}")).json()
+                    if body["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                        statuses[eid] = body["status"]
+            await asyncio.sleep(0.1)
+        for pool in pools:
+            await pool.aclose()
+        return [r.status_code for r in answers], [statuses.get(eid, "?") for eid in ids]
+
+    try:
+        codes, statuses = asyncio.run(storm())
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    assert codes == [202] * 200
+    assert statuses == ["COMPLETED"] * 200
