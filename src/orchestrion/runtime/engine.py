@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -67,6 +66,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, CHILD_WAITER_KEY
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.ids import new_event_id
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.runtime.trigger_checks import check_inputs, check_overrides
@@ -889,7 +889,7 @@ class Engine:
         records = touched.setdefault(execution_id, [])
         first: str | None = None
         for record in step.records:
-            event_id = os.urandom(16).hex()  # as unique as uuid4, a third of the cost
+            event_id = new_event_id()
             batch.add(execution_id, record, event_id, cause if first is None else first)
             if first is None:
                 first = event_id
