@@ -618,6 +618,26 @@ async def test_claim_is_a_compare_and_swap_on_the_owner(store: Store) -> None:
     assert await owner_of(store, "e1") == ("B", T0 + 90)
 
 
+async def test_a_commit_from_an_owner_that_lost_the_execution_is_refused_whole(
+    store: Store,
+) -> None:
+    """A stale engine (its lease ran out, another took over) writes nothing, in any store."""
+    await seeded(store, "e1", "e2")
+    assert await store.claim_execution("e1", "A", LEASE, None, T0)
+    assert await store.claim_execution("e2", "A", LEASE, None, T0)
+    assert await store.claim_execution("e2", "B", LEASE + 30, None, LEASE + 1)  # taken over
+    batch = CommitBatch(owner="A")
+    batch.add("e1", run("execution.started", ExecutionStatus.RUNNING, T0 + 1), "ev-1", None)
+    batch.add("e2", node("node.queued", "a", NodeState.QUEUED, T0 + 1), "ev-2", None)
+    with pytest.raises(StoreError, match="e2 are owned by another process"):
+        await store.commit(batch)
+    assert await store.list_events() == []
+    # A batch of no owner (tools, migrations) is not checked.
+    batch.owner = None
+    await store.commit(batch)
+    assert [e.id for e in await store.list_events()] == ["ev-1", "ev-2"]
+
+
 async def test_renew_leases_returns_the_lost_ones(store: Store) -> None:
     await seeded(store, "e1", "e2", "e3", "e4")
     for execution_id in ("e1", "e2", "e3"):

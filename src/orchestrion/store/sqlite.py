@@ -664,7 +664,7 @@ class SQLiteStore:
         touched = {execution_id for execution_id, _ in records}
         touched.update(batch.results)
         with self._transaction() as conn:
-            self._check_executions(conn, touched)
+            self._check_executions(conn, touched, batch.owner)
             conn.executemany(_INSERT_EVENT, events)
             if runs:
                 conn.executemany(_UPSERT_NODE_RUN, runs)
@@ -695,18 +695,29 @@ class SQLiteStore:
         )
 
     @staticmethod
-    def _check_executions(conn: sqlite3.Connection, ids: set[str]) -> None:
-        """Refuse a batch about executions that do not exist (node runs have no foreign key)."""
+    def _check_executions(conn: sqlite3.Connection, ids: set[str], owner: str | None) -> None:
+        """Refuse a batch about executions that do not exist (node runs have no foreign key),
+        or, from an owner, about executions another process took over meanwhile. The write
+        lock is held already, so no takeover can slip in between this check and the writes."""
         wanted = list(ids)
         found: set[str] = set()
+        lost: list[str] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT id FROM executions WHERE id IN ({marks})", chunk)
-            found.update(row[0] for row in rows)
+            rows = conn.execute(f"SELECT id, owner FROM executions WHERE id IN ({marks})", chunk)
+            for execution_id, held_by in rows:
+                found.add(execution_id)
+                if owner is not None and held_by is not None and held_by != owner:
+                    lost.append(execution_id)
         if len(found) != len(wanted):
             missing = ", ".join(sorted(ids - found))
             raise StoreError(f"commit refers to unknown executions: {missing}")
+        if lost:
+            raise StoreError(
+                f"commit refused: execution(s) {', '.join(sorted(lost))} are owned by another"
+                " process now"
+            )
 
     async def list_events(
         self,
