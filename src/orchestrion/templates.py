@@ -637,6 +637,36 @@ def _single_expression(source: str) -> str | None:
     return inner.strip() or None
 
 
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_NOT_FOUND = object()
+
+
+@lru_cache(maxsize=4096)
+def _output_path(expr: str) -> tuple[str, ...] | None:
+    """``("a", "x", "y")`` for ``a.output.x.y``, the commonest template: a node's output."""
+    if _DOTTED.match(expr) is None:
+        return None
+    parts = expr.split(".")
+    if parts[1] != "output" or parts[0] in RESERVED_NAMES:
+        return None
+    return (parts[0], *parts[2:])
+
+
+def _read_output(path: tuple[str, ...], context: Mapping[str, Any]) -> Any:
+    """The value ``path`` names when every step is a plain key, else ``_NOT_FOUND`` (then
+    the sandbox evaluates it, with its messages for what is missing). The same value the
+    sandbox gives: mapping keys win over attributes there too."""
+    ref = context.get(path[0])
+    if not isinstance(ref, _NodeRef):
+        return _NOT_FOUND
+    value = ref.output
+    for key in path[1:]:
+        if not isinstance(value, dict) or key not in value:
+            return _NOT_FOUND
+        value = value[key]
+    return value
+
+
 @lru_cache(maxsize=4096)
 def _compiled_expression(expr: str) -> Any:
     return _ENV.compile_expression(expr, undefined_to_none=False)
@@ -672,6 +702,15 @@ def _template_failure(
 
 
 def _render_string(source: str, context: Mapping[str, Any]) -> Any:
+    expr = _single_expression(source)
+    path = _output_path(expr) if expr is not None else None
+    if path is not None:
+        # No sandbox needed to read a value: nothing runs, nothing loops.
+        value = _read_output(path, context)
+        if value is not _NOT_FOUND and not (
+            isinstance(value, str) and _byte_size(value) > _LIMITS.get().max_output_bytes
+        ):
+            return value
     limits = _LIMITS.get()
     budget = _Budget(
         MAX_RANGE_ITERATIONS,
@@ -681,7 +720,6 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
     )
     token = _BUDGET.set(budget)
     try:
-        expr = _single_expression(source)
         if expr is not None:
             result = _compiled_expression(expr)(**context)
             if isinstance(result, Undefined):

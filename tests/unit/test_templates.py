@@ -376,3 +376,40 @@ def test_ordinary_str_methods_still_work() -> None:
     assert render_value("{{ 'a b'.replace(' ', '-') }}", ctx) == "a-b"
     assert render_value("{{ 'a b a' | replace('a', 'x', 1) }}", ctx) == "x b a"
     assert render_value("{{ '-'.join(['x', 'y']) }}|{{ 'a'.ljust(3) }}|", ctx) == "x-y|a  |"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ fetch.output }}",
+        "{{ fetch.output.items }}",
+        "{{ fetch.output.nested.path.x }}",
+        "{{ fetch.output.nested.path }}",
+        "{{ fetch.output.missing }}",
+        "{{ fetch.output.items.count }}",
+        "{{ fetch.output.response.upper }}",
+        "{{ ghost.output }}",
+        "{{ fetch.outputs }}",
+    ],
+)
+def test_a_plain_output_path_reads_what_the_sandbox_reads(
+    template: str, ctx: dict[str, Any]
+) -> None:
+    """Plain ``node.output.a.b`` references are read without the sandbox (the commonest
+    template, rendered once per node): the value, or the error, is the sandbox's own."""
+    from orchestrion import templates
+
+    def rendered() -> Any:
+        try:
+            return render_value(template, ctx)
+        except PermanentNodeError as exc:
+            return str(exc)
+
+    fast = rendered()
+    original = templates._output_path
+    templates._output_path = lambda expr: None  # type: ignore[assignment]
+    try:
+        slow = rendered()
+    finally:
+        templates._output_path = original
+    assert repr(fast) == repr(slow)
