@@ -438,23 +438,28 @@ async def test_two_engines_on_one_database_never_share_an_execution(tmp_path: Pa
     assert result.ok and CALLS == {"slow": 1}
 
 
-async def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+async def frozen_engine(url: str, executions: int = 1) -> tuple[Engine, list[str], Any]:
+    """An engine that started ``executions`` slow runs and froze (no heartbeat, no loop, as
+    a hung process would), left until its leases ran out; with the settings it used."""
     from orchestrion.settings import load_settings
 
-    url = f"sqlite:///{tmp_path / 'lease.db'}"
     fast = load_settings(lease_seconds=0.5)
     first = Engine(url, settings=fast)
     await first.start()
-    record = await first.start_execution(
-        flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
-    )
-    # The first engine freezes: no heartbeat, no loop (as a hung process would).
+    definition = flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
+    ids = [(await first.start_execution(definition)).id for _ in range(executions)]
     assert first._heartbeat_task is not None and first._loop_task is not None
     first._heartbeat_task.cancel()
     first._loop_task.cancel()
     await asyncio.sleep(0.7)
+    return first, ids, fast
+
+
+async def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    first, (execution_id,), fast = await frozen_engine(url)
     async with Engine(url, settings=fast) as second:
-        result = await second.wait(record.id, timeout=5)
+        result = await second.wait(execution_id, timeout=5)
     assert result.ok
     await first.stop(grace=0)
 
@@ -468,20 +473,10 @@ async def test_an_execution_taken_over_while_an_engine_resumes_leaves_the_others
     the others, and leaves the stolen one to its new owner."""
     import time
 
-    from orchestrion.settings import load_settings
     from orchestrion.store.factory import open_store
 
     url = postgres_url
-    fast = load_settings(lease_seconds=0.5)
-    first = Engine(url, settings=fast)
-    await first.start()
-    definition = flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
-    stolen, kept = [(await first.start_execution(definition)).id for _ in range(2)]
-    assert first._heartbeat_task is not None and first._loop_task is not None
-    first._heartbeat_task.cancel()  # frozen, as a hung process would be
-    first._loop_task.cancel()
-    await asyncio.sleep(0.7)
-
+    first, (stolen, kept), fast = await frozen_engine(url, 2)
     store = open_store(url)
     real_commit = store.commit
     takeovers = []
@@ -507,21 +502,10 @@ async def test_an_engine_that_fails_to_resume_leaves_nothing_behind(tmp_path: Pa
     """A store that fails in the middle of the start: the engine gives back what it claimed
     and a new engine on the same database starts and runs everything."""
     from orchestrion.errors import StoreError
-    from orchestrion.settings import load_settings
     from orchestrion.store.factory import open_store
 
     url = f"sqlite:///{tmp_path / 'abort.db'}"
-    fast = load_settings(lease_seconds=0.5)
-    first = Engine(url, settings=fast)
-    await first.start()
-    record = await first.start_execution(
-        flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
-    )
-    assert first._heartbeat_task is not None and first._loop_task is not None
-    first._heartbeat_task.cancel()
-    first._loop_task.cancel()
-    await asyncio.sleep(0.7)
-
+    first, (execution_id,), fast = await frozen_engine(url)
     store = open_store(url)
 
     async def broken_commit(batch: Any) -> None:
@@ -531,13 +515,13 @@ async def test_an_engine_that_fails_to_resume_leaves_nothing_behind(tmp_path: Pa
     broken = Engine(store=store, settings=fast)
     with pytest.raises(StoreError, match="disk I/O"):
         await broken.start()
-    assert not broken.is_live(record.id)
+    assert not broken.is_live(execution_id)
     check = open_store(url)
     await check.open()
-    assert (await check.get_execution(record.id)).owner is None  # given back
+    assert (await check.get_execution(execution_id)).owner is None  # given back
     await check.close()
     async with Engine(url, settings=fast) as second:
-        assert (await second.wait(record.id, timeout=5)).ok
+        assert (await second.wait(execution_id, timeout=5)).ok
     await first.stop(grace=0)
 
 
