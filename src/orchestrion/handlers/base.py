@@ -31,7 +31,7 @@ class Resources:
     """Long-lived things handlers share inside one process (an HTTP connection pool).
 
     The pool is made by ``http_factory`` on first use: importing httpx and building a client
-    costs tens of milliseconds a run without http or llm nodes need not pay.
+    cost tens of milliseconds, which a run without http or llm nodes need not pay.
     """
 
     http: httpx.AsyncClient | None = None
