@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -28,9 +29,12 @@ logger = logging.getLogger(__name__)
 class _Server(uvicorn.Server):
     """uvicorn's server, ending event streams on a signal and not re-raising it after."""
 
-    def __init__(self, config: uvicorn.Config, ctx: ApiContext) -> None:
+    def __init__(
+        self, config: uvicorn.Config, ctx: ApiContext, stop_requested: Callable[[], bool]
+    ) -> None:
         super().__init__(config)
         self._ctx = ctx
+        self._stop_requested = stop_requested
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn's own handler records the signal to raise it again once stopped, which
@@ -51,10 +55,19 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 logger.info("listening on http://%s:%d", host, port, extra={"port": port})
+        if self._stop_requested():  # a signal came before uvicorn had its handlers
+            self.handle_exit(signal.SIGTERM, None)
 
 
-def serve(settings: Settings, *, log_format: str | None = None) -> bool:
+def serve(
+    settings: Settings,
+    *,
+    log_format: str | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> bool:
     """Serve until stopped; False when the server could not start (port taken, bad store).
+    ``stop_requested`` says whether a stop was asked for before the server had its signal
+    handlers: it then stops as soon as it has started.
 
     Raises ``ConfigurationError`` when the governance policy is invalid.
     """
@@ -76,6 +89,6 @@ def serve(settings: Settings, *, log_format: str | None = None) -> bool:
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         server_header=False,
     )
-    server = _Server(config, api_context(app))
+    server = _Server(config, api_context(app), stop_requested)
     server.run()
     return server.started

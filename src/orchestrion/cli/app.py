@@ -518,6 +518,9 @@ def serve(
     With ORCHESTRION_REDIS_URL set (scale-out), the API hands executions to the
     orchestrators instead; --embedded-workers runs them here all the same.
     """
+    from orchestrion.cli import early_signals
+
+    early_signals.defer()
     from orchestrion.errors import ConfigurationError
     from orchestrion.settings import load_settings
 
@@ -539,7 +542,11 @@ def serve(
     from orchestrion.api.server import serve as run_server
 
     try:
-        started = run_server(settings, log_format=log_format.lower() if log_format else None)
+        started = run_server(
+            settings,
+            log_format=log_format.lower() if log_format else None,
+            stop_requested=early_signals.requested,
+        )
     except ConfigurationError as exc:  # the governance policy names its field and line
         _fail(EXIT_INVALID, str(exc))
     if not started:

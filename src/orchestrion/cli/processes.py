@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrion.cli import early_signals
 from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
 
 if TYPE_CHECKING:
@@ -33,16 +34,6 @@ RedisOption = Annotated[
 LogFormatOption = Annotated[
     str, typer.Option("--log-format", help="json (default) or console.", case_sensitive=False)
 ]
-
-
-_early_signals: list[int] = []
-
-
-def _defer_signals() -> None:
-    """Remember a SIGTERM/SIGINT that comes while the process is still starting (importing,
-    loading its settings), so it stops gracefully with exit code 0 instead of dying of it."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: _early_signals.append(signum))
 
 
 def _cluster_governance(settings: Any) -> Any:
@@ -100,7 +91,7 @@ def _until_signal(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if _early_signals:
+        if early_signals.requested():
             stop.set()
         await body(stop)
 
@@ -157,7 +148,7 @@ def orchestrator(
     Node transitions are logged here (structured, with execution and node ids), and counted
     in the metrics of --metrics-port.
     """
-    _defer_signals()
+    early_signals.defer()
     settings = _settings(db, redis)
     governance = _cluster_governance(settings)
 
@@ -211,7 +202,7 @@ def worker(
     log_format: LogFormatOption = "json",
 ) -> None:
     """Run node attempts from the task streams of the given handlers and capabilities."""
-    _defer_signals()
+    early_signals.defer()
     from orchestrion.errors import HandlerNotFound
     from orchestrion.handlers.registry import default_registry
     from orchestrion.settings import load_secrets
@@ -268,7 +259,7 @@ def reaper(
     log_format: LogFormatOption = "json",
 ) -> None:
     """Reclaim task entries of dead or hung workers; park poison messages in the DLQ."""
-    _defer_signals()
+    early_signals.defer()
     settings = _settings(None, redis)
 
     async def body(stop: asyncio.Event) -> None:
