@@ -316,17 +316,7 @@ class MemoryStore:
         missing = sorted(touched - self._executions.keys())
         if missing:
             raise StoreError(f"commit refers to unknown executions: {', '.join(missing)}")
-        if batch.owner is not None:
-            lost = sorted(
-                execution_id
-                for execution_id in touched
-                if self._executions[execution_id].owner not in (None, batch.owner)
-            )
-            if lost:
-                raise StoreError(
-                    f"commit refused: execution(s) {', '.join(lost)} are owned by another"
-                    " process now"
-                )
+        rules.check_owners(((eid, self._executions[eid].owner) for eid in touched), batch.owner)
         for _, record in batch.records:
             if record.node is not None and record.state is None:
                 raise StoreError(f"node record '{record.type}' for '{record.node}' has no state")

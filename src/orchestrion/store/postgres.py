@@ -762,15 +762,7 @@ class PostgresStore:
             if len(found) != len(touched):
                 missing = ", ".join(sorted(touched - found))
                 raise StoreError(f"commit refers to unknown executions: {missing}")
-            if batch.owner is not None:
-                lost = sorted(
-                    row[0] for row in rows if row[1] is not None and row[1] != batch.owner
-                )
-                if lost:
-                    raise StoreError(
-                        f"commit refused: execution(s) {', '.join(lost)} are owned by another"
-                        " process now"
-                    )
+            rules.check_owners(((row[0], row[1]) for row in rows), batch.owner)
             if events:
                 await conn.execute(_INSERT_EVENTS, _columns(events, _EVENT_ARRAY_TYPES))
             if runs:

@@ -6,6 +6,8 @@
   error as ``execution_error`` and ``finished_at`` say.
 - Execution list cursors: opaque base64 of ``created_at|id`` of the last row of a page.
 - Automatic definition versions: the largest integer version plus one.
+- Ownership at commit: a batch from an owner is refused whole when one of its executions
+  is held by another process now (a takeover); a batch of no owner is not checked.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any, Final
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.errors import ExecutionError
+from orchestrion.errors import ExecutionError, StoreError
 
 __all__ = [
     "KEEP",
     "OUTPUT_STATES",
     "UNFINISHED_STATUSES",
+    "check_owners",
     "decode_cursor",
     "encode_cursor",
     "execution_error",
@@ -120,3 +123,15 @@ def next_version(versions: Iterable[str]) -> str:
     """One more than the largest integer version; versions like "2.1" or "beta" are ignored."""
     numbers = [int(v) for v in versions if v.isascii() and v.isdigit()]
     return str(max(numbers) + 1) if numbers else "1"
+
+
+def check_owners(held_by: Iterable[tuple[str, str | None]], owner: str | None) -> None:
+    """Refuse a commit from ``owner`` when any (execution, its owner now) pair shows another
+    process holding the execution; see the module docstring."""
+    if owner is None:
+        return
+    lost = sorted(eid for eid, holder in held_by if holder is not None and holder != owner)
+    if lost:
+        raise StoreError(
+            f"commit refused: execution(s) {', '.join(lost)} are owned by another process now"
+        )

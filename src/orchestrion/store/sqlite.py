@@ -700,24 +700,16 @@ class SQLiteStore:
         or, from an owner, about executions another process took over meanwhile. The write
         lock is held already, so no takeover can slip in between this check and the writes."""
         wanted = list(ids)
-        found: set[str] = set()
-        lost: list[str] = []
+        held_by: dict[str, str | None] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
             rows = conn.execute(f"SELECT id, owner FROM executions WHERE id IN ({marks})", chunk)
-            for execution_id, held_by in rows:
-                found.add(execution_id)
-                if owner is not None and held_by is not None and held_by != owner:
-                    lost.append(execution_id)
-        if len(found) != len(wanted):
-            missing = ", ".join(sorted(ids - found))
+            held_by.update(rows)
+        if len(held_by) != len(wanted):
+            missing = ", ".join(sorted(ids - held_by.keys()))
             raise StoreError(f"commit refers to unknown executions: {missing}")
-        if lost:
-            raise StoreError(
-                f"commit refused: execution(s) {', '.join(sorted(lost))} are owned by another"
-                " process now"
-            )
+        rules.check_owners(held_by.items(), owner)
 
     async def list_events(
         self,
