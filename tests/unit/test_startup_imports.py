@@ -1,0 +1,43 @@
+"""Start-up cost: a run without http nodes, YAML or keys does not import what it does not use.
+
+httpx (with the rich and click modules its import pulls in), PyYAML and cryptography cost
+tens of milliseconds at start-up (docs/BENCHMARKS.md, W0); a fresh interpreter runs a
+one-node workflow through the Python API and reports which of them it loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from orchestrion.runtime.engine import Engine
+
+    async def main(db):
+        async with Engine(f"sqlite:///{db}") as engine:
+            hello = {"name": "hello", "dag": {"nodes": [{"id": "hello", "handler": "noop"}]}}
+            assert (await engine.run(hello)).ok
+
+    asyncio.run(main(sys.argv[1]))
+    print(json.dumps(sorted(m for m in ("httpx", "yaml", "cryptography") if m in sys.modules)))
+    """
+)
+
+
+def test_a_hello_run_loads_neither_httpx_nor_yaml_nor_cryptography(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}  # no keys
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "hello.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
