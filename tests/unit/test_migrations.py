@@ -59,7 +59,10 @@ def schema_of(path: Path) -> list[tuple[str, str]]:
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+            # sqlite_sequence outlives the AUTOINCREMENT table that made it (events before
+            # 0004): SQLite cannot drop it, and an empty one changes nothing.
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+            " AND name != 'sqlite_sequence' ORDER BY name"
         ).fetchall()
     finally:
         conn.close()
@@ -107,6 +110,61 @@ def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     assert tables.isdisjoint({"definitions", "executions", "node_runs", "events"})
     migrate.upgrade(url)
     assert migrate.current_revision(path) == migrate.HEAD_REVISION
+
+
+async def test_an_0003_file_keeps_its_journal_through_0004(tmp_path: Path) -> None:
+    """0004 copies events and node runs into their lean tables: nothing is lost, node runs
+    keep their insertion order, and seqs used by events purged before stay used."""
+    from orchestrion.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    migrate.upgrade(sqlite_url(path), "0003")
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO definitions VALUES ('d', 'n', '1', '{}', 'h', 'json', 'native', NULL, 0)"
+        )
+        conn.execute(
+            "INSERT INTO executions (id, definition_id, status, phase, inputs, overrides,"
+            " labels, created_at) VALUES ('e', 'd', 'running', 'run', '{}', '{}', '{}', 0)"
+        )
+        # Node "z" first, then "a": insertion order is not key order.
+        for seq, node_id in ((1, "z"), (2, "a"), (3, "z"), (4, "purged")):
+            conn.execute(
+                "INSERT INTO events (seq, id, execution_id, node_id, type, attempt, at)"
+                " VALUES (?, ?, 'e', ?, 'node.queued', 1, 0)",
+                (seq, f"ev{seq}", node_id),
+            )
+        conn.execute("DELETE FROM events WHERE seq = 4")  # the newest, purged
+        for node_id in ("z", "a"):
+            conn.execute(
+                "INSERT INTO node_runs (execution_id, node_id, state, attempt, output)"
+                " VALUES ('e', ?, 'completed', 1, '1')",
+                (node_id,),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    migrate.upgrade(sqlite_url(path))
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert [r.node_id for r in await store.get_node_runs("e")] == ["z", "a"]
+        assert [e.seq for e in await store.list_events("e")] == [1, 2, 3]
+        assert [e.seq for e in await store.list_events()] == [1, 2, 3]  # no mark shown
+        assert await store.get_outputs("e") == {"z": 1, "a": 1}
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        (kept_used,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+        conn.execute(
+            "INSERT INTO events (id, execution_id, type, attempt, at) VALUES ('n', 'e', 't', 1, 0)"
+        )
+        (fresh,) = conn.execute("SELECT seq FROM events WHERE id = 'n'").fetchone()
+    finally:
+        conn.close()
+    assert (kept_used, fresh) == (4, 5)
 
 
 def test_package_data_ships_every_migration_file() -> None:

@@ -2,9 +2,9 @@
 
 The first 16 characters are the clock in nanoseconds and the last 16 are random, so ids made
 later sort after earlier ones (across processes, as far as their clocks agree) and two ids
-made in the same nanosecond still differ. Stores keep a unique index on event ids: random ids
-land on a random page of that index at every commit, time-ordered ones on its last page, so
-a commit writes fewer pages once the journal has grown.
+made in the same nanosecond still differ. Uniqueness comes from this construction: stores
+check only that one batch does not repeat an id, and keep no index on event ids, which every
+commit would have to write (migration 0004).
 """
 
 from __future__ import annotations

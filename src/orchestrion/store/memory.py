@@ -67,7 +67,6 @@ class MemoryStore:
         self._events: list[EventRecord] = []  # in seq order (a purge leaves gaps)
         self._next_seq = 1
         self._events_by_execution: dict[str, list[EventRecord]] = {}
-        self._event_ids: set[str] = set()
         self._audit: list[AuditRecord] = []
         self._audit_head: StoredHead | None = None
 
@@ -303,15 +302,13 @@ class MemoryStore:
             self._next_seq += 1
             self._events.append(event)
             self._events_by_execution.setdefault(execution_id, []).append(event)
-            self._event_ids.add(event_id)
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
         if batch.audit is not None and batch.records:
             self._append_audit(transition_items(batch), batch.audit)
 
     def _check(self, batch: CommitBatch) -> None:
-        if not (len(batch.records) == len(batch.event_ids) == len(batch.causation)):
-            raise StoreError("commit batch: records, event ids and causation differ in length")
+        rules.check_batch(batch)
         touched = {execution_id for execution_id, _ in batch.records} | batch.results.keys()
         missing = sorted(touched - self._executions.keys())
         if missing:
@@ -322,12 +319,6 @@ class MemoryStore:
                 raise StoreError(f"node record '{record.type}' for '{record.node}' has no state")
             if record.node is None and record.status is None:
                 raise StoreError(f"execution record '{record.type}' has no status")
-        stored = self._event_ids
-        batch_ids: set[str] = set()
-        for event_id in batch.event_ids:
-            if event_id in stored or event_id in batch_ids:
-                raise StoreError(f"event id '{event_id}' already exists")
-            batch_ids.add(event_id)
 
     def _apply_node(self, execution_id: str, node: str, record: Record) -> None:
         runs = self._node_runs.setdefault(execution_id, {})
@@ -446,8 +437,7 @@ class MemoryStore:
             if record.idempotency_key is not None:
                 self._by_idempotency_key.pop(record.idempotency_key, None)
             self._node_runs.pop(execution_id, None)
-            for event in self._events_by_execution.pop(execution_id, []):
-                self._event_ids.discard(event.id)
+            self._events_by_execution.pop(execution_id, None)
         if doomed:
             self._events = [e for e in self._events if e.execution_id not in doomed]
         if signer is not None:

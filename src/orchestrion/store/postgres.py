@@ -681,8 +681,7 @@ class PostgresStore:
         if not batch:
             return
         records = batch.records
-        if not (len(records) == len(batch.event_ids) == len(batch.causation)):
-            raise StoreError("commit batch: records, event ids and causation differ in length")
+        rules.check_batch(batch)
         # Everything is encoded before the transaction opens, so an unencodable output fails
         # before anything is written and the transaction holds its locks only for the writes.
         events: list[dict[str, Any]] = []

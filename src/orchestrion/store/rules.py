@@ -6,6 +6,7 @@
   error as ``execution_error`` and ``finished_at`` say.
 - Execution list cursors: opaque base64 of ``created_at|id`` of the last row of a page.
 - Automatic definition versions: the largest integer version plus one.
+- Batch shape: parallel lists of one length, no event id twice (``check_batch``).
 - Ownership at commit: a batch from an owner is refused whole when one of its executions
   is held by another process now (a takeover); a batch of no owner is not checked.
 """
@@ -20,6 +21,7 @@ from typing import Any, Final
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, StoreError
+from orchestrion.store.base import CommitBatch
 
 __all__ = [
     "KEEP",
@@ -123,6 +125,21 @@ def next_version(versions: Iterable[str]) -> str:
     """One more than the largest integer version; versions like "2.1" or "beta" are ignored."""
     numbers = [int(v) for v in versions if v.isascii() and v.isdigit()]
     return str(max(numbers) + 1) if numbers else "1"
+
+
+def check_batch(batch: CommitBatch) -> None:
+    """Refuse a malformed batch: parallel lists of different lengths, or an event id given
+    twice. Ids are unique across batches by construction (``runtime/ids.py``); stores keep no
+    index to check that, since every commit would pay for it."""
+    ids = batch.event_ids
+    if not (len(batch.records) == len(ids) == len(batch.causation)):
+        raise StoreError("commit batch: records, event ids and causation differ in length")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for event_id in ids:
+            if event_id in seen:
+                raise StoreError(f"commit batch: event id '{event_id}' is given twice")
+            seen.add(event_id)
 
 
 def check_owners(held_by: Iterable[tuple[str, str | None]], owner: str | None) -> None:

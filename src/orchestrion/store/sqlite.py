@@ -66,6 +66,26 @@ _RUN_COLS = (
 _EVENT_COLS = (
     "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
 )
+# Node runs in insertion order, which is the order of each node's first journal event: the
+# table is stored in key order (WITHOUT ROWID), so the order is read from the journal.
+_NODE_RUNS_IN_ORDER = (
+    f"SELECT {', '.join('r.' + c.strip() for c in _RUN_COLS.split(','))} FROM node_runs r"
+    " LEFT JOIN (SELECT node_id, min(seq) AS first_seq FROM events"
+    " WHERE execution_id = ? AND node_id IS NOT NULL GROUP BY node_id) f"
+    " ON f.node_id = r.node_id WHERE r.execution_id = ?"
+    " ORDER BY f.first_seq IS NULL, f.first_seq, r.node_id"
+)
+# Journal seqs are SQLite rowids, which count up from the newest row. A purge that deletes
+# the newest rows leaves this mark at the highest seq, so no seq a reader saw comes back; it
+# belongs to no execution (""), and a later purge drops it once newer rows exist.
+_MARK_EXECUTION = ""
+_INSERT_SEQ_MARK = (
+    "INSERT INTO events (seq, id, execution_id, node_id, type, attempt, at)"
+    " VALUES (?, ?, '', NULL, 'journal.mark', 0, ?)"
+)
+_DROP_STALE_MARKS = (
+    "DELETE FROM events WHERE execution_id = '' AND seq < (SELECT max(seq) FROM events)"
+)
 
 _INSERT_DEFINITION = (
     f"INSERT INTO definitions ({_DEF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -565,10 +585,7 @@ class SQLiteStore:
 
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
         with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT {_RUN_COLS} FROM node_runs WHERE execution_id = ? ORDER BY rowid",
-                (execution_id,),
-            ).fetchall()
+            rows = conn.execute(_NODE_RUNS_IN_ORDER, (execution_id, execution_id)).fetchall()
         return [_node_run(row) for row in rows]
 
     async def get_outputs(
@@ -595,8 +612,7 @@ class SQLiteStore:
         if not batch:
             return
         records = batch.records
-        if not (len(records) == len(batch.event_ids) == len(batch.causation)):
-            raise StoreError("commit batch: records, event ids and causation differ in length")
+        rules.check_batch(batch)
         # Everything is encoded before the transaction opens: the write lock is held only
         # for the inserts, and an unencodable output fails before anything is written.
         events: list[tuple[Any, ...]] = []
@@ -723,6 +739,9 @@ class SQLiteStore:
         if execution_id is not None:
             sql += " AND execution_id = ?"
             params.append(execution_id)
+        else:
+            sql += " AND execution_id != ?"
+            params.append(_MARK_EXECUTION)
         if types:
             sql += f" AND type IN ({', '.join('?' * len(types))})"
             params.extend(types)
@@ -810,6 +829,7 @@ class SQLiteStore:
                     (finished_before,),
                 )
             ]
+            (newest,) = conn.execute("SELECT max(seq) FROM events").fetchone()
             for marks, chunk in _chunks(ids):
                 for table, column in (
                     ("events", "execution_id"),
@@ -817,6 +837,11 @@ class SQLiteStore:
                     ("executions", "id"),
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+            if newest is not None:
+                (left,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+                if left is None or left < newest:
+                    conn.execute(_INSERT_SEQ_MARK, (newest, f"mark-{newest}", now))
+                conn.execute(_DROP_STALE_MARKS)
             if signer is not None:
                 self._append_audit(conn, purge_items(len(ids), finished_before, actor, now), signer)
         return len(ids)

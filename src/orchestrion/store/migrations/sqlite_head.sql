@@ -51,38 +51,6 @@ CREATE INDEX ix_executions_created_at ON executions (created_at);
 
 CREATE INDEX ix_executions_definition_id ON executions (definition_id);
 
-CREATE TABLE node_runs (
-	execution_id VARCHAR(255) NOT NULL,
-	node_id VARCHAR(128) NOT NULL,
-	state VARCHAR(16) NOT NULL,
-	attempt INTEGER NOT NULL,
-	started_at FLOAT,
-	finished_at FLOAT,
-	output TEXT,
-	error TEXT,
-	wait_reason VARCHAR(64),
-	wake_at FLOAT,
-	compensation VARCHAR(16),
-	updated_at FLOAT,
-	CONSTRAINT pk_node_runs PRIMARY KEY (execution_id, node_id)
-);
-
-CREATE TABLE events (
-	seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-	id VARCHAR(255) NOT NULL,
-	execution_id VARCHAR(255) NOT NULL,
-	node_id VARCHAR(128),
-	type VARCHAR(64) NOT NULL,
-	attempt INTEGER NOT NULL,
-	at FLOAT NOT NULL,
-	correlation_id VARCHAR(255),
-	causation_id VARCHAR(255),
-	data TEXT,
-	CONSTRAINT uq_events_id UNIQUE (id)
-);
-
-CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
-
 CREATE TABLE audit (
 	seq INTEGER NOT NULL,
 	at FLOAT NOT NULL,
@@ -109,4 +77,39 @@ CREATE TABLE audit_head (
 	CONSTRAINT pk_audit_head PRIMARY KEY (id)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0003');
+CREATE TABLE "events" (
+	seq INTEGER NOT NULL,
+	id VARCHAR(255) NOT NULL,
+	execution_id VARCHAR(255) NOT NULL,
+	node_id VARCHAR(128),
+	type VARCHAR(64) NOT NULL,
+	attempt INTEGER NOT NULL,
+	at FLOAT NOT NULL,
+	correlation_id VARCHAR(255),
+	causation_id VARCHAR(255),
+	data TEXT,
+	CONSTRAINT pk_events PRIMARY KEY (seq)
+);
+
+CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
+
+CREATE TABLE "node_runs" (
+	execution_id VARCHAR(255) NOT NULL,
+	node_id VARCHAR(128) NOT NULL,
+	state VARCHAR(16) NOT NULL,
+	attempt INTEGER NOT NULL,
+	started_at FLOAT,
+	finished_at FLOAT,
+	output TEXT,
+	error TEXT,
+	wait_reason VARCHAR(64),
+	wake_at FLOAT,
+	compensation VARCHAR(16),
+	updated_at FLOAT,
+	CONSTRAINT pk_node_runs PRIMARY KEY (execution_id, node_id)
+)
+ WITHOUT ROWID
+
+;
+
+INSERT INTO alembic_version (version_num) VALUES ('0004');
