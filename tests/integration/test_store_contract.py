@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -949,6 +950,30 @@ async def test_sqlite_appenders_across_connections_never_fork_the_chain(tmp_path
     finally:
         for each in stores:
             await each.close()
+
+
+async def test_sqlite_checkpoints_run_off_the_commits_and_leave_no_wal(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await seeded(store, "e1")
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        checkpointer.every = 5
+        for i in range(12):
+            record = node("node.queued", f"n{i}", NodeState.QUEUED, T0)
+            await store.commit(batch_of("e1", [record], prefix=f"b{i}"))
+        deadline = time.monotonic() + 10
+        # Two wakes close together make one checkpoint: at least one has run.
+        while checkpointer.checkpoints < 1:
+            assert time.monotonic() < deadline, "no checkpoint on the thread"
+            await asyncio.sleep(0.01)
+        assert len(await store.get_node_runs("e1")) == 12
+    finally:
+        await store.close()
+    # The last connection to close checkpoints what is left and removes the WAL.
+    assert not path.with_name(path.name + "-wal").exists()
 
 
 async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from orchestrion.store.base import (
     ExecutionRecord,
     NodeRunRecord,
 )
+from orchestrion.store.checkpoint import WalCheckpointer
 
 __all__ = ["SQLiteStore", "url_to_sqlite_path"]
 
@@ -262,6 +263,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: WalCheckpointer | None = None
         # check_same_thread=False lets other threads (a server, a CLI helper) share the
         # connection; the lock keeps their statements and transactions from interleaving.
         self._lock = threading.Lock()
@@ -284,9 +286,12 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 5000")
+            # Checkpoints run on a thread of their own (store/checkpoint.py), not in commits.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot configure SQLite store {self.path}: {exc}") from exc
+        self._checkpointer = WalCheckpointer(self.path)
         self._conn = conn
 
     def _migrate(self) -> None:
@@ -307,6 +312,9 @@ class SQLiteStore:
     async def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                checkpointer.close()  # first: the last connection to close ends the WAL
             if conn is not None:
                 conn.close()
 
@@ -335,6 +343,8 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn)
 
     # ------------------------------------------------------------------ definitions
 
