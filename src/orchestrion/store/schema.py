@@ -101,9 +101,6 @@ node_runs = Table(
     Column("compensation", String(16), nullable=True),
     Column("updated_at", Float, nullable=True),
     PrimaryKeyConstraint("execution_id", "node_id"),
-    # Stored in key order, with no rowid B-tree beside the key (0004): one page less per
-    # commit. Insertion order is read from the journal, as on PostgreSQL.
-    sqlite_with_rowid=False,
 )
 
 events = Table(

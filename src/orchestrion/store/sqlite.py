@@ -67,15 +67,6 @@ _RUN_COLS = (
 _EVENT_COLS = (
     "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
 )
-# Node runs in insertion order, which is the order of each node's first journal event: the
-# table is stored in key order (WITHOUT ROWID), so the order is read from the journal.
-_NODE_RUNS_IN_ORDER = (
-    f"SELECT {', '.join('r.' + c.strip() for c in _RUN_COLS.split(','))} FROM node_runs r"
-    " LEFT JOIN (SELECT node_id, min(seq) AS first_seq FROM events"
-    " WHERE execution_id = ? AND node_id IS NOT NULL GROUP BY node_id) f"
-    " ON f.node_id = r.node_id WHERE r.execution_id = ?"
-    " ORDER BY f.first_seq IS NULL, f.first_seq, r.node_id"
-)
 # Journal seqs are SQLite rowids, which count up from the newest row. A purge that deletes
 # the newest rows leaves this mark at the highest seq, so no seq a reader saw comes back; it
 # belongs to no execution (""), and a later purge drops it once newer rows exist.
@@ -595,7 +586,10 @@ class SQLiteStore:
 
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
         with self._connection() as conn:
-            rows = conn.execute(_NODE_RUNS_IN_ORDER, (execution_id, execution_id)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_RUN_COLS} FROM node_runs WHERE execution_id = ? ORDER BY rowid",
+                (execution_id,),
+            ).fetchall()
         return [_node_run(row) for row in rows]
 
     async def get_outputs(

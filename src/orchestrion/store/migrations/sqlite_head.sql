@@ -51,6 +51,22 @@ CREATE INDEX ix_executions_created_at ON executions (created_at);
 
 CREATE INDEX ix_executions_definition_id ON executions (definition_id);
 
+CREATE TABLE node_runs (
+	execution_id VARCHAR(255) NOT NULL,
+	node_id VARCHAR(128) NOT NULL,
+	state VARCHAR(16) NOT NULL,
+	attempt INTEGER NOT NULL,
+	started_at FLOAT,
+	finished_at FLOAT,
+	output TEXT,
+	error TEXT,
+	wait_reason VARCHAR(64),
+	wake_at FLOAT,
+	compensation VARCHAR(16),
+	updated_at FLOAT,
+	CONSTRAINT pk_node_runs PRIMARY KEY (execution_id, node_id)
+);
+
 CREATE TABLE audit (
 	seq INTEGER NOT NULL,
 	at FLOAT NOT NULL,
@@ -92,24 +108,5 @@ CREATE TABLE "events" (
 );
 
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
-
-CREATE TABLE "node_runs" (
-	execution_id VARCHAR(255) NOT NULL,
-	node_id VARCHAR(128) NOT NULL,
-	state VARCHAR(16) NOT NULL,
-	attempt INTEGER NOT NULL,
-	started_at FLOAT,
-	finished_at FLOAT,
-	output TEXT,
-	error TEXT,
-	wait_reason VARCHAR(64),
-	wake_at FLOAT,
-	compensation VARCHAR(16),
-	updated_at FLOAT,
-	CONSTRAINT pk_node_runs PRIMARY KEY (execution_id, node_id)
-)
- WITHOUT ROWID
-
-;
 
 INSERT INTO alembic_version (version_num) VALUES ('0004');

@@ -1,7 +1,7 @@
 """A leaner journal: fewer pages written by every commit.
 
 Every engine turn commits its journal events and node-run snapshots, and on SQLite each B-tree
-page a commit touches is one more frame written to the WAL. Three of those pages held nothing
+page a commit touches is one more frame written to the WAL. Two of those pages held nothing
 that anything reads:
 
 - ``uq_events_id``, the unique index on event ids: no query looks an event up by id, and the
@@ -11,11 +11,12 @@ that anything reads:
   newest rows deleted by a purge) is covered by the purge itself, which leaves a mark row
   holding the highest seq (see ``SQLiteStore.purge_executions``). This migration leaves the
   same mark when the counter is above the newest row. SQLite only.
-- the rowid B-tree of ``node_runs`` beside its primary-key index: the table becomes
-  ``WITHOUT ROWID``, stored in its key's order. SQLite only.
 
-SQLite cannot change a table's key in place, so ``events`` and ``node_runs`` are copied into new
-tables in the migration's transaction.
+(``node_runs`` keeps its rowid beside its key: without it, reading an execution's node runs in
+insertion order costs a join on the journal, more than the page it saves per commit.)
+
+SQLite cannot change a table's key in place, so ``events`` is copied into a new table in the
+migration's transaction.
 
 Revision ID: 0004
 Revises: 0003
@@ -36,10 +37,6 @@ depends_on = None
 
 _EVENT_COLS = (
     "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
-)
-_RUN_COLS = (
-    "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
-    " wait_reason, wake_at, compensation, updated_at"
 )
 
 
@@ -64,26 +61,6 @@ def _events_table(name: str, *, autoincrement: bool, unique_id: bool) -> None:
     )
 
 
-def _node_runs_table(name: str, *, with_rowid: bool) -> None:
-    op.create_table(
-        name,
-        sa.Column("execution_id", sa.String(255), nullable=False),
-        sa.Column("node_id", sa.String(128), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("started_at", sa.Float(), nullable=True),
-        sa.Column("finished_at", sa.Float(), nullable=True),
-        sa.Column("output", sa.Text(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("wait_reason", sa.String(64), nullable=True),
-        sa.Column("wake_at", sa.Float(), nullable=True),
-        sa.Column("compensation", sa.String(16), nullable=True),
-        sa.Column("updated_at", sa.Float(), nullable=True),
-        sa.PrimaryKeyConstraint("execution_id", "node_id", name="pk_node_runs"),
-        sqlite_with_rowid=with_rowid,
-    )
-
-
 def _move(old: str, new: str, cols: str) -> None:
     """Copy ``old`` into ``new`` (created beside it), then put ``new`` in its place."""
     op.execute(f"INSERT INTO {new} ({cols}) SELECT {cols} FROM {old}")
@@ -103,13 +80,11 @@ def _rebuild_sqlite(*, lean: bool) -> None:
                 sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
             ).scalar()
     op.drop_index("ix_events_execution_id_seq", table_name="events")
-    # A table's constraint names follow it: the copies are created under their final names
-    # (pk_events, pk_node_runs), which SQLite keeps as text in the table's SQL only.
+    # The copy is created under its final constraint names (pk_events), which SQLite keeps
+    # as text in the table's SQL only.
     _events_table("events_0004", autoincrement=not lean, unique_id=not lean)
     _move("events", "events_0004", _EVENT_COLS)
     op.create_index("ix_events_execution_id_seq", "events", ["execution_id", "seq"])
-    _node_runs_table("node_runs_0004", with_rowid=not lean)
-    _move("node_runs", "node_runs_0004", _RUN_COLS)
     if counter is not None:
         newest = bind.execute(sa.text("SELECT max(seq) FROM events")).scalar() or 0
         if counter > newest:  # the newest events were purged: keep their seqs used
