@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         default=None, description="KEY=VALUE file of secrets for {{ secrets.KEY }}"
     )
     shutdown_grace: float = Field(default=10.0, ge=0, description="seconds to drain on stop")
+    gc_freeze: bool = Field(
+        default=True,
+        description="move the objects alive at the first engine start out of the garbage"
+        " collector's reach (runtime/gc_tuning.py)",
+    )
     lease_seconds: float = Field(
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )

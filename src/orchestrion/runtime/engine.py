@@ -66,6 +66,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, CHILD_WAITER_KEY
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.gc_tuning import freeze_startup_objects
 from orchestrion.runtime.ids import new_event_id
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
@@ -234,6 +235,8 @@ class Engine:
                 # it claimed. Give everything back; the caller may start afresh.
                 await self._abort_start()
                 raise
+        if self.settings.gc_freeze:
+            freeze_startup_objects()  # imports and set-up are done: see gc_tuning
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
 

@@ -1,0 +1,47 @@
+"""The first engine to start freezes the objects the process started with, once; a setting
+turns that off (runtime/gc_tuning.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, sys
+    from orchestrion.runtime.engine import Engine
+
+    async def main(db):
+        async with Engine(f"sqlite:///{db}"):
+            first = gc.get_freeze_count()
+        kept = [[] for _ in range(5000)]  # made after the first start: not start-up objects
+        async with Engine(f"sqlite:///{db}"):
+            second = gc.get_freeze_count()
+        print(first > 0, second < first + len(kept))
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "True True"), ("false", "False True")])
+def test_the_first_engine_freezes_the_startup_objects_once(
+    tmp_path: Path, setting: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}
+    if setting is not None:
+        env["ORCHESTRION_GC_FREEZE"] = setting
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "gc.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == expected
