@@ -24,7 +24,16 @@ SHORT = {
     "w4": "w4 big DAG",
     "w5": "w5 approvals",
 }
-ORDER = ["orchestrion", "floor", "dbos", "prefect", "dagster", "airflow"]
+ORDER = [
+    "orchestrion",
+    "floor",
+    "dbos",
+    "dbos-wal",
+    "prefect",
+    "prefect-persist",
+    "dagster",
+    "airflow",
+]
 
 
 def _label(workload: str) -> str:

@@ -14,6 +14,9 @@ Workloads (no-op nodes; each system with its durable default, see bench/peers/*_
     w5  10,000 executions waiting on an approval (memory); then all approved
     w6  scale-out throughput on PostgreSQL + Redis with 1, 2 and 4 workers (bench/scaleout.py,
         Orchestrion only)
+Tuned peers (issue #7), run only when named in --systems: dbos-wal (DBOS's SQLite in WAL,
+synchronous=NORMAL) and prefect-persist (Prefect's results persisted); each is its peer's
+runner in the peer's venv with BENCH_MODE set, and its row's label names the tuning.
 Peers are never dependencies of the package: the first run creates bench/.venvs/<peer> and
 pip-installs the pinned release there (again whenever the pin changes). One table is printed
 (Markdown): median wall time, nodes/s, peak RSS and each system's time over Orchestrion's in
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +74,42 @@ class System:
     pins: list[str] = field(default_factory=list)  # empty: runs in Orchestrion's own .venv
     workloads: tuple[str, ...] = ("w0", "w1", "w2", "w3")
     missing: dict[str, str] = field(default_factory=dict)  # workload -> why not
+    peer: str = ""  # a tuned variant: the peer whose venv and runner it uses (default: name)
+    mode: str = ""  # ... and the runner's BENCH_MODE
+    label: str = ""  # the table's name for it (default: name)
+
+    @property
+    def venv(self) -> str:
+        return self.peer or self.name
 
     @property
     def python(self) -> Path:
-        return Path(sys.executable) if not self.pins else VENVS / self.name / "bin" / "python"
+        return Path(sys.executable) if not self.pins else VENVS / self.venv / "bin" / "python"
 
     @property
     def runner(self) -> Path:
-        return PEERS / f"{self.name}_runner.py"
+        return PEERS / f"{self.venv}_runner.py"
+
+    @property
+    def env(self) -> dict[str, str] | None:
+        return {**os.environ, "BENCH_MODE": self.mode} if self.mode else None
 
 
+DBOS = System(
+    "dbos",
+    ["dbos==3.4.0"],
+    ("w0", "w1", "w2", "w3", "w5"),
+    {"w4": NO_DAG},
+)
+PREFECT = System(
+    "prefect",
+    ["prefect==3.9.1"],
+    ("w0", "w1", "w2", "w3"),
+    {
+        "w4": NO_DAG,
+        "w5": "suspend_flow_run needs a deployment and a worker to resume",
+    },
+)
 SYSTEMS = {
     "orchestrion": System("orchestrion", workloads=("w0", "w1", "w2", "w3", "w4", "w5", "w6")),
     "floor": System(
@@ -90,21 +119,8 @@ SYSTEMS = {
             "w5": "no notion of waiting for a person",
         },
     ),
-    "dbos": System(
-        "dbos",
-        ["dbos==3.4.0"],
-        ("w0", "w1", "w2", "w3", "w5"),
-        {"w4": NO_DAG},
-    ),
-    "prefect": System(
-        "prefect",
-        ["prefect==3.9.1"],
-        ("w0", "w1", "w2", "w3"),
-        {
-            "w4": NO_DAG,
-            "w5": "suspend_flow_run needs a deployment and a worker to resume",
-        },
-    ),
+    "dbos": DBOS,
+    "prefect": PREFECT,
     "dagster": System(
         "dagster",
         ["dagster==1.13.29"],
@@ -118,6 +134,23 @@ SYSTEMS = {
         {
             "w5": "HITL operators defer to the triggerer: needs scheduler + triggerer",
         },
+    ),
+}
+# Tuned as issue #7 asks, the same pinned release in the same venv: run only when named.
+TUNED = {
+    "dbos-wal": replace(
+        DBOS,
+        name="dbos-wal",
+        peer="dbos",
+        mode="wal",
+        label="dbos-wal (tuned: SQLite WAL, synchronous=NORMAL)",
+    ),
+    "prefect-persist": replace(
+        PREFECT,
+        name="prefect-persist",
+        peer="prefect",
+        mode="persist",
+        label="prefect-persist (tuned: results persisted)",
     ),
 }
 PLOT_PINS = ["matplotlib==3.11.2"]
@@ -201,7 +234,7 @@ def run_cell(system: System, workload: str, args: argparse.Namespace) -> dict[st
         command.append("--quick")
     walls, rss, results, problem = [], [], [], None
     for i in range(args.repeat):
-        outcome = run_once(command, args.timeout)
+        outcome = run_once(command, args.timeout, system.env)
         label = f"{system.name} {workload} #{i + 1}"
         if outcome.result is None:
             problem = outcome.problem
@@ -229,6 +262,8 @@ def run_cell(system: System, workload: str, args: argparse.Namespace) -> dict[st
         durability=last["durability"],
         extra={k: v for k, v in last.items() if k.endswith(("_s", "_mib")) and k != "wall_s"},
     )
+    if "check" in last:  # what the runner read back to show its tuning took (dbos-wal's WAL)
+        cell["check"] = last["check"]
     if problem is not None:
         cell["problem"] = f"{len(walls)} of {args.repeat} runs, then {problem}"
     return cell
@@ -290,8 +325,10 @@ def table(cells: list[dict[str, Any]], quick: bool) -> str:
         label = f"{key}: {title}"
         if "/" in cell["workload"]:  # w6/<n>w: one row per worker count
             label += f", {cell['workload'].split('/')[1].removesuffix('w')} worker(s)"
+        spec = SYSTEMS.get(cell["system"]) or TUNED.get(cell["system"])
+        system = (spec.label if spec else "") or cell["system"]  # a tuned row names its tuning
         if cell.get("median_s") is None:
-            lines.append(f"| {label} | {cell['system']} | not run: {cell['problem']} | | | |")
+            lines.append(f"| {label} | {system} | not run: {cell['problem']} | | | |")
             continue
         base = ours.get(cell["workload"])
         ratio = _fmt_ratio(cell["median_s"] / base) if base else "-"
@@ -302,7 +339,7 @@ def table(cells: list[dict[str, Any]], quick: bool) -> str:
         if key == "w5" and "rss_waiting_mib" in cell.get("extra", {}):
             rss += f" (waiting: {cell['extra']['rss_waiting_mib']:.0f})"
         lines.append(
-            f"| {label} | {cell['system']} | {_fmt_s(cell['median_s'])}{note} "
+            f"| {label} | {system} | {_fmt_s(cell['median_s'])}{note} "
             f"| {_fmt_rate(cell['nodes_per_s'])} | {rss} | {ratio} |"
         )
     return "\n".join(lines)
@@ -338,7 +375,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"also: {','.join(TUNED)} (tuned peers)"
+    )
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3, help="fresh-process runs per cell")
     parser.add_argument("--quick", action="store_true", help="small sizes (development)")
@@ -346,7 +385,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="JSON, Markdown, PNG")
     parser.add_argument("--chart", type=Path, help="the PNG (default: <out>/compare.png)")
     args = parser.parse_args()
-    systems = [SYSTEMS[s.strip()] for s in args.systems.split(",") if s.strip()]
+    known = SYSTEMS | TUNED
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    strangers = [s for s in names if s not in known]
+    if strangers:
+        parser.error(f"unknown systems {strangers}; choose from {','.join(known)}")
+    systems = [known[s] for s in names]
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
@@ -361,12 +405,14 @@ def main() -> None:
     for system in systems:
         if system.pins:
             try:
-                ensure_venv(system.name, system.pins)
+                # A tuned peer has its peer's venv and pins: installed once for both.
+                ensure_venv(system.venv, system.pins)
             except subprocess.CalledProcessError as exc:
                 broken[system.name] = f"install failed (exit {exc.returncode})"
                 continue
             # One-time set-up (Airflow's and Prefect's schemas) before any timed run.
-            outcome = run_once([str(system.python), str(system.runner), "prepare"], 600)
+            prepare = [str(system.python), str(system.runner), "prepare"]
+            outcome = run_once(prepare, 600, system.env)
             if outcome.problem:
                 broken[system.name] = f"set-up {outcome.problem}"
 

@@ -22,6 +22,9 @@ SIZES: dict[str, dict[str, int]] = {
     "full": {"w1": 1000, "w2": 200, "w3": 200, "w4": 100_000, "w5": 10_000},
     "quick": {"w1": 100, "w2": 20, "w3": 20, "w4": 1000, "w5": 200},
 }
+# A tuned variant (bench/compare.py's dbos-wal, prefect-persist) is its peer's runner in the
+# peer's venv with BENCH_MODE set; read at import, as a runner may need it before its peer's.
+MODE = os.environ.get("BENCH_MODE", "")
 
 
 def nodes_of(workload: str, size: int) -> int:
@@ -48,8 +51,12 @@ def main(
     version: Callable[[], str],
     workloads: dict[str, Callable[[Path, int], dict[str, Any] | None]],
     durability: str,
+    modes: tuple[str, ...] = (),
 ) -> None:
     """Parse ``<workload> [--quick]``, run it in a fresh temp dir, print one JSON line.
+
+    ``modes`` are the BENCH_MODE values the runner knows besides the default (empty); the
+    line names the system ``<system>-<mode>`` then.
 
     A workload callable gets (temp dir, size) and returns None or extra fields; the wall time
     is measured here around the call, after imports and set-up the callable does not time
@@ -59,6 +66,9 @@ def main(
     parser.add_argument("workload", choices=[*sorted(workloads), "prepare"])
     parser.add_argument("--quick", action="store_true", help="small sizes (development)")
     args = parser.parse_args()
+    if MODE and MODE not in modes:
+        parser.error(f"BENCH_MODE={MODE!r}: {system} knows {', '.join(modes) or 'none'}")
+    system = f"{system}-{MODE}" if MODE else system
     if args.workload == "prepare":  # one-time set-up happens at import: nothing more to do
         os.write(1, b"\nBENCH-RESULT {}\n")
         return

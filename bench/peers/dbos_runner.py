@@ -1,9 +1,15 @@
 """DBOS's side: durable workflows and steps, SQLite system database with DBOS's own settings.
 
     bench/.venvs/dbos/bin/python bench/peers/dbos_runner.py w1 [--quick]
+    BENCH_MODE=wal bench/.venvs/dbos/bin/python bench/peers/dbos_runner.py w1   # dbos-wal
 
 Durable default: ``system_database_url=sqlite:///<tmp>/dbos.sqlite``, nothing tuned (DBOS
-leaves SQLite in its rollback-journal default; issue #7 quotes a WAL-tuned DBOS separately).
+leaves SQLite in its rollback-journal default). ``BENCH_MODE=wal`` (issue #7's tuned row) adds
+``journal_mode=WAL`` and ``synchronous=NORMAL``, as Orchestrion runs: DBOS 3.4 has no setting
+for either, so a SQLAlchemy ``connect`` listener sets them on every connection after DBOS's
+own (``IMMEDIATE`` transactions, busy timeout, foreign keys), which stay as they are. Every run
+reads ``PRAGMA journal_mode`` back from the file once DBOS is destroyed (``check``) and, tuned,
+fails unless it is ``wal``.
 Idiomatic shapes: a fan-out starts one child workflow per node (``DBOS.start_workflow``) and
 collects the handles; a chain is one workflow calling steps in order, each fed the last
 output; concurrent executions are workflows started from outside. DBOS workflows are code,
@@ -13,14 +19,32 @@ not a declared graph, so there is nothing to validate: no w4.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import _common
+import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
+
+# Connections the WAL listener tuned, and what SQLite answered (synchronous: 1 is NORMAL).
+_tuned: list[tuple[str, int]] = []
+
+
+def _tune(dbapi_conn: Any, _record: Any) -> None:
+    """WAL and synchronous=NORMAL on a new SQLite connection (DBOS has no setting for them)."""
+    mode = dbapi_conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+    _tuned.append((mode, dbapi_conn.execute("PRAGMA synchronous").fetchone()[0]))
+
+
+if _common.MODE == "wal":
+    # On the Engine class: DBOS creates its engine itself and offers no hook for one.
+    sa.event.listen(sa.Engine, "connect", _tune)
 
 
 def _version() -> str:
@@ -107,27 +131,37 @@ def _timed(run: Any) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started}
 
 
-def w0(tmp: Path, _size: int) -> None:
+def _destroy(tmp: Path, out: dict[str, Any]) -> dict[str, Any]:
+    """Destroy DBOS, then read the journal mode from its file (tuned: it must be WAL)."""
+    DBOS.destroy()
+    with contextlib.closing(sqlite3.connect(tmp / "dbos.sqlite")) as db:
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    check = f"journal_mode={mode} read from the file after the run"
+    if _common.MODE == "wal":
+        synchronous = sorted({s for _, s in _tuned})
+        check += f"; {len(_tuned)} connections tuned, synchronous={synchronous} (1: NORMAL)"
+        if mode != "wal" or not _tuned or synchronous != [1]:
+            raise RuntimeError(f"WAL tuning did not take: {check}")
+    return {**out, "check": check}
+
+
+def w0(tmp: Path, _size: int) -> dict[str, Any]:
     _launch(tmp)
     DBOS.launch()
     assert hello() == "hello"
-    DBOS.destroy()
+    return _destroy(tmp, {})
 
 
 def w1(tmp: Path, size: int) -> dict[str, Any]:
     _launch(tmp)
     DBOS.launch()
-    out = _timed(lambda: fan_out(size))
-    DBOS.destroy()
-    return out
+    return _destroy(tmp, _timed(lambda: fan_out(size)))
 
 
 def w2(tmp: Path, size: int) -> dict[str, Any]:
     _launch(tmp)
     DBOS.launch()
-    out = _timed(lambda: chain(size))
-    DBOS.destroy()
-    return out
+    return _destroy(tmp, _timed(lambda: chain(size)))
 
 
 def w3(tmp: Path, size: int) -> dict[str, Any]:
@@ -139,9 +173,7 @@ def w3(tmp: Path, size: int) -> dict[str, Any]:
         for handle in handles:
             handle.get_result()
 
-    out = _timed(run)
-    DBOS.destroy()
-    return out
+    return _destroy(tmp, _timed(run))
 
 
 def w5(tmp: Path, size: int) -> dict[str, Any]:
@@ -164,9 +196,7 @@ def w5(tmp: Path, size: int) -> dict[str, Any]:
         decide = time.perf_counter() - started
         return {"wall_s": parked, "rss_waiting_mib": round(rss, 1), "decide_s": round(decide, 4)}
 
-    out = asyncio.run(go())
-    DBOS.destroy()
-    return out
+    return _destroy(tmp, asyncio.run(go()))
 
 
 if __name__ == "__main__":
@@ -174,5 +204,8 @@ if __name__ == "__main__":
         "dbos",
         _version,
         {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w5": w5},
-        "SQLite system database, DBOS defaults (rollback journal)",
+        "SQLite system database, tuned: journal_mode=WAL, synchronous=NORMAL (connect listener)"
+        if _common.MODE == "wal"
+        else "SQLite system database, DBOS defaults (rollback journal)",
+        modes=("wal",),
     )
