@@ -124,6 +124,7 @@ class Worker:
         # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
         self._started = _Batch(lambda: self.redis, transaction=False)
         self._finished = _Batch(lambda: self.redis, transaction=True)
+        self._guards = _Reads(lambda: self.redis)
         self._busy = 0
         self._slot_freed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -348,17 +349,18 @@ class Worker:
         await self._finish(stream, entry_id, reply_to, outcome, guard)
 
     async def _checks(self, guard: str, cancelled: str) -> list[bytes | None]:
-        """The guard and the cancel flag; retried while Redis is away (a restart)."""
+        """The guard and the cancel flag; retried while Redis is away (a restart). The tasks
+        of one read check theirs together, in one MGET."""
         from redis.exceptions import RedisError
 
         for delay in (0.2, 0.5, 1.0, 2.0):
             try:
-                return cast("list[bytes | None]", await self.redis.mget(guard, cancelled))
+                return await self._guards.get(guard, cancelled)
             except (RedisError, OSError) as exc:
                 logger.warning("checking a task's guard failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
         # Still away: the entry stays pending with this worker and is taken up again later.
-        return cast("list[bytes | None]", await self.redis.mget(guard, cancelled))
+        return await self._guards.get(guard, cancelled)
 
     async def _execute(self, task: TaskMessage, reply_to: str) -> tuple[str, Event] | None:
         assert self._executor is not None
@@ -527,3 +529,46 @@ class _Batch:
         for _, _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+
+class _Reads:
+    """Collects the keys many coroutines want to read and reads them in one MGET per loop
+    tick: the tasks of one stream read all start in the same tick, so each read costs one
+    round trip for its guards instead of one per task."""
+
+    def __init__(self, redis: Callable[[], Redis]) -> None:
+        self._redis = redis
+        self._queued: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]] = []
+        self._reading: set[asyncio.Task[None]] = set()
+
+    def get(self, *keys: str) -> asyncio.Future[list[bytes | None]]:
+        """The values of ``keys`` (None where missing), from the next MGET."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bytes | None]] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(lambda: self._spawn(loop))
+        self._queued.append((keys, future))
+        return future
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queued = self._queued, []
+        job = loop.create_task(self._read(batch))
+        self._reading.add(job)
+        job.add_done_callback(self._reading.discard)
+
+    async def _read(
+        self, batch: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]]
+    ) -> None:
+        keys = [key for wanted, _ in batch for key in wanted]
+        try:
+            values = cast("list[bytes | None]", await self._redis().mget(keys))
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for wanted, future in batch:
+            if not future.done():
+                future.set_result(values[start : start + len(wanted)])
+            start += len(wanted)
