@@ -237,6 +237,31 @@ async def test_a_redelivered_completion_and_a_redelivered_task_are_no_ops(
         assert (await engine.result(eid)).result == result.result
 
 
+async def test_the_tasks_of_one_read_check_their_guards_in_one_round_trip(
+    urls: tuple[str, str, str], redis: Redis
+) -> None:
+    pg, redis_url, prefix = urls
+    wide = {
+        "name": "wide",
+        "dag": {
+            "nodes": [{"id": "root", "handler": "noop"}]
+            + [{"id": f"n{i}", "handler": "noop", "dependencies": ["root"]} for i in range(100)]
+        },
+    }
+
+    async def mget_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+    async with scaleout_engine(pg, redis_url, prefix) as engine:
+        before = await mget_calls()
+        result = await engine.run(wide, timeout=30)
+        calls = await mget_calls() - before
+    assert result.status is ExecutionStatus.COMPLETED
+    # One MGET per task would be 101; the 100 siblings arrive in a few reads.
+    assert calls < 40, calls
+
+
 async def test_the_reaper_gives_a_dead_workers_task_to_a_live_one(
     urls: tuple[str, str, str], redis: Redis
 ) -> None:
