@@ -262,6 +262,43 @@ async def test_the_tasks_of_one_read_check_their_guards_in_one_round_trip(
     assert calls < 40, calls
 
 
+async def test_a_node_shows_running_while_it_runs_and_a_quick_one_starts_before_it_ends(
+    urls: tuple[str, str, str],
+) -> None:
+    """A worker holds a start back 50 ms: a quick attempt sends it with its outcome, a long
+    one as soon as the 50 ms are over."""
+    pg, redis_url, prefix = urls
+    flow = {
+        "name": "slow-and-quick",
+        "dag": {
+            "nodes": [
+                {"id": "quick", "handler": "noop"},
+                {
+                    "id": "slow",
+                    "handler": "python",
+                    "dependencies": ["quick"],
+                    "config": {"function": "so_sleep", "params": {"seconds": 1.5}},
+                },
+            ]
+        },
+    }
+    async with scaleout_engine(pg, redis_url, prefix) as engine:
+        record = await engine.start_execution(await engine.submit(flow))
+        deadline = time.monotonic() + 10
+        while True:
+            states = {r.node_id: r.state for r in await engine.store.get_node_runs(record.id)}
+            if states.get("slow") is NodeState.RUNNING:
+                break
+            assert time.monotonic() < deadline, states
+            await asyncio.sleep(0.05)
+        result = await engine.wait(record.id, timeout=20)
+        events = await engine.store.list_events(record.id)
+    assert result.status is ExecutionStatus.COMPLETED
+    for node_id in ("quick", "slow"):
+        kinds = [e.type for e in events if e.node_id == node_id]
+        assert kinds == ["node.queued", "node.started", "node.completed"], (node_id, kinds)
+
+
 async def test_the_reaper_gives_a_dead_workers_task_to_a_live_one(
     urls: tuple[str, str, str], redis: Redis
 ) -> None:

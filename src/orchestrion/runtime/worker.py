@@ -7,7 +7,8 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
 
 1. skips it when the attempt's guard says it is done already (a redelivery) or it was
    cancelled;
-2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox);
+2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox), after
+   ``_START_HELD`` s: an attempt that ends sooner sends it in step 4, before its outcome;
 3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
    circuit breaker of its handler and target host; a task of a classified execution is opened
    with the key ring first, and a classified node's outcome sealed (``governance/on_wire``);
@@ -33,7 +34,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from orchestrion.core.events import (
     CompensationFailed,
@@ -73,6 +74,9 @@ logger = logging.getLogger(__name__)
 
 _OWN_RECLAIM_IDLE = 10.0
 """Seconds an entry this worker holds but is not handling waits before it is taken up again."""
+
+_START_HELD = 0.05
+"""Seconds a NodeStarted waits to be sent: an attempt that ends sooner sends it with its outcome."""
 
 ENGINE_BOUND_HANDLERS = frozenset({"workflow"})
 """Handlers that run in the orchestrator's process: they start child executions."""
@@ -362,19 +366,33 @@ class Worker:
         # Still away: the entry stays pending with this worker and is taken up again later.
         return await self._guards.get(guard, cancelled)
 
-    async def _execute(self, task: TaskMessage, reply_to: str) -> tuple[str, Event] | None:
+    async def _execute(self, task: TaskMessage, reply_to: str) -> _Outcome | None:
         assert self._executor is not None
+        loop = asyncio.get_running_loop()
         outcome: list[tuple[str, Event]] = []
         started: list[asyncio.Future[Any]] = []
+        held: list[tuple[dict[Any, Any], asyncio.TimerHandle]] = []
+        sent: set[int] = set()
+
+        def send(message: dict[Any, Any]) -> None:
+            sent.add(id(message))
+            started.append(self._started.add(lambda pipe: pipe.xadd(reply_to, message)))
 
         def emit(execution_id: str, event: Event) -> None:
             if isinstance(event, NodeStarted):
                 message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
-                started.append(self._started.add(lambda pipe: pipe.xadd(reply_to, message)))
+                # Held back a moment: an attempt that ends by then sends its start with its
+                # outcome, in one transaction, so the orchestrator applies both in one turn.
+                held.append((message, loop.call_later(_START_HELD, send, message)))
             else:
                 outcome.append((execution_id, event))
 
         await self._executor.execute(task, emit)
+        early = []
+        for message, handle in held:
+            if id(message) not in sent:
+                handle.cancel()
+                early.append(message)
         if started:
             with contextlib.suppress(Exception):  # "running" is informative only
                 await asyncio.gather(*started)
@@ -383,25 +401,31 @@ class Worker:
         execution_id, event = outcome[-1]
         if seals_outcome(task) and self.keyring is not None:
             event = seal_event(self.keyring, execution_id, event)
-        return execution_id, event
+        return _Outcome(execution_id, event, early)
 
     async def _finish(
         self,
         stream: str,
         entry_id: bytes,
         reply_to: str,
-        outcome: tuple[str, Event] | None,
+        outcome: _Outcome | None,
         guard: str,
     ) -> None:
-        """Outcome, guard and acknowledgement in one transaction (see the module docstring)."""
+        """Outcome, guard and acknowledgement in one transaction (see the module docstring);
+        the start of an attempt that ended before its start was sent goes first."""
         from redis.exceptions import RedisError
 
         message: dict[Any, Any] | None = (
-            {"m": encode_event(*outcome)} if outcome is not None else None
+            {"m": encode_event(outcome.execution_id, outcome.event)}
+            if outcome is not None
+            else None
         )
 
         def commands(pipe: Pipeline) -> None:
             if message is not None:
+                assert outcome is not None
+                for start in outcome.started:
+                    pipe.xadd(reply_to, start)
                 pipe.xadd(reply_to, message)
                 pipe.set(guard, "d", xx=True, keepttl=True)
 
@@ -469,13 +493,21 @@ class Worker:
         await listen_channel(self.redis, self.names.cancel_channel, cancel, self._stopping.is_set)
 
 
-def _unreadable(task: TaskMessage, exc: OrchestrionError) -> tuple[str, Event]:
+class _Outcome(NamedTuple):
+    """An attempt's outcome event, with its start when that was held back until the end."""
+
+    execution_id: str
+    event: Event
+    started: list[dict[Any, Any]]
+
+
+def _unreadable(task: TaskMessage, exc: OrchestrionError) -> _Outcome:
     """The failed attempt of a task this worker cannot open (no key, or not its key)."""
     error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
     now = time.time()
     if task.kind == "compensate":
-        return task.execution_id, CompensationFailed(task.node_id, now, error)
-    return task.execution_id, NodeFailed(task.node_id, task.attempt, now, error)
+        return _Outcome(task.execution_id, CompensationFailed(task.node_id, now, error), [])
+    return _Outcome(task.execution_id, NodeFailed(task.node_id, task.attempt, now, error), [])
 
 
 _Queued = tuple[Callable[["Pipeline"], Any], tuple[str, bytes] | None, asyncio.Future[None]]
