@@ -73,10 +73,11 @@ _EVENT_COLS = (
 _MARK_EXECUTION = ""
 _INSERT_SEQ_MARK = (
     "INSERT INTO events (seq, id, execution_id, node_id, type, attempt, at)"
-    " VALUES (?, ?, '', NULL, 'journal.mark', 0, ?)"
+    f" VALUES (?, ?, '{_MARK_EXECUTION}', NULL, 'journal.mark', 0, ?)"
 )
 _DROP_STALE_MARKS = (
-    "DELETE FROM events WHERE execution_id = '' AND seq < (SELECT max(seq) FROM events)"
+    f"DELETE FROM events WHERE execution_id = '{_MARK_EXECUTION}'"
+    " AND seq < (SELECT max(seq) FROM events)"
 )
 
 _INSERT_DEFINITION = (
