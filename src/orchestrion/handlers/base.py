@@ -51,6 +51,9 @@ class Resources:
             await client.aclose()
 
 
+_NODE_LOGGER = logging.getLogger("orchestrion.node")
+
+
 @dataclass(slots=True)
 class NodeContext:
     """Everything a handler may know about the attempt it runs."""
@@ -67,7 +70,7 @@ class NodeContext:
     deadline: float | None = None  # epoch seconds by which the attempt must end
     classification: str = "public"
     wait_result: Any = None  # set when a waiting node runs again after its wait ended
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("orchestrion.node"))
+    logger: logging.Logger = _NODE_LOGGER
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,12 +77,19 @@ class NodeExecutor:
         )
         # The governance policy's template limits hold for every render of this attempt
         # (config, condition, and what handlers such as condition and map render).
-        with template_limits(self.resources.extra.get(LIMITS_KEY)):
-            if task.kind == "compensate":
-                emit(task.execution_id, await self._compensate(task))
-                return
-            emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
-            emit(task.execution_id, await self._run(task))
+        limits = self.resources.extra.get(LIMITS_KEY)
+        if limits is None:  # no policy: no context manager on every attempt
+            await self._attempt(task, emit)
+            return
+        with template_limits(limits):
+            await self._attempt(task, emit)
+
+    async def _attempt(self, task: TaskMessage, emit: EventSink) -> None:
+        if task.kind == "compensate":
+            emit(task.execution_id, await self._compensate(task))
+            return
+        emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
+        emit(task.execution_id, await self._run(task))
 
     async def _run(self, task: TaskMessage) -> Event:
         node, attempt = task.node_id, task.attempt

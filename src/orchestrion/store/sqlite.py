@@ -116,6 +116,7 @@ _UPDATE_EXECUTION = (
     " updated_at = ? WHERE id = ?"
 )
 _SET_RESULT = "UPDATE executions SET result = ? WHERE id = ?"
+_OWNER_OF = "SELECT owner FROM executions WHERE id = ?"
 _AUDIT_COLS = (
     "seq, at, action, actor, execution_id, node_id, outcome, details, prev_hash, key_id, hash"
 )
@@ -141,6 +142,63 @@ _OUTPUT_STATES = _sql_list(tuple(s.value for s in rules.OUTPUT_STATES))
 
 # Journal data of a node record that carries nothing but its new state, per state.
 _PLAIN_NODE_DATA = {state: _dumps({"state": state.value}) for state in NodeState}
+
+
+class _Transaction:
+    """A write transaction: ``with store._transaction() as conn``.
+
+    IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading read
+    locks, and waits up to busy_timeout for it. Any exception rolls back; driver errors come
+    out as ``StoreError``. A class rather than a generator context manager because every
+    engine turn opens one, and the generator machinery cost about as much as the BEGIN.
+    """
+
+    __slots__ = ("_conn", "_store")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._conn: sqlite3.Connection | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        store._lock.acquire()
+        try:
+            conn = store._conn
+            if conn is None:
+                raise StoreError("the SQLite store is not open")
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            store._lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"SQLite store {store.path}: {exc}") from exc
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:
+        store, conn = self._store, self._conn
+        assert conn is not None
+        try:
+            if kind is None:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                if store._checkpointer is not None:
+                    store._checkpointer.committed(conn)
+                return
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite store {store.path}: {error}") from error
+        finally:
+            store._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"SQLite store {store.path}: {exc}") from exc
 
 
 def url_to_sqlite_path(url: str) -> str:
@@ -322,21 +380,9 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; IMMEDIATE takes the write lock up front, so two processes
-        never deadlock upgrading read locks, and waits up to busy_timeout for it."""
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if self._checkpointer is not None:
-                self._checkpointer.committed(conn)
+    def _transaction(self) -> _Transaction:
+        """A write transaction on the open connection, held exclusively (see _Transaction)."""
+        return _Transaction(self)
 
     # ------------------------------------------------------------------ definitions
 
@@ -720,6 +766,13 @@ class SQLiteStore:
         """Refuse a batch about executions that do not exist (node runs have no foreign key),
         or, from an owner, about executions another process took over meanwhile. The write
         lock is held already, so no takeover can slip in between this check and the writes."""
+        if len(ids) == 1:  # an engine turn about one execution: one lookup, no dict
+            (execution_id,) = ids
+            row = conn.execute(_OWNER_OF, (execution_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"commit refers to unknown executions: {execution_id}")
+            rules.check_owners(((execution_id, row[0]),), owner)
+            return
         wanted = list(ids)
         held_by: dict[str, str | None] = {}
         for start in range(0, len(wanted), _CHUNK):
