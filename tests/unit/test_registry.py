@@ -105,3 +105,30 @@ def test_entry_points_from_an_installed_distribution(
     assert {"t_plugged", "t_many_a", "t_many_b"} <= set(loaded)
     assert registry.canonical_name("t_plugged_alias") == "t_plugged"
     assert "broken" in caplog.text  # reported and skipped, the rest still loads
+
+
+def test_entry_points_are_read_on_first_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred registry finds a plug-in by name, lists it, and reports a clash with it."""
+    _fake_distribution(tmp_path, "plugged = t_orch_plugin:spec\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    by_name = HandlerRegistry(builtin_specs())
+    by_name.discover_later()
+    assert by_name.get("noop").name == "noop"  # a built-in: nothing read yet
+    assert by_name._discover
+    assert by_name.get("t_plugged_alias").name == "t_plugged"
+    assert not by_name._discover
+
+    listing = HandlerRegistry(builtin_specs())
+    listing.discover_later()
+    clone = listing.copy()
+    assert "t_plugged" in listing.names()
+    assert "t_plugged" in clone  # the copy discovers on its own
+    assert "t_plugged" in [spec.name for spec in clone.specs()]
+
+    clash = HandlerRegistry(builtin_specs())
+    clash.discover_later()
+    with pytest.raises(ValueError, match="'t_plugged' is already registered"):
+        clash.register(HandlerSpec(name="t_plugged", run=_run))

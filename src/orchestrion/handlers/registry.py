@@ -30,11 +30,28 @@ class HandlerRegistry:
     def __init__(self, specs: Iterable[HandlerSpec] = ()) -> None:
         self._specs: dict[str, HandlerSpec] = {}
         self._names: dict[str, str] = {}
+        self._discover = False
         for spec in specs:
             self.register(spec)
 
+    def discover_later(self) -> None:
+        """Load the entry-point handlers on first need, not now.
+
+        Reading entry points scans the metadata of every installed distribution (several ms),
+        which a run using built-in handlers only need not pay. They are loaded before the
+        first lookup of a name the registry does not know, the first listing, and the first
+        ``register`` (so a clash with a plug-in is still reported at registration).
+        """
+        self._discover = True
+
+    def _discovered(self) -> None:
+        if self._discover:
+            self._discover = False
+            self.load_entry_points()
+
     def register(self, spec: HandlerSpec, *, replace: bool = False) -> None:
         """Add ``spec`` under its name and aliases; a clash raises unless ``replace``."""
+        self._discovered()
         for name in (spec.name, *spec.aliases):
             owner = self._names.get(name)
             if owner is not None and owner != spec.name and not replace:
@@ -47,6 +64,9 @@ class HandlerRegistry:
 
     def get(self, name: str) -> HandlerSpec:
         canonical = self._names.get(name)
+        if canonical is None and self._discover:
+            self._discovered()
+            canonical = self._names.get(name)
         if canonical is None:
             known = ", ".join(sorted(self._names))
             raise HandlerNotFound(f"unknown handler '{name}' (known: {known})")
@@ -56,19 +76,25 @@ class HandlerRegistry:
         return self.get(name).name
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._names and self._discover:
+            self._discovered()
         return name in self._names
 
     def names(self) -> list[str]:
         """Every accepted name, aliases included, sorted."""
+        self._discovered()
         return sorted(self._names)
 
     def specs(self) -> list[HandlerSpec]:
+        self._discovered()
         return list(self._specs.values())
 
     def copy(self) -> HandlerRegistry:
+        """An independent registry with the same handlers (a pending discovery included)."""
         clone = HandlerRegistry()
         clone._specs = dict(self._specs)
         clone._names = dict(self._names)
+        clone._discover = self._discover
         return clone
 
     def load_entry_points(self) -> list[str]:
@@ -94,12 +120,13 @@ _default: HandlerRegistry | None = None
 
 
 def default_registry() -> HandlerRegistry:
-    """The built-in handlers plus every entry-point handler, built once per process."""
+    """The built-in handlers plus every entry-point handler (loaded on first need), built
+    once per process."""
     global _default
     if _default is None:
         from orchestrion.handlers.builtin import builtin_specs
 
         registry = HandlerRegistry(builtin_specs())
-        registry.load_entry_points()
+        registry.discover_later()
         _default = registry
     return _default
