@@ -262,6 +262,23 @@ async def test_idempotency_key_returns_the_same_execution(engine: Engine) -> Non
     assert CALLS["once"] == 1
 
 
+async def test_concurrent_starts_share_commits_and_keys(engine: Engine) -> None:
+    """Starts asked for together are created in one batch; a key given by several of them
+    still makes one execution, which runs once."""
+    definition = await engine.submit(flow(py("once", "t_count")))
+    keyed = await asyncio.gather(
+        *(engine.start_execution(definition, idempotency_key="k-many") for _ in range(20))
+    )
+    plain = await asyncio.gather(*(engine.start_execution(definition) for _ in range(30)))
+    assert len({record.id for record in keyed}) == 1
+    assert len({record.id for record in plain}) == 30
+    results = await asyncio.gather(
+        *(engine.wait(record.id, timeout=10) for record in [keyed[0], *plain])
+    )
+    assert all(result.ok for result in results)
+    assert CALLS["once"] == 31
+
+
 async def test_two_step_submit_then_trigger_with_inputs_and_overrides(engine: Engine) -> None:
     definition = await engine.submit(
         flow(

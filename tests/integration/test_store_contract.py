@@ -252,6 +252,34 @@ async def test_create_execution_and_idempotency_key(store: Store) -> None:
     assert got.status is ExecutionStatus.PENDING
 
 
+async def test_create_executions_is_one_all_or_nothing_batch(store: Store) -> None:
+    await store.put_definition(definition())
+    await store.create_execution(execution("e0", key="taken"))
+    results = await store.create_executions(
+        [
+            execution("e1", key="k"),
+            execution("e2", key="k"),  # the same key later in the batch: the first one's
+            execution("e3", key="taken"),  # a key taken before the batch
+            execution("e4"),
+        ]
+    )
+    assert [(stored.id, created) for stored, created in results] == [
+        ("e1", True),
+        ("e1", False),
+        ("e0", False),
+        ("e4", True),
+    ]
+    assert (await store.get_execution("e4")).inputs == {"n": 1}
+    # One bad record refuses the whole batch: nothing of it is written.
+    with pytest.raises(ExecutionNotFound):
+        await store.create_executions(
+            [execution("e5"), execution("e6", definition_id="missing"), execution("e7")]
+        )
+    for missing in ("e5", "e6", "e7"):
+        with pytest.raises(ExecutionNotFound):
+            await store.get_execution(missing)
+
+
 async def test_duplicate_ids_are_store_errors(store: Store) -> None:
     await seeded(store, "e1")
     with pytest.raises(StoreError):

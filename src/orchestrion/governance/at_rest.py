@@ -236,12 +236,27 @@ class EncryptedStore:
     # ------------------------------------------------------------------ executions
 
     async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        return (await self.create_executions([record]))[0]
+
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        sealed = [await self._sealed_execution(record) for record in records]
+        results = await self.inner.create_executions(sealed)
+        return [
+            # A created record was stored as given: the caller's plaintext is what it holds.
+            (record, True) if created else (self._open_execution(stored), False)
+            for record, (stored, created) in zip(records, results, strict=True)
+        ]
+
+    async def _sealed_execution(self, record: ExecutionRecord) -> ExecutionRecord:
+        """``record`` as stored: its inputs, overrides, result and error sealed when its
+        definition's classification is encrypted at rest; else ``record`` itself."""
         ring = self.ring
         if ring is None or not await self._classes.of_record(record):
-            stored, created = await self.inner.create_execution(record)
-            return (stored, True) if created else (self._open_execution(stored), False)
+            return record
         eid = record.id
-        sealed = replace(
+        return replace(
             record,
             inputs=encrypt_value(ring, record.inputs, context(eid, None, "inputs")),
             overrides=self._seal_overrides(ring, eid, record.overrides),
@@ -252,10 +267,6 @@ class EncryptedStore:
             if record.error is None
             else seal_error(ring, record.error, context(eid, None, "error")),
         )
-        stored, created = await self.inner.create_execution(sealed)
-        if created:
-            return record, True  # the caller's plaintext record is what was stored
-        return self._open_execution(stored), False
 
     @staticmethod
     def _seal_overrides(

@@ -66,6 +66,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, CHILD_WAITER_KEY
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.creation import ExecutionCreator
 from orchestrion.runtime.gc_tuning import freeze_startup_objects
 from orchestrion.runtime.ids import new_event_id
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
@@ -141,6 +142,7 @@ class Engine:
         self.governance = governance or Governance.from_settings(self.settings)
         # The audit trail: commits carry its signer, so transitions are audited with them.
         self.audit = AuditLog(self.governance, lambda: self.store)
+        self._creator = ExecutionCreator(lambda: self.store)
         self.database_url = database_url or self.settings.database_url
         self._store = store
         self._dispatcher = dispatcher
@@ -506,7 +508,8 @@ class Engine:
         ``parent`` is (execution id, node id, attempt) of a ``workflow`` node starting a child.
 
         The execution is created already owned, with its inputs, so starting costs one insert
-        and one engine turn.
+        and one engine turn; the starts asked for in the same event-loop tick share one commit
+        (``ExecutionCreator``).
         """
         self._check_accepting()
         if isinstance(definition, DefinitionRecord):
@@ -531,10 +534,15 @@ class Engine:
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
             record.labels = {"parent_attempt": parent[2]}
-        stored, created = await self.store.create_execution(record)
+        stored, created = await self._creator.create(record)
         if not created:
-            if stored.status is not ExecutionStatus.PENDING:
+            if (
+                stored.status is not ExecutionStatus.PENDING
+                or stored.owner is not None  # a start made it, and is beginning it now
+                or stored.id in self._live
+            ):
                 return stored
+            # Made pending by create_execution with this key, never triggered: trigger it.
             return await self.trigger(stored.id, inputs, overrides, correlation_id=correlation_id)
         await self._begin(stored, compiled)
         return stored

@@ -188,6 +188,15 @@ class Store(Protocol):
     async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
         """Insert; if ``idempotency_key`` is taken return (existing, False), else (record, True)."""
 
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        """``create_execution`` for each record in order, in one transaction: all or none.
+
+        A key given twice in ``records`` is taken by the first of them. Raises what
+        ``create_execution`` raises for the first record that fails, and then writes nothing.
+        """
+
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         """Raises ``ExecutionNotFound`` when absent."""
 

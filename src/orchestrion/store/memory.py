@@ -154,6 +154,19 @@ class MemoryStore:
             self._by_idempotency_key[key] = record.id
         return record, True
 
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        # Checked before anything is written, so a refused batch leaves nothing behind.
+        ids: set[str] = set()
+        for record in records:
+            if record.definition_id not in self._definitions:
+                raise ExecutionNotFound(f"definition '{record.definition_id}' not found")
+            if record.id in self._executions or record.id in ids:
+                raise StoreError(f"execution id '{record.id}' already exists")
+            ids.add(record.id)
+        return [await self.create_execution(record) for record in records]
+
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         return replace(self._execution(execution_id))
 

@@ -465,6 +465,19 @@ class PostgresStore:
     # ------------------------------------------------------------------ executions
 
     async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        async with self._transaction() as conn:
+            return await self._insert_execution(conn, record)
+
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        async with self._transaction() as conn:
+            return [await self._insert_execution(conn, record) for record in records]
+
+    @staticmethod
+    async def _insert_execution(
+        conn: AsyncConnection, record: ExecutionRecord
+    ) -> tuple[ExecutionRecord, bool]:
         params = {
             "id": record.id,
             "definition_id": record.definition_id,
@@ -486,21 +499,20 @@ class PostgresStore:
             "owner": record.owner,
             "lease_until": record.lease_until,
         }
-        async with self._transaction() as conn:
-            try:
-                inserted = (await conn.execute(_INSERT_EXECUTION, params)).rowcount == 1
-            except IntegrityError as exc:
-                if getattr(exc.orig, "sqlstate", None) != _FOREIGN_KEY_VIOLATION:
-                    raise
-                raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
-            if inserted:
-                return record, True
-            row = (
-                await conn.execute(
-                    text(f"SELECT {_EXEC_COLS} FROM executions WHERE idempotency_key = :k"),
-                    {"k": record.idempotency_key},
-                )
-            ).one()
+        try:
+            inserted = (await conn.execute(_INSERT_EXECUTION, params)).rowcount == 1
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _FOREIGN_KEY_VIOLATION:
+                raise
+            raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
+        if inserted:
+            return record, True
+        row = (
+            await conn.execute(
+                text(f"SELECT {_EXEC_COLS} FROM executions WHERE idempotency_key = :k"),
+                {"k": record.idempotency_key},
+            )
+        ).one()
         return _execution(row), False
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:

@@ -471,6 +471,19 @@ class SQLiteStore:
     # ------------------------------------------------------------------ executions
 
     async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        with self._transaction() as conn:
+            return self._insert_execution(conn, record)
+
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        with self._transaction() as conn:
+            return [self._insert_execution(conn, record) for record in records]
+
+    @staticmethod
+    def _insert_execution(
+        conn: sqlite3.Connection, record: ExecutionRecord
+    ) -> tuple[ExecutionRecord, bool]:
         params = (
             record.id,
             record.definition_id,
@@ -492,19 +505,18 @@ class SQLiteStore:
             record.owner,
             record.lease_until,
         )
-        with self._transaction() as conn:
-            try:
-                inserted = conn.execute(_INSERT_EXECUTION, params).rowcount == 1
-            except sqlite3.IntegrityError as exc:
-                if "FOREIGN KEY" not in str(exc):
-                    raise
-                raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
-            if inserted:
-                return record, True
-            row = conn.execute(
-                f"SELECT {_EXEC_COLS} FROM executions WHERE idempotency_key = ?",
-                (record.idempotency_key,),
-            ).fetchone()
+        try:
+            inserted = conn.execute(_INSERT_EXECUTION, params).rowcount == 1
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" not in str(exc):
+                raise
+            raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
+        if inserted:
+            return record, True
+        row = conn.execute(
+            f"SELECT {_EXEC_COLS} FROM executions WHERE idempotency_key = ?",
+            (record.idempotency_key,),
+        ).fetchone()
         return _execution(row), False
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
