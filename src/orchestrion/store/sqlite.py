@@ -13,7 +13,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +141,36 @@ _OUTPUT_STATES = _sql_list(tuple(s.value for s in rules.OUTPUT_STATES))
 
 # Journal data of a node record that carries nothing but its new state, per state.
 _PLAIN_NODE_DATA = {state: _dumps({"state": state.value}) for state in NodeState}
+
+
+class _Held:
+    """The store's connection held exclusively: ``with store._connection() as conn``.
+
+    Driver errors in the block come out as ``StoreError``. A class rather than a generator
+    context manager for the same reason as ``_Transaction``: every read takes one.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        store._lock.acquire()
+        conn = store._conn
+        if conn is None:
+            store._lock.release()
+            raise StoreError("the SQLite store is not open")
+        return conn
+
+    def __exit__(
+        self, _kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:
+        store = self._store
+        store._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"SQLite store {store.path}: {exc}") from exc
 
 
 class _Transaction:
@@ -368,17 +397,9 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> _Held:
         """The open connection, held exclusively; driver errors come out as ``StoreError``."""
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError("the SQLite store is not open")
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+        return _Held(self)
 
     def _transaction(self) -> _Transaction:
         """A write transaction on the open connection, held exclusively (see _Transaction)."""
