@@ -42,7 +42,7 @@ from orchestrion.templates import (
     _Secrets,
 )
 
-__all__ = ["SecurityError", "analyse", "render"]
+__all__ = ["analyse", "render"]
 
 
 # --------------------------------------------------------------------------- guards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from orchestrion.errors import (
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
+from orchestrion.store.base import ExecutionRecord
 from scaleout import engine_for
 
 CALLS: dict[str, int] = {}
@@ -387,6 +389,30 @@ async def test_restart_resumes_unfinished_executions(tmp_path: Path) -> None:
     assert result.ok
     assert CALLS == {"quick": 1, "slow": 2, "end": 1}
     assert result.nodes["slow"].attempt == 1  # same attempt, same idempotency key
+
+
+async def test_restart_starts_an_execution_whose_start_was_cut_off(tmp_path: Path) -> None:
+    """What kill -9 leaves between creating an execution and committing its start: the row
+    is pending, owned by the dead process (lease run out) and triggered. The next engine on
+    the file starts it; the CLI's resume lists it."""
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    definition = flow(py("only", "t_count", value=7))
+    async with Engine(url) as first:
+        stored = await first.submit(definition)
+        record = ExecutionRecord(
+            id="cut-off",
+            definition_id=stored.id,
+            status=ExecutionStatus.PENDING,
+            created_at=time.time() - 60,
+            correlation_id="cut-off",
+            owner="engine-of-a-dead-process",
+            lease_until=time.time() - 30,
+        )
+        await first.store.create_execution(record)
+    async with Engine(url) as second:
+        result = await second.wait("cut-off", timeout=5)
+    assert result.ok
+    assert CALLS == {"only": 1}
 
 
 async def test_secrets_render_but_never_reach_the_store(

@@ -552,6 +552,22 @@ async def test_unfinished_executions(store: Store) -> None:
     ]
 
 
+async def test_unfinished_executions_include_triggered_owned_pending_ones(store: Store) -> None:
+    """A start creates its execution pending, owned and with a correlation id: a crash
+    before its start is committed leaves it so, and a restart must start it. Pending ones
+    not triggered yet (no owner, or no correlation id) wait for their trigger instead."""
+    await store.put_definition(definition())
+    base = execution("cut-off", created_at=T0)
+    base.owner, base.lease_until, base.correlation_id = "dead-owner", T0, "cut-off"
+    await store.create_execution(base)
+    untriggered = execution("made", created_at=T0 + 1)
+    await store.create_execution(untriggered)
+    claimed_only = execution("claimed", created_at=T0 + 2)
+    claimed_only.owner, claimed_only.lease_until = "dead-owner", T0
+    await store.create_execution(claimed_only)
+    assert [e.id for e in await store.unfinished_executions()] == ["cut-off"]
+
+
 async def test_list_executions_filters_and_pages(store: Store) -> None:
     await store.put_definition(definition())
     await store.put_definition(definition(name="other", version="1"))

@@ -1117,6 +1117,8 @@ class Engine:
             if record.id in self._live:
                 continue
             mine = record.owner == self.owner  # ours but dropped (a commit failed): reload
+            if mine and record.status is ExecutionStatus.PENDING:
+                continue  # a start in this process is beginning it at this moment
             if (
                 not mine
                 and not owner_is_dead(record.owner, record.lease_until, now)
@@ -1137,6 +1139,15 @@ class Engine:
         if lives:
             logger.info("resuming %d unfinished execution(s)", len(lives))
             await self._recover(lives)
+            for live in lives:
+                if live.machine.status is ExecutionStatus.PENDING and (
+                    self._live.get(live.record.id) is live
+                ):
+                    # Created owned by a start that a crash cut off before its Started was
+                    # committed: the start is what is left to do.
+                    at = time.time()
+                    self._post(live.record.id, Started(at))
+                    self._arm_deadline(live, at)
 
     async def _recover(self, lives: list[_Live]) -> None:
         batch = CommitBatch(owner=self.owner, audit=self.audit.signer)

@@ -215,7 +215,9 @@ class Store(Protocol):
         """A page of executions, newest first, and the cursor of the next page (or None)."""
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
-        """Executions that are running, waiting or paused: what a restart must resume."""
+        """What a restart must resume: executions that are running, waiting or paused, and
+        pending ones that were triggered (a correlation id) and are owned already: a start
+        creates its execution so, and a crash before the start is committed leaves it so."""
 
     # ownership leases: several engine processes on one database never run one execution twice
     async def claim_execution(

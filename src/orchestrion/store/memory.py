@@ -224,7 +224,16 @@ class MemoryStore:
         return page, None
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
-        found = [replace(e) for e in self._executions.values() if e.status in _UNFINISHED]
+        found = [
+            replace(e)
+            for e in self._executions.values()
+            if e.status in _UNFINISHED
+            or (
+                e.status is ExecutionStatus.PENDING
+                and e.owner is not None
+                and e.correlation_id is not None
+            )
+        ]
         found.sort(key=lambda e: (e.created_at, e.id))
         return found
 

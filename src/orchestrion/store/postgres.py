@@ -597,6 +597,8 @@ class PostgresStore:
                 await conn.execute(
                     text(
                         f"SELECT {_EXEC_COLS} FROM executions WHERE status = ANY(:s)"
+                        f" OR (status = '{ExecutionStatus.PENDING.value}' AND owner IS NOT NULL"
+                        " AND correlation_id IS NOT NULL)"
                         ' ORDER BY created_at, id COLLATE "C"'
                     ),
                     {"s": _UNFINISHED},

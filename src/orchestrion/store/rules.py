@@ -41,7 +41,7 @@ KEEP: Final[Any] = object()
 """Returned when a record leaves a field as it is."""
 
 UNFINISHED_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING, ExecutionStatus.PAUSED)
-"""What ``unfinished_executions`` returns: what a restart must resume."""
+"""Statuses ``unfinished_executions`` returns (with triggered pending ones already owned)."""
 
 OUTPUT_STATES = (NodeState.COMPLETED, NodeState.COMPENSATED)
 """Node states whose output ``get_outputs`` returns."""
