@@ -153,6 +153,25 @@ async def test_classified_values_never_reach_the_file_but_read_back_plain(
     assert_hidden(raw_bytes(db))
 
 
+async def test_starts_created_in_one_batch_are_sealed_each(engine: Engine, tmp_path: Path) -> None:
+    """Concurrent starts share one transaction (one batch through the encrypting store):
+    every execution's inputs are sealed under its own id, and each reads back plain."""
+    stored = await engine.submit(workflow())
+    names = [f"{SECRET_IN} {i}" for i in range(5)]
+    records = await asyncio.gather(
+        *(engine.start_execution(stored, {"name": name}) for name in names)
+    )
+    results = await asyncio.gather(*(engine.wait(r.id, timeout=20) for r in records))
+    for name, result in zip(names, results, strict=True):
+        assert result.status is ExecutionStatus.COMPLETED
+        assert result.nodes["card"].output["holder"] == name.upper()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    sealed = [json.loads(row[0]) for row in conn.execute("SELECT inputs FROM executions")]
+    conn.close()
+    assert len(sealed) == 5 and all(envelope["$enc"] == "aes-256-gcm" for envelope in sealed)
+    assert_hidden(raw_bytes(tmp_path / "o.db"))
+
+
 async def test_errors_of_classified_nodes_keep_their_message_secret(engine: Engine) -> None:
     # The definition is not data (it is stored as written): the value comes in as an input.
     lookup = {"function": "t_leaky_failure", "params": {"name": "{{ input.name }}"}}
