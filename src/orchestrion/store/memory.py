@@ -160,6 +160,8 @@ class MemoryStore:
         # Checked before anything is written, so a refused batch leaves nothing behind.
         ids: set[str] = set()
         for record in records:
+            if record.idempotency_key in self._by_idempotency_key:
+                continue  # answered with the existing execution, as create_execution does
             if record.definition_id not in self._definitions:
                 raise ExecutionNotFound(f"definition '{record.definition_id}' not found")
             if record.id in self._executions or record.id in ids:
