@@ -281,6 +281,24 @@ async def test_concurrent_starts_share_commits_and_keys(engine: Engine) -> None:
     assert CALLS["once"] == 31
 
 
+async def test_a_start_cancelled_while_its_batch_is_written_still_runs(engine: Engine) -> None:
+    """The caller gives up while the execution is being created (an asyncio timeout around
+    start_execution, say): the write goes on, so the execution is begun and runs."""
+    definition = await engine.submit(flow(py("once", "t_count")))
+    start = asyncio.ensure_future(engine.start_execution(definition))
+    await asyncio.sleep(0)  # it now waits for the batch write
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    for _ in range(500):
+        page, _cursor = await engine.list_executions()
+        if page and page[0].status is ExecutionStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.02)
+    assert [record.status for record in page] == [ExecutionStatus.COMPLETED]
+    assert CALLS["once"] == 1
+
+
 async def test_two_step_submit_then_trigger_with_inputs_and_overrides(engine: Engine) -> None:
     definition = await engine.submit(
         flow(

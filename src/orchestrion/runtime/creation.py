@@ -31,13 +31,20 @@ class ExecutionCreator:
 
     async def create(self, record: ExecutionRecord) -> _Created:
         """(stored record, whether it was created): see ``Store.create_execution``."""
+        # Shielded: a caller that gives up must not cancel the others' shared write.
+        return await asyncio.shield(self.submit(record))
+
+    def submit(self, record: ExecutionRecord) -> asyncio.Future[_Created]:
+        """Queue ``record`` for the next batch; the future ends with what ``create`` returns.
+
+        The write happens whether or not anyone still awaits the future.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Created] = loop.create_future()
         self._pending.append((record, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        # Shielded: a caller that gives up must not cancel the others' shared write.
-        return await asyncio.shield(future)
+        return future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

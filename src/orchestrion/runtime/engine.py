@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -534,7 +535,14 @@ class Engine:
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
             record.labels = {"parent_attempt": parent[2]}
-        stored, created = await self._creator.create(record)
+        creating = self._creator.submit(record)
+        try:
+            stored, created = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # The caller gave up while the batch was written: the execution is made all the
+            # same, so it is begun all the same, as a start cancelled a moment later would be.
+            creating.add_done_callback(functools.partial(self._begin_orphan, compiled))
+            raise
         if not created:
             if (
                 stored.status is not ExecutionStatus.PENDING
@@ -546,6 +554,17 @@ class Engine:
             return await self.trigger(stored.id, inputs, overrides, correlation_id=correlation_id)
         await self._begin(stored, compiled)
         return stored
+
+    def _begin_orphan(
+        self, compiled: CompiledWorkflow, creating: asyncio.Future[tuple[ExecutionRecord, bool]]
+    ) -> None:
+        if creating.cancelled() or creating.exception() is not None:
+            return
+        stored, created = creating.result()
+        if created and self._accepting:
+            task = asyncio.ensure_future(self._begin(stored, compiled))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def run(
         self,
