@@ -9,6 +9,7 @@ only its own caller and the others are created as if each had come alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 from orchestrion.store.base import ExecutionRecord, Store
@@ -29,22 +30,27 @@ class ExecutionCreator:
         self._pending: list[tuple[ExecutionRecord, asyncio.Future[_Created]]] = []
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def create(self, record: ExecutionRecord) -> _Created:
-        """(stored record, whether it was created): see ``Store.create_execution``."""
-        # Shielded: a caller that gives up must not cancel the others' shared write.
-        return await asyncio.shield(self.submit(record))
+    async def create(
+        self,
+        record: ExecutionRecord,
+        abandoned: Callable[[ExecutionRecord, bool], None] | None = None,
+    ) -> _Created:
+        """(stored record, whether it was created): see ``Store.create_execution``.
 
-    def submit(self, record: ExecutionRecord) -> asyncio.Future[_Created]:
-        """Queue ``record`` for the next batch; the future ends with what ``create`` returns.
-
-        The write happens whether or not anyone still awaits the future.
+        The write happens even if the caller is cancelled meanwhile (it is shared with the
+        other calls of the batch); ``abandoned`` is then called with what it gave.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Created] = loop.create_future()
         self._pending.append((record, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        return future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if abandoned is not None:
+                future.add_done_callback(functools.partial(_hand_over, abandoned))
+            raise
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -71,6 +77,13 @@ class ExecutionCreator:
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
+
+
+def _hand_over(
+    abandoned: Callable[[ExecutionRecord, bool], None], future: asyncio.Future[_Created]
+) -> None:
+    if not future.cancelled() and future.exception() is None:
+        abandoned(*future.result())
 
 
 def _settle(future: asyncio.Future[_Created], outcome: _Created | Exception) -> None:

@@ -535,14 +535,11 @@ class Engine:
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
             record.labels = {"parent_attempt": parent[2]}
-        creating = self._creator.submit(record)
-        try:
-            stored, created = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # The caller gave up while the batch was written: the execution is made all the
-            # same, so it is begun all the same, as a start cancelled a moment later would be.
-            creating.add_done_callback(functools.partial(self._begin_orphan, compiled))
-            raise
+        # A caller that gives up while the batch is written gets its execution made all the
+        # same, so it is begun all the same, as a start cancelled a moment later would be.
+        stored, created = await self._creator.create(
+            record, abandoned=functools.partial(self._begin_abandoned, compiled)
+        )
         if not created:
             if (
                 stored.status is not ExecutionStatus.PENDING
@@ -555,12 +552,9 @@ class Engine:
         await self._begin(stored, compiled)
         return stored
 
-    def _begin_orphan(
-        self, compiled: CompiledWorkflow, creating: asyncio.Future[tuple[ExecutionRecord, bool]]
+    def _begin_abandoned(
+        self, compiled: CompiledWorkflow, stored: ExecutionRecord, created: bool
     ) -> None:
-        if creating.cancelled() or creating.exception() is not None:
-            return
-        stored, created = creating.result()
         if created and self._accepting:
             task = asyncio.ensure_future(self._begin(stored, compiled))
             self._background.add(task)
