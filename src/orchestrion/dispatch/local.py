@@ -1,4 +1,9 @@
-"""Embedded dispatch: node attempts run as asyncio tasks in this process, bounded by a semaphore."""
+"""Embedded dispatch: node attempts run as asyncio tasks in this process, bounded by a semaphore.
+
+An attempt whose handler has nothing to wait for (``HandlerSpec.run_now``) runs at once, in
+the engine's turn that dispatched it: no task, no slot, and its outcome is in the engine's
+inbox before the turn ends.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ class LocalDispatcher:
             key = (task.execution_id, task.node_id, task.attempt, task.kind)
             if key in self._tasks:
                 continue  # the same attempt is already in flight here
+            if not self._closing and self.executor.run_now(task, self._sink):
+                continue
             job = asyncio.create_task(self._run(task), name=f"node:{task.node_id}")
             self._tasks[key] = job
             job.add_done_callback(functools.partial(self._forget, key))

@@ -9,6 +9,11 @@ person or a time returns ``Wait(...)`` instead of an output.
 
 Retries, timeouts, metrics, masking and auditing wrap the handler call in the runtime; handlers
 do none of it themselves.
+
+A handler that often has nothing to wait for (``noop``, ``condition``, ``input``) may also give
+``run_now``, a plain function with the same arguments: it returns the output at once, or
+``LATER`` to have ``run`` called instead. The embedded engine calls it inside its own turn,
+which spares the attempt an asyncio task and two trips round the event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HandlerFunc", "HandlerSpec", "NodeContext", "Resources", "Wait"]
+__all__ = ["LATER", "HandlerFunc", "HandlerSpec", "NodeContext", "NowFunc", "Resources", "Wait"]
 
 
 @dataclass(slots=True)
@@ -83,11 +88,28 @@ class Wait:
 
 
 HandlerFunc = Callable[[NodeContext, Any], Awaitable[Any]]
+NowFunc = Callable[[NodeContext, Any], Any]
+
+
+class _Later:
+    """The type of ``LATER``: what ``run_now`` returns when the call has to wait after all."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+LATER: Any = _Later()
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
-    """A registered handler: its canonical name, aliases, config schema and function."""
+    """A registered handler: its canonical name, aliases, config schema and function(s).
+
+    ``run_now``, when given, must do nothing before it returns ``LATER``: the attempt then
+    starts afresh with ``run``.
+    """
 
     name: str
     run: HandlerFunc
@@ -97,3 +119,4 @@ class HandlerSpec:
     # Keys of config that are NOT rendered as templates before the call (e.g. a condition
     # expression the handler evaluates itself).
     raw_keys: frozenset[str] = frozenset()
+    run_now: NowFunc | None = None

@@ -51,7 +51,7 @@ class ConditionConfig(BaseModel):
     mode: Literal["first", "all"] = "first"
 
 
-async def run_condition(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
+def condition_now(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
     context = build_context(ctx.inputs, ctx.outputs, execution={"id": ctx.execution_id})
     branches: list[str] = []
     matched: list[int] = []
@@ -75,7 +75,7 @@ class DelayConfig(BaseModel):
     until: float | None = None
 
 
-async def run_delay(ctx: NodeContext, config: DelayConfig) -> Any:
+def delay_now(ctx: NodeContext, config: DelayConfig) -> Any:
     if ctx.wait_result is not None:
         return {"delayed_until": ctx.wait_result.get("wake_at"), "woke_at": time.time()}
     if config.until is None and config.seconds is None:
@@ -96,7 +96,7 @@ class ApprovalConfig(BaseModel):
     on_reject: Literal["fail", "continue"] = "fail"
 
 
-async def run_approval(ctx: NodeContext, config: ApprovalConfig) -> Any:
+def approval_now(ctx: NodeContext, config: ApprovalConfig) -> Any:
     if ctx.wait_result is not None:  # nobody answered in time
         if config.on_timeout == "approve":
             return {"approved": True, "decided_by": None, "reason": "approved on timeout"}
@@ -120,9 +120,25 @@ async def run_approval(ctx: NodeContext, config: ApprovalConfig) -> Any:
     )
 
 
+async def run_condition(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
+    """``condition_now`` as a coroutine."""
+    return condition_now(ctx, config)
+
+
+async def run_delay(ctx: NodeContext, config: DelayConfig) -> Any:
+    """``delay_now`` as a coroutine."""
+    return delay_now(ctx, config)
+
+
+async def run_approval(ctx: NodeContext, config: ApprovalConfig) -> Any:
+    """``approval_now`` as a coroutine."""
+    return approval_now(ctx, config)
+
+
 CONDITION_SPEC = HandlerSpec(
     name="condition",
     run=run_condition,
+    run_now=condition_now,
     config_model=ConditionConfig,
     description="choose which children run; the others are skipped",
     raw_keys=frozenset({"cases"}),
@@ -130,6 +146,7 @@ CONDITION_SPEC = HandlerSpec(
 DELAY_SPEC = HandlerSpec(
     name="delay",
     run=run_delay,
+    run_now=delay_now,
     config_model=DelayConfig,
     aliases=("timer", "sleep_until"),
     description="a durable timer",
@@ -137,6 +154,7 @@ DELAY_SPEC = HandlerSpec(
 APPROVAL_SPEC = HandlerSpec(
     name="approval",
     run=run_approval,
+    run_now=approval_now,
     config_model=ApprovalConfig,
     aliases=("human_approval",),
     description="wait for a person to approve or reject",

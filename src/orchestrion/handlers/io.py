@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext
 
 __all__ = [
     "INPUT_SPEC",
@@ -22,6 +22,9 @@ __all__ = [
     "InputConfig",
     "NoopConfig",
     "OutputConfig",
+    "input_now",
+    "noop_now",
+    "output_now",
     "run_input",
     "run_noop",
     "run_output",
@@ -54,7 +57,7 @@ class NoopConfig(BaseModel):
     sleep: float = Field(default=0.0, ge=0)
 
 
-async def run_input(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
+def input_now(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
     """The execution's input params merged over ``defaults``; missing required ones fail."""
     merged = {**config.defaults, **ctx.inputs}
     missing = [name for name in config.required if name not in merged]
@@ -68,13 +71,28 @@ async def run_input(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
     return merged
 
 
-async def run_output(ctx: NodeContext, config: OutputConfig) -> Any:
+async def run_input(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
+    """``input_now`` as a coroutine."""
+    return input_now(ctx, config)
+
+
+def output_now(ctx: NodeContext, config: OutputConfig) -> Any:
     """``{dependency_id: its output}``, or ``config.value`` when the node sets one."""
     # ``value: null`` given on purpose is a value; only an absent key means "aggregate".
     if "value" in config.model_fields_set:
         return config.value
     # A dependency skipped under a permissive trigger rule has no output: it shows as None.
     return {dep: ctx.outputs.get(dep) for dep in ctx.dependencies}
+
+
+async def run_output(ctx: NodeContext, config: OutputConfig) -> Any:
+    """``output_now`` as a coroutine."""
+    return output_now(ctx, config)
+
+
+def noop_now(ctx: NodeContext, config: NoopConfig) -> Any:
+    """``config.value`` at once, or ``LATER`` when there is a sleep to wait out first."""
+    return LATER if config.sleep > 0 else config.value
 
 
 async def run_noop(ctx: NodeContext, config: NoopConfig) -> Any:
@@ -87,18 +105,21 @@ async def run_noop(ctx: NodeContext, config: NoopConfig) -> Any:
 INPUT_SPEC = HandlerSpec(
     name="input",
     run=run_input,
+    run_now=input_now,
     config_model=InputConfig,
     description="Entry point: the execution's input params over config defaults.",
 )
 OUTPUT_SPEC = HandlerSpec(
     name="output",
     run=run_output,
+    run_now=output_now,
     config_model=OutputConfig,
     description="Exit point: aggregates the outputs of its dependencies (or returns `value`).",
 )
 NOOP_SPEC = HandlerSpec(
     name="noop",
     run=run_noop,
+    run_now=noop_now,
     config_model=NoopConfig,
     description="Does nothing: returns `value`, optionally after `sleep` seconds.",
 )

@@ -87,6 +87,8 @@ __all__ = ["Engine", "RecordListener"]
 logger = logging.getLogger(__name__)
 
 _DECIDABLE = frozenset({"approval", "review"})
+# Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
+_TURNS_BUDGET = 0.005
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -857,6 +859,7 @@ class Engine:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            yielded = time.perf_counter()
             while self._inbox:
                 items, self._inbox = self._inbox, []
                 try:
@@ -868,6 +871,12 @@ class Engine:
                             item.ack.set_exception(
                                 OrchestrionError("engine turn failed; see the log")
                             )
+                # Attempts run within a turn (run_now) refill the inbox, and a SQLite commit
+                # never suspends: without this, a long chain of such nodes would hold the
+                # event loop from API requests, timers and workers until it ended.
+                if time.perf_counter() - yielded > _TURNS_BUDGET:
+                    await asyncio.sleep(0)
+                    yielded = time.perf_counter()
 
     async def _turn(self, items: list[_Posted]) -> None:
         batch = CommitBatch(owner=self.owner, audit=self.audit.signer)

@@ -13,6 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -30,7 +31,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
-from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, NowFunc, Resources, Wait
 from orchestrion.handlers.python import ALLOWLIST_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
@@ -102,11 +103,69 @@ class NodeExecutor:
             raise
         except BaseException as exc:
             return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
+        return self._outcome(task, output)
+
+    def run_now(self, task: TaskMessage, emit: EventSink) -> bool:
+        """Run ``task`` to its end here and now if its handler has nothing to wait for.
+
+        True when it ran (NodeStarted and its outcome are reported to ``emit`` before this
+        returns); False, having done nothing, when the handler has no ``run_now`` or it
+        answered ``LATER``: the attempt is then for ``execute``. Nothing here awaits, so no
+        timeout can run out and no circuit breaker guards it (such handlers have no
+        downstream).
+        """
+        if task.kind != "run":
+            return False
+        try:
+            spec = self.registry.get(task.handler)
+        except HandlerNotFound:
+            return False  # ``execute`` reports it, as a failed attempt
+        if spec.run_now is None:
+            return False
+        node, attempt = task.node_id, task.attempt
+        started = time.time()
+        fields = node_fields.set(
+            {
+                "execution_id": task.execution_id,
+                "node_id": node,
+                "attempt": attempt,
+                "correlation_id": task.correlation_id,
+            }
+        )
+        limits = self.resources.extra.get(LIMITS_KEY)
+        try:
+            with template_limits(limits) if limits is not None else nullcontext():
+                outcome = self._now(task, spec.run_now)
+        finally:
+            node_fields.reset(fields)  # the caller's log context is its own again
+        if outcome is None:
+            return False
+        emit(task.execution_id, NodeStarted(node, attempt, started))
+        emit(task.execution_id, outcome)
+        return True
+
+    def _now(self, task: TaskMessage, run_now: NowFunc) -> Event | None:
+        node, attempt = task.node_id, task.attempt
+        try:
+            context = self._context(task)
+            if task.when and not evaluate_condition(task.when, context):
+                return NodeSkipped(node, attempt, time.time(), "condition_false")
+            _spec, config, ctx = self._prepare(task, context)
+            output = run_now(ctx, config)
+            if output is LATER:
+                return None
+            if not isinstance(output, Wait):
+                _check_serialisable(node, output)
+        except BaseException as exc:
+            return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
+        return self._outcome(task, output)
+
+    def _outcome(self, task: TaskMessage, output: Any) -> Event:
         if isinstance(output, Wait):
             return NodeWaiting(
-                node, attempt, time.time(), output.reason, output.wake_at, output.data
+                task.node_id, task.attempt, time.time(), output.reason, output.wake_at, output.data
             )
-        return NodeSucceeded(node, attempt, time.time(), self._scrub(task, output))
+        return NodeSucceeded(task.node_id, task.attempt, time.time(), self._scrub(task, output))
 
     async def _compensate(self, task: TaskMessage) -> Event:
         try:
@@ -125,7 +184,10 @@ class NodeExecutor:
             execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
         )
 
-    async def _call(self, task: TaskMessage, context: dict[str, Any]) -> Any:
+    def _prepare(
+        self, task: TaskMessage, context: dict[str, Any]
+    ) -> tuple[HandlerSpec, Any, NodeContext]:
+        """The handler, its config (rendered, then validated) and the context it is given."""
         spec = self.registry.get(task.handler)
         raw = task.config
         if spec.raw_keys:
@@ -140,7 +202,6 @@ class NodeExecutor:
             if spec.config_model
             else rendered
         )
-        deadline = time.time() + task.timeout if task.timeout else None
         ctx = NodeContext(
             execution_id=task.execution_id,
             node_id=task.node_id,
@@ -151,16 +212,20 @@ class NodeExecutor:
             dependencies=task.dependencies,
             handler=spec.name,
             resources=self.resources,
-            deadline=deadline,
+            deadline=time.time() + task.timeout if task.timeout else None,
             classification=task.classification,
             wait_result=task.wait_result,
         )
+        return spec, config, ctx
+
+    async def _call(self, task: TaskMessage, context: dict[str, Any]) -> Any:
+        spec, config, ctx = self._prepare(task, context)
         # Scale-out workers put circuit breakers here; embedded mode pays this one lookup.
         breakers = self.resources.extra.get("circuit_breakers")
         if breakers is not None:
             from orchestrion.resilience.circuit import target_host
 
-            fields = config.__dict__ if isinstance(config, BaseModel) else rendered
+            fields = config.__dict__ if isinstance(config, BaseModel) else config
             target = target_host(spec.name, fields if isinstance(fields, dict) else {})
             # Only calls to a downstream host are guarded: a handler without one (noop,
             # python) has no downstream to protect and would pay two round trips for nothing.
