@@ -11,8 +11,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bench.workloads import chain
-
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import TransientNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
@@ -21,6 +19,21 @@ from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.engine import Engine
 
 FLAKY: dict[str, int] = {}
+
+
+def chain(length: int) -> dict[str, Any]:
+    """``length`` noop nodes in a line, each passing its predecessor's output on."""
+    nodes: list[dict[str, Any]] = [{"id": "c0", "handler": "noop", "config": {"value": 0}}]
+    nodes += [
+        {
+            "id": f"c{i}",
+            "handler": "noop",
+            "dependencies": [f"c{i - 1}"],
+            "config": {"value": f"{{{{ c{i - 1}.output }}}}"},
+        }
+        for i in range(1, length)
+    ]
+    return {"name": f"chain-{length}", "dag": {"nodes": nodes}}
 
 
 def _flaky_now(ctx: NodeContext, _config: Any) -> Any:
