@@ -7,6 +7,8 @@ Workloads (no-op nodes, SQLite file in WAL mode, every transition committed befo
 acted on):
     w1  1 root -> 1,000 parallel nodes -> 1 sink
     w2  200-node chain, each node passing its predecessor's output on through a template
+    w2t the same chain with a no-op handler that has no run_now, so each attempt is an
+        asyncio task of its own, as for http, llm and python nodes
     w3  200 concurrent executions of a 4-node diamond
     w4  validation of a 100,000-node DAG (load + schema + graph checks)
     m1  a map node over 10,000 items (no-op per item, 100 at a time)
@@ -36,15 +38,32 @@ from bench.workloads import chain, diamond, fan_out, map_items, wide_dag
 WORKLOADS = {
     "w1": ("1 -> 1,000 -> 1 fan-out", lambda: [fan_out(1000)], 1002),
     "w2": ("200-node chain", lambda: [chain(200)], 200),
+    "w2t": ("200-node chain, as tasks", lambda: [chain(200, TASK_NOOP)], 200),
     "w3": ("200 concurrent 4-node diamonds", lambda: [diamond()] * 200, 800),
     "m1": ("map over 10,000 items", lambda: [map_items(10_000)], 10_000),
 }
 
 
+TASK_NOOP = "noop_task"
+
+
+def _registry() -> Any:
+    """The built-in handlers, plus ``noop`` under another name and without ``run_now``."""
+    from dataclasses import replace
+
+    from orchestrion.handlers.builtin import builtin_specs
+    from orchestrion.handlers.io import NOOP_SPEC
+    from orchestrion.handlers.registry import HandlerRegistry
+
+    registry = HandlerRegistry(builtin_specs())
+    registry.register(replace(NOOP_SPEC, name=TASK_NOOP, aliases=(), run_now=None))
+    return registry
+
+
 async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> float:
     from orchestrion.runtime.engine import Engine
 
-    async with Engine(f"sqlite:///{db}") as engine:
+    async with Engine(f"sqlite:///{db}", registry=_registry()) as engine:
         stored = [await engine.submit(d) for d in {id(d): d for d in definitions}.values()]
         by_name = {s.name: s for s in stored}
         started = time.perf_counter()
@@ -83,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--only", default="w1,w2,w3,w4,m1")
+    parser.add_argument("--only", default="w1,w2,w2t,w3,w4,m1")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")

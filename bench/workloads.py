@@ -15,19 +15,19 @@ def fan_out(width: int = 1000) -> dict[str, Any]:
     return {"name": f"fan-out-{width}", "dag": {"nodes": nodes}}
 
 
-def chain(length: int = 200) -> dict[str, Any]:
+def chain(length: int = 200, handler: str = "noop") -> dict[str, Any]:
     """``length`` nodes in a line, each passing its predecessor's output on."""
-    nodes: list[dict[str, Any]] = [{"id": "c0", "handler": "noop", "config": {"value": 0}}]
+    nodes: list[dict[str, Any]] = [{"id": "c0", "handler": handler, "config": {"value": 0}}]
     for i in range(1, length):
         nodes.append(
             {
                 "id": f"c{i}",
-                "handler": "noop",
+                "handler": handler,
                 "dependencies": [f"c{i - 1}"],
                 "config": {"value": f"{{{{ c{i - 1}.output }}}}"},
             }
         )
-    return {"name": f"chain-{length}", "dag": {"nodes": nodes}}
+    return {"name": f"chain-{length}-{handler}", "dag": {"nodes": nodes}}
 
 
 def diamond() -> dict[str, Any]:

@@ -205,17 +205,29 @@ _LIMITS: ContextVar[TemplateLimits] = ContextVar(
 )
 
 
-@contextlib.contextmanager
-def template_limits(limits: TemplateLimits | None) -> Iterator[None]:
+def template_limits(limits: TemplateLimits | None) -> contextlib.AbstractContextManager[None]:
     """Render with ``limits`` inside the block (``None``: keep those in force)."""
-    if limits is None:
-        yield
-        return
-    token = _LIMITS.set(limits)
-    try:
-        yield
-    finally:
-        _LIMITS.reset(token)
+    if limits is None or limits == _LIMITS.get():
+        return _UNCHANGED  # the common case, every attempt: nothing to set or reset
+    return _LimitsInForce(limits)
+
+
+class _LimitsInForce:
+    """``template_limits`` for limits other than those in force."""
+
+    __slots__ = ("_limits", "_token")
+
+    def __init__(self, limits: TemplateLimits) -> None:
+        self._limits = limits
+
+    def __enter__(self) -> None:
+        self._token = _LIMITS.set(self._limits)
+
+    def __exit__(self, *_exc: object) -> None:
+        _LIMITS.reset(self._token)
+
+
+_UNCHANGED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- analysis

@@ -13,7 +13,6 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -78,11 +77,7 @@ class NodeExecutor:
         )
         # The governance policy's template limits hold for every render of this attempt
         # (config, condition, and what handlers such as condition and map render).
-        limits = self.resources.extra.get(LIMITS_KEY)
-        if limits is None:  # no policy: no context manager on every attempt
-            await self._attempt(task, emit)
-            return
-        with template_limits(limits):
+        with template_limits(self.resources.extra.get(LIMITS_KEY)):
             await self._attempt(task, emit)
 
     async def _attempt(self, task: TaskMessage, emit: EventSink) -> None:
@@ -132,9 +127,8 @@ class NodeExecutor:
                 "correlation_id": task.correlation_id,
             }
         )
-        limits = self.resources.extra.get(LIMITS_KEY)
         try:
-            with template_limits(limits) if limits is not None else nullcontext():
+            with template_limits(self.resources.extra.get(LIMITS_KEY)):
                 outcome = self._now(task, spec.run_now)
         finally:
             node_fields.reset(fields)  # the caller's log context is its own again

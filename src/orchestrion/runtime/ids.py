@@ -9,8 +9,8 @@ commit would have to write (migration 0004).
 
 from __future__ import annotations
 
-import time
 from random import getrandbits
+from time import time_ns
 
 __all__ = ["new_event_id"]
 
@@ -19,4 +19,5 @@ def new_event_id() -> str:
     """A new time-ordered event id (see the module docstring)."""
     # The module-level Mersenne Twister: seeded from the OS at import and again in a forked
     # child, and without the system call os.urandom makes for every id.
-    return f"{time.time_ns():016x}{getrandbits(64):016x}"
+    # %-formatting: half the cost of an f-string with format specs, three times per node.
+    return "%016x%016x" % (time_ns(), getrandbits(64))  # noqa: UP031
