@@ -150,7 +150,7 @@ class NodeExecutor:
                 return None
             if not isinstance(output, Wait):
                 _check_serialisable(node, output)
-        except BaseException as exc:
+        except Exception as exc:  # not BaseException: this runs in the engine's own loop
             return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
         return self._outcome(task, output)
 
