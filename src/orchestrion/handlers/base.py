@@ -28,7 +28,16 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["LATER", "HandlerFunc", "HandlerSpec", "NodeContext", "NowFunc", "Resources", "Wait"]
+__all__ = [
+    "LATER",
+    "HandlerFunc",
+    "HandlerSpec",
+    "NodeContext",
+    "NowFunc",
+    "Resources",
+    "Wait",
+    "run_of",
+]
 
 
 @dataclass(slots=True)
@@ -101,6 +110,16 @@ class _Later:
 
 
 LATER: Any = _Later()
+
+
+def run_of(now: NowFunc) -> HandlerFunc:
+    """``now`` as the ``run`` of a handler that never waits (``now`` never answers ``LATER``)."""
+
+    async def run(ctx: NodeContext, config: Any) -> Any:
+        return now(ctx, config)
+
+    run.__name__ = run.__qualname__ = f"run_of_{now.__name__}"
+    return run
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.definition.durations import Duration
 from orchestrion.errors import PermanentNodeError
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait, run_of
 from orchestrion.templates import build_context, evaluate_condition
 
 __all__ = [
@@ -120,24 +120,9 @@ def approval_now(ctx: NodeContext, config: ApprovalConfig) -> Any:
     )
 
 
-async def run_condition(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
-    """``condition_now`` as a coroutine."""
-    return condition_now(ctx, config)
-
-
-async def run_delay(ctx: NodeContext, config: DelayConfig) -> Any:
-    """``delay_now`` as a coroutine."""
-    return delay_now(ctx, config)
-
-
-async def run_approval(ctx: NodeContext, config: ApprovalConfig) -> Any:
-    """``approval_now`` as a coroutine."""
-    return approval_now(ctx, config)
-
-
 CONDITION_SPEC = HandlerSpec(
     name="condition",
-    run=run_condition,
+    run=run_of(condition_now),
     run_now=condition_now,
     config_model=ConditionConfig,
     description="choose which children run; the others are skipped",
@@ -145,7 +130,7 @@ CONDITION_SPEC = HandlerSpec(
 )
 DELAY_SPEC = HandlerSpec(
     name="delay",
-    run=run_delay,
+    run=run_of(delay_now),
     run_now=delay_now,
     config_model=DelayConfig,
     aliases=("timer", "sleep_until"),
@@ -153,7 +138,7 @@ DELAY_SPEC = HandlerSpec(
 )
 APPROVAL_SPEC = HandlerSpec(
     name="approval",
-    run=run_approval,
+    run=run_of(approval_now),
     run_now=approval_now,
     config_model=ApprovalConfig,
     aliases=("human_approval",),

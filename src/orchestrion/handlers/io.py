@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, run_of
 
 __all__ = [
     "INPUT_SPEC",
@@ -71,11 +71,6 @@ def input_now(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
     return merged
 
 
-async def run_input(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
-    """``input_now`` as a coroutine."""
-    return input_now(ctx, config)
-
-
 def output_now(ctx: NodeContext, config: OutputConfig) -> Any:
     """``{dependency_id: its output}``, or ``config.value`` when the node sets one."""
     # ``value: null`` given on purpose is a value; only an absent key means "aggregate".
@@ -83,11 +78,6 @@ def output_now(ctx: NodeContext, config: OutputConfig) -> Any:
         return config.value
     # A dependency skipped under a permissive trigger rule has no output: it shows as None.
     return {dep: ctx.outputs.get(dep) for dep in ctx.dependencies}
-
-
-async def run_output(ctx: NodeContext, config: OutputConfig) -> Any:
-    """``output_now`` as a coroutine."""
-    return output_now(ctx, config)
 
 
 def noop_now(ctx: NodeContext, config: NoopConfig) -> Any:
@@ -101,6 +91,9 @@ async def run_noop(ctx: NodeContext, config: NoopConfig) -> Any:
         await asyncio.sleep(config.sleep)
     return config.value
 
+
+run_input = run_of(input_now)
+run_output = run_of(output_now)
 
 INPUT_SPEC = HandlerSpec(
     name="input",

@@ -30,7 +30,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
-from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, NowFunc, Resources, Wait
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.python import ALLOWLIST_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
@@ -67,14 +67,7 @@ class NodeExecutor:
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
-        node_fields.set(
-            {
-                "execution_id": task.execution_id,
-                "node_id": task.node_id,
-                "attempt": task.attempt,
-                "correlation_id": task.correlation_id,
-            }
-        )
+        node_fields.set(_log_fields(task))
         # The governance policy's template limits hold for every render of this attempt
         # (config, condition, and what handlers such as condition and map render).
         with template_limits(self.resources.extra.get(LIMITS_KEY)):
@@ -119,17 +112,10 @@ class NodeExecutor:
             return False
         node, attempt = task.node_id, task.attempt
         started = time.time()
-        fields = node_fields.set(
-            {
-                "execution_id": task.execution_id,
-                "node_id": node,
-                "attempt": attempt,
-                "correlation_id": task.correlation_id,
-            }
-        )
+        fields = node_fields.set(_log_fields(task))
         try:
             with template_limits(self.resources.extra.get(LIMITS_KEY)):
-                outcome = self._now(task, spec.run_now)
+                outcome = self._now(task, spec)
         finally:
             node_fields.reset(fields)  # the caller's log context is its own again
         if outcome is None:
@@ -138,13 +124,15 @@ class NodeExecutor:
         emit(task.execution_id, outcome)
         return True
 
-    def _now(self, task: TaskMessage, run_now: NowFunc) -> Event | None:
+    def _now(self, task: TaskMessage, spec: HandlerSpec) -> Event | None:
         node, attempt = task.node_id, task.attempt
+        run_now = spec.run_now
+        assert run_now is not None  # run_now checked it
         try:
             context = self._context(task)
             if task.when and not evaluate_condition(task.when, context):
                 return NodeSkipped(node, attempt, time.time(), "condition_false")
-            _spec, config, ctx = self._prepare(task, context)
+            config, ctx = self._prepare(task, spec, context)
             output = run_now(ctx, config)
             if output is LATER:
                 return None
@@ -179,10 +167,9 @@ class NodeExecutor:
         )
 
     def _prepare(
-        self, task: TaskMessage, context: dict[str, Any]
-    ) -> tuple[HandlerSpec, Any, NodeContext]:
-        """The handler, its config (rendered, then validated) and the context it is given."""
-        spec = self.registry.get(task.handler)
+        self, task: TaskMessage, spec: HandlerSpec, context: dict[str, Any]
+    ) -> tuple[Any, NodeContext]:
+        """The handler's config (rendered, then validated) and the context it is given."""
         raw = task.config
         if spec.raw_keys:
             rendered = {
@@ -210,10 +197,11 @@ class NodeExecutor:
             classification=task.classification,
             wait_result=task.wait_result,
         )
-        return spec, config, ctx
+        return config, ctx
 
     async def _call(self, task: TaskMessage, context: dict[str, Any]) -> Any:
-        spec, config, ctx = self._prepare(task, context)
+        spec = self.registry.get(task.handler)
+        config, ctx = self._prepare(task, spec, context)
         # Scale-out workers put circuit breakers here; embedded mode pays this one lookup.
         breakers = self.resources.extra.get("circuit_breakers")
         if breakers is not None:
@@ -340,6 +328,16 @@ async def _circuit_after(
 class _NodeTimeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"node timed out after {seconds:g}s")
+
+
+def _log_fields(task: TaskMessage) -> dict[str, Any]:
+    """What every log line of the attempt carries (``runtime/logcontext.py``)."""
+    return {
+        "execution_id": task.execution_id,
+        "node_id": task.node_id,
+        "attempt": task.attempt,
+        "correlation_id": task.correlation_id,
+    }
 
 
 def _mentions_secrets(task: TaskMessage) -> bool:
