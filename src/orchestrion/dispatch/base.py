@@ -3,7 +3,8 @@
 ``LocalDispatcher`` runs attempts as asyncio tasks in this process (embedded mode); a Redis
 Streams dispatcher (scale-out) sends the same ``TaskMessage`` through a stream. Either way the
 result comes back as a state-machine event passed to the ``on_event`` callback given to
-``start``.
+``start``. An embedded dispatcher may also run an attempt inline (``run_inline``): the engine
+then applies its events in the same turn, before that turn's commit.
 """
 
 from __future__ import annotations
@@ -69,3 +70,11 @@ class Dispatcher(Protocol):
 
     def in_flight(self) -> int:
         """Attempts accepted and not yet finished."""
+
+    def can_run_inline(self, handler: str) -> bool:
+        """Whether ``run_inline`` may run attempts of ``handler`` (a cheap lookup)."""
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        """Run the attempt here and now, inside the engine's turn, if its handler has nothing
+        to wait for and no effect outside the engine (``HandlerSpec.run_now``): its events
+        (NodeStarted and the outcome), or None, having done nothing, when it declines."""

@@ -1,8 +1,10 @@
 """Embedded dispatch: node attempts run as asyncio tasks in this process, bounded by a semaphore.
 
-An attempt whose handler has nothing to wait for (``HandlerSpec.run_now``) runs at once, in
-the engine's turn that dispatched it: no task, no slot, and its outcome is in the engine's
-inbox before the turn ends.
+An attempt whose handler has nothing to wait for (``HandlerSpec.run_now``) needs no task and
+no slot: the engine runs it inline (``run_inline``), inside the turn that queued it, and
+applies its outcome before that turn's commit; one dispatched all the same (the turn's inline
+budget ran out) runs at once in ``dispatch``, its outcome in the engine's inbox for the next
+turn.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import functools
 import logging
 
+from orchestrion.core.events import Event
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.runtime.executor import NodeExecutor
 
@@ -51,6 +54,18 @@ class LocalDispatcher:
             job = asyncio.create_task(self._run(task), name=f"node:{task.node_id}")
             self._tasks[key] = job
             job.add_done_callback(functools.partial(self._forget, key))
+
+    def can_run_inline(self, handler: str) -> bool:
+        return not self._closing and self.executor.has_run_now(handler)
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        key = (task.execution_id, task.node_id, task.attempt, task.kind)
+        if self._closing or key in self._tasks:
+            return None
+        events: list[Event] = []
+        if self.executor.run_now(task, lambda _execution_id, event: events.append(event)):
+            return events
+        return None
 
     def _forget(self, key: tuple[str, str, int, str], _job: asyncio.Task[None]) -> None:
         self._tasks.pop(key, None)

@@ -234,6 +234,12 @@ class RedisDispatcher:
     def in_flight(self) -> int:
         return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
 
+    def can_run_inline(self, handler: str) -> bool:
+        return False  # every attempt goes to a worker that serves its handler
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        return None
+
     def record_listener(self, execution_id: str, records: list[Any]) -> None:
         """Engine listener: the executions committed in one loop tick are published once, so
         API processes wake their event streams at once instead of polling the journal."""
@@ -601,3 +607,9 @@ class RedisHandoff:
 
     def in_flight(self) -> int:
         return 0
+
+    def can_run_inline(self, handler: str) -> bool:
+        return False
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        return None

@@ -13,7 +13,9 @@ do none of it themselves.
 A handler that often has nothing to wait for (``noop``, ``condition``, ``input``) may also give
 ``run_now``, a plain function with the same arguments: it returns the output at once, or
 ``LATER`` to have ``run`` called instead. The embedded engine calls it inside its own turn,
-which spares the attempt an asyncio task and two trips round the event loop.
+before that turn's commit, which spares the attempt an asyncio task, two trips round the event
+loop and a commit of its own: ``run_now`` must therefore have no effect outside the engine
+(no I/O, no clock it waits on), since it may run before the attempt's start is durable.
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def run_of(now: NowFunc) -> HandlerFunc:
 class HandlerSpec:
     """A registered handler: its canonical name, aliases, config schema and function(s).
 
-    ``run_now``, when given, must do nothing before it returns ``LATER``: the attempt then
-    starts afresh with ``run``.
+    ``run_now``, when given, must have no effect outside the engine, and must do nothing
+    before it returns ``LATER``: the attempt then starts afresh with ``run``.
     """
 
     name: str

@@ -89,6 +89,8 @@ logger = logging.getLogger(__name__)
 _DECIDABLE = frozenset({"approval", "review"})
 # Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
 _TURNS_BUDGET = 0.005
+# Longest a turn spends running attempts inline (seconds) before it commits what it has.
+_INLINE_BUDGET = 0.005
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -894,6 +896,8 @@ class Engine:
                 continue  # a late result for an execution that already ended
             step = live.machine.apply(item.event)
             self._absorb(live, step, batch, actions, item.cause, touched)
+        if actions:
+            self._run_inline(batch, actions, touched)
         if batch:
             try:
                 await self.store.commit(batch)
@@ -940,6 +944,47 @@ class Engine:
             ):
                 batch.results[execution_id] = live.compiled.result_from(live.outputs)
             actions.append((live, command, first))
+
+    def _run_inline(
+        self,
+        batch: CommitBatch,
+        actions: list[tuple[_Live, Command, str | None]],
+        touched: dict[str, list[Record]],
+    ) -> None:
+        """Run the turn's attempts that have nothing to wait for, and those they lead to, now.
+
+        Their handlers have no effect outside the engine (``HandlerSpec.run_now``), so running
+        one before its start is committed acts on nothing: its start and outcome join this
+        turn's batch, and nobody (listener, API, worker, timer) sees any of it before the
+        commit. A crash before that commit loses the lot, and recovery runs them again. A
+        chain of such nodes is one commit instead of one per node, up to ``_INLINE_BUDGET``.
+        """
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        deadline = time.perf_counter() + _INLINE_BUDGET
+        ran: list[int] = []
+        i = 0
+        while i < len(actions):  # the attempts run here append the actions they lead to
+            live, command, _cause = actions[i]
+            if isinstance(command, Dispatch):
+                plan = live.compiled.plan
+                handler = plan.nodes[plan.index[command.node]].handler
+                if dispatcher.can_run_inline(handler):
+                    events = dispatcher.run_inline(
+                        self._task(live, command.node, command.attempt, command.woken)
+                    )
+                    if events is not None:
+                        ran.append(i)
+                        cause = live.queued_event.get(command.node)
+                        for event in events:
+                            step = live.machine.apply(event)
+                            self._absorb(live, step, batch, actions, cause, touched)
+                        if time.perf_counter() > deadline:
+                            break  # the rest is dispatched as usual, after the commit
+            i += 1
+        if ran:
+            skip = set(ran)
+            actions[:] = [action for j, action in enumerate(actions) if j not in skip]
 
     def _commit_failed(
         self, touched: dict[str, list[Record]], exc: StoreError, items: list[_Posted]

@@ -93,6 +93,13 @@ class NodeExecutor:
             return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
         return self._outcome(task, output)
 
+    def has_run_now(self, handler: str) -> bool:
+        """Whether ``handler``'s attempts may be run by ``run_now`` (it has a ``run_now``)."""
+        try:
+            return self.registry.get(handler).run_now is not None
+        except HandlerNotFound:
+            return False
+
     def run_now(self, task: TaskMessage, emit: EventSink) -> bool:
         """Run ``task`` to its end here and now if its handler has nothing to wait for.
 
