@@ -586,7 +586,7 @@ class Engine:
                 while True:
                     record = await self.store.get_execution(execution_id)
                     if record.status in FINAL_EXECUTION_STATES:
-                        break
+                        return await self._result(record)  # final: no need to read it again
                     live = self._live.get(execution_id)
                     if live is not None:
                         await asyncio.shield(live.done)
@@ -625,7 +625,10 @@ class Engine:
 
     async def result(self, execution_id: str) -> ExecutionResult:
         """The execution's current state, result and node states, from the store."""
-        record = await self.store.get_execution(execution_id)
+        return await self._result(await self.store.get_execution(execution_id))
+
+    async def _result(self, record: ExecutionRecord) -> ExecutionResult:
+        execution_id = record.id
         definition = await self._definition(record.definition_id)
         compiled = await self._compiled_for(record.definition_id)
         runs = await self.store.get_node_runs(execution_id)
