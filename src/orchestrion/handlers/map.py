@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.core.backoff import retry_delay, should_retry
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.python import ALLOWLIST_KEY
 from orchestrion.handlers.subworkflow import CHILD_WAITER_KEY
 from orchestrion.templates import build_context, render_value
@@ -41,6 +42,7 @@ PROGRESS_KEY = "progress"
 """resources.extra key of ``report(execution_id, node_id, counts)``: live per-item progress."""
 
 MAX_ITEMS = 100_000
+_YIELD_EVERY = 0.005  # seconds of items that never suspend before a runner lets others in
 
 
 class MapConfig(BaseModel):
@@ -64,7 +66,6 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     if inner.name == "map":
         raise PermanentNodeError("a map cannot run `map` per item; use a sub-workflow")
     base = build_context(ctx.inputs, ctx.outputs, execution={"id": ctx.execution_id})
-    semaphore = asyncio.Semaphore(config.concurrency)
     rng = random.Random()
     results: list[Any] = [None] * len(config.items)
     errors: dict[int, dict[str, Any]] = {}
@@ -81,35 +82,47 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
             )
 
     async def one(index: int, item: Any) -> None:
-        async with semaphore:
-            attempt = 1
-            while True:
-                try:
-                    results[index] = await _call(ctx, inner, config, base, index, item, attempt)
+        attempt = 1
+        while True:
+            try:
+                results[index] = await _call(ctx, inner, config, base, index, item, attempt)
+                progressed()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                category = exc.category if isinstance(exc, NodeError) else "error"
+                transient = exc.transient if isinstance(exc, NodeError) else True
+                if not should_retry(config.retry, attempt, category, transient):
+                    errors[index] = {"index": index, "category": category, "message": str(exc)}
                     progressed()
+                    if config.on_item_failure == "fail":
+                        raise PermanentNodeError(
+                            f"item {index} of {len(config.items)} failed after "
+                            f"{attempt} attempt(s): {exc}",
+                            category="map_item",
+                        ) from exc
                     return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    category = exc.category if isinstance(exc, NodeError) else "error"
-                    transient = exc.transient if isinstance(exc, NodeError) else True
-                    if not should_retry(config.retry, attempt, category, transient):
-                        errors[index] = {"index": index, "category": category, "message": str(exc)}
-                        progressed()
-                        if config.on_item_failure == "fail":
-                            raise PermanentNodeError(
-                                f"item {index} of {len(config.items)} failed after "
-                                f"{attempt} attempt(s): {exc}",
-                                category="map_item",
-                            ) from exc
-                        return
-                    await asyncio.sleep(retry_delay(config.retry, attempt, rng.random()))
-                    attempt += 1
+                await asyncio.sleep(retry_delay(config.retry, attempt, rng.random()))
+                attempt += 1
+
+    # ``concurrency`` runners take the items in order, so a map over 100,000 items holds that
+    # many tasks, not one per item. An inner handler that never waits (``run_now``) does not
+    # suspend: a runner lets the loop in every few milliseconds of such items.
+    pending = iter(enumerate(config.items))
+
+    async def runner() -> None:
+        yielded = time.perf_counter()
+        for index, item in pending:
+            await one(index, item)
+            if time.perf_counter() - yielded > _YIELD_EVERY:
+                await asyncio.sleep(0)
+                yielded = time.perf_counter()
 
     try:
         async with asyncio.TaskGroup() as group:
-            for index, item in enumerate(config.items):
-                group.create_task(one(index, item))
+            for _ in range(min(config.concurrency, len(config.items))):
+                group.create_task(runner())
     except BaseExceptionGroup as failed:
         # Report the first item failure as the node's error, not an opaque group.
         raise failed.exceptions[0] from None
@@ -158,7 +171,9 @@ async def _call(
         deadline=ctx.deadline,
         classification=ctx.classification,
     )
-    output = await inner.run(item_ctx, inner_config)
+    output = LATER if inner.run_now is None else inner.run_now(item_ctx, inner_config)
+    if output is LATER:
+        output = await inner.run(item_ctx, inner_config)
     if isinstance(output, Wait):
         waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
         child = (output.data or {}).get("child_execution_id")
