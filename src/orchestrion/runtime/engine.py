@@ -965,29 +965,29 @@ class Engine:
         dispatcher = self._dispatcher
         assert dispatcher is not None
         deadline = time.perf_counter() + _INLINE_BUDGET
-        ran: list[int] = []
+        ran: set[int] = set()
         i = 0
-        while i < len(actions):  # the attempts run here append the actions they lead to
+        # The attempts run here append the actions they lead to; once the budget is spent,
+        # the rest is dispatched as usual, after the commit.
+        while i < len(actions) and time.perf_counter() < deadline:
             live, command, _cause = actions[i]
-            if isinstance(command, Dispatch):
-                plan = live.compiled.plan
-                handler = plan.nodes[plan.index[command.node]].handler
-                if dispatcher.can_run_inline(handler):
-                    events = dispatcher.run_inline(
-                        self._task(live, command.node, command.attempt, command.woken)
-                    )
-                    if events is not None:
-                        ran.append(i)
-                        cause = live.queued_event.get(command.node)
-                        for event in events:
-                            step = live.machine.apply(event)
-                            self._absorb(live, step, batch, actions, cause, touched)
-                        if time.perf_counter() > deadline:
-                            break  # the rest is dispatched as usual, after the commit
             i += 1
+            if not isinstance(command, Dispatch):
+                continue
+            plan = live.compiled.plan
+            if not dispatcher.can_run_inline(plan.nodes[plan.index[command.node]].handler):
+                continue
+            events = dispatcher.run_inline(
+                self._task(live, command.node, command.attempt, command.woken)
+            )
+            if events is None:
+                continue
+            ran.add(i - 1)
+            cause = live.queued_event.get(command.node)
+            for event in events:
+                self._absorb(live, live.machine.apply(event), batch, actions, cause, touched)
         if ran:
-            skip = set(ran)
-            actions[:] = [action for j, action in enumerate(actions) if j not in skip]
+            actions[:] = [action for j, action in enumerate(actions) if j not in ran]
 
     def _commit_failed(
         self, touched: dict[str, list[Record]], exc: StoreError, items: list[_Posted]
