@@ -10,7 +10,7 @@ import pytest
 
 from orchestrion.errors import HandlerNotFound
 from orchestrion.handlers.base import HandlerSpec, NodeContext
-from orchestrion.handlers.builtin import builtin_specs
+from orchestrion.handlers.builtin import BUILTIN_HANDLERS, builtin_specs, register_builtins
 from orchestrion.handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, default_registry
 
 
@@ -55,6 +55,37 @@ def test_builtin_specs_register_example_functions() -> None:
     builtin_specs()
     for name in ("validate_schema", "clean_dataframe", "transform_data", "rollback_finalize"):
         assert name in function_registry
+
+
+def test_the_builtin_table_names_each_spec_with_its_aliases() -> None:
+    """The registry knows built-in names before importing them: the table must match."""
+    loaded = {spec.name: set(spec.aliases) for spec in builtin_specs()}
+    table = {name: set(aliases) for name, aliases, _module, _attr in BUILTIN_HANDLERS}
+    assert table == loaded
+
+
+def test_a_builtin_handler_is_imported_on_its_first_lookup() -> None:
+    registry = HandlerRegistry()
+    register_builtins(registry)
+    assert "call_external_service" in registry  # known by alias without loading
+    assert "human_approval" in registry.names()
+    assert registry.get("human_approval").name == "approval"
+    assert registry.copy().get("timer").name == "delay"
+    with pytest.raises(ValueError, match="'foreach' is already registered by 'map'"):
+        registry.register(HandlerSpec(name="mine", run=_run, aliases=("foreach",)))
+    with pytest.raises(ValueError, match="handler 'map' is already registered"):
+        registry.register(HandlerSpec(name="map", run=_run))
+    mine = HandlerSpec(name="map", run=_run, aliases=("foreach",))
+    registry.register(mine, replace=True)
+    assert registry.get("foreach") is mine
+    assert {spec.name for spec in registry.specs()} >= {"http", "llm", "report_generator"}
+
+
+def test_a_lazy_handler_that_loads_under_other_names_is_refused() -> None:
+    registry = HandlerRegistry()
+    registry.register_lazy("mine", ("also_mine",), lambda: HandlerSpec(name="mine", run=_run))
+    with pytest.raises(RuntimeError, match=r"handler 'mine' loaded as 'mine' with aliases \[\]"):
+        registry.get("also_mine")
 
 
 def test_unknown_handler_lists_known_names() -> None:

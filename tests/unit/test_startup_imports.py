@@ -1,8 +1,9 @@
 """Start-up cost: a run without http nodes, YAML or keys does not import what it does not use.
 
 httpx (with the rich and click modules its import pulls in), PyYAML and cryptography cost
-tens of milliseconds at start-up (docs/BENCHMARKS.md, W0); a fresh interpreter runs a
-one-node workflow through the Python API and reports which of them it loaded.
+tens of milliseconds at start-up (docs/BENCHMARKS.md, W0), and so do the built-in handlers a
+workflow does not use; a fresh interpreter runs a one-node workflow through the Python API
+and reports which of them it loaded.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ SCRIPT = textwrap.dedent(
             assert (await engine.run(hello)).ok
 
     asyncio.run(main(sys.argv[1]))
-    print(json.dumps(sorted(m for m in ("httpx", "yaml", "cryptography") if m in sys.modules)))
+    unused = ("httpx", "yaml", "cryptography") + tuple(
+        f"orchestrion.handlers.{name}" for name in ("http", "llm", "python", "agents", "control")
+    )
+    print(json.dumps(sorted(m for m in unused if m in sys.modules)))
     """
 )
 
 
-def test_a_hello_run_loads_neither_httpx_nor_yaml_nor_cryptography(tmp_path: Path) -> None:
+def test_a_hello_run_loads_neither_httpx_nor_yaml_nor_cryptography_nor_unused_handlers(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}  # no keys
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "hello.db")],

@@ -17,9 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrion.governance.runtime import Governance
-from orchestrion.handlers.http import URL_GUARD_KEY
-from orchestrion.handlers.llm import LLM_POLICY_KEY
-from orchestrion.handlers.python import ALLOWLIST_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY, LLM_POLICY_KEY, URL_GUARD_KEY
 from orchestrion.templates import LIMITS_KEY, TemplateLimits
 
 __all__ = ["install", "template_limits_of", "validation_context"]

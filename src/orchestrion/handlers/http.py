@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.keys import URL_GUARD_KEY
 
 if TYPE_CHECKING:
     import httpx
@@ -49,7 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-URL_GUARD_KEY = "url_guard"
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 20
 USER_AGENT = "orchestrion/0.1"

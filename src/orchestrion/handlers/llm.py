@@ -43,6 +43,7 @@ from orchestrion.handlers.http import (
     status_error,
     transport_error,
 )
+from orchestrion.handlers.keys import LLM_GUARD_KEY, LLM_POLICY_KEY
 
 if TYPE_CHECKING:
     import httpx
@@ -64,8 +65,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-LLM_GUARD_KEY = "llm_guard"
-LLM_POLICY_KEY = "llm_policy"
 _PROMPT_SHOWN = 200
 _EXCERPT_CHARS = 300
 

@@ -32,13 +32,11 @@ from orchestrion.core.backoff import retry_delay, should_retry
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
-from orchestrion.handlers.python import ALLOWLIST_KEY
-from orchestrion.handlers.subworkflow import CHILD_WAITER_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
 from orchestrion.templates import build_context, render_value
 
 __all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
 
-PROGRESS_KEY = "progress"
 """resources.extra key of ``report(execution_id, node_id, counts)``: live per-item progress."""
 
 MAX_ITEMS = 100_000

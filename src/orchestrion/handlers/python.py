@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.keys import ALLOWLIST_KEY
 
 __all__ = [
     "ALLOWLIST_KEY",
@@ -54,7 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOWLIST_KEY = "python_allowlist"
 _CONTEXT_PARAMS = ("ctx", "context")
 _IDENT = r"[A-Za-z_]\w*"
 _DOTTED = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?$")

@@ -11,7 +11,7 @@ of them)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 
 from orchestrion.errors import HandlerNotFound
@@ -30,9 +30,39 @@ class HandlerRegistry:
     def __init__(self, specs: Iterable[HandlerSpec] = ()) -> None:
         self._specs: dict[str, HandlerSpec] = {}
         self._names: dict[str, str] = {}
+        # Known by name, imported on first lookup: canonical name -> what loads its spec.
+        self._lazy: dict[str, Callable[[], HandlerSpec]] = {}
         self._discover = False
         for spec in specs:
             self.register(spec)
+
+    def register_lazy(
+        self, name: str, aliases: tuple[str, ...], load: Callable[[], HandlerSpec]
+    ) -> None:
+        """Know ``name`` and ``aliases`` now; call ``load`` for the spec on first lookup.
+
+        The spec ``load`` gives must carry exactly this name and these aliases.
+        """
+        for each in (name, *aliases):
+            owner = self._names.get(each)
+            if owner is not None:
+                raise ValueError(f"handler name '{each}' is already registered by '{owner}'")
+        self._lazy[name] = load
+        for each in (name, *aliases):
+            self._names[each] = name
+
+    def _loaded(self, canonical: str) -> HandlerSpec:
+        spec = self._specs.get(canonical)
+        if spec is None:
+            spec = self._lazy.pop(canonical)()
+            claimed = {n for n, owner in self._names.items() if owner == canonical}
+            if spec.name != canonical or {spec.name, *spec.aliases} != claimed:
+                raise RuntimeError(
+                    f"handler '{canonical}' loaded as '{spec.name}' with aliases "
+                    f"{list(spec.aliases)}, not those it was registered under"
+                )
+            self._specs[canonical] = spec
+        return spec
 
     def discover_later(self) -> None:
         """Load the entry-point handlers on first need, not now.
@@ -56,8 +86,9 @@ class HandlerRegistry:
             owner = self._names.get(name)
             if owner is not None and owner != spec.name and not replace:
                 raise ValueError(f"handler name '{name}' is already registered by '{owner}'")
-        if spec.name in self._specs and not replace:
+        if (spec.name in self._specs or spec.name in self._lazy) and not replace:
             raise ValueError(f"handler '{spec.name}' is already registered")
+        self._lazy.pop(spec.name, None)
         self._specs[spec.name] = spec
         for name in (spec.name, *spec.aliases):
             self._names[name] = spec.name
@@ -70,7 +101,7 @@ class HandlerRegistry:
         if canonical is None:
             known = ", ".join(sorted(self._names))
             raise HandlerNotFound(f"unknown handler '{name}' (known: {known})")
-        return self._specs[canonical]
+        return self._loaded(canonical)
 
     def canonical_name(self, name: str) -> str:
         return self.get(name).name
@@ -87,6 +118,8 @@ class HandlerRegistry:
 
     def specs(self) -> list[HandlerSpec]:
         self._discovered()
+        for canonical in list(self._lazy):
+            self._loaded(canonical)
         return list(self._specs.values())
 
     def copy(self) -> HandlerRegistry:
@@ -94,6 +127,7 @@ class HandlerRegistry:
         clone = HandlerRegistry()
         clone._specs = dict(self._specs)
         clone._names = dict(self._names)
+        clone._lazy = dict(self._lazy)
         clone._discover = self._discover
         return clone
 
@@ -120,13 +154,14 @@ _default: HandlerRegistry | None = None
 
 
 def default_registry() -> HandlerRegistry:
-    """The built-in handlers plus every entry-point handler (loaded on first need), built
-    once per process."""
+    """The built-in handlers plus every entry-point handler, built once per process; both are
+    imported on first need."""
     global _default
     if _default is None:
-        from orchestrion.handlers.builtin import builtin_specs
+        from orchestrion.handlers.builtin import register_builtins
 
-        registry = HandlerRegistry(builtin_specs())
+        registry = HandlerRegistry()
+        register_builtins(registry)
         registry.discover_later()
         _default = registry
     return _default

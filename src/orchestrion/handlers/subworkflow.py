@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY
 
 __all__ = [
     "CHILD_STARTER_KEY",
@@ -25,8 +26,6 @@ __all__ = [
     "WorkflowConfig",
 ]
 
-CHILD_STARTER_KEY = "child_starter"
-CHILD_WAITER_KEY = "child_waiter"
 """``await waiter(child_execution_id)`` -> the finished child's node output, or raises."""
 
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import (
     CancelNode,
@@ -62,9 +62,8 @@ from orchestrion.governance.audit_log import AuditLog
 from orchestrion.governance.log_masking import set_log_masker
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
-from orchestrion.handlers.map import PROGRESS_KEY
+from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
-from orchestrion.handlers.subworkflow import CHILD_STARTER_KEY, CHILD_WAITER_KEY
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.creation import ExecutionCreator
@@ -81,6 +80,9 @@ from orchestrion.store.base import (
     ExecutionRecord,
     Store,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Engine", "RecordListener"]
 
@@ -283,16 +285,21 @@ class Engine:
 
     def _local_dispatcher(self) -> Dispatcher:
         from orchestrion.dispatch.local import LocalDispatcher
-        from orchestrion.handlers.http import build_http_client
         from orchestrion.runtime.executor import NodeExecutor
 
-        self._resources.http_factory = lambda: build_http_client(
-            timeout=self.settings.http_timeout,
-            max_connections=self.settings.http_max_connections,
-            # Connections go only to addresses the policy in force checked (DNS rebinding);
-            # read per connection, so a later ``use_governance`` is followed too.
-            url_policy=lambda: self.governance.url_policy,
-        )
+        def http_client() -> httpx.AsyncClient:
+            # Imported with the first http or llm attempt, like the http handler itself.
+            from orchestrion.handlers.http import build_http_client
+
+            return build_http_client(
+                timeout=self.settings.http_timeout,
+                max_connections=self.settings.http_max_connections,
+                # Connections go only to addresses the policy in force checked (DNS
+                # rebinding); read per connection, so a later ``use_governance`` is followed.
+                url_policy=lambda: self.governance.url_policy,
+            )
+
+        self._resources.http_factory = http_client
         self._resources.extra.setdefault("registry", self.registry)  # map runs inner handlers
         self._resources.extra.setdefault(CHILD_STARTER_KEY, self._children.start)
         self._resources.extra.setdefault(CHILD_WAITER_KEY, self._children.await_child)

@@ -31,7 +31,7 @@ from orchestrion.core.events import (
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
-from orchestrion.handlers.python import ALLOWLIST_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
 from orchestrion.templates import (
