@@ -88,6 +88,26 @@ def test_a_lazy_handler_that_loads_under_other_names_is_refused() -> None:
         registry.get("also_mine")
 
 
+def test_a_lazy_handler_whose_import_fails_fails_again_on_the_next_lookup() -> None:
+    def broken() -> HandlerSpec:
+        raise ImportError("no module named 'missing_dependency'")
+
+    registry = HandlerRegistry()
+    registry.register_lazy("fragile", (), broken)
+    for _ in range(2):
+        with pytest.raises(ImportError, match="missing_dependency"):
+            registry.get("fragile")
+
+
+def test_replacing_a_lazy_handler_alias_leaves_the_handler_loadable() -> None:
+    registry = HandlerRegistry()
+    register_builtins(registry)
+    mine = HandlerSpec(name="timer", run=_run)
+    registry.register(mine, replace=True)
+    assert registry.get("timer") is mine
+    assert registry.get("delay").name == "delay"
+
+
 def test_unknown_handler_lists_known_names() -> None:
     registry = HandlerRegistry(builtin_specs())
     with pytest.raises(HandlerNotFound, match=r"unknown handler 'nope'.*call_external_service"):

@@ -30,8 +30,8 @@ class HandlerRegistry:
     def __init__(self, specs: Iterable[HandlerSpec] = ()) -> None:
         self._specs: dict[str, HandlerSpec] = {}
         self._names: dict[str, str] = {}
-        # Known by name, imported on first lookup: canonical name -> what loads its spec.
-        self._lazy: dict[str, Callable[[], HandlerSpec]] = {}
+        # Known by name, imported on first lookup: canonical name -> (aliases, what loads it).
+        self._lazy: dict[str, tuple[tuple[str, ...], Callable[[], HandlerSpec]]] = {}
         self._discover = False
         for spec in specs:
             self.register(spec)
@@ -47,20 +47,21 @@ class HandlerRegistry:
             owner = self._names.get(each)
             if owner is not None:
                 raise ValueError(f"handler name '{each}' is already registered by '{owner}'")
-        self._lazy[name] = load
+        self._lazy[name] = (aliases, load)
         for each in (name, *aliases):
             self._names[each] = name
 
     def _loaded(self, canonical: str) -> HandlerSpec:
         spec = self._specs.get(canonical)
         if spec is None:
-            spec = self._lazy.pop(canonical)()
-            claimed = {n for n, owner in self._names.items() if owner == canonical}
-            if spec.name != canonical or {spec.name, *spec.aliases} != claimed:
+            aliases, load = self._lazy[canonical]
+            spec = load()  # an import error leaves the entry in place, to fail again alike
+            if spec.name != canonical or set(spec.aliases) != set(aliases):
                 raise RuntimeError(
                     f"handler '{canonical}' loaded as '{spec.name}' with aliases "
-                    f"{list(spec.aliases)}, not those it was registered under"
+                    f"{list(spec.aliases)}, not as registered (aliases {list(aliases)})"
                 )
+            del self._lazy[canonical]
             self._specs[canonical] = spec
         return spec
 
