@@ -23,7 +23,7 @@ from orchestrion.core.events import NodeSucceeded
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
 from orchestrion.dispatch.wire import encode_event, encode_task
-from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
 from orchestrion.resilience.dlq import DeadLetters
@@ -260,6 +260,45 @@ async def test_the_tasks_of_one_read_check_their_guards_in_one_round_trip(
     assert result.status is ExecutionStatus.COMPLETED
     # One MGET per task would be 101; the 100 siblings arrive in a few reads.
     assert calls < 40, calls
+
+
+async def test_a_worker_runs_an_attempt_with_nothing_to_wait_for_through_run_now(
+    urls: tuple[str, str, str],
+) -> None:
+    """As the engine does in its turn: the handler's ``run_now`` answers, ``run`` is never
+    awaited, and the journal reads as for any attempt; ``LATER`` falls back to ``run``."""
+    pg, redis_url, prefix = urls
+    calls: Counter[str] = Counter()
+
+    async def run(ctx: NodeContext, config: Any) -> Any:
+        calls["run"] += 1
+        return {"by": "run"}
+
+    def run_now(ctx: NodeContext, config: Any) -> Any:
+        calls["run_now"] += 1
+        return LATER if ctx.node_id == "later" else {"by": "run_now"}
+
+    registry = default_registry().copy()
+    registry.register(HandlerSpec(name="quick_probe", run=run, run_now=run_now))
+    flow = {
+        "name": "run-now-on-a-worker",
+        "dag": {
+            "nodes": [
+                {"id": "now", "handler": "quick_probe"},
+                {"id": "later", "handler": "quick_probe", "dependencies": ["now"]},
+            ]
+        },
+    }
+    async with scaleout_engine(pg, redis_url, prefix, registry=registry) as engine:
+        result = await engine.run(flow, timeout=30)
+        events = await engine.store.list_events(result.execution_id)
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert result.outputs["now"] == {"by": "run_now"}
+    assert result.outputs["later"] == {"by": "run"}
+    assert calls == {"run_now": 2, "run": 1}
+    for node_id in ("now", "later"):
+        kinds = [e.type for e in events if e.node_id == node_id]
+        assert kinds == ["node.queued", "node.started", "node.completed"], (node_id, kinds)
 
 
 async def test_a_node_shows_running_while_it_runs_and_a_quick_one_starts_before_it_ends(

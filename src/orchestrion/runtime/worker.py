@@ -10,9 +10,11 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
 2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox), after
    ``_START_HELD`` s: an attempt that ends sooner sends it in step 4, before its outcome;
 3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
-   circuit breaker of its handler and target host; a task of a classified execution is opened
-   with the key ring first, and a classified node's outcome sealed (``governance/on_wire``);
-   without the key the attempt fails with category ``configuration`` and nothing runs;
+   circuit breaker of its handler and target host, or through the handler's ``run_now`` when
+   it has one and nothing to wait for (no timeout, no breaker: such handlers reach nothing);
+   a task of a classified execution is opened with the key ring first, and a classified
+   node's outcome sealed (``governance/on_wire``); without the key the attempt fails with
+   category ``configuration`` and nothing runs;
 4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
    acknowledges and deletes the task entry. A crash before that leaves the entry pending for
    the reaper; a crash after it loses nothing. An entry the worker could not finish while
@@ -387,7 +389,10 @@ class Worker:
             else:
                 outcome.append((execution_id, event))
 
-        await self._executor.execute(task, emit)
+        # A handler with nothing to wait for (noop, condition, input...) runs here and now,
+        # as the engine runs it in its turn: no coroutine chain, no timeout to arm.
+        if not self._executor.run_now(task, emit):
+            await self._executor.execute(task, emit)
         early = []
         for message, handle in held:
             if id(message) not in sent:
