@@ -11,7 +11,9 @@ and N ``orchestrion worker --handlers noop --concurrency C``, configured only th
 mode: an ``Engine(drive=False)`` that stores definitions, creates executions and hands their
 start to the orchestrators through the shared completions stream. It never runs a node, so
 every node crosses the path under test: orchestrator commit -> task stream -> worker ->
-inbox stream -> orchestrator commit. Workloads, after a small warm-up:
+inbox stream -> orchestrator commit (the orchestrators run with ``ORCHESTRION_INLINE_ATTEMPTS=
+false``: by default they would run the no-ops in their own turn, which ``--inline`` measures).
+Workloads, after a small warm-up:
 
     latency     --chains concurrent chains of --chain-length no-op nodes; per edge a -> b,
                 the time from a's ``node.completed`` to b's ``node.started`` in the event
@@ -335,6 +337,9 @@ async def run_once(workers: int, args: argparse.Namespace, folder: Path) -> dict
             "ORCHESTRION_REDIS_URL": args.redis,
             "ORCHESTRION_REDIS_PREFIX": prefix,
             "ORCHESTRION_LOG_LEVEL": "WARNING",
+            # No-op attempts would run in the orchestrator's turn (no Redis round trip at
+            # all); off, every node crosses the worker path this bench is about.
+            "ORCHESTRION_INLINE_ATTEMPTS": "true" if args.inline else "false",
         }
     )
     settings = load_settings(
@@ -493,6 +498,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="let the orchestrator run no-op attempts in its turn (its default): measures the"
+        " orchestrator alone, the workers get nothing",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks into this folder")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args()

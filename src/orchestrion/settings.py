@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="move the objects alive at the first engine start out of the garbage"
         " collector's reach (runtime/gc_tuning.py)",
     )
+    inline_attempts: bool = Field(
+        default=True,
+        description="run the attempts of handlers with nothing to wait for (noop, input,"
+        " output, condition, delay, approval) in the engine's turn, before its commit; false:"
+        " every attempt goes to the dispatcher (in scale-out mode, to a worker)",
+    )
     lease_seconds: float = Field(
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )

@@ -265,7 +265,8 @@ async def test_the_tasks_of_one_read_check_their_guards_in_one_round_trip(
 async def test_a_worker_runs_an_attempt_with_nothing_to_wait_for_through_run_now(
     urls: tuple[str, str, str],
 ) -> None:
-    """As the engine does in its turn: the handler's ``run_now`` answers, ``run`` is never
+    """With the orchestrator's inline attempts off, every attempt reaches a worker, which runs
+    it as the engine would in its turn: the handler's ``run_now`` answers, ``run`` is never
     awaited, and the journal reads as for any attempt; ``LATER`` falls back to ``run``."""
     pg, redis_url, prefix = urls
     calls: Counter[str] = Counter()
@@ -289,16 +290,59 @@ async def test_a_worker_runs_an_attempt_with_nothing_to_wait_for_through_run_now
             ]
         },
     }
-    async with scaleout_engine(pg, redis_url, prefix, registry=registry) as engine:
+    async with scaleout_engine(
+        pg, redis_url, prefix, registry=registry, settings={"inline_attempts": False}
+    ) as engine:
         result = await engine.run(flow, timeout=30)
         events = await engine.store.list_events(result.execution_id)
+        answered = sum(worker.completed for worker in engine.workers)  # type: ignore[attr-defined]
     assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert answered == 2
     assert result.outputs["now"] == {"by": "run_now"}
     assert result.outputs["later"] == {"by": "run"}
     assert calls == {"run_now": 2, "run": 1}
     for node_id in ("now", "later"):
         kinds = [e.type for e in events if e.node_id == node_id]
         assert kinds == ["node.queued", "node.started", "node.completed"], (node_id, kinds)
+
+
+async def test_the_orchestrator_runs_nodes_with_nothing_to_wait_for_in_its_turn(
+    urls: tuple[str, str, str],
+) -> None:
+    """A short chain of no-ops and a condition never crosses Redis (a long one would, once the
+    turn's 5 ms for such attempts are spent), and the journal is the same as a worker's; a
+    node that asks for a capability still goes to a worker that declares it."""
+    pg, redis_url, prefix = urls
+    nodes: list[dict[str, Any]] = [{"id": "c0", "handler": "noop", "config": {"value": 0}}]
+    for i in range(1, 6):
+        config: dict[str, Any] = {"value": i}
+        handler = "noop"
+        if i % 3 == 0:  # after a noop, before another: a condition choosing the next node
+            handler = "condition"
+            config = {"cases": [{"when": f"c{i - 1}.output == {i - 1}", "then": [f"c{i + 1}"]}]}
+        nodes.append(
+            {"id": f"c{i}", "handler": handler, "dependencies": [f"c{i - 1}"], "config": config}
+        )
+    nodes.append({"id": "gpu", "handler": "noop", "dependencies": ["c5"], "capabilities": ["gpu"]})
+    async with scaleout_engine(pg, redis_url, prefix) as engine:
+        gpu = Worker(
+            redis_url,
+            scaleout_settings(pg, redis_url, prefix),
+            default_registry(),
+            capabilities=["gpu"],
+        )
+        await gpu.start()
+        try:
+            result = await engine.run({"name": "inline-chain", "dag": {"nodes": nodes}}, timeout=30)
+            events = await engine.store.list_events(result.execution_id)
+        finally:
+            await gpu.stop(grace=0)
+        plain = sum(worker.completed for worker in engine.workers)  # type: ignore[attr-defined]
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert (plain, gpu.completed) == (0, 1)
+    for node in nodes:
+        kinds = [e.type for e in events if e.node_id == node["id"]]
+        assert kinds == ["node.queued", "node.started", "node.completed"], (node["id"], kinds)
 
 
 async def test_a_node_shows_running_while_it_runs_and_a_quick_one_starts_before_it_ends(

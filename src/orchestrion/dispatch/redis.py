@@ -235,10 +235,14 @@ class RedisDispatcher:
         return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
 
     def can_run_inline(self, handler: str) -> bool:
-        return False  # every attempt goes to a worker that serves its handler
+        # A handler with nothing to wait for and no effect outside the engine runs in the
+        # orchestrator's turn, as embedded: no round trip through a worker for a condition.
+        return self._local is not None and self._local.can_run_inline(handler)
 
     def run_inline(self, task: TaskMessage) -> list[Event] | None:
-        return None
+        if self._local is None or task.capabilities:
+            return None  # a node that asks for capabilities runs on a worker that has them
+        return self._local.run_inline(task)
 
     def record_listener(self, execution_id: str, records: list[Any]) -> None:
         """Engine listener: the executions committed in one loop tick are published once, so

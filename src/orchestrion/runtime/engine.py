@@ -906,7 +906,7 @@ class Engine:
                 continue  # a late result for an execution that already ended
             step = live.machine.apply(item.event)
             self._absorb(live, step, batch, actions, item.cause, touched)
-        if actions:
+        if actions and self.settings.inline_attempts:
             self._run_inline(batch, actions, touched)
         if batch:
             try:
