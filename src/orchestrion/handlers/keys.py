@@ -20,6 +20,8 @@ URL_GUARD_KEY = "url_guard"  # the SSRF guard (UrlPolicy) of the http and llm ha
 LLM_GUARD_KEY = "llm_guard"
 LLM_POLICY_KEY = "llm_policy"
 ALLOWLIST_KEY = "python_allowlist"  # modules the python handler may import from
-PROGRESS_KEY = "progress"  # how a map node reports items done
+PROGRESS_KEY = "progress"
+"""``report(execution_id, node_id, counts)``: a map node's live per-item progress."""
 CHILD_STARTER_KEY = "child_starter"  # how a workflow node starts its child execution
 CHILD_WAITER_KEY = "child_waiter"
+"""``await waiter(child_execution_id)`` -> the finished child's node output, or raises."""

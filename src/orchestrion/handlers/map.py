@@ -37,8 +37,6 @@ from orchestrion.templates import build_context, render_value
 
 __all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
 
-"""resources.extra key of ``report(execution_id, node_id, counts)``: live per-item progress."""
-
 MAX_ITEMS = 100_000
 _YIELD_EVERY = 0.005  # seconds of items that never suspend before a runner lets others in
 

@@ -26,8 +26,6 @@ __all__ = [
     "WorkflowConfig",
 ]
 
-"""``await waiter(child_execution_id)`` -> the finished child's node output, or raises."""
-
 
 class WorkflowConfig(BaseModel):
     """Which stored workflow to run (newest version unless ``version``), with what inputs."""
