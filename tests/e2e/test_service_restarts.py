@@ -97,7 +97,7 @@ async def diagnose(engine: Engine, ids: list[str], redis_url: str, prefix: str, 
     """What a stuck execution looks like: its nodes, their guards, the DLQ, its log lines."""
     from redis.asyncio import Redis
 
-    from orchestrion.dispatch.streams import StreamNames
+    from orchestrion.dispatch.streams import ORCHESTRATOR_GROUP, StreamNames
 
     names = StreamNames(prefix)
     lines: list[str] = []
@@ -112,6 +112,22 @@ async def diagnose(engine: Engine, ids: list[str], redis_url: str, prefix: str, 
             for run in await engine.store.get_node_runs(eid):
                 guard = await redis.get(names.guard(eid, run.node_id, run.attempt, "r"))
                 lines.append(f"  {run.node_id} {run.state.value} attempt={run.attempt} {guard=}")
+            # The journal, and what is still unacknowledged on the orchestrators' streams for
+            # this execution: enough to tell a lost completion from one never applied.
+            for event in await engine.store.list_events(eid):
+                lines.append(
+                    f"  journal {event.type} {event.node_id} #{event.attempt} {event.at:.3f}"
+                )
+            streams = [names.completions]
+            streams += [key.decode() async for key in redis.scan_iter(match=names.inbox_pattern)]
+            for stream in streams:
+                for entry_id, fields in await redis.xrange(stream):
+                    raw = fields.get(b"m", b"")
+                    if eid.encode() in raw:
+                        pending = await redis.xpending_range(
+                            stream, ORCHESTRATOR_GROUP, entry_id, entry_id, 1
+                        )
+                        lines.append(f"  on {stream} {entry_id.decode()} {pending=}: {raw[:160]!r}")
             for log in sorted(logs.glob("*.log")):
                 for line in log.read_text(errors="replace").splitlines():
                     if eid in line:
