@@ -501,8 +501,8 @@ def main() -> None:
     parser.add_argument(
         "--inline",
         action="store_true",
-        help="let the orchestrator run no-op attempts in its turn (its default): measures the"
-        " orchestrator alone, the workers get nothing",
+        help="let the orchestrator run no-op attempts in its turn (its default): the workers"
+        " get only those a turn's 5 ms leave",
     )
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks into this folder")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
