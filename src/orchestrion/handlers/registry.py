@@ -51,18 +51,16 @@ class HandlerRegistry:
         for each in (name, *aliases):
             self._names[each] = name
 
-    def _loaded(self, canonical: str) -> HandlerSpec:
-        spec = self._specs.get(canonical)
-        if spec is None:
-            aliases, load = self._lazy[canonical]
-            spec = load()  # an import error leaves the entry in place, to fail again alike
-            if spec.name != canonical or set(spec.aliases) != set(aliases):
-                raise RuntimeError(
-                    f"handler '{canonical}' loaded as '{spec.name}' with aliases "
-                    f"{list(spec.aliases)}, not as registered (aliases {list(aliases)})"
-                )
-            del self._lazy[canonical]
-            self._specs[canonical] = spec
+    def _load_lazy(self, canonical: str) -> HandlerSpec:
+        aliases, load = self._lazy[canonical]
+        spec = load()  # an import error leaves the entry in place, to fail again alike
+        if spec.name != canonical or set(spec.aliases) != set(aliases):
+            raise RuntimeError(
+                f"handler '{canonical}' loaded as '{spec.name}' with aliases "
+                f"{list(spec.aliases)}, not as registered (aliases {list(aliases)})"
+            )
+        del self._lazy[canonical]
+        self._specs[canonical] = spec
         return spec
 
     def discover_later(self) -> None:
@@ -102,7 +100,9 @@ class HandlerRegistry:
         if canonical is None:
             known = ", ".join(sorted(self._names))
             raise HandlerNotFound(f"unknown handler '{name}' (known: {known})")
-        return self._loaded(canonical)
+        # Looked up several times per attempt: a loaded spec costs one dict read, no call.
+        spec = self._specs.get(canonical)
+        return spec if spec is not None else self._load_lazy(canonical)
 
     def canonical_name(self, name: str) -> str:
         return self.get(name).name
@@ -120,7 +120,7 @@ class HandlerRegistry:
     def specs(self) -> list[HandlerSpec]:
         self._discovered()
         for canonical in list(self._lazy):
-            self._loaded(canonical)
+            self._load_lazy(canonical)
         return list(self._specs.values())
 
     def copy(self) -> HandlerRegistry:
