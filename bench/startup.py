@@ -1,0 +1,113 @@
+"""Start-up, rung by rung: where the time of W0 (a one-node run, whole process) goes.
+
+    .venv/bin/python bench/startup.py                  # every rung, 15 rounds
+    .venv/bin/python bench/startup.py --peer dbos      # and DBOS's W0, for the 10x budget
+
+Each rung is a fresh process that does what the rung before it did and one thing more; the
+rungs run in turn within each round, so a slow phase of the machine falls on all of them.
+The table gives each rung's median and what it adds to the one before. With ``--peer`` the
+peer's own W0 (bench/peers/<peer>_runner.py in bench/.venvs/<peer>, which bench/compare.py
+creates) runs in the same rounds, and the table shows the time a run may take to be 10x
+faster than it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+ONE_MODEL = (
+    "from pydantic import BaseModel\nclass Node(BaseModel):\n    id: str\nNode(id='hello')\n"
+)
+FLOOR = "SQLite floor: one node, durable"
+W0 = "Orchestrion: one node, durable (W0)"
+# (rung, command, the rung it is measured against: what it adds to that one)
+RUNGS: list[tuple[str, list[str], str | None]] = [
+    ("interpreter (`python -c pass`)", [PY, "-c", "pass"], None),
+    (
+        "import asyncio, sqlite3, json",
+        [PY, "-c", "import asyncio, sqlite3, json"],
+        "interpreter (`python -c pass`)",
+    ),
+    (FLOOR, [PY, str(BENCH / "peers" / "floor_runner.py"), "w0"], "import asyncio, sqlite3, json"),
+    (
+        "... + import pydantic",
+        [PY, "-c", "import asyncio, sqlite3, json, pydantic"],
+        "import asyncio, sqlite3, json",
+    ),
+    (
+        "... + one model class, one validation",
+        [PY, "-c", "import asyncio, sqlite3, json\n" + ONE_MODEL],
+        "... + import pydantic",
+    ),
+    (
+        "... + import pydantic_settings",
+        [PY, "-c", "import asyncio, sqlite3, json, pydantic_settings\n" + ONE_MODEL],
+        "... + one model class, one validation",
+    ),
+    (
+        "import orchestrion.runtime.engine",
+        [PY, "-c", "import orchestrion.runtime.engine"],
+        "... + import pydantic_settings",
+    ),
+    (
+        W0,
+        [PY, str(BENCH / "peers" / "orchestrion_runner.py"), "w0"],
+        "import orchestrion.runtime.engine",
+    ),
+]
+
+
+def _time(command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--peer", help="also time this peer's W0 (its venv must exist)")
+    args = parser.parse_args()
+    rungs = list(RUNGS)
+    if args.peer:
+        python = BENCH / ".venvs" / args.peer / "bin" / "python"
+        if not python.exists():
+            raise SystemExit(f"no venv for {args.peer}: run bench/compare.py --systems {args.peer}")
+        runner = BENCH / "peers" / f"{args.peer}_runner.py"
+        rungs.append((f"{args.peer}: one node (W0)", [str(python), str(runner), "w0"], None))
+    for _, command, _ in rungs:  # one unmeasured run each: the page cache, not the rung
+        _time(command)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in rungs}
+    for _ in range(args.rounds):
+        for name, command, _ in rungs:
+            times[name].append(_time(command))
+    median = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    print(f"Start-up ladder: median of {args.rounds} rounds, Python {sys.version.split()[0]}\n")
+    print("| rung | median | adds to |")
+    print("|---|---:|---|")
+    for name, _, base in rungs:
+        adds = f"{median[name] - median[base]:+.1f} ms to {base}" if base else ""
+        print(f"| {name} | {median[name]:.1f} ms | {adds} |")
+    if args.peer:
+        peer = rungs[-1][0]
+        budget = median[peer] / 10
+        print(
+            f"\n10x faster than {args.peer}: {budget:.1f} ms, {budget - median[FLOOR]:.1f} ms above"
+            f" the floor. Orchestrion's W0 is {median[peer] / median[W0]:.1f}x faster,"
+            f" the floor {median[peer] / median[FLOOR]:.1f}x."
+        )
+
+
+if __name__ == "__main__":
+    main()
