@@ -793,10 +793,10 @@ class Engine:
             return
         if live is None:
             await self._claim(record, "retry", expected=record.owner)
-            loaded = await self._load(record)
-            live = loaded if self._install(loaded) else self._live[execution_id]
+            live = await self._load(record)
         if from_node is not None and from_node not in live.compiled.plan.index:
             raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
+        live = self._install(live)
         await self._post_and_wait(execution_id, RetryRequested(time.time(), from_node))
         self._arm_deadline(live, time.time())
 
@@ -822,8 +822,7 @@ class Engine:
         if self._forwards(record):
             return record
         await self._claim(record, verb, expected=record.owner)
-        live = await self._load(record)
-        return live if self._install(live) else self._live[execution_id]
+        return self._install(await self._load(record))
 
     async def _claim(self, record: ExecutionRecord, verb: str, *, expected: str | None) -> None:
         """Take ownership of ``record`` or explain who holds it."""
@@ -1022,7 +1021,7 @@ class Engine:
             if record.owner not in (None, self.owner):
                 return  # taken over meanwhile
             live = await self._load(record)
-            if self._install(live):
+            if self._install(live) is live:
                 await self._recover([live])
         except OrchestrionError as exc:
             # The store is still down: try again, less and less often, while we hold it.
@@ -1208,7 +1207,7 @@ class Engine:
             except OrchestrionError:
                 logger.exception("cannot resume execution %s", record.id)
                 continue
-            if self._install(live):
+            if self._install(live) is live:
                 lives.append(live)
         if lives:
             logger.info("resuming %d unfinished execution(s)", len(lives))
@@ -1265,19 +1264,17 @@ class Engine:
         if record.owner != self.owner or record.status in FINAL_EXECUTION_STATES:
             return  # another engine drives it now
         live = await self._load(record)
-        if self._install(live):
+        if self._install(live) is live:
             await self._recover([live])
 
-    def _install(self, live: _Live) -> bool:
+    def _install(self, live: _Live) -> _Live:
         """Make ``live`` its execution's machine, unless another path installed one while it
-        loaded: a reload after a failed commit, the heartbeat's resume, an event routed from a
-        stream, an operator's request. Two machines would each recover the execution (two
-        dispatches of what was in flight), and the one loaded first, from an older snapshot,
-        would write over what the other committed."""
-        if live.record.id in self._live:
-            return False
-        self._live[live.record.id] = live
-        return True
+        loaded (a reload after a failed commit, the heartbeat's resume, an event routed from a
+        stream, an operator's request): the machine in place, which only the path that
+        installed it recovers. Two machines would each recover the execution (two dispatches
+        of what was in flight), and the one loaded first, from an older snapshot, would write
+        over what the other committed."""
+        return self._live.setdefault(live.record.id, live)
 
     # ------------------------------------------------------------------ helpers for callers
 
@@ -1319,7 +1316,7 @@ class Engine:
             return False
         fresh = await self.store.get_execution(record.id)
         live = await self._load(fresh)
-        if not self._install(live):
+        if self._install(live) is not live:
             return True  # loaded meanwhile by another path: that machine drives it
         await self._recover([live])
         return True
