@@ -11,11 +11,12 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-# Orchestrion's wheel and those of all its scale-out dependencies: the runtime stage installs
-# from them alone, with no package index and no compiler.
-RUN pip wheel --wheel-dir /wheels ".[scaleout]"
+# Orchestrion's wheel and those of all its scale-out dependencies, at the versions pinned in
+# constraints.txt (the ones the test suite ran on): the runtime stage installs from them
+# alone, with no package index and no compiler.
+RUN pip wheel --wheel-dir /wheels --constraint constraints.txt ".[scaleout]"
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

@@ -88,10 +88,10 @@ def connect_redis(url: str) -> Redis:
             "ORCHESTRION_REDIS_URL is set but redis-py is not installed:"
             " pip install 'orchestrion[scaleout]'"
         ) from exc
+    from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from redis.retry import Retry
 
     try:
         # A restarted server leaves dead pooled connections: a command on one is retried on
@@ -549,7 +549,7 @@ async def listen_channel(
             await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
 
 async def follow_commits(
