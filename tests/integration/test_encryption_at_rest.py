@@ -82,8 +82,8 @@ def workflow(name: str = "kyc", *, approval: bool = False) -> dict[str, Any]:
         last = "review"
     nodes += [
         {
-            # It reads a pii output, so it would inherit pii; declared public, it is stored
-            # as it is (the author's decision that a count carries no personal data).
+            # It reads a pii output, so it would inherit pii; declared public, API callers
+            # see it unmasked, but at rest it is sealed like every node of the execution.
             "id": "count",
             "handler": "noop",
             "data_classification": "public",
@@ -138,13 +138,12 @@ async def test_classified_values_never_reach_the_file_but_read_back_plain(
     db = tmp_path / "o.db"
     assert (tmp_path / "o.db-wal").exists()
     assert_hidden(raw_bytes(db))
-    # Unclassified outputs are stored as they are; classified ones are envelopes with a key id.
+    # Every output of a classified execution is an envelope with a key id, public ones too.
     conn = sqlite3.connect(db)
     rows = dict(conn.execute("SELECT node_id, output FROM node_runs").fetchall())
     inputs, stored_result = conn.execute("SELECT inputs, result FROM executions").fetchone()
     conn.close()
-    assert json.loads(rows["count"]) == {"n": 1}
-    for value in (rows["card"], rows["input"], rows["done"], inputs, stored_result):
+    for value in (rows["card"], rows["input"], rows["count"], rows["done"], inputs, stored_result):
         envelope = json.loads(value)
         assert envelope["$enc"] == "aes-256-gcm" and envelope["kid"] == "k1"
     checked = await engine.audit.verify()  # the trail of the same run is in the same file

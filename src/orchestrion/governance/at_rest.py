@@ -5,23 +5,25 @@ reading JSON as before; what they are handed is already sealed (AES-GCM envelope
 ``encryption.py``) and what they return is opened here, so the engine, the API and the CLI only
 ever see plaintext.
 
-What is sealed, for an execution whose workflow has a node of an encrypted classification (a
-"classified execution"), each envelope bound to its row by ``context(execution, node, field)``:
+The unit is the execution. A *classified execution* is one whose workflow has a node of an
+encrypted classification, or whose parent execution is classified (a child receives its
+parent's data as inputs), or that started a classified child (the child's result comes back
+into one of its nodes: from then on it is classified; see ``_Classification``). Every node of a
+classified execution can carry its inputs: any handler is given the execution's inputs and the
+outputs it reads, so ``public`` said of a node is a statement for masking (who may see its
+output), not a proof that it holds nothing. For a classified execution, everything that
+carries data is sealed, each envelope bound to its row by ``context(execution, node, field)``:
 
-- per classified node: its output (completions, approval decisions, woken waits), the
-  ``message`` and ``traceback`` of its errors (handlers put data in exception messages; the
-  category, type and transient flag stay readable for retries and metrics), and the wait data
-  it journals (an approval's rendered message);
-- per classified execution: its inputs and trigger-time overrides (they feed the classified
-  nodes), its result (it may hold their outputs) and the message of its error (it quotes the
-  first failed node's message).
+- every node's output (``input`` and ``output`` nodes, completions, approval decisions, woken
+  waits), the text of its errors (message, traceback and whatever else a handler put in;
+  ``category``, ``type`` and ``transient`` stay readable for retries and metrics), and the
+  data its journal events carry (an approval's rendered message, under ``sealed``);
+- the execution's inputs and trigger-time overrides, its result and its error's text.
 
-Nodes of other classifications, and executions without classified nodes, are written as they
-are: the only cost for them is one dictionary lookup per record of a commit. A child execution
-started by a classified ``workflow`` node is classified whole. Reading opens any envelope it
-meets, whatever the classification says now, so a policy change or a key added later never
-strands a value; an envelope whose key is not in the ring raises ``DecryptionError`` naming
-the key id.
+Executions that are not classified are written as they are: the only cost for them is one
+dictionary lookup per run of records in a commit. Reading opens any envelope it meets,
+whatever the classification says now, so a policy change or a key added later never strands a
+value; an envelope whose key is not in the ring raises ``DecryptionError`` naming the key id.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrion.core.events import Record
+from orchestrion.core.states import ExecutionStatus
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.governance.encryption import (
     DecryptionError,
@@ -59,7 +62,10 @@ __all__ = [
 
 # Journal data keys that say what happened, not what a handler produced: left readable.
 _PLAIN_DATA_KEYS = frozenset({"reason", "delay", "node", "nodes"})
-_NO_NODES: frozenset[str] = frozenset()
+# Error keys that say what kind of failure it was: left readable; the rest is sealed.
+_PLAIN_ERROR_KEYS = frozenset({"category", "type", "transient"})
+# The category of a node error that quotes a child execution's error.
+_CHILD_FAILED = "child_failed"
 _CACHE_LIMIT = 100_000
 
 
@@ -69,11 +75,12 @@ def context(execution_id: str, node_id: str | None, field: str) -> str:
 
 
 def seal_error(ring: KeyRing, error: dict[str, Any], ctx: str) -> dict[str, Any]:
-    """``error`` with its message and traceback in one envelope under ``message``."""
+    """``error`` with everything but its kind (category, type, transient) in one envelope
+    under ``message``."""
     if is_encrypted(error.get("message")):
         return error
-    hidden = {k: error[k] for k in ("message", "traceback") if k in error}
-    sealed = {k: v for k, v in error.items() if k not in hidden}
+    hidden = {k: v for k, v in error.items() if k not in _PLAIN_ERROR_KEYS}
+    sealed = {k: v for k, v in error.items() if k in _PLAIN_ERROR_KEYS}
     sealed["message"] = encrypt_value(ring, hidden, ctx)
     return sealed
 
@@ -123,63 +130,94 @@ def _open(ring: KeyRing | None, value: Any, ctx: str) -> Any:
 
 
 class _Classification:
-    """Which nodes of an execution are sealed, cached by execution and by definition.
+    """Which executions are classified (see the module docstring), cached.
 
-    Definitions never change, so neither does the answer for an execution; the execution
-    cache is bounded (oldest entries go first) and refilled from the store on a miss.
+    An execution's own answer comes from its definition (definitions never change) and its
+    parent's; it can only change from False to True, when the execution starts or meets a
+    classified child (``flip``). The first sealed value written after such a flip stays in
+    the store as its mark: an execution met again after a restart that is not classified by
+    its definition or parent is looked at once more (``_marked``). The execution cache is
+    bounded (oldest entries go first) and refilled from the store on a miss.
     """
 
     def __init__(self, inner: Store, encrypts: Callable[[str], bool]) -> None:
         self._inner = inner
         self._encrypts = encrypts
-        # definition id -> (every node id, the ids of the nodes whose values are sealed)
-        self._by_definition: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        self._by_execution: dict[str, frozenset[str]] = {}
+        self._by_definition: dict[str, bool] = {}
+        self._by_execution: dict[str, bool] = {}
 
-    def known(self, execution_id: str) -> frozenset[str] | None:
+    def known(self, execution_id: str) -> bool | None:
         return self._by_execution.get(execution_id)
 
-    async def of(self, execution_id: str) -> frozenset[str]:
-        nodes = self._by_execution.get(execution_id)
-        if nodes is None:
+    async def of(self, execution_id: str) -> bool:
+        classified = self._by_execution.get(execution_id)
+        if classified is None:
             try:
                 record = await self._inner.get_execution(execution_id)
             except ExecutionNotFound:
-                return _NO_NODES  # the adapter refuses the commit with its own error
-            nodes = await self.of_record(record)
-        return nodes
+                return False  # the adapter refuses the commit with its own error
+            classified = await self.of_record(record, stored=True)
+        return classified
 
-    async def of_record(self, record: ExecutionRecord) -> frozenset[str]:
-        nodes = self._by_execution.get(record.id)
-        if nodes is not None:
-            return nodes
-        every, nodes = await self._definition(record.definition_id)
-        if nodes != every and record.parent_execution_id and record.parent_node_id:
-            # The child of a classified node receives that node's data as its inputs.
-            parent = await self.of(record.parent_execution_id)
-            if record.parent_node_id in parent:
-                nodes = every
-        self.remember(record.id, nodes)
-        return nodes
+    async def of_record(self, record: ExecutionRecord, *, stored: bool = False) -> bool:
+        """``stored``: the record was read from the store (it may carry a mark)."""
+        classified = self._by_execution.get(record.id)
+        if classified is not None:
+            return classified
+        classified = await self._definition(record.definition_id)
+        if not classified and record.parent_execution_id:
+            classified = await self.of(record.parent_execution_id)
+        if not classified and stored and record.status is not ExecutionStatus.PENDING:
+            classified = await self._marked(record.id)
+        self.remember(record.id, classified)
+        return classified
 
-    def remember(self, execution_id: str, nodes: frozenset[str]) -> None:
-        if len(self._by_execution) >= _CACHE_LIMIT:
-            del self._by_execution[next(iter(self._by_execution))]
-        self._by_execution[execution_id] = nodes
+    def flip(self, execution_id: str) -> None:
+        """From now on ``execution_id`` is classified (it met a classified child)."""
+        self.remember(execution_id, True)
 
-    async def _definition(self, definition_id: str) -> tuple[frozenset[str], frozenset[str]]:
+    def remember(self, execution_id: str, classified: bool) -> None:
+        cache = self._by_execution
+        if execution_id not in cache and len(cache) >= _CACHE_LIMIT:
+            del cache[next(iter(cache))]
+        cache[execution_id] = classified
+
+    async def _marked(self, execution_id: str) -> bool:
+        """Whether an earlier process sealed something of this execution (it had flipped)."""
+        for run in await self._inner.get_node_runs(execution_id):
+            if is_encrypted(run.output) or _sealed_error(run.error):
+                return True
+        return False
+
+    async def _definition(self, definition_id: str) -> bool:
         found = self._by_definition.get(definition_id)
         if found is None:
             spec = (await self._inner.get_definition(definition_id)).spec
             listed = (spec.get("dag") or {}).get("nodes") or ()
-            every = frozenset(str(n.get("id")) for n in listed)
-            nodes = frozenset(
-                str(n.get("id"))
-                for n in listed
-                if self._encrypts(str(n.get("data_classification") or "public"))
+            found = self._by_definition[definition_id] = any(
+                self._encrypts(str(n.get("data_classification") or "public")) for n in listed
             )
-            found = self._by_definition[definition_id] = (every, nodes)
         return found
+
+
+def _child_ids(output: Any) -> list[str]:
+    """The child executions whose results ``output`` carries: a ``workflow`` node's output,
+    or a ``map`` of sub-workflows' (``{"results": [...]}``)."""
+    if not isinstance(output, dict):
+        return []
+    child = output.get("child_execution_id")
+    if isinstance(child, str):
+        return [child]
+    ids: list[str] = []
+    for key in ("results", "errors"):
+        items = output.get(key)
+        if isinstance(items, list):
+            ids += [
+                item["child_execution_id"]
+                for item in items
+                if isinstance(item, dict) and isinstance(item.get("child_execution_id"), str)
+            ]
+    return ids
 
 
 class EncryptedStore:
@@ -196,12 +234,8 @@ class EncryptedStore:
 
     def classified(self, execution_id: str) -> bool:
         """Whether the execution's values are sealed (True when not known yet: the safe side)."""
-        nodes = self._classes.known(execution_id)
-        return nodes is None or bool(nodes)
-
-    def sealed_node(self, execution_id: str, node_id: str) -> bool:
-        nodes = self._classes.known(execution_id)
-        return nodes is None or node_id in nodes
+        classified = self._classes.known(execution_id)
+        return classified is None or classified
 
     # ------------------------------------------------------------------ lifecycle, definitions
 
@@ -243,6 +277,16 @@ class EncryptedStore:
     ) -> list[tuple[ExecutionRecord, bool]]:
         sealed = [await self._sealed_execution(record) for record in records]
         results = await self.inner.create_executions(sealed)
+        classes = self._classes
+        for record, (stored, created) in zip(records, results, strict=True):
+            parent = record.parent_execution_id
+            if parent is None or self.ring is None:
+                continue
+            # A classified child's result comes back into its parent, which is classified
+            # from now on (a child found again by its key counts too: a re-run after a crash).
+            child = record if created else stored
+            if await classes.of_record(child, stored=not created):
+                classes.flip(parent)
         return [
             # A created record was stored as given: the caller's plaintext is what it holds.
             (record, True) if created else (self._open_execution(stored), False)
@@ -401,17 +445,21 @@ class EncryptedStore:
         records = batch.records
         sealed: list[tuple[str, Record]] | None = None
         last: str | None = None
-        nodes = _NO_NODES
+        classified = False
         for i, (eid, record) in enumerate(records):
             if eid != last:  # a turn's records come grouped by execution
                 last = eid
                 found = known(eid)
-                nodes = await classes.of(eid) if found is None else found
-            if not nodes:
-                continue  # the common case: nothing classified in this execution
-            node = record.node
-            if node is not None and node not in nodes:
-                continue
+                classified = await classes.of(eid) if found is None else found
+            if not classified:
+                # The common case. Only what a child execution returned can make it classified:
+                # an error, or an output that is a dict (checked here, without a coroutine).
+                if record.error is None and not (record.has_output and type(record.output) is dict):
+                    continue
+                if not await self._meets_classified_child(record):
+                    continue
+                classes.flip(eid)
+                classified = True
             if sealed is None:
                 sealed = list(records)
             sealed[i] = (eid, self._seal_record(ring, eid, record))
@@ -433,6 +481,20 @@ class EncryptedStore:
                 results=results if sealed_results is None else sealed_results,
             )
         )
+
+    async def _meets_classified_child(self, record: Record) -> bool:
+        """Whether ``record`` carries what a classified child execution returned: its result
+        in an output, or its error quoted in a ``child_failed`` error (taken as classified:
+        which child failed is only in the message)."""
+        error = record.error
+        if error is not None and error.get("category") == _CHILD_FAILED:
+            return True
+        if not record.has_output or type(record.output) is not dict:
+            return False
+        for child in _child_ids(record.output):
+            if await self._classes.of(child):
+                return True
+        return False
 
     @staticmethod
     def _seal_record(ring: KeyRing, execution_id: str, record: Record) -> Record:
@@ -458,7 +520,7 @@ class EncryptedStore:
                     # The run's own error is usually the same dict: seal it once.
                     same = value is record.error and sealed_error is not None
                     plain[key] = sealed_error if same else seal_error(ring, value, error_ctx)
-                elif key in _PLAIN_DATA_KEYS:
+                elif key in _PLAIN_DATA_KEYS and (key != "reason" or _system_reason(record, value)):
                     plain[key] = value
                 else:
                     hidden[key] = value
@@ -466,3 +528,9 @@ class EncryptedStore:
                 plain["sealed"] = encrypt_value(ring, hidden, context(execution_id, node, "data"))
             changes["data"] = plain
         return replace(record, **changes) if changes else record
+
+
+def _system_reason(record: Record, value: Any) -> bool:
+    """Whether a journal ``reason`` is the engine's (a skip, a cancellation, a wait's kind),
+    not a key of the wait data a handler gave, which ``node.waiting`` data may hold too."""
+    return record.wait_reason is None or value == record.wait_reason

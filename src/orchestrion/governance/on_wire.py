@@ -4,9 +4,9 @@ In scale-out mode the values encrypted at rest also cross Redis: a task message 
 execution's inputs and the outputs its node reads, and a worker's answer carries the node's
 output or error. Orchestrators and workers read the same key ring from the environment, so:
 
-- ``seal_task`` (orchestrator, classified executions only) moves ``config``, ``inputs`` and
-  ``outputs`` into one envelope in ``extra["sealed"]`` bound to the attempt, and sets
-  ``extra["seal_outcome"]`` when the node itself is classified. ``wait_result`` stays: the
+- ``seal_task`` (orchestrator, classified executions only, see ``at_rest``) moves ``config``,
+  ``inputs`` and ``outputs`` into one envelope in ``extra["sealed"]`` bound to the attempt,
+  and sets ``extra["seal_outcome"]``: the worker seals what it answers. ``wait_result`` stays: the
   engine writes it (a woken wait's reason and time, no data) and the dispatch guard of a woken
   attempt is told apart by it on both sides;
 - ``open_task`` (worker) restores them, and raises ``ConfigurationError`` when the worker has
@@ -14,11 +14,11 @@ output or error. Orchestrators and workers read the same key ring from the envir
   run, nothing leaks);
 - ``seal_event`` / ``open_event`` do the same for the payload of an event: the output of a
   completion, a wait's data, the message and traceback of an error. Workers seal the outcome
-  of classified nodes; orchestrators seal every payload they forward to another process
+  of every task marked so; orchestrators seal every payload they forward to another process
   (rare: control requests, events that reached the wrong orchestrator) and open what they
   read before routing it.
 
-Tasks of unclassified executions and outcomes of unclassified nodes go as they are.
+Tasks and outcomes of executions that are not classified go as they are.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ class WireSealer:
     def seal_task(self, task: TaskMessage) -> TaskMessage:
         if not self._store.classified(task.execution_id):
             return task
-        outcome = self._store.sealed_node(task.execution_id, task.node_id)
-        return seal_task(self.ring, task, outcome=outcome)
+        # Every node of a classified execution can carry its data: every outcome is sealed.
+        return seal_task(self.ring, task, outcome=True)
 
     def open_event(self, execution_id: str, event: ev.Event) -> ev.Event:
         return open_event(self.ring, execution_id, event)
