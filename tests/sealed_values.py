@@ -1,0 +1,275 @@
+"""Distinctive plain values, workflows that carry them through every kind of node, and raw
+readers of every place they could land (SQLite and WAL bytes, PostgreSQL rows, Redis keys).
+
+A classified execution must leave none of them readable in storage; the tests then check
+that the engine, the API and the CLI still read the plaintext back.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+
+__all__ = [
+    "FLAKY",
+    "Secrets",
+    "child_workflow",
+    "classified_workflow",
+    "failing_workflow",
+    "luhn_card",
+    "pg_dump",
+    "redis_dump",
+    "sqlite_bytes",
+]
+
+# Attempts per execution of ``sealed_flaky``: the first raises, quoting its input.
+FLAKY: dict[str, int] = {}
+
+
+def luhn_card(prefix: str = "4") -> str:
+    """A random 16-digit card number that passes the Luhn check (so maskers see a card)."""
+    digits = [int(d) for d in prefix] + [random.randrange(10) for _ in range(15 - len(prefix))]
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if i % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
+
+
+@dataclass
+class Secrets:
+    """One set of values per test: none of them can occur in storage by chance."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex)
+    card: str = field(default_factory=luhn_card)
+    iban: str = "GB82WEST12345698765432"
+
+    @property
+    def marker(self) -> str:
+        return f"SECRET-MARKER-{self.tag}"
+
+    @property
+    def email(self) -> str:
+        return f"ada.{self.tag[:12]}@example.org"
+
+    @property
+    def override(self) -> str:
+        return f"OVERRIDE-MARKER-{self.tag}"
+
+    @property
+    def comment(self) -> str:
+        return f"DECISION-MARKER-{self.tag}"
+
+    def all(self) -> list[str]:
+        return [self.marker, self.email, self.card, self.iban, self.override, self.comment]
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "marker": self.marker,
+            "email": self.email,
+            "card": self.card,
+            "iban": self.iban,
+            "items": [self.marker, self.email],
+        }
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        return {"echo": {"value": f"{self.override} {{{{ input.marker }}}} {{{{ input.email }}}}"}}
+
+    def found_in(self, raw: str | bytes) -> list[str]:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return [value for value in self.all() if value in text]
+
+
+@function("sealed_shape", replace=True)
+def sealed_shape(ctx: NodeContext, marker: str, email: str, card: str, iban: str) -> Any:
+    return {"who": email, "card": card, "iban": iban, "note": f"shaped {marker}"}
+
+
+@function("sealed_flaky", replace=True)
+def sealed_flaky(ctx: NodeContext, marker: str) -> str:
+    FLAKY[ctx.execution_id] = FLAKY.get(ctx.execution_id, 0) + 1
+    if FLAKY[ctx.execution_id] == 1:
+        raise RuntimeError(f"upstream refused {marker}")  # transient: retried
+    return f"second try {marker}"
+
+
+@function("sealed_boom", replace=True)
+def sealed_boom(ctx: NodeContext, email: str) -> None:
+    raise ValueError(f"no account for {email}")
+
+
+def child_workflow() -> dict[str, Any]:
+    """Declares nothing classified: it is classified as the child of a classified node."""
+    return {
+        "name": "sealed-child",
+        "dag": {
+            "nodes": [
+                {"id": "greet", "handler": "noop", "config": {"value": "hello {{ input.who }}"}}
+            ]
+        },
+    }
+
+
+def classified_workflow(name: str = "sealed-all") -> dict[str, Any]:
+    """The inputs reach every kind of node; only ``score``, which reads none of them, is
+    classified (``pii``), and that makes the whole execution classified."""
+    nodes: list[dict[str, Any]] = [
+        {"id": "input", "handler": "input"},  # public by default: its output is the inputs
+        {
+            "id": "echo",  # a templated noop, its config overridden at trigger time
+            "handler": "noop",
+            "dependencies": ["input"],
+            "config": {"value": "{{ input.marker }}"},
+        },
+        {
+            "id": "shape",
+            "handler": "python",
+            "dependencies": ["input"],
+            "config": {
+                "function": "sealed_shape",
+                "params": {
+                    "marker": "{{ input.marker }}",
+                    "email": "{{ input.email }}",
+                    "card": "{{ input.card }}",
+                    "iban": "{{ input.iban }}",
+                },
+            },
+        },
+        {
+            "id": "flaky",
+            "handler": "python",
+            "data_classification": "public",  # declared public: sealed all the same
+            "dependencies": ["input"],
+            "retry": {"max_attempts": 2, "initial_delay": 0.01, "jitter": "none"},
+            "config": {"function": "sealed_flaky", "params": {"marker": "{{ input.marker }}"}},
+        },
+        {
+            "id": "each",
+            "handler": "map",
+            "dependencies": ["input"],
+            "config": {
+                "items": "{{ input.items }}",
+                "handler": "noop",
+                "config": {"value": "item {{ item }}"},
+            },
+        },
+        {
+            "id": "kid",
+            "handler": "workflow",
+            "dependencies": ["input"],
+            "config": {"workflow": "sealed-child", "inputs": {"who": "{{ input.marker }}"}},
+        },
+        {
+            "id": "review",
+            "handler": "approval",
+            "dependencies": ["shape"],
+            "config": {"message": "check {{ input.marker }} paying with {{ shape.output.card }}"},
+        },
+        {
+            "id": "score",
+            "handler": "noop",
+            "data_classification": "pii",
+            "dependencies": ["review"],
+            "config": {"value": 1},
+        },
+        {
+            "id": "done",
+            "handler": "output",
+            "dependencies": ["echo", "shape", "flaky", "each", "kid", "score"],
+        },
+    ]
+    return {"name": name, "dag": {"nodes": nodes}}
+
+
+def failing_workflow(name: str = "sealed-fail") -> dict[str, Any]:
+    return {
+        "name": name,
+        "dag": {
+            "nodes": [
+                {"id": "input", "handler": "input"},
+                {
+                    "id": "boom",
+                    "handler": "python",
+                    "dependencies": ["input"],
+                    "retry": {"max_attempts": 1},
+                    "config": {"function": "sealed_boom", "params": {"email": "{{ input.email }}"}},
+                },
+                {"id": "flag", "handler": "noop", "data_classification": "phi"},
+            ]
+        },
+    }
+
+
+def sqlite_bytes(db: Path) -> bytes:
+    """The database file, its WAL and its shared-memory index, as they are on disk."""
+    return b"".join(
+        path.read_bytes()
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))
+        if path.exists()
+    )
+
+
+async def pg_dump(dsn: str) -> str:
+    """Every row of every table, every column cast to text."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from orchestrion.store.postgres import asyncpg_url
+
+    conn = await asyncpg.connect(asyncpg_url(dsn).replace("postgresql+asyncpg", "postgresql"))
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        )
+        dump: list[str] = []
+        for row in tables:
+            name = row["table_name"]
+            columns = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = $1",
+                name,
+            )
+            cast = ", ".join(f'"{c["column_name"]}"::text' for c in columns)
+            for values in await conn.fetch(f'SELECT {cast} FROM "{name}"'):
+                dump.append(name + "\t" + "\t".join(str(v) for v in values))
+        return "\n".join(dump)
+    finally:
+        await conn.close()
+
+
+async def redis_dump(url: str, prefix: str) -> str:
+    """Every key under ``prefix`` with its content: streams entry by entry, strings, hashes,
+    lists, sets and sorted sets."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    dump: list[str] = []
+    try:
+        async for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
+            key = raw_key.decode()
+            kind = (await client.type(key)).decode()
+            content: Any
+            if kind == "stream":
+                content = await client.xrange(key)
+            elif kind == "string":
+                content = await client.get(key)
+            elif kind == "hash":
+                content = await client.hgetall(key)
+            elif kind == "list":
+                content = await client.lrange(key, 0, -1)
+            elif kind == "set":
+                content = await client.smembers(key)
+            elif kind == "zset":
+                content = await client.zrange(key, 0, -1, withscores=True)
+            else:
+                content = kind
+            dump.append(f"{key} {kind} {content!r}")
+    finally:
+        await client.aclose()
+    return "\n".join(dump)
