@@ -7,24 +7,30 @@ that the engine, the API and the CLI still read the plaintext back.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
+from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.result import ExecutionResult
 
 __all__ = [
     "FLAKY",
     "Secrets",
+    "assert_reads_back_plain",
     "child_workflow",
     "classified_workflow",
     "failing_workflow",
     "luhn_card",
     "pg_dump",
     "redis_dump",
+    "run_everything",
     "sqlite_bytes",
 ]
 
@@ -204,6 +210,64 @@ def failing_workflow(name: str = "sealed-fail") -> dict[str, Any]:
             ]
         },
     }
+
+
+async def run_everything(
+    engine: Engine, secrets: Secrets, decider: Engine | None = None
+) -> tuple[ExecutionResult, str]:
+    """The classified workflow to its end (the approval decided with a comment quoting a
+    value, by ``decider``: another process's engine), and a failing one; the first one's
+    result and the failed execution's id."""
+    await engine.submit(child_workflow())
+    record = await engine.start_execution(
+        classified_workflow(), secrets.inputs(), overrides=secrets.overrides()
+    )
+    waiting = await engine.settle(record.id, timeout=30)
+    assert waiting.nodes["review"].state is NodeState.WAITING, waiting
+    await (decider or engine).decide(
+        record.id, "review", approved=True, by="ops", comment=secrets.comment
+    )
+    result = await engine.wait(record.id, timeout=30)
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    failed = await engine.run(failing_workflow(), secrets.inputs(), timeout=30)
+    assert failed.status is ExecutionStatus.FAILED
+    return result, failed.execution_id
+
+
+async def assert_reads_back_plain(
+    engine: Engine, secrets: Secrets, result: ExecutionResult, failed_id: str
+) -> None:
+    """What the engine reads from the store is the plaintext, everywhere it was sealed."""
+    s = secrets
+    nodes = result.nodes
+    assert nodes["input"].output == s.inputs()
+    assert nodes["echo"].output == f"{s.override} {s.marker} {s.email}"
+    assert nodes["shape"].output == {
+        "who": s.email,
+        "card": s.card,
+        "iban": s.iban,
+        "note": f"shaped {s.marker}",
+    }
+    assert nodes["flaky"].output == f"second try {s.marker}" and nodes["flaky"].attempt == 2
+    assert nodes["each"].output["results"] == [f"item {s.marker}", f"item {s.email}"]
+    assert nodes["kid"].output["result"] == {"greet": f"hello {s.marker}"}
+    assert nodes["review"].output["comment"] == s.comment
+    assert result.result["shape"]["card"] == s.card
+    stored = await engine.store.get_execution(result.execution_id)
+    assert stored.inputs == s.inputs()
+    assert stored.overrides == s.overrides()
+    events = await engine.store.list_events(result.execution_id)
+    texts = json.dumps([e.data for e in events])
+    assert f"upstream refused {s.marker}" in texts  # the retried attempt's error
+    assert f"check {s.marker} paying with {s.card}" in texts  # the approval's message
+    runs, _ = await engine.list_executions()
+    (kid,) = [r for r in runs if r.parent_execution_id == result.execution_id]
+    assert kid.inputs == {"who": s.marker}
+    failed = await engine.result(failed_id)
+    boom = failed.nodes["boom"].error
+    assert boom is not None and boom["message"] == f"ValueError: no account for {s.email}"
+    assert s.email in (boom.get("traceback") or "")
+    assert s.email in (failed.error or {})["message"]
 
 
 def sqlite_bytes(db: Path) -> bytes:

@@ -23,13 +23,13 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.result import ExecutionResult
 from orchestrion.settings import load_settings
 from sealed_values import (
     Secrets,
+    assert_reads_back_plain,
     child_workflow,
     classified_workflow,
-    failing_workflow,
+    run_everything,
     sqlite_bytes,
 )
 
@@ -68,59 +68,6 @@ async def engine(tmp_path: Path, keys: str) -> AsyncIterator[Engine]:
 def assert_nowhere(secrets: Secrets, raw: str | bytes, where: str) -> None:
     found = secrets.found_in(raw)
     assert not found, f"{found} readable in {where}"
-
-
-async def run_everything(engine: Engine, secrets: Secrets) -> tuple[ExecutionResult, str]:
-    """The classified workflow to its end (the approval decided with a comment quoting a
-    value), and a failing one; the first one's result and the failed execution's id."""
-    await engine.submit(child_workflow())
-    record = await engine.start_execution(
-        classified_workflow(), secrets.inputs(), overrides=secrets.overrides()
-    )
-    waiting = await engine.settle(record.id, timeout=30)
-    assert waiting.nodes["review"].state is NodeState.WAITING, waiting
-    await engine.decide(record.id, "review", approved=True, by="ops", comment=secrets.comment)
-    result = await engine.wait(record.id, timeout=30)
-    assert result.status is ExecutionStatus.COMPLETED, result.error
-    failed = await engine.run(failing_workflow(), secrets.inputs(), timeout=30)
-    assert failed.status is ExecutionStatus.FAILED
-    return result, failed.execution_id
-
-
-async def assert_reads_back_plain(
-    engine: Engine, secrets: Secrets, result: ExecutionResult, failed_id: str
-) -> None:
-    """What the engine reads from the store is the plaintext, everywhere it was sealed."""
-    s = secrets
-    nodes = result.nodes
-    assert nodes["input"].output == s.inputs()
-    assert nodes["echo"].output == f"{s.override} {s.marker} {s.email}"
-    assert nodes["shape"].output == {
-        "who": s.email,
-        "card": s.card,
-        "iban": s.iban,
-        "note": f"shaped {s.marker}",
-    }
-    assert nodes["flaky"].output == f"second try {s.marker}" and nodes["flaky"].attempt == 2
-    assert nodes["each"].output["results"] == [f"item {s.marker}", f"item {s.email}"]
-    assert nodes["kid"].output["result"] == {"greet": f"hello {s.marker}"}
-    assert nodes["review"].output["comment"] == s.comment
-    assert result.result["shape"]["card"] == s.card
-    stored = await engine.store.get_execution(result.execution_id)
-    assert stored.inputs == s.inputs()
-    assert stored.overrides == s.overrides()
-    events = await engine.store.list_events(result.execution_id)
-    texts = json.dumps([e.data for e in events])
-    assert f"upstream refused {s.marker}" in texts  # the retried attempt's error
-    assert f"check {s.marker} paying with {s.card}" in texts  # the approval's message
-    runs, _ = await engine.list_executions()
-    (kid,) = [r for r in runs if r.parent_execution_id == result.execution_id]
-    assert kid.inputs == {"who": s.marker}
-    failed = await engine.result(failed_id)
-    boom = failed.nodes["boom"].error
-    assert boom is not None and boom["message"] == f"ValueError: no account for {s.email}"
-    assert s.email in (boom.get("traceback") or "")
-    assert s.email in (failed.error or {})["message"]
 
 
 async def test_no_copy_of_a_classified_value_is_readable_in_the_sqlite_file(
