@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,9 +92,10 @@ async def test_no_copy_of_a_classified_value_is_readable_in_the_sqlite_file(
     assert_nowhere(secrets, sqlite_bytes(db), "the SQLite file after the checkpoint")
 
 
-async def test_the_api_shows_an_admin_the_plaintext(
-    tmp_path: Path, keys: str, secrets: Secrets
+async def test_the_api_shows_an_admin_the_plaintext_and_logs_none_of_it(
+    tmp_path: Path, keys: str, secrets: Secrets, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrion.api.transitions")
     db = tmp_path / "api.db"
     settings = load_settings(
         database_url=f"sqlite:///{db}",
@@ -105,8 +107,8 @@ async def test_the_api_shows_an_admin_the_plaintext(
     await engine.start()
     app = create_app(engine, settings)
     try:
-        result, failed_id = await run_everything(engine, secrets)
         async with app.router.lifespan_context(app):
+            result, failed_id = await run_everything(engine, secrets)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 admin = {"Authorization": "Bearer adm"}
@@ -126,6 +128,16 @@ async def test_the_api_shows_an_admin_the_plaintext(
                 assert masked.status_code == 200
                 assert "$enc" not in masked.text
                 assert masked.json()["nodes"]["score"]["output"] == {"masked": "pii"}
+            for _ in range(200):  # the transition log is written off the engine loop
+                if any(getattr(r, "execution_id", None) == failed_id for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+        # The node transition log names a failure's category, never its sealed text.
+        lines = [r for r in caplog.records if r.name == "orchestrion.api.transitions"]
+        errors = [getattr(r, "error", None) for r in lines if getattr(r, "error", None)]
+        assert "[sealed: error]" in errors  # the failed node's line, and the retried one's
+        logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in lines)
+        assert_nowhere(secrets, logged, "the transition log")
         assert_nowhere(secrets, sqlite_bytes(db), "the SQLite file behind the API")
     finally:
         await engine.stop(0)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrion.core.events import Record
@@ -29,12 +29,14 @@ _MAX_CACHED = 4096
 
 @dataclass(frozen=True, slots=True)
 class ExecutionInfo:
-    """What sinks know of an execution: its correlation id, workflow and node handlers."""
+    """What sinks know of an execution: its correlation id, workflow and node handlers, and
+    whether its values are sealed at rest (then sinks must not write them out either)."""
 
     execution_id: str
     correlation_id: str | None = None
     workflow: str | None = None
     handlers: dict[str, str] = field(default_factory=dict)
+    sealed: bool = False
 
     def handler(self, node_id: str) -> str:
         return self.handlers.get(node_id, "unknown")
@@ -90,6 +92,8 @@ class RecordFeed:
         info = self._executions.get(execution_id)
         if info is not None and info.correlation_id is not None:
             self._executions.move_to_end(execution_id)
+            if not info.sealed and self._sealed(execution_id):  # it met a classified child
+                info = self._executions[execution_id] = replace(info, sealed=True)
             return info
         try:
             record = await self.engine.store.get_execution(execution_id)
@@ -97,11 +101,23 @@ class RecordFeed:
         except Exception:  # context only enriches metrics and logs: never fail on it
             logger.debug("no context for execution %s", execution_id, exc_info=True)
             return ExecutionInfo(execution_id)
-        info = ExecutionInfo(execution_id, record.correlation_id, workflow, handlers)
+        info = ExecutionInfo(
+            execution_id, record.correlation_id, workflow, handlers, self._sealed(execution_id)
+        )
         self._executions[execution_id] = info
         while len(self._executions) > _MAX_CACHED:
             self._executions.popitem(last=False)
         return info
+
+    def _sealed(self, execution_id: str) -> bool:
+        from orchestrion.governance.at_rest import EncryptedStore
+
+        store = self.engine.store
+        return (
+            isinstance(store, EncryptedStore)
+            and store.ring is not None
+            and store.classified(execution_id)
+        )
 
     async def _definition(self, definition_id: str) -> tuple[str, dict[str, str]]:
         cached = self._definitions.get(definition_id)

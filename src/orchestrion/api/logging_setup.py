@@ -6,7 +6,8 @@ writing JSON lines (or readable console lines), every line carrying the fields p
 line is masked: message, exception and fields (``governance/log_masking.py``).
 ``log_transitions`` is a record-feed sink that logs each execution and node transition at INFO
 with the execution id and its correlation id (the request id of the trigger), so one id finds
-every line of a run.
+every line of a run. The error text of an execution sealed at rest is not logged: its line
+says ``[sealed: <category>]`` (the store keeps the text, encrypted).
 """
 
 from __future__ import annotations
@@ -134,8 +135,12 @@ def log_transitions(info: ExecutionInfo, records: list[Record]) -> None:
             state=state,
             attempt=record.attempt,
         )
-        if record.error is not None:
-            fields["error"] = record.error.get("message")
+        error = record.error
+        if error is not None:
+            # The text of an error of a classified execution is sealed at rest: not logged.
+            fields["error"] = (
+                f"[sealed: {error.get('category')}]" if info.sealed else error.get("message")
+            )
         transitions_logger.info(
             "node %s %s (attempt %d)", record.node, state, record.attempt, extra=fields
         )
