@@ -194,17 +194,27 @@ def classified_workflow(name: str = "sealed-all") -> dict[str, Any]:
 
 
 def failing_workflow(name: str = "sealed-fail") -> dict[str, Any]:
+    """``charge`` completes, ``boom`` fails quoting the e-mail, and the compensation of
+    ``charge`` fails quoting it too (the saga's own error)."""
+    quote_email = {"function": "sealed_boom", "params": {"email": "{{ input.email }}"}}
     return {
         "name": name,
         "dag": {
             "nodes": [
                 {"id": "input", "handler": "input"},
                 {
+                    "id": "charge",
+                    "handler": "noop",
+                    "dependencies": ["input"],
+                    "config": {"value": "charged {{ input.card }}"},
+                    "compensate": {"handler": "python", "config": quote_email},
+                },
+                {
                     "id": "boom",
                     "handler": "python",
-                    "dependencies": ["input"],
+                    "dependencies": ["charge"],
                     "retry": {"max_attempts": 1},
-                    "config": {"function": "sealed_boom", "params": {"email": "{{ input.email }}"}},
+                    "config": quote_email,
                 },
                 {"id": "flag", "handler": "noop", "data_classification": "phi"},
             ]
@@ -268,6 +278,10 @@ async def assert_reads_back_plain(
     assert boom is not None and boom["message"] == f"ValueError: no account for {s.email}"
     assert s.email in (boom.get("traceback") or "")
     assert s.email in (failed.error or {})["message"]
+    saga = await engine.store.list_events(failed_id, types=["node.compensation_failed"])
+    assert [e.data["error"]["message"] for e in saga if e.data] == [
+        f"ValueError: no account for {s.email}"
+    ]
 
 
 def sqlite_bytes(db: Path) -> bytes:

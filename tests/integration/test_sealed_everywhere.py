@@ -149,9 +149,10 @@ async def test_a_restart_keeps_sealing_a_half_finished_execution(
     url = f"sqlite:///{tmp_path / 'r.db'}"
     async with Engine(url, governance=governance(keys)) as first:
         await first.submit(child_workflow())
-        record = await first.start_execution(
-            classified_workflow(), secrets.inputs(), overrides=secrets.overrides()
-        )
+        # Created pending, then triggered: inputs and overrides are written by the trigger.
+        stored = await first.submit(classified_workflow())
+        pending, _ = await first.create_execution(stored.id)
+        record = await first.trigger(pending.id, secrets.inputs(), secrets.overrides())
         waiting = await first.settle(record.id, timeout=30)
         assert waiting.nodes["review"].state is NodeState.WAITING
     assert_nowhere(secrets, sqlite_bytes(tmp_path / "r.db"), "the file after a stop")
