@@ -122,12 +122,18 @@ async def test_the_api_shows_an_admin_the_plaintext_and_logs_none_of_it(
                 assert secrets.marker in events.text
                 failed = await client.get(f"/v1/workflows/{failed_id}", headers=admin)
                 assert secrets.email in failed.text
-                # A viewer gets what masking leaves (its own rules), never an envelope.
+                # A viewer gets what masking leaves, never an envelope: every output of a
+                # classified execution is pattern-masked, a node that echoes inputs included.
                 viewer = {"Authorization": "Bearer view"}
                 masked = await client.get(f"/v1/workflows/{result.execution_id}", headers=viewer)
                 assert masked.status_code == 200
                 assert "$enc" not in masked.text
-                assert masked.json()["nodes"]["score"]["output"] == {"masked": "pii"}
+                nodes = masked.json()["nodes"]
+                assert nodes["score"]["output"] == {"masked": "pii"}
+                assert nodes["shape"]["output"]["card"] == "[card]"
+                assert nodes["shape"]["output"]["who"] == "[email]"
+                for value in (secrets.email, secrets.card, secrets.iban):
+                    assert value not in masked.text
             for _ in range(200):  # the transition log is written off the engine loop
                 if any(getattr(r, "execution_id", None) == failed_id for r in caplog.records):
                     break

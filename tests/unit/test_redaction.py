@@ -19,7 +19,8 @@ def test_a_classified_output_is_hidden_whole_and_nothing_is_invented() -> None:
     shown = view(card="pii")
     assert shown.output("card", {"email": EMAIL}) == {"masked": "pii"}
     assert shown.output("card", None) is None  # not run yet, or skipped
-    assert shown.output("public", {"email": EMAIL}) == {"email": EMAIL}
+    # Any other node of the execution may echo its inputs: pattern-masked, not hidden.
+    assert shown.output("public", {"email": EMAIL, "n": 3}) == {"email": "[email]", "n": 3}
     assert shown.output("out", {"card": 1, "public": EMAIL}) == {
         "card": {"masked": "pii"},
         "public": "[email]",
@@ -42,6 +43,7 @@ def test_without_classified_nodes_data_is_shown_and_text_still_masked() -> None:
     shown = view()
     assert shown.inputs({"email": EMAIL}) == {"email": EMAIL}
     assert shown.result({"x": EMAIL}) == {"x": EMAIL}
+    assert shown.output("any", {"x": EMAIL}) == {"x": EMAIL}
     assert shown.text({"message": f"no user {EMAIL}"}) == {"message": "no user [email]"}
 
 

@@ -8,13 +8,13 @@ masking on in the policy:
 - the output of a node whose ``data_classification`` the policy masks is replaced whole by
   ``{"masked": "<classification>"}``;
 - when the workflow has such nodes, the data that flows through it, the execution's inputs,
-  the workflow's result and the outputs of its ``input`` and ``output`` nodes, is
-  pattern-masked, and an entry of the result named after a classified node is replaced whole;
+  the workflow's result and the outputs of its other nodes (every handler is given the inputs),
+  is pattern-masked, and an entry of the result named after a classified node is replaced
+  whole;
 - free text the system writes, node and execution errors and event data (errors, reasons,
   decision comments; events never carry outputs), is always pattern-masked.
 
-Other outputs are shown as they are: they are the workflow's data, and classification is per
-node (a node computing from classified data should be classified too).
+Outputs of workflows without such nodes are shown as they are: they are the workflow's data.
 """
 
 from __future__ import annotations
@@ -54,9 +54,12 @@ class ExecutionView:
         classification = self.classified.get(node_id)
         if classification is not None:
             return {"masked": classification}
-        if node_id in self.carriers and self.classified:
+        if not self.classified:
+            return value
+        if node_id in self.carriers:
             return self.aggregate(value)
-        return value
+        # Any node of the execution is given its inputs and may pass them on: pattern-masked.
+        return self.masker.mask_value(value)
 
     def inputs(self, value: dict[str, Any]) -> dict[str, Any]:
         if self.masker is None or not self.classified:
