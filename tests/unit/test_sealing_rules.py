@@ -190,3 +190,21 @@ def test_an_error_keeps_only_its_kind_readable() -> None:
     assert set(sealed) == {"category", "type", "transient", "message"}
     assert SECRET not in json.dumps(sealed)
     assert open_error(RING, sealed, ctx) == error
+
+
+async def test_the_engines_records_keep_their_plaintext_and_the_stored_copy_its_fields() -> None:
+    store = await store_with(CLASSIFIED)
+    await store.create_execution(execution("e1", "classified"))
+    record = completed("count", {"who": SECRET})
+    record.started_at, record.finished_at, record.extra = 1.0, 2.0, {"compensation": "done"}
+    await commit(store, "e1", record)
+    assert record.output == {"who": SECRET}  # listeners are handed the original
+    (run,) = await store.inner.get_node_runs("e1")
+    assert is_encrypted(run.output)
+    assert (run.state, run.attempt, run.started_at, run.finished_at, run.compensation) == (
+        NodeState.COMPLETED,
+        1,
+        1.0,
+        2.0,
+        "done",
+    )
