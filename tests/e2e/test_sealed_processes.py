@@ -1,7 +1,12 @@
-"""Encryption at rest through real processes: ``orchestrion keys generate``, then
-``orchestrion run`` with the key set, and the SQLite file searched byte by byte: the values
-of a classified execution are in none of it, while ``orchestrion status`` (another process,
-same key) prints them back and one without the key names the key it lacks."""
+"""Encryption at rest through real processes, the SQLite file searched byte by byte after each:
+
+- ``orchestrion keys generate``, then ``orchestrion run`` with the key set: the values of a
+  classified execution are in none of the file, while ``orchestrion status`` (another
+  process, same key) prints them back and one without the key names the key it lacks;
+- ``orchestrion serve`` (uvicorn) with the key: an execution triggered over HTTP with inputs
+  and node overrides, one failing with an error that quotes its input; an admin reads the
+  plaintext, and neither the file nor the server's log (at DEBUG) holds a value.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from test_api_server import Server
 
+from pii import GOVERNANCE_YAML
 from sealed_values import Secrets, sqlite_bytes
 
 pytestmark = pytest.mark.slow
@@ -114,3 +123,57 @@ def test_orchestrion_run_leaves_no_value_readable_in_the_file(tmp_path: Path) ->
     assert blind.returncode != 0
     assert "'k1'" in blind.stdout + blind.stderr
     assert not secrets.found_in(blind.stdout + blind.stderr)
+
+
+def _served_run(
+    client: httpx.Client, definition: dict[str, object], body: dict[str, object]
+) -> dict[str, object]:
+    admin = {"Authorization": "Bearer adm"}
+    submitted = client.post("/v1/workflow", json=definition, headers=admin)
+    assert submitted.status_code == 201, submitted.text
+    execution_id = submitted.json()["execution_id"]
+    started = client.post(f"/v1/workflow/trigger/{execution_id}", json=body, headers=admin)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 30
+    while True:
+        shown: dict[str, object] = client.get(f"/v1/workflows/{execution_id}", headers=admin).json()
+        if shown["status"] in ("COMPLETED", "FAILED"):
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.05)
+
+
+def test_orchestrion_serve_leaves_no_value_in_its_file_or_its_log(tmp_path: Path) -> None:
+    secrets = Secrets()
+    policy = tmp_path / "governance.yaml"
+    policy.write_text(GOVERNANCE_YAML)  # the service may call ipaddress (it raises, quoting)
+    db = tmp_path / "served.db"
+    generated = orchestrion("keys", "generate", "--id", "k1")
+    assert generated.returncode == 0, generated.stderr
+    env = {
+        "ORCHESTRION_ENCRYPTION_KEYS": generated.stdout.strip(),
+        "ORCHESTRION_API_KEYS": "adm:admin",
+        "ORCHESTRION_GOVERNANCE_FILE": str(policy),
+        "ORCHESTRION_LOG_LEVEL": "DEBUG",
+    }
+    server = Server(tmp_path, db, env)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            body = {"input_params": secrets.inputs(), "node_overrides": secrets.overrides()}
+            done = _served_run(client, workflow(fails=False), body)
+            failed = _served_run(client, workflow(fails=True), body)
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    assert done["status"] == "COMPLETED", done
+    nodes: dict[str, dict[str, object]] = done["nodes"]  # type: ignore[assignment]
+    assert nodes["echo"]["output"] == f"{secrets.override} {secrets.marker} {secrets.email}"
+    assert nodes["input"]["output"] == secrets.inputs()
+    assert failed["status"] == "FAILED"
+    parse = failed["nodes"]["parse"]["error"]  # type: ignore[index]
+    assert secrets.marker in parse["message"]
+    found = secrets.found_in(sqlite_bytes(db))
+    assert not found, f"{found} readable in the SQLite file written by orchestrion serve"
+    log = server.log.read_text()
+    assert '"node_id": "parse"' in log or '"node_id":"parse"' in log  # it logged that node
+    found = secrets.found_in(log)
+    assert not found, f"{found} readable in the server's log"
