@@ -200,24 +200,21 @@ class _Classification:
         return found
 
 
-def _child_ids(output: Any) -> list[str]:
+def _child_ids(output: dict[str, Any]) -> list[str]:
     """The child executions whose results ``output`` carries: a ``workflow`` node's output,
-    or a ``map`` of sub-workflows' (``{"results": [...]}``)."""
-    if not isinstance(output, dict):
-        return []
+    or a ``map`` of sub-workflows' (``{"results": [...]}``; a map also starts its children
+    again after a crash, which flips its execution at once)."""
     child = output.get("child_execution_id")
     if isinstance(child, str):
         return [child]
-    ids: list[str] = []
-    for key in ("results", "errors"):
-        items = output.get(key)
-        if isinstance(items, list):
-            ids += [
-                item["child_execution_id"]
-                for item in items
-                if isinstance(item, dict) and isinstance(item.get("child_execution_id"), str)
-            ]
-    return ids
+    items = output.get("results")
+    if not isinstance(items, list):
+        return []
+    return [
+        item["child_execution_id"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("child_execution_id"), str)
+    ]
 
 
 class EncryptedStore:
