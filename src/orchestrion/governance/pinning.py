@@ -27,7 +27,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that connects only to addresses the URL policy checked.
 
     ``connect_tcp`` resolves the host itself (with the policy's resolver), checks every
-    address like ``UrlPolicy.check`` does (a ``PolicyViolation`` propagates through httpx
+    address with the classifier ``UrlPolicy.check`` uses (``UrlPolicy.check_address``: what
+    the address reaches, embedded IPv4 forms and the unspecified address included; a
+    ``PolicyViolation`` propagates through httpx
     unchanged, so the node fails as ``policy_violation``) and connects to the checked IP
     addresses in the resolver's order, the next one when one refuses or does not answer in
     its share of the connect timeout. The name is never handed to the socket layer, so it

@@ -108,15 +108,17 @@ class HttpSection(_Section):
     allow_hosts: list[str] = Field(default_factory=list)
     deny_private: bool = False
     deny_loopback: bool = False
+    deny_reserved: bool = True
 
     def policy(self) -> UrlPolicy:
         return UrlPolicy(
-            tuple(self.deny_networks),
-            tuple(self.allow_networks),
-            tuple(self.deny_hosts),
-            tuple(self.allow_hosts),
-            self.deny_private,
-            self.deny_loopback,
+            deny_networks=tuple(self.deny_networks),
+            allow_networks=tuple(self.allow_networks),
+            deny_hosts=tuple(self.deny_hosts),
+            allow_hosts=tuple(self.allow_hosts),
+            deny_private=self.deny_private,
+            deny_loopback=self.deny_loopback,
+            deny_reserved=self.deny_reserved,
         )
 
 

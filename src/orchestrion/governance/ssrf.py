@@ -1,16 +1,21 @@
-"""The SSRF guard of the http handler: where a workflow's requests may go.
+"""The SSRF guard of the http and llm handlers: where a workflow's requests may go.
 
-``UrlPolicy.check(url)`` runs before every request and every redirect hop (the http handler's
+``UrlPolicy.check(url)`` runs before every request and every redirect hop (the handlers'
 ``url_guard`` hook). It refuses, as a ``PolicyViolation`` (not retried):
 
 - host names on the deny list (cloud metadata names by default: ``metadata.google.internal``,
   ``metadata``, ``instance-data``...), unless allowed by name;
 - every address the host resolves to (after DNS, so a name pointing at a forbidden address
-  is refused too) that falls in a denied network: link-local (169.254.0.0/16, fe80::/10,
-  which holds the metadata address 169.254.169.254) and AWS's fd00:ec2::254 by default, plus
-  whatever is configured (private ranges, loopback). IPv4-mapped IPv6 addresses are checked
-  as the IPv4 address they carry, and numeric spellings (decimal ``2852039166``, hex, octal)
-  are what the resolver makes of them.
+  is refused too) that reaches a denied category or network. What an address reaches is
+  ``governance/addresses.py``'s one answer: itself, the IPv4 address an IPv6 form carries
+  (mapped, compatible, translated, NAT64, 6to4, Teredo, ISATAP), and for the unspecified
+  addresses (0.0.0.0/8, ``::``) the local host's loopback address as well. Categories:
+  ``deny_loopback`` refuses loopback and unspecified, ``deny_private`` every other address
+  that is not globally reachable (private, shared, link-local, protocol, documentation,
+  benchmarking), ``deny_reserved`` (on by default) unspecified, multicast, broadcast and
+  reserved space. ``deny_networks`` adds networks (link-local and AWS's fd00:ec2::254 by
+  default). Numeric spellings (decimal ``2852039166``, hex, octal, short) are what the C
+  resolver makes of them.
 
 An allow list of networks, when given, admits only those addresses.
 
@@ -18,7 +23,7 @@ The check alone would leave a gap: httpx resolves the name again to connect, and
 that answers a public address to the check and 169.254.169.254 to the connection (DNS
 rebinding) would get through. ``governance/pinning.py`` closes it: the shared http client
 connects through ``PinnedBackend``, which resolves the name itself, checks every address with
-the same policy and connects to those checked addresses only, never to the name.
+the same ``check_address`` and connects to those checked addresses only, never to the name.
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orchestrion.errors import PolicyViolation
+from orchestrion.governance.addresses import AddressCategory, reach
 
 __all__ = [
     "DEFAULT_DENY_HOSTS",
     "DEFAULT_DENY_NETWORKS",
+    "LOOPBACK_CATEGORIES",
+    "PRIVATE_CATEGORIES",
+    "RESERVED_CATEGORIES",
     "Resolver",
     "UrlPolicy",
     "system_resolver",
@@ -57,8 +66,15 @@ DEFAULT_DENY_HOSTS = (
     "metadata.azure.com",
 )
 _NUMERIC = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
-PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-"""Networks a policy can name at once with ``deny_private=True``."""
+_C = AddressCategory
+LOOPBACK_CATEGORIES = frozenset({_C.LOOPBACK, _C.UNSPECIFIED})
+"""What ``deny_loopback`` refuses: the local host, by its loopback or unspecified addresses."""
+PRIVATE_CATEGORIES = frozenset(
+    {_C.PRIVATE, _C.SHARED, _C.LINK_LOCAL, _C.PROTOCOL, _C.DOCUMENTATION, _C.BENCHMARKING}
+)
+"""What ``deny_private`` refuses: every other address that is not globally reachable."""
+RESERVED_CATEGORIES = frozenset({_C.UNSPECIFIED, _C.MULTICAST, _C.BROADCAST, _C.RESERVED})
+"""What ``deny_reserved`` (on by default) refuses: addresses no request should be sent to."""
 
 
 def _networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -71,9 +87,16 @@ def _networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(parsed)
 
 
+def _in_any(address: IPAddress, networks: Iterable[IPNetwork]) -> IPNetwork | None:
+    for network in networks:
+        if address.version == network.version and address in network:
+            return network
+    return None
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
-    """Deny and allow lists of hosts and networks; see the module docstring."""
+    """Deny and allow lists of hosts, networks and address categories; see the module doc."""
 
     deny_networks: tuple[str, ...] = DEFAULT_DENY_NETWORKS
     allow_networks: tuple[str, ...] = ()
@@ -81,19 +104,30 @@ class UrlPolicy:
     allow_hosts: tuple[str, ...] = ()
     deny_private: bool = False
     deny_loopback: bool = False
+    deny_reserved: bool = True
     resolver: Resolver | None = field(default=None, compare=False, repr=False)
     """How names are resolved (``None``: the system's ``getaddrinfo``); a seam for tests."""
     _deny: tuple[IPNetwork, ...] = field(init=False, repr=False)
     _allow: tuple[IPNetwork, ...] = field(init=False, repr=False)
+    _denied: dict[AddressCategory, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        deny = list(self.deny_networks)
-        if self.deny_private:
-            deny += PRIVATE_NETWORKS
-        if self.deny_loopback:
-            deny += ("127.0.0.0/8", "::1/128")
-        object.__setattr__(self, "_deny", _networks(deny))
+        object.__setattr__(self, "_deny", _networks(self.deny_networks))
         object.__setattr__(self, "_allow", _networks(self.allow_networks))
+        denied: dict[AddressCategory, list[str]] = {}
+        for setting, on, categories in (
+            ("deny_loopback", self.deny_loopback, LOOPBACK_CATEGORIES),
+            ("deny_private", self.deny_private, PRIVATE_CATEGORIES),
+            ("deny_reserved", self.deny_reserved, RESERVED_CATEGORIES),
+        ):
+            for category in categories if on else ():
+                denied.setdefault(category, []).append(setting)
+        object.__setattr__(self, "_denied", {c: ", ".join(s) for c, s in denied.items()})
+
+    @property
+    def denied_categories(self) -> frozenset[AddressCategory]:
+        """The address categories this policy refuses."""
+        return frozenset(self._denied)
 
     async def __call__(self, url: str) -> None:
         await self.check(url)
@@ -126,22 +160,52 @@ class UrlPolicy:
             raise PolicyViolation(f"blocked request to {host}: a denied host (SSRF guard)")
         addresses = await _resolve(host, port, self.resolver or system_resolver)
         for address in addresses:
-            self._check_address(host, address)
+            self.check_address(address, host)
         return addresses
 
-    def _check_address(self, host: str, address: IPAddress) -> None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        for network in self._deny:
-            if address.version == network.version and address in network:
+    def refuses(self, address: IPAddress) -> bool:
+        """Whether a connection to ``address`` is refused (``check_address`` raises)."""
+        try:
+            self.check_address(address)
+        except PolicyViolation:
+            return True
+        return False
+
+    def check_address(self, address: IPAddress, host: str | None = None) -> None:
+        """Raise ``PolicyViolation`` unless every address ``address`` reaches is admitted.
+
+        What it reaches (``governance/addresses.py``): itself, the IPv4 address an IPv6 form
+        carries, the loopback address behind an unspecified one. A denied category or network
+        of any of them refuses it; an allow list must hold ``address`` itself or all of them.
+        """
+        reached = reach(address)
+        for found in reached:
+            where = str(address)
+            if found.via:
+                where = f"{address}, which reaches {found.address} as {found.via}"
+            target = f"{host or address} ({where})"
+            settings = self._denied.get(found.category)
+            if settings is not None:
                 raise PolicyViolation(
-                    f"blocked request to {host} ({address}): {network} is denied (SSRF guard)"
+                    f"blocked request to {target}: {found.block} is denied "
+                    f"({found.category.value.replace('_', '-')} address: {settings}) (SSRF guard)"
                 )
-        if self._allow and not any(
-            address.version == n.version and address in n for n in self._allow
+            network = _in_any(found.address, self._deny)
+            if network is not None:
+                raise PolicyViolation(
+                    f"blocked request to {target}: {network} is denied (SSRF guard)"
+                )
+        target = f"{host or address} ({address})"
+        network = _in_any(address, self._deny)  # the IPv6 form itself, e.g. 2002::/16
+        if network is not None:
+            raise PolicyViolation(f"blocked request to {target}: {network} is denied (SSRF guard)")
+        if (
+            self._allow
+            and _in_any(address, self._allow) is None
+            and not all(_in_any(found.address, self._allow) for found in reached)
         ):
             raise PolicyViolation(
-                f"blocked request to {host} ({address}): not in an allowed network (SSRF guard)"
+                f"blocked request to {target}: not in an allowed network (SSRF guard)"
             )
 
 

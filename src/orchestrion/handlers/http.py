@@ -21,7 +21,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -411,8 +411,8 @@ async def _exchange(
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise transport_error(config.method, request.url, exc) from exc
         try:
-            if config.follow_redirects and response.next_request is not None:
-                request = response.next_request
+            if config.follow_redirects and response.has_redirect_location:
+                request = await _next_request(response, guard)
                 continue
             body = await _read_limited(config.method, response, config.max_response_bytes)
             return response, body
@@ -424,6 +424,28 @@ async def _exchange(
         f"{config.method} {display_url(config.url)} failed: more than {MAX_REDIRECTS} redirects",
         category="redirects",
     )
+
+
+async def _next_request(response: httpx.Response, guard: UrlGuard | None) -> httpx.Request:
+    """The redirect's request; a Location httpx cannot parse is the guard's first."""
+    import httpx
+
+    try:
+        next_request = response.next_request
+    except httpx.RemoteProtocolError as exc:
+        # `Location: http://0177.0.0.1/` (octal): httpx refuses it, but resolvers read it as an
+        # address, so it is a policy matter when the guard says so, else a bad redirect.
+        location = urljoin(str(response.request.url), response.headers.get("location", ""))
+        if guard is not None:
+            await guard(location)
+        raise PermanentNodeError(
+            f"{response.request.method} {display_url(response.request.url)} failed: "
+            f"redirected to an invalid URL ({_cause(exc)})",
+            category="redirects",
+        ) from exc
+    if next_request is None:  # has_redirect_location said otherwise; httpx decides
+        raise httpx.RemoteProtocolError("redirect without a location", request=response.request)
+    return next_request
 
 
 async def run_http(ctx: NodeContext, config: HttpConfig) -> dict[str, Any]:
