@@ -203,22 +203,24 @@ def _nat64_local(value: int) -> list[int]:
     """The IPv4 addresses an address of 64:ff9b:1::/48 may carry (RFC 6052 section 2.2).
 
     The operator picks the prefix length inside the /48 (48, 56, 64 or 96 bits), and the
-    address does not say which: every layout that fits is taken, so that the translator's
-    reading, whichever it is, is among them. The /96 reading is always taken; a shorter one
-    when the suffix it leaves is zero, as the RFC requires (the reserved octet u at bits
-    64-71 is not relied on).
+    address does not say which: every layout the address fits is read, so that the
+    translator's reading, whichever it is, is among them. A shorter layout fits when the
+    suffix it leaves is zero, as the RFC requires (the reserved octet u at bits 64-71 is
+    not relied on). The /96 reading (the last 32 bits) always counts, except as 0.0.0.0
+    where a shorter layout fits: that is the shorter layout's zero suffix, and a
+    translator does not forward to 0.0.0.0.
     """
 
     def bits(start: int, count: int) -> int:  # bit 0 is the most significant
         return (value >> (128 - start - count)) & ((1 << count) - 1)
 
-    candidates = [value & _V4]
-    layouts = {
-        48: ((48, 16), (72, 16), (88, 40)),
-        56: ((56, 8), (72, 24), (96, 32)),
-        64: ((72, 32), (104, 24)),
-    }
-    for layout in layouts.values():
+    candidates: list[int] = []
+    layouts = (
+        ((48, 16), (72, 16), (88, 40)),  # /48: 16 bits, u, 16 bits, suffix
+        ((56, 8), (72, 24), (96, 32)),  # /56: 8 bits, u, 24 bits, suffix
+        ((72, 32), (104, 24)),  # /64: u, 32 bits, suffix
+    )
+    for layout in layouts:
         *parts, (suffix_start, suffix_bits) = layout
         if bits(suffix_start, suffix_bits):
             continue
@@ -227,6 +229,9 @@ def _nat64_local(value: int) -> list[int]:
             ipv4 = (ipv4 << count) | bits(start, count)
         if ipv4 not in candidates:
             candidates.append(ipv4)
+    last = value & _V4
+    if (last or not candidates) and last not in candidates:
+        candidates.append(last)
     return candidates
 
 

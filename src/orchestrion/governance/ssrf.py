@@ -186,9 +186,12 @@ class UrlPolicy:
             target = f"{host or address} ({where})"
             settings = self._denied.get(found.category)
             if settings is not None:
+                kind = found.category.value.replace("_", "-") + " address"
+                if found.category is AddressCategory.UNSPECIFIED:
+                    kind += ", which reaches this host"
                 raise PolicyViolation(
                     f"blocked request to {target}: {found.block} is denied "
-                    f"({found.category.value.replace('_', '-')} address: {settings}) (SSRF guard)"
+                    f"({kind}: {settings}) (SSRF guard)"
                 )
             network = _in_any(found.address, self._deny)
             if network is not None:

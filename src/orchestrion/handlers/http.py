@@ -58,6 +58,7 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
 UrlGuard = Callable[[str], Awaitable[None]]
+_UNREADABLE_LOCATION = "orchestrion_unreadable_location"
 QueryValue = str | int | float | bool | None | list[str | int | float | bool]
 
 
@@ -116,6 +117,7 @@ def build_http_client(
                 for pattern, proxy in get_environment_proxies().items()
             }
     return httpx.AsyncClient(
+        event_hooks={"response": [_readable_location]},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         limits=limits,
         trust_env=trust_env,
@@ -126,6 +128,23 @@ def build_http_client(
         follow_redirects=False,
         headers={"User-Agent": user_agent},
     )
+
+
+async def _readable_location(response: httpx.Response) -> None:
+    """Response hook: a redirect whose Location httpx cannot parse fails as httpx would fail
+    it (``RemoteProtocolError``), with the raw Location kept for the URL guard."""
+    import httpx
+
+    if response.has_redirect_location:
+        location = response.headers["Location"]
+        try:
+            httpx.URL(location)
+        except httpx.InvalidURL as exc:
+            error = httpx.RemoteProtocolError(
+                f"Invalid URL in location header: {exc}.", request=response.request
+            )
+            setattr(error, _UNREADABLE_LOCATION, location)
+            raise error from exc
 
 
 class HttpConfig(BaseModel):
@@ -408,11 +427,24 @@ async def _exchange(
             await guard(str(request.url))
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.RemoteProtocolError as exc:
+            location = getattr(exc, _UNREADABLE_LOCATION, None)
+            if location is None:
+                raise transport_error(config.method, request.url, exc) from exc
+            # `Location: http://0177.0.0.1/` (octal): httpx cannot follow it, but resolvers
+            # read it as an address, so it is a policy matter when the guard says so.
+            if guard is not None:
+                await guard(urljoin(str(request.url), location))
+            raise PermanentNodeError(
+                f"{config.method} {display_url(request.url)} failed: redirected to an "
+                f"invalid URL ({_cause(exc)})",
+                category="redirects",
+            ) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise transport_error(config.method, request.url, exc) from exc
         try:
-            if config.follow_redirects and response.has_redirect_location:
-                request = await _next_request(response, guard)
+            if config.follow_redirects and response.next_request is not None:
+                request = response.next_request
                 continue
             body = await _read_limited(config.method, response, config.max_response_bytes)
             return response, body
@@ -424,28 +456,6 @@ async def _exchange(
         f"{config.method} {display_url(config.url)} failed: more than {MAX_REDIRECTS} redirects",
         category="redirects",
     )
-
-
-async def _next_request(response: httpx.Response, guard: UrlGuard | None) -> httpx.Request:
-    """The redirect's request; a Location httpx cannot parse is the guard's first."""
-    import httpx
-
-    try:
-        next_request = response.next_request
-    except httpx.RemoteProtocolError as exc:
-        # `Location: http://0177.0.0.1/` (octal): httpx refuses it, but resolvers read it as an
-        # address, so it is a policy matter when the guard says so, else a bad redirect.
-        location = urljoin(str(response.request.url), response.headers.get("location", ""))
-        if guard is not None:
-            await guard(location)
-        raise PermanentNodeError(
-            f"{response.request.method} {display_url(response.request.url)} failed: "
-            f"redirected to an invalid URL ({_cause(exc)})",
-            category="redirects",
-        ) from exc
-    if next_request is None:  # has_redirect_location said otherwise; httpx decides
-        raise httpx.RemoteProtocolError("redirect without a location", request=response.request)
-    return next_request
 
 
 async def run_http(ctx: NodeContext, config: HttpConfig) -> dict[str, Any]:
