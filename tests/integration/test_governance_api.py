@@ -118,6 +118,8 @@ async def test_compliance_without_keys_says_what_is_degraded(
     assert controls["masking"]["info"]["kinds"] == ["email", "iban", "card", "ssn", "phone"]
     assert controls["ssrf_guard"]["state"] == "on"
     assert "169.254.0.0/16" in controls["ssrf_guard"]["info"]["deny_networks"]
+    assert controls["ssrf_guard"]["info"]["deny_reserved"] is True
+    assert "multicast, broadcast and reserved addresses" in controls["ssrf_guard"]["detail"]
     assert controls["retention"]["state"] == "off"
     assert controls["api_keys"]["state"] == "off"
     assert controls["required_headers"]["state"] == "off"

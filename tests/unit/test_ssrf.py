@@ -34,6 +34,18 @@ BLOCKED_BY_DEFAULT = [
     "http://[fd00:ec2::254]/",  # AWS IPv6 metadata
     "http://user:pw@169.254.169.254/",
     "http:///nohost",
+    "http://100.100.100.200/latest/meta-data/",  # Alibaba Cloud metadata
+    "http://[::ffff:100.100.100.200]/",
+    "http://0.0.0.0:8000/",  # unspecified: reaches this host
+    "http://0:8000/",
+    "http://[::]:8000/",
+    "http://[::ffff:0:0]:8000/",
+    "http://224.0.0.1/",  # multicast
+    "http://[ff02::1]/",
+    "http://255.255.255.255/",  # broadcast
+    "http://240.0.0.1/",  # reserved
+    "http://[2002:a9fe:a9fe::]/",  # 6to4 carrying 169.254.169.254
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 carrying it
 ]
 
 

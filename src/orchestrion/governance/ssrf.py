@@ -13,9 +13,9 @@
   ``deny_loopback`` refuses loopback and unspecified, ``deny_private`` every other address
   that is not globally reachable (private, shared, link-local, protocol, documentation,
   benchmarking), ``deny_reserved`` (on by default) unspecified, multicast, broadcast and
-  reserved space. ``deny_networks`` adds networks (link-local and AWS's fd00:ec2::254 by
-  default). Numeric spellings (decimal ``2852039166``, hex, octal, short) are what the C
-  resolver makes of them.
+  reserved space. ``deny_networks`` adds networks (link-local, AWS's fd00:ec2::254 and
+  Alibaba's 100.100.100.200 by default). Numeric spellings (decimal ``2852039166``, hex,
+  octal, short) are what the C resolver makes of them.
 
 An allow list of networks, when given, admits only those addresses.
 
@@ -56,7 +56,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Iterable[str]]]
 """``async (host, port) -> addresses`` (as text) of a name; raises ``OSError`` when it has none."""
 
-DEFAULT_DENY_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+DEFAULT_DENY_NETWORKS = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+    "100.100.100.200/32",
+)
+"""Link-local (169.254.169.254 is most clouds' metadata service), AWS's IPv6 metadata
+address and Alibaba Cloud's, which sits in the shared 100.64.0.0/10 space."""
 DEFAULT_DENY_HOSTS = (
     "metadata.google.internal",
     "metadata.goog",

@@ -223,7 +223,13 @@ async def _audit(ctx: ApiContext, governance: Governance) -> Control:
 def _ssrf(governance: Governance) -> Control:
     http = governance.policy.http
     info = http.model_dump(mode="json")
-    enforced = http.deny_networks or http.deny_hosts or http.deny_private or http.deny_loopback
+    enforced = (
+        http.deny_networks
+        or http.deny_hosts
+        or http.deny_private
+        or http.deny_loopback
+        or http.deny_reserved
+    )
     if not enforced:
         return Control(
             control="ssrf_guard",
@@ -236,6 +242,8 @@ def _ssrf(governance: Governance) -> Control:
         parts.append("private networks")
     if http.deny_loopback:
         parts.append("loopback")
+    if http.deny_reserved:
+        parts.append("unspecified, multicast, broadcast and reserved addresses")
     return Control(
         control="ssrf_guard",
         state="on",
