@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.errors import PolicyViolation
+from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import NodeContext, Resources
 from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client
@@ -309,3 +309,16 @@ async def test_requests_outside_the_policy_still_go_through(target: Host) -> Non
     assert sorted(target.requests) == ["GET /a", "GET /b"]
     with pytest.raises(httpx.InvalidURL):
         httpx.URL("http://0177.0.0.1/")  # why the octal redirect takes the guard's own path
+
+
+async def test_a_redirect_httpx_cannot_follow_fails_once_as_a_bad_redirect(
+    first_hop: Host,
+) -> None:
+    # Not an address any resolver reads (9 is no octal digit), so no policy matter: the node
+    # fails as a bad redirect, not retried as a broken connection. No DNS query is made.
+    first_hop.redirects["bad"] = "http://0999.1.1.1/"
+    policy = UrlPolicy(resolver=_resolving({}))
+    with pytest.raises(PermanentNodeError, match="redirected to an invalid URL") as caught:
+        await _get(f"http://127.0.0.2:{first_hop.port}/to/bad", policy)
+    assert caught.value.category == "redirects"
+    assert first_hop.requests == ["GET /to/bad"]

@@ -183,3 +183,9 @@ async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
     with pytest.raises(httpcore.ConnectError, match="not known"):
         await PinnedBackend(lambda: policy, _Inner()).connect_tcp("gone.test", 80)
     await policy.check("http://gone.test/")  # the pre-check leaves it to the connection
+
+
+def test_a_policy_is_a_value() -> None:
+    # A frozen dataclass: equal settings are equal policies; the derived tables take no part.
+    assert UrlPolicy() == UrlPolicy() and hash(UrlPolicy()) == hash(UrlPolicy())
+    assert UrlPolicy() != UrlPolicy(deny_reserved=False)

@@ -116,7 +116,7 @@ class UrlPolicy:
     """How names are resolved (``None``: the system's ``getaddrinfo``); a seam for tests."""
     _deny: tuple[IPNetwork, ...] = field(init=False, repr=False)
     _allow: tuple[IPNetwork, ...] = field(init=False, repr=False)
-    _denied: dict[AddressCategory, str] = field(init=False, repr=False)
+    _denied: dict[AddressCategory, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_deny", _networks(self.deny_networks))
