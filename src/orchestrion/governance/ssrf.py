@@ -131,11 +131,6 @@ class UrlPolicy:
                 denied.setdefault(category, []).append(setting)
         object.__setattr__(self, "_denied", {c: ", ".join(s) for c, s in denied.items()})
 
-    @property
-    def denied_categories(self) -> frozenset[AddressCategory]:
-        """The address categories this policy refuses."""
-        return frozenset(self._denied)
-
     async def __call__(self, url: str) -> None:
         await self.check(url)
 
