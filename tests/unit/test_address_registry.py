@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Callable, Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrion.errors import PolicyViolation
@@ -332,7 +332,7 @@ EMBEDDINGS: dict[str, Embed] = {
 }
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ipv4=ipv4s(),
     form=st.sampled_from(sorted(EMBEDDINGS)),
@@ -352,7 +352,7 @@ def test_an_embedded_ipv4_address_is_refused_exactly_as_the_plain_one(
                 policy.check_address(embedded)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ipv4=ipv4s(), length=st.sampled_from([48, 56, 64, 96]), noise=st.integers(0, 2**40 - 1))
 def test_a_denied_ipv4_address_in_any_local_nat64_layout_is_refused(
     ipv4: ipaddress.IPv4Address, length: int, noise: int
