@@ -240,11 +240,14 @@ async def test_truncation_with_the_head_rewound(trail: Trail) -> None:
     assert f"broken at seq {kept['seq'] + 1} (truncated)" in rewound.stderr
     assert "audit_head" in rewound.stderr
 
-    # A head row copied when it was current (made here with the key) passes on its own; the
-    # head noted at the last verify does not.
+    # A head row copied when it was current (made here with the key) holds for the chain, but
+    # the journal still has the transitions whose records went; the noted head also sees it.
     copied = AuditSigner(KEY, "k1").head(kept["seq"], kept["hash"])
     await trail.sql(("UPDATE audit_head SET mac = $1", (copied.mac,)))
-    assert orchestrion("audit", "verify", "--db", trail.url).returncode == 0
+    journal = orchestrion("audit", "verify", "--db", trail.url)
+    assert journal.returncode == 1
+    assert f"broken at seq {kept['seq'] + 1} (missing)" in journal.stderr
+    assert "2 transition(s) of executions the trail covers have no record" in journal.stderr
     noted = orchestrion(
         "audit", "verify", "--db", trail.url, "--expect-head", f"{last['seq']}:{last['hash']}"
     )

@@ -1,8 +1,8 @@
 """``orchestrion audit`` (verify, list, export) and ``orchestrion purge``: the audit trail and
 retention, on the database directly.
 
-    orchestrion audit verify [--db URL] [--expect-head SEQ:HASH] [--json]
-    orchestrion audit verify --file trail.jsonl [--expect-head SEQ:HASH]
+    orchestrion audit verify [--db URL] [--expect-head SEQ:HASH] [--anchor FILE] [--json]
+    orchestrion audit verify --file trail.jsonl [--expect-head SEQ:HASH] [--anchor FILE]
     orchestrion audit list [--execution ID] [--actor A] [--action PREFIX] [--since T]
                            [--until T] [--after-seq N] [--limit N] [--json]
     orchestrion audit export --output trail.jsonl
@@ -17,6 +17,9 @@ default: ``id:base64key,...``, every key verifies). ``verify`` exits 0 when the 
 and 1 naming the first break (seq and kind); an export verifies offline with ``--file``, and
 ``--expect-head`` checks against a head noted elsewhere (printed by every ``verify``), which
 is what catches records removed from the end together with the head kept in the database.
+Without any flag, ``verify`` also cross-checks the trail against the journal and against the
+signed checkpoints of the policy's ``audit.anchor.file`` (``--anchor`` reads another copy of
+them, e.g. one collected from syslog).
 
 Exit codes as in ``cli/app.py``: 2 bad input or no audit key, 3 the database cannot be used.
 """
@@ -71,6 +74,13 @@ HeadOption = Annotated[
     typer.Option(
         "--expect-head",
         help="SEQ:HASH the chain must end at (from an earlier verify), to catch truncation.",
+    ),
+]
+AnchorOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--anchor",
+        help="Checkpoints to check against (default: audit.anchor.file of the policy).",
     ),
 ]
 
@@ -191,13 +201,25 @@ def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None
         )
         if head is not None:
             console.print(f"head {head.seq}:{head.hash}", highlight=False)
+        anchored = result.anchor or {}
+        latest = anchored.get("latest")
+        if latest:
+            console.print(
+                f"anchored: checkpoint of record {latest['seq']} in {anchored['file']}",
+                highlight=False,
+            )
     else:
-        first = result.breaks[0]
-        err.print(
-            f"[bold red]audit trail broken[/] at seq {first.seq} ({first.kind}): {first.message}; "
-            f"verified up to seq {result.verified_up_to}",
-            highlight=False,
-        )
+        for n, found in enumerate(result.breaks):
+            where = "" if found.kind == "anchor" else f" at seq {found.seq}"
+            text = f"{where} ({found.kind}): {found.message}"
+            if n == 0:
+                err.print(
+                    f"[bold red]audit trail broken[/]{text}; verified up to seq "
+                    f"{result.verified_up_to}",
+                    highlight=False,
+                )
+            else:
+                err.print(f"also broken{text}", highlight=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -209,19 +231,26 @@ def verify_command(
         Path | None, typer.Option("--file", help="Verify an export (JSON lines) instead.")
     ] = None,
     expect_head: HeadOption = None,
+    anchor: AnchorOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Check every record's signature and link; exit 1 naming the first break."""
+    """Check every record's signature and link, the trail against the journal and the
+    anchor's checkpoints; exit 1 naming the first break."""
     from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification
-    from orchestrion.governance.audit_log import verify_records
 
     expected = _parse_head(expect_head)
+    if anchor is not None and not anchor.is_file():
+        _fail(EXIT_INVALID, f"--anchor: no such file {anchor}")
     if server and file is None:
+        if anchor is not None:
+            _fail(EXIT_INVALID, "--anchor checks a local trail: the server reads its own anchor")
         body = _remote(server, api_key, "/v1/audit/verify")
         breaks = [AuditBreak(b["seq"], b["kind"], b["message"]) for b in body["breaks"]]
-        remote = Verification(body["ok"], body["verified_up_to"], body["records"], breaks)
+        remote = Verification(
+            body["ok"], body["verified_up_to"], body["records"], breaks, body.get("anchor")
+        )
         stored = body["head"]
         remote_head = None if stored is None else ChainHead(stored["seq"], stored["hash"])
         if remote.ok and expected is not None and remote_head != expected:
@@ -249,14 +278,25 @@ def verify_command(
         if head is None and records:
             head = ChainHead(records[-1].seq, records[-1].hash)
         result = verify([r.chain_fields() for r in records], keys, expected_head=head)
+        if anchor is not None:
+            from orchestrion.governance.audit_anchor import anchor_breaks, read_anchor
+
+            reading = read_anchor(anchor, keys)
+            last = max((r.seq for r in records), default=0)
+            result.breaks.extend(anchor_breaks(reading, {r.seq: r.hash for r in records}, last))
+            result.anchor = reading.to_dict()
+            result.ok = not result.breaks
         _report(result, head, as_json)
         return
 
     async def go(log: AuditLog) -> tuple[Verification, ChainHead | None]:
+        from orchestrion.governance.audit_log import verify_trail
+
         keys = log.keys
-        stored = await log.head()
-        records = [r async for r in log.records()]
-        result = verify_records(records, keys, stored, expected=expected)
+        anchor_file = str(anchor) if anchor is not None else log.anchor_file
+        result, stored = await verify_trail(
+            log.store, keys, anchor_file=anchor_file, expected=expected
+        )
         return result, None if stored is None else stored.chain
 
     result, head = _run_async(_with_log(db, go))
@@ -397,7 +437,9 @@ def purge(
                 )
             seconds = days * 86400.0
         cutoff = time.time() - seconds
-        return await log.purge(cutoff, actor=_actor()), cutoff
+        count = await log.purge(cutoff, actor=_actor())
+        await log.checkpoint()  # the purge's record, anchored
+        return count, cutoff
 
     count, cutoff = _run_async(_with_log(db, go))
     if as_json:

@@ -19,7 +19,9 @@ verifier is given every key by id.
 - ``unknown_key``: signed with a key id the verifier was not given.
 
 Deleting the newest records cannot be seen from the records alone; the verifier compares
-the head with an externally kept ``expected_head`` (seq and hash) when it has one.
+the head with an externally kept ``expected_head`` (seq and hash) when it has one. A chain
+that goes on past that head (records appended since it was noted, each signed) holds it when
+the record at its seq has its hash.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class Verification:
     verified_up_to: int
     records: int
     breaks: list[AuditBreak] = field(default_factory=list)
+    # What the external anchor held, when one is configured (see audit_anchor.AnchorReading).
+    anchor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class Verification:
             "verified_up_to": self.verified_up_to,
             "records": self.records,
             "breaks": [{"seq": b.seq, "kind": b.kind, "message": b.message} for b in self.breaks],
+            "anchor": self.anchor,
         }
 
 
@@ -101,6 +106,7 @@ def verify(
     later_seqs = [int(r.get("seq", 0)) for r in rows]
     breaks: list[AuditBreak] = []
     previous = ChainHead()
+    passed: str | None = None  # the hash of the record at expected_head.seq, once walked
 
     def valid(record: Mapping[str, Any]) -> bool:
         key = keys.get(str(record.get("key_id")))
@@ -156,11 +162,21 @@ def verify(
             breaks.append(AuditBreak(seq, "reordered", message))
             break
         previous = ChainHead(seq, str(record["hash"]))
-    if not breaks and expected_head is not None and previous != expected_head:
-        kind = "truncated" if previous.seq < expected_head.seq else "edited"
-        message = (
-            f"the chain ends at record {previous.seq}, the head kept aside is record "
-            f"{expected_head.seq}"
-        )
-        breaks.append(AuditBreak(previous.seq + 1, kind, message))
+        if expected_head is not None and seq == expected_head.seq:
+            passed = previous.hash
+    if (
+        not breaks
+        and expected_head is not None
+        and previous != expected_head
+        and not (previous.seq > expected_head.seq and passed == expected_head.hash)
+    ):
+        if previous.seq < expected_head.seq:
+            message = (
+                f"the chain ends at record {previous.seq}, the head kept aside is record "
+                f"{expected_head.seq}"
+            )
+            breaks.append(AuditBreak(previous.seq + 1, "truncated", message))
+        else:
+            message = f"record {expected_head.seq} is not the head kept aside (another hash)"
+            breaks.append(AuditBreak(expected_head.seq, "edited", message))
     return Verification(not breaks, previous.seq, len(rows), breaks)

@@ -4,6 +4,11 @@ On when the policy's audit key ring is set (``Governance.audit_keys``): its prim
 every key verifies. Off otherwise: nothing is written, ``status`` says so and verifying is
 refused (there is no key to verify with).
 
+Verifying (``verify_trail``) checks the chain and the head kept aside, cross-checks the trail
+against the journal (``audit_coverage``) and against the checkpoints of the policy's anchor
+file (``audit_anchor``). With an anchor configured, ``start`` and ``stop`` write checkpoints
+at the start and end of every engine, and every interval between.
+
 What writes here: the engine's commits (each transition, in the commit's own transaction, via
 the ``signer`` on the batch), the API (each mutating call and admin read), any control that
 refuses something (``violation``), and the retention purge. Each ``record`` is one
@@ -12,6 +17,7 @@ transaction of its own, sealed under the store's lock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,14 +26,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import ConfigurationError
+from orchestrion.governance.audit_anchor import AuditAnchor, anchor_breaks, read_anchor
 from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification, verify
+from orchestrion.governance.audit_coverage import coverage_breaks
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 
 if TYPE_CHECKING:
     from orchestrion.governance.runtime import Governance
-    from orchestrion.store.base import Store
+    from orchestrion.store.base import EventRecord, Store
 
-__all__ = ["POLICY_VIOLATION", "AuditLog", "AuditStatus", "verification_keys", "verify_records"]
+__all__ = [
+    "POLICY_VIOLATION",
+    "AuditLog",
+    "AuditStatus",
+    "verification_keys",
+    "verify_records",
+    "verify_trail",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +119,50 @@ def verify_records(
     return result
 
 
+async def _journal(store: Store) -> list[EventRecord]:
+    events: list[EventRecord] = []
+    after = 0
+    while page := await store.list_events(after_seq=after, limit=_PAGE):
+        events.extend(page)
+        after = page[-1].seq
+    return events
+
+
+async def _trail(store: Store) -> list[AuditRecord]:
+    records: list[AuditRecord] = []
+    after = 0
+    while page := await store.list_audit(AuditFilter(after_seq=after, limit=_PAGE)):
+        records.extend(page)
+        after = page[-1].seq
+    return records
+
+
+async def verify_trail(
+    store: Store,
+    keys: dict[str, bytes],
+    *,
+    anchor_file: str | None = None,
+    expected: ChainHead | None = None,
+) -> tuple[Verification, StoredHead | None]:
+    """Everything ``verify`` checks of a stored trail, and the head kept aside: the chain and
+    that head, the journal's coverage, the checkpoints in ``anchor_file`` (when one is
+    configured) and ``expected`` (a head noted elsewhere)."""
+    # The journal first: every event read then has its record committed already (the same
+    # transaction), so the trail read after it holds them all, however busy the writers.
+    events = await _journal(store)
+    head = await store.audit_head()
+    records = await _trail(store)
+    result = verify_records(records, keys, head, expected=expected)
+    result.breaks.extend(coverage_breaks(events, records))
+    if anchor_file is not None:
+        reading = await asyncio.to_thread(read_anchor, anchor_file, keys)
+        last = max((r.seq for r in records), default=0)
+        result.breaks.extend(anchor_breaks(reading, {r.seq: r.hash for r in records}, last))
+        result.anchor = reading.to_dict()
+    result.ok = not result.breaks
+    return result, head
+
+
 class AuditLog:
     """The trail of one engine; see the module docstring."""
 
@@ -113,10 +172,56 @@ class AuditLog:
         ring = governance.audit_keys
         self.signer: AuditSigner | None = None if ring is None else AuditSigner.from_ring(ring)
         self._checked: tuple[float, dict[str, Any]] | None = None  # (monotonic, report)
+        self._anchor: AuditAnchor | None = None
+
+    @property
+    def anchor_file(self) -> str | None:
+        """The policy's ``audit.anchor.file``: the checkpoints ``verify`` checks against."""
+        return self._governance.policy.audit.anchor.file
+
+    async def start(self) -> None:
+        """Anchor the trail (a first checkpoint, then one every interval), when the policy
+        asks for it and the trail is on; ``ConfigurationError`` when the file cannot be
+        written. The store must be open."""
+        if self._anchor is not None:
+            return
+        anchor = AuditAnchor.for_policy(
+            self._governance.policy.audit.anchor,
+            self.signer,
+            self.keys if self.signer is not None else {},
+            lambda: self._store().audit_head(),
+        )
+        if anchor is not None:
+            await anchor.start()
+        self._anchor = anchor
+
+    async def stop(self) -> None:
+        """A last checkpoint, before the store closes."""
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None:
+            await anchor.stop()
+
+    async def checkpoint(self) -> None:
+        """One checkpoint now, for a short-lived writer (``orchestrion purge``)."""
+        if self._anchor is not None:
+            await self._anchor.checkpoint(force=True)
+            return
+        anchor = AuditAnchor.for_policy(
+            self._governance.policy.audit.anchor,
+            self.signer,
+            self.keys if self.signer is not None else {},
+            lambda: self._store().audit_head(),
+        )
+        if anchor is not None:
+            await anchor.checkpoint(force=True)
 
     @property
     def enabled(self) -> bool:
         return self.signer is not None
+
+    @property
+    def store(self) -> Store:
+        return self._store()
 
     @property
     def keys(self) -> dict[str, bytes]:
@@ -201,7 +306,8 @@ class AuditLog:
             after = page[-1].seq
 
     async def chain_check(self, max_age: float = 60.0) -> dict[str, Any] | None:
-        """The compliance report's view of the chain: ``{"verified", "records", "detail"}``,
+        """The compliance report's view of the chain: ``{"verified", "records", "detail",
+        "breaks", "anchor"}``,
         from a full verification at most ``max_age`` seconds old (verifying reads the whole
         trail, so a health probe must not do it on every call). None when the trail is off."""
         if not self.enabled:
@@ -218,15 +324,33 @@ class AuditLog:
             "checked_at": time.time(),
         }
         if first is not None:
-            report["detail"] = f"audit chain broken at record {first.seq}: {first.message}"
+            where = "" if first.kind == "anchor" else f" at record {first.seq}"
+            report["detail"] = f"audit trail broken{where} ({first.kind}): {first.message}"
+            report["breaks"] = [
+                {"seq": b.seq, "kind": b.kind, "message": b.message} for b in result.breaks
+            ]
+        if result.anchor is not None:
+            latest = result.anchor["latest"]
+            report["anchor"] = {
+                "file": result.anchor["file"],
+                "checkpoints": result.anchor["checkpoints"],
+                "latest_seq": None if latest is None else latest["seq"],
+            }
         self._checked = (now, report)
         return report
 
-    async def verify(self) -> Verification:
-        """Check the whole stored trail against every key and the head kept aside."""
-        keys = self.keys
-        head = await self.head()
-        return verify_records([r async for r in self.records()], keys, head)
+    async def verify(self, expected: ChainHead | None = None) -> Verification:
+        """Check the whole stored trail: see ``verify_trail``."""
+        result, _ = await self.verify_with_head(expected)
+        return result
+
+    async def verify_with_head(
+        self, expected: ChainHead | None = None
+    ) -> tuple[Verification, StoredHead | None]:
+        """``verify``, and the head kept aside it was checked against."""
+        return await verify_trail(
+            self._store(), self.keys, anchor_file=self.anchor_file, expected=expected
+        )
 
     async def purge(self, finished_before: float, *, actor: str | None = None) -> int:
         """Delete executions finished before ``finished_before`` (epoch seconds), with one

@@ -76,10 +76,41 @@ class EncryptionPolicy(_Section):
     required: bool = False  # true: a process without the key refuses to start
 
 
+def _absolute(path: str | None) -> str | None:
+    if path is not None and not Path(path).expanduser().is_absolute():
+        raise ValueError(f"must be an absolute path (every process reads the same file): {path!r}")
+    return None if path is None else str(Path(path).expanduser())
+
+
+def _syslog_address(address: str | None) -> str | None:
+    if address is not None:
+        from orchestrion.governance.audit_anchor import syslog_address
+
+        syslog_address(address)  # raises ValueError naming what is wrong
+    return address
+
+
+def _webhook_url(url: str | None) -> str | None:
+    if url is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url):
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    return url
+
+
+class AnchorPolicy(_Section):
+    """Signed checkpoints of the audit trail's head, kept where the database cannot rewrite
+    them (governance/audit_anchor.py)."""
+
+    file: Annotated[str | None, AfterValidator(_absolute)] = None
+    syslog: Annotated[str | None, AfterValidator(_syslog_address)] = None
+    webhook: Annotated[str | None, AfterValidator(_webhook_url)] = None
+    interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+
+
 class AuditPolicy(_Section):
     enabled: bool = True
     key_env: str = "ORCHESTRION_AUDIT_KEYS"
     required: bool = False
+    anchor: AnchorPolicy = Field(default_factory=AnchorPolicy)
 
 
 class LlmSection(_Section):

@@ -217,6 +217,11 @@ class Engine:
         self._store = self.governance.protect(self._store)
         self.governance.warn_missing_keys()
         await self._store.open()
+        try:
+            await self.audit.start()  # the trail's anchor: a checkpoint now, then periodically
+        except BaseException:
+            await self._store.close()
+            raise
         if self._dispatcher is None:
             self._dispatcher = self._default_dispatcher()
         bind = getattr(self._dispatcher, "bind_router", None)
@@ -231,6 +236,7 @@ class Engine:
             await self._dispatcher.start(self._post)
         except BaseException:
             await self._dispatcher.close()  # a queue that cannot be reached: start again later
+            await self.audit.stop()
             await self._store.close()
             raise
         self._started = True
@@ -258,6 +264,8 @@ class Engine:
             await self.store.release_executions(self.owner)  # all it claimed
         with contextlib.suppress(Exception):
             await self._dispatcher.close()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            await self.audit.stop()
         with contextlib.suppress(Exception):
             await self.store.close()
         self._started = False
@@ -338,6 +346,7 @@ class Engine:
                 live.done.cancel()
         self._live.clear()
         await self._resources.aclose()
+        await self.audit.stop()  # the last checkpoint, while the store is open
         await self.store.close()
         self._started = False
 

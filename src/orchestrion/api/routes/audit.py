@@ -1,6 +1,7 @@
 """The audit trail over HTTP (admin role): ``GET /v1/audit`` pages through records in ``seq``
-order with filters; ``GET /v1/audit/verify`` checks the whole chain with the server's keys and
-names the first break; ``POST /v1/admin/purge`` applies retention now.
+order with filters; ``GET /v1/audit/verify`` checks the whole chain with the server's keys,
+against the journal and the policy's anchor file, and names the first break; ``POST
+/v1/admin/purge`` applies retention now.
 
 Both reads are audited themselves (admin reads).
 """
@@ -55,8 +56,20 @@ class AuditPage(BaseModel):
 class AuditBreakOut(BaseModel):
     """Where and how the chain breaks."""
 
-    seq: int
-    kind: str = Field(examples=["edited", "deleted", "inserted", "reordered", "unknown_key"])
+    seq: int = Field(description="0 for a break of the anchor file itself")
+    kind: str = Field(
+        examples=[
+            "edited",
+            "deleted",
+            "inserted",
+            "reordered",
+            "unknown_key",
+            "truncated",
+            "missing",
+            "forked",
+            "anchor",
+        ]
+    )
     message: str
 
 
@@ -68,6 +81,11 @@ class AuditVerification(BaseModel):
     records: int
     head: dict[str, Any] | None = Field(description="the head kept aside: seq and hash")
     breaks: list[AuditBreakOut]
+    anchor: dict[str, Any] | None = Field(
+        default=None,
+        description="the checkpoints of audit.anchor.file: file, exists, checkpoints (count),"
+        " latest, problems; null when no anchor file is configured",
+    )
 
 
 class PurgeResult(BaseModel):
@@ -152,14 +170,14 @@ async def verify_audit(ctx: Ctx) -> AuditVerification:
     audit = ctx.engine.audit
     if not audit.enabled:
         raise ApiProblem(409, f"the audit trail is off: {audit.status().reason}", slug="audit-off")
-    result = await audit.verify()
-    head = await audit.head()
+    result, head = await audit.verify_with_head()
     return AuditVerification(
         ok=result.ok,
         verified_up_to=result.verified_up_to,
         records=result.records,
         head=None if head is None else {"seq": head.seq, "hash": head.hash},
         breaks=[AuditBreakOut(seq=b.seq, kind=b.kind, message=b.message) for b in result.breaks],
+        anchor=result.anchor,
     )
 
 
