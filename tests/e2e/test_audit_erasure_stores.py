@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 
 from audit_helpers import AUDIT_ENV, KEY, audited
+from orchestrion.errors import PermanentNodeError
 from orchestrion.governance.audit_log import AuditLog
+from orchestrion.governance.encryption import KeyRing
+from orchestrion.governance.runtime import Governance
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
 from orchestrion.runtime.engine import Engine
 from orchestrion.store.audit import AuditFilter, AuditSigner
 from orchestrion.store.factory import open_store
@@ -188,3 +193,34 @@ async def test_no_false_alarm_while_engines_commit(db: Db) -> None:
         finally:
             stop.set()
             await runner
+
+
+@function("t_audit_sealed_failure", replace=True)
+def t_audit_sealed_failure(ctx: NodeContext, name: str) -> None:
+    raise PermanentNodeError(f"no account for {name}")
+
+
+async def test_the_journal_check_needs_no_encryption_key(tmp_path: Path) -> None:
+    """Sealed journal data (a classified node's error) is not opened to check the trail: an
+    engine whose encryption key was retired still verifies."""
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    flow = {
+        "name": "sealed",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "kyc",
+                    "handler": "python",
+                    "data_classification": "pii",
+                    "config": {"function": "t_audit_sealed_failure", "params": {"name": "Ada"}},
+                }
+            ]
+        },
+    }
+    keyed = {**AUDIT_ENV, "ORCHESTRION_ENCRYPTION_KEYS": f"e1:{KeyRing.generate_key()}"}
+    async with Engine(url, governance=Governance.load(environ=keyed)) as engine:
+        assert not (await engine.run(flow)).ok
+    retired = {**AUDIT_ENV, "ORCHESTRION_ENCRYPTION_KEYS": f"e2:{KeyRing.generate_key()}"}
+    async with Engine(url, governance=Governance.load(environ=retired)) as engine:
+        result = await engine.audit.verify()
+    assert result.ok, result.breaks
