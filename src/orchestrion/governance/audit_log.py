@@ -154,15 +154,19 @@ async def verify_trail(
     """Everything ``verify`` checks of a stored trail, and the head kept aside: the chain and
     that head, the journal's coverage, the checkpoints in ``anchor_file`` (when one is
     configured) and ``expected`` (a head noted elsewhere)."""
-    # The journal first: every event read then has its record committed already (the same
-    # transaction), so the trail read after it holds them all, however busy the writers.
+    # What is read first is covered by what is read after, however busy the writers: a
+    # checkpoint names records committed before it was written, and every journal event its
+    # record, committed in the same transaction. So the anchor, then the journal, the head and
+    # the trail last.
+    reading = None
+    if anchor_file is not None:
+        reading = await asyncio.to_thread(read_anchor, anchor_file, keys)
     events = await _journal(store)
     head = await store.audit_head()
     records = await _trail(store)
     result = verify_records(records, keys, head, expected=expected)
     result.breaks.extend(coverage_breaks(events, records))
-    if anchor_file is not None:
-        reading = await asyncio.to_thread(read_anchor, anchor_file, keys)
+    if reading is not None:
         last = max((r.seq for r in records), default=0)
         result.breaks.extend(anchor_breaks(reading, {r.seq: r.hash for r in records}, last))
         result.anchor = reading.to_dict()
