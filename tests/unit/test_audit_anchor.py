@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -244,3 +246,35 @@ async def test_a_file_that_cannot_be_written_refuses_the_start(tmp_path: Path) -
 def test_no_anchor_without_a_sink_or_without_the_trail() -> None:
     assert AuditAnchor.for_policy(AnchorPolicy(), SIGNER, KEYS, Heads()) is None
     assert AuditAnchor.for_policy(AnchorPolicy(file="/tmp/x"), None, {}, Heads()) is None
+
+
+async def test_syslog_over_a_unix_socket_and_an_unreachable_webhook(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The file is written whatever happens to the copies; a webhook that does not answer is
+    a warning, tried again at the next checkpoint."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # a Unix socket path must be short
+    try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(str(folder / "log"))
+        listener.settimeout(5)
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = closed.getsockname()[1]  # nothing listens there once closed
+        policy = AnchorPolicy(
+            file=str(folder / "anchor.jsonl"),
+            syslog=str(folder / "log"),
+            webhook=f"http://127.0.0.1:{dead}/anchor",
+        )
+        heads = Heads()
+        heads.move(5)
+        anchor = AuditAnchor(policy, SIGNER, KEYS, heads)
+        made = await anchor.checkpoint(force=True)
+        assert made is not None
+        message = listener.recv(65536).decode()
+        listener.close()
+        assert message.startswith("<85>orchestrion-audit[") and Checkpoint.parse(message) == made
+        assert read_anchor(folder / "anchor.jsonl", KEYS).checkpoints == [made]
+        assert "cannot POST the audit checkpoint to the webhook" in caplog.text
+    finally:
+        shutil.rmtree(folder)
