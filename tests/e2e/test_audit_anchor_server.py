@@ -175,6 +175,9 @@ def test_a_served_trail_is_anchored_and_erasing_it_shows_everywhere(
             good = client.get("/v1/audit/verify").json()
             assert good["ok"] is True, good
             assert good["anchor"]["file"] == str(anchor) and good["anchor"]["checkpoints"] >= 2
+            compliant = client.get("/health/compliance").json()
+            (control,) = [c for c in compliant["controls"] if c["control"] == "audit"]
+            assert control["state"] == "on" and f"anchored in {anchor}" in control["detail"]
 
             # Erase the trail and its head under the running server.
             conn = sqlite3.connect(db)
@@ -193,7 +196,9 @@ def test_a_served_trail_is_anchored_and_erasing_it_shows_everywhere(
             compliance = client.get("/health/compliance").json()
             (audit,) = [c for c in compliance["controls"] if c["control"] == "audit"]
             assert compliance["status"] == "degraded" and audit["state"] == "degraded", audit
-            assert "audit trail broken" in audit["detail"] and "anchor" in audit["detail"]
+            assert audit["detail"].startswith("audit trail broken at record 1 (truncated)")
+            chain = audit["info"]["chain"]
+            assert any("older copy of the database" in b["message"] for b in chain["breaks"])
             assert audit["info"]["chain"]["anchor"]["file"] == str(anchor)
 
         remote = subprocess.run(

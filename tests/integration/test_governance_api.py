@@ -167,7 +167,10 @@ async def test_compliance_with_keys_and_a_checked_audit_chain(
     }
     assert unchecked["required_headers"]["info"]["headers"] == ["X-Client-ID", "X-Request-Source"]
     assert good["status"] == "ok"
-    assert _controls(good)["audit"]["detail"] == "audit chain verified up to record 7"
+    assert _controls(good)["audit"]["detail"] == (
+        "audit chain verified up to record 7; not anchored outside the database"
+        " (audit.anchor in the policy)"
+    )
     assert bad["status"] == "degraded"
     assert _controls(bad)["audit"]["state"] == "degraded"
     assert _controls(bad)["audit"]["detail"] == "record 3 was edited"

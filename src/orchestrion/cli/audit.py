@@ -204,8 +204,10 @@ def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None
         anchored = result.anchor or {}
         latest = anchored.get("latest")
         if latest:
+            newer = result.verified_up_to - int(latest["seq"])
             console.print(
-                f"anchored: checkpoint of record {latest['seq']} in {anchored['file']}",
+                f"anchored: checkpoint of record {latest['seq']} in {anchored['file']}"
+                + (f" ({newer} newer record(s) not anchored yet)" if newer > 0 else ""),
                 highlight=False,
             )
     else:

@@ -318,16 +318,20 @@ class AuditLog:
 
     async def chain_check(self, max_age: float = 60.0) -> dict[str, Any] | None:
         """The compliance report's view of the chain: ``{"verified", "records", "detail",
-        "breaks", "anchor"}``,
-        from a full verification at most ``max_age`` seconds old (verifying reads the whole
-        trail, so a health probe must not do it on every call). None when the trail is off."""
+        "breaks", "anchor"}``, from a full verification at most ``max_age`` seconds old
+        (verifying reads the whole trail, so a health probe must not do it on every call;
+        any ``verify`` refreshes it). None when the trail is off."""
         if not self.enabled:
             return None
-        now = time.monotonic()
         cached = self._checked
-        if cached is not None and now - cached[0] < max_age:
+        if cached is not None and time.monotonic() - cached[0] < max_age:
             return cached[1]
-        result = await self.verify()
+        await self.verify()
+        assert self._checked is not None  # set by verify
+        return self._checked[1]
+
+    @staticmethod
+    def _report(result: Verification) -> dict[str, Any]:
         first = result.breaks[0] if result.breaks else None
         report: dict[str, Any] = {
             "verified": result.ok,
@@ -347,7 +351,6 @@ class AuditLog:
                 "checkpoints": result.anchor["checkpoints"],
                 "latest_seq": None if latest is None else latest["seq"],
             }
-        self._checked = (now, report)
         return report
 
     async def verify(self, expected: ChainHead | None = None) -> Verification:
@@ -358,10 +361,15 @@ class AuditLog:
     async def verify_with_head(
         self, expected: ChainHead | None = None
     ) -> tuple[Verification, StoredHead | None]:
-        """``verify``, and the head kept aside it was checked against."""
-        return await verify_trail(
+        """``verify``, and the head kept aside it was checked against. The compliance report
+        (``chain_check``) shows this outcome from now on."""
+        started = time.monotonic()
+        result, head = await verify_trail(
             self._store(), self.keys, anchor_file=self.anchor_file, expected=expected
         )
+        if expected is None:
+            self._checked = (started, self._report(result))
+        return result, head
 
     async def purge(self, finished_before: float, *, actor: str | None = None) -> int:
         """Delete executions finished before ``finished_before`` (epoch seconds), with one

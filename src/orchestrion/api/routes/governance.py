@@ -210,8 +210,14 @@ async def _audit(ctx: ApiContext, governance: Governance) -> Control:
     detail = str(status.get("detail") or "")
     if not detail:
         records = status.get("records")
+        anchor = status.get("anchor")
+        anchored = (
+            f"; anchored in {anchor['file']}"
+            if anchor
+            else "; not anchored outside the database (audit.anchor in the policy)"
+        )
         detail = (
-            f"audit chain verified up to record {records}"
+            f"audit chain verified up to record {records}{anchored}"
             if verified
             else "the audit chain does not verify"
         )
