@@ -166,6 +166,16 @@ async def test_deleting_in_the_middle(db: Db) -> None:
     assert cli.returncode == 1 and "broken at seq 4 (deleted)" in cli.stderr
 
 
+async def test_a_trail_that_starts_after_seq_1(db: Db) -> None:
+    """Audit records are never purged: a trail must start at record 1."""
+    await db.sql(("DELETE FROM audit WHERE seq <= $1", (3,)))
+    assert await db.verify() == [("deleted", 1)]
+    cli = verify_cli(db.url)
+    assert (
+        cli.returncode == 1 and "broken at seq 1 (deleted): records 1..3 are missing" in cli.stderr
+    )
+
+
 async def test_cutting_whole_executions_needs_the_anchor(db: Db, tmp_path: Path) -> None:
     last = executions(db)[-1]
     kept = max(r["seq"] for r in db.records if r["execution_id"] != last)
