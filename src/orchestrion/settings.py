@@ -7,6 +7,7 @@ process with a message naming the variable (``load_settings`` turns pydantic's e
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from functools import lru_cache
@@ -117,10 +118,34 @@ class Settings(BaseSettings):
         description='headers every mutating call must carry: "X-Request-Source,X-Client-ID"',
     )
     rate_limit_per_second: float = Field(
-        default=50.0, ge=0, description="requests per second per client (0: no limit)"
+        default=100.0,
+        ge=0,
+        description="requests per second per API key (per address when the API is open;"
+        " 0: no limit)",
     )
     rate_limit_burst: int = Field(
-        default=100, ge=0, description="requests a client may make at once (0: no limit)"
+        default=300, ge=0, description="requests an API key may make at once (0: no limit)"
+    )
+    # api/gate.py: callers without a valid key are limited by address, far more tightly
+    rate_limit_unauthenticated_per_second: float = Field(
+        default=2.0,
+        ge=0,
+        description="requests per second per address without a valid API key (0: no limit)",
+    )
+    rate_limit_unauthenticated_burst: int = Field(
+        default=20, ge=0, description="requests at once per address without a valid API key"
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description='proxies whose X-Forwarded-For is believed: "10.0.0.0/8,192.0.2.7";'
+        " none (the default): the client address is the peer's, the header is ignored",
+    )
+    refusal_summary_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description="requests refused before authentication are audited as one summary record"
+        " per this many seconds, never one record each",
     )
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="largest request body accepted"
@@ -156,6 +181,19 @@ class Settings(BaseSettings):
                 raise ValueError("a key is listed twice")
             keys[key] = role
         return keys
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
     @field_validator("reaper_handler_idle", mode="before")
     @classmethod

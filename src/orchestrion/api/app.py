@@ -25,11 +25,13 @@ from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import warn_if_open
 from orchestrion.api.context import ApiContext
 from orchestrion.api.feed import RecordFeed
+from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
 from orchestrion.api.logging_setup import log_transitions
 from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
+from orchestrion.api.refusals import RefusalSummary
 from orchestrion.api.routes import (
     admin,
     audit,
@@ -73,7 +75,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         settings=settings,
         metrics=metrics,
         hub=EventHub(),
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        limiter=RateLimiter.for_settings(settings),
+        refusals=RefusalSummary(settings.refusal_summary_seconds),
     )
     ctx.audit_status = engine.audit.chain_check  # /health/compliance: verified up to N
     feed = RecordFeed(engine, [metrics.observe, log_transitions])
@@ -88,6 +91,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
+        refusals = asyncio.create_task(ctx.refusals.run(engine.audit), name="orchestrion-refusals")
         background = [feed_task]
         if ctx.redis is not None and not engine.drives:
             # Orchestrators commit the records: their announcements wake the event streams.
@@ -114,6 +118,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             ctx.begin_shutdown()
             if sweeper is not None:
                 await sweeper.stop()
+            refusals.cancel()
+            await asyncio.gather(refusals, return_exceptions=True)
+            await ctx.refusals.flush(engine.audit)  # the last window, while the store is open
             try:
                 if owns_engine:
                     await engine.stop(settings.shutdown_grace)
@@ -139,6 +146,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     app.state.ctx = ctx
     problems.install(app)
+    # Outermost first: RequestMiddleware (request id, body limit, access log) > AuditMiddleware
+    # (sees every answer, the gate's too) > ApiGate (caller, rate limit, 401 before routing).
+    app.add_middleware(ApiGate)
     app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     for module in (workflows, control, definitions, events, admin, audit, health, governance):

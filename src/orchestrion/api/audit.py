@@ -1,12 +1,25 @@
-"""The audit of API actions: every mutating call and every admin read leaves a record.
+"""The audit of API actions: every mutating call and every admin read of a known caller
+leaves a record; requests refused before authentication are only counted.
 
-An ASGI middleware inside the request middleware (so the request id is known). For an audited
-request it holds the response back until it is complete, writes the record, then sends it: a
-client that got an answer can find the record. Who: the API key's id (``key:`` and the first 8
-hex digits of its SHA-256, never the key; ``anonymous`` without one), its role, ``X-Client-ID``,
-``X-Request-Source`` and the remote address. What: method, route template, the ids in the
-path and, for creations, the ids in the answer; the outcome is the status code. Calls the
-rate limiter refused (429) are not recorded, so a flood cannot fill the trail.
+An ASGI middleware inside the request middleware (so the request id is known) and outside
+the gate (api/gate.py, which identifies the caller). For an audited request of an
+authenticated caller it holds the response back until it is complete, writes the record,
+then sends it: a client that got an answer can find the record. Who: the matched API key's
+id (``key:`` and the first 8 hex digits of its SHA-256, never the key), its role, the
+``X-Client-ID`` and ``X-Request-Source`` it claims (printable ASCII, 128 characters at most)
+and the client address. What: method, route template, the ids in the path and, for
+creations, the ids in the answer; the outcome is the status code.
+
+Who gets a record of their own:
+
+- a caller with a valid API key, whatever the outcome (a 403 is worth knowing), except a
+  429: a flood of refused calls must not fill the trail;
+- when the API is open (no keys), an ``anonymous`` caller whose call did something (a 2xx
+  or 3xx) or failed on the server's side (5xx).
+
+Everything else refused (a missing or unknown key: 401, and the 429 of callers without a
+key, or an open API's 4xx) goes to ``refusals.RefusalSummary``: one summary record per
+window, never one per request, and nothing in it chosen by the client.
 
 A record that cannot be written (the store is down) is logged as an error and the response
 goes out anyway: the action already happened, and a 500 would say it had not.
@@ -14,18 +27,16 @@ goes out anyway: the action already happened, and a 500 would say it had not.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
+import re
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrion.api.auth import MUTATING_METHODS
+from orchestrion.api.auth import MUTATING_METHODS, Caller, api_key_id, caller_of
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -40,20 +51,6 @@ _BODY_IDS = ("execution_id", "workflow_definition_id", "definition_id")
 _BODY_LIMIT = 65536  # answers larger than this are not looked into for ids
 
 
-def api_key_id(token: str) -> str:
-    """A stable, non-secret id for an API key: ``key:`` + 8 hex digits of its SHA-256."""
-    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:8]
-
-
-def _role(token: str, keys: Mapping[str, str]) -> str | None:
-    # Every key compared in constant time, as the auth dependency does.
-    found: str | None = None
-    for key, role in keys.items():
-        if hmac.compare_digest(token.encode(), key.encode()):
-            found = role
-    return found
-
-
 def is_audited(method: str, path: str) -> bool:
     """Mutating calls under /v1, and every read of the admin and audit endpoints."""
     if not path.startswith("/v1/"):
@@ -63,9 +60,20 @@ def is_audited(method: str, path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in _ADMIN_READS)
 
 
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_PATH_LIMIT = 512
+
+
 def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
-    return None if value is None else value[:_HEADER_LIMIT]
+    return None if value is None else _UNPRINTABLE.sub("?", value[:_HEADER_LIMIT])
+
+
+def _recorded(caller: Caller, status: int) -> bool:
+    """Whether this request gets a record of its own (see the module docstring)."""
+    if caller.authenticated:
+        return status != 429
+    return caller.open_api and not 400 <= status < 500
 
 
 def _ids_in(body: bytes) -> dict[str, str]:
@@ -87,12 +95,18 @@ class AuditMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_audited(scope["method"], scope.get("path", "")):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         ctx: ApiContext = scope["app"].state.ctx
         if not ctx.engine.audit.enabled:
             await self.app(scope, receive, send)
+            return
+        audited = is_audited(scope["method"], scope.get("path", ""))
+        caller = caller_of(scope, ctx.settings)
+        if not audited or not (caller.authenticated or caller.open_api):
+            # No record of its own: only a refusal is counted, and that needs the status.
+            await self._count_refusals(ctx, scope, receive, send, caller, audited)
             return
         held: list[Message] = []
         status = 500
@@ -106,8 +120,10 @@ class AuditMiddleware:
             held.append(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 complete = True
-                if status != 429:  # refused by the rate limiter: a flood must not fill the trail
-                    await self._record(ctx, scope, status, held, at)
+                if _recorded(caller, status):
+                    await self._record(ctx, scope, caller, status, held, at)
+                elif status >= 400:
+                    ctx.refusals.note(caller.address, status)
                 for each in held:
                     await send(each)
                 held.clear()
@@ -117,39 +133,61 @@ class AuditMiddleware:
         except BaseException:
             if not complete:
                 # The request middleware answers 500 for it: audit that, then let it.
-                await self._record(ctx, scope, 500, [], at)
+                await self._record(ctx, scope, caller, 500, [], at)
             raise
 
+    async def _count_refusals(
+        self,
+        ctx: ApiContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        caller: Caller,
+        audited: bool,
+    ) -> None:
+        """Pass the request through; count it in the refusal summary when it is a 401, or
+        an audited call refused to a caller without a valid key."""
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status == 401 or (audited and status >= 400):
+                    ctx.refusals.note(caller.address, status)
+            await send(message)
+
+        await self.app(scope, receive, observe)
+
     async def _record(
-        self, ctx: ApiContext, scope: Scope, status: int, held: list[Message], at: float
+        self,
+        ctx: ApiContext,
+        scope: Scope,
+        caller: Caller,
+        status: int,
+        held: list[Message],
+        at: float,
     ) -> None:
         headers = Headers(scope=scope)
         route = scope.get("route")
         template = getattr(route, "path", None) or "<unmatched>"
         name = getattr(route, "name", None) or "unmatched"
-        actor = "anonymous"
-        role: str | None = None
-        scheme, _, token = (headers.get("authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            token = token.strip()
-            actor = api_key_id(token)
-            role = _role(token, ctx.settings.api_keys)
+        actor = caller.key_id or "anonymous"
         path_params: dict[str, Any] = dict(scope.get("path_params") or {})
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
         found = _ids_in(body) if 200 <= status < 300 else {}
-        client = scope.get("client")
         details: dict[str, Any] = {
             "method": scope["method"],
             "route": template,
-            "path": scope.get("path", ""),
-            "role": role,
+            "path": _UNPRINTABLE.sub("?", scope.get("path", "")[:_PATH_LIMIT]),
+            "role": caller.role,
             "client_id": _header(headers, "x-client-id"),
             "request_source": _header(headers, "x-request-source"),
-            "remote": client[0] if client else None,
+            "remote": caller.address,
             "request_id": scope.get("state", {}).get("request_id"),
         }
         if path_params:
-            details["target"] = {k: str(v) for k, v in path_params.items()}
+            details["target"] = {
+                k: _UNPRINTABLE.sub("?", str(v)[:_HEADER_LIMIT]) for k, v in path_params.items()
+            }
         if found:
             details["created"] = found
         execution_id = path_params.get("execution_id") or found.get("execution_id")

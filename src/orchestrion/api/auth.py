@@ -1,31 +1,47 @@
-"""API keys with roles, and the headers mutating calls must carry, as FastAPI dependencies.
+"""API keys with roles, who a request comes from, and the headers mutating calls must carry.
 
 With ``ORCHESTRION_API_KEYS`` set, every /v1 call needs ``Authorization: Bearer <key>``:
 viewer reads, operator also changes executions, admin may do everything. With no keys the
 API is open, and ``warn_if_open`` says so loudly at start. Mutating calls must carry the
 headers of ``ORCHESTRION_REQUIRED_HEADERS`` and of the governance policy.
+
+``identify`` makes a request's ``Caller`` once (the gate in api/gate.py does it before any
+route runs): the configured key the bearer token matches, if any, and the client address.
+Rate limits, the role dependencies and the audit trail all read that one verdict, so no
+client-chosen string (a token that matches nothing, an ``X-Client-ID``) ever names a caller.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
+from orchestrion.api.client_address import TrustedProxies, client_address
 from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.problems import ApiProblem
 from orchestrion.settings import ApiRole, Settings
 
 __all__ = [
     "MUTATING_METHODS",
+    "Caller",
+    "Identifier",
+    "api_key_id",
+    "caller_of",
     "caller_role",
+    "identify",
     "require_headers",
     "require_role",
     "required_headers",
+    "unauthenticated",
     "warn_if_open",
 ]
 
@@ -51,14 +67,106 @@ def warn_if_open(settings: Settings) -> None:
         )
 
 
-def _role_of(token: str, keys: dict[str, ApiRole]) -> ApiRole | None:
-    # Compare with every key in constant time, so timing tells nothing about near misses.
-    found: ApiRole | None = None
-    given = token.encode()
-    for key, role in keys.items():
-        if hmac.compare_digest(given, key.encode()):
-            found = role
-    return found
+def api_key_id(token: str) -> str:
+    """A stable, non-secret id for an API key: ``key:`` + 8 hex digits of its SHA-256."""
+    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    digest: bytes
+    role: ApiRole
+    key_id: str  # the audit trail's actor
+    bucket: str  # the rate limiter's identity: a longer digest prefix, never the key
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: the configured key its token matched (if any) and its address.
+
+    ``key_id`` and ``bucket`` are derived from the configured key, never from what the client
+    sent; without a match they are None and the caller is known only by its address.
+    """
+
+    address: str
+    key_id: str | None = None
+    role: ApiRole | None = None
+    bucket: str | None = None
+    open_api: bool = False  # no keys are configured: every caller is anonymous
+    presented: bool = False  # an Authorization header was sent (matching or not)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.key_id is not None
+
+
+class Identifier:
+    """Matches bearer tokens against the configured keys and finds the client address.
+
+    Keys are held as SHA-256 digests; a token is hashed once and compared with every digest
+    in constant time, so timing tells nothing about near misses.
+    """
+
+    def __init__(self, keys: Mapping[str, ApiRole], proxies: TrustedProxies) -> None:
+        self._keys: list[_Key] = []
+        for key, role in keys.items():
+            digest = hashlib.sha256(key.encode()).digest()
+            self._keys.append(_Key(digest, role, api_key_id(key), "key:" + digest.hex()[:32]))
+        self.proxies = proxies
+
+    @property
+    def open_api(self) -> bool:
+        return not self._keys
+
+    def match(self, token: str) -> _Key | None:
+        given = hashlib.sha256(token.encode()).digest()
+        found: _Key | None = None
+        for key in self._keys:
+            if hmac.compare_digest(given, key.digest):
+                found = key
+        return found
+
+    def identify(self, scope: Scope) -> Caller:
+        address = client_address(scope, self.proxies)
+        if self.open_api:
+            return Caller(address, open_api=True)
+        header = Headers(scope=scope).get("authorization")
+        if header is None:
+            return Caller(address)
+        scheme, _, token = header.partition(" ")
+        key = self.match(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if key is None:
+            return Caller(address, presented=True)
+        return Caller(address, key.key_id, key.role, key.bucket, presented=True)
+
+
+_identifiers: dict[int, tuple[Settings, Identifier]] = {}
+
+
+def _identifier(settings: Settings) -> Identifier:
+    # One per settings object (the app's, or a test's): keys are hashed once, not per call.
+    cached = _identifiers.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    identifier = Identifier(settings.api_keys, TrustedProxies(settings.trusted_proxies))
+    if len(_identifiers) >= 16:
+        _identifiers.clear()
+    _identifiers[id(settings)] = (settings, identifier)
+    return identifier
+
+
+def identify(scope: Scope, settings: Settings) -> Caller:
+    """The caller of the request in ``scope``, as ``settings`` (keys, proxies) define it."""
+    return _identifier(settings).identify(scope)
+
+
+def caller_of(scope: Scope, settings: Settings) -> Caller:
+    """The caller the gate established for this request (identified here if it did not)."""
+    state = scope.setdefault("state", {})
+    caller = state.get("caller")
+    if not isinstance(caller, Caller):
+        caller = state["caller"] = identify(scope, settings)
+    return caller
 
 
 def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
@@ -67,18 +175,14 @@ def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
     Returns the role (None when the API is open).
     """
 
-    async def dependency(ctx: Ctx, credentials: Credentials) -> ApiRole | None:
-        keys = ctx.settings.api_keys
-        if not keys:
+    # ``credentials`` is unused: it declares the bearer scheme in the OpenAPI document.
+    async def dependency(request: Request, ctx: Ctx, credentials: Credentials) -> ApiRole | None:
+        caller = caller_of(request.scope, ctx.settings)
+        if caller.open_api:
             return None
-        challenge = {"WWW-Authenticate": 'Bearer realm="orchestrion"'}
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiProblem(
-                401, "this API needs 'Authorization: Bearer <API key>'", headers=challenge
-            )
-        role = _role_of(credentials.credentials, keys)
+        role = caller.role
         if role is None:
-            raise ApiProblem(401, "unknown API key", headers=challenge)
+            raise unauthenticated(caller)
         if _RANK[role] < _RANK[minimum]:
             raise ApiProblem(403, f"this needs the {minimum} role; the API key is {role}")
         return role
@@ -87,12 +191,18 @@ def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
     return dependency
 
 
-async def caller_role(ctx: Ctx, credentials: Credentials) -> ApiRole | None:
+def unauthenticated(caller: Caller) -> ApiProblem:
+    """The 401 for a caller without a valid key (none sent, or one that matches nothing)."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="orchestrion"'}
+    if caller.presented:
+        return ApiProblem(401, "unknown API key", headers=challenge)
+    return ApiProblem(401, "this API needs 'Authorization: Bearer <API key>'", headers=challenge)
+
+
+async def caller_role(request: Request, ctx: Ctx) -> ApiRole | None:
     """Dependency: the role of the request's API key; None when the API is open or the key is
     missing or unknown (``require_role`` answers those requests with 401 first)."""
-    if not ctx.settings.api_keys or credentials is None:
-        return None
-    return _role_of(credentials.credentials, ctx.settings.api_keys)
+    return caller_of(request.scope, ctx.settings).role
 
 
 def required_headers(ctx: ApiContext) -> list[str]:

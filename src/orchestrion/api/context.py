@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from orchestrion.api.hub import EventHub
     from orchestrion.api.metrics import Metrics
     from orchestrion.api.ratelimit import RateLimiter
+    from orchestrion.api.refusals import RefusalSummary
     from orchestrion.runtime.engine import Engine
     from orchestrion.settings import Settings
 
@@ -49,6 +50,7 @@ class ApiContext:
     metrics: Metrics
     hub: EventHub
     limiter: RateLimiter
+    refusals: RefusalSummary  # requests refused before authentication, audited in summary
     engine_running: bool = field(default=False)  # set by the lifespan; health reports it
     closing: bool = field(default=False)  # the server is stopping: event streams end
     redis: Redis | None = field(default=None)  # scale-out only; set by the lifespan

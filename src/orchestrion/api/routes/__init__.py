@@ -2,7 +2,8 @@
 
 ``VIEW`` routes need the viewer role, ``OPERATE`` routes the operator role and the required
 headers, ``ADMIN`` routes (``/v1/admin/*``) the admin role and, when they change something, the
-required headers; all are rate limited (health and metrics are not).
+required headers. Rate limits and the 401 of a /v1 call without a valid key come before
+routing, from the gate (api/gate.py); health and metrics are not limited.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from fastapi.params import Depends as DependsParam
 
 from orchestrion.api.auth import require_headers, require_role
 from orchestrion.api.context import ApiContext, get_ctx
-from orchestrion.api.ratelimit import rate_limit
 
 __all__ = ["ADMIN", "OPERATE", "VIEW", "Ctx", "IdempotencyKey"]
 
@@ -28,14 +28,12 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-VIEW: list[DependsParam] = [Depends(rate_limit), Depends(require_role("viewer"))]
+VIEW: list[DependsParam] = [Depends(require_role("viewer"))]
 OPERATE: list[DependsParam] = [
-    Depends(rate_limit),
     Depends(require_role("operator")),
     Depends(require_headers),
 ]
 ADMIN: list[DependsParam] = [
-    Depends(rate_limit),
     Depends(require_role("admin")),
     Depends(require_headers),  # a no-op for GET
 ]

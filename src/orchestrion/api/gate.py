@@ -1,0 +1,83 @@
+"""The gate every request passes before routing: who is calling, its rate limit, its key.
+
+An ASGI middleware, so it answers before a body is read or parsed and before any route runs:
+
+1. identify the caller once (``auth.identify``): the configured API key its bearer token
+   matches, and its client address (the peer's, or from ``X-Forwarded-For`` behind
+   ``ORCHESTRION_TRUSTED_PROXIES`` only). The verdict is kept in ``scope["state"]["caller"]``
+   for the role dependencies and the audit trail;
+2. count the request against the caller's bucket (``ratelimit.RateLimiter``): a valid key's
+   own bucket, else the address's, tighter one. A refusal is a 429 with ``Retry-After``;
+   every limited response carries ``RateLimit-Limit``, ``-Remaining`` and ``-Reset``;
+3. with API keys configured, refuse a /v1 call without a valid key (401) here, so that an
+   unauthenticated request never reaches body parsing (a 413, 415 or 422 would tell it
+   about the API, and cost a parse).
+
+``/health`` and ``/metrics`` (probes and scrapers) pass untouched.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrion.api.auth import caller_of, unauthenticated
+from orchestrion.api.problems import problem_response
+
+if TYPE_CHECKING:
+    from orchestrion.api.context import ApiContext
+
+__all__ = ["ApiGate"]
+
+_UNLIMITED = frozenset({"/health", "/metrics"})
+
+
+class ApiGate:
+    """Caller identification, rate limiting and the 401 of /v1 calls; see the module doc."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        ctx: ApiContext = scope["app"].state.ctx
+        caller = caller_of(scope, ctx.settings)
+        decision = await ctx.limiter.take(caller, ctx.redis)
+        headers = decision.headers() if decision is not None else {}
+        if decision is not None and not decision.allowed:
+            seconds = headers["Retry-After"]
+            limit = ctx.limiter.limit_for(caller)[1]
+            response = problem_response(
+                429,
+                f"rate limit of {limit.rate:g} requests/s (burst {limit.burst}) exceeded;"
+                f" retry in {seconds} s",
+                instance=path,
+                headers=headers,
+            )
+            await response(scope, receive, send)
+            return
+        if not caller.authenticated and not caller.open_api and path.startswith("/v1/"):
+            problem = unauthenticated(caller)
+            response = problem_response(
+                401,
+                str(problem.detail),
+                instance=path,
+                headers={**(problem.headers or {}), **headers},
+            )
+            await response(scope, receive, send)
+            return
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
