@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
@@ -125,10 +126,17 @@ class Served:
     stack: AsyncExitStack
 
     async def client(
-        self, api_key: str | None = None, headers: dict[str, str] | None = None
+        self,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        rate_limit_retries: int = 10,
     ) -> AsyncClient:
         connected = AsyncClient(
-            "http://orchestrion.test", api_key=api_key, headers=headers, transport=self.transport
+            "http://orchestrion.test",
+            api_key=api_key,
+            headers=headers,
+            rate_limit_retries=rate_limit_retries,
+            transport=self.transport,
         )
         return await self.stack.enter_async_context(connected)
 
@@ -460,12 +468,22 @@ async def test_required_headers_are_sent_from_the_constructor(serve: Serve) -> N
 
 
 async def test_rate_limited_carries_retry_after(serve: Serve) -> None:
-    client = await (await serve(rate_limit_per_second=0.5, rate_limit_burst=2)).client()
+    served = await serve(rate_limit_per_second=0.5, rate_limit_burst=2)
+    client = await served.client(rate_limit_retries=0)
     with pytest.raises(RateLimited) as caught:
         for _ in range(5):
             await client.list_executions()
     assert caught.value.status == 429
     assert caught.value.retry_after is not None and caught.value.retry_after > 0
+
+
+async def test_a_rate_limited_call_is_sent_again_after_retry_after(serve: Serve) -> None:
+    served = await serve(rate_limit_per_second=2, rate_limit_burst=1)
+    client = await served.client()
+    started = time.monotonic()
+    pages = [await client.list_executions() for _ in range(3)]  # the 2nd and 3rd wait
+    assert len(pages) == 3
+    assert time.monotonic() - started >= 1.0  # Retry-After is whole seconds
 
 
 async def test_connection_failure_names_the_url() -> None:

@@ -32,6 +32,7 @@ from orchestrion.client.models import (
     Health,
     Submission,
 )
+from orchestrion.client.retry import RateLimitRetry
 from orchestrion.client.sse import SseDecoder, event_from_sse
 
 __all__ = ["AsyncClient"]
@@ -49,7 +50,9 @@ class AsyncClient:
     ``headers`` go on every request (e.g. ``X-Request-Source``, ``X-Client-ID``);
     ``transport`` replaces the network: ``httpx.ASGITransport(app)`` runs the server in
     process (it buffers whole responses, so only per-execution event streams, which end,
-    can be followed through it).
+    can be followed through it). A call the server rate-limits (429) is sent again after its
+    ``Retry-After``, up to ``rate_limit_retries`` times (0: never; see
+    ``orchestrion.client.retry``).
     Errors are ``ApiError`` subclasses (see ``orchestrion.client.errors``).
     """
 
@@ -60,10 +63,13 @@ class AsyncClient:
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
+        rate_limit_retries: int = 10,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = calls.base_url(base_url)
         self.timeout = timeout
+        # A 429 is sent again after the server's Retry-After (client/retry.py); 0: never.
+        self.rate_limit = RateLimitRetry(retries=rate_limit_retries)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=calls.default_headers(api_key, headers, __version__),
@@ -86,17 +92,24 @@ class AsyncClient:
         await self.close()
 
     async def _send(self, call: calls.Call[T]) -> T:
-        try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                params=tuple(call.params) or None,
-                content=call.content,
-                headers=call.headers or None,
-            )
-        except httpx.TransportError as exc:
-            raise calls.transport_error(exc, self.base_url, f"{call.method} {call.path}") from exc
-        return call.handle(response)
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=tuple(call.params) or None,
+                    content=call.content,
+                    headers=call.headers or None,
+                )
+            except httpx.TransportError as exc:
+                what = f"{call.method} {call.path}"
+                raise calls.transport_error(exc, self.base_url, what) from exc
+            delay = self.rate_limit.delay(response, attempt)
+            if delay is None:
+                return call.handle(response)
+            attempt += 1
+            await asyncio.sleep(delay)
 
     # ------------------------------------------------------------------ workflows
 
