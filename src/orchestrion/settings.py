@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         " 0: no limit)",
     )
     rate_limit_burst: int = Field(
-        default=300, ge=0, description="requests an API key may make at once (0: no limit)"
+        default=500, ge=0, description="requests an API key may make at once (0: no limit)"
     )
     # api/gate.py: callers without a valid key are limited by address, far more tightly
     rate_limit_unauthenticated_per_second: float = Field(

@@ -65,16 +65,16 @@ async def test_keys_and_addresses_are_kept_apart() -> None:
 
 
 async def test_the_limit_that_applies() -> None:
-    limiter = RateLimiter(Limit(100, 300), Limit(2, 20))
+    limiter = RateLimiter(Limit(100, 500), Limit(2, 20))
     key = Caller("192.0.2.1", "key:1", "viewer", "key:abc", presented=True)
-    assert limiter.limit_for(key) == ("key:abc", Limit(100, 300))
+    assert limiter.limit_for(key) == ("key:abc", Limit(100, 500))
     assert limiter.limit_for(Caller("192.0.2.1", presented=True)) == (
         "addr:192.0.2.1",
         Limit(2, 20),
     )
     assert limiter.limit_for(Caller("2001:db8::1", open_api=True)) == (
         "anon:2001:db8::/64",
-        Limit(100, 300),
+        Limit(100, 500),
     )
     assert await RateLimiter(Limit(0, 0), Limit(0, 0)).take(key) is None
 

@@ -88,6 +88,9 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
         server_header=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default and rewrite the
+        # peer address with it; the API reads it itself, from ORCHESTRION_TRUSTED_PROXIES only.
+        proxy_headers=False,
     )
     server = _Server(config, api_context(app), stop_requested)
     server.run()
