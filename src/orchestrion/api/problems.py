@@ -276,6 +276,14 @@ _DESCRIPTIONS = {
     503: "Degraded: the engine or the state store is unavailable",
 }
 _COMMON = (401, 403, 413, 422, 429, 500, 503)
+_RATE_LIMIT_HEADERS = {  # set by api/gate.py on every limited answer
+    name: {"description": text, "schema": {"type": "integer"}}
+    for name, text in (
+        ("RateLimit-Limit", "requests the caller may make at once (the burst)"),
+        ("RateLimit-Remaining", "requests left at once"),
+        ("RateLimit-Reset", "seconds until the caller's bucket is full again"),
+    )
+}
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -288,7 +296,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
                 "Retry-After": {
                     "description": "seconds to wait before trying again",
                     "schema": {"type": "integer"},
-                }
+                },
+                **_RATE_LIMIT_HEADERS,
             }
         responses[code] = entry
     return responses
