@@ -8,6 +8,7 @@ it. Scale-out buckets are shared through the real Redis.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -351,3 +352,14 @@ async def test_a_redis_outage_falls_back_to_local_buckets(tmp_path: Path) -> Non
     async with serving(tmp_path, redis_url="redis://127.0.0.1:1/0") as (client, _):
         assert await statuses(client, 7, headers=bearer(VIEWER)) == [200] * 5 + [429] * 2
         assert await statuses(client, 4) == [401] * 3 + [429]
+
+
+async def test_the_summary_is_written_every_window_while_the_server_runs(tmp_path: Path) -> None:
+    async with serving(tmp_path, refusal_summary_seconds=1) as (client, engine):
+        await statuses(client, 5, method="POST", path="/v1/workflow", json=FLOW)
+        deadline = asyncio.get_running_loop().time() + 20
+        while not [r for r in await trail(engine) if r.action == REFUSED_ACTION]:
+            assert asyncio.get_running_loop().time() < deadline, "no summary written"
+            await asyncio.sleep(0.1)
+        (summary,) = [r for r in await trail(engine) if r.action == REFUSED_ACTION]
+        assert summary.details["statuses"] == {"401": 3, "429": 2}

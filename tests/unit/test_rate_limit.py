@@ -209,3 +209,38 @@ def test_the_refusal_summary_is_bounded_whatever_the_addresses() -> None:
     listed = sum(a["requests"] for a in details["addresses"])
     assert listed + details["other_requests"] == 30_001
     assert details["other_addresses"] == 10_000 - 20 + 1  # the untracked ones as one
+
+
+# ---------------------------------------------------------------- Redis failures
+
+
+class FlakyRedis:
+    """Just enough of redis-py for ``RedisBuckets``: a script that fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+
+    def register_script(self, source: str) -> object:
+        async def script(keys: list[str], args: list[int]) -> list[int]:
+            self.calls += 1
+            if self.down:
+                raise ConnectionError("redis is down")
+            return [1, 7, 0, 1000]
+
+        return script
+
+
+async def test_redis_failures_fall_back_to_local_buckets_then_recover() -> None:
+    now = [0.0]
+    limiter = RateLimiter(Limit(0.001, 2), Limit(0.001, 1), clock=lambda: now[0])
+    redis = FlakyRedis()
+    key = Caller("192.0.2.1", "key:1", "viewer", "key:abc")
+    decisions = [await limiter.take(key, redis) for _ in range(3)]  # type: ignore[arg-type]
+    assert [d.allowed for d in decisions if d] == [True, True, False]  # still limited
+    assert redis.calls == 1  # then Redis is left alone for a while
+    redis.down = False
+    now[0] += 10
+    shared = await limiter.take(key, redis)  # type: ignore[arg-type]
+    assert shared is not None and shared.allowed and shared.remaining == 7
+    assert redis.calls == 2
