@@ -23,6 +23,7 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.governance.audit_chain import ChainHead, verify
+from orchestrion.governance.trust import Trust
 from orchestrion.store import migrate
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditSigner
 from orchestrion.store.base import (
@@ -315,6 +316,53 @@ async def test_update_execution_inputs(store: Store) -> None:
     )
     with pytest.raises(ExecutionNotFound):
         await store.update_execution_inputs("nope", {}, {}, None)
+
+
+async def test_trust_is_stored_with_definitions_and_executions(store: Store) -> None:
+    trusted = definition(name="own")
+    trusted.trust = Trust.TRUSTED
+    await store.put_definition(trusted)
+    await store.put_definition(definition(name="submitted"))  # untrusted unless said
+    assert (await store.get_definition("def-own-1")).trust is Trust.TRUSTED
+    assert (await store.find_definition("own")).trust is Trust.TRUSTED
+    assert (await store.find_definition("submitted")).trust is Trust.UNTRUSTED
+    listed = {d.name: d.trust for d in await store.list_definitions()}
+    assert listed == {"own": Trust.TRUSTED, "submitted": Trust.UNTRUSTED}
+
+    mine = execution("e1", definition_id="def-own-1")
+    mine.trust = Trust.TRUSTED
+    await store.create_executions([mine, execution("e2", definition_id="def-own-1")])
+    assert (await store.get_execution("e1")).trust is Trust.TRUSTED
+    assert (await store.get_execution("e2")).trust is Trust.UNTRUSTED
+    page, _ = await store.list_executions(ExecutionFilter())
+    assert {r.id: r.trust for r in page} == {"e1": Trust.TRUSTED, "e2": Trust.UNTRUSTED}
+    # Same content stored again by a trusted writer: the first writer's level stays.
+    again = definition(name="submitted")
+    again.id, again.trust = "other-id", Trust.TRUSTED
+    assert (await store.put_definition(again)).trust is Trust.UNTRUSTED
+
+
+async def test_distrust_execution_only_lowers(store: Store) -> None:
+    await store.put_definition(definition())
+    record = execution("e1")
+    record.trust = Trust.TRUSTED
+    await store.create_execution(record)
+    await store.distrust_execution("e1")
+    assert (await store.get_execution("e1")).trust is Trust.UNTRUSTED
+    await store.distrust_execution("e1")  # idempotent
+    assert (await store.get_execution("e1")).trust is Trust.UNTRUSTED
+    with pytest.raises(ExecutionNotFound):
+        await store.distrust_execution("nope")
+
+
+async def test_an_idempotent_create_answers_with_the_stored_trust(store: Store) -> None:
+    await store.put_definition(definition())
+    await store.create_execution(execution("e1", key="k"))
+    retried = execution("e2", key="k")
+    retried.trust = Trust.TRUSTED
+    got, created = await store.create_execution(retried)
+    assert not created
+    assert (got.id, got.trust) == ("e1", Trust.UNTRUSTED)
 
 
 # ---------------------------------------------------------------- commit
@@ -1041,9 +1089,12 @@ async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0004"
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0005"
         got = await store.get_execution("e1")
         assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
+        # Rows from before 0005 cannot be told apart: the service's or one's own? Untrusted.
+        assert got.trust is Trust.UNTRUSTED
+        assert (await store.get_definition("d")).trust is Trust.UNTRUSTED
         assert await store.claim_execution("e1", "A", LEASE, None, T0)
         assert await owner_of(store, "e1") == ("A", LEASE)
     finally:

@@ -25,6 +25,7 @@ from orchestrion.api.models import (
 from orchestrion.api.redaction import ExecutionView
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.masking import Masker
+from orchestrion.governance.trust import Trust
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
 
@@ -117,6 +118,7 @@ def execution_detail(
         correlation_id=record.correlation_id,
         parent_execution_id=record.parent_execution_id,
         parent_node_id=record.parent_node_id,
+        trust=Trust.of(record.trust).value,
         node_states={node_id: node.state for node_id, node in nodes.items()},
         nodes=nodes,
     )

@@ -201,6 +201,11 @@ class ExecutionDetail(_Out):
         default=None, description="set on a child started by a `workflow` node"
     )
     parent_node_id: str | None = None
+    trust: Literal["trusted", "untrusted"] = Field(
+        default="untrusted",
+        description="untrusted: submitted through the service (or a child of such an "
+        "execution); only the policy's python allowlist may run, wherever it is retried",
+    )
     node_states: dict[str, NodeStateName]
     nodes: dict[str, NodeDetail]
 

@@ -20,6 +20,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from orchestrion.runtime.engine import Engine
     from orchestrion.runtime.result import ExecutionResult
+    from orchestrion.store.base import DefinitionRecord
 
 __all__ = ["app", "main"]
 
@@ -145,7 +146,13 @@ def _engine(db: str | None, *, resume: bool = True) -> Engine:
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Workflow definition (YAML or JSON).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Workflow definition (YAML or JSON), or the name of a stored one "
+            "(its newest version; it keeps the trust level it was stored with)."
+        ),
+    ],
     inputs: Annotated[
         list[str] | None, typer.Option("--input", "-i", help="Input param key=value (JSON values).")
     ] = None,
@@ -170,7 +177,9 @@ def run(
             server, api_key, file, params, quiet=as_json or quiet, idempotency_key=idempotency_key
         )
     else:
-        result = _run_async(_run(file, params, db, as_json or quiet, idempotency_key))
+        result = _run_async(
+            _run(file, file.exists(), params, db, as_json or quiet, idempotency_key)
+        )
     _report(result, as_json)
     _exit_for(result, db)
 
@@ -195,26 +204,48 @@ def _exit_for(result: ExecutionResult, db: str | None) -> None:
 
 
 async def _run(
-    file: Path, params: dict[str, Any], db: str | None, quiet: bool, key: str | None
+    file: Path, is_file: bool, params: dict[str, Any], db: str | None, quiet: bool, key: str | None
 ) -> ExecutionResult:
     from orchestrion.cli.progress import ProgressView
-    from orchestrion.definition.loader import load_definition
+    from orchestrion.definition.loader import LoadedDefinition, load_definition
+    from orchestrion.definition.model import WorkflowSpec
 
-    loaded = load_definition(file)
-    for warning in loaded.warnings:
+    loaded = load_definition(file) if is_file else None
+    for warning in loaded.warnings if loaded else ():
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     async with _engine(db) as engine:
-        definition = await engine.submit(loaded)
-        ids = tuple(node.id for node in loaded.spec.dag.nodes)
-        view = ProgressView(err, f"{definition.name} v{definition.version}", ids)
+        # One's own file runs as trusted as this process; a stored definition (by name, maybe
+        # submitted through the service) keeps its own trust level (governance/trust.py).
+        source: LoadedDefinition | DefinitionRecord
+        if loaded is not None:
+            source = loaded
+            stored = await engine.submit(loaded)
+            spec = loaded.spec
+        else:
+            stored = source = await _stored_definition(engine, str(file))
+            spec = WorkflowSpec.model_validate(stored.spec)
+        ids = tuple(node.id for node in spec.dag.nodes)
+        view = ProgressView(err, f"{stored.name} v{stored.version}", ids)
         if not quiet:
             engine.add_listener(view.on_records)
             with view:
-                record = await engine.start_execution(definition, params, idempotency_key=key)
+                record = await engine.start_execution(source, params, idempotency_key=key)
                 view.execution_id = record.id
                 return await engine.settle(record.id)
-        record = await engine.start_execution(definition, params, idempotency_key=key)
+        record = await engine.start_execution(source, params, idempotency_key=key)
         return await engine.settle(record.id)
+
+
+async def _stored_definition(engine: Engine, name: str) -> DefinitionRecord:
+    """The newest stored version of ``name`` (``run`` given no file of that name)."""
+    from orchestrion.errors import ExecutionError, ExecutionNotFound
+
+    try:
+        return await engine.store.find_definition(name)
+    except ExecutionNotFound:
+        raise ExecutionError(
+            f"no file '{name}', and no stored workflow definition named '{name}'"
+        ) from None
 
 
 def _report(result: ExecutionResult, as_json: bool) -> None:

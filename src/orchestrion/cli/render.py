@@ -12,6 +12,7 @@ from rich.text import Text
 
 from orchestrion.cli.progress import STATE_STYLE
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.governance.trust import Trust
 from orchestrion.runtime.result import ExecutionResult
 
 __all__ = ["render_list", "render_result"]
@@ -78,6 +79,7 @@ def render_result(console: Console, result: ExecutionResult) -> None:
             (" ", ""),
             (result.status.value, style),
             (took, ""),
+            ("" if Trust.of(result.trust).trusted else " (untrusted)", "yellow"),
         )
     )
     if result.error:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.governance.trust import Trust
 from orchestrion.runtime.result import ExecutionResult, NodeResult
 
 __all__ = [
@@ -143,6 +144,7 @@ class Execution:
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    trust: Trust = Trust.UNTRUSTED
 
     @property
     def ok(self) -> bool:
@@ -179,6 +181,7 @@ class Execution:
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            trust=self.trust,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +213,7 @@ class Execution:
             created_at=timestamp(data.get("created_at")),
             started_at=timestamp(data.get("started_at")),
             finished_at=timestamp(data.get("finished_at")),
+            trust=Trust.of(data.get("trust")),
         )
 
 

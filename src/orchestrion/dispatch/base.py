@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrion.core.events import Event
+from orchestrion.governance.trust import Trust
 
 __all__ = ["Dispatcher", "EventSink", "TaskMessage"]
 
@@ -30,7 +31,8 @@ class TaskMessage:
     ``config`` is the node's raw config (templates unrendered, trigger-time overrides merged);
     ``inputs`` and ``outputs`` are the template context: the execution's input params and the
     outputs of the nodes this node depends on or references. ``kind`` is ``run`` or
-    ``compensate``.
+    ``compensate``. ``trust`` is the execution's (``governance/trust.py``): untrusted unless
+    said otherwise, and the process running the attempt applies the stricter of it and its own.
     """
 
     execution_id: str
@@ -50,6 +52,7 @@ class TaskMessage:
     priority: int = 0
     wait_result: Any = None
     correlation_id: str | None = None
+    trust: Trust = Trust.UNTRUSTED
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 from orchestrion.core import events as ev
 from orchestrion.dispatch.base import SCHEMA_VERSION, TaskMessage
 from orchestrion.errors import OrchestrionError
+from orchestrion.governance.trust import Trust
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -91,6 +92,8 @@ def decode_task(data: dict[str, Any]) -> TaskMessage:
     for name in _TUPLE_FIELDS:
         if name in known:
             known[name] = tuple(known[name] or ())
+    # Absent (an older orchestrator), unknown or malformed: untrusted, never trusted.
+    known["trust"] = Trust.of(known.get("trust"))
     try:
         return TaskMessage(**known)
     except TypeError as exc:

@@ -9,6 +9,8 @@ engine's in-process workers, a scale-out worker) with what handlers consult befo
 - ``llm_policy``: the ``LlmPolicy`` the llm handler checks the rendered prompt against, and
   its confidence threshold for human review;
 - ``python_allowlist``: the modules the python handler may import from (``None``: trusted);
+- ``untrusted_python_allowlist``: the allowlist of untrusted work, which a trusted process
+  applies to each attempt of an untrusted execution (``governance/trust.py``);
 - ``template_limits``: the time and size limits of every template render of an attempt.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrion.governance.runtime import Governance
+from orchestrion.governance.trust import UNTRUSTED_ALLOWLIST_KEY
 from orchestrion.handlers.keys import ALLOWLIST_KEY, LLM_POLICY_KEY, URL_GUARD_KEY
 from orchestrion.templates import LIMITS_KEY, TemplateLimits
 
@@ -33,6 +36,7 @@ def install(governance: Governance, extra: dict[str, Any]) -> None:
     extra[URL_GUARD_KEY] = governance.url_policy
     extra[LLM_POLICY_KEY] = governance.llm
     extra[ALLOWLIST_KEY] = governance.python_allowlist
+    extra[UNTRUSTED_ALLOWLIST_KEY] = governance.untrusted().python_allowlist
     extra[LIMITS_KEY] = template_limits_of(governance)
 
 

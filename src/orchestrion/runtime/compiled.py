@@ -70,6 +70,7 @@ class CompiledWorkflow:
             priority=node.priority,
             wait_result=wait_result,
             correlation_id=record.correlation_id,
+            trust=record.trust,
         )
 
     def compensation_message(
@@ -97,6 +98,7 @@ class CompiledWorkflow:
             classification=node.data_classification.value,
             kind="compensate",
             correlation_id=record.correlation_id,
+            trust=record.trust,
         )
 
     def result_from(self, outputs: dict[str, Any]) -> Any:

@@ -61,6 +61,7 @@ from orchestrion.governance import enforce
 from orchestrion.governance.audit_log import AuditLog
 from orchestrion.governance.log_masking import set_log_masker
 from orchestrion.governance.runtime import Governance
+from orchestrion.governance.trust import Trust, process_trust, stricter
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
@@ -415,6 +416,7 @@ class Engine:
             dialect=loaded.dialect,
             created_at=time.time(),
             source=loaded.source_text,
+            trust=process_trust(self.governance),
         )
         stored = await self.store.put_definition(record)
         if stored.id == record.id:
@@ -449,7 +451,7 @@ class Engine:
         labels: dict[str, Any] | None = None,
     ) -> tuple[ExecutionRecord, bool]:
         """A new pending execution (or the one already made with ``idempotency_key``)."""
-        await self._definition(definition_id)
+        definition = await self._definition(definition_id)
         record = ExecutionRecord(
             id=str(uuid.uuid4()),
             definition_id=definition_id,
@@ -458,6 +460,7 @@ class Engine:
             inputs=dict(inputs or {}),
             idempotency_key=idempotency_key,
             labels=dict(labels or {}),
+            trust=stricter(process_trust(self.governance), definition.trust),
         )
         return await self.store.create_execution(record)
 
@@ -480,9 +483,14 @@ class Engine:
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = check_inputs(compiled.plan.spec, merged)
         record.overrides = check_overrides(compiled, overrides or {})
-        self._check_code_policy(compiled.plan.spec, record.overrides)
+        trust = stricter(record.trust, process_trust(self.governance))
+        self._check_code_policy(compiled.plan.spec, trust, record.overrides)
         if self._drives:
             await self._claim(record, "trigger", expected=None)
+        if not trust.trusted and Trust.of(record.trust).trusted:
+            # Inputs and overrides from an untrusted caller: never trusted again.
+            await self.store.distrust_execution(execution_id)
+            record.trust = trust
         record.correlation_id = correlation_id or record.correlation_id or execution_id
         await self.store.update_execution_inputs(
             execution_id, record.inputs, record.overrides, record.correlation_id
@@ -491,10 +499,16 @@ class Engine:
         return record
 
     def _check_code_policy(
-        self, spec: WorkflowSpec, overrides: dict[str, dict[str, Any]] | None = None
+        self,
+        spec: WorkflowSpec,
+        trust: Trust | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Refuse python functions outside the allowlist (untrusted governance only)."""
-        allowlist = self.governance.python_allowlist
+        """Refuse python functions outside the allowlist (untrusted work or process only)."""
+        governance = self.governance
+        if trust is not None and not trust.trusted:
+            governance = governance.untrusted()
+        allowlist = governance.python_allowlist
         if allowlist is None:
             return
         from orchestrion.governance.code_policy import code_issues
@@ -533,10 +547,15 @@ class Engine:
         (``ExecutionCreator``).
         """
         self._check_accepting()
+        # Content handed over is the caller's; a stored definition keeps its own level.
+        trust = process_trust(self.governance)
         if isinstance(definition, DefinitionRecord):
             definition_id = definition.id
+            trust = stricter(trust, definition.trust)
         else:
             definition_id = (await self.submit(definition)).id
+        if parent is not None:
+            trust = stricter(trust, await self._trust_of(parent[0]))
         compiled = await self._compiled_for(definition_id)
         now = time.time()
         execution_id = str(uuid.uuid4())
@@ -551,6 +570,7 @@ class Engine:
             correlation_id=correlation_id or execution_id,
             owner=self.owner if self._drives else None,
             lease_until=now + self.settings.lease_seconds if self._drives else None,
+            trust=trust,
         )
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
@@ -571,6 +591,11 @@ class Engine:
             return await self.trigger(stored.id, inputs, overrides, correlation_id=correlation_id)
         await self._begin(stored, compiled)
         return stored
+
+    async def _trust_of(self, execution_id: str) -> Trust:
+        live = self._live.get(execution_id)
+        record = live.record if live is not None else await self.store.get_execution(execution_id)
+        return record.trust
 
     def _begin_abandoned(
         self, compiled: CompiledWorkflow, stored: ExecutionRecord, created: bool

@@ -30,6 +30,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError
+from orchestrion.governance.trust import attempt_resources
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.keys import ALLOWLIST_KEY
 from orchestrion.handlers.registry import HandlerRegistry
@@ -185,8 +186,10 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
+        # The stricter of this process's trust and the execution's, for this attempt only.
+        resources = attempt_resources(self.resources, task.trust)
         config = (
-            spec.config_model.model_validate(rendered, context=self._validation_context())
+            spec.config_model.model_validate(rendered, context=_validation_context(resources))
             if spec.config_model
             else rendered
         )
@@ -199,7 +202,7 @@ class NodeExecutor:
             outputs=task.outputs,
             dependencies=task.dependencies,
             handler=spec.name,
-            resources=self.resources,
+            resources=resources,
             deadline=time.time() + task.timeout if task.timeout else None,
             classification=task.classification,
             wait_result=task.wait_result,
@@ -243,12 +246,6 @@ class NodeExecutor:
             _check_serialisable(task.node_id, output)
         return output
 
-    def _validation_context(self) -> dict[str, Any] | None:
-        # The python allowlist must hold while the config is validated: validation resolves
-        # the function name, and resolving a dotted path imports its module.
-        allowlist = self.resources.extra.get(ALLOWLIST_KEY)
-        return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
-
     def _classify(self, task: TaskMessage, exc: BaseException) -> ErrorInfo:
         kind = type(exc).__name__
         if isinstance(exc, _NodeTimeout):
@@ -291,6 +288,13 @@ class NodeExecutor:
             if len(value) >= 4 and value in text:
                 text = text.replace(value, "***")
         return text
+
+
+def _validation_context(resources: Resources) -> dict[str, Any] | None:
+    # The python allowlist must hold while the config is validated: validation resolves
+    # the function name, and resolving a dotted path imports its module.
+    allowlist = resources.extra.get(ALLOWLIST_KEY)
+    return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.governance.trust import Trust
 from orchestrion.store.base import ExecutionRecord, NodeRunRecord
 
 __all__ = ["ExecutionResult", "NodeResult"]
@@ -57,6 +58,7 @@ class ExecutionResult:
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    trust: Trust = Trust.UNTRUSTED  # the execution's (governance/trust.py)
 
     @property
     def ok(self) -> bool:
@@ -115,6 +117,7 @@ class ExecutionResult:
             created_at=execution.created_at,
             started_at=execution.started_at,
             finished_at=execution.finished_at,
+            trust=Trust.of(execution.trust),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,5 +132,6 @@ class ExecutionResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration": self.duration,
+            "trust": Trust.of(self.trust).value,
             "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
         }

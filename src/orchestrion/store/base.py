@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 
 __all__ = [
@@ -32,7 +33,11 @@ __all__ = [
 
 @dataclass(slots=True)
 class DefinitionRecord:
-    """A stored workflow definition version. ``spec`` is the canonical JSON (model_dump)."""
+    """A stored workflow definition version. ``spec`` is the canonical JSON (model_dump).
+
+    ``trust`` is that of the process that first stored it (``governance/trust.py``); storing
+    the same content again does not change it.
+    """
 
     id: str
     name: str
@@ -43,6 +48,7 @@ class DefinitionRecord:
     dialect: str  # "canonical" | "swarmlite" | "agent_platform"
     created_at: float
     source: str | None = None
+    trust: Trust = Trust.UNTRUSTED
 
 
 @dataclass(slots=True)
@@ -73,6 +79,7 @@ class ExecutionRecord:
     labels: dict[str, Any] = field(default_factory=dict)
     owner: str | None = None
     lease_until: float | None = None
+    trust: Trust = Trust.UNTRUSTED
 
 
 @dataclass(slots=True)
@@ -208,6 +215,10 @@ class Store(Protocol):
         correlation_id: str | None,
     ) -> None:
         """Set trigger-time inputs and node overrides (before the ``execution.started`` commit)."""
+
+    async def distrust_execution(self, execution_id: str) -> None:
+        """Make the execution untrusted (there is no way back: trust is only ever lowered).
+        Raises ``ExecutionNotFound`` when absent."""
 
     async def list_executions(
         self, flt: ExecutionFilter

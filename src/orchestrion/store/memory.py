@@ -17,6 +17,7 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.governance.audit_chain import ChainHead
+from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
 from orchestrion.store.audit import (
     AuditEntry,
@@ -189,6 +190,9 @@ class MemoryStore:
         record.inputs = inputs
         record.overrides = overrides
         record.correlation_id = correlation_id
+
+    async def distrust_execution(self, execution_id: str) -> None:
+        self._execution(execution_id).trust = Trust.UNTRUSTED
 
     async def list_executions(
         self, flt: ExecutionFilter

@@ -28,6 +28,7 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.governance.audit_chain import ChainHead
+from orchestrion.governance.trust import Trust
 from orchestrion.store import migrate, rules
 from orchestrion.store.audit import (
     AuditEntry,
@@ -64,11 +65,13 @@ _FOREIGN_KEY_VIOLATION: Final = "23503"
 # Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
 _AUDIT_LOCK: Final = 0x6175646974000000
 
-_DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, source, created_at"
+_DEF_COLS = (
+    "id, name, version, spec, content_hash, source_format, dialect, source, created_at, trust"
+)
 _EXEC_COLS = (
     "id, definition_id, status, phase, inputs, overrides, result, error, idempotency_key,"
     " correlation_id, parent_execution_id, parent_node_id, labels, created_at, started_at,"
-    " finished_at, updated_at, owner, lease_until"
+    " finished_at, updated_at, owner, lease_until, trust"
 )
 _RUN_COLS = (
     "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
@@ -228,6 +231,7 @@ def _definition(row: Any) -> DefinitionRecord:
         dialect=row[6],
         source=row[7],
         created_at=row[8],
+        trust=Trust.of(row[9]),
     )
 
 
@@ -252,6 +256,7 @@ def _execution(row: Any) -> ExecutionRecord:
         updated_at=row[16],
         owner=row[17],
         lease_until=row[18],
+        trust=Trust.of(row[19]),
     )
 
 
@@ -379,6 +384,7 @@ class PostgresStore:
             "dialect": record.dialect,
             "source": record.source,
             "created_at": record.created_at,
+            "trust": Trust.of(record.trust).value,
         }
         async with self._transaction() as conn:
             if (await conn.execute(_INSERT_DEFINITION, params)).rowcount == 1:
@@ -498,6 +504,7 @@ class PostgresStore:
             "updated_at": record.updated_at,
             "owner": record.owner,
             "lease_until": record.lease_until,
+            "trust": Trust.of(record.trust).value,
         }
         try:
             inserted = (await conn.execute(_INSERT_EXECUTION, params)).rowcount == 1
@@ -547,6 +554,17 @@ class PostgresStore:
                         "c": correlation_id,
                         "id": execution_id,
                     },
+                )
+            ).rowcount
+        if not updated:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+
+    async def distrust_execution(self, execution_id: str) -> None:
+        async with self._transaction() as conn:
+            updated = (
+                await conn.execute(
+                    text("UPDATE executions SET trust = :t WHERE id = :id"),
+                    {"t": Trust.UNTRUSTED.value, "id": execution_id},
                 )
             ).rowcount
         if not updated:

@@ -50,6 +50,9 @@ definitions = Table(
     Column("dialect", String(32), nullable=False),
     Column("source", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    # "trusted" or "untrusted" (governance/trust.py; 0005). Rows from before the column are
+    # untrusted: nothing tells the service's from one's own.
+    Column("trust", String(16), nullable=False, server_default="untrusted"),
     UniqueConstraint("name", "version"),
     Index("ix_definitions_name", "name"),
 )
@@ -80,6 +83,9 @@ executions = Table(
     # an index here would be rewritten by every lease renewal and final commit.
     Column("owner", ID, nullable=True),
     Column("lease_until", Float, nullable=True),
+    # "trusted" or "untrusted", as for definitions (0005): what retry, resume and recovery
+    # enforce, whichever process runs them.
+    Column("trust", String(16), nullable=False, server_default="untrusted"),
     Index("ix_executions_status", "status"),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_definition_id", "definition_id"),

@@ -20,6 +20,7 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ConfigurationError, ExecutionError, ExecutionNotFound, StoreError
 from orchestrion.governance.audit_chain import ChainHead
+from orchestrion.governance.trust import Trust
 from orchestrion.store import migrate, rules
 from orchestrion.store.audit import (
     AuditEntry,
@@ -53,11 +54,13 @@ _loads = json.loads
 # SQLite's historical limit on host parameters is 999: stay well below it in IN lists.
 _CHUNK = 500
 
-_DEF_COLS = "id, name, version, spec, content_hash, source_format, dialect, source, created_at"
+_DEF_COLS = (
+    "id, name, version, spec, content_hash, source_format, dialect, source, created_at, trust"
+)
 _EXEC_COLS = (
     "id, definition_id, status, phase, inputs, overrides, result, error, idempotency_key,"
     " correlation_id, parent_execution_id, parent_node_id, labels, created_at, started_at,"
-    " finished_at, updated_at, owner, lease_until"
+    " finished_at, updated_at, owner, lease_until, trust"
 )
 _RUN_COLS = (
     "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
@@ -80,12 +83,12 @@ _DROP_STALE_MARKS = (
 )
 
 _INSERT_DEFINITION = (
-    f"INSERT INTO definitions ({_DEF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO definitions ({_DEF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (name, version) DO NOTHING"
 )
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({_EXEC_COLS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
 _INSERT_EVENT = (
@@ -254,6 +257,7 @@ def _definition(row: tuple[Any, ...]) -> DefinitionRecord:
         dialect=row[6],
         source=row[7],
         created_at=row[8],
+        trust=Trust.of(row[9]),
     )
 
 
@@ -278,6 +282,7 @@ def _execution(row: tuple[Any, ...]) -> ExecutionRecord:
         updated_at=row[16],
         owner=row[17],
         lease_until=row[18],
+        trust=Trust.of(row[19]),
     )
 
 
@@ -405,6 +410,7 @@ class SQLiteStore:
             record.dialect,
             record.source,
             record.created_at,
+            Trust.of(record.trust).value,
         )
         with self._transaction() as conn:
             if conn.execute(_INSERT_DEFINITION, params).rowcount == 1:
@@ -512,6 +518,7 @@ class SQLiteStore:
             record.updated_at,
             record.owner,
             record.lease_until,
+            Trust.of(record.trust).value,
         )
         try:
             inserted = conn.execute(_INSERT_EXECUTION, params).rowcount == 1
@@ -547,6 +554,15 @@ class SQLiteStore:
             updated = conn.execute(
                 "UPDATE executions SET inputs = ?, overrides = ?, correlation_id = ? WHERE id = ?",
                 (_dumps(inputs), _dumps(overrides), correlation_id, execution_id),
+            ).rowcount
+        if not updated:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+
+    async def distrust_execution(self, execution_id: str) -> None:
+        with self._connection() as conn:
+            updated = conn.execute(
+                "UPDATE executions SET trust = ? WHERE id = ?",
+                (Trust.UNTRUSTED.value, execution_id),
             ).rowcount
         if not updated:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")

@@ -15,7 +15,7 @@ CREATE TABLE definitions (
 	source_format VARCHAR(16) NOT NULL,
 	dialect VARCHAR(32) NOT NULL,
 	source TEXT,
-	created_at FLOAT NOT NULL,
+	created_at FLOAT NOT NULL, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL,
 	CONSTRAINT pk_definitions PRIMARY KEY (id),
 	CONSTRAINT uq_definitions_name_version UNIQUE (name, version)
 );
@@ -39,7 +39,7 @@ CREATE TABLE executions (
 	created_at FLOAT NOT NULL,
 	started_at FLOAT,
 	finished_at FLOAT,
-	updated_at FLOAT, owner VARCHAR(255), lease_until FLOAT,
+	updated_at FLOAT, owner VARCHAR(255), lease_until FLOAT, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL,
 	CONSTRAINT pk_executions PRIMARY KEY (id),
 	CONSTRAINT fk_executions_definition_id_definitions FOREIGN KEY(definition_id) REFERENCES definitions (id),
 	CONSTRAINT uq_executions_idempotency_key UNIQUE (idempotency_key)
@@ -109,4 +109,4 @@ CREATE TABLE "events" (
 
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0004');
+INSERT INTO alembic_version (version_num) VALUES ('0005');

@@ -1,0 +1,114 @@
+"""Trust: a property of each execution and definition, stored with it, never of a process.
+
+Work is ``trusted`` when the person who runs it wrote it: a definition file given to
+``orchestrion run``, a spec or function passed to the Python API. Work is ``untrusted`` when
+it came in through the service, where definitions and inputs are written by others. The level
+is stored with each definition and execution (the ``trust`` column) and decided once, when
+the work is created:
+
+- a definition stored by an untrusted process (the service) is untrusted, and stays so;
+- an execution is untrusted when its process is, when it runs a stored untrusted definition
+  (by name or id), or when its parent execution is (a ``workflow`` node's child); a trusted
+  process that is handed the definition's content itself runs it trusted;
+- a pending execution triggered by an untrusted process becomes untrusted (its inputs and
+  overrides are the caller's).
+
+Everything that runs the work later (retry, re-run from a node, resume, the engine's recovery
+on start, another engine taking over, scale-out orchestrators and workers) reads the stored
+level; nothing raises it. Each node attempt carries it (``TaskMessage.trust``), and the
+process that runs the attempt applies the stricter of the attempt's and its own
+(``attempt_resources``): untrusted work is never run trusted, and an untrusted process runs
+nothing trusted. Only the exact word ``trusted`` is trusted: a missing, unknown or malformed
+value (a row written before the column existed, a task from an older orchestrator, a field
+changed on the wire) reads as untrusted.
+
+What differs between the two levels is the python allowlist (``python.allowed_modules``):
+untrusted work may call only registered functions and functions of the allowed modules,
+checked when each node, compensation and ``map`` item runs. The SSRF guard, the LLM policy
+and the template limits apply to both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.handlers.keys import ALLOWLIST_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.handlers.base import Resources
+
+__all__ = [
+    "UNTRUSTED_ALLOWLIST_KEY",
+    "Trust",
+    "attempt_resources",
+    "process_trust",
+    "stricter",
+]
+
+UNTRUSTED_ALLOWLIST_KEY = "untrusted_python_allowlist"
+"""``Resources.extra`` entry: the allowlist untrusted work gets, even in a trusted process."""
+
+
+class Trust(StrEnum):
+    """How far the author of a piece of work is trusted; see the module docstring."""
+
+    TRUSTED = "trusted"
+    UNTRUSTED = "untrusted"
+
+    @classmethod
+    def of(cls, value: object) -> Trust:
+        """Read a stored or received level: anything but exactly ``trusted`` is untrusted."""
+        if isinstance(value, Trust):
+            return value
+        return cls.TRUSTED if value == cls.TRUSTED.value else cls.UNTRUSTED
+
+    @property
+    def trusted(self) -> bool:
+        return self is Trust.TRUSTED
+
+
+def stricter(*levels: object) -> Trust:
+    """The least trusted of ``levels`` (each read with ``Trust.of``): trusted only if all are."""
+    return Trust.TRUSTED if all(Trust.of(level).trusted for level in levels) else Trust.UNTRUSTED
+
+
+def process_trust(governance: Governance) -> Trust:
+    """The highest level a process with ``governance`` may give the work it creates or runs."""
+    return Trust.TRUSTED if governance.trusted else Trust.UNTRUSTED
+
+
+def attempt_resources(resources: Resources, trust: object) -> Resources:
+    """The resources one attempt of work at ``trust`` runs with.
+
+    ``resources`` are the process's, with its own allowlist under ``ALLOWLIST_KEY`` (None in
+    a trusted process) and the policy's allowlist for untrusted work under
+    ``UNTRUSTED_ALLOWLIST_KEY``. An untrusted attempt in a trusted process gets a view whose
+    allowlist is the latter (no allowlist installed at all: registered functions only); it
+    shares the process's HTTP client and every other entry.
+    """
+    extra = resources.extra
+    if Trust.of(trust).trusted or extra.get(ALLOWLIST_KEY) is not None:
+        return resources
+    allowlist: Any = extra.get(UNTRUSTED_ALLOWLIST_KEY)
+    view_extra = {**extra, ALLOWLIST_KEY: tuple(allowlist or ())}
+    return replace(resources, extra=view_extra, http_factory=_shared_client(resources))
+
+
+def _shared_client(resources: Resources) -> Callable[[], httpx.AsyncClient] | None:
+    """A view makes no client of its own: the process's is made (once) and shared."""
+    if resources.http is None and resources.http_factory is None:
+        return None
+
+    def shared() -> httpx.AsyncClient:
+        client = resources.http_client()
+        assert client is not None  # it has a client or a factory
+        return client
+
+    return shared
