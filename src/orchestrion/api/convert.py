@@ -178,6 +178,7 @@ def definition_summary(definition: DefinitionRecord) -> DefinitionSummary:
         nodes=_node_count(definition),
         dialect=definition.dialect,
         source_format=definition.source_format,
+        trust=Trust.of(definition.trust).value,
     )
 
 

@@ -262,6 +262,11 @@ class DefinitionSummary(_Out):
     nodes: int
     dialect: str
     source_format: str
+    trust: Literal["trusted", "untrusted"] = Field(
+        default="untrusted",
+        description="untrusted: stored through the service; its executions are untrusted, "
+        "whichever process runs them",
+    )
 
 
 class DefinitionDetail(DefinitionSummary):
