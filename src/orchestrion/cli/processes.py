@@ -37,7 +37,8 @@ LogFormatOption = Annotated[
 
 
 def _cluster_governance(settings: Any) -> Any:
-    """The policy of a scale-out process: untrusted, as definitions come through the service."""
+    """The policy of a scale-out process: untrusted, as definitions come through the service
+    (each task's own level is applied too, and the stricter of the two holds)."""
     from orchestrion.errors import ConfigurationError
     from orchestrion.governance.runtime import Governance
 

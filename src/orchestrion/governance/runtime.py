@@ -5,9 +5,11 @@ otherwise) and the key variables the policy names. Every part that enforces a co
 what it needs from here: the store its key ring, the logs and the API their masker, the http
 and llm handlers their guards, the service its python allowlist.
 
-``trusted`` is True for ``orchestrion run`` and the Python API (one's own file, one's own
-code) and False for the service, where a submitted definition comes from someone else: only
-then does the python allowlist apply.
+``trusted`` is the process's own level: True for ``orchestrion run``, ``retry``, ``resume`` and
+the Python API, False for the service and the scale-out processes. It is a ceiling, not the
+level of the work: each definition and execution stores its own (``governance/trust.py``),
+what the process creates is no more trusted than the process, and each node attempt runs with
+the stricter of its execution's level and this one.
 
 A key variable that is not set turns its control off and says so (``missing_keys``), unless
 the policy marks the control ``required``, in which case building ``Governance`` fails.
@@ -139,7 +141,7 @@ class Governance:
         return None if self.trusted else tuple(self.policy.python.allowed_modules)
 
     def untrusted(self) -> Governance:
-        """The same policy and keys, applied to definitions that come from others."""
+        """The same policy and keys, for a process that serves others (the service)."""
         return self if not self.trusted else replace(self, trusted=False)
 
     def warn_missing_keys(self) -> None:
