@@ -119,10 +119,14 @@ class Site:
 
     def cli(self, *args: str, code: int | None = 1) -> list[dict[str, Any]]:
         """Run the CLI on the shared database; its JSON documents (one per result)."""
+        return self.remote(*args, "--db", str(self.db), code=code)
+
+    def remote(self, *args: str, code: int | None = 1) -> list[dict[str, Any]]:
+        """Run the CLI with ``args`` (and ``--json``); its JSON documents."""
         env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
         env.update(self.env)
         done = subprocess.run(
-            [*CLI, *args, "--db", str(self.db), "--json"],
+            [*CLI, *args, "--json"],
             env=env,
             cwd=self.folder,
             capture_output=True,
@@ -209,6 +213,8 @@ def test_service_work_stays_untrusted_under_local_retry_rerun_and_run_by_name(
                     refused(body)
             definition = client.get("/v1/definitions/tmpl").json()
             assert definition["trust"] == "untrusted", definition
+            # The client and the CLI on --server show it too.
+            refused(site.remote("status", ids["plain"], "--server", server.url, code=0)[0])
     finally:
         assert server.stop() == 0, server.log.read_text()
 

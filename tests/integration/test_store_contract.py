@@ -1295,3 +1295,50 @@ async def test_postgres_unencodable_output_fails_before_writing(postgres_url: st
         assert await store.list_events() == []
     finally:
         await store.close()
+
+
+async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -> None:
+    """The PostgreSQL side of 0005: existing rows read as untrusted, new ones keep theirs."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from orchestrion.store.postgres import asyncpg_url
+
+    def to_0004(conn: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+
+    engine = create_async_engine(asyncpg_url(postgres_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to_0004)
+            await conn.execute(
+                text(
+                    "INSERT INTO definitions VALUES ('d', 'wf', '1', '{}', 'h', 'yaml',"
+                    " 'canonical', NULL, 0)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO executions (id, definition_id, status, phase, inputs,"
+                    " overrides, labels, created_at) VALUES ('e1', 'd', 'failed', 'run', '{}',"
+                    " '{}', '{}', 1)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        assert (await store.get_execution("e1")).trust is Trust.UNTRUSTED
+        assert (await store.get_definition("d")).trust is Trust.UNTRUSTED
+        mine = execution("e2", definition_id="d")
+        mine.trust = Trust.TRUSTED
+        await store.create_execution(mine)
+        assert (await store.get_execution("e2")).trust is Trust.TRUSTED
+    finally:
+        await store.close()
