@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,10 @@ async def test_a_stored_definition_run_locally_is_untrusted_but_one_s_own_copy_i
             await local.store.find_definition("tmpl"), inputs("trust_probe:touch", marker)
         )
         assert_refused(await local.wait(by_record.id, timeout=30))
+        # A record object that claims more than its stored row gets the row's level.
+        forged = replace(stored, trust=Trust.TRUSTED)
+        by_forged = await local.start_execution(forged, inputs("trust_probe:touch", marker))
+        assert_refused(await local.wait(by_forged.id, timeout=30))
         assert not marker.exists()
         # The same content handed over as one's own: trusted, and the definition row is
         # still the service's (untrusted) one.

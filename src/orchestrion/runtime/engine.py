@@ -551,7 +551,8 @@ class Engine:
         trust = process_trust(self.governance)
         if isinstance(definition, DefinitionRecord):
             definition_id = definition.id
-            trust = stricter(trust, definition.trust)
+            # The stored row's level, not the one the caller's object claims.
+            trust = stricter(trust, definition.trust, (await self._definition(definition_id)).trust)
         else:
             definition_id = (await self.submit(definition)).id
         if parent is not None:
@@ -595,7 +596,7 @@ class Engine:
     async def _trust_of(self, execution_id: str) -> Trust:
         live = self._live.get(execution_id)
         record = live.record if live is not None else await self.store.get_execution(execution_id)
-        return record.trust
+        return Trust.of(record.trust)
 
     def _begin_abandoned(
         self, compiled: CompiledWorkflow, stored: ExecutionRecord, created: bool
