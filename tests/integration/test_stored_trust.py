@@ -334,7 +334,13 @@ async def test_the_service_does_not_run_one_s_own_execution_trusted(
     async with engines(False) as service:
         await service.retry(result.execution_id, from_node="run")
         again = await service.wait(result.execution_id, timeout=30)
+        # One's own stored definition started by the service: its inputs are the caller's.
+        own = await service.store.find_definition("own")
+        assert own.trust is Trust.TRUSTED
+        started = await service.start_execution(own, inputs("trust_probe:touch", marker))
+        assert_refused(await service.wait(started.id, timeout=30))
     assert again.status is ExecutionStatus.FAILED
+    assert again.trust is Trust.TRUSTED  # the execution's level; the process's is lower
     assert again.nodes["run"].error is not None
     assert again.nodes["run"].error["category"] == "policy_violation"
     assert not marker.exists()
