@@ -91,7 +91,7 @@ class MemoryStore:
             return replace(existing)
         if record.id in self._definitions:
             raise StoreError(f"definition id '{record.id}' already exists")
-        self._definitions[record.id] = replace(record)
+        self._definitions[record.id] = replace(record, trust=Trust.of(record.trust))
         self._by_name_version[(record.name, record.version)] = record.id
         return record
 
@@ -150,7 +150,7 @@ class MemoryStore:
             raise ExecutionNotFound(f"definition '{record.definition_id}' not found")
         if record.id in self._executions:
             raise StoreError(f"execution id '{record.id}' already exists")
-        self._executions[record.id] = replace(record)
+        self._executions[record.id] = replace(record, trust=Trust.of(record.trust))
         if key is not None:
             self._by_idempotency_key[key] = record.id
         return record, True
