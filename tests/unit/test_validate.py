@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.definition.loader import load_definition
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.validate import check_spec, format_path, validate_spec
@@ -715,7 +716,8 @@ def test_long_cycle_is_found_without_recursion() -> None:
     data = _chain(50_000)
     data["dag"]["nodes"][0]["dependencies"] = ["n49999"]
     with pytest.raises(DefinitionError) as info:
-        load_definition(data, registry=REGISTRY)
+        # Past the default node limit on purpose: the walk itself is under test.
+        load_definition(data, registry=REGISTRY, limits=DefinitionLimits(max_nodes=50_000))
     (issue,) = info.value.issues
     assert issue.message.startswith("cycle: n0 -> n1 -> n2")
     assert issue.message.endswith("n49999 -> n0")

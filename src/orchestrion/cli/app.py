@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from orchestrion.definition.limits import DefinitionLimits
     from orchestrion.runtime.engine import Engine
     from orchestrion.runtime.result import ExecutionResult
     from orchestrion.store.base import DefinitionRecord
@@ -135,6 +136,19 @@ def _print_definition_error(exc: Any) -> None:
         err.print(f"  [red]-[/] {issue}", highlight=False)
 
 
+def _definition_limits() -> DefinitionLimits:
+    """The definition size limits of the governance policy in force (settings, env)."""
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.governance.policy import load_policy
+    from orchestrion.settings import load_settings
+
+    try:
+        policy = load_policy(load_settings().governance_file).policy
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    return policy.definitions.limits()
+
+
 def _engine(db: str | None, *, resume: bool = True) -> Engine:
     from orchestrion.runtime.engine import Engine
 
@@ -210,7 +224,7 @@ async def _run(
     from orchestrion.definition.loader import LoadedDefinition, load_definition
     from orchestrion.definition.model import WorkflowSpec
 
-    loaded = load_definition(file) if is_file else None
+    loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     for warning in loaded.warnings if loaded else ():
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     async with _engine(db) as engine:
@@ -270,7 +284,7 @@ def validate(
     from orchestrion.errors import DefinitionError
 
     try:
-        loaded = load_definition(file)
+        loaded = load_definition(file, limits=_definition_limits())
     except DefinitionError as exc:
         if as_json:
             console.print_json(
@@ -317,7 +331,7 @@ def graph(
     if fmt not in ("mermaid", "dot"):
         _fail(EXIT_INVALID, f"unknown format {fmt!r}: use mermaid or dot")
     try:
-        loaded = load_definition(file)
+        loaded = load_definition(file, limits=_definition_limits())
     except DefinitionError as exc:
         _print_definition_error(exc)
         raise typer.Exit(EXIT_INVALID) from None

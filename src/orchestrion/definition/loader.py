@@ -19,6 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
+from orchestrion.definition.limits import (
+    DEFAULT_LIMITS,
+    DefinitionLimits,
+    check_depth,
+    check_shape,
+    text_size_issue,
+    truncated,
+)
 from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reads import propagate_classification
 from orchestrion.definition.validate import (
@@ -72,16 +80,18 @@ def load_definition(
     fmt: str | None = None,
     registry: HandlerRegistry | None = None,
     context: Mapping[str, Any] | None = None,
+    limits: DefinitionLimits = DEFAULT_LIMITS,
 ) -> LoadedDefinition:
     """Load, convert and validate a definition; raise ``DefinitionError`` with every issue.
 
     ``source`` is a file path (``Path``, or a one-line ``str`` naming a file), a YAML or
     JSON text, or an already parsed dict. ``fmt`` ("yaml" or "json") overrides detection.
     ``registry`` resolves handler names (default: the process-wide registry). ``context`` is
-    the validation context of handler configs (see ``check_spec``).
+    the validation context of handler configs (see ``check_spec``). ``limits`` bounds the
+    definition's size (checked before the work it would cost) and the problems listed.
     """
     with gc_paused():
-        return _load(source, fmt, registry, context)
+        return _load(source, fmt, registry, context, limits)
 
 
 def _load(
@@ -89,11 +99,12 @@ def _load(
     fmt: str | None,
     registry: HandlerRegistry | None,
     context: Mapping[str, Any] | None = None,
+    limits: DefinitionLimits = DEFAULT_LIMITS,
 ) -> LoadedDefinition:
-    document = _read(source, fmt)
+    document = _read(source, fmt, limits)
     label = str(document.path) if document.path is not None else None
     if document.issues:
-        raise DefinitionError(document.issues, source=label)
+        raise DefinitionError(truncated(document.issues, limits.max_problems), source=label)
     if registry is None:
         from orchestrion.handlers.registry import default_registry
 
@@ -109,12 +120,19 @@ def _load(
             code="not_a_mapping",
         )
         raise DefinitionError([issue], label)
+    too_deep = check_depth(data, limits)
+    if too_deep is not None:
+        raise DefinitionError([too_deep], label)
 
     conversion = convert(data)
     locator = _Locator(conversion, document)
     issues = [locator.at(issue, path) for issue, path in conversion.issues]
     if not conversion.recognised:
         raise DefinitionError(issues, label)  # unknown format: nothing else to check
+    too_large = check_shape(conversion.data, limits)
+    if too_large:
+        located_limits = [locator.canonical(i, index, path) for i, index, path in too_large]
+        raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
     if spec is not None:
         located = check_spec(spec, registry, context=context)
@@ -123,9 +141,12 @@ def _load(
         located = (
             check_spec(partial, registry, structure_only=broken, context=context) if partial else []
         )
-    issues.extend(locator.located(item) for item in located)
+    # Locating an issue may parse the text again: only those listed are located.
+    room = max(limits.max_problems + 1 - len(issues), 0)
+    issues.extend(locator.located(item) for item in located[:room])
     if issues or spec is None:
-        raise DefinitionError(_unique(issues), label)
+        unlocated = max(len(located) - room, 0)
+        raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlocated), label)
     spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []
@@ -167,7 +188,9 @@ class _Document:
         return self.lines
 
 
-def _read(source: str | Path | dict[str, Any], fmt: str | None) -> _Document:
+def _read(
+    source: str | Path | dict[str, Any], fmt: str | None, limits: DefinitionLimits
+) -> _Document:
     wanted: SourceFormat | None = None
     if fmt is not None:
         if fmt.lower() not in _FORMATS:
@@ -178,13 +201,27 @@ def _read(source: str | Path | dict[str, Any], fmt: str | None) -> _Document:
     path = _as_path(source)
     if path is None:
         assert isinstance(source, str)
+        too_large = text_size_issue(source, limits)
+        if too_large is not None:
+            return _Document(wanted or "yaml", None, issues=[too_large])
         return _parse(source, wanted, None)
     try:
+        if path.stat().st_size > limits.max_bytes:
+            # Refused before it is read: a huge file costs nothing but this stat.
+            return _failed(
+                path,
+                f"the definition is {path.stat().st_size} bytes, more than the limit of "
+                f"{limits.max_bytes} bytes (definitions.max_bytes)",
+                "limit_exceeded",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return _failed(path, f"file not found: {path}", "io")
     except (OSError, UnicodeDecodeError) as exc:
         return _failed(path, f"cannot read {path}: {exc}", "io")
+    too_large = text_size_issue(text, limits)
+    if too_large is not None:
+        return _Document("yaml", None, path=path, issues=[too_large])
     return _parse(text, wanted or _SUFFIXES.get(path.suffix.lower()), path)
 
 

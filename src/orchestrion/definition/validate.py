@@ -43,6 +43,7 @@ Path = tuple[PathPart, ...]
 
 # Close-match suggestions compare against every id; past this many ids they cost too much.
 _MAX_IDS_FOR_SUGGESTIONS = 5_000
+_MAX_NAMED_REPEATS = 5  # a node's repeated dependencies named in its one issue
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 # `input` may name a node (reference 001 does): templates reach it as `input.output`.
 _RESERVED_IDS = RESERVED_NAMES - {"input"}
@@ -224,27 +225,47 @@ class _Checker:
                 continue
             mine: list[int] = []
             parents.append(mine)
-            seen: set[str] = set()
+            seen: dict[str, int] = {}  # dependency -> times listed
+            first_repeat: int | None = None
             for k, dep in enumerate(deps):
-                if dep in seen or dep == node.id or dep not in index:
-                    self._bad_dependency(i, node.id, k, dep, seen)
+                if dep in seen:
+                    seen[dep] += 1
+                    first_repeat = k if first_repeat is None else first_repeat
+                    continue  # reported once for the node, below
+                seen[dep] = 1
+                if dep == node.id or dep not in index:
+                    self._bad_dependency(i, node.id, k, dep)
                 else:
                     parent = index[dep]
                     mine.append(parent)
                     children[parent].append(i)
-                seen.add(dep)
+            if first_repeat is not None:
+                self._repeated_dependencies(i, first_repeat, seen)
         self.parents = parents
         self.children = children
 
-    def _bad_dependency(self, i: int, node_id: str, k: int, dep: str, seen: set[str]) -> None:
+    def _bad_dependency(self, i: int, node_id: str, k: int, dep: str) -> None:
         where: Path = ("dependencies", k)
         if dep == node_id:
             self._add(f"node '{node_id}' depends on itself", i, where, "self_dependency")
-        elif dep in seen:
-            self._add(f"dependency '{dep}' is listed twice", i, where, "duplicate_dependency")
         else:
             hint = self._suggest(dep, self.index)
             self._add(f"unknown dependency '{dep}'{hint}", i, where, "unknown_dependency")
+
+    def _repeated_dependencies(self, i: int, first: int, seen: dict[str, int]) -> None:
+        # One issue per node, however many repeats: the answer stays small.
+        repeated = [(dep, times) for dep, times in seen.items() if times > 1]
+        named = ", ".join(
+            f"'{dep}' ({times} times)" if times > 2 else f"'{dep}'"
+            for dep, times in repeated[:_MAX_NAMED_REPEATS]
+        )
+        if len(repeated) > _MAX_NAMED_REPEATS:
+            named += f" and {len(repeated) - _MAX_NAMED_REPEATS} more"
+        if len(repeated) == 1 and repeated[0][1] == 2:
+            message = f"dependency {named} is listed twice"
+        else:
+            message = f"dependencies listed more than once: {named}"
+        self._add(message, i, ("dependencies", first), "duplicate_dependency")
 
     def _order(self) -> bool:
         """Kahn's algorithm; on a cycle, report one cycle path and return False."""

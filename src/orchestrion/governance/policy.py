@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
 from orchestrion.governance.masking import MASKING_ORDER, Masker
@@ -162,6 +163,19 @@ class TemplateSection(_Section):
     max_output_bytes: int = Field(default=1_000_000, ge=1024)
 
 
+class DefinitionSection(_Section):
+    """Size limits of workflow definitions (``orchestrion.definition.limits``)."""
+
+    max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_nodes: int = Field(default=10_000, ge=1)
+    max_dependencies_per_node: int = Field(default=1_000, ge=1)
+    max_nesting_depth: int = Field(default=64, ge=4, le=1_000)
+    max_problems: int = Field(default=100, ge=1, le=10_000)
+
+    def limits(self) -> DefinitionLimits:
+        return DefinitionLimits(**self.model_dump())
+
+
 class RetentionSection(_Section):
     days: int | None = Field(default=None, ge=1)
 
@@ -177,6 +191,7 @@ class GovernancePolicy(_Section):
     http: HttpSection = Field(default_factory=HttpSection)
     python: PythonSection = Field(default_factory=PythonSection)
     templates: TemplateSection = Field(default_factory=TemplateSection)
+    definitions: DefinitionSection = Field(default_factory=DefinitionSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
     required_headers: list[str] = Field(default_factory=list)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import CancelRequested, ErrorInfo, WaitResolved
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.errors import ExecutionNotFound, PermanentNodeError
+from orchestrion.errors import DefinitionError, ExecutionNotFound, PermanentNodeError
 from orchestrion.handlers.base import NodeContext, Wait
 from orchestrion.handlers.subworkflow import WorkflowConfig
 from orchestrion.store.base import ExecutionRecord
@@ -44,12 +44,15 @@ class ChildExecutions:
                 f"no stored workflow '{config.workflow}'{version}: submit it first",
                 category="config",
             ) from exc
-        record = await engine.start_execution(
-            definition,
-            config.inputs,
-            idempotency_key=f"child:{ctx.idempotency_key}",
-            parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
-        )
+        try:
+            record = await engine.start_execution(
+                definition,
+                config.inputs,
+                idempotency_key=f"child:{ctx.idempotency_key}",
+                parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
+            )
+        except DefinitionError as exc:  # e.g. beyond the definition limits now in force
+            raise PermanentNodeError(str(exc), category="config") from exc
         link = {
             "child_execution_id": record.id,
             "workflow": definition.name,

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from orchestrion.core.events import (
     CancelNode,
@@ -47,6 +47,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.core.machine import ExecutionMachine, NodeRun, Step
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.definition.limits import DefinitionLimits, check_stored
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import Dispatcher, TaskMessage
 from orchestrion.errors import (
@@ -195,6 +196,7 @@ class Engine:
         """Enforce ``governance`` from now on (the service makes its engine untrusted)."""
         self.governance = governance
         enforce.install(governance, self._resources.extra)
+        self._compiled.clear()  # compiled again under the new definition limits
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -382,23 +384,31 @@ class Engine:
         from orchestrion.definition.loader import LoadedDefinition, load_definition
 
         context = enforce.validation_context(self.governance)
+        limits = self.definition_limits
         if isinstance(source, LoadedDefinition):
             loaded = source
         elif isinstance(source, WorkflowSpec):
-            loaded = load_definition(
+            loaded = await asyncio.to_thread(
+                load_definition,
                 source.model_dump(mode="json", exclude_defaults=True),
                 registry=self.registry,
                 context=context,
+                limits=limits,
             )
             loaded.source_format = "python"
         else:
-            loaded = load_definition(source, fmt=fmt, registry=self.registry, context=context)
+            # Off the event loop: a large definition takes a while to parse and check.
+            loaded = await asyncio.to_thread(
+                load_definition,
+                source,
+                fmt=fmt,
+                registry=self.registry,
+                context=context,
+                limits=limits,
+            )
         self._check_code_policy(loaded.spec)
         spec = loaded.spec
-        canonical = spec.model_dump(mode="json", exclude={"version"})
-        content_hash = hashlib.sha256(
-            json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        content_hash = await _off_loop(spec, _content_hash, spec)
         version = spec.version
         if version is None:
             existing = await self.store.find_definition_by_hash(spec.name, content_hash)
@@ -406,11 +416,12 @@ class Engine:
                 return existing
             version = await self.store.next_version(spec.name)
             spec = spec.model_copy(update={"version": version})
+        dumped = await _off_loop(spec, spec.model_dump, mode="json")
         record = DefinitionRecord(
             id=str(uuid.uuid4()),
             name=spec.name,
             version=version,
-            spec=spec.model_dump(mode="json"),
+            spec=dumped,
             content_hash=content_hash,
             source_format=loaded.source_format,
             dialect=loaded.dialect,
@@ -420,16 +431,27 @@ class Engine:
         )
         stored = await self.store.put_definition(record)
         if stored.id == record.id:
-            self._compiled[stored.id] = CompiledWorkflow.build(stored.id, spec)
+            compiled = await _off_loop(spec, CompiledWorkflow.build, stored.id, spec)
+            self._compiled[stored.id] = compiled
         self._definitions[stored.id] = stored
         return stored
+
+    @property
+    def definition_limits(self) -> DefinitionLimits:
+        """The size limits of definitions in force (the policy's ``definitions`` section)."""
+        return self.governance.policy.definitions.limits()
+
+    def _check_limits(self, record: DefinitionRecord) -> None:
+        # Stored under other limits, perhaps: a re-run or a child run obeys today's.
+        source = f"stored definition '{record.name}' v{record.version}"
+        check_stored(record.spec, self.definition_limits, source=source)
 
     async def _compiled_for(self, definition_id: str) -> CompiledWorkflow:
         compiled = self._compiled.get(definition_id)
         if compiled is None:
             record = await self._definition(definition_id)
-            spec = WorkflowSpec.model_validate(record.spec)
-            compiled = CompiledWorkflow.build(definition_id, spec)
+            self._check_limits(record)
+            compiled = await _off_loop(record.spec, _compile_stored, definition_id, record.spec)
             self._compiled[definition_id] = compiled
         return compiled
 
@@ -452,6 +474,7 @@ class Engine:
     ) -> tuple[ExecutionRecord, bool]:
         """A new pending execution (or the one already made with ``idempotency_key``)."""
         definition = await self._definition(definition_id)
+        self._check_limits(definition)
         record = ExecutionRecord(
             id=str(uuid.uuid4()),
             definition_id=definition_id,
@@ -1413,3 +1436,43 @@ class Engine:
             return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
         runs = await self.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
+
+
+# Past this many nodes, building or hashing a definition runs in a worker thread, so that the
+# event loop (health checks, other requests) is never held for long by one definition.
+_THREAD_ABOVE_NODES = 200
+
+
+def _node_count(spec: WorkflowSpec | dict[str, Any]) -> int:
+    if isinstance(spec, WorkflowSpec):
+        return len(spec.dag.nodes)
+    dag = spec.get("dag")
+    nodes = dag.get("nodes") if isinstance(dag, dict) else None
+    return len(nodes) if isinstance(nodes, list) else 0
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def _off_loop(
+    spec: WorkflowSpec | dict[str, Any],
+    work: Callable[_P, _R],
+    *args: _P.args,
+    **kwargs: _P.kwargs,
+) -> _R:
+    """``work(...)`` in a worker thread when ``spec`` is large, else here."""
+    if _node_count(spec) > _THREAD_ABOVE_NODES:
+        return await asyncio.to_thread(work, *args, **kwargs)
+    return work(*args, **kwargs)
+
+
+def _content_hash(spec: WorkflowSpec) -> str:
+    canonical = spec.model_dump(mode="json", exclude={"version"})
+    return hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _compile_stored(definition_id: str, spec: dict[str, Any]) -> CompiledWorkflow:
+    return CompiledWorkflow.build(definition_id, WorkflowSpec.model_validate(spec))

@@ -92,7 +92,32 @@ def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
     # The policy applies while validating: a python function outside the allowlist is
     # refused before its module is ever imported.
     context = enforce.validation_context(ctx.engine.governance)
-    return load_definition(text, fmt=fmt, registry=ctx.engine.registry, context=context)
+    return load_definition(
+        text,
+        fmt=fmt,
+        registry=ctx.engine.registry,
+        context=context,
+        limits=ctx.engine.definition_limits,
+    )
+
+
+async def _definition_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it is larger than ``limit`` bytes."""
+    too_large = ApiProblem(
+        413,
+        f"the definition is larger than the limit of {limit} bytes (definitions.max_bytes)",
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large  # refused unread
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post(
@@ -119,7 +144,7 @@ async def submit_workflow(
             415,
             f"unsupported content type {media!r}: send application/json or application/yaml",
         )
-    raw = await request.body()
+    raw = await _definition_body(request, ctx.engine.definition_limits.max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
