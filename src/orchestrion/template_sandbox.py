@@ -7,13 +7,13 @@ docstring for what templates may do and which limits hold.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import (
     StrictUndefined,
@@ -21,21 +21,43 @@ from jinja2 import (
     TemplateSyntaxError,
     meta,
     nodes,
-    pass_eval_context,
+    pass_context,
+    pass_environment,
 )
 from jinja2.exceptions import SecurityError
+from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from orchestrion.errors import PermanentNodeError
+from orchestrion.template_bounds import (
+    BUDGET,
+    MAX_INT_DIGITS,
+    Budget,
+    before_binop,
+    before_method,
+    check_int,
+    check_percent_format,
+    check_str_format,
+    checked,
+    collect,
+    emit,
+    emit_text,
+    is_iterator,
+    max_size,
+    measure,
+    remember,
+    tick,
+    too_large,
+)
 from orchestrion.templates import (
-    _HUGE_WIDTH,
     _LIMITS,
     _MAX_SOURCE_IN_MESSAGE,
-    MAX_POWER_EXPONENT,
     MAX_RANGE,
     MAX_RANGE_ITERATIONS,
-    MAX_RENDERED_SIZE,
     TemplateInfo,
     _byte_size,
     _Namespace,
@@ -48,42 +70,10 @@ __all__ = ["analyse", "render"]
 # --------------------------------------------------------------------------- guards
 
 
-@dataclass(slots=True)
-class _Budget:
-    remaining: int
-    deadline: float = float("inf")
-    timeout: float = 0.0
-    max_bytes: int = MAX_RENDERED_SIZE
-
-
-_BUDGET: ContextVar[_Budget | None] = ContextVar("orchestrion_template_budget", default=None)
-
-
-def _tick() -> None:
-    """Stop a render that has run past its time limit (called at every sandbox operation)."""
-    budget = _BUDGET.get()
-    if budget is not None and time.monotonic() > budget.deadline:
-        raise SecurityError(
-            f"rendering took longer than {budget.timeout:g}s (templates.timeout_seconds)"
-        )
-
-
-def _max_size() -> int:
-    budget = _BUDGET.get()
-    return budget.max_bytes if budget is not None else _LIMITS.get().max_output_bytes
-
-
-def _too_large(size: int) -> SecurityError:
-    limit = _max_size()
-    return SecurityError(
-        f"rendered text exceeds {limit} bytes (templates.max_output_bytes), got {size} or more"
-    )
-
-
 def _guard_loop(iterable: Any) -> Iterator[Any]:
     """Every ``{% for %}`` iterates through this: each item is a time-limit check."""
     for item in iterable:
-        _tick()
+        tick()
         yield item
 
 
@@ -96,9 +86,9 @@ class _CappedRange:
         self._range = r
 
     def __iter__(self) -> Iterator[int]:
-        budget = _BUDGET.get()
+        budget = BUDGET.get()
         for value in self._range:
-            _tick()
+            tick()
             if budget is not None:
                 budget.remaining -= 1
                 if budget.remaining < 0:
@@ -127,58 +117,75 @@ def _safe_range(*args: int) -> _CappedRange:
     return _CappedRange(r)
 
 
-def _check_width(width: Any) -> None:
-    if isinstance(width, int) and abs(width) > _max_size():
-        raise SecurityError(f"width {width} exceeds the template size limit")
+# Names of the guards the parser weaves into every template; a template naming one of them
+# only gets the same checks again.
+_LOOP_GUARD = "orchestrion_loop_guard"
+_CONCAT = "orchestrion_concat"
+_BUILT = "orchestrion_built"
+_TEXT = "orchestrion_text"
 
 
-def _check_format_spec(text: Any) -> None:
-    if isinstance(text, str) and _HUGE_WIDTH.search(text):
-        raise SecurityError("format width exceeds the template size limit")
+def _guard(node: nodes.Expr, name: str, args: list[nodes.Expr] | None = None) -> nodes.Filter:
+    return nodes.Filter(node, name, args or [], [], None, None, lineno=node.lineno)
 
 
-def _check_str_method(
-    method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, ...]:
-    """Refuse a str method call whose result would break the size limit, before it runs.
+class _Guards(NodeTransformer):
+    """Rewrites a parsed template so that what Jinja would do unseen passes a guard:
+    loops over plain lists, ``~`` concatenation, list/tuple/dict literals, and the literal
+    text of output statements (counted against the text a render may produce)."""
 
-    One C call (``'a'.ljust(10**9)``, ``s.replace('a', long)``) can allocate gigabytes before
-    any output check sees it. Returns the arguments to call with (``join`` gets a list).
-    """
-    text: str = method.__self__
-    name = getattr(method, "__name__", "")
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _guard(cast(nodes.Expr, node.iter), _LOOP_GUARD)
+        return node
 
-    def arg(index: int, key: str, default: Any = None) -> Any:
-        return args[index] if len(args) > index else kwargs.get(key, default)
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        first, *rest = node.nodes
+        return _guard(first, _CONCAT, rest)
 
-    size: int | None = None
-    if name in ("ljust", "rjust", "center", "zfill"):
-        width = arg(0, "width")
-        size = width if isinstance(width, int) else None
-    elif name == "expandtabs":
-        tabsize = arg(0, "tabsize", 8)
-        if isinstance(tabsize, int):
-            size = len(text) + text.count("\t") * max(tabsize, 0)
-    elif name == "replace":
-        old, new, count = arg(0, "old"), arg(1, "new"), arg(2, "count", -1)
-        if isinstance(old, str) and isinstance(new, str) and isinstance(count, int):
-            times = text.count(old) if old else len(text) + 1
-            if count >= 0:
-                times = min(times, count)
-            size = len(text) + times * max(len(new) - len(old), 0)
-    elif name == "join" and args:
-        items = list(args[0])
-        args = (items, *args[1:])
-        size = sum(len(i) for i in items if isinstance(i, str)) + len(text) * len(items)
-    if size is not None and size > _max_size():
-        raise SecurityError(
-            f"str.{name}() would exceed the template size limit (templates.max_output_bytes)"
-        )
-    return args
+    def _built(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        return _guard(node, _BUILT)
+
+    visit_List = visit_Dict = _built
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        if node.ctx != "load":
+            return node  # an assignment target: `{% for k, v in ... %}`
+        return self._built(node)
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        self.generic_visit(node)
+        text = sum(len(child.data) for child in node.nodes if isinstance(child, nodes.TemplateData))
+        if text:
+            node.nodes.insert(0, _guard(nodes.Const(text, lineno=node.lineno), _TEXT))
+        return node
 
 
-def _sized(value: Any) -> int | None:
-    return len(value) if isinstance(value, str | list | tuple) else None
+def _concat(first: Any, *rest: Any) -> str:
+    parts = (first, *rest)
+    size = sum(measure(part, "concatenation").size for part in parts)
+    if size > max_size():
+        raise too_large("concatenation", size)
+    return "".join(map(str, parts))
+
+
+def _built(value: Any) -> Any:
+    return checked(value, "a literal")
+
+
+def _text(size: int) -> str:
+    emit_text(size)
+    return ""
+
+
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    # Every {{ }} output, buffered ones included; also keeps Jinja from evaluating
+    # constant output at compile time, where no limit would apply.
+    emit(value)
+    return value
 
 
 # --------------------------------------------------------------------------- filters
@@ -203,7 +210,7 @@ def _json_default(value: Any) -> Any:
     return plain
 
 
-def _tojson(value: Any, indent: int | None = None) -> str:
+def _tojson(value: Any, indent: int | str | None = None) -> str:
     return json.dumps(_to_plain(value), indent=indent, default=_json_default, ensure_ascii=False)
 
 
@@ -213,22 +220,244 @@ def _fromjson(value: Any) -> Any:
     return json.loads(value)
 
 
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """``|sum`` in linear time: lists and tuples are chained, not added one by one (which
+    copies the running total at every step)."""
+    if attribute is not None:
+        iterable = map(make_attrgetter(environment, attribute), iterable)
+    items = iterable if isinstance(iterable, list | tuple) else collect(iterable, "|sum")
+    if not isinstance(start, list | tuple):
+        total = start
+        for item in items:
+            tick()
+            total = total + item
+            check_int(total, "|sum")
+        return total
+    kind = type(start)
+    for item in items:
+        if type(item) is not kind:
+            raise TypeError(f"can only add {kind.__name__} to {kind.__name__} in |sum")
+    size = measure(start, "|sum").size + sum(measure(item, "|sum").size for item in items)
+    if size > max_size():
+        raise too_large("|sum", size)
+    return kind(itertools.chain(start, *items))
+
+
+def _striptags(value: Any) -> str:
+    """``|striptags`` in linear time: comments, then tags, cut out in one pass each."""
+    text = str(value)
+    if len(text) > _SLOW_FILTER_INPUT:
+        raise _slow_input("|striptags", len(text))
+    for opener, closer in (("<!--", "-->"), ("<", ">")):
+        pieces: list[str] = []
+        position = 0
+        while True:
+            start = text.find(opener, position)
+            end = text.find(closer, start) if start != -1 else -1
+            if end == -1:
+                break
+            pieces.append(text[position:start])
+            position = end + len(closer)
+        pieces.append(text[position:])
+        text = "".join(pieces)
+    return str(Markup(" ".join(text.split())).unescape())
+
+
+# Pure-Python filters cost about a microsecond per character: bound their input so that
+# one call stays well under the time limit, which is checked between calls.
+_SLOW_FILTER_INPUT = 100_000
+_SLOW_FILTER_ITEMS = 10_000
+
+
+def _slow_input(name: str, size: int) -> SecurityError:
+    return SecurityError(
+        f"{name} takes at most {_SLOW_FILTER_INPUT} characters, got {size} (a template limit)"
+    )
+
+
+def _text_size(value: Any) -> int | None:
+    return len(value) if isinstance(value, str) else None
+
+
+def _before_slow(name: str) -> Callable[..., None]:
+    def before(value: Any = "", *_: Any, **__: Any) -> None:
+        size = _text_size(value)
+        if size is not None and size > _SLOW_FILTER_INPUT:
+            raise _slow_input(name, size)
+
+    return before
+
+
+def _before_center(value: Any = "", width: Any = 80, *_: Any, **__: Any) -> None:
+    if isinstance(width, int) and width > max_size():
+        raise too_large("|center", width)
+
+
+def _before_indent(s: Any = "", width: Any = 4, *_: Any, **__: Any) -> None:
+    if isinstance(s, str):
+        prefix = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        size = len(s) + (s.count("\n") + 1) * max(prefix, 0)
+        if size > max_size():
+            raise too_large("|indent", size)
+
+
+def _before_wordwrap(
+    s: Any = "", width: Any = 79, break_long_words: Any = True, wrapstring: Any = None,
+    *_: Any, **__: Any,
+) -> None:  # fmt: skip
+    _before_slow("|wordwrap")(s)
+    if isinstance(s, str) and isinstance(width, int):
+        breaks = len(s) // max(width, 1) + s.count("\n") + 1
+        size = len(s) + breaks * (len(wrapstring) if isinstance(wrapstring, str) else 1)
+        if size > max_size():
+            raise too_large("|wordwrap", size)
+
+
+def _before_fill(name: str) -> Callable[..., None]:
+    def before(
+        value: Any = None, count: Any = 1, fill_with: Any = None, *_: Any, **__: Any
+    ) -> None:
+        if not isinstance(count, int):
+            return
+        if count > max_size():
+            raise too_large(name, count)
+        if fill_with is not None:
+            size = count * (measure(fill_with, name).size + 2)
+            if size > max_size():
+                raise too_large(name, size)
+
+    return before
+
+
+def _before_round(value: Any = 0, precision: Any = 0, *_: Any, **__: Any) -> None:
+    if isinstance(precision, int) and abs(precision) > MAX_INT_DIGITS:
+        raise SecurityError(
+            f"|round precision {precision} is beyond {MAX_INT_DIGITS} digits "
+            "(the template integer limit)"
+        )
+
+
+def _before_int(value: Any = None, *_: Any, **__: Any) -> None:
+    if isinstance(value, str | bytes) and len(value.strip()) > MAX_INT_DIGITS + 2:
+        raise SecurityError(
+            f"|int of a text of {len(value)} characters: more than {MAX_INT_DIGITS} digits "
+            "(the template integer limit)"
+        )
+
+
+def _before_list(value: Any = None, *_: Any, **__: Any) -> None:
+    if isinstance(value, str) and 5 * len(value) > max_size():
+        raise too_large("|list", 5 * len(value))  # "['a', 'b']": five per character
+
+
+def _before_join(value: Any = (), d: Any = "", *_: Any, **__: Any) -> None:
+    if isinstance(value, list | tuple):
+        size = measure(value, "|join").size + len(str(d)) * len(value)
+        if size > max_size():
+            raise too_large("|join", size)
+
+
+def _before_tojson(value: Any = None, indent: Any = None, *_: Any, **__: Any) -> None:
+    m = measure(_to_plain(value), "|tojson")
+    step = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+    size = m.size + (m.items * (1 + max(step, 0) * m.depth) if indent is not None else 0)
+    if size > max_size():
+        raise too_large("|tojson", size)
+
+
+def _before_pprint(value: Any = None, *_: Any, **__: Any) -> None:
+    m = measure(value, "|pprint")
+    if m.items > _SLOW_FILTER_ITEMS:
+        raise SecurityError(
+            f"|pprint takes at most {_SLOW_FILTER_ITEMS} values, got {m.items} (a template limit)"
+        )
+
+
+def _before_string(value: Any = None, *_: Any, **__: Any) -> None:
+    measure(value, "|string")
+
+
+def _before_format(value: Any = "", *args: Any, **kwargs: Any) -> None:
+    if isinstance(value, str):
+        check_percent_format(value, kwargs or args)
+
+
+def _before_replace(
+    s: Any = "", old: Any = "", new: Any = "", count: Any = None, *_: Any, **__: Any
+) -> None:
+    # The same size check as the str.replace method: one call may allocate gigabytes.
+    if isinstance(s, str):
+        before_method(s.replace, (old, new, -1 if count is None else count), {})
+
+
+_BEFORE: dict[str, Callable[..., None]] = {
+    "batch": _before_fill("|batch"),
+    "center": _before_center,
+    "format": _before_format,
+    "indent": _before_indent,
+    "int": _before_int,
+    "join": _before_join,
+    "list": _before_list,
+    "pprint": _before_pprint,
+    "replace": _before_replace,
+    "round": _before_round,
+    "slice": _before_fill("|slice"),
+    "string": _before_string,
+    "title": _before_slow("|title"),
+    "tojson": _before_tojson,
+    "urlencode": _before_slow("|urlencode"),
+    "urlize": _before_slow("|urlize"),
+    "wordwrap": _before_wordwrap,
+}
+# Filters that pass an iterator along lazily: the others get it collected first, within
+# the size limit (a generator of megabyte strings must not be joined unseen).
+_LAZY = frozenset(
+    {"map", "select", "reject", "selectattr", "rejectattr", "first", "default", "d", "unique",
+     "batch", "attr"}
+)  # fmt: skip
+
+
+def _guarded_filter(env: _Environment, name: str) -> None:
+    """Wrap filter ``name``: its check before it runs, the size of what it returns after."""
+    original = env.filters[name]
+    offset = 0 if _PassArg.from_obj(original) is None else 1  # context/environment first
+    before = _BEFORE.get(name)
+    lazy = name in _LAZY
+    what = f"|{name}"
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        tick()
+        if not lazy and len(args) > offset and is_iterator(args[offset]):
+            args = (*args[:offset], collect(args[offset], what), *args[offset + 1 :])
+        if before is not None:
+            before(*args[offset:], **kwargs)
+        result = original(*args, **kwargs)
+        return result if is_iterator(result) else checked(result, what)
+
+    env.filters[name] = guarded
+
+
 # --------------------------------------------------------------------------- environment
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus namespace lookups, key-before-method and operator guards."""
+    """The sandbox, plus namespace lookups, key-before-method and the bounds of
+    ``orchestrion.template_bounds`` on every operator, call, filter and output."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "/", "//"})
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        ast = super()._parse(source, name, filename)
-        # Loops over plain lists call nothing the sandbox sees: give every loop a checkpoint.
-        for loop in list(ast.find_all(nodes.For)):
-            loop.iter = nodes.Filter(
-                loop.iter, _LOOP_GUARD, [], [], None, None, lineno=loop.iter.lineno
-            )
-        return ast
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        # Every compiled tree, templates and compile_expression's alike, gets the guards.
+        _Guards().visit(source)
+        return super()._generate(source, name, filename, defer_init)
 
     def call(
         __self,
@@ -237,13 +466,17 @@ class _Environment(ImmutableSandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        _tick()  # every function and macro call, recursive ones included
-        if isinstance(getattr(__obj, "__self__", None), str):
-            args = _check_str_method(__obj, args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+        tick()  # every function and macro call, recursive ones included
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes) or type(owner) is int:
+            args = before_method(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if is_iterator(result):
+            return result
+        return checked(result, f"{getattr(__obj, '__name__', 'a call')}()")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _tick()
+        tick()
         if isinstance(obj, _Namespace):
             return obj.lookup(self, attribute)
         if isinstance(obj, Mapping):
@@ -255,74 +488,61 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        _tick()
+        tick()
         if isinstance(obj, _Namespace):
             return obj.lookup(self, argument)
         return super().getitem(obj, argument)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                size = _sized(seq)
-                if size is not None and isinstance(count, int) and size * count > _max_size():
-                    raise SecurityError(
-                        "repetition exceeds the template size limit (templates.max_output_bytes)"
-                    )
-        elif operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER_EXPONENT:
-                raise SecurityError(f"exponent {right} is too large")
-        elif operator == "%":
-            _check_format_spec(left)
-        return super().call_binop(context, operator, left, right)
+        tick()
+        built = before_binop(operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if built is not None:
+            return remember(result, built.size, built.depth, built.items, operator)
+        return checked(result, f"'{operator}'")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            # str.format reaches here at attribute access; refuse huge widths before running.
-            _check_format_spec(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        text: str = value.__self__
+        is_map = value.__name__ == "format_map"
 
+        def checked_format(*args: Any, **kwargs: Any) -> str:
+            # Priced before it runs: widths, nested widths and repeated fields.
+            if is_map and len(args) == 1:
+                mapping = args[0]
+                values = mapping if isinstance(mapping, Mapping) else {"": mapping}
+                check_str_format(text, (), values)
+            else:
+                check_str_format(text, args, kwargs)
+            return wrapped(*args, **kwargs)
 
-def _guarded_filter(name: str, env: _Environment, width_arg: int) -> None:
-    original = env.filters[name]
-
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > width_arg:
-            _check_width(args[width_arg])
-        for value in kwargs.values():
-            _check_width(value)
-        if name == "format" and args:
-            _check_format_spec(args[0])
-        return original(*args, **kwargs)
-
-    env.filters[name] = guarded
-
-
-_LOOP_GUARD = "orchestrion_loop_guard"  # a template naming it only iterates more slowly
+        return checked_format
 
 
 def _make_environment() -> _Environment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _Environment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+        optimized=False,  # nothing is computed at compile time, outside every limit
+    )
     env.globals["range"] = _safe_range
     # lipsum(n=10**6) would write megabytes; cycler/joiner are of no use in config values.
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)
     env.filters["tojson"] = _tojson
     env.filters["fromjson"] = _fromjson
+    env.filters["sum"] = _sum
+    env.filters["striptags"] = _striptags
+    for name in list(env.filters):
+        _guarded_filter(env, name)
     env.filters[_LOOP_GUARD] = _guard_loop
-    _guarded_filter("center", env, 1)
-    _guarded_filter("indent", env, 1)
-    _guarded_filter("format", env, 0)
-    original_replace = env.filters["replace"]
-
-    @pass_eval_context
-    def replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
-        # The same size check as the str.replace method: one call may allocate gigabytes.
-        if isinstance(value, str):
-            _check_str_method(value.replace, (old, new, -1 if count is None else count), {})
-        return original_replace(eval_ctx, value, old, new, count)
-
-    env.filters["replace"] = replace
+    env.filters[_CONCAT] = _concat
+    env.filters[_BUILT] = _built
+    env.filters[_TEXT] = _text
     return env
 
 
@@ -406,31 +626,35 @@ def render(source: str, expr: str | None, context: Mapping[str, Any]) -> Any:
     """Render ``source`` in the sandbox; ``expr``: its inner expression when ``source`` is
     exactly one ``{{ expr }}`` (the result then keeps its native type)."""
     limits = _LIMITS.get()
-    budget = _Budget(
+    budget = Budget(
         MAX_RANGE_ITERATIONS,
         time.monotonic() + limits.timeout_seconds,
         limits.timeout_seconds,
         limits.max_output_bytes,
     )
-    token = _BUDGET.set(budget)
+    token = BUDGET.set(budget)
     try:
         if expr is not None:
             result = _compiled_expression(expr)(**context)
             if isinstance(result, Undefined):
                 str(result)  # StrictUndefined raises with the name of what is missing
+            if is_iterator(result):
+                # A lazy value (``map``, ``select``) is collected here, within the limits,
+                # not later by whoever reads the config.
+                result = collect(result, "the result")
             result = _to_plain(result)
             if isinstance(result, str) and _byte_size(result) > budget.max_bytes:
-                raise _too_large(_byte_size(result))
-            _tick()
+                raise _too_large(_byte_size(result), budget.max_bytes)
+            tick()
             return result
         template = _compiled_template(source)
         parts: list[str] = []
         size = 0
         for chunk in template.generate(context):
-            _tick()
+            tick()
             size += _byte_size(chunk)
             if size > budget.max_bytes:
-                raise _too_large(size)
+                raise _too_large(size, budget.max_bytes)
             parts.append(chunk)
         return "".join(parts)
     except PermanentNodeError:
@@ -439,9 +663,19 @@ def render(source: str, expr: str | None, context: Mapping[str, Any]) -> Any:
         raise _template_failure(
             source, SecurityError("recursion too deep (a macro calling itself?)"), context
         ) from None
+    except MemoryError:
+        raise _template_failure(
+            source, SecurityError("the template ran out of memory"), context
+        ) from None
     except Exception as exc:
         # Any failure inside a template (missing name, type error, sandbox) is the same
         # permanent node error: rendering it again gives the same result.
         raise _template_failure(source, exc, context) from exc
     finally:
-        _BUDGET.reset(token)
+        BUDGET.reset(token)
+
+
+def _too_large(size: int, limit: int) -> SecurityError:
+    return SecurityError(
+        f"rendered text exceeds {limit} bytes (templates.max_output_bytes), got {size} or more"
+    )
