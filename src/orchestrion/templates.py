@@ -6,14 +6,19 @@ that is exactly one ``{{ expr }}`` keeps the native type of the expression (a li
 list); any other template string renders to text. A missing name, key or attribute is an
 error that names it, never an empty string.
 
-Rendering runs in Jinja's immutable sandbox, with guards against resource bombs: ``range`` is
-capped, loop iterations over ranges share a budget, repetition/power/format widths are bounded,
-and every render has a time limit and an output-size limit (``TemplateLimits``: the governance
-policy's ``templates.timeout_seconds`` and ``templates.max_output_bytes``, set for the attempt
-being run with ``template_limits``). The time limit is checked at every call, attribute
+Rendering runs in Jinja's immutable sandbox, with guards against resource bombs
+(``orchestrion.template_bounds``): every operator, call, filter, literal and output is
+priced from its operands before it runs, so that no integer exceeds 4300 digits, no value a
+template builds is larger as text than the output limit or nests more than 100 levels, and
+the text a render produces in all (buffered text included) stays within 8 output limits.
+``range`` is capped and loop iterations over ranges share a budget. Every render has a time
+limit and an output-size limit (``TemplateLimits``: the governance policy's
+``templates.timeout_seconds`` and ``templates.max_output_bytes``, set for the attempt being
+run with ``template_limits``). The time limit is checked at every operation, attribute
 access, loop iteration and output chunk, so a nested loop or a recursive macro stops within
-the limit instead of holding the event loop. Mapping keys win over methods
-(``{{ out.items }}`` is the ``items`` key of an HTTP response, not ``dict.items``).
+the limit instead of holding the event loop; since no single operation can run long, the
+limit holds for each of them too. Mapping keys win over methods (``{{ out.items }}`` is the
+``items`` key of an HTTP response, not ``dict.items``).
 
 This module is the API and the fast paths (no template; a plain ``{{ node.output.path }}``
 read); the sandbox itself is ``orchestrion.template_sandbox``, imported on first need.
@@ -60,17 +65,14 @@ MAX_RANGE_ITERATIONS = 100_000
 """Most range items one template may iterate over in total (nested loops share it)."""
 MAX_RENDERED_SIZE = 1024 * 1024
 """Largest text (in characters) one template may render to."""
-MAX_POWER_EXPONENT = 10_000
 LIMITS_KEY = "template_limits"
 """``Resources.extra`` key of the ``TemplateLimits`` the executor renders an attempt with."""
-_MAX_WIDTH_DIGITS = 7  # a format width of 10**7 characters or more is a memory bomb
 
 RESERVED_NAMES = frozenset({"input", "secrets", "nodes", "execution"})
 """Top-level template names that are not node ids (``input`` doubles as a node id, see below)."""
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HUGE_WIDTH = re.compile(r"\d{" + str(_MAX_WIDTH_DIGITS) + ",}")
 _MAX_SOURCE_IN_MESSAGE = 200
 
 

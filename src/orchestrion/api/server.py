@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 
@@ -24,6 +25,9 @@ from orchestrion.settings import Settings
 __all__ = ["serve"]
 
 logger = logging.getLogger(__name__)
+
+
+_SWITCH_INTERVAL = 0.0005  # seconds
 
 
 class _Server(uvicorn.Server):
@@ -92,6 +96,11 @@ def serve(
         # peer address with it; the API reads it itself, from ORCHESTRION_TRUSTED_PROXIES only.
         proxy_headers=False,
     )
+    # CPU-heavy work (validating a large definition) runs in worker threads; the interpreter
+    # hands the GIL between threads every 5 ms by default, and the event loop, which needs it
+    # many times per request, then waits that long each time. A shorter interval keeps
+    # /health and every other request answering while a worker thread computes.
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     server = _Server(config, api_context(app), stop_requested)
     server.run()
     return server.started

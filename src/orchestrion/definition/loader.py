@@ -31,7 +31,7 @@ from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reads import propagate_classification
 from orchestrion.definition.validate import (
     LocatedIssue,
-    check_spec,
+    check_spec_bounded,
     describe_pydantic_error,
     format_path,
     gc_paused,
@@ -134,19 +134,23 @@ def _load(
         located_limits = [locator.canonical(i, index, path) for i, index, path in too_large]
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
+    # Past max_problems issues are only counted; locating one may parse the text again.
+    room = max(limits.max_problems + 1 - len(issues), 0)
+    unlisted = 0
     if spec is not None:
-        located = check_spec(spec, registry, context=context)
+        located, unlisted = check_spec_bounded(spec, registry, max_issues=room, context=context)
     else:
         partial = _partial_spec(conversion.data, broken)
-        located = (
-            check_spec(partial, registry, structure_only=broken, context=context) if partial else []
+        located, unlisted = (
+            check_spec_bounded(
+                partial, registry, max_issues=room, structure_only=broken, context=context
+            )
+            if partial
+            else ([], 0)
         )
-    # Locating an issue may parse the text again: only those listed are located.
-    room = max(limits.max_problems + 1 - len(issues), 0)
-    issues.extend(locator.located(item) for item in located[:room])
-    if issues or spec is None:
-        unlocated = max(len(located) - room, 0)
-        raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlocated), label)
+    issues.extend(locator.located(item) for item in located)
+    if issues or unlisted or spec is None:
+        raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlisted), label)
     spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []

@@ -32,6 +32,7 @@ from orchestrion.templates import RESERVED_NAMES, expression_source, is_template
 __all__ = [
     "LocatedIssue",
     "check_spec",
+    "check_spec_bounded",
     "describe_pydantic_error",
     "format_path",
     "gc_paused",
@@ -43,6 +44,7 @@ Path = tuple[PathPart, ...]
 
 # Close-match suggestions compare against every id; past this many ids they cost too much.
 _MAX_IDS_FOR_SUGGESTIONS = 5_000
+_MAX_SUGGESTIONS = 20  # per check: one answer needs no more, and each costs a full scan
 _MAX_NAMED_REPEATS = 5  # a node's repeated dependencies named in its one issue
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 # `input` may name a node (reference 001 does): templates reach it as `input.output`.
@@ -129,7 +131,26 @@ def check_spec(
     ``context`` is the pydantic validation context of handler configs (the service's
     governance passes its python allowlist there).
     """
-    return _Checker(spec, registry, structure_only=structure_only, context=context).run()
+    return check_spec_bounded(spec, registry, structure_only=structure_only, context=context)[0]
+
+
+def check_spec_bounded(
+    spec: WorkflowSpec,
+    registry: HandlerRegistry,
+    *,
+    max_issues: int | None = None,
+    structure_only: Collection[int] = frozenset(),
+    context: Mapping[str, Any] | None = None,
+) -> tuple[list[LocatedIssue], int]:
+    """``check_spec`` keeping at most ``max_issues`` issues, and how many more it found.
+
+    Past the limit, issues are only counted: their messages (close-match suggestions
+    especially) are not worked out.
+    """
+    checker = _Checker(
+        spec, registry, structure_only=structure_only, context=context, max_issues=max_issues
+    )
+    return checker.run(), checker.unlisted
 
 
 @dataclass(slots=True)
@@ -157,6 +178,9 @@ class _Checker:
     references: list[_Reference] = field(default_factory=list)
     handlers: dict[str, HandlerSpec] = field(default_factory=dict)
     handler_problems: dict[str, str] = field(default_factory=dict)
+    max_issues: int | None = None
+    unlisted: int = 0  # issues found past max_issues
+    suggestions: int = 0  # close-match searches made (each compares with every id)
 
     def run(self) -> list[LocatedIssue]:
         self.nodes = self.spec.dag.nodes
@@ -185,6 +209,9 @@ class _Checker:
         code: str,
         related: tuple[int, ...] = (),
     ) -> None:
+        if self._full():
+            self.unlisted += 1
+            return
         node = self.nodes[index].id if index is not None else None
         issue = DefinitionIssue(message, node=node, field=format_path(path) or None, code=code)
         self.issues.append(LocatedIssue(issue, index, path, related))
@@ -488,9 +515,15 @@ class _Checker:
                     stack.append(child)
         return seen
 
+    def _full(self) -> bool:
+        return self.max_issues is not None and len(self.issues) >= self.max_issues
+
     def _suggest(self, name: str, candidates: Collection[str]) -> str:
-        if len(candidates) > _MAX_IDS_FOR_SUGGESTIONS:
+        if len(candidates) > _MAX_IDS_FOR_SUGGESTIONS or self._full():
             return ""
+        if self.suggestions >= _MAX_SUGGESTIONS:
+            return ""
+        self.suggestions += 1
         close = difflib.get_close_matches(name, list(candidates), n=3)
         return f"; did you mean {_quoted(close)}?" if close else ""
 
