@@ -4,6 +4,7 @@ templates still render as before."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -58,7 +59,7 @@ BOMBS: list[tuple[str, str]] = [
         "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}"
         "{% endfor %}",
         INTEGER,
-    ),  # fmt: skip
+    ),
     ("{{ ('1' * 100000) | int(base=2) }}", INTEGER),
     ("{{ ('9' * 100000) | int }}", INTEGER),
     ("{{ 5 | round(-1000000) }}", INTEGER),
@@ -85,36 +86,36 @@ BOMBS: list[tuple[str, str]] = [
         "{% set ns = namespace(x='ab') %}{% for i in range(30) %}{% set ns.x = ns.x ~ ns.x %}"
         "{% endfor %}",
         SIZE,
-    ),  # fmt: skip
+    ),
     (
         "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}"
         "{% endfor %}",
         SIZE,
-    ),  # fmt: skip
+    ),
     (
         "{% set ns = namespace(x=[]) %}{% for i in range(200) %}{% set ns.x = [ns.x] %}"
         "{% endfor %}",
         DEPTH,
-    ),  # fmt: skip
+    ),
     # text produced in all, through buffers (set blocks, macros, loops)
     (
         "{% macro m() %}{{ 'a' * 900000 }}{% endmacro %}"
         "{% for i in range(100) %}{% set x = m() %}{% endfor %}",
         "8 x " + SIZE,
-    ),  # fmt: skip
+    ),
     (
         "{% set x %}{% for i in range(10000) %}{{ 'a' * 1000 }}{% endfor %}{% endset %}",
         "8 x " + SIZE,
-    ),  # fmt: skip
+    ),
     (
         "{% set x %}{% for i in range(10000) %}" + "y" * 1000 + "{% endfor %}{% endset %}",
         "8 x " + SIZE,
-    ),  # fmt: skip
+    ),
     (
         "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% else %}{{ 'a' * 1000 }}"
         "{% endif %}{% endmacro %}{{ m(30) }}",
         SIZE,
-    ),  # fmt: skip
+    ),
     # string methods and formats
     ("{{ 'a'.ljust(10**9) }}", SIZE),
     ("{{ 'a'.encode().center(10**9) }}", SIZE),
@@ -169,7 +170,7 @@ def test_the_size_limit_follows_the_policy(ctx: dict[str, Any]) -> None:
     small = TemplateLimits(timeout_seconds=10.0, max_output_bytes=2048)
     with template_limits(small):
         for template in ("{{ ['a' * 100] * 30 }}", "{{ 'a'.ljust(3000) }}", "{{ [1] * 1000 }}"):
-            with pytest.raises(PermanentNodeError, match="2048 bytes, templates.max_output"):
+            with pytest.raises(PermanentNodeError, match=r"2048 bytes, templates\.max_output"):
                 render_value(template, ctx)
         assert render_value("{{ ['a' * 100] * 10 }}", ctx) == ["a" * 100] * 10
 
@@ -214,7 +215,7 @@ def test_the_size_limit_follows_the_policy(ctx: dict[str, Any]) -> None:
             "{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = ns.x + [i] %}"
             "{% endfor %}{{ ns.x | length }}",
             "1000",
-        ),  # fmt: skip
+        ),
         ("{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(1) ~ m(2) }}", "<1><2>"),
         ("{% set t %}{{ 'a' * 3 }}b{% endset %}{{ t }}", "aaab"),
     ],
@@ -253,5 +254,5 @@ def test_nothing_is_computed_at_compile_time() -> None:
 def test_a_lazy_result_is_collected_within_the_limit() -> None:
     ctx = build_context({}, {})
     assert render_value("{{ range(3) | map('string') }}", ctx) == ["0", "1", "2"]
-    with pytest.raises(PermanentNodeError, match=SIZE):
+    with pytest.raises(PermanentNodeError, match=re.escape(SIZE)):
         render_value("{{ range(10000) | map('center', 200) }}", ctx)
