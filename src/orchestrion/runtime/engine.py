@@ -69,7 +69,11 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.creation import ExecutionCreator
-from orchestrion.runtime.gc_tuning import freeze_startup_objects
+from orchestrion.runtime.gc_tuning import (
+    LARGE_DEFINITION_NODES,
+    freeze_large,
+    freeze_startup_objects,
+)
 from orchestrion.runtime.ids import new_event_id
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
@@ -408,7 +412,7 @@ class Engine:
             )
         self._check_code_policy(loaded.spec)
         spec = loaded.spec
-        content_hash = await _off_loop(spec, _content_hash, spec)
+        content_hash = await _off_loop(spec, self.settings.gc_freeze, _content_hash, spec)
         version = spec.version
         if version is None:
             existing = await self.store.find_definition_by_hash(spec.name, content_hash)
@@ -416,7 +420,7 @@ class Engine:
                 return existing
             version = await self.store.next_version(spec.name)
             spec = spec.model_copy(update={"version": version})
-        dumped = await _off_loop(spec, spec.model_dump, mode="json")
+        dumped = await _off_loop(spec, self.settings.gc_freeze, spec.model_dump, mode="json")
         record = DefinitionRecord(
             id=str(uuid.uuid4()),
             name=spec.name,
@@ -431,8 +435,10 @@ class Engine:
         )
         stored = await self.store.put_definition(record)
         if stored.id == record.id:
-            compiled = await _off_loop(spec, CompiledWorkflow.build, stored.id, spec)
-            self._compiled[stored.id] = compiled
+            compiled = await _off_loop(
+                spec, self.settings.gc_freeze, CompiledWorkflow.build, stored.id, spec
+            )
+            self._cache_compiled(stored.id, compiled)
         self._definitions[stored.id] = stored
         return stored
 
@@ -440,6 +446,9 @@ class Engine:
     def definition_limits(self) -> DefinitionLimits:
         """The size limits of definitions in force (the policy's ``definitions`` section)."""
         return self.governance.policy.definitions.limits()
+
+    def _cache_compiled(self, definition_id: str, compiled: CompiledWorkflow) -> None:
+        self._compiled[definition_id] = compiled
 
     def _check_limits(self, record: DefinitionRecord) -> None:
         # Stored under other limits, perhaps: a re-run or a child run obeys today's.
@@ -451,8 +460,10 @@ class Engine:
         if compiled is None:
             record = await self._definition(definition_id)
             self._check_limits(record)
-            compiled = await _off_loop(record.spec, _compile_stored, definition_id, record.spec)
-            self._compiled[definition_id] = compiled
+            compiled = await _off_loop(
+                record.spec, self.settings.gc_freeze, _compile_stored, definition_id, record.spec
+            )
+            self._cache_compiled(definition_id, compiled)
         return compiled
 
     async def _definition(self, definition_id: str) -> DefinitionRecord:
@@ -1440,7 +1451,7 @@ class Engine:
 
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the
 # event loop (health checks, other requests) is never held for long by one definition.
-_THREAD_ABOVE_NODES = 200
+_THREAD_ABOVE_NODES = LARGE_DEFINITION_NODES
 
 
 def _node_count(spec: WorkflowSpec | dict[str, Any]) -> int:
@@ -1457,14 +1468,28 @@ _R = TypeVar("_R")
 
 async def _off_loop(
     spec: WorkflowSpec | dict[str, Any],
+    freeze: bool,
     work: Callable[_P, _R],
     *args: _P.args,
     **kwargs: _P.kwargs,
 ) -> _R:
-    """``work(...)`` in a worker thread when ``spec`` is large, else here."""
-    if _node_count(spec) > _THREAD_ABOVE_NODES:
-        return await asyncio.to_thread(work, *args, **kwargs)
-    return work(*args, **kwargs)
+    """``work(...)`` in a worker thread when ``spec`` is large, else here; ``freeze``: then
+    freeze what the collector tracks (the results are kept as long as the engine runs)."""
+    nodes = _node_count(spec)
+    if nodes <= _THREAD_ABOVE_NODES:
+        return work(*args, **kwargs)
+
+    def paused() -> _R:
+        # A collection holds the GIL, so the event loop would wait for it as if it ran
+        # there: none runs meanwhile, and what was made is frozen before one can (gc_tuning).
+        from orchestrion.definition.validate import gc_paused
+
+        with gc_paused():
+            result = work(*args, **kwargs)
+            freeze_large(nodes, freeze)
+            return result
+
+    return await asyncio.to_thread(paused)
 
 
 def _content_hash(spec: WorkflowSpec) -> str:

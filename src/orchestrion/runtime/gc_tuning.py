@@ -10,13 +10,24 @@ to start moves them to the permanent generation (``gc.freeze``): later passes vi
 what was made since. Cyclic garbage alive at that moment is never collected; that is a little
 start-up debris, once. ``ORCHESTRION_GC_FREEZE=false`` leaves the collector alone (for
 embedders who tune it themselves).
+
+A large workflow definition is the same case again: an engine keeps each definition it has
+compiled for as long as it runs, and the hundreds of thousands of objects of a 10,000-node
+one made every later full pass cost a few hundred milliseconds on the event loop. Once such a
+definition is loaded (it is kept, or freed by reference counting: it holds no cycles) and
+again once it is compiled and cached, ``freeze_large`` moves it, and whatever else is alive
+then, to the permanent generation as well; cyclic garbage alive at that moment is never
+collected, a little in-flight debris per large definition.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["freeze_startup_objects"]
+__all__ = ["LARGE_DEFINITION_NODES", "freeze_large", "freeze_startup_objects"]
+
+LARGE_DEFINITION_NODES = 200
+"""A definition with more nodes is large: loaded and compiled off the event loop, frozen."""
 
 _done = False
 
@@ -29,3 +40,10 @@ def freeze_startup_objects() -> bool:
     _done = True
     gc.freeze()
     return True
+
+
+def freeze_large(nodes: int, enabled: bool = True) -> None:
+    """Freeze what the garbage collector tracks now if a definition of ``nodes`` nodes is
+    large (and freezing is ``enabled``: the ``gc_freeze`` setting)."""
+    if enabled and nodes > LARGE_DEFINITION_NODES:
+        gc.freeze()

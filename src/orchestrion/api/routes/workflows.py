@@ -32,8 +32,10 @@ from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
+from orchestrion.definition.validate import gc_paused
 from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
 from orchestrion.governance import enforce
+from orchestrion.runtime.gc_tuning import freeze_large
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 
@@ -92,13 +94,18 @@ def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
     # The policy applies while validating: a python function outside the allowlist is
     # refused before its module is ever imported.
     context = enforce.validation_context(ctx.engine.governance)
-    return load_definition(
-        text,
-        fmt=fmt,
-        registry=ctx.engine.registry,
-        context=context,
-        limits=ctx.engine.definition_limits,
-    )
+    with gc_paused():
+        loaded = load_definition(
+            text,
+            fmt=fmt,
+            registry=ctx.engine.registry,
+            context=context,
+            limits=ctx.engine.definition_limits,
+        )
+        # Frozen before the collector runs again: a pass over its many objects would hold
+        # the event loop (see gc_tuning).
+        freeze_large(len(loaded.spec.dag.nodes), ctx.engine.settings.gc_freeze)
+    return loaded
 
 
 async def _definition_body(request: Request, limit: int) -> bytes:
