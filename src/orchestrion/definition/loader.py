@@ -131,7 +131,11 @@ def _load(
         raise DefinitionError(issues, label)  # unknown format: nothing else to check
     too_large = check_shape(conversion.data, limits)
     if too_large:
-        located_limits = [locator.canonical(i, index, path) for i, index, path in too_large]
+        # Too many nodes: no line to show, and finding lines would parse the text again.
+        located_limits = [
+            issue if index is None else locator.canonical(issue, index, path)
+            for issue, index, path in too_large
+        ]
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
     # Past max_problems issues are only counted; locating one may parse the text again.
