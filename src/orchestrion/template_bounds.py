@@ -147,8 +147,14 @@ def check_int(value: Any, what: str = "an integer") -> None:
 def measure(value: Any, what: str = "a value") -> Measure:
     """``value``'s measure; raises once it is over the size or depth limit (so the walk
     stops early: at most about ``max_bytes / 3`` elements are visited)."""
-    budget = _budget()
-    return _Walk(budget, what).measure(value, 0)
+    kind = type(value)
+    if kind is str or kind is bytes:  # the common cases, without a walk
+        return Measure(len(value), 0, 1)
+    if kind is int:
+        return Measure(_int_digits(value), 0, 1)
+    if kind is float or kind is bool or value is None:
+        return _SCALAR
+    return _Walk(_budget(), what).measure(value, 0)
 
 
 class _Walk:
@@ -279,8 +285,11 @@ def collect(iterable: Iterable[Any], what: str) -> list[Any]:
     return remember(items, size, depth + 1, count, what)  # type: ignore[no-any-return]
 
 
+_PLAIN = frozenset({str, bytes, int, float, bool, list, tuple, dict, type(None)})
+
+
 def is_iterator(value: Any) -> bool:
-    return isinstance(value, Iterator)
+    return type(value) not in _PLAIN and isinstance(value, Iterator)
 
 
 # --------------------------------------------------------------------------- operators
@@ -460,7 +469,7 @@ def before_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 def emit(value: Any) -> None:
     """Count a value a render writes out (buffers included); refuse one over the limit."""
-    size = measure(value, "an output value").size
+    size = len(value) if type(value) is str else measure(value, "an output value").size
     if size > max_size():
         raise too_large("an output value", size)
     emit_text(size)
@@ -468,7 +477,9 @@ def emit(value: Any) -> None:
 
 def emit_text(size: int) -> None:
     """Count ``size`` bytes of text a render writes out, buffers included."""
-    budget = _budget()
+    budget = BUDGET.get()
+    if budget is None:
+        return  # outside a render: nothing accumulates
     budget.emitted += size
     if budget.emitted > EMITTED_FACTOR * budget.max_bytes:
         raise SecurityError(

@@ -11,7 +11,7 @@ import functools
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from functools import lru_cache
 from typing import Any, cast
 
@@ -268,6 +268,7 @@ def _striptags(value: Any) -> str:
 # one call stays well under the time limit, which is checked between calls.
 _SLOW_FILTER_INPUT = 100_000
 _SLOW_FILTER_ITEMS = 10_000
+_MANY = 100_000  # items for sort, dictsort, groupby, unique, min and max
 
 
 def _slow_input(name: str, size: int) -> SecurityError:
@@ -285,6 +286,18 @@ def _before_slow(name: str) -> Callable[..., None]:
         size = _text_size(value)
         if size is not None and size > _SLOW_FILTER_INPUT:
             raise _slow_input(name, size)
+
+    return before
+
+
+def _before_many(name: str) -> Callable[..., None]:
+    # Sorting and grouping call back into Python for every item, in one call the time limit
+    # cannot interrupt: a node output of millions of items must not reach them whole.
+    def before(value: Any = (), *_: Any, **__: Any) -> None:
+        if isinstance(value, Sized) and not isinstance(value, str) and len(value) > _MANY:
+            raise SecurityError(
+                f"{name} takes at most {_MANY} items, got {len(value)} (a template limit)"
+            )
 
     return before
 
@@ -393,6 +406,12 @@ def _before_replace(
 
 _BEFORE: dict[str, Callable[..., None]] = {
     "batch": _before_fill("|batch"),
+    "dictsort": _before_many("|dictsort"),
+    "groupby": _before_many("|groupby"),
+    "max": _before_many("|max"),
+    "min": _before_many("|min"),
+    "sort": _before_many("|sort"),
+    "unique": _before_many("|unique"),
     "center": _before_center,
     "format": _before_format,
     "indent": _before_indent,

@@ -30,6 +30,7 @@ def ctx() -> dict[str, Any]:
             "s": "x" * 900_000,
             "lines": "a\n" * 200_000,
             "parts": [["x" * 600_000], ["y" * 600_000]],
+            "many": list(range(200_000)),
         },
         {"fetch": {"items": list(range(100)), "text": "hello world"}},
     )
@@ -156,6 +157,10 @@ BOMBS: list[tuple[str, str]] = [
     ("{{ input.s | title }}", SLOW),
     ("{{ input.s | urlencode }}", SLOW),
     ("{{ ('<a>' * 200000) | striptags }}", SLOW),
+    ("{{ input.many | sort | first }}", "at most 100000 items"),
+    ("{{ input.many | unique | list | length }}", "at most 100000 items"),
+    ("{{ input.many | max }}", "at most 100000 items"),
+    ("{{ input.many | groupby('x') | list }}", "at most 100000 items"),
     ("{{ range(10000) | list | pprint }}", "at most 10000 values"),
     ("{{ ([1] * 20000) | pprint }}", "at most 10000 values"),
 ]
