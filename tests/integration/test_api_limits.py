@@ -101,3 +101,16 @@ async def test_a_stored_definition_obeys_the_limits_in_force(tmp_path: Path) -> 
         assert [item["execution_id"] for item in listed.json()["items"]] == [execution_id]
         response = await api.client.post("/v1/workflow", json=_workflow(_chain(100)))
         assert "limit of 4096 bytes" in assert_problem(response, 413)["detail"]
+
+
+async def test_unknown_override_nodes_are_truncated_too(tmp_path: Path) -> None:
+    async with serving(tmp_path) as api:
+        execution_id = await api.submit(_workflow(_chain(2)))
+        overrides = {f"ghost{i}": {"value": 1} for i in range(50_000)}
+        response = await api.client.post(
+            f"/v1/workflow/trigger/{execution_id}", json={"node_overrides": overrides}
+        )
+        problem = assert_problem(response, 422)
+        assert len(problem["errors"]) == 101
+        assert problem["errors"][-1]["message"].startswith("49900 more problems not listed")
+        assert len(response.content) < 40_000

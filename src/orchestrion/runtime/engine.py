@@ -47,7 +47,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.core.machine import ExecutionMachine, NodeRun, Step
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.definition.limits import DefinitionLimits, check_stored
+from orchestrion.definition.limits import DefinitionLimits, check_stored, truncated
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.dispatch.base import Dispatcher, TaskMessage
 from orchestrion.errors import (
@@ -516,7 +516,9 @@ class Engine:
         compiled = await self._compiled_for(record.definition_id)
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = check_inputs(compiled.plan.spec, merged)
-        record.overrides = check_overrides(compiled, overrides or {})
+        record.overrides = check_overrides(
+            compiled, overrides or {}, self.definition_limits.max_problems
+        )
         trust = stricter(record.trust, process_trust(self.governance))
         self._check_code_policy(compiled.plan.spec, trust, record.overrides)
         if self._drives:
@@ -549,7 +551,8 @@ class Engine:
 
         issues = code_issues(spec, self.registry, allowlist, overrides)
         if issues:
-            raise DefinitionError(issues, source="governance policy")
+            limit = self.definition_limits.max_problems
+            raise DefinitionError(truncated(issues, limit), source="governance policy")
 
     async def _begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
         """Make ``record`` live and commit its start (the execution is owned by us); or, when
@@ -600,7 +603,9 @@ class Engine:
             status=ExecutionStatus.PENDING,
             created_at=now,
             inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
-            overrides=check_overrides(compiled, overrides or {}),
+            overrides=check_overrides(
+                compiled, overrides or {}, self.definition_limits.max_problems
+            ),
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or execution_id,
             owner=self.owner if self._drives else None,

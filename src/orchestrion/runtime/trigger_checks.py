@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.runtime.compiled import CompiledWorkflow
@@ -58,7 +59,9 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_overrides(
-    compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]]
+    compiled: CompiledWorkflow,
+    overrides: dict[str, dict[str, Any]],
+    max_problems: int = DEFAULT_LIMITS.max_problems,
 ) -> dict[str, dict[str, Any]]:
     issues = []
     for node_id, patch in overrides.items():
@@ -81,5 +84,6 @@ def check_overrides(
                 )
             )
     if issues:
-        raise DefinitionError(issues, source="node overrides")
+        # A body of a hundred thousand unknown node ids must not become a 30 MB answer.
+        raise DefinitionError(truncated(issues, max_problems), source="node overrides")
     return overrides
