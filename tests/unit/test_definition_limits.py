@@ -4,6 +4,7 @@ cost, with a problem naming the limit (and the node), and answers stay short."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,17 @@ async def test_a_large_definition_is_compiled_off_the_event_loop(tmp_path: Path)
         stored = await engine.submit(_workflow(nodes))
         result = await engine.settle((await engine.start_execution(stored)).id)
         assert result.ok
+
+
+def test_yaml_aliases_are_walked_once_for_depth() -> None:
+    # Each level refers to the previous one ten times: 10**6 paths, 7 distinct values.
+    lines = ["a0: &a0 [x]"]
+    for level in range(1, 7):
+        refs = ", ".join([f"*a{level - 1}"] * 10)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    lines.append("name: w\ndag: {nodes: [{id: n, handler: noop, config: {value: *a6}}]}")
+    started = time.monotonic()
+    with pytest.raises(DefinitionError) as info:  # noop has no such key; no limit is broken
+        load_definition("\n".join(lines) + "\n")
+    assert time.monotonic() - started < 5
+    assert all(issue.code != "limit_exceeded" for issue in info.value.issues)

@@ -77,6 +77,8 @@ def check_depth(data: Any, limits: DefinitionLimits) -> DefinitionIssue | None:
     """
     limit = limits.max_nesting_depth
     stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(data, 1, ())]
+    # A value shared by YAML aliases is walked again only when reached deeper than before.
+    reached: dict[int, int] = {}
     while stack:
         value, depth, path = stack.pop()
         if isinstance(value, Mapping):
@@ -85,6 +87,9 @@ def check_depth(data: Any, limits: DefinitionLimits) -> DefinitionIssue | None:
             children = enumerate(value)
         else:
             continue
+        if reached.get(id(value), 0) >= depth:
+            continue
+        reached[id(value)] = depth
         if depth > limit:
             where = _format(path)
             return _limit_issue(
