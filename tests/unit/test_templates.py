@@ -413,3 +413,32 @@ def test_a_plain_output_path_reads_what_the_sandbox_reads(
     finally:
         templates._output_path = original
     assert repr(fast) == repr(slow)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ a.output }}",
+        "{{ nodes.x.output }}",
+        "{{ input.output.x }}",
+        "{{ input.x }}",
+        "{{ a }}",
+        "{{- a.output.b -}}",
+        "  {{ fetch.output.items }} ",
+        "{{ nodes }}",
+        "{{ input.output }}",
+        "{{ none }}",
+        "{{ true }}",
+        "{{ loop.index }}",
+        "{{ a.output.if }}",
+        "{{ a.output.b }}{{ c }}",
+        "{{ a.output['b'] }}",
+        "{{ a.output.b | upper }}",
+    ],
+)
+def test_a_plain_reference_is_analysed_as_jinja_would(source: str) -> None:
+    """Plain ``{{ node.output.a }}`` references skip Jinja's analysis (thousands of them in
+    a large definition): the result is the same."""
+    from orchestrion import template_sandbox
+
+    assert template_info(source) == template_sandbox.analyse(source)
