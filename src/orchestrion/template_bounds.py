@@ -16,7 +16,8 @@ text per level. So every operation the sandbox sees is priced from its operands 
 - text produced in all, buffered text of ``{% set %}`` blocks and macros included, at most
   ``EMITTED_FACTOR`` times ``templates.max_output_bytes``.
 
-A value a template only reads (a node output, an input) is not limited; a copy of it is.
+A value a template only reads (a node output, an input) is not limited; a value built from
+it (a copy, a list or mapping holding it) is.
 Every check raises ``SecurityError`` with a message that names the limit.
 """
 
