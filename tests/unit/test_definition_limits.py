@@ -4,6 +4,7 @@ cost, with a problem naming the limit (and the node), and answers stay short."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from orchestrion.errors import DefinitionError
 from orchestrion.governance.policy import GovernancePolicy, load_policy
 from orchestrion.governance.runtime import Governance
 from orchestrion.runtime.engine import Engine
+from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter
 
 
@@ -218,14 +220,31 @@ async def test_engine_submit_applies_its_policy(tmp_path: Path) -> None:
     assert "definitions.max_nodes" in info.value.issues[0].message
 
 
-async def test_a_large_definition_is_compiled_off_the_event_loop(tmp_path: Path) -> None:
-    async with Engine(f"sqlite:///{tmp_path / 'e.db'}") as engine:
+async def test_a_large_definition_is_compiled_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrion.runtime import compiled as compiled_module
+
+    threads: list[str] = []
+    build = compiled_module.CompiledWorkflow.build
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(compiled_module.CompiledWorkflow, "build", recording)
+    settings = load_settings(gc_freeze=False)  # no freezing of this test process's objects
+    async with Engine(f"sqlite:///{tmp_path / 'e.db'}", settings=settings) as engine:
+        small = await engine.submit(_workflow(_nodes(3)))
         nodes = _nodes(5_000)
         for i in range(1, len(nodes)):
             nodes[i]["dependencies"] = [f"n{i - 1}"]
         stored = await engine.submit(_workflow(nodes))
         result = await engine.settle((await engine.start_execution(stored)).id)
-        assert result.ok
+        assert result.ok and small.id != stored.id
+    main = threading.current_thread().name
+    assert threads[0] == main  # three nodes: compiled in place
+    assert threads[1] != main  # five thousand: in a worker thread
 
 
 def test_yaml_aliases_are_walked_once_for_depth() -> None:
