@@ -64,8 +64,10 @@ def test_steady_writes_cannot_make_the_wal_grow_without_end(tmp_path: Path) -> N
         for i in range(4000):
             conn.execute("INSERT INTO t VALUES (?, ?)", (i, pad))
             checkpointer.committed(conn)
-        # Unbounded, the WAL would hold every one of the 4,000 or so pages written.
-        assert _wal_pages(path) < 1500
+        # Unbounded, the WAL would hold every one of the 4,000 or so pages written. How far
+        # below that it stays depends on how often the thread gets the GIL: on a loaded
+        # machine it was seen at 1,503 pages.
+        assert _wal_pages(path) < 2500
     finally:
         checkpointer.close()
         conn.close()
