@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from functools import lru_cache
@@ -24,7 +25,7 @@ from jinja2 import (
     pass_context,
     pass_environment,
 )
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -53,6 +54,7 @@ from orchestrion.template_bounds import (
     tick,
     too_large,
 )
+from orchestrion.template_secrets import secret_use
 from orchestrion.templates import (
     _LIMITS,
     _MAX_SOURCE_IN_MESSAGE,
@@ -623,6 +625,20 @@ def _shorten(source: str) -> str:
     return source[: _MAX_SOURCE_IN_MESSAGE - 3] + "..."
 
 
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _quotes_only_source(exc: Exception, source: str) -> bool:
+    """Whether ``exc``'s message quotes nothing but names written in the template (a missing
+    ``secrets.NAME``) and type names (``'str object'``): no value computed while rendering."""
+    if isinstance(exc, TemplateSyntaxError):
+        return True
+    if not isinstance(exc, UndefinedError):
+        return False
+    quoted = _QUOTED.findall(exc.message or "")
+    return all(part in source or part.endswith(" object") for part in quoted)
+
+
 def _template_failure(
     source: str, exc: Exception, context: Mapping[str, Any]
 ) -> PermanentNodeError:
@@ -634,6 +650,10 @@ def _template_failure(
         detail = f"{type(exc).__name__}: {exc}"
     secrets = context.get("secrets")
     if isinstance(secrets, _Secrets):
+        if secret_use(source).reads and not _quotes_only_source(exc, source):
+            # The message may quote a value made from a secret (reversed, sliced, cased):
+            # only its kind is told.
+            detail = f"{type(exc).__name__} (message withheld: the template reads secrets)"
         for value in secrets.values_to_hide():
             detail = detail.replace(value, "***")
     return PermanentNodeError(

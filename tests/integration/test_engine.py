@@ -433,23 +433,18 @@ async def test_restart_starts_an_execution_whose_start_was_cut_off(tmp_path: Pat
     assert CALLS == {"only": 1}
 
 
-async def test_secrets_render_but_never_reach_the_store(
+async def test_a_secret_outside_a_request_field_is_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A noop's value is its output: a secret there would be stored (tests/integration/
+    # test_secret_flow.py covers every field and transform).
     monkeypatch.setenv("ORCHESTRION_SECRET_API_TOKEN", "s3cr3t-value-123")
     db = tmp_path / "secrets.db"
+    node = {"id": "echo", "handler": "noop", "config": {"value": "{{ secrets.API_TOKEN }}"}}
     async with Engine(f"sqlite:///{db}") as engine:
-        result = await engine.run(
-            flow(
-                {
-                    "id": "echo",
-                    "handler": "noop",
-                    "config": {"value": "Bearer {{ secrets.API_TOKEN }}"},
-                }
-            )
-        )
-    assert result.ok
-    assert result.nodes["echo"].output == "Bearer ***"
+        with pytest.raises(DefinitionError) as info:
+            await engine.run(flow(node))
+    assert [(i.node, i.field) for i in info.value.issues] == [("echo", "config.value")]
     for path in tmp_path.iterdir():
         assert b"s3cr3t-value-123" not in path.read_bytes()
 
@@ -459,8 +454,11 @@ async def test_missing_secret_fails_the_node_naming_it(engine: Engine) -> None:
         flow(
             {
                 "id": "n",
-                "handler": "noop",
-                "config": {"value": "{{ secrets.NOPE }}"},
+                "handler": "http",
+                "config": {
+                    "url": "http://127.0.0.1:9/",
+                    "headers": {"Authorization": "Bearer {{ secrets.NOPE }}"},
+                },
                 "retry": {"max_attempts": 1},
             }
         )

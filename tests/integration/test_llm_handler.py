@@ -13,8 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
+from orchestrion.governance.llm_providers import LlmProviders, Provider
+from orchestrion.governance.secret_routes import Routing
 from orchestrion.handlers.base import NodeContext, Resources
 from orchestrion.handlers.http import build_http_client
+from orchestrion.handlers.keys import ROUTING_KEY
 from orchestrion.handlers.llm import SPEC, LlmConfig
 
 KEY_ENV = "TEST_LLM_API_KEY"
@@ -121,6 +124,12 @@ def make_ctx(**overrides: Any) -> NodeContext:
     return NodeContext(**values)
 
 
+def local(url: str, *, trusted: bool = True, **extra: Any) -> Resources:
+    """Resources whose ``openai`` provider is the local server at ``url`` (key in KEY_ENV)."""
+    providers = LlmProviders({"openai": Provider("openai", url, KEY_ENV)}, trusted=trusted)
+    return Resources(extra={ROUTING_KEY: Routing(providers=providers), **extra})
+
+
 async def ask(config: dict[str, Any], **ctx: Any) -> dict[str, Any]:
     result: dict[str, Any] = await SPEC.run(make_ctx(**ctx), LlmConfig.model_validate(config))
     return result
@@ -208,7 +217,8 @@ async def test_openai_request_and_response(
             "max_tokens": 50,
             "base_url": fake.url + "/",
             "api_key_env": KEY_ENV,
-        }
+        },
+        resources=local(fake.url),
     )
     request = fake.requests[0]
     assert request["path"] == "/v1/chat/completions"
@@ -254,7 +264,10 @@ async def test_openai_500_is_transient_and_hides_the_key(
     monkeypatch.setenv(KEY_ENV, KEY)
     fake.status = 500
     with pytest.raises(TransientNodeError) as info:
-        await ask({"prompt": "hi", "base_url": fake.url, "api_key_env": KEY_ENV})
+        await ask(
+            {"prompt": "hi", "base_url": fake.url, "api_key_env": KEY_ENV},
+            resources=local(fake.url),
+        )
     assert info.value.category == "http_5xx"
     assert f"POST {fake.url}/chat/completions returned 500" in str(info.value)
     assert KEY not in str(info.value)
@@ -269,11 +282,11 @@ async def test_openai_429_transient_401_permanent(
     config = {"prompt": "hi", "base_url": fake.url, "api_key_env": KEY_ENV}
     fake.status = 429
     with pytest.raises(TransientNodeError) as transient:
-        await ask(config)
+        await ask(config, resources=local(fake.url))
     assert transient.value.category == "rate_limited"
     fake.status = 401
     with pytest.raises(PermanentNodeError) as permanent:
-        await ask(config)
+        await ask(config, resources=local(fake.url))
     assert permanent.value.category == "http_4xx"
     assert KEY not in str(permanent.value)
 
@@ -284,7 +297,7 @@ async def test_openai_unexpected_body_is_permanent(
     monkeypatch.setenv(KEY_ENV, KEY)
     fake.reply = {"choices": []}
     with pytest.raises(PermanentNodeError) as info:
-        await ask({"prompt": "hi", "base_url": fake.url, "api_key_env": KEY_ENV})
+        await ask({"prompt": "hi", "provider": "openai"}, resources=local(fake.url))
     assert info.value.category == "bad_response"
 
 
@@ -294,9 +307,7 @@ async def test_openai_connection_refused_is_transient(monkeypatch: pytest.Monkey
     port = httpd.server_address[1]
     httpd.server_close()
     with pytest.raises(TransientNodeError) as info:
-        await ask(
-            {"prompt": "hi", "base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": KEY_ENV}
-        )
+        await ask({"prompt": "hi"}, resources=local(f"http://127.0.0.1:{port}/v1"))
     assert info.value.category == "connection"
     assert KEY not in str(info.value)
 
@@ -318,8 +329,8 @@ async def test_url_guard_applies_to_the_provider_url(
 
     with pytest.raises(PolicyViolation):
         await ask(
-            {"prompt": "hi", "base_url": fake.url, "api_key_env": KEY_ENV},
-            resources=Resources(extra={"url_guard": guard}),
+            {"prompt": "hi", "provider": "openai"},
+            resources=local(fake.url, url_guard=guard),
         )
     assert fake.requests == []
 
@@ -330,7 +341,7 @@ async def test_url_guard_applies_to_the_provider_url(
         ({}, "either 'prompt' or 'messages'"),
         ({"prompt": "x", "temperature": 3}, "temperature"),
         ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-        ({"prompt": "x", "provider": "anthropic"}, "provider"),
+        ({"prompt": "x", "provider": "no such"}, "provider"),
         ({"prompt": "x", "api_key_env": "DATABASE_PASSWORD"}, "api_key_env"),
         ({"prompt": "x", "top_k": 3}, "top_k"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "role"),

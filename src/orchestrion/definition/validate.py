@@ -2,8 +2,9 @@
 
 Checks: duplicate ids, reserved ids, unknown / self / repeated dependencies, cycles (with the
 path of one cycle), unknown handlers (with close matches), handler config against the
-handler's ``config_model``, template syntax, template names, and template references to nodes
-that are not ancestors (for ``config``, ``when`` and ``compensate.config``).
+handler's ``config_model``, template syntax, template names, template references to nodes
+that are not ancestors (for ``config``, ``when`` and ``compensate.config``), and where secrets
+and provider credentials may flow (``governance/secret_flow.py``).
 
 Every problem is reported, not just the first. Issues carry the node index and the path inside
 the node, so the loader can point at the source line.
@@ -24,8 +25,11 @@ from pydantic_core import ErrorDetails
 
 from orchestrion.core.plan import BRANCHING_HANDLER
 from orchestrion.definition.model import NodeSpec, WorkflowSpec
-from orchestrion.errors import DefinitionIssue
+from orchestrion.errors import DefinitionIssue, HandlerNotFound
+from orchestrion.governance.secret_flow import node_issues
+from orchestrion.governance.secret_routes import Routing
 from orchestrion.handlers.base import HandlerSpec
+from orchestrion.handlers.keys import ROUTING_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates import RESERVED_NAMES, expression_source, is_template, template_info
 
@@ -49,6 +53,7 @@ _MAX_NAMED_REPEATS = 5  # a node's repeated dependencies named in its one issue
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 # `input` may name a node (reference 001 does): templates reach it as `input.output`.
 _RESERVED_IDS = RESERVED_NAMES - {"input"}
+_TRUSTED = Routing()  # no policy given: one's own definition, the shipped default policy
 
 
 @contextmanager
@@ -398,6 +403,42 @@ class _Checker:
                 node.compensate.config, ("compensate", "config"), comp_raw
             ):
                 self._template(i, path, source, compensation=True)
+        self._secret_flow(i, node)
+
+    def _secret_flow(self, i: int, node: NodeSpec) -> None:
+        """Secrets only in request fields, sent where the policy allows; no credential
+        paired with a node's own endpoint."""
+        routing = self.context.get(ROUTING_KEY) if self.context is not None else None
+        if not isinstance(routing, Routing):
+            routing = _TRUSTED
+        found = node_issues(
+            self._canonical(node.handler),
+            node.config,
+            routing,
+            when=node.when,
+            canonical=self._canonical,
+        )
+        if node.compensate is not None:
+            found += node_issues(
+                self._canonical(node.compensate.handler),
+                node.compensate.config,
+                routing,
+                path=("compensate", "config"),
+                canonical=self._canonical,
+            )
+        for issue in found:
+            self._add(issue.message, i, issue.path, issue.code)
+
+    def _canonical(self, name: Any) -> str | None:
+        if not isinstance(name, str):
+            return None
+        known = self.handlers.get(name)
+        if known is not None:
+            return known.name
+        try:
+            return self.registry.canonical_name(name)
+        except HandlerNotFound:
+            return None
 
     def _branches(self, i: int, node: NodeSpec) -> None:
         """A condition node may only choose among its own children; its cases are templates."""

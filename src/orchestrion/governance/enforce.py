@@ -11,6 +11,9 @@ engine's in-process workers, a scale-out worker) with what handlers consult befo
 - ``python_allowlist``: the modules the python handler may import from (``None``: trusted);
 - ``untrusted_python_allowlist``: the allowlist of untrusted work, which a trusted process
   applies to each attempt of an untrusted execution (``governance/trust.py``);
+- ``secret_routing``: the llm providers and where each secret may be sent, with the trust of
+  the process (``governance/secret_routes.py``), for the llm and http handlers and the
+  executor's check of where secrets flow;
 - ``template_limits``: the time and size limits of every template render of an attempt.
 """
 
@@ -18,12 +21,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrion.governance.llm_providers import LlmProviders
 from orchestrion.governance.runtime import Governance
+from orchestrion.governance.secret_routes import Routing
 from orchestrion.governance.trust import UNTRUSTED_ALLOWLIST_KEY
-from orchestrion.handlers.keys import ALLOWLIST_KEY, LLM_POLICY_KEY, URL_GUARD_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY, LLM_POLICY_KEY, ROUTING_KEY, URL_GUARD_KEY
 from orchestrion.templates import LIMITS_KEY, TemplateLimits
 
-__all__ = ["install", "template_limits_of", "validation_context"]
+__all__ = ["install", "routing_of", "template_limits_of", "validation_context"]
+
+
+def routing_of(governance: Governance) -> Routing:
+    """The providers and secret destinations of the policy, for ``governance``'s trust."""
+    policy = governance.policy
+    providers = LlmProviders.from_sections(policy.llm.providers, trusted=governance.trusted)
+    return Routing(policy.secrets, providers)
 
 
 def template_limits_of(governance: Governance) -> TemplateLimits:
@@ -38,9 +50,13 @@ def install(governance: Governance, extra: dict[str, Any]) -> None:
     extra[ALLOWLIST_KEY] = governance.python_allowlist
     extra[UNTRUSTED_ALLOWLIST_KEY] = governance.untrusted().python_allowlist
     extra[LIMITS_KEY] = template_limits_of(governance)
+    extra[ROUTING_KEY] = routing_of(governance)
 
 
-def validation_context(governance: Governance) -> dict[str, Any] | None:
-    """The pydantic validation context that applies the policy to node configs."""
+def validation_context(governance: Governance) -> dict[str, Any]:
+    """The validation context that applies the policy to node configs (``check_spec``)."""
+    context: dict[str, Any] = {ROUTING_KEY: routing_of(governance)}
     allowlist = governance.python_allowlist
-    return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
+    if allowlist is not None:
+        context[ALLOWLIST_KEY] = allowlist
+    return context

@@ -24,12 +24,15 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
+from orchestrion.governance.llm_providers import ProviderSection, check_provider_names
 from orchestrion.governance.masking import MASKING_ORDER, Masker
+from orchestrion.governance.secret_routes import SecretRouteSection
 from orchestrion.governance.ssrf import DEFAULT_DENY_HOSTS, DEFAULT_DENY_NETWORKS, UrlPolicy
 
 __all__ = ["DEFAULT_POLICY_FILE", "GovernancePolicy", "LoadedPolicy", "load_policy"]
@@ -121,6 +124,14 @@ class LlmSection(_Section):
     injection_patterns: list[str] = Field(default_factory=list)
     review_below_confidence: float | None = Field(default=None, ge=0, le=1)
     confidence_field: str | None = Field(default=None, min_length=1)
+    # name -> endpoint and credential (governance/llm_providers.py); openai/offline built in
+    providers: dict[str, ProviderSection] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderSection]) -> dict[str, ProviderSection]:
+        check_provider_names(value)
+        return value
 
     def policy(self) -> LlmPolicy:
         return LlmPolicy(
@@ -194,6 +205,8 @@ class GovernancePolicy(_Section):
     definitions: DefinitionSection = Field(default_factory=DefinitionSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
     required_headers: list[str] = Field(default_factory=list)
+    # secret name -> where it may be sent (governance/secret_routes.py)
+    secrets: dict[str, SecretRouteSection] = Field(default_factory=dict)
 
     @field_validator("masking")
     @classmethod
@@ -212,6 +225,18 @@ class GovernancePolicy(_Section):
     def _networks_parse(cls, value: HttpSection) -> HttpSection:
         value.policy()
         return value
+
+    @model_validator(mode="after")
+    def _secret_providers_exist(self) -> GovernancePolicy:
+        known = {"openai", *self.llm.providers}
+        for name, route in self.secrets.items():
+            for provider in route.providers:
+                if provider not in known:
+                    raise ValueError(
+                        f"secrets.{name}.providers: unknown llm provider {provider!r} "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+        return self
 
 
 @dataclass(frozen=True, slots=True)

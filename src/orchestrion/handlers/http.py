@@ -4,6 +4,10 @@ Failures are classified for the retry policy: connection problems, timeouts, 5xx
 are transient; other 4xx, bad URLs and unparseable bodies are permanent. Proxies come from the
 standard ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` variables (``trust_env=True``).
 
+A request whose headers, json or body carry secrets is checked at every hop, before the URL
+guard, against where the policy lets those secrets go (``governance/secret_routes.py``), and
+its errors never quote what was sent (an invalid header value is named by its kind only).
+
 Every request, and every redirect hop, first passes the optional URL guard found in
 ``ctx.resources.extra["url_guard"]`` (an ``async (url) -> None`` that raises to block); the
 governance layer installs its SSRF guard there. A client built with a ``url_policy`` also
@@ -26,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
+from orchestrion.governance.secret_routes import carrying_secrets, check_destination
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 from orchestrion.handlers.keys import URL_GUARD_KEY
@@ -264,6 +269,14 @@ def _cause(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _request_cause(exc: BaseException) -> str:
+    """The cause of an error about the request itself; such messages quote what was sent
+    (h11's "Illegal header value b'...'"), so a request carrying secrets gets the kind only."""
+    if carrying_secrets():
+        return f"{type(exc).__name__}; details withheld: the request carries secrets"
+    return _cause(exc)
+
+
 def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeError:
     """Turn an httpx error (or ``httpx.InvalidURL``) into a classified node error."""
     import httpx
@@ -291,7 +304,11 @@ def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeEr
         )
     if isinstance(exc, httpx.NetworkError):
         return TransientNodeError(f"{where}: network error ({cause})", category="connection")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+    if isinstance(exc, httpx.LocalProtocolError):
+        return PermanentNodeError(
+            f"{where}: invalid request ({_request_cause(exc)})", category="config"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return PermanentNodeError(f"{where}: invalid request ({cause})", category="config")
     if isinstance(exc, httpx.DecodingError):
         return PermanentNodeError(
@@ -406,7 +423,8 @@ def _build_request(
         )
     except (httpx.InvalidURL, UnicodeEncodeError, TypeError, ValueError) as exc:
         raise PermanentNodeError(
-            f"{config.method} {display_url(config.url)} failed: invalid request ({_cause(exc)})",
+            f"{config.method} {display_url(config.url)} failed: invalid request "
+            f"({_request_cause(exc)})",
             category="config",
         ) from exc
 
@@ -417,12 +435,16 @@ async def _exchange(
     import httpx
 
     guard = get_url_guard(ctx)
+    check_destination(config.url)
     if guard is not None:
         # Before the request is even built: a URL httpx cannot parse may still be one a
         # resolver reads as a forbidden address, and it is a policy matter, not a typo.
         await guard(config.url)
     request = _build_request(client, ctx, config)
     for hop in range(MAX_REDIRECTS + 1):
+        if hop:
+            # A redirect keeps custom headers (httpx drops only Authorization across hosts).
+            check_destination(str(request.url))
         if guard is not None and (hop or str(request.url) != config.url):
             await guard(str(request.url))
         try:

@@ -13,6 +13,7 @@ __all__ = [
     "LLM_GUARD_KEY",
     "LLM_POLICY_KEY",
     "PROGRESS_KEY",
+    "ROUTING_KEY",
     "URL_GUARD_KEY",
 ]
 
@@ -20,6 +21,8 @@ URL_GUARD_KEY = "url_guard"  # the SSRF guard (UrlPolicy) of the http and llm ha
 LLM_GUARD_KEY = "llm_guard"
 LLM_POLICY_KEY = "llm_policy"
 ALLOWLIST_KEY = "python_allowlist"  # modules the python handler may import from
+ROUTING_KEY = "secret_routing"
+"""The ``Routing`` (governance/secret_routes.py): llm providers, where secrets may go, trust."""
 PROGRESS_KEY = "progress"
 """``report(execution_id, node_id, counts)``: a map node's live per-item progress."""
 CHILD_STARTER_KEY = "child_starter"  # how a workflow node starts its child execution

@@ -1,14 +1,20 @@
 """The ``llm`` handler (aliases ``llm_service``, ``call_llm_service``): one chat completion.
 
-Providers: ``openai`` speaks the OpenAI-compatible ``POST {base_url}/chat/completions`` API
-(OpenAI, Azure-style gateways, vLLM, Ollama, LiteLLM...); ``offline`` answers deterministically
-without any network, so demos and tests need no key; ``auto`` picks ``openai`` when the API key
-variable is set, else ``offline``.
+Providers are the operator's (``governance/llm_providers.py``): each speaks the
+OpenAI-compatible ``POST {base_url}/chat/completions`` API (OpenAI, Azure-style gateways,
+vLLM, Ollama, LiteLLM...) with its own key from the environment. A node picks one by name
+(``provider: NAME``): ``openai`` (from ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` unless the
+policy defines it), the policy's ``llm.providers``, ``offline`` (answers deterministically
+without any network, so demos and tests need no key), or ``auto`` (``openai`` when its key is
+set, else ``offline``). A node's own ``base_url``/``api_key_env`` is refused in untrusted
+contexts; in trusted ones a key goes with it only to the origin of the provider it belongs
+to (``credential_problems``).
 
-The key is read from the environment variable named by ``api_key_env`` at call time; it is
-never logged and is scrubbed from error messages.
+The key is read from the environment at call time; it is never logged and is scrubbed from
+error messages.
 
-Governance hooks in ``ctx.resources.extra``: ``llm_policy`` (an ``LlmPolicy``) checks the
+Governance hooks in ``ctx.resources.extra``: ``secret_routing`` (a ``Routing``) holds the
+providers and the trust of the process; ``llm_policy`` (an ``LlmPolicy``) checks the
 model, ``max_tokens`` and every rendered message before any provider is called, and raises
 ``PolicyViolation`` (not retried); a node that does not set ``max_tokens`` gets the policy's
 cap. With a review threshold (the policy's ``review_below_confidence``, or the node's when
@@ -32,8 +38,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrion.errors import NodeError, PermanentNodeError
+from orchestrion.errors import NodeError, PermanentNodeError, PolicyViolation
 from orchestrion.governance.llm_policy import LlmPolicy
+from orchestrion.governance.llm_providers import DEFAULT_BASE_URL, Endpoint, LlmProviders, resolve
+from orchestrion.governance.secret_routes import Routing
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.http import (
     build_http_client,
@@ -43,7 +51,7 @@ from orchestrion.handlers.http import (
     status_error,
     transport_error,
 )
-from orchestrion.handlers.keys import LLM_GUARD_KEY, LLM_POLICY_KEY
+from orchestrion.handlers.keys import LLM_GUARD_KEY, LLM_POLICY_KEY, ROUTING_KEY
 
 if TYPE_CHECKING:
     import httpx
@@ -64,7 +72,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PROMPT_SHOWN = 200
 _EXCERPT_CHARS = 300
 
@@ -73,10 +80,6 @@ LlmGuard = Callable[[str, list[dict[str, str]]], Awaitable[None]]
 
 def _default_model() -> str:
     return os.environ.get("ORCHESTRION_LLM_MODEL") or DEFAULT_MODEL
-
-
-def _default_base_url() -> str:
-    return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
 
 
 class Message(BaseModel):
@@ -99,11 +102,11 @@ class LlmConfig(BaseModel):
     model: str = Field(default_factory=_default_model, min_length=1)
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=1000, ge=1)
-    provider: Literal["auto", "openai", "offline"] = "auto"
-    base_url: str = Field(default_factory=_default_base_url)
-    # Restricted to *API_KEY / *_TOKEN names so that a workflow cannot send an arbitrary
-    # environment variable (a database password, say) to a base_url of its choosing.
-    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$")
+    # A provider the operator configured (governance/llm_providers.py), offline or auto.
+    provider: str = Field(default="auto", min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    # Trusted contexts only, and a key goes with them only to its own provider's origin.
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$")
     timeout: float = Field(default=60.0, gt=0)
     # Governance: a node may ask for more review than the policy (never less), and name
     # the field of its JSON answer that carries the model's own confidence.
@@ -277,16 +280,22 @@ def _without_key(error: NodeError, key: str) -> NodeError:
 
 
 async def _openai_completion(
-    ctx: NodeContext, config: LlmConfig, messages: list[dict[str, str]]
+    ctx: NodeContext, config: LlmConfig, messages: list[dict[str, str]], endpoint: Endpoint
 ) -> dict[str, Any]:
-    key = os.environ.get(config.api_key_env, "")
-    if not key:
+    provider = endpoint.provider
+    key = provider.key()
+    if provider.api_key_env and not key:
         raise PermanentNodeError(
-            f"llm provider 'openai' needs an API key in the environment variable "
-            f"{config.api_key_env}",
+            f"llm provider '{provider.name}' needs an API key in the environment variable "
+            f"{provider.api_key_env}",
             category="config",
         )
-    url = config.base_url.rstrip("/") + "/chat/completions"
+    if provider.models and config.model not in provider.models:
+        raise PolicyViolation(
+            f"model {config.model!r} is not offered by provider '{provider.name}' "
+            f"(allowed: {', '.join(provider.models)})"
+        )
+    url = endpoint.url.rstrip("/") + "/chat/completions"
     guard = get_url_guard(ctx)
     if guard is not None:
         await guard(url)
@@ -296,7 +305,11 @@ async def _openai_completion(
         "temperature": config.temperature,
         "max_tokens": config.max_tokens,
     }
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": ctx.idempotency_key}
+    headers = {
+        **dict(provider.headers),
+        **provider.auth_headers(key),
+        "Idempotency-Key": ctx.idempotency_key,
+    }
     try:
         shared = ctx.resources.http_client()
         if shared is not None:
@@ -321,10 +334,22 @@ async def _openai_completion(
         ) from None
 
 
-def _provider(config: LlmConfig) -> Literal["openai", "offline"]:
-    if config.provider != "auto":
-        return config.provider
-    return "openai" if os.environ.get(config.api_key_env) else "offline"
+def _providers(ctx: NodeContext) -> LlmProviders:
+    routing = ctx.resources.extra.get(ROUTING_KEY)
+    return routing.providers if isinstance(routing, Routing) else _TRUSTED_PROVIDERS
+
+
+_TRUSTED_PROVIDERS = LlmProviders()  # no governance installed: one's own process
+
+
+def _endpoint(ctx: NodeContext, config: LlmConfig) -> Endpoint | None:
+    """Where the call goes; None for the offline provider (``auto`` without a key)."""
+    if config.provider == "offline":
+        return None
+    endpoint = resolve(config, _providers(ctx))
+    if config.provider == "auto" and not endpoint.provider.key():
+        return None
+    return endpoint
 
 
 async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
@@ -345,11 +370,13 @@ async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
     guard = ctx.resources.extra.get(LLM_GUARD_KEY)
     if callable(guard):
         await guard(config.model, messages)
-    provider = _provider(config)
-    if provider == "offline":
+    endpoint = _endpoint(ctx, config)
+    if endpoint is None:
+        provider = "offline"
         result = offline_completion(config.model, messages, config.max_tokens)
     else:
-        result = await _openai_completion(ctx, config, messages)
+        provider = endpoint.provider.name
+        result = await _openai_completion(ctx, config, messages, endpoint)
     logger.debug(
         "llm %s/%s for node %s: %s tokens, finish %s",
         provider,

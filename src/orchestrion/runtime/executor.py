@@ -29,10 +29,13 @@ from orchestrion.core.events import (
     NodeWaiting,
 )
 from orchestrion.dispatch.base import EventSink, TaskMessage
-from orchestrion.errors import HandlerNotFound, NodeError
+from orchestrion.errors import HandlerNotFound, NodeError, PolicyViolation
+from orchestrion.governance.secret_flow import node_issues, secrets_sent
+from orchestrion.governance.secret_routes import Routing, sending
+from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.governance.trust import attempt_resources
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
-from orchestrion.handlers.keys import ALLOWLIST_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
 from orchestrion.templates import (
@@ -65,6 +68,7 @@ class NodeExecutor:
         self.registry = registry
         self.resources = resources or Resources()
         self.secrets = dict(secrets or {})
+        self._scrubber = Scrubber(self.secrets.values())
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
@@ -167,12 +171,44 @@ class NodeExecutor:
         return CompensationSucceeded(task.node_id, time.time(), self._scrub(task, output))
 
     def _context(self, task: TaskMessage) -> dict[str, Any]:
+        if self.secrets:
+            self._check_secret_flow(task)
         return build_context(
             task.inputs,
             task.outputs,
             secrets=self.secrets,
             execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
         )
+
+    def _routing(self) -> Routing:
+        routing = self.resources.extra.get(ROUTING_KEY)
+        return routing if isinstance(routing, Routing) else _TRUSTED
+
+    def _check_secret_flow(self, task: TaskMessage) -> None:
+        """Refuse, before anything renders, a secret outside the request fields (overrides
+        and definitions stored under another policy included: ``governance/secret_flow.py``)."""
+        try:
+            handler: str | None = self.registry.canonical_name(task.handler)
+        except HandlerNotFound:
+            handler = None
+        issues = node_issues(
+            handler,
+            task.config,
+            self._routing(),
+            when=task.when if task.kind == "run" else None,
+            path=("config",) if task.kind == "run" else ("compensate", "config"),
+            canonical=self._canonical,
+        )
+        if issues:
+            first = issues[0]
+            where = ".".join(str(p) for p in first.path)
+            raise PolicyViolation(f"{where}: {first.message}")
+
+    def _canonical(self, name: Any) -> str | None:
+        try:
+            return self.registry.canonical_name(name) if isinstance(name, str) else None
+        except HandlerNotFound:
+            return None
 
     def _prepare(
         self, task: TaskMessage, spec: HandlerSpec, context: dict[str, Any]
@@ -225,15 +261,18 @@ class NodeExecutor:
                 breakers = None
             else:
                 await _circuit_before(breakers, spec.name, target)
+        # The http handler checks where the secrets its request carries may go, at each hop.
+        carried = secrets_sent(spec.name, task.config) if self.secrets else frozenset()
         try:
-            if task.timeout:
-                try:
-                    async with asyncio.timeout(task.timeout):
-                        output = await spec.run(ctx, config)
-                except TimeoutError as exc:
-                    raise _NodeTimeout(task.timeout) from exc
-            else:
-                output = await spec.run(ctx, config)
+            with sending(carried, self._routing()):
+                if task.timeout:
+                    try:
+                        async with asyncio.timeout(task.timeout):
+                            output = await spec.run(ctx, config)
+                    except TimeoutError as exc:
+                        raise _NodeTimeout(task.timeout) from exc
+                else:
+                    output = await spec.run(ctx, config)
         except BaseException as exc:
             # Cancellation is ours, not the downstream's: not recorded (a probe cut short is
             # presumed lost after the probe timeout).
@@ -255,12 +294,14 @@ class NodeExecutor:
         if isinstance(exc, ValidationError):
             violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
             if violations:
-                return ErrorInfo("policy_violation", "; ".join(violations), type="PolicyViolation")
+                message = self._scrub_text(task, "; ".join(violations))
+                return ErrorInfo("policy_violation", message, type="PolicyViolation")
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
                 for err in exc.errors()
             )
-            return ErrorInfo("config", f"invalid config for handler '{task.handler}': {problems}")
+            message = f"invalid config for handler '{task.handler}': {problems}"
+            return ErrorInfo("config", self._scrub_text(task, message))
         if isinstance(exc, HandlerNotFound):
             return ErrorInfo("config", str(exc))
         tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
@@ -274,20 +315,16 @@ class NodeExecutor:
         )
 
     def _scrub(self, task: TaskMessage, output: Any) -> Any:
-        """Replace secret values a handler echoed back, so they never reach the store."""
-        if not self.secrets or not _mentions_secrets(task):
+        """Replace secret values (and their common transforms) a downstream echoed back, so
+        they never reach the store: a backstop, secrets being kept to request fields."""
+        if not self._scrubber or not _mentions_secrets(task):
             return output
-        text = json.dumps(output)
-        scrubbed = self._scrub_text(task, text)
-        return output if scrubbed == text else json.loads(scrubbed)
+        return self._scrubber.value(output)
 
     def _scrub_text(self, task: TaskMessage, text: str) -> str:
-        if not self.secrets or not _mentions_secrets(task):
+        if not self._scrubber or not _mentions_secrets(task):
             return text
-        for value in self.secrets.values():
-            if len(value) >= 4 and value in text:
-                text = text.replace(value, "***")
-        return text
+        return self._scrubber.text(text)
 
 
 def _validation_context(resources: Resources) -> dict[str, Any] | None:
@@ -334,6 +371,9 @@ async def _circuit_after(
         logger.warning(
             "circuit breaker of %s not updated: %s: %s", handler, type(exc).__name__, exc
         )
+
+
+_TRUSTED = Routing()  # no governance installed: one's own definitions, no routes
 
 
 class _NodeTimeout(Exception):

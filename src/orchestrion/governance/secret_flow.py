@@ -1,0 +1,185 @@
+"""Where a secret's value may flow in a node: into the request it sends, and nowhere else.
+
+A template reads ``secrets`` (found on its syntax tree: ``orchestrion.template_secrets``) only
+in the request fields of an ``http`` node or its compensation: ``headers`` values, ``json``
+and ``body``. Not in the URL or query (URLs are quoted by errors, logs and the node's output),
+not in an ``llm`` node (its credential is the provider's, and a prompt is a model's input
+that comes back in its output), and not in any other handler, a ``when:`` condition, a
+condition's cases, a ``map``'s per-item config or an ``output`` value: each of those ends up
+in an output, an error, an event or a log, transformed or not. In a request field the
+secrets must be named (``secrets.NAME`` or ``secrets['NAME']``) so that the policy can say
+where each may go (``governance/secret_routes.py``); where the URL is written out, that is
+checked here, otherwise by the http handler before it connects.
+
+``node_issues`` is the whole rule. The definition check runs it at submission, and the
+executor again on every attempt (trigger-time overrides and definitions stored under an
+older policy included), so a node that breaks it fails as ``policy_violation`` before
+anything renders. The same function also applies ``credential_problems`` to ``llm`` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrion.governance.llm_providers import credential_problems
+from orchestrion.governance.secret_routes import Routing
+from orchestrion.template_secrets import secret_use
+from orchestrion.templates import expression_source, is_template
+
+__all__ = ["REQUEST_FIELDS", "FlowIssue", "node_issues", "secrets_sent"]
+
+REQUEST_FIELDS: Mapping[str, frozenset[str]] = {"http": frozenset({"headers", "json", "body"})}
+"""Per handler (canonical name), the config keys that make up the request it sends."""
+
+Path = tuple[str | int, ...]
+Canonical = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowIssue:
+    """One problem: the path inside the node (``("config", "headers", "X")``) and why."""
+
+    path: Path
+    message: str
+    code: str = "policy_violation"
+
+
+def _sources(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    """Every template string in ``value`` (raw keys included) with its path."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _sources(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for k, item in enumerate(value):
+            yield from _sources(item, (*path, k))
+
+
+def _condition_cases(config: Mapping[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
+    """A condition's cases are bare expressions (``x > 1``) as well as templates."""
+    cases = config.get("cases")
+    if not isinstance(cases, list):
+        return
+    for n, case in enumerate(cases):
+        when = case.get("when") if isinstance(case, Mapping) else None
+        if isinstance(when, str) and not is_template(when):
+            yield (*path, "cases", n, "when"), expression_source(when)
+
+
+def _refused(path: Path, handler: str | None) -> FlowIssue:
+    where = f"'{handler}' node" if handler else "node"
+    return FlowIssue(
+        path,
+        f"a template here reads secrets, which may only be used in the headers, json or "
+        f"body of an http node (in a {where}'s other fields a secret, however transformed, "
+        "would reach an output, an error or a log)",
+        "secret_field",
+    )
+
+
+def node_issues(
+    handler: str | None,
+    config: Mapping[str, Any],
+    routing: Routing,
+    *,
+    when: str | None = None,
+    path: Path = ("config",),
+    canonical: Canonical = lambda name: name if isinstance(name, str) else None,
+) -> list[FlowIssue]:
+    """Every secret and credential problem of one node (or compensation) config.
+
+    ``handler`` is the canonical handler name (None when unknown: every secret is refused);
+    ``path`` where ``config`` sits in the node; ``canonical`` resolves handler names met
+    inside it (a map's inner handler).
+    """
+    issues: list[FlowIssue] = []
+    request = REQUEST_FIELDS.get(handler or "", frozenset())
+    sent: set[str] = set()
+    sources = list(_sources(config, path))
+    if handler == "condition":
+        sources += _condition_cases(config, path)
+    for where, source in sources:
+        use = secret_use(source)
+        if not use.reads:
+            continue
+        if len(where) <= len(path) or where[len(path)] not in request:
+            issues.append(_refused(where, handler))
+        elif use.aliased:
+            issues.append(
+                FlowIssue(
+                    where,
+                    "name each secret in a request field as secrets.NAME or secrets['NAME'] "
+                    "(no aliases, computed keys, loops or filters over secrets itself), so the "
+                    "policy can check where it is sent",
+                    "secret_field",
+                )
+            )
+        else:
+            for name in sorted(use.names):
+                issues.extend(_destination_issues(name, where, config, routing))
+            sent |= use.names
+    if when is not None and secret_use(expression_source(when)).reads:
+        issues.append(_refused(("when",), handler))
+    issues.extend(_credential_issues(handler, config, routing, path, canonical))
+    return issues
+
+
+def _destination_issues(
+    name: str, where: Path, config: Mapping[str, Any], routing: Routing
+) -> list[FlowIssue]:
+    nowhere = routing.unroutable(name)
+    if nowhere is not None:
+        return [FlowIssue(where, nowhere)]
+    url = config.get("url")
+    if isinstance(url, str) and not is_template(url):
+        problem = routing.problem(name, url)
+        if problem is not None:
+            return [FlowIssue(where, problem)]
+    return []
+
+
+def _credential_issues(
+    handler: str | None,
+    config: Mapping[str, Any],
+    routing: Routing,
+    path: Path,
+    canonical: Canonical,
+) -> list[FlowIssue]:
+    if handler == "map":
+        inner = config.get("config")
+        if isinstance(inner, Mapping) and canonical(config.get("handler")) == "llm":
+            return _credential_issues("llm", inner, routing, (*path, "config"), canonical)
+        return []
+    if handler != "llm":
+        return []
+    issues = [
+        FlowIssue((*path, field), message)
+        for field, message in credential_problems(config, routing.providers)
+    ]
+    provider = config.get("provider")
+    known = routing.providers.names()
+    if isinstance(provider, str) and not is_template(provider) and provider not in known:
+        issues.append(
+            FlowIssue(
+                (*path, "provider"),
+                f"unknown llm provider {provider!r} (configured: {', '.join(known)})",
+                "unknown_provider",
+            )
+        )
+    return issues
+
+
+def secrets_sent(handler: str | None, config: Mapping[str, Any]) -> frozenset[str]:
+    """The secrets named in the request fields of ``config`` (what ``sending`` is told)."""
+    request = REQUEST_FIELDS.get(handler or "")
+    if not request:
+        return frozenset()
+    names: set[str] = set()
+    for key in request:
+        for _, source in _sources(config.get(key), (key,)):
+            names |= secret_use(source).names
+    return frozenset(names)
