@@ -1,0 +1,251 @@
+"""A secret reaches the listener it is meant for, and nothing else: real runs on SQLite.
+
+Secrets in the headers and body of an http node arrive at a loopback listener; the node's
+output, its errors, its events and the SQLite file hold neither the value nor its common
+transforms, even when the listener echoes the request back. A secret bound for a host the
+policy does not allow, directly or through a redirect, fails the node as a policy violation
+before any connection: the listener receives nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.errors import DefinitionError
+from orchestrion.governance.runtime import Governance
+from orchestrion.runtime.engine import Engine
+
+SECRET = "Tok3n-Sup3r-S3cret-42"
+TRANSFORMS = [SECRET, SECRET[::-1], SECRET.lower(), SECRET.upper()]
+
+
+@dataclass
+class Listener:
+    """A loopback HTTP server: what it received; it echoes each request back as JSON."""
+
+    server: ThreadingHTTPServer
+    received: list[dict[str, Any]] = field(default_factory=list)
+    redirect_to: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+
+class _Echo(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        listener: Listener = self.server.listener  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        request = {"path": self.path, "headers": dict(self.headers.items()), "body": body}
+        listener.received.append(request)
+        if listener.redirect_to is not None:
+            self.send_response(302)
+            self.send_header("Location", listener.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = json.dumps({"echo": request}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Echo", self.headers.get("Authorization", ""))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+
+def _listener() -> Iterator[Listener]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    listener = Listener(server)
+    server.listener = listener  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield listener
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def allowed() -> Iterator[Listener]:
+    yield from _listener()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Listener]:
+    yield from _listener()
+
+
+@pytest.fixture
+def governance(tmp_path: Path, allowed: Listener, monkeypatch: pytest.MonkeyPatch) -> Governance:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORCHESTRION_SECRET_TOKEN", SECRET)
+    policy = tmp_path / "governance.yaml"
+    policy.write_text(f"version: 1\nsecrets:\n  TOKEN:\n    hosts: ['127.0.0.1:{allowed.port}']\n")
+    # Untrusted, as the service runs definitions.
+    return Governance.load(policy, trusted=False, environ={})
+
+
+def _stored(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("s.db"))
+
+
+def _no_secret(text: str | bytes) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for value in TRANSFORMS:
+        assert value.encode() not in data, value
+
+
+def _http(node_id: str, url: str, **config: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "handler": "http",
+        "dependencies": ["input"],
+        "retry": {"max_attempts": 1},
+        "config": {"url": url, **config},
+    }
+
+
+def _flow(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "secret-flow", "dag": {"nodes": [{"id": "input", "handler": "input"}, *nodes]}}
+
+
+async def test_secrets_reach_the_listener_and_no_output_event_or_file(
+    tmp_path: Path, governance: Governance, allowed: Listener
+) -> None:
+    node = _http(
+        "call",
+        allowed.url + "/api",
+        method="POST",
+        headers={
+            "Authorization": "Bearer {{ secrets.TOKEN }}",
+            "X-Reversed": "{{ secrets.TOKEN | reverse }}",
+            "X-Lower": "{{ secrets['TOKEN'] | lower }}",
+        },
+        json={"token": "{{ secrets.TOKEN | upper }}"},
+    )
+    async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
+        result = await engine.run(_flow(node), timeout=30)
+        events = await engine.store.list_events(result.execution_id)
+    assert result.status is ExecutionStatus.COMPLETED, result.nodes["call"].error
+    [request] = allowed.received
+    assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert request["headers"]["X-Reversed"] == SECRET[::-1]
+    assert request["headers"]["X-Lower"] == SECRET.lower()
+    assert json.loads(request["body"]) == {"token": SECRET.upper()}
+    # The listener echoed every one of them: the output holds none.
+    output = result.nodes["call"].output
+    assert output["status_code"] == 200
+    assert output["data"]["echo"]["headers"]["Authorization"] == "Bearer ***"
+    _no_secret(json.dumps(output))
+    assert any(e.type == "node.completed" for e in events)
+    _no_secret(json.dumps([dataclasses.asdict(e) for e in events], default=str))
+    _no_secret(_stored(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ secrets.TOKEN | reverse }}",
+        "{{ secrets.TOKEN[::-1] }}",
+        "{{ secrets.TOKEN | list | join(',') }}",
+        "{% set s = secrets %}{{ s.TOKEN }}",
+    ],
+)
+async def test_a_trigger_override_cannot_move_a_secret_into_an_output(
+    tmp_path: Path, governance: Governance, template: str
+) -> None:
+    node = {"id": "echo", "handler": "noop", "dependencies": ["input"], "config": {"value": "x"}}
+    async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
+        definition = await engine.submit(_flow(node))
+        record, _ = await engine.create_execution(definition.id)
+        await engine.trigger(record.id, {}, {"echo": {"value": template}})
+        result = await engine.wait(record.id, timeout=30)
+    error = result.nodes["echo"].error
+    assert error is not None and error["category"] == "policy_violation"
+    assert "config.value" in error["message"]
+    assert result.nodes["echo"].attempt == 1  # not retried
+    _no_secret(_stored(tmp_path))
+
+
+async def test_a_secret_bound_elsewhere_is_refused_before_any_connection(
+    tmp_path: Path, governance: Governance, allowed: Listener, elsewhere: Listener
+) -> None:
+    header = {"Authorization": "Bearer {{ secrets.TOKEN }}"}
+    async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
+        # Written out: refused at submission, naming node and field.
+        with pytest.raises(DefinitionError) as info:
+            await engine.submit(_flow(_http("static", elsewhere.url, headers=header)))
+        [issue] = info.value.issues
+        assert (issue.node, issue.field, issue.code) == (
+            "static",
+            "config.headers.Authorization",
+            "policy_violation",
+        )
+        # Known only when rendered: the node fails, nothing is sent.
+        dynamic = _http("dynamic", "{{ input.target }}", headers=header)
+        result = await engine.run(_flow(dynamic), {"target": elsewhere.url + "/x"}, timeout=30)
+        error = result.nodes["dynamic"].error
+        assert error is not None and error["category"] == "policy_violation"
+        assert "may not be sent to 127.0.0.1" in error["message"]
+        # A redirect from the allowed host to another: the hop is refused before it is made.
+        allowed.redirect_to = elsewhere.url + "/stolen"
+        hop = _http("hop", allowed.url + "/start", headers={"X-Api-Key": "{{ secrets.TOKEN }}"})
+        result = await engine.run(_flow(hop), timeout=30)
+        error = result.nodes["hop"].error
+        assert error is not None and error["category"] == "policy_violation"
+    assert [r["path"] for r in allowed.received] == ["/start"]
+    assert elsewhere.received == []
+    _no_secret(_stored(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        # h11 quotes an illegal header value whole: only its kind is told.
+        ({"X-Bad": "{{ secrets.TOKEN | reverse }}\nInjected: 1"}, "details withheld"),
+        # A render error may quote a value computed from the secret.
+        ({"X-Bad": "{{ input[secrets.TOKEN | reverse] }}"}, "message withheld"),
+        ({"X-Bad": "{{ input[secrets.TOKEN | lower] }}"}, "message withheld"),
+    ],
+)
+async def test_errors_never_quote_a_request_that_carries_secrets(
+    tmp_path: Path,
+    governance: Governance,
+    allowed: Listener,
+    headers: dict[str, str],
+    fragment: str,
+) -> None:
+    async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
+        result = await engine.run(_flow(_http("call", allowed.url, headers=headers)), timeout=30)
+    error = result.nodes["call"].error
+    assert error is not None and fragment in error["message"], error
+    _no_secret(json.dumps(error))
+    _no_secret(_stored(tmp_path))
+    assert allowed.received == []
+
+
+async def test_a_missing_secret_is_named(tmp_path: Path, governance: Governance) -> None:
+    node = _http("call", "http://127.0.0.1:9/", headers={"A": "{{ secrets.TOKEN ~ secrets.NOPE }}"})
+    async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
+        with pytest.raises(DefinitionError, match="secret 'NOPE' has no destination"):
+            await engine.submit(_flow(node))
