@@ -8,6 +8,7 @@ sent where the policy allows; an llm node never pairs a credential with its own 
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +370,22 @@ def test_the_backstop_scrubs_common_transforms() -> None:
     assert scrub.value(data) == {"k": ["***", {"inner": "***"}], "***": 1}
     untouched = {"a": ["b"]}
     assert scrub.value(untouched) is untouched
+
+
+def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrion.governance.secret_logs import hide_in_logs
+
+    value = "log-Secret-Value-31"
+    hide_in_logs([value])
+    logger = logging.getLogger("httpcore.http11")
+    with caplog.at_level(logging.DEBUG, logger="httpcore.http11"):
+        logger.debug("headers=%r", [(b"X-Echo", f"Bearer {value}".encode())])
+        logger.debug("reversed %s", value[::-1])
+        try:
+            raise ValueError(value.upper())
+        except ValueError:
+            logger.exception("failed")
+    text = caplog.text
+    assert "***" in text
+    for variant in (value, value[::-1], value.upper()):
+        assert variant not in text

@@ -69,6 +69,10 @@ class NodeExecutor:
         self.resources = resources or Resources()
         self.secrets = dict(secrets or {})
         self._scrubber = Scrubber(self.secrets.values())
+        if self._scrubber:
+            from orchestrion.governance.secret_logs import hide_in_logs
+
+            hide_in_logs(self.secrets.values())
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""

@@ -1,0 +1,79 @@
+"""Secret values, and their common transforms, scrubbed from every log line of the process.
+
+The backstop for logs, as ``secret_scrub`` is for outputs and errors: a library's debug
+logging can print what a downstream sent back (httpcore logs response headers at DEBUG, and a
+server may echo the request's credentials in one). ``hide_in_logs(values)`` installs, once
+per process, a log record factory that replaces those values in each record's message and
+exception text when the record is made, whichever logger made it and whichever handlers
+print it. The node executor calls it with the secrets it renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from orchestrion.governance.secret_scrub import Scrubber
+
+__all__ = ["hidden_in_logs", "hide_in_logs"]
+
+_values: frozenset[str] = frozenset()
+_scrubber: Scrubber | None = None
+_lock = threading.Lock()
+_installed = False
+_exceptions = logging.Formatter()
+
+_Factory = Callable[..., logging.LogRecord]
+
+
+def hide_in_logs(values: Iterable[str]) -> None:
+    """Scrub ``values`` (as well as those given before) from every log record from now on."""
+    global _values, _scrubber, _installed
+    with _lock:
+        merged = _values | {v for v in values if v}
+        if merged == _values:
+            return
+        _values = merged
+        _scrubber = Scrubber(merged)
+        if not _installed:
+            logging.setLogRecordFactory(_scrubbing_factory(logging.getLogRecordFactory()))
+            _installed = True
+
+
+def hidden_in_logs() -> frozenset[str]:
+    """The values scrubbed from log records in this process."""
+    return _values
+
+
+def _scrubbing_factory(previous: _Factory) -> _Factory:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        scrubber = _scrubber
+        if scrubber:
+            _scrub_record(record, scrubber)
+        return record
+
+    return factory
+
+
+def _scrub_record(record: logging.LogRecord, scrubber: Scrubber) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:
+        message = f"{record.msg} {record.args!r}"  # a broken format string: printed raw
+    clean = scrubber.text(message)
+    if clean != message:
+        record.msg, record.args = clean, ()
+    if record.exc_info:
+        text = _exceptions.formatException(record.exc_info)
+        clean = scrubber.text(text)
+        if clean != text:
+            record.exc_text = clean
+            kind = record.exc_info[0]
+            record.exc_info = (kind, None, None) if kind is not None else None  # type: ignore[assignment]
+    elif record.exc_text:
+        record.exc_text = scrubber.text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = scrubber.text(record.stack_info)
