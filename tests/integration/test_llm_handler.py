@@ -356,3 +356,68 @@ def test_config_validation(config: dict[str, Any], fragment: str) -> None:
 def test_spec_aliases() -> None:
     assert SPEC.name == "llm"
     assert set(SPEC.aliases) == {"llm_service", "call_llm_service"}
+
+
+# --- providers and credentials -----------------------------------------------------------
+
+
+async def test_a_trusted_base_url_elsewhere_gets_no_key(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's OpenAI key belongs to api.openai.com: a node's own endpoint never gets it.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = await ask({"prompt": "hi", "base_url": fake.url})
+    assert out["provider"] == "openai"
+    assert "authorization" not in fake.requests[0]["headers"]
+    with pytest.raises(PolicyViolation, match="api_key_env"):
+        await ask({"prompt": "hi", "base_url": fake.url, "api_key_env": "OPENAI_API_KEY"})
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"prompt": "hi", "base_url": "http://127.0.0.1:1/v1"},
+        {"prompt": "hi", "api_key_env": KEY_ENV},
+        {"prompt": "hi", "provider": "openai", "base_url": "http://127.0.0.1:1/v1"},
+    ],
+)
+async def test_untrusted_nodes_may_not_choose_endpoint_or_key(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with pytest.raises(PolicyViolation, match="may not set"):
+        await ask(config, resources=local(fake.url, trusted=False))
+    assert fake.requests == []
+    out = await ask(
+        {"prompt": "hi", "provider": "openai"}, resources=local(fake.url, trusted=False)
+    )
+    assert out["provider"] == "openai"
+    assert fake.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
+
+
+async def test_a_configured_provider_with_its_own_auth_header_models_and_headers(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_TEST_API_KEY", KEY)
+    azure = Provider(
+        "azure",
+        fake.url,
+        "AZURE_TEST_API_KEY",
+        models=("gpt-4o",),
+        headers=(("api-version", "2024-06-01"),),
+        auth_header="api-key",
+        auth_scheme="",
+    )
+    providers = LlmProviders({"azure": azure}, trusted=False)
+    resources = Resources(extra={ROUTING_KEY: Routing(providers=providers)})
+    out = await ask({"prompt": "hi", "provider": "azure", "model": "gpt-4o"}, resources=resources)
+    assert out["provider"] == "azure"
+    headers = fake.requests[0]["headers"]
+    assert headers["api-key"] == KEY and headers["api-version"] == "2024-06-01"
+    assert "authorization" not in headers
+    with pytest.raises(PolicyViolation, match="not offered by provider 'azure'"):
+        await ask({"prompt": "hi", "provider": "azure", "model": "gpt-5"}, resources=resources)
+    with pytest.raises(PermanentNodeError, match="unknown llm provider 'nope'"):
+        await ask({"prompt": "hi", "provider": "nope"}, resources=resources)
+    assert len(fake.requests) == 1

@@ -347,7 +347,8 @@ def _endpoint(ctx: NodeContext, config: LlmConfig) -> Endpoint | None:
     if config.provider == "offline":
         return None
     endpoint = resolve(config, _providers(ctx))
-    if config.provider == "auto" and not endpoint.provider.key():
+    # auto: the node's own endpoint when it names one (trusted only), else openai with a key.
+    if config.provider == "auto" and config.base_url is None and not endpoint.provider.key():
         return None
     return endpoint
 
