@@ -21,7 +21,10 @@ from loopback_listener import Listener, serve_listener
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.errors import DefinitionError
 from orchestrion.governance.runtime import Governance
+from orchestrion.handlers.registry import default_registry
 from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.worker import Worker
+from scaleout import scaleout_settings
 
 SECRET = "Tok3n-Sup3r-S3cret-42"
 TRANSFORMS = [SECRET, SECRET[::-1], SECRET.lower(), SECRET.upper()]
@@ -192,3 +195,40 @@ async def test_a_missing_secret_is_named(tmp_path: Path, governance: Governance)
     async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
         with pytest.raises(DefinitionError, match="secret 'NOPE' has no destination"):
             await engine.submit(_flow(node))
+
+
+async def test_a_scale_out_worker_routes_secrets_the_same(
+    postgres_url: str,
+    redis_server: str,
+    redis_prefix: str,
+    governance: Governance,
+    allowed: Listener,
+    elsewhere: Listener,
+) -> None:
+    config = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    worker = Worker(
+        redis_server,
+        config,
+        default_registry(),
+        worker_id="w0",
+        governance=governance,
+        secrets={"TOKEN": SECRET},
+    )
+    await worker.start()
+    header = {"Authorization": "Bearer {{ secrets.TOKEN }}"}
+    try:
+        async with Engine(settings=config, governance=governance) as engine:
+            ok = await engine.run(_flow(_http("call", allowed.url, headers=header)), timeout=30)
+            bad = await engine.run(
+                _flow(_http("out", "{{ input.to }}", headers=header)),
+                {"to": elsewhere.url},
+                timeout=30,
+            )
+    finally:
+        await worker.stop(grace=0)
+    assert ok.status is ExecutionStatus.COMPLETED, ok.nodes["call"].error
+    assert [r["headers"]["Authorization"] for r in allowed.received] == [f"Bearer {SECRET}"]
+    _no_secret(json.dumps(ok.nodes["call"].output))
+    error = bad.nodes["out"].error
+    assert error is not None and error["category"] == "policy_violation"
+    assert elsewhere.received == []

@@ -408,8 +408,8 @@ async def test_the_llm_provider_url_is_pinned_too(
         "retry": {"max_attempts": 3, "initial_delay": 0.01, "retry_on": ["all"]},
         "config": {
             "provider": "openai",
+            # A trusted node's own endpoint (keyless: not a configured provider's origin).
             "base_url": f"http://rebind.test:{denied.server_address[1]}/v1",
-            "api_key_env": "PIN_LLM_API_KEY",
             "prompt": "hello",
         },
     }
