@@ -25,13 +25,15 @@ from typing import Any
 
 from orchestrion.governance.llm_providers import credential_problems
 from orchestrion.governance.secret_routes import Routing
-from orchestrion.template_secrets import secret_use
+from orchestrion.template_secrets import SECRETS_NAME, secret_use
 from orchestrion.templates import expression_source, is_template
 
 __all__ = ["REQUEST_FIELDS", "FlowIssue", "node_issues", "secrets_sent"]
 
 REQUEST_FIELDS: Mapping[str, frozenset[str]] = {"http": frozenset({"headers", "json", "body"})}
 """Per handler (canonical name), the config keys that make up the request it sends."""
+
+_CREDENTIAL_HANDLERS = frozenset({"llm", "map"})  # whose config may pair a key with a URL
 
 Path = tuple[str | int, ...]
 Canonical = Callable[[Any], str | None]
@@ -51,12 +53,22 @@ def _sources(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
     if isinstance(value, str):
         if is_template(value):
             yield path, value
-    elif isinstance(value, Mapping):
+    elif isinstance(value, dict):
         for key, item in value.items():
             yield from _sources(item, (*path, key))
     elif isinstance(value, list | tuple):
         for k, item in enumerate(value):
             yield from _sources(item, (*path, k))
+
+
+def _mentions(value: Any) -> bool:
+    """Whether ``value`` may hold a string with the word ``secrets``: a cheap first look (a
+    template without the word cannot read the namespace; a key or a repr may say it too,
+    and then the full walk decides)."""
+    try:
+        return SECRETS_NAME in repr(value)
+    except Exception:  # an odd object built through the Python API: look properly
+        return True
 
 
 def _condition_cases(config: Mapping[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
@@ -97,6 +109,10 @@ def node_issues(
     inside it (a map's inner handler).
     """
     issues: list[FlowIssue] = []
+    if handler not in _CREDENTIAL_HANDLERS and not _mentions(config):
+        if when is not None and secret_use(expression_source(when)).reads:
+            issues.append(_refused(("when",), handler))
+        return issues  # the common case: nothing here reads secrets
     request = REQUEST_FIELDS.get(handler or "", frozenset())
     sent: set[str] = set()
     sources = list(_sources(config, path))
