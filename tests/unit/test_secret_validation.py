@@ -389,3 +389,13 @@ def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFi
     assert "***" in text
     for variant in (value, value[::-1], value.upper()):
         assert variant not in text
+
+
+def test_trust_is_one_flag_of_the_routing(untrusted: Any) -> None:
+    from orchestrion.handlers.keys import ROUTING_KEY
+
+    routing = untrusted[ROUTING_KEY]
+    assert not routing.trusted and routing.with_trust(True).trusted
+    assert routing.with_trust(False) is routing
+    assert routing.problem("UNLISTED", "https://x.test/") is not None
+    assert routing.with_trust(True).problem("UNLISTED", "https://x.test/") is None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -117,7 +117,14 @@ class Routing:
 
     @property
     def trusted(self) -> bool:
+        """The one trust flag every rule here and in ``credential_problems`` reads."""
         return self.providers.trusted
+
+    def with_trust(self, trusted: bool) -> Routing:
+        """The same routes and providers, applied to a context of the given trust."""
+        if trusted == self.trusted:
+            return self
+        return replace(self, providers=replace(self.providers, trusted=trusted))
 
     def destinations(self, name: str) -> list[Destination] | None:
         """Where secret ``name`` may go; None when the policy does not list it."""
