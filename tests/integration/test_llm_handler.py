@@ -421,3 +421,14 @@ async def test_a_configured_provider_with_its_own_auth_header_models_and_headers
     with pytest.raises(PermanentNodeError, match="unknown llm provider 'nope'"):
         await ask({"prompt": "hi", "provider": "nope"}, resources=resources)
     assert len(fake.requests) == 1
+
+
+def test_the_chosen_providers_url_is_filled_in_but_not_set_by_the_node() -> None:
+    # The circuit breaker reads base_url to guard the host the call goes to.
+    azure = Provider("azure", "https://azure.example/v1", "AZURE_TEST_API_KEY")
+    routing = Routing(providers=LlmProviders({"azure": azure}, trusted=False))
+    config = LlmConfig.model_validate(
+        {"prompt": "hi", "provider": "azure"}, context={ROUTING_KEY: routing}
+    )
+    assert config.base_url == "https://azure.example/v1"
+    assert "base_url" not in config.model_fields_set

@@ -264,7 +264,7 @@ def resolve(config: Any, providers: LlmProviders) -> Endpoint:
             f"unknown llm provider {name!r} (configured: {', '.join(providers.names())})",
             category="config",
         )
-    base_url = fields.get("base_url")
+    base_url = fields.get("base_url")  # the node's own: set by it, not filled in
     if not isinstance(base_url, str):
         return Endpoint(provider, provider.base_url, provider.api_key_env)
     # A trusted node's own endpoint: the key and headers of the provider at that origin,

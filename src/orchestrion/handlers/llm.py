@@ -36,7 +36,14 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from orchestrion.errors import NodeError, PermanentNodeError, PolicyViolation
 from orchestrion.governance.llm_policy import LlmPolicy
@@ -76,6 +83,7 @@ _PROMPT_SHOWN = 200
 _EXCERPT_CHARS = 300
 
 LlmGuard = Callable[[str, list[dict[str, str]]], Awaitable[None]]
+_TRUSTED_PROVIDERS = LlmProviders()  # no governance installed: one's own process
 
 
 def _default_model() -> str:
@@ -126,6 +134,19 @@ class LlmConfig(BaseModel):
     def _check_prompt(self) -> LlmConfig:
         if self.prompt is None and not self.messages:
             raise ValueError("either 'prompt' or 'messages' is required")
+        return self
+
+    @model_validator(mode="after")
+    def _provider_url(self, info: ValidationInfo) -> LlmConfig:
+        # Without a base_url of the node's own, the chosen provider's, so that a circuit
+        # breaker (resilience/circuit.py) guards the host the call goes to. Not counted as
+        # set by the node: credentials follow model_fields_set.
+        if self.base_url is None:
+            routing = info.context.get(ROUTING_KEY) if isinstance(info.context, dict) else None
+            providers = routing.providers if isinstance(routing, Routing) else _TRUSTED_PROVIDERS
+            provider = providers.get("openai" if self.provider == "auto" else self.provider)
+            if provider is not None:
+                self.__dict__["base_url"] = provider.base_url
         return self
 
     def chat_messages(self) -> list[dict[str, str]]:
@@ -339,16 +360,14 @@ def _providers(ctx: NodeContext) -> LlmProviders:
     return routing.providers if isinstance(routing, Routing) else _TRUSTED_PROVIDERS
 
 
-_TRUSTED_PROVIDERS = LlmProviders()  # no governance installed: one's own process
-
-
 def _endpoint(ctx: NodeContext, config: LlmConfig) -> Endpoint | None:
     """Where the call goes; None for the offline provider (``auto`` without a key)."""
     if config.provider == "offline":
         return None
     endpoint = resolve(config, _providers(ctx))
     # auto: the node's own endpoint when it names one (trusted only), else openai with a key.
-    if config.provider == "auto" and config.base_url is None and not endpoint.provider.key():
+    own_url = "base_url" in config.model_fields_set
+    if config.provider == "auto" and not own_url and not endpoint.provider.key():
         return None
     return endpoint
 

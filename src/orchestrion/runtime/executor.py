@@ -333,9 +333,16 @@ class NodeExecutor:
 
 def _validation_context(resources: Resources) -> dict[str, Any] | None:
     # The python allowlist must hold while the config is validated: validation resolves
-    # the function name, and resolving a dotted path imports its module.
+    # the function name, and resolving a dotted path imports its module. The routing
+    # names the llm providers (a config's provider URL is filled in from it).
+    context: dict[str, Any] = {}
     allowlist = resources.extra.get(ALLOWLIST_KEY)
-    return None if allowlist is None else {ALLOWLIST_KEY: allowlist}
+    if allowlist is not None:
+        context[ALLOWLIST_KEY] = allowlist
+    routing = resources.extra.get(ROUTING_KEY)
+    if routing is not None:
+        context[ROUTING_KEY] = routing
+    return context or None
 
 
 def _retryable(exc: BaseException) -> bool:
