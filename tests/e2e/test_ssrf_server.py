@@ -25,6 +25,7 @@ KEYS = "adm-key:admin,op-key:operator"
 OPERATOR = {"Authorization": "Bearer op-key"}
 POLICY = "version: 1\nhttp:\n  deny_loopback: true\n"
 KEY_ENV = "SSRF_E2E_API_KEY"
+LLM_SPELLINGS = ("unspecified", "mapped-unspecified-hex", "v6-unspecified")
 
 
 def _nodes(port: int) -> list[dict[str, Any]]:
@@ -33,23 +34,32 @@ def _nodes(port: int) -> list[dict[str, Any]]:
         {"id": name, "handler": "http", "config": {"url": url, "timeout": 5}, "retry": retry}
         for name, url in this_host_urls(port, "/served").items()
     ]
-    for name in ("unspecified", "mapped-unspecified-hex", "v6-unspecified"):
-        base_url = this_host_urls(port, "/v1")[name]
-        config = {"provider": "openai", "base_url": base_url, "api_key_env": KEY_ENV,
-                  "model": "gpt-test", "prompt": "hello", "timeout": 5}  # fmt: skip
+    for name in LLM_SPELLINGS:
+        # The provider is the operator's (the policy's llm.providers): the service refuses
+        # a node's own base_url, and the SSRF guard checks the provider's URL all the same.
+        config = {"provider": name, "model": "gpt-test", "prompt": "hello", "timeout": 5}
         nodes.append({"id": f"llm-{name}", "handler": "llm", "config": config, "retry": retry})
     return nodes
 
 
+def _policy(port: int) -> str:
+    urls = this_host_urls(port, "/v1")
+    providers = "".join(
+        f"    {name}: {{base_url: '{urls[name]}', api_key_env: {KEY_ENV}}}\n"
+        for name in LLM_SPELLINGS
+    )
+    return POLICY + "llm:\n  providers:\n" + providers
+
+
 def test_a_served_workflow_cannot_reach_this_host(tmp_path: Path) -> None:
     policy = tmp_path / "governance.yaml"
-    policy.write_text(POLICY)
     env = {
         "ORCHESTRION_API_KEYS": KEYS,
         "ORCHESTRION_GOVERNANCE_FILE": str(policy),
         KEY_ENV: "sk-test",
     }
     with listening() as target:
+        policy.write_text(_policy(target.port))
         server = Server(tmp_path, tmp_path / "ssrf.db", env)
         try:
             nodes = _nodes(target.port)

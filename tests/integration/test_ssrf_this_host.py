@@ -225,8 +225,9 @@ def _llm(node_id: str, base_url: str) -> dict[str, Any]:
         "retry": {"max_attempts": 3, "initial_delay": 0.01, "retry_on": ["all"]},
         "config": {
             "provider": "openai",
+            # A trusted node's own endpoint: called keyless (a key goes only to the origin
+            # of its configured provider), and checked by the SSRF guard all the same.
             "base_url": base_url,
-            "api_key_env": KEY_ENV,
             "model": "gpt-test",
             "prompt": "hello",
             "timeout": 5,
