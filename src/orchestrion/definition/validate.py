@@ -53,6 +53,7 @@ _MAX_NAMED_REPEATS = 5  # a node's repeated dependencies named in its one issue
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 # `input` may name a node (reference 001 does): templates reach it as `input.output`.
 _RESERVED_IDS = RESERVED_NAMES - {"input"}
+_CREDENTIAL_HANDLERS = frozenset({"llm", "map"})
 _TRUSTED = Routing()  # no policy given: one's own definition, the shipped default policy
 
 
@@ -389,8 +390,10 @@ class _Checker:
         if handler is not None:
             self._config(handler, node.config, i, ("config",))
             raw_keys = handler.raw_keys
+        templated = False
         for path, source in _templates(node.config, ("config",), raw_keys):
             self._template(i, path, source, compensation=False)
+            templated = True
         if node.when is not None:
             self._template(i, ("when",), expression_source(node.when), compensation=False)
         if node.compensate is not None:
@@ -403,7 +406,10 @@ class _Checker:
                 node.compensate.config, ("compensate", "config"), comp_raw
             ):
                 self._template(i, path, source, compensation=True)
-        self._secret_flow(i, node)
+        if templated or raw_keys or node.when is not None or node.compensate is not None:
+            self._secret_flow(i, node)
+        elif handler is not None and handler.name in _CREDENTIAL_HANDLERS:
+            self._secret_flow(i, node)  # an llm node's literal base_url and api_key_env
 
     def _secret_flow(self, i: int, node: NodeSpec) -> None:
         """Secrets only in request fields, sent where the policy allows; no credential
