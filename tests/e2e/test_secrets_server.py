@@ -115,14 +115,21 @@ def test_an_operator_cannot_send_a_server_credential_to_its_own_host(
         }
         assert _refused(client, _flow(each)) == [("each", "config.config.base_url")]
 
-        # The same pairing through a trigger-time override fails the node before any call.
+        # The same pairing through a trigger-time override: 422, nothing started.
         ask = {"id": "ask", "handler": "llm", "dependencies": ["input"],
                "config": {"prompt": "hi", "provider": "offline"}}  # fmt: skip
         override = {"provider": "openai", "base_url": stolen, "api_key_env": "OPENAI_API_KEY"}
-        body = _run(client, _flow(ask), node_overrides={"ask": override})
-        assert body["status"] == "FAILED"
-        assert body["nodes"]["ask"]["error"]["category"] == "policy_violation"
-        assert "base_url" in body["nodes"]["ask"]["error"]["message"]
+        submitted = client.post("/v1/workflow", json=_flow(ask))
+        assert submitted.status_code == 201, submitted.text
+        execution_id = submitted.json()["execution_id"]
+        refused = client.post(
+            f"/v1/workflow/trigger/{execution_id}", json={"node_overrides": {"ask": override}}
+        )
+        assert refused.status_code == 422, refused.text
+        fields = [(e["node"], e["field"]) for e in refused.json()["errors"]]
+        assert fields == [("ask", "config.base_url"), ("ask", "config.api_key_env")]
+        reference_003 = client.post(f"/v1/workflow/trigger/{execution_id}", json={"ask": override})
+        assert reference_003.status_code == 422, reference_003.text
 
         # A configured provider by name is the way: its key goes to its own origin only.
         done = _run(client, _flow({**ask, "config": {"prompt": "hi", "provider": "offline"}}))

@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 
 from loopback_listener import Listener, serve_listener
+from orchestrion.core.events import NodeFailed
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import DefinitionError
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.registry import default_registry
 from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.executor import NodeExecutor
 from orchestrion.runtime.worker import Worker
 from scaleout import scaleout_settings
 
@@ -108,15 +111,15 @@ async def test_secrets_reach_the_listener_and_no_output_event_or_file(
     _no_secret(_stored(tmp_path))
 
 
-@pytest.mark.parametrize(
-    "template",
-    [
-        "{{ secrets.TOKEN | reverse }}",
-        "{{ secrets.TOKEN[::-1] }}",
-        "{{ secrets.TOKEN | list | join(',') }}",
-        "{% set s = secrets %}{{ s.TOKEN }}",
-    ],
-)
+TRANSFORMED = [
+    "{{ secrets.TOKEN | reverse }}",
+    "{{ secrets.TOKEN[::-1] }}",
+    "{{ secrets.TOKEN | list | join(',') }}",
+    "{% set s = secrets %}{{ s.TOKEN }}",
+]
+
+
+@pytest.mark.parametrize("template", TRANSFORMED)
 async def test_a_trigger_override_cannot_move_a_secret_into_an_output(
     tmp_path: Path, governance: Governance, template: str
 ) -> None:
@@ -124,13 +127,32 @@ async def test_a_trigger_override_cannot_move_a_secret_into_an_output(
     async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
         definition = await engine.submit(_flow(node))
         record, _ = await engine.create_execution(definition.id)
-        await engine.trigger(record.id, {}, {"echo": {"value": template}})
-        result = await engine.wait(record.id, timeout=30)
-    error = result.nodes["echo"].error
-    assert error is not None and error["category"] == "policy_violation"
-    assert "config.value" in error["message"]
-    assert result.nodes["echo"].attempt == 1  # not retried
+        with pytest.raises(DefinitionError) as info:
+            await engine.trigger(record.id, {}, {"echo": {"value": template}})
+        assert [(i.node, i.field, i.code) for i in info.value.issues] == [
+            ("echo", "config.value", "secret_field")
+        ]
+        with pytest.raises(DefinitionError, match="api_key_env"):
+            await engine.start_execution(
+                _flow({"id": "ask", "handler": "llm", "config": {"prompt": "hi"}}),
+                overrides={"ask": {"api_key_env": "OPENAI_API_KEY"}},
+            )
     _no_secret(_stored(tmp_path))
+
+
+@pytest.mark.parametrize("template", TRANSFORMED)
+async def test_every_attempt_checks_where_its_secrets_flow(template: str) -> None:
+    # A definition stored under an older policy reaches a worker as it is: the attempt
+    # fails before anything renders.
+    executor = NodeExecutor(default_registry(), secrets={"TOKEN": SECRET})
+    task = TaskMessage("e1", "echo", 1, "noop", {"value": template}, {}, {}, idempotency_key="k")
+    events: list[Any] = []
+    await executor.execute(task, lambda _execution, event: events.append(event))
+    failed = events[-1]
+    assert isinstance(failed, NodeFailed), failed
+    assert failed.error.category == "policy_violation"
+    assert "config.value" in failed.error.message
+    _no_secret(json.dumps(dataclasses.asdict(failed), default=str))
 
 
 async def test_a_secret_bound_elsewhere_is_refused_before_any_connection(

@@ -19,16 +19,18 @@ anything renders. The same function also applies ``credential_problems`` to ``ll
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrion.errors import DefinitionIssue, HandlerNotFound
 from orchestrion.governance.llm_providers import credential_problems
 from orchestrion.governance.secret_routes import Routing
+from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.template_secrets import SECRETS_NAME, secret_use
 from orchestrion.templates import expression_source, is_template
 
-__all__ = ["REQUEST_FIELDS", "FlowIssue", "node_issues", "secrets_sent"]
+__all__ = ["REQUEST_FIELDS", "FlowIssue", "node_issues", "override_issues", "secrets_sent"]
 
 REQUEST_FIELDS: Mapping[str, frozenset[str]] = {"http": frozenset({"headers", "json", "body"})}
 """Per handler (canonical name), the config keys that make up the request it sends."""
@@ -199,3 +201,36 @@ def secrets_sent(handler: str | None, config: Mapping[str, Any]) -> frozenset[st
         for _, source in _sources(config.get(key), (key,)):
             names |= secret_use(source).names
     return frozenset(names)
+
+
+def override_issues(
+    nodes: Iterable[tuple[str, str, Mapping[str, Any], str | None]],
+    overrides: Mapping[str, Mapping[str, Any]],
+    routing: Routing,
+    registry: HandlerRegistry,
+) -> list[DefinitionIssue]:
+    """The problems trigger-time ``overrides`` bring to the nodes they patch.
+
+    ``nodes`` gives (id, handler, config, when) of each node; only the patched ones are
+    checked, with the patch merged over their config as the attempt will see it.
+    """
+
+    def canonical(name: Any) -> str | None:
+        try:
+            return registry.canonical_name(name) if isinstance(name, str) else None
+        except HandlerNotFound:
+            return None
+
+    issues: list[DefinitionIssue] = []
+    for node_id, handler, config, when in nodes:
+        patch = overrides.get(node_id)
+        if not patch:
+            continue
+        merged = {**config, **patch}
+        found = node_issues(canonical(handler), merged, routing, when=when, canonical=canonical)
+        for issue in found:
+            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in issue.path)
+            issues.append(
+                DefinitionIssue(issue.message, node=node_id, field=field[1:], code=issue.code)
+            )
+    return issues

@@ -520,6 +520,7 @@ class Engine:
             compiled, overrides or {}, self.definition_limits.max_problems
         )
         trust = stricter(record.trust, process_trust(self.governance))
+        self._check_override_flow(compiled, record.overrides, trust)
         self._check_code_policy(compiled.plan.spec, trust, record.overrides)
         if self._drives:
             await self._claim(record, "trigger", expected=None)
@@ -533,6 +534,27 @@ class Engine:
         )
         await self._begin(record, compiled)
         return record
+
+    def _check_override_flow(
+        self,
+        compiled: CompiledWorkflow,
+        overrides: dict[str, dict[str, Any]],
+        trust: Trust | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Refuse overrides that move a secret out of a request field or pair a credential
+        with a node's own endpoint (``governance/secret_flow.py``), naming node and field."""
+        if not overrides:
+            return overrides
+        from orchestrion.governance.secret_flow import override_issues
+
+        nodes = ((n.id, n.handler, n.config, n.when) for n in compiled.plan.spec.dag.nodes)
+        routing = enforce.routing_of(self.governance)
+        if trust is not None and not trust.trusted:
+            routing = routing.with_trust(False)
+        issues = override_issues(nodes, overrides, routing, self.registry)
+        if issues:
+            raise DefinitionError(issues, source="node overrides")
+        return overrides
 
     def _check_code_policy(
         self,
@@ -603,8 +625,10 @@ class Engine:
             status=ExecutionStatus.PENDING,
             created_at=now,
             inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
-            overrides=check_overrides(
-                compiled, overrides or {}, self.definition_limits.max_problems
+            overrides=self._check_override_flow(
+                compiled,
+                check_overrides(compiled, overrides or {}, self.definition_limits.max_problems),
+                trust,
             ),
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or execution_id,
