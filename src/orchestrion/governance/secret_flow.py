@@ -11,10 +11,11 @@ secrets must be named (``secrets.NAME`` or ``secrets['NAME']``) so that the poli
 where each may go (``governance/secret_routes.py``); where the URL is written out, that is
 checked here, otherwise by the http handler before it connects.
 
-``node_issues`` is the whole rule. The definition check runs it at submission, and the
-executor again on every attempt (trigger-time overrides and definitions stored under an
-older policy included), so a node that breaks it fails as ``policy_violation`` before
-anything renders. The same function also applies ``credential_problems`` to ``llm`` nodes.
+``node_issues`` is the whole rule, and also applies ``credential_problems`` to ``llm`` nodes.
+The definition check runs it at submission, ``override_issues`` on trigger-time node
+overrides, and the executor again on every attempt (a definition stored under an older
+policy included), so a node that breaks it fails as ``policy_violation`` before anything
+renders.
 """
 
 from __future__ import annotations
@@ -116,7 +117,6 @@ def node_issues(
             issues.append(_refused(("when",), handler))
         return issues  # the common case: nothing here reads secrets
     request = REQUEST_FIELDS.get(handler or "", frozenset())
-    sent: set[str] = set()
     sources = list(_sources(config, path))
     if handler == "condition":
         sources += _condition_cases(config, path)
@@ -139,7 +139,6 @@ def node_issues(
         else:
             for name in sorted(use.names):
                 issues.extend(_destination_issues(name, where, config, routing))
-            sent |= use.names
     if when is not None and secret_use(expression_source(when)).reads:
         issues.append(_refused(("when",), handler))
     issues.extend(_credential_issues(handler, config, routing, path, canonical))
