@@ -35,8 +35,10 @@ __all__ = [
     "LlmProviders",
     "Provider",
     "ProviderSection",
+    "check_provider_names",
     "credential_problems",
     "origin_of",
+    "resolve",
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
