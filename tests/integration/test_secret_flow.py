@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 
 from loopback_listener import Listener, serve_listener
-from orchestrion.core.events import NodeFailed
+from orchestrion.core.events import NodeFailed, NodeSucceeded
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import DefinitionError
+from orchestrion.governance import enforce
 from orchestrion.governance.runtime import Governance
+from orchestrion.governance.trust import Trust
+from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import default_registry
 from orchestrion.runtime.engine import Engine
 from orchestrion.runtime.executor import NodeExecutor
@@ -254,3 +257,39 @@ async def test_a_scale_out_worker_routes_secrets_the_same(
     error = bad.nodes["out"].error
     assert error is not None and error["category"] == "policy_violation"
     assert elsewhere.received == []
+
+
+@pytest.mark.parametrize("trust", [Trust.TRUSTED, Trust.UNTRUSTED])
+async def test_a_trusted_process_routes_untrusted_work_as_untrusted(
+    tmp_path: Path, allowed: Listener, trust: Trust
+) -> None:
+    # One's own process (orchestrion run, retry, resume) running an execution that came in
+    # through the service: its attempts get the service's rules.
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\n")
+    resources = Resources()
+    enforce.install(Governance.load(policy, trusted=True, environ={}), resources.extra)
+    executor = NodeExecutor(default_registry(), resources, secrets={"MINE": SECRET})
+
+    async def attempt(handler: str, config: dict[str, Any]) -> Any:
+        task = TaskMessage("e1", "n", 1, handler, config, {}, {}, idempotency_key="k", trust=trust)
+        events: list[Any] = []
+        await executor.execute(task, lambda _execution, event: events.append(event))
+        return events[-1]
+
+    unlisted = await attempt("http", {"url": allowed.url, "headers": {"A": "{{ secrets.MINE }}"}})
+    own_url = await attempt("llm", {"prompt": "hi", "base_url": allowed.url + "/v1"})
+    if trust is Trust.UNTRUSTED:
+        for failed in (unlisted, own_url):
+            assert isinstance(failed, NodeFailed), failed
+            assert failed.error.category == "policy_violation"
+        assert "has no destination" in unlisted.error.message
+        assert "may not set base_url" in own_url.error.message
+        assert allowed.received == []
+    else:
+        # Trusted: an unlisted secret goes where the node says; the node's own endpoint is
+        # called without any key (here a listener that does not speak chat completions).
+        assert isinstance(unlisted, NodeSucceeded), unlisted
+        assert isinstance(own_url, NodeFailed) and own_url.error.category == "bad_response"
+        assert [r["headers"].get("A") for r in allowed.received] == [SECRET, None]
+        assert "Authorization" not in allowed.received[1]["headers"]

@@ -373,18 +373,26 @@ def test_the_backstop_scrubs_common_transforms() -> None:
 
 
 def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrion.governance.log_masking import current_log_masker, set_log_masker
+    from orchestrion.governance.masking import Masker
     from orchestrion.governance.secret_logs import hide_in_logs
 
     value = "log-Secret-Value-31"
-    hide_in_logs([value])
-    logger = logging.getLogger("httpcore.http11")
-    with caplog.at_level(logging.DEBUG, logger="httpcore.http11"):
-        logger.debug("headers=%r", [(b"X-Echo", f"Bearer {value}".encode())])
-        logger.debug("reversed %s", value[::-1])
-        try:
-            raise ValueError(value.upper())
-        except ValueError:
-            logger.exception("failed")
+    previous = current_log_masker()
+    # With the log masker in force too: it renders tracebacks, before or after this factory.
+    set_log_masker(Masker(["email"], {}))
+    try:
+        hide_in_logs([value])
+        logger = logging.getLogger("httpcore.http11")
+        with caplog.at_level(logging.DEBUG, logger="httpcore.http11"):
+            logger.debug("headers=%r", [(b"X-Echo", f"Bearer {value}".encode())])
+            logger.debug("reversed %s", value[::-1])
+            try:
+                raise ValueError(value.upper())
+            except ValueError:
+                logger.exception("failed")
+    finally:
+        set_log_masker(previous)
     text = caplog.text
     assert "***" in text
     for variant in (value, value[::-1], value.upper()):

@@ -66,14 +66,16 @@ def _scrub_record(record: logging.LogRecord, scrubber: Scrubber) -> None:
     clean = scrubber.text(message)
     if clean != message:
         record.msg, record.args = clean, ()
-    if record.exc_info:
+    if record.exc_info and record.exc_info[1] is not None:
         text = _exceptions.formatException(record.exc_info)
         clean = scrubber.text(text)
         if clean != text:
+            # Rendered where formatters look first; only the exception's type stays.
             record.exc_text = clean
             kind = record.exc_info[0]
             record.exc_info = (kind, None, None) if kind is not None else None  # type: ignore[assignment]
-    elif record.exc_text:
+    if record.exc_text:
+        # Another factory (the log masker) may have rendered the traceback already.
         record.exc_text = scrubber.text(record.exc_text)
     if record.stack_info:
         record.stack_info = scrubber.text(record.stack_info)

@@ -24,8 +24,10 @@ changed on the wire) reads as untrusted.
 
 What differs between the two levels is the python allowlist (``python.allowed_modules``):
 untrusted work may call only registered functions and functions of the allowed modules,
-checked when each node, compensation and ``map`` item runs. The SSRF guard, the LLM policy
-and the template limits apply to both.
+checked when each node, compensation and ``map`` item runs; and the routing of credentials
+and secrets (``governance/secret_routes.py``): untrusted work may not give an llm node its
+own endpoint or key, nor send a secret the policy does not list. The SSRF guard, the LLM
+policy and the template limits apply to both.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.handlers.keys import ALLOWLIST_KEY
+from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,6 +100,10 @@ def attempt_resources(resources: Resources, trust: object) -> Resources:
         return resources
     allowlist: Any = extra.get(UNTRUSTED_ALLOWLIST_KEY)
     view_extra = {**extra, ALLOWLIST_KEY: tuple(allowlist or ())}
+    routing: Any = extra.get(ROUTING_KEY)
+    if routing is not None:
+        # Credentials and secrets are routed as for untrusted work (governance/secret_routes).
+        view_extra[ROUTING_KEY] = routing.with_trust(False)
     return replace(resources, extra=view_extra, http_factory=_shared_client(resources))
 
 

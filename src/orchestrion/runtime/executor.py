@@ -33,7 +33,7 @@ from orchestrion.errors import HandlerNotFound, NodeError, PolicyViolation
 from orchestrion.governance.secret_flow import node_issues, secrets_sent
 from orchestrion.governance.secret_routes import Routing, sending
 from orchestrion.governance.secret_scrub import Scrubber
-from orchestrion.governance.trust import attempt_resources
+from orchestrion.governance.trust import Trust, attempt_resources
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 from orchestrion.handlers.registry import HandlerRegistry
@@ -184,9 +184,12 @@ class NodeExecutor:
             execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
         )
 
-    def _routing(self) -> Routing:
+    def _routing(self, task: TaskMessage) -> Routing:
+        """The process's routing, at the stricter of its trust and the attempt's."""
         routing = self.resources.extra.get(ROUTING_KEY)
-        return routing if isinstance(routing, Routing) else _TRUSTED
+        if not isinstance(routing, Routing):
+            routing = _TRUSTED
+        return routing if Trust.of(task.trust).trusted else routing.with_trust(False)
 
     def _check_secret_flow(self, task: TaskMessage) -> None:
         """Refuse, before anything renders, a secret outside the request fields (overrides
@@ -198,7 +201,7 @@ class NodeExecutor:
         issues = node_issues(
             handler,
             task.config,
-            self._routing(),
+            self._routing(task),
             when=task.when if task.kind == "run" else None,
             path=("config",) if task.kind == "run" else ("compensate", "config"),
             canonical=self._canonical,
@@ -268,7 +271,7 @@ class NodeExecutor:
         # The http handler checks where the secrets its request carries may go, at each hop.
         carried = secrets_sent(spec.name, task.config) if self.secrets else frozenset()
         try:
-            with sending(carried, self._routing()):
+            with sending(carried, self._routing(task)):
                 if task.timeout:
                     try:
                         async with asyncio.timeout(task.timeout):
