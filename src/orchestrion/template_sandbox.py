@@ -568,18 +568,52 @@ def _make_environment() -> _Environment:
 
 
 _ENV = _make_environment()
+_UNSUPPORTED = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+# Statements the code generator checks further; plain expressions need no compiling here.
+_COMPILE_CHECKED = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Block)
 
 
 # --------------------------------------------------------------------------- analysis
 
 
 def analyse(source: str) -> TemplateInfo:
-    """Parse ``source`` and report the names it uses or its syntax error."""
+    """Parse and compile ``source``; report the names it uses or why it cannot run.
+
+    Compiling finds what parsing lets through: an unknown filter (``x | nosuchfilter``) or
+    test (``x is nosuchtest``) is a ``TemplateAssertionError`` of the code generator.
+    Including, importing or extending another template cannot work (there are no template
+    files), and an expression nested thousands deep exhausts the parser's recursion.
+    """
+    multiline = "\n" in source.strip()
     try:
         ast = _ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if "\n" in source.strip() else ""
-        return TemplateInfo(error=f"template syntax error: {exc.message}{where}")
+        unsupported = next(iter(ast.find_all(_UNSUPPORTED)), None)
+        if unsupported is not None:
+            where = f" (template line {unsupported.lineno})" if multiline else ""
+            keyword = type(unsupported).__name__.lower().replace("fromimport", "from")
+            return TemplateInfo(
+                error=f"template error: '{keyword}' is not supported, a config template "
+                f"cannot use other templates{where}"
+            )
+        for used in ast.find_all((nodes.Filter, nodes.Test)):
+            # Stricter than the compiler, which lets an unknown name through inside an
+            # `if` and fails only when that branch runs.
+            known = _ENV.filters if isinstance(used, nodes.Filter) else _ENV.tests
+            if used.name not in known:
+                kind = "filter" if isinstance(used, nodes.Filter) else "test"
+                where = f" (template line {used.lineno})" if multiline else ""
+                return TemplateInfo(error=f"template error: no {kind} named {used.name!r}{where}")
+        if next(iter(ast.find_all(_COMPILE_CHECKED)), None) is not None:
+            _ENV.compile(ast)  # the code generator's own checks (loop, caller, blocks)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError included
+        where = f" (template line {exc.lineno})" if multiline else ""
+        kind = "syntax error" if type(exc) is TemplateSyntaxError else "error"
+        return TemplateInfo(error=f"template {kind}: {exc.message}{where}")
+    except (RecursionError, MemoryError, SyntaxError, ValueError, OverflowError) as exc:
+        # RecursionError: nested too deep to parse; the rest come from Python's compiler
+        # (too many nested blocks, a literal it cannot hold).
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return TemplateInfo(error=f"template error: {detail}")
     names = frozenset(meta.find_undeclared_variables(ast))
     node_keys: set[str] = set()
     dynamic = False

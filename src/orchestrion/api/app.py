@@ -42,6 +42,7 @@ from orchestrion.api.routes import (
     health,
     workflows,
 )
+from orchestrion.api.safe_json import SafeInputMiddleware
 from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
@@ -147,7 +148,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.ctx = ctx
     problems.install(app)
     # Outermost first: RequestMiddleware (request id, body limit, access log) > AuditMiddleware
-    # (sees every answer, the gate's too) > ApiGate (caller, rate limit, 401 before routing).
+    # (sees every answer, the gate's too) > ApiGate (caller, rate limit, 401 before routing)
+    # > SafeInputMiddleware (unsafe JSON bodies, paths, queries, headers: before any route).
+    app.add_middleware(SafeInputMiddleware)
     app.add_middleware(ApiGate)
     app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)

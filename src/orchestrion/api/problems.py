@@ -142,6 +142,17 @@ def _phrase(status: int) -> str:
 async def _orchestrion_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, DefinitionError):
+        if exc.source == "node overrides" and all(i.code == "unknown_node" for i in exc.issues):
+            # A well-formed request that the execution's definition cannot take: a conflict
+            # with the stored resource, as for a version conflict.
+            return problem_response(
+                409,
+                str(exc),
+                instance=path,
+                title="Unknown node",
+                slug="unknown-node",
+                errors=[issue.to_dict() for issue in exc.issues],
+            )
         inputs = exc.source in _INPUT_SOURCES
         count = len(exc.issues)
         detail = (
@@ -267,7 +278,8 @@ _DESCRIPTIONS = {
     401: "Missing or unknown API key",
     403: "The API key's role does not allow this",
     404: "Unknown execution, definition or route",
-    409: "The execution's state does not allow this, or the definition version conflicts",
+    409: "The execution's state does not allow this, the definition version conflicts, or "
+    "an override names a node the definition does not have",
     413: "The request body is too large",
     415: "Unsupported content type",
     422: "Invalid definition, input or request field",

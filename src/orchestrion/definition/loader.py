@@ -10,6 +10,7 @@ reference-000 file, ``dependencies[1]`` for a canonical one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from orchestrion import safe_data
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
 from orchestrion.definition.limits import (
     DEFAULT_LIMITS,
@@ -57,6 +59,7 @@ _FORMATS: dict[str, SourceFormat] = {"yaml": "yaml", "yml": "yaml", "json": "jso
 _MAX_PATH_LENGTH = 4096
 _MAX_EXPANDED_VALUES = 2_000_000
 _MAX_ALIAS_GROWTH = 10
+_MAX_INT_TEXT = 2 * safe_data.MAX_INT_DIGITS  # room for `_` separators; the value is checked
 
 
 LineMap = dict[tuple[str, ...], int]
@@ -103,6 +106,11 @@ def _load(
 ) -> LoadedDefinition:
     document = _read(source, fmt, limits)
     label = str(document.path) if document.path is not None else None
+    if not document.issues and document.format != "json":  # JSON is checked as it is parsed
+        try:
+            safe_data.check(document.data)
+        except safe_data.UnsafeData as exc:
+            document.issues.append(_unsafe_issue(exc, document))
     if document.issues:
         raise DefinitionError(truncated(document.issues, limits.max_problems), source=label)
     if registry is None:
@@ -281,10 +289,13 @@ def _parse_json(text: str, path: Path | None) -> _Document:
 
     document = _Document("json", text, path=path)
     try:
-        document.data = json.loads(text, object_pairs_hook=pairs)
+        document.data = safe_data.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         document.issues.append(DefinitionIssue(message, line=exc.lineno, code="json_syntax"))
+        return document
+    except safe_data.UnsafeData as exc:
+        document.issues.append(_unsafe_issue(exc, document))
         return document
     for key in dict.fromkeys(duplicates):
         document.issues.append(DefinitionIssue(f"duplicate key '{key}'", code="duplicate_key"))
@@ -310,6 +321,10 @@ def _parse_yaml(text: str, path: Path | None) -> _Document:
     except yaml.YAMLError as exc:
         document.issues.append(DefinitionIssue(f"invalid YAML: {exc}", code="yaml_syntax"))
         return document
+    except RecursionError:  # the pure-Python parser, without libyaml's own depth limit
+        message = f"invalid YAML: nested more than {safe_data.MAX_DEPTH} levels deep"
+        document.issues.append(DefinitionIssue(message, code="too_deep"))
+        return document
     for key, line in duplicates:
         document.issues.append(
             DefinitionIssue(f"duplicate key '{key}'", line=line, code="duplicate_key")
@@ -319,9 +334,8 @@ def _parse_yaml(text: str, path: Path | None) -> _Document:
 
 def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
     """Parse YAML into data, filling ``lines`` (key path -> 1-based line); list duplicates."""
-    import yaml  # here: a definition given as a dict needs no YAML
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when built with it
+    loader = _strict_loader()(text)
     try:
         root = loader.get_single_node()
         duplicates: list[tuple[str, int]] = []
@@ -332,6 +346,46 @@ def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
     finally:
         loader.dispose()
     return data, duplicates
+
+
+@functools.cache
+def _strict_loader() -> type[yaml.SafeLoader]:
+    """The safe loader (libyaml's when built with it) whose value errors name their line."""
+    import yaml
+
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[valid-type, misc]
+        def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+            # A timestamp like 2020-13-45 or an integer of 5,000 digits matches YAML's
+            # pattern, then fails to convert with a bare ValueError: say where it is.
+            if node.tag == "tag:yaml.org,2002:int" and len(str(node.value)) > _MAX_INT_TEXT:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"an integer of more than {safe_data.MAX_INT_DIGITS} digits",
+                    node.start_mark,
+                )
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, OverflowError) as exc:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"cannot read the value {_preview(node)}: {exc}", node.start_mark
+                ) from None
+
+    return StrictLoader
+
+
+def _preview(node: yaml.Node) -> str:
+    text = str(node.value) if isinstance(node.value, str) else node.tag
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _unsafe_issue(exc: safe_data.UnsafeData, document: _Document) -> DefinitionIssue:
+    line = exc.line
+    if line is None and exc.path and document.text is not None:
+        line = document.line_map().get(tuple(str(part) for part in exc.path))
+    return DefinitionIssue(f"{exc.reason} {exc.where}", line=line, code=exc.code)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

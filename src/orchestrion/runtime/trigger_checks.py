@@ -1,16 +1,21 @@
 """Checks of what a trigger brings: input params against the declared inputs, node overrides.
 
-Both raise ``DefinitionError`` listing every problem, naming the input or node.
+Both raise ``DefinitionError`` listing every problem, naming the input or node. Values that
+cannot be stored or rendered safely (``safe_data``: lone surrogates, NUL, nesting beyond 64
+levels, integers of more than 100 digits, NaN) are refused first, whoever passes them: the
+API, the command line or a Python caller of ``orchestrion.run``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from orchestrion import safe_data
 from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.templates import template_errors
 
 __all__ = ["check_inputs", "check_overrides"]
 
@@ -24,8 +29,26 @@ _INPUT_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _unsafe(value: Any, field: str, node: str | None = None) -> DefinitionIssue | None:
+    try:
+        safe_data.check(value)
+    except safe_data.UnsafeData as exc:
+        return DefinitionIssue(
+            f"{exc.reason} {exc.where}".replace(" at the top level", ""),
+            node=node,
+            field=field,
+            code=exc.code,
+        )
+    return None
+
+
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     issues: list[DefinitionIssue] = []
+    for name, value in inputs.items():
+        label = name if isinstance(name, str) else repr(name)
+        issue = _unsafe({label: value}, "inputs")
+        if issue is not None:  # the first says enough: the caller sent unsafe data
+            raise DefinitionError([issue], source="execution inputs")
     result = dict(inputs)
     for name, param in spec.inputs.items():
         if name not in result or result[name] is None:
@@ -65,7 +88,10 @@ def check_overrides(
 ) -> dict[str, dict[str, Any]]:
     issues = []
     for node_id, patch in overrides.items():
-        if node_id not in compiled.plan.index:
+        unsafe = _unsafe({node_id: patch}, "overrides")
+        if unsafe is not None:
+            issues.append(unsafe)
+        elif node_id not in compiled.plan.index:
             issues.append(
                 DefinitionIssue(
                     f"override names unknown node '{node_id}'",
@@ -83,6 +109,11 @@ def check_overrides(
                     code="invalid_override",
                 )
             )
+        else:
+            for where, message in template_errors(patch, "config"):
+                issues.append(
+                    DefinitionIssue(message, node=node_id, field=where, code="template_syntax")
+                )
     if issues:
         # A body of a hundred thousand unknown node ids must not become a 30 MB answer.
         raise DefinitionError(truncated(issues, max_problems), source="node overrides")

@@ -1,0 +1,175 @@
+"""The one place request input is made safe before any route, dependency or log reads it.
+
+An ASGI middleware (inside ``RequestMiddleware``: the request id and the body size limit
+apply first) that refuses, with a problem document naming the place:
+
+- a path, query string or header value that is not UTF-8 once percent-decoded, or holds a
+  NUL or another control character: 400 naming the parameter or header (the server would
+  otherwise replace the bytes with U+FFFD and look up something nobody asked for);
+- a JSON body (``application/json``, ``*+json``, or no content type, which the API reads
+  as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate or NUL,
+  nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity: 422 with
+  the JSON pointer (or line and column) in ``errors[].field``.
+
+A body with a plain syntax error is passed on: the route reports it as it always has (a
+definition's issue with its line, FastAPI's ``json_invalid``). YAML and plain-text
+definitions are checked by the definition loader, which applies the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from email.message import Message as EmailMessage
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrion import safe_data
+from orchestrion.api.problems import problem_response
+
+__all__ = ["SafeInputMiddleware"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed, as in HTTP itself
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_MAX_NAME_IN_MESSAGE = 64
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # the API reads a body without a content type as JSON
+    message = EmailMessage()
+    message["content-type"] = content_type
+    media = message.get_content_type().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _text(raw: bytes) -> str | None:
+    """``raw`` as UTF-8 text without control characters, or None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text
+
+
+def _printable(raw: bytes) -> str:
+    text = raw.decode("utf-8", "backslashreplace")
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= _MAX_NAME_IN_MESSAGE else text[: _MAX_NAME_IN_MESSAGE - 3] + "..."
+
+
+def _query_problem(query: bytes) -> tuple[str, str] | None:
+    """(field, message) for the first query parameter that is not clean UTF-8 text."""
+    for part in query.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        raw_name = unquote_to_bytes(name.replace(b"+", b" "))
+        raw_value = unquote_to_bytes(value.replace(b"+", b" "))
+        if _text(raw_name) is None:
+            return _printable(raw_name), "a query parameter name is not UTF-8 text"
+        if _text(raw_value) is None:
+            field = raw_name.decode("utf-8")
+            return field, f"query parameter {field!r} is not UTF-8 text without control characters"
+    return None
+
+
+class SafeInputMiddleware:
+    """400 for a path, query or header that is not clean UTF-8; 422 for an unsafe JSON body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        refusal = self._request_line_problem(scope)
+        if refusal is not None:
+            field, message = refusal
+            item = {"code": "invalid_text", "message": message, "field": field}
+            response = problem_response(400, message, instance=_safe_path(scope), errors=[item])
+            await response(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if scope.get("method") not in _BODY_METHODS or not _is_json(headers.get("content-type")):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body, more = await _read_body(receive)
+        except HTTPException as exc:  # the size limit of RequestMiddleware
+            response = problem_response(exc.status_code, str(exc.detail), instance=path)
+            await response(scope, receive, send)
+            return
+        if body and not more:
+            try:
+                safe_data.loads(body)
+            except json.JSONDecodeError:
+                pass  # the route reports syntax errors its own way, with the line
+            except safe_data.UnsafeData as exc:
+                detail = f"the JSON body is not acceptable: {exc}"
+                place = exc.pointer or None
+                if exc.line is not None:
+                    place = f"line {exc.line}, column {exc.column}"
+                errors: list[dict[str, Any]] = [
+                    {"code": exc.code, "message": str(exc), "field": place}
+                ]
+                response = problem_response(
+                    422, detail, instance=path, title="Invalid JSON", slug="invalid-json",
+                    errors=errors,
+                )  # fmt: skip
+                await response(scope, receive, send)
+                return
+        await self.app(scope, _replay(body, more, receive), send)
+
+    @staticmethod
+    def _request_line_problem(scope: Scope) -> tuple[str, str] | None:
+        raw_path = scope.get("raw_path")
+        if isinstance(raw_path, bytes) and _text(unquote_to_bytes(raw_path)) is None:
+            return "path", "the path is not UTF-8 text without control characters"
+        problem = _query_problem(scope.get("query_string", b""))
+        if problem is not None:
+            return problem
+        for name, value in scope.get("headers", ()):
+            if _text(value) is None:
+                header = _printable(name)
+                return header, f"header {header} is not UTF-8 text without control characters"
+        return None
+
+
+def _safe_path(scope: Scope) -> str:
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        return raw_path.decode("ascii", "backslashreplace")
+    return str(scope.get("path", "")).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body; ``more`` is True when the client went away before its end."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), True
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, disconnected: bool, receive: Receive) -> Receive:
+    """``receive`` that hands the body read already back once, then the real messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed or disconnected:
+            return await receive() if not disconnected else {"type": "http.disconnect"}
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
