@@ -388,7 +388,7 @@ async def test_trigger_conflicts_idempotency_and_input_errors(api: Api) -> None:
     unknown = await api.client.post(
         f"/v1/workflow/trigger/{typed_id}", json={"input_params": {"count": 1}, "ghost": {"x": 1}}
     )
-    assert assert_problem(unknown, 422)["errors"][0]["node"] == "ghost"
+    assert assert_problem(unknown, 409)["errors"][0]["node"] == "ghost"
     not_object = await api.client.post(f"/v1/workflow/trigger/{typed_id}", json={"a": 5})
     problem = assert_problem(not_object, 422)
     assert problem["errors"][0]["field"] == "body.a"
@@ -487,7 +487,9 @@ async def test_list_filters_and_cursor_pagination(api: Api) -> None:
     assert past["items"] == []
 
     problem = assert_problem(await api.client.get("/v1/workflows?cursor=%%%garbage"), 422)
-    assert problem["errors"][0]["field"] == "cursor"
+    assert problem["errors"][0]["field"] == "query.cursor"
+    # Well formed (the document's pattern) but not one we gave out: no such page.
+    assert_problem(await api.client.get("/v1/workflows?cursor=bm9wZQ"), 404)
     problem = assert_problem(await api.client.get("/v1/workflows?status=DONE&limit=999"), 422)
     assert {e["field"] for e in problem["errors"]} == {"query.status.0", "query.limit"}
 

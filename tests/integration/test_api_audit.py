@@ -128,7 +128,7 @@ async def test_audit_endpoints_need_admin_and_page(tmp_path: Path) -> None:
         window = await audit_page(client, since="1970-01-01T00:16:41Z", until=1003.5)
         assert [r["actor"] for r in window["records"]] == ["a1", "a2", "a3"]
         bad = await client.get("/v1/audit", params={"since": "yesterday"}, headers=auth(ADMIN))
-        assert bad.status_code == 400 and "since" in bad.json()["detail"]
+        assert bad.status_code == 422 and "since" in bad.json()["detail"]
         for params in ({"until": "nan"}, {"after_seq": 2**64}, {"limit": 0}):
             refused = await client.get("/v1/audit", params=params, headers=auth(ADMIN))
             assert refused.status_code in (400, 422), (params, refused.text)
@@ -154,7 +154,7 @@ async def test_purge_endpoint_deletes_old_executions_and_is_audited(tmp_path: Pa
         result = await engine.run(FLOW)
         time.sleep(0.05)
         nothing = await client.post("/v1/admin/purge", headers=auth(ADMIN))
-        assert nothing.status_code == 400 and "retention.days" in nothing.json()["detail"]
+        assert nothing.status_code == 409 and "retention.days" in nothing.json()["detail"]
         response = await client.post(
             "/v1/admin/purge", params={"older_than": "10ms"}, headers=auth(ADMIN)
         )
@@ -174,7 +174,7 @@ async def test_purge_refuses_a_bad_duration(tmp_path: Path, older_than: str) -> 
         response = await client.post(
             "/v1/admin/purge", params={"older_than": older_than}, headers=auth(ADMIN)
         )
-        assert response.status_code == 400 and "older_than" in response.json()["detail"]
+        assert response.status_code == 422 and "older_than" in response.json()["detail"]
 
 
 async def test_calls_refused_by_the_rate_limiter_are_not_recorded(tmp_path: Path) -> None:

@@ -274,7 +274,8 @@ def install(app: FastAPI) -> None:
 # ------------------------------------------------------------------ OpenAPI
 
 _DESCRIPTIONS = {
-    400: "A required request header is missing",
+    400: "A required request header is missing, or the path, a query parameter or a header "
+    "is not UTF-8 text (or holds control characters)",
     401: "Missing or unknown API key",
     403: "The API key's role does not allow this",
     404: "Unknown execution, definition or route",
@@ -287,7 +288,7 @@ _DESCRIPTIONS = {
     500: "Unexpected server error (no details are disclosed)",
     503: "Degraded: the engine or the state store is unavailable",
 }
-_COMMON = (401, 403, 413, 422, 429, 500, 503)
+_COMMON = (400, 401, 403, 413, 422, 429, 500, 503)
 _RATE_LIMIT_HEADERS = {  # set by api/gate.py on every limited answer
     name: {"description": text, "schema": {"type": "integer"}}
     for name, text in (

@@ -157,17 +157,14 @@ def _parse_head(text: str | None) -> ChainHead | None:
 
 
 def _time(value: str | None, name: str) -> float | None:
+    from orchestrion.instants import parse_instant
+
     if value is None:
         return None
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        _fail(EXIT_INVALID, f"{name}: expected epoch seconds or an ISO 8601 time, got {value!r}")
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return parse_instant(value)
+    except ValueError as exc:
+        raise _fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}") from None
 
 
 def _read_file(path: Path) -> list[AuditRecord]:
@@ -438,7 +435,7 @@ def purge(
                     "give --older-than (e.g. 30d): the governance policy sets no retention.days",
                 )
             seconds = days * 86400.0
-        cutoff = time.time() - seconds
+        cutoff = max(0.0, time.time() - seconds)  # nothing finished before 1970
         count = await log.purge(cutoff, actor=_actor())
         await log.checkpoint()  # the purge's record, anchored
         return count, cutoff

@@ -22,10 +22,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
 from orchestrion.api.context import ApiContext
 from orchestrion.api.convert import event_out
 from orchestrion.api.models import EventPage
+from orchestrion.api.params import EVENT_TYPE_PATTERN
 from orchestrion.api.problems import error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import VIEW, Ctx
@@ -53,7 +55,11 @@ Caller = Annotated[Disclosure, Depends(disclosure)]
 _MAX_SEQ = 2**63 - 1  # what the journal's integer column holds
 After = Annotated[int, Query(ge=0, le=_MAX_SEQ, description="only events with a larger seq")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Types = Annotated[list[str] | None, Query(description="only these event types (repeatable)")]
+EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, max_length=64)]
+Types = Annotated[
+    list[EventType] | None,
+    Query(description="only these event types (repeatable), e.g. node.completed"),
+]
 LastEventId = Annotated[
     int | None,
     Header(

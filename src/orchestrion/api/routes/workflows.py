@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from email.message import Message
 from typing import Annotated, Any
 
@@ -27,6 +26,7 @@ from orchestrion.api.models import (
     SubmitResponse,
     TriggerRequest,
 )
+from orchestrion.api.params import CURSOR_PATTERN, instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
@@ -275,19 +275,11 @@ StatusQuery = Annotated[
 ]
 
 
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)  # a time without an offset is UTC, as we answer
-    return value.timestamp()
-
-
 @router.get(
     "/workflows",
     response_model=ExecutionPage,
     dependencies=VIEW,
-    responses=error_responses(),
+    responses=error_responses(404),
     summary="List executions, newest first",
 )
 async def list_workflows(
@@ -295,28 +287,33 @@ async def list_workflows(
     status: StatusQuery = None,
     workflow: Annotated[str | None, Query(description="definition name")] = None,
     definition_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Annotated[str | None, instant_query("created at or after")] = None,
+    created_before: Annotated[str | None, instant_query("created before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
 ) -> ExecutionPage:
+    after, before = (
+        parse_instant(created_after, "created_after"),
+        parse_instant(created_before, "created_before"),
+    )
     if cursor is not None:
         try:
             rules.decode_cursor(cursor)
         except ExecutionError:
+            # Well formed, but no page starts there: like an unknown id, it is not found.
             raise ApiProblem(
-                422,
-                "the cursor is not one this API gave out",
-                title="Invalid request",
-                slug="invalid-request",
-                errors=[{"code": "invalid_cursor", "message": "unknown cursor", "field": "cursor"}],
-            ) from None
+                404, "no page starts at this cursor: it is not one this API gave out",
+                slug="unknown-cursor",
+            ) from None  # fmt: skip
     flt = ExecutionFilter(
         status=[ExecutionStatus(value.lower()) for value in status] if status else None,
         definition_name=workflow,
         definition_id=definition_id,
-        created_after=_epoch(created_after),
-        created_before=_epoch(created_before),
+        created_after=after,
+        created_before=before,
         cursor=cursor,
         limit=limit,
     )
