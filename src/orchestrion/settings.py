@@ -24,6 +24,7 @@ __all__ = ["ApiRole", "Settings", "load_secrets", "load_settings"]
 SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
 
 ApiRole = Literal["admin", "operator", "viewer"]
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")
 _ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 
@@ -177,6 +178,9 @@ class Settings(BaseSettings):
                 raise ValueError("expected key:role pairs separated by commas")
             if role not in _ROLES:
                 raise ValueError(f"unknown role {role!r}: use admin, operator or viewer")
+            if not _TOKEN.match(key):
+                # A key travels in an HTTP header: other characters could never match.
+                raise ValueError("an API key must be printable ASCII without spaces")
             if key in keys:
                 raise ValueError("a key is listed twice")
             keys[key] = role

@@ -76,24 +76,41 @@ def _database_url(db: str | None) -> str | None:
 
 
 def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    """``--inputs-file`` then each ``-i key=value`` (a JSON value, else the text itself).
+
+    Values go through the same checks as an API body (``safe_data``): an argument that is
+    not UTF-8, nesting beyond 64 levels, an integer of 5,000 digits or ``NaN`` is exit 2
+    naming the input, never a traceback.
+    """
+    from orchestrion import safe_data
+
     inputs: dict[str, Any] = {}
     if inputs_file is not None:
         try:
-            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            _fail(EXIT_INVALID, f"cannot read inputs file {inputs_file}: {exc}")
+            loaded = safe_data.loads(inputs_file.read_bytes())
+        except (OSError, ValueError) as exc:  # UnsafeData and JSONDecodeError included
+            _fail(EXIT_INVALID, f"cannot read inputs file {_shown(inputs_file)}: {exc}")
         if not isinstance(loaded, dict):
-            _fail(EXIT_INVALID, f"inputs file {inputs_file} must hold a JSON object")
+            _fail(EXIT_INVALID, f"inputs file {_shown(inputs_file)} must hold a JSON object")
         inputs.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            _fail(EXIT_INVALID, f"bad input {pair!r}: use -i key=value")
+            _fail(EXIT_INVALID, f"bad input {_shown(pair)!r}: use -i key=value")
         try:
-            inputs[key] = json.loads(raw)
-        except ValueError:
+            safe_data.check_text(pair)  # an argument that was not UTF-8 holds surrogates
+            inputs[key] = safe_data.loads(raw)
+        except json.JSONDecodeError:
             inputs[key] = raw
+        except safe_data.UnsafeData as exc:
+            where = f" {exc.where}" if exc.pointer or exc.line else ""
+            _fail(EXIT_INVALID, f"input {_shown(key)!r}: {exc.reason}{where}")
     return inputs
+
+
+def _shown(value: object) -> str:
+    """``value`` as printable text: a path or argument that was not UTF-8 still prints."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _fail(code: int, message: str) -> typer.Exit:
@@ -312,7 +329,7 @@ def validate(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     edges = sum(len(node.dependencies) for node in spec.dag.nodes)
     console.print(
-        f"[green]✓[/] {file}: workflow '{spec.name}' is valid "
+        f"[green]✓[/] {_shown(file)}: workflow '{spec.name}' is valid "
         f"({len(spec.dag.nodes)} nodes, {edges} edges, {loaded.dialect} format)",
         highlight=False,
     )

@@ -102,8 +102,13 @@ def default_headers(
     """The headers every request carries: JSON, a user agent, the API key, the caller's own."""
     merged = {"Accept": _JSON, "User-Agent": f"orchestrion-client/{version}"}
     if api_key:
+        if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+            raise ValueError("the API key must be printable ASCII without spaces")
         merged["Authorization"] = f"Bearer {api_key}"
-    merged.update(headers or {})
+    for name, value in (headers or {}).items():
+        if not (name + value).isascii() or not (name + value).isprintable():
+            raise ValueError(f"header {name!r}: names and values must be printable ASCII")
+        merged[name] = value
     return merged
 
 
