@@ -168,6 +168,7 @@ def _time(value: str | None, name: str) -> float | None:
 
 
 def _read_file(path: Path) -> list[AuditRecord]:
+    from orchestrion import safe_data
     from orchestrion.store.audit import AuditRecord
 
     records: list[AuditRecord] = []
@@ -179,7 +180,7 @@ def _read_file(path: Path) -> list[AuditRecord]:
         if not line.strip():
             continue
         try:
-            records.append(AuditRecord.from_fields(json.loads(line)))
+            records.append(AuditRecord.from_fields(safe_data.loads(line)))
         except (ValueError, KeyError, TypeError) as exc:
             _fail(EXIT_INVALID, f"{path}, line {number}: not an audit record ({exc})")
     return records
