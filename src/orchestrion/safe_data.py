@@ -8,7 +8,8 @@ those steps later, far from where they came in, and surface as a crash instead o
 for a document too deep to parse, a line and column):
 
 - text that is not valid Unicode: a lone surrogate (``"\\ud800"``, or a command-line
-  argument that was not UTF-8), and the NUL character, which PostgreSQL cannot store;
+  argument that was not UTF-8), which no UTF-8 encoder (the store's, the JSON answer's)
+  accepts;
 - nesting deeper than ``MAX_DEPTH`` (64) arrays and objects: nothing legitimate is that
   deep, and every recursive step after this one (validation, templates, storage) would pay
   for it, or overflow the stack;
@@ -171,8 +172,6 @@ def _pointer(path: tuple[str | int, ...]) -> str:
 
 
 def _text_problem(text: str) -> tuple[str, str] | None:
-    if "\x00" in text:
-        return "a NUL character (U+0000)", "nul_character"
     if text.isascii():
         return None
     try:
@@ -184,7 +183,7 @@ def _text_problem(text: str) -> tuple[str, str] | None:
 
 
 def check_text(text: str) -> None:
-    """Raise ``UnsafeData`` if ``text`` holds a lone surrogate or a NUL character."""
+    """Raise ``UnsafeData`` if ``text`` holds a lone surrogate."""
     problem = _text_problem(text)
     if problem is not None:
         raise UnsafeData(problem[0], code=problem[1])
@@ -200,7 +199,7 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
     while stack:
         item, path = stack.pop()
         if isinstance(item, str):
-            if not item.isascii() or "\x00" in item:
+            if not item.isascii():
                 problem = _text_problem(item)
                 if problem is not None:
                     raise UnsafeData(problem[0], code=problem[1], path=path)

@@ -42,7 +42,7 @@ from orchestrion.api.routes import (
     health,
     workflows,
 )
-from orchestrion.api.safe_json import SafeInputMiddleware
+from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
 from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings, load_settings
@@ -160,12 +160,14 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = _problem_media_types(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                    separate_input_output_schemas=False,
+                declare_text_parameters(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                        separate_input_output_schemas=False,
+                    )
                 )
             )
         return app.openapi_schema

@@ -3,9 +3,12 @@
 An ASGI middleware (inside ``RequestMiddleware``: the request id and the body size limit
 apply first) that refuses, with a problem document naming the place:
 
-- a path, query string or header value that is not UTF-8 once percent-decoded, or holds a
-  NUL or another control character: 400 naming the parameter or header (the server would
-  otherwise replace the bytes with U+FFFD and look up something nobody asked for);
+- a path or query string that is not UTF-8 once percent-decoded, or holds a control
+  character (NUL included: PostgreSQL cannot compare with it), and a header value that is
+  not printable ASCII: 400 naming the parameter or header (the server would otherwise
+  replace the bytes with U+FFFD and look up something nobody asked for). The OpenAPI
+  document declares the same rule as a ``pattern`` on every text parameter
+  (``declare_text_parameters``);
 - a JSON body (``application/json``, ``*+json``, or no content type, which the API reads
   as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate or NUL,
   nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity: 422 with
@@ -31,9 +34,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrion import safe_data
 from orchestrion.api.problems import problem_response
 
-__all__ = ["SafeInputMiddleware"]
+__all__ = ["HEADER_PATTERN", "TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed, as in HTTP itself
+_HEADER = re.compile(r"^[\t\x20-\x7e]*$")
+TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+"""What a path or query parameter may hold (declared in the OpenAPI document)."""
+HEADER_PATTERN = r"^[\t\x20-\x7e]*$"
+"""What a header parameter may hold: printable ASCII (RFC 9110 field values)."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_NAME_IN_MESSAGE = 64
 
@@ -136,10 +144,35 @@ class SafeInputMiddleware:
         if problem is not None:
             return problem
         for name, value in scope.get("headers", ()):
-            if _text(value) is None:
+            if not _HEADER.match(value.decode("latin-1")):
                 header = _printable(name)
-                return header, f"header {header} is not UTF-8 text without control characters"
+                return header, f"header {header} is not printable ASCII"
         return None
+
+
+def declare_text_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the rule the middleware enforces to every text parameter of an OpenAPI document
+    that has no grammar of its own (pattern, format or enum)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                where = parameter.get("in")
+                if where in ("path", "query", "header"):
+                    pattern = HEADER_PATTERN if where == "header" else TEXT_PATTERN
+                    _add_pattern(parameter.get("schema", {}), pattern)
+    return schema
+
+
+def _add_pattern(schema: dict[str, Any], pattern: str) -> None:
+    for branch in schema.get("anyOf", []):
+        _add_pattern(branch, pattern)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        _add_pattern(items, pattern)
+    if schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema):
+        schema["pattern"] = pattern
 
 
 def _safe_path(scope: Scope) -> str:

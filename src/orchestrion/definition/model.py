@@ -182,6 +182,14 @@ class WorkflowSpec(_Strict):
             return str(value)
         return value
 
+    @field_validator("name", "version")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # Both are stored in text columns and shown in lists: PostgreSQL refuses NUL.
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be one line of text, without control characters")
+        return value
+
     def node(self, node_id: str) -> NodeSpec:
         for node in self.dag.nodes:
             if node.id == node_id:

@@ -1,7 +1,7 @@
 """Checks of what a trigger brings: input params against the declared inputs, node overrides.
 
 Both raise ``DefinitionError`` listing every problem, naming the input or node. Values that
-cannot be stored or rendered safely (``safe_data``: lone surrogates, NUL, nesting beyond 64
+cannot be stored or rendered safely (``safe_data``: lone surrogates, nesting beyond 64
 levels, integers of more than 100 digits, NaN) are refused first, whoever passes them: the
 API, the command line or a Python caller of ``orchestrion.run``.
 """
