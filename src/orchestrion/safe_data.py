@@ -108,8 +108,12 @@ def loads(
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
+            before = bytes(data[: exc.start])
             raise UnsafeData(
-                f"the text is not UTF-8 (byte {exc.start})", code="invalid_utf8"
+                "the text is not UTF-8",
+                code="invalid_utf8",
+                line=before.count(b"\n") + 1,
+                column=exc.start - (before.rfind(b"\n") + 1) + 1,
             ) from None
     else:
         text = data
