@@ -124,17 +124,17 @@ def _cases() -> list[BodyCase]:
             "name: x\ndag:\n  nodes:\n  - id: a\n    handler: noop\n    config:\n"
             f"      value: {HUGE_INT}\n",
             "digits",
-        ),  # fmt: skip
+        ),
         "nan": (
             "name: x\ndag:\n  nodes:\n  - id: a\n    handler: noop\n    config:\n"
             "      value: .nan\n",
             "nan",
-        ),  # fmt: skip
+        ),
         "bad-date": (
             "name: x\ndag:\n  nodes:\n  - id: a\n    handler: noop\n    config:\n"
             "      value: 2020-13-45\n",
             "month",
-        ),  # fmt: skip
+        ),
     }
     for kind, (text, says) in yaml_cases.items():
         cases.append(
