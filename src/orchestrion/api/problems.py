@@ -96,6 +96,13 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A problem document response; the request id comes from the request's context."""
+    # A message may quote what a client sent: it must not be the thing that fails to encode.
+    detail, instance = _printable(detail), _printable(instance)
+    if errors is not None:
+        errors = [
+            {k: _printable(v) if isinstance(v, str) else v for k, v in item.items()}
+            for item in errors
+        ]
     body = Problem(
         type=_TYPE + (slug or _SLUGS.get(status, "error")),
         title=title or _phrase(status),
@@ -127,6 +134,12 @@ def internal_error(instance: str) -> JSONResponse:
         "an unexpected error occurred; the server log has the details under this request id",
         instance=instance,
     )
+
+
+def _printable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _phrase(status: int) -> str:
