@@ -93,8 +93,8 @@ def test_template_errors_in_a_file(tmp_path: Path, template: str, says: str) -> 
         ("x=NaN", "NaN"),
         ("x=[1, Infinity]", "Infinity"),
         ('x={"a": "\\ud800"}', "surrogate"),
-        (b"x=caf\xe9", "surrogate"),  # an argument that is not UTF-8
-        (b"k\xff=1", "surrogate"),
+        (b"x=caf\xe9", "not UTF-8"),  # an argument that is not UTF-8
+        (b"k\xff=1", "not UTF-8"),
         ("novalue", "key=value"),
     ],
     ids=lambda v: repr(v)[:24],
@@ -127,12 +127,27 @@ def test_malformed_inputs_files(tmp_path: Path, content: bytes, says: str) -> No
     assert refused(result, says)
 
 
-@pytest.mark.parametrize("key", [b"k\xff", "clé", "two words"], ids=repr)
-def test_an_api_key_that_cannot_be_sent(tmp_path: Path, key: str | bytes) -> None:
+@pytest.mark.parametrize(
+    ("key", "says"), [(b"k\xff", "not UTF-8"), ("clé", "printable ASCII"), ("a b", "ASCII")]
+)
+def test_an_api_key_that_cannot_be_sent(tmp_path: Path, key: str | bytes, says: str) -> None:
     (tmp_path / "ok.yaml").write_text(OK_YAML)
     result = orchestrion("run", "ok.yaml", "--server", "http://127.0.0.1:9", "--api-key", key,
                          cwd=tmp_path)  # fmt: skip
-    assert refused(result, "printable ASCII")
+    assert refused(result, says)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status", b"\xff"], ["cancel", b"\xff"], ["retry", b"\xff"], ["approve", b"\xff", b"n"],
+     ["list", "-w", b"\xff"], ["audit", "list", "--actor", b"\xff"],
+     ["status", b"\xff", "--server", "http://127.0.0.1:9"]],
+    ids=lambda c: " ".join(map(str, c)),
+)  # fmt: skip
+def test_arguments_that_are_not_utf8(tmp_path: Path, command: list[str | bytes]) -> None:
+    result = orchestrion(*command, "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert refused(result, "not UTF-8")
+    assert not (tmp_path / "x.db").exists()
 
 
 @pytest.mark.parametrize(

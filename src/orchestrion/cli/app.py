@@ -64,7 +64,24 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
+    _check_arguments(sys.argv[1:])
     app()
+
+
+def _check_arguments(arguments: list[str]) -> None:
+    """Exit 2 for an argument that is not UTF-8 (Python hands it over with lone surrogates,
+    which no store, URL or JSON document can take), unless it names an existing file."""
+    for argument in arguments:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            if not Path(argument).exists():
+                shown = _shown(argument)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                err.print(
+                    f"[bold red]error:[/] argument '{shown}' is not UTF-8 text", highlight=False
+                )
+                sys.exit(EXIT_INVALID)  # typer is not running yet: no typer.Exit here
 
 
 def _database_url(db: str | None) -> str | None:
@@ -104,7 +121,7 @@ def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
             inputs[key] = raw
         except safe_data.UnsafeData as exc:
             where = f" {exc.where}" if exc.pointer or exc.line else ""
-            _fail(EXIT_INVALID, f"input {_shown(key)!r}: {exc.reason}{where}")
+            _fail(EXIT_INVALID, f"input '{_shown(key)}': {exc.reason}{where}")
     return inputs
 
 
