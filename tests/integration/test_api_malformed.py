@@ -265,3 +265,29 @@ async def test_the_document_declares_what_the_server_enforces(served: Served) ->
         for method, operation in operations.items():
             if path.startswith("/v1/"):
                 assert {"400", "422", "500"} <= set(operation["responses"]), (method, path)
+
+
+async def test_the_backstop_answers_500_without_details_and_logs_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'net.db'}", rate_limit_per_second=0
+    )
+    engine = Engine(settings=settings)
+    await engine.start()
+    app = create_app(engine, settings)
+
+    async def broken() -> None:
+        raise RuntimeError("internal detail \ud800 that must not leak")
+
+    app.add_api_route("/v1/broken", broken, methods=["GET"])
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.get("/v1/broken")
+    finally:
+        await engine.stop(0)
+    problem = assert_problem(response, 500)
+    assert "internal detail" not in response.text and "RuntimeError" not in response.text
+    logged = [r for r in caplog.records if r.exc_info and "unhandled error" in r.getMessage()]
+    assert logged and getattr(logged[0], "request_id", None) == problem["request_id"]

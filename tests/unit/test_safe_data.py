@@ -216,3 +216,15 @@ def test_every_rfc3339_time_and_epoch_parses(text: str) -> None:
 def test_patterns(pattern: str, good: list[str], bad: list[str]) -> None:
     assert all(re.match(pattern, text) for text in good)
     assert not any(re.match(pattern, text) for text in bad)
+
+
+@pytest.mark.parametrize("definition", ["name: \ud800\n", b"name: \xff\n"], ids=repr)
+def test_the_client_refuses_a_definition_that_is_not_utf8(definition: str | bytes) -> None:
+    from orchestrion.client.calls import default_headers, encode_definition
+
+    with pytest.raises(ValueError, match="not UTF-8"):
+        encode_definition(definition)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        default_headers("k\udcff", None, "1")
+    with pytest.raises(ValueError, match="printable ASCII"):
+        default_headers(None, {"X-Client-ID": "café"}, "1")

@@ -200,9 +200,13 @@ def encode_definition(definition: DefinitionSource) -> tuple[bytes, str, str | N
         kind = _JSON if path.suffix.lower() == ".json" else _YAML
         return path.read_bytes(), kind, str(path)
     if isinstance(definition, bytes | str):
-        text = definition.decode() if isinstance(definition, bytes) else definition
+        try:
+            text = definition.decode() if isinstance(definition, bytes) else definition
+            body = text.encode()
+        except UnicodeError as exc:  # invalid bytes, or lone surrogates in the text
+            raise ValueError(f"the definition is not UTF-8 text ({exc})") from None
         kind = _JSON if text.lstrip().startswith("{") else _YAML
-        return text.encode(), kind, None
+        return body, kind, None
     dump = getattr(definition, "model_dump", None)  # a WorkflowSpec
     if dump is None:
         raise TypeError(f"cannot submit a {type(definition).__name__} as a workflow definition")
