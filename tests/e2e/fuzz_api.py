@@ -25,7 +25,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_api_server import Server
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 ADMIN_KEY = "fuzz-admin-key"
@@ -96,7 +95,10 @@ def fuzz(server: Server, config: Path, *budget: str) -> FuzzRun:
         *budget,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    # Run in the config's folder: schemathesis keeps a cache (.schemathesis/) where it runs.
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=config.parent, check=False
+    )
     return FuzzRun(done.returncode, done.stdout + done.stderr, server.log.read_text())
 
 

@@ -19,6 +19,7 @@ from malformed import (
     TEMPLATE_CASES,
     BodyCase,
     definition,
+    json_text,
 )
 from orchestrion.api import create_app
 from orchestrion.runtime.engine import Engine
@@ -291,3 +292,11 @@ async def test_the_backstop_answers_500_without_details_and_logs_them(
     assert "internal detail" not in response.text and "RuntimeError" not in response.text
     logged = [r for r in caplog.records if r.exc_info and "unhandled error" in r.getMessage()]
     assert logged and getattr(logged[0], "request_id", None) == problem["request_id"]
+
+
+@pytest.mark.parametrize("bad", ['"\\ud800"', "NaN", "9" * 5000, "[" * 3000 + "]" * 3000])
+async def test_large_bodies_are_checked_off_the_event_loop_too(served: Served, bad: str) -> None:
+    padding = ["x" * 1000] * 200  # about 200 KiB: parsed in a thread
+    body = json_text({"input_params": {"pad": padding, "bad": "@x@"}}, x=bad).encode()
+    response = await served.client.post(f"/v1/workflow/trigger/{served.execution_id}", content=body)
+    assert_problem(response, 422)

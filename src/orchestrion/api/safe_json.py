@@ -21,6 +21,7 @@ definitions are checked by the definition loader, which applies the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from email.message import Message as EmailMessage
@@ -44,6 +45,7 @@ HEADER_PATTERN = r"^[\t\x20-\x7e]*$"
 """What a header parameter may hold: printable ASCII (RFC 9110 field values)."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_NAME_IN_MESSAGE = 64
+_INLINE_BYTES = 64 * 1024  # parsed on the event loop up to this size (a few ms at most)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -116,7 +118,10 @@ class SafeInputMiddleware:
             return
         if body and not more:
             try:
-                safe_data.loads(body)
+                if len(body) > _INLINE_BYTES:  # a large body: keep the event loop free
+                    await asyncio.to_thread(safe_data.loads, body)
+                else:
+                    safe_data.loads(body)
             except json.JSONDecodeError:
                 pass  # the route reports syntax errors its own way, with the line
             except safe_data.UnsafeData as exc:
