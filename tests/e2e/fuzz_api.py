@@ -52,8 +52,13 @@ class FuzzRun:
 
 
 def serve(folder: Path) -> Server:
-    """``orchestrion serve`` with one admin key, rate limiting off."""
-    return Server(folder, folder / "fuzz.db", {"ORCHESTRION_API_KEYS": f"{ADMIN_KEY}:admin"})
+    """``orchestrion serve`` with one admin key, rate limiting off (for callers without a
+    key too: the auth checks send thousands of those)."""
+    env = {
+        "ORCHESTRION_API_KEYS": f"{ADMIN_KEY}:admin",
+        "ORCHESTRION_RATE_LIMIT_UNAUTHENTICATED_PER_SECOND": "0",
+    }
+    return Server(folder, folder / "fuzz.db", env)
 
 
 def seed(server: Server) -> str:

@@ -141,8 +141,12 @@ def test_header_values_that_are_not_ascii(server: Server, header: bytes, value: 
     if header == b"Authorization":  # the only one: replace, not add
         head = head.replace(b"Authorization: Bearer " + KEY.encode() + b"\r\n", b"", 1)
     answer = raw_request(server, head)
-    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
-    assert header.lower() in answer.lower()
+    if header == b"Authorization":  # the gate answers first: no such key
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    else:
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+        assert header.lower() in answer.lower()
+    assert b"Traceback" not in answer
 
 
 def test_a_server_with_a_non_ascii_api_key_refuses_to_start(tmp_path: Path) -> None:
