@@ -99,10 +99,13 @@ def loads(
     data: str | bytes,
     *,
     object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    max_depth: int | None = MAX_DEPTH,
 ) -> Any:
     """Parse ``data`` (bytes must be UTF-8) as JSON and ``check`` the result.
 
     Raises ``json.JSONDecodeError`` for a syntax error, ``UnsafeData`` for the rest.
+    ``max_depth=None`` leaves the depth to the caller (a definition's limit is the
+    governance policy's); nesting too deep for the parser itself is refused all the same.
     """
     if isinstance(data, bytes | bytearray):
         try:
@@ -126,19 +129,20 @@ def loads(
             parse_constant=_parse_constant,
         )
     except RecursionError:
-        line, column = _too_deep_at(text)
+        bound = max_depth if max_depth is not None else MAX_DEPTH
+        line, column = _too_deep_at(text, bound)
         raise UnsafeData(
-            f"arrays and objects nested more than {MAX_DEPTH} levels deep",
+            f"arrays and objects nested more than {bound} levels deep",
             code="too_deep",
             line=line,
             column=column,
         ) from None
-    check(value)
+    check(value, max_depth=max_depth)
     return value
 
 
-def _too_deep_at(text: str) -> tuple[int, int]:
-    """Line and column (1-based) of the bracket that opens level ``MAX_DEPTH + 1``."""
+def _too_deep_at(text: str, bound: int) -> tuple[int, int]:
+    """Line and column (1-based) of the bracket that opens level ``bound + 1``."""
     depth = 0
     in_string = escaped = False
     line, start = 1, 0
@@ -154,7 +158,7 @@ def _too_deep_at(text: str) -> tuple[int, int]:
             in_string = True
         elif char in "[{":
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > bound:
                 return line, offset - start + 1
         elif char in "]}":
             depth -= 1
@@ -193,11 +197,11 @@ def check_text(text: str) -> None:
         raise UnsafeData(problem[0], code=problem[1])
 
 
-def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
+def check(value: Any, *, max_depth: int | None = MAX_DEPTH) -> None:
     """Raise ``UnsafeData`` for the first unsafe part of ``value`` (walked without recursion).
 
     Dicts, lists and tuples are walked; strings, dict keys and numbers are checked; other
-    types (a YAML timestamp, say) are left to the caller.
+    types (a YAML timestamp, say) are left to the caller. ``max_depth=None``: no depth bound.
     """
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
@@ -222,7 +226,7 @@ def check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
                     f"{item} is not a JSON number", code="non_finite_number", path=path
                 )
         elif isinstance(item, dict | list | tuple):
-            if len(path) >= max_depth:
+            if max_depth is not None and len(path) >= max_depth:
                 raise UnsafeData(
                     f"arrays and objects nested more than {max_depth} levels deep",
                     code="too_deep",

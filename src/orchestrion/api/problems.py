@@ -287,8 +287,8 @@ def install(app: FastAPI) -> None:
 # ------------------------------------------------------------------ OpenAPI
 
 _DESCRIPTIONS = {
-    400: "A required request header is missing, or the path, a query parameter or a header "
-    "is not UTF-8 text (or holds control characters)",
+    400: "A required request header is missing, or the path or a query parameter is not "
+    "UTF-8 text (or holds control characters)",
     401: "Missing or unknown API key",
     403: "The API key's role does not allow this",
     404: "Unknown execution, definition or route",

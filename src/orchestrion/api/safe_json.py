@@ -4,15 +4,17 @@ An ASGI middleware (inside ``RequestMiddleware``: the request id and the body si
 apply first) that refuses, with a problem document naming the place:
 
 - a path or query string that is not UTF-8 once percent-decoded, or holds a control
-  character (NUL included: PostgreSQL cannot compare with it), and a header value that is
-  not printable ASCII: 400 naming the parameter or header (the server would otherwise
-  replace the bytes with U+FFFD and look up something nobody asked for). The OpenAPI
-  document declares the same rule as a ``pattern`` on every text parameter
-  (``declare_text_parameters``);
+  character (NUL included: PostgreSQL cannot compare with it): 400 naming the parameter (the
+  server would otherwise replace the bytes with U+FFFD and look up something nobody asked
+  for). The OpenAPI document declares the same rule as a ``pattern`` on every path and query
+  text parameter (``declare_text_parameters``). Header values need no such rule: they are
+  read as Latin-1, which any byte is, and the gate and the role checks come first;
 - a JSON body (``application/json``, ``*+json``, or no content type, which the API reads
   as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate or NUL,
   nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity: 422 with
-  the JSON pointer (or line and column) in ``errors[].field``.
+  the JSON pointer (or line and column) in ``errors[].field``. A definition's nesting is
+  bounded by the governance policy instead (``definitions.max_nesting_depth``, checked by
+  the loader), so the submit route's body is not held to 64 here.
 
 A body with a plain syntax error is passed on: the route reports it as it always has (a
 definition's issue with its line, FastAPI's ``json_invalid``). YAML and plain-text
@@ -35,14 +37,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrion import safe_data
 from orchestrion.api.problems import problem_response
 
-__all__ = ["HEADER_PATTERN", "TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
+__all__ = ["TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed, as in HTTP itself
-_HEADER = re.compile(r"^[\t\x20-\x7e]*$")
 TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
 """What a path or query parameter may hold (declared in the OpenAPI document)."""
-HEADER_PATTERN = r"^[\t\x20-\x7e]*$"
-"""What a header parameter may hold: printable ASCII (RFC 9110 field values)."""
+_DEFINITION_PATHS = frozenset({"/v1/workflow"})  # their depth: definitions.max_nesting_depth
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_NAME_IN_MESSAGE = 64
 _INLINE_BYTES = 64 * 1024  # parsed on the event loop up to this size (a few ms at most)
@@ -89,7 +89,7 @@ def _query_problem(query: bytes) -> tuple[str, str] | None:
 
 
 class SafeInputMiddleware:
-    """400 for a path, query or header that is not clean UTF-8; 422 for an unsafe JSON body."""
+    """400 for a path or query that is not clean UTF-8 text; 422 for an unsafe JSON body."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -118,10 +118,11 @@ class SafeInputMiddleware:
             return
         if body and not more:
             try:
+                depth = None if path in _DEFINITION_PATHS else safe_data.MAX_DEPTH
                 if len(body) > _INLINE_BYTES:  # a large body: keep the event loop free
-                    await asyncio.to_thread(safe_data.loads, body)
+                    await asyncio.to_thread(safe_data.loads, body, max_depth=depth)
                 else:
-                    safe_data.loads(body)
+                    safe_data.loads(body, max_depth=depth)
             except json.JSONDecodeError:
                 pass  # the route reports syntax errors its own way, with the line
             except safe_data.UnsafeData as exc:
@@ -148,10 +149,6 @@ class SafeInputMiddleware:
         problem = _query_problem(scope.get("query_string", b""))
         if problem is not None:
             return problem
-        for name, value in scope.get("headers", ()):
-            if not _HEADER.match(value.decode("latin-1")):
-                header = _printable(name)
-                return header, f"header {header} is not printable ASCII"
         return None
 
 
@@ -164,9 +161,8 @@ def declare_text_parameters(schema: dict[str, Any]) -> dict[str, Any]:
                 continue
             for parameter in operation.get("parameters", []):
                 where = parameter.get("in")
-                if where in ("path", "query", "header"):
-                    pattern = HEADER_PATTERN if where == "header" else TEXT_PATTERN
-                    _add_pattern(parameter.get("schema", {}), pattern)
+                if where in ("path", "query"):
+                    _add_pattern(parameter.get("schema", {}), TEXT_PATTERN)
     return schema
 
 

@@ -108,7 +108,7 @@ def _load(
     label = str(document.path) if document.path is not None else None
     if not document.issues and document.format != "json":  # JSON is checked as it is parsed
         try:
-            safe_data.check(document.data)
+            safe_data.check(document.data, max_depth=None)  # depth: limits
         except safe_data.UnsafeData as exc:
             document.issues.append(_unsafe_issue(exc, document))
     if document.issues:
@@ -289,7 +289,7 @@ def _parse_json(text: str, path: Path | None) -> _Document:
 
     document = _Document("json", text, path=path)
     try:
-        document.data = safe_data.loads(text, object_pairs_hook=pairs)
+        document.data = safe_data.loads(text, object_pairs_hook=pairs, max_depth=None)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         document.issues.append(DefinitionIssue(message, line=exc.lineno, code="json_syntax"))
@@ -322,7 +322,7 @@ def _parse_yaml(text: str, path: Path | None) -> _Document:
         document.issues.append(DefinitionIssue(f"invalid YAML: {exc}", code="yaml_syntax"))
         return document
     except RecursionError:  # the pure-Python parser, without libyaml's own depth limit
-        message = f"invalid YAML: nested more than {safe_data.MAX_DEPTH} levels deep"
+        message = "invalid YAML: nested too deeply to parse"
         document.issues.append(DefinitionIssue(message, code="too_deep"))
         return document
     for key, line in duplicates:
