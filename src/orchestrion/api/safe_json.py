@@ -1,7 +1,9 @@
 """The one place request input is made safe before any route, dependency or log reads it.
 
-An ASGI middleware (inside ``RequestMiddleware``: the request id and the body size limit
-apply first) that refuses, with a problem document naming the place:
+An ASGI middleware, innermost (inside ``RequestMiddleware``, ``AuditMiddleware`` and the
+gate: the request id, the body size limit, the caller's key and rate limit come first, so an
+unauthenticated request never gets its body parsed), that refuses, with a problem document
+naming the place:
 
 - a path or query string that is not UTF-8 once percent-decoded, or holds a control
   character (NUL included: PostgreSQL cannot compare with it): 400 naming the parameter (the
@@ -10,7 +12,7 @@ apply first) that refuses, with a problem document naming the place:
   text parameter (``declare_text_parameters``). Header values need no such rule: they are
   read as Latin-1, which any byte is, and the gate and the role checks come first;
 - a JSON body (``application/json``, ``*+json``, or no content type, which the API reads
-  as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate or NUL,
+  as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate,
   nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity: 422 with
   the JSON pointer (or line and column) in ``errors[].field``. A definition's nesting is
   bounded by the governance policy instead (``definitions.max_nesting_depth``, checked by
@@ -42,7 +44,7 @@ __all__ = ["TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed, as in HTTP itself
 TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
 """What a path or query parameter may hold (declared in the OpenAPI document)."""
-_DEFINITION_PATHS = frozenset({"/v1/workflow"})  # their depth: definitions.max_nesting_depth
+_DEFINITION_PATHS = frozenset({"/v1/workflow"})  # depth bound: definitions.max_nesting_depth
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_NAME_IN_MESSAGE = 64
 _INLINE_BYTES = 64 * 1024  # parsed on the event loop up to this size (a few ms at most)
