@@ -1,6 +1,7 @@
 """The definition limits in the CLI: ``orchestrion validate`` and ``orchestrion run`` refuse a
-definition past them with exit 2 and a message naming the limit, under the shipped policy
-and under the one ``ORCHESTRION_GOVERNANCE_FILE`` names."""
+definition past them with exit 2 and a message naming the limit, under the policy file that
+``ORCHESTRION_GOVERNANCE_FILE`` names (the shipped one, or one's own). Without a named policy,
+one's own files are bounded by their nesting depth only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 from test_cli import orchestrion
+
+from orchestrion.governance.policy import DEFAULT_POLICY_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +34,21 @@ def test_too_many_dependencies_exit_2_naming_the_limit(tmp_path: Path, command: 
     nodes[1]["dependencies"] = ["a"] * 1_500
     file = _write(tmp_path, "deps.json", nodes)
     extra = ["--db", str(tmp_path / "r.db")] if command == "run" else []
-    result = orchestrion(command, str(file), *extra)
+    env = {"ORCHESTRION_GOVERNANCE_FILE": str(DEFAULT_POLICY_FILE)}
+    result = orchestrion(command, str(file), *extra, env=env)
     message = _one_line(result.stderr)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "node 'b'" in message and "1500 dependencies" in message
     assert "(definitions.max_dependencies_per_node)" in message
     assert "Traceback" not in result.stderr
+
+
+def test_ones_own_file_is_not_bounded_by_the_default_sizes(tmp_path: Path) -> None:
+    """The default sizes protect the service; locally, a 12,000-node file is one's own."""
+    nodes = [{"id": f"n{i}", "handler": "noop"} for i in range(12_000)]
+    file = _write(tmp_path, "wide.json", nodes)
+    result = orchestrion("validate", str(file))
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_policy_file_sets_the_cli_limits(tmp_path: Path) -> None:

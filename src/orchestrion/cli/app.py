@@ -171,16 +171,16 @@ def _print_definition_error(exc: Any) -> None:
 
 
 def _definition_limits() -> DefinitionLimits:
-    """The definition size limits of the governance policy in force (settings, env)."""
+    """The definition size limits of one's own files under the policy in force."""
     from orchestrion.errors import ConfigurationError
-    from orchestrion.governance.policy import load_policy
+    from orchestrion.governance.policy import definition_limits, load_policy
     from orchestrion.settings import load_settings
 
     try:
-        policy = load_policy(load_settings().governance_file).policy
+        loaded = load_policy(load_settings().governance_file)
     except ConfigurationError as exc:
         _fail(EXIT_INVALID, str(exc))
-    return policy.definitions.limits()
+    return definition_limits(loaded, trusted=True)
 
 
 def _engine(db: str | None, *, resume: bool = True) -> Engine:

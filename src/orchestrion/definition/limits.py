@@ -15,8 +15,9 @@ cannot be re-run past the current ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrion.errors import DefinitionError, DefinitionIssue
@@ -44,6 +45,15 @@ class DefinitionLimits:
     max_dependencies_per_node: int = 1_000
     max_nesting_depth: int = 64
     max_problems: int = 100
+
+    def for_own_files(self) -> DefinitionLimits:
+        """These limits without the size bounds (bytes, nodes, dependencies per node)."""
+        return replace(
+            self,
+            max_bytes=sys.maxsize,
+            max_nodes=sys.maxsize,
+            max_dependencies_per_node=sys.maxsize,
+        )
 
 
 DEFAULT_LIMITS = DefinitionLimits()

@@ -187,6 +187,19 @@ class DefinitionSection(_Section):
         return DefinitionLimits(**self.model_dump())
 
 
+def definition_limits(loaded: LoadedPolicy, *, trusted: bool) -> DefinitionLimits:
+    """The size limits of a definition of work at this trust level under ``loaded``.
+
+    Untrusted work (anything that came in through the service) is always bounded by the
+    policy. Trusted work, one's own file in one's own process, which may run any code anyway,
+    is bounded by a policy file the operator named; under the shipped default only its
+    nesting depth and problem count are, since the default sizes exist to protect the service
+    and would refuse the very large definitions people build and run locally.
+    """
+    limits = loaded.policy.definitions.limits()
+    return limits if loaded.named or not trusted else limits.for_own_files()
+
+
 class RetentionSection(_Section):
     days: int | None = Field(default=None, ge=1)
 
@@ -246,6 +259,8 @@ class LoadedPolicy:
     policy: GovernancePolicy
     source: str
     sha256: str
+    named: bool = True
+    """False for the shipped default, which applies when no policy file is named."""
 
 
 def load_policy(path: str | Path | None = None) -> LoadedPolicy:
@@ -267,12 +282,13 @@ def load_policy(path: str | Path | None = None) -> LoadedPolicy:
 
 @lru_cache(maxsize=1)
 def _default() -> LoadedPolicy:
-    return _loaded(GovernancePolicy(), DEFAULT_POLICY_FILE)
+    return _loaded(GovernancePolicy(), DEFAULT_POLICY_FILE, named=False)
 
 
-def _loaded(policy: GovernancePolicy, file: Path) -> LoadedPolicy:
+def _loaded(policy: GovernancePolicy, file: Path, *, named: bool = True) -> LoadedPolicy:
     canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return LoadedPolicy(policy, str(file), hashlib.sha256(canonical.encode()).hexdigest())
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return LoadedPolicy(policy, str(file), digest, named)
 
 
 @lru_cache(maxsize=16)

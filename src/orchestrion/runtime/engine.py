@@ -61,6 +61,7 @@ from orchestrion.errors import (
 from orchestrion.governance import enforce
 from orchestrion.governance.audit_log import AuditLog
 from orchestrion.governance.log_masking import set_log_masker
+from orchestrion.governance.policy import definition_limits
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust, process_trust, stricter
 from orchestrion.handlers.base import Resources
@@ -444,8 +445,8 @@ class Engine:
 
     @property
     def definition_limits(self) -> DefinitionLimits:
-        """The size limits of definitions in force (the policy's ``definitions`` section)."""
-        return self.governance.policy.definitions.limits()
+        """The size limits of definitions this engine takes in (``definition_limits``)."""
+        return definition_limits(self.governance.loaded, trusted=self.governance.trusted)
 
     def _cache_compiled(self, definition_id: str, compiled: CompiledWorkflow) -> None:
         self._compiled[definition_id] = compiled
@@ -453,7 +454,9 @@ class Engine:
     def _check_limits(self, record: DefinitionRecord) -> None:
         # Stored under other limits, perhaps: a re-run or a child run obeys today's.
         source = f"stored definition '{record.name}' v{record.version}"
-        check_stored(record.spec, self.definition_limits, source=source)
+        trusted = self.governance.trusted and Trust.of(record.trust).trusted
+        limits = definition_limits(self.governance.loaded, trusted=trusted)
+        check_stored(record.spec, limits, source=source)
 
     async def _compiled_for(self, definition_id: str) -> CompiledWorkflow:
         compiled = self._compiled.get(definition_id)
