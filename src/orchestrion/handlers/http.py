@@ -89,9 +89,9 @@ def build_http_client(
     the target itself: the proxy, the operator's choice, is not checked against the policy.
     """
     import httpx  # here, not at the top: a run without http nodes never pays for it
-    from httpx._utils import get_environment_proxies
 
     from orchestrion.governance.pinning import PinnedBackend, PinnedTransport
+    from orchestrion.handlers.proxy_env import environment_proxies
 
     keepalive = max_keepalive_connections
     if keepalive is None:
@@ -119,7 +119,7 @@ def build_http_client(
                 else httpx.AsyncHTTPTransport(
                     verify=verify, trust_env=trust_env, limits=limits, proxy=proxy
                 )
-                for pattern, proxy in get_environment_proxies().items()
+                for pattern, proxy in environment_proxies().items()
             }
     return httpx.AsyncClient(
         event_hooks={"response": [_readable_location]},
