@@ -726,6 +726,7 @@ def version() -> None:
 
 # The scale-out processes and tools register their commands on ``app``.
 from orchestrion.cli import audit as _audit  # noqa: E402, F401
+from orchestrion.cli import authoring as _authoring  # noqa: E402, F401
 from orchestrion.cli import dlq as _dlq  # noqa: E402, F401
 from orchestrion.cli import keys as _keys  # noqa: E402, F401
 from orchestrion.cli import processes as _processes  # noqa: E402, F401

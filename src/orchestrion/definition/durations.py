@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 __all__ = ["Duration", "parse_duration"]
 
@@ -65,4 +65,12 @@ def _parse_text(text: str) -> float:
     return total
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# The JSON Schema (workflow files, ``orchestrion schema``) says what a file may hold: seconds or
+# a text duration. Validated values serialize as seconds.
+_DURATION_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "minLength": 1}],
+    "description": "seconds (30, 1.5) or '250ms', '30s', '5m', '1h30m', 'PT5M'",
+}
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
+]

@@ -29,6 +29,7 @@ from orchestrion.definition.durations import Duration
 
 __all__ = [
     "NODE_ID_PATTERN",
+    "PRIORITY_NAMES",
     "CompensationSpec",
     "DagSpec",
     "DataClassification",
@@ -42,7 +43,8 @@ __all__ = [
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"
 
-_PRIORITY_NAMES = {"critical": 100, "high": 75, "medium": 50, "normal": 50, "low": 25}
+PRIORITY_NAMES = {"critical": 100, "high": 75, "medium": 50, "normal": 50, "low": 25}
+_PRIORITY_NAMES = PRIORITY_NAMES
 
 
 class _Strict(BaseModel):

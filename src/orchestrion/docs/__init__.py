@@ -1,0 +1,1 @@
+"""Reference documents generated from the code, so that they cannot drift from it."""

@@ -1,0 +1,105 @@
+"""Generated references stay equal to the code: the handler reference and the workflow schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import yaml
+
+from orchestrion.definition.json_schema import schema_text, shipped_schema_text
+from orchestrion.docs.handlers import EXAMPLES, render
+from orchestrion.handlers.builtin import BUILTIN_HANDLERS, builtin_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_FILES = sorted(
+    p
+    for folder in (ROOT / "src" / "orchestrion" / "examples", ROOT / "examples" / "plugin-handler")
+    for p in folder.rglob("*")
+    if p.suffix in (".yaml", ".json")
+)
+
+
+def test_handler_reference_is_generated() -> None:
+    committed = (ROOT / "docs" / "HANDLERS.md").read_text(encoding="utf-8")
+    assert committed == render(), "run: python -m orchestrion.docs.handlers > docs/HANDLERS.md"
+
+
+def test_handler_reference_names_every_builtin_and_each_key() -> None:
+    text = render()
+    for spec in builtin_specs():
+        assert f"## `{spec.name}`" in text
+        for key in spec.config_model.model_json_schema()["properties"] if spec.config_model else ():
+            assert f"| `{key}` |" in text
+
+
+def test_every_handler_example_is_a_valid_config(validator: Any) -> None:
+    assert set(EXAMPLES) == {name for name, *_ in BUILTIN_HANDLERS}
+    for name, config in EXAMPLES.items():
+        assert validator.is_valid(_node(name, config)), name
+        if "{{" not in json.dumps(config):  # no template: the model itself can check it
+            spec = next(s for s in builtin_specs() if s.name == name)
+            assert spec.config_model is not None
+            spec.config_model.model_validate(config)
+
+
+def test_shipped_schema_is_generated() -> None:
+    assert shipped_schema_text() == schema_text(), (
+        "run: python -m orchestrion.definition.json_schema "
+        "> src/orchestrion/definition/workflow.schema.json"
+    )
+
+
+@pytest.fixture(scope="module")
+def validator() -> Any:
+    return jsonschema_rs.validator_for(json.loads(shipped_schema_text()))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_schema_accepts_every_example(path: Path, validator: Any) -> None:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(document)]
+    assert errors == []
+
+
+def _node(handler: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "w", "dag": {"nodes": [{"id": "a", "handler": handler, "config": config}]}}
+
+
+NOOP = {"id": "a", "handler": "noop"}
+BROKEN = {
+    "http_without_url": _node("http", {"method": "GET"}),
+    "http_unknown_key": _node("http", {"url": "https://x.test", "retries": 3}),
+    "http_timeout_not_a_number": _node("http", {"url": "https://x.test", "timeout": [1]}),
+    "alias_typed_too": _node("call_external_service", {"urll": "https://x.test"}),
+    "llm_temperature_text": _node("llm", {"prompt": "hi", "temperature": "hot"}),
+    "map_bad_failure_mode": _node("map", {"items": [], "handler": "noop", "on_item_failure": "x"}),
+    "python_without_function": _node("python", {"params": {}}),
+    "no_nodes": {"name": "w", "dag": {"nodes": []}},
+    "unknown_top_level_key": {"name": "w", "dga": {}, "dag": {"nodes": [NOOP]}},
+    "bad_node_id": {"name": "w", "dag": {"nodes": [{**NOOP, "id": "1 a"}]}},
+    "bad_retry": {"name": "w", "dag": {"nodes": [{**NOOP, "retry": {"max_attempts": 0}}]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_schema_rejects_broken_workflows(name: str, validator: Any) -> None:
+    assert not validator.is_valid(BROKEN[name])
+
+
+def test_templates_are_accepted_for_typed_config_keys(validator: Any) -> None:
+    document = _node("http", {"url": "https://x.test", "timeout": "{{ inputs.t }}"})
+    assert validator.is_valid(document)
+
+
+def test_schema_command_prints_the_shipped_schema() -> None:
+    from typer.testing import CliRunner
+
+    from orchestrion.cli.app import app
+
+    printed = CliRunner().invoke(app, ["schema"])
+    assert printed.exit_code == 0
+    assert json.loads(printed.stdout) == json.loads(shipped_schema_text())
