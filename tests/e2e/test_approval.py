@@ -50,7 +50,7 @@ def test_cli_run_hands_over_at_an_approval_and_approve_finishes_it(tmp_path: Pat
     waiting = cli("run", str(flow), "--db", db, "--json")
     assert waiting.returncode == 4, waiting.stderr
     data = json.loads(waiting.stdout)
-    assert data["status"] == "waiting"
+    assert data["status"] == "WAITING"
     assert f"orchestrion approve {data['execution_id']} sign_off" in waiting.stderr
 
     done = cli("approve", data["execution_id"], "sign_off", "--by", "ada", "-m", "go",

@@ -57,15 +57,15 @@ def test_json_output_and_inputs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["status"] == "completed"
+    assert data["status"] == "COMPLETED"
     assert data["nodes"]["input"]["output"] == {"topic": "churn"}
     assert data["nodes"]["flaky_enrichment"]["attempt"] == 3
 
     listed = orchestrion("list", "--db", str(tmp_path / "d.db"), "--json")
     assert listed.returncode == 0
-    assert [row["id"] for row in json.loads(listed.stdout)] == [data["execution_id"]]
+    assert [row["execution_id"] for row in json.loads(listed.stdout)] == [data["execution_id"]]
     status = orchestrion("status", data["execution_id"], "--db", str(tmp_path / "d.db"), "--json")
-    assert json.loads(status.stdout)["status"] == "completed"
+    assert json.loads(status.stdout)["status"] == "COMPLETED"
 
 
 BAD_DEFINITIONS = {
@@ -147,7 +147,7 @@ def test_failed_execution_exits_1_and_retry_after_fix(tmp_path: Path) -> None:
     failed = orchestrion("run", str(flow), "--db", db, "--json", env=env)
     assert failed.returncode == 1
     data = json.loads(failed.stdout)
-    assert data["status"] == "failed"
+    assert data["status"] == "FAILED"
     assert "not fixed yet" in data["nodes"]["b"]["error"]["message"]
     flag.write_text("ok")
     retried = orchestrion("retry", data["execution_id"], "--db", db, "--json", env=env)
@@ -172,7 +172,7 @@ def test_reference_000_reliable_workflow_runs_as_written(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["workflow"] == "reliable_sample"
-    assert all(node["state"] == "completed" for node in data["nodes"].values())
+    assert all(node["state"] == "COMPLETED" for node in data["nodes"].values())
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_http_examples_fail_cleanly_without_network_and_complete_through_a_proxy
     offline = orchestrion("run", str(REFERENCE / example), "--db", db, "--json")
     assert offline.returncode == 1
     data = json.loads(offline.stdout)
-    failed = [n for n in data["nodes"].values() if n["state"] == "failed"]
+    failed = [n for n in data["nodes"].values() if n["state"] == "FAILED"]
     assert failed and all(n["attempt"] == 3 for n in failed)
     assert all("could not connect" in n["error"]["message"] for n in failed)
 
@@ -206,7 +206,7 @@ def test_http_examples_fail_cleanly_without_network_and_complete_through_a_proxy
     )
     assert online.returncode == 0, online.stdout + online.stderr
     data = json.loads(online.stdout)
-    assert data["status"] == "completed"
+    assert data["status"] == "COMPLETED"
     assert proxy.seen  # the calls really went through the proxy
     assert all(call["headers"].get("Idempotency-Key") for call in proxy.seen)
 
@@ -245,7 +245,7 @@ def test_reference_004_dora_workflow_runs_with_its_required_input(tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["nodes"]["report_generation"]["state"] == "completed"
+    assert data["nodes"]["report_generation"]["state"] == "COMPLETED"
     assert "compliance_report" in data["nodes"]["report_generation"]["output"]
 
 

@@ -197,8 +197,8 @@ def test_sync_client_runs_a_workflow_end_to_end(client: Client, workdir: Path) -
     assert execution.ok and execution.result == {"hello": "hello ada"}
     assert execution.node_states == dict.fromkeys(("input", "hello", "output"), NodeState.COMPLETED)
     data = execution.to_dict()
-    assert data["status"] == "completed" and data["nodes"]["hello"]["output"] == "hello ada"
-    assert data["duration"] is not None and data["duration"] >= 0
+    assert data["status"] == "COMPLETED" and data["nodes"]["hello"]["output"] == "hello ada"
+    assert data["duration_ms"] is not None and data["duration_ms"] >= 0
 
 
 def test_every_workflow_method(client: Client, workdir: Path) -> None:
@@ -361,7 +361,7 @@ def test_cli_run_on_the_server_exits_0_and_renders_the_table(server: Server, wor
     )
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
-    assert data["status"] == "completed" and data["result"] == {"hello": "hello j"}
+    assert data["status"] == "COMPLETED" and data["result"] == {"hello": "hello j"}
     assert data["nodes"]["input"]["output"] == {"name": "j"}
 
     status = orchestrion("status", data["execution_id"], "--json", server=server)
@@ -370,8 +370,8 @@ def test_cli_run_on_the_server_exits_0_and_renders_the_table(server: Server, wor
     listed = orchestrion("list", "--json", "-w", "greet", "-n", "2", server=server)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert len(rows) == 2 and rows[0]["id"] == data["execution_id"]
-    assert rows[0]["status"] == "completed" and rows[0]["workflow"] == "greet"
+    assert len(rows) == 2 and rows[0]["execution_id"] == data["execution_id"]
+    assert rows[0]["status"] == "COMPLETED" and rows[0]["workflow"] == "greet"
     table = orchestrion("list", "-s", "completed", server=server)
     assert table.returncode == 0 and data["execution_id"] in table.stdout
 
@@ -380,7 +380,7 @@ def test_cli_failing_run_exits_1_and_retry_after_fix_exits_0(server: Server, wor
     failed = orchestrion("run", str(workdir / "failing.yaml"), "--json", server=server)
     assert failed.returncode == 1, failed.stderr
     data = json.loads(failed.stdout)
-    assert data["status"] == "failed" and "not fixed yet" in data["nodes"]["b"]["error"]["message"]
+    assert data["status"] == "FAILED" and "not fixed yet" in data["nodes"]["b"]["error"]["message"]
     (workdir / "fixed").write_text("ok")
     try:
         retried = orchestrion("retry", data["execution_id"], "--json", server=server)
@@ -426,7 +426,7 @@ def test_cli_cancel_pause_resume_status_on_the_server(server: Server, client: Cl
     _until(client, other.execution_id, ExecutionStatus.PAUSED)
     resumed = orchestrion("resume", other.execution_id, "--json", server=server)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "completed"
+    assert json.loads(resumed.stdout)["status"] == "COMPLETED"
     no_id = orchestrion("resume", server=server)
     assert no_id.returncode == 2 and "execution id" in no_id.stderr
 

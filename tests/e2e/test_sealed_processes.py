@@ -108,7 +108,7 @@ def test_orchestrion_run_leaves_no_value_readable_in_the_file(tmp_path: Path) ->
         runs[fails] = json.loads(ran.stdout)
     ok, failed = runs[False], runs[True]
     assert ok["nodes"]["input"]["output"] == secrets.inputs()  # the local CLI reads it plain
-    assert failed["status"] == "failed"
+    assert failed["status"] == "FAILED"
     assert secrets.marker in failed["nodes"]["parse"]["error"]["message"]
 
     found = secrets.found_in(sqlite_bytes(db))

@@ -190,7 +190,7 @@ def test_service_work_stays_untrusted_under_local_retry_rerun_and_run_by_name(
     [own] = site.cli(
         "run", str(child_file), "-i", f"fn={fn}", "-i", f"command=touch {own_marker}", code=0
     )
-    assert own["trust"] == "trusted" and own["status"] == "completed"
+    assert own["trust"] == "trusted" and own["status"] == "COMPLETED"
     assert own_marker.exists()
     own_marker.unlink()
 
@@ -233,7 +233,7 @@ def test_service_work_stays_untrusted_under_local_retry_rerun_and_run_by_name(
     # A child started by the local retry of an untrusted parent: untrusted, although its
     # definition is one's own and the retrying process is trusted.
     [parent] = site.cli("retry", ids["parent"])
-    assert parent["status"] == "failed" and parent["trust"] == "untrusted"
+    assert parent["status"] == "FAILED" and parent["trust"] == "untrusted"
     children = site.rows(
         "SELECT id, trust, status FROM executions WHERE parent_execution_id = ?", ids["parent"]
     )
@@ -276,11 +276,11 @@ def test_one_s_own_file_runs_any_function_and_so_does_its_retry(site: Site) -> N
     own.write_text(json.dumps(PLAIN))
     args = ("-i", "fn=trust_probe:touch", "-i", f"command=touch {site.marker}")
     [result] = site.cli("run", str(own), *args, code=0)
-    assert result["trust"] == "trusted" and result["status"] == "completed"
+    assert result["trust"] == "trusted" and result["status"] == "COMPLETED"
     assert site.marker.read_text() == "ran"
     site.marker.unlink()
     [again] = site.cli("retry", result["execution_id"], "--from-node", "run", code=0)
-    assert again["trust"] == "trusted" and again["status"] == "completed"
+    assert again["trust"] == "trusted" and again["status"] == "COMPLETED"
     assert site.marker.read_text() == "ran"
     # By name it is the stored definition that runs, and this one was stored as one's own.
     site.marker.unlink()

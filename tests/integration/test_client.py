@@ -40,6 +40,7 @@ from orchestrion.client import (
     UnsupportedMediaType,
 )
 from orchestrion.client.errors import error_from_response, retry_after_seconds
+from orchestrion.client.models import timestamp
 from orchestrion.client.sse import SseDecoder, event_from_sse
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.errors import DefinitionError, ExecutionNotFound, InvalidTransition
@@ -190,7 +191,7 @@ async def test_run_end_to_end_matches_the_engine_result(
     for key in ("execution_id", "workflow", "version", "status", "result", "error"):
         assert remote[key] == local[key], key
     for key in ("created_at", "started_at", "finished_at"):
-        assert remote[key] == pytest.approx(local[key], abs=1e-3), key
+        assert timestamp(remote[key]) == pytest.approx(timestamp(local[key]), abs=1e-3), key
     assert list(remote["nodes"]) == list(local["nodes"])
     for node_id, node in remote["nodes"].items():
         assert set(node) == set(local["nodes"][node_id])

@@ -72,6 +72,10 @@ def _public_data(data: dict[str, Any] | None) -> dict[str, Any] | None:
     if data is None:
         return None
     cleaned = dict(data)
+    # The journal stores states as the engine names them; the API writes them UPPERCASE.
+    for key in ("state", "status"):
+        if isinstance(cleaned.get(key), str):
+            cleaned[key] = cleaned[key].upper()
     for key in ("error", "execution_error"):
         if isinstance(cleaned.get(key), dict):
             cleaned[key] = public_error(cleaned[key])

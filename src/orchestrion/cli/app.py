@@ -416,7 +416,7 @@ def list_(
     from orchestrion.store.base import ExecutionFilter
 
     try:
-        statuses = [ExecutionStatus(s) for s in state] if state else None
+        statuses = [ExecutionStatus(s.lower()) for s in state] if state else None
     except ValueError:
         _fail(EXIT_INVALID, f"unknown status in {state}: use {[s.value for s in ExecutionStatus]}")
 
@@ -447,7 +447,9 @@ def list_(
     else:
         rows = _run_async(go())
     if as_json:
-        console.print_json(json.dumps(rows))
+        from orchestrion.cli.shapes import list_row
+
+        console.print_json(json.dumps([list_row(row) for row in rows]))
         return
     from orchestrion.cli.render import render_list
 

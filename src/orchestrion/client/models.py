@@ -2,8 +2,12 @@
 
 States are UPPERCASE on the wire and become ``ExecutionStatus``/``NodeState`` here; times are
 ISO 8601 strings on the wire and epoch seconds here, as in the embedded engine, so that
-``Execution.to_result()`` is an ``ExecutionResult`` and ``to_dict()`` has the same shape as
-the local ``ExecutionResult.to_dict()``.
+``Execution.to_result()`` is an ``ExecutionResult``. ``to_dict()`` gives the wire shape back
+(UPPERCASE states, ISO 8601 UTC times, ``*_ms``), the one ``ExecutionResult.to_dict()`` and
+the CLI's ``--json`` print too.
+
+Field names follow the API: ``execution_id`` and ``status`` are canonical; a body that has only
+the reference examples' ``id`` or ``state`` is read as well.
 """
 
 from __future__ import annotations
@@ -185,7 +189,7 @@ class Execution:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The shape of the local ``ExecutionResult.to_dict()`` (lowercase states, epoch times)."""
+        """The API's shape of the execution, plus ``result`` (as ``ExecutionResult.to_dict()``)."""
         return self.to_result().to_dict()
 
     @classmethod

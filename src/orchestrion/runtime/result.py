@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.base import ExecutionRecord, NodeRunRecord
 
-__all__ = ["ExecutionResult", "NodeResult"]
+__all__ = ["ExecutionResult", "NodeResult", "duration_ms", "iso_utc"]
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """Epoch seconds as the API writes times: ISO 8601 in UTC (``...Z``)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def duration_ms(start: float | None, end: float | None) -> float | None:
+    """Milliseconds between two epoch times, rounded as the API rounds them."""
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +47,15 @@ class NodeResult:
         return self.finished_at - self.started_at
 
     def to_dict(self) -> dict[str, Any]:
+        """The node as the API shows it (UPPERCASE state, ISO 8601 UTC times, ``*_ms``)."""
         return {
-            "state": self.state.value,
+            "state": self.state.value.upper(),
             "attempt": self.attempt,
-            "output": self.output,
+            "started_at": iso_utc(self.started_at),
+            "finished_at": iso_utc(self.finished_at),
+            "duration_ms": duration_ms(self.started_at, self.finished_at),
             "error": self.error,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "duration": self.duration,
+            "output": self.output,
             "wait_reason": self.wait_reason,
         }
 
@@ -121,17 +137,28 @@ class ExecutionResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The execution in the API's shape (``GET /v1/workflows/{id}``), plus ``result``.
+
+        ``execution_id`` and ``status`` are the canonical names; ``id`` and ``state`` repeat
+        them, as the API does, for the reference examples' clients. States are UPPERCASE,
+        times ISO 8601 UTC, durations ``*_ms``.
+        """
+        status = self.status.value.upper()
+        nodes = {node_id: node.to_dict() for node_id, node in self.nodes.items()}
         return {
             "execution_id": self.execution_id,
+            "id": self.execution_id,
             "workflow": self.workflow,
             "version": self.version,
-            "status": self.status.value,
-            "result": self.result,
+            "status": status,
+            "state": status,
+            "created_at": iso_utc(self.created_at),
+            "started_at": iso_utc(self.started_at),
+            "finished_at": iso_utc(self.finished_at),
+            "duration_ms": duration_ms(self.started_at, self.finished_at),
             "error": self.error,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "duration": self.duration,
             "trust": Trust.of(self.trust).value,
-            "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
+            "result": self.result,
+            "node_states": {node_id: node["state"] for node_id, node in nodes.items()},
+            "nodes": nodes,
         }
