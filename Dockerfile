@@ -11,7 +11,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY src ./src
 # Orchestrion's wheel and those of all its scale-out dependencies, at the versions pinned in
 # constraints.txt (the ones the test suite ran on): the runtime stage installs from them
