@@ -103,3 +103,14 @@ def test_schema_command_prints_the_shipped_schema() -> None:
     printed = CliRunner().invoke(app, ["schema"])
     assert printed.exit_code == 0
     assert json.loads(printed.stdout) == json.loads(shipped_schema_text())
+
+
+def test_every_builtin_config_key_is_described() -> None:
+    missing = [
+        f"{spec.name}.{key}"
+        for spec in builtin_specs()
+        if spec.config_model is not None
+        for key, prop in spec.config_model.model_json_schema()["properties"].items()
+        if not prop.get("description")
+    ]
+    assert missing == []

@@ -26,7 +26,7 @@ from orchestrion.handlers.base import HandlerSpec
 __all__ = ["SCHEMA_FILE", "SCHEMA_ID", "build_schema", "schema_text", "shipped_schema_text"]
 
 SCHEMA_FILE = "workflow.schema.json"
-SCHEMA_ID = "https://orchestrion.dev/schema/workflow.schema.json"
+SCHEMA_ID = "urn:orchestrion:workflow-schema"
 
 # A string holding a Jinja expression or statement: rendered before the config is checked.
 _TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%", "description": "a template"}

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import yaml
+from pydantic.fields import FieldInfo
 
 from orchestrion.handlers.base import HandlerSpec
 
@@ -73,7 +74,12 @@ workflow format, with these configs typed, for editors.
 """
 
 
+_DURATION = "seconds (30"  # how the Duration type's own schema describes itself
+
+
 def _type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    if str(schema.get("description", "")).startswith(_DURATION):
+        return "duration"
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
         target: dict[str, Any] = defs.get(name, {})
@@ -99,9 +105,15 @@ def _type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         return "object"
     if isinstance(kind, str):
         return kind
-    if "description" in schema and "seconds" in schema["description"]:
-        return "duration"
     return "any"
+
+
+def _factory_default(field: FieldInfo | None) -> str:
+    """The default a ``default_factory`` makes: shown for an empty collection, else named."""
+    factory = field.default_factory if field is not None else None
+    if factory in (dict, list):
+        return f"`{json.dumps(factory())}`"
+    return "(computed)"
 
 
 def _cell(text: str) -> str:
@@ -121,16 +133,19 @@ def _section(spec: HandlerSpec) -> list[str]:
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})
     required = set(schema.get("required", ()))
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
     lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for key, prop in schema.get("properties", {}).items():
-        kind = "duration" if "seconds (30" in prop.get("description", "") else _type(prop, defs)
+        kind = _type(prop, defs)
         if key in required:
             default = "**required**"
         elif "default" in prop:
             default = f"`{json.dumps(prop['default'])}`"
         else:
-            default = "(empty)"
-        description = "" if kind == "duration" else prop.get("description", "")
+            default = _factory_default(fields.get(key))
+        description = prop.get("description", "")
+        if description.startswith(_DURATION):
+            description = ""
         lines.append(f"| `{key}` | {_cell(kind)} | {default} | {_cell(description)} |")
     if schema.get("additionalProperties") is not False:
         lines += ["", "Other keys are accepted."]

@@ -30,12 +30,16 @@ __all__ = [
 class WorkflowConfig(BaseModel):
     """Which stored workflow to run (newest version unless ``version``), with what inputs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
     workflow: str = Field(min_length=1)
+    """the name of the stored workflow to run as a child execution"""
     version: str | None = None
+    """its version; none: the newest"""
     inputs: dict[str, Any] = Field(default_factory=dict)
+    """the child's input params"""
     wait: bool = True
+    """wait for the child and return its result; false: start it and go on"""
 
 
 ChildStarter = Callable[[NodeContext, WorkflowConfig], Awaitable[Any]]
