@@ -4,6 +4,7 @@ the CLI writes out validate and run; no module reaches into httpx's private API.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -27,14 +28,19 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(out), str(ROOT)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (wheel,) = out.glob("orchestrion-*.whl")
+    (built,) = out.glob("orchestrion-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> set[str]:
     with zipfile.ZipFile(wheel) as archive:
         return set(archive.namelist())
 
@@ -105,3 +111,40 @@ def test_no_module_imports_private_httpx() -> None:
                 names = [alias.name for alias in node.names]
             offenders += [f"{path}: {n}" for n in names if n.startswith("httpx._")]
     assert offenders == []
+
+
+def test_the_installed_wheel_writes_its_examples_and_prints_its_schema(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """Installed from the wheel alone (no index, no source tree on the path)."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", str(target), str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env["PYTHONPATH"] = str(target)  # ahead of the editable checkout's path entry
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], cwd=work, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import orchestrion; print(orchestrion.__file__)"],
+        cwd=work, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(target)), where.stdout
+    assert run("examples", "ex").returncode == 0
+    assert (work / "ex" / "demo.yaml").is_file()
+    assert sorted(p.name for p in (work / "ex" / "reference").iterdir()) == sorted(
+        p.name for p in (ROOT / "examples" / "reference").iterdir()
+    )
+    checked = run("validate", "ex/reference/parallel_processing.json")
+    assert checked.returncode == 0, checked.stderr
+    printed = run("schema")
+    assert printed.returncode == 0
+    assert json.loads(printed.stdout)["title"] == "Orchestrion workflow"
