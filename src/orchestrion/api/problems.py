@@ -277,8 +277,31 @@ def _allowed_methods(routes: list[BaseRoute], path: str) -> set[str]:
     return methods
 
 
+async def _queue_error(request: Request, exc: Exception) -> Response:
+    """Redis (scale-out's queue) did not answer: 503 like a store outage, one log line."""
+    path = request.url.path
+    logger.warning(
+        "queue unavailable: %s: %s",
+        type(exc).__name__,
+        exc,
+        extra={"request_id": current_request_id(), "path": path},
+    )
+    return problem_response(
+        503,
+        "the queue (Redis) is unavailable; try again shortly (the server log has the details)",
+        instance=path,
+        headers={"Retry-After": "2"},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the problem handlers on ``app``."""
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - without the extra nothing raises it
+        pass
+    else:
+        app.add_exception_handler(RedisError, _queue_error)
     app.add_exception_handler(OrchestrionError, _orchestrion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -56,6 +56,7 @@ __all__ = [
     "ensure_group",
     "follow_commits",
     "listen_channel",
+    "queue_unavailable",
     "stream_lost",
 ]
 
@@ -77,6 +78,7 @@ return added
 _READ_COUNT = 1000
 _SCRIPT_BATCH = 500  # tasks per script call: a long script blocks Redis for everyone else
 _RECLAIM_IDLE_MS = 10_000
+_SWEEP_STARTS_AFTER = 5.0  # seconds a start may take to reach the queue before it is swept
 
 
 def connect_redis(url: str) -> Redis:
@@ -117,6 +119,16 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def queue_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis could not be reached or did not answer (a connection
+    refused or reset, a timeout, a server restarting) rather than a bug."""
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - the extra is part of dev installs
+        return isinstance(exc, OSError)
+    return isinstance(exc, RedisError | OSError)
 
 
 def stream_lost(exc: Exception) -> bool:
@@ -167,6 +179,8 @@ class RedisDispatcher:
         self._alive: set[str] | None = None
         self._closing = False
         self._guard_ms = int(settings.guard_ttl * 1000)
+        # Pending starts are swept about every few seconds, whatever the heartbeat period.
+        self._sweep_every = max(1, round(_SWEEP_STARTS_AFTER / 2 / settings.heartbeat_seconds))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -455,6 +469,8 @@ class RedisDispatcher:
                     continue
                 for stream in (self.inbox, self.names.completions):
                     await self._reclaim(stream)
+                if beats % self._sweep_every == 0:
+                    await self._sweep_starts()
                 if beats % 5 == 0:
                     # Safety net: an in-flight attempt whose task was lost (its guard is gone)
                     # is sent again; for all others the guarded dispatch adds nothing.
@@ -484,6 +500,18 @@ class RedisDispatcher:
         if entries:
             logger.info("reclaimed %d pending entries of %s", len(entries), stream)
             await self._handle(stream, entries)
+
+    async def _sweep_starts(self) -> None:
+        """Hand over starts the API committed but could not add to the queue (Redis failed
+        in between): a start is never left pending because its hand-over was lost."""
+        assert self._router is not None
+        try:
+            count = await self._router.hand_over_again(_SWEEP_STARTS_AFTER)
+        except OrchestrionError as exc:  # the store is down: the next sweep tries again
+            logger.warning("sweeping pending starts failed (%s)", exc)
+            return
+        if count:
+            logger.info("handed over %d pending start(s) found by the sweep", count)
 
     async def _hand_over_again(self) -> None:
         """At start and after Redis lost its data: starts handed over and lost with it are

@@ -583,7 +583,22 @@ class Engine:
         """Make ``record`` live and commit its start (the execution is owned by us); or, when
         this engine does not drive, hand the start to whichever orchestrator claims it."""
         if not self._drives:
-            await self._forward(record.id, Started(time.time()))
+            try:
+                await self._forward(record.id, Started(time.time()))
+            except Exception as exc:
+                from orchestrion.dispatch.redis import queue_unavailable
+
+                if not queue_unavailable(exc):
+                    raise
+                # The start is committed: the orchestrators' sweep of pending starts hands
+                # it over once the queue answers, so the caller is told it was accepted.
+                logger.warning(
+                    "execution %s is recorded but its start could not be handed over yet"
+                    " (%s: %s); an orchestrator's sweep will hand it over",
+                    record.id,
+                    type(exc).__name__,
+                    exc,
+                )
             return
         live = self._make_live(record, compiled, {})
         self._live[record.id] = live
@@ -1439,18 +1454,25 @@ class Engine:
         await self._begin(fresh, compiled)
         return True
 
-    async def hand_over_again(self) -> int:
+    async def hand_over_again(self, older_than: float = 0.0) -> int:
         """Send ``Started`` again for triggered executions no orchestrator has claimed yet
-        (pending, with a correlation id, no owner): their hand-over was lost with the queue's
-        data. A start delivered twice is claimed once. Returns how many."""
+        (pending, with a correlation id, no owner) and created at least ``older_than``
+        seconds ago (a younger start may be on its way): their hand-over was lost with the
+        queue's data, or never reached it (the API committed the start, then the queue
+        failed). A start delivered twice is claimed once. Returns how many."""
         count = 0
         cursor: str | None = None
+        before = time.time() - older_than
         while True:
             page, cursor = await self.store.list_executions(
                 ExecutionFilter(status=[ExecutionStatus.PENDING], cursor=cursor, limit=500)
             )
             for record in page:
-                if record.correlation_id is not None and record.owner is None:
+                if (
+                    record.correlation_id is not None
+                    and record.owner is None
+                    and record.created_at <= before
+                ):
                     await self._forward(record.id, Started(time.time()))
                     count += 1
             if cursor is None:

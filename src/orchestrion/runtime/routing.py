@@ -69,8 +69,8 @@ class EventRouter:
         """Dispatch every in-flight attempt again through the guard: only lost ones go out."""
         return await self._engine.redispatch_in_flight()
 
-    async def hand_over_again(self) -> int:
-        return await self._engine.hand_over_again()
+    async def hand_over_again(self, older_than: float = 0.0) -> int:
+        return await self._engine.hand_over_again(older_than)
 
     def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
         """The fast path: a future for the commit when this engine drives the execution."""

@@ -10,8 +10,10 @@ from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResponse
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
-from orchestrion.core.states import ExecutionStatus
+from orchestrion.api.settled import Check, finished, left, reached, state_after
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import InvalidTransition
+from orchestrion.store.base import ExecutionRecord
 
 __all__ = ["router"]
 
@@ -20,10 +22,14 @@ router = APIRouter(prefix="/v1", tags=["workflows"])
 _RESPONSES = error_responses(400, 404, 409)
 
 
-async def _answer(ctx: Ctx, execution_id: str, message: str) -> ActionResponse:
-    record = await ctx.engine.store.get_execution(execution_id)
+async def _answer(ctx: Ctx, execution_id: str, message: str, check: Check) -> ActionResponse:
+    """The state after the request; when the orchestrator driving the execution has not
+    applied it yet (scale-out, a busy cluster), the state now, to poll from."""
+    settled = await state_after(ctx.engine, execution_id, check)
+    if not settled.applied:
+        message = f"{message} (requested; poll GET /v1/workflows/{execution_id} for its state)"
     return ActionResponse(
-        execution_id=execution_id, status=execution_state(record.status), message=message
+        execution_id=execution_id, status=execution_state(settled.record.status), message=message
     )
 
 
@@ -37,7 +43,7 @@ async def _answer(ctx: Ctx, execution_id: str, message: str) -> ActionResponse:
 )
 async def cancel_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     await ctx.engine.cancel(execution_id, reason="cancelled through the API")
-    return await _answer(ctx, execution_id, "Workflow cancelled")
+    return await _answer(ctx, execution_id, "Workflow cancelled", reached())
 
 
 @router.post(
@@ -56,9 +62,10 @@ async def retry_workflow(
         Query(description="re-run this node and everything downstream of it (any final state)"),
     ] = None,
 ) -> ActionResponse:
+    before = await ctx.engine.store.get_execution(execution_id)
     await ctx.engine.retry(execution_id, from_node=from_node)
     message = f"Workflow re-run from {from_node}" if from_node else "Workflow retried"
-    return await _answer(ctx, execution_id, message)
+    return await _answer(ctx, execution_id, message, finished(before))
 
 
 @router.post(
@@ -75,7 +82,7 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
         # The engine takes a second pause as a no-op; over HTTP it is a conflict, like resume.
         raise InvalidTransition(f"execution {execution_id} is already paused")
     await ctx.engine.pause(execution_id)
-    return await _answer(ctx, execution_id, "Workflow paused")
+    return await _answer(ctx, execution_id, "Workflow paused", reached(ExecutionStatus.PAUSED))
 
 
 @router.post(
@@ -88,7 +95,7 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
 )
 async def resume_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     await ctx.engine.resume(execution_id)
-    return await _answer(ctx, execution_id, "Workflow resumed")
+    return await _answer(ctx, execution_id, "Workflow resumed", left(ExecutionStatus.PAUSED))
 
 
 async def _decide(
@@ -104,13 +111,23 @@ async def _decide(
     await ctx.engine.decide(
         execution_id, node_id, approved=approved, by=body.by or client_id, comment=body.comment
     )
-    record = await ctx.engine.store.get_execution(execution_id)
+
+    async def decided(record: ExecutionRecord) -> bool:
+        if record.status in FINAL_EXECUTION_STATES:
+            return True
+        runs = await ctx.engine.store.get_node_runs(execution_id)
+        return any(r.node_id == node_id and r.state is not NodeState.WAITING for r in runs)
+
+    settled = await state_after(ctx.engine, execution_id, decided)
+    message = f"Node {node_id} {'approved' if approved else 'rejected'}"
+    if not settled.applied:
+        message += f" (requested; poll GET /v1/workflows/{execution_id} for its state)"
     return DecisionResponse(
         execution_id=execution_id,
         node_id=node_id,
         approved=approved,
-        status=execution_state(record.status),
-        message=f"Node {node_id} {'approved' if approved else 'rejected'}",
+        status=execution_state(settled.record.status),
+        message=message,
     )
 
 

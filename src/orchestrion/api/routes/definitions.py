@@ -17,6 +17,7 @@ from orchestrion.api.models import (
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.api.routes.workflows import json_body_only
+from orchestrion.api.settled import started_answer
 from orchestrion.core.states import ExecutionStatus
 
 __all__ = ["router"]
@@ -87,6 +88,4 @@ async def start_execution(
     await engine.trigger(
         record.id, body.input_params, body.node_overrides, correlation_id=current_request_id()
     )
-    return ActionResponse(
-        execution_id=record.id, status="RUNNING", message="Workflow started successfully"
-    )
+    return await started_answer(engine, record.id)

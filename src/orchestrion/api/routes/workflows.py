@@ -30,6 +30,7 @@ from orchestrion.api.params import CURSOR_PATTERN, instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
+from orchestrion.api.settled import started_answer
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.definition.validate import gc_paused
@@ -220,9 +221,7 @@ async def trigger_workflow(
             status=execution_state(record.status),
             message="Workflow was already started",
         )
-    return ActionResponse(
-        execution_id=execution_id, status="RUNNING", message="Workflow started successfully"
-    )
+    return await started_answer(ctx.engine, execution_id)
 
 
 @router.get(
