@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ActionResponse
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.runtime.engine import Engine
@@ -90,12 +89,13 @@ async def started_answer(engine: Engine, execution_id: str) -> ActionResponse:
     answer does not wait for one to claim it: ``PENDING``, to poll from."""
     record = await engine.store.get_execution(execution_id)
     if record.status is ExecutionStatus.PENDING:
-        message = (
-            "Workflow accepted; an orchestrator starts it"
-            f" (poll GET /v1/workflows/{execution_id} for its state)"
+        return ActionResponse(
+            execution_id=execution_id,
+            status="PENDING",
+            message="Workflow accepted; an orchestrator starts it"
+            f" (poll GET /v1/workflows/{execution_id} for its state)",
         )
-    else:
-        message = "Workflow started successfully"
+    # Started: RUNNING, as the reference shape has it, even when a quick one already ended.
     return ActionResponse(
-        execution_id=execution_id, status=execution_state(record.status), message=message
+        execution_id=execution_id, status="RUNNING", message="Workflow started successfully"
     )
