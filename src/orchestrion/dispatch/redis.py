@@ -311,6 +311,12 @@ class RedisDispatcher:
         delay = 0.2
         while not self._closing:
             await asyncio.sleep(delay)
+            if self._router is not None:
+                # Results that came meanwhile (the worker holding the attempt answered):
+                # sending those attempts now would run completed nodes again.
+                tasks = self._router.still_in_flight(tasks)
+                if not tasks:
+                    return
             try:
                 await self._send(tasks)
                 return
@@ -525,6 +531,30 @@ class RedisDispatcher:
         if count:
             logger.info("handed over %d pending execution(s) again", count)
 
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """Read what waits on this engine's streams now and wait (``timeout`` at most) for
+        the turns that apply it to be committed."""
+        from redis.exceptions import RedisError
+
+        streams: dict[Any, Any] = {self.inbox: ">", self.names.completions: ">"}
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                reply = cast(
+                    StreamReply,
+                    await self.redis.xreadgroup(
+                        ORCHESTRATOR_GROUP, self._owner, streams, count=_READ_COUNT
+                    ),
+                )
+                if not reply or not any(entries for _, entries in reply):
+                    break
+                for stream, entries in reply:
+                    await self._handle(text(stream), entries)
+        except (RedisError, OSError) as exc:
+            logger.warning("reading results before dispatching again failed (%s)", exc)
+        if self._acks:
+            await asyncio.wait(list(self._acks), timeout=max(0.1, deadline - time.monotonic()))
+
     async def _streams_lost(self) -> None:
         """A read found its stream or group gone: all of Redis's data (a new epoch), or just
         this inbox, deleted by a reaper that took this orchestrator for dead."""
@@ -545,6 +575,9 @@ class RedisDispatcher:
         logger.warning("redis lost its data (restarted without persistence): re-dispatching")
         await self._prepare()  # the first orchestrator back sets the new epoch; others take it
         assert self._router is not None
+        # Results that reached the new streams since the loss are applied first: their
+        # attempts are not in flight any more, and must not be dispatched again.
+        await self._drain()
         count = await self._router.redispatch()
         logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
         await self._hand_over_again()  # starts handed over and lost with the data

@@ -35,6 +35,9 @@ from orchestrion.core.events import (
     Event,
     ExecutionFinished,
     ExecutionTimedOut,
+    NodeFailed,
+    NodeSkipped,
+    NodeSucceeded,
     PauseRequested,
     Record,
     ResumeRequested,
@@ -1478,21 +1481,85 @@ class Engine:
             if cursor is None:
                 return count
 
-    async def redispatch_in_flight(self) -> int:
+    async def redispatch_in_flight(self, check_journal: bool = False) -> int:
         """Dispatch again every queued or running attempt of the live executions (the queue
-        lost its data: a Redis restart without persistence). Returns how many."""
+        lost its data: a Redis restart without persistence). Returns how many.
+
+        ``check_journal``: first read each execution's record and node runs from the store
+        and leave out attempts that ended there (a completion already committed, or committed
+        by another engine that took the execution over) and executions this engine no longer
+        owns, so a completed node never runs again."""
         actions: list[tuple[_Live, Command, str | None]] = []
-        for live in self._live.values():
+        for live in list(self._live.values()):
             if live.machine.finished:
                 continue
             plan = live.compiled.plan
-            for i, run in enumerate(live.machine.nodes):
-                if run.state is NodeState.QUEUED or run.state is NodeState.RUNNING:
-                    woken = run.wait_reason is not None and run.wait_reason != "retry"
-                    actions.append((live, Dispatch(plan.ids[i], run.attempt, woken=woken), None))
+            candidates = [
+                (i, run.attempt)
+                for i, run in enumerate(live.machine.nodes)
+                if run.state is NodeState.QUEUED or run.state is NodeState.RUNNING
+            ]
+            if candidates and check_journal:
+                candidates = await self._not_ended(live, candidates)
+            for i, attempt in candidates:
+                run = live.machine.nodes[i]
+                if run.attempt != attempt or run.state not in _IN_FLIGHT:
+                    continue  # its result was applied meanwhile
+                woken = run.wait_reason is not None and run.wait_reason != "retry"
+                actions.append((live, Dispatch(plan.ids[i], run.attempt, woken=woken), None))
         if actions:
             await self._act(actions)
         return len(actions)
+
+    async def _not_ended(
+        self, live: _Live, candidates: list[tuple[int, int]]
+    ) -> list[tuple[int, int]]:
+        """The (node index, attempt) pairs of ``candidates`` that neither the journal nor the
+        results waiting in this engine's inbox say have ended."""
+        execution_id = live.record.id
+        try:
+            record = await self.store.get_execution(execution_id)
+            stored = {r.node_id: r for r in await self.store.get_node_runs(execution_id)}
+        except OrchestrionError:
+            # The store does not answer: dispatching again is the safe side (a lost attempt
+            # would stall the execution; a duplicate runs under the same idempotency key).
+            return candidates
+        if record.status in FINAL_EXECUTION_STATES or record.owner != self.owner:
+            return []  # ended, or driven by another engine now: it is not ours to dispatch
+        arrived = {
+            (posted.event.node, posted.event.attempt)
+            for posted in self._inbox
+            if posted.execution_id == execution_id
+            and isinstance(posted.event, NodeSucceeded | NodeFailed | NodeSkipped)
+        }
+        ids = live.compiled.plan.ids
+        kept = []
+        for i, attempt in candidates:
+            if (ids[i], attempt) in arrived:
+                continue
+            run = stored.get(ids[i])
+            if run is not None and (
+                run.attempt > attempt or (run.attempt == attempt and run.state not in _IN_FLIGHT)
+            ):
+                continue
+            kept.append((i, attempt))
+        return kept
+
+    def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
+        """The attempts of ``tasks`` this engine still waits for (a dispatch that is sent
+        late, after the queue failed, must not run an attempt whose result came meanwhile)."""
+        kept = []
+        for task in tasks:
+            live = self._live.get(task.execution_id)
+            if live is None or live.machine.finished:
+                continue
+            index = live.compiled.plan.index.get(task.node_id)
+            if index is None:
+                continue
+            run = live.machine.nodes[index]
+            if task.kind != "run" or (run.attempt == task.attempt and run.state in _IN_FLIGHT):
+                kept.append(task)
+        return kept
 
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
         live = self._live.get(execution_id)
@@ -1502,6 +1569,8 @@ class Engine:
         runs = await self.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
 
+
+_IN_FLIGHT = frozenset({NodeState.QUEUED, NodeState.RUNNING})
 
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the
 # event loop (health checks, other requests) is never held for long by one definition.

@@ -30,6 +30,7 @@ from orchestrion.errors import ExecutionNotFound, OrchestrionError
 from orchestrion.runtime.ownership import owner_is_dead
 
 if TYPE_CHECKING:
+    from orchestrion.dispatch.base import TaskMessage
     from orchestrion.runtime.engine import Engine
 
 __all__ = ["EventRouter", "Routed"]
@@ -61,9 +62,16 @@ class EventRouter:
         return self._engine.owner
 
     async def redispatch(self) -> int:
-        """Dispatch again what is in flight, and hand over again the starts nobody took (the
-        queue lost its data)."""
-        return await self._engine.redispatch_in_flight() + await self._engine.hand_over_again()
+        """Dispatch again what is in flight and has not ended in the journal, and hand over
+        again the starts nobody took (the queue lost its data)."""
+        engine = self._engine
+        return await engine.redispatch_in_flight(check_journal=True) + (
+            await engine.hand_over_again()
+        )
+
+    def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
+        """Those of ``tasks`` whose attempts this engine still waits for."""
+        return self._engine.still_in_flight(tasks)
 
     async def redispatch_guarded(self) -> int:
         """Dispatch every in-flight attempt again through the guard: only lost ones go out."""

@@ -1,0 +1,135 @@
+"""After Redis loses its data, an orchestrator dispatches again what it has in flight, and
+that dispatch may only go out later (Redis refuses it for a while). An attempt whose result
+arrived meanwhile must not be sent then: a completed node never runs again.
+
+The Redis here is a redis-server of the test's own (its data is flushed and its users
+changed): the orchestrator connects as a user whose dispatch script Redis refuses for a
+while, the worker as the default user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+from orchestrion.handlers.registry import default_registry
+from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.worker import Worker
+from scaleout import scaleout_settings
+
+pytestmark = pytest.mark.slow
+
+RUNS: Counter[str] = Counter()
+STARTED = asyncio.Event()
+
+
+@function("redispatch_slow", replace=True)
+async def redispatch_slow(ctx: NodeContext, seconds: float) -> str:
+    RUNS[ctx.node_id] += 1
+    STARTED.set()
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no redis-server binary")
+        pytest.skip("no redis-server binary")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        [binary, *args, "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+async def _until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+async def test_a_late_redispatch_does_not_run_a_completed_node(
+    own_redis: str, postgres_url: str
+) -> None:
+    RUNS.clear()
+    STARTED.clear()
+    admin = Redis.from_url(f"redis://{own_redis}/0")
+    await admin.execute_command("ACL", "SETUSER", "orch", "on", ">pw", "~*", "&*", "+@all")
+    orchestrator_url = f"redis://orch:pw@{own_redis}/0"
+    worker_url = f"redis://{own_redis}/0"
+    settings = scaleout_settings(postgres_url, orchestrator_url, "late")
+    registry = default_registry()
+    worker = Worker(worker_url, settings, registry, concurrency=8, worker_id="w0")
+    await worker.start()
+    try:
+        async with Engine(settings=settings, registry=registry) as engine:
+            definition = await engine.submit(
+                {
+                    "name": "late-redispatch",
+                    "dag": {
+                        "nodes": [
+                            {
+                                "id": "slow",
+                                "handler": "python",
+                                "config": {
+                                    "function": "redispatch_slow",
+                                    "params": {"seconds": 1.5},
+                                },
+                            }
+                        ]
+                    },
+                }
+            )
+            record = await engine.start_execution(definition, {})
+            await asyncio.wait_for(STARTED.wait(), 30)
+            # Redis refuses the orchestrator's dispatch script for now, then loses its data
+            # while the worker holds the attempt: the re-dispatch is left to send later.
+            await admin.execute_command("ACL", "SETUSER", "orch", "-evalsha", "-eval")
+            await admin.flushall()
+
+            async def completed() -> bool:
+                found = await engine.store.get_execution(record.id)
+                return found.status is ExecutionStatus.COMPLETED
+
+            await _until(completed, 30, "completed")
+            # Redis takes the dispatch again: the late re-dispatch must find nothing to send.
+            await admin.execute_command("ACL", "SETUSER", "orch", "+@all")
+            await asyncio.sleep(4 * settings.heartbeat_seconds + 3.0)
+            assert RUNS["slow"] == 1, RUNS
+    finally:
+        await worker.stop(grace=0)
+        await admin.aclose()
