@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from orchestrion.core.events import NodeFailed, NodeSucceeded
+from orchestrion.core.events import NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.builtin import builtin_specs
@@ -263,7 +263,7 @@ def failing_server() -> Iterator[tuple[str, type[_Failing]]]:
         httpd.server_close()
 
 
-async def test_executor_fails_fast_once_the_circuit_opens(
+async def test_executor_waits_for_the_circuit_once_it_opens(
     clients: tuple[Redis, Redis],
     redis_prefix: str,
     failing_server: tuple[str, type[_Failing]],
@@ -298,10 +298,12 @@ async def test_executor_fails_fast_once_the_circuit_opens(
             assert isinstance(result, NodeFailed) and result.error.category == "http_5xx"
         assert handler.hits == 3
         result = await attempt(4)
-        assert isinstance(result, NodeFailed)
-        assert result.error.category == "circuit_open" and result.error.transient
-        assert host in result.error.message
-        assert handler.hits == 3  # failed fast: the server was not contacted
+        # Refused without contacting the server; not a failed attempt: the node waits for
+        # the circuit to let a call through again.
+        assert isinstance(result, NodeWaiting) and result.reason == "circuit"
+        assert result.data is not None and result.data["host"] == host
+        assert result.wake_at is not None and result.wake_at - time.time() <= OPEN_S + 0.2
+        assert handler.hits == 3
         (state,) = await cb.states()
         assert (state["handler"], state["host"], state["state"]) == ("http", host, "open")
 

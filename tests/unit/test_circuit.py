@@ -6,13 +6,14 @@ reports and when; the Redis side is in tests/integration/test_circuit_redis.py.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrion.core.events import NodeFailed, NodeSucceeded, NodeWaiting
+from orchestrion.core.events import CompensationFailed, NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources, Wait
@@ -349,7 +350,8 @@ async def test_executor_timeout_counts_as_failure() -> None:
     assert breakers.calls[-1] == ("after", "slow", "downstream.test", False)
 
 
-async def test_executor_open_circuit_fails_fast_without_calling() -> None:
+async def test_executor_open_circuit_waits_without_calling() -> None:
+    """Waiting for a circuit is not an attempt: the node waits until it may call again."""
     called: list[bool] = []
 
     async def run(ctx: NodeContext, config: Any) -> Any:
@@ -358,11 +360,39 @@ async def test_executor_open_circuit_fails_fast_without_calling() -> None:
     breakers = FakeBreakers(refuse=True)
     registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
     executor = NodeExecutor(registry, Resources(extra={"circuit_breakers": breakers}))
+    before = time.time()
     result = await _run(executor, _task())
-    assert isinstance(result, NodeFailed)
-    assert result.error.category == "circuit_open" and result.error.transient
-    assert result.error.type == "CircuitOpen"
+    assert isinstance(result, NodeWaiting) and result.reason == "circuit"
+    assert result.attempt == 1
+    assert result.wake_at is not None and before + 3.0 <= result.wake_at <= time.time() + 3.5
+    assert result.data == {"handler": "probe", "host": "downstream.test", "circuit": "open"}
     assert not called and breakers.calls == [("before", "probe", "downstream.test")]
+
+
+async def test_executor_half_open_circuit_looks_again_within_a_second() -> None:
+    """While the probe is in flight it may end any moment: the wait is short."""
+    from orchestrion.resilience.circuit import CircuitOpen, CircuitState
+    from orchestrion.runtime.executor import circuit_wait
+
+    wait = circuit_wait(CircuitOpen("http", "api.test", CircuitState.HALF_OPEN, 30.0))
+    assert wait.reason == "circuit" and wait.wake_at is not None
+    assert wait.wake_at - time.time() <= 1.2
+
+
+async def test_a_compensation_still_fails_fast_on_an_open_circuit() -> None:
+    breakers = FakeBreakers(refuse=True)
+
+    async def run(ctx: NodeContext, config: Any) -> Any:
+        return None
+
+    registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
+    executor = NodeExecutor(registry, Resources(extra={"circuit_breakers": breakers}))
+    task = _task()
+    task.kind = "compensate"
+    events: list[Any] = []
+    await executor.execute(task, lambda _execution, event: events.append(event))
+    (result,) = events
+    assert isinstance(result, CompensationFailed) and result.error.category == "circuit_open"
 
 
 async def test_executor_passes_the_target_host_of_the_validated_config(

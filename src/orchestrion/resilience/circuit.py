@@ -1,8 +1,9 @@
 """Circuit breakers per handler and target host, shared by every worker through Redis.
 
 A circuit is ``closed`` (calls go through) until ``threshold`` calls in a row fail; then it is
-``open`` and calls fail fast with ``CircuitOpen`` (a transient node error, category
-``circuit_open``, so the node's retry policy applies) for ``open_seconds``. After that it is
+``open`` and calls fail fast with ``CircuitOpen`` for ``open_seconds``: the executor parks
+the node until the circuit lets calls through again (``runtime/executor.py``, waiting is not
+an attempt); a compensation fails with the transient category ``circuit_open``. After that it is
 ``half_open``: exactly one call, the probe, goes through. The probe's success closes the
 circuit (failures reset); its failure opens it again for another ``open_seconds``. A probe
 that never reports (its worker died) is presumed lost after ``probe_timeout`` (default

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import traceback
 from collections.abc import Mapping
@@ -47,7 +48,7 @@ from orchestrion.templates import (
 )
 
 if TYPE_CHECKING:
-    from orchestrion.resilience.circuit import CircuitBreakers
+    from orchestrion.resilience.circuit import CircuitBreakers, CircuitOpen
 
 __all__ = ["NodeExecutor"]
 
@@ -267,7 +268,9 @@ class NodeExecutor:
             if target is None:
                 breakers = None
             else:
-                await _circuit_before(breakers, spec.name, target)
+                waiting = await _circuit_before(breakers, spec.name, target, task.kind)
+                if waiting is not None:
+                    return waiting
         # The http handler checks where the secrets its request carries may go, at each hop.
         carried = secrets_sent(spec.name, task.config) if self.secrets else frozenset()
         try:
@@ -359,19 +362,29 @@ def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, ValidationError | HandlerNotFound)
 
 
-async def _circuit_before(breakers: CircuitBreakers, handler: str, target: str | None) -> None:
+async def _circuit_before(
+    breakers: CircuitBreakers, handler: str, target: str | None, kind: str
+) -> Wait | None:
+    """None when the call may go through; a ``Wait`` for the circuit when it may not.
+
+    Waiting for a circuit is not an attempt: the node waits (a durable timer, the same
+    attempt) until the circuit lets a call through, instead of failing fast and spending its
+    retries while the downstream recovers. A compensation fails fast (``circuit_open``)."""
     from orchestrion.resilience.circuit import CircuitOpen
 
     try:
         await breakers.before(handler, target)
-    except CircuitOpen:
-        raise  # a transient failure with category circuit_open (see _classify)
+    except CircuitOpen as exc:
+        if kind != "run":
+            raise  # a transient failure with category circuit_open (see _classify)
+        return circuit_wait(exc)
     except Exception as exc:
         # The breaker's store is down: fail open, as without breakers, rather than fail
         # every call for a reason that is not the downstream's.
         logger.warning(
             "circuit breaker of %s not consulted: %s: %s", handler, type(exc).__name__, exc
         )
+    return None
 
 
 async def _circuit_after(
@@ -385,6 +398,26 @@ async def _circuit_after(
         logger.warning(
             "circuit breaker of %s not updated: %s: %s", handler, type(exc).__name__, exc
         )
+
+
+_PROBE_POLL_SECONDS = 1.0  # a half-open circuit's probe may end any moment: look again soon
+
+
+def circuit_wait(refused: CircuitOpen) -> Wait:
+    """The wait of a node whose call ``refused`` was refused by its circuit: until the circuit
+    half-opens (open), or a moment later (half-open, its probe in flight), with a little
+    jitter so that the nodes waiting on one circuit do not all come back at once."""
+    from orchestrion.resilience.circuit import CircuitState
+
+    delay = refused.retry_in
+    if refused.state is not CircuitState.OPEN:
+        delay = min(delay, _PROBE_POLL_SECONDS)
+    delay += random.uniform(0.0, 0.1 + delay * 0.1)
+    return Wait(
+        "circuit",
+        time.time() + delay,
+        {"handler": refused.handler, "host": refused.host, "circuit": refused.state.value},
+    )
 
 
 _TRUSTED = Routing()  # no governance installed: one's own definitions, no routes
