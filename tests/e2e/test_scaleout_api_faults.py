@@ -228,3 +228,22 @@ def test_control_verbs_answer_the_state_after_the_request(deployment: Any, tmp_p
     assert retried.json()["status"] == "RUNNING", retried.json()
     again = httpx.delete(f"{base}/v1/workflows/{execution_id}", timeout=30)
     assert again.json()["status"] == "CANCELLED", again.json()
+
+    # A decision answers the state after it too: no longer WAITING.
+    asked = httpx.post(
+        f"{base}/v1/workflow",
+        json={"name": "ask", "dag": {"nodes": [{"id": "ask", "handler": "approval"}]}},
+        timeout=30,
+    )
+    assert asked.status_code == 201, asked.text
+    ask_id = asked.json()["execution_id"]
+    httpx.post(
+        f"{base}/v1/workflow/trigger/{ask_id}",
+        json={},
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert _until(base, ask_id, {"WAITING"}, 60) == "WAITING"
+    approved = httpx.post(f"{base}/v1/workflows/{ask_id}/nodes/ask/approve", json={}, timeout=30)
+    assert approved.status_code == 202, approved.text
+    assert approved.json()["status"] == "COMPLETED", approved.json()
