@@ -315,3 +315,45 @@ async def test_executor_waits_for_the_circuit_once_it_opens(
         assert state["state"] == "closed" and state["failures"] == 0
     finally:
         await http.aclose()
+
+
+async def test_a_node_waits_for_its_circuit_within_its_timeout(
+    clients: tuple[Redis, Redis], redis_prefix: str
+) -> None:
+    cb = CircuitBreakers(clients[0], redis_prefix, threshold=1, open_seconds=5.0)
+    await cb.before("http", "api.test")
+    await cb.after("http", "api.test", False)  # open for 5 s
+    http = build_http_client(timeout=5.0, trust_env=False)
+    executor = NodeExecutor(
+        HandlerRegistry(builtin_specs()), Resources(http=http, extra={"circuit_breakers": cb})
+    )
+
+    async def attempt(key: str, timeout: float) -> Any:
+        events: list[Any] = []
+        task = TaskMessage(
+            "exec-2",
+            "fetch",
+            1,
+            "http",
+            {"url": "http://api.test/x"},
+            {},
+            {},
+            idempotency_key=key,
+            timeout=timeout,
+        )
+        await executor.execute(task, lambda _execution, event: events.append(event))
+        return events[-1]
+
+    try:
+        waiting = await attempt("exec-2:fetch:1", 30.0)
+        assert isinstance(waiting, NodeWaiting) and waiting.reason == "circuit"
+        # A circuit that stays open past the node's timeout fails the attempt (retry policy).
+        too_long = await attempt("exec-2:fetch:2", 1.0)
+        assert isinstance(too_long, NodeFailed) and too_long.error.category == "circuit_open"
+        # The first refusal is remembered across wakes (and workers): a wake past the
+        # timeout, counted from it, fails too.
+        await clients[1].set(cb.wait_key("exec-2:fetch:1"), repr(time.time() - 40))
+        late = await attempt("exec-2:fetch:1", 30.0)
+        assert isinstance(late, NodeFailed) and late.error.category == "circuit_open"
+    finally:
+        await http.aclose()

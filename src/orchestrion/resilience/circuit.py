@@ -18,6 +18,10 @@ read-decide-write is atomic across workers and two of them can never both send t
 scripts read the clock of the Redis server (``TIME``), one clock for every worker whatever
 their own clocks say; a ``clock`` given to ``CircuitBreakers`` replaces it (tests).
 
+A node refused by its circuit waits for it within its timeout: ``waiting_since`` keeps, per
+attempt, when it was first refused (``{prefix}:circuitwait:{idempotency key}``, with the
+circuits' TTL), so the wait is bounded whichever worker handles each wake.
+
 Each circuit is the hash ``{prefix}:circuit:{handler}:{host}`` (host ``-`` for calls with no
 target host: one circuit for the whole handler) with the fields ``state``, ``failures``,
 ``opened_at``, ``probe_at`` (set while a probe is in flight), ``handler`` and ``host``. Every
@@ -361,6 +365,24 @@ class CircuitBreakers:
             args=[*self._args(handler, host), 1 if ok else 0, self.threshold],
         )
         CIRCUIT_STATE.labels(handler, host).set(_GAUGE_VALUE[CircuitState(_text(state))])
+
+    def wait_key(self, attempt_key: str) -> str:
+        """The key holding when an attempt was first refused (``waiting_since``)."""
+        return f"{self.prefix}:circuitwait:{attempt_key}"
+
+    async def waiting_since(self, attempt_key: str, now: float) -> float:
+        """When the attempt ``attempt_key`` (its idempotency key) was first refused by a
+        circuit: ``now`` unless an earlier refusal was recorded (by any worker)."""
+        key = self.wait_key(attempt_key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, repr(now), nx=True, ex=self.ttl)
+            pipe.get(key)
+            _set, first = await pipe.execute()
+        return _number(first) or now
+
+    async def done_waiting(self, attempt_key: str) -> None:
+        """Forget the attempt's first refusal (a call of it went through)."""
+        await self.redis.delete(self.wait_key(attempt_key))
 
     async def states(self) -> list[dict[str, Any]]:
         """Every circuit in Redis (handler, host, state, failures, opened_at), sorted.

@@ -8,6 +8,7 @@ and never lets an exception escape, except cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -268,7 +269,7 @@ class NodeExecutor:
             if target is None:
                 breakers = None
             else:
-                waiting = await _circuit_before(breakers, spec.name, target, task.kind)
+                waiting = await _circuit_before(breakers, spec.name, target, task)
                 if waiting is not None:
                     return waiting
         # The http handler checks where the secrets its request carries may go, at each hop.
@@ -363,28 +364,49 @@ def _retryable(exc: BaseException) -> bool:
 
 
 async def _circuit_before(
-    breakers: CircuitBreakers, handler: str, target: str | None, kind: str
+    breakers: CircuitBreakers, handler: str, target: str | None, task: TaskMessage
 ) -> Wait | None:
     """None when the call may go through; a ``Wait`` for the circuit when it may not.
 
     Waiting for a circuit is not an attempt: the node waits (a durable timer, the same
     attempt) until the circuit lets a call through, instead of failing fast and spending its
-    retries while the downstream recovers. A compensation fails fast (``circuit_open``)."""
+    retries while the downstream recovers; within its timeout, counted from the first
+    refusal: past it, the attempt fails with ``circuit_open`` (transient: its retry policy
+    applies). A compensation fails fast."""
     from orchestrion.resilience.circuit import CircuitOpen
 
     try:
         await breakers.before(handler, target)
     except CircuitOpen as exc:
-        if kind != "run":
+        if task.kind != "run":
             raise  # a transient failure with category circuit_open (see _classify)
-        return circuit_wait(exc)
+        wait = circuit_wait(exc)
+        if task.timeout and wait.wake_at is not None:
+            since = await _waiting_since(breakers, task)
+            if wait.wake_at - since > task.timeout:
+                raise
+        return wait
     except Exception as exc:
         # The breaker's store is down: fail open, as without breakers, rather than fail
         # every call for a reason that is not the downstream's.
         logger.warning(
             "circuit breaker of %s not consulted: %s: %s", handler, type(exc).__name__, exc
         )
+        return None
+    woken = task.wait_result if isinstance(task.wait_result, dict) else {}
+    if woken.get("reason") == "circuit":
+        with contextlib.suppress(Exception):  # it expires on its own
+            await breakers.done_waiting(task.idempotency_key)
     return None
+
+
+async def _waiting_since(breakers: CircuitBreakers, task: TaskMessage) -> float:
+    now = time.time()
+    try:
+        return await breakers.waiting_since(task.idempotency_key, now)
+    except Exception as exc:  # not recorded: this refusal counts as the first
+        logger.warning("circuit wait of %s not recorded: %s", task.idempotency_key, exc)
+        return now
 
 
 async def _circuit_after(
