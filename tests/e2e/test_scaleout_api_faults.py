@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -135,8 +136,16 @@ def deployment(tmp_path: Path, postgres_url: str) -> Any:
             else:
                 holder["redis"] = _redis_server(redis_port, redis_dir)
 
+        def freeze_redis(frozen: bool) -> None:
+            """SIGSTOP: connections are accepted, nothing is answered (a hung server)."""
+            holder["redis"].send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+        restart_redis.freeze = freeze_redis  # type: ignore[attr-defined]
+
         yield base, cluster, restart_redis, logs
     finally:
+        if holder["redis"].poll() is None:
+            holder["redis"].send_signal(signal.SIGCONT)
         cluster.stop()
         if holder["redis"].poll() is None:
             _stop(holder["redis"])
@@ -247,3 +256,29 @@ def test_control_verbs_answer_the_state_after_the_request(deployment: Any, tmp_p
     approved = httpx.post(f"{base}/v1/workflows/{ask_id}/nodes/ask/approve", json={}, timeout=30)
     assert approved.status_code == 202, approved.text
     assert approved.json()["status"] == "COMPLETED", approved.json()
+
+
+@pytest.mark.timeout(240)
+def test_a_hung_redis_does_not_hold_a_start(deployment: Any, tmp_path: Path) -> None:
+    base, cluster, restart_redis, logs = deployment
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    submitted = httpx.post(f"{base}/v1/workflow", json=_definition(effects, 0.0), timeout=30)
+    assert submitted.status_code == 201, submitted.text
+    restart_redis.freeze(True)
+    try:
+        # Answered (the hand-over is bounded), accepted: the start is recorded.
+        start = httpx.post(f"{base}/v1/definitions/faults/executions", json={}, timeout=30)
+        assert start.status_code == 202, start.text
+        assert start.json()["status"] == "PENDING"
+        swept = start.json()["execution_id"]
+        # A verb that must reach an orchestrator: 503, not a request held forever.
+        paused = httpx.post(f"{base}/v1/workflows/{swept}/pause", timeout=30)
+        assert paused.status_code in (409, 503), paused.text
+        cancelled = httpx.delete(f"{base}/v1/workflows/{swept}", timeout=30)
+        assert cancelled.status_code == 503, cancelled.text
+    finally:
+        restart_redis.freeze(False)
+    assert _until(base, swept, {"COMPLETED", "FAILED"}, 90) == "COMPLETED", cluster.log_tail()
+    api_log = (logs / "api.log").read_text(errors="replace")
+    assert "Traceback" not in api_log, api_log[-4000:]

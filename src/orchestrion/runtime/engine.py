@@ -867,7 +867,15 @@ class Engine:
         forward = getattr(self._dispatcher, "forward", None)
         if forward is None:
             raise ExecutionError(f"execution {execution_id} is driven elsewhere")
-        await forward(None, execution_id, event)
+        try:
+            # Bounded: a Redis that accepts connections and never answers must not hold the
+            # caller (a client that gives up and starts again would make a second execution).
+            async with asyncio.timeout(_HAND_OVER_SECONDS):
+                await forward(None, execution_id, event)
+        except TimeoutError as exc:
+            from redis.exceptions import TimeoutError as QueueTimeout
+
+            raise QueueTimeout(f"the queue did not answer in {_HAND_OVER_SECONDS:g} s") from exc
 
     def _held_elsewhere(self, record: ExecutionRecord) -> bool:
         if record.owner in (None, self.owner):
@@ -1571,6 +1579,7 @@ class Engine:
 
 
 _IN_FLIGHT = frozenset({NodeState.QUEUED, NodeState.RUNNING})
+_HAND_OVER_SECONDS = 3.0  # a start's hand-over to the queue; the sweep does the rest
 
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the
 # event loop (health checks, other requests) is never held for long by one definition.
