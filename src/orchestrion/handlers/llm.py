@@ -409,10 +409,10 @@ async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
     else:
         provider = endpoint.provider.name
         result = await _openai_completion(ctx, config, messages, endpoint)
+    # No rendered value in the line (the model may come from a classified input).
     logger.debug(
-        "llm %s/%s for node %s: %s tokens, finish %s",
+        "llm %s for node %s: %s tokens, finish %s",
         provider,
-        result["model"],
         ctx.node_id,
         result["usage"]["total_tokens"],
         result["finish_reason"],

@@ -340,7 +340,8 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
             raise PermanentNodeError(
                 f"function '{name}' does not accept the given params: {exc}", category="config"
             ) from exc
-    logger.debug("calling python function %s for node %s", name, ctx.node_id)
+    # No rendered value in the line (the name may come from a classified input).
+    logger.debug("calling the python function of node %s", ctx.node_id)
     if _is_async(func):
         result = await func(**kwargs)
     else:
