@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from functools import lru_cache
@@ -659,20 +658,6 @@ def _shorten(source: str) -> str:
     return source[: _MAX_SOURCE_IN_MESSAGE - 3] + "..."
 
 
-_QUOTED = re.compile(r"'([^']*)'")
-
-
-def _quotes_only_source(exc: Exception, source: str) -> bool:
-    """Whether ``exc``'s message quotes nothing but names written in the template (a missing
-    ``secrets.NAME``) and type names (``'str object'``): no value computed while rendering."""
-    if isinstance(exc, TemplateSyntaxError):
-        return True
-    if not isinstance(exc, UndefinedError):
-        return False
-    quoted = _QUOTED.findall(exc.message or "")
-    return all(part in source or part.endswith(" object") for part in quoted)
-
-
 def _template_failure(
     source: str, exc: Exception, context: Mapping[str, Any]
 ) -> PermanentNodeError:
@@ -684,10 +669,16 @@ def _template_failure(
         detail = f"{type(exc).__name__}: {exc}"
     secrets = context.get("secrets")
     if isinstance(secrets, _Secrets):
-        if secret_use(source).reads and not _quotes_only_source(exc, source):
-            # The message may quote a value made from a secret (reversed, sliced, cased):
-            # only its kind is told.
+        use = secret_use(source)
+        if use.reads:
+            # Never a message: one computed while a secret was in reach can be made to spell
+            # it out. The kind alone cannot vary with a secret's value where secrets are only
+            # interpolated (the rule of governance/secret_flow.py); the names of missing
+            # secrets come from the source and the configured names, not from any value.
             detail = f"{type(exc).__name__} (message withheld: the template reads secrets)"
+            missing = sorted(name for name in use.names if not secrets.has(name))
+            if missing and isinstance(exc, UndefinedError):
+                detail += f"; secrets not configured: {', '.join(missing)}"
         for value in secrets.values_to_hide():
             detail = detail.replace(value, "***")
     return PermanentNodeError(

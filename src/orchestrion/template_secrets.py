@@ -7,6 +7,15 @@ afterwards (filters, slicing, concatenation) does not hide the read. Any other u
 name (``secrets|attr('X')``, ``secrets[key]``, ``{% set s = secrets %}``, ``[secrets][0]``,
 a loop over it, a macro argument, ``{% set secrets = ... %}``) is reported as ``aliased``:
 the template reads secrets, but which ones cannot be known before it runs.
+
+``computed`` is the stricter rule a request field is held to: no computation may depend on a
+secret's value, or its result (an error message, an error's kind, a branch taken, a length)
+becomes an oracle that spells the secret out. The only use allowed is a direct
+interpolation, ``{{ secrets.NAME }}`` or ``{{ secrets['NAME'] }}`` as a whole output
+expression, with literal text around it, and only where the text goes straight into the
+rendered result: at the top of the template or in an ``{% if %}`` branch (whose test cannot
+involve a secret), never in a macro, a ``{% set %}`` block, a filter or call block, a
+loop or an ``autoescape`` block, whose rendered text other code could compute with.
 """
 
 from __future__ import annotations
@@ -25,13 +34,15 @@ class SecretUse:
     """What one template does with ``secrets``.
 
     ``reads``: the name ``secrets`` occurs anywhere in it; ``names``: the secrets named by
-    a constant lookup; ``aliased``: some use of ``secrets`` that is not such a lookup.
+    a constant lookup; ``aliased``: some use of ``secrets`` that is not such a lookup;
+    ``computed``: some use that is not a direct interpolation (``aliased`` ones included).
     A template that does not parse reads nothing here (its syntax error is reported apart).
     """
 
     reads: bool = False
     names: frozenset[str] = frozenset()
     aliased: bool = False
+    computed: bool = False
 
 
 _NONE = SecretUse()
@@ -52,30 +63,54 @@ def secret_use(source: str) -> SecretUse:
         tree = _ENV.parse(source)
     except TemplateSyntaxError:
         return _NONE
+    except RecursionError:
+        # Nested too deeply to parse here, so too deep to check: it cannot pass as safe.
+        return _UNKNOWN
     names: set[str] = set()
-    reads = aliased = False
-    for parent, child in _edges(tree):
+    reads = aliased = computed = False
+    for ancestors, child in _edges(tree):
         if not isinstance(child, nodes.Name) or child.name != SECRETS_NAME:
             continue
         reads = True
-        name = _constant_lookup(parent, child)
+        name = _constant_lookup(ancestors[-1], child)
         if name is None:
-            aliased = True
+            aliased = computed = True
         else:
             names.add(name)
+            computed = computed or not _interpolated(ancestors)
     if not reads:
         return _NONE
-    return SecretUse(True, frozenset(names), aliased)
+    return SecretUse(True, frozenset(names), aliased, computed)
+
+
+_UNKNOWN = SecretUse(True, frozenset(), True, True)
 
 
 def _edges(tree: Any) -> Any:
-    """(parent, child) for every node below ``tree``."""
-    stack = [tree]
+    """(ancestors, child) for every node below ``tree``; ``ancestors`` ends with the parent."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), tree)]
     while stack:
-        parent = stack.pop()
+        above, parent = stack.pop()
+        line = (*above, parent)
         for child in parent.iter_child_nodes():
-            yield parent, child
-            stack.append(child)
+            yield line, child
+            stack.append((line, child))
+
+
+def _interpolated(ancestors: tuple[Any, ...]) -> bool:
+    """Whether the lookup whose ancestors these are (``ancestors[-1]`` is the lookup) is a
+    whole output expression whose text lands in the rendered result unchanged."""
+    from jinja2 import nodes
+
+    if len(ancestors) < 3:
+        return False
+    lookup, output = ancestors[-1], ancestors[-2]
+    if not isinstance(output, nodes.Output) or not any(n is lookup for n in output.nodes):
+        return False
+    # Above the output: only the template itself and if-branches. Any other statement
+    # (macro, call or filter block, set block, loop, autoescape, with) may hand the
+    # rendered text to code that computes with it, or repeat it at will.
+    return all(type(node) in (nodes.Template, nodes.If) for node in ancestors[:-2])
 
 
 def _constant_lookup(parent: Any, name_node: Any) -> str | None:

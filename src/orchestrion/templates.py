@@ -181,6 +181,10 @@ class _Secrets(_Namespace):
 
         raise SecurityError("secrets cannot be used as a whole; name one: secrets.NAME")
 
+    def has(self, name: str) -> bool:
+        """Whether a secret called ``name`` is configured (its value is not looked at)."""
+        return name in self._values
+
     def values_to_hide(self) -> list[str]:
         return [v for v in self._values.values() if len(v) >= 4]
 

@@ -90,10 +90,10 @@ async def test_secrets_reach_the_listener_and_no_output_event_or_file(
         method="POST",
         headers={
             "Authorization": "Bearer {{ secrets.TOKEN }}",
-            "X-Reversed": "{{ secrets.TOKEN | reverse }}",
-            "X-Lower": "{{ secrets['TOKEN'] | lower }}",
+            "X-Plain": "{{ secrets.TOKEN }}",
+            "X-Keyed": "{{ secrets['TOKEN'] }}",
         },
-        json={"token": "{{ secrets.TOKEN | upper }}"},
+        json={"token": "{{ secrets.TOKEN }}"},
     )
     async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
         result = await engine.run(_flow(node), timeout=30)
@@ -101,9 +101,9 @@ async def test_secrets_reach_the_listener_and_no_output_event_or_file(
     assert result.status is ExecutionStatus.COMPLETED, result.nodes["call"].error
     [request] = allowed.received
     assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
-    assert request["headers"]["X-Reversed"] == SECRET[::-1]
-    assert request["headers"]["X-Lower"] == SECRET.lower()
-    assert json.loads(request["body"]) == {"token": SECRET.upper()}
+    assert request["headers"]["X-Plain"] == SECRET
+    assert request["headers"]["X-Keyed"] == SECRET
+    assert json.loads(request["body"]) == {"token": SECRET}
     # The listener echoed every one of them: the output holds none.
     output = result.nodes["call"].output
     assert output["status_code"] == 200
@@ -189,34 +189,24 @@ async def test_a_secret_bound_elsewhere_is_refused_before_any_connection(
     _no_secret(_stored(tmp_path))
 
 
-@pytest.mark.parametrize(
-    ("headers", "fragment"),
-    [
-        # h11 quotes an illegal header value whole: only its kind is told.
-        ({"X-Bad": "{{ secrets.TOKEN | reverse }}\nInjected: 1"}, "details withheld"),
-        # A render error may quote a value computed from the secret.
-        ({"X-Bad": "{{ input[secrets.TOKEN | reverse] }}"}, "message withheld"),
-        ({"X-Bad": "{{ input[secrets.TOKEN | lower] }}"}, "message withheld"),
-    ],
-)
 async def test_errors_never_quote_a_request_that_carries_secrets(
-    tmp_path: Path,
-    governance: Governance,
-    allowed: Listener,
-    headers: dict[str, str],
-    fragment: str,
+    tmp_path: Path, governance: Governance, allowed: Listener
 ) -> None:
+    # h11 quotes an illegal header value whole: only its kind is told.
+    headers = {"X-Bad": "{{ secrets.TOKEN }}\nInjected: 1"}
     async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
         result = await engine.run(_flow(_http("call", allowed.url, headers=headers)), timeout=30)
     error = result.nodes["call"].error
-    assert error is not None and fragment in error["message"], error
+    assert error is not None and "details withheld" in error["message"], error
     _no_secret(json.dumps(error))
     _no_secret(_stored(tmp_path))
     assert allowed.received == []
 
 
 async def test_a_missing_secret_is_named(tmp_path: Path, governance: Governance) -> None:
-    node = _http("call", "http://127.0.0.1:9/", headers={"A": "{{ secrets.TOKEN ~ secrets.NOPE }}"})
+    node = _http(
+        "call", "http://127.0.0.1:9/", headers={"A": "{{ secrets.TOKEN }}{{ secrets.NOPE }}"}
+    )
     async with Engine(f"sqlite:///{tmp_path / 's.db'}", governance=governance) as engine:
         with pytest.raises(DefinitionError, match="secret 'NOPE' has no destination"):
             await engine.submit(_flow(node))

@@ -25,7 +25,11 @@ from orchestrion.template_secrets import SecretUse, secret_use
     ],
 )
 def test_named_reads(source: str, names: set[str]) -> None:
-    assert secret_use(source) == SecretUse(True, frozenset(names), False)
+    use = secret_use(source)
+    assert (use.reads, use.names, use.aliased) == (True, frozenset(names), False)
+    interpolated = "|" not in source and "[:" not in source and "[1" not in source
+    interpolated = interpolated and "{%" not in source and " if " not in source
+    assert use == SecretUse(True, frozenset(names), False, computed=not interpolated)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +53,7 @@ def test_named_reads(source: str, names: set[str]) -> None:
 )
 def test_aliased_reads(source: str) -> None:
     use = secret_use(source)
-    assert use.reads and use.aliased
+    assert use.reads and use.aliased and use.computed
 
 
 @pytest.mark.parametrize(

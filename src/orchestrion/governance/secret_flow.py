@@ -6,10 +6,13 @@ and ``body``. Not in the URL or query (URLs are quoted by errors, logs and the n
 not in an ``llm`` node (its credential is the provider's, and a prompt is a model's input
 that comes back in its output), and not in any other handler, a ``when:`` condition, a
 condition's cases, a ``map``'s per-item config or an ``output`` value: each of those ends up
-in an output, an error, an event or a log, transformed or not. In a request field the
-secrets must be named (``secrets.NAME`` or ``secrets['NAME']``) so that the policy can say
-where each may go (``governance/secret_routes.py``); where the URL is written out, that is
-checked here, otherwise by the http handler before it connects.
+in an output, an error, an event or a log, transformed or not. In a request field a secret
+may only be interpolated, ``{{ secrets.NAME }}`` or ``{{ secrets['NAME'] }}`` as a whole
+output expression (``SecretUse.computed``): nothing may compute with its value, since the
+result of any computation (an error's message or kind, a branch taken) can be made to spell
+the secret out. Naming each one also lets the policy say where it may go
+(``governance/secret_routes.py``); where the URL is written out, that is checked here,
+otherwise by the http handler before it connects.
 
 ``node_issues`` is the whole rule, and also applies ``credential_problems`` to ``llm`` nodes.
 The definition check runs it at submission, ``override_issues`` on trigger-time node
@@ -31,7 +34,22 @@ from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.template_secrets import SECRETS_NAME, secret_use
 from orchestrion.templates import expression_source, is_template
 
-__all__ = ["REQUEST_FIELDS", "FlowIssue", "node_issues", "override_issues", "secrets_sent"]
+__all__ = [
+    "INTERPOLATION_ONLY",
+    "REQUEST_FIELDS",
+    "FlowIssue",
+    "node_issues",
+    "override_issues",
+    "secrets_sent",
+]
+
+INTERPOLATION_ONLY = (
+    "secrets may only be interpolated as {{ secrets.NAME }} (or {{ secrets['NAME'] }}), with "
+    "literal text around it: no filter, test, operator, comparison, slice, method, loop, "
+    "macro, set or condition may use a secret's value, since its result (an error, a branch "
+    "taken) would spell the secret out"
+)
+"""Why a request field's template that computes with a secret is refused."""
 
 REQUEST_FIELDS: Mapping[str, frozenset[str]] = {"http": frozenset({"headers", "json", "body"})}
 """Per handler (canonical name), the config keys that make up the request it sends."""
@@ -126,16 +144,8 @@ def node_issues(
             continue
         if len(where) <= len(path) or where[len(path)] not in request:
             issues.append(_refused(where, handler))
-        elif use.aliased:
-            issues.append(
-                FlowIssue(
-                    where,
-                    "name each secret in a request field as secrets.NAME or secrets['NAME'] "
-                    "(no aliases, computed keys, loops or filters over secrets itself), so the "
-                    "policy can check where it is sent",
-                    "secret_field",
-                )
-            )
+        elif use.computed:
+            issues.append(FlowIssue(where, INTERPOLATION_ONLY, "secret_field"))
         else:
             for name in sorted(use.names):
                 issues.extend(_destination_issues(name, where, config, routing))

@@ -5,7 +5,10 @@ used at all (``governance/secret_flow.py``); this only catches what a downstream
 (an API that repeats the request's headers in its answer or its error). Beside the exact
 value it knows the transforms a template or a server most often applies: lower and upper
 case, reversed, base64 (standard and URL-safe, with and without padding), percent-encoding,
-JSON string escaping and hex. Values shorter than 4 characters are not replaced: they would
+JSON string escaping, hex, and the value's bytes read as one integer (decimal and hex, big
+and little endian: what a template computing ``int(value.encode().hex(), 16)`` would print).
+These are defence in depth only: where secrets may be used, nothing can compute with them.
+Values shorter than 4 characters are not replaced: they would
 blank out ordinary words.
 """
 
@@ -22,6 +25,7 @@ __all__ = ["MIN_SCRUBBED", "Scrubber"]
 
 MIN_SCRUBBED = 4
 MASK = "***"
+_MAX_INTEGER_BYTES = 1024  # decimal text of a longer value passes Python's digit limit
 
 
 def _variants(value: str) -> set[str]:
@@ -36,7 +40,11 @@ def _variants(value: str) -> set[str]:
         json.dumps(value, ensure_ascii=False)[1:-1],
         json.dumps(value)[1:-1],
         raw.hex(),
+        raw.hex().upper(),
     }
+    if len(raw) <= _MAX_INTEGER_BYTES:
+        for number in (int.from_bytes(raw, "big"), int.from_bytes(raw, "little")):
+            found |= {str(number), f"{number:x}", f"{number:X}"}
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = encoded.decode("ascii")
         found |= {text, text.rstrip("=")}

@@ -328,14 +328,38 @@ class NodeExecutor:
     def _scrub(self, task: TaskMessage, output: Any) -> Any:
         """Replace secret values (and their common transforms) a downstream echoed back, so
         they never reach the store: a backstop, secrets being kept to request fields."""
-        if not self._scrubber or not _mentions_secrets(task):
-            return output
-        return self._scrubber.value(output)
+        scrubber = self._scrubber_for(task)
+        return scrubber.value(output) if scrubber is not None else output
 
     def _scrub_text(self, task: TaskMessage, text: str) -> str:
-        if not self._scrubber or not _mentions_secrets(task):
-            return text
-        return self._scrubber.text(text)
+        scrubber = self._scrubber_for(task)
+        return scrubber.text(text) if scrubber is not None else text
+
+    def _scrubber_for(self, task: TaskMessage) -> Scrubber | None:
+        """What to scrub from the attempt's output and error: the secrets when its config
+        reads them; the llm providers' keys when it may call a provider (an echoing
+        provider repeats the Authorization header it was sent)."""
+        secrets = self._scrubber if self._scrubber and _mentions_secrets(task) else None
+        if self._canonical(task.handler) not in _PROVIDER_HANDLERS:
+            return secrets
+        keys = self._provider_keys()
+        if not keys:
+            return secrets
+        if secrets is None:
+            return Scrubber(keys)
+        return Scrubber([*self.secrets.values(), *keys])
+
+    def _provider_keys(self) -> list[str]:
+        """The keys of the configured llm providers (and ``OPENAI_API_KEY``), read from the
+        environment now as the llm handler reads them at call time."""
+        routing = self.resources.extra.get(ROUTING_KEY)
+        providers = routing.providers if isinstance(routing, Routing) else _TRUSTED.providers
+        keys = [key for key in (p.key() for p in providers.every()) if key]
+        if keys:
+            from orchestrion.governance.secret_logs import hide_in_logs
+
+            hide_in_logs(keys)
+        return keys
 
 
 def _validation_context(resources: Resources) -> dict[str, Any] | None:
@@ -458,6 +482,9 @@ def _log_fields(task: TaskMessage) -> dict[str, Any]:
         "attempt": task.attempt,
         "correlation_id": task.correlation_id,
     }
+
+
+_PROVIDER_HANDLERS = frozenset({"llm", "map"})  # the handlers that may call an llm provider
 
 
 def _mentions_secrets(task: TaskMessage) -> bool:
