@@ -143,7 +143,7 @@ def test_a_secret_flows_only_into_its_request(
 ) -> None:
     headers = {
         "Authorization": "Bearer {{ secrets.TOKEN }}",
-        "X-Reversed": "{{ secrets.TOKEN | reverse }}",
+        "X-Keyed": "{{ secrets['TOKEN'] }}",
     }
     with httpx.Client(base_url=server.url, timeout=10, headers=OPERATOR) as client:
         # Anywhere but a request field, whatever the transform: refused, naming the field.
@@ -170,7 +170,7 @@ def test_a_secret_flows_only_into_its_request(
         }
         assert _refused(client, _flow(elsewhere)) == [
             ("out", "config.headers.Authorization"),
-            ("out", "config.headers.X-Reversed"),
+            ("out", "config.headers.X-Keyed"),
         ]
         dynamic = {"id": "out", "handler": "http", "dependencies": ["input"],
                    "retry": {"max_attempts": 1},
@@ -190,7 +190,7 @@ def test_a_secret_flows_only_into_its_request(
         status = client.get(f"/v1/workflows/{execution_id}", headers=ADMIN).text
     [request] = api.received
     assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
-    assert request["headers"]["X-Reversed"] == SECRET[::-1]
+    assert request["headers"]["X-Keyed"] == SECRET
     assert attacker.received == []
     assert "Bearer ***" in results  # the listener's echo, scrubbed
     for text in (results, events, every, status, json.dumps(failed)):
@@ -213,3 +213,52 @@ def _assert_no_leak(server: Server) -> None:
             _no_leak(path.read_bytes())
     log = server.log.read_text()
     assert "HTTP Request" in log or "POST" in log or "node" in log  # it logged something
+
+
+ORACLES = [
+    "{{ {}[secrets.TOKEN.encode().hex()|int(base=16)] }}",
+    "{{ {}[secrets.TOKEN[3]] ~ 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789' }}",
+    "{{ (1/0) if secrets.TOKEN < 'U' else {}.x }}",
+    "{% set x = secrets.TOKEN %}{{ {}[x] }}",
+    "{{ secrets.TOKEN ~ '' }}",
+    "{{ secrets.TOKEN|string }}",
+]
+
+
+def test_no_oracle_on_a_secret_through_the_api(
+    server: Server, api: Listener, attacker: Listener
+) -> None:
+    number = str(int(SECRET.encode().hex(), 16))
+    with httpx.Client(base_url=server.url, timeout=10, headers=OPERATOR) as client:
+        for template in ORACLES:
+            for field, config in (
+                ("config.headers.X-T", {"headers": {"X-T": template}}),
+                ("config.json.t", {"json": {"t": template}}),
+                ("config.body", {"body": template}),
+            ):
+                node = {"id": "n", "handler": "http", "retry": {"max_attempts": 1},
+                        "config": {"url": f"{api.url}/", "method": "POST", **config}}  # fmt: skip
+                response = client.post("/v1/workflow", json=_flow(node))
+                assert response.status_code == 422, response.text
+                [error] = response.json()["errors"]
+                assert (error["node"], error["field"]) == ("n", field)
+                assert "{{ secrets.NAME }}" in error["message"]
+        legit = {"id": "n", "handler": "http", "config": {
+            "url": f"{api.url}/ok", "method": "POST",
+            "headers": {"Authorization": "Bearer {{ secrets.TOKEN }}"},
+            "json": {"k": "{{ secrets['TOKEN'] }}"}}}  # fmt: skip
+        done = _run(client, _flow(legit))
+        assert done["status"] == "COMPLETED", done
+        results = client.get(f"/v1/workflows/{done['execution_id']}/results", headers=ADMIN).text
+        every = client.get("/v1/events", params={"limit": 1000}, headers=ADMIN).text
+    [request] = api.received
+    assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert json.loads(request["body"]) == {"k": SECRET}
+    assert attacker.received == []
+    for text in (results, every):
+        _no_leak(text)
+        assert number not in text
+    _assert_no_leak(server)
+    for path in server.log.parent.iterdir():
+        if path.name.startswith("s.db") or path.name.startswith("server-"):
+            assert number.encode() not in path.read_bytes()
