@@ -689,12 +689,27 @@ def _template_failure(
 def render(source: str, expr: str | None, context: Mapping[str, Any]) -> Any:
     """Render ``source`` in the sandbox; ``expr``: its inner expression when ``source`` is
     exactly one ``{{ expr }}`` (the result then keeps its native type)."""
+    secrets = context.get("secrets")
+    if isinstance(secrets, _Secrets) and secrets.longest() and "secrets" in source:
+        use = secret_use(source)
+        if use.reads and not use.computed:
+            # Only interpolated: whether the render fits the size limit must not depend on
+            # how long the secrets are (a length oracle). It is decided with every secret
+            # empty; the real render may then exceed the limit by the secrets alone.
+            _render(source, expr, {**context, "secrets": secrets.emptied()}, 0)
+            extra = source.count("secrets") * secrets.longest()
+            return _render(source, expr, context, extra)
+    return _render(source, expr, context, 0)
+
+
+def _render(source: str, expr: str | None, context: Mapping[str, Any], extra: int) -> Any:
+    """``render`` with ``extra`` bytes allowed beyond the output limit."""
     limits = _LIMITS.get()
     budget = Budget(
         MAX_RANGE_ITERATIONS,
         time.monotonic() + limits.timeout_seconds,
         limits.timeout_seconds,
-        limits.max_output_bytes,
+        limits.max_output_bytes + extra,
     )
     token = BUDGET.set(budget)
     try:

@@ -185,6 +185,14 @@ class _Secrets(_Namespace):
         """Whether a secret called ``name`` is configured (its value is not looked at)."""
         return name in self._values
 
+    def longest(self) -> int:
+        """The size in bytes of the longest value (0 when there are none)."""
+        return max((_byte_size(v) for v in self._values.values()), default=0)
+
+    def emptied(self) -> _Secrets:
+        """The same names, every value empty: to size a render without the values."""
+        return _Secrets(dict.fromkeys(self._values, ""))
+
     def values_to_hide(self) -> list[str]:
         return [v for v in self._values.values() if len(v) >= 4]
 

@@ -171,3 +171,26 @@ def test_the_backstop_knows_integer_encodings() -> None:
     text = f"no element {number}; {number:x}; 0x{number:X}; {little}; {SECRET.encode().hex()}"
     scrubbed = Scrubber([SECRET]).text(text)
     assert scrubbed == "no element ***; ***; 0x***; ***; ***"
+
+
+@pytest.mark.parametrize("padding", [90, 100, 101])
+def test_the_output_limit_does_not_depend_on_a_secret_length(padding: int) -> None:
+    # Padding a template up to the limit must not tell how long an interpolated secret is.
+    from orchestrion.templates import TemplateLimits, template_limits
+
+    outcomes = set()
+    for secret in ("abcd", "a-much-longer-secret-value-" * 20):
+        context = build_context({}, {}, secrets={"TOKEN": secret})
+        for template in (
+            "x" * padding + "{{ secrets.TOKEN }}",
+            "{{ secrets['TOKEN'] }}" + "y" * padding,
+        ):
+            with template_limits(TemplateLimits(max_output_bytes=100)):
+                try:
+                    rendered = render_value(template, context)
+                except PermanentNodeError as exc:
+                    outcomes.add(("failed", padding > 100, type(exc).__name__))
+                else:
+                    assert secret in rendered
+                    outcomes.add(("rendered", padding > 100, ""))
+    assert len(outcomes) == 1, outcomes

@@ -173,7 +173,7 @@ def test_secret_renders_where_asked(ctx: dict[str, Any]) -> None:
 
 
 def test_missing_secret_names_it(ctx: dict[str, Any]) -> None:
-    assert "secret 'MISSING' is not defined" in str(_fails("{{ secrets.MISSING }}", ctx))
+    assert "secrets not configured: MISSING" in str(_fails("{{ secrets.MISSING }}", ctx))
 
 
 @pytest.mark.parametrize(
