@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,7 +193,7 @@ def provider() -> Iterator[str]:
 
 
 async def test_an_echoing_provider_leaves_its_key_out_of_the_output(
-    tmp_path: Path, provider: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, provider: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -217,3 +218,7 @@ async def test_an_echoing_provider_leaves_its_key_out_of_the_output(
     assert "Bearer ***" in text
     for value in (PROVIDER_KEY, PROVIDER_KEY[::-1], PROVIDER_KEY.encode().hex()):
         assert value not in text
+    # And the process's log records, as a library logging the response headers would.
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("httpcore.test").debug("headers: Authorization: Bearer %s", PROVIDER_KEY)
+    assert caplog.records[-1].getMessage() == "headers: Authorization: Bearer ***"

@@ -75,6 +75,7 @@ class NodeExecutor:
             from orchestrion.governance.secret_logs import hide_in_logs
 
             hide_in_logs(self.secrets.values())
+        self._provider_keys()  # hidden in logs from the start (httpcore logs headers)
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
