@@ -103,7 +103,8 @@ class Settings(BaseSettings):
         description="the governance policy (governance.yaml); none: the shipped default",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "console"
+    # One default for every process that logs (serve, orchestrator, worker, reaper, up).
+    log_format: Literal["json", "console"] = "json"
 
     # the service (`orchestrion serve`)
     host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")

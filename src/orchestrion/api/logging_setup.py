@@ -35,8 +35,14 @@ __all__ = ["ConsoleFormatter", "JsonFormatter", "configure_logging", "log_transi
 transitions_logger = logging.getLogger("orchestrion.api.transitions")
 
 
+# Uvicorn passes its message again with ANSI colour codes, for its own formatter only.
+_DROPPED = frozenset({"color_message"})
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES}
+    fields = {
+        k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES and k not in _DROPPED
+    }
     for key, value in current_node_fields().items():  # a line written inside a handler
         fields.setdefault(key, value)
     if "request_id" not in fields:

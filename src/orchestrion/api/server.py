@@ -75,9 +75,7 @@ def serve(
 
     Raises ``ConfigurationError`` when the governance policy is invalid.
     """
-    fmt = log_format or (
-        settings.log_format if "log_format" in settings.model_fields_set else "json"
-    )
+    fmt = log_format or settings.log_format
     # The app's engine loads the governance policy (a ConfigurationError when it is invalid),
     # whose masker every log line then goes through.
     app = create_app(settings=settings)

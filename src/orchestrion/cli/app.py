@@ -62,7 +62,7 @@ def main() -> None:
     """Console-script entry point."""
     from orchestrion.governance.log_masking import mask_uncaught_exceptions
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=_log_level(), format="%(levelname)s %(name)s: %(message)s")
     mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
     _check_arguments(sys.argv[1:])
     app()
@@ -82,6 +82,19 @@ def _check_arguments(arguments: list[str]) -> None:
                     f"[bold red]error:[/] argument '{shown}' is not UTF-8 text", highlight=False
                 )
                 sys.exit(EXIT_INVALID)  # typer is not running yet: no typer.Exit here
+
+
+def _log_level() -> str:
+    """ORCHESTRION_LOG_LEVEL when it is set (environment or ``.env``), else WARNING: the
+    commands people type are quiet unless asked; the service's default (INFO) is its own."""
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except (ConfigurationError, ValueError):
+        return "WARNING"  # the command that loads the settings names the problem
+    return settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
 
 
 def _database_url(db: str | None) -> str | None:

@@ -32,7 +32,13 @@ RedisOption = Annotated[
     typer.Option("--redis", help="Redis URL (default: $ORCHESTRION_REDIS_URL)."),
 ]
 LogFormatOption = Annotated[
-    str, typer.Option("--log-format", help="json (default) or console.", case_sensitive=False)
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="ORCHESTRION_LOG_FORMAT",
+        help="json (default) or console.",
+        case_sensitive=False,
+    ),
 ]
 
 

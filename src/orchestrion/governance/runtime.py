@@ -145,9 +145,17 @@ class Governance:
         return self if not self.trusted else replace(self, trusted=False)
 
     def warn_missing_keys(self) -> None:
-        """Log, once at start, each control a missing key turns off."""
+        """Log, once at start, each control a missing key turns off.
+
+        A process that serves others (the service, the scale-out processes) warns: its
+        operator chose the policy and must know a control is off. A local run (the CLI, the
+        Python API) of a policy that does not require the key says it at INFO only, so that
+        ``orchestrion list`` or ``orchestrion.run()`` are not noisy about an optional control.
+        """
+        level = logging.INFO if self.trusted else logging.WARNING
         for variable in self.missing_keys:
-            logger.warning(
+            logger.log(
+                level,
                 "%s is not set: the governance control that needs it is off "
                 "(see GET /health/compliance)",
                 variable,
