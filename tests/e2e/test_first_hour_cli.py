@@ -96,3 +96,78 @@ def test_serve_honours_the_console_format_setting(tmp_path: Path) -> None:
     assert "listening on http://127.0.0.1" in text
     assert not text.lstrip().startswith("{")
     assert "\x1b[" not in text
+
+
+# ---------------------------------------------------------------------------- stores, extras
+
+
+def _without(tmp_path: Path, *packages: str) -> dict[str, str]:
+    """An environment in which ``packages`` cannot be imported (as without the extra)."""
+    shadow = tmp_path / "shadow"
+    for package in packages:
+        (shadow / package).mkdir(parents=True)
+        (shadow / package / "__init__.py").write_text(
+            f"raise ImportError('No module named {package}', name={package!r})\n"
+        )
+    return {"PYTHONPATH": str(shadow)}
+
+
+def test_postgres_without_its_extra_prints_the_install_hint_and_exits_3(tmp_path: Path) -> None:
+    for package in ("asyncpg", "greenlet"):
+        env = _without(tmp_path / package, package)
+        for args in (("list",), ("status", "abc"), ("run", str(_tiny(tmp_path)))):
+            shown = orchestrion(*args, "--db", "postgresql://127.0.0.1/test", env=env)
+            assert shown.returncode == 3, (args, shown.stderr)
+            assert "pip install 'orchestrion[postgres]'" in shown.stderr, shown.stderr
+            assert "Traceback" not in shown.stderr
+            assert len(shown.stderr.strip().splitlines()) <= 2, shown.stderr
+
+
+def test_the_redis_install_hint_keeps_its_brackets(tmp_path: Path) -> None:
+    env = {**_without(tmp_path, "redis"), "ORCHESTRION_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    shown = orchestrion("dlq", "list", env=env)
+    assert shown.returncode == 3, shown.stderr
+    assert "pip install 'orchestrion[scaleout]'" in shown.stderr, shown.stderr
+
+
+def test_user_text_in_messages_is_not_read_as_markup(tmp_path: Path) -> None:
+    folder = tmp_path / "[bold]x"  # a directory name that reads like markup
+    shown = orchestrion("list", "--db", str(folder / "o.db"))
+    assert shown.returncode == 3
+    assert "[bold]x" in " ".join(shown.stderr.split()), shown.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: n\ndag:\n  nodes:\n    - {id: '[b]a', handler: noop}\n")
+    refused = orchestrion("validate", str(bad))
+    assert refused.returncode == 2
+    assert "node '[b]a'" in refused.stderr, refused.stderr
+
+    flow = tmp_path / "f.yaml"
+    flow.write_text("name: '[red]n'\ndag:\n  nodes:\n    - {id: a, handler: noop}\n")
+    valid = orchestrion("validate", str(flow))
+    assert valid.returncode == 0, valid.stderr
+    assert "workflow '[red]n' is valid" in valid.stdout
+    db = str(tmp_path / "o.db")
+    ran = orchestrion("run", str(flow), "--db", db)
+    assert ran.returncode == 0, ran.stderr
+    assert "[red]n v1" in ran.stdout, ran.stdout
+    listed = orchestrion("list", "--db", db)
+    assert "[red]n" in listed.stdout, listed.stdout
+
+
+def test_a_db_path_in_a_missing_directory_is_refused_with_exit_3(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    for args in (("list",), ("run", str(_tiny(tmp_path))), ("status", "abc")):
+        shown = orchestrion(*args, "--db", str(missing / "x.db"))
+        assert shown.returncode == 3, (args, shown.stderr)
+        assert "does not exist" in shown.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_version_option(tmp_path: Path) -> None:
+    from orchestrion import __version__
+
+    for args in (("--version",), ("version",)):
+        shown = orchestrion(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.strip() == f"orchestrion {__version__}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from orchestrion.definition.limits import DefinitionLimits
@@ -58,6 +59,29 @@ ApiKeyOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from orchestrion import __version__
+
+        typer.echo(f"orchestrion {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the Orchestrion version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Durable workflow orchestration: run DAGs from YAML or JSON."""
+
+
 def main() -> None:
     """Console-script entry point."""
     from orchestrion.governance.log_masking import mask_uncaught_exceptions
@@ -79,7 +103,7 @@ def _check_arguments(arguments: list[str]) -> None:
                 shown = _shown(argument)
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
                 err.print(
-                    f"[bold red]error:[/] argument '{shown}' is not UTF-8 text", highlight=False
+                    f"[bold red]error:[/] argument '{escape(shown)}' is not UTF-8 text", highlight=False
                 )
                 sys.exit(EXIT_INVALID)  # typer is not running yet: no typer.Exit here
 
@@ -144,7 +168,7 @@ def _shown(value: object) -> str:
 
 
 def _fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -172,7 +196,7 @@ def _run_async(coro: Any) -> Any:
 
 
 def _print_definition_error(exc: Any) -> None:
-    source = f"{exc.source}: " if exc.source else ""
+    source = f"{escape(str(exc.source))}: " if exc.source else ""
     count = len(exc.issues)
     err.print(
         f"[bold red]invalid workflow definition[/] {source}"
@@ -180,7 +204,7 @@ def _print_definition_error(exc: Any) -> None:
         highlight=False,
     )
     for issue in exc.issues:
-        err.print(f"  [red]-[/] {issue}", highlight=False)
+        err.print(f"  [red]-[/] {escape(str(issue))}", highlight=False)
 
 
 def _definition_limits() -> DefinitionLimits:
@@ -254,8 +278,9 @@ def _exit_for(result: ExecutionResult, db: str | None) -> None:
         for node in result.nodes.values():
             if node.wait_reason in ("approval", "review"):
                 err.print(
-                    f"[yellow]waiting:[/] node '{node.node_id}' needs a decision: "
-                    f"orchestrion approve {result.execution_id} {node.node_id}{where} "
+                    f"[yellow]waiting:[/] node '{escape(node.node_id)}' needs a decision: "
+                    f"orchestrion approve {result.execution_id} {escape(node.node_id)}"
+                    f"{escape(where)} "
                     f"(or: orchestrion reject ...)",
                     highlight=False,
                     soft_wrap=True,  # a command to copy must stay on one line
@@ -273,7 +298,7 @@ async def _run(
 
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     for warning in loaded.warnings if loaded else ():
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     async with _engine(db) as engine:
         # One's own file runs as trusted as this process; a stored definition (by name, maybe
         # submitted through the service) keeps its own trust level (governance/trust.py).
@@ -356,10 +381,10 @@ def validate(
         )
         return
     for warning in loaded.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     edges = sum(len(node.dependencies) for node in spec.dag.nodes)
     console.print(
-        f"[green]✓[/] {_shown(file)}: workflow '{spec.name}' is valid "
+        f"[green]✓[/] {escape(_shown(file))}: workflow '{escape(spec.name)}' is valid "
         f"({len(spec.dag.nodes)} nodes, {edges} edges, {loaded.dialect} format)",
         highlight=False,
     )
@@ -488,7 +513,7 @@ def cancel(
         remote.cancel(server, api_key, execution_id)
     else:
         _run_async(go())
-    console.print(f"cancelled {execution_id}")
+    console.print(f"cancelled {escape(execution_id)}", highlight=False)
 
 
 @app.command()
@@ -510,7 +535,10 @@ def pause(
         remote.pause(server, api_key, execution_id)
     else:
         _run_async(go())
-    console.print(f"paused {execution_id}; continue with: orchestrion resume {execution_id}")
+    console.print(
+        f"paused {escape(execution_id)}; continue with: orchestrion resume {escape(execution_id)}",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrion.cli.app import (
     EXIT_FAILED,
@@ -204,14 +206,14 @@ def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None
         if latest:
             newer = result.verified_up_to - int(latest["seq"])
             console.print(
-                f"anchored: checkpoint of record {latest['seq']} in {anchored['file']}"
+                f"anchored: checkpoint of record {latest['seq']} in {escape(str(anchored['file']))}"
                 + (f" ({newer} newer record(s) not anchored yet)" if newer > 0 else ""),
                 highlight=False,
             )
     else:
         for n, found in enumerate(result.breaks):
             where = "" if found.kind == "anchor" else f" at seq {found.seq}"
-            text = f"{where} ({found.kind}): {found.message}"
+            text = f"{where} ({found.kind}): {escape(str(found.message))}"
             if n == 0:
                 err.print(
                     f"[bold red]audit trail broken[/]{text}; verified up to seq "
@@ -362,11 +364,11 @@ def _show(records: list[AuditRecord], as_json: bool) -> None:
         table.add_row(
             str(r.seq),
             when,
-            r.action,
-            r.actor or "",
-            r.execution_id or "",
-            r.node_id or "",
-            r.outcome or "",
+            Text(r.action),
+            Text(r.actor or ""),
+            Text(r.execution_id or ""),
+            Text(r.node_id or ""),
+            Text(r.outcome or ""),
         )
     console.print(table)
 
@@ -387,7 +389,9 @@ def export_command(
                     out.write(json.dumps(record.chain_fields(), ensure_ascii=False) + "\n")
         except OSError as exc:
             raise _fail(EXIT_INVALID, f"cannot write {output}: {exc}") from None
-        console.print(f"exported {len(records)} record(s) to {output}", highlight=False)
+        console.print(
+            f"exported {len(records)} record(s) to {escape(str(output))}", highlight=False
+        )
         return
 
     async def go(log: AuditLog) -> int:
@@ -402,7 +406,7 @@ def export_command(
         count = _run_async(_with_log(db, go))
     except OSError as exc:
         _fail(EXIT_INVALID, f"cannot write {output}: {exc}")
-    console.print(f"exported {count} record(s) to {output}", highlight=False)
+    console.print(f"exported {count} record(s) to {escape(str(output))}", highlight=False)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -75,7 +76,7 @@ _MESSAGE_PREVIEW = 80
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -135,7 +136,10 @@ def _run(
 
 
 def _on_redis(url: str, prefix: str, direct: Callable[[DeadLetters], Awaitable[T]]) -> T:
-    from redis.exceptions import RedisError
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:
+        _fail(EXIT_STORE, "redis-py is not installed: pip install 'orchestrion[scaleout]'")
 
     from orchestrion.dispatch.redis import connect_redis
     from orchestrion.dispatch.streams import StreamNames
@@ -280,15 +284,15 @@ def _render_page(page: DeadLetterPage) -> None:
     table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
     for letter in page.items:
         table.add_row(
-            letter.id,
+            Text(letter.id),
             Text(letter.category, style="yellow" if letter.category == "delivery" else "red"),
-            letter.execution_id or "-",
-            letter.node_id or "-",
+            Text(letter.execution_id or "-"),
+            Text(letter.node_id or "-"),
             "-" if letter.attempt is None else str(letter.attempt),
-            letter.handler or "-",
+            Text(letter.handler or "-"),
             str(letter.deliveries),
             _when(letter.parked_at),
-            _preview(letter.message),
+            Text(_preview(letter.message)),
         )
     console.print(table)
     if page.next_after:
@@ -403,7 +407,9 @@ def retry(
     if as_json:
         _print_json(action.to_dict())
     else:
-        console.print(f"retried {entry_id}: {action.message}", highlight=False, soft_wrap=True)
+        console.print(
+            f"retried {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
+        )
 
 
 @dlq_app.command()
@@ -426,4 +432,6 @@ def drop(
     if as_json:
         _print_json(action.to_dict())
     else:
-        console.print(f"dropped {entry_id}: {action.message}", highlight=False, soft_wrap=True)
+        console.print(
+            f"dropped {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
+        )

@@ -21,6 +21,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrion.cli.app import (
     EXIT_FAILED,
@@ -86,7 +87,7 @@ def rotate(
         settings = load_settings()
         governance = Governance.from_settings(settings)
     except ConfigurationError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     ring = governance.keyring
     variable = governance.policy.encryption.key_env
@@ -104,10 +105,10 @@ def rotate(
             run_rotation(url, ring, batch_size=batch_size, dry_run=dry_run, progress=step)
         )
     except ConfigurationError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     except StoreError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_STORE) from None
     summary = {
         "primary": report.primary,

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from orchestrion.cli import early_signals
 from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
@@ -298,7 +299,7 @@ def migrate(db: DbOption = None) -> None:
         _fail(EXIT_STORE, str(exc))
     from orchestrion.store.migrate import HEAD_REVISION
 
-    err.print(f"database at migration {HEAD_REVISION}: {_redacted(settings.database_url)}")
+    err.print(f"database at migration {HEAD_REVISION}: {escape(_redacted(settings.database_url))}")
 
 
 def _redacted(url: str) -> str:

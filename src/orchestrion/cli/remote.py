@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from orchestrion.cli.progress import ProgressView
@@ -77,12 +78,12 @@ def _describe(exc: Any) -> str:
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def _print_issues(exc: Any) -> None:
-    source = f"{exc.source}: " if exc.source else ""
+    source = f"{escape(str(exc.source))}: " if exc.source else ""
     count = len(exc.issues)
     err.print(
         f"[bold red]invalid workflow definition[/] {source}"
@@ -90,7 +91,7 @@ def _print_issues(exc: Any) -> None:
         highlight=False,
     )
     for issue in exc.issues:
-        err.print(f"  [red]-[/] {issue}", highlight=False)
+        err.print(f"  [red]-[/] {escape(str(issue))}", highlight=False)
 
 
 # ---------------------------------------------------------------------------- run
@@ -111,7 +112,7 @@ def run(
     with _connected(server, api_key) as client:
         submitted = client.submit(file, idempotency_key=idempotency_key)
         for warning in submitted.warnings:
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
         execution_id = submitted.execution_id
         client.trigger(execution_id, params, idempotency_key=idempotency_key)
         if not quiet:

@@ -45,7 +45,9 @@ def _when(ts: float | None) -> str:
 
 def render_result(console: Console, result: ExecutionResult) -> None:
     """The node table, then the status line and the workflow's result."""
-    table = Table(title=f"{result.workflow} v{result.version}", title_justify="left", expand=True)
+    table = Table(
+        title=Text(f"{result.workflow} v{result.version}"), title_justify="left", expand=True
+    )
     table.add_column("node")
     table.add_column("state")
     table.add_column("attempts", justify="right")
@@ -99,9 +101,9 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         status = ExecutionStatus(row["status"])
         table.add_row(
-            row["id"],
-            row["workflow"],
-            row["version"],
+            Text(row["id"], no_wrap=True),
+            Text(str(row["workflow"])),
+            Text(str(row["version"])),
             Text(status.value, style=_STATUS_STYLE.get(status, "")),
             _when(row["created_at"]),
             _when(row["finished_at"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrion.errors import ConfigurationError
+from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.store.base import Store
 from orchestrion.store.memory import MemoryStore
 from orchestrion.store.sqlite import SQLiteStore, url_to_sqlite_path
@@ -27,6 +27,7 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         return SQLiteStore(Path(url_to_sqlite_path(url)).expanduser())
     if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        _require_postgres_driver()
         # Imported here: SQLAlchemy costs the embedded store's start-up a third of a second.
         from orchestrion.store.postgres import PostgresStore
 
@@ -35,3 +36,18 @@ def open_store(url: str) -> Store:
         f"unsupported database URL scheme '{scheme}://'"
         " (use sqlite:///path.db, a file path, postgresql://user@host/db or memory://)"
     )
+
+
+def _require_postgres_driver() -> None:
+    """A ``StoreError`` with the one command that fixes it when the optional PostgreSQL
+    packages are missing, instead of a driver traceback at the first query."""
+    from importlib import import_module
+
+    try:
+        for module in ("asyncpg", "greenlet", "sqlalchemy"):  # greenlet: SQLAlchemy's asyncio
+            import_module(module)
+    except ImportError as exc:
+        raise StoreError(
+            f"a postgresql:// database needs the PostgreSQL extra ({exc.name or exc} is"
+            " missing): pip install 'orchestrion[postgres]'"
+        ) from None
