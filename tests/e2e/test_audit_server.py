@@ -118,7 +118,7 @@ def test_served_api_actions_are_audited_and_verify(tmp_path: Path) -> None:
             text=True,
             env=remote,
         )
-        assert denied.returncode == 2 and "403" in denied.stderr
+        assert denied.returncode == 6 and "403" in denied.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)

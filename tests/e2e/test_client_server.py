@@ -337,7 +337,7 @@ def test_api_keys_over_http(tmp_path: Path) -> None:
         with Client(secured.url, api_key="k-op") as operator:
             assert operator.run(GREET, timeout=60).ok
         denied = orchestrion("list", env={"ORCHESTRION_SERVER_URL": secured.url})
-        assert denied.returncode == 2 and "401" in denied.stderr
+        assert denied.returncode == 6 and "401" in denied.stderr
         allowed = orchestrion(
             "list", "--json", "--api-key", "k-view", env={"ORCHESTRION_SERVER_URL": secured.url}
         )
@@ -418,7 +418,7 @@ def test_cli_cancel_pause_resume_status_on_the_server(server: Server, client: Cl
     twice = orchestrion("cancel", execution_id, server=server)
     assert twice.returncode == 2 and "409" in twice.stderr
     unknown = orchestrion("status", "no-such-id", server=server)
-    assert unknown.returncode == 2 and "404" in unknown.stderr
+    assert unknown.returncode == 5 and "not found" in unknown.stderr
 
     other = client.submit(SLOW.replace("sleep: 30", "sleep: 0.3"))
     client.trigger(other.execution_id)

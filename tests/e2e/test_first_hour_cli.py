@@ -171,3 +171,112 @@ def test_version_option(tmp_path: Path) -> None:
         shown = orchestrion(*args)
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.strip() == f"orchestrion {__version__}"
+
+
+# ---------------------------------------------------------------------------- ids, exit codes
+
+
+def _run_ids(db: str, flow: Path, count: int) -> list[str]:
+    import json
+
+    ids = []
+    for _ in range(count):
+        ran = orchestrion("run", str(flow), "--db", db, "--json")
+        assert ran.returncode == 0, ran.stderr
+        ids.append(json.loads(ran.stdout)["execution_id"])
+    return ids
+
+
+def _prefixes(ids: list[str]) -> tuple[str, str | None]:
+    """A prefix naming only ``ids[0]``, and one shared by two ids (None when none is)."""
+    first = ids[0]
+    unique = next(
+        first[:n] for n in range(1, len(first)) if not any(o.startswith(first[:n]) for o in ids[1:])
+    )
+    shared = None
+    for a in ids:
+        for b in ids:
+            if a != b and a[0] == b[0]:
+                shared = a[0]
+    return unique, shared
+
+
+def test_list_never_cuts_an_id_at_80_columns(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    ids = _run_ids(db, _tiny(tmp_path), 2)
+    for columns in ("80", "60"):
+        listed = orchestrion("list", "--db", db, env={"COLUMNS": columns})
+        assert listed.returncode == 0
+        for execution_id in ids:
+            assert execution_id in listed.stdout, listed.stdout
+
+
+def test_unique_prefixes_are_accepted_wherever_an_id_is_taken_locally(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    ids = _run_ids(db, _tiny(tmp_path), 3)
+    unique, _ = _prefixes(ids)
+    shown = orchestrion("status", unique, "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    assert ids[0] in shown.stdout
+    retried = orchestrion("retry", unique, "--from-node", "a", "--db", db)
+    assert retried.returncode == 0, retried.stderr
+    assert ids[0] in retried.stdout
+    resumed = orchestrion("resume", unique, "--db", db)
+    assert resumed.returncode == 0, resumed.stderr
+    # a finished execution cannot be cancelled: the prefix was found, the state refused
+    cancelled = orchestrion("cancel", unique, "--db", db)
+    assert "not found" not in cancelled.stderr, cancelled.stderr
+
+    missing = orchestrion("status", "zzzz", "--db", db)
+    assert missing.returncode == 5, missing.stderr
+    assert "'zzzz' not found" in missing.stderr
+    whole_missing = orchestrion("status", "00000000-0000-4000-8000-000000000000", "--db", db)
+    assert whole_missing.returncode == 5, whole_missing.stderr
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    ids = _run_ids(db, _tiny(tmp_path), 3)
+    while _prefixes(ids)[1] is None:  # two ids starting alike; each run gives 1 in 16 odds
+        ids += _run_ids(db, _tiny(tmp_path), 1)
+    shared = _prefixes(ids)[1]
+    assert shared is not None
+    shown = orchestrion("status", shared, "--db", db)
+    assert shown.returncode == 2, shown.stderr
+    assert "ambiguous" in shown.stderr
+    for execution_id in ids:
+        if execution_id.startswith(shared):
+            assert execution_id in shown.stderr
+
+
+def test_prefixes_and_exit_codes_against_a_real_server(tmp_path: Path) -> None:
+    import httpx
+
+    db = tmp_path / "s.db"
+    server = Server(tmp_path, db, {"ORCHESTRION_API_KEYS": "adminkey:admin,viewkey:viewer"})
+    try:
+        admin = {"Authorization": "Bearer adminkey"}
+        with httpx.Client(base_url=server.url, headers=admin) as client:
+            ids = []
+            for _ in range(3):
+                made = client.post("/v1/workflow", json={"name": "tiny", "dag": {"nodes": [
+                    {"id": "a", "handler": "noop"}]}})  # fmt: skip
+                assert made.status_code in (200, 201), made.text
+                ids.append(made.json()["execution_id"])
+        unique, _ = _prefixes(ids)
+        remote = ("--server", server.url)
+        shown = orchestrion("status", unique, *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
+        assert shown.returncode == 0, shown.stderr
+        assert ids[0] in shown.stdout
+        missing = orchestrion("status", "zzzz", *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
+        assert missing.returncode == 5, missing.stderr
+        unknown = orchestrion("status", ids[0], *remote, env={"ORCHESTRION_API_KEY": "nope"})
+        assert unknown.returncode == 6, unknown.stderr
+        no_key = orchestrion("list", *remote)
+        assert no_key.returncode == 6, no_key.stderr
+        viewer = orchestrion("cancel", ids[0], *remote, env={"ORCHESTRION_API_KEY": "viewkey"})
+        assert viewer.returncode == 6, viewer.stderr
+        listed = orchestrion("list", *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
+        assert all(i in listed.stdout for i in ids), listed.stdout
+    finally:
+        assert server.stop() == 0, server.log.read_text()

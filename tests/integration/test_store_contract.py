@@ -616,6 +616,22 @@ async def test_unfinished_executions_include_triggered_owned_pending_ones(store:
     assert [e.id for e in await store.unfinished_executions()] == ["cut-off"]
 
 
+async def test_list_executions_by_id_prefix(store: Store) -> None:
+    await store.put_definition(definition())
+    for eid in ("ab%1", "ab_2", "abc3", "xab4"):
+        await store.create_execution(execution(eid))
+
+    async def ids(prefix: str) -> set[str]:
+        page, _ = await store.list_executions(ExecutionFilter(id_prefix=prefix, limit=50))
+        return {e.id for e in page}
+
+    assert await ids("ab") == {"ab%1", "ab_2", "abc3"}
+    assert await ids("ab%") == {"ab%1"}  # wildcards of LIKE are plain characters
+    assert await ids("ab_") == {"ab_2"}
+    assert await ids("abc3") == {"abc3"}
+    assert await ids("q") == set()
+
+
 async def test_list_executions_filters_and_pages(store: Store) -> None:
     await store.put_definition(definition())
     await store.put_definition(definition(name="other", version="1"))

@@ -2,7 +2,9 @@
 
 Exit codes: 0 the execution completed (or the command succeeded), 1 it failed or was
 cancelled, 2 the definition or the command's input is invalid (nothing was stored or run),
-3 the state store (or the --server) could not be used.
+3 the state store (or the --server) could not be used, 4 the execution waits for a person,
+5 no execution (or definition) has the id given, 6 the --server refused the API key (missing,
+unknown, or its role does not allow the call), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ console = Console()
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STORE, EXIT_WAITING = 0, 1, 2, 3, 4
+EXIT_NOT_FOUND, EXIT_DENIED = 5, 6
 
 DbOption = Annotated[
     str | None,
@@ -178,6 +181,7 @@ def _run_async(coro: Any) -> Any:
         ConfigurationError,
         DefinitionError,
         ExecutionError,
+        ExecutionNotFound,
         StoreError,
     )
 
@@ -186,6 +190,8 @@ def _run_async(coro: Any) -> Any:
     except DefinitionError as exc:
         _print_definition_error(exc)
         raise typer.Exit(EXIT_INVALID) from None
+    except ExecutionNotFound as exc:
+        _fail(EXIT_NOT_FOUND, str(exc))
     except (ExecutionError, ConfigurationError) as exc:
         _fail(EXIT_INVALID, str(exc))
     except StoreError as exc:
@@ -218,6 +224,13 @@ def _definition_limits() -> DefinitionLimits:
     except ConfigurationError as exc:
         _fail(EXIT_INVALID, str(exc))
     return definition_limits(loaded, trusted=True)
+
+
+def _resolve(execution_id: str, db: str | None, server: str | None, api_key: str | None) -> str:
+    """The full id of the execution ``execution_id`` names (whole, or a unique prefix)."""
+    from orchestrion.cli.ids import resolve
+
+    return resolve(execution_id, db=db, server=server, api_key=api_key)
 
 
 def _engine(db: str | None, *, resume: bool = True) -> Engine:
@@ -416,13 +429,14 @@ def graph(
 
 @app.command()
 def status(
-    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
     db: DbOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Show an execution's state, its nodes, attempts, errors and result."""
+    execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> ExecutionResult:
         async with _engine(db, resume=False) as engine:
@@ -496,12 +510,13 @@ def list_(
 
 @app.command()
 def cancel(
-    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
     db: DbOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Cancel an execution: running nodes are stopped, nothing new starts."""
+    execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> None:
         async with _engine(db, resume=False) as engine:
@@ -518,12 +533,13 @@ def cancel(
 
 @app.command()
 def pause(
-    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
     db: DbOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Pause an execution: running nodes finish, nothing new starts until resume."""
+    execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> None:
         async with _engine(db, resume=False) as engine:
@@ -554,6 +570,7 @@ def retry(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Run a failed execution again from its failed nodes (completed nodes are kept)."""
+    execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> ExecutionResult:
         async with _engine(db, resume=False) as engine:
@@ -581,6 +598,8 @@ def resume(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Continue unfinished executions (after a crash or kill) and paused ones, to the end."""
+    if execution_id is not None:
+        execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> list[ExecutionResult]:
         from orchestrion.core.states import ExecutionStatus
@@ -687,6 +706,7 @@ def _decide_command(
     api_key: str | None,
     as_json: bool,
 ) -> None:
+    execution_id = _resolve(execution_id, db, server, api_key)
     if server:
         from orchestrion.cli import remote
 
@@ -711,7 +731,7 @@ Comment = Annotated[str | None, typer.Option("--comment", "-m", help="Why (recor
 
 @app.command()
 def approve(
-    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
     node: Annotated[str, typer.Argument(help="The node waiting for approval.")],
     by: DecidedBy = None,
     comment: Comment = None,
@@ -736,7 +756,7 @@ def approve(
 
 @app.command()
 def reject(
-    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
     node: Annotated[str, typer.Argument(help="The node waiting for approval.")],
     by: DecidedBy = None,
     comment: Comment = None,

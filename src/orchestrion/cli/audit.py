@@ -40,8 +40,10 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrion.cli.app import (
+    EXIT_DENIED,
     EXIT_FAILED,
     EXIT_INVALID,
+    EXIT_NOT_FOUND,
     EXIT_STORE,
     ApiKeyOption,
     DbOption,
@@ -112,7 +114,8 @@ async def _with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> 
 
 
 def _remote(server: str, api_key: str | None, path: str, **params: Any) -> Any:
-    """GET ``path`` on a server: its JSON, or exit 2 (refused) or 3 (unreachable)."""
+    """GET ``path`` on a server: its JSON, or exit 6 (key refused), 5 (not found), 2 (other
+    refusal) or 3 (unreachable or failed)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -126,7 +129,10 @@ def _remote(server: str, api_key: str | None, path: str, **params: Any) -> Any:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        raise _fail(EXIT_INVALID, f"{server} answered {response.status_code}: {detail}")
+        code = {401: EXIT_DENIED, 403: EXIT_DENIED, 404: EXIT_NOT_FOUND}.get(
+            response.status_code, EXIT_STORE if response.status_code >= 500 else EXIT_INVALID
+        )
+        raise _fail(code, f"{server} answered {response.status_code}: {detail}")
     return response.json()
 
 

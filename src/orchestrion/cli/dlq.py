@@ -31,6 +31,7 @@ from rich.text import Text
 
 from orchestrion.cli.app import (
     EXIT_INVALID,
+    EXIT_NOT_FOUND,
     EXIT_STORE,
     ApiKeyOption,
     JsonOption,
@@ -115,7 +116,7 @@ def _settings(target: _Target) -> Settings:
 def _checked(entry_id: str) -> str:
     # Redis answers a malformed id with an error, which would read as "Redis failed" (exit 3).
     if not _ENTRY_ID.match(entry_id):
-        _fail(EXIT_INVALID, f"no dead letter '{entry_id}' (ids look like 1712345678901-0)")
+        _fail(EXIT_NOT_FOUND, f"no dead letter '{entry_id}' (ids look like 1712345678901-0)")
     return entry_id
 
 

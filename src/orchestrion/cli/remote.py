@@ -2,8 +2,9 @@
 
 Each function does what its local command does, through the REST API, and returns what the
 command renders (an ``ExecutionResult`` or list rows), so output and exit codes are the same:
-0 completed, 1 failed or cancelled, 2 invalid definition or request (unknown id, state that
-does not allow it, bad key), 3 the server cannot be reached or failed.
+0 completed, 1 failed or cancelled, 2 invalid definition or request (a state that does not
+allow it), 3 the server cannot be reached or failed, 5 unknown id, 6 the API key is missing,
+unknown or not allowed the call.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["cancel", "connected", "list_rows", "pause", "resume", "retry", "run"
 
 err = Console(stderr=True)
 
-EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_INTERRUPTED = 2, 3, 5, 6, 130
 _POLL = 0.2
 
 
@@ -40,8 +41,11 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
         ApiConnectionError,
         ApiError,
         Client,
+        Forbidden,
         InvalidDefinition,
+        NotFound,
         ServerError,
+        Unauthorized,
     )
 
     try:
@@ -56,6 +60,10 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
         raise typer.Exit(EXIT_INVALID) from None
     except (ApiConnectionError, ServerError) as exc:
         _fail(EXIT_UNAVAILABLE, str(exc))
+    except NotFound as exc:
+        _fail(EXIT_NOT_FOUND, _describe(exc))
+    except (Unauthorized, Forbidden) as exc:
+        _fail(EXIT_DENIED, _describe(exc))
     except ApiError as exc:
         _fail(EXIT_INVALID, _describe(exc))
     except OSError as exc:  # the definition file could not be read

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -95,15 +96,19 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print("no executions")
         return
-    table = Table()
-    for column in ("id", "workflow", "version", "status", "created", "finished"):
-        table.add_column(column)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # An id is what people copy into the next command: never cut, never wrapped; the other
+    # columns wrap first (a time goes to two lines: date, then time of day).
+    table.add_column("id", no_wrap=True, min_width=max(len(row["id"]) for row in rows))
+    table.add_column("workflow", overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=9)
+    for column in ("created", "finished"):
+        table.add_column(column, overflow="fold", max_width=19)
     for row in rows:
         status = ExecutionStatus(row["status"])
         table.add_row(
-            Text(row["id"], no_wrap=True),
-            Text(str(row["workflow"])),
-            Text(str(row["version"])),
+            Text(row["id"]),
+            Text(f"{row['workflow']} v{row['version']}"),
             Text(status.value, style=_STATUS_STYLE.get(status, "")),
             _when(row["created_at"]),
             _when(row["finished_at"]),

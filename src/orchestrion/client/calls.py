@@ -318,6 +318,7 @@ def list_executions(
     definition_id: str | None = None,
     created_after: TimeFilter = None,
     created_before: TimeFilter = None,
+    id_prefix: str | None = None,
 ) -> Call[ExecutionPage]:
     params = [("status", s) for s in status_values(status)]
     params.append(("limit", str(limit)))
@@ -327,6 +328,7 @@ def list_executions(
         "created_after": None if created_after is None else _iso(created_after),
         "created_before": None if created_before is None else _iso(created_before),
         "cursor": cursor,
+        "id_prefix": id_prefix,
     }
     params += [(name, value) for name, value in optional.items() if value is not None]
     return Call("GET", "/v1/workflows", _json(ExecutionPage.from_api), params=params)

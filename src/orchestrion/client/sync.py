@@ -235,11 +235,20 @@ class Client:
         definition_id: str | None = None,
         created_after: TimeFilter = None,
         created_before: TimeFilter = None,
+        id_prefix: str | None = None,
     ) -> ExecutionPage:
-        """One page of executions, newest first; ``status`` may be one value or several."""
+        """One page of executions, newest first; ``status`` may be one value or several;
+        ``id_prefix`` keeps those whose id starts with it."""
         return self._send(
             calls.list_executions(
-                status, workflow, limit, cursor, definition_id, created_after, created_before
+                status,
+                workflow,
+                limit,
+                cursor,
+                definition_id,
+                created_after,
+                created_before,
+                id_prefix,
             )
         )
 

@@ -157,6 +157,7 @@ class ExecutionFilter:
     created_before: float | None = None
     cursor: str | None = None
     limit: int = 50
+    id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
 
 
 class Store(Protocol):

@@ -216,6 +216,8 @@ class MemoryStore:
                 continue
             if flt.definition_id is not None and e.definition_id != flt.definition_id:
                 continue
+            if flt.id_prefix is not None and not e.id.startswith(flt.id_prefix):
+                continue
             if flt.created_after is not None and e.created_at <= flt.created_after:
                 continue
             if flt.created_before is not None and e.created_at >= flt.created_before:

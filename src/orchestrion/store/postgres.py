@@ -584,6 +584,9 @@ class PostgresStore:
         if flt.definition_id is not None:
             where.append("definition_id = :did")
             params["did"] = flt.definition_id
+        if flt.id_prefix is not None:  # left(), not LIKE: '%' and '_' are plain characters
+            where.append("left(id, :plen) = :prefix")
+            params["plen"], params["prefix"] = len(flt.id_prefix), flt.id_prefix
         if flt.created_after is not None:
             where.append("created_at > :after")
             params["after"] = flt.created_after

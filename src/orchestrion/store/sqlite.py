@@ -585,6 +585,9 @@ class SQLiteStore:
         if flt.definition_id is not None:
             where.append("definition_id = ?")
             params.append(flt.definition_id)
+        if flt.id_prefix is not None:  # substr, not LIKE: '%' and '_' are plain characters
+            where.append("substr(id, 1, ?) = ?")
+            params.extend((len(flt.id_prefix), flt.id_prefix))
         if flt.created_after is not None:
             where.append("created_at > ?")
             params.append(flt.created_after)

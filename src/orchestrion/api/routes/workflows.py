@@ -293,6 +293,15 @@ async def list_workflows(
         str | None,
         Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
     ] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_.:-]+$",
+            description="executions whose id starts with this",
+        ),
+    ] = None,
 ) -> ExecutionPage:
     after, before = (
         parse_instant(created_after, "created_after"),
@@ -315,6 +324,7 @@ async def list_workflows(
         created_before=before,
         cursor=cursor,
         limit=limit,
+        id_prefix=id_prefix,
     )
     records, next_cursor = await ctx.engine.list_executions(flt)
     definitions: dict[str, DefinitionRecord | None] = {}

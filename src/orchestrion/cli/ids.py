@@ -1,0 +1,94 @@
+"""Execution ids as people type them: the whole id, or any prefix that names one execution.
+
+``resolve`` turns what was typed into the full id, locally (the database of ``--db``) or on
+``--server``. A prefix that matches several executions is refused with the candidates listed
+(exit 2); one that matches none is "not found" (exit 5).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrion.client import Client
+
+__all__ = ["resolve"]
+
+# A whole id (what the engine makes) is used as typed: no lookup before the command's own.
+_WHOLE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SHOWN = 10  # candidates listed for an ambiguous prefix
+
+
+def resolve(given: str, *, db: str | None, server: str | None, api_key: str | None) -> str:
+    """The full id of the one execution whose id is ``given`` or starts with it."""
+    from orchestrion.cli.app import EXIT_INVALID, _fail
+
+    if not given:
+        _fail(EXIT_INVALID, "an execution id must not be empty")
+    if _WHOLE_ID.fullmatch(given):
+        return given
+    if server:
+        matches = _remote_matches(given, server, api_key)
+    else:
+        from orchestrion.cli.app import _run_async
+
+        matches = _run_async(_local_matches(given, db))
+    return _one(given, matches)
+
+
+def _one(given: str, matches: list[str]) -> str:
+    from orchestrion.cli.app import EXIT_INVALID, EXIT_NOT_FOUND, _fail
+
+    if given in matches:
+        return given
+    if not matches:
+        _fail(EXIT_NOT_FOUND, f"execution '{given}' not found (no id is or starts with it)")
+    if len(matches) == 1:
+        return matches[0]
+    shown = "\n".join(f"  {candidate}" for candidate in matches[:_SHOWN])
+    more = "\n  ..." if len(matches) > _SHOWN else ""
+    raise _fail(
+        EXIT_INVALID,
+        f"execution id prefix '{given}' is ambiguous; it matches:\n{shown}{more}\n"
+        "type more of the id",
+    )
+
+
+async def _local_matches(given: str, db: str | None) -> list[str]:
+    from orchestrion.cli.app import _database_url
+    from orchestrion.errors import ExecutionNotFound
+    from orchestrion.settings import load_settings
+    from orchestrion.store.base import ExecutionFilter
+    from orchestrion.store.factory import open_store
+
+    # The ids alone: the store without the engine (no workers, no policy keys needed).
+    store = open_store(_database_url(db) or load_settings().database_url)
+    await store.open()
+    try:
+        try:
+            return [(await store.get_execution(given)).id]
+        except ExecutionNotFound:
+            pass
+        records, _ = await store.list_executions(ExecutionFilter(id_prefix=given, limit=_SHOWN + 1))
+        return [record.id for record in records]
+    finally:
+        await store.close()
+
+
+def _remote_matches(given: str, server: str, api_key: str | None) -> list[str]:
+    from orchestrion.cli.remote import connected
+    from orchestrion.client import NotFound
+
+    with connected(server, api_key) as client:
+        try:
+            return [client.status(given, include_outputs=False).execution_id]
+        except NotFound:
+            pass
+        return _listed(client, given)
+
+
+def _listed(client: Client, given: str) -> list[str]:
+    page = client.list_executions(limit=_SHOWN + 1, id_prefix=given)
+    # Checked here too: a server that does not know the filter answers with every execution.
+    return [item.execution_id for item in page.items if item.execution_id.startswith(given)]
