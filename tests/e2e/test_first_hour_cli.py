@@ -6,6 +6,7 @@ the README tells a user to, and checks what they see: messages, exit codes, log 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,127 @@ def test_prefixes_and_exit_codes_against_a_real_server(tmp_path: Path) -> None:
         assert all(i in listed.stdout for i in ids), listed.stdout
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+# ---------------------------------------------------------------------------- journal, progress
+
+FLAKY = """\
+name: flaky
+dag:
+  nodes:
+    - id: wobbly
+      handler: python
+      retry: {max_attempts: 3, initial_delay: 400ms, max_delay: 400ms, jitter: none}
+      config:
+        function: flaky
+        params: {failures: 2, value: 7}
+"""
+
+
+def _flaky(folder: Path) -> Path:
+    path = folder / "flaky.yaml"
+    path.write_text(FLAKY, encoding="utf-8")
+    return path
+
+
+def test_events_shows_every_attempt_and_its_error_and_status_the_total_time(
+    tmp_path: Path,
+) -> None:
+    import json
+    import re
+
+    db = str(tmp_path / "o.db")
+    (execution_id,) = _run_ids(db, _flaky(tmp_path), 1)
+    shown = orchestrion("events", execution_id[:8], "--db", db, env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "#1: flaky: attempt 1 fails on purpose" in shown.stdout, shown.stdout
+    assert "#2: flaky: attempt 2 fails on purpose" in shown.stdout
+    assert re.search(r"wobbly\s+3\s+\d", shown.stdout), shown.stdout  # 3 attempts, a time
+
+    as_json = orchestrion("events", execution_id, "--db", db, "--json")
+    rows = json.loads(as_json.stdout)
+    started = [r for r in rows if r["type"] == "node.started" and r["node_id"] == "wobbly"]
+    assert [r["attempt"] for r in started] == [1, 2, 3]
+
+    status = orchestrion("status", execution_id, "--db", db, env={"COLUMNS": "200"})
+    assert status.returncode == 0, status.stderr
+    # the node's time covers its three attempts and the two 0.4 s waits between them
+    seconds = float(re.search(r"wobbly\s.*?(\d+\.\d+)s", status.stdout).group(1))  # type: ignore[union-attr]
+    assert seconds >= 0.8, status.stdout
+    assert f"orchestrion events {execution_id}" in status.stdout
+
+    missing = orchestrion("events", "zzzz", "--db", db)
+    assert missing.returncode == 5
+
+
+def test_events_and_totals_through_a_real_server(tmp_path: Path) -> None:
+    import httpx
+
+    server = Server(tmp_path, tmp_path / "s.db")
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            made = client.post(
+                "/v1/workflow",
+                content=_flaky(tmp_path).read_bytes(),
+                headers={"Content-Type": "application/yaml"},
+            )
+            assert made.status_code in (200, 201), made.text
+            execution_id = made.json()["execution_id"]
+            assert client.post(f"/v1/workflow/trigger/{execution_id}", json={}).is_success
+        remote = ("--server", server.url)
+        done = orchestrion("status", execution_id, *remote)
+        for _ in range(100):
+            if "completed" in done.stdout:
+                break
+            import time
+
+            time.sleep(0.1)
+            done = orchestrion("status", execution_id, *remote)
+        shown = orchestrion("events", execution_id[:8], *remote, env={"COLUMNS": "200"})
+        assert shown.returncode == 0, shown.stderr
+        assert "#1: flaky: attempt 1 fails on purpose" in shown.stdout, shown.stdout
+        assert orchestrion("events", "zzzz", *remote).returncode == 5
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def test_the_live_clock_moves_while_nothing_happens(tmp_path: Path) -> None:
+    """On a terminal the progress view's clock runs through a 3 s delay, not only on events."""
+    import pty
+    import re
+    import select
+    import time
+
+    flow = tmp_path / "slow.yaml"
+    flow.write_text(
+        "name: slow\ndag:\n  nodes:\n    - {id: pause, handler: delay, config: {seconds: 3s}}\n"
+    )
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env.update({"COLUMNS": "100", "LINES": "30", "TERM": "xterm"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrion.cli.app", "run", str(flow), "--db",
+         str(tmp_path / "o.db")],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True,
+    )  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(30)
+    os.close(controller)
+    assert process.returncode == 0, seen.decode(errors="replace")
+    clock = {float(v) for v in re.findall(rb"slow v1\s+(\d+\.\d)s", seen)}
+    # Events come at the start and after 3 s: readings in between come from the clock alone.
+    assert any(0.5 <= value <= 2.5 for value in clock), sorted(clock)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
+    from orchestrion.cli.journal import NodeTotal
     from orchestrion.definition.limits import DefinitionLimits
     from orchestrion.runtime.engine import Engine
     from orchestrion.runtime.result import ExecutionResult
@@ -347,13 +348,15 @@ async def _stored_definition(engine: Engine, name: str) -> DefinitionRecord:
         ) from None
 
 
-def _report(result: ExecutionResult, as_json: bool) -> None:
+def _report(
+    result: ExecutionResult, as_json: bool, totals: dict[str, NodeTotal] | None = None
+) -> None:
     if as_json:
         console.print_json(json.dumps(result.to_dict(), default=str))
         return
     from orchestrion.cli.render import render_result
 
-    render_result(console, result)
+    render_result(console, result, totals)
 
 
 # ---------------------------------------------------------------------------- definitions
@@ -438,17 +441,45 @@ def status(
     """Show an execution's state, its nodes, attempts, errors and result."""
     execution_id = _resolve(execution_id, db, server, api_key)
 
-    async def go() -> ExecutionResult:
+    from orchestrion.cli import journal
+
+    async def go() -> tuple[ExecutionResult, list[dict[str, Any]]]:
         async with _engine(db, resume=False) as engine:
-            return await engine.result(execution_id)
+            result = await engine.result(execution_id)
+            return result, [] if as_json else await journal.local_events(engine, execution_id)
 
     if server:
         from orchestrion.cli import remote
 
         result = remote.status(server, api_key, execution_id)
+        rows = [] if as_json else journal.remote_events(server, api_key, execution_id)
     else:
-        result = _run_async(go())
-    _report(result, as_json)
+        result, rows = _run_async(go())
+    _report(result, as_json, journal.node_totals(rows))
+
+
+@app.command()
+def events(
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show an execution's journal: every attempt of every node, with its error and timing."""
+    from orchestrion.cli import journal
+
+    execution_id = _resolve(execution_id, db, server, api_key)
+
+    async def go() -> list[dict[str, Any]]:
+        async with _engine(db, resume=False) as engine:
+            return await journal.local_events(engine, execution_id)
+
+    rows = journal.remote_events(server, api_key, execution_id) if server else _run_async(go())
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    journal.render_events(console, rows)
 
 
 @app.command(name="list")

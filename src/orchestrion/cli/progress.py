@@ -62,8 +62,12 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self._interactive:
+            # get_renderable: each refresh draws anew, so the clock moves between events too.
             self._live = Live(
-                self._render(), console=self.console, refresh_per_second=12, transient=True
+                console=self.console,
+                refresh_per_second=12,
+                transient=True,
+                get_renderable=self._render,
             )
             self._live.__enter__()
         return self
@@ -95,7 +99,7 @@ class ProgressView:
             if not self._interactive and record.type in _LINE_EVENTS:
                 self._print_line(record)
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def _print_line(self, record: Record) -> None:
         assert record.node is not None and record.state is not None

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import STATE_STYLE
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.trust import Trust
@@ -44,20 +45,26 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_result(console: Console, result: ExecutionResult) -> None:
-    """The node table, then the status line and the workflow's result."""
+def render_result(
+    console: Console, result: ExecutionResult, totals: dict[str, NodeTotal] | None = None
+) -> None:
+    """The node table, then the status line and the workflow's result.
+
+    With ``totals`` (from the journal) a node's time is that of all its attempts, first start
+    to end, backoff included; without, that of its last attempt."""
     table = Table(
         title=Text(f"{result.workflow} v{result.version}"), title_justify="left", expand=True
     )
     table.add_column("node")
     table.add_column("state")
     table.add_column("attempts", justify="right")
-    table.add_column("time", justify="right")
+    table.add_column("time" if totals else "last attempt", justify="right")
     table.add_column("output / error", overflow="ellipsis", no_wrap=True, ratio=1)
     nodes = list(result.nodes.values())
     for node in nodes[:_MAX_ROWS]:
         symbol, style = STATE_STYLE[node.state]
-        duration = node.duration
+        total = totals.get(node.node_id) if totals else None
+        duration = total.total if total is not None and total.total is not None else node.duration
         detail = (
             Text(_preview(node.error.get("message")), style="red")
             if node.error and node.state.value != "completed"
@@ -87,6 +94,12 @@ def render_result(console: Console, result: ExecutionResult) -> None:
     )
     if result.error:
         console.print(Text(f"error: {result.error.get('message', result.error)}", style="red"))
+    if any(node.attempt > 1 for node in nodes):
+        console.print(
+            Text(f"every attempt and its error: orchestrion events {result.execution_id}"),
+            style="dim",
+            soft_wrap=True,
+        )
     if result.result is not None:
         console.print("result:")
         console.print_json(json.dumps(result.result, default=str))
