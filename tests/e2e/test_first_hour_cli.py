@@ -405,3 +405,82 @@ def test_the_live_clock_moves_while_nothing_happens(tmp_path: Path) -> None:
     clock = {float(v) for v in re.findall(rb"slow v1\s+(\d+\.\d)s", seen)}
     # Events come at the start and after 3 s: readings in between come from the clock alone.
     assert any(0.5 <= value <= 2.5 for value in clock), sorted(clock)
+
+
+# ---------------------------------------------------------------------------- inputs, imports
+
+
+def test_a_misspelt_input_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    demo = str(ROOT / "examples" / "demo.yaml")
+    db = str(tmp_path / "o.db")
+    shown = orchestrion("run", demo, "-i", "topik=churn", "--db", db)
+    assert shown.returncode == 2, shown.stderr
+    assert "'topik' is not declared" in shown.stderr and "did you mean 'topic'" in shown.stderr
+    listed = orchestrion("list", "--db", db, "--json")
+    assert listed.stdout.strip() in ("[]", ""), listed.stdout  # nothing ran
+    # a workflow that declares no inputs takes whatever it is given
+    free = orchestrion("run", str(_tiny(tmp_path)), "-i", "anything=1", "--db", db)
+    assert free.returncode == 0, free.stderr
+
+
+def test_the_api_refuses_an_undeclared_input_with_422(tmp_path: Path) -> None:
+    import httpx
+
+    server = Server(tmp_path, tmp_path / "s.db")
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            made = client.post(
+                "/v1/workflow",
+                content=(ROOT / "examples" / "demo.yaml").read_bytes(),
+                headers={"Content-Type": "application/yaml"},
+            )
+            assert made.status_code in (200, 201), made.text
+            execution_id = made.json()["execution_id"]
+            refused = client.post(
+                f"/v1/workflow/trigger/{execution_id}", json={"input_params": {"topik": "x"}}
+            )
+            assert refused.status_code == 422, refused.text
+            assert "did you mean 'topic'" in refused.text
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def test_a_local_run_imports_functions_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "mysteps.py").write_text("def step(**params):\n    return {'ok': 42}\n")
+    flow = tmp_path / "steps.yaml"
+    flow.write_text(
+        "name: steps\ndag:\n  nodes:\n"
+        "    - {id: s, handler: python, config: {function: 'mysteps:step'}}\n"
+    )
+    script = Path(sys.executable).parent / "orchestrion"  # the console script people run
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    ran = subprocess.run(
+        [str(script), "run", "steps.yaml", "--db", "o.db", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert '"ok": 42' in ran.stdout
+
+
+# ---------------------------------------------------------------------------- the demo script
+
+
+def test_the_demo_execution_is_found_by_the_status_command_it_suggests(tmp_path: Path) -> None:
+    import re
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env.pop("DEMO_DB", None)
+    env["ORCHESTRION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'default.db'}"
+    env["COLUMNS"] = "200"
+    demo = subprocess.run(
+        [str(ROOT / "scripts" / "demo"), "-q"], capture_output=True, text=True, timeout=300,
+        env=env,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    found = re.search(r"execution ([0-9a-f-]{36}) completed", demo.stdout)
+    assert found, demo.stdout
+    assert "orchestrion status" in demo.stderr
+    shown = orchestrion("status", found.group(1), env={"ORCHESTRION_DATABASE_URL": env[
+        "ORCHESTRION_DATABASE_URL"]})  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert found.group(1) in shown.stdout

@@ -126,11 +126,22 @@ def _log_level() -> str:
 
 
 def _database_url(db: str | None) -> str | None:
+    """The URL of ``--db`` (a file path or a URL); exit 3 for a SQLite file in a directory
+    that does not exist, rather than grow a tree and an empty store from a typo."""
     if db is None:
         return None
-    if "://" in db:
-        return db
-    return f"sqlite:///{db}"
+    url = db if "://" in db else f"sqlite:///{db}"
+    if url.startswith("sqlite:///"):
+        from orchestrion.errors import ConfigurationError
+        from orchestrion.store.sqlite import url_to_sqlite_path
+
+        try:
+            folder = Path(url_to_sqlite_path(url)).expanduser().parent
+        except ConfigurationError:
+            return url  # the store says what is wrong with it
+        if not folder.is_dir():
+            _fail(EXIT_STORE, f"cannot open SQLite store {db}: directory {folder} does not exist")
+    return url
 
 
 def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
@@ -234,8 +245,18 @@ def _resolve(execution_id: str, db: str | None, server: str | None, api_key: str
     return resolve(execution_id, db=db, server=server, api_key=api_key)
 
 
+def _import_from_working_directory() -> None:
+    """Local commands import `function: mysteps:step` from where they are started, as
+    `python -m` would; the console script's own path holds only its bin directory."""
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def _engine(db: str | None, *, resume: bool = True) -> Engine:
     from orchestrion.runtime.engine import Engine
+
+    _import_from_working_directory()
 
     return Engine(_database_url(db), resume=resume)
 
@@ -310,6 +331,7 @@ async def _run(
     from orchestrion.definition.loader import LoadedDefinition, load_definition
     from orchestrion.definition.model import WorkflowSpec
 
+    _import_from_working_directory()
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     for warning in loaded.warnings if loaded else ():
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
@@ -371,6 +393,7 @@ def validate(
     from orchestrion.definition.loader import load_definition
     from orchestrion.errors import DefinitionError
 
+    _import_from_working_directory()
     try:
         loaded = load_definition(file, limits=_definition_limits())
     except DefinitionError as exc:

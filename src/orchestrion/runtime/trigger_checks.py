@@ -8,6 +8,7 @@ API, the command line or a Python caller of ``orchestrion.run``.
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Any
 
 from orchestrion import safe_data
@@ -43,12 +44,12 @@ def _unsafe(value: Any, field: str, node: str | None = None) -> DefinitionIssue 
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
-    issues: list[DefinitionIssue] = []
     for name, value in inputs.items():
         label = name if isinstance(name, str) else repr(name)
         issue = _unsafe({label: value}, "inputs")
         if issue is not None:  # the first says enough: the caller sent unsafe data
             raise DefinitionError([issue], source="execution inputs")
+    issues: list[DefinitionIssue] = _undeclared(spec, inputs)
     result = dict(inputs)
     for name, param in spec.inputs.items():
         if name not in result or result[name] is None:
@@ -79,6 +80,30 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     if issues:
         raise DefinitionError(issues, source="execution inputs")
     return result
+
+
+def _undeclared(spec: WorkflowSpec, inputs: dict[str, Any]) -> list[DefinitionIssue]:
+    """An input the workflow does not declare, where it declares its inputs: most often a
+    misspelt name, which would otherwise run with the default in its place."""
+    if not spec.inputs:
+        return []  # a workflow without declared inputs takes whatever it is given
+    declared = sorted(spec.inputs)
+    issues = []
+    for name in inputs:
+        if name in spec.inputs:
+            continue
+        close = get_close_matches(str(name), declared, n=1)
+        hint = (
+            f" (did you mean '{close[0]}'?)" if close else f"; it declares: {', '.join(declared)}"
+        )
+        issues.append(
+            DefinitionIssue(
+                f"input '{name}' is not declared by the workflow{hint}",
+                field=f"inputs.{name}",
+                code="unknown_input",
+            )
+        )
+    return issues
 
 
 def check_overrides(

@@ -344,12 +344,8 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._conn is not None:
             return
-        if not self.path.parent.is_dir():
-            # A mistyped path must not grow a directory tree and an empty store in it.
-            raise StoreError(
-                f"cannot open SQLite store {self.path}: directory {self.path.parent} does not exist"
-            )
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
