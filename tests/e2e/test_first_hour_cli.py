@@ -68,7 +68,7 @@ def _only_id(db: str) -> str:
     import json
 
     listed = orchestrion("list", "--db", db, "--json")
-    return str(json.loads(listed.stdout)[0]["id"])
+    return str(json.loads(listed.stdout)[0]["execution_id"])
 
 
 def test_serve_logs_json_by_default_without_colour_codes_and_warns_its_operator(

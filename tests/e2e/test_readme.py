@@ -108,7 +108,7 @@ def test_the_quick_start_and_governance_commands_run_as_written(
     # `source .venv/bin/activate` is the worktree's own venv: the installed one is on PATH.
     first_steps = first_steps.replace("source .venv/bin/activate", "true")
     listed = _bash("orchestrion list --json", env)
-    newest = json.loads(listed.stdout)[0]["id"]
+    newest = json.loads(listed.stdout)[0]["execution_id"]
     ran = _bash(first_steps.replace("<execution-id>", newest), env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert newest in ran.stdout

@@ -107,7 +107,8 @@ def _check_arguments(arguments: list[str]) -> None:
                 shown = _shown(argument)
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
                 err.print(
-                    f"[bold red]error:[/] argument '{escape(shown)}' is not UTF-8 text", highlight=False
+                    f"[bold red]error:[/] argument '{escape(shown)}' is not UTF-8 text",
+                    highlight=False,
                 )
                 sys.exit(EXIT_INVALID)  # typer is not running yet: no typer.Exit here
 
