@@ -43,7 +43,9 @@ def examples(
             target.write_bytes(resource.read_bytes())
     except OSError as exc:
         _fail(EXIT_INVALID, f"cannot write the examples into {directory}: {exc.strerror}")
-    err.print(f"wrote {len(found)} example workflows into {directory}", highlight=False)
+    err.print(
+        f"wrote {len(found)} example workflows into {directory}", highlight=False, markup=False
+    )
     console.print(f"next: orchestrion run {directory / 'demo.yaml'}", highlight=False, markup=False)
     raise typer.Exit(EXIT_OK)
 

@@ -183,7 +183,7 @@ def orchestrator(
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
         try:
-            err.print(f"orchestrator {engine.owner} running", highlight=False)
+            err.print(f"orchestrator {engine.owner} running", highlight=False, markup=False)
             await stop.wait()
         finally:
             await engine.stop()
