@@ -387,22 +387,104 @@ def check_percent_format(text: str | bytes, args: Any) -> None:
 
 
 def check_str_format(text: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse ``text.format(*args, **kwargs)`` likewise (nested ``{}`` widths included)."""
+    """Refuse ``text.format(*args, **kwargs)`` likewise.
+
+    A format spec holding replacement fields (``{0:{1}}``, ``{a:>{w}}``) is priced as the
+    spec it becomes: each nested field is replaced by its value's text first, so that a
+    width given as a string (``'>999999999'``), a float or any other value is counted.
+    """
     values = [*args, *kwargs.values()]
     biggest = max((measure(v, "a format").size for v in values), default=0)
     size = 0
     try:
-        fields = list(string.Formatter().parse(text))
+        fields = list(_FORMATTER.parse(text))
     except ValueError:
         return  # malformed: str.format raises its own error
+    numbering = _Numbering()
     for literal, name, spec, _ in fields:
         size += len(literal)
         if name is not None:
-            size += biggest + _widths(spec or "")
+            numbering.next(name)
             if spec and "{" in spec:
-                size += _largest_int(values)
+                resolved = _nested_spec(spec, args, kwargs, numbering)
+                if resolved is None:
+                    return  # a nested field that does not resolve: str.format raises
+                spec = resolved
+            size += biggest + _widths(spec or "")
         if size > max_size():
             raise too_large("str.format()", size)
+
+
+_FORMATTER = string.Formatter()
+_MAX_NESTED_TEXT = 64  # a nested field fills part of a format spec: a few characters
+
+
+class _Numbering:
+    """Automatic field numbering (``{}``) as ``str.format`` counts it, nested fields too."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self, name: str) -> str:
+        first = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if first:
+            return first
+        number = str(self.count)
+        self.count += 1
+        return number
+
+
+def _nested_spec(
+    spec: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], numbering: _Numbering
+) -> str | None:
+    """The format spec once its nested fields are replaced, or None when one does not
+    resolve (a missing argument: the format call fails by itself)."""
+    try:
+        parts = list(_FORMATTER.parse(spec))
+    except ValueError:
+        return None
+    resolved = ""
+    for literal, name, inner_spec, conversion in parts:
+        resolved += literal
+        if name is None:
+            continue
+        first = numbering.next(name)
+        if "." in name or "[" in name:
+            # ``{w.real}``, ``{w[0]}``: a lookup inside a format spec has no use but this.
+            raise SecurityError(
+                f"a nested format field must name an argument, not a lookup: {{{name}}}"
+            )
+        try:
+            value = args[int(first)] if first.isdigit() else kwargs[first]
+        except (IndexError, KeyError, TypeError):
+            return None
+        resolved += _nested_text(value, conversion, inner_spec or "")
+    return resolved
+
+
+def _nested_text(value: Any, conversion: str | None, spec: str) -> str:
+    """The text a nested field puts into a format spec, computed only when it is short."""
+    if type(value) not in (int, float, bool, str) or (
+        type(value) is str and len(value) > _MAX_NESTED_TEXT
+    ):
+        raise SecurityError(
+            "a nested format field must be a number or a short text "
+            f"(at most {_MAX_NESTED_TEXT} characters), got {type(value).__name__}"
+        )
+    if type(value) is int:
+        check_int(value, "a nested format field")
+    if _widths(spec) > _MAX_NESTED_TEXT:
+        raise too_large("a nested format field")
+    try:
+        if conversion == "r":
+            value = repr(value)
+        elif conversion == "a":
+            value = ascii(value)
+        elif conversion == "s":
+            value = str(value)
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return ""  # the real call raises the same error
 
 
 # --------------------------------------------------------------------------- methods

@@ -248,12 +248,13 @@ async def test_a_large_definition_is_compiled_off_the_event_loop(
 
 
 def test_yaml_aliases_are_walked_once_for_depth() -> None:
-    # Each level refers to the previous one ten times: 10**6 paths, 7 distinct values.
+    # Each level refers to the previous one ten times: 10**5 paths, 6 distinct values (within
+    # definitions.max_bytes once expanded).
     lines = ["a0: &a0 [x]"]
-    for level in range(1, 7):
+    for level in range(1, 6):
         refs = ", ".join([f"*a{level - 1}"] * 10)
         lines.append(f"a{level}: &a{level} [{refs}]")
-    lines.append("name: w\ndag: {nodes: [{id: n, handler: noop, config: {value: *a6}}]}")
+    lines.append("name: w\ndag: {nodes: [{id: n, handler: noop, config: {value: *a5}}]}")
     started = time.monotonic()
     with pytest.raises(DefinitionError) as info:  # noop has no such key; no limit is broken
         load_definition("\n".join(lines) + "\n")

@@ -284,5 +284,5 @@ def test_alias_bomb_is_refused_quickly() -> None:
     lines.append("name: x")
     lines.append("dag: {nodes: [{id: a, handler: noop, config: {x: *l8}}]}")
     (issue,) = _issues("\n".join(lines) + "\n")
-    assert issue.code == "yaml_syntax"
-    assert "aliases expand the document" in issue.message
+    assert issue.code == "limit_exceeded"
+    assert "aliases expand the definition" in issue.message

@@ -23,6 +23,7 @@ from orchestrion import safe_data
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
 from orchestrion.definition.limits import (
     DEFAULT_LIMITS,
+    LIMIT_CODE,
     DefinitionLimits,
     check_depth,
     check_shape,
@@ -39,6 +40,7 @@ from orchestrion.definition.validate import (
     gc_paused,
 )
 from orchestrion.errors import DefinitionError, DefinitionIssue
+from orchestrion.yaml_aliases import ALIAS_EXPANSION, RECURSIVE_ALIAS, check_aliases
 
 if TYPE_CHECKING:
     import yaml
@@ -57,8 +59,7 @@ LIFECYCLE_WARNING = (
 _SUFFIXES: dict[str, SourceFormat] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _FORMATS: dict[str, SourceFormat] = {"yaml": "yaml", "yml": "yaml", "json": "json"}
 _MAX_PATH_LENGTH = 4096
-_MAX_EXPANDED_VALUES = 2_000_000
-_MAX_ALIAS_GROWTH = 10
+_ALIAS_CEILING = 64 * 1024 * 1024  # trusted files have no max_bytes; aliases stay bounded
 _MAX_INT_TEXT = 2 * safe_data.MAX_INT_DIGITS  # room for `_` separators; the value is checked
 
 
@@ -190,6 +191,7 @@ class _Document:
     path: Path | None = None
     lines: LineMap | None = None
     issues: list[DefinitionIssue] = field(default_factory=list)
+    alias_budget: int = _ALIAS_CEILING
 
     def line_map(self) -> LineMap:
         """Key path -> line; for JSON built only when an issue needs it (parsing twice)."""
@@ -200,7 +202,7 @@ class _Document:
 
                 # JSON that YAML cannot read: its issues simply carry no line.
                 with contextlib.suppress(yaml.YAMLError):
-                    _compose(self.text, self.lines)
+                    _compose(self.text, self.lines, self.alias_budget)
         return self.lines
 
 
@@ -220,7 +222,7 @@ def _read(
         too_large = text_size_issue(source, limits)
         if too_large is not None:
             return _Document(wanted or "yaml", None, issues=[too_large])
-        return _parse(source, wanted, None)
+        return _parse(source, wanted, None, limits)
     try:
         if path.stat().st_size > limits.max_bytes:
             # Refused before it is read: a huge file costs nothing but this stat.
@@ -238,7 +240,7 @@ def _read(
     too_large = text_size_issue(text, limits)
     if too_large is not None:
         return _Document("yaml", None, path=path, issues=[too_large])
-    return _parse(text, wanted or _SUFFIXES.get(path.suffix.lower()), path)
+    return _parse(text, wanted or _SUFFIXES.get(path.suffix.lower()), path, limits)
 
 
 def _as_path(source: str | Path) -> Path | None:
@@ -262,15 +264,18 @@ def _failed(path: Path, message: str, code: str) -> _Document:
     return _Document("yaml", None, path=path, issues=[DefinitionIssue(message, code=code)])
 
 
-def _parse(text: str, wanted: SourceFormat | None, path: Path | None) -> _Document:
+def _parse(
+    text: str, wanted: SourceFormat | None, path: Path | None, limits: DefinitionLimits
+) -> _Document:
+    budget = min(limits.max_bytes, _ALIAS_CEILING)
     if wanted is not None:
-        return _parse_json(text, path) if wanted == "json" else _parse_yaml(text, path)
+        return _parse_json(text, path) if wanted == "json" else _parse_yaml(text, path, budget)
     if not text.lstrip().startswith(("{", "[")):
-        return _parse_yaml(text, path)
+        return _parse_yaml(text, path, budget)
     document = _parse_json(text, path)
     if document.issues:
         # `{name: x, dag: ...}` is a YAML flow mapping, not JSON: give YAML its chance.
-        fallback = _parse_yaml(text, path)
+        fallback = _parse_yaml(text, path, budget)
         if not fallback.issues:
             return fallback
     return document
@@ -302,20 +307,25 @@ def _parse_json(text: str, path: Path | None) -> _Document:
     return document
 
 
-def _parse_yaml(text: str, path: Path | None) -> _Document:
+def _parse_yaml(text: str, path: Path | None, budget: int) -> _Document:
     import yaml  # here: a definition given as a dict needs no YAML
 
-    document = _Document("yaml", text, path=path, lines={})
+    document = _Document("yaml", text, path=path, lines={}, alias_budget=budget)
     assert document.lines is not None
     try:
-        document.data, duplicates = _compose(text, document.lines)
+        document.data, duplicates = _compose(text, document.lines, budget)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
         problem = exc.problem or exc.context or "malformed document"
+        code = "yaml_syntax"
+        if problem.startswith(RECURSIVE_ALIAS):
+            code = "recursive_alias"
+        elif problem.startswith(ALIAS_EXPANSION):
+            code = LIMIT_CODE
         document.issues.append(
-            DefinitionIssue(f"invalid YAML: {problem}{where}", line=line, code="yaml_syntax")
+            DefinitionIssue(f"invalid YAML: {problem}{where}", line=line, code=code)
         )
         return document
     except yaml.YAMLError as exc:
@@ -332,8 +342,12 @@ def _parse_yaml(text: str, path: Path | None) -> _Document:
     return document
 
 
-def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
-    """Parse YAML into data, filling ``lines`` (key path -> 1-based line); list duplicates."""
+def _compose(text: str, lines: LineMap, budget: int) -> tuple[Any, list[tuple[str, int]]]:
+    """Parse YAML into data, filling ``lines`` (key path -> 1-based line); list duplicates.
+
+    Aliases are checked before any value is built: a recursive one, or aliases that expand
+    the document past ``budget`` bytes, raise ``yaml.MarkedYAMLError``.
+    """
 
     loader = _strict_loader()(text)
     try:
@@ -341,7 +355,7 @@ def _compose(text: str, lines: LineMap) -> tuple[Any, list[tuple[str, int]]]:
         duplicates: list[tuple[str, int]] = []
         data = None
         if root is not None:
-            _index_lines(root, lines, duplicates)
+            _index_lines(root, lines, duplicates, budget)
             data = loader.construct_document(root)
     finally:
         loader.dispose()
@@ -388,20 +402,14 @@ def _unsafe_issue(exc: safe_data.UnsafeData, document: _Document) -> DefinitionI
     return DefinitionIssue(f"{exc.reason} {exc.where}", line=line, code=exc.code)
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    kind = getattr(node, "id", "")  # the node class's id: no yaml import on this hot path
-    if kind == "mapping":
-        return [part for pair in node.value for part in pair]
-    if kind == "sequence":
-        return list(node.value)
-    return []
-
-
-def _index_lines(root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, int]]) -> None:
+def _index_lines(
+    root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, int]], budget: int
+) -> None:
     """Walk the node tree once (an aliased node is not walked again) and record lines.
 
-    Also refuses alias bombs ("billion laughs"): a few aliased nodes that expand to an
-    enormous document, which every later step (validation, templates, storage) would expand.
+    Also refuses recursive aliases and alias bombs ("billion laughs"): a few aliased nodes
+    that expand to a document larger than ``budget`` bytes (``definitions.max_bytes``),
+    which every later step (validation, templates, storage, re-runs) would expand.
     """
     import yaml  # here: a definition given as a dict needs no YAML
 
@@ -417,6 +425,8 @@ def _index_lines(root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, in
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    shared = True  # a complex key: it may hold aliases too
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
                 if key in seen and key != "<<":
@@ -428,32 +438,8 @@ def _index_lines(root: yaml.Node, lines: LineMap, duplicates: list[tuple[str, in
             for i, item in enumerate(node.value):
                 lines[(*path, str(i))] = item.start_mark.line + 1
                 stack.append((item, (*path, str(i))))
-    if not shared:
-        return  # no aliases: nothing can expand
-    expanded = _expanded_size(root)
-    if expanded > max(_MAX_EXPANDED_VALUES, _MAX_ALIAS_GROWTH * len(walked)):
-        mark = root.start_mark
-        raise yaml.MarkedYAMLError(
-            problem=f"YAML aliases expand the document to {expanded} values; refusing it",
-            problem_mark=mark,
-        )
-
-
-def _expanded_size(root: yaml.Node) -> int:
-    """How many values the document holds once every alias is expanded (memoised, linear)."""
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, ready = stack.pop()
-        if id(node) in sizes:
-            continue
-        children = _children(node)
-        if ready:
-            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
-        else:
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in sizes)
-    return sizes[id(root)]
+    if shared:  # only aliases make a node reachable twice
+        check_aliases(root, budget, "the definition", "definitions.max_bytes")
 
 
 def _dump(data: dict[str, Any]) -> str:

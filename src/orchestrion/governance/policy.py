@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrion import yaml_aliases
 from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
@@ -291,6 +292,10 @@ def _loaded(policy: GovernancePolicy, file: Path, *, named: bool = True) -> Load
     return LoadedPolicy(policy, str(file), digest, named)
 
 
+_POLICY_ALIAS_BYTES = 1024 * 1024
+_POLICY_ALIAS_GROWTH = 10
+
+
 @lru_cache(maxsize=16)
 def _load(name: str, mtime_ns: int, size: int) -> LoadedPolicy:
     import yaml  # here: the default policy needs none
@@ -301,7 +306,9 @@ def _load(name: str, mtime_ns: int, size: int) -> LoadedPolicy:
     except OSError as exc:
         raise ConfigurationError(f"cannot read governance policy {file}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        # Recursive aliases, or aliases expanding far past the file, are refused unbuilt.
+        budget = _POLICY_ALIAS_BYTES + _POLICY_ALIAS_GROWTH * len(text)
+        data = yaml_aliases.safe_load(text, budget, "the policy") or {}
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"governance policy {file} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
