@@ -114,3 +114,31 @@ async def test_unknown_override_nodes_are_truncated_too(tmp_path: Path) -> None:
         assert len(problem["errors"]) == 101
         assert problem["errors"][-1]["message"].startswith("49900 more problems not listed")
         assert len(response.content) < 40_000
+
+
+async def test_recursive_or_expanding_yaml_aliases_get_422_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    cycles = [
+        ("name: x\ndag:\n  nodes:\n    - &n\n      id: n\n      handler: noop\n"
+         "      config: {self: *n}\n", 7),
+        ("name: x\ndag: &d\n  nodes:\n    - id: n\n      handler: noop\n      config: *d\n", 6),
+        ("&r\nname: x\ndag: {nodes: [{id: n, handler: noop, config: {all: *r}}]}\n", 3),
+        ("name: x\ndag:\n  nodes:\n    - &n\n      id: n\n      handler: noop\n"
+         "      config:\n        <<: *n\n", 8),
+    ]  # fmt: skip
+    levels = ["l0: &l0 [" + ", ".join(["xxxxxxxxxx"] * 10) + "]"]
+    levels += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    bomb = "\n".join(["name: x", *levels, "dag: {nodes: [{id: n, handler: noop}]}"]) + "\n"
+    async with serving(tmp_path) as api:
+        headers = {"Content-Type": "application/yaml"}
+        for text, line in cycles:
+            response = await api.client.post("/v1/workflow", content=text, headers=headers)
+            (error,) = assert_problem(response, 422)["errors"]
+            assert error["code"] == "recursive_alias" and error["line"] == line, error
+            assert "recursive alias" in error["message"]
+        response = await api.client.post("/v1/workflow", content=bomb, headers=headers)
+        (error,) = assert_problem(response, 422)["errors"]
+        assert error["code"] == "limit_exceeded", error
+        assert "more than 1048576 bytes (definitions.max_bytes)" in error["message"]
+        assert (await api.client.get("/v1/definitions")).json()["items"] == []
