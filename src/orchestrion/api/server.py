@@ -4,14 +4,21 @@ SIGTERM or SIGINT stops it cleanly: event streams end at once, uvicorn stops acc
 finishes the requests under way, then the app's lifespan stops the engine with its grace
 period (in-flight attempts finish or stay resumable). The process then exits with status 0
 instead of re-raising the signal, as plain uvicorn would.
+
+A worker thread that never returns (a python function that blocks, a computation that does
+not end) cannot be interrupted, and Python waits for every such thread before it exits. So
+once the app has shut down, the process exits after ``_EXIT_AFTER_SHUTDOWN`` seconds at the
+latest, logging the threads it did not wait for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -28,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 _SWITCH_INTERVAL = 0.0005  # seconds
+_EXIT_AFTER_SHUTDOWN = 5.0  # seconds the interpreter gets to finish once the app has stopped
 
 
 class _Server(uvicorn.Server):
@@ -53,6 +61,12 @@ class _Server(uvicorn.Server):
             return
         loop.call_soon_threadsafe(self._ctx.begin_shutdown)
 
+    async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().shutdown(sockets)  # type: ignore[arg-type]
+        # Everything graceful is done (requests, grace period, engine, stores): only threads
+        # that do not return could still hold the exit, for ever.
+        threading.Thread(target=_exit_if_stuck, name="exit-watchdog", daemon=True).start()
+
     async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)  # type: ignore[arg-type]
         for server in self.servers:
@@ -61,6 +75,25 @@ class _Server(uvicorn.Server):
                 logger.info("listening on http://%s:%d", host, port, extra={"port": port})
         if self._stop_requested():  # a signal came before uvicorn had its handlers
             self.handle_exit(signal.SIGTERM, None)
+
+
+def _exit_if_stuck() -> None:
+    """Exit the process if it is still alive ``_EXIT_AFTER_SHUTDOWN`` seconds from now."""
+    threading.Event().wait(_EXIT_AFTER_SHUTDOWN)
+    busy = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.current_thread() and not thread.daemon and thread.is_alive()
+    ]
+    logger.warning(
+        "stopping without waiting for %d busy worker thread(s) after the shutdown grace period",
+        len(busy),
+        extra={"threads": busy[:20]},
+    )
+    logging.shutdown()  # flush the log handlers: os._exit skips it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def serve(
