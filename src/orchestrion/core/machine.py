@@ -15,6 +15,10 @@ Semantics:
   handlers of completed and failed nodes one by one in reverse topological order (saga) and
   then fails.
 - Cancel marks every live node cancelled at once; pause holds newly ready nodes back.
+- A retry runs again what failed, was cancelled or was skipped because of a failure, never
+  what a decision ruled out: a child a condition did not choose (``branch_not_taken``) and a
+  node whose ``when:`` was false (``condition_false``) stay skipped unless the deciding node
+  itself runs again (a rerun from it or from above it).
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ _COMPENSATED = NodeState.COMPENSATED
 PHASE_RUN = "run"
 PHASE_COMPENSATE = "compensate"
 
+BRANCH_NOT_TAKEN = "branch_not_taken"
+CONDITION_FALSE = "condition_false"
+# Skips that a node's own decision made (not a failure's consequence): a retry keeps them.
+DECISION_SKIPS = frozenset({BRANCH_NOT_TAKEN, CONDITION_FALSE})
+
 
 @dataclass(slots=True)
 class NodeRun:
@@ -87,7 +96,7 @@ class NodeRun:
     started_at: float | None = None
     finished_at: float | None = None
     error: dict[str, Any] | None = None
-    wait_reason: str | None = None
+    wait_reason: str | None = None  # why it waits; once skipped, why it was skipped
     wake_at: float | None = None
     held: bool = False  # ready, but held back by pause or the concurrency limit
     compensation: str | None = None  # None, "done", "failed"
@@ -464,7 +473,7 @@ class ExecutionMachine:
             "execution.retried", event.at, data={"node": event.node} if event.node else None
         )
         for i, run in enumerate(self.nodes):
-            if run.state is not _COMPLETED or i in rerun:
+            if self._runs_again(i, rerun):
                 run.state = _PENDING
                 run.error = None
                 run.started_at = None
@@ -482,6 +491,22 @@ class ExecutionMachine:
         self._decide_pending(event.at)
         self._release_held(event.at)
         self._maybe_finish(event.at)
+
+    def _runs_again(self, i: int, rerun: set[int]) -> bool:
+        """Whether a retry resets node ``i`` (``rerun``: the nodes a rerun asks for).
+
+        A decision skip stays unless its decider runs again: for ``branch_not_taken`` a
+        condition parent in ``rerun``; for ``condition_false`` the node itself (its ``when:``
+        reads upstream outputs, which a rerun may change).
+        """
+        run = self.nodes[i]
+        decided = run.state is _SKIPPED and run.wait_reason in DECISION_SKIPS
+        if i not in rerun:
+            return run.state is not _COMPLETED and not decided
+        if decided and run.wait_reason == BRANCH_NOT_TAKEN:
+            plan = self.plan
+            return any(plan.branching[p] and p in rerun for p in plan.parents[i])
+        return True
 
     def _downstream(self, start: int) -> set[int]:
         """``start`` and every node that depends on it, directly or not."""
@@ -582,6 +607,8 @@ class ExecutionMachine:
             run.state = _SKIPPED
             run.finished_at = at
             run.held = False
+            run.wait_reason = why
+            run.wake_at = None
             self._unfinished -= 1
             record = self._record_node("node.skipped", n, at)
             record.data = {"reason": why}
@@ -593,15 +620,28 @@ class ExecutionMachine:
                     stack.append((child, decision))
 
     def _settle_children(self, i: int, at: float, not_taken: frozenset[int] = frozenset()) -> None:
+        for child in self.plan.children[i]:
+            if child in not_taken and self.nodes[child].state is _SKIPPED:
+                self._mark_not_taken(child, at)
         for child in self._settle_counts(i):
             run = self.nodes[child]
             if run.state is not _PENDING or run.held:
                 continue  # decided meanwhile by a sibling's skip cascade: fan-in fires once
-            decision = "branch_not_taken" if child in not_taken else self._decide(child)
+            decision = BRANCH_NOT_TAKEN if child in not_taken else self._decide(child)
             if decision == "run":
                 self._ready(child, at)
             elif decision is not None:
                 self._skip(child, at, decision)
+
+    def _mark_not_taken(self, i: int, at: float) -> None:
+        """A node skipped for another reason (a failed parent) that the condition did not
+        choose either: name the decision, which a retry keeps, rather than the failure."""
+        run = self.nodes[i]
+        if run.wait_reason == BRANCH_NOT_TAKEN:
+            return
+        run.wait_reason = BRANCH_NOT_TAKEN
+        record = self._record_node("node.skipped", i, at)
+        record.data = {"reason": BRANCH_NOT_TAKEN}
 
     def _settle_counts(self, i: int) -> list[int]:
         """Count node ``i``'s outcome in its children; return the children still pending."""

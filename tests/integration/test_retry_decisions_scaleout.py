@@ -1,0 +1,81 @@
+"""Scale-out: a retry, handed over by the API to the orchestrator, keeps the branch a condition
+did not take (real PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.errors import PermanentNodeError
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
+from orchestrion.runtime.engine import Engine
+from orchestrion.runtime.result import ExecutionResult
+from scaleout import scaleout_engine, scaleout_settings
+
+
+@function("so_fails_first_attempt", replace=True)
+def so_fails_first_attempt(ctx: NodeContext) -> str:
+    if ctx.attempt == 1:
+        raise PermanentNodeError("first attempt fails")
+    return "ok"
+
+
+ROUTED: dict[str, Any] = {
+    "name": "routed",
+    "dag": {
+        "nodes": [
+            {
+                "id": "route",
+                "handler": "condition",
+                "config": {"cases": [{"when": "true", "then": ["left"]}], "default": ["right"]},
+            },
+            {"id": "left", "handler": "noop", "dependencies": ["route"]},
+            {
+                "id": "flaky",
+                "handler": "python",
+                "dependencies": ["left"],
+                "retry": {"max_attempts": 1},
+                "config": {"function": "so_fails_first_attempt"},
+            },
+            {"id": "right", "handler": "noop", "dependencies": ["route"]},
+            {"id": "right_tail", "handler": "noop", "dependencies": ["right"]},
+        ]
+    },
+}
+
+
+async def settled(api: Engine, execution_id: str, check: Any) -> ExecutionResult:
+    """The API hands a retry over and answers at once: poll until the orchestrator is done."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = await api.result(execution_id)
+        if result.status is ExecutionStatus.COMPLETED and check(result):
+            return result
+        assert time.monotonic() < deadline, f"not reached: {result}"
+        await asyncio.sleep(0.05)
+
+
+async def test_retry_through_the_api_keeps_the_branch_not_taken(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix),
+        Engine(settings=settings, drive=False) as api,
+    ):
+        record = await api.start_execution(ROUTED, {})
+        failed = await api.wait(record.id, timeout=30)
+        assert failed.status is ExecutionStatus.FAILED
+        await api.retry(record.id)
+        done = await settled(api, record.id, lambda r: True)
+        assert done.nodes["flaky"].state is NodeState.COMPLETED
+        assert done.nodes["right"].state is NodeState.SKIPPED
+        assert done.nodes["right"].attempt == 0
+        assert done.nodes["right_tail"].state is NodeState.SKIPPED
+
+        await api.retry(record.id, from_node="left")
+        rerun = await settled(api, record.id, lambda r: r.nodes["left"].attempt == 2)
+        assert rerun.nodes["right"].attempt == 0
