@@ -37,6 +37,7 @@ __all__ = [
     "LocatedIssue",
     "check_spec",
     "check_spec_bounded",
+    "config_errors",
     "describe_pydantic_error",
     "format_path",
     "gc_paused",
@@ -372,7 +373,7 @@ class _Checker:
         model = handler.config_model
         if model is None:
             return
-        for error in _config_errors(model, config, handler.raw_keys, self.context):
+        for error in config_errors(model, config, handler.raw_keys, self.context):
             self._add(
                 describe_pydantic_error(error),
                 index,
@@ -593,7 +594,7 @@ def _templates(value: Any, path: Path, skip_keys: frozenset[str]) -> Iterator[tu
             yield from _templates(item, (*path, k), frozenset())
 
 
-def _config_errors(
+def config_errors(
     model: type[BaseModel],
     config: dict[str, Any],
     raw_keys: frozenset[str],

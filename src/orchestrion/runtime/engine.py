@@ -522,9 +522,7 @@ class Engine:
         compiled = await self._compiled_for(record.definition_id)
         merged = {**record.inputs, **(inputs or {})}
         record.inputs = check_inputs(compiled.plan.spec, merged)
-        record.overrides = check_overrides(
-            compiled, overrides or {}, self.definition_limits.max_problems
-        )
+        record.overrides = self._checked_overrides(compiled, overrides)
         trust = stricter(record.trust, process_trust(self.governance))
         self._check_override_flow(compiled, record.overrides, trust)
         self._check_code_policy(compiled.plan.spec, trust, record.overrides)
@@ -540,6 +538,18 @@ class Engine:
         )
         await self._begin(record, compiled)
         return record
+
+    def _checked_overrides(
+        self, compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]] | None
+    ) -> dict[str, dict[str, Any]]:
+        """Overrides naming known nodes, each patched config fitting its handler's schema."""
+        return check_overrides(
+            compiled,
+            overrides or {},
+            self.definition_limits.max_problems,
+            registry=self.registry,
+            context=enforce.validation_context(self.governance),
+        )
 
     def _check_override_flow(
         self,
@@ -648,7 +658,7 @@ class Engine:
             inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
             overrides=self._check_override_flow(
                 compiled,
-                check_overrides(compiled, overrides or {}, self.definition_limits.max_problems),
+                self._checked_overrides(compiled, overrides),
                 trust,
             ),
             idempotency_key=idempotency_key,

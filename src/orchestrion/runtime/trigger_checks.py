@@ -3,18 +3,24 @@
 Both raise ``DefinitionError`` listing every problem, naming the input or node. Values that
 cannot be stored or rendered safely (``safe_data``: lone surrogates, nesting beyond 64
 levels, integers of more than 100 digits, NaN) are refused first, whoever passes them: the
-API, the command line or a Python caller of ``orchestrion.run``.
+API, the command line or a Python caller of ``orchestrion.run``. An override is checked as
+the definition's config was: the node's config with the override applied must fit the
+handler's config schema (a template value is checked when it is rendered), so a bad key or
+value is refused when the trigger arrives, not when the node finally runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from difflib import get_close_matches
 from typing import Any
 
 from orchestrion import safe_data
 from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
 from orchestrion.definition.model import WorkflowSpec
-from orchestrion.errors import DefinitionError, DefinitionIssue
+from orchestrion.definition.validate import config_errors, describe_pydantic_error, format_path
+from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
+from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.templates import template_errors
 
@@ -110,7 +116,12 @@ def check_overrides(
     compiled: CompiledWorkflow,
     overrides: dict[str, dict[str, Any]],
     max_problems: int = DEFAULT_LIMITS.max_problems,
+    *,
+    registry: HandlerRegistry | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
+    """``overrides`` if every node exists and, given ``registry``, every patched config fits
+    its handler's schema (``context``: the validation context definitions are checked with)."""
     issues = []
     for node_id, patch in overrides.items():
         unsafe = _unsafe({node_id: patch}, "overrides")
@@ -139,7 +150,35 @@ def check_overrides(
                 issues.append(
                     DefinitionIssue(message, node=node_id, field=where, code="template_syntax")
                 )
+            if registry is not None and patch:
+                issues.extend(_config_issues(compiled, node_id, patch, registry, context))
     if issues:
         # A body of a hundred thousand unknown node ids must not become a 30 MB answer.
         raise DefinitionError(truncated(issues, max_problems), source="node overrides")
     return overrides
+
+
+def _config_issues(
+    compiled: CompiledWorkflow,
+    node_id: str,
+    patch: dict[str, Any],
+    registry: HandlerRegistry,
+    context: Mapping[str, Any] | None,
+) -> list[DefinitionIssue]:
+    node = compiled.plan.nodes[compiled.plan.index[node_id]]
+    try:
+        handler = registry.get(node.handler)
+    except HandlerNotFound:
+        return []  # the definition was checked with this handler; the run reports it gone
+    if handler.config_model is None:
+        return []
+    merged = {**node.config, **patch}
+    return [
+        DefinitionIssue(
+            f"override: {describe_pydantic_error(error)}",
+            node=node_id,
+            field=format_path(("config", *error["loc"])),
+            code=f"config.{error['type']}",
+        )
+        for error in config_errors(handler.config_model, merged, handler.raw_keys, context)
+    ]
