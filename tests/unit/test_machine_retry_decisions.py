@@ -211,3 +211,20 @@ def test_restored_machine_keeps_the_reason_of_a_skip() -> None:
     machine.restore(X.FAILED, "run", nodes)
     step = machine.apply(RetryRequested(sim.tick()))
     assert [c.node for c in step.commands if hasattr(c, "node")] == ["flaky"]
+
+
+def test_a_node_woken_by_its_timer_keeps_its_first_start() -> None:
+    from orchestrion.core.events import NodeStarted, NodeWaiting, TimerFired
+
+    sim = Simulator(make_spec([node("nap")]), {"nap": [HANG]})
+    sim.run()
+    run = sim.machine.nodes[0]
+    first = run.started_at
+    assert first is not None
+    sim.apply(NodeWaiting("nap", 1, sim.tick(), reason="timer", wake_at=sim.now + 60))
+    sim.apply(TimerFired("nap", 1, sim.tick(60), kind="wake"))
+    sim.apply(NodeStarted("nap", 1, sim.tick()))
+    sim.apply(NodeSucceeded("nap", 1, sim.tick(), {"woke": True}))
+    assert run.state is S.COMPLETED
+    assert run.started_at == first
+    assert run.finished_at is not None and run.finished_at - first > 60

@@ -268,7 +268,11 @@ class ExecutionMachine:
         if run.attempt != event.attempt or run.state is not _QUEUED:
             return
         run.state = _RUNNING
-        run.started_at = event.at
+        woken = run.wait_reason is not None and run.wait_reason != "retry"
+        if run.started_at is None or not woken:
+            # A node woken from its own wait (a delay, an approval's timeout) goes on with the
+            # same attempt: its start is the attempt's first, and the wait is part of its time.
+            run.started_at = event.at
         self._record_node("node.started", i, event.at)
 
     def _on_succeeded(self, event: NodeSucceeded) -> None:
