@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrion.errors import ConfigurationError
@@ -26,6 +26,7 @@ SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
 ApiRole = Literal["admin", "operator", "viewer"]
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")
 _ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 
 
@@ -113,7 +114,17 @@ class Settings(BaseSettings):
         default_factory=dict,
         repr=False,  # keys are credentials: never in a repr or a log line
         description='API keys and their roles: "key1:admin,key2:operator,key3:viewer"; '
-        "none: the API is open",
+        "none: the API is open. A key may be named for approvals and the audit trail: "
+        '"key1:operator:cfo" (a name is letters, digits, ".", "_" or "-", not a role)',
+    )
+    # Filled from api_keys' ``key:role:name`` entries (see ``_split_key_names``).
+    api_key_names: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, repr=False, exclude=True
+    )
+    approver_groups: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict,
+        description="groups an approval's `approvers` may name: \"finance=cfo+controller,"
+        'risk=cro" (members are API key names)',
     )
     required_headers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
@@ -162,6 +173,50 @@ class Settings(BaseSettings):
         description="seconds between event-journal reads when nothing woke a stream "
         "(events written by other processes)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_key_names(cls, data: Any) -> Any:
+        """``key:role:name`` entries of api_keys: the name goes to ``api_key_names``."""
+        if not isinstance(data, dict) or not isinstance(data.get("api_keys"), str):
+            return data
+        entries: list[str] = []
+        names: dict[str, str] = {}
+        for item in data["api_keys"].split(","):
+            item = item.strip()
+            parts = item.split(":")
+            if (
+                len(parts) >= 3
+                and parts[-2].strip().lower() in _ROLES
+                and parts[-1].strip().lower() not in _ROLES
+            ):
+                name = parts[-1].strip()
+                if not _KEY_NAME.fullmatch(name):
+                    raise ValueError(f"api key name {name!r}: use letters, digits, '.', '_' or '-'")
+                key = ":".join(parts[:-2]).strip()
+                if name in names.values():
+                    raise ValueError(f"api key name {name!r} is given twice")
+                names[key] = name
+                item = ":".join(parts[:-1])
+            entries.append(item)
+        return {**data, "api_keys": ",".join(entries), "api_key_names": names}
+
+    @field_validator("approver_groups", mode="before")
+    @classmethod
+    def _parse_groups(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        groups: dict[str, tuple[str, ...]] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            group, sep, members = item.partition("=")
+            group = group.strip()
+            listed = tuple(m.strip() for m in members.split("+") if m.strip())
+            if not sep or not _KEY_NAME.fullmatch(group) or not listed:
+                raise ValueError('expected groups as "group=name1+name2", separated by commas')
+            groups[group] = listed
+        return groups
 
     @field_validator("api_keys", mode="before")
     @classmethod

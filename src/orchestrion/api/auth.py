@@ -78,6 +78,7 @@ class _Key:
     role: ApiRole
     key_id: str  # the audit trail's actor
     bucket: str  # the rate limiter's identity: a longer digest prefix, never the key
+    name: str | None = None  # its name in ORCHESTRION_API_KEYS (``key:role:name``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class Caller:
     role: ApiRole | None = None
     bucket: str | None = None
     open_api: bool = False  # no keys are configured: every caller is anonymous
+    name: str | None = None  # the matched key's configured name
     presented: bool = False  # an Authorization header was sent (matching or not)
 
     @property
@@ -107,11 +109,18 @@ class Identifier:
     in constant time, so timing tells nothing about near misses.
     """
 
-    def __init__(self, keys: Mapping[str, ApiRole], proxies: TrustedProxies) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, ApiRole],
+        proxies: TrustedProxies,
+        names: Mapping[str, str] | None = None,
+    ) -> None:
         self._keys: list[_Key] = []
         for key, role in keys.items():
             digest = hashlib.sha256(key.encode()).digest()
-            self._keys.append(_Key(digest, role, api_key_id(key), "key:" + digest.hex()[:32]))
+            bucket = "key:" + digest.hex()[:32]
+            name = (names or {}).get(key)
+            self._keys.append(_Key(digest, role, api_key_id(key), bucket, name))
         self.proxies = proxies
 
     @property
@@ -137,7 +146,7 @@ class Identifier:
         key = self.match(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if key is None:
             return Caller(address, presented=True)
-        return Caller(address, key.key_id, key.role, key.bucket, presented=True)
+        return Caller(address, key.key_id, key.role, key.bucket, presented=True, name=key.name)
 
 
 _identifiers: dict[int, tuple[Settings, Identifier]] = {}
@@ -148,7 +157,9 @@ def _identifier(settings: Settings) -> Identifier:
     cached = _identifiers.get(id(settings))
     if cached is not None and cached[0] is settings:
         return cached[1]
-    identifier = Identifier(settings.api_keys, TrustedProxies(settings.trusted_proxies))
+    identifier = Identifier(
+        settings.api_keys, TrustedProxies(settings.trusted_proxies), settings.api_key_names
+    )
     if len(_identifiers) >= 16:
         _identifiers.clear()
     _identifiers[id(settings)] = (settings, identifier)

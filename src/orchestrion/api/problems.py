@@ -34,6 +34,7 @@ from orchestrion.errors import (
     StoreError,
 )
 from orchestrion.governance.encryption import DecryptionError
+from orchestrion.runtime.deciders import DecisionRefused
 
 __all__ = [
     "PROBLEM_JSON",
@@ -185,6 +186,8 @@ async def _orchestrion_error(request: Request, exc: Exception) -> Response:
         return problem_response(422, str(exc), instance=path, slug="invalid-definition")
     if isinstance(exc, ExecutionNotFound):
         return problem_response(404, str(exc), instance=path)
+    if isinstance(exc, DecisionRefused):
+        return problem_response(403, str(exc), instance=path)
     if isinstance(exc, InvalidTransition):
         return problem_response(409, str(exc), instance=path, slug="invalid-transition")
     if isinstance(exc, ExecutionError):
@@ -313,7 +316,7 @@ _DESCRIPTIONS = {
     400: "A required request header is missing, or the path or a query parameter is not "
     "UTF-8 text (or holds control characters)",
     401: "Missing or unknown API key",
-    403: "The API key's role does not allow this",
+    403: "The API key's role does not allow this (or it is not among the approvers)",
     404: "Unknown execution, definition or route",
     409: "The execution's state does not allow this, the definition version conflicts, or "
     "an override names a node the definition does not have",

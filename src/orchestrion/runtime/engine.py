@@ -73,6 +73,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.creation import ExecutionCreator
+from orchestrion.runtime.deciders import Decider, check_decider
 from orchestrion.runtime.gc_tuning import (
     LARGE_DEFINITION_NODES,
     freeze_large,
@@ -802,11 +803,17 @@ class Engine:
         approved: bool,
         by: str | None = None,
         comment: str | None = None,
+        decider: Decider | None = None,
     ) -> None:
         """Approve or reject a node waiting for approval or review; the decision is recorded.
 
         An approved ``review`` (an llm output below the confidence threshold) completes the
         node with the output that waited, plus the decision under ``review``.
+
+        ``decider`` is the authenticated API caller: it must be among an approval's
+        ``approvers`` (``DecisionRefused`` otherwise) and is recorded as ``decided_by``, in
+        place of ``by``. Without it the decision is the database owner's (``by`` recorded as
+        given); see ``runtime/deciders.py``.
         """
         target = await self._control_target(execution_id, "approve" if approved else "reject")
         record = target.record if isinstance(target, _Live) else target
@@ -828,13 +835,20 @@ class Engine:
                 f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
                 f"(it is {state.value})"
             )
-        decision = {
+        config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
+        decision: dict[str, Any] = {
             "approved": approved,
             "decided_by": by,
             "comment": comment,
             "decided_at": time.time(),
         }
-        config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
+        if decider is not None:
+            approvers = config.get("approvers") if reason == "approval" else None
+            check_decider(node_id, approvers, decider, self.settings.approver_groups)
+            if decider.key_id is not None:  # an open API knows no one: the name given stays
+                by = decision["decided_by"] = decider.label
+            decision["decided_by_key"] = decider.key_id
+            decision["decided_by_role"] = decider.role
         error = None
         if not approved and config.get("on_reject") != "continue":
             who = f" by {by}" if by else ""

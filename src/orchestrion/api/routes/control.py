@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 
+from orchestrion.api.auth import caller_of
 from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResponse
 from orchestrion.api.problems import error_responses
@@ -13,6 +14,7 @@ from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.api.settled import Check, finished, left, reached, state_after
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import InvalidTransition
+from orchestrion.runtime.deciders import Decider
 from orchestrion.store.base import ExecutionRecord
 
 __all__ = ["router"]
@@ -20,6 +22,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["workflows"])
 
 _RESPONSES = error_responses(400, 404, 409)
+_DECISION_RESPONSES = error_responses(400, 403, 404, 409)
 
 
 async def _answer(ctx: Ctx, execution_id: str, message: str, check: Check) -> ActionResponse:
@@ -99,6 +102,7 @@ async def resume_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
 
 
 async def _decide(
+    request: Request,
     ctx: Ctx,
     execution_id: str,
     node_id: str,
@@ -108,8 +112,16 @@ async def _decide(
     approved: bool,
 ) -> DecisionResponse:
     body = decision or DecisionRequest()
+    caller = caller_of(request.scope, ctx.settings)
+    # The decider is who the request authenticated as, never the name its body states.
+    decider = Decider(caller.key_id, caller.role, caller.name)
     await ctx.engine.decide(
-        execution_id, node_id, approved=approved, by=body.by or client_id, comment=body.comment
+        execution_id,
+        node_id,
+        approved=approved,
+        by=body.by or client_id,
+        comment=body.comment,
+        decider=decider,
     )
 
     async def decided(record: ExecutionRecord) -> bool:
@@ -136,17 +148,18 @@ async def _decide(
     status_code=202,
     response_model=DecisionResponse,
     dependencies=OPERATE,
-    responses=_RESPONSES,
+    responses=_DECISION_RESPONSES,
     summary="Approve a node waiting for approval (who and why are recorded)",
 )
 async def approve_node(
     execution_id: str,
     node_id: str,
+    request: Request,
     ctx: Ctx,
     decision: Annotated[DecisionRequest | None, Body()] = None,
     x_client_id: Annotated[str | None, Header()] = None,
 ) -> DecisionResponse:
-    return await _decide(ctx, execution_id, node_id, decision, x_client_id, approved=True)
+    return await _decide(request, ctx, execution_id, node_id, decision, x_client_id, approved=True)
 
 
 @router.post(
@@ -154,14 +167,15 @@ async def approve_node(
     status_code=202,
     response_model=DecisionResponse,
     dependencies=OPERATE,
-    responses=_RESPONSES,
+    responses=_DECISION_RESPONSES,
     summary="Reject a node waiting for approval (it fails unless on_reject: continue)",
 )
 async def reject_node(
     execution_id: str,
     node_id: str,
+    request: Request,
     ctx: Ctx,
     decision: Annotated[DecisionRequest | None, Body()] = None,
     x_client_id: Annotated[str | None, Header()] = None,
 ) -> DecisionResponse:
-    return await _decide(ctx, execution_id, node_id, decision, x_client_id, approved=False)
+    return await _decide(request, ctx, execution_id, node_id, decision, x_client_id, approved=False)

@@ -1,0 +1,66 @@
+"""Who decides on a node waiting for a person, and whether the node lets them.
+
+An approval's ``approvers`` lists who may decide: API key names (``key:role:name`` in
+``ORCHESTRION_API_KEYS``), roles (``admin``, ``operator``), key ids (``key:1a2b3c4d``) or
+groups (``ORCHESTRION_APPROVER_GROUPS``). Through the API the decider is the authenticated
+caller, never a name the request states; a caller the server cannot identify (no keys are
+configured) may decide only where no approvers are listed. A decision made on one's own
+database (the library, ``orchestrion approve`` without ``--server``) is the owner's act: it
+has no API identity to check, and records the name it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from orchestrion.errors import ExecutionError
+
+__all__ = ["Decider", "DecisionRefused", "check_decider"]
+
+
+class DecisionRefused(ExecutionError):
+    """The caller may not decide on this node (not among its approvers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decider:
+    """An authenticated API caller deciding: its key's name (if any), key id and role."""
+
+    key_id: str | None
+    role: str | None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What the decision and the audit trail record: the key's name, else its id."""
+        return self.name or self.key_id or "anonymous"
+
+    def identities(self, groups: Mapping[str, Sequence[str]]) -> set[str]:
+        """Every ``approvers`` entry that names this caller."""
+        found = {x for x in (self.name, self.key_id, self.role) if x}
+        if self.name:
+            found.update(g for g, members in groups.items() if self.name in members)
+        return found
+
+
+def check_decider(
+    node_id: str,
+    approvers: object,
+    decider: Decider,
+    groups: Mapping[str, Sequence[str]],
+) -> None:
+    """Raise ``DecisionRefused`` unless ``decider`` may decide on ``node_id``."""
+    listed = [a for a in approvers if isinstance(a, str)] if isinstance(approvers, list) else []
+    if not listed:
+        return
+    if decider.key_id is None:
+        raise DecisionRefused(
+            f"node '{node_id}' may be decided only by {', '.join(listed)}; this server has no "
+            "API keys to tell who you are (set ORCHESTRION_API_KEYS)"
+        )
+    if not decider.identities(groups) & set(listed):
+        raise DecisionRefused(
+            f"node '{node_id}' may be decided only by {', '.join(listed)}; "
+            f"the API key {decider.label} is not among them"
+        )
