@@ -97,6 +97,8 @@ def test_only_a_listed_approver_decides_and_the_decision_records_the_key(server:
         assert decision["decided_by"] == "cfo"
         assert decision["decided_by_role"] == "operator"
         assert decision["decided_by_key"].startswith("key:")
+        sign = body["nodes"]["sign"]
+        assert 0 < sign["waited_ms"] <= sign["duration_ms"]  # the wait, shown apart
 
 
 def test_a_body_cannot_name_someone_else_as_the_decider(server: Server) -> None:

@@ -34,3 +34,17 @@ def test_a_delay_reports_its_first_start_and_the_wait_in_its_duration(tmp_path: 
     status = orchestrion("status", data["execution_id"], "--db", db, "--json")
     shown = json.loads(status.stdout)["nodes"]["nap"]
     assert shown["started_at"] == nap["started_at"] and shown["duration"] >= 1.0
+
+
+def test_the_wait_is_shown_apart_in_json_and_in_the_table(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    db = str(tmp_path / "t.db")
+    ran = json.loads(orchestrion("run", str(flow), "--db", db, "--json").stdout)
+    nap, after = ran["nodes"]["nap"], ran["nodes"]["after"]
+    # The wait opens when the handler's answer is recorded, a moment after it set the timer.
+    assert 0.9 <= nap["waited"] <= nap["duration"]
+    assert after["waited"] is None
+    table = orchestrion("status", ran["execution_id"], "--db", db)
+    assert table.returncode == 0, table.stderr
+    assert "(waited 1." in table.stdout

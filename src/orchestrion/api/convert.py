@@ -97,6 +97,7 @@ def execution_detail(
             started_at=utc(node.started_at),
             finished_at=utc(node.finished_at),
             duration_ms=_ms(node.started_at, node.finished_at),
+            waited_ms=None if node.waited is None else round(node.waited * 1000, 3),
             error=view.text(public_error(node.error)),
             output=view.output(node_id, node.output) if include_outputs else None,
             wait_reason=node.wait_reason,

@@ -172,6 +172,10 @@ class NodeDetail(_Out):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    waited_ms: float | None = Field(
+        default=None,
+        description="how much of duration_ms the attempt spent waiting on a person or a timer",
+    )
     error: dict[str, Any] | None = None
     output: Any = None
     wait_reason: str | None = None

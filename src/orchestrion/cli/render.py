@@ -45,6 +45,13 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _time(duration: float | None, waited: float | None) -> str:
+    """A node's time; the part spent waiting (a delay, a person) shown apart."""
+    if duration is None:
+        return "-"
+    return f"{duration:.3f}s" + (f" (waited {waited:.3f}s)" if waited else "")
+
+
 def render_result(
     console: Console, result: ExecutionResult, totals: dict[str, NodeTotal] | None = None
 ) -> None:
@@ -74,7 +81,7 @@ def render_result(
             Text(node.node_id, style=style),
             Text(f"{symbol} {node.state.value}", style=style),
             str(node.attempt),
-            f"{duration:.3f}s" if duration is not None else "-",
+            _time(duration, node.waited),
             detail,
         )
     if len(nodes) > _MAX_ROWS:

@@ -83,12 +83,15 @@ from orchestrion.runtime.ids import new_event_id
 from orchestrion.runtime.ownership import new_owner_id, owner_is_dead
 from orchestrion.runtime.result import ExecutionResult
 from orchestrion.runtime.trigger_checks import check_inputs, check_overrides
+from orchestrion.runtime.waiting import WAIT_EVENT_TYPES, waited_seconds
 from orchestrion.settings import Settings, load_secrets, load_settings
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
+    EventRecord,
     ExecutionFilter,
     ExecutionRecord,
+    NodeRunRecord,
     Store,
 )
 
@@ -769,9 +772,24 @@ class Engine:
         definition = await self._definition(record.definition_id)
         compiled = await self._compiled_for(record.definition_id)
         runs = await self.store.get_node_runs(execution_id)
+        waited = await self._waited(execution_id, runs)
         return ExecutionResult.build(
-            record, definition.name, definition.version, runs, compiled.plan.ids
+            record, definition.name, definition.version, runs, compiled.plan.ids, waited
         )
+
+    async def _waited(self, execution_id: str, runs: list[NodeRunRecord]) -> dict[str, float]:
+        """Seconds each node's attempt waited, from its ``node.waiting``/``node.woken`` records."""
+        events: list[EventRecord] = []
+        after, size = 0, 1000
+        while True:
+            page = await self.store.list_events(
+                execution_id, after_seq=after, limit=size, types=WAIT_EVENT_TYPES
+            )
+            events.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1].seq
+        return waited_seconds(events, {run.node_id: run for run in runs}, time.time())
 
     async def list_executions(
         self, flt: ExecutionFilter | None = None

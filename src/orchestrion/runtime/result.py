@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ class NodeResult:
     started_at: float | None = None
     finished_at: float | None = None
     wait_reason: str | None = None
+    waited: float | None = None  # seconds of ``duration`` spent waiting (a person, a timer)
 
     @property
     def duration(self) -> float | None:
@@ -54,6 +56,7 @@ class NodeResult:
             "started_at": iso_utc(self.started_at),
             "finished_at": iso_utc(self.finished_at),
             "duration_ms": duration_ms(self.started_at, self.finished_at),
+            "waited_ms": None if self.waited is None else round(self.waited * 1000, 3),
             "error": self.error,
             "output": self.output,
             "wait_reason": self.wait_reason,
@@ -102,6 +105,7 @@ class ExecutionResult:
         version: str,
         runs: list[NodeRunRecord],
         order: tuple[str, ...] = (),
+        waited: Mapping[str, float] | None = None,
     ) -> ExecutionResult:
         by_id = {run.node_id: run for run in runs}
         known = set(order)
@@ -121,6 +125,7 @@ class ExecutionResult:
                 run.started_at,
                 run.finished_at,
                 run.wait_reason,
+                (waited or {}).get(node_id),
             )
         return cls(
             execution_id=execution.id,
