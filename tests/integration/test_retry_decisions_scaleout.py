@@ -79,3 +79,36 @@ async def test_retry_through_the_api_keeps_the_branch_not_taken(
         await api.retry(record.id, from_node="left")
         rerun = await settled(api, record.id, lambda r: r.nodes["left"].attempt == 2)
         assert rerun.nodes["right"].attempt == 0
+
+
+async def test_a_decision_handed_over_checks_the_approvers_first(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    """The API process checks the decider before it forwards the decision to the driver."""
+    from orchestrion.runtime.deciders import Decider, DecisionRefused
+
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    gated = {
+        "name": "gated",
+        "dag": {"nodes": [{"id": "sign", "handler": "approval", "config": {"approvers": ["cfo"]}}]},
+    }
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix),
+        Engine(settings=settings, drive=False) as api,
+    ):
+        record = await api.start_execution(gated, {})
+        deadline = time.monotonic() + 30
+        while (await api.result(record.id)).nodes["sign"].state is not NodeState.WAITING:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        intern = Decider("key:00000001", "operator", "intern")
+        try:
+            await api.decide(record.id, "sign", approved=True, by="cfo", decider=intern)
+        except DecisionRefused as exc:
+            assert "intern" in str(exc)
+        else:
+            raise AssertionError("the intern decided")
+        cfo = Decider("key:00000002", "operator", "cfo")
+        await api.decide(record.id, "sign", approved=True, decider=cfo)
+        done = await settled(api, record.id, lambda r: True)
+        assert done.nodes["sign"].output["decided_by"] == "cfo"
