@@ -48,6 +48,9 @@ def _pending(client: httpx.Client) -> str:
         ({"node_overrides": {"nap": {"sleep": 3}}}, "nap", "config.sleep"),
         ({"gate": {"on_timeout": "shrug"}}, "gate", "config.on_timeout"),  # reference form
         ({"node_overrides": {"ghost": {"value": 1}}}, "ghost", "overrides"),
+        ({"node_overrides": {"pick": {"value": "{{ broken"}}}, "pick", "config.value"),
+        ({"node_overrides": {"pick": {"value": "{{ nap.output }}"}}}, "pick", "config.value"),
+        ({"node_overrides": {"pick": {"value": "{{ naps.output }}"}}}, "pick", "config.value"),
     ],
 )
 def test_a_bad_override_answers_422_naming_node_and_field(
@@ -75,6 +78,11 @@ def test_a_bad_override_answers_422_naming_node_and_field(
 def test_a_valid_override_is_accepted_and_templates_wait_for_the_run(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         execution_id = _pending(client)
-        body = {"node_overrides": {"nap": {"seconds": "{{ input.wait }}"}, "pick": {"value": 2}}}
+        body = {
+            "node_overrides": {
+                "nap": {"seconds": "{{ input.wait }}"},
+                "pick": {"value": "{{ gate.output.approved }}"},
+            }
+        }
         answer = client.post(f"/v1/workflow/trigger/{execution_id}", json=body)
         assert answer.status_code == 202, answer.text

@@ -38,6 +38,7 @@ __all__ = [
     "check_spec",
     "check_spec_bounded",
     "config_errors",
+    "config_templates",
     "describe_pydantic_error",
     "format_path",
     "gc_paused",
@@ -392,7 +393,7 @@ class _Checker:
             self._config(handler, node.config, i, ("config",))
             raw_keys = handler.raw_keys
         templated = False
-        for path, source in _templates(node.config, ("config",), raw_keys):
+        for path, source in config_templates(node.config, ("config",), raw_keys):
             self._template(i, path, source, compensation=False)
             templated = True
         if node.when is not None:
@@ -403,7 +404,7 @@ class _Checker:
             if comp is not None:
                 self._config(comp, node.compensate.config, i, ("compensate", "config"))
                 comp_raw = comp.raw_keys
-            for path, source in _templates(
+            for path, source in config_templates(
                 node.compensate.config, ("compensate", "config"), comp_raw
             ):
                 self._template(i, path, source, compensation=True)
@@ -580,7 +581,9 @@ def _quoted(names: list[str]) -> str:
     return " or ".join(f"'{name}'" for name in names)
 
 
-def _templates(value: Any, path: Path, skip_keys: frozenset[str]) -> Iterator[tuple[Path, str]]:
+def config_templates(
+    value: Any, path: Path, skip_keys: frozenset[str]
+) -> Iterator[tuple[Path, str]]:
     """Template strings in a node config, skipping the handler's raw (self-evaluated) keys."""
     if isinstance(value, str):
         if is_template(value):
@@ -588,10 +591,10 @@ def _templates(value: Any, path: Path, skip_keys: frozenset[str]) -> Iterator[tu
     elif isinstance(value, Mapping):
         for key, item in value.items():
             if key not in skip_keys:
-                yield from _templates(item, (*path, key), frozenset())
+                yield from config_templates(item, (*path, key), frozenset())
     elif isinstance(value, list | tuple):
         for k, item in enumerate(value):
-            yield from _templates(item, (*path, k), frozenset())
+            yield from config_templates(item, (*path, k), frozenset())
 
 
 def config_errors(
@@ -612,7 +615,7 @@ def config_errors(
         errors = exc.errors(include_url=False)
     else:
         return []
-    has_templates = any(True for _ in _templates(config, (), raw_keys))
+    has_templates = any(True for _ in config_templates(config, (), raw_keys))
     return [
         error
         for error in errors

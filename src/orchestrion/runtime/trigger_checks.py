@@ -18,11 +18,16 @@ from typing import Any
 from orchestrion import safe_data
 from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
 from orchestrion.definition.model import WorkflowSpec
-from orchestrion.definition.validate import config_errors, describe_pydantic_error, format_path
+from orchestrion.definition.validate import (
+    config_errors,
+    config_templates,
+    describe_pydantic_error,
+    format_path,
+)
 from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.compiled import CompiledWorkflow
-from orchestrion.templates import template_errors
+from orchestrion.templates import RESERVED_NAMES, template_errors, template_info
 
 __all__ = ["check_inputs", "check_overrides"]
 
@@ -170,10 +175,11 @@ def _config_issues(
         handler = registry.get(node.handler)
     except HandlerNotFound:
         return []  # the definition was checked with this handler; the run reports it gone
+    issues = _template_issues(compiled, node_id, patch, handler.raw_keys)
     if handler.config_model is None:
-        return []
+        return issues
     merged = {**node.config, **patch}
-    return [
+    return issues + [
         DefinitionIssue(
             f"override: {describe_pydantic_error(error)}",
             node=node_id,
@@ -182,3 +188,31 @@ def _config_issues(
         )
         for error in config_errors(handler.config_model, merged, handler.raw_keys, context)
     ]
+
+
+def _template_issues(
+    compiled: CompiledWorkflow, node_id: str, patch: dict[str, Any], raw_keys: frozenset[str]
+) -> list[DefinitionIssue]:
+    """An override's templates may read only what the node reads in the definition (its
+    dependencies and the nodes its own templates name): no other output reaches it."""
+    i = compiled.plan.index[node_id]
+    readable = set(compiled.context_nodes[i])
+    issues = []
+    for path, source in config_templates(patch, ("config",), raw_keys):
+        info = template_info(source)
+        field = format_path(path)
+        if info.error is not None:
+            continue  # reported by check_overrides (template_errors)
+        named = set(info.names - RESERVED_NAMES)  # input, secrets, execution: always there
+        if "nodes" in info.names:
+            named |= info.node_keys
+        for name in sorted(named - readable):
+            if name in compiled.plan.index:
+                message = (
+                    f"override reads node '{name}', which '{node_id}' does not read (only its "
+                    "dependencies and the nodes its definition's templates name reach it)"
+                )
+            else:
+                message = f"override references unknown name '{name}'"
+            issues.append(DefinitionIssue(message, node_id, field, code="template_name"))
+    return issues
