@@ -75,27 +75,27 @@ dag:
 def test_retry_after_failure_keeps_branch_not_taken(tmp_path: Path) -> None:
     flow, db, env = _setup(tmp_path, ROUTED)
     failed = states(orchestrion("run", str(flow), "--db", db, "--json", env=env))
-    assert failed["_status"] == "failed"
-    assert failed["right"] == failed["right_tail"] == "skipped"
+    assert failed["_status"] == "FAILED"
+    assert failed["right"] == failed["right_tail"] == "SKIPPED"
     retried = orchestrion("retry", failed["_id"], "--db", db, "--json", env=env)
     assert retried.returncode == 0, retried.stderr
     after = states(retried)
-    assert after["_status"] == "completed"
-    assert after["flaky"] == "completed"
-    assert after["right"] == after["right_tail"] == "skipped"
+    assert after["_status"] == "COMPLETED"
+    assert after["flaky"] == "COMPLETED"
+    assert after["right"] == after["right_tail"] == "SKIPPED"
 
 
 def test_rerun_from_node_keeps_branch_not_taken(tmp_path: Path) -> None:
     flow, db, env = _setup(tmp_path, ROUTED)
     (tmp_path / "failed-once").touch()  # flaky succeeds at once
     done = states(orchestrion("run", str(flow), "--db", db, "--json", env=env))
-    assert done["_status"] == "completed"
+    assert done["_status"] == "COMPLETED"
     rerun = orchestrion("retry", done["_id"], "--from-node", "left", "--db", db, "--json", env=env)
     assert rerun.returncode == 0, rerun.stderr
     data = json.loads(rerun.stdout)
     assert data["nodes"]["left"]["attempt"] == 2
     assert data["nodes"]["route"]["attempt"] == 1
-    assert data["nodes"]["right"]["state"] == data["nodes"]["right_tail"]["state"] == "skipped"
+    assert data["nodes"]["right"]["state"] == data["nodes"]["right_tail"]["state"] == "SKIPPED"
     assert data["nodes"]["right"]["attempt"] == 0
 
 
@@ -108,7 +108,7 @@ def test_rerun_from_the_condition_decides_again(tmp_path: Path) -> None:
     data = json.loads(rerun.stdout)
     assert data["nodes"]["route"]["attempt"] == 2
     assert data["nodes"]["left"]["attempt"] == data["nodes"]["flaky"]["attempt"] == 2
-    assert data["nodes"]["right"]["state"] == "skipped"
+    assert data["nodes"]["right"]["state"] == "SKIPPED"
 
 
 WHEN = """\
@@ -129,11 +129,11 @@ dag:
 def test_retry_keeps_when_skips(tmp_path: Path) -> None:
     flow, db, env = _setup(tmp_path, WHEN)
     failed = states(orchestrion("run", str(flow), "--db", db, "--json", env=env))
-    assert failed["_status"] == "failed"
-    assert failed["never"] == "skipped"
+    assert failed["_status"] == "FAILED"
+    assert failed["never"] == "SKIPPED"
     retried = orchestrion("retry", failed["_id"], "--db", db, "--json", env=env)
     assert retried.returncode == 0, retried.stderr
     data = json.loads(retried.stdout)
-    assert data["nodes"]["never"]["state"] == "skipped"
+    assert data["nodes"]["never"]["state"] == "SKIPPED"
     assert data["nodes"]["never"]["attempt"] == 1  # its `when:` is not evaluated again
     assert data["nodes"]["after_never"]["attempt"] == 1  # ran once, not again
