@@ -359,3 +359,29 @@ async def test_a_classified_output_waiting_for_review_is_sealed_at_rest(
         events = await engine.store.list_events(record.id)
         opened = [e for e in events if e.type == "node.waiting"]
         assert opened[0].data["output"]["text"] == leaked
+
+
+async def test_a_review_records_the_authenticated_key_not_the_name_given(
+    engine: Engine, provider: ThreadingHTTPServer
+) -> None:
+    """An LLM review is decided through the same path as an approval: the decider is the key."""
+    settings = engine.settings.model_copy(
+        update={"api_keys": {"rev-key": "operator"}, "api_key_names": {"rev-key": "reviewer"}}
+    )
+    app = create_app(engine, settings)
+    record = await engine.start_execution(flow(llm(provider, "answer", prompt="UNSURE: x")), {})
+    waiting = await engine.settle(record.id, timeout=30)
+    assert waiting.nodes["answer"].wait_reason == "review"
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.post(
+                f"/v1/workflows/{record.id}/nodes/answer/approve",
+                json={"by": "someone-else", "comment": "checked"},
+                headers={"Authorization": "Bearer rev-key"},
+            )
+    assert response.status_code == 202, response.text
+    result = await engine.wait(record.id, timeout=30)
+    review = result.nodes["answer"].output["review"]
+    assert review["decided_by"] == "reviewer"
+    assert review["decided_by_role"] == "operator"
