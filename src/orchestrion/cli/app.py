@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
+Settled = tuple["ExecutionResult", list[tuple[str, str]]]
+"""A result and the (execution, node) decisions it waits for."""
+
 app = typer.Typer(
     name="orchestrion",
     help="Durable workflow orchestration: run DAGs from YAML or JSON.",
@@ -190,6 +193,7 @@ def _fail(code: int, message: str) -> typer.Exit:
 
 def _run_async(coro: Any) -> Any:
     """Run a coroutine, turning Orchestrion errors into clean messages and exit codes."""
+    from orchestrion.cli.handover import graceful_on_sigterm
     from orchestrion.errors import (
         ConfigurationError,
         DefinitionError,
@@ -199,7 +203,7 @@ def _run_async(coro: Any) -> Any:
     )
 
     try:
-        return asyncio.run(coro)
+        return asyncio.run(graceful_on_sigterm(coro))
     except DefinitionError as exc:
         _print_definition_error(exc)
         raise typer.Exit(EXIT_INVALID) from None
@@ -291,6 +295,7 @@ def run(
 ) -> None:
     """Run a workflow in this process (embedded mode), or on --server, and show its results."""
     params = _parse_inputs(inputs or [], inputs_file)
+    decisions = None
     if server:
         from orchestrion.cli import remote
 
@@ -298,36 +303,52 @@ def run(
             server, api_key, file, params, quiet=as_json or quiet, idempotency_key=idempotency_key
         )
     else:
-        result = _run_async(
+        result, decisions = _run_async(
             _run(file, file.exists(), params, db, as_json or quiet, idempotency_key)
         )
     _report(result, as_json)
-    _exit_for(result, db)
+    _exit_for(result, db, decisions, server)
 
 
-def _exit_for(result: ExecutionResult, db: str | None) -> None:
-    """Exit 0 completed, 1 failed/cancelled, 4 waiting for a person (with what to do next)."""
+def _exit_for(
+    result: ExecutionResult,
+    db: str | None,
+    decisions: list[tuple[str, str]] | None = None,
+    server: str | None = None,
+) -> None:
+    """Exit 0 completed, 1 failed/cancelled, 4 waiting for a person (with what to do next).
+
+    ``decisions`` lists the waiting nodes, children's included; by default the result's own.
+    """
+    from orchestrion.cli.handover import print_decisions
     from orchestrion.core.states import ExecutionStatus
 
     if result.status is ExecutionStatus.WAITING:
-        where = f" --db {db}" if db else ""
-        for node in result.nodes.values():
-            if node.wait_reason in ("approval", "review"):
-                err.print(
-                    f"[yellow]waiting:[/] node '{escape(node.node_id)}' needs a decision: "
-                    f"orchestrion approve {result.execution_id} {escape(node.node_id)}"
-                    f"{escape(where)} "
-                    f"(or: orchestrion reject ...)",
-                    highlight=False,
-                    soft_wrap=True,  # a command to copy must stay on one line
-                )
+        if decisions is None:
+            decisions = [
+                (result.execution_id, node.node_id)
+                for node in result.nodes.values()
+                if node.wait_reason in ("approval", "review")
+            ]
+        where = f" --server {server}" if server else f" --db {db}" if db else ""
+        print_decisions(err, decisions, where)
         raise typer.Exit(EXIT_WAITING)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+async def _settled(engine: Engine, execution_id: str) -> Settled:
+    """Wait until the execution ends or waits for a person; what to show and to decide."""
+    result = await engine.settle(execution_id)
+    decisions = [
+        (found.execution_id, found.node_id)
+        for found in await engine.pending_decisions(execution_id)
+    ]
+    return result, decisions
+
+
 async def _run(
     file: Path, is_file: bool, params: dict[str, Any], db: str | None, quiet: bool, key: str | None
-) -> ExecutionResult:
+) -> Settled:
     from orchestrion.cli.progress import ProgressView
     from orchestrion.definition.loader import LoadedDefinition, load_definition
     from orchestrion.definition.model import WorkflowSpec
@@ -354,9 +375,9 @@ async def _run(
             with view:
                 record = await engine.start_execution(source, params, idempotency_key=key)
                 view.execution_id = record.id
-                return await engine.settle(record.id)
+                return await _settled(engine, record.id)
         record = await engine.start_execution(source, params, idempotency_key=key)
-        return await engine.settle(record.id)
+        return await _settled(engine, record.id)
 
 
 async def _stored_definition(engine: Engine, name: str) -> DefinitionRecord:
@@ -627,19 +648,20 @@ def retry(
     """Run a failed execution again from its failed nodes (completed nodes are kept)."""
     execution_id = _resolve(execution_id, db, server, api_key)
 
-    async def go() -> ExecutionResult:
+    async def go() -> Settled:
         async with _engine(db, resume=False) as engine:
             await engine.retry(execution_id, from_node=from_node)
-            return await engine.wait(execution_id)
+            return await _settled(engine, execution_id)
 
+    decisions = None
     if server:
         from orchestrion.cli import remote
 
         result = remote.retry(server, api_key, execution_id, from_node)
     else:
-        result = _run_async(go())
+        result, decisions = _run_async(go())
     _report(result, as_json)
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+    _exit_for(result, db, decisions, server)
 
 
 @app.command()
@@ -656,7 +678,7 @@ def resume(
     if execution_id is not None:
         execution_id = _resolve(execution_id, db, server, api_key)
 
-    async def go() -> list[ExecutionResult]:
+    async def go() -> list[Settled]:
         from orchestrion.core.states import ExecutionStatus
 
         async with _engine(db) as engine:
@@ -666,25 +688,44 @@ def resume(
                     await engine.resume(execution_id)
                 ids = [execution_id]
             else:
+                records = await engine.store.unfinished_executions()
+                unfinished = {record.id for record in records}
                 ids = []
-                for record in await engine.store.unfinished_executions():
+                for record in records:
                     if record.status is ExecutionStatus.PAUSED:
                         await engine.resume(record.id)
-                    ids.append(record.id)
-            return [await engine.wait(i) for i in ids]
+                    if record.parent_execution_id not in unfinished:  # shown with its parent
+                        ids.append(record.id)
+            return [await _settled(engine, i) for i in ids]
 
+    decisions: list[tuple[str, str]] | None = None
     if server:
         from orchestrion.cli import remote
 
         results = remote.resume(server, api_key, execution_id)
     else:
-        results = _run_async(go())
+        settled = _run_async(go())
+        results = [result for result, _ in settled]
+        decisions = [decision for _, found in settled for decision in found]
     if not results:
         console.print("nothing to resume: no unfinished executions")
         return
     for result in results:
         _report(result, as_json)
-    raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    _exit_for(_overall(results), db, decisions, server)
+
+
+def _overall(results: list[ExecutionResult]) -> ExecutionResult:
+    """The result whose outcome decides the exit code: a waiting one, else a failed one."""
+    from orchestrion.core.states import ExecutionStatus
+
+    for result in results:
+        if result.status is ExecutionStatus.WAITING:
+            return result
+    for result in results:
+        if not result.ok:
+            return result
+    return results[0]
 
 
 @app.command()
@@ -768,16 +809,20 @@ def _decide_command(
         result = remote.decide(
             server, api_key, execution_id, node, approved=approved, by=by, comment=comment
         )
+        decisions = None
     else:
 
-        async def go() -> ExecutionResult:
+        async def go() -> Settled:
             async with _engine(db, resume=False) as engine:
+                # A child's decision completes the child: its parents, released by the run
+                # that handed over, are driven here to take that result and go on.
+                root = await engine.adopt_lineage(execution_id)
                 await engine.decide(execution_id, node, approved=approved, by=by, comment=comment)
-                return await engine.settle(execution_id)
+                return await _settled(engine, root)
 
-        result = _run_async(go())
+        result, decisions = _run_async(go())
     _report(result, as_json)
-    _exit_for(result, db)
+    _exit_for(result, db, decisions, server)
 
 
 DecidedBy = Annotated[str | None, typer.Option("--by", help="Who decides (recorded).")]

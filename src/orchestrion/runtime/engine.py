@@ -70,6 +70,7 @@ from orchestrion.governance.trust import Trust, process_trust, stricter
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
+from orchestrion.runtime import lineage
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
 from orchestrion.runtime.creation import ExecutionCreator
@@ -102,7 +103,7 @@ __all__ = ["Engine", "RecordListener"]
 
 logger = logging.getLogger(__name__)
 
-_DECIDABLE = frozenset({"approval", "review"})
+_DECIDABLE = lineage.DECIDABLE
 # Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
 _TURNS_BUDGET = 0.005
 # Longest a turn spends running attempts inline (seconds) before it commits what it has.
@@ -745,15 +746,30 @@ class Engine:
                 live = self._live.get(execution_id)
                 if live is None:
                     return await self.wait(execution_id)
-                if live.machine.finished or any(
-                    run.state is NodeState.WAITING and run.wait_reason in _DECIDABLE
-                    for run in live.machine.nodes
-                ):
+                if live.machine.finished or self._waits_for_person(execution_id):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(live.done), 0.05)
         await self._drain()  # the waiting record is committed before anyone reads it
         return await self.result(execution_id)
+
+    def _waits_for_person(self, execution_id: str) -> bool:
+        """Whether the execution, or a child it waits on driven here, waits for a decision."""
+        for live in self._live.values():
+            if not any(
+                run.state is NodeState.WAITING and run.wait_reason in _DECIDABLE
+                for run in live.machine.nodes
+            ):
+                continue
+            current: _Live | None = live
+            for _ in range(32):  # up the parent chain, as far as it is driven here
+                if current is None:
+                    break
+                if current.record.id == execution_id:
+                    return True
+                parent = current.record.parent_execution_id
+                current = self._live.get(parent) if parent is not None else None
+        return False
 
     def _report_progress(self, execution_id: str, node_id: str, counts: dict[str, int]) -> None:
         if execution_id in self._live:
@@ -796,9 +812,35 @@ class Engine:
     ) -> tuple[list[ExecutionRecord], str | None]:
         return await self.store.list_executions(flt or ExecutionFilter())
 
-    async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
+    async def cancel(
+        self, execution_id: str, reason: str = "cancelled by request", *, cascade: bool = True
+    ) -> None:
+        """Cancel an execution and (``cascade``) the children it started, wherever they run."""
         target = await self._control_target(execution_id, "cancel")
         await self._apply(target, CancelRequested(time.time(), reason))
+        if cascade and isinstance(target, _Live):
+            await lineage.cancel_children(self, execution_id)
+
+    async def adopt_lineage(self, execution_id: str) -> str:
+        """Drive here the ancestors of ``execution_id`` nobody alive drives; the root's id.
+
+        Deciding a child's approval completes the child; its parent, released by the run that
+        handed over, must be driven by someone to take that result and go on.
+        """
+        chain = await lineage.ancestors(self, execution_id)
+        for parent in reversed(chain):
+            record = await self.store.get_execution(parent)
+            if record.status in FINAL_EXECUTION_STATES or parent in self._live:
+                continue
+            if record.owner == self.owner or owner_is_dead(
+                record.owner, record.lease_until, time.time()
+            ):
+                await self.adopt(record)
+        return chain[-1] if chain else execution_id
+
+    async def pending_decisions(self, execution_id: str) -> list[lineage.PendingDecision]:
+        """Nodes waiting for a person in the execution or in the children it waits on."""
+        return await lineage.pending_decisions(self, execution_id)
 
     async def pause(self, execution_id: str) -> None:
         target = await self._control_target(execution_id, "pause")

@@ -1,0 +1,45 @@
+"""How a command that drives executions hands over: to a person, or to the next start.
+
+At an approval, ``run``, ``resume``, ``retry``, ``approve`` and ``reject`` stop and print the
+command that decides each waiting node, its own or a child's (exit 4). On SIGTERM they stop
+as on Ctrl-C: running attempts get the grace period, the leases are given back, and
+``orchestrion resume`` carries on at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["Decision", "graceful_on_sigterm", "print_decisions"]
+
+_T = TypeVar("_T")
+
+Decision = tuple[str, str]
+"""(execution id, node id) of a node waiting for approve/reject."""
+
+
+def print_decisions(err: Console, decisions: Iterable[Decision], where: str) -> None:
+    """One line per waiting node with the command that decides it (``where``: --db/--server)."""
+    for execution_id, node_id in decisions:
+        err.print(
+            f"[yellow]waiting:[/] node '{escape(node_id)}' needs a decision: "
+            f"orchestrion approve {escape(execution_id)} {escape(node_id)}{escape(where)} "
+            f"(or: orchestrion reject ...)",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,  # a command to copy must stay on one line
+        )
+
+
+async def graceful_on_sigterm(work: Awaitable[_T]) -> _T:
+    """Await ``work`` with SIGTERM handled as asyncio handles SIGINT (the main task is
+    cancelled, so ``async with Engine`` stops gracefully, then KeyboardInterrupt is raised)."""
+    on_sigint: Any = signal.getsignal(signal.SIGINT)
+    if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+        signal.signal(signal.SIGTERM, on_sigint)
+    return await work

@@ -1,0 +1,252 @@
+"""Where a command hands over, as a user meets it: real CLI processes on one SQLite file.
+
+A run stops at a child's approval with the command that decides it; approving the child
+finishes the parent; SIGTERM stops ``run`` and ``resume`` as Ctrl-C does; cancelling a parent
+whose process was killed cancels its children too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent
+CLI = [sys.executable, "-m", "orchestrion.cli.app"]
+
+CHILD_APPROVAL = {
+    "name": "sign",
+    "dag": {
+        "nodes": [
+            {"id": "ask", "handler": "approval", "config": {"message": "sign?"}},
+            {
+                "id": "signed",
+                "handler": "noop",
+                "dependencies": ["ask"],
+                "config": {"value": "by {{ ask.output.decided_by }}"},
+            },
+        ]
+    },
+}
+PARENT = {
+    "name": "release",
+    "dag": {
+        "nodes": [
+            {"id": "sub", "handler": "workflow", "config": {"workflow": "sign"}},
+            {
+                "id": "ship",
+                "handler": "noop",
+                "dependencies": ["sub"],
+                "config": {"value": "{{ sub.output.result }}"},
+            },
+        ]
+    },
+}
+
+
+def _slow(name: str, seconds: float, log: Path) -> dict[str, Any]:
+    return {
+        "name": name,
+        "dag": {
+            "nodes": [
+                {
+                    "id": "work",
+                    "handler": "python",
+                    "config": {
+                        "function": "crash_effects:slow_effect",
+                        "params": {"log": str(log), "seconds": seconds},
+                    },
+                }
+            ]
+        },
+    }
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=120, env=_env(), cwd=cwd
+    )
+
+
+def _write(folder: Path, name: str, spec: dict[str, Any]) -> str:
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def _executions(db: Path) -> dict[str, tuple[str, str | None, str | None]]:
+    """id -> (status, owner, parent id), read as another process would."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, status, owner, parent_execution_id FROM executions")
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+def _until(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except sqlite3.OperationalError:  # the table is not made yet
+            found = None
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_run_hands_over_at_a_childs_approval_and_approving_it_finishes_the_parent(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "h.db")
+    assert cli("run", _write(tmp_path, "sign", CHILD_APPROVAL), "--db", db).returncode == 4
+    waiting = cli("run", _write(tmp_path, "release", PARENT), "--db", db, "--json")
+    assert waiting.returncode == 4, waiting.stderr
+    parent = json.loads(waiting.stdout)
+    assert parent["status"] == "waiting"
+    children = [
+        eid for eid, (_, _, up) in _executions(Path(db)).items() if up == parent["execution_id"]
+    ]
+    assert len(children) == 1
+    command = f"orchestrion approve {children[0]} ask --db {db}"
+    assert command in waiting.stderr, waiting.stderr
+
+    done = cli("approve", children[0], "ask", "--by", "ada", "--db", db, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["execution_id"] == parent["execution_id"]  # the whole run is shown
+    assert result["status"] == "completed"
+    assert result["nodes"]["ship"]["output"] == {"signed": "by ada"}
+
+
+def test_resume_and_retry_hand_over_at_an_approval(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    flow = _write(tmp_path, "sign", CHILD_APPROVAL)
+    assert cli("run", flow, "--db", str(db), "-q").returncode == 4
+    # Resumed while it waits (after a crash, say): it hands over again instead of waiting.
+    resumed = cli("resume", "--db", str(db))
+    assert resumed.returncode == 4, resumed.stderr
+    assert "orchestrion approve" in resumed.stderr and " ask " in resumed.stderr
+    (execution_id,) = _executions(db)
+    rejected = cli("reject", execution_id, "ask", "--db", str(db))
+    assert rejected.returncode == 1, rejected.stderr
+    # A retry of the rejected run reaches the approval again: it hands over too.
+    retried = cli("retry", execution_id, "--db", str(db))
+    assert retried.returncode == 4, retried.stderr
+    assert f"orchestrion approve {execution_id} ask --db {db}" in retried.stderr
+
+
+def test_sigterm_stops_run_gracefully_and_resume_carries_on_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    spec = _slow("slow", 2.0, log)
+    work = spec["dag"]["nodes"][0]
+    spec["dag"]["nodes"].append({**work, "id": "more", "dependencies": ["work"]})
+    flow = _write(tmp_path, "slow", spec)
+    proc = subprocess.Popen(
+        [*CLI, "run", flow, "--db", str(db), "-q"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until(lambda: log.exists() and "start work" in log.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _out, errors = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, errors)
+    assert "interrupted" in errors
+    # The running attempt had its grace period, and the lease was given back on the way out.
+    assert "end work" in log.read_text() and "more" not in log.read_text()
+    ((status, owner, _),) = _executions(db).values()
+    assert (status, owner) == ("running", None)
+    resumed = cli("resume", "--db", str(db), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "completed"
+
+
+def test_sigterm_stops_resume_gracefully(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    flow = _write(tmp_path, "slow", _slow("slow", 2.0, log))
+    first = subprocess.Popen([*CLI, "run", flow, "--db", str(db), "-q"], env=_env())
+    _until(lambda: log.exists() and "start work" in log.read_text())
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    log.write_text("")
+    proc = subprocess.Popen(
+        [*CLI, "resume", "--db", str(db)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until(lambda: "start work" in log.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _out, errors = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, errors)
+    ((_, owner, _),) = _executions(db).values()
+    assert owner is None
+
+
+def _killed_while_working(log: Path, *args: str) -> None:
+    """Start the CLI with ``args``, and kill -9 it once a node is working."""
+    log.write_text("")
+    proc = subprocess.Popen([*CLI, *args], env=_env())
+    try:
+        _until(lambda: "start work" in log.read_text())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def test_cancel_of_a_killed_parent_cancels_its_running_child(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    parent_spec = {
+        "name": "outer",
+        "dag": {"nodes": [{"id": "sub", "handler": "workflow", "config": {"workflow": "sc"}}]},
+    }
+    # The child's definition is stored by a first run of it (killed, then cancelled).
+    _killed_while_working(log, "run", _write(tmp_path, "sc", _slow("sc", 60.0, log)), "--db",
+                          str(db), "-q")  # fmt: skip
+    assert cli("cancel", _only(db, "running"), "--db", str(db)).returncode == 0
+
+    _killed_while_working(log, "run", _write(tmp_path, "outer", parent_spec), "--db", str(db))
+    rows = _executions(db)
+    (parent_id,) = [eid for eid, row in rows.items() if row[0] == "waiting" and row[2] is None]
+    (child_id,) = [eid for eid, row in rows.items() if row[2] == parent_id]
+    assert rows[child_id][0] == "running"
+
+    cancelled = cli("cancel", parent_id, "--db", str(db))
+    assert cancelled.returncode == 0, cancelled.stderr
+    rows = _executions(db)
+    assert rows[parent_id][0] == "cancelled"
+    assert rows[child_id][0] == "cancelled", rows
+    # Nothing is left for a later resume to run to completion.
+    assert "nothing to resume" in cli("resume", "--db", str(db)).stdout
+
+
+def _only(db: Path, status: str) -> str:
+    (found,) = [eid for eid, row in _executions(db).items() if row[0] == status]
+    return found
