@@ -299,7 +299,7 @@ def run(
     if server:
         from orchestrion.cli import remote
 
-        result = remote.run(
+        result, decisions = remote.run(
             server, api_key, file, params, quiet=as_json or quiet, idempotency_key=idempotency_key
         )
     else:
@@ -657,7 +657,7 @@ def retry(
     if server:
         from orchestrion.cli import remote
 
-        result = remote.retry(server, api_key, execution_id, from_node)
+        result, decisions = remote.retry(server, api_key, execution_id, from_node)
     else:
         result, decisions = _run_async(go())
     _report(result, as_json)
@@ -698,15 +698,14 @@ def resume(
                         ids.append(record.id)
             return [await _settled(engine, i) for i in ids]
 
-    decisions: list[tuple[str, str]] | None = None
     if server:
         from orchestrion.cli import remote
 
-        results = remote.resume(server, api_key, execution_id)
+        settled = remote.resume(server, api_key, execution_id)
     else:
         settled = _run_async(go())
-        results = [result for result, _ in settled]
-        decisions = [decision for _, found in settled for decision in found]
+    results = [result for result, _ in settled]
+    decisions = [decision for _, found in settled for decision in found]
     if not results:
         console.print("nothing to resume: no unfinished executions")
         return
@@ -806,10 +805,9 @@ def _decide_command(
     if server:
         from orchestrion.cli import remote
 
-        result = remote.decide(
+        result, decisions = remote.decide(
             server, api_key, execution_id, node, approved=approved, by=by, comment=comment
         )
-        decisions = None
     else:
 
         async def go() -> Settled:

@@ -105,6 +105,13 @@ def _print_issues(exc: Any) -> None:
 # ---------------------------------------------------------------------------- run
 
 
+Settled = tuple["ExecutionResult", list[tuple[str, str]]]
+"""A result and the (execution, node) decisions it waits for, children's included."""
+
+_DECIDABLE = ("approval", "review")
+_MAX_DEPTH = 32
+
+
 def run(
     server: str,
     api_key: str | None,
@@ -113,8 +120,9 @@ def run(
     *,
     quiet: bool,
     idempotency_key: str | None,
-) -> ExecutionResult:
-    """Submit and trigger on the server, follow the execution, return its final result."""
+) -> Settled:
+    """Submit and trigger on the server, follow the execution until it ends or waits for a
+    person (its own approval or a child's), and return that result with what to decide."""
     if not file.is_file():
         _fail(EXIT_INVALID, f"cannot read {file}: no such file")
     with _connected(server, api_key) as client:
@@ -125,7 +133,53 @@ def run(
         client.trigger(execution_id, params, idempotency_key=idempotency_key)
         if not quiet:
             _follow(client, execution_id, f"{submitted.name} v{submitted.version}")
-        return client.wait(execution_id, poll_interval=_POLL).to_result()
+        return _settle(client, execution_id)
+
+
+def _settle(client: Client, execution_id: str) -> Settled:
+    """Poll until the execution is final, or waits for a decision here or in a child."""
+    from orchestrion.core.states import ExecutionStatus
+
+    while True:
+        current = client.status(execution_id, include_outputs=False)
+        if current.finished:
+            return client.wait(execution_id, poll_interval=_POLL).to_result(), []
+        if current.status is ExecutionStatus.WAITING:
+            decisions = _decisions(client, execution_id)
+            if decisions:
+                return client.status(execution_id).to_result(), decisions
+        time.sleep(_POLL)
+
+
+def _decisions(client: Client, execution_id: str, depth: int = 0) -> list[tuple[str, str]]:
+    """Nodes waiting for a person in the execution and in the children it waits on (a
+    ``workflow`` node's ``node.waiting`` event names its child)."""
+    current = client.status(execution_id, include_outputs=False)
+    found = [
+        (execution_id, node_id)
+        for node_id, node in current.nodes.items()
+        if node.state.value == "waiting" and node.wait_reason in _DECIDABLE
+    ]
+    if depth >= _MAX_DEPTH or not any(
+        node.state.value == "waiting" and node.wait_reason == "child"
+        for node in current.nodes.values()
+    ):
+        return found
+    children: list[str] = []
+    after = 0
+    while True:
+        page = client.events(execution_id, after, types=["node.waiting"])
+        for event in page.items:
+            child = event.data.get("child_execution_id")
+            if isinstance(child, str) and child not in children:
+                children.append(child)
+        if not page.items or page.next_after <= after:
+            break
+        after = page.next_after
+    for child in children:
+        if not client.status(child, include_outputs=False).finished:
+            found.extend(_decisions(client, child, depth + 1))
+    return found
 
 
 def _follow(client: Client, execution_id: str, title: str) -> None:
@@ -143,7 +197,12 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
                     record = _record(event)
                     if record is not None:
                         view.on_records(execution_id, [record])
-            return
+                    if event.type == "node.waiting" and (
+                        event.data.get("wait_reason") == "child" or _decisions(client, execution_id)
+                    ):
+                        break  # a person decides next, or a child (whose events are not here)
+                else:
+                    return
         except ApiConnectionError:
             raise
         except ApiError:
@@ -152,9 +211,8 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
 
 
 def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
-    import time
-
     from orchestrion.core.events import Record
+    from orchestrion.core.states import ExecutionStatus
 
     seen: dict[str, tuple[str, int]] = {}
     while True:
@@ -175,7 +233,9 @@ def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
                 )
         if records:
             view.on_records(execution_id, records)
-        if current.finished:
+        if current.finished or (
+            current.status is ExecutionStatus.WAITING and _decisions(client, execution_id)
+        ):
             return
         time.sleep(_POLL)
 
@@ -257,24 +317,14 @@ def decide(
     approved: bool,
     by: str | None,
     comment: str | None,
-) -> ExecutionResult:
+) -> Settled:
     """Approve or reject on the server; wait until the execution ends or waits again."""
-    from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
-
     with _connected(server, api_key) as client:
         if approved:
             client.approve(execution_id, node, by=by, comment=comment)
         else:
             client.reject(execution_id, node, by=by, comment=comment)
-        while True:
-            status = client.status(execution_id).to_result()
-            if status.status in FINAL_EXECUTION_STATES:
-                return client.wait(execution_id, poll_interval=_POLL).to_result()
-            if status.status is ExecutionStatus.WAITING and any(
-                n.wait_reason in ("approval", "review") for n in status.nodes.values()
-            ):
-                return status
-            time.sleep(_POLL)
+        return _settle(client, execution_id)
 
 
 def pause(server: str, api_key: str | None, execution_id: str) -> None:
@@ -285,15 +335,17 @@ def pause(server: str, api_key: str | None, execution_id: str) -> None:
 
 def retry(
     server: str, api_key: str | None, execution_id: str, from_node: str | None = None
-) -> ExecutionResult:
-    """Retry a failed or cancelled execution (or re-run from a node) and wait for its end."""
+) -> Settled:
+    """Retry a failed or cancelled execution (or re-run from a node); wait for its end or
+    for a person."""
     with _connected(server, api_key) as client:
         client.retry(execution_id, from_node)
-        return client.wait(execution_id, poll_interval=_POLL).to_result()
+        return _settle(client, execution_id)
 
 
-def resume(server: str, api_key: str | None, execution_id: str | None) -> list[ExecutionResult]:
-    """Resume a paused execution (any other is just waited for) and wait for its end."""
+def resume(server: str, api_key: str | None, execution_id: str | None) -> list[Settled]:
+    """Resume a paused execution (any other is just waited for); wait for its end or for a
+    person."""
     from orchestrion.core.states import ExecutionStatus
 
     if execution_id is None:
@@ -301,4 +353,4 @@ def resume(server: str, api_key: str | None, execution_id: str | None) -> list[E
     with _connected(server, api_key) as client:
         if client.status(execution_id, include_outputs=False).status is ExecutionStatus.PAUSED:
             client.resume(execution_id)
-        return [client.wait(execution_id, poll_interval=_POLL).to_result()]
+        return [_settle(client, execution_id)]
