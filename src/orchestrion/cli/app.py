@@ -679,13 +679,21 @@ def resume(
         execution_id = _resolve(execution_id, db, server, api_key)
 
     async def go() -> list[Settled]:
-        from orchestrion.core.states import ExecutionStatus
+        from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+        from orchestrion.errors import InvalidTransition
 
         async with _engine(db) as engine:
             if execution_id is not None:
                 record = await engine.store.get_execution(execution_id)
                 if record.status is ExecutionStatus.PAUSED:
                     await engine.resume(execution_id)
+                elif record.status not in FINAL_EXECUTION_STATES and not engine.is_live(
+                    execution_id
+                ):
+                    raise InvalidTransition(
+                        f"execution {execution_id} is not paused (status "
+                        f"{record.status.value}) and another process is running it"
+                    )
                 ids = [execution_id]
             else:
                 records = await engine.store.unfinished_executions()

@@ -73,6 +73,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.runtime import lineage
 from orchestrion.runtime.children import ChildExecutions
 from orchestrion.runtime.compiled import CompiledWorkflow
+from orchestrion.runtime.control_requests import ControlRequests
 from orchestrion.runtime.creation import ExecutionCreator
 from orchestrion.runtime.deciders import Decider, check_decider
 from orchestrion.runtime.gc_tuning import (
@@ -190,6 +191,7 @@ class Engine:
         self.owner = new_owner_id()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._children = ChildExecutions(self)
+        self._requests = ControlRequests(self)
         self._progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
 
     # ------------------------------------------------------------------ lifecycle
@@ -270,6 +272,9 @@ class Engine:
             freeze_startup_objects()  # imports and set-up are done: see gc_tuning
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
+        if self._drives and not hasattr(self._dispatcher, "forward"):
+            # Embedded: other processes on this database ask through the journal.
+            await self._requests.start()
 
     async def _abort_start(self) -> None:
         self._accepting = False
@@ -341,6 +346,7 @@ class Engine:
             return
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
+        await self._requests.stop()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
@@ -745,7 +751,18 @@ class Engine:
             while True:
                 live = self._live.get(execution_id)
                 if live is None:
-                    return await self.wait(execution_id)
+                    # Driven by another process, or final: read the store until it is final
+                    # or waits for a person.
+                    record = await self.store.get_execution(execution_id)
+                    if record.status in FINAL_EXECUTION_STATES or (
+                        record.status is ExecutionStatus.WAITING
+                        and execution_id not in self._live
+                        and await lineage.pending_decisions(self, execution_id)
+                    ):
+                        return await self._result(record)
+                    if execution_id not in self._live:
+                        await asyncio.sleep(0.2)
+                    continue
                 if live.machine.finished or self._waits_for_person(execution_id):
                     break
                 with contextlib.suppress(TimeoutError):
@@ -817,6 +834,8 @@ class Engine:
     ) -> None:
         """Cancel an execution and (``cascade``) the children it started, wherever they run."""
         target = await self._control_target(execution_id, "cancel")
+        if await self._requested(target, "cancel", reason=reason):
+            return
         await self._apply(target, CancelRequested(time.time(), reason))
         if cascade and isinstance(target, _Live):
             await lineage.cancel_children(self, execution_id)
@@ -844,6 +863,8 @@ class Engine:
 
     async def pause(self, execution_id: str) -> None:
         target = await self._control_target(execution_id, "pause")
+        if await self._requested(target, "pause"):
+            return
         await self._apply(target, PauseRequested(time.time()))
 
     async def resume(self, execution_id: str) -> None:
@@ -853,6 +874,8 @@ class Engine:
             raise InvalidTransition(
                 f"execution {execution_id} is not paused (status {status.value})"
             )
+        if await self._requested(target, "resume"):
+            return
         await self._apply(target, ResumeRequested(time.time()))
 
     async def decide(
@@ -909,6 +932,10 @@ class Engine:
                 by = decision["decided_by"] = decider.label
             decision["decided_by_key"] = decider.key_id
             decision["decided_by_role"] = decider.role
+        verb = "approve" if approved else "reject"
+        # Driven by another embedded process: it decides, as asked (the caller checked here).
+        if await self._requested(target, verb, node=node_id, by=by, comment=comment):
+            return
         error = None
         if not approved and config.get("on_reject") != "continue":
             who = f" by {by}" if by else ""
@@ -971,10 +998,21 @@ class Engine:
         return not owner_is_dead(record.owner, record.lease_until, time.time())
 
     def _forwards(self, record: ExecutionRecord) -> bool:
-        """Whether control of ``record`` goes to another process (scale-out) instead of here."""
+        """Whether control of ``record`` goes to another process instead of here: over the
+        dispatcher (scale-out), or as a request in the journal (embedded, ``_requested``)."""
         if not hasattr(self._dispatcher, "forward"):
-            return False
+            return self._drives and self._held_elsewhere(record)
         return not self._drives or self._held_elsewhere(record)
+
+    async def _requested(
+        self, target: _Live | ExecutionRecord, verb: str, **args: str | None
+    ) -> bool:
+        """Embedded, with ``target`` run by another process: ask it through the journal and
+        wait until it acted. False when the verb is for this process to carry out."""
+        if isinstance(target, _Live) or hasattr(self._dispatcher, "forward"):
+            return False
+        await self._requests.send(target, verb, **args)
+        return True
 
     async def retry(self, execution_id: str, from_node: str | None = None) -> None:
         """Run a finished execution again; completed nodes keep their outputs.

@@ -284,6 +284,16 @@ class Store(Protocol):
         types: list[str] | None = None,
     ) -> list[EventRecord]: ...
 
+    # control requests: a process asks the owner of an execution to act (cancel, pause, ...)
+    async def request_control(
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+    ) -> int:
+        """Journal a ``control.requested`` event (``request`` as its data) for the execution's
+        owner to act on, changing nothing else; its ``seq``. Raises ``ExecutionNotFound``."""
+
+    async def journal_head(self) -> int:
+        """The largest ``seq`` of the journal (0 when empty)."""
+
     # audit trail (see ``orchestrion.store.audit``): append-only, sealed under the store's lock
     async def append_audit(
         self, entries: list[AuditEntry], signer: AuditSigner

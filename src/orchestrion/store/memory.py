@@ -9,6 +9,7 @@ shared, as they are JSON-like and treated as read-only by the engine.
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, cast
@@ -411,6 +412,27 @@ class MemoryStore:
             if len(found) >= limit:
                 break
         return found
+
+    async def request_control(
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+    ) -> int:
+        if execution_id not in self._executions:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        event = EventRecord(
+            seq=self._next_seq,
+            id=event_id,
+            execution_id=execution_id,
+            type=rules.CONTROL_REQUESTED,
+            at=at,
+            data=json.loads(json.dumps(request)),
+        )
+        self._next_seq += 1
+        self._events.append(event)
+        self._events_by_execution.setdefault(execution_id, []).append(event)
+        return event.seq
+
+    async def journal_head(self) -> int:
+        return self._next_seq - 1
 
     # ------------------------------------------------------------------ audit trail
 

@@ -852,6 +852,35 @@ class PostgresStore:
             rows = (await conn.execute(text(sql), params)).all()
         return [_event(row) for row in rows]
 
+    async def request_control(
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+    ) -> int:
+        async with self._transaction() as conn:
+            seq = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO events (id, execution_id, node_id, type, attempt, at, data)"
+                        " SELECT :id, e.id, NULL, :type, 0, :at, :data FROM executions e"
+                        " WHERE e.id = :e RETURNING seq"
+                    ),
+                    {
+                        "id": event_id,
+                        "e": execution_id,
+                        "type": rules.CONTROL_REQUESTED,
+                        "at": at,
+                        "data": _dumps(request),
+                    },
+                )
+            ).scalar()
+        if seq is None:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return int(seq)
+
+    async def journal_head(self) -> int:
+        async with self._transaction() as conn:
+            seq = (await conn.execute(text("SELECT MAX(seq) FROM events"))).scalar()
+        return int(seq or 0)
+
     # ------------------------------------------------------------------ audit trail
 
     @staticmethod

@@ -51,6 +51,8 @@ RETRIED = "execution.retried"
 FAILED = "execution.failed"
 CANCELLED = "execution.cancelled"
 COMPLETED = "execution.completed"
+CONTROL_REQUESTED = "control.requested"
+"""A journal event that changes nothing: a request to the execution's owner."""
 
 
 def plain_node_record(record: Record) -> bool:

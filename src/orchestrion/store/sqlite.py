@@ -850,6 +850,21 @@ class SQLiteStore:
             rows = conn.execute(sql, params).fetchall()
         return [_event(row) for row in rows]
 
+    async def request_control(
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+    ) -> int:
+        row = (event_id, execution_id, None, rules.CONTROL_REQUESTED, 0, at, None, None)
+        with self._transaction() as conn:
+            if conn.execute(_OWNER_OF, (execution_id,)).fetchone() is None:
+                raise ExecutionNotFound(f"execution '{execution_id}' not found")
+            cursor = conn.execute(_INSERT_EVENT, (*row, _dumps(request)))
+            return int(cursor.lastrowid or 0)
+
+    async def journal_head(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
     # ------------------------------------------------------------------ audit trail
 
     @staticmethod
