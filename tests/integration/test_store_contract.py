@@ -584,6 +584,36 @@ async def test_list_events_filters(store: Store) -> None:
     assert [e.type for e in failed] == ["node.failed", "execution.failed"] * 2
 
 
+async def test_a_control_request_is_a_journal_event_that_changes_nothing_else(
+    store: Store,
+) -> None:
+    await seeded(store, "e1", "e2")
+    await store.commit(batch_of("e1", realistic_records()))
+    before = await store.get_execution("e1")
+    runs = await store.get_node_runs("e1")
+    head = await store.journal_head()
+    assert head == (await store.list_events())[-1].seq
+    request = {"verb": "approve", "node": "a", "by": "ada", "comment": None}
+    seq = await store.request_control("e1", "req-1", request, T0 + 50)
+    assert seq > head and await store.journal_head() == seq
+    (found,) = await store.list_events(types=["control.requested"])
+    assert (found.seq, found.id, found.execution_id, found.node_id) == (seq, "req-1", "e1", None)
+    assert (found.data, found.at) == (request, T0 + 50)
+    after = await store.get_execution("e1")
+    assert (after.status, after.owner, after.updated_at) == (
+        before.status,
+        before.owner,
+        before.updated_at,
+    )
+    assert await store.get_node_runs("e1") == runs
+    with pytest.raises(ExecutionNotFound):
+        await store.request_control("nope", "req-2", request, T0)
+
+
+async def test_journal_head_of_an_empty_journal_is_zero(store: Store) -> None:
+    assert await store.journal_head() == 0
+
+
 # ---------------------------------------------------------------- listing
 
 
