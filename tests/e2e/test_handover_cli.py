@@ -220,29 +220,39 @@ def _killed_while_working(log: Path, *args: str) -> None:
         proc.wait(timeout=30)
 
 
-def test_cancel_of_a_killed_parent_cancels_its_running_child(tmp_path: Path) -> None:
+def test_cancel_of_a_killed_parent_cancels_its_children_and_grandchildren(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "h.db"
     log = tmp_path / "effects.log"
-    parent_spec = {
-        "name": "outer",
-        "dag": {"nodes": [{"id": "sub", "handler": "workflow", "config": {"workflow": "sc"}}]},
-    }
-    # The child's definition is stored by a first run of it (killed, then cancelled).
+
+    def calls(name: str, child: str) -> str:
+        spec = {"name": name, "dag": {"nodes": [{"id": "sub", "handler": "workflow",
+                                                  "config": {"workflow": child}}]}}  # fmt: skip
+        return _write(tmp_path, name, spec)
+
+    # Each definition is stored by a first run of it (killed, then cancelled): the cancel of
+    # "mid" (killed with its child working) is the two-level case.
     _killed_while_working(log, "run", _write(tmp_path, "sc", _slow("sc", 60.0, log)), "--db",
                           str(db), "-q")  # fmt: skip
     assert cli("cancel", _only(db, "running"), "--db", str(db)).returncode == 0
+    _killed_while_working(log, "run", calls("mid", "sc"), "--db", str(db), "-q")
+    mid = [eid for eid, row in _executions(db).items() if row[0] == "waiting"]
+    assert cli("cancel", mid[0], "--db", str(db)).returncode == 0
+    assert {row[0] for row in _executions(db).values()} == {"cancelled"}
 
-    _killed_while_working(log, "run", _write(tmp_path, "outer", parent_spec), "--db", str(db))
+    _killed_while_working(log, "run", calls("outer", "mid"), "--db", str(db))
     rows = _executions(db)
     (parent_id,) = [eid for eid, row in rows.items() if row[0] == "waiting" and row[2] is None]
     (child_id,) = [eid for eid, row in rows.items() if row[2] == parent_id]
-    assert rows[child_id][0] == "running"
+    (grandchild_id,) = [eid for eid, row in rows.items() if row[2] == child_id]
+    assert rows[grandchild_id][0] == "running"
 
     cancelled = cli("cancel", parent_id, "--db", str(db))
     assert cancelled.returncode == 0, cancelled.stderr
     rows = _executions(db)
-    assert rows[parent_id][0] == "cancelled"
-    assert rows[child_id][0] == "cancelled", rows
+    for execution_id in (parent_id, child_id, grandchild_id):
+        assert rows[execution_id][0] == "cancelled", rows
     # Nothing is left for a later resume to run to completion.
     assert "nothing to resume" in cli("resume", "--db", str(db)).stdout
 

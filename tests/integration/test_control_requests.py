@@ -90,3 +90,42 @@ async def test_a_request_made_before_the_owner_started_is_not_replayed(engines: 
 async def _waiting(engine: Engine, execution_id: str) -> bool:
     record = await engine.store.get_execution(execution_id)
     return record.status is ExecutionStatus.WAITING
+
+
+CHILD = {
+    "name": "napper",
+    "dag": {"nodes": [{"id": "nap", "handler": "delay", "config": {"seconds": 60}}]},
+}
+PARENT = {
+    "name": "calls-napper",
+    "dag": {"nodes": [{"id": "sub", "handler": "workflow", "config": {"workflow": "napper"}}]},
+}
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["at-once", "after-recovery"])
+async def test_cancel_of_a_parent_cancels_a_child_another_engine_drives(
+    engines: Pair, settled: bool
+) -> None:
+    async with engines() as first:
+        await first.submit(CHILD)
+        parent = await first.start_execution(PARENT)
+        await _until(lambda: _waiting(first, parent.id))
+        await _until(lambda: _child_of(first, parent.id))
+        child = await _child_of(first, parent.id)
+        assert child is not None
+    # Given back at stop; now one engine drives the child, another the parent.
+    async with engines() as child_owner, engines() as parent_owner:
+        assert await child_owner.adopt(await child_owner.store.get_execution(child))
+        assert await parent_owner.adopt(await parent_owner.store.get_execution(parent.id))
+        if settled:  # the parent's recovery re-ran its node, which found the child again
+            await asyncio.sleep(0.5)
+        await parent_owner.cancel(parent.id)
+        assert (await child_owner.wait(child, timeout=10)).status is ExecutionStatus.CANCELLED
+        stored = await parent_owner.store.get_execution(parent.id)
+        assert stored.status is ExecutionStatus.CANCELLED
+
+
+async def _child_of(engine: Engine, parent: str) -> str | None:
+    records, _ = await engine.list_executions()
+    found = [r.id for r in records if r.parent_execution_id == parent]
+    return found[0] if found else None

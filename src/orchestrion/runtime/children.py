@@ -5,24 +5,39 @@ A ``workflow`` node starts a child whose idempotency key derives from the node a
 parent node is resolved with its result or its failure; an outcome that arrives before the
 parent's wait is committed is kept until it is. Stopping the parent node cancels the child.
 Inside a ``map``, the map's attempt itself awaits each item's child.
+
+A child that this process did not start (its parent was loaded here after a crash, or by a
+``cancel`` from another terminal) is found through the journal, where the parent node's wait
+names it, and cancelled through the engine's control path: claimed when its owner is gone,
+asked of its owner otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import CancelRequested, ErrorInfo, WaitResolved
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.errors import DefinitionError, ExecutionNotFound, PermanentNodeError
+from orchestrion.errors import (
+    DefinitionError,
+    ExecutionNotFound,
+    OrchestrionError,
+    PermanentNodeError,
+)
 from orchestrion.handlers.base import NodeContext, Wait
 from orchestrion.handlers.subworkflow import WorkflowConfig
+from orchestrion.runtime import lineage
 from orchestrion.store.base import ExecutionRecord
 
 if TYPE_CHECKING:
     from orchestrion.runtime.engine import Engine
 
 __all__ = ["ChildExecutions"]
+
+logger = logging.getLogger(__name__)
 
 
 class ChildExecutions:
@@ -32,6 +47,7 @@ class ChildExecutions:
         self._engine = engine
         self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
         self._early: dict[tuple[str, str], WaitResolved] = {}
+        self._stopping: set[asyncio.Future[None]] = set()
 
     async def start(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
         """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
@@ -123,10 +139,50 @@ class ChildExecutions:
             for key in self._children
             if key[0] == parent and (key[1] == node or key[1].startswith(item_prefix))
         ]
+        children = []
         for key in keys:
             child = self._children.pop(key)
             if self._engine.live_machine(child) is not None:
-                self._engine.post(child, CancelRequested(time.time(), "parent execution stopped"))
+                self._engine.post(child, CancelRequested(time.time(), _STOPPED))
+            else:
+                children.append(child)  # driven by another process
+        if children or not keys:  # not started here: the journal knows its children
+            task = asyncio.ensure_future(self._cancel_elsewhere(parent, node, children))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _cancel_elsewhere(self, parent: str, node: str, known: list[str]) -> None:
+        engine = self._engine
+        try:
+            found = known or await lineage.child_ids(engine, parent, node)
+            for child in found:
+                if engine.live_machine(child) is not None:
+                    engine.post(child, CancelRequested(time.time(), _STOPPED))
+                    continue
+                if (await engine.store.get_execution(child)).status in FINAL_EXECUTION_STATES:
+                    continue
+                try:
+                    await engine.cancel(child, _STOPPED)
+                except OrchestrionError as exc:
+                    logger.warning("child execution %s of %s not cancelled: %s", child, parent, exc)
+        except OrchestrionError:
+            logger.exception("cannot cancel the children of execution %s", parent)
+
+    async def stopped(self) -> None:
+        """Wait until the children of stopped parent nodes are cancelled (grandchildren too)."""
+        if asyncio.current_task() in self._stopping:
+            return  # a child's cancel, itself one of these: the first caller waits for all
+        while self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Give up on cancellations still under way (the engine is stopping)."""
+        for task in list(self._stopping):
+            task.cancel()
+        await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+
+_STOPPED = "parent execution stopped"
 
 
 def _outcome(

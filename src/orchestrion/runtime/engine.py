@@ -347,6 +347,7 @@ class Engine:
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
         await self._requests.stop()
+        await self._children.close()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
@@ -829,16 +830,14 @@ class Engine:
     ) -> tuple[list[ExecutionRecord], str | None]:
         return await self.store.list_executions(flt or ExecutionFilter())
 
-    async def cancel(
-        self, execution_id: str, reason: str = "cancelled by request", *, cascade: bool = True
-    ) -> None:
-        """Cancel an execution and (``cascade``) the children it started, wherever they run."""
+    async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
+        """Cancel an execution and the children it waits on, wherever they run."""
         target = await self._control_target(execution_id, "cancel")
         if await self._requested(target, "cancel", reason=reason):
             return
         await self._apply(target, CancelRequested(time.time(), reason))
-        if cascade and isinstance(target, _Live):
-            await lineage.cancel_children(self, execution_id)
+        if isinstance(target, _Live):
+            await self._children.stopped()  # its children are cancelled before this returns
 
     async def adopt_lineage(self, execution_id: str) -> str:
         """Drive here the ancestors of ``execution_id`` nobody alive drives; the root's id.

@@ -8,21 +8,16 @@ children whose parent was cancelled by another process than the one that started
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrion.core.events import CancelRequested
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
-from orchestrion.errors import ExecutionNotFound, InvalidTransition
+from orchestrion.errors import ExecutionNotFound
 
 if TYPE_CHECKING:
     from orchestrion.runtime.engine import Engine
 
 __all__ = ["DECIDABLE", "PendingDecision", "ancestors", "child_ids", "pending_decisions"]
-
-logger = logging.getLogger(__name__)
 
 DECIDABLE = frozenset({"approval", "review"})
 """Wait reasons a person ends (``approve``/``reject``)."""
@@ -30,7 +25,6 @@ DECIDABLE = frozenset({"approval", "review"})
 # Nesting deeper than this is refused by the definition limits long before; a cycle of
 # records edited by hand must not loop forever.
 _MAX_DEPTH = 32
-_REASON = "parent execution cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +36,9 @@ class PendingDecision:
     reason: str
 
 
-async def child_ids(engine: Engine, execution_id: str) -> list[str]:
-    """Every child an execution's ``workflow`` nodes started and waited for, oldest first."""
+async def child_ids(engine: Engine, execution_id: str, node: str | None = None) -> list[str]:
+    """Every child an execution's ``workflow`` nodes (or ``node``) started and waited for,
+    oldest first."""
     found: list[str] = []
     after, size = 0, 1000
     while True:
@@ -94,27 +89,3 @@ async def ancestors(engine: Engine, execution_id: str) -> list[str]:
         chain.append(record.parent_execution_id)
         record = await engine.store.get_execution(record.parent_execution_id)
     return chain
-
-
-async def cancel_children(engine: Engine, execution_id: str, _depth: int = 0) -> None:
-    """Cancel the unfinished children of a cancelled execution, wherever they are driven.
-
-    The process that cancels a parent is often not the one that started its children (that
-    one was killed, or ended): each child is cancelled through the engine's own control path,
-    which claims it when its owner is gone, and so on down to grandchildren.
-    """
-    if _depth >= _MAX_DEPTH:
-        return
-    for child in await child_ids(engine, execution_id):
-        try:
-            record = await engine.store.get_execution(child)
-        except ExecutionNotFound:
-            continue
-        if engine.is_live(child):
-            engine.post(child, CancelRequested(time.time(), _REASON))
-        elif record.status not in FINAL_EXECUTION_STATES:
-            try:
-                await engine.cancel(child, _REASON, cascade=False)
-            except InvalidTransition as exc:
-                logger.warning("child execution %s not cancelled: %s", child, exc)
-        await cancel_children(engine, child, _depth + 1)
