@@ -8,6 +8,7 @@ as on Ctrl-C: running attempts get the grace period, the leases are given back, 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
@@ -40,6 +41,13 @@ async def graceful_on_sigterm(work: Awaitable[_T]) -> _T:
     """Await ``work`` with SIGTERM handled as asyncio handles SIGINT (the main task is
     cancelled, so ``async with Engine`` stops gracefully, then KeyboardInterrupt is raised)."""
     on_sigint: Any = signal.getsignal(signal.SIGINT)
+    before: Any = None
     if callable(on_sigint) and on_sigint is not signal.default_int_handler:
-        signal.signal(signal.SIGTERM, on_sigint)
-    return await work
+        # Only the main thread may set handlers; asyncio set none elsewhere (an embedding).
+        with contextlib.suppress(ValueError):
+            before = signal.signal(signal.SIGTERM, on_sigint)
+    try:
+        return await work
+    finally:
+        if before is not None:  # the handler belongs to this run's event loop only
+            signal.signal(signal.SIGTERM, before)
