@@ -58,7 +58,7 @@ def test_cancel_from_another_terminal_while_run_drives_it(tmp_path: Path) -> Non
     assert _executions(db)[execution_id][0] == "cancelled"
     code, out, errors = _finish(proc)  # the run that drove it reports the cancel and ends
     assert code == 1, errors
-    assert json.loads(out)["status"] == "cancelled"
+    assert json.loads(out)["status"].lower() == "cancelled"
 
 
 def test_pause_and_resume_from_another_terminal_while_run_drives_it(tmp_path: Path) -> None:
@@ -76,11 +76,11 @@ def test_pause_and_resume_from_another_terminal_while_run_drives_it(tmp_path: Pa
     assert proc.poll() is None  # still owns it, paused
     resumed = cli("resume", execution_id, "--db", str(db), "--json")
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "completed"
+    assert json.loads(resumed.stdout)["status"].lower() == "completed"
     assert "start more" in log.read_text()
     code, out, errors = _finish(proc)
     assert code == 0, errors
-    assert json.loads(out)["status"] == "completed"
+    assert json.loads(out)["status"].lower() == "completed"
 
 
 def test_requests_another_process_would_refuse_are_refused_here_at_once(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_decide_with_db_while_an_embedded_server_drives_it(tmp_path: Path, verb:
         decided = cli(verb, execution_id, "ask", "--by", "ada", "--db", str(db), "--json")
         expected = "completed" if verb == "approve" else "failed"
         assert decided.returncode == (0 if verb == "approve" else 1), decided.stderr
-        assert json.loads(decided.stdout)["status"] == expected
+        assert json.loads(decided.stdout)["status"].lower() == expected
         assert _executions(db)[execution_id][0] == expected
         owner = _executions(db)[execution_id][1]
         assert owner is None  # final: the server's claim is cleared

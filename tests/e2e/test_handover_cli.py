@@ -118,7 +118,7 @@ def test_run_hands_over_at_a_childs_approval_and_approving_it_finishes_the_paren
     waiting = cli("run", _write(tmp_path, "release", PARENT), "--db", db, "--json")
     assert waiting.returncode == 4, waiting.stderr
     parent = json.loads(waiting.stdout)
-    assert parent["status"] == "waiting"
+    assert parent["status"].lower() == "waiting"
     children = [
         eid for eid, (_, _, up) in _executions(Path(db)).items() if up == parent["execution_id"]
     ]
@@ -130,7 +130,7 @@ def test_run_hands_over_at_a_childs_approval_and_approving_it_finishes_the_paren
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["execution_id"] == parent["execution_id"]  # the whole run is shown
-    assert result["status"] == "completed"
+    assert result["status"].lower() == "completed"
     assert result["nodes"]["ship"]["output"] == {"signed": "by ada"}
 
 
@@ -179,7 +179,7 @@ def test_sigterm_stops_run_gracefully_and_resume_carries_on_at_once(tmp_path: Pa
     assert (status, owner) == ("running", None)
     resumed = cli("resume", "--db", str(db), "--json")
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "completed"
+    assert json.loads(resumed.stdout)["status"].lower() == "completed"
 
 
 def test_sigterm_stops_resume_gracefully(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_run_on_a_server_hands_over_at_a_childs_approval(tmp_path: Path, server:
     deadline = time.monotonic() + 30
     while True:
         shown = cli("status", parent_id, "--server", server.url, "--json")
-        if json.loads(shown.stdout)["status"] == "completed" or time.monotonic() > deadline:
+        if json.loads(shown.stdout)["status"].lower() == "completed" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert json.loads(shown.stdout)["status"] == "completed", shown.stdout
+    assert json.loads(shown.stdout)["status"].lower() == "completed", shown.stdout
