@@ -1,0 +1,64 @@
+"""Scale-out: cancelling a parent cancels its child when another orchestrator drives the child
+(the parent's orchestrator asks the child's owner over the streams)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.runtime.engine import Engine
+from scaleout import scaleout_engine, scaleout_settings
+
+CHILD = {
+    "name": "napper",
+    "dag": {"nodes": [{"id": "nap", "handler": "delay", "config": {"seconds": 60}}]},
+}
+PARENT = {
+    "name": "calls-napper",
+    "dag": {"nodes": [{"id": "sub", "handler": "workflow", "config": {"workflow": "napper"}}]},
+}
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["at-once", "after-recovery"])
+async def test_cancel_reaches_a_child_driven_by_another_orchestrator(
+    postgres_url: str, redis_server: str, redis_prefix: str, settled: bool
+) -> None:
+    pg, redis_url, prefix = postgres_url, redis_server, redis_prefix
+    async with scaleout_engine(pg, redis_url, prefix) as first:
+        await first.submit(CHILD)
+        parent = await first.start_execution(PARENT)
+        child = await _until(lambda: _child_of(first, parent.id))
+        await _until(lambda: _status_is(first, child, ExecutionStatus.WAITING))
+    # Given back at stop; now one orchestrator drives the child, another the parent.
+    async with (
+        scaleout_engine(pg, redis_url, prefix, resume=False) as child_owner,
+        scaleout_engine(pg, redis_url, prefix, resume=False) as parent_owner,
+        Engine(settings=scaleout_settings(pg, redis_url, prefix), drive=False) as api,
+    ):
+        assert await child_owner.adopt(await child_owner.store.get_execution(child))
+        assert await parent_owner.adopt(await parent_owner.store.get_execution(parent.id))
+        if settled:  # the parent's recovery re-ran its node, which found the child again
+            await asyncio.sleep(0.5)
+        await api.cancel(parent.id)
+        await _until(lambda: _status_is(api, parent.id, ExecutionStatus.CANCELLED))
+        await _until(lambda: _status_is(api, child, ExecutionStatus.CANCELLED))
+
+
+async def _until(check: Any, timeout: float = 20.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (found := await check()):
+            await asyncio.sleep(0.05)
+    return found
+
+
+async def _status_is(engine: Engine, execution_id: str, status: ExecutionStatus) -> bool:
+    return (await engine.store.get_execution(execution_id)).status is status
+
+
+async def _child_of(engine: Engine, parent: str) -> str | None:
+    records, _ = await engine.list_executions()
+    found = [r.id for r in records if r.parent_execution_id == parent]
+    return found[0] if found else None
