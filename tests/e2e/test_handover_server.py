@@ -55,14 +55,20 @@ def _approve_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in done.stderr.splitlines() if "orchestrion approve" in line]
 
 
-def test_run_on_a_server_hands_over_at_a_childs_approval(tmp_path: Path, server: Server) -> None:
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "live-progress"])
+def test_run_on_a_server_hands_over_at_a_childs_approval(
+    tmp_path: Path, server: Server, as_json: bool
+) -> None:
     child, parent = tmp_path / "sign.json", tmp_path / "release.json"
     child.write_text(json.dumps(CHILD_APPROVAL))
     parent.write_text(json.dumps(PARENT))
     assert cli("run", str(child), "--server", server.url, "-q").returncode == 4  # stores it
-    waiting = cli("run", str(parent), "--server", server.url, "--json")
+    waiting = cli("run", str(parent), "--server", server.url, *(["--json"] if as_json else []))
     assert waiting.returncode == 4, waiting.stderr
-    parent_id = json.loads(waiting.stdout)["execution_id"]
+    listed = json.loads(cli("list", "-w", "release", "--server", server.url, "--json").stdout)
+    (parent_id,) = [row.get("id") or row.get("execution_id") for row in listed]
+    if as_json:
+        assert json.loads(waiting.stdout)["execution_id"] == parent_id
     found = _approve_lines(waiting)
     assert len(found) == 1, waiting.stderr
     child_id = found[0].split("orchestrion approve ")[1].split()[0]
