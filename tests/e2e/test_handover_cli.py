@@ -260,3 +260,46 @@ def test_cancel_of_a_killed_parent_cancels_its_children_and_grandchildren(
 def _only(db: Path, status: str) -> str:
     (found,) = [eid for eid, row in _executions(db).items() if row[0] == status]
     return found
+
+
+def _beside_approval(name: str, sibling: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "dag": {
+            "nodes": [
+                {"id": "gate", "handler": "approval", "config": {"message": "ok?"}},
+                sibling,
+                {"id": "after", "handler": "noop", "dependencies": ["gate", sibling["id"]]},
+            ]
+        },
+    }
+
+
+DELAY = {"id": "pause", "handler": "delay", "config": {"seconds": 2}}
+CHILD = {"id": "kid", "handler": "workflow", "config": {"workflow": "nap"}}
+NAP = {"name": "nap", "dag": {"nodes": [DELAY]}}
+
+
+@pytest.mark.parametrize(
+    ("sibling", "stored"),
+    [(DELAY, None), (CHILD, NAP)],
+    ids=["delay-beside-the-approval", "child-beside-the-approval"],
+)
+def test_approve_carries_on_with_what_was_under_way_beside_the_approval(
+    tmp_path: Path, sibling: dict[str, Any], stored: dict[str, Any] | None
+) -> None:
+    """The run hands over (exit 4) while a delay or a child beside the approval is still
+    under way; the approve that follows drives them too, to the end, instead of waiting on a
+    timer nobody armed or a child nobody drives."""
+    db = str(tmp_path / "b.db")
+    if stored is not None:
+        assert cli("run", _write(tmp_path, "nap", stored), "--db", db).returncode == 0
+    waiting = cli("run", _write(tmp_path, "flow", _beside_approval("flow", sibling)), "--db", db)
+    assert waiting.returncode == 4, (waiting.stdout, waiting.stderr)
+    execution = _until(
+        lambda: [e for e, (s, _, up) in _executions(Path(db)).items() if s == "waiting" and not up]
+    )[0]
+    done = cli("approve", execution, "gate", "--by", "ada", "--db", db, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"].lower() == "completed"
+    assert all(status == "completed" for status, _, _ in _executions(Path(db)).values())

@@ -764,7 +764,12 @@ class Engine:
                     if execution_id not in self._live:
                         await asyncio.sleep(0.2)
                     continue
-                if live.machine.finished or self._waits_for_person(execution_id):
+                # Hand over only once nothing goes on without a person: a sibling still
+                # running (a child, an attempt) would otherwise be left half done.
+                if live.machine.finished or (
+                    live.machine.status is ExecutionStatus.WAITING
+                    and self._waits_for_person(execution_id)
+                ):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(live.done), 0.05)
@@ -840,21 +845,27 @@ class Engine:
             await self._children.stopped()  # its children are cancelled before this returns
 
     async def adopt_lineage(self, execution_id: str) -> str:
-        """Drive here the ancestors of ``execution_id`` nobody alive drives; the root's id.
+        """Drive here the ancestors and descendants of ``execution_id`` nobody alive drives;
+        the root's id.
 
         Deciding a child's approval completes the child; its parent, released by the run that
-        handed over, must be driven by someone to take that result and go on.
+        handed over, must be driven by someone to take that result and go on. And a child
+        still under way when the run handed over (a delay beside the approval) is driven too,
+        or the decision would wait on it forever.
         """
         chain = await lineage.ancestors(self, execution_id)
-        for parent in reversed(chain):
-            record = await self.store.get_execution(parent)
-            if record.status in FINAL_EXECUTION_STATES or parent in self._live:
+        root = chain[-1] if chain else execution_id
+        for member in [*reversed(chain), *await lineage.descendants(self, root)]:
+            if member == execution_id or member in self._live:
+                continue  # the execution itself is loaded by the verb that follows
+            record = await self.store.get_execution(member)
+            if record.status in FINAL_EXECUTION_STATES:
                 continue
             if record.owner == self.owner or owner_is_dead(
                 record.owner, record.lease_until, time.time()
             ):
                 await self.adopt(record)
-        return chain[-1] if chain else execution_id
+        return root
 
     async def pending_decisions(self, execution_id: str) -> list[lineage.PendingDecision]:
         """Nodes waiting for a person in the execution or in the children it waits on."""
@@ -1070,7 +1081,14 @@ class Engine:
         if self._forwards(record):
             return record
         await self._claim(record, verb, expected=record.owner)
-        return self._install(await self._load(record))
+        loaded = await self._load(record)
+        live = self._install(loaded)
+        if live is loaded and verb != "cancel":
+            # Driven here from now on: its timers (a delay beside an approval) are armed and
+            # its attempts in flight sent again, as on any start, or it would wait forever. A
+            # cancel ends what was in flight instead of sending it again first.
+            await self._recover([live])
+        return live
 
     async def _claim(self, record: ExecutionRecord, verb: str, *, expected: str | None) -> None:
         """Take ownership of ``record`` or explain who holds it."""

@@ -17,7 +17,14 @@ from orchestrion.errors import ExecutionNotFound
 if TYPE_CHECKING:
     from orchestrion.runtime.engine import Engine
 
-__all__ = ["DECIDABLE", "PendingDecision", "ancestors", "child_ids", "pending_decisions"]
+__all__ = [
+    "DECIDABLE",
+    "PendingDecision",
+    "ancestors",
+    "child_ids",
+    "descendants",
+    "pending_decisions",
+]
 
 DECIDABLE = frozenset({"approval", "review"})
 """Wait reasons a person ends (``approve``/``reject``)."""
@@ -89,3 +96,16 @@ async def ancestors(engine: Engine, execution_id: str) -> list[str]:
         chain.append(record.parent_execution_id)
         record = await engine.store.get_execution(record.parent_execution_id)
     return chain
+
+
+async def descendants(engine: Engine, execution_id: str) -> list[str]:
+    """Every child the execution's ``workflow`` nodes waited for, and theirs, parents first."""
+    found: list[str] = []
+    level = [execution_id]
+    for _ in range(_MAX_DEPTH):
+        children = [c for e in level for c in await child_ids(engine, e) if c not in found]
+        if not children:
+            break
+        found.extend(children)
+        level = children
+    return found
