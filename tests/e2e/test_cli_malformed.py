@@ -4,6 +4,7 @@ code 2, a message naming the place, and never a traceback."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,7 @@ def test_audit_time_filters(tmp_path: Path, value: str) -> None:
 
 @pytest.mark.parametrize("value", ["1e308", "99999999999999999d", "P99999999999D"])
 def test_purge_with_a_huge_duration_stops_at_1970(tmp_path: Path, value: str) -> None:
+    sqlite3.connect(tmp_path / "p.db").close()  # exists, holds nothing yet
     result = orchestrion("purge", "--db", str(tmp_path / "p.db"), "--older-than", value,
                          cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr

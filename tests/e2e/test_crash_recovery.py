@@ -109,6 +109,7 @@ def test_kill_9_mid_run_then_resume_completes_without_rerunning_completed_nodes(
 
 
 def test_resume_with_nothing_to_do_says_so(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "empty.db").close()  # exists, holds nothing yet
     result = subprocess.run(
         [*CLI, "resume", "--db", str(tmp_path / "empty.db")],
         env=_env(),

@@ -7,6 +7,7 @@ the README tells a user to, and checks what they see: messages, exit codes, log 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -56,12 +57,31 @@ def test_local_commands_do_not_warn_about_keys_the_policy_does_not_require(
 
 def test_the_log_level_setting_is_honoured_by_the_cli(tmp_path: Path) -> None:
     db = str(tmp_path / "o.db")
+    sqlite3.connect(db).close()  # an existing (empty) database: the store makes its tables
     chatty = orchestrion("list", "--db", db, env={"ORCHESTRION_LOG_LEVEL": "INFO"})
     assert chatty.returncode == 0
     assert "ORCHESTRION_AUDIT_KEYS is not set" in chatty.stderr  # said, when asked for
     quiet = orchestrion("list", "--db", db, env={"ORCHESTRION_LOG_LEVEL": "ERROR"})
     assert quiet.returncode == 0
     assert quiet.stderr == ""
+
+
+def test_a_command_that_reads_or_acts_refuses_a_missing_database_file(tmp_path: Path) -> None:
+    """A mistyped --db is not a new, empty database: exit 3, and no file is left behind."""
+    missing = tmp_path / "typo.db"
+    for argv in (
+        ["list"],
+        ["status", "abc"],
+        ["events", "abc"],
+        ["cancel", "abc"],
+        ["resume"],
+        ["audit", "verify"],
+    ):
+        result = orchestrion(*argv, "--db", str(missing))
+        assert result.returncode == 3, (argv, result.stdout, result.stderr)
+        assert "the file does not exist" in result.stderr, (argv, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert not missing.exists(), argv
 
 
 def _only_id(db: str) -> str:

@@ -129,9 +129,11 @@ def _log_level() -> str:
     return settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
 
 
-def _database_url(db: str | None) -> str | None:
+def _database_url(db: str | None, *, create: bool = False) -> str | None:
     """The URL of ``--db`` (a file path or a URL); exit 3 for a SQLite file in a directory
-    that does not exist, rather than grow a tree and an empty store from a typo."""
+    that does not exist, rather than grow a tree and an empty store from a typo, and, unless
+    the command may ``create`` the store (run, serve), for a file that does not exist: a
+    mistyped path to read or act on is not a new, empty database."""
     if db is None:
         return None
     url = db if "://" in db else f"sqlite:///{db}"
@@ -145,6 +147,9 @@ def _database_url(db: str | None) -> str | None:
             return url  # the store says what is wrong with it
         if not folder.is_dir():
             _fail(EXIT_STORE, f"cannot open SQLite store {db}: directory {folder} does not exist")
+        path = Path(url_to_sqlite_path(url)).expanduser()
+        if not create and not path.exists():
+            _fail(EXIT_STORE, f"no SQLite store at {db}: the file does not exist (check --db)")
     return url
 
 
@@ -258,12 +263,12 @@ def _import_from_working_directory() -> None:
         sys.path.insert(0, cwd)
 
 
-def _engine(db: str | None, *, resume: bool = True) -> Engine:
+def _engine(db: str | None, *, resume: bool = True, create: bool = False) -> Engine:
     from orchestrion.runtime.engine import Engine
 
     _import_from_working_directory()
 
-    return Engine(_database_url(db), resume=resume)
+    return Engine(_database_url(db, create=create), resume=resume)
 
 
 # ---------------------------------------------------------------------------- run
@@ -357,7 +362,7 @@ async def _run(
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     for warning in loaded.warnings if loaded else ():
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
-    async with _engine(db) as engine:
+    async with _engine(db, create=True) as engine:
         # One's own file runs as trusted as this process; a stored definition (by name, maybe
         # submitted through the service) keeps its own trust level (governance/trust.py).
         source: LoadedDefinition | DefinitionRecord
@@ -776,7 +781,7 @@ def serve(
     if port is not None:
         overrides["port"] = port
     if db is not None:
-        overrides["database_url"] = _database_url(db)
+        overrides["database_url"] = _database_url(db, create=True)
     if embedded_workers:
         overrides["redis_url"] = None
     try:

@@ -61,7 +61,7 @@ def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> 
 
     overrides: dict[str, Any] = {}
     if db is not None:
-        overrides["database_url"] = _database_url(db)
+        overrides["database_url"] = _database_url(db, create=True)
     if redis is not None:
         overrides["redis_url"] = redis
     try:
