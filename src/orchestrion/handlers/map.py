@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,8 @@ from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.keys import ALLOWLIST_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
+from orchestrion.template_threads import off_loop
+from orchestrion.template_weight import renders_off_loop
 from orchestrion.templates import build_context, render_value
 
 __all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
@@ -68,6 +71,8 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     if inner.name == "map":
         raise PermanentNodeError("a map cannot run `map` per item; use a sub-workflow")
     base = build_context(ctx.inputs, ctx.outputs, execution={"id": ctx.execution_id})
+    # Item configs with more than plain references render in a thread, off the event loop.
+    heavy = renders_off_loop(inner.name, config.config)
     rng = random.Random()
     results: list[Any] = [None] * len(config.items)
     errors: dict[int, dict[str, Any]] = {}
@@ -87,7 +92,7 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
         attempt = 1
         while True:
             try:
-                results[index] = await _call(ctx, inner, config, base, index, item, attempt)
+                results[index] = await _call(ctx, inner, config, base, index, item, attempt, heavy)
                 progressed()
                 return
             except asyncio.CancelledError:
@@ -144,7 +149,45 @@ async def _call(
     index: int,
     item: Any,
     attempt: int,
+    heavy: bool,
 ) -> Any:
+    if heavy:
+        output = await off_loop(_prepare_item, ctx, inner, config, base, index, item, attempt)
+    else:
+        output = _prepare_item(ctx, inner, config, base, index, item, attempt)
+    if isinstance(output, _Prepared):
+        output = await inner.run(output.ctx, output.config)
+    if isinstance(output, Wait):
+        waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
+        child = (output.data or {}).get("child_execution_id")
+        if output.reason != "child" or waiter is None or child is None:
+            raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
+        # A sub-workflow per item: the map's own attempt waits for each child to finish.
+        return await waiter(child)
+    return output
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An item whose handler must be awaited: its rendered config and its context."""
+
+    ctx: NodeContext
+    config: Any
+
+
+def _prepare_item(
+    ctx: NodeContext,
+    inner: HandlerSpec,
+    config: MapConfig,
+    base: dict[str, Any],
+    index: int,
+    item: Any,
+    attempt: int,
+) -> Any:
+    """Render and validate one item's config and run its handler's ``run_now``: its output,
+    or ``_Prepared`` when the handler has to be awaited. Runs in a render thread when the
+    config is more than light templates (a ``run_now`` has no effect outside the engine, so
+    it may run there too)."""
     context = {**base, "item": item, "index": index}
     raw = config.config
     rendered = (
@@ -174,16 +217,7 @@ async def _call(
         classification=ctx.classification,
     )
     output = LATER if inner.run_now is None else inner.run_now(item_ctx, inner_config)
-    if output is LATER:
-        output = await inner.run(item_ctx, inner_config)
-    if isinstance(output, Wait):
-        waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
-        child = (output.data or {}).get("child_execution_id")
-        if output.reason != "child" or waiter is None or child is None:
-            raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
-        # A sub-workflow per item: the map's own attempt waits for each child to finish.
-        return await waiter(child)
-    return output
+    return _Prepared(item_ctx, inner_config) if output is LATER else output
 
 
 MAP_SPEC = HandlerSpec(

@@ -40,6 +40,8 @@ from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources
 from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.logcontext import node_fields
+from orchestrion.template_threads import off_loop
+from orchestrion.template_weight import renders_off_loop
 from orchestrion.templates import (
     LIMITS_KEY,
     build_context,
@@ -56,6 +58,10 @@ __all__ = ["NodeExecutor"]
 logger = logging.getLogger(__name__)
 
 _MAX_TRACEBACK = 4000
+
+# An attempt up to its handler: the spec, its rendered config, its context, and the output of
+# its ``run_now`` when that ran already (else ``LATER``).
+_Begun = tuple[HandlerSpec, Any, NodeContext, Any]
 
 
 class NodeExecutor:
@@ -95,15 +101,43 @@ class NodeExecutor:
     async def _run(self, task: TaskMessage) -> Event:
         node, attempt = task.node_id, task.attempt
         try:
-            context = self._context(task)
-            if task.when and not evaluate_condition(task.when, context):
+            if self._renders_off_loop(task):
+                # Rendering may run up to the template time limit: in a thread, so that the
+                # event loop goes on (the thread gets the attempt's context: template limits
+                # and log fields). A ``run_now`` handler (a condition and its cases) finishes
+                # there too: it has no effect outside the engine.
+                begun = await off_loop(self._begin, task, True)
+            else:
+                begun = self._begin(task, False)
+            if begun is None:
                 return NodeSkipped(node, attempt, time.time(), "condition_false")
-            output = await self._call(task, context)
+            spec, config, ctx, output = begun
+            if output is LATER:
+                output = await self._call(task, spec, config, ctx)
+            elif not isinstance(output, Wait):
+                _check_serialisable(node, output)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             return NodeFailed(node, attempt, time.time(), self._classify(task, exc))
         return self._outcome(task, output)
+
+    def _begin(self, task: TaskMessage, finish: bool) -> _Begun | None:
+        """The attempt up to its handler: ``when:`` (None when it is false), the rendered
+        config, and with ``finish`` the output of the handler's ``run_now`` (else ``LATER``)."""
+        context = self._context(task)
+        if task.kind == "run" and task.when and not evaluate_condition(task.when, context):
+            return None
+        spec = self.registry.get(task.handler)
+        config, ctx = self._prepare(task, spec, context)
+        output = spec.run_now(ctx, config) if finish and spec.run_now is not None else LATER
+        return spec, config, ctx, output
+
+    def _renders_off_loop(self, task: TaskMessage) -> bool:
+        """Whether the attempt renders more than plain references (``template_weight``)."""
+        return renders_off_loop(
+            self._canonical(task.handler), task.config, task.when if task.kind == "run" else None
+        )
 
     def has_run_now(self, handler: str) -> bool:
         """Whether ``handler``'s attempts may be run by ``run_now`` (it has a ``run_now``)."""
@@ -127,8 +161,8 @@ class NodeExecutor:
             spec = self.registry.get(task.handler)
         except HandlerNotFound:
             return False  # ``execute`` reports it, as a failed attempt
-        if spec.run_now is None:
-            return False
+        if spec.run_now is None or self._renders_off_loop(task):
+            return False  # not in the caller's turn: ``execute`` renders in a thread
         node, attempt = task.node_id, task.attempt
         started = time.time()
         fields = node_fields.set(_log_fields(task))
@@ -170,7 +204,13 @@ class NodeExecutor:
 
     async def _compensate(self, task: TaskMessage) -> Event:
         try:
-            output = await self._call(task, self._context(task))
+            if self._renders_off_loop(task):
+                begun = await off_loop(self._begin, task, False)
+            else:
+                begun = self._begin(task, False)
+            assert begun is not None  # a compensation has no condition
+            spec, config, ctx, _ = begun
+            output = await self._call(task, spec, config, ctx)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -255,9 +295,9 @@ class NodeExecutor:
         )
         return config, ctx
 
-    async def _call(self, task: TaskMessage, context: dict[str, Any]) -> Any:
-        spec = self.registry.get(task.handler)
-        config, ctx = self._prepare(task, spec, context)
+    async def _call(
+        self, task: TaskMessage, spec: HandlerSpec, config: Any, ctx: NodeContext
+    ) -> Any:
         # Scale-out workers put circuit breakers here; embedded mode pays this one lookup.
         breakers = self.resources.extra.get("circuit_breakers")
         if breakers is not None:
