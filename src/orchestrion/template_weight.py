@@ -58,6 +58,8 @@ def is_light(source: str) -> bool:
         if token is None or token.end() == position:
             return False  # a filter, a subscript, a call's comma, arithmetic, markup...
         kind = token.lastgroup or ""
+        if kind == "name" and token.group("name") in _OPERATORS:
+            kind = "op"
         if kind == "open" and previous in _READS:
             return False  # a call: `range(...)`, `x.items()`
         if kind in ("attr", "index") and previous not in _READS:
@@ -66,6 +68,7 @@ def is_light(source: str) -> bool:
     return True
 
 
+_OPERATORS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
 _READS = frozenset({"name", "attr", "index", "close"})  # what a value ends with
 
 

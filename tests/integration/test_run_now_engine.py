@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,71 @@ async def test_a_node_run_in_the_turn_is_retried_and_journaled(tmp_path: Path) -
         ("try", "node.started", 3),
         ("try", "node.completed", 3),
     ]
+
+
+async def test_a_node_with_a_heavy_template_is_not_run_in_the_turn(tmp_path: Path) -> None:
+    """A light template (a read, a comparison) runs inline; a heavy one (here a filter) is
+    dispatched as a task, its queueing committed first, and renders in a render thread."""
+    threads: dict[str, str] = {}
+    commits: list[list[str]] = []
+
+    def where_now(ctx: NodeContext, config: Any) -> Any:
+        threads[ctx.node_id] = threading.current_thread().name
+        return config
+
+    async def where(ctx: NodeContext, config: Any) -> Any:
+        return where_now(ctx, config)
+
+    registry = _registry()
+    registry.register(HandlerSpec(name="where", run=where, run_now=where_now))
+    definition = {
+        "name": "weights",
+        "dag": {
+            "nodes": [
+                {"id": "a", "handler": "noop", "config": {"value": {"n": 3}}},
+                {
+                    "id": "light",
+                    "handler": "where",
+                    "dependencies": ["a"],
+                    "when": "a.output.n > 1",
+                    "config": {"n": "{{ a.output.n }}"},
+                },
+                {
+                    "id": "heavy",
+                    "handler": "where",
+                    "dependencies": ["a"],
+                    "config": {"n": "{{ a.output.n | string }}"},
+                },
+                {
+                    "id": "choose",
+                    "handler": "condition",
+                    "dependencies": ["light", "heavy"],
+                    "config": {"cases": [{"when": "heavy.output.n | int > 2", "then": ["end"]}]},
+                },
+                {"id": "end", "handler": "noop", "dependencies": ["choose"]},
+            ]
+        },
+    }
+
+    def listener(_execution_id: str, records: list[Any]) -> None:
+        commits.append([f"{r.type} {r.node}" for r in records])
+
+    async with Engine(f"sqlite:///{tmp_path / 'o.db'}", registry=registry) as engine:
+        engine.add_listener(listener)
+        record = await engine.start_execution(definition)
+        result = await engine.wait(record.id, timeout=30)
+    assert result.ok, result.error
+    assert result.result == {"end": None}
+    assert threads["light"] == threading.current_thread().name
+    assert threads["heavy"].startswith("orchestrion-render")
+
+    def same_commit(node: str) -> bool:
+        return any(
+            f"node.queued {node}" in batch and f"node.completed {node}" in batch
+            for batch in commits
+        )
+
+    assert same_commit("light")  # run in the turn that queued it
+    assert not same_commit("heavy")
+    assert not same_commit("choose")  # its case has a filter: a task too
+    assert same_commit("end")

@@ -7,6 +7,10 @@ can start afresh in a task.
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -26,6 +30,7 @@ from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.runtime.executor import NodeExecutor
 from orchestrion.runtime.logcontext import node_fields
+from orchestrion.templates import LIMITS_KEY, TemplateLimits
 
 
 def _task(handler: str, config: dict[str, Any], **extra: Any) -> TaskMessage:
@@ -163,3 +168,118 @@ def test_run_now_sets_the_log_context_for_the_call_and_restores_the_callers() ->
         }
     finally:
         node_fields.reset(token)
+
+
+MACRO = "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
+
+
+def _where_spec(seen: list[dict[str, Any]]) -> HandlerSpec:
+    """A handler with ``run_now`` that notes the thread it runs in and the log context."""
+
+    def where_now(ctx: NodeContext, config: Any) -> Any:
+        seen.append(
+            {
+                "thread": threading.current_thread().name,
+                "fields": dict(node_fields.get() or {}),
+                "config": config,
+            }
+        )
+        return config
+
+    async def where(ctx: NodeContext, config: Any) -> Any:
+        return where_now(ctx, config)
+
+    return HandlerSpec(name="where", run=where, run_now=where_now)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param(_task("noop", {"value": MACRO}), id="config"),
+        pytest.param(_task("noop", {"value": {"deep": ["{{ 'x' | upper }}"]}}), id="nested"),
+        pytest.param(_task("noop", {"value": 1}, when="input.x | length > 1"), id="when"),
+        pytest.param(_task("output", {"value": "{{ range(3) | list }}"}), id="output"),
+        pytest.param(
+            _task("condition", {"cases": [{"when": "range(3) | list", "then": ["a"]}]}),
+            id="condition-case",
+        ),
+    ],
+)
+def test_run_now_declines_attempts_with_heavy_templates(task: TaskMessage) -> None:
+    ran, events = _now(_executor(), task)
+    assert not ran
+    assert events == []
+
+
+async def test_a_heavy_attempt_renders_in_a_render_thread_with_its_context() -> None:
+    seen: list[dict[str, Any]] = []
+    executor = _executor(_where_spec(seen))
+    task = _task("where", {"v": "{{ up.output.x | string }}"}, outputs={"up": {"x": 7}})
+    assert _now(executor, task) == (False, [])
+    events = await _execute(executor, task)
+    assert isinstance(events[-1], NodeSucceeded)
+    assert events[-1].output == {"v": "7"}
+    assert seen[0]["thread"].startswith("orchestrion-render")
+    assert seen[0]["fields"]["node_id"] == "n1"
+    assert seen[0]["fields"]["execution_id"] == "e1"
+
+
+async def test_a_light_attempt_runs_in_the_callers_thread() -> None:
+    seen: list[dict[str, Any]] = []
+    executor = _executor(_where_spec(seen))
+    task = _task(
+        "where", {"v": "{{ up.output.x }}"}, when="up.output.x > 1", outputs={"up": {"x": 7}}
+    )
+    ran, events = _now(executor, task)
+    assert ran
+    assert events[-1].output == {"v": 7}  # type: ignore[attr-defined]
+    assert seen[0]["thread"] == threading.current_thread().name
+    await _execute(executor, task)
+    assert seen[1]["thread"] == threading.current_thread().name
+
+
+async def test_the_template_limits_hold_in_the_render_thread() -> None:
+    registry = HandlerRegistry()
+    for spec in builtin_specs():
+        registry.register(spec)
+    limits = TemplateLimits(timeout_seconds=0.05)
+    executor = NodeExecutor(registry, Resources(extra={LIMITS_KEY: limits}))
+    for task in (
+        _task("noop", {"value": MACRO}),
+        _task("noop", {"value": 1}, when=MACRO),
+        _task("condition", {"cases": [{"when": MACRO, "then": ["a"]}]}),
+        _task("map", {"items": [1], "handler": "noop", "config": {"value": MACRO}}),
+    ):
+        events = await _execute(executor, task)
+        failed = events[-1]
+        assert isinstance(failed, NodeFailed), (task.handler, failed)
+        assert "longer than 0.05s (templates.timeout_seconds)" in failed.error.message
+
+
+async def test_the_loop_runs_while_a_template_bomb_renders() -> None:
+    executor = _executor()
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # as `orchestrion serve` sets it
+    try:
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        events = await _execute(executor, _task("noop", {"value": MACRO}))
+        stop.set()
+        await ticking
+    finally:
+        sys.setswitchinterval(interval)
+    assert isinstance(events[-1], NodeFailed)
+    assert "templates.timeout_seconds" in events[-1].error.message
+    assert len(gaps) > 50  # the loop ran all along the 1 s render
+    assert max(gaps) < 0.25, max(gaps)  # the target is 0.1 s; slack for a loaded machine
