@@ -16,11 +16,11 @@ included) and a ``condition``'s case conditions.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from orchestrion.templates import expression_source, template_strings
+from orchestrion.templates import expression_source
 
 __all__ = ["MAX_LIGHT_EXPRESSION", "is_light", "renders_off_loop"]
 
@@ -81,19 +81,44 @@ _CONDITIONS = frozenset({"condition"})
 _MAPS = frozenset({"map", "foreach"})
 
 
-def renders_off_loop(handler: str | None, config: Any, when: str | None = None) -> bool:
-    """Whether an attempt of ``handler`` (its canonical name) with ``config`` and ``when``
-    renders any template that is not light (see the module docstring)."""
+def renders_off_loop(
+    handler: str | None,
+    config: Any,
+    when: str | None = None,
+    canonical: Callable[[str], str | None] | None = None,
+) -> bool:
+    """Whether an attempt of ``handler`` with ``config`` and ``when`` renders any template
+    that is not light (see the module docstring). ``canonical`` turns an alias into the
+    handler's name; it is asked only for a config that could be a condition's or a map's."""
     if when and not _light_condition(when):
         return True
-    if handler in _CONDITIONS and isinstance(config, Mapping):
-        cases = config.get("cases")
-        if isinstance(cases, list):
-            for case in cases:
-                if isinstance(case, Mapping) and not _light_condition(case.get("when")):
-                    return True
-    if handler in _MAPS and isinstance(config, Mapping):
-        inner = config.get("handler")
-        if inner in _CONDITIONS and renders_off_loop("condition", config.get("config")):
+    if isinstance(config, Mapping) and ("cases" in config or "config" in config):
+        name = canonical(handler) if canonical is not None and handler else handler
+        if name in _CONDITIONS and _heavy_cases(config):
             return True
-    return any(not is_light(text) for _, text in template_strings(config, ""))
+        if name in _MAPS:
+            inner = config.get("handler")
+            inner = canonical(inner) if canonical is not None and isinstance(inner, str) else inner
+            if inner in _CONDITIONS and _heavy_cases(config.get("config")):
+                return True
+    return _heavy(config)
+
+
+def _heavy_cases(config: Any) -> bool:
+    cases = config.get("cases") if isinstance(config, Mapping) else None
+    if not isinstance(cases, list):
+        return False
+    return any(
+        isinstance(case, Mapping) and not _light_condition(case.get("when")) for case in cases
+    )
+
+
+def _heavy(value: Any) -> bool:
+    """Whether ``value`` (dicts and lists, recursively) holds a template that is not light."""
+    if isinstance(value, str):
+        return ("{{" in value or "{%" in value) and not is_light(value)
+    if isinstance(value, Mapping):
+        return any(_heavy(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_heavy(item) for item in value)
+    return False

@@ -126,3 +126,11 @@ def test_light_and_template_free_attempts_stay_in_the_loop(
     handler: str, config: dict[str, Any], when: str | None
 ) -> None:
     assert not renders_off_loop(handler, config, when)
+
+
+def test_aliases_are_resolved_for_conditions_and_maps() -> None:
+    names = {"foreach": "map", "choose": "condition"}
+    config = {"items": [1], "handler": "choose", "config": {"cases": [{"when": "x | int"}]}}
+    assert renders_off_loop("foreach", config, None, names.get)
+    assert not renders_off_loop("foreach", config, None, lambda name: name)
+    assert renders_off_loop("choose", {"cases": [{"when": "x | int"}]}, None, names.get)

@@ -135,9 +135,8 @@ class NodeExecutor:
 
     def _renders_off_loop(self, task: TaskMessage) -> bool:
         """Whether the attempt renders more than plain references (``template_weight``)."""
-        return renders_off_loop(
-            self._canonical(task.handler), task.config, task.when if task.kind == "run" else None
-        )
+        when = task.when if task.kind == "run" else None
+        return renders_off_loop(task.handler, task.config, when, self._canonical)
 
     def has_run_now(self, handler: str) -> bool:
         """Whether ``handler``'s attempts may be run by ``run_now`` (it has a ``run_now``)."""
