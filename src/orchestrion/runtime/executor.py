@@ -134,7 +134,7 @@ class NodeExecutor:
         return spec, config, ctx, output
 
     def _renders_off_loop(self, task: TaskMessage) -> bool:
-        """Whether the attempt renders more than plain references (``template_weight``)."""
+        """Whether the attempt renders a template that is not light (``template_weight``)."""
         when = task.when if task.kind == "run" else None
         return renders_off_loop(task.handler, task.config, when, self._canonical)
 
