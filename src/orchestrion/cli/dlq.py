@@ -1,18 +1,25 @@
-"""``orchestrion dlq``: the dead letter queue of scale-out mode, in Redis or through a server.
+"""``orchestrion dlq``: the dead letters, locally or through a server.
 
-    orchestrion dlq list [--limit N] [--after ID] [--json]
+    orchestrion dlq list [--limit N] [--after ID] [--workflow NAME] [--since TIME] [--json]
     orchestrion dlq show ID [--json]
-    orchestrion dlq retry ID [--json]     # the same attempt goes back to its task stream
-    orchestrion dlq drop ID [--json]      # the attempt fails (dead_letter), the execution goes on
+    orchestrion dlq retry ID [--json]     # a node: its execution reruns from it
+    orchestrion dlq drop ID [--json]      # a node: recorded as handled, listed no more
 
-Each command works directly on Redis (``--redis URL`` or ``ORCHESTRION_REDIS_URL``, key prefix
-``--prefix`` or ``ORCHESTRION_REDIS_PREFIX``), or through a running server with ``--server URL``
-and an admin ``--api-key`` (``/v1/admin/dlq``); ``--server`` wins when both are given. Both
-ways print the same: a table (list), the fields, traceback and task (show), one line (retry,
-drop), or with ``--json`` the client's shape (``orchestrion.client.DeadLetter``, epoch times).
+Two kinds are listed. Nodes that failed for good (kind ``node``, id ``<execution>.<node>``:
+their last attempt failed and so did their execution) are read from the database (``--db``,
+as for every command), in both modes. In scale-out mode, task messages parked in Redis (kind
+``task``, id ``1712345678901-0``) come first, read from ``--redis URL`` or
+``ORCHESTRION_REDIS_URL`` (key prefix ``--prefix`` or ``ORCHESTRION_REDIS_PREFIX``): a retry
+sends the same attempt back to its task stream, a drop fails it (``dead_letter``) and its
+execution goes on. With ``--server URL`` and an admin ``--api-key`` everything goes through
+``/v1/admin/dlq`` instead. Both ways print the same: a table (list), the fields, traceback and
+task (show), one line (retry, drop), or with ``--json`` the client's shape
+(``orchestrion.client.DeadLetter``, epoch times).
 
-Exit codes (as in ``cli/app.py``): 0 done; 2 an unknown id, a letter that cannot be retried,
-no Redis configured, or a request the server refused; 3 Redis or the server cannot be reached.
+Exit codes (as in ``cli/app.py``): 0 done; 1 a node rerun here failed again; 2 an unknown
+parked task, a letter that cannot be retried, no Redis configured for a task id, or a request
+the server refused; 3 the database, Redis or the server cannot be reached; 5 an id that names
+no dead letter (a malformed one, or a node that has not failed for good).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -34,6 +42,7 @@ from orchestrion.cli.app import (
     EXIT_NOT_FOUND,
     EXIT_STORE,
     ApiKeyOption,
+    DbOption,
     JsonOption,
     ServerOption,
     app,
@@ -45,6 +54,8 @@ if TYPE_CHECKING:
     from orchestrion.client import Client, DeadLetter, DeadLetterAction, DeadLetterPage
     from orchestrion.resilience.dlq import DeadLetter as ParkedLetter
     from orchestrion.resilience.dlq import DeadLetters
+    from orchestrion.runtime.dead_nodes import ExhaustedNode
+    from orchestrion.runtime.engine import Engine
     from orchestrion.settings import Settings
 
 __all__ = ["dlq_app"]
@@ -53,7 +64,8 @@ T = TypeVar("T")
 
 dlq_app = typer.Typer(
     name="dlq",
-    help="The dead letter queue (scale-out): list, show, retry or drop parked task messages.",
+    help="Dead letters: list, show, retry or drop nodes that failed for good (and, in "
+    "scale-out mode, parked task messages).",
     no_args_is_help=True,
 )
 app.add_typer(dlq_app)
@@ -69,10 +81,14 @@ PrefixOption = Annotated[
         help="Redis key prefix (default: $ORCHESTRION_REDIS_PREFIX, else orchestrion).",
     ),
 ]
-EntryArgument = Annotated[str, typer.Argument(help="Dead letter id, as listed (1712345678901-0).")]
+EntryArgument = Annotated[
+    str,
+    typer.Argument(help="Dead letter id, as listed (<execution>.<node>, or 1712345678901-0)."),
+]
 
 _TIMEOUT = 10.0  # seconds a command waits for Redis
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_NODE_CURSOR = re.compile(r"^node-(\d{1,9})$")
 _MESSAGE_PREVIEW = 80
 
 
@@ -89,6 +105,7 @@ class _Target:
     prefix: str | None
     server: str | None
     api_key: str | None
+    db: str | None = None
 
 
 def _settings(target: _Target) -> Settings:
@@ -113,24 +130,69 @@ def _settings(target: _Target) -> Settings:
     return settings
 
 
-def _checked(entry_id: str) -> str:
+def _redis_of(target: _Target) -> tuple[str, str] | None:
+    """The Redis URL and key prefix when Redis is configured, else None."""
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if target.redis is not None:
+        overrides["redis_url"] = target.redis
+    if target.prefix is not None:
+        overrides["redis_prefix"] = target.prefix
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    return (settings.redis_url, settings.redis_prefix) if settings.redis_url else None
+
+
+def _is_node(entry_id: str) -> bool:
+    from orchestrion.runtime.dead_nodes import NODE_ENTRY
+
+    return NODE_ENTRY.match(entry_id) is not None
+
+
+def _checked(entry_id: str, *, cursor: bool = False) -> str:
     # Redis answers a malformed id with an error, which would read as "Redis failed" (exit 3).
-    if not _ENTRY_ID.match(entry_id):
-        _fail(EXIT_NOT_FOUND, f"no dead letter '{entry_id}' (ids look like 1712345678901-0)")
-    return entry_id
+    known = _NODE_CURSOR.match(entry_id) if cursor else _is_node(entry_id)
+    if _ENTRY_ID.match(entry_id) or known:
+        return entry_id
+    _fail(
+        EXIT_NOT_FOUND,
+        f"no dead letter '{entry_id}' (ids look like <execution id>.<node id>, or "
+        "1712345678901-0 for a parked task)",
+    )
+
+
+def _on_store(target: _Target, direct: Callable[[Engine], Awaitable[T]]) -> T:
+    """``direct(engine)`` on the local database (``--db``), errors as clean exits."""
+    from orchestrion.cli.app import _engine, _run_async
+
+    async def go() -> T:
+        async with _engine(target.db, resume=False) as engine:
+            return await direct(engine)
+
+    result: T = _run_async(go())
+    return result
 
 
 def _run(
     target: _Target,
+    entry_id: str,
     remote: Callable[[Client], T],
     direct: Callable[[DeadLetters], Awaitable[T]],
+    nodes: Callable[[Engine], Awaitable[T]],
 ) -> T:
-    """``remote(client)`` with ``--server``, else ``direct(dead_letters)`` on Redis."""
+    """``remote(client)`` with ``--server``, else ``nodes(engine)`` on the database for a
+    node's id, else ``direct(dead_letters)`` on Redis."""
     if target.server:
         from orchestrion.cli.remote import connected
 
         with connected(target.server, target.api_key) as client:
             return remote(client)
+    if _is_node(entry_id):
+        return _on_store(target, nodes)
     settings = _settings(target)
     assert settings.redis_url is not None
     return _on_redis(settings.redis_url, settings.redis_prefix, direct)
@@ -186,6 +248,98 @@ def _letter(parked: ParkedLetter, *, with_payload: bool) -> DeadLetter:
     if not isinstance(data.get("first_sent_at"), int | float):
         data["first_sent_at"] = None
     return DeadLetter.from_api(data)
+
+
+def _node_letter(node: ExhaustedNode) -> DeadLetter:
+    """A dead-lettered node as the client returns it, so both ways print the same."""
+    from orchestrion.client import DeadLetter
+
+    return DeadLetter(
+        id=node.id,
+        kind="node",
+        category=node.category,
+        message=node.message,
+        deliveries=0,
+        parked_at=node.failed_at,
+        stream="",
+        execution_id=node.execution_id,
+        node_id=node.node_id,
+        attempt=node.attempt,
+        workflow=node.workflow or None,
+    )
+
+
+def _local_page(
+    target: _Target, limit: int, after: str | None, workflow: str | None, since: float | None
+) -> DeadLetterPage:
+    """Parked tasks from Redis (when configured, and no filter is given), then nodes."""
+    from orchestrion.client import DeadLetterPage
+
+    items: list[DeadLetter] = []
+    total = 0
+    node_cursor = _NODE_CURSOR.match(after) if after else None
+    redis = _redis_of(target)
+    if redis is not None and workflow is None and since is None:
+        tasks = _on_redis(*redis, lambda dlq: _page(dlq, limit, None if node_cursor else after))
+        total = tasks.total
+        if node_cursor is None:
+            if tasks.next_after:
+                return tasks
+            items = list(tasks.items)
+    offset = int(node_cursor.group(1)) if node_cursor else 0
+
+    async def nodes(engine: Engine) -> list[ExhaustedNode]:
+        from orchestrion.runtime.dead_nodes import ExhaustedNodes
+
+        return await ExhaustedNodes(engine.store).list(workflow, since)
+
+    found = _on_store(target, nodes)
+    end = offset + limit - len(items)
+    items += [_node_letter(node) for node in found[offset:end]]
+    next_after = f"node-{end}" if len(found) > end else None
+    return DeadLetterPage(items=items, next_after=next_after, total=total + len(found))
+
+
+async def _node_show(engine: Engine, entry_id: str) -> DeadLetter:
+    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+
+    return _node_letter(await ExhaustedNodes(engine.store).get(entry_id))
+
+
+async def _node_retry(engine: Engine, entry_id: str) -> DeadLetterAction:
+    """Rerun the node's execution from it, here, until it ends or waits for a person."""
+    from orchestrion.client import DeadLetterAction
+    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+
+    node = await ExhaustedNodes(engine.store).get(entry_id)
+    await engine.retry(node.execution_id, from_node=node.node_id)
+    result = await engine.settle(node.execution_id)
+    return DeadLetterAction(
+        id=entry_id,
+        action="retried",
+        stream="",
+        execution_id=node.execution_id,
+        node_id=node.node_id,
+        attempt=node.attempt,
+        message=f"execution {node.execution_id} re-run from node {node.node_id}: "
+        f"{result.status.value}",
+    )
+
+
+async def _node_drop(engine: Engine, entry_id: str) -> DeadLetterAction:
+    from orchestrion.client import DeadLetterAction
+    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+
+    node = await ExhaustedNodes(engine.store).drop(entry_id)
+    return DeadLetterAction(
+        id=entry_id,
+        action="dropped",
+        stream="",
+        execution_id=node.execution_id,
+        node_id=node.node_id,
+        attempt=node.attempt,
+        message=f"node {node.node_id} of execution {node.execution_id} is recorded as handled",
+    )
 
 
 async def _page(dlq: DeadLetters, limit: int, after: str | None) -> DeadLetterPage:
@@ -275,17 +429,19 @@ def _render_page(page: DeadLetterPage) -> None:
         title=f"dead letters: {len(page.items)} of {page.total}", title_justify="left", expand=True
     )
     table.add_column("id", no_wrap=True)
+    table.add_column("kind")
     table.add_column("category")
     table.add_column("execution", no_wrap=True)
     table.add_column("node")
     table.add_column("attempt", justify="right")
     table.add_column("handler")
     table.add_column("deliveries", justify="right")
-    table.add_column("parked at (UTC)", no_wrap=True)
+    table.add_column("parked/failed at (UTC)", no_wrap=True)
     table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
     for letter in page.items:
         table.add_row(
             Text(letter.id),
+            Text(letter.kind),
             Text(letter.category, style="yellow" if letter.category == "delivery" else "red"),
             Text(letter.execution_id or "-"),
             Text(letter.node_id or "-"),
@@ -308,6 +464,8 @@ def _render_letter(letter: DeadLetter) -> None:
     grid.add_column()
     rows = [
         ("id", letter.id),
+        ("kind", letter.kind),
+        ("workflow", letter.workflow or "-"),
         ("category", letter.category),
         ("message", letter.message),
         ("execution", letter.execution_id or "-"),
@@ -342,23 +500,37 @@ def _render_letter(letter: DeadLetter) -> None:
 def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500)] = 50,
     after: Annotated[
-        str | None, typer.Option("--after", help="List after this id (the previous page's last).")
+        str | None, typer.Option("--after", help="Continue a listing (its 'more:' hint).")
+    ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", help="Only nodes of this workflow (no parked tasks)."),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since", help="Only nodes that failed at or after it, UTC (no parked tasks)."
+        ),
     ] = None,
     as_json: JsonOption = False,
+    db: DbOption = None,
     redis: RedisOption = None,
     prefix: PrefixOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters: parked tasks (scale-out) oldest first, then failed nodes."""
     if after is not None:
-        _checked(after)
-    target = _Target(redis, prefix, server, api_key)
-    page = _run(
-        target,
-        lambda client: client.list_dead_letters(limit, after),
-        lambda dlq: _page(dlq, limit, after),
-    )
+        _checked(after, cursor=True)
+    since_epoch = None if since is None else since.replace(tzinfo=since.tzinfo or UTC).timestamp()
+    target = _Target(redis, prefix, server, api_key, db)
+    if target.server:
+        from orchestrion.cli.remote import connected
+
+        with connected(target.server, target.api_key) as client:
+            page = client.list_dead_letters(limit, after, workflow=workflow, since=since_epoch)
+    else:
+        page = _local_page(target, limit, after, workflow, since_epoch)
     if as_json:
         _print_json(page.to_dict())
     else:
@@ -369,18 +541,21 @@ def list_(
 def show(
     entry_id: EntryArgument,
     as_json: JsonOption = False,
+    db: DbOption = None,
     redis: RedisOption = None,
     prefix: PrefixOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Show a dead letter: why it was parked, its traceback and its task message."""
+    """Show a dead letter: its error (and, for a parked task, its traceback and message)."""
     _checked(entry_id)
-    target = _Target(redis, prefix, server, api_key)
+    target = _Target(redis, prefix, server, api_key, db)
     letter = _run(
         target,
+        entry_id,
         lambda client: client.get_dead_letter(entry_id),
         lambda dlq: _show(dlq, entry_id),
+        lambda engine: _node_show(engine, entry_id),
     )
     if as_json:
         _print_json(letter.to_dict())
@@ -392,18 +567,22 @@ def show(
 def retry(
     entry_id: EntryArgument,
     as_json: JsonOption = False,
+    db: DbOption = None,
     redis: RedisOption = None,
     prefix: PrefixOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Send a dead letter back to its task stream: the same attempt runs again."""
+    """Retry a dead letter: a node's execution reruns from it (here, to its end, unless
+    --server); a parked task goes back to its task stream."""
     _checked(entry_id)
-    target = _Target(redis, prefix, server, api_key)
+    target = _Target(redis, prefix, server, api_key, db)
     action = _run(
         target,
+        entry_id,
         lambda client: client.retry_dead_letter(entry_id),
         lambda dlq: _retry(dlq, entry_id),
+        lambda engine: _node_retry(engine, entry_id),
     )
     if as_json:
         _print_json(action.to_dict())
@@ -411,24 +590,30 @@ def retry(
         console.print(
             f"retried {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
         )
+    if not target.server and _is_node(entry_id) and action.message.endswith(": failed"):
+        raise typer.Exit(1)
 
 
 @dlq_app.command()
 def drop(
     entry_id: EntryArgument,
     as_json: JsonOption = False,
+    db: DbOption = None,
     redis: RedisOption = None,
     prefix: PrefixOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Drop a dead letter: its attempt fails (dead_letter) and the execution goes on."""
+    """Drop a dead letter: a node is recorded as handled; a parked task's attempt fails
+    (dead_letter) and its execution goes on."""
     _checked(entry_id)
-    target = _Target(redis, prefix, server, api_key)
+    target = _Target(redis, prefix, server, api_key, db)
     action = _run(
         target,
+        entry_id,
         lambda client: client.drop_dead_letter(entry_id),
         lambda dlq: _drop(dlq, entry_id),
+        lambda engine: _node_drop(engine, entry_id),
     )
     if as_json:
         _print_json(action.to_dict())

@@ -385,12 +385,18 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ dead letter queue
 
-    async def list_dead_letters(self, limit: int = 50, after: str | None = None) -> DeadLetterPage:
-        """One page of the dead letter queue, oldest first (admin role, scale-out mode).
-
-        The server answers ``Conflict`` in embedded mode, which has no queue.
-        """
-        return await self._send(calls.dead_letters(limit, after))
+    async def list_dead_letters(
+        self,
+        limit: int = 50,
+        after: str | None = None,
+        *,
+        workflow: str | None = None,
+        since: float | None = None,
+    ) -> DeadLetterPage:
+        """One page of dead letters (admin role): parked tasks (scale-out) oldest first, then
+        nodes that failed for good by when they failed. ``workflow`` (a name) and ``since``
+        (epoch seconds) keep only such nodes."""
+        return await self._send(calls.dead_letters(limit, after, workflow, since))
 
     async def iter_dead_letters(self, *, page_size: int = 100) -> AsyncGenerator[DeadLetter, None]:
         """Every dead letter, oldest first, following ``next_after`` page by page."""
@@ -408,11 +414,13 @@ class AsyncClient:
         return await self._send(calls.dead_letter(entry_id))
 
     async def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
-        """Send a dead letter back to its task stream: the same attempt runs again."""
+        """Retry a dead letter: a node's execution reruns from that node, a parked task goes
+        back to its task stream (the same attempt runs again)."""
         return await self._send(calls.retry_dead_letter(entry_id))
 
     async def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
-        """Drop a dead letter: its attempt fails (``dead_letter``), the execution goes on."""
+        """Drop a dead letter: a node is recorded as handled (listed no more); a parked task's
+        attempt fails (``dead_letter``) and its execution goes on."""
         return await self._send(calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service

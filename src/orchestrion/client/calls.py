@@ -418,8 +418,14 @@ def metrics() -> Call[str]:
 # ------------------------------------------------------------------ dead letter queue (admin)
 
 
-def dead_letters(limit: int | None, after: str | None) -> Call[DeadLetterPage]:
-    optional = {"limit": limit, "after": after}
+def dead_letters(
+    limit: int | None,
+    after: str | None,
+    workflow: str | None = None,
+    since: float | None = None,
+) -> Call[DeadLetterPage]:
+    since_text = None if since is None else datetime.fromtimestamp(since, UTC).isoformat()
+    optional = {"limit": limit, "after": after, "workflow": workflow, "since": since_text}
     params = [(key, str(value)) for key, value in optional.items() if value is not None]
     return Call("GET", "/v1/admin/dlq", _json(DeadLetterPage.from_api), params=params)
 

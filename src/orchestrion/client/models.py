@@ -423,7 +423,8 @@ def _optional_str(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A task message parked in the dead letter queue (scale-out), and why.
+    """A dead letter, and why: a node that failed for good (``kind`` "node"), or a task
+    message parked in the dead letter queue of scale-out mode (``kind`` "task").
 
     ``payload`` (the message as sent) is filled by ``get_dead_letter`` only; ``task`` is its
     task part, parsed.
@@ -443,6 +444,8 @@ class DeadLetter:
     handler: str | None = None
     consumer: str | None = None
     payload: str | None = None
+    kind: str = "task"  # "node": a node that failed for good; "task": a parked task message
+    workflow: str | None = None
 
     @property
     def task(self) -> dict[str, Any] | None:
@@ -480,6 +483,8 @@ class DeadLetter:
             handler=_optional_str(data.get("handler")),
             consumer=_optional_str(data.get("consumer")),
             payload=_optional_str(data.get("payload")),
+            kind=str(data.get("kind") or "task"),
+            workflow=_optional_str(data.get("workflow")),
         )
 
 

@@ -378,12 +378,18 @@ class Client:
 
     # ------------------------------------------------------------------ dead letter queue
 
-    def list_dead_letters(self, limit: int = 50, after: str | None = None) -> DeadLetterPage:
-        """One page of the dead letter queue, oldest first (admin role, scale-out mode).
-
-        The server answers ``Conflict`` in embedded mode, which has no queue.
-        """
-        return self._send(calls.dead_letters(limit, after))
+    def list_dead_letters(
+        self,
+        limit: int = 50,
+        after: str | None = None,
+        *,
+        workflow: str | None = None,
+        since: float | None = None,
+    ) -> DeadLetterPage:
+        """One page of dead letters (admin role): parked tasks (scale-out) oldest first, then
+        nodes that failed for good by when they failed. ``workflow`` (a name) and ``since``
+        (epoch seconds) keep only such nodes."""
+        return self._send(calls.dead_letters(limit, after, workflow, since))
 
     def iter_dead_letters(self, *, page_size: int = 100) -> Generator[DeadLetter, None, None]:
         """Every dead letter, oldest first, following ``next_after`` page by page."""
@@ -400,11 +406,13 @@ class Client:
         return self._send(calls.dead_letter(entry_id))
 
     def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
-        """Send a dead letter back to its task stream: the same attempt runs again."""
+        """Retry a dead letter: a node's execution reruns from that node, a parked task goes
+        back to its task stream (the same attempt runs again)."""
         return self._send(calls.retry_dead_letter(entry_id))
 
     def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
-        """Drop a dead letter: its attempt fails (``dead_letter``), the execution goes on."""
+        """Drop a dead letter: a node is recorded as handled (listed no more); a parked task's
+        attempt fails (``dead_letter``) and its execution goes on."""
         return self._send(calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service

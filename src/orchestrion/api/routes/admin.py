@@ -1,13 +1,16 @@
-"""Administration (admin role): the dead letter queue of scale-out mode.
+"""Administration (admin role): the dead letters, in both modes.
 
-``GET /v1/admin/dlq`` pages through parked task messages, oldest first; ``GET .../{id}`` shows
-one with its payload; ``POST .../{id}/retry`` sends it back to its task stream (the same
-attempt, deliveries counted from 1 again); ``DELETE .../{id}`` drops it, and its attempt fails
-with category ``dead_letter`` so the execution goes on (retry policy, failure handling,
-compensation). The operations are those of ``orchestrion.resilience.dlq.DeadLetters``.
+Two kinds of dead letters are listed: nodes that failed for good (kind ``node``: their last
+attempt failed and so did their execution; see ``orchestrion.runtime.dead_nodes``), in every
+deployment, and in scale-out mode also task messages parked in Redis (kind ``task``; see
+``orchestrion.resilience.dlq``).
 
-Embedded mode has no queue (nothing is ever parked): every route answers 409 saying how to
-turn scale-out on, rather than an empty list that would suggest there is one.
+``GET /v1/admin/dlq`` pages through them, parked tasks first, then nodes by when they failed;
+``GET .../{id}`` shows one; ``POST .../{id}/retry`` reruns a node's execution from that node,
+or sends a parked task back to its task stream (the same attempt, deliveries counted from 1
+again); ``DELETE .../{id}`` drops it: a node is recorded as handled and listed no more, a
+parked task's attempt fails with category ``dead_letter`` so the execution goes on (retry
+policy, failure handling, compensation).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
 from orchestrion.dispatch.streams import StreamNames
 from orchestrion.resilience.dlq import DeadLetter, DeadLetters
+from orchestrion.runtime.dead_nodes import NODE_ENTRY, ExhaustedNode, ExhaustedNodes
 
 __all__ = ["router"]
 
@@ -39,12 +43,10 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-EMBEDDED_DETAIL = (
-    "no dead letter queue in embedded mode: set ORCHESTRION_REDIS_URL (scale-out mode) "
-    "to use /v1/admin/dlq"
-)
 _TIMEOUT = 5.0  # seconds an admin call waits for Redis
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a stream entry id: <milliseconds>-<sequence>
+_NODE_CURSOR = re.compile(r"^node-(\d{1,9})$")  # how many nodes the previous pages listed
+_AFTER = r"^(\d{1,20}-\d{1,20}|node-\d{1,9})$"
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -52,27 +54,27 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     responses[404] = {**responses[404], "description": "Unknown dead letter id"}
     responses[409] = {
         **responses[409],
-        "description": "Embedded mode has no dead letter queue (set ORCHESTRION_REDIS_URL), "
-        "or the dead letter is not a task message that can be retried",
+        "description": "The dead letter is not a task message that can be retried, or its "
+        "execution cannot be rerun now",
     }
     return responses
 
 
-async def dead_letters(ctx: Ctx) -> DeadLetters:
-    """Dependency: the DLQ of this deployment; 409 in embedded mode."""
+async def dead_letters(ctx: Ctx) -> DeadLetters | None:
+    """Dependency: the Redis DLQ of this deployment; None in embedded mode."""
     if not ctx.settings.redis_url:
-        raise ApiProblem(409, EMBEDDED_DETAIL, slug="embedded-mode", title="Embedded mode")
+        return None
     if ctx.redis is None:  # the lifespan has not run (or has ended)
         raise ApiProblem(503, "the server is not connected to Redis (starting or stopping)")
     return DeadLetters(ctx.redis, StreamNames(ctx.settings.redis_prefix))
 
 
-Dlq = Annotated[DeadLetters, Depends(dead_letters)]
+Dlq = Annotated[DeadLetters | None, Depends(dead_letters)]
 EntryId = Annotated[
     str,
     Path(
-        max_length=64,
-        description="a dead letter id, as listed",
+        max_length=200,
+        description="a dead letter id, as listed (`<execution id>.<node id>` for a node)",
         examples=["1712345678901-0"],
     ),
 ]
@@ -98,11 +100,37 @@ async def _redis() -> AsyncIterator[None]:
         ) from None
 
 
-def _known(entry_id: str) -> str:
+def _task_dlq(dlq: DeadLetters | None, entry_id: str) -> DeadLetters:
+    """The Redis DLQ for a parked task's id; 404 for an id that is not one."""
     # Redis refuses a malformed id with an error; for the API it is simply not one of ours.
-    if not _ENTRY_ID.match(entry_id):
-        raise ApiProblem(404, f"no dead letter '{entry_id}' (ids look like 1712345678901-0)")
-    return entry_id
+    if dlq is None or not _ENTRY_ID.match(entry_id):
+        raise ApiProblem(
+            404,
+            f"no dead letter '{entry_id}' (ids look like <execution id>.<node id>, or "
+            "1712345678901-0 for a parked task)",
+        )
+    return dlq
+
+
+def _node_fields(node: ExhaustedNode) -> dict[str, Any]:
+    failed_at = datetime.fromtimestamp(node.failed_at, UTC)
+    return {
+        "id": node.id,
+        "kind": "node",
+        "category": node.category,
+        "message": node.message,
+        "traceback": None,
+        "deliveries": 0,
+        "first_sent_at": None,
+        "parked_at": failed_at,
+        "execution_id": node.execution_id,
+        "node_id": node.node_id,
+        "attempt": node.attempt,
+        "handler": None,
+        "stream": "",
+        "consumer": None,
+        "workflow": node.workflow or None,
+    }
 
 
 def _time(value: Any) -> datetime | None:
@@ -141,27 +169,49 @@ def _fields(letter: DeadLetter) -> dict[str, Any]:
     response_model=DeadLetterPage,
     dependencies=ADMIN,
     responses=_responses(),
-    summary="List dead letters, oldest first (scale-out mode)",
+    summary="List dead letters: parked tasks, then nodes that failed for good",
 )
 async def list_dead_letters(
+    ctx: Ctx,
     dlq: Dlq,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[
         str | None,
+        Query(pattern=_AFTER, description="the `next_after` of the previous page"),
+    ] = None,
+    workflow: Annotated[
+        str | None,
         Query(
-            pattern=_ENTRY_ID.pattern,
-            description="the `next_after` of the previous page (a dead letter id)",
+            min_length=1,
+            max_length=200,
+            description="only nodes of this workflow (by name); parked tasks are left out",
         ),
     ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="only nodes that failed at or after it; parked tasks are left out"),
+    ] = None,
 ) -> DeadLetterPage:
-    async with _redis():
-        letters = await dlq.list(limit + 1, after)  # one more: is there a next page?
-        total = await dlq.count()
-    page = letters[:limit]
+    items: list[DeadLetterOut] = []
+    total = 0
+    node_cursor = _NODE_CURSOR.match(after) if after else None
+    if dlq is not None and workflow is None and since is None:
+        async with _redis():
+            total = await dlq.count()
+            if node_cursor is None:
+                letters = await dlq.list(limit + 1, after)  # one more: is there a next page?
+                items = [DeadLetterOut(**_fields(letter)) for letter in letters[:limit]]
+                if len(letters) > limit:
+                    return DeadLetterPage(items=items, next_after=items[-1].id, total=total)
+    offset = int(node_cursor.group(1)) if node_cursor else 0
+    since_epoch = since.timestamp() if since is not None else None
+    nodes = await ExhaustedNodes(ctx.engine.store).list(workflow, since_epoch)
+    end = offset + limit - len(items)
+    items += [DeadLetterOut(**_node_fields(node)) for node in nodes[offset:end]]
     return DeadLetterPage(
-        items=[DeadLetterOut(**_fields(letter)) for letter in page],
-        next_after=page[-1].id if len(letters) > limit else None,
-        total=total,
+        items=items,
+        next_after=f"node-{end}" if len(nodes) > end else None,
+        total=total + len(nodes),
     )
 
 
@@ -170,11 +220,15 @@ async def list_dead_letters(
     response_model=DeadLetterDetail,
     dependencies=ADMIN,
     responses=_responses(),
-    summary="A dead letter with its payload",
+    summary="A dead letter (with its payload when it is a parked task)",
 )
-async def get_dead_letter(entry_id: EntryId, dlq: Dlq) -> DeadLetterDetail:
+async def get_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterDetail:
+    if NODE_ENTRY.match(entry_id):
+        node = await ExhaustedNodes(ctx.engine.store).get(entry_id)  # ExecutionNotFound: 404
+        return DeadLetterDetail(**_node_fields(node), payload="")
+    tasks = _task_dlq(dlq, entry_id)
     async with _redis():
-        letter = await dlq.get(_known(entry_id))  # ExecutionNotFound: 404
+        letter = await tasks.get(entry_id)  # ExecutionNotFound: 404
     return DeadLetterDetail(**_fields(letter), payload=letter.payload)
 
 
@@ -184,13 +238,26 @@ async def get_dead_letter(entry_id: EntryId, dlq: Dlq) -> DeadLetterDetail:
     response_model=DeadLetterAction,
     dependencies=ADMIN,
     responses=_responses(400),
-    summary="Send a dead letter back to its task stream (the same attempt)",
+    summary="Retry a dead letter: rerun a node's execution from it, or resend a parked task",
 )
-async def retry_dead_letter(entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
+async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
+    if NODE_ENTRY.match(entry_id):
+        node = await ExhaustedNodes(ctx.engine.store).get(entry_id)
+        await ctx.engine.retry(node.execution_id, from_node=node.node_id)
+        return DeadLetterAction(
+            id=entry_id,
+            action="retried",
+            stream="",
+            execution_id=node.execution_id,
+            node_id=node.node_id,
+            attempt=node.attempt,
+            message=f"Execution {node.execution_id} re-run from node {node.node_id}",
+        )
+    tasks = _task_dlq(dlq, entry_id)
     async with _redis():
-        letter = await dlq.get(_known(entry_id))
+        letter = await tasks.get(entry_id)
         try:
-            added = await dlq.retry(entry_id)
+            added = await tasks.retry(entry_id)
         except ValueError as exc:
             raise ApiProblem(
                 409, f"{exc}: it cannot be retried, drop it instead", slug="not-retryable"
@@ -214,11 +281,24 @@ async def retry_dead_letter(entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
     response_model=DeadLetterAction,
     dependencies=ADMIN,
     responses=_responses(400),
-    summary="Drop a dead letter: its attempt fails with category dead_letter",
+    summary="Drop a dead letter: a node is marked handled, a parked task's attempt fails",
 )
-async def drop_dead_letter(entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
+async def drop_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
+    if NODE_ENTRY.match(entry_id):
+        node = await ExhaustedNodes(ctx.engine.store).drop(entry_id)
+        return DeadLetterAction(
+            id=entry_id,
+            action="dropped",
+            stream="",
+            execution_id=node.execution_id,
+            node_id=node.node_id,
+            attempt=node.attempt,
+            message=f"Dead letter dropped: node {node.node_id} of execution "
+            f"{node.execution_id} is recorded as handled",
+        )
+    tasks = _task_dlq(dlq, entry_id)
     async with _redis():
-        letter = await dlq.drop(_known(entry_id))
+        letter = await tasks.drop(entry_id)
     fields = _fields(letter)
     if fields["execution_id"] and fields["node_id"] and fields["attempt"]:
         message = (

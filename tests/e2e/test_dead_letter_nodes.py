@@ -1,0 +1,205 @@
+"""Nodes that exhaust their retries are dead letters, as a user meets them in embedded mode.
+
+A real ``orchestrion run`` on a SQLite file whose python node fails on every attempt (until a
+marker file exists) leaves a failed execution; ``orchestrion dlq list --db`` shows the node,
+``dlq show`` its error, ``dlq retry`` (the failure fixed) reruns the execution from it to
+completion and it leaves the list; ``dlq drop`` records another as handled. The same through
+a real ``orchestrion serve``: ``/v1/admin/dlq`` and ``orchestrion dlq --server``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_api_server import Server
+from test_cli import orchestrion
+
+from orchestrion.cli.app import EXIT_NOT_FOUND
+
+pytestmark = pytest.mark.slow
+
+ADMIN = {"Authorization": "Bearer adm-key"}
+VIEWER = {"Authorization": "Bearer view-key"}
+
+FLAKY = (
+    "import os\n"
+    "def until_fixed(path):\n"
+    "    if not os.path.exists(path):\n"
+    "        raise RuntimeError('the marker file is missing: ' + path)\n"
+    "    return 'fixed'\n"
+)
+
+FLOW = """\
+name: exhausting
+dag:
+  nodes:
+    - {id: first, handler: noop}
+    - id: flaky
+      handler: python
+      dependencies: [first]
+      retry: {max_attempts: 2, initial_delay: 0.01, retry_on: [all]}
+      config: {function: "flakymod:until_fixed", params: {path: "@FLAG@"}}
+    - {id: after, handler: noop, dependencies: [flaky]}
+"""
+
+
+def _setup(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    module = tmp_path / "mods" / "flakymod.py"
+    module.parent.mkdir()
+    module.write_text(FLAKY)
+    marker = tmp_path / "fixed"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW.replace("@FLAG@", str(marker)))
+    return flow, tmp_path / "dlq.db", marker, {"PYTHONPATH": str(module.parent)}
+
+
+def _failed_run(flow: Path, db: Path, env: dict[str, str]) -> str:
+    result = orchestrion("run", str(flow), "--db", str(db), "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "FAILED"
+    assert data["nodes"]["flaky"]["state"] == "FAILED"
+    assert data["nodes"]["flaky"]["attempt"] == 2
+    return str(data["execution_id"])
+
+
+def _listed(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    result = orchestrion("dlq", "list", "--json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_an_exhausted_node_is_listed_retried_and_leaves_the_list(tmp_path: Path) -> None:
+    flow, db, marker, env = _setup(tmp_path)
+    execution_id = _failed_run(flow, db, env)
+    entry = f"{execution_id}.flaky"
+
+    page = _listed("--db", str(db), env=env)
+    assert page["total"] == 1 and page["next_after"] is None
+    [item] = page["items"]
+    assert item["id"] == entry and item["kind"] == "node"
+    assert item["execution_id"] == execution_id and item["node_id"] == "flaky"
+    assert item["attempt"] == 2 and item["workflow"] == "exhausting"
+    assert "the marker file is missing" in item["message"]
+    assert item["category"] and item["parked_at"] > 0
+
+    table = orchestrion("dlq", "list", "--db", str(db), env=env)
+    assert table.returncode == 0 and entry in table.stdout and "node" in table.stdout
+    shown = orchestrion("dlq", "show", entry, "--db", str(db), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "the marker file is missing" in " ".join(shown.stdout.split())
+
+    # Still broken: the rerun fails again (exit 1) and the node is listed again, a new attempt.
+    again = orchestrion("dlq", "retry", entry, "--db", str(db), env=env)
+    assert again.returncode == 1, (again.stdout, again.stderr)
+    [item] = _listed("--db", str(db), env=env)["items"]
+    assert item["id"] == entry and item["attempt"] == 3
+
+    marker.touch()  # the failure fixed
+    retried = orchestrion("dlq", "retry", entry, "--db", str(db), "--json", env=env)
+    assert retried.returncode == 0, retried.stderr
+    action = json.loads(retried.stdout)
+    assert action["action"] == "retried" and action["message"].endswith("completed")
+    status = orchestrion("status", execution_id, "--db", str(db), "--json", env=env)
+    assert json.loads(status.stdout)["status"] == "COMPLETED"
+    assert _listed("--db", str(db), env=env) == {"items": [], "next_after": None, "total": 0}
+    gone = orchestrion("dlq", "show", entry, "--db", str(db), env=env)
+    assert gone.returncode == EXIT_NOT_FOUND and "no dead letter" in gone.stderr
+
+
+def test_a_dropped_node_is_listed_no_more_and_filters_and_pages_work(tmp_path: Path) -> None:
+    flow, db, _marker, env = _setup(tmp_path)
+    first = _failed_run(flow, db, env)
+    second = _failed_run(flow, db, env)
+
+    page = _listed("--db", str(db), "--limit", "1", env=env)
+    assert [i["execution_id"] for i in page["items"]] == [first]  # oldest failure first
+    assert page["next_after"] == "node-1" and page["total"] == 2
+    rest = _listed("--db", str(db), "--after", "node-1", env=env)
+    assert [i["execution_id"] for i in rest["items"]] == [second] and rest["next_after"] is None
+    assert _listed("--db", str(db), "--workflow", "other", env=env)["total"] == 0
+    assert _listed("--db", str(db), "--since", "2999-01-01T00:00:00", env=env)["total"] == 0
+    assert _listed("--db", str(db), "--workflow", "exhausting", env=env)["total"] == 2
+
+    dropped = orchestrion("dlq", "drop", f"{first}.flaky", "--db", str(db), env=env)
+    assert dropped.returncode == 0, dropped.stderr
+    assert [i["execution_id"] for i in _listed("--db", str(db), env=env)["items"]] == [second]
+    twice = orchestrion("dlq", "drop", f"{first}.flaky", "--db", str(db), env=env)
+    assert twice.returncode == EXIT_NOT_FOUND and "no dead letter" in twice.stderr
+    # The execution stays failed: a drop only records that a person handled it.
+    status = orchestrion("status", first, "--db", str(db), "--json", env=env)
+    assert json.loads(status.stdout)["status"] == "FAILED"
+
+    for bad in ("nonsense", f"{first}.first", f"{first}.no_such_node", "x.y.z"):
+        result = orchestrion("dlq", "show", bad, "--db", str(db), env=env)
+        assert result.returncode == EXIT_NOT_FOUND and "no dead letter" in result.stderr, (
+            bad,
+            result,
+        )
+
+
+def _wait_status(client: httpx.Client, execution_id: str, status: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        body = client.get(f"/v1/workflows/{execution_id}", headers=ADMIN).json()
+        if body["status"] == status:
+            return
+        assert time.monotonic() < deadline, (body["status"], body["nodes"])
+        time.sleep(0.05)
+
+
+def test_dead_letter_nodes_through_a_server(tmp_path: Path) -> None:
+    flow, db, marker, env = _setup(tmp_path)
+    retried_id = _failed_run(flow, db, env)
+    dropped_id = _failed_run(flow, db, env)
+    # A service runs only allowlisted python modules (governance): this test's module is one.
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\npython:\n  allowed_modules: [flakymod]\n")
+    server_env = {
+        **env,
+        "ORCHESTRION_API_KEYS": "adm-key:admin,view-key:viewer",
+        "ORCHESTRION_GOVERNANCE_FILE": str(policy),
+    }
+    server = Server(tmp_path, db, server_env)
+    remote = ["--server", server.url, "--api-key", "adm-key"]
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/v1/admin/dlq", headers=VIEWER).status_code == 403
+            page = client.get("/v1/admin/dlq", headers=ADMIN)
+            assert page.status_code == 200, page.text
+            body = page.json()
+            assert [i["id"] for i in body["items"]] == [
+                f"{retried_id}.flaky",
+                f"{dropped_id}.flaky",
+            ]
+            assert {i["kind"] for i in body["items"]} == {"node"}
+            one = client.get(f"/v1/admin/dlq/{retried_id}.flaky", headers=ADMIN).json()
+            assert "the marker file is missing" in one["message"] and one["payload"] == ""
+            assert client.get("/v1/admin/dlq/1-0", headers=ADMIN).status_code == 404
+            missing = client.get(f"/v1/admin/dlq/{retried_id}.after", headers=ADMIN)
+            assert missing.status_code == 404
+            filtered = client.get(
+                "/v1/admin/dlq", params={"workflow": "nope"}, headers=ADMIN
+            ).json()
+            assert filtered["total"] == 0
+
+            cli = _listed(*remote, env=env)
+            assert [i["id"] for i in cli["items"]] == [i["id"] for i in body["items"]]
+
+            marker.touch()
+            retry = orchestrion("dlq", "retry", f"{retried_id}.flaky", *remote, env=env)
+            assert retry.returncode == 0, retry.stderr
+            _wait_status(client, retried_id, "COMPLETED")
+
+            dropped = client.delete(f"/v1/admin/dlq/{dropped_id}.flaky", headers=ADMIN)
+            assert dropped.status_code == 202 and dropped.json()["action"] == "dropped"
+            assert client.get("/v1/admin/dlq", headers=ADMIN).json()["total"] == 0
+            again = client.post(f"/v1/admin/dlq/{dropped_id}.flaky/retry", headers=ADMIN)
+            assert again.status_code == 404
+    finally:
+        assert server.stop() == 0
