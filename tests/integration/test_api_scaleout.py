@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from orchestrion.api import create_app
+from orchestrion.cli.app import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.cli.app import app as cli
 from orchestrion.client import AsyncClient, Forbidden, NotFound
 from orchestrion.core.events import NodeFailed
@@ -195,8 +196,10 @@ async def test_dlq_list_pages_show_retry_drop(api: Api) -> None:
     item = page["items"][0]
     assert set(item) == {
         "id", "category", "message", "traceback", "deliveries", "first_sent_at", "parked_at",
-        "execution_id", "node_id", "attempt", "handler", "stream", "consumer",
+        "execution_id", "node_id", "attempt", "handler", "stream", "consumer", "kind",
+        "workflow",
     }  # fmt: skip
+    assert item["kind"] == "task" and item["workflow"] is None
     assert item["category"] == "delivery" and item["deliveries"] == 5
     assert item["message"] == "delivered 5 times without an answer"
     assert item["traceback"].endswith("RuntimeError: worker hung")
@@ -635,10 +638,10 @@ def test_cli_dlq_on_redis(
 
     for args in (("show", ids[0]), ("retry", ids[1]), ("drop", "1-0"), ("show", "bogus")):
         failed = invoke(*args, *where)
-        assert failed.exit_code == 2, failed.output
+        assert failed.exit_code == EXIT_NOT_FOUND, failed.output
         assert "no dead letter" in failed.output
     monkeypatch.delenv("ORCHESTRION_REDIS_URL", raising=False)
-    unconfigured = invoke("list")
+    unconfigured = invoke("show", ids[0])  # a parked task, and no Redis to look in
     assert unconfigured.exit_code == 2 and "ORCHESTRION_REDIS_URL" in unconfigured.output
     unreachable = invoke("list", "--redis", f"redis://127.0.0.1:{closed_port()}/0")
     assert unreachable.exit_code == 3 and "cannot use Redis" in unreachable.output
@@ -693,9 +696,9 @@ def test_cli_dlq_through_a_server(
         assert empty.exit_code == 0 and "the dead letter queue is empty" in empty.output
 
         refused = invoke("list", "--server", url, "--api-key", "view-key")
-        assert refused.exit_code == 2 and "admin" in refused.output
+        assert refused.exit_code == EXIT_DENIED and "admin" in refused.output
         unknown = invoke("show", ids[0], *server)
-        assert unknown.exit_code == 2 and "no dead letter" in unknown.output
+        assert unknown.exit_code == EXIT_NOT_FOUND and "no dead letter" in unknown.output
     gone = invoke("list", "--server", url, "--api-key", "adm-key")
     assert gone.exit_code == 3, gone.output
 

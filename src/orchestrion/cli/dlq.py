@@ -16,10 +16,10 @@ execution goes on. With ``--server URL`` and an admin ``--api-key`` everything g
 task (show), one line (retry, drop), or with ``--json`` the client's shape
 (``orchestrion.client.DeadLetter``, epoch times).
 
-Exit codes (as in ``cli/app.py``): 0 done; 1 a node rerun here failed again; 2 an unknown
-parked task, a letter that cannot be retried, no Redis configured for a task id, or a request
-the server refused; 3 the database, Redis or the server cannot be reached; 5 an id that names
-no dead letter (a malformed one, or a node that has not failed for good).
+Exit codes (as in ``cli/app.py``): 0 done; 1 a node rerun here failed again; 2 a letter that
+cannot be retried, no Redis configured for a task id, or a request the server refused; 3 the
+database, Redis or the server cannot be reached; 5 an id that names no dead letter (unknown,
+malformed, or a node that has not failed for good); 6 the server refused the API key.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _settings(target: _Target) -> Settings:
     if not settings.redis_url:
         _fail(
             EXIT_INVALID,
-            "no dead letter queue to use: pass --redis redis://host:6379/0 (or set "
+            "no Redis to find parked tasks in: pass --redis redis://host:6379/0 (or set "
             "ORCHESTRION_REDIS_URL), or --server URL with an admin --api-key",
         )
     return settings
@@ -219,7 +219,9 @@ def _on_redis(url: str, prefix: str, direct: Callable[[DeadLetters], Awaitable[T
 
     try:
         return asyncio.run(go())
-    except (ExecutionNotFound, ConfigurationError) as exc:  # an unknown id, a bad URL
+    except ExecutionNotFound as exc:  # an unknown id
+        _fail(EXIT_NOT_FOUND, str(exc))
+    except ConfigurationError as exc:  # a bad URL
         _fail(EXIT_INVALID, str(exc))
     except _NotRetryable as exc:
         _fail(EXIT_INVALID, str(exc))
