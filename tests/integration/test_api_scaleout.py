@@ -39,6 +39,8 @@ from orchestrion.dispatch.redis import ensure_group
 from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
 from orchestrion.dispatch.wire import decode_event, encode_task, loads
 from orchestrion.errors import ExecutionNotFound as OrchestrionNotFound
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
 from orchestrion.resilience.circuit import CircuitBreakers
 from orchestrion.resilience.dlq import DeadLetters
@@ -745,3 +747,86 @@ async def test_event_streams_wake_on_orchestrator_commits(
                         types.append(line.removeprefix("event: "))
         assert types[-1] == "execution.completed"
         assert types.count("node.completed") == 3
+
+
+# ------------------------------------------------------------------ nodes that failed for good
+
+FIXED: set[str] = set()
+
+
+@function("dlq_until_fixed", replace=True)
+def dlq_until_fixed(ctx: NodeContext) -> str:
+    if ctx.execution_id not in FIXED:
+        raise RuntimeError("the downstream service is still broken")
+    return "fixed"
+
+
+EXHAUSTING = {
+    "name": "exhausting",
+    "dag": {
+        "nodes": [
+            {"id": "first", "handler": "noop"},
+            {
+                "id": "flaky",
+                "handler": "python",
+                "dependencies": ["first"],
+                "retry": {"max_attempts": 2, "initial_delay": 0.01, "retry_on": ["all"]},
+                "config": {"function": "dlq_until_fixed"},
+            },
+        ]
+    },
+}
+
+
+async def test_nodes_that_exhaust_their_retries_are_dead_letters_on_scale_out(
+    postgres_url: str, redis_server: str, redis_prefix: str, settings: Settings
+) -> None:
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix, workers=1),
+        serving(settings) as api,
+    ):
+        failed = []
+        for _ in range(2):
+            submitted = await api.client.post("/v1/workflow", json=EXHAUSTING, headers=OPERATOR)
+            execution_id = submitted.json()["execution_id"]
+            trigger = f"/v1/workflow/trigger/{execution_id}"
+            assert (await api.client.post(trigger, headers=OPERATOR)).status_code == 202
+            body = await api.until(execution_id, "FAILED", "COMPLETED")
+            assert body["status"] == "FAILED" and body["nodes"]["flaky"]["attempt"] == 2
+            failed.append(execution_id)
+        # A stream no worker reads (the live worker would take a python task first).
+        parked = await park(api.redis, api.names, "poisoned", handler="unserved")
+
+        # Both kinds: the parked task first, then the nodes by when they failed; pages go on
+        # from one kind to the other.
+        first = (await api.client.get("/v1/admin/dlq?limit=1", headers=ADMIN)).json()
+        assert [i["id"] for i in first["items"]] == [parked] and first["total"] == 3
+        assert first["items"][0]["kind"] == "task" and first["next_after"] == "node-0"
+        rest = await api.client.get("/v1/admin/dlq?after=node-0", headers=ADMIN)
+        nodes = rest.json()["items"]
+        assert [i["id"] for i in nodes] == [f"{e}.flaky" for e in failed]
+        assert rest.json()["next_after"] is None
+        node = nodes[0]
+        assert node["kind"] == "node" and node["workflow"] == "exhausting"
+        assert node["attempt"] == 2 and "still broken" in node["message"]
+        assert node["execution_id"] == failed[0] and node["node_id"] == "flaky"
+        only = await api.client.get("/v1/admin/dlq?workflow=exhausting", headers=ADMIN)
+        assert only.json()["total"] == 2  # a filter lists nodes only
+        viewer = await api.client.get("/v1/admin/dlq", headers=VIEWER)
+        assert viewer.status_code == 403
+
+        FIXED.add(failed[0])
+        retry = await api.client.post(f"/v1/admin/dlq/{failed[0]}.flaky/retry", headers=ADMIN)
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["action"] == "retried"
+        # The orchestrator reruns it (forwarded): the node's next attempt completes it.
+        done = await api.until(failed[0], "COMPLETED")
+        assert done["nodes"]["flaky"]["attempt"] == 3
+
+        dropped = await api.client.delete(f"/v1/admin/dlq/{failed[1]}.flaky", headers=ADMIN)
+        assert dropped.status_code == 202 and dropped.json()["action"] == "dropped"
+        left = (await api.client.get("/v1/admin/dlq", headers=ADMIN)).json()
+        assert [i["id"] for i in left["items"]] == [parked] and left["total"] == 1
+        gone = await api.client.get(f"/v1/admin/dlq/{failed[1]}.flaky", headers=ADMIN)
+        assert_problem(gone, 404)
+        assert (await api.until(failed[1], "FAILED"))["status"] == "FAILED"
