@@ -4,7 +4,8 @@ A real ``orchestrion run`` on a SQLite file whose python node fails on every att
 marker file exists) leaves a failed execution; ``orchestrion dlq list --db`` shows the node,
 ``dlq show`` its error, ``dlq retry`` (the failure fixed) reruns the execution from it to
 completion and it leaves the list; ``dlq drop`` records another as handled. The same through
-a real ``orchestrion serve``: ``/v1/admin/dlq`` and ``orchestrion dlq --server``.
+a real ``orchestrion serve``: ``/v1/admin/dlq`` and ``orchestrion dlq --server``. The error
+of an execution encrypted at rest is listed decrypted, and stays sealed in the file.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import httpx
 import pytest
 from test_api_server import Server
 from test_cli import orchestrion
+from test_sealed_processes import workflow
 
 from orchestrion.cli.app import EXIT_NOT_FOUND
+from sealed_values import Secrets, sqlite_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -203,3 +206,30 @@ def test_dead_letter_nodes_through_a_server(tmp_path: Path) -> None:
             assert again.status_code == 404
     finally:
         assert server.stop() == 0
+
+
+def test_a_sealed_executions_dead_letter_reads_back_decrypted(tmp_path: Path) -> None:
+
+    secrets = Secrets()
+    generated = orchestrion("keys", "generate", "--id", "k1")
+    assert generated.returncode == 0, generated.stderr
+    env = {"ORCHESTRION_ENCRYPTION_KEYS": generated.stdout.strip()}
+    db = tmp_path / "sealed.db"
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps(secrets.inputs()))
+    definition = tmp_path / "wf.json"
+    definition.write_text(json.dumps(workflow(True)))
+    ran = orchestrion(
+        "run", str(definition), "--db", str(db), "--inputs-file", str(inputs), "--json", env=env
+    )
+    assert ran.returncode == 1, ran.stderr
+    execution_id = json.loads(ran.stdout)["execution_id"]
+
+    [item] = _listed("--db", str(db), env=env)["items"]
+    assert item["id"] == f"{execution_id}.parse"
+    assert secrets.marker in item["message"]  # the error, sealed in the file, read back
+    dropped = orchestrion("dlq", "drop", item["id"], "--db", str(db), env=env)
+    assert dropped.returncode == 0, dropped.stderr
+    assert _listed("--db", str(db), env=env)["total"] == 0
+    found = secrets.found_in(sqlite_bytes(db))
+    assert not found, f"{found} readable in the SQLite file after a listing and a drop"
