@@ -127,6 +127,9 @@ def test_a_dropped_node_is_listed_no_more_and_filters_and_pages_work(tmp_path: P
     assert [i["execution_id"] for i in rest["items"]] == [second] and rest["next_after"] is None
     assert _listed("--db", str(db), "--workflow", "other", env=env)["total"] == 0
     assert _listed("--db", str(db), "--since", "2999-01-01T00:00:00", env=env)["total"] == 0
+    assert _listed("--db", str(db), "--since", "0", env=env)["total"] == 2
+    bad_since = orchestrion("dlq", "list", "--db", str(db), "--since", "yesterday", env=env)
+    assert bad_since.returncode == 2 and "--since" in bad_since.stderr
     assert _listed("--db", str(db), "--workflow", "exhausting", env=env)["total"] == 2
 
     dropped = orchestrion("dlq", "drop", f"{first}.flaky", "--db", str(db), env=env)
@@ -190,6 +193,11 @@ def test_dead_letter_nodes_through_a_server(tmp_path: Path) -> None:
                 "/v1/admin/dlq", params={"workflow": "nope"}, headers=ADMIN
             ).json()
             assert filtered["total"] == 0
+            for since in ("1e308", "yesterday", "-1"):
+                bad = client.get("/v1/admin/dlq", params={"since": since}, headers=ADMIN)
+                assert bad.status_code == 422 and "since" in bad.text, (since, bad.text)
+            early = client.get("/v1/admin/dlq", params={"since": "0"}, headers=ADMIN).json()
+            assert early["total"] == 2
 
             cli = _listed(*remote, env=env)
             assert [i["id"] for i in cli["items"]] == [i["id"] for i in body["items"]]

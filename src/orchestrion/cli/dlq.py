@@ -29,7 +29,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -145,6 +144,17 @@ def _redis_of(target: _Target) -> tuple[str, str] | None:
     except ConfigurationError as exc:
         _fail(EXIT_INVALID, str(exc))
     return (settings.redis_url, settings.redis_prefix) if settings.redis_url else None
+
+
+def _instant(value: str | None, name: str) -> float | None:
+    from orchestrion.instants import parse_instant
+
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        _fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}")
 
 
 def _is_node(entry_id: str) -> bool:
@@ -509,9 +519,11 @@ def list_(
         typer.Option("--workflow", help="Only nodes of this workflow (no parked tasks)."),
     ] = None,
     since: Annotated[
-        datetime | None,
+        str | None,
         typer.Option(
-            "--since", help="Only nodes that failed at or after it, UTC (no parked tasks)."
+            "--since",
+            help="Only nodes that failed at or after it: epoch seconds or ISO 8601, UTC when "
+            "without an offset (no parked tasks).",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -524,7 +536,7 @@ def list_(
     """List dead letters: parked tasks (scale-out) oldest first, then failed nodes."""
     if after is not None:
         _checked(after, cursor=True)
-    since_epoch = None if since is None else since.replace(tzinfo=since.tzinfo or UTC).timestamp()
+    since_epoch = _instant(since, "--since")
     target = _Target(redis, prefix, server, api_key, db)
     if target.server:
         from orchestrion.cli.remote import connected

@@ -31,6 +31,7 @@ from orchestrion.api.models import (
     DeadLetterOut,
     DeadLetterPage,
 )
+from orchestrion.api.params import instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
 from orchestrion.dispatch.streams import StreamNames
@@ -188,10 +189,11 @@ async def list_dead_letters(
         ),
     ] = None,
     since: Annotated[
-        datetime | None,
-        Query(description="only nodes that failed at or after it; parked tasks are left out"),
+        str | None,
+        instant_query("only nodes that failed at or after it; parked tasks are left out"),
     ] = None,
 ) -> DeadLetterPage:
+    since_epoch = parse_instant(since, "since")  # a 422 before anything is read
     items: list[DeadLetterOut] = []
     total = 0
     node_cursor = _NODE_CURSOR.match(after) if after else None
@@ -204,7 +206,6 @@ async def list_dead_letters(
                 if len(letters) > limit:
                     return DeadLetterPage(items=items, next_after=items[-1].id, total=total)
     offset = int(node_cursor.group(1)) if node_cursor else 0
-    since_epoch = since.timestamp() if since is not None else None
     nodes = await ExhaustedNodes(ctx.engine.store).list(workflow, since_epoch)
     end = offset + limit - len(items)
     items += [DeadLetterOut(**_node_fields(node)) for node in nodes[offset:end]]
