@@ -236,6 +236,9 @@ def test_a_sealed_executions_dead_letter_reads_back_decrypted(tmp_path: Path) ->
     [item] = _listed("--db", str(db), env=env)["items"]
     assert item["id"] == f"{execution_id}.parse"
     assert secrets.marker in item["message"]  # the error, sealed in the file, read back
+    blind = orchestrion("dlq", "list", "--db", str(db), env={"ORCHESTRION_ENCRYPTION_KEYS": ""})
+    assert blind.returncode == 3 and "'k1'" in blind.stderr, blind.stderr
+    assert not secrets.found_in(blind.stdout + blind.stderr)
     dropped = orchestrion("dlq", "drop", item["id"], "--db", str(db), env=env)
     assert dropped.returncode == 0, dropped.stderr
     assert _listed("--db", str(db), env=env)["total"] == 0
