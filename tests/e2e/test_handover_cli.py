@@ -151,7 +151,14 @@ def test_resume_and_retry_hand_over_at_an_approval(tmp_path: Path) -> None:
     assert f"orchestrion approve {execution_id} ask --db {db}" in retried.stderr
 
 
-def test_sigterm_stops_run_gracefully_and_resume_carries_on_at_once(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job starts
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "sigint-ignored"])
+def test_sigterm_stops_run_gracefully_and_resume_carries_on_at_once(
+    tmp_path: Path, background: bool
+) -> None:
     db = tmp_path / "h.db"
     log = tmp_path / "effects.log"
     spec = _slow("slow", 2.0, log)
@@ -164,6 +171,7 @@ def test_sigterm_stops_run_gracefully_and_resume_carries_on_at_once(tmp_path: Pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if background else None,
     )
     try:
         _until(lambda: log.exists() and "start work" in log.read_text())
