@@ -114,3 +114,24 @@ def test_every_builtin_config_key_is_described() -> None:
         if not prop.get("description")
     ]
     assert missing == []
+
+
+def test_every_handler_example_validates_in_a_workflow() -> None:
+    """Pasted into a workflow as documented, each example passes `orchestrion validate`
+    (templates included: names they read must exist)."""
+    from orchestrion.definition.loader import load_definition
+    from orchestrion.docs.handlers import EXAMPLES
+
+    for handler, config in EXAMPLES.items():
+        # The upstream nodes the examples read (the agents read the agent before them).
+        names = ["summarize", "fetch", "policy_analyzer", "gap_assessment", "risk_calculator"]
+        names.append("implementation_planner")
+        upstream = [{"id": u, "handler": "noop"} for u in names if u != handler]
+        node = {"id": "n", "handler": handler, "config": config}
+        node["dependencies"] = [u["id"] for u in upstream]
+        # The branches a condition example names are its children in a real workflow.
+        branches = {b for c in config.get("cases", []) for b in c.get("then", [])}
+        branches.update(config.get("default", []) if handler == "condition" else [])
+        children = [{"id": b, "handler": "noop", "dependencies": ["n"]} for b in sorted(branches)]
+        spec = {"name": f"example-{handler}", "dag": {"nodes": [*upstream, node, *children]}}
+        load_definition(spec)  # raises DefinitionError naming what is wrong

@@ -573,7 +573,7 @@ class _Checker:
         if self.suggestions >= _MAX_SUGGESTIONS:
             return ""
         self.suggestions += 1
-        close = difflib.get_close_matches(name, list(candidates), n=3)
+        close = difflib.get_close_matches(name, sorted(set(candidates)), n=3)
         return f"; did you mean {_quoted(close)}?" if close else ""
 
 

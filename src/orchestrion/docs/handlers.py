@@ -26,7 +26,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "output": {"value": {"summary": "{{ summarize.output.text }}"}},
     "noop": {"value": {"ok": True}, "sleep": 0.1},
     "http": {
-        "url": "https://api.example.com/users/{{ inputs.user_id }}",
+        "url": "https://api.example.com/users/{{ input.user_id }}",
         "method": "GET",
         "headers": {"Accept": "application/json"},
         "timeout": 10,
@@ -45,15 +45,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "default": ["auto_approve"],
     },
     "delay": {"seconds": "5m"},
-    "approval": {"message": "Release {{ inputs.version }}?", "timeout": "1h"},
+    "approval": {"message": "Release {{ input.version }}?", "timeout": "1h"},
     "map": {
         "items": "{{ fetch.output.users }}",
         "handler": "http",
         "config": {"url": "https://api.example.com/users/{{ item.id }}"},
         "concurrency": 4,
     },
-    "workflow": {"workflow": "enrich-user", "inputs": {"user_id": "{{ inputs.user_id }}"}},
-    "policy_analyzer": {"inputs": {"policy": "{{ inputs.policy }}"}},
+    "workflow": {"workflow": "enrich-user", "inputs": {"user_id": "{{ input.user_id }}"}},
+    "policy_analyzer": {"inputs": {"policy": "{{ input.policy }}"}},
     "gap_assessment": {"inputs": {"findings": "{{ policy_analyzer.output }}"}},
     "risk_calculator": {"inputs": {"gaps": "{{ gap_assessment.output }}"}},
     "implementation_planner": {"inputs": {"risks": "{{ risk_calculator.output }}"}},
@@ -67,7 +67,7 @@ Every built-in handler, its config keys (the `config:` of a node), their types a
 and an example. Generated from the handlers' config models by
 `python -m orchestrion.docs.handlers`; do not edit by hand.
 
-Any config value may be a template (`"{{ inputs.user_id }}"`, `"{{ fetch.output.body }}"`),
+Any config value may be a template (`"{{ input.user_id }}"`, `"{{ fetch.output.body }}"`),
 rendered before the handler checks it. Durations are seconds (`30`, `1.5`) or text (`"250ms"`,
 `"30s"`, `"5m"`, `"1h30m"`, `"PT5M"`). `orchestrion schema` prints the JSON Schema of the
 workflow format, with these configs typed, for editors.
