@@ -311,3 +311,25 @@ def test_approve_carries_on_with_what_was_under_way_beside_the_approval(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"].lower() == "completed"
     assert all(status == "completed" for status, _, _ in _executions(Path(db)).values())
+
+
+def test_resume_of_a_parent_whose_child_waits_hands_over_and_approve_finishes_it(
+    tmp_path: Path,
+) -> None:
+    """`resume <parent>` re-wakes the parent's child node: it must not hand over before that
+    wake is applied (the node was left queued, then failed as the engine stopped, and a later
+    resume started a second child)."""
+    db = str(tmp_path / "r.db")
+    assert cli("run", _write(tmp_path, "sign", CHILD_APPROVAL), "--db", db).returncode == 4
+    waiting = cli("run", _write(tmp_path, "release", PARENT), "--db", db, "--json")
+    assert waiting.returncode == 4, waiting.stderr
+    parent = json.loads(waiting.stdout)["execution_id"]
+    resumed = cli("resume", parent, "--db", db, "--json")
+    assert resumed.returncode == 4, (resumed.stdout, resumed.stderr)
+    assert json.loads(resumed.stdout)["status"].lower() == "waiting"
+    children = [eid for eid, (_, _, up) in _executions(Path(db)).items() if up == parent]
+    assert len(children) == 1  # no second child
+    assert f"orchestrion approve {children[0]} ask --db {db}" in resumed.stderr
+    done = cli("approve", children[0], "ask", "--by", "ada", "--db", db, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"].lower() == "completed"

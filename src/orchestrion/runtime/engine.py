@@ -770,7 +770,15 @@ class Engine:
                     live.machine.status is ExecutionStatus.WAITING
                     and self._waits_for_person(execution_id)
                 ):
-                    break
+                    # Events already posted (a recovered parent's wake of its child node)
+                    # may set it going again: decide on what they leave.
+                    await self._drain()
+                    if live.machine.finished or (
+                        live.machine.status is ExecutionStatus.WAITING
+                        and self._waits_for_person(execution_id)
+                    ):
+                        break
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(live.done), 0.05)
         await self._drain()  # the waiting record is committed before anyone reads it
