@@ -62,3 +62,19 @@ async def _child_of(engine: Engine, parent: str) -> str | None:
     records, _ = await engine.list_executions()
     found = [r.id for r in records if r.parent_execution_id == parent]
     return found[0] if found else None
+
+
+@pytest.mark.parametrize("verb", ["cancel", "pause"])
+async def test_a_cli_with_only_the_database_controls_an_orchestrators_execution(
+    postgres_url: str, redis_server: str, redis_prefix: str, verb: str
+) -> None:
+    """`orchestrion cancel|pause --db postgresql://...` without the Redis URL: the request goes
+    through the journal, and the orchestrator that drives the execution carries it out."""
+    pg, redis_url, prefix = postgres_url, redis_server, redis_prefix
+    async with scaleout_engine(pg, redis_url, prefix) as orchestrator:
+        execution = await orchestrator.start_execution(CHILD)
+        await _until(lambda: _status_is(orchestrator, execution.id, ExecutionStatus.WAITING))
+        async with Engine(f"postgresql://{pg.split('://', 1)[1]}", resume=False) as cli:
+            await asyncio.wait_for(getattr(cli, verb)(execution.id), 15)
+            wanted = ExecutionStatus.CANCELLED if verb == "cancel" else ExecutionStatus.PAUSED
+            await _until(lambda: _status_is(cli, execution.id, wanted))

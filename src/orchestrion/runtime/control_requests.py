@@ -10,7 +10,8 @@ effect shows in the store (the execution cancelled, paused, resumed, the node de
 A request is acted on by the process that owned the execution when it was made; one that
 stops first (it ended, or was killed) leaves the request unanswered, and the requester says
 so: the command, run again, then acts itself. Scale-out processes send these requests over
-the dispatcher instead (``forward``).
+the dispatcher instead (``forward``), and orchestrators read the journal's requests too: a
+command given only the database (``--db postgresql://...``, no Redis) reaches them that way.
 """
 
 from __future__ import annotations

@@ -272,8 +272,9 @@ class Engine:
             freeze_startup_objects()  # imports and set-up are done: see gc_tuning
         self._loop_task = asyncio.create_task(self._run_loop(), name="orchestrion-engine")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="orchestrion-leases")
-        if self._drives and not hasattr(self._dispatcher, "forward"):
-            # Embedded: other processes on this database ask through the journal.
+        if self._drives:
+            # Other processes on this database ask through the journal: a second terminal in
+            # embedded mode, and in scale-out a CLI given only the database (no Redis).
             await self._requests.start()
 
     async def _abort_start(self) -> None:
