@@ -362,6 +362,10 @@ async def _run(
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     for warning in loaded.warnings if loaded else ():
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    if loaded is not None:
+        from orchestrion.runtime.trigger_checks import check_inputs
+
+        check_inputs(loaded.spec, params)  # exit 2 stores nothing: checked before the submit
     async with _engine(db, create=True) as engine:
         # One's own file runs as trusted as this process; a stored definition (by name, maybe
         # submitted through the service) keeps its own trust level (governance/trust.py).
