@@ -116,6 +116,14 @@ def _check_arguments(arguments: list[str]) -> None:
                 sys.exit(EXIT_INVALID)  # typer is not running yet: no typer.Exit here
 
 
+def _print_warnings(warnings: Any) -> None:
+    """A definition's warnings on stderr, unless ORCHESTRION_LOG_LEVEL asks for less."""
+    if logging.getLevelName(_log_level().upper()) > logging.WARNING:
+        return
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+
+
 def _log_level() -> str:
     """ORCHESTRION_LOG_LEVEL when it is set (environment or ``.env``), else WARNING: the
     commands people type are quiet unless asked; the service's default (INFO) is its own."""
@@ -360,8 +368,7 @@ async def _run(
 
     _import_from_working_directory()
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
-    for warning in loaded.warnings if loaded else ():
-        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    _print_warnings(loaded.warnings if loaded else ())
     if loaded is not None:
         from orchestrion.runtime.trigger_checks import check_inputs
 
@@ -450,8 +457,7 @@ def validate(
             )
         )
         return
-    for warning in loaded.warnings:
-        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    _print_warnings(loaded.warnings)
     edges = sum(len(node.dependencies) for node in spec.dag.nodes)
     console.print(
         f"[green]✓[/] {escape(_shown(file))}: workflow '{escape(spec.name)}' is valid "
