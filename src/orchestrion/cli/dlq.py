@@ -440,29 +440,34 @@ def _render_page(page: DeadLetterPage) -> None:
     table = Table(
         title=f"dead letters: {len(page.items)} of {page.total}", title_justify="left", expand=True
     )
-    table.add_column("id", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("category")
-    table.add_column("execution", no_wrap=True)
-    table.add_column("node")
-    table.add_column("attempt", justify="right")
-    table.add_column("handler")
-    table.add_column("deliveries", justify="right")
-    table.add_column("parked/failed at (UTC)", no_wrap=True)
+    # Ids are never cut (they are what the other commands take): a node's entry id holds its
+    # execution and node, so those columns are shown only for parked tasks, which need them.
+    tasks = any(letter.kind != "node" for letter in page.items)
+    table.add_column("id", no_wrap=True, min_width=max(len(x.id) for x in page.items))
+    table.add_column("kind", no_wrap=True)
+    table.add_column("category", overflow="fold")
+    if tasks:
+        table.add_column("execution", no_wrap=True)
+        table.add_column("node", overflow="fold")
+    table.add_column("attempt", justify="right", no_wrap=True, min_width=7)
+    if tasks:
+        table.add_column("handler", overflow="fold")
+        table.add_column("deliveries", justify="right")
+    table.add_column("parked/failed at (UTC)", overflow="fold")
     table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
     for letter in page.items:
-        table.add_row(
+        cells: list[Any] = [
             Text(letter.id),
             Text(letter.kind),
             Text(letter.category, style="yellow" if letter.category == "delivery" else "red"),
-            Text(letter.execution_id or "-"),
-            Text(letter.node_id or "-"),
-            "-" if letter.attempt is None else str(letter.attempt),
-            Text(letter.handler or "-"),
-            str(letter.deliveries),
-            _when(letter.parked_at),
-            Text(_preview(letter.message)),
-        )
+        ]
+        if tasks:
+            cells += [Text(letter.execution_id or "-"), Text(letter.node_id or "-")]
+        cells.append("-" if letter.attempt is None else str(letter.attempt))
+        if tasks:
+            cells += [Text(letter.handler or "-"), str(letter.deliveries)]
+        cells += [_when(letter.parked_at), Text(_preview(letter.message))]
+        table.add_row(*cells)
     console.print(table)
     if page.next_after:
         console.print(
