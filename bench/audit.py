@@ -32,8 +32,8 @@ AUDIT_KEYS = {"ORCHESTRION_AUDIT_KEYS": "bench:" + base64.b64encode(b"b" * 32).d
 async def _once(
     definitions: list[dict[str, Any]], db: Path, audit: bool
 ) -> tuple[float, float, int]:
+    from orchestrion.engine.facade import Engine
     from orchestrion.governance.runtime import Governance
-    from orchestrion.runtime.engine import Engine
     from orchestrion.store.audit import AuditFilter
 
     governance = Governance.load(None, environ=dict(AUDIT_KEYS) if audit else {})

@@ -61,7 +61,7 @@ def _registry() -> Any:
 
 
 async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> float:
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     async with Engine(f"sqlite:///{db}", registry=_registry()) as engine:
         stored = [await engine.submit(d) for d in {id(d): d for d in definitions}.values()]

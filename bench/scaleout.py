@@ -323,7 +323,7 @@ def chain_edges(events: list[Any]) -> list[float]:
 async def run_once(workers: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     from redis.asyncio import Redis
 
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
     from orchestrion.settings import load_settings
 
     tag = uuid.uuid4().hex[:10]

@@ -35,8 +35,8 @@ def workflow() -> dict[str, Any]:
 
 
 async def _once(executions: int, sealed: bool) -> tuple[float, float]:
+    from orchestrion.engine.facade import Engine
     from orchestrion.governance.runtime import Governance
-    from orchestrion.runtime.engine import Engine
 
     governance = Governance.load(None, environ=dict(KEYS) if sealed else {})
     with tempfile.TemporaryDirectory() as tmp:

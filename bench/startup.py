@@ -53,14 +53,14 @@ RUNGS: list[tuple[str, list[str], str | None]] = [
         "... + one model class, one validation",
     ),
     (
-        "import orchestrion.runtime.engine",
-        [PY, "-c", "import orchestrion.runtime.engine"],
+        "import orchestrion.engine.facade",
+        [PY, "-c", "import orchestrion.engine.facade"],
         "... + import pydantic_settings",
     ),
     (
         W0,
         [PY, str(BENCH / "peers" / "orchestrion_runner.py"), "w0"],
-        "import orchestrion.runtime.engine",
+        "import orchestrion.engine.facade",
     ),
 ]
 

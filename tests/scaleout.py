@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from orchestrion.cluster.worker import Worker
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.worker import Worker
 from orchestrion.settings import Settings, load_settings
 
 __all__ = ["scaleout_engine", "scaleout_settings"]

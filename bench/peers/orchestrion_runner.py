@@ -28,7 +28,7 @@ def _version() -> str:
 
 async def _run_all(db: Path, definitions: list[dict[str, Any]]) -> float:
     """Submit each distinct definition, then start every execution and wait for all."""
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     async with Engine(f"sqlite:///{db}") as engine:
         stored = {d["name"]: await engine.submit(d) for d in definitions}
@@ -45,7 +45,7 @@ async def _run_all(db: Path, definitions: list[dict[str, Any]]) -> float:
 
 def w0(tmp: Path, _size: int) -> None:
     """One node, the whole script; the harness times the process from outside."""
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     async def go() -> None:
         async with Engine(f"sqlite:///{tmp / 'hello.db'}") as engine:
@@ -86,7 +86,7 @@ def w5(tmp: Path, size: int) -> dict[str, Any]:
     wall_s is the time until every execution is committed as waiting; the peak RSS is then
     what holding them costs. ``decide_s`` is approving them all and waiting for the ends.
     """
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     definition = {
         "name": "approve",

@@ -37,22 +37,25 @@ _LAZY = {
     "OrchestrionError": "orchestrion.errors",
     "PermanentNodeError": "orchestrion.errors",
     "TransientNodeError": "orchestrion.errors",
-    "Engine": "orchestrion.runtime.engine",
-    "ExecutionResult": "orchestrion.runtime.result",
+    "Engine": "orchestrion.engine.facade",
+    "ExecutionResult": "orchestrion.core.result",
     "ExecutionStatus": "orchestrion.core.states",
     "NodeState": "orchestrion.core.states",
     "NodeContext": "orchestrion.handlers.base",
     "WorkflowSpec": "orchestrion.definition.model",
     "load_definition": "orchestrion.definition.loader",
     "function": "orchestrion.handlers.python",
-    "run": "orchestrion.runtime.embedded",
-    "arun": "orchestrion.runtime.embedded",
+    "run": "orchestrion.engine.embedded",
+    "arun": "orchestrion.engine.embedded",
 }
 
 if TYPE_CHECKING:
+    from orchestrion.core.result import ExecutionResult
     from orchestrion.core.states import ExecutionStatus, NodeState
     from orchestrion.definition.loader import load_definition
     from orchestrion.definition.model import WorkflowSpec
+    from orchestrion.engine.embedded import arun, run
+    from orchestrion.engine.facade import Engine
     from orchestrion.errors import (
         DefinitionError,
         OrchestrionError,
@@ -61,9 +64,6 @@ if TYPE_CHECKING:
     )
     from orchestrion.handlers.base import NodeContext
     from orchestrion.handlers.python import function
-    from orchestrion.runtime.embedded import arun, run
-    from orchestrion.runtime.engine import Engine
-    from orchestrion.runtime.result import ExecutionResult
 
 
 def __getattr__(name: str) -> Any:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     gc_freeze: bool = Field(
         default=True,
         description="move the objects alive at the first engine start out of the garbage"
-        " collector's reach (runtime/gc_tuning.py)",
+        " collector's reach (engine/gc_tuning.py)",
     )
     inline_attempts: bool = Field(
         default=True,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from audit_helpers import AUDIT_ENV, KEY
-from orchestrion.governance.audit_anchor import Checkpoint
 from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store.audit import AuditSigner
+from orchestrion.store.audit_anchor import Checkpoint
 
 pytestmark = pytest.mark.slow
 

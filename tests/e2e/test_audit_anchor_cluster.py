@@ -15,9 +15,9 @@ import pytest
 from cluster import Cluster
 
 from audit_helpers import AUDIT_ENV, KEY, audited
-from orchestrion.governance.audit_anchor import Checkpoint
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
+from orchestrion.store.audit_anchor import Checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from audit_helpers import AUDIT_ENV, KEY
-from orchestrion.governance.audit_anchor import Checkpoint
+from orchestrion.store.audit_anchor import Checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from audit_helpers import AUDIT_ENV, KEY, audited
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError
-from orchestrion.governance.audit_log import AuditLog
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
 from orchestrion.store.audit import AuditFilter, AuditSigner
+from orchestrion.store.audit_log import AuditLog
 from orchestrion.store.factory import open_store
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import pytest
 
 from audit_helpers import AUDIT_ENV, KEY, OTHER_KEY, audited
 from orchestrion.api import create_app
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.audit_chain import ChainHead, seal
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.audit import AuditFilter, AuditSigner
 

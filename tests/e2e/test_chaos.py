@@ -21,7 +21,7 @@ import pytest
 from cluster import Cluster
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 
 pytestmark = pytest.mark.slow

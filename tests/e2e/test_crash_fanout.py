@@ -31,7 +31,7 @@ WIDTH = 1000
 RUNNER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     def printed(execution_id, records):
         for record in records:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orchestrion.api import create_app
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 
 pytestmark = pytest.mark.slow

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from audit_helpers import AUDIT_ENV, audited
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.governance.retention import DAY, RetentionSweeper
-from orchestrion.runtime.engine import Engine
 from orchestrion.store.audit import AuditFilter
 
 pytestmark = pytest.mark.slow

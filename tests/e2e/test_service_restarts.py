@@ -26,8 +26,8 @@ import pytest
 from cluster import Cluster
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import OrchestrionError
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ async def diagnose(engine: Engine, ids: list[str], redis_url: str, prefix: str, 
     """What a stuck execution looks like: its nodes, their guards, the DLQ, its log lines."""
     from redis.asyncio import Redis
 
-    from orchestrion.dispatch.streams import ORCHESTRATOR_GROUP, StreamNames
+    from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, StreamNames
 
     names = StreamNames(prefix)
     lines: list[str] = []

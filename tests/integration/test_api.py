@@ -25,9 +25,9 @@ from fastapi.routing import APIRoute
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrion.api import create_app
-from orchestrion.api.logging_setup import configure_logging
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import ConfigurationError
-from orchestrion.runtime.engine import Engine
+from orchestrion.observability.logging_setup import configure_logging
 from orchestrion.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import pytest
 
 from audit_helpers import audited, unaudited
 from orchestrion.api import create_app
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.runtime import Governance
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.audit import AuditFilter
 

@@ -22,7 +22,7 @@ from malformed import (
     json_text,
 )
 from orchestrion.api import create_app
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 
 PROBLEM = "application/problem+json"

@@ -23,8 +23,8 @@ from audit_helpers import audited
 from orchestrion.api import create_app
 from orchestrion.api.app import api_context
 from orchestrion.api.refusals import REFUSED_ACTION, REFUSED_ACTOR
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.runtime import Governance
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.audit import AuditFilter, AuditRecord
 

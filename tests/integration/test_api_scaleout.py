@@ -33,19 +33,19 @@ from orchestrion.api import create_app
 from orchestrion.cli.app import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.cli.app import app as cli
 from orchestrion.client import AsyncClient, Forbidden, NotFound
+from orchestrion.cluster.dispatcher import ensure_group
+from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
+from orchestrion.cluster.wire import decode_event, encode_task, loads
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.events import NodeFailed
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.redis import ensure_group
-from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
-from orchestrion.dispatch.wire import decode_event, encode_task, loads
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import ExecutionNotFound as OrchestrionNotFound
+from orchestrion.execution.circuit import CircuitBreakers
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.resilience.circuit import CircuitBreakers
-from orchestrion.resilience.dlq import DeadLetters
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.worker import Worker
 from orchestrion.settings import Settings, load_settings
 from scaleout import scaleout_engine, scaleout_settings
 

@@ -11,7 +11,7 @@ import httpx
 
 from audit_helpers import audited
 from orchestrion.api import create_app
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.store.audit import AuditFilter
 from scaleout import scaleout_engine, scaleout_settings
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from audit_helpers import audited, unaudited
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PolicyViolation
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
 from orchestrion.store.audit import AuditFilter
 
 FLOW = {

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from scaleout import scaleout_engine, scaleout_settings
 
 CHILD = {

@@ -19,11 +19,7 @@ from prometheus_client import REGISTRY
 
 from orchestrion.core.events import NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.handlers.base import Resources
-from orchestrion.handlers.builtin import builtin_specs
-from orchestrion.handlers.http import build_http_client
-from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.resilience.circuit import (
+from orchestrion.execution.circuit import (
     Circuit,
     CircuitBreakers,
     CircuitOpen,
@@ -31,7 +27,11 @@ from orchestrion.resilience.circuit import (
     decide,
     record,
 )
-from orchestrion.runtime.executor import NodeExecutor
+from orchestrion.execution.executor import NodeExecutor
+from orchestrion.handlers.base import Resources
+from orchestrion.handlers.builtin import builtin_specs
+from orchestrion.handlers.http import build_http_client
+from orchestrion.handlers.registry import HandlerRegistry
 
 pytest.importorskip("redis")
 

@@ -43,10 +43,10 @@ from orchestrion.client.errors import error_from_response, retry_after_seconds
 from orchestrion.client.models import timestamp
 from orchestrion.client.sse import SseDecoder, event_from_sse
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError, ExecutionNotFound, InvalidTransition
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import Settings
 
 SWITCHES: dict[str, bool] = {}

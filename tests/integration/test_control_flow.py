@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import InvalidTransition
-from orchestrion.runtime.engine import Engine
 from scaleout import engine_for
 
 

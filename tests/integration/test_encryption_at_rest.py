@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 from orchestrion.api import create_app
 from orchestrion.cli.app import app as cli
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError
 from orchestrion.governance.encryption import DecryptionError, KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 
 # Distinctive values that appear nowhere but in what the handlers compute and the inputs.
@@ -301,9 +301,9 @@ async def test_a_classified_workflow_node_starts_a_classified_child(
 def test_processes_refuse_to_start_when_encryption_is_required_without_a_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from orchestrion.cluster.worker import Worker
     from orchestrion.errors import ConfigurationError
     from orchestrion.handlers.registry import default_registry
-    from orchestrion.runtime.worker import Worker
 
     policy = tmp_path / "governance.yaml"
     policy.write_text("version: 1\nencryption:\n  required: true\n")

@@ -13,14 +13,14 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.worker import Worker
 from orchestrion.store.postgres import asyncpg_url
 from scaleout import scaleout_engine, scaleout_settings
 

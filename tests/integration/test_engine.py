@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import (
     DefinitionError,
     ExecutionNotFound,
@@ -19,7 +20,6 @@ from orchestrion.errors import (
 )
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
 from orchestrion.store.base import ExecutionRecord
 from scaleout import engine_for
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 
 FLOW = {
     "name": "waits-for-a-person",

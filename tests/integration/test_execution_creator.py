@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.errors import ExecutionNotFound
-from orchestrion.runtime.creation import ExecutionCreator
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
 from orchestrion.store.sqlite import SQLiteStore
 

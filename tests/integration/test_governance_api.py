@@ -17,9 +17,9 @@ from fastapi.routing import APIRoute
 
 from orchestrion.api import create_app
 from orchestrion.api.app import api_context
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.policy import load_policy
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 
 KEYS = "adm-key:admin,op-key:operator,view-key:viewer"

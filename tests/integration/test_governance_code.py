@@ -21,7 +21,7 @@ import pytest
 
 from orchestrion.api.app import create_app
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 
 POLICY = """\
@@ -57,7 +57,7 @@ FORBIDDEN = [
     "textwrap.TextWrapper.__init__",
     "orchestrion.handlers.python.resolve_function",
     "orchestrion.handlers.python:importlib.import_module",
-    "orchestrion.runtime.engine.Engine",
+    "orchestrion.engine.facade.Engine",
     "gov_code_side_effect:run",  # importing it would write a file
     # Relative and malformed spellings.
     ".os.system",
@@ -402,9 +402,9 @@ async def test_sandbox_escapes_submitted_through_the_api_run_no_code(
 async def test_scale_out_workers_check_functions_and_limit_templates(
     tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
+    from orchestrion.cluster.worker import Worker
     from orchestrion.governance.runtime import Governance
     from orchestrion.handlers.registry import default_registry
-    from orchestrion.runtime.worker import Worker
     from scaleout import scaleout_settings
 
     policy = tmp_path / "governance.yaml"

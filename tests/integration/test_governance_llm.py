@@ -21,9 +21,9 @@ import pytest
 
 from orchestrion.api.app import create_app
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
 

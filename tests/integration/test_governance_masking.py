@@ -23,10 +23,10 @@ import pytest
 from fastapi import FastAPI
 
 from orchestrion.api import create_app
-from orchestrion.api.logging_setup import configure_logging
+from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
+from orchestrion.observability.logging_setup import configure_logging
 from orchestrion.settings import load_settings
 from pii import GOVERNANCE_YAML, PII, assert_no_pii, echo_server, failing, profile
 

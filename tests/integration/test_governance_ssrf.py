@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
 

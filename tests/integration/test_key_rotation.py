@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from orchestrion.cli.app import app as cli
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
-from orchestrion.governance.rotation import rotate
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
+from orchestrion.store.rotation import rotate
 
 K1 = f"k1:{KeyRing.generate_key()}"
 K2 = f"k2:{KeyRing.generate_key()}"

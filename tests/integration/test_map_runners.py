@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 
 
 def mapper(items: int, config: dict[str, Any], concurrency: int) -> dict[str, Any]:

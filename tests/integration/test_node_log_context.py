@@ -7,10 +7,10 @@ import json
 import logging
 from typing import Any
 
-from orchestrion.api.logging_setup import JsonFormatter
+from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
+from orchestrion.observability.logging_setup import JsonFormatter
 
 
 @function("t_logs", replace=True)

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.definition.loader import load_definition
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.result import ExecutionResult
 from orchestrion.store.base import EventRecord
 from scaleout import engine_for
 

@@ -7,12 +7,12 @@ import asyncio
 import time
 from typing import Any
 
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.result import ExecutionResult
 from scaleout import scaleout_engine, scaleout_settings
 
 
@@ -85,7 +85,7 @@ async def test_a_decision_handed_over_checks_the_approvers_first(
     postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
     """The API process checks the decider before it forwards the decision to the driver."""
-    from orchestrion.runtime.deciders import Decider, DecisionRefused
+    from orchestrion.engine.deciders import Decider, DecisionRefused
 
     settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
     gated = {

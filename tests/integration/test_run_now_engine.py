@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import TransientNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.runtime.engine import Engine
 
 FLAKY: dict[str, int] = {}
 

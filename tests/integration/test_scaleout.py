@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.cluster.reaper import Reaper
+from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
+from orchestrion.cluster.wire import encode_event, encode_task
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.events import NodeSucceeded
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
-from orchestrion.dispatch.wire import encode_event, encode_task
+from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.resilience.dlq import DeadLetters
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.reaper import Reaper
-from orchestrion.runtime.worker import Worker
 from orchestrion.store.base import ExecutionRecord
 from scaleout import scaleout_engine, scaleout_settings
 
@@ -426,7 +426,7 @@ async def test_a_worker_takes_up_again_a_task_it_read_but_could_not_finish(
     """An entry left pending with a live worker (Redis went away between its read and its
     answer) runs again on that worker, long before the reaper's idle timeout."""
     pg, redis_url, prefix = urls
-    monkeypatch.setattr("orchestrion.runtime.worker._OWN_RECLAIM_IDLE", 0.5)
+    monkeypatch.setattr("orchestrion.cluster.worker._OWN_RECLAIM_IDLE", 0.5)
     settings = scaleout_settings(pg, redis_url, prefix)
     names = StreamNames(prefix)
     async with scaleout_engine(pg, redis_url, prefix, workers=0) as engine:

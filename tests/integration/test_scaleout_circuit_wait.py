@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
+from orchestrion.execution.circuit import CircuitBreakers
 from orchestrion.handlers.registry import default_registry
-from orchestrion.resilience.circuit import CircuitBreakers
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.worker import Worker
 from scaleout import scaleout_settings
 
 BRANCHES = 12

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.worker import Worker
 from scaleout import scaleout_settings
 
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from orchestrion.api import create_app
 from orchestrion.cli.app import app as cli
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from sealed_values import (
     Secrets,

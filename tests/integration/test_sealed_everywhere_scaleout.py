@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.cluster.reaper import Reaper
+from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.handlers.registry import default_registry
-from orchestrion.resilience.dlq import DeadLetters
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.reaper import Reaper
-from orchestrion.runtime.worker import Worker
 from scaleout import scaleout_engine, scaleout_settings
 from sealed_values import (
     Secrets,

@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 
 from loopback_listener import Listener, serve_listener
+from orchestrion.cluster.worker import Worker
 from orchestrion.core.events import NodeFailed, NodeSucceeded
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.dispatch.base import TaskMessage
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
-from orchestrion.governance import enforce
+from orchestrion.execution import enforce
+from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.executor import NodeExecutor
-from orchestrion.runtime.worker import Worker
 from scaleout import scaleout_settings
 
 SECRET = "Tok3n-Sup3r-S3cret-42"

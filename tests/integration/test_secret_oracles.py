@@ -25,14 +25,14 @@ from loopback_listener import Listener, serve_listener
 from orchestrion.core.events import NodeFailed, NodeSucceeded
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.dispatch.base import TaskMessage
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
-from orchestrion.governance import enforce
+from orchestrion.execution import enforce
+from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.executor import NodeExecutor
 
 SECRET = "Tok3n-Oracle-S3cret-42"
 PROVIDER_KEY = "sk-echoed-provider-key-5d1Xz8"

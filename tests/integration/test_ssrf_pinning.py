@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PolicyViolation
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import NodeContext, Resources
 from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client, run_http
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
 

@@ -24,12 +24,12 @@ import httpx
 import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import NodeContext, Resources
 from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
 from this_host import REACHABLE, Host, listening, this_host_urls

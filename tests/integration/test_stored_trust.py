@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
-from orchestrion.runtime.engine import Engine
-from orchestrion.runtime.result import ExecutionResult
 
 POLICY = """\
 version: 1

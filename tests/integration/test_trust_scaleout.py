@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-import orchestrion.dispatch.redis as redis_dispatch
+import orchestrion.cluster.dispatcher as redis_dispatch
+from orchestrion.cluster.wire import encode_task
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.wire import encode_task
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
-from orchestrion.runtime.result import ExecutionResult
 from scaleout import scaleout_engine
 
 POLICY = "version: 1\npython:\n  allowed_modules: [json]\n"

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from orchestrion.errors import ConfigurationError
-from orchestrion.governance.audit_anchor import (
+from orchestrion.governance.audit_chain import GENESIS, ChainHead
+from orchestrion.governance.policy import AnchorPolicy, load_policy
+from orchestrion.store.audit import AuditSigner, StoredHead
+from orchestrion.store.audit_anchor import (
     AuditAnchor,
     Checkpoint,
     anchor_breaks,
     read_anchor,
     syslog_address,
 )
-from orchestrion.governance.audit_chain import GENESIS, ChainHead
-from orchestrion.governance.policy import AnchorPolicy, load_policy
-from orchestrion.store.audit import AuditSigner, StoredHead
 
 KEY, OTHER = b"k" * 32, b"o" * 32
 KEYS = {"k1": KEY}

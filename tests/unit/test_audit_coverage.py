@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrion.governance.audit_chain import GENESIS
-from orchestrion.governance.audit_coverage import coverage_breaks
 from orchestrion.store.audit import AuditRecord
+from orchestrion.store.audit_coverage import coverage_breaks
 from orchestrion.store.base import EventRecord
 
 # The journal: executions "old" (ran before the trail was on), "a" and "b", interleaved.

@@ -16,10 +16,7 @@ from hypothesis import strategies as st
 from orchestrion.core.events import CompensationFailed, NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources, Wait
-from orchestrion.handlers.builtin import builtin_specs
-from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.resilience.circuit import (
+from orchestrion.execution.circuit import (
     NO_HOST,
     Circuit,
     CircuitOpen,
@@ -29,7 +26,10 @@ from orchestrion.resilience.circuit import (
     retry_in,
     target_host,
 )
-from orchestrion.runtime.executor import NodeExecutor
+from orchestrion.execution.executor import NodeExecutor
+from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources, Wait
+from orchestrion.handlers.builtin import builtin_specs
+from orchestrion.handlers.registry import HandlerRegistry
 
 CLOSED, OPEN, HALF = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 OPEN_S = 10.0
@@ -371,8 +371,8 @@ async def test_executor_open_circuit_waits_without_calling() -> None:
 
 async def test_executor_half_open_circuit_looks_again_within_a_second() -> None:
     """While the probe is in flight it may end any moment: the wait is short."""
-    from orchestrion.resilience.circuit import CircuitOpen, CircuitState
-    from orchestrion.runtime.executor import circuit_wait
+    from orchestrion.execution.circuit import CircuitOpen, CircuitState
+    from orchestrion.execution.executor import circuit_wait
 
     wait = circuit_wait(CircuitOpen("http", "api.test", CircuitState.HALF_OPEN, 30.0))
     assert wait.reason == "circuit" and wait.wake_at is not None

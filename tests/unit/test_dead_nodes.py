@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.dead_nodes import ExhaustedNodes
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.runtime.dead_nodes import ExhaustedNodes
-from orchestrion.runtime.engine import Engine
 
 BROKEN: set[str] = set()
 

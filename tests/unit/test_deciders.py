@@ -1,11 +1,11 @@
-"""Who may decide on an approval (runtime/deciders.py) and how keys are named in settings."""
+"""Who may decide on an approval (engine/deciders.py) and how keys are named in settings."""
 
 from __future__ import annotations
 
 import pytest
 
+from orchestrion.engine.deciders import Decider, DecisionRefused, check_decider
 from orchestrion.errors import ConfigurationError
-from orchestrion.runtime.deciders import Decider, DecisionRefused, check_decider
 from orchestrion.settings import load_settings
 
 CFO = Decider("key:aaaa0001", "operator", "cfo")

@@ -13,10 +13,10 @@ import pytest
 
 from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.definition.loader import load_definition
+from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
 from orchestrion.governance.policy import GovernancePolicy, load_policy
 from orchestrion.governance.runtime import Governance
-from orchestrion.runtime.engine import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter
 
@@ -223,7 +223,7 @@ async def test_engine_submit_applies_its_policy(tmp_path: Path) -> None:
 async def test_a_large_definition_is_compiled_off_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrion.runtime import compiled as compiled_module
+    from orchestrion.engine import compiled as compiled_module
 
     threads: list[str] = []
     build = compiled_module.CompiledWorkflow.build

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrion.runtime.ids import new_event_id
+from orchestrion.engine.ids import new_event_id
 
 
 def test_event_ids_are_unique_hex_and_ordered_by_their_clock_part() -> None:

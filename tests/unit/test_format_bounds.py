@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.templates import TemplateLimits, build_context, render_value, template_limits
+from orchestrion.templates.rendering import (
+    TemplateLimits,
+    build_context,
+    render_value,
+    template_limits,
+)
 
 SIZE = "templates.max_output_bytes"
 NESTED = "a nested format field"

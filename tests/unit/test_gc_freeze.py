@@ -1,5 +1,5 @@
 """The first engine to start freezes the objects the process started with, once; a setting
-turns that off (runtime/gc_tuning.py)."""
+turns that off (engine/gc_tuning.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import asyncio, gc, sys
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     async def main(db):
         async with Engine(f"sqlite:///{db}"):

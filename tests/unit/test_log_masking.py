@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrion.api.logging_setup import configure_logging
 from orchestrion.governance.log_masking import current_log_masker, set_log_masker
 from orchestrion.governance.masking import Masker
+from orchestrion.observability.logging_setup import configure_logging
 
 EMAIL = "ada@example.com"
 CARD = "4111 1111 1111 1111"

@@ -33,7 +33,7 @@ def test_exported_names_are_pinned() -> None:
 
 
 def test_import_is_lazy() -> None:
-    code = "import sys, orchestrion; print('orchestrion.runtime.engine' in sys.modules)"
+    code = "import sys, orchestrion; print('orchestrion.engine.facade' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

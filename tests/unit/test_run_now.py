@@ -25,12 +25,12 @@ from orchestrion.core.events import (
 )
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import PermanentNodeError
+from orchestrion.execution.executor import NodeExecutor
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources
 from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.runtime.executor import NodeExecutor
-from orchestrion.runtime.logcontext import node_fields
-from orchestrion.templates import LIMITS_KEY, TemplateLimits
+from orchestrion.logcontext import node_fields
+from orchestrion.templates.rendering import LIMITS_KEY, TemplateLimits
 
 
 def _task(handler: str, config: dict[str, Any], **extra: Any) -> TaskMessage:

@@ -20,7 +20,7 @@ from orchestrion.api.safe_json import TEXT_PATTERN
 from orchestrion.definition.durations import parse_duration
 from orchestrion.definition.loader import load_definition
 from orchestrion.errors import DefinitionError
-from orchestrion.templates import template_info
+from orchestrion.templates.rendering import template_info
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

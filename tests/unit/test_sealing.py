@@ -8,23 +8,23 @@ from typing import Any
 
 import pytest
 
-from orchestrion.core import events as ev
-from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.wire import decode_event, decode_task, encode_event, encode_task, loads
-from orchestrion.errors import ConfigurationError
-from orchestrion.governance.at_rest import (
-    context,
-    open_error,
-    open_journal_data,
-    seal_error,
-)
-from orchestrion.governance.encryption import DecryptionError, KeyRing, encrypt_value
-from orchestrion.governance.on_wire import (
+from orchestrion.cluster.on_wire import (
     open_event,
     open_task,
     seal_event,
     seal_task,
     seals_outcome,
+)
+from orchestrion.cluster.wire import decode_event, decode_task, encode_event, encode_task, loads
+from orchestrion.core import events as ev
+from orchestrion.dispatch.base import TaskMessage
+from orchestrion.errors import ConfigurationError
+from orchestrion.governance.encryption import DecryptionError, KeyRing, encrypt_value
+from orchestrion.store.encrypted import (
+    context,
+    open_error,
+    open_journal_data,
+    seal_error,
 )
 
 RING = KeyRing.from_env(f"k1:{KeyRing.generate_key()}")

@@ -10,9 +10,9 @@ from typing import Any
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.governance.at_rest import EncryptedStore, context, open_error, seal_error
 from orchestrion.governance.encryption import KeyRing, is_encrypted
 from orchestrion.store.base import CommitBatch, DefinitionRecord, ExecutionRecord
+from orchestrion.store.encrypted import EncryptedStore, context, open_error, seal_error
 from orchestrion.store.memory import MemoryStore
 
 RING = KeyRing.from_env(f"k1:{KeyRing.generate_key()}")

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from orchestrion.definition.loader import load_definition
+from orchestrion.definition.secret_flow import INTERPOLATION_ONLY
 from orchestrion.errors import DefinitionError, PermanentNodeError
-from orchestrion.governance import enforce
+from orchestrion.execution import enforce
 from orchestrion.governance.runtime import Governance
-from orchestrion.governance.secret_flow import INTERPOLATION_ONLY
 from orchestrion.governance.secret_scrub import Scrubber
-from orchestrion.template_secrets import secret_use
-from orchestrion.templates import build_context, render_value
+from orchestrion.templates.rendering import build_context, render_value
+from orchestrion.templates.secrets import secret_use
 
 SECRET = "Oracle-S3cret-Value-77"
 
@@ -176,7 +176,7 @@ def test_the_backstop_knows_integer_encodings() -> None:
 @pytest.mark.parametrize("padding", [90, 100, 101])
 def test_the_output_limit_does_not_depend_on_a_secret_length(padding: int) -> None:
     # Padding a template up to the limit must not tell how long an interpolated secret is.
-    from orchestrion.templates import TemplateLimits, template_limits
+    from orchestrion.templates.rendering import TemplateLimits, template_limits
 
     outcomes = set()
     for secret in ("abcd", "a-much-longer-secret-value-" * 20):

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrion.definition.loader import load_definition
 from orchestrion.errors import ConfigurationError, DefinitionError
-from orchestrion.governance import enforce
+from orchestrion.execution import enforce
 from orchestrion.governance.policy import load_policy
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.secret_routes import Destination

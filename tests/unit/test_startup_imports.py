@@ -18,7 +18,7 @@ from pathlib import Path
 SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     async def main(db):
         async with Engine(f"sqlite:///{db}") as engine:

@@ -1,4 +1,4 @@
-"""Template bounds (template_bounds.py): every operation that could compute or allocate
+"""Template bounds (templates/bounds.py): every operation that could compute or allocate
 without limit is refused before it runs, fast, with a message naming the limit; ordinary
 templates still render as before."""
 
@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.templates import TemplateLimits, build_context, render_value, template_limits
+from orchestrion.templates.rendering import (
+    TemplateLimits,
+    build_context,
+    render_value,
+    template_limits,
+)
 
 SIZE = "templates.max_output_bytes"
 INTEGER = "4300 digits (the template integer limit)"
@@ -246,7 +251,7 @@ def test_reading_a_large_value_is_not_limited() -> None:
 def test_nothing_is_computed_at_compile_time() -> None:
     # Constant folding would evaluate these when the template is compiled, outside every
     # limit; they are evaluated (and refused) when rendered.
-    from orchestrion import template_sandbox
+    from orchestrion.templates import sandbox as template_sandbox
 
     for source in ("{{ 'a' | center(999999999) }}", "{{ 'x' ~ ('a' * 10**8) }}"):
         started = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrion.template_secrets import SecretUse, secret_use
+from orchestrion.templates.secrets import SecretUse, secret_use
 
 
 @pytest.mark.parametrize(

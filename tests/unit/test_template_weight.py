@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrion.template_weight import MAX_LIGHT_EXPRESSION, is_light, renders_off_loop
+from orchestrion.templates.weight import MAX_LIGHT_EXPRESSION, is_light, renders_off_loop
 
 MACRO = "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}"
 

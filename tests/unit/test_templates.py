@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.templates import (
+from orchestrion.templates.rendering import (
     MAX_RANGE,
     build_context,
     condition_references,
@@ -329,7 +329,7 @@ def test_template_errors_name_the_field() -> None:
 def test_limits_in_force_bound_time_and_size() -> None:
     import time
 
-    from orchestrion.templates import TemplateLimits, template_limits
+    from orchestrion.templates.rendering import TemplateLimits, template_limits
 
     ctx = build_context({"big": list(range(3000))}, {})
     loops = "{% for a in input.big %}{% for b in input.big %}{% endfor %}{% endfor %}"
@@ -397,7 +397,7 @@ def test_a_plain_output_path_reads_what_the_sandbox_reads(
 ) -> None:
     """Plain ``node.output.a.b`` references are read without the sandbox (the commonest
     template, rendered once per node): the value, or the error, is the sandbox's own."""
-    from orchestrion import templates
+    from orchestrion.templates import rendering as templates
 
     def rendered() -> Any:
         try:
@@ -439,6 +439,6 @@ def test_a_plain_output_path_reads_what_the_sandbox_reads(
 def test_a_plain_reference_is_analysed_as_jinja_would(source: str) -> None:
     """Plain ``{{ node.output.a }}`` references skip Jinja's analysis (thousands of them in
     a large definition): the result is the same."""
-    from orchestrion import template_sandbox
+    from orchestrion.templates import sandbox as template_sandbox
 
     assert template_info(source) == template_sandbox.analyse(source)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from orchestrion.cluster.wire import decode_task, encode_task, loads
 from orchestrion.core.events import Event, NodeFailed, NodeSucceeded
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.dispatch.wire import decode_task, encode_task, loads
-from orchestrion.governance import enforce
+from orchestrion.execution import enforce
+from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import (
     UNTRUSTED_ALLOWLIST_KEY,
@@ -23,7 +24,6 @@ from orchestrion.governance.trust import (
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.keys import ALLOWLIST_KEY
 from orchestrion.handlers.registry import default_registry
-from orchestrion.runtime.executor import NodeExecutor
 
 POLICY = "version: 1\npython:\n  allowed_modules: [json]\n"
 

@@ -7,10 +7,8 @@ import json
 
 import pytest
 
-from orchestrion.core import events as ev
-from orchestrion.dispatch.base import SCHEMA_VERSION, TaskMessage
-from orchestrion.dispatch.streams import StreamNames, capability_sets
-from orchestrion.dispatch.wire import (
+from orchestrion.cluster.streams import StreamNames, capability_sets
+from orchestrion.cluster.wire import (
     WireError,
     decode_event,
     decode_task,
@@ -18,6 +16,8 @@ from orchestrion.dispatch.wire import (
     encode_task,
     loads,
 )
+from orchestrion.core import events as ev
+from orchestrion.dispatch.base import SCHEMA_VERSION, TaskMessage
 
 ERROR = ev.ErrorInfo("timeout", "node timed out after 1s", transient=True, type="TimeoutError")
 

@@ -24,11 +24,8 @@ from orchestrion.api import problems
 from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import warn_if_open
 from orchestrion.api.context import ApiContext
-from orchestrion.api.feed import RecordFeed
 from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
-from orchestrion.api.logging_setup import log_transitions
-from orchestrion.api.metrics import Metrics
 from orchestrion.api.middleware import RequestMiddleware
 from orchestrion.api.ratelimit import RateLimiter
 from orchestrion.api.refusals import RefusalSummary
@@ -43,8 +40,11 @@ from orchestrion.api.routes import (
     workflows,
 )
 from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
+from orchestrion.engine.facade import Engine
 from orchestrion.governance.retention import RetentionSweeper
-from orchestrion.runtime.engine import Engine
+from orchestrion.observability.feed import RecordFeed
+from orchestrion.observability.logging_setup import log_transitions
+from orchestrion.observability.metrics import Metrics
 from orchestrion.settings import Settings, load_settings
 
 __all__ = ["api_context", "create_app"]
@@ -86,7 +86,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warn_if_open(settings)
         if settings.redis_url and ctx.redis is None:
-            from orchestrion.dispatch.redis import connect_redis
+            from orchestrion.cluster.dispatcher import connect_redis
 
             ctx.redis = connect_redis(settings.redis_url)  # connects on first use
         engine.add_listener(ctx.hub.notify)
@@ -96,8 +96,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         background = [feed_task]
         if ctx.redis is not None and not engine.drives:
             # Orchestrators commit the records: their announcements wake the event streams.
-            from orchestrion.dispatch.redis import follow_commits
-            from orchestrion.dispatch.streams import StreamNames
+            from orchestrion.cluster.dispatcher import follow_commits
+            from orchestrion.cluster.streams import StreamNames
 
             names = StreamNames(settings.redis_prefix)
             ctx.closing = False  # what ends the follower; a previous shutdown left it set

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.dispatch.streams import WORKER_GROUP, StreamNames, text
-from orchestrion.resilience.circuit import CircuitBreakers
+from orchestrion.cluster.streams import WORKER_GROUP, StreamNames, text
+from orchestrion.execution.circuit import CircuitBreakers
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -11,20 +11,21 @@ log lines and problem documents can carry it without threading it through every 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
+from orchestrion.logcontext import current_request_id, request_id_var
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.api.hub import EventHub
-    from orchestrion.api.metrics import Metrics
     from orchestrion.api.ratelimit import RateLimiter
     from orchestrion.api.refusals import RefusalSummary
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
+    from orchestrion.observability.metrics import Metrics
     from orchestrion.settings import Settings
 
 __all__ = ["ApiContext", "AuditStatus", "current_request_id", "get_ctx", "request_id_var"]
@@ -32,13 +33,6 @@ __all__ = ["ApiContext", "AuditStatus", "current_request_id", "get_ctx", "reques
 AuditStatus = Callable[[], Awaitable[dict[str, Any] | None]]
 """Checks the audit chain: ``{"verified": bool, "records": int, "detail": str}`` or None
 (not checked); /health/compliance reports it."""
-
-request_id_var: ContextVar[str | None] = ContextVar("orchestrion_request_id", default=None)
-
-
-def current_request_id() -> str | None:
-    """The id of the request being served in this task, if any."""
-    return request_id_var.get()
 
 
 @dataclass(slots=True)

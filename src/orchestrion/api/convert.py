@@ -23,10 +23,10 @@ from orchestrion.api.models import (
     ResultsResponse,
 )
 from orchestrion.api.redaction import ExecutionView
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.masking import Masker
 from orchestrion.governance.trust import Trust
-from orchestrion.runtime.result import ExecutionResult
 from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
 
 __all__ = [

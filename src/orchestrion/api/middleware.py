@@ -22,7 +22,7 @@ from orchestrion.api.context import request_id_var
 from orchestrion.api.problems import ApiProblem, internal_error, problem_response
 
 if TYPE_CHECKING:
-    from orchestrion.api.metrics import Metrics
+    from orchestrion.observability.metrics import Metrics
 
 __all__ = ["REQUEST_ID_HEADER", "RequestMiddleware"]
 

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from orchestrion.api.context import current_request_id
 from orchestrion.api.models import Problem
+from orchestrion.engine.deciders import DecisionRefused
 from orchestrion.errors import (
     DefinitionError,
     ExecutionError,
@@ -34,7 +35,6 @@ from orchestrion.errors import (
     StoreError,
 )
 from orchestrion.governance.encryption import DecryptionError
-from orchestrion.runtime.deciders import DecisionRefused
 
 __all__ = [
     "PROBLEM_JSON",

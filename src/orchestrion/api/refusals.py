@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrion.governance.audit_log import AuditLog
+    from orchestrion.store.audit_log import AuditLog
 
 __all__ = ["REFUSED_ACTION", "REFUSED_ACTOR", "RefusalSummary"]
 

@@ -26,7 +26,7 @@ import uvicorn
 
 from orchestrion.api.app import api_context, create_app
 from orchestrion.api.context import ApiContext
-from orchestrion.api.logging_setup import configure_logging
+from orchestrion.observability.logging_setup import configure_logging
 from orchestrion.settings import Settings
 
 __all__ = ["serve"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from orchestrion.api.models import ActionResponse
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
-from orchestrion.runtime.engine import Engine
+from orchestrion.engine.facade import Engine
 from orchestrion.store.base import ExecutionRecord
 
 __all__ = [

@@ -22,9 +22,9 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from orchestrion.cli.journal import NodeTotal
+    from orchestrion.core.result import ExecutionResult
     from orchestrion.definition.limits import DefinitionLimits
-    from orchestrion.runtime.engine import Engine
-    from orchestrion.runtime.result import ExecutionResult
+    from orchestrion.engine.facade import Engine
     from orchestrion.store.base import DefinitionRecord
 
 __all__ = ["app", "main"]
@@ -272,7 +272,7 @@ def _import_from_working_directory() -> None:
 
 
 def _engine(db: str | None, *, resume: bool = True, create: bool = False) -> Engine:
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
     _import_from_working_directory()
 
@@ -370,7 +370,7 @@ async def _run(
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
     _print_warnings(loaded.warnings if loaded else ())
     if loaded is not None:
-        from orchestrion.runtime.trigger_checks import check_inputs
+        from orchestrion.engine.trigger_checks import check_inputs
 
         check_inputs(loaded.spec, params)  # exit 2 stores nothing: checked before the submit
     async with _engine(db, create=True) as engine:

@@ -59,8 +59,8 @@ from orchestrion.cli.app import (
 
 if TYPE_CHECKING:
     from orchestrion.governance.audit_chain import ChainHead, Verification
-    from orchestrion.governance.audit_log import AuditLog
     from orchestrion.store.audit import AuditRecord
+    from orchestrion.store.audit_log import AuditLog
 
 __all__ = ["audit_app"]
 
@@ -98,9 +98,9 @@ def _actor() -> str:
 
 async def _with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T:
     """Open the store of ``db`` (or the configured one) and the audit log over it."""
-    from orchestrion.governance.audit_log import AuditLog
     from orchestrion.governance.runtime import Governance
     from orchestrion.settings import load_settings
+    from orchestrion.store.audit_log import AuditLog
     from orchestrion.store.factory import open_store
 
     settings = load_settings()
@@ -270,9 +270,9 @@ def verify_command(
         return
     if file is not None:
         from orchestrion.errors import ConfigurationError
-        from orchestrion.governance.audit_log import verification_keys
         from orchestrion.governance.runtime import Governance
         from orchestrion.settings import load_settings
+        from orchestrion.store.audit_log import verification_keys
 
         try:
             keys = verification_keys(Governance.from_settings(load_settings()))
@@ -287,7 +287,7 @@ def verify_command(
             head = ChainHead(records[-1].seq, records[-1].hash)
         result = verify([r.chain_fields() for r in records], keys, expected_head=head)
         if anchor is not None:
-            from orchestrion.governance.audit_anchor import anchor_breaks, read_anchor
+            from orchestrion.store.audit_anchor import anchor_breaks, read_anchor
 
             reading = read_anchor(anchor, keys)
             last = max((r.seq for r in records), default=0)
@@ -298,7 +298,7 @@ def verify_command(
         return
 
     async def go(log: AuditLog) -> tuple[Verification, ChainHead | None]:
-        from orchestrion.governance.audit_log import verify_trail
+        from orchestrion.store.audit_log import verify_trail
 
         keys = log.keys
         anchor_file = str(anchor) if anchor is not None else log.anchor_file

@@ -51,10 +51,10 @@ from orchestrion.cli.app import (
 
 if TYPE_CHECKING:
     from orchestrion.client import Client, DeadLetter, DeadLetterAction, DeadLetterPage
-    from orchestrion.resilience.dlq import DeadLetter as ParkedLetter
-    from orchestrion.resilience.dlq import DeadLetters
-    from orchestrion.runtime.dead_nodes import ExhaustedNode
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.cluster.dlq import DeadLetter as ParkedLetter
+    from orchestrion.cluster.dlq import DeadLetters
+    from orchestrion.engine.dead_nodes import ExhaustedNode
+    from orchestrion.engine.facade import Engine
     from orchestrion.settings import Settings
 
 __all__ = ["dlq_app"]
@@ -158,7 +158,7 @@ def _instant(value: str | None, name: str) -> float | None:
 
 
 def _is_node(entry_id: str) -> bool:
-    from orchestrion.runtime.dead_nodes import NODE_ENTRY
+    from orchestrion.engine.dead_nodes import NODE_ENTRY
 
     return NODE_ENTRY.match(entry_id) is not None
 
@@ -214,10 +214,10 @@ def _on_redis(url: str, prefix: str, direct: Callable[[DeadLetters], Awaitable[T
     except ImportError:
         _fail(EXIT_STORE, "redis-py is not installed: pip install 'orchestrion[scaleout]'")
 
-    from orchestrion.dispatch.redis import connect_redis
-    from orchestrion.dispatch.streams import StreamNames
+    from orchestrion.cluster.dispatcher import connect_redis
+    from orchestrion.cluster.dlq import DeadLetters
+    from orchestrion.cluster.streams import StreamNames
     from orchestrion.errors import ConfigurationError, ExecutionNotFound
-    from orchestrion.resilience.dlq import DeadLetters
 
     async def go() -> T:
         redis = connect_redis(url)
@@ -301,7 +301,7 @@ def _local_page(
     offset = int(node_cursor.group(1)) if node_cursor else 0
 
     async def nodes(engine: Engine) -> list[ExhaustedNode]:
-        from orchestrion.runtime.dead_nodes import ExhaustedNodes
+        from orchestrion.engine.dead_nodes import ExhaustedNodes
 
         return await ExhaustedNodes(engine.store).list(workflow, since)
 
@@ -313,7 +313,7 @@ def _local_page(
 
 
 async def _node_show(engine: Engine, entry_id: str) -> DeadLetter:
-    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+    from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     return _node_letter(await ExhaustedNodes(engine.store).get(entry_id))
 
@@ -321,7 +321,7 @@ async def _node_show(engine: Engine, entry_id: str) -> DeadLetter:
 async def _node_retry(engine: Engine, entry_id: str) -> DeadLetterAction:
     """Rerun the node's execution from it, here, until it ends or waits for a person."""
     from orchestrion.client import DeadLetterAction
-    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+    from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     node = await ExhaustedNodes(engine.store).get(entry_id)
     await engine.retry(node.execution_id, from_node=node.node_id)
@@ -340,7 +340,7 @@ async def _node_retry(engine: Engine, entry_id: str) -> DeadLetterAction:
 
 async def _node_drop(engine: Engine, entry_id: str) -> DeadLetterAction:
     from orchestrion.client import DeadLetterAction
-    from orchestrion.runtime.dead_nodes import ExhaustedNodes
+    from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     node = await ExhaustedNodes(engine.store).drop(entry_id)
     return DeadLetterAction(

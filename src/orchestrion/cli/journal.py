@@ -18,7 +18,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrion.runtime.engine import Engine
+    from orchestrion.engine.facade import Engine
 
 __all__ = ["NodeTotal", "local_events", "node_totals", "remote_events", "render_events"]
 

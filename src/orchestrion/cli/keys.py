@@ -79,9 +79,9 @@ def rotate(
     """Re-encrypt every stored value with the first key of ORCHESTRION_ENCRYPTION_KEYS."""
     from orchestrion.cli.app import _database_url
     from orchestrion.errors import ConfigurationError, StoreError
-    from orchestrion.governance.rotation import rotate as run_rotation
     from orchestrion.governance.runtime import Governance
     from orchestrion.settings import load_settings
+    from orchestrion.store.rotation import rotate as run_rotation
 
     try:
         settings = load_settings()

@@ -80,9 +80,9 @@ def _until_signal(
 ) -> None:
     """Configure logging (masked by the governance policy), run ``body(stop)`` and set
     ``stop`` on SIGTERM/SIGINT."""
-    from orchestrion.api.logging_setup import configure_logging
     from orchestrion.errors import ConfigurationError, StoreError
     from orchestrion.governance.runtime import Governance
+    from orchestrion.observability.logging_setup import configure_logging
 
     if fmt.lower() not in ("json", "console"):
         _fail(EXIT_INVALID, f"--log-format must be json or console, not {fmt!r}")
@@ -161,9 +161,9 @@ def orchestrator(
     governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
-        from orchestrion.api.feed import RecordFeed
-        from orchestrion.api.logging_setup import log_transitions
-        from orchestrion.runtime.engine import Engine
+        from orchestrion.engine.facade import Engine
+        from orchestrion.observability.feed import RecordFeed
+        from orchestrion.observability.logging_setup import log_transitions
 
         engine = await _start_when_reachable(
             lambda: Engine(settings=settings, governance=governance), stop
@@ -174,7 +174,7 @@ def orchestrator(
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
-            from orchestrion.api.metrics import Metrics
+            from orchestrion.observability.metrics import Metrics
 
             metrics = Metrics()
             sinks.append(metrics.observe)
@@ -227,9 +227,9 @@ def worker(
     governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
-        from orchestrion.dispatch.redis import connect_redis
-        from orchestrion.resilience.circuit import CircuitBreakers
-        from orchestrion.runtime.worker import Worker
+        from orchestrion.cluster.dispatcher import connect_redis
+        from orchestrion.cluster.worker import Worker
+        from orchestrion.execution.circuit import CircuitBreakers
 
         breakers = CircuitBreakers(
             connect_redis(settings.redis_url),
@@ -271,7 +271,7 @@ def reaper(
     settings = _settings(None, redis)
 
     async def body(stop: asyncio.Event) -> None:
-        from orchestrion.runtime.reaper import Reaper
+        from orchestrion.cluster.reaper import Reaper
 
         await Reaper(settings.redis_url, settings).run_until(stop)
 

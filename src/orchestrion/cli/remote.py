@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from orchestrion.cli.progress import ProgressView
     from orchestrion.client import Client, Event, Execution
     from orchestrion.core.events import Record
+    from orchestrion.core.result import ExecutionResult
     from orchestrion.core.states import ExecutionStatus
-    from orchestrion.runtime.result import ExecutionResult
 
 __all__ = ["cancel", "connected", "list_rows", "pause", "resume", "retry", "run", "status"]
 

@@ -13,9 +13,9 @@ from rich.text import Text
 
 from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import STATE_STYLE
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.trust import Trust
-from orchestrion.runtime.result import ExecutionResult
 
 __all__ = ["render_list", "render_result"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrion.runtime.result import iso_utc
+from orchestrion.core.result import iso_utc
 
 __all__ = ["list_row"]
 

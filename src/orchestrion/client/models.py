@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrion.core.result import ExecutionResult, NodeResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
-from orchestrion.runtime.result import ExecutionResult, NodeResult
 
 __all__ = [
     "Accepted",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrion.errors import DefinitionIssue
-from orchestrion.templates import node_expression
+from orchestrion.templates.rendering import node_expression
 
 __all__ = [
     "UNKNOWN_FORMAT_MESSAGE",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from orchestrion.core.plan import BRANCHING_HANDLER
 from orchestrion.definition.model import DataClassification, WorkflowSpec
-from orchestrion.templates import condition_references, template_references
+from orchestrion.templates.rendering import condition_references, template_references
 
 __all__ = ["propagate_classification", "readable_nodes"]
 

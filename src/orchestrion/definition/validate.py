@@ -4,7 +4,7 @@ Checks: duplicate ids, reserved ids, unknown / self / repeated dependencies, cyc
 path of one cycle), unknown handlers (with close matches), handler config against the
 handler's ``config_model``, template syntax, template names, template references to nodes
 that are not ancestors (for ``config``, ``when`` and ``compensate.config``), and where secrets
-and provider credentials may flow (``governance/secret_flow.py``).
+and provider credentials may flow (``definition/secret_flow.py``).
 
 Every problem is reported, not just the first. Issues carry the node index and the path inside
 the node, so the loader can point at the source line.
@@ -25,13 +25,18 @@ from pydantic_core import ErrorDetails
 
 from orchestrion.core.plan import BRANCHING_HANDLER
 from orchestrion.definition.model import NodeSpec, WorkflowSpec
+from orchestrion.definition.secret_flow import node_issues
 from orchestrion.errors import DefinitionIssue, HandlerNotFound
-from orchestrion.governance.secret_flow import node_issues
 from orchestrion.governance.secret_routes import Routing
 from orchestrion.handlers.base import HandlerSpec
 from orchestrion.handlers.keys import ROUTING_KEY
 from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.templates import RESERVED_NAMES, expression_source, is_template, template_info
+from orchestrion.templates.rendering import (
+    RESERVED_NAMES,
+    expression_source,
+    is_template,
+    template_info,
+)
 
 __all__ = [
     "LocatedIssue",

@@ -1,1 +1,1 @@
-"""Governance (issue #6): audit chain integrity first; policy, masking and encryption follow."""
+"""Governance policy: masking, encryption keys, trust levels, network and LLM guards."""

@@ -89,7 +89,7 @@ def _absolute(path: str | None) -> str | None:
 
 def _syslog_address(address: str | None) -> str | None:
     if address is not None:
-        from orchestrion.governance.audit_anchor import syslog_address
+        from orchestrion.store.audit_anchor import syslog_address
 
         syslog_address(address)  # raises ValueError naming what is wrong
     return address
@@ -103,7 +103,7 @@ def _webhook_url(url: str | None) -> str | None:
 
 class AnchorPolicy(_Section):
     """Signed checkpoints of the audit trail's head, kept where the database cannot rewrite
-    them (governance/audit_anchor.py)."""
+    them (store/audit_anchor.py)."""
 
     file: Annotated[str | None, AfterValidator(_absolute)] = None
     syslog: Annotated[str | None, AfterValidator(_syslog_address)] = None

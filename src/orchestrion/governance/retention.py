@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestrion.governance.audit_log import AuditLog
+    from orchestrion.store.audit_log import AuditLog
 
 __all__ = ["RetentionSweeper"]
 

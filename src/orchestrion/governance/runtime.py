@@ -31,7 +31,7 @@ from orchestrion.governance.policy import GovernancePolicy, LoadedPolicy, load_p
 from orchestrion.governance.ssrf import UrlPolicy
 
 if TYPE_CHECKING:
-    from orchestrion.governance.on_wire import WireSealer
+    from orchestrion.cluster.on_wire import WireSealer
     from orchestrion.settings import Settings
     from orchestrion.store.base import Store
 
@@ -113,19 +113,19 @@ class Governance:
         return self.keyring is not None and classification in self.policy.encryption.classifications
 
     def protect(self, store: Store) -> Store:
-        """``store`` behind encryption at rest (``governance/at_rest.py``), or as it is when
+        """``store`` behind encryption at rest (``store/encrypted.py``), or as it is when
         the policy encrypts no classification. Wrapped even without a key, so a value
         encrypted earlier is refused by name instead of shown as an envelope."""
-        from orchestrion.governance.at_rest import EncryptedStore
+        from orchestrion.store.encrypted import EncryptedStore
 
         if isinstance(store, EncryptedStore) or not self.policy.encryption.classifications:
             return store
         return EncryptedStore(store, self.keyring, self.encrypts)
 
     def wire_sealer(self, store: Store) -> WireSealer | None:
-        """What an orchestrator seals on Redis (``governance/on_wire.py``); None without keys."""
-        from orchestrion.governance.at_rest import EncryptedStore
-        from orchestrion.governance.on_wire import WireSealer
+        """What an orchestrator seals on Redis (``cluster/on_wire.py``); None without keys."""
+        from orchestrion.cluster.on_wire import WireSealer
+        from orchestrion.store.encrypted import EncryptedStore
 
         if self.keyring is None or not isinstance(store, EncryptedStore):
             return None

@@ -1,7 +1,7 @@
 """The backstop: secret values, and their common transforms, replaced by ``***`` in text.
 
 The rule that keeps secrets out of outputs, errors, events and logs is where they may be
-used at all (``governance/secret_flow.py``); this only catches what a downstream echoes back
+used at all (``definition/secret_flow.py``); this only catches what a downstream echoes back
 (an API that repeats the request's headers in its answer or its error). Beside the exact
 value it knows the transforms a template or a server most often applies: lower and upper
 case, reversed, base64 (standard and URL-safe, with and without padding), percent-encoding,

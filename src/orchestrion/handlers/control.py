@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.definition.durations import Duration
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait, run_of
-from orchestrion.templates import build_context, evaluate_condition
+from orchestrion.templates.rendering import build_context, evaluate_condition
 
 __all__ = [
     "APPROVAL_SPEC",

@@ -151,7 +151,7 @@ class LlmConfig(BaseModel):
     @model_validator(mode="after")
     def _provider_url(self, info: ValidationInfo) -> LlmConfig:
         # Without a base_url of the node's own, the chosen provider's, so that a circuit
-        # breaker (resilience/circuit.py) guards the host the call goes to. Not counted as
+        # breaker (execution/circuit.py) guards the host the call goes to. Not counted as
         # set by the node: credentials follow model_fields_set.
         if self.base_url is None:
             routing = info.context.get(ROUTING_KEY) if isinstance(info.context, dict) else None

@@ -34,9 +34,9 @@ from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.keys import ALLOWLIST_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
-from orchestrion.template_threads import off_loop
-from orchestrion.template_weight import renders_off_loop
-from orchestrion.templates import build_context, render_value
+from orchestrion.templates.rendering import build_context, render_value
+from orchestrion.templates.threads import off_loop
+from orchestrion.templates.weight import renders_off_loop
 
 __all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
 

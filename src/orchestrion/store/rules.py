@@ -131,7 +131,7 @@ def next_version(versions: Iterable[str]) -> str:
 
 def check_batch(batch: CommitBatch) -> None:
     """Refuse a malformed batch: parallel lists of different lengths, or an event id given
-    twice. Ids are unique across batches by construction (``runtime/ids.py``); stores keep no
+    twice. Ids are unique across batches by construction (``engine/ids.py``); stores keep no
     index to check that, since every commit would pay for it."""
     ids = batch.event_ids
     if not (len(batch.records) == len(ids) == len(batch.causation)):

@@ -119,7 +119,7 @@ events = Table(
         primary_key=True,
         autoincrement=True,
     ),
-    # Unique by construction (runtime/ids.py) and never looked up: no index (0004).
+    # Unique by construction (engine/ids.py) and never looked up: no index (0004).
     Column("id", ID, nullable=False),
     Column("execution_id", ID, nullable=False),
     Column("node_id", NODE_ID, nullable=True),

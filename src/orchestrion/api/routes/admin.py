@@ -1,9 +1,9 @@
 """Administration (admin role): the dead letters, in both modes.
 
 Two kinds of dead letters are listed: nodes that failed for good (kind ``node``: their last
-attempt failed and so did their execution; see ``orchestrion.runtime.dead_nodes``), in every
+attempt failed and so did their execution; see ``orchestrion.engine.dead_nodes``), in every
 deployment, and in scale-out mode also task messages parked in Redis (kind ``task``; see
-``orchestrion.resilience.dlq``).
+``orchestrion.cluster.dlq``).
 
 ``GET /v1/admin/dlq`` pages through them, parked tasks first, then nodes by when they failed;
 ``GET .../{id}`` shows one; ``POST .../{id}/retry`` reruns a node's execution from that node,
@@ -34,9 +34,9 @@ from orchestrion.api.models import (
 from orchestrion.api.params import instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
-from orchestrion.dispatch.streams import StreamNames
-from orchestrion.resilience.dlq import DeadLetter, DeadLetters
-from orchestrion.runtime.dead_nodes import NODE_ENTRY, ExhaustedNode, ExhaustedNodes
+from orchestrion.cluster.dlq import DeadLetter, DeadLetters
+from orchestrion.cluster.streams import StreamNames
+from orchestrion.engine.dead_nodes import NODE_ENTRY, ExhaustedNode, ExhaustedNodes
 
 __all__ = ["router"]
 

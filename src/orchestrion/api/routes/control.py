@@ -13,8 +13,8 @@ from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.api.settled import Check, finished, left, reached, state_after
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.engine.deciders import Decider
 from orchestrion.errors import InvalidTransition
-from orchestrion.runtime.deciders import Decider
 from orchestrion.store.base import ExecutionRecord
 
 __all__ = ["router"]

@@ -34,9 +34,9 @@ from orchestrion.api.settled import started_answer
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.definition.validate import gc_paused
+from orchestrion.engine.gc_tuning import freeze_large
 from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
-from orchestrion.governance import enforce
-from orchestrion.runtime.gc_tuning import freeze_large
+from orchestrion.execution import enforce
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 

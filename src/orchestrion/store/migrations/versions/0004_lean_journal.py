@@ -5,7 +5,7 @@ page a commit touches is one more frame written to the WAL. Two of those pages h
 that anything reads:
 
 - ``uq_events_id``, the unique index on event ids: no query looks an event up by id, and the
-  ids are unique by construction (``runtime/ids.py``). Dropped on every backend.
+  ids are unique by construction (``engine/ids.py``). Dropped on every backend.
 - ``sqlite_sequence``, which ``AUTOINCREMENT`` rewrites at every insert. SQLite's plain rowid
   key already counts up from the newest row; the one case where a seq could come back (the
   newest rows deleted by a purge) is covered by the purge itself, which leaves a mark row

@@ -1,0 +1,680 @@
+"""Scale-out dispatch through Redis Streams: the orchestrator's side.
+
+``dispatch`` adds each attempt to the task stream of its handler (and capabilities) with a
+guard key set in the same script, so an attempt is added once even when a takeover recovers
+it again. Workers (``cluster/worker.py``) answer on this engine's inbox stream; the shared
+completions stream carries what is meant for whichever orchestrator drives an execution.
+Both are read in the consumer group ``orchestrators``; an entry is acknowledged only once the
+engine's turn that applied it is committed, so a crash in between redelivers it (the machine
+ignores what it has already applied). Entries left pending for a while (a commit failed, the
+reading orchestrator died) are claimed again.
+
+Handlers that need the engine itself (``workflow`` nodes, a ``map`` of sub-workflows) run in
+this process on the ``local`` dispatcher. A heartbeat key tells the others this orchestrator
+is alive; the epoch key tells it when Redis lost its data, and then everything in flight is
+dispatched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from orchestrion.cluster.streams import (
+    ORCHESTRATOR_GROUP,
+    Entries,
+    StreamNames,
+    StreamReply,
+    text,
+)
+from orchestrion.cluster.wire import WireError, decode_event, encode_event, encode_task, loads
+from orchestrion.core.events import Event
+from orchestrion.dispatch.base import Dispatcher, EventSink, TaskMessage
+from orchestrion.engine.routing import Routed
+from orchestrion.errors import ConfigurationError, OrchestrionError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrion.cluster.on_wire import WireSealer
+    from orchestrion.engine.routing import EventRouter
+    from orchestrion.settings import Settings
+
+__all__ = [
+    "RedisDispatcher",
+    "RedisHandoff",
+    "connect_redis",
+    "engine_bound",
+    "ensure_group",
+    "follow_commits",
+    "listen_channel",
+    "queue_unavailable",
+    "stream_lost",
+]
+
+logger = logging.getLogger(__name__)
+
+# Add each task only if its guard was not set yet: one round trip for a whole turn, atomic.
+# KEYS: guard and stream of task 1, of task 2...; ARGV: the payloads, then the guard's TTL.
+_GUARDED_XADD = """
+local n = #ARGV - 1
+local added = 0
+for i = 1, n do
+  if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'PX', ARGV[n + 1]) then
+    redis.call('XADD', KEYS[2 * i], '*', 'm', ARGV[i])
+    added = added + 1
+  end
+end
+return added
+"""
+_READ_COUNT = 1000
+_SCRIPT_BATCH = 500  # tasks per script call: a long script blocks Redis for everyone else
+_RECLAIM_IDLE_MS = 10_000
+_SWEEP_STARTS_AFTER = 5.0  # seconds a start may take to reach the queue before it is swept
+
+
+def connect_redis(url: str) -> Redis:
+    """A redis-py asyncio client for ``url``, or a ``ConfigurationError`` saying what to do."""
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - the extra is part of dev installs
+        raise ConfigurationError(
+            "ORCHESTRION_REDIS_URL is set but redis-py is not installed:"
+            " pip install 'orchestrion[scaleout]'"
+        ) from exc
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        # A restarted server leaves dead pooled connections: a command on one is retried on
+        # a fresh connection. Everything sent is safe to send twice (guarded dispatch,
+        # idempotent acknowledgements, duplicate events ignored by the machine).
+        return Redis.from_url(
+            url,
+            health_check_interval=10,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 4),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid ORCHESTRION_REDIS_URL {url!r}: {exc}") from exc
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create ``group`` on ``stream`` (and the stream) unless it exists; read from the start."""
+    from redis.exceptions import ResponseError
+
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def queue_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis could not be reached or did not answer (a connection
+    refused or reset, a timeout, a server restarting) rather than a bug."""
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - the extra is part of dev installs
+        return isinstance(exc, OSError)
+    return isinstance(exc, RedisError | OSError)
+
+
+def stream_lost(exc: Exception) -> bool:
+    """Whether a read failed because its stream or group is gone: Redis lost its data, or the
+    stream was deleted while the read was blocked on it (the reaper moving an orphaned inbox);
+    the reader makes the groups again and goes on."""
+    message = str(exc)
+    return "NOGROUP" in message or "UNBLOCKED" in message
+
+
+def engine_bound(task: TaskMessage, canonical: Callable[[str], str]) -> bool:
+    """Whether the attempt needs the engine in its process (it starts child executions)."""
+    handler = canonical(task.handler)
+    if handler == "workflow":
+        return True
+    if handler == "map":
+        inner = task.config.get("handler")
+        return isinstance(inner, str) and canonical(inner) == "workflow"
+    return False
+
+
+class RedisDispatcher:
+    """Sends attempts to task streams and routes the events that come back (see module)."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        *,
+        local: Dispatcher | None = None,
+        canonical: Callable[[str], str] = lambda name: name,
+        sealer: WireSealer | None = None,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.names = StreamNames(settings.redis_prefix)
+        self._local = local
+        # Classified tasks and forwarded payloads are encrypted on Redis (governance/on_wire).
+        self._sealer = sealer
+        self._canonical = canonical
+        self._redis: Redis | None = None
+        self._router: EventRouter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Task[None]] = set()
+        self._script: Any = None
+        self._epoch: str | None = None
+        self._committed: set[str] = set()
+        self._alive: set[str] | None = None
+        self._closing = False
+        self._guard_ms = int(settings.guard_ttl * 1000)
+        # Pending starts are swept about every few seconds, whatever the heartbeat period.
+        self._sweep_every = max(1, round(_SWEEP_STARTS_AFTER / 2 / settings.heartbeat_seconds))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind_router(self, router: EventRouter) -> None:
+        self._router = router
+        router.live_owners = self.live_owners
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("dispatcher not started")
+        return self._redis
+
+    @property
+    def inbox(self) -> str:
+        assert self._router is not None, "bind_router first"
+        return self.names.inbox(self._router.owner)
+
+    async def start(self, on_event: EventSink) -> None:
+        if self._router is None:
+            raise RuntimeError("RedisDispatcher needs an engine (bind_router) before start")
+        if self._local is not None:
+            await self._local.start(on_event)
+        self._redis = connect_redis(self.url)
+        self._script = self._redis.register_script(_GUARDED_XADD)
+        self._closing = False
+        await self._beat()  # alive before the inbox exists, so the reaper leaves it alone
+        await self._prepare()
+        self._tasks = [
+            asyncio.create_task(self._hand_over_again(), name="orchestrion-redis-handover"),
+            asyncio.create_task(self._consume(), name="orchestrion-redis-consume"),
+            asyncio.create_task(self._housekeeping(), name="orchestrion-redis-housekeeping"),
+        ]
+
+    async def _prepare(self) -> None:
+        """Groups on the inbox and the shared stream; remember (or set) the epoch."""
+        redis = self.redis
+        await ensure_group(redis, self.inbox, ORCHESTRATOR_GROUP)
+        await ensure_group(redis, self.names.completions, ORCHESTRATOR_GROUP)
+        await redis.set(self.names.epoch, uuid.uuid4().hex, nx=True)
+        epoch = await redis.get(self.names.epoch)
+        self._epoch = text(epoch) if epoch else None
+
+    async def close(self, grace: float = 0.0) -> None:
+        self._closing = True
+        if self._local is not None:
+            await self._local.close(grace)
+        if self._acks:
+            await asyncio.wait(list(self._acks), timeout=max(grace, 1.0))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.delete(self.names.orchestrator(self._owner))
+            await self._redis.aclose()
+            self._redis = None
+
+    @property
+    def _owner(self) -> str:
+        assert self._router is not None
+        return self._router.owner
+
+    def in_flight(self) -> int:
+        return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
+
+    def can_run_inline(self, handler: str) -> bool:
+        # A handler with nothing to wait for and no effect outside the engine runs in the
+        # orchestrator's turn, as embedded: no round trip through a worker for a condition.
+        return self._local is not None and self._local.can_run_inline(handler)
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        if self._local is None or task.capabilities:
+            return None  # a node that asks for capabilities runs on a worker that has them
+        return self._local.run_inline(task)
+
+    def record_listener(self, execution_id: str, records: list[Any]) -> None:
+        """Engine listener: the executions committed in one loop tick are published once, so
+        API processes wake their event streams at once instead of polling the journal."""
+        if not self._committed:
+            asyncio.get_running_loop().call_soon(self._publish_commits)
+        self._committed.add(execution_id)
+
+    def _publish_commits(self) -> None:
+        ids, self._committed = sorted(self._committed), set()
+        if ids and self._redis is not None and not self._closing:
+            job = asyncio.create_task(self._publish(json.dumps(ids)))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _publish(self, message: str) -> None:
+        with contextlib.suppress(Exception):  # a wake-up only: streams also poll
+            await self.redis.publish(self.names.commits_channel, message)
+
+    def live_owners(self) -> set[str] | None:
+        """Engines whose heartbeat was seen at the last beat; None when unknown."""
+        return self._alive
+
+    # ------------------------------------------------------------------ sending
+
+    async def dispatch(self, tasks: list[TaskMessage]) -> None:
+        local: list[TaskMessage] = []
+        remote: list[TaskMessage] = []
+        for task in tasks:
+            bound = self._local is not None and engine_bound(task, self._name)
+            (local if bound else remote).append(task)
+        if local:
+            assert self._local is not None
+            await self._local.dispatch(local)
+        if not remote:
+            return
+        try:
+            await self._send(remote)
+        except Exception as exc:  # Redis is away: keep them, and send them when it is back
+            from redis.exceptions import RedisError
+
+            if not isinstance(exc, RedisError | OSError):
+                raise
+            logger.warning("dispatching %d attempt(s) failed (%s); retrying", len(remote), exc)
+            job = asyncio.create_task(self._send_later(remote))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _send_later(self, tasks: list[TaskMessage]) -> None:
+        from redis.exceptions import RedisError
+
+        delay = 0.2
+        while not self._closing:
+            await asyncio.sleep(delay)
+            if self._router is not None:
+                # Results that came meanwhile (the worker holding the attempt answered):
+                # sending those attempts now would run completed nodes again.
+                tasks = self._router.still_in_flight(tasks)
+                if not tasks:
+                    return
+            try:
+                await self._send(tasks)
+                return
+            except (RedisError, OSError) as exc:
+                delay = min(5.0, delay * 2)
+                logger.warning("dispatching %d attempt(s) failed again (%s)", len(tasks), exc)
+
+    async def _send(self, remote: list[TaskMessage]) -> None:
+        now = time.time()
+        keys: list[str] = []
+        payloads: list[str] = []
+        sealer = self._sealer
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in remote:
+                if sealer is not None:
+                    task = sealer.seal_task(task)
+                stream = self.names.tasks(self._name(task.handler), task.capabilities)
+                payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
+                if task.kind == "run":
+                    keys += (self.names.guard_for(task), stream)
+                    payloads.append(payload)
+                else:  # compensations are rare and may legitimately run again after a retry
+                    pipe.xadd(stream, {"m": payload})
+            for start in range(0, len(payloads), _SCRIPT_BATCH):
+                await self._script(
+                    keys=keys[2 * start : 2 * (start + _SCRIPT_BATCH)],
+                    args=[*payloads[start : start + _SCRIPT_BATCH], self._guard_ms],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    def _name(self, handler: str) -> str:
+        try:
+            return self._canonical(handler)
+        except Exception:
+            return handler
+
+    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+        if self._local is not None:
+            await self._local.cancel(execution_id, node_id, attempt)
+        message = json.dumps([execution_id, node_id, attempt])
+        with contextlib.suppress(Exception):  # best effort: the machine already cancelled it
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self.names.cancelled(execution_id, node_id, attempt), "1", ex=3600)
+                pipe.publish(self.names.cancel_channel, message)
+                await pipe.execute()
+
+    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
+        """Send an event to ``owner``'s inbox, or to the shared stream when None."""
+        stream = self.names.inbox(owner) if owner else self.names.completions
+        if self._sealer is not None:
+            event = self._sealer.seal_event(execution_id, event)
+        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _consume(self) -> None:
+        from redis.exceptions import RedisError, ResponseError
+
+        streams: dict[Any, Any] = {self.inbox: ">", self.names.completions: ">"}
+        while not self._closing:
+            try:
+                reply = cast(
+                    StreamReply,
+                    await self.redis.xreadgroup(
+                        ORCHESTRATOR_GROUP, self._owner, streams, count=_READ_COUNT, block=1000
+                    ),
+                )
+                for stream, entries in reply or []:
+                    await self._handle(text(stream), entries)
+            except ResponseError as exc:
+                if stream_lost(exc):
+                    await self._streams_lost()
+                else:
+                    logger.error("reading streams failed (%s); retrying", exc)
+                    await asyncio.sleep(0.5)
+            except (RedisError, OSError) as exc:
+                logger.warning("reading streams failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                # This loop is the orchestrator's only ear: it must outlive any one bad turn.
+                logger.exception("handling stream entries failed; reading on")
+                await asyncio.sleep(0.5)
+
+    async def _handle(self, stream: str, entries: Entries) -> None:
+        router = self._router
+        assert router is not None
+        pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        done: list[bytes] = []
+        sealer = self._sealer
+        for entry_id, fields in entries:
+            try:
+                execution_id, event = decode_event(loads(fields.get(b"m", b"")))
+            except WireError as exc:
+                logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
+                done.append(entry_id)
+                continue
+            if sealer is not None:
+                try:
+                    event = sealer.open_event(execution_id, event)
+                except OrchestrionError as exc:
+                    # Sealed with a key this process lacks: left pending, claimed again
+                    # until it has the key (dropping it would strand the attempt).
+                    logger.error("cannot open message %s on %s: %s", entry_id, stream, exc)
+                    continue
+            fast = router.deliver_if_live(execution_id, event)
+            if fast is not None:
+                pending.append((entry_id, fast))
+                continue
+            routed, future = await router.route(execution_id, event)
+            if future is not None:
+                pending.append((entry_id, future))
+            elif routed is not Routed.RETRY_LATER:
+                done.append(entry_id)
+        if done:
+            await self._ack(stream, done)
+        if pending:
+            job = asyncio.create_task(self._ack_when_committed(stream, pending))
+            self._acks.add(job)
+            job.add_done_callback(self._acks.discard)
+
+    async def _ack_when_committed(
+        self, stream: str, pending: list[tuple[bytes, asyncio.Future[None]]]
+    ) -> None:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        ids = [entry for (entry, _), res in zip(pending, results, strict=True) if res is None]
+        if ids:
+            await self._ack(stream, ids)
+
+    async def _ack(self, stream: str, ids: list[bytes]) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, ORCHESTRATOR_GROUP, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # redelivered later; applying twice is harmless
+            logger.warning("acknowledging %d entries failed: %s", len(ids), exc)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat, epoch check, and claiming entries left pending for too long."""
+        from redis.exceptions import RedisError
+
+        beats = 0
+        while not self._closing:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            beats += 1
+            try:
+                await self._beat()
+                epoch = await self.redis.get(self.names.epoch)
+                if epoch is None or text(epoch) != self._epoch:
+                    await self._recover_lost_data()
+                    continue
+                for stream in (self.inbox, self.names.completions):
+                    await self._reclaim(stream)
+                if beats % self._sweep_every == 0:
+                    await self._sweep_starts()
+                if beats % 5 == 0:
+                    # Safety net: an in-flight attempt whose task was lost (its guard is gone)
+                    # is sent again; for all others the guarded dispatch adds nothing.
+                    assert self._router is not None
+                    await self._router.redispatch_guarded()
+            except (RedisError, OSError) as exc:
+                self._alive = None
+                logger.warning("redis housekeeping failed (%s); retrying", exc)
+
+    async def _beat(self) -> None:
+        redis = self.redis
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()})
+        ttl = max(1, int(self.settings.heartbeat_seconds * 3 + 0.999))
+        await redis.set(self.names.orchestrator(self._owner), info, ex=ttl)
+        prefix = self.names.orchestrator("")
+        alive = set()
+        async for key in redis.scan_iter(match=self.names.orchestrator_pattern, count=1000):
+            alive.add(text(key)[len(prefix) :])
+        self._alive = alive
+
+    async def _reclaim(self, stream: str) -> None:
+        """Take over entries pending longer than they should (a reader died mid-turn)."""
+        reply: list[Any] = await self.redis.xautoclaim(
+            stream, ORCHESTRATOR_GROUP, self._owner, _RECLAIM_IDLE_MS, "0-0", count=_READ_COUNT
+        )
+        entries: Entries = [e for e in (reply[1] if reply else []) if e and e[1] is not None]
+        if entries:
+            logger.info("reclaimed %d pending entries of %s", len(entries), stream)
+            await self._handle(stream, entries)
+
+    async def _sweep_starts(self) -> None:
+        """Hand over starts the API committed but could not add to the queue (Redis failed
+        in between): a start is never left pending because its hand-over was lost."""
+        assert self._router is not None
+        try:
+            count = await self._router.hand_over_again(_SWEEP_STARTS_AFTER)
+        except OrchestrionError as exc:  # the store is down: the next sweep tries again
+            logger.warning("sweeping pending starts failed (%s)", exc)
+            return
+        if count:
+            logger.info("handed over %d pending start(s) found by the sweep", count)
+
+    async def _hand_over_again(self) -> None:
+        """At start and after Redis lost its data: starts handed over and lost with it are
+        sent again (a start delivered twice is claimed once)."""
+        assert self._router is not None
+        try:
+            count = await self._router.hand_over_again()
+        except Exception:
+            logger.exception("could not hand over pending executions again")
+            return
+        if count:
+            logger.info("handed over %d pending execution(s) again", count)
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """Read what waits on this engine's streams now and wait (``timeout`` at most) for
+        the turns that apply it to be committed."""
+        from redis.exceptions import RedisError
+
+        streams: dict[Any, Any] = {self.inbox: ">", self.names.completions: ">"}
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                reply = cast(
+                    StreamReply,
+                    await self.redis.xreadgroup(
+                        ORCHESTRATOR_GROUP, self._owner, streams, count=_READ_COUNT
+                    ),
+                )
+                if not reply or not any(entries for _, entries in reply):
+                    break
+                for stream, entries in reply:
+                    await self._handle(text(stream), entries)
+        except (RedisError, OSError) as exc:
+            logger.warning("reading results before dispatching again failed (%s)", exc)
+        if self._acks:
+            await asyncio.wait(list(self._acks), timeout=max(0.1, deadline - time.monotonic()))
+
+    async def _streams_lost(self) -> None:
+        """A read found its stream or group gone: all of Redis's data (a new epoch), or just
+        this inbox, deleted by a reaper that took this orchestrator for dead."""
+        from redis.exceptions import RedisError
+
+        try:
+            epoch = await self.redis.get(self.names.epoch)
+            if epoch is None or text(epoch) != self._epoch:
+                await self._recover_lost_data()
+            else:
+                await self._prepare()
+        except (RedisError, OSError) as exc:
+            logger.warning("making the stream groups again failed (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+
+    async def _recover_lost_data(self) -> None:
+        """Redis came back empty: groups again, a new epoch, and in-flight work again."""
+        logger.warning("redis lost its data (restarted without persistence): re-dispatching")
+        await self._prepare()  # the first orchestrator back sets the new epoch; others take it
+        assert self._router is not None
+        # Results that reached the new streams since the loss are applied first: their
+        # attempts are not in flight any more, and must not be dispatched again.
+        await self._drain()
+        count = await self._router.redispatch()
+        logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
+        await self._hand_over_again()  # starts handed over and lost with the data
+
+
+async def listen_channel(
+    redis: Redis,
+    channel: str,
+    on_message: Callable[[Any], None],
+    stopped: Callable[[], bool],
+) -> None:
+    """Call ``on_message(data)`` for each message published on ``channel`` until
+    ``stopped()``; resubscribes after Redis errors.
+
+    It polls with a one-second timeout instead of waiting on ``listen()``: redis-py swallows
+    a cancellation that lands while a subscription connects, and a reader waiting for the
+    next message would then never end. Checking ``stopped`` bounds every shutdown."""
+    from redis.exceptions import RedisError
+
+    while not stopped():
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            while not stopped():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    on_message(message["data"])
+        except (RedisError, OSError) as exc:
+            logger.warning("listening on %s failed (%s); resubscribing", channel, exc)
+            await asyncio.sleep(1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+async def follow_commits(
+    redis: Redis,
+    names: StreamNames,
+    on_commit: Callable[[str], None],
+    stopped: Callable[[], bool],
+) -> None:
+    """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
+    ``stopped()``."""
+
+    def announced(data: Any) -> None:
+        try:
+            ids = json.loads(data)
+        except ValueError:
+            return
+        for execution_id in ids if isinstance(ids, list) else []:
+            on_commit(str(execution_id))
+
+    await listen_channel(redis, names.commits_channel, announced, stopped)
+
+
+class RedisHandoff:
+    """The dispatcher of an engine that does not drive executions (the API in scale-out
+    mode): it runs nothing and only forwards starts and control requests to orchestrators."""
+
+    def __init__(self, url: str, settings: Settings, *, sealer: WireSealer | None = None) -> None:
+        self.url = url
+        self.names = StreamNames(settings.redis_prefix)
+        self._redis: Redis | None = None
+        self._sealer = sealer
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("dispatcher not started")
+        return self._redis
+
+    async def start(self, on_event: EventSink) -> None:
+        self._redis = connect_redis(self.url)
+        await ensure_group(self._redis, self.names.completions, ORCHESTRATOR_GROUP)
+
+    async def dispatch(self, tasks: list[TaskMessage]) -> None:
+        raise RuntimeError("an engine that does not drive executions dispatches nothing")
+
+    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+        return None
+
+    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
+        stream = self.names.inbox(owner) if owner else self.names.completions
+        if self._sealer is not None:
+            event = self._sealer.seal_event(execution_id, event)
+        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
+
+    async def close(self, grace: float = 0.0) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def in_flight(self) -> int:
+        return 0
+
+    def can_run_inline(self, handler: str) -> bool:
+        return False
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        return None

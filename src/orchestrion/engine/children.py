@@ -1,0 +1,208 @@
+"""Child executions: what the engine does for ``workflow`` nodes and sub-workflows in a map.
+
+A ``workflow`` node starts a child whose idempotency key derives from the node attempt's key
+(a re-run finds the same child) and parks (``Wait("child")``). When the child finishes, the
+parent node is resolved with its result or its failure; an outcome that arrives before the
+parent's wait is committed is kept until it is. Stopping the parent node cancels the child.
+Inside a ``map``, the map's attempt itself awaits each item's child.
+
+A child that this process did not start (its parent was loaded here after a crash, or by a
+``cancel`` from another terminal) is found through the journal, where the parent node's wait
+names it, and cancelled through the engine's control path: claimed when its owner is gone,
+asked of its owner otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.events import CancelRequested, ErrorInfo, WaitResolved
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.engine import lineage
+from orchestrion.errors import (
+    DefinitionError,
+    ExecutionNotFound,
+    OrchestrionError,
+    PermanentNodeError,
+)
+from orchestrion.handlers.base import NodeContext, Wait
+from orchestrion.handlers.subworkflow import WorkflowConfig
+from orchestrion.store.base import ExecutionRecord
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["ChildExecutions"]
+
+logger = logging.getLogger(__name__)
+
+
+class ChildExecutions:
+    """Links parents and children of one engine, and carries outcomes between them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
+        self._early: dict[tuple[str, str], WaitResolved] = {}
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    async def start(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
+        """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
+        engine = self._engine
+        try:
+            definition = await engine.store.find_definition(config.workflow, config.version)
+        except ExecutionNotFound as exc:
+            version = f" version '{config.version}'" if config.version else ""
+            raise PermanentNodeError(
+                f"no stored workflow '{config.workflow}'{version}: submit it first",
+                category="config",
+            ) from exc
+        try:
+            record = await engine.start_execution(
+                definition,
+                config.inputs,
+                idempotency_key=f"child:{ctx.idempotency_key}",
+                parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
+            )
+        except DefinitionError as exc:  # e.g. beyond the definition limits now in force
+            raise PermanentNodeError(str(exc), category="config") from exc
+        link = {
+            "child_execution_id": record.id,
+            "workflow": definition.name,
+            "version": definition.version,
+        }
+        if not config.wait:
+            return {**link, "status": record.status.value}
+        if record.status in FINAL_EXECUTION_STATES:
+            stored = await engine.store.get_execution(record.id)
+            if stored.status is not ExecutionStatus.COMPLETED:
+                raise PermanentNodeError(
+                    f"child execution {record.id} {stored.status.value}", category="child_failed"
+                )
+            return {**link, "status": stored.status.value, "result": stored.result}
+        self._children[(ctx.execution_id, ctx.node_id)] = record.id
+        return Wait("child", data=link)
+
+    async def await_child(self, child_id: str) -> Any:
+        """Wait for a child started inside a map item; its outcome as a node output."""
+        result = await self._engine.wait(child_id)
+        if not result.ok:
+            message = (result.error or {}).get("message", "")
+            raise PermanentNodeError(
+                f"child execution {child_id} {result.status.value}: {message}".rstrip(": "),
+                category="child_failed",
+            )
+        return {
+            "child_execution_id": child_id,
+            "status": result.status.value,
+            "result": result.result,
+        }
+
+    def finished(
+        self,
+        child: ExecutionRecord,
+        status: ExecutionStatus,
+        result: Any,
+        error: dict[str, Any] | None,
+    ) -> None:
+        """A child ended: resolve the parent node waiting for it (now, or once it waits)."""
+        parent, node = child.parent_execution_id, child.parent_node_id
+        if parent is None or node is None:
+            return
+        self._children.pop((parent, node), None)
+        parent_live = self._engine.live_machine(parent)
+        index = parent_live.plan.index.get(node) if parent_live else None
+        if parent_live is None or index is None:
+            return  # driven elsewhere, or a map item's child (the map awaits it itself)
+        outcome = _outcome(
+            child.id, node, int(child.labels.get("parent_attempt", 0)), status, result, error
+        )
+        if parent_live.nodes[index].state is NodeState.WAITING:
+            self._engine.post(parent, outcome)
+        else:
+            self._early[(parent, node)] = outcome  # delivered when the wait is committed
+
+    def parent_waits(self, parent: str, node: str) -> None:
+        """The parent node's wait is being committed: deliver an outcome that came early."""
+        early = self._early.pop((parent, node), None)
+        if early is not None:
+            self._engine.post(parent, early)
+
+    def parent_stopped(self, parent: str, node: str) -> None:
+        """The parent node was cancelled or failed: cancel its child (or its map items')."""
+        item_prefix = f"{node}["
+        keys = [
+            key
+            for key in self._children
+            if key[0] == parent and (key[1] == node or key[1].startswith(item_prefix))
+        ]
+        children = []
+        for key in keys:
+            child = self._children.pop(key)
+            if self._engine.live_machine(child) is not None:
+                self._engine.post(child, CancelRequested(time.time(), _STOPPED))
+            else:
+                children.append(child)  # driven by another process
+        if children or not keys:  # not started here: the journal knows its children
+            task = asyncio.ensure_future(self._cancel_elsewhere(parent, node, children))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _cancel_elsewhere(self, parent: str, node: str, known: list[str]) -> None:
+        engine = self._engine
+        try:
+            found = known or await lineage.child_ids(engine, parent, node)
+            for child in found:
+                if engine.live_machine(child) is not None:
+                    engine.post(child, CancelRequested(time.time(), _STOPPED))
+                    continue
+                if (await engine.store.get_execution(child)).status in FINAL_EXECUTION_STATES:
+                    continue
+                try:
+                    await engine.cancel(child, _STOPPED)
+                except OrchestrionError as exc:
+                    logger.warning("child execution %s of %s not cancelled: %s", child, parent, exc)
+        except OrchestrionError:
+            logger.exception("cannot cancel the children of execution %s", parent)
+
+    async def stopped(self) -> None:
+        """Wait until the children of stopped parent nodes are cancelled (grandchildren too)."""
+        if asyncio.current_task() in self._stopping:
+            return  # a child's cancel, itself one of these: the first caller waits for all
+        while self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Give up on cancellations still under way (the engine is stopping)."""
+        for task in list(self._stopping):
+            task.cancel()
+        await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+
+_STOPPED = "parent execution stopped"
+
+
+def _outcome(
+    child_id: str,
+    node: str,
+    attempt: int,
+    status: ExecutionStatus,
+    result: Any,
+    error: dict[str, Any] | None,
+) -> WaitResolved:
+    """What a finished child tells the parent node that waits for it."""
+    if status is ExecutionStatus.COMPLETED:
+        output = {"child_execution_id": child_id, "status": status.value, "result": result}
+        return WaitResolved(node, attempt, time.time(), output=output)
+    message = (error or {}).get("message", "")
+    return WaitResolved(
+        node,
+        attempt,
+        time.time(),
+        error=ErrorInfo(
+            "child_failed", f"child execution {child_id} {status.value}: {message}".rstrip(": ")
+        ),
+    )

@@ -1,0 +1,186 @@
+"""Cancel, pause, resume, approve and reject from another process on the same database.
+
+In embedded mode the process that runs an execution (``orchestrion run``, ``serve``) owns
+it; another process (a second terminal's ``orchestrion cancel``) cannot drive it. It records
+the request in the journal instead (a ``control.requested`` event, which changes nothing
+else), and the owner, which reads the journal's new requests every quarter of a second,
+carries the verb out itself as if it had been asked directly. The requester waits until the
+effect shows in the store (the execution cancelled, paused, resumed, the node decided).
+
+A request is acted on by the process that owned the execution when it was made; one that
+stops first (it ended, or was killed) leaves the request unanswered, and the requester says
+so: the command, run again, then acts itself. Scale-out processes send these requests over
+the dispatcher instead (``forward``), and orchestrators read the journal's requests too: a
+command given only the database (``--db postgresql://...``, no Redis) reaches them that way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.engine.ids import new_event_id
+from orchestrion.errors import ExecutionError, InvalidTransition, OrchestrionError
+from orchestrion.store.base import EventRecord, ExecutionRecord
+from orchestrion.store.rules import CONTROL_REQUESTED
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["ControlRequests"]
+
+logger = logging.getLogger(__name__)
+
+_POLL = 0.25  # how often an owner reads new requests (seconds)
+_ACT_WITHIN = 10.0  # how long a requester waits for the owner to act (seconds)
+# Requests committed out of seq order (PostgreSQL assigns seq before commit) are still seen:
+# each read goes back this many seqs, and requests already handled are remembered.
+_WINDOW = 1000
+_PAGE = 500
+_VERBS = frozenset({"cancel", "pause", "resume", "approve", "reject"})
+
+
+class ControlRequests:
+    """Both sides of requests between processes: ``send`` (requester) and the owner's poll."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._cursor = 0
+        self._handled: dict[str, int] = {}  # request event id -> seq
+        self._task: asyncio.Task[None] | None = None
+        self._acting: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ owner side
+
+    async def start(self) -> None:
+        """Act from now on on requests made from now on."""
+        self._cursor = await self._engine.store.journal_head()
+        self._task = asyncio.create_task(self._poll_loop(), name="orchestrion-control-requests")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._acting) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._acting.clear()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL)
+            try:
+                await self.poll()
+            except OrchestrionError:
+                logger.exception("reading control requests failed; retrying")
+
+    async def poll(self) -> None:
+        """Carry out the new requests about executions driven here."""
+        store = self._engine.store
+        head = await store.journal_head()
+        after = self._cursor
+        while True:
+            page = await store.list_events(
+                None, after_seq=after, limit=_PAGE, types=[CONTROL_REQUESTED]
+            )
+            for event in page:
+                if event.id in self._handled:
+                    continue
+                self._handled[event.id] = event.seq
+                if self._engine.is_live(event.execution_id):
+                    task = asyncio.create_task(self._act(event))
+                    self._acting.add(task)
+                    task.add_done_callback(self._acting.discard)
+            if len(page) < _PAGE:
+                break
+            after = page[-1].seq
+        self._cursor = max(self._cursor, head - _WINDOW)
+        self._handled = {k: seq for k, seq in self._handled.items() if seq > self._cursor}
+
+    async def _act(self, event: EventRecord) -> None:
+        request = event.data or {}
+        verb, execution_id = request.get("verb"), event.execution_id
+        engine = self._engine
+        try:
+            if verb == "cancel":
+                await engine.cancel(execution_id, str(request.get("reason") or "cancelled"))
+            elif verb == "pause":
+                await engine.pause(execution_id)
+            elif verb == "resume":
+                await engine.resume(execution_id)
+            elif verb in ("approve", "reject"):
+                by, comment = request.get("by"), request.get("comment")
+                await engine.decide(
+                    execution_id,
+                    str(request.get("node")),
+                    approved=verb == "approve",
+                    by=by if isinstance(by, str) else None,
+                    comment=comment if isinstance(comment, str) else None,
+                )
+        except OrchestrionError as exc:
+            logger.warning(
+                "request to %s execution %s not carried out: %s", verb, execution_id, exc
+            )
+
+    # ------------------------------------------------------------------ requester side
+
+    async def send(self, record: ExecutionRecord, verb: str, **args: Any) -> None:
+        """Ask the owner of ``record`` to carry out ``verb``; return once it shows.
+
+        Raises ``InvalidTransition`` when the owner let the execution go first or the
+        request could not be carried out, ``ExecutionError`` when the owner does not act in
+        time (it is stuck, or on a host whose clock or reach is not this one's).
+        """
+        if verb not in _VERBS:
+            raise ValueError(f"unknown control verb {verb!r}")
+        store = self._engine.store
+        execution_id, owner = record.id, record.owner
+        before = await self._node_attempt(execution_id, args.get("node"))
+        request = {"verb": verb, **args, "requested_by": self._engine.owner}
+        await store.request_control(execution_id, new_event_id(), request, time.time())
+        deadline = time.monotonic() + _ACT_WITHIN
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            current = await store.get_execution(execution_id)
+            if await self._shows(current, verb, args.get("node"), before):
+                return
+            if current.owner != owner:
+                raise InvalidTransition(
+                    f"cannot {verb} execution {execution_id}: the process running it let it go "
+                    f"before acting on the request; run the command again"
+                )
+        raise ExecutionError(
+            f"{verb} of execution {execution_id} was requested, but the process running it "
+            f"({owner}) has not acted on it within {_ACT_WITHIN:.0f} s"
+        )
+
+    async def _node_attempt(self, execution_id: str, node: Any) -> tuple[NodeState, int] | None:
+        if not isinstance(node, str):
+            return None
+        for run in await self._engine.store.get_node_runs(execution_id):
+            if run.node_id == node:
+                return run.state, run.attempt
+        return None
+
+    async def _shows(
+        self,
+        current: ExecutionRecord,
+        verb: str,
+        node: Any,
+        before: tuple[NodeState, int] | None,
+    ) -> bool:
+        status = current.status
+        if verb == "cancel":
+            if status in FINAL_EXECUTION_STATES and status is not ExecutionStatus.CANCELLED:
+                raise InvalidTransition(
+                    f"cannot cancel execution {current.id}: it is {status.value}"
+                )
+            return status is ExecutionStatus.CANCELLED
+        if verb == "pause":
+            return status is ExecutionStatus.PAUSED or status in FINAL_EXECUTION_STATES
+        if verb == "resume":
+            return status is not ExecutionStatus.PAUSED
+        now = await self._node_attempt(current.id, node)
+        return now != before or status in FINAL_EXECUTION_STATES

@@ -1,0 +1,132 @@
+"""Where an event from a stream goes: to this engine, to the execution's owner, or nowhere.
+
+In scale-out mode events for an execution reach an orchestrator from its own inbox (results of
+attempts it dispatched) or from the shared completions stream (starts handed over by the API,
+control requests, results whose orchestrator died). Each execution is driven by exactly one
+engine at a time (its owner, see ``engine/ownership.py``), so the router:
+
+- hands the event to this engine when it drives the execution;
+- forwards it to the owner's inbox when another live engine drives it;
+- otherwise claims the execution (a compare-and-swap on its owner), loads it from the store
+  and recovers it, then hands the event over: that is how the work of a dead orchestrator is
+  taken over, and how a start handed over by the API is picked up exactly once.
+
+Events for finished or unknown executions are dropped (a late duplicate), except a retry
+request, which revives a finished execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from orchestrion.core.events import Event, RetryRequested, Started
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+from orchestrion.engine.ownership import owner_is_dead
+from orchestrion.errors import ExecutionNotFound, OrchestrionError
+
+if TYPE_CHECKING:
+    from orchestrion.dispatch.base import TaskMessage
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["EventRouter", "Routed"]
+
+logger = logging.getLogger(__name__)
+
+Forward = Callable[[str | None, str, Event], Awaitable[None]]
+
+
+class Routed(Enum):
+    """What became of a routed event (for acknowledgement and tests)."""
+
+    HERE = "here"  # handed to this engine: acknowledge once its turn is committed
+    FORWARDED = "forwarded"
+    DROPPED = "dropped"
+    RETRY_LATER = "retry_later"  # the store could not be read: leave the entry pending
+
+
+class EventRouter:
+    """Routes (execution id, event) pairs for one engine; see the module docstring."""
+
+    def __init__(self, engine: Engine, forward: Forward) -> None:
+        self._engine = engine
+        self._forward = forward
+        self.live_owners: Callable[[], set[str] | None] = lambda: None
+
+    @property
+    def owner(self) -> str:
+        return self._engine.owner
+
+    async def redispatch(self) -> int:
+        """Dispatch again what is in flight and has not ended in the journal, and hand over
+        again the starts nobody took (the queue lost its data)."""
+        engine = self._engine
+        return await engine.redispatch_in_flight(check_journal=True) + (
+            await engine.hand_over_again()
+        )
+
+    def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
+        """Those of ``tasks`` whose attempts this engine still waits for."""
+        return self._engine.still_in_flight(tasks)
+
+    async def redispatch_guarded(self) -> int:
+        """Dispatch every in-flight attempt again through the guard: only lost ones go out."""
+        return await self._engine.redispatch_in_flight()
+
+    async def hand_over_again(self, older_than: float = 0.0) -> int:
+        return await self._engine.hand_over_again(older_than)
+
+    def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
+        """The fast path: a future for the commit when this engine drives the execution."""
+        if self._engine.is_live(execution_id):
+            return self._engine.deliver(execution_id, event)
+        return None
+
+    async def route(
+        self, execution_id: str, event: Event
+    ) -> tuple[Routed, asyncio.Future[None] | None]:
+        engine = self._engine
+        fast = self.deliver_if_live(execution_id, event)
+        if fast is not None:
+            return Routed.HERE, fast
+        try:
+            record = await engine.store.get_execution(execution_id)
+        except ExecutionNotFound:
+            logger.warning("dropping %s for unknown execution %s", _name(event), execution_id)
+            return Routed.DROPPED, None
+        except OrchestrionError:
+            return Routed.RETRY_LATER, None
+        if record.status in FINAL_EXECUTION_STATES and not isinstance(event, RetryRequested):
+            return Routed.DROPPED, None  # a late result or request: the execution is over
+        now = time.time()
+        alive = self.live_owners()
+        owner = record.owner
+        owner_gone = owner_is_dead(owner, record.lease_until, now) or (
+            alive is not None and owner is not None and owner not in alive
+        )
+        if owner is not None and owner != self.owner and not owner_gone:
+            await self._forward(owner, execution_id, event)
+            return Routed.FORWARDED, None
+        try:
+            if isinstance(event, Started):
+                if record.status is not ExecutionStatus.PENDING:
+                    return Routed.DROPPED, None  # started already
+                taken = await engine.begin_handed_over(record)
+                return (Routed.HERE if taken else Routed.DROPPED), None
+            if not await engine.adopt(record):
+                return Routed.RETRY_LATER, None  # another engine claimed it first: ask again
+        except OrchestrionError:
+            logger.exception("could not take over execution %s", execution_id)
+            return Routed.RETRY_LATER, None
+        fast = self.deliver_if_live(execution_id, event)
+        if fast is None:
+            return Routed.DROPPED, None
+        return Routed.HERE, fast
+
+
+def _name(event: Event) -> str:
+    return type(event).__name__

@@ -1,0 +1,218 @@
+"""Checks of what a trigger brings: input params against the declared inputs, node overrides.
+
+Both raise ``DefinitionError`` listing every problem, naming the input or node. Values that
+cannot be stored or rendered safely (``safe_data``: lone surrogates, nesting beyond 64
+levels, integers of more than 100 digits, NaN) are refused first, whoever passes them: the
+API, the command line or a Python caller of ``orchestrion.run``. An override is checked as
+the definition's config was: the node's config with the override applied must fit the
+handler's config schema (a template value is checked when it is rendered), so a bad key or
+value is refused when the trigger arrives, not when the node finally runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from difflib import get_close_matches
+from typing import Any
+
+from orchestrion import safe_data
+from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
+from orchestrion.definition.model import WorkflowSpec
+from orchestrion.definition.validate import (
+    config_errors,
+    config_templates,
+    describe_pydantic_error,
+    format_path,
+)
+from orchestrion.engine.compiled import CompiledWorkflow
+from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
+from orchestrion.handlers.registry import HandlerRegistry
+from orchestrion.templates.rendering import RESERVED_NAMES, template_errors, template_info
+
+__all__ = ["check_inputs", "check_overrides"]
+
+_INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _unsafe(value: Any, field: str, node: str | None = None) -> DefinitionIssue | None:
+    try:
+        safe_data.check(value)
+    except safe_data.UnsafeData as exc:
+        return DefinitionIssue(
+            f"{exc.reason} {exc.where}".replace(" at the top level", ""),
+            node=node,
+            field=field,
+            code=exc.code,
+        )
+    return None
+
+
+def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+    for name, value in inputs.items():
+        label = name if isinstance(name, str) else repr(name)
+        issue = _unsafe({label: value}, "inputs")
+        if issue is not None:  # the first says enough: the caller sent unsafe data
+            raise DefinitionError([issue], source="execution inputs")
+    issues: list[DefinitionIssue] = _undeclared(spec, inputs)
+    result = dict(inputs)
+    for name, param in spec.inputs.items():
+        if name not in result or result[name] is None:
+            if param.default is not None:
+                result[name] = param.default
+            elif param.required:
+                issues.append(
+                    DefinitionIssue(
+                        f"required input '{name}' is missing",
+                        field=f"inputs.{name}",
+                        code="missing_input",
+                    )
+                )
+            continue
+        allowed = _INPUT_TYPES.get(param.type)
+        value = result[name]
+        if allowed and (
+            not isinstance(value, allowed)
+            or (param.type in ("number", "integer") and isinstance(value, bool))
+        ):
+            issues.append(
+                DefinitionIssue(
+                    f"input '{name}' must be of type {param.type}, got {type(value).__name__}",
+                    field=f"inputs.{name}",
+                    code="input_type",
+                )
+            )
+    if issues:
+        raise DefinitionError(issues, source="execution inputs")
+    return result
+
+
+def _undeclared(spec: WorkflowSpec, inputs: dict[str, Any]) -> list[DefinitionIssue]:
+    """An input the workflow does not declare, where it declares its inputs: most often a
+    misspelt name, which would otherwise run with the default in its place."""
+    if not spec.inputs:
+        return []  # a workflow without declared inputs takes whatever it is given
+    declared = sorted(spec.inputs)
+    issues = []
+    for name in inputs:
+        if name in spec.inputs:
+            continue
+        close = get_close_matches(str(name), declared, n=1)
+        hint = (
+            f" (did you mean '{close[0]}'?)" if close else f"; it declares: {', '.join(declared)}"
+        )
+        issues.append(
+            DefinitionIssue(
+                f"input '{name}' is not declared by the workflow{hint}",
+                field=f"inputs.{name}",
+                code="unknown_input",
+            )
+        )
+    return issues
+
+
+def check_overrides(
+    compiled: CompiledWorkflow,
+    overrides: dict[str, dict[str, Any]],
+    max_problems: int = DEFAULT_LIMITS.max_problems,
+    *,
+    registry: HandlerRegistry | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``overrides`` if every node exists and, given ``registry``, every patched config fits
+    its handler's schema (``context``: the validation context definitions are checked with)."""
+    issues = []
+    for node_id, patch in overrides.items():
+        unsafe = _unsafe({node_id: patch}, "overrides")
+        if unsafe is not None:
+            issues.append(unsafe)
+        elif node_id not in compiled.plan.index:
+            issues.append(
+                DefinitionIssue(
+                    f"override names unknown node '{node_id}'",
+                    node=node_id,
+                    field="overrides",
+                    code="unknown_node",
+                )
+            )
+        elif not isinstance(patch, dict):
+            issues.append(
+                DefinitionIssue(
+                    "override must be an object of config keys",
+                    node=node_id,
+                    field="overrides",
+                    code="invalid_override",
+                )
+            )
+        else:
+            for where, message in template_errors(patch, "config"):
+                issues.append(
+                    DefinitionIssue(message, node=node_id, field=where, code="template_syntax")
+                )
+            if registry is not None and patch:
+                issues.extend(_config_issues(compiled, node_id, patch, registry, context))
+    if issues:
+        # A body of a hundred thousand unknown node ids must not become a 30 MB answer.
+        raise DefinitionError(truncated(issues, max_problems), source="node overrides")
+    return overrides
+
+
+def _config_issues(
+    compiled: CompiledWorkflow,
+    node_id: str,
+    patch: dict[str, Any],
+    registry: HandlerRegistry,
+    context: Mapping[str, Any] | None,
+) -> list[DefinitionIssue]:
+    node = compiled.plan.nodes[compiled.plan.index[node_id]]
+    try:
+        handler = registry.get(node.handler)
+    except HandlerNotFound:
+        return []  # the definition was checked with this handler; the run reports it gone
+    issues = _template_issues(compiled, node_id, patch, handler.raw_keys)
+    if handler.config_model is None:
+        return issues
+    merged = {**node.config, **patch}
+    return issues + [
+        DefinitionIssue(
+            f"override: {describe_pydantic_error(error)}",
+            node=node_id,
+            field=format_path(("config", *error["loc"])),
+            code=f"config.{error['type']}",
+        )
+        for error in config_errors(handler.config_model, merged, handler.raw_keys, context)
+    ]
+
+
+def _template_issues(
+    compiled: CompiledWorkflow, node_id: str, patch: dict[str, Any], raw_keys: frozenset[str]
+) -> list[DefinitionIssue]:
+    """An override's templates may read only what the node reads in the definition (its
+    dependencies and the nodes its own templates name): no other output reaches it."""
+    i = compiled.plan.index[node_id]
+    readable = set(compiled.context_nodes[i])
+    issues = []
+    for path, source in config_templates(patch, ("config",), raw_keys):
+        info = template_info(source)
+        field = format_path(path)
+        if info.error is not None:
+            continue  # reported by check_overrides (template_errors)
+        named = set(info.names - RESERVED_NAMES)  # input, secrets, execution: always there
+        if "nodes" in info.names:
+            named |= info.node_keys
+        for name in sorted(named - readable):
+            if name in compiled.plan.index:
+                message = (
+                    f"override reads node '{name}', which '{node_id}' does not read (only its "
+                    "dependencies and the nodes its definition's templates name reach it)"
+                )
+            else:
+                message = f"override references unknown name '{name}'"
+            issues.append(DefinitionIssue(message, node_id, field, code="template_name"))
+    return issues

@@ -1,0 +1,105 @@
+"""Embedded dispatch: node attempts run as asyncio tasks in this process, bounded by a semaphore.
+
+An attempt whose handler has nothing to wait for (``HandlerSpec.run_now``) needs no task and
+no slot: the engine runs it inline (``run_inline``), inside the turn that queued it, and
+applies its outcome before that turn's commit; one dispatched all the same (the turn's inline
+budget ran out) runs at once in ``dispatch``, its outcome in the engine's inbox for the next
+turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from orchestrion.core.events import Event
+from orchestrion.dispatch.base import EventSink, TaskMessage
+from orchestrion.execution.executor import NodeExecutor
+
+__all__ = ["LocalDispatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class LocalDispatcher:
+    """Runs each dispatched attempt with ``executor`` in an asyncio task of its own.
+
+    At most ``concurrency`` attempts run at once; the rest wait in arrival order. ``cancel``
+    cancels the task of an attempt, which then reports nothing: the state machine has already
+    recorded the node as cancelled.
+    """
+
+    def __init__(self, executor: NodeExecutor, concurrency: int = 64) -> None:
+        self.executor = executor
+        self.concurrency = concurrency
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._tasks: dict[tuple[str, str, int, str], asyncio.Task[None]] = {}
+        self._sink: EventSink | None = None
+        self._closing = False
+
+    async def start(self, on_event: EventSink) -> None:
+        self._sink = on_event
+        self._closing = False
+
+    async def dispatch(self, tasks: list[TaskMessage]) -> None:
+        if self._sink is None:
+            raise RuntimeError("dispatcher not started")
+        for task in tasks:
+            key = (task.execution_id, task.node_id, task.attempt, task.kind)
+            if key in self._tasks:
+                continue  # the same attempt is already in flight here
+            if not self._closing and self.executor.run_now(task, self._sink):
+                continue
+            job = asyncio.create_task(self._run(task), name=f"node:{task.node_id}")
+            self._tasks[key] = job
+            job.add_done_callback(functools.partial(self._forget, key))
+
+    def can_run_inline(self, handler: str) -> bool:
+        return not self._closing and self.executor.has_run_now(handler)
+
+    def run_inline(self, task: TaskMessage) -> list[Event] | None:
+        key = (task.execution_id, task.node_id, task.attempt, task.kind)
+        if self._closing or key in self._tasks:
+            return None
+        events: list[Event] = []
+        if self.executor.run_now(task, lambda _execution_id, event: events.append(event)):
+            return events
+        return None
+
+    def _forget(self, key: tuple[str, str, int, str], _job: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+
+    async def _run(self, task: TaskMessage) -> None:
+        sink = self._sink
+        assert sink is not None
+        async with self._semaphore:
+            if self._closing:
+                return  # left queued in the store; the next start runs it
+            try:
+                await self.executor.execute(task, sink)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # pragma: no cover - the executor reports everything itself
+                logger.exception("executor crashed on node %s", task.node_id)
+
+    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+        for kind in ("run", "compensate"):
+            job = self._tasks.get((execution_id, node_id, attempt, kind))
+            if job is not None:
+                job.cancel()
+
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop starting attempts; wait up to ``grace`` s for running ones, then cancel them."""
+        self._closing = True
+        pending = list(self._tasks.values())
+        if pending and grace > 0:
+            await asyncio.wait(pending, timeout=grace)
+        for job in list(self._tasks.values()):
+            job.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,1 @@
+"""Logs, log context and Prometheus metrics shared by the service and the processes."""

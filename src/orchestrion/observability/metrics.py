@@ -1,0 +1,267 @@
+"""Prometheus metrics of one app, in its own registry (two apps in a process never collide).
+
+Execution and node metrics come from engine records (``Metrics.observe`` is a record-feed
+sink), HTTP metrics from the middleware (``observe_http``). Queue depth, nodes in flight and
+live executions are computed at scrape time from the node states the records announced.
+
+In scale-out mode the ``/metrics`` route first reads a snapshot of the cluster from Redis
+(``orchestrion.api.cluster``) and hands it to ``observe_cluster``; ``ClusterCollector`` turns
+it into gauges at render time: ``orchestrion_redis_up``, ``orchestrion_dlq_size``, task stream
+depths, live workers and orchestrators, and ``orchestrion_circuit_state``. The last one has the
+name and meaning of the worker-side gauge in ``orchestrion.execution.circuit``, which lives in
+the process-wide default registry; here it is a collector of this app's registry fed from the
+shared circuit hashes in Redis, so nothing is registered twice and every circuit is shown, not
+only those this process touched. When Redis cannot be read only ``orchestrion_redis_up 0`` is
+exposed: stale depths would look like live ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from orchestrion.api.cluster import Cluster
+from orchestrion.core.events import Record
+from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
+from orchestrion.observability.feed import ExecutionInfo
+
+__all__ = ["ClusterCollector", "Metrics"]
+
+# Execution records that mean "entered this status"; running/waiting flips are not counted.
+_COUNTED = frozenset(
+    {
+        "execution.started",
+        "execution.completed",
+        "execution.failed",
+        "execution.cancelled",
+        "execution.paused",
+        "execution.retried",
+    }
+)
+_SETTLED = frozenset({NodeState.COMPLETED, NodeState.FAILED})
+_RETRY = "node.retry_scheduled"
+_NODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def _attempt_duration(record: Record) -> float | None:
+    """Seconds an attempt ran, when the record ends one (a failure to be retried included)."""
+    if record.started_at is None:
+        return None
+    if record.type == _RETRY:
+        end: float | None = record.at  # the attempt ended now; the node is not finished
+    elif record.state in _SETTLED:
+        end = record.finished_at
+    else:
+        return None
+    return None if end is None else max(0.0, end - record.started_at)
+
+
+class Metrics:
+    """Every metric of docs/API.md, registered in ``self.registry``."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.executions = Counter(
+            "orchestrion_executions",
+            "Executions that entered a status",
+            ["status"],
+            registry=registry,
+        )
+        self.nodes = Counter(
+            "orchestrion_nodes",
+            "Node transitions into a state, by handler",
+            ["state", "handler"],
+            registry=registry,
+        )
+        self.node_duration = Histogram(
+            "orchestrion_node_duration_seconds",
+            "Duration of node attempts that completed or failed, by handler",
+            ["handler"],
+            buckets=_NODE_BUCKETS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "orchestrion_node_retries",
+            "Node attempts scheduled for a retry, by handler",
+            ["handler"],
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "orchestrion_http_requests",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "orchestrion_http_request_duration_seconds",
+            "HTTP request duration (until the last byte of the response)",
+            ["method", "route"],
+            registry=registry,
+        )
+        # execution id -> node id -> state, for nodes queued or running; live executions
+        self._active: dict[str, dict[str, NodeState]] = {}
+        self._live: set[str] = set()
+        Gauge(
+            "orchestrion_queue_depth",
+            "Node attempts dispatched and not started yet",
+            registry=registry,
+        ).set_function(lambda: self._count(NodeState.QUEUED))
+        Gauge(
+            "orchestrion_nodes_in_flight", "Node attempts running now", registry=registry
+        ).set_function(lambda: self._count(NodeState.RUNNING))
+        Gauge(
+            "orchestrion_executions_live",
+            "Executions running, waiting or paused",
+            registry=registry,
+        ).set_function(lambda: len(self._live))
+        self.cluster = ClusterCollector()
+        registry.register(self.cluster)
+
+    def observe_cluster(self, snapshot: Cluster | None) -> None:
+        """The cluster as just read from Redis; None when Redis could not be read."""
+        self.cluster.update(snapshot)
+
+    def _count(self, state: NodeState) -> int:
+        return sum(1 for nodes in self._active.values() for s in nodes.values() if s is state)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._count(NodeState.QUEUED)
+
+    @property
+    def in_flight(self) -> int:
+        return self._count(NodeState.RUNNING)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def execution_created(self) -> None:
+        """A pending execution was made (not a record: nothing ran yet)."""
+        self.executions.labels("pending").inc()
+
+    def observe(self, info: ExecutionInfo, records: list[Record]) -> None:
+        """Record-feed sink."""
+        execution_id = info.execution_id
+        for record in records:
+            if record.node is None:
+                self._observe_execution(execution_id, record)
+                continue
+            state = record.state
+            if state is None:
+                continue
+            handler = info.handler(record.node)
+            self.nodes.labels(state.value, handler).inc()
+            if record.type == _RETRY:
+                self.retries.labels(handler).inc()
+            duration = _attempt_duration(record)
+            if duration is not None:
+                self.node_duration.labels(handler).observe(duration)
+            if state in (NodeState.QUEUED, NodeState.RUNNING):
+                self._active.setdefault(execution_id, {})[record.node] = state
+            else:
+                nodes = self._active.get(execution_id)
+                if nodes is not None:
+                    nodes.pop(record.node, None)
+                    if not nodes:
+                        del self._active[execution_id]
+
+    def _observe_execution(self, execution_id: str, record: Record) -> None:
+        status = record.status
+        if status is None:
+            return
+        if record.type in _COUNTED:
+            self.executions.labels(status.value).inc()
+        if status in FINAL_EXECUTION_STATES:
+            self._live.discard(execution_id)
+            self._active.pop(execution_id, None)
+        else:
+            self._live.add(execution_id)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+
+# Gauge values of circuit states, as in orchestrion.execution.circuit (worst is highest).
+_CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class ClusterCollector(Collector):
+    """Scale-out gauges from the last cluster snapshot; nothing at all in embedded mode."""
+
+    def __init__(self) -> None:
+        self._seen = False  # a snapshot was offered: this app runs in scale-out mode
+        self._snapshot: Cluster | None = None
+
+    def update(self, snapshot: Cluster | None) -> None:
+        self._seen = True
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable[Metric]:
+        # Every name up front, so the registry refuses a collision at registration time.
+        return list(_families(Cluster(), redis_up=True))
+
+    def collect(self) -> Iterable[Metric]:
+        if not self._seen:
+            return []
+        return list(_families(self._snapshot, redis_up=self._snapshot is not None))
+
+
+def _families(snapshot: Cluster | None, *, redis_up: bool) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "orchestrion_redis_up",
+        "Whether Redis answered the last scrape (1) or not (0)",
+        value=1 if redis_up else 0,
+    )
+    if snapshot is None:
+        return
+    yield GaugeMetricFamily(
+        "orchestrion_dlq_size",
+        "Task messages parked in the dead letter queue",
+        value=snapshot.dlq_size,
+    )
+    length = GaugeMetricFamily(
+        "orchestrion_task_stream_length",
+        "Entries in a task stream (waiting or held by a worker), by stream (handler+capabilities)",
+        labels=["stream"],
+    )
+    pending = GaugeMetricFamily(
+        "orchestrion_task_stream_pending",
+        "Entries of a task stream a worker has read and not answered yet, by stream",
+        labels=["stream"],
+    )
+    for stream in snapshot.streams:
+        length.add_metric([stream.name], stream.length)
+        pending.add_metric([stream.name], stream.pending)
+    yield length
+    yield pending
+    yield GaugeMetricFamily(
+        "orchestrion_workers_live", "Workers with a live heartbeat", value=len(snapshot.workers)
+    )
+    by_handler = GaugeMetricFamily(
+        "orchestrion_handler_workers_live",
+        "Workers with a live heartbeat that serve a handler",
+        labels=["handler"],
+    )
+    for handler, count in snapshot.workers_by_handler().items():
+        by_handler.add_metric([handler], count)
+    yield by_handler
+    yield GaugeMetricFamily(
+        "orchestrion_orchestrators_live",
+        "Orchestrators with a live heartbeat",
+        value=len(snapshot.orchestrators),
+    )
+    circuits = GaugeMetricFamily(
+        "orchestrion_circuit_state",
+        "Circuit breaker state shared in Redis (0 closed, 1 half-open, 2 open)",
+        labels=["handler", "host"],
+    )
+    for circuit in snapshot.circuits:
+        value = _CIRCUIT_VALUE.get(circuit["state"], 0)
+        circuits.add_metric([circuit["handler"], circuit["host"]], value)
+    yield circuits

@@ -1,1 +1,0 @@
-"""Resilience layers around handler calls in scale-out mode: circuit breakers, dead letters."""

@@ -1,0 +1,344 @@
+"""Key rotation: re-encrypt every stored envelope with the primary key of the ring.
+
+``rotate(url, ring)`` walks the three tables that hold sealed values (``executions``:
+inputs, overrides, result, error; ``node_runs``: output, error; ``events``: data), in key order
+and in batches of ``batch_size`` rows, each batch one transaction. A value already on the
+primary key is left as it is, so a second run writes nothing (idempotent) and a run that was
+interrupted simply goes on where the first one stopped (resumable). Each rewrite is a
+compare-and-swap on the old text: a row the engine changed meanwhile is counted as ``changed``
+and left for the next run, never overwritten with a stale value. Once a run reports no value
+left on other keys, those keys can be removed from ``ORCHESTRION_ENCRYPTION_KEYS``.
+
+A value whose key id is not in the ring (or that does not decrypt) is counted under
+``unreadable`` with its key id, and the run carries on with the others.
+
+Works on SQLite files (the stdlib driver, like the embedded store) and PostgreSQL (SQLAlchemy
+with asyncpg, like the scale-out store); the SQL is shared (``:name`` parameters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrion.errors import ConfigurationError, StoreError
+from orchestrion.governance.encryption import (
+    DecryptionError,
+    KeyRing,
+    decrypt_value,
+    encrypt_value,
+    is_encrypted,
+)
+from orchestrion.store.encrypted import context
+
+__all__ = ["RotationReport", "rotate"]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_SEALED = '%"$enc"%'
+
+
+@dataclass
+class RotationReport:
+    """What a rotation did, per table and in total."""
+
+    primary: str
+    rows: Counter[str] = field(default_factory=Counter)  # rows holding envelopes, by table
+    rewritten: Counter[str] = field(default_factory=Counter)  # envelopes moved to the primary
+    current: int = 0  # envelopes already on the primary key
+    changed: int = 0  # rows changed by the engine during the run: run again for them
+    unreadable: Counter[str] = field(default_factory=Counter)  # by key id
+
+    @property
+    def done(self) -> bool:
+        """True when every stored envelope is on the primary key."""
+        return not self.changed and not self.unreadable
+
+
+class _Db(Protocol):
+    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]: ...
+
+    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
+        """Run the compare-and-swap updates in one transaction; how many took."""
+
+    async def close(self) -> None: ...
+
+
+class _Sqlite:
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ConfigurationError(f"no SQLite store at {path}")
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            took = sum(conn.execute(sql, params).rowcount for sql, params in updates)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return took
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+class _Postgres:
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from orchestrion.store.postgres import asyncpg_url
+
+        self._engine = create_async_engine(asyncpg_url(url), pool_size=1)
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        from sqlalchemy import text
+
+        async with self._engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(sql), params)]
+
+    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
+        from sqlalchemy import text
+
+        took = 0
+        async with self._engine.begin() as conn:
+            for sql, params in updates:
+                took += (await conn.execute(text(sql), params)).rowcount
+        return took
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _connect(url: str) -> _Db:
+    from orchestrion.store.sqlite import url_to_sqlite_path
+
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return _Sqlite(Path(url).expanduser())
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        return _Sqlite(Path(url_to_sqlite_path(url)).expanduser())
+    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        return _Postgres(url)
+    raise ConfigurationError(
+        f"keys rotate works on SQLite and PostgreSQL stores, not '{scheme}://'"
+    )
+
+
+class _Rewrap:
+    """Re-encrypts the envelopes of one row's values, counting what it saw."""
+
+    def __init__(self, ring: KeyRing, report: RotationReport, table: str) -> None:
+        self.ring = ring
+        self.report = report
+        self.table = table
+
+    def top(self, value: Any, ctx: str) -> Any:
+        if not is_encrypted(value):
+            return value
+        if value.get("kid") == self.ring.primary:
+            self.report.current += 1
+            return value
+        try:
+            plain = decrypt_value(self.ring, value, ctx)
+        except DecryptionError:
+            self.report.unreadable[str(value.get("kid"))] += 1
+            return value
+        self.report.rewritten[self.table] += 1
+        return encrypt_value(self.ring, plain, ctx)
+
+    def error(self, value: Any, ctx: str) -> Any:
+        if not isinstance(value, dict) or not is_encrypted(value.get("message")):
+            return value
+        message = self.top(value["message"], ctx)
+        return value if message is value["message"] else {**value, "message": message}
+
+    def data(self, value: Any, execution_id: str, node_id: str | None) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = value
+        if "error" in value:
+            err = self.error(value["error"], context(execution_id, node_id, "error"))
+            if err is not value["error"]:
+                out = {**out, "error": err}
+        if "sealed" in value:
+            sealed = self.top(value["sealed"], context(execution_id, node_id, "data"))
+            if sealed is not value["sealed"]:
+                out = {**out, "sealed": sealed}
+        return out
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+async def rotate(
+    url: str,
+    ring: KeyRing,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> RotationReport:
+    """Re-encrypt what the store at ``url`` holds with ``ring.primary``; see the module."""
+    if batch_size < 1:
+        raise ConfigurationError("batch size must be at least 1")
+    db = _connect(url)
+    report = RotationReport(ring.primary)
+    try:
+        await _executions(db, ring, report, batch_size, dry_run, progress)
+        await _node_runs(db, ring, report, batch_size, dry_run, progress)
+        await _events(db, ring, report, batch_size, dry_run, progress)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"key rotation on {url}: {exc}") from exc
+    finally:
+        await db.close()
+    return report
+
+
+async def _apply(
+    db: _Db,
+    report: RotationReport,
+    table: str,
+    updates: list[tuple[str, dict[str, Any]]],
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+    scanned: int,
+) -> None:
+    report.rows[table] += scanned
+    if updates and not dry_run:
+        took = await db.swap(updates)
+        report.changed += len(updates) - took
+    if progress is not None:
+        progress(table, report.rows[table])
+    await asyncio.sleep(0)  # a rotation inside a running engine's process lets it breathe
+
+
+async def _executions(
+    db: _Db,
+    ring: KeyRing,
+    report: RotationReport,
+    size: int,
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    after = ""
+    rewrap = _Rewrap(ring, report, "executions")
+    columns = ("inputs", "overrides", "result", "error")
+    where = " OR ".join(f"{c} LIKE :pat" for c in columns)
+    sql = (
+        f"SELECT id, {', '.join(columns)} FROM executions WHERE id > :after AND ({where})"
+        " ORDER BY id LIMIT :limit"
+    )
+    while True:
+        rows = await db.fetch(sql, {"after": after, "pat": _SEALED, "limit": size})
+        if not rows:
+            return
+        updates: list[tuple[str, dict[str, Any]]] = []
+        for row in rows:
+            eid = row[0]
+            for column, old in zip(columns, row[1:], strict=True):
+                if old is None:
+                    continue
+                new = _rewrapped(rewrap, column, old, context(eid, None, column))
+                if new is not None:
+                    updates.append(
+                        (
+                            f"UPDATE executions SET {column} = :new WHERE id = :id"
+                            f" AND {column} = :old",
+                            {"new": new, "id": eid, "old": old},
+                        )
+                    )
+        after = rows[-1][0]
+        await _apply(db, report, "executions", updates, dry_run, progress, len(rows))
+
+
+def _rewrapped(rewrap: _Rewrap, column: str, old: Any, ctx: str) -> str | None:
+    """The stored text re-encrypted with the primary key, or None when it needs no change."""
+    value = _json(old)
+    new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
+    return None if new is value else _dumps(new)
+
+
+async def _node_runs(
+    db: _Db,
+    ring: KeyRing,
+    report: RotationReport,
+    size: int,
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    after: tuple[str, str] = ("", "")
+    rewrap = _Rewrap(ring, report, "node_runs")
+    sql = (
+        "SELECT execution_id, node_id, output, error FROM node_runs"
+        " WHERE (execution_id > :e OR (execution_id = :e AND node_id > :n))"
+        " AND (output LIKE :pat OR error LIKE :pat)"
+        " ORDER BY execution_id, node_id LIMIT :limit"
+    )
+    while True:
+        params = {"e": after[0], "n": after[1], "pat": _SEALED, "limit": size}
+        rows = await db.fetch(sql, params)
+        if not rows:
+            return
+        updates: list[tuple[str, dict[str, Any]]] = []
+        for eid, node, output, error in rows:
+            for column, old in (("output", output), ("error", error)):
+                if old is None:
+                    continue
+                new = _rewrapped(rewrap, column, old, context(eid, node, column))
+                if new is not None:
+                    updates.append(
+                        (
+                            f"UPDATE node_runs SET {column} = :new WHERE execution_id = :e"
+                            f" AND node_id = :n AND {column} = :old",
+                            {"new": new, "e": eid, "n": node, "old": old},
+                        )
+                    )
+        after = (rows[-1][0], rows[-1][1])
+        await _apply(db, report, "node_runs", updates, dry_run, progress, len(rows))
+
+
+async def _events(
+    db: _Db,
+    ring: KeyRing,
+    report: RotationReport,
+    size: int,
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    after = 0
+    rewrap = _Rewrap(ring, report, "events")
+    sql = (
+        "SELECT seq, execution_id, node_id, data FROM events"
+        " WHERE seq > :after AND data LIKE :pat ORDER BY seq LIMIT :limit"
+    )
+    while True:
+        rows = await db.fetch(sql, {"after": after, "pat": _SEALED, "limit": size})
+        if not rows:
+            return
+        updates: list[tuple[str, dict[str, Any]]] = []
+        for seq, eid, node, old in rows:
+            value = _json(old)
+            new = rewrap.data(value, eid, node)
+            if new is not value:
+                updates.append(
+                    (
+                        "UPDATE events SET data = :new WHERE seq = :seq AND data = :old",
+                        {"new": _dumps(new), "seq": seq, "old": old},
+                    )
+                )
+        after = rows[-1][0]
+        await _apply(db, report, "events", updates, dry_run, progress, len(rows))
