@@ -90,14 +90,14 @@ def gcra(tat: float | None, now: float, limit: Limit) -> tuple[float | None, Dec
     """
     emission = 1.0 / limit.rate
     tolerance = limit.burst * emission
-    start = now if tat is None else max(tat, now)
-    new_tat = start + emission
-    allow_at = new_tat - tolerance
-    if now < allow_at:
-        reset = start - now
-        return None, Decision(False, limit.burst, 0, allow_at - now, reset)
-    remaining = int((tolerance - (new_tat - now)) / emission + 1e-9)
-    return new_tat, Decision(True, limit.burst, remaining, 0.0, new_tat - now)
+    # Differences from now, not absolute times: with a slow rate, (now + emission) - tolerance
+    # can round to just above now and refuse the first request of a full bucket.
+    ahead = 0.0 if tat is None else max(tat - now, 0.0)
+    wait = ahead + emission - tolerance
+    if wait > 1e-9 * emission:
+        return None, Decision(False, limit.burst, 0, wait, ahead)
+    remaining = int((tolerance - ahead - emission) / emission + 1e-9)
+    return now + ahead + emission, Decision(True, limit.burst, remaining, 0.0, ahead + emission)
 
 
 class LocalBuckets:
