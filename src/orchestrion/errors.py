@@ -27,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "DefinitionError",
     "DefinitionIssue",
+    "DispatchError",
     "ExecutionError",
     "ExecutionNotFound",
     "HandlerNotFound",
@@ -142,6 +143,11 @@ class PolicyViolation(PermanentNodeError):
 
 class StoreError(OrchestrionError):
     """The state store failed; the driver's exception is chained as ``__cause__``."""
+
+
+class DispatchError(OrchestrionError):
+    """The queue that carries attempts and events could not be reached or answered wrongly
+    (scale-out: Redis). Callers catch this, never a driver's own errors."""
 
 
 class ConfigurationError(OrchestrionError):

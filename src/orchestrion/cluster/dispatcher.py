@@ -37,15 +37,14 @@ from orchestrion.cluster.streams import (
 )
 from orchestrion.cluster.wire import WireError, decode_event, encode_event, encode_task, loads
 from orchestrion.core.events import Event
-from orchestrion.dispatch.base import Dispatcher, EventSink, TaskMessage
-from orchestrion.engine.routing import Routed
+from orchestrion.dispatch.base import Dispatcher, EventSink, Routed, TaskMessage
 from orchestrion.errors import ConfigurationError, OrchestrionError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.cluster.on_wire import WireSealer
-    from orchestrion.engine.routing import EventRouter
+    from orchestrion.dispatch.base import EventRoute as EventRouter
     from orchestrion.settings import Settings
 
 __all__ = [
@@ -186,7 +185,6 @@ class RedisDispatcher:
 
     def bind_router(self, router: EventRouter) -> None:
         self._router = router
-        router.live_owners = self.live_owners
 
     @property
     def redis(self) -> Redis:

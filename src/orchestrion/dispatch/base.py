@@ -5,18 +5,34 @@ Streams dispatcher (scale-out) sends the same ``TaskMessage`` through a stream. 
 result comes back as a state-machine event passed to the ``on_event`` callback given to
 ``start``. An embedded dispatcher may also run an attempt inline (``run_inline``): the engine
 then applies its events in the same turn, before that turn's commit.
+
+A dispatcher shared by several engines (scale-out) is a ``ClusterDispatcher`` as well: the
+engine binds it an ``EventRoute`` (where an event from the shared streams goes: this engine,
+the execution's owner, or a takeover), listens through it to what other processes commit, and
+forwards control events to the owner of an execution it does not drive. The engine asks
+``cluster_of`` once, at start; nothing probes a dispatcher for optional methods.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrion.core.events import Event
 from orchestrion.governance.trust import Trust
 
-__all__ = ["Dispatcher", "EventSink", "TaskMessage"]
+__all__ = [
+    "ClusterDispatcher",
+    "Dispatcher",
+    "EventRoute",
+    "EventSink",
+    "Routed",
+    "TaskMessage",
+    "cluster_of",
+]
 
 SCHEMA_VERSION = 1
 
@@ -81,3 +97,63 @@ class Dispatcher(Protocol):
         """Run the attempt here and now, inside the engine's turn, if its handler has nothing
         to wait for and no effect outside the engine (``HandlerSpec.run_now``): its events
         (NodeStarted and the outcome), or None, having done nothing, when it declines."""
+
+
+class Routed(Enum):
+    """What became of a routed event (for acknowledgement and tests)."""
+
+    HERE = "here"  # handed to this engine: acknowledge once its turn is committed
+    FORWARDED = "forwarded"
+    DROPPED = "dropped"
+    RETRY_LATER = "retry_later"  # the store could not be read: leave the entry pending
+
+
+class EventRoute(Protocol):
+    """What an engine offers a clustered dispatcher: where each event it reads must go."""
+
+    @property
+    def owner(self) -> str:
+        """This engine's owner id (its inbox stream is named after it)."""
+
+    def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
+        """The fast path: a future for the commit when this engine drives the execution."""
+
+    async def route(
+        self, execution_id: str, event: Event
+    ) -> tuple[Routed, asyncio.Future[None] | None]:
+        """Hand the event to this engine, forward it to the owner, take the execution over,
+        or drop it (late duplicate); the future resolves when this engine has committed it."""
+
+    def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
+        """Those of ``tasks`` whose attempt has not ended in the journal."""
+
+    async def redispatch(self) -> int:
+        """Dispatch again what is in flight (the queue lost its data); how many."""
+
+    async def redispatch_guarded(self) -> int:
+        """``redispatch`` unless another call is under way; how many."""
+
+    async def hand_over_again(self, older_than: float = 0.0) -> int:
+        """Hand over again the starts nobody took for ``older_than`` seconds; how many."""
+
+
+@runtime_checkable
+class ClusterDispatcher(Dispatcher, Protocol):
+    """What a dispatcher shared by several engines adds to ``Dispatcher``."""
+
+    def bind_router(self, router: EventRoute) -> None:
+        """Route the events read from the shared streams through ``router`` (before start)."""
+
+    def record_listener(self, execution_id: str, records: list[Any]) -> None:
+        """Engine listener: tell other processes what this engine committed."""
+
+    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
+        """Send ``event`` to ``owner``'s inbox, or to the shared stream when None."""
+
+    def live_owners(self) -> set[str] | None:
+        """Engines whose heartbeat was seen lately; None when not known yet."""
+
+
+def cluster_of(dispatcher: Dispatcher) -> ClusterDispatcher | None:
+    """``dispatcher`` as a clustered one, or None for a dispatcher of one process."""
+    return dispatcher if isinstance(dispatcher, ClusterDispatcher) else None

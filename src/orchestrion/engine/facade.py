@@ -53,7 +53,7 @@ from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.definition.limits import DefinitionLimits, check_stored, truncated
 from orchestrion.definition.model import WorkflowSpec
-from orchestrion.dispatch.base import Dispatcher, TaskMessage
+from orchestrion.dispatch.base import Dispatcher, TaskMessage, cluster_of
 from orchestrion.engine import lineage
 from orchestrion.engine.children import ChildExecutions
 from orchestrion.engine.compiled import CompiledWorkflow
@@ -242,14 +242,13 @@ class Engine:
             raise
         if self._dispatcher is None:
             self._dispatcher = self._default_dispatcher()
-        bind = getattr(self._dispatcher, "bind_router", None)
-        if bind is not None:  # scale-out: events from streams are routed through this engine
+        cluster = cluster_of(self._dispatcher)
+        if cluster is not None:  # scale-out: events from streams are routed through this engine
             from orchestrion.engine.routing import EventRouter
 
-            bind(EventRouter(self, self._dispatcher.forward))  # type: ignore[attr-defined]
-        announce = getattr(self._dispatcher, "record_listener", None)
-        if announce is not None and announce not in self._listeners:
-            self.add_listener(announce)  # tells other processes what was committed
+            cluster.bind_router(EventRouter(self, cluster))
+            if cluster.record_listener not in self._listeners:
+                self.add_listener(cluster.record_listener)  # tells others what was committed
         try:
             await self._dispatcher.start(self._post)
         except BaseException:

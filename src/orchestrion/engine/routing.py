@@ -20,42 +20,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from orchestrion.core.events import Event, RetryRequested, Started
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+from orchestrion.dispatch.base import Routed
 from orchestrion.engine.ownership import owner_is_dead
 from orchestrion.errors import ExecutionNotFound, OrchestrionError
 
 if TYPE_CHECKING:
-    from orchestrion.dispatch.base import TaskMessage
+    from orchestrion.dispatch.base import ClusterDispatcher, TaskMessage
     from orchestrion.engine.facade import Engine
 
 __all__ = ["EventRouter", "Routed"]
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[[str | None, str, Event], Awaitable[None]]
-
-
-class Routed(Enum):
-    """What became of a routed event (for acknowledgement and tests)."""
-
-    HERE = "here"  # handed to this engine: acknowledge once its turn is committed
-    FORWARDED = "forwarded"
-    DROPPED = "dropped"
-    RETRY_LATER = "retry_later"  # the store could not be read: leave the entry pending
-
 
 class EventRouter:
     """Routes (execution id, event) pairs for one engine; see the module docstring."""
 
-    def __init__(self, engine: Engine, forward: Forward) -> None:
+    def __init__(self, engine: Engine, cluster: ClusterDispatcher) -> None:
         self._engine = engine
-        self._forward = forward
-        self.live_owners: Callable[[], set[str] | None] = lambda: None
+        self._cluster = cluster
 
     @property
     def owner(self) -> str:
@@ -103,13 +90,13 @@ class EventRouter:
         if record.status in FINAL_EXECUTION_STATES and not isinstance(event, RetryRequested):
             return Routed.DROPPED, None  # a late result or request: the execution is over
         now = time.time()
-        alive = self.live_owners()
+        alive = self._cluster.live_owners()
         owner = record.owner
         owner_gone = owner_is_dead(owner, record.lease_until, now) or (
             alive is not None and owner is not None and owner not in alive
         )
         if owner is not None and owner != self.owner and not owner_gone:
-            await self._forward(owner, execution_id, event)
+            await self._cluster.forward(owner, execution_id, event)
             return Routed.FORWARDED, None
         try:
             if isinstance(event, Started):

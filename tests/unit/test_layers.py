@@ -1,0 +1,198 @@
+"""The package layers point down: no package imports one above it or a sibling of its layer.
+
+The order is the one docs/ARCHITECTURE.md draws. Every import counts, including those under
+``TYPE_CHECKING`` and inside functions: a type-only upward import is still a dependency the
+lower layer cannot be understood without.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "orchestrion"
+
+# Top to bottom. Names in one tuple are siblings: neither may import the other.
+LAYERS: list[tuple[str, ...]] = [
+    ("cli", "docs"),
+    ("api", "client"),
+    ("observability",),
+    ("engine",),
+    ("cluster",),
+    ("execution",),
+    ("handlers",),
+    ("store", "dispatch"),
+    ("governance",),
+    ("core",),
+    ("definition",),
+    ("templates",),
+    ("settings",),
+    ("errors", "instants", "safe_data", "yaml_aliases", "logcontext", "examples"),
+]
+
+# Upward or sideways imports still to be removed: (importing module, imported module).
+KNOWN: set[tuple[str, str]] = {
+    ("orchestrion.core.result", "orchestrion.governance.trust"),
+    ("orchestrion.core.result", "orchestrion.store.base"),
+    ("orchestrion.definition.json_schema", "orchestrion.handlers.base"),
+    ("orchestrion.definition.json_schema", "orchestrion.handlers.builtin"),
+    ("orchestrion.definition.loader", "orchestrion.handlers.registry"),
+    ("orchestrion.definition.reads", "orchestrion.core.plan"),
+    ("orchestrion.definition.secret_flow", "orchestrion.governance.llm_providers"),
+    ("orchestrion.definition.secret_flow", "orchestrion.governance.secret_routes"),
+    ("orchestrion.definition.secret_flow", "orchestrion.handlers.registry"),
+    ("orchestrion.definition.validate", "orchestrion.core.plan"),
+    ("orchestrion.definition.validate", "orchestrion.governance.secret_routes"),
+    ("orchestrion.definition.validate", "orchestrion.handlers.base"),
+    ("orchestrion.definition.validate", "orchestrion.handlers.keys"),
+    ("orchestrion.definition.validate", "orchestrion.handlers.registry"),
+    ("orchestrion.governance.policy", "orchestrion.store.audit_anchor"),
+    ("orchestrion.governance.retention", "orchestrion.store.audit_log"),
+    ("orchestrion.governance.runtime", "orchestrion.cluster.on_wire"),
+    ("orchestrion.governance.runtime", "orchestrion.store.base"),
+    ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),
+    ("orchestrion.governance.trust", "orchestrion.handlers.base"),
+    ("orchestrion.governance.trust", "orchestrion.handlers.keys"),
+    ("orchestrion.observability.metrics", "orchestrion.api.cluster"),
+}
+
+
+# Third-party clients that only one package may use, so a backend is swapped in one place.
+HOMES = {"redis": "cluster", "sqlalchemy": "store", "asyncpg": "store", "sqlite3": "store"}
+KNOWN_GUESTS: set[tuple[str, str]] = {
+    ("orchestrion.api.cluster", "redis"),
+    ("orchestrion.api.context", "redis"),
+    ("orchestrion.api.problems", "redis"),
+    ("orchestrion.api.ratelimit", "redis"),
+    ("orchestrion.api.routes.admin", "redis"),
+    ("orchestrion.api.routes.health", "redis"),
+    ("orchestrion.cli.dlq", "redis"),
+    ("orchestrion.cli.processes", "redis"),
+    ("orchestrion.engine.facade", "redis"),
+    ("orchestrion.execution.circuit", "redis"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    importer: str
+    imported: str
+    line: int
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Iterator[Import]:
+    """Every ``orchestrion`` import of one source file, wherever it stands in the file."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            # ``from orchestrion.x import y`` may name a module y: count it as x.y when it is one
+            targets = [
+                f"{module}.{alias.name}" if _is_module(f"{module}.{alias.name}") else module
+                for alias in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            yield Import(name, target, node.lineno)
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def unit_of(module: str) -> str | None:
+    """The layer unit (top-level package or module) a module belongs to; None for the root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def rank_of(unit: str) -> int:
+    for rank, names in enumerate(LAYERS):
+        if unit in names:
+            return rank
+    raise AssertionError(f"orchestrion.{unit} is in no layer: add it to LAYERS")
+
+
+def violations(found: list[Import]) -> list[Import]:
+    """Imports of a unit above the importer's, or of a sibling in the same layer."""
+    bad = []
+    for imp in found:
+        source, target = unit_of(imp.importer), unit_of(imp.imported)
+        if source is None or target is None or source == target:
+            continue  # the package root re-exports the public API from everywhere
+        if rank_of(target) <= rank_of(source):
+            bad.append(imp)
+    return bad
+
+
+def all_imports() -> list[Import]:
+    """Every import of ours, of our modules by our modules."""
+    return [imp for imp in _everything() if imp.imported.split(".")[0] == "orchestrion"]
+
+
+def _everything() -> list[Import]:
+    return [imp for path in sorted(PACKAGE.rglob("*.py")) for imp in imports_of(path)]
+
+
+def guests(found: list[Import]) -> set[tuple[str, str]]:
+    """Uses of a third-party client outside the package that is its home."""
+    return {
+        (imp.importer, top)
+        for imp in found
+        if (top := imp.imported.split(".")[0]) in HOMES and unit_of(imp.importer) != HOMES[top]
+    }
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()}
+    units = {u for u in units if not u.startswith(("_", ".")) and u != "py"}
+    units.discard("__init__")
+    for unit in sorted(units):
+        if (PACKAGE / unit).is_dir() and not (PACKAGE / unit / "__init__.py").exists():
+            continue
+        if (PACKAGE / f"{unit}.py").exists() or (PACKAGE / unit / "__init__.py").exists():
+            rank_of(unit)
+
+
+def test_imports_point_down() -> None:
+    bad = [imp for imp in violations(all_imports()) if (imp.importer, imp.imported) not in KNOWN]
+    assert not bad, "imports that point up or sideways (see LAYERS):\n" + "\n".join(
+        f"  {imp.importer}:{imp.line} imports {imp.imported}" for imp in bad
+    )
+
+
+def test_known_exceptions_still_exist() -> None:
+    """An exception that was fixed leaves the list, so the list only shrinks."""
+    current = {(imp.importer, imp.imported) for imp in violations(all_imports())}
+    assert not KNOWN - current, sorted(KNOWN - current)
+
+
+def test_an_upward_import_is_caught() -> None:
+    upward = Import("orchestrion.core.machine", "orchestrion.engine.facade", 1)
+    sideways = Import("orchestrion.store.base", "orchestrion.dispatch.base", 1)
+    downward = Import("orchestrion.engine.facade", "orchestrion.core.machine", 1)
+    assert violations([upward, sideways, downward]) == [upward, sideways]
+
+
+def test_backend_clients_stay_home() -> None:
+    found = guests(_everything())
+    assert not found - KNOWN_GUESTS, sorted(found - KNOWN_GUESTS)
+    assert not KNOWN_GUESTS - found, sorted(KNOWN_GUESTS - found)
