@@ -508,9 +508,9 @@ async def frozen_engine(url: str, executions: int = 1) -> tuple[Engine, list[str
     await first.start()
     definition = flow(py("slow", "t_sleep", seconds=0.2), py("end", "t_count", ["slow"]))
     ids = [(await first.start_execution(definition)).id for _ in range(executions)]
-    assert first._heartbeat_task is not None and first._loop_task is not None
-    first._heartbeat_task.cancel()
-    first._loop_task.cancel()
+    assert first._recovery.heartbeat_task is not None and first._loop.task is not None
+    first._recovery.heartbeat_task.cancel()
+    first._loop.task.cancel()
     await asyncio.sleep(0.7)
     return first, ids, fast
 

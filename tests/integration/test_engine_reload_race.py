@@ -14,6 +14,7 @@ import asyncio
 
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
+from orchestrion.engine.timers import disarm
 
 FLOW = {
     "name": "waits-for-a-person",
@@ -33,8 +34,8 @@ async def _dropped(engine: Engine) -> str:
         if (await engine.store.get_execution(record.id)).status is ExecutionStatus.WAITING:
             break
         await asyncio.sleep(0.01)
-    live = engine._live.pop(record.id)
-    engine._disarm(live)
+    live = engine._loop.live.pop(record.id)
+    disarm(live)
     return record.id
 
 
@@ -62,7 +63,7 @@ async def test_a_reload_and_an_adopt_at_once_leave_one_machine(postgres_url: str
     async with Engine(postgres_url) as engine:
         execution_id = await _dropped(engine)
         record = await engine.store.get_execution(execution_id)
-        await asyncio.gather(engine._reload(execution_id), engine.adopt(record))
+        await asyncio.gather(engine._recovery.reload(execution_id), engine.adopt(record))
         assert await _recoveries(engine, execution_id) == 1
         await engine.decide(execution_id, "ask", approved=True, by="ops")
         result = await engine.wait(execution_id, timeout=10)

@@ -227,7 +227,9 @@ async def test_a_redelivered_completion_and_a_redelivered_task_are_no_ops(
             await redis.xadd(stream, {"m": encode_event(eid, late)})
         # The same task again: the worker finds its guard done and does not run it.
         record = await engine.store.get_execution(eid)
-        live_task = engine._compiled[record.definition_id].task_message(record, {}, "a", 1, None)
+        live_task = engine._definitions.compiled[record.definition_id].task_message(
+            record, {}, "a", 1, None
+        )
         await redis.xadd(
             names.tasks("python"), {"m": encode_task(live_task, reply_to=names.completions)}
         )

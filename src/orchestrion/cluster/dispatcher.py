@@ -657,6 +657,15 @@ class RedisHandoff:
     async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
         return None
 
+    def bind_router(self, router: EventRouter) -> None:
+        return None  # it reads no stream: nothing is routed here
+
+    def record_listener(self, execution_id: str, records: list[Any]) -> None:
+        return None  # it drives nothing, so commits nothing others wait for
+
+    def live_owners(self) -> set[str] | None:
+        return None  # it sees no heartbeats: leases alone tell who is alive
+
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         stream = self.names.inbox(owner) if owner else self.names.completions
         if self._sealer is not None:

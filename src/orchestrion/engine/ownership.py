@@ -5,15 +5,28 @@ in the store) before it drives it and renews the lease while it does, so two pro
 database never run the same execution. Another process may take an execution over when the
 lease has run out, or at once when the owner was a process on this host that no longer exists
 (killed with -9, say), which is what makes ``orchestrion resume`` immediate after a crash.
+In scale-out mode an owner whose heartbeat the cluster no longer sees is gone as well.
+
+``Ownership`` is the one place that decides whether an execution is held by another live
+engine and that claims an execution for this one.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["new_owner_id", "owner_alive_here", "owner_is_dead"]
+from orchestrion.errors import InvalidTransition
+
+if TYPE_CHECKING:
+    from orchestrion.dispatch.base import ClusterDispatcher
+    from orchestrion.store.base import ExecutionRecord, Store
+
+__all__ = ["Ownership", "new_owner_id", "owner_alive_here", "owner_is_dead"]
 
 _HOST = socket.gethostname()
 
@@ -49,3 +62,49 @@ def owner_is_dead(owner: str | None, lease_until: float | None, now: float) -> b
     if lease_until is not None and lease_until < now:
         return True
     return owner_alive_here(owner) is False
+
+
+class Ownership:
+    """This engine's claims on executions, and its view of who else holds one.
+
+    ``cluster`` (set at start in scale-out mode) says which engines' heartbeats were seen
+    lately: an owner missing from it is gone even while its lease runs.
+    """
+
+    def __init__(self, owner: str, lease_seconds: float, store: Callable[[], Store]) -> None:
+        self.owner = owner
+        self.cluster: ClusterDispatcher | None = None
+        self._lease_seconds = lease_seconds
+        self._store = store
+
+    def held_elsewhere(self, record: ExecutionRecord, now: float | None = None) -> bool:
+        """Whether another engine that is still alive drives ``record``."""
+        owner = record.owner
+        if owner is None or owner == self.owner:
+            return False
+        if owner_is_dead(owner, record.lease_until, time.time() if now is None else now):
+            return False
+        alive = self.cluster.live_owners() if self.cluster is not None else None
+        return alive is None or owner in alive
+
+    async def claim(
+        self, execution_id: str, expected: str | None, now: float | None = None
+    ) -> bool:
+        """Make this engine the owner of the execution if its owner is still ``expected`` (or
+        its lease ran out): the store's compare-and-swap. False when another won it."""
+        now = time.time() if now is None else now
+        return await self._store().claim_execution(
+            execution_id, self.owner, now + self._lease_seconds, expected, now
+        )
+
+    async def claim_for(self, record: ExecutionRecord, verb: str, expected: str | None) -> None:
+        """Take ``record`` over to carry out ``verb``, or explain who holds it."""
+        now = time.time()
+        if record.owner == self.owner:
+            expected = self.owner
+        if self.held_elsewhere(record, now) or not await self.claim(record.id, expected, now):
+            raise InvalidTransition(
+                f"cannot {verb} execution {record.id}: it is being run by another process "
+                f"({record.owner or 'unknown'}); {verb} it there, or stop that process first"
+            )
+        record.owner = self.owner

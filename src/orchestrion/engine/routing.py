@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from orchestrion.core.events import Event, RetryRequested, Started
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.dispatch.base import Routed
-from orchestrion.engine.ownership import owner_is_dead
 from orchestrion.errors import ExecutionNotFound, OrchestrionError
 
 if TYPE_CHECKING:
     from orchestrion.dispatch.base import ClusterDispatcher, TaskMessage
     from orchestrion.engine.facade import Engine
+    from orchestrion.engine.ownership import Ownership
+    from orchestrion.engine.scaleout import ScaleOutHooks
 
 __all__ = ["EventRouter", "Routed"]
 
@@ -40,9 +40,17 @@ logger = logging.getLogger(__name__)
 class EventRouter:
     """Routes (execution id, event) pairs for one engine; see the module docstring."""
 
-    def __init__(self, engine: Engine, cluster: ClusterDispatcher) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cluster: ClusterDispatcher,
+        ownership: Ownership,
+        hooks: ScaleOutHooks,
+    ) -> None:
         self._engine = engine
         self._cluster = cluster
+        self._ownership = ownership
+        self._hooks = hooks
 
     @property
     def owner(self) -> str:
@@ -51,21 +59,21 @@ class EventRouter:
     async def redispatch(self) -> int:
         """Dispatch again what is in flight and has not ended in the journal, and hand over
         again the starts nobody took (the queue lost its data)."""
-        engine = self._engine
-        return await engine.redispatch_in_flight(check_journal=True) + (
-            await engine.hand_over_again()
+        hooks = self._hooks
+        return await hooks.redispatch_in_flight(check_journal=True) + (
+            await hooks.hand_over_again(0.0)
         )
 
     def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
         """Those of ``tasks`` whose attempts this engine still waits for."""
-        return self._engine.still_in_flight(tasks)
+        return self._hooks.still_in_flight(tasks)
 
     async def redispatch_guarded(self) -> int:
         """Dispatch every in-flight attempt again through the guard: only lost ones go out."""
-        return await self._engine.redispatch_in_flight()
+        return await self._hooks.redispatch_in_flight(check_journal=False)
 
     async def hand_over_again(self, older_than: float = 0.0) -> int:
-        return await self._engine.hand_over_again(older_than)
+        return await self._hooks.hand_over_again(older_than)
 
     def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
         """The fast path: a future for the commit when this engine drives the execution."""
@@ -89,20 +97,14 @@ class EventRouter:
             return Routed.RETRY_LATER, None
         if record.status in FINAL_EXECUTION_STATES and not isinstance(event, RetryRequested):
             return Routed.DROPPED, None  # a late result or request: the execution is over
-        now = time.time()
-        alive = self._cluster.live_owners()
-        owner = record.owner
-        owner_gone = owner_is_dead(owner, record.lease_until, now) or (
-            alive is not None and owner is not None and owner not in alive
-        )
-        if owner is not None and owner != self.owner and not owner_gone:
-            await self._cluster.forward(owner, execution_id, event)
+        if self._ownership.held_elsewhere(record):
+            await self._cluster.forward(record.owner, execution_id, event)
             return Routed.FORWARDED, None
         try:
             if isinstance(event, Started):
                 if record.status is not ExecutionStatus.PENDING:
                     return Routed.DROPPED, None  # started already
-                taken = await engine.begin_handed_over(record)
+                taken = await self._hooks.begin_handed_over(record)
                 return (Routed.HERE if taken else Routed.DROPPED), None
             if not await engine.adopt(record):
                 return Routed.RETRY_LATER, None  # another engine claimed it first: ask again

@@ -1,0 +1,263 @@
+"""Control verbs: cancel, pause, resume, approve or reject, retry, wherever the execution runs.
+
+A verb on an execution driven here is an event posted to the loop. One driven by another
+live process is sent to it: over the dispatcher in scale-out mode (``forward``), as a request
+in the journal in embedded mode (``control_requests.py``). One nobody alive drives is claimed,
+loaded and driven here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.events import (
+    CancelRequested,
+    ErrorInfo,
+    Event,
+    PauseRequested,
+    ResumeRequested,
+    RetryRequested,
+    WaitResolved,
+)
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.engine import lineage
+from orchestrion.engine.deciders import Decider, check_decider
+from orchestrion.engine.live import LiveExecution
+from orchestrion.engine.timers import arm_deadline
+from orchestrion.errors import ExecutionNotFound, InvalidTransition
+from orchestrion.store.base import ExecutionRecord
+
+if TYPE_CHECKING:
+    from orchestrion.engine.children import ChildExecutions
+    from orchestrion.engine.control_requests import ControlRequests
+    from orchestrion.engine.parts import EngineParts
+    from orchestrion.engine.recovery import Recovery
+
+__all__ = ["ControlVerbs"]
+
+_Target = LiveExecution | ExecutionRecord
+
+
+class ControlVerbs:
+    """The control verbs of one engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        parts: EngineParts,
+        recovery: Recovery,
+        requests: ControlRequests,
+        children: ChildExecutions,
+    ) -> None:
+        self._parts = parts
+        self._recovery = recovery
+        self._requests = requests
+        self._children = children
+
+    async def cancel(self, execution_id: str, reason: str) -> None:
+        target = await self._target(execution_id, "cancel")
+        if await self._requested(target, "cancel", reason=reason):
+            return
+        await self._apply(target, CancelRequested(time.time(), reason))
+        if isinstance(target, LiveExecution):
+            await self._children.stopped()  # its children are cancelled before this returns
+
+    async def pause(self, execution_id: str) -> None:
+        target = await self._target(execution_id, "pause")
+        if await self._requested(target, "pause"):
+            return
+        await self._apply(target, PauseRequested(time.time()))
+
+    async def resume(self, execution_id: str) -> None:
+        target = await self._target(execution_id, "resume")
+        status = target.machine.status if isinstance(target, LiveExecution) else target.status
+        if status is not ExecutionStatus.PAUSED:
+            raise InvalidTransition(
+                f"execution {execution_id} is not paused (status {status.value})"
+            )
+        if await self._requested(target, "resume"):
+            return
+        await self._apply(target, ResumeRequested(time.time()))
+
+    async def decide(
+        self,
+        execution_id: str,
+        node_id: str,
+        *,
+        approved: bool,
+        by: str | None,
+        comment: str | None,
+        decider: Decider | None,
+    ) -> None:
+        """See ``Engine.decide``."""
+        target = await self._target(execution_id, "approve" if approved else "reject")
+        record = target.record if isinstance(target, LiveExecution) else target
+        compiled = await self._parts.definitions.compiled_for(record.definition_id)
+        index = compiled.plan.index.get(node_id)
+        if index is None:
+            raise ExecutionNotFound(f"execution {execution_id} has no node '{node_id}'")
+        if isinstance(target, LiveExecution):
+            run = target.machine.nodes[index]
+            state, reason, attempt = run.state, run.wait_reason, run.attempt
+        else:
+            runs = await self._parts.engine.store.get_node_runs(execution_id)
+            found = {r.node_id: r for r in runs}.get(node_id)
+            state = found.state if found is not None else NodeState.PENDING
+            reason = found.wait_reason if found is not None else None
+            attempt = found.attempt if found is not None else 0
+        if state is not NodeState.WAITING or reason not in lineage.DECIDABLE:
+            raise InvalidTransition(
+                f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
+                f"(it is {state.value})"
+            )
+        config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
+        decision: dict[str, Any] = {
+            "approved": approved,
+            "decided_by": by,
+            "comment": comment,
+            "decided_at": time.time(),
+        }
+        if decider is not None:
+            approvers = config.get("approvers") if reason == "approval" else None
+            check_decider(node_id, approvers, decider, self._parts.engine.settings.approver_groups)
+            if decider.key_id is not None:  # an open API knows no one: the name given stays
+                by = decision["decided_by"] = decider.label
+            decision["decided_by_key"] = decider.key_id
+            decision["decided_by_role"] = decider.role
+        verb = "approve" if approved else "reject"
+        # Driven by another embedded process: it decides, as asked (the caller checked here).
+        if await self._requested(target, verb, node=node_id, by=by, comment=comment):
+            return
+        error = None
+        if not approved and config.get("on_reject") != "continue":
+            who = f" by {by}" if by else ""
+            why = f": {comment}" if comment else ""
+            error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
+        output: Any = decision
+        if reason == "review" and error is None:
+            # An approved review completes the node with the output that waited for it. The
+            # machine may say "waiting" a moment before that record is committed: drain first.
+            if isinstance(target, LiveExecution):
+                await self._parts.loop.drain()
+            waited = await self._wait_data(execution_id, node_id, attempt)
+            output = {**(waited.get("output") or {}), "review": decision}
+        event = WaitResolved(node_id, attempt, time.time(), output=output, error=error)
+        await self._apply(target, event)
+
+    async def retry(self, execution_id: str, from_node: str | None) -> None:
+        """See ``Engine.retry``."""
+        self._parts.engine.check_accepting()
+        record = await self._parts.engine.store.get_execution(execution_id)
+        allowed = (
+            FINAL_EXECUTION_STATES
+            if from_node is not None
+            else {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+        )
+        if record.status not in allowed:
+            raise InvalidTransition(
+                f"cannot retry execution {execution_id}: it is {record.status.value} "
+                f"({'wait for it to finish' if from_node else 'only failed or cancelled ones'})"
+            )
+        loop = self._parts.loop
+        live = loop.live.get(execution_id)
+        if live is None and self._forwards(record):
+            compiled = await self._parts.definitions.compiled_for(record.definition_id)
+            if from_node is not None and from_node not in compiled.plan.index:
+                raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
+            await self._parts.forward(execution_id, RetryRequested(time.time(), from_node))
+            return
+        if live is None:
+            await self._parts.ownership.claim_for(record, "retry", expected=record.owner)
+            live = await self._recovery.load(record)
+        if from_node is not None and from_node not in live.compiled.plan.index:
+            raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
+        live = loop.install(live)
+        await loop.post_and_wait(execution_id, RetryRequested(time.time(), from_node))
+        arm_deadline(live, time.time(), loop.post)
+
+    async def adopt_lineage(self, execution_id: str) -> str:
+        """See ``Engine.adopt_lineage``."""
+        engine = self._parts.engine
+        chain = await lineage.ancestors(engine, execution_id)
+        root = chain[-1] if chain else execution_id
+        for member in [*reversed(chain), *await lineage.descendants(engine, root)]:
+            if member == execution_id or member in self._parts.loop.live:
+                continue  # the execution itself is loaded by the verb that follows
+            record = await engine.store.get_execution(member)
+            if record.status in FINAL_EXECUTION_STATES:
+                continue
+            if not self._parts.ownership.held_elsewhere(record):
+                await self._recovery.adopt(record)
+        return root
+
+    # ------------------------------------------------------------------ where a verb goes
+
+    async def _target(self, execution_id: str, verb: str) -> _Target:
+        """The live execution to apply a control event to, or the record of one driven by
+        another process (the event is then sent to it)."""
+        self._parts.engine.check_accepting()
+        live = self._parts.loop.live.get(execution_id)
+        if live is not None:
+            status = live.machine.status
+            if live.machine.finished or (status is ExecutionStatus.PENDING and verb != "cancel"):
+                raise InvalidTransition(
+                    f"cannot {verb} execution {execution_id}: it is {live.machine.status.value}"
+                )
+            return live
+        record = await self._parts.engine.store.get_execution(execution_id)
+        if record.status in FINAL_EXECUTION_STATES or (
+            record.status is ExecutionStatus.PENDING and verb != "cancel"
+        ):
+            raise InvalidTransition(
+                f"cannot {verb} execution {execution_id}: it is {record.status.value}"
+            )
+        if self._forwards(record):
+            return record
+        await self._parts.ownership.claim_for(record, verb, expected=record.owner)
+        loaded = await self._recovery.load(record)
+        live = self._parts.loop.install(loaded)
+        if live is loaded and verb != "cancel":
+            # Driven here from now on: its timers (a delay beside an approval) are armed and
+            # its attempts in flight sent again, as on any start, or it would wait forever. A
+            # cancel ends what was in flight instead of sending it again first.
+            await self._recovery.recover([live])
+        return live
+
+    def _forwards(self, record: ExecutionRecord) -> bool:
+        """Whether control of ``record`` goes to another process instead of here: over the
+        dispatcher (scale-out), or as a request in the journal (embedded, ``_requested``)."""
+        drives = self._parts.engine.drives
+        if self._parts.ownership.cluster is None:
+            return drives and self._parts.ownership.held_elsewhere(record)
+        return not drives or self._parts.ownership.held_elsewhere(record)
+
+    async def _requested(self, target: _Target, verb: str, **args: str | None) -> bool:
+        """Embedded, with ``target`` run by another process: ask it through the journal and
+        wait until it acted. False when the verb is for this process to carry out."""
+        if isinstance(target, LiveExecution) or self._parts.ownership.cluster is not None:
+            return False
+        await self._requests.send(target, verb, **args)
+        return True
+
+    async def _apply(self, target: _Target, event: Event) -> None:
+        """Apply a control event here and wait for its commit, or send it to the driver."""
+        if isinstance(target, LiveExecution):
+            await self._parts.loop.post_and_wait(target.record.id, event)
+        else:
+            await self._parts.forward(target.id, event)
+
+    async def _wait_data(self, execution_id: str, node_id: str, attempt: int) -> dict[str, Any]:
+        """The data of the node's latest ``node.waiting`` record for ``attempt``."""
+        found: dict[str, Any] = {}
+        after, size = 0, 1000
+        store = self._parts.engine.store
+        while True:
+            page = await store.list_events(
+                execution_id, after_seq=after, limit=size, types=["node.waiting"]
+            )
+            for event in page:
+                if event.node_id == node_id and event.attempt == attempt:
+                    found = event.data or {}
+            if len(page) < size:
+                return found
+            after = page[-1].seq

@@ -1,0 +1,257 @@
+"""Definitions the engine takes in: validation, storage, the compile cache, code policy.
+
+A definition is checked (schema, graph, limits, the python allowlist) before it is stored, and
+compiled once per process; trigger-time overrides are checked against the same rules. Large
+definitions are hashed and compiled off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from orchestrion.definition.limits import DefinitionLimits, check_stored, truncated
+from orchestrion.definition.model import WorkflowSpec
+from orchestrion.engine.compiled import CompiledWorkflow
+from orchestrion.engine.gc_tuning import LARGE_DEFINITION_NODES, freeze_large
+from orchestrion.engine.trigger_checks import check_overrides
+from orchestrion.errors import DefinitionError
+from orchestrion.execution import enforce
+from orchestrion.governance.policy import definition_limits
+from orchestrion.governance.trust import Trust, process_trust
+from orchestrion.store.base import DefinitionRecord
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["Definitions"]
+
+
+class Definitions:
+    """The engine's definitions: ``submit`` stores one, ``compiled_for`` gives it compiled.
+
+    Reads the engine's governance, registry and store when used, so a later
+    ``use_governance`` is followed (``clear`` then forgets what was compiled under the old).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.compiled: dict[str, CompiledWorkflow] = {}
+        self._records: dict[str, DefinitionRecord] = {}
+
+    def clear(self) -> None:
+        """Compile again, under the definition limits now in force."""
+        self.compiled.clear()
+
+    async def submit(self, source: Any, *, fmt: str | None = None) -> DefinitionRecord:
+        """See ``Engine.submit``."""
+        from orchestrion.definition.loader import LoadedDefinition, load_definition
+
+        engine = self._engine
+        context = enforce.validation_context(engine.governance)
+        limits = self.limits
+        if isinstance(source, LoadedDefinition):
+            loaded = source
+        elif isinstance(source, WorkflowSpec):
+            loaded = await asyncio.to_thread(
+                load_definition,
+                source.model_dump(mode="json", exclude_defaults=True),
+                registry=engine.registry,
+                context=context,
+                limits=limits,
+            )
+            loaded.source_format = "python"
+        else:
+            # Off the event loop: a large definition takes a while to parse and check.
+            loaded = await asyncio.to_thread(
+                load_definition,
+                source,
+                fmt=fmt,
+                registry=engine.registry,
+                context=context,
+                limits=limits,
+            )
+        self.check_code_policy(loaded.spec)
+        spec = loaded.spec
+        freeze = engine.settings.gc_freeze
+        content_hash = await _off_loop(spec, freeze, _content_hash, spec)
+        version = spec.version
+        store = engine.store
+        if version is None:
+            existing = await store.find_definition_by_hash(spec.name, content_hash)
+            if existing is not None:
+                return existing
+            version = await store.next_version(spec.name)
+            spec = spec.model_copy(update={"version": version})
+        dumped = await _off_loop(spec, freeze, spec.model_dump, mode="json")
+        record = DefinitionRecord(
+            id=str(uuid.uuid4()),
+            name=spec.name,
+            version=version,
+            spec=dumped,
+            content_hash=content_hash,
+            source_format=loaded.source_format,
+            dialect=loaded.dialect,
+            created_at=time.time(),
+            source=loaded.source_text,
+            trust=process_trust(engine.governance),
+        )
+        stored = await store.put_definition(record)
+        if stored.id == record.id:
+            compiled = await _off_loop(spec, freeze, CompiledWorkflow.build, stored.id, spec)
+            self.compiled[stored.id] = compiled
+        self._records[stored.id] = stored
+        return stored
+
+    @property
+    def limits(self) -> DefinitionLimits:
+        """The size limits of definitions this engine takes in (``definition_limits``)."""
+        governance = self._engine.governance
+        return definition_limits(governance.loaded, trusted=governance.trusted)
+
+    def check_limits(self, record: DefinitionRecord) -> None:
+        """Refuse a stored definition over today's limits."""
+        # Stored under other limits, perhaps: a re-run or a child run obeys today's.
+        source = f"stored definition '{record.name}' v{record.version}"
+        governance = self._engine.governance
+        trusted = governance.trusted and Trust.of(record.trust).trusted
+        limits = definition_limits(governance.loaded, trusted=trusted)
+        check_stored(record.spec, limits, source=source)
+
+    async def compiled_for(self, definition_id: str) -> CompiledWorkflow:
+        """The definition compiled, from the cache or the store."""
+        compiled = self.compiled.get(definition_id)
+        if compiled is None:
+            record = await self.record(definition_id)
+            self.check_limits(record)
+            compiled = await _off_loop(
+                record.spec,
+                self._engine.settings.gc_freeze,
+                _compile_stored,
+                definition_id,
+                record.spec,
+            )
+            self.compiled[definition_id] = compiled
+        return compiled
+
+    async def record(self, definition_id: str) -> DefinitionRecord:
+        """The stored definition, read once."""
+        record = self._records.get(definition_id)
+        if record is None:
+            record = await self._engine.store.get_definition(definition_id)
+            self._records[definition_id] = record
+        return record
+
+    def checked_overrides(
+        self, compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]] | None
+    ) -> dict[str, dict[str, Any]]:
+        """Overrides naming known nodes, each patched config fitting its handler's schema."""
+        engine = self._engine
+        return check_overrides(
+            compiled,
+            overrides or {},
+            self.limits.max_problems,
+            registry=engine.registry,
+            context=enforce.validation_context(engine.governance),
+        )
+
+    def check_override_flow(
+        self,
+        compiled: CompiledWorkflow,
+        overrides: dict[str, dict[str, Any]],
+        trust: Trust | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Refuse overrides that move a secret out of a request field or pair a credential
+        with a node's own endpoint (``definition/secret_flow.py``), naming node and field."""
+        if not overrides:
+            return overrides
+        from orchestrion.definition.secret_flow import override_issues
+
+        nodes = ((n.id, n.handler, n.config, n.when) for n in compiled.plan.spec.dag.nodes)
+        routing = enforce.routing_of(self._engine.governance)
+        if trust is not None and not trust.trusted:
+            routing = routing.with_trust(False)
+        issues = override_issues(nodes, overrides, routing, self._engine.registry)
+        if issues:
+            raise DefinitionError(issues, source="node overrides")
+        return overrides
+
+    def check_code_policy(
+        self,
+        spec: WorkflowSpec,
+        trust: Trust | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Refuse python functions outside the allowlist (untrusted work or process only)."""
+        governance = self._engine.governance
+        if trust is not None and not trust.trusted:
+            governance = governance.untrusted()
+        allowlist = governance.python_allowlist
+        if allowlist is None:
+            return
+        from orchestrion.execution.code_policy import code_issues
+
+        issues = code_issues(spec, self._engine.registry, allowlist, overrides)
+        if issues:
+            raise DefinitionError(
+                truncated(issues, self.limits.max_problems), source="governance policy"
+            )
+
+
+# Past this many nodes, building or hashing a definition runs in a worker thread, so that the
+# event loop (health checks, other requests) is never held for long by one definition.
+_THREAD_ABOVE_NODES = LARGE_DEFINITION_NODES
+
+
+def _node_count(spec: WorkflowSpec | dict[str, Any]) -> int:
+    if isinstance(spec, WorkflowSpec):
+        return len(spec.dag.nodes)
+    dag = spec.get("dag")
+    nodes = dag.get("nodes") if isinstance(dag, dict) else None
+    return len(nodes) if isinstance(nodes, list) else 0
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def _off_loop(
+    spec: WorkflowSpec | dict[str, Any],
+    freeze: bool,
+    work: Callable[_P, _R],
+    *args: _P.args,
+    **kwargs: _P.kwargs,
+) -> _R:
+    """``work(...)`` in a worker thread when ``spec`` is large, else here; ``freeze``: then
+    freeze what the collector tracks (the results are kept as long as the engine runs)."""
+    nodes = _node_count(spec)
+    if nodes <= _THREAD_ABOVE_NODES:
+        return work(*args, **kwargs)
+
+    def paused() -> _R:
+        # A collection holds the GIL, so the event loop would wait for it as if it ran
+        # there: none runs meanwhile, and what was made is frozen before one can (gc_tuning).
+        from orchestrion.definition.validate import gc_paused
+
+        with gc_paused():
+            result = work(*args, **kwargs)
+            freeze_large(nodes, freeze)
+            return result
+
+    return await asyncio.to_thread(paused)
+
+
+def _content_hash(spec: WorkflowSpec) -> str:
+    canonical = spec.model_dump(mode="json", exclude={"version"})
+    return hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _compile_stored(definition_id: str, spec: dict[str, Any]) -> CompiledWorkflow:
+    return CompiledWorkflow.build(definition_id, WorkflowSpec.model_validate(spec))

@@ -1,0 +1,371 @@
+"""The engine loop: one asyncio task that applies posted events and commits once per turn.
+
+Everything that can change an execution (a trigger, a worker's result, a timer, a cancel) is
+posted to the inbox. Each turn takes everything posted so far, applies it to the machines,
+runs inline the attempts that need nothing outside the engine, commits all resulting records
+in ONE store transaction (group commit), and only then acts on the commands: dispatches
+attempts, arms timers, cancels attempts, resolves waiters. A crash at any point leaves the
+store at a committed turn, from which recovery resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.events import (
+    CancelNode,
+    Dispatch,
+    Event,
+    ExecutionFinished,
+    Record,
+    RunCompensation,
+    ScheduleTimer,
+    Started,
+)
+from orchestrion.core.machine import ExecutionMachine, Step
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.compiled import CompiledWorkflow
+from orchestrion.engine.ids import new_event_id
+from orchestrion.engine.live import Action, LiveExecution, Posted
+from orchestrion.engine.timers import arm_timer, disarm
+from orchestrion.errors import ExecutionError, OrchestrionError, StoreError
+from orchestrion.store.base import CommitBatch, ExecutionRecord
+
+if TYPE_CHECKING:
+    import random
+
+    from orchestrion.dispatch.base import Dispatcher, TaskMessage
+    from orchestrion.engine.children import ChildExecutions
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["EngineLoop", "RecordListener"]
+
+logger = logging.getLogger(__name__)
+
+# Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
+_TURNS_BUDGET = 0.005
+# Longest a turn spends running attempts inline (seconds) before it commits what it has.
+_INLINE_BUDGET = 0.005
+
+RecordListener = Callable[[str, list[Record]], None]
+"""Called after each commit with (execution_id, records just made durable)."""
+
+
+class EngineLoop:
+    """The live executions of one engine and the task that drives them (module docstring).
+
+    ``dispatcher`` is set when the engine starts; ``on_commit_failed`` is told which
+    executions a failed commit dropped, so they are reloaded from the store.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        children: ChildExecutions,
+        listeners: list[RecordListener],
+        rng: random.Random,
+    ) -> None:
+        self._engine = engine
+        self._children = children
+        self._listeners = listeners
+        self._rng = rng
+        self.dispatcher: Dispatcher | None = None
+        self.on_commit_failed: Callable[[str], None] = lambda execution_id: None
+        self.live: dict[str, LiveExecution] = {}
+        self.inbox: list[Posted] = []
+        self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
+        self._wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ posting
+
+    def post(self, execution_id: str, event: Event) -> None:
+        """Event sink for workers and timers (cause: the attempt's dispatch record)."""
+        live = self.live.get(execution_id)
+        cause = None
+        node = getattr(event, "node", None)
+        if live is not None and node is not None:
+            cause = live.queued_event.get(node)
+        self.inbox.append(Posted(execution_id, event, cause))
+        self._wake.set()
+
+    async def post_and_wait(self, execution_id: str, event: Event) -> None:
+        """Post ``event`` and return once the turn that applied it is committed."""
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.inbox.append(Posted(execution_id, event, None, ack))
+        self._wake.set()
+        await ack
+
+    def deliver(self, execution_id: str, event: Event) -> asyncio.Future[None]:
+        """See ``Engine.deliver``."""
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        live = self.live.get(execution_id)
+        node = getattr(event, "node", None)
+        cause = live.queued_event.get(node) if live is not None and node is not None else None
+        self.inbox.append(Posted(execution_id, event, cause, ack, redeliverable=True))
+        self._wake.set()
+        return ack
+
+    async def drain(self) -> None:
+        """Wait until everything posted so far, and the turn under way, is committed."""
+        if self.task is None or self.task.done():
+            return
+        while True:
+            ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.inbox.append(Posted("", Started(0.0), None, ack))  # a no-op marker
+            self._wake.set()
+            await ack
+            if not self.inbox:
+                return
+
+    def report_progress(self, execution_id: str, node_id: str, counts: dict[str, int]) -> None:
+        """Keep the item counts a running ``map`` node reports (see ``Engine.node_progress``)."""
+        if execution_id in self.live:
+            self.progress.setdefault(execution_id, {})[node_id] = counts
+
+    def make_live(
+        self, record: ExecutionRecord, compiled: CompiledWorkflow, outputs: dict[str, Any]
+    ) -> LiveExecution:
+        """A machine for ``record`` in its stored status (not yet driven: see ``install``)."""
+        machine = ExecutionMachine(compiled.plan, record.id, rng=self._rng, status=record.status)
+        done: asyncio.Future[ExecutionStatus] = asyncio.get_running_loop().create_future()
+        return LiveExecution(record, compiled, machine, outputs, done)
+
+    def install(self, live: LiveExecution) -> LiveExecution:
+        """Make ``live`` its execution's machine, unless another path installed one while it
+        loaded (a reload after a failed commit, the heartbeat's resume, an event routed from a
+        stream, an operator's request): the machine in place, which only the path that
+        installed it recovers. Two machines would each recover the execution (two dispatches
+        of what was in flight), and the one loaded first, from an older snapshot, would write
+        over what the other committed."""
+        return self.live.setdefault(live.record.id, live)
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> None:
+        """Start the loop task."""
+        self.task = asyncio.create_task(self.run(), name="orchestrion-engine")
+
+    async def stop(self) -> list[str]:
+        """Commit what was posted, stop the loop task; the executions left unfinished."""
+        await self.drain()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+        return [eid for eid, live in self.live.items() if not live.machine.finished]
+
+    def forget_all(self) -> None:
+        """Drive nothing any more: disarm every execution, cancel whoever waits on one."""
+        for live in self.live.values():
+            disarm(live)
+            if not live.done.done():
+                live.done.cancel()
+        self.live.clear()
+
+    # ------------------------------------------------------------------ turns
+
+    async def run(self) -> None:
+        """The loop task: turns until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            yielded = time.perf_counter()
+            while self.inbox:
+                items, self.inbox = self.inbox, []
+                try:
+                    await self._turn(items)
+                except Exception:  # the loop must survive anything a turn raises
+                    logger.exception("engine turn failed")
+                    for item in items:
+                        if item.ack is not None and not item.ack.done():
+                            item.ack.set_exception(
+                                OrchestrionError("engine turn failed; see the log")
+                            )
+                # Attempts run within a turn (run_now) refill the inbox, and a SQLite commit
+                # never suspends: without this, a long chain of such nodes would hold the
+                # event loop from API requests, timers and workers until it ended.
+                if time.perf_counter() - yielded > _TURNS_BUDGET:
+                    await asyncio.sleep(0)
+                    yielded = time.perf_counter()
+
+    async def _turn(self, items: list[Posted]) -> None:
+        engine = self._engine
+        batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer)
+        actions: list[Action] = []
+        touched: dict[str, list[Record]] = {}
+        for item in items:
+            live = self.live.get(item.execution_id)
+            if live is None:
+                if item.redeliverable and item.ack is not None and not item.ack.done():
+                    # Dropped meanwhile (a failed commit) or finished: the stream entry is
+                    # delivered again and routed afresh, instead of being acknowledged lost.
+                    item.ack.set_exception(
+                        ExecutionError(f"execution {item.execution_id} is not driven here")
+                    )
+                continue  # a late result for an execution that already ended
+            step = live.machine.apply(item.event)
+            self.absorb(live, step, batch, actions, item.cause, touched)
+        if actions and engine.settings.inline_attempts:
+            self._run_inline(batch, actions, touched)
+        if batch:
+            try:
+                await engine.store.commit(batch)
+            except StoreError as exc:
+                self._commit_failed(touched, exc, items)
+                return
+        for item in items:
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_result(None)
+        self.notify(touched)
+        await self.act(actions)
+
+    def absorb(
+        self,
+        live: LiveExecution,
+        step: Step,
+        batch: CommitBatch,
+        actions: list[Action],
+        cause: str | None,
+        touched: dict[str, list[Record]],
+    ) -> None:
+        """Add what a machine step made to the turn's batch, actions and notifications."""
+        if not step.records and not step.commands:
+            return
+        execution_id = live.record.id
+        batch.correlation[execution_id] = live.record.correlation_id
+        records = touched.setdefault(execution_id, [])
+        first: str | None = None
+        for record in step.records:
+            event_id = new_event_id()
+            batch.add(execution_id, record, event_id, cause if first is None else first)
+            if first is None:
+                first = event_id
+            records.append(record)
+            if record.has_output and record.node is not None:
+                live.outputs[record.node] = record.output
+            if record.type == "node.queued" and record.node is not None:
+                live.queued_event[record.node] = event_id
+            elif record.type == "node.waiting" and record.wait_reason == "child":
+                self._children.parent_waits(execution_id, record.node or "")
+        for command in step.commands:
+            if (
+                isinstance(command, ExecutionFinished)
+                and command.status is ExecutionStatus.COMPLETED
+            ):
+                batch.results[execution_id] = live.compiled.result_from(live.outputs)
+            actions.append((live, command, first))
+
+    def _run_inline(
+        self, batch: CommitBatch, actions: list[Action], touched: dict[str, list[Record]]
+    ) -> None:
+        """Run the turn's attempts that have nothing to wait for, and those they lead to, now.
+
+        Their handlers have no effect outside the engine (``HandlerSpec.run_now``), so running
+        one before its start is committed acts on nothing: its start and outcome join this
+        turn's batch, and nobody (listener, API, worker, timer) sees any of it before the
+        commit. A crash before that commit loses the lot, and recovery runs them again. A
+        chain of such nodes is one commit instead of one per node, up to ``_INLINE_BUDGET``.
+        """
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        deadline = time.perf_counter() + _INLINE_BUDGET
+        ran: set[int] = set()
+        i = 0
+        # The attempts run here append the actions they lead to; once the budget is spent,
+        # the rest is dispatched as usual, after the commit.
+        while i < len(actions) and time.perf_counter() < deadline:
+            live, command, _cause = actions[i]
+            i += 1
+            if not isinstance(command, Dispatch):
+                continue
+            plan = live.compiled.plan
+            if not dispatcher.can_run_inline(plan.nodes[plan.index[command.node]].handler):
+                continue
+            events = dispatcher.run_inline(
+                self.task_message(live, command.node, command.attempt, command.woken)
+            )
+            if events is None:
+                continue
+            ran.add(i - 1)
+            cause = live.queued_event.get(command.node)
+            for event in events:
+                self.absorb(live, live.machine.apply(event), batch, actions, cause, touched)
+        if ran:
+            actions[:] = [action for j, action in enumerate(actions) if j not in ran]
+
+    def _commit_failed(
+        self, touched: dict[str, list[Record]], exc: StoreError, items: list[Posted]
+    ) -> None:
+        """Forget the uncommitted turn: drop the executions and reload them from the store."""
+        logger.error("commit failed, reloading %d execution(s): %s", len(touched), exc)
+        for execution_id in touched:
+            live = self.live.pop(execution_id, None)
+            if live is not None:
+                disarm(live)
+                asyncio.get_running_loop().call_later(1.0, self.on_commit_failed, execution_id)
+        for item in items:
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_exception(exc)
+
+    def notify(self, touched: dict[str, list[Record]]) -> None:
+        """Tell the listeners what was just committed."""
+        if not self._listeners:
+            return
+        for execution_id, records in touched.items():
+            for listener in list(self._listeners):
+                try:
+                    listener(execution_id, records)
+                except Exception:
+                    logger.exception("record listener failed")
+
+    # ------------------------------------------------------------------ acting on commands
+
+    async def act(self, actions: list[Action]) -> None:
+        """Carry out committed commands: dispatch, arm timers, cancel attempts, finish."""
+        tasks: list[TaskMessage] = []
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        for live, command, _cause in actions:
+            if isinstance(command, Dispatch):
+                tasks.append(self.task_message(live, command.node, command.attempt, command.woken))
+            elif isinstance(command, ScheduleTimer):
+                arm_timer(live, command, self.post)
+            elif isinstance(command, CancelNode):
+                live.timers.pop((command.node, command.attempt, "retry"), None)
+                await dispatcher.cancel(live.record.id, command.node, command.attempt)
+                self._children.parent_stopped(live.record.id, command.node)
+            elif isinstance(command, RunCompensation):
+                tasks.append(self._compensation_task(live, command.node))
+            elif isinstance(command, ExecutionFinished):
+                self._finish(live, command.status)
+        if tasks:
+            await dispatcher.dispatch(tasks)
+
+    def task_message(
+        self, live: LiveExecution, node_id: str, attempt: int, woken: bool
+    ) -> TaskMessage:
+        """The message for one attempt of ``node_id``."""
+        wait_result = None
+        if woken:
+            run = live.machine.nodes[live.compiled.plan.index[node_id]]
+            wait_result = {"woken": True, "reason": run.wait_reason, "wake_at": run.wake_at}
+        return live.compiled.task_message(live.record, live.outputs, node_id, attempt, wait_result)
+
+    def _compensation_task(self, live: LiveExecution, node_id: str) -> TaskMessage:
+        attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt
+        return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
+
+    def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
+        self.progress.pop(live.record.id, None)
+        disarm(live)
+        self.live.pop(live.record.id, None)
+        if not live.done.done():
+            live.done.set_result(status)
+        self._children.finished(
+            live.record, status, live.compiled.result_from(live.outputs), live.machine.error
+        )

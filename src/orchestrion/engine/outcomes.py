@@ -1,0 +1,133 @@
+"""Waiting for an execution's outcome (final, or waiting for a person) and building its result.
+
+An execution driven here is awaited through its machine; one driven elsewhere is read from
+the store until it gets there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from orchestrion.core.result import ExecutionResult
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.engine import lineage
+from orchestrion.engine.live import LiveExecution
+from orchestrion.engine.waiting import WAIT_EVENT_TYPES, waited_seconds
+from orchestrion.store.base import EventRecord, ExecutionRecord, NodeRunRecord
+
+if TYPE_CHECKING:
+    from orchestrion.engine.parts import EngineParts
+
+__all__ = ["Outcomes"]
+
+
+class Outcomes:
+    """``wait``, ``settle`` and ``result`` of one engine (see the module docstring)."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self._parts = parts
+
+    async def wait(self, execution_id: str, timeout: float | None) -> ExecutionResult:
+        """See ``Engine.wait``."""
+        live_executions = self._parts.loop.live
+        live = live_executions.get(execution_id)
+        async with asyncio.timeout(timeout):
+            if live is not None:
+                await asyncio.shield(live.done)
+            else:
+                while True:
+                    record = await self._parts.engine.store.get_execution(execution_id)
+                    if record.status in FINAL_EXECUTION_STATES:
+                        return await self.result(record)  # final: no need to read it again
+                    live = live_executions.get(execution_id)
+                    if live is not None:
+                        await asyncio.shield(live.done)
+                        break
+                    await asyncio.sleep(0.2)
+        return await self.result(await self._parts.engine.store.get_execution(execution_id))
+
+    async def settle(self, execution_id: str, timeout: float | None) -> ExecutionResult:
+        """See ``Engine.settle``."""
+        engine, loop = self._parts.engine, self._parts.loop
+        async with asyncio.timeout(timeout):
+            while True:
+                live = loop.live.get(execution_id)
+                if live is None:
+                    # Driven by another process, or final: read the store until it is final
+                    # or waits for a person.
+                    record = await engine.store.get_execution(execution_id)
+                    if record.status in FINAL_EXECUTION_STATES or (
+                        record.status is ExecutionStatus.WAITING
+                        and execution_id not in loop.live
+                        and await lineage.pending_decisions(engine, execution_id)
+                    ):
+                        return await self.result(record)
+                    if execution_id not in loop.live:
+                        await asyncio.sleep(0.2)
+                    continue
+                # Hand over only once nothing goes on without a person: a sibling still
+                # running (a child, an attempt) would otherwise be left half done.
+                if self._handed_over(live, execution_id):
+                    # Events already posted (a recovered parent's wake of its child node)
+                    # may set it going again: decide on what they leave.
+                    await loop.drain()
+                    if self._handed_over(live, execution_id):
+                        break
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(live.done), 0.05)
+        await loop.drain()  # the waiting record is committed before anyone reads it
+        return await self.result(await engine.store.get_execution(execution_id))
+
+    def _handed_over(self, live: LiveExecution, execution_id: str) -> bool:
+        return live.machine.finished or (
+            live.machine.status is ExecutionStatus.WAITING and self._waits_for_person(execution_id)
+        )
+
+    def _waits_for_person(self, execution_id: str) -> bool:
+        """Whether the execution, or a child it waits on driven here, waits for a decision."""
+        live_executions = self._parts.loop.live
+        for live in live_executions.values():
+            if not any(
+                run.state is NodeState.WAITING and run.wait_reason in lineage.DECIDABLE
+                for run in live.machine.nodes
+            ):
+                continue
+            current: LiveExecution | None = live
+            for _ in range(32):  # up the parent chain, as far as it is driven here
+                if current is None:
+                    break
+                if current.record.id == execution_id:
+                    return True
+                parent = current.record.parent_execution_id
+                current = live_executions.get(parent) if parent is not None else None
+        return False
+
+    async def result(self, record: ExecutionRecord) -> ExecutionResult:
+        """The result of ``record``: its state, result and node states."""
+        execution_id = record.id
+        definition = await self._parts.definitions.record(record.definition_id)
+        compiled = await self._parts.definitions.compiled_for(record.definition_id)
+        runs = await self._parts.engine.store.get_node_runs(execution_id)
+        waited = await self._waited(execution_id, runs)
+        return ExecutionResult.build(
+            record, definition.name, definition.version, runs, compiled.plan.ids, waited
+        )
+
+    async def _waited(self, execution_id: str, runs: list[NodeRunRecord]) -> dict[str, float]:
+        """Seconds each node's attempt waited, from its ``node.waiting``/``node.woken`` records."""
+        events: list[EventRecord] = []
+        after, size = 0, 1000
+        store = self._parts.engine.store
+        while True:
+            page = await store.list_events(
+                execution_id, after_seq=after, limit=size, types=WAIT_EVENT_TYPES
+            )
+            events.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1].seq
+        return waited_seconds(events, {run.node_id: run for run in runs}, time.time())

@@ -1,0 +1,204 @@
+"""Starting executions: create, trigger, and the one-call start, in this process or handed over.
+
+An engine that drives executions makes each one live and commits its start; one that does
+not (the API in scale-out mode) records the execution and hands its start to whichever
+orchestrator claims it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.events import Started
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.compiled import CompiledWorkflow
+from orchestrion.engine.creation import ExecutionCreator
+from orchestrion.engine.timers import arm_deadline
+from orchestrion.engine.trigger_checks import check_inputs
+from orchestrion.errors import InvalidTransition
+from orchestrion.governance.trust import Trust, process_trust, stricter
+from orchestrion.store.base import DefinitionRecord, ExecutionRecord
+
+if TYPE_CHECKING:
+    from orchestrion.engine.parts import EngineParts
+
+__all__ = ["Starts"]
+
+logger = logging.getLogger(__name__)
+
+
+class Starts:
+    """Creates and starts the executions of one engine (see the module docstring)."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self._parts = parts
+        self._creator = ExecutionCreator(lambda: parts.engine.store)
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def create_execution(
+        self,
+        definition_id: str,
+        idempotency_key: str | None,
+        inputs: dict[str, Any] | None,
+        labels: dict[str, Any] | None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """See ``Engine.create_execution``."""
+        definition = await self._parts.definitions.record(definition_id)
+        self._parts.definitions.check_limits(definition)
+        record = ExecutionRecord(
+            id=str(uuid.uuid4()),
+            definition_id=definition_id,
+            status=ExecutionStatus.PENDING,
+            created_at=time.time(),
+            inputs=dict(inputs or {}),
+            idempotency_key=idempotency_key,
+            labels=dict(labels or {}),
+            trust=stricter(process_trust(self._parts.engine.governance), definition.trust),
+        )
+        return await self._parts.engine.store.create_execution(record)
+
+    async def trigger(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any] | None,
+        overrides: dict[str, dict[str, Any]] | None,
+        correlation_id: str | None,
+    ) -> ExecutionRecord:
+        """See ``Engine.trigger``."""
+        engine, definitions = self._parts.engine, self._parts.definitions
+        engine.check_accepting()
+        store = engine.store
+        record = await store.get_execution(execution_id)
+        if record.status is not ExecutionStatus.PENDING or execution_id in self._parts.loop.live:
+            raise InvalidTransition(
+                f"execution {execution_id} was already triggered (status {record.status.value})"
+            )
+        compiled = await definitions.compiled_for(record.definition_id)
+        merged = {**record.inputs, **(inputs or {})}
+        record.inputs = check_inputs(compiled.plan.spec, merged)
+        record.overrides = definitions.checked_overrides(compiled, overrides)
+        trust = stricter(record.trust, process_trust(engine.governance))
+        definitions.check_override_flow(compiled, record.overrides, trust)
+        definitions.check_code_policy(compiled.plan.spec, trust, record.overrides)
+        if engine.drives:
+            await self._parts.ownership.claim_for(record, "trigger", expected=None)
+        if not trust.trusted and Trust.of(record.trust).trusted:
+            # Inputs and overrides from an untrusted caller: never trusted again.
+            await store.distrust_execution(execution_id)
+            record.trust = trust
+        record.correlation_id = correlation_id or record.correlation_id or execution_id
+        await store.update_execution_inputs(
+            execution_id, record.inputs, record.overrides, record.correlation_id
+        )
+        await self.begin(record, compiled)
+        return record
+
+    async def start_execution(
+        self,
+        definition: Any,
+        inputs: dict[str, Any] | None,
+        idempotency_key: str | None,
+        overrides: dict[str, dict[str, Any]] | None,
+        correlation_id: str | None,
+        parent: tuple[str, str, int] | None,
+    ) -> ExecutionRecord:
+        """See ``Engine.start_execution``."""
+        engine, definitions = self._parts.engine, self._parts.definitions
+        engine.check_accepting()
+        # Content handed over is the caller's; a stored definition keeps its own level.
+        trust = process_trust(engine.governance)
+        if isinstance(definition, DefinitionRecord):
+            definition_id = definition.id
+            # The stored row's level, not the one the caller's object claims.
+            stored_trust = (await definitions.record(definition_id)).trust
+            trust = stricter(trust, definition.trust, stored_trust)
+        else:
+            definition_id = (await definitions.submit(definition)).id
+        if parent is not None:
+            trust = stricter(trust, await self._trust_of(parent[0]))
+        compiled = await definitions.compiled_for(definition_id)
+        now = time.time()
+        execution_id = str(uuid.uuid4())
+        drives = engine.drives
+        record = ExecutionRecord(
+            id=execution_id,
+            definition_id=definition_id,
+            status=ExecutionStatus.PENDING,
+            created_at=now,
+            inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
+            overrides=definitions.check_override_flow(
+                compiled,
+                definitions.checked_overrides(compiled, overrides),
+                trust,
+            ),
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id or execution_id,
+            owner=engine.owner if drives else None,
+            lease_until=now + engine.settings.lease_seconds if drives else None,
+            trust=trust,
+        )
+        if parent is not None:
+            record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
+            record.labels = {"parent_attempt": parent[2]}
+        # A caller that gives up while the batch is written gets its execution made all the
+        # same, so it is begun all the same, as a start cancelled a moment later would be.
+        stored, created = await self._creator.create(
+            record, abandoned=functools.partial(self._begin_abandoned, compiled)
+        )
+        if not created:
+            if (
+                stored.status is not ExecutionStatus.PENDING
+                or stored.owner is not None  # a start made it, and is beginning it now
+                or stored.id in self._parts.loop.live
+            ):
+                return stored
+            # Made pending by create_execution with this key, never triggered: trigger it.
+            return await self.trigger(stored.id, inputs, overrides, correlation_id)
+        await self.begin(stored, compiled)
+        return stored
+
+    async def begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
+        """Make ``record`` live and commit its start (the execution is owned by us); or, when
+        this engine does not drive, hand the start to whichever orchestrator claims it."""
+        if not self._parts.engine.drives:
+            try:
+                await self._parts.forward(record.id, Started(time.time()))
+            except Exception as exc:
+                from orchestrion.cluster.dispatcher import queue_unavailable
+
+                if not queue_unavailable(exc):
+                    raise
+                # The start is committed: the orchestrators' sweep of pending starts hands
+                # it over once the queue answers, so the caller is told it was accepted.
+                logger.warning(
+                    "execution %s is recorded but its start could not be handed over yet"
+                    " (%s: %s); an orchestrator's sweep will hand it over",
+                    record.id,
+                    type(exc).__name__,
+                    exc,
+                )
+            return
+        loop = self._parts.loop
+        live = loop.make_live(record, compiled, {})
+        loop.live[record.id] = live
+        await loop.post_and_wait(record.id, Started(time.time()))
+        arm_deadline(live, time.time(), loop.post)
+
+    async def _trust_of(self, execution_id: str) -> Trust:
+        live = self._parts.loop.live.get(execution_id)
+        if live is not None:
+            return Trust.of(live.record.trust)
+        return Trust.of((await self._parts.engine.store.get_execution(execution_id)).trust)
+
+    def _begin_abandoned(
+        self, compiled: CompiledWorkflow, stored: ExecutionRecord, created: bool
+    ) -> None:
+        if created and self._parts.engine.accepting:
+            task = asyncio.ensure_future(self.begin(stored, compiled))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
