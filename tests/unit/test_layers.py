@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "orchestrion"
 
 # Top to bottom. Names in one tuple are siblings: neither may import the other.
 LAYERS: list[tuple[str, ...]] = [
-    ("cli", "docs"),
+    ("cli", "docs", "testing"),
     ("api", "client"),
     ("observability",),
     ("engine",),

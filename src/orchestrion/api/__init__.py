@@ -1,6 +1,7 @@
 """The REST API (v1): FastAPI routes over one embedded engine, served by ``orchestrion serve``.
 
-``create_app`` builds the application; docs/API.md is its specification.
+Internal: the HTTP API that docs/API.md specifies is the contract, not these modules; from
+Python, talk to a service with ``orchestrion.client``. ``create_app`` builds the application.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers import HandlerSpec, NodeContext
 
 __all__ = ["SPEC", "GreetConfig"]
 

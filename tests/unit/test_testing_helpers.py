@@ -1,0 +1,57 @@
+"""``orchestrion.testing``: a user's functions and handlers, run in a throw-away engine."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from orchestrion.handlers import HandlerSpec, NodeContext, function
+from orchestrion.testing import node_context, registered_functions, run_in_memory
+
+
+def _python_flow(name: str) -> dict[str, Any]:
+    node = {"id": "call", "handler": "python", "config": {"function": name, "params": {"x": 21}}}
+    return {"name": "doubling", "dag": {"nodes": [node]}}
+
+
+def test_a_workflow_of_ones_own_function_runs_in_memory() -> None:
+    with registered_functions(testing_double=lambda x: 2 * x):
+        result = run_in_memory(_python_flow("testing_double"))
+    assert result.ok
+    assert result.nodes["call"].output == 42
+
+
+def test_registered_functions_give_names_back_afterwards() -> None:
+    @function("testing_kept")
+    def kept(x: int) -> int:
+        return x
+
+    from orchestrion.handlers.python import function_registry
+
+    try:
+        with registered_functions(testing_kept=lambda x: -x, testing_new=lambda x: x):
+            assert function_registry.get("testing_kept") is not kept
+        assert function_registry.get("testing_kept") is kept
+        assert "testing_new" not in function_registry
+    finally:
+        function_registry.unregister("testing_kept")
+
+
+async def _shout(ctx: NodeContext, config: Any) -> dict[str, str]:
+    return {"said": ctx.node_id.upper(), "from": ",".join(ctx.dependencies)}
+
+
+SHOUT = HandlerSpec(name="testing_shout", run=_shout)
+
+
+def test_a_handler_not_installed_runs_when_given() -> None:
+    flow = {"name": "shouting", "dag": {"nodes": [{"id": "hey", "handler": "testing_shout"}]}}
+    result = run_in_memory(flow, handlers=[SHOUT])
+    assert result.ok
+    assert result.nodes["hey"].output == {"said": "HEY", "from": ""}
+
+
+def test_a_handler_is_called_directly_with_a_node_context() -> None:
+    ctx = node_context("hey", outputs={"before": 1})
+    assert ctx.idempotency_key == "test-execution:hey:1"
+    assert asyncio.run(_shout(ctx, None)) == {"said": "HEY", "from": "before"}
