@@ -55,7 +55,6 @@ KNOWN: set[tuple[str, str]] = {
     ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),
     ("orchestrion.governance.trust", "orchestrion.handlers.base"),
     ("orchestrion.governance.trust", "orchestrion.handlers.keys"),
-    ("orchestrion.observability.metrics", "orchestrion.api.cluster"),
 }
 
 

@@ -5,8 +5,9 @@ sink), HTTP metrics from the middleware (``observe_http``). Queue depth, nodes i
 live executions are computed at scrape time from the node states the records announced.
 
 In scale-out mode the ``/metrics`` route first reads a snapshot of the cluster from Redis
-(``orchestrion.api.cluster``) and hands it to ``observe_cluster``; ``ClusterCollector`` turns
-it into gauges at render time: ``orchestrion_redis_up``, ``orchestrion_dlq_size``, task stream
+and hands it to ``observe_cluster``: any object with the fields of ``ClusterSnapshot`` (the
+API's ``Cluster`` is one; metrics, below the API, know only this shape). ``ClusterCollector``
+turns it into gauges at render time: ``orchestrion_redis_up``, ``orchestrion_dlq_size``, task stream
 depths, live workers and orchestrators, and ``orchestrion_circuit_state``. The last one has the
 name and meaning of the worker-side gauge in ``orchestrion.execution.circuit``, which lives in
 the process-wide default registry; here it is a collector of this app's registry fed from the
@@ -17,19 +18,20 @@ exposed: stale depths would look like live ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from orchestrion.api.cluster import Cluster
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
 from orchestrion.observability.feed import ExecutionInfo
 
-__all__ = ["ClusterCollector", "Metrics"]
+__all__ = ["ClusterCollector", "ClusterSnapshot", "Metrics", "StreamGauge"]
 
 # Execution records that mean "entered this status"; running/waiting flips are not counted.
 _COUNTED = frozenset(
@@ -121,7 +123,7 @@ class Metrics:
         self.cluster = ClusterCollector()
         registry.register(self.cluster)
 
-    def observe_cluster(self, snapshot: Cluster | None) -> None:
+    def observe_cluster(self, snapshot: ClusterSnapshot | None) -> None:
         """The cluster as just read from Redis; None when Redis could not be read."""
         self.cluster.update(snapshot)
 
@@ -187,6 +189,49 @@ class Metrics:
         self.http_duration.labels(method, route).observe(seconds)
 
 
+class StreamGauge(Protocol):
+    """One task stream of a snapshot: its entries and those a worker holds."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+
+
+class ClusterSnapshot(Protocol):
+    """What the scale-out gauges read of the cluster: live processes, queues, circuits."""
+
+    @property
+    def workers(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def orchestrators(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def streams(self) -> Sequence[StreamGauge]: ...
+    @property
+    def dlq_size(self) -> int: ...
+    @property
+    def circuits(self) -> Sequence[Mapping[str, Any]]: ...
+    def workers_by_handler(self) -> dict[str, int]:
+        """Live workers serving each handler."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _NoCluster:
+    """An empty snapshot: every gauge, no series (to describe the names up front)."""
+
+    workers: tuple[Mapping[str, Any], ...] = ()
+    orchestrators: tuple[Mapping[str, Any], ...] = ()
+    streams: tuple[StreamGauge, ...] = ()
+    dlq_size: int = 0
+    circuits: tuple[Mapping[str, Any], ...] = ()
+
+    def workers_by_handler(self) -> dict[str, int]:
+        return {}
+
+
 # Gauge values of circuit states, as in orchestrion.execution.circuit (worst is highest).
 _CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -196,15 +241,15 @@ class ClusterCollector(Collector):
 
     def __init__(self) -> None:
         self._seen = False  # a snapshot was offered: this app runs in scale-out mode
-        self._snapshot: Cluster | None = None
+        self._snapshot: ClusterSnapshot | None = None
 
-    def update(self, snapshot: Cluster | None) -> None:
+    def update(self, snapshot: ClusterSnapshot | None) -> None:
         self._seen = True
         self._snapshot = snapshot
 
     def describe(self) -> Iterable[Metric]:
         # Every name up front, so the registry refuses a collision at registration time.
-        return list(_families(Cluster(), redis_up=True))
+        return list(_families(_NoCluster(), redis_up=True))
 
     def collect(self) -> Iterable[Metric]:
         if not self._seen:
@@ -212,7 +257,7 @@ class ClusterCollector(Collector):
         return list(_families(self._snapshot, redis_up=self._snapshot is not None))
 
 
-def _families(snapshot: Cluster | None, *, redis_up: bool) -> Iterator[Metric]:
+def _families(snapshot: ClusterSnapshot | None, *, redis_up: bool) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "orchestrion_redis_up",
         "Whether Redis answered the last scrape (1) or not (0)",
