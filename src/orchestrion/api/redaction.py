@@ -27,10 +27,11 @@ from fastapi import Depends
 
 from orchestrion.api.auth import caller_role
 from orchestrion.api.context import ApiContext, get_ctx
+from orchestrion.engine.reads import EngineReads
 from orchestrion.governance.masking import Masker
 from orchestrion.governance.runtime import Governance
 from orchestrion.settings import ApiRole
-from orchestrion.store.base import DefinitionRecord, Store
+from orchestrion.store.base import DefinitionRecord
 
 __all__ = ["Disclosure", "ExecutionView", "disclosure"]
 
@@ -106,7 +107,7 @@ class Disclosure:
     """What the caller of one request may see; ``plain`` for admins and the open API."""
 
     governance: Governance
-    store: Store
+    reads: EngineReads
     plain: bool
 
     @property
@@ -120,7 +121,7 @@ class Disclosure:
             return _PLAIN
         classes = _CLASSES.get(definition_id)
         if classes is None:
-            classes = _node_classes(await self.store.get_definition(definition_id))
+            classes = _node_classes(await self.reads.definition(definition_id))
             _CLASSES[definition_id] = classes
             if len(_CLASSES) > _CACHE_SIZE:
                 _CLASSES.popitem(last=False)
@@ -165,4 +166,4 @@ async def disclosure(
 ) -> Disclosure:
     """Dependency: what the caller of this request may see (see the module docstring)."""
     plain = not ctx.settings.api_keys or role == "admin"
-    return Disclosure(ctx.engine.governance, ctx.engine.store, plain)
+    return Disclosure(ctx.engine.governance, ctx.engine.reads, plain)

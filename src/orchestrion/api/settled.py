@@ -74,7 +74,7 @@ async def state_after(
     """The execution once ``check`` holds, or as it is after ``wait`` seconds."""
     deadline = time.monotonic() + wait
     while True:
-        record = await engine.store.get_execution(execution_id)
+        record = await engine.reads.execution(execution_id)
         verdict = check(record)
         if not isinstance(verdict, bool):
             verdict = await verdict
@@ -87,7 +87,7 @@ async def started_answer(engine: Engine, execution_id: str) -> ActionResponse:
     """The answer to a start: its state now. In scale-out mode a start is handed to the
     orchestrators (or, when the queue failed, to their sweep of pending starts) and the
     answer does not wait for one to claim it: ``PENDING``, to poll from."""
-    record = await engine.store.get_execution(execution_id)
+    record = await engine.reads.execution(execution_id)
     if record.status is ExecutionStatus.PENDING:
         return ActionResponse(
             execution_id=execution_id,

@@ -36,6 +36,7 @@ from orchestrion.engine.loop import EngineLoop, RecordListener
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
 from orchestrion.engine.parts import EngineParts
+from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.starting import Starts
@@ -82,6 +83,7 @@ class Engine:
         self.governance = governance or Governance.from_settings(self.settings)
         # The audit trail: commits carry its signer, so transitions are audited with them.
         self.audit = AuditLog(self.governance, lambda: self.store)
+        self.reads = EngineReads(lambda: self.store)  # what the API and the tools may read
         self.database_url = database_url or self.settings.database_url
         self._store = store
         self._dispatcher = dispatcher

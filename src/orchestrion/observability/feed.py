@@ -96,7 +96,7 @@ class RecordFeed:
                 info = self._executions[execution_id] = replace(info, sealed=True)
             return info
         try:
-            record = await self.engine.store.get_execution(execution_id)
+            record = await self.engine.reads.execution(execution_id)
             workflow, handlers = await self._definition(record.definition_id)
         except Exception:  # context only enriches metrics and logs: never fail on it
             logger.debug("no context for execution %s", execution_id, exc_info=True)
@@ -110,20 +110,13 @@ class RecordFeed:
         return info
 
     def _sealed(self, execution_id: str) -> bool:
-        from orchestrion.store.encrypted import EncryptedStore
-
-        store = self.engine.store
-        return (
-            isinstance(store, EncryptedStore)
-            and store.ring is not None
-            and store.classified(execution_id)
-        )
+        return self.engine.reads.sealed(execution_id)
 
     async def _definition(self, definition_id: str) -> tuple[str, dict[str, str]]:
         cached = self._definitions.get(definition_id)
         if cached is not None:
             return cached
-        definition = await self.engine.store.get_definition(definition_id)
+        definition = await self.engine.reads.definition(definition_id)
         nodes: list[dict[str, Any]] = definition.spec.get("dag", {}).get("nodes", [])
         handlers = {str(node["id"]): self._canonical(str(node["handler"])) for node in nodes}
         cached = self._definitions[definition_id] = (definition.name, handlers)

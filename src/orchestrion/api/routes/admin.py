@@ -36,7 +36,7 @@ from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
 from orchestrion.cluster.dlq import DeadLetter, DeadLetters
 from orchestrion.cluster.streams import StreamNames
-from orchestrion.engine.dead_nodes import NODE_ENTRY, ExhaustedNode, ExhaustedNodes
+from orchestrion.engine.dead_nodes import NODE_ENTRY, ExhaustedNode
 
 __all__ = ["router"]
 
@@ -206,7 +206,7 @@ async def list_dead_letters(
                 if len(letters) > limit:
                     return DeadLetterPage(items=items, next_after=items[-1].id, total=total)
     offset = int(node_cursor.group(1)) if node_cursor else 0
-    nodes = await ExhaustedNodes(ctx.engine.store).list(workflow, since_epoch)
+    nodes = await ctx.engine.reads.dead_nodes().list(workflow, since_epoch)
     end = offset + limit - len(items)
     items += [DeadLetterOut(**_node_fields(node)) for node in nodes[offset:end]]
     return DeadLetterPage(
@@ -225,7 +225,7 @@ async def list_dead_letters(
 )
 async def get_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterDetail:
     if NODE_ENTRY.match(entry_id):
-        node = await ExhaustedNodes(ctx.engine.store).get(entry_id)  # ExecutionNotFound: 404
+        node = await ctx.engine.reads.dead_nodes().get(entry_id)  # ExecutionNotFound: 404
         return DeadLetterDetail(**_node_fields(node), payload="")
     tasks = _task_dlq(dlq, entry_id)
     async with _redis():
@@ -243,7 +243,7 @@ async def get_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterDe
 )
 async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
     if NODE_ENTRY.match(entry_id):
-        node = await ExhaustedNodes(ctx.engine.store).get(entry_id)
+        node = await ctx.engine.reads.dead_nodes().get(entry_id)
         await ctx.engine.retry(node.execution_id, from_node=node.node_id)
         return DeadLetterAction(
             id=entry_id,
@@ -286,7 +286,7 @@ async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetter
 )
 async def drop_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
     if NODE_ENTRY.match(entry_id):
-        node = await ExhaustedNodes(ctx.engine.store).drop(entry_id)
+        node = await ctx.engine.reads.dead_nodes().drop(entry_id)
         return DeadLetterAction(
             id=entry_id,
             action="dropped",

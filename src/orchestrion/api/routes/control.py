@@ -65,7 +65,7 @@ async def retry_workflow(
         Query(description="re-run this node and everything downstream of it (any final state)"),
     ] = None,
 ) -> ActionResponse:
-    before = await ctx.engine.store.get_execution(execution_id)
+    before = await ctx.engine.reads.execution(execution_id)
     await ctx.engine.retry(execution_id, from_node=from_node)
     message = f"Workflow re-run from {from_node}" if from_node else "Workflow retried"
     return await _answer(ctx, execution_id, message, finished(before))
@@ -80,7 +80,7 @@ async def retry_workflow(
     summary="Pause a running execution: running nodes finish, no new node starts",
 )
 async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
-    record = await ctx.engine.store.get_execution(execution_id)
+    record = await ctx.engine.reads.execution(execution_id)
     if record.status is ExecutionStatus.PAUSED:
         # The engine takes a second pause as a no-op; over HTTP it is a conflict, like resume.
         raise InvalidTransition(f"execution {execution_id} is already paused")
@@ -127,7 +127,7 @@ async def _decide(
     async def decided(record: ExecutionRecord) -> bool:
         if record.status in FINAL_EXECUTION_STATES:
             return True
-        runs = await ctx.engine.store.get_node_runs(execution_id)
+        runs = await ctx.engine.reads.node_runs(execution_id)
         return any(r.node_id == node_id and r.state is not NodeState.WAITING for r in runs)
 
     settled = await state_after(ctx.engine, execution_id, decided)

@@ -38,7 +38,7 @@ async def list_definitions(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> DefinitionPage:
-    records = await ctx.engine.store.list_definitions(name, limit, offset)
+    records = await ctx.engine.reads.definitions(name, limit, offset)
     return DefinitionPage(items=[definition_summary(record) for record in records])
 
 
@@ -50,7 +50,7 @@ async def list_definitions(
     summary="A stored definition (the newest version unless one is given)",
 )
 async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> DefinitionDetail:
-    return definition_detail(await ctx.engine.store.find_definition(name, version))
+    return definition_detail(await ctx.engine.reads.find_definition(name, version))
 
 
 @router.post(
@@ -69,7 +69,7 @@ async def start_execution(
 ) -> ActionResponse:
     body = body or StartExecutionRequest()
     engine = ctx.engine
-    definition = await engine.store.find_definition(name, body.version)
+    definition = await engine.reads.find_definition(name, body.version)
     record, created = await engine.create_execution(definition.id, idempotency_key=idempotency_key)
     if record.definition_id != definition.id:
         raise ApiProblem(

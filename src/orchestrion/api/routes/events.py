@@ -88,9 +88,9 @@ def _page(events: list[EventRecord], after: int, masker: Masker | None) -> Event
 async def execution_events(
     execution_id: str, ctx: Ctx, caller: Caller, after: After = 0, limit: Limit = 100
 ) -> EventPage:
-    store = ctx.engine.store
-    await store.get_execution(execution_id)  # 404 for an unknown id, not an empty list
-    return _page(await store.list_events(execution_id, after, limit), after, caller.masker)
+    reads = ctx.engine.reads
+    await reads.execution(execution_id)  # 404 for an unknown id, not an empty list
+    return _page(await reads.events(execution_id, after, limit), after, caller.masker)
 
 
 @router.get(
@@ -103,7 +103,7 @@ async def execution_events(
 async def all_events(
     ctx: Ctx, caller: Caller, after: After = 0, limit: Limit = 100, type: Types = None
 ) -> EventPage:
-    events = await ctx.engine.store.list_events(None, after, limit, type or None)
+    events = await ctx.engine.reads.events(None, after, limit, type or None)
     return _page(events, after, caller.masker)
 
 
@@ -131,7 +131,7 @@ async def _journal(
     types: list[str] | None,
     masker: Masker | None,
 ) -> AsyncIterator[str]:
-    store = ctx.engine.store
+    reads = ctx.engine.reads
     settings = ctx.settings
     quiet_since = time.monotonic()
     while not ctx.closing:
@@ -139,9 +139,9 @@ async def _journal(
         try:
             final = False
             if execution_id is not None:
-                record = await store.get_execution(execution_id)
+                record = await reads.execution(execution_id)
                 final = record.status in FINAL_EXECUTION_STATES  # read before the events
-            events = await store.list_events(execution_id, after, _BATCH, types)
+            events = await reads.events(execution_id, after, _BATCH, types)
         except OrchestrionError:
             # The client reconnects with Last-Event-ID and loses nothing.
             logger.warning("event stream ended by a store error", exc_info=True)
@@ -187,7 +187,7 @@ async def stream_execution_events(
     after: After = 0,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
-    await ctx.engine.store.get_execution(execution_id)
+    await ctx.engine.reads.execution(execution_id)
     start = last_event_id if last_event_id is not None else after
     return _response(_stream(ctx, execution_id, start, None, caller.masker))
 

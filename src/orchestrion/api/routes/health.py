@@ -46,7 +46,7 @@ async def _database(ctx: ApiContext) -> HealthCheck:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(_DATABASE_TIMEOUT):
-            await ctx.engine.store.list_definitions(limit=1)
+            await ctx.engine.reads.check()
     except TimeoutError:
         return HealthCheck(status="fail", detail=f"no answer within {_DATABASE_TIMEOUT:g} s")
     except Exception as exc:  # any failure of the store is what this check reports

@@ -213,7 +213,7 @@ async def trigger_workflow(
     except InvalidTransition:
         if idempotency_key is None:
             raise
-        record = await ctx.engine.store.get_execution(execution_id)
+        record = await ctx.engine.reads.execution(execution_id)
         if record.status is ExecutionStatus.PENDING:
             raise  # held by another process: not a repeat of a trigger that happened
         return ActionResponse(
@@ -237,7 +237,7 @@ async def get_workflow(
     caller: Caller,
     include_outputs: Annotated[bool, Query(description="include node outputs")] = True,
 ) -> Any:
-    record = await ctx.engine.store.get_execution(execution_id)
+    record = await ctx.engine.reads.execution(execution_id)
     result = await ctx.engine.result(execution_id)
     detail = execution_detail(
         record,
@@ -259,7 +259,7 @@ async def get_workflow(
     summary="An execution's result (reference 003 shape)",
 )
 async def get_results(execution_id: str, ctx: Ctx, caller: Caller) -> ResultsResponse:
-    record = await ctx.engine.store.get_execution(execution_id)
+    record = await ctx.engine.reads.execution(execution_id)
     result = await ctx.engine.result(execution_id)
     return results_response(result, await caller.execution(record.definition_id))
 
@@ -332,7 +332,7 @@ async def list_workflows(
     for record in records:
         if record.definition_id not in definitions:
             try:
-                definitions[record.definition_id] = await ctx.engine.store.get_definition(
+                definitions[record.definition_id] = await ctx.engine.reads.definition(
                     record.definition_id
                 )
             except ExecutionError:
