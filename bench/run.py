@@ -99,6 +99,9 @@ def _worker(name: str, repeat: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from orchestrion.settings import claim_process
+
+    claim_process()  # the process-wide tuning the CLI has (gc_freeze): the figures' setup
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -3,6 +3,13 @@
 Nothing is required for embedded use. Values are validated when read, and a bad one stops the
 process with a message naming the variable (``load_settings`` turns pydantic's error into a
 ``ConfigurationError``).
+
+Two settings change the whole process, not just Orchestrion: ``gc_freeze`` (the garbage
+collector) and ``mask_all_logs`` (a log record factory). A library must not do that to the
+program that embeds it, so both are off by default; ``claim_process`` turns them on by
+default in a process Orchestrion owns (the ``orchestrion`` command, hence ``run``, ``serve``
+and the scale-out processes). An embedder turns them on with ``Settings(gc_freeze=True)``
+or the environment, which wins over both defaults.
 """
 
 from __future__ import annotations
@@ -15,11 +22,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from orchestrion.errors import ConfigurationError
 
-__all__ = ["ApiRole", "Settings", "load_secrets", "load_settings"]
+__all__ = ["ApiRole", "Settings", "claim_process", "load_secrets", "load_settings"]
 
 SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
 
@@ -28,6 +41,16 @@ _TOKEN = re.compile(r"^[\x21-\x7e]+$")
 _ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
 _KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
+
+# The defaults of a process Orchestrion owns, below the environment and .env: see the module
+# docstring. Empty until ``claim_process``.
+_OWNED_PROCESS_DEFAULTS: dict[str, Any] = {}
+
+
+def claim_process() -> None:
+    """This process is Orchestrion's (the command line calls this first): from now on the
+    settings that tune the whole process default to on."""
+    _OWNED_PROCESS_DEFAULTS.update(gc_freeze=True, mask_all_logs=True)
 
 
 class Settings(BaseSettings):
@@ -48,9 +71,15 @@ class Settings(BaseSettings):
     )
     shutdown_grace: float = Field(default=10.0, ge=0, description="seconds to drain on stop")
     gc_freeze: bool = Field(
-        default=True,
+        default=False,
         description="move the objects alive at the first engine start out of the garbage"
-        " collector's reach (engine/gc_tuning.py)",
+        " collector's reach, process-wide (engine/gc_tuning.py); on in the CLI and the server",
+    )
+    mask_all_logs: bool = Field(
+        default=False,
+        description="mask personal data (the governance policy's masking) and hide secrets in"
+        " every log record of the process, whoever writes it, through a process-wide log"
+        " record factory; on in the CLI and the server",
     )
     inline_attempts: bool = Field(
         default=True,
@@ -173,6 +202,19 @@ class Settings(BaseSettings):
         description="seconds between event-journal reads when nothing woke a stream "
         "(events written by other processes)",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the defaults of a process Orchestrion owns."""
+        owned = InitSettingsSource(settings_cls, dict(_OWNED_PROCESS_DEFAULTS))
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, owned
 
     @model_validator(mode="before")
     @classmethod

@@ -74,6 +74,7 @@ async def serving(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
         database_url=f"sqlite:///{tmp_path / 'pii.db'}",
         rate_limit_per_second=0,
         shutdown_grace=0,
+        mask_all_logs=True,  # as `orchestrion serve` has it: every log line of the process
         **overrides,
     )
     engine = Engine(settings=settings)
@@ -226,7 +227,9 @@ async def test_a_local_engine_run_logs_no_personal_data(
     with echo_server() as url:
         ok = profile(url)
         ok["dag"]["nodes"].append(logger_node)
-        async with Engine(f"sqlite:///{tmp_path / 'local.db'}") as engine:
+        # Asked for, as the CLI does: an embedder's logs are masked only when it says so.
+        settings = load_settings(mask_all_logs=True)
+        async with Engine(f"sqlite:///{tmp_path / 'local.db'}", settings=settings) as engine:
             completed = await engine.run(ok, PII, timeout=20)
             failed = await engine.run(failing(), PII, timeout=20)
     # The Python API is the owner's: outputs and errors as stored.

@@ -73,7 +73,13 @@ PUBLIC: dict[str, set[str]] = {
         "StoreError",
         "TransientNodeError",
     },
-    "orchestrion.settings": {"ApiRole", "Settings", "load_secrets", "load_settings"},
+    "orchestrion.settings": {
+        "ApiRole",
+        "Settings",
+        "claim_process",
+        "load_secrets",
+        "load_settings",
+    },
     "orchestrion.client": {
         "Accepted",
         "ApiConnectionError",

@@ -1,5 +1,5 @@
-"""The first engine to start freezes the objects the process started with, once; a setting
-turns that off (engine/gc_tuning.py)."""
+"""With the ``gc_freeze`` setting (on in the CLI and the server, off for embedders), the first
+engine to start freezes the objects the process started with, once (engine/gc_tuning.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, "True True"), ("false", "False True")])
+@pytest.mark.parametrize(("setting", "expected"), [("true", "True True"), (None, "False True")])
 def test_the_first_engine_freezes_the_startup_objects_once(
     tmp_path: Path, setting: str | None, expected: str
 ) -> None:

@@ -375,7 +375,7 @@ def test_the_backstop_scrubs_common_transforms() -> None:
 def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFixture) -> None:
     from orchestrion.governance.log_masking import current_log_masker, set_log_masker
     from orchestrion.governance.masking import Masker
-    from orchestrion.governance.secret_logs import hide_in_logs
+    from orchestrion.governance.secret_logs import hide_in_logs, scrub_logs
 
     value = "log-Secret-Value-31"
     previous = current_log_masker()
@@ -383,6 +383,7 @@ def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFi
     set_log_masker(Masker(["email"], {}))
     try:
         hide_in_logs([value])
+        scrub_logs()  # the process-wide factory: the CLI's and the server's, or on request
         logger = logging.getLogger("httpcore.http11")
         with caplog.at_level(logging.DEBUG, logger="httpcore.http11"):
             logger.debug("headers=%r", [(b"X-Echo", f"Bearer {value}".encode())])

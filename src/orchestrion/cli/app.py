@@ -92,7 +92,9 @@ def _options(
 def main() -> None:
     """Console-script entry point."""
     from orchestrion.governance.log_masking import mask_uncaught_exceptions
+    from orchestrion.settings import claim_process
 
+    claim_process()  # this process is Orchestrion's: gc_freeze and mask_all_logs default on
     logging.basicConfig(level=_log_level(), format="%(levelname)s %(name)s: %(message)s")
     mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
     _check_arguments(sys.argv[1:])

@@ -42,7 +42,7 @@ from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.starting import Starts
 from orchestrion.errors import ExecutionError
 from orchestrion.execution import enforce
-from orchestrion.governance.log_masking import set_log_masker
+from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
@@ -145,9 +145,10 @@ class Engine:
         """Open the store, start the workers, and resume every unfinished execution."""
         if self._started:
             return
-        if self.governance.masker is not None:
-            # Log lines are masked process-wide from here on, whoever configured logging.
-            set_log_masker(self.governance.masker)
+        if self.settings.mask_all_logs:
+            # Every log line of the process is masked from here on, whoever configured
+            # logging: a process-wide hook, so only when asked (the CLI and the server ask).
+            mask_process_logs(self.governance.masker)
         if self._store is None:
             from orchestrion.store.factory import open_store
 

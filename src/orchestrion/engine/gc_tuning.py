@@ -8,8 +8,9 @@ triggers one in its first second, and the event loop stalls for the whole pass; 
 ``serve`` repeats it. Those start-up objects live as long as the process, so the first engine
 to start moves them to the permanent generation (``gc.freeze``): later passes visit only
 what was made since. Cyclic garbage alive at that moment is never collected; that is a little
-start-up debris, once. ``ORCHESTRION_GC_FREEZE=false`` leaves the collector alone (for
-embedders who tune it themselves).
+start-up debris, once. The collector is the whole process's, so this is the ``gc_freeze``
+setting: on in the CLI and the server, off for a program that embeds an engine unless it
+asks (``ORCHESTRION_GC_FREEZE=true``, ``Settings(gc_freeze=True)``).
 
 A large workflow definition is the same case again: an engine keeps each definition it has
 compiled for as long as it runs, and the hundreds of thousands of objects of a 10,000-node

@@ -15,8 +15,10 @@ A record with nothing to mask is left as it is (its ``args`` too, which some for
 unpack). The masker skips, after one quick scan, text with no "@" and no pair of digits, so
 most lines cost about a microsecond.
 
-One process, one policy (``Governance``), one masker: the last one set wins. ``Engine.start``
-sets its policy's masker and nothing unsets it (masking more than asked is never a leak);
+One process, one policy (``Governance``), one masker: the last one set wins.
+``mask_process_logs`` (called by the server's logging setup, and by ``Engine.start`` with the
+``mask_all_logs`` setting, on in the CLI) sets the policy's masker and hides secrets in logs;
+nothing unsets it (masking more than asked is never a leak);
 ``None`` turns masking off, for tests. A masked record keeps only the type of its exception in
 ``exc_info``: the exception (whose message may hold personal data) and its traceback are
 rendered, masked, into ``exc_text``, which the standard formatters print.
@@ -39,6 +41,7 @@ __all__ = [
     "MaskingFilter",
     "current_log_masker",
     "mask_field",
+    "mask_process_logs",
     "mask_record",
     "mask_uncaught_exceptions",
     "set_log_masker",
@@ -68,6 +71,18 @@ def set_log_masker(masker: Masker | None) -> None:
     if masker is not None and not _installed:
         logging.setLogRecordFactory(_masking_factory(logging.getLogRecordFactory()))
         _installed = True
+
+
+def mask_process_logs(masker: Masker | None) -> None:
+    """Every log record this process makes from now on: masked with ``masker`` (when there
+    is one: a policy without masking leaves a masker already set in force) and with the
+    secrets the runtime renders hidden. Both are process-wide log record factories: for a
+    process that is Orchestrion's, or whose owner asked for them."""
+    from orchestrion.governance.secret_logs import scrub_logs
+
+    if masker is not None:
+        set_log_masker(masker)
+    scrub_logs()
 
 
 _Factory = Callable[..., logging.LogRecord]

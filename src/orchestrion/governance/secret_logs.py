@@ -2,10 +2,12 @@
 
 The backstop for logs, as ``secret_scrub`` is for outputs and errors: a library's debug
 logging can print what a downstream sent back (httpcore logs response headers at DEBUG, and a
-server may echo the request's credentials in one). ``hide_in_logs(values)`` installs, once
-per process, a log record factory that replaces those values in each record's message and
-exception text when the record is made, whichever logger made it and whichever handlers
-print it. The node executor calls it with the secrets it renders.
+server may echo the request's credentials in one). ``hide_in_logs(values)`` adds values to
+hide; ``scrub_logs()`` installs, once per process, a log record factory that replaces them in
+each record's message and exception text when the record is made, whichever logger made it
+and whichever handlers print it. The node executor calls the first with the secrets it
+renders; the second is for a process that is Orchestrion's or asks for it (the
+``mask_all_logs`` setting), since a library may not change how its embedder's process logs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from orchestrion.governance.secret_scrub import Scrubber
 
-__all__ = ["hidden_in_logs", "hide_in_logs"]
+__all__ = ["hidden_in_logs", "hide_in_logs", "scrub_logs"]
 
 _values: frozenset[str] = frozenset()
 _scrubber: Scrubber | None = None
@@ -29,14 +31,22 @@ _Factory = Callable[..., logging.LogRecord]
 
 
 def hide_in_logs(values: Iterable[str]) -> None:
-    """Scrub ``values`` (as well as those given before) from every log record from now on."""
-    global _values, _scrubber, _installed
+    """Scrub ``values`` (as well as those given before) from every log record from now on,
+    once ``scrub_logs`` has been called (before or after)."""
+    global _values, _scrubber
     with _lock:
         merged = _values | {v for v in values if v}
         if merged == _values:
             return
         _values = merged
         _scrubber = Scrubber(merged)
+
+
+def scrub_logs() -> None:
+    """Hide the values given to ``hide_in_logs``, before and after, in every log record of
+    this process from now on: installs a process-wide log record factory, once."""
+    global _installed
+    with _lock:
         if not _installed:
             logging.setLogRecordFactory(_scrubbing_factory(logging.getLogRecordFactory()))
             _installed = True

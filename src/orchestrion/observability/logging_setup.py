@@ -22,8 +22,8 @@ from orchestrion.core.events import Record
 from orchestrion.governance.log_masking import (
     STANDARD_ATTRIBUTES,
     MaskingFilter,
+    mask_process_logs,
     mask_uncaught_exceptions,
-    set_log_masker,
 )
 from orchestrion.governance.masking import Masker
 from orchestrion.logcontext import current_node_fields, current_request_id
@@ -92,12 +92,12 @@ def configure_logging(
     masker: Masker | None = None,
 ) -> None:
     """Send every log line (uvicorn's too) to ``stream`` (stderr) in ``fmt``, masked with
-    ``masker`` (the policy's) when one is given.
+    ``masker`` (the policy's) when one is given, secrets hidden: this is the process's own
+    logging, so the process-wide hooks go in (``mask_process_logs``).
 
     Uvicorn's own access log is silenced: the API writes a structured one with the request id.
     """
-    if masker is not None:
-        set_log_masker(masker)
+    mask_process_logs(masker)
     mask_uncaught_exceptions()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
