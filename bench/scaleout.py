@@ -52,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workloads import fan_out
 
+from orchestrion.core.record_types import RecordType
+
 MAX_WORKERS, MAX_NODES, MAX_EDGES = 16, 100_000, 20_000
 FINAL = ("completed", "failed", "cancelled")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -307,7 +309,9 @@ def chain_edges(events: list[Any]) -> list[float]:
     completed: dict[tuple[str, str], float] = {}
     started: dict[tuple[str, str], float] = {}
     for e in events:
-        (completed if e.type == "node.completed" else started)[e.execution_id, e.node_id] = e.at
+        (completed if e.type == RecordType.NODE_COMPLETED else started)[
+            e.execution_id, e.node_id
+        ] = e.at
     gaps = []
     for (execution_id, node), at in started.items():
         i = int(node[1:])
@@ -367,7 +371,9 @@ async def run_once(workers: int, args: argparse.Namespace, folder: Path) -> dict
             # latency: concurrent chains
             ids, t0 = await start_all(api, chain, args.chains)
             statuses = await wait_final(dsn, ids, args.timeout)
-            events = await journal(api.store, ids, ["node.completed", "node.started"])
+            events = await journal(
+                api.store, ids, [RecordType.NODE_COMPLETED, RecordType.NODE_STARTED]
+            )
             gaps = chain_edges(events)
             row["latency_statuses"] = statuses
             row["edges"] = len(gaps)
@@ -396,7 +402,7 @@ async def run_once(workers: int, args: argparse.Namespace, folder: Path) -> dict
             cpu = {p.pid: cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
             if args.profile:
                 stop_profilers(procs)
-            done = await journal(api.store, ids, ["node.completed"])
+            done = await journal(api.store, ids, [RecordType.NODE_COMPLETED])
             last = max((e.at for e in done), default=t0)
             row["throughput_statuses"] = statuses
             row["nodes"] = len(done)

@@ -336,6 +336,7 @@ def _exit_for(
     ``decisions`` lists the waiting nodes, children's included; by default the result's own.
     """
     from orchestrion.cli.handover import print_decisions
+    from orchestrion.core.reasons import DECIDABLE_WAITS
     from orchestrion.core.states import ExecutionStatus
 
     if result.status is ExecutionStatus.WAITING:
@@ -343,7 +344,7 @@ def _exit_for(
             decisions = [
                 (result.execution_id, node.node_id)
                 for node in result.nodes.values()
-                if node.wait_reason in ("approval", "review")
+                if node.wait_reason in DECIDABLE_WAITS
             ]
         where = f" --server {server}" if server else f" --db {db}" if db else ""
         print_decisions(err, decisions, where)

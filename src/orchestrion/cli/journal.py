@@ -15,6 +15,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from orchestrion.core.record_types import RecordType
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -24,7 +26,13 @@ __all__ = ["NodeTotal", "local_events", "node_totals", "remote_events", "render_
 
 _PAGE = 1000
 _FINAL_NODE_EVENTS = frozenset(
-    {"node.completed", "node.failed", "node.skipped", "node.cancelled", "node.compensated"}
+    {
+        RecordType.NODE_COMPLETED,
+        RecordType.NODE_FAILED,
+        RecordType.NODE_SKIPPED,
+        RecordType.NODE_CANCELLED,
+        RecordType.NODE_COMPENSATED,
+    }
 )
 
 
@@ -102,11 +110,11 @@ def node_totals(rows: list[dict[str, Any]]) -> dict[str, NodeTotal]:
             continue
         total = totals.setdefault(node, NodeTotal())
         kind = row["type"]
-        if kind == "node.started":
+        if kind == RecordType.NODE_STARTED:
             total.attempts = max(total.attempts, row["attempt"])
             if total.first_start is None:
                 total.first_start = row["at"]
-        if kind in ("node.retry_scheduled", "node.failed"):
+        if kind in (RecordType.NODE_RETRY_SCHEDULED, RecordType.NODE_FAILED):
             message = _error_message(row)
             if message is not None:
                 total.errors.append((row["attempt"], message))
@@ -118,13 +126,13 @@ def node_totals(rows: list[dict[str, Any]]) -> dict[str, NodeTotal]:
 def _detail(row: dict[str, Any]) -> str:
     data = row["data"]
     kind = row["type"]
-    if kind == "node.retry_scheduled":
+    if kind == RecordType.NODE_RETRY_SCHEDULED:
         return f"retry in {float(data.get('delay', 0)):.2f}s: {_error_message(row) or ''}"
-    if kind in ("node.failed", "execution.failed"):
+    if kind in (RecordType.NODE_FAILED, RecordType.EXECUTION_FAILED):
         return _error_message(row) or ""
-    if kind == "node.skipped":
+    if kind == RecordType.NODE_SKIPPED:
         return str(data.get("reason", ""))
-    if kind == "node.waiting" and data.get("wait_reason"):
+    if kind == RecordType.NODE_WAITING and data.get("wait_reason"):
         return f"waiting: {data['wait_reason']}"
     return ""
 
@@ -144,7 +152,11 @@ def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
     table.add_column("detail", overflow="fold", ratio=1)
     for row in rows:
         at = row["at"]
-        failed = row["type"] in ("node.failed", "node.retry_scheduled", "execution.failed")
+        failed = row["type"] in (
+            RecordType.NODE_FAILED,
+            RecordType.NODE_RETRY_SCHEDULED,
+            RecordType.EXECUTION_FAILED,
+        )
         table.add_row(
             str(row["seq"]),
             "-" if at is None else f"+{at - start:.3f}s",

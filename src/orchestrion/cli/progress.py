@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrion.core.events import Record
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import NodeState
 
 __all__ = ["STATE_STYLE", "ProgressView"]
@@ -34,14 +35,14 @@ STATE_STYLE = {
 
 _DETAIL_LIMIT = 40
 _LINE_EVENTS = {
-    "node.completed",
-    "node.failed",
-    "node.retry_scheduled",
-    "node.skipped",
-    "node.waiting",
-    "node.cancelled",
-    "node.compensated",
-    "node.compensation_failed",
+    RecordType.NODE_COMPLETED,
+    RecordType.NODE_FAILED,
+    RecordType.NODE_RETRY_SCHEDULED,
+    RecordType.NODE_SKIPPED,
+    RecordType.NODE_WAITING,
+    RecordType.NODE_CANCELLED,
+    RecordType.NODE_COMPENSATED,
+    RecordType.NODE_COMPENSATION_FAILED,
 }
 
 
@@ -85,16 +86,16 @@ class ProgressView:
                 continue
             self.states[record.node] = record.state
             self.attempts[record.node] = record.attempt
-            if record.type == "node.retry_scheduled" and record.data:
+            if record.type == RecordType.NODE_RETRY_SCHEDULED and record.data:
                 error = record.data.get("error") or {}
                 self.notes[record.node] = (
                     f"retry in {record.data.get('delay', 0):.2f}s: {error.get('message', '')}"
                 )
-            elif record.type == "node.failed" and record.error:
+            elif record.type == RecordType.NODE_FAILED and record.error:
                 self.notes[record.node] = str(record.error.get("message", ""))
-            elif record.type == "node.skipped" and record.data:
+            elif record.type == RecordType.NODE_SKIPPED and record.data:
                 self.notes[record.node] = str(record.data.get("reason", ""))
-            elif record.type == "node.completed":
+            elif record.type == RecordType.NODE_COMPLETED:
                 self.notes.pop(record.node, None)
             if not self._interactive and record.type in _LINE_EVENTS:
                 self._print_line(record)

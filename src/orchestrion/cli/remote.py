@@ -108,7 +108,6 @@ def _print_issues(exc: Any) -> None:
 Settled = tuple["ExecutionResult", list[tuple[str, str]]]
 """A result and the (execution, node) decisions it waits for, children's included."""
 
-_DECIDABLE = ("approval", "review")
 _MAX_DEPTH = 32
 
 
@@ -154,21 +153,25 @@ def _settle(client: Client, execution_id: str) -> Settled:
 def _decisions(client: Client, execution_id: str, depth: int = 0) -> list[tuple[str, str]]:
     """Nodes waiting for a person in the execution and in the children it waits on (a
     ``workflow`` node's ``node.waiting`` event names its child)."""
+    from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
+    from orchestrion.core.record_types import RecordType
+    from orchestrion.core.states import NodeState
+
     current = client.status(execution_id, include_outputs=False)
     found = [
         (execution_id, node_id)
         for node_id, node in current.nodes.items()
-        if node.state.value == "waiting" and node.wait_reason in _DECIDABLE
+        if node.state is NodeState.WAITING and node.wait_reason in DECIDABLE_WAITS
     ]
     if depth >= _MAX_DEPTH or not any(
-        node.state.value == "waiting" and node.wait_reason == "child"
+        node.state is NodeState.WAITING and node.wait_reason == WaitReason.CHILD
         for node in current.nodes.values()
     ):
         return found
     children: list[str] = []
     after = 0
     while True:
-        page = client.events(execution_id, after, types=["node.waiting"])
+        page = client.events(execution_id, after, types=[RecordType.NODE_WAITING])
         for event in page.items:
             child = event.data.get("child_execution_id")
             if isinstance(child, str) and child not in children:
@@ -186,6 +189,8 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
     """Live progress from the event stream, or from polling when the stream is unavailable."""
     from orchestrion.cli.progress import ProgressView
     from orchestrion.client import ApiConnectionError, ApiError
+    from orchestrion.core.reasons import WaitReason
+    from orchestrion.core.record_types import RecordType
 
     current = client.status(execution_id, include_outputs=False)
     view = ProgressView(err, title, tuple(current.nodes))
@@ -197,8 +202,9 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
                     record = _record(event)
                     if record is not None:
                         view.on_records(execution_id, [record])
-                    if event.type == "node.waiting" and (
-                        event.data.get("wait_reason") == "child" or _decisions(client, execution_id)
+                    if event.type == RecordType.NODE_WAITING and (
+                        event.data.get("wait_reason") == WaitReason.CHILD
+                        or _decisions(client, execution_id)
                     ):
                         break  # a person decides next, or a child (whose events are not here)
                 else:
@@ -212,6 +218,7 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
 
 def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
     from orchestrion.core.events import Record
+    from orchestrion.core.record_types import NODE_RECORD_OF_STATE
     from orchestrion.core.states import ExecutionStatus
 
     seen: dict[str, tuple[str, int]] = {}
@@ -223,7 +230,7 @@ def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
                 seen[node_id] = (node.state.value, node.attempt)
                 records.append(
                     Record(
-                        type=f"node.{node.state.value}",
+                        type=NODE_RECORD_OF_STATE[node.state],
                         at=time.time(),
                         node=node_id,
                         attempt=node.attempt,
@@ -243,12 +250,17 @@ def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
 def _record(event: Event) -> Record | None:
     """A journal event as the engine record ``ProgressView`` reads (node events only)."""
     from orchestrion.core.events import Record
+    from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
 
     state = event.node_state
     if state is None:
         return None
+    try:
+        kind = RecordType(event.type)
+    except ValueError:  # a newer server's record: the state it names is what shows
+        kind = NODE_RECORD_OF_STATE[state]
     return Record(
-        type=event.type,
+        type=kind,
         at=event.at or 0.0,
         node=event.node_id,
         attempt=event.attempt,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrion.core.record_types import FINAL_EXECUTION_RECORDS
 from orchestrion.core.result import ExecutionResult, NodeResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
@@ -41,7 +42,7 @@ __all__ = [
     "timestamp",
 ]
 
-FINAL_EVENT_TYPES = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
+FINAL_EVENT_TYPES = FINAL_EXECUTION_RECORDS
 
 
 def execution_status(value: Any) -> ExecutionStatus:

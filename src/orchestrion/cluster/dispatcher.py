@@ -37,6 +37,7 @@ from orchestrion.cluster.streams import (
 )
 from orchestrion.cluster.wire import WireError, decode_event, encode_event, encode_task, loads
 from orchestrion.core.events import Event
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import Dispatcher, EventSink, Routed, TaskMessage
 from orchestrion.errors import ConfigurationError, OrchestrionError
 
@@ -333,7 +334,7 @@ class RedisDispatcher:
                     task = sealer.seal_task(task)
                 stream = self.names.tasks(self._name(task.handler), task.capabilities)
                 payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
-                if task.kind == "run":
+                if task.kind == TaskKind.RUN:
                     keys += (self.names.guard_for(task), stream)
                     payloads.append(payload)
                 else:  # compensations are rare and may legitimately run again after a retry

@@ -55,6 +55,7 @@ from orchestrion.core.events import (
     NodeFailed,
     NodeStarted,
 )
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import OrchestrionError
 from orchestrion.execution import enforce
@@ -332,7 +333,7 @@ class Worker:
         done, cancelled = await self._checks(
             guard, self.names.cancelled(task.execution_id, task.node_id, task.attempt)
         )
-        if (done == b"d" and task.kind == "run") or cancelled is not None:
+        if (done == b"d" and task.kind == TaskKind.RUN) or cancelled is not None:
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
         try:
@@ -510,7 +511,7 @@ def _unreadable(task: TaskMessage, exc: OrchestrionError) -> _Outcome:
     """The failed attempt of a task this worker cannot open (no key, or not its key)."""
     error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
     now = time.time()
-    if task.kind == "compensate":
+    if task.kind == TaskKind.COMPENSATE:
         return _Outcome(task.execution_id, CompensationFailed(task.node_id, now, error), [])
     return _Outcome(task.execution_id, NodeFailed(task.node_id, task.attempt, now, error), [])
 

@@ -11,8 +11,11 @@ Commands are what the runtime must do once the records are committed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from orchestrion.core.reasons import SkipReason
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus, NodeState
 
 __all__ = [
@@ -39,8 +42,16 @@ __all__ = [
     "ScheduleTimer",
     "Started",
     "TimerFired",
+    "TimerKind",
     "WaitResolved",
 ]
+
+
+class TimerKind(StrEnum):
+    """What a timer the machine schedules is for."""
+
+    RETRY = "retry"  # a failed attempt's backoff is over: the next attempt is dispatched
+    WAKE = "wake"  # a node's own wait ran out: its handler runs again to decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +133,7 @@ class NodeSkipped:
     node: str
     attempt: int
     at: float
-    reason: str = "condition_false"
+    reason: str = SkipReason.CONDITION_FALSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +166,7 @@ class TimerFired:
     node: str
     attempt: int
     at: float
-    kind: str = "retry"
+    kind: str = TimerKind.RETRY  # a TimerKind; plain text when it comes off the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +244,7 @@ class Record:
     (attempt, timings, error, wait) are the node's values after the change.
     """
 
-    type: str
+    type: RecordType
     at: float
     node: str | None = None
     attempt: int = 0
@@ -271,7 +282,7 @@ class ScheduleTimer:
     node: str
     attempt: int
     fire_at: float
-    kind: str = "retry"
+    kind: TimerKind = TimerKind.RETRY
 
 
 @dataclass(frozen=True, slots=True)

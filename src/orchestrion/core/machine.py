@@ -52,9 +52,12 @@ from orchestrion.core.events import (
     ScheduleTimer,
     Started,
     TimerFired,
+    TimerKind,
     WaitResolved,
 )
 from orchestrion.core.plan import Plan
+from orchestrion.core.reasons import DECISION_SKIPS, SkipReason, WaitReason
+from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
 from orchestrion.core.states import (
     ACTIVE_NODE_STATES,
     FINAL_EXECUTION_STATES,
@@ -78,10 +81,8 @@ _COMPENSATED = NodeState.COMPENSATED
 PHASE_RUN = "run"
 PHASE_COMPENSATE = "compensate"
 
-BRANCH_NOT_TAKEN = "branch_not_taken"
-CONDITION_FALSE = "condition_false"
-# Skips that a node's own decision made (not a failure's consequence): a retry keeps them.
-DECISION_SKIPS = frozenset({BRANCH_NOT_TAKEN, CONDITION_FALSE})
+_RETRY = WaitReason.RETRY
+_BRANCH_NOT_TAKEN = SkipReason.BRANCH_NOT_TAKEN
 
 
 @dataclass(slots=True)
@@ -229,17 +230,17 @@ class ExecutionMachine:
         self._step = step = Step()
         if self.finished or self.status is ExecutionStatus.PENDING:
             return step
-        step.records.append(Record(type="execution.recovered", at=at, status=self.status))
+        step.records.append(Record(type=RecordType.EXECUTION_RECOVERED, at=at, status=self.status))
         plan = self.plan
         for i in plan.topo_order:
             run = self.nodes[i]
             if run.state is _QUEUED or run.state is _RUNNING:
                 # In flight before the stop: pause only holds back newly ready nodes, so the
                 # attempt runs again now, with the same attempt number (same idempotency key).
-                woken = run.wait_reason is not None and run.wait_reason != "retry"
+                woken = run.wait_reason is not None and run.wait_reason != _RETRY
                 step.commands.append(Dispatch(plan.ids[i], run.attempt, woken=woken))
             elif run.state is _WAITING and run.wake_at is not None:
-                kind = "retry" if run.wait_reason == "retry" else "wake"
+                kind = TimerKind.RETRY if run.wait_reason == _RETRY else TimerKind.WAKE
                 step.commands.append(ScheduleTimer(plan.ids[i], run.attempt, run.wake_at, kind))
         if self.phase == PHASE_COMPENSATE:
             self._begin_compensation(at, resume=True)
@@ -256,7 +257,7 @@ class ExecutionMachine:
         if self.status is not ExecutionStatus.PENDING:
             return
         self.status = ExecutionStatus.RUNNING
-        self._record_execution("execution.started", event.at)
+        self._record_execution(RecordType.EXECUTION_STARTED, event.at)
         for i in self.plan.roots:
             self._ready(i, event.at)
         self._release_held(event.at)
@@ -268,12 +269,12 @@ class ExecutionMachine:
         if run.attempt != event.attempt or run.state is not _QUEUED:
             return
         run.state = _RUNNING
-        woken = run.wait_reason is not None and run.wait_reason != "retry"
+        woken = run.wait_reason is not None and run.wait_reason != _RETRY
         if run.started_at is None or not woken:
             # A node woken from its own wait (a delay, an approval's timeout) goes on with the
             # same attempt: its start is the attempt's first, and the wait is part of its time.
             run.started_at = event.at
-        self._record_node("node.started", i, event.at)
+        self._record_node(RecordType.NODE_STARTED, i, event.at)
 
     def _on_succeeded(self, event: NodeSucceeded) -> None:
         i = self.plan.index[event.node]
@@ -288,11 +289,11 @@ class ExecutionMachine:
         has not already ended (an attempt in retry backoff has failed; more news is stale)."""
         if run.attempt != attempt or run.state not in ACTIVE_NODE_STATES:
             return False
-        return not (run.state is _WAITING and run.wait_reason == "retry")
+        return not (run.state is _WAITING and run.wait_reason == _RETRY)
 
     def _unpark(self, run: NodeRun, at: float) -> None:
         """``run`` stops waiting on a person or a timer (a retry backoff is not such a wait)."""
-        if run.state is _WAITING and run.wait_reason != "retry":
+        if run.state is _WAITING and run.wait_reason != _RETRY:
             self._parked -= 1
             self._leave_waiting_status(at)
 
@@ -308,7 +309,7 @@ class ExecutionMachine:
         run.wake_at = None
         self._active -= 1
         self._unfinished -= 1
-        record = self._record_node("node.completed", i, at)
+        record = self._record_node(RecordType.NODE_COMPLETED, i, at)
         record.output = output
         record.has_output = True
         self._settle_children(i, at, self._not_taken(i, output))
@@ -342,9 +343,9 @@ class ExecutionMachine:
         ):
             delay = retry_delay(policy, run.attempt, self._rng.random())
             run.state = _WAITING
-            run.wait_reason = "retry"
+            run.wait_reason = _RETRY
             run.wake_at = at + delay
-            record = self._record_node("node.retry_scheduled", i, at)
+            record = self._record_node(RecordType.NODE_RETRY_SCHEDULED, i, at)
             record.data = {"delay": round(delay, 6), "error": run.error}
             self._step.commands.append(ScheduleTimer(self.plan.ids[i], run.attempt, run.wake_at))
             return
@@ -355,7 +356,7 @@ class ExecutionMachine:
         self._active -= 1
         self._unfinished -= 1
         self._failed_count += 1
-        record = self._record_node("node.failed", i, at)
+        record = self._record_node(RecordType.NODE_FAILED, i, at)
         record.data = {"error": run.error}
         self._settle_children(i, at)
         self._release_held(at)
@@ -380,22 +381,22 @@ class ExecutionMachine:
         run.state = _WAITING
         run.wait_reason = event.reason
         run.wake_at = event.wake_at
-        if event.reason != "retry":
+        if event.reason != _RETRY:
             self._parked += 1
         if run.started_at is None:
             run.started_at = event.at
-        record = self._record_node("node.waiting", i, event.at)
+        record = self._record_node(RecordType.NODE_WAITING, i, event.at)
         record.data = {"reason": event.reason, **(event.data or {})}
         if event.wake_at is not None:
             self._step.commands.append(
-                ScheduleTimer(self.plan.ids[i], run.attempt, event.wake_at, "wake")
+                ScheduleTimer(self.plan.ids[i], run.attempt, event.wake_at, TimerKind.WAKE)
             )
         self._update_waiting_status(event.at)
 
     def _on_wait_resolved(self, event: WaitResolved) -> None:
         i = self.plan.index[event.node]
         run = self.nodes[i]
-        if run.attempt != event.attempt or run.state is not _WAITING or run.wait_reason == "retry":
+        if run.attempt != event.attempt or run.state is not _WAITING or run.wait_reason == _RETRY:
             return
         self._leave_waiting_status(event.at)
         if event.error is not None:
@@ -408,20 +409,20 @@ class ExecutionMachine:
         run = self.nodes[i]
         if run.attempt != event.attempt or run.state is not _WAITING:
             return
-        if event.kind == "retry" and run.wait_reason == "retry":
+        if event.kind == TimerKind.RETRY and run.wait_reason == _RETRY:
             if self.status is ExecutionStatus.PAUSED:
                 run.held = True
                 self._held.append(i)
                 return
             self._active -= 1
             self._dispatch(i, event.at)
-        elif event.kind == "wake" and run.wait_reason != "retry":
+        elif event.kind == TimerKind.WAKE and run.wait_reason != _RETRY:
             # The node's own wait ran out (approval timeout, delay): its handler decides what
             # that means, so it runs again with the same attempt.
             # wait_reason stays set while queued: a restart then still knows it was woken.
             self._unpark(run, event.at)
             run.state = _QUEUED
-            record = self._record_node("node.woken", i, event.at)
+            record = self._record_node(RecordType.NODE_WOKEN, i, event.at)
             record.data = {"reason": run.wait_reason}
             self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt, woken=True))
 
@@ -432,7 +433,9 @@ class ExecutionMachine:
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self.status = ExecutionStatus.CANCELLED
         self.error = {"category": "cancelled", "message": event.reason}
-        self._record_execution("execution.cancelled", event.at, data={"reason": event.reason})
+        self._record_execution(
+            RecordType.EXECUTION_CANCELLED, event.at, data={"reason": event.reason}
+        )
         self._step.commands.append(ExecutionFinished(self.status))
 
     def _on_timeout(self, event: ExecutionTimedOut) -> None:
@@ -451,13 +454,13 @@ class ExecutionMachine:
         if self.status is ExecutionStatus.PENDING:
             return
         self.status = ExecutionStatus.PAUSED
-        self._record_execution("execution.paused", event.at)
+        self._record_execution(RecordType.EXECUTION_PAUSED, event.at)
 
     def _on_resume(self, event: ResumeRequested) -> None:
         if self.status is not ExecutionStatus.PAUSED:
             return
         self.status = ExecutionStatus.RUNNING
-        self._record_execution("execution.resumed", event.at)
+        self._record_execution(RecordType.EXECUTION_RESUMED, event.at)
         self._release_held(event.at)
         self._update_waiting_status(event.at)
         self._maybe_finish(event.at)
@@ -474,7 +477,9 @@ class ExecutionMachine:
         self.phase = PHASE_RUN
         self.error = None
         self._record_execution(
-            "execution.retried", event.at, data={"node": event.node} if event.node else None
+            RecordType.EXECUTION_RETRIED,
+            event.at,
+            data={"node": event.node} if event.node else None,
         )
         for i, run in enumerate(self.nodes):
             if self._runs_again(i, rerun):
@@ -486,11 +491,11 @@ class ExecutionMachine:
                 run.wake_at = None
                 run.held = False
                 run.compensation = None
-                self._record_node("node.reset", i, event.at)
+                self._record_node(RecordType.NODE_RESET, i, event.at)
             elif run.compensation is not None:
                 # A failed compensation is tried again if the retried execution fails again.
                 run.compensation = None
-                self._record_node("node.compensation_reset", i, event.at)
+                self._record_node(RecordType.NODE_COMPENSATION_RESET, i, event.at)
         self._recount()
         self._decide_pending(event.at)
         self._release_held(event.at)
@@ -507,7 +512,7 @@ class ExecutionMachine:
         decided = run.state is _SKIPPED and run.wait_reason in DECISION_SKIPS
         if i not in rerun:
             return run.state is not _COMPLETED and not decided
-        if decided and run.wait_reason == BRANCH_NOT_TAKEN:
+        if decided and run.wait_reason == _BRANCH_NOT_TAKEN:
             plan = self.plan
             return any(plan.branching[p] and p in rerun for p in plan.parents[i])
         return True
@@ -533,7 +538,7 @@ class ExecutionMachine:
         run = self.nodes[i]
         run.compensation = "done"
         run.state = _COMPENSATED
-        self._record_node("node.compensated", i, event.at)
+        self._record_node(RecordType.NODE_COMPENSATED, i, event.at)
         self._next_compensation(event.at)
 
     def _on_compensation_failed(self, event: CompensationFailed) -> None:
@@ -545,7 +550,7 @@ class ExecutionMachine:
         self._compensation_queue.pop(0)
         run = self.nodes[i]
         run.compensation = "failed"
-        record = self._record_node("node.compensation_failed", i, event.at)
+        record = self._record_node(RecordType.NODE_COMPENSATION_FAILED, i, event.at)
         record.data = {"error": event.error.to_dict()}
         self._next_compensation(event.at)
 
@@ -574,7 +579,7 @@ class ExecutionMachine:
         run.wait_reason = None
         run.wake_at = None
         self._active += 1
-        self._record_node("node.queued", i, at)
+        self._record_node(RecordType.NODE_QUEUED, i, at)
         self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt))
 
     def _release_held(self, at: float) -> None:
@@ -614,7 +619,7 @@ class ExecutionMachine:
             run.wait_reason = why
             run.wake_at = None
             self._unfinished -= 1
-            record = self._record_node("node.skipped", n, at)
+            record = self._record_node(RecordType.NODE_SKIPPED, n, at)
             record.data = {"reason": why}
             for child in self._settle_counts(n):
                 decision = self._decide(child)
@@ -631,7 +636,7 @@ class ExecutionMachine:
             run = self.nodes[child]
             if run.state is not _PENDING or run.held:
                 continue  # decided meanwhile by a sibling's skip cascade: fan-in fires once
-            decision = BRANCH_NOT_TAKEN if child in not_taken else self._decide(child)
+            decision = _BRANCH_NOT_TAKEN if child in not_taken else self._decide(child)
             if decision == "run":
                 self._ready(child, at)
             elif decision is not None:
@@ -641,11 +646,11 @@ class ExecutionMachine:
         """A node skipped for another reason (a failed parent) that the condition did not
         choose either: name the decision, which a retry keeps, rather than the failure."""
         run = self.nodes[i]
-        if run.wait_reason == BRANCH_NOT_TAKEN:
+        if run.wait_reason == _BRANCH_NOT_TAKEN:
             return
-        run.wait_reason = BRANCH_NOT_TAKEN
-        record = self._record_node("node.skipped", i, at)
-        record.data = {"reason": BRANCH_NOT_TAKEN}
+        run.wait_reason = _BRANCH_NOT_TAKEN
+        record = self._record_node(RecordType.NODE_SKIPPED, i, at)
+        record.data = {"reason": _BRANCH_NOT_TAKEN}
 
     def _settle_counts(self, i: int) -> list[int]:
         """Count node ``i``'s outcome in its children; return the children still pending."""
@@ -672,24 +677,24 @@ class ExecutionMachine:
         all_done = run.done_parents == total
         if rule is TriggerRule.ALL_SUCCESS:
             if run.failed_parents:
-                return "upstream_failed"
+                return SkipReason.UPSTREAM_FAILED
             if run.done_parents != run.ok_parents:
-                return "upstream_skipped"
+                return SkipReason.UPSTREAM_SKIPPED
             return "run" if all_done else None
         if rule is TriggerRule.ALL_DONE:
             return "run" if all_done else None
         if rule is TriggerRule.NONE_FAILED:
             if run.failed_parents:
-                return "upstream_failed"
+                return SkipReason.UPSTREAM_FAILED
             return "run" if all_done else None
         if rule is TriggerRule.ONE_SUCCESS:
             if run.ok_parents:
                 return "run"
-            return "no_upstream_success" if all_done else None
+            return SkipReason.NO_UPSTREAM_SUCCESS if all_done else None
         if rule is TriggerRule.ONE_FAILED:
             if run.failed_parents:
                 return "run"
-            return "no_upstream_failure" if all_done else None
+            return SkipReason.NO_UPSTREAM_FAILURE if all_done else None
         raise AssertionError(f"unknown trigger rule {rule}")
 
     def _decide_pending(self, at: float) -> None:
@@ -710,7 +715,7 @@ class ExecutionMachine:
         for i in self.plan.topo_order:
             run = self.nodes[i]
             if run.state in ACTIVE_NODE_STATES:
-                was_dispatched = run.state is not _WAITING or run.wait_reason != "retry"
+                was_dispatched = run.state is not _WAITING or run.wait_reason != _RETRY
                 if was_dispatched and run.state is _WAITING:
                     self._parked -= 1
                 run.state = state
@@ -723,7 +728,7 @@ class ExecutionMachine:
                 if state is _FAILED:
                     self._failed_count += 1
                     run.error = (error or ErrorInfo("cancelled", reason)).to_dict()
-                record = self._record_node(f"node.{state.value}", i, at)
+                record = self._record_node(NODE_RECORD_OF_STATE[state], i, at)
                 record.data = {"reason": reason}
                 if was_dispatched:
                     self._step.commands.append(CancelNode(self.plan.ids[i], run.attempt))
@@ -732,7 +737,7 @@ class ExecutionMachine:
                 run.finished_at = at
                 run.held = False
                 self._unfinished -= 1
-                record = self._record_node(f"node.{run.state.value}", i, at)
+                record = self._record_node(NODE_RECORD_OF_STATE[run.state], i, at)
                 record.data = {"reason": reason}
         self._held.clear()
 
@@ -749,7 +754,7 @@ class ExecutionMachine:
             self._finish_failed(at)
             return
         self.status = ExecutionStatus.COMPLETED
-        self._record_execution("execution.completed", at)
+        self._record_execution(RecordType.EXECUTION_COMPLETED, at)
         self._step.commands.append(ExecutionFinished(self.status))
 
     def _begin_compensation(self, at: float, *, resume: bool) -> None:
@@ -768,7 +773,9 @@ class ExecutionMachine:
                 self.status = ExecutionStatus.RUNNING
             if queue:
                 self._record_execution(
-                    "execution.compensating", at, data={"nodes": [plan.ids[i] for i in queue]}
+                    RecordType.EXECUTION_COMPENSATING,
+                    at,
+                    data={"nodes": [plan.ids[i] for i in queue]},
                 )
         if queue:
             self._step.commands.append(RunCompensation(plan.ids[queue[0]]))
@@ -795,7 +802,7 @@ class ExecutionMachine:
     def _finish_failed(self, at: float) -> None:
         self.status = ExecutionStatus.FAILED
         self._summarise_failure()
-        self._record_execution("execution.failed", at, data={"error": self.error})
+        self._record_execution(RecordType.EXECUTION_FAILED, at, data={"error": self.error})
         self._step.commands.append(ExecutionFinished(self.status))
 
     def _update_waiting_status(self, at: float) -> None:
@@ -804,12 +811,12 @@ class ExecutionMachine:
             return
         if self._active and self._parked == self._active:
             self.status = ExecutionStatus.WAITING
-            self._record_execution("execution.waiting", at)
+            self._record_execution(RecordType.EXECUTION_WAITING, at)
 
     def _leave_waiting_status(self, at: float) -> None:
         if self.status is ExecutionStatus.WAITING:
             self.status = ExecutionStatus.RUNNING
-            self._record_execution("execution.running", at)
+            self._record_execution(RecordType.EXECUTION_RUNNING, at)
 
     def _recount(self) -> None:
         """Rebuild counters and totals from node states (after restore or a retry reset)."""
@@ -822,7 +829,7 @@ class ExecutionMachine:
             state = run.state
             if state in ACTIVE_NODE_STATES:
                 self._active += 1
-                if state is _WAITING and run.wait_reason != "retry":
+                if state is _WAITING and run.wait_reason != _RETRY:
                     self._parked += 1
             if state is _PENDING or state in ACTIVE_NODE_STATES:
                 self._unfinished += 1
@@ -841,7 +848,7 @@ class ExecutionMachine:
                 elif bad:
                     child_run.failed_parents += 1
 
-    def _record_node(self, kind: str, i: int, at: float) -> Record:
+    def _record_node(self, kind: RecordType, i: int, at: float) -> Record:
         run = self.nodes[i]
         record = Record(
             type=kind,
@@ -860,7 +867,9 @@ class ExecutionMachine:
         self._step.records.append(record)
         return record
 
-    def _record_execution(self, kind: str, at: float, data: dict[str, Any] | None = None) -> Record:
+    def _record_execution(
+        self, kind: RecordType, at: float, data: dict[str, Any] | None = None
+    ) -> Record:
         record = Record(type=kind, at=at, status=self.status, data=data, phase=self.phase)
         self._step.records.append(record)
         return record

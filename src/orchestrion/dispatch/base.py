@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrion.core.events import Event
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.governance.trust import Trust
 
 __all__ = [
@@ -63,7 +64,7 @@ class TaskMessage:
     timeout: float | None = None
     when: str | None = None
     classification: str = "public"
-    kind: str = "run"
+    kind: str = TaskKind.RUN  # a TaskKind; plain text when it comes off the wire
     capabilities: tuple[str, ...] = ()
     priority: int = 0
     wait_result: Any = None

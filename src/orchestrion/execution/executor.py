@@ -30,6 +30,8 @@ from orchestrion.core.events import (
     NodeSucceeded,
     NodeWaiting,
 )
+from orchestrion.core.reasons import SkipReason, WaitReason
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.definition.secret_flow import node_issues, secrets_sent
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError, PolicyViolation
@@ -92,7 +94,7 @@ class NodeExecutor:
             await self._attempt(task, emit)
 
     async def _attempt(self, task: TaskMessage, emit: EventSink) -> None:
-        if task.kind == "compensate":
+        if task.kind == TaskKind.COMPENSATE:
             emit(task.execution_id, await self._compensate(task))
             return
         emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
@@ -110,7 +112,7 @@ class NodeExecutor:
             else:
                 begun = self._begin(task, False)
             if begun is None:
-                return NodeSkipped(node, attempt, time.time(), "condition_false")
+                return NodeSkipped(node, attempt, time.time(), SkipReason.CONDITION_FALSE)
             spec, config, ctx, output = begun
             if output is LATER:
                 output = await self._call(task, spec, config, ctx)
@@ -126,7 +128,7 @@ class NodeExecutor:
         """The attempt up to its handler: ``when:`` (None when it is false), the rendered
         config, and with ``finish`` the output of the handler's ``run_now`` (else ``LATER``)."""
         context = self._context(task)
-        if task.kind == "run" and task.when and not evaluate_condition(task.when, context):
+        if task.kind == TaskKind.RUN and task.when and not evaluate_condition(task.when, context):
             return None
         spec = self.registry.get(task.handler)
         config, ctx = self._prepare(task, spec, context)
@@ -135,7 +137,7 @@ class NodeExecutor:
 
     def _renders_off_loop(self, task: TaskMessage) -> bool:
         """Whether the attempt renders a template that is not light (``template_weight``)."""
-        when = task.when if task.kind == "run" else None
+        when = task.when if task.kind == TaskKind.RUN else None
         return renders_off_loop(task.handler, task.config, when, self._canonical)
 
     def has_run_now(self, handler: str) -> bool:
@@ -154,7 +156,7 @@ class NodeExecutor:
         timeout can run out and no circuit breaker guards it (such handlers have no
         downstream).
         """
-        if task.kind != "run":
+        if task.kind != TaskKind.RUN:
             return False
         try:
             spec = self.registry.get(task.handler)
@@ -183,7 +185,7 @@ class NodeExecutor:
         try:
             context = self._context(task)
             if task.when and not evaluate_condition(task.when, context):
-                return NodeSkipped(node, attempt, time.time(), "condition_false")
+                return NodeSkipped(node, attempt, time.time(), SkipReason.CONDITION_FALSE)
             config, ctx = self._prepare(task, spec, context)
             output = run_now(ctx, config)
             if output is LATER:
@@ -244,8 +246,8 @@ class NodeExecutor:
             handler,
             task.config,
             self._routing(task),
-            when=task.when if task.kind == "run" else None,
-            path=("config",) if task.kind == "run" else ("compensate", "config"),
+            when=task.when if task.kind == TaskKind.RUN else None,
+            path=("config",) if task.kind == TaskKind.RUN else ("compensate", "config"),
             canonical=self._canonical,
         )
         if issues:
@@ -442,7 +444,7 @@ async def _circuit_before(
     try:
         await breakers.before(handler, target)
     except CircuitOpen as exc:
-        if task.kind != "run":
+        if task.kind != TaskKind.RUN:
             raise  # a transient failure with category circuit_open (see _classify)
         wait = circuit_wait(exc)
         if task.timeout and wait.wake_at is not None:
@@ -458,7 +460,7 @@ async def _circuit_before(
         )
         return None
     woken = task.wait_result if isinstance(task.wait_result, dict) else {}
-    if woken.get("reason") == "circuit":
+    if woken.get("reason") == WaitReason.CIRCUIT:
         with contextlib.suppress(Exception):  # it expires on its own
             await breakers.done_waiting(task.idempotency_key)
     return None
@@ -500,7 +502,7 @@ def circuit_wait(refused: CircuitOpen) -> Wait:
         delay = min(delay, _PROBE_POLL_SECONDS)
     delay += random.uniform(0.0, 0.1 + delay * 0.1)
     return Wait(
-        "circuit",
+        WaitReason.CIRCUIT,
         time.time() + delay,
         {"handler": refused.handler, "host": refused.host, "circuit": refused.state.value},
     )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.durations import Duration
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait, run_of
@@ -86,7 +87,7 @@ def delay_now(ctx: NodeContext, config: DelayConfig) -> Any:
     if config.until is None and config.seconds is None:
         raise PermanentNodeError("delay needs `seconds` or `until`", category="config")
     wake_at = config.until if config.until is not None else time.time() + (config.seconds or 0)
-    return Wait("timer", wake_at=wake_at, data={"wake_at": wake_at})
+    return Wait(WaitReason.TIMER, wake_at=wake_at, data={"wake_at": wake_at})
 
 
 class ApprovalConfig(BaseModel):
@@ -120,7 +121,7 @@ def approval_now(ctx: NodeContext, config: ApprovalConfig) -> Any:
         )
     wake_at = time.time() + config.timeout if config.timeout else None
     return Wait(
-        "approval",
+        WaitReason.APPROVAL,
         wake_at=wake_at,
         data={
             "message": config.message,

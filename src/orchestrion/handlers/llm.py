@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrion.core.reasons import WaitReason
 from orchestrion.errors import NodeError, PermanentNodeError, PolicyViolation
 from orchestrion.governance.llm_policy import LlmPolicy
 from orchestrion.governance.llm_providers import DEFAULT_BASE_URL, Endpoint, LlmProviders, resolve
@@ -434,7 +435,7 @@ async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
     if threshold is not None and (confidence is None or confidence < threshold):
         shown = "unknown" if confidence is None else f"{confidence:g}"
         return Wait(
-            "review",
+            WaitReason.REVIEW,
             data={
                 "message": f"LLM output confidence {shown} is below {threshold:g}: review it",
                 "confidence": confidence,

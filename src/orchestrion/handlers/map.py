@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.core.backoff import retry_delay, should_retry
+from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
@@ -160,7 +161,7 @@ async def _call(
     if isinstance(output, Wait):
         waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
         child = (output.data or {}).get("child_execution_id")
-        if output.reason != "child" or waiter is None or child is None:
+        if output.reason != WaitReason.CHILD or waiter is None or child is None:
             raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
         # A sub-workflow per item: the map's own attempt waits for each child to finish.
         return await waiter(child)

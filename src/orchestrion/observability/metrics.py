@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from orchestrion.core.events import Record
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
 from orchestrion.observability.feed import ExecutionInfo
 
@@ -36,16 +37,16 @@ __all__ = ["ClusterCollector", "ClusterSnapshot", "Metrics", "StreamGauge"]
 # Execution records that mean "entered this status"; running/waiting flips are not counted.
 _COUNTED = frozenset(
     {
-        "execution.started",
-        "execution.completed",
-        "execution.failed",
-        "execution.cancelled",
-        "execution.paused",
-        "execution.retried",
+        RecordType.EXECUTION_STARTED,
+        RecordType.EXECUTION_COMPLETED,
+        RecordType.EXECUTION_FAILED,
+        RecordType.EXECUTION_CANCELLED,
+        RecordType.EXECUTION_PAUSED,
+        RecordType.EXECUTION_RETRIED,
     }
 )
 _SETTLED = frozenset({NodeState.COMPLETED, NodeState.FAILED})
-_RETRY = "node.retry_scheduled"
+_RETRY = RecordType.NODE_RETRY_SCHEDULED
 _NODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
