@@ -34,8 +34,6 @@ LAYERS: list[tuple[str, ...]] = [
 
 # Upward or sideways imports still to be removed: (importing module, imported module).
 KNOWN: set[tuple[str, str]] = {
-    ("orchestrion.core.result", "orchestrion.governance.trust"),
-    ("orchestrion.core.result", "orchestrion.store.base"),
     ("orchestrion.definition.json_schema", "orchestrion.handlers.base"),
     ("orchestrion.definition.json_schema", "orchestrion.handlers.builtin"),
     ("orchestrion.definition.loader", "orchestrion.handlers.registry"),

@@ -2,16 +2,64 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.governance.trust import Trust
-from orchestrion.store.base import ExecutionRecord, NodeRunRecord
+from orchestrion.core.trust_level import Trust
 
-__all__ = ["ExecutionResult", "NodeResult", "duration_ms", "iso_utc"]
+__all__ = [
+    "ExecutionResult",
+    "ExecutionSnapshot",
+    "NodeResult",
+    "NodeSnapshot",
+    "duration_ms",
+    "iso_utc",
+]
+
+
+class ExecutionSnapshot(Protocol):
+    """What ``ExecutionResult.build`` reads of a stored execution (the store's record)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> ExecutionStatus: ...
+    @property
+    def result(self) -> Any: ...
+    @property
+    def error(self) -> dict[str, Any] | None: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def finished_at(self) -> float | None: ...
+    @property
+    def trust(self) -> object: ...
+
+
+class NodeSnapshot(Protocol):
+    """What ``ExecutionResult.build`` reads of a stored node run (the store's record)."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def state(self) -> NodeState: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def output(self) -> Any: ...
+    @property
+    def error(self) -> dict[str, Any] | None: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def finished_at(self) -> float | None: ...
+    @property
+    def wait_reason(self) -> str | None: ...
 
 
 def iso_utc(timestamp: float | None) -> str | None:
@@ -100,10 +148,10 @@ class ExecutionResult:
     @classmethod
     def build(
         cls,
-        execution: ExecutionRecord,
+        execution: ExecutionSnapshot,
         workflow: str,
         version: str,
-        runs: list[NodeRunRecord],
+        runs: Sequence[NodeSnapshot],
         order: tuple[str, ...] = (),
         waited: Mapping[str, float] | None = None,
     ) -> ExecutionResult:

@@ -33,9 +33,9 @@ policy and the template limits apply to both.
 from __future__ import annotations
 
 from dataclasses import replace
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.core.trust_level import Trust
 from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 
 if TYPE_CHECKING:
@@ -56,24 +56,6 @@ __all__ = [
 
 UNTRUSTED_ALLOWLIST_KEY = "untrusted_python_allowlist"
 """``Resources.extra`` entry: the allowlist untrusted work gets, even in a trusted process."""
-
-
-class Trust(StrEnum):
-    """How far the author of a piece of work is trusted; see the module docstring."""
-
-    TRUSTED = "trusted"
-    UNTRUSTED = "untrusted"
-
-    @classmethod
-    def of(cls, value: object) -> Trust:
-        """Read a stored or received level: anything but exactly ``trusted`` is untrusted."""
-        if isinstance(value, Trust):
-            return value
-        return cls.TRUSTED if value == cls.TRUSTED.value else cls.UNTRUSTED
-
-    @property
-    def trusted(self) -> bool:
-        return self is Trust.TRUSTED
 
 
 def stricter(*levels: object) -> Trust:
