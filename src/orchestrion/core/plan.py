@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from orchestrion.definition.model import NodeSpec, RetryPolicy, TriggerRule, WorkflowSpec
+from orchestrion.definition.model import (
+    BRANCHING_HANDLER,
+    NodeSpec,
+    RetryPolicy,
+    TriggerRule,
+    WorkflowSpec,
+)
 
-__all__ = ["BRANCHING_HANDLER", "Plan"]
-
-BRANCHING_HANDLER = "condition"
-"""A node of this handler completes with ``{"branches": [child ids]}``: other children skip."""
+__all__ = ["Plan"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from orchestrion.definition.durations import Duration
 
 __all__ = [
+    "BRANCHING_HANDLER",
     "NODE_ID_PATTERN",
     "PRIORITY_NAMES",
     "CompensationSpec",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"
+
+BRANCHING_HANDLER = "condition"
+"""A node of this handler completes with ``{"branches": [child ids]}``: other children skip."""
 
 PRIORITY_NAMES = {"critical": 100, "high": 75, "medium": 50, "normal": 50, "low": 25}
 _PRIORITY_NAMES = PRIORITY_NAMES

@@ -14,8 +14,7 @@ author's explicit decision that its output carries none (a count, a yes/no).
 
 from __future__ import annotations
 
-from orchestrion.core.plan import BRANCHING_HANDLER
-from orchestrion.definition.model import DataClassification, WorkflowSpec
+from orchestrion.definition.model import BRANCHING_HANDLER, DataClassification, WorkflowSpec
 from orchestrion.templates.rendering import condition_references, template_references
 
 __all__ = ["propagate_classification", "readable_nodes"]

@@ -23,8 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from orchestrion.core.plan import BRANCHING_HANDLER
-from orchestrion.definition.model import NodeSpec, WorkflowSpec
+from orchestrion.definition.model import BRANCHING_HANDLER, NodeSpec, WorkflowSpec
 from orchestrion.definition.secret_flow import node_issues
 from orchestrion.errors import DefinitionIssue, HandlerNotFound
 from orchestrion.governance.secret_routes import Routing
