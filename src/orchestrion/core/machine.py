@@ -19,25 +19,26 @@ Semantics:
   what a decision ruled out: a child a condition did not choose (``branch_not_taken``) and a
   node whose ``when:`` was false (``condition_false``) stay skipped unless the deciding node
   itself runs again (a rerun from it or from above it).
+
+The rules are split by concern along a chain of base classes: ``core/propagation.py`` (node
+runs, counters, readiness and skips), ``core/settlement.py`` (finishing, compensation, the
+waiting status) and ``core/control.py`` (cancel, pause, resume, retry, timeout). This module
+adds the public interface and the node events.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrion.core.backoff import retry_delay, should_retry
+from orchestrion.core.control import ExecutionControl
 from orchestrion.core.events import (
-    CancelNode,
     CancelRequested,
-    Command,
     CompensationFailed,
     CompensationSucceeded,
     Dispatch,
     ErrorInfo,
     Event,
-    ExecutionFinished,
     ExecutionTimedOut,
     NodeFailed,
     NodeSkipped,
@@ -48,120 +49,44 @@ from orchestrion.core.events import (
     Record,
     ResumeRequested,
     RetryRequested,
-    RunCompensation,
     ScheduleTimer,
     Started,
     TimerFired,
     TimerKind,
     WaitResolved,
 )
-from orchestrion.core.plan import Plan
-from orchestrion.core.reasons import DECISION_SKIPS, SkipReason, WaitReason
-from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
-from orchestrion.core.states import (
-    ACTIVE_NODE_STATES,
-    FINAL_EXECUTION_STATES,
-    ExecutionStatus,
-    NodeState,
-)
-from orchestrion.definition.model import TriggerRule
+from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN, NodeRun, Step
+from orchestrion.core.reasons import WaitReason
+from orchestrion.core.record_types import RecordType
+from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 
 __all__ = ["ExecutionMachine", "NodeRun", "Step"]
 
-_PENDING = NodeState.PENDING
+# Module globals, not enum members: a member is looked up through its class, which costs
+# the hot path (a few records per node) several percent.
 _QUEUED = NodeState.QUEUED
 _RUNNING = NodeState.RUNNING
 _WAITING = NodeState.WAITING
 _COMPLETED = NodeState.COMPLETED
 _FAILED = NodeState.FAILED
-_SKIPPED = NodeState.SKIPPED
-_CANCELLED = NodeState.CANCELLED
-_COMPENSATED = NodeState.COMPENSATED
-
-PHASE_RUN = "run"
-PHASE_COMPENSATE = "compensate"
-
 _RETRY = WaitReason.RETRY
-_BRANCH_NOT_TAKEN = SkipReason.BRANCH_NOT_TAKEN
+
+_EXECUTION_RECOVERED = RecordType.EXECUTION_RECOVERED
+_EXECUTION_STARTED = RecordType.EXECUTION_STARTED
+_NODE_COMPLETED = RecordType.NODE_COMPLETED
+_NODE_FAILED = RecordType.NODE_FAILED
+_NODE_RETRY_SCHEDULED = RecordType.NODE_RETRY_SCHEDULED
+_NODE_STARTED = RecordType.NODE_STARTED
+_NODE_WAITING = RecordType.NODE_WAITING
+_NODE_WOKEN = RecordType.NODE_WOKEN
+_RETRY_TIMER = TimerKind.RETRY
+_WAKE = TimerKind.WAKE
 
 
-@dataclass(slots=True)
-class NodeRun:
-    """The live state of one node in one execution."""
-
-    state: NodeState = NodeState.PENDING
-    attempt: int = 0
-    ok_parents: int = 0
-    failed_parents: int = 0
-    done_parents: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
-    error: dict[str, Any] | None = None
-    wait_reason: str | None = None  # why it waits; once skipped, why it was skipped
-    wake_at: float | None = None
-    held: bool = False  # ready, but held back by pause or the concurrency limit
-    compensation: str | None = None  # None, "done", "failed"
-
-
-@dataclass(slots=True)
-class Step:
-    """What one event produced."""
-
-    records: list[Record] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-
-
-class ExecutionMachine:
+class ExecutionMachine(ExecutionControl):
     """State of one execution and the rules that move it. See the module docstring."""
 
-    __slots__ = (
-        "_active",
-        "_compensation_queue",
-        "_failed_count",
-        "_held",
-        "_parked",
-        "_rng",
-        "_step",
-        "_unfinished",
-        "error",
-        "execution_id",
-        "nodes",
-        "phase",
-        "plan",
-        "status",
-    )
-
-    def __init__(
-        self,
-        plan: Plan,
-        execution_id: str = "",
-        *,
-        rng: random.Random | None = None,
-        status: ExecutionStatus = ExecutionStatus.PENDING,
-    ) -> None:
-        self.plan = plan
-        self.execution_id = execution_id
-        self.nodes = [NodeRun() for _ in plan.ids]
-        self.status = status
-        self.phase = PHASE_RUN
-        self.error: dict[str, Any] | None = None
-        self._rng = rng or random.Random()
-        self._active = 0  # nodes queued, running or waiting
-        self._parked = 0  # nodes waiting on a person or a timer (not a retry backoff)
-        self._unfinished = len(plan.ids)  # nodes not in a final state
-        self._failed_count = 0
-        self._held: list[int] = []
-        self._compensation_queue: list[int] = []
-        self._step = Step()
-
-    # ------------------------------------------------------------------ public
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_EXECUTION_STATES
-
-    def node_state(self, node_id: str) -> NodeState:
-        return self.nodes[self.plan.index[node_id]].state
+    __slots__ = ()
 
     def apply(self, event: Event) -> Step:
         """Apply ``event``; return what it produced (nothing for a stale or irrelevant event)."""
@@ -230,7 +155,7 @@ class ExecutionMachine:
         self._step = step = Step()
         if self.finished or self.status is ExecutionStatus.PENDING:
             return step
-        step.records.append(Record(type=RecordType.EXECUTION_RECOVERED, at=at, status=self.status))
+        step.records.append(Record(type=_EXECUTION_RECOVERED, at=at, status=self.status))
         plan = self.plan
         for i in plan.topo_order:
             run = self.nodes[i]
@@ -240,7 +165,7 @@ class ExecutionMachine:
                 woken = run.wait_reason is not None and run.wait_reason != _RETRY
                 step.commands.append(Dispatch(plan.ids[i], run.attempt, woken=woken))
             elif run.state is _WAITING and run.wake_at is not None:
-                kind = TimerKind.RETRY if run.wait_reason == _RETRY else TimerKind.WAKE
+                kind = _RETRY_TIMER if run.wait_reason == _RETRY else _WAKE
                 step.commands.append(ScheduleTimer(plan.ids[i], run.attempt, run.wake_at, kind))
         if self.phase == PHASE_COMPENSATE:
             self._begin_compensation(at, resume=True)
@@ -251,13 +176,11 @@ class ExecutionMachine:
         self._update_waiting_status(at)
         return step
 
-    # ------------------------------------------------------------------ handlers
-
     def _on_start(self, event: Started) -> None:
         if self.status is not ExecutionStatus.PENDING:
             return
         self.status = ExecutionStatus.RUNNING
-        self._record_execution(RecordType.EXECUTION_STARTED, event.at)
+        self._record_execution(_EXECUTION_STARTED, event.at)
         for i in self.plan.roots:
             self._ready(i, event.at)
         self._release_held(event.at)
@@ -274,7 +197,7 @@ class ExecutionMachine:
             # A node woken from its own wait (a delay, an approval's timeout) goes on with the
             # same attempt: its start is the attempt's first, and the wait is part of its time.
             run.started_at = event.at
-        self._record_node(RecordType.NODE_STARTED, i, event.at)
+        self._record_node(_NODE_STARTED, i, event.at)
 
     def _on_succeeded(self, event: NodeSucceeded) -> None:
         i = self.plan.index[event.node]
@@ -309,7 +232,7 @@ class ExecutionMachine:
         run.wake_at = None
         self._active -= 1
         self._unfinished -= 1
-        record = self._record_node(RecordType.NODE_COMPLETED, i, at)
+        record = self._record_node(_NODE_COMPLETED, i, at)
         record.output = output
         record.has_output = True
         self._settle_children(i, at, self._not_taken(i, output))
@@ -345,7 +268,7 @@ class ExecutionMachine:
             run.state = _WAITING
             run.wait_reason = _RETRY
             run.wake_at = at + delay
-            record = self._record_node(RecordType.NODE_RETRY_SCHEDULED, i, at)
+            record = self._record_node(_NODE_RETRY_SCHEDULED, i, at)
             record.data = {"delay": round(delay, 6), "error": run.error}
             self._step.commands.append(ScheduleTimer(self.plan.ids[i], run.attempt, run.wake_at))
             return
@@ -356,7 +279,7 @@ class ExecutionMachine:
         self._active -= 1
         self._unfinished -= 1
         self._failed_count += 1
-        record = self._record_node(RecordType.NODE_FAILED, i, at)
+        record = self._record_node(_NODE_FAILED, i, at)
         record.data = {"error": run.error}
         self._settle_children(i, at)
         self._release_held(at)
@@ -385,11 +308,11 @@ class ExecutionMachine:
             self._parked += 1
         if run.started_at is None:
             run.started_at = event.at
-        record = self._record_node(RecordType.NODE_WAITING, i, event.at)
+        record = self._record_node(_NODE_WAITING, i, event.at)
         record.data = {"reason": event.reason, **(event.data or {})}
         if event.wake_at is not None:
             self._step.commands.append(
-                ScheduleTimer(self.plan.ids[i], run.attempt, event.wake_at, TimerKind.WAKE)
+                ScheduleTimer(self.plan.ids[i], run.attempt, event.wake_at, _WAKE)
             )
         self._update_waiting_status(event.at)
 
@@ -409,467 +332,19 @@ class ExecutionMachine:
         run = self.nodes[i]
         if run.attempt != event.attempt or run.state is not _WAITING:
             return
-        if event.kind == TimerKind.RETRY and run.wait_reason == _RETRY:
+        if event.kind == _RETRY_TIMER and run.wait_reason == _RETRY:
             if self.status is ExecutionStatus.PAUSED:
                 run.held = True
                 self._held.append(i)
                 return
             self._active -= 1
             self._dispatch(i, event.at)
-        elif event.kind == TimerKind.WAKE and run.wait_reason != _RETRY:
+        elif event.kind == _WAKE and run.wait_reason != _RETRY:
             # The node's own wait ran out (approval timeout, delay): its handler decides what
             # that means, so it runs again with the same attempt.
             # wait_reason stays set while queued: a restart then still knows it was woken.
             self._unpark(run, event.at)
             run.state = _QUEUED
-            record = self._record_node(RecordType.NODE_WOKEN, i, event.at)
+            record = self._record_node(_NODE_WOKEN, i, event.at)
             record.data = {"reason": run.wait_reason}
             self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt, woken=True))
-
-    def _on_cancel(self, event: CancelRequested) -> None:
-        if self.finished:
-            return
-        self._stop_all(event.at, _CANCELLED, reason=event.reason)
-        self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
-        self.status = ExecutionStatus.CANCELLED
-        self.error = {"category": "cancelled", "message": event.reason}
-        self._record_execution(
-            RecordType.EXECUTION_CANCELLED, event.at, data={"reason": event.reason}
-        )
-        self._step.commands.append(ExecutionFinished(self.status))
-
-    def _on_timeout(self, event: ExecutionTimedOut) -> None:
-        if self.finished or self.phase == PHASE_COMPENSATE:
-            return
-        if self.status is ExecutionStatus.PENDING:
-            return
-        error = ErrorInfo("timeout", "execution exceeded its timeout", transient=False)
-        self.error = error.to_dict()
-        self._stop_all(event.at, _FAILED, reason=error.message, error=error)
-        self._maybe_finish(event.at)
-
-    def _on_pause(self, event: PauseRequested) -> None:
-        if self.finished or self.status is ExecutionStatus.PAUSED:
-            return
-        if self.status is ExecutionStatus.PENDING:
-            return
-        self.status = ExecutionStatus.PAUSED
-        self._record_execution(RecordType.EXECUTION_PAUSED, event.at)
-
-    def _on_resume(self, event: ResumeRequested) -> None:
-        if self.status is not ExecutionStatus.PAUSED:
-            return
-        self.status = ExecutionStatus.RUNNING
-        self._record_execution(RecordType.EXECUTION_RESUMED, event.at)
-        self._release_held(event.at)
-        self._update_waiting_status(event.at)
-        self._maybe_finish(event.at)
-
-    def _on_retry(self, event: RetryRequested) -> None:
-        rerun: set[int] = set()
-        if event.node is not None:
-            if not self.finished:
-                return
-            rerun = self._downstream(self.plan.index[event.node])
-        elif self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
-            return
-        self.status = ExecutionStatus.RUNNING
-        self.phase = PHASE_RUN
-        self.error = None
-        self._record_execution(
-            RecordType.EXECUTION_RETRIED,
-            event.at,
-            data={"node": event.node} if event.node else None,
-        )
-        for i, run in enumerate(self.nodes):
-            if self._runs_again(i, rerun):
-                run.state = _PENDING
-                run.error = None
-                run.started_at = None
-                run.finished_at = None
-                run.wait_reason = None
-                run.wake_at = None
-                run.held = False
-                run.compensation = None
-                self._record_node(RecordType.NODE_RESET, i, event.at)
-            elif run.compensation is not None:
-                # A failed compensation is tried again if the retried execution fails again.
-                run.compensation = None
-                self._record_node(RecordType.NODE_COMPENSATION_RESET, i, event.at)
-        self._recount()
-        self._decide_pending(event.at)
-        self._release_held(event.at)
-        self._maybe_finish(event.at)
-
-    def _runs_again(self, i: int, rerun: set[int]) -> bool:
-        """Whether a retry resets node ``i`` (``rerun``: the nodes a rerun asks for).
-
-        A decision skip stays unless its decider runs again: for ``branch_not_taken`` a
-        condition parent in ``rerun``; for ``condition_false`` the node itself (its ``when:``
-        reads upstream outputs, which a rerun may change).
-        """
-        run = self.nodes[i]
-        decided = run.state is _SKIPPED and run.wait_reason in DECISION_SKIPS
-        if i not in rerun:
-            return run.state is not _COMPLETED and not decided
-        if decided and run.wait_reason == _BRANCH_NOT_TAKEN:
-            plan = self.plan
-            return any(plan.branching[p] and p in rerun for p in plan.parents[i])
-        return True
-
-    def _downstream(self, start: int) -> set[int]:
-        """``start`` and every node that depends on it, directly or not."""
-        seen = {start}
-        stack = [start]
-        while stack:
-            for child in self.plan.children[stack.pop()]:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-        return seen
-
-    def _on_compensated(self, event: CompensationSucceeded) -> None:
-        i = self.plan.index[event.node]
-        if self.phase != PHASE_COMPENSATE or not self._compensation_queue:
-            return
-        if self._compensation_queue[0] != i:
-            return
-        self._compensation_queue.pop(0)
-        run = self.nodes[i]
-        run.compensation = "done"
-        run.state = _COMPENSATED
-        self._record_node(RecordType.NODE_COMPENSATED, i, event.at)
-        self._next_compensation(event.at)
-
-    def _on_compensation_failed(self, event: CompensationFailed) -> None:
-        i = self.plan.index[event.node]
-        if self.phase != PHASE_COMPENSATE or not self._compensation_queue:
-            return
-        if self._compensation_queue[0] != i:
-            return
-        self._compensation_queue.pop(0)
-        run = self.nodes[i]
-        run.compensation = "failed"
-        record = self._record_node(RecordType.NODE_COMPENSATION_FAILED, i, event.at)
-        record.data = {"error": event.error.to_dict()}
-        self._next_compensation(event.at)
-
-    # ------------------------------------------------------------------ mechanics
-
-    def _ready(self, i: int, at: float) -> None:
-        """Node ``i`` may run: dispatch it, or hold it back while paused or under a limit.
-
-        Under a concurrency limit every ready node is held, and ``_release_held`` (called by
-        whoever made it ready) dispatches by priority, so nodes that become ready together
-        start highest priority first.
-        """
-        run = self.nodes[i]
-        if self.status is ExecutionStatus.PAUSED or self.plan.spec.concurrency is not None:
-            if not run.held:
-                run.held = True
-                self._held.append(i)
-            return
-        self._dispatch(i, at)
-
-    def _dispatch(self, i: int, at: float) -> None:
-        run = self.nodes[i]
-        run.held = False
-        run.attempt += 1
-        run.state = _QUEUED
-        run.wait_reason = None
-        run.wake_at = None
-        self._active += 1
-        self._record_node(RecordType.NODE_QUEUED, i, at)
-        self._step.commands.append(Dispatch(self.plan.ids[i], run.attempt))
-
-    def _release_held(self, at: float) -> None:
-        if not self._held or self.status is ExecutionStatus.PAUSED or self.finished:
-            return
-        limit = self.plan.spec.concurrency
-        held = self._held
-        # Highest priority first, then definition (topological) order.
-        held.sort(key=lambda n: (-self.plan.nodes[n].priority, self.plan.topo_rank[n]))
-        kept: list[int] = []
-        for i in held:
-            run = self.nodes[i]
-            if not run.held or (run.state is not _PENDING and run.state not in ACTIVE_NODE_STATES):
-                continue
-            if run.state in ACTIVE_NODE_STATES:
-                # A retry that came due while paused holds its slot already: it goes even at
-                # the limit (waiting for a free slot could wait forever).
-                self._active -= 1
-                self._dispatch(i, at)
-            elif limit is None or self._active < limit:
-                self._dispatch(i, at)
-            else:
-                kept.append(i)
-        self._held = kept
-
-    def _skip(self, i: int, at: float, reason: str) -> None:
-        """Skip ``i`` and everything downstream that the skip decides, iteratively."""
-        stack = [(i, reason)]
-        while stack:
-            n, why = stack.pop()
-            run = self.nodes[n]
-            if run.state is not _PENDING and run.state not in ACTIVE_NODE_STATES:
-                continue
-            run.state = _SKIPPED
-            run.finished_at = at
-            run.held = False
-            run.wait_reason = why
-            run.wake_at = None
-            self._unfinished -= 1
-            record = self._record_node(RecordType.NODE_SKIPPED, n, at)
-            record.data = {"reason": why}
-            for child in self._settle_counts(n):
-                decision = self._decide(child)
-                if decision == "run":
-                    self._ready(child, at)
-                elif decision is not None:
-                    stack.append((child, decision))
-
-    def _settle_children(self, i: int, at: float, not_taken: frozenset[int] = frozenset()) -> None:
-        for child in self.plan.children[i]:
-            if child in not_taken and self.nodes[child].state is _SKIPPED:
-                self._mark_not_taken(child, at)
-        for child in self._settle_counts(i):
-            run = self.nodes[child]
-            if run.state is not _PENDING or run.held:
-                continue  # decided meanwhile by a sibling's skip cascade: fan-in fires once
-            decision = _BRANCH_NOT_TAKEN if child in not_taken else self._decide(child)
-            if decision == "run":
-                self._ready(child, at)
-            elif decision is not None:
-                self._skip(child, at, decision)
-
-    def _mark_not_taken(self, i: int, at: float) -> None:
-        """A node skipped for another reason (a failed parent) that the condition did not
-        choose either: name the decision, which a retry keeps, rather than the failure."""
-        run = self.nodes[i]
-        if run.wait_reason == _BRANCH_NOT_TAKEN:
-            return
-        run.wait_reason = _BRANCH_NOT_TAKEN
-        record = self._record_node(RecordType.NODE_SKIPPED, i, at)
-        record.data = {"reason": _BRANCH_NOT_TAKEN}
-
-    def _settle_counts(self, i: int) -> list[int]:
-        """Count node ``i``'s outcome in its children; return the children still pending."""
-        state = self.nodes[i].state
-        ok = state is _COMPLETED
-        failed = state is _FAILED
-        pending = []
-        for child in self.plan.children[i]:
-            run = self.nodes[child]
-            run.done_parents += 1
-            if ok:
-                run.ok_parents += 1
-            elif failed:
-                run.failed_parents += 1
-            if run.state is _PENDING and not run.held:
-                pending.append(child)
-        return pending
-
-    def _decide(self, i: int) -> str | None:
-        """``"run"``, a skip reason, or None (not decided yet), from the parent counters."""
-        run = self.nodes[i]
-        total = len(self.plan.parents[i])
-        rule = self.plan.trigger_rule[i]
-        all_done = run.done_parents == total
-        if rule is TriggerRule.ALL_SUCCESS:
-            if run.failed_parents:
-                return SkipReason.UPSTREAM_FAILED
-            if run.done_parents != run.ok_parents:
-                return SkipReason.UPSTREAM_SKIPPED
-            return "run" if all_done else None
-        if rule is TriggerRule.ALL_DONE:
-            return "run" if all_done else None
-        if rule is TriggerRule.NONE_FAILED:
-            if run.failed_parents:
-                return SkipReason.UPSTREAM_FAILED
-            return "run" if all_done else None
-        if rule is TriggerRule.ONE_SUCCESS:
-            if run.ok_parents:
-                return "run"
-            return SkipReason.NO_UPSTREAM_SUCCESS if all_done else None
-        if rule is TriggerRule.ONE_FAILED:
-            if run.failed_parents:
-                return "run"
-            return SkipReason.NO_UPSTREAM_FAILURE if all_done else None
-        raise AssertionError(f"unknown trigger rule {rule}")
-
-    def _decide_pending(self, at: float) -> None:
-        for i in self.plan.topo_order:
-            run = self.nodes[i]
-            if run.state is not _PENDING or run.held:
-                continue
-            decision = self._decide(i) if self.plan.parents[i] else "run"
-            if decision == "run":
-                self._ready(i, at)
-            elif decision is not None:
-                self._skip(i, at, decision)
-
-    def _stop_all(
-        self, at: float, state: NodeState, *, reason: str, error: ErrorInfo | None = None
-    ) -> None:
-        """End every live node: cancel (cancel) or fail (execution timeout) what is in flight."""
-        for i in self.plan.topo_order:
-            run = self.nodes[i]
-            if run.state in ACTIVE_NODE_STATES:
-                was_dispatched = run.state is not _WAITING or run.wait_reason != _RETRY
-                if was_dispatched and run.state is _WAITING:
-                    self._parked -= 1
-                run.state = state
-                run.finished_at = at
-                run.held = False
-                run.wait_reason = None
-                run.wake_at = None
-                self._active -= 1
-                self._unfinished -= 1
-                if state is _FAILED:
-                    self._failed_count += 1
-                    run.error = (error or ErrorInfo("cancelled", reason)).to_dict()
-                record = self._record_node(NODE_RECORD_OF_STATE[state], i, at)
-                record.data = {"reason": reason}
-                if was_dispatched:
-                    self._step.commands.append(CancelNode(self.plan.ids[i], run.attempt))
-            elif run.state is _PENDING:
-                run.state = _CANCELLED if state is _CANCELLED else _SKIPPED
-                run.finished_at = at
-                run.held = False
-                self._unfinished -= 1
-                record = self._record_node(NODE_RECORD_OF_STATE[run.state], i, at)
-                record.data = {"reason": reason}
-        self._held.clear()
-
-    def _maybe_finish(self, at: float) -> None:
-        if self._unfinished or self.finished or self.phase != PHASE_RUN:
-            return
-        if self.status is ExecutionStatus.PENDING:
-            return
-        if self._failed_count or self.error is not None:  # a node failed, or the timeout
-            self._summarise_failure()
-            if self.plan.spec.on_failure == "compensate":
-                self._begin_compensation(at, resume=False)
-                return
-            self._finish_failed(at)
-            return
-        self.status = ExecutionStatus.COMPLETED
-        self._record_execution(RecordType.EXECUTION_COMPLETED, at)
-        self._step.commands.append(ExecutionFinished(self.status))
-
-    def _begin_compensation(self, at: float, *, resume: bool) -> None:
-        plan = self.plan
-        queue = [
-            i
-            for i in reversed(plan.topo_order)
-            if plan.nodes[i].compensate is not None
-            and self.nodes[i].state in (_COMPLETED, _FAILED)
-            and self.nodes[i].compensation is None
-        ]
-        self._compensation_queue = queue
-        if not resume:
-            self.phase = PHASE_COMPENSATE
-            if self.status is ExecutionStatus.WAITING:  # timed out while waiting: nothing waits
-                self.status = ExecutionStatus.RUNNING
-            if queue:
-                self._record_execution(
-                    RecordType.EXECUTION_COMPENSATING,
-                    at,
-                    data={"nodes": [plan.ids[i] for i in queue]},
-                )
-        if queue:
-            self._step.commands.append(RunCompensation(plan.ids[queue[0]]))
-        else:
-            self._finish_failed(at)
-
-    def _next_compensation(self, at: float) -> None:
-        if self._compensation_queue:
-            self._step.commands.append(RunCompensation(self.plan.ids[self._compensation_queue[0]]))
-        else:
-            self._finish_failed(at)
-
-    def _summarise_failure(self) -> None:
-        """Name the failed nodes (before compensation turns them into ``compensated``)."""
-        if self.error is not None:
-            return
-        failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
-        first = self.nodes[self.plan.index[failed[0]]].error if failed else None
-        message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
-        if first:
-            message += f" ({failed[0]}: {first.get('message', '')})"
-        self.error = {"category": "node_failed", "message": message, "nodes": failed}
-
-    def _finish_failed(self, at: float) -> None:
-        self.status = ExecutionStatus.FAILED
-        self._summarise_failure()
-        self._record_execution(RecordType.EXECUTION_FAILED, at, data={"error": self.error})
-        self._step.commands.append(ExecutionFinished(self.status))
-
-    def _update_waiting_status(self, at: float) -> None:
-        """The execution is ``waiting`` while every live node waits on a person or a timer."""
-        if self.status is not ExecutionStatus.RUNNING or self.phase != PHASE_RUN:
-            return
-        if self._active and self._parked == self._active:
-            self.status = ExecutionStatus.WAITING
-            self._record_execution(RecordType.EXECUTION_WAITING, at)
-
-    def _leave_waiting_status(self, at: float) -> None:
-        if self.status is ExecutionStatus.WAITING:
-            self.status = ExecutionStatus.RUNNING
-            self._record_execution(RecordType.EXECUTION_RUNNING, at)
-
-    def _recount(self) -> None:
-        """Rebuild counters and totals from node states (after restore or a retry reset)."""
-        plan = self.plan
-        for run in self.nodes:
-            run.ok_parents = run.failed_parents = run.done_parents = 0
-        self._active = self._unfinished = self._failed_count = self._parked = 0
-        self._held = []
-        for i, run in enumerate(self.nodes):
-            state = run.state
-            if state in ACTIVE_NODE_STATES:
-                self._active += 1
-                if state is _WAITING and run.wait_reason != _RETRY:
-                    self._parked += 1
-            if state is _PENDING or state in ACTIVE_NODE_STATES:
-                self._unfinished += 1
-                if run.held:
-                    self._held.append(i)
-                continue
-            if state is _FAILED or (state is _COMPENSATED and run.error is not None):
-                self._failed_count += 1
-            ok = state is _COMPLETED or (state is _COMPENSATED and run.error is None)
-            bad = state is _FAILED or (state is _COMPENSATED and run.error is not None)
-            for child in plan.children[i]:
-                child_run = self.nodes[child]
-                child_run.done_parents += 1
-                if ok:
-                    child_run.ok_parents += 1
-                elif bad:
-                    child_run.failed_parents += 1
-
-    def _record_node(self, kind: RecordType, i: int, at: float) -> Record:
-        run = self.nodes[i]
-        record = Record(
-            type=kind,
-            at=at,
-            node=self.plan.ids[i],
-            attempt=run.attempt,
-            state=run.state,
-            error=run.error,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            wait_reason=run.wait_reason,
-            wake_at=run.wake_at,
-        )
-        if run.compensation is not None:
-            record.extra["compensation"] = run.compensation
-        self._step.records.append(record)
-        return record
-
-    def _record_execution(
-        self, kind: RecordType, at: float, data: dict[str, Any] | None = None
-    ) -> Record:
-        record = Record(type=kind, at=at, status=self.status, data=data, phase=self.phase)
-        self._step.records.append(record)
-        return record

@@ -1,0 +1,183 @@
+"""Requests from outside an execution: cancel, pause, resume, retry, and its timeout.
+
+Cancel and the execution timeout end every live node at once; pause holds newly ready nodes
+back; a retry resets what failed, was cancelled or was skipped because of a failure (never what
+a decision ruled out, unless the deciding node runs again) and runs it.
+"""
+
+from __future__ import annotations
+
+from orchestrion.core.events import (
+    CancelNode,
+    CancelRequested,
+    ErrorInfo,
+    ExecutionFinished,
+    ExecutionTimedOut,
+    PauseRequested,
+    ResumeRequested,
+    RetryRequested,
+)
+from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN
+from orchestrion.core.reasons import DECISION_SKIPS, SkipReason, WaitReason
+from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
+from orchestrion.core.settlement import Settlement
+from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
+
+__all__ = ["ExecutionControl"]
+
+# Module globals, not enum members: a member is looked up through its class, which costs
+# the hot path (a few records per node) several percent.
+_PENDING = NodeState.PENDING
+_WAITING = NodeState.WAITING
+_COMPLETED = NodeState.COMPLETED
+_FAILED = NodeState.FAILED
+_SKIPPED = NodeState.SKIPPED
+_CANCELLED = NodeState.CANCELLED
+_RETRY = WaitReason.RETRY
+_BRANCH_NOT_TAKEN = SkipReason.BRANCH_NOT_TAKEN
+
+_EXECUTION_CANCELLED = RecordType.EXECUTION_CANCELLED
+_EXECUTION_PAUSED = RecordType.EXECUTION_PAUSED
+_EXECUTION_RESUMED = RecordType.EXECUTION_RESUMED
+_EXECUTION_RETRIED = RecordType.EXECUTION_RETRIED
+_NODE_COMPENSATION_RESET = RecordType.NODE_COMPENSATION_RESET
+_NODE_RESET = RecordType.NODE_RESET
+
+
+class ExecutionControl(Settlement):
+    """Cancel, pause, resume, retry and timeout of one execution."""
+
+    __slots__ = ()
+
+    def _on_cancel(self, event: CancelRequested) -> None:
+        if self.finished:
+            return
+        self._stop_all(event.at, _CANCELLED, reason=event.reason)
+        self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
+        self.status = ExecutionStatus.CANCELLED
+        self.error = {"category": "cancelled", "message": event.reason}
+        self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": event.reason})
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _on_timeout(self, event: ExecutionTimedOut) -> None:
+        if self.finished or self.phase == PHASE_COMPENSATE:
+            return
+        if self.status is ExecutionStatus.PENDING:
+            return
+        error = ErrorInfo("timeout", "execution exceeded its timeout", transient=False)
+        self.error = error.to_dict()
+        self._stop_all(event.at, _FAILED, reason=error.message, error=error)
+        self._maybe_finish(event.at)
+
+    def _stop_all(
+        self, at: float, state: NodeState, *, reason: str, error: ErrorInfo | None = None
+    ) -> None:
+        """End every live node: cancel (cancel) or fail (execution timeout) what is in flight."""
+        for i in self.plan.topo_order:
+            run = self.nodes[i]
+            if run.state in ACTIVE_NODE_STATES:
+                was_dispatched = run.state is not _WAITING or run.wait_reason != _RETRY
+                if was_dispatched and run.state is _WAITING:
+                    self._parked -= 1
+                run.state = state
+                run.finished_at = at
+                run.held = False
+                run.wait_reason = None
+                run.wake_at = None
+                self._active -= 1
+                self._unfinished -= 1
+                if state is _FAILED:
+                    self._failed_count += 1
+                    run.error = (error or ErrorInfo("cancelled", reason)).to_dict()
+                record = self._record_node(NODE_RECORD_OF_STATE[state], i, at)
+                record.data = {"reason": reason}
+                if was_dispatched:
+                    self._step.commands.append(CancelNode(self.plan.ids[i], run.attempt))
+            elif run.state is _PENDING:
+                run.state = _CANCELLED if state is _CANCELLED else _SKIPPED
+                run.finished_at = at
+                run.held = False
+                self._unfinished -= 1
+                record = self._record_node(NODE_RECORD_OF_STATE[run.state], i, at)
+                record.data = {"reason": reason}
+        self._held.clear()
+
+    def _on_pause(self, event: PauseRequested) -> None:
+        if self.finished or self.status is ExecutionStatus.PAUSED:
+            return
+        if self.status is ExecutionStatus.PENDING:
+            return
+        self.status = ExecutionStatus.PAUSED
+        self._record_execution(_EXECUTION_PAUSED, event.at)
+
+    def _on_resume(self, event: ResumeRequested) -> None:
+        if self.status is not ExecutionStatus.PAUSED:
+            return
+        self.status = ExecutionStatus.RUNNING
+        self._record_execution(_EXECUTION_RESUMED, event.at)
+        self._release_held(event.at)
+        self._update_waiting_status(event.at)
+        self._maybe_finish(event.at)
+
+    def _on_retry(self, event: RetryRequested) -> None:
+        rerun: set[int] = set()
+        if event.node is not None:
+            if not self.finished:
+                return
+            rerun = self._downstream(self.plan.index[event.node])
+        elif self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+            return
+        self.status = ExecutionStatus.RUNNING
+        self.phase = PHASE_RUN
+        self.error = None
+        self._record_execution(
+            _EXECUTION_RETRIED,
+            event.at,
+            data={"node": event.node} if event.node else None,
+        )
+        for i, run in enumerate(self.nodes):
+            if self._runs_again(i, rerun):
+                run.state = _PENDING
+                run.error = None
+                run.started_at = None
+                run.finished_at = None
+                run.wait_reason = None
+                run.wake_at = None
+                run.held = False
+                run.compensation = None
+                self._record_node(_NODE_RESET, i, event.at)
+            elif run.compensation is not None:
+                # A failed compensation is tried again if the retried execution fails again.
+                run.compensation = None
+                self._record_node(_NODE_COMPENSATION_RESET, i, event.at)
+        self._recount()
+        self._decide_pending(event.at)
+        self._release_held(event.at)
+        self._maybe_finish(event.at)
+
+    def _runs_again(self, i: int, rerun: set[int]) -> bool:
+        """Whether a retry resets node ``i`` (``rerun``: the nodes a rerun asks for).
+
+        A decision skip stays unless its decider runs again: for ``branch_not_taken`` a
+        condition parent in ``rerun``; for ``condition_false`` the node itself (its ``when:``
+        reads upstream outputs, which a rerun may change).
+        """
+        run = self.nodes[i]
+        decided = run.state is _SKIPPED and run.wait_reason in DECISION_SKIPS
+        if i not in rerun:
+            return run.state is not _COMPLETED and not decided
+        if decided and run.wait_reason == _BRANCH_NOT_TAKEN:
+            plan = self.plan
+            return any(plan.branching[p] and p in rerun for p in plan.parents[i])
+        return True
+
+    def _downstream(self, start: int) -> set[int]:
+        """``start`` and every node that depends on it, directly or not."""
+        seen = {start}
+        stack = [start]
+        while stack:
+            for child in self.plan.children[stack.pop()]:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return seen

@@ -1,0 +1,147 @@
+"""How an execution ends: completion, the compensation saga, failure, and the waiting status.
+
+When every node is final the execution completes or, if a node failed, runs the compensation
+handlers of completed and failed nodes one by one in reverse topological order and then fails.
+While every live node waits on a person or a timer the execution is ``waiting``.
+"""
+
+from __future__ import annotations
+
+from orchestrion.core.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    ExecutionFinished,
+    RunCompensation,
+)
+from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN
+from orchestrion.core.propagation import Propagation
+from orchestrion.core.record_types import RecordType
+from orchestrion.core.states import ExecutionStatus, NodeState
+
+__all__ = ["Settlement"]
+
+# Module globals, not enum members: a member is looked up through its class, which costs
+# the hot path (a few records per node) several percent.
+_COMPLETED = NodeState.COMPLETED
+_FAILED = NodeState.FAILED
+_COMPENSATED = NodeState.COMPENSATED
+
+_EXECUTION_COMPENSATING = RecordType.EXECUTION_COMPENSATING
+_EXECUTION_COMPLETED = RecordType.EXECUTION_COMPLETED
+_EXECUTION_FAILED = RecordType.EXECUTION_FAILED
+_EXECUTION_RUNNING = RecordType.EXECUTION_RUNNING
+_EXECUTION_WAITING = RecordType.EXECUTION_WAITING
+_NODE_COMPENSATED = RecordType.NODE_COMPENSATED
+_NODE_COMPENSATION_FAILED = RecordType.NODE_COMPENSATION_FAILED
+
+
+class Settlement(Propagation):
+    """Finishing an execution, its compensation saga, and its waiting status."""
+
+    __slots__ = ()
+
+    def _maybe_finish(self, at: float) -> None:
+        if self._unfinished or self.finished or self.phase != PHASE_RUN:
+            return
+        if self.status is ExecutionStatus.PENDING:
+            return
+        if self._failed_count or self.error is not None:  # a node failed, or the timeout
+            self._summarise_failure()
+            if self.plan.spec.on_failure == "compensate":
+                self._begin_compensation(at, resume=False)
+                return
+            self._finish_failed(at)
+            return
+        self.status = ExecutionStatus.COMPLETED
+        self._record_execution(_EXECUTION_COMPLETED, at)
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _summarise_failure(self) -> None:
+        """Name the failed nodes (before compensation turns them into ``compensated``)."""
+        if self.error is not None:
+            return
+        failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
+        first = self.nodes[self.plan.index[failed[0]]].error if failed else None
+        message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
+        if first:
+            message += f" ({failed[0]}: {first.get('message', '')})"
+        self.error = {"category": "node_failed", "message": message, "nodes": failed}
+
+    def _finish_failed(self, at: float) -> None:
+        self.status = ExecutionStatus.FAILED
+        self._summarise_failure()
+        self._record_execution(_EXECUTION_FAILED, at, data={"error": self.error})
+        self._step.commands.append(ExecutionFinished(self.status))
+
+    def _begin_compensation(self, at: float, *, resume: bool) -> None:
+        plan = self.plan
+        queue = [
+            i
+            for i in reversed(plan.topo_order)
+            if plan.nodes[i].compensate is not None
+            and self.nodes[i].state in (_COMPLETED, _FAILED)
+            and self.nodes[i].compensation is None
+        ]
+        self._compensation_queue = queue
+        if not resume:
+            self.phase = PHASE_COMPENSATE
+            if self.status is ExecutionStatus.WAITING:  # timed out while waiting: nothing waits
+                self.status = ExecutionStatus.RUNNING
+            if queue:
+                self._record_execution(
+                    _EXECUTION_COMPENSATING,
+                    at,
+                    data={"nodes": [plan.ids[i] for i in queue]},
+                )
+        if queue:
+            self._step.commands.append(RunCompensation(plan.ids[queue[0]]))
+        else:
+            self._finish_failed(at)
+
+    def _compensation_answered(self, node: str) -> int | None:
+        """The index of ``node`` if its compensation is the one awaited (it leaves the queue);
+        None for a stale answer (another node's turn, or no compensation under way)."""
+        i = self.plan.index[node]
+        queue = self._compensation_queue
+        if self.phase != PHASE_COMPENSATE or not queue or queue[0] != i:
+            return None
+        queue.pop(0)
+        return i
+
+    def _next_compensation(self, at: float) -> None:
+        if self._compensation_queue:
+            self._step.commands.append(RunCompensation(self.plan.ids[self._compensation_queue[0]]))
+        else:
+            self._finish_failed(at)
+
+    def _on_compensated(self, event: CompensationSucceeded) -> None:
+        i = self._compensation_answered(event.node)
+        if i is None:
+            return
+        run = self.nodes[i]
+        run.compensation = "done"
+        run.state = _COMPENSATED
+        self._record_node(_NODE_COMPENSATED, i, event.at)
+        self._next_compensation(event.at)
+
+    def _on_compensation_failed(self, event: CompensationFailed) -> None:
+        i = self._compensation_answered(event.node)
+        if i is None:
+            return
+        self.nodes[i].compensation = "failed"
+        record = self._record_node(_NODE_COMPENSATION_FAILED, i, event.at)
+        record.data = {"error": event.error.to_dict()}
+        self._next_compensation(event.at)
+
+    def _update_waiting_status(self, at: float) -> None:
+        """The execution is ``waiting`` while every live node waits on a person or a timer."""
+        if self.status is not ExecutionStatus.RUNNING or self.phase != PHASE_RUN:
+            return
+        if self._active and self._parked == self._active:
+            self.status = ExecutionStatus.WAITING
+            self._record_execution(_EXECUTION_WAITING, at)
+
+    def _leave_waiting_status(self, at: float) -> None:
+        if self.status is ExecutionStatus.WAITING:
+            self.status = ExecutionStatus.RUNNING
+            self._record_execution(_EXECUTION_RUNNING, at)
