@@ -80,7 +80,7 @@ def _worker(name: str, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if name == "w4":
-            from orchestrion.definition.loader import load_definition
+            from orchestrion.handlers.loading import load_definition
 
             definition = wide_dag(100_000)
             times = []

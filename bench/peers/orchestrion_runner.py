@@ -70,7 +70,7 @@ def w3(tmp: Path, size: int) -> dict[str, Any]:
 
 def w4(tmp: Path, size: int) -> dict[str, Any]:
     """Validate the DAG (load + schema + graph checks), then run it: both timed."""
-    from orchestrion.definition.loader import load_definition
+    from orchestrion.handlers.loading import load_definition
 
     definition = wide_dag(size)
     started = time.perf_counter()

@@ -43,7 +43,7 @@ _LAZY = {
     "NodeState": "orchestrion.core.states",
     "NodeContext": "orchestrion.handlers.base",
     "WorkflowSpec": "orchestrion.definition.model",
-    "load_definition": "orchestrion.definition.loader",
+    "load_definition": "orchestrion.handlers.loading",
     "function": "orchestrion.handlers.python",
     "run": "orchestrion.engine.embedded",
     "arun": "orchestrion.engine.embedded",
@@ -52,7 +52,6 @@ _LAZY = {
 if TYPE_CHECKING:
     from orchestrion.core.result import ExecutionResult
     from orchestrion.core.states import ExecutionStatus, NodeState
-    from orchestrion.definition.loader import load_definition
     from orchestrion.definition.model import WorkflowSpec
     from orchestrion.engine.embedded import arun, run
     from orchestrion.engine.facade import Engine
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
         TransientNodeError,
     )
     from orchestrion.handlers.base import NodeContext
+    from orchestrion.handlers.loading import load_definition
     from orchestrion.handlers.python import function
 
 

@@ -186,8 +186,8 @@ async def test_approval_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_condition_may_only_choose_its_children() -> None:
-    from orchestrion.definition.loader import load_definition
     from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
 
     bad = flow(
         noop("score", config={"value": 1}),
@@ -249,8 +249,8 @@ async def test_map_item_failure_fails_the_node_or_is_collected(engine: Engine) -
 
 
 def test_map_names_an_unknown_inner_handler() -> None:
-    from orchestrion.definition.loader import load_definition
     from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
 
     with pytest.raises(DefinitionError, match="teleport"):
         load_definition(

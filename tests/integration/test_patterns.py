@@ -18,9 +18,9 @@ import pytest
 
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.definition.loader import load_definition
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
+from orchestrion.handlers.loading import load_definition
 from orchestrion.store.base import EventRecord
 from scaleout import engine_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrion.definition.loader import load_definition
+from orchestrion.handlers.loading import load_definition
 
 
 def classes(nodes: list[dict[str, Any]]) -> dict[str, str]:

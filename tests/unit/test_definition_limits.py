@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from orchestrion.definition.limits import DefinitionLimits
-from orchestrion.definition.loader import load_definition
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
 from orchestrion.governance.policy import GovernancePolicy, load_policy
 from orchestrion.governance.runtime import Governance
+from orchestrion.handlers.loading import load_definition
 from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter
 

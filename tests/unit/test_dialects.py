@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from orchestrion.definition.dialects import UNKNOWN_FORMAT_MESSAGE, convert, detect_dialect
-from orchestrion.definition.loader import load_definition
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.loading import load_definition
 from orchestrion.handlers.registry import HandlerRegistry
 
 AGENTS = ("policy_analyzer", "gap_assessment", "risk_calculator", "implementation_planner")

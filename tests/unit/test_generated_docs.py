@@ -10,8 +10,9 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from orchestrion.definition.json_schema import schema_text, shipped_schema_text
+from orchestrion.definition.json_schema import shipped_schema_text
 from orchestrion.docs.handlers import EXAMPLES, render
+from orchestrion.docs.workflow_schema import render as schema_text
 from orchestrion.handlers.builtin import BUILTIN_HANDLERS, builtin_specs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def test_every_handler_example_is_a_valid_config(validator: Any) -> None:
 
 def test_shipped_schema_is_generated() -> None:
     assert shipped_schema_text() == schema_text(), (
-        "run: python -m orchestrion.definition.json_schema "
+        "run: python -m orchestrion.docs.workflow_schema "
         "> src/orchestrion/definition/workflow.schema.json"
     )
 
@@ -119,8 +120,8 @@ def test_every_builtin_config_key_is_described() -> None:
 def test_every_handler_example_validates_in_a_workflow() -> None:
     """Pasted into a workflow as documented, each example passes `orchestrion validate`
     (templates included: names they read must exist)."""
-    from orchestrion.definition.loader import load_definition
     from orchestrion.docs.handlers import EXAMPLES
+    from orchestrion.handlers.loading import load_definition
 
     for handler, config in EXAMPLES.items():
         # The upstream nodes the examples read (the agents read the agent before them).

@@ -34,16 +34,6 @@ LAYERS: list[tuple[str, ...]] = [
 
 # Upward or sideways imports still to be removed: (importing module, imported module).
 KNOWN: set[tuple[str, str]] = {
-    ("orchestrion.definition.json_schema", "orchestrion.handlers.base"),
-    ("orchestrion.definition.json_schema", "orchestrion.handlers.builtin"),
-    ("orchestrion.definition.loader", "orchestrion.handlers.registry"),
-    ("orchestrion.definition.secret_flow", "orchestrion.governance.llm_providers"),
-    ("orchestrion.definition.secret_flow", "orchestrion.governance.secret_routes"),
-    ("orchestrion.definition.secret_flow", "orchestrion.handlers.registry"),
-    ("orchestrion.definition.validate", "orchestrion.governance.secret_routes"),
-    ("orchestrion.definition.validate", "orchestrion.handlers.base"),
-    ("orchestrion.definition.validate", "orchestrion.handlers.keys"),
-    ("orchestrion.definition.validate", "orchestrion.handlers.registry"),
     ("orchestrion.governance.policy", "orchestrion.store.audit_anchor"),
     ("orchestrion.governance.retention", "orchestrion.store.audit_log"),
     ("orchestrion.governance.runtime", "orchestrion.cluster.on_wire"),

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from orchestrion.definition.loader import LIFECYCLE_WARNING, LoadedDefinition, load_definition
+from orchestrion.definition.loader import LIFECYCLE_WARNING, LoadedDefinition
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.handlers import registry as registry_module
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.loading import load_definition
 from orchestrion.handlers.registry import HandlerRegistry
 
 

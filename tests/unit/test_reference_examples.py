@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from orchestrion.definition.graph import to_dot, to_mermaid
-from orchestrion.definition.loader import LIFECYCLE_WARNING, load_definition
+from orchestrion.definition.loader import LIFECYCLE_WARNING
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.errors import DefinitionError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.loading import load_definition
 from orchestrion.handlers.registry import HandlerRegistry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "reference"

@@ -18,8 +18,8 @@ from orchestrion import instants, safe_data
 from orchestrion.api.params import _NAIVE, DURATION_PATTERN, EVENT_TYPE_PATTERN, MAX_EPOCH
 from orchestrion.api.safe_json import TEXT_PATTERN
 from orchestrion.definition.durations import parse_duration
-from orchestrion.definition.loader import load_definition
 from orchestrion.errors import DefinitionError
+from orchestrion.handlers.loading import load_definition
 from orchestrion.templates.rendering import template_info
 
 DEEP = "[" * 100_000 + "]" * 100_000

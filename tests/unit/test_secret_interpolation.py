@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from orchestrion.definition.loader import load_definition
 from orchestrion.definition.secret_flow import INTERPOLATION_ONLY
 from orchestrion.errors import DefinitionError, PermanentNodeError
 from orchestrion.execution import enforce
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.secret_scrub import Scrubber
+from orchestrion.handlers.loading import load_definition
 from orchestrion.templates.rendering import build_context, render_value
 from orchestrion.templates.secrets import secret_use
 

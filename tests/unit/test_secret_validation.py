@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from orchestrion.definition.loader import load_definition
 from orchestrion.errors import ConfigurationError, DefinitionError
 from orchestrion.execution import enforce
 from orchestrion.governance.policy import load_policy
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.secret_routes import Destination
 from orchestrion.governance.secret_scrub import Scrubber
+from orchestrion.handlers.loading import load_definition
 
 POLICY = """\
 version: 1

@@ -9,11 +9,11 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from orchestrion.definition.limits import DefinitionLimits
-from orchestrion.definition.loader import load_definition
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.validate import check_spec, format_path, validate_spec
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.loading import load_definition
 from orchestrion.handlers.registry import HandlerRegistry
 
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from orchestrion.definition.limits import DefinitionLimits
-from orchestrion.definition.loader import load_definition
 from orchestrion.errors import ConfigurationError, DefinitionError, DefinitionIssue
 from orchestrion.governance.policy import load_policy
+from orchestrion.handlers.loading import load_definition
 from orchestrion.yaml_aliases import expanded_bytes, safe_load
 
 FAST = 2.0  # seconds: a cycle used to hang for ever, a bomb to take many seconds

@@ -366,8 +366,9 @@ async def _run(
     file: Path, is_file: bool, params: dict[str, Any], db: str | None, quiet: bool, key: str | None
 ) -> Settled:
     from orchestrion.cli.progress import ProgressView
-    from orchestrion.definition.loader import LoadedDefinition, load_definition
+    from orchestrion.definition.loader import LoadedDefinition
     from orchestrion.definition.model import WorkflowSpec
+    from orchestrion.handlers.loading import load_definition
 
     _import_from_working_directory()
     loaded = load_definition(file, limits=_definition_limits()) if is_file else None
@@ -431,8 +432,8 @@ def validate(
     as_json: JsonOption = False,
 ) -> None:
     """Check a definition without running it; every problem is listed."""
-    from orchestrion.definition.loader import load_definition
     from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
 
     _import_from_working_directory()
     try:
@@ -476,8 +477,8 @@ def graph(
 ) -> None:
     """Print the workflow's graph as Mermaid (default) or Graphviz DOT."""
     from orchestrion.definition.graph import to_dot, to_mermaid
-    from orchestrion.definition.loader import load_definition
     from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
 
     if fmt not in ("mermaid", "dot"):
         _fail(EXIT_INVALID, f"unknown format {fmt!r}: use mermaid or dot")

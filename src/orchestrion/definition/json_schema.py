@@ -8,20 +8,22 @@ config key accepts a template string besides its own type. Files in the two othe
 keys and checked for their outline only; ``orchestrion validate`` checks everything.
 
 The schema ships in the package (``workflow.schema.json``, printed by ``orchestrion
-schema``); a test keeps the shipped file equal to what this module builds.
+schema``); ``orchestrion.docs.workflow_schema`` builds it for the built-in handlers, and a test
+keeps the shipped file equal to what that builds.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orchestrion.definition.catalog import HandlerEntry
 from orchestrion.definition.model import PRIORITY_NAMES, WorkflowSpec
-from orchestrion.handlers.base import HandlerSpec
 
 __all__ = ["SCHEMA_FILE", "SCHEMA_ID", "build_schema", "schema_text", "shipped_schema_text"]
 
@@ -30,12 +32,6 @@ SCHEMA_ID = "urn:orchestrion:workflow-schema"
 
 # A string holding a Jinja expression or statement: rendered before the config is checked.
 _TEMPLATE = {"type": "string", "pattern": r"\{\{|\{%", "description": "a template"}
-
-
-def _handlers() -> list[HandlerSpec]:
-    from orchestrion.handlers.builtin import builtin_specs
-
-    return builtin_specs()
 
 
 def _templatable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,11 +64,10 @@ def _shorthands(node: dict[str, Any], workflow: dict[str, Any]) -> None:
     workflow["properties"]["version"]["anyOf"].insert(0, {"type": "number"})
 
 
-def build_schema(handlers: list[HandlerSpec] | None = None) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a workflow file, for ``handlers`` (the built-ins)."""
-    specs = handlers if handlers is not None else _handlers()
-    configs: list[tuple[HandlerSpec, type[BaseModel]]] = [
-        (spec, spec.config_model) for spec in specs if spec.config_model is not None
+def build_schema(handlers: Sequence[HandlerEntry]) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a workflow file whose nodes use ``handlers``."""
+    configs: list[tuple[HandlerEntry, type[BaseModel]]] = [
+        (spec, spec.config_model) for spec in handlers if spec.config_model is not None
     ]
     models: list[tuple[type[BaseModel], Any]] = [(WorkflowSpec, "validation")]
     models += [(model, "validation") for _, model in configs]
@@ -84,7 +79,7 @@ def build_schema(handlers: list[HandlerSpec] | None = None) -> dict[str, Any]:
     node = defs["NodeSpec"]
     _shorthands(node, defs["WorkflowSpec"])
     node["properties"]["handler"]["examples"] = sorted(
-        {name for spec in specs for name in (spec.name, *spec.aliases)}
+        {name for spec in handlers for name in (spec.name, *spec.aliases)}
     )
     node["allOf"] = [
         {
@@ -133,7 +128,7 @@ def build_schema(handlers: list[HandlerSpec] | None = None) -> dict[str, Any]:
     }
 
 
-def schema_text(handlers: list[HandlerSpec] | None = None) -> str:
+def schema_text(handlers: Sequence[HandlerEntry]) -> str:
     """The schema as the shipped file holds it."""
     return json.dumps(build_schema(handlers), indent=2, ensure_ascii=False) + "\n"
 
@@ -141,9 +136,3 @@ def schema_text(handlers: list[HandlerSpec] | None = None) -> str:
 def shipped_schema_text() -> str:
     """The schema file shipped in the package."""
     return files("orchestrion.definition").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-
-
-if (
-    __name__ == "__main__"
-):  # python -m orchestrion.definition.json_schema > .../workflow.schema.json
-    print(schema_text(), end="")

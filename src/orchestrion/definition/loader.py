@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from orchestrion import safe_data
+from orchestrion.definition.catalog import HandlerCatalog
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
 from orchestrion.definition.limits import (
     DEFAULT_LIMITS,
@@ -44,8 +45,6 @@ from orchestrion.yaml_aliases import ALIAS_EXPANSION, RECURSIVE_ALIAS, check_ali
 
 if TYPE_CHECKING:
     import yaml
-
-    from orchestrion.handlers.registry import HandlerRegistry
 
 __all__ = ["LIFECYCLE_WARNING", "LoadedDefinition", "SourceFormat", "load_definition"]
 
@@ -82,7 +81,7 @@ def load_definition(
     source: str | Path | dict[str, Any],
     *,
     fmt: str | None = None,
-    registry: HandlerRegistry | None = None,
+    registry: HandlerCatalog,
     context: Mapping[str, Any] | None = None,
     limits: DefinitionLimits = DEFAULT_LIMITS,
 ) -> LoadedDefinition:
@@ -90,7 +89,8 @@ def load_definition(
 
     ``source`` is a file path (``Path``, or a one-line ``str`` naming a file), a YAML or
     JSON text, or an already parsed dict. ``fmt`` ("yaml" or "json") overrides detection.
-    ``registry`` resolves handler names (default: the process-wide registry). ``context`` is
+    ``registry`` resolves handler names (``orchestrion.load_definition`` defaults it to the
+    process-wide handler registry: ``handlers/loading.py``). ``context`` is
     the validation context of handler configs (see ``check_spec``). ``limits`` bounds the
     definition's size (checked before the work it would cost) and the problems listed.
     """
@@ -101,7 +101,7 @@ def load_definition(
 def _load(
     source: str | Path | dict[str, Any],
     fmt: str | None,
-    registry: HandlerRegistry | None,
+    registry: HandlerCatalog,
     context: Mapping[str, Any] | None = None,
     limits: DefinitionLimits = DEFAULT_LIMITS,
 ) -> LoadedDefinition:
@@ -114,10 +114,6 @@ def _load(
             document.issues.append(_unsafe_issue(exc, document))
     if document.issues:
         raise DefinitionError(truncated(document.issues, limits.max_problems), source=label)
-    if registry is None:
-        from orchestrion.handlers.registry import default_registry
-
-        registry = default_registry()
     data = document.data
     if data is None:
         raise DefinitionError([DefinitionIssue("the definition is empty", code="empty")], label)

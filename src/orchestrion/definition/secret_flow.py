@@ -14,7 +14,8 @@ the secret out. Naming each one also lets the policy say where it may go
 (``governance/secret_routes.py``); where the URL is written out, that is checked here,
 otherwise by the http handler before it connects.
 
-``node_issues`` is the whole rule, and also applies ``credential_problems`` to ``llm`` nodes.
+``node_issues`` is the whole rule, and also applies the policy's credential rules to ``llm``
+nodes (``SecretRouting.credential_problems``: ``governance/llm_providers.py``).
 The definition check runs it at submission, ``override_issues`` on trigger-time node
 overrides, and the executor again on every attempt (a definition stored under an older
 policy included), so a node that breaks it fails as ``policy_violation`` before anything
@@ -27,10 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrion.definition.catalog import HandlerCatalog, SecretRouting
 from orchestrion.errors import DefinitionIssue, HandlerNotFound
-from orchestrion.governance.llm_providers import credential_problems
-from orchestrion.governance.secret_routes import Routing
-from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates.rendering import expression_source, is_template
 from orchestrion.templates.secrets import SECRETS_NAME, secret_use
 
@@ -117,7 +116,7 @@ def _refused(path: Path, handler: str | None) -> FlowIssue:
 def node_issues(
     handler: str | None,
     config: Mapping[str, Any],
-    routing: Routing,
+    routing: SecretRouting,
     *,
     when: str | None = None,
     path: Path = ("config",),
@@ -156,7 +155,7 @@ def node_issues(
 
 
 def _destination_issues(
-    name: str, where: Path, config: Mapping[str, Any], routing: Routing
+    name: str, where: Path, config: Mapping[str, Any], routing: SecretRouting
 ) -> list[FlowIssue]:
     nowhere = routing.unroutable(name)
     if nowhere is not None:
@@ -172,7 +171,7 @@ def _destination_issues(
 def _credential_issues(
     handler: str | None,
     config: Mapping[str, Any],
-    routing: Routing,
+    routing: SecretRouting,
     path: Path,
     canonical: Canonical,
 ) -> list[FlowIssue]:
@@ -184,11 +183,10 @@ def _credential_issues(
     if handler != "llm":
         return []
     issues = [
-        FlowIssue((*path, field), message)
-        for field, message in credential_problems(config, routing.providers)
+        FlowIssue((*path, field), message) for field, message in routing.credential_problems(config)
     ]
     provider = config.get("provider")
-    known = routing.providers.names()
+    known = routing.provider_names()
     if isinstance(provider, str) and not is_template(provider) and provider not in known:
         issues.append(
             FlowIssue(
@@ -215,8 +213,8 @@ def secrets_sent(handler: str | None, config: Mapping[str, Any]) -> frozenset[st
 def override_issues(
     nodes: Iterable[tuple[str, str, Mapping[str, Any], str | None]],
     overrides: Mapping[str, Mapping[str, Any]],
-    routing: Routing,
-    registry: HandlerRegistry,
+    routing: SecretRouting,
+    registry: HandlerCatalog,
 ) -> list[DefinitionIssue]:
     """The problems trigger-time ``overrides`` bring to the nodes they patch.
 

@@ -23,13 +23,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from orchestrion.definition.catalog import HandlerCatalog, HandlerEntry, SecretRouting
 from orchestrion.definition.model import BRANCHING_HANDLER, NodeSpec, WorkflowSpec
 from orchestrion.definition.secret_flow import node_issues
 from orchestrion.errors import DefinitionIssue, HandlerNotFound
-from orchestrion.governance.secret_routes import Routing
-from orchestrion.handlers.base import HandlerSpec
-from orchestrion.handlers.keys import ROUTING_KEY
-from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates.rendering import (
     RESERVED_NAMES,
     expression_source,
@@ -60,7 +57,6 @@ _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 # `input` may name a node (reference 001 does): templates reach it as `input.output`.
 _RESERVED_IDS = RESERVED_NAMES - {"input"}
 _CREDENTIAL_HANDLERS = frozenset({"llm", "map"})
-_TRUSTED = Routing()  # no policy given: one's own definition, the shipped default policy
 
 
 @contextmanager
@@ -120,7 +116,7 @@ def describe_pydantic_error(error: ErrorDetails) -> str:
 
 def validate_spec(
     spec: WorkflowSpec,
-    registry: HandlerRegistry,
+    registry: HandlerCatalog,
     *,
     context: Mapping[str, Any] | None = None,
 ) -> list[DefinitionIssue]:
@@ -130,7 +126,7 @@ def validate_spec(
 
 def check_spec(
     spec: WorkflowSpec,
-    registry: HandlerRegistry,
+    registry: HandlerCatalog,
     *,
     structure_only: Collection[int] = frozenset(),
     context: Mapping[str, Any] | None = None,
@@ -148,7 +144,7 @@ def check_spec(
 
 def check_spec_bounded(
     spec: WorkflowSpec,
-    registry: HandlerRegistry,
+    registry: HandlerCatalog,
     *,
     max_issues: int | None = None,
     structure_only: Collection[int] = frozenset(),
@@ -178,7 +174,7 @@ class _Reference:
 @dataclass(slots=True)
 class _Checker:
     spec: WorkflowSpec
-    registry: HandlerRegistry
+    registry: HandlerCatalog
     structure_only: Collection[int] = frozenset()
     context: Mapping[str, Any] | None = None
     issues: list[LocatedIssue] = field(default_factory=list)
@@ -188,8 +184,9 @@ class _Checker:
     children: list[list[int]] = field(default_factory=list)
     rank: list[int] = field(default_factory=list)
     references: list[_Reference] = field(default_factory=list)
-    handlers: dict[str, HandlerSpec] = field(default_factory=dict)
+    handlers: dict[str, HandlerEntry] = field(default_factory=dict)
     handler_problems: dict[str, str] = field(default_factory=dict)
+    routing: SecretRouting | None = None  # asked of the registry once, on first need
     max_issues: int | None = None
     unlisted: int = 0  # issues found past max_issues
     suggestions: int = 0  # close-match searches made (each compares with every id)
@@ -354,7 +351,7 @@ class _Checker:
 
     # ------------------------------------------------------------------ handlers, config
 
-    def _handler(self, name: str, index: int, path: Path) -> HandlerSpec | None:
+    def _handler(self, name: str, index: int, path: Path) -> HandlerEntry | None:
         try:
             return self.handlers[name]
         except KeyError:
@@ -374,7 +371,9 @@ class _Checker:
         self._add(problem, index, path, "unknown_handler")
         return None
 
-    def _config(self, handler: HandlerSpec, config: dict[str, Any], index: int, path: Path) -> None:
+    def _config(
+        self, handler: HandlerEntry, config: dict[str, Any], index: int, path: Path
+    ) -> None:
         model = handler.config_model
         if model is None:
             return
@@ -420,9 +419,9 @@ class _Checker:
     def _secret_flow(self, i: int, node: NodeSpec) -> None:
         """Secrets only in request fields, sent where the policy allows; no credential
         paired with a node's own endpoint."""
-        routing = self.context.get(ROUTING_KEY) if self.context is not None else None
-        if not isinstance(routing, Routing):
-            routing = _TRUSTED
+        routing = self.routing
+        if routing is None:
+            routing = self.routing = self.registry.secret_routing(self.context)
         found = node_issues(
             self._canonical(node.handler),
             node.config,

@@ -23,11 +23,12 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrion.errors import PolicyViolation
-from orchestrion.governance.llm_providers import LlmProviders, origin_of
+from orchestrion.governance.llm_providers import LlmProviders, credential_problems, origin_of
 
 __all__ = [
     "Destination",
@@ -162,6 +163,15 @@ class Routing:
         host = origin[1] if origin is not None else "an unparseable URL"
         shown = ", ".join(str(d) for d in allowed) or "nowhere"
         return f"secret '{name}' may not be sent to {host} (policy secrets.{name} allows: {shown})"
+
+    def credential_problems(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(field, message) for each way an llm ``config`` pairs a credential with its own
+        endpoint, under these providers (``llm_providers.credential_problems``)."""
+        return credential_problems(config, self.providers)
+
+    def provider_names(self) -> list[str]:
+        """The llm providers a node may name."""
+        return self.providers.names()
 
     def check(self, names: Iterable[str], url: str) -> None:
         for name in sorted(names):

@@ -11,11 +11,16 @@ of them)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import HandlerNotFound
 from orchestrion.handlers.base import HandlerSpec
+from orchestrion.handlers.keys import ROUTING_KEY
+
+if TYPE_CHECKING:
+    from orchestrion.governance.secret_routes import Routing
 
 __all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "default_registry"]
 
@@ -116,6 +121,15 @@ class HandlerRegistry:
         """Every accepted name, aliases included, sorted."""
         self._discovered()
         return sorted(self._names)
+
+    def secret_routing(self, context: Mapping[str, Any] | None) -> Routing:
+        """The secret routing a definition check applies (``definition.catalog``): the one the
+        validation ``context`` carries (the governance in force puts it there), else one's
+        own definition's, trusted, under the shipped default policy."""
+        from orchestrion.governance.secret_routes import Routing
+
+        routing = context.get(ROUTING_KEY) if context is not None else None
+        return routing if isinstance(routing, Routing) else Routing()
 
     def specs(self) -> list[HandlerSpec]:
         self._discovered()
