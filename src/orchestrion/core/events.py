@@ -166,7 +166,7 @@ class TimerFired:
     node: str
     attempt: int
     at: float
-    kind: str = TimerKind.RETRY  # a TimerKind; plain text when it comes off the wire
+    kind: TimerKind = TimerKind.RETRY  # off the wire, its plain string (compares equal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ class TaskMessage:
     timeout: float | None = None
     when: str | None = None
     classification: str = "public"
-    kind: str = TaskKind.RUN  # a TaskKind; plain text when it comes off the wire
+    kind: TaskKind = TaskKind.RUN  # off the wire, its plain string (which compares equal)
     capabilities: tuple[str, ...] = ()
     priority: int = 0
     wait_result: Any = None

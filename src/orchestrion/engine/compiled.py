@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrion.core.plan import Plan
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.reads import readable_nodes
 from orchestrion.dispatch.base import TaskMessage
@@ -96,7 +97,7 @@ class CompiledWorkflow:
             idempotency_key=f"{record.id}:{node_id}:compensate",
             timeout=node.compensate.timeout,
             classification=node.data_classification.value,
-            kind="compensate",
+            kind=TaskKind.COMPENSATE,
             correlation_id=record.correlation_id,
             trust=record.trust,
         )

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from orchestrion.core.events import Started, TimerFired
+from orchestrion.core.events import Started, TimerFired, TimerKind
 from orchestrion.core.machine import NodeRun
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.live import Action, LiveExecution
@@ -198,7 +198,7 @@ class Recovery:
             for i, run in enumerate(live.machine.nodes):
                 if run.state is NodeState.WAITING and run.wait_reason == "child":
                     node_id = live.compiled.plan.ids[i]
-                    loop.post(live.record.id, TimerFired(node_id, run.attempt, now, "wake"))
+                    loop.post(live.record.id, TimerFired(node_id, run.attempt, now, TimerKind.WAKE))
 
     async def _recover_alone(self, execution_id: str) -> None:
         record = await self._parts.engine.store.get_execution(execution_id)
