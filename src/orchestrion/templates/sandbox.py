@@ -2,18 +2,17 @@
 
 Imported on first need by ``templates.rendering`` (the public API), so a workflow without
 templates, and every process start, does without importing Jinja2. See that module's
-docstring for what templates may do and which limits hold.
+docstring for what templates may do and which limits hold. The guards woven into each
+parsed template are ``templates/guards.py``, the filters and their checks
+``templates/filters.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from jinja2 import (
     StrictUndefined,
@@ -21,42 +20,48 @@ from jinja2 import (
     TemplateSyntaxError,
     meta,
     nodes,
-    pass_context,
-    pass_environment,
 )
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import _PassArg
-from jinja2.visitor import NodeTransformer
-from markupsafe import Markup
 
 from orchestrion.errors import PermanentNodeError
 from orchestrion.templates.bounds import (
     BUDGET,
-    MAX_INT_DIGITS,
     Budget,
     before_binop,
     before_method,
-    check_int,
-    check_percent_format,
     check_str_format,
     checked,
     collect,
-    emit,
-    emit_text,
     is_iterator,
-    max_size,
-    measure,
     remember,
     tick,
-    too_large,
+)
+from orchestrion.templates.filters import (
+    finalize,
+    fromjson,
+    guard_filter,
+    striptags,
+    sum_filter,
+    to_plain,
+    tojson,
+)
+from orchestrion.templates.guards import (
+    BUILT,
+    CONCAT,
+    LOOP_GUARD,
+    TEXT,
+    Guards,
+    guard_built,
+    guard_concat,
+    guard_loop,
+    guard_text,
+    safe_range,
 )
 from orchestrion.templates.rendering import (
     _LIMITS,
     _MAX_SOURCE_IN_MESSAGE,
-    MAX_RANGE,
     MAX_RANGE_ITERATIONS,
     TemplateInfo,
     _byte_size,
@@ -66,397 +71,6 @@ from orchestrion.templates.rendering import (
 from orchestrion.templates.secrets import secret_use
 
 __all__ = ["analyse", "render"]
-
-
-# --------------------------------------------------------------------------- guards
-
-
-def _guard_loop(iterable: Any) -> Iterator[Any]:
-    """Every ``{% for %}`` iterates through this: each item is a time-limit check."""
-    for item in iterable:
-        tick()
-        yield item
-
-
-class _CappedRange:
-    """``range()`` for templates: at most MAX_RANGE items, and iterating spends the budget."""
-
-    __slots__ = ("_range",)
-
-    def __init__(self, r: range) -> None:
-        self._range = r
-
-    def __iter__(self) -> Iterator[int]:
-        budget = BUDGET.get()
-        for value in self._range:
-            tick()
-            if budget is not None:
-                budget.remaining -= 1
-                if budget.remaining < 0:
-                    raise SecurityError(
-                        f"template iterates over more than {MAX_RANGE_ITERATIONS} range items"
-                    )
-            yield value
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-    def __getitem__(self, index: int) -> int:
-        return self._range[index]
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._range
-
-    def __repr__(self) -> str:
-        return repr(self._range)
-
-
-def _safe_range(*args: int) -> _CappedRange:
-    r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise SecurityError(f"range() is limited to {MAX_RANGE} items, got {len(r)}")
-    return _CappedRange(r)
-
-
-# Names of the guards the parser weaves into every template; a template naming one of them
-# only gets the same checks again.
-_LOOP_GUARD = "orchestrion_loop_guard"
-_CONCAT = "orchestrion_concat"
-_BUILT = "orchestrion_built"
-_TEXT = "orchestrion_text"
-
-
-def _guard(node: nodes.Expr, name: str, args: list[nodes.Expr] | None = None) -> nodes.Filter:
-    return nodes.Filter(node, name, args or [], [], None, None, lineno=node.lineno)
-
-
-class _Guards(NodeTransformer):
-    """Rewrites a parsed template so that what Jinja would do unseen passes a guard:
-    loops over plain lists, ``~`` concatenation, list/tuple/dict literals, and the literal
-    text of output statements (counted against the text a render may produce)."""
-
-    def visit_For(self, node: nodes.For) -> nodes.Node:
-        self.generic_visit(node)
-        node.iter = _guard(cast(nodes.Expr, node.iter), _LOOP_GUARD)
-        return node
-
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        self.generic_visit(node)
-        first, *rest = node.nodes
-        return _guard(first, _CONCAT, rest)
-
-    def _built(self, node: nodes.Expr) -> nodes.Node:
-        self.generic_visit(node)
-        return _guard(node, _BUILT)
-
-    visit_List = visit_Dict = _built
-
-    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
-        if node.ctx != "load":
-            return node  # an assignment target: `{% for k, v in ... %}`
-        return self._built(node)
-
-    def visit_Output(self, node: nodes.Output) -> nodes.Node:
-        self.generic_visit(node)
-        text = sum(len(child.data) for child in node.nodes if isinstance(child, nodes.TemplateData))
-        if text:
-            node.nodes.insert(0, _guard(nodes.Const(text, lineno=node.lineno), _TEXT))
-        return node
-
-
-def _concat(first: Any, *rest: Any) -> str:
-    parts = (first, *rest)
-    size = sum(measure(part, "concatenation").size for part in parts)
-    if size > max_size():
-        raise too_large("concatenation", size)
-    return "".join(map(str, parts))
-
-
-def _built(value: Any) -> Any:
-    return checked(value, "a literal")
-
-
-def _text(size: int) -> str:
-    emit_text(size)
-    return ""
-
-
-@pass_context
-def _finalize(context: Context, value: Any) -> Any:
-    # Every {{ }} output, buffered ones included; also keeps Jinja from evaluating
-    # constant output at compile time, where no limit would apply.
-    emit(value)
-    return value
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def _to_plain(value: Any) -> Any:
-    """Turn template-side objects (namespaces, capped ranges) into plain JSON-able values."""
-    if isinstance(value, _Namespace):
-        return value.native()
-    if isinstance(value, _CappedRange):
-        return list(value)
-    if isinstance(value, Undefined):
-        # Touching a StrictUndefined raises the error that names the missing thing.
-        str(value)
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    plain = _to_plain(value)
-    if plain is value:
-        raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
-    return plain
-
-
-def _tojson(value: Any, indent: int | str | None = None) -> str:
-    return json.dumps(_to_plain(value), indent=indent, default=_json_default, ensure_ascii=False)
-
-
-def _fromjson(value: Any) -> Any:
-    if not isinstance(value, str | bytes):
-        raise TypeError(f"fromjson expects a string, got {type(value).__name__}")
-    return json.loads(value)
-
-
-@pass_environment
-def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
-    """``|sum`` in linear time: lists and tuples are chained, not added one by one (which
-    copies the running total at every step)."""
-    if attribute is not None:
-        iterable = map(make_attrgetter(environment, attribute), iterable)
-    items = iterable if isinstance(iterable, list | tuple) else collect(iterable, "|sum")
-    if not isinstance(start, list | tuple):
-        total = start
-        for item in items:
-            tick()
-            total = total + item
-            check_int(total, "|sum")
-        return total
-    kind = type(start)
-    for item in items:
-        if type(item) is not kind:
-            raise TypeError(f"can only add {kind.__name__} to {kind.__name__} in |sum")
-    size = measure(start, "|sum").size + sum(measure(item, "|sum").size for item in items)
-    if size > max_size():
-        raise too_large("|sum", size)
-    return kind(itertools.chain(start, *items))
-
-
-def _striptags(value: Any) -> str:
-    """``|striptags`` in linear time: comments, then tags, cut out in one pass each."""
-    text = str(value)
-    if len(text) > _SLOW_FILTER_INPUT:
-        raise _slow_input("|striptags", len(text))
-    for opener, closer in (("<!--", "-->"), ("<", ">")):
-        pieces: list[str] = []
-        position = 0
-        while True:
-            start = text.find(opener, position)
-            end = text.find(closer, start) if start != -1 else -1
-            if end == -1:
-                break
-            pieces.append(text[position:start])
-            position = end + len(closer)
-        pieces.append(text[position:])
-        text = "".join(pieces)
-    return str(Markup(" ".join(text.split())).unescape())
-
-
-# Pure-Python filters cost about a microsecond per character: bound their input so that
-# one call stays well under the time limit, which is checked between calls.
-_SLOW_FILTER_INPUT = 100_000
-_SLOW_FILTER_ITEMS = 10_000
-_MANY = 100_000  # items for sort, dictsort, groupby, unique, min and max
-
-
-def _slow_input(name: str, size: int) -> SecurityError:
-    return SecurityError(
-        f"{name} takes at most {_SLOW_FILTER_INPUT} characters, got {size} (a template limit)"
-    )
-
-
-def _text_size(value: Any) -> int | None:
-    return len(value) if isinstance(value, str) else None
-
-
-def _before_slow(name: str) -> Callable[..., None]:
-    def before(value: Any = "", *_: Any, **__: Any) -> None:
-        size = _text_size(value)
-        if size is not None and size > _SLOW_FILTER_INPUT:
-            raise _slow_input(name, size)
-
-    return before
-
-
-def _before_many(name: str) -> Callable[..., None]:
-    # Sorting and grouping call back into Python for every item, in one call the time limit
-    # cannot interrupt: a node output of millions of items must not reach them whole.
-    def before(value: Any = (), *_: Any, **__: Any) -> None:
-        if isinstance(value, Sized) and not isinstance(value, str) and len(value) > _MANY:
-            raise SecurityError(
-                f"{name} takes at most {_MANY} items, got {len(value)} (a template limit)"
-            )
-
-    return before
-
-
-def _before_center(value: Any = "", width: Any = 80, *_: Any, **__: Any) -> None:
-    if isinstance(width, int) and width > max_size():
-        raise too_large("|center", width)
-
-
-def _before_indent(s: Any = "", width: Any = 4, *_: Any, **__: Any) -> None:
-    if isinstance(s, str):
-        prefix = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-        size = len(s) + (s.count("\n") + 1) * max(prefix, 0)
-        if size > max_size():
-            raise too_large("|indent", size)
-
-
-def _before_wordwrap(
-    s: Any = "", width: Any = 79, break_long_words: Any = True, wrapstring: Any = None,
-    *_: Any, **__: Any,
-) -> None:  # fmt: skip
-    _before_slow("|wordwrap")(s)
-    if isinstance(s, str) and isinstance(width, int):
-        breaks = len(s) // max(width, 1) + s.count("\n") + 1
-        size = len(s) + breaks * (len(wrapstring) if isinstance(wrapstring, str) else 1)
-        if size > max_size():
-            raise too_large("|wordwrap", size)
-
-
-def _before_fill(name: str) -> Callable[..., None]:
-    def before(
-        value: Any = None, count: Any = 1, fill_with: Any = None, *_: Any, **__: Any
-    ) -> None:
-        if not isinstance(count, int):
-            return
-        if count > max_size():
-            raise too_large(name, count)
-        if fill_with is not None:
-            size = count * (measure(fill_with, name).size + 2)
-            if size > max_size():
-                raise too_large(name, size)
-
-    return before
-
-
-def _before_round(value: Any = 0, precision: Any = 0, *_: Any, **__: Any) -> None:
-    if isinstance(precision, int) and abs(precision) > MAX_INT_DIGITS:
-        raise SecurityError(
-            f"|round precision {precision} is beyond {MAX_INT_DIGITS} digits "
-            "(the template integer limit)"
-        )
-
-
-def _before_int(value: Any = None, *_: Any, **__: Any) -> None:
-    if isinstance(value, str | bytes) and len(value.strip()) > MAX_INT_DIGITS + 2:
-        raise SecurityError(
-            f"|int of a text of {len(value)} characters: more than {MAX_INT_DIGITS} digits "
-            "(the template integer limit)"
-        )
-
-
-def _before_list(value: Any = None, *_: Any, **__: Any) -> None:
-    if isinstance(value, str) and 5 * len(value) > max_size():
-        raise too_large("|list", 5 * len(value))  # "['a', 'b']": five per character
-
-
-def _before_join(value: Any = (), d: Any = "", *_: Any, **__: Any) -> None:
-    if isinstance(value, list | tuple):
-        size = measure(value, "|join").size + len(str(d)) * len(value)
-        if size > max_size():
-            raise too_large("|join", size)
-
-
-def _before_tojson(value: Any = None, indent: Any = None, *_: Any, **__: Any) -> None:
-    m = measure(_to_plain(value), "|tojson")
-    step = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
-    size = m.size + (m.items * (1 + max(step, 0) * m.depth) if indent is not None else 0)
-    if size > max_size():
-        raise too_large("|tojson", size)
-
-
-def _before_pprint(value: Any = None, *_: Any, **__: Any) -> None:
-    m = measure(value, "|pprint")
-    if m.items > _SLOW_FILTER_ITEMS:
-        raise SecurityError(
-            f"|pprint takes at most {_SLOW_FILTER_ITEMS} values, got {m.items} (a template limit)"
-        )
-
-
-def _before_string(value: Any = None, *_: Any, **__: Any) -> None:
-    measure(value, "|string")
-
-
-def _before_format(value: Any = "", *args: Any, **kwargs: Any) -> None:
-    if isinstance(value, str):
-        check_percent_format(value, kwargs or args)
-
-
-def _before_replace(
-    s: Any = "", old: Any = "", new: Any = "", count: Any = None, *_: Any, **__: Any
-) -> None:
-    # The same size check as the str.replace method: one call may allocate gigabytes.
-    if isinstance(s, str):
-        before_method(s.replace, (old, new, -1 if count is None else count), {})
-
-
-_BEFORE: dict[str, Callable[..., None]] = {
-    "batch": _before_fill("|batch"),
-    "dictsort": _before_many("|dictsort"),
-    "groupby": _before_many("|groupby"),
-    "max": _before_many("|max"),
-    "min": _before_many("|min"),
-    "sort": _before_many("|sort"),
-    "unique": _before_many("|unique"),
-    "center": _before_center,
-    "format": _before_format,
-    "indent": _before_indent,
-    "int": _before_int,
-    "join": _before_join,
-    "list": _before_list,
-    "pprint": _before_pprint,
-    "replace": _before_replace,
-    "round": _before_round,
-    "slice": _before_fill("|slice"),
-    "string": _before_string,
-    "title": _before_slow("|title"),
-    "tojson": _before_tojson,
-    "urlencode": _before_slow("|urlencode"),
-    "urlize": _before_slow("|urlize"),
-    "wordwrap": _before_wordwrap,
-}
-# Filters that pass an iterator along lazily: the others get it collected first, within
-# the size limit (a generator of megabyte strings must not be joined unseen).
-_LAZY = frozenset(
-    {"map", "select", "reject", "selectattr", "rejectattr", "first", "default", "d", "unique",
-     "batch", "attr"}
-)  # fmt: skip
-
-
-def _guarded_filter(env: _Environment, name: str) -> None:
-    """Wrap filter ``name``: its check before it runs, the size of what it returns after."""
-    original = env.filters[name]
-    offset = 0 if _PassArg.from_obj(original) is None else 1  # context/environment first
-    before = _BEFORE.get(name)
-    lazy = name in _LAZY
-    what = f"|{name}"
-
-    @functools.wraps(original)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        tick()
-        if not lazy and len(args) > offset and is_iterator(args[offset]):
-            args = (*args[:offset], collect(args[offset], what), *args[offset + 1 :])
-        if before is not None:
-            before(*args[offset:], **kwargs)
-        result = original(*args, **kwargs)
-        return result if is_iterator(result) else checked(result, what)
-
-    env.filters[name] = guarded
 
 
 # --------------------------------------------------------------------------- environment
@@ -476,7 +90,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         defer_init: bool = False,
     ) -> str:
         # Every compiled tree, templates and compile_expression's alike, gets the guards.
-        _Guards().visit(source)
+        Guards().visit(source)
         return super()._generate(source, name, filename, defer_init)
 
     def call(
@@ -546,23 +160,23 @@ def _make_environment() -> _Environment:
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=_finalize,
+        finalize=finalize,
         optimized=False,  # nothing is computed at compile time, outside every limit
     )
-    env.globals["range"] = _safe_range
+    env.globals["range"] = safe_range
     # lipsum(n=10**6) would write megabytes; cycler/joiner are of no use in config values.
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)
-    env.filters["tojson"] = _tojson
-    env.filters["fromjson"] = _fromjson
-    env.filters["sum"] = _sum
-    env.filters["striptags"] = _striptags
+    env.filters["tojson"] = tojson
+    env.filters["fromjson"] = fromjson
+    env.filters["sum"] = sum_filter
+    env.filters["striptags"] = striptags
     for name in list(env.filters):
-        _guarded_filter(env, name)
-    env.filters[_LOOP_GUARD] = _guard_loop
-    env.filters[_CONCAT] = _concat
-    env.filters[_BUILT] = _built
-    env.filters[_TEXT] = _text
+        guard_filter(env, name)
+    env.filters[LOOP_GUARD] = guard_loop
+    env.filters[CONCAT] = guard_concat
+    env.filters[BUILT] = guard_built
+    env.filters[TEXT] = guard_text
     return env
 
 
@@ -721,7 +335,7 @@ def _render(source: str, expr: str | None, context: Mapping[str, Any], extra: in
                 # A lazy value (``map``, ``select``) is collected here, within the limits,
                 # not later by whoever reads the config.
                 result = collect(result, "the result")
-            result = _to_plain(result)
+            result = to_plain(result)
             if isinstance(result, str) and _byte_size(result) > budget.max_bytes:
                 raise _too_large(_byte_size(result), budget.max_bytes)
             tick()
