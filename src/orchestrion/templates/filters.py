@@ -26,9 +26,7 @@ from markupsafe import Markup
 
 from orchestrion.templates.bounds import (
     MAX_INT_DIGITS,
-    before_method,
     check_int,
-    check_percent_format,
     checked,
     collect,
     emit,
@@ -39,6 +37,7 @@ from orchestrion.templates.bounds import (
     too_large,
 )
 from orchestrion.templates.guards import CappedRange
+from orchestrion.templates.operations import before_method, check_percent_format
 from orchestrion.templates.rendering import (
     _Namespace,
 )

@@ -29,9 +29,6 @@ from orchestrion.errors import PermanentNodeError
 from orchestrion.templates.bounds import (
     BUDGET,
     Budget,
-    before_binop,
-    before_method,
-    check_str_format,
     checked,
     collect,
     is_iterator,
@@ -59,6 +56,7 @@ from orchestrion.templates.guards import (
     guard_text,
     safe_range,
 )
+from orchestrion.templates.operations import before_binop, before_method, check_str_format
 from orchestrion.templates.rendering import (
     _LIMITS,
     _MAX_SOURCE_IN_MESSAGE,
