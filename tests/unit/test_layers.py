@@ -34,8 +34,6 @@ LAYERS: list[tuple[str, ...]] = [
 
 # Upward or sideways imports still to be removed: (importing module, imported module).
 KNOWN: set[tuple[str, str]] = {
-    ("orchestrion.governance.policy", "orchestrion.store.audit_anchor"),
-    ("orchestrion.governance.retention", "orchestrion.store.audit_log"),
     ("orchestrion.governance.runtime", "orchestrion.cluster.on_wire"),
     ("orchestrion.governance.runtime", "orchestrion.store.base"),
     ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),

@@ -35,6 +35,7 @@ from orchestrion.governance.llm_providers import ProviderSection, check_provider
 from orchestrion.governance.masking import MASKING_ORDER, Masker
 from orchestrion.governance.secret_routes import SecretRouteSection
 from orchestrion.governance.ssrf import DEFAULT_DENY_HOSTS, DEFAULT_DENY_NETWORKS, UrlPolicy
+from orchestrion.governance.syslog_target import syslog_address
 
 __all__ = ["DEFAULT_POLICY_FILE", "GovernancePolicy", "LoadedPolicy", "load_policy"]
 
@@ -89,8 +90,6 @@ def _absolute(path: str | None) -> str | None:
 
 def _syslog_address(address: str | None) -> str | None:
     if address is not None:
-        from orchestrion.store.audit_anchor import syslog_address
-
         syslog_address(address)  # raises ValueError naming what is wrong
     return address
 

@@ -13,23 +13,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from orchestrion.store.audit_log import AuditLog
-
-__all__ = ["RetentionSweeper"]
+__all__ = ["Purger", "RetentionSweeper"]
 
 logger = logging.getLogger(__name__)
 
 DAY = 86400.0
 
 
+class Purger(Protocol):
+    """What a sweep needs of the audit log (``store.audit_log.AuditLog`` is one)."""
+
+    @property
+    def retention_days(self) -> int | None:
+        """``retention.days`` of the policy; None keeps everything."""
+
+    async def purge(self, finished_before: float, *, actor: str | None = None) -> int:
+        """Delete executions finished before ``finished_before``; how many went."""
+
+
 class RetentionSweeper:
     """Purges what is older than ``max_age`` seconds every ``interval`` seconds."""
 
     def __init__(
-        self, audit: AuditLog, max_age: float, *, interval: float = 3600.0, delay: float = 60.0
+        self, audit: Purger, max_age: float, *, interval: float = 3600.0, delay: float = 60.0
     ) -> None:
         self.audit = audit
         self.max_age = max_age
@@ -39,7 +47,7 @@ class RetentionSweeper:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def for_policy(cls, audit: AuditLog, **kwargs: float) -> RetentionSweeper | None:
+    def for_policy(cls, audit: Purger, **kwargs: float) -> RetentionSweeper | None:
         """A sweeper for the policy's ``retention.days``, or None when it keeps everything."""
         days = audit.retention_days
         return None if days is None else cls(audit, days * DAY, **kwargs)

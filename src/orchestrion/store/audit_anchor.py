@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.audit_chain import GENESIS, AuditBreak, ChainHead
+from orchestrion.governance.syslog_target import syslog_address
 
 if TYPE_CHECKING:
     from orchestrion.governance.policy import AnchorPolicy
@@ -234,19 +235,6 @@ def anchor_breaks(
             )
         )
     return breaks
-
-
-def syslog_address(address: str) -> tuple[int, str | tuple[str, int]]:
-    """``/dev/log`` (a Unix socket path) or ``host:port`` (UDP) as a socket family and
-    address; ``ValueError`` naming what is wrong."""
-    if address.startswith("/"):
-        return socket.AF_UNIX, address
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected a socket path (/dev/log) or host:port, got {address!r}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, int(port))
 
 
 def _append(path: Path, line: str) -> None:
