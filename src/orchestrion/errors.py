@@ -11,6 +11,7 @@
     │   ├── PermanentNodeError     never retried (bad config, 4xx, bad data)
     │   └── PolicyViolation        blocked by governance, never retried
     ├── StoreError                 a database failure, the driver error chained
+    ├── DispatchError              the queue (scale-out: Redis) failed, the driver error chained
     ├── ConfigurationError         settings that cannot work
     └── HandlerNotFound            a handler name nobody registered
 
@@ -147,7 +148,15 @@ class StoreError(OrchestrionError):
 
 class DispatchError(OrchestrionError):
     """The queue that carries attempts and events could not be reached or answered wrongly
-    (scale-out: Redis). Callers catch this, never a driver's own errors."""
+    (scale-out: Redis). Callers catch this, never a driver's own errors.
+
+    ``kind`` names what went wrong in a word an operator can look up: the driver's error
+    class (``ConnectionError``, ``ResponseError``...) when one is chained, else this class.
+    """
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or type(self).__name__
 
 
 class ConfigurationError(OrchestrionError):

@@ -33,7 +33,7 @@ from orchestrion.api import create_app
 from orchestrion.cli.app import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.cli.app import app as cli
 from orchestrion.client import AsyncClient, Forbidden, NotFound
-from orchestrion.cluster.dispatcher import ensure_group
+from orchestrion.cluster.connection import ensure_group
 from orchestrion.cluster.dlq import DeadLetters
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
 from orchestrion.cluster.wire import decode_event, encode_task, loads

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import orchestrion.cluster.dispatcher as redis_dispatch
+import orchestrion.cluster.sending as redis_dispatch
 from orchestrion.cluster.wire import encode_task
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus

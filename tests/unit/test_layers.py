@@ -45,14 +45,6 @@ KNOWN: set[tuple[str, str]] = {
 # Third-party clients that only one package may use, so a backend is swapped in one place.
 HOMES = {"redis": "cluster", "sqlalchemy": "store", "asyncpg": "store", "sqlite3": "store"}
 KNOWN_GUESTS: set[tuple[str, str]] = {
-    ("orchestrion.api.cluster", "redis"),
-    ("orchestrion.api.context", "redis"),
-    ("orchestrion.api.problems", "redis"),
-    ("orchestrion.api.ratelimit", "redis"),
-    ("orchestrion.api.routes.admin", "redis"),
-    ("orchestrion.api.routes.health", "redis"),
-    ("orchestrion.cli.dlq", "redis"),
-    ("orchestrion.cli.processes", "redis"),
     ("orchestrion.engine.facade", "redis"),
     ("orchestrion.execution.circuit", "redis"),
 }

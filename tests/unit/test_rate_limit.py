@@ -11,6 +11,7 @@ from orchestrion.api.client_address import TrustedProxies, address_bucket, clien
 from orchestrion.api.ratelimit import Limit, LocalBuckets, RateLimiter, gcra
 from orchestrion.api.refusals import RefusalSummary
 from orchestrion.client.retry import RateLimitRetry
+from orchestrion.cluster.rate_buckets import RedisRateBuckets
 from orchestrion.settings import load_settings
 
 # ---------------------------------------------------------------- GCRA
@@ -215,7 +216,7 @@ def test_the_refusal_summary_is_bounded_whatever_the_addresses() -> None:
 
 
 class FlakyRedis:
-    """Just enough of redis-py for ``RedisBuckets``: a script that fails while ``down``."""
+    """Just enough of redis-py for ``RedisRateBuckets``: a script that fails while ``down``."""
 
     def __init__(self) -> None:
         self.down = True
@@ -235,12 +236,13 @@ async def test_redis_failures_fall_back_to_local_buckets_then_recover() -> None:
     now = [0.0]
     limiter = RateLimiter(Limit(0.001, 2), Limit(0.001, 1), clock=lambda: now[0])
     redis = FlakyRedis()
+    shared = RedisRateBuckets(redis, "orchestrion")  # type: ignore[arg-type]
     key = Caller("192.0.2.1", "key:1", "viewer", "key:abc")
-    decisions = [await limiter.take(key, redis) for _ in range(3)]  # type: ignore[arg-type]
+    decisions = [await limiter.take(key, shared) for _ in range(3)]
     assert [d.allowed for d in decisions if d] == [True, True, False]  # still limited
     assert redis.calls == 1  # then Redis is left alone for a while
     redis.down = False
     now[0] += 10
-    shared = await limiter.take(key, redis)  # type: ignore[arg-type]
-    assert shared is not None and shared.allowed and shared.remaining == 7
+    answer = await limiter.take(key, shared)
+    assert answer is not None and answer.allowed and answer.remaining == 7
     assert redis.calls == 2

@@ -5,8 +5,8 @@ transition log), starts the engine when the app owns it and the retention sweep 
 governance policy sets ``retention.days``, and on shutdown stops them gracefully:
 no new work, in-flight attempts get ``shutdown_grace`` seconds to finish, the rest stays in
 the store and resumes at the next start. Under uvicorn that is what SIGTERM does. In scale-out
-mode (``ORCHESTRION_REDIS_URL``) the lifespan also owns the API's Redis client (the dead letter
-queue, cluster health and metrics), closed last.
+mode (``ORCHESTRION_REDIS_URL``) the lifespan also owns the API's link to Redis (the dead letter
+queue, cluster health and metrics, shared rate limits), closed last.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warn_if_open(settings)
         if settings.redis_url and ctx.redis is None:
-            from orchestrion.cluster.dispatcher import connect_redis
+            from orchestrion.cluster.link import RedisLink
 
-            ctx.redis = connect_redis(settings.redis_url)  # connects on first use
+            ctx.redis = RedisLink(settings.redis_url, settings.redis_prefix)  # connects on use
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
@@ -96,13 +96,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         background = [feed_task]
         if ctx.redis is not None and not engine.drives:
             # Orchestrators commit the records: their announcements wake the event streams.
-            from orchestrion.cluster.dispatcher import follow_commits
-            from orchestrion.cluster.streams import StreamNames
-
-            names = StreamNames(settings.redis_prefix)
             ctx.closing = False  # what ends the follower; a previous shutdown left it set
-            follow = follow_commits(
-                ctx.redis, names, lambda eid: ctx.hub.notify(eid, []), lambda: ctx.closing
+            follow = ctx.redis.follow_commits(
+                lambda eid: ctx.hub.notify(eid, []), lambda: ctx.closing
             )
             background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
         sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy

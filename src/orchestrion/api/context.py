@@ -1,7 +1,8 @@
 """What every request handler can reach: the engine, the settings and the app's helpers.
 
-In scale-out mode (``ORCHESTRION_REDIS_URL``) it also holds the API's own Redis client, made
-and closed by the app's lifespan, for the dead letter queue and the health of the cluster.
+In scale-out mode (``ORCHESTRION_REDIS_URL``) it also holds the API's own link to Redis
+(``cluster/link.py``), made and closed by the app's lifespan, for the dead letter queue, the
+health of the cluster and the shared rate-limit buckets.
 
 One ``ApiContext`` lives in ``app.state.ctx``; routes get it through the ``get_ctx``
 dependency. The request id of the request being served is kept in a context variable so that
@@ -19,11 +20,10 @@ from starlette.requests import HTTPConnection
 from orchestrion.logcontext import current_request_id, request_id_var
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from orchestrion.api.hub import EventHub
     from orchestrion.api.ratelimit import RateLimiter
     from orchestrion.api.refusals import RefusalSummary
+    from orchestrion.cluster.link import RedisLink
     from orchestrion.engine.facade import Engine
     from orchestrion.observability.metrics import Metrics
     from orchestrion.settings import Settings
@@ -47,7 +47,7 @@ class ApiContext:
     refusals: RefusalSummary  # requests refused before authentication, audited in summary
     engine_running: bool = field(default=False)  # set by the lifespan; health reports it
     closing: bool = field(default=False)  # the server is stopping: event streams end
-    redis: Redis | None = field(default=None)  # scale-out only; set by the lifespan
+    redis: RedisLink | None = field(default=None)  # scale-out only; set by the lifespan
     audit_status: AuditStatus | None = field(default=None)  # set by the audit trail, if any
 
     def begin_shutdown(self) -> None:

@@ -47,7 +47,9 @@ class ApiGate:
             return
         ctx: ApiContext = scope["app"].state.ctx
         caller = caller_of(scope, ctx.settings)
-        decision = await ctx.limiter.take(caller, ctx.redis)
+        decision = await ctx.limiter.take(
+            caller, ctx.redis.rate_buckets if ctx.redis is not None else None
+        )
         headers = decision.headers() if decision is not None else {}
         if decision is not None and not decision.allowed:
             seconds = headers["Retry-After"]

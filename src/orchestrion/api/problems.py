@@ -27,6 +27,7 @@ from orchestrion.api.models import Problem
 from orchestrion.engine.deciders import DecisionRefused
 from orchestrion.errors import (
     DefinitionError,
+    DispatchError,
     ExecutionError,
     ExecutionNotFound,
     HandlerNotFound,
@@ -285,7 +286,7 @@ async def _queue_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     logger.warning(
         "queue unavailable: %s: %s",
-        type(exc).__name__,
+        exc.kind if isinstance(exc, DispatchError) else type(exc).__name__,
         exc,
         extra={"request_id": current_request_id(), "path": path},
     )
@@ -299,12 +300,11 @@ async def _queue_error(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Register the problem handlers on ``app``."""
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:  # pragma: no cover - without the extra nothing raises it
-        pass
-    else:
-        app.add_exception_handler(RedisError, _queue_error)
+    from orchestrion.cluster.connection import driver_errors
+
+    queue_errors: tuple[type[Exception], ...] = (DispatchError, *driver_errors())
+    for queue_error in queue_errors:
+        app.add_exception_handler(queue_error, _queue_error)
     app.add_exception_handler(OrchestrionError, _orchestrion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

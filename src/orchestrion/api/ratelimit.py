@@ -1,15 +1,14 @@
 """Rate limits by caller: per API key, or per client address for callers without a valid key.
 
 The algorithm is GCRA, a token bucket kept as one number (the "theoretical arrival time"):
-``burst`` requests at once, then ``rate`` a second. ``gcra`` is the pure step, used by both
-stores:
+``burst`` requests at once, then ``rate`` a second. ``gcra`` is the pure step of this process's
+buckets:
 
 - ``LocalBuckets``: in this process (embedded mode, and the fallback below). The table is
   bounded: the callers not seen for longest are forgotten first. Keys and addresses live in
   separate tables, so a flood from many addresses cannot push a key's bucket out.
-- Redis (scale-out, ``ORCHESTRION_REDIS_URL``): one Lua script does the same step atomically
-  on ``<prefix>:ratelimit:<identity>`` with Redis's own clock, and the key expires once the
-  bucket would be full again, so every API replica shares one bucket per caller.
+- ``SharedBuckets`` (scale-out, ``ORCHESTRION_REDIS_URL``): the same step done atomically in
+  Redis (``cluster/rate_buckets.py``), so every API replica shares one bucket per caller.
 
 When Redis fails (down, slow), the limiter neither lets everything through nor refuses
 everything: each replica falls back to its local buckets (the same limits, per replica) and
@@ -30,23 +29,22 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrion.api.auth import Caller
 from orchestrion.api.client_address import address_bucket
+from orchestrion.errors import DispatchError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from orchestrion.settings import Settings
 
-__all__ = ["Decision", "Limit", "LocalBuckets", "RateLimiter", "gcra"]
+__all__ = ["Decision", "Limit", "LocalBuckets", "RateLimiter", "SharedBuckets", "gcra"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_CLIENTS = 10_000
-_REDIS_TIMEOUT = 1.0  # seconds a limiter call may wait for Redis before falling back
-_REDIS_RETRY = 5.0  # seconds the local buckets are used after a Redis failure
+_SHARED_TIMEOUT = 1.0  # seconds a limiter call may wait for Redis before falling back
+_SHARED_RETRY = 5.0  # seconds the local buckets are used after a Redis failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,34 +123,22 @@ class LocalBuckets:
         return decision
 
 
-# KEYS[1]: the bucket; ARGV: emission interval and tolerance in microseconds. Times are
-# integers in microseconds from Redis's clock (TIME), so replicas' clocks do not matter.
-_GCRA_LUA = """
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
-end
-local ttl = math.ceil((new_tat - now) / 1000)
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
-return {1, math.floor((tolerance - (new_tat - now)) / emission), 0, new_tat - now}
-"""
+class SharedBuckets(Protocol):
+    """Buckets every API replica shares (scale-out: ``cluster/rate_buckets.py`` in Redis)."""
+
+    async def take(self, identity: str, rate: float, burst: int) -> tuple[bool, int, float, float]:
+        """Count one request on ``identity``'s bucket: (allowed, remaining, seconds until a
+        request would be allowed, seconds until the bucket is full again); a
+        ``DispatchError`` when the shared store does not answer."""
+        ...
 
 
-class RedisBuckets:
-    """GCRA buckets in Redis, shared by every API replica; see the module docstring."""
+class SharedWithFallback:
+    """Counts on the shared buckets, and on this replica's own while they fail (see the
+    module docstring)."""
 
-    def __init__(self, prefix: str, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.prefix = prefix
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._script: Any = None
-        self._script_of: Redis | None = None
         self._down_until = 0.0
 
     @property
@@ -160,33 +146,27 @@ class RedisBuckets:
         return self._clock() < self._down_until
 
     async def take(
-        self, redis: Redis, identity: str, limit: Limit, fallback: LocalBuckets
+        self, shared: SharedBuckets, identity: str, limit: Limit, fallback: LocalBuckets
     ) -> Decision:
-        """One request on ``identity``'s shared bucket; on ``fallback`` while Redis fails."""
+        """One request on ``identity``'s shared bucket; on ``fallback`` while it fails."""
         if self.degraded:
             return fallback.take(identity, limit)
-        if self._script_of is not redis:
-            self._script, self._script_of = redis.register_script(_GCRA_LUA), redis
-        emission = round(1_000_000 / limit.rate)
         try:
-            async with asyncio.timeout(_REDIS_TIMEOUT):
-                allowed, remaining, wait_us, reset_us = await self._script(
-                    keys=[f"{self.prefix}:ratelimit:{identity}"],
-                    args=[emission, emission * limit.burst],
+            async with asyncio.timeout(_SHARED_TIMEOUT):
+                allowed, remaining, wait, reset = await shared.take(
+                    identity, limit.rate, limit.burst
                 )
-        except Exception as exc:  # any Redis failure: the local buckets, for a while
+        except (DispatchError, TimeoutError) as exc:  # the local buckets, for a while
             if not self.degraded:
                 logger.warning(
                     "rate limits fall back to this replica's own buckets for %.0f s:"
                     " Redis failed (%s)",
-                    _REDIS_RETRY,
-                    type(exc).__name__,
+                    _SHARED_RETRY,
+                    exc.kind if isinstance(exc, DispatchError) else type(exc).__name__,
                 )
-            self._down_until = self._clock() + _REDIS_RETRY
+            self._down_until = self._clock() + _SHARED_RETRY
             return fallback.take(identity, limit)
-        return Decision(
-            bool(allowed), limit.burst, int(remaining), wait_us / 1e6, max(0, reset_us) / 1e6
-        )
+        return Decision(allowed, limit.burst, remaining, wait, reset)
 
 
 class RateLimiter:
@@ -202,7 +182,6 @@ class RateLimiter:
         per_key: Limit,
         unauthenticated: Limit,
         *,
-        redis_prefix: str = "orchestrion",
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = _MAX_CLIENTS,
     ) -> None:
@@ -210,7 +189,7 @@ class RateLimiter:
         self.unauthenticated = unauthenticated
         self._keys = LocalBuckets(clock=clock, max_clients=max_clients)
         self._addresses = LocalBuckets(clock=clock, max_clients=max_clients)
-        self.shared = RedisBuckets(redis_prefix, clock=clock)
+        self.shared = SharedWithFallback(clock=clock)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RateLimiter:
@@ -220,7 +199,6 @@ class RateLimiter:
                 settings.rate_limit_unauthenticated_per_second,
                 settings.rate_limit_unauthenticated_burst,
             ),
-            redis_prefix=settings.redis_prefix,
         )
 
     def limit_for(self, caller: Caller) -> tuple[str, Limit]:
@@ -232,13 +210,13 @@ class RateLimiter:
             return "anon:" + where, self.per_key
         return "addr:" + where, self.unauthenticated
 
-    async def take(self, caller: Caller, redis: Redis | None = None) -> Decision | None:
-        """Count one request of ``caller``; None when its limit is off. With ``redis`` the
-        bucket is shared by every replica using that Redis."""
+    async def take(self, caller: Caller, shared: SharedBuckets | None = None) -> Decision | None:
+        """Count one request of ``caller``; None when its limit is off. With ``shared`` the
+        bucket is shared by every replica using those buckets."""
         identity, limit = self.limit_for(caller)
         if not limit.enabled:
             return None
         local = self._keys if caller.bucket is not None else self._addresses
-        if redis is not None:
-            return await self.shared.take(redis, identity, limit, local)
+        if shared is not None:
+            return await self.shared.take(shared, identity, limit, local)
         return local.take(identity, limit)

@@ -80,7 +80,7 @@ def _until_signal(
 ) -> None:
     """Configure logging (masked by the governance policy), run ``body(stop)`` and set
     ``stop`` on SIGTERM/SIGINT."""
-    from orchestrion.errors import ConfigurationError, StoreError
+    from orchestrion.errors import ConfigurationError, DispatchError, StoreError
     from orchestrion.governance.runtime import Governance
     from orchestrion.observability.logging_setup import configure_logging
 
@@ -109,20 +109,14 @@ def _until_signal(
         _fail(EXIT_INVALID, str(exc))
     except (StoreError, OSError) as exc:
         _fail(EXIT_STORE, str(exc))
-    except Exception as exc:
-        from redis.exceptions import RedisError
-
-        if isinstance(exc, RedisError):
-            _fail(EXIT_STORE, f"Redis: {exc}")
-        raise
+    except DispatchError as exc:
+        _fail(EXIT_STORE, f"Redis: {exc}")
 
 
 async def _start_when_reachable(make: Callable[[], Any], stop: asyncio.Event) -> Any:
     """Start what ``make`` builds, waiting (with backoff) while PostgreSQL or Redis does not
     answer yet, so processes can start in any order. None when stopped before that."""
-    from redis.exceptions import RedisError
-
-    from orchestrion.errors import StoreError
+    from orchestrion.errors import DispatchError, StoreError
 
     delay = 0.5
     while not stop.is_set():
@@ -130,7 +124,7 @@ async def _start_when_reachable(make: Callable[[], Any], stop: asyncio.Event) ->
         try:
             await thing.start()
             return thing
-        except (StoreError, RedisError, OSError) as exc:
+        except (StoreError, DispatchError, OSError) as exc:
             logger.warning("cannot start yet (%s); trying again in %.1fs", exc, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
@@ -227,7 +221,7 @@ def worker(
     governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
-        from orchestrion.cluster.dispatcher import connect_redis
+        from orchestrion.cluster.connection import connect_redis
         from orchestrion.cluster.worker import Worker
         from orchestrion.execution.circuit import CircuitBreakers
 

@@ -28,6 +28,15 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from orchestrion.cluster.connection import (
+    connect_redis,
+    ensure_group,
+    queue_errors,
+    queue_unavailable,
+    stream_lost,
+)
+from orchestrion.cluster.handoff import RedisHandoff
+from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
     ORCHESTRATOR_GROUP,
     Entries,
@@ -35,11 +44,10 @@ from orchestrion.cluster.streams import (
     StreamReply,
     text,
 )
-from orchestrion.cluster.wire import WireError, decode_event, encode_event, encode_task, loads
+from orchestrion.cluster.wire import WireError, decode_event, loads
 from orchestrion.core.events import Event
-from orchestrion.core.task_kinds import TaskKind
-from orchestrion.dispatch.base import Dispatcher, EventSink, Routed, TaskMessage
-from orchestrion.errors import ConfigurationError, OrchestrionError
+from orchestrion.dispatch.base import ClusterDispatcher, Dispatcher, EventSink, Routed, TaskMessage
+from orchestrion.errors import OrchestrionError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,110 +56,24 @@ if TYPE_CHECKING:
     from orchestrion.dispatch.base import EventRoute as EventRouter
     from orchestrion.settings import Settings
 
-__all__ = [
-    "RedisDispatcher",
-    "RedisHandoff",
-    "connect_redis",
-    "engine_bound",
-    "ensure_group",
-    "follow_commits",
-    "listen_channel",
-    "queue_unavailable",
-    "stream_lost",
-]
+# RedisHandoff and queue_unavailable are named here too: the engine imports them from here.
+__all__ = ["RedisDispatcher", "RedisHandoff", "queue_unavailable"]
 
 logger = logging.getLogger(__name__)
 
-# Add each task only if its guard was not set yet: one round trip for a whole turn, atomic.
-# KEYS: guard and stream of task 1, of task 2...; ARGV: the payloads, then the guard's TTL.
-_GUARDED_XADD = """
-local n = #ARGV - 1
-local added = 0
-for i = 1, n do
-  if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'PX', ARGV[n + 1]) then
-    redis.call('XADD', KEYS[2 * i], '*', 'm', ARGV[i])
-    added = added + 1
-  end
-end
-return added
-"""
 _READ_COUNT = 1000
-_SCRIPT_BATCH = 500  # tasks per script call: a long script blocks Redis for everyone else
 _RECLAIM_IDLE_MS = 10_000
 _SWEEP_STARTS_AFTER = 5.0  # seconds a start may take to reach the queue before it is swept
 
 
-def connect_redis(url: str) -> Redis:
-    """A redis-py asyncio client for ``url``, or a ``ConfigurationError`` saying what to do."""
-    try:
-        from redis.asyncio import Redis
-    except ImportError as exc:  # pragma: no cover - the extra is part of dev installs
-        raise ConfigurationError(
-            "ORCHESTRION_REDIS_URL is set but redis-py is not installed:"
-            " pip install 'orchestrion[scaleout]'"
-        ) from exc
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+class RedisDispatcher(ClusterDispatcher):
+    """Sends attempts to task streams and routes the events that come back (see module).
 
-    try:
-        # A restarted server leaves dead pooled connections: a command on one is retried on
-        # a fresh connection. Everything sent is safe to send twice (guarded dispatch,
-        # idempotent acknowledgements, duplicate events ignored by the machine).
-        return Redis.from_url(
-            url,
-            health_check_interval=10,
-            socket_connect_timeout=5,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 4),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid ORCHESTRION_REDIS_URL {url!r}: {exc}") from exc
-
-
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
-    """Create ``group`` on ``stream`` (and the stream) unless it exists; read from the start."""
-    from redis.exceptions import ResponseError
-
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def queue_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says Redis could not be reached or did not answer (a connection
-    refused or reset, a timeout, a server restarting) rather than a bug."""
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:  # pragma: no cover - the extra is part of dev installs
-        return isinstance(exc, OSError)
-    return isinstance(exc, RedisError | OSError)
-
-
-def stream_lost(exc: Exception) -> bool:
-    """Whether a read failed because its stream or group is gone: Redis lost its data, or the
-    stream was deleted while the read was blocked on it (the reaper moving an orphaned inbox);
-    the reader makes the groups again and goes on."""
-    message = str(exc)
-    return "NOGROUP" in message or "UNBLOCKED" in message
-
-
-def engine_bound(task: TaskMessage, canonical: Callable[[str], str]) -> bool:
-    """Whether the attempt needs the engine in its process (it starts child executions)."""
-    handler = canonical(task.handler)
-    if handler == "workflow":
-        return True
-    if handler == "map":
-        inner = task.config.get("handler")
-        return isinstance(inner, str) and canonical(inner) == "workflow"
-    return False
-
-
-class RedisDispatcher:
-    """Sends attempts to task streams and routes the events that come back (see module)."""
+    A ``ClusterDispatcher`` (``dispatch/base.py``), declared so that mypy checks every method
+    of the protocol is here with its signature: the engine binds it an ``EventRoute``, and
+    ``cluster_of`` finds it clustered. ``start`` and ``forward``, which the engine awaits,
+    raise Redis failures as ``DispatchError``.
+    """
 
     def __init__(
         self,
@@ -173,12 +95,11 @@ class RedisDispatcher:
         self._router: EventRouter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Task[None]] = set()
-        self._script: Any = None
+        self._sender: TaskSender | None = None
         self._epoch: str | None = None
         self._committed: set[str] = set()
         self._alive: set[str] | None = None
         self._closing = False
-        self._guard_ms = int(settings.guard_ttl * 1000)
         # Pending starts are swept about every few seconds, whatever the heartbeat period.
         self._sweep_every = max(1, round(_SWEEP_STARTS_AFTER / 2 / settings.heartbeat_seconds))
 
@@ -204,10 +125,17 @@ class RedisDispatcher:
         if self._local is not None:
             await self._local.start(on_event)
         self._redis = connect_redis(self.url)
-        self._script = self._redis.register_script(_GUARDED_XADD)
+        self._sender = TaskSender(
+            self._redis,
+            self.names,
+            guard_ms=int(self.settings.guard_ttl * 1000),
+            canonical=self._canonical,
+            sealer=self._sealer,
+        )
         self._closing = False
-        await self._beat()  # alive before the inbox exists, so the reaper leaves it alone
-        await self._prepare()
+        with queue_errors():
+            await self._beat()  # alive before the inbox exists, so the reaper leaves it alone
+            await self._prepare()
         self._tasks = [
             asyncio.create_task(self._hand_over_again(), name="orchestrion-redis-handover"),
             asyncio.create_task(self._consume(), name="orchestrion-redis-consume"),
@@ -285,7 +213,7 @@ class RedisDispatcher:
         local: list[TaskMessage] = []
         remote: list[TaskMessage] = []
         for task in tasks:
-            bound = self._local is not None and engine_bound(task, self._name)
+            bound = self._local is not None and engine_bound(task, self._handler_name)
             (local if bound else remote).append(task)
         if local:
             assert self._local is not None
@@ -324,34 +252,11 @@ class RedisDispatcher:
                 logger.warning("dispatching %d attempt(s) failed again (%s)", len(tasks), exc)
 
     async def _send(self, remote: list[TaskMessage]) -> None:
-        now = time.time()
-        keys: list[str] = []
-        payloads: list[str] = []
-        sealer = self._sealer
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task in remote:
-                if sealer is not None:
-                    task = sealer.seal_task(task)
-                stream = self.names.tasks(self._name(task.handler), task.capabilities)
-                payload = encode_task(task, reply_to=self.inbox, deliveries=1, sent_at=now)
-                if task.kind == TaskKind.RUN:
-                    keys += (self.names.guard_for(task), stream)
-                    payloads.append(payload)
-                else:  # compensations are rare and may legitimately run again after a retry
-                    pipe.xadd(stream, {"m": payload})
-            for start in range(0, len(payloads), _SCRIPT_BATCH):
-                await self._script(
-                    keys=keys[2 * start : 2 * (start + _SCRIPT_BATCH)],
-                    args=[*payloads[start : start + _SCRIPT_BATCH], self._guard_ms],
-                    client=pipe,
-                )
-            await pipe.execute()
+        assert self._sender is not None, "dispatcher not started"
+        await self._sender.send(remote, self.inbox)
 
-    def _name(self, handler: str) -> str:
-        try:
-            return self._canonical(handler)
-        except Exception:
-            return handler
+    def _handler_name(self, handler: str) -> str:
+        return handler_name(self._canonical, handler)
 
     async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
         if self._local is not None:
@@ -365,10 +270,7 @@ class RedisDispatcher:
 
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         """Send an event to ``owner``'s inbox, or to the shared stream when None."""
-        stream = self.names.inbox(owner) if owner else self.names.completions
-        if self._sealer is not None:
-            event = self._sealer.seal_event(execution_id, event)
-        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
+        await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
 
     # ------------------------------------------------------------------ receiving
 
@@ -580,109 +482,3 @@ class RedisDispatcher:
         count = await self._router.redispatch()
         logger.warning("re-dispatched %d attempt(s) after redis lost its data", count)
         await self._hand_over_again()  # starts handed over and lost with the data
-
-
-async def listen_channel(
-    redis: Redis,
-    channel: str,
-    on_message: Callable[[Any], None],
-    stopped: Callable[[], bool],
-) -> None:
-    """Call ``on_message(data)`` for each message published on ``channel`` until
-    ``stopped()``; resubscribes after Redis errors.
-
-    It polls with a one-second timeout instead of waiting on ``listen()``: redis-py swallows
-    a cancellation that lands while a subscription connects, and a reader waiting for the
-    next message would then never end. Checking ``stopped`` bounds every shutdown."""
-    from redis.exceptions import RedisError
-
-    while not stopped():
-        pubsub = redis.pubsub()
-        try:
-            await pubsub.subscribe(channel)
-            while not stopped():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    on_message(message["data"])
-        except (RedisError, OSError) as exc:
-            logger.warning("listening on %s failed (%s); resubscribing", channel, exc)
-            await asyncio.sleep(1.0)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-
-
-async def follow_commits(
-    redis: Redis,
-    names: StreamNames,
-    on_commit: Callable[[str], None],
-    stopped: Callable[[], bool],
-) -> None:
-    """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
-    ``stopped()``."""
-
-    def announced(data: Any) -> None:
-        try:
-            ids = json.loads(data)
-        except ValueError:
-            return
-        for execution_id in ids if isinstance(ids, list) else []:
-            on_commit(str(execution_id))
-
-    await listen_channel(redis, names.commits_channel, announced, stopped)
-
-
-class RedisHandoff:
-    """The dispatcher of an engine that does not drive executions (the API in scale-out
-    mode): it runs nothing and only forwards starts and control requests to orchestrators."""
-
-    def __init__(self, url: str, settings: Settings, *, sealer: WireSealer | None = None) -> None:
-        self.url = url
-        self.names = StreamNames(settings.redis_prefix)
-        self._redis: Redis | None = None
-        self._sealer = sealer
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            raise RuntimeError("dispatcher not started")
-        return self._redis
-
-    async def start(self, on_event: EventSink) -> None:
-        self._redis = connect_redis(self.url)
-        await ensure_group(self._redis, self.names.completions, ORCHESTRATOR_GROUP)
-
-    async def dispatch(self, tasks: list[TaskMessage]) -> None:
-        raise RuntimeError("an engine that does not drive executions dispatches nothing")
-
-    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
-        return None
-
-    def bind_router(self, router: EventRouter) -> None:
-        return None  # it reads no stream: nothing is routed here
-
-    def record_listener(self, execution_id: str, records: list[Any]) -> None:
-        return None  # it drives nothing, so commits nothing others wait for
-
-    def live_owners(self) -> set[str] | None:
-        return None  # it sees no heartbeats: leases alone tell who is alive
-
-    async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
-        stream = self.names.inbox(owner) if owner else self.names.completions
-        if self._sealer is not None:
-            event = self._sealer.seal_event(execution_id, event)
-        await self.redis.xadd(stream, {"m": encode_event(execution_id, event)})
-
-    async def close(self, grace: float = 0.0) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
-    def in_flight(self) -> int:
-        return 0
-
-    def can_run_inline(self, handler: str) -> bool:
-        return False
-
-    def run_inline(self, task: TaskMessage) -> list[Event] | None:
-        return None

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from orchestrion.cluster.connection import queue_errors
 from orchestrion.cluster.streams import WORKER_GROUP, Entries, Fields, StreamNames, text
 from orchestrion.cluster.wire import SCHEMA_VERSION, encode_event
 from orchestrion.core.events import ErrorInfo, NodeFailed
@@ -46,6 +47,14 @@ class DeadLetter:
     traceback: str | None = None
     payload: str = ""  # the task message as it was sent
 
+    def ids(self) -> tuple[str | None, str | None, int | None]:
+        """Execution, node and attempt, each None unless of the right type: a letter copies
+        them from the parked message, which may be anything (a message nobody could read)."""
+        attempt = self.attempt
+        if not isinstance(attempt, int) or isinstance(attempt, bool):
+            attempt = None
+        return _text(self.execution_id), _text(self.node_id), attempt
+
     def to_dict(self, *, with_payload: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if not with_payload:
@@ -63,7 +72,12 @@ return redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
 
 
 class DeadLetters:
-    """Parks, lists, retries and drops dead letters (see the module docstring)."""
+    """Parks, lists, retries and drops dead letters (see the module docstring).
+
+    What an operator calls (``count``, ``list``, ``get``, ``retry``, ``drop``) raises a
+    Redis failure as ``DispatchError``; ``park``, called by the reaper's and workers' loops,
+    leaves redis-py's errors to them.
+    """
 
     def __init__(self, redis: Redis, names: StreamNames) -> None:
         self.redis = redis
@@ -134,18 +148,22 @@ class DeadLetters:
         )
 
     async def count(self) -> int:
-        return int(await self.redis.xlen(self.names.dlq))
+        with queue_errors():
+            return int(await self.redis.xlen(self.names.dlq))
 
     async def list(self, limit: int = 100, after: str | None = None) -> list[DeadLetter]:
         """Oldest first; ``after`` is the id of the last entry of the previous page."""
         start = f"({after}" if after else "-"
-        entries = cast(
-            Entries, await self.redis.xrange(self.names.dlq, min=start, max="+", count=limit)
-        )
+        with queue_errors():
+            entries = cast(
+                Entries, await self.redis.xrange(self.names.dlq, min=start, max="+", count=limit)
+            )
         return [_letter(entry_id, fields) for entry_id, fields in entries]
 
     async def get(self, entry_id: str) -> DeadLetter:
-        entries = cast(Entries, await self.redis.xrange(self.names.dlq, min=entry_id, max=entry_id))
+        with queue_errors():
+            found = await self.redis.xrange(self.names.dlq, min=entry_id, max=entry_id)
+        entries = cast(Entries, found)
         if not entries:
             raise ExecutionNotFound(f"no dead letter '{entry_id}'")
         return _letter(*entries[0])
@@ -182,7 +200,10 @@ class DeadLetters:
     async def _take(self, entry_id: str, stream: str, message: str) -> Any:
         """Remove the letter and add ``message`` to ``stream`` (nothing when empty), atomically;
         ``ExecutionNotFound`` when another call took it first."""
-        result = await self.redis.eval(_TAKE_AND_SEND, 2, self.names.dlq, stream, entry_id, message)
+        with queue_errors():
+            result = await self.redis.eval(
+                _TAKE_AND_SEND, 2, self.names.dlq, stream, entry_id, message
+            )
         if result is None:
             raise ExecutionNotFound(f"no dead letter '{entry_id}' (retried or dropped meanwhile)")
         return result
@@ -206,3 +227,7 @@ def _letter(entry_id: bytes | str, fields: Fields) -> DeadLetter:
         traceback=data.get("traceback"),
         payload=data.get("payload", ""),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from orchestrion.cluster.dispatcher import connect_redis, ensure_group
+from orchestrion.cluster.connection import connect_redis, ensure_group
 from orchestrion.cluster.dlq import DeadLetters
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, WORKER_GROUP, Fields, StreamNames, text
 

@@ -8,7 +8,8 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
 1. skips it when the attempt's guard says it is done already (a redelivery) or it was
    cancelled;
 2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox), after
-   ``_START_HELD`` s: an attempt that ends sooner sends it in step 4, before its outcome;
+   ``START_HELD`` s (``cluster/attempts.py``): an attempt that ends sooner sends it in
+   step 4, before its outcome;
 3. runs it with ``NodeExecutor`` (templates, config schema, timeout, classification) behind the
    circuit breaker of its handler and target host, or through the handler's ``run_now`` when
    it has one and nothing to wait for (no timeout, no breaker: such handlers reach nothing);
@@ -35,11 +36,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
-from orchestrion.cluster.dispatcher import connect_redis, ensure_group, listen_channel, stream_lost
-from orchestrion.cluster.on_wire import open_task, seal_event, seals_outcome
+from orchestrion.cluster.attempts import Outcome, run_attempt, unreadable_outcome
+from orchestrion.cluster.batching import Batch, Reads
+from orchestrion.cluster.channels import listen_channel
+from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors, stream_lost
+from orchestrion.cluster.on_wire import open_task
 from orchestrion.cluster.streams import (
     WORKER_GROUP,
     StreamNames,
@@ -48,13 +52,6 @@ from orchestrion.cluster.streams import (
     text,
 )
 from orchestrion.cluster.wire import WireError, decode_task, encode_event, loads
-from orchestrion.core.events import (
-    CompensationFailed,
-    ErrorInfo,
-    Event,
-    NodeFailed,
-    NodeStarted,
-)
 from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import OrchestrionError
@@ -78,15 +75,13 @@ logger = logging.getLogger(__name__)
 _OWN_RECLAIM_IDLE = 10.0
 """Seconds an entry this worker holds but is not handling waits before it is taken up again."""
 
-_START_HELD = 0.05
-"""Seconds a NodeStarted waits to be sent: an attempt that ends sooner sends it with its outcome."""
-
 ENGINE_BOUND_HANDLERS = frozenset({"workflow"})
 """Handlers that run in the orchestrator's process: they start child executions."""
 
 
 class Worker:
-    """Runs attempts from Redis task streams; see the module docstring."""
+    """Runs attempts from Redis task streams; see the module docstring. ``start`` raises a
+    Redis that cannot be reached as ``DispatchError``."""
 
     def __init__(
         self,
@@ -129,9 +124,9 @@ class Worker:
         enforce.install(self.governance, self._resources.extra)
         # Commands of attempts that start or end in the same loop tick share one round trip;
         # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
-        self._started = _Batch(lambda: self.redis, transaction=False)
-        self._finished = _Batch(lambda: self.redis, transaction=True)
-        self._guards = _Reads(lambda: self.redis)
+        self._started = Batch(lambda: self.redis, transaction=False)
+        self._finished = Batch(lambda: self.redis, transaction=True)
+        self._guards = Reads(lambda: self.redis)
         self._busy = 0
         self._slot_freed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -152,8 +147,9 @@ class Worker:
 
         self._redis = connect_redis(self.url)
         try:
-            for stream in self.streams:
-                await ensure_group(self._redis, stream, WORKER_GROUP)
+            with queue_errors():
+                for stream in self.streams:
+                    await ensure_group(self._redis, stream, WORKER_GROUP)
         except BaseException:
             await self._redis.aclose()  # not reachable yet: the caller may start again
             self._redis = None
@@ -170,7 +166,8 @@ class Worker:
             self._resources.extra["circuit_breakers"] = self._breakers
         self._executor = NodeExecutor(self.registry, self._resources, self._secrets)
         self._stopping.clear()
-        await self._beat()
+        with queue_errors():
+            await self._beat()
         self._loops = [
             asyncio.create_task(self._read(), name="orchestrion-worker-read"),
             asyncio.create_task(self._heartbeat(), name="orchestrion-worker-heartbeat"),
@@ -326,7 +323,7 @@ class Worker:
             data = loads(fields.get(b"m", b""))
             task = decode_task(data)
         except WireError as exc:
-            await self._park_unreadable(stream, entry_id, fields, exc)
+            await self._parkunreadable_outcome(stream, entry_id, fields, exc)
             return
         reply_to = data.get("reply_to") or self.names.completions
         guard = self.names.guard_for(task)
@@ -339,7 +336,7 @@ class Worker:
         try:
             task = open_task(self.keyring, task)
         except OrchestrionError as exc:
-            await self._finish(stream, entry_id, reply_to, _unreadable(task, exc), guard)
+            await self._finish(stream, entry_id, reply_to, unreadable_outcome(task, exc), guard)
             return
         key = (task.execution_id, task.node_id, task.attempt)
         job = asyncio.current_task()
@@ -369,52 +366,16 @@ class Worker:
         # Still away: the entry stays pending with this worker and is taken up again later.
         return await self._guards.get(guard, cancelled)
 
-    async def _execute(self, task: TaskMessage, reply_to: str) -> _Outcome | None:
+    async def _execute(self, task: TaskMessage, reply_to: str) -> Outcome | None:
         assert self._executor is not None
-        loop = asyncio.get_running_loop()
-        outcome: list[tuple[str, Event]] = []
-        started: list[asyncio.Future[Any]] = []
-        held: list[tuple[dict[Any, Any], asyncio.TimerHandle]] = []
-        sent: set[int] = set()
-
-        def send(message: dict[Any, Any]) -> None:
-            sent.add(id(message))
-            started.append(self._started.add(lambda pipe: pipe.xadd(reply_to, message)))
-
-        def emit(execution_id: str, event: Event) -> None:
-            if isinstance(event, NodeStarted):
-                message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
-                # Held back a moment: an attempt that ends by then sends its start with its
-                # outcome, in one transaction, so the orchestrator applies both in one turn.
-                held.append((message, loop.call_later(_START_HELD, send, message)))
-            else:
-                outcome.append((execution_id, event))
-
-        # A handler with nothing to wait for (noop, condition, input...) runs here and now,
-        # as the engine runs it in its turn: no coroutine chain, no timeout to arm.
-        if not self._executor.run_now(task, emit):
-            await self._executor.execute(task, emit)
-        early = []
-        for message, handle in held:
-            if id(message) not in sent:
-                handle.cancel()
-                early.append(message)
-        if started:
-            with contextlib.suppress(Exception):  # "running" is informative only
-                await asyncio.gather(*started)
-        if not outcome:
-            return None
-        execution_id, event = outcome[-1]
-        if seals_outcome(task) and self.keyring is not None:
-            event = seal_event(self.keyring, execution_id, event)
-        return _Outcome(execution_id, event, early)
+        return await run_attempt(self._executor, self._started, self.keyring, task, reply_to)
 
     async def _finish(
         self,
         stream: str,
         entry_id: bytes,
         reply_to: str,
-        outcome: _Outcome | None,
+        outcome: Outcome | None,
         guard: str,
     ) -> None:
         """Outcome, guard and acknowledgement in one transaction (see the module docstring);
@@ -446,7 +407,7 @@ class Worker:
                 await asyncio.sleep(delay)
         logger.error("gave up sending the outcome of %s; it runs again later", entry_id)
 
-    async def _park_unreadable(
+    async def _parkunreadable_outcome(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], exc: WireError
     ) -> None:
         from orchestrion.cluster.dlq import DeadLetters
@@ -497,116 +458,3 @@ class Worker:
                 job.cancel()
 
         await listen_channel(self.redis, self.names.cancel_channel, cancel, self._stopping.is_set)
-
-
-class _Outcome(NamedTuple):
-    """An attempt's outcome event, with its start when that was held back until the end."""
-
-    execution_id: str
-    event: Event
-    started: list[dict[Any, Any]]
-
-
-def _unreadable(task: TaskMessage, exc: OrchestrionError) -> _Outcome:
-    """The failed attempt of a task this worker cannot open (no key, or not its key)."""
-    error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
-    now = time.time()
-    if task.kind == TaskKind.COMPENSATE:
-        return _Outcome(task.execution_id, CompensationFailed(task.node_id, now, error), [])
-    return _Outcome(task.execution_id, NodeFailed(task.node_id, task.attempt, now, error), [])
-
-
-_Queued = tuple[Callable[["Pipeline"], Any], tuple[str, bytes] | None, asyncio.Future[None]]
-
-
-class _Batch:
-    """Collects Redis commands from many coroutines and sends them in one pipeline per loop
-    tick; each caller awaits the pipeline's outcome."""
-
-    def __init__(self, redis: Callable[[], Redis], *, transaction: bool) -> None:
-        self._redis = redis
-        self._transaction = transaction
-        self._queued: list[_Queued] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def add(
-        self, commands: Callable[[Pipeline], Any], *, ack: tuple[str, bytes] | None = None
-    ) -> asyncio.Future[None]:
-        """Queue ``commands``; ``ack``, a task entry to acknowledge and delete after them
-        (one XACK and one XDEL per stream for the whole batch)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if not self._queued:
-            loop.call_soon(lambda: self._spawn(loop))
-        self._queued.append((commands, ack, future))
-        return future
-
-    def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._queued = self._queued, []
-        job = loop.create_task(self._send(batch))
-        self._sending.add(job)
-        job.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[_Queued]) -> None:
-        acks: dict[str, list[bytes]] = {}
-        try:
-            async with self._redis().pipeline(transaction=self._transaction) as pipe:
-                for commands, ack, _ in batch:
-                    commands(pipe)
-                    if ack is not None:
-                        acks.setdefault(ack[0], []).append(ack[1])
-                for stream, ids in acks.items():
-                    pipe.xack(stream, WORKER_GROUP, *ids)
-                    pipe.xdel(stream, *ids)
-                await pipe.execute()
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for _, _, future in batch:
-            if not future.done():
-                future.set_result(None)
-
-
-class _Reads:
-    """Collects the keys many coroutines want to read and reads them in one MGET per loop
-    tick: the tasks of one stream read all start in the same tick, so each read costs one
-    round trip for its guards instead of one per task."""
-
-    def __init__(self, redis: Callable[[], Redis]) -> None:
-        self._redis = redis
-        self._queued: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]] = []
-        self._reading: set[asyncio.Task[None]] = set()
-
-    def get(self, *keys: str) -> asyncio.Future[list[bytes | None]]:
-        """The values of ``keys`` (None where missing), from the next MGET."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[bytes | None]] = loop.create_future()
-        if not self._queued:
-            loop.call_soon(lambda: self._spawn(loop))
-        self._queued.append((keys, future))
-        return future
-
-    def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._queued = self._queued, []
-        job = loop.create_task(self._read(batch))
-        self._reading.add(job)
-        job.add_done_callback(self._reading.discard)
-
-    async def _read(
-        self, batch: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]]
-    ) -> None:
-        keys = [key for wanted, _ in batch for key in wanted]
-        try:
-            values = cast("list[bytes | None]", await self._redis().mget(keys))
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for wanted, future in batch:
-            if not future.done():
-                future.set_result(values[start : start + len(wanted)])
-            start += len(wanted)

@@ -5,15 +5,16 @@ sink), HTTP metrics from the middleware (``observe_http``). Queue depth, nodes i
 live executions are computed at scrape time from the node states the records announced.
 
 In scale-out mode the ``/metrics`` route first reads a snapshot of the cluster from Redis
-and hands it to ``observe_cluster``: any object with the fields of ``ClusterSnapshot`` (the
-API's ``Cluster`` is one; metrics, below the API, know only this shape). ``ClusterCollector``
-turns it into gauges at render time: ``orchestrion_redis_up``, ``orchestrion_dlq_size``, task stream
-depths, live workers and orchestrators, and ``orchestrion_circuit_state``. The last one has the
-name and meaning of the worker-side gauge in ``orchestrion.execution.circuit``, which lives in
-the process-wide default registry; here it is a collector of this app's registry fed from the
-shared circuit hashes in Redis, so nothing is registered twice and every circuit is shown, not
-only those this process touched. When Redis cannot be read only ``orchestrion_redis_up 0`` is
-exposed: stale depths would look like live ones.
+and hands it to ``observe_cluster``: any object with the fields of ``ClusterSnapshot``
+(``orchestrion.cluster.status.Cluster`` is one; metrics know only this shape).
+``ClusterCollector`` turns it into gauges at render time: ``orchestrion_redis_up``,
+``orchestrion_dlq_size``, task stream depths, live workers and orchestrators, and
+``orchestrion_circuit_state``. The last one has the name and meaning of the worker-side gauge
+in ``orchestrion.execution.circuit``, which lives in the process-wide default registry; here
+it is a collector of this app's registry fed from the shared circuit hashes in Redis, so
+nothing is registered twice and every circuit is shown, not only those this process touched.
+When Redis cannot be read only ``orchestrion_redis_up 0`` is exposed: stale depths would
+look like live ones.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -35,8 +36,9 @@ from orchestrion.api.params import instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
 from orchestrion.cluster.dlq import DeadLetter, DeadLetters
-from orchestrion.cluster.streams import StreamNames
+from orchestrion.cluster.dlq_actions import NotRetryable, drop_letter, retry_letter
 from orchestrion.engine.dead_nodes import NODE_ENTRY, ExhaustedNode
+from orchestrion.errors import DispatchError
 
 __all__ = ["router"]
 
@@ -67,7 +69,7 @@ async def dead_letters(ctx: Ctx) -> DeadLetters | None:
         return None
     if ctx.redis is None:  # the lifespan has not run (or has ended)
         raise ApiProblem(503, "the server is not connected to Redis (starting or stopping)")
-    return DeadLetters(ctx.redis, StreamNames(ctx.settings.redis_prefix))
+    return ctx.redis.dead_letters
 
 
 Dlq = Annotated[DeadLetters | None, Depends(dead_letters)]
@@ -84,8 +86,6 @@ EntryId = Annotated[
 @contextlib.asynccontextmanager
 async def _redis() -> AsyncIterator[None]:
     """Redis failures and timeouts as a 503 problem (the cause goes to the log only)."""
-    from redis.exceptions import RedisError
-
     try:
         async with asyncio.timeout(_TIMEOUT):
             yield
@@ -93,11 +93,10 @@ async def _redis() -> AsyncIterator[None]:
         raise ApiProblem(
             503, f"Redis did not answer within {_TIMEOUT:g} s: the dead letter queue is unavailable"
         ) from None
-    except (RedisError, OSError) as exc:
+    except DispatchError as exc:
         logger.warning("dead letter queue: Redis failed: %s", exc)
         raise ApiProblem(
-            503,
-            f"Redis is unavailable ({type(exc).__name__}): the dead letter queue cannot be used",
+            503, f"Redis is unavailable ({exc.kind}): the dead letter queue cannot be used"
         ) from None
 
 
@@ -140,14 +139,10 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def _fields(letter: DeadLetter) -> dict[str, Any]:
     # A letter copies its ids from the parked message, which may be anything (a message no
     # worker could read): keep what has the right type, never fail to show a letter.
-    attempt = letter.attempt
+    execution_id, node_id, attempt = letter.ids()
     return {
         "id": letter.id,
         "category": letter.category,
@@ -156,12 +151,12 @@ def _fields(letter: DeadLetter) -> dict[str, Any]:
         "deliveries": letter.deliveries,
         "first_sent_at": _time(letter.first_sent_at),
         "parked_at": _time(letter.parked_at) or datetime.fromtimestamp(0, UTC),
-        "execution_id": _text(letter.execution_id),
-        "node_id": _text(letter.node_id),
-        "attempt": attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
-        "handler": _text(letter.handler),
+        "execution_id": execution_id,
+        "node_id": node_id,
+        "attempt": attempt,
+        "handler": None if letter.handler is None else str(letter.handler),
         "stream": letter.stream,
-        "consumer": _text(letter.consumer),
+        "consumer": None if letter.consumer is None else str(letter.consumer),
     }
 
 
@@ -256,24 +251,11 @@ async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetter
         )
     tasks = _task_dlq(dlq, entry_id)
     async with _redis():
-        letter = await tasks.get(entry_id)
         try:
-            added = await tasks.retry(entry_id)
-        except ValueError as exc:
-            raise ApiProblem(
-                409, f"{exc}: it cannot be retried, drop it instead", slug="not-retryable"
-            ) from None
-    fields = _fields(letter)
-    return DeadLetterAction(
-        id=entry_id,
-        action="retried",
-        stream=letter.stream,
-        stream_entry_id=added,
-        execution_id=fields["execution_id"],
-        node_id=fields["node_id"],
-        attempt=fields["attempt"],
-        message=f"Dead letter sent back to {letter.stream} as {added}",
-    )
+            action = await retry_letter(tasks, entry_id)
+        except NotRetryable as exc:
+            raise ApiProblem(409, str(exc), slug="not-retryable") from None
+    return DeadLetterAction(**asdict(action))
 
 
 @router.delete(
@@ -299,21 +281,5 @@ async def drop_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterA
         )
     tasks = _task_dlq(dlq, entry_id)
     async with _redis():
-        letter = await tasks.drop(entry_id)
-    fields = _fields(letter)
-    if fields["execution_id"] and fields["node_id"] and fields["attempt"]:
-        message = (
-            f"Dead letter dropped: attempt {fields['attempt']} of node {fields['node_id']} "
-            "fails with category dead_letter"
-        )
-    else:
-        message = "Dead letter dropped (it named no node attempt to fail)"
-    return DeadLetterAction(
-        id=entry_id,
-        action="dropped",
-        stream=letter.stream,
-        execution_id=fields["execution_id"],
-        node_id=fields["node_id"],
-        attempt=fields["attempt"],
-        message=message,
-    )
+        action = await drop_letter(tasks, entry_id)
+    return DeadLetterAction(**asdict(action))

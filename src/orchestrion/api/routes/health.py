@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrion import __version__
 from orchestrion.api.auth import require_role
-from orchestrion.api.cluster import REDIS_TIMEOUT, Cluster, ping, read_cluster
 from orchestrion.api.context import ApiContext
 from orchestrion.api.models import HealthCheck, HealthResponse
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import Ctx
+from orchestrion.cluster.status import REDIS_TIMEOUT, Cluster
+from orchestrion.errors import DispatchError
 
 __all__ = ["router"]
 
@@ -74,12 +75,10 @@ def _workers(ctx: ApiContext) -> HealthCheck:
 
 
 def _unreachable(exc: BaseException) -> str:
-    from redis.exceptions import RedisError
-
     if isinstance(exc, TimeoutError):
         return f"Redis did not answer within {REDIS_TIMEOUT:g} s"
-    if isinstance(exc, RedisError | OSError):
-        return f"Redis is unreachable ({type(exc).__name__})"
+    if isinstance(exc, DispatchError):
+        return f"Redis is unreachable ({exc.kind})"
     return f"Redis answered something unreadable ({type(exc).__name__})"
 
 
@@ -87,8 +86,8 @@ async def _snapshot(ctx: ApiContext) -> tuple[float, Cluster]:
     """PING latency (ms) and the cluster snapshot, within ``REDIS_TIMEOUT`` together."""
     assert ctx.redis is not None
     async with asyncio.timeout(REDIS_TIMEOUT):
-        latency = await ping(ctx.redis)
-        return latency, await read_cluster(ctx.redis, ctx.settings.redis_prefix)
+        latency = await ctx.redis.ping()
+        return latency, await ctx.redis.read_cluster()
 
 
 def _scaleout_workers(cluster: Cluster) -> HealthCheck:
@@ -198,7 +197,7 @@ async def metrics(ctx: Ctx) -> Response:
         snapshot: Cluster | None = None
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                snapshot = await read_cluster(ctx.redis, ctx.settings.redis_prefix)
+                snapshot = await ctx.redis.read_cluster()
         except Exception as exc:  # a scrape never fails because of Redis
             logger.warning("metrics: %s: %s", _unreachable(exc), exc)
         ctx.metrics.observe_cluster(snapshot)

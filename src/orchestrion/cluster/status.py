@@ -1,9 +1,10 @@
-"""What the API reads from Redis about a scale-out deployment, for ``/health`` and ``/metrics``.
+"""What Redis says about a scale-out deployment, for the API's ``/health`` and ``/metrics``.
 
 ``read_cluster`` takes a snapshot in a few round trips: one SCAN for the heartbeat keys and the
 task streams, one pipeline for their values and depths plus the DLQ length, and the circuit
 states (``CircuitBreakers.states``). Callers bound it with ``REDIS_TIMEOUT``: a Redis that is
-down or slow must make a health check fail fast and leave ``/metrics`` answering.
+down or slow must make a health check fail fast and leave ``/metrics`` answering. ``ping``
+and ``read_cluster`` raise Redis failures as ``DispatchError``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.cluster.connection import queue_errors
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames, text
 from orchestrion.execution.circuit import CircuitBreakers
 
@@ -71,7 +73,8 @@ class Cluster:
 async def ping(redis: Redis) -> float:
     """Milliseconds a PING took."""
     started = time.perf_counter()
-    await redis.ping()
+    with queue_errors():
+        await redis.ping()
     return round((time.perf_counter() - started) * 1000, 3)
 
 
@@ -124,7 +127,13 @@ def _pending(groups: Any) -> int:
 
 
 async def read_cluster(redis: Redis, prefix: str) -> Cluster:
-    """The snapshot of ``prefix`` (see the module docstring); Redis errors propagate."""
+    """The snapshot of ``prefix`` (see the module docstring); ``DispatchError`` when Redis
+    fails."""
+    with queue_errors():
+        return await _read(redis, prefix)
+
+
+async def _read(redis: Redis, prefix: str) -> Cluster:
     names = StreamNames(prefix)
     worker_prefix = names.worker("")
     orchestrator_prefix = names.orchestrator("")

@@ -1,0 +1,116 @@
+"""What ``orchestrion dlq`` prints: a table of dead letters, one letter's fields, or JSON.
+
+Letters come as the client's models (``orchestrion.client.DeadLetter``...), whether they were
+read here or through a server, so both ways print the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+from orchestrion.cli.app import console
+
+if TYPE_CHECKING:
+    from orchestrion.client import DeadLetter, DeadLetterPage
+
+__all__ = ["print_json", "render_letter", "render_page"]
+
+_MESSAGE_PREVIEW = 80
+
+
+def _when(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MESSAGE_PREVIEW else line[: _MESSAGE_PREVIEW - 1] + "…"
+
+
+def print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def render_page(page: DeadLetterPage) -> None:
+    if not page.items:
+        console.print("the dead letter queue is empty")
+        return
+    table = Table(
+        title=f"dead letters: {len(page.items)} of {page.total}", title_justify="left", expand=True
+    )
+    # Ids are never cut (they are what the other commands take): a node's entry id holds its
+    # execution and node, so those columns are shown only for parked tasks, which need them.
+    tasks = any(letter.kind != "node" for letter in page.items)
+    table.add_column("id", no_wrap=True, min_width=max(len(x.id) for x in page.items))
+    table.add_column("kind", no_wrap=True)
+    table.add_column("category", overflow="fold")
+    if tasks:
+        table.add_column("execution", no_wrap=True)
+        table.add_column("node", overflow="fold")
+    table.add_column("attempt", justify="right", no_wrap=True, min_width=7)
+    if tasks:
+        table.add_column("handler", overflow="fold")
+        table.add_column("deliveries", justify="right")
+    table.add_column("parked/failed at (UTC)", overflow="fold")
+    table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
+    for letter in page.items:
+        cells: list[Any] = [
+            Text(letter.id),
+            Text(letter.kind),
+            Text(letter.category, style="yellow" if letter.category == "delivery" else "red"),
+        ]
+        if tasks:
+            cells += [Text(letter.execution_id or "-"), Text(letter.node_id or "-")]
+        cells.append("-" if letter.attempt is None else str(letter.attempt))
+        if tasks:
+            cells += [Text(letter.handler or "-"), str(letter.deliveries)]
+        cells += [_when(letter.parked_at), Text(_preview(letter.message))]
+        table.add_row(*cells)
+    console.print(table)
+    if page.next_after:
+        console.print(
+            f"more: orchestrion dlq list --after {page.next_after}", highlight=False, soft_wrap=True
+        )
+
+
+def render_letter(letter: DeadLetter) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows = [
+        ("id", letter.id),
+        ("kind", letter.kind),
+        ("workflow", letter.workflow or "-"),
+        ("category", letter.category),
+        ("message", letter.message),
+        ("execution", letter.execution_id or "-"),
+        ("node", letter.node_id or "-"),
+        ("attempt", "-" if letter.attempt is None else str(letter.attempt)),
+        ("handler", letter.handler or "-"),
+        ("stream", letter.stream),
+        ("deliveries", str(letter.deliveries)),
+        ("first sent at", _when(letter.first_sent_at)),
+        ("parked at", _when(letter.parked_at)),
+        ("consumer", letter.consumer or "-"),
+    ]
+    for name, value in rows:
+        grid.add_row(name, Text(value))
+    console.print(grid)
+    if letter.traceback:
+        console.print("\n[bold]traceback[/]")
+        console.print(Text(letter.traceback))
+    task = letter.task
+    if task is not None:
+        console.print("\n[bold]task[/]")
+        print_json(task)
+    elif letter.payload:
+        console.print("\n[bold]payload[/] (not a readable task message)")
+        console.print(Text(letter.payload))

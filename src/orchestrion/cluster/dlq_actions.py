@@ -1,0 +1,78 @@
+"""Retrying and dropping a parked task, with the answer the API and ``orchestrion dlq`` give.
+
+Both surfaces act on the dead letter queue through these two functions and show the same
+``LetterAction``: the API as ``DeadLetterAction``, the CLI through the client's model of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.errors import OrchestrionError
+
+__all__ = ["LetterAction", "NotRetryable", "drop_letter", "retry_letter"]
+
+
+class NotRetryable(OrchestrionError):
+    """The letter's payload is not a task message: it can be dropped, not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class LetterAction:
+    """What a retry or a drop did; the field names of ``DeadLetterAction`` in the API and the
+    client, so either is made from ``asdict`` of it."""
+
+    id: str
+    action: str  # "retried" | "dropped"
+    stream: str
+    stream_entry_id: str | None
+    execution_id: str | None
+    node_id: str | None
+    attempt: int | None
+    message: str
+
+
+async def retry_letter(dlq: DeadLetters, entry_id: str) -> LetterAction:
+    """Send the parked task back to its stream (``ExecutionNotFound`` for an unknown id,
+    ``NotRetryable`` for a letter that is not a task message, ``DispatchError``)."""
+    letter = await dlq.get(entry_id)
+    try:
+        added = await dlq.retry(entry_id)
+    except ValueError as exc:
+        raise NotRetryable(f"{exc}: it cannot be retried, drop it instead") from None
+    execution_id, node_id, attempt = letter.ids()
+    return LetterAction(
+        id=entry_id,
+        action="retried",
+        stream=letter.stream,
+        stream_entry_id=added,
+        execution_id=execution_id,
+        node_id=node_id,
+        attempt=attempt,
+        message=f"Dead letter sent back to {letter.stream} as {added}",
+    )
+
+
+async def drop_letter(dlq: DeadLetters, entry_id: str) -> LetterAction:
+    """Drop the parked task: its attempt fails with category ``dead_letter`` when the letter
+    names one (``ExecutionNotFound`` for an unknown id, ``DispatchError``)."""
+    letter = await dlq.drop(entry_id)
+    execution_id, node_id, attempt = letter.ids()
+    if execution_id and node_id and attempt:
+        message = (
+            f"Dead letter dropped: attempt {attempt} of node {node_id} "
+            "fails with category dead_letter"
+        )
+    else:
+        message = "Dead letter dropped (it named no node attempt to fail)"
+    return LetterAction(
+        id=entry_id,
+        action="dropped",
+        stream=letter.stream,
+        stream_entry_id=None,
+        execution_id=execution_id,
+        node_id=node_id,
+        attempt=attempt,
+        message=message,
+    )
