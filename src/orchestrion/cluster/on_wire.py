@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.core import events as ev
 from orchestrion.dispatch.base import TaskMessage
@@ -36,7 +36,11 @@ from orchestrion.governance.encryption import (
     encrypt_value,
     is_encrypted,
 )
-from orchestrion.store.encrypted import EncryptedStore, context
+from orchestrion.store.encrypted import context
+
+if TYPE_CHECKING:
+    from orchestrion.governance.runtime import Governance, WireKeys
+    from orchestrion.store.base import Store
 
 __all__ = ["WireSealer", "open_event", "open_task", "seal_event", "seal_task", "seals_outcome"]
 
@@ -143,14 +147,21 @@ def _decrypt(ring: KeyRing | None, value: dict[str, Any], ctx: str) -> Any:
 
 class WireSealer:
     """The orchestrator's side: which tasks to seal (from the store's classification), and
-    the events it reads and forwards."""
+    the events it reads and forwards. Built from the keys the policy in force exposes
+    (``Governance.wire_keys``)."""
 
-    def __init__(self, ring: KeyRing, store: EncryptedStore) -> None:
-        self.ring = ring
-        self._store = store
+    def __init__(self, keys: WireKeys) -> None:
+        self.ring = keys.ring
+        self._classified = keys.classified
+
+    @classmethod
+    def of(cls, governance: Governance, store: Store) -> WireSealer | None:
+        """The sealer of ``governance``'s keys over ``store``; None when nothing is sealed."""
+        keys = governance.wire_keys(store)
+        return cls(keys) if keys is not None else None
 
     def seal_task(self, task: TaskMessage) -> TaskMessage:
-        if not self._store.classified(task.execution_id):
+        if not self._classified(task.execution_id):
             return task
         # Every node of a classified execution can carry its data: every outcome is sealed.
         return seal_task(self.ring, task, outcome=True)

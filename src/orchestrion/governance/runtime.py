@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,9 +36,18 @@ if TYPE_CHECKING:
     from orchestrion.settings import Settings
     from orchestrion.store.base import Store
 
-__all__ = ["Governance"]
+__all__ = ["Governance", "WireKeys"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WireKeys:
+    """What sealing values on the queue needs from the policy: the key ring, and whether an
+    execution's values are classified (the encrypting store knows; True while unknown)."""
+
+    ring: KeyRing
+    classified: Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -122,14 +132,21 @@ class Governance:
             return store
         return EncryptedStore(store, self.keyring, self.encrypts)
 
-    def wire_sealer(self, store: Store) -> WireSealer | None:
-        """What an orchestrator seals on Redis (``cluster/on_wire.py``); None without keys."""
-        from orchestrion.cluster.on_wire import WireSealer
+    def wire_keys(self, store: Store) -> WireKeys | None:
+        """What an orchestrator seals values on the queue with (``cluster/on_wire.py`` builds
+        its sealer from it); None without keys, or when ``store`` encrypts nothing."""
         from orchestrion.store.encrypted import EncryptedStore
 
         if self.keyring is None or not isinstance(store, EncryptedStore):
             return None
-        return WireSealer(self.keyring, store)
+        return WireKeys(self.keyring, store.classified)
+
+    def wire_sealer(self, store: Store) -> WireSealer | None:
+        """``WireSealer.of(self, store)``: kept for the engine's call site until it builds
+        the sealer itself, then removed with this upward import."""
+        from orchestrion.cluster.on_wire import WireSealer
+
+        return WireSealer.of(self, store)
 
     def masks(self, classification: str) -> bool:
         """True when values of this classification are hidden from callers without admin."""
