@@ -2,12 +2,13 @@
 
 ``dispatch`` adds each attempt to the task stream of its handler (and capabilities) with a
 guard key set in the same script, so an attempt is added once even when a takeover recovers
-it again. Workers (``cluster/worker.py``) answer on this engine's inbox stream; the shared
-completions stream carries what is meant for whichever orchestrator drives an execution.
-Both are read in the consumer group ``orchestrators``; an entry is acknowledged only once the
-engine's turn that applied it is committed, so a crash in between redelivers it (the machine
-ignores what it has already applied). Entries left pending for a while (a commit failed, the
-reading orchestrator died) are claimed again.
+it again (``cluster/sending.py``). Workers (``cluster/worker.py``) answer on this engine's
+inbox stream; the shared completions stream carries what is meant for whichever orchestrator
+drives an execution. Both are read in the consumer group ``orchestrators``; an entry is
+acknowledged only once the engine's turn that applied it is committed, so a crash in between
+redelivers it (the machine ignores what it has already applied; ``cluster/entries.py``).
+Entries left pending for a while (a commit failed, the reading orchestrator died) are claimed
+again.
 
 Handlers that need the engine itself (``workflow`` nodes, a ``map`` of sub-workflows) run in
 this process on the ``local`` dispatcher. A heartbeat key tells the others this orchestrator
@@ -35,6 +36,7 @@ from orchestrion.cluster.connection import (
     queue_unavailable,
     stream_lost,
 )
+from orchestrion.cluster.entries import EntryHandler, track
 from orchestrion.cluster.handoff import RedisHandoff
 from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
@@ -44,16 +46,20 @@ from orchestrion.cluster.streams import (
     StreamReply,
     text,
 )
-from orchestrion.cluster.wire import WireError, decode_event, loads
 from orchestrion.core.events import Event
-from orchestrion.dispatch.base import ClusterDispatcher, Dispatcher, EventSink, Routed, TaskMessage
+from orchestrion.dispatch.base import (
+    ClusterDispatcher,
+    Dispatcher,
+    EventRoute,
+    EventSink,
+    TaskMessage,
+)
 from orchestrion.errors import OrchestrionError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.cluster.on_wire import WireSealer
-    from orchestrion.dispatch.base import EventRoute as EventRouter
     from orchestrion.settings import Settings
 
 # RedisHandoff and queue_unavailable are named here too: the engine imports them from here.
@@ -92,7 +98,8 @@ class RedisDispatcher(ClusterDispatcher):
         self._sealer = sealer
         self._canonical = canonical
         self._redis: Redis | None = None
-        self._router: EventRouter | None = None
+        self._router: EventRoute | None = None
+        self._entries: EntryHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Task[None]] = set()
         self._sender: TaskSender | None = None
@@ -105,8 +112,9 @@ class RedisDispatcher(ClusterDispatcher):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def bind_router(self, router: EventRouter) -> None:
+    def bind_router(self, router: EventRoute) -> None:
         self._router = router
+        self._entries = EntryHandler(lambda: self.redis, router, self._sealer, self._acks)
 
     @property
     def redis(self) -> Redis:
@@ -195,9 +203,7 @@ class RedisDispatcher(ClusterDispatcher):
     def _publish_commits(self) -> None:
         ids, self._committed = sorted(self._committed), set()
         if ids and self._redis is not None and not self._closing:
-            job = asyncio.create_task(self._publish(json.dumps(ids)))
-            self._acks.add(job)
-            job.add_done_callback(self._acks.discard)
+            track(self._acks, self._publish(json.dumps(ids)))
 
     async def _publish(self, message: str) -> None:
         with contextlib.suppress(Exception):  # a wake-up only: streams also poll
@@ -228,9 +234,7 @@ class RedisDispatcher(ClusterDispatcher):
             if not isinstance(exc, RedisError | OSError):
                 raise
             logger.warning("dispatching %d attempt(s) failed (%s); retrying", len(remote), exc)
-            job = asyncio.create_task(self._send_later(remote))
-            self._acks.add(job)
-            job.add_done_callback(self._acks.discard)
+            track(self._acks, self._send_later(remote))
 
     async def _send_later(self, tasks: list[TaskMessage]) -> None:
         from redis.exceptions import RedisError
@@ -303,60 +307,8 @@ class RedisDispatcher(ClusterDispatcher):
                 await asyncio.sleep(0.5)
 
     async def _handle(self, stream: str, entries: Entries) -> None:
-        router = self._router
-        assert router is not None
-        pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        done: list[bytes] = []
-        sealer = self._sealer
-        for entry_id, fields in entries:
-            try:
-                execution_id, event = decode_event(loads(fields.get(b"m", b"")))
-            except WireError as exc:
-                logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
-                done.append(entry_id)
-                continue
-            if sealer is not None:
-                try:
-                    event = sealer.open_event(execution_id, event)
-                except OrchestrionError as exc:
-                    # Sealed with a key this process lacks: left pending, claimed again
-                    # until it has the key (dropping it would strand the attempt).
-                    logger.error("cannot open message %s on %s: %s", entry_id, stream, exc)
-                    continue
-            fast = router.deliver_if_live(execution_id, event)
-            if fast is not None:
-                pending.append((entry_id, fast))
-                continue
-            routed, future = await router.route(execution_id, event)
-            if future is not None:
-                pending.append((entry_id, future))
-            elif routed is not Routed.RETRY_LATER:
-                done.append(entry_id)
-        if done:
-            await self._ack(stream, done)
-        if pending:
-            job = asyncio.create_task(self._ack_when_committed(stream, pending))
-            self._acks.add(job)
-            job.add_done_callback(self._acks.discard)
-
-    async def _ack_when_committed(
-        self, stream: str, pending: list[tuple[bytes, asyncio.Future[None]]]
-    ) -> None:
-        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
-        ids = [entry for (entry, _), res in zip(pending, results, strict=True) if res is None]
-        if ids:
-            await self._ack(stream, ids)
-
-    async def _ack(self, stream: str, ids: list[bytes]) -> None:
-        from redis.exceptions import RedisError
-
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xack(stream, ORCHESTRATOR_GROUP, *ids)
-                pipe.xdel(stream, *ids)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # redelivered later; applying twice is harmless
-            logger.warning("acknowledging %d entries failed: %s", len(ids), exc)
+        assert self._entries is not None, "bind_router first"
+        await self._entries.handle(stream, entries)
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -1,0 +1,107 @@
+"""What an orchestrator does with the entries it reads from its inbox and the shared stream.
+
+Each entry's event goes to the engine through its ``EventRoute`` (this engine, the owner, a
+takeover, or dropped as a late duplicate). An entry is acknowledged (XACK and XDEL in one
+transaction) only once the engine's turn that applied it is committed, so a crash in between
+redelivers it; the machine ignores what it has already applied. An unreadable entry is
+dropped at once; one sealed with a key this process lacks, or routed ``RETRY_LATER`` (the
+store did not answer), stays pending and is claimed again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, Entries
+from orchestrion.cluster.wire import WireError, decode_event, loads
+from orchestrion.dispatch.base import EventRoute, Routed
+from orchestrion.errors import OrchestrionError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrion.cluster.on_wire import WireSealer
+
+__all__ = ["EntryHandler", "track"]
+
+logger = logging.getLogger(__name__)
+
+
+def track(jobs: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` as a task kept in ``jobs`` until it is done (a shutdown waits for them)."""
+    job = asyncio.create_task(work)
+    jobs.add(job)
+    job.add_done_callback(jobs.discard)
+
+
+class EntryHandler:
+    """Routes read entries and acknowledges them once applied; see the module docstring.
+    ``jobs`` holds the acknowledgements still waiting for a commit."""
+
+    def __init__(
+        self,
+        redis: Callable[[], Redis],
+        router: EventRoute,
+        sealer: WireSealer | None,
+        jobs: set[asyncio.Task[None]],
+    ) -> None:
+        self._redis = redis
+        self._router = router
+        self._sealer = sealer
+        self._jobs = jobs
+
+    async def handle(self, stream: str, entries: Entries) -> None:
+        router = self._router
+        pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        done: list[bytes] = []
+        sealer = self._sealer
+        for entry_id, fields in entries:
+            try:
+                execution_id, event = decode_event(loads(fields.get(b"m", b"")))
+            except WireError as exc:
+                logger.error("dropping unreadable message %s on %s: %s", entry_id, stream, exc)
+                done.append(entry_id)
+                continue
+            if sealer is not None:
+                try:
+                    event = sealer.open_event(execution_id, event)
+                except OrchestrionError as exc:
+                    # Sealed with a key this process lacks: left pending, claimed again
+                    # until it has the key (dropping it would strand the attempt).
+                    logger.error("cannot open message %s on %s: %s", entry_id, stream, exc)
+                    continue
+            fast = router.deliver_if_live(execution_id, event)
+            if fast is not None:
+                pending.append((entry_id, fast))
+                continue
+            routed, future = await router.route(execution_id, event)
+            if future is not None:
+                pending.append((entry_id, future))
+            elif routed is not Routed.RETRY_LATER:
+                done.append(entry_id)
+        if done:
+            await self._ack(stream, done)
+        if pending:
+            track(self._jobs, self._ack_when_committed(stream, pending))
+
+    async def _ack_when_committed(
+        self, stream: str, pending: list[tuple[bytes, asyncio.Future[None]]]
+    ) -> None:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        ids = [entry for (entry, _), res in zip(pending, results, strict=True) if res is None]
+        if ids:
+            await self._ack(stream, ids)
+
+    async def _ack(self, stream: str, ids: list[bytes]) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            async with self._redis().pipeline(transaction=True) as pipe:
+                pipe.xack(stream, ORCHESTRATOR_GROUP, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # redelivered later; applying twice is harmless
+            logger.warning("acknowledging %d entries failed: %s", len(ids), exc)
