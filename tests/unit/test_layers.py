@@ -34,7 +34,6 @@ LAYERS: list[tuple[str, ...]] = [
 
 # Upward or sideways imports still to be removed: (importing module, imported module).
 KNOWN: set[tuple[str, str]] = {
-    ("orchestrion.governance.runtime", "orchestrion.cluster.on_wire"),
     ("orchestrion.governance.runtime", "orchestrion.store.base"),
     ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),
     ("orchestrion.governance.trust", "orchestrion.handlers.base"),
@@ -45,7 +44,6 @@ KNOWN: set[tuple[str, str]] = {
 # Third-party clients that only one package may use, so a backend is swapped in one place.
 HOMES = {"redis": "cluster", "sqlalchemy": "store", "asyncpg": "store", "sqlite3": "store"}
 KNOWN_GUESTS: set[tuple[str, str]] = {
-    ("orchestrion.engine.facade", "redis"),
     ("orchestrion.execution.circuit", "redis"),
 }
 

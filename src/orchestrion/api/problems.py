@@ -283,10 +283,11 @@ def _allowed_methods(routes: list[BaseRoute], path: str) -> set[str]:
 
 async def _queue_error(request: Request, exc: Exception) -> Response:
     """Redis (scale-out's queue) did not answer: 503 like a store outage, one log line."""
+    assert isinstance(exc, DispatchError)
     path = request.url.path
     logger.warning(
         "queue unavailable: %s: %s",
-        exc.kind if isinstance(exc, DispatchError) else type(exc).__name__,
+        exc.kind,
         exc,
         extra={"request_id": current_request_id(), "path": path},
     )
@@ -300,11 +301,7 @@ async def _queue_error(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Register the problem handlers on ``app``."""
-    from orchestrion.cluster.connection import driver_errors
-
-    queue_errors: tuple[type[Exception], ...] = (DispatchError, *driver_errors())
-    for queue_error in queue_errors:
-        app.add_exception_handler(queue_error, _queue_error)
+    app.add_exception_handler(DispatchError, _queue_error)
     app.add_exception_handler(OrchestrionError, _orchestrion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

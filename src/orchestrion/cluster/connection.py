@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "connect_redis",
-    "driver_errors",
     "driver_installed",
     "ensure_group",
     "queue_errors",
@@ -71,13 +70,11 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 
 def driver_installed() -> bool:
     """Whether redis-py (the ``scaleout`` extra) is installed."""
-    return bool(driver_errors())
+    return bool(_driver_errors())
 
 
-def driver_errors() -> tuple[type[Exception], ...]:
-    """The driver's own error classes (none without redis-py), for a caller outside this
-    package that receives them from code that does not translate yet (the engine's
-    hand-over deadline), so that it does not import redis-py itself."""
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """The driver's own error classes (none without redis-py)."""
     try:
         from redis.exceptions import RedisError
     except ImportError:  # pragma: no cover - the extra is part of dev installs
@@ -88,13 +85,13 @@ def driver_errors() -> tuple[type[Exception], ...]:
 def queue_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis could not be reached or did not answer (a connection
     refused or reset, a timeout, a server restarting) rather than a bug."""
-    return isinstance(exc, (DispatchError, OSError, *driver_errors()))
+    return isinstance(exc, (DispatchError, OSError, *_driver_errors()))
 
 
 def _driver_error(exc: BaseException) -> bool:
     """A failure of redis-py or of the socket under it (a builtin ``TimeoutError`` is the
     caller's own deadline, not the driver's: it stays what it is)."""
-    return not isinstance(exc, TimeoutError) and isinstance(exc, (OSError, *driver_errors()))
+    return not isinstance(exc, TimeoutError) and isinstance(exc, (OSError, *_driver_errors()))
 
 
 @contextmanager

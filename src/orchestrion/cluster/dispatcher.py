@@ -33,11 +33,9 @@ from orchestrion.cluster.connection import (
     connect_redis,
     ensure_group,
     queue_errors,
-    queue_unavailable,
     stream_lost,
 )
 from orchestrion.cluster.entries import EntryHandler, track
-from orchestrion.cluster.handoff import RedisHandoff
 from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
     ORCHESTRATOR_GROUP,
@@ -62,8 +60,7 @@ if TYPE_CHECKING:
     from orchestrion.cluster.on_wire import WireSealer
     from orchestrion.settings import Settings
 
-# RedisHandoff and queue_unavailable are named here too: the engine imports them from here.
-__all__ = ["RedisDispatcher", "RedisHandoff", "queue_unavailable"]
+__all__ = ["RedisDispatcher"]
 
 logger = logging.getLogger(__name__)
 

@@ -37,14 +37,17 @@ def default_dispatcher(
 ) -> Dispatcher:
     """The dispatcher ``engine``'s settings call for (see the module docstring)."""
     settings = engine.settings
-    sealer = engine.governance.wire_sealer(engine.store)
-    if settings.redis_url and not engine.drives:
-        from orchestrion.cluster.dispatcher import RedisHandoff
+    if not settings.redis_url:
+        return _local_dispatcher(engine, resources, children, report_progress)
+    from orchestrion.cluster.on_wire import WireSealer
+
+    # Classified values cross Redis sealed with the policy's keys (cluster/on_wire.py).
+    sealer = WireSealer.of(engine.governance, engine.store)
+    if not engine.drives:
+        from orchestrion.cluster.handoff import RedisHandoff
 
         return RedisHandoff(settings.redis_url, settings, sealer=sealer)
     local = _local_dispatcher(engine, resources, children, report_progress)
-    if not settings.redis_url:
-        return local
     from orchestrion.cluster.dispatcher import RedisDispatcher
 
     return RedisDispatcher(

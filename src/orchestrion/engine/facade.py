@@ -40,7 +40,7 @@ from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.starting import Starts
-from orchestrion.errors import ExecutionError
+from orchestrion.errors import DispatchError, ExecutionError
 from orchestrion.execution import enforce
 from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.governance.runtime import Governance
@@ -259,9 +259,9 @@ class Engine:
             async with asyncio.timeout(_HAND_OVER_SECONDS):
                 await cluster.forward(None, execution_id, event)
         except TimeoutError as exc:
-            from redis.exceptions import TimeoutError as QueueTimeout
-
-            raise QueueTimeout(f"the queue did not answer in {_HAND_OVER_SECONDS:g} s") from exc
+            raise DispatchError(
+                f"the queue did not answer in {_HAND_OVER_SECONDS:g} s", kind="TimeoutError"
+            ) from exc
 
     # ------------------------------------------------------------------ definitions
 

@@ -169,7 +169,7 @@ class Starts:
             try:
                 await self._parts.forward(record.id, Started(time.time()))
             except Exception as exc:
-                from orchestrion.cluster.dispatcher import queue_unavailable
+                from orchestrion.cluster.connection import queue_unavailable
 
                 if not queue_unavailable(exc):
                     raise

@@ -32,7 +32,6 @@ from orchestrion.governance.policy import GovernancePolicy, LoadedPolicy, load_p
 from orchestrion.governance.ssrf import UrlPolicy
 
 if TYPE_CHECKING:
-    from orchestrion.cluster.on_wire import WireSealer
     from orchestrion.settings import Settings
     from orchestrion.store.base import Store
 
@@ -140,13 +139,6 @@ class Governance:
         if self.keyring is None or not isinstance(store, EncryptedStore):
             return None
         return WireKeys(self.keyring, store.classified)
-
-    def wire_sealer(self, store: Store) -> WireSealer | None:
-        """``WireSealer.of(self, store)``: kept for the engine's call site until it builds
-        the sealer itself, then removed with this upward import."""
-        from orchestrion.cluster.on_wire import WireSealer
-
-        return WireSealer.of(self, store)
 
     def masks(self, classification: str) -> bool:
         """True when values of this classification are hidden from callers without admin."""
