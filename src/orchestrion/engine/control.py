@@ -20,6 +20,8 @@ from orchestrion.core.events import (
     RetryRequested,
     WaitResolved,
 )
+from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.deciders import Decider, check_decider
@@ -105,7 +107,7 @@ class ControlVerbs:
             state = found.state if found is not None else NodeState.PENDING
             reason = found.wait_reason if found is not None else None
             attempt = found.attempt if found is not None else 0
-        if state is not NodeState.WAITING or reason not in lineage.DECIDABLE:
+        if state is not NodeState.WAITING or reason not in DECIDABLE_WAITS:
             raise InvalidTransition(
                 f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
                 f"(it is {state.value})"
@@ -118,7 +120,7 @@ class ControlVerbs:
             "decided_at": time.time(),
         }
         if decider is not None:
-            approvers = config.get("approvers") if reason == "approval" else None
+            approvers = config.get("approvers") if reason == WaitReason.APPROVAL else None
             check_decider(node_id, approvers, decider, self._parts.engine.settings.approver_groups)
             if decider.key_id is not None:  # an open API knows no one: the name given stays
                 by = decision["decided_by"] = decider.label
@@ -253,7 +255,7 @@ class ControlVerbs:
         store = self._parts.engine.store
         while True:
             page = await store.list_events(
-                execution_id, after_seq=after, limit=size, types=["node.waiting"]
+                execution_id, after_seq=after, limit=size, types=[RecordType.NODE_WAITING]
             )
             for event in page:
                 if event.node_id == node_id and event.attempt == attempt:

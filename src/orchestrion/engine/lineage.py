@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
 from orchestrion.errors import ExecutionNotFound
 
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
 __all__ = [
-    "DECIDABLE",
     "PendingDecision",
     "ancestors",
     "child_ids",
@@ -26,8 +27,6 @@ __all__ = [
     "pending_decisions",
 ]
 
-DECIDABLE = frozenset({"approval", "review"})
-"""Wait reasons a person ends (``approve``/``reject``)."""
 
 # Nesting deeper than this is refused by the definition limits long before; a cycle of
 # records edited by hand must not loop forever.
@@ -50,12 +49,16 @@ async def child_ids(engine: Engine, execution_id: str, node: str | None = None) 
     after, size = 0, 1000
     while True:
         page = await engine.store.list_events(
-            execution_id, after_seq=after, limit=size, types=["node.waiting"]
+            execution_id, after_seq=after, limit=size, types=[RecordType.NODE_WAITING]
         )
         for event in page:
             data = event.data or {}
             child = data.get("child_execution_id")
-            if data.get("wait_reason") == "child" and isinstance(child, str) and child not in found:
+            if (
+                data.get("wait_reason") == WaitReason.CHILD
+                and isinstance(child, str)
+                and child not in found
+            ):
                 found.append(child)
         if len(page) < size:
             return found
@@ -71,9 +74,9 @@ async def pending_decisions(
     for run in await engine.store.get_node_runs(execution_id):
         if run.state is not NodeState.WAITING:
             continue
-        if run.wait_reason in DECIDABLE:
+        if run.wait_reason in DECIDABLE_WAITS:
             found.append(PendingDecision(execution_id, run.node_id, run.wait_reason or ""))
-        elif run.wait_reason == "child":
+        elif run.wait_reason == WaitReason.CHILD:
             waits_on_child = True
     if waits_on_child and _depth < _MAX_DEPTH:
         for child in await child_ids(engine, execution_id):

@@ -25,8 +25,11 @@ from orchestrion.core.events import (
     RunCompensation,
     ScheduleTimer,
     Started,
+    TimerKind,
 )
 from orchestrion.core.machine import ExecutionMachine, Step
+from orchestrion.core.reasons import WaitReason
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.ids import new_event_id
@@ -45,6 +48,11 @@ if TYPE_CHECKING:
 __all__ = ["EngineLoop", "RecordListener"]
 
 logger = logging.getLogger(__name__)
+
+# Bound once: a member read through its class costs more than a global, per record.
+_NODE_QUEUED = RecordType.NODE_QUEUED
+_NODE_WAITING = RecordType.NODE_WAITING
+_CHILD = WaitReason.CHILD
 
 # Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
 _TURNS_BUDGET = 0.005
@@ -248,9 +256,9 @@ class EngineLoop:
             records.append(record)
             if record.has_output and record.node is not None:
                 live.outputs[record.node] = record.output
-            if record.type == "node.queued" and record.node is not None:
+            if record.type == _NODE_QUEUED and record.node is not None:
                 live.queued_event[record.node] = event_id
-            elif record.type == "node.waiting" and record.wait_reason == "child":
+            elif record.type == _NODE_WAITING and record.wait_reason == _CHILD:
                 self._children.parent_waits(execution_id, record.node or "")
         for command in step.commands:
             if (
@@ -336,7 +344,7 @@ class EngineLoop:
             elif isinstance(command, ScheduleTimer):
                 arm_timer(live, command, self.post)
             elif isinstance(command, CancelNode):
-                live.timers.pop((command.node, command.attempt, "retry"), None)
+                live.timers.pop((command.node, command.attempt, TimerKind.RETRY), None)
                 await dispatcher.cancel(live.record.id, command.node, command.attempt)
                 self._children.parent_stopped(live.record.id, command.node)
             elif isinstance(command, RunCompensation):

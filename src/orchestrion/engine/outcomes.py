@@ -11,6 +11,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from orchestrion.core.reasons import DECIDABLE_WAITS
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
@@ -92,7 +93,7 @@ class Outcomes:
         live_executions = self._parts.loop.live
         for live in live_executions.values():
             if not any(
-                run.state is NodeState.WAITING and run.wait_reason in lineage.DECIDABLE
+                run.state is NodeState.WAITING and run.wait_reason in DECIDABLE_WAITS
                 for run in live.machine.nodes
             ):
                 continue

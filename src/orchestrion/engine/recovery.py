@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from orchestrion.core.events import Started, TimerFired, TimerKind
 from orchestrion.core.machine import NodeRun
+from orchestrion.core.reasons import WaitReason
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.live import Action, LiveExecution
 from orchestrion.engine.timers import arm_deadline, disarm
@@ -196,7 +197,7 @@ class Recovery:
             # A parent waiting on a child re-runs its node: it finds the child (same key) and
             # either takes its result or waits again, so no finish is lost across a restart.
             for i, run in enumerate(live.machine.nodes):
-                if run.state is NodeState.WAITING and run.wait_reason == "child":
+                if run.state is NodeState.WAITING and run.wait_reason == WaitReason.CHILD:
                     node_id = live.compiled.plan.ids[i]
                     loop.post(live.record.id, TimerFired(node_id, run.attempt, now, TimerKind.WAKE))
 

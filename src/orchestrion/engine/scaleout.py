@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from orchestrion.core.events import Dispatch, NodeFailed, NodeSkipped, NodeSucceeded, Started
+from orchestrion.core.reasons import WaitReason
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.live import IN_FLIGHT, Action, LiveExecution
 from orchestrion.errors import OrchestrionError
@@ -95,7 +96,7 @@ class ScaleOutHooks:
                 run = live.machine.nodes[i]
                 if run.attempt != attempt or run.state not in IN_FLIGHT:
                     continue  # its result was applied meanwhile
-                woken = run.wait_reason is not None and run.wait_reason != "retry"
+                woken = run.wait_reason is not None and run.wait_reason != WaitReason.RETRY
                 actions.append((live, Dispatch(plan.ids[i], run.attempt, woken=woken), None))
         if actions:
             await self._parts.loop.act(actions)

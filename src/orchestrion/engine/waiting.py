@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import NodeState
 from orchestrion.store.base import EventRecord, NodeRunRecord
 
 __all__ = ["WAIT_EVENT_TYPES", "waited_seconds"]
 
-WAIT_EVENT_TYPES = ["node.waiting", "node.woken"]
+WAIT_EVENT_TYPES: list[str] = [RecordType.NODE_WAITING, RecordType.NODE_WOKEN]
 
 
 def waited_seconds(
@@ -29,10 +30,10 @@ def waited_seconds(
         run = runs.get(node) if node is not None else None
         if node is None or run is None or event.attempt != run.attempt:
             continue
-        if event.type == "node.waiting":
+        if event.type == RecordType.NODE_WAITING:
             open_since[node] = event.at
             total.setdefault(node, 0.0)
-        elif event.type == "node.woken" and node in open_since:
+        elif event.type == RecordType.NODE_WOKEN and node in open_since:
             total[node] += max(0.0, event.at - open_since.pop(node))
     for node, since in open_since.items():
         run = runs[node]
