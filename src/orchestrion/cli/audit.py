@@ -1,5 +1,4 @@
-"""``orchestrion audit`` (verify, list, export) and ``orchestrion purge``: the audit trail and
-retention, on the database directly.
+"""``orchestrion audit`` (verify, list, export): the audit trail, on the database directly.
 
     orchestrion audit verify [--db URL] [--expect-head SEQ:HASH] [--anchor FILE] [--json]
     orchestrion audit verify --file trail.jsonl [--expect-head SEQ:HASH] [--anchor FILE]
@@ -7,7 +6,6 @@ retention, on the database directly.
                            [--until T] [--after-seq N] [--limit N] [--json]
     orchestrion audit export --output trail.jsonl
     orchestrion audit verify|list|export ... --server URL --api-key KEY   # through a server
-    orchestrion purge --older-than 30d        # default: retention.days of the policy
 
 With ``--server URL`` (and an admin ``--api-key``), verify, list and export go through a
 running server (``GET /v1/audit/verify``, ``GET /v1/audit``) with the server's keys instead.
@@ -21,41 +19,27 @@ Without any flag, ``verify`` also cross-checks the trail against the journal and
 signed checkpoints of the policy's ``audit.anchor.file`` (``--anchor`` reads another copy of
 them, e.g. one collected from syslog).
 
-Exit codes as in ``cli/app.py``: 2 bad input or no audit key, 3 the database cannot be used.
+Exit codes as in ``cli/exits.py``: 2 bad input or no audit key, 3 the database cannot be used.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestrion.cli.app import (
-    EXIT_DENIED,
-    EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_STORE,
-    ApiKeyOption,
-    DbOption,
-    JsonOption,
-    ServerOption,
-    _database_url,
-    _fail,
-    _run_async,
-    app,
-    console,
-    err,
-)
+from orchestrion.cli.audit_sources import read_export, remote_get, remote_records, with_log
+from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID
+from orchestrion.cli.local import run_async
+from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import console, err, fail
 
 if TYPE_CHECKING:
     from orchestrion.governance.audit_chain import ChainHead, Verification
@@ -63,8 +47,6 @@ if TYPE_CHECKING:
     from orchestrion.store.audit_log import AuditLog
 
 __all__ = ["audit_app"]
-
-T = TypeVar("T")
 
 audit_app = typer.Typer(
     name="audit",
@@ -89,70 +71,6 @@ AnchorOption = Annotated[
 ]
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in some containers
-        return "cli"
-
-
-async def _with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T:
-    """Open the store of ``db`` (or the configured one) and the audit log over it."""
-    from orchestrion.governance.runtime import Governance
-    from orchestrion.settings import load_settings
-    from orchestrion.store.audit_log import AuditLog
-    from orchestrion.store.factory import open_store
-
-    settings = load_settings()
-    governance = Governance.from_settings(settings)
-    store = open_store(_database_url(db) or settings.database_url)
-    await store.open()
-    try:
-        return await use(AuditLog(governance, lambda: store))
-    finally:
-        await store.close()
-
-
-def _remote(server: str, api_key: str | None, path: str, **params: Any) -> Any:
-    """GET ``path`` on a server: its JSON, or exit 6 (key refused), 5 (not found), 2 (other
-    refusal) or 3 (unreachable or failed)."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    query = {k: v for k, v in params.items() if v is not None}
-    try:
-        response = httpx.get(server.rstrip("/") + path, params=query, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise _fail(EXIT_STORE, f"cannot reach {server}: {exc}") from None
-    if response.status_code != 200:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        code = {401: EXIT_DENIED, 403: EXIT_DENIED, 404: EXIT_NOT_FOUND}.get(
-            response.status_code, EXIT_STORE if response.status_code >= 500 else EXIT_INVALID
-        )
-        raise _fail(code, f"{server} answered {response.status_code}: {detail}")
-    return response.json()
-
-
-def _remote_records(server: str, api_key: str | None, **params: Any) -> list[AuditRecord]:
-    """Every record matching ``params``, page by page (``limit`` caps the total)."""
-    from orchestrion.store.audit import AuditRecord
-
-    wanted = params.pop("limit", None)
-    records: list[AuditRecord] = []
-    after = params.pop("after_seq", 0)
-    while wanted is None or len(records) < wanted:
-        page_size = 1000 if wanted is None else min(1000, wanted - len(records))
-        page = _remote(server, api_key, "/v1/audit", after_seq=after, limit=page_size, **params)
-        records.extend(AuditRecord.from_fields(r) for r in page["records"])
-        if page["next_after_seq"] is None:
-            break
-        after = page["next_after_seq"]
-    return records
-
-
 def _parse_head(text: str | None) -> ChainHead | None:
     from orchestrion.governance.audit_chain import ChainHead
 
@@ -160,7 +78,7 @@ def _parse_head(text: str | None) -> ChainHead | None:
         return None
     seq, sep, digest = text.partition(":")
     if not sep or not seq.isdigit() or len(digest) != 64:
-        _fail(EXIT_INVALID, f"--expect-head: expected SEQ:HASH (64 hex digits), got {text!r}")
+        fail(EXIT_INVALID, f"--expect-head: expected SEQ:HASH (64 hex digits), got {text!r}")
     return ChainHead(int(seq), digest.lower())
 
 
@@ -172,26 +90,7 @@ def _time(value: str | None, name: str) -> float | None:
     try:
         return parse_instant(value)
     except ValueError as exc:
-        raise _fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}") from None
-
-
-def _read_file(path: Path) -> list[AuditRecord]:
-    from orchestrion import safe_data
-    from orchestrion.store.audit import AuditRecord
-
-    records: list[AuditRecord] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        _fail(EXIT_INVALID, f"cannot read {path}: {exc}")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(AuditRecord.from_fields(safe_data.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            _fail(EXIT_INVALID, f"{path}, line {number}: not an audit record ({exc})")
-    return records
+        fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}")
 
 
 def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None:
@@ -250,11 +149,11 @@ def verify_command(
 
     expected = _parse_head(expect_head)
     if anchor is not None and not anchor.is_file():
-        _fail(EXIT_INVALID, f"--anchor: no such file {anchor}")
+        fail(EXIT_INVALID, f"--anchor: no such file {anchor}")
     if server and file is None:
         if anchor is not None:
-            _fail(EXIT_INVALID, "--anchor checks a local trail: the server reads its own anchor")
-        body = _remote(server, api_key, "/v1/audit/verify")
+            fail(EXIT_INVALID, "--anchor checks a local trail: the server reads its own anchor")
+        body = remote_get(server, api_key, "/v1/audit/verify")
         breaks = [AuditBreak(b["seq"], b["kind"], b["message"]) for b in body["breaks"]]
         remote = Verification(
             body["ok"], body["verified_up_to"], body["records"], breaks, body.get("anchor")
@@ -277,10 +176,10 @@ def verify_command(
         try:
             keys = verification_keys(Governance.from_settings(load_settings()))
         except ConfigurationError as exc:
-            _fail(EXIT_INVALID, str(exc))
+            fail(EXIT_INVALID, str(exc))
         from orchestrion.governance.audit_chain import verify
 
-        records = _read_file(file)
+        records = read_export(file)
         # The file alone cannot tell whether its end is the trail's: --expect-head can.
         head = expected
         if head is None and records:
@@ -307,7 +206,7 @@ def verify_command(
         )
         return result, None if stored is None else stored.chain
 
-    result, head = _run_async(_with_log(db, go))
+    result, head = run_async(with_log(db, go))
     _report(result, head, as_json)
 
 
@@ -330,7 +229,7 @@ def list_command(
 
     if server:
         _show(
-            _remote_records(
+            remote_records(
                 server,
                 api_key,
                 execution_id=execution,
@@ -357,7 +256,7 @@ def list_command(
     async def go(log: AuditLog) -> list[AuditRecord]:
         return await log.list(flt)
 
-    _show(_run_async(_with_log(db, go)), as_json)
+    _show(run_async(with_log(db, go)), as_json)
 
 
 def _show(records: list[AuditRecord], as_json: bool) -> None:
@@ -388,13 +287,13 @@ def export_command(
 ) -> None:
     """Write every record, one JSON object a line, verifiable offline with verify --file."""
     if server:
-        records = _remote_records(server, api_key)
+        records = remote_records(server, api_key)
         try:
             with output.open("w", encoding="utf-8") as out:
                 for record in records:
                     out.write(json.dumps(record.chain_fields(), ensure_ascii=False) + "\n")
         except OSError as exc:
-            raise _fail(EXIT_INVALID, f"cannot write {output}: {exc}") from None
+            fail(EXIT_INVALID, f"cannot write {output}: {exc}")
         console.print(
             f"exported {len(records)} record(s) to {escape(str(output))}", highlight=False
         )
@@ -409,51 +308,7 @@ def export_command(
         return count
 
     try:
-        count = _run_async(_with_log(db, go))
+        count = run_async(with_log(db, go))
     except OSError as exc:
-        _fail(EXIT_INVALID, f"cannot write {output}: {exc}")
+        fail(EXIT_INVALID, f"cannot write {output}: {exc}")
     console.print(f"exported {count} record(s) to {escape(str(output))}", highlight=False)
-
-
-@app.command()
-def purge(
-    older_than: Annotated[
-        str | None,
-        typer.Option(
-            "--older-than", help="e.g. 30d, 12h (default: retention.days of the governance policy)"
-        ),
-    ] = None,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Delete finished executions older than a duration, with their node runs and events.
-
-    Audit records stay; the purge itself is audited (count and cutoff).
-    """
-    from orchestrion.definition.durations import parse_duration
-
-    async def go(log: AuditLog) -> tuple[int, float]:
-        if older_than is not None:
-            try:
-                seconds = parse_duration(older_than)
-            except ValueError as exc:
-                _fail(EXIT_INVALID, f"--older-than: {exc}")
-        else:
-            days = log.retention_days
-            if days is None:
-                raise _fail(
-                    EXIT_INVALID,
-                    "give --older-than (e.g. 30d): the governance policy sets no retention.days",
-                )
-            seconds = days * 86400.0
-        cutoff = max(0.0, time.time() - seconds)  # nothing finished before 1970
-        count = await log.purge(cutoff, actor=_actor())
-        await log.checkpoint()  # the purge's record, anchored
-        return count, cutoff
-
-    count, cutoff = _run_async(_with_log(db, go))
-    if as_json:
-        console.print_json(json.dumps({"purged": count, "finished_before": cutoff}))
-        return
-    when = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    console.print(f"purged {count} execution(s) finished before {when}", highlight=False)

@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-from orchestrion.cli.app import EXIT_INVALID, EXIT_OK, _fail, app, console, err
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_OK
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import console, err, fail
 
 __all__ = ["examples", "schema"]
 
@@ -31,7 +33,7 @@ def examples(
     if not force:
         clashes = [str(directory / rel) for rel, _ in found if (directory / rel).exists()]
         if clashes:
-            _fail(
+            fail(
                 EXIT_INVALID,
                 f"{len(clashes)} file(s) already exist, e.g. {clashes[0]}: nothing was "
                 "written (use --force to overwrite)",
@@ -42,7 +44,7 @@ def examples(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(resource.read_bytes())
     except OSError as exc:
-        _fail(EXIT_INVALID, f"cannot write the examples into {directory}: {exc.strerror}")
+        fail(EXIT_INVALID, f"cannot write the examples into {directory}: {exc.strerror}")
     err.print(
         f"wrote {len(found)} example workflows into {directory}", highlight=False, markup=False
     )

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND
+from orchestrion.cli.local import database_url, run_async
+from orchestrion.cli.terminal import fail
+
 if TYPE_CHECKING:
     from orchestrion.client import Client
 
@@ -22,33 +26,27 @@ _SHOWN = 10  # candidates listed for an ambiguous prefix
 
 def resolve(given: str, *, db: str | None, server: str | None, api_key: str | None) -> str:
     """The full id of the one execution whose id is ``given`` or starts with it."""
-    from orchestrion.cli.app import EXIT_INVALID, _fail
-
     if not given:
-        _fail(EXIT_INVALID, "an execution id must not be empty")
+        fail(EXIT_INVALID, "an execution id must not be empty")
     if _WHOLE_ID.fullmatch(given):
         return given
     if server:
         matches = _remote_matches(given, server, api_key)
     else:
-        from orchestrion.cli.app import _run_async
-
-        matches = _run_async(_local_matches(given, db))
+        matches = run_async(_local_matches(given, db))
     return _one(given, matches)
 
 
 def _one(given: str, matches: list[str]) -> str:
-    from orchestrion.cli.app import EXIT_INVALID, EXIT_NOT_FOUND, _fail
-
     if given in matches:
         return given
     if not matches:
-        _fail(EXIT_NOT_FOUND, f"execution '{given}' not found (no id is or starts with it)")
+        fail(EXIT_NOT_FOUND, f"execution '{given}' not found (no id is or starts with it)")
     if len(matches) == 1:
         return matches[0]
     shown = "\n".join(f"  {candidate}" for candidate in matches[:_SHOWN])
     more = "\n  ..." if len(matches) > _SHOWN else ""
-    raise _fail(
+    fail(
         EXIT_INVALID,
         f"execution id prefix '{given}' is ambiguous; it matches:\n{shown}{more}\n"
         "type more of the id",
@@ -56,14 +54,13 @@ def _one(given: str, matches: list[str]) -> str:
 
 
 async def _local_matches(given: str, db: str | None) -> list[str]:
-    from orchestrion.cli.app import _database_url
     from orchestrion.errors import ExecutionNotFound
     from orchestrion.settings import load_settings
     from orchestrion.store.base import ExecutionFilter
     from orchestrion.store.factory import open_store
 
     # The ids alone: the store without the engine (no workers, no policy keys needed).
-    store = open_store(_database_url(db) or load_settings().database_url)
+    store = open_store(database_url(db) or load_settings().database_url)
     await store.open()
     try:
         try:

@@ -8,7 +8,7 @@ all decrypt), restart the processes, then run ``keys rotate``: every stored enve
 re-encrypted with the first key, in batches, safely beside running engines. When it reports
 nothing left on other keys, remove the old ones from the variable.
 
-Exit codes (as in ``cli/app.py``): 0 done; 1 values left on other keys (changed during the
+Exit codes (as in ``cli/exits.py``): 0 done; 1 values left on other keys (changed during the
 run: run again; or unreadable: their key ids are printed); 2 no key ring or a bad option;
 3 the store cannot be read.
 """
@@ -23,16 +23,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from orchestrion.cli.app import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_STORE,
-    DbOption,
-    JsonOption,
-    app,
-    console,
-    err,
-)
+from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_STORE
+from orchestrion.cli.options import DbOption, JsonOption
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import console, err
 
 __all__ = ["keys_app"]
 
@@ -77,7 +71,7 @@ def rotate(
     as_json: JsonOption = False,
 ) -> None:
     """Re-encrypt every stored value with the first key of ORCHESTRION_ENCRYPTION_KEYS."""
-    from orchestrion.cli.app import _database_url
+    from orchestrion.cli.local import database_url
     from orchestrion.errors import ConfigurationError, StoreError
     from orchestrion.governance.runtime import Governance
     from orchestrion.settings import load_settings
@@ -94,7 +88,7 @@ def rotate(
     if ring is None:
         err.print(f"[bold red]error:[/] {variable} is not set: there is no key to rotate to")
         raise typer.Exit(EXIT_INVALID)
-    url = _database_url(db) or settings.database_url
+    url = database_url(db) or settings.database_url
 
     def step(table: str, rows: int) -> None:
         if not as_json:

@@ -13,11 +13,15 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from orchestrion.cli.exits import EXIT_DENIED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_NOT_FOUND
+from orchestrion.cli.exits import EXIT_STORE as EXIT_UNAVAILABLE
+from orchestrion.cli.outcome import Settled
+from orchestrion.cli.terminal import err, fail, print_definition_error
 
 if TYPE_CHECKING:
     from orchestrion.cli.progress import ProgressView
@@ -28,9 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["cancel", "connected", "list_rows", "pause", "resume", "retry", "run", "status"]
 
-err = Console(stderr=True)
-
-EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_INTERRUPTED = 2, 3, 5, 6, 130
 _POLL = 0.2
 
 
@@ -51,23 +52,23 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
     try:
         client = Client(server, api_key=api_key)
     except ValueError as exc:  # an empty --server URL
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     try:
         with client:
             yield client
     except InvalidDefinition as exc:
-        _print_issues(exc)
+        print_definition_error(exc)
         raise typer.Exit(EXIT_INVALID) from None
     except (ApiConnectionError, ServerError) as exc:
-        _fail(EXIT_UNAVAILABLE, str(exc))
+        fail(EXIT_UNAVAILABLE, str(exc))
     except NotFound as exc:
-        _fail(EXIT_NOT_FOUND, _describe(exc))
+        fail(EXIT_NOT_FOUND, _describe(exc))
     except (Unauthorized, Forbidden) as exc:
-        _fail(EXIT_DENIED, _describe(exc))
+        fail(EXIT_DENIED, _describe(exc))
     except ApiError as exc:
-        _fail(EXIT_INVALID, _describe(exc))
+        fail(EXIT_INVALID, _describe(exc))
     except OSError as exc:  # the definition file could not be read
-        _fail(EXIT_INVALID, f"cannot read {exc.filename or 'the definition'}: {exc.strerror}")
+        fail(EXIT_INVALID, f"cannot read {exc.filename or 'the definition'}: {exc.strerror}")
     except KeyboardInterrupt:
         err.print("interrupted: the execution goes on on the server")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -85,28 +86,8 @@ def _describe(exc: Any) -> str:
     return "\n".join(lines)
 
 
-def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _print_issues(exc: Any) -> None:
-    source = f"{escape(str(exc.source))}: " if exc.source else ""
-    count = len(exc.issues)
-    err.print(
-        f"[bold red]invalid workflow definition[/] {source}"
-        f"({count} problem{'s' if count != 1 else ''})",
-        highlight=False,
-    )
-    for issue in exc.issues:
-        err.print(f"  [red]-[/] {escape(str(issue))}", highlight=False)
-
-
 # ---------------------------------------------------------------------------- run
 
-
-Settled = tuple["ExecutionResult", list[tuple[str, str]]]
-"""A result and the (execution, node) decisions it waits for, children's included."""
 
 _MAX_DEPTH = 32
 
@@ -123,7 +104,7 @@ def run(
     """Submit and trigger on the server, follow the execution until it ends or waits for a
     person (its own approval or a child's), and return that result with what to decide."""
     if not file.is_file():
-        _fail(EXIT_INVALID, f"cannot read {file}: no such file")
+        fail(EXIT_INVALID, f"cannot read {file}: no such file")
     with _connected(server, api_key) as client:
         submitted = client.submit(file, idempotency_key=idempotency_key)
         for warning in submitted.warnings:
@@ -361,7 +342,7 @@ def resume(server: str, api_key: str | None, execution_id: str | None) -> list[S
     from orchestrion.core.states import ExecutionStatus
 
     if execution_id is None:
-        _fail(EXIT_INVALID, "with --server, resume needs an execution id")
+        fail(EXIT_INVALID, "with --server, resume needs an execution id")
     with _connected(server, api_key) as client:
         if client.status(execution_id, include_outputs=False).status is ExecutionStatus.PAUSED:
             client.resume(execution_id)

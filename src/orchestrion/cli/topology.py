@@ -29,8 +29,10 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, _fail, app
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE
 from orchestrion.cli.processes import RedisOption, _redacted
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import fail
 
 __all__ = ["Child", "Topology", "child_main", "up"]
 
@@ -339,27 +341,27 @@ def _scaleout_settings(db: str | None, redis: str | None) -> Any:
     try:
         settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigurationError as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     database = settings.database_url
     scheme = database.partition("://")[0].lower().split("+", 1)[0]
     if "database_url" not in settings.model_fields_set:
-        _fail(
+        fail(
             EXIT_INVALID,
             "no database: set ORCHESTRION_DATABASE_URL or pass --db postgresql://user@host/db",
         )
     if scheme not in ("postgresql", "postgres"):
-        _fail(
+        fail(
             EXIT_INVALID,
             f"ORCHESTRION_DATABASE_URL (or --db) must be a postgresql:// URL, not "
             f"{_redacted(database)!r}: the processes of `up` share one database",
         )
     redis_url: str = settings.redis_url or ""
     if not redis_url:
-        _fail(
+        fail(
             EXIT_INVALID, "no Redis: set ORCHESTRION_REDIS_URL or pass --redis redis://host:6379/0"
         )
     if redis_url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
-        _fail(
+        fail(
             EXIT_INVALID,
             f"ORCHESTRION_REDIS_URL (or --redis) must be a redis:// URL, not "
             f"{_redacted(redis_url)!r}",
@@ -423,12 +425,12 @@ def up(
     it alive: a child that dies is restarted. Until SIGTERM or Ctrl-C; no Docker needed.
     """
     if log_format.lower() not in ("json", "console"):
-        _fail(EXIT_INVALID, f"--log-format must be json or console, not {log_format!r}")
+        fail(EXIT_INVALID, f"--log-format must be json or console, not {log_format!r}")
     settings = _scaleout_settings(db, redis)
     host = host or settings.host
     port = settings.port if port is None else port
     if port == 0:
-        _fail(EXIT_INVALID, "up needs a fixed API port (ORCHESTRION_PORT is 0): pass --port")
+        fail(EXIT_INVALID, "up needs a fixed API port (ORCHESTRION_PORT is 0): pass --port")
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

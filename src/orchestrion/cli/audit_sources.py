@@ -1,0 +1,97 @@
+"""Where ``orchestrion audit`` reads the trail from: the database (through the audit log, with
+the policy's keys), a running server (``--server``, an admin key), or an export file."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from orchestrion.cli.exits import EXIT_DENIED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_STORE
+from orchestrion.cli.local import database_url
+from orchestrion.cli.terminal import fail
+
+if TYPE_CHECKING:
+    from orchestrion.store.audit import AuditRecord
+    from orchestrion.store.audit_log import AuditLog
+
+__all__ = ["read_export", "remote_get", "remote_records", "with_log"]
+
+T = TypeVar("T")
+
+
+async def with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T:
+    """Open the store of ``db`` (or the configured one) and the audit log over it."""
+    from orchestrion.governance.runtime import Governance
+    from orchestrion.settings import load_settings
+    from orchestrion.store.audit_log import AuditLog
+    from orchestrion.store.factory import open_store
+
+    settings = load_settings()
+    governance = Governance.from_settings(settings)
+    store = open_store(database_url(db) or settings.database_url)
+    await store.open()
+    try:
+        return await use(AuditLog(governance, lambda: store))
+    finally:
+        await store.close()
+
+
+def remote_get(server: str, api_key: str | None, path: str, **params: Any) -> Any:
+    """GET ``path`` on a server: its JSON, or exit 6 (key refused), 5 (not found), 2 (other
+    refusal) or 3 (unreachable or failed)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    query = {k: v for k, v in params.items() if v is not None}
+    try:
+        response = httpx.get(server.rstrip("/") + path, params=query, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        fail(EXIT_STORE, f"cannot reach {server}: {exc}")
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        code = {401: EXIT_DENIED, 403: EXIT_DENIED, 404: EXIT_NOT_FOUND}.get(
+            response.status_code, EXIT_STORE if response.status_code >= 500 else EXIT_INVALID
+        )
+        fail(code, f"{server} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def remote_records(server: str, api_key: str | None, **params: Any) -> list[AuditRecord]:
+    """Every record matching ``params``, page by page (``limit`` caps the total)."""
+    from orchestrion.store.audit import AuditRecord
+
+    wanted = params.pop("limit", None)
+    records: list[AuditRecord] = []
+    after = params.pop("after_seq", 0)
+    while wanted is None or len(records) < wanted:
+        page_size = 1000 if wanted is None else min(1000, wanted - len(records))
+        page = remote_get(server, api_key, "/v1/audit", after_seq=after, limit=page_size, **params)
+        records.extend(AuditRecord.from_fields(r) for r in page["records"])
+        if page["next_after_seq"] is None:
+            break
+        after = page["next_after_seq"]
+    return records
+
+
+def read_export(path: Path) -> list[AuditRecord]:
+    """The records of an ``audit export`` file (JSON lines); exit 2 naming a bad line."""
+    from orchestrion import safe_data
+    from orchestrion.store.audit import AuditRecord
+
+    records: list[AuditRecord] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        fail(EXIT_INVALID, f"cannot read {path}: {exc}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(AuditRecord.from_fields(safe_data.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            fail(EXIT_INVALID, f"{path}, line {number}: not an audit record ({exc})")
+    return records

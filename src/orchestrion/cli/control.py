@@ -1,0 +1,219 @@
+"""The verbs that change an execution: ``cancel``, ``pause``, ``retry``, ``resume``,
+``approve`` and ``reject``, locally or on ``--server``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from orchestrion.cli.ids import resolve
+from orchestrion.cli.local import engine, run_async
+from orchestrion.cli.options import (
+    ApiKeyOption,
+    DbOption,
+    ExecutionIdArgument,
+    JsonOption,
+    ServerOption,
+)
+from orchestrion.cli.outcome import Settled, exit_for, overall, report, settled
+from orchestrion.cli.terminal import console
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["approve", "cancel", "pause", "reject", "resume", "retry"]
+
+
+def _verb_command(verb: str, doc: str, done: Callable[[str], str]) -> Callable[..., None]:
+    """``cancel`` or ``pause``: the engine's (or ``cli.remote``'s) method ``verb`` on one
+    execution, then the line ``done`` makes of its full id; named and documented for typer
+    as ``_decision_command`` below."""
+
+    def command(
+        execution_id: ExecutionIdArgument,
+        db: DbOption = None,
+        server: ServerOption = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
+
+        async def go() -> None:
+            async with engine(db, resume=False) as local:
+                await getattr(local, verb)(execution_id)
+
+        if server:
+            from orchestrion.cli import remote
+
+            getattr(remote, verb)(server, api_key, execution_id)
+        else:
+            run_async(go())
+        console.print(done(escape(execution_id)), highlight=False)
+
+    command.__name__ = command.__qualname__ = verb
+    command.__doc__ = doc
+    return command
+
+
+cancel = _verb_command(
+    "cancel",
+    "Cancel an execution: running nodes are stopped, nothing new starts.",
+    lambda shown: f"cancelled {shown}",
+)
+pause = _verb_command(
+    "pause",
+    "Pause an execution: running nodes finish, nothing new starts until resume.",
+    lambda shown: f"paused {shown}; continue with: orchestrion resume {shown}",
+)
+
+
+def retry(
+    execution_id: Annotated[str, typer.Argument(help="A failed or cancelled execution.")],
+    from_node: Annotated[
+        str | None,
+        typer.Option("--from-node", help="Re-run this node and its downstream (any final run)."),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Run a failed execution again from its failed nodes (completed nodes are kept)."""
+    execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
+
+    async def go() -> Settled:
+        async with engine(db, resume=False) as local:
+            await local.retry(execution_id, from_node=from_node)
+            return await settled(local, execution_id)
+
+    decisions = None
+    if server:
+        from orchestrion.cli import remote
+
+        result, decisions = remote.retry(server, api_key, execution_id, from_node)
+    else:
+        result, decisions = run_async(go())
+    report(result, as_json)
+    exit_for(result, db, decisions, server)
+
+
+def resume(
+    execution_id: Annotated[
+        str | None, typer.Argument(help="A paused execution (default: every unfinished one).")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Continue unfinished executions (after a crash or kill) and paused ones, to the end."""
+    if execution_id is not None:
+        execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
+
+    async def go() -> list[Settled]:
+        async with engine(db) as local:
+            ids = await _resumed(local, execution_id)
+            return [await settled(local, i) for i in ids]
+
+    if server:
+        from orchestrion.cli import remote
+
+        found = remote.resume(server, api_key, execution_id)
+    else:
+        found = run_async(go())
+    results = [result for result, _ in found]
+    decisions = [decision for _, waiting in found for decision in waiting]
+    if not results:
+        console.print("nothing to resume: no unfinished executions")
+        return
+    for result in results:
+        report(result, as_json)
+    exit_for(overall(results), db, decisions, server)
+
+
+async def _resumed(local: Engine, execution_id: str | None) -> list[str]:
+    """Resume ``execution_id`` (or every paused one): the ids to follow to their end, a
+    child left out when its parent is shown."""
+    from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+    from orchestrion.errors import InvalidTransition
+
+    if execution_id is not None:
+        record = await local.store.get_execution(execution_id)
+        if record.status is ExecutionStatus.PAUSED:
+            await local.resume(execution_id)
+        elif record.status not in FINAL_EXECUTION_STATES and not local.is_live(execution_id):
+            raise InvalidTransition(
+                f"execution {execution_id} is not paused (status "
+                f"{record.status.value}) and another process is running it"
+            )
+        return [execution_id]
+    records = await local.store.unfinished_executions()
+    unfinished = {record.id for record in records}
+    ids = []
+    for record in records:
+        if record.status is ExecutionStatus.PAUSED:
+            await local.resume(record.id)
+        if record.parent_execution_id not in unfinished:  # shown with its parent
+            ids.append(record.id)
+    return ids
+
+
+DecidedBy = Annotated[str | None, typer.Option("--by", help="Who decides (recorded).")]
+Comment = Annotated[str | None, typer.Option("--comment", "-m", help="Why (recorded).")]
+WaitingNode = Annotated[str, typer.Argument(help="The node waiting for approval.")]
+
+
+def _decision_command(name: str, approved: bool, doc: str) -> Callable[..., None]:
+    """``approve`` or ``reject``: the same arguments, one decision; typer names the command
+    after the function's ``__name__`` and takes its help from ``__doc__``."""
+
+    def command(
+        execution_id: ExecutionIdArgument,
+        node: WaitingNode,
+        by: DecidedBy = None,
+        comment: Comment = None,
+        db: DbOption = None,
+        server: ServerOption = None,
+        api_key: ApiKeyOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
+        if server:
+            from orchestrion.cli import remote
+
+            result, decisions = remote.decide(
+                server, api_key, execution_id, node, approved=approved, by=by, comment=comment
+            )
+        else:
+
+            async def go() -> Settled:
+                async with engine(db, resume=False) as local:
+                    # A child's decision completes the child: its parents, released by the
+                    # run that handed over, are driven here to take that result and go on.
+                    root = await local.adopt_lineage(execution_id)
+                    await local.decide(
+                        execution_id, node, approved=approved, by=by, comment=comment
+                    )
+                    return await settled(local, root)
+
+            result, decisions = run_async(go())
+        report(result, as_json)
+        exit_for(result, db, decisions, server)
+
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = doc
+    return command
+
+
+approve = _decision_command(
+    "approve",
+    approved=True,
+    doc="Approve a node waiting for approval; the execution then carries on (locally: here).",
+)
+reject = _decision_command(
+    "reject",
+    approved=False,
+    doc="Reject a node waiting for approval (it fails, unless its on_reject is continue).",
+)

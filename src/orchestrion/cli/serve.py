@@ -1,0 +1,76 @@
+"""``orchestrion serve``: the REST API, with the workflows run in this process (or handed to
+the orchestrators in scale-out mode)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE
+from orchestrion.cli.local import database_url
+from orchestrion.cli.options import DbOption
+from orchestrion.cli.terminal import fail
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Port (default 8000; 0 picks one)."),
+    ] = None,
+    db: DbOption = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="json (default) or console.", case_sensitive=False),
+    ] = None,
+    embedded_workers: Annotated[
+        bool,
+        typer.Option(
+            "--embedded-workers",
+            help="Run workflows in this process even when ORCHESTRION_REDIS_URL is set.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the REST API and run workflows in this process, until SIGTERM or Ctrl-C.
+
+    With ORCHESTRION_REDIS_URL set (scale-out), the API hands executions to the
+    orchestrators instead; --embedded-workers runs them here all the same.
+    """
+    from orchestrion.cli import early_signals
+
+    early_signals.defer()
+    from orchestrion.errors import ConfigurationError
+    from orchestrion.settings import load_settings
+
+    if log_format is not None and log_format.lower() not in ("json", "console"):
+        fail(EXIT_INVALID, f"--log-format must be json or console, not {log_format!r}")
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if db is not None:
+        overrides["database_url"] = database_url(db, create=True)
+    if embedded_workers:
+        overrides["redis_url"] = None
+    try:
+        settings = load_settings(**overrides)
+    except ConfigurationError as exc:
+        fail(EXIT_INVALID, str(exc))
+    from orchestrion.api.server import serve as run_server
+
+    try:
+        started = run_server(
+            settings,
+            log_format=log_format.lower() if log_format else None,
+            stop_requested=early_signals.requested,
+        )
+    except ConfigurationError as exc:  # the governance policy names its field and line
+        fail(EXIT_INVALID, str(exc))
+    if not started:
+        raise typer.Exit(EXIT_STORE)
