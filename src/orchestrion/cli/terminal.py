@@ -21,7 +21,9 @@ __all__ = [
 ]
 
 console = Console()
-err = Console(stderr=True)
+# Messages are never cut into lines at the terminal's width: a path or a sentence split by
+# a newline no longer matches what scripts and users search for.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(code: int, message: str) -> NoReturn:
