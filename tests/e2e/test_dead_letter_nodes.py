@@ -21,7 +21,7 @@ from test_api_server import Server
 from test_cli import orchestrion
 from test_sealed_processes import workflow
 
-from orchestrion.cli.app import EXIT_NOT_FOUND
+from orchestrion.cli.exits import EXIT_NOT_FOUND
 from sealed_values import Secrets, sqlite_bytes
 
 pytestmark = pytest.mark.slow

@@ -30,8 +30,8 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from orchestrion.api import create_app
-from orchestrion.cli.app import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.cli.app import app as cli
+from orchestrion.cli.exits import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.client import AsyncClient, Forbidden, NotFound
 from orchestrion.cluster.connection import ensure_group
 from orchestrion.cluster.dlq import DeadLetters

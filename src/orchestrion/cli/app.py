@@ -12,23 +12,9 @@ import sys
 
 from orchestrion.cli import control, definitions, inspection, purge, running
 from orchestrion.cli import serve as serving
-from orchestrion.cli.exits import EXIT_DENIED as EXIT_DENIED
-from orchestrion.cli.exits import EXIT_FAILED as EXIT_FAILED
-from orchestrion.cli.exits import EXIT_INVALID as EXIT_INVALID
-from orchestrion.cli.exits import EXIT_NOT_FOUND as EXIT_NOT_FOUND
-from orchestrion.cli.exits import EXIT_OK as EXIT_OK
-from orchestrion.cli.exits import EXIT_STORE as EXIT_STORE
-from orchestrion.cli.exits import EXIT_WAITING as EXIT_WAITING
 from orchestrion.cli.inputs import check_arguments
-from orchestrion.cli.local import database_url, engine, run_async
-from orchestrion.cli.options import ApiKeyOption as ApiKeyOption
-from orchestrion.cli.options import DbOption as DbOption
-from orchestrion.cli.options import JsonOption as JsonOption
-from orchestrion.cli.options import ServerOption as ServerOption
 from orchestrion.cli.root import app, version
-from orchestrion.cli.terminal import console as console
-from orchestrion.cli.terminal import err as err
-from orchestrion.cli.terminal import fail, log_level
+from orchestrion.cli.terminal import log_level
 
 __all__ = ["app", "main"]
 
@@ -55,10 +41,6 @@ app.command()(control.approve)
 app.command()(control.reject)
 app.command()(version)
 app.command()(purge.purge)
-
-# dlq.py and processes.py (another area) and tests import these names from here, as before
-# the split: the `X as X` imports above re-export the others.
-_database_url, _engine, _fail, _run_async = database_url, engine, fail, run_async
 
 
 def main() -> None:

@@ -31,16 +31,6 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.markup import escape
 
-from orchestrion.cli.app import (
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    ApiKeyOption,
-    DbOption,
-    JsonOption,
-    ServerOption,
-    app,
-    console,
-)
 from orchestrion.cli.dlq_local import (
     NODE_CURSOR,
     Target,
@@ -58,6 +48,10 @@ from orchestrion.cli.dlq_local import (
     task_show,
 )
 from orchestrion.cli.dlq_render import print_json, render_letter, render_page
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND
+from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
     from orchestrion.client import Client

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 from rich.markup import escape
 
-from orchestrion.cli.app import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_STORE, err
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_STORE
+from orchestrion.cli.terminal import err
 
 if TYPE_CHECKING:
     from orchestrion.client import DeadLetter, DeadLetterAction, DeadLetterPage
@@ -104,13 +105,14 @@ def is_node(entry_id: str) -> bool:
 
 def on_store(target: Target, direct: Callable[[Engine], Awaitable[T]]) -> T:
     """``direct(engine)`` on the local database (``--db``), errors as clean exits."""
-    from orchestrion.cli.app import _engine, _run_async
+    from orchestrion.cli.local import engine as local_engine
+    from orchestrion.cli.local import run_async
 
     async def go() -> T:
-        async with _engine(target.db, resume=False) as engine:
+        async with local_engine(target.db, resume=False) as engine:
             return await direct(engine)
 
-    result: T = _run_async(go())
+    result: T = run_async(go())
     return result
 
 

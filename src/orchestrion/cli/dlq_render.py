@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from orchestrion.cli.app import console
+from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
     from orchestrion.client import DeadLetter, DeadLetterPage

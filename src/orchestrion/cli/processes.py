@@ -19,7 +19,11 @@ import typer
 from rich.markup import escape
 
 from orchestrion.cli import early_signals
-from orchestrion.cli.app import EXIT_INVALID, EXIT_STORE, DbOption, _database_url, _fail, app, err
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE
+from orchestrion.cli.local import database_url
+from orchestrion.cli.options import DbOption
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import err, fail
 
 if TYPE_CHECKING:
     from orchestrion.settings import Settings
@@ -52,7 +56,7 @@ def _cluster_governance(settings: Any) -> Any:
     try:
         return Governance.from_settings(settings, trusted=False)
     except ConfigurationError as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
 
 
 def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> Any:
@@ -61,15 +65,15 @@ def _settings(db: str | None, redis: str | None, *, need_redis: bool = True) -> 
 
     overrides: dict[str, Any] = {}
     if db is not None:
-        overrides["database_url"] = _database_url(db, create=True)
+        overrides["database_url"] = database_url(db, create=True)
     if redis is not None:
         overrides["redis_url"] = redis
     try:
         settings = load_settings(**overrides)
     except ConfigurationError as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     if need_redis and not settings.redis_url:
-        _fail(
+        fail(
             EXIT_INVALID, "no Redis: set ORCHESTRION_REDIS_URL or pass --redis redis://host:6379/0"
         )
     return settings
@@ -85,11 +89,11 @@ def _until_signal(
     from orchestrion.observability.logging_setup import configure_logging
 
     if fmt.lower() not in ("json", "console"):
-        _fail(EXIT_INVALID, f"--log-format must be json or console, not {fmt!r}")
+        fail(EXIT_INVALID, f"--log-format must be json or console, not {fmt!r}")
     try:
         masker = Governance.from_settings(settings).masker
     except ConfigurationError as exc:  # an invalid policy names its field and line
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     configure_logging(
         "console" if fmt.lower() == "console" else "json", settings.log_level, masker=masker
     )
@@ -106,11 +110,11 @@ def _until_signal(
     try:
         asyncio.run(main())
     except ConfigurationError as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     except (StoreError, OSError) as exc:
-        _fail(EXIT_STORE, str(exc))
+        fail(EXIT_STORE, str(exc))
     except DispatchError as exc:
-        _fail(EXIT_STORE, f"Redis: {exc}")
+        fail(EXIT_STORE, f"Redis: {exc}")
 
 
 async def _start_when_reachable(make: Callable[[], Any], stop: asyncio.Event) -> Any:
@@ -216,7 +220,7 @@ def worker(
         for name in served or []:
             registry.get(name)
     except HandlerNotFound as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     caps = [c.strip() for c in (capabilities or "").split(",") if c.strip()]
     governance = _cluster_governance(settings)
 
@@ -288,9 +292,9 @@ def migrate(db: DbOption = None) -> None:
     try:
         asyncio.run(go())
     except ConfigurationError as exc:
-        _fail(EXIT_INVALID, str(exc))
+        fail(EXIT_INVALID, str(exc))
     except StoreError as exc:
-        _fail(EXIT_STORE, str(exc))
+        fail(EXIT_STORE, str(exc))
     from orchestrion.store.migrate import HEAD_REVISION
 
     err.print(f"database at migration {HEAD_REVISION}: {escape(_redacted(settings.database_url))}")
