@@ -33,6 +33,7 @@ from orchestrion.api import create_app
 from orchestrion.cli.app import app as cli
 from orchestrion.cli.exits import EXIT_DENIED, EXIT_NOT_FOUND
 from orchestrion.client import AsyncClient, Forbidden, NotFound
+from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.cluster.connection import ensure_group
 from orchestrion.cluster.dlq import DeadLetters
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
@@ -42,7 +43,6 @@ from orchestrion.core.events import NodeFailed
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import ExecutionNotFound as OrchestrionNotFound
-from orchestrion.execution.circuit import CircuitBreakers
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry

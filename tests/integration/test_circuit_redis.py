@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.core.events import NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.execution.circuit import (
     Circuit,
-    CircuitBreakers,
     CircuitOpen,
     CircuitState,
     decide,

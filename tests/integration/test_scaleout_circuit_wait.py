@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
-from orchestrion.execution.circuit import CircuitBreakers
 from orchestrion.handlers.registry import default_registry
 from scaleout import scaleout_settings
 

@@ -43,9 +43,7 @@ KNOWN: set[tuple[str, str]] = {
 
 # Third-party clients that only one package may use, so a backend is swapped in one place.
 HOMES = {"redis": "cluster", "sqlalchemy": "store", "asyncpg": "store", "sqlite3": "store"}
-KNOWN_GUESTS: set[tuple[str, str]] = {
-    ("orchestrion.execution.circuit", "redis"),
-}
+KNOWN_GUESTS: set[tuple[str, str]] = set()  # none left: every backend client is home
 
 
 @dataclass(frozen=True, slots=True)

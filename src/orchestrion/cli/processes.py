@@ -225,9 +225,9 @@ def worker(
     governance = _cluster_governance(settings)
 
     async def body(stop: asyncio.Event) -> None:
+        from orchestrion.cluster.circuits import CircuitBreakers
         from orchestrion.cluster.connection import connect_redis
         from orchestrion.cluster.worker import Worker
-        from orchestrion.execution.circuit import CircuitBreakers
 
         breakers = CircuitBreakers(
             connect_redis(settings.redis_url),

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.cluster.connection import queue_errors
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames, text
-from orchestrion.execution.circuit import CircuitBreakers
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

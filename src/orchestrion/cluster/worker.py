@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
-    from orchestrion.execution.circuit import CircuitBreakers
+    from orchestrion.cluster.circuits import CircuitBreakers
     from orchestrion.settings import Settings
 
 __all__ = ["ENGINE_BOUND_HANDLERS", "Worker"]

@@ -53,7 +53,7 @@ from orchestrion.templates.threads import off_loop
 from orchestrion.templates.weight import renders_off_loop
 
 if TYPE_CHECKING:
-    from orchestrion.execution.circuit import CircuitBreakers, CircuitOpen
+    from orchestrion.execution.circuit import CircuitOpen, SharedCircuits
 
 __all__ = ["NodeExecutor"]
 
@@ -430,7 +430,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 async def _circuit_before(
-    breakers: CircuitBreakers, handler: str, target: str | None, task: TaskMessage
+    breakers: SharedCircuits, handler: str, target: str | None, task: TaskMessage
 ) -> Wait | None:
     """None when the call may go through; a ``Wait`` for the circuit when it may not.
 
@@ -466,7 +466,7 @@ async def _circuit_before(
     return None
 
 
-async def _waiting_since(breakers: CircuitBreakers, task: TaskMessage) -> float:
+async def _waiting_since(breakers: SharedCircuits, task: TaskMessage) -> float:
     now = time.time()
     try:
         return await breakers.waiting_since(task.idempotency_key, now)
@@ -476,7 +476,7 @@ async def _waiting_since(breakers: CircuitBreakers, task: TaskMessage) -> float:
 
 
 async def _circuit_after(
-    breakers: CircuitBreakers, handler: str, target: str | None, ok: bool
+    breakers: SharedCircuits, handler: str, target: str | None, ok: bool
 ) -> None:
     # The call has happened: failing to record it must not change its outcome (a success
     # turned into a failure would run the call again).
