@@ -101,7 +101,7 @@ def node_context(
 ) -> NodeContext:
     """The context a handler is given for one attempt, for calling a handler directly:
     ``outputs`` are those of the nodes it depends on (they become its dependencies)."""
-    from orchestrion.handlers.base import NodeContext, Resources
+    from orchestrion.handlers.base import Controls, NodeContext, Resources
 
     upstream = dict(outputs or {})
     return NodeContext(
@@ -113,6 +113,6 @@ def node_context(
         outputs=upstream,
         dependencies=tuple(upstream),
         handler=handler,
-        resources=Resources(),
+        resources=Resources(Controls.unrestricted()),  # one's own handler, no policy
         wait_result=wait_result,
     )

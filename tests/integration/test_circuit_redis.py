@@ -28,7 +28,7 @@ from orchestrion.execution.circuit import (
     record,
 )
 from orchestrion.execution.executor import NodeExecutor
-from orchestrion.handlers.base import Resources
+from orchestrion.handlers.base import Controls, Resources
 from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.http import build_http_client
 from orchestrion.handlers.registry import HandlerRegistry
@@ -273,7 +273,7 @@ async def test_executor_waits_for_the_circuit_once_it_opens(
     cb = CircuitBreakers(clients[0], redis_prefix, threshold=3, open_seconds=OPEN_S)
     http = build_http_client(timeout=5.0, trust_env=False)
     executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(http=http, extra={"circuit_breakers": cb})
+        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted(), http=http), circuits=cb
     )
 
     async def attempt(number: int) -> Any:
@@ -325,7 +325,7 @@ async def test_a_node_waits_for_its_circuit_within_its_timeout(
     await cb.after("http", "api.test", False)  # open for 5 s
     http = build_http_client(timeout=5.0, trust_env=False)
     executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(http=http, extra={"circuit_breakers": cb})
+        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted(), http=http), circuits=cb
     )
 
     async def attempt(key: str, timeout: float) -> Any:

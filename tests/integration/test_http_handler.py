@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
-from orchestrion.handlers.base import NodeContext, Resources
+from orchestrion.handlers.base import Controls, NodeContext, Resources
 from orchestrion.handlers.http import SPEC, HttpConfig, build_http_client
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -190,7 +190,7 @@ def make_ctx(**overrides: Any) -> NodeContext:
         "outputs": {},
         "dependencies": (),
         "handler": "http",
-        "resources": Resources(),
+        "resources": Resources(Controls.unrestricted()),
     }
     values.update(overrides)
     return NodeContext(**values)
@@ -361,7 +361,7 @@ async def test_credentials_in_url_are_not_shown(server: Server) -> None:
 
 async def test_shared_client_from_build_http_client(server: Server) -> None:
     async with build_http_client(timeout=5, max_connections=4) as client:
-        resources = Resources(http=client)
+        resources = Resources(Controls.unrestricted(), http=client)
         outs = [await fetch({"url": f"{server.url}/json"}, resources=resources) for _ in range(3)]
     assert [out["status_code"] for out in outs] == [200, 200, 200]
 
@@ -374,7 +374,7 @@ async def test_url_guard_hook_sees_every_hop(server: Server) -> None:
         if "/json" in url:
             raise PolicyViolation(f"blocked {url}")
 
-    resources = Resources(extra={"url_guard": guard})
+    resources = Resources(replace(Controls.unrestricted(), url_guard=guard))
     with pytest.raises(PolicyViolation):
         await fetch({"url": f"{server.url}/redirect"}, resources=resources)
     assert seen == [f"{server.url}/redirect", f"{server.url}/json"]
@@ -388,11 +388,16 @@ async def test_proxy_from_http_proxy_env(
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     # The environment is read when the client is built.
     async with build_http_client() as client:
-        out = await fetch({"url": f"{server.url}/json"}, resources=Resources(http=client))
+        out = await fetch(
+            {"url": f"{server.url}/json"}, resources=Resources(Controls.unrestricted(), http=client)
+        )
         assert out["data"]["hello"] == "world"
         assert out["headers"]["via"] == "1.1 test-proxy"
         # A host only the proxy knows.
-        via = await fetch({"url": "http://upstream.test/hello"}, resources=Resources(http=client))
+        via = await fetch(
+            {"url": "http://upstream.test/hello"},
+            resources=Resources(Controls.unrestricted(), http=client),
+        )
     assert via["data"] == {"via": "proxy", "target": "http://upstream.test/hello"}
     assert [r["target"] for r in proxy.requests] == [
         f"{server.url}/json",
@@ -416,7 +421,9 @@ async def test_no_proxy_env_bypasses_the_proxy(
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     async with build_http_client() as client:
-        out = await fetch({"url": f"{server.url}/json"}, resources=Resources(http=client))
+        out = await fetch(
+            {"url": f"{server.url}/json"}, resources=Resources(Controls.unrestricted(), http=client)
+        )
     assert out["status_code"] == 200
     assert proxy.requests == []
 

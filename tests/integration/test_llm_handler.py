@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -14,10 +14,9 @@ from pydantic import ValidationError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
 from orchestrion.governance.llm_providers import LlmProviders, Provider
-from orchestrion.governance.secret_routes import Routing
-from orchestrion.handlers.base import NodeContext, Resources
+from orchestrion.governance.secret_routes import ROUTING_KEY, Routing
+from orchestrion.handlers.base import Controls, NodeContext, Resources
 from orchestrion.handlers.http import build_http_client
-from orchestrion.handlers.keys import ROUTING_KEY
 from orchestrion.handlers.llm import SPEC, LlmConfig
 
 KEY_ENV = "TEST_LLM_API_KEY"
@@ -118,7 +117,7 @@ def make_ctx(**overrides: Any) -> NodeContext:
         "outputs": {},
         "dependencies": (),
         "handler": "llm",
-        "resources": Resources(),
+        "resources": Resources(Controls.unrestricted()),
     }
     values.update(overrides)
     return NodeContext(**values)
@@ -127,7 +126,9 @@ def make_ctx(**overrides: Any) -> NodeContext:
 def local(url: str, *, trusted: bool = True, **extra: Any) -> Resources:
     """Resources whose ``openai`` provider is the local server at ``url`` (key in KEY_ENV)."""
     providers = LlmProviders({"openai": Provider("openai", url, KEY_ENV)}, trusted=trusted)
-    return Resources(extra={ROUTING_KEY: Routing(providers=providers), **extra})
+    return Resources(
+        replace(Controls.unrestricted(), routing=Routing(providers=providers), **extra)
+    )
 
 
 async def ask(config: dict[str, Any], **ctx: Any) -> dict[str, Any]:
@@ -190,7 +191,7 @@ async def test_llm_guard_hook_can_block() -> None:
         if "ignore previous instructions" in messages[-1]["content"].lower():
             raise PolicyViolation("prompt injection blocked")
 
-    resources = Resources(extra={"llm_guard": guard})
+    resources = Resources(replace(Controls.unrestricted(), llm_guard=guard))
     await ask({"prompt": "fine", "system": "be brief"}, resources=resources)
     assert calls[0] == (
         "gpt-4o-mini",
@@ -253,7 +254,7 @@ async def test_openai_base_url_from_environment_and_shared_client(
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url)
     fake.reply = completion("ok", logprobs={"content": [{"logprob": -0.1}, {"logprob": -0.3}]})
     async with build_http_client() as client:
-        out = await ask({"prompt": "hi"}, resources=Resources(http=client))
+        out = await ask({"prompt": "hi"}, resources=Resources(Controls.unrestricted(), http=client))
     assert out["provider"] == "openai"
     assert out["confidence"] == pytest.approx(0.8187, abs=1e-4)  # exp(-0.2)
 
@@ -410,7 +411,7 @@ async def test_a_configured_provider_with_its_own_auth_header_models_and_headers
         auth_scheme="",
     )
     providers = LlmProviders({"azure": azure}, trusted=False)
-    resources = Resources(extra={ROUTING_KEY: Routing(providers=providers)})
+    resources = Resources(replace(Controls.unrestricted(), routing=Routing(providers=providers)))
     out = await ask({"prompt": "hi", "provider": "azure", "model": "gpt-4o"}, resources=resources)
     assert out["provider"] == "azure"
     headers = fake.requests[0]["headers"]

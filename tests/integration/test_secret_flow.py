@@ -28,7 +28,7 @@ from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
-from orchestrion.handlers.base import Resources
+from orchestrion.handlers.base import Controls, Resources
 from orchestrion.handlers.registry import default_registry
 from scaleout import scaleout_settings
 
@@ -147,7 +147,9 @@ async def test_a_trigger_override_cannot_move_a_secret_into_an_output(
 async def test_every_attempt_checks_where_its_secrets_flow(template: str) -> None:
     # A definition stored under an older policy reaches a worker as it is: the attempt
     # fails before anything renders.
-    executor = NodeExecutor(default_registry(), secrets={"TOKEN": SECRET})
+    executor = NodeExecutor(
+        default_registry(), Resources(Controls.unrestricted()), secrets={"TOKEN": SECRET}
+    )
     task = TaskMessage("e1", "echo", 1, "noop", {"value": template}, {}, {}, idempotency_key="k")
     events: list[Any] = []
     await executor.execute(task, lambda _execution, event: events.append(event))
@@ -257,8 +259,7 @@ async def test_a_trusted_process_routes_untrusted_work_as_untrusted(
     # through the service: its attempts get the service's rules.
     policy = tmp_path / "governance.yaml"
     policy.write_text("version: 1\n")
-    resources = Resources()
-    enforce.install(Governance.load(policy, trusted=True, environ={}), resources.extra)
+    resources = Resources(enforce.controls_of(Governance.load(policy, trusted=True, environ={})))
     executor = NodeExecutor(default_registry(), resources, secrets={"MINE": SECRET})
 
     async def attempt(handler: str, config: dict[str, Any]) -> Any:

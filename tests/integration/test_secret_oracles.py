@@ -31,7 +31,7 @@ from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
-from orchestrion.handlers.base import Resources
+from orchestrion.handlers.base import Controls, Resources
 from orchestrion.handlers.registry import default_registry
 
 SECRET = "Tok3n-Oracle-S3cret-42"
@@ -145,7 +145,9 @@ async def test_a_stored_old_style_template_fails_before_it_renders(
     template: str, allowed: Listener
 ) -> None:
     # A definition stored under an older policy reaches a worker as it is.
-    executor = NodeExecutor(default_registry(), secrets={"TOKEN": SECRET})
+    executor = NodeExecutor(
+        default_registry(), Resources(Controls.unrestricted()), secrets={"TOKEN": SECRET}
+    )
     config = {"url": allowed.url, "headers": {"X-T": template}}
     task = TaskMessage("e1", "call", 1, "http", config, {}, {}, idempotency_key="k")
     events: list[Any] = []
@@ -203,8 +205,8 @@ async def test_an_echoing_provider_leaves_its_key_out_of_the_output(
         "version: 1\nllm:\n  providers:\n    local:\n"
         f"      base_url: {provider}/v1\n      api_key_env: LOCAL_LLM_API_KEY\n"
     )
-    resources = Resources()
-    enforce.install(Governance.load(policy, trusted=False, environ={}), resources.extra)
+    governance = Governance.load(policy, trusted=False, environ={})
+    resources = Resources(enforce.controls_of(governance))
     executor = NodeExecutor(default_registry(), resources)
     config = {"prompt": "hi", "provider": "local", "model": "m"}
     task = TaskMessage(

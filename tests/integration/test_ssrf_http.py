@@ -4,6 +4,7 @@ range is refused before the hop is requested (issue #6)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 from typing import Any
@@ -12,8 +13,8 @@ import pytest
 
 from orchestrion.errors import PolicyViolation
 from orchestrion.governance.ssrf import UrlPolicy
-from orchestrion.handlers.base import NodeContext, Resources
-from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig
+from orchestrion.handlers.base import Controls, NodeContext, Resources
+from orchestrion.handlers.http import HttpConfig
 from orchestrion.handlers.registry import default_registry
 
 requested: list[str] = []  # paths the local server was asked for
@@ -65,7 +66,7 @@ async def get(url: str, policy: UrlPolicy) -> Any:
         outputs={},
         dependencies=(),
         handler="http",
-        resources=Resources(extra={URL_GUARD_KEY: policy}),
+        resources=Resources(replace(Controls.unrestricted(), url_guard=policy)),
     )
     spec = default_registry().get("http")
     return await spec.run(ctx, HttpConfig.model_validate({"url": url}))

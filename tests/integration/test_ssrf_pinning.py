@@ -30,8 +30,8 @@ from orchestrion.engine.facade import Engine
 from orchestrion.errors import PolicyViolation
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.ssrf import UrlPolicy
-from orchestrion.handlers.base import NodeContext, Resources
-from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client, run_http
+from orchestrion.handlers.base import Controls, NodeContext, Resources
+from orchestrion.handlers.http import HttpConfig, build_http_client, run_http
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
 
@@ -438,7 +438,7 @@ async def test_a_handler_without_a_shared_client_pins_its_own(
         outputs={},
         dependencies=(),
         handler="http",
-        resources=Resources(extra={URL_GUARD_KEY: policy}),
+        resources=Resources(replace(Controls.unrestricted(), url_guard=policy)),
     )
     config = HttpConfig.model_validate({"url": f"http://rebind.test:{denied.server_address[1]}/"})
     with pytest.raises(PolicyViolation, match=r"127\.0\.0\.2"):

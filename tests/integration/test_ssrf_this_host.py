@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.governance.ssrf import UrlPolicy
-from orchestrion.handlers.base import NodeContext, Resources
-from orchestrion.handlers.http import URL_GUARD_KEY, HttpConfig, build_http_client
+from orchestrion.handlers.base import Controls, NodeContext, Resources
+from orchestrion.handlers.http import HttpConfig, build_http_client
 from orchestrion.handlers.registry import default_registry
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
@@ -61,7 +62,7 @@ def _ctx(policy: UrlPolicy) -> NodeContext:
         outputs={},
         dependencies=(),
         handler="http",
-        resources=Resources(extra={URL_GUARD_KEY: policy}),
+        resources=Resources(replace(Controls.unrestricted(), url_guard=policy)),
     )
 
 

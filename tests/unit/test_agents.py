@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.agents import SPECS, AgentConfig, agent_names
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources
+from orchestrion.handlers.base import Controls, HandlerSpec, NodeContext, Resources
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -33,7 +33,7 @@ def make_ctx(**overrides: Any) -> NodeContext:
         "outputs": {},
         "dependencies": (),
         "handler": "agent",
-        "resources": Resources(),
+        "resources": Resources(Controls.unrestricted()),
     }
     values.update(overrides)
     return NodeContext(**values)

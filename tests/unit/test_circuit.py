@@ -27,7 +27,7 @@ from orchestrion.execution.circuit import (
     target_host,
 )
 from orchestrion.execution.executor import NodeExecutor
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources, Wait
+from orchestrion.handlers.base import Controls, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.registry import HandlerRegistry
 
@@ -326,7 +326,9 @@ async def _run(executor: NodeExecutor, task: TaskMessage) -> Any:
 )
 async def test_executor_reports_outcomes(behaviour: Any, ok: bool, event: type) -> None:
     breakers = FakeBreakers()
-    executor = NodeExecutor(_registry(behaviour), Resources(extra={"circuit_breakers": breakers}))
+    executor = NodeExecutor(
+        _registry(behaviour), Resources(Controls.unrestricted()), circuits=breakers
+    )
     assert isinstance(await _run(executor, _task()), event)
     assert breakers.calls == [
         ("before", "probe", "downstream.test"),
@@ -342,7 +344,7 @@ async def test_executor_timeout_counts_as_failure() -> None:
 
     registry = HandlerRegistry([HandlerSpec(name="slow", run=slow)])
     breakers = FakeBreakers()
-    executor = NodeExecutor(registry, Resources(extra={"circuit_breakers": breakers}))
+    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
     task = _task("slow")
     task.timeout = 0.05
     result = await _run(executor, task)
@@ -359,7 +361,7 @@ async def test_executor_open_circuit_waits_without_calling() -> None:
 
     breakers = FakeBreakers(refuse=True)
     registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
-    executor = NodeExecutor(registry, Resources(extra={"circuit_breakers": breakers}))
+    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
     before = time.time()
     result = await _run(executor, _task())
     assert isinstance(result, NodeWaiting) and result.reason == "circuit"
@@ -386,7 +388,7 @@ async def test_a_compensation_still_fails_fast_on_an_open_circuit() -> None:
         return None
 
     registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
-    executor = NodeExecutor(registry, Resources(extra={"circuit_breakers": breakers}))
+    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
     task = _task()
     task.kind = "compensate"
     events: list[Any] = []
@@ -401,7 +403,7 @@ async def test_executor_passes_the_target_host_of_the_validated_config(
     monkeypatch.setenv("OPENAI_BASE_URL", "https://default.example/v1")
     breakers = FakeBreakers(refuse=True)  # refuse: nothing is sent anywhere
     executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(extra={"circuit_breakers": breakers})
+        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted()), circuits=breakers
     )
     await _run(executor, _task("http", {"url": "https://{{ 'api' }}.example.com:8443/x"}))
     await _run(executor, _task("llm", {"prompt": "hi", "base_url": "https://llm.example/v1"}))
@@ -418,7 +420,7 @@ async def test_executor_passes_the_target_host_of_the_validated_config(
 async def test_executor_config_errors_never_reach_the_breaker() -> None:
     breakers = FakeBreakers()
     executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(extra={"circuit_breakers": breakers})
+        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted()), circuits=breakers
     )
     result = await _run(executor, _task("http", {"url": "ftp://nope"}))
     assert isinstance(result, NodeFailed) and result.error.category == "config"
@@ -429,12 +431,14 @@ async def test_executor_fails_open_when_the_breaker_store_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     breakers = FakeBreakers(broken=True)
-    executor = NodeExecutor(_registry({"x": 1}), Resources(extra={"circuit_breakers": breakers}))
+    executor = NodeExecutor(
+        _registry({"x": 1}), Resources(Controls.unrestricted()), circuits=breakers
+    )
     assert isinstance(await _run(executor, _task()), NodeSucceeded)
     assert [call[0] for call in breakers.calls] == ["before", "after"]
     assert "not consulted" in caplog.text and "not updated" in caplog.text
 
 
 async def test_executor_without_breakers_is_unchanged() -> None:
-    executor = NodeExecutor(_registry({"x": 1}))
+    executor = NodeExecutor(_registry({"x": 1}), Resources(Controls.unrestricted()))
     assert isinstance(await _run(executor, _task()), NodeSucceeded)

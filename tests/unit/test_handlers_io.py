@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrion.errors import PermanentNodeError
-from orchestrion.handlers.base import NodeContext, Resources
+from orchestrion.handlers.base import Controls, NodeContext, Resources
 from orchestrion.handlers.io import (
     INPUT_SPEC,
     NOOP_SPEC,
@@ -30,7 +30,7 @@ def make_ctx(**overrides: Any) -> NodeContext:
         "outputs": {},
         "dependencies": (),
         "handler": "input",
-        "resources": Resources(),
+        "resources": Resources(Controls.unrestricted()),
     }
     values.update(overrides)
     return NodeContext(**values)

@@ -36,8 +36,6 @@ LAYERS: list[tuple[str, ...]] = [
 KNOWN: set[tuple[str, str]] = {
     ("orchestrion.governance.runtime", "orchestrion.store.base"),
     ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),
-    ("orchestrion.governance.trust", "orchestrion.handlers.base"),
-    ("orchestrion.governance.trust", "orchestrion.handlers.keys"),
 }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
-from orchestrion.handlers.base import NodeContext, Resources, Wait
+from orchestrion.handlers.base import Controls, NodeContext, Resources, Wait
 from orchestrion.handlers.python import (
     SPEC,
     FunctionRegistry,
@@ -32,7 +33,7 @@ def make_ctx(**overrides: Any) -> NodeContext:
         "outputs": {},
         "dependencies": (),
         "handler": "python",
-        "resources": Resources(),
+        "resources": Resources(Controls.unrestricted()),
     }
     values.update(overrides)
     return NodeContext(**values)
@@ -273,7 +274,9 @@ async def test_function_may_return_wait(registered: list[str]) -> None:
 
 
 async def test_allowlist_hook_blocks_dotted_imports() -> None:
-    resources = Resources(extra={"python_allowlist": {"textwrap", "json:dumps"}})
+    resources = Resources(
+        replace(Controls.unrestricted(), python_allowlist=("textwrap", "json:dumps"))
+    )
     ok = PythonConfig.model_validate(
         {"function": "textwrap.shorten", "params": {"text": "a", "width": 9}}
     )

@@ -11,6 +11,7 @@ import asyncio
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,11 +27,11 @@ from orchestrion.core.events import (
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import PermanentNodeError
 from orchestrion.execution.executor import NodeExecutor
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources
+from orchestrion.handlers.base import Controls, HandlerSpec, NodeContext, Resources
 from orchestrion.handlers.builtin import builtin_specs
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.logcontext import node_fields
-from orchestrion.templates.rendering import LIMITS_KEY, TemplateLimits
+from orchestrion.templates.rendering import TemplateLimits
 
 
 def _task(handler: str, config: dict[str, Any], **extra: Any) -> TaskMessage:
@@ -43,7 +44,7 @@ def _executor(*specs: HandlerSpec) -> NodeExecutor:
     registry = HandlerRegistry()
     for spec in (*builtin_specs(), *specs):
         registry.register(spec)
-    return NodeExecutor(registry, Resources())
+    return NodeExecutor(registry, Resources(Controls.unrestricted()))
 
 
 def _now(executor: NodeExecutor, task: TaskMessage) -> tuple[bool, list[Event]]:
@@ -243,7 +244,9 @@ async def test_the_template_limits_hold_in_the_render_thread() -> None:
     for spec in builtin_specs():
         registry.register(spec)
     limits = TemplateLimits(timeout_seconds=0.05)
-    executor = NodeExecutor(registry, Resources(extra={LIMITS_KEY: limits}))
+    executor = NodeExecutor(
+        registry, Resources(replace(Controls.unrestricted(), template_limits=limits))
+    )
     for task in (
         _task("noop", {"value": MACRO}),
         _task("noop", {"value": 1}, when=MACRO),

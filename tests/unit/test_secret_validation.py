@@ -401,7 +401,7 @@ def test_log_records_are_scrubbed_whoever_makes_them(caplog: pytest.LogCaptureFi
 
 
 def test_trust_is_one_flag_of_the_routing(untrusted: Any) -> None:
-    from orchestrion.handlers.keys import ROUTING_KEY
+    from orchestrion.governance.secret_routes import ROUTING_KEY
 
     routing = untrusted[ROUTING_KEY]
     assert not routing.trusted and routing.with_trust(True).trusted

@@ -13,16 +13,14 @@ from orchestrion.cluster.wire import decode_task, encode_task, loads
 from orchestrion.core.events import Event, NodeFailed, NodeSucceeded
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.execution import enforce
+from orchestrion.execution.enforce import attempt_resources
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import (
-    UNTRUSTED_ALLOWLIST_KEY,
     Trust,
-    attempt_resources,
     stricter,
 )
-from orchestrion.handlers.base import Resources
-from orchestrion.handlers.keys import ALLOWLIST_KEY
+from orchestrion.handlers.base import Controls, Resources
 from orchestrion.handlers.registry import default_registry
 
 POLICY = "version: 1\npython:\n  allowed_modules: [json]\n"
@@ -75,9 +73,7 @@ def governance(tmp_path: Path, *, trusted: bool) -> Governance:
 
 
 def installed(tmp_path: Path, *, trusted: bool) -> Resources:
-    resources = Resources()
-    enforce.install(governance(tmp_path, trusted=trusted), resources.extra)
-    return resources
+    return Resources(enforce.controls_of(governance(tmp_path, trusted=trusted)))
 
 
 @pytest.mark.parametrize(
@@ -95,15 +91,15 @@ def test_an_attempt_gets_the_stricter_of_its_process_and_its_execution(
 ) -> None:
     resources = installed(tmp_path, trusted=process)
     view = attempt_resources(resources, task)
-    assert view.extra[ALLOWLIST_KEY] == allowlist
-    # The process's own entries are never changed by a view.
-    assert resources.extra[ALLOWLIST_KEY] == (None if process else ("json",))
+    assert view.controls.python_allowlist == allowlist
+    # The process's own controls are never changed by a view.
+    assert resources.controls.python_allowlist == (None if process else ("json",))
 
 
 def test_without_a_policy_installed_untrusted_work_gets_registered_functions_only() -> None:
-    view = attempt_resources(Resources(), "untrusted")
-    assert view.extra[ALLOWLIST_KEY] == ()
-    assert UNTRUSTED_ALLOWLIST_KEY not in view.extra
+    view = attempt_resources(Resources(Controls.unrestricted()), "untrusted")
+    assert view.controls.python_allowlist == ()
+    assert not view.controls.routing.trusted
 
 
 def test_a_view_shares_the_process_http_client() -> None:
@@ -113,12 +109,13 @@ def test_a_view_shares_the_process_http_client() -> None:
         made.append(object())
         return made[-1]
 
-    resources = Resources(http_factory=factory)
+    resources = Resources(Controls.unrestricted(), http_factory=factory)
     view = attempt_resources(resources, "untrusted")
     assert view.http_client() is resources.http_client()
     assert attempt_resources(resources, "untrusted").http_client() is made[0]
     assert len(made) == 1
-    assert attempt_resources(Resources(), "untrusted").http_client() is None
+    unshared = Resources(Controls.unrestricted())
+    assert attempt_resources(unshared, "untrusted").http_client() is None
 
 
 def task(trust: Any = Trust.UNTRUSTED, **overrides: Any) -> TaskMessage:

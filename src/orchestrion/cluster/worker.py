@@ -120,8 +120,7 @@ class Worker:
         self._breakers = breakers
         self._redis: Redis | None = None
         self._executor: NodeExecutor | None = None
-        self._resources = Resources()
-        enforce.install(self.governance, self._resources.extra)
+        self._resources = Resources(enforce.controls_of(self.governance), registry=self.registry)
         # Commands of attempts that start or end in the same loop tick share one round trip;
         # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
         self._started = Batch(lambda: self.redis, transaction=False)
@@ -161,10 +160,9 @@ class Worker:
             # read per connection, so a later ``use_governance`` is followed too.
             url_policy=lambda: self.governance.url_policy,
         )
-        self._resources.extra.setdefault("registry", self.registry)
-        if self._breakers is not None:
-            self._resources.extra["circuit_breakers"] = self._breakers
-        self._executor = NodeExecutor(self.registry, self._resources, self._secrets)
+        self._executor = NodeExecutor(
+            self.registry, self._resources, self._secrets, circuits=self._breakers
+        )
         self._stopping.clear()
         with queue_errors():
             await self._beat()

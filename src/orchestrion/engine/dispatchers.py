@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from orchestrion.dispatch.base import ClusterDispatcher, Dispatcher, cluster_of
-from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
 from orchestrion.settings import load_secrets
 
 if TYPE_CHECKING:
@@ -67,6 +66,7 @@ def _local_dispatcher(
 ) -> Dispatcher:
     from orchestrion.execution.executor import NodeExecutor
     from orchestrion.execution.local import LocalDispatcher
+    from orchestrion.handlers.resources import Children
 
     def http_client() -> httpx.AsyncClient:
         # Imported with the first http or llm attempt, like the http handler itself.
@@ -81,10 +81,8 @@ def _local_dispatcher(
         )
 
     resources.http_factory = http_client
-    resources.extra.setdefault("registry", engine.registry)  # map runs inner handlers
-    resources.extra.setdefault(CHILD_STARTER_KEY, children.start)
-    resources.extra.setdefault(CHILD_WAITER_KEY, children.await_child)
-    resources.extra.setdefault(PROGRESS_KEY, report_progress)
+    resources.children = Children(children.start, children.await_child)
+    resources.progress = report_progress
     executor = NodeExecutor(engine.registry, resources, load_secrets(engine.settings))
     return LocalDispatcher(executor, engine.concurrency)
 

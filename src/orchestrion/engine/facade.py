@@ -93,8 +93,7 @@ class Engine:
         # control requests to the orchestrators through the cluster dispatcher.
         self._drives = drive
         self._listeners: list[RecordListener] = []
-        self._resources = Resources()
-        enforce.install(self.governance, self._resources.extra)
+        self._resources = Resources(enforce.controls_of(self.governance), registry=self.registry)
         self._accepting = False
         self._started = False
         self.owner = new_owner_id()
@@ -131,7 +130,7 @@ class Engine:
     def use_governance(self, governance: Governance) -> None:
         """Enforce ``governance`` from now on (the service makes its engine untrusted)."""
         self.governance = governance
-        enforce.install(governance, self._resources.extra)
+        self._resources.controls = enforce.controls_of(governance)
         self._definitions.clear()  # compiled again under the new definition limits
 
     async def __aenter__(self) -> Engine:

@@ -1,18 +1,18 @@
-"""Where the runtime enforces the policy: the hooks a ``Governance`` puts in handler resources.
+"""Where the runtime enforces the policy: the controls a ``Governance`` gives handlers.
 
-``install(governance, extra)`` fills ``Resources.extra`` of one process's executor (the
-engine's in-process workers, a scale-out worker) with what handlers consult before acting:
+``controls_of(governance)`` builds the ``Controls`` of one process's resources (the engine's
+in-process workers, a scale-out worker), each of them present:
 
 - ``url_guard``: the SSRF guard (``UrlPolicy``), run by the http handler before every request
   and every redirect hop, and by the llm handler on the provider URL (the shared http client
   checks the addresses again when it connects: see ``PinnedBackend``);
 - ``llm_policy``: the ``LlmPolicy`` the llm handler checks the rendered prompt against, and
-  its confidence threshold for human review;
+  its confidence threshold for human review; ``llm_guard`` adds nothing to it here;
 - ``python_allowlist``: the modules the python handler may import from (``None``: trusted);
 - ``untrusted_python_allowlist``: the allowlist of untrusted work, which a trusted process
-  applies to each attempt of an untrusted execution (``governance/trust.py``);
-- ``secret_routing``: the llm providers and where each secret may be sent, with the trust of
-  the process (``governance/secret_routes.py``), for the llm and http handlers and the
+  applies to each attempt of an untrusted execution (``attempt_resources``);
+- ``routing``: the llm providers and where each secret may be sent, with the trust of the
+  process (``governance/secret_routes.py``), for the llm and http handlers and the
   executor's check of where secrets flow;
 - ``template_limits``: the time and size limits of every template render of an attempt.
 """
@@ -24,11 +24,18 @@ from typing import Any
 from orchestrion.governance.llm_providers import LlmProviders
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.secret_routes import Routing
-from orchestrion.governance.trust import UNTRUSTED_ALLOWLIST_KEY
-from orchestrion.handlers.keys import ALLOWLIST_KEY, LLM_POLICY_KEY, ROUTING_KEY, URL_GUARD_KEY
-from orchestrion.templates.rendering import LIMITS_KEY, TemplateLimits
+from orchestrion.governance.trust import Trust
+from orchestrion.handlers.config_context import validation_context as context_of
+from orchestrion.handlers.resources import ALLOW_ANY_PROMPT, Controls, Resources
+from orchestrion.templates.rendering import TemplateLimits
 
-__all__ = ["install", "routing_of", "template_limits_of", "validation_context"]
+__all__ = [
+    "attempt_resources",
+    "controls_of",
+    "routing_of",
+    "template_limits_of",
+    "validation_context",
+]
 
 
 def routing_of(governance: Governance) -> Routing:
@@ -43,20 +50,31 @@ def template_limits_of(governance: Governance) -> TemplateLimits:
     return TemplateLimits(section.timeout_seconds, section.max_output_bytes)
 
 
-def install(governance: Governance, extra: dict[str, Any]) -> None:
-    """Put the policy's hooks in ``extra`` (replacing those of a previous policy)."""
-    extra[URL_GUARD_KEY] = governance.url_policy
-    extra[LLM_POLICY_KEY] = governance.llm
-    extra[ALLOWLIST_KEY] = governance.python_allowlist
-    extra[UNTRUSTED_ALLOWLIST_KEY] = governance.untrusted().python_allowlist
-    extra[LIMITS_KEY] = template_limits_of(governance)
-    extra[ROUTING_KEY] = routing_of(governance)
+def controls_of(governance: Governance) -> Controls:
+    """The controls of the policy of ``governance``, for a process of its trust."""
+    return Controls(
+        url_guard=governance.url_policy,
+        llm_policy=governance.llm,
+        llm_guard=ALLOW_ANY_PROMPT,  # the policy's checks are the llm_policy's
+        routing=routing_of(governance),
+        python_allowlist=governance.python_allowlist,
+        untrusted_python_allowlist=governance.untrusted().python_allowlist or (),
+        template_limits=template_limits_of(governance),
+    )
+
+
+def attempt_resources(resources: Resources, trust: object) -> Resources:
+    """The resources one attempt of work at ``trust`` runs with (``governance/trust.py``).
+
+    The stricter of the process's trust and the work's: an untrusted attempt in a trusted
+    process gets a view whose controls are those of untrusted work (its allowlist, its
+    routing), sharing the process's HTTP client and everything else.
+    """
+    if Trust.of(trust).trusted:
+        return resources
+    return resources.with_controls(resources.controls.for_untrusted_work())
 
 
 def validation_context(governance: Governance) -> dict[str, Any]:
     """The validation context that applies the policy to node configs (``check_spec``)."""
-    context: dict[str, Any] = {ROUTING_KEY: routing_of(governance)}
-    allowlist = governance.python_allowlist
-    if allowlist is not None:
-        context[ALLOWLIST_KEY] = allowlist
-    return context
+    return context_of(controls_of(governance))

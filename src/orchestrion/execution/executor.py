@@ -35,15 +35,15 @@ from orchestrion.core.task_kinds import TaskKind
 from orchestrion.definition.secret_flow import node_issues, secrets_sent
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound, NodeError, PolicyViolation
+from orchestrion.execution.enforce import attempt_resources
 from orchestrion.governance.secret_routes import Routing, sending
 from orchestrion.governance.secret_scrub import Scrubber
-from orchestrion.governance.trust import Trust, attempt_resources
+from orchestrion.governance.trust import Trust
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
-from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
+from orchestrion.handlers.config_context import validation_context
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.logcontext import node_fields
 from orchestrion.templates.rendering import (
-    LIMITS_KEY,
     build_context,
     evaluate_condition,
     render_value,
@@ -53,6 +53,8 @@ from orchestrion.templates.threads import off_loop
 from orchestrion.templates.weight import renders_off_loop
 
 if TYPE_CHECKING:
+    # Not at run time: the breakers' module brings prometheus_client, which an embedded
+    # engine without circuit breakers need not load.
     from orchestrion.execution.circuit import CircuitOpen, SharedCircuits
 
 __all__ = ["NodeExecutor"]
@@ -72,11 +74,16 @@ class NodeExecutor:
     def __init__(
         self,
         registry: HandlerRegistry,
-        resources: Resources | None = None,
+        resources: Resources,
         secrets: Mapping[str, str] | None = None,
+        *,
+        circuits: SharedCircuits | None = None,
     ) -> None:
+        if not isinstance(resources, Resources):
+            raise TypeError(f"NodeExecutor needs the process's Resources, got {resources!r}")
         self.registry = registry
-        self.resources = resources or Resources()
+        self.resources = resources
+        self.circuits = circuits
         self.secrets = dict(secrets or {})
         self._scrubber = Scrubber(self.secrets.values())
         if self._scrubber:
@@ -90,7 +97,7 @@ class NodeExecutor:
         node_fields.set(_log_fields(task))
         # The governance policy's template limits hold for every render of this attempt
         # (config, condition, and what handlers such as condition and map render).
-        with template_limits(self.resources.extra.get(LIMITS_KEY)):
+        with template_limits(self.resources.controls.template_limits):
             await self._attempt(task, emit)
 
     async def _attempt(self, task: TaskMessage, emit: EventSink) -> None:
@@ -168,7 +175,7 @@ class NodeExecutor:
         started = time.time()
         fields = node_fields.set(_log_fields(task))
         try:
-            with template_limits(self.resources.extra.get(LIMITS_KEY)):
+            with template_limits(self.resources.controls.template_limits):
                 outcome = self._now(task, spec)
         finally:
             node_fields.reset(fields)  # the caller's log context is its own again
@@ -230,9 +237,7 @@ class NodeExecutor:
 
     def _routing(self, task: TaskMessage) -> Routing:
         """The process's routing, at the stricter of its trust and the attempt's."""
-        routing = self.resources.extra.get(ROUTING_KEY)
-        if not isinstance(routing, Routing):
-            routing = _TRUSTED
+        routing = self.resources.controls.routing
         return routing if Trust.of(task.trust).trusted else routing.with_trust(False)
 
     def _check_secret_flow(self, task: TaskMessage) -> None:
@@ -276,7 +281,9 @@ class NodeExecutor:
         # The stricter of this process's trust and the execution's, for this attempt only.
         resources = attempt_resources(self.resources, task.trust)
         config = (
-            spec.config_model.model_validate(rendered, context=_validation_context(resources))
+            spec.config_model.model_validate(
+                rendered, context=validation_context(resources.controls)
+            )
             if spec.config_model
             else rendered
         )
@@ -300,7 +307,7 @@ class NodeExecutor:
         self, task: TaskMessage, spec: HandlerSpec, config: Any, ctx: NodeContext
     ) -> Any:
         # Scale-out workers put circuit breakers here; embedded mode pays this one lookup.
-        breakers = self.resources.extra.get("circuit_breakers")
+        breakers = self.circuits
         if breakers is not None:
             from orchestrion.execution.circuit import target_host
 
@@ -394,28 +401,13 @@ class NodeExecutor:
     def _provider_keys(self) -> list[str]:
         """The keys of the configured llm providers (and ``OPENAI_API_KEY``), read from the
         environment now as the llm handler reads them at call time."""
-        routing = self.resources.extra.get(ROUTING_KEY)
-        providers = routing.providers if isinstance(routing, Routing) else _TRUSTED.providers
+        providers = self.resources.controls.routing.providers
         keys = [key for key in (p.key() for p in providers.every()) if key]
         if keys:
             from orchestrion.governance.secret_logs import hide_in_logs
 
             hide_in_logs(keys)
         return keys
-
-
-def _validation_context(resources: Resources) -> dict[str, Any] | None:
-    # The python allowlist must hold while the config is validated: validation resolves
-    # the function name, and resolving a dotted path imports its module. The routing
-    # names the llm providers (a config's provider URL is filled in from it).
-    context: dict[str, Any] = {}
-    allowlist = resources.extra.get(ALLOWLIST_KEY)
-    if allowlist is not None:
-        context[ALLOWLIST_KEY] = allowlist
-    routing = resources.extra.get(ROUTING_KEY)
-    if routing is not None:
-        context[ROUTING_KEY] = routing
-    return context or None
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -506,9 +498,6 @@ def circuit_wait(refused: CircuitOpen) -> Wait:
         time.time() + delay,
         {"handler": refused.handler, "host": refused.host, "circuit": refused.state.value},
     )
-
-
-_TRUSTED = Routing()  # no governance installed: one's own definitions, no routes
 
 
 class _NodeTimeout(Exception):

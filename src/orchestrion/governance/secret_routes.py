@@ -31,6 +31,7 @@ from orchestrion.errors import PolicyViolation
 from orchestrion.governance.llm_providers import LlmProviders, credential_problems, origin_of
 
 __all__ = [
+    "ROUTING_KEY",
     "Destination",
     "Routing",
     "SecretRouteSection",
@@ -38,6 +39,9 @@ __all__ = [
     "check_destination",
     "sending",
 ]
+
+ROUTING_KEY = "secret_routing"
+"""Where a node config's validation context holds the ``Routing`` its checks apply."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ Everything that runs the work later (retry, re-run from a node, resume, the engi
 on start, another engine taking over, scale-out orchestrators and workers) reads the stored
 level; nothing raises it. Each node attempt carries it (``TaskMessage.trust``), and the
 process that runs the attempt applies the stricter of the attempt's and its own
-(``attempt_resources``): untrusted work is never run trusted, and an untrusted process runs
-nothing trusted. Only the exact word ``trusted`` is trusted: a missing, unknown or malformed
-value (a row written before the column existed, a task from an older orchestrator, a field
-changed on the wire) reads as untrusted.
+(``attempt_resources`` in ``execution/enforce.py``): untrusted work is never run trusted, and
+an untrusted process runs nothing trusted. Only the exact word ``trusted`` is trusted: a
+missing, unknown or malformed value (a row written before the column existed, a task from an
+older orchestrator, a field changed on the wire) reads as untrusted.
 
 What differs between the two levels is the python allowlist (``python.allowed_modules``):
 untrusted work may call only registered functions and functions of the allowed modules,
@@ -32,30 +32,14 @@ policy and the template limits apply to both.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestrion.core.trust_level import Trust
-from orchestrion.handlers.keys import ALLOWLIST_KEY, ROUTING_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    import httpx
-
     from orchestrion.governance.runtime import Governance
-    from orchestrion.handlers.base import Resources
 
-__all__ = [
-    "UNTRUSTED_ALLOWLIST_KEY",
-    "Trust",
-    "attempt_resources",
-    "process_trust",
-    "stricter",
-]
-
-UNTRUSTED_ALLOWLIST_KEY = "untrusted_python_allowlist"
-"""``Resources.extra`` entry: the allowlist untrusted work gets, even in a trusted process."""
+__all__ = ["Trust", "process_trust", "stricter"]
 
 
 def stricter(*levels: object) -> Trust:
@@ -66,37 +50,3 @@ def stricter(*levels: object) -> Trust:
 def process_trust(governance: Governance) -> Trust:
     """The highest level a process with ``governance`` may give the work it creates or runs."""
     return Trust.TRUSTED if governance.trusted else Trust.UNTRUSTED
-
-
-def attempt_resources(resources: Resources, trust: object) -> Resources:
-    """The resources one attempt of work at ``trust`` runs with.
-
-    ``resources`` are the process's, with its own allowlist under ``ALLOWLIST_KEY`` (None in
-    a trusted process) and the policy's allowlist for untrusted work under
-    ``UNTRUSTED_ALLOWLIST_KEY``. An untrusted attempt in a trusted process gets a view whose
-    allowlist is the latter (no allowlist installed at all: registered functions only); it
-    shares the process's HTTP client and every other entry.
-    """
-    extra = resources.extra
-    if Trust.of(trust).trusted or extra.get(ALLOWLIST_KEY) is not None:
-        return resources
-    allowlist: Any = extra.get(UNTRUSTED_ALLOWLIST_KEY)
-    view_extra = {**extra, ALLOWLIST_KEY: tuple(allowlist or ())}
-    routing: Any = extra.get(ROUTING_KEY)
-    if routing is not None:
-        # Credentials and secrets are routed as for untrusted work (governance/secret_routes).
-        view_extra[ROUTING_KEY] = routing.with_trust(False)
-    return replace(resources, extra=view_extra, http_factory=_shared_client(resources))
-
-
-def _shared_client(resources: Resources) -> Callable[[], httpx.AsyncClient] | None:
-    """A view makes no client of its own: the process's is made (once) and shared."""
-    if resources.http is None and resources.http_factory is None:
-        return None
-
-    def shared() -> httpx.AsyncClient:
-        client = resources.http_client()
-        assert client is not None  # it has a client or a factory
-        return client
-
-    return shared

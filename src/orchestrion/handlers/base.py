@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    import httpx
+from orchestrion.handlers.resources import Controls, Resources
 
 __all__ = [
     "LATER",
+    "Controls",
     "HandlerFunc",
     "HandlerSpec",
     "NodeContext",
@@ -40,31 +40,6 @@ __all__ = [
     "Wait",
     "run_of",
 ]
-
-
-@dataclass(slots=True)
-class Resources:
-    """Long-lived things handlers share inside one process (an HTTP connection pool).
-
-    The pool is made by ``http_factory`` on first use: importing httpx and building a client
-    cost tens of milliseconds, which a run without http or llm nodes need not pay.
-    """
-
-    http: httpx.AsyncClient | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    http_factory: Callable[[], httpx.AsyncClient] | None = None
-
-    def http_client(self) -> httpx.AsyncClient | None:
-        """The shared client (made now if it is the first use), or None when there is none."""
-        if self.http is None and self.http_factory is not None:
-            self.http = self.http_factory()
-        return self.http
-
-    async def aclose(self) -> None:
-        """Close the shared client if one was made; a later use makes a new one."""
-        if self.http is not None:
-            client, self.http = self.http, None
-            await client.aclose()
 
 
 _NODE_LOGGER = logging.getLogger("orchestrion.node")

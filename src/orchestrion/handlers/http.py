@@ -8,9 +8,9 @@ A request whose headers, json or body carry secrets is checked at every hop, bef
 guard, against where the policy lets those secrets go (``governance/secret_routes.py``), and
 its errors never quote what was sent (an invalid header value is named by its kind only).
 
-Every request, and every redirect hop, first passes the optional URL guard found in
-``ctx.resources.extra["url_guard"]`` (an ``async (url) -> None`` that raises to block); the
-governance layer installs its SSRF guard there. A client built with a ``url_policy`` also
+Every request, and every redirect hop, first passes the URL guard of the policy's controls
+(``ctx.resources.controls.url_guard``, an ``async (url) -> None`` that raises to block): the
+SSRF guard of the governance policy. A client built with a ``url_policy`` also
 connects through ``PinnedBackend``: only to the addresses that policy checked, so a name that
 resolves differently the second time (DNS rebinding) cannot slip past the guard.
 """
@@ -23,7 +23,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -33,7 +33,7 @@ from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
 from orchestrion.governance.secret_routes import carrying_secrets, check_destination
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
-from orchestrion.handlers.keys import URL_GUARD_KEY
+from orchestrion.handlers.resources import UrlGuard
 
 if TYPE_CHECKING:
     import httpx
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "SPEC",
-    "URL_GUARD_KEY",
     "HttpConfig",
     "UrlGuard",
     "build_http_client",
@@ -62,7 +61,6 @@ _EXCERPT_CHARS = 300
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
-UrlGuard = Callable[[str], Awaitable[None]]
 _UNREADABLE_LOCATION = "orchestrion_unreadable_location"
 QueryValue = str | int | float | bool | None | list[str | int | float | bool]
 
@@ -248,15 +246,14 @@ def _legacy_ipv4_host(url: str) -> bool:
     return bool(host)
 
 
-def get_url_guard(ctx: NodeContext) -> UrlGuard | None:
-    """The SSRF guard hook: installed by governance, ``None`` when nothing restricts URLs."""
-    guard = ctx.resources.extra.get(URL_GUARD_KEY)
-    return guard if callable(guard) else None
+def get_url_guard(ctx: NodeContext) -> UrlGuard:
+    """The SSRF guard of the policy's controls (``ALLOW_ANY_URL`` when it restricts none)."""
+    return ctx.resources.controls.url_guard
 
 
 def pinning_policy(ctx: NodeContext) -> UrlPolicy | None:
     """The guard when it is a ``UrlPolicy``: one a connection can be pinned with."""
-    guard = ctx.resources.extra.get(URL_GUARD_KEY)
+    guard = ctx.resources.controls.url_guard
     return guard if isinstance(guard, UrlPolicy) else None
 
 
@@ -448,16 +445,15 @@ async def _exchange(
 
     guard = get_url_guard(ctx)
     check_destination(config.url)
-    if guard is not None:
-        # Before the request is even built: a URL httpx cannot parse may still be one a
-        # resolver reads as a forbidden address, and it is a policy matter, not a typo.
-        await guard(config.url)
+    # Before the request is even built: a URL httpx cannot parse may still be one a resolver
+    # reads as a forbidden address, and it is a policy matter, not a typo.
+    await guard(config.url)
     request = _build_request(client, ctx, config)
     for hop in range(MAX_REDIRECTS + 1):
         if hop:
             # A redirect keeps custom headers (httpx drops only Authorization across hosts).
             check_destination(str(request.url))
-        if guard is not None and (hop or str(request.url) != config.url):
+        if hop or str(request.url) != config.url:
             await guard(str(request.url))
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
@@ -467,8 +463,7 @@ async def _exchange(
                 raise transport_error(config.method, request.url, exc) from exc
             # `Location: http://0177.0.0.1/` (octal): httpx cannot follow it, but resolvers
             # read it as an address, so it is a policy matter when the guard says so.
-            if guard is not None:
-                await guard(urljoin(str(request.url), location))
+            await guard(urljoin(str(request.url), location))
             raise PermanentNodeError(
                 f"{config.method} {display_url(request.url)} failed: redirected to an "
                 f"invalid URL ({_cause(exc)})",

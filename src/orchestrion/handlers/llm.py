@@ -13,7 +13,7 @@ to (``credential_problems``).
 The key is read from the environment at call time; it is never logged and is scrubbed from
 error messages.
 
-Governance hooks in ``ctx.resources.extra``: ``secret_routing`` (a ``Routing``) holds the
+Governance controls in ``ctx.resources.controls``: ``routing`` (a ``Routing``) holds the
 providers and the trust of the process; ``llm_policy`` (an ``LlmPolicy``) checks the
 model, ``max_tokens`` and every rendered message before any provider is called, and raises
 ``PolicyViolation`` (not retried); a node that does not set ``max_tokens`` gets the policy's
@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
@@ -47,9 +46,8 @@ from pydantic import (
 
 from orchestrion.core.reasons import WaitReason
 from orchestrion.errors import NodeError, PermanentNodeError, PolicyViolation
-from orchestrion.governance.llm_policy import LlmPolicy
 from orchestrion.governance.llm_providers import DEFAULT_BASE_URL, Endpoint, LlmProviders, resolve
-from orchestrion.governance.secret_routes import Routing
+from orchestrion.governance.secret_routes import ROUTING_KEY, Routing
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.http import (
     build_http_client,
@@ -59,7 +57,7 @@ from orchestrion.handlers.http import (
     status_error,
     transport_error,
 )
-from orchestrion.handlers.keys import LLM_GUARD_KEY, LLM_POLICY_KEY, ROUTING_KEY
+from orchestrion.handlers.resources import LlmGuard
 
 if TYPE_CHECKING:
     import httpx
@@ -67,8 +65,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
-    "LLM_GUARD_KEY",
-    "LLM_POLICY_KEY",
     "SPEC",
     "LlmConfig",
     "LlmGuard",
@@ -83,7 +79,6 @@ DEFAULT_MODEL = "gpt-4o-mini"
 _PROMPT_SHOWN = 200
 _EXCERPT_CHARS = 300
 
-LlmGuard = Callable[[str, list[dict[str, str]]], Awaitable[None]]
 _TRUSTED_PROVIDERS = LlmProviders()  # no governance installed: one's own process
 
 
@@ -330,9 +325,7 @@ async def _openai_completion(
             f"(allowed: {', '.join(provider.models)})"
         )
     url = endpoint.url.rstrip("/") + "/chat/completions"
-    guard = get_url_guard(ctx)
-    if guard is not None:
-        await guard(url)
+    await get_url_guard(ctx)(url)
     payload = {
         "model": config.model,
         "messages": messages,
@@ -369,8 +362,7 @@ async def _openai_completion(
 
 
 def _providers(ctx: NodeContext) -> LlmProviders:
-    routing = ctx.resources.extra.get(ROUTING_KEY)
-    return routing.providers if isinstance(routing, Routing) else _TRUSTED_PROVIDERS
+    return ctx.resources.controls.routing.providers
 
 
 def _endpoint(ctx: NodeContext, config: LlmConfig) -> Endpoint | None:
@@ -388,21 +380,15 @@ def _endpoint(ctx: NodeContext, config: LlmConfig) -> Endpoint | None:
 async def run_llm(ctx: NodeContext, config: LlmConfig) -> dict[str, Any] | Wait:
     """Run the completion and return text (also as ``response`` and ``result``) and metadata."""
     messages = config.chat_messages()
-    policy = ctx.resources.extra.get(LLM_POLICY_KEY)
-    threshold = config.review_below_confidence
-    confidence_field = config.confidence_field
-    if isinstance(policy, LlmPolicy):
-        if policy.max_tokens is not None and "max_tokens" not in config.model_fields_set:
-            config = config.model_copy(
-                update={"max_tokens": min(config.max_tokens, policy.max_tokens)}
-            )
-        # Every message as rendered: an injection may come in through any input.
-        policy.check(config.model, config.max_tokens, [m["content"] for m in messages])
-        threshold = policy.effective_threshold(threshold)
-        confidence_field = confidence_field or policy.confidence_field
-    guard = ctx.resources.extra.get(LLM_GUARD_KEY)
-    if callable(guard):
-        await guard(config.model, messages)
+    controls = ctx.resources.controls
+    policy = controls.llm_policy
+    if policy.max_tokens is not None and "max_tokens" not in config.model_fields_set:
+        config = config.model_copy(update={"max_tokens": min(config.max_tokens, policy.max_tokens)})
+    # Every message as rendered: an injection may come in through any input.
+    policy.check(config.model, config.max_tokens, [m["content"] for m in messages])
+    threshold = policy.effective_threshold(config.review_below_confidence)
+    confidence_field = config.confidence_field or policy.confidence_field
+    await controls.llm_guard(config.model, messages)
     endpoint = _endpoint(ctx, config)
     if endpoint is None:
         provider = "offline"

@@ -34,12 +34,12 @@ from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.model import RetryPolicy
 from orchestrion.errors import NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
-from orchestrion.handlers.keys import ALLOWLIST_KEY, CHILD_WAITER_KEY, PROGRESS_KEY
+from orchestrion.handlers.config_context import item_context
 from orchestrion.templates.rendering import build_context, render_value
 from orchestrion.templates.threads import off_loop
 from orchestrion.templates.weight import renders_off_loop
 
-__all__ = ["MAP_SPEC", "PROGRESS_KEY", "MapConfig"]
+__all__ = ["MAP_SPEC", "MapConfig"]
 
 MAX_ITEMS = 100_000
 _YIELD_EVERY = 0.005  # seconds of items that never suspend before a runner lets others in
@@ -67,7 +67,7 @@ class MapConfig(BaseModel):
 async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     from orchestrion.handlers.registry import default_registry
 
-    registry = ctx.resources.extra.get("registry") or default_registry()
+    registry = ctx.resources.registry or default_registry()
     inner = registry.get(config.handler)
     if inner.name == "map":
         raise PermanentNodeError("a map cannot run `map` per item; use a sub-workflow")
@@ -77,7 +77,7 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     rng = random.Random()
     results: list[Any] = [None] * len(config.items)
     errors: dict[int, dict[str, Any]] = {}
-    report = ctx.resources.extra.get(PROGRESS_KEY)
+    report = ctx.resources.progress
     total = len(config.items)
     done = 0
 
@@ -159,12 +159,12 @@ async def _call(
     if isinstance(output, _Prepared):
         output = await inner.run(output.ctx, output.config)
     if isinstance(output, Wait):
-        waiter = ctx.resources.extra.get(CHILD_WAITER_KEY)
+        children = ctx.resources.children
         child = (output.data or {}).get("child_execution_id")
-        if output.reason != WaitReason.CHILD or waiter is None or child is None:
+        if output.reason != WaitReason.CHILD or children is None or child is None:
             raise PermanentNodeError(f"handler '{inner.name}' waits; it cannot run inside a map")
         # A sub-workflow per item: the map's own attempt waits for each child to finish.
-        return await waiter(child)
+        return await children.wait(child)
     return output
 
 
@@ -196,11 +196,8 @@ def _prepare_item(
         if inner.raw_keys
         else render_value(raw, context)
     )
-    allowlist = ctx.resources.extra.get(ALLOWLIST_KEY)
     inner_config = (
-        inner.config_model.model_validate(
-            rendered, context=None if allowlist is None else {ALLOWLIST_KEY: allowlist}
-        )
+        inner.config_model.model_validate(rendered, context=item_context(ctx.resources.controls))
         if inner.config_model
         else rendered
     )

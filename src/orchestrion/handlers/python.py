@@ -13,8 +13,8 @@ Names resolve through the registry first, then as ``pkg.mod:func`` or ``pkg.mod.
 are passed as keyword arguments; a parameter named ``ctx`` or ``context`` receives the
 ``NodeContext``. Sync functions run in a worker thread, async ones on the event loop.
 
-Governance hook: ``ctx.resources.extra["python_allowlist"]`` (or ``python_allowlist`` in the
-pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
+Governance control: ``ctx.resources.controls.python_allowlist`` (or ``python_allowlist`` in
+the pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
 allows all. Registered functions are always allowed: registering needs code in the process.
 Under an allowlist a module outside it is never imported (the check comes first), no
 attribute starting with ``_`` is followed, and the path may not pass through a module outside
@@ -39,7 +39,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestrion.errors import PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
-from orchestrion.handlers.keys import ALLOWLIST_KEY
+from orchestrion.handlers.config_context import ALLOWLIST_KEY
 
 __all__ = [
     "ALLOWLIST_KEY",
@@ -322,7 +322,7 @@ def _check_json(name: str, value: Any) -> None:
 async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
     """Resolve, call with ``params`` (and ctx if asked for), return the JSON-able result."""
     name = config.function
-    allowlist = ctx.resources.extra.get(ALLOWLIST_KEY)
+    allowlist = ctx.resources.controls.python_allowlist
     try:
         func = resolve_function(name, allowlist)
     except UnresolvableFunction as exc:

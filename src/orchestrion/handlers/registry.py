@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import HandlerNotFound
 from orchestrion.handlers.base import HandlerSpec
-from orchestrion.handlers.keys import ROUTING_KEY
 
 if TYPE_CHECKING:
     from orchestrion.governance.secret_routes import Routing
@@ -126,7 +125,7 @@ class HandlerRegistry:
         """The secret routing a definition check applies (``definition.catalog``): the one the
         validation ``context`` carries (the governance in force puts it there), else one's
         own definition's, trusted, under the shipped default policy."""
-        from orchestrion.governance.secret_routes import Routing
+        from orchestrion.governance.secret_routes import ROUTING_KEY, Routing
 
         routing = context.get(ROUTING_KEY) if context is not None else None
         return routing if isinstance(routing, Routing) else Routing()

@@ -4,23 +4,20 @@ The node starts the child (idempotently: the child's key derives from the node a
 so a re-run finds the same child), then waits without holding a worker until the child ends.
 A completed child completes the node with ``{"child_execution_id", "status", "result"}``; a
 failed or cancelled one fails it. Cancelling the parent cancels the child. The engine that
-runs the node provides the starter (``resources.extra["child_starter"]``).
+runs the node provides the starter (``resources.children``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
-from orchestrion.handlers.keys import CHILD_STARTER_KEY, CHILD_WAITER_KEY
+from orchestrion.handlers.resources import ChildStarter
 
 __all__ = [
-    "CHILD_STARTER_KEY",
-    "CHILD_WAITER_KEY",
     "WORKFLOW_SPEC",
     "ChildStarter",
     "WorkflowConfig",
@@ -42,16 +39,13 @@ class WorkflowConfig(BaseModel):
     """wait for the child and return its result; false: start it and go on"""
 
 
-ChildStarter = Callable[[NodeContext, WorkflowConfig], Awaitable[Any]]
-
-
 async def run_workflow(ctx: NodeContext, config: WorkflowConfig) -> Any:
-    starter = ctx.resources.extra.get(CHILD_STARTER_KEY)
-    if starter is None:
+    children = ctx.resources.children
+    if children is None:
         raise PermanentNodeError(
             "the workflow handler needs an engine to start child executions", category="config"
         )
-    return await starter(ctx, config)
+    return await children.start(ctx, config)
 
 
 WORKFLOW_SPEC = HandlerSpec(

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "LIMITS_KEY",
     "MAX_RANGE",
     "MAX_RENDERED_SIZE",
     "RESERVED_NAMES",
@@ -65,8 +64,6 @@ MAX_RANGE_ITERATIONS = 100_000
 """Most range items one template may iterate over in total (nested loops share it)."""
 MAX_RENDERED_SIZE = 1024 * 1024
 """Largest text (in characters) one template may render to."""
-LIMITS_KEY = "template_limits"
-"""``Resources.extra`` key of the ``TemplateLimits`` the executor renders an attempt with."""
 
 RESERVED_NAMES = frozenset({"input", "secrets", "nodes", "execution"})
 """Top-level template names that are not node ids (``input`` doubles as a node id, see below)."""
