@@ -374,7 +374,7 @@ async def test_executor_open_circuit_waits_without_calling() -> None:
 async def test_executor_half_open_circuit_looks_again_within_a_second() -> None:
     """While the probe is in flight it may end any moment: the wait is short."""
     from orchestrion.execution.circuit import CircuitOpen, CircuitState
-    from orchestrion.execution.executor import circuit_wait
+    from orchestrion.execution.circuit_layer import circuit_wait
 
     wait = circuit_wait(CircuitOpen("http", "api.test", CircuitState.HALF_OPEN, 30.0))
     assert wait.reason == "circuit" and wait.wake_at is not None

@@ -1,0 +1,77 @@
+"""What an attempt's failure is called: the ``ErrorInfo`` of an exception, and its kinds.
+
+Transient failures may pass on a retry (the node's retry policy decides); permanent ones
+will not. The scrubbing layer then removes secrets from the message and traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrion.core.events import ErrorInfo
+from orchestrion.dispatch.base import TaskMessage
+from orchestrion.errors import HandlerNotFound, NodeError, PermanentNodeError
+
+__all__ = ["NodeTimeout", "check_serialisable", "classify", "retryable"]
+
+logger = logging.getLogger("orchestrion.execution.executor")
+
+_MAX_TRACEBACK = 4000
+
+
+class NodeTimeout(Exception):
+    """The attempt ran past the node's timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"node timed out after {seconds:g}s")
+
+
+def classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
+    """The failure ``exc`` ended ``task``'s attempt with, as stored and shown."""
+    kind = type(exc).__name__
+    if isinstance(exc, NodeTimeout):
+        return ErrorInfo("timeout", str(exc), transient=True, type="TimeoutError")
+    if isinstance(exc, NodeError):
+        return ErrorInfo(exc.category, str(exc), exc.transient, kind)
+    if isinstance(exc, ValidationError):
+        violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
+        if violations:
+            return ErrorInfo("policy_violation", "; ".join(violations), type="PolicyViolation")
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return ErrorInfo("config", f"invalid config for handler '{task.handler}': {problems}")
+    if isinstance(exc, HandlerNotFound):
+        return ErrorInfo("config", str(exc))
+    tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
+    logger.debug("node %s attempt %s raised %s", task.node_id, task.attempt, kind)
+    return ErrorInfo("error", f"{kind}: {exc}", transient=True, type=kind, traceback=tb)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether ``classify`` calls ``exc`` transient: only those count against a circuit.
+
+    A permanent error (a 4xx, a policy violation, bad data) is an answer from a downstream
+    that works.
+    """
+    if isinstance(exc, NodeError):
+        return exc.transient
+    return not isinstance(exc, ValidationError | HandlerNotFound)
+
+
+def check_serialisable(node_id: str, output: Any) -> None:
+    """Raise a permanent ``output`` error when ``output`` cannot be stored as JSON."""
+    if output is None or isinstance(output, str | int | float | bool):
+        return
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as exc:
+        raise PermanentNodeError(
+            f"output of node '{node_id}' is not JSON-serialisable: {exc}", category="output"
+        ) from exc

@@ -1,0 +1,128 @@
+"""The layers around a node attempt, and the stack that composes them once per process.
+
+A layer is one concern the executor applies to every attempt (its log context, its template
+limits, where its secrets may go, its timeout, its circuit breaker, the scrubbing of its
+output): a ``Layer`` subclass that overrides only the hooks it needs, as dramatiq's
+middleware does. The executor runs every attempt, inline (``run_now``) or in a task
+(``execute``), through the same hooks:
+
+- ``enter`` / ``leave``: around the whole attempt, on both paths (``leave`` gets what
+  ``enter`` returned);
+- ``check``: before anything renders, on both paths: raise to refuse the attempt;
+- ``call``: around the awaited handler call (an inline ``run_now`` has nothing to await:
+  no timeout can run out and no circuit guards it); ``proceed`` is the rest of the stack;
+- ``output`` / ``error``: what the attempt's output and error become before they are
+  reported.
+
+``Stack`` sorts the layers by the hooks they override and builds the chain of ``call`` once,
+so that an attempt pays nothing for a hook no layer has.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from orchestrion.core.events import ErrorInfo
+from orchestrion.dispatch.base import TaskMessage
+from orchestrion.handlers.base import HandlerSpec, NodeContext
+
+__all__ = ["Attempt", "Layer", "Proceed", "Stack"]
+
+
+class Attempt:
+    """One attempt up to its handler's call: the task, the handler, its rendered config, its
+    context, and its output once there is one (``LATER`` until the handler is called)."""
+
+    __slots__ = ("config", "ctx", "output", "spec", "task")
+
+    def __init__(
+        self, task: TaskMessage, spec: HandlerSpec, config: Any, ctx: NodeContext, output: Any
+    ) -> None:
+        self.task = task
+        self.spec = spec
+        self.config = config
+        self.ctx = ctx
+        self.output = output
+
+
+Proceed = Callable[[Attempt], Awaitable[Any]]
+
+
+class Layer:
+    """One concern around every attempt; each hook does nothing unless overridden."""
+
+    __slots__ = ()
+
+    def enter(self, task: TaskMessage) -> Any:
+        return None
+
+    def leave(self, token: Any) -> None:
+        return None
+
+    def check(self, task: TaskMessage) -> None:
+        return None
+
+    async def call(self, attempt: Attempt, proceed: Proceed) -> Any:
+        return await proceed(attempt)
+
+    def output(self, task: TaskMessage, output: Any) -> Any:
+        return output
+
+    def error(self, task: TaskMessage, info: ErrorInfo) -> ErrorInfo:
+        return info
+
+
+async def _handler_call(attempt: Attempt) -> Any:
+    return await attempt.spec.run(attempt.ctx, attempt.config)
+
+
+def _overrides(layer: Layer, hook: str) -> bool:
+    return getattr(type(layer), hook) is not getattr(Layer, hook)
+
+
+class Stack:
+    """``layers``, outermost first, composed once: what the executor runs each attempt in."""
+
+    __slots__ = ("_checks", "_enters", "_errors", "_leaves", "_outputs", "call", "layers")
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.layers = tuple(layers)
+        scoped = [layer for layer in self.layers if _overrides(layer, "enter")]
+        self._enters = tuple(layer.enter for layer in scoped)
+        self._leaves = tuple(layer.leave for layer in reversed(scoped))
+        self._checks = tuple(layer.check for layer in self.layers if _overrides(layer, "check"))
+        self._outputs = tuple(
+            layer.output for layer in reversed(self.layers) if _overrides(layer, "output")
+        )
+        self._errors = tuple(
+            layer.error for layer in reversed(self.layers) if _overrides(layer, "error")
+        )
+        call: Proceed = _handler_call
+        for layer in reversed(self.layers):
+            if _overrides(layer, "call"):
+                call = functools.partial(layer.call, proceed=call)
+        self.call: Proceed = call
+
+    def enter(self, task: TaskMessage) -> list[Any]:
+        """Enter every scope of ``task``'s attempt; what ``leave`` needs to leave them."""
+        return [enter(task) for enter in self._enters]
+
+    def leave(self, tokens: list[Any]) -> None:
+        for leave, token in zip(self._leaves, reversed(tokens), strict=True):
+            leave(token)
+
+    def check(self, task: TaskMessage) -> None:
+        for check in self._checks:
+            check(task)
+
+    def output(self, task: TaskMessage, output: Any) -> Any:
+        for layer_output in self._outputs:
+            output = layer_output(task, output)
+        return output
+
+    def error(self, task: TaskMessage, info: ErrorInfo) -> ErrorInfo:
+        for layer_error in self._errors:
+            info = layer_error(task, info)
+        return info
