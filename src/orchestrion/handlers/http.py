@@ -19,20 +19,26 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
-import ssl
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
-from orchestrion.governance.secret_routes import carrying_secrets, check_destination
+from orchestrion.errors import PermanentNodeError
+from orchestrion.governance.secret_routes import check_destination
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
+from orchestrion.handlers.http_client import UNREADABLE_LOCATION, build_http_client
+from orchestrion.handlers.http_errors import (
+    display_url,
+    error_cause,
+    request_cause,
+    status_error,
+    too_large,
+    transport_error,
+)
 from orchestrion.handlers.resources import UrlGuard
 
 if TYPE_CHECKING:
@@ -56,98 +62,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 20
-USER_AGENT = "orchestrion/0.1"
-_EXCERPT_CHARS = 300
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
-
-_UNREADABLE_LOCATION = "orchestrion_unreadable_location"
 QueryValue = str | int | float | bool | None | list[str | int | float | bool]
-
-
-def build_http_client(
-    *,
-    timeout: float = 30.0,
-    max_connections: int = 100,
-    max_keepalive_connections: int | None = None,
-    trust_env: bool = True,
-    verify: bool | str | ssl.SSLContext = True,
-    user_agent: str = USER_AGENT,
-    url_policy: UrlPolicy | Callable[[], UrlPolicy | None] | None = None,
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` fit to share between node attempts of one process.
-
-    The runtime builds one from its settings (``timeout=settings.http_timeout,
-    max_connections=settings.http_max_connections``) and puts it in ``Resources.http``.
-    Proxy variables are read here, when the client is built, not per request.
-
-    With ``url_policy`` (a policy, or a callable giving the one in force at each connection)
-    direct connections go through ``PinnedBackend``: to addresses the policy checked at
-    connect time. Requests sent through an HTTP proxy connect to the proxy, which resolves
-    the target itself: the proxy, the operator's choice, is not checked against the policy.
-    """
-    import httpx  # here, not at the top: a run without http nodes never pays for it
-
-    from orchestrion.governance.pinning import PinnedBackend, PinnedTransport
-    from orchestrion.handlers.proxy_env import environment_proxies
-
-    keepalive = max_keepalive_connections
-    if keepalive is None:
-        keepalive = min(max_connections, 20)
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=keepalive,
-        keepalive_expiry=30.0,
-    )
-    transport: httpx.AsyncBaseTransport | None = None
-    mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
-    if url_policy is not None:
-        if isinstance(url_policy, UrlPolicy):  # itself callable: a guard, not a source
-            fixed = url_policy
-            backend = PinnedBackend(lambda: fixed)
-        else:
-            backend = PinnedBackend(url_policy)
-        transport = PinnedTransport(backend, verify=verify, trust_env=trust_env, limits=limits)
-        if trust_env:
-            # A transport of our own turns off httpx's proxy variables: mount them again, as
-            # httpx would (a NO_PROXY pattern maps to None: the pinned transport).
-            mounts = {
-                pattern: None
-                if proxy is None
-                else httpx.AsyncHTTPTransport(
-                    verify=verify, trust_env=trust_env, limits=limits, proxy=proxy
-                )
-                for pattern, proxy in environment_proxies().items()
-            }
-    return httpx.AsyncClient(
-        event_hooks={"response": [_readable_location]},
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=limits,
-        trust_env=trust_env,
-        verify=verify,
-        transport=transport,
-        mounts=mounts,
-        # Redirects are followed by the handler, hop by hop, so the URL guard sees each one.
-        follow_redirects=False,
-        headers={"User-Agent": user_agent},
-    )
-
-
-async def _readable_location(response: httpx.Response) -> None:
-    """Response hook: a redirect whose Location httpx cannot parse fails as httpx would fail
-    it (``RemoteProtocolError``), with the raw Location kept for the URL guard."""
-    import httpx
-
-    if response.has_redirect_location:
-        location = response.headers["Location"]
-        try:
-            httpx.URL(location)
-        except httpx.InvalidURL as exc:
-            error = httpx.RemoteProtocolError(
-                f"Invalid URL in location header: {exc}.", request=response.request
-            )
-            setattr(error, _UNREADABLE_LOCATION, location)
-            raise error from exc
 
 
 class HttpConfig(BaseModel):
@@ -257,129 +173,22 @@ def pinning_policy(ctx: NodeContext) -> UrlPolicy | None:
     return guard if isinstance(guard, UrlPolicy) else None
 
 
-def display_url(url: httpx.URL | str) -> str:
-    """The URL for messages: credentials in the userinfo part are dropped."""
-    import httpx
-
-    try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    except httpx.InvalidURL:
-        return str(url)
-    return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else str(parsed)
-
-
 def _log_url(url: httpx.URL) -> str:
     # Logs are not scrubbed of secrets by the runtime, and query strings often carry tokens.
     return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
 
 
-def _cause(exc: BaseException) -> str:
-    text = _ERRNO_PREFIX.sub("", str(exc)).strip()
-    return text or type(exc).__name__
-
-
-def _request_cause(exc: BaseException) -> str:
-    """The cause of an error about the request itself; such messages quote what was sent
-    (h11's "Illegal header value b'...'"), so a request carrying secrets gets the kind only."""
-    if carrying_secrets():
-        return f"{type(exc).__name__}; details withheld: the request carries secrets"
-    return _cause(exc)
-
-
-def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeError:
-    """Turn an httpx error (or ``httpx.InvalidURL``) into a classified node error."""
-    import httpx
-
-    where = f"{method} {display_url(url)} failed"
-    cause = _cause(exc)
-    if isinstance(exc, httpx.TimeoutException):
-        what = {
-            httpx.ConnectTimeout: "timed out connecting",
-            httpx.ReadTimeout: "timed out waiting for the response",
-            httpx.WriteTimeout: "timed out sending the request",
-            httpx.PoolTimeout: "timed out waiting for a free connection",
-        }.get(type(exc), "timed out")
-        return TransientNodeError(f"{where}: {what}", category="timeout")
-    if isinstance(exc, httpx.ConnectError):
-        if "CERTIFICATE_VERIFY_FAILED" in cause:
-            # A bad certificate stays bad: retrying only delays the failure.
-            return PermanentNodeError(f"{where}: TLS verification failed ({cause})", category="tls")
-        return TransientNodeError(f"{where}: could not connect ({cause})", category="connection")
-    if isinstance(exc, httpx.ProxyError):
-        return TransientNodeError(f"{where}: proxy error ({cause})", category="connection")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return TransientNodeError(
-            f"{where}: the server broke the connection ({cause})", category="connection"
-        )
-    if isinstance(exc, httpx.NetworkError):
-        return TransientNodeError(f"{where}: network error ({cause})", category="connection")
-    if isinstance(exc, httpx.LocalProtocolError):
-        return PermanentNodeError(
-            f"{where}: invalid request ({_request_cause(exc)})", category="config"
-        )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return PermanentNodeError(f"{where}: invalid request ({cause})", category="config")
-    if isinstance(exc, httpx.DecodingError):
-        return PermanentNodeError(
-            f"{where}: could not decode the response ({cause})", category="response"
-        )
-    if isinstance(exc, httpx.TooManyRedirects):
-        return PermanentNodeError(f"{where}: {cause}", category="redirects")
-    return TransientNodeError(f"{where}: {type(exc).__name__} ({cause})", category="connection")
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare enough to leave to the retry policy
-
-
-def status_error(
-    method: str, url: httpx.URL | str, response: httpx.Response, body: bytes
-) -> NodeError:
-    """The node error for a response whose status the node did not expect."""
-    status = response.status_code
-    excerpt = body[:_EXCERPT_CHARS].decode("utf-8", "replace").strip()
-    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
-    message = f"{method} {display_url(url)} returned {status}{reason}"
-    if excerpt:
-        message += f": {excerpt}"
-    details: dict[str, Any] = {"status_code": status, "body_excerpt": excerpt}
-    retry_after = _retry_after(response.headers)
-    if retry_after is not None:
-        details["retry_after"] = retry_after
-    if status == 429:
-        return TransientNodeError(message, category="rate_limited", details=details)
-    if status == 408:
-        return TransientNodeError(message, category="timeout", details=details)
-    if status >= 500:
-        return TransientNodeError(message, category="http_5xx", details=details)
-    if status >= 400:
-        return PermanentNodeError(message, category="http_4xx", details=details)
-    return PermanentNodeError(message, category="unexpected_status", details=details)
-
-
-def _too_large(method: str, url: httpx.URL, limit: int) -> PermanentNodeError:
-    return PermanentNodeError(
-        f"{method} {display_url(url)} failed: response larger than {limit} bytes "
-        "(raise max_response_bytes to accept it)",
-        category="response_too_large",
-    )
-
-
 async def _read_limited(method: str, response: httpx.Response, limit: int) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(method, response.url, limit)
+        raise too_large(method, response.url, limit)
     chunks: list[bytes] = []
     size = 0
     # Counted after content decoding, so a small gzip bomb cannot exhaust memory either.
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            raise _too_large(method, response.url, limit)
+            raise too_large(method, response.url, limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -433,7 +242,7 @@ def _build_request(
     except (httpx.InvalidURL, UnicodeEncodeError, TypeError, ValueError) as exc:
         raise PermanentNodeError(
             f"{config.method} {display_url(config.url)} failed: invalid request "
-            f"({_request_cause(exc)})",
+            f"({request_cause(exc)})",
             category="config",
         ) from exc
 
@@ -458,7 +267,7 @@ async def _exchange(
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.RemoteProtocolError as exc:
-            location = getattr(exc, _UNREADABLE_LOCATION, None)
+            location = getattr(exc, UNREADABLE_LOCATION, None)
             if location is None:
                 raise transport_error(config.method, request.url, exc) from exc
             # `Location: http://0177.0.0.1/` (octal): httpx cannot follow it, but resolvers
@@ -466,7 +275,7 @@ async def _exchange(
             await guard(urljoin(str(request.url), location))
             raise PermanentNodeError(
                 f"{config.method} {display_url(request.url)} failed: redirected to an "
-                f"invalid URL ({_cause(exc)})",
+                f"invalid URL ({error_cause(exc)})",
                 category="redirects",
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
