@@ -38,6 +38,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "orchestrion.handlers": {
         "LATER",
+        "Controls",
         "HandlerFunc",
         "HandlerSpec",
         "NodeContext",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
 from orchestrion.handlers.base import (
     LATER,
+    Controls,
     HandlerFunc,
     HandlerSpec,
     NodeContext,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LATER",
+    "Controls",
     "HandlerFunc",
     "HandlerSpec",
     "NodeContext",
