@@ -297,7 +297,7 @@ async def pg_dump(dsn: str) -> str:
     """Every row of every table, every column cast to text."""
     import asyncpg  # type: ignore[import-untyped]
 
-    from orchestrion.store.postgres import asyncpg_url
+    from orchestrion.store.sql.postgres import asyncpg_url
 
     conn = await asyncpg.connect(asyncpg_url(dsn).replace("postgresql+asyncpg", "postgresql"))
     try:

@@ -21,7 +21,7 @@ from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.store.postgres import asyncpg_url
+from orchestrion.store.sql.postgres import asyncpg_url
 from scaleout import scaleout_engine, scaleout_settings
 
 SECRET_IN = "Grace-Hopper-IN-5150"

@@ -14,7 +14,7 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
-from orchestrion.store.sqlite import SQLiteStore
+from orchestrion.store.sql.sqlite import SQLiteStore
 
 
 @pytest.fixture

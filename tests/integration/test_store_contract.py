@@ -34,8 +34,8 @@ from orchestrion.store.base import (
     Store,
 )
 from orchestrion.store.memory import MemoryStore
-from orchestrion.store.postgres import PostgresStore
-from orchestrion.store.sqlite import SQLiteStore
+from orchestrion.store.sql.postgres import PostgresStore
+from orchestrion.store.sql.sqlite import SQLiteStore
 
 T0 = 1_700_000_000.0
 
@@ -1221,7 +1221,7 @@ def test_sqlite_open_imports_alembic_only_to_upgrade(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from orchestrion.store.sqlite import SQLiteStore
+        from orchestrion.store.sql.sqlite import SQLiteStore
 
         async def main():
             store = SQLiteStore(sys.argv[1])
@@ -1350,7 +1350,7 @@ async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from orchestrion.store.postgres import asyncpg_url
+    from orchestrion.store.sql.postgres import asyncpg_url
 
     def to_0004(conn: Any) -> None:
         config = Config()

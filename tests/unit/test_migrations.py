@@ -115,7 +115,7 @@ def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
 async def test_an_0003_file_keeps_its_journal_through_0004(tmp_path: Path) -> None:
     """0004 copies events and node runs into their lean tables: nothing is lost, node runs
     keep their insertion order, and seqs used by events purged before stay used."""
-    from orchestrion.store.sqlite import SQLiteStore
+    from orchestrion.store.sql.sqlite import SQLiteStore
 
     path = tmp_path / "old.db"
     migrate.upgrade(sqlite_url(path), "0003")

@@ -9,8 +9,8 @@ import pytest
 from orchestrion.errors import ConfigurationError
 from orchestrion.store.factory import open_store
 from orchestrion.store.memory import MemoryStore
-from orchestrion.store.postgres import PostgresStore
-from orchestrion.store.sqlite import SQLiteStore, url_to_sqlite_path
+from orchestrion.store.sql.postgres import PostgresStore
+from orchestrion.store.sql.sqlite import SQLiteStore, url_to_sqlite_path
 
 
 def test_memory() -> None:

@@ -42,7 +42,7 @@ def database_url(db: str | None, *, create: bool = False) -> str | None:
     url = db if "://" in db else f"sqlite:///{db}"
     if url.startswith("sqlite:///"):
         from orchestrion.errors import ConfigurationError
-        from orchestrion.store.sqlite import url_to_sqlite_path
+        from orchestrion.store.sql.sqlite import url_to_sqlite_path
 
         try:
             folder = Path(url_to_sqlite_path(url)).expanduser().parent

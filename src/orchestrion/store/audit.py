@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _string
 from typing import TYPE_CHECKING, Any
@@ -232,7 +233,7 @@ def entry_items(entries: list[AuditEntry]) -> list[AuditItem]:
     ]
 
 
-def record_of(row: AuditRow | tuple[Any, ...]) -> AuditRecord:
+def record_of(row: Sequence[Any]) -> AuditRecord:
     """A record from a table row (details as JSON text)."""
     return AuditRecord(
         seq=int(row[0]),

@@ -7,7 +7,7 @@ from pathlib import Path
 from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.store.base import Store
 from orchestrion.store.memory import MemoryStore
-from orchestrion.store.sqlite import SQLiteStore, url_to_sqlite_path
+from orchestrion.store.sql.sqlite import SQLiteStore, url_to_sqlite_path
 
 __all__ = ["open_store"]
 
@@ -29,7 +29,7 @@ def open_store(url: str) -> Store:
     if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
         _require_postgres_driver()
         # Imported here: SQLAlchemy costs the embedded store's start-up a third of a second.
-        from orchestrion.store.postgres import PostgresStore
+        from orchestrion.store.sql.postgres import PostgresStore
 
         return PostgresStore(url)
     raise ConfigurationError(

@@ -12,20 +12,18 @@ left on other keys, those keys can be removed from ``ORCHESTRION_ENCRYPTION_KEYS
 A value whose key id is not in the ring (or that does not decrypt) is counted under
 ``unreadable`` with its key id, and the run carries on with the others.
 
-Works on SQLite files (the stdlib driver, like the embedded store) and PostgreSQL (SQLAlchemy
-with asyncpg, like the scale-out store); the SQL is shared (``:name`` parameters).
+Works on the SQL stores (SQLite and PostgreSQL), through the store layer itself: the same
+URLs, drivers and locks as the engine (``SQLStore.read_rows`` and ``write_each``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.governance.encryption import (
@@ -36,6 +34,8 @@ from orchestrion.governance.encryption import (
     is_encrypted,
 )
 from orchestrion.store.encrypted import context
+from orchestrion.store.factory import open_store
+from orchestrion.store.sql.core import SQLStore
 
 __all__ = ["RotationReport", "rotate"]
 
@@ -60,81 +60,15 @@ class RotationReport:
         return not self.changed and not self.unreadable
 
 
-class _Db(Protocol):
-    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]: ...
-
-    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
-        """Run the compare-and-swap updates in one transaction; how many took."""
-
-    async def close(self) -> None: ...
-
-
-class _Sqlite:
-    def __init__(self, path: Path) -> None:
-        if not path.exists():
-            raise ConfigurationError(f"no SQLite store at {path}")
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-
-    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        return list(self._conn.execute(sql, params).fetchall())
-
-    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            took = sum(conn.execute(sql, params).rowcount for sql, params in updates)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return took
-
-    async def close(self) -> None:
-        self._conn.close()
-
-
-class _Postgres:
-    def __init__(self, url: str) -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        from orchestrion.store.postgres import asyncpg_url
-
-        self._engine = create_async_engine(asyncpg_url(url), pool_size=1)
-
-    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        from sqlalchemy import text
-
-        async with self._engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(text(sql), params)]
-
-    async def swap(self, updates: list[tuple[str, dict[str, Any]]]) -> int:
-        from sqlalchemy import text
-
-        took = 0
-        async with self._engine.begin() as conn:
-            for sql, params in updates:
-                took += (await conn.execute(text(sql), params)).rowcount
-        return took
-
-    async def close(self) -> None:
-        await self._engine.dispose()
-
-
-def _connect(url: str) -> _Db:
-    from orchestrion.store.sqlite import url_to_sqlite_path
-
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        return _Sqlite(Path(url).expanduser())
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        return _Sqlite(Path(url_to_sqlite_path(url)).expanduser())
-    if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
-        return _Postgres(url)
-    raise ConfigurationError(
-        f"keys rotate works on SQLite and PostgreSQL stores, not '{scheme}://'"
-    )
+def _connect(url: str) -> SQLStore[Any]:
+    """The SQL store at ``url``, through the store factory (the URLs every command takes)."""
+    store = open_store(url)
+    if not isinstance(store, SQLStore):
+        scheme = url.partition("://")[0].lower()
+        raise ConfigurationError(
+            f"keys rotate works on SQLite and PostgreSQL stores, not '{scheme}://'"
+        )
+    return store
 
 
 class _Rewrap:
@@ -198,10 +132,11 @@ async def rotate(
     db = _connect(url)
     report = RotationReport(ring.primary)
     try:
+        await db.open_existing()
         await _executions(db, ring, report, batch_size, dry_run, progress)
         await _node_runs(db, ring, report, batch_size, dry_run, progress)
         await _events(db, ring, report, batch_size, dry_run, progress)
-    except (sqlite3.Error, OSError) as exc:
+    except (StoreError, OSError) as exc:
         raise StoreError(f"key rotation on {url}: {exc}") from exc
     finally:
         await db.close()
@@ -209,17 +144,17 @@ async def rotate(
 
 
 async def _apply(
-    db: _Db,
+    db: SQLStore[Any],
     report: RotationReport,
     table: str,
-    updates: list[tuple[str, dict[str, Any]]],
+    updates: list[tuple[str, Mapping[str, Any]]],
     dry_run: bool,
     progress: Callable[[str, int], None] | None,
     scanned: int,
 ) -> None:
     report.rows[table] += scanned
     if updates and not dry_run:
-        took = await db.swap(updates)
+        took = await db.write_each(updates)
         report.changed += len(updates) - took
     if progress is not None:
         progress(table, report.rows[table])
@@ -227,7 +162,7 @@ async def _apply(
 
 
 async def _executions(
-    db: _Db,
+    db: SQLStore[Any],
     ring: KeyRing,
     report: RotationReport,
     size: int,
@@ -243,10 +178,10 @@ async def _executions(
         " ORDER BY id LIMIT :limit"
     )
     while True:
-        rows = await db.fetch(sql, {"after": after, "pat": _SEALED, "limit": size})
+        rows = await db.read_rows(sql, {"after": after, "pat": _SEALED, "limit": size})
         if not rows:
             return
-        updates: list[tuple[str, dict[str, Any]]] = []
+        updates: list[tuple[str, Mapping[str, Any]]] = []
         for row in rows:
             eid = row[0]
             for column, old in zip(columns, row[1:], strict=True):
@@ -273,7 +208,7 @@ def _rewrapped(rewrap: _Rewrap, column: str, old: Any, ctx: str) -> str | None:
 
 
 async def _node_runs(
-    db: _Db,
+    db: SQLStore[Any],
     ring: KeyRing,
     report: RotationReport,
     size: int,
@@ -290,10 +225,10 @@ async def _node_runs(
     )
     while True:
         params = {"e": after[0], "n": after[1], "pat": _SEALED, "limit": size}
-        rows = await db.fetch(sql, params)
+        rows = await db.read_rows(sql, params)
         if not rows:
             return
-        updates: list[tuple[str, dict[str, Any]]] = []
+        updates: list[tuple[str, Mapping[str, Any]]] = []
         for eid, node, output, error in rows:
             for column, old in (("output", output), ("error", error)):
                 if old is None:
@@ -312,7 +247,7 @@ async def _node_runs(
 
 
 async def _events(
-    db: _Db,
+    db: SQLStore[Any],
     ring: KeyRing,
     report: RotationReport,
     size: int,
@@ -326,10 +261,10 @@ async def _events(
         " WHERE seq > :after AND data LIKE :pat ORDER BY seq LIMIT :limit"
     )
     while True:
-        rows = await db.fetch(sql, {"after": after, "pat": _SEALED, "limit": size})
+        rows = await db.read_rows(sql, {"after": after, "pat": _SEALED, "limit": size})
         if not rows:
             return
-        updates: list[tuple[str, dict[str, Any]]] = []
+        updates: list[tuple[str, Mapping[str, Any]]] = []
         for seq, eid, node, old in rows:
             value = _json(old)
             new = rewrap.data(value, eid, node)

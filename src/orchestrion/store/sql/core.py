@@ -1,0 +1,277 @@
+"""``SQLStore``: the ``Store`` written once in SQL, for every dialect.
+
+Each method is a query (or a few) on the shared schema with ``:name`` parameters, run on a
+narrow ``Connection``. A dialect (``sqlite.py``, ``postgres.py``) subclasses it with its driver
+and a few hooks where the databases really differ (``driver.py``). Definitions, executions and
+ownership leases are here; the commit, the journal, the audit trail and purges in
+``journal.py``; what the engine writes every turn is encoded once, in ``batch.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.errors import ExecutionError, ExecutionNotFound
+from orchestrion.governance.trust import Trust
+from orchestrion.store import rules
+from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord
+from orchestrion.store.sql.driver import C
+from orchestrion.store.sql.journal import SQLJournal
+from orchestrion.store.sql.rows import (
+    DEF_COLS,
+    EXEC_COLS,
+    UNFINISHED,
+    definition_of,
+    definition_params,
+    dumps,
+    execution_of,
+    execution_params,
+    marks,
+)
+
+__all__ = ["SQLStore"]
+
+_INSERT_DEFINITION = (
+    f"INSERT INTO definitions ({DEF_COLS}) VALUES ({marks(DEF_COLS)})"
+    " ON CONFLICT (name, version) DO NOTHING"
+)
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({EXEC_COLS}) VALUES ({marks(EXEC_COLS)})"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_RELEASE = "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = :owner"
+_DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
+_EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
+
+
+class SQLStore(SQLJournal[C]):
+    """A ``Store`` on a SQL database; a dialect fills in the driver and the hooks
+    (``driver.py``). Definitions, executions and leases here; the journal side in
+    ``journal.py``."""
+
+    # ------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> DefinitionRecord:
+        async with self._transaction() as tx:
+            if await tx.run(_INSERT_DEFINITION, definition_params(record)) == 1:
+                return record
+            row = await tx.row(
+                f"{_DEFINITIONS} WHERE name = :n AND version = :v",
+                {"n": record.name, "v": record.version},
+            )
+        assert row is not None  # the insert met this row
+        existing = definition_of(row)
+        if existing.content_hash != record.content_hash:
+            raise ExecutionError(
+                f"definition '{record.name}' version '{record.version}' already exists"
+                " with different content"
+            )
+        return existing
+
+    async def get_definition(self, definition_id: str) -> DefinitionRecord:
+        async with self._connection() as conn:
+            row = await conn.row(f"{_DEFINITIONS} WHERE id = :id", {"id": definition_id})
+        if row is None:
+            raise ExecutionNotFound(f"definition '{definition_id}' not found")
+        return definition_of(row)
+
+    async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
+        if version is not None:
+            sql = f"{_DEFINITIONS} WHERE name = :n AND version = :v"
+        else:
+            sql = f"{_DEFINITIONS} WHERE name = :n ORDER BY created_at DESC, {self.NEWEST_FIRST}"
+            sql += " LIMIT 1"
+        async with self._connection() as conn:
+            row = await conn.row(sql, {"n": name, "v": version})
+        if row is None:
+            which = f"'{name}'" if version is None else f"'{name}' version '{version}'"
+            raise ExecutionNotFound(f"definition {which} not found")
+        return definition_of(row)
+
+    async def find_definition_by_hash(
+        self, name: str, content_hash: str
+    ) -> DefinitionRecord | None:
+        sql = f"{_DEFINITIONS} WHERE name = :n AND content_hash = :h"
+        async with self._connection() as conn:
+            row = await conn.row(
+                f"{sql} ORDER BY created_at DESC, {self.NEWEST_FIRST} LIMIT 1",
+                {"n": name, "h": content_hash},
+            )
+        return None if row is None else definition_of(row)
+
+    async def list_definitions(
+        self, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DefinitionRecord]:
+        where = "WHERE name = :n" if name is not None else ""
+        sql = f"{_DEFINITIONS} {where} ORDER BY name, created_at, {self.OLDEST_FIRST}"
+        async with self._connection() as conn:
+            rows = await conn.rows(
+                f"{sql} LIMIT :limit OFFSET :offset", {"n": name, "limit": limit, "offset": offset}
+            )
+        return [definition_of(row) for row in rows]
+
+    async def next_version(self, name: str) -> str:
+        async with self._connection() as conn:
+            rows = await conn.rows("SELECT version FROM definitions WHERE name = :n", {"n": name})
+        return rules.next_version(row[0] for row in rows)
+
+    # ------------------------------------------------------------------ executions
+
+    async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        async with self._transaction() as tx:
+            return await self._insert_execution(tx, record)
+
+    async def create_executions(
+        self, records: list[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        async with self._transaction() as tx:
+            return [await self._insert_execution(tx, record) for record in records]
+
+    async def _insert_execution(
+        self, tx: C, record: ExecutionRecord
+    ) -> tuple[ExecutionRecord, bool]:
+        try:
+            inserted = await tx.run(_INSERT_EXECUTION, execution_params(record)) == 1
+        except Exception as exc:
+            if not self._foreign_key_violation(exc):
+                raise
+            raise ExecutionNotFound(f"definition '{record.definition_id}' not found") from exc
+        if inserted:
+            return record, True
+        row = await tx.row(
+            f"{_EXECUTIONS} WHERE idempotency_key = :k", {"k": record.idempotency_key}
+        )
+        assert row is not None  # the key was taken
+        return execution_of(row), False
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        async with self._connection() as conn:
+            row = await conn.row(f"{_EXECUTIONS} WHERE id = :id", {"id": execution_id})
+        if row is None:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return execution_of(row)
+
+    async def update_execution_inputs(
+        self,
+        execution_id: str,
+        inputs: dict[str, Any],
+        overrides: dict[str, dict[str, Any]],
+        correlation_id: str | None,
+    ) -> None:
+        sql = "UPDATE executions SET inputs = :i, overrides = :o, correlation_id = :c"
+        params = {"i": dumps(inputs), "o": dumps(overrides), "c": correlation_id}
+        await self._update_one(f"{sql} WHERE id = :id", params, execution_id)
+
+    async def distrust_execution(self, execution_id: str) -> None:
+        sql = "UPDATE executions SET trust = :t WHERE id = :id"
+        await self._update_one(sql, {"t": Trust.UNTRUSTED.value}, execution_id)
+
+    async def _update_one(self, sql: str, params: dict[str, Any], execution_id: str) -> None:
+        async with self._connection() as conn:
+            updated = await conn.run(sql, {**params, "id": execution_id})
+        if not updated:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+
+    async def list_executions(
+        self, flt: ExecutionFilter
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if flt.status:
+            statuses, values = self._in_list("status", [s.value for s in flt.status])
+            where.append(statuses)
+            params.update(values)
+        if flt.definition_name is not None:
+            where.append("definition_id IN (SELECT id FROM definitions WHERE name = :dname)")
+            params["dname"] = flt.definition_name
+        if flt.definition_id is not None:
+            where.append("definition_id = :did")
+            params["did"] = flt.definition_id
+        if flt.id_prefix is not None:  # substr, not LIKE: '%' and '_' are plain characters
+            where.append("substr(id, 1, :plen) = :prefix")
+            params["plen"], params["prefix"] = len(flt.id_prefix), flt.id_prefix
+        if flt.created_after is not None:
+            where.append("created_at > :after")
+            params["after"] = flt.created_after
+        if flt.created_before is not None:
+            where.append("created_at < :before")
+            params["before"] = flt.created_before
+        if flt.cursor:
+            params["c_at"], params["c_id"] = rules.decode_cursor(flt.cursor)
+            cursor = f"id{self.BYTEWISE} < :c_id"
+            where.append(f"(created_at < :c_at OR (created_at = :c_at AND {cursor}))")
+        limit = max(1, flt.limit)
+        sql = _EXECUTIONS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # One row more than asked tells whether a next page exists.
+        sql += f" ORDER BY created_at DESC, id{self.BYTEWISE} DESC LIMIT :limit"
+        params["limit"] = limit + 1
+        async with self._connection() as conn:
+            rows = await conn.rows(sql, params)
+        page = [execution_of(row) for row in rows[:limit]]
+        if len(rows) > limit:
+            last = page[-1]
+            return page, rules.encode_cursor(last.created_at, last.id)
+        return page, None
+
+    async def unfinished_executions(self) -> list[ExecutionRecord]:
+        async with self._connection() as conn:
+            rows = await conn.rows(
+                f"{_EXECUTIONS} WHERE status IN {UNFINISHED}"
+                f" OR (status = '{ExecutionStatus.PENDING.value}' AND owner IS NOT NULL"
+                f" AND correlation_id IS NOT NULL) ORDER BY created_at, id{self.BYTEWISE}"
+            )
+        return [execution_of(row) for row in rows]
+
+    # ------------------------------------------------------------------ ownership leases
+
+    async def claim_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        lease_until: float,
+        expected_owner: str | None,
+        now: float,
+    ) -> bool:
+        # One conditional UPDATE is the compare-and-swap: the write lock (SQLite) or the row
+        # lock (PostgreSQL) makes it atomic across processes; rowcount says if it held.
+        sql = (
+            "UPDATE executions SET owner = :owner, lease_until = :lease_until WHERE id = :id"
+            f" AND (owner {self.SAME_AS} :expected OR lease_until < :now)"
+        )
+        params = {
+            "owner": owner,
+            "lease_until": lease_until,
+            "id": execution_id,
+            "expected": expected_owner,
+            "now": now,
+        }
+        async with self._transaction() as tx:
+            if await tx.run(sql, params) == 1:
+                return True
+            found = await tx.row("SELECT 1 FROM executions WHERE id = :id", {"id": execution_id})
+        if found is None:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return False
+
+    async def renew_leases(
+        self, owner: str, execution_ids: list[str], lease_until: float
+    ) -> list[str]:
+        if not execution_ids:
+            return []  # no write lock for nothing
+        async with self._transaction() as tx:
+            held = await self._renew(tx, owner, lease_until, execution_ids)
+        return [eid for eid in dict.fromkeys(execution_ids) if eid not in held]
+
+    async def release_executions(self, owner: str, execution_ids: list[str] | None = None) -> None:
+        if execution_ids is not None and not execution_ids:
+            return  # an empty list releases nothing, unlike None
+        async with self._transaction() as tx:
+            if execution_ids is None:
+                await tx.run(_RELEASE, {"owner": owner})
+                return
+            for chunk in self._chunks(execution_ids):
+                ids, params = self._in_list("id", chunk)
+                await tx.run(f"{_RELEASE} AND {ids}", {**params, "owner": owner})

@@ -1,0 +1,325 @@
+"""``PostgresStore``: the scale-out store, on PostgreSQL through SQLAlchemy 2 (async) and asyncpg.
+
+The queries are ``SQLStore``'s (``core.py``); this is the driver and what only PostgreSQL does.
+Users give ``postgresql://`` (or ``postgres://``) URLs; the adapter talks ``postgresql+asyncpg``.
+``open`` migrates with Alembic under an advisory lock, so engine processes starting together
+migrate once. ``commit`` is one transaction whose many-row statements each take one array
+parameter per column (``unnest``): a turn costs one round trip per statement, whatever its
+size. ``claim_execution`` is one conditional UPDATE, atomic across processes by row locks.
+
+Insertion order, which SQLite reads from ``rowid``, is taken from what PostgreSQL has: node
+runs follow the first journal event of each node, and definitions created in the same second
+follow their inserting transaction (``age(xmin)``; each definition is inserted on its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, Final
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES
+from orchestrion.errors import ConfigurationError, StoreError
+from orchestrion.store import migrate
+from orchestrion.store.audit import AuditRow, StoredHead
+from orchestrion.store.sql.batch import (
+    RUN_CONFLICT,
+    RUN_ROW,
+    SET_RESULT,
+    UPDATE_EXECUTION,
+    UPDATE_ROW,
+    EncodedBatch,
+)
+from orchestrion.store.sql.core import SQLStore
+from orchestrion.store.sql.driver import Params
+from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, RUN_COLS
+
+__all__ = ["PostgresStore", "asyncpg_url"]
+
+_SCHEMES: Final = ("postgresql", "postgres", "postgresql+asyncpg")
+# pg_advisory_xact_lock key held while migrating: b"orchestr" as a big-endian int64.
+_MIGRATION_LOCK: Final = 0x6F72636865737472
+_FOREIGN_KEY_VIOLATION: Final = "23503"
+# Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
+_AUDIT_LOCK: Final = 0x6175646974000000
+
+_text = lru_cache(maxsize=512)(text)  # a statement's text parsed once, not at every call
+
+
+def _unnest(columns: Sequence[tuple[str, str]]) -> str:
+    """``unnest`` of one typed array parameter per column."""
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns) + ")"
+
+
+# Many rows in one statement: each column is one array parameter (``unnest``), so a turn of
+# N records costs one round trip and one parse instead of N bound executions. Journal rows
+# keep the batch's order (``WITH ORDINALITY``): ``seq`` is the order of the journal.
+_EVENT_TYPES = tuple(
+    zip(
+        [c.strip() for c in JOURNAL_COLS.split(",")],
+        ("text", "text", "text", "text", "int", "float8", "text", "text", "text"),
+        strict=True,
+    )
+)
+_INSERT_EVENTS = text(
+    f"INSERT INTO events ({JOURNAL_COLS}) SELECT {JOURNAL_COLS} FROM {_unnest(_EVENT_TYPES)}"
+    f" WITH ORDINALITY AS u({JOURNAL_COLS}, ord) ORDER BY ord"
+)
+_RUN_TYPES = tuple(
+    zip(
+        RUN_ROW[:-1],
+        [
+            "text",
+            "text",
+            "text",
+            "int",
+            "float8",
+            "float8",
+            "text",
+            "text",
+            "text",
+            "float8",
+            "text",
+            "float8",
+        ],
+        strict=True,
+    )
+)
+_UPSERT_RUNS_SQL = f"INSERT INTO node_runs ({RUN_COLS}) SELECT * FROM {_unnest(_RUN_TYPES)}"
+# Two statements keep the output rule: without an output in this snapshot the stored one stays.
+_UPSERT_RUNS = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}")
+_UPSERT_RUNS_WITH_OUTPUT = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}, output = excluded.output")
+_UPDATE_EXECUTION = text(UPDATE_EXECUTION)
+_SET_RESULT = text(SET_RESULT)
+_AUDIT_TYPES = tuple(
+    zip(
+        [c.strip() for c in AUDIT_COLS.split(",")],
+        ("int8", "float8", "text", "text", "text", "text", "text", "text", "text", "text", "text"),
+        strict=True,
+    )
+)
+# The records and the new head in one statement (one round trip).
+_INSERT_AUDIT = text(
+    f"WITH added AS (INSERT INTO audit ({AUDIT_COLS}) SELECT {AUDIT_COLS} FROM"
+    f" {_unnest(_AUDIT_TYPES)} WITH ORDINALITY AS u({AUDIT_COLS}, ord) ORDER BY ord RETURNING 1)"
+    " INSERT INTO audit_head (id, seq, hash, key_id, mac)"
+    " VALUES (1, :head_seq, :head_hash, :head_key_id, :head_mac)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+    " key_id = excluded.key_id, mac = excluded.mac"
+)
+# The row lock on the head serialises appenders of every process until their commit.
+_LOCK_AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+
+
+def _columns(rows: list[tuple[Any, ...]], names: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Rows as one list per column, the parameters of an ``unnest``."""
+    return {name: [row[i] for row in rows] for i, (name, _) in enumerate(names)}
+
+
+def asyncpg_url(url: str) -> str:
+    """``url`` (``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://``) for asyncpg."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from None
+    if parsed.drivername.lower() not in _SCHEMES:
+        raise ConfigurationError(
+            f"not a PostgreSQL URL (expected postgresql://user@host/db): {parsed.drivername}://"
+        )
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def _alembic_upgrade(conn: Connection) -> None:
+    """Run the migrations on ``conn`` (inside the caller's transaction)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+class PostgresConnection:
+    """A pooled connection in a transaction, as the shared queries use it."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: AsyncConnection) -> None:
+        self.raw = raw
+
+    async def rows(self, sql: str, params: Params | None = None) -> Sequence[Any]:
+        return (await self.raw.execute(_text(sql), params or {})).all()
+
+    async def row(self, sql: str, params: Params | None = None) -> Sequence[Any] | None:
+        return (await self.raw.execute(_text(sql), params or {})).first()
+
+    async def run(self, sql: str, params: Params | None = None) -> int:
+        return (await self.raw.execute(_text(sql), params or {})).rowcount
+
+
+class PostgresStore(SQLStore[PostgresConnection]):
+    """A ``Store`` in one PostgreSQL database, migrated to the newest schema on ``open``."""
+
+    NEWEST_FIRST = "age(xmin)"
+    OLDEST_FIRST = "age(xmin) DESC"
+    # Ids compare bytewise, as in SQLite, whatever the database's collation.
+    BYTEWISE = ' COLLATE "C"'
+    SAME_AS = "IS NOT DISTINCT FROM"  # an expected owner of None matches NULL
+    # A takeover (an UPDATE of owner) waits for the commit that read the row, or the commit
+    # sees it and refuses the batch.
+    LOCK_ROWS = " FOR UPDATE"
+    # Insertion order = the order of each node's first journal event.
+    NODE_RUNS = (
+        "SELECT "
+        + ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
+        + " FROM node_runs r LEFT JOIN ("
+        " SELECT node_id, min(seq) AS first_seq FROM events"
+        " WHERE execution_id = :e AND node_id IS NOT NULL GROUP BY node_id"
+        ") f ON f.node_id = r.node_id"
+        ' WHERE r.execution_id = :e ORDER BY f.first_seq NULLS LAST, r.node_id COLLATE "C"'
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = asyncpg_url(url)
+        self._engine: AsyncEngine | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({make_url(self.url)!r})"  # the URL's repr hides the password
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        # pre_ping: after a server restart, pooled connections are dead; test each on checkout
+        # instead of failing the first statement of every one of them.
+        engine = create_async_engine(self.url, pool_pre_ping=True)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
+                if await self._revision(conn) != migrate.HEAD_REVISION:
+                    await conn.run_sync(_alembic_upgrade)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot open PostgreSQL store {self!r}: {exc}") from exc
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+
+    async def open_existing(self) -> None:
+        """``open`` (a database is never created here: it must exist to connect)."""
+        await self.open()
+
+    @staticmethod
+    async def _revision(conn: AsyncConnection) -> str | None:
+        """The Alembic revision of the database, or None before the first migration."""
+        if await conn.scalar(text("SELECT to_regclass('alembic_version')")) is None:
+            return None
+        revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        return None if revision is None else str(revision)
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[PostgresConnection]:
+        """A connection in a transaction, committed on success; driver errors as ``StoreError``."""
+        engine = self._engine
+        if engine is None:
+            raise StoreError("the PostgreSQL store is not open")
+        try:
+            async with engine.begin() as conn:
+                yield PostgresConnection(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"PostgreSQL store: {exc}") from exc
+
+    _connection = _transaction  # reads too: a pooled connection is only ever lent in one
+
+    # ------------------------------------------------------------------ dialect hooks
+
+    def _in_list(self, column: str, values: list[str]) -> tuple[str, dict[str, Any]]:
+        return f"{column} = ANY(:in_list)", {"in_list": values}
+
+    def _chunks(self, values: list[str]) -> Iterator[list[str]]:
+        if values:
+            yield values  # one array parameter takes any number
+
+    def _foreign_key_violation(self, exc: BaseException) -> bool:
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        return isinstance(exc, IntegrityError) and sqlstate == _FOREIGN_KEY_VIOLATION
+
+    async def _write_batch(self, tx: PostgresConnection, batch: EncodedBatch) -> None:
+        conn = tx.raw
+        if batch.events:
+            await conn.execute(_INSERT_EVENTS, _columns(batch.events, _EVENT_TYPES))
+        for with_output, statement in ((True, _UPSERT_RUNS_WITH_OUTPUT), (False, _UPSERT_RUNS)):
+            part = [run for run in batch.runs if run[-1] is with_output]
+            if part:
+                await conn.execute(statement, _columns(part, _RUN_TYPES))
+        if batch.updates:
+            await conn.execute(
+                _UPDATE_EXECUTION, [dict(zip(UPDATE_ROW, u, strict=True)) for u in batch.updates]
+            )
+        if batch.results:
+            await conn.execute(_SET_RESULT, [{"result": r, "id": i} for r, i in batch.results])
+
+    async def _insert_control(self, tx: PostgresConnection, params: dict[str, Any]) -> int | None:
+        row = await tx.row(
+            "INSERT INTO events (id, execution_id, node_id, type, attempt, at, data)"
+            " SELECT :id, e.id, NULL, :type, 0, :at, :data FROM executions e"
+            " WHERE e.id = :e RETURNING seq",
+            params,
+        )
+        return None if row is None else int(row[0])
+
+    async def _renew(
+        self, tx: PostgresConnection, owner: str, lease_until: float, ids: list[str]
+    ) -> set[str]:
+        sql = "UPDATE executions SET lease_until = :lease_until"
+        sql += " WHERE owner = :owner AND id = ANY(:ids) RETURNING id"
+        rows = await tx.rows(sql, {"lease_until": lease_until, "owner": owner, "ids": ids})
+        return {row[0] for row in rows}
+
+    async def _locked_audit_head(self, tx: PostgresConnection) -> Sequence[Any] | None:
+        row = await tx.row(_LOCK_AUDIT_HEAD)
+        if row is None:
+            # No head row to lock yet (or it was removed): the first appenders queue on an
+            # advisory lock instead, then chain to the head or, failing that, the last record.
+            await tx.run("SELECT pg_advisory_xact_lock(:k)", {"k": _AUDIT_LOCK})
+            row = await tx.row(_LOCK_AUDIT_HEAD)
+        return row
+
+    async def _insert_audit(
+        self, tx: PostgresConnection, rows: list[AuditRow], kept: StoredHead
+    ) -> None:
+        params = _columns(rows, _AUDIT_TYPES)
+        params.update(
+            head_seq=kept.seq, head_hash=kept.hash, head_key_id=kept.key_id, head_mac=kept.mac
+        )
+        await tx.raw.execute(_INSERT_AUDIT, params)
+
+    async def _delete_finished(
+        self, tx: PostgresConnection, finished_before: float, now: float
+    ) -> list[str]:
+        rows = await tx.rows(
+            "DELETE FROM executions WHERE status = ANY(:final)"
+            " AND COALESCE(finished_at, updated_at, created_at) < :cutoff RETURNING id",
+            {"final": [s.value for s in FINAL_EXECUTION_STATES], "cutoff": finished_before},
+        )
+        ids = [row[0] for row in rows]
+        if ids:
+            for table in ("events", "node_runs"):
+                await tx.run(f"DELETE FROM {table} WHERE execution_id = ANY(:ids)", {"ids": ids})
+        return ids
