@@ -29,19 +29,12 @@ value; an envelope whose key is not in the ring raises ``DecryptionError`` namin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from orchestrion.core.events import Record
-from orchestrion.core.states import ExecutionStatus
-from orchestrion.errors import ExecutionNotFound
-from orchestrion.governance.encryption import (
-    DecryptionError,
-    KeyRing,
-    decrypt_value,
-    encrypt_value,
-    is_encrypted,
-)
+from orchestrion.governance.encryption import KeyRing, encrypt_value, is_encrypted
+from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 from orchestrion.store.base import (
     CommitBatch,
     DefinitionRecord,
@@ -50,6 +43,20 @@ from orchestrion.store.base import (
     ExecutionRecord,
     NodeRunRecord,
     Store,
+)
+from orchestrion.store.classification import Classification
+from orchestrion.store.sealing import (
+    CHILD_FAILED,
+    child_ids,
+    context,
+    decrypt,
+    open_error,
+    open_journal_data,
+    open_value,
+    seal_error,
+    seal_journal_data,
+    seal_record,
+    sealed_error,
 )
 
 __all__ = [
@@ -60,174 +67,16 @@ __all__ = [
     "seal_error",
 ]
 
-# Journal data keys that say what happened, not what a handler produced: left readable.
-_PLAIN_DATA_KEYS = frozenset({"reason", "delay", "node", "nodes"})
-# Error keys that say what kind of failure it was: left readable; the rest is sealed.
-_PLAIN_ERROR_KEYS = frozenset({"category", "type", "transient"})
-# The category of a node error that quotes a child execution's error.
-_CHILD_FAILED = "child_failed"
-_CACHE_LIMIT = 100_000
-
-
-def context(execution_id: str, node_id: str | None, field: str) -> str:
-    """The associated data binding an envelope to its row and field."""
-    return f"orchestrion\x1f{execution_id}\x1f{node_id or ''}\x1f{field}"
-
-
-def seal_error(ring: KeyRing, error: dict[str, Any], ctx: str) -> dict[str, Any]:
-    """``error`` with everything but its kind (category, type, transient) in one envelope
-    under ``message``."""
-    if is_encrypted(error.get("message")):
-        return error
-    hidden = {k: v for k, v in error.items() if k not in _PLAIN_ERROR_KEYS}
-    sealed = {k: v for k, v in error.items() if k in _PLAIN_ERROR_KEYS}
-    sealed["message"] = encrypt_value(ring, hidden, ctx)
-    return sealed
-
-
-def open_error(ring: KeyRing | None, error: Any, ctx: str) -> Any:
-    if not isinstance(error, dict) or not is_encrypted(error.get("message")):
-        return error
-    hidden = _decrypt(ring, error["message"], ctx)
-    opened = {k: v for k, v in error.items() if k != "message"}
-    opened.update(hidden if isinstance(hidden, dict) else {"message": hidden})
-    return opened
-
-
-def open_journal_data(
-    ring: KeyRing | None, data: dict[str, Any], execution_id: str, node_id: str | None
-) -> dict[str, Any]:
-    """Journal data with its sealed parts opened (see ``EncryptedStore._seal_record``)."""
-    if "error" not in data and "sealed" not in data:
-        return data
-    opened = dict(data)
-    if "error" in opened:
-        opened["error"] = open_error(ring, opened["error"], context(execution_id, node_id, "error"))
-    sealed = opened.get("sealed")
-    if is_encrypted(sealed):
-        del opened["sealed"]
-        hidden = _decrypt(ring, sealed, context(execution_id, node_id, "data"))
-        if isinstance(hidden, dict):
-            opened.update(hidden)
-    return opened
-
-
-def _decrypt(ring: KeyRing | None, value: Any, ctx: str) -> Any:
-    if ring is None:
-        raise DecryptionError(
-            f"a stored value is encrypted with key {value.get('kid')!r} but no encryption key"
-            " is configured (ORCHESTRION_ENCRYPTION_KEYS)"
-        )
-    return decrypt_value(ring, value, ctx)
-
-
-def _sealed_error(error: Any) -> bool:
-    return isinstance(error, dict) and is_encrypted(error.get("message"))
-
-
-def _open(ring: KeyRing | None, value: Any, ctx: str) -> Any:
-    return _decrypt(ring, value, ctx) if is_encrypted(value) else value
-
-
-class _Classification:
-    """Which executions are classified (see the module docstring), cached.
-
-    An execution's own answer comes from its definition (definitions never change) and its
-    parent's; it can only change from False to True, when the execution starts or meets a
-    classified child (``flip``). The first sealed value written after such a flip stays in
-    the store as its mark: an execution met again after a restart that is not classified by
-    its definition or parent is looked at once more (``_marked``). The execution cache is
-    bounded (oldest entries go first) and refilled from the store on a miss.
-    """
-
-    def __init__(self, inner: Store, encrypts: Callable[[str], bool]) -> None:
-        self._inner = inner
-        self._encrypts = encrypts
-        self._by_definition: dict[str, bool] = {}
-        self._by_execution: dict[str, bool] = {}
-
-    def known(self, execution_id: str) -> bool | None:
-        return self._by_execution.get(execution_id)
-
-    async def of(self, execution_id: str) -> bool:
-        classified = self._by_execution.get(execution_id)
-        if classified is None:
-            try:
-                record = await self._inner.get_execution(execution_id)
-            except ExecutionNotFound:
-                return False  # the adapter refuses the commit with its own error
-            classified = await self.of_record(record, stored=True)
-        return classified
-
-    async def of_record(self, record: ExecutionRecord, *, stored: bool = False) -> bool:
-        """``stored``: the record was read from the store (it may carry a mark)."""
-        classified = self._by_execution.get(record.id)
-        if classified is not None:
-            return classified
-        classified = await self._definition(record.definition_id)
-        if not classified and record.parent_execution_id:
-            classified = await self.of(record.parent_execution_id)
-        if not classified and stored and record.status is not ExecutionStatus.PENDING:
-            classified = await self._marked(record.id)
-        self.remember(record.id, classified)
-        return classified
-
-    def flip(self, execution_id: str) -> None:
-        """From now on ``execution_id`` is classified (it met a classified child)."""
-        self.remember(execution_id, True)
-
-    def remember(self, execution_id: str, classified: bool) -> None:
-        cache = self._by_execution
-        if execution_id not in cache and len(cache) >= _CACHE_LIMIT:
-            del cache[next(iter(cache))]
-        cache[execution_id] = classified
-
-    async def _marked(self, execution_id: str) -> bool:
-        """Whether an earlier process sealed something of this execution (it had flipped)."""
-        for run in await self._inner.get_node_runs(execution_id):
-            if is_encrypted(run.output) or _sealed_error(run.error):
-                return True
-        return False
-
-    async def _definition(self, definition_id: str) -> bool:
-        found = self._by_definition.get(definition_id)
-        if found is None:
-            spec = (await self._inner.get_definition(definition_id)).spec
-            listed = (spec.get("dag") or {}).get("nodes") or ()
-            found = self._by_definition[definition_id] = any(
-                self._encrypts(str(n.get("data_classification") or "public")) for n in listed
-            )
-        return found
-
-
-def _child_ids(output: dict[str, Any]) -> list[str]:
-    """The child executions whose results ``output`` carries: a ``workflow`` node's output,
-    or a ``map`` of sub-workflows' (``{"results": [...]}``; a map also starts its children
-    again after a crash, which flips its execution at once)."""
-    child = output.get("child_execution_id")
-    if isinstance(child, str):
-        return [child]
-    items = output.get("results")
-    if not isinstance(items, list):
-        return []
-    return [
-        item["child_execution_id"]
-        for item in items
-        if isinstance(item, dict) and isinstance(item.get("child_execution_id"), str)
-    ]
-
 
 class EncryptedStore:
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
-    docstring. Methods it does not define (an adapter's own) are ``inner``'s."""
+    docstring. Every ``Store`` method is its own: those where values pass seal or open them,
+    the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
 
     def __init__(self, inner: Store, ring: KeyRing | None, encrypts: Callable[[str], bool]) -> None:
         self.inner = inner
         self.ring = ring
-        self._classes = _Classification(inner, encrypts)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        self._classes = Classification(inner, encrypts)
 
     def classified(self, execution_id: str) -> bool:
         """Whether the execution's values are sealed (True when not known yet: the safe side)."""
@@ -333,6 +182,9 @@ class EncryptedStore:
             overrides = self._seal_overrides(ring, execution_id, overrides)
         await self.inner.update_execution_inputs(execution_id, inputs, overrides, correlation_id)
 
+    async def distrust_execution(self, execution_id: str) -> None:
+        await self.inner.distrust_execution(execution_id)  # trust is no value: nothing to seal
+
     async def list_executions(
         self, flt: ExecutionFilter
     ) -> tuple[list[ExecutionRecord], str | None]:
@@ -353,15 +205,15 @@ class EncryptedStore:
             is_encrypted(inputs)
             or is_encrypted(overrides)
             or is_encrypted(result)
-            or _sealed_error(error)
+            or sealed_error(error)
         ):
             return record
         ring, eid = self.ring, record.id
         return replace(
             record,
-            inputs=_open(ring, inputs, context(eid, None, "inputs")),
-            overrides=_open(ring, overrides, context(eid, None, "overrides")),
-            result=_open(ring, result, context(eid, None, "result")),
+            inputs=open_value(ring, inputs, context(eid, None, "inputs")),
+            overrides=open_value(ring, overrides, context(eid, None, "overrides")),
+            result=open_value(ring, result, context(eid, None, "result")),
             error=open_error(ring, error, context(eid, None, "error")),
         )
 
@@ -395,11 +247,11 @@ class EncryptedStore:
         opened: list[NodeRunRecord] = []
         for run in runs:
             output, error = run.output, run.error
-            if is_encrypted(output) or _sealed_error(error):
+            if is_encrypted(output) or sealed_error(error):
                 node = run.node_id
                 run = replace(
                     run,
-                    output=_open(ring, output, context(execution_id, node, "output")),
+                    output=open_value(ring, output, context(execution_id, node, "output")),
                     error=open_error(ring, error, context(execution_id, node, "error")),
                 )
             opened.append(run)
@@ -412,7 +264,7 @@ class EncryptedStore:
         ring = self.ring
         for node, output in outputs.items():
             if is_encrypted(output):
-                outputs[node] = _decrypt(ring, output, context(execution_id, node, "output"))
+                outputs[node] = decrypt(ring, output, context(execution_id, node, "output"))
         return outputs
 
     async def list_events(
@@ -459,7 +311,7 @@ class EncryptedStore:
                 classified = True
             if sealed is None:
                 sealed = list(records)
-            sealed[i] = (eid, self._seal_record(ring, eid, record))
+            sealed[i] = (eid, seal_record(ring, eid, record))
         results = batch.results
         sealed_results: dict[str, Any] | None = None
         for eid, result in results.items():
@@ -484,65 +336,44 @@ class EncryptedStore:
         in an output, or its error quoted in a ``child_failed`` error (taken as classified:
         which child failed is only in the message)."""
         error = record.error
-        if error is not None and error.get("category") == _CHILD_FAILED:
+        if error is not None and error.get("category") == CHILD_FAILED:
             return True
         if not record.has_output or type(record.output) is not dict:
             return False
-        for child in _child_ids(record.output):
+        for child in child_ids(record.output):
             if await self._classes.of(child):
                 return True
         return False
 
-    @staticmethod
-    def _seal_record(ring: KeyRing, execution_id: str, record: Record) -> Record:
-        """A copy of ``record`` with its data-bearing fields sealed (listeners keep the
-        plaintext original)."""
-        node = record.node
-        error_ctx = context(execution_id, node, "error")
-        changes: dict[str, Any] = {}
-        if record.has_output:
-            changes["output"] = encrypt_value(
-                ring, record.output, context(execution_id, node, "output")
-            )
-        sealed_error: dict[str, Any] | None = None
-        if record.error is not None:
-            sealed_error = seal_error(ring, record.error, error_ctx)
-            changes["error"] = sealed_error
-        data = record.data
-        if data:
-            plain: dict[str, Any] = {}
-            hidden: dict[str, Any] = {}
-            for key, value in data.items():
-                if key == "error" and isinstance(value, dict):
-                    # The run's own error is usually the same dict: seal it once.
-                    same = value is record.error and sealed_error is not None
-                    plain[key] = sealed_error if same else seal_error(ring, value, error_ctx)
-                elif key in _PLAIN_DATA_KEYS and (key != "reason" or _system_reason(record, value)):
-                    plain[key] = value
-                else:
-                    hidden[key] = value
-            if hidden:
-                plain["sealed"] = encrypt_value(ring, hidden, context(execution_id, node, "data"))
-            changes["data"] = plain
-        return _copy_record(record, changes) if changes else record
+    async def request_control(
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+    ) -> int:
+        """The request is journal data: what it says of the execution's own data (who
+        decided, their comment) is sealed like a record's data; ``list_events`` opens it."""
+        ring = self.ring
+        if ring is not None and await self._classes.of(execution_id):
+            request = seal_journal_data(ring, request, execution_id)
+        return await self.inner.request_control(execution_id, event_id, request, at)
 
+    async def journal_head(self) -> int:
+        return await self.inner.journal_head()  # a number
 
-_RECORD_FIELDS = tuple(f.name for f in fields(Record))
+    # ------------------------------------------------------------------ audit trail, retention
+    # Audit records are signed as written and hold no values (ids, actions, categories, counts):
+    # handed over as they are, and read back so.
 
+    async def append_audit(
+        self, entries: list[AuditEntry], signer: AuditSigner
+    ) -> list[AuditRecord]:
+        return await self.inner.append_audit(entries, signer)
 
-def _copy_record(record: Record, changes: dict[str, Any]) -> Record:
-    """``dataclasses.replace(record, **changes)`` for a third of its cost (it runs
-    ``__init__`` again): every record that carries a value in a classified execution is
-    copied on its way to the store."""
-    copy = Record.__new__(Record)
-    for name in _RECORD_FIELDS:
-        setattr(copy, name, getattr(record, name))
-    for name, value in changes.items():
-        setattr(copy, name, value)
-    return copy
+    async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
+        return await self.inner.list_audit(flt)
 
+    async def audit_head(self) -> StoredHead | None:
+        return await self.inner.audit_head()
 
-def _system_reason(record: Record, value: Any) -> bool:
-    """Whether a journal ``reason`` is the engine's (a skip, a cancellation, a wait's kind),
-    not a key of the wait data a handler gave, which ``node.waiting`` data may hold too."""
-    return record.wait_reason is None or value == record.wait_reason
+    async def purge_executions(
+        self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
+    ) -> int:
+        return await self.inner.purge_executions(finished_before, signer, actor, now)
