@@ -33,11 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 # Upward or sideways imports still to be removed: (importing module, imported module).
-KNOWN: set[tuple[str, str]] = {
-    ("orchestrion.governance.runtime", "orchestrion.store.base"),
-    ("orchestrion.governance.runtime", "orchestrion.store.encrypted"),
-}
-
+KNOWN: set[tuple[str, str]] = set()  # none left: every import points down
 
 # Third-party clients that only one package may use, so a backend is swapped in one place.
 HOMES = {"redis": "cluster", "sqlalchemy": "store", "asyncpg": "store", "sqlite3": "store"}

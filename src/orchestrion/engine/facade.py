@@ -49,6 +49,7 @@ from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.settings import Settings, load_settings
 from orchestrion.store.audit_log import AuditLog
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord, Store
+from orchestrion.store.encrypted import protect
 
 __all__ = ["Engine", "RecordListener"]
 
@@ -153,7 +154,7 @@ class Engine:
 
             self._store = open_store(self.database_url)
         # Classified values are sealed before the adapter sees them (store/encrypted.py).
-        self._store = self.governance.protect(self._store)
+        self._store = protect(self._store, self.governance)
         self.governance.warn_missing_keys()
         await self._store.open()
         try:

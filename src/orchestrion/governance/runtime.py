@@ -2,7 +2,8 @@
 
 Built once per process from settings (``ORCHESTRION_GOVERNANCE_FILE``, the shipped default
 otherwise) and the key variables the policy names. Every part that enforces a control takes
-what it needs from here: the store its key ring, the logs and the API their masker, the http
+what it needs from here: the store its key ring (``protect`` in ``store/encrypted.py``), the
+logs and the API their masker, the http
 and llm handlers their guards, the service its python allowlist.
 
 ``trusted`` is the process's own level: True for ``orchestrion run``, ``retry``, ``resume`` and
@@ -22,7 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.encryption import KeyRing
@@ -33,11 +34,19 @@ from orchestrion.governance.ssrf import UrlPolicy
 
 if TYPE_CHECKING:
     from orchestrion.settings import Settings
-    from orchestrion.store.base import Store
 
-__all__ = ["Governance", "WireKeys"]
+__all__ = ["ClassifyingStore", "Governance", "WireKeys"]
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ClassifyingStore(Protocol):
+    """A store that seals the values of classified executions (``store/encrypted.py``), as
+    far as the policy's other controls need to know it."""
+
+    def classified(self, execution_id: str) -> bool:
+        """Whether the execution's values are sealed (True while not known: the safe side)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,22 +130,11 @@ class Governance:
         """True when values of this classification are encrypted at rest."""
         return self.keyring is not None and classification in self.policy.encryption.classifications
 
-    def protect(self, store: Store) -> Store:
-        """``store`` behind encryption at rest (``store/encrypted.py``), or as it is when
-        the policy encrypts no classification. Wrapped even without a key, so a value
-        encrypted earlier is refused by name instead of shown as an envelope."""
-        from orchestrion.store.encrypted import EncryptedStore
-
-        if isinstance(store, EncryptedStore) or not self.policy.encryption.classifications:
-            return store
-        return EncryptedStore(store, self.keyring, self.encrypts)
-
-    def wire_keys(self, store: Store) -> WireKeys | None:
+    def wire_keys(self, store: object) -> WireKeys | None:
         """What an orchestrator seals values on the queue with (``cluster/on_wire.py`` builds
-        its sealer from it); None without keys, or when ``store`` encrypts nothing."""
-        from orchestrion.store.encrypted import EncryptedStore
-
-        if self.keyring is None or not isinstance(store, EncryptedStore):
+        its sealer from it); None without keys, or when ``store`` encrypts nothing (it is not
+        a ``ClassifyingStore``, as ``store/encrypted.py``'s is)."""
+        if self.keyring is None or not isinstance(store, ClassifyingStore):
             return None
         return WireKeys(self.keyring, store.classified)
 

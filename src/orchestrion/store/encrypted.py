@@ -34,6 +34,7 @@ from typing import Any
 
 from orchestrion.core.events import Record
 from orchestrion.governance.encryption import KeyRing, encrypt_value, is_encrypted
+from orchestrion.governance.runtime import Governance
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 from orchestrion.store.base import (
     CommitBatch,
@@ -64,8 +65,18 @@ __all__ = [
     "context",
     "open_error",
     "open_journal_data",
+    "protect",
     "seal_error",
 ]
+
+
+def protect(store: Store, governance: Governance) -> Store:
+    """``store`` behind encryption at rest, or as it is when the policy encrypts no
+    classification. Wrapped even without a key, so a value encrypted earlier is refused by
+    name instead of shown as an envelope."""
+    if isinstance(store, EncryptedStore) or not governance.policy.encryption.classifications:
+        return store
+    return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
 class EncryptedStore:
