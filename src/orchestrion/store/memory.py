@@ -17,20 +17,16 @@ from typing import Any, cast
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
-from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
 from orchestrion.store.audit import (
     AuditEntry,
     AuditFilter,
-    AuditItem,
     AuditRecord,
     AuditSigner,
     StoredHead,
     entry_items,
     purge_items,
-    record_of,
-    seal_items,
     transition_items,
 )
 from orchestrion.store.base import (
@@ -41,6 +37,7 @@ from orchestrion.store.base import (
     ExecutionRecord,
     NodeRunRecord,
 )
+from orchestrion.store.memory_audit import MemoryAuditTrail
 
 __all__ = ["MemoryStore"]
 
@@ -69,8 +66,7 @@ class MemoryStore:
         self._events: list[EventRecord] = []  # in seq order (a purge leaves gaps)
         self._next_seq = 1
         self._events_by_execution: dict[str, list[EventRecord]] = {}
-        self._audit: list[AuditRecord] = []
-        self._audit_head: StoredHead | None = None
+        self._audit = MemoryAuditTrail()
 
     async def open(self) -> None:
         return None
@@ -317,26 +313,25 @@ class MemoryStore:
                 self._apply_node(execution_id, node, record)
             else:
                 data = None if record.data is None else dict(record.data)
-                self._apply_execution(self._executions[execution_id], record)
-            event = EventRecord(
-                seq=self._next_seq,
-                id=event_id,
-                execution_id=execution_id,
-                type=record.type,
-                at=record.at,
-                node_id=node,
-                attempt=record.attempt,
-                correlation_id=correlation.get(execution_id),
-                causation_id=cause,
-                data=data,
+                rules.apply_execution_record(self._executions[execution_id], record)
+            self._journal(
+                EventRecord(
+                    seq=self._next_seq,
+                    id=event_id,
+                    execution_id=execution_id,
+                    type=record.type,
+                    at=record.at,
+                    node_id=node,
+                    attempt=record.attempt,
+                    correlation_id=correlation.get(execution_id),
+                    causation_id=cause,
+                    data=data,
+                )
             )
-            self._next_seq += 1
-            self._events.append(event)
-            self._events_by_execution.setdefault(execution_id, []).append(event)
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
         if batch.audit is not None and batch.records:
-            self._append_audit(transition_items(batch), batch.audit)
+            self._audit.append(transition_items(batch), batch.audit)
 
     def _check(self, batch: CommitBatch) -> None:
         rules.check_batch(batch)
@@ -373,24 +368,6 @@ class MemoryStore:
             updated_at=record.at,
         )
 
-    @staticmethod
-    def _apply_execution(execution: ExecutionRecord, record: Record) -> None:
-        execution.status = cast(ExecutionStatus, record.status)  # checked in _check
-        if record.phase is not None:
-            execution.phase = record.phase
-        if record.type == rules.STARTED:
-            execution.started_at = record.at
-        finished = rules.finished_at(record)
-        if finished is not rules.KEEP:
-            execution.finished_at = finished
-        error = rules.execution_error(record)
-        if error is not rules.KEEP:
-            execution.error = error
-        if record.status in FINAL_EXECUTION_STATES:
-            execution.owner = None
-            execution.lease_until = None
-        execution.updated_at = record.at
-
     async def list_events(
         self,
         execution_id: str | None = None,
@@ -418,61 +395,32 @@ class MemoryStore:
     ) -> int:
         if execution_id not in self._executions:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
-        event = EventRecord(
-            seq=self._next_seq,
-            id=event_id,
-            execution_id=execution_id,
-            type=rules.CONTROL_REQUESTED,
-            at=at,
-            data=json.loads(json.dumps(request)),
-        )
+        event = EventRecord(self._next_seq, event_id, execution_id, rules.CONTROL_REQUESTED, at)
+        event.data = json.loads(json.dumps(request))
+        self._journal(event)
+        return event.seq
+
+    def _journal(self, event: EventRecord) -> None:
+        """Append ``event`` (its seq is the next one) to the journal."""
         self._next_seq += 1
         self._events.append(event)
-        self._events_by_execution.setdefault(execution_id, []).append(event)
-        return event.seq
+        self._events_by_execution.setdefault(event.execution_id, []).append(event)
 
     async def journal_head(self) -> int:
         return self._next_seq - 1
 
     # ------------------------------------------------------------------ audit trail
 
-    def _append_audit(self, items: list[AuditItem], signer: AuditSigner) -> list[AuditRecord]:
-        kept = self._audit_head
-        last = self._audit[-1] if self._audit else None
-        if kept is not None:
-            head = kept.chain
-        else:
-            head = ChainHead(last.seq, last.hash) if last is not None else ChainHead()
-        sealed = [record_of(row) for row in seal_items(items, head, signer)]
-        if sealed:
-            self._audit.extend(sealed)
-            self._audit_head = signer.head(sealed[-1].seq, sealed[-1].hash)
-        return sealed
-
     async def append_audit(
         self, entries: list[AuditEntry], signer: AuditSigner
     ) -> list[AuditRecord]:
-        return self._append_audit(entry_items(entries), signer)
+        return self._audit.append(entry_items(entries), signer)
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditRecord]:
-        start = bisect.bisect_right(self._audit, flt.after_seq, key=lambda r: r.seq)
-        found: list[AuditRecord] = []
-        for record in self._audit[start:]:
-            if (
-                (flt.execution_id is not None and record.execution_id != flt.execution_id)
-                or (flt.actor is not None and record.actor != flt.actor)
-                or (flt.action_prefix and not record.action.startswith(flt.action_prefix))
-                or (flt.since is not None and record.at < flt.since)
-                or (flt.until is not None and record.at >= flt.until)
-            ):
-                continue
-            found.append(record)  # frozen: safe to hand out
-            if len(found) >= max(1, flt.limit):
-                break
-        return found
+        return self._audit.select(flt)
 
     async def audit_head(self) -> StoredHead | None:
-        return self._audit_head
+        return self._audit.head
 
     # ------------------------------------------------------------------ retention
 
@@ -493,5 +441,5 @@ class MemoryStore:
         if doomed:
             self._events = [e for e in self._events if e.execution_id not in doomed]
         if signer is not None:
-            self._append_audit(purge_items(len(doomed), finished_before, actor, now), signer)
+            self._audit.append(purge_items(len(doomed), finished_before, actor, now), signer)
         return len(doomed)

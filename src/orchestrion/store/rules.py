@@ -16,17 +16,18 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ExecutionError, StoreError
-from orchestrion.store.base import CommitBatch
+from orchestrion.store.base import CommitBatch, ExecutionRecord
 
 __all__ = [
     "KEEP",
     "OUTPUT_STATES",
     "UNFINISHED_STATUSES",
+    "apply_execution_record",
     "check_owners",
     "decode_cursor",
     "encode_cursor",
@@ -154,3 +155,22 @@ def check_owners(held_by: Iterable[tuple[str, str | None]], owner: str | None) -
         raise StoreError(
             f"commit refused: execution(s) {', '.join(lost)} are owned by another process now"
         )
+
+
+def apply_execution_record(execution: ExecutionRecord, record: Record) -> None:
+    """Move ``execution`` as an execution record says (what the SQL stores' update does)."""
+    execution.status = cast(ExecutionStatus, record.status)  # checked by the caller
+    if record.phase is not None:
+        execution.phase = record.phase
+    if record.type == STARTED:
+        execution.started_at = record.at
+    finished = finished_at(record)
+    if finished is not KEEP:
+        execution.finished_at = finished
+    error = execution_error(record)
+    if error is not KEEP:
+        execution.error = error
+    if record.status in FINAL_EXECUTION_STATES:
+        execution.owner = None
+        execution.lease_until = None
+    execution.updated_at = record.at
