@@ -1326,8 +1326,23 @@ async def test_postgres_store_not_open() -> None:
 
 async def test_postgres_unreachable_server_is_a_store_error() -> None:
     store = PostgresStore("postgresql://nobody@127.0.0.1:1/none")
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="cannot open") as caught:
         await store.open()
+    assert "postgresql://nobody@127.0.0.1:1/none" in str(caught.value)
+
+
+async def test_postgres_missing_database_says_so_in_the_servers_words(postgres_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url).set(password="hunter2", database="no_such_database_here")
+    store = PostgresStore(url.render_as_string(hide_password=False))
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    message = str(caught.value)
+    assert 'database "no_such_database_here" does not exist' in message
+    assert "hunter2" not in message
+    assert "sqlalchemy" not in message.lower() and "sqlalche.me" not in message
+    assert "+asyncpg" not in message
 
 
 async def test_postgres_unencodable_output_fails_before_writing(postgres_url: str) -> None:

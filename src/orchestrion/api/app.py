@@ -41,6 +41,7 @@ from orchestrion.api.routes import (
 )
 from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
 from orchestrion.engine.facade import Engine
+from orchestrion.errors import OrchestrionError
 from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.observability.feed import RecordFeed
 from orchestrion.observability.logging_setup import log_transitions
@@ -104,7 +105,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
         try:
             if owns_engine:
-                await engine.start()
+                try:
+                    await engine.start()
+                except OrchestrionError as exc:  # a store or queue that cannot be used
+                    ctx.startup_error = exc
+                    raise
             ctx.closing = False
             ctx.engine_running = True
             if sweeper is not None:

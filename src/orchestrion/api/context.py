@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from orchestrion.api.refusals import RefusalSummary
     from orchestrion.cluster.link import RedisLink
     from orchestrion.engine.facade import Engine
+    from orchestrion.errors import OrchestrionError
     from orchestrion.observability.metrics import Metrics
     from orchestrion.settings import Settings
 
@@ -49,6 +50,7 @@ class ApiContext:
     closing: bool = field(default=False)  # the server is stopping: event streams end
     redis: RedisLink | None = field(default=None)  # scale-out only; set by the lifespan
     audit_status: AuditStatus | None = field(default=None)  # set by the audit trail, if any
+    startup_error: OrchestrionError | None = field(default=None)  # why the engine did not start
 
     def begin_shutdown(self) -> None:
         """End event streams now, so a stopping server is not held open by them."""

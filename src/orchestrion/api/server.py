@@ -38,6 +38,22 @@ _SWITCH_INTERVAL = 0.0005  # seconds
 _EXIT_AFTER_SHUTDOWN = 5.0  # seconds the interpreter gets to finish once the app has stopped
 
 
+class _StartupErrorLine(logging.Filter):
+    """uvicorn logs the traceback of a failed start-up; when the engine could not start for
+    a reason Orchestrion names (a database or queue that cannot be used), that reason is the
+    one line logged instead, as every other command reports it."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = self._ctx.startup_error
+        if error is not None and str(record.msg).startswith("Traceback"):
+            record.msg, record.args, record.exc_info = f"cannot start: {error}", (), None
+        return True
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, ending event streams on a signal and not re-raising it after."""
 
@@ -133,5 +149,10 @@ def serve(
     # /health and every other request answering while a worker thread computes.
     sys.setswitchinterval(_SWITCH_INTERVAL)
     server = _Server(config, api_context(app), stop_requested)
-    server.run()
+    line = _StartupErrorLine(api_context(app))
+    logging.getLogger("uvicorn.error").addFilter(line)
+    try:
+        server.run()
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(line)
     return server.started

@@ -191,7 +191,11 @@ class PostgresStore(SQLStore[PostgresConnection]):
         self._engine: AsyncEngine | None = None
 
     def __repr__(self) -> str:
-        return f"PostgresStore({make_url(self.url)!r})"  # the URL's repr hides the password
+        return f"PostgresStore({self._where()})"
+
+    def _where(self) -> str:
+        """The URL as users wrote it, without the driver and with the password hidden."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,7 +214,8 @@ class PostgresStore(SQLStore[PostgresConnection]):
                     await conn.run_sync(_alembic_upgrade)
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            raise StoreError(f"cannot open PostgreSQL store {self!r}: {exc}") from exc
+            where, reason = self._where(), _reason(exc)
+            raise StoreError(f"cannot open PostgreSQL store {where}: {reason}") from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -243,7 +248,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
             async with engine.begin() as conn:
                 yield PostgresConnection(conn)
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"PostgreSQL store: {exc}") from exc
+            raise StoreError(f"PostgreSQL store: {_reason(exc)}") from exc
 
     _connection = _transaction  # reads too: a pooled connection is only ever lent in one
 
@@ -323,3 +328,10 @@ class PostgresStore(SQLStore[PostgresConnection]):
             for table in ("events", "node_runs"):
                 await tx.run(f"DELETE FROM {table} WHERE execution_id = ANY(:ids)", {"ids": ids})
         return ids
+
+
+def _reason(exc: BaseException) -> str:
+    """What the server or the network said, without SQLAlchemy's wrapping (the driver class
+    in parentheses, the statement, the link to its docs)."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).strip() or type(exc).__name__
