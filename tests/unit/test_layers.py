@@ -54,11 +54,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> Iterator[Import]:
-    """Every ``orchestrion`` import of one source file, wherever it stands in the file."""
-    name = _module_name(path)
+def imports_of(path: Path, name: str | None = None) -> Iterator[Import]:
+    """Every import of one source file, wherever it stands in the file."""
+    name = name or _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (dynamic := _dynamic_import(node)) is not None:
+            yield Import(name, dynamic, node.lineno)
+            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -71,11 +74,25 @@ def imports_of(path: Path) -> Iterator[Import]:
             targets = [
                 f"{module}.{alias.name}" if _is_module(f"{module}.{alias.name}") else module
                 for alias in node.names
+                # the version is a constant of the root, which imports nothing to give it
+                if (module, alias.name) != ("orchestrion", "__version__")
             ]
         else:
             continue
         for target in targets:
             yield Import(name, target, node.lineno)
+
+
+def _dynamic_import(node: ast.AST) -> str | None:
+    """The module of ``import_module("x")`` / ``__import__("x")`` with a literal name."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    first = node.args[0]
+    if called in ("import_module", "__import__") and isinstance(first, ast.Constant):
+        return first.value if isinstance(first.value, str) else None
+    return None
 
 
 def _is_module(name: str) -> bool:
@@ -101,10 +118,10 @@ def violations(found: list[Import]) -> list[Import]:
     bad = []
     for imp in found:
         source, target = unit_of(imp.importer), unit_of(imp.imported)
-        if source is None or target is None or source == target:
+        if source is None or source == target:
             continue  # the package root re-exports the public API from everywhere
-        if rank_of(target) <= rank_of(source):
-            bad.append(imp)
+        if target is None or rank_of(target) <= rank_of(source):
+            bad.append(imp)  # the root is above every layer: it re-exports the engine
     return bad
 
 
@@ -157,7 +174,31 @@ def test_an_upward_import_is_caught() -> None:
     assert violations([upward, sideways, downward]) == [upward, sideways]
 
 
+def test_imports_of_the_root_and_dynamic_imports_count(tmp_path: Path) -> None:
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "import importlib\n"
+        "def f():\n"
+        "    from orchestrion import Engine\n"
+        "    importlib.import_module('redis')\n"
+        "    __import__('orchestrion.engine.facade')\n"
+    )
+    found = [(imp.imported, imp.line) for imp in imports_of(source, name="orchestrion.core.x")]
+    assert ("orchestrion", 3) in found
+    assert ("redis", 4) in found
+    assert ("orchestrion.engine.facade", 5) in found
+    root = Import("orchestrion.core.machine", "orchestrion", 3)
+    assert violations([root]) == [root]
+    assert guests([Import("orchestrion.store.memory", "redis", 4)])
+
+
 def test_backend_clients_stay_home() -> None:
     found = guests(_everything())
-    assert not found - KNOWN_GUESTS, sorted(found - KNOWN_GUESTS)
+    strays = [
+        f"  {imp.importer}:{imp.line} imports {imp.imported}, which only"
+        f" orchestrion.{HOMES[imp.imported.split('.')[0]]} may use (see HOMES)"
+        for imp in _everything()
+        if (imp.importer, imp.imported.split(".")[0]) in found - KNOWN_GUESTS
+    ]
+    assert not strays, "backend clients outside their home package:\n" + "\n".join(strays)
     assert not KNOWN_GUESTS - found, sorted(KNOWN_GUESTS - found)
