@@ -26,6 +26,8 @@ from typing import Any
 
 __all__ = [
     "ConfigurationError",
+    "DecisionRefused",
+    "DecryptionError",
     "DefinitionError",
     "DefinitionIssue",
     "DispatchError",
@@ -34,11 +36,13 @@ __all__ = [
     "HandlerNotFound",
     "InvalidTransition",
     "NodeError",
+    "NotRetryable",
     "OrchestrionError",
     "PermanentNodeError",
     "PolicyViolation",
     "StoreError",
     "TransientNodeError",
+    "WireError",
 ]
 
 
@@ -165,3 +169,23 @@ class ConfigurationError(OrchestrionError):
 
 class HandlerNotFound(OrchestrionError):
     """No handler is registered under the requested name."""
+
+
+class DecisionRefused(ExecutionError):
+    """The caller may not decide on this node (not among its approvers)."""
+
+
+class DecryptionError(StoreError):
+    """A stored value that cannot be decrypted: unknown key id, wrong context, or tampered.
+
+    A ``StoreError``: what the store holds cannot be read with this configuration, so the CLI
+    and the API report it as they report an unreadable store (the message names the key id).
+    """
+
+
+class WireError(OrchestrionError):
+    """A message that cannot be read: not JSON, a newer schema version, or a wrong shape."""
+
+
+class NotRetryable(OrchestrionError):
+    """The letter's payload is not a task message: it can be dropped, not retried."""

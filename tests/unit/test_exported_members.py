@@ -60,6 +60,8 @@ PUBLIC: dict[str, set[str]] = {
     },
     "orchestrion.errors": {
         "ConfigurationError",
+        "DecisionRefused",
+        "DecryptionError",
         "DefinitionError",
         "DefinitionIssue",
         "DispatchError",
@@ -68,11 +70,13 @@ PUBLIC: dict[str, set[str]] = {
         "HandlerNotFound",
         "InvalidTransition",
         "NodeError",
+        "NotRetryable",
         "OrchestrionError",
         "PermanentNodeError",
         "PolicyViolation",
         "StoreError",
         "TransientNodeError",
+        "WireError",
     },
     "orchestrion.settings": {
         "ApiRole",

@@ -9,13 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrion.cluster.dlq import DeadLetters
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import NotRetryable
 
 __all__ = ["LetterAction", "NotRetryable", "drop_letter", "retry_letter"]
-
-
-class NotRetryable(OrchestrionError):
-    """The letter's payload is not a task message: it can be dropped, not retried."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from orchestrion.core import events as ev
 from orchestrion.dispatch.base import SCHEMA_VERSION, TaskMessage
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import WireError
 from orchestrion.governance.trust import Trust
 
 __all__ = [
@@ -51,10 +51,6 @@ _EVENT_TYPES: Final[dict[str, type[Any]]] = {
 }
 _TASK_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(TaskMessage))
 _TUPLE_FIELDS: Final = ("dependencies", "capabilities")
-
-
-class WireError(OrchestrionError):
-    """A message that cannot be read: not JSON, a newer schema version, or a wrong shape."""
 
 
 def loads(raw: bytes | str) -> dict[str, Any]:

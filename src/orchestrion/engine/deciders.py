@@ -14,13 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrion.errors import ExecutionError
+from orchestrion.errors import DecisionRefused
 
 __all__ = ["Decider", "DecisionRefused", "check_decider"]
-
-
-class DecisionRefused(ExecutionError):
-    """The caller may not decide on this node (not among its approvers)."""
 
 
 @dataclass(frozen=True, slots=True)

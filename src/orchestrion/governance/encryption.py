@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrion.errors import ConfigurationError, StoreError
+from orchestrion.errors import ConfigurationError, DecryptionError
 
 __all__ = [
     "ALGORITHM",
@@ -32,14 +32,6 @@ __all__ = [
 
 ALGORITHM = "aes-256-gcm"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
-
-
-class DecryptionError(StoreError):
-    """A stored value that cannot be decrypted: unknown key id, wrong context, or tampered.
-
-    A ``StoreError``: what the store holds cannot be read with this configuration, so the CLI
-    and the API report it as they report an unreadable store (the message names the key id).
-    """
 
 
 def _key(text: str, key_id: str) -> bytes:
