@@ -32,7 +32,14 @@ from pydantic_settings import (
 
 from orchestrion.errors import ConfigurationError
 
-__all__ = ["ApiRole", "Settings", "claim_process", "load_secrets", "load_settings"]
+__all__ = [
+    "ApiRole",
+    "Settings",
+    "claim_process",
+    "load_secrets",
+    "load_settings",
+    "owns_process",
+]
 
 SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
 
@@ -51,6 +58,11 @@ def claim_process() -> None:
     """This process is Orchestrion's (the command line calls this first): from now on the
     settings that tune the whole process default to on."""
     _OWNED_PROCESS_DEFAULTS.update(gc_freeze=True, mask_all_logs=True)
+
+
+def owns_process() -> bool:
+    """Whether ``claim_process`` was called: Orchestrion may tune process-wide state."""
+    return bool(_OWNED_PROCESS_DEFAULTS)
 
 
 class Settings(BaseSettings):

@@ -84,6 +84,7 @@ PUBLIC: dict[str, set[str]] = {
         "claim_process",
         "load_secrets",
         "load_settings",
+        "owns_process",
     },
     "orchestrion.client": {
         "Accepted",

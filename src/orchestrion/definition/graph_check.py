@@ -42,12 +42,19 @@ _RESERVED_IDS = RESERVED_NAMES - {"input"}
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the duration of the block.
+    """Pause the cyclic garbage collector for the duration of the block, in a process that
+    is Orchestrion's (``settings.claim_process``: the CLI and the server).
 
     Checking a big graph allocates hundreds of thousands of small lists and sets, which
     triggers full collections that re-scan the (large, long-lived) definition each time and
-    multiply the cost; none of these objects form reference cycles.
+    multiply the cost; none of these objects form reference cycles. The collector is the
+    whole process's, so a program that embeds Orchestrion keeps it as it set it.
     """
+    from orchestrion.settings import owns_process
+
+    if not owns_process():
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:
