@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DefinitionError",
     "Engine",
+    "ExecutionRecord",
     "ExecutionResult",
     "ExecutionStatus",
     "NodeContext",
@@ -38,6 +39,7 @@ _LAZY = {
     "PermanentNodeError": "orchestrion.errors",
     "TransientNodeError": "orchestrion.errors",
     "Engine": "orchestrion.engine.facade",
+    "ExecutionRecord": "orchestrion.store.base",
     "ExecutionResult": "orchestrion.core.result",
     "ExecutionStatus": "orchestrion.core.states",
     "NodeState": "orchestrion.core.states",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from orchestrion.handlers.base import NodeContext
     from orchestrion.handlers.loading import load_definition
     from orchestrion.handlers.python import function
+    from orchestrion.store.base import ExecutionRecord
 
 
 def __getattr__(name: str) -> Any:

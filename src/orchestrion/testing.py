@@ -29,7 +29,7 @@ from orchestrion.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from orchestrion.core.result import ExecutionResult
-    from orchestrion.handlers.base import HandlerSpec, NodeContext
+    from orchestrion.handlers.base import HandlerSpec, NodeContext, Resources
 
 __all__ = [
     "MemoryStore",
@@ -98,6 +98,7 @@ def node_context(
     execution_id: str = "test-execution",
     attempt: int = 1,
     wait_result: Any = None,
+    resources: Resources | None = None,
 ) -> NodeContext:
     """The context a handler is given for one attempt, for calling a handler directly:
     ``outputs`` are those of the nodes it depends on (they become its dependencies)."""
@@ -113,6 +114,7 @@ def node_context(
         outputs=upstream,
         dependencies=tuple(upstream),
         handler=handler,
-        resources=Resources(Controls.unrestricted()),  # one's own handler, no policy
+        # one's own handler, no policy; give ``resources`` for an http client of the test's
+        resources=resources or Resources(Controls.unrestricted()),
         wait_result=wait_result,
     )

@@ -22,6 +22,7 @@ PUBLIC: dict[str, set[str]] = {
     "orchestrion": {
         "DefinitionError",
         "Engine",
+        "ExecutionRecord",
         "ExecutionResult",
         "ExecutionStatus",
         "NodeContext",
@@ -40,6 +41,7 @@ PUBLIC: dict[str, set[str]] = {
         "LATER",
         "Controls",
         "HandlerFunc",
+        "HandlerRegistry",
         "HandlerSpec",
         "NodeContext",
         "NodeError",
@@ -48,6 +50,7 @@ PUBLIC: dict[str, set[str]] = {
         "Resources",
         "TransientNodeError",
         "Wait",
+        "default_registry",
         "function",
         "run_of",
     },

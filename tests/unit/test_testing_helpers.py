@@ -55,3 +55,12 @@ def test_a_handler_is_called_directly_with_a_node_context() -> None:
     ctx = node_context("hey", outputs={"before": 1})
     assert ctx.idempotency_key == "test-execution:hey:1"
     assert asyncio.run(_shout(ctx, None)) == {"said": "HEY", "from": "before"}
+
+
+def test_node_context_takes_the_tests_own_resources() -> None:
+    from orchestrion.handlers import Controls, Resources
+    from orchestrion.testing import node_context
+
+    mine = Resources(Controls.unrestricted())
+    assert node_context(resources=mine).resources is mine
+    assert node_context().resources is not mine

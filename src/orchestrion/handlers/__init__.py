@@ -8,7 +8,9 @@
     SPEC = HandlerSpec(name="greet", run=greet, config_model=GreetConfig)
 
 A plug-in publishes its ``HandlerSpec`` in the ``orchestrion.handlers`` entry point group;
-``function`` registers a plain Python function for the built-in ``python`` handler. The
+``function`` registers a plain Python function for the built-in ``python`` handler;
+``Engine(registry=...)`` takes a ``HandlerRegistry`` (``default_registry()`` is the one with
+the built-ins and the installed plug-ins) to run handlers that are not installed. The
 modules of this package (the built-in handlers, the registry) are internal: import from here.
 ``function`` is imported on first use, so that loading a handler spec does not load the
 ``python`` handler.
@@ -34,11 +36,13 @@ from orchestrion.handlers.base import (
 
 if TYPE_CHECKING:
     from orchestrion.handlers.python import function
+    from orchestrion.handlers.registry import HandlerRegistry, default_registry
 
 __all__ = [
     "LATER",
     "Controls",
     "HandlerFunc",
+    "HandlerRegistry",
     "HandlerSpec",
     "NodeContext",
     "NodeError",
@@ -47,12 +51,20 @@ __all__ = [
     "Resources",
     "TransientNodeError",
     "Wait",
+    "default_registry",
     "function",
     "run_of",
 ]
 
 
+_LAZY = {
+    "function": "orchestrion.handlers.python",
+    "HandlerRegistry": "orchestrion.handlers.registry",
+    "default_registry": "orchestrion.handlers.registry",
+}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "function":
-        return import_module("orchestrion.handlers.python").function
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'orchestrion.handlers' has no attribute {name!r}")
