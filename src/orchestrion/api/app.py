@@ -32,6 +32,9 @@ from orchestrion.api.refusals import RefusalSummary
 from orchestrion.api.routes import (
     admin,
     audit,
+    compat_api_v1,
+    compat_swarmlite,
+    compat_unversioned,
     control,
     definitions,
     events,
@@ -157,6 +160,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     for module in (workflows, control, definitions, events, admin, audit, health, governance):
         app.include_router(module.router)
+    # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").
+    for surface in (compat_swarmlite, compat_unversioned, compat_api_v1):
+        app.include_router(surface.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -37,6 +37,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import MUTATING_METHODS, Caller, api_key_id, caller_of
+from orchestrion.api.surfaces import ADMIN_PREFIXES, is_api_path
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -45,19 +46,19 @@ __all__ = ["AuditMiddleware", "api_key_id", "is_audited"]
 
 logger = logging.getLogger(__name__)
 
-_ADMIN_READS = ("/v1/admin", "/v1/audit")
 _HEADER_LIMIT = 128  # header values kept in the trail, at most
 _BODY_IDS = ("execution_id", "workflow_definition_id", "definition_id")
 _BODY_LIMIT = 65536  # answers larger than this are not looked into for ids
 
 
 def is_audited(method: str, path: str) -> bool:
-    """Mutating calls under /v1, and every read of the admin and audit endpoints."""
-    if not path.startswith("/v1/"):
+    """Mutating API calls (/v1 and the compatibility surfaces), and every read of the admin
+    and audit endpoints."""
+    if not is_api_path(path):
         return False
     if method in MUTATING_METHODS:
         return True
-    return any(path == p or path.startswith(p + "/") for p in _ADMIN_READS)
+    return any(path == p or path.startswith(p + "/") for p in ADMIN_PREFIXES)
 
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")

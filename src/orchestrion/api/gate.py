@@ -9,7 +9,8 @@ An ASGI middleware, so it answers before a body is read or parsed and before any
 2. count the request against the caller's bucket (``ratelimit.RateLimiter``): a valid key's
    own bucket, else the address's, tighter one. A refusal is a 429 with ``Retry-After``;
    every limited response carries ``RateLimit-Limit``, ``-Remaining`` and ``-Reset``;
-3. with API keys configured, refuse a /v1 call without a valid key (401) here, so that an
+3. with API keys configured, refuse a /v1 call (or one of a compatibility surface,
+   api/surfaces.py) without a valid key (401) here, so that an
    unauthenticated request never reaches body parsing (a 413, 415 or 422 would tell it
    about the API, and cost a parse).
 
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import caller_of, unauthenticated
 from orchestrion.api.problems import problem_response
+from orchestrion.api.surfaces import is_api_path
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -63,7 +65,7 @@ class ApiGate:
             )
             await response(scope, receive, send)
             return
-        if not caller.authenticated and not caller.open_api and path.startswith("/v1/"):
+        if not caller.authenticated and not caller.open_api and is_api_path(path):
             problem = unauthenticated(caller)
             response = problem_response(
                 401,

@@ -38,13 +38,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion import safe_data
 from orchestrion.api.problems import problem_response
+from orchestrion.api.surfaces import DEFINITION_PATHS
 
 __all__ = ["TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed, as in HTTP itself
 TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
 """What a path or query parameter may hold (declared in the OpenAPI document)."""
-_DEFINITION_PATHS = frozenset({"/v1/workflow"})  # depth bound: definitions.max_nesting_depth
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_NAME_IN_MESSAGE = 64
 _INLINE_BYTES = 64 * 1024  # parsed on the event loop up to this size (a few ms at most)
@@ -120,7 +120,7 @@ class SafeInputMiddleware:
             return
         if body and not more:
             try:
-                depth = None if path in _DEFINITION_PATHS else safe_data.MAX_DEPTH
+                depth = None if path in DEFINITION_PATHS else safe_data.MAX_DEPTH
                 if len(body) > _INLINE_BYTES:  # a large body: keep the event loop free
                     await asyncio.to_thread(safe_data.loads, body, max_depth=depth)
                 else:

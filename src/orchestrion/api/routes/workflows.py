@@ -40,7 +40,7 @@ from orchestrion.execution import enforce
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 
-__all__ = ["json_body_only", "router"]
+__all__ = ["json_body_only", "router", "submit_text"]
 
 router = APIRouter(prefix="/v1", tags=["workflows"])
 
@@ -109,12 +109,16 @@ def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
     return loaded
 
 
-async def _definition_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it is larger than ``limit`` bytes."""
-    too_large = ApiProblem(
+def _too_large(limit: int) -> ApiProblem:
+    return ApiProblem(
         413,
         f"the definition is larger than the limit of {limit} bytes (definitions.max_bytes)",
     )
+
+
+async def _definition_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it is larger than ``limit`` bytes."""
+    too_large = _too_large(limit)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large  # refused unread
@@ -158,6 +162,17 @@ async def submit_workflow(
     except UnicodeDecodeError:
         issue = DefinitionIssue("the body is not UTF-8 text", code="encoding")
         raise DefinitionError([issue], source="request body") from None
+    return await submit_text(ctx, text, fmt, idempotency_key)
+
+
+async def submit_text(
+    ctx: Ctx, text: str, fmt: str | None, idempotency_key: str | None
+) -> SubmitResponse:
+    """Validate and store a definition text, and create a pending execution of it: the
+    submit verb, whatever body shape the definition came in (the compatibility surfaces)."""
+    limit = ctx.engine.definition_limits.max_bytes
+    if len(text) > limit and len(text.encode("utf-8")) > limit:
+        raise _too_large(limit)
     # Parsing and validating a large definition takes a while: keep the event loop free.
     loaded = await asyncio.to_thread(_load, text, fmt, ctx)
     definition = await ctx.engine.submit(loaded)

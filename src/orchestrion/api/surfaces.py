@@ -1,0 +1,26 @@
+"""Which request paths are the API: ``/v1`` and the compatibility surfaces beside it.
+
+The gate (401 before a body is read) and the audit trail treat every path here alike, so a
+client of a compatibility surface meets the same keys, limits and records as one of ``/v1``.
+Health, metrics and the docs are not among them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADMIN_PREFIXES", "DEFINITION_PATHS", "is_api_path"]
+
+# ``/v1`` (ours), ``/api/v1`` (the production-grade orchestrator's description), and the
+# unversioned ``/workflow`` and ``/workflows`` (the SwarmLite and the Kafka-queue engine's).
+_PREFIXES = ("/v1/", "/api/v1/", "/workflow/", "/workflows/")
+_EXACT = frozenset({"/workflow", "/workflows"})
+
+ADMIN_PREFIXES = ("/v1/admin", "/v1/audit", "/api/v1/admin")
+
+# Routes whose JSON body is a definition: its depth is bounded by the policy's
+# definitions.max_nesting_depth, not the general bound.
+DEFINITION_PATHS = frozenset({"/v1/workflow", "/api/v1/workflow", "/workflow", "/workflows/start"})
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` belongs to the API (``/v1`` or a compatibility surface)."""
+    return path in _EXACT or path.startswith(_PREFIXES)
