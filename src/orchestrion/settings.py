@@ -20,10 +20,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
@@ -65,19 +68,99 @@ def owns_process() -> bool:
     return bool(_OWNED_PROCESS_DEFAULTS)
 
 
+def _env(name: str, *references: str) -> AliasChoices:
+    """Our variable, then the names the reference descriptions give the same setting: the
+    first one set is read, so ours wins when both are (docs/CONFIGURATION.md)."""
+    return AliasChoices(f"ORCHESTRION_{name.upper()}", *references)
+
+
+# Reference variables that make up a URL of ours together: (host, port, db, password) for
+# Redis, read only when neither ORCHESTRION_REDIS_URL nor REDIS_URL is set; likewise the
+# PostgreSQL ones for the database URL.
+_REDIS_PARTS = (
+    ("REDIS_HOST", "REDIS_PORT", None, None),
+    ("APP_REDIS_HOST", "APP_REDIS_PORT", "APP_REDIS_DB", "APP_REDIS_PASSWORD"),
+)
+_POSTGRES = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD")
+
+
+class _ComposedUrls(PydanticBaseSettingsSource):
+    """``redis_url`` and ``database_url`` made of the reference descriptions' host, port,
+    user and password variables (environment, then ``.env``). Below the environment and
+    ``.env`` sources: a URL given whole, ours or its alias, always wins."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, str | None] = {}
+        for source in reversed(sources):  # the environment over .env
+            if isinstance(source, EnvSettingsSource | DotEnvSettingsSource):
+                self._values.update({k.upper(): v for k, v in source.env_vars.items()})
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is answered by __call__
+
+    def _get(self, name: str | None) -> str | None:
+        value = self._values.get(name) if name else None
+        return value.strip() or None if value is not None else None
+
+    def _port(self, name: str, default: int) -> int:
+        text = self._get(name)
+        if text is None:
+            return default
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise ConfigurationError(f"invalid configuration: {name}: not a port: {text!r}")
+        return int(text)
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        given = {"redis_url": ("ORCHESTRION_REDIS_URL", "REDIS_URL")}
+        given["database_url"] = ("ORCHESTRION_DATABASE_URL", "DATABASE_URL")
+        whole = {field for field, names in given.items() if any(map(self._get, names))}
+        for host_var, port_var, db_var, password_var in _REDIS_PARTS:
+            host = self._get(host_var)
+            if host is not None and "redis_url" not in whole:
+                password = self._get(password_var)
+                auth = f":{quote(password, safe='')}@" if password else ""
+                db = self._get(db_var) or "0"
+                found["redis_url"] = f"redis://{auth}{host}:{self._port(port_var, 6379)}/{db}"
+                break
+        host = self._get(_POSTGRES[0])
+        if host is not None and "database_url" not in whole:
+            user = quote(self._get(_POSTGRES[2]) or "postgres", safe="")
+            password = self._get(_POSTGRES[3])
+            secret = f":{quote(password, safe='')}" if password else ""
+            database = quote(self._get("POSTGRES_DATABASE") or "workflow_engine", safe="")
+            port = self._port(_POSTGRES[1], 5432)
+            found["database_url"] = f"postgresql://{user}{secret}@{host}:{port}/{database}"
+        return found
+
+
 class Settings(BaseSettings):
     """Every knob of an Orchestrion process."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRION_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="ORCHESTRION_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_by_name=True,  # Settings(database_url=...) as well as the variables
     )
 
     database_url: str = Field(
         default="sqlite:///orchestrion.db",
+        validation_alias=_env("database_url", "DATABASE_URL"),
         description="sqlite:///path (embedded, default ./orchestrion.db), memory://, "
         "or postgresql://... (scale-out)",
     )
-    concurrency: int = Field(default=64, ge=1, le=100_000, description="node attempts at once")
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("concurrency", "WORKER_CONCURRENCY"),
+        description="node attempts at once",
+    )
     secrets_file: Path | None = Field(
         default=None, description="KEY=VALUE file of secrets for {{ secrets.KEY }}"
     )
@@ -105,6 +188,7 @@ class Settings(BaseSettings):
     # scale-out (PostgreSQL + Redis Streams)
     redis_url: str | None = Field(
         default=None,
+        validation_alias=_env("redis_url", "REDIS_URL"),
         description="redis://host:port/db: dispatch through Redis Streams (scale-out mode)",
     )
     redis_prefix: str = Field(
@@ -114,12 +198,17 @@ class Settings(BaseSettings):
         description="prefix of every Redis key and stream",
     )
     heartbeat_seconds: float = Field(
-        default=2.0, gt=0, le=300, description="workers and orchestrators heartbeat this often"
+        default=2.0,
+        gt=0,
+        le=300,
+        validation_alias=_env("heartbeat_seconds", "WORKER_HEARTBEAT_INTERVAL"),
+        description="workers and orchestrators heartbeat this often",
     )
     reaper_interval: float = Field(default=1.0, gt=0, le=3600)
     reaper_idle_seconds: float = Field(
         default=300.0,
         gt=0,
+        validation_alias=_env("reaper_idle_seconds", "REAPER_MIN_IDLE_SECONDS"),
         description="a task entry idle this long (or its node timeout + 30 s) is reclaimed"
         " even from a live worker",
     )
@@ -142,15 +231,31 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=100, ge=1)
     governance_file: Path | None = Field(
         default=None,
+        validation_alias=_env("governance_file", "GOVERNANCE_CONFIG_PATH"),
         description="the governance policy (governance.yaml); none: the shipped default",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("log_level", "LOG_LEVEL", "APP_LOG_LEVEL")
+    )
     # One default for every process that logs (serve, orchestrator, worker, reaper, up).
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console"] = Field(
+        default="json", validation_alias=_env("log_format", "LOG_FORMAT")
+    )
 
     # the service (`orchestrion serve`)
-    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
-    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (0: any)")
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        validation_alias=_env("host", "SERVER_HOST"),
+        description="address to listen on",
+    )
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        validation_alias=_env("port", "SERVER_PORT"),
+        description="port to listen on (0: any)",
+    )
     api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
         default_factory=dict,
         repr=False,  # keys are credentials: never in a repr or a log line
@@ -224,9 +329,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The usual sources, then the defaults of a process Orchestrion owns."""
+        """The usual sources, URLs composed of the references' host and port variables,
+        then the defaults of a process Orchestrion owns."""
         owned = InitSettingsSource(settings_cls, dict(_OWNED_PROCESS_DEFAULTS))
-        return init_settings, env_settings, dotenv_settings, file_secret_settings, owned
+        composed = _ComposedUrls(settings_cls, env_settings, dotenv_settings)
+        sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        return *sources, composed, owned
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod
@@ -345,10 +458,24 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"ORCHESTRION_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"{_variable('_'.join(str(p) for p in err['loc']))}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from exc
+
+
+def _variable(loc: str) -> str:
+    """The variable a validation error is about: the one of a field's names that is set
+    in the environment (a reference alias, say), else ours."""
+    name = loc.upper().removeprefix("ORCHESTRION_").lower()
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        environ = {key.upper() for key in os.environ}
+        for choice in alias.choices:
+            if isinstance(choice, str) and choice.upper() in environ:
+                return choice
+    return f"ORCHESTRION_{name.upper()}"
 
 
 @lru_cache(maxsize=8)
