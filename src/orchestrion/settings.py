@@ -70,7 +70,7 @@ def owns_process() -> bool:
 
 def _env(name: str, *references: str) -> AliasChoices:
     """Our variable, then the names the reference descriptions give the same setting: the
-    first one set is read, so ours wins when both are (docs/CONFIGURATION.md)."""
+    first one set is read, so ours wins when both are (README.md, Configuration)."""
     return AliasChoices(f"ORCHESTRION_{name.upper()}", *references)
 
 

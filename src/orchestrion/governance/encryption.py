@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -70,6 +71,16 @@ class KeyRing:
         if not order:
             raise ConfigurationError("no encryption key given")
         return cls(keys, order[0])
+
+    @classmethod
+    def from_secret(cls, secret: str, variable: str) -> KeyRing:
+        """One key derived from a secret of 32 characters or more (what the reference
+        descriptions' ``DB_ENCRYPTION_KEY`` and ``AUDIT_SECRET_KEY`` hold): its SHA-256,
+        under an id made of the key's own digest, so another secret is another key id."""
+        if len(secret.strip()) < 32:
+            raise ConfigurationError(f"{variable} must be at least 32 characters long")
+        key = hashlib.sha256(b"orchestrion secret key\0" + secret.strip().encode()).digest()
+        return cls({(key_id := "s" + hashlib.sha256(key).hexdigest()[:8]): key}, key_id)
 
     @staticmethod
     def generate_key() -> str:

@@ -91,6 +91,9 @@ class Governance:
 
         def ring(variable: str, required: bool, what: str) -> KeyRing | None:
             text = env.get(variable, "").strip()
+            alias = _SECRET_ALIASES.get(variable, "")
+            if not text and env.get(alias, "").strip():
+                return KeyRing.from_secret(env[alias], alias)
             if not text:
                 if required:
                     raise ConfigurationError(
@@ -167,6 +170,13 @@ class Governance:
                 "(see GET /health/compliance)",
                 variable,
             )
+
+
+# The reference descriptions' single secrets, read when our key ring variable is not set.
+_SECRET_ALIASES = {
+    "ORCHESTRION_ENCRYPTION_KEYS": "DB_ENCRYPTION_KEY",
+    "ORCHESTRION_AUDIT_KEYS": "AUDIT_SECRET_KEY",
+}
 
 
 def _environment() -> dict[str, str]:
