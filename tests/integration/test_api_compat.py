@@ -27,6 +27,7 @@ SWARMLITE_START = {
     '    type: python\n    depends_on: [task1]\n    config:\n      function: "clean_dataframe"'
 }
 SWARMLITE_HEADERS = {"X-Request-Source": "test", "X-Client-ID": "test-client"}
+JSON_TYPE = {"Content-Type": "application/json"}
 
 # The Kafka-queue engine description's submit and trigger bodies, as written.
 SIMPLE_LLM = {
@@ -151,6 +152,16 @@ async def test_swarmlite_errors_are_problem_documents(tmp_path: Path) -> None:
             await api.client.post("/workflows/start", json={"definition": big}), 413
         )
         assert "definitions.max_bytes" in too_large["detail"]
+        deep = '{"definition": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        nested = assert_problem(
+            await api.client.post("/workflows/start", content=deep, headers=JSON_TYPE), 422
+        )
+        assert nested["errors"][0]["code"] == "too_deep"
+        for path in ("/workflow", "/api/v1/workflow"):  # a definition body: the policy's bound
+            deep_dag = '{"name": "d", "dag": ' + "[" * 100_000 + "]" * 100_000 + "}"
+            response = await api.client.post(path, content=deep_dag, headers=JSON_TYPE)
+            assert response.status_code in (413, 422), response.text
+            assert_problem(response, response.status_code)
         wrong_type = await api.client.post(
             "/workflows/start", content="definition: x", headers={"Content-Type": "text/yaml"}
         )
