@@ -162,6 +162,8 @@ async def test_swarmlite_errors_are_problem_documents(tmp_path: Path) -> None:
             response = await api.client.post(path, content=deep_dag, headers=JSON_TYPE)
             assert response.status_code in (413, 422), response.text
             assert_problem(response, response.status_code)
+        get_start = assert_problem(await api.client.get("/workflows/start"), 405)
+        assert get_start["detail"].endswith("allowed: POST")
         wrong_type = await api.client.post(
             "/workflows/start", content="definition: x", headers={"Content-Type": "text/yaml"}
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from starlette.convertors import Convertor, register_url_convertor
 
 from orchestrion.api.models import ExecutionDetail
 from orchestrion.api.problems import error_responses
@@ -22,6 +23,22 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["compatibility: unversioned"])
 
+
+class _ExecutionId(Convertor[str]):
+    """A path segment other than ``start``: ``/workflows/start`` is SwarmLite's start call
+    (POST only), and must not also answer GET as an execution named "start"."""
+
+    regex = "(?!start$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("execution_id", _ExecutionId())
+
 Caller = Annotated[Disclosure, Depends(disclosure)]
 
 mirror(router, workflows.router, "POST", "/v1/workflow", "/workflow")
@@ -32,7 +49,7 @@ mirror(router, workflows.router, "GET", "/v1/workflows/{execution_id}/results",
 
 
 @router.get(
-    "/workflows/{execution_id}",
+    "/workflows/{execution_id:execution_id}",
     response_model=ExecutionDetail,
     dependencies=VIEW,
     responses=error_responses(404),
