@@ -82,6 +82,7 @@ _REDIS_PARTS = (
     ("APP_REDIS_HOST", "APP_REDIS_PORT", "APP_REDIS_DB", "APP_REDIS_PASSWORD"),
 )
 _POSTGRES = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD")
+_URL_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, or [IPv6]
 
 
 class _ComposedUrls(PydanticBaseSettingsSource):
@@ -105,12 +106,18 @@ class _ComposedUrls(PydanticBaseSettingsSource):
         value = self._values.get(name) if name else None
         return value.strip() or None if value is not None else None
 
-    def _port(self, name: str, default: int) -> int:
+    def _host(self, name: str) -> str | None:
         text = self._get(name)
-        if text is None:
+        if text is not None and not _URL_HOST.fullmatch(text):
+            raise ConfigurationError(f"invalid configuration: {name}: not a host name: {text!r}")
+        return text
+
+    def _number(self, name: str | None, default: int, what: str = "port", top: int = 65535) -> int:
+        text = self._get(name)
+        if text is None or name is None:
             return default
-        if not text.isdigit() or not 0 < int(text) < 65536:
-            raise ConfigurationError(f"invalid configuration: {name}: not a port: {text!r}")
+        if not text.isdigit() or not 0 < int(text) <= top:
+            raise ConfigurationError(f"invalid configuration: {name}: not a {what}: {text!r}")
         return int(text)
 
     def __call__(self) -> dict[str, Any]:
@@ -119,20 +126,20 @@ class _ComposedUrls(PydanticBaseSettingsSource):
         given["database_url"] = ("ORCHESTRION_DATABASE_URL", "DATABASE_URL")
         whole = {field for field, names in given.items() if any(map(self._get, names))}
         for host_var, port_var, db_var, password_var in _REDIS_PARTS:
-            host = self._get(host_var)
+            host = self._host(host_var)
             if host is not None and "redis_url" not in whole:
                 password = self._get(password_var)
                 auth = f":{quote(password, safe='')}@" if password else ""
-                db = self._get(db_var) or "0"
-                found["redis_url"] = f"redis://{auth}{host}:{self._port(port_var, 6379)}/{db}"
+                port, db = self._number(port_var, 6379), self._number(db_var, 0, "database", 10**6)
+                found["redis_url"] = f"redis://{auth}{host}:{port}/{db}"
                 break
-        host = self._get(_POSTGRES[0])
+        host = self._host(_POSTGRES[0])
         if host is not None and "database_url" not in whole:
             user = quote(self._get(_POSTGRES[2]) or "postgres", safe="")
             password = self._get(_POSTGRES[3])
             secret = f":{quote(password, safe='')}" if password else ""
             database = quote(self._get("POSTGRES_DATABASE") or "workflow_engine", safe="")
-            port = self._port(_POSTGRES[1], 5432)
+            port = self._number(_POSTGRES[1], 5432)
             found["database_url"] = f"postgresql://{user}{secret}@{host}:{port}/{database}"
         return found
 

@@ -109,6 +109,23 @@ def test_a_bad_port_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "text", "what"),
+    [
+        ("APP_REDIS_DB", "two", "not a database"),
+        ("APP_REDIS_PORT", "70000", "not a port"),
+        ("APP_REDIS_HOST", "evil@host/0?x=", "not a host name"),
+    ],
+)
+def test_bad_redis_parts_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, text: str, what: str
+) -> None:
+    monkeypatch.setenv("APP_REDIS_HOST", "cache")
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(ConfigurationError, match=re.escape(f"{variable}: {what}: {text!r}")):
+        load_settings()
+
+
 def test_database_url_from_postgres_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTGRES_HOST", "db")
     assert load_settings().database_url == "postgresql://postgres@db:5432/workflow_engine"
