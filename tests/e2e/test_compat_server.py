@@ -5,6 +5,9 @@ required headers and problem documents as /v1."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from answering_proxy import AnsweringProxy
-from test_api_server import REFERENCE, Server
+from test_api_server import CLI, REFERENCE, Server, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +147,38 @@ def test_keys_guard_every_surface(tmp_path: Path) -> None:
             assert status.status_code == 200 and status.json()["workflow_id"] == "api_test"
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def test_reference_variables_configure_serve(tmp_path: Path) -> None:
+    """`orchestrion serve` with no option: the SwarmLite description's SERVER_HOST,
+    SERVER_PORT and DATABASE_URL and the worker concurrency variable of another design."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}
+    env.update(
+        SERVER_HOST="127.0.0.1",
+        SERVER_PORT=str(port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'swarmlite.db'}",
+        WORKER_CONCURRENCY="3",
+        LOG_LEVEL="info",
+    )
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [*CLI, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.05)
+        assert health.status_code == 200
+        assert health.json()["checks"]["workers"]["info"]["concurrency"] == 3
+        assert (tmp_path / "swarmlite.db").is_file()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, (tmp_path / "serve.log").read_text()
+        log.close()
