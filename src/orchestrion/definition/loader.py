@@ -30,6 +30,7 @@ from orchestrion.definition.limits import (
 from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reading import Document, SourceFormat, dump, read, unsafe_issue
 from orchestrion.definition.reads import propagate_classification
+from orchestrion.definition.triggers import trigger_issues, unenforced_triggers
 from orchestrion.definition.validate import (
     LocatedIssue,
     check_spec_bounded,
@@ -144,12 +145,18 @@ def _load(
             else ([], 0)
         )
     issues.extend(locator.located(item) for item in located)
+    if spec is not None:
+        issues.extend(
+            locator.canonical(issue, None, path)
+            for issue, path in trigger_issues(spec.triggers, spec.name)
+        )
     if issues or unlisted or spec is None:
         raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlisted), label)
     spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []
-    if spec.triggers or spec.routing or spec.error_handling or spec.success_criteria:
+    lifecycle = (spec.routing, spec.error_handling, spec.success_criteria)
+    if unenforced_triggers(spec.triggers) or any(lifecycle):
         warnings.append(LIFECYCLE_WARNING)
     text = document.text if document.text is not None else dump(data)
     return LoadedDefinition(

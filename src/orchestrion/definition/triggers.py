@@ -1,0 +1,186 @@
+"""Event triggers of a definition: what ``triggers:`` entries of type ``event`` mean, checked.
+
+A definition's ``triggers`` list stays a list of mappings in the model (other trigger types
+are read elsewhere); this module reads the ``event`` ones into ``EventTrigger`` and lists the
+problems of every entry (unknown type, a missing ``event_type``, a ``filter`` or ``inputs``
+template that does not parse) with the path of the field, which the loader turns into a line.
+
+An event trigger::
+
+    - type: event
+      name: policy_update            # optional, for people
+      event_type: policy.updated     # what POST /v1/events/{type} names
+      filter: "payload.severity == 'high'"   # optional, the `when:` expression language
+      inputs:                        # optional; without it the payload is the inputs
+        document: "{{ payload.document }}"
+    - type: event
+      event_type: workflow.completed # or workflow.failed: fired when an execution of
+      source: nightly-import         # the definition named here ends
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrion.errors import DefinitionIssue
+from orchestrion.templates.rendering import expression_source, template_info
+
+__all__ = [
+    "EVENT_TYPE_PATTERN",
+    "TRIGGER_TYPES",
+    "WORKFLOW_EVENTS",
+    "EventTrigger",
+    "event_triggers",
+    "trigger_issues",
+    "unenforced_triggers",
+]
+
+TRIGGER_TYPES = frozenset({"event", "manual", "scheduled", "schedule"})
+"""Trigger types a definition may declare; only ``event`` is read here."""
+
+WORKFLOW_EVENTS = frozenset({"workflow.completed", "workflow.failed"})
+"""Event types the engine fires itself when an execution of a definition ends."""
+
+EVENT_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""An event type: a dotted name such as ``policy.updated`` (also a URL path segment)."""
+
+_EVENT_KEYS = frozenset({"type", "name", "event_type", "filter", "inputs", "source", "description"})
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    """One ``type: event`` trigger of a definition."""
+
+    event_type: str
+    name: str | None = None
+    filter: str | None = None
+    inputs: Mapping[str, Any] | None = None
+    source: str | None = None
+    index: int = 0  # its place in ``triggers``
+
+
+def event_triggers(triggers: Iterable[Mapping[str, Any]]) -> list[EventTrigger]:
+    """The well-formed event triggers among ``triggers`` (a checked definition's)."""
+    found = []
+    for index, raw in enumerate(triggers):
+        if not isinstance(raw, Mapping) or raw.get("type") != "event":
+            continue
+        event_type = raw.get("event_type")
+        if not isinstance(event_type, str):
+            continue
+        inputs = raw.get("inputs")
+        found.append(
+            EventTrigger(
+                event_type=event_type,
+                name=_text(raw.get("name")),
+                filter=_text(raw.get("filter")),
+                inputs=inputs if isinstance(inputs, Mapping) else None,
+                source=_text(raw.get("source")),
+                index=index,
+            )
+        )
+    return found
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def trigger_issues(
+    triggers: Iterable[Any], workflow_name: str | None = None
+) -> list[tuple[DefinitionIssue, Path]]:
+    """Every problem of ``triggers``, each with the path of its field in the canonical dict."""
+    issues: list[tuple[DefinitionIssue, Path]] = []
+    for index, raw in enumerate(triggers):
+        at: Path = ("triggers", index)
+        if not isinstance(raw, Mapping):
+            issues.append((_issue(index, "a trigger must be a mapping", "invalid_trigger"), at))
+            continue
+        kind = raw.get("type")
+        if kind not in TRIGGER_TYPES:
+            known = ", ".join(sorted(TRIGGER_TYPES))
+            message = f"unknown trigger type {kind!r} (known: {known})"
+            if kind is None:
+                message = f"missing required key 'type' (one of: {known})"
+            issues.append((_issue(index, message, "unknown_trigger_type", "type"), (*at, "type")))
+            continue
+        if kind == "event":
+            issues.extend(_event_issues(index, raw, workflow_name))
+    return issues
+
+
+def _event_issues(
+    index: int, raw: Mapping[str, Any], workflow_name: str | None
+) -> list[tuple[DefinitionIssue, Path]]:
+    at: Path = ("triggers", index)
+    issues: list[tuple[DefinitionIssue, Path]] = []
+
+    def add(message: str, key: str, code: str = "invalid_trigger") -> None:
+        issues.append((_issue(index, message, code, key), (*at, key)))
+
+    for key in raw:
+        if key not in _EVENT_KEYS:
+            add(f"unknown key {key!r} in an event trigger", str(key), "unknown_key")
+    event_type = raw.get("event_type")
+    if event_type is None:
+        add("an event trigger needs 'event_type' (what it listens to)", "event_type", "missing")
+    elif not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
+        add(
+            "'event_type' must be a name of letters, digits and . _ : - (at most 128)",
+            "event_type",
+        )
+    for key in ("name", "source", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            add(f"'{key}' must be a string", key)
+    source = raw.get("source")
+    if event_type in WORKFLOW_EVENTS:
+        if not isinstance(source, str) or not source:
+            add(f"a '{event_type}' trigger needs 'source': the workflow it follows", "source")
+        elif workflow_name is not None and source == workflow_name:
+            add("a workflow cannot be triggered by its own end (it would run forever)", "source")
+    elif source is not None:
+        add("'source' is only for workflow.completed and workflow.failed triggers", "source")
+    condition = raw.get("filter")
+    if condition is not None:
+        if not isinstance(condition, str) or not condition.strip():
+            add("'filter' must be an expression, such as \"payload.level == 'high'\"", "filter")
+        else:
+            error = template_info(expression_source(condition.strip())).error
+            if error is not None:
+                add(f"'filter' does not parse: {error}", "filter", "template_syntax")
+    inputs = raw.get("inputs")
+    if inputs is not None:
+        if not isinstance(inputs, Mapping):
+            add("'inputs' must map input names to values or templates", "inputs")
+        else:
+            for name, value in inputs.items():
+                if isinstance(value, str):
+                    error = template_info(value).error
+                    if error is not None:
+                        issues.append(
+                            (
+                                _issue(
+                                    index,
+                                    f"'inputs.{name}' does not parse: {error}",
+                                    "template_syntax",
+                                    f"inputs.{name}",
+                                ),
+                                (*at, "inputs", str(name)),
+                            )
+                        )
+    return issues
+
+
+def _issue(index: int, message: str, code: str, key: str | None = None) -> DefinitionIssue:
+    where = f"triggers[{index}]" + (f".{key}" if key else "")
+    return DefinitionIssue(message, field=where, code=code)
+
+
+def unenforced_triggers(triggers: Iterable[Any]) -> list[Any]:
+    """The triggers the engine does not act on yet: all but ``event`` ones."""
+    return [t for t in triggers if not (isinstance(t, Mapping) and t.get("type") == "event")]

@@ -1,0 +1,114 @@
+"""Event triggers in definitions: what is read, and malformed ones refused with their lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrion.definition.loader import LIFECYCLE_WARNING
+from orchestrion.definition.triggers import event_triggers
+from orchestrion.errors import DefinitionError
+from orchestrion.handlers.loading import load_definition
+from orchestrion.handlers.registry import default_registry
+
+REGISTRY = default_registry()
+
+
+def text(triggers: str) -> str:
+    nodes = "dag:\n  nodes:\n    - id: a\n      handler: noop\n"
+    return f"name: listener\ntriggers:\n{triggers}{nodes}"
+
+
+def problems(source: str | dict[str, Any]) -> list[tuple[int | None, str | None, str]]:
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(source, registry=REGISTRY)
+    return [(i.line, i.field, i.message) for i in caught.value.issues]
+
+
+def test_a_well_formed_event_trigger_is_read_and_enforced_so_no_warning() -> None:
+    loaded = load_definition(
+        text(
+            "  - type: event\n"
+            "    name: policy_update\n"
+            "    event_type: policy.updated\n"
+            "    filter: \"payload.severity == 'high'\"\n"
+            "    inputs:\n"
+            "      document: '{{ payload.doc }}'\n"
+        ),
+        registry=REGISTRY,
+    )
+    assert loaded.warnings == []
+    [trigger] = event_triggers(loaded.spec.triggers)
+    assert trigger.event_type == "policy.updated" and trigger.name == "policy_update"
+    assert trigger.filter == "payload.severity == 'high'"
+    assert dict(trigger.inputs or {}) == {"document": "{{ payload.doc }}"}
+
+
+def test_other_trigger_types_still_warn_that_they_are_not_enforced() -> None:
+    loaded = load_definition(text("  - type: manual\n"), registry=REGISTRY)
+    assert loaded.warnings == [LIFECYCLE_WARNING]
+
+
+def test_malformed_triggers_are_refused_with_line_and_field() -> None:
+    found = problems(
+        text(
+            "  - type: event\n"  # line 3
+            "    name: no type\n"
+            "  - type: webhookz\n"  # line 5
+            "  - type: event\n"
+            "    event_type: a.b\n"
+            "    filter: 'payload.x >'\n"  # line 8
+            "  - type: event\n"
+            "    event_type: c.d\n"
+            "    inputs: {x: '{{ payload.x '}\n"  # line 11
+            "  - type: event\n"
+            "    event_type: 'has space'\n"  # line 13
+            "    colour: red\n"  # line 14
+        )
+    )
+    by_line = {line: message for line, _, message in found}
+    assert by_line[3] == "an event trigger needs 'event_type' (what it listens to)"
+    assert by_line[5].startswith("unknown trigger type 'webhookz'")
+    assert by_line[8].startswith("'filter' does not parse")
+    assert by_line[11].startswith("'inputs.x' does not parse")
+    assert by_line[13].startswith("'event_type' must be a name")
+    assert by_line[14] == "unknown key 'colour' in an event trigger"
+    fields = {field for _, field, _ in found}
+    expected = {"triggers[0].event_type", "triggers[1].type", "triggers[2].filter"}
+    assert expected | {"triggers[4].colour"} <= fields
+
+
+def test_workflow_events_need_a_source_other_than_the_workflow_itself() -> None:
+    found = problems(
+        text(
+            "  - type: event\n"
+            "    event_type: workflow.completed\n"
+            "  - type: event\n"
+            "    event_type: workflow.failed\n"
+            "    source: listener\n"
+            "  - type: event\n"
+            "    event_type: order.placed\n"
+            "    source: other\n"
+        )
+    )
+    messages = [message for _, _, message in found]
+    assert "a 'workflow.completed' trigger needs 'source': the workflow it follows" in messages
+    assert "a workflow cannot be triggered by its own end (it would run forever)" in messages
+    assert "'source' is only for workflow.completed and workflow.failed triggers" in messages
+
+
+def test_reference_004_triggers_are_located_in_their_own_dialect() -> None:
+    source = (
+        "workflow:\n"
+        "  id: dora\n"
+        "  triggers:\n"
+        "    - type: event\n"
+        "      name: policy_update\n"
+        "  tasks:\n"
+        "    - id: a\n"
+        "      agent: noop\n"
+    )
+    [(line, field, message)] = problems(source)
+    assert line in (4, 5) and field is not None and field.startswith("workflow.triggers[0]")
+    assert "event_type" in message
