@@ -31,6 +31,7 @@ from orchestrion.engine.control_requests import ControlRequests
 from orchestrion.engine.deciders import Decider
 from orchestrion.engine.definitions import Definitions
 from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
+from orchestrion.engine.emitting import Emitted, EventTriggers
 from orchestrion.engine.gc_tuning import freeze_startup_objects
 from orchestrion.engine.loop import EngineLoop, RecordListener
 from orchestrion.engine.outcomes import Outcomes
@@ -109,6 +110,8 @@ class Engine:
         self._control = ControlVerbs(parts, self._recovery, self._requests, self._children)
         self._outcomes = Outcomes(parts)
         self._scaleout = ScaleOutHooks(parts, self._starts)
+        self._events = EventTriggers(parts)
+        self._listeners.append(self._events.on_records)  # workflow.completed / .failed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,6 +221,7 @@ class Engine:
         """
         if not self._started:
             return
+        await self._events.close()  # followers of executions that just ended, started first
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
         await self._requests.stop()
@@ -335,6 +339,14 @@ class Engine:
         """Start an execution and wait for its final result."""
         record = await self.start_execution(definition, inputs, idempotency_key=idempotency_key)
         return await self.wait(record.id, timeout=timeout)
+
+    async def emit(
+        self, event_type: str, payload: dict[str, Any] | None = None, event_id: str | None = None
+    ) -> Emitted:
+        """Start every active workflow with an event trigger for ``event_type`` (filters
+        permitting), the payload as inputs; an id given again starts nothing twice.
+        Raises ``EventRefused`` for a bad type, id or payload (``engine/emitting.py``)."""
+        return await self._events.emit(event_type, payload, event_id)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionResult:
         """Wait until the execution is final (or ``timeout`` s pass) and return its result."""

@@ -1,0 +1,261 @@
+"""Events that start workflows: ``Engine.emit``, and the engine's own ``workflow.*`` events.
+
+An event (a type, a JSON payload, an id) starts every active definition with an event trigger
+for its type whose ``filter`` holds, with the payload (or the trigger's ``inputs`` rendered
+from it) as inputs. Each start's idempotency key is derived from (event id, workflow name), so
+an event delivered again starts nothing twice and answers with the executions it started the
+first time; the event id becomes the correlation id of the executions it started.
+
+When an execution completes or fails, the engine that drove it emits ``workflow.completed`` or
+``workflow.failed`` for its definition, with the finished execution's id as the event id: a
+finished execution starts each follower at most once, whichever process fires it. Chains
+of such starts stop after ``MAX_CHAIN`` links (a workflow that follows one that follows it
+would otherwise run forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrion import safe_data
+from orchestrion.core.record_types import RecordType
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS, EventTrigger
+from orchestrion.engine.subscriptions import Subscriber, Subscriptions
+from orchestrion.errors import DefinitionError, ExecutionNotFound, OrchestrionError
+from orchestrion.execution import enforce
+from orchestrion.templates.rendering import evaluate_condition, render_value, template_limits
+from orchestrion.templates.threads import off_loop
+
+if TYPE_CHECKING:
+    from orchestrion.core.events import Record
+    from orchestrion.engine.parts import EngineParts
+    from orchestrion.store.base import ExecutionRecord
+
+__all__ = ["MAX_CHAIN", "Emitted", "EventRefused", "EventSkip", "EventStart", "EventTriggers"]
+
+logger = logging.getLogger(__name__)
+
+MAX_CHAIN = 16
+"""Most workflow.completed/failed links one chain of executions may have."""
+
+_EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+_ENDINGS = {
+    RecordType.EXECUTION_COMPLETED: "workflow.completed",
+    RecordType.EXECUTION_FAILED: "workflow.failed",
+}
+
+
+class EventRefused(OrchestrionError):
+    """An event the engine does not take: a bad type, id or payload (says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventStart:
+    """An execution an event started (or had started, when the event is delivered again)."""
+
+    execution_id: str
+    workflow: str
+    version: str
+    definition_id: str
+    trigger: str | None
+    status: ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EventSkip:
+    """A subscribed workflow the event did not start, and why (``filter``, ``error``)."""
+
+    workflow: str
+    trigger: str | None
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Emitted:
+    """What one event did."""
+
+    event_id: str
+    event_type: str
+    executions: list[EventStart] = field(default_factory=list)
+    skipped: list[EventSkip] = field(default_factory=list)
+
+
+class EventTriggers:
+    """Starts the subscribers of events (see the module docstring)."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self._parts = parts
+        self.subscriptions = Subscriptions(lambda: parts.engine.store)
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def emit(
+        self, event_type: str, payload: Mapping[str, Any] | None, event_id: str | None = None
+    ) -> Emitted:
+        """See ``Engine.emit``; the engine's own ``workflow.*`` types are refused here."""
+        if event_type in WORKFLOW_EVENTS:
+            raise EventRefused(f"'{event_type}' events are fired by the engine only")
+        return await self._emit(event_type, _checked_payload(payload), event_id, None)
+
+    async def _emit(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        event_id: str | None,
+        source: str | None,
+    ) -> Emitted:
+        self._parts.engine.check_accepting()
+        if not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
+            raise EventRefused(
+                "an event type is a name of letters, digits and . _ : - (at most 128)"
+            )
+        if event_id is None:
+            event_id = str(uuid.uuid4())
+        elif not isinstance(event_id, str) or not _EVENT_ID.match(event_id):
+            raise EventRefused(
+                "an event id is 1 to 128 letters, digits and . _ : @ / + = - (first a letter"
+                " or digit)"
+            )
+        emitted = Emitted(event_id, event_type)
+        for subscriber in await self.subscriptions.of(event_type, source):
+            await self._start(subscriber, payload, emitted)
+        return emitted
+
+    async def _start(self, subscriber: Subscriber, payload: dict[str, Any], out: Emitted) -> None:
+        definition, trigger = subscriber.definition, subscriber.trigger
+        name = trigger.name
+        event = {"id": out.event_id, "type": out.event_type, "payload": payload}
+        try:
+            inputs = await self._inputs(trigger, event, payload)
+        except Exception as exc:  # a filter or template that fails on this payload
+            out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
+            return
+        if inputs is None:
+            message = "the trigger's filter is false for this event"
+            out.skipped.append(EventSkip(definition.name, name, "filter", message))
+            return
+        key = f"event:{out.event_id}:{definition.name}"
+        try:
+            record = await self._parts.engine.start_execution(
+                definition, inputs, idempotency_key=key, correlation_id=out.event_id
+            )
+        except DefinitionError as exc:  # inputs the workflow refuses, a limit, the policy
+            out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
+            return
+        out.executions.append(
+            EventStart(
+                record.id, definition.name, definition.version, definition.id, name,
+                record.status,
+            )
+        )  # fmt: skip
+
+    async def _inputs(
+        self, trigger: EventTrigger, event: dict[str, Any], payload: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The inputs ``trigger`` gives its workflow, or None when its filter is false."""
+        if trigger.filter is None and trigger.inputs is None:
+            return dict(payload)
+        limits = enforce.template_limits_of(self._parts.engine.governance)
+        context = {"event": event, "payload": payload}
+
+        def render() -> dict[str, Any] | None:
+            with template_limits(limits):
+                if trigger.filter is not None and not evaluate_condition(trigger.filter, context):
+                    return None
+                if trigger.inputs is None:
+                    return dict(payload)
+                rendered = render_value(dict(trigger.inputs), context)
+                return rendered if isinstance(rendered, dict) else None
+
+        # Off the event loop: a template may run up to the policy's time limit.
+        return await off_loop(render)
+
+    # ------------------------------------------------------------------ workflow.* events
+
+    def on_records(self, execution_id: str, records: list[Record]) -> None:
+        """Record listener: an execution that just completed or failed fires its event."""
+        ending = next((_ENDINGS[r.type] for r in records if r.type in _ENDINGS), None)
+        if ending is None:
+            return
+        live = self._parts.loop.live.get(execution_id)
+        if live is None:
+            return
+        spec = live.compiled.plan.spec
+        record = live.record
+        classified = any(n.data_classification.value != "public" for n in spec.dag.nodes)
+        payload = {
+            "execution_id": execution_id,
+            "workflow": spec.name,
+            "version": spec.version,
+            "definition_id": record.definition_id,
+            "status": ending.split(".", 1)[1],
+            "correlation_id": record.correlation_id,
+            # A classified result stays with its execution (sealed there): followers read it
+            # through the API with the rights that takes.
+            "result": None if classified else live.compiled.result_from(live.outputs),
+            "error": live.machine.error,
+        }
+        task = asyncio.ensure_future(self._follow(ending, payload, record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _follow(self, ending: str, payload: dict[str, Any], record: ExecutionRecord) -> None:
+        try:
+            if await self._chain_length(record) >= MAX_CHAIN:
+                logger.warning(
+                    "execution %s ends a chain of %d workflow triggers: its %s starts nothing",
+                    record.id, MAX_CHAIN, ending,
+                )  # fmt: skip
+                return
+            emitted = await self._emit(ending, payload, record.id, str(payload["workflow"]))
+        except Exception:
+            logger.exception("%s of execution %s started nothing", ending, record.id)
+            return
+        for skip in emitted.skipped:
+            logger.warning(
+                "%s of execution %s did not start '%s': %s",
+                ending, record.id, skip.workflow, skip.message,
+            )  # fmt: skip
+
+    async def _chain_length(self, record: ExecutionRecord) -> int:
+        """How many executions, each started by the end of the one before, lead to this one."""
+        store = self._parts.engine.store
+        length, current = 0, record
+        while length < MAX_CHAIN:
+            parent_id = current.correlation_id
+            if not parent_id or parent_id == current.id:
+                break
+            try:
+                current = await store.get_execution(parent_id)
+            except ExecutionNotFound:
+                break  # a request id or an event's own id: the chain starts here
+            length += 1
+        return length
+
+    async def close(self) -> None:
+        """Let the ends being followed finish starting their followers."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise EventRefused(f"an event payload is a JSON object, got {type(payload).__name__}")
+    try:
+        safe_data.check(dict(payload))
+    except safe_data.UnsafeData as exc:
+        raise EventRefused(f"event payload: {exc}") from exc
+    return dict(payload)
+
+
+def _message(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__

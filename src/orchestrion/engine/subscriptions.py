@@ -1,0 +1,69 @@
+"""Which workflows an event starts: the event triggers of the active definitions.
+
+The active definition of a name is its latest submitted version: a newer version that drops a
+trigger unsubscribes the name. Definitions live in the store, which other processes write
+too (the API in scale-out mode, a second terminal), so the list is read from the store at each
+event; a version's triggers are parsed once, since stored versions never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrion.definition.triggers import EventTrigger, event_triggers
+from orchestrion.store.base import DefinitionRecord, Store
+
+__all__ = ["Subscriber", "Subscriptions"]
+
+_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One event trigger of the active version of a definition."""
+
+    definition: DefinitionRecord
+    trigger: EventTrigger
+
+
+class Subscriptions:
+    """Finds the subscribers of an event type (see the module docstring)."""
+
+    def __init__(self, store: Callable[[], Store]) -> None:
+        self._store = store
+        self._parsed: dict[str, list[EventTrigger]] = {}
+
+    async def of(self, event_type: str, source: str | None = None) -> list[Subscriber]:
+        """The triggers listening to ``event_type`` (from the workflow ``source``, for the
+        engine's own ``workflow.*`` events), one list per active definition, by name."""
+        found: list[Subscriber] = []
+        for definition in await self._active():
+            for trigger in self._triggers(definition):
+                if trigger.event_type == event_type and trigger.source == source:
+                    found.append(Subscriber(definition, trigger))
+        return found
+
+    async def _active(self) -> list[DefinitionRecord]:
+        """The latest version of every definition name."""
+        latest: dict[str, DefinitionRecord] = {}
+        store = self._store()
+        offset = 0
+        while True:
+            page = await store.list_definitions(limit=_PAGE, offset=offset)
+            for record in page:
+                current = latest.get(record.name)
+                # Pages come by name then creation time: a later row is the newer version.
+                if current is None or record.created_at >= current.created_at:
+                    latest[record.name] = record
+            if len(page) < _PAGE:
+                return sorted(latest.values(), key=lambda record: record.name)
+            offset += _PAGE
+
+    def _triggers(self, definition: DefinitionRecord) -> list[EventTrigger]:
+        parsed = self._parsed.get(definition.id)
+        if parsed is None:
+            raw = definition.spec.get("triggers")
+            parsed = event_triggers(raw if isinstance(raw, list) else [])
+            self._parsed[definition.id] = parsed
+        return parsed

@@ -1,0 +1,196 @@
+"""Events start workflows: Engine.emit and the engine's own workflow.completed / failed events,
+embedded (memory, SQLite) and in scale-out mode (PostgreSQL + Redis, an API engine that only
+hands starts over to the orchestrator)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+from orchestrion.engine.emitting import MAX_CHAIN, EventRefused
+from orchestrion.engine.facade import Engine
+from orchestrion.store.base import ExecutionFilter, ExecutionRecord
+from scaleout import engine_for, scaleout_settings
+
+
+@pytest.fixture(params=["memory", "sqlite", "scaleout"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return "memory://" if request.param == "memory" else "scaleout"
+
+
+@pytest.fixture
+async def engine(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    async with engine_for(database_url, request) as engine:
+        yield engine
+
+
+def workflow(name: str, *triggers: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    nodes = extra.pop("nodes", [{"id": "a", "handler": "noop"}])
+    return {"name": name, "triggers": list(triggers), "dag": {"nodes": nodes}, **extra}
+
+
+def on(event_type: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "event", "event_type": event_type, **extra}
+
+
+async def executions_of(engine: Engine, name: str) -> list[ExecutionRecord]:
+    rows, _ = await engine.list_executions(ExecutionFilter(definition_name=name, limit=200))
+    return rows
+
+
+async def eventually(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def test_an_event_starts_its_subscribers_with_the_payload_once_per_event_id(
+    engine: Engine,
+) -> None:
+    await engine.submit(
+        workflow(
+            "review",
+            on("policy.updated", name="policy_update", filter="payload.severity == 'high'"),
+            inputs={"severity": {"type": "string"}, "doc": {"type": "string"}},
+        )
+    )
+    await engine.submit(workflow("log", on("policy.updated")))
+    await engine.submit(workflow("other", on("order.placed")))
+    payload = {"severity": "high", "doc": "ict-risk.pdf"}
+    first = await engine.emit("policy.updated", payload, event_id="evt-1")
+    assert first.event_id == "evt-1"
+    assert sorted(e.workflow for e in first.executions) == ["log", "review"]
+    again = await engine.emit("policy.updated", payload, event_id="evt-1")
+    assert [e.execution_id for e in again.executions] == [e.execution_id for e in first.executions]
+    for started in first.executions:
+        result = await engine.wait(started.execution_id, timeout=30)
+        assert result.status is ExecutionStatus.COMPLETED
+        record = await engine.reads.execution(started.execution_id)
+        assert record.inputs == payload and record.correlation_id == "evt-1"
+        assert record.idempotency_key == f"event:evt-1:{started.workflow}"
+    assert len(await executions_of(engine, "review")) == 1
+    assert await executions_of(engine, "other") == []
+    low = await engine.emit("policy.updated", {"severity": "low", "doc": "x"})
+    assert [e.workflow for e in low.executions] == ["log"]
+    assert [(s.workflow, s.reason) for s in low.skipped] == [("review", "filter")]
+    assert low.event_id  # generated
+    nobody = await engine.emit("nobody.listens", {"x": 1})
+    assert nobody.executions == [] and nobody.skipped == []
+
+
+async def test_trigger_inputs_are_rendered_from_the_payload_and_bad_payloads_are_reported(
+    engine: Engine,
+) -> None:
+    await engine.submit(
+        workflow(
+            "mapped",
+            on("doc.added", inputs={"path": "{{ payload.file.path }}", "kind": "pdf"}),
+            inputs={"path": {"type": "string", "required": True}, "kind": {"type": "string"}},
+        )
+    )
+    emitted = await engine.emit("doc.added", {"file": {"path": "/a.pdf"}, "size": 3})
+    [started] = emitted.executions
+    record = await engine.reads.execution(started.execution_id)
+    assert record.inputs == {"path": "/a.pdf", "kind": "pdf"}
+    missing = await engine.emit("doc.added", {"size": 3})
+    assert missing.executions == []
+    [skip] = missing.skipped
+    assert skip.reason == "error" and "file" in skip.message
+
+
+async def test_a_newer_version_without_the_trigger_unsubscribes_the_name(engine: Engine) -> None:
+    await engine.submit(workflow("flip", on("x.happened")))
+    assert len((await engine.emit("x.happened", {})).executions) == 1
+    await engine.submit(workflow("flip", nodes=[{"id": "b", "handler": "noop"}]))
+    assert (await engine.emit("x.happened", {})).executions == []
+
+
+async def test_bad_events_are_refused_with_what_is_wrong(engine: Engine) -> None:
+    with pytest.raises(EventRefused, match="event type"):
+        await engine.emit("has space", {})
+    with pytest.raises(EventRefused, match="event id"):
+        await engine.emit("ok.type", {}, event_id="\x00bad")
+    with pytest.raises(EventRefused, match="fired by the engine only"):
+        await engine.emit("workflow.completed", {})
+    with pytest.raises(EventRefused, match="JSON object"):
+        await engine.emit("ok.type", ["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+async def test_the_end_of_an_execution_starts_its_followers_once(engine: Engine) -> None:
+    boom = {"function": "fail", "params": {"message": "no luck"}}
+    failing = [{"id": "boom", "handler": "python", "config": boom, "retry": {"max_attempts": 1}}]
+    nightly = await engine.submit(workflow("nightly"))
+    broken = await engine.submit(workflow("broken", nodes=failing))
+    await engine.submit(
+        workflow(
+            "after-nightly",
+            on(
+                "workflow.completed",
+                source="nightly",
+                inputs={"upstream": "{{ payload.execution_id }}"},
+            ),
+            inputs={"upstream": {"type": "string"}},
+        )
+    )
+    await engine.submit(workflow("on-failure", on("workflow.failed", source="broken")))
+    done = await engine.run(nightly, timeout=30)
+    followers = await eventually(lambda: executions_of(engine, "after-nightly"))
+    [follower] = followers
+    assert follower.inputs == {"upstream": done.execution_id}
+    assert follower.correlation_id == done.execution_id
+    assert follower.idempotency_key == f"event:{done.execution_id}:after-nightly"
+    failed = await engine.run(broken, timeout=30)
+    assert failed.status is ExecutionStatus.FAILED
+    [alert] = await eventually(lambda: executions_of(engine, "on-failure"))
+    assert alert.inputs["status"] == "failed" and alert.inputs["error"]
+    assert alert.inputs["execution_id"] == failed.execution_id
+    await asyncio.sleep(0.3)
+    assert len(await executions_of(engine, "after-nightly")) == 1
+    assert len(await executions_of(engine, "on-failure")) == 1
+
+
+@pytest.mark.parametrize("database_url", ["memory"], indirect=False)
+async def test_a_loop_of_followers_stops_after_the_longest_chain(engine: Engine) -> None:
+    ping = await engine.submit(workflow("ping", on("workflow.completed", source="pong")))
+    await engine.submit(workflow("pong", on("workflow.completed", source="ping")))
+    await engine.run(ping, timeout=30)
+
+    async def settled() -> bool:
+        rows = await executions_of(engine, "ping") + await executions_of(engine, "pong")
+        return len(rows) >= MAX_CHAIN + 1 and all(r.status in FINAL_EXECUTION_STATES for r in rows)
+
+    assert await eventually(settled)
+    await asyncio.sleep(0.5)
+    total = len(await executions_of(engine, "ping")) + len(await executions_of(engine, "pong"))
+    assert total == MAX_CHAIN + 1
+
+
+async def test_an_api_engine_that_does_not_drive_hands_event_starts_over(
+    postgres_url: str, redis_server: str, redis_prefix: str, request: pytest.FixtureRequest
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    async with (
+        engine_for("scaleout", request) as orchestrator,
+        Engine(settings=settings, drive=False) as api,
+    ):
+        await api.submit(workflow("handed", on("job.ready")))
+        await api.submit(workflow("next", on("workflow.completed", source="handed")))
+        emitted = await api.emit("job.ready", {"n": 1}, event_id="job-7")
+        [started] = emitted.executions
+        result = await api.wait(started.execution_id, timeout=30)
+        assert result.status is ExecutionStatus.COMPLETED
+        [follower] = await eventually(lambda: executions_of(orchestrator, "next"))
+        assert follower.correlation_id == started.execution_id
+        again = await api.emit("job.ready", {"n": 1}, event_id="job-7")
+        assert [e.execution_id for e in again.executions] == [started.execution_id]
