@@ -37,6 +37,7 @@ from orchestrion.api.routes import (
     compat_unversioned,
     control,
     definitions,
+    emitting,
     events,
     governance,
     health,
@@ -158,7 +159,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.add_middleware(ApiGate)
     app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    for module in (workflows, control, definitions, events, admin, audit, health, governance):
+    routers = (workflows, control, definitions, events, emitting, admin, audit, health, governance)
+    for module in routers:
         app.include_router(module.router)
     # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").
     for surface in (compat_swarmlite, compat_unversioned, compat_api_v1):

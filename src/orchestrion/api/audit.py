@@ -47,7 +47,7 @@ __all__ = ["AuditMiddleware", "api_key_id", "is_audited"]
 logger = logging.getLogger(__name__)
 
 _HEADER_LIMIT = 128  # header values kept in the trail, at most
-_BODY_IDS = ("execution_id", "workflow_definition_id", "definition_id")
+_BODY_IDS = ("execution_id", "workflow_definition_id", "definition_id", "event_id")
 _BODY_LIMIT = 65536  # answers larger than this are not looked into for ids
 
 

@@ -19,6 +19,7 @@ errors where they mean the same (``NotFound`` is an ``ExecutionNotFound``, ``Con
 from __future__ import annotations
 
 from orchestrion.client.aio import AsyncClient
+from orchestrion.client.emit_models import EmittedEvent, SkippedTrigger, TriggeredExecution
 from orchestrion.client.errors import (
     ApiConnectionError,
     ApiError,
@@ -68,6 +69,7 @@ __all__ = [
     "DeadLetterPage",
     "Definition",
     "DefinitionSummary",
+    "EmittedEvent",
     "Event",
     "EventPage",
     "Execution",
@@ -83,7 +85,9 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "ServiceUnavailable",
+    "SkippedTrigger",
     "Submission",
+    "TriggeredExecution",
     "Unauthorized",
     "UnsupportedMediaType",
 ]

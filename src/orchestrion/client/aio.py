@@ -15,6 +15,7 @@ import httpx
 from orchestrion import __version__
 from orchestrion.client import calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
+from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import error_from_response
 from orchestrion.client.models import (
     Accepted,
@@ -200,6 +201,17 @@ class AsyncClient:
     async def cancel(self, execution_id: str) -> Accepted:
         """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
         return await self._send(calls.cancel(execution_id))
+
+    async def emit(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> EmittedEvent:
+        """Send an event: every active workflow with a trigger for ``event_type`` starts
+        (filters permitting). The same ``event_id`` again starts nothing twice."""
+        return await self._send(calls.emit(event_type, payload, event_id))
 
     async def retry(self, execution_id: str, from_node: str | None = None) -> Accepted:
         """Run a failed or cancelled execution again from its failed nodes; with

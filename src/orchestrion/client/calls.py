@@ -8,6 +8,7 @@ headers, bodies, status codes, parsing) is written once.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import (
     ApiConnectionError,
     ApiError,
@@ -55,6 +57,7 @@ __all__ = [
     "dead_letters",
     "default_headers",
     "drop_dead_letter",
+    "emit",
     "encode_definition",
     "events",
     "get_definition",
@@ -288,6 +291,26 @@ def decide(
         path,
         _json(Accepted.from_api),
         content=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def emit(
+    event_type: str, payload: Mapping[str, Any] | None, event_id: str | None
+) -> Call[EmittedEvent]:
+    """Send an event; ``event_id`` travels as the body's ``id``. Without one, the payload's
+    own ``id`` is the event's, or a new one: made here, so a request sent again (after a 429,
+    say) is the same event and starts nothing twice."""
+    body = dict(payload or {})
+    if event_id is not None:
+        body["id"] = event_id
+    elif "id" not in body:
+        body["id"] = str(uuid.uuid4())
+    return Call(
+        "POST",
+        f"/v1/events/{_quote(event_type)}",
+        _json(EmittedEvent.from_api),
+        content=_body(body),
         headers={"Content-Type": "application/json"},
     )
 

@@ -28,7 +28,7 @@ from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS, EventTrigger
 from orchestrion.engine.subscriptions import Subscriber, Subscriptions
-from orchestrion.errors import DefinitionError, ExecutionNotFound, OrchestrionError
+from orchestrion.errors import DefinitionError, ExecutionError, ExecutionNotFound
 from orchestrion.execution import enforce
 from orchestrion.templates.rendering import evaluate_condition, render_value, template_limits
 from orchestrion.templates.threads import off_loop
@@ -52,7 +52,7 @@ _ENDINGS = {
 }
 
 
-class EventRefused(OrchestrionError):
+class EventRefused(ExecutionError):
     """An event the engine does not take: a bad type, id or payload (says which)."""
 
 
@@ -149,12 +149,13 @@ class EventTriggers:
         except DefinitionError as exc:  # inputs the workflow refuses, a limit, the policy
             out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
             return
+        # Begun (or handed over to an orchestrator): the stored row may not say so yet.
+        status = record.status
+        if status is ExecutionStatus.PENDING:
+            status = ExecutionStatus.RUNNING
         out.executions.append(
-            EventStart(
-                record.id, definition.name, definition.version, definition.id, name,
-                record.status,
-            )
-        )  # fmt: skip
+            EventStart(record.id, definition.name, definition.version, definition.id, name, status)
+        )
 
     async def _inputs(
         self, trigger: EventTrigger, event: dict[str, Any], payload: dict[str, Any]

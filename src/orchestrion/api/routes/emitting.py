@@ -1,0 +1,110 @@
+"""Events that start workflows: ``POST /v1/events/{event_type}`` (operator role).
+
+The body is the event's payload, a JSON object; its top-level ``id``, when there is one, is
+the event's id (otherwise the ``Idempotency-Key`` header, otherwise a new one) and is not part
+of the payload. The engine (``Engine.emit``) starts every active workflow listening to the
+type; the same id again starts nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+from fastapi import Path as PathParam
+
+from orchestrion.api.convert import execution_state
+from orchestrion.api.event_models import EmitResponse, EventExecution, EventSkipped
+from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.routes import OPERATE, Ctx, IdempotencyKey
+from orchestrion.api.routes.workflows import json_body_only
+from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS
+from orchestrion.engine.emitting import Emitted, EventRefused
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+EventType = Annotated[
+    str,
+    PathParam(
+        pattern=EVENT_TYPE_PATTERN.pattern,
+        description="The event's type, such as policy.updated",
+    ),
+]
+Payload = Annotated[
+    dict[str, Any] | None,
+    Body(
+        description="The event's payload (a JSON object); an optional top-level `id` is the"
+        " event's id",
+        examples=[{"id": "evt-42", "policy": "ict-risk", "severity": "high"}],
+    ),
+]
+
+
+@router.post(
+    "/events/{event_type}",
+    status_code=202,
+    response_model=EmitResponse,
+    dependencies=[*OPERATE, Depends(json_body_only)],
+    responses=error_responses(400, 415, 422),
+    summary="Send an event: start every active workflow with a trigger for its type",
+)
+async def emit_event(
+    event_type: EventType,
+    ctx: Ctx,
+    body: Payload = None,
+    idempotency_key: IdempotencyKey = None,
+) -> EmitResponse:
+    if event_type in WORKFLOW_EVENTS:
+        raise ApiProblem(
+            422, f"'{event_type}' events are fired by the engine only", slug="reserved-event"
+        )
+    payload = dict(body or {})
+    event_id = payload.pop("id", None)
+    if event_id is None:
+        event_id = idempotency_key
+    elif not isinstance(event_id, str):
+        raise ApiProblem(422, "the event's 'id' must be a string", slug="invalid-event")
+    try:
+        emitted = await ctx.engine.emit(event_type, payload, event_id)
+    except EventRefused as exc:
+        raise ApiProblem(422, str(exc), slug="invalid-event") from None
+    return emit_response(emitted)
+
+
+def emit_response(emitted: Emitted) -> EmitResponse:
+    """The answer to ``emitted`` (also what ``orchestrion emit --json`` prints)."""
+    started = [
+        EventExecution(
+            execution_id=item.execution_id,
+            workflow=item.workflow,
+            version=item.version,
+            definition_id=item.definition_id,
+            trigger=item.trigger,
+            status=execution_state(item.status),
+        )
+        for item in emitted.executions
+    ]
+    skipped = [
+        EventSkipped(
+            workflow=item.workflow,
+            trigger=item.trigger,
+            reason="filter" if item.reason == "filter" else "error",
+            message=item.message,
+        )
+        for item in emitted.skipped
+    ]
+    if started:
+        message = f"the event started {len(started)} execution(s)"
+    elif skipped:
+        message = "no workflow listening to this event took it (see skipped)"
+    else:
+        message = f"no active workflow listens to '{emitted.event_type}' events"
+    return EmitResponse(
+        event_id=emitted.event_id,
+        event_type=emitted.event_type,
+        executions=started,
+        skipped=skipped,
+        message=message,
+    )

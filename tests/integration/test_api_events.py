@@ -1,0 +1,191 @@
+"""POST /v1/events/{event_type} in-process: what an event answers, redelivery, refusals, roles,
+the audit record, and the Python clients against the same app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from audit_helpers import audited
+from orchestrion.api import create_app
+from orchestrion.client import AsyncClient
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
+from orchestrion.governance.runtime import Governance
+from orchestrion.settings import load_settings
+
+PROBLEM = "application/problem+json"
+LISTENER = {
+    "name": "on-policy",
+    "inputs": {"severity": {"type": "string"}, "doc": {"type": "string"}},
+    "triggers": [
+        {
+            "type": "event",
+            "name": "policy_update",
+            "event_type": "policy.updated",
+            "filter": "payload.severity == 'high'",
+        }
+    ],
+    "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+}
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    tmp_path: Path, governance: Governance | None = None, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        rate_limit_per_second=0,
+        shutdown_grace=0,
+        **overrides,
+    )
+    engine = Engine(settings=settings, governance=governance)
+    await engine.start()
+    app = create_app(engine, settings)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                client.engine = engine  # type: ignore[attr-defined]
+                yield client
+    finally:
+        await engine.stop(0)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(tmp_path) as client:
+        response = await client.post("/v1/workflow", json=LISTENER)
+        assert response.status_code == 201, response.text
+        yield client
+
+
+async def until_final(client: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        body: dict[str, Any] = (await client.get(f"/v1/workflows/{execution_id}")).json()
+        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return body
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
+async def test_an_event_answers_202_with_what_it_started_and_once_per_id(
+    api: httpx.AsyncClient,
+) -> None:
+    payload = {"id": "evt-1", "severity": "high", "doc": "ict.pdf"}
+    first = await api.post("/v1/events/policy.updated", json=payload)
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["event_id"] == "evt-1" and body["event_type"] == "policy.updated"
+    [started] = body["executions"]
+    assert started["workflow"] == "on-policy" and started["trigger"] == "policy_update"
+    assert body["skipped"] == [] and body["message"] == "the event started 1 execution(s)"
+    detail = await until_final(api, started["execution_id"])
+    assert detail["status"] == "COMPLETED"
+    assert detail["inputs"] == {"severity": "high", "doc": "ict.pdf"}  # the id is not input
+    assert detail["correlation_id"] == "evt-1"
+    again = await api.post("/v1/events/policy.updated", json=payload)
+    assert again.status_code == 202
+    assert [e["execution_id"] for e in again.json()["executions"]] == [started["execution_id"]]
+    listed = (await api.get("/v1/workflows", params={"workflow": "on-policy"})).json()
+    started_ones = [i for i in listed["items"] if i["status"] != "PENDING"]
+    assert len(started_ones) == 1
+
+
+async def test_the_idempotency_key_header_names_the_event_when_the_body_does_not(
+    api: httpx.AsyncClient,
+) -> None:
+    headers = {"Idempotency-Key": "hdr-9"}
+    one = await api.post("/v1/events/policy.updated", json={"severity": "high"}, headers=headers)
+    two = await api.post("/v1/events/policy.updated", json={"severity": "high"}, headers=headers)
+    assert one.json()["event_id"] == "hdr-9"
+    ids = [e["execution_id"] for e in one.json()["executions"]]
+    assert ids and ids == [e["execution_id"] for e in two.json()["executions"]]
+
+
+async def test_filtered_unknown_and_empty_events_are_accepted_with_an_empty_list(
+    api: httpx.AsyncClient,
+) -> None:
+    low = await api.post("/v1/events/policy.updated", json={"severity": "low"})
+    assert low.status_code == 202
+    assert low.json()["executions"] == []
+    assert [s["reason"] for s in low.json()["skipped"]] == ["filter"]
+    unknown = await api.post("/v1/events/nobody.listens")
+    assert unknown.status_code == 202
+    body = unknown.json()
+    assert body["executions"] == [] and body["skipped"] == []
+    assert body["message"] == "no active workflow listens to 'nobody.listens' events"
+    assert body["event_id"]  # generated
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "detail"),
+    [
+        ("/v1/events/workflow.completed", {}, "fired by the engine only"),
+        ("/v1/events/policy.updated", {"id": 7}, "'id' must be a string"),
+        ("/v1/events/policy.updated", {"id": "bad id"}, "an event id is"),
+        ("/v1/events/has%20space", {}, None),
+    ],
+)
+async def test_bad_events_are_problem_documents(
+    api: httpx.AsyncClient, path: str, body: dict[str, Any], detail: str | None
+) -> None:
+    response = await api.post(path, json=body)
+    assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    if detail is not None:
+        assert detail in response.json()["detail"]
+
+
+async def test_a_body_that_is_not_a_json_object_is_refused(api: httpx.AsyncClient) -> None:
+    listed = await api.post("/v1/events/policy.updated", json=[1, 2])
+    assert listed.status_code in (400, 422)
+    text = await api.post(
+        "/v1/events/policy.updated", content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert text.status_code == 415
+
+
+async def test_events_need_the_operator_role_and_are_audited(tmp_path: Path) -> None:
+    keys = "k-op:operator,k-view:viewer,k-admin:admin"
+    async with serving(tmp_path, audited(), api_keys=keys) as client:
+        viewer = {"Authorization": "Bearer k-view"}
+        operator = {"Authorization": "Bearer k-op", "X-Client-ID": "feed"}
+        anonymous = await client.post("/v1/events/policy.updated", json={})
+        assert anonymous.status_code == 401
+        denied = await client.post("/v1/events/policy.updated", json={}, headers=viewer)
+        assert denied.status_code == 403
+        sent = await client.post(
+            "/v1/events/policy.updated", json={"id": "audited-1"}, headers=operator
+        )
+        assert sent.status_code == 202
+        trail = await client.get(
+            "/v1/audit", params={"action": "api.emit_event"},
+            headers={"Authorization": "Bearer k-admin"},
+        )  # fmt: skip
+        assert trail.status_code == 200, trail.text
+        [record] = [r for r in trail.json()["records"] if r["outcome"] == "202"]
+        assert record["details"]["target"] == {"event_type": "policy.updated"}
+        assert record["details"]["created"] == {"event_id": "audited-1"}
+        assert record["details"]["client_id"] == "feed"
+
+
+async def test_the_async_client_emits(api: httpx.AsyncClient) -> None:
+    async with AsyncClient("http://api", transport=api._transport) as client:
+        answer = await client.emit("policy.updated", {"severity": "high"}, event_id="c-1")
+        assert answer.event_id == "c-1"
+        [started] = answer.executions
+        assert started.workflow == "on-policy" and isinstance(started.status, ExecutionStatus)
+        again = await client.emit("policy.updated", {"severity": "high"}, event_id="c-1")
+        assert again.executions[0].execution_id == started.execution_id
+        skipped = await client.emit("policy.updated", {"severity": "low"})
+        assert skipped.executions == () and skipped.skipped[0].reason == "filter"
