@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from orchestrion.cli import control, definitions, inspection, purge, running
+from orchestrion.cli import control, definitions, emitting, inspection, purge, running
 from orchestrion.cli import serve as serving
 from orchestrion.cli.inputs import check_arguments
 from orchestrion.cli.root import app, version
@@ -39,6 +39,7 @@ app.command()(control.resume)
 app.command()(serving.serve)
 app.command()(control.approve)
 app.command()(control.reject)
+app.command()(emitting.emit)
 app.command()(version)
 app.command()(purge.purge)
 
