@@ -160,7 +160,7 @@ async def test_the_end_of_an_execution_starts_its_followers_once(engine: Engine)
     assert len(await executions_of(engine, "on-failure")) == 1
 
 
-@pytest.mark.parametrize("database_url", ["memory"], indirect=False)
+@pytest.mark.parametrize("database_url", ["memory://"])
 async def test_a_loop_of_followers_stops_after_the_longest_chain(engine: Engine) -> None:
     ping = await engine.submit(workflow("ping", on("workflow.completed", source="pong")))
     await engine.submit(workflow("pong", on("workflow.completed", source="ping")))

@@ -110,8 +110,8 @@ class EventTriggers:
         payload: dict[str, Any],
         event_id: str | None,
         source: str | None,
+        subscribers: list[Subscriber] | None = None,
     ) -> Emitted:
-        self._parts.engine.check_accepting()
         if not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
             raise EventRefused(
                 "an event type is a name of letters, digits and . _ : - (at most 128)"
@@ -124,7 +124,11 @@ class EventTriggers:
                 " or digit)"
             )
         emitted = Emitted(event_id, event_type)
-        for subscriber in await self.subscriptions.of(event_type, source):
+        if subscribers is None:
+            subscribers = await self.subscriptions.of(event_type, source)
+        if subscribers:
+            self._parts.engine.check_accepting()
+        for subscriber in subscribers:
             await self._start(subscriber, payload, emitted)
         return emitted
 
@@ -189,6 +193,8 @@ class EventTriggers:
         if live is None:
             return
         spec = live.compiled.plan.spec
+        if self.subscriptions.known_none(ending, spec.name):
+            return
         record = live.record
         classified = any(n.data_classification.value != "public" for n in spec.dag.nodes)
         payload = {
@@ -209,13 +215,20 @@ class EventTriggers:
 
     async def _follow(self, ending: str, payload: dict[str, Any], record: ExecutionRecord) -> None:
         try:
+            name = str(payload["workflow"])
+            followers = await self.subscriptions.of(ending, name, fresh=False)
+            if not followers:
+                return
             if await self._chain_length(record) >= MAX_CHAIN:
                 logger.warning(
                     "execution %s ends a chain of %d workflow triggers: its %s starts nothing",
                     record.id, MAX_CHAIN, ending,
                 )  # fmt: skip
                 return
-            emitted = await self._emit(ending, payload, record.id, str(payload["workflow"]))
+            emitted = await self._emit(ending, payload, record.id, name, followers)
+        except ExecutionError as exc:  # the engine stops: what follows is not started
+            logger.warning("%s of execution %s started nothing: %s", ending, record.id, exc)
+            return
         except Exception:
             logger.exception("%s of execution %s started nothing", ending, record.id)
             return

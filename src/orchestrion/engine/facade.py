@@ -275,7 +275,9 @@ class Engine:
         Without a version, identical content reuses its stored version and new content gets
         the next number; with one, (name, version) must not already hold other content.
         """
-        return await self._definitions.submit(source, fmt=fmt)
+        record = await self._definitions.submit(source, fmt=fmt)
+        self._events.subscriptions.forget()  # its triggers count from now on
+        return record
 
     @property
     def definition_limits(self) -> DefinitionLimits:

@@ -3,20 +3,25 @@
 The active definition of a name is its latest submitted version: a newer version that drops a
 trigger unsubscribes the name. Definitions live in the store, which other processes write
 too (the API in scale-out mode, a second terminal), so the list is read from the store at each
-event; a version's triggers are parsed once, since stored versions never change.
+event sent; the end of every execution, much more frequent, may use a list up to a second old
+(one submitted here is seen at once). A version's triggers are parsed once, since stored
+versions never change.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrion.definition.triggers import EventTrigger, event_triggers
 from orchestrion.store.base import DefinitionRecord, Store
 
-__all__ = ["Subscriber", "Subscriptions"]
+__all__ = ["CACHE_SECONDS", "Subscriber", "Subscriptions"]
 
 _PAGE = 500
+CACHE_SECONDS = 1.0
+"""How old the list of active definitions may be when an execution's end is followed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +38,38 @@ class Subscriptions:
     def __init__(self, store: Callable[[], Store]) -> None:
         self._store = store
         self._parsed: dict[str, list[EventTrigger]] = {}
+        self._cached: tuple[float, list[DefinitionRecord]] | None = None
 
-    async def of(self, event_type: str, source: str | None = None) -> list[Subscriber]:
+    def forget(self) -> None:
+        """A definition was submitted here: read the list again at the next event."""
+        self._cached = None
+
+    def known_none(self, event_type: str, source: str | None) -> bool:
+        """Whether a list young enough for ``fresh=False`` says nobody listens: then an
+        execution's end costs no task and no read."""
+        cached = self._cached
+        if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
+            return False
+        return not self._matching(cached[1], event_type, source)
+
+    async def of(
+        self, event_type: str, source: str | None = None, *, fresh: bool = True
+    ) -> list[Subscriber]:
         """The triggers listening to ``event_type`` (from the workflow ``source``, for the
-        engine's own ``workflow.*`` events), one list per active definition, by name."""
+        engine's own ``workflow.*`` events), by definition name. ``fresh=False`` (the end of
+        every execution asks) may use a list read up to ``CACHE_SECONDS`` ago."""
+        now = time.monotonic()
+        cached = self._cached
+        if fresh or cached is None or now - cached[0] > CACHE_SECONDS:
+            cached = (now, await self._active())
+            self._cached = cached
+        return self._matching(cached[1], event_type, source)
+
+    def _matching(
+        self, active: list[DefinitionRecord], event_type: str, source: str | None
+    ) -> list[Subscriber]:
         found: list[Subscriber] = []
-        for definition in await self._active():
+        for definition in active:
             for trigger in self._triggers(definition):
                 if trigger.event_type == event_type and trigger.source == source:
                     found.append(Subscriber(definition, trigger))
