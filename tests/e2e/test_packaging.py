@@ -65,7 +65,7 @@ def test_the_wheel_carries_every_example_and_the_schema(wheel_names: set[str]) -
 
 
 def test_the_repository_examples_are_the_shipped_ones() -> None:
-    for name in ("demo.yaml", "reference", "patterns"):
+    for name in ("demo.yaml", "events", "reference", "patterns"):
         assert (ROOT / "examples" / name).resolve() == (
             ROOT / "src" / "orchestrion" / "examples" / name
         )
@@ -78,6 +78,7 @@ def test_examples_writes_files_that_validate_and_the_demo_runs(tmp_path: Path) -
     files = sorted(p for p in (tmp_path / "ex").rglob("*") if p.is_file())
     assert {p.relative_to(tmp_path / "ex").parts[0] for p in files} == {
         "demo.yaml",
+        "events",
         "reference",
         "patterns",
     }

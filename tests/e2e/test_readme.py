@@ -76,6 +76,7 @@ def test_every_bash_block_is_run_or_says_why_not() -> None:
     known |= {"orchestrion serve --port 8000 --db state.db"}
     known |= {"curl -X POST localhost:8000/v1/workflow -H 'Content-Type: application/yaml'"}
     known |= {"export ORCHESTRION_ENCRYPTION_KEYS=$(orchestrion keys generate --id k1 2>/dev/null)"}
+    known |= {"orchestrion emit policy.updated"}
     for first in firsts:
         starts = " ".join(first.split()[:8])
         assert any(starts.startswith(" ".join(k.split()[:8])) for k in known | set(NOT_RUN)), (
@@ -145,3 +146,11 @@ def test_the_service_walk_through_runs_as_written_against_a_real_server(
                 assert "churn" in done.stdout or "completed" in done.stdout.lower(), done.stdout
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def test_the_events_walk_through_runs_as_written(env: dict[str, str]) -> None:
+    ran = _bash(_script(_block("orchestrion emit policy.updated")), env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.count("event evt-1 (policy.updated): the event started 1 execution(s)") == 2
+    assert "skipped policy-review (filter)" in ran.stdout
+    assert "notify-after-review" in ran.stdout and "policy-review" in ran.stdout

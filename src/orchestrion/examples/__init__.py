@@ -1,7 +1,8 @@
 """The example workflows shipped with Orchestrion (``orchestrion examples DIR`` writes them out).
 
 ``demo.yaml`` is the demo; ``reference/`` holds the reference examples, each of which loads
-and runs as written; ``patterns/`` the workflow patterns, one file each.
+and runs as written; ``patterns/`` the workflow patterns, one file each; ``events/`` workflows
+started by events (``orchestrion emit``).
 """
 
 from __future__ import annotations
