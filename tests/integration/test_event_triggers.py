@@ -15,6 +15,8 @@ import pytest
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.engine.emitting import MAX_CHAIN, EventRefused
 from orchestrion.engine.facade import Engine
+from orchestrion.governance.runtime import Governance
+from orchestrion.governance.trust import Trust
 from orchestrion.store.base import ExecutionFilter, ExecutionRecord
 from scaleout import engine_for, scaleout_settings
 
@@ -194,3 +196,20 @@ async def test_an_api_engine_that_does_not_drive_hands_event_starts_over(
         assert follower.correlation_id == started.execution_id
         again = await api.emit("job.ready", {"n": 1}, event_id="job-7")
         assert [e.execution_id for e in again.executions] == [started.execution_id]
+
+
+async def test_a_follower_of_untrusted_work_is_untrusted_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'trust.db'}"
+    async with Engine(url, governance=Governance.load(None, trusted=False)) as service:
+        submitted = await service.submit(workflow("from-service"))
+    async with Engine(url, governance=Governance.load(None, trusted=True)) as local:
+        await local.submit(workflow("mine", on("workflow.completed", source="from-service")))
+        mine = await local.submit(workflow("mine-too", on("plain.event")))
+        done = await local.run(submitted, timeout=30)
+        assert Trust.of((await local.reads.execution(done.execution_id)).trust) is Trust.UNTRUSTED
+        [follower] = await eventually(lambda: executions_of(local, "mine"))
+        assert Trust.of(follower.trust) is Trust.UNTRUSTED
+        [started] = (await local.emit("plain.event", {})).executions
+        assert started.definition_id == mine.id
+        record = await local.reads.execution(started.execution_id)
+        assert Trust.of(record.trust) is Trust.TRUSTED  # one's own event, one's own workflow

@@ -30,12 +30,14 @@ from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS,
 from orchestrion.engine.subscriptions import Subscriber, Subscriptions
 from orchestrion.errors import DefinitionError, ExecutionError, ExecutionNotFound
 from orchestrion.execution import enforce
+from orchestrion.governance.trust import Trust
 from orchestrion.templates.rendering import evaluate_condition, render_value, template_limits
 from orchestrion.templates.threads import off_loop
 
 if TYPE_CHECKING:
     from orchestrion.core.events import Record
     from orchestrion.engine.parts import EngineParts
+    from orchestrion.engine.starting import Starts
     from orchestrion.store.base import ExecutionRecord
 
 __all__ = ["MAX_CHAIN", "Emitted", "EventRefused", "EventSkip", "EventStart", "EventTriggers"]
@@ -91,8 +93,9 @@ class Emitted:
 class EventTriggers:
     """Starts the subscribers of events (see the module docstring)."""
 
-    def __init__(self, parts: EngineParts) -> None:
+    def __init__(self, parts: EngineParts, starts: Starts) -> None:
         self._parts = parts
+        self._starts = starts
         self.subscriptions = Subscriptions(lambda: parts.engine.store)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -111,6 +114,7 @@ class EventTriggers:
         event_id: str | None,
         source: str | None,
         subscribers: list[Subscriber] | None = None,
+        inputs_trust: Trust | None = None,
     ) -> Emitted:
         if not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
             raise EventRefused(
@@ -129,10 +133,16 @@ class EventTriggers:
         if subscribers:
             self._parts.engine.check_accepting()
         for subscriber in subscribers:
-            await self._start(subscriber, payload, emitted)
+            await self._start(subscriber, payload, emitted, inputs_trust)
         return emitted
 
-    async def _start(self, subscriber: Subscriber, payload: dict[str, Any], out: Emitted) -> None:
+    async def _start(
+        self,
+        subscriber: Subscriber,
+        payload: dict[str, Any],
+        out: Emitted,
+        inputs_trust: Trust | None,
+    ) -> None:
         definition, trigger = subscriber.definition, subscriber.trigger
         name = trigger.name
         event = {"id": out.event_id, "type": out.event_type, "payload": payload}
@@ -147,8 +157,8 @@ class EventTriggers:
             return
         key = f"event:{out.event_id}:{definition.name}"
         try:
-            record = await self._parts.engine.start_execution(
-                definition, inputs, idempotency_key=key, correlation_id=out.event_id
+            record = await self._starts.start_execution(
+                definition, inputs, key, None, out.event_id, None, inputs_trust
             )
         except DefinitionError as exc:  # inputs the workflow refuses, a limit, the policy
             out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
@@ -225,7 +235,9 @@ class EventTriggers:
                     record.id, MAX_CHAIN, ending,
                 )  # fmt: skip
                 return
-            emitted = await self._emit(ending, payload, record.id, name, followers)
+            # A follower's inputs come from the execution that ended: no more trusted than it.
+            trust = Trust.of(record.trust)
+            emitted = await self._emit(ending, payload, record.id, name, followers, trust)
         except ExecutionError as exc:  # the engine stops: what follows is not started
             logger.warning("%s of execution %s started nothing: %s", ending, record.id, exc)
             return

@@ -110,7 +110,7 @@ class Engine:
         self._control = ControlVerbs(parts, self._recovery, self._requests, self._children)
         self._outcomes = Outcomes(parts)
         self._scaleout = ScaleOutHooks(parts, self._starts)
-        self._events = EventTriggers(parts)
+        self._events = EventTriggers(parts, self._starts)
         self._listeners.append(self._events.on_records)  # workflow.completed / .failed
 
     # ------------------------------------------------------------------ lifecycle

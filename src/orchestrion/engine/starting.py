@@ -106,8 +106,10 @@ class Starts:
         overrides: dict[str, dict[str, Any]] | None,
         correlation_id: str | None,
         parent: tuple[str, str, int] | None,
+        inputs_trust: Trust | None = None,
     ) -> ExecutionRecord:
-        """See ``Engine.start_execution``."""
+        """See ``Engine.start_execution``; ``inputs_trust``: that of whatever the inputs came
+        from (an execution whose end starts this one), when it is not the caller's."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
         # Content handed over is the caller's; a stored definition keeps its own level.
@@ -121,6 +123,8 @@ class Starts:
             definition_id = (await definitions.submit(definition)).id
         if parent is not None:
             trust = stricter(trust, await self._trust_of(parent[0]))
+        if inputs_trust is not None:
+            trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)
         now = time.time()
         execution_id = str(uuid.uuid4())
