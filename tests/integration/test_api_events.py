@@ -4,7 +4,6 @@ the audit record, and the Python clients against the same app."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,14 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from test_api import serving
+from test_api_audit import OPERATOR, VIEWER, audit_page, auth
+from test_api_audit import serving as audited_serving
 
 from audit_helpers import audited
-from orchestrion.api import create_app
 from orchestrion.client import AsyncClient
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.engine.facade import Engine
-from orchestrion.governance.runtime import Governance
-from orchestrion.settings import load_settings
 
 PROBLEM = "application/problem+json"
 LISTENER = {
@@ -37,35 +35,12 @@ LISTENER = {
 }
 
 
-@contextlib.asynccontextmanager
-async def serving(
-    tmp_path: Path, governance: Governance | None = None, **overrides: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        rate_limit_per_second=0,
-        shutdown_grace=0,
-        **overrides,
-    )
-    engine = Engine(settings=settings, governance=governance)
-    await engine.start()
-    app = create_app(engine, settings)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                client.engine = engine  # type: ignore[attr-defined]
-                yield client
-    finally:
-        await engine.stop(0)
-
-
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(tmp_path) as client:
-        response = await client.post("/v1/workflow", json=LISTENER)
+    async with serving(tmp_path) as running:
+        response = await running.client.post("/v1/workflow", json=LISTENER)
         assert response.status_code == 201, response.text
-        yield client
+        yield running.client
 
 
 async def until_final(client: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
@@ -156,24 +131,19 @@ async def test_a_body_that_is_not_a_json_object_is_refused(api: httpx.AsyncClien
 
 
 async def test_events_need_the_operator_role_and_are_audited(tmp_path: Path) -> None:
-    keys = "k-op:operator,k-view:viewer,k-admin:admin"
-    async with serving(tmp_path, audited(), api_keys=keys) as client:
-        viewer = {"Authorization": "Bearer k-view"}
-        operator = {"Authorization": "Bearer k-op", "X-Client-ID": "feed"}
+    async with audited_serving(tmp_path, audited()) as (client, _engine):
         anonymous = await client.post("/v1/events/policy.updated", json={})
         assert anonymous.status_code == 401
-        denied = await client.post("/v1/events/policy.updated", json={}, headers=viewer)
+        denied = await client.post("/v1/events/policy.updated", json={}, headers=auth(VIEWER))
         assert denied.status_code == 403
         sent = await client.post(
-            "/v1/events/policy.updated", json={"id": "audited-1"}, headers=operator
+            "/v1/events/policy.updated",
+            json={"id": "audited-1"},
+            headers=auth(OPERATOR, **{"X-Client-ID": "feed"}),
         )
         assert sent.status_code == 202
-        trail = await client.get(
-            "/v1/audit", params={"action": "api.emit_event"},
-            headers={"Authorization": "Bearer k-admin"},
-        )  # fmt: skip
-        assert trail.status_code == 200, trail.text
-        [record] = [r for r in trail.json()["records"] if r["outcome"] == "202"]
+        trail = await audit_page(client, action="api.emit_event")
+        [record] = [r for r in trail["records"] if r["outcome"] == "202"]
         assert record["details"]["target"] == {"event_type": "policy.updated"}
         assert record["details"]["created"] == {"event_id": "audited-1"}
         assert record["details"]["client_id"] == "feed"
