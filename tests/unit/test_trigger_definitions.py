@@ -112,3 +112,28 @@ def test_reference_004_triggers_are_located_in_their_own_dialect() -> None:
     [(line, field, message)] = problems(source)
     assert line in (4, 5) and field is not None and field.startswith("workflow.triggers[0]")
     assert "event_type" in message
+
+
+def test_trigger_templates_may_read_only_the_payload_and_the_event() -> None:
+    found = problems(
+        text(
+            "  - type: event\n"
+            "    event_type: a.b\n"
+            "    filter: 'severity == 1'\n"  # line 5
+            "    inputs:\n"
+            "      doc: '{{ payload.doc }} {{ input.doc }}'\n"  # line 7
+            "      id: '{{ event.id }}'\n"
+        )
+    )
+    assert found == [
+        (
+            5,
+            "triggers[0].filter",
+            "'filter' reads 'severity': a trigger's templates see only payload and event",
+        ),
+        (
+            7,
+            "triggers[0].inputs.doc",
+            "'inputs.doc' reads 'input': a trigger's templates see only payload and event",
+        ),
+    ]

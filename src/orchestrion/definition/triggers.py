@@ -150,30 +150,42 @@ def _event_issues(
         if not isinstance(condition, str) or not condition.strip():
             add("'filter' must be an expression, such as \"payload.level == 'high'\"", "filter")
         else:
-            error = template_info(expression_source(condition.strip())).error
-            if error is not None:
-                add(f"'filter' does not parse: {error}", "filter", "template_syntax")
+            info = template_info(expression_source(condition.strip()))
+            if info.error is not None:
+                add(f"'filter' does not parse: {info.error}", "filter", "template_syntax")
+            elif unknown := _unknown_names(info.names):
+                add(_names_message("filter", unknown), "filter", "unknown_reference")
     inputs = raw.get("inputs")
     if inputs is not None:
         if not isinstance(inputs, Mapping):
             add("'inputs' must map input names to values or templates", "inputs")
         else:
             for name, value in inputs.items():
-                if isinstance(value, str):
-                    error = template_info(value).error
-                    if error is not None:
-                        issues.append(
-                            (
-                                _issue(
-                                    index,
-                                    f"'inputs.{name}' does not parse: {error}",
-                                    "template_syntax",
-                                    f"inputs.{name}",
-                                ),
-                                (*at, "inputs", str(name)),
-                            )
-                        )
+                if not isinstance(value, str):
+                    continue
+                info = template_info(value)
+                found: tuple[str, str] | None = None
+                if info.error is not None:
+                    found = (f"'inputs.{name}' does not parse: {info.error}", "template_syntax")
+                elif unknown := _unknown_names(info.names):
+                    found = (_names_message(f"inputs.{name}", unknown), "unknown_reference")
+                if found is not None:
+                    issue = _issue(index, found[0], found[1], f"inputs.{name}")
+                    issues.append((issue, (*at, "inputs", str(name))))
     return issues
+
+
+_NAMES = frozenset({"payload", "event"})
+"""What a trigger's templates see: the event's payload, and the event (id, type, payload)."""
+
+
+def _unknown_names(names: Iterable[str]) -> list[str]:
+    return sorted(set(names) - _NAMES)
+
+
+def _names_message(where: str, unknown: list[str]) -> str:
+    shown = ", ".join(f"'{name}'" for name in unknown)
+    return f"'{where}' reads {shown}: a trigger's templates see only payload and event"
 
 
 def _issue(index: int, message: str, code: str, key: str | None = None) -> DefinitionIssue:
