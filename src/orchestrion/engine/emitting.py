@@ -40,14 +40,23 @@ if TYPE_CHECKING:
     from orchestrion.engine.starting import Starts
     from orchestrion.store.base import ExecutionRecord
 
-__all__ = ["MAX_CHAIN", "Emitted", "EventRefused", "EventSkip", "EventStart", "EventTriggers"]
+__all__ = [
+    "EVENT_ID_PATTERN",
+    "MAX_CHAIN",
+    "Emitted",
+    "EventRefused",
+    "EventSkip",
+    "EventStart",
+    "EventTriggers",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_CHAIN = 16
 """Most workflow.completed/failed links one chain of executions may have."""
 
-_EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+"""An event id given by the sender: a UUID, a message id, ``order-42:created``."""
 _ENDINGS = {
     RecordType.EXECUTION_COMPLETED: "workflow.completed",
     RecordType.EXECUTION_FAILED: "workflow.failed",
@@ -122,7 +131,7 @@ class EventTriggers:
             )
         if event_id is None:
             event_id = str(uuid.uuid4())
-        elif not isinstance(event_id, str) or not _EVENT_ID.match(event_id):
+        elif not isinstance(event_id, str) or not EVENT_ID_PATTERN.match(event_id):
             raise EventRefused(
                 "an event id is 1 to 128 letters, digits and . _ : @ / + = - (first a letter"
                 " or digit)"

@@ -8,18 +8,19 @@ type; the same id again starts nothing twice.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Header
 from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.api.convert import execution_state
 from orchestrion.api.event_models import EmitResponse, EventExecution, EventSkipped
 from orchestrion.api.problems import ApiProblem, error_responses
-from orchestrion.api.routes import OPERATE, Ctx, IdempotencyKey
+from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.api.routes.workflows import json_body_only
 from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS
-from orchestrion.engine.emitting import Emitted, EventRefused
+from orchestrion.engine.emitting import EVENT_ID_PATTERN, Emitted, EventRefused
 
 __all__ = ["router"]
 
@@ -32,14 +33,29 @@ EventType = Annotated[
         description="The event's type, such as policy.updated",
     ),
 ]
-Payload = Annotated[
-    dict[str, Any] | None,
-    Body(
-        description="The event's payload (a JSON object); an optional top-level `id` is the"
-        " event's id",
-        examples=[{"id": "evt-42", "policy": "ict-risk", "severity": "high"}],
+EventKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=EVENT_ID_PATTERN.pattern,
+        description="The event's id when the body has none: sent again, it starts nothing new",
     ),
 ]
+
+
+class EventBody(BaseModel):
+    """The event's payload, a JSON object; its optional ``id`` is the event's id."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"id": "evt-42", "policy": "ict", "severity": "high"}]},
+    )
+
+    id: str | None = Field(
+        default=None,
+        pattern=EVENT_ID_PATTERN.pattern,
+        description="The event's id (not part of the payload); a new one when absent",
+    )
 
 
 @router.post(
@@ -47,25 +63,22 @@ Payload = Annotated[
     status_code=202,
     response_model=EmitResponse,
     dependencies=[*OPERATE, Depends(json_body_only)],
-    responses=error_responses(400, 415, 422),
+    responses=error_responses(400, 415),
     summary="Send an event: start every active workflow with a trigger for its type",
 )
 async def emit_event(
     event_type: EventType,
     ctx: Ctx,
-    body: Payload = None,
-    idempotency_key: IdempotencyKey = None,
+    body: Annotated[EventBody | None, Body()] = None,
+    idempotency_key: EventKey = None,
 ) -> EmitResponse:
     if event_type in WORKFLOW_EVENTS:
+        # A well-formed request for something no caller may do: the engine's own events.
         raise ApiProblem(
-            422, f"'{event_type}' events are fired by the engine only", slug="reserved-event"
+            403, f"'{event_type}' events are fired by the engine only", slug="reserved-event"
         )
-    payload = dict(body or {})
-    event_id = payload.pop("id", None)
-    if event_id is None:
-        event_id = idempotency_key
-    elif not isinstance(event_id, str):
-        raise ApiProblem(422, "the event's 'id' must be a string", slug="invalid-event")
+    payload = dict(body.model_extra or {}) if body is not None else {}
+    event_id = body.id if body is not None and body.id is not None else idempotency_key
     try:
         emitted = await ctx.engine.emit(event_type, payload, event_id)
     except EventRefused as exc:
