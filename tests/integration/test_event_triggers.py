@@ -213,3 +213,18 @@ async def test_a_follower_of_untrusted_work_is_untrusted_too(tmp_path: Path) -> 
         assert started.definition_id == mine.id
         record = await local.reads.execution(started.execution_id)
         assert Trust.of(record.trust) is Trust.TRUSTED  # one's own event, one's own workflow
+
+
+async def test_a_workflow_with_two_triggers_for_one_event_starts_once(engine: Engine) -> None:
+    await engine.submit(
+        workflow(
+            "twice",
+            on("alert.raised", name="urgent", filter="payload.level > 5"),
+            on("alert.raised", name="any"),
+        )
+    )
+    urgent = await engine.emit("alert.raised", {"level": 9})
+    assert [(e.workflow, e.trigger) for e in urgent.executions] == [("twice", "urgent")]
+    calm = await engine.emit("alert.raised", {"level": 1})
+    assert [(e.workflow, e.trigger) for e in calm.executions] == [("twice", "any")]
+    assert calm.skipped == []

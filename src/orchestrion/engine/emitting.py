@@ -139,45 +139,63 @@ class EventTriggers:
         emitted = Emitted(event_id, event_type)
         if subscribers is None:
             subscribers = await self.subscriptions.of(event_type, source)
-        if subscribers:
-            self._parts.engine.check_accepting()
+        if not subscribers:
+            return emitted
+        self._parts.engine.check_accepting()
+        by_definition: dict[str, list[Subscriber]] = {}
         for subscriber in subscribers:
-            await self._start(subscriber, payload, emitted, inputs_trust)
+            by_definition.setdefault(subscriber.definition.id, []).append(subscriber)
+        # Together: the starts of one event-loop tick share one commit (ExecutionCreator).
+        groups = by_definition.values()
+        outcomes = await asyncio.gather(
+            *(self._start(group, payload, emitted, inputs_trust) for group in groups)
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, EventStart):
+                emitted.executions.append(outcome)
+            else:
+                emitted.skipped.append(outcome)
         return emitted
 
     async def _start(
         self,
-        subscriber: Subscriber,
+        triggers: list[Subscriber],
         payload: dict[str, Any],
         out: Emitted,
         inputs_trust: Trust | None,
-    ) -> None:
-        definition, trigger = subscriber.definition, subscriber.trigger
-        name = trigger.name
+    ) -> EventStart | EventSkip:
+        """Start one definition with its first trigger that takes the event (a definition
+        starts once per event, however many of its triggers listen to it)."""
+        definition = triggers[0].definition
         event = {"id": out.event_id, "type": out.event_type, "payload": payload}
-        try:
-            inputs = await self._inputs(trigger, event, payload)
-        except Exception as exc:  # a filter or template that fails on this payload
-            out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
-            return
-        if inputs is None:
+        skip: EventSkip | None = None
+        for subscriber in triggers:
+            name = subscriber.trigger.name
+            try:
+                inputs = await self._inputs(subscriber.trigger, event, payload)
+            except Exception as exc:  # a filter or template that fails on this payload
+                skip = skip or EventSkip(definition.name, name, "error", _message(exc))
+                continue
+            if inputs is not None:
+                break
             message = "the trigger's filter is false for this event"
-            out.skipped.append(EventSkip(definition.name, name, "filter", message))
-            return
+            skip = skip or EventSkip(definition.name, name, "filter", message)
+        else:
+            assert skip is not None  # every trigger was tried, and none took the event
+            return skip
         key = f"event:{out.event_id}:{definition.name}"
         try:
             record = await self._starts.start_execution(
                 definition, inputs, key, None, out.event_id, None, inputs_trust
             )
         except DefinitionError as exc:  # inputs the workflow refuses, a limit, the policy
-            out.skipped.append(EventSkip(definition.name, name, "error", _message(exc)))
-            return
+            return EventSkip(definition.name, name, "error", _message(exc))
         # Begun (or handed over to an orchestrator): the stored row may not say so yet.
         status = record.status
         if status is ExecutionStatus.PENDING:
             status = ExecutionStatus.RUNNING
-        out.executions.append(
-            EventStart(record.id, definition.name, definition.version, definition.id, name, status)
+        return EventStart(
+            record.id, definition.name, definition.version, definition.id, name, status
         )
 
     async def _inputs(
