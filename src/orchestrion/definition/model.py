@@ -14,6 +14,8 @@ Shape (YAML or JSON)::
       nodes:
         - id, handler, dependencies?, config?, retry?, timeout?, when?, trigger_rule?,
           compensate?, data_classification?, priority?, capabilities?
+    success_criteria:             # checked when the run ends (definition/criteria.py)
+      - {condition: str, required: bool = true, description?}
 
 Unknown keys are errors at every level (``extra="forbid"``).
 """
@@ -38,6 +40,7 @@ __all__ = [
     "NodeDefaults",
     "NodeSpec",
     "RetryPolicy",
+    "SuccessCriterion",
     "TriggerRule",
     "WorkflowSpec",
 ]
@@ -156,6 +159,31 @@ class NodeSpec(_Strict):
         return value
 
 
+class SuccessCriterion(_Strict):
+    """What must hold when a run ends (``definition/criteria.py`` says how it reads).
+
+    ``condition`` is ``all_tasks_completed`` or an expression in the language of ``when:``;
+    a ``required`` criterion that does not hold fails the execution, another is reported.
+    A plain string is shorthand for ``{condition: <it>}``.
+    """
+
+    condition: str = Field(min_length=1, max_length=2000)
+    required: bool = True
+    description: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"condition": value} if isinstance(value, str) else value
+
+    @field_validator("condition")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
 class DagSpec(_Strict):
     """The graph: a list of nodes whose ``dependencies`` name other nodes."""
 
@@ -178,7 +206,7 @@ class WorkflowSpec(_Strict):
     triggers: tuple[dict[str, Any], ...] = ()
     routing: tuple[dict[str, Any], ...] = ()
     error_handling: tuple[dict[str, Any], ...] = ()
-    success_criteria: tuple[dict[str, Any], ...] = ()
+    success_criteria: tuple[SuccessCriterion, ...] = ()
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("version", mode="before")

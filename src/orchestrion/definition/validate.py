@@ -24,6 +24,7 @@ from orchestrion.definition.config_check import (
     config_templates,
     describe_pydantic_error,
 )
+from orchestrion.definition.criteria import criteria_issues
 from orchestrion.definition.graph_check import (
     GraphCheck,
     LocatedIssue,
@@ -138,6 +139,8 @@ class _Checker(GraphCheck):
                         self._handler(inner, i, ("config", "handler"))
             if acyclic:
                 self._check_references()
+            for message, path, code in criteria_issues(self.spec):
+                self._add(message, None, path, code)
         return self.issues
 
     def _handler(self, name: str, index: int, path: Path) -> HandlerEntry | None:
