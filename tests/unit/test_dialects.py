@@ -382,8 +382,7 @@ def test_agent_platform_converts() -> None:
     assert (documents.type, documents.required) == ("array", True)
     assert (depth.type, depth.default, depth.required) == ("number", 3, False)
     assert loaded.warnings == [
-        "triggers, routing, error_handling and success_criteria are parsed and stored but not "
-        "enforced yet"
+        "triggers, routing and error_handling are parsed and stored but not enforced yet"
     ]
 
 

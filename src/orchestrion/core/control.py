@@ -54,6 +54,7 @@ class ExecutionControl(Settlement):
             return
         self._stop_all(event.at, _CANCELLED, reason=event.reason)
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
+        self._judging = False  # so is a verdict on the success criteria
         self.status = ExecutionStatus.CANCELLED
         self.error = {"category": "cancelled", "message": event.reason}
         self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": event.reason})
@@ -130,6 +131,7 @@ class ExecutionControl(Settlement):
         self.status = ExecutionStatus.RUNNING
         self.phase = PHASE_RUN
         self.error = None
+        self._judging = False
         self._record_execution(
             _EXECUTION_RETRIED,
             event.at,

@@ -24,11 +24,14 @@ __all__ = [
     "Command",
     "CompensationFailed",
     "CompensationSucceeded",
+    "CriteriaJudged",
+    "CriterionOutcome",
     "Dispatch",
     "ErrorInfo",
     "Event",
     "ExecutionFinished",
     "ExecutionTimedOut",
+    "JudgeCriteria",
     "NodeFailed",
     "NodeSkipped",
     "NodeStarted",
@@ -213,6 +216,46 @@ class CompensationFailed:
     error: ErrorInfo
 
 
+@dataclass(frozen=True, slots=True)
+class CriterionOutcome:
+    """How one success criterion ended: ``passed``, what it evaluated to, and why."""
+
+    condition: str
+    required: bool
+    passed: bool
+    value: Any = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "condition": self.condition,
+            "required": self.required,
+            "passed": self.passed,
+            "value": self.value,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CriterionOutcome:
+        detail = data.get("detail")
+        return cls(
+            condition=str(data.get("condition", "")),
+            required=bool(data.get("required", True)),
+            passed=bool(data.get("passed", False)),
+            value=data.get("value"),
+            detail=None if detail is None else str(detail),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CriteriaJudged:
+    """The success criteria were evaluated (the answer to ``JudgeCriteria``)."""
+
+    at: float
+    outcomes: tuple[CriterionOutcome, ...]
+    round: int = 1  # the ``JudgeCriteria`` it answers: an answer to an older one is stale
+
+
 Event = (
     Started
     | NodeStarted
@@ -229,6 +272,7 @@ Event = (
     | ExecutionTimedOut
     | CompensationSucceeded
     | CompensationFailed
+    | CriteriaJudged
 )
 
 
@@ -307,4 +351,17 @@ class ExecutionFinished:
     status: ExecutionStatus
 
 
-Command = Dispatch | ScheduleTimer | CancelNode | RunCompensation | ExecutionFinished
+@dataclass(frozen=True, slots=True)
+class JudgeCriteria:
+    """Every node is final and none failed: evaluate the success criteria as of ``at`` and
+    answer with ``CriteriaJudged``. ``incomplete`` names the nodes that did not end
+    ``completed``, with their state."""
+
+    at: float
+    incomplete: tuple[tuple[str, str], ...] = ()
+    round: int = 1
+
+
+Command = (
+    Dispatch | ScheduleTimer | CancelNode | RunCompensation | ExecutionFinished | JudgeCriteria
+)

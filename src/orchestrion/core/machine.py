@@ -36,6 +36,7 @@ from orchestrion.core.events import (
     CancelRequested,
     CompensationFailed,
     CompensationSucceeded,
+    CriteriaJudged,
     Dispatch,
     ErrorInfo,
     Event,
@@ -125,6 +126,8 @@ class ExecutionMachine(ExecutionControl):
                 self._on_compensated(event)
             case CompensationFailed():
                 self._on_compensation_failed(event)
+            case CriteriaJudged():
+                self._on_criteria_judged(event)
         self._update_waiting_status(event.at)
         return step
 

@@ -55,6 +55,8 @@ class Propagation:
         "_compensation_queue",
         "_failed_count",
         "_held",
+        "_judge_round",
+        "_judging",
         "_parked",
         "_rng",
         "_step",
@@ -88,6 +90,8 @@ class Propagation:
         self._failed_count = 0
         self._held: list[int] = []
         self._compensation_queue: list[int] = []
+        self._judging = False  # the success criteria are being evaluated (JudgeCriteria out)
+        self._judge_round = 0  # JudgeCriteria asked so far (only the last one's answer counts)
         self._step = Step()
 
     @property

@@ -26,6 +26,7 @@ class RecordType(StrEnum):
     EXECUTION_RETRIED = "execution.retried"
     EXECUTION_RECOVERED = "execution.recovered"  # re-issued after a restart
     EXECUTION_COMPENSATING = "execution.compensating"
+    EXECUTION_CRITERIA = "execution.criteria_evaluated"  # the success criteria's outcomes
     EXECUTION_COMPLETED = "execution.completed"
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"

@@ -2,7 +2,11 @@
 
 When every node is final the execution completes or, if a node failed, runs the compensation
 handlers of completed and failed nodes one by one in reverse topological order and then fails.
-While every live node waits on a person or a timer the execution is ``waiting``.
+A workflow with success criteria is judged first: the machine asks for them to be evaluated
+(``JudgeCriteria``), is told how each ended (``CriteriaJudged``), journals that, and completes,
+or fails with ``success_criteria`` (compensating first, as for any failure) when a required
+one did not hold. While every live node waits on a person or a timer the execution is
+``waiting``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 from orchestrion.core.events import (
     CompensationFailed,
     CompensationSucceeded,
+    CriteriaJudged,
+    CriterionOutcome,
     ExecutionFinished,
+    JudgeCriteria,
     RunCompensation,
 )
 from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN
@@ -28,6 +35,7 @@ _COMPENSATED = NodeState.COMPENSATED
 
 _EXECUTION_COMPENSATING = RecordType.EXECUTION_COMPENSATING
 _EXECUTION_COMPLETED = RecordType.EXECUTION_COMPLETED
+_EXECUTION_CRITERIA = RecordType.EXECUTION_CRITERIA
 _EXECUTION_FAILED = RecordType.EXECUTION_FAILED
 _EXECUTION_RUNNING = RecordType.EXECUTION_RUNNING
 _EXECUTION_WAITING = RecordType.EXECUTION_WAITING
@@ -46,15 +54,53 @@ class Settlement(Propagation):
         if self.status is ExecutionStatus.PENDING:
             return
         if self._failed_count or self.error is not None:  # a node failed, or the timeout
-            self._summarise_failure()
-            if self.plan.spec.on_failure == "compensate":
-                self._begin_compensation(at, resume=False)
-                return
-            self._finish_failed(at)
+            self._fail(at)
             return
+        if self.plan.spec.success_criteria:
+            if not self._judging:
+                self._judging = True
+                self._judge_round += 1
+                incomplete = tuple(
+                    (self.plan.ids[i], run.state.value)
+                    for i, run in enumerate(self.nodes)
+                    if run.state is not _COMPLETED
+                )
+                self._step.commands.append(JudgeCriteria(at, incomplete, self._judge_round))
+            return
+        self._complete_execution(at)
+
+    def _fail(self, at: float) -> None:
+        self._judging = False  # a verdict still out is stale now
+        self._summarise_failure()
+        if self.plan.spec.on_failure == "compensate":
+            self._begin_compensation(at, resume=False)
+            return
+        self._finish_failed(at)
+
+    def _complete_execution(self, at: float) -> None:
         self.status = ExecutionStatus.COMPLETED
         self._record_execution(_EXECUTION_COMPLETED, at)
         self._step.commands.append(ExecutionFinished(self.status))
+
+    def _on_criteria_judged(self, event: CriteriaJudged) -> None:
+        """Journal the criteria's outcomes; complete, or fail when a required one failed."""
+        if not self._judging or event.round != self._judge_round or self.finished:
+            return  # stale: the execution failed, was cancelled or retried meanwhile
+        self._judging = False
+        outcomes = [outcome.to_dict() for outcome in event.outcomes]
+        failed = [o for o in event.outcomes if o.required and not o.passed]
+        self._record_execution(
+            _EXECUTION_CRITERIA, event.at, data={"criteria": outcomes, "passed": not failed}
+        )
+        if not failed:
+            self._complete_execution(event.at)
+            return
+        self.error = {
+            "category": "success_criteria",
+            "message": "; ".join(_failure_text(o) for o in failed[:5]),
+            "criteria": [o.condition for o in failed],
+        }
+        self._fail(event.at)
 
     def _summarise_failure(self) -> None:
         """Name the failed nodes (before compensation turns them into ``compensated``)."""
@@ -145,3 +191,10 @@ class Settlement(Propagation):
         if self.status is ExecutionStatus.WAITING:
             self.status = ExecutionStatus.RUNNING
             self._record_execution(_EXECUTION_RUNNING, at)
+
+
+def _failure_text(outcome: CriterionOutcome) -> str:
+    text = f"success criterion '{outcome.condition}' failed"
+    if outcome.detail:
+        return f"{text}: {outcome.detail}"
+    return f"{text} (evaluated to {outcome.value!r})"

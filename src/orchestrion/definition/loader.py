@@ -47,8 +47,7 @@ __all__ = ["LIFECYCLE_WARNING", "LoadedDefinition", "SourceFormat", "load_defini
 
 
 LIFECYCLE_WARNING = (
-    "triggers, routing, error_handling and success_criteria are parsed and stored but not "
-    "enforced yet"
+    "triggers, routing and error_handling are parsed and stored but not enforced yet"
 )
 
 
@@ -155,8 +154,7 @@ def _load(
     spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []
-    lifecycle = (spec.routing, spec.error_handling, spec.success_criteria)
-    if unenforced_triggers(spec.triggers) or any(lifecycle):
+    if unenforced_triggers(spec.triggers) or spec.routing or spec.error_handling:
         warnings.append(LIFECYCLE_WARNING)
     text = document.text if document.text is not None else dump(data)
     return LoadedDefinition(

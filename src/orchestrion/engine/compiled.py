@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrion.core.plan import Plan
 from orchestrion.core.task_kinds import TaskKind
+from orchestrion.definition.criteria import CriterionPlan, compile_criteria
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.reads import readable_nodes
 from orchestrion.dispatch.base import TaskMessage
@@ -28,6 +29,7 @@ class CompiledWorkflow:
     context_nodes: tuple[tuple[str, ...], ...]
     output_nodes: tuple[str, ...]
     sink_nodes: tuple[str, ...]
+    criteria: tuple[CriterionPlan, ...] = ()  # the success criteria, ready to evaluate
 
     @classmethod
     def build(cls, definition_id: str, spec: WorkflowSpec) -> CompiledWorkflow:
@@ -36,7 +38,8 @@ class CompiledWorkflow:
         context = [reads[node.id] for node in plan.nodes]
         outputs = tuple(n.id for n in plan.nodes if n.handler == "output")
         sinks = tuple(plan.ids[i] for i, kids in enumerate(plan.children) if not kids)
-        return cls(definition_id, plan, tuple(context), outputs, sinks)
+        criteria = compile_criteria(spec)
+        return cls(definition_id, plan, tuple(context), outputs, sinks, criteria)
 
     def task_message(
         self,

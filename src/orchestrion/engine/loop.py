@@ -21,6 +21,7 @@ from orchestrion.core.events import (
     Dispatch,
     Event,
     ExecutionFinished,
+    JudgeCriteria,
     Record,
     RunCompensation,
     ScheduleTimer,
@@ -33,9 +34,11 @@ from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.ids import new_event_id
+from orchestrion.engine.judging import CriteriaJudge
 from orchestrion.engine.live import Action, LiveExecution, Posted
 from orchestrion.engine.timers import arm_timer, disarm
 from orchestrion.errors import ExecutionError, OrchestrionError, StoreError
+from orchestrion.execution.enforce import template_limits_of
 from orchestrion.store.base import CommitBatch, ExecutionRecord
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 # Bound once: a member read through its class costs more than a global, per record.
 _NODE_QUEUED = RecordType.NODE_QUEUED
 _NODE_WAITING = RecordType.NODE_WAITING
+_EXECUTION_STARTED = RecordType.EXECUTION_STARTED
 _CHILD = WaitReason.CHILD
 
 # Longest run of back-to-back turns (seconds) before the loop lets other tasks in.
@@ -88,6 +92,7 @@ class EngineLoop:
         self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self._judge = CriteriaJudge(lambda: template_limits_of(engine.governance), self.post)
 
     # ------------------------------------------------------------------ posting
 
@@ -260,7 +265,14 @@ class EngineLoop:
                 live.queued_event[record.node] = event_id
             elif record.type == _NODE_WAITING and record.wait_reason == _CHILD:
                 self._children.parent_waits(execution_id, record.node or "")
+            elif record.type == _EXECUTION_STARTED and live.record.started_at is None:
+                live.record.started_at = record.at  # workflow.duration counts from here
         for command in step.commands:
+            if type(command) is JudgeCriteria:
+                judged = self._judge.now(live, command)
+                if judged is not None:  # light conditions: the end joins this turn
+                    self.absorb(live, live.machine.apply(judged), batch, actions, first, touched)
+                    continue
             if (
                 isinstance(command, ExecutionFinished)
                 and command.status is ExecutionStatus.COMPLETED
@@ -351,6 +363,8 @@ class EngineLoop:
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):
                 self._finish(live, command.status)
+            elif isinstance(command, JudgeCriteria):
+                self._judge.later(live, command)
         if tasks:
             await dispatcher.dispatch(tasks)
 

@@ -122,6 +122,8 @@ def gap_assessment(ctx: NodeContext, config: AgentConfig) -> dict[str, Any]:
             "critical_gaps": by_severity["critical"],
             "by_severity": by_severity,
         },
+        # Not declared by the reference: read by its optional `no_critical_gaps` criterion.
+        "no_critical_gaps": by_severity["critical"] == 0,
     }
 
 

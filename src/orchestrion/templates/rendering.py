@@ -46,6 +46,7 @@ __all__ = [
     "TemplateLimits",
     "build_context",
     "condition_references",
+    "condition_truth",
     "evaluate_condition",
     "expression_source",
     "is_template",
@@ -437,7 +438,11 @@ def evaluate_condition(expr: str, context: Mapping[str, Any]) -> bool:
     A template that mixes text and expressions renders to text, and the text
     ``false``/``0``/``no``/``none``/``null``/``off`` or nothing counts as false.
     """
-    result = render_value(expression_source(expr.strip()), context)
+    return condition_truth(render_value(expression_source(expr.strip()), context))
+
+
+def condition_truth(result: Any) -> bool:
+    """Whether a condition's rendered ``result`` counts as true (see ``evaluate_condition``)."""
     if isinstance(result, str):
         return result.strip().lower() not in _FALSE_TEXT
     return bool(result)
