@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrion.api.models import (
+    CriterionOut,
     DefinitionDetail,
     DefinitionSummary,
     EventOut,
@@ -126,6 +127,16 @@ def execution_detail(
         trust=Trust.of(record.trust).value,
         node_states={node_id: node.state for node_id, node in nodes.items()},
         nodes=nodes,
+        success_criteria=[
+            CriterionOut(
+                condition=c.condition,
+                required=c.required,
+                passed=c.passed,
+                value=view.text(c.value),
+                detail=view.text(c.detail),
+            )
+            for c in result.success_criteria
+        ],
     )
 
 

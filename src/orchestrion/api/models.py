@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionResponse",
+    "CriterionOut",
     "DeadLetterAction",
     "DeadLetterDetail",
     "DeadLetterOut",
@@ -184,6 +185,26 @@ class NodeDetail(_Out):
     )
 
 
+class CriterionOut(_Out):
+    """One success criterion of the workflow and how the end of the run judged it."""
+
+    condition: str = Field(examples=["compliance_score >= 0.7"])
+    required: bool = Field(
+        default=True, description="a required criterion that fails fails the execution"
+    )
+    passed: bool | None = Field(
+        default=None, description="null until evaluated (the run has not ended, or failed first)"
+    )
+    value: Any = Field(
+        default=None,
+        description="what the condition evaluated to, when it is a small scalar and reads no "
+        "pii or phi output",
+    )
+    detail: str | None = Field(
+        default=None, description="why it failed, or the output fields it read"
+    )
+
+
 class ExecutionDetail(_Out):
     """An execution with every node's state (``state`` and ``status`` are the same value)."""
 
@@ -212,6 +233,10 @@ class ExecutionDetail(_Out):
     )
     node_states: dict[str, NodeStateName]
     nodes: dict[str, NodeDetail]
+    success_criteria: list[CriterionOut] = Field(
+        default_factory=list,
+        description="the workflow's success criteria, as the end of the run judged them",
+    )
 
 
 class ResultsBody(_Out):

@@ -101,6 +101,7 @@ def render_result(
     )
     if result.error:
         console.print(Text(f"error: {result.error.get('message', result.error)}", style="red"))
+    _render_criteria(console, result)
     if any(node.attempt > 1 for node in nodes):
         console.print(
             Text(f"every attempt and its error: orchestrion events {result.execution_id}"),
@@ -110,6 +111,26 @@ def render_result(
     if result.result is not None:
         console.print("result:")
         console.print_json(json.dumps(result.result, default=str))
+
+
+def _render_criteria(console: Console, result: ExecutionResult) -> None:
+    """One line per success criterion: passed, failed or not evaluated, and why."""
+    if not result.success_criteria:
+        return
+    console.print("success criteria:")
+    for criterion in result.success_criteria:
+        if criterion.passed is None:
+            mark, style = "·", "dim"
+        elif criterion.passed:
+            mark, style = "✓", "green"
+        else:
+            mark, style = "✗", "red" if criterion.required else "yellow"
+        kind = "required" if criterion.required else "optional"
+        state = {None: "not evaluated", True: "passed", False: "failed"}[criterion.passed]
+        line = f"  {mark} {criterion.condition} ({kind}): {state}"
+        if criterion.detail:
+            line += f" - {criterion.detail}"
+        console.print(Text(line, style=style), soft_wrap=True)
 
 
 def render_list(console: Console, rows: list[dict[str, Any]]) -> None:

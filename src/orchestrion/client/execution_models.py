@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrion.client.wire import error_body, execution_status, node_state, timestamp
-from orchestrion.core.result import ExecutionResult, NodeResult
+from orchestrion.core.result import CriterionResult, ExecutionResult, NodeResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 
@@ -103,6 +103,7 @@ class Execution:
     started_at: float | None = None
     finished_at: float | None = None
     trust: Trust = Trust.UNTRUSTED
+    success_criteria: tuple[CriterionResult, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -140,6 +141,7 @@ class Execution:
             started_at=self.started_at,
             finished_at=self.finished_at,
             trust=self.trust,
+            success_criteria=self.success_criteria,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +174,21 @@ class Execution:
             started_at=timestamp(data.get("started_at")),
             finished_at=timestamp(data.get("finished_at")),
             trust=Trust.of(data.get("trust")),
+            success_criteria=tuple(
+                _criterion(c) for c in data.get("success_criteria") or [] if isinstance(c, dict)
+            ),
         )
+
+
+def _criterion(data: dict[str, Any]) -> CriterionResult:
+    passed, detail = data.get("passed"), data.get("detail")
+    return CriterionResult(
+        condition=str(data.get("condition") or ""),
+        required=bool(data.get("required", True)),
+        passed=None if passed is None else bool(passed),
+        value=data.get("value"),
+        detail=None if detail is None else str(detail),
+    )
 
 
 @dataclass(frozen=True, slots=True)

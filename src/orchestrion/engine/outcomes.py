@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from orchestrion.core.reasons import DECIDABLE_WAITS
-from orchestrion.core.result import ExecutionResult
+from orchestrion.core.result import CRITERIA_EVENT_TYPES, CriterionResult, ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.live import LiveExecution
@@ -114,21 +114,29 @@ class Outcomes:
         compiled = await self._parts.definitions.compiled_for(record.definition_id)
         runs = await self._parts.engine.store.get_node_runs(execution_id)
         waited = await self._waited(execution_id, runs)
+        declared = [(c.condition, c.required) for c in compiled.plan.spec.success_criteria]
+        criteria: tuple[CriterionResult, ...] = ()
+        if declared:
+            events = await self._events(execution_id, CRITERIA_EVENT_TYPES)
+            criteria = CriterionResult.latest(declared, events)
         return ExecutionResult.build(
-            record, definition.name, definition.version, runs, compiled.plan.ids, waited
+            record, definition.name, definition.version, runs, compiled.plan.ids, waited, criteria
         )
 
     async def _waited(self, execution_id: str, runs: list[NodeRunRecord]) -> dict[str, float]:
         """Seconds each node's attempt waited, from its ``node.waiting``/``node.woken`` records."""
+        events = await self._events(execution_id, WAIT_EVENT_TYPES)
+        return waited_seconds(events, {run.node_id: run for run in runs}, time.time())
+
+    async def _events(self, execution_id: str, types: list[str]) -> list[EventRecord]:
+        """Every journal event of ``types`` of the execution, oldest first."""
         events: list[EventRecord] = []
         after, size = 0, 1000
         store = self._parts.engine.store
         while True:
-            page = await store.list_events(
-                execution_id, after_seq=after, limit=size, types=WAIT_EVENT_TYPES
-            )
+            page = await store.list_events(execution_id, after_seq=after, limit=size, types=types)
             events.extend(page)
             if len(page) < size:
                 break
             after = page[-1].seq
-        return waited_seconds(events, {run.node_id: run for run in runs}, time.time())
+        return events
