@@ -74,6 +74,7 @@ def test_every_bash_block_is_run_or_says_why_not() -> None:
     firsts = [_first(block) for block in BLOCKS]
     known = {"./scripts/demo", "source .venv/bin/activate"}
     known |= {"orchestrion serve --port 8000 --db state.db"}
+    known |= {"orchestrion run examples/reference/dora-compliance-assessment.yaml"}
     known |= {"curl -X POST localhost:8000/v1/workflow -H 'Content-Type: application/yaml'"}
     known |= {"export ORCHESTRION_ENCRYPTION_KEYS=$(orchestrion keys generate --id k1 2>/dev/null)"}
     known |= {"orchestrion emit policy.updated"}
@@ -117,6 +118,15 @@ def test_the_quick_start_and_governance_commands_run_as_written(
     governed = _bash(_script(_block("export ORCHESTRION_ENCRYPTION_KEYS")), env)
     assert governed.returncode == 0, governed.stdout + governed.stderr
     assert "audit trail ok" in governed.stdout
+
+
+def test_the_success_criteria_example_runs_as_written(env: dict[str, str]) -> None:
+    ran = _bash(_script(_block("orchestrion run examples/reference/dora")), env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    first, second = ran.stdout.split("success criteria:")[1:]
+    assert "✓ compliance_score >= 0.7 (required): passed" in first
+    assert "✗ compliance_score >= 0.7 (required): failed" in second
+    assert "exit 1: the required criterion compliance_score >= 0.7 failed" in second
 
 
 def test_the_service_walk_through_runs_as_written_against_a_real_server(
