@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.core.events import (
     CancelRequested,
     CompensationSucceeded,
     CriteriaJudged,
-    CriterionOutcome,
     ExecutionFinished,
     ExecutionTimedOut,
     JudgeCriteria,
@@ -58,7 +58,7 @@ def _ran(spec: WorkflowSpec) -> tuple[ExecutionMachine, JudgeCriteria]:
 def _verdict(ask: JudgeCriteria, *passed: bool, at: float = 4.0) -> CriteriaJudged:
     conditions = ("all_tasks_completed", "a.output.ok")
     outcomes = tuple(
-        CriterionOutcome(c, c == conditions[0], ok, ok, None)
+        CriterionResult(c, c == conditions[0], ok, ok, None)
         for c, ok in zip(conditions, passed, strict=True)
     )
     return CriteriaJudged(at, outcomes, ask.round)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrion.client.wire import error_body, execution_status, node_state, timestamp
-from orchestrion.core.result import CriterionResult, ExecutionResult, NodeResult
+from orchestrion.core.criteria import CriterionResult
+from orchestrion.core.result import ExecutionResult, NodeResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 
@@ -175,20 +176,11 @@ class Execution:
             finished_at=timestamp(data.get("finished_at")),
             trust=Trust.of(data.get("trust")),
             success_criteria=tuple(
-                _criterion(c) for c in data.get("success_criteria") or [] if isinstance(c, dict)
+                CriterionResult.from_dict(c)
+                for c in data.get("success_criteria") or []
+                if isinstance(c, dict)
             ),
         )
-
-
-def _criterion(data: dict[str, Any]) -> CriterionResult:
-    passed, detail = data.get("passed"), data.get("detail")
-    return CriterionResult(
-        condition=str(data.get("condition") or ""),
-        required=bool(data.get("required", True)),
-        passed=None if passed is None else bool(passed),
-        value=data.get("value"),
-        detail=None if detail is None else str(detail),
-    )
 
 
 @dataclass(frozen=True, slots=True)

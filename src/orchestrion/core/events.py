@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.core.reasons import SkipReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus, NodeState
@@ -25,7 +26,6 @@ __all__ = [
     "CompensationFailed",
     "CompensationSucceeded",
     "CriteriaJudged",
-    "CriterionOutcome",
     "Dispatch",
     "ErrorInfo",
     "Event",
@@ -217,42 +217,11 @@ class CompensationFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class CriterionOutcome:
-    """How one success criterion ended: ``passed``, what it evaluated to, and why."""
-
-    condition: str
-    required: bool
-    passed: bool
-    value: Any = None
-    detail: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition": self.condition,
-            "required": self.required,
-            "passed": self.passed,
-            "value": self.value,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CriterionOutcome:
-        detail = data.get("detail")
-        return cls(
-            condition=str(data.get("condition", "")),
-            required=bool(data.get("required", True)),
-            passed=bool(data.get("passed", False)),
-            value=data.get("value"),
-            detail=None if detail is None else str(detail),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class CriteriaJudged:
     """The success criteria were evaluated (the answer to ``JudgeCriteria``)."""
 
     at: float
-    outcomes: tuple[CriterionOutcome, ...]
+    outcomes: tuple[CriterionResult, ...]
     round: int = 1  # the ``JudgeCriteria`` it answers: an answer to an older one is stale
 
 

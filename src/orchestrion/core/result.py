@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from orchestrion.core.record_types import RecordType
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.core.trust_level import Trust
 
 __all__ = [
-    "CRITERIA_EVENT_TYPES",
-    "CriterionResult",
     "ExecutionResult",
     "ExecutionSnapshot",
     "NodeResult",
@@ -112,60 +110,6 @@ class NodeResult:
             "output": self.output,
             "wait_reason": self.wait_reason,
         }
-
-
-CRITERIA_EVENT_TYPES = [RecordType.EXECUTION_CRITERIA.value, RecordType.EXECUTION_RETRIED.value]
-"""The journal events ``CriterionResult.latest`` reads: evaluations, and retries that void them."""
-
-
-@dataclass(frozen=True, slots=True)
-class CriterionResult:
-    """One success criterion of an execution; ``passed`` is None until it is evaluated."""
-
-    condition: str
-    required: bool = True
-    passed: bool | None = None
-    value: Any = None
-    detail: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition": self.condition,
-            "required": self.required,
-            "passed": self.passed,
-            "value": self.value,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def latest(
-        cls, declared: Sequence[tuple[str, bool]], events: Sequence[Any]
-    ) -> tuple[CriterionResult, ...]:
-        """The ``declared`` (condition, required) criteria as the last evaluation among
-        ``events`` (journal events of ``CRITERIA_EVENT_TYPES``, oldest first) left them; not
-        evaluated when there is none, or a retry came after it."""
-        outcomes: list[Any] = []
-        if events and events[-1].type == RecordType.EXECUTION_CRITERIA:
-            data = events[-1].data
-            found = data.get("criteria") if isinstance(data, dict) else None
-            outcomes = found if isinstance(found, list) else []
-        results = []
-        for i, (condition, required) in enumerate(declared):
-            got = outcomes[i] if i < len(outcomes) and isinstance(outcomes[i], dict) else None
-            if got is None or got.get("condition") != condition:
-                results.append(cls(condition, required))
-                continue
-            detail = got.get("detail")
-            results.append(
-                cls(
-                    condition,
-                    required,
-                    bool(got.get("passed")),
-                    got.get("value"),
-                    None if detail is None else str(detail),
-                )
-            )
-        return tuple(results)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ one did not hold. While every live node waits on a person or a timer the executi
 
 from __future__ import annotations
 
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CriteriaJudged,
-    CriterionOutcome,
     ExecutionFinished,
     JudgeCriteria,
     RunCompensation,
@@ -193,7 +193,7 @@ class Settlement(Propagation):
             self._record_execution(_EXECUTION_RUNNING, at)
 
 
-def _failure_text(outcome: CriterionOutcome) -> str:
+def _failure_text(outcome: CriterionResult) -> str:
     text = f"success criterion '{outcome.condition}' failed"
     if outcome.detail:
         return f"{text}: {outcome.detail}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrion.core.events import CriterionOutcome
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.definition.criteria import TASK, WORKFLOW, CriterionPlan
 from orchestrion.templates.rendering import (
     TemplateLimits,
@@ -54,25 +54,25 @@ def evaluate(
     plans: tuple[CriterionPlan, ...],
     facts: CriteriaFacts,
     limits: TemplateLimits | None = None,
-) -> tuple[CriterionOutcome, ...]:
+) -> tuple[CriterionResult, ...]:
     """The outcome of each criterion, in order."""
     with template_limits(limits):
         return tuple(_one(plan, facts) for plan in plans)
 
 
-def unevaluated(plans: tuple[CriterionPlan, ...], reason: str) -> tuple[CriterionOutcome, ...]:
+def unevaluated(plans: tuple[CriterionPlan, ...], reason: str) -> tuple[CriterionResult, ...]:
     """Every criterion failed for ``reason`` (the evaluation itself could not run)."""
-    return tuple(CriterionOutcome(p.condition, p.required, False, None, reason) for p in plans)
+    return tuple(CriterionResult(p.condition, p.required, False, None, reason) for p in plans)
 
 
-def _one(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionOutcome:
+def _one(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionResult:
     if plan.source is None:
         return _all_completed(plan, facts)
     found: dict[str, tuple[Any, str]] = {}
     for name in plan.fields:
         resolved = _resolve(name, plan, facts)
         if isinstance(resolved, str):
-            return CriterionOutcome(plan.condition, plan.required, False, None, resolved)
+            return CriterionResult(plan.condition, plan.required, False, None, resolved)
         found[name] = resolved
     context = build_context(facts.inputs, facts.outputs)
     context[TASK] = {
@@ -85,22 +85,22 @@ def _one(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionOutcome:
         value = render_value(plan.source, context)
     except Exception as exc:  # a template error, a limit: the criterion fails, saying why
         reason = f"cannot be evaluated ({type(exc).__name__})" if plan.classified else str(exc)
-        return CriterionOutcome(plan.condition, plan.required, False, None, reason[:500])
+        return CriterionResult(plan.condition, plan.required, False, None, reason[:500])
     passed = condition_truth(value)
     if plan.classified:
-        return CriterionOutcome(plan.condition, plan.required, passed, None, _HIDDEN)
+        return CriterionResult(plan.condition, plan.required, passed, None, _HIDDEN)
     parts = [f"evaluated to {_text(value)}"]
     parts += [f"{name} = {_text(v)} (from {node})" for name, (v, node) in found.items()]
-    return CriterionOutcome(plan.condition, plan.required, passed, _shown(value), "; ".join(parts))
+    return CriterionResult(plan.condition, plan.required, passed, _shown(value), "; ".join(parts))
 
 
-def _all_completed(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionOutcome:
+def _all_completed(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionResult:
     if not facts.incomplete:
-        return CriterionOutcome(plan.condition, plan.required, True, True, None)
+        return CriterionResult(plan.condition, plan.required, True, True, None)
     listed = ", ".join(f"{node} ({state})" for node, state in facts.incomplete[:_MAX_LISTED])
     more = len(facts.incomplete) - _MAX_LISTED
     detail = f"not completed: {listed}" + (f" and {more} more" if more > 0 else "")
-    return CriterionOutcome(plan.condition, plan.required, False, False, detail)
+    return CriterionResult(plan.condition, plan.required, False, False, detail)
 
 
 def _resolve(name: str, plan: CriterionPlan, facts: CriteriaFacts) -> tuple[Any, str] | str:

@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from orchestrion.core.events import CriteriaJudged, CriterionOutcome, Event, JudgeCriteria
+from orchestrion.core.criteria import CriterionResult
+from orchestrion.core.events import CriteriaJudged, Event, JudgeCriteria
 from orchestrion.definition.criteria import CriterionPlan
 from orchestrion.engine.criteria import CriteriaFacts, evaluate, renders_off_loop, unevaluated
 from orchestrion.engine.live import LiveExecution
@@ -59,7 +60,7 @@ class CriteriaJudge:
 
     def _evaluate(
         self, plans: tuple[CriterionPlan, ...], facts: CriteriaFacts, execution_id: str
-    ) -> tuple[CriterionOutcome, ...]:
+    ) -> tuple[CriterionResult, ...]:
         try:
             return evaluate(plans, facts, self._limits())
         except Exception:  # the machine must get an answer, or the execution never ends

@@ -11,8 +11,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from orchestrion.core.criteria import CRITERIA_EVENT_TYPES, CriterionResult
 from orchestrion.core.reasons import DECIDABLE_WAITS
-from orchestrion.core.result import CRITERIA_EVENT_TYPES, CriterionResult, ExecutionResult
+from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.live import LiveExecution
