@@ -6,6 +6,7 @@ worker through Redis, and what the criteria read are the outputs that came back.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
+from orchestrion.engine.judging import CriteriaJudge
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from scaleout import engine_for, scaleout_engine, scaleout_settings
@@ -163,3 +165,30 @@ async def test_scale_out_api_sees_the_verdict_of_the_orchestrator(
         assert result.status is ExecutionStatus.FAILED
         [criterion] = result.success_criteria
         assert (criterion.passed, criterion.detail) == (False, "evaluated to false")
+
+
+async def test_a_verdict_lost_with_its_process_is_asked_again_on_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    with monkeypatch.context() as patched:
+        # The process stops before it answers: the request is never evaluated.
+        patched.setattr(CriteriaJudge, "now", lambda self, live, command: None)
+        patched.setattr(CriteriaJudge, "later", lambda self, live, command: None)
+        async with Engine(url) as first:
+            definition = await first.submit(flow({"condition": "score >= 0.7"}))
+            record = await first.start_execution(definition, {"score": 0.9})
+            for _ in range(250):  # until the last node is final
+                stuck = await first.result(record.id)
+                if stuck.nodes["skipped"].state is NodeState.SKIPPED:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # nothing else comes: the machine waits for a verdict
+            stuck = await first.result(record.id)
+            assert stuck.status is ExecutionStatus.RUNNING
+            assert stuck.nodes["analyse"].state is NodeState.COMPLETED
+            assert [c.passed for c in stuck.success_criteria] == [None]
+    async with Engine(url) as second:
+        result = await second.wait(record.id, timeout=30)
+    assert result.status is ExecutionStatus.COMPLETED
+    assert [c.passed for c in result.success_criteria] == [True]
