@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
+import jsonschema_rs
 import pytest
 
 from orchestrion.definition.criteria import compile_criteria
+from orchestrion.definition.json_schema import shipped_schema_text
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.handlers.loading import load_definition
 
@@ -120,3 +123,15 @@ def test_criteria_reading_classified_nodes_are_marked() -> None:
         )
     )
     assert [plan.classified for plan in compile_criteria(loaded.spec)] == [True, False, True]
+
+
+def test_the_shipped_schema_takes_both_forms_of_a_criterion() -> None:
+    validator = jsonschema_rs.validator_for(json.loads(shipped_schema_text()))
+    flow = {"name": "c", "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}
+    good = [
+        "all_tasks_completed",
+        {"condition": "a.output.x > 1", "required": False, "description": "why"},
+    ]
+    assert validator.is_valid({**flow, "success_criteria": good})
+    assert not validator.is_valid({**flow, "success_criteria": [{"required": True}]})
+    assert not validator.is_valid({**flow, "success_criteria": [{"condition": "x", "when": 1}]})

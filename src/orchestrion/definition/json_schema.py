@@ -62,6 +62,10 @@ def _shorthands(node: dict[str, Any], workflow: dict[str, Any]) -> None:
         "anyOf": [{"type": "integer"}, {"enum": sorted(PRIORITY_NAMES)}],
     }
     workflow["properties"]["version"]["anyOf"].insert(0, {"type": "number"})
+    criteria = workflow["properties"]["success_criteria"]["items"]
+    workflow["properties"]["success_criteria"]["items"] = {
+        "anyOf": [{"type": "string", "description": "the condition, required"}, criteria]
+    }
 
 
 def build_schema(handlers: Sequence[HandlerEntry]) -> dict[str, Any]:
