@@ -11,6 +11,8 @@ with, and keeps the whole timeline (events, records, commands) for assertions.
   ``CompensationSucceeded`` (or ``CompensationFailed`` for nodes listed in
   ``compensation_failures``).
 - ``NodeWaiting`` outcomes leave a pending *resolve* that applies ``WaitResolved``.
+- ``JudgeCriteria`` becomes a pending *judge*; delivering it applies ``CriteriaJudged`` with
+  one required criterion that passed or not, as ``criteria_pass`` says.
 
 Which pending item is delivered next is up to ``chooser`` (FIFO by default), so hypothesis
 can draw any interleaving of concurrent results. Outcomes are scripted per node and per
@@ -30,15 +32,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrion.core.criteria import CriterionResult
 from orchestrion.core.events import (
     CancelNode,
     Command,
     CompensationFailed,
     CompensationSucceeded,
+    CriteriaJudged,
     Dispatch,
     ErrorInfo,
     Event,
     ExecutionFinished,
+    JudgeCriteria,
     NodeFailed,
     NodeSkipped,
     NodeStarted,
@@ -202,9 +207,11 @@ class Simulator:
         deliver_started: bool = True,
         start_at: float = 1000.0,
         strict: bool = True,
+        criteria_pass: bool = True,
     ) -> None:
         self.spec = spec
         self.strict = strict  # check every step's records against the machine's state
+        self.criteria_pass = criteria_pass  # the verdict on the success criteria, if asked
         self.plan = Plan.build(spec)
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.seed = seed
@@ -313,6 +320,8 @@ class Simulator:
                     self._push(Pending("compensate", node_id))
                 case ExecutionFinished():
                     self.finished.append(command)
+                case JudgeCriteria(round=judge_round):
+                    self._push(Pending("judge", "", judge_round))
         active = sum(1 for run in machine.nodes if run.state in ACTIVE_NODE_STATES)
         self.max_active = max(self.max_active, active)
         self.status_log.append((before, machine.status, list(step.commands)))
@@ -350,6 +359,9 @@ class Simulator:
                 steps.append(self.apply(CompensationFailed(item.node, at, error)))
             else:
                 steps.append(self.apply(CompensationSucceeded(item.node, at)))
+        elif item.kind == "judge":
+            verdict = CriterionResult("verdict", True, self.criteria_pass)
+            steps.append(self.apply(CriteriaJudged(at, (verdict,), item.attempt)))
         elif item.kind == "resolve":
             if item.outcome == WAIT_FAIL:
                 error = error_for(PERMANENT, item.node, item.attempt)

@@ -12,8 +12,9 @@ node's parents satisfy its trigger rule (all final for all_success/all_done/none
 completed under all_success; one_success/one_failed run as soon as one parent completed/failed,
 by design), (2) attempts of a node are dispatched once each, 1..n, so a fan-in runs at most once
 per attempt, (3) under all_success nothing downstream of a failure runs, (4) the run ends in a
-final status with every node final, (5) completed iff no node failed, (6) replaying the records
-gives the final state, plus saga order and a single ExecutionFinished.
+final status with every node final, (5) completed iff no node failed and the success criteria
+(when the workflow has some) passed, (6) replaying the records gives the final state, plus saga
+order and a single ExecutionFinished.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Scenario:
     resume_after: int
     keep_pending: bool
     seed: int
+    criteria: str | None = None  # None: no success criteria; "pass" or "fail": the verdict
 
 
 @st.composite
@@ -131,6 +133,7 @@ def scenarios(draw: st.DrawFn, interventions: tuple[str | None, ...]) -> Scenari
         resume_after=draw(st.integers(0, 20)),
         keep_pending=draw(st.booleans()),
         seed=draw(st.integers(0, 2**16)),
+        criteria=draw(st.sampled_from([None, None, "pass", "fail"])),
     )
 
 
@@ -139,6 +142,7 @@ def build(scenario: Scenario, data: st.DataObject) -> Simulator:
         scenario.spec_dict["nodes"],
         on_failure=scenario.spec_dict["on_failure"],
         concurrency=scenario.spec_dict["concurrency"],
+        success_criteria=["verdict"] if scenario.criteria else [],
     )
 
     def chooser(pending: Any) -> int:
@@ -150,6 +154,7 @@ def build(scenario: Scenario, data: st.DataObject) -> Simulator:
         seed=scenario.seed,
         chooser=chooser,
         compensation_failures={f"n{j}" for j in range(0, len(spec.dag.nodes), 3)},
+        criteria_pass=scenario.criteria != "fail",
     )
     sim.after_step = check_step
     return sim
@@ -286,9 +291,13 @@ def check_final(sim: Simulator, scenario: Scenario) -> None:
         assert not sim.dispatched(node_id), (node_id, timeline)
         assert machine.node_state(node_id) in (NodeState.SKIPPED, NodeState.CANCELLED)
 
-    # (5) completed iff no node failed (a cancel or timeout decides otherwise)
+    # (5) completed iff no node failed and the criteria passed (a cancel or timeout decides
+    # otherwise); the verdict is journalled once per judged end, before the end
     if scenario.intervention not in ("cancel", "timeout"):
-        assert (machine.status is ExecutionStatus.COMPLETED) == (not failed), timeline
+        completes = not failed and scenario.criteria != "fail"
+        assert (machine.status is ExecutionStatus.COMPLETED) == completes, timeline
+        judged = sim.execution_record_types().count("execution.criteria_evaluated")
+        assert judged == (1 if scenario.criteria and not failed else 0), timeline
         assert machine.status is not ExecutionStatus.CANCELLED
     if machine.status is ExecutionStatus.FAILED:
         assert machine.error is not None
