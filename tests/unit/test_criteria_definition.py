@@ -83,6 +83,7 @@ def test_malformed_criteria_are_errors_on_their_line() -> None:
         ('"{{ x | nosuch }}"', "template", "no filter named 'nosuch'"),
         ('"secrets.TOKEN == 1"', "secret_use", "may not read secrets"),
         ('"x >"', "template", "syntax error"),
+        ('"nope.output.score > 1"', "unknown_node", "output of unknown node 'nope'"),
     ],
 )
 def test_what_can_be_known_at_load_is_a_located_error(

@@ -99,6 +99,15 @@ def test_a_declared_field_missing_from_its_output_or_a_task_that_did_not_run() -
     )
 
 
+def test_a_task_that_did_not_complete_is_named() -> None:
+    without = {k: v for k, v in OUTPUTS.items() if k != "gaps"}
+    assert _one("task.gaps.outputs.count > 1", outputs=without) == (
+        False,
+        None,
+        "task 'gaps' did not complete: it has no outputs to read",
+    )
+
+
 def test_the_result_node_comes_before_searching_every_output() -> None:
     outputs = {**OUTPUTS, "result": {"shared": 9}}
     passed, value, detail = _one("shared == 9", outputs=outputs, result_node="result")

@@ -12,10 +12,11 @@ names are read at the end of the run:
   else the workflow's one ``output`` node, when its output has that field; else the one node
   whose output has it.
 
-At load, a field declared by several tasks, an unknown task id, a ``workflow.`` attribute
-other than ``duration``, a template error, or a use of ``secrets`` is a definition error. A
-field declared by no task is looked for when the run ends; not found there, or found in
-several outputs, the criterion fails with that reason.
+At load, a field declared by several tasks, an unknown task id, ``<name>.output`` of a name
+that is no node, a ``workflow.`` attribute other than ``duration``, a template error, or a use
+of ``secrets`` is a definition error. A field declared by no task is looked for when the run
+ends; not found there, or found in several outputs, the criterion fails with that reason, as
+does one that names a task that did not complete.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class CriterionPlan:
     """One criterion as the end of a run evaluates it.
 
     ``source``: the template source of an expression (None for the built-in); ``fields``:
-    its bare output fields, ``bound`` those a task declares (field -> node id); ``reads``:
-    the node ids whose outputs it may read, and ``classified`` whether one of them is
-    ``pii``/``phi`` (its values are then never shown).
+    its bare output fields, ``bound`` those a task declares (field -> node id); ``tasks``: the
+    ids it names as ``task.<id>``; ``reads``: the node ids whose outputs it may read, and
+    ``classified`` whether one of them is ``pii``/``phi`` (its values are then never shown).
     """
 
     condition: str
@@ -66,6 +67,7 @@ class CriterionPlan:
     source: str | None
     fields: tuple[str, ...] = ()
     bound: dict[str, str] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
     reads: frozenset[str] = frozenset()
     classified: bool = False
 
@@ -110,8 +112,9 @@ def compile_criteria(spec: WorkflowSpec) -> tuple[CriterionPlan, ...]:
         info = template_info(source)
         fields = tuple(sorted(_bare_fields(info.names, ids)))
         bound = {f: declared[f][0] for f in fields if len(declared.get(f, ())) == 1}
+        tasks = tuple(dict.fromkeys(task for task in _task_ids(condition) if task in ids))
         reads: set[str] = set(info.names & ids) | set(info.node_keys) | set(bound.values())
-        reads |= {task for task in _task_ids(condition) if task in ids}
+        reads |= set(tasks)
         # Unbound fields and computed `nodes[...]` keys may read any node.
         anywhere = info.dynamic_nodes or len(bound) < len(fields)
         plans.append(
@@ -121,6 +124,7 @@ def compile_criteria(spec: WorkflowSpec) -> tuple[CriterionPlan, ...]:
                 source,
                 fields,
                 bound,
+                tasks,
                 frozenset(ids if anywhere else reads),
                 bool(classified & (ids if anywhere else reads)),
             )
@@ -173,6 +177,16 @@ def criteria_issues(spec: WorkflowSpec) -> list[Issue]:
                     )
                 )
         for name in sorted(_bare_fields(info.names, ids)):
+            if re.search(rf"\b{re.escape(name)}\s*\.\s*output\b", condition):
+                issues.append(
+                    (
+                        f"success criterion '{condition}' reads the output of unknown node "
+                        f"'{name}'",
+                        where,
+                        "unknown_node",
+                    )
+                )
+                continue
             owners = declared.get(name, [])
             if len(owners) > 1:
                 options = " or ".join(f"task.{owner}.outputs.{name}" for owner in owners)

@@ -68,6 +68,10 @@ def unevaluated(plans: tuple[CriterionPlan, ...], reason: str) -> tuple[Criterio
 def _one(plan: CriterionPlan, facts: CriteriaFacts) -> CriterionResult:
     if plan.source is None:
         return _all_completed(plan, facts)
+    for task in plan.tasks:
+        if task not in facts.outputs:
+            reason = f"task '{task}' did not complete: it has no outputs to read"
+            return CriterionResult(plan.condition, plan.required, False, None, reason)
     found: dict[str, tuple[Any, str]] = {}
     for name in plan.fields:
         resolved = _resolve(name, plan, facts)
