@@ -1,16 +1,19 @@
 """Success criteria through a real ``orchestrion serve``: a malformed criterion is refused
 with its line, the DORA example's criteria decide its outcome, and the execution resource,
-the journal and ``orchestrion status --server`` show how each criterion ended."""
+the journal and ``orchestrion status --server`` show how each criterion ended; in scale-out,
+where an orchestrator process judges the run, the API shows the same."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from test_api_server import CLI, REFERENCE, Server, until
+from cluster import Cluster
+from test_api_server import CLI, REFERENCE, Server, free_port, until
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +90,34 @@ def test_a_malformed_criterion_is_refused_with_its_line(server: Server) -> None:
     assert problem["field"] == "workflow.success_criteria[2].condition"
     line = DORA.splitlines().index('    - condition: "no_critical_gaps"') + 1
     assert problem["line"] == line
+
+
+def test_scale_out_processes_judge_the_same_way(
+    tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    cluster = Cluster.for_test(postgres_url, redis_server, redis_prefix, tmp_path / "logs")
+    port = free_port()
+    try:
+        cluster.start("orchestrator-0", "orchestrator")
+        cluster.start("worker-0", "worker", "--concurrency", "4")
+        cluster.start("api", "serve", "--host", "127.0.0.1", "--port", str(port))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(300):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert cluster.alive()["api"], cluster.log_tail()
+                time.sleep(0.1)
+            passing = _run_dora(client, ["policy.pdf", "ict-risk.pdf"])
+            failing = _run_dora(client, [])
+            done = until(client, passing, "COMPLETED", "FAILED", timeout=60)
+            failed = until(client, failing, "COMPLETED", "FAILED", timeout=60)
+        assert done["status"] == "COMPLETED", (done["error"], cluster.log_tail())
+        assert [c["passed"] for c in done["success_criteria"]] == [True, True, True]
+        assert failed["status"] == "FAILED"
+        assert failed["error"]["criteria"] == ["compliance_score >= 0.7"]
+        assert [c["passed"] for c in failed["success_criteria"]] == [True, False, True]
+    finally:
+        cluster.stop()
