@@ -30,6 +30,7 @@ from orchestrion.definition.limits import (
 from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reading import Document, SourceFormat, dump, read, unsafe_issue
 from orchestrion.definition.reads import propagate_classification
+from orchestrion.definition.schedules import schedule_issues
 from orchestrion.definition.triggers import trigger_issues, unenforced_triggers
 from orchestrion.definition.validate import (
     LocatedIssue,
@@ -129,6 +130,9 @@ def _load(
         ]
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
+    if spec is not None:
+        for issue, path in schedule_issues(spec.triggers):
+            issues.append(locator.canonical(issue, None, path))
     # Past max_problems issues are only counted; locating one may parse the text again.
     room = max(limits.max_problems + 1 - len(issues), 0)
     unlisted = 0

@@ -1,0 +1,135 @@
+"""Scheduled triggers: their validation (with lines) and which ticks a pass fires."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from orchestrion import load_definition
+from orchestrion.core.ticks import jitter_of, next_tick, plan_ticks
+from orchestrion.definition.schedules import ScheduleSpec, scheduled_triggers
+from orchestrion.errors import DefinitionError
+
+T0 = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+
+DEFINITION = """\
+workflow:
+  id: report
+  name: report
+  triggers:
+    - type: manual
+      name: by_hand
+    - type: scheduled
+      name: quarterly_review
+{trigger}
+  tasks:
+    - id: a
+      agent: noop
+"""
+
+
+def _load(trigger: str) -> list[ScheduleSpec]:
+    return scheduled_triggers(load_definition(DEFINITION.format(trigger=trigger)).spec.triggers)
+
+
+def test_a_scheduled_trigger_is_read_with_its_policies() -> None:
+    (spec,) = _load(
+        '      schedule: "0 0 1 */3 *"\n      timezone: Europe/Paris\n'
+        "      catchup: all\n      catchup_limit: 5\n      overlap: skip\n"
+        "      jitter: 30s\n      inputs: {scope: full}\n"
+        '      start: "2027-01-01T00:00:00"'
+    )
+    assert spec.name == "quarterly_review"
+    assert (spec.catchup, spec.catchup_limit, spec.overlap) == ("all", 5, "skip")
+    assert spec.jitter == 30 and spec.inputs == {"scope": "full"}
+    # A start without an offset is a wall-clock time in the schedule's zone.
+    assert spec.start == datetime(2026, 12, 31, 23, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("trigger", "line", "words"),
+    [
+        ('      schedule: "61 * * * *"', 9, "invalid cron expression '61 * * * *'"),
+        ('      schedule: "* * *"', 9, "must have 5 fields"),
+        ('      schedule: "* * * * *"\n      timezone: Mars/Base', 10, "unknown time zone"),
+        ('      schedule: "* * * * *"\n      overlap: sometimes', 10, "'cancel_previous'"),
+        ('      schedule: "* * * * *"\n      catchup: never', 10, "'latest'"),
+        ('      schedule: "* * * * *"\n      cron: "x"', 10, "unknown key 'cron'"),
+        ("      timezone: UTC", 7, "missing required key 'schedule'"),
+    ],
+)
+def test_a_bad_schedule_is_refused_with_its_line(trigger: str, line: int, words: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(DEFINITION.format(trigger=trigger))
+    (issue,) = caught.value.issues
+    assert issue.line == line
+    assert words in issue.message
+    assert issue.field is not None and issue.field.startswith("workflow.triggers[1]")
+
+
+def test_a_schedule_name_given_twice_is_refused() -> None:
+    trigger = '      schedule: "* * * * *"\n    - type: scheduled\n      name: quarterly_review\n'
+    with pytest.raises(DefinitionError, match="used twice"):
+        load_definition(DEFINITION.format(trigger=trigger + '      schedule: "0 * * * *"'))
+
+
+def _spec(**fields: object) -> ScheduleSpec:
+    return ScheduleSpec.model_validate({"name": "s", "schedule": "*/5 * * * *", **fields})
+
+
+def _minutes(ticks: list[float]) -> list[float]:
+    return [(tick - T0) / 60 for tick in ticks]
+
+
+def test_on_time_ticks_fire_once_and_the_cursor_moves_past_them() -> None:
+    plan = plan_ticks("s", _spec(), T0, T0 + 5 * 60 + 2)
+    assert _minutes(plan.fire) == [5]
+    assert plan.cursor == T0 + 300
+    again = plan_ticks("s", _spec(), plan.cursor, T0 + 5 * 60 + 30)
+    assert again.fire == [] and again.cursor is None
+    # Late by less than the grace: on time, whichever the catch-up policy.
+    late = plan_ticks("s", _spec(), T0 + 300, T0 + 10 * 60 + 50)
+    assert _minutes(late.fire) == [10]
+
+
+@pytest.mark.parametrize(
+    ("catchup", "fired"),
+    [("skip", [60]), ("latest", [55, 60]), ("all", [45, 50, 55, 60])],
+)
+def test_catch_up_after_an_hour_down(catchup: str, fired: list[float]) -> None:
+    spec = _spec(catchup=catchup, catchup_limit=3)
+    plan = plan_ticks("s", spec, T0, T0 + 3600 + 10)
+    assert _minutes(plan.fire) == fired
+    assert plan.cursor == T0 + 3600
+
+
+def test_a_year_down_costs_no_more_than_the_limit() -> None:
+    spec = _spec(schedule="* * * * * *", catchup="all", catchup_limit=2)
+    plan = plan_ticks("s", spec, T0, T0 + 365 * 86400, grace=0)
+    assert [t - T0 for t in plan.fire] == [365 * 86400 - 2, 365 * 86400 - 1, 365 * 86400]
+
+
+def test_every_second_with_seconds_last() -> None:
+    plan = plan_ticks("s", _spec(schedule="* * * * * *"), T0, T0 + 3.5)
+    assert [t - T0 for t in plan.fire] == [1, 2, 3]
+
+
+def test_the_window_bounds_the_ticks() -> None:
+    spec = _spec(start=T0 + 600, end=T0 + 1200)
+    assert _minutes(plan_ticks("s", spec, T0, T0 + 1800, grace=3600).fire) == [10, 15, 20]
+    assert next_tick(spec, T0) == T0 + 600
+    assert next_tick(spec, T0 + 1200) is None
+
+
+def test_jitter_delays_a_tick_by_the_same_amount_everywhere() -> None:
+    spec = _spec(jitter=120)
+    delay = jitter_of("s", T0 + 300, 120)
+    assert 0 <= delay < 120 and delay == jitter_of("s", T0 + 300, 120)
+    assert plan_ticks("s", spec, T0, T0 + 300 + delay - 0.01).fire == []
+    assert plan_ticks("s", spec, T0, T0 + 300 + delay + 0.01).fire == [T0 + 300]
+
+
+def test_the_time_zone_moves_the_ticks() -> None:
+    spec = _spec(schedule="0 9 * * *", timezone="America/New_York")
+    assert datetime.fromtimestamp(next_tick(spec, T0) or 0, UTC).hour == 14
