@@ -15,6 +15,7 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
+from orchestrion.store.schedules import ScheduleStore
 
 __all__ = [
     "AuditEntry",
@@ -160,8 +161,9 @@ class ExecutionFilter:
     id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
 
 
-class Store(Protocol):
-    """Persistence for the engine. Every method may raise ``StoreError``."""
+class Store(ScheduleStore, Protocol):
+    """Persistence for the engine. Every method may raise ``StoreError``. The schedule
+    methods are declared in ``store/schedules.py``."""
 
     async def open(self) -> None:
         """Connect and bring the schema to the current migration."""

@@ -46,6 +46,7 @@ from orchestrion.store.base import (
     Store,
 )
 from orchestrion.store.classification import Classification
+from orchestrion.store.schedules import ForwardSchedules
 from orchestrion.store.sealing import (
     CHILD_FAILED,
     child_ids,
@@ -79,7 +80,7 @@ def protect(store: Store, governance: Governance) -> Store:
     return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
-class EncryptedStore:
+class EncryptedStore(ForwardSchedules):
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
     docstring. Every ``Store`` method is its own: those where values pass seal or open them,
     the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
@@ -93,6 +94,9 @@ class EncryptedStore:
         """Whether the execution's values are sealed (True when not known yet: the safe side)."""
         classified = self._classes.known(execution_id)
         return classified is None or classified
+
+    def forward_to(self) -> Store:
+        return self.inner  # schedules carry no classified values: nothing to seal
 
     # ------------------------------------------------------------------ lifecycle, definitions
 

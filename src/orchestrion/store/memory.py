@@ -38,6 +38,7 @@ from orchestrion.store.base import (
     NodeRunRecord,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
+from orchestrion.store.memory_schedules import MemorySchedules
 
 __all__ = ["MemoryStore"]
 
@@ -54,7 +55,7 @@ def _age_of(record: ExecutionRecord) -> float:
     return record.created_at
 
 
-class MemoryStore:
+class MemoryStore(MemorySchedules):
     """A ``Store`` held in memory; nothing survives the process."""
 
     def __init__(self) -> None:
@@ -67,6 +68,7 @@ class MemoryStore:
         self._next_seq = 1
         self._events_by_execution: dict[str, list[EventRecord]] = {}
         self._audit = MemoryAuditTrail()
+        MemorySchedules.__init__(self)
 
     async def open(self) -> None:
         return None

@@ -23,7 +23,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit", "audit_head", "definitions", "events", "executions", "metadata", "node_runs"]
+__all__ = [
+    "audit",
+    "audit_head",
+    "definitions",
+    "events",
+    "executions",
+    "leases",
+    "metadata",
+    "node_runs",
+    "schedule_firings",
+    "schedules",
+]
 
 # Stable constraint names, so later migrations can refer to them on every backend.
 metadata = MetaData(
@@ -166,4 +177,43 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
     Column("key_id", String(64), nullable=False),
     Column("mac", String(64), nullable=False),  # HMAC of seq and hash: see AuditSigner
+)
+
+# Schedules (0006): one row per scheduled trigger of a definition, its state and its cursor
+# (the newest tick dealt with).
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("definition_name", String(200), nullable=False),
+    Column("definition_id", ID, nullable=False),
+    Column("trigger_name", String(100), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # active | paused | deleted
+    Column("cursor_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Every tick a scheduler fired: the key makes a tick fire once, whichever process records it
+# first; a row still pending is started by the next pass (a crash lost nothing).
+schedule_firings = Table(
+    "schedule_firings",
+    metadata,
+    Column("schedule_id", ID, nullable=False),
+    Column("tick_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | started | skipped
+    Column("execution_id", ID, nullable=True),
+    Column("recorded_at", Float, nullable=False),
+    PrimaryKeyConstraint("schedule_id", "tick_at"),
+    Index("ix_schedule_firings_status", "status"),
+)
+
+# Named leases between processes (the scheduler's): held by ``owner`` until ``lease_until``.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("owner", ID, nullable=False),
+    Column("lease_until", Float, nullable=False),
 )

@@ -109,4 +109,35 @@ CREATE TABLE "events" (
 
 CREATE INDEX ix_events_execution_id_seq ON events (execution_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0005');
+CREATE TABLE schedules (
+	id VARCHAR(255) NOT NULL,
+	definition_name VARCHAR(200) NOT NULL,
+	definition_id VARCHAR(255) NOT NULL,
+	trigger_name VARCHAR(100) NOT NULL,
+	spec TEXT NOT NULL,
+	state VARCHAR(16) NOT NULL,
+	cursor_at FLOAT,
+	created_at FLOAT NOT NULL,
+	updated_at FLOAT NOT NULL,
+	CONSTRAINT pk_schedules PRIMARY KEY (id)
+);
+
+CREATE TABLE schedule_firings (
+	schedule_id VARCHAR(255) NOT NULL,
+	tick_at FLOAT NOT NULL,
+	status VARCHAR(16) NOT NULL,
+	execution_id VARCHAR(255),
+	recorded_at FLOAT NOT NULL,
+	CONSTRAINT pk_schedule_firings PRIMARY KEY (schedule_id, tick_at)
+);
+
+CREATE INDEX ix_schedule_firings_status ON schedule_firings (status);
+
+CREATE TABLE leases (
+	name VARCHAR(100) NOT NULL,
+	owner VARCHAR(255) NOT NULL,
+	lease_until FLOAT NOT NULL,
+	CONSTRAINT pk_leases PRIMARY KEY (name)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0006');

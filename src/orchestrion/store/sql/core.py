@@ -29,6 +29,7 @@ from orchestrion.store.sql.rows import (
     execution_params,
     marks,
 )
+from orchestrion.store.sql.schedules import SQLSchedules
 
 __all__ = ["SQLStore"]
 
@@ -45,7 +46,7 @@ _DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
 _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
 
 
-class SQLStore(SQLJournal[C]):
+class SQLStore(SQLJournal[C], SQLSchedules[C]):
     """A ``Store`` on a SQL database; a dialect fills in the driver and the hooks
     (``driver.py``). Definitions, executions and leases here; the journal side in
     ``journal.py``."""
