@@ -40,6 +40,7 @@ from orchestrion.engine.parts import EngineParts
 from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
+from orchestrion.engine.schedules import ScheduleVerbs
 from orchestrion.engine.starting import Starts
 from orchestrion.errors import DispatchError, ExecutionError
 from orchestrion.execution import enforce
@@ -112,6 +113,7 @@ class Engine:
         self._scaleout = ScaleOutHooks(parts, self._starts)
         self._events = EventTriggers(parts, self._starts)
         self._listeners.append(self._events.on_records)  # workflow.completed / .failed
+        self.schedules = ScheduleVerbs(self)  # scheduled triggers (engine/scheduler.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,6 +224,7 @@ class Engine:
         if not self._started:
             return
         await self._events.close()  # followers of executions that just ended, started first
+        await self.schedules.stop_scheduler()  # first: it starts executions
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
         await self._requests.stop()
@@ -277,6 +280,7 @@ class Engine:
         """
         record = await self._definitions.submit(source, fmt=fmt)
         self._events.subscriptions.forget()  # its triggers count from now on
+        await self.schedules.definition_stored(record)
         return record
 
     @property

@@ -1,0 +1,71 @@
+"""Schedules from definitions: the scheduled triggers of each name's newest version.
+
+A schedule's id is ``<definition name>:<trigger name>``. A new version takes its name's
+schedules over (same id: their state and cursor are kept); a schedule the new version no longer
+declares is deleted. Older versions declare nothing: only the newest one of a name is active.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrion.definition.schedules import scheduled_triggers
+from orchestrion.store.base import DefinitionRecord, Store
+from orchestrion.store.schedules import ScheduleRecord, ScheduleState
+
+__all__ = ["schedule_id", "schedules_of", "sync_all", "sync_definition"]
+
+_PAGE = 200
+
+
+def schedule_id(definition_name: str, trigger_name: str) -> str:
+    """The id of the schedule a definition's scheduled trigger becomes."""
+    return f"{definition_name}:{trigger_name}"
+
+
+def schedules_of(definition: DefinitionRecord, now: float) -> list[ScheduleRecord]:
+    """The schedules ``definition`` declares (its ``triggers`` of type ``scheduled``)."""
+    triggers: Any = definition.spec.get("triggers") or ()
+    if not isinstance(triggers, list | tuple):
+        return []
+    return [
+        ScheduleRecord(
+            id=schedule_id(definition.name, spec.name),
+            definition_name=definition.name,
+            definition_id=definition.id,
+            trigger=spec.name,
+            spec=spec.model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        for spec in scheduled_triggers(tuple(t for t in triggers if isinstance(t, dict)))
+    ]
+
+
+async def sync_definition(store: Store, definition: DefinitionRecord, now: float) -> None:
+    """Make the store's schedules of ``definition.name`` those of its newest version (a no-op
+    when ``definition`` is not the newest)."""
+    newest = await store.find_definition(definition.name)
+    if newest.id != definition.id:
+        return
+    wanted = schedules_of(newest, now)
+    for record in wanted:
+        await store.sync_schedule(record)
+    keep = {record.id for record in wanted}
+    for stored in await store.list_schedules():
+        if stored.definition_name == newest.name and stored.id not in keep:
+            await store.set_schedule_state(stored.id, ScheduleState.DELETED, now)
+
+
+async def sync_all(store: Store, now: float) -> None:
+    """``sync_definition`` for the newest version of every stored definition name."""
+    names: dict[str, None] = {}
+    offset = 0
+    while True:
+        page = await store.list_definitions(limit=_PAGE, offset=offset)
+        names.update((record.name, None) for record in page)
+        if len(page) < _PAGE:
+            break
+        offset += _PAGE
+    for name in names:
+        await sync_definition(store, await store.find_definition(name), now)

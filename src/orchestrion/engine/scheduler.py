@@ -1,0 +1,234 @@
+"""``Scheduler``: fires the ticks of the stored schedules, once each, from one process at a time.
+
+Every ``interval`` seconds a pass (1) takes or renews the scheduler lease (``leases`` table; a
+process that dies stops renewing it and another takes over once it ran out, ``lease_seconds``
+later), (2) records the due ticks of every active schedule with its new cursor, in one
+transaction per schedule (``store/schedules.py``: a tick recorded twice is recorded once), and
+(3) starts the pending firings, applying the overlap policy, each with the idempotency key of
+its (schedule, tick), then marks them started. A crash anywhere leaves either a pending firing,
+which the next pass starts, or an execution already made with that key, which the start finds.
+
+The clock is injected, so tests drive ticks, catch-up and overlap without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES
+from orchestrion.core.ticks import DEFAULT_GRACE, plan_ticks
+from orchestrion.definition.schedules import Overlap, ScheduleSpec
+from orchestrion.engine.schedule_sync import sync_all
+from orchestrion.errors import DefinitionError, ExecutionNotFound, OrchestrionError
+from orchestrion.store.schedules import (
+    FiringRecord,
+    FiringStatus,
+    ScheduleRecord,
+    ScheduleState,
+    firing_key,
+)
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["LEASE_NAME", "Clock", "Scheduler", "SystemClock"]
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+_SYNC_EVERY = 30.0  # seconds between re-reads of every definition (submits sync at once)
+_PREVIOUS = 20  # firings looked at to find the one still running
+
+
+class Clock(Protocol):
+    """What the scheduler asks of time (a test passes one it moves by hand)."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Scheduler:
+    """Runs schedule passes for ``engine`` while it holds the scheduler lease."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock | None = None,
+        interval: float = 1.0,
+        lease_seconds: float = 10.0,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self.interval = interval
+        self.lease_seconds = lease_seconds
+        self.grace = grace
+        self.holding = False
+        self._synced_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Run passes in the background until ``stop``."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="orchestrion-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the passes and give the lease up, so another process takes over at once."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.holding:
+            self.holding = False
+            with contextlib.suppress(OrchestrionError):
+                await self.engine.store.release_lease(LEASE_NAME, self.engine.owner)
+
+    def wake(self) -> None:
+        """Run the next pass now (a firing was just recorded)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a store that failed once: the next pass tries again
+                logger.exception("scheduler pass failed")
+            sleeping = asyncio.ensure_future(self.clock.sleep(self.interval))
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                woken.cancel()
+            self._wake.clear()
+
+    async def run_pass(self) -> list[str]:
+        """One pass; the ids of the executions it started (none without the lease)."""
+        store, now = self.engine.store, self.clock.now()
+        self.holding = await store.claim_lease(
+            LEASE_NAME, self.engine.owner, now + self.lease_seconds, now
+        )
+        if not self.holding:
+            return []
+        if self._synced_at is None or now - self._synced_at >= _SYNC_EVERY:
+            await sync_all(store, now)
+            self._synced_at = now
+        schedules = {record.id: record for record in await store.list_schedules()}
+        for record in schedules.values():
+            await self._record_due(record, now)
+        return await self._start_pending(schedules)
+
+    # ------------------------------------------------------------------ the two steps
+
+    async def _record_due(self, record: ScheduleRecord, now: float) -> None:
+        store = self.engine.store
+        if record.cursor is None:
+            # New: ticks from its creation on are owed (catch-up applies to them too).
+            record.cursor = min(record.created_at, now)
+        if record.state is ScheduleState.PAUSED:
+            await store.record_firings(record.id, now, [])  # ticks pass without firing
+            return
+        plan = plan_ticks(
+            record.id, ScheduleSpec.model_validate(record.spec), record.cursor, now, self.grace
+        )
+        if plan.fire or plan.cursor is not None:
+            firings = [FiringRecord(record.id, tick, recorded_at=now) for tick in plan.fire]
+            await store.record_firings(record.id, plan.cursor, firings)
+
+    async def _start_pending(self, schedules: dict[str, ScheduleRecord]) -> list[str]:
+        store, started = self.engine.store, []
+        queued: set[str] = set()  # schedules whose next firing waits for a running one
+        for firing in await store.pending_firings():
+            schedule = schedules.get(firing.schedule_id)
+            if firing.schedule_id in queued:
+                continue
+            if schedule is None:  # deleted since it was recorded
+                await store.settle_firing(
+                    firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
+                )
+                continue
+            spec = ScheduleSpec.model_validate(schedule.spec)
+            running = (
+                await self._running_before(firing) if spec.overlap is not Overlap.ALLOW else None
+            )
+            if running is not None:
+                if spec.overlap is Overlap.QUEUE:
+                    queued.add(firing.schedule_id)
+                    continue
+                if spec.overlap is Overlap.SKIP:
+                    await store.settle_firing(
+                        firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
+                    )
+                    continue
+                await self._cancel(running, schedule.id)
+            execution_id = await self._start(schedule, spec, firing)
+            if execution_id is not None:
+                started.append(execution_id)
+        return started
+
+    async def _running_before(self, firing: FiringRecord) -> str | None:
+        """The execution of the schedule's newest earlier started tick, if it is not final."""
+        store = self.engine.store
+        for earlier in await store.list_firings(firing.schedule_id, _PREVIOUS):
+            if earlier.tick_at >= firing.tick_at or earlier.execution_id is None:
+                continue
+            if earlier.status is not FiringStatus.STARTED:
+                continue
+            try:
+                execution = await store.get_execution(earlier.execution_id)
+            except ExecutionNotFound:  # purged: it finished long ago
+                return None
+            return None if execution.status in FINAL_EXECUTION_STATES else execution.id
+        return None
+
+    async def _cancel(self, execution_id: str, schedule_id: str) -> None:
+        try:
+            await self.engine.cancel(execution_id, f"schedule '{schedule_id}' started a newer tick")
+        except OrchestrionError as exc:  # finished meanwhile: nothing to cancel
+            logger.info("schedule %s: could not cancel %s: %s", schedule_id, execution_id, exc)
+
+    async def _start(
+        self, schedule: ScheduleRecord, spec: ScheduleSpec, firing: FiringRecord
+    ) -> str | None:
+        store = self.engine.store
+        if not self.engine.accepting:
+            return None  # shutting down: it stays pending for the next pass, here or elsewhere
+        try:
+            definition = await store.get_definition(schedule.definition_id)
+            execution = await self.engine.start_execution(
+                definition,
+                dict(spec.inputs),
+                idempotency_key=firing_key(firing.schedule_id, firing.tick_at),
+            )
+        except (DefinitionError, ExecutionNotFound) as exc:
+            # Bad inputs or a definition gone: retrying would fail again, so it is dropped.
+            logger.warning("schedule %s: tick %s not started: %s", schedule.id, firing.tick_at, exc)
+            await store.settle_firing(
+                firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
+            )
+            return None
+        await store.settle_firing(
+            firing.schedule_id, firing.tick_at, FiringStatus.STARTED, execution.id
+        )
+        return execution.id

@@ -1,0 +1,95 @@
+"""``ScheduleVerbs``: what users do with schedules (list, pause, resume, trigger now, delete),
+and the process's own ``Scheduler`` when it runs one (``orchestrion serve``, orchestrators).
+
+Every verb acts on the store, so any process on the database may use it: a pause is seen by
+the next pass of whichever process holds the scheduler lease, and a trigger-now is a firing
+recorded as pending, which that pass starts (at once when the scheduler is this process's).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from orchestrion.engine.schedule_sync import sync_definition
+from orchestrion.engine.scheduler import Clock, Scheduler
+from orchestrion.store.base import DefinitionRecord
+from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleState
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["ScheduleVerbs"]
+
+
+class ScheduleVerbs:
+    """The schedule verbs of one engine (``engine.schedules``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.scheduler: Scheduler | None = None
+
+    # ------------------------------------------------------------------ the process's scheduler
+
+    def start_scheduler(
+        self,
+        *,
+        clock: Clock | None = None,
+        interval: float = 1.0,
+        lease_seconds: float = 10.0,
+    ) -> Scheduler:
+        """Run a scheduler in this process (it fires ticks while it holds the lease)."""
+        if self.scheduler is None:
+            self.scheduler = Scheduler(
+                self._engine, clock=clock, interval=interval, lease_seconds=lease_seconds
+            )
+            self.scheduler.start()
+        return self.scheduler
+
+    async def stop_scheduler(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
+
+    async def definition_stored(self, definition: DefinitionRecord) -> None:
+        """Take a newly stored definition's scheduled triggers in at once."""
+        await sync_definition(self._engine.store, definition, time.time())
+
+    # ------------------------------------------------------------------ verbs
+
+    async def all(self) -> list[ScheduleRecord]:
+        """Every schedule (deleted ones aside), by id."""
+        return await self._engine.store.list_schedules()
+
+    async def get(self, schedule_id: str) -> ScheduleRecord:
+        """Raises ``ExecutionNotFound`` when there is no such schedule."""
+        return await self._engine.store.get_schedule(schedule_id)
+
+    async def firings(self, schedule_id: str, limit: int = 20) -> list[FiringRecord]:
+        """The schedule's newest firings, newest first."""
+        await self.get(schedule_id)
+        return await self._engine.store.list_firings(schedule_id, limit)
+
+    async def pause(self, schedule_id: str) -> ScheduleRecord:
+        """Stop firing; ticks that pass while paused are not owed on resume."""
+        return await self._set(schedule_id, ScheduleState.PAUSED)
+
+    async def resume(self, schedule_id: str) -> ScheduleRecord:
+        return await self._set(schedule_id, ScheduleState.ACTIVE)
+
+    async def delete(self, schedule_id: str) -> ScheduleRecord:
+        """Remove the schedule until a new version of its definition declares it again."""
+        return await self._set(schedule_id, ScheduleState.DELETED)
+
+    async def trigger_now(self, schedule_id: str) -> FiringRecord:
+        """Fire once now, whatever the cron expression says (the overlap policy applies)."""
+        await self.get(schedule_id)
+        now = round(time.time(), 3)
+        firing = FiringRecord(schedule_id, now, recorded_at=now)
+        await self._engine.store.record_firings(schedule_id, None, [firing])
+        if self.scheduler is not None:
+            self.scheduler.wake()
+        return firing
+
+    async def _set(self, schedule_id: str, state: ScheduleState) -> ScheduleRecord:
+        return await self._engine.store.set_schedule_state(schedule_id, state, time.time())

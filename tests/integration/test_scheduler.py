@@ -1,0 +1,175 @@
+"""The scheduler on a controllable clock: ticks fire once, catch-up and overlap policies, the
+lease, and the verbs (pause, resume, trigger now, delete)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
+from orchestrion.engine.scheduler import Scheduler
+from orchestrion.errors import ExecutionNotFound
+from orchestrion.store.base import ExecutionFilter
+from orchestrion.store.schedules import FiringStatus, ScheduleState
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+
+
+class ManualClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float) -> None:
+        self.at = now
+
+    def now(self) -> float:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("passes are run by hand here")
+
+
+def definition(
+    trigger: dict[str, Any], *, waits: bool = False, name: str = "report"
+) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": "a", "handler": "noop"}
+    if waits:  # an execution that runs until someone decides
+        node = {"id": "a", "handler": "approval", "config": {"message": "ok?"}}
+    return {
+        "name": name,
+        "triggers": [{"type": "manual", "name": "by_hand"}, {"type": "scheduled", **trigger}],
+        "dag": {"nodes": [node]},
+    }
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 's.db'}"
+    async with Engine(url) as started:
+        yield started
+
+
+async def executions(engine: Engine) -> list[str]:
+    page, _ = await engine.store.list_executions(ExecutionFilter(limit=500))
+    return sorted(record.idempotency_key or "" for record in page)
+
+
+async def ticks(engine: Engine, schedule_id: str = "report:every5") -> list[float]:
+    firings = await engine.store.list_firings(schedule_id, 500)
+    return sorted(f.tick_at for f in firings if f.status is FiringStatus.STARTED)
+
+
+def minutes(values: list[float]) -> list[float]:
+    return [(value - T0) / 60 for value in values]
+
+
+async def submit_at(engine: Engine, spec: dict[str, Any], at: float) -> None:
+    await engine.submit(spec)
+    # The schedule was created "now" (wall clock): put it at the test's start instead.
+    for record in await engine.store.list_schedules():
+        await engine.store.record_firings(record.id, at, [])
+
+
+async def test_each_tick_fires_once_however_many_passes(engine: Engine) -> None:
+    clock = ManualClock(T0)
+    await submit_at(engine, definition({"name": "every5", "schedule": "*/5 * * * *"}), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    assert await scheduler.run_pass() == []
+    clock.at = T0 + 301
+    (first,) = await scheduler.run_pass()
+    assert await scheduler.run_pass() == []  # the same tick again: nothing
+    clock.at = T0 + 605
+    (second,) = await scheduler.run_pass()
+    assert first != second
+    assert minutes(await ticks(engine)) == [5, 10]
+    assert len(await executions(engine)) == 2
+    assert (await engine.wait(second, timeout=10)).status is ExecutionStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("catchup", "fired"),
+    [("skip", [60]), ("latest", [55, 60]), ("all", [50, 55, 60])],
+)
+async def test_catch_up_after_downtime(engine: Engine, catchup: str, fired: list[float]) -> None:
+    clock = ManualClock(T0 + 3600 + 10)
+    trigger = {"name": "every5", "schedule": "*/5 * * * *", "catchup": catchup, "catchup_limit": 2}
+    await submit_at(engine, definition(trigger), T0)
+    await Scheduler(engine, clock=clock).run_pass()
+    assert minutes(await ticks(engine)) == fired
+
+
+@pytest.mark.parametrize(
+    ("overlap", "started", "skipped"),
+    [("allow", 2, 0), ("skip", 1, 1), ("queue", 1, 0), ("cancel_previous", 2, 0)],
+)
+async def test_overlap_with_a_run_still_going(
+    engine: Engine, overlap: str, started: int, skipped: int
+) -> None:
+    clock = ManualClock(T0)
+    trigger = {"name": "every5", "schedule": "*/5 * * * *", "overlap": overlap}
+    await submit_at(engine, definition(trigger, waits=True), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    clock.at = T0 + 301
+    (first,) = await scheduler.run_pass()
+    clock.at = T0 + 601
+    await scheduler.run_pass()
+    firings = await engine.store.list_firings("report:every5")
+    statuses = [f.status for f in firings]
+    assert statuses.count(FiringStatus.STARTED) == started
+    assert statuses.count(FiringStatus.SKIPPED) == skipped
+    if overlap == "queue":
+        assert statuses.count(FiringStatus.PENDING) == 1
+        await engine.cancel(first)
+        await engine.settle(first, timeout=10)
+        clock.at = T0 + 602
+        assert len(await scheduler.run_pass()) == 1  # the queued tick, once the first ended
+    if overlap == "cancel_previous":
+        result = await engine.settle(first, timeout=10)
+        assert result.status is ExecutionStatus.CANCELLED
+
+
+async def test_paused_ticks_are_not_owed_and_trigger_now_fires_once(engine: Engine) -> None:
+    clock = ManualClock(T0)
+    await submit_at(engine, definition({"name": "every5", "schedule": "*/5 * * * *"}), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    paused = await engine.schedules.pause("report:every5")
+    assert paused.state is ScheduleState.PAUSED
+    clock.at = T0 + 301
+    assert await scheduler.run_pass() == []
+    await engine.schedules.resume("report:every5")
+    clock.at = T0 + 320
+    assert await scheduler.run_pass() == []  # the tick at 5 passed while paused
+    await engine.schedules.trigger_now("report:every5")
+    assert len(await scheduler.run_pass()) == 1
+    assert await scheduler.run_pass() == []
+    await engine.schedules.delete("report:every5")
+    assert await engine.schedules.all() == []
+    with pytest.raises(ExecutionNotFound, match="report:every5"):
+        await engine.schedules.trigger_now("report:every5")
+
+
+async def test_a_new_version_replaces_the_schedules_of_the_old(engine: Engine) -> None:
+    await engine.submit(definition({"name": "every5", "schedule": "*/5 * * * *"}))
+    assert [s.id for s in await engine.schedules.all()] == ["report:every5"]
+    await engine.submit(definition({"name": "hourly", "schedule": "0 * * * *"}))
+    assert [s.id for s in await engine.schedules.all()] == ["report:hourly"]
+
+
+async def test_one_scheduler_holds_the_lease_and_another_takes_over(engine: Engine) -> None:
+    clock = ManualClock(T0)
+    await submit_at(engine, definition({"name": "every5", "schedule": "*/5 * * * *"}), T0)
+    first = Scheduler(engine, clock=clock, lease_seconds=10)
+    second_owner = "another-process"  # another engine's owner id, acting on the store
+    await first.run_pass()
+    assert first.holding
+    assert not await engine.store.claim_lease("scheduler", second_owner, T0 + 10, T0 + 1)
+    clock.at = T0 + 301
+    await first.run_pass()
+    assert await engine.store.claim_lease("scheduler", second_owner, T0 + 400, T0 + 312)
+    clock.at = T0 + 313
+    assert await first.run_pass() == [] and not first.holding
+    assert minutes(await ticks(engine)) == [5]
