@@ -192,6 +192,20 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )
+    scheduler: bool = Field(
+        default=True,
+        description="fire scheduled triggers from `orchestrion serve` (embedded mode) and the"
+        " orchestrators; one process at a time holds the scheduler lease",
+    )
+    scheduler_interval: float = Field(
+        default=1.0, ge=0.05, le=60.0, description="seconds between two scheduler passes"
+    )
+    scheduler_lease_seconds: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=600.0,
+        description="scheduler lease: another process takes over this long after one dies",
+    )
     # scale-out (PostgreSQL + Redis Streams)
     redis_url: str | None = Field(
         default=None,

@@ -41,10 +41,12 @@ from orchestrion.api.routes import (
     events,
     governance,
     health,
+    schedules,
     workflows,
 )
 from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
 from orchestrion.engine.facade import Engine
+from orchestrion.engine.schedules import start_scheduler
 from orchestrion.errors import OrchestrionError
 from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.observability.feed import RecordFeed
@@ -114,6 +116,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 except OrchestrionError as exc:  # a store or queue that cannot be used
                     ctx.startup_error = exc
                     raise
+            if owns_engine and engine.drives and settings.scheduler:
+                start_scheduler(engine)  # embedded mode: this process fires schedules
             ctx.closing = False
             ctx.engine_running = True
             if sweeper is not None:
@@ -159,7 +163,18 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.add_middleware(ApiGate)
     app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
-    routers = (workflows, control, definitions, events, emitting, admin, audit, health, governance)
+    routers = (
+        workflows,
+        control,
+        definitions,
+        events,
+        emitting,
+        schedules,
+        admin,
+        audit,
+        health,
+        governance,
+    )
     for module in routers:
         app.include_router(module.router)
     # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").

@@ -160,6 +160,7 @@ def orchestrator(
 
     async def body(stop: asyncio.Event) -> None:
         from orchestrion.engine.facade import Engine
+        from orchestrion.engine.schedules import start_scheduler
         from orchestrion.observability.feed import RecordFeed
         from orchestrion.observability.logging_setup import log_transitions
 
@@ -168,6 +169,8 @@ def orchestrator(
         )
         if engine is None:
             return
+        if settings.scheduler:
+            start_scheduler(engine)  # one orchestrator at a time fires: the lease decides
         sinks: list[Any] = [log_transitions]
         if metrics_port is not None:
             from prometheus_client import start_http_server

@@ -224,7 +224,7 @@ class Engine:
         if not self._started:
             return
         await self._events.close()  # followers of executions that just ended, started first
-        await self.schedules.stop_scheduler()  # first: it starts executions
+        await self.schedules.stop_scheduler()  # early: it starts executions
         self._accepting = False
         grace = self.settings.shutdown_grace if grace is None else grace
         await self._requests.stop()

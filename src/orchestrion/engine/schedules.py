@@ -19,7 +19,7 @@ from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleSt
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
-__all__ = ["ScheduleVerbs"]
+__all__ = ["ScheduleVerbs", "start_scheduler"]
 
 
 class ScheduleVerbs:
@@ -93,3 +93,11 @@ class ScheduleVerbs:
 
     async def _set(self, schedule_id: str, state: ScheduleState) -> ScheduleRecord:
         return await self._engine.store.set_schedule_state(schedule_id, state, time.time())
+
+
+def start_scheduler(engine: Engine) -> Scheduler:
+    """Run ``engine``'s scheduler with the intervals of its settings."""
+    settings = engine.settings
+    return engine.schedules.start_scheduler(
+        interval=settings.scheduler_interval, lease_seconds=settings.scheduler_lease_seconds
+    )
