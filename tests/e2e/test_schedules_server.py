@@ -4,15 +4,19 @@ fire, with no tick lost and none doubled."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
-from test_api_server import Server
+from test_api_server import CLI, Server
+
+from orchestrion.cli.exits import EXIT_NOT_FOUND
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +140,34 @@ def test_two_servers_killed_while_firing_lose_no_tick_and_double_none(tmp_path: 
     assert all(status == "started" for _, status, _ in firings), firings
     keys = _scheduled_keys(db)
     assert len(keys) == len(ticks) and set(keys.values()) == {1}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "schedule", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_schedule_commands_locally_and_through_the_server(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    server = Server(tmp_path, db, FAST)
+    try:
+        _submit(server.url)
+        listed = _cli("list", "--server", server.url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [row["id"] for row in json.loads(listed.stdout)] == [SCHEDULE]
+        paused = _cli("pause", SCHEDULE, "--server", server.url)
+        assert paused.returncode == 0 and f"paused {SCHEDULE}" in paused.stdout
+        local = _cli("list", "--db", str(db), "--json")
+        assert json.loads(local.stdout)[0]["state"] == "paused"
+        assert _cli("resume", SCHEDULE, "--db", str(db)).returncode == 0
+        assert httpx.get(f"{server.url}/v1/schedules/{SCHEDULE}").json()["state"] == "active"
+        fired = _cli("trigger-now", SCHEDULE, "--server", server.url)
+        assert fired.returncode == 0, fired.stderr
+        missing = _cli("delete", "nope:nothing", "--server", server.url)
+        assert missing.returncode == EXIT_NOT_FOUND and "nope:nothing" in missing.stderr
+        assert _cli("delete", "nope:nothing", "--db", str(db)).returncode == EXIT_NOT_FOUND
+        assert _cli("delete", SCHEDULE, "--db", str(db)).returncode == 0
+        assert httpx.get(f"{server.url}/v1/schedules").json()["schedules"] == []
+    finally:
+        server.stop()

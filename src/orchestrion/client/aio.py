@@ -14,6 +14,7 @@ import httpx
 
 from orchestrion import __version__
 from orchestrion.client import calls
+from orchestrion.client import schedules as schedule_calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import error_from_response
@@ -34,6 +35,7 @@ from orchestrion.client.models import (
     Submission,
 )
 from orchestrion.client.retry import RateLimitRetry
+from orchestrion.client.schedules import Schedule, ScheduleFiring
 from orchestrion.client.sse import SseDecoder, event_from_sse
 
 __all__ = ["AsyncClient"]
@@ -298,6 +300,19 @@ class AsyncClient:
             cursor = page.next_cursor
 
     # ------------------------------------------------------------------ definitions
+
+    async def schedules(self) -> list[Schedule]:
+        """The schedules (scheduled triggers of the newest definition versions)."""
+        return await self._send(schedule_calls.list_schedules())
+
+    async def schedule(self, schedule_id: str) -> Schedule:
+        """One schedule, with its next tick and recent firings (``NotFound`` if none)."""
+        return await self._send(schedule_calls.get_schedule(schedule_id))
+
+    async def schedule_action(self, schedule_id: str, verb: str) -> Schedule | ScheduleFiring:
+        """``pause``, ``resume``, ``delete`` (the schedule after it) or ``trigger`` (fire
+        once now: the firing recorded)."""
+        return await self._send(schedule_calls.schedule_action(schedule_id, verb))
 
     async def list_definitions(
         self, name: str | None = None, *, limit: int | None = None, offset: int | None = None

@@ -28,7 +28,13 @@ _RESPONSES = error_responses(404)
 _FIRINGS_SHOWN = 10
 
 
-@router.get("", response_model=ScheduleList, dependencies=VIEW, summary="List the schedules")
+@router.get(
+    "",
+    response_model=ScheduleList,
+    dependencies=VIEW,
+    responses=error_responses(),
+    summary="List the schedules",
+)
 async def list_schedules(ctx: Ctx) -> ScheduleList:
     now = time.time()
     return ScheduleList(schedules=[schedule_view(r, now) for r in await ctx.engine.schedules.all()])

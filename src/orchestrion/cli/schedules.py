@@ -1,0 +1,163 @@
+"""``orchestrion schedule``: the schedules of scheduled triggers, locally or through a server.
+
+    orchestrion schedule list [--json]
+    orchestrion schedule pause ID | resume ID | trigger-now ID | delete ID
+
+An ``ID`` is ``<definition name>:<trigger name>``. With ``--db`` (or the configured database)
+the command changes the store directly: the process that runs the scheduler (``orchestrion
+serve``, an orchestrator) applies it on its next pass. With ``--server`` it asks the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrion.cli.local import engine, run_async
+from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.root import app
+from orchestrion.cli.terminal import console
+
+__all__ = ["schedule_app"]
+
+schedule_app = typer.Typer(
+    name="schedule",
+    help="Schedules (scheduled triggers of definitions): list, pause, resume, fire now, delete.",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app)
+
+ScheduleIdArgument = Annotated[
+    str, typer.Argument(help="The schedule: <definition name>:<trigger name>.")
+]
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[str, Any]]:
+    if server:
+        from orchestrion.cli import remote
+
+        with remote.connected(server, api_key) as client:
+            return [
+                {
+                    "id": s.id,
+                    "state": s.state,
+                    "schedule": s.schedule,
+                    "timezone": s.timezone,
+                    "next_tick_at": s.next_tick_at,
+                }
+                for s in client.schedules()
+            ]
+
+    async def read() -> list[dict[str, Any]]:
+        from orchestrion.core.ticks import next_tick
+        from orchestrion.definition.schedules import ScheduleSpec
+
+        async with engine(db, resume=False) as local:
+            rows = []
+            for record in await local.schedules.all():
+                spec = ScheduleSpec.model_validate(record.spec)
+                upcoming = None
+                if record.state.value == "active":
+                    now = datetime.now(UTC).timestamp()
+                    upcoming = next_tick(spec, max(now, record.cursor or now))
+                rows.append(
+                    {
+                        "id": record.id,
+                        "state": record.state.value,
+                        "schedule": spec.schedule,
+                        "timezone": spec.timezone,
+                        "next_tick_at": upcoming,
+                    }
+                )
+            return rows
+
+    result: list[dict[str, Any]] = run_async(read())
+    return result
+
+
+@schedule_app.command(name="list")
+def list_schedules(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List the schedules, their state and their next tick."""
+    rows = _rows(server, api_key, db)
+    if as_json:
+        console.print_json(data=rows)
+        return
+    if not rows:
+        console.print("no schedules (declare a `scheduled` trigger in a definition)")
+        return
+    table = Table(title_justify="left")
+    for column in ("id", "state", "schedule", "timezone", "next tick"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            escape(row["id"]),
+            row["state"],
+            escape(row["schedule"]),
+            escape(row["timezone"]),
+            _when(row["next_tick_at"]),
+        )
+    console.print(table)
+
+
+def _verb(verb: str, api_verb: str, doc: str, done: str) -> Callable[..., None]:
+    """A command acting on one schedule: the engine's ``verb`` locally, ``api_verb`` remotely."""
+
+    def command(
+        schedule_id: ScheduleIdArgument,
+        db: DbOption = None,
+        server: ServerOption = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        if server:
+            from orchestrion.cli import remote
+
+            with remote.connected(server, api_key) as client:
+                client.schedule_action(schedule_id, api_verb)
+        else:
+
+            async def go() -> None:
+                async with engine(db, resume=False) as local:
+                    act: Callable[[str], Awaitable[Any]] = getattr(local.schedules, verb)
+                    await act(schedule_id)
+
+            run_async(go())
+        console.print(done.format(escape(schedule_id)), highlight=False)
+
+    command.__name__ = command.__qualname__ = verb
+    command.__doc__ = doc
+    return command
+
+
+for _name, _api, _doc, _done in (
+    ("pause", "pause", "Stop firing (ticks that pass while paused are not owed).", "paused {}"),
+    ("resume", "resume", "Fire again from the next tick.", "resumed {}"),
+    (
+        "trigger_now",
+        "trigger",
+        "Fire once now: the scheduler starts it on its next pass.",
+        "fired {} (the scheduler starts it on its next pass)",
+    ),
+    (
+        "delete",
+        "delete",
+        "Delete a schedule until a new version of its definition declares it again.",
+        "deleted {}",
+    ),
+):
+    schedule_app.command(name=_name.replace("_", "-"))(_verb(_name, _api, _doc, _done))
