@@ -133,3 +133,10 @@ def test_jitter_delays_a_tick_by_the_same_amount_everywhere() -> None:
 def test_the_time_zone_moves_the_ticks() -> None:
     spec = _spec(schedule="0 9 * * *", timezone="America/New_York")
     assert datetime.fromtimestamp(next_tick(spec, T0) or 0, UTC).hour == 14
+
+
+def test_only_scheduled_triggers_load_without_the_lifecycle_warning() -> None:
+    text = DEFINITION.replace("    - type: manual\n      name: by_hand\n", "")
+    loaded = load_definition(text.format(trigger='      schedule: "0 * * * *"'))
+    assert loaded.warnings == []
+    assert load_definition(DEFINITION.format(trigger='      schedule: "0 * * * *"')).warnings

@@ -47,6 +47,7 @@ WORKFLOW_EVENTS = frozenset({"workflow.completed", "workflow.failed"})
 EVENT_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """An event type: a dotted name such as ``policy.updated`` (also a URL path segment)."""
 
+_ENFORCED = frozenset({"event", "scheduled"})  # scheduled ones: definition/schedules.py
 _EVENT_KEYS = frozenset({"type", "name", "event_type", "filter", "inputs", "source", "description"})
 
 Path = tuple[str | int, ...]
@@ -194,5 +195,5 @@ def _issue(index: int, message: str, code: str, key: str | None = None) -> Defin
 
 
 def unenforced_triggers(triggers: Iterable[Any]) -> list[Any]:
-    """The triggers the engine does not act on yet: all but ``event`` ones."""
-    return [t for t in triggers if not (isinstance(t, Mapping) and t.get("type") == "event")]
+    """The triggers the engine does not act on yet: all but ``event`` and ``scheduled`` ones."""
+    return [t for t in triggers if not (isinstance(t, Mapping) and t.get("type") in _ENFORCED)]
