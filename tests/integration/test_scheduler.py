@@ -15,7 +15,7 @@ from orchestrion.engine.facade import Engine
 from orchestrion.engine.scheduler import Scheduler
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import ExecutionFilter
-from orchestrion.store.schedules import FiringStatus, ScheduleState
+from orchestrion.store.schedules import FiringRecord, FiringStatus, ScheduleState, firing_key
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 
@@ -46,9 +46,13 @@ def definition(
     }
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 's.db'}"
+    url = {
+        "memory": lambda: "memory://",
+        "sqlite": lambda: f"sqlite:///{tmp_path / 's.db'}",
+        "postgres": lambda: str(request.getfixturevalue("postgres_url")),
+    }[request.param]()
     async with Engine(url) as started:
         yield started
 
@@ -173,3 +177,28 @@ async def test_one_scheduler_holds_the_lease_and_another_takes_over(engine: Engi
     clock.at = T0 + 313
     assert await first.run_pass() == [] and not first.holding
     assert minutes(await ticks(engine)) == [5]
+
+
+async def test_a_crash_after_recording_or_after_creating_loses_and_doubles_nothing(
+    engine: Engine,
+) -> None:
+    clock = ManualClock(T0)
+    await submit_at(engine, definition({"name": "every5", "schedule": "*/5 * * * *"}), T0)
+    # A process recorded two ticks and died: one before creating its execution, one after.
+    store = engine.store
+    await store.record_firings(
+        "report:every5",
+        T0 + 600,
+        [FiringRecord("report:every5", T0 + 300), FiringRecord("report:every5", T0 + 600)],
+    )
+    made = await engine.start_execution(
+        await store.find_definition("report"),
+        {},
+        idempotency_key=firing_key("report:every5", T0 + 600),
+    )
+    clock.at = T0 + 610
+    started = await Scheduler(engine, clock=clock).run_pass()
+    assert made.id in started and len(started) == 2
+    assert minutes(await ticks(engine)) == [5, 10]
+    assert len(await executions(engine)) == 2
+    assert await Scheduler(engine, clock=clock).run_pass() == []
