@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import Store
-from orchestrion.store.memory import MemoryStore
 from orchestrion.store.schedules import (
     FiringRecord,
     FiringStatus,
     ScheduleRecord,
     ScheduleState,
 )
-from orchestrion.store.sql.postgres import PostgresStore
-from orchestrion.store.sql.sqlite import SQLiteStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store
-    if request.param == "memory":
-        adapter = MemoryStore()
-    elif request.param == "sqlite":
-        adapter = SQLiteStore(tmp_path / "s.db")
-    else:
-        adapter = PostgresStore(request.getfixturevalue("postgres_url"))
-    await adapter.open()
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
 
 
 def schedule(definition_id: str = "def-1", cursor: float | None = None) -> ScheduleRecord:

@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +37,6 @@ from orchestrion.store.sql.postgres import PostgresStore
 from orchestrion.store.sql.sqlite import SQLiteStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store
-    if request.param == "memory":
-        adapter = MemoryStore()
-    elif request.param == "sqlite":
-        adapter = SQLiteStore(tmp_path / "db" / "s.db")
-    else:
-        adapter = PostgresStore(request.getfixturevalue("postgres_url"))
-    await adapter.open()
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
 
 
 def definition(

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrion.api.convert import utc
-from orchestrion.core.ticks import next_tick
 from orchestrion.definition.schedules import ScheduleSpec
-from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleState
+from orchestrion.engine.schedules import upcoming_tick
+from orchestrion.store.schedules import FiringRecord, ScheduleRecord
 
 __all__ = ["FiringView", "ScheduleList", "ScheduleView", "firing_view", "schedule_view"]
 
@@ -57,9 +57,6 @@ def schedule_view(
     record: ScheduleRecord, now: float, firings: list[FiringRecord] | None = None
 ) -> ScheduleView:
     spec = ScheduleSpec.model_validate(record.spec)
-    upcoming = None
-    if record.state is ScheduleState.ACTIVE:
-        upcoming = next_tick(spec, max(now, record.cursor or now))
     return ScheduleView(
         id=record.id,
         definition_name=record.definition_name,
@@ -71,7 +68,7 @@ def schedule_view(
         catchup=spec.catchup.value,
         overlap=spec.overlap.value,
         inputs=dict(spec.inputs),
-        next_tick_at=utc(upcoming),
+        next_tick_at=utc(upcoming_tick(record, now)),
         last_tick_at=utc(record.cursor),
         recent_firings=[firing_view(f) for f in firings or []],
     )

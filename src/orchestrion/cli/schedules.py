@@ -60,27 +60,20 @@ def _rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[
             ]
 
     async def read() -> list[dict[str, Any]]:
-        from orchestrion.core.ticks import next_tick
-        from orchestrion.definition.schedules import ScheduleSpec
+        from orchestrion.engine.schedules import upcoming_tick
 
         async with engine(db, resume=False) as local:
-            rows = []
-            for record in await local.schedules.all():
-                spec = ScheduleSpec.model_validate(record.spec)
-                upcoming = None
-                if record.state.value == "active":
-                    now = datetime.now(UTC).timestamp()
-                    upcoming = next_tick(spec, max(now, record.cursor or now))
-                rows.append(
-                    {
-                        "id": record.id,
-                        "state": record.state.value,
-                        "schedule": spec.schedule,
-                        "timezone": spec.timezone,
-                        "next_tick_at": upcoming,
-                    }
-                )
-            return rows
+            now = datetime.now(UTC).timestamp()
+            return [
+                {
+                    "id": record.id,
+                    "state": record.state.value,
+                    "schedule": record.spec["schedule"],
+                    "timezone": record.spec["timezone"],
+                    "next_tick_at": upcoming_tick(record, now),
+                }
+                for record in await local.schedules.all()
+            ]
 
     result: list[dict[str, Any]] = run_async(read())
     return result

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from orchestrion.core.ticks import next_tick
+from orchestrion.definition.schedules import ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_definition
 from orchestrion.engine.scheduler import Clock, Scheduler
 from orchestrion.store.base import DefinitionRecord
@@ -19,7 +21,7 @@ from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleSt
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
-__all__ = ["ScheduleVerbs", "start_scheduler"]
+__all__ = ["ScheduleVerbs", "start_scheduler", "upcoming_tick"]
 
 
 class ScheduleVerbs:
@@ -101,3 +103,11 @@ def start_scheduler(engine: Engine) -> Scheduler:
     return engine.schedules.start_scheduler(
         interval=settings.scheduler_interval, lease_seconds=settings.scheduler_lease_seconds
     )
+
+
+def upcoming_tick(record: ScheduleRecord, now: float) -> float | None:
+    """The next tick ``record`` fires: None when it is not active or its window ended."""
+    if record.state is not ScheduleState.ACTIVE:
+        return None
+    spec = ScheduleSpec.model_validate(record.spec)
+    return next_tick(spec, max(now, record.cursor or now))
