@@ -202,3 +202,14 @@ async def test_a_crash_after_recording_or_after_creating_loses_and_doubles_nothi
     assert minutes(await ticks(engine)) == [5, 10]
     assert len(await executions(engine)) == 2
     assert await Scheduler(engine, clock=clock).run_pass() == []
+
+
+async def test_a_tick_whose_inputs_are_refused_is_skipped_not_retried(engine: Engine) -> None:
+    clock = ManualClock(T0)
+    spec = definition({"name": "every5", "schedule": "*/5 * * * *"})
+    spec["inputs"] = {"scope": {"type": "string", "required": True}}
+    await submit_at(engine, spec, T0)
+    clock.at = T0 + 301
+    assert await Scheduler(engine, clock=clock).run_pass() == []
+    (firing,) = await engine.store.list_firings("report:every5")
+    assert firing.status is FiringStatus.SKIPPED and await executions(engine) == []

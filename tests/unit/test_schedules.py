@@ -140,3 +140,27 @@ def test_only_scheduled_triggers_load_without_the_lifecycle_warning() -> None:
     loaded = load_definition(text.format(trigger='      schedule: "0 * * * *"'))
     assert loaded.warnings == []
     assert load_definition(DEFINITION.format(trigger='      schedule: "0 * * * *"')).warnings
+
+
+CANONICAL = """\
+name: report
+inputs:
+  scope: {type: string, required: true}
+triggers:
+  - type: scheduled
+    name: hourly
+    schedule: "0 * * * *"
+    inputs: {scpe: full}
+dag:
+  nodes:
+    - {id: a, handler: noop}
+"""
+
+
+def test_schedule_inputs_are_checked_against_the_declared_ones() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(CANONICAL)
+    found = sorted((issue.line, issue.message) for issue in caught.value.issues)
+    assert found == [(8, "scheduled trigger: unknown input 'scpe'")]
+    (spec,) = scheduled_triggers(load_definition(CANONICAL.replace("scpe", "scope")).spec.triggers)
+    assert spec.inputs == {"scope": "full"}

@@ -131,7 +131,7 @@ def _load(
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
     if spec is not None:
-        for issue, path in schedule_issues(spec.triggers):
+        for issue, path in schedule_issues(spec.triggers, spec.inputs):
             issues.append(locator.canonical(issue, None, path))
     # Past max_problems issues are only counted; locating one may parse the text again.
     room = max(limits.max_problems + 1 - len(issues), 0)

@@ -21,6 +21,7 @@ with the scheduled ones (the loader puts the line on each), ``scheduled_triggers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrion.definition.config_check import describe_pydantic_error
 from orchestrion.definition.durations import Duration
+from orchestrion.definition.model import InputParam
 from orchestrion.errors import DefinitionIssue
 
 __all__ = [
@@ -201,17 +203,39 @@ def _scheduled(triggers: tuple[dict[str, Any], ...]) -> list[tuple[int, dict[str
     ]
 
 
+def _input_issues(
+    index: int, spec: ScheduleSpec, declared: Mapping[str, InputParam]
+) -> list[tuple[DefinitionIssue, tuple[str | int, ...]]]:
+    """Inputs the workflow does not declare (a workflow that declares none takes any): found
+    now rather than at every tick. A required input left out is not refused here (reference
+    004 schedules a workflow with required inputs): its ticks are recorded as skipped."""
+    if not declared:
+        return []
+    where: tuple[str | int, ...] = ("triggers", index, "inputs")
+    return [
+        (
+            DefinitionIssue(f"scheduled trigger: unknown input '{name}'", code="unknown_input"),
+            (*where, name),
+        )
+        for name in spec.inputs
+        if name not in declared
+    ]
+
+
 def schedule_issues(
     triggers: tuple[dict[str, Any], ...],
+    declared: Mapping[str, InputParam] | None = None,
 ) -> list[tuple[DefinitionIssue, tuple[str | int, ...]]]:
     """Every problem of the scheduled triggers, each with its canonical path
-    (``("triggers", 1, "schedule")``), names given twice included."""
+    (``("triggers", 1, "schedule")``): names given twice, and inputs that the workflow's
+    ``declared`` inputs refuse, included."""
     problems: list[tuple[DefinitionIssue, tuple[str | int, ...]]] = []
     seen: set[str] = set()
     for i, entry in _scheduled(triggers):
         spec, found = _parse(i, entry)
         problems.extend(found)
         if spec is not None:
+            problems.extend(_input_issues(i, spec, declared or {}))
             if spec.name in seen:
                 issue = DefinitionIssue(
                     f"scheduled trigger name '{spec.name}' is used twice", code="duplicate_schedule"

@@ -42,9 +42,14 @@ def schedules_of(definition: DefinitionRecord, now: float) -> list[ScheduleRecor
     ]
 
 
-async def sync_definition(store: Store, definition: DefinitionRecord, now: float) -> None:
+async def sync_definition(
+    store: Store,
+    definition: DefinitionRecord,
+    now: float,
+    stored: list[ScheduleRecord] | None = None,
+) -> None:
     """Make the store's schedules of ``definition.name`` those of its newest version (a no-op
-    when ``definition`` is not the newest)."""
+    when ``definition`` is not the newest). ``stored``: the store's schedules, if read already."""
     newest = await store.find_definition(definition.name)
     if newest.id != definition.id:
         return
@@ -52,9 +57,9 @@ async def sync_definition(store: Store, definition: DefinitionRecord, now: float
     for record in wanted:
         await store.sync_schedule(record)
     keep = {record.id for record in wanted}
-    for stored in await store.list_schedules():
-        if stored.definition_name == newest.name and stored.id not in keep:
-            await store.set_schedule_state(stored.id, ScheduleState.DELETED, now)
+    for existing in stored if stored is not None else await store.list_schedules():
+        if existing.definition_name == newest.name and existing.id not in keep:
+            await store.set_schedule_state(existing.id, ScheduleState.DELETED, now)
 
 
 async def sync_all(store: Store, now: float) -> None:
@@ -67,5 +72,6 @@ async def sync_all(store: Store, now: float) -> None:
         if len(page) < _PAGE:
             break
         offset += _PAGE
+    stored = await store.list_schedules()
     for name in names:
-        await sync_definition(store, await store.find_definition(name), now)
+        await sync_definition(store, await store.find_definition(name), now, stored)
