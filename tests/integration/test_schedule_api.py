@@ -1,0 +1,76 @@
+"""``/v1/schedules`` in process through ``AsyncClient``: the verbs, roles, and bad ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrion.api.app import create_app
+from orchestrion.client import ApiError, AsyncClient, Forbidden, NotFound
+from orchestrion.client.schedules import Schedule, ScheduleFiring
+from orchestrion.engine.facade import Engine
+from orchestrion.settings import Settings
+
+FLOW = {
+    "name": "report",
+    "triggers": [{"type": "scheduled", "name": "nightly", "schedule": "0 2 * * *"}],
+    "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+}
+KEYS = "op-key:operator,view-key:viewer"
+
+
+@pytest.fixture
+async def clients(tmp_path: Path) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
+    async with AsyncExitStack() as stack:
+        config = Settings(
+            database_url=f"sqlite:///{tmp_path / 'api.db'}",
+            api_keys=KEYS,
+            rate_limit_per_second=0,
+            rate_limit_burst=0,
+        )
+        engine = await stack.enter_async_context(Engine(settings=config))
+        app = create_app(engine=engine, settings=config)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        await engine.submit(FLOW)
+        transport = httpx.ASGITransport(app=app)
+        made = [
+            await stack.enter_async_context(
+                AsyncClient("http://orchestrion.test", api_key=key, transport=transport)
+            )
+            for key in ("op-key", "view-key")
+        ]
+        yield made[0], made[1]
+
+
+async def test_the_verbs_through_the_client(clients: tuple[AsyncClient, AsyncClient]) -> None:
+    operator, viewer = clients
+    (listed,) = await viewer.schedules()
+    assert (listed.id, listed.state, listed.schedule) == ("report:nightly", "active", "0 2 * * *")
+    assert listed.next_tick_at is not None
+    paused = await operator.schedule_action("report:nightly", "pause")
+    assert isinstance(paused, Schedule) and paused.state == "paused"
+    assert paused.next_tick_at is None
+    fired = await operator.schedule_action("report:nightly", "trigger")
+    assert isinstance(fired, ScheduleFiring) and fired.status == "pending"
+    shown = await viewer.schedule("report:nightly")
+    assert [f.status for f in shown.recent_firings] == ["pending"]
+    assert (await operator.schedule_action("report:nightly", "resume")).state == "active"
+    assert (await operator.schedule_action("report:nightly", "delete")).state == "deleted"
+    assert await viewer.schedules() == []
+
+
+async def test_roles_and_unknown_ids(clients: tuple[AsyncClient, AsyncClient]) -> None:
+    operator, viewer = clients
+    with pytest.raises(Forbidden):
+        await viewer.schedule_action("report:nightly", "pause")
+    for bad in ("nope:nothing", "x" * 300, "report:nightly/../x"):
+        with pytest.raises(NotFound):
+            await operator.schedule_action(bad, "trigger")
+    with pytest.raises(ApiError, match="control characters"):  # refused before any route
+        await operator.schedule_action("report:nightly\u0000", "pause")
+    with pytest.raises(ValueError, match="unknown schedule verb"):
+        await operator.schedule_action("report:nightly", "explode")
