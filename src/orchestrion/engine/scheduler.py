@@ -146,15 +146,14 @@ class Scheduler:
         if record.cursor is None:
             # New: ticks from its creation on are owed (catch-up applies to them too).
             record.cursor = min(record.created_at, now)
-        if record.state is ScheduleState.PAUSED:
-            await store.record_firings(record.id, now, [])  # ticks pass without firing
-            return
-        plan = plan_ticks(
-            record.id, ScheduleSpec.model_validate(record.spec), record.cursor, now, self.grace
-        )
-        if plan.fire or plan.cursor is not None:
-            firings = [FiringRecord(record.id, tick, recorded_at=now) for tick in plan.fire]
-            await store.record_firings(record.id, plan.cursor, firings)
+        spec = ScheduleSpec.model_validate(record.spec)
+        plan = plan_ticks(record.id, spec, record.cursor, now, self.grace)
+        if plan.cursor is None:
+            return  # no tick since the last pass
+        # Paused: the ticks pass without firing (they are not owed on resume).
+        fire = [] if record.state is ScheduleState.PAUSED else plan.fire
+        firings = [FiringRecord(record.id, tick, recorded_at=now) for tick in fire]
+        await store.record_firings(record.id, plan.cursor, firings)
 
     async def _start_pending(self, schedules: dict[str, ScheduleRecord]) -> list[str]:
         store, started = self.engine.store, []
