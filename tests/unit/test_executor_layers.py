@@ -100,3 +100,25 @@ async def test_errors_pass_through_the_layers_on_both_paths() -> None:
     failures = [event for event in events if isinstance(event, NodeFailed)]
     assert len(failures) == 2
     assert all(f.error.message.endswith("<inner> <outer>") for f in failures)
+
+
+class OnlyFor(Recorder):
+    """A recorder whose output has work for one handler only."""
+
+    __slots__ = ()
+
+    def has_work_for(self, spec: HandlerSpec) -> bool:
+        return spec.name == "inline"
+
+
+async def test_a_layer_without_work_for_a_handler_leaves_its_outputs_alone() -> None:
+    inline = HandlerSpec("inline", run_of(_answer), run_now=_answer)
+    other = HandlerSpec("other", run_of(_answer), run_now=_answer)
+    events: list[Event] = []
+    registry = HandlerRegistry([*builtin_specs(), inline, other])
+    executor = NodeExecutor(registry, Resources(Controls.unrestricted()))
+    executor.stack = Stack([OnlyFor("only", [])])
+    for handler in ("inline", "other", "inline"):
+        assert executor.run_now(_task(handler), lambda _e, event: events.append(event))
+    outputs = [event.output for event in events if isinstance(event, NodeSucceeded)]
+    assert outputs == [{"ok": True, "by": ["only"]}, {"ok": True}, {"ok": True, "by": ["only"]}]

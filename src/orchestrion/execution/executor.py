@@ -22,7 +22,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import (
     CompensationFailed,
@@ -36,6 +36,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.core.reasons import SkipReason
 from orchestrion.core.task_kinds import TaskKind
+from orchestrion.core.trust_level import Trust
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound
 from orchestrion.execution.enforce import attempt_resources
@@ -120,16 +121,18 @@ class NodeExecutor:
                 # event loop goes on (the thread gets the attempt's context: template limits
                 # and log fields). A ``run_now`` handler (a condition and its cases) finishes
                 # there too: it has no effect outside the engine.
-                attempt = await off_loop(self._prepare, task, None, task.kind == TaskKind.RUN)
+                attempt = await off_loop(self._prepare, task, task.kind == TaskKind.RUN)
             else:
-                attempt = self._prepare(task, None, False)
-            if attempt is not None and attempt.output is LATER:
+                attempt = self._prepare(task, False)
+            if attempt is None:
+                return self._settle(task, None, None)
+            if attempt.output is LATER:
                 attempt.output = await self.stack.call(attempt)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             return self._failed(task, exc)
-        return self._settle(task, attempt)
+        return self._settle(task, attempt.spec, attempt.output)
 
     # ------------------------------------------------------------------ inline
 
@@ -170,21 +173,41 @@ class NodeExecutor:
         return True
 
     def _now(self, task: TaskMessage, spec: HandlerSpec) -> Event | None:
+        # No ``Attempt`` here: it is what the awaited call of ``execute`` takes.
+        run_now = spec.run_now
+        assert run_now is not None  # run_now checked it
         try:
-            attempt = self._prepare(task, spec, True)
+            begun = self._begin(task, spec)
+            if begun is None:
+                return self._settle(task, None, None)
+            _, config, ctx = begun
+            output = run_now(ctx, config)
         except Exception as exc:  # not BaseException: this runs in the engine's own loop
             return self._failed(task, exc)
-        if attempt is not None and attempt.output is LATER:
+        if output is LATER:
             return None
-        return self._settle(task, attempt)
+        return self._settle(task, spec, output)
 
     # ------------------------------------------------------------------ the one path
 
-    def _prepare(self, task: TaskMessage, spec: HandlerSpec | None, finish: bool) -> Attempt | None:
+    def _prepare(self, task: TaskMessage, finish: bool) -> Attempt | None:
+        """The attempt of ``execute`` up to its handler (None when ``when:`` is false), with
+        ``finish`` the output of the handler's ``run_now`` (else ``LATER``)."""
+        begun = self._begin(task, None)
+        if begun is None:
+            return None
+        spec, config, ctx = begun
+        run_now = spec.run_now
+        output = run_now(ctx, config) if finish and run_now is not None else LATER
+        return Attempt(task, spec, config, ctx, output)
+
+    def _begin(
+        self, task: TaskMessage, spec: HandlerSpec | None
+    ) -> tuple[HandlerSpec, Any, NodeContext] | None:
         """The attempt up to its handler: the layers' checks, ``when:`` (None when it is
-        false), the rendered and validated config, its context, and with ``finish`` the output
-        of the handler's ``run_now`` (else ``LATER``)."""
-        self.stack.check(task)
+        false), the rendered and validated config and its context."""
+        for check in self.stack.checks:
+            check(task)
         context = build_context(
             task.inputs,
             task.outputs,
@@ -203,8 +226,13 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
-        # The stricter of this process's trust and the execution's, for this attempt only.
-        resources = attempt_resources(self.resources, task.trust)
+        # The stricter of this process's trust and the execution's, for this attempt only
+        # (``Trust.of``: only exactly ``trusted`` is trusted; compared here, every attempt).
+        resources = (
+            self.resources
+            if task.trust == Trust.TRUSTED
+            else attempt_resources(self.resources, task.trust)
+        )
         config = (
             spec.config_model.model_validate(
                 rendered, context=validation_context(resources.controls)
@@ -226,16 +254,14 @@ class NodeExecutor:
             classification=task.classification,
             wait_result=task.wait_result,
         )
-        run_now = spec.run_now
-        output = run_now(ctx, config) if finish and run_now is not None else LATER
-        return Attempt(task, spec, config, ctx, output)
+        return spec, config, ctx
 
-    def _settle(self, task: TaskMessage, attempt: Attempt | None) -> Event:
-        """The event of an attempt that has its output (None: its condition was false)."""
+    def _settle(self, task: TaskMessage, spec: HandlerSpec | None, output: Any) -> Event:
+        """The event of an attempt of ``spec`` that has its ``output`` (no spec: its
+        condition was false)."""
         now = time.time()
-        if attempt is None:
+        if spec is None:
             return NodeSkipped(task.node_id, task.attempt, now, SkipReason.CONDITION_FALSE)
-        output = attempt.output
         if isinstance(output, Wait) and task.kind == TaskKind.RUN:
             return NodeWaiting(
                 task.node_id, task.attempt, now, output.reason, output.wake_at, output.data
@@ -245,7 +271,7 @@ class NodeExecutor:
                 check_serialisable(task.node_id, output)
             except Exception as exc:
                 return self._failed(task, exc)
-        output = self.stack.output(task, output)
+        output = self.stack.output(task, output, spec)
         if task.kind == TaskKind.RUN:
             return NodeSucceeded(task.node_id, task.attempt, now, output)
         return CompensationSucceeded(task.node_id, now, output)

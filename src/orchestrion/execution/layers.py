@@ -12,10 +12,14 @@ middleware does. The executor runs every attempt, inline (``run_now``) or in a t
 - ``call``: around the awaited handler call (an inline ``run_now`` has nothing to await:
   no timeout can run out and no circuit guards it); ``proceed`` is the rest of the stack;
 - ``output`` / ``error``: what the attempt's output and error become before they are
-  reported.
+  reported;
+- ``has_work_for``: whether the layer's ``output`` can change anything for attempts of a
+  handler, decided once per handler (a process without secrets scrubs nothing from a
+  handler that calls no llm provider).
 
 ``Stack`` sorts the layers by the hooks they override and builds the chain of ``call`` once,
-so that an attempt pays nothing for a hook no layer has.
+and the outputs of each handler the first time it reports one, so that an attempt pays
+nothing for a hook no layer has, or that has no work for its handler.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Attempt:
 
 
 Proceed = Callable[[Attempt], Awaitable[Any]]
+OutputHook = Callable[[TaskMessage, Any], Any]
 
 
 class Layer:
@@ -73,6 +78,11 @@ class Layer:
     def error(self, task: TaskMessage, info: ErrorInfo) -> ErrorInfo:
         return info
 
+    def has_work_for(self, spec: HandlerSpec) -> bool:
+        """Whether ``output`` may change the output of an attempt of ``spec``; False only
+        when it never does for such attempts, whatever their task."""
+        return True
+
 
 async def _handler_call(attempt: Attempt) -> Any:
     return await attempt.spec.run(attempt.ctx, attempt.config)
@@ -85,20 +95,32 @@ def _overrides(layer: Layer, hook: str) -> bool:
 class Stack:
     """``layers``, outermost first, composed once: what the executor runs each attempt in."""
 
-    __slots__ = ("_checks", "_enters", "_errors", "_leaves", "_outputs", "call", "layers")
+    __slots__ = (
+        "_by_handler",
+        "_enters",
+        "_errors",
+        "_leaves",
+        "_outputs",
+        "call",
+        "checks",
+        "layers",
+    )
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         self.layers = tuple(layers)
         scoped = [layer for layer in self.layers if _overrides(layer, "enter")]
         self._enters = tuple(layer.enter for layer in scoped)
         self._leaves = tuple(layer.leave for layer in reversed(scoped))
-        self._checks = tuple(layer.check for layer in self.layers if _overrides(layer, "check"))
+        # Public: the executor runs them itself (usually none: no call at all then).
+        self.checks = tuple(layer.check for layer in self.layers if _overrides(layer, "check"))
         self._outputs = tuple(
-            layer.output for layer in reversed(self.layers) if _overrides(layer, "output")
+            layer for layer in reversed(self.layers) if _overrides(layer, "output")
         )
         self._errors = tuple(
             layer.error for layer in reversed(self.layers) if _overrides(layer, "error")
         )
+        # handler name -> (its spec, the outputs of the layers with work for it)
+        self._by_handler: dict[str, tuple[HandlerSpec, tuple[OutputHook, ...]]] = {}
         call: Proceed = _handler_call
         for layer in reversed(self.layers):
             if _overrides(layer, "call"):
@@ -114,11 +136,16 @@ class Stack:
             leave(token)
 
     def check(self, task: TaskMessage) -> None:
-        for check in self._checks:
+        for check in self.checks:
             check(task)
 
-    def output(self, task: TaskMessage, output: Any) -> Any:
-        for layer_output in self._outputs:
+    def output(self, task: TaskMessage, output: Any, spec: HandlerSpec) -> Any:
+        """``output`` of an attempt of ``spec`` as the layers with work for it leave it."""
+        planned = self._by_handler.get(spec.name)
+        if planned is None or planned[0] is not spec:  # first seen, or registered anew
+            hooks = tuple(layer.output for layer in self._outputs if layer.has_work_for(spec))
+            planned = self._by_handler[spec.name] = (spec, hooks)
+        for layer_output in planned[1]:
             output = layer_output(task, output)
         return output
 

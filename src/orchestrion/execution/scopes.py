@@ -6,14 +6,13 @@ in (``templates/threads.py``) and are the caller's again once it ends.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.execution.layers import Layer
 from orchestrion.handlers.resources import Resources
 from orchestrion.logcontext import node_fields
-from orchestrion.templates.rendering import template_limits
+from orchestrion.templates.rendering import enter_template_limits, leave_template_limits
 
 __all__ = ["LogContext", "TemplateLimitsInForce"]
 
@@ -49,10 +48,8 @@ class TemplateLimitsInForce(Layer):
         self.resources = resources
 
     def enter(self, task: TaskMessage) -> Any:
-        limits = self.resources.controls.template_limits
-        scope: contextlib.AbstractContextManager[None] = template_limits(limits)
-        scope.__enter__()
-        return scope
+        # Two plain calls rather than a context manager: every attempt enters this scope.
+        return enter_template_limits(self.resources.controls.template_limits)
 
     def leave(self, token: Any) -> None:
-        token.__exit__(None, None, None)
+        leave_template_limits(token)

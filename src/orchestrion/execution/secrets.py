@@ -23,6 +23,7 @@ from orchestrion.execution.layers import Attempt, Layer, Proceed
 from orchestrion.governance.secret_routes import Routing, sending
 from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.governance.trust import Trust
+from orchestrion.handlers.base import HandlerSpec
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.handlers.resources import Resources
 
@@ -109,6 +110,10 @@ class Scrubbing(Layer):
         if message == info.message and tb == info.traceback:
             return info
         return replace(info, message=message, traceback=tb)
+
+    def has_work_for(self, spec: HandlerSpec) -> bool:
+        # Nothing to scrub ever, without secrets, from a handler that calls no provider.
+        return bool(self._scrubber) or spec.name in _PROVIDER_HANDLERS
 
     def _scrubber_for(self, task: TaskMessage) -> Scrubber | None:
         """What to scrub from the attempt's output and error: the secrets when its config

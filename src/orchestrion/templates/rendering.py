@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -47,9 +47,11 @@ __all__ = [
     "build_context",
     "condition_references",
     "condition_truth",
+    "enter_template_limits",
     "evaluate_condition",
     "expression_source",
     "is_template",
+    "leave_template_limits",
     "node_expression",
     "render_value",
     "template_errors",
@@ -240,6 +242,21 @@ class _LimitsInForce:
 
 
 _UNCHANGED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def enter_template_limits(limits: TemplateLimits | None) -> Token[TemplateLimits] | None:
+    """``template_limits`` without a context manager, for a scope entered and left by two
+    calls (an attempt's layers): what ``leave_template_limits`` needs; None when ``limits``
+    are those in force already (the common case: nothing to set, nothing to reset)."""
+    if limits is None or limits == _LIMITS.get():
+        return None
+    return _LIMITS.set(limits)
+
+
+def leave_template_limits(token: Token[TemplateLimits] | None) -> None:
+    """Put back the limits in force before ``enter_template_limits`` gave ``token``."""
+    if token is not None:
+        _LIMITS.reset(token)
 
 
 # --------------------------------------------------------------------------- analysis
