@@ -95,7 +95,7 @@ class SQLJournal(SQLDriver[C]):
         for chunk in self._chunks(list(ids)):
             cond, params = self._in_list("id", chunk)
             sql = f"SELECT id, owner FROM executions WHERE {cond}{self.LOCK_ROWS}"
-            held_by.update((row[0], row[1]) for row in await tx.rows(sql, params))
+            held_by.update({row[0]: row[1] for row in await tx.rows(sql, params)})
         if len(held_by) != len(ids):
             missing = ", ".join(sorted(ids - held_by.keys()))
             raise StoreError(f"commit refers to unknown executions: {missing}")

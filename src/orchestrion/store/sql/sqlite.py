@@ -11,6 +11,7 @@ a hop to a thread would be. WAL checkpoints run on a thread of their own (``chec
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -72,6 +73,14 @@ _DROP_STALE_MARKS = (
 _FINAL = sql_list([s.value for s in FINAL_EXECUTION_STATES])
 
 
+@functools.lru_cache(maxsize=64)
+def _in_names(count: int) -> tuple[tuple[str, ...], str]:
+    """The parameter names of an IN list of ``count`` values, and its ``:in0, ...`` text:
+    made once per length (a journal read by event types asks for the same one each time)."""
+    names = tuple(f"in{i}" for i in range(count))
+    return names, marks(", ".join(names))
+
+
 def url_to_sqlite_path(url: str) -> str:
     """The file path in ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
     prefix = "sqlite:///"
@@ -107,7 +116,8 @@ class _Held:
     """The store's connection held exclusively: ``async with store._connection() as conn``.
 
     Driver errors in the block come out as ``StoreError``. A class rather than a generator
-    context manager for the same reason as ``_Transaction``: every read takes one.
+    context manager for the same reason as ``_Transaction``: every read takes one. It keeps
+    no state of its own, so the store makes one and hands it to every ``async with``.
     """
 
     __slots__ = ("_store",)
@@ -127,7 +137,10 @@ class _Held:
     async def __aexit__(
         self, _kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
     ) -> None:
-        self._release(exc)
+        store = self._store  # ``_release``, inline: every read leaves this way
+        store._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"SQLite store {store.path}: {exc}") from exc
 
     def _release(self, exc: BaseException | None) -> None:
         store = self._store
@@ -196,6 +209,8 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
         # check_same_thread=False lets other threads (a server, a CLI helper) share the
         # connection; the lock keeps their statements and transactions from interleaving.
         self._lock = threading.Lock()
+        self._held = _Held(self)  # stateless: one for every read and every transaction
+        self._writing = _Transaction(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,16 +269,16 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
                 conn.raw.close()
 
     def _connection(self) -> _Held:
-        return _Held(self)
+        return self._held
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self)
+        return self._writing
 
     # ------------------------------------------------------------------ dialect hooks
 
     def _in_list(self, column: str, values: list[str]) -> tuple[str, dict[str, Any]]:
-        names = [f"in{i}" for i in range(len(values))]
-        return f"{column} IN ({marks(', '.join(names))})", dict(zip(names, values, strict=True))
+        names, placeholders = _in_names(len(values))
+        return f"{column} IN ({placeholders})", dict(zip(names, values, strict=True))
 
     def _chunks(self, values: list[str]) -> Iterator[list[str]]:
         for start in range(0, len(values), _CHUNK):
