@@ -151,10 +151,12 @@ class Definitions:
         self, compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]] | None
     ) -> dict[str, dict[str, Any]]:
         """Overrides naming known nodes, each patched config fitting its handler's schema."""
+        if not overrides:  # nothing to check: no need to build the policy's controls
+            return {}
         engine = self._engine
         return check_overrides(
             compiled,
-            overrides or {},
+            overrides,
             self.limits.max_problems,
             registry=engine.registry,
             context=enforce.validation_context(engine.governance),

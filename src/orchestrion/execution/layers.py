@@ -25,6 +25,8 @@ nothing for a hook no layer has, or that has no work for its handler.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -129,7 +131,8 @@ class Stack:
 
     def enter(self, task: TaskMessage) -> list[Any]:
         """Enter every scope of ``task``'s attempt; what ``leave`` needs to leave them."""
-        return [enter(task) for enter in self._enters]
+        # map, not a comprehension: no frame of its own, on every attempt.
+        return list(map(operator.call, self._enters, itertools.repeat(task)))
 
     def leave(self, tokens: list[Any]) -> None:
         for leave, token in zip(self._leaves, reversed(tokens), strict=True):
