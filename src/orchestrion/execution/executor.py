@@ -7,9 +7,11 @@ and never lets an exception escape, except cancellation.
 Every attempt takes one path, whether the engine runs it inline (``run_now``: a handler with
 nothing to wait for, inside the engine's turn) or in a task of its own (``execute``): the
 layers' scopes are entered and their checks run (``execution/layers.py``), the config is
-rendered and validated (``_prepare``), the handler is called (its ``run_now`` inline, its
+rendered and validated (``_begin``), the handler is called (its ``run_now`` inline, its
 ``run`` awaited through the layers' ``call``), and the output or error is settled into an
-event through the layers' ``output`` and ``error`` (``_settle``, ``_failed``).
+event through the layers' ``output`` (those with work for the handler) and ``error``
+(``_settle``, ``_failed``). The inline path allocates no ``Attempt``: only an awaited call
+needs one.
 
 The layers are composed once per process, from the resources and secrets the executor is
 given (``standard_layers``): none of them is optional but the circuit breaker, which a
