@@ -219,35 +219,10 @@ _LIMITS: ContextVar[TemplateLimits] = ContextVar(
 )
 
 
-def template_limits(limits: TemplateLimits | None) -> contextlib.AbstractContextManager[None]:
-    """Render with ``limits`` inside the block (``None``: keep those in force)."""
-    if limits is None or limits == _LIMITS.get():
-        return _UNCHANGED  # the common case, every attempt: nothing to set or reset
-    return _LimitsInForce(limits)
-
-
-class _LimitsInForce:
-    """``template_limits`` for limits other than those in force."""
-
-    __slots__ = ("_limits", "_token")
-
-    def __init__(self, limits: TemplateLimits) -> None:
-        self._limits = limits
-
-    def __enter__(self) -> None:
-        self._token = _LIMITS.set(self._limits)
-
-    def __exit__(self, *_exc: object) -> None:
-        _LIMITS.reset(self._token)
-
-
-_UNCHANGED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-
-
 def enter_template_limits(limits: TemplateLimits | None) -> Token[TemplateLimits] | None:
-    """``template_limits`` without a context manager, for a scope entered and left by two
-    calls (an attempt's layers): what ``leave_template_limits`` needs; None when ``limits``
-    are those in force already (the common case: nothing to set, nothing to reset)."""
+    """Render with ``limits`` from now on (``None``: keep those in force), for a scope
+    entered and left by two calls (an attempt's layers); what ``leave_template_limits``
+    needs: None when they are in force already (the common case: nothing to reset)."""
     if limits is None or limits == _LIMITS.get():
         return None
     return _LIMITS.set(limits)
@@ -257,6 +232,16 @@ def leave_template_limits(token: Token[TemplateLimits] | None) -> None:
     """Put back the limits in force before ``enter_template_limits`` gave ``token``."""
     if token is not None:
         _LIMITS.reset(token)
+
+
+@contextlib.contextmanager
+def template_limits(limits: TemplateLimits | None) -> Iterator[None]:
+    """Render with ``limits`` inside the block (``None``: keep those in force)."""
+    token = enter_template_limits(limits)
+    try:
+        yield
+    finally:
+        leave_template_limits(token)
 
 
 # --------------------------------------------------------------------------- analysis
