@@ -31,6 +31,9 @@ BIN = Path(sys.executable).parent
 NOT_RUN = {
     "orchestrion migrate": "the scale-out processes need PostgreSQL, Redis and docker; "
     "tests/e2e/test_topology.py runs them",
+    "orchestrion serve --port 8000 --db state.db &": "a schedule firing every 10 s in the "
+    "background; tests/e2e/test_schedules_server.py runs the same commands on an "
+    "every-second schedule",
 }
 NOT_RUN_LINES = {
     "./scripts/test": "the whole suite: CI runs it on its own",
@@ -132,7 +135,9 @@ def test_the_success_criteria_example_runs_as_written(env: dict[str, str]) -> No
 def test_the_service_walk_through_runs_as_written_against_a_real_server(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    serve_line = _commands(_block("orchestrion serve"))[0].split("#")[0]
+    walk_through = [b for b in BLOCKS if _first(b) == "orchestrion serve --port 8000 --db state.db"]
+    assert len(walk_through) == 1, [_first(b) for b in BLOCKS]
+    serve_line = _commands(walk_through[0])[0].split("#")[0]
     assert serve_line.split()[:2] == ["orchestrion", "serve"]
     server = Server(tmp_path, tmp_path / "state.db", env)
     port = server.port
