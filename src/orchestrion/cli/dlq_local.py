@@ -221,37 +221,25 @@ async def node_show(engine: Engine, entry_id: str) -> DeadLetter:
 async def node_retry(engine: Engine, entry_id: str) -> DeadLetterAction:
     """Rerun the node's execution from it, here, until it ends or waits for a person."""
     from orchestrion.client import DeadLetterAction
+    from orchestrion.cluster.dlq_actions import LetterAction
     from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     node = await ExhaustedNodes(engine.store).get(entry_id)
     await engine.retry(node.execution_id, from_node=node.node_id)
     result = await engine.settle(node.execution_id)
-    return DeadLetterAction(
-        id=entry_id,
-        action="retried",
-        stream="",
-        execution_id=node.execution_id,
-        node_id=node.node_id,
-        attempt=node.attempt,
-        message=f"execution {node.execution_id} re-run from node {node.node_id}: "
-        f"{result.status.value}",
-    )
+    message = f"execution {node.execution_id} re-run from node {node.node_id}: "
+    action = LetterAction.of_node(entry_id, "retried", node, message + result.status.value)
+    return DeadLetterAction(**asdict(action))
 
 
 async def node_drop(engine: Engine, entry_id: str) -> DeadLetterAction:
     from orchestrion.client import DeadLetterAction
+    from orchestrion.cluster.dlq_actions import LetterAction
     from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     node = await ExhaustedNodes(engine.store).drop(entry_id)
-    return DeadLetterAction(
-        id=entry_id,
-        action="dropped",
-        stream="",
-        execution_id=node.execution_id,
-        node_id=node.node_id,
-        attempt=node.attempt,
-        message=f"node {node.node_id} of execution {node.execution_id} is recorded as handled",
-    )
+    message = f"node {node.node_id} of execution {node.execution_id} is recorded as handled"
+    return DeadLetterAction(**asdict(LetterAction.of_node(entry_id, "dropped", node, message)))
 
 
 async def _task_page(dlq: DeadLetters, limit: int, after: str | None) -> DeadLetterPage:

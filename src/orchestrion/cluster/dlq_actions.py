@@ -7,6 +7,7 @@ Both surfaces act on the dead letter queue through these two functions and show 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from orchestrion.cluster.dlq import DeadLetters
 from orchestrion.errors import NotRetryable
@@ -27,6 +28,19 @@ class LetterAction:
     node_id: str | None
     attempt: int | None
     message: str
+
+    @classmethod
+    def of_node(cls, entry_id: str, action: str, node: _NodeLetter, message: str) -> LetterAction:
+        """The answer for a node that exhausted its retries (no stream: it is in the store)."""
+        return cls(
+            entry_id, action, "", None, node.execution_id, node.node_id, node.attempt, message
+        )
+
+
+class _NodeLetter(Protocol):
+    execution_id: str
+    node_id: str
+    attempt: int
 
 
 async def retry_letter(dlq: DeadLetters, entry_id: str) -> LetterAction:

@@ -36,7 +36,7 @@ from orchestrion.api.params import instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import ADMIN, Ctx
 from orchestrion.cluster.dlq import DeadLetter, DeadLetters
-from orchestrion.cluster.dlq_actions import NotRetryable, drop_letter, retry_letter
+from orchestrion.cluster.dlq_actions import LetterAction, NotRetryable, drop_letter, retry_letter
 from orchestrion.engine.dead_nodes import NODE_ENTRY, ExhaustedNode
 from orchestrion.errors import DispatchError
 
@@ -240,15 +240,8 @@ async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetter
     if NODE_ENTRY.match(entry_id):
         node = await ctx.engine.reads.dead_nodes().get(entry_id)
         await ctx.engine.retry(node.execution_id, from_node=node.node_id)
-        return DeadLetterAction(
-            id=entry_id,
-            action="retried",
-            stream="",
-            execution_id=node.execution_id,
-            node_id=node.node_id,
-            attempt=node.attempt,
-            message=f"Execution {node.execution_id} re-run from node {node.node_id}",
-        )
+        message = f"Execution {node.execution_id} re-run from node {node.node_id}"
+        return DeadLetterAction(**asdict(LetterAction.of_node(entry_id, "retried", node, message)))
     tasks = _task_dlq(dlq, entry_id)
     async with _redis():
         try:
@@ -269,16 +262,11 @@ async def retry_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetter
 async def drop_dead_letter(ctx: Ctx, entry_id: EntryId, dlq: Dlq) -> DeadLetterAction:
     if NODE_ENTRY.match(entry_id):
         node = await ctx.engine.reads.dead_nodes().drop(entry_id)
-        return DeadLetterAction(
-            id=entry_id,
-            action="dropped",
-            stream="",
-            execution_id=node.execution_id,
-            node_id=node.node_id,
-            attempt=node.attempt,
-            message=f"Dead letter dropped: node {node.node_id} of execution "
-            f"{node.execution_id} is recorded as handled",
+        message = (
+            f"Dead letter dropped: node {node.node_id} of execution {node.execution_id}"
+            " is recorded as handled"
         )
+        return DeadLetterAction(**asdict(LetterAction.of_node(entry_id, "dropped", node, message)))
     tasks = _task_dlq(dlq, entry_id)
     async with _redis():
         action = await drop_letter(tasks, entry_id)
