@@ -258,6 +258,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_env("log_level", "LOG_LEVEL", "APP_LOG_LEVEL")
     )
+    # execution/log_capture.py: what a node attempt's captured log lines may take
+    node_log_max_lines: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="log lines kept per node attempt (more are counted, and a last line says"
+        " how many were left out); 0: node log lines are not captured",
+    )
+    node_log_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="bytes of log message kept per node attempt (0: not captured)",
+    )
     # One default for every process that logs (serve, orchestrator, worker, reaper, up).
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=_env("log_format", "LOG_FORMAT")

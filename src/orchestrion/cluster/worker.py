@@ -57,6 +57,7 @@ from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import OrchestrionError
 from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
+from orchestrion.execution.log_capture import log_limits
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry
@@ -161,7 +162,11 @@ class Worker:
             url_policy=lambda: self.governance.url_policy,
         )
         self._executor = NodeExecutor(
-            self.registry, self._resources, self._secrets, circuits=self._breakers
+            self.registry,
+            self._resources,
+            self._secrets,
+            circuits=self._breakers,
+            logs=log_limits(self.settings, self.governance.masker),
         )
         self._stopping.clear()
         with queue_errors():

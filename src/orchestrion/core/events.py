@@ -33,6 +33,7 @@ __all__ = [
     "ExecutionTimedOut",
     "JudgeCriteria",
     "NodeFailed",
+    "NodeLogged",
     "NodeSkipped",
     "NodeStarted",
     "NodeSucceeded",
@@ -152,6 +153,18 @@ class NodeWaiting:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeLogged:
+    """Log lines the attempt wrote, in order (``execution/log_capture.py``): each a dict of
+    ``at``, ``level``, ``logger`` and ``message``. Not a state change: the machine never sees
+    it; the engine stores the lines with the turn's commit."""
+
+    node: str
+    attempt: int
+    at: float
+    lines: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WaitResolved:
     """A waiting node's wait ended (approved, timer fired): it completes or fails."""
 
@@ -232,6 +245,7 @@ Event = (
     | NodeFailed
     | NodeSkipped
     | NodeWaiting
+    | NodeLogged
     | WaitResolved
     | TimerFired
     | CancelRequested

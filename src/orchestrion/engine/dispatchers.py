@@ -66,6 +66,7 @@ def _local_dispatcher(
 ) -> Dispatcher:
     from orchestrion.execution.executor import NodeExecutor
     from orchestrion.execution.local import LocalDispatcher
+    from orchestrion.execution.log_capture import log_limits
     from orchestrion.handlers.resources import Children
 
     def http_client() -> httpx.AsyncClient:
@@ -83,7 +84,12 @@ def _local_dispatcher(
     resources.http_factory = http_client
     resources.children = Children(children.start, children.await_child)
     resources.progress = report_progress
-    executor = NodeExecutor(engine.registry, resources, load_secrets(engine.settings))
+    executor = NodeExecutor(
+        engine.registry,
+        resources,
+        load_secrets(engine.settings),
+        logs=log_limits(engine.settings, engine.governance.masker),
+    )
     return LocalDispatcher(executor, engine.concurrency)
 
 

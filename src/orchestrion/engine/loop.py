@@ -22,6 +22,7 @@ from orchestrion.core.events import (
     Event,
     ExecutionFinished,
     JudgeCriteria,
+    NodeLogged,
     Record,
     RunCompensation,
     ScheduleTimer,
@@ -221,7 +222,12 @@ class EngineLoop:
                         ExecutionError(f"execution {item.execution_id} is not driven here")
                     )
                 continue  # a late result for an execution that already ended
-            step = live.machine.apply(item.event)
+            event = item.event
+            if type(event) is NodeLogged:  # lines, not a state change: stored, not applied
+                batch.logs.append((item.execution_id, event))
+                touched.setdefault(item.execution_id, [])
+                continue
+            step = live.machine.apply(event)
             self.absorb(live, step, batch, actions, item.cause, touched)
         if actions and engine.settings.inline_attempts:
             self._run_inline(batch, actions, touched)
@@ -314,6 +320,9 @@ class EngineLoop:
             ran.add(i - 1)
             cause = live.queued_event.get(command.node)
             for event in events:
+                if type(event) is NodeLogged:
+                    batch.logs.append((live.record.id, event))
+                    continue
                 self.absorb(live, live.machine.apply(event), batch, actions, cause, touched)
         if ran:
             actions[:] = [action for j, action in enumerate(actions) if j not in ran]

@@ -16,6 +16,8 @@ from orchestrion.store.base import (
     DefinitionRecord,
     EventRecord,
     ExecutionRecord,
+    LogFilter,
+    LogLineRecord,
     NodeRunRecord,
     Store,
 )
@@ -48,6 +50,10 @@ class EngineReads:
         """Journal events after sequence number ``after``, oldest first: of one execution,
         or of all of them (``None``), optionally only those of ``types``."""
         return await self._store().list_events(execution_id, after, limit, types)
+
+    async def node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
+        """Log lines node attempts of one execution wrote (``LogFilter``), oldest first."""
+        return await self._store().list_node_logs(flt)
 
     async def definition(self, definition_id: str) -> DefinitionRecord:
         """A stored definition version by id; ``ExecutionNotFound`` for an unknown one."""

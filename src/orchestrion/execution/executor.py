@@ -44,6 +44,14 @@ from orchestrion.errors import HandlerNotFound
 from orchestrion.execution.enforce import attempt_resources
 from orchestrion.execution.failures import check_serialisable, classify
 from orchestrion.execution.layers import Attempt, Layer, Stack
+from orchestrion.execution.log_capture import (
+    INLINE_PENDING,
+    AttemptLog,
+    LogLimits,
+    capturing,
+    install,
+    take_inline,
+)
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
 from orchestrion.execution.timeout import Timeout
@@ -85,7 +93,9 @@ class NodeExecutor:
     """Executes ``TaskMessage``s against a handler registry and reports events to a sink.
 
     ``resources`` carry the policy's controls (a process cannot be built without them);
-    ``circuits``, when given, guard calls to downstream hosts with shared circuit breakers.
+    ``circuits``, when given, guard calls to downstream hosts with shared circuit breakers;
+    ``logs`` bounds and masks the log lines each attempt writes (``log_capture.py``), which
+    are reported as ``NodeLogged`` events (None, or no lines allowed: not captured).
     """
 
     def __init__(
@@ -95,6 +105,7 @@ class NodeExecutor:
         secrets: Mapping[str, str] | None = None,
         *,
         circuits: SharedCircuits | None = None,
+        logs: LogLimits | None = None,
     ) -> None:
         if not isinstance(resources, Resources):
             raise TypeError(f"NodeExecutor needs the process's Resources, got {resources!r}")
@@ -103,17 +114,34 @@ class NodeExecutor:
         self.secrets = dict(secrets or {})
         self.stack = Stack(standard_layers(registry, resources, self.secrets, circuits))
         self._canonical = functools.partial(canonical_name, registry)
+        self.logs = logs if logs is not None and logs.on else None
+        if self.logs is not None:
+            install(self.logs)
 
     # ------------------------------------------------------------------ in a task
 
     async def execute(self, task: TaskMessage, emit: EventSink) -> None:
         """Run ``task``; report NodeStarted and then exactly one outcome event to ``emit``."""
         tokens = self.stack.enter(task)
+        log = captured = None
+        if self.logs is not None:
+            loop = asyncio.get_running_loop()
+            log = AttemptLog(task.execution_id, task.node_id, task.attempt, self.logs, emit, loop)
+            captured = capturing.set(log)
         try:
             if task.kind == TaskKind.RUN:
                 emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
-            emit(task.execution_id, await self._run(task))
+            outcome = await self._run(task)
+            if log is not None:
+                logged = log.close()
+                if logged is not None:  # the lines go first: stored with or before the outcome
+                    emit(task.execution_id, logged)
+            emit(task.execution_id, outcome)
         finally:
+            if log is not None:
+                log.close()  # cancelled: what was sent is kept, the rest goes with it
+                assert captured is not None
+                capturing.reset(captured)
             self.stack.leave(tokens)
 
     async def _run(self, task: TaskMessage) -> Event:
@@ -166,11 +194,16 @@ class NodeExecutor:
         tokens = self.stack.enter(task)
         try:
             outcome = self._now(task, spec)
+            # Lines it wrote, if any (a dict test when none did); an attempt that answered
+            # LATER did nothing, and runs again as a task.
+            logged = take_inline() if INLINE_PENDING else None
         finally:
             self.stack.leave(tokens)  # the caller's context is its own again
         if outcome is None:
             return False
         emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
+        if logged is not None:
+            emit(task.execution_id, logged)
         emit(task.execution_id, outcome)
         return True
 

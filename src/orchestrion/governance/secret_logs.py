@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrion.governance.secret_scrub import Scrubber
 
-__all__ = ["hidden_in_logs", "hide_in_logs", "scrub_logs"]
+__all__ = ["hidden_in_logs", "hide_in_logs", "scrub_log_text", "scrub_logs"]
 
 _values: frozenset[str] = frozenset()
 _scrubber: Scrubber | None = None
@@ -55,6 +55,13 @@ def scrub_logs() -> None:
 def hidden_in_logs() -> frozenset[str]:
     """The values scrubbed from log records in this process."""
     return _values
+
+
+def scrub_log_text(text: str) -> str:
+    """``text`` with the values given to ``hide_in_logs`` replaced (for log lines kept
+    elsewhere than the process's log: a node attempt's captured lines)."""
+    scrubber = _scrubber
+    return scrubber.text(text) if scrubber else text
 
 
 def _scrubbing_factory(previous: _Factory) -> _Factory:

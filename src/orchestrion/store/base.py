@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrion.core.events import Record
+from orchestrion.core.events import NodeLogged, Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
@@ -27,6 +27,8 @@ __all__ = [
     "EventRecord",
     "ExecutionFilter",
     "ExecutionRecord",
+    "LogFilter",
+    "LogLineRecord",
     "NodeRunRecord",
     "Store",
 ]
@@ -118,13 +120,40 @@ class EventRecord:
 
 
 @dataclass(slots=True)
+class LogLineRecord:
+    """One log line a node attempt wrote (``execution/log_capture.py``); ``seq`` orders the
+    lines of every execution and is what readers page and resume by."""
+
+    seq: int
+    execution_id: str
+    node_id: str
+    attempt: int
+    at: float
+    level: str
+    logger: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which log lines of one execution to read: of one node, of one attempt, after a seq."""
+
+    execution_id: str
+    node_id: str | None = None
+    attempt: int | None = None
+    after_seq: int = 0
+    limit: int = 100
+
+
+@dataclass(slots=True)
 class CommitBatch:
     """Everything one turn of the engine loop must make durable, in order.
 
     ``records`` pairs an execution id with a machine ``Record``; each becomes one journal row
     (its id, correlation and causation ids given in ``event_ids``/``correlation``/``causation``)
     and updates the node run or execution it is about. ``results`` sets execution results
-    (the workflow output) for executions that completed in this batch.
+    (the workflow output) for executions that completed in this batch. ``logs`` are the
+    log lines attempts reported (``NodeLogged``), stored in order with the rest.
     """
 
     records: list[tuple[str, Record]] = field(default_factory=list)
@@ -137,6 +166,7 @@ class CommitBatch:
     owner: str | None = None
     # With a signer, every record is also an audit record, sealed in the same transaction.
     audit: AuditSigner | None = None
+    logs: list[tuple[str, NodeLogged]] = field(default_factory=list)
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))
@@ -144,7 +174,7 @@ class CommitBatch:
         self.causation.append(cause)
 
     def __bool__(self) -> bool:
-        return bool(self.records) or bool(self.results)
+        return bool(self.records) or bool(self.results) or bool(self.logs)
 
 
 @dataclass(slots=True)
@@ -286,6 +316,10 @@ class Store(ScheduleStore, Protocol):
         types: list[str] | None = None,
     ) -> list[EventRecord]: ...
 
+    async def list_node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
+        """Log lines of ``flt.execution_id`` (of its node and attempt when given) with a
+        ``seq`` above ``flt.after_seq``, oldest first, at most ``flt.limit``."""
+
     # control requests: a process asks the owner of an execution to act (cancel, pause, ...)
     async def request_control(
         self, execution_id: str, event_id: str, request: dict[str, Any], at: float
@@ -315,6 +349,6 @@ class Store(ScheduleStore, Protocol):
     async def purge_executions(
         self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
     ) -> int:
-        """Delete executions that finished before ``finished_before`` with their node runs and
-        journal events; returns how many. With a signer, the purge is one audit record (count
-        and cutoff) in the same transaction. Audit records are never deleted."""
+        """Delete executions that finished before ``finished_before`` with their node runs,
+        node log lines and journal events; returns how many. With a signer, the purge is one
+        audit record (count and cutoff) in the same transaction. Audit records are never deleted."""

@@ -18,7 +18,9 @@ carries data is sealed, each envelope bound to its row by ``context(execution, n
   waits), the text of its errors (message, traceback and whatever else a handler put in;
   ``category``, ``type`` and ``transient`` stay readable for retries and metrics), and the
   data its journal events carry (an approval's rendered message, under ``sealed``);
-- the execution's inputs and trigger-time overrides, its result and its error's text.
+- the execution's inputs and trigger-time overrides, its result and its error's text;
+- the message of every log line its attempts wrote (``node_logs``; level, logger and time
+  stay readable), stored as ``SEALED_LOG`` followed by the envelope's JSON.
 
 Executions that are not classified are written as they are: the only cost for them is one
 dictionary lookup per run of records in a commit. Reading opens any envelope it meets,
@@ -28,11 +30,12 @@ value; an envelope whose key is not in the ring raises ``DecryptionError`` namin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
-from orchestrion.core.events import Record
+from orchestrion.core.events import NodeLogged, Record
 from orchestrion.governance.encryption import KeyRing, encrypt_value, is_encrypted
 from orchestrion.governance.runtime import Governance
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
@@ -42,6 +45,8 @@ from orchestrion.store.base import (
     EventRecord,
     ExecutionFilter,
     ExecutionRecord,
+    LogFilter,
+    LogLineRecord,
     NodeRunRecord,
     Store,
 )
@@ -62,6 +67,7 @@ from orchestrion.store.sealing import (
 )
 
 __all__ = [
+    "SEALED_LOG",
     "EncryptedStore",
     "context",
     "open_error",
@@ -69,6 +75,11 @@ __all__ = [
     "protect",
     "seal_error",
 ]
+
+
+SEALED_LOG: Final = "\x1esealed:"
+"""How a sealed log message begins; a plain one that begins so is stored with its first
+character replaced, so that no line can pass for an envelope."""
 
 
 def protect(store: Store, governance: Governance) -> Store:
@@ -327,6 +338,7 @@ class EncryptedStore(ForwardSchedules):
             if sealed is None:
                 sealed = list(records)
             sealed[i] = (eid, seal_record(ring, eid, record))
+        sealed_logs = await self._seal_logs(ring, batch.logs) if batch.logs else None
         results = batch.results
         sealed_results: dict[str, Any] | None = None
         for eid, result in results.items():
@@ -334,7 +346,7 @@ class EncryptedStore(ForwardSchedules):
                 if sealed_results is None:
                     sealed_results = dict(results)
                 sealed_results[eid] = encrypt_value(ring, result, context(eid, None, "result"))
-        if sealed is None and sealed_results is None:
+        if sealed is None and sealed_results is None and sealed_logs is None:
             await self.inner.commit(batch)
             return
         # ``replace`` keeps every other field of the batch, including ones added later.
@@ -343,8 +355,47 @@ class EncryptedStore(ForwardSchedules):
                 batch,
                 records=records if sealed is None else sealed,
                 results=results if sealed_results is None else sealed_results,
+                logs=batch.logs if sealed_logs is None else sealed_logs,
             )
         )
+
+    async def _seal_logs(
+        self, ring: KeyRing, logs: list[tuple[str, NodeLogged]]
+    ) -> list[tuple[str, NodeLogged]] | None:
+        """The lines with their messages sealed for classified executions (and plain ones
+        that look sealed defused); None when nothing changes."""
+        changed = False
+        out: list[tuple[str, NodeLogged]] = []
+        for eid, logged in logs:
+            classified = await self._classes.of(eid)
+            lines = []
+            for line in logged.lines:
+                message = line.get("message") if isinstance(line, dict) else None
+                if not isinstance(message, str):
+                    lines.append(line)
+                    continue
+                if classified:
+                    envelope = encrypt_value(ring, message, context(eid, logged.node, "log"))
+                    message = SEALED_LOG + json.dumps(envelope, separators=(",", ":"))
+                elif message.startswith(SEALED_LOG[0]):
+                    message = "\ufffd" + message[1:]
+                else:
+                    lines.append(line)
+                    continue
+                lines.append({**line, "message": message})
+                changed = True
+            out.append((eid, replace(logged, lines=tuple(lines))))
+        return out if changed else None
+
+    async def list_node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
+        lines = await self.inner.list_node_logs(flt)
+        ring = self.ring
+        for i, line in enumerate(lines):
+            if line.message.startswith(SEALED_LOG):
+                envelope = json.loads(line.message[len(SEALED_LOG) :])
+                ctx = context(line.execution_id, line.node_id, "log")
+                lines[i] = replace(line, message=str(decrypt(ring, envelope, ctx)))
+        return lines
 
     async def _meets_classified_child(self, record: Record) -> bool:
         """Whether ``record`` carries what a classified child execution returned: its result

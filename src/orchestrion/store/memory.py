@@ -35,6 +35,8 @@ from orchestrion.store.base import (
     EventRecord,
     ExecutionFilter,
     ExecutionRecord,
+    LogFilter,
+    LogLineRecord,
     NodeRunRecord,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
@@ -67,6 +69,8 @@ class MemoryStore(MemorySchedules):
         self._events: list[EventRecord] = []  # in seq order (a purge leaves gaps)
         self._next_seq = 1
         self._events_by_execution: dict[str, list[EventRecord]] = {}
+        self._logs: dict[str, list[LogLineRecord]] = {}
+        self._next_log_seq = 1
         self._audit = MemoryAuditTrail()
         MemorySchedules.__init__(self)
 
@@ -332,12 +336,16 @@ class MemoryStore(MemorySchedules):
             )
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
+        for row in rules.log_rows(batch) if batch.logs else ():
+            self._logs.setdefault(row[0], []).append(LogLineRecord(self._next_log_seq, *row))
+            self._next_log_seq += 1
         if batch.audit is not None and batch.records:
             self._audit.append(transition_items(batch), batch.audit)
 
     def _check(self, batch: CommitBatch) -> None:
         rules.check_batch(batch)
         touched = {execution_id for execution_id, _ in batch.records} | batch.results.keys()
+        touched.update(execution_id for execution_id, _ in batch.logs)
         missing = sorted(touched - self._executions.keys())
         if missing:
             raise StoreError(f"commit refers to unknown executions: {', '.join(missing)}")
@@ -392,6 +400,20 @@ class MemoryStore(MemorySchedules):
                 break
         return found
 
+    async def list_node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
+        source = self._logs.get(flt.execution_id, [])
+        start = bisect.bisect_right(source, flt.after_seq, key=lambda line: line.seq)
+        found: list[LogLineRecord] = []
+        for line in source[start:]:
+            if flt.node_id is not None and line.node_id != flt.node_id:
+                continue
+            if flt.attempt is not None and line.attempt != flt.attempt:
+                continue
+            found.append(replace(line))
+            if len(found) >= flt.limit:
+                break
+        return found
+
     async def request_control(
         self, execution_id: str, event_id: str, request: dict[str, Any], at: float
     ) -> int:
@@ -440,6 +462,7 @@ class MemoryStore(MemorySchedules):
                 self._by_idempotency_key.pop(record.idempotency_key, None)
             self._node_runs.pop(execution_id, None)
             self._events_by_execution.pop(execution_id, None)
+            self._logs.pop(execution_id, None)
         if doomed:
             self._events = [e for e in self._events if e.execution_id not in doomed]
         if signer is not None:

@@ -7,6 +7,7 @@
 - Execution list cursors: opaque base64 of ``created_at|id`` of the last row of a page.
 - Automatic definition versions: the largest integer version plus one.
 - Batch shape: parallel lists of one length, no event id twice (``check_batch``).
+- Node log lines: made to fit their columns, never refused (``log_rows``).
 - Ownership at commit: a batch from an owner is refused whole when one of its executions
   is held by another process now (a takeover); a batch of no owner is not checked.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "encode_cursor",
     "execution_error",
     "finished_at",
+    "log_rows",
     "next_version",
     "node_event_data",
     "plain_node_record",
@@ -174,3 +176,28 @@ def apply_execution_record(execution: ExecutionRecord, record: Record) -> None:
         execution.owner = None
         execution.lease_until = None
     execution.updated_at = record.at
+
+
+def log_rows(batch: CommitBatch) -> list[tuple[Any, ...]]:
+    """The batch's node log lines as rows of ``LOG_COLS`` (``store/sql/rows.py``), in
+    order. The lines come from workers: whatever they hold is made to fit the columns, never
+    refused, so that an attempt's outcome is not lost over its log."""
+    rows: list[tuple[Any, ...]] = []
+    for execution_id, logged in batch.logs:
+        node, attempt = str(logged.node)[:128], int(logged.attempt)
+        for line in logged.lines:
+            if not isinstance(line, dict):
+                continue
+            at = line.get("at")
+            rows.append(
+                (
+                    execution_id,
+                    node,
+                    attempt,
+                    float(at) if isinstance(at, int | float) else logged.at,
+                    str(line.get("level") or "INFO")[:16],
+                    str(line.get("logger") or "")[:255],
+                    str(line.get("message") or ""),
+                )
+            )
+    return rows

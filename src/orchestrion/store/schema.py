@@ -31,6 +31,7 @@ __all__ = [
     "executions",
     "leases",
     "metadata",
+    "node_logs",
     "node_runs",
     "schedule_firings",
     "schedules",
@@ -144,6 +145,26 @@ events = Table(
     # A seq is never reused, even after the newest events are purged: readers page by seq.
     # On SQLite the rowid counts up from the newest row, without AUTOINCREMENT's counter page
     # rewritten by every insert (0004); a purge that takes the newest rows leaves a mark row.
+)
+
+# The log lines node attempts wrote (0007), one row each; ``seq`` as the journal's.
+node_logs = Table(
+    "node_logs",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("execution_id", ID, nullable=False),
+    Column("node_id", NODE_ID, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("logger", String(255), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_node_logs_execution_id_node_id_seq", "execution_id", "node_id", "seq"),
 )
 
 audit = Table(

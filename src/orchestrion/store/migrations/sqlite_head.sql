@@ -140,4 +140,18 @@ CREATE TABLE leases (
 	CONSTRAINT pk_leases PRIMARY KEY (name)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0006');
+CREATE TABLE node_logs (
+	seq INTEGER NOT NULL,
+	execution_id VARCHAR(255) NOT NULL,
+	node_id VARCHAR(128) NOT NULL,
+	attempt INTEGER NOT NULL,
+	at FLOAT NOT NULL,
+	level VARCHAR(16) NOT NULL,
+	logger VARCHAR(255) NOT NULL,
+	message TEXT NOT NULL,
+	CONSTRAINT pk_node_logs PRIMARY KEY (seq)
+);
+
+CREATE INDEX ix_node_logs_execution_id_node_id_seq ON node_logs (execution_id, node_id, seq);
+
+INSERT INTO alembic_version (version_num) VALUES ('0007');

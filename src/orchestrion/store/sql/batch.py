@@ -89,14 +89,16 @@ _PLAIN_NODE_DATA = {state: dumps({"state": state.value}) for state in NodeState}
 @dataclass(slots=True)
 class EncodedBatch:
     """A batch as rows: journal rows (``rows.JOURNAL_COLS``), node runs (``RUN_ROW``),
-    execution updates (``UPDATE_ROW``), results ``(result, id)``, and every execution the
-    batch is about (each must exist, and be held by the committing owner)."""
+    execution updates (``UPDATE_ROW``), results ``(result, id)``, node log lines
+    (``rows.LOG_COLS``), and every execution the batch is about (each must exist, and be held
+    by the committing owner)."""
 
     events: list[tuple[Any, ...]]
     runs: list[tuple[Any, ...]]
     updates: list[tuple[Any, ...]]
     results: list[tuple[Any, ...]]
     touched: set[str]
+    logs: list[tuple[Any, ...]]
 
 
 def encode_batch(batch: CommitBatch) -> EncodedBatch:
@@ -166,7 +168,10 @@ def encode_batch(batch: CommitBatch) -> EncodedBatch:
         raise StoreError(f"execution result is not JSON-serialisable: {exc}") from exc
     touched = {execution_id for execution_id, _ in records}
     touched.update(batch.results)
-    return EncodedBatch(events, runs, updates, results, touched)
+    logs = rules.log_rows(batch) if batch.logs else []
+    if logs:
+        touched.update(execution_id for execution_id, _ in batch.logs)
+    return EncodedBatch(events, runs, updates, results, touched, logs)
 
 
 def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:

@@ -27,15 +27,23 @@ from orchestrion.store.audit import (
     seal_items,
     transition_items,
 )
-from orchestrion.store.base import CommitBatch, EventRecord, NodeRunRecord
+from orchestrion.store.base import (
+    CommitBatch,
+    EventRecord,
+    LogFilter,
+    LogLineRecord,
+    NodeRunRecord,
+)
 from orchestrion.store.sql.batch import encode_batch
 from orchestrion.store.sql.driver import C, SQLDriver
 from orchestrion.store.sql.rows import (
     AUDIT_COLS,
     EVENT_COLS,
+    LOG_LINE_COLS,
     OUTPUT_STATES,
     dumps,
     event_of,
+    log_line_of,
     node_run_of,
     opt_loads,
 )
@@ -122,6 +130,20 @@ class SQLJournal(SQLDriver[C]):
         async with self._connection() as conn:
             rows = await conn.rows(f"{sql} ORDER BY seq LIMIT :limit", params)
         return [event_of(row) for row in rows]
+
+    async def list_node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
+        sql = f"SELECT {LOG_LINE_COLS} FROM node_logs WHERE execution_id = :e AND seq > :after"
+        params: dict[str, Any] = {"e": flt.execution_id, "after": flt.after_seq}
+        if flt.node_id is not None:
+            sql += " AND node_id = :n"
+            params["n"] = flt.node_id
+        if flt.attempt is not None:
+            sql += " AND attempt = :a"
+            params["a"] = flt.attempt
+        params["limit"] = flt.limit
+        async with self._connection() as conn:
+            rows = await conn.rows(f"{sql} ORDER BY seq LIMIT :limit", params)
+        return [log_line_of(row) for row in rows]
 
     async def request_control(
         self, execution_id: str, event_id: str, request: dict[str, Any], at: float

@@ -38,7 +38,7 @@ from orchestrion.store.sql.batch import (
 )
 from orchestrion.store.sql.core import SQLStore
 from orchestrion.store.sql.driver import Params
-from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, RUN_COLS
+from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, LOG_COLS, RUN_COLS
 
 __all__ = ["PostgresStore", "asyncpg_url"]
 
@@ -96,6 +96,17 @@ _UPSERT_RUNS_SQL = f"INSERT INTO node_runs ({RUN_COLS}) SELECT * FROM {_unnest(_
 _UPSERT_RUNS = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}")
 _UPSERT_RUNS_WITH_OUTPUT = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}, output = excluded.output")
 _UPDATE_EXECUTION = text(UPDATE_EXECUTION)
+_LOG_TYPES = tuple(
+    zip(
+        [c.strip() for c in LOG_COLS.split(",")],
+        ("text", "text", "int", "float8", "text", "text", "text"),
+        strict=True,
+    )
+)
+_INSERT_LOGS = text(
+    f"INSERT INTO node_logs ({LOG_COLS}) SELECT {LOG_COLS} FROM {_unnest(_LOG_TYPES)}"
+    f" WITH ORDINALITY AS u({LOG_COLS}, ord) ORDER BY ord"
+)
 _SET_RESULT = text(SET_RESULT)
 _AUDIT_TYPES = tuple(
     zip(
@@ -279,6 +290,8 @@ class PostgresStore(SQLStore[PostgresConnection]):
             )
         if batch.results:
             await conn.execute(_SET_RESULT, [{"result": r, "id": i} for r, i in batch.results])
+        if batch.logs:
+            await conn.execute(_INSERT_LOGS, _columns(batch.logs, _LOG_TYPES))
 
     async def _insert_control(self, tx: PostgresConnection, params: dict[str, Any]) -> int | None:
         row = await tx.row(
@@ -325,7 +338,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
         )
         ids = [row[0] for row in rows]
         if ids:
-            for table in ("events", "node_runs"):
+            for table in ("events", "node_runs", "node_logs"):
                 await tx.run(f"DELETE FROM {table} WHERE execution_id = ANY(:ids)", {"ids": ids})
         return ids
 

@@ -15,7 +15,13 @@ from typing import Any
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
-from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord, NodeRunRecord
+from orchestrion.store.base import (
+    DefinitionRecord,
+    EventRecord,
+    ExecutionRecord,
+    LogLineRecord,
+    NodeRunRecord,
+)
 
 __all__ = [
     "AUDIT_COLS",
@@ -23,6 +29,8 @@ __all__ = [
     "EVENT_COLS",
     "EXEC_COLS",
     "JOURNAL_COLS",
+    "LOG_COLS",
+    "LOG_LINE_COLS",
     "OUTPUT_STATES",
     "RUN_COLS",
     "UNFINISHED",
@@ -32,6 +40,7 @@ __all__ = [
     "event_of",
     "execution_of",
     "execution_params",
+    "log_line_of",
     "marks",
     "node_run_of",
     "opt_json",
@@ -58,6 +67,9 @@ RUN_COLS = (
 EVENT_COLS = "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
 # What a commit writes of a journal row (the database numbers ``seq``), in this order.
 JOURNAL_COLS = "id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
+# What a commit writes of a node log line (the database numbers ``seq``), and what is read.
+LOG_COLS = "execution_id, node_id, attempt, at, level, logger, message"
+LOG_LINE_COLS = f"seq, {LOG_COLS}"
 AUDIT_COLS = (
     "seq, at, action, actor, execution_id, node_id, outcome, details, prev_hash, key_id, hash"
 )
@@ -203,4 +215,11 @@ def event_of(row: Sequence[Any]) -> EventRecord:
         correlation_id=row[7],
         causation_id=row[8],
         data=opt_loads(row[9]),
+    )
+
+
+def log_line_of(row: Sequence[Any]) -> LogLineRecord:
+    """A ``LOG_LINE_COLS`` row as a record."""
+    return LogLineRecord(
+        int(row[0]), row[1], row[2], int(row[3]), float(row[4]), row[5], row[6], row[7]
     )

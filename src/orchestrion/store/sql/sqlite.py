@@ -30,6 +30,7 @@ from orchestrion.store.sql.driver import Params
 from orchestrion.store.sql.rows import (
     AUDIT_COLS,
     JOURNAL_COLS,
+    LOG_COLS,
     RUN_COLS,
     marks,
     positional,
@@ -51,6 +52,7 @@ _UPSERT_NODE_RUN = positional(
     batch.RUN_ROW,
 )
 _UPDATE_EXECUTION = positional(batch.UPDATE_EXECUTION, batch.UPDATE_ROW)
+_INSERT_LOGS = f"INSERT INTO node_logs ({LOG_COLS}) VALUES ({', '.join('?' * 7)})"
 _SET_RESULT = positional(batch.SET_RESULT, ("result", "id"))
 _INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLS}) VALUES ({', '.join('?' * 11)})"
 _SET_AUDIT_HEAD = (
@@ -296,6 +298,8 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             conn.executemany(_UPDATE_EXECUTION, encoded.updates)
         if encoded.results:
             conn.executemany(_SET_RESULT, encoded.results)
+        if encoded.logs:
+            conn.executemany(_INSERT_LOGS, encoded.logs)
 
     async def _insert_control(self, tx: SQLiteConnection, params: dict[str, Any]) -> int | None:
         if await tx.row("SELECT owner FROM executions WHERE id = :e", params) is None:
@@ -347,6 +351,7 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             for table, column in (
                 ("events", "execution_id"),
                 ("node_runs", "execution_id"),
+                ("node_logs", "execution_id"),
                 ("executions", "id"),
             ):
                 cond, params = self._in_list(column, chunk)
