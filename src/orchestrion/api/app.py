@@ -41,6 +41,7 @@ from orchestrion.api.routes import (
     events,
     governance,
     health,
+    logs,
     schedules,
     workflows,
 )
@@ -168,6 +169,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         control,
         definitions,
         events,
+        logs,
         emitting,
         schedules,
         admin,

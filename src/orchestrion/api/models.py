@@ -29,6 +29,8 @@ __all__ = [
     "ExecutionSummary",
     "HealthCheck",
     "HealthResponse",
+    "LogLineOut",
+    "LogPage",
     "NodeDetail",
     "NodeStateName",
     "Problem",
@@ -330,6 +332,25 @@ class EventPage(_Out):
     """Events after ``after``; pass ``next_after`` as ``after`` for the next page."""
 
     items: list[EventOut]
+    next_after: int
+
+
+class LogLineOut(_Out):
+    """One log line a node attempt wrote; ``seq`` increases across all executions."""
+
+    seq: int
+    node_id: str
+    attempt: int
+    at: datetime
+    level: str = Field(examples=["INFO"])
+    logger: str = Field(examples=["my_package.pricing"])
+    message: str
+
+
+class LogPage(_Out):
+    """Log lines after ``after``; pass ``next_after`` as ``after`` for the next page."""
+
+    items: list[LogLineOut]
     next_after: int
 
 

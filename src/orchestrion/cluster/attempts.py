@@ -2,8 +2,11 @@
 
 An attempt that ends within ``START_HELD`` s sends its ``NodeStarted`` together with its
 outcome (the worker's one transaction), so the orchestrator applies both in one turn; a longer
-one sends the start on its own first. A task of a classified execution asks for its outcome to
-be sealed (``cluster/on_wire.py``); a task the worker cannot open fails as ``configuration``.
+one sends the start on its own first. Its log lines (``NodeLogged``) go as the executor
+reports them while it runs, and its last lines in the outcome's transaction, before the
+outcome: an execution that the outcome finishes has them stored by then. A task of a
+classified execution asks for its outcome and lines to be sealed (``cluster/on_wire.py``); a
+task the worker cannot open fails as ``configuration``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from orchestrion.cluster.batching import Batch
 from orchestrion.cluster.on_wire import seal_event, seals_outcome
 from orchestrion.cluster.wire import encode_event
-from orchestrion.core.events import CompensationFailed, ErrorInfo, Event, NodeFailed, NodeStarted
+from orchestrion.core.events import (
+    CompensationFailed,
+    ErrorInfo,
+    Event,
+    NodeFailed,
+    NodeLogged,
+    NodeStarted,
+)
 from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import OrchestrionError
@@ -32,7 +42,8 @@ START_HELD = 0.05
 
 
 class Outcome(NamedTuple):
-    """An attempt's outcome event, with its start when that was held back until the end."""
+    """An attempt's outcome event, with what goes before it in its transaction: its start
+    when that was held back until the end, and its last log lines."""
 
     execution_id: str
     event: Event
@@ -64,13 +75,27 @@ async def run_attempt(
     started: list[asyncio.Future[Any]] = []
     held: list[tuple[dict[Any, Any], asyncio.TimerHandle]] = []
     sent: set[int] = set()
+    logged: list[dict[Any, Any]] = []
+    sealing = keyring if seals_outcome(task) else None
 
     def send(message: dict[Any, Any]) -> None:
         sent.add(id(message))
         started.append(started_batch.add(lambda pipe: pipe.xadd(reply_to, message)))
 
+    def send_logged() -> None:
+        # The lines reported while the attempt runs go now; those reported with its outcome
+        # (in the same call) stay for the outcome's transaction.
+        if not outcome:
+            while logged:
+                send(logged.pop(0))
+
     def emit(execution_id: str, event: Event) -> None:
-        if isinstance(event, NodeStarted):
+        if isinstance(event, NodeLogged):
+            if sealing is not None:
+                event = seal_event(sealing, execution_id, event)
+            logged.append({"m": encode_event(execution_id, event)})
+            loop.call_soon(send_logged)
+        elif isinstance(event, NodeStarted):
             message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
             # Held back a moment: an attempt that ends by then sends its start with its
             # outcome, in one transaction, so the orchestrator applies both in one turn.
@@ -93,6 +118,6 @@ async def run_attempt(
     if not outcome:
         return None
     execution_id, event = outcome[-1]
-    if seals_outcome(task) and keyring is not None:
-        event = seal_event(keyring, execution_id, event)
-    return Outcome(execution_id, event, early)
+    if sealing is not None:
+        event = seal_event(sealing, execution_id, event)
+    return Outcome(execution_id, event, early + logged)

@@ -13,7 +13,8 @@ output or error. Orchestrators and workers read the same key ring from the envir
   no key ring (``Worker`` then fails the attempt with category ``configuration``: nothing is
   run, nothing leaks);
 - ``seal_event`` / ``open_event`` do the same for the payload of an event: the output of a
-  completion, a wait's data, the message and traceback of an error. Workers seal the outcome
+  completion, a wait's data, the message and traceback of an error, the log lines of an
+  attempt (all in one envelope, the only item of ``lines``). Workers seal the outcome
   of every task marked so; orchestrators seal every payload they forward to another process
   (rare: control requests, events that reached the wrong orchestrator) and open what they
   read before routing it.
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["WireSealer", "open_event", "open_task", "seal_event", "seal_task", "seals_outcome"]
 
 _SEALED_MESSAGE = "$enc:"
+_SEALED_LINES = "$enc"
 _OUTPUT_EVENTS = (ev.NodeSucceeded, ev.WaitResolved, ev.CompensationSucceeded)
 
 
@@ -104,6 +106,11 @@ def seal_event(ring: KeyRing, execution_id: str, event: ev.Event) -> ev.Event:
         changes["data"] = encrypt_value(
             ring, event.data, _event_context(execution_id, event, "data")
         )
+    if isinstance(event, ev.NodeLogged) and event.lines and not _sealed_lines(event):
+        envelope = encrypt_value(
+            ring, list(event.lines), _event_context(execution_id, event, "lines")
+        )
+        changes["lines"] = ({_SEALED_LINES: envelope},)
     error = getattr(event, "error", None)
     if isinstance(error, ev.ErrorInfo) and not error.message.startswith(_SEALED_MESSAGE):
         hidden = {"message": error.message, "traceback": error.traceback}
@@ -126,6 +133,11 @@ def open_event(ring: KeyRing | None, execution_id: str, event: ev.Event) -> ev.E
         )
     if isinstance(event, ev.NodeWaiting) and event.data is not None and is_encrypted(event.data):
         changes["data"] = _decrypt(ring, event.data, _event_context(execution_id, event, "data"))
+    if isinstance(event, ev.NodeLogged) and _sealed_lines(event):
+        lines = _decrypt(
+            ring, event.lines[0][_SEALED_LINES], _event_context(execution_id, event, "lines")
+        )
+        changes["lines"] = tuple(line for line in lines if isinstance(line, dict))
     error = getattr(event, "error", None)
     if isinstance(error, ev.ErrorInfo) and error.message.startswith(_SEALED_MESSAGE):
         envelope = json.loads(error.message[len(_SEALED_MESSAGE) :])
@@ -134,6 +146,11 @@ def open_event(ring: KeyRing | None, execution_id: str, event: ev.Event) -> ev.E
             error.category, hidden["message"], error.transient, error.type, hidden["traceback"]
         )
     return replace(event, **changes) if changes else event
+
+
+def _sealed_lines(event: ev.NodeLogged) -> bool:
+    lines = event.lines
+    return len(lines) == 1 and is_encrypted(lines[0].get(_SEALED_LINES))
 
 
 def _decrypt(ring: KeyRing | None, value: dict[str, Any], ctx: str) -> Any:

@@ -38,6 +38,7 @@ _EVENT_TYPES: Final[dict[str, type[Any]]] = {
         ev.NodeFailed,
         ev.NodeSkipped,
         ev.NodeWaiting,
+        ev.NodeLogged,
         ev.WaitResolved,
         ev.TimerFired,
         ev.CancelRequested,
@@ -116,6 +117,10 @@ def event_from_dict(body: dict[str, Any]) -> ev.Event:
         value = body[f.name]
         if f.name == "error" and isinstance(value, dict):
             value = ev.ErrorInfo.from_dict(value)
+        elif f.name == "lines":  # NodeLogged: a list on the wire, of dicts only
+            if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+                raise WireError(f"event {name} has lines that are not a list of objects")
+            value = tuple(value)
         kwargs[f.name] = value
     try:
         event: ev.Event = cls(**kwargs)

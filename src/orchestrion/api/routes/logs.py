@@ -1,0 +1,234 @@
+"""Node logs: the lines node attempts wrote, as pages and as Server-Sent Event streams.
+
+The lines were masked (personal data, secrets) and bounded when they were captured
+(``execution/log_capture.py``). A caller without the admin role, with masking on in the
+policy, sees them as it sees node outputs (``redaction.py``): the message of a line of a
+classified node is replaced whole by ``[masked: <classification>]``, the others are
+pattern-masked again with the policy in force.
+
+A stream works as the event streams do (``events.py``): it sends the lines after the last
+``seq`` it sent (``Last-Event-ID`` resumes), sleeps until the engine commits something for the
+execution or ``sse_poll`` seconds pass, and ends once the execution is final and every line
+was sent. A running attempt's lines are committed every half second, so a stream follows
+them as they are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import StreamingResponse
+
+from orchestrion.api.context import ApiContext
+from orchestrion.api.models import LogLineOut, LogPage
+from orchestrion.api.problems import error_responses
+from orchestrion.api.redaction import Disclosure, ExecutionView, disclosure
+from orchestrion.api.routes import VIEW, Ctx
+from orchestrion.core.states import FINAL_EXECUTION_STATES
+from orchestrion.errors import OrchestrionError
+from orchestrion.store.base import LogFilter, LogLineRecord
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["logs"])
+
+_BATCH = 500
+_MAX_SEQ = 2**63 - 1
+_SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `id: <seq>`, `event: log`, `data: <line JSON>`",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+Caller = Annotated[Disclosure, Depends(disclosure)]
+After = Annotated[int, Query(ge=0, le=_MAX_SEQ, description="only lines with a larger seq")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="lines per page")]
+Attempt = Annotated[int | None, Query(ge=1, le=1_000_000, description="only this attempt")]
+NodeQuery = Annotated[
+    str | None, Query(min_length=1, max_length=128, description="only this node's lines")
+]
+NodeId = Annotated[str, Path(min_length=1, max_length=128)]
+LastEventId = Annotated[
+    int | None,
+    Header(
+        alias="Last-Event-ID",
+        ge=0,
+        le=_MAX_SEQ,
+        description="resume after this seq (wins over after)",
+    ),
+]
+
+
+def line_out(line: LogLineRecord, view: ExecutionView) -> LogLineOut:
+    """A stored line as ``view`` lets its caller see it."""
+    message = line.message
+    if view.masker is not None:
+        classification = view.classified.get(line.node_id)
+        if classification is not None:
+            message = f"[masked: {classification}]"
+        else:
+            message = view.masker.mask_text(message)
+    return LogLineOut(
+        seq=line.seq,
+        node_id=line.node_id,
+        attempt=line.attempt,
+        at=datetime.fromtimestamp(line.at, UTC),
+        level=line.level,
+        logger=line.logger,
+        message=message,
+    )
+
+
+async def _view(ctx: ApiContext, caller: Disclosure, execution_id: str) -> ExecutionView:
+    record = await ctx.engine.reads.execution(execution_id)  # 404 for an unknown id
+    return await caller.execution(record.definition_id)
+
+
+async def _page(ctx: ApiContext, caller: Disclosure, flt: LogFilter) -> LogPage:
+    view = await _view(ctx, caller, flt.execution_id)
+    lines = await ctx.engine.reads.node_logs(flt)
+    return LogPage(
+        items=[line_out(line, view) for line in lines],
+        next_after=lines[-1].seq if lines else flt.after_seq,
+    )
+
+
+@router.get(
+    "/workflows/{execution_id}/logs",
+    response_model=LogPage,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="The log lines an execution's node attempts wrote, oldest first",
+)
+async def execution_logs(
+    execution_id: str,
+    ctx: Ctx,
+    caller: Caller,
+    node: NodeQuery = None,
+    attempt: Attempt = None,
+    after: After = 0,
+    limit: Limit = 100,
+) -> LogPage:
+    return await _page(ctx, caller, LogFilter(execution_id, node, attempt, after, limit))
+
+
+@router.get(
+    "/workflows/{execution_id}/nodes/{node_id}/logs",
+    response_model=LogPage,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="The log lines a node's attempts wrote, oldest first",
+)
+async def node_logs(
+    execution_id: str,
+    node_id: NodeId,
+    ctx: Ctx,
+    caller: Caller,
+    attempt: Attempt = None,
+    after: After = 0,
+    limit: Limit = 100,
+) -> LogPage:
+    return await _page(ctx, caller, LogFilter(execution_id, node_id, attempt, after, limit))
+
+
+def _sse(line: LogLineRecord, view: ExecutionView) -> str:
+    return f"id: {line.seq}\nevent: log\ndata: {line_out(line, view).model_dump_json()}\n\n"
+
+
+async def _follow(ctx: ApiContext, view: ExecutionView, flt: LogFilter) -> AsyncIterator[str]:
+    reads = ctx.engine.reads
+    settings = ctx.settings
+    after = flt.after_seq
+    quiet_since = time.monotonic()
+    with ctx.hub.watch(flt.execution_id):
+        while not ctx.closing:
+            waiter = ctx.hub.waiter(flt.execution_id)  # before reading: no commit unnoticed
+            try:
+                record = await reads.execution(flt.execution_id)
+                final = record.status in FINAL_EXECUTION_STATES  # read before the lines
+                page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
+                lines = await reads.node_logs(page)
+            except OrchestrionError:
+                # The client reconnects with Last-Event-ID and loses nothing.
+                logger.warning("log stream ended by a store error", exc_info=True)
+                return
+            for line in lines:
+                yield _sse(line, view)
+                after = line.seq
+            if lines:
+                quiet_since = time.monotonic()
+            if len(lines) == _BATCH:
+                continue
+            if final:
+                return
+            silent = time.monotonic() - quiet_since
+            if silent >= settings.sse_keepalive:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+                continue
+            timeout = min(settings.sse_poll, settings.sse_keepalive - silent)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), timeout)
+
+
+async def _stream(
+    ctx: ApiContext, caller: Disclosure, flt: LogFilter, last_event_id: int | None
+) -> StreamingResponse:
+    view = await _view(ctx, caller, flt.execution_id)
+    if last_event_id is not None:
+        flt = LogFilter(flt.execution_id, flt.node_id, flt.attempt, last_event_id, flt.limit)
+    return StreamingResponse(
+        _follow(ctx, view, flt),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/workflows/{execution_id}/logs/stream",
+    response_class=StreamingResponse,
+    dependencies=VIEW,
+    responses={**_SSE_RESPONSES, **error_responses(404)},
+    summary="Stream an execution's log lines (ends once it is final and all were sent)",
+)
+async def stream_execution_logs(
+    execution_id: str,
+    ctx: Ctx,
+    caller: Caller,
+    node: NodeQuery = None,
+    attempt: Attempt = None,
+    after: After = 0,
+    last_event_id: LastEventId = None,
+) -> StreamingResponse:
+    flt = LogFilter(execution_id, node, attempt, after)
+    return await _stream(ctx, caller, flt, last_event_id)
+
+
+@router.get(
+    "/workflows/{execution_id}/nodes/{node_id}/logs/stream",
+    response_class=StreamingResponse,
+    dependencies=VIEW,
+    responses={**_SSE_RESPONSES, **error_responses(404)},
+    summary="Stream a node's log lines (ends once the execution is final and all were sent)",
+)
+async def stream_node_logs(
+    execution_id: str,
+    node_id: NodeId,
+    ctx: Ctx,
+    caller: Caller,
+    attempt: Attempt = None,
+    after: After = 0,
+    last_event_id: LastEventId = None,
+) -> StreamingResponse:
+    flt = LogFilter(execution_id, node_id, attempt, after)
+    return await _stream(ctx, caller, flt, last_event_id)
