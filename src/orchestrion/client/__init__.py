@@ -37,6 +37,7 @@ from orchestrion.client.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
     Accepted,
     DeadLetter,
@@ -80,6 +81,8 @@ __all__ = [
     "Health",
     "InvalidDefinition",
     "InvalidRequest",
+    "LogLine",
+    "LogPage",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",

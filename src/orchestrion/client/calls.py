@@ -25,6 +25,7 @@ from orchestrion.client.errors import (
     ApiTimeout,
     error_from_response,
 )
+from orchestrion.client.log_models import LogPage
 from orchestrion.client.models import (
     Accepted,
     DeadLetter,
@@ -64,13 +65,16 @@ __all__ = [
     "health",
     "list_definitions",
     "list_executions",
+    "log_stream",
     "metrics",
+    "node_logs",
     "results",
     "retry_dead_letter",
     "start_definition",
     "status",
     "status_values",
     "stream",
+    "stream_headers",
     "submit",
     "transport_error",
     "trigger",
@@ -418,6 +422,44 @@ def stream(execution_id: str | None, last_event_id: str | int | None) -> tuple[s
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
     return path, headers
+
+
+def _log_target(execution_id: str, node_id: str | None) -> tuple[str, list[tuple[str, str]]]:
+    base = f"/v1/workflows/{_quote(execution_id)}"
+    if node_id is None:
+        return f"{base}/logs", []
+    return f"{base}/nodes/{_quote(node_id)}/logs", []
+
+
+def _log_params(attempt: int | None) -> list[tuple[str, str]]:
+    return [] if attempt is None else [("attempt", str(attempt))]
+
+
+def node_logs(
+    execution_id: str, node_id: str | None, attempt: int | None, after: int, limit: int | None
+) -> Call[LogPage]:
+    """A page of the log lines of an execution's nodes (or of one node, one attempt)."""
+    path, params = _log_target(execution_id, node_id)
+    params += [*_log_params(attempt), ("after", str(after))]
+    if limit is not None:
+        params.append(("limit", str(limit)))
+    return Call("GET", path, _json(LogPage.from_api), params=params)
+
+
+def log_stream(
+    execution_id: str, node_id: str | None, attempt: int | None, after: int
+) -> tuple[str, list[tuple[str, str]]]:
+    """The path and query of a node log stream (resumed by ``Last-Event-ID``)."""
+    path, params = _log_target(execution_id, node_id)
+    return f"{path}/stream", [*params, *_log_params(attempt), ("after", str(after))]
+
+
+def stream_headers(last_event_id: str | int | None) -> dict[str, str]:
+    """The headers of a Server-Sent Events request, resumed after ``last_event_id``."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    return headers
 
 
 def _health(response: httpx.Response) -> Health:

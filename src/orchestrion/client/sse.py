@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from orchestrion.client.log_models import LogLine
 from orchestrion.client.models import Event
 
-__all__ = ["ServerSentEvent", "SseDecoder", "event_from_sse"]
+__all__ = ["ServerSentEvent", "SseDecoder", "event_from_sse", "log_line_from_sse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +88,16 @@ def event_from_sse(sse: ServerSentEvent) -> Event | None:
     if "type" not in payload:
         payload["type"] = sse.event
     return Event.from_api(payload)
+
+
+def log_line_from_sse(sse: ServerSentEvent) -> LogLine | None:
+    """The node ``LogLine`` carried by an SSE event; None for events without a JSON object."""
+    if not sse.data:
+        return None
+    try:
+        payload = json.loads(sse.data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or "seq" not in payload:
+        return None
+    return LogLine.from_api(payload)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from orchestrion.client import schedules as schedule_calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import error_from_response
+from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
     Accepted,
     DeadLetter,
@@ -34,7 +35,7 @@ from orchestrion.client.models import (
 )
 from orchestrion.client.retry import RateLimitRetry
 from orchestrion.client.schedules import Schedule, ScheduleFiring
-from orchestrion.client.sse import SseDecoder, event_from_sse
+from orchestrion.client.sse import ServerSentEvent, SseDecoder, event_from_sse, log_line_from_sse
 
 __all__ = ["Client"]
 
@@ -366,17 +367,33 @@ class Client:
         reconnects: int,
         deadline: float | None,
     ) -> Generator[Event, None, None]:
+        path, _ = calls.stream(execution_id, None)
+        return self._sse(path, [], event_from_sse, last_event_id, reconnects, deadline)
+
+    def _sse(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        parse: Callable[[ServerSentEvent], T | None],
+        last_event_id: str | int | None,
+        reconnects: int,
+        deadline: float | None,
+    ) -> Generator[T, None, None]:
         failures = 0
         delay = 0.5
         last = last_event_id
         while True:
-            path, headers = calls.stream(execution_id, last)
+            headers = calls.stream_headers(last)
             read = STREAM_READ_TIMEOUT
             if deadline is not None:
                 read = max(0.001, min(read, deadline - time.monotonic()))
             try:
                 with self._http.stream(
-                    "GET", path, headers=headers, timeout=httpx.Timeout(self.timeout, read=read)
+                    "GET",
+                    path,
+                    params=tuple(params),
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=read),
                 ) as response:
                     if response.is_error:
                         response.read()
@@ -388,7 +405,7 @@ class Client:
                             continue
                         last = decoder.last_event_id or last
                         delay = decoder.retry / 1000 if decoder.retry else delay
-                        event = event_from_sse(sse)
+                        event = parse(sse)
                         if event is not None:
                             failures = 0
                             yield event
@@ -402,6 +419,34 @@ class Client:
                 if failures > reconnects:
                     raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
                 time.sleep(min(delay, 5.0))
+
+    def logs(
+        self,
+        execution_id: str,
+        node_id: str | None = None,
+        *,
+        attempt: int | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> LogPage:
+        """A page of the log lines an execution's node attempts wrote (of one node, one
+        attempt when given), oldest first, after ``seq`` ``after``."""
+        return self._send(calls.node_logs(execution_id, node_id, attempt, after, limit))
+
+    def follow_logs(
+        self,
+        execution_id: str,
+        node_id: str | None = None,
+        *,
+        attempt: int | None = None,
+        after: int = 0,
+        reconnects: int = 5,
+    ) -> Generator[LogLine, None, None]:
+        """Follow the log lines (Server-Sent Events) as attempts write them; it ends once the
+        execution is final and every line was sent. A broken connection is resumed from the
+        last line seen, up to ``reconnects`` times in a row."""
+        path, params = calls.log_stream(execution_id, node_id, attempt, after)
+        return self._sse(path, params, log_line_from_sse, None, reconnects, None)
 
     # ------------------------------------------------------------------ dead letter queue
 
