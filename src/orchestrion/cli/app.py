@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from orchestrion.cli import control, definitions, emitting, inspection, purge, running
+from orchestrion.cli import control, definitions, emitting, inspection, logs, purge, running
 from orchestrion.cli import serve as serving
 from orchestrion.cli.inputs import check_arguments
 from orchestrion.cli.root import app, version
@@ -31,6 +31,7 @@ app.command()(definitions.validate)
 app.command()(definitions.graph)
 app.command()(inspection.status)
 app.command()(inspection.events)
+app.command()(logs.logs)
 app.command(name="list")(inspection.list_)
 app.command()(control.cancel)
 app.command()(control.pause)
@@ -47,10 +48,13 @@ app.command()(purge.purge)
 def main() -> None:
     """Console-script entry point."""
     from orchestrion.governance.log_masking import mask_uncaught_exceptions
+    from orchestrion.observability.logging_setup import capture_node_info
     from orchestrion.settings import claim_process
 
     claim_process()  # this process is Orchestrion's: gc_freeze and mask_all_logs default on
-    logging.basicConfig(level=log_level(), format="%(levelname)s %(name)s: %(message)s")
+    level = log_level()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    capture_node_info(level)
     mask_uncaught_exceptions()  # with the policy's masker, once an engine has loaded it
     check_arguments(sys.argv[1:])
     app()

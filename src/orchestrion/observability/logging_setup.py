@@ -29,7 +29,13 @@ from orchestrion.governance.masking import Masker
 from orchestrion.logcontext import current_node_fields, current_request_id
 from orchestrion.observability.feed import ExecutionInfo
 
-__all__ = ["ConsoleFormatter", "JsonFormatter", "configure_logging", "log_transitions"]
+__all__ = [
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "capture_node_info",
+    "configure_logging",
+    "log_transitions",
+]
 
 transitions_logger = logging.getLogger("orchestrion.api.transitions")
 
@@ -107,6 +113,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    capture_node_info(level)
     for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
@@ -115,6 +122,20 @@ def configure_logging(
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
+
+
+def capture_node_info(level: str | int) -> None:
+    """Let INFO lines be made even when the process prints only ``level`` and above: its
+    handlers keep ``level``, the root logger goes down to INFO, so that a node attempt's INFO
+    lines are captured into its log (``execution/log_capture.py``) without being printed."""
+    root = logging.getLogger()
+    wanted = logging.getLevelName(level) if isinstance(level, str) else level
+    if not isinstance(wanted, int) or wanted <= logging.INFO:
+        return
+    for handler in root.handlers:
+        if handler.level < wanted:
+            handler.setLevel(wanted)
+    root.setLevel(logging.INFO)
 
 
 def log_transitions(info: ExecutionInfo, records: list[Record]) -> None:
