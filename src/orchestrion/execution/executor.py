@@ -132,14 +132,17 @@ class NodeExecutor:
             if task.kind == TaskKind.RUN:
                 emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
             outcome = await self._run(task)
-            if log is not None:
+            if log is not None and (log.lines or log.dropped_lines):  # no call when silent
                 logged = log.close()
                 if logged is not None:  # the lines go first: stored with or before the outcome
                     emit(task.execution_id, logged)
             emit(task.execution_id, outcome)
         finally:
             if log is not None:
-                log.close()  # cancelled: what was sent is kept, the rest goes with it
+                # Cancelled, or silent: no more lines (what was sent is kept).
+                log.closed = True
+                if log.handle is not None:
+                    log.handle.cancel()
                 assert captured is not None
                 capturing.reset(captured)
             self.stack.leave(tokens)

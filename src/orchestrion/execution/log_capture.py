@@ -84,7 +84,6 @@ class AttemptLog:
     """The lines of one attempt: appended from any thread, sent on from the event loop."""
 
     __slots__ = (
-        "_handle",
         "_loop",
         "_sent",
         "attempt",
@@ -93,6 +92,7 @@ class AttemptLog:
         "dropped_lines",
         "emit",
         "execution_id",
+        "handle",
         "limits",
         "lines",
         "node_id",
@@ -120,7 +120,7 @@ class AttemptLog:
         self.dropped_bytes = 0
         self.closed = False
         self._sent = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.TimerHandle | None = None
 
     def add(self, record: logging.LogRecord) -> None:
         """Keep ``record`` as a line, or count it as left out (any thread)."""
@@ -173,12 +173,12 @@ class AttemptLog:
                 loop.call_soon_threadsafe(self._arm)
 
     def _arm(self) -> None:
-        if self._handle is None and not self.closed:
+        if self.handle is None and not self.closed:
             assert self._loop is not None
-            self._handle = self._loop.call_later(FLUSH_SECONDS, self._flush)
+            self.handle = self._loop.call_later(FLUSH_SECONDS, self._flush)
 
     def _flush(self) -> None:
-        self._handle = None
+        self.handle = None
         if self.closed or self.emit is None:
             return
         event = self._event(final=False)
@@ -188,9 +188,9 @@ class AttemptLog:
     def close(self) -> NodeLogged | None:
         """The lines not sent yet (with the note of what was left out), and no more."""
         self.closed = True
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
         return self._event(final=True)
 
     def _event(self, final: bool) -> NodeLogged | None:
