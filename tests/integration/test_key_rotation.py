@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
+from orchestrion.store.base import LogFilter
 from orchestrion.store.rotation import rotate
 
 K1 = f"k1:{KeyRing.generate_key()}"
@@ -28,6 +30,7 @@ K2 = f"k2:{KeyRing.generate_key()}"
 
 @function("t_rot_secret", replace=True)
 def t_rot_secret(ctx: NodeContext, name: str) -> dict[str, Any]:
+    logging.getLogger("tests.rotation").warning("looking up %s", name)  # a sealed log line
     if name == "fail":
         raise ValueError(f"bad record for {name}")
     return {"secret": f"s3cr3t-{name}"}
@@ -67,6 +70,8 @@ async def populate(url: str, keys: str) -> list[str]:
 async def check_readable(url: str, keys: str, ids: list[str]) -> None:
     async with Engine(url, governance=governance(keys), resume=False) as engine:
         for eid, name in zip(ids, ("ann", "bob", "cy", "fail"), strict=True):
+            lines = await engine.reads.node_logs(LogFilter(eid, node_id="a"))
+            assert [line.message for line in lines] == [f"looking up {name}"]
             result = await engine.result(eid)
             if name == "fail":
                 assert result.status is ExecutionStatus.FAILED
@@ -84,7 +89,7 @@ def kids(db: Path) -> set[str]:
     conn = sqlite3.connect(db)
     text = "\n".join(
         str(row)
-        for table in ("executions", "node_runs", "events")
+        for table in ("executions", "node_runs", "events", "node_logs")
         for row in conn.execute(f"SELECT * FROM {table}")
     )
     conn.close()
@@ -113,6 +118,7 @@ async def test_rotate_sqlite_from_k1_to_k2_then_drop_k1(tmp_path: Path) -> None:
     assert summary["rewritten"]["executions"] >= 8  # inputs of 4 executions, results, errors
     assert summary["rewritten"]["node_runs"] >= 4
     assert summary["rewritten"]["events"] >= 1
+    assert summary["rewritten"]["node_logs"] == 4
     assert summary["unreadable"] == {} and summary["changed_meanwhile"] == 0
     assert kids(db) == {"k2"}
     again = await asyncio.to_thread(

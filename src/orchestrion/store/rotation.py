@@ -1,7 +1,8 @@
 """Key rotation: re-encrypt every stored envelope with the primary key of the ring.
 
-``rotate(url, ring)`` walks the three tables that hold sealed values (``executions``:
-inputs, overrides, result, error; ``node_runs``: output, error; ``events``: data), in key order
+``rotate(url, ring)`` walks the four tables that hold sealed values (``executions``:
+inputs, overrides, result, error; ``node_runs``: output, error; ``events``: data;
+``node_logs``: message), in key order
 and in batches of ``batch_size`` rows, each batch one transaction. A value already on the
 primary key is left as it is, so a second run writes nothing (idempotent) and a run that was
 interrupted simply goes on where the first one stopped (resumable). Each rewrite is a
@@ -33,7 +34,7 @@ from orchestrion.governance.encryption import (
     encrypt_value,
     is_encrypted,
 )
-from orchestrion.store.encrypted import context
+from orchestrion.store.encrypted import SEALED_LOG, context
 from orchestrion.store.factory import open_store
 from orchestrion.store.sql.core import SQLStore
 
@@ -41,6 +42,7 @@ __all__ = ["RotationReport", "rotate"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SEALED = '%"$enc"%'
+_SEALED_LOG = SEALED_LOG + "%"
 
 
 @dataclass
@@ -136,6 +138,7 @@ async def rotate(
         await _executions(db, ring, report, batch_size, dry_run, progress)
         await _node_runs(db, ring, report, batch_size, dry_run, progress)
         await _events(db, ring, report, batch_size, dry_run, progress)
+        await _node_logs(db, ring, report, batch_size, dry_run, progress)
     except (StoreError, OSError) as exc:
         raise StoreError(f"key rotation on {url}: {exc}") from exc
     finally:
@@ -277,3 +280,36 @@ async def _events(
                 )
         after = rows[-1][0]
         await _apply(db, report, "events", updates, dry_run, progress, len(rows))
+
+
+async def _node_logs(
+    db: SQLStore[Any],
+    ring: KeyRing,
+    report: RotationReport,
+    size: int,
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    after = 0
+    rewrap = _Rewrap(ring, report, "node_logs")
+    sql = (
+        "SELECT seq, execution_id, node_id, message FROM node_logs"
+        " WHERE seq > :after AND message LIKE :pat ORDER BY seq LIMIT :limit"
+    )
+    while True:
+        rows = await db.read_rows(sql, {"after": after, "pat": _SEALED_LOG, "limit": size})
+        if not rows:
+            return
+        updates: list[tuple[str, Mapping[str, Any]]] = []
+        for seq, eid, node, old in rows:
+            envelope = _json(old[len(SEALED_LOG) :])
+            new = rewrap.top(envelope, context(eid, node, "log"))
+            if new is not envelope:
+                updates.append(
+                    (
+                        "UPDATE node_logs SET message = :new WHERE seq = :seq AND message = :old",
+                        {"new": SEALED_LOG + _dumps(new), "seq": seq, "old": old},
+                    )
+                )
+        after = rows[-1][0]
+        await _apply(db, report, "node_logs", updates, dry_run, progress, len(rows))
