@@ -259,3 +259,9 @@ def _in_context(fn: Any) -> Any:
 
     context = contextvars.copy_context()
     return lambda: context.run(fn)
+
+
+async def test_a_line_cannot_pass_for_a_sealed_one() -> None:
+    ex, sink = executor(), Sink()
+    await ex.execute(task("t_chatty", config={"lines": 1, "text": "\x1esealed:{}"}), sink)
+    assert sink.messages() == ["\ufffdsealed:{}0"]

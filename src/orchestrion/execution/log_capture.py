@@ -204,6 +204,8 @@ class AttemptLog:
         masker = self.limits.masker
         for line in chunk:
             text = scrub_log_text(line["message"])
+            if text.startswith(_RECORD_SEPARATOR):  # how a sealed message begins at rest
+                text = "\ufffd" + text[1:]
             line["message"] = masker.mask_text(text) if masker is not None else text
         return NodeLogged(self.node_id, self.attempt, time.time(), tuple(chunk))
 
@@ -222,6 +224,7 @@ class AttemptLog:
 
 
 _exceptions = logging.Formatter()
+_RECORD_SEPARATOR = "\x1e"
 _current: ContextVar[AttemptLog | None] = ContextVar("orchestrion_attempt_log", default=None)
 # Lines of attempts run inline (no AttemptLog set), by the identity of their node fields,
 # which each attempt makes afresh (kept here with them, so the identity is not reused):
