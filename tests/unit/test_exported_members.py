@@ -114,6 +114,8 @@ PUBLIC: dict[str, set[str]] = {
         "Health",
         "InvalidDefinition",
         "InvalidRequest",
+        "LogLine",
+        "LogPage",
         "NotFound",
         "PayloadTooLarge",
         "RateLimited",

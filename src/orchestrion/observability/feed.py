@@ -58,6 +58,8 @@ class RecordFeed:
 
     def listener(self, execution_id: str, records: list[Record]) -> None:
         """The engine record listener (runs inside the engine loop: never blocks)."""
+        if not records:  # a turn that stored only node log lines: no transition to report
+            return
         try:
             self._queue.put_nowait((execution_id, records))
         except asyncio.QueueFull:
