@@ -265,3 +265,14 @@ async def test_a_line_cannot_pass_for_a_sealed_one() -> None:
     ex, sink = executor(), Sink()
     await ex.execute(task("t_chatty", config={"lines": 1, "text": "\x1esealed:{}"}), sink)
     assert sink.messages() == ["\ufffdsealed:{}0"]
+
+
+async def test_a_cancelled_attempt_still_reports_its_lines() -> None:
+    ex, sink = executor(), Sink()
+    job = asyncio.create_task(ex.execute(task("t_slow"), sink))
+    await asyncio.sleep(0.05)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert sink.messages() == ["first"]
+    assert not any(isinstance(event, NodeSucceeded) for _, event in sink.events)

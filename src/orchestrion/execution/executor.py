@@ -139,10 +139,12 @@ class NodeExecutor:
             emit(task.execution_id, outcome)
         finally:
             if log is not None:
-                # Cancelled, or silent: no more lines (what was sent is kept).
-                log.closed = True
-                if log.handle is not None:
-                    log.handle.cancel()
+                if not log.closed and (log.lines or log.dropped_lines):
+                    # Cancelled (a cancel, a shutdown): the lines it wrote are still reported.
+                    logged = log.close()
+                    if logged is not None:
+                        emit(task.execution_id, logged)
+                log.closed = True  # silent: no call; and a thread left behind adds nothing
                 assert captured is not None
                 capturing.reset(captured)
             self.stack.leave(tokens)
