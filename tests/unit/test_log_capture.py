@@ -276,3 +276,12 @@ async def test_a_cancelled_attempt_still_reports_its_lines() -> None:
         await job
     assert sink.messages() == ["first"]
     assert not any(isinstance(event, NodeSucceeded) for _, event in sink.events)
+
+
+async def test_an_executor_without_capture_keeps_nothing_when_another_has_it() -> None:
+    executor()  # capture on in the process
+    quiet, sink = executor(LogLimits(max_lines=0)), Sink()
+    await quiet.execute(task("t_talk"), sink)
+    assert quiet.run_now(task("t_inline"), sink)
+    assert not sink.lines()
+    assert not log_capture.INLINE_PENDING

@@ -147,6 +147,8 @@ class NodeExecutor:
                 log.closed = True  # silent: no call; and a thread left behind adds nothing
                 assert captured is not None
                 capturing.reset(captured)
+            elif INLINE_PENDING:
+                take_inline()  # capture is off here but on in the process: keep nothing
             self.stack.leave(tokens)
 
     async def _run(self, task: TaskMessage) -> Event:
@@ -202,6 +204,8 @@ class NodeExecutor:
             # Lines it wrote, if any (a dict test when none did); an attempt that answered
             # LATER did nothing, and runs again as a task.
             logged = take_inline() if INLINE_PENDING else None
+            if self.logs is None:
+                logged = None  # capture is off here but on in the process: keep nothing
         finally:
             self.stack.leave(tokens)  # the caller's context is its own again
         if outcome is None:
