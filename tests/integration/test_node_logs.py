@@ -399,3 +399,33 @@ async def test_the_log_stream_sends_every_line_and_ends_with_the_execution(tmp_p
         ]
         every = await client.get(f"/v1/workflows/{record.id}/logs/stream", headers=VIEWER)
         assert len(_sse_lines(every.text)) == 3
+
+
+async def test_what_a_built_in_handler_logs_is_its_nodes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pii import echo_server
+
+    caplog.set_level(logging.INFO, logger="httpx")  # as the CLI and the service make INFO lines
+    with echo_server() as url:
+        call = {
+            "name": "call",
+            "dag": {
+                "nodes": [
+                    {
+                        "id": "post",
+                        "handler": "http",
+                        "config": {"url": f"{url}/orders/42", "method": "POST", "json": {"n": 1}},
+                    }
+                ]
+            },
+        }
+        async with Engine(f"sqlite:///{tmp_path / 'http.db'}") as engine:
+            result = await engine.run(call, {})
+            assert result.ok, result.error
+            lines = await engine.reads.node_logs(LogFilter(result.execution_id, node_id="post"))
+    requests = [line for line in lines if line.logger == "httpx"]
+    assert len(requests) == 1, lines
+    assert requests[0].level == "INFO"
+    assert requests[0].message.startswith(f'HTTP Request: POST {url}/orders/42 "HTTP/1.')
+    assert requests[0].message.endswith(' 200 OK"')
