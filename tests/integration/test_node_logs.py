@@ -289,7 +289,9 @@ OPERATOR = {"Authorization": "Bearer op-key", "X-Request-Source": "t", "X-Client
 
 
 @contextlib.asynccontextmanager
-async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
+async def api(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Engine, httpx.ASGITransport]]:
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'api.db'}",
         rate_limit_per_second=0,
@@ -304,13 +306,13 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                yield client, engine
+                yield client, engine, transport
     finally:
         await engine.stop(0)
 
 
 async def test_the_api_pages_lines_and_masks_them_for_non_admins(tmp_path: Path) -> None:
-    async with api(tmp_path) as (client, engine):
+    async with api(tmp_path) as (client, engine, _):
         result = await engine.run(flow("api", classification="pii"), {})
         assert result.ok, result.error
         eid = result.execution_id
@@ -378,7 +380,7 @@ async def test_the_log_stream_sends_every_line_and_ends_with_the_execution(tmp_p
             ]
         },
     }
-    async with api(tmp_path) as (client, engine):
+    async with api(tmp_path) as (client, engine, _):
         record = await engine.start_execution(await engine.submit(slow))
         path = f"/v1/workflows/{record.id}/nodes/s/logs/stream"
         # httpx's ASGI transport hands the body over once it ended: that lines arrive while
@@ -429,3 +431,28 @@ async def test_what_a_built_in_handler_logs_is_its_nodes(
     assert requests[0].level == "INFO"
     assert requests[0].message.startswith(f'HTTP Request: POST {url}/orders/42 "HTTP/1.')
     assert requests[0].message.endswith(' 200 OK"')
+
+
+async def test_the_async_client_pages_and_follows_lines(tmp_path: Path) -> None:
+    from orchestrion.client import AsyncClient
+
+    async with api(tmp_path) as (_, engine, transport):
+        result = await engine.run(flow("async-client"), {})
+        assert result.ok, result.error
+        eid = result.execution_id
+        async with AsyncClient("http://api", api_key="view-key", transport=transport) as client:
+            page = await client.logs(eid, "flaky")
+            assert [(line.attempt, line.message) for line in page.items] == [
+                (1, "attempt 1 starts"),
+                (2, "attempt 2 starts"),
+            ]
+            assert page.next_after == page.items[-1].seq
+            assert isinstance(page.items[0].at, float) and page.items[0].at > 0
+            second = await client.logs(eid, attempt=2)
+            assert [line.node_id for line in second.items] == ["flaky"]
+            followed = [line async for line in client.follow_logs(eid, "greet")]
+            assert [line.message for line in followed] == [
+                "hello Ada from greet",
+                "mail me at [email]",
+            ]
+            assert followed[0].to_dict()["at"].endswith("+00:00")
