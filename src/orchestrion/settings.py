@@ -4,12 +4,12 @@ Nothing is required for embedded use. Values are validated when read, and a bad 
 process with a message naming the variable (``load_settings`` turns pydantic's error into a
 ``ConfigurationError``).
 
-Two settings change the whole process, not just Orchestrion: ``gc_freeze`` (the garbage
-collector) and ``mask_all_logs`` (a log record factory). A library must not do that to the
-program that embeds it, so both are off by default; ``claim_process`` turns them on by
-default in a process Orchestrion owns (the ``orchestrion`` command, hence ``run``, ``serve``
-and the scale-out processes). An embedder turns them on with ``Settings(gc_freeze=True)``
-or the environment, which wins over both defaults.
+Three settings change the whole process, not just Orchestrion: ``gc_freeze`` (the garbage
+collector), ``mask_all_logs`` and ``capture_node_logs`` (log record factories). A library must
+not do that to the program that embeds it, so they are off by default; ``claim_process`` turns
+them on by default in a process Orchestrion owns (the ``orchestrion`` command, hence
+``run``, ``serve`` and the scale-out processes). An embedder turns them on with
+``Settings(gc_freeze=True)`` or the environment, which wins over both defaults.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _OWNED_PROCESS_DEFAULTS: dict[str, Any] = {}
 def claim_process() -> None:
     """This process is Orchestrion's (the command line calls this first): from now on the
     settings that tune the whole process default to on."""
-    _OWNED_PROCESS_DEFAULTS.update(gc_freeze=True, mask_all_logs=True)
+    _OWNED_PROCESS_DEFAULTS.update(gc_freeze=True, mask_all_logs=True, capture_node_logs=True)
 
 
 def owns_process() -> bool:
@@ -258,7 +258,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_env("log_level", "LOG_LEVEL", "APP_LOG_LEVEL")
     )
-    # execution/log_capture.py: what a node attempt's captured log lines may take
+    # execution/log_capture.py: node attempts' own log lines, kept with the run
+    capture_node_logs: bool = Field(
+        default=False,
+        description="keep the log lines each node attempt writes with the run (readable"
+        " through orchestrion logs and the API), through a process-wide log record factory;"
+        " on in the CLI, the server and the scale-out processes",
+    )
     node_log_max_lines: int = Field(
         default=1000,
         ge=0,

@@ -80,6 +80,7 @@ def _state(output: str) -> str:
         ({}, "STATE factory=False frozen=False"),
         ({"ORCHESTRION_MASK_ALL_LOGS": "true"}, "STATE factory=True frozen=False"),
         ({"ORCHESTRION_GC_FREEZE": "true"}, "STATE factory=False frozen=True"),
+        ({"ORCHESTRION_CAPTURE_NODE_LOGS": "true"}, "STATE factory=True frozen=False"),
     ],
 )
 def test_an_embedded_engine_changes_no_process_state_unless_asked(

@@ -28,6 +28,12 @@ K1 = f"k1:{KeyRing.generate_key()}"
 K2 = f"k2:{KeyRing.generate_key()}"
 
 
+@pytest.fixture(autouse=True)
+def _capture_node_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Embedded engines keep node log lines only when asked (a process-wide factory).
+    monkeypatch.setenv("ORCHESTRION_CAPTURE_NODE_LOGS", "true")
+
+
 @function("t_rot_secret", replace=True)
 def t_rot_secret(ctx: NodeContext, name: str) -> dict[str, Any]:
     logging.getLogger("tests.rotation").warning("looking up %s", name)  # a sealed log line

@@ -35,6 +35,12 @@ FLAKY: dict[str, int] = {}
 
 
 @pytest.fixture(autouse=True)
+def _capture_node_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Embedded engines keep node log lines only when asked (a process-wide factory).
+    monkeypatch.setenv("ORCHESTRION_CAPTURE_NODE_LOGS", "true")
+
+
+@pytest.fixture(autouse=True)
 def _info_records() -> Any:
     previous = log.level
     log.setLevel(logging.INFO)

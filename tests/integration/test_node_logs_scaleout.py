@@ -25,6 +25,12 @@ SECRET = "Grace-Hopper-LOG-7731"
 
 
 @pytest.fixture(autouse=True)
+def _capture_node_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Embedded engines keep node log lines only when asked (a process-wide factory).
+    monkeypatch.setenv("ORCHESTRION_CAPTURE_NODE_LOGS", "true")
+
+
+@pytest.fixture(autouse=True)
 def _info_records() -> Iterator[None]:
     previous = log.level
     log.setLevel(logging.INFO)

@@ -3,13 +3,15 @@
 Whatever logs inside an attempt (a python function's ``logging`` calls, in its own thread
 too, a built-in handler, the libraries they call) is kept with that attempt: a log record
 factory, installed once per process (``install``), looks up the attempt of the context the
-record is made in. The executor sets that context variable (``capturing``) around each
-awaited attempt, and asyncio tasks and ``to_thread`` copy it, so many concurrent attempts
-in one process each get their own lines. An attempt run inline (``run_now``) sets nothing:
-its node's log fields (``logcontext.py``) are in force, and a line made under them goes to a
-buffer of its own that the executor takes when the handler returns (``take_inline``). An
-attempt that logs nothing costs one context variable set and reset (none inline), and no
-record is made for it.
+record is made in. The factory is process-wide state, so it goes in only where the process
+is Orchestrion's or its embedder asks (the ``capture_node_logs`` setting, which the
+``orchestrion`` commands turn on). The executor sets that context variable (``capturing``)
+around each awaited attempt, and asyncio tasks and ``to_thread`` copy it, so many concurrent
+attempts in one process each get their own lines. An attempt run inline (``run_now``) sets
+nothing: its node's log fields (``logcontext.py``) are in force, and a line made under them
+goes to a buffer of its own that the executor takes when the handler returns
+(``take_inline``). An awaited attempt that logs nothing costs its log object and one context
+variable set and reset; an inline one, one dict test.
 
 Each attempt keeps at most ``LogLimits.max_lines`` lines and ``max_bytes`` bytes of message
 (a line longer than ``max_line`` characters is cut); what is left out is counted, and the
@@ -76,7 +78,10 @@ class LogLimits:
 
 
 def log_limits(settings: Settings, masker: Masker | None) -> LogLimits:
-    """The limits of ``settings`` (``ORCHESTRION_NODE_LOG_MAX_*``), masking with ``masker``."""
+    """The limits of ``settings`` (``ORCHESTRION_NODE_LOG_MAX_*``), masking with ``masker``;
+    nothing kept unless ``capture_node_logs`` is on (the factory is process-wide state)."""
+    if not settings.capture_node_logs:
+        return LogLimits(max_lines=0, masker=masker)
     return LogLimits(settings.node_log_max_lines, settings.node_log_max_bytes, masker=masker)
 
 
