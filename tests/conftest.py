@@ -8,6 +8,8 @@ instead of looking on 127.0.0.1:5432.
 ``redis_server`` is a reachable Redis (127.0.0.1:6379, ``ORCHESTRION_TEST_REDIS_URL``, or a
 ``redis-server`` started here on a free port), and ``redis_prefix`` a key prefix of the test's
 own, deleted afterwards. The same skip-or-fail rule applies.
+
+Reports are made safe to send between parallel workers: see ``pytest_report_to_serializable``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,25 @@ CANDIDATES = [
 
 
 T = TypeVar("T")
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        # Lone surrogates (from tests feeding malformed text through the service) cannot be
+        # written as UTF-8 between pytest-xdist workers; they arrive escaped instead.
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return type(value)(_encodable(item) for item in value)
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(report: Any) -> Any:
+    """The report as a worker sends it, with every string encodable as UTF-8."""
+    serialized = yield
+    return _encodable(serialized)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
