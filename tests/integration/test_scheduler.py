@@ -213,3 +213,47 @@ async def test_a_tick_whose_inputs_are_refused_is_skipped_not_retried(engine: En
     assert await Scheduler(engine, clock=clock).run_pass() == []
     (firing,) = await engine.store.list_firings("report:every5")
     assert firing.status is FiringStatus.SKIPPED and await executions(engine) == []
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"schedule": "0 0 30 2 *"},  # no such date
+        {"schedule": "* * * * *", "start": 1e20},  # a time no calendar reaches
+        {"schedule": "* * * * *", "overlap": "sometimes"},  # no longer a valid spec at all
+    ],
+)
+async def test_a_schedule_that_cannot_fire_stops_no_other(
+    engine: Engine, broken: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestrion.api.schedule_models import schedule_view
+    from orchestrion.engine.schedules import upcoming_tick
+    from orchestrion.store.schedules import ScheduleRecord
+
+    clock = ManualClock(T0)
+    every10s = {"name": "every10s", "schedule": "* * * * * */10"}
+    await submit_at(engine, definition(every10s), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    assert await scheduler.run_pass() == []
+    # Stored by a process that still took it (its definition checks were looser then).
+    report = await engine.store.find_definition("report")
+    spec = {"type": "scheduled", "name": "broken", "timezone": "UTC", **broken}
+    record = ScheduleRecord("report:broken", "report", report.id, "broken", spec, created_at=T0)
+    await engine.store.sync_schedule(record)
+    await engine.store.record_firings("report:broken", T0, [FiringRecord("report:broken", T0)])
+    for at in (T0 + 10, T0 + 11, T0 + 20):  # within the 30 s between two syncs
+        clock.at = at
+        await scheduler.run_pass()
+    assert await ticks(engine, "report:every10s") == [T0 + 10, T0 + 20]
+    (firing,) = await engine.store.list_firings("report:broken")
+    assert firing.status is FiringStatus.SKIPPED  # dropped, not retried at every pass
+    stored = await engine.store.get_schedule("report:broken")
+    assert upcoming_tick(stored, T0) is None
+    view = schedule_view(stored, T0)  # what GET /v1/schedules shows: no 500
+    assert view.next_tick_at is None and view.schedule == broken["schedule"]
+    said = [r for r in caplog.records if "report:broken cannot fire" in r.getMessage()]
+    assert len(said) == 1  # said once, not at every pass
+    clock.at = T0 + 40  # the next sync: its definition does not declare it, so it goes
+    await scheduler.run_pass()
+    with pytest.raises(ExecutionNotFound):
+        await engine.store.get_schedule("report:broken")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from orchestrion import load_definition
-from orchestrion.core.ticks import jitter_of, next_tick, plan_ticks
+from orchestrion.core.ticks import TickError, jitter_of, next_tick, plan_ticks
 from orchestrion.definition.schedules import ScheduleSpec, scheduled_triggers
 from orchestrion.errors import DefinitionError
 
@@ -57,6 +57,24 @@ def test_a_scheduled_trigger_is_read_with_its_policies() -> None:
         ('      schedule: "* * * * *"\n      catchup: never', 10, "'latest'"),
         ('      schedule: "* * * * *"\n      cron: "x"', 10, "unknown key 'cron'"),
         ("      timezone: UTC", 7, "missing required key 'schedule'"),
+        # Parse, but no calendar has the date: they would never fire.
+        ('      schedule: "0 0 30 2 *"', 9, "never fires"),
+        ('      schedule: "0 0 31 4 *"', 9, "never fires"),
+        ('      schedule: "0 0 31 2 * *"', 9, "never fires"),
+        ('      schedule: "0 0 1 1 1#5"', 9, "never fires"),
+        # Random values: each process and pass would read other ticks.
+        ('      schedule: "R * * * *"', 9, "random values"),
+        ('      schedule: "0 r * * *"', 9, "random values"),
+        ('      schedule: "0 0 1,R(2-5) * *"', 9, "random values"),
+        ('      schedule: "* * * * * R"', 9, "random values"),
+        ('      schedule: "@every 0"', 9, "must have 5 fields"),
+        ('      schedule: "@yearly"', 9, "must have 5 fields"),
+        ('      schedule: "*/0 * * * *"', 9, "invalid cron expression"),
+        # Times with no tick: before 1970, after the year 3000 (inf and nan: not JSON numbers).
+        ('      schedule: "* * * * *"\n      start: 1.0e+20', 10, "less than or equal"),
+        ('      schedule: "* * * * *"\n      end: -5', 10, "greater than or equal"),
+        ('      schedule: "* * * * *"\n      start: "9999-12-31T23:59:59"', 10, "less than"),
+        ('      schedule: "* * * * *"\n      end: "0001-01-01T00:00:00"', 10, "greater than"),
     ],
 )
 def test_a_bad_schedule_is_refused_with_its_line(trigger: str, line: int, words: str) -> None:
@@ -66,6 +84,35 @@ def test_a_bad_schedule_is_refused_with_its_line(trigger: str, line: int, words:
     assert issue.line == line
     assert words in issue.message
     assert issue.field is not None and issue.field.startswith("workflow.triggers[1]")
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["0 0 29 2 *", "0 0 L 2 *", "0 0 * 2 1#5", "30 8 * MAR-APR FRI", "0 0 1W * *"],
+)
+def test_rare_but_real_dates_and_month_or_day_names_load(schedule: str) -> None:
+    (spec,) = _load(f'      schedule: "{schedule}"')
+    assert next_tick(spec, T0) is not None
+
+
+def test_a_schedule_that_cannot_tick_raises_tick_error_not_a_crash() -> None:
+    # A spec made without validation, as one stored before its kind was refused may be.
+    never = ScheduleSpec.model_construct(name="s", schedule="0 0 30 2 *", timezone="UTC")
+    far = ScheduleSpec.model_construct(
+        name="s", schedule="* * * * *", timezone="UTC", start=1e20, end=None
+    )
+    for broken in (never, far):
+        with pytest.raises(TickError):
+            next_tick(broken, T0)
+    with pytest.raises(TickError):
+        plan_ticks("s", never, T0 - 600, T0)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e20, -1.0])
+def test_a_start_or_end_with_no_tick_is_refused_in_every_form(value: float) -> None:
+    for key in ("start", "end"):
+        with pytest.raises(ValueError, match=key):
+            ScheduleSpec.model_validate({"name": "s", "schedule": "* * * * *", key: value})
 
 
 def test_a_schedule_name_given_twice_is_refused() -> None:

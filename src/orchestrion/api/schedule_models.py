@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrion.api.convert import utc
-from orchestrion.definition.schedules import ScheduleSpec
 from orchestrion.engine.schedules import upcoming_tick
 from orchestrion.store.schedules import FiringRecord, ScheduleRecord
 
@@ -56,18 +55,21 @@ def firing_view(firing: FiringRecord) -> FiringView:
 def schedule_view(
     record: ScheduleRecord, now: float, firings: list[FiringRecord] | None = None
 ) -> ScheduleView:
-    spec = ScheduleSpec.model_validate(record.spec)
+    # As stored, not validated again: a schedule stored before its kind was refused is
+    # still shown (with no next tick), so that it can be found, paused and deleted.
+    spec = record.spec
+    inputs = spec.get("inputs")
     return ScheduleView(
         id=record.id,
         definition_name=record.definition_name,
         definition_id=record.definition_id,
         trigger=record.trigger,
         state=record.state.value,
-        schedule=spec.schedule,
-        timezone=spec.timezone,
-        catchup=spec.catchup.value,
-        overlap=spec.overlap.value,
-        inputs=dict(spec.inputs),
+        schedule=str(spec.get("schedule", "")),
+        timezone=str(spec.get("timezone", "UTC")),
+        catchup=str(spec.get("catchup", "skip")),
+        overlap=str(spec.get("overlap", "allow")),
+        inputs=dict(inputs) if isinstance(inputs, dict) else {},
         next_tick_at=utc(upcoming_tick(record, now)),
         last_tick_at=utc(record.cursor),
         recent_firings=[firing_view(f) for f in firings or []],

@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from orchestrion.definition.schedules import CatchUp, ScheduleSpec
 
-__all__ = ["DEFAULT_GRACE", "TickPlan", "jitter_of", "next_tick", "plan_ticks"]
+__all__ = ["DEFAULT_GRACE", "TickError", "TickPlan", "jitter_of", "next_tick", "plan_ticks"]
 
 DEFAULT_GRACE = 60.0
 _MAX_ON_TIME = 1000  # an every-second schedule has 60 on-time ticks in the default grace
+
+
+class TickError(ValueError):
+    """The ticks of a schedule cannot be computed (a date no calendar has, a time out of
+    range): that schedule is broken, the others are not."""
 
 
 @dataclass(slots=True)
@@ -47,8 +52,12 @@ def _cron(spec: ScheduleSpec, at: float) -> croniter:
 
 
 def next_tick(spec: ScheduleSpec, after: float) -> float | None:
-    """The first tick strictly after ``after`` inside the window, or None past ``end``."""
-    tick = float(_cron(spec, max(after, (spec.start or after) - 1e-6)).get_next(float))
+    """The first tick strictly after ``after`` inside the window, or None past ``end``;
+    ``TickError`` when it cannot be computed."""
+    try:
+        tick = float(_cron(spec, max(after, (spec.start or after) - 1e-6)).get_next(float))
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise TickError(f"no next tick for {spec.schedule!r}: {exc}") from None
     if spec.end is not None and tick > spec.end:
         return None
     return tick
@@ -65,7 +74,17 @@ def plan_ticks(
     now: float,
     grace: float = DEFAULT_GRACE,
 ) -> TickPlan:
-    """The ticks after ``cursor`` that are due at ``now`` and what to do with them."""
+    """The ticks after ``cursor`` that are due at ``now`` and what to do with them;
+    ``TickError`` when they cannot be computed."""
+    try:
+        return _plan(schedule_id, spec, cursor, now, grace)
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise TickError(f"no ticks for {spec.schedule!r}: {exc}") from None
+
+
+def _plan(
+    schedule_id: str, spec: ScheduleSpec, cursor: float, now: float, grace: float
+) -> TickPlan:
     missed_room = {CatchUp.SKIP: 0, CatchUp.LATEST: 1, CatchUp.ALL: spec.catchup_limit}[
         spec.catchup
     ]

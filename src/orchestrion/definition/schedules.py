@@ -21,13 +21,14 @@ with the scheduled ones (the loader puts the line on each), ``scheduled_triggers
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrion.definition.config_check import describe_pydantic_error
@@ -49,6 +50,7 @@ __all__ = [
 SCHEDULED = "scheduled"
 _MAX_JITTER = 86400.0  # a day: a larger delay would pass the next tick of most schedules
 _MAX_CATCHUP = 1000
+_LAST_INSTANT = 32503680000.0  # 3000-01-01: later times overflow the calendar in some zones
 
 
 class CatchUp(StrEnum):
@@ -75,13 +77,24 @@ def check_cron(expression: str) -> str:
     Five fields (minute hour day-of-month month day-of-week), or six with seconds last.
     """
     text = expression.strip()
-    if len(text.split()) not in (5, 6):
+    fields = text.split()
+    if len(fields) not in (5, 6):
         raise ValueError(
             f"cron expression {expression!r} must have 5 fields (minute hour day-of-month"
             " month day-of-week), or 6 with seconds last"
         )
+    # croniter's `R` picks a random value at each reading: every process, and every pass of
+    # the scheduler, would see other ticks (no month or day name starts with R).
+    if any(part[:1] in ("R", "r") for f in fields for part in f.split(",")):
+        raise ValueError(f"cron expression {expression!r}: random values (R) are not supported")
     if not croniter.is_valid(text):
         raise ValueError(f"invalid cron expression {expression!r}")
+    try:
+        croniter(text, time.time(), ret_type=float, second_at_beginning=False).get_next(float)
+    except (CroniterError, ValueError, OverflowError):
+        # Parses, but names no date there is (February 30th): it would never fire.
+        message = f"cron expression {expression!r} never fires: no date matches it"
+        raise ValueError(message) from None
     return text
 
 
@@ -104,8 +117,9 @@ class ScheduleSpec(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     schedule: str
     timezone: str = "UTC"
-    start: float | None = None
-    end: float | None = None
+    # Epoch seconds from 1970 to the year 3000 (an infinite or far-off time has no tick).
+    start: float | None = Field(default=None, ge=0, le=_LAST_INSTANT, allow_inf_nan=False)
+    end: float | None = Field(default=None, ge=0, le=_LAST_INSTANT, allow_inf_nan=False)
     inputs: dict[str, Any] = Field(default_factory=dict)
     jitter: Duration = 0.0
     catchup: CatchUp = CatchUp.SKIP

@@ -19,8 +19,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from pydantic import ValidationError
+
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.core.ticks import DEFAULT_GRACE, plan_ticks
+from orchestrion.core.ticks import DEFAULT_GRACE, TickError, plan_ticks
 from orchestrion.definition.schedules import Overlap, ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_all
 from orchestrion.errors import DefinitionError, ExecutionNotFound, OrchestrionError
@@ -83,6 +85,7 @@ class Scheduler:
         self._synced_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._broken: dict[str, str] = {}  # schedule id -> why it cannot fire (logged once)
 
     # ------------------------------------------------------------------ running
 
@@ -136,8 +139,26 @@ class Scheduler:
             self._synced_at = now
         schedules = {record.id: record for record in await store.list_schedules()}
         for record in schedules.values():
-            await self._record_due(record, now)
+            try:
+                await self._record_due(record, now)
+            except (TickError, ValidationError) as exc:
+                # One schedule that cannot be read or computed (stored before its kind was
+                # refused) must not stop the others: it is skipped, and said once.
+                self._report_broken(record.id, exc)
         return await self._start_pending(schedules)
+
+    def _report_broken(self, schedule_id: str, exc: Exception) -> None:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if self._broken.get(schedule_id) != reason:
+            self._broken[schedule_id] = reason
+            logger.warning("schedule %s cannot fire: %s", schedule_id, reason)
+
+    def _spec(self, record: ScheduleRecord) -> ScheduleSpec | None:
+        try:
+            return ScheduleSpec.model_validate(record.spec)
+        except ValidationError as exc:
+            self._report_broken(record.id, exc)
+            return None
 
     # ------------------------------------------------------------------ the two steps
 
@@ -167,7 +188,12 @@ class Scheduler:
                     firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
                 )
                 continue
-            spec = ScheduleSpec.model_validate(schedule.spec)
+            spec = self._spec(schedule)
+            if spec is None:  # broken: its firings are dropped rather than retried forever
+                await store.settle_firing(
+                    firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
+                )
+                continue
             running = (
                 await self._running_before(firing) if spec.overlap is not Overlap.ALLOW else None
             )

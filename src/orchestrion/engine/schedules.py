@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from orchestrion.core.ticks import next_tick
+from pydantic import ValidationError
+
+from orchestrion.core.ticks import TickError, next_tick
 from orchestrion.definition.schedules import ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_definition
 from orchestrion.engine.scheduler import Clock, Scheduler
@@ -106,8 +108,12 @@ def start_scheduler(engine: Engine) -> Scheduler:
 
 
 def upcoming_tick(record: ScheduleRecord, now: float) -> float | None:
-    """The next tick ``record`` fires: None when it is not active or its window ended."""
+    """The next tick ``record`` fires: None when it is not active, its window ended, or it
+    cannot fire at all (a schedule stored before its kind was refused)."""
     if record.state is not ScheduleState.ACTIVE:
         return None
-    spec = ScheduleSpec.model_validate(record.spec)
-    return next_tick(spec, max(now, record.cursor or now))
+    try:
+        spec = ScheduleSpec.model_validate(record.spec)
+        return next_tick(spec, max(now, record.cursor or now))
+    except (TickError, ValidationError):
+        return None

@@ -1,0 +1,88 @@
+"""Attacks on the trigger surfaces through one real ``orchestrion serve`` (uvicorn, SQLite,
+API keys): schedules that could never fire, idempotency keys that belong to the engine,
+schedule ids and definition names with a ``/``, and follow-on loops. Each test sends what an
+outside caller with an operator key could send, and checks what that caller then sees."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from test_api_server import Server
+
+pytestmark = pytest.mark.slow
+
+ADMIN, OPERATOR, VIEWER = "adm-key-0123456789", "op-key-0123456789", "view-key-0123456789"
+KEYS = f"{ADMIN}:admin,{OPERATOR}:operator,{VIEWER}:viewer"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("trigger-attacks")
+    env = {"ORCHESTRION_API_KEYS": KEYS, "ORCHESTRION_SCHEDULER_INTERVAL": "0.2"}
+    running = Server(folder, folder / "attacks.db", env)
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.log.read_text()
+
+
+def poll(check: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)
+
+
+def submit(server: Server, text: str, **headers: str) -> httpx.Response:
+    sent = {**bearer(OPERATOR), "Content-Type": "application/yaml", **headers}
+    return httpx.post(f"{server.url}/v1/workflow", content=text, headers=sent, timeout=30)
+
+
+def scheduled(name: str, schedule: str, extra: str = "") -> str:
+    return (
+        f'name: "{name}"\ntriggers:\n  - type: scheduled\n    name: tick\n'
+        f'    schedule: "{schedule}"\n{extra}dag:\n  nodes:\n    - {{id: a, handler: noop}}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "extra", "words"),
+    [
+        ("0 0 30 2 *", "", "never fires"),
+        ("0 0 31 4 * *", "", "never fires"),
+        ("R * * * *", "", "random values"),
+        ("* * * * *", "    start: 1.0e+20\n", "less than or equal"),
+        ("* * * * *", '    end: "0001-01-01T00:00:00"\n', "greater than or equal"),
+    ],
+)
+def test_a_schedule_that_could_never_fire_is_refused_and_others_keep_firing(
+    server: Server, schedule: str, extra: str, words: str
+) -> None:
+    answer = submit(server, scheduled("never", schedule, extra))
+    assert answer.status_code == 422, answer.text
+    assert words in answer.text and "triggers[0]" in answer.text
+    listed = httpx.get(f"{server.url}/v1/schedules", headers=bearer(VIEWER))
+    assert listed.status_code == 200
+    assert "never:tick" not in {s["id"] for s in listed.json()["schedules"]}
+
+
+def test_schedules_keep_firing_beside_refused_ones(server: Server) -> None:
+    assert submit(server, scheduled("beat", "* * * * * *")).status_code == 201
+    submit(server, scheduled("never", "0 0 30 2 *"))
+
+    def fired() -> list[Any]:
+        got = httpx.get(f"{server.url}/v1/schedules/beat:tick", headers=bearer(VIEWER))
+        assert got.status_code == 200, got.text
+        return [f for f in got.json()["recent_firings"] if f["status"] == "started"]
+
+    poll(lambda: len(fired()) >= 2)
+    paused = httpx.post(f"{server.url}/v1/schedules/beat:tick/pause", headers=bearer(OPERATOR))
+    assert paused.status_code == 200
