@@ -34,6 +34,7 @@ __all__ = [
     "ExecutionError",
     "ExecutionNotFound",
     "HandlerNotFound",
+    "IdempotencyConflict",
     "InvalidTransition",
     "NodeError",
     "NotRetryable",
@@ -111,6 +112,10 @@ class ExecutionNotFound(ExecutionError):
 
 class InvalidTransition(ExecutionError):
     """The execution is in a state where the requested operation does not apply."""
+
+
+class IdempotencyConflict(InvalidTransition):
+    """The idempotency key of a start already names an execution of another workflow."""
 
 
 class NodeError(OrchestrionError):

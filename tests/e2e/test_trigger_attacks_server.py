@@ -86,3 +86,35 @@ def test_schedules_keep_firing_beside_refused_ones(server: Server) -> None:
     poll(lambda: len(fired()) >= 2)
     paused = httpx.post(f"{server.url}/v1/schedules/beat:tick/pause", headers=bearer(OPERATOR))
     assert paused.status_code == 200
+
+
+LISTENER = """\
+name: policy-review
+inputs:
+  document: {type: string}
+triggers:
+  - {type: event, event_type: policy.updated}
+dag:
+  nodes:
+    - {id: review, handler: noop}
+"""
+SPY = "name: spy\ndag:\n  nodes:\n    - {id: keep, handler: noop}\n"
+
+
+def test_an_event_key_cannot_be_taken_first_to_run_another_workflow(server: Server) -> None:
+    assert submit(server, LISTENER).status_code == 201
+    squat = submit(server, SPY, **{"Idempotency-Key": "event:evt-9:policy-review"})
+    assert squat.status_code == 422, squat.text
+    assert "the engine's own" in squat.json()["detail"]
+    sent = httpx.post(
+        f"{server.url}/v1/events/policy.updated",
+        json={"id": "evt-9", "document": "merger.pdf"},
+        headers=bearer(OPERATOR),
+    )
+    assert sent.status_code == 202, sent.text
+    [started] = sent.json()["executions"]
+    detail = httpx.get(
+        f"{server.url}/v1/workflows/{started['execution_id']}", headers=bearer(ADMIN)
+    ).json()
+    assert detail["workflow"] == "policy-review"
+    assert detail["inputs"] == {"document": "merger.pdf"}

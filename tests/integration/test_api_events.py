@@ -159,3 +159,61 @@ async def test_the_async_client_emits(api: httpx.AsyncClient) -> None:
         assert again.executions[0].execution_id == started.execution_id
         skipped = await client.emit("policy.updated", {"severity": "low"})
         assert skipped.executions == () and skipped.skipped[0].reason == "filter"
+
+
+SPY = {"name": "spy", "dag": {"nodes": [{"id": "keep", "handler": "noop"}]}}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "event:0123:policy.updated:evt-9:on-policy",
+        "EVENT:evt-9:on-policy",
+        "schedule:on-policy:nightly@1796000000.000",
+        "child:0f7d:node:1",
+    ],
+)
+async def test_a_caller_cannot_take_an_idempotency_key_of_the_engine(
+    api: httpx.AsyncClient, key: str
+) -> None:
+    header = {"Idempotency-Key": key}
+    sent = [
+        api.post("/v1/workflow", json=SPY, headers=header),
+        api.post("/workflow", json=SPY, headers=header),
+        api.post("/api/v1/workflow", json=SPY, headers=header),
+        api.post("/v1/definitions/on-policy/executions", json={}, headers=header),
+        api.post("/workflows/start", json={"definition": SPY}, headers=header),
+        api.post("/workflows/start", json={"definition": SPY, "idempotency_key": key}),
+    ]
+    for answer in await asyncio.gather(*sent):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith(PROBLEM)
+        assert "the engine's own" in answer.text
+    listed = (await api.get("/v1/workflows", params={"workflow": "spy"})).json()
+    assert listed["items"] == []  # nothing was stored under the key
+
+
+async def test_an_event_never_starts_an_execution_made_under_its_key_for_another_workflow(
+    tmp_path: Path,
+) -> None:
+    from orchestrion.core.idempotency import event_key
+    from orchestrion.engine.facade import Engine
+
+    async with Engine(f"sqlite:///{tmp_path / 'e.db'}") as engine:
+        listener = await engine.submit(LISTENER)
+        spy = await engine.submit(SPY)
+        # What a caller's key could have made, had the API let it through.
+        key = event_key("policy.updated", "evt-9", "on-policy")
+        await engine.create_execution(spy.id, idempotency_key=key)
+        emitted = await engine.emit("policy.updated", {"severity": "high"}, "evt-9")
+        assert emitted.executions == []
+        [skip] = emitted.skipped
+        assert skip.workflow == "on-policy" and "of workflow 'spy'" in skip.message
+        # The same id sent as another type is another event: a workflow listening to both
+        # types starts once for each (keys include the type).
+        both = {"type": "event", "event_type": "order.placed"}
+        await engine.submit({**LISTENER, "triggers": [*LISTENER["triggers"], both]})
+        first = await engine.emit("policy.updated", {"severity": "high"}, "evt-10")
+        second = await engine.emit("order.placed", {"severity": "high"}, "evt-10")
+        [one], [two] = first.executions, second.executions
+        assert one.execution_id != two.execution_id and listener.id != spy.id

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrion.core.idempotency import event_key
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.engine.emitting import MAX_CHAIN, EventRefused
 from orchestrion.engine.facade import Engine
@@ -80,7 +81,7 @@ async def test_an_event_starts_its_subscribers_with_the_payload_once_per_event_i
         assert result.status is ExecutionStatus.COMPLETED
         record = await engine.reads.execution(started.execution_id)
         assert record.inputs == payload and record.correlation_id == "evt-1"
-        assert record.idempotency_key == f"event:evt-1:{started.workflow}"
+        assert record.idempotency_key == event_key("policy.updated", "evt-1", started.workflow)
     assert len(await executions_of(engine, "review")) == 1
     assert await executions_of(engine, "other") == []
     low = await engine.emit("policy.updated", {"severity": "low", "doc": "x"})
@@ -151,7 +152,8 @@ async def test_the_end_of_an_execution_starts_its_followers_once(engine: Engine)
     [follower] = followers
     assert follower.inputs == {"upstream": done.execution_id}
     assert follower.correlation_id == done.execution_id
-    assert follower.idempotency_key == f"event:{done.execution_id}:after-nightly"
+    key = event_key("workflow.completed", done.execution_id, "after-nightly")
+    assert follower.idempotency_key == key
     failed = await engine.run(broken, timeout=30)
     assert failed.status is ExecutionStatus.FAILED
     [alert] = await eventually(lambda: executions_of(engine, "on-failure"))
@@ -228,3 +230,16 @@ async def test_a_workflow_with_two_triggers_for_one_event_starts_once(engine: En
     calm = await engine.emit("alert.raised", {"level": 1})
     assert [(e.workflow, e.trigger) for e in calm.executions] == [("twice", "any")]
     assert calm.skipped == []
+
+
+async def test_the_longest_type_id_and_name_make_one_key_that_fits_every_store(
+    engine: Engine,
+) -> None:
+    name, event_type, event_id = "w" * 200, "t." + "x" * 126, "i:" + "d" * 126
+    await engine.submit(workflow(name, on(event_type)))
+    first = await engine.emit(event_type, {}, event_id=event_id)
+    again = await engine.emit(event_type, {}, event_id=event_id)
+    [started] = first.executions
+    assert [e.execution_id for e in again.executions] == [started.execution_id]
+    record = await engine.reads.execution(started.execution_id)
+    assert record.idempotency_key is not None and len(record.idempotency_key) <= 255

@@ -71,6 +71,7 @@ PUBLIC: dict[str, set[str]] = {
         "ExecutionError",
         "ExecutionNotFound",
         "HandlerNotFound",
+        "IdempotencyConflict",
         "InvalidTransition",
         "NodeError",
         "NotRetryable",

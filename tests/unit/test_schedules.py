@@ -211,3 +211,17 @@ def test_schedule_inputs_are_checked_against_the_declared_ones() -> None:
     assert found == [(8, "scheduled trigger: unknown input 'scpe'")]
     (spec,) = scheduled_triggers(load_definition(CANONICAL.replace("scpe", "scope")).spec.triggers)
     assert spec.inputs == {"scope": "full"}
+
+
+def test_tick_and_event_keys_fit_the_column_and_never_meet() -> None:
+    from orchestrion.core.idempotency import caller_key_problem, event_key
+    from orchestrion.store.schedules import firing_key
+
+    long_id = "n" * 200 + ":" + "t" * 100
+    keys = {firing_key(long_id, T0), firing_key(long_id, T0 + 1), firing_key("a:b", T0)}
+    keys |= {event_key("a:b", "c", "d"), event_key("a", "b:c", "d"), event_key("a", "b", "c:d")}
+    keys |= {event_key("t" * 128, "i" * 128, "w" * 200), event_key("t" * 128, "i" * 128, "w")}
+    assert len(keys) == 8 and all(len(key) <= 255 for key in keys)
+    assert firing_key("a:b", T0) == f"schedule:a:b@{T0:.3f}"  # short ones stay readable
+    assert all(caller_key_problem(key) for key in keys)
+    assert caller_key_problem("job-1") is None and caller_key_problem("my-event:1") is None

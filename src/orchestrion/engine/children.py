@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import CancelRequested, ErrorInfo, WaitResolved
+from orchestrion.core.idempotency import bounded_key
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.errors import (
@@ -64,7 +65,7 @@ class ChildExecutions:
             record = await engine.start_execution(
                 definition,
                 config.inputs,
-                idempotency_key=f"child:{ctx.idempotency_key}",
+                idempotency_key=bounded_key("child:", (ctx.idempotency_key,), ctx.idempotency_key),
                 parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
             )
         except DefinitionError as exc:  # e.g. beyond the definition limits now in force

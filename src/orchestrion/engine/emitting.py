@@ -2,7 +2,8 @@
 
 An event (a type, a JSON payload, an id) starts every active definition with an event trigger
 for its type whose ``filter`` holds, with the payload (or the trigger's ``inputs`` rendered
-from it) as inputs. Each start's idempotency key is derived from (event id, workflow name), so
+from it) as inputs. Each start's idempotency key is derived from (event type, event id, workflow
+name) (``core/idempotency.py``), so
 an event delivered again starts nothing twice and answers with the executions it started the
 first time; the event id becomes the correlation id of the executions it started.
 
@@ -24,11 +25,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrion import safe_data
+from orchestrion.core.idempotency import event_key
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS, EventTrigger
 from orchestrion.engine.subscriptions import Subscriber, Subscriptions
-from orchestrion.errors import DefinitionError, ExecutionError, ExecutionNotFound
+from orchestrion.errors import (
+    DefinitionError,
+    ExecutionError,
+    ExecutionNotFound,
+    IdempotencyConflict,
+)
 from orchestrion.execution import enforce
 from orchestrion.governance.trust import Trust
 from orchestrion.templates.rendering import evaluate_condition, render_value, template_limits
@@ -183,12 +190,13 @@ class EventTriggers:
         else:
             assert skip is not None  # every trigger was tried, and none took the event
             return skip
-        key = f"event:{out.event_id}:{definition.name}"
+        key = event_key(out.event_type, out.event_id, definition.name)
         try:
             record = await self._starts.start_execution(
                 definition, inputs, key, None, out.event_id, None, inputs_trust
             )
-        except DefinitionError as exc:  # inputs the workflow refuses, a limit, the policy
+        except (DefinitionError, IdempotencyConflict) as exc:
+            # Inputs the workflow refuses, a limit, the policy; or a key that is another's.
             return EventSkip(definition.name, name, "error", _message(exc))
         # Begun (or handed over to an orchestrator): the stored row may not say so yet.
         status = record.status

@@ -25,7 +25,12 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.core.ticks import DEFAULT_GRACE, TickError, plan_ticks
 from orchestrion.definition.schedules import Overlap, ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_all
-from orchestrion.errors import DefinitionError, ExecutionNotFound, OrchestrionError
+from orchestrion.errors import (
+    DefinitionError,
+    ExecutionNotFound,
+    IdempotencyConflict,
+    OrchestrionError,
+)
 from orchestrion.store.schedules import (
     FiringRecord,
     FiringStatus,
@@ -246,8 +251,9 @@ class Scheduler:
                 dict(spec.inputs),
                 idempotency_key=firing_key(firing.schedule_id, firing.tick_at),
             )
-        except (DefinitionError, ExecutionNotFound) as exc:
-            # Bad inputs or a definition gone: retrying would fail again, so it is dropped.
+        except (DefinitionError, ExecutionNotFound, IdempotencyConflict) as exc:
+            # Bad inputs, a definition gone, or its key already another workflow's: retrying
+            # would fail again, so it is dropped.
             logger.warning("schedule %s: tick %s not started: %s", schedule.id, firing.tick_at, exc)
             await store.settle_firing(
                 firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None

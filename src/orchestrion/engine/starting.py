@@ -20,7 +20,7 @@ from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_inputs
-from orchestrion.errors import InvalidTransition
+from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
 
@@ -155,6 +155,7 @@ class Starts:
             record, abandoned=functools.partial(self._begin_abandoned, compiled)
         )
         if not created:
+            await self._check_same_workflow(stored, compiled, idempotency_key)
             if (
                 stored.status is not ExecutionStatus.PENDING
                 or stored.owner is not None  # a start made it, and is beginning it now
@@ -165,6 +166,21 @@ class Starts:
             return await self.trigger(stored.id, inputs, overrides, correlation_id)
         await self.begin(stored, compiled)
         return stored
+
+    async def _check_same_workflow(
+        self, stored: ExecutionRecord, compiled: CompiledWorkflow, key: str | None
+    ) -> None:
+        """A key met again must name an execution of the same workflow: one of another
+        (a key a caller chose to match an event's or a schedule's) is not this start's."""
+        if stored.definition_id == compiled.definition_id:
+            return
+        name = compiled.plan.spec.name
+        other = await self._parts.definitions.record(stored.definition_id)
+        if other.name != name:
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} already names execution {stored.id} of workflow"
+                f" '{other.name}', not of '{name}': nothing was started"
+            )
 
     async def begin(self, record: ExecutionRecord, compiled: CompiledWorkflow) -> None:
         """Make ``record`` live and commit its start (the execution is owned by us); or, when

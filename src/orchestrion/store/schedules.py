@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from orchestrion.core.idempotency import bounded_key
+
 __all__ = [
     "FiringRecord",
     "FiringStatus",
@@ -72,7 +74,8 @@ class FiringRecord:
 
 def firing_key(schedule_id: str, tick_at: float) -> str:
     """The idempotency key of the execution that the firing of this tick starts."""
-    return f"schedule:{schedule_id}@{tick_at:.3f}"
+    readable = f"{schedule_id}@{tick_at:.3f}"
+    return bounded_key("schedule:", (schedule_id, f"{tick_at:.3f}"), readable)
 
 
 class ScheduleStore(Protocol):

@@ -12,11 +12,22 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 from fastapi.params import Depends as DependsParam
+from pydantic import AfterValidator
 
 from orchestrion.api.auth import require_headers, require_role
 from orchestrion.api.context import ApiContext, get_ctx
+from orchestrion.core.idempotency import caller_key_problem
 
-__all__ = ["ADMIN", "OPERATE", "VIEW", "Ctx", "IdempotencyKey"]
+__all__ = ["ADMIN", "OPERATE", "VIEW", "Ctx", "IdempotencyKey", "caller_key"]
+
+
+def caller_key(key: str | None) -> str | None:
+    """``key`` if a caller may use it: not one the engine derives for its own starts (an
+    event's, a schedule tick's, a child's), which a caller could otherwise take first."""
+    if key is not None and (problem := caller_key_problem(key)) is not None:
+        raise ValueError(problem)
+    return key
+
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 IdempotencyKey = Annotated[
@@ -24,8 +35,10 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=255,
-        description="Repeat the request safely: the same key gives the same execution",
+        description="Repeat the request safely: the same key gives the same execution"
+        " (not beginning with event:, schedule: or child:, the engine's own)",
     ),
+    AfterValidator(caller_key),
 ]
 
 VIEW: list[DependsParam] = [Depends(require_role("viewer"))]

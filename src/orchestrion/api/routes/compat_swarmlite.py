@@ -14,12 +14,12 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrion.api.models import ActionResponse, ExecutionDetail, TriggerRequest
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
-from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
+from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey, caller_key
 from orchestrion.api.routes.control import cancel_workflow
 from orchestrion.api.routes.workflows import get_workflow, json_body_only, submit_text
 from orchestrion.api.routes.workflows import trigger_workflow as trigger
@@ -58,7 +58,9 @@ class StartRequest(BaseModel):
     )
 
     definition: str | dict[str, Any]
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: Annotated[
+        str | None, Field(default=None, min_length=1, max_length=255), AfterValidator(caller_key)
+    ] = None
     input_params: dict[str, Any] = Field(default_factory=dict)
 
 
