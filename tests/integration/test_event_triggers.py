@@ -180,6 +180,37 @@ async def test_a_loop_of_followers_stops_after_the_longest_chain(engine: Engine)
     assert total == MAX_CHAIN + 1
 
 
+async def test_followers_that_multiply_stop_at_the_chain_width(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrion.engine import emitting
+
+    # A followed by B1, B2 and B3, each followed by A: without a bound, 3 ** 8 executions.
+    monkeypatch.setattr(emitting, "MAX_CHAIN_WIDTH", 4)
+    names = ["b1", "b2", "b3"]
+    ends = [on("workflow.completed", source=name) for name in names]
+    await engine.submit(workflow("a", on("kick"), *ends))
+    for name in names:
+        await engine.submit(workflow(name, on("workflow.completed", source="a")))
+    await engine.emit("kick", {})
+
+    async def everyone() -> list[ExecutionRecord]:
+        rows = []
+        for name in ["a", *names]:
+            rows += await executions_of(engine, name)
+        return rows
+
+    async def settled() -> bool:  # a, then b1-b3 (width 3), then a three times (width 3)
+        rows = await everyone()
+        return len(rows) >= 7 and all(r.status in FINAL_EXECUTION_STATES for r in rows)
+
+    assert await eventually(settled)
+    await asyncio.sleep(0.5)  # a's three ends would each start three more (width 9 > 4)
+    rows = await everyone()
+    assert len(rows) == 7
+    assert sorted(r.labels.get("chain_width", 1) for r in rows) == [1] + [3] * 6
+
+
 async def test_an_api_engine_that_does_not_drive_hands_event_starts_over(
     postgres_url: str, redis_server: str, redis_prefix: str, request: pytest.FixtureRequest
 ) -> None:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_ID_PATTERN",
     "MAX_CHAIN",
+    "MAX_CHAIN_WIDTH",
     "Emitted",
     "EventRefused",
     "EventSkip",
@@ -61,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 MAX_CHAIN = 16
 """Most workflow.completed/failed links one chain of executions may have."""
+
+MAX_CHAIN_WIDTH = 256
+"""Most executions one link of a chain may multiply into (see ``_follow``)."""
+_WIDTH = "chain_width"  # the label a follower carries: its share of the chain's width
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 """An event id given by the sender: a UUID, a message id, ``order-42:created``."""
@@ -131,6 +136,7 @@ class EventTriggers:
         source: str | None,
         subscribers: list[Subscriber] | None = None,
         inputs_trust: Trust | None = None,
+        labels: dict[str, Any] | None = None,
     ) -> Emitted:
         if not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
             raise EventRefused(
@@ -155,7 +161,7 @@ class EventTriggers:
         # Together: the starts of one event-loop tick share one commit (ExecutionCreator).
         groups = by_definition.values()
         outcomes = await asyncio.gather(
-            *(self._start(group, payload, emitted, inputs_trust) for group in groups)
+            *(self._start(group, payload, emitted, inputs_trust, labels) for group in groups)
         )
         for outcome in outcomes:
             if isinstance(outcome, EventStart):
@@ -170,6 +176,7 @@ class EventTriggers:
         payload: dict[str, Any],
         out: Emitted,
         inputs_trust: Trust | None,
+        labels: dict[str, Any] | None,
     ) -> EventStart | EventSkip:
         """Start one definition with its first trigger that takes the event (a definition
         starts once per event, however many of its triggers listen to it)."""
@@ -193,7 +200,7 @@ class EventTriggers:
         key = event_key(out.event_type, out.event_id, definition.name)
         try:
             record = await self._starts.start_execution(
-                definition, inputs, key, None, out.event_id, None, inputs_trust
+                definition, inputs, key, None, out.event_id, None, inputs_trust, labels
             )
         except (DefinitionError, IdempotencyConflict) as exc:
             # Inputs the workflow refuses, a limit, the policy; or a key that is another's.
@@ -270,9 +277,23 @@ class EventTriggers:
                     record.id, MAX_CHAIN, ending,
                 )  # fmt: skip
                 return
+            # Followers of followers multiply: A followed by B1 and B2, each followed by A,
+            # doubles every two links. Each follower carries its share of the chain's width
+            # (its parent's times the number of workflows the parent's end started), and no
+            # level of one chain exceeds MAX_CHAIN_WIDTH executions, so a chain is at most
+            # MAX_CHAIN * MAX_CHAIN_WIDTH executions however its workflows follow each other.
+            width = _width_of(record) * len({f.definition.id for f in followers})
+            if width > MAX_CHAIN_WIDTH:
+                logger.warning(
+                    "execution %s: its %s would start %d followers, making its chain wider than"
+                    " %d executions: it starts none",
+                    record.id, ending, len(followers), MAX_CHAIN_WIDTH,
+                )  # fmt: skip
+                return
             # A follower's inputs come from the execution that ended: no more trusted than it.
             trust = Trust.of(record.trust)
-            emitted = await self._emit(ending, payload, record.id, name, followers, trust)
+            labels = {_WIDTH: width}
+            emitted = await self._emit(ending, payload, record.id, name, followers, trust, labels)
         except ExecutionError as exc:  # the engine stops: what follows is not started
             logger.warning("%s of execution %s started nothing: %s", ending, record.id, exc)
             return
@@ -304,6 +325,11 @@ class EventTriggers:
         """Let the ends being followed finish starting their followers."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _width_of(record: ExecutionRecord) -> int:
+    width = record.labels.get(_WIDTH) if isinstance(record.labels, dict) else None
+    return width if isinstance(width, int) and width > 0 else 1
 
 
 def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:

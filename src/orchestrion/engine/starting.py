@@ -107,9 +107,11 @@ class Starts:
         correlation_id: str | None,
         parent: tuple[str, str, int] | None,
         inputs_trust: Trust | None = None,
+        labels: dict[str, Any] | None = None,
     ) -> ExecutionRecord:
         """See ``Engine.start_execution``; ``inputs_trust``: that of whatever the inputs came
-        from (an execution whose end starts this one), when it is not the caller's."""
+        from (an execution whose end starts this one), when it is not the caller's;
+        ``labels``: stored with the execution (what started it)."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
         # Content handed over is the caller's; a stored definition keeps its own level.
@@ -145,10 +147,11 @@ class Starts:
             owner=engine.owner if drives else None,
             lease_until=now + engine.settings.lease_seconds if drives else None,
             trust=trust,
+            labels=dict(labels or {}),
         )
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
-            record.labels = {"parent_attempt": parent[2]}
+            record.labels["parent_attempt"] = parent[2]
         # A caller that gives up while the batch is written gets its execution made all the
         # same, so it is begun all the same, as a start cancelled a moment later would be.
         stored, created = await self._creator.create(
