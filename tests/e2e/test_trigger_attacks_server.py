@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -118,3 +119,20 @@ def test_an_event_key_cannot_be_taken_first_to_run_another_workflow(server: Serv
     ).json()
     assert detail["workflow"] == "policy-review"
     assert detail["inputs"] == {"document": "merger.pdf"}
+
+
+@pytest.mark.parametrize("name", ["team/nightly", "a/../b", "q?x#y"])
+def test_a_schedule_of_a_name_with_a_slash_can_be_paused_and_deleted(
+    server: Server, name: str
+) -> None:
+    assert submit(server, scheduled(name, "0 2 * * *")).status_code == 201
+    quoted = quote(f"{name}:tick", safe="")
+    for verb in ("pause", "resume", "trigger"):
+        answer = httpx.post(f"{server.url}/v1/schedules/{quoted}/{verb}", headers=bearer(OPERATOR))
+        assert answer.status_code in (200, 202), answer.text
+    shown = httpx.get(f"{server.url}/v1/schedules/{quoted}", headers=bearer(VIEWER))
+    assert shown.status_code == 200 and shown.json()["id"] == f"{name}:tick"
+    named = httpx.get(f"{server.url}/v1/definitions/{quote(name, safe='')}", headers=bearer(VIEWER))
+    assert named.status_code == 200 and named.json()["name"] == name
+    gone = httpx.delete(f"{server.url}/v1/schedules/{quoted}", headers=bearer(OPERATOR))
+    assert gone.status_code == 200 and gone.json()["state"] == "deleted"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ FLOW = {
     "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
 }
 KEYS = "op-key:operator,view-key:viewer"
+OPERATOR = {"Authorization": "Bearer op-key"}
 
 
 @pytest.fixture
@@ -74,3 +76,32 @@ async def test_roles_and_unknown_ids(clients: tuple[AsyncClient, AsyncClient]) -
         await operator.schedule_action("report:nightly\u0000", "pause")
     with pytest.raises(ValueError, match="unknown schedule verb"):
         await operator.schedule_action("report:nightly", "explode")
+
+
+@pytest.mark.parametrize("name", ["team/report", "a/b/c", "q?x#y", "../up", "pct%2F"])
+async def test_names_with_a_slash_or_url_characters_are_reachable_on_every_route(
+    clients: tuple[AsyncClient, AsyncClient], name: str
+) -> None:
+    operator, viewer = clients
+    await operator.submit({**FLOW, "name": name})
+    schedule_id = f"{name}:nightly"
+    assert schedule_id in [s.id for s in await viewer.schedules()]
+    for verb, state in (("pause", "paused"), ("resume", "active")):
+        changed = await operator.schedule_action(schedule_id, verb)
+        assert isinstance(changed, Schedule) and changed.state == state
+    assert (await viewer.schedule(schedule_id)).id == schedule_id
+    assert (await viewer.get_definition(name)).name == name
+    started = await operator.start_definition(name)
+    # SwarmLite's status and stop take a workflow's name: no call of the client, so raw.
+    transport = operator._http._transport  # the app in process, with the operator's key
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://orchestrion.test", headers=OPERATOR
+    ) as raw:
+        quoted = quote(name, safe="")
+        status = await raw.get(f"/workflows/{quoted}/status")
+        assert status.status_code == 200, status.text
+        assert status.json()["execution_id"] == started.execution_id
+        stopped = await raw.post(f"/workflows/{quoted}/stop")
+        assert stopped.status_code in (202, 409), stopped.text
+    deleted = await operator.schedule_action(schedule_id, "delete")
+    assert isinstance(deleted, Schedule) and deleted.state == "deleted"

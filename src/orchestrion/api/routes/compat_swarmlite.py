@@ -127,7 +127,7 @@ async def resolve(ctx: Ctx, reference: str) -> str:
 
 
 @router.get(
-    "/workflows/{workflow_id}/status",
+    "/workflows/{workflow_id:path}/status",
     response_model=StatusResponse,
     dependencies=VIEW,
     responses=error_responses(404),
@@ -141,7 +141,7 @@ async def workflow_status(workflow_id: WorkflowRef, ctx: Ctx, caller: Caller) ->
 
 
 @router.post(
-    "/workflows/{workflow_id}/stop",
+    "/workflows/{workflow_id:path}/stop",
     status_code=202,
     response_model=ActionResponse,
     dependencies=OPERATE,

@@ -43,7 +43,7 @@ async def list_definitions(
 
 
 @router.get(
-    "/{name}",
+    "/{name:path}",
     response_model=DefinitionDetail,
     dependencies=VIEW,
     responses=error_responses(404),
@@ -54,7 +54,7 @@ async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> Def
 
 
 @router.post(
-    "/{name}/executions",
+    "/{name:path}/executions",
     status_code=202,
     response_model=ActionResponse,
     dependencies=[*OPERATE, Depends(json_body_only)],

@@ -41,7 +41,7 @@ async def list_schedules(ctx: Ctx) -> ScheduleList:
 
 
 @router.get(
-    "/{schedule_id}",
+    "/{schedule_id:path}",
     response_model=ScheduleView,
     dependencies=VIEW,
     responses=_RESPONSES,
@@ -54,7 +54,7 @@ async def get_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id}/pause",
+    "/{schedule_id:path}/pause",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
@@ -65,7 +65,7 @@ async def pause_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id}/resume",
+    "/{schedule_id:path}/resume",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
@@ -76,7 +76,7 @@ async def resume_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id}/trigger",
+    "/{schedule_id:path}/trigger",
     status_code=202,
     response_model=FiringView,
     dependencies=OPERATE,
@@ -88,7 +88,7 @@ async def trigger_schedule(schedule_id: str, ctx: Ctx) -> FiringView:
 
 
 @router.delete(
-    "/{schedule_id}",
+    "/{schedule_id:path}",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
