@@ -96,7 +96,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         if settings.redis_url and ctx.redis is None:
             from orchestrion.cluster.link import RedisLink
 
-            ctx.redis = RedisLink(settings.redis_url, settings.redis_prefix)  # connects on use
+            try:
+                ctx.redis = RedisLink(settings.redis_url, settings.redis_prefix)  # connects on use
+            except OrchestrionError as exc:  # a Redis URL that does not parse: one line
+                ctx.startup_error = exc
+                raise
         engine.add_listener(ctx.hub.notify)
         engine.add_listener(feed.listener)
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")

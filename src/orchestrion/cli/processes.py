@@ -24,6 +24,7 @@ from orchestrion.cli.local import database_url
 from orchestrion.cli.options import DbOption
 from orchestrion.cli.root import app
 from orchestrion.cli.terminal import err, fail
+from orchestrion.store.url_display import redacted_url
 
 if TYPE_CHECKING:
     from orchestrion.settings import Settings
@@ -304,8 +305,4 @@ def migrate(db: DbOption = None) -> None:
 
 
 def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        rest = f"{user}:***@{rest.split('@', 1)[1]}"
-    return f"{scheme}{sep}{rest}"
+    return redacted_url(url)

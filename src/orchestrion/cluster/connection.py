@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from orchestrion.errors import ConfigurationError, DispatchError
+from orchestrion.store.url_display import redacted_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -54,7 +55,12 @@ def connect_redis(url: str) -> Redis:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
     except ValueError as exc:
-        raise ConfigurationError(f"invalid ORCHESTRION_REDIS_URL {url!r}: {exc}") from exc
+        # The URL, and redis-py's reason, may carry the password: neither is shown whole.
+        reason = redacted_url(str(exc)) if "@" in str(exc) else str(exc)
+        raise ConfigurationError(
+            f"invalid Redis URL {redacted_url(url)!r} (ORCHESTRION_REDIS_URL or one of its"
+            f" aliases): {reason}"
+        ) from None
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

@@ -37,6 +37,7 @@ from orchestrion.governance.encryption import (
 from orchestrion.store.encrypted import SEALED_LOG, context
 from orchestrion.store.factory import open_store
 from orchestrion.store.sql.core import SQLStore
+from orchestrion.store.url_display import redacted_url
 
 __all__ = ["RotationReport", "rotate"]
 
@@ -140,7 +141,7 @@ async def rotate(
         await _events(db, ring, report, batch_size, dry_run, progress)
         await _node_logs(db, ring, report, batch_size, dry_run, progress)
     except (StoreError, OSError) as exc:
-        raise StoreError(f"key rotation on {url}: {exc}") from exc
+        raise StoreError(f"key rotation on {redacted_url(url)}: {exc}") from exc
     finally:
         await db.close()
     return report

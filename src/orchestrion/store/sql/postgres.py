@@ -39,6 +39,7 @@ from orchestrion.store.sql.batch import (
 from orchestrion.store.sql.core import SQLStore
 from orchestrion.store.sql.driver import Params
 from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, LOG_COLS, RUN_COLS
+from orchestrion.store.url_display import redacted_url
 
 __all__ = ["PostgresStore", "asyncpg_url"]
 
@@ -137,8 +138,15 @@ def asyncpg_url(url: str) -> str:
     """``url`` (``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://``) for asyncpg."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from None
+    except (ArgumentError, ValueError) as exc:
+        reason = "its port is not a number" if isinstance(exc, ValueError) else "it does not parse"
+        raise ConfigurationError(
+            f"invalid PostgreSQL URL {redacted_url(url)!r}: {reason}"
+        ) from None
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ConfigurationError(
+            f"invalid PostgreSQL URL {redacted_url(url)!r}: port {parsed.port} is not 1 to 65535"
+        )
     if parsed.drivername.lower() not in _SCHEMES:
         raise ConfigurationError(
             f"not a PostgreSQL URL (expected postgresql://user@host/db): {parsed.drivername}://"
