@@ -164,6 +164,30 @@ async def test_the_end_of_an_execution_starts_its_followers_once(engine: Engine)
     assert len(await executions_of(engine, "on-failure")) == 1
 
 
+async def test_a_classified_workflow_s_end_gives_followers_no_message_to_quote(
+    engine: Engine,
+) -> None:
+    boom = {"function": "fail", "params": {"message": "patient 4711-secret not found"}}
+    failing = [
+        {
+            "id": "lookup",
+            "handler": "python",
+            "config": boom,
+            "retry": {"max_attempts": 1},
+            "data_classification": "phi",
+        }
+    ]
+    broken = await engine.submit(workflow("ward", nodes=failing))
+    await engine.submit(workflow("paging", on("workflow.failed", source="ward")))
+    failed = await engine.run(broken, timeout=30)
+    assert failed.status is ExecutionStatus.FAILED
+    [alert] = await eventually(lambda: executions_of(engine, "paging"))
+    error = alert.inputs["error"]
+    assert error["category"] and error["nodes"] == ["lookup"]
+    assert "4711" not in str(alert.inputs) and "withheld" in error["message"]
+    assert alert.inputs["result"] is None
+
+
 @pytest.mark.parametrize("database_url", ["memory://"])
 async def test_a_loop_of_followers_stops_after_the_longest_chain(engine: Engine) -> None:
     ping = await engine.submit(workflow("ping", on("workflow.completed", source="pong")))

@@ -259,7 +259,7 @@ class EventTriggers:
             # A classified result stays with its execution (sealed there): followers read it
             # through the API with the rights that takes.
             "result": None if classified else live.compiled.result_from(live.outputs),
-            "error": live.machine.error,
+            "error": _error_of(live.machine.error, classified),
         }
         task = asyncio.ensure_future(self._follow(ending, payload, record))
         self._background.add(task)
@@ -325,6 +325,16 @@ class EventTriggers:
         """Let the ends being followed finish starting their followers."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _error_of(error: Any, classified: bool) -> Any:
+    """The ended execution's error as followers get it: a classified workflow's message may
+    quote a classified value (a node's input in a URL, say), so only what kind of failure it
+    was and which nodes failed go on, as its result does not."""
+    if not classified or not isinstance(error, Mapping):
+        return error
+    kept = {key: error[key] for key in ("category", "nodes") if key in error}
+    return {**kept, "message": "withheld: the workflow has pii or phi nodes"}
 
 
 def _width_of(record: ExecutionRecord) -> int:
