@@ -3,6 +3,7 @@ lease, and the verbs (pause, resume, trigger now, delete)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,3 +258,38 @@ async def test_a_schedule_that_cannot_fire_stops_no_other(
     await scheduler.run_pass()
     with pytest.raises(ExecutionNotFound):
         await engine.store.get_schedule("report:broken")
+
+
+@pytest.mark.parametrize("overlap", ["skip", "queue", "cancel_previous"])
+async def test_the_overlap_policy_holds_however_many_ticks_pass(
+    engine: Engine, overlap: str
+) -> None:
+    clock = ManualClock(T0)
+    every = {"name": "each", "schedule": "* * * * * *", "overlap": overlap, "catchup": "all"}
+    await submit_at(engine, definition(every, waits=True, name="held"), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    await scheduler.run_pass()
+    clock.at = T0 + 1
+    (first,) = await scheduler.run_pass()  # it waits for a person from now on
+    for second in range(2, 160, 20):  # more ticks than a page of firings
+        clock.at = T0 + second
+        await scheduler.run_pass()
+    statuses = Counter(f.status for f in await engine.store.list_firings("held:each", 500))
+    if overlap == "cancel_previous":  # each tick cancels the one before and starts
+        assert set(statuses) == {FiringStatus.STARTED}
+        return
+    assert statuses[FiringStatus.STARTED] == 1  # never a second one beside the first
+    # queue: one tick waits for the first to end, the ticks after it are dropped.
+    assert statuses[FiringStatus.PENDING] == (1 if overlap == "queue" else 0)
+    # Another schedule's ticks are not held up behind them.
+    await submit_at(engine, definition({"name": "every5", "schedule": "* * * * * */5"}), T0 + 160)
+    clock.at = T0 + 165
+    assert len(await scheduler.run_pass()) == 1
+    assert await ticks(engine, "report:every5") == [T0 + 165]
+    if overlap == "queue":
+        await engine.cancel(first)
+        await engine.settle(first, timeout=10)
+        clock.at = T0 + 166
+        assert len(await scheduler.run_pass()) == 1  # the one that waited; this tick waits now
+        after = Counter(f.status for f in await engine.store.list_firings("held:each", 500))
+        assert (after[FiringStatus.STARTED], after[FiringStatus.PENDING]) == (2, 1)

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
 _SYNC_EVERY = 30.0  # seconds between re-reads of every definition (submits sync at once)
-_PREVIOUS = 20  # firings looked at to find the one still running
+_PENDING = 100  # pending firings started per pass, beyond the one each queue holds back
 
 
 class Clock(Protocol):
@@ -184,9 +184,17 @@ class Scheduler:
     async def _start_pending(self, schedules: dict[str, ScheduleRecord]) -> list[str]:
         store, started = self.engine.store, []
         queued: set[str] = set()  # schedules whose next firing waits for a running one
-        for firing in await store.pending_firings():
+        # Each schedule holds back at most one waiting firing (below), so reading that many
+        # more than a pass starts means waiting firings never crowd the others out.
+        for firing in await store.pending_firings(_PENDING + len(schedules)):
             schedule = schedules.get(firing.schedule_id)
             if firing.schedule_id in queued:
+                # One firing waits for the running execution; a later tick is not queued
+                # behind it (a schedule every second behind an hour-long run would queue
+                # 3600 starts): it is skipped, as Temporal's "buffer one" does.
+                await store.settle_firing(
+                    firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
+                )
                 continue
             if schedule is None:  # deleted since it was recorded
                 await store.settle_firing(
@@ -218,19 +226,17 @@ class Scheduler:
         return started
 
     async def _running_before(self, firing: FiringRecord) -> str | None:
-        """The execution of the schedule's newest earlier started tick, if it is not final."""
+        """The execution of the schedule's newest earlier started tick, if it is not final
+        (however many skipped or waiting ticks came after it)."""
         store = self.engine.store
-        for earlier in await store.list_firings(firing.schedule_id, _PREVIOUS):
-            if earlier.tick_at >= firing.tick_at or earlier.execution_id is None:
-                continue
-            if earlier.status is not FiringStatus.STARTED:
-                continue
-            try:
-                execution = await store.get_execution(earlier.execution_id)
-            except ExecutionNotFound:  # purged: it finished long ago
-                return None
-            return None if execution.status in FINAL_EXECUTION_STATES else execution.id
-        return None
+        earlier = await store.newest_started_firing(firing.schedule_id, firing.tick_at)
+        if earlier is None or earlier.execution_id is None:
+            return None
+        try:
+            execution = await store.get_execution(earlier.execution_id)
+        except ExecutionNotFound:  # purged: it finished long ago
+            return None
+        return None if execution.status in FINAL_EXECUTION_STATES else execution.id
 
     async def _cancel(self, execution_id: str, schedule_id: str) -> None:
         try:

@@ -85,6 +85,16 @@ class MemorySchedules:
         mine.sort(key=lambda f: f.tick_at, reverse=True)
         return [replace(f) for f in mine[:limit]]
 
+    async def newest_started_firing(self, schedule_id: str, before: float) -> FiringRecord | None:
+        started = [
+            f
+            for f in self._firings.values()
+            if f.schedule_id == schedule_id
+            and f.status is FiringStatus.STARTED
+            and f.tick_at < before
+        ]
+        return replace(max(started, key=lambda f: f.tick_at)) if started else None
+
     async def claim_lease(self, name: str, owner: str, lease_until: float, now: float) -> bool:
         held = self._leases.get(name)
         if held is not None and held[0] != owner and held[1] >= now:

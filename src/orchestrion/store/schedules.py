@@ -116,6 +116,9 @@ class ScheduleStore(Protocol):
     async def list_firings(self, schedule_id: str, limit: int = 100) -> list[FiringRecord]:
         """The schedule's firings, newest tick first."""
 
+    async def newest_started_firing(self, schedule_id: str, before: float) -> FiringRecord | None:
+        """The schedule's started firing with the newest tick before ``before``, if any."""
+
     async def claim_lease(self, name: str, owner: str, lease_until: float, now: float) -> bool:
         """Take or renew the lease ``name`` until ``lease_until``: True when ``owner`` holds it
         (it held it already, nobody did, or the holder's ran out before ``now``)."""
@@ -159,6 +162,9 @@ class ForwardSchedules:
 
     async def list_firings(self, schedule_id: str, limit: int = 100) -> list[FiringRecord]:
         return await self.forward_to().list_firings(schedule_id, limit)
+
+    async def newest_started_firing(self, schedule_id: str, before: float) -> FiringRecord | None:
+        return await self.forward_to().newest_started_firing(schedule_id, before)
 
     async def claim_lease(self, name: str, owner: str, lease_until: float, now: float) -> bool:
         return await self.forward_to().claim_lease(name, owner, lease_until, now)

@@ -176,6 +176,15 @@ class SQLSchedules(SQLDriver[C]):
             )
         return [_firing_of(row) for row in rows]
 
+    async def newest_started_firing(self, schedule_id: str, before: float) -> FiringRecord | None:
+        async with self._connection() as conn:
+            row = await conn.row(
+                f"{_FIRINGS} WHERE schedule_id = :id AND status = :s AND tick_at < :t"
+                " ORDER BY tick_at DESC LIMIT 1",
+                {"id": schedule_id, "s": FiringStatus.STARTED.value, "t": before},
+            )
+        return None if row is None else _firing_of(row)
+
     async def claim_lease(self, name: str, owner: str, lease_until: float, now: float) -> bool:
         params = {"name": name, "owner": owner, "until": lease_until, "now": now}
         async with self._transaction() as tx:
