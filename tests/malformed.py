@@ -69,8 +69,9 @@ def _definition_with(place: str, raw: str) -> str:
 
 @dataclass(frozen=True)
 class BodyCase:
-    """A body for one route. ``route``: submit, trigger or start (``{id}``/``{name}`` filled in
-    by the test); ``status``: the answer; ``says``: a word the problem must contain."""
+    """A body for one route. ``route``: submit, trigger, start, approve or event (``{id}``/
+    ``{name}`` filled in by the test); ``status``: the answer; ``says``: a word the problem
+    must contain."""
 
     label: str
     route: str
@@ -116,6 +117,19 @@ def _cases() -> list[BodyCase]:
     not_utf8 = b'{"input_params": {"who": "\xed\xa0\x80"}}'  # a surrogate encoded as UTF-8
     cases.append(BodyCase("trigger raw surrogate bytes", "trigger", not_utf8, 422, "UTF-8"))
     cases.append(BodyCase("submit deep top level", "submit", DEEP.encode(), 422, "nested"))
+    # A key given twice: one reader takes the first, another the last (an event's id too).
+    twice = {
+        "trigger input": b'{"input_params": {"who": 1, "who": 2}}',
+        "trigger override": b'{"node_overrides": {"b": {"value": 1, "value": 2}}}',
+        "trigger top-level": b'{"input_params": {}, "input_params": {"who": 1}}',
+        "start input": b'{"input_params": {"who": 1, "who": 2}}',
+        "approve body": b'{"by": "ada", "by": "eve"}',
+        "event id": b'{"id": "evt-1", "id": "evt-2", "x": 1}',
+        "event payload": b'{"doc": {"path": "a", "path": "b"}}',
+    }
+    for label, body in twice.items():
+        route = label.split()[0]
+        cases.append(BodyCase(f"{label} key twice", route, body, 422, "given twice"))
     # The same definitions as YAML: the loader applies the same rules, with line numbers.
     yaml_cases = {
         "surrogate": ('name: "\\ud800"\n', "Unicode"),

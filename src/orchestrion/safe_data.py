@@ -29,7 +29,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "UnsafeData", "check", "check_text", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "UnsafeData",
+    "check",
+    "check_text",
+    "loads",
+    "refusing_duplicate_keys",
+]
 
 MAX_DEPTH = 64
 """Most arrays and objects one value may nest (a scalar at the top level is depth 0)."""
@@ -93,6 +101,18 @@ def _parse_float(text: str) -> Any:
 
 def _parse_constant(text: str) -> Any:
     return _Refused(f"{text} is not a JSON number", "non_finite_number")
+
+
+def refusing_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An ``object_pairs_hook``: an object with a key given twice is refused by ``check``
+    at that key (``{"id": "a", "id": "b"}`` means what the reader decides: one reader takes
+    the first, another the last; a proxy that checked one may pass the other on)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            value = _Refused(f"the key {key!r} given twice in one object", "duplicate_key")
+        found[key] = value
+    return found
 
 
 def loads(

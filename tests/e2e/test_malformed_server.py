@@ -61,6 +61,7 @@ def test_malformed_bodies(client: httpx.Client, pending: tuple[str, str], case) 
         "trigger": f"/v1/workflow/trigger/{execution_id}",
         "start": f"/v1/definitions/{name}/executions",
         "approve": f"/v1/workflows/{execution_id}/nodes/b/approve",
+        "event": "/v1/events/malformed.test",
     }[case.route]
     response = client.post(path, content=case.body, headers={"Content-Type": case.content_type})
     assert is_problem(response, case.status, case.says)

@@ -78,6 +78,7 @@ def route_of(case: BodyCase, served: Served) -> str:
         "trigger": f"/v1/workflow/trigger/{served.execution_id}",
         "start": f"/v1/definitions/{served.name}/executions",
         "approve": f"/v1/workflows/{served.execution_id}/nodes/b/approve",
+        "event": "/v1/events/malformed.test",
     }[case.route]
 
 

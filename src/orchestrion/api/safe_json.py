@@ -13,7 +13,8 @@ naming the place:
   read as Latin-1, which any byte is, and the gate and the role checks come first;
 - a JSON body (``application/json``, ``*+json``, or no content type, which the API reads
   as JSON) that ``orchestrion.safe_data.loads`` refuses: not UTF-8, a lone surrogate,
-  nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity: 422 with
+  nesting beyond 64 levels, an integer of more than 100 digits, NaN or Infinity, a key
+  given twice in one object (outside a definition, whose loader names it with its line): 422 with
   the JSON pointer (or line and column) in ``errors[].field``. A definition's nesting is
   bounded by the governance policy instead (``definitions.max_nesting_depth``, checked by
   the loader), so the submit route's body is not held to 64 here.
@@ -26,6 +27,7 @@ definitions are checked by the definition loader, which applies the same rules.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from email.message import Message as EmailMessage
@@ -120,11 +122,18 @@ class SafeInputMiddleware:
             return
         if body and not more:
             try:
-                depth = None if path in DEFINITION_PATHS else safe_data.MAX_DEPTH
+                definition = path in DEFINITION_PATHS
+                # A definition's duplicate keys are issues of the definition, with their line.
+                pairs = None if definition else safe_data.refusing_duplicate_keys
+                parse = functools.partial(
+                    safe_data.loads,
+                    object_pairs_hook=pairs,
+                    max_depth=None if definition else safe_data.MAX_DEPTH,
+                )
                 if len(body) > _INLINE_BYTES:  # a large body: keep the event loop free
-                    await asyncio.to_thread(safe_data.loads, body, max_depth=depth)
+                    await asyncio.to_thread(parse, body)
                 else:
-                    safe_data.loads(body, max_depth=depth)
+                    parse(body)
             except json.JSONDecodeError:
                 pass  # the route reports syntax errors its own way, with the line
             except safe_data.UnsafeData as exc:
