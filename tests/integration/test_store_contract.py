@@ -205,6 +205,10 @@ async def test_definition_versioning(store: Store) -> None:
         "2",
         "beta",
     ]
+    # The newest version of each name, as find_definition sees it, without the texts.
+    heads = await store.definition_heads()
+    newest = [await store.find_definition(name) for name in ("other", "wf")]
+    assert heads == [(d.name, d.id) for d in newest]
 
 
 async def test_definition_conflict(store: Store) -> None:

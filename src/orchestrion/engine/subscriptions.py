@@ -2,10 +2,12 @@
 
 The active definition of a name is its latest submitted version: a newer version that drops a
 trigger unsubscribes the name. Definitions live in the store, which other processes write
-too (the API in scale-out mode, a second terminal), so the list is read from the store at each
-event sent; the end of every execution, much more frequent, may use a list up to a second old
-(one submitted here is seen at once). A version's triggers are parsed once, since stored
-versions never change.
+too (the API in scale-out mode, a second terminal), so the list of each name's newest
+version (names and ids only, ``Store.definition_heads``) is read from the store at each event
+sent; the end of every execution, much more frequent, may use a list up to a second old (one
+submitted here is seen at once). A version's record is read and its triggers parsed once,
+since stored versions never change: an event costs one small query however many versions
+are stored.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrion.definition.triggers import EventTrigger, event_triggers
+from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import DefinitionRecord, Store
 
 __all__ = ["CACHE_SECONDS", "Subscriber", "Subscriptions"]
 
-_PAGE = 500
 CACHE_SECONDS = 1.0
 """How old the list of active definitions may be when an execution's end is followed."""
 
@@ -38,6 +40,7 @@ class Subscriptions:
     def __init__(self, store: Callable[[], Store]) -> None:
         self._store = store
         self._parsed: dict[str, list[EventTrigger]] = {}
+        self._records: dict[str, DefinitionRecord] = {}  # by id: stored versions never change
         self._cached: tuple[float, list[DefinitionRecord]] | None = None
 
     def forget(self) -> None:
@@ -76,20 +79,20 @@ class Subscriptions:
         return found
 
     async def _active(self) -> list[DefinitionRecord]:
-        """The latest version of every definition name."""
-        latest: dict[str, DefinitionRecord] = {}
+        """The latest version of every definition name. Only the (name, id) of each is read
+        at every event: a stored version never changes, so its record is read once."""
         store = self._store()
-        offset = 0
-        while True:
-            page = await store.list_definitions(limit=_PAGE, offset=offset)
-            for record in page:
-                current = latest.get(record.name)
-                # Pages come by name then creation time: a later row is the newer version.
-                if current is None or record.created_at >= current.created_at:
-                    latest[record.name] = record
-            if len(page) < _PAGE:
-                return sorted(latest.values(), key=lambda record: record.name)
-            offset += _PAGE
+        active = []
+        for _name, definition_id in await store.definition_heads():
+            record = self._records.get(definition_id)
+            if record is None:
+                try:
+                    record = await store.get_definition(definition_id)
+                except ExecutionNotFound:  # removed since the heads were read
+                    continue
+                self._records[definition_id] = record
+            active.append(record)
+        return active
 
     def _triggers(self, definition: DefinitionRecord) -> list[EventTrigger]:
         parsed = self._parsed.get(definition.id)

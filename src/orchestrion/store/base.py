@@ -221,6 +221,10 @@ class Store(ScheduleStore, Protocol):
         self, name: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[DefinitionRecord]: ...
 
+    async def definition_heads(self) -> list[tuple[str, str]]:
+        """``(name, id)`` of the newest version of every definition name, by name: what is
+        active, without reading a single definition's text."""
+
     async def next_version(self, name: str) -> str:
         """The next automatic version number for ``name`` ("1", "2", ...)."""
 

@@ -136,6 +136,9 @@ class EncryptedStore(ForwardSchedules):
     ) -> list[DefinitionRecord]:
         return await self.inner.list_definitions(name, limit, offset)
 
+    async def definition_heads(self) -> list[tuple[str, str]]:
+        return await self.inner.definition_heads()
+
     async def next_version(self, name: str) -> str:
         return await self.inner.next_version(name)
 

@@ -131,6 +131,14 @@ class MemoryStore(MemorySchedules):
         found.sort(key=lambda d: d.name)  # stable: versions stay in insertion order
         return [replace(d) for d in found[offset : offset + limit]]
 
+    async def definition_heads(self) -> list[tuple[str, str]]:
+        newest: dict[str, DefinitionRecord] = {}
+        for record in self._definitions.values():  # in the order they were stored
+            current = newest.get(record.name)
+            if current is None or record.created_at >= current.created_at:
+                newest[record.name] = record
+        return [(name, newest[name].id) for name in sorted(newest)]
+
     async def next_version(self, name: str) -> str:
         return rules.next_version(d.version for d in self._definitions.values() if d.name == name)
 

@@ -112,6 +112,15 @@ class SQLStore(SQLJournal[C], SQLSchedules[C]):
             )
         return [definition_of(row) for row in rows]
 
+    async def definition_heads(self) -> list[tuple[str, str]]:
+        sql = f"SELECT name, id FROM definitions ORDER BY name, created_at, {self.OLDEST_FIRST}"
+        async with self._connection() as conn:
+            rows = await conn.rows(sql)
+        newest: dict[str, str] = {}
+        for name, definition_id in rows:  # a later row of a name is a newer version
+            newest[name] = definition_id
+        return list(newest.items())
+
     async def next_version(self, name: str) -> str:
         async with self._connection() as conn:
             rows = await conn.rows("SELECT version FROM definitions WHERE name = :n", {"n": name})
