@@ -254,7 +254,7 @@ async def test_a_schedule_that_cannot_fire_stops_no_other(
     assert view.next_tick_at is None and view.schedule == broken["schedule"]
     said = [r for r in caplog.records if "report:broken cannot fire" in r.getMessage()]
     assert len(said) == 1  # said once, not at every pass
-    clock.at = T0 + 40  # the next sync: its definition does not declare it, so it goes
+    clock.at = T0 + 301  # the next full sync: its definition does not declare it, so it goes
     await scheduler.run_pass()
     with pytest.raises(ExecutionNotFound):
         await engine.store.get_schedule("report:broken")

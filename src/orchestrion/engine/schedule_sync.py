@@ -15,8 +15,6 @@ from orchestrion.store.schedules import ScheduleRecord, ScheduleState
 
 __all__ = ["schedule_id", "schedules_of", "sync_all", "sync_definition"]
 
-_PAGE = 200
-
 
 def schedule_id(definition_name: str, trigger_name: str) -> str:
     """The id of the schedule a definition's scheduled trigger becomes."""
@@ -62,16 +60,18 @@ async def sync_definition(
             await store.set_schedule_state(existing.id, ScheduleState.DELETED, now)
 
 
-async def sync_all(store: Store, now: float) -> None:
-    """``sync_definition`` for the newest version of every stored definition name."""
-    names: dict[str, None] = {}
-    offset = 0
-    while True:
-        page = await store.list_definitions(limit=_PAGE, offset=offset)
-        names.update((record.name, None) for record in page)
-        if len(page) < _PAGE:
-            break
-        offset += _PAGE
+async def sync_all(store: Store, now: float, synced: set[str] | None = None) -> None:
+    """``sync_definition`` for the newest version of every stored definition name.
+
+    ``synced``: the ids of versions already synced (by this caller): syncing one again
+    changes nothing, so only new newest versions are read, and a pass costs one small query
+    however many versions are stored. The ids synced now are added to it."""
+    heads = await store.definition_heads()
+    fresh = [(name, i) for name, i in heads if synced is None or i not in synced]
+    if not fresh:
+        return
     stored = await store.list_schedules()
-    for name in names:
-        await sync_definition(store, await store.find_definition(name), now, stored)
+    for _name, definition_id in fresh:
+        await sync_definition(store, await store.get_definition(definition_id), now, stored)
+        if synced is not None:
+            synced.add(definition_id)

@@ -47,7 +47,8 @@ __all__ = ["LEASE_NAME", "Clock", "Scheduler", "SystemClock"]
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
-_SYNC_EVERY = 30.0  # seconds between re-reads of every definition (submits sync at once)
+_SYNC_EVERY = 30.0  # seconds between looks for new definition versions (submits sync at once)
+_FULL_SYNC_EVERY = 300.0  # seconds between syncs of every version again (heals a stray write)
 _PENDING = 100  # pending firings started per pass, beyond the one each queue holds back
 
 
@@ -91,6 +92,8 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._broken: dict[str, str] = {}  # schedule id -> why it cannot fire (logged once)
+        self._synced: set[str] = set()  # definition versions whose schedules are in the store
+        self._full_synced_at: float | None = None
 
     # ------------------------------------------------------------------ running
 
@@ -140,7 +143,10 @@ class Scheduler:
         if not self.holding:
             return []
         if self._synced_at is None or now - self._synced_at >= _SYNC_EVERY:
-            await sync_all(store, now)
+            if self._full_synced_at is None or now - self._full_synced_at >= _FULL_SYNC_EVERY:
+                self._synced.clear()
+                self._full_synced_at = now
+            await sync_all(store, now, self._synced)
             self._synced_at = now
         schedules = {record.id: record for record in await store.list_schedules()}
         for record in schedules.values():
