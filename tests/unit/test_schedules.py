@@ -225,3 +225,44 @@ def test_tick_and_event_keys_fit_the_column_and_never_meet() -> None:
     assert firing_key("a:b", T0) == f"schedule:a:b@{T0:.3f}"  # short ones stay readable
     assert all(caller_key_problem(key) for key in keys)
     assert caller_key_problem("job-1") is None and caller_key_problem("my-event:1") is None
+
+
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def _fired(spec: ScheduleSpec, start: str, end: str) -> list[str]:
+    """What a scheduler passing every minute from ``start`` to ``end`` fires (UTC times)."""
+    at, stop, cursor, fired = _utc(start), _utc(end), _utc(start), []
+    while at < stop:
+        plan = plan_ticks("s", spec, cursor, at)
+        fired += plan.fire
+        cursor = plan.cursor if plan.cursor is not None else cursor
+        at += 60
+    return [datetime.fromtimestamp(t, UTC).strftime("%m-%d %H:%M") for t in fired]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "zone", "start", "end", "fired"),
+    [
+        # Clocks go back at 03:00 (Paris, 2027-10-31): 02:30 comes twice, the job runs once.
+        ("30 2 * * *", "Europe/Paris", "2027-10-30T12:00", "2027-11-01T12:00",
+         ["10-31 00:30", "11-01 01:30"]),
+        ("*/30 2 * * *", "Europe/Paris", "2027-10-30T23:50", "2027-10-31T03:00",
+         ["10-31 00:00", "10-31 00:30"]),
+        # An hourly job runs by elapsed time: the repeated hour runs too.
+        ("0 * * * *", "America/New_York", "2027-11-07T04:30", "2027-11-07T07:30",
+         ["11-07 05:00", "11-07 06:00", "11-07 07:00"]),
+        # Clocks go forward at 02:00 (2027-03-28): 02:30 does not exist, it runs at 03:00.
+        ("30 2 * * *", "Europe/Paris", "2027-03-27T12:00", "2027-03-29T12:00",
+         ["03-28 01:00", "03-29 00:30"]),
+    ],
+)  # fmt: skip
+def test_a_daylight_saving_change_runs_a_fixed_hour_job_once(
+    schedule: str, zone: str, start: str, end: str, fired: list[str]
+) -> None:
+    spec = ScheduleSpec(name="s", schedule=schedule, timezone=zone)
+    assert _fired(spec, start, end) == fired
+    first = next_tick(spec, _utc(start))
+    assert first is not None
+    assert datetime.fromtimestamp(first, UTC).strftime("%m-%d %H:%M") == fired[0]

@@ -51,11 +51,23 @@ def _cron(spec: ScheduleSpec, at: float) -> croniter:
     return croniter(spec.schedule, start, ret_type=float, second_at_beginning=False)
 
 
+def _repeated(spec: ScheduleSpec, tick: float) -> bool:
+    """Whether ``tick`` is the second time its wall-clock time comes (the hour repeated when
+    clocks go back) for a schedule at fixed hours: such a job runs once, as cron's does.
+    A schedule whose hour field has ``*`` runs by elapsed time, so both ticks stay."""
+    if spec.timezone == "UTC" or "*" in spec.schedule.split()[1]:
+        return False
+    return datetime.fromtimestamp(tick, ZoneInfo(spec.timezone)).fold == 1
+
+
 def next_tick(spec: ScheduleSpec, after: float) -> float | None:
     """The first tick strictly after ``after`` inside the window, or None past ``end``;
     ``TickError`` when it cannot be computed."""
     try:
-        tick = float(_cron(spec, max(after, (spec.start or after) - 1e-6)).get_next(float))
+        ticks = _cron(spec, max(after, (spec.start or after) - 1e-6))
+        tick = float(ticks.get_next(float))
+        while _repeated(spec, tick):
+            tick = float(ticks.get_next(float))
     except (CroniterError, ValueError, OverflowError) as exc:
         raise TickError(f"no next tick for {spec.schedule!r}: {exc}") from None
     if spec.end is not None and tick > spec.end:
@@ -106,7 +118,7 @@ def _plan(
         if tick + jitter_of(schedule_id, tick, spec.jitter) > now:
             return plan  # not yet: it and what follows wait for a later pass
         plan.cursor = tick
-        if _in_window(spec, tick):
+        if _in_window(spec, tick) and not _repeated(spec, tick):
             plan.fire.append(tick)
     if due_desc:
         plan.cursor = due_desc[0]
