@@ -233,6 +233,7 @@ async def test_followers_that_multiply_stop_at_the_chain_width(
     rows = await everyone()
     assert len(rows) == 7
     assert sorted(r.labels.get("chain_width", 1) for r in rows) == [1] + [3] * 6
+    assert sorted(r.labels.get("chain_depth", 0) for r in rows) == [0, 1, 1, 1, 2, 2, 2]
 
 
 async def test_an_api_engine_that_does_not_drive_hands_event_starts_over(

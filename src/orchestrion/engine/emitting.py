@@ -33,7 +33,6 @@ from orchestrion.engine.subscriptions import Subscriber, Subscriptions
 from orchestrion.errors import (
     DefinitionError,
     ExecutionError,
-    ExecutionNotFound,
     IdempotencyConflict,
 )
 from orchestrion.execution import enforce
@@ -65,7 +64,11 @@ MAX_CHAIN = 16
 
 MAX_CHAIN_WIDTH = 256
 """Most executions one link of a chain may multiply into (see ``_follow``)."""
-_WIDTH = "chain_width"  # the label a follower carries: its share of the chain's width
+# Labels a follower carries, set by the engine only: its link's number in its chain (the
+# execution the chain began with, started otherwise, has none: 0), and its share of the
+# chain's width.
+_DEPTH = "chain_depth"
+_WIDTH = "chain_width"
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 """An event id given by the sender: a UUID, a message id, ``order-42:created``."""
@@ -271,7 +274,8 @@ class EventTriggers:
             followers = await self.subscriptions.of(ending, name, fresh=False)
             if not followers:
                 return
-            if await self._chain_length(record) >= MAX_CHAIN:
+            depth = _label_of(record, _DEPTH, 0)
+            if depth >= MAX_CHAIN:
                 logger.warning(
                     "execution %s ends a chain of %d workflow triggers: its %s starts nothing",
                     record.id, MAX_CHAIN, ending,
@@ -282,7 +286,7 @@ class EventTriggers:
             # (its parent's times the number of workflows the parent's end started), and no
             # level of one chain exceeds MAX_CHAIN_WIDTH executions, so a chain is at most
             # MAX_CHAIN * MAX_CHAIN_WIDTH executions however its workflows follow each other.
-            width = _width_of(record) * len({f.definition.id for f in followers})
+            width = _label_of(record, _WIDTH, 1) * len({f.definition.id for f in followers})
             if width > MAX_CHAIN_WIDTH:
                 logger.warning(
                     "execution %s: its %s would start %d followers, making its chain wider than"
@@ -292,7 +296,7 @@ class EventTriggers:
                 return
             # A follower's inputs come from the execution that ended: no more trusted than it.
             trust = Trust.of(record.trust)
-            labels = {_WIDTH: width}
+            labels = {_DEPTH: depth + 1, _WIDTH: width}
             emitted = await self._emit(ending, payload, record.id, name, followers, trust, labels)
         except ExecutionError as exc:  # the engine stops: what follows is not started
             logger.warning("%s of execution %s started nothing: %s", ending, record.id, exc)
@@ -305,21 +309,6 @@ class EventTriggers:
                 "%s of execution %s did not start '%s': %s",
                 ending, record.id, skip.workflow, skip.message,
             )  # fmt: skip
-
-    async def _chain_length(self, record: ExecutionRecord) -> int:
-        """How many executions, each started by the end of the one before, lead to this one."""
-        store = self._parts.engine.store
-        length, current = 0, record
-        while length < MAX_CHAIN:
-            parent_id = current.correlation_id
-            if not parent_id or parent_id == current.id:
-                break
-            try:
-                current = await store.get_execution(parent_id)
-            except ExecutionNotFound:
-                break  # a request id or an event's own id: the chain starts here
-            length += 1
-        return length
 
     async def close(self) -> None:
         """Let the ends being followed finish starting their followers."""
@@ -337,9 +326,9 @@ def _error_of(error: Any, classified: bool) -> Any:
     return {**kept, "message": "withheld: the workflow has pii or phi nodes"}
 
 
-def _width_of(record: ExecutionRecord) -> int:
-    width = record.labels.get(_WIDTH) if isinstance(record.labels, dict) else None
-    return width if isinstance(width, int) and width > 0 else 1
+def _label_of(record: ExecutionRecord, label: str, default: int) -> int:
+    value = record.labels.get(label) if isinstance(record.labels, dict) else None
+    return value if isinstance(value, int) and value >= default else default
 
 
 def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
