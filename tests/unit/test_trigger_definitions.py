@@ -137,3 +137,28 @@ def test_trigger_templates_may_read_only_the_payload_and_the_event() -> None:
             "'inputs.doc' reads 'input': a trigger's templates see only payload and event",
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "says"),
+    [
+        ("{cfg: {x: '{{ oops'}}", "triggers[0].inputs.cfg.x", "does not parse"),
+        ("{cfg: ['{{ payload.a }}', '{{ secrets.T }}']}", "triggers[0].inputs.cfg[1]", "secrets"),
+        ("{c: {deep: [{x: '{{ nodes.a.output }}'}]}}", "triggers[0].inputs.c.deep[0].x", "nodes"),
+    ],
+)
+def test_templates_nested_in_trigger_inputs_are_checked_too(
+    inputs: str, field: str, says: str
+) -> None:
+    [(line, where, message)] = problems(
+        text(f"  - type: event\n    event_type: a.b\n    inputs: {inputs}\n")
+    )
+    assert (line, where) == (5, field) and says in message
+    assert where.removeprefix("triggers[0].") in message
+
+
+def test_nested_trigger_inputs_that_read_the_payload_load() -> None:
+    inputs = "{cfg: {x: '{{ payload.a }}', list: ['{{ event.id }}', 3]}, n: 3}"
+    load_definition(
+        text(f"  - type: event\n    event_type: a.b\n    inputs: {inputs}\n"), registry=REGISTRY
+    )

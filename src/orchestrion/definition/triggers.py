@@ -21,7 +21,7 @@ An event trigger::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,19 +161,30 @@ def _event_issues(
         if not isinstance(inputs, Mapping):
             add("'inputs' must map input names to values or templates", "inputs")
         else:
-            for name, value in inputs.items():
-                if not isinstance(value, str):
-                    continue
+            for path, value in _strings(inputs, ("inputs",)):
+                # Every string is rendered, however deep in lists and mappings it sits.
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)[1:]
                 info = template_info(value)
                 found: tuple[str, str] | None = None
                 if info.error is not None:
-                    found = (f"'inputs.{name}' does not parse: {info.error}", "template_syntax")
+                    found = (f"'{where}' does not parse: {info.error}", "template_syntax")
                 elif unknown := _unknown_names(info.names):
-                    found = (_names_message(f"inputs.{name}", unknown), "unknown_reference")
+                    found = (_names_message(where, unknown), "unknown_reference")
                 if found is not None:
-                    issue = _issue(index, found[0], found[1], f"inputs.{name}")
-                    issues.append((issue, (*at, "inputs", str(name))))
+                    issues.append((_issue(index, found[0], found[1], where), (*at, *path)))
     return issues
+
+
+def _strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    """Each string inside ``value`` (mappings and lists walked), with its path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, (*path, str(key)))
+    elif isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            yield from _strings(item, (*path, position))
 
 
 _NAMES = frozenset({"payload", "event"})
