@@ -105,3 +105,18 @@ async def test_names_with_a_slash_or_url_characters_are_reachable_on_every_route
         assert stopped.status_code in (202, 409), stopped.text
     deleted = await operator.schedule_action(schedule_id, "delete")
     assert isinstance(deleted, Schedule) and deleted.state == "deleted"
+
+
+async def test_a_verb_s_path_answers_only_the_verb_s_method(
+    clients: tuple[AsyncClient, AsyncClient],
+) -> None:
+    operator, _ = clients
+    raw = operator._http  # the app in process, with the operator's key
+    for path, allowed in (
+        ("/v1/schedules/report:nightly/pause", "POST"),
+        ("/v1/schedules/team/report:nightly/trigger", "POST"),
+        ("/v1/definitions/report/executions", "POST"),
+        ("/v1/definitions/team/report", "GET"),
+    ):
+        answer = await raw.request("OPTIONS", path)
+        assert answer.status_code == 405 and answer.headers["allow"] == allowed, answer.text

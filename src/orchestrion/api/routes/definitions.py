@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import definition_detail, definition_summary, execution_state
@@ -25,6 +26,22 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
 
 
+class _DefinitionName(Convertor[str]):
+    """A definition's name, ``/`` included, that does not end in ``/executions``: that path
+    is the start of a new execution, and answers (405) only to what that route allows."""
+
+    regex = ".+(?<!/executions)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("definition_name", _DefinitionName())
+
+
 @router.get(
     "",
     response_model=DefinitionPage,
@@ -43,7 +60,7 @@ async def list_definitions(
 
 
 @router.get(
-    "/{name:path}",
+    "/{name:definition_name}",
     response_model=DefinitionDetail,
     dependencies=VIEW,
     responses=error_responses(404),
@@ -54,7 +71,7 @@ async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> Def
 
 
 @router.post(
-    "/{name:path}/executions",
+    "/{name:definition_name}/executions",
     status_code=202,
     response_model=ActionResponse,
     dependencies=[*OPERATE, Depends(json_body_only)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter
+from starlette.convertors import Convertor, register_url_convertor
 
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, VIEW, Ctx
@@ -23,6 +24,23 @@ from orchestrion.api.schedule_models import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+
+
+class _ScheduleId(Convertor[str]):
+    """A schedule id, ``/`` included (a definition's name may hold one), that does not end
+    in a verb's segment: a real id ends in ``:<trigger>``, so ``/v1/schedules/x/pause`` is
+    the pause of ``x``, never the reading of a schedule named ``x/pause``."""
+
+    regex = ".+(?<!/pause)(?<!/resume)(?<!/trigger)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("schedule_id", _ScheduleId())
 
 _RESPONSES = error_responses(404)
 _FIRINGS_SHOWN = 10
@@ -41,7 +59,7 @@ async def list_schedules(ctx: Ctx) -> ScheduleList:
 
 
 @router.get(
-    "/{schedule_id:path}",
+    "/{schedule_id:schedule_id}",
     response_model=ScheduleView,
     dependencies=VIEW,
     responses=_RESPONSES,
@@ -54,7 +72,7 @@ async def get_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id:path}/pause",
+    "/{schedule_id:schedule_id}/pause",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
@@ -65,7 +83,7 @@ async def pause_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id:path}/resume",
+    "/{schedule_id:schedule_id}/resume",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
@@ -76,7 +94,7 @@ async def resume_schedule(schedule_id: str, ctx: Ctx) -> ScheduleView:
 
 
 @router.post(
-    "/{schedule_id:path}/trigger",
+    "/{schedule_id:schedule_id}/trigger",
     status_code=202,
     response_model=FiringView,
     dependencies=OPERATE,
@@ -88,7 +106,7 @@ async def trigger_schedule(schedule_id: str, ctx: Ctx) -> FiringView:
 
 
 @router.delete(
-    "/{schedule_id:path}",
+    "/{schedule_id:schedule_id}",
     response_model=ScheduleView,
     dependencies=OPERATE,
     responses=_RESPONSES,
