@@ -293,3 +293,33 @@ async def test_the_overlap_policy_holds_however_many_ticks_pass(
         assert len(await scheduler.run_pass()) == 1  # the one that waited; this tick waits now
         after = Counter(f.status for f in await engine.store.list_firings("held:each", 500))
         assert (after[FiringStatus.STARTED], after[FiringStatus.PENDING]) == (2, 1)
+
+
+async def test_ticks_faster_than_passes_start_them_are_bounded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrion.engine import scheduler as module
+
+    # 20 every-second schedules, 5 starts a pass, a backlog bound of 10 waiting firings.
+    monkeypatch.setattr(module, "_PENDING", 5)
+    monkeypatch.setattr(module, "_MAX_BACKLOG", 10)
+    triggers = [
+        {"type": "scheduled", "name": f"t{i}", "schedule": "* * * * * *"} for i in range(20)
+    ]
+    spec = {
+        "name": "flood",
+        "triggers": triggers,
+        "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+    }
+    await submit_at(engine, spec, T0)
+    clock = ManualClock(T0)
+    scheduler = Scheduler(engine, clock=clock)
+    await scheduler.run_pass()
+    waiting = []
+    for second in range(1, 9):
+        clock.at = T0 + second
+        assert len(await scheduler.run_pass()) <= 5
+        waiting.append(len(await engine.store.pending_firings(10_000)))
+    # Never more than the bound, the schedules and one pass of ticks wait.
+    assert max(waiting) <= 10 + 20 + 20
+    assert waiting[-1] < max(waiting)  # shedding new ticks lets the backlog drain

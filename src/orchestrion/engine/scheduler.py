@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
 _SYNC_EVERY = 30.0  # seconds between looks for new definition versions (submits sync at once)
 _FULL_SYNC_EVERY = 300.0  # seconds between syncs of every version again (heals a stray write)
-_PENDING = 100  # pending firings started per pass, beyond the one each queue holds back
+_PENDING = 100  # most firings started per pass (about 100 starts a second at most)
+_MAX_BACKLOG = 1000  # firings waiting to start past which new ticks are recorded as skipped
 
 
 class Clock(Protocol):
@@ -94,6 +95,7 @@ class Scheduler:
         self._broken: dict[str, str] = {}  # schedule id -> why it cannot fire (logged once)
         self._synced: set[str] = set()  # definition versions whose schedules are in the store
         self._full_synced_at: float | None = None
+        self._shedding = False  # the backlog is full: new ticks are recorded as skipped
 
     # ------------------------------------------------------------------ running
 
@@ -158,6 +160,18 @@ class Scheduler:
                 self._report_broken(record.id, exc)
         return await self._start_pending(schedules)
 
+    def _report_backlog(self, full: bool) -> None:
+        """Shed new ticks while the backlog bound of waiting firings is reached."""
+        if full and not self._shedding:
+            logger.warning(
+                "%d schedule firings wait to start (ticks come faster than the %d a pass"
+                " starts): new ticks are recorded as skipped until they drain",
+                _MAX_BACKLOG, _PENDING,
+            )  # fmt: skip
+        elif self._shedding and not full:
+            logger.warning("the schedule firings waiting to start drained: ticks fire again")
+        self._shedding = full
+
     def _report_broken(self, schedule_id: str, exc: Exception) -> None:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if self._broken.get(schedule_id) != reason:
@@ -184,15 +198,24 @@ class Scheduler:
             return  # no tick since the last pass
         # Paused: the ticks pass without firing (they are not owed on resume).
         fire = [] if record.state is ScheduleState.PAUSED else plan.fire
-        firings = [FiringRecord(record.id, tick, recorded_at=now) for tick in fire]
+        # Ticks coming faster than passes start them (many every-second schedules) would
+        # pile up without end: past the backlog bound they are recorded as skipped.
+        status = FiringStatus.SKIPPED if self._shedding else FiringStatus.PENDING
+        firings = [FiringRecord(record.id, tick, status, recorded_at=now) for tick in fire]
         await store.record_firings(record.id, plan.cursor, firings)
 
     async def _start_pending(self, schedules: dict[str, ScheduleRecord]) -> list[str]:
-        store, started = self.engine.store, []
+        store = self.engine.store
+        started: list[str] = []
         queued: set[str] = set()  # schedules whose next firing waits for a running one
-        # Each schedule holds back at most one waiting firing (below), so reading that many
-        # more than a pass starts means waiting firings never crowd the others out.
-        for firing in await store.pending_firings(_PENDING + len(schedules)):
+        # Each schedule holds back at most one waiting firing (below): reading that many
+        # more than the backlog bound means they never crowd the others out.
+        limit = _MAX_BACKLOG + len(schedules)
+        pending = await store.pending_firings(limit)
+        self._report_backlog(len(pending) >= limit)
+        for firing in pending:
+            if len(started) >= _PENDING:
+                break  # the rest start in the next passes, oldest first
             schedule = schedules.get(firing.schedule_id)
             if firing.schedule_id in queued:
                 # One firing waits for the running execution; a later tick is not queued
