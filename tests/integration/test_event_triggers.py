@@ -299,3 +299,15 @@ async def test_the_longest_type_id_and_name_make_one_key_that_fits_every_store(
     assert [e.execution_id for e in again.executions] == [started.execution_id]
     record = await engine.reads.execution(started.execution_id)
     assert record.idempotency_key is not None and len(record.idempotency_key) <= 255
+
+
+async def test_only_the_newest_version_of_each_listener_is_kept_in_memory(
+    engine: Engine,
+) -> None:
+    for version in ("1", "2", "3"):
+        await engine.submit({**workflow("versioned", on("v.test")), "version": version})
+        emitted = await engine.emit("v.test", {})
+        [started] = emitted.executions
+        assert started.version == version  # the newest version answers
+    subscriptions = engine._events.subscriptions  # what an event reads: one record a name
+    assert len(subscriptions._records) == 1 and len(subscriptions._parsed) == 1

@@ -92,6 +92,10 @@ class Subscriptions:
                     continue
                 self._records[definition_id] = record
             active.append(record)
+        # Only the newest versions are kept: older ones are never asked about again.
+        current = {record.id for record in active}
+        self._records = {i: r for i, r in self._records.items() if i in current}
+        self._parsed = {i: p for i, p in self._parsed.items() if i in current}
         return active
 
     def _triggers(self, definition: DefinitionRecord) -> list[EventTrigger]:
