@@ -6,8 +6,9 @@ again the starts nobody took. A PostgreSQL restart fails the commits of the mome
 forget the uncommitted turn and reload from the store when it answers again, and completions
 stay unacknowledged in Redis until the turn that applies them is committed.
 
-The Redis test uses a redis-server of its own on a free port, the PostgreSQL one restarts the
-local cluster with pg_ctlcluster (both skip without them, and fail under CI=true).
+The Redis test uses a redis-server of its own on a free port, the PostgreSQL one restarts a
+cluster of its own, started from the local PostgreSQL binaries (both skip without them, and
+fail under CI=true).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import OrchestrionError
 from orchestrion.settings import load_settings
+from own_postgres import OwnPostgres, own_postgres
+from own_postgres import available as own_postgres_unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -199,24 +202,22 @@ async def test_a_redis_restart_mid_run_loses_nothing(tmp_path: Path, postgres_ur
     assert all(code == 0 for code in codes.values()), (codes, cluster.log_tail())
 
 
-def _pg_restart() -> None:
-    clusters = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
-    if not clusters or shutil.which("pg_ctlcluster") is None:
-        _unavailable("no local PostgreSQL cluster to restart (pg_ctlcluster)")
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[0], "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.timeout(360)
 async def test_a_postgresql_restart_mid_run_loses_nothing(
-    tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
+    tmp_path: Path, redis_server: str, redis_prefix: str
 ) -> None:
-    if not os.path.isdir("/etc/postgresql") or shutil.which("pg_ctlcluster") is None:
-        _unavailable("no local PostgreSQL cluster to restart (pg_ctlcluster)")
+    # A cluster of the test's own: restarting the shared server would fail the tests that
+    # other workers run at the same moment.
+    if (why := own_postgres_unavailable()) is not None:
+        _unavailable(why)
+    with own_postgres() as server:
+        await _restart_mid_run(tmp_path, server, redis_server, redis_prefix)
+
+
+async def _restart_mid_run(
+    tmp_path: Path, server: OwnPostgres, redis_server: str, redis_prefix: str
+) -> None:
+    postgres_url = server.url
     effects = tmp_path / "effects"
     effects.mkdir()
     cluster = Cluster.for_test(postgres_url, redis_server, redis_prefix, tmp_path / "logs")
@@ -232,7 +233,7 @@ async def test_a_postgresql_restart_mid_run_loses_nothing(
             definition = await api.submit(chain(effects))
             ids = [(await api.start_execution(definition, {})).id for _ in range(EXECUTIONS)]
             await running(api, ids)
-            await asyncio.to_thread(_pg_restart)
+            await asyncio.to_thread(server.restart)
             try:
                 statuses = await settle_all(api, ids, timeout=200)
             except AssertionError as exc:
