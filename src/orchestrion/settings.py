@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -38,6 +46,7 @@ from orchestrion.errors import ConfigurationError
 __all__ = [
     "ApiRole",
     "Settings",
+    "Team",
     "claim_process",
     "load_secrets",
     "load_settings",
@@ -142,6 +151,44 @@ class _ComposedUrls(PydanticBaseSettingsSource):
             port = self._number(_POSTGRES[1], 5432)
             found["database_url"] = f"postgresql://{user}{secret}@{host}:{port}/{database}"
         return found
+
+
+_TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_MAX_TEAMS_FILE = 1024 * 1024
+
+
+class Team(BaseModel):
+    """A team routing rules name: the API key names of its members (who may approve for it)
+    and the addresses its notices go to (``mailto:``, ``https://``, a channel name...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    members: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")], ...] = ()
+    notify: tuple[
+        Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")], ...
+    ] = ()
+    description: str | None = Field(default=None, max_length=500)
+
+
+def _read_teams_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_TEAMS_FILE + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read teams file {path}: {exc.strerror}") from exc
+    if len(raw) > _MAX_TEAMS_FILE:
+        raise ValueError(f"teams file {path} is larger than {_MAX_TEAMS_FILE} bytes")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"teams file {path} is not YAML or JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("teams"), dict):
+        data = data["teams"]
+    if not isinstance(data, dict):
+        raise ValueError(f"teams file {path} must map team names to teams")
+    return data
 
 
 class Settings(BaseSettings):
@@ -313,6 +360,16 @@ class Settings(BaseSettings):
         description="groups an approval's `approvers` may name: \"finance=cfo+controller,"
         'risk=cro" (members are API key names)',
     )
+    teams: Annotated[dict[str, Team], NoDecode] = Field(
+        default_factory=dict,
+        description="teams that routing rules and error handling name (targets, approvers,"
+        ' recipients), as JSON: \'{"cfo": {"members": ["alice"], "notify":'
+        " [\"mailto:cfo@example.com\"]}}' (members are API key names); added to teams_file's",
+    )
+    teams_file: Path | None = Field(
+        default=None,
+        description="a YAML or JSON file of teams (`teams: {name: {members, notify}}`)",
+    )
     required_headers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description='headers every mutating call must carry: "X-Request-Source,X-Client-ID"',
@@ -408,6 +465,42 @@ class Settings(BaseSettings):
                 item = ":".join(parts[:-1])
             entries.append(item)
         return {**data, "api_keys": ",".join(entries), "api_key_names": names}
+
+    @field_validator("teams", mode="before")
+    @classmethod
+    def _parse_teams(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"expected a JSON object of teams: {exc}") from exc
+        if isinstance(value, dict):
+            for name in value:
+                if not isinstance(name, str) or not re.match(_TEAM_NAME, name):
+                    raise ValueError(f"{name!r} is not a team name (letters, digits, . _ -)")
+        return value
+
+    @model_validator(mode="after")
+    def _merge_teams_file(self) -> Settings:
+        if self.teams_file is None:
+            return self
+        loaded = self._parse_teams(_read_teams_file(self.teams_file))
+        try:
+            found = {name: Team.model_validate(team) for name, team in loaded.items()}
+        except ValidationError as exc:
+            raise ValueError(f"teams file {self.teams_file}: {exc}") from exc
+        self.teams = {**found, **self.teams}
+        return self
+
+    def decider_groups(self) -> dict[str, tuple[str, ...]]:
+        """Names an approval's ``approvers`` may give and who they stand for: the approver
+        groups, and every team's members."""
+        groups = dict(self.approver_groups)
+        for name, team in self.teams.items():
+            groups[name] = tuple(dict.fromkeys((*groups.get(name, ()), *team.members)))
+        return groups
 
     @field_validator("approver_groups", mode="before")
     @classmethod

@@ -381,9 +381,7 @@ def test_agent_platform_converts() -> None:
     documents, depth = spec.inputs["documents"], spec.inputs["depth"]
     assert (documents.type, documents.required) == ("array", True)
     assert (depth.type, depth.default, depth.required) == ("number", 3, False)
-    assert loaded.warnings == [
-        "triggers, routing and error_handling are parsed and stored but not enforced yet"
-    ]
+    assert loaded.warnings == []
 
 
 def test_agent_platform_without_lifecycle_has_no_warning() -> None:

@@ -85,6 +85,7 @@ PUBLIC: dict[str, set[str]] = {
     "orchestrion.settings": {
         "ApiRole",
         "Settings",
+        "Team",
         "claim_process",
         "load_secrets",
         "load_settings",

@@ -254,8 +254,10 @@ def test_non_identifier_keys_are_located() -> None:
 
 
 def test_lifecycle_warning_for_canonical_documents() -> None:
-    data = {**DATA, "triggers": [{"type": "manual"}]}
+    data = {**DATA, "triggers": [{"type": "schedule"}]}
     assert load_definition(data, registry=REGISTRY).warnings == [LIFECYCLE_WARNING]
+    manual = {**DATA, "triggers": [{"type": "manual"}]}
+    assert load_definition(manual, registry=REGISTRY).warnings == []
 
 
 # ---------------------------------------------------------------- YAML aliases

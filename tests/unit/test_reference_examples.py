@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from orchestrion.definition.graph import to_dot, to_mermaid
-from orchestrion.definition.loader import LIFECYCLE_WARNING
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.errors import DefinitionError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
@@ -113,7 +112,7 @@ def test_llm_analysis_template_reads_its_parent() -> None:
 def test_dora_example() -> None:
     loaded = load_definition(EXAMPLES / "dora-compliance-assessment.yaml", registry=REGISTRY)
     spec = loaded.spec
-    assert loaded.warnings == [LIFECYCLE_WARNING]
+    assert loaded.warnings == []  # every lifecycle section is enforced
     assert [node.handler for node in spec.dag.nodes] == list(AGENTS)
     assert spec.metadata["id"] == "dora-compliance-assessment"
     assert spec.version == "1.0.0"

@@ -46,8 +46,9 @@ def test_a_well_formed_event_trigger_is_read_and_enforced_so_no_warning() -> Non
 
 
 def test_other_trigger_types_still_warn_that_they_are_not_enforced() -> None:
-    loaded = load_definition(text("  - type: manual\n"), registry=REGISTRY)
+    loaded = load_definition(text("  - type: schedule\n"), registry=REGISTRY)
     assert loaded.warnings == [LIFECYCLE_WARNING]
+    assert load_definition(text("  - type: manual\n"), registry=REGISTRY).warnings == []
 
 
 def test_malformed_triggers_are_refused_with_line_and_field() -> None:

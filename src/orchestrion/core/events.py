@@ -38,6 +38,7 @@ __all__ = [
     "NodeStarted",
     "NodeSucceeded",
     "NodeWaiting",
+    "Notify",
     "PauseRequested",
     "Record",
     "ResumeRequested",
@@ -345,6 +346,21 @@ class JudgeCriteria:
     round: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A notice was journalled (``execution.notice``): hand it to the notice sinks. ``data``
+    is what the machine knows (kind, rule, teams, message, node, attempt)."""
+
+    at: float
+    data: dict[str, Any]
+
+
 Command = (
-    Dispatch | ScheduleTimer | CancelNode | RunCompensation | ExecutionFinished | JudgeCriteria
+    Dispatch
+    | ScheduleTimer
+    | CancelNode
+    | RunCompensation
+    | ExecutionFinished
+    | JudgeCriteria
+    | Notify
 )

@@ -46,6 +46,7 @@ from orchestrion.core.events import (
     NodeStarted,
     NodeSucceeded,
     NodeWaiting,
+    Notify,
     PauseRequested,
     Record,
     ResumeRequested,
@@ -72,6 +73,7 @@ _COMPLETED = NodeState.COMPLETED
 _FAILED = NodeState.FAILED
 _RETRY = WaitReason.RETRY
 
+_EXECUTION_NOTICE = RecordType.EXECUTION_NOTICE
 _EXECUTION_RECOVERED = RecordType.EXECUTION_RECOVERED
 _EXECUTION_STARTED = RecordType.EXECUTION_STARTED
 _NODE_COMPLETED = RecordType.NODE_COMPLETED
@@ -207,7 +209,24 @@ class ExecutionMachine(ExecutionControl):
         run = self.nodes[i]
         if not self._is_current(run, event.attempt):
             return
+        if self.plan.routing and self.plan.routing[i]:
+            self._route_notice(i, event.at, event.output)
         self._complete(i, event.at, event.output)
+
+    def _route_notice(self, i: int, at: float, said: Any) -> None:
+        """A routing node fired (its output or wait data carries a ``notice``): journal the
+        notice with this step and have it delivered once the step is committed."""
+        notice = said.get("notice") if isinstance(said, dict) else None
+        if not isinstance(notice, dict):
+            return
+        data = {
+            **notice,
+            "workflow": self.plan.spec.name,
+            "node": self.plan.ids[i],
+            "attempt": self.nodes[i].attempt,
+        }
+        self._record_execution(_EXECUTION_NOTICE, at, data=data)
+        self._step.commands.append(Notify(at, data))
 
     @staticmethod
     def _is_current(run: NodeRun, attempt: int) -> bool:
@@ -261,11 +280,18 @@ class ExecutionMachine(ExecutionControl):
         run = self.nodes[i]
         self._unpark(run, at)
         policy = self.plan.retry[i]
+        # An error handling rule decides this failure instead of the node's retry policy.
+        rule = self.plan.error_action(i, error.category) if self.plan.on_error else None
+        halt = rule is not None and rule.kind == "halt"
+        if rule is not None and rule.policy is not None:
+            policy = rule.policy
         run.error = error.to_dict()
         if run.started_at is None:
             run.started_at = at
-        if self.phase == PHASE_RUN and should_retry(
-            policy, run.attempt, error.category, error.transient
+        if (
+            self.phase == PHASE_RUN
+            and not halt
+            and should_retry(policy, run.attempt, error.category, error.transient)
         ):
             delay = retry_delay(policy, run.attempt, self._rng.random())
             run.state = _WAITING
@@ -273,6 +299,8 @@ class ExecutionMachine(ExecutionControl):
             run.wake_at = at + delay
             record = self._record_node(_NODE_RETRY_SCHEDULED, i, at)
             record.data = {"delay": round(delay, 6), "error": run.error}
+            if rule is not None:
+                record.data["error_handling"] = {"rule": rule.rule, "action": rule.kind}
             self._step.commands.append(ScheduleTimer(self.plan.ids[i], run.attempt, run.wake_at))
             return
         run.state = _FAILED
@@ -284,9 +312,47 @@ class ExecutionMachine(ExecutionControl):
         self._failed_count += 1
         record = self._record_node(_NODE_FAILED, i, at)
         record.data = {"error": run.error}
+        if rule is not None:
+            record.data["error_handling"] = {"rule": rule.rule, "action": rule.kind}
         self._settle_children(i, at)
+        if halt and rule is not None and self.phase == PHASE_RUN and not self.finished:
+            self._halt(i, at, rule.rule, rule.error_type, rule.notify, error)
         self._release_held(at)
         self._maybe_finish(at)
+
+    def _halt(
+        self,
+        i: int,
+        at: float,
+        rule: int,
+        error_type: str,
+        notify: tuple[str, ...],
+        error: ErrorInfo,
+    ) -> None:
+        """An error handling rule halts the run: stop every other node, fail, notify."""
+        node = self.plan.ids[i]
+        message = f"error handling rule {rule} ({error_type}) halted the run: node '{node}' failed"
+        self.error = {
+            "category": "halted",
+            "message": f"{message}: {error.message}"[:2000],
+            "node": node,
+            "rule": rule,
+            "failed_nodes": [node],
+        }
+        self._stop_all(at, NodeState.CANCELLED, reason=message)
+        if notify:
+            data: dict[str, Any] = {
+                "kind": "halt",
+                "workflow": self.plan.spec.name,
+                "rule": rule,
+                "teams": list(notify),
+                "message": message,
+                "node": node,
+                "attempt": self.nodes[i].attempt,
+                "data": {"error": error.to_dict()},
+            }
+            self._record_execution(_EXECUTION_NOTICE, at, data=data)
+            self._step.commands.append(Notify(at, data))
 
     def _on_skipped(self, event: NodeSkipped) -> None:
         i = self.plan.index[event.node]
@@ -311,6 +377,8 @@ class ExecutionMachine(ExecutionControl):
             self._parked += 1
         if run.started_at is None:
             run.started_at = event.at
+        if self.plan.routing and self.plan.routing[i]:
+            self._route_notice(i, event.at, event.data)
         record = self._record_node(_NODE_WAITING, i, event.at)
         record.data = {"reason": event.reason, **(event.data or {})}
         if event.wake_at is not None:

@@ -23,6 +23,7 @@ class WaitReason(StrEnum):
     REVIEW = "review"  # a person reviews an llm node's answer
     CHILD = "child"  # a workflow node's child execution runs
     CIRCUIT = "circuit"  # the handler's circuit is open
+    ROUTING = "routing"  # a routing rule on the run waits to evaluate its condition again
 
 
 class SkipReason(StrEnum):
@@ -34,6 +35,7 @@ class SkipReason(StrEnum):
     UPSTREAM_SKIPPED = "upstream_skipped"
     NO_UPSTREAM_SUCCESS = "no_upstream_success"  # ``one_success`` and none succeeded
     NO_UPSTREAM_FAILURE = "no_upstream_failure"  # ``one_failed`` and none failed
+    RUN_ENDED = "run_ended"  # a routing rule on the run whose condition never held
 
 
 DECIDABLE_WAITS = frozenset({WaitReason.APPROVAL, WaitReason.REVIEW})

@@ -22,8 +22,9 @@ from orchestrion.core.events import (
 )
 from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN
 from orchestrion.core.propagation import Propagation
+from orchestrion.core.reasons import SkipReason, WaitReason
 from orchestrion.core.record_types import RecordType
-from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 
 __all__ = ["Settlement"]
 
@@ -32,6 +33,8 @@ __all__ = ["Settlement"]
 _COMPLETED = NodeState.COMPLETED
 _FAILED = NodeState.FAILED
 _COMPENSATED = NodeState.COMPENSATED
+_WAITING = NodeState.WAITING
+_LIVE_OR_PENDING = frozenset({NodeState.PENDING, *ACTIVE_NODE_STATES})
 
 _EXECUTION_COMPENSATING = RecordType.EXECUTION_COMPENSATING
 _EXECUTION_COMPLETED = RecordType.EXECUTION_COMPLETED
@@ -49,6 +52,8 @@ class Settlement(Propagation):
     __slots__ = ()
 
     def _maybe_finish(self, at: float) -> None:
+        if self.plan.watchers and self._unfinished:
+            self._end_watchers(at)
         if self._unfinished or self.finished or self.phase != PHASE_RUN:
             return
         if self.status is ExecutionStatus.PENDING:
@@ -60,14 +65,32 @@ class Settlement(Propagation):
             if not self._judging:
                 self._judging = True
                 self._judge_round += 1
+                routing = self.plan.routing
                 incomplete = tuple(
                     (self.plan.ids[i], run.state.value)
                     for i, run in enumerate(self.nodes)
-                    if run.state is not _COMPLETED
+                    if run.state is not _COMPLETED and not (routing and routing[i])
                 )
                 self._step.commands.append(JudgeCriteria(at, incomplete, self._judge_round))
             return
         self._complete_execution(at)
+
+    def _end_watchers(self, at: float) -> None:
+        """Skip the routing rules on the run once nothing else is left to run: a condition on
+        ``workflow.duration`` that has not held by then never will for this run."""
+        if self.finished or self.phase != PHASE_RUN or self.status is ExecutionStatus.PENDING:
+            return
+        live = [w for w in self.plan.watchers if self.nodes[w].state in _LIVE_OR_PENDING]
+        if not live or len(live) != self._unfinished:
+            return
+        for w in live:
+            run = self.nodes[w]
+            if run.state in ACTIVE_NODE_STATES:
+                if run.state is _WAITING and run.wait_reason != WaitReason.RETRY:
+                    self._parked -= 1
+                    self._leave_waiting_status(at)
+                self._active -= 1
+            self._skip(w, at, SkipReason.RUN_ENDED)
 
     def _fail(self, at: float) -> None:
         self._judging = False  # a verdict still out is stale now

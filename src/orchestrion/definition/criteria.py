@@ -31,9 +31,12 @@ from orchestrion.templates.rendering import RESERVED_NAMES, expression_source, t
 __all__ = [
     "ALL_TASKS_COMPLETED",
     "CriterionPlan",
+    "bare_fields",
     "compile_criteria",
     "criteria_issues",
     "declared_outputs",
+    "task_ids",
+    "workflow_attributes",
 ]
 
 ALL_TASKS_COMPLETED = frozenset({"all_tasks_completed", "all_nodes_completed"})
@@ -90,9 +93,20 @@ def declared_outputs(spec: WorkflowSpec) -> dict[str, list[str]]:
     return found
 
 
-def _task_ids(condition: str) -> Iterator[str]:
+def task_ids(condition: str) -> Iterator[str]:
+    """The ids ``condition`` names as ``task.<id>`` or ``task['<id>']``, in order."""
     for match in _TASK_IDS.finditer(condition):
         yield match.group(1) or match.group(2)
+
+
+def workflow_attributes(condition: str) -> list[str]:
+    """The attributes ``condition`` reads as ``workflow.<name>``."""
+    return _WORKFLOW_ATTRS.findall(condition)
+
+
+def bare_fields(names: frozenset[str], ids: set[str]) -> set[str]:
+    """Of the template ``names``, those that are neither node ids nor reserved: output fields."""
+    return _bare_fields(names, ids)
 
 
 def compile_criteria(spec: WorkflowSpec) -> tuple[CriterionPlan, ...]:
@@ -112,7 +126,7 @@ def compile_criteria(spec: WorkflowSpec) -> tuple[CriterionPlan, ...]:
         info = template_info(source)
         fields = tuple(sorted(_bare_fields(info.names, ids)))
         bound = {f: declared[f][0] for f in fields if len(declared.get(f, ())) == 1}
-        tasks = tuple(dict.fromkeys(task for task in _task_ids(condition) if task in ids))
+        tasks = tuple(dict.fromkeys(task for task in task_ids(condition) if task in ids))
         reads: set[str] = set(info.names & ids) | set(info.node_keys) | set(bound.values())
         reads |= set(tasks)
         # Unbound fields and computed `nodes[...]` keys may read any node.
@@ -157,7 +171,7 @@ def criteria_issues(spec: WorkflowSpec) -> list[Issue]:
             issues.append(
                 (f"success criterion '{condition}' may not read secrets", where, "secret_use")
             )
-        for task in _task_ids(condition):
+        for task in task_ids(condition):
             if task not in ids:
                 issues.append(
                     (

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from orchestrion import safe_data
 from orchestrion.definition.catalog import HandlerCatalog
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
+from orchestrion.definition.error_rules import error_rule_issues
 from orchestrion.definition.limits import (
     DEFAULT_LIMITS,
     DefinitionLimits,
@@ -30,6 +31,7 @@ from orchestrion.definition.limits import (
 from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reading import Document, SourceFormat, dump, read, unsafe_issue
 from orchestrion.definition.reads import propagate_classification
+from orchestrion.definition.routing import routing_issues
 from orchestrion.definition.schedules import schedule_issues
 from orchestrion.definition.triggers import trigger_issues, unenforced_triggers
 from orchestrion.definition.validate import (
@@ -48,7 +50,7 @@ __all__ = ["LIFECYCLE_WARNING", "LoadedDefinition", "SourceFormat", "load_defini
 
 
 LIFECYCLE_WARNING = (
-    "triggers, routing and error_handling are parsed and stored but not enforced yet"
+    "triggers of type 'schedule' are parsed and stored but not enforced yet (write type: scheduled)"
 )
 
 
@@ -153,12 +155,14 @@ def _load(
             locator.canonical(issue, None, path)
             for issue, path in trigger_issues(spec.triggers, spec.name)
         )
+        for found in (routing_issues(spec), error_rule_issues(spec)):
+            issues.extend(locator.canonical(issue, None, path) for issue, path in found)
     if issues or unlisted or spec is None:
         raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlisted), label)
     spec = propagate_classification(spec)  # readers of classified outputs are classified
 
     warnings: list[str] = []
-    if unenforced_triggers(spec.triggers) or spec.routing or spec.error_handling:
+    if unenforced_triggers(spec.triggers):
         warnings.append(LIFECYCLE_WARNING)
     text = document.text if document.text is not None else dump(data)
     return LoadedDefinition(

@@ -47,7 +47,8 @@ WORKFLOW_EVENTS = frozenset({"workflow.completed", "workflow.failed"})
 EVENT_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """An event type: a dotted name such as ``policy.updated`` (also a URL path segment)."""
 
-_ENFORCED = frozenset({"event", "scheduled"})  # scheduled ones: definition/schedules.py
+# scheduled ones: definition/schedules.py; a manual one is any start by hand
+_ENFORCED = frozenset({"event", "scheduled", "manual"})
 _EVENT_KEYS = frozenset({"type", "name", "event_type", "filter", "inputs", "source", "description"})
 
 Path = tuple[str | int, ...]
@@ -206,5 +207,5 @@ def _issue(index: int, message: str, code: str, key: str | None = None) -> Defin
 
 
 def unenforced_triggers(triggers: Iterable[Any]) -> list[Any]:
-    """The triggers the engine does not act on yet: all but ``event`` and ``scheduled`` ones."""
+    """The triggers the engine does not act on: those of type ``schedule`` (not ``scheduled``)."""
     return [t for t in triggers if not (isinstance(t, Mapping) and t.get("type") in _ENFORCED)]

@@ -34,10 +34,13 @@ class CompiledWorkflow:
     @classmethod
     def build(cls, definition_id: str, spec: WorkflowSpec) -> CompiledWorkflow:
         plan = Plan.build(spec)
-        reads = readable_nodes(spec)
+        reads = readable_nodes(plan.spec)  # with the nodes of routing rules
         context = [reads[node.id] for node in plan.nodes]
         outputs = tuple(n.id for n in plan.nodes if n.handler == "output")
-        sinks = tuple(plan.ids[i] for i, kids in enumerate(plan.children) if not kids)
+        routing = plan.routing or (False,) * len(plan)
+        sinks = tuple(
+            plan.ids[i] for i, kids in enumerate(plan.children) if not kids and not routing[i]
+        )
         criteria = compile_criteria(spec)
         return cls(definition_id, plan, tuple(context), outputs, sinks, criteria)
 
@@ -57,6 +60,8 @@ class CompiledWorkflow:
         patch = record.overrides.get(node_id)
         if patch:
             config = {**config, **patch}
+        if plan.routing and plan.routing[i]:  # workflow.duration counts from the start
+            config = {**config, "started_at": record.started_at}
         return TaskMessage(
             execution_id=record.id,
             node_id=node_id,

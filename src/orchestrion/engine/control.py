@@ -121,7 +121,7 @@ class ControlVerbs:
         }
         if decider is not None:
             approvers = config.get("approvers") if reason == WaitReason.APPROVAL else None
-            check_decider(node_id, approvers, decider, self._parts.engine.settings.approver_groups)
+            check_decider(node_id, approvers, decider, self._parts.engine.settings.decider_groups())
             if decider.key_id is not None:  # an open API knows no one: the name given stays
                 by = decision["decided_by"] = decider.label
             decision["decided_by_key"] = decider.key_id

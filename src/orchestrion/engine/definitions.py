@@ -20,7 +20,7 @@ from orchestrion.definition.model import WorkflowSpec
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.gc_tuning import LARGE_DEFINITION_NODES, freeze_large
 from orchestrion.engine.trigger_checks import check_overrides
-from orchestrion.errors import DefinitionError
+from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.execution import enforce
 from orchestrion.governance.policy import definition_limits
 from orchestrion.governance.trust import Trust, process_trust
@@ -77,6 +77,7 @@ class Definitions:
                 limits=limits,
             )
         self.check_code_policy(loaded.spec)
+        self.check_teams(loaded.spec)
         spec = loaded.spec
         freeze = engine.settings.gc_freeze
         content_hash = await _off_loop(spec, freeze, _content_hash, spec)
@@ -182,6 +183,25 @@ class Definitions:
         if issues:
             raise DefinitionError(issues, source="node overrides")
         return overrides
+
+    def check_teams(self, spec: WorkflowSpec) -> None:
+        """Refuse a definition whose routing or error handling names a team the configuration
+        does not define (``ORCHESTRION_TEAMS``, ``ORCHESTRION_TEAMS_FILE``)."""
+        from orchestrion.definition.routing import team_references
+
+        known = self._engine.settings.teams
+        issues = [
+            DefinitionIssue(
+                f"unknown team '{team}' (defined: {', '.join(sorted(known)) or 'none'}; "
+                "teams are set in ORCHESTRION_TEAMS or ORCHESTRION_TEAMS_FILE)",
+                field=where,
+                code="unknown_team",
+            )
+            for team, where, _path in team_references(spec)
+            if team not in known
+        ]
+        if issues:
+            raise DefinitionError(truncated(issues, self.limits.max_problems), source=spec.name)
 
     def check_code_policy(
         self,

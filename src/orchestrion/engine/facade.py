@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrion.core.events import Event
 from orchestrion.core.machine import ExecutionMachine
+from orchestrion.core.notices import NoticeSink
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import NodeState
 from orchestrion.definition.limits import DefinitionLimits
@@ -34,6 +36,7 @@ from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
 from orchestrion.engine.emitting import Emitted, EventTriggers
 from orchestrion.engine.gc_tuning import freeze_startup_objects
 from orchestrion.engine.loop import EngineLoop, RecordListener
+from orchestrion.engine.notices import NoticeDelivery
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
 from orchestrion.engine.parts import EngineParts
@@ -80,8 +83,11 @@ class Engine:
         resume: bool = True,
         drive: bool = True,
         governance: Governance | None = None,
+        notice_sinks: Sequence[NoticeSink] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        # Where routing and error handling notices go after their commit (engine/notices.py).
+        self.notices = NoticeDelivery(self.settings, notice_sinks)
         # The policy in force: trusted (one's own definitions) unless the caller says not.
         self.governance = governance or Governance.from_settings(self.settings)
         # The audit trail: commits carry its signer, so transitions are audited with them.
@@ -233,6 +239,7 @@ class Engine:
         if self._dispatcher is not None:
             await self._dispatcher.close(grace)
         unfinished = await self._loop.stop()
+        await self.notices.drain()
         if unfinished:
             # Hand them back at once: the next engine on this database resumes them.
             await self.store.release_executions(self.owner, unfinished)

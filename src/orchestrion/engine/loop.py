@@ -23,6 +23,7 @@ from orchestrion.core.events import (
     ExecutionFinished,
     JudgeCriteria,
     NodeLogged,
+    Notify,
     Record,
     RunCompensation,
     ScheduleTimer,
@@ -374,6 +375,8 @@ class EngineLoop:
                 self._finish(live, command.status)
             elif isinstance(command, JudgeCriteria):
                 self._judge.later(live, command)
+            elif isinstance(command, Notify):
+                self._engine.notices.send(live.record, command)
         if tasks:
             await dispatcher.dispatch(tasks)
 

@@ -17,7 +17,7 @@ from orchestrion.handlers.base import HandlerSpec
 if TYPE_CHECKING:
     from orchestrion.handlers.registry import HandlerRegistry
 
-__all__ = ["BUILTIN_HANDLERS", "builtin_specs", "register_builtins"]
+__all__ = ["BUILTIN_HANDLERS", "INTERNAL_HANDLERS", "builtin_specs", "register_builtins"]
 
 # name, aliases, module under orchestrion.handlers, attribute holding the spec (a tuple of
 # specs for the demo agents, searched by name).
@@ -41,6 +41,13 @@ BUILTIN_HANDLERS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
 )
 
 
+# Handlers the engine makes nodes of (a definition's `routing:` rules), never written in a
+# definition: registered with the others, but not documented or offered as a node's handler.
+INTERNAL_HANDLERS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("routing", (), "routing", "ROUTING_SPEC"),
+)
+
+
 def _load(name: str, module: str, attribute: str) -> HandlerSpec:
     found = getattr(importlib.import_module(f"orchestrion.handlers.{module}"), attribute)
     if module == "python":
@@ -52,7 +59,7 @@ def _load(name: str, module: str, attribute: str) -> HandlerSpec:
 
 def register_builtins(registry: HandlerRegistry) -> None:
     """Make every built-in handler known to ``registry``, each imported on first lookup."""
-    for name, aliases, module, attribute in BUILTIN_HANDLERS:
+    for name, aliases, module, attribute in (*BUILTIN_HANDLERS, *INTERNAL_HANDLERS):
         registry.register_lazy(name, aliases, partial(_load, name, module, attribute))
 
 

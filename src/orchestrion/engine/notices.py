@@ -1,0 +1,113 @@
+"""Handing journalled notices to the notice sinks, after the commit that recorded them.
+
+The machine decides a notice (``Notify``, with its ``execution.notice`` record in the same
+step); once that step is committed the loop calls ``NoticeDelivery.send``, which resolves the
+teams to their members and addresses from the configuration (``Settings.teams``) and gives the
+notice to every sink in a task of its own, so a slow sink never holds the engine's turn. A sink
+that raises is tried again with backoff (``ATTEMPTS`` times in all), then the failure is
+logged; the notice stays in the journal either way. Without configured sinks, notices go to the
+log (``LogNoticeSink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrion.core.events import Notify
+from orchestrion.core.notices import Notice, NoticeSink
+from orchestrion.settings import Settings
+from orchestrion.store.base import ExecutionRecord
+
+__all__ = ["ATTEMPTS", "LogNoticeSink", "NoticeDelivery", "notice_of"]
+
+logger = logging.getLogger("orchestrion.notices")
+
+ATTEMPTS = 5
+_FIRST_DELAY = 0.5
+
+
+class LogNoticeSink:
+    """Writes each notice to the ``orchestrion.notices`` log (the default sink)."""
+
+    async def deliver(self, notices: Sequence[Notice]) -> None:
+        for notice in notices:
+            logger.warning(
+                "%s for %s: %s",
+                notice.kind,
+                ", ".join(notice.teams) or "nobody",
+                notice.message,
+                extra={"notice": notice.to_dict()},
+            )
+
+
+def notice_of(
+    settings: Settings, record: ExecutionRecord, data: dict[str, Any], at: float
+) -> Notice:
+    """The notice the machine's ``data`` describes, its teams resolved from ``settings``."""
+    teams = tuple(str(t) for t in data.get("teams") or ())
+    members: list[str] = []
+    addresses: list[str] = []
+    for name in teams:
+        team = settings.teams.get(name)
+        if team is not None:
+            members.extend(m for m in team.members if m not in members)
+            addresses.extend(a for a in team.notify if a not in addresses)
+    node = data.get("node")
+    rule = data.get("rule")
+    kind = str(data.get("kind") or "")
+    extra = data.get("data")
+    return Notice(
+        key=f"{record.id}:{node}:{data.get('attempt', 0)}:{kind}",
+        kind=kind,
+        execution_id=record.id,
+        workflow=str(data.get("workflow") or ""),
+        rule=rule if isinstance(rule, int) else None,
+        teams=teams,
+        message=str(data.get("message") or ""),
+        at=at,
+        node=node if isinstance(node, str) else None,
+        members=tuple(members),
+        addresses=tuple(addresses),
+        data=dict(extra) if isinstance(extra, dict) else {},
+    )
+
+
+class NoticeDelivery:
+    """Delivers an engine's notices to its sinks, off the engine's turn."""
+
+    def __init__(self, settings: Settings, sinks: Sequence[NoticeSink] | None = None) -> None:
+        self._settings = settings
+        self.sinks: list[NoticeSink] = list(sinks) if sinks else [LogNoticeSink()]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, record: ExecutionRecord, command: Notify) -> None:
+        notice = notice_of(self._settings, record, command.data, command.at)
+        for sink in self.sinks:
+            task = asyncio.create_task(self._deliver(sink, notice))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, sink: NoticeSink, notice: Notice) -> None:
+        delay = _FIRST_DELAY
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await sink.deliver([notice])
+                return
+            except Exception:
+                if attempt == ATTEMPTS:
+                    logger.exception(
+                        "notice %s could not be delivered to %s; it stays in the journal",
+                        notice.key,
+                        type(sink).__name__,
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout`` seconds) for deliveries under way."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
