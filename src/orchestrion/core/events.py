@@ -38,6 +38,7 @@ __all__ = [
     "NodeStarted",
     "NodeSucceeded",
     "NodeWaiting",
+    "NoticeDelivered",
     "Notify",
     "PauseRequested",
     "Record",
@@ -231,6 +232,15 @@ class CompensationFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeDelivered:
+    """Every notice sink took the notice ``key`` (journalled, so a restart does not send it
+    again)."""
+
+    at: float
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class CriteriaJudged:
     """The success criteria were evaluated (the answer to ``JudgeCriteria``)."""
 
@@ -257,6 +267,7 @@ Event = (
     | CompensationSucceeded
     | CompensationFailed
     | CriteriaJudged
+    | NoticeDelivered
 )
 
 

@@ -46,6 +46,7 @@ from orchestrion.core.events import (
     NodeStarted,
     NodeSucceeded,
     NodeWaiting,
+    NoticeDelivered,
     Notify,
     PauseRequested,
     Record,
@@ -130,6 +131,11 @@ class ExecutionMachine(ExecutionControl):
                 self._on_compensation_failed(event)
             case CriteriaJudged():
                 self._on_criteria_judged(event)
+            case NoticeDelivered():
+                if not self.finished:  # a finished execution's notices are never sent again
+                    self._record_execution(
+                        RecordType.EXECUTION_NOTICE_DELIVERED, event.at, data={"key": event.key}
+                    )
         self._update_waiting_status(event.at)
         return step
 

@@ -28,6 +28,7 @@ class RecordType(StrEnum):
     EXECUTION_COMPENSATING = "execution.compensating"
     EXECUTION_CRITERIA = "execution.criteria_evaluated"  # the success criteria's outcomes
     EXECUTION_NOTICE = "execution.notice"  # routing or error handling told a team something
+    EXECUTION_NOTICE_DELIVERED = "execution.notice_delivered"  # every notice sink took it
     EXECUTION_COMPLETED = "execution.completed"
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"

@@ -111,6 +111,7 @@ class Engine:
         self._ownership = Ownership(self.owner, self.settings.lease_seconds, lambda: self.store)
         self._definitions = Definitions(self)
         self._loop = EngineLoop(self, self._children, self._listeners, rng or random.Random())
+        self.notices.post = self._notice_taken
         parts = EngineParts(self, self._loop, self._ownership, self._definitions, self._forward)
         self._recovery = Recovery(parts, resume=resume and drive)
         self._starts = Starts(parts)
@@ -120,6 +121,11 @@ class Engine:
         self._events = EventTriggers(parts, self._starts)
         self._listeners.append(self._events.on_records)  # workflow.completed / .failed
         self.schedules = ScheduleVerbs(self)  # scheduled triggers (engine/scheduler.py)
+
+    def _notice_taken(self, execution_id: str, event: Event) -> None:
+        # Journalled for executions this engine drives; a finished one is never resent.
+        if execution_id in self._loop.live:
+            self._loop.post(execution_id, event)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -5,23 +5,32 @@ step); once that step is committed the loop calls ``NoticeDelivery.send``, which
 teams to their members and addresses from the configuration (``Settings.teams``) and gives the
 notice to every sink in a task of its own, so a slow sink never holds the engine's turn. A sink
 that raises is tried again with backoff (``ATTEMPTS`` times in all), then the failure is
-logged; the notice stays in the journal either way. Without configured sinks, notices go to the
-log (``LogNoticeSink``).
+logged; the notice stays in the journal either way. Once every sink took a notice, the engine
+journals ``execution.notice_delivered``; an engine that recovers an execution after a crash
+sends again the notices of it that have no such record (same key: a sink drops what it has
+seen). Without configured sinks, notices go to the log (``LogNoticeSink``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from orchestrion.core.events import Notify
+from orchestrion.core.events import Event, NoticeDelivered, Notify
 from orchestrion.core.notices import Notice, NoticeSink
+from orchestrion.core.record_types import RecordType
 from orchestrion.settings import Settings
-from orchestrion.store.base import ExecutionRecord
+from orchestrion.store.base import ExecutionRecord, Store
 
-__all__ = ["ATTEMPTS", "LogNoticeSink", "NoticeDelivery", "notice_of"]
+NOTICE_EVENT_TYPES = [
+    RecordType.EXECUTION_NOTICE.value,
+    RecordType.EXECUTION_NOTICE_DELIVERED.value,
+]
+
+__all__ = ["ATTEMPTS", "NOTICE_EVENT_TYPES", "LogNoticeSink", "NoticeDelivery", "notice_of"]
 
 logger = logging.getLogger("orchestrion.notices")
 
@@ -82,20 +91,47 @@ class NoticeDelivery:
         self._settings = settings
         self.sinks: list[NoticeSink] = list(sinks) if sinks else [LogNoticeSink()]
         self._tasks: set[asyncio.Task[None]] = set()
+        self.post: Callable[[str, Event], None] | None = None  # the engine loop's, to confirm
 
     def send(self, record: ExecutionRecord, command: Notify) -> None:
-        notice = notice_of(self._settings, record, command.data, command.at)
-        for sink in self.sinks:
-            task = asyncio.create_task(self._deliver(sink, notice))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Deliver the notice ``command`` describes, in the background."""
+        self._start(notice_of(self._settings, record, command.data, command.at))
 
-    async def _deliver(self, sink: NoticeSink, notice: Notice) -> None:
+    async def resend(self, store: Store, record: ExecutionRecord) -> int:
+        """Send again the journalled notices of ``record`` that no sink confirmed (after a
+        crash); the number sent."""
+        events = await store.list_events(record.id, types=NOTICE_EVENT_TYPES, limit=10_000)
+        done = {
+            e.data.get("key")
+            for e in events
+            if e.type == RecordType.EXECUTION_NOTICE_DELIVERED and isinstance(e.data, dict)
+        }
+        sent = 0
+        for event in events:
+            if event.type != RecordType.EXECUTION_NOTICE or not isinstance(event.data, dict):
+                continue
+            notice = notice_of(self._settings, record, event.data, event.at)
+            if notice.key not in done:
+                self._start(notice)
+                sent += 1
+        return sent
+
+    def _start(self, notice: Notice) -> None:
+        task = asyncio.create_task(self._deliver_all(notice))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_all(self, notice: Notice) -> None:
+        taken = await asyncio.gather(*(self._deliver(sink, notice) for sink in self.sinks))
+        if all(taken) and self.post is not None:
+            self.post(notice.execution_id, NoticeDelivered(time.time(), notice.key))
+
+    async def _deliver(self, sink: NoticeSink, notice: Notice) -> bool:
         delay = _FIRST_DELAY
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await sink.deliver([notice])
-                return
+                return True
             except Exception:
                 if attempt == ATTEMPTS:
                     logger.exception(
@@ -103,9 +139,10 @@ class NoticeDelivery:
                         notice.key,
                         type(sink).__name__,
                     )
-                    return
+                    return False
                 await asyncio.sleep(delay)
                 delay *= 2
+        return False
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` seconds) for deliveries under way."""

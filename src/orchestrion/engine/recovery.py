@@ -194,6 +194,10 @@ class Recovery:
                 arm_deadline(live, live.record.started_at, loop.post)
         await loop.act(actions)
         for live in lives:
+            if live.compiled.plan.routing or live.compiled.plan.on_error:
+                # Notices journalled before the stop that no sink confirmed: sent again.
+                await engine.notices.resend(engine.store, live.record)
+        for live in lives:
             # A parent waiting on a child re-runs its node: it finds the child (same key) and
             # either takes its result or waits again, so no finish is lost across a restart.
             for i, run in enumerate(live.machine.nodes):
