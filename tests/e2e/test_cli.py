@@ -230,10 +230,14 @@ def test_reference_003_results_show_the_llm_summary_of_the_proxied_posts(
 
 def test_reference_004_dora_workflow_runs_with_its_required_input(tmp_path: Path) -> None:
     path = REFERENCE / "dora-compliance-assessment.yaml"
-    missing = orchestrion("run", str(path), "--db", str(tmp_path / "x.db"))
+    given = ("-i", 'documents=["a.pdf"]')
+    nobody = orchestrion("run", str(path), "--db", str(tmp_path / "x.db"), *given)
+    assert nobody.returncode == 2  # its routing rules name teams this process does not know
+    assert "unknown team 'compliance_officer'" in nobody.stderr, nobody.stderr
+    teams = {"ORCHESTRION_TEAMS_FILE": str(REFERENCE.parent / "teams.yaml")}
+    missing = orchestrion("run", str(path), "--db", str(tmp_path / "x.db"), env=teams)
     assert missing.returncode == 2
     assert "documents" in missing.stderr
-    assert "not enforced" in missing.stderr
     result = orchestrion(
         "run",
         str(path),
@@ -242,6 +246,7 @@ def test_reference_004_dora_workflow_runs_with_its_required_input(tmp_path: Path
         "--json",
         "-i",
         'documents=["ict-policy.pdf", "bcp.pdf"]',
+        env=teams,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

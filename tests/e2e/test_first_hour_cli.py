@@ -505,8 +505,11 @@ def test_the_demo_execution_is_found_by_the_status_command_it_suggests(tmp_path:
     assert found.group(1) in shown.stdout
 
 
-def test_log_level_error_silences_a_definitions_warnings_too() -> None:
-    dora = str(ROOT / "examples" / "reference" / "dora-compliance-assessment.yaml")
-    assert "not enforced yet" in orchestrion("validate", dora).stderr
-    quiet = orchestrion("validate", dora, env={"ORCHESTRION_LOG_LEVEL": "ERROR"})
+def test_log_level_error_silences_a_definitions_warnings_too(tmp_path: Path) -> None:
+    warned = tmp_path / "warned.yaml"
+    warned.write_text(
+        "name: warned\ntriggers: [{type: schedule}]\ndag: {nodes: [{id: a, handler: noop}]}\n"
+    )
+    assert "not enforced yet" in orchestrion("validate", str(warned)).stderr
+    quiet = orchestrion("validate", str(warned), env={"ORCHESTRION_LOG_LEVEL": "ERROR"})
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

@@ -23,7 +23,8 @@ YAML = {"Content-Type": "application/yaml"}
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path, tmp_path / "o.db")
+    teams = {"ORCHESTRION_TEAMS_FILE": str(REFERENCE.parent / "teams.yaml")}
+    running = Server(tmp_path, tmp_path / "o.db", env=teams)
     try:
         yield running
     finally:
@@ -45,7 +46,7 @@ def _run_dora(client: httpx.Client, documents: list[str]) -> str:
 def test_the_dora_criteria_decide_and_are_shown(server: Server, tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         passing = _run_dora(client, ["policy.pdf", "ict-risk.pdf"])
-        failing = _run_dora(client, [])
+        failing = _run_dora(client, ["memo.pdf"])
         done = until(client, passing, "COMPLETED", "FAILED")
         failed = until(client, failing, "COMPLETED", "FAILED")
         assert done["status"] == "COMPLETED", done["error"]
@@ -95,7 +96,10 @@ def test_a_malformed_criterion_is_refused_with_its_line(server: Server) -> None:
 def test_scale_out_processes_judge_the_same_way(
     tmp_path: Path, postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
-    cluster = Cluster.for_test(postgres_url, redis_server, redis_prefix, tmp_path / "logs")
+    teams = str(REFERENCE.parent / "teams.yaml")
+    cluster = Cluster.for_test(
+        postgres_url, redis_server, redis_prefix, tmp_path / "logs", ORCHESTRION_TEAMS_FILE=teams
+    )
     port = free_port()
     try:
         cluster.start("orchestrator-0", "orchestrator")
@@ -111,7 +115,7 @@ def test_scale_out_processes_judge_the_same_way(
                 assert cluster.alive()["api"], cluster.log_tail()
                 time.sleep(0.1)
             passing = _run_dora(client, ["policy.pdf", "ict-risk.pdf"])
-            failing = _run_dora(client, [])
+            failing = _run_dora(client, ["memo.pdf"])
             done = until(client, passing, "COMPLETED", "FAILED", timeout=60)
             failed = until(client, failing, "COMPLETED", "FAILED", timeout=60)
         assert done["status"] == "COMPLETED", (done["error"], cluster.log_tail())

@@ -30,6 +30,7 @@ from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
+from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionRecord
 from scaleout import scaleout_engine, scaleout_settings
 
@@ -558,9 +559,14 @@ async def test_reference_examples_end_the_same_on_scale_out_as_embedded(
         outcomes = await asyncio.gather(*(one(path) for path in files))
         return dict(zip([p.name for p in files], outcomes, strict=True))
 
-    async with Engine("memory://") as embedded:
+    teams = str(REFERENCE.parent / "teams.yaml")  # the teams the DORA example's rules name
+    async with Engine(
+        settings=load_settings(database_url="memory://", teams_file=teams)
+    ) as embedded:
         expected = await run_all(embedded)
-    async with scaleout_engine(pg, redis_url, prefix, workers=2) as scaled:
+    async with scaleout_engine(
+        pg, redis_url, prefix, workers=2, settings={"teams_file": teams}
+    ) as scaled:
         got = await run_all(scaled)
     assert got == expected
 

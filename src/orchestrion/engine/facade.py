@@ -244,8 +244,10 @@ class Engine:
         await self._recovery.stop()
         if self._dispatcher is not None:
             await self._dispatcher.close(grace)
-        unfinished = await self._loop.stop()
+        # Notices under way are delivered, and their confirmations committed, before the loop
+        # stops: otherwise the next engine on this database would send them again.
         await self.notices.drain()
+        unfinished = await self._loop.stop()
         if unfinished:
             # Hand them back at once: the next engine on this database resumes them.
             await self.store.release_executions(self.owner, unfinished)
