@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,31 @@ async def test_definition_versioning(store: Store) -> None:
     heads = await store.definition_heads()
     newest = [await store.find_definition(name) for name in ("other", "wf")]
     assert heads == [(d.name, d.id) for d in newest]
+
+
+async def test_definition_lifecycle_picks_the_active_version(store: Store) -> None:
+    for version in ("1", "2", "3"):
+        record = definition(id=f"d{version}", version=version, content_hash=f"h{version}")
+        await store.put_definition(replace(record, created_at=T0 + int(version)))
+    assert (await store.find_definition("wf")).version == "3"  # none marked: the newest
+    activated = await store.set_definition_status("wf", "2", "active", T0 + 10, "alice")
+    assert (activated.status, activated.status_changed_by) == ("active", "alice")
+    assert activated.status_changed_at == T0 + 10
+    assert (await store.find_definition("wf")).version == "2"
+    await store.set_definition_status("wf", "1", "active", T0 + 11, "bob")
+    statuses = {d.version: d.status for d in await store.list_definitions("wf")}
+    assert statuses == {"1": "active", "2": "available", "3": "available"}  # one active
+    await store.set_definition_status("wf", "1", "deprecated", T0 + 12)
+    assert (await store.find_definition("wf")).version == "3"
+    assert (await store.find_definition("wf", "1")).status == "deprecated"  # still by name
+    for version in ("2", "3"):
+        await store.set_definition_status("wf", version, "deprecated", T0 + 13)
+    with pytest.raises(ExecutionNotFound, match="no active version"):
+        await store.find_definition("wf")
+    with pytest.raises(ExecutionNotFound):
+        await store.set_definition_status("wf", "9", "active", T0 + 14)
+    with pytest.raises(ExecutionError, match="unknown definition status"):
+        await store.set_definition_status("wf", "1", "archived", T0 + 14)
 
 
 async def test_definition_conflict(store: Store) -> None:
@@ -1122,12 +1148,15 @@ async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0007"
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0008"
         got = await store.get_execution("e1")
         assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
         # Rows from before 0005 cannot be told apart: the service's or one's own? Untrusted.
         assert got.trust is Trust.UNTRUSTED
-        assert (await store.get_definition("d")).trust is Trust.UNTRUSTED
+        old = await store.get_definition("d")
+        assert old.trust is Trust.UNTRUSTED
+        assert (old.status, old.created_by) == ("available", None)  # 0008: as before
+        assert (await store.find_definition("wf")).id == "d"
         assert await store.claim_execution("e1", "A", LEASE, None, T0)
         assert await owner_of(store, "e1") == ("A", LEASE)
     finally:

@@ -195,6 +195,10 @@ def definition_summary(definition: DefinitionRecord) -> DefinitionSummary:
         dialect=definition.dialect,
         source_format=definition.source_format,
         trust=Trust.of(definition.trust).value,
+        status=definition.status,
+        created_by=definition.created_by,
+        status_changed_at=utc(definition.status_changed_at),
+        status_changed_by=definition.status_changed_by,
     )
 
 

@@ -298,6 +298,14 @@ class DefinitionSummary(_Out):
         description="untrusted: stored through the service; its executions are untrusted, "
         "whichever process runs them",
     )
+    status: Literal["available", "active", "deprecated"] = Field(
+        default="available",
+        description="available: submitted; active: chosen for triggered and scheduled runs "
+        "and starts that name no version; deprecated: never chosen again",
+    )
+    created_by: str | None = Field(default=None, description="who submitted this version")
+    status_changed_at: datetime | None = None
+    status_changed_by: str | None = None
 
 
 class DefinitionDetail(DefinitionSummary):

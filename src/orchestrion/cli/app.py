@@ -68,3 +68,4 @@ from orchestrion.cli import keys as _keys  # noqa: E402, F401
 from orchestrion.cli import processes as _processes  # noqa: E402, F401
 from orchestrion.cli import schedules as _schedules  # noqa: E402, F401
 from orchestrion.cli import topology as _topology  # noqa: E402, F401
+from orchestrion.cli import versions as _versions  # noqa: E402, F401

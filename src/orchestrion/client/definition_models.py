@@ -13,7 +13,9 @@ __all__ = ["Definition", "DefinitionSummary"]
 
 @dataclass(frozen=True, slots=True)
 class DefinitionSummary:
-    """One stored definition version; ``nodes`` is its node count."""
+    """One stored definition version; ``nodes`` is its node count. ``status`` is
+    ``available``, ``active`` or ``deprecated``; ``active`` (from a versions listing, else
+    None) whether it is the version triggers, schedules and starts naming no version use."""
 
     id: str
     name: str
@@ -22,6 +24,11 @@ class DefinitionSummary:
     nodes: int = 0
     dialect: str | None = None
     source_format: str | None = None
+    status: str = "available"
+    created_by: str | None = None
+    status_changed_at: float | None = None
+    status_changed_by: str | None = None
+    active: bool | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> DefinitionSummary:
@@ -52,4 +59,9 @@ def _summary_fields(data: dict[str, Any]) -> dict[str, Any]:
         "nodes": int(data.get("nodes") or 0),
         "dialect": data.get("dialect"),
         "source_format": data.get("source_format"),
+        "status": str(data.get("status") or "available"),
+        "created_by": data.get("created_by"),
+        "status_changed_at": timestamp(data.get("status_changed_at")),
+        "status_changed_by": data.get("status_changed_by"),
+        "active": data.get("active"),
     }

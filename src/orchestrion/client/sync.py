@@ -13,6 +13,7 @@ import httpx
 from orchestrion import __version__
 from orchestrion.client import calls
 from orchestrion.client import schedules as schedule_calls
+from orchestrion.client import versions as version_calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import error_from_response
@@ -316,8 +317,22 @@ class Client:
         return self._send(calls.list_definitions(name, limit, offset))
 
     def get_definition(self, name: str, version: str | None = None) -> Definition:
-        """A stored definition (its newest version unless ``version``), with its spec."""
+        """A stored definition (its active version unless ``version``), with its spec."""
         return self._send(calls.get_definition(name, version))
+
+    def versions(self, name: str) -> list[DefinitionSummary]:
+        """Every version of ``name``, oldest first: status, who created it and when, and
+        which one is active."""
+        return self._send(version_calls.list_versions(name))
+
+    def activate(self, name: str, version: str) -> DefinitionSummary:
+        """Make ``version`` the active one: triggered and scheduled runs, and starts that name
+        no version, use it from now on; running executions keep theirs."""
+        return self._send(version_calls.version_action(name, version, "activate"))
+
+    def deprecate(self, name: str, version: str) -> DefinitionSummary:
+        """Retire ``version``: never the active one again (a start may still name it)."""
+        return self._send(version_calls.version_action(name, version, "deprecate"))
 
     def start_definition(
         self,

@@ -48,7 +48,9 @@ class Definitions:
         """Compile again, under the definition limits now in force."""
         self.compiled.clear()
 
-    async def submit(self, source: Any, *, fmt: str | None = None) -> DefinitionRecord:
+    async def submit(
+        self, source: Any, *, fmt: str | None = None, created_by: str | None = None
+    ) -> DefinitionRecord:
         """See ``Engine.submit``."""
         from orchestrion.definition.loader import LoadedDefinition, load_definition
 
@@ -101,6 +103,7 @@ class Definitions:
             created_at=time.time(),
             source=loaded.source_text,
             trust=process_trust(engine.governance),
+            created_by=created_by or _local_user(engine),
         )
         stored = await store.put_definition(record)
         if stored.id == record.id:
@@ -266,6 +269,18 @@ async def _off_loop(
             return result
 
     return await asyncio.to_thread(paused)
+
+
+def _local_user(engine: Engine) -> str | None:
+    """Who submits in a trusted process (one's own files, locally): the operating system user."""
+    if not engine.governance.trusted:
+        return None
+    import getpass
+
+    try:
+        return getpass.getuser()[:200]
+    except (OSError, KeyError):  # no user name in this environment
+        return None
 
 
 def _content_hash(spec: WorkflowSpec) -> str:

@@ -45,6 +45,7 @@ from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.schedules import ScheduleVerbs
 from orchestrion.engine.starting import Starts
+from orchestrion.engine.versions import VersionVerbs
 from orchestrion.errors import DispatchError, ExecutionError
 from orchestrion.execution import enforce
 from orchestrion.governance.log_masking import mask_process_logs
@@ -121,6 +122,7 @@ class Engine:
         self._events = EventTriggers(parts, self._starts)
         self._listeners.append(self._events.on_records)  # workflow.completed / .failed
         self.schedules = ScheduleVerbs(self)  # scheduled triggers (engine/scheduler.py)
+        self._versions = VersionVerbs(self)  # the life of definition versions
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:
         # Journalled for executions this engine drives; a finished one is never resent.
@@ -287,16 +289,41 @@ class Engine:
 
     # ------------------------------------------------------------------ definitions
 
-    async def submit(self, source: Any, *, fmt: str | None = None) -> DefinitionRecord:
+    async def submit(
+        self, source: Any, *, fmt: str | None = None, created_by: str | None = None
+    ) -> DefinitionRecord:
         """Validate and store a definition (path, text, dict, ``WorkflowSpec`` or loaded one).
 
         Without a version, identical content reuses its stored version and new content gets
         the next number; with one, (name, version) must not already hold other content.
+        ``created_by`` is recorded with a new version (default: the local user, in a trusted
+        process).
         """
-        record = await self._definitions.submit(source, fmt=fmt)
-        self._events.subscriptions.forget()  # its triggers count from now on
+        record = await self._definitions.submit(source, fmt=fmt, created_by=created_by)
+        self.definition_changed()
         await self.schedules.definition_stored(record)
         return record
+
+    def definition_changed(self) -> None:
+        """A version was stored or changed status: triggers are read again."""
+        self._events.subscriptions.forget()
+
+    async def versions(self, name: str) -> tuple[list[DefinitionRecord], str | None]:
+        """Every stored version of ``name`` (oldest first: who created it and when, its
+        status) and the id of the active one. See ``engine/versions.py``."""
+        return await self._versions.versions(name)
+
+    async def activate(self, name: str, version: str, *, by: str | None = None) -> DefinitionRecord:
+        """Make ``version`` the active version of ``name``: new triggered and scheduled runs,
+        and starts that name no version, use it. Running executions keep theirs."""
+        return await self._versions.activate(name, version, by)
+
+    async def deprecate(
+        self, name: str, version: str, *, by: str | None = None
+    ) -> DefinitionRecord:
+        """Retire ``version``: it is never the active one again (an explicit start may still
+        name it). Running executions keep it."""
+        return await self._versions.deprecate(name, version, by)
 
     @property
     def definition_limits(self) -> DefinitionLimits:

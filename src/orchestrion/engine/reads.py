@@ -60,7 +60,8 @@ class EngineReads:
         return await self._store().get_definition(definition_id)
 
     async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
-        """A stored definition by name: the newest version, or the one given."""
+        """A stored definition by name: the active version (``engine/versions.py``), or the
+        one given."""
         return await self._store().find_definition(name, version)
 
     async def definitions(

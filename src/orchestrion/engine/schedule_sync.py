@@ -1,8 +1,10 @@
-"""Schedules from definitions: the scheduled triggers of each name's newest version.
+"""Schedules from definitions: the scheduled triggers of each name's active version.
 
-A schedule's id is ``<definition name>:<trigger name>``. A new version takes its name's
-schedules over (same id: their state and cursor are kept); a schedule the new version no longer
-declares is deleted. Older versions declare nothing: only the newest one of a name is active.
+A schedule's id is ``<definition name>:<trigger name>``. The active version (``store/rules.py``:
+the one activated, else the newest available) owns its name's schedules: a version that becomes
+active takes them over (same id: their state and cursor are kept), and a schedule it no longer
+declares is deleted. Other versions declare nothing; a name whose versions are all deprecated
+has no schedule left.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrion.definition.schedules import scheduled_triggers
+from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import DefinitionRecord, Store
 from orchestrion.store.schedules import ScheduleRecord, ScheduleState
 
@@ -46,25 +49,29 @@ async def sync_definition(
     now: float,
     stored: list[ScheduleRecord] | None = None,
 ) -> None:
-    """Make the store's schedules of ``definition.name`` those of its newest version (a no-op
-    when ``definition`` is not the newest). ``stored``: the store's schedules, if read already."""
-    newest = await store.find_definition(definition.name)
-    if newest.id != definition.id:
+    """Make the store's schedules of ``definition.name`` those of its active version (a no-op
+    when ``definition`` is not the active one). ``stored``: the store's schedules, if read
+    already."""
+    try:
+        active: DefinitionRecord | None = await store.find_definition(definition.name)
+    except ExecutionNotFound:
+        active = None  # every version is deprecated: no schedule is left
+    if active is not None and active.id != definition.id:
         return
-    wanted = schedules_of(newest, now)
+    wanted = schedules_of(active, now) if active is not None else []
     for record in wanted:
         await store.sync_schedule(record)
     keep = {record.id for record in wanted}
     for existing in stored if stored is not None else await store.list_schedules():
-        if existing.definition_name == newest.name and existing.id not in keep:
+        if existing.definition_name == definition.name and existing.id not in keep:
             await store.set_schedule_state(existing.id, ScheduleState.DELETED, now)
 
 
 async def sync_all(store: Store, now: float, synced: set[str] | None = None) -> None:
-    """``sync_definition`` for the newest version of every stored definition name.
+    """``sync_definition`` for the active version of every stored definition name.
 
     ``synced``: the ids of versions already synced (by this caller): syncing one again
-    changes nothing, so only new newest versions are read, and a pass costs one small query
+    changes nothing, so only newly active versions are read, and a pass costs one small query
     however many versions are stored. The ids synced now are added to it."""
     heads = await store.definition_heads()
     fresh = [(name, i) for name, i in heads if synced is None or i not in synced]

@@ -1,13 +1,14 @@
 """Which workflows an event starts: the event triggers of the active definitions.
 
-The active definition of a name is its latest submitted version: a newer version that drops a
-trigger unsubscribes the name. Definitions live in the store, which other processes write
-too (the API in scale-out mode, a second terminal), so the list of each name's newest
-version (names and ids only, ``Store.definition_heads``) is read from the store at each event
-sent; the end of every execution, much more frequent, may use a list up to a second old (one
-submitted here is seen at once). A version's record is read and its triggers parsed once,
-since stored versions never change: an event costs one small query however many versions
-are stored.
+The active definition of a name is the version activated, else its newest available version
+(``store/rules.py``; a deprecated one never): a version that drops a trigger unsubscribes the
+name once it is active. Definitions live in the store, which other processes write too (the
+API in scale-out mode, a second terminal), so the list of each name's active version (names
+and ids only, ``Store.definition_heads``) is read from the store at each event sent; the end
+of every execution, much more frequent, may use a list up to a second old (one submitted or
+activated here is seen at once). A version's record is read and its triggers parsed once,
+since a stored version's content never changes: an event costs one small query however many
+versions are stored.
 """
 
 from __future__ import annotations

@@ -52,6 +52,10 @@ class DefinitionRecord:
     created_at: float
     source: str | None = None
     trust: Trust = Trust.UNTRUSTED
+    status: str = "available"  # "available", "active" or "deprecated" (store/rules.py)
+    created_by: str | None = None
+    status_changed_at: float | None = None
+    status_changed_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -211,7 +215,16 @@ class Store(ScheduleStore, Protocol):
         """Raises ``ExecutionNotFound`` when absent."""
 
     async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
-        """The given version, or the newest one. Raises ``ExecutionNotFound`` when absent."""
+        """The given version, or the active one (``store/rules.py``: marked active, else the
+        newest available). Raises ``ExecutionNotFound`` when absent, or when no version is
+        given and every version is deprecated."""
+
+    async def set_definition_status(
+        self, name: str, version: str, status: str, at: float, by: str | None = None
+    ) -> DefinitionRecord:
+        """Give a version ``status`` (``available``, ``active``, ``deprecated``); making one
+        active makes the name's previously active version available, in one transaction.
+        Raises ``ExecutionNotFound`` when the version does not exist."""
 
     async def find_definition_by_hash(
         self, name: str, content_hash: str
@@ -222,8 +235,8 @@ class Store(ScheduleStore, Protocol):
     ) -> list[DefinitionRecord]: ...
 
     async def definition_heads(self) -> list[tuple[str, str]]:
-        """``(name, id)`` of the newest version of every definition name, by name: what is
-        active, without reading a single definition's text."""
+        """``(name, id)`` of the active version of every definition name that has one
+        (``store/rules.py``), by name, without reading a single definition's text."""
 
     async def next_version(self, name: str) -> str:
         """The next automatic version number for ``name`` ("1", "2", ...)."""

@@ -126,6 +126,11 @@ class EncryptedStore(ForwardSchedules):
     async def find_definition(self, name: str, version: str | None = None) -> DefinitionRecord:
         return await self.inner.find_definition(name, version)
 
+    async def set_definition_status(
+        self, name: str, version: str, status: str, at: float, by: str | None = None
+    ) -> DefinitionRecord:
+        return await self.inner.set_definition_status(name, version, status, at, by)
+
     async def find_definition_by_hash(
         self, name: str, content_hash: str
     ) -> DefinitionRecord | None:

@@ -110,10 +110,41 @@ class MemoryStore(MemorySchedules):
             if definition_id is None:
                 raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
             return replace(self._definitions[definition_id])
-        newest = self._newest(d for d in self._definitions.values() if d.name == name)
-        if newest is None:
+        versions = [d for d in self._definitions.values() if d.name == name]
+        if not versions:
             raise ExecutionNotFound(f"definition '{name}' not found")
+        marked = [d for d in versions if d.status == rules.ACTIVE]
+        newest = self._newest(marked or [d for d in versions if d.status == rules.AVAILABLE])
+        if newest is None:
+            raise ExecutionNotFound(rules.no_active_version(name))
         return newest
+
+    async def set_definition_status(
+        self, name: str, version: str, status: str, at: float, by: str | None = None
+    ) -> DefinitionRecord:
+        if status not in rules.DEFINITION_STATUSES:
+            raise ExecutionError(f"unknown definition status {status!r}")
+        definition_id = self._by_name_version.get((name, version))
+        if definition_id is None:
+            raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
+        if status == rules.ACTIVE:  # at most one active version per name
+            for other in list(self._definitions.values()):
+                if (
+                    other.name == name
+                    and other.status == rules.ACTIVE
+                    and other.id != definition_id
+                ):
+                    self._definitions[other.id] = replace(
+                        other, status=rules.AVAILABLE, status_changed_at=at, status_changed_by=by
+                    )
+        record = replace(
+            self._definitions[definition_id],
+            status=status,
+            status_changed_at=at,
+            status_changed_by=by,
+        )
+        self._definitions[definition_id] = record
+        return replace(record)
 
     async def find_definition_by_hash(
         self, name: str, content_hash: str
@@ -132,12 +163,9 @@ class MemoryStore(MemorySchedules):
         return [replace(d) for d in found[offset : offset + limit]]
 
     async def definition_heads(self) -> list[tuple[str, str]]:
-        newest: dict[str, DefinitionRecord] = {}
-        for record in self._definitions.values():  # in the order they were stored
-            current = newest.get(record.name)
-            if current is None or record.created_at >= current.created_at:
-                newest[record.name] = record
-        return [(name, newest[name].id) for name in sorted(newest)]
+        # Oldest first, the stored order breaking ties: a later row is the newer version.
+        ordered = sorted(self._definitions.values(), key=lambda record: record.created_at)
+        return rules.active_heads((d.name, d.id, d.status) for d in ordered)
 
     async def next_version(self, name: str) -> str:
         return rules.next_version(d.version for d in self._definitions.values() if d.name == name)

@@ -6,6 +6,10 @@
   error as ``execution_error`` and ``finished_at`` say.
 - Execution list cursors: opaque base64 of ``created_at|id`` of the last row of a page.
 - Automatic definition versions: the largest integer version plus one.
+- A definition version's life: ``available`` when submitted, ``active`` when chosen (at most
+  one per name: activating one makes the previous one available again), ``deprecated`` when
+  retired. The active version of a name is the one marked active, else the newest available
+  one; a deprecated version is never the active one.
 - Batch shape: parallel lists of one length, no event id twice (``check_batch``).
 - Node log lines: made to fit their columns, never refused (``log_rows``).
 - Ownership at commit: a batch from an owner is refused whole when one of its executions
@@ -25,9 +29,14 @@ from orchestrion.errors import ExecutionError, StoreError
 from orchestrion.store.base import CommitBatch, ExecutionRecord
 
 __all__ = [
+    "ACTIVE",
+    "AVAILABLE",
+    "DEFINITION_STATUSES",
+    "DEPRECATED",
     "KEEP",
     "OUTPUT_STATES",
     "UNFINISHED_STATUSES",
+    "active_heads",
     "apply_execution_record",
     "check_owners",
     "decode_cursor",
@@ -36,6 +45,7 @@ __all__ = [
     "finished_at",
     "log_rows",
     "next_version",
+    "no_active_version",
     "node_event_data",
     "plain_node_record",
 ]
@@ -124,6 +134,34 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(created_at), execution_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ExecutionError(f"invalid cursor '{cursor}'") from None
+
+
+AVAILABLE: Final = "available"
+ACTIVE: Final = "active"
+DEPRECATED: Final = "deprecated"
+DEFINITION_STATUSES = (AVAILABLE, ACTIVE, DEPRECATED)
+
+
+def active_heads(versions: Iterable[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """``(name, id)`` of each name's active version, by name, from ``(name, id, status)`` of
+    its versions oldest first: the one marked active, else the newest available one."""
+    newest: dict[str, str] = {}
+    marked: dict[str, str] = {}
+    for name, definition_id, status in versions:
+        if status == ACTIVE:
+            marked[name] = definition_id
+        elif status == AVAILABLE:
+            newest[name] = definition_id
+    heads = {**newest, **marked}
+    return [(name, heads[name]) for name in sorted(heads)]
+
+
+def no_active_version(name: str) -> str:
+    """Why a start that names no version of ``name`` has none to use."""
+    return (
+        f"definition '{name}' has no active version (every version is deprecated): "
+        "name a version, or activate one"
+    )
 
 
 def next_version(versions: Iterable[str]) -> str:

@@ -65,6 +65,12 @@ definitions = Table(
     # "trusted" or "untrusted" (governance/trust.py; 0005). Rows from before the column are
     # untrusted: nothing tells the service's from one's own.
     Column("trust", String(16), nullable=False, server_default="untrusted"),
+    # "available", "active" or "deprecated" (0008: the version's life, store/rules.py), who
+    # submitted it, and who changed its status last, when.
+    Column("status", String(16), nullable=False, server_default="available"),
+    Column("created_by", String(200), nullable=True),
+    Column("status_changed_at", Float, nullable=True),
+    Column("status_changed_by", String(200), nullable=True),
     UniqueConstraint("name", "version"),
     Index("ix_definitions_name", "name"),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrion.api.models import ActionResponse, ExecutionDetail, TriggerRequest
@@ -21,6 +21,7 @@ from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey, caller_key
 from orchestrion.api.routes.control import cancel_workflow
+from orchestrion.api.routes.definitions import submitter
 from orchestrion.api.routes.workflows import get_workflow, json_body_only, submit_text
 from orchestrion.api.routes.workflows import trigger_workflow as trigger
 from orchestrion.errors import ExecutionNotFound
@@ -88,13 +89,15 @@ class StatusResponse(ExecutionDetail):
     summary="Submit and start a workflow in one call (SwarmLite)",
 )
 async def start_workflow(
-    body: StartRequest, ctx: Ctx, idempotency_key: IdempotencyKey = None
+    body: StartRequest, request: Request, ctx: Ctx, idempotency_key: IdempotencyKey = None
 ) -> StartResponse:
     key = idempotency_key or body.idempotency_key
+    by = submitter(request, ctx)
     if isinstance(body.definition, str):
-        submitted = await submit_text(ctx, body.definition, None, key)
+        submitted = await submit_text(ctx, body.definition, None, key, created_by=by)
     else:
-        submitted = await submit_text(ctx, json.dumps(body.definition), "json", key)
+        text = json.dumps(body.definition)
+        submitted = await submit_text(ctx, text, "json", key, created_by=by)
     inputs = TriggerRequest(input_params=body.input_params) if body.input_params else None
     # With a key, a repeated start answers the execution it made, already started.
     started = await trigger(submitted.execution_id, ctx, inputs, key)

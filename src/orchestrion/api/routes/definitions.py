@@ -1,12 +1,14 @@
-"""Stored definitions: list, read, and start a new execution of one."""
+"""Stored definitions: list, read, start a new execution of one; list a name's versions,
+activate one, deprecate one (``engine/versions.py``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
 
+from orchestrion.api.auth import caller_of
 from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import definition_detail, definition_summary, execution_state
 from orchestrion.api.models import (
@@ -19,6 +21,7 @@ from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.api.routes.workflows import json_body_only
 from orchestrion.api.settled import started_answer
+from orchestrion.api.version_models import VersionList, VersionView, version_list, version_view
 from orchestrion.core.states import ExecutionStatus
 
 __all__ = ["router"]
@@ -27,10 +30,11 @@ router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
 
 
 class _DefinitionName(Convertor[str]):
-    """A definition's name, ``/`` included, that does not end in ``/executions``: that path
-    is the start of a new execution, and answers (405) only to what that route allows."""
+    """A definition's name, ``/`` included, that does not end in ``/executions`` or
+    ``/versions``: those paths are the start of a new execution and the list of versions, and
+    answer (405) only to what their routes allow."""
 
-    regex = ".+(?<!/executions)"
+    regex = ".+(?<!/executions)(?<!/versions)"
 
     def convert(self, value: str) -> str:
         return value
@@ -64,7 +68,7 @@ async def list_definitions(
     response_model=DefinitionDetail,
     dependencies=VIEW,
     responses=error_responses(404),
-    summary="A stored definition (the newest version unless one is given)",
+    summary="A stored definition (the active version unless one is given)",
 )
 async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> DefinitionDetail:
     return definition_detail(await ctx.engine.reads.find_definition(name, version))
@@ -106,3 +110,46 @@ async def start_execution(
         record.id, body.input_params, body.node_overrides, correlation_id=current_request_id()
     )
     return await started_answer(engine, record.id)
+
+
+@router.get(
+    "/{name:definition_name}/versions",
+    response_model=VersionList,
+    dependencies=VIEW,
+    responses=error_responses(404),
+    summary="Every version of a definition: status, who created it and when, the active one",
+)
+async def list_versions(name: str, ctx: Ctx) -> VersionList:
+    records, active = await ctx.engine.versions(name)
+    return version_list(name, records, active)
+
+
+@router.post(
+    "/{name:definition_name}/versions/{version}/activate",
+    response_model=VersionView,
+    dependencies=OPERATE,
+    responses=error_responses(404),
+    summary="Make a version the active one (running executions keep theirs)",
+)
+async def activate_version(name: str, version: str, request: Request, ctx: Ctx) -> VersionView:
+    record = await ctx.engine.activate(name, version, by=submitter(request, ctx))
+    return version_view(record, record.id)
+
+
+@router.post(
+    "/{name:definition_name}/versions/{version}/deprecate",
+    response_model=VersionView,
+    dependencies=OPERATE,
+    responses=error_responses(404),
+    summary="Retire a version: never the active one again (running executions keep it)",
+)
+async def deprecate_version(name: str, version: str, request: Request, ctx: Ctx) -> VersionView:
+    record = await ctx.engine.deprecate(name, version, by=submitter(request, ctx))
+    return version_view(record, None)
+
+
+def submitter(request: Request, ctx: Ctx) -> str:
+    """Who the request authenticated as: its key's name, else its key id (``anonymous`` on
+    an open API). Recorded as who created a version or changed its status."""
+    caller = caller_of(request.scope, ctx.settings)
+    return caller.name or caller.key_id or "anonymous"

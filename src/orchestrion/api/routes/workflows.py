@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
+from orchestrion.api.auth import caller_of
 from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import (
     execution_detail,
@@ -162,11 +163,18 @@ async def submit_workflow(
     except UnicodeDecodeError:
         issue = DefinitionIssue("the body is not UTF-8 text", code="encoding")
         raise DefinitionError([issue], source="request body") from None
-    return await submit_text(ctx, text, fmt, idempotency_key)
+    caller = caller_of(request.scope, ctx.settings)
+    by = caller.name or caller.key_id or "anonymous"
+    return await submit_text(ctx, text, fmt, idempotency_key, created_by=by)
 
 
 async def submit_text(
-    ctx: Ctx, text: str, fmt: str | None, idempotency_key: str | None
+    ctx: Ctx,
+    text: str,
+    fmt: str | None,
+    idempotency_key: str | None,
+    *,
+    created_by: str | None = None,
 ) -> SubmitResponse:
     """Validate and store a definition text, and create a pending execution of it: the
     submit verb, whatever body shape the definition came in (the compatibility surfaces)."""
@@ -175,7 +183,7 @@ async def submit_text(
         raise _too_large(limit)
     # Parsing and validating a large definition takes a while: keep the event loop free.
     loaded = await asyncio.to_thread(_load, text, fmt, ctx)
-    definition = await ctx.engine.submit(loaded)
+    definition = await ctx.engine.submit(loaded, created_by=created_by)
     record, created = await ctx.engine.create_execution(
         definition.id, idempotency_key=idempotency_key
     )

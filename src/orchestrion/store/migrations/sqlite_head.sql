@@ -15,7 +15,7 @@ CREATE TABLE definitions (
 	source_format VARCHAR(16) NOT NULL,
 	dialect VARCHAR(32) NOT NULL,
 	source TEXT,
-	created_at FLOAT NOT NULL, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL,
+	created_at FLOAT NOT NULL, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL, status VARCHAR(16) DEFAULT 'available' NOT NULL, created_by VARCHAR(200), status_changed_at FLOAT, status_changed_by VARCHAR(200),
 	CONSTRAINT pk_definitions PRIMARY KEY (id),
 	CONSTRAINT uq_definitions_name_version UNIQUE (name, version)
 );
@@ -154,4 +154,4 @@ CREATE TABLE node_logs (
 
 CREATE INDEX ix_node_logs_execution_id_node_id_seq ON node_logs (execution_id, node_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0007');
+INSERT INTO alembic_version (version_num) VALUES ('0008');

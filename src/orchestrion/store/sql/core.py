@@ -81,13 +81,47 @@ class SQLStore(SQLJournal[C], SQLSchedules[C]):
         if version is not None:
             sql = f"{_DEFINITIONS} WHERE name = :n AND version = :v"
         else:
-            sql = f"{_DEFINITIONS} WHERE name = :n ORDER BY created_at DESC, {self.NEWEST_FIRST}"
-            sql += " LIMIT 1"
+            # The active version: the one marked active, else the newest available.
+            sql = (
+                f"{_DEFINITIONS} WHERE name = :n AND status <> '{rules.DEPRECATED}' ORDER BY"
+                f" CASE WHEN status = '{rules.ACTIVE}' THEN 0 ELSE 1 END,"
+                f" created_at DESC, {self.NEWEST_FIRST} LIMIT 1"
+            )
         async with self._connection() as conn:
             row = await conn.row(sql, {"n": name, "v": version})
+            if row is None and version is None:
+                any_row = await conn.row("SELECT 1 FROM definitions WHERE name = :n", {"n": name})
+                if any_row is not None:
+                    raise ExecutionNotFound(rules.no_active_version(name))
         if row is None:
             which = f"'{name}'" if version is None else f"'{name}' version '{version}'"
             raise ExecutionNotFound(f"definition {which} not found")
+        return definition_of(row)
+
+    async def set_definition_status(
+        self, name: str, version: str, status: str, at: float, by: str | None = None
+    ) -> DefinitionRecord:
+        if status not in rules.DEFINITION_STATUSES:
+            raise ExecutionError(f"unknown definition status {status!r}")
+        changed = {"n": name, "v": version, "s": status, "at": at, "by": by}
+        async with self._transaction() as tx:
+            if status == rules.ACTIVE:  # at most one active version per name
+                await tx.run(
+                    "UPDATE definitions SET status = :avail, status_changed_at = :at,"
+                    " status_changed_by = :by WHERE name = :n AND status = :s AND version <> :v",
+                    {**changed, "avail": rules.AVAILABLE},
+                )
+            count = await tx.run(
+                "UPDATE definitions SET status = :s, status_changed_at = :at,"
+                " status_changed_by = :by WHERE name = :n AND version = :v",
+                changed,
+            )
+            if count != 1:
+                raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
+            row = await tx.row(
+                f"{_DEFINITIONS} WHERE name = :n AND version = :v", {"n": name, "v": version}
+            )
+        assert row is not None
         return definition_of(row)
 
     async def find_definition_by_hash(
@@ -113,13 +147,13 @@ class SQLStore(SQLJournal[C], SQLSchedules[C]):
         return [definition_of(row) for row in rows]
 
     async def definition_heads(self) -> list[tuple[str, str]]:
-        sql = f"SELECT name, id FROM definitions ORDER BY name, created_at, {self.OLDEST_FIRST}"
+        sql = (
+            f"SELECT name, id, status FROM definitions WHERE status <> '{rules.DEPRECATED}'"
+            f" ORDER BY name, created_at, {self.OLDEST_FIRST}"
+        )
         async with self._connection() as conn:
             rows = await conn.rows(sql)
-        newest: dict[str, str] = {}
-        for name, definition_id in rows:  # a later row of a name is a newer version
-            newest[name] = definition_id
-        return list(newest.items())
+        return rules.active_heads((name, i, status) for name, i, status in rows)
 
     async def next_version(self, name: str) -> str:
         async with self._connection() as conn:

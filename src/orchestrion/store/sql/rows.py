@@ -53,7 +53,8 @@ dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
 DEF_COLS = (
-    "id, name, version, spec, content_hash, source_format, dialect, source, created_at, trust"
+    "id, name, version, spec, content_hash, source_format, dialect, source, created_at, trust,"
+    " status, created_by, status_changed_at, status_changed_by"
 )
 EXEC_COLS = (
     "id, definition_id, status, phase, inputs, overrides, result, error, idempotency_key,"
@@ -118,6 +119,10 @@ def definition_params(record: DefinitionRecord) -> dict[str, Any]:
         "source": record.source,
         "created_at": record.created_at,
         "trust": Trust.of(record.trust).value,
+        "status": record.status,
+        "created_by": record.created_by,
+        "status_changed_at": record.status_changed_at,
+        "status_changed_by": record.status_changed_by,
     }
 
 
@@ -158,6 +163,10 @@ def definition_of(row: Sequence[Any]) -> DefinitionRecord:
         source=row[7],
         created_at=row[8],
         trust=Trust.of(row[9]),
+        status=row[10],
+        created_by=row[11],
+        status_changed_at=row[12],
+        status_changed_by=row[13],
     )
 
 
