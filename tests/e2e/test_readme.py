@@ -77,7 +77,9 @@ def test_every_bash_block_is_run_or_says_why_not() -> None:
     firsts = [_first(block) for block in BLOCKS]
     known = {"./scripts/demo", "source .venv/bin/activate"}
     known |= {"orchestrion serve --port 8000 --db state.db"}
-    known |= {"orchestrion run examples/reference/dora-compliance-assessment.yaml"}
+    known |= {"export ORCHESTRION_TEAMS_FILE=examples/teams.yaml"}
+    known |= {"ORCHESTRION_TEAMS_FILE=examples/teams.yaml orchestrion emit policy.updated"}
+    known |= {'orchestrion versions list "DORA Compliance Assessment"'}
     known |= {"curl -X POST localhost:8000/v1/workflow -H 'Content-Type: application/yaml'"}
     known |= {"export ORCHESTRION_ENCRYPTION_KEYS=$(orchestrion keys generate --id k1 2>/dev/null)"}
     known |= {"orchestrion emit policy.updated"}
@@ -124,7 +126,7 @@ def test_the_quick_start_and_governance_commands_run_as_written(
 
 
 def test_the_success_criteria_example_runs_as_written(env: dict[str, str]) -> None:
-    ran = _bash(_script(_block("orchestrion run examples/reference/dora")), env)
+    ran = _bash(_script(_block("export ORCHESTRION_TEAMS_FILE=examples/teams.yaml")), env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     first, second = ran.stdout.split("success criteria:")[1:]
     assert "✓ compliance_score >= 0.7 (required): passed" in first
@@ -169,3 +171,18 @@ def test_the_events_walk_through_runs_as_written(env: dict[str, str]) -> None:
     assert ran.stdout.count("event evt-1 (policy.updated): the event started 1 execution(s)") == 2
     assert "skipped policy-review (filter)" in ran.stdout
     assert "notify-after-review" in ran.stdout and "policy-review" in ran.stdout
+
+
+def test_the_routing_and_versions_examples_run_as_written(env: dict[str, str]) -> None:
+    routed = _bash(
+        _script(_block("ORCHESTRION_TEAMS_FILE=examples/teams.yaml orchestrion emit")), env
+    )
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert "the event started 1 execution(s)" in routed.stdout
+    assert "routing-1" in routed.stdout and "waiting" in routed.stdout
+    assert "escalation for compliance_officer" in routed.stderr  # the log sink
+    assert "exit 1: approved; then its success criteria failed it" in routed.stdout
+    versions = _bash(_script(_block('orchestrion versions list "DORA Compliance Assessment"')), env)
+    assert versions.returncode == 0, versions.stdout + versions.stderr
+    assert "activated DORA Compliance Assessment version 1.0.0" in versions.stdout
+    assert '"status": "deprecated"' in versions.stdout
