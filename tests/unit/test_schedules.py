@@ -182,11 +182,13 @@ def test_the_time_zone_moves_the_ticks() -> None:
     assert datetime.fromtimestamp(next_tick(spec, T0) or 0, UTC).hour == 14
 
 
-def test_only_scheduled_triggers_load_without_the_lifecycle_warning() -> None:
+def test_scheduled_and_manual_triggers_load_without_the_lifecycle_warning() -> None:
     text = DEFINITION.replace("    - type: manual\n      name: by_hand\n", "")
     loaded = load_definition(text.format(trigger='      schedule: "0 * * * *"'))
     assert loaded.warnings == []
-    assert load_definition(DEFINITION.format(trigger='      schedule: "0 * * * *"')).warnings
+    assert not load_definition(DEFINITION.format(trigger='      schedule: "0 * * * *"')).warnings
+    unread = DEFINITION.replace("type: manual", "type: schedule")
+    assert load_definition(unread.format(trigger='      schedule: "0 * * * *"')).warnings
 
 
 CANONICAL = """\
