@@ -7,13 +7,14 @@ records who did it."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from test_api_server import REFERENCE, Server, until
+from test_api_server import CLI, REFERENCE, Server, until
 
 from orchestrion.client import Client
 from orchestrion.client.errors import NotFound, Unauthorized
@@ -97,6 +98,15 @@ def test_an_event_starts_dora_which_escalates_waits_for_cfo_or_cro_and_is_judged
     assert decided["state"] == "COMPLETED"
     assert decided["output"]["decided_by"] == "alice"  # who the key is, not a stated name
     assert _node(done, "routing-3")["state"] == "SKIPPED"  # the run never took two hours
+    shown = subprocess.run(
+        [*CLI, "status", execution_id, "--server", server.url, "--api-key", "k-carol"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "⚑ routing-1 escalate: fired, to compliance_officer" in shown.stdout, shown.stderr
+    assert "✓ routing-2 require_approval: approved by alice" in shown.stdout
+    assert "· routing-3: not fired (the run ended first)" in shown.stdout
 
 
 def test_the_two_hour_alert_fires_once_when_its_threshold_passes(server: Server) -> None:

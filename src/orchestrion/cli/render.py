@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +103,7 @@ def render_result(
     if result.error:
         console.print(Text(f"error: {result.error.get('message', result.error)}", style="red"))
     _render_criteria(console, result)
+    _render_routing(console, result)
     if any(node.attempt > 1 for node in nodes):
         console.print(
             Text(f"every attempt and its error: orchestrion events {result.execution_id}"),
@@ -131,6 +133,41 @@ def _render_criteria(console: Console, result: ExecutionResult) -> None:
         if criterion.detail:
             line += f" - {criterion.detail}"
         console.print(Text(line, style=style), soft_wrap=True)
+
+
+def _render_routing(console: Console, result: ExecutionResult) -> None:
+    """One line per routing rule (its ``routing-<n>`` node): fired, waiting, decided or not."""
+    rules = [node for node in result.nodes.values() if _ROUTING_NODE.match(node.node_id)]
+    if not rules:
+        return
+    console.print("routing:")
+    for node in rules:
+        output = node.output if isinstance(node.output, dict) else {}
+        found = output.get("notice")
+        notice: dict[str, Any] = found if isinstance(found, dict) else {}
+        state = node.state.value
+        if state == "completed" and output.get("fired"):
+            teams = ", ".join(str(t) for t in notice.get("teams") or [])
+            line, style = f"  ⚑ {node.node_id} {output.get('action')}: fired, to {teams}", "yellow"
+        elif state == "completed" and "approved" in output:
+            who = output.get("decided_by") or "someone"
+            line, style = f"  ✓ {node.node_id} require_approval: approved by {who}", "green"
+        elif state == "completed" or state == "skipped":
+            why = " (the run ended first)" if node.wait_reason == "run_ended" else ""
+            line, style = f"  · {node.node_id}: not fired{why}", "dim"
+        elif state == "waiting" and node.wait_reason == "approval":
+            line, style = f"  ⏸ {node.node_id} require_approval: waiting for a decision", "yellow"
+        elif state == "waiting" and node.wait_reason == "routing":
+            line, style = f"  · {node.node_id}: not fired yet (watching the run)", "dim"
+        elif state == "failed":
+            message = (node.error or {}).get("message", "failed")
+            line, style = f"  ✗ {node.node_id}: {message}", "red"
+        else:
+            line, style = f"  · {node.node_id}: {state}", "dim"
+        console.print(Text(line, style=style), soft_wrap=True)
+
+
+_ROUTING_NODE = re.compile(r"^routing-[0-9]+$")
 
 
 def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
