@@ -319,3 +319,13 @@ async def test_a_definition_naming_an_unknown_team_is_refused_naming_it(engine: 
     [issue] = refused.value.issues
     assert issue.code == "unknown_team" and issue.field == "routing[0].target"
     assert "unknown team 'legal'" in issue.message
+
+
+async def test_an_override_may_not_lift_an_approval_or_silence_an_escalation(
+    engine: Engine,
+) -> None:
+    for node, patch in (("routing-2", {"approvers": []}), ("routing-1", {"condition": "false"})):
+        with pytest.raises(DefinitionError) as refused:
+            await engine.start_execution(DORA_FILE, {"documents": []}, overrides={node: patch})
+        [issue] = refused.value.issues
+        assert (issue.code, issue.node) == ("routing_override", node)

@@ -159,3 +159,12 @@ def test_error_types_map_to_the_engines_categories_and_policies() -> None:
 def test_duration_bounds_are_read_from_either_side() -> None:
     assert duration_bounds("workflow.duration > 7200 or 60 <= workflow.duration") == (60.0, 7200.0)
     assert duration_bounds("task.a.outputs.x > 3") == ()
+
+
+def test_the_number_of_rules_is_bounded() -> None:
+    rule = {"condition": "score.output", "action": "alert", "recipients": ["ops"]}
+    [(field, code, _message)] = _problems(routing=[rule] * 101)
+    assert (field, code) == ("routing", "too_many_rules")
+    errors = [{"error_type": "timeout", "action": "halt"}] * 101
+    [(field, code, _message)] = _problems(error_handling=errors)
+    assert (field, code) == ("error_handling", "too_many_rules")

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrion.definition.durations import Duration
 from orchestrion.definition.model import RetryPolicy, WorkflowSpec
+from orchestrion.definition.routing import MAX_RULES
 from orchestrion.errors import DefinitionIssue
 
 __all__ = [
@@ -162,6 +163,10 @@ def error_actions(spec: WorkflowSpec) -> dict[str, list[tuple[frozenset[str], Er
 def error_rule_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
     """Every problem of ``spec.error_handling``, with the path of its field."""
     issues: list[tuple[DefinitionIssue, Path]] = []
+    if len(spec.error_handling) > MAX_RULES:
+        message = f"at most {MAX_RULES} error handling rules, got {len(spec.error_handling)}"
+        issue = DefinitionIssue(message, None, "error_handling", None, "too_many_rules")
+        return [(issue, ("error_handling",))]
     ids = {node.id for node in spec.dag.nodes}
     for index, raw in enumerate(spec.error_handling):
 

@@ -52,6 +52,7 @@ from orchestrion.templates.rendering import expression_source, template_info
 
 __all__ = [
     "ACTIONS",
+    "MAX_RULES",
     "ROUTING_HANDLER",
     "WATCH_SECONDS",
     "RouteRule",
@@ -67,6 +68,9 @@ ROUTING_HANDLER = "routing"
 """The built-in handler of the nodes routing rules become."""
 
 ACTIONS = ("escalate", "require_approval", "alert")
+
+MAX_RULES = 100
+"""The most routing rules (and error handling rules) a definition may have."""
 
 WATCH_SECONDS = 60.0
 """How often a rule on the run is evaluated when it names no ``workflow.duration`` threshold."""
@@ -194,6 +198,10 @@ def routing_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
             issues.append((issue, ("dag", "nodes", number, "handler")))
     if not spec.routing:
         return issues
+    if len(spec.routing) > MAX_RULES:
+        message = f"at most {MAX_RULES} routing rules, got {len(spec.routing)}"
+        issue = DefinitionIssue(message, None, "routing", None, "too_many_rules")
+        return [(issue, ("routing",))]
     ids = {node.id for node in spec.dag.nodes}
     declared = declared_outputs(spec)
     for index, raw in enumerate(spec.routing):

@@ -141,6 +141,18 @@ def check_overrides(
                     code="unknown_node",
                 )
             )
+        elif compiled.plan.routing and compiled.plan.routing[compiled.plan.index[node_id]]:
+            # A rule's condition, teams and approvers are the definition's: an override would
+            # let whoever starts a run lift an approval or silence an escalation.
+            issues.append(
+                DefinitionIssue(
+                    f"node '{node_id}' is a routing rule of the definition: it cannot be "
+                    "overridden",
+                    node=node_id,
+                    field="overrides",
+                    code="routing_override",
+                )
+            )
         elif not isinstance(patch, dict):
             issues.append(
                 DefinitionIssue(
