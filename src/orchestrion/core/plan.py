@@ -87,7 +87,7 @@ class Plan:
             timeout=tuple(spec.effective_timeout(node) for node in nodes),
             trigger_rule=tuple(node.trigger_rule for node in nodes),
             branching=tuple(node.handler == BRANCHING_HANDLER for node in nodes),
-            routing=routing,
+            routing=routing if any(routing) else (),  # () keeps the hot path to one test
             watchers=tuple(
                 i for i, node in enumerate(nodes) if routing[i] and not node.dependencies
             ),
