@@ -41,6 +41,7 @@ __all__ = [
     "CATEGORIES",
     "ERROR_TYPES",
     "ErrorAction",
+    "ErrorRule",
     "error_actions",
     "error_rule_issues",
 ]
@@ -74,7 +75,7 @@ _TEAM = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Path = tuple[str | int, ...]
 
 
-class _ErrorRule(BaseModel):
+class ErrorRule(BaseModel):
     """One entry of ``error_handling`` as written."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -122,7 +123,7 @@ def _categories(error_type: str) -> frozenset[str]:
     return ERROR_TYPES.get(error_type, frozenset({error_type}))
 
 
-def _action(number: int, model: _ErrorRule) -> ErrorAction:
+def _action(number: int, model: ErrorRule) -> ErrorAction:
     if model.action == "halt":
         return ErrorAction(number, model.error_type, "halt", None, model.notify)
     if model.action == "retry":
@@ -153,7 +154,7 @@ def error_actions(spec: WorkflowSpec) -> dict[str, list[tuple[frozenset[str], Er
     every node a rule does not restrict. For a checked ``spec``."""
     found: dict[str, list[tuple[frozenset[str], ErrorAction]]] = {}
     for index, raw in enumerate(spec.error_handling):
-        model = _ErrorRule.model_validate(raw)
+        model = ErrorRule.model_validate(raw)
         entry = (_categories(model.error_type), _action(index + 1, model))
         for node in model.tasks or ("*",):
             found.setdefault(node, []).append(entry)
@@ -182,7 +183,7 @@ def error_rule_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
             add("an error handling rule must be a mapping", None, "invalid_rule")
             continue
         try:
-            model = _ErrorRule.model_validate(raw)
+            model = ErrorRule.model_validate(raw)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 loc = error["loc"]

@@ -23,7 +23,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from orchestrion.definition.catalog import HandlerEntry
+from orchestrion.definition.error_rules import ErrorRule
 from orchestrion.definition.model import PRIORITY_NAMES, WorkflowSpec
+from orchestrion.definition.routing import RoutingRule
 
 __all__ = ["SCHEMA_FILE", "SCHEMA_ID", "build_schema", "schema_text", "shipped_schema_text"]
 
@@ -68,12 +70,28 @@ def _shorthands(node: dict[str, Any], workflow: dict[str, Any]) -> None:
     }
 
 
+def _lifecycle_rules(defs: dict[str, Any]) -> None:
+    """``routing`` and ``error_handling`` entries: kept as mappings by the model (checked by
+    ``definition/routing.py`` and ``definition/error_rules.py``), described here as rules."""
+    workflow = defs["WorkflowSpec"]["properties"]
+    for section, model in (("routing", "RoutingRule"), ("error_handling", "ErrorRule")):
+        workflow[section]["items"] = {"$ref": f"#/$defs/{model}"}
+    for model, keys in (
+        ("RoutingRule", ("approvers", "recipients")),
+        ("ErrorRule", ("notify", "tasks")),
+    ):
+        props = defs[model]["properties"]
+        for key in keys:  # one name is shorthand for a list of one
+            props[key] = {"anyOf": [{"type": "string"}, props[key]], "default": []}
+
+
 def build_schema(handlers: Sequence[HandlerEntry]) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a workflow file whose nodes use ``handlers``."""
     configs: list[tuple[HandlerEntry, type[BaseModel]]] = [
         (spec, spec.config_model) for spec in handlers if spec.config_model is not None
     ]
     models: list[tuple[type[BaseModel], Any]] = [(WorkflowSpec, "validation")]
+    models += [(RoutingRule, "validation"), (ErrorRule, "validation")]
     models += [(model, "validation") for _, model in configs]
     refs, combined = models_json_schema(models, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = combined["$defs"]
@@ -82,6 +100,7 @@ def build_schema(handlers: Sequence[HandlerEntry]) -> dict[str, Any]:
         defs[name] = _templatable(defs[name])
     node = defs["NodeSpec"]
     _shorthands(node, defs["WorkflowSpec"])
+    _lifecycle_rules(defs)
     node["properties"]["handler"]["examples"] = sorted(
         {name for spec in handlers for name in (spec.name, *spec.aliases)}
     )

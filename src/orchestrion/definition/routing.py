@@ -56,6 +56,7 @@ __all__ = [
     "ROUTING_HANDLER",
     "WATCH_SECONDS",
     "RouteRule",
+    "RoutingRule",
     "duration_bounds",
     "routing_issues",
     "routing_node_id",
@@ -84,7 +85,7 @@ _DURATION_BOUND = re.compile(
 Path = tuple[str | int, ...]
 
 
-class _RuleModel(BaseModel):
+class RoutingRule(BaseModel):
     """One entry of ``routing`` as written."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -146,14 +147,14 @@ def routing_node_id(number: int) -> str:
     return f"routing-{number}"
 
 
-def _teams(model: _RuleModel) -> tuple[str, ...]:
+def _teams(model: RoutingRule) -> tuple[str, ...]:
     if model.action == "escalate":
         return (model.target,) if model.target else ()
     return model.approvers if model.action == "require_approval" else model.recipients
 
 
-def _parse(raw: Any) -> _RuleModel:
-    return _RuleModel.model_validate(raw)
+def _parse(raw: Any) -> RoutingRule:
+    return RoutingRule.model_validate(raw)
 
 
 def routing_rules(spec: WorkflowSpec) -> list[RouteRule]:
