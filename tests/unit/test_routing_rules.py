@@ -168,3 +168,19 @@ def test_the_number_of_rules_is_bounded() -> None:
     errors = [{"error_type": "timeout", "action": "halt"}] * 101
     [(field, code, _message)] = _problems(error_handling=errors)
     assert (field, code) == ("error_handling", "too_many_rules")
+
+
+def test_the_workflow_schema_describes_the_rules() -> None:
+    import json
+
+    import jsonschema_rs
+
+    from orchestrion.definition.json_schema import shipped_schema_text
+
+    validator = jsonschema_rs.validator_for(json.loads(shipped_schema_text()))
+    flow = _flow(
+        routing=[{"condition": "score.output", "action": "alert", "recipients": "ops"}],
+        error_handling=[{"error_type": "timeout", "action": "halt", "notify": ["data"]}],
+    )
+    assert validator.is_valid(flow)
+    assert not validator.is_valid({**flow, "routing": [{"condition": "x", "action": "shout"}]})
