@@ -139,3 +139,17 @@ def test_a_queue_rule_keeps_trying_a_resource_that_is_away() -> None:
         assert step.records[-1].data is not None
         assert step.records[-1].data["delay"] <= 5
         run.attempt, run.state, run.wait_reason = attempt + 1, NodeState.RUNNING, None
+
+
+def test_a_rule_on_the_run_takes_no_concurrency_slot() -> None:
+    machine = _machine(
+        concurrency=1,
+        routing=[{"condition": "workflow.duration > 60", "action": "alert", "recipients": ["o"]}],
+    )
+    machine.apply(NodeWaiting("routing-1", 1, 1.5, "routing", 61.0, {"rule": 1}))
+    at = 2.0
+    for _ in range(3):  # one task at a time, none held behind the watching rule
+        [queued] = [n for n in "abc" if machine.node_state(n) is NodeState.QUEUED]
+        machine.apply(NodeSucceeded(queued, 1, at, None))
+        at += 1
+    assert machine.status is ExecutionStatus.COMPLETED

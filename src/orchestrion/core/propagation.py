@@ -109,7 +109,8 @@ class Propagation:
         start highest priority first.
         """
         run = self.nodes[i]
-        if self.status is ExecutionStatus.PAUSED or self.plan.spec.concurrency is not None:
+        limited = self.plan.spec.concurrency is not None and i not in self.plan.watchers
+        if self.status is ExecutionStatus.PAUSED or limited:
             if not run.held:
                 run.held = True
                 self._held.append(i)
@@ -144,11 +145,17 @@ class Propagation:
                 # the limit (waiting for a free slot could wait forever).
                 self._active -= 1
                 self._dispatch(i, at)
-            elif limit is None or self._active < limit:
+            elif limit is None or self._active - self._watching() < limit:
                 self._dispatch(i, at)
             else:
                 kept.append(i)
         self._held = kept
+
+    def _watching(self) -> int:
+        """Rules on the run in flight: they wait on a timer and take no concurrency slot."""
+        if not self.plan.watchers:
+            return 0
+        return sum(1 for w in self.plan.watchers if self.nodes[w].state in ACTIVE_NODE_STATES)
 
     def _skip(self, i: int, at: float, reason: str) -> None:
         """Skip ``i`` and everything downstream that the skip decides, iteratively."""
