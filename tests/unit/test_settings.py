@@ -45,3 +45,26 @@ def test_malformed_secrets_file_names_the_line(
     monkeypatch.setenv("ORCHESTRION_SECRETS_FILE", str(bad))
     with pytest.raises(ConfigurationError, match="line 2"):
         load_secrets(load_settings())
+
+
+def test_teams_come_from_json_and_a_file_and_bad_ones_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    teams = tmp_path / "teams.yaml"
+    teams.write_text("teams:\n  cfo: {members: [alice], notify: ['mailto:cfo@example.com']}\n")
+    monkeypatch.setenv("ORCHESTRION_TEAMS_FILE", str(teams))
+    monkeypatch.setenv("ORCHESTRION_TEAMS", '{"ops": {"members": ["olga"]}}')
+    settings = load_settings()
+    assert set(settings.teams) == {"cfo", "ops"}
+    assert settings.teams["cfo"].notify == ("mailto:cfo@example.com",)
+    assert settings.decider_groups()["cfo"] == ("alice",)
+    monkeypatch.setenv("ORCHESTRION_TEAMS", "{not json")
+    with pytest.raises(ConfigurationError, match="ORCHESTRION_TEAMS: .*JSON object of teams"):
+        load_settings()
+    monkeypatch.setenv("ORCHESTRION_TEAMS", '{"ops": {"members": ["has space"]}}')
+    with pytest.raises(ConfigurationError, match="ORCHESTRION_TEAMS"):
+        load_settings()
+    monkeypatch.delenv("ORCHESTRION_TEAMS")
+    teams.write_text("teams:\n  cfo: {members: [alice], phone: 555}\n")
+    with pytest.raises(ConfigurationError, match="teams file .*teams.yaml"):
+        load_settings()
