@@ -59,12 +59,12 @@ def test_teams_come_from_json_and_a_file_and_bad_ones_name_their_variable(
     assert settings.teams["cfo"].notify == ("mailto:cfo@example.com",)
     assert settings.decider_groups()["cfo"] == ("alice",)
     monkeypatch.setenv("ORCHESTRION_TEAMS", "{not json")
-    with pytest.raises(ConfigurationError, match="ORCHESTRION_TEAMS: .*JSON object of teams"):
+    with pytest.raises(ConfigurationError, match=r"ORCHESTRION_TEAMS: .*JSON object of teams"):
         load_settings()
     monkeypatch.setenv("ORCHESTRION_TEAMS", '{"ops": {"members": ["has space"]}}')
     with pytest.raises(ConfigurationError, match="ORCHESTRION_TEAMS"):
         load_settings()
     monkeypatch.delenv("ORCHESTRION_TEAMS")
     teams.write_text("teams:\n  cfo: {members: [alice], phone: 555}\n")
-    with pytest.raises(ConfigurationError, match="teams file .*teams.yaml"):
+    with pytest.raises(ConfigurationError, match=r"teams file .*teams\.yaml"):
         load_settings()
