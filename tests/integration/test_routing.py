@@ -329,3 +329,46 @@ async def test_an_override_may_not_lift_an_approval_or_silence_an_escalation(
             await engine.start_execution(DORA_FILE, {"documents": []}, overrides={node: patch})
         [issue] = refused.value.issues
         assert (issue.code, issue.node) == ("routing_override", node)
+
+
+class _Clock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float) -> None:
+        self.at = now
+
+    def now(self) -> float:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("passes are run by hand here")
+
+
+async def test_the_quarterly_schedule_fires_on_the_first_day_of_a_quarter(
+    engine: Engine,
+) -> None:
+    """On a controllable clock. As written the quarterly trigger gives no ``documents``, a
+    required input, so its tick would be recorded as skipped: here it gives them."""
+    from datetime import UTC, datetime
+
+    from orchestrion.engine.scheduler import Scheduler
+
+    quarter = datetime(2030, 4, 1, tzinfo=UTC).timestamp()
+    text = DORA_FILE.read_text(encoding="utf-8").replace(
+        '      schedule: "0 0 1 */3 *"  # First day of every quarter',
+        '      schedule: "0 0 1 */3 *"  # First day of every quarter\n'
+        "      inputs: {documents: []}",
+    )
+    await engine.submit(text)
+    [schedule] = await engine.store.list_schedules()
+    assert schedule.id == "DORA Compliance Assessment:quarterly_review"
+    await engine.store.record_firings(schedule.id, quarter - 86400, [])  # the day before
+    clock = _Clock(quarter - 60)
+    scheduler = Scheduler(engine, clock=clock)
+    assert await scheduler.run_pass() == []
+    clock.at = quarter + 1
+    [execution_id] = await scheduler.run_pass()
+    assert await scheduler.run_pass() == []  # the same tick: once
+    await until(lambda: _waiting_for(engine, execution_id, "routing-2"))
+    [escalation, approval] = await _journal(engine, execution_id, "execution.notice")
+    assert (escalation["kind"], approval["kind"]) == ("escalation", "approval_required")
