@@ -98,6 +98,10 @@ def test_an_event_starts_dora_which_escalates_waits_for_cfo_or_cro_and_is_judged
     assert decided["state"] == "COMPLETED"
     assert decided["output"]["decided_by"] == "alice"  # who the key is, not a stated name
     assert _node(done, "routing-3")["state"] == "SKIPPED"  # the run never took two hours
+    assert [(n["kind"], n["teams"], n["delivered"]) for n in done["notices"]] == [
+        ("escalation", ["compliance_officer"], True),
+        ("approval_required", ["cfo", "cro"], True),
+    ]
     shown = subprocess.run(
         [*CLI, "status", execution_id, "--server", server.url, "--api-key", "k-carol"],
         capture_output=True,

@@ -178,6 +178,8 @@ async def test_dora_without_documents_escalates_waits_for_cfo_or_cro_then_its_cr
         "no_critical_gaps": False,
     }
     assert len(await _journal(engine, record.id, "execution.notice")) == 2  # none doubled
+    shown = [(n["kind"], n["node"], n["delivered"]) for n in result.notices]
+    assert shown == [("escalation", "routing-1", True), ("approval_required", "routing-2", True)]
 
 
 async def _journal_notices(engine: Engine, execution_id: str, count: int) -> Any:

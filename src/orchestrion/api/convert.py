@@ -20,6 +20,7 @@ from orchestrion.api.models import (
     ExecutionSummary,
     NodeDetail,
     NodeStateName,
+    NoticeOut,
     ResultsBody,
     ResultsResponse,
 )
@@ -136,6 +137,18 @@ def execution_detail(
                 detail=view.text(c.detail),
             )
             for c in result.success_criteria
+        ],
+        notices=[
+            NoticeOut(
+                kind=n["kind"],
+                rule=n.get("rule"),
+                node=n.get("node"),
+                teams=list(n.get("teams") or []),
+                message=str(view.text(n.get("message")) or ""),
+                at=utc(n.get("at")),
+                delivered=bool(n.get("delivered")),
+            )
+            for n in result.notices
         ],
     )
 

@@ -187,6 +187,19 @@ class NodeDetail(_Out):
     )
 
 
+class NoticeOut(_Out):
+    """A notice a routing rule or an error handling ``halt`` sent (journalled as
+    ``execution.notice``)."""
+
+    kind: Literal["escalation", "alert", "approval_required", "halt"]
+    rule: int | None = None
+    node: str | None = Field(default=None, description="the rule's node, or the halted node")
+    teams: list[str] = Field(default_factory=list)
+    message: str = ""
+    at: datetime | None = None
+    delivered: bool = Field(default=False, description="every notice sink confirmed it")
+
+
 class CriterionOut(_Out):
     """One success criterion of the workflow and how the end of the run judged it."""
 
@@ -238,6 +251,10 @@ class ExecutionDetail(_Out):
     success_criteria: list[CriterionOut] = Field(
         default_factory=list,
         description="the workflow's success criteria, as the end of the run judged them",
+    )
+    notices: list[NoticeOut] = Field(
+        default_factory=list,
+        description="what the workflow's routing and error handling rules told teams",
     )
 
 

@@ -105,6 +105,7 @@ class Execution:
     finished_at: float | None = None
     trust: Trust = Trust.UNTRUSTED
     success_criteria: tuple[CriterionResult, ...] = ()
+    notices: tuple[dict[str, Any], ...] = ()  # kind, rule, node, teams, message, at, delivered
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,7 @@ class Execution:
             finished_at=self.finished_at,
             trust=self.trust,
             success_criteria=self.success_criteria,
+            notices=self.notices,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +181,11 @@ class Execution:
                 CriterionResult.from_dict(c)
                 for c in data.get("success_criteria") or []
                 if isinstance(c, dict)
+            ),
+            notices=tuple(
+                {**n, "at": timestamp(n.get("at"))}
+                for n in data.get("notices") or []
+                if isinstance(n, dict)
             ),
         )
 

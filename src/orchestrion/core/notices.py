@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Notice", "NoticeKind", "NoticeSink"]
+__all__ = ["Notice", "NoticeKind", "NoticeSink", "journalled_notices", "notice_key"]
 
 
 class NoticeKind(StrEnum):
@@ -81,6 +81,40 @@ class Notice:
             addresses=tuple(str(a) for a in data.get("addresses") or ()),
             data=dict(extra) if isinstance(extra, Mapping) else {},
         )
+
+
+def notice_key(execution_id: str, data: Mapping[str, Any]) -> str:
+    """The stable key of the notice the machine journalled as ``data``: the execution, the
+    node and the attempt that decided it, and its kind."""
+    return f"{execution_id}:{data.get('node')}:{data.get('attempt', 0)}:{data.get('kind') or ''}"
+
+
+def journalled_notices(execution_id: str, events: Sequence[Any]) -> tuple[dict[str, Any], ...]:
+    """What ``execution.notice`` events (oldest first, with ``execution.notice_delivered``
+    ones among them) say: each notice's kind, rule, node, teams, message, time, and whether
+    every sink confirmed it."""
+    confirmed = {
+        e.data.get("key")
+        for e in events
+        if e.type == "execution.notice_delivered" and isinstance(e.data, Mapping)
+    }
+    found = []
+    for event in events:
+        data = event.data
+        if event.type != "execution.notice" or not isinstance(data, Mapping):
+            continue
+        found.append(
+            {
+                "kind": str(data.get("kind") or ""),
+                "rule": data.get("rule"),
+                "node": data.get("node"),
+                "teams": [str(t) for t in data.get("teams") or ()],
+                "message": str(data.get("message") or ""),
+                "at": event.at,
+                "delivered": notice_key(execution_id, data) in confirmed,
+            }
+        )
+    return tuple(found)
 
 
 class NoticeSink(Protocol):

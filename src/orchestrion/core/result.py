@@ -128,6 +128,7 @@ class ExecutionResult:
     finished_at: float | None = None
     trust: Trust = Trust.UNTRUSTED  # the execution's (governance/trust.py)
     success_criteria: tuple[CriterionResult, ...] = ()  # as last evaluated
+    notices: tuple[dict[str, Any], ...] = ()  # routing and halt notices (core/notices.py)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +158,7 @@ class ExecutionResult:
         order: tuple[str, ...] = (),
         waited: Mapping[str, float] | None = None,
         criteria: tuple[CriterionResult, ...] = (),
+        notices: tuple[dict[str, Any], ...] = (),
     ) -> ExecutionResult:
         by_id = {run.node_id: run for run in runs}
         known = set(order)
@@ -191,6 +193,7 @@ class ExecutionResult:
             finished_at=execution.finished_at,
             trust=Trust.of(execution.trust),
             success_criteria=criteria,
+            notices=notices,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,4 +222,5 @@ class ExecutionResult:
             "node_states": {node_id: node["state"] for node_id, node in nodes.items()},
             "nodes": nodes,
             "success_criteria": [criterion.to_dict() for criterion in self.success_criteria],
+            "notices": [{**n, "at": iso_utc(n.get("at"))} for n in self.notices],
         }

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrion.core.events import Event, NoticeDelivered, Notify
-from orchestrion.core.notices import Notice, NoticeSink
+from orchestrion.core.notices import Notice, NoticeSink, notice_key
 from orchestrion.core.record_types import RecordType
 from orchestrion.settings import Settings
 from orchestrion.store.base import ExecutionRecord, Store
@@ -69,7 +69,7 @@ def notice_of(
     kind = str(data.get("kind") or "")
     extra = data.get("data")
     return Notice(
-        key=f"{record.id}:{node}:{data.get('attempt', 0)}:{kind}",
+        key=notice_key(record.id, data),
         kind=kind,
         execution_id=record.id,
         workflow=str(data.get("workflow") or ""),

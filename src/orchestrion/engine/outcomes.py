@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.criteria import CRITERIA_EVENT_TYPES, CriterionResult
+from orchestrion.core.notices import journalled_notices
 from orchestrion.core.reasons import DECIDABLE_WAITS
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.live import LiveExecution
+from orchestrion.engine.notices import NOTICE_EVENT_TYPES
 from orchestrion.engine.waiting import WAIT_EVENT_TYPES, waited_seconds
 from orchestrion.store.base import EventRecord, ExecutionRecord, NodeRunRecord
 
@@ -120,8 +122,19 @@ class Outcomes:
         if declared:
             events = await self._events(execution_id, CRITERIA_EVENT_TYPES)
             criteria = CriterionResult.latest(declared, events)
+        notices: tuple[dict[str, Any], ...] = ()
+        if compiled.plan.routing or compiled.plan.on_error:
+            events = await self._events(execution_id, NOTICE_EVENT_TYPES)
+            notices = journalled_notices(execution_id, events)
         return ExecutionResult.build(
-            record, definition.name, definition.version, runs, compiled.plan.ids, waited, criteria
+            record,
+            definition.name,
+            definition.version,
+            runs,
+            compiled.plan.ids,
+            waited,
+            criteria,
+            notices,
         )
 
     async def _waited(self, execution_id: str, runs: list[NodeRunRecord]) -> dict[str, float]:
