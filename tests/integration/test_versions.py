@@ -163,5 +163,13 @@ async def test_the_versions_api_records_who_and_checks_roles(tmp_path: Path) -> 
                 assert missing.status_code == 404
                 unknown = await api.get("/v1/definitions/nothing/versions", headers=viewer)
                 assert unknown.status_code == 404
+                slashed = {**flow("1", "0 0 1 1 *"), "name": "team/dora"}
+                assert (await api.post("/v1/workflow", json=slashed, headers=op)).status_code == 201
+                both = await api.get("/v1/definitions/team/dora/versions", headers=viewer)
+                assert both.json()["name"] == "team/dora"
+                one = await api.get("/v1/definitions/team/dora", headers=viewer)
+                assert one.json()["name"] == "team/dora"
+                path = "/v1/definitions/team/dora/versions/1/activate"
+                assert (await api.post(path, headers=op)).json()["active"] is True
     finally:
         await engine.stop(0)

@@ -30,11 +30,11 @@ router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
 
 
 class _DefinitionName(Convertor[str]):
-    """A definition's name, ``/`` included, that does not end in ``/executions`` or
-    ``/versions``: those paths are the start of a new execution and the list of versions, and
-    answer (405) only to what their routes allow."""
+    """A definition's name, ``/`` included, that does not end in ``/executions``,
+    ``/versions``, ``/activate`` or ``/deprecate``: those paths are the start of a new
+    execution and a name's versions, and answer (405) only to what their routes allow."""
 
-    regex = ".+(?<!/executions)(?<!/versions)"
+    regex = ".+(?<!/executions)(?<!/versions)(?<!/activate)(?<!/deprecate)"
 
     def convert(self, value: str) -> str:
         return value
