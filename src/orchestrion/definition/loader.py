@@ -96,7 +96,7 @@ def _load(
 ) -> LoadedDefinition:
     document = read(source, fmt, limits)
     label = str(document.path) if document.path is not None else None
-    if not document.issues and document.format != "json":  # JSON is checked as it is parsed
+    if not document.issues and not document.checked:  # JSON, plain YAML: checked as parsed
         try:
             safe_data.check(document.data, max_depth=None)  # depth: limits
         except safe_data.UnsafeData as exc:

@@ -1,8 +1,10 @@
 """Read a workflow definition's source into data: a file, a YAML or JSON text, or a dict.
 
-YAML is composed with the line of every key (so an issue can name its line), aliases are
-bounded, and tags other than the plain ones are refused; JSON keeps its lines only when an
-issue needs them. Size limits are checked before the work they would cost.
+YAML without anchors, tags, merge or duplicate keys is read straight from the parser's events
+(``yaml_stream.py``); any other YAML is composed with the line of every key (so an issue can
+name its line), aliases are bounded, and tags other than the plain ones are refused. Both
+formats find the line of an issue, when one needs it, by composing the text again. Size
+limits are checked before the work they would cost.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrion import safe_data
 from orchestrion.definition.limits import LIMIT_CODE, DefinitionLimits, text_size_issue
+from orchestrion.definition.yaml_stream import NOT_PLAIN, plain_data
 from orchestrion.errors import DefinitionIssue
 from orchestrion.yaml_aliases import ALIAS_EXPANSION, RECURSIVE_ALIAS, check_aliases
 
@@ -45,6 +48,7 @@ class Document:
     lines: LineMap | None = None
     issues: list[DefinitionIssue] = field(default_factory=list)
     alias_budget: int = _ALIAS_CEILING
+    checked: bool = False  # ``data`` already passed ``safe_data.check``
 
     def line_map(self) -> LineMap:
         """Key path -> line; for JSON built only when an issue needs it (parsing twice)."""
@@ -145,7 +149,7 @@ def _parse_json(text: str, path: Path | None) -> Document:
             result[key] = value
         return result
 
-    document = Document("json", text, path=path)
+    document = Document("json", text, path=path, checked=True)
     try:
         document.data = safe_data.loads(text, object_pairs_hook=pairs, max_depth=None)
     except json.JSONDecodeError as exc:
@@ -163,6 +167,10 @@ def _parse_json(text: str, path: Path | None) -> Document:
 def _parse_yaml(text: str, path: Path | None, budget: int) -> Document:
     import yaml  # here: a definition given as a dict needs no YAML
 
+    data = plain_data(text, _strict_loader(), _MAX_INT_TEXT)
+    if data is not NOT_PLAIN:
+        # Lines are composed again only if an issue needs one, as for JSON.
+        return Document("yaml", text, data=data, path=path, alias_budget=budget, checked=True)
     document = Document("yaml", text, path=path, lines={}, alias_budget=budget)
     assert document.lines is not None
     try:
