@@ -28,11 +28,18 @@ def _graph(definition: dict[str, Any]) -> tuple[list[str], dict[str, list[str]],
     return ids, children, remaining
 
 
-async def floor_run(definitions: list[dict[str, Any]], db: Path) -> float:
-    """Run every definition concurrently to the end; return the wall time in seconds."""
+async def floor_run(
+    definitions: list[dict[str, Any]], db: Path, synchronous: str = "NORMAL"
+) -> float:
+    """Run every definition concurrently to the end; return the wall time in seconds.
+
+    ``synchronous``: NORMAL (survives a killed process) or FULL (a power loss too).
+    """
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS transitions (execution INTEGER, node TEXT, state TEXT, at REAL)"
     )

@@ -208,6 +208,14 @@ class Settings(BaseSettings):
         description="sqlite:///path (embedded, default ./orchestrion.db), memory://, "
         "or postgresql://... (scale-out)",
     )
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="when a SQLite store's commit reaches the disk. normal (the default):"
+        " a commit survives the process being killed, but the last commits before a power"
+        " loss or an operating-system crash may be lost (never half of one); full: every"
+        " commit is flushed to the disk (fsync) before it returns, so it survives a power"
+        " loss too, at the cost of one flush per commit",
+    )
     concurrency: int = Field(
         default=64,
         ge=1,

@@ -29,7 +29,9 @@ async def with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T
 
     settings = load_settings()
     governance = Governance.from_settings(settings)
-    store = open_store(database_url(db) or settings.database_url)
+    store = open_store(
+        database_url(db) or settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     await store.open()
     try:
         return await use(AuditLog(governance, lambda: store))

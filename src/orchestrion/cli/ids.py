@@ -60,7 +60,10 @@ async def _local_matches(given: str, db: str | None) -> list[str]:
     from orchestrion.store.factory import open_store
 
     # The ids alone: the store without the engine (no workers, no policy keys needed).
-    store = open_store(database_url(db) or load_settings().database_url)
+    settings = load_settings()
+    store = open_store(
+        database_url(db) or settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     await store.open()
     try:
         try:

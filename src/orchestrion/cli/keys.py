@@ -96,7 +96,14 @@ def rotate(
 
     try:
         report = asyncio.run(
-            run_rotation(url, ring, batch_size=batch_size, dry_run=dry_run, progress=step)
+            run_rotation(
+                url,
+                ring,
+                batch_size=batch_size,
+                dry_run=dry_run,
+                progress=step,
+                sqlite_synchronous=settings.sqlite_synchronous,
+            )
         )
     except ConfigurationError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

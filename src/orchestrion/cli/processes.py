@@ -289,7 +289,7 @@ def migrate(db: DbOption = None) -> None:
     settings = _settings(db, None, need_redis=False)
 
     async def go() -> None:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         await store.open()
         await store.close()
 

@@ -171,7 +171,9 @@ class Engine:
         if self._store is None:
             from orchestrion.store.factory import open_store
 
-            self._store = open_store(self.database_url)
+            self._store = open_store(
+                self.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+            )
         # Classified values are sealed before the adapter sees them (store/encrypted.py).
         self._store = protect(self._store, self.governance)
         self.governance.warn_missing_keys()

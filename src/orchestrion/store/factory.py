@@ -7,25 +7,27 @@ from pathlib import Path
 from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.store.base import Store
 from orchestrion.store.memory import MemoryStore
-from orchestrion.store.sql.sqlite import SQLiteStore, url_to_sqlite_path
+from orchestrion.store.sql.sqlite import SQLiteStore, SQLiteSynchronous, url_to_sqlite_path
 
 __all__ = ["open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, sqlite_synchronous: SQLiteSynchronous = "normal") -> Store:
     """The (unopened) store for ``url``.
 
     ``memory://`` keeps everything in this process; ``sqlite:///path.db`` (or a bare file
     path) is the embedded store; ``postgresql://`` (or ``postgres://``) is the scale-out store.
+    ``sqlite_synchronous`` is the SQLite store's durability (``Settings.sqlite_synchronous``).
     """
     scheme, sep, _ = url.partition("://")
     if not sep:
-        return SQLiteStore(Path(url).expanduser())
+        return SQLiteStore(Path(url).expanduser(), synchronous=sqlite_synchronous)
     scheme = scheme.lower()
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
-        return SQLiteStore(Path(url_to_sqlite_path(url)).expanduser())
+        path = Path(url_to_sqlite_path(url)).expanduser()
+        return SQLiteStore(path, synchronous=sqlite_synchronous)
     if scheme.split("+", 1)[0] in ("postgresql", "postgres"):
         _require_postgres_driver()
         # Imported here: SQLAlchemy costs the embedded store's start-up a third of a second.

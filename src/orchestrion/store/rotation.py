@@ -37,6 +37,7 @@ from orchestrion.governance.encryption import (
 from orchestrion.store.encrypted import SEALED_LOG, context
 from orchestrion.store.factory import open_store
 from orchestrion.store.sql.core import SQLStore
+from orchestrion.store.sql.sqlite import SQLiteSynchronous
 from orchestrion.store.url_display import redacted_url
 
 __all__ = ["RotationReport", "rotate"]
@@ -63,9 +64,9 @@ class RotationReport:
         return not self.changed and not self.unreadable
 
 
-def _connect(url: str) -> SQLStore[Any]:
+def _connect(url: str, sqlite_synchronous: SQLiteSynchronous) -> SQLStore[Any]:
     """The SQL store at ``url``, through the store factory (the URLs every command takes)."""
-    store = open_store(url)
+    store = open_store(url, sqlite_synchronous=sqlite_synchronous)
     if not isinstance(store, SQLStore):
         scheme = url.partition("://")[0].lower()
         raise ConfigurationError(
@@ -128,11 +129,12 @@ async def rotate(
     batch_size: int = 500,
     dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
+    sqlite_synchronous: SQLiteSynchronous = "normal",
 ) -> RotationReport:
     """Re-encrypt what the store at ``url`` holds with ``ring.primary``; see the module."""
     if batch_size < 1:
         raise ConfigurationError("batch size must be at least 1")
-    db = _connect(url)
+    db = _connect(url, sqlite_synchronous)
     report = RotationReport(ring.primary)
     try:
         await db.open_existing()

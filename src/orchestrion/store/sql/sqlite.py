@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.errors import ConfigurationError, StoreError
@@ -37,7 +37,10 @@ from orchestrion.store.sql.rows import (
     sql_list,
 )
 
-__all__ = ["SQLiteStore", "url_to_sqlite_path"]
+__all__ = ["SQLiteStore", "SQLiteSynchronous", "url_to_sqlite_path"]
+
+SQLiteSynchronous = Literal["normal", "full"]
+_SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # checked, then in SQL
 
 # SQLite's historical limit on host parameters is 999: stay well below it in IN lists.
 _CHUNK = 500
@@ -204,8 +207,13 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
     JOURNAL_ONLY = f" AND execution_id != '{_MARK_EXECUTION}'"
     NODE_RUNS = f"SELECT {RUN_COLS} FROM node_runs WHERE execution_id = :e ORDER BY rowid"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: SQLiteSynchronous = "normal") -> None:
+        if synchronous not in _SYNCHRONOUS:
+            raise ConfigurationError(
+                f"sqlite_synchronous must be 'normal' or 'full', not {synchronous!r}"
+            )
         self.path = Path(path)
+        self.synchronous = synchronous
         self._conn: SQLiteConnection | None = None
         self._checkpointer: WalCheckpointer | None = None
         # check_same_thread=False lets other threads (a server, a CLI helper) share the
@@ -229,7 +237,9 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # NORMAL in WAL mode: a commit survives a killed process, not a power loss;
+            # FULL also flushes the WAL to the disk at every commit (Settings).
+            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 5000")
             # Checkpoints run on a thread of their own (store/checkpoint.py), not in commits.
