@@ -62,12 +62,16 @@ def _free_port() -> int:
         return port
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``orchestrion serve`` on a free loopback port; returns once /health answers 200."""
+def start_server(folder: Path, *, rate_limits: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """``orchestrion serve`` on a free loopback port; returns once /health answers 200.
+
+    ``rate_limits``: the default limits; otherwise none."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
-    env.update({"ORCHESTRION_RATE_LIMIT_PER_SECOND": "0", "ORCHESTRION_LOG_LEVEL": "WARNING"})
+    env["ORCHESTRION_LOG_LEVEL"] = "WARNING"
+    if not rate_limits:
+        env["ORCHESTRION_RATE_LIMIT_PER_SECOND"] = "0"
     env.pop("ORCHESTRION_API_KEYS", None)
     command = [sys.executable, "-m", "orchestrion.cli.app", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--db", str(folder / "bench.db")]

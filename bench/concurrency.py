@@ -3,8 +3,9 @@
     .venv/bin/python bench/concurrency.py                        # 200, then 2,000
     .venv/bin/python bench/concurrency.py --executions 200 --workflow diamond
 
-A uvicorn server (``orchestrion serve``, embedded mode, a fresh SQLite file, rate limiting off)
-is started on a free loopback port. The workflow is stored once; then N clients, each on its
+A uvicorn server (``orchestrion serve``, embedded mode, a fresh SQLite file, the default rate
+limits: all the calls come from one client address, the API open) is started on a free
+loopback port. The workflow is stored once; then N clients, each on its
 own connection, start an execution of it at the same moment (``POST
 /v1/definitions/{name}/executions``) and the bench polls until every execution is final. The
 table gives, per N: starts answered 202 and any other answer by status code, start latency
@@ -142,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [max(1, min(int(n), MAX_EXECUTIONS)) for n in args.executions.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_server(Path(tmp))
+        process, url = start_server(Path(tmp), rate_limits=True)
         try:
             rows = asyncio.run(rounds(url, process.pid, args.workflow, sizes))
         finally:

@@ -37,6 +37,21 @@ def test_gcra_allows_the_burst_at_once_then_the_rate() -> None:
     assert full.allowed and full.remaining == 2 and full.reset == pytest.approx(0.5)
 
 
+def test_by_default_one_key_starts_2000_executions_at_once_and_no_more_than_the_burst() -> None:
+    limiter = RateLimiter.for_settings(load_settings())
+    for caller in (
+        Caller("192.0.2.1", "key:1", "operator", "key:abc"),
+        Caller("192.0.2.9", open_api=True),  # an open API: the same limit, per address
+    ):
+        local = LocalBuckets(clock=lambda: 0.0)  # all at the same instant
+        identity, limit = limiter.limit_for(caller)
+        answers = [local.take(identity, limit).allowed for _ in range(3000)]
+        assert all(answers[:2000]), "2,000 starts at once must all be let in"
+        assert answers.count(True) == 2500 and not any(answers[2500:])
+    unauthenticated = limiter.limit_for(Caller("192.0.2.1", presented=True))[1]
+    assert (unauthenticated.rate, unauthenticated.burst) == (2.0, 20)  # still tight
+
+
 @pytest.mark.parametrize(
     ("rate", "burst", "enabled"), [(0, 10, False), (5, 0, False), (1, 1, True)]
 )
