@@ -3,6 +3,12 @@
     .venv/bin/python bench/startup.py                  # every rung, 15 rounds
     .venv/bin/python bench/startup.py --peer dbos      # and DBOS's W0, for the 10x budget
 
+The last rungs are what users run: the Python API (``Engine("sqlite:///file.db")`` and
+``Engine.run`` of a one-node definition, bench/peers/orchestrion_runner.py's w0) and the
+command line (``orchestrion run hello.yaml --db <fresh file>``, its output to /dev/null, so
+no live progress), each on a database file of its own per run; the ratios of their medians
+(command line / Python API, Python API / floor) are printed under the table.
+
 Each rung is a fresh process that does what the rung before it did and one thing more; the
 rungs run in turn within each round, so a slow phase of the machine falls on all of them.
 The table gives each rung's median and what it adds to the one before. With ``--peer`` the
@@ -17,6 +23,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +35,10 @@ ONE_MODEL = (
 )
 FLOOR = "SQLite floor: one node, durable"
 W0 = "Orchestrion: one node, durable (W0)"
+CLI = "`orchestrion run hello.yaml`"
+HELLO = "name: hello\ndag:\n  nodes:\n    - id: hello\n      handler: noop\n"
+CLI_COMMAND = [str(Path(PY).parent / "orchestrion"), "run", "{tmp}/hello.yaml"]
+CLI_COMMAND += ["--db", "{tmp}/hello.db"]
 # (rung, command, the rung it is measured against: what it adds to that one)
 RUNGS: list[tuple[str, list[str], str | None]] = [
     ("interpreter (`python -c pass`)", [PY, "-c", "pass"], None),
@@ -62,13 +73,17 @@ RUNGS: list[tuple[str, list[str], str | None]] = [
         [PY, str(BENCH / "peers" / "orchestrion_runner.py"), "w0"],
         "import orchestrion.engine.facade",
     ),
+    (CLI, CLI_COMMAND, W0),
 ]
 
 
 def _time(command: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:  # {tmp}: a fresh folder for each run
+        (Path(tmp) / "hello.yaml").write_text(HELLO)
+        command = [part.replace("{tmp}", tmp) for part in command]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
     return elapsed
@@ -99,6 +114,10 @@ def main() -> None:
     for name, _, base in rungs:
         adds = f"{median[name] - median[base]:+.1f} ms to {base}" if base else ""
         print(f"| {name} | {median[name]:.1f} ms | {adds} |")
+    print(
+        f"\nCommand line / Python API: {median[CLI] / median[W0]:.2f}x;"
+        f" Python API / floor: {median[W0] / median[FLOOR]:.2f}x"
+    )
     if args.peer:
         peer = rungs[-1][0]
         budget = median[peer] / 10

@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent(
 
     asyncio.run(main(sys.argv[1]))
     unused = ("httpx", "yaml", "cryptography") + tuple(
-        f"orchestrion.handlers.{name}" for name in ("http", "llm", "python", "agents", "control")
+        f"orchestrion.handlers.{name}"
+        for name in ("http", "llm", "python", "agents", "control", "subworkflow")
     )
     print(json.dumps(sorted(m for m in unused if m in sys.modules)))
     """

@@ -30,11 +30,11 @@ from orchestrion.errors import (
     PermanentNodeError,
 )
 from orchestrion.handlers.base import NodeContext, Wait
-from orchestrion.handlers.subworkflow import WorkflowConfig
 from orchestrion.store.base import ExecutionRecord
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.handlers.subworkflow import WorkflowConfig
 
 __all__ = ["ChildExecutions"]
 
