@@ -1,22 +1,42 @@
-"""REST API benchmark: requests per second and latency of a real ``orchestrion serve`` process.
+"""REST API load: executions submitted and triggered, and status reads, per second.
 
-    .venv/bin/python bench/api.py                         # 16 clients, 5 s per scenario
-    .venv/bin/python bench/api.py --clients 64 --seconds 10 --only status
+    .venv/bin/python bench/api.py                          # embedded, 16 clients, 10 s each
+    .venv/bin/python bench/api.py --mode scaleout          # two API replicas, PostgreSQL + Redis
+    .venv/bin/python bench/api.py --mode both --rounds 3   # both, interleaved, 3 rounds
+    .venv/bin/python bench/api.py --clients 1 --seconds 5 --only status
 
-A uvicorn server is started in a subprocess on a free loopback port with a fresh SQLite file
-(rate limiting off) and stopped at the end. For each scenario, N asyncio clients (each an
-``orchestrion.client.AsyncClient`` with its own connection) loop for T seconds:
-    submit   POST /v1/workflow + POST /v1/workflow/trigger/{id} of a 3-node workflow (one
-             operation is both requests; the executions then run on the server)
-    status   GET /v1/workflows/{id} of a completed execution
-The table gives operations, HTTP requests per second, p50/p99/max latency per operation and
-errors. Load is bounded (at most 256 clients, 120 s) and only ever aimed at 127.0.0.1.
+The servers are real processes, configured as a user configures them (``ORCHESTRION_``
+variables), on free loopback ports, with the default rate limits and 16 API keys (operator),
+one per client, as 16 client services would have:
+
+- embedded: one ``orchestrion serve`` on a fresh SQLite file (its engine runs the executions);
+- scaleout: a fresh PostgreSQL database and Redis prefix, one ``orchestrion orchestrator``
+  (it runs the executions: their nodes are built-ins, run in its turn) and two
+  ``orchestrion serve`` replicas (API only); client i talks to replica i mod 2.
+
+N clients (asyncio, one ``httpx.AsyncClient`` and one connection each, all in this process)
+loop for T seconds on one scenario:
+
+    submit   POST /v1/workflow (a 3-node definition, JSON) then POST
+             /v1/workflow/trigger/{execution_id}: one operation, two requests
+    status   GET /v1/workflows/{execution_id} of a completed execution
+
+Per scenario: operations and requests per second, latency of an operation (p50, p99, max),
+answers other than 2xx by status, and the CPU seconds each process spent per 1,000
+operations (the API servers, the orchestrator, PostgreSQL and Redis backends, this load
+generator), read from /proc, with how busy the machine's cores were: on a small machine the
+load generator takes CPU from the servers, so the CPU per operation is the figure that
+carries over. After the submit scenario every execution it triggered must complete (the
+bench waits for it and says how long that took). With ``--rounds`` the modes alternate
+within each round; the table gives every round. Load only ever goes to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import platform
 import socket
@@ -25,14 +45,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from orchestrion.client import ApiError, AsyncClient
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scaleout import (
+    admin,
+    cpu_seconds,
+    delete_prefix,
+    machine_jiffies,
+    service_cpu,
+    with_database,
+)
 
 MAX_CLIENTS, MAX_SECONDS = 256, 120.0
 WORKFLOW: dict[str, Any] = {
@@ -45,14 +75,7 @@ WORKFLOW: dict[str, Any] = {
         ]
     },
 }
-
-
-@dataclass
-class Tally:
-    """Latencies (seconds) of successful operations, and errors by kind."""
-
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "COMPENSATED"}
 
 
 def _free_port() -> int:
@@ -62,33 +85,55 @@ def _free_port() -> int:
         return port
 
 
-def start_server(folder: Path, *, rate_limits: bool = False) -> tuple[subprocess.Popen[bytes], str]:
-    """``orchestrion serve`` on a free loopback port; returns once /health answers 200.
-
-    ``rate_limits``: the default limits; otherwise none."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env = {k: v for k, v in env.items() if not k.startswith("ORCHESTRION_")}
     env["ORCHESTRION_LOG_LEVEL"] = "WARNING"
-    if not rate_limits:
-        env["ORCHESTRION_RATE_LIMIT_PER_SECOND"] = "0"
-    env.pop("ORCHESTRION_API_KEYS", None)
-    command = [sys.executable, "-m", "orchestrion.cli.app", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--db", str(folder / "bench.db")]
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 30
+    return env
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).parent / "orchestrion"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "orchestrion.cli.app"]
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server exited:\n{(folder / 'server.log').read_text()}")
+            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     process.kill()
-    raise SystemExit("server did not become healthy in 30 s")
+    raise SystemExit("server did not become healthy in 60 s")
+
+
+def _serve(folder: Path, env: dict[str, str], name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log = folder / f"{name}.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    _wait_healthy(process, url, log)
+    return process, url
+
+
+def start_server(
+    folder: Path, *, rate_limits: bool = False, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``orchestrion serve`` (embedded, ``folder``/bench.db) on a free loopback port; returns
+    once /health answers 200. ``rate_limits``: the default limits; otherwise none."""
+    environment = _base_env()
+    environment["ORCHESTRION_DATABASE_URL"] = f"sqlite:///{folder / 'bench.db'}"
+    if not rate_limits:
+        environment["ORCHESTRION_RATE_LIMIT_PER_SECOND"] = "0"
+    environment.update(env or {})
+    return _serve(folder, environment, "server")
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
@@ -100,109 +145,325 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-Operation = Callable[[AsyncClient], Awaitable[None]]
+# ---------------------------------------------------------------------------- deployments
 
 
-async def _worker(url: str, operation: Operation, stop_at: float, tally: Tally) -> None:
-    async with AsyncClient(url, timeout=30) as client:
+@dataclass
+class Deployment:
+    """The processes of one mode, the URLs clients use, and how to read their CPU."""
+
+    mode: str
+    urls: list[str]
+    processes: dict[str, list[subprocess.Popen[bytes]]]
+    database: str | None = None  # PostgreSQL database name (scale-out)
+    cleanup: list[Any] = field(default_factory=list)
+
+    def cpu(self) -> dict[str, float]:
+        found = {
+            role: sum(cpu_seconds(p.pid) for p in procs) for role, procs in self.processes.items()
+        }
+        if self.database is not None:
+            services = service_cpu(self.database)
+            found["postgres"] = services["postgres"]
+            found["redis"] = services["redis-server"]
+        return found
+
+    def stop(self) -> None:
+        for procs in self.processes.values():
+            for process in procs:
+                process.terminate()
+        for procs in self.processes.values():
+            for process in procs:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        for step in self.cleanup:
+            with contextlib.suppress(Exception):
+                step()
+
+
+def _keys(clients: int) -> list[str]:
+    return [f"bench-key-{i:03d}-{uuid.uuid4().hex[:12]}" for i in range(clients)]
+
+
+def embedded(folder: Path, keys: list[str]) -> Deployment:
+    env = {"ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys)}
+    process, url = start_server(folder, rate_limits=True, env=env)
+    return Deployment("embedded", [url], {"api": [process]})
+
+
+def scaleout(folder: Path, keys: list[str], postgres: str, redis: str) -> Deployment:
+    tag = uuid.uuid4().hex[:10]
+    database, prefix = f"orchestrion_api_{tag}", f"orchestrion-api-{tag}"
+    asyncio.run(admin(postgres, f'CREATE DATABASE "{database}"'))
+    env = _base_env()
+    env.update(
+        {
+            "ORCHESTRION_DATABASE_URL": with_database(postgres, database),
+            "ORCHESTRION_REDIS_URL": redis,
+            "ORCHESTRION_REDIS_PREFIX": prefix,
+            "ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys),
+        }
+    )
+    deployment = Deployment("scaleout", [], {"api": [], "orchestrator": []}, database)
+    deployment.cleanup.append(
+        lambda: asyncio.run(admin(postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    )
+    deployment.cleanup.append(lambda: asyncio.run(delete_prefix(redis, prefix)))
+    try:
+        # The first replica migrates the fresh database before the others start.
+        for n in range(2):
+            process, url = _serve(folder, env, f"api-{n}")
+            deployment.processes["api"].append(process)
+            deployment.urls.append(url)
+        log = (folder / "orchestrator.log").open("wb")
+        deployment.processes["orchestrator"].append(
+            subprocess.Popen(
+                [*_command(), "orchestrator"], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        )
+        log.close()
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass
+class Tally:
+    """Latencies (seconds) of successful operations, other answers by kind, ids triggered."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    triggered: list[tuple[str, str]] = field(default_factory=list)  # (url, execution id)
+
+
+class Failed(Exception):
+    """An answer other than 2xx (its status) or a transport error (its class)."""
+
+
+def _ok(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 300:
+        raise Failed(str(response.status_code))
+    return response
+
+
+async def _submit(client: httpx.AsyncClient, tally: Tally, body: bytes) -> None:
+    headers = {"Content-Type": "application/json"}
+    submitted = _ok(await client.post("/v1/workflow", content=body, headers=headers))
+    execution_id = json.loads(submitted.content)["execution_id"]
+    _ok(await client.post(f"/v1/workflow/trigger/{execution_id}", json={"input_params": {"n": 1}}))
+    tally.triggered.append((str(client.base_url), execution_id))
+
+
+async def _status(client: httpx.AsyncClient, execution_id: str) -> None:
+    _ok(await client.get(f"/v1/workflows/{execution_id}"))
+
+
+async def _client(
+    url: str, key: str, scenario: str, target: str, stop_at: float, tally: Tally
+) -> None:
+    body = json.dumps(WORKFLOW).encode()
+    async with httpx.AsyncClient(
+        base_url=url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}"},
+        limits=httpx.Limits(max_connections=1),
+    ) as client:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             try:
-                await operation(client)
-            except (ApiError, TimeoutError) as exc:
-                kind = type(exc).__name__
-                tally.errors[kind] = tally.errors.get(kind, 0) + 1
+                if scenario == "submit":
+                    await _submit(client, tally, body)
+                else:
+                    await _status(client, target)
+            except (Failed, httpx.HTTPError) as exc:
+                tally.errors[str(exc) if isinstance(exc, Failed) else type(exc).__name__] += 1
                 continue
             tally.latencies.append(time.perf_counter() - started)
 
 
-async def load(url: str, operation: Operation, clients: int, seconds: float) -> Tally:
-    """``clients`` concurrent loops of ``operation`` for ``seconds``."""
+async def _reference(url: str, key: str) -> str:
+    """A completed execution, the target of the status reads (and a warm-up)."""
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        submitted = _ok(await client.post("/v1/workflow", json=WORKFLOW)).json()
+        execution_id: str = submitted["execution_id"]
+        _ok(
+            await client.post(
+                f"/v1/workflow/trigger/{execution_id}", json={"input_params": {"n": 1}}
+            )
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = _ok(await client.get(f"/v1/workflows/{execution_id}")).json()["status"]
+            if status in FINAL:
+                return execution_id
+            await asyncio.sleep(0.05)
+    raise SystemExit("the warm-up execution did not finish in 60 s")
+
+
+async def _all_final(triggered: list[tuple[str, str]], key: str, timeout: float) -> Counter[str]:
+    """Wait until every triggered execution is final (reads spread over 16 connections)."""
+    statuses: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    clients = {
+        url: httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+        for url in {u for u, _ in triggered}
+    }
+    gate = asyncio.Semaphore(16)
+
+    async def read(url: str, execution_id: str) -> None:
+        async with gate:
+            response = await clients[url].get(f"/v1/workflows/{execution_id}")
+        if response.status_code == 200:
+            statuses[execution_id] = response.json()["status"]
+
+    try:
+        pending = list(triggered)
+        while pending and time.monotonic() < deadline:
+            await asyncio.gather(*(read(u, i) for u, i in pending))
+            pending = [(u, i) for u, i in pending if statuses.get(i) not in FINAL]
+            if pending:
+                await asyncio.sleep(0.2)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return Counter(statuses.get(i, "UNFINISHED") for _, i in triggered)
+
+
+def _percentile(done: list[float], q: float) -> float:
+    return done[min(len(done) - 1, int(len(done) * q))]
+
+
+async def run_scenario(
+    deployment: Deployment, keys: list[str], scenario: str, clients: int, seconds: float
+) -> dict[str, Any]:
+    target = await _reference(deployment.urls[0], keys[0])
     tally = Tally()
-    stop_at = time.perf_counter() + seconds
-    await asyncio.gather(*(_worker(url, operation, stop_at, tally) for _ in range(clients)))
-    return tally
-
-
-async def _submit_trigger(client: AsyncClient) -> None:
-    submitted = await client.submit(WORKFLOW)
-    await client.trigger(submitted.execution_id, {"n": 1})
-
-
-async def scenarios(url: str, only: set[str], clients: int, seconds: float) -> list[list[str]]:
-    async with AsyncClient(url) as client:
-        reference = await client.run(WORKFLOW, timeout=60)  # warm-up and the status target
-
-    async def status(c: AsyncClient) -> None:
-        await c.status(reference.execution_id)
-
-    plan: list[tuple[str, Operation, int]] = [
-        ("submit", _submit_trigger, 2),
-        ("status", status, 1),
-    ]
-    rows = []
-    for name, operation, requests_per_op in plan:
-        if only and name not in only:
-            continue
-        tally = await load(url, operation, clients, seconds)
-        rows.append(_row(name, tally, requests_per_op, clients, seconds))
-    return rows
-
-
-def _row(name: str, tally: Tally, per_op: int, clients: int, seconds: float) -> list[str]:
+    cpu0, (busy0, total0) = deployment.cpu(), machine_jiffies()
+    own0 = cpu_seconds(os.getpid())
+    began = time.perf_counter()
+    stop_at = began + seconds
+    await asyncio.gather(
+        *(
+            _client(
+                deployment.urls[i % len(deployment.urls)], keys[i], scenario, target, stop_at, tally
+            )
+            for i in range(clients)
+        )
+    )
+    wall = time.perf_counter() - began
+    cpu1, (busy1, total1) = deployment.cpu(), machine_jiffies()
+    own = cpu_seconds(os.getpid()) - own0
     done = sorted(tally.latencies)
     ops = len(done)
-    errors = sum(tally.errors.values())
-    if not done:
-        return [name, str(clients), "0", "-", "-", "-", "-", "-", str(errors)]
-    p99 = done[min(ops - 1, int(ops * 0.99))]
-    return [
-        name,
-        str(clients),
-        str(ops),
-        f"{ops / seconds:,.0f}",
-        f"{ops * per_op / seconds:,.0f}",
-        f"{statistics.median(done) * 1000:.1f}",
-        f"{p99 * 1000:.1f}",
-        f"{done[-1] * 1000:.1f}",
-        str(errors) + (f" {tally.errors}" if errors else ""),
-    ]
+    per_op = 2 if scenario == "submit" else 1
+    row: dict[str, Any] = {
+        "mode": deployment.mode,
+        "scenario": scenario,
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "ops": ops,
+        "ops_s": ops / wall,
+        "req_s": ops * per_op / wall,
+        "p50_ms": statistics.median(done) * 1000 if done else None,
+        "p99_ms": _percentile(done, 0.99) * 1000 if done else None,
+        "max_ms": done[-1] * 1000 if done else None,
+        "errors": dict(tally.errors),
+        "busy": (busy1 - busy0) / max(1, total1 - total0),
+        "cpu_ms_per_op": {
+            **{
+                role: (cpu1[role] - cpu0[role]) * 1000 / max(1, ops)
+                for role in cpu1
+                if cpu1[role] - cpu0[role] > 0
+            },
+            "load generator": own * 1000 / max(1, ops),
+        },
+    }
+    if scenario == "submit" and tally.triggered:
+        waited = time.perf_counter()
+        statuses = await _all_final(tally.triggered, keys[0], timeout=300)
+        row["final"] = dict(statuses)
+        row["final_after_s"] = round(time.perf_counter() - waited, 2)
+    return row
 
 
-def _table(rows: list[list[str]]) -> str:
-    head = ["scenario", "clients", "ops", "ops/s", "req/s", "p50 ms", "p99 ms", "max ms", "errors"]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+def _print(rows: list[dict[str, Any]]) -> None:
+    print(
+        "| mode | scenario | clients | ops/s | requests/s | p50 | p99 | max | not 2xx "
+        "| server CPU ms/op | load generator CPU ms/op | machine busy | all completed |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cpu = r["cpu_ms_per_op"]
+        servers = ", ".join(
+            f"{role} {value:.2f}" for role, value in cpu.items() if role != "load generator"
         )
-        for row in [head, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        final = r.get("final")
+        completed = ""
+        if final is not None:
+            completed = f"{final.get('COMPLETED', 0):,} of {sum(final.values()):,}"
+            completed += f" in {r['final_after_s']} s"
+        p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.1f} ms"
+        p99 = "-" if r["p99_ms"] is None else f"{r['p99_ms']:.1f} ms"
+        top = "-" if r["max_ms"] is None else f"{r['max_ms']:.0f} ms"
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "none"
+        print(
+            f"| {r['mode']} | {r['scenario']} | {r['clients']} | {r['ops_s']:,.0f} "
+            f"| {r['req_s']:,.0f} | {p50} | {p99} | {top} | {errors} | {servers} "
+            f"| {cpu['load generator']:.2f} | {r['busy']:.0%} | {completed} |"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--mode", choices=["embedded", "scaleout", "both"], default="embedded")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (1-256)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per scenario (max 120)")
-    parser.add_argument("--only", default="", help="comma-separated: submit,status")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per scenario (max 120)")
+    parser.add_argument("--only", default="submit,status", help="comma-separated scenarios")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(0.5, min(args.seconds, MAX_SECONDS))
-    only = {name.strip() for name in args.only.split(",") if name.strip()}
-    with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_server(Path(tmp))
-        try:
-            rows = asyncio.run(scenarios(url, only, clients, seconds))
-        finally:
-            stop_server(process)
+    scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
+    modes = ["embedded", "scaleout"] if args.mode == "both" else [args.mode]
+    keys = _keys(clients)
+    rows: list[dict[str, Any]] = []
+    for round_no in range(args.rounds):
+        for mode in modes if round_no % 2 == 0 else modes[::-1]:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                if mode == "embedded":
+                    deployment = embedded(folder, keys)
+                else:
+                    deployment = scaleout(folder, keys, args.postgres, args.redis)
+                try:
+                    for scenario in scenarios:
+                        row = asyncio.run(
+                            run_scenario(deployment, keys, scenario, clients, seconds)
+                        )
+                        row["round"] = round_no + 1
+                        rows.append(row)
+                        print(json.dumps(row), file=sys.stderr)
+                finally:
+                    deployment.stop()
     print(
-        f"orchestrion API on {url} (uvicorn, SQLite WAL), {clients} clients x {seconds:g} s, "
+        f"{clients} clients x {seconds:g} s per scenario, {args.rounds} round(s), "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
-    print(_table(rows))
+    _print(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

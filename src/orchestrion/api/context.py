@@ -58,7 +58,10 @@ class ApiContext:
         self.hub.close()
 
 
-def get_ctx(conn: HTTPConnection) -> ApiContext:
-    """FastAPI dependency: the application's context."""
+async def get_ctx(conn: HTTPConnection) -> ApiContext:
+    """FastAPI dependency: the application's context.
+
+    ``async``: FastAPI runs a plain ``def`` dependency on its thread pool, a thread hop (and
+    a GIL hand-over) on every request for one attribute read."""
     ctx: ApiContext = conn.app.state.ctx
     return ctx

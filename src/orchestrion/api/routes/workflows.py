@@ -50,6 +50,9 @@ Caller = Annotated[Disclosure, Depends(disclosure)]
 _JSON = ("application/json",)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _SNIFF = ("text/plain",)  # a definition posted as plain text: JSON or YAML, detected
+# A definition this short is read and checked on the event loop (tens of nodes: under a
+# millisecond), as a hop to a worker thread and back would cost more than the work.
+_INLINE_DEFINITION_CHARS = 8 * 1024
 
 _DEFINITION_BODY: dict[str, Any] = {
     "required": True,
@@ -181,8 +184,10 @@ async def submit_text(
     limit = ctx.engine.definition_limits.max_bytes
     if len(text) > limit and len(text.encode("utf-8")) > limit:
         raise _too_large(limit)
-    # Parsing and validating a large definition takes a while: keep the event loop free.
-    loaded = await asyncio.to_thread(_load, text, fmt, ctx)
+    if len(text) <= _INLINE_DEFINITION_CHARS:
+        loaded = _load(text, fmt, ctx)  # well under a millisecond: less than a thread hop
+    else:  # parsing and validating a large definition takes a while: keep the loop free
+        loaded = await asyncio.to_thread(_load, text, fmt, ctx)
     definition = await ctx.engine.submit(loaded, created_by=created_by)
     record, created = await ctx.engine.create_execution(
         definition.id, idempotency_key=idempotency_key
