@@ -11,8 +11,9 @@ one per client, as 16 client services would have:
 
 - embedded: one ``orchestrion serve`` on a fresh SQLite file (its engine runs the executions);
 - scaleout: a fresh PostgreSQL database and Redis prefix, one ``orchestrion orchestrator``
-  (it runs the executions: their nodes are built-ins, run in its turn) and two
-  ``orchestrion serve`` replicas (API only); client i talks to replica i mod 2.
+  (it runs the executions: their nodes are built-ins, run in its turn), one ``orchestrion
+  worker`` (idle here, but a deployment has one) and two ``orchestrion serve`` replicas (API
+  only); client i talks to replica i mod 2.
 
 N clients (asyncio, one ``httpx.AsyncClient`` and one connection each, all in this process)
 loop for T seconds on one scenario:
@@ -98,7 +99,7 @@ def _command() -> list[str]:
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a busy machine: migrating PostgreSQL takes a while
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
@@ -109,7 +110,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None
             pass
         time.sleep(0.1)
     process.kill()
-    raise SystemExit("server did not become healthy in 60 s")
+    raise SystemExit(f"server did not become healthy in 180 s:\n{log.read_text()[-3000:]}")
 
 
 def _serve(folder: Path, env: dict[str, str], name: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -207,24 +208,25 @@ def scaleout(folder: Path, keys: list[str], postgres: str, redis: str) -> Deploy
             "ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys),
         }
     )
-    deployment = Deployment("scaleout", [], {"api": [], "orchestrator": []}, database)
+    deployment = Deployment("scaleout", [], {"api": [], "orchestrator": [], "worker": []}, database)
     deployment.cleanup.append(
         lambda: asyncio.run(admin(postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     )
     deployment.cleanup.append(lambda: asyncio.run(delete_prefix(redis, prefix)))
     try:
-        # The first replica migrates the fresh database before the others start.
+        # The orchestrator and a worker first: the orchestrator migrates the fresh database,
+        # and a replica's /health answers 200 only once both are alive.
+        for role in ("orchestrator", "worker"):
+            with (folder / f"{role}.log").open("wb") as log:
+                deployment.processes[role].append(
+                    subprocess.Popen(
+                        [*_command(), role], stdout=log, stderr=subprocess.STDOUT, env=env
+                    )
+                )
         for n in range(2):
             process, url = _serve(folder, env, f"api-{n}")
             deployment.processes["api"].append(process)
             deployment.urls.append(url)
-        log = (folder / "orchestrator.log").open("wb")
-        deployment.processes["orchestrator"].append(
-            subprocess.Popen(
-                [*_command(), "orchestrator"], stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        )
-        log.close()
     except BaseException:
         deployment.stop()
         raise

@@ -414,9 +414,15 @@ class Engine:
         """Live item counts of running ``map`` nodes: {node: {done, total, failed}}."""
         return dict(self._loop.progress.get(execution_id, {}))
 
-    async def result(self, execution_id: str) -> ExecutionResult:
-        """The execution's current state, result and node states, from the store."""
-        return await self._outcomes.result(await self.store.get_execution(execution_id))
+    async def result(
+        self, execution_id: str, *, record: ExecutionRecord | None = None
+    ) -> ExecutionResult:
+        """The execution's current state, result and node states, from the store.
+
+        ``record``: the execution's record as the caller just read it (one read less)."""
+        if record is None or record.id != execution_id:
+            record = await self.store.get_execution(execution_id)
+        return await self._outcomes.result(record)
 
     async def list_executions(
         self, flt: ExecutionFilter | None = None

@@ -266,7 +266,7 @@ async def get_workflow(
     include_outputs: Annotated[bool, Query(description="include node outputs")] = True,
 ) -> Any:
     record = await ctx.engine.reads.execution(execution_id)
-    result = await ctx.engine.result(execution_id)
+    result = await ctx.engine.result(execution_id, record=record)
     detail = execution_detail(
         record,
         result,
@@ -288,7 +288,7 @@ async def get_workflow(
 )
 async def get_results(execution_id: str, ctx: Ctx, caller: Caller) -> ResultsResponse:
     record = await ctx.engine.reads.execution(execution_id)
-    result = await ctx.engine.result(execution_id)
+    result = await ctx.engine.result(execution_id, record=record)
     return results_response(result, await caller.execution(record.definition_id))
 
 

@@ -208,6 +208,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     def __init__(self, url: str) -> None:
         self.url = asyncpg_url(url)
         self._engine: AsyncEngine | None = None
+        self._reads: AsyncEngine | None = None  # the same pool, statements in autocommit
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where()})"
@@ -239,6 +240,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
             await engine.dispose()
             raise
         self._engine = engine
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def open_existing(self) -> None:
         """``open`` (a database is never created here: it must exist to connect)."""
@@ -253,7 +255,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
         return None if revision is None else str(revision)
 
     async def close(self) -> None:
-        engine, self._engine = self._engine, None
+        engine, self._engine, self._reads = self._engine, None, None
         if engine is not None:
             await engine.dispose()
 
@@ -269,7 +271,22 @@ class PostgresStore(SQLStore[PostgresConnection]):
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"PostgreSQL store: {_reason(exc)}") from exc
 
-    _connection = _transaction  # reads too: a pooled connection is only ever lent in one
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[PostgresConnection]:
+        """A pooled connection whose statements each commit on their own (autocommit).
+
+        For reads and single-statement writes: under READ COMMITTED every statement sees its
+        own snapshot inside a transaction too, so BEGIN and COMMIT around them would only add
+        two round trips (a status read makes three or four such reads).
+        """
+        reads = self._reads
+        if reads is None:
+            raise StoreError("the PostgreSQL store is not open")
+        try:
+            async with reads.connect() as conn:
+                yield PostgresConnection(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"PostgreSQL store: {_reason(exc)}") from exc
 
     # ------------------------------------------------------------------ dialect hooks
 
