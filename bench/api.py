@@ -22,6 +22,11 @@ loop for T seconds on one scenario:
              /v1/workflow/trigger/{execution_id}: one operation, two requests
     status   GET /v1/workflows/{execution_id} of a completed execution
 
+With ``--generator wrk`` (Debian's ``wrk``, C: a tenth of the Python clients' CPU per request)
+the status scenario is driven by wrk instead: 16 threads with one connection and one API key
+each (bench/wrk_keys.lua), one wrk per replica; latencies are then per request, as wrk reports
+them (its 50th and 99th percentiles and its maximum).
+
 Per scenario: operations and requests per second, latency of an operation (p50, p99, max),
 answers other than 2xx by status, and the CPU seconds each process spent per 1,000
 operations (the API servers, the orchestrator, PostgreSQL and Redis backends, this load
@@ -40,6 +45,9 @@ import contextlib
 import json
 import os
 import platform
+import re
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -397,6 +405,81 @@ async def run_scenario(
     return row
 
 
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_keys.lua"
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_wrk_status(
+    deployment: Deployment, keys: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
+    """The status scenario driven by wrk: one wrk per replica, one key per connection."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("--generator wrk needs wrk: apt-get install wrk")
+    target = await _reference(deployment.urls[0], keys[0])
+    replicas = len(deployment.urls)
+    cpu0, (busy0, total0) = deployment.cpu(), machine_jiffies()
+    children0 = _children_cpu()
+    began = time.perf_counter()
+    runs = []
+    for n, url in enumerate(deployment.urls):
+        share = [keys[i] for i in range(clients) if i % replicas == n]
+        env = {**os.environ, "BENCH_KEYS": ",".join(share)}
+        command = ["wrk", f"-t{len(share)}", f"-c{len(share)}", f"-d{seconds:g}s", "--latency"]
+        command += ["-s", str(WRK_SCRIPT), f"{url}/v1/workflows/{target}"]
+        runs.append(
+            await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+        )
+    outputs = [(await run.communicate())[0].decode() for run in runs]
+    wall = time.perf_counter() - began
+    cpu1, (busy1, total1) = deployment.cpu(), machine_jiffies()
+    generator = _children_cpu() - children0
+    requests = errors = 0
+    p50s, p99s, tops = [], [], []
+    for out in outputs:
+        requests += int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors += int(failed.group(1)) if failed else 0
+        p50s.append(_wrk_ms(re.search(r"50%\s+(\S+)", out).group(1)))  # type: ignore[union-attr]
+        p99s.append(_wrk_ms(re.search(r"99%\s+(\S+)", out).group(1)))  # type: ignore[union-attr]
+        latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+        tops.append(_wrk_ms(latency.group(1)))  # type: ignore[union-attr]
+    ok = requests - errors
+    return {
+        "mode": deployment.mode,
+        "scenario": "status (wrk)",
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "ops": ok,
+        "ops_s": ok / seconds,
+        "req_s": requests / seconds,
+        "p50_ms": max(p50s),
+        "p99_ms": max(p99s),
+        "max_ms": max(tops),
+        "errors": {"not 2xx": errors} if errors else {},
+        "busy": (busy1 - busy0) / max(1, total1 - total0),
+        "cpu_ms_per_op": {
+            **{
+                role: (cpu1[role] - cpu0[role]) * 1000 / max(1, requests)
+                for role in cpu1
+                if cpu1[role] - cpu0[role] > 0
+            },
+            "load generator": generator * 1000 / max(1, requests),
+        },
+    }
+
+
 def _print(rows: list[dict[str, Any]]) -> None:
     print(
         "| mode | scenario | clients | ops/s | requests/s | p50 | p99 | max | not 2xx "
@@ -434,6 +517,12 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--generator",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="who sends the status reads (submit is always httpx)",
+    )
     args = parser.parse_args()
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(0.5, min(args.seconds, MAX_SECONDS))
@@ -451,9 +540,12 @@ def main() -> None:
                     deployment = scaleout(folder, keys, args.postgres, args.redis)
                 try:
                     for scenario in scenarios:
-                        row = asyncio.run(
-                            run_scenario(deployment, keys, scenario, clients, seconds)
-                        )
+                        if scenario == "status" and args.generator == "wrk":
+                            row = asyncio.run(run_wrk_status(deployment, keys, clients, seconds))
+                        else:
+                            row = asyncio.run(
+                                run_scenario(deployment, keys, scenario, clients, seconds)
+                            )
                         row["round"] = round_no + 1
                         rows.append(row)
                         print(json.dumps(row), file=sys.stderr)

@@ -208,7 +208,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     def __init__(self, url: str) -> None:
         self.url = asyncpg_url(url)
         self._engine: AsyncEngine | None = None
-        self._reads: AsyncEngine | None = None  # the same pool, statements in autocommit
+        self._reads: AsyncEngine | None = None  # a pool of its own, in autocommit
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where()})"
@@ -240,7 +240,12 @@ class PostgresStore(SQLStore[PostgresConnection]):
             await engine.dispose()
             raise
         self._engine = engine
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Its connections are in autocommit from the start, so the checkout's ping is one
+        # round trip (a ping in a transaction is three: BEGIN, the ping, ROLLBACK) and
+        # returning one to the pool sends nothing.
+        self._reads = create_async_engine(
+            self.url, pool_pre_ping=True, isolation_level="AUTOCOMMIT"
+        )
 
     async def open_existing(self) -> None:
         """``open`` (a database is never created here: it must exist to connect)."""
@@ -255,7 +260,9 @@ class PostgresStore(SQLStore[PostgresConnection]):
         return None if revision is None else str(revision)
 
     async def close(self) -> None:
-        engine, self._engine, self._reads = self._engine, None, None
+        engine, self._engine, reads, self._reads = self._engine, None, self._reads, None
+        if reads is not None:
+            await reads.dispose()
         if engine is not None:
             await engine.dispose()
 
@@ -273,11 +280,11 @@ class PostgresStore(SQLStore[PostgresConnection]):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PostgresConnection]:
-        """A pooled connection whose statements each commit on their own (autocommit).
+        """A connection of the autocommit pool: each statement commits on its own.
 
         For reads and single-statement writes: under READ COMMITTED every statement sees its
         own snapshot inside a transaction too, so BEGIN and COMMIT around them would only add
-        two round trips (a status read makes three or four such reads).
+        round trips (a status read makes three such reads).
         """
         reads = self._reads
         if reads is None:
