@@ -331,7 +331,10 @@ async def _all_final(triggered: list[tuple[str, str]], key: str, timeout: float)
 
     async def read(url: str, execution_id: str) -> None:
         async with gate:
-            response = await clients[url].get(f"/v1/workflows/{execution_id}")
+            try:
+                response = await clients[url].get(f"/v1/workflows/{execution_id}")
+            except httpx.TransportError:
+                return  # a kept-alive connection the server had just closed: next pass
         if response.status_code == 200:
             statuses[execution_id] = response.json()["status"]
 
