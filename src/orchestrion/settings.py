@@ -51,9 +51,11 @@ __all__ = [
     "load_secrets",
     "load_settings",
     "owns_process",
+    "webhook_secret",
 ]
 
 SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
+WEBHOOK_SECRET_PREFIX = "ORCHESTRION_WEBHOOK_SECRET_"
 
 ApiRole = Literal["admin", "operator", "viewer"]
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")
@@ -260,6 +262,31 @@ class Settings(BaseSettings):
         ge=1.0,
         le=600.0,
         description="scheduler lease: another process takes over this long after one dies",
+    )
+    # events in and out (docs/EVENTS.md)
+    sinks_file: Path | None = Field(
+        default=None,
+        description="YAML or JSON file of event sinks: webhook, redis_stream, nats, kafka",
+    )
+    sinks: str | None = Field(
+        default=None, description="the event sinks document itself (YAML or JSON), not a file"
+    )
+    webhook_secrets_file: Path | None = Field(
+        default=None,
+        description="KEY=VALUE file of inbound webhook secrets, besides"
+        " ORCHESTRION_WEBHOOK_SECRET_<NAME> variables",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="largest body an inbound webhook accepts",
+    )
+    webhook_tolerance_seconds: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86400.0,
+        description="how far a signed webhook timestamp may be from now (replays, clock skew)",
     )
     # scale-out (PostgreSQL + Redis Streams)
     redis_url: str | None = Field(
@@ -655,3 +682,16 @@ def load_secrets(settings: Settings) -> dict[str, str]:
         for key, value in _read_secrets_file(str(settings.secrets_file)).items():
             secrets.setdefault(key, value)
     return secrets
+
+
+def webhook_secret(settings: Settings, name: str) -> str | None:
+    """The inbound webhook secret ``name``: ``ORCHESTRION_WEBHOOK_SECRET_<name>``, else the
+    webhook secrets file; None when neither has it. Only these are webhook secrets, so a
+    definition naming one can never make a server credential (``{{ secrets.X }}``, an LLM
+    key) the key of its webhook."""
+    value = os.environ.get(WEBHOOK_SECRET_PREFIX + name)
+    if value:
+        return value
+    if settings.webhook_secrets_file is not None:
+        return _read_secrets_file(str(settings.webhook_secrets_file)).get(name) or None
+    return None

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cluster",),
     ("execution",),
     ("handlers",),
-    ("store", "dispatch"),
+    ("store", "dispatch", "sinks"),
     ("governance",),
     ("core",),
     ("definition",),

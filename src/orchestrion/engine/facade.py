@@ -40,10 +40,12 @@ from orchestrion.engine.notices import NoticeDelivery
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
 from orchestrion.engine.parts import EngineParts
+from orchestrion.engine.publishing import Publisher
 from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.schedules import ScheduleVerbs
+from orchestrion.engine.sinks import make_sinks, sinks_config
 from orchestrion.engine.starting import Starts
 from orchestrion.engine.versions import VersionVerbs
 from orchestrion.errors import DispatchError, ExecutionError
@@ -123,6 +125,11 @@ class Engine:
         self._listeners.append(self._events.on_records)  # workflow.completed / .failed
         self.schedules = ScheduleVerbs(self)  # scheduled triggers (engine/scheduler.py)
         self._versions = VersionVerbs(self)  # the life of definition versions
+        # Outbound events (engine/publishing.py): read now, so a bad file stops the start.
+        self.sinks_config = sinks_config(self)
+        self.publisher: Publisher | None = None
+        # Whether commits copy their records into the outbox: read by every turn.
+        self.outbox = bool(self.sinks_config.sinks)
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:
         # Journalled for executions this engine drives; a finished one is never resent.
@@ -213,10 +220,24 @@ class Engine:
             freeze_startup_objects()  # imports and set-up are done: see gc_tuning
         self._loop.start()
         self._recovery.start()
+        if self.outbox and self._drives:
+            self._start_publisher()
         if self._drives:
             # Other processes on this database ask through the journal: a second terminal in
             # embedded mode, and in scale-out a CLI given only the database (no Redis).
             await self._requests.start()
+
+    def _start_publisher(self) -> None:
+        publisher = Publisher(self, self.sinks_config, make_sinks(self, self.sinks_config))
+        self.publisher = publisher
+        self._listeners.append(publisher.wake)
+        publisher.start()
+
+    async def _stop_publisher(self, grace: float) -> None:
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            self.remove_listener(publisher.wake)
+            await publisher.stop(drain=min(grace, 5.0))
 
     async def _abort_start(self) -> None:
         self._accepting = False
@@ -256,6 +277,7 @@ class Engine:
             # Hand them back at once: the next engine on this database resumes them.
             await self.store.release_executions(self.owner, unfinished)
         self._loop.forget_all()
+        await self._stop_publisher(grace)  # after the last commit: its events go out too
         await self._resources.aclose()
         await self.audit.stop()  # the last checkpoint, while the store is open
         await self.store.close()

@@ -210,7 +210,7 @@ class EngineLoop:
 
     async def _turn(self, items: list[Posted]) -> None:
         engine = self._engine
-        batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer)
+        batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer, outbox=engine.outbox)
         actions: list[Action] = []
         touched: dict[str, list[Record]] = {}
         for item in items:

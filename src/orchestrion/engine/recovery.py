@@ -165,7 +165,7 @@ class Recovery:
         """Commit what the machines' recovery makes and act on it: in-flight attempts are
         dispatched again, timers and deadlines armed again."""
         engine, loop = self._parts.engine, self._parts.loop
-        batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer)
+        batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer, outbox=engine.outbox)
         actions: list[Action] = []
         touched: dict[str, list[Record]] = {}
         now = time.time()

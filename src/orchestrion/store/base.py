@@ -15,6 +15,7 @@ from orchestrion.core.events import NodeLogged, Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
+from orchestrion.store.outbox import OutboxStore
 from orchestrion.store.schedules import ScheduleStore
 
 __all__ = [
@@ -171,6 +172,9 @@ class CommitBatch:
     # With a signer, every record is also an audit record, sealed in the same transaction.
     audit: AuditSigner | None = None
     logs: list[tuple[str, NodeLogged]] = field(default_factory=list)
+    # Event sinks are configured: every journal row is also an outbox entry, in the same
+    # transaction (store/outbox.py). Off, a commit costs nothing more.
+    outbox: bool = False
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))
@@ -195,9 +199,9 @@ class ExecutionFilter:
     id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
 
 
-class Store(ScheduleStore, Protocol):
+class Store(ScheduleStore, OutboxStore, Protocol):
     """Persistence for the engine. Every method may raise ``StoreError``. The schedule
-    methods are declared in ``store/schedules.py``."""
+    methods are declared in ``store/schedules.py``, the outbox's in ``store/outbox.py``."""
 
     async def open(self) -> None:
         """Connect and bring the schema to the current migration."""

@@ -51,6 +51,7 @@ from orchestrion.store.base import (
     Store,
 )
 from orchestrion.store.classification import Classification
+from orchestrion.store.outbox import ForwardOutbox
 from orchestrion.store.schedules import ForwardSchedules
 from orchestrion.store.sealing import (
     CHILD_FAILED,
@@ -91,7 +92,7 @@ def protect(store: Store, governance: Governance) -> Store:
     return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
-class EncryptedStore(ForwardSchedules):
+class EncryptedStore(ForwardSchedules, ForwardOutbox):
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
     docstring. Every ``Store`` method is its own: those where values pass seal or open them,
     the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
@@ -105,6 +106,11 @@ class EncryptedStore(ForwardSchedules):
         """Whether the execution's values are sealed (True when not known yet: the safe side)."""
         classified = self._classes.known(execution_id)
         return classified is None or classified
+
+    def forward_outbox(self) -> Store:
+        # Outbox entries carry the journal's data as stored (sealed where classified): the
+        # publisher sends a sealed value as a mark, never opened (sinks/envelope.py).
+        return self.inner
 
     def forward_to(self) -> Store:
         return self.inner  # schedules carry no classified values: nothing to seal

@@ -40,6 +40,7 @@ from orchestrion.store.base import (
     NodeRunRecord,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
+from orchestrion.store.memory_outbox import MemoryOutbox
 from orchestrion.store.memory_schedules import MemorySchedules
 
 __all__ = ["MemoryStore"]
@@ -57,7 +58,7 @@ def _age_of(record: ExecutionRecord) -> float:
     return record.created_at
 
 
-class MemoryStore(MemorySchedules):
+class MemoryStore(MemorySchedules, MemoryOutbox):
     """A ``Store`` held in memory; nothing survives the process."""
 
     def __init__(self) -> None:
@@ -73,6 +74,7 @@ class MemoryStore(MemorySchedules):
         self._next_log_seq = 1
         self._audit = MemoryAuditTrail()
         MemorySchedules.__init__(self)
+        MemoryOutbox.__init__(self)
 
     async def open(self) -> None:
         return None
@@ -356,20 +358,21 @@ class MemoryStore(MemorySchedules):
             else:
                 data = None if record.data is None else dict(record.data)
                 rules.apply_execution_record(self._executions[execution_id], record)
-            self._journal(
-                EventRecord(
-                    seq=self._next_seq,
-                    id=event_id,
-                    execution_id=execution_id,
-                    type=record.type,
-                    at=record.at,
-                    node_id=node,
-                    attempt=record.attempt,
-                    correlation_id=correlation.get(execution_id),
-                    causation_id=cause,
-                    data=data,
-                )
+            event = EventRecord(
+                seq=self._next_seq,
+                id=event_id,
+                execution_id=execution_id,
+                type=record.type,
+                at=record.at,
+                node_id=node,
+                attempt=record.attempt,
+                correlation_id=correlation.get(execution_id),
+                causation_id=cause,
+                data=data,
             )
+            self._journal(event)
+            if batch.outbox:
+                self._to_outbox(event)
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
         for row in rules.log_rows(batch) if batch.logs else ():

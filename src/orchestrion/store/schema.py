@@ -33,8 +33,10 @@ __all__ = [
     "metadata",
     "node_logs",
     "node_runs",
+    "outbox",
     "schedule_firings",
     "schedules",
+    "sink_deliveries",
 ]
 
 # Stable constraint names, so later migrations can refer to them on every backend.
@@ -243,4 +245,48 @@ leases = Table(
     Column("name", String(100), primary_key=True),
     Column("owner", ID, nullable=False),
     Column("lease_until", Float, nullable=False),
+)
+
+# Outbound events (0009): a copy of each journal row committed while event sinks are
+# configured, deleted once every sink took it or owes it (store/outbox.py).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("id", ID, nullable=False),
+    Column("execution_id", ID, nullable=False),
+    Column("node_id", NODE_ID, nullable=True),
+    Column("type", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("correlation_id", ID, nullable=True),
+    Column("causation_id", ID, nullable=True),
+    Column("data", Text, nullable=True),
+)
+
+# An event one sink did not take: retried at next_at, or dead (kept for an operator).
+sink_deliveries = Table(
+    "sink_deliveries",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("sink", String(100), nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # retry | dead
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_sink_deliveries_status_next_at", "status", "next_at"),
 )

@@ -154,4 +154,34 @@ CREATE TABLE node_logs (
 
 CREATE INDEX ix_node_logs_execution_id_node_id_seq ON node_logs (execution_id, node_id, seq);
 
-INSERT INTO alembic_version (version_num) VALUES ('0008');
+CREATE TABLE outbox (
+	seq INTEGER NOT NULL,
+	id VARCHAR(255) NOT NULL,
+	execution_id VARCHAR(255) NOT NULL,
+	node_id VARCHAR(128),
+	type VARCHAR(64) NOT NULL,
+	attempt INTEGER NOT NULL,
+	at FLOAT NOT NULL,
+	correlation_id VARCHAR(255),
+	causation_id VARCHAR(255),
+	data TEXT,
+	CONSTRAINT pk_outbox PRIMARY KEY (seq)
+);
+
+CREATE TABLE sink_deliveries (
+	id INTEGER NOT NULL,
+	sink VARCHAR(100) NOT NULL,
+	event_id VARCHAR(255) NOT NULL,
+	event TEXT NOT NULL,
+	attempts INTEGER NOT NULL,
+	next_at FLOAT NOT NULL,
+	status VARCHAR(16) NOT NULL,
+	error TEXT,
+	created_at FLOAT NOT NULL,
+	updated_at FLOAT NOT NULL,
+	CONSTRAINT pk_sink_deliveries PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_sink_deliveries_status_next_at ON sink_deliveries (status, next_at);
+
+INSERT INTO alembic_version (version_num) VALUES ('0009');

@@ -99,6 +99,7 @@ class EncodedBatch:
     results: list[tuple[Any, ...]]
     touched: set[str]
     logs: list[tuple[Any, ...]]
+    outbox: bool = False  # the journal rows go to the outbox too (store/outbox.py)
 
 
 def encode_batch(batch: CommitBatch) -> EncodedBatch:
@@ -171,7 +172,7 @@ def encode_batch(batch: CommitBatch) -> EncodedBatch:
     logs = rules.log_rows(batch) if batch.logs else []
     if logs:
         touched.update(execution_id for execution_id, _ in batch.logs)
-    return EncodedBatch(events, runs, updates, results, touched, logs)
+    return EncodedBatch(events, runs, updates, results, touched, logs, batch.outbox)
 
 
 def _execution_update(record: Record, execution_id: str) -> tuple[Any, ...]:

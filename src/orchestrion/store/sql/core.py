@@ -18,6 +18,7 @@ from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord
 from orchestrion.store.sql.driver import C
 from orchestrion.store.sql.journal import SQLJournal
+from orchestrion.store.sql.outbox import SQLOutbox
 from orchestrion.store.sql.rows import (
     DEF_COLS,
     EXEC_COLS,
@@ -46,7 +47,7 @@ _DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
 _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
 
 
-class SQLStore(SQLJournal[C], SQLSchedules[C]):
+class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
     """A ``Store`` on a SQL database; a dialect fills in the driver and the hooks
     (``driver.py``). Definitions, executions and leases here; the journal side in
     ``journal.py``."""

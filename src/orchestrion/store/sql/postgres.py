@@ -72,6 +72,10 @@ _INSERT_EVENTS = text(
     f"INSERT INTO events ({JOURNAL_COLS}) SELECT {JOURNAL_COLS} FROM {_unnest(_EVENT_TYPES)}"
     f" WITH ORDINALITY AS u({JOURNAL_COLS}, ord) ORDER BY ord"
 )
+_INSERT_OUTBOX = text(
+    f"INSERT INTO outbox ({JOURNAL_COLS}) SELECT {JOURNAL_COLS} FROM {_unnest(_EVENT_TYPES)}"
+    f" WITH ORDINALITY AS u({JOURNAL_COLS}, ord) ORDER BY ord"
+)
 _RUN_TYPES = tuple(
     zip(
         RUN_ROW[:-1],
@@ -311,7 +315,10 @@ class PostgresStore(SQLStore[PostgresConnection]):
     async def _write_batch(self, tx: PostgresConnection, batch: EncodedBatch) -> None:
         conn = tx.raw
         if batch.events:
-            await conn.execute(_INSERT_EVENTS, _columns(batch.events, _EVENT_TYPES))
+            columns = _columns(batch.events, _EVENT_TYPES)
+            await conn.execute(_INSERT_EVENTS, columns)
+            if batch.outbox:
+                await conn.execute(_INSERT_OUTBOX, columns)
         for with_output, statement in ((True, _UPSERT_RUNS_WITH_OUTPUT), (False, _UPSERT_RUNS)):
             part = [run for run in batch.runs if run[-1] is with_output]
             if part:

@@ -45,6 +45,10 @@ _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # checked, 
 # SQLite's historical limit on host parameters is 999: stay well below it in IN lists.
 _CHUNK = 500
 
+_INSERT_OUTBOX = positional(
+    f"INSERT INTO outbox ({JOURNAL_COLS}) VALUES ({marks(JOURNAL_COLS)})",
+    [c.strip() for c in JOURNAL_COLS.split(",")],
+)
 _INSERT_EVENT = positional(
     f"INSERT INTO events ({JOURNAL_COLS}) VALUES ({marks(JOURNAL_COLS)})",
     [c.strip() for c in JOURNAL_COLS.split(",")],
@@ -302,6 +306,8 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
     async def _write_batch(self, tx: SQLiteConnection, encoded: EncodedBatch) -> None:
         conn = tx.raw
         conn.executemany(_INSERT_EVENT, encoded.events)
+        if encoded.outbox:
+            conn.executemany(_INSERT_OUTBOX, encoded.events)
         if encoded.runs:
             conn.executemany(_UPSERT_NODE_RUN, encoded.runs)
         if encoded.updates:

@@ -1,0 +1,361 @@
+"""``Publisher``: drains the store's outbox into the event sinks, off the engine's turn.
+
+While sinks are configured, every commit copies its journal rows into the outbox in the same
+transaction (``store/outbox.py``); the engine's turn does nothing more. This task, woken after
+commits and every ``delivery.interval`` seconds, holds the ``publisher`` lease (one process
+of those sharing the database publishes; another takes over when it dies) and then, page by
+page (``delivery.page`` entries):
+
+1. builds each entry's ``OutboundEvent`` (``sinks/envelope.py``);
+2. hands each sink the events it wants (its ``events`` patterns, and for ``execution.notice``
+   records the sinks their ``addresses`` name as ``sink:<name>``), all sinks at once;
+3. deletes the page and records, in the same transaction, each event a sink did not take as a
+   delivery owed (retried after ``delivery.backoff(attempts)``), or, out of attempts, as dead.
+
+Then it retries the deliveries that are due. Nothing is lost to a ``kill -9``: an entry leaves
+the outbox only in step 3, after publishing, so a crash before it publishes the page again
+(at least once: consumers deduplicate on the event id). Memory is bounded by the page size;
+a sink that hangs is cut off by its own timeout and, failing that, ``_SINK_DEADLINE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrion.errors import ExecutionNotFound, StoreError
+from orchestrion.sinks.base import Outcome, Sink, all_failed, describe
+from orchestrion.sinks.config import SinksConfig
+from orchestrion.sinks.envelope import OutboundEvent
+from orchestrion.store.base import EventRecord
+from orchestrion.store.outbox import DeliveryRecord, DeliveryStatus
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
+
+__all__ = ["LEASE_NAME", "NOTICE_TYPE", "Publisher", "SinkStats"]
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "publisher"
+NOTICE_TYPE = "execution.notice"
+"""The record type of a routing notice: also sent to the sinks its addresses name."""
+_SINK_ADDRESS = "sink:"
+_SINK_DEADLINE = 120.0  # seconds: the last resort against a sink that ignores its timeout
+_WORKFLOWS_KEPT = 4096
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """What one sink did since the process started (Prometheus counters read these)."""
+
+    published: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(slots=True)
+class _Page:
+    """The events of one outbox page, and which sinks each goes to."""
+
+    entries: list[EventRecord]
+    events: list[OutboundEvent] = field(default_factory=list)
+    targets: list[tuple[str, ...]] = field(default_factory=list)
+
+
+class Publisher:
+    """Publishes outbound events for ``engine`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: SinksConfig,
+        sinks: Sequence[Sink],
+        *,
+        lease_seconds: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self.config = config
+        self.sinks = {sink.name: sink for sink in sinks}
+        self.stats = {sink.name: SinkStats() for sink in sinks}
+        self.backlog = 0  # outbox entries seen waiting at the last pass
+        self.lease_seconds = lease_seconds
+        self.holding = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._workflows: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._lease_until = 0.0
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="orchestrion-publisher")
+
+    def wake(self, *_: Any) -> None:
+        """A commit happened (a record listener): look at the outbox now."""
+        self._wake.set()
+
+    async def stop(self, drain: float = 5.0) -> None:
+        """Stop; publish what the outbox holds for up to ``drain`` seconds first."""
+        task, self._task = self._task, None
+        self._stopping = True
+        self._wake.set()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if drain > 0 and self.holding:
+                with contextlib.suppress(Exception, TimeoutError):
+                    async with asyncio.timeout(drain):
+                        await self._publish_outbox()
+            with contextlib.suppress(Exception):
+                await self._engine.store.release_lease(LEASE_NAME, self._engine.owner)
+            self.holding = False
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.close()
+
+    async def _run(self) -> None:
+        interval = self.config.delivery.interval
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store is away, say: the outbox keeps everything until the next pass.
+                logger.exception("publishing events failed; trying again")
+                await asyncio.sleep(min(5.0, interval * 4))
+
+    # ------------------------------------------------------------------ one pass
+
+    async def run_once(self) -> int:
+        """One pass under the lease: the outbox, then the deliveries due. How many events it
+        handed to sinks (0 without the lease)."""
+        if not await self._claim():
+            return 0
+        moved = await self._publish_outbox()
+        await self._retry_due()
+        return moved
+
+    async def _claim(self) -> bool:
+        now = time.time()
+        if self.holding and now < self._lease_until - self.lease_seconds / 2:
+            return True
+        self.holding = await self._engine.store.claim_lease(
+            LEASE_NAME, self._engine.owner, now + self.lease_seconds, now
+        )
+        if self.holding:
+            self._lease_until = now + self.lease_seconds
+        return self.holding
+
+    async def _publish_outbox(self) -> int:
+        store = self._engine.store
+        size = self.config.delivery.page
+        moved = 0
+        while True:
+            entries = await store.outbox_page(size)
+            if not entries:
+                break
+            page = await self._page(entries)
+            owed = await self._deliver(page)
+            await store.settle_outbox([entry.seq for entry in entries], owed)
+            moved += len(entries)
+            if len(entries) < size or not await self._claim():
+                break
+        self.backlog = await store.outbox_size()
+        return moved
+
+    async def _page(self, entries: list[EventRecord]) -> _Page:
+        page = _Page(entries)
+        for entry in entries:
+            workflow, version = await self._workflow_of(entry.execution_id)
+            event = OutboundEvent.build(
+                event_id=entry.id,
+                event_type=entry.type,
+                execution_id=entry.execution_id,
+                at=entry.at,
+                data=entry.data,
+                correlation_id=entry.correlation_id,
+                causation_id=entry.causation_id,
+                workflow=workflow,
+                version=version,
+                node_id=entry.node_id,
+                attempt=entry.attempt,
+            )
+            page.events.append(event)
+            page.targets.append(self._targets(entry))
+        return page
+
+    def _targets(self, entry: EventRecord) -> tuple[str, ...]:
+        names = [name for name, sink in self.sinks.items() if sink.wants(entry.type)]
+        if entry.type == NOTICE_TYPE:
+            for address in _addresses(entry.data):
+                name = address[len(_SINK_ADDRESS) :]
+                if name in self.sinks and name not in names:
+                    names.append(name)
+                elif name not in self.sinks:
+                    logger.warning(
+                        "notice %s names sink '%s', which is not configured", entry.id, name
+                    )
+        return tuple(names)
+
+    async def _deliver(self, page: _Page) -> list[DeliveryRecord]:
+        """Publish ``page`` to every sink at once; the deliveries owed for what failed."""
+        per_sink: dict[str, list[OutboundEvent]] = {name: [] for name in self.sinks}
+        for event, targets in zip(page.events, page.targets, strict=True):
+            for name in targets:
+                per_sink[name].append(event)
+        jobs = {name: events for name, events in per_sink.items() if events}
+        results = await asyncio.gather(
+            *(self._publish(self.sinks[name], events) for name, events in jobs.items())
+        )
+        now = time.time()
+        owed: list[DeliveryRecord] = []
+        for (name, events), outcomes in zip(jobs.items(), results, strict=True):
+            for event, outcome in zip(events, outcomes, strict=True):
+                if outcome is None:
+                    continue
+                owed.append(self._owed(name, event, outcome, 1, now))
+        return owed
+
+    async def _publish(self, sink: Sink, events: list[OutboundEvent]) -> list[Outcome]:
+        try:
+            async with asyncio.timeout(_SINK_DEADLINE):
+                outcomes = await sink.publish(events)
+        except TimeoutError:
+            outcomes = all_failed(events, f"the sink did not answer in {_SINK_DEADLINE:g} s")
+        except Exception as exc:  # a sink's bug must not stop the others
+            logger.exception("sink '%s' failed", sink.name)
+            outcomes = all_failed(events, describe(exc))
+        if len(outcomes) != len(events):
+            outcomes = all_failed(events, "the sink answered for a different number of events")
+        stats = self.stats[sink.name]
+        failed = sum(1 for outcome in outcomes if outcome is not None)
+        stats.published += len(events) - failed
+        stats.failed += failed
+        if failed:
+            first = next(outcome for outcome in outcomes if outcome is not None)
+            logger.warning(
+                "sink '%s' did not take %d of %d event(s): %s",
+                sink.name, failed, len(events), first,
+            )  # fmt: skip
+        return outcomes
+
+    def _owed(
+        self, sink: str, event: OutboundEvent, reason: str, attempts: int, now: float
+    ) -> DeliveryRecord:
+        policy = self.config.delivery
+        dead = attempts >= policy.attempts
+        if dead:
+            if sink in self.stats:
+                self.stats[sink].dead_lettered += 1
+            logger.error(
+                "event %s is a dead letter for sink '%s' after %d attempt(s): %s",
+                event.id, sink, attempts, reason,
+            )  # fmt: skip
+        return DeliveryRecord(
+            sink=sink,
+            event_id=event.id,
+            event=event.payload,
+            attempts=attempts,
+            next_at=now + policy.backoff(attempts),
+            status=DeliveryStatus.DEAD if dead else DeliveryStatus.RETRY,
+            error=reason,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def _retry_due(self) -> None:
+        store = self._engine.store
+        due = await store.due_deliveries(time.time(), self.config.delivery.page)
+        if not due:
+            return
+        by_sink: dict[str, list[DeliveryRecord]] = {}
+        for delivery in due:
+            by_sink.setdefault(delivery.sink, []).append(delivery)
+        done: list[int] = []
+        changed: list[DeliveryRecord] = []
+        names = list(by_sink)
+        results = await asyncio.gather(
+            *(self._retry(name, by_sink[name]) for name in names if name in self.sinks)
+        )
+        now = time.time()
+        for name, outcomes in zip([n for n in names if n in self.sinks], results, strict=True):
+            for delivery, outcome in zip(by_sink[name], outcomes, strict=True):
+                if outcome is None:
+                    done.append(delivery.id)
+                    continue
+                event = OutboundEvent.from_payload(delivery.event)
+                again = self._owed(name, event, outcome, delivery.attempts + 1, now)
+                again.id, again.created_at = delivery.id, delivery.created_at
+                changed.append(again)
+        for name in names:
+            if name in self.sinks:
+                continue
+            for delivery in by_sink[name]:  # its sink left the configuration
+                delivery.status = DeliveryStatus.DEAD
+                delivery.error = f"sink '{name}' is no longer configured"
+                delivery.updated_at = now
+                changed.append(delivery)
+        await store.settle_deliveries(done, changed)
+
+    async def _retry(self, name: str, deliveries: list[DeliveryRecord]) -> list[Outcome]:
+        events = [OutboundEvent.from_payload(d.event) for d in deliveries]
+        return await self._publish(self.sinks[name], events)
+
+    async def retry_dead(self, delivery_id: int) -> DeliveryRecord:
+        """Make a dead letter due again now (attempts count from zero again)."""
+        store = self._engine.store
+        delivery = await store.get_delivery(delivery_id)
+        delivery.status, delivery.attempts = DeliveryStatus.RETRY, 0
+        delivery.next_at = delivery.updated_at = time.time()
+        await store.settle_deliveries([], [delivery])
+        self.wake()
+        return delivery
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _workflow_of(self, execution_id: str) -> tuple[str | None, str | None]:
+        """The workflow name and version of an execution, remembered for the next events."""
+        known = self._workflows.get(execution_id)
+        if known is not None:
+            self._workflows.move_to_end(execution_id)
+            return known
+        found: tuple[str | None, str | None] = (None, None)
+        store = self._engine.store
+        try:
+            execution = await store.get_execution(execution_id)
+            definition = await store.get_definition(execution.definition_id)
+            found = (definition.name, definition.version)
+        except (ExecutionNotFound, StoreError):
+            pass  # purged meanwhile: the event goes out without its workflow's name
+        self._workflows[execution_id] = found
+        if len(self._workflows) > _WORKFLOWS_KEPT:
+            self._workflows.popitem(last=False)
+        return found
+
+
+def _addresses(data: Any) -> list[str]:
+    """The ``sink:<name>`` addresses of a notice's data (``addresses``, or nested under
+    ``notice``), at most 32."""
+    if not isinstance(data, dict):
+        return []
+    found = data.get("addresses")
+    if found is None and isinstance(data.get("notice"), dict):
+        found = data["notice"].get("addresses")
+    if not isinstance(found, list):
+        return []
+    return [a for a in found if isinstance(a, str) and a.startswith(_SINK_ADDRESS)][:32]

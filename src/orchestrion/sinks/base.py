@@ -1,0 +1,44 @@
+"""``Sink``: what every event sink implements, and what it answers for each event.
+
+``publish`` takes a page of events and answers, per event and in order, ``None`` when the sink
+took it or the reason it did not (retried later by the publisher, with backoff, then a dead
+letter). It raises only for a bug; a sink that cannot be reached answers the reason for every
+event. Connections are made on first use, so a sink that is down does not stop a start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from orchestrion.sinks.envelope import OutboundEvent
+
+__all__ = ["Outcome", "Sink", "all_failed", "describe"]
+
+Outcome = str | None
+"""``None``: taken; otherwise why not (one line, no secret)."""
+
+
+class Sink(Protocol):
+    """An event sink (see the module docstring)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def wants(self, event_type: str) -> bool:
+        """Whether events of this type go here (the sink's ``events`` patterns)."""
+
+    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]: ...
+
+    async def close(self) -> None: ...
+
+
+def all_failed(events: Sequence[OutboundEvent], reason: str) -> list[Outcome]:
+    """The same reason for every event of a page."""
+    return [reason] * len(events)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason of ``exc`` (its type, and its message cut to 300 characters)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__

@@ -1,0 +1,129 @@
+"""``WebhookSink``: POST each event as JSON to a URL, signed, through the SSRF guard.
+
+Each request carries the event's JSON (``OutboundEvent.body``) and the headers:
+``X-Orchestrion-Event`` (the type), ``X-Orchestrion-Delivery`` and ``Idempotency-Key`` (the
+event id: a receiver deduplicates on it, since an event may come twice), and with a secret
+``X-Orchestrion-Signature: t=<unix seconds>,v1=<hex>`` and ``X-Hub-Signature-256:
+sha256=<hex>`` (``governance/webhook_signing.py``). A 2xx answer takes the event; anything
+else (another status, a timeout, a refused connection, a URL the guard blocks) is a reason
+to try again later.
+
+The connection goes through the policy's URL guard as the http handler's do
+(``governance/pinning.py``): the name is resolved and every address checked at connect time,
+so a sink URL cannot reach what a workflow's request may not. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from orchestrion.errors import PolicyViolation
+from orchestrion.governance.pinning import PinnedBackend, PinnedTransport
+from orchestrion.governance.ssrf import UrlPolicy
+from orchestrion.governance.webhook_signing import (
+    GITHUB_HEADER,
+    SIGNATURE_HEADER,
+    github_signature,
+    sign,
+)
+from orchestrion.sinks.base import Outcome, describe
+from orchestrion.sinks.config import WebhookSinkConfig, secret_from_env
+from orchestrion.sinks.envelope import OutboundEvent
+
+__all__ = ["WebhookSink"]
+
+_USER_AGENT = "orchestrion-webhook/1"
+
+
+class WebhookSink:
+    """Sends events to one webhook URL (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: WebhookSinkConfig,
+        url_policy: Callable[[], UrlPolicy | None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._secret = _encoded(secret_from_env(config.secret_env, f"sink '{config.name}'"))
+        self._policy = url_policy
+        self._clock = clock
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def wants(self, event_type: str) -> bool:
+        return self.config.wants(event_type)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(
+                max_connections=self.config.concurrency,
+                max_keepalive_connections=self.config.concurrency,
+            )
+            transport = PinnedTransport(
+                PinnedBackend(self._policy), verify=True, trust_env=False, limits=limits
+            )
+            self._client = httpx.AsyncClient(
+                transport=transport,
+                timeout=self.config.timeout,
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    def headers(self, event: OutboundEvent) -> dict[str, str]:
+        """The request headers of ``event`` (signed when the sink has a secret)."""
+        headers = {
+            **self.config.headers,
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+            "X-Orchestrion-Event": event.type,
+            "X-Orchestrion-Delivery": event.id,
+            "Idempotency-Key": event.id,
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self._secret, event.body, int(self._clock()))
+            headers[GITHUB_HEADER] = github_signature(self._secret, event.body)
+        return headers
+
+    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(event: OutboundEvent) -> Outcome:
+            async with gate:
+                return await self._send(event)
+
+        return list(await asyncio.gather(*(one(event) for event in events)))
+
+    async def _send(self, event: OutboundEvent) -> Outcome:
+        policy = self._policy()
+        try:
+            if policy is not None:
+                await policy.check(self.config.url)  # a clear refusal before connecting
+            response = await self._http().post(
+                self.config.url, content=event.body, headers=self.headers(event)
+            )
+        except PolicyViolation as exc:
+            return f"refused by the URL guard: {exc}"
+        except httpx.HTTPError as exc:
+            return describe(exc)
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code} from the webhook"
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _encoded(secret: str | None) -> bytes | None:
+    return None if secret is None else secret.encode()
