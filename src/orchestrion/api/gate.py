@@ -14,7 +14,9 @@ An ASGI middleware, so it answers before a body is read or parsed and before any
    unauthenticated request never reaches body parsing (a 413, 415 or 422 would tell it
    about the API, and cost a parse).
 
-``/health`` and ``/metrics`` (probes and scrapers) pass untouched.
+``/health`` and ``/metrics`` (probes and scrapers) pass untouched. Inbound webhooks
+(``/v1/hooks/``) are limited like every caller without a key but need none: their signature
+is checked by their route.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import caller_of, unauthenticated
 from orchestrion.api.problems import problem_response
-from orchestrion.api.surfaces import is_api_path
+from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -65,7 +67,12 @@ class ApiGate:
             )
             await response(scope, receive, send)
             return
-        if not caller.authenticated and not caller.open_api and is_api_path(path):
+        if (
+            not caller.authenticated
+            and not caller.open_api
+            and is_api_path(path)
+            and not path.startswith(HOOKS_PREFIX)  # signed instead (api/routes/hooks.py)
+        ):
             problem = unauthenticated(caller)
             response = problem_response(
                 401,

@@ -7,12 +7,15 @@ Health, metrics and the docs are not among them.
 
 from __future__ import annotations
 
-__all__ = ["ADMIN_PREFIXES", "DEFINITION_PATHS", "is_api_path"]
+__all__ = ["ADMIN_PREFIXES", "DEFINITION_PATHS", "HOOKS_PREFIX", "is_api_path"]
 
 # ``/v1`` (ours), ``/api/v1`` (the production-grade orchestrator's description), and the
 # unversioned ``/workflow`` and ``/workflows`` (the SwarmLite and the Kafka-queue engine's).
 _PREFIXES = ("/v1/", "/api/v1/", "/workflow/", "/workflows/")
 _EXACT = frozenset({"/workflow", "/workflows"})
+
+# Inbound webhooks: API paths, but signed with a shared secret instead of an API key.
+HOOKS_PREFIX = "/v1/hooks/"
 
 ADMIN_PREFIXES = ("/v1/admin", "/v1/audit", "/api/v1/admin")
 

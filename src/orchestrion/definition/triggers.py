@@ -16,6 +16,15 @@ An event trigger::
     - type: event
       event_type: workflow.completed # or workflow.failed: fired when an execution of
       source: nightly-import         # the definition named here ends
+
+A webhook trigger (``POST /v1/hooks/{workflow}/{name}``, signed with a shared secret)::
+
+    - type: webhook
+      name: on-push                  # required: the last segment of its URL
+      secret: GITHUB                 # ORCHESTRION_WEBHOOK_SECRET_GITHUB holds the secret
+      scheme: github                 # X-Hub-Signature-256; default: orchestrion (timestamped)
+      filter: "payload.ref == 'refs/heads/main'"   # optional, as for events
+      inputs: {ref: "{{ payload.ref }}"}           # optional, as for events
 """
 
 from __future__ import annotations
@@ -31,14 +40,17 @@ from orchestrion.templates.rendering import expression_source, template_info
 __all__ = [
     "EVENT_TYPE_PATTERN",
     "TRIGGER_TYPES",
+    "WEBHOOK_SCHEMES",
     "WORKFLOW_EVENTS",
     "EventTrigger",
+    "WebhookTrigger",
     "event_triggers",
     "trigger_issues",
     "unenforced_triggers",
+    "webhook_triggers",
 ]
 
-TRIGGER_TYPES = frozenset({"event", "manual", "scheduled", "schedule"})
+TRIGGER_TYPES = frozenset({"event", "manual", "scheduled", "schedule", "webhook"})
 """Trigger types a definition may declare; only ``event`` is read here."""
 
 WORKFLOW_EVENTS = frozenset({"workflow.completed", "workflow.failed"})
@@ -48,8 +60,13 @@ EVENT_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """An event type: a dotted name such as ``policy.updated`` (also a URL path segment)."""
 
 # scheduled ones: definition/schedules.py; a manual one is any start by hand
-_ENFORCED = frozenset({"event", "scheduled", "manual"})
+_ENFORCED = frozenset({"event", "scheduled", "manual", "webhook"})
 _EVENT_KEYS = frozenset({"type", "name", "event_type", "filter", "inputs", "source", "description"})
+_WEBHOOK_KEYS = frozenset({"type", "name", "secret", "scheme", "filter", "inputs", "description"})
+WEBHOOK_SCHEMES = frozenset({"orchestrion", "github"})
+"""How a webhook's requests are signed (``governance/webhook_signing.py``)."""
+_HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 Path = tuple[str | int, ...]
 
@@ -64,6 +81,46 @@ class EventTrigger:
     inputs: Mapping[str, Any] | None = None
     source: str | None = None
     index: int = 0  # its place in ``triggers``
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTrigger:
+    """One ``type: webhook`` trigger of a definition."""
+
+    name: str
+    secret: str
+    scheme: str = "orchestrion"
+    filter: str | None = None
+    inputs: Mapping[str, Any] | None = None
+    index: int = 0
+
+    def as_event_trigger(self) -> EventTrigger:
+        """The same trigger as the event machinery reads it (type ``webhook``)."""
+        return EventTrigger("webhook", self.name, self.filter, self.inputs, None, self.index)
+
+
+def webhook_triggers(triggers: Iterable[Mapping[str, Any]]) -> list[WebhookTrigger]:
+    """The well-formed webhook triggers among ``triggers`` (a checked definition's)."""
+    found = []
+    for index, raw in enumerate(triggers):
+        if not isinstance(raw, Mapping) or raw.get("type") != "webhook":
+            continue
+        name, secret = raw.get("name"), raw.get("secret")
+        if not isinstance(name, str) or not isinstance(secret, str):
+            continue
+        inputs = raw.get("inputs")
+        scheme = raw.get("scheme")
+        found.append(
+            WebhookTrigger(
+                name=name,
+                secret=secret,
+                scheme=scheme if isinstance(scheme, str) else "orchestrion",
+                filter=_text(raw.get("filter")),
+                inputs=inputs if isinstance(inputs, Mapping) else None,
+                index=index,
+            )
+        )
+    return found
 
 
 def event_triggers(triggers: Iterable[Mapping[str, Any]]) -> list[EventTrigger]:
@@ -113,6 +170,54 @@ def trigger_issues(
             continue
         if kind == "event":
             issues.extend(_event_issues(index, raw, workflow_name))
+        elif kind == "webhook":
+            issues.extend(_webhook_issues(index, raw))
+    seen: set[str] = set()
+    for index, raw in enumerate(triggers):
+        if isinstance(raw, Mapping) and raw.get("type") == "webhook":
+            name = raw.get("name")
+            if isinstance(name, str) and name in seen:
+                message = f"two webhook triggers are named '{name}' (a name is its URL)"
+                issues.append((_issue(index, message, "duplicate", "name"), ("triggers", index)))
+            elif isinstance(name, str):
+                seen.add(name)
+    return issues
+
+
+def _webhook_issues(index: int, raw: Mapping[str, Any]) -> list[tuple[DefinitionIssue, Path]]:
+    at: Path = ("triggers", index)
+    issues: list[tuple[DefinitionIssue, Path]] = []
+
+    def add(message: str, key: str, code: str = "invalid_trigger") -> None:
+        issues.append((_issue(index, message, code, key), (*at, key)))
+
+    for key in raw:
+        if key not in _WEBHOOK_KEYS:
+            add(f"unknown key {key!r} in a webhook trigger", str(key), "unknown_key")
+    name = raw.get("name")
+    if name is None:
+        add("a webhook trigger needs 'name' (the last segment of its URL)", "name", "missing")
+    elif not isinstance(name, str) or not _HOOK_NAME.match(name):
+        add("'name' must be 1 to 100 letters, digits and . _ - (first a letter or digit)", "name")
+    secret = raw.get("secret")
+    if secret is None:
+        add(
+            "a webhook trigger needs 'secret': the NAME of ORCHESTRION_WEBHOOK_SECRET_<NAME>",
+            "secret",
+            "missing",
+        )
+    elif not isinstance(secret, str) or not _SECRET_NAME.match(secret):
+        add("'secret' must be a name of 1 to 64 letters, digits and _", "secret")
+    scheme = raw.get("scheme")
+    if scheme is not None and scheme not in WEBHOOK_SCHEMES:
+        known = ", ".join(sorted(WEBHOOK_SCHEMES))
+        add(f"unknown signature scheme {scheme!r} (known: {known})", "scheme")
+    if "description" in raw and not isinstance(raw["description"], str):
+        add("'description' must be a string", "description")
+    # filter and inputs: the same rules as an event trigger's
+    shared = {k: raw[k] for k in ("filter", "inputs") if k in raw}
+    for issue, path in _event_issues(index, {"event_type": "webhook", **shared}, None):
+        issues.append((issue, path))
     return issues
 
 

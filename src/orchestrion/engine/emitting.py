@@ -17,6 +17,7 @@ would otherwise run forever).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import uuid
@@ -28,7 +29,12 @@ from orchestrion import safe_data
 from orchestrion.core.idempotency import event_key
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
-from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS, EventTrigger
+from orchestrion.definition.triggers import (
+    EVENT_TYPE_PATTERN,
+    WORKFLOW_EVENTS,
+    EventTrigger,
+    WebhookTrigger,
+)
 from orchestrion.engine.subscriptions import Subscriber, Subscriptions
 from orchestrion.errors import (
     DefinitionError,
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
     from orchestrion.core.events import Record
     from orchestrion.engine.parts import EngineParts
     from orchestrion.engine.starting import Starts
-    from orchestrion.store.base import ExecutionRecord
+    from orchestrion.store.base import DefinitionRecord, ExecutionRecord
 
 __all__ = [
     "EVENT_ID_PATTERN",
@@ -112,6 +118,7 @@ class Emitted:
     event_type: str
     executions: list[EventStart] = field(default_factory=list)
     skipped: list[EventSkip] = field(default_factory=list)
+    headers: dict[str, str] | None = None  # a webhook's: what its templates see as event.headers
 
 
 class EventTriggers:
@@ -140,6 +147,7 @@ class EventTriggers:
         subscribers: list[Subscriber] | None = None,
         inputs_trust: Trust | None = None,
         labels: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Emitted:
         if not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(event_type):
             raise EventRefused(
@@ -152,7 +160,7 @@ class EventTriggers:
                 "an event id is 1 to 128 letters, digits and . _ : @ / + = - (first a letter"
                 " or digit)"
             )
-        emitted = Emitted(event_id, event_type)
+        emitted = Emitted(event_id, event_type, headers=headers)
         if subscribers is None:
             subscribers = await self.subscriptions.of(event_type, source)
         if not subscribers:
@@ -184,7 +192,9 @@ class EventTriggers:
         """Start one definition with its first trigger that takes the event (a definition
         starts once per event, however many of its triggers listen to it)."""
         definition = triggers[0].definition
-        event = {"id": out.event_id, "type": out.event_type, "payload": payload}
+        event: dict[str, Any] = {"id": out.event_id, "type": out.event_type, "payload": payload}
+        if out.headers is not None:
+            event["headers"] = out.headers
         skip: EventSkip | None = None
         for subscriber in triggers:
             name = subscriber.trigger.name
@@ -236,6 +246,26 @@ class EventTriggers:
 
         # Off the event loop: a template may run up to the policy's time limit.
         return await off_loop(render)
+
+    async def webhook(
+        self,
+        definition: DefinitionRecord,
+        trigger: WebhookTrigger,
+        payload: Mapping[str, Any] | None,
+        delivery_id: str,
+        headers: dict[str, str],
+    ) -> Emitted:
+        """Start ``definition`` from its webhook ``trigger`` (the request verified already).
+        The event id is ``<trigger>:<delivery id>``, so a delivery sent again starts nothing
+        twice; ``headers`` are what the trigger's templates see as ``event.headers``."""
+        event_id = f"{trigger.name}:{delivery_id}"
+        if not EVENT_ID_PATTERN.match(event_id):
+            digest = hashlib.sha256(f"{trigger.name}\x1f{delivery_id}".encode()).hexdigest()
+            event_id = f"hook-{digest[:48]}"
+        subscriber = Subscriber(definition, trigger.as_event_trigger())
+        return await self._emit(
+            "webhook", _checked_payload(payload), event_id, None, [subscriber], headers=headers
+        )
 
     # ------------------------------------------------------------------ workflow.* events
 

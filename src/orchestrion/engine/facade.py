@@ -25,6 +25,7 @@ from orchestrion.core.notices import NoticeSink
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import NodeState
 from orchestrion.definition.limits import DefinitionLimits
+from orchestrion.definition.triggers import WebhookTrigger, webhook_triggers
 from orchestrion.dispatch.base import Dispatcher
 from orchestrion.engine import lineage
 from orchestrion.engine.children import ChildExecutions
@@ -48,7 +49,7 @@ from orchestrion.engine.schedules import ScheduleVerbs
 from orchestrion.engine.sinks import make_sinks, sinks_config
 from orchestrion.engine.starting import Starts
 from orchestrion.engine.versions import VersionVerbs
-from orchestrion.errors import DispatchError, ExecutionError
+from orchestrion.errors import DispatchError, ExecutionError, ExecutionNotFound
 from orchestrion.execution import enforce
 from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.governance.runtime import Governance
@@ -419,6 +420,32 @@ class Engine:
         permitting), the payload as inputs; an id given again starts nothing twice.
         Raises ``EventRefused`` for a bad type, id or payload (``engine/emitting.py``)."""
         return await self._events.emit(event_type, payload, event_id)
+
+    async def webhook_trigger(
+        self, workflow: str, trigger: str
+    ) -> tuple[DefinitionRecord, WebhookTrigger] | None:
+        """The active version of ``workflow`` and its webhook trigger ``trigger``, or None."""
+        try:
+            definition = await self.store.find_definition(workflow)
+        except ExecutionNotFound:
+            return None
+        raw = definition.spec.get("triggers")
+        for found in webhook_triggers(raw if isinstance(raw, list) else []):
+            if found.name == trigger:
+                return definition, found
+        return None
+
+    async def receive_webhook(
+        self,
+        definition: DefinitionRecord,
+        trigger: WebhookTrigger,
+        payload: dict[str, Any] | None,
+        delivery_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> Emitted:
+        """Start ``definition`` from a verified webhook delivery (``engine/emitting.py``):
+        the same delivery id again starts nothing twice."""
+        return await self._events.webhook(definition, trigger, payload, delivery_id, headers or {})
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionResult:
         """Wait until the execution is final (or ``timeout`` s pass) and return its result."""

@@ -1,0 +1,237 @@
+"""Inbound webhooks through a real ``orchestrion serve`` with API keys on: a signed delivery
+starts its workflow without a key, a bad or missing signature, an unknown trigger, a replayed
+delivery, a stale timestamp and an oversized body are refused as users see it; and the same
+server publishes every transition to a webhook sink, signed, received by a real local server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from test_api_server import Server, until
+
+from audit_helpers import AUDIT_ENV
+from loopback_listener import Listener, serve_listener
+from orchestrion.governance.webhook_signing import verify_timestamped
+
+pytestmark = pytest.mark.slow
+
+SECRET = "s3cret-for-tests"
+SINK_SECRET = "sink-secret"
+ADMIN_KEY = "admin-key-0123456789"
+WORKFLOW = """\
+name: on-push
+inputs:
+  ref: {type: string, required: true}
+triggers:
+  - type: webhook
+    name: github
+    secret: GITHUB
+    scheme: github
+    filter: "event.headers['x-github-event'] == 'push'"
+    inputs:
+      ref: "{{ payload.ref }}"
+  - type: webhook
+    name: signed
+    secret: GITHUB
+dag:
+  nodes:
+    - id: build
+      handler: noop
+"""
+
+
+def github_headers(body: bytes, delivery: str, event: str = "push") -> dict[str, str]:
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": f"sha256={digest}",
+    }
+
+
+def stamped(body: bytes, at: int | None = None) -> dict[str, str]:
+    at = int(time.time()) if at is None else at
+    digest = hmac.new(SECRET.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Orchestrion-Signature": f"t={at},v1={digest}"}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Listener]:
+    yield from serve_listener()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: Listener) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("webhooks-server")
+    sinks = {
+        "sinks": [
+            {
+                "name": "ops",
+                "type": "webhook",
+                "url": f"{receiver.url}/events",
+                "secret_env": "OPS_SINK_SECRET",
+                "events": ["execution.*"],
+            }
+        ]
+    }
+    env = {
+        **AUDIT_ENV,
+        "ORCHESTRION_API_KEYS": f"{ADMIN_KEY}:admin",
+        "ORCHESTRION_WEBHOOK_SECRET_GITHUB": SECRET,
+        "ORCHESTRION_WEBHOOK_MAX_BODY_BYTES": "4096",
+        "ORCHESTRION_SINKS": json.dumps(sinks),
+        "OPS_SINK_SECRET": SINK_SECRET,
+    }
+    running = Server(folder, folder / "hooks.db", env)
+    try:
+        response = httpx.post(
+            f"{running.url}/v1/workflow",
+            content=WORKFLOW,
+            headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert response.status_code == 201, response.text
+        yield running
+    finally:
+        assert running.stop() == 0, running.log.read_text()
+
+
+def hook(server: Server, name: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/hooks/on-push/{name}", content=body, headers=headers)
+
+
+def test_a_signed_delivery_starts_the_workflow_once_without_an_api_key(server: Server) -> None:
+    body = json.dumps({"ref": "refs/heads/main", "after": "abc123"}).encode()
+    first = hook(server, "github", body, github_headers(body, "d-1"))
+    assert first.status_code == 202, first.text
+    [started] = first.json()["executions"]
+    again = hook(server, "github", body, github_headers(body, "d-1"))
+    assert again.status_code == 202
+    assert [e["execution_id"] for e in again.json()["executions"]] == [started["execution_id"]]
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=server.url, headers=auth) as client:
+        detail = until(client, started["execution_id"], "COMPLETED")
+        assert detail["inputs"] == {"ref": "refs/heads/main"}
+        records = client.get("/v1/audit", params={"action": "webhook.received"}).json()
+    assert records["enabled"] is True
+    # each delivery is audited; the second one names the execution the first one started
+    both = [r for r in records["records"] if r["details"]["delivery"] == "d-1"]
+    assert len(both) == 2
+    for record in both:
+        assert record["actor"] == "webhook:on-push/github"
+        assert record["details"]["started"] == [started["execution_id"]]
+
+
+def test_a_filter_on_a_header_skips_other_github_events(server: Server) -> None:
+    body = json.dumps({"zen": "Keep it logically awesome."}).encode()
+    answer = hook(server, "github", body, github_headers(body, "d-ping", event="ping"))
+    assert answer.status_code == 202
+    assert answer.json()["executions"] == []
+    assert answer.json()["skipped"][0]["reason"] == "filter"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["wrong-signature", "no-signature", "unknown-trigger", "unknown-workflow", "other-body"],
+)
+def test_refusals_all_look_the_same_to_a_stranger(server: Server, tamper: str) -> None:
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    headers = github_headers(body, f"d-{tamper}")
+    path = "github"
+    url = f"{server.url}/v1/hooks/on-push/{path}"
+    if tamper == "wrong-signature":
+        headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+    elif tamper == "no-signature":
+        del headers["X-Hub-Signature-256"]
+    elif tamper == "unknown-trigger":
+        url = f"{server.url}/v1/hooks/on-push/nope"
+    elif tamper == "unknown-workflow":
+        url = f"{server.url}/v1/hooks/nope/github"
+    else:
+        body = body.replace(b"main", b"evil")
+    answer = httpx.post(url, content=body, headers=headers)
+    assert answer.status_code == 401, answer.text
+    problem = answer.json()
+    assert "not signed with this trigger's secret" in problem["detail"]
+    assert SECRET not in answer.text
+
+
+def test_a_timestamped_signature_refuses_replays_and_old_requests(server: Server) -> None:
+    body = json.dumps({"ref": "refs/tags/v1"}).encode()
+    headers = stamped(body)
+    first = hook(server, "signed", body, headers)
+    assert first.status_code == 202, first.text
+    [started] = first.json()["executions"]
+    replay = hook(server, "signed", body, headers)  # the same signed request, captured
+    assert replay.status_code == 202
+    assert [e["execution_id"] for e in replay.json()["executions"]] == [started["execution_id"]]
+    old = hook(server, "signed", body, stamped(body, at=int(time.time()) - 3600))
+    assert old.status_code == 401
+    assert "away from now" in old.json()["detail"]
+    future = hook(server, "signed", body, stamped(body, at=int(time.time()) + 3600))
+    assert future.status_code == 401
+
+
+def test_an_oversized_or_malformed_body_is_refused(server: Server) -> None:
+    big = json.dumps({"ref": "x" * 5000}).encode()
+    answer = hook(server, "github", big, github_headers(big, "d-big"))
+    assert answer.status_code == 413, answer.text
+    assert "at most 4096 bytes" in answer.json()["detail"]
+    listed = b"[1, 2]"
+    answer = hook(server, "github", listed, github_headers(listed, "d-list"))
+    assert answer.status_code == 422
+    assert "JSON object" in answer.json()["detail"]
+    body = b'{"ref": "main"}'
+    bad_id = github_headers(body, "has spaces")
+    answer = hook(server, "github", body, bad_id)
+    assert answer.status_code == 422
+    assert "x-github-delivery" in answer.json()["detail"]
+
+
+def test_the_server_publishes_execution_events_to_a_signed_webhook_sink(
+    server: Server, receiver: Listener
+) -> None:
+    body = json.dumps({"ref": "refs/heads/sink"}).encode()
+    answer = hook(server, "github", body, github_headers(body, "d-sink"))
+    assert answer.status_code == 202
+    [started] = answer.json()["executions"]
+    execution_id = started["execution_id"]
+
+    def types() -> list[dict[str, Any]]:
+        found = []
+        for request in list(receiver.received):
+            event = json.loads(request["body"])
+            if event["workflow_id"] == execution_id:
+                found.append(request)
+        return found
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(json.loads(r["body"])["type"] == "execution.completed" for r in types()):
+            break
+        time.sleep(0.05)
+    received = types()
+    kinds = [json.loads(r["body"])["type"] for r in received]
+    assert kinds[0] == "execution.started" and kinds[-1] == "execution.completed", kinds
+    assert all(kind.startswith("execution.") for kind in kinds)
+    for request in received:
+        event = json.loads(request["body"])
+        # the correlation id is the webhook delivery's event id; causation chains the events
+        assert event["correlation_id"] == "github:d-sink"
+        assert event["metadata"]["workflow"] == "on-push"
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        verify_timestamped(
+            SINK_SECRET.encode(),
+            request["body"].encode(),
+            headers["x-orchestrion-signature"],
+            time.time(),
+            300,
+        )
+        assert headers["idempotency-key"] == event["id"]
