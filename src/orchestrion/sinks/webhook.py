@@ -95,13 +95,21 @@ class WebhookSink:
         return headers
 
     async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+        """One request per event: an execution's events one after the other, in order,
+        different executions' side by side (at most ``concurrency`` requests at once)."""
         gate = asyncio.Semaphore(self.config.concurrency)
+        outcomes: list[Outcome] = [None] * len(events)
+        by_execution: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            by_execution.setdefault(event.execution_id, []).append(index)
 
-        async def one(event: OutboundEvent) -> Outcome:
-            async with gate:
-                return await self._send(event)
+        async def in_order(indexes: list[int]) -> None:
+            for index in indexes:
+                async with gate:
+                    outcomes[index] = await self._send(events[index])
 
-        return list(await asyncio.gather(*(one(event) for event in events)))
+        await asyncio.gather(*(in_order(indexes) for indexes in by_execution.values()))
+        return outcomes
 
     async def _send(self, event: OutboundEvent) -> Outcome:
         policy = self._policy()
