@@ -500,3 +500,19 @@ async def test_scale_out_orchestrators_publish_from_the_postgresql_outbox(
             await asyncio.sleep(0.02)
         assert await one.store.outbox_size() == 0
     assert [e["type"] for e in receiver.events()] == EXPECTED
+
+
+async def test_metrics_count_what_each_sink_did(db: str, receiver: Receiver) -> None:
+    from orchestrion.observability.metrics import Metrics
+
+    hook = {"name": "hook", "type": "webhook", "url": receiver.url}
+    async with Engine(settings=load_settings(database_url=db, sinks=sinks(hook))) as engine:
+        metrics = Metrics()
+        metrics.watch_sinks(lambda: engine.publisher)
+        record = await engine.start_execution(TWO_NODES)
+        await engine.wait(record.id, timeout=10)
+        await eventually(lambda: len(receiver.received) >= len(EXPECTED))
+        text = metrics.render().decode()
+    assert 'orchestrion_sink_events_published_total{sink="hook"} 8.0' in text
+    assert 'orchestrion_sink_events_dead_lettered_total{sink="hook"} 0.0' in text
+    assert "orchestrion_outbox_backlog" in text

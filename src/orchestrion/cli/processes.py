@@ -180,6 +180,7 @@ def orchestrator(
 
             metrics = Metrics()
             sinks.append(metrics.observe)
+            metrics.watch_sinks(lambda: engine.publisher)
             start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
         feed = RecordFeed(engine, sinks)
         engine.add_listener(feed.listener)

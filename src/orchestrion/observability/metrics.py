@@ -19,12 +19,12 @@ look like live ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -124,6 +124,13 @@ class Metrics:
         ).set_function(lambda: len(self._live))
         self.cluster = ClusterCollector()
         registry.register(self.cluster)
+        self.sinks = SinkCollector()
+        registry.register(self.sinks)
+
+    def watch_sinks(self, source: Callable[[], SinkSnapshot | None]) -> None:
+        """Read the event sinks' counters from ``source`` (the engine's publisher, when it
+        has one) at each scrape."""
+        self.sinks.source = source
 
     def observe_cluster(self, snapshot: ClusterSnapshot | None) -> None:
         """The cluster as just read from Redis; None when Redis could not be read."""
@@ -236,6 +243,65 @@ class _NoCluster:
 
 # Gauge values of circuit states, as in orchestrion.execution.circuit (worst is highest).
 _CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class SinkCounts(Protocol):
+    """What one event sink did (``engine/publishing.py``'s ``SinkStats``)."""
+
+    @property
+    def published(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+    @property
+    def dead_lettered(self) -> int: ...
+
+
+class SinkSnapshot(Protocol):
+    """The publisher of outbound events, as the metrics read it."""
+
+    @property
+    def stats(self) -> Mapping[str, SinkCounts]: ...
+
+    @property
+    def backlog(self) -> int: ...
+
+
+class SinkCollector(Collector):
+    """Counters of the event sinks of this process's publisher; nothing without sinks."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], SinkSnapshot | None] = lambda: None
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(None))
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self.source()
+        return list(self._families(snapshot)) if snapshot is not None else []
+
+    @staticmethod
+    def _families(snapshot: SinkSnapshot | None) -> Iterator[Metric]:
+        stats = snapshot.stats if snapshot is not None else {}
+        for name, doc, read in (
+            ("orchestrion_sink_events_published", "Events a sink took", "published"),
+            ("orchestrion_sink_events_failed", "Event deliveries a sink refused", "failed"),
+            (
+                "orchestrion_sink_events_dead_lettered",
+                "Events kept as dead letters after their last attempt",
+                "dead_lettered",
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["sink"])
+            for sink, counts in sorted(stats.items()):
+                family.add_metric([sink], getattr(counts, read))
+            yield family
+        backlog = GaugeMetricFamily(
+            "orchestrion_outbox_backlog", "Outbox entries waiting to be published"
+        )
+        backlog.add_metric([], snapshot.backlog if snapshot is not None else 0)
+        yield backlog
 
 
 class ClusterCollector(Collector):
