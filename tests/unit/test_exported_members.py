@@ -90,6 +90,7 @@ PUBLIC: dict[str, set[str]] = {
         "load_secrets",
         "load_settings",
         "owns_process",
+        "webhook_secret",
     },
     "orchestrion.client": {
         "Accepted",

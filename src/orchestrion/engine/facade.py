@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import Event
 from orchestrion.core.machine import ExecutionMachine
@@ -41,7 +41,6 @@ from orchestrion.engine.notices import NoticeDelivery
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
 from orchestrion.engine.parts import EngineParts
-from orchestrion.engine.publishing import Publisher
 from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
@@ -59,6 +58,9 @@ from orchestrion.settings import Settings, load_settings
 from orchestrion.store.audit_log import AuditLog
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord, Store
 from orchestrion.store.encrypted import protect
+
+if TYPE_CHECKING:
+    from orchestrion.engine.publishing import Publisher
 
 __all__ = ["Engine", "RecordListener"]
 
@@ -130,7 +132,7 @@ class Engine:
         self.sinks_config = sinks_config(self)
         self.publisher: Publisher | None = None
         # Whether commits copy their records into the outbox: read by every turn.
-        self.outbox = bool(self.sinks_config.sinks)
+        self.outbox = self.sinks_config is not None
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:
         # Journalled for executions this engine drives; a finished one is never resent.
@@ -229,7 +231,12 @@ class Engine:
             await self._requests.start()
 
     def _start_publisher(self) -> None:
-        publisher = Publisher(self, self.sinks_config, make_sinks(self, self.sinks_config))
+        from orchestrion.engine.publishing import Publisher
+
+        config = self.sinks_config
+        if config is None:
+            return
+        publisher = Publisher(self, config, make_sinks(self, config))
         self.publisher = publisher
         self._listeners.append(publisher.wake)
         publisher.start()

@@ -12,30 +12,36 @@ import os
 from typing import TYPE_CHECKING
 
 from orchestrion.errors import ConfigurationError
-from orchestrion.sinks.base import Sink
-from orchestrion.sinks.config import (
-    KafkaSinkConfig,
-    NatsSinkConfig,
-    RedisStreamSinkConfig,
-    SinksConfig,
-    WebhookSinkConfig,
-    load_sinks,
-)
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.sinks.base import Sink
+    from orchestrion.sinks.config import SinksConfig
 
 __all__ = ["make_sinks", "sinks_config"]
 
 
-def sinks_config(engine: Engine) -> SinksConfig:
-    """The sinks the engine's settings configure (none by default)."""
+def sinks_config(engine: Engine) -> SinksConfig | None:
+    """The sinks the engine's settings configure; None without any (then nothing of the
+    sinks is even imported: a plain run does not pay for them)."""
     settings = engine.settings
-    return load_sinks(settings.sinks_file, settings.sinks)
+    if settings.sinks_file is None and not settings.sinks:
+        return None
+    from orchestrion.sinks.config import load_sinks
+
+    config = load_sinks(settings.sinks_file, settings.sinks)
+    return config if config.sinks else None
 
 
 def make_sinks(engine: Engine, config: SinksConfig) -> list[Sink]:
     """One sink per configured entry."""
+    from orchestrion.sinks.config import (
+        KafkaSinkConfig,
+        NatsSinkConfig,
+        RedisStreamSinkConfig,
+        WebhookSinkConfig,
+    )
+
     sinks: list[Sink] = []
     for entry in config.sinks:
         if isinstance(entry, WebhookSinkConfig):

@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrion.definition.durations import parse_duration
@@ -244,6 +243,8 @@ def parse_sinks(text: str, where: str = "the sinks configuration") -> SinksConfi
     """Read a YAML or JSON document; ``ConfigurationError`` names the field that is wrong."""
     if len(text.encode()) > _MAX_DOCUMENT:
         raise ConfigurationError(f"{where} is larger than {_MAX_DOCUMENT} bytes")
+    import yaml  # here: only a process with sinks configured reads YAML for them
+
     try:
         raw = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
