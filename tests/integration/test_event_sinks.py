@@ -116,9 +116,11 @@ def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sinks.db'}"
 
 
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
 async def test_every_transition_reaches_a_signed_webhook_in_order(
-    db: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    db: str, store: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    db = db if store == "sqlite" else "memory://"
     monkeypatch.setenv("HOOK_SECRET", "shh")
     hook = {"name": "hook", "type": "webhook", "url": receiver.url, "secret_env": "HOOK_SECRET"}
     settings = load_settings(database_url=db, sinks=sinks(hook))
