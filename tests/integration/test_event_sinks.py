@@ -518,3 +518,34 @@ async def test_metrics_count_what_each_sink_did(db: str, receiver: Receiver) -> 
     assert 'orchestrion_sink_events_published_total{sink="hook"} 8.0' in text
     assert 'orchestrion_sink_events_dead_lettered_total{sink="hook"} 0.0' in text
     assert "orchestrion_outbox_backlog" in text
+
+
+def test_a_routing_notice_goes_to_the_sinks_its_addresses_name() -> None:
+    from orchestrion.store.base import EventRecord
+
+    config = parse_sinks(
+        json.dumps(
+            {
+                "sinks": [
+                    {"name": "ops", "type": "nats", "events": ["node.*"]},
+                    {"name": "all", "type": "nats"},
+                    {"name": "quiet", "type": "nats", "events": ["execution.completed"]},
+                ]
+            }
+        )
+    )
+    from orchestrion.sinks.nats import NatsSink
+
+    made = [NatsSink(entry) for entry in config.sinks]  # type: ignore[arg-type]
+    publisher = Publisher(None, config, made)  # type: ignore[arg-type]
+    notice = EventRecord(
+        seq=1,
+        id="n1",
+        execution_id="x",
+        type="execution.notice",
+        at=0.0,
+        data={"kind": "escalation", "addresses": ["sink:ops", "mailto:cfo@example.com"]},
+    )
+    assert publisher._targets(notice) == ("all", "ops")
+    plain = EventRecord(seq=2, id="n2", execution_id="x", type="node.failed", at=0.0)
+    assert publisher._targets(plain) == ("ops", "all")
