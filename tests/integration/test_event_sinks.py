@@ -520,32 +520,51 @@ async def test_metrics_count_what_each_sink_did(db: str, receiver: Receiver) -> 
     assert "orchestrion_outbox_backlog" in text
 
 
-def test_a_routing_notice_goes_to_the_sinks_its_addresses_name() -> None:
-    from orchestrion.store.base import EventRecord
+async def test_a_routing_notice_goes_durably_to_the_sinks_its_addresses_name(
+    db: str, receiver: Receiver
+) -> None:
+    from dataclasses import dataclass, field
 
-    config = parse_sinks(
-        json.dumps(
-            {
-                "sinks": [
-                    {"name": "ops", "type": "nats", "events": ["node.*"]},
-                    {"name": "all", "type": "nats"},
-                    {"name": "quiet", "type": "nats", "events": ["execution.completed"]},
-                ]
-            }
+    from orchestrion.engine.notice_sinks import SinkNotices
+
+    @dataclass(frozen=True)
+    class Notice:  # the shape routing's notices have (key, addresses, to_dict, ...)
+        key: str
+        kind: str
+        execution_id: str
+        workflow: str
+        message: str
+        at: float
+        node: str | None = None
+        addresses: tuple[str, ...] = ()
+        data: dict[str, Any] = field(default_factory=dict)
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"key": self.key, "kind": self.kind, "message": self.message,
+                    "addresses": list(self.addresses)}  # fmt: skip
+
+    entries = (
+        {"name": "ops", "type": "webhook", "url": receiver.url, "events": ["nothing"]},
+        {"name": "other", "type": "webhook", "url": receiver.url + "/other", "events": ["x"]},
+    )
+    async with Engine(settings=load_settings(database_url=db, sinks=sinks(*entries))) as engine:
+        record = await engine.start_execution(TWO_NODES)
+        await engine.wait(record.id, timeout=10)
+        notice = Notice(
+            key=f"{record.id}:b:1:escalation",
+            kind="escalation",
+            execution_id=record.id,
+            workflow="pair",
+            message="compliance score below 0.7",
+            at=time.time(),
+            node="b",
+            addresses=("sink:ops", "mailto:cfo@example.com", "sink:missing"),
         )
-    )
-    from orchestrion.sinks.nats import NatsSink
-
-    made = [NatsSink(entry) for entry in config.sinks]  # type: ignore[arg-type]
-    publisher = Publisher(None, config, made)  # type: ignore[arg-type]
-    notice = EventRecord(
-        seq=1,
-        id="n1",
-        execution_id="x",
-        type="execution.notice",
-        at=0.0,
-        data={"kind": "escalation", "addresses": ["sink:ops", "mailto:cfo@example.com"]},
-    )
-    assert publisher._targets(notice) == ("all", "ops")
-    plain = EventRecord(seq=2, id="n2", execution_id="x", type="node.failed", at=0.0)
-    assert publisher._targets(plain) == ("ops", "all")
+        await SinkNotices(engine).deliver([notice])
+        await eventually(lambda: len(receiver.received) >= 1)
+    [event] = receiver.events()
+    assert event["type"] == "execution.notice"
+    assert event["data"]["kind"] == "escalation"
+    assert event["correlation_id"] == record.correlation_id
+    assert event["metadata"]["node_id"] == "b"
+    assert receiver.received[0]["headers"]["X-Orchestrion-Event"] == "execution.notice"

@@ -7,15 +7,16 @@ of those sharing the database publishes; another takes over when it dies) and th
 page (``delivery.page`` entries):
 
 1. builds each entry's ``OutboundEvent`` (``sinks/envelope.py``);
-2. hands each sink the events it wants (its ``events`` patterns, and for ``execution.notice``
-   records the sinks their ``addresses`` name as ``sink:<name>``), all sinks at once;
+2. hands each sink the events it wants (its ``events`` patterns), all sinks at once;
 3. deletes the page and records, in the same transaction, each event a sink did not take as a
    delivery owed (retried after ``delivery.backoff(attempts)``), or, out of attempts, as dead.
 
-Then it retries the deliveries that are due. Nothing is lost to a ``kill -9``: an entry leaves
-the outbox only in step 3, after publishing, so a crash before it publishes the page again
-(at least once: consumers deduplicate on the event id). Memory is bounded by the page size;
-a sink that hangs is cut off by its own timeout and, failing that, ``_SINK_DEADLINE``.
+Then it retries the deliveries that are due (routing's notices join them there, queued by
+``engine/notice_sinks.py`` for the sinks their addresses name). Nothing is lost to a
+``kill -9``: an entry leaves the outbox only in step 3, after publishing, so a crash before
+it publishes the page again (at least once: consumers deduplicate on the event id). Memory
+is bounded by the page size; a sink that hangs is cut off by its own timeout and, failing
+that, ``_SINK_DEADLINE``.
 """
 
 from __future__ import annotations
@@ -39,14 +40,11 @@ from orchestrion.store.outbox import DeliveryRecord, DeliveryStatus
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
-__all__ = ["LEASE_NAME", "NOTICE_TYPE", "Publisher", "SinkStats"]
+__all__ = ["LEASE_NAME", "Publisher", "SinkStats"]
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "publisher"
-NOTICE_TYPE = "execution.notice"
-"""The record type of a routing notice: also sent to the sinks its addresses name."""
-_SINK_ADDRESS = "sink:"
 _SINK_DEADLINE = 120.0  # seconds: the last resort against a sink that ignores its timeout
 _WORKFLOWS_KEPT = 4096
 
@@ -200,17 +198,7 @@ class Publisher:
         return page
 
     def _targets(self, entry: EventRecord) -> tuple[str, ...]:
-        names = [name for name, sink in self.sinks.items() if sink.wants(entry.type)]
-        if entry.type == NOTICE_TYPE:
-            for address in _addresses(entry.data):
-                name = address[len(_SINK_ADDRESS) :]
-                if name in self.sinks and name not in names:
-                    names.append(name)
-                elif name not in self.sinks:
-                    logger.warning(
-                        "notice %s names sink '%s', which is not configured", entry.id, name
-                    )
-        return tuple(names)
+        return tuple(name for name, sink in self.sinks.items() if sink.wants(entry.type))
 
     async def _deliver(self, page: _Page) -> list[DeliveryRecord]:
         """Publish ``page`` to every sink at once; the deliveries owed for what failed."""
@@ -346,16 +334,3 @@ class Publisher:
         if len(self._workflows) > _WORKFLOWS_KEPT:
             self._workflows.popitem(last=False)
         return found
-
-
-def _addresses(data: Any) -> list[str]:
-    """The ``sink:<name>`` addresses of a notice's data (``addresses``, or nested under
-    ``notice``), at most 32."""
-    if not isinstance(data, dict):
-        return []
-    found = data.get("addresses")
-    if found is None and isinstance(data.get("notice"), dict):
-        found = data["notice"].get("addresses")
-    if not isinstance(found, list):
-        return []
-    return [a for a in found if isinstance(a, str) and a.startswith(_SINK_ADDRESS)][:32]
