@@ -235,3 +235,21 @@ def test_the_server_publishes_execution_events_to_a_signed_webhook_sink(
             300,
         )
         assert headers["idempotency-key"] == event["id"]
+
+
+def test_admins_see_the_sinks_and_what_they_owe_without_their_secrets(server: Server) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=server.url, headers=auth) as client:
+        listed = client.get("/v1/admin/sinks")
+        assert listed.status_code == 200, listed.text
+        [sink] = listed.json()["sinks"]
+        assert sink["name"] == "ops" and sink["type"] == "webhook"
+        assert sink["events"] == ["execution.*"]
+        assert SINK_SECRET not in listed.text and "OPS_SINK_SECRET" not in listed.text
+        assert client.get("/v1/admin/sinks/deliveries", params={"status": "dead"}).json() == {
+            "items": []
+        }
+        missing = client.post("/v1/admin/sinks/deliveries/999/retry")
+        assert missing.status_code == 404
+    stranger = httpx.get(f"{server.url}/v1/admin/sinks")
+    assert stranger.status_code == 401

@@ -191,6 +191,11 @@ async def test_a_failing_webhook_gets_events_again_then_dead_letters_them(db: st
             await publisher.retry_dead(letters[0].id)
             await eventually(lambda: len(failing.received) == 1)
             assert failing.events()[0]["id"] == letters[0].event_id
+            # and drops the other one: it is gone, and that sink never gets it
+            from orchestrion.engine.deliveries import drop_delivery
+
+            await drop_delivery(store, letters[1].id)
+            assert [d.id for d in await store.list_deliveries(DeliveryStatus.DEAD)] == []
     finally:
         failing.close()
         flaky.close()

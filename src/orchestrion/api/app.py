@@ -44,6 +44,7 @@ from orchestrion.api.routes import (
     hooks,
     logs,
     schedules,
+    sinks,
     workflows,
 )
 from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
@@ -178,6 +179,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         logs,
         emitting,
         hooks,
+        sinks,
         schedules,
         admin,
         audit,

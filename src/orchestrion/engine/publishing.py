@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.engine.deliveries import retry_delivery
 from orchestrion.errors import ExecutionNotFound, StoreError
 from orchestrion.sinks.base import Outcome, Sink, all_failed, describe
 from orchestrion.sinks.config import SinksConfig
@@ -305,12 +306,8 @@ class Publisher:
         return await self._publish(self.sinks[name], events)
 
     async def retry_dead(self, delivery_id: int) -> DeliveryRecord:
-        """Make a dead letter due again now (attempts count from zero again)."""
-        store = self._engine.store
-        delivery = await store.get_delivery(delivery_id)
-        delivery.status, delivery.attempts = DeliveryStatus.RETRY, 0
-        delivery.next_at = delivery.updated_at = time.time()
-        await store.settle_deliveries([], [delivery])
+        """Make a delivery (a dead letter too) due again now, and look at it at once."""
+        delivery = await retry_delivery(self._engine.store, delivery_id)
         self.wake()
         return delivery
 
