@@ -33,6 +33,7 @@ from orchestrion.engine.control import ControlVerbs
 from orchestrion.engine.control_requests import ControlRequests
 from orchestrion.engine.deciders import Decider
 from orchestrion.engine.definitions import Definitions
+from orchestrion.engine.deliveries import SinkDeliveries
 from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
 from orchestrion.engine.emitting import Emitted, EventTriggers
 from orchestrion.engine.gc_tuning import freeze_startup_objects
@@ -133,6 +134,7 @@ class Engine:
         self.publisher: Publisher | None = None
         # Whether commits copy their records into the outbox: read by every turn.
         self.outbox = self.sinks_config is not None
+        self.deliveries = SinkDeliveries(lambda: self.store, lambda: self.publisher)
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:
         # Journalled for executions this engine drives; a finished one is never resent.

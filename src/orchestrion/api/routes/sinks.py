@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import ADMIN, Ctx
-from orchestrion.engine.deliveries import drop_delivery, retry_delivery
 from orchestrion.store.outbox import DeliveryRecord, DeliveryStatus
 
 __all__ = ["router"]
@@ -98,7 +97,7 @@ def _delivery(record: DeliveryRecord) -> DeliveryOut:
 async def list_sinks(ctx: Ctx) -> SinksOut:
     engine = ctx.engine
     config = engine.sinks_config
-    counts = await engine.store.count_deliveries()
+    counts = await engine.deliveries.counts()
     publisher = engine.publisher
     found = []
     for sink in config.sinks if config is not None else ():
@@ -115,7 +114,7 @@ async def list_sinks(ctx: Ctx) -> SinksOut:
                 dead_lettered=None if stats is None else stats.dead_lettered,
             )
         )
-    backlog = await engine.store.outbox_size()
+    backlog = await engine.deliveries.backlog()
     return SinksOut(
         sinks=found, backlog=backlog, publishing_here=bool(publisher and publisher.holding)
     )
@@ -135,7 +134,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveryPage:
     wanted = None if status is None else DeliveryStatus(status)
-    found = await ctx.engine.store.list_deliveries(wanted, sink, limit)
+    found = await ctx.engine.deliveries.list(wanted, sink, limit)
     return DeliveryPage(items=[_delivery(record) for record in found])
 
 
@@ -148,10 +147,7 @@ async def list_deliveries(
     summary="Send an event to its sink again now (a dead letter too)",
 )
 async def retry(ctx: Ctx, delivery_id: DeliveryId) -> DeliveryOut:
-    record = await retry_delivery(ctx.engine.store, delivery_id)  # ExecutionNotFound: 404
-    if ctx.engine.publisher is not None:
-        ctx.engine.publisher.wake()
-    return _delivery(record)
+    return _delivery(await ctx.engine.deliveries.retry(delivery_id))  # ExecutionNotFound: 404
 
 
 @router.delete(
@@ -163,4 +159,4 @@ async def retry(ctx: Ctx, delivery_id: DeliveryId) -> DeliveryOut:
     summary="Drop an event a sink did not take: that sink never gets it",
 )
 async def drop(ctx: Ctx, delivery_id: DeliveryId) -> DeliveryOut:
-    return _delivery(await drop_delivery(ctx.engine.store, delivery_id))
+    return _delivery(await ctx.engine.deliveries.drop(delivery_id))
