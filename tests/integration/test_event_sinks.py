@@ -229,7 +229,7 @@ async def test_the_outbox_keeps_events_across_a_kill_9(tmp_path: Path, receiver:
             "asyncio.run(main())\n"
         )
         child = subprocess.Popen(
-            [sys.executable, "-c", script, sinks(hang)],
+            [sys.executable, "-c", script, sinks(hang, lease=1)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -245,7 +245,7 @@ async def test_the_outbox_keeps_events_across_a_kill_9(tmp_path: Path, receiver:
     finally:
         silent.close()
     hook = {"name": "hook", "type": "webhook", "url": receiver.url}
-    settings = load_settings(database_url=f"sqlite:///{db}", sinks=sinks(hook))
+    settings = load_settings(database_url=f"sqlite:///{db}", sinks=sinks(hook, lease=1))
     async with Engine(settings=settings):
         await eventually(lambda: len(receiver.received) >= len(EXPECTED))
     events = [e for e in receiver.events() if e["workflow_id"] == execution_id]

@@ -76,15 +76,13 @@ class Publisher:
         engine: Engine,
         config: SinksConfig,
         sinks: Sequence[Sink],
-        *,
-        lease_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self.config = config
         self.sinks = {sink.name: sink for sink in sinks}
         self.stats = {sink.name: SinkStats() for sink in sinks}
         self.backlog = 0  # outbox entries seen waiting at the last pass
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = config.delivery.lease
         self.holding = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -203,8 +203,14 @@ class DeliveryPolicy(BaseModel):
     max_backoff: float = Field(default=300.0, gt=0, le=86400)
     page: int = Field(default=256, ge=1, le=10_000, description="outbox entries per pass")
     interval: float = Field(default=0.5, gt=0, le=60, description="seconds between passes")
+    lease: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="publisher lease: another process publishes this long after one dies",
+    )
 
-    @field_validator("initial_backoff", "max_backoff", "interval", mode="before")
+    @field_validator("initial_backoff", "max_backoff", "interval", "lease", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _seconds(value)
