@@ -177,7 +177,9 @@ async def test_a_failing_webhook_gets_events_again_then_dead_letters_them(db: st
                 "execution.started",
             ]
             assert {d.sink for d in letters} == {"down"}
+            # each was sent three times: the later one only once the earlier was given up on
             assert all(d.attempts == 3 and d.error == "HTTP 500 from the webhook" for d in letters)
+            assert len(failing.statuses) == 1000 - 6
             # the flaky one took its event on the third try: nothing owed to it
             await eventually(lambda: len(flaky.received) == 1)
             assert await store.list_deliveries(sink="flaky") == []
@@ -573,3 +575,33 @@ async def test_a_routing_notice_goes_durably_to_the_sinks_its_addresses_name(
     assert event["correlation_id"] == record.correlation_id
     assert event["metadata"]["node_id"] == "b"
     assert receiver.received[0]["headers"]["X-Orchestrion-Event"] == "execution.notice"
+
+
+async def test_a_sink_that_never_answers_holds_neither_the_engine_nor_the_others(
+    db: str, receiver: Receiver
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # accepts connections, never answers
+    port = silent.getsockname()[1]
+    entries = (
+        {"name": "silent", "type": "webhook", "url": f"http://127.0.0.1:{port}/", "timeout": 1},
+        {"name": "good", "type": "webhook", "url": receiver.url},
+    )
+    try:
+        settings = load_settings(database_url=db, sinks=sinks(*entries))
+        async with Engine(settings=settings) as engine:
+            began = time.monotonic()
+            for _ in range(3):  # three pages, at least: each would wait for the silent one
+                record = await engine.start_execution(TWO_NODES)
+                await engine.wait(record.id, timeout=10)
+            assert time.monotonic() - began < 3  # the engine's own work never waited
+            await eventually(lambda: len(receiver.received) >= 3 * len(EXPECTED))
+            # one timeout for the first page, then the silent sink rests: not 8 per execution
+            assert time.monotonic() - began < 6
+            owed = await engine.deliveries.list(sink="silent")
+            assert len(owed) == 3 * len(EXPECTED)
+            assert all(d.status is DeliveryStatus.RETRY for d in owed)
+            assert sum(d.attempts for d in owed) <= 2  # the rest were held back, not tried
+    finally:
+        silent.close()

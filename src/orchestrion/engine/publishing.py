@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.engine.deliveries import retry_delivery
 from orchestrion.errors import ExecutionNotFound, StoreError
-from orchestrion.sinks.base import Outcome, Sink, all_failed, describe
+from orchestrion.sinks.base import NOT_SENT, Outcome, Sink, all_failed, describe
 from orchestrion.sinks.config import SinksConfig
 from orchestrion.sinks.envelope import OutboundEvent
 from orchestrion.store.base import EventRecord
@@ -48,6 +48,12 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "publisher"
 _SINK_DEADLINE = 120.0  # seconds: the last resort against a sink that ignores its timeout
 _WORKFLOWS_KEPT = 4096
+_MAX_REST = 60.0  # seconds at most a failing sink is left untried
+
+
+def _attempts(outcome: str) -> int:
+    """What a failed outcome counts for: an attempt, unless the event was not sent."""
+    return 0 if outcome.startswith(NOT_SENT) else 1
 
 
 @dataclass(slots=True)
@@ -89,6 +95,8 @@ class Publisher:
         self._stopping = False
         self._workflows: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
         self._lease_until = 0.0
+        self._strikes: dict[str, int] = {}  # pages in a row a sink took nothing of
+        self._rest: dict[str, tuple[float, str]] = {}  # sink -> (monotonic until, why)
 
     # ------------------------------------------------------------------ life
 
@@ -206,17 +214,50 @@ class Publisher:
             for name in targets:
                 per_sink[name].append(event)
         jobs = {name: events for name, events in per_sink.items() if events}
+        resting = {name for name in jobs if self._resting(name)}
+        tried = {name: events for name, events in jobs.items() if name not in resting}
         results = await asyncio.gather(
-            *(self._publish(self.sinks[name], events) for name, events in jobs.items())
+            *(self._publish(self.sinks[name], events) for name, events in tried.items())
         )
         now = time.time()
         owed: list[DeliveryRecord] = []
-        for (name, events), outcomes in zip(jobs.items(), results, strict=True):
+        for (name, events), outcomes in zip(tried.items(), results, strict=True):
             for event, outcome in zip(events, outcomes, strict=True):
                 if outcome is None:
                     continue
-                owed.append(self._owed(name, event, outcome, 1, now))
+                owed.append(self._owed(name, event, outcome, _attempts(outcome), now))
+        for name in resting:  # not tried: owed from when the sink may answer again
+            reason = f"{NOT_SENT} the sink failed every event lately ({self._rest[name][1]})"
+            for event in jobs[name]:
+                record = self._owed(name, event, reason, 0, now)
+                record.next_at = self._wakes_at(name)
+                owed.append(record)
         return owed
+
+    def _resting(self, name: str) -> bool:
+        """Whether ``name`` failed every event of its last page a moment ago: its events are
+        then owed without trying, so a sink that is down (a host that never answers) does not
+        hold every page for its timeouts, nor the other sinks' events with it."""
+        rest = self._rest.get(name)
+        return rest is not None and rest[0] > time.monotonic()
+
+    def _wakes_at(self, name: str) -> float:
+        """When (wall clock) a resting sink is tried again."""
+        rest = self._rest.get(name)
+        left = 0.0 if rest is None else max(0.0, rest[0] - time.monotonic())
+        return time.time() + left
+
+    def _after(self, name: str, outcomes: list[Outcome]) -> None:
+        """Rest a sink that took none of a page, longer each time in a row (up to
+        ``_MAX_REST`` s); a sink that took one event is trusted again at once."""
+        if outcomes and all(outcome is not None for outcome in outcomes):
+            strikes = self._strikes.get(name, 0) + 1
+            self._strikes[name] = strikes
+            seconds = min(_MAX_REST, self.config.delivery.initial_backoff * 2 ** (strikes - 1))
+            self._rest[name] = (time.monotonic() + seconds, str(outcomes[0]))
+        elif any(outcome is None for outcome in outcomes):
+            self._strikes.pop(name, None)
+            self._rest.pop(name, None)
 
     async def _publish(self, sink: Sink, events: list[OutboundEvent]) -> list[Outcome]:
         try:
@@ -229,6 +270,7 @@ class Publisher:
             outcomes = all_failed(events, describe(exc))
         if len(outcomes) != len(events):
             outcomes = all_failed(events, "the sink answered for a different number of events")
+        self._after(sink.name, outcomes)
         stats = self.stats[sink.name]
         failed = sum(1 for outcome in outcomes if outcome is not None)
         stats.published += len(events) - failed
@@ -276,17 +318,23 @@ class Publisher:
         done: list[int] = []
         changed: list[DeliveryRecord] = []
         names = list(by_sink)
-        results = await asyncio.gather(
-            *(self._retry(name, by_sink[name]) for name in names if name in self.sinks)
-        )
         now = time.time()
-        for name, outcomes in zip([n for n in names if n in self.sinks], results, strict=True):
+        for name in [n for n in names if n in self.sinks and self._resting(n)]:
+            names.remove(name)  # resting: due again when it may answer, attempts unchanged
+            for delivery in by_sink[name]:
+                delivery.next_at, delivery.updated_at = self._wakes_at(name), now
+                changed.append(delivery)
+        live = [n for n in names if n in self.sinks]
+        results = await asyncio.gather(*(self._retry(name, by_sink[name]) for name in live))
+        now = time.time()
+        for name, outcomes in zip(live, results, strict=True):
             for delivery, outcome in zip(by_sink[name], outcomes, strict=True):
                 if outcome is None:
                     done.append(delivery.id)
                     continue
                 event = OutboundEvent.from_payload(delivery.event)
-                again = self._owed(name, event, outcome, delivery.attempts + 1, now)
+                tries = delivery.attempts + _attempts(outcome)
+                again = self._owed(name, event, outcome, tries, now)
                 again.id, again.created_at = delivery.id, delivery.created_at
                 changed.append(again)
         for name in names:

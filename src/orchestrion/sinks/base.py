@@ -13,10 +13,14 @@ from typing import Protocol
 
 from orchestrion.sinks.envelope import OutboundEvent
 
-__all__ = ["Outcome", "Sink", "all_failed", "describe"]
+__all__ = ["NOT_SENT", "Outcome", "Sink", "all_failed", "describe"]
 
 Outcome = str | None
 """``None``: taken; otherwise why not (one line, no secret)."""
+
+NOT_SENT = "not sent:"
+"""How an outcome starts when the event was held back, not tried (behind an event of its
+execution that was not taken, or the host is down): it does not count as an attempt."""
 
 
 class Sink(Protocol):

@@ -30,7 +30,7 @@ from orchestrion.governance.webhook_signing import (
     github_signature,
     sign,
 )
-from orchestrion.sinks.base import Outcome, describe
+from orchestrion.sinks.base import NOT_SENT, Outcome, describe
 from orchestrion.sinks.config import WebhookSinkConfig, secret_from_env
 from orchestrion.sinks.envelope import OutboundEvent
 
@@ -96,36 +96,59 @@ class WebhookSink:
 
     async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
         """One request per event: an execution's events one after the other, in order,
-        different executions' side by side (at most ``concurrency`` requests at once)."""
+        different executions' side by side (at most ``concurrency`` requests at once).
+
+        After an event is not taken, the later ones of its execution are not sent (they are
+        owed, in order, behind it); after the host could not be reached at all (a refused
+        connection, a timeout), nothing more of the page is sent: a host that is down costs
+        one timeout per page, not one per event.
+        """
+        policy = self._policy()
+        if policy is not None and events:
+            try:
+                await policy.check(self.config.url)  # a clear refusal, the same for every event
+            except PolicyViolation as exc:
+                return [f"refused by the URL guard: {exc}"] * len(events)
         gate = asyncio.Semaphore(self.config.concurrency)
         outcomes: list[Outcome] = [None] * len(events)
         by_execution: dict[str, list[int]] = {}
         for index, event in enumerate(events):
             by_execution.setdefault(event.execution_id, []).append(index)
+        unreachable: list[str] = []
 
         async def in_order(indexes: list[int]) -> None:
+            earlier: Outcome = None
             for index in indexes:
+                if unreachable:
+                    outcomes[index] = f"{NOT_SENT} {unreachable[0]}"
+                    continue
+                if earlier is not None:
+                    outcomes[index] = f"{NOT_SENT} an earlier event of its execution was not taken"
+                    continue
                 async with gate:
-                    outcomes[index] = await self._send(events[index])
+                    earlier, down = await self._send(events[index])
+                outcomes[index] = earlier
+                if down and earlier is not None:
+                    unreachable.append(earlier)
 
         await asyncio.gather(*(in_order(indexes) for indexes in by_execution.values()))
         return outcomes
 
-    async def _send(self, event: OutboundEvent) -> Outcome:
-        policy = self._policy()
-        try:
-            if policy is not None:
-                await policy.check(self.config.url)  # a clear refusal before connecting
+    async def _send(self, event: OutboundEvent) -> tuple[Outcome, bool]:
+        """The outcome of one request, and whether the host could not be reached at all."""
+        try:  # connections go through the guard too (PinnedBackend): DNS may change
             response = await self._http().post(
                 self.config.url, content=event.body, headers=self.headers(event)
             )
         except PolicyViolation as exc:
-            return f"refused by the URL guard: {exc}"
+            return f"refused by the URL guard: {exc}", True
+        except (httpx.ConnectError, httpx.TimeoutException) as exc:
+            return describe(exc), True
         except httpx.HTTPError as exc:
-            return describe(exc)
+            return describe(exc), False
         if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code} from the webhook"
+            return None, False
+        return f"HTTP {response.status_code} from the webhook", False
 
     async def close(self) -> None:
         client, self._client = self._client, None
