@@ -60,9 +60,7 @@ async def _once(executions: int, sink_url: str | None) -> tuple[float, float, fl
         entry = {"name": "stream", "type": "redis_stream", "url": sink_url, "maxlen": 10_000}
         sinks = json.dumps({"sinks": [entry]})
     elif sink_url is not None:
-        sinks = json.dumps(
-            {"sinks": [{"name": "hook", "type": "webhook", "url": sink_url, "concurrency": 32}]}
-        )
+        sinks = json.dumps({"sinks": [{"name": "hook", "type": "webhook", "url": sink_url}]})
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(database_url=f"sqlite:///{tmp}/b.db", sinks=sinks)
         async with Engine(settings=settings) as engine:
