@@ -203,14 +203,19 @@ async def test_a_failing_webhook_gets_events_again_then_dead_letters_them(db: st
         flaky.close()
 
 
-async def test_the_outbox_keeps_events_across_a_kill_9(tmp_path: Path, receiver: Receiver) -> None:
-    """A process with a sink that never answers is killed: the next engine on the file
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_outbox_keeps_events_across_a_kill_9(
+    tmp_path: Path, receiver: Receiver, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A process with a sink that never answers is killed: the next engine on the database
     publishes everything, to the sink it is configured with."""
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # accepts connections, never answers
     try:
-        db = tmp_path / "killed.db"
         hang = {
             "name": "slow",
             "type": "webhook",
@@ -222,7 +227,7 @@ async def test_the_outbox_keeps_events_across_a_kill_9(tmp_path: Path, receiver:
             "from orchestrion.engine.facade import Engine\n"
             "from orchestrion.settings import load_settings\n"
             "async def main():\n"
-            f"    settings = load_settings(database_url='sqlite:///{db}', sinks=sys.argv[1])\n"
+            f"    settings = load_settings(database_url={url!r}, sinks=sys.argv[1])\n"
             "    async with Engine(settings=settings) as engine:\n"
             f"        record = await engine.start_execution({TWO_NODES!r})\n"
             "        await engine.wait(record.id, timeout=10)\n"
@@ -247,7 +252,7 @@ async def test_the_outbox_keeps_events_across_a_kill_9(tmp_path: Path, receiver:
     finally:
         silent.close()
     hook = {"name": "hook", "type": "webhook", "url": receiver.url}
-    settings = load_settings(database_url=f"sqlite:///{db}", sinks=sinks(hook, lease=1))
+    settings = load_settings(database_url=url, sinks=sinks(hook, lease=1))
     async with Engine(settings=settings):
         await eventually(lambda: len(receiver.received) >= len(EXPECTED))
     events = [e for e in receiver.events() if e["workflow_id"] == execution_id]

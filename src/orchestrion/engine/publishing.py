@@ -110,16 +110,24 @@ class Publisher:
         self._wake.set()
 
     async def stop(self, drain: float = 5.0) -> None:
-        """Stop; publish what the outbox holds for up to ``drain`` seconds first."""
+        """Stop; publish what the outbox holds for up to ``drain`` seconds first. A pass
+        under way is let finish (within ``drain``), since one cut between publishing a page
+        and settling it would publish that page again."""
         task, self._task = self._task, None
         self._stopping = True
         self._wake.set()
         if task is not None:
-            task.cancel()
+            deadline = time.monotonic() + max(0.0, drain)
+            try:
+                async with asyncio.timeout(max(0.0, drain)):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            if drain > 0 and self.holding:
+            left = deadline - time.monotonic()
+            if left > 0 and self.holding:
                 with contextlib.suppress(Exception, TimeoutError):
-                    async with asyncio.timeout(drain):
+                    async with asyncio.timeout(left):
                         await self._publish_outbox()
             with contextlib.suppress(Exception):
                 await self._engine.store.release_lease(LEASE_NAME, self._engine.owner)
