@@ -56,9 +56,10 @@ class Receiver:
     """A loopback HTTP server that records POSTs and answers ``statuses`` in turn (then
     200)."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
         self.received: list[dict[str, Any]] = []
         self.statuses = list(statuses or [])
+        self.delay = delay
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +68,7 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(receiver.delay)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 if status == 200:
                     receiver.received.append({"headers": dict(self.headers), "body": body})
@@ -610,3 +612,30 @@ async def test_a_sink_that_never_answers_holds_neither_the_engine_nor_the_others
             assert sum(d.attempts for d in owed) <= 2  # the rest were held back, not tried
     finally:
         silent.close()
+
+
+async def test_a_slow_webhook_does_not_hold_a_fast_sink(db: str, receiver: Receiver) -> None:
+    slow = Receiver(delay=0.3)  # 0.3 s an event: a page of one execution takes 2.4 s
+    entries = (
+        {"name": "slow", "type": "webhook", "url": slow.url, "concurrency": 1},
+        {"name": "fast", "type": "webhook", "url": receiver.url},
+    )
+    config = sinks(*entries, page_budget=0.5, page=8, initial_backoff=0.05)
+    try:
+        async with Engine(settings=load_settings(database_url=db, sinks=config)) as engine:
+            began = time.monotonic()
+            records = [await engine.start_execution(TWO_NODES) for _ in range(4)]
+            for record in records:
+                await engine.wait(record.id, timeout=10)
+            await eventually(lambda: len(receiver.received) >= 4 * len(EXPECTED))
+            fast_done = time.monotonic() - began
+            # the slow one would need 4 * 8 * 0.3 = 9.6 s: the fast one did not wait for it
+            assert fast_done < 5, fast_done
+            await eventually(lambda: len(slow.received) >= 4 * len(EXPECTED), timeout=30)
+        # every event reached the slow one too, exactly once (held-back ones later)
+        for record in records:
+            kinds = [e["type"] for e in slow.events() if e["workflow_id"] == record.id]
+            assert sorted(kinds) == sorted(EXPECTED)
+        assert len(slow.received) == 4 * len(EXPECTED)
+    finally:
+        slow.close()

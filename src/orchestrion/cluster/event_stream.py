@@ -40,7 +40,9 @@ class RedisStreamSink:
     def wants(self, event_type: str) -> bool:
         return self.config.wants(event_type)
 
-    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+    async def publish(
+        self, events: Sequence[OutboundEvent], *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not events:
             return []
         if self._redis is None:

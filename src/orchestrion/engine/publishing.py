@@ -268,9 +268,10 @@ class Publisher:
             self._rest.pop(name, None)
 
     async def _publish(self, sink: Sink, events: list[OutboundEvent]) -> list[Outcome]:
+        deadline = time.monotonic() + self.config.delivery.page_budget
         try:
             async with asyncio.timeout(_SINK_DEADLINE):
-                outcomes = await sink.publish(events)
+                outcomes = await sink.publish(events, deadline=deadline)
         except TimeoutError:
             outcomes = all_failed(events, f"the sink did not answer in {_SINK_DEADLINE:g} s")
         except Exception as exc:  # a sink's bug must not stop the others

@@ -1,9 +1,10 @@
 """``Sink``: what every event sink implements, and what it answers for each event.
 
-``publish`` takes a page of events and answers, per event and in order, ``None`` when the sink
-took it or the reason it did not (retried later by the publisher, with backoff, then a dead
-letter). It raises only for a bug; a sink that cannot be reached answers the reason for every
-event. Connections are made on first use, so a sink that is down does not stop a start.
+``publish`` takes a page of events (and a deadline) and answers, per event and in order,
+``None`` when the sink took it or the reason it did not (retried later by the publisher, with
+backoff, then a dead letter). It raises only for a bug; a sink that cannot be reached answers
+the reason for every event. Connections are made on first use, so a sink that is down does
+not stop a start.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ class Sink(Protocol):
     def wants(self, event_type: str) -> bool:
         """Whether events of this type go here (the sink's ``events`` patterns)."""
 
-    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]: ...
+    async def publish(
+        self, events: Sequence[OutboundEvent], *, deadline: float | None = None
+    ) -> list[Outcome]:
+        """``deadline`` (``time.monotonic()``): a sink that sends event by event starts no
+        send after it and answers ``NOT_SENT`` for the rest; a sink that sends the page at once
+        may ignore it (its own timeout bounds it)."""
 
     async def close(self) -> None: ...
 

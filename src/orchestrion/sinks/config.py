@@ -203,6 +203,13 @@ class DeliveryPolicy(BaseModel):
     max_backoff: float = Field(default=300.0, gt=0, le=86400)
     page: int = Field(default=256, ge=1, le=10_000, description="outbox entries per pass")
     interval: float = Field(default=0.5, gt=0, le=60, description="seconds between passes")
+    page_budget: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="seconds a sink that sends event by event (a webhook) may spend on one"
+        " page before the rest is owed, so a slow sink does not hold the others",
+    )
     lease: float = Field(
         default=10.0,
         ge=1,
@@ -210,7 +217,9 @@ class DeliveryPolicy(BaseModel):
         description="publisher lease: another process publishes this long after one dies",
     )
 
-    @field_validator("initial_backoff", "max_backoff", "interval", "lease", mode="before")
+    @field_validator(
+        "initial_backoff", "max_backoff", "interval", "lease", "page_budget", mode="before"
+    )
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _seconds(value)

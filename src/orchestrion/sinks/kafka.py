@@ -81,7 +81,9 @@ class KafkaSink:
             self._producer = producer
         return self._producer
 
-    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+    async def publish(
+        self, events: Sequence[OutboundEvent], *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not events:
             return []
         try:

@@ -64,7 +64,9 @@ class NatsSink:
             self._client = await nats.connect(**options)
             return self._client
 
-    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+    async def publish(
+        self, events: Sequence[OutboundEvent], *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not events:
             return []
         try:

@@ -94,14 +94,17 @@ class WebhookSink:
             headers[GITHUB_HEADER] = github_signature(self._secret, event.body)
         return headers
 
-    async def publish(self, events: Sequence[OutboundEvent]) -> list[Outcome]:
+    async def publish(
+        self, events: Sequence[OutboundEvent], *, deadline: float | None = None
+    ) -> list[Outcome]:
         """One request per event: an execution's events one after the other, in order,
         different executions' side by side (at most ``concurrency`` requests at once).
 
         After an event is not taken, the later ones of its execution are not sent (they are
         owed, in order, behind it); after the host could not be reached at all (a refused
         connection, a timeout), nothing more of the page is sent: a host that is down costs
-        one timeout per page, not one per event.
+        one timeout per page, not one per event. Past ``deadline`` nothing more is started:
+        a webhook slower than the other sinks does not hold their pages.
         """
         policy = self._policy()
         if policy is not None and events:
@@ -124,6 +127,9 @@ class WebhookSink:
                     continue
                 if earlier is not None:
                     outcomes[index] = f"{NOT_SENT} an earlier event of its execution was not taken"
+                    continue
+                if deadline is not None and time.monotonic() > deadline:
+                    outcomes[index] = f"{NOT_SENT} the page's time ran out (a slow webhook)"
                     continue
                 async with gate:
                     earlier, down = await self._send(events[index])
