@@ -87,6 +87,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Listener) -> Iter
         "ORCHESTRION_API_KEYS": f"{ADMIN_KEY}:admin",
         "ORCHESTRION_WEBHOOK_SECRET_GITHUB": SECRET,
         "ORCHESTRION_WEBHOOK_MAX_BODY_BYTES": "4096",
+        # callers without a key (webhook senders) are limited by address
+        "ORCHESTRION_RATE_LIMIT_UNAUTHENTICATED_PER_SECOND": "1",
+        "ORCHESTRION_RATE_LIMIT_UNAUTHENTICATED_BURST": "60",
         "ORCHESTRION_SINKS": json.dumps(sinks),
         "OPS_SINK_SECRET": SINK_SECRET,
     }
@@ -253,3 +256,21 @@ def test_admins_see_the_sinks_and_what_they_owe_without_their_secrets(server: Se
         assert missing.status_code == 404
     stranger = httpx.get(f"{server.url}/v1/admin/sinks")
     assert stranger.status_code == 401
+
+
+def test_a_flood_of_deliveries_is_rate_limited_by_address(server: Server) -> None:
+    """Last in this module: it spends the address's whole burst."""
+    body = json.dumps({"ref": "refs/heads/flood"}).encode()
+    statuses = []
+    with httpx.Client() as client:
+        for i in range(80):
+            answer = client.post(
+                f"{server.url}/v1/hooks/on-push/github",
+                content=body,
+                headers=github_headers(body, f"flood-{i}", event="ping"),
+            )
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                assert int(answer.headers["Retry-After"]) >= 1
+                break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {202}
