@@ -18,7 +18,11 @@ from test_api_server import Server, until
 
 from audit_helpers import AUDIT_ENV
 from loopback_listener import Listener, serve_listener
-from orchestrion.governance.webhook_signing import verify_timestamped
+from orchestrion.governance.webhook_signing import (
+    standard_key,
+    standard_signature,
+    verify_timestamped,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +44,10 @@ triggers:
   - type: webhook
     name: signed
     secret: GITHUB
+  - type: webhook
+    name: standard
+    secret: GITHUB
+    scheme: standard
 dag:
   nodes:
     - id: build
@@ -180,6 +188,25 @@ def test_a_timestamped_signature_refuses_replays_and_old_requests(server: Server
     assert "away from now" in old.json()["detail"]
     future = hook(server, "signed", body, stamped(body, at=int(time.time()) + 3600))
     assert future.status_code == 401
+
+
+def test_a_standard_webhooks_delivery_starts_once_by_its_message_id(server: Server) -> None:
+    body = json.dumps({"ref": "refs/heads/std"}).encode()
+    at = int(time.time())
+    signature = standard_signature(standard_key(SECRET), "msg_1", at, body)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(at),
+        "webhook-signature": signature,
+    }
+    first = hook(server, "standard", body, headers)
+    assert first.status_code == 202, first.text
+    [started] = first.json()["executions"]
+    again = hook(server, "standard", body, headers)
+    assert [e["execution_id"] for e in again.json()["executions"]] == [started["execution_id"]]
+    other_id = hook(server, "standard", body, {**headers, "webhook-id": "msg_2"})
+    assert other_id.status_code == 401  # the id is signed too
 
 
 def test_an_oversized_or_malformed_body_is_refused(server: Server) -> None:

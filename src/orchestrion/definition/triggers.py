@@ -63,7 +63,7 @@ EVENT_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ENFORCED = frozenset({"event", "scheduled", "manual", "webhook"})
 _EVENT_KEYS = frozenset({"type", "name", "event_type", "filter", "inputs", "source", "description"})
 _WEBHOOK_KEYS = frozenset({"type", "name", "secret", "scheme", "filter", "inputs", "description"})
-WEBHOOK_SCHEMES = frozenset({"orchestrion", "github"})
+WEBHOOK_SCHEMES = frozenset({"orchestrion", "github", "standard"})
 """How a webhook's requests are signed (``governance/webhook_signing.py``)."""
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")

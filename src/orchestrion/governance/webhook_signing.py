@@ -11,12 +11,19 @@ Two schemes, the same for requests Orchestrion receives and those it sends:
   inside the window is stopped by the delivery id. Several ``v1=`` values may be given (one per
   secret while a secret is rotated); one match is enough.
 
+- ``standard`` (the Standard Webhooks specification, used by Svix and others): headers
+  ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64>``, the
+  HMAC-SHA256 of ``"<id>.<timestamp>." + body`` keyed with the secret (a ``whsec_`` secret is
+  the base64 of the key). The time is checked as above, and ``webhook-id`` is the delivery id.
+
 Comparisons are constant-time (``hmac.compare_digest``). The signature is checked before the
 time, so only a holder of the secret learns that a request was refused for its age.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -25,10 +32,14 @@ from dataclasses import dataclass
 __all__ = [
     "GITHUB_HEADER",
     "SIGNATURE_HEADER",
+    "STANDARD_HEADERS",
     "SignatureRefused",
     "github_signature",
     "sign",
+    "standard_key",
+    "standard_signature",
     "verify_github",
+    "verify_standard",
     "verify_timestamped",
 ]
 
@@ -120,3 +131,58 @@ def verify_timestamped(
             stale=True,
         )
     return parsed.timestamp
+
+
+STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_STANDARD_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def standard_key(secret: str) -> bytes:
+    """The key of a Standard Webhooks secret: the base64 after ``whsec_``, else the text."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode()
+
+
+def standard_signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value (one ``v1,`` signature)."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def verify_standard(
+    key: bytes,
+    body: bytes,
+    message_id: str | None,
+    timestamp: str | None,
+    header: str | None,
+    now: float,
+    tolerance: float,
+) -> int:
+    """Raise ``SignatureRefused`` unless the Standard Webhooks headers sign ``body`` at a
+    time within ``tolerance`` seconds of ``now``; the signed time."""
+    if not message_id or not timestamp or not header:
+        raise SignatureRefused("no webhook-id, webhook-timestamp or webhook-signature header")
+    if len(header) > _MAX_HEADER or not _STANDARD_ID.match(message_id):
+        raise SignatureRefused("webhook-id or webhook-signature is malformed")
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureRefused("webhook-timestamp is not unix seconds")
+    at = int(timestamp)
+    expected = standard_signature(key, message_id, at, body)[len("v1,") :]
+    matched = False
+    for part in header.split(" ")[:8]:
+        version, _, value = part.partition(",")
+        if version == "v1":
+            matched |= hmac.compare_digest(expected, value)
+    if not matched:
+        raise SignatureRefused("the signature does not match the id, timestamp and body")
+    if abs(now - at) > tolerance:
+        raise SignatureRefused(
+            f"the signed timestamp is {abs(now - at):.0f} s away from now"
+            f" (at most {tolerance:g} s allowed)",
+            stale=True,
+        )
+    return at

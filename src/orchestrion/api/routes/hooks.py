@@ -3,14 +3,16 @@
 The caller proves it holds the trigger's shared secret by signing the body
 (``governance/webhook_signing.py``): ``scheme: github`` with ``X-Hub-Signature-256:
 sha256=<hex>``, ``scheme: orchestrion`` (the default) with ``X-Orchestrion-Signature:
-t=<unix seconds>,v1=<hex>`` over ``"<t>." + body``, refused outside
-``ORCHESTRION_WEBHOOK_TOLERANCE_SECONDS`` of now. The secret is
+t=<unix seconds>,v1=<hex>`` over ``"<t>." + body``, ``scheme: standard`` with the Standard
+Webhooks headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``); a signed time
+is refused outside ``ORCHESTRION_WEBHOOK_TOLERANCE_SECONDS`` of now. The secret is
 ``ORCHESTRION_WEBHOOK_SECRET_<NAME>`` (or ``ORCHESTRION_WEBHOOK_SECRETS_FILE``), named by the
 trigger's ``secret``: never stored, never shown by the API.
 
-The delivery id (``X-GitHub-Delivery``, ``X-Orchestrion-Delivery``, ``Idempotency-Key``, or for
-a signed request without one the signature itself) makes a delivery sent again start nothing
-twice; the answer is then the executions it started the first time.
+The delivery id (``X-GitHub-Delivery``, ``X-Orchestrion-Delivery``, ``webhook-id``,
+``Idempotency-Key``, or for a signed request without one the signature itself) makes a
+delivery sent again start nothing twice; the answer is then the executions it started the
+first time.
 
 Refusals say what is wrong without telling a stranger anything: an unknown workflow or
 trigger, a trigger whose secret is not configured, and a bad signature all answer the same
@@ -43,7 +45,9 @@ from orchestrion.governance.webhook_signing import (
     GITHUB_HEADER,
     SIGNATURE_HEADER,
     SignatureRefused,
+    standard_key,
     verify_github,
+    verify_standard,
     verify_timestamped,
 )
 from orchestrion.settings import webhook_secret
@@ -62,10 +66,24 @@ Trigger = Annotated[
 _REFUSED = (
     "the webhook request is not signed with this trigger's secret (or there is no such"
     f" webhook): sign the raw body with HMAC-SHA256, as '{GITHUB_HEADER}: sha256=<hex>' for"
-    f" a github trigger or '{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex of '<t>.' + body>'"
+    f" a github trigger, '{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex of '<t>.' + body>'"
+    " by default, or the webhook-id, webhook-timestamp and webhook-signature headers of"
+    " Standard Webhooks"
 )
-_DELIVERY_HEADERS = ("x-github-delivery", "x-orchestrion-delivery", "idempotency-key")
-_SIGNATURES = frozenset({GITHUB_HEADER.lower(), SIGNATURE_HEADER.lower(), "x-hub-signature"})
+_SIGNATURE_HEADERS = {
+    "github": GITHUB_HEADER,
+    "orchestrion": SIGNATURE_HEADER,
+    "standard": "webhook-signature",
+}
+_DELIVERY_HEADERS = (
+    "x-github-delivery",
+    "x-orchestrion-delivery",
+    "webhook-id",
+    "idempotency-key",
+)
+_SIGNATURES = frozenset(
+    {GITHUB_HEADER.lower(), SIGNATURE_HEADER.lower(), "x-hub-signature", "webhook-signature"}
+)
 _SHOWN_HEADERS = 32
 _HEADER_VALUE = 256
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
@@ -93,14 +111,23 @@ async def receive_webhook(
     if secret is None:
         _refuse(where, f"ORCHESTRION_WEBHOOK_SECRET_{hook.secret} is not set")
     headers = request.headers
-    signature = headers.get(SIGNATURE_HEADER if hook.scheme == "orchestrion" else GITHUB_HEADER)
+    tolerance = settings.webhook_tolerance_seconds
+    signature = headers.get(_SIGNATURE_HEADERS[hook.scheme])
     try:
         if hook.scheme == "github":
             verify_github(secret.encode(), body, signature)
-        else:
-            verify_timestamped(
-                secret.encode(), body, signature, time.time(), settings.webhook_tolerance_seconds
+        elif hook.scheme == "standard":
+            verify_standard(
+                standard_key(secret),
+                body,
+                headers.get("webhook-id"),
+                headers.get("webhook-timestamp"),
+                signature,
+                time.time(),
+                tolerance,
             )
+        else:
+            verify_timestamped(secret.encode(), body, signature, time.time(), tolerance)
     except SignatureRefused as exc:
         if exc.stale:
             logger.warning("%s refused: %s", where, exc.reason)
