@@ -574,7 +574,11 @@ async def test_a_routing_notice_goes_durably_to_the_sinks_its_addresses_name(
             node="b",
             addresses=("sink:ops", "mailto:cfo@example.com", "sink:missing"),
         )
-        await SinkNotices(engine).deliver([notice])
+        carrier = SinkNotices(engine)
+        receiver.statuses = [503]  # the first try fails: the notice is owed meanwhile
+        await carrier.deliver([notice])
+        await carrier.deliver([notice])  # given again (a retry): not owed twice
+        assert len(await engine.deliveries.list(sink="ops")) == 1
         await eventually(lambda: len(receiver.received) >= 1)
     [event] = receiver.events()
     assert event["type"] == "execution.notice"

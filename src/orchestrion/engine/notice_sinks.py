@@ -5,8 +5,9 @@ commit that journalled the notices) whose ``deliver`` returns once each notice i
 delivery owed to every event sink its addresses name as ``sink:<name>``: from then on the
 publisher (``engine/publishing.py``) sends it like any event, with retries, backoff and dead
 letters, and a crash loses nothing. Each is an ``execution.notice`` event whose ``data`` is
-the notice (``to_dict``) and whose id derives from the notice's key, so a notice delivered
-again (after a crash) reaches a consumer with the same id. An address naming no configured
+the notice (``to_dict``) and whose id derives from the notice's key: a notice given again
+while its sink still owes it is not owed twice, and one given again after it went out (a
+resend after a crash) reaches the consumer with the same id. An address naming no configured
 sink is logged and skipped; other addresses (``mailto:``...) are for other notice sinks.
 """
 
@@ -58,6 +59,9 @@ class SinkNotices:
             if not names:
                 continue
             event = await self._event(notice)
+            # The same notice again (a retry, a resend after a crash): not owed twice. One
+            # sent already may go again (at least once): its id is the same.
+            names = [n for n in names if not await engine.store.owes(n, event.id)]
             owed.extend(
                 DeliveryRecord(
                     sink=name,

@@ -78,3 +78,6 @@ class MemoryOutbox:
         for d in self._deliveries.values():
             counts[d.sink, d.status] = counts.get((d.sink, d.status), 0) + 1
         return counts
+
+    async def owes(self, sink: str, event_id: str) -> bool:
+        return any(d.sink == sink and d.event_id == event_id for d in self._deliveries.values())

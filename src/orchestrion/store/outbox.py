@@ -82,6 +82,9 @@ class OutboxStore(Protocol):
     async def count_deliveries(self) -> dict[tuple[str, DeliveryStatus], int]:
         """How many deliveries each sink owes, by status."""
 
+    async def owes(self, sink: str, event_id: str) -> bool:
+        """Whether ``sink`` owes the event ``event_id`` already (to retry, or dead)."""
+
 
 class ForwardOutbox:
     """``OutboxStore`` handed over to ``forward_outbox()`` (for stores that wrap another)."""
@@ -114,3 +117,6 @@ class ForwardOutbox:
 
     async def count_deliveries(self) -> dict[tuple[str, DeliveryStatus], int]:
         return await self.forward_outbox().count_deliveries()
+
+    async def owes(self, sink: str, event_id: str) -> bool:
+        return await self.forward_outbox().owes(sink, event_id)

@@ -145,3 +145,11 @@ class SQLOutbox(SQLDriver[C]):
                 "SELECT sink, status, COUNT(*) FROM sink_deliveries GROUP BY sink, status"
             )
         return {(row[0], DeliveryStatus(row[1])): int(row[2]) for row in rows}
+
+    async def owes(self, sink: str, event_id: str) -> bool:
+        async with self._connection() as conn:
+            row = await conn.row(
+                "SELECT 1 FROM sink_deliveries WHERE sink = :sink AND event_id = :e LIMIT 1",
+                {"sink": sink, "e": event_id},
+            )
+        return row is not None
