@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +28,8 @@ from orchestrion.governance.webhook_signing import (
 )
 
 pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "orchestrion.cli.app"]
 
 SECRET = "s3cret-for-tests"
 SINK_SECRET = "sink-secret"
@@ -283,6 +288,34 @@ def test_admins_see_the_sinks_and_what_they_owe_without_their_secrets(server: Se
         assert missing.status_code == 404
     stranger = httpx.get(f"{server.url}/v1/admin/sinks")
     assert stranger.status_code == 401
+
+
+def test_the_client_and_the_cli_show_and_act_on_what_sinks_owe(
+    server: Server, tmp_path: Path
+) -> None:
+    from orchestrion.client import Client
+
+    with Client(server.url, api_key=ADMIN_KEY) as client:
+        [sink] = client.sinks()
+        assert (sink.name, sink.type, sink.owed, sink.dead) == ("ops", "webhook", 0, 0)
+        assert client.sink_deliveries(status="dead") == []
+    listed = subprocess.run(
+        [*CLI, "sinks", "list", "--server", server.url, "--api-key", ADMIN_KEY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["name"] == "ops"
+    missing = subprocess.run(
+        [*CLI, "sinks", "retry", "12345", "--server", server.url, "--api-key", ADMIN_KEY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert missing.returncode == 5, (missing.stdout, missing.stderr)  # not found
 
 
 def test_a_flood_of_deliveries_is_rate_limited_by_address(server: Server) -> None:

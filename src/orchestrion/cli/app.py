@@ -67,5 +67,6 @@ from orchestrion.cli import dlq as _dlq  # noqa: E402, F401
 from orchestrion.cli import keys as _keys  # noqa: E402, F401
 from orchestrion.cli import processes as _processes  # noqa: E402, F401
 from orchestrion.cli import schedules as _schedules  # noqa: E402, F401
+from orchestrion.cli import sinks as _sinks  # noqa: E402, F401
 from orchestrion.cli import topology as _topology  # noqa: E402, F401
 from orchestrion.cli import versions as _versions  # noqa: E402, F401

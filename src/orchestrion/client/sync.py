@@ -13,6 +13,7 @@ import httpx
 from orchestrion import __version__
 from orchestrion.client import calls
 from orchestrion.client import schedules as schedule_calls
+from orchestrion.client import sinks as sink_calls
 from orchestrion.client import versions as version_calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
@@ -36,6 +37,7 @@ from orchestrion.client.models import (
 )
 from orchestrion.client.retry import RateLimitRetry
 from orchestrion.client.schedules import Schedule, ScheduleFiring
+from orchestrion.client.sinks import SinkDelivery, SinkStatus
 from orchestrion.client.sse import ServerSentEvent, SseDecoder, event_from_sse, log_line_from_sse
 
 __all__ = ["Client"]
@@ -296,6 +298,20 @@ class Client:
             cursor = page.next_cursor
 
     # ------------------------------------------------------------------ definitions
+
+    def sinks(self) -> list[SinkStatus]:
+        """The configured event sinks and what each owes (admin)."""
+        return self._send(sink_calls.list_sinks())
+
+    def sink_deliveries(
+        self, status: str | None = None, sink: str | None = None, limit: int = 100
+    ) -> list[SinkDelivery]:
+        """Events a sink did not take: ``status`` ``retry`` or ``dead`` (admin)."""
+        return self._send(sink_calls.list_deliveries(status, sink, limit))
+
+    def sink_delivery_action(self, delivery_id: int, verb: str) -> SinkDelivery:
+        """``retry`` (send it again now) or ``drop`` an event a sink did not take (admin)."""
+        return self._send(sink_calls.delivery_action(delivery_id, verb))
 
     def schedules(self) -> list[Schedule]:
         """The schedules (scheduled triggers of the newest definition versions)."""
