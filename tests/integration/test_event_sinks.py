@@ -643,3 +643,21 @@ async def test_a_slow_webhook_does_not_hold_a_fast_sink(db: str, receiver: Recei
         assert len(slow.received) == 4 * len(EXPECTED)
     finally:
         slow.close()
+
+
+async def test_events_leave_with_personal_data_masked(db: str, receiver: Receiver) -> None:
+    from orchestrion.governance.runtime import Governance
+    from pii import PII, assert_no_pii, failing
+
+    governance = Governance.load(None, environ={})  # the shipped policy: masking on
+    hook = {"name": "hook", "type": "webhook", "url": receiver.url}
+    settings = load_settings(database_url=db, sinks=sinks(hook))
+    async with Engine(settings=settings, governance=governance) as engine:
+        record = await engine.start_execution(failing(), PII)
+        await engine.wait(record.id, timeout=20)
+        await eventually(lambda: any(e["type"] == "execution.failed" for e in receiver.events()))
+    failed = [e for e in receiver.events() if e["type"] == "node.failed"]
+    assert failed, [e["type"] for e in receiver.events()]
+    bill = next(e for e in failed if e["metadata"]["node_id"] == "bill")
+    assert bill["data"]["error"]["message"] == "cannot bill [email] [phone] card [card] id [ssn]"
+    assert_no_pii(json.dumps(receiver.events()), "outbound events")

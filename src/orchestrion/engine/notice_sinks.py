@@ -88,12 +88,13 @@ class SinkNotices:
         except ExecutionNotFound:
             pass
         digest = hashlib.sha256(str(notice.key).encode()).hexdigest()[:32]
+        masker = self._engine.governance.masker  # as for every outbound event
         return OutboundEvent.build(
             event_id=f"notice-{digest}",
             event_type=NOTICE_TYPE,
             execution_id=notice.execution_id,
             at=float(notice.at),
-            data=notice.to_dict(),
+            data=notice.to_dict() if masker is None else masker.mask_value(notice.to_dict()),
             correlation_id=correlation,
             causation_id=None,
             workflow=getattr(notice, "workflow", None) or None,

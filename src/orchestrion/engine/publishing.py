@@ -193,14 +193,18 @@ class Publisher:
 
     async def _page(self, entries: list[EventRecord]) -> _Page:
         page = _Page(entries)
+        # Events leave for systems that hold no role here: the policy's masking applies to
+        # what they carry (errors, reasons), as for the least privileged API caller.
+        masker = self._engine.governance.masker
         for entry in entries:
             workflow, version = await self._workflow_of(entry.execution_id)
+            data = entry.data if masker is None else masker.mask_value(entry.data)
             event = OutboundEvent.build(
                 event_id=entry.id,
                 event_type=entry.type,
                 execution_id=entry.execution_id,
                 at=entry.at,
-                data=entry.data,
+                data=data,
                 correlation_id=entry.correlation_id,
                 causation_id=entry.causation_id,
                 workflow=workflow,
