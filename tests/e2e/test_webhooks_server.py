@@ -60,6 +60,24 @@ dag:
 """
 
 
+ECHO = """\
+name: echo-headers
+inputs:
+  headers: {type: object, required: true}
+triggers:
+  - type: webhook
+    name: hook
+    secret: GITHUB
+    scheme: github
+    inputs:
+      headers: "{{ event.headers }}"
+dag:
+  nodes:
+    - id: noop
+      handler: noop
+"""
+
+
 def github_headers(body: bytes, delivery: str, event: str = "push") -> dict[str, str]:
     digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return {
@@ -108,12 +126,16 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Listener) -> Iter
     }
     running = Server(folder, folder / "hooks.db", env)
     try:
-        response = httpx.post(
-            f"{running.url}/v1/workflow",
-            content=WORKFLOW,
-            headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        assert response.status_code == 201, response.text
+        for text in (WORKFLOW, ECHO):
+            response = httpx.post(
+                f"{running.url}/v1/workflow",
+                content=text,
+                headers={
+                    "Content-Type": "application/yaml",
+                    "Authorization": f"Bearer {ADMIN_KEY}",
+                },
+            )
+            assert response.status_code == 201, response.text
         yield running
     finally:
         assert running.stop() == 0, running.log.read_text()
@@ -143,6 +165,26 @@ def test_a_signed_delivery_starts_the_workflow_once_without_an_api_key(server: S
     for record in both:
         assert record["actor"] == "webhook:on-push/github"
         assert record["details"]["started"] == [started["execution_id"]]
+
+
+def test_templates_see_headers_but_never_credential_ones(server: Server) -> None:
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    headers = {
+        **github_headers(body, "d-token"),
+        "X-Gitlab-Token": "tok-123",
+        "X-Api-Key": "key-456",
+        "X-Request-Source": "ci",
+    }
+    answer = httpx.post(f"{server.url}/v1/hooks/echo-headers/hook", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    [started] = answer.json()["executions"]
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=server.url, headers=auth) as client:
+        seen = until(client, started["execution_id"], "COMPLETED")["inputs"]["headers"]
+    assert seen["x-github-event"] == "push" and seen["x-request-source"] == "ci"
+    assert seen["x-github-delivery"] == "d-token"
+    for hidden in ("x-gitlab-token", "x-api-key", "x-hub-signature-256"):
+        assert hidden not in seen
 
 
 def test_a_filter_on_a_header_skips_other_github_events(server: Server) -> None:

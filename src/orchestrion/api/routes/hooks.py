@@ -84,6 +84,7 @@ _DELIVERY_HEADERS = (
 _SIGNATURES = frozenset(
     {GITHUB_HEADER.lower(), SIGNATURE_HEADER.lower(), "x-hub-signature", "webhook-signature"}
 )
+_CREDENTIAL_WORDS = ("token", "secret", "signature", "key", "auth", "cookie", "password")
 _SHOWN_HEADERS = 32
 _HEADER_VALUE = 256
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
@@ -210,13 +211,16 @@ def _delivery_id(request: Request, signature: str, body: bytes) -> str:
 
 
 def _shown_headers(request: Request) -> dict[str, str]:
-    """The headers a trigger's templates see (``event.headers``): ``x-`` headers and the
-    content and user agent, lower-cased, never a signature; bounded in number and size."""
+    """The headers a trigger's templates see (``event.headers``): ``x-`` headers and the user
+    agent, lower-cased, never a signature or anything named like a credential; bounded in
+    number and size."""
     shown: dict[str, str] = {}
     for name, value in request.headers.items():
         name = name.lower()
         if name in _SIGNATURES or not (name.startswith("x-") or name == "user-agent"):
             continue
+        if any(word in name for word in _CREDENTIAL_WORDS):
+            continue  # a token sent as a header (X-Gitlab-Token, X-Api-Key) stays out
         if len(shown) >= _SHOWN_HEADERS:
             break
         if _PRINTABLE.match(value):
