@@ -480,9 +480,7 @@ def test_a_bad_sinks_document_names_the_field(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("MISSING_SECRET", raising=False)
     hook = {"name": "h", "type": "webhook", "url": "http://h", "secret_env": "MISSING_SECRET"}
     with pytest.raises(ConfigurationError, match="MISSING_SECRET is not set"):
-        Engine(
-            settings=load_settings(database_url="memory://", sinks=sinks(hook))
-        )._start_publisher()
+        Engine(settings=load_settings(database_url="memory://", sinks=sinks(hook)))
 
 
 async def test_a_webhook_sink_obeys_the_url_guard(db: str) -> None:

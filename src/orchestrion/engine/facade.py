@@ -131,6 +131,9 @@ class Engine:
         self._versions = VersionVerbs(self)  # the life of definition versions
         # Outbound events (engine/publishing.py): read now, so a bad file stops the start.
         self.sinks_config = sinks_config(self)
+        # Made now (they connect on first use): a secret's variable unset stops the
+        # construction, before anything started.
+        self._sinks = make_sinks(self, self.sinks_config) if self.sinks_config else []
         self.publisher: Publisher | None = None
         # Whether commits copy their records into the outbox: read by every turn.
         self.outbox = self.sinks_config is not None
@@ -238,7 +241,7 @@ class Engine:
         config = self.sinks_config
         if config is None:
             return
-        publisher = Publisher(self, config, make_sinks(self, config))
+        publisher = Publisher(self, config, self._sinks)
         self.publisher = publisher
         self._listeners.append(publisher.wake)
         publisher.start()
