@@ -285,14 +285,15 @@ class Publisher:
             outcomes = all_failed(events, "the sink answered for a different number of events")
         self._after(sink.name, outcomes)
         stats = self.stats[sink.name]
-        failed = sum(1 for outcome in outcomes if outcome is not None)
-        stats.published += len(events) - failed
-        stats.failed += failed
-        if failed:
+        taken = sum(1 for outcome in outcomes if outcome is None)
+        failed = sum(1 for outcome in outcomes if outcome is not None and _attempts(outcome))
+        stats.published += taken
+        stats.failed += failed  # refused or lost; held back behind them is not counted
+        if taken < len(events):
             first = next(outcome for outcome in outcomes if outcome is not None)
             logger.warning(
                 "sink '%s' did not take %d of %d event(s): %s",
-                sink.name, failed, len(events), first,
+                sink.name, len(events) - taken, len(events), first,
             )  # fmt: skip
         return outcomes
 
