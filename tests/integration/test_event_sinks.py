@@ -459,7 +459,27 @@ async def test_kafka_sink_sends_each_event_and_answers_per_event(
     [producer] = made
     assert producer.options["acks"] == "all" and producer.options["enable_idempotence"]
     assert producer.options["sasl_plain_password"] == "pw"
+    assert producer.options["ssl_context"].verify_mode.name == "CERT_REQUIRED"
     assert [topic for topic, _ in producer.sent] == ["wf-events", "wf-events"]
+
+
+async def test_kafka_options_are_ones_aiokafka_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    aiokafka = pytest.importorskip("aiokafka")
+    monkeypatch.setenv("KAFKA_PASSWORD", "pw")
+    config = KafkaSinkConfig(
+        name="k",
+        type="kafka",
+        bootstrap_servers=("127.0.0.1:1",),
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        username="u",
+        password_env="KAFKA_PASSWORD",
+    )
+    producer = aiokafka.AIOKafkaProducer(**KafkaSink(config).options())  # no broker needed
+    try:
+        assert producer.client._security_protocol == "SASL_SSL"
+    finally:
+        await producer.stop()
 
 
 async def test_kafka_sink_without_a_broker_owes_every_event() -> None:
@@ -475,6 +495,11 @@ async def test_kafka_sink_without_a_broker_owes_every_event() -> None:
 def test_a_bad_sinks_document_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match=r"sinks\.0\.webhook\.url"):
         parse_sinks('{"sinks": [{"name": "x", "type": "webhook", "url": "ftp://h"}]}')
+    kafka = '{"sinks": [{"name": "k", "type": "kafka", "bootstrap_servers": ["b:9092"],'
+    with pytest.raises(ConfigurationError, match="needs username and password_env"):
+        parse_sinks(kafka + ' "security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}]}')
+    with pytest.raises(ConfigurationError, match="needs sasl_mechanism"):
+        parse_sinks(kafka + ' "security_protocol": "SASL_PLAINTEXT"}]}')
     with pytest.raises(ConfigurationError, match="two sinks are named 'x'"):
         parse_sinks("sinks:\n  - {name: x, type: nats}\n  - {name: x, type: nats}\n")
     monkeypatch.delenv("MISSING_SECRET", raising=False)

@@ -27,7 +27,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrion.definition.durations import parse_duration
 from orchestrion.errors import ConfigurationError
@@ -180,6 +187,20 @@ class KafkaSinkConfig(_Sink):
     @classmethod
     def _password(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaSinkConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        if self.sasl_mechanism is not None:
+            if not sasl:
+                raise ValueError(
+                    "sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL"
+                )
+            if not self.username or not self.password_env:
+                raise ValueError("sasl_mechanism needs username and password_env")
+        return self
 
     @field_validator("timeout", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ idempotence on, so a retry inside the client does not write twice. Uses ``aiokaf
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,6 +60,9 @@ class KafkaSink:
             "request_timeout_ms": int(self.config.timeout * 1000),
             "security_protocol": self.config.security_protocol,
         }
+        if self.config.security_protocol in ("SSL", "SASL_SSL"):
+            # aiokafka takes TLS only with a context: the system's trust store, verified.
+            options["ssl_context"] = ssl.create_default_context()
         if self.config.sasl_mechanism is not None:
             options["sasl_mechanism"] = self.config.sasl_mechanism
             options["sasl_plain_username"] = self.config.username
