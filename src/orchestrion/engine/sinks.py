@@ -8,7 +8,6 @@ the engine's start with a message naming the sink.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from orchestrion.errors import ConfigurationError
@@ -40,6 +39,7 @@ def make_sinks(engine: Engine, config: SinksConfig) -> list[Sink]:
         NatsSinkConfig,
         RedisStreamSinkConfig,
         WebhookSinkConfig,
+        secret_from_env,
     )
 
     sinks: list[Sink] = []
@@ -53,7 +53,7 @@ def make_sinks(engine: Engine, config: SinksConfig) -> list[Sink]:
 
             url = entry.url
             if entry.url_env is not None:
-                url = os.environ.get(entry.url_env) or None
+                url = secret_from_env(entry.url_env, f"sink '{entry.name}'")
             url = url or engine.settings.redis_url
             if not url:
                 raise ConfigurationError(
