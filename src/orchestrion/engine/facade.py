@@ -228,7 +228,9 @@ class Engine:
             freeze_startup_objects()  # imports and set-up are done: see gc_tuning
         self._loop.start()
         self._recovery.start()
-        if self.outbox and self._drives:
+        if self.outbox and self._recovery.resume:
+            # Only an engine that takes up work publishes: not the API in scale-out mode, nor
+            # a command that only reads or changes the store (resume=False).
             self._start_publisher()
         if self._drives:
             # Other processes on this database ask through the journal: a second terminal in
