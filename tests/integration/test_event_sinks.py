@@ -629,10 +629,10 @@ async def test_a_sink_that_never_answers_holds_neither_the_engine_nor_the_others
             for _ in range(3):  # three pages, at least: each would wait for the silent one
                 record = await engine.start_execution(TWO_NODES)
                 await engine.wait(record.id, timeout=10)
-            assert time.monotonic() - began < 3  # the engine's own work never waited
+            assert time.monotonic() - began < 5  # the engine's own work never waited
             await eventually(lambda: len(receiver.received) >= 3 * len(EXPECTED))
             # one timeout for the first page, then the silent sink rests: not 8 per execution
-            assert time.monotonic() - began < 6
+            assert time.monotonic() - began < 12  # waiting on every event would take 24 s
             owed = await engine.deliveries.list(sink="silent")
             assert len(owed) == 3 * len(EXPECTED)
             assert all(d.status is DeliveryStatus.RETRY for d in owed)
@@ -657,7 +657,7 @@ async def test_a_slow_webhook_does_not_hold_a_fast_sink(db: str, receiver: Recei
             await eventually(lambda: len(receiver.received) >= 4 * len(EXPECTED))
             fast_done = time.monotonic() - began
             # the slow one would need 4 * 8 * 0.3 = 9.6 s: the fast one did not wait for it
-            assert fast_done < 5, fast_done
+            assert fast_done < 7, fast_done
             await eventually(lambda: len(slow.received) >= 4 * len(EXPECTED), timeout=30)
         # every event reached the slow one too, exactly once (held-back ones later)
         for record in records:
