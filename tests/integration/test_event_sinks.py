@@ -200,6 +200,16 @@ async def test_a_failing_webhook_gets_events_again_then_dead_letters_them(db: st
 
             await drop_delivery(store, letters[1].id)
             assert [d.id for d in await store.list_deliveries(DeliveryStatus.DEAD)] == []
+            # retention takes dead letters as old as the executions it purges
+            failing.statuses[:] = [500] * 100
+            await engine.wait((await engine.start_execution(TWO_NODES)).id, timeout=10)
+            deadline = time.monotonic() + 15
+            while len(await store.list_deliveries(DeliveryStatus.DEAD)) < 2:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            cutoff = time.time() + 1
+            await store.purge_executions(cutoff, None, "test", time.time())
+            assert await store.list_deliveries(DeliveryStatus.DEAD) == []
     finally:
         failing.close()
         flaky.close()

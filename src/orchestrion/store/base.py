@@ -371,5 +371,6 @@ class Store(ScheduleStore, OutboxStore, Protocol):
         self, finished_before: float, signer: AuditSigner | None, actor: str | None, now: float
     ) -> int:
         """Delete executions that finished before ``finished_before`` with their node runs,
-        node log lines and journal events; returns how many. With a signer, the purge is one
-        audit record (count and cutoff) in the same transaction. Audit records are never deleted."""
+        node log lines and journal events, and the event sinks' dead letters last changed
+        before it; returns how many executions. With a signer, the purge is one audit record
+        (count and cutoff) in the same transaction. Audit records are never deleted."""

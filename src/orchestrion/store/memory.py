@@ -495,6 +495,7 @@ class MemoryStore(MemorySchedules, MemoryOutbox):
             for e in self._executions.values()
             if e.status in FINAL_EXECUTION_STATES and _age_of(e) < finished_before
         }
+        self._drop_dead_deliveries(finished_before)  # as the SQL store does
         for execution_id in doomed:
             record = self._executions.pop(execution_id)
             if record.idempotency_key is not None:

@@ -81,3 +81,9 @@ class MemoryOutbox:
 
     async def owes(self, sink: str, event_id: str) -> bool:
         return any(d.sink == sink and d.event_id == event_id for d in self._deliveries.values())
+
+    def _drop_dead_deliveries(self, before: float) -> None:
+        """Retention: dead letters last changed before ``before`` are deleted."""
+        for delivery_id, d in list(self._deliveries.items()):
+            if d.status is DeliveryStatus.DEAD and d.updated_at < before:
+                del self._deliveries[delivery_id]

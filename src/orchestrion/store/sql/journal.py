@@ -229,6 +229,12 @@ class SQLJournal(SQLDriver[C]):
     ) -> int:
         async with self._transaction() as tx:
             ids = await self._delete_finished(tx, finished_before, now)
+            # Dead letters of event sinks as old go too: the events they hold are of runs
+            # that retention has let go (store/outbox.py).
+            await tx.run(
+                "DELETE FROM sink_deliveries WHERE status = 'dead' AND updated_at < :before",
+                {"before": finished_before},
+            )
             if signer is not None:
                 items = purge_items(len(ids), finished_before, actor, now)
                 await self._append_audit(tx, items, signer)
