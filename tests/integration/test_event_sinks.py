@@ -376,6 +376,23 @@ async def test_an_unreachable_nats_server_owes_the_events() -> None:
     assert len(outcomes) == 2 and all(o is not None for o in outcomes)
 
 
+def test_nats_options_carry_credentials_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrion.sinks.nats import NatsSink, subject_of
+
+    monkeypatch.setenv("NATS_PASSWORD", "pw")
+    entry = {"name": "n", "type": "nats", "user": "u", "password_env": "NATS_PASSWORD", "tls": True}
+    config = parse_sinks(json.dumps({"sinks": [entry]}))
+    options = NatsSink(config.sinks[0]).options()  # type: ignore[arg-type]
+    assert (options["user"], options["password"]) == ("u", "pw")
+    assert options["tls"].verify_mode.name == "CERT_REQUIRED"
+    with pytest.raises(ConfigurationError, match="user and password_env go together"):
+        parse_sinks(json.dumps({"sinks": [{"name": "n", "type": "nats", "user": "u"}]}))
+    assert subject_of("orchestrion.events", "node.completed") == "orchestrion.events.node.completed"
+    assert subject_of("p", "a b*>") == "p.a_b__"
+
+
 def _event() -> OutboundEvent:
     return OutboundEvent.build(
         event_id="e1",

@@ -158,12 +158,23 @@ class NatsSinkConfig(_Sink):
         default="orchestrion.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
     )
     token_env: str | None = Field(default=None, description="environment variable: auth token")
+    user: str | None = Field(default=None, max_length=200)
+    password_env: str | None = Field(default=None, description="environment variable: password")
+    tls: bool = Field(default=False, description="TLS with the system's trust store")
     timeout: float = Field(default=5.0, gt=0, le=300, description="seconds to connect or flush")
 
-    @field_validator("token_env")
+    @field_validator("token_env", "password_env")
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> NatsSinkConfig:
+        if (self.user is None) != (self.password_env is None):
+            raise ValueError("user and password_env go together")
+        if self.user is not None and self.token_env is not None:
+            raise ValueError("give a token or a user and password, not both")
+        return self
 
     @field_validator("timeout", mode="before")
     @classmethod

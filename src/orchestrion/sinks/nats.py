@@ -10,6 +10,7 @@ stream to keep them). Uses the ``nats-py`` client (``pip install orchestrion[nat
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ class NatsSink:
     def __init__(self, config: NatsSinkConfig) -> None:
         self.config = config
         self._token = secret_from_env(config.token_env, f"sink '{config.name}'")
+        self._password = secret_from_env(config.password_env, f"sink '{config.name}'")
         self._client: Any = None
         self._lock = asyncio.Lock()
 
@@ -42,6 +44,24 @@ class NatsSink:
     def wants(self, event_type: str) -> bool:
         return self.config.wants(event_type)
 
+    def options(self) -> dict[str, Any]:
+        """The client's settings from the configuration."""
+        options: dict[str, Any] = {
+            "servers": list(self.config.servers),
+            "connect_timeout": max(1, int(self.config.timeout)),
+            # Publishing is retried by the outbox, not buffered here through an outage.
+            "allow_reconnect": True,
+            "max_reconnect_attempts": 3,
+            "name": "orchestrion-events",
+        }
+        if self._token is not None:
+            options["token"] = self._token
+        if self.config.user is not None:
+            options["user"], options["password"] = self.config.user, self._password
+        if self.config.tls:
+            options["tls"] = ssl.create_default_context()
+        return options
+
     async def _connected(self) -> Any:
         async with self._lock:
             client = self._client
@@ -49,19 +69,9 @@ class NatsSink:
                 return client
             import nats  # the optional dependency, on first use
 
-            options: dict[str, Any] = {
-                "servers": list(self.config.servers),
-                "connect_timeout": max(1, int(self.config.timeout)),
-                # Publishing is retried by the outbox, not buffered here through an outage.
-                "allow_reconnect": True,
-                "max_reconnect_attempts": 3,
-                "name": "orchestrion-events",
-            }
-            if self._token is not None:
-                options["token"] = self._token
             if client is not None:
                 await _quietly_close(client)
-            self._client = await nats.connect(**options)
+            self._client = await nats.connect(**self.options())
             return self._client
 
     async def publish(
