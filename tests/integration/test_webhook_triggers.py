@@ -13,7 +13,7 @@ import pytest
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
-from scaleout import engine_for
+from scaleout import engine_for, scaleout_settings
 
 
 @pytest.fixture(params=["memory", "sqlite", "scaleout"])
@@ -71,3 +71,22 @@ async def test_a_delivery_starts_the_active_version_once(engine: Engine) -> None
 async def test_a_malformed_webhook_trigger_is_refused_at_submission(engine: Engine) -> None:
     with pytest.raises(DefinitionError, match=r"triggers\[0\]\.secret"):
         await engine.submit(hooked("1", secret="not a name"))
+
+
+async def test_the_scale_out_api_hands_a_delivery_to_the_orchestrators(
+    request: pytest.FixtureRequest, postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    async with (
+        engine_for("scaleout", request),
+        Engine(settings=settings, drive=False) as api,
+    ):
+        await api.submit(hooked("1", inputs={"ref": "{{ payload.ref }}"}))
+        found = await api.webhook_trigger("deploy", "push")
+        assert found is not None
+        first = await api.receive_webhook(*found, {"ref": "v2"}, "d9")
+        [started] = first.executions
+        result = await api.wait(started.execution_id, timeout=30)
+        assert result.status is ExecutionStatus.COMPLETED
+        again = await api.receive_webhook(*found, {"ref": "v2"}, "d9")
+        assert [e.execution_id for e in again.executions] == [started.execution_id]
