@@ -16,9 +16,7 @@ import pytest
 from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.outbox import DeliveryStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from test_event_sinks import TWO_NODES, Receiver
+from sink_helpers import TWO_NODES, Receiver
 
 pytestmark = pytest.mark.slow
 

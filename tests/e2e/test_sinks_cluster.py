@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from cluster import Cluster
 
 from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from test_event_sinks import Receiver
+from sink_helpers import Receiver
 
 pytestmark = pytest.mark.slow
 

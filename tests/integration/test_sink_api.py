@@ -12,12 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_event_sinks import TWO_NODES, Receiver
 
 from orchestrion.api.app import create_app
 from orchestrion.client import AsyncClient, Forbidden, NotFound
 from orchestrion.engine.facade import Engine
 from orchestrion.settings import Settings
+from sink_helpers import TWO_NODES, Receiver
 
 KEYS = "admin-key:admin,op-key:operator"
 
