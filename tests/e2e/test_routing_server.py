@@ -145,7 +145,9 @@ def test_versions_are_activated_and_deprecated_through_the_client(server: Server
     name = "DORA Compliance Assessment"
     second = DORA.replace('version: "1.0.0"', 'version: "1.1.0"')
     with httpx.Client(base_url=server.url, timeout=10, headers=ALICE) as client:
-        assert client.post("/v1/workflow", content=second, headers=YAML).status_code == 201
+        # 1.0.0 may be stored already by the tests before: the same text again is the same version.
+        for text in (DORA, second):
+            assert client.post("/v1/workflow", content=text, headers=YAML).status_code == 201
     with Client(server.url, api_key="k-bob") as bob:
         versions = bob.versions(name)
         assert [(v.version, v.created_by, v.active) for v in versions][-2:] == [

@@ -38,6 +38,7 @@ from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
 from orchestrion.engine.emitting import Emitted, EventTriggers
 from orchestrion.engine.gc_tuning import freeze_startup_objects
 from orchestrion.engine.loop import EngineLoop, RecordListener
+from orchestrion.engine.notice_sinks import SinkNotices
 from orchestrion.engine.notices import NoticeDelivery
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
@@ -138,6 +139,9 @@ class Engine:
         # Whether commits copy their records into the outbox: read by every turn.
         self.outbox = self.sinks_config is not None
         self.deliveries = SinkDeliveries(lambda: self.store, lambda: self.publisher)
+        if self.sinks_config is not None:
+            # Routing's notices addressed to `sink:<name>` go out through those event sinks.
+            self.notices.sinks.append(SinkNotices(self))
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:
         # Journalled for executions this engine drives; a finished one is never resent.
