@@ -1,18 +1,24 @@
 """Embedded-engine benchmarks, each workload in a fresh process (so peak RSS is its own).
 
-    .venv/bin/python bench/run.py                 # every workload, 5 repetitions
-    .venv/bin/python bench/run.py --only w1,w2 --repeat 9
+    .venv/bin/python bench/run.py                 # every workload, 5 rounds
+    .venv/bin/python bench/run.py --only w1,w2,w3 --repeat 9 --handlers async,sync
 
-Workloads (no-op nodes, SQLite file in WAL mode, every transition committed before it is
-acted on):
+Workloads (SQLite file in WAL mode, every transition committed before it is acted on):
     w1  1 root -> 1,000 parallel nodes -> 1 sink
     w2  200-node chain, each node passing its predecessor's output on through a template
-    w2t the same chain with a no-op handler that has no run_now, so each attempt is an
-        asyncio task of its own, as for http, llm and python nodes
     w3  200 concurrent executions of a 4-node diamond
+    w2t the w2 chain with a no-op handler that has no run_now, so each attempt is an
+        asyncio task of its own
     w4  validation of a 100,000-node DAG (load + schema + graph checks)
     m1  a map node over 10,000 items (no-op per item, 100 at a time)
-The floor column is plain asyncio writing one SQLite row per transition (bench/floor.py).
+w1, w2 and w3 run once per handler of --handlers in each round: ``async`` and ``sync`` are a
+user function per node through the ``python`` handler (``async def`` / ``def``,
+bench/functions.py; the headline rows), ``noop`` the built-in no-op handler, which runs
+inside the engine's turn (the engine's own overhead). Definitions are validated and stored
+before the clock starts: the timing is from the first start to the last end. Within each
+round the floor and every handler run in turn, in one process, so a drift of the machine's
+speed hits them alike. The floor column is plain asyncio writing one SQLite row per
+transition (bench/floor.py).
 """
 
 from __future__ import annotations
@@ -27,21 +33,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.floor import floor_run
-from bench.workloads import chain, diamond, fan_out, map_items, wide_dag
+from bench.workloads import HANDLERS, chain, diamond, fan_out, map_items, wide_dag
 
-WORKLOADS = {
-    "w1": ("1 -> 1,000 -> 1 fan-out", lambda: [fan_out(1000)], 1002),
-    "w2": ("200-node chain", lambda: [chain(200)], 200),
-    "w2t": ("200-node chain, as tasks", lambda: [chain(200, TASK_NOOP)], 200),
-    "w3": ("200 concurrent 4-node diamonds", lambda: [diamond()] * 200, 800),
-    "m1": ("map over 10,000 items", lambda: [map_items(10_000)], 10_000),
+Build = Callable[[str], list[dict[str, Any]]]
+WORKLOADS: dict[str, tuple[str, Build, int]] = {
+    "w1": ("1 -> 1,000 -> 1 fan-out", lambda h: [fan_out(1000, h)], 1002),
+    "w2": ("200-node chain", lambda h: [chain(200, h)], 200),
+    "w2t": ("200-node chain, as tasks", lambda h: [chain(200, TASK_NOOP)], 200),
+    "w3": ("200 concurrent 4-node diamonds", lambda h: [diamond(h)] * 200, 800),
+    "m1": ("map over 10,000 items", lambda h: [map_items(10_000)], 10_000),
 }
+# The workloads run once per handler of --handlers; the others with their own handler only.
+PER_HANDLER = ("w1", "w2", "w3")
 
 
 TASK_NOOP = "noop_task"
@@ -76,7 +86,9 @@ async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> float:
     return elapsed
 
 
-def _worker(name: str, repeat: int) -> dict[str, Any]:
+def _worker(name: str, repeat: int, handlers: list[str]) -> dict[str, Any]:
+    import bench.functions  # noqa: F401 - registers the python variants' functions
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if name == "w4":
@@ -88,13 +100,18 @@ def _worker(name: str, repeat: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 load_definition(definition)
                 times.append(time.perf_counter() - started)
-            return {"engine": times, "floor": None, "nodes": 100_000}
+            return {"engine": {"-": times}, "floor": None, "nodes": 100_000}
         _title, build, nodes = WORKLOADS[name]
-        engine_times, floor_times = [], []
-        for i in range(repeat):
-            engine_times.append(asyncio.run(_engine_once(build(), folder / f"e{i}.db")))
+        if name not in PER_HANDLER:
+            handlers = ["-"]
+        engine_times: dict[str, list[float]] = {h: [] for h in handlers}
+        floor_times = []
+        for i in range(repeat):  # one round: the floor, then each handler, in turn
             if name != "m1":  # the floor has no notion of items inside one node
-                floor_times.append(asyncio.run(floor_run(build(), folder / f"f{i}.db")))
+                floor_times.append(asyncio.run(floor_run(build("noop"), folder / f"f{i}.db")))
+            for handler in handlers:
+                db = folder / f"e{i}-{handler}.db"
+                engine_times[handler].append(asyncio.run(_engine_once(build(handler), db)))
         return {"engine": engine_times, "floor": floor_times or None, "nodes": nodes}
 
 
@@ -106,54 +123,80 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--only", default="w1,w2,w2t,w3,w4,m1")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds")
+    parser.add_argument(
+        "--handlers",
+        default=",".join(HANDLERS),
+        help="what w1, w2 and w3 run per node: async, sync (a python function) and noop",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    handlers = args.handlers.split(",")
+    unknown = sorted(set(handlers) - set(HANDLERS))
+    if unknown:
+        parser.error(f"--handlers: unknown {unknown}; choose from {', '.join(HANDLERS)}")
     if args.worker:
-        result = _worker(args.worker, args.repeat)
+        result = _worker(args.worker, args.repeat, handlers)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     titles = {**{k: v[0] for k, v in WORKLOADS.items()}, "w4": "validate 100,000 nodes"}
+    labels = {"async": "async def", "sync": "def", "noop": "noop", "-": ""}
     rows = []
     for name in args.only.split(","):
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", name, "--repeat", str(args.repeat)],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--repeat",
+                str(args.repeat),
+                "--handlers",
+                args.handlers,
+            ],
             check=True,
             capture_output=True,
             text=True,
         )
         data = json.loads(out.stdout.strip().splitlines()[-1])
-        median = statistics.median(data["engine"])
         floor = statistics.median(data["floor"]) if data["floor"] else None
-        rows.append(
-            {
-                "workload": name,
-                "title": titles[name],
-                "median_s": round(median, 4),
-                "min_s": round(min(data["engine"]), 4),
-                "nodes_per_s": round(data["nodes"] / median),
-                "floor_median_s": round(floor, 4) if floor is not None else None,
-                "ratio_to_floor": round(median / floor, 2) if floor else None,
-                "peak_rss_mib": round(data["peak_rss_mib"], 1),
-            }
-        )
+        for handler, times in data["engine"].items():
+            median = statistics.median(times)
+            rows.append(
+                {
+                    "workload": name,
+                    "title": titles[name],
+                    "handler": handler if handler != "-" else None,
+                    "median_s": round(median, 4),
+                    "min_s": round(min(times), 4),
+                    "nodes_per_s": round(data["nodes"] / median),
+                    "floor_median_s": round(floor, 4) if floor is not None else None,
+                    "ratio_to_floor": round(median / floor, 2) if floor else None,
+                    "peak_rss_mib": round(data["peak_rss_mib"], 1),
+                }
+            )
     header = (
-        f"{'workload':<36} {'median':>9} {'min':>9} {'nodes/s':>9} {'floor':>9} "
-        f"{'x floor':>8} {'RSS MiB':>8}"
+        f"{'workload':<36} {'handler':<10} {'median':>9} {'min':>9} {'nodes/s':>9} "
+        f"{'floor':>9} {'x floor':>8} {'RSS MiB':>8}"
     )
-    print(f"python {platform.python_version()}, {platform.machine()}, repeat={args.repeat}")
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, {args.repeat} rounds; "
+        "each round runs the floor and every handler in turn (interleaved);\n"
+        "timed: first start to last end (definitions validated and stored before); "
+        "handler: python async def / def function per node, or the built-in noop"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         floor_text = f"{row['floor_median_s']:.4f}s" if row["floor_median_s"] is not None else "-"
         ratio = f"{row['ratio_to_floor']:.2f}" if row["ratio_to_floor"] is not None else "-"
         print(
-            f"{row['workload'] + ' ' + row['title']:<36} {row['median_s']:>8.4f}s "
-            f"{row['min_s']:>8.4f}s {row['nodes_per_s']:>9} {floor_text:>9} {ratio:>8} "
-            f"{row['peak_rss_mib']:>8}"
+            f"{row['workload'] + ' ' + row['title']:<36} {labels[row['handler'] or '-']:<10} "
+            f"{row['median_s']:>8.4f}s {row['min_s']:>8.4f}s {row['nodes_per_s']:>9} "
+            f"{floor_text:>9} {ratio:>8} {row['peak_rss_mib']:>8}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

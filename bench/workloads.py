@@ -4,42 +4,62 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["chain", "diamond", "fan_out", "map_items", "wide_dag"]
+__all__ = ["HANDLERS", "chain", "diamond", "fan_out", "map_items", "node", "wide_dag"]
+
+HANDLERS = ("noop", "async", "sync")
+"""What a workload's nodes run: the built-in ``noop`` handler (the engine's own overhead), or
+a user function per node through the ``python`` handler, ``async def`` or ``def``
+(bench/functions.py)."""
 
 
-def fan_out(width: int = 1000) -> dict[str, Any]:
-    """1 root -> ``width`` parallel no-op nodes -> 1 sink."""
-    nodes: list[dict[str, Any]] = [{"id": "root", "handler": "noop"}]
-    nodes += [{"id": f"n{i}", "handler": "noop", "dependencies": ["root"]} for i in range(width)]
-    nodes.append({"id": "sink", "handler": "noop", "dependencies": [f"n{i}" for i in range(width)]})
-    return {"name": f"fan-out-{width}", "dag": {"nodes": nodes}}
+def node(
+    node_id: str, handler: str = "noop", dependencies: list[str] | None = None, value: Any = None
+) -> dict[str, Any]:
+    """One node of ``handler`` (one of ``HANDLERS``, or a handler name) passing ``value`` on."""
+    spec: dict[str, Any] = {"id": node_id}
+    if dependencies:
+        spec["dependencies"] = dependencies
+    if handler in ("async", "sync"):
+        function = "bench_pass_on" if handler == "async" else "bench_pass_on_sync"
+        params = {} if value is None else {"value": value}
+        spec["handler"] = "python"
+        spec["config"] = {"function": function, "params": params}
+    else:
+        spec["handler"] = handler
+        if value is not None:
+            spec["config"] = {"value": value}
+    return spec
+
+
+def fan_out(width: int = 1000, handler: str = "noop") -> dict[str, Any]:
+    """1 root -> ``width`` parallel nodes -> 1 sink."""
+    nodes = [node("root", handler)]
+    nodes += [node(f"n{i}", handler, ["root"]) for i in range(width)]
+    nodes.append(node("sink", handler, [f"n{i}" for i in range(width)]))
+    suffix = "" if handler == "noop" else f"-{handler}"
+    return {"name": f"fan-out-{width}{suffix}", "dag": {"nodes": nodes}}
 
 
 def chain(length: int = 200, handler: str = "noop") -> dict[str, Any]:
     """``length`` nodes in a line, each passing its predecessor's output on."""
-    nodes: list[dict[str, Any]] = [{"id": "c0", "handler": handler, "config": {"value": 0}}]
-    for i in range(1, length):
-        nodes.append(
-            {
-                "id": f"c{i}",
-                "handler": handler,
-                "dependencies": [f"c{i - 1}"],
-                "config": {"value": f"{{{{ c{i - 1}.output }}}}"},
-            }
-        )
+    nodes = [node("c0", handler, value=0)]
+    nodes += [
+        node(f"c{i}", handler, [f"c{i - 1}"], f"{{{{ c{i - 1}.output }}}}")
+        for i in range(1, length)
+    ]
     return {"name": f"chain-{length}-{handler}", "dag": {"nodes": nodes}}
 
 
-def diamond() -> dict[str, Any]:
+def diamond(handler: str = "noop") -> dict[str, Any]:
     """a -> (b, c) -> d."""
     return {
-        "name": "diamond",
+        "name": "diamond" if handler == "noop" else f"diamond-{handler}",
         "dag": {
             "nodes": [
-                {"id": "a", "handler": "noop"},
-                {"id": "b", "handler": "noop", "dependencies": ["a"]},
-                {"id": "c", "handler": "noop", "dependencies": ["a"]},
-                {"id": "d", "handler": "noop", "dependencies": ["b", "c"]},
+                node("a", handler),
+                node("b", handler, ["a"]),
+                node("c", handler, ["a"]),
+                node("d", handler, ["b", "c"]),
             ]
         },
     }

@@ -1,0 +1,29 @@
+"""The user functions the ``python`` variants of the workloads run, one call per node.
+
+Registered by name for the ``python`` handler when this module is imported (bench/run.py and
+bench/peers/orchestrion_runner.py import it before an engine starts). Each returns the value
+it is given, as the no-op handler does, so a chain passes its output on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrion import function
+
+__all__ = ["ASYNC", "SYNC", "pass_on", "pass_on_sync"]
+
+ASYNC = "bench_pass_on"
+SYNC = "bench_pass_on_sync"
+
+
+@function(ASYNC, replace=True)
+async def pass_on(value: Any = None) -> Any:
+    """An ``async def`` node: returns its ``value`` param."""
+    return value
+
+
+@function(SYNC, replace=True)
+def pass_on_sync(value: Any = None) -> Any:
+    """A ``def`` node: returns its ``value`` param (run in a worker thread by default)."""
+    return value
