@@ -422,3 +422,77 @@ def test_a_module_outside_the_allowlist_is_never_imported(
         )
     assert refused.value.errors()[0]["type"] == "policy_violation"
     assert "t_side_effect_mod" not in sys.modules
+
+
+async def test_a_sync_function_declared_non_blocking_runs_on_the_loop(
+    registered: list[str],
+) -> None:
+    seen: list[int] = []
+
+    @function("t_quick", blocking=False)
+    def quick(n: int) -> int:
+        seen.append(threading.get_ident())
+        return n + 1
+
+    registered.append("t_quick")
+    assert function_registry.blocking("t_quick") is False
+    assert await call("t_quick", {"n": 1}) == 2
+    assert seen == [threading.get_ident()]
+    # Registered again without the declaration: back to a worker thread.
+    function_registry.register("t_quick", quick, replace=True)
+    assert await call("t_quick", {"n": 2}) == 3
+    assert seen[1] != threading.get_ident()
+
+
+def _positional_only(a: int, /, b: int = 0) -> int:
+    return a + b
+
+
+def _keyword_only(*, a: int, b: int = 0) -> int:
+    return a + b
+
+
+def _any_keywords(a: int, **rest: Any) -> int:
+    return a
+
+
+def _star_args(*args: Any, a: int) -> int:
+    return a
+
+
+@pytest.mark.parametrize(
+    ("func", "params", "fits"),
+    [
+        (add, {"a": 1}, True),
+        (add, {"a": 1, "b": 2}, True),
+        (add, {"b": 2}, False),  # a missing
+        (add, {"a": 1, "c": 3}, False),  # c unknown
+        (_positional_only, {"a": 1}, False),  # a cannot be given by name
+        (_positional_only, {}, False),
+        (_keyword_only, {"a": 1}, True),
+        (_keyword_only, {"b": 1}, False),
+        (_any_keywords, {"a": 1, "zzz": 2}, True),
+        (_any_keywords, {"zzz": 2}, False),
+        (_star_args, {"a": 1}, True),
+        (_star_args, {}, False),
+    ],
+)
+async def test_params_are_checked_as_signature_bind_checks_them(
+    registered: list[str], func: Any, params: dict[str, Any], fits: bool
+) -> None:
+    function_registry.register("t_params", func)
+    registered.append("t_params")
+    for _ in range(2):  # the second call uses what the first worked out
+        if fits:
+            assert await call("t_params", params) == func(**params)
+        else:
+            with pytest.raises(PermanentNodeError, match="does not accept the given params"):
+                await call("t_params", params)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+async def test_a_non_finite_float_output_is_rejected(registered: list[str], value: float) -> None:
+    function_registry.register("t_float", lambda: value)
+    registered.append("t_float")
+    with pytest.raises(PermanentNodeError, match="not JSON-serialisable"):
+        await call("t_float")

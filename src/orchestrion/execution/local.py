@@ -5,6 +5,12 @@ no slot: the engine runs it inline (``run_inline``), inside the turn that queued
 applies its outcome before that turn's commit; one dispatched all the same (the turn's inline
 budget ran out) runs at once in ``dispatch``, its outcome in the engine's inbox for the next
 turn.
+
+Every other attempt starts at once too, in ``dispatch`` (``execution/eager.py``): it runs up
+to its first suspension there, and becomes a task only if it suspends. ``dispatch`` is called
+after the turn that queued the attempts is committed, so an attempt that completes without
+suspending (an ``async def`` that awaits nothing slow) costs no task and no trip round the
+event loop, and its outcome is in the inbox for the engine's next turn.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 
 from orchestrion.core.events import Event
 from orchestrion.dispatch.base import EventSink, TaskMessage
+from orchestrion.execution.eager import start_eagerly
 from orchestrion.execution.executor import NodeExecutor
 
 __all__ = ["LocalDispatcher"]
@@ -51,7 +58,9 @@ class LocalDispatcher:
                 continue  # the same attempt is already in flight here
             if not self._closing and self.executor.run_now(task, self._sink):
                 continue
-            job = asyncio.create_task(self._run(task), name=f"node:{task.node_id}")
+            job = start_eagerly(self._run(task), f"node:{task.node_id}")
+            if job is None:
+                continue  # it ran to its end without suspending
             self._tasks[key] = job
             job.add_done_callback(functools.partial(self._forget, key))
 

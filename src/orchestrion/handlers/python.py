@@ -11,7 +11,10 @@ Register a function with the decorator, then name it in a node's config::
 
 Names resolve through the registry first, then as ``pkg.mod:func`` or ``pkg.mod.func``. Params
 are passed as keyword arguments; a parameter named ``ctx`` or ``context`` receives the
-``NodeContext``. Sync functions run in a worker thread, async ones on the event loop.
+``NodeContext``. Sync functions run in a worker thread, async ones on the event loop. A sync
+function that returns quickly and never blocks may say so when it is registered
+(``@function(blocking=False)``): it is then called on the event loop, without the trip to a
+worker thread and back, which costs more than a short function's own work.
 
 Governance control: ``ctx.resources.controls.python_allowlist`` (or ``python_allowlist`` in
 the pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
@@ -76,6 +79,7 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._builtin: set[str] = set()
+        self._on_loop: set[str] = set()  # registered with blocking=False
         self._lock = threading.Lock()
 
     def register(
@@ -85,8 +89,13 @@ class FunctionRegistry:
         *,
         replace: bool = False,
         builtin: bool = False,
+        blocking: bool = True,
     ) -> None:
-        """Register ``func`` under ``name``; a clash with another user function raises."""
+        """Register ``func`` under ``name``; a clash with another user function raises.
+
+        ``blocking=False`` declares a sync function safe to call on the event loop: it
+        returns quickly and never waits on I/O, a lock or a sleep (see the module docstring).
+        """
         if not callable(func):
             raise TypeError(f"cannot register {func!r} as python function '{name}': not callable")
         with self._lock:
@@ -100,6 +109,10 @@ class FunctionRegistry:
                         f"({_describe(existing)}); pass replace=True to override it"
                     )
             self._functions[name] = func
+            if blocking:
+                self._on_loop.discard(name)
+            else:
+                self._on_loop.add(name)
             if builtin:
                 self._builtin.add(name)
             else:
@@ -110,9 +123,15 @@ class FunctionRegistry:
         with self._lock:
             self._functions.pop(name, None)
             self._builtin.discard(name)
+            self._on_loop.discard(name)
 
     def get(self, name: str) -> Callable[..., Any] | None:
         return self._functions.get(name)
+
+    def blocking(self, name: str) -> bool:
+        """Whether the sync function registered as ``name`` runs in a worker thread (True
+        unless it was registered with ``blocking=False``; a dotted path always does)."""
+        return name not in self._on_loop
 
     def __contains__(self, name: object) -> bool:
         return name in self._functions
@@ -125,20 +144,27 @@ function_registry = FunctionRegistry()
 
 
 @overload
-def function(name: F, *, replace: bool = False) -> F: ...
+def function(name: F, *, replace: bool = False, blocking: bool = True) -> F: ...
 @overload
-def function(name: str | None = None, *, replace: bool = False) -> Callable[[F], F]: ...
-def function(name: str | F | None = None, *, replace: bool = False) -> F | Callable[[F], F]:
+def function(
+    name: str | None = None, *, replace: bool = False, blocking: bool = True
+) -> Callable[[F], F]: ...
+def function(
+    name: str | F | None = None, *, replace: bool = False, blocking: bool = True
+) -> F | Callable[[F], F]:
     """Decorator registering a function for the ``python`` handler (name defaults to __name__).
 
     Usable bare (``@function``) or called (``@function()``, ``@function("name")``).
+    ``blocking=False``: a sync function that returns quickly and never waits (no I/O, no
+    lock, no sleep) is called on the event loop instead of in a worker thread; one that
+    does block then stalls every other node of the process while it runs.
     """
     if callable(name):
-        function_registry.register(name.__name__, name, replace=replace)
+        function_registry.register(name.__name__, name, replace=replace, blocking=blocking)
         return name
 
     def decorate(func: F) -> F:
-        function_registry.register(name or func.__name__, func, replace=replace)
+        function_registry.register(name or func.__name__, func, replace=replace, blocking=blocking)
         return func
 
     return decorate
@@ -277,6 +303,64 @@ class PythonConfig(BaseModel):
         return value
 
 
+class _Call:
+    """How to call one function, worked out once from its signature: which parameter gets
+    the context, whether it is a coroutine function, and which keyword arguments bind."""
+
+    __slots__ = ("by_keyword", "ctx_param", "is_async", "required", "signature")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        sig = _signature(func)
+        self.signature = sig
+        self.ctx_param = _context_param(func, sig)
+        self.is_async = _is_async(func)
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = sig.parameters.values() if sig is not None else ()
+        # None: a **kwargs parameter takes any name.
+        self.by_keyword: frozenset[str] | None = frozenset(
+            p.name for p in params if p.kind in keyword
+        )
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            self.by_keyword = None
+        self.required = frozenset(
+            p.name
+            for p in params
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        )
+
+    def check(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Raise what ``Signature.bind`` raises when ``kwargs`` do not fit the function."""
+        sig = self.signature
+        if sig is None:
+            return
+        keys = kwargs.keys()
+        if self.required <= keys and (self.by_keyword is None or keys <= self.by_keyword):
+            return
+        try:
+            sig.bind(**kwargs)
+        except TypeError as exc:
+            raise PermanentNodeError(
+                f"function '{name}' does not accept the given params: {exc}", category="config"
+            ) from exc
+
+
+_CALLS: dict[Callable[..., Any], _Call] = {}
+_CALLS_MAX = 1024  # distinct functions remembered; more start the memory over
+
+
+def _call_of(func: Callable[..., Any]) -> _Call:
+    try:
+        call = _CALLS.get(func)
+    except TypeError:  # an unhashable callable object
+        return _Call(func)
+    if call is None:
+        if len(_CALLS) >= _CALLS_MAX:
+            _CALLS.clear()
+        call = _CALLS[func] = _Call(func)
+    return call
+
+
 def _context_param(func: Callable[..., Any], sig: inspect.Signature | None) -> str | None:
     if sig is None:
         return None
@@ -303,6 +387,8 @@ def _is_async(func: Callable[..., Any]) -> bool:
 
 
 def _check_json(name: str, value: Any) -> None:
+    if value is None or type(value) in (str, int, bool):
+        return  # the common case: nothing to encode (a float may be NaN)
     offending: list[str] = []
 
     def reject(obj: Any) -> Any:
@@ -328,22 +414,20 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
     except UnresolvableFunction as exc:
         raise PermanentNodeError(str(exc), category="config") from exc
     kwargs = dict(config.params)
-    sig = _signature(func)
-    ctx_param = _context_param(func, sig)
+    call = _call_of(func)
+    ctx_param = call.ctx_param
     # A param of that name given in the config is the user's value, not the context.
     if ctx_param is not None and ctx_param not in kwargs:
         kwargs[ctx_param] = ctx
-    if sig is not None:
-        try:
-            sig.bind(**kwargs)
-        except TypeError as exc:
-            raise PermanentNodeError(
-                f"function '{name}' does not accept the given params: {exc}", category="config"
-            ) from exc
+    call.check(name, kwargs)
     # No rendered value in the line (the name may come from a classified input).
     logger.debug("calling the python function of node %s", ctx.node_id)
-    if _is_async(func):
+    if call.is_async:
         result = await func(**kwargs)
+    elif not function_registry.blocking(name) and function_registry.get(name) is func:
+        result = func(**kwargs)  # declared quick: on the loop (see the module docstring)
+        if inspect.isawaitable(result):
+            result = await result
     else:
         # A thread keeps a slow or blocking function from stalling every other node.
         result = await asyncio.to_thread(func, **kwargs)
@@ -360,5 +444,6 @@ SPEC = HandlerSpec(
     run=run_python,
     config_model=PythonConfig,
     description="Calls a registered Python function or a dotted path (pkg.mod:func) with "
-    "keyword params; sync functions run in a worker thread.",
+    "keyword params; sync functions run in a worker thread unless registered with "
+    "blocking=False.",
 )
