@@ -311,3 +311,30 @@ async def test_only_the_newest_version_of_each_listener_is_kept_in_memory(
         assert started.version == version  # the newest version answers
     subscriptions = engine._events.subscriptions  # what an event reads: one record a name
     assert len(subscriptions._records) == 1 and len(subscriptions._parsed) == 1
+
+
+async def test_ends_read_each_stored_version_once_and_see_other_writers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reads.db'}"
+    async with Engine(url) as engine, Engine(url, resume=False, drive=False) as other:
+        store = engine.store
+        specs_read: list[str] = []
+        get_definition = store.get_definition
+
+        async def counting(definition_id: str) -> Any:
+            specs_read.append(definition_id)
+            return await get_definition(definition_id)
+
+        store.get_definition = counting  # type: ignore[method-assign]
+        big = workflow("big", nodes=[{"id": f"n{i}", "handler": "noop"} for i in range(300)])
+        await engine.submit(big)
+        for _ in range(3):
+            assert (await engine.run(big)).ok
+        # Submitted here: its triggers were known without reading it back.
+        assert specs_read == []
+        # Another writer of the same file stores a follower: seen once the list is old enough.
+        after = await other.submit(workflow("after", on("workflow.completed", source="big")))
+        await asyncio.sleep(1.1)
+        assert (await engine.run(big)).ok
+        assert await eventually(lambda: executions_of(engine, "after"))
+        # Read for its triggers (and for starting it), never the big definition.
+        assert set(specs_read) == {after.id}

@@ -343,13 +343,14 @@ class Engine:
         process).
         """
         record = await self._definitions.submit(source, fmt=fmt, created_by=created_by)
-        self.definition_changed()
+        self.definition_changed(record)
         await self.schedules.definition_stored(record)
         return record
 
-    def definition_changed(self) -> None:
-        """A version was stored or changed status: triggers are read again."""
-        self._events.subscriptions.forget()
+    def definition_changed(self, stored: DefinitionRecord | None = None) -> None:
+        """A version was stored or changed status: triggers are read again (but not
+        ``stored``, the record of a version stored here, which is known already)."""
+        self._events.subscriptions.forget(stored)
 
     async def versions(self, name: str) -> tuple[list[DefinitionRecord], str | None]:
         """Every stored version of ``name`` (oldest first: who created it and when, its

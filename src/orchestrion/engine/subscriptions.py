@@ -44,9 +44,12 @@ class Subscriptions:
         self._records: dict[str, DefinitionRecord] = {}  # by id: stored versions never change
         self._cached: tuple[float, list[DefinitionRecord]] | None = None
 
-    def forget(self) -> None:
-        """A definition was submitted here: read the list again at the next event."""
+    def forget(self, submitted: DefinitionRecord | None = None) -> None:
+        """A definition was submitted here: read the list again at the next event (the
+        ``submitted`` record need not be read back)."""
         self._cached = None
+        if submitted is not None:
+            self._records[submitted.id] = submitted
 
     def known_none(self, event_type: str, source: str | None) -> bool:
         """Whether a list young enough for ``fresh=False`` says nobody listens: then an
