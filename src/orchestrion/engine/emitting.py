@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,7 @@ _WIDTH = "chain_width"
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 """An event id given by the sender: a UUID, a message id, ``order-42:created``."""
+_STARTED = RecordType.EXECUTION_STARTED
 _ENDINGS = {
     RecordType.EXECUTION_COMPLETED: "workflow.completed",
     RecordType.EXECUTION_FAILED: "workflow.failed",
@@ -273,6 +274,9 @@ class EventTriggers:
         """Record listener: an execution that just completed or failed fires its event."""
         ending = next((_ENDINGS[r.type] for r in records if r.type in _ENDINGS), None)
         if ending is None:
+            if records and records[0].type == _STARTED:
+                # Read the list of followers now, so that the end finds it fresh.
+                self._spawn(self.subscriptions.warm())
             return
         live = self._parts.loop.live.get(execution_id)
         if live is None:
@@ -294,7 +298,12 @@ class EventTriggers:
             "result": None if classified else live.compiled.result_from(live.outputs),
             "error": _error_of(live.machine.error, classified),
         }
-        task = asyncio.ensure_future(self._follow(ending, payload, record))
+        self._spawn(self._follow(ending, payload, record))
+
+    def _spawn(self, work: Coroutine[Any, Any, None] | None) -> None:
+        if work is None:
+            return
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

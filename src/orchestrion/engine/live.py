@@ -29,6 +29,9 @@ class LiveExecution:
     timers: dict[tuple[str, int, str], asyncio.TimerHandle] = field(default_factory=dict)
     deadline: asyncio.TimerHandle | None = None
     queued_event: dict[str, str] = field(default_factory=dict)
+    # Whether the journal may hold a ``node.waiting`` record of it (False only for one
+    # started here that never waited since): its result then needs no wait times read.
+    waited: bool = True
 
 
 @dataclass(slots=True)

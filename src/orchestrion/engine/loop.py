@@ -270,8 +270,10 @@ class EngineLoop:
                 live.outputs[record.node] = record.output
             if record.type == _NODE_QUEUED and record.node is not None:
                 live.queued_event[record.node] = event_id
-            elif record.type == _NODE_WAITING and record.wait_reason == _CHILD:
-                self._children.parent_waits(execution_id, record.node or "")
+            elif record.type == _NODE_WAITING:
+                live.waited = True
+                if record.wait_reason == _CHILD:
+                    self._children.parent_waits(execution_id, record.node or "")
             elif record.type == _EXECUTION_STARTED and live.record.started_at is None:
                 live.record.started_at = record.at  # workflow.duration counts from here
         for command in step.commands:

@@ -41,6 +41,9 @@ class Outcomes:
         async with asyncio.timeout(timeout):
             if live is not None:
                 await asyncio.shield(live.done)
+                if not live.waited:  # driven here from its start to its end, never waiting
+                    record = await self._parts.engine.store.get_execution(execution_id)
+                    return await self.result(record, waited=False)
             else:
                 while True:
                     record = await self._parts.engine.store.get_execution(execution_id)
@@ -110,13 +113,14 @@ class Outcomes:
                 current = live_executions.get(parent) if parent is not None else None
         return False
 
-    async def result(self, record: ExecutionRecord) -> ExecutionResult:
-        """The result of ``record``: its state, result and node states."""
+    async def result(self, record: ExecutionRecord, *, waited: bool = True) -> ExecutionResult:
+        """The result of ``record``: its state, result and node states (``waited=False``:
+        known never to have waited, so no wait times to read)."""
         execution_id = record.id
         definition = await self._parts.definitions.record(record.definition_id)
         compiled = await self._parts.definitions.compiled_for(record.definition_id)
         runs = await self._parts.engine.store.get_node_runs(execution_id)
-        waited = await self._waited(execution_id, runs)
+        seconds = await self._waited(execution_id, runs) if waited else {}
         declared = [(c.condition, c.required) for c in compiled.plan.spec.success_criteria]
         criteria: tuple[CriterionResult, ...] = ()
         if declared:
@@ -132,7 +136,7 @@ class Outcomes:
             definition.version,
             runs,
             compiled.plan.ids,
-            waited,
+            seconds,
             criteria,
             notices,
         )

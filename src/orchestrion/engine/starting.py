@@ -208,6 +208,7 @@ class Starts:
             return
         loop = self._parts.loop
         live = loop.make_live(record, compiled, {})
+        live.waited = False  # a new execution: nothing journalled yet
         loop.live[record.id] = live
         await loop.post_and_wait(record.id, Started(time.time()))
         arm_deadline(live, time.time(), loop.post)

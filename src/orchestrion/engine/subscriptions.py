@@ -13,15 +13,19 @@ versions are stored.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrion.definition.triggers import EventTrigger, event_triggers
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import DefinitionRecord, Store
 
 __all__ = ["CACHE_SECONDS", "Subscriber", "Subscriptions"]
+
+logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
 """How old the list of active definitions may be when an execution's end is followed."""
@@ -43,6 +47,7 @@ class Subscriptions:
         self._parsed: dict[str, list[EventTrigger]] = {}
         self._records: dict[str, DefinitionRecord] = {}  # by id: stored versions never change
         self._cached: tuple[float, list[DefinitionRecord]] | None = None
+        self._warming = False
 
     def forget(self, submitted: DefinitionRecord | None = None) -> None:
         """A definition was submitted here: read the list again at the next event (the
@@ -58,6 +63,25 @@ class Subscriptions:
         if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
             return False
         return not self._matching(cached[1], event_type, source)
+
+    def warm(self) -> Coroutine[Any, Any, None] | None:
+        """A read of the list for ``known_none`` and the ends to come, unless the list is
+        young enough or a read is under way: what an execution's start asks for."""
+        cached = self._cached
+        if self._warming or (
+            cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS / 2
+        ):
+            return None
+        self._warming = True
+        return self._warm()
+
+    async def _warm(self) -> None:
+        try:
+            await self.of("", fresh=True)
+        except Exception:  # the ends read it again themselves
+            logger.debug("reading the event triggers failed", exc_info=True)
+        finally:
+            self._warming = False
 
     async def of(
         self, event_type: str, source: str | None = None, *, fresh: bool = True

@@ -69,6 +69,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeExecutor", "standard_layers"]
 
+_WEIGHTS_MAX = 512  # configs whose weight is remembered; more start the memory over
+
 
 def standard_layers(
     registry: HandlerRegistry,
@@ -117,6 +119,10 @@ class NodeExecutor:
         self.logs = logs if logs is not None and logs.on else None
         if self.logs is not None:
             install(self.logs)
+        # id(config) -> (config, when, handler, the answer): the same node's config object
+        # comes with each of its attempts (the compiled plan's), so its weight is worked
+        # out once; the config is kept so that its id cannot be reused meanwhile.
+        self._weights: dict[int, tuple[Any, str | None, str, bool]] = {}
 
     # ------------------------------------------------------------------ in a task
 
@@ -329,4 +335,17 @@ class NodeExecutor:
     def _renders_off_loop(self, task: TaskMessage) -> bool:
         """Whether the attempt renders a template that is not light (``template_weight``)."""
         when = task.when if task.kind == TaskKind.RUN else None
-        return renders_off_loop(task.handler, task.config, when, self._canonical)
+        config = task.config
+        known = self._weights.get(id(config))
+        if (
+            known is not None
+            and known[0] is config
+            and known[1] == when
+            and known[2] == task.handler
+        ):
+            return known[3]
+        heavy = renders_off_loop(task.handler, config, when, self._canonical)
+        if len(self._weights) >= _WEIGHTS_MAX:
+            self._weights.clear()
+        self._weights[id(config)] = (config, when, task.handler, heavy)
+        return heavy
