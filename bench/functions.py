@@ -11,10 +11,11 @@ from typing import Any
 
 from orchestrion import function
 
-__all__ = ["ASYNC", "SYNC", "pass_on", "pass_on_sync"]
+__all__ = ["ASYNC", "QUICK", "SYNC", "pass_on", "pass_on_quick", "pass_on_sync"]
 
 ASYNC = "bench_pass_on"
 SYNC = "bench_pass_on_sync"
+QUICK = "bench_pass_on_quick"
 
 
 @function(ASYNC, replace=True)
@@ -26,4 +27,10 @@ async def pass_on(value: Any = None) -> Any:
 @function(SYNC, replace=True)
 def pass_on_sync(value: Any = None) -> Any:
     """A ``def`` node: returns its ``value`` param (run in a worker thread by default)."""
+    return value
+
+
+@function(QUICK, replace=True, blocking=False)
+def pass_on_quick(value: Any = None) -> Any:
+    """A ``def`` node declared non-blocking: called on the event loop, no thread."""
     return value

@@ -11,8 +11,9 @@ Workloads (SQLite file in WAL mode, every transition committed before it is acte
         asyncio task of its own
     w4  validation of a 100,000-node DAG (load + schema + graph checks)
     m1  a map node over 10,000 items (no-op per item, 100 at a time)
-w1, w2 and w3 run once per handler of --handlers in each round: ``async`` and ``sync`` are a
-user function per node through the ``python`` handler (``async def`` / ``def``,
+w1, w2 and w3 run once per handler of --handlers in each round: ``async``, ``sync`` and
+``quick`` are a user function per node through the ``python`` handler (``async def``; ``def``,
+in a worker thread; ``def`` registered with ``blocking=False``, on the event loop; see
 bench/functions.py; the headline rows), ``noop`` the built-in no-op handler, which runs
 inside the engine's turn (the engine's own overhead). Definitions are validated and stored
 before the clock starts: the timing is from the first start to the last end. Within each
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument(
         "--handlers",
         default=",".join(HANDLERS),
-        help="what w1, w2 and w3 run per node: async, sync (a python function) and noop",
+        help="what w1, w2 and w3 run per node: async, sync, quick (a python function), noop",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -143,7 +144,7 @@ def main() -> None:
         return
 
     titles = {**{k: v[0] for k, v in WORKLOADS.items()}, "w4": "validate 100,000 nodes"}
-    labels = {"async": "async def", "sync": "def", "noop": "noop", "-": ""}
+    labels = {"async": "async def", "sync": "def", "quick": "def, quick", "noop": "noop", "-": ""}
     rows = []
     for name in args.only.split(","):
         out = subprocess.run(
@@ -186,7 +187,8 @@ def main() -> None:
         f"python {platform.python_version()}, {platform.machine()}, {args.repeat} rounds; "
         "each round runs the floor and every handler in turn (interleaved);\n"
         "timed: first start to last end (definitions validated and stored before); "
-        "handler: python async def / def function per node, or the built-in noop"
+        "handler: python async def / def (thread) / def blocking=False function per node, "
+        "or the built-in noop"
     )
     print(header)
     print("-" * len(header))

@@ -6,10 +6,12 @@ from typing import Any
 
 __all__ = ["HANDLERS", "chain", "diamond", "fan_out", "map_items", "node", "wide_dag"]
 
-HANDLERS = ("noop", "async", "sync")
-"""What a workload's nodes run: the built-in ``noop`` handler (the engine's own overhead), or
-a user function per node through the ``python`` handler, ``async def`` or ``def``
-(bench/functions.py)."""
+HANDLERS = ("async", "sync", "quick", "noop")
+"""What a workload's nodes run: a user function per node through the ``python`` handler,
+``async def`` (async), ``def`` (sync: in a worker thread, the default) or ``def`` registered
+with ``blocking=False`` (quick: on the event loop), see bench/functions.py; or the built-in
+``noop`` handler, which runs inside the engine's turn (the engine's own overhead)."""
+FUNCTIONS = {"async": "bench_pass_on", "sync": "bench_pass_on_sync", "quick": "bench_pass_on_quick"}
 
 
 def node(
@@ -19,8 +21,8 @@ def node(
     spec: dict[str, Any] = {"id": node_id}
     if dependencies:
         spec["dependencies"] = dependencies
-    if handler in ("async", "sync"):
-        function = "bench_pass_on" if handler == "async" else "bench_pass_on_sync"
+    if handler in FUNCTIONS:
+        function = FUNCTIONS[handler]
         params = {} if value is None else {"value": value}
         spec["handler"] = "python"
         spec["config"] = {"function": function, "params": params}

@@ -46,17 +46,19 @@ def registered_functions(**functions: Callable[..., Any]) -> Iterator[None]:
     block runs; names they replace get their former function back afterwards."""
     from orchestrion.handlers.python import function_registry
 
-    previous = {name: function_registry.get(name) for name in functions}
+    previous = {
+        name: (function_registry.get(name), function_registry.blocking(name)) for name in functions
+    }
     for name, func in functions.items():
         function_registry.register(name, func, replace=True)
     try:
         yield
     finally:
-        for name, former in previous.items():
+        for name, (former, blocking) in previous.items():
             if former is None:
                 function_registry.unregister(name)
             else:
-                function_registry.register(name, former, replace=True)
+                function_registry.register(name, former, replace=True, blocking=blocking)
 
 
 async def arun_in_memory(

@@ -64,3 +64,19 @@ def test_node_context_takes_the_tests_own_resources() -> None:
     mine = Resources(Controls.unrestricted())
     assert node_context(resources=mine).resources is mine
     assert node_context().resources is not mine
+
+
+def test_a_replaced_function_gets_its_declaration_back() -> None:
+    from orchestrion.handlers.python import function_registry
+
+    def quick() -> int:
+        return 1
+
+    function_registry.register("t_declared", quick, blocking=False)
+    try:
+        with registered_functions(t_declared=lambda: 2):
+            assert function_registry.blocking("t_declared") is True
+        assert function_registry.get("t_declared") is quick
+        assert function_registry.blocking("t_declared") is False
+    finally:
+        function_registry.unregister("t_declared")
