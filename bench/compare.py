@@ -5,7 +5,10 @@ Airflow, each peer in a virtual environment of its own, every run in a fresh pro
     .venv/bin/python bench/compare.py --systems orchestrion,floor,dbos --workloads w0,w1,w2,w3
     .venv/bin/python bench/compare.py --quick --repeat 1    # small sizes, while developing
 
-Workloads (no-op nodes; each system with its durable default, see bench/peers/*_runner.py):
+Workloads (each system with its durable default, see bench/peers/*_runner.py; a peer's node is
+a function of its own that returns at once; Orchestrion runs w1-w3 three ways: an ``async def``
+and a ``def`` user function per node through the ``python`` handler, the headline rows, and the
+built-in ``noop`` handler, its engine's own overhead):
     w0  hello: one node; the whole process (interpreter, imports, set-up) timed from outside
     w1  1 root -> 1,000 parallel nodes -> 1 sink
     w2  200-node chain, each node passing its predecessor's output on
@@ -14,13 +17,16 @@ Workloads (no-op nodes; each system with its durable default, see bench/peers/*_
     w5  10,000 executions waiting on an approval (memory); then all approved
     w6  scale-out throughput on PostgreSQL + Redis with 1, 2 and 4 workers (bench/scaleout.py,
         Orchestrion only)
-Tuned peers (issue #7), run only when named in --systems: dbos-wal (DBOS's SQLite in WAL,
+Every (system, workload) runs --repeat times, each in a fresh process, round by round: each
+round runs every system once, so a drift of the machine's speed hits them alike.
+Tuned peers, run only when named in --systems: dbos-wal (DBOS's SQLite in WAL,
 synchronous=NORMAL) and prefect-persist (Prefect's results persisted); each is its peer's
 runner in the peer's venv with BENCH_MODE set, and its row's label names the tuning.
 Peers are never dependencies of the package: the first run creates bench/.venvs/<peer> and
 pip-installs the pinned release there (again whenever the pin changes). One table is printed
 (Markdown): median wall time, nodes/s, peak RSS and each system's time over Orchestrion's in
-the same run; JSON and Markdown go to --out, and a PNG chart of nodes/s is drawn by
+the same run (its ``async def`` row where there is one, else its only row); JSON and Markdown
+go to --out, and a PNG chart of nodes/s is drawn by
 bench/chart.py in a plotting venv of its own (bench/.venvs/plot). A run that takes longer than
 --timeout is killed (its whole process group) and reported as a timeout.
 """
@@ -110,8 +116,29 @@ PREFECT = System(
         "w5": "suspend_flow_run needs a deployment and a worker to resume",
     },
 )
+FUNCTIONS_ONLY = "one noop node (w0), validation (w4) or approvals (w5): no function to call"
 SYSTEMS = {
-    "orchestrion": System("orchestrion", workloads=("w0", "w1", "w2", "w3", "w4", "w5", "w6")),
+    "orchestrion-async": System(
+        "orchestrion-async",
+        workloads=("w1", "w2", "w3"),
+        missing={w: FUNCTIONS_ONLY for w in ("w0", "w4", "w5")},
+        peer="orchestrion",
+        mode="async",
+        label="orchestrion, an async def function per node",
+    ),
+    "orchestrion-def": System(
+        "orchestrion-def",
+        workloads=("w1", "w2", "w3"),
+        missing={w: FUNCTIONS_ONLY for w in ("w0", "w4", "w5")},
+        peer="orchestrion",
+        mode="sync",
+        label="orchestrion, a def function per node (worker thread)",
+    ),
+    "orchestrion": System(
+        "orchestrion",
+        workloads=("w0", "w1", "w2", "w3", "w4", "w5", "w6"),
+        label="orchestrion, built-in noop handler (engine overhead)",
+    ),
     "floor": System(
         "floor",
         missing={
@@ -144,6 +171,14 @@ TUNED = {
         peer="dbos",
         mode="wal",
         label="dbos-wal (tuned: SQLite WAL, synchronous=NORMAL)",
+    ),
+    "orchestrion-quick": System(
+        "orchestrion-quick",
+        workloads=("w1", "w2", "w3"),
+        missing={w: FUNCTIONS_ONLY for w in ("w0", "w4", "w5")},
+        peer="orchestrion",
+        mode="quick",
+        label="orchestrion, a def function per node registered blocking=False",
     ),
     "prefect-persist": replace(
         PREFECT,
@@ -227,26 +262,54 @@ def _error_line(stderr: str) -> str:
     return line.split(" (Background on this error")[0][:160]
 
 
-def run_cell(system: System, workload: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``--repeat`` fresh-process runs of one (system, workload); their median and peak."""
+@dataclass
+class Runs:
+    """The fresh-process runs of one (system, workload) so far."""
+
+    system: System
+    workload: str
+    walls: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+
+def run_cells(
+    systems: list[System], workload: str, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """``--repeat`` rounds of fresh-process runs of each system on ``workload``, every system
+    once per round (interleaved); each cell's median and peak."""
+    runs = [Runs(system, workload) for system in systems]
+    for i in range(args.repeat):
+        for cell in runs:
+            if cell.problem is None:  # a timeout or failure would only repeat
+                _run_one(cell, i, args)
+    return [_cell(cell, args) for cell in runs]
+
+
+def _run_one(runs: Runs, i: int, args: argparse.Namespace) -> None:
+    system, workload = runs.system, runs.workload
     command = [str(system.python), str(system.runner), workload]
     if args.quick:
         command.append("--quick")
-    walls, rss, results, problem = [], [], [], None
-    for i in range(args.repeat):
-        outcome = run_once(command, args.timeout, system.env)
-        label = f"{system.name} {workload} #{i + 1}"
-        if outcome.result is None:
-            problem = outcome.problem
-            print(f"[compare] {label}: {problem}", file=sys.stderr)
-            break  # a timeout or failure would only repeat: do not wait for it again
-        result = outcome.result
-        # w0 is the whole process, start-up included: timed from outside.
-        wall = outcome.outside_s if workload == "w0" else result["wall_s"]
-        walls.append(wall)
-        rss.append(result["peak_rss_mib"])
-        results.append(result)
-        print(f"[compare] {label}: {wall:.3f} s, {result['peak_rss_mib']} MiB", file=sys.stderr)
+    outcome = run_once(command, args.timeout, system.env)
+    label = f"{system.name} {workload} #{i + 1}"
+    if outcome.result is None:
+        runs.problem = outcome.problem
+        print(f"[compare] {label}: {runs.problem}", file=sys.stderr)
+        return
+    result = outcome.result
+    # w0 is the whole process, start-up included: timed from outside.
+    wall = outcome.outside_s if workload == "w0" else result["wall_s"]
+    runs.walls.append(wall)
+    runs.rss.append(result["peak_rss_mib"])
+    runs.results.append(result)
+    print(f"[compare] {label}: {wall:.3f} s, {result['peak_rss_mib']} MiB", file=sys.stderr)
+
+
+def _cell(runs: Runs, args: argparse.Namespace) -> dict[str, Any]:
+    system, workload = runs.system, runs.workload
+    walls, rss, results, problem = runs.walls, runs.rss, runs.results, runs.problem
     cell: dict[str, Any] = {"system": system.name, "workload": workload, "runs": walls}
     if problem is not None and not walls:
         cell["problem"] = problem
@@ -313,8 +376,14 @@ def _fmt_ratio(ratio: float) -> str:
 
 
 def table(cells: list[dict[str, Any]], quick: bool) -> str:
-    """The Markdown table: one row per (workload, system), ratios to Orchestrion's row."""
+    """The Markdown table: one row per (workload, system), ratios to Orchestrion's row (its
+    ``async def`` row where it ran, its only row elsewhere)."""
     ours = {c["workload"]: c.get("median_s") for c in cells if c["system"] == "orchestrion"}
+    ours |= {
+        c["workload"]: c["median_s"]
+        for c in cells
+        if c["system"] == "orchestrion-async" and c.get("median_s")
+    }
     lines = [
         "| workload | system | median | nodes/s | peak RSS | time / Orchestrion |",
         "|---|---|---|---|---|---|",
@@ -420,18 +489,24 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cells: list[dict[str, Any]] = []
     for workload in workloads:
+        if workload == "w6":  # Orchestrion's scale-out only: no row of "not run" per peer
+            if any(system.name == "orchestrion" for system in systems):
+                cells.extend(run_w6(args))
+            continue
+        problems: dict[str, str] = {}
         for system in systems:
-            if workload == "w6" and system.name != "orchestrion":
-                continue  # Orchestrion's scale-out only: no row of "not run" per peer
             why = broken.get(system.name) or system.missing.get(workload)
             if why is None and workload not in system.workloads:
                 why = "not implemented"
             if why is not None:
+                problems[system.name] = why
+        ran = iter(run_cells([s for s in systems if s.name not in problems], workload, args))
+        for system in systems:  # rows in the order of --systems
+            if system.name in problems:
+                why = problems[system.name]
                 cells.append({"system": system.name, "workload": workload, "problem": why})
-            elif workload == "w6":
-                cells.extend(run_w6(args))
             else:
-                cells.append(run_cell(system, workload, args))
+                cells.append(next(ran))
     info["load_average_at_end"] = os.getloadavg()
 
     versions = {c["system"]: c["version"] for c in cells if c.get("version")} | {

@@ -1,9 +1,14 @@
 """Orchestrion's side of the comparison: embedded mode, SQLite file (WAL), its defaults.
 
     .venv/bin/python bench/peers/orchestrion_runner.py w1 [--quick]
+    BENCH_MODE=async .venv/bin/python bench/peers/orchestrion_runner.py w1   # orchestrion-async
 
 Every transition is committed before it is acted on (Orchestrion's only mode). The workload
-definitions are bench/workloads.py's, the ones bench/run.py measures.
+definitions are bench/workloads.py's, the ones bench/run.py measures. Without BENCH_MODE the
+nodes are the built-in ``noop`` handler, which runs inside the engine's turn (the engine's
+own overhead); with ``async``, ``sync`` or ``quick``, w1-w3 run a user function per node
+through the ``python`` handler (``async def``; ``def`` in a worker thread; ``def`` registered
+with ``blocking=False``), as a peer's workflow runs its steps.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import _common
+import bench.functions  # noqa: F401 - registers the functions of the python variants
 from bench.workloads import chain, diamond, fan_out, wide_dag
+
+HANDLER = _common.MODE or "noop"
 
 
 def _version() -> str:
@@ -57,15 +65,15 @@ def w0(tmp: Path, _size: int) -> None:
 
 
 def w1(tmp: Path, size: int) -> dict[str, Any]:
-    return {"wall_s": asyncio.run(_run_all(tmp / "w1.db", [fan_out(size)]))}
+    return {"wall_s": asyncio.run(_run_all(tmp / "w1.db", [fan_out(size, HANDLER)]))}
 
 
 def w2(tmp: Path, size: int) -> dict[str, Any]:
-    return {"wall_s": asyncio.run(_run_all(tmp / "w2.db", [chain(size)]))}
+    return {"wall_s": asyncio.run(_run_all(tmp / "w2.db", [chain(size, HANDLER)]))}
 
 
 def w3(tmp: Path, size: int) -> dict[str, Any]:
-    return {"wall_s": asyncio.run(_run_all(tmp / "w3.db", [diamond()] * size))}
+    return {"wall_s": asyncio.run(_run_all(tmp / "w3.db", [diamond(HANDLER)] * size))}
 
 
 def w4(tmp: Path, size: int) -> dict[str, Any]:
@@ -127,4 +135,5 @@ if __name__ == "__main__":
         _version,
         {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5},
         "SQLite file, WAL, synchronous=NORMAL, every transition committed before acted on",
+        modes=("async", "sync", "quick"),
     )
