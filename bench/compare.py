@@ -514,10 +514,11 @@ def main() -> None:
         for s in systems
         if s.pins and not any(c["system"] == s.name and c.get("version") for c in cells)
     }
-    versions.pop("orchestrion", None)
-    versions["orchestrion"] = next(
-        (c["version"] for c in cells if c["system"] == "orchestrion" and c.get("median_s")), "?"
-    )
+    # One version for Orchestrion's rows (noop, async def, def): the tree's.
+    ours = [c["version"] for c in cells if c["system"].startswith("orchestrion") and "version" in c]
+    for name in [k for k in versions if k.startswith("orchestrion")]:
+        versions.pop(name)
+    versions["orchestrion"] = ours[0] if ours else "?"
     header = (
         f"{started}; {info['cpus']} CPUs, {info['memory']}, {info['machine']}, Python "
         f"{info['python']}; repeat={args.repeat}{', --quick sizes' if args.quick else ''}; "
