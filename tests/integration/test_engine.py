@@ -601,3 +601,33 @@ async def test_rerun_of_one_node_runs_it_and_its_downstream_again(engine: Engine
     assert again.nodes["b"].attempt == 2 and again.nodes["a"].attempt == 1
     with pytest.raises(ExecutionNotFound):
         await engine.retry(first.execution_id, from_node="ghost")
+
+
+async def test_results_read_wait_times_only_for_executions_that_may_have_waited(
+    engine: Engine,
+) -> None:
+    journal_reads: list[str] = []
+    list_events = engine.store.list_events
+
+    async def counting(execution_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        journal_reads.append(execution_id or "")
+        return await list_events(execution_id, *args, **kwargs)
+
+    engine.store.list_events = counting  # type: ignore[method-assign]
+    quick = flow(py("a", "t_count"), py("b", "t_count", ["a"]), name="quick")
+    records = [await engine.start_execution(quick) for _ in range(5)]
+    results = [await engine.wait(record.id, timeout=30) for record in records]
+    results.append(await engine.wait(records[0].id, timeout=30))  # ended: read from the store
+    assert all(result.ok and result.nodes["b"].waited is None for result in results)
+    assert not {record.id for record in records} & set(journal_reads)
+    # One that waited: its wait time is read and given.
+    waits = flow(
+        {"id": "pause", "handler": "delay", "config": {"seconds": 0.05}},
+        py("after", "t_count", ["pause"]),
+        name="waits",
+    )
+    record = await engine.start_execution(waits)
+    result = await engine.wait(record.id, timeout=30)
+    assert result.ok
+    assert result.nodes["pause"].waited is not None and result.nodes["pause"].waited > 0
+    assert record.id in journal_reads

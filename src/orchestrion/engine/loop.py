@@ -64,6 +64,8 @@ _CHILD = WaitReason.CHILD
 _TURNS_BUDGET = 0.005
 # Longest a turn spends running attempts inline (seconds) before it commits what it has.
 _INLINE_BUDGET = 0.005
+# How many ended executions ``never_waited`` remembers.
+_NEVER_WAITED_KEPT = 10_000
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -92,6 +94,9 @@ class EngineLoop:
         self.live: dict[str, LiveExecution] = {}
         self.inbox: list[Posted] = []
         self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
+        # Executions that ended here lately, started here and never waiting: their results
+        # need no wait times read (``Outcomes``); the oldest are forgotten first.
+        self.never_waited: dict[str, None] = {}
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._judge = CriteriaJudge(lambda: template_limits_of(engine.governance), self.post)
@@ -397,6 +402,11 @@ class EngineLoop:
         return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
 
     def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
+        if not live.waited:
+            never_waited = self.never_waited
+            if len(never_waited) >= _NEVER_WAITED_KEPT:
+                del never_waited[next(iter(never_waited))]
+            never_waited[live.record.id] = None
         self.progress.pop(live.record.id, None)
         disarm(live)
         self.live.pop(live.record.id, None)

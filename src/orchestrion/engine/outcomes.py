@@ -48,7 +48,9 @@ class Outcomes:
                 while True:
                     record = await self._parts.engine.store.get_execution(execution_id)
                     if record.status in FINAL_EXECUTION_STATES:
-                        return await self.result(record)  # final: no need to read it again
+                        # Final: no need to read it again.
+                        waited = execution_id not in self._parts.loop.never_waited
+                        return await self.result(record, waited=waited)
                     live = live_executions.get(execution_id)
                     if live is not None:
                         await asyncio.shield(live.done)
