@@ -19,7 +19,8 @@ inside the engine's turn (the engine's own overhead). Definitions are validated 
 before the clock starts: the timing is from the first start to the last end. Within each
 round the floor and every handler run in turn, in one process, so a drift of the machine's
 speed hits them alike. The floor column is plain asyncio writing one SQLite row per
-transition (bench/floor.py).
+transition (bench/floor.py). "CPU x fl" is the least CPU time this process spent in the timed
+part over the floor's: on a machine shared with other work, it moves less than wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.floor import floor_run
+from bench.floor import floor_run_timed
 from bench.workloads import HANDLERS, chain, diamond, fan_out, map_items, wide_dag
 
 Build = Callable[[str], list[dict[str, Any]]]
@@ -71,20 +72,20 @@ def _registry() -> Any:
     return registry
 
 
-async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> float:
+async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> tuple[float, float]:
     from orchestrion.engine.facade import Engine
 
     async with Engine(f"sqlite:///{db}", registry=_registry()) as engine:
         stored = [await engine.submit(d) for d in {id(d): d for d in definitions}.values()]
         by_name = {s.name: s for s in stored}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         records = await asyncio.gather(
             *(engine.start_execution(by_name[d["name"]]) for d in definitions)
         )
         results = await asyncio.gather(*(engine.wait(r.id) for r in records))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    return elapsed
+    return elapsed, cpu
 
 
 def _worker(name: str, repeat: int, handlers: list[str]) -> dict[str, Any]:
@@ -101,19 +102,29 @@ def _worker(name: str, repeat: int, handlers: list[str]) -> dict[str, Any]:
                 started = time.perf_counter()
                 load_definition(definition)
                 times.append(time.perf_counter() - started)
-            return {"engine": {"-": times}, "floor": None, "nodes": 100_000}
+            return {"engine": {"-": times}, "cpu": {}, "floor": None, "nodes": 100_000}
         _title, build, nodes = WORKLOADS[name]
         if name not in PER_HANDLER:
             handlers = ["-"]
         engine_times: dict[str, list[float]] = {h: [] for h in handlers}
+        cpu_times: dict[str, list[float]] = {h: [] for h in [*handlers, "floor"]}
         floor_times = []
         for i in range(repeat):  # one round: the floor, then each handler, in turn
             if name != "m1":  # the floor has no notion of items inside one node
-                floor_times.append(asyncio.run(floor_run(build("noop"), folder / f"f{i}.db")))
+                wall, cpu = asyncio.run(floor_run_timed(build("noop"), folder / f"f{i}.db"))
+                floor_times.append(wall)
+                cpu_times["floor"].append(cpu)
             for handler in handlers:
                 db = folder / f"e{i}-{handler}.db"
-                engine_times[handler].append(asyncio.run(_engine_once(build(handler), db)))
-        return {"engine": engine_times, "floor": floor_times or None, "nodes": nodes}
+                wall, cpu = asyncio.run(_engine_once(build(handler), db))
+                engine_times[handler].append(wall)
+                cpu_times[handler].append(cpu)
+        return {
+            "engine": engine_times,
+            "cpu": cpu_times,
+            "floor": floor_times or None,
+            "nodes": nodes,
+        }
 
 
 def main() -> None:
@@ -164,8 +175,10 @@ def main() -> None:
         )
         data = json.loads(out.stdout.strip().splitlines()[-1])
         floor = statistics.median(data["floor"]) if data["floor"] else None
+        floor_cpu = min(data["cpu"]["floor"]) if data["cpu"].get("floor") else None
         for handler, times in data["engine"].items():
             median = statistics.median(times)
+            cpu = min(data["cpu"][handler]) if data["cpu"].get(handler) else None
             rows.append(
                 {
                     "workload": name,
@@ -176,17 +189,20 @@ def main() -> None:
                     "nodes_per_s": round(data["nodes"] / median),
                     "floor_median_s": round(floor, 4) if floor is not None else None,
                     "ratio_to_floor": round(median / floor, 2) if floor else None,
+                    "cpu_min_s": round(cpu, 4) if cpu is not None else None,
+                    "cpu_ratio_to_floor": round(cpu / floor_cpu, 2) if cpu and floor_cpu else None,
                     "peak_rss_mib": round(data["peak_rss_mib"], 1),
                 }
             )
     header = (
         f"{'workload':<36} {'handler':<10} {'median':>9} {'min':>9} {'nodes/s':>9} "
-        f"{'floor':>9} {'x floor':>8} {'RSS MiB':>8}"
+        f"{'floor':>9} {'x floor':>8} {'CPU x fl':>8} {'RSS MiB':>8}"
     )
     print(
         f"python {platform.python_version()}, {platform.machine()}, {args.repeat} rounds; "
         "each round runs the floor and every handler in turn (interleaved);\n"
         "timed: first start to last end (definitions validated and stored before); "
+        "CPU x fl: least CPU time of the timed part over the floor's (less hit by others' load);\n"
         "handler: python async def / def (thread) / def blocking=False function per node, "
         "or the built-in noop"
     )
@@ -195,10 +211,12 @@ def main() -> None:
     for row in rows:
         floor_text = f"{row['floor_median_s']:.4f}s" if row["floor_median_s"] is not None else "-"
         ratio = f"{row['ratio_to_floor']:.2f}" if row["ratio_to_floor"] is not None else "-"
+        cpu_ratio = row["cpu_ratio_to_floor"]
+        cpu_text = f"{cpu_ratio:.2f}" if cpu_ratio is not None else "-"
         print(
             f"{row['workload'] + ' ' + row['title']:<36} {labels[row['handler'] or '-']:<10} "
             f"{row['median_s']:>8.4f}s {row['min_s']:>8.4f}s {row['nodes_per_s']:>9} "
-            f"{floor_text:>9} {ratio:>8} {row['peak_rss_mib']:>8}"
+            f"{floor_text:>9} {ratio:>8} {cpu_text:>8} {row['peak_rss_mib']:>8}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
