@@ -44,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.floor import floor_run_timed
 from bench.workloads import HANDLERS, chain, diamond, fan_out, map_items, wide_dag
 
-Build = Callable[[str], list[dict[str, Any]]]
+Build = Callable[..., list[dict[str, Any]]]  # (handler="noop") -> definitions
 WORKLOADS: dict[str, tuple[str, Build, int]] = {
-    "w1": ("1 -> 1,000 -> 1 fan-out", lambda h: [fan_out(1000, h)], 1002),
-    "w2": ("200-node chain", lambda h: [chain(200, h)], 200),
-    "w2t": ("200-node chain, as tasks", lambda h: [chain(200, TASK_NOOP)], 200),
-    "w3": ("200 concurrent 4-node diamonds", lambda h: [diamond(h)] * 200, 800),
-    "m1": ("map over 10,000 items", lambda h: [map_items(10_000)], 10_000),
+    "w1": ("1 -> 1,000 -> 1 fan-out", lambda h="noop": [fan_out(1000, h)], 1002),
+    "w2": ("200-node chain", lambda h="noop": [chain(200, h)], 200),
+    "w2t": ("200-node chain, as tasks", lambda h="noop": [chain(200, TASK_NOOP)], 200),
+    "w3": ("200 concurrent 4-node diamonds", lambda h="noop": [diamond(h)] * 200, 800),
+    "m1": ("map over 10,000 items", lambda h="noop": [map_items(10_000)], 10_000),
 }
 # The workloads run once per handler of --handlers; the others with their own handler only.
 PER_HANDLER = ("w1", "w2", "w3")
