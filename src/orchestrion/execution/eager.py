@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+
+# asyncio's own switch of the current task, as its eager tasks use it (3.12+): Python 3.11
+# has no eager task factory, and the first step must run as the new task, not the caller.
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Coroutine, Generator
 from typing import Any
