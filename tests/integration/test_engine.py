@@ -631,3 +631,21 @@ async def test_results_read_wait_times_only_for_executions_that_may_have_waited(
     assert result.ok
     assert result.nodes["pause"].waited is not None and result.nodes["pause"].waited > 0
     assert record.id in journal_reads
+
+
+async def test_a_retried_execution_that_waited_gives_its_wait_times(engine: Engine) -> None:
+    definition = flow(
+        py("gate", "t_fail_unless", switch="gate_open"),
+        {"id": "pause", "handler": "delay", "dependencies": ["gate"], "config": {"seconds": 0.05}},
+        name="retried",
+    )
+    record = await engine.start_execution(definition)
+    first = await engine.wait(record.id, timeout=30)
+    assert first.status is ExecutionStatus.FAILED  # ended here without waiting
+    assert (await engine.wait(record.id, timeout=30)).status is ExecutionStatus.FAILED
+    SWITCHES["gate_open"] = True
+    await engine.retry(record.id)
+    await engine.wait(record.id, timeout=30)
+    again = await engine.wait(record.id, timeout=30)  # ended: read from the store
+    assert again.ok, again.error
+    assert again.nodes["pause"].waited is not None and again.nodes["pause"].waited > 0

@@ -94,9 +94,10 @@ class EngineLoop:
         self.live: dict[str, LiveExecution] = {}
         self.inbox: list[Posted] = []
         self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
-        # Executions that ended here lately, started here and never waiting: their results
-        # need no wait times read (``Outcomes``); the oldest are forgotten first.
-        self.never_waited: dict[str, None] = {}
+        # Executions that ended here lately, started here and never waiting, with the time
+        # they ended: their results need no wait times read unless the store shows a later
+        # end (a retry, here or elsewhere; ``Outcomes``); the oldest are forgotten first.
+        self.never_waited: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._judge = CriteriaJudge(lambda: template_limits_of(engine.governance), self.post)
@@ -402,11 +403,13 @@ class EngineLoop:
         return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
 
     def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
-        if not live.waited:
-            never_waited = self.never_waited
+        never_waited = self.never_waited
+        if live.waited:
+            never_waited.pop(live.record.id, None)
+        else:
             if len(never_waited) >= _NEVER_WAITED_KEPT:
                 del never_waited[next(iter(never_waited))]
-            never_waited[live.record.id] = None
+            never_waited[live.record.id] = time.time()
         self.progress.pop(live.record.id, None)
         disarm(live)
         self.live.pop(live.record.id, None)

@@ -48,8 +48,14 @@ class Outcomes:
                 while True:
                     record = await self._parts.engine.store.get_execution(execution_id)
                     if record.status in FINAL_EXECUTION_STATES:
-                        # Final: no need to read it again.
-                        waited = execution_id not in self._parts.loop.never_waited
+                        # Final: no need to read it again. Wait times to read unless it
+                        # ended here without waiting, and has not ended again since.
+                        ended = self._parts.loop.never_waited.get(execution_id)
+                        waited = (
+                            ended is None
+                            or record.finished_at is None
+                            or record.finished_at > ended
+                        )
                         return await self.result(record, waited=waited)
                     live = live_executions.get(execution_id)
                     if live is not None:
