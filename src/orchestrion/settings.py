@@ -386,6 +386,12 @@ class Settings(BaseSettings):
         "none: the API is open. A key may be named for approvals and the audit trail: "
         '"key1:operator:cfo" (a name is letters, digits, ".", "_" or "-", not a role)',
     )
+    session_seconds: float = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="how long a dashboard sign-in (a session cookie made from an API key) lasts",
+    )
     # Filled from api_keys' ``key:role:name`` entries (see ``_split_key_names``).
     api_key_names: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, repr=False, exclude=True

@@ -44,6 +44,7 @@ from orchestrion.api.routes import (
     hooks,
     logs,
     schedules,
+    session,
     sinks,
     workflows,
 )
@@ -185,6 +186,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         audit,
         health,
         governance,
+        session,
     )
     for module in routers:
         app.include_router(module.router)

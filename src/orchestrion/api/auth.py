@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -23,11 +24,21 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from orchestrion.api.client_address import TrustedProxies, client_address
 from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.problems import ApiProblem
+from orchestrion.api.sessions import (
+    COOKIE,
+    CSRF_HEADER,
+    SessionBook,
+    SessionKey,
+    Ticket,
+    csrf_token,
+    parse,
+)
 from orchestrion.settings import ApiRole, Settings
 
 __all__ = [
@@ -37,6 +48,7 @@ __all__ = [
     "api_key_id",
     "caller_of",
     "caller_role",
+    "identifier",
     "identify",
     "require_headers",
     "require_role",
@@ -79,6 +91,7 @@ class _Key:
     key_id: str  # the audit trail's actor
     bucket: str  # the rate limiter's identity: a longer digest prefix, never the key
     name: str | None = None  # its name in ORCHESTRION_API_KEYS (``key:role:name``)
+    session: SessionKey | None = None  # what signs its browser sessions (api/sessions.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,8 @@ class Caller:
     open_api: bool = False  # no keys are configured: every caller is anonymous
     name: str | None = None  # the matched key's configured name
     presented: bool = False  # an Authorization header was sent (matching or not)
+    ticket: Ticket | None = None  # authenticated by this session cookie, not a bearer token
+    csrf_refused: bool = False  # a session cookie on a mutating call without its CSRF token
 
     @property
     def authenticated(self) -> bool:
@@ -120,8 +135,10 @@ class Identifier:
             digest = hashlib.sha256(key.encode()).digest()
             bucket = "key:" + digest.hex()[:32]
             name = (names or {}).get(key)
-            self._keys.append(_Key(digest, role, api_key_id(key), bucket, name))
+            session = SessionKey.of(key)
+            self._keys.append(_Key(digest, role, api_key_id(key), bucket, name, session))
         self.proxies = proxies
+        self.sessions = SessionBook()
 
     @property
     def open_api(self) -> bool:
@@ -135,18 +152,64 @@ class Identifier:
                 found = key
         return found
 
+    def session_key(self, key_id: str) -> SessionKey | None:
+        """The session secret of the configured key ``key_id`` names."""
+        for key in self._keys:
+            if key.key_id == key_id:
+                return key.session
+        return None
+
+    def _by_kid(self, kid: str) -> _Key | None:
+        found: _Key | None = None
+        for key in self._keys:
+            if key.session is not None and hmac.compare_digest(key.session.kid, kid):
+                found = key
+        return found
+
     def identify(self, scope: Scope) -> Caller:
         address = client_address(scope, self.proxies)
         if self.open_api:
             return Caller(address, open_api=True)
-        header = Headers(scope=scope).get("authorization")
+        headers = Headers(scope=scope)
+        header = headers.get("authorization")
         if header is None:
-            return Caller(address)
+            cookie = headers.get("cookie")
+            if cookie is None:
+                return Caller(address)
+            return self._by_session(scope, headers, cookie, address)
         scheme, _, token = header.partition(" ")
         key = self.match(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if key is None:
             return Caller(address, presented=True)
         return Caller(address, key.key_id, key.role, key.bucket, presented=True, name=key.name)
+
+    def _by_session(self, scope: Scope, headers: Headers, cookie: str, address: str) -> Caller:
+        value = cookie_parser(cookie).get(COOKIE)
+        if value is None:
+            return Caller(address)
+        ticket = parse(value)
+        key = self._by_kid(ticket.kid) if ticket is not None else None
+        if (
+            ticket is None
+            or key is None
+            or key.session is None
+            or not ticket.valid_for(key.session, time.time())
+            or self.sessions.ended(ticket)
+        ):
+            return Caller(address, presented=True)
+        if scope.get("method") in MUTATING_METHODS:
+            given = headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(given.encode(), csrf_token(key.session, ticket).encode()):
+                return Caller(address, presented=True, csrf_refused=True)
+        return Caller(
+            address,
+            key.key_id,
+            key.role,
+            key.bucket,
+            presented=True,
+            name=key.name,
+            ticket=ticket,
+        )
 
 
 _identifiers: dict[int, tuple[Settings, Identifier]] = {}
@@ -164,6 +227,11 @@ def _identifier(settings: Settings) -> Identifier:
         _identifiers.clear()
     _identifiers[id(settings)] = (settings, identifier)
     return identifier
+
+
+def identifier(settings: Settings) -> Identifier:
+    """The key matcher of ``settings`` (one per settings object)."""
+    return _identifier(settings)
 
 
 def identify(scope: Scope, settings: Settings) -> Caller:
@@ -205,6 +273,13 @@ def require_role(minimum: ApiRole) -> Callable[..., Awaitable[ApiRole | None]]:
 def unauthenticated(caller: Caller) -> ApiProblem:
     """The 401 for a caller without a valid key (none sent, or one that matches nothing)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="orchestrion"'}
+    if caller.csrf_refused:
+        return ApiProblem(
+            403,
+            "a request signed in by the session cookie that changes something must carry the"
+            " session's token in X-CSRF-Token (GET /v1/session gives it)",
+            slug="csrf",
+        )
     if caller.presented:
         return ApiProblem(401, "unknown API key", headers=challenge)
     return ApiProblem(401, "this API needs 'Authorization: Bearer <API key>'", headers=challenge)

@@ -10,7 +10,8 @@ An ASGI middleware, so it answers before a body is read or parsed and before any
    own bucket, else the address's, tighter one. A refusal is a 429 with ``Retry-After``;
    every limited response carries ``RateLimit-Limit``, ``-Remaining`` and ``-Reset``;
 3. with API keys configured, refuse a /v1 call (or one of a compatibility surface,
-   api/surfaces.py) without a valid key (401) here, so that an
+   api/surfaces.py) without a valid key (401), or signed in by a session cookie but
+   changing something without the session's CSRF token (403, api/sessions.py) here, so that an
    unauthenticated request never reaches body parsing (a 413, 415 or 422 would tell it
    about the API, and cost a parse).
 
@@ -75,8 +76,9 @@ class ApiGate:
         ):
             problem = unauthenticated(caller)
             response = problem_response(
-                401,
+                problem.status_code,
                 str(problem.detail),
+                slug=problem.slug,
                 instance=path,
                 headers={**(problem.headers or {}), **headers},
             )
