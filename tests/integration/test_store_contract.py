@@ -675,6 +675,40 @@ async def test_list_executions_by_id_prefix(store: Store) -> None:
     assert await ids("q") == set()
 
 
+async def test_executions_by_trigger_and_counted_by_status(store: Store) -> None:
+    await store.put_definition(definition())
+    started = {
+        "by-api": None,
+        "by-key": "my-own-key",
+        "by-schedule": "schedule:nightly@1700000000.000",
+        "by-event": "event:evt-1:wf",
+    }
+    for eid, key in started.items():
+        record = execution(eid, status=ExecutionStatus.COMPLETED)
+        record.idempotency_key = key
+        await store.create_execution(record)
+    child = execution("by-parent", status=ExecutionStatus.FAILED)
+    child.parent_execution_id, child.parent_node_id = "by-api", "sub"
+    child.idempotency_key = "child:by-api:sub:1"
+    await store.create_execution(child)
+
+    async def ids(trigger: str) -> set[str]:
+        page, _ = await store.list_executions(ExecutionFilter(trigger=trigger, limit=50))
+        return {e.id for e in page}
+
+    assert await ids("api") == {"by-api", "by-key"}
+    assert await ids("schedule") == {"by-schedule"}
+    assert await ids("event") == {"by-event"}
+    assert await ids("workflow") == {"by-parent"}
+    everything = await store.count_executions(ExecutionFilter())
+    assert everything == {ExecutionStatus.COMPLETED: 4, ExecutionStatus.FAILED: 1}
+    assert await store.count_executions(ExecutionFilter(trigger="workflow")) == {
+        ExecutionStatus.FAILED: 1
+    }
+    only = ExecutionFilter(status=[ExecutionStatus.FAILED], id_prefix="by-a")
+    assert await store.count_executions(only) == {}
+
+
 async def test_list_executions_filters_and_pages(store: Store) -> None:
     await store.put_definition(definition())
     await store.put_definition(definition(name="other", version="1"))

@@ -29,6 +29,7 @@ from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.masking import Masker
 from orchestrion.governance.trust import Trust
+from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
 
 __all__ = [
@@ -190,6 +191,8 @@ def execution_summary(
         created_at=utc(record.created_at),
         started_at=utc(record.started_at),
         finished_at=utc(record.finished_at),
+        trigger=rules.trigger_of(record),
+        parent_execution_id=record.parent_execution_id,
     )
 
 

@@ -288,6 +288,11 @@ class ExecutionSummary(_Out):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trigger: Literal["api", "schedule", "event", "workflow"] = Field(
+        default="api",
+        description="what started it: a client, a schedule, an emitted event, a parent execution",
+    )
+    parent_execution_id: str | None = None
 
 
 class ExecutionPage(_Out):
@@ -295,6 +300,23 @@ class ExecutionPage(_Out):
 
     items: list[ExecutionSummary]
     next_cursor: str | None = None
+
+
+class ExecutionCounts(_Out):
+    """How many executions match a filter, by state (states with none are left out)."""
+
+    total: int
+    by_status: dict[ExecutionState, int]
+
+
+class ValidationReport(_Out):
+    """A definition that validates: what it is, and the warnings it raised."""
+
+    valid: Literal[True] = True
+    name: str
+    version: str | None = None
+    nodes: int
+    warnings: list[str] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------ definitions

@@ -21,7 +21,9 @@ ADMIN_PREFIXES = ("/v1/admin", "/v1/audit", "/api/v1/admin")
 
 # Routes whose JSON body is a definition: its depth is bounded by the policy's
 # definitions.max_nesting_depth, not the general bound.
-DEFINITION_PATHS = frozenset({"/v1/workflow", "/api/v1/workflow", "/workflow"})
+DEFINITION_PATHS = frozenset(
+    {"/v1/workflow", "/v1/workflow/validate", "/api/v1/workflow", "/workflow"}
+)
 
 
 def is_api_path(path: str) -> bool:

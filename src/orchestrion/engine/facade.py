@@ -23,7 +23,7 @@ from orchestrion.core.events import Event
 from orchestrion.core.machine import ExecutionMachine
 from orchestrion.core.notices import NoticeSink
 from orchestrion.core.result import ExecutionResult
-from orchestrion.core.states import NodeState
+from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.definition.triggers import WebhookTrigger, webhook_triggers
 from orchestrion.dispatch.base import Dispatcher
@@ -496,6 +496,10 @@ class Engine:
         self, flt: ExecutionFilter | None = None
     ) -> tuple[list[ExecutionRecord], str | None]:
         return await self.store.list_executions(flt or ExecutionFilter())
+
+    async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
+        """How many executions match ``flt``, by status (its cursor and limit aside)."""
+        return await self.store.count_executions(flt)
 
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
         live = self._loop.live.get(execution_id)

@@ -197,6 +197,7 @@ class ExecutionFilter:
     cursor: str | None = None
     limit: int = 50
     id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
+    trigger: str | None = None  # what started them: one of ``rules.TRIGGERS``
 
 
 class Store(ScheduleStore, OutboxStore, Protocol):
@@ -278,6 +279,9 @@ class Store(ScheduleStore, OutboxStore, Protocol):
         self, flt: ExecutionFilter
     ) -> tuple[list[ExecutionRecord], str | None]:
         """A page of executions, newest first, and the cursor of the next page (or None)."""
+
+    async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
+        """How many executions match ``flt`` (its cursor and limit aside), by status."""
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         """What a restart must resume: executions that are running, waiting or paused, and

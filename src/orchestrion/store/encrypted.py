@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from orchestrion.core.events import NodeLogged, Record
+from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.encryption import KeyRing, encrypt_value, is_encrypted
 from orchestrion.governance.runtime import Governance
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
@@ -230,6 +231,9 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox):
     ) -> tuple[list[ExecutionRecord], str | None]:
         page, cursor = await self.inner.list_executions(flt)
         return [self._open_execution(r) for r in page], cursor
+
+    async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
+        return await self.inner.count_executions(flt)
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         return [self._open_execution(r) for r in await self.inner.unfinished_executions()]

@@ -238,19 +238,37 @@ class MemoryStore(MemorySchedules, MemoryOutbox):
     async def list_executions(
         self, flt: ExecutionFilter
     ) -> tuple[list[ExecutionRecord], str | None]:
+        after = rules.decode_cursor(flt.cursor) if flt.cursor else None
+        page: list[ExecutionRecord] = []
+        limit = max(1, flt.limit)
+        ordered = sorted(self._matching(flt), key=lambda e: (e.created_at, e.id))
+        for e in reversed(ordered):
+            if after is not None and (e.created_at, e.id) >= after:
+                continue
+            page.append(replace(e))
+            if len(page) > limit:
+                break
+        if len(page) > limit:
+            del page[limit:]
+            last = page[-1]
+            return page, rules.encode_cursor(last.created_at, last.id)
+        return page, None
+
+    async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
+        counts: dict[ExecutionStatus, int] = {}
+        for e in self._matching(flt):
+            counts[e.status] = counts.get(e.status, 0) + 1
+        return counts
+
+    def _matching(self, flt: ExecutionFilter) -> list[ExecutionRecord]:
         statuses = set(flt.status) if flt.status else None
         definition_ids: set[str] | None = None
         if flt.definition_name is not None:
             definition_ids = {
                 d.id for d in self._definitions.values() if d.name == flt.definition_name
             }
-        after = rules.decode_cursor(flt.cursor) if flt.cursor else None
-        page: list[ExecutionRecord] = []
-        limit = max(1, flt.limit)
-        ordered = sorted(self._executions.values(), key=lambda e: (e.created_at, e.id))
-        for e in reversed(ordered):
-            if after is not None and (e.created_at, e.id) >= after:
-                continue
+        found = []
+        for e in self._executions.values():
             if statuses is not None and e.status not in statuses:
                 continue
             if definition_ids is not None and e.definition_id not in definition_ids:
@@ -263,14 +281,10 @@ class MemoryStore(MemorySchedules, MemoryOutbox):
                 continue
             if flt.created_before is not None and e.created_at >= flt.created_before:
                 continue
-            page.append(replace(e))
-            if len(page) > limit:
-                break
-        if len(page) > limit:
-            del page[limit:]
-            last = page[-1]
-            return page, rules.encode_cursor(last.created_at, last.id)
-        return page, None
+            if flt.trigger is not None and rules.trigger_of(e) != flt.trigger:
+                continue
+            found.append(e)
+        return found
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         found = [

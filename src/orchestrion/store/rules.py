@@ -33,8 +33,11 @@ __all__ = [
     "AVAILABLE",
     "DEFINITION_STATUSES",
     "DEPRECATED",
+    "EVENT_KEY",
     "KEEP",
     "OUTPUT_STATES",
+    "SCHEDULE_KEY",
+    "TRIGGERS",
     "UNFINISHED_STATUSES",
     "active_heads",
     "apply_execution_record",
@@ -48,6 +51,7 @@ __all__ = [
     "no_active_version",
     "node_event_data",
     "plain_node_record",
+    "trigger_of",
 ]
 
 KEEP: Final[Any] = object()
@@ -117,6 +121,27 @@ def finished_at(record: Record) -> Any:
     if record.type == RETRIED:
         return None
     return KEEP
+
+
+TRIGGERS = ("api", "schedule", "event", "workflow")
+"""What starts an execution: a client, a schedule's firing, an emitted event, a parent
+execution's ``workflow`` node. Read from the execution's idempotency key and parent, which
+each starter sets its own way (``schedule:``, ``event:`` keys; a parent id)."""
+
+SCHEDULE_KEY = "schedule:"
+EVENT_KEY = "event:"
+
+
+def trigger_of(execution: ExecutionRecord) -> str:
+    """Which of ``TRIGGERS`` started ``execution``."""
+    if execution.parent_execution_id is not None:
+        return "workflow"
+    key = execution.idempotency_key or ""
+    if key.startswith(SCHEDULE_KEY):
+        return "schedule"
+    if key.startswith(EVENT_KEY):
+        return "event"
+    return "api"
 
 
 def encode_cursor(created_at: float, execution_id: str) -> str:

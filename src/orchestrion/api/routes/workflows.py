@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from email.message import Message
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,12 +20,14 @@ from orchestrion.api.convert import (
 )
 from orchestrion.api.models import (
     ActionResponse,
+    ExecutionCounts,
     ExecutionDetail,
     ExecutionPage,
     ExecutionState,
     ResultsResponse,
     SubmitResponse,
     TriggerRequest,
+    ValidationReport,
 )
 from orchestrion.api.params import CURSOR_PATTERN, instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
@@ -120,6 +122,20 @@ def _too_large(limit: int) -> ApiProblem:
     )
 
 
+def _format_of(request: Request) -> str | None:
+    """The definition's format from the content type (None: sniff it)."""
+    media = _media_type(request)
+    if media is None or media in _SNIFF:
+        return None
+    if media in _JSON or media.endswith("+json"):
+        return "json"
+    if media in _YAML:
+        return "yaml"
+    raise ApiProblem(
+        415, f"unsupported content type {media!r}: send application/json or application/yaml"
+    )
+
+
 async def _definition_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 once it is larger than ``limit`` bytes."""
     too_large = _too_large(limit)
@@ -148,18 +164,7 @@ async def _definition_body(request: Request, limit: int) -> bytes:
 async def submit_workflow(
     request: Request, ctx: Ctx, idempotency_key: IdempotencyKey = None
 ) -> SubmitResponse:
-    media = _media_type(request)
-    if media is None or media in _SNIFF:
-        fmt = None
-    elif media in _JSON or media.endswith("+json"):
-        fmt = "json"
-    elif media in _YAML:
-        fmt = "yaml"
-    else:
-        raise ApiProblem(
-            415,
-            f"unsupported content type {media!r}: send application/json or application/yaml",
-        )
+    fmt = _format_of(request)
     raw = await _definition_body(request, ctx.engine.definition_limits.max_bytes)
     try:
         text = raw.decode("utf-8")
@@ -302,6 +307,94 @@ StatusQuery = Annotated[
 ]
 
 
+IdPrefix = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="executions whose id starts with this",
+    ),
+]
+Trigger = Annotated[
+    Literal["api", "schedule", "event", "workflow"] | None,
+    Query(description="what started them: a client, a schedule, an event, a parent execution"),
+]
+Workflow = Annotated[str | None, Query(max_length=256, description="definition name")]
+After = Annotated[str | None, instant_query("created at or after")]
+Before = Annotated[str | None, instant_query("created before")]
+
+
+def _filter(
+    status: list[ExecutionState] | None,
+    workflow: str | None,
+    definition_id: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    id_prefix: str | None,
+    trigger: str | None,
+) -> ExecutionFilter:
+    return ExecutionFilter(
+        status=[ExecutionStatus(value.lower()) for value in status] if status else None,
+        definition_name=workflow,
+        definition_id=definition_id,
+        created_after=parse_instant(created_after, "created_after"),
+        created_before=parse_instant(created_before, "created_before"),
+        id_prefix=id_prefix,
+        trigger=trigger,
+    )
+
+
+@router.get(
+    "/stats/executions",
+    response_model=ExecutionCounts,
+    dependencies=VIEW,
+    responses=error_responses(),
+    summary="How many executions match the filters of GET /v1/workflows, by state",
+)
+async def count_workflows(
+    ctx: Ctx,
+    status: StatusQuery = None,
+    workflow: Workflow = None,
+    definition_id: str | None = None,
+    created_after: After = None,
+    created_before: Before = None,
+    id_prefix: IdPrefix = None,
+    trigger: Trigger = None,
+) -> ExecutionCounts:
+    flt = _filter(
+        status, workflow, definition_id, created_after, created_before, id_prefix, trigger
+    )
+    counts = await ctx.engine.count_executions(flt)
+    by_status = {execution_state(state): n for state, n in counts.items() if n}
+    return ExecutionCounts(total=sum(by_status.values()), by_status=by_status)
+
+
+@router.post(
+    "/workflow/validate",
+    response_model=ValidationReport,
+    dependencies=VIEW,
+    responses=error_responses(400, 413, 415, 422),
+    openapi_extra={"requestBody": _DEFINITION_BODY},
+    summary="Validate a definition without storing it (errors name their line)",
+)
+async def validate_workflow(request: Request, ctx: Ctx) -> ValidationReport:
+    fmt = _format_of(request)
+    raw = await _definition_body(request, ctx.engine.definition_limits.max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        issue = DefinitionIssue("the body is not UTF-8 text", code="encoding")
+        raise DefinitionError([issue], source="request body") from None
+    loaded = await asyncio.to_thread(_load, text, fmt, ctx)
+    return ValidationReport(
+        name=loaded.spec.name,
+        version=loaded.spec.version,
+        nodes=len(loaded.spec.dag.nodes),
+        warnings=loaded.warnings,
+    )
+
+
 @router.get(
     "/workflows",
     response_model=ExecutionPage,
@@ -312,28 +405,20 @@ StatusQuery = Annotated[
 async def list_workflows(
     ctx: Ctx,
     status: StatusQuery = None,
-    workflow: Annotated[str | None, Query(description="definition name")] = None,
+    workflow: Workflow = None,
     definition_id: str | None = None,
-    created_after: Annotated[str | None, instant_query("created at or after")] = None,
-    created_before: Annotated[str | None, instant_query("created before")] = None,
+    created_after: After = None,
+    created_before: Before = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None,
         Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
     ] = None,
-    id_prefix: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            pattern=r"^[A-Za-z0-9_.:-]+$",
-            description="executions whose id starts with this",
-        ),
-    ] = None,
+    id_prefix: IdPrefix = None,
+    trigger: Trigger = None,
 ) -> ExecutionPage:
-    after, before = (
-        parse_instant(created_after, "created_after"),
-        parse_instant(created_before, "created_before"),
+    flt = _filter(
+        status, workflow, definition_id, created_after, created_before, id_prefix, trigger
     )
     if cursor is not None:
         try:
@@ -344,16 +429,7 @@ async def list_workflows(
                 404, "no page starts at this cursor: it is not one this API gave out",
                 slug="unknown-cursor",
             ) from None  # fmt: skip
-    flt = ExecutionFilter(
-        status=[ExecutionStatus(value.lower()) for value in status] if status else None,
-        definition_name=workflow,
-        definition_id=definition_id,
-        created_after=after,
-        created_before=before,
-        cursor=cursor,
-        limit=limit,
-        id_prefix=id_prefix,
-    )
+    flt.cursor, flt.limit = cursor, limit
     records, next_cursor = await ctx.engine.list_executions(flt)
     definitions: dict[str, DefinitionRecord | None] = {}
     items = []

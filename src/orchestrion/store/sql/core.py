@@ -47,6 +47,19 @@ _DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
 _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
 
 
+_KEY_PREFIX = "substr(idempotency_key, 1, {n}) = '{prefix}'"
+_SCHEDULED = _KEY_PREFIX.format(n=len(rules.SCHEDULE_KEY), prefix=rules.SCHEDULE_KEY)
+_EVENTED = _KEY_PREFIX.format(n=len(rules.EVENT_KEY), prefix=rules.EVENT_KEY)
+# What ``rules.trigger_of`` decides, as SQL (the prefixes are constants, not client text).
+_TRIGGER_TERMS = {
+    "workflow": "parent_execution_id IS NOT NULL",
+    "schedule": f"(parent_execution_id IS NULL AND {_SCHEDULED})",
+    "event": f"(parent_execution_id IS NULL AND {_EVENTED})",
+    "api": f"(parent_execution_id IS NULL AND (idempotency_key IS NULL"
+    f" OR NOT ({_SCHEDULED} OR {_EVENTED})))",
+}
+
+
 class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
     """A ``Store`` on a SQL database; a dialect fills in the driver and the hooks
     (``driver.py``). Definitions, executions and leases here; the journal side in
@@ -221,6 +234,38 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
     async def list_executions(
         self, flt: ExecutionFilter
     ) -> tuple[list[ExecutionRecord], str | None]:
+        where, params = self._execution_filter(flt)
+        if flt.cursor:
+            params["c_at"], params["c_id"] = rules.decode_cursor(flt.cursor)
+            cursor = f"id{self.BYTEWISE} < :c_id"
+            where.append(f"(created_at < :c_at OR (created_at = :c_at AND {cursor}))")
+        limit = max(1, flt.limit)
+        sql = _EXECUTIONS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # One row more than asked tells whether a next page exists.
+        sql += f" ORDER BY created_at DESC, id{self.BYTEWISE} DESC LIMIT :limit"
+        params["limit"] = limit + 1
+        async with self._connection() as conn:
+            rows = await conn.rows(sql, params)
+        page = [execution_of(row) for row in rows[:limit]]
+        if len(rows) > limit:
+            last = page[-1]
+            return page, rules.encode_cursor(last.created_at, last.id)
+        return page, None
+
+    async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
+        where, params = self._execution_filter(flt)
+        sql = "SELECT status, COUNT(*) FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY status"
+        async with self._connection() as conn:
+            rows = await conn.rows(sql, params)
+        return {ExecutionStatus(row[0]): int(row[1]) for row in rows}
+
+    def _execution_filter(self, flt: ExecutionFilter) -> tuple[list[str], dict[str, Any]]:
+        """The WHERE terms and parameters of a filter, its cursor and limit aside."""
         where: list[str] = []
         params: dict[str, Any] = {}
         if flt.status:
@@ -242,24 +287,9 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
         if flt.created_before is not None:
             where.append("created_at < :before")
             params["before"] = flt.created_before
-        if flt.cursor:
-            params["c_at"], params["c_id"] = rules.decode_cursor(flt.cursor)
-            cursor = f"id{self.BYTEWISE} < :c_id"
-            where.append(f"(created_at < :c_at OR (created_at = :c_at AND {cursor}))")
-        limit = max(1, flt.limit)
-        sql = _EXECUTIONS
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        # One row more than asked tells whether a next page exists.
-        sql += f" ORDER BY created_at DESC, id{self.BYTEWISE} DESC LIMIT :limit"
-        params["limit"] = limit + 1
-        async with self._connection() as conn:
-            rows = await conn.rows(sql, params)
-        page = [execution_of(row) for row in rows[:limit]]
-        if len(rows) > limit:
-            last = page[-1]
-            return page, rules.encode_cursor(last.created_at, last.id)
-        return page, None
+        if flt.trigger is not None:
+            where.append(_TRIGGER_TERMS[flt.trigger])
+        return where, params
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         async with self._connection() as conn:

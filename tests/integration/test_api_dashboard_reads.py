@@ -1,0 +1,63 @@
+"""The reads the dashboard needs, which every client has: counts by state, the trigger of
+each execution, and validating a definition without storing it (errors at their line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.test_api import QUICK, assert_problem, serving
+
+BROKEN_YAML = """name: broken
+dag:
+  nodes:
+    - id: a
+      handler: noop
+    - id: b
+      handler: noop
+      dependencies: [nowhere]
+"""
+
+
+async def test_counts_follow_the_list_filters(tmp_path: Path) -> None:
+    async with serving(tmp_path) as api:
+        first = await api.submit(QUICK)
+        await api.submit(QUICK)
+        counts = (await api.client.get("/v1/stats/executions")).json()
+        assert counts == {"total": 2, "by_status": {"PENDING": 2}}
+        narrowed = await api.client.get(
+            "/v1/stats/executions", params={"id_prefix": first[:12], "trigger": "api"}
+        )
+        assert narrowed.json() == {"total": 1, "by_status": {"PENDING": 1}}
+        none = await api.client.get("/v1/stats/executions", params={"trigger": "schedule"})
+        assert none.json() == {"total": 0, "by_status": {}}
+        listed = (await api.client.get("/v1/workflows", params={"trigger": "api"})).json()
+        assert {item["trigger"] for item in listed["items"]} == {"api"}
+        assert_problem(await api.client.get("/v1/stats/executions?trigger=cron"), 422)
+        assert_problem(await api.client.get("/v1/stats/executions?status=NOPE"), 422)
+
+
+async def test_validate_names_the_line_and_stores_nothing(tmp_path: Path) -> None:
+    async with serving(tmp_path) as api:
+        yaml = {"Content-Type": "application/yaml"}
+        problem = assert_problem(
+            await api.client.post("/v1/workflow/validate", content=BROKEN_YAML, headers=yaml),
+            422,
+        )
+        lines = {item["line"] for item in problem["errors"]}
+        assert 8 in lines, problem
+        good = await api.client.post("/v1/workflow/validate", json=QUICK)
+        assert good.status_code == 200, good.text
+        assert good.json() == {
+            "valid": True,
+            "name": "quick",
+            "version": None,
+            "nodes": 3,
+            "warnings": [],
+        }
+        assert (await api.client.get("/v1/definitions")).json()["items"] == []
+        assert_problem(
+            await api.client.post(
+                "/v1/workflow/validate", content=b"x", headers={"Content-Type": "text/csv"}
+            ),
+            415,
+        )
