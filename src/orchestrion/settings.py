@@ -386,6 +386,9 @@ class Settings(BaseSettings):
         "none: the API is open. A key may be named for approvals and the audit trail: "
         '"key1:operator:cfo" (a name is letters, digits, ".", "_" or "-", not a role)',
     )
+    dashboard: bool = Field(
+        default=True, description="serve the web dashboard at /ui/ (orchestrion serve)"
+    )
     session_seconds: float = Field(
         default=8 * 3600,
         ge=60,

@@ -472,6 +472,8 @@ async def test_list_filters_and_cursor_pagination(api: Api) -> None:
         "created_at",
         "started_at",
         "finished_at",
+        "trigger",
+        "parent_execution_id",
     }
 
     pending = (await api.client.get("/v1/workflows?status=PENDING")).json()["items"]

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "orchestrion"
 # Top to bottom. Names in one tuple are siblings: neither may import the other.
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "docs", "testing"),
-    ("api", "client"),
+    ("api", "client", "web"),
     ("observability",),
     ("engine",),
     ("cluster",),

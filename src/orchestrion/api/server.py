@@ -23,6 +23,7 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from orchestrion.api.app import api_context, create_app
 from orchestrion.api.context import ApiContext
@@ -117,10 +118,12 @@ def serve(
     *,
     log_format: str | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    extend: Callable[[FastAPI], None] | None = None,
 ) -> bool:
     """Serve until stopped; False when the server could not start (port taken, bad store).
     ``stop_requested`` says whether a stop was asked for before the server had its signal
-    handlers: it then stops as soon as it has started.
+    handlers: it then stops as soon as it has started. ``extend`` adds to the app before it
+    serves (the command line mounts the web dashboard with it).
 
     Raises ``ConfigurationError`` when the governance policy is invalid.
     """
@@ -128,6 +131,8 @@ def serve(
     # The app's engine loads the governance policy (a ConfigurationError when it is invalid),
     # whose masker every log line then goes through.
     app = create_app(settings=settings)
+    if extend is not None:
+        extend(app)
     masker = api_context(app).engine.governance.masker
     configure_logging("console" if fmt == "console" else "json", settings.log_level, masker=masker)
     config = uvicorn.Config(

@@ -63,12 +63,14 @@ def serve(
     except ConfigurationError as exc:
         fail(EXIT_INVALID, str(exc))
     from orchestrion.api.server import serve as run_server
+    from orchestrion.web import mount
 
     try:
         started = run_server(
             settings,
             log_format=log_format.lower() if log_format else None,
             stop_requested=early_signals.requested,
+            extend=mount if settings.dashboard else None,
         )
     except ConfigurationError as exc:  # the governance policy names its field and line
         fail(EXIT_INVALID, str(exc))

@@ -55,6 +55,10 @@ class EngineReads:
         """Log lines node attempts of one execution wrote (``LogFilter``), oldest first."""
         return await self._store().list_node_logs(flt)
 
+    async def journal_head(self) -> int:
+        """The seq of the newest journal event (0 when there is none)."""
+        return await self._store().journal_head()
+
     async def definition(self, definition_id: str) -> DefinitionRecord:
         """A stored definition version by id; ``ExecutionNotFound`` for an unknown one."""
         return await self._store().get_definition(definition_id)

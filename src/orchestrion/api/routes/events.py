@@ -205,6 +205,11 @@ async def stream_all_events(
     after: After = 0,
     type: Types = None,
     last_event_id: LastEventId = None,
+    tail: Annotated[
+        bool, Query(description="only events committed from now on (after and the past aside)")
+    ] = False,
 ) -> StreamingResponse:
     start = last_event_id if last_event_id is not None else after
+    if tail and last_event_id is None:
+        start = await ctx.engine.reads.journal_head()
     return _response(_stream(ctx, None, start, type or None, caller.masker))

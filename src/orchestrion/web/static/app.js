@@ -1,0 +1,256 @@
+// Orchestrion dashboard: what every page shares. Everything here talks to the public REST
+// API, signed in by the session cookie; every value from the server is put into the page as
+// text (textContent, attribute values), never as markup, and no server value becomes a URL
+// except through O.link, which only builds /ui/ paths of our own.
+"use strict";
+
+const O = (() => {
+  const RANK = { viewer: 0, operator: 1, admin: 2 };
+  let csrf = null;
+  let me = null;
+  const ready = [];
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super((problem && problem.detail) || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "text") node.textContent = String(value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (name === "href") node.setAttribute("href", safeHref(value));
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  // Only our own pages are ever linked: a value such as "javascript:..." is never a URL.
+  function safeHref(value) {
+    const text = String(value);
+    return text.startsWith("/ui/") && !text.startsWith("//") ? text : "#";
+  }
+
+  function link(kind, id, label) {
+    const path = kind === "definition" ? "/ui/definitions/" : "/ui/executions/";
+    return el("a", { href: path + encodeURIComponent(id) }, label === undefined ? id : label);
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+    return node;
+  }
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  async function api(method, path, body, options) {
+    const opts = options || {};
+    const headers = { Accept: "application/json" };
+    const init = { method, headers, credentials: "same-origin", cache: "no-store" };
+    if (body !== undefined && body !== null) {
+      if (typeof body === "string") {
+        headers["Content-Type"] = opts.contentType || "application/yaml";
+        init.body = body;
+      } else {
+        headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(body);
+      }
+    }
+    if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+    const response = await fetch(path, init);
+    if (response.status === 401 && !opts.quiet401) {
+      toLogin();
+      throw new ApiError(401, { detail: "signed out" });
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    const type = response.headers.get("content-type") || "";
+    if (type.includes("json")) data = await response.json();
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  function toLogin() {
+    if (document.body.dataset.view === "login") return;
+    const next = location.pathname + location.search;
+    location.assign("/ui/login?next=" + encodeURIComponent(next));
+  }
+
+  function can(role) {
+    if (!me) return false;
+    if (me.open) return true;
+    return RANK[me.role] >= RANK[role];
+  }
+
+  async function start() {
+    try {
+      me = await api("GET", "/v1/session");
+    } catch (error) {
+      return; // toLogin did it
+    }
+    csrf = me.csrf_token;
+    document.body.dataset.role = me.open ? "admin" : me.role;
+    const who = $("who");
+    who.textContent = me.open
+      ? "open API (no keys configured)"
+      : `${me.name || me.key_id} · ${me.role}`;
+    const logout = $("logout");
+    if (me.via === "session") {
+      logout.hidden = false;
+      logout.addEventListener("click", signOut);
+    }
+    for (const a of document.querySelectorAll("[data-nav]")) {
+      if (a.dataset.nav === document.body.dataset.view) a.classList.add("current");
+    }
+    for (const callback of ready) {
+      try {
+        await callback(me);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  async function signOut() {
+    try {
+      await api("DELETE", "/v1/session");
+    } finally {
+      location.assign("/ui/login");
+    }
+  }
+
+  function onReady(callback) {
+    ready.push(callback);
+  }
+
+  function toast(message, kind) {
+    const box = el("div", { class: `toast ${kind || "info"}`, role: "status" }, message);
+    $("toasts").append(box);
+    setTimeout(() => box.remove(), kind === "error" ? 8000 : 4000);
+  }
+
+  function report(error) {
+    const problem = error && error.problem;
+    let text = error && error.message ? error.message : String(error);
+    if (problem && Array.isArray(problem.errors) && problem.errors.length) {
+      text += " — " + problem.errors.map((e) => e.message).join("; ");
+    }
+    toast(text, "error");
+  }
+
+  function time(value) {
+    if (!value) return "";
+    const date = new Date(value);
+    return isNaN(date) ? String(value) : date.toLocaleString();
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined || isNaN(ms)) return "";
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+    return `${Math.floor(m / 60)} h ${m % 60} min`;
+  }
+
+  function span(start, end) {
+    if (!start) return null;
+    const a = Date.parse(start);
+    const b = end ? Date.parse(end) : Date.now();
+    return b - a;
+  }
+
+  function pretty(value) {
+    if (value === undefined) return "";
+    try {
+      return JSON.stringify(value, null, 2);
+    } catch (error) {
+      return String(value);
+    }
+  }
+
+  function badge(status) {
+    const text = String(status || "").toUpperCase();
+    return el("span", { class: `badge s-${text.toLowerCase()}` }, text);
+  }
+
+  // An event stream that reconnects after the server ends it, from the last event seen.
+  function stream(path, onEvent, onState) {
+    let source = null;
+    let closed = false;
+    let last = null;
+    function open() {
+      const url = last === null ? path : withParam(path, "after", last);
+      source = new EventSource(url, { withCredentials: true });
+      source.onopen = () => onState && onState("live");
+      source.onerror = () => {
+        onState && onState("reconnecting");
+      };
+      const handler = (message) => {
+        if (message.lastEventId) last = message.lastEventId;
+        try {
+          onEvent(JSON.parse(message.data));
+        } catch (error) {
+          console.error(error);
+        }
+      };
+      source.onmessage = handler;
+      for (const type of STREAM_TYPES) source.addEventListener(type, handler);
+    }
+    open();
+    return {
+      close() {
+        closed = true;
+        if (source) source.close();
+      },
+      get closed() {
+        return closed;
+      },
+    };
+  }
+
+  const STREAM_TYPES = [
+    "execution.started", "execution.running", "execution.completed", "execution.failed",
+    "execution.cancelled", "execution.paused", "execution.resumed", "execution.waiting",
+    "execution.retried", "execution.recovered", "execution.compensating",
+    "execution.criteria_evaluated", "node.queued", "node.started", "node.completed",
+    "node.failed", "node.skipped", "node.waiting", "node.woken", "node.retry_scheduled",
+    "node.cancelled", "node.compensated", "node.compensation_failed",
+    "node.compensation_reset", "node.reset", "control.requested",
+  ];
+
+  function withParam(path, name, value) {
+    const url = new URL(path, location.origin);
+    url.searchParams.set(name, value);
+    return url.pathname + url.search;
+  }
+
+  function button(label, onClick, attrs) {
+    return el("button", Object.assign({ type: "button", onclick: onClick }, attrs || {}), label);
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+
+  return {
+    ApiError, api, append, badge, button, can, clear, duration, el, link, onReady, pretty,
+    report, span, stream, time, toast, $, get me() { return me; },
+  };
+})();

@@ -1,0 +1,86 @@
+// One workflow: its versions, the graph of each, its source, its event triggers, and a start
+// form generated from its declared inputs (types, required, defaults).
+"use strict";
+
+(() => {
+  const name = document.body.dataset.subject;
+  let current = null;
+
+  function field(key, input) {
+    const type = input.type || "string";
+    const id = `in-${key}`;
+    let control;
+    if (type === "boolean") {
+      control = O.el("select", { id, name: key }, O.el("option", { value: "" }, "(default)"), O.el("option", {}, "true"), O.el("option", {}, "false"));
+      if (input.default !== null && input.default !== undefined) control.value = String(input.default);
+    } else if (type === "object" || type === "array") {
+      control = O.el("textarea", { id, name: key, rows: 3, placeholder: "JSON" });
+      if (input.default !== null && input.default !== undefined) control.value = JSON.stringify(input.default);
+    } else {
+      control = O.el("input", { id, name: key, type: type === "integer" || type === "number" ? "number" : "text", step: type === "number" ? "any" : null });
+      if (input.default !== null && input.default !== undefined) control.value = String(input.default);
+    }
+    if (input.required) control.required = true;
+    control.dataset.type = type;
+    return O.el("label", { class: "field" },
+      O.el("span", {}, `${key}${input.required ? " *" : ""} (${type})`), control,
+      input.description ? O.el("small", { class: "muted" }, input.description) : null);
+  }
+
+  function readInputs(spec) {
+    const values = {};
+    for (const [key, input] of Object.entries(spec.inputs || {})) {
+      const control = document.getElementById(`in-${key}`);
+      const raw = control.value;
+      if (raw === "") continue;
+      const type = input.type || "string";
+      if (type === "integer") values[key] = parseInt(raw, 10);
+      else if (type === "number") values[key] = Number(raw);
+      else if (type === "boolean") values[key] = raw === "true";
+      else if (type === "object" || type === "array") {
+        try {
+          values[key] = JSON.parse(raw);
+        } catch (error) {
+          throw new Error(`input ${key}: not valid JSON (${error.message})`);
+        }
+      } else values[key] = raw;
+    }
+    return values;
+  }
+
+  async function show(version) {
+    const query = version ? `?version=${encodeURIComponent(version)}` : "";
+    current = await O.api("GET", `/v1/definitions/${encodeURIComponent(name)}${query}`);
+    const spec = current.spec;
+    Dag.draw(O.$("graph"), Dag.nodesOf(spec), {});
+    O.$("d-source").textContent = O.pretty(spec);
+    const fields = O.clear(O.$("start-fields"));
+    for (const [key, input] of Object.entries(spec.inputs || {})) fields.append(field(key, input));
+    O.$("start-form").hidden = !O.can("operator");
+    const triggers = O.clear(O.$("d-triggers"));
+    for (const t of spec.triggers || spec.on || []) triggers.append(O.el("li", {}, O.pretty(t)));
+    if (!triggers.firstChild) triggers.append(O.el("li", { class: "muted" }, "none declared"));
+  }
+
+  O.onReady(async () => {
+    O.$("d-name").textContent = name;
+    const versions = await O.api("GET", `/v1/definitions?name=${encodeURIComponent(name)}&limit=500`);
+    const select = O.$("d-version");
+    for (const d of versions.items) select.append(O.el("option", { value: d.version }, `${d.version} · ${O.time(d.created_at)}`));
+    await show(null);
+    select.value = current.version;
+    select.addEventListener("change", () => show(select.value).catch(O.report));
+    O.$("start-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      O.$("start-error").textContent = "";
+      try {
+        const body = { version: current.version, input_params: readInputs(current.spec) };
+        const answer = await O.api("POST", `/v1/definitions/${encodeURIComponent(name)}/executions`, body);
+        location.assign(`/ui/executions/${encodeURIComponent(answer.execution_id)}`);
+      } catch (error) {
+        const items = (error.problem && error.problem.errors) || [];
+        O.$("start-error").textContent = error.message + (items.length ? ": " + items.map((i) => i.message).join("; ") : "");
+      }
+    });
+  });
+})();

@@ -1,0 +1,421 @@
+// One execution: its DAG with live node states, a node's panel (output, error, attempts,
+// idempotency key, logs), the timeline of attempts, replay of the journal, and the actions
+// the signed-in role may take. Everything comes from the public API and its event stream.
+"use strict";
+
+(() => {
+  const FINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+  const id = document.body.dataset.subject;
+  const base = `/v1/workflows/${encodeURIComponent(id)}`;
+  let detail = null;
+  let spec = null;
+  let graph = null;
+  const journal = []; // every event seen, oldest first
+  let replayAt = null; // null: live; else how many journal events are applied
+  let selected = null;
+  let source = null;
+  let refreshing = null;
+
+  // ------------------------------------------------------------------ loading
+
+  async function loadDetail() {
+    detail = await O.api("GET", base);
+    renderHead();
+    if (replayAt === null) paintLive();
+    if (selected) renderPanel(selected);
+  }
+
+  async function loadJournal() {
+    let after = journal.length ? journal[journal.length - 1].seq : 0;
+    for (;;) {
+      const page = await O.api("GET", `${base}/events?after=${after}&limit=1000`);
+      journal.push(...page.items);
+      if (page.items.length < 1000) break;
+      after = page.next_after;
+    }
+  }
+
+  function refreshSoon() {
+    if (refreshing) return;
+    refreshing = setTimeout(async () => {
+      refreshing = null;
+      try {
+        await loadDetail();
+      } catch (error) {
+        O.report(error);
+      }
+    }, 300);
+  }
+
+  function follow() {
+    const after = journal.length ? journal[journal.length - 1].seq : 0;
+    source = O.stream(`${base}/events/stream?after=${after}`, (event) => {
+      if (journal.length && event.seq <= journal[journal.length - 1].seq) return;
+      journal.push(event);
+      updateReplayRange();
+      if (replayAt === null && event.node_id) paintNode(event.node_id, foldNode(journal, event.node_id));
+      renderGantt();
+      refreshSoon();
+      if (event.type.startsWith("execution.") && FINAL.has(event.type.split(".")[1].toUpperCase())) {
+        // The server ends the stream after the final event: do not reconnect to it.
+        setTimeout(() => source && source.close(), 1000);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ head and actions
+
+  function renderHead() {
+    O.$("x-id").textContent = detail.execution_id;
+    const status = O.$("x-status");
+    status.textContent = detail.status;
+    status.className = `badge s-${detail.status.toLowerCase()}`;
+    const took = O.span(detail.started_at, detail.finished_at);
+    O.$("x-meta").textContent =
+      `${detail.workflow} v${detail.version} · created ${O.time(detail.created_at)}` +
+      (took === null ? "" : ` · ${O.duration(took)}`) + ` · ${detail.trust}`;
+    const links = O.clear(O.$("x-links"));
+    links.append(O.el("span", {}, "Workflow: "), O.link("definition", detail.workflow));
+    if (detail.parent_execution_id) {
+      links.append(O.el("span", {}, " · Parent: "), O.link("execution", detail.parent_execution_id));
+      if (detail.parent_node_id) links.append(O.el("span", { class: "muted" }, ` (node ${detail.parent_node_id})`));
+    }
+    for (const [node, info] of Object.entries(detail.nodes)) {
+      const child = info.output && typeof info.output === "object" ? info.output.execution_id : null;
+      if (typeof child === "string" && handlerOf(node) === "workflow") {
+        links.append(O.el("span", {}, ` · Child (${node}): `), O.link("execution", child));
+      }
+    }
+    if (detail.error) {
+      links.append(O.el("div", { class: "error" }, `Error: ${errorText(detail.error)}`));
+    }
+    renderActions();
+  }
+
+  function renderActions() {
+    const box = O.clear(O.$("x-actions"));
+    if (!O.can("operator")) return;
+    const s = detail.status;
+    const act = (label, method, path, confirmText) =>
+      O.button(label, async () => {
+        if (confirmText && !confirm(confirmText)) return;
+        try {
+          const answer = await O.api(method, path);
+          O.toast(answer ? answer.message : `${label}: done`);
+          await reload();
+        } catch (error) {
+          O.report(error);
+        }
+      }, { id: `act-${label.toLowerCase()}` });
+    if (!FINAL.has(s)) box.append(act("Cancel", "DELETE", base, "Cancel this execution?"));
+    if (s === "RUNNING" || s === "WAITING") box.append(act("Pause", "POST", `${base}/pause`));
+    if (s === "PAUSED") box.append(act("Resume", "POST", `${base}/resume`));
+    if (s === "FAILED" || s === "CANCELLED") box.append(act("Retry", "POST", `${base}/retry`));
+  }
+
+  async function reload() {
+    await loadDetail();
+    if (source && source.closed && !FINAL.has(detail.status)) {
+      await loadJournal();
+      updateReplayRange();
+      follow();
+    }
+  }
+
+  // ------------------------------------------------------------------ graph
+
+  function handlerOf(nodeId) {
+    const n = spec && spec.dag.nodes.find((x) => x.id === nodeId);
+    return n ? n.handler : "";
+  }
+
+  function drawGraph() {
+    const nodes = Dag.nodesOf(spec);
+    const t0 = performance.now();
+    graph = Dag.draw(O.$("graph"), nodes, { onSelect: select });
+    const ms = Math.round(performance.now() - t0);
+    O.$("graph-info").textContent = `${nodes.length} nodes · drawn in ${ms} ms`;
+    O.$("zoom-in").addEventListener("click", graph.zoomIn);
+    O.$("zoom-out").addEventListener("click", graph.zoomOut);
+    O.$("zoom-fit").addEventListener("click", graph.fit);
+  }
+
+  function progressNote(info) {
+    if (!info || !info.progress) return "";
+    const p = info.progress;
+    return `${p.done}/${p.total}` + (p.failed ? ` (${p.failed} failed)` : "");
+  }
+
+  function paintLive() {
+    for (const [node, info] of Object.entries(detail.nodes)) {
+      graph.state(node, info.state, progressNote(info) || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
+    }
+  }
+
+  function paintNode(node, state) {
+    const info = detail && detail.nodes[node];
+    graph.state(node, state, progressNote(info));
+  }
+
+  // ------------------------------------------------------------------ replay
+
+  const NODE_STATE = {
+    "node.queued": "QUEUED", "node.started": "RUNNING", "node.completed": "COMPLETED",
+    "node.failed": "FAILED", "node.skipped": "SKIPPED", "node.waiting": "WAITING",
+    "node.woken": "RUNNING", "node.cancelled": "CANCELLED", "node.compensated": "COMPENSATED",
+    "node.compensation_failed": "FAILED", "node.reset": "PENDING",
+    "node.compensation_reset": "COMPLETED", "node.retry_scheduled": "RETRYING",
+  };
+
+  function foldNode(events, node) {
+    let state = "PENDING";
+    for (const e of events) if (e.node_id === node && NODE_STATE[e.type]) state = NODE_STATE[e.type];
+    return state;
+  }
+
+  function statesAt(count) {
+    const states = {};
+    let execution = "PENDING";
+    for (let i = 0; i < count; i++) {
+      const e = journal[i];
+      if (e.node_id && NODE_STATE[e.type]) states[e.node_id] = NODE_STATE[e.type];
+      else if (e.type.startsWith("execution.")) {
+        const word = e.type.split(".")[1];
+        if (["started", "running", "resumed", "retried", "recovered"].includes(word)) execution = "RUNNING";
+        else if (["completed", "failed", "cancelled", "paused", "waiting"].includes(word)) execution = word.toUpperCase();
+      }
+    }
+    return { states, execution };
+  }
+
+  function updateReplayRange() {
+    const slider = O.$("replay");
+    slider.max = String(journal.length);
+    if (replayAt === null) slider.value = String(journal.length);
+  }
+
+  function replayTo(count) {
+    replayAt = count;
+    const { states, execution } = statesAt(count);
+    for (const n of spec.dag.nodes) graph.state(n.id, states[n.id] || "PENDING", "");
+    const at = count > 0 ? journal[count - 1] : null;
+    O.$("replay-at").textContent = at
+      ? `${count}/${journal.length} · ${O.time(at.at)} · ${at.type}${at.node_id ? " " + at.node_id : ""} · execution ${execution}`
+      : `0/${journal.length} · before the start`;
+    O.$("graph").classList.add("replaying");
+  }
+
+  function goLive() {
+    replayAt = null;
+    O.$("replay").value = String(journal.length);
+    O.$("replay-at").textContent = "live";
+    O.$("graph").classList.remove("replaying");
+    if (detail) paintLive();
+  }
+
+  // ------------------------------------------------------------------ node panel
+
+  function errorText(error) {
+    if (!error) return "";
+    if (typeof error === "string") return error;
+    const parts = [];
+    if (error.category) parts.push(`[${error.category}]`);
+    if (error.type) parts.push(String(error.type));
+    if (error.message) parts.push(String(error.message));
+    return parts.length ? parts.join(" ") : O.pretty(error);
+  }
+
+  function attemptsOf(node) {
+    const attempts = new Map();
+    for (const e of journal) {
+      if (e.node_id !== node || !e.attempt) continue;
+      const a = attempts.get(e.attempt) || { attempt: e.attempt, queued: null, started: null, ended: null, outcome: null, error: null, waited: [] };
+      if (e.type === "node.queued") a.queued = e.at;
+      else if (e.type === "node.started") a.started = e.at;
+      else if (e.type === "node.waiting") a.waited.push({ from: e.at, to: null });
+      else if (e.type === "node.woken" && a.waited.length) a.waited[a.waited.length - 1].to = e.at;
+      else if (["node.completed", "node.failed", "node.skipped", "node.cancelled"].includes(e.type)) {
+        a.ended = e.at;
+        a.outcome = e.type.split(".")[1];
+        if (e.data && e.data.error) a.error = e.data.error;
+      } else if (e.type === "node.retry_scheduled") a.outcome = a.outcome || "failed, retry scheduled";
+      attempts.set(e.attempt, a);
+    }
+    return [...attempts.values()];
+  }
+
+  function section(title, ...body) {
+    return O.el("section", { class: "panel-part" }, O.el("h3", {}, title), ...body);
+  }
+
+  function select(node) {
+    selected = node;
+    graph.select(node);
+    renderPanel(node);
+  }
+
+  function renderPanel(node) {
+    const panel = O.clear(O.$("panel"));
+    const info = (detail && detail.nodes[node]) || {};
+    const declared = spec.dag.nodes.find((n) => n.id === node) || {};
+    panel.append(
+      O.el("h2", { id: "panel-node" }, node),
+      O.el("p", {}, O.badge(info.state || "PENDING"), " ", O.el("span", { class: "muted" }, declared.handler || "")),
+    );
+    const facts = O.el("dl", { class: "facts" });
+    const fact = (k, v) => v !== null && v !== undefined && v !== "" && facts.append(O.el("dt", {}, k), O.el("dd", {}, v));
+    fact("Attempt", info.attempt);
+    fact("Started", O.time(info.started_at));
+    fact("Finished", O.time(info.finished_at));
+    fact("Duration", O.duration(info.duration_ms));
+    fact("Waited", O.duration(info.waited_ms));
+    fact("Waiting for", info.wait_reason);
+    fact("Progress", progressNote(info));
+    if (info.attempt) fact("Idempotency key", `${id}:${node}:${info.attempt}`);
+    panel.append(facts);
+    if (info.wait_reason === "approval" && info.state === "WAITING" && O.can("operator")) {
+      const comment = O.el("input", { id: "decision-comment", placeholder: "comment (recorded)", maxlength: 2000 });
+      const decide = (verb) => O.button(verb === "approve" ? "Approve" : "Reject", async () => {
+        try {
+          const body = comment.value ? { comment: comment.value } : null;
+          const answer = await O.api("POST", `${base}/nodes/${encodeURIComponent(node)}/${verb}`, body);
+          O.toast(answer.message);
+          await reload();
+        } catch (error) {
+          O.report(error);
+        }
+      }, { id: `act-${verb}`, class: verb === "reject" ? "danger" : "" });
+      panel.append(section("Approval", comment, decide("approve"), decide("reject")));
+    }
+    if (info.error) {
+      panel.append(section("Error", O.el("pre", { class: "error", id: "panel-error" }, errorText(info.error)),
+        O.el("pre", { class: "source" }, O.pretty(info.error))));
+    }
+    panel.append(section("Output", O.el("pre", { class: "source", id: "panel-output" }, info.output === null || info.output === undefined ? "(none)" : O.pretty(info.output))));
+    panel.append(section("Inputs (as declared)", O.el("pre", { class: "source" }, O.pretty(declared.config || {}))));
+    const attempts = attemptsOf(node);
+    if (attempts.length) {
+      const table = O.el("table", { class: "grid small" },
+        O.el("thead", {}, O.el("tr", {}, ["#", "Started", "Took", "Outcome", "Error"].map((h) => O.el("th", {}, h)))));
+      const tbody = O.el("tbody", {});
+      for (const a of attempts) {
+        tbody.append(O.el("tr", {},
+          O.el("td", {}, a.attempt), O.el("td", {}, O.time(a.started)),
+          O.el("td", {}, a.started && a.ended ? O.duration(Date.parse(a.ended) - Date.parse(a.started)) : ""),
+          O.el("td", {}, a.outcome || (a.started ? "running" : "queued")),
+          O.el("td", {}, errorText(a.error))));
+      }
+      table.append(tbody);
+      panel.append(section("Attempts", table));
+    }
+    const logs = O.el("pre", { class: "source logs", id: "panel-logs" }, "loading…");
+    panel.append(section("Logs", logs));
+    loadLogs(node, logs);
+    if (O.can("operator") && FINAL.has(detail.status)) {
+      panel.append(O.button("Re-run from this node", async () => {
+        try {
+          const answer = await O.api("POST", `${base}/retry?from_node=${encodeURIComponent(node)}`);
+          O.toast(answer.message);
+          await reload();
+        } catch (error) {
+          O.report(error);
+        }
+      }, { id: "act-rerun" }));
+    }
+  }
+
+  async function loadLogs(node, box) {
+    try {
+      const lines = [];
+      let after = 0;
+      for (let i = 0; i < 20; i++) {
+        const page = await O.api("GET", `${base}/nodes/${encodeURIComponent(node)}/logs?after=${after}&limit=1000`);
+        lines.push(...page.items);
+        if (page.items.length < 1000) break;
+        after = page.next_after;
+      }
+      box.textContent = lines.length
+        ? lines.map((l) => `${l.at} #${l.attempt} ${l.level} ${l.logger}: ${l.message}`).join("\n")
+        : "(no log lines)";
+    } catch (error) {
+      box.textContent = error.status === 404 ? "(logs are not available from this server)" : `(logs: ${error.message})`;
+    }
+  }
+
+  // ------------------------------------------------------------------ timeline
+
+  function renderGantt() {
+    const box = O.$("gantt");
+    const bars = [];
+    let t0 = Infinity;
+    let t1 = -Infinity;
+    for (const n of spec.dag.nodes) {
+      for (const a of attemptsOf(n.id)) {
+        const start = Date.parse(a.started || a.queued);
+        if (isNaN(start)) continue;
+        const end = a.ended ? Date.parse(a.ended) : Date.now();
+        bars.push({ node: n.id, a, start, end });
+        t0 = Math.min(t0, start);
+        t1 = Math.max(t1, end);
+      }
+    }
+    while (box.firstChild) box.removeChild(box.firstChild);
+    if (!bars.length) {
+      box.append(O.el("p", { class: "muted" }, "No attempt yet."));
+      return;
+    }
+    const shown = bars.slice(0, 400);
+    const NS = "http://www.w3.org/2000/svg";
+    const row = 18;
+    const width = 900;
+    const label = 180;
+    const scale = (t) => label + ((t - t0) / Math.max(1, t1 - t0)) * (width - label - 10);
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${shown.length * row + 24}`);
+    svg.setAttribute("class", "gantt-svg");
+    const make = (tag, attrs, text) => {
+      const node = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    shown.forEach((b, i) => {
+      const y = i * row;
+      svg.append(make("text", { x: 4, y: y + 13, class: "g-label" }, `${b.node} #${b.a.attempt}`));
+      const x = scale(b.start);
+      const bar = make("rect", { x, y: y + 3, width: Math.max(2, scale(b.end) - x), height: row - 6, class: `g-bar g-${(b.a.outcome || "running").split(",")[0]}` });
+      bar.append(make("title", {}, `${b.node} attempt ${b.a.attempt}: ${O.duration(b.end - b.start)} ${b.a.outcome || "running"}`));
+      svg.append(bar);
+      for (const w of b.a.waited) {
+        const from = scale(Date.parse(w.from));
+        const to = scale(w.to ? Date.parse(w.to) : b.end);
+        svg.append(make("rect", { x: from, y: y + 3, width: Math.max(1, to - from), height: row - 6, class: "g-wait" }));
+      }
+    });
+    svg.append(make("text", { x: label, y: shown.length * row + 18, class: "g-label" }, `0 — ${O.duration(t1 - t0)}`));
+    box.append(svg);
+    if (bars.length > shown.length) box.append(O.el("p", { class: "muted" }, `first ${shown.length} of ${bars.length} attempts`));
+  }
+
+  // ------------------------------------------------------------------ start
+
+  O.onReady(async () => {
+    detail = await O.api("GET", base);
+    const definition = await O.api("GET", `/v1/definitions/${encodeURIComponent(detail.workflow)}?version=${encodeURIComponent(detail.version)}`);
+    spec = definition.spec;
+    drawGraph();
+    renderHead();
+    paintLive();
+    await loadJournal();
+    updateReplayRange();
+    renderGantt();
+    O.$("replay").addEventListener("input", (e) => {
+      const value = Number(e.target.value);
+      if (value >= journal.length) goLive();
+      else replayTo(value);
+    });
+    O.$("replay-live").addEventListener("click", goLive);
+    if (!FINAL.has(detail.status)) follow();
+    document.body.dataset.loaded = "true";
+  });
+})();

@@ -1,0 +1,175 @@
+// The executions list: filters kept in the URL, server-side pages (cursor), counts by state,
+// and live refreshes from the event stream of every execution (at most one per second).
+"use strict";
+
+(() => {
+  const FIELDS = ["status", "workflow", "trigger", "created_after", "created_before", "id_prefix"];
+  const LIVE_TYPES = [
+    "execution.started", "execution.completed", "execution.failed", "execution.cancelled",
+    "execution.paused", "execution.resumed", "execution.waiting", "execution.retried",
+    "execution.running",
+  ];
+  const PAGE = 50;
+  let cursors = [null]; // the cursor of each page seen: back is the one before
+  let page = 0;
+  let dirty = false;
+  let loading = false;
+
+  function filters() {
+    const params = new URLSearchParams(location.search);
+    const out = {};
+    for (const name of FIELDS) {
+      const value = params.get(name);
+      if (value) out[name] = value;
+    }
+    return out;
+  }
+
+  function toInputs() {
+    const f = filters();
+    O.$("f-status").value = f.status || "";
+    O.$("f-workflow").value = f.workflow || "";
+    O.$("f-trigger").value = f.trigger || "";
+    O.$("f-after").value = local(f.created_after);
+    O.$("f-before").value = local(f.created_before);
+    O.$("f-id").value = f.id_prefix || "";
+  }
+
+  function local(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    if (isNaN(date)) return "";
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+      `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  function fromInputs() {
+    const params = new URLSearchParams();
+    const set = (name, value) => value && params.set(name, value);
+    set("status", O.$("f-status").value);
+    set("workflow", O.$("f-workflow").value.trim());
+    set("trigger", O.$("f-trigger").value);
+    const after = O.$("f-after").value;
+    const before = O.$("f-before").value;
+    if (after) set("created_after", new Date(after).toISOString());
+    if (before) set("created_before", new Date(before).toISOString());
+    set("id_prefix", O.$("f-id").value.trim());
+    return params;
+  }
+
+  function query(extra) {
+    const params = new URLSearchParams(filters());
+    for (const [k, v] of Object.entries(extra || {})) if (v !== null) params.set(k, v);
+    return params.toString();
+  }
+
+  async function load() {
+    if (loading) {
+      dirty = true;
+      return;
+    }
+    loading = true;
+    try {
+      const cursor = cursors[page];
+      const [list, counts] = await Promise.all([
+        O.api("GET", `/v1/workflows?${query({ limit: PAGE, cursor })}`),
+        O.api("GET", `/v1/stats/executions?${query()}`),
+      ]);
+      render(list);
+      renderCounts(counts);
+      cursors[page + 1] = list.next_cursor;
+      O.$("next").disabled = !list.next_cursor;
+      O.$("prev").disabled = page === 0;
+      O.$("page-no").textContent = `page ${page + 1}`;
+    } catch (error) {
+      O.report(error);
+    } finally {
+      loading = false;
+      if (dirty) {
+        dirty = false;
+        setTimeout(load, 250);
+      }
+    }
+  }
+
+  function render(list) {
+    const rows = O.clear(O.$("rows"));
+    for (const item of list.items) {
+      const took = O.span(item.started_at, item.finished_at);
+      rows.append(
+        O.el("tr", { "data-id": item.execution_id, "data-status": item.status },
+          O.el("td", { class: "mono" }, O.link("execution", item.execution_id)),
+          O.el("td", {}, item.workflow ? O.link("definition", item.workflow) : ""),
+          O.el("td", {}, item.version || ""),
+          O.el("td", {}, O.badge(item.status)),
+          O.el("td", {}, item.trigger),
+          O.el("td", {}, O.time(item.created_at)),
+          O.el("td", {}, O.time(item.started_at)),
+          O.el("td", {}, took === null ? "" : O.duration(took)),
+        ),
+      );
+    }
+    O.$("empty").hidden = list.items.length > 0;
+  }
+
+  function renderCounts(counts) {
+    const box = O.clear(O.$("counts"));
+    box.append(O.el("span", { class: "count total" }, `${counts.total} total`));
+    for (const [state, n] of Object.entries(counts.by_status)) {
+      const pick = () => {
+        O.$("f-status").value = state;
+        apply();
+      };
+      box.append(
+        O.el("button", { type: "button", class: `count s-${state.toLowerCase()}`, onclick: pick },
+          `${state} ${n}`),
+      );
+    }
+  }
+
+  function apply(event) {
+    if (event) event.preventDefault();
+    const params = fromInputs();
+    history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
+    cursors = [null];
+    page = 0;
+    load();
+  }
+
+  let pending = null;
+  function changed() {
+    // Only the first page moves with new executions; a later page is refreshed on request.
+    if (page !== 0 || pending) return;
+    pending = setTimeout(() => {
+      pending = null;
+      load();
+    }, 1000);
+  }
+
+  O.onReady(() => {
+    toInputs();
+    O.$("filters").addEventListener("submit", apply);
+    O.$("clear").addEventListener("click", () => {
+      for (const id of ["f-status", "f-workflow", "f-trigger", "f-after", "f-before", "f-id"]) {
+        O.$(id).value = "";
+      }
+      apply();
+    });
+    O.$("next").addEventListener("click", () => {
+      page += 1;
+      load();
+    });
+    O.$("prev").addEventListener("click", () => {
+      page = Math.max(0, page - 1);
+      load();
+    });
+    O.$("start-row").hidden = !O.can("operator");
+    load();
+    const types = LIVE_TYPES.map((t) => `type=${encodeURIComponent(t)}`).join("&");
+    O.stream(`/v1/events/stream?tail=true&${types}`, changed, (state) => {
+      O.$("live-text").textContent = state;
+      O.$("live-dot").className = `dot ${state}`;
+    });
+  });
+})();
