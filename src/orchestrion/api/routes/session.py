@@ -111,16 +111,15 @@ async def sign_in(request: Request, response: Response, ctx: Ctx) -> SessionOut:
 
 @router.delete(
     "/session",
-    status_code=204,
+    response_model=SessionOut,
     responses=error_responses(401, 403),
     summary="Sign out: end the session and clear its cookie",
 )
-async def sign_out(request: Request, ctx: Ctx) -> Response:
+async def sign_out(request: Request, response: Response, ctx: Ctx) -> SessionOut:
     caller = caller_of(request.scope, ctx.settings)
     if caller.ticket is not None:
         identifier(ctx.settings).sessions.end(caller.ticket)
-    response = Response(status_code=204)
     response.delete_cookie(
         COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
     )
-    return response
+    return SessionOut(open=caller.open_api)

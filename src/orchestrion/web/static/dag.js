@@ -114,7 +114,7 @@ const Dag = (() => {
       const title = svg("title", {});
       title.textContent = n.id + (n.handler ? ` (${n.handler})` : "");
       const label = svg("text", { x: 10, y: 17, class: "label" });
-      label.textContent = clip(n.label || n.id, 22);
+      label.textContent = clip(n.label || n.id, 20);
       const sub = svg("text", { x: 10, y: 32, class: "sub" });
       sub.textContent = clip(n.handler || "", 26);
       g.append(title, rect, label, sub);

@@ -1,0 +1,430 @@
+"""The web dashboard in a real headless Chromium against a real ``orchestrion serve``.
+
+One server and one browser for the module (both are slow to start). The browser is Debian's
+``chromium`` driven through ``chromium-driver`` by Selenium, pointed at those binaries: nothing
+is downloaded. Without them the module skips, except under ``CI=true``, where it fails.
+Screenshots of each page are written to a temporary folder whose path is printed.
+
+What a user sees: signing in, nodes turning green live, a node's output, approving, retrying
+a failed run, filtering the list, replaying the journal. What an attacker meets: workflow
+values carrying markup stay text, a viewer gets no action and the API refuses its requests,
+a state-changing request without the CSRF token is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from test_api_server import Server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "orchestrion" / "web" / "templates"
+KEYS = "adm-key:admin:alice,view-key:viewer:victor"
+ADMIN = {"Authorization": "Bearer adm-key"}
+
+PAYLOADS = {
+    "script": "<script>window.__pwned = 1</script>",
+    "attribute": '"><img src=x onerror="window.__pwned = 2">',
+    "url": "javascript:window.__pwned = 3",
+}
+CHAIN = {
+    "name": "chain",
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                "id": "first",
+                "handler": "python",
+                "dependencies": ["input"],
+                "config": {"function": "sleep", "params": {"seconds": 0.4}},
+            },
+            {
+                "id": "second",
+                "handler": "python",
+                "dependencies": ["first"],
+                "config": {"function": "sleep", "params": {"seconds": 0.4}},
+            },
+            {
+                "id": "hostile",
+                "name": '<img src=x onerror="window.__pwned = 4">',
+                "handler": "noop",
+                "dependencies": ["second"],
+                "config": {"value": PAYLOADS},
+            },
+        ]
+    },
+}
+APPROVAL = {
+    "name": "needs-approval",
+    "dag": {
+        "nodes": [
+            {"id": "ask", "handler": "approval"},
+            {"id": "after", "handler": "noop", "dependencies": ["ask"]},
+        ]
+    },
+}
+FLAKY = {
+    "name": "flaky-once",
+    "dag": {
+        "nodes": [
+            {
+                "id": "flaky",
+                "handler": "python",
+                "config": {"function": "flaky", "params": {"failures": 1}},
+                "retry": {"max_attempts": 1},
+            }
+        ]
+    },
+}
+
+T = TypeVar("T")
+
+
+def _browser_missing() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(path):
+            return f"{path} is not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="orchestrion-dashboard-shots-"))
+    print(f"\ndashboard screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    env = {"ORCHESTRION_API_KEYS": KEYS, "ORCHESTRION_SSE_POLL": "0.5"}
+    running = Server(folder, folder / "dash.db", env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = _browser_missing()
+    if missing is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the dashboard's browser tests need Chromium: {missing}")
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="orchestrion-chromium-")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def until(check: Callable[[], T | None], what: str, timeout: float = 15) -> T:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the page is between two renders: look again
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
+
+
+def start(server: Server, definition: dict[str, Any], inputs: Any = None) -> str:
+    submitted = httpx.post(f"{server.url}/v1/workflow", json=definition, headers=ADMIN)
+    assert submitted.status_code == 201, submitted.text
+    execution_id = str(submitted.json()["execution_id"])
+    body = {"input_params": inputs} if inputs is not None else None
+    started = httpx.post(
+        f"{server.url}/v1/workflow/trigger/{execution_id}", json=body, headers=ADMIN
+    )
+    assert started.status_code == 202, started.text
+    return execution_id
+
+
+def status_of(server: Server, execution_id: str) -> str:
+    answer = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN)
+    return str(answer.json()["status"])
+
+
+def sign_in(browser: Any, server: Server, key: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/ui/")
+    until(lambda: "/ui/login" in browser.current_url, "the sign-in page")
+    browser.find_element(By.ID, "api-key").send_keys(key)
+    browser.find_element(By.ID, "sign-in").click()
+    until(lambda: browser.current_url.endswith("/ui/"), "the executions page")
+    until(lambda: browser.find_element(By.ID, "who").text, "who is signed in")
+
+
+def sign_out(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "logout").click()
+    until(lambda: "/ui/login" in browser.current_url, "the sign-in page after signing out")
+
+
+def node_state(browser: Any, node: str) -> str:
+    return str(
+        browser.execute_script(
+            "const g = document.querySelector(`g[data-node='${arguments[0]}']`);"
+            "return g ? (g.dataset.state || 'PENDING') : null;",
+            node,
+        )
+    )
+
+
+def open_execution(browser: Any, server: Server, execution_id: str) -> None:
+    browser.get(f"{server.url}/ui/executions/{execution_id}")
+    until(
+        lambda: browser.execute_script("return document.body.dataset.loaded === 'true'"),
+        "the execution page",
+    )
+
+
+def click_node(browser: Any, node: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, f"g[data-node='{node}']").click()
+    until(lambda: browser.find_element(By.ID, "panel-node").text == node, f"{node}'s panel")
+
+
+def fetch(browser: Any, method: str, path: str, csrf: bool) -> dict[str, Any]:
+    """A request from the page itself: same origin, the session cookie, with or without the
+    session's CSRF token."""
+    result: dict[str, Any] = browser.execute_async_script(
+        """
+        const [method, path, csrf, done] = arguments;
+        (async () => {
+          const who = await (await fetch('/v1/session')).json();
+          const headers = {'Content-Type': 'application/json'};
+          if (csrf) headers['X-CSRF-Token'] = who.csrf_token;
+          const r = await fetch(path, {method, headers, body: '{}'});
+          done({status: r.status, body: await r.text()});
+        })().catch((e) => done({status: -1, body: String(e)}));
+        """,
+        method,
+        path,
+        csrf,
+    )
+    return result
+
+
+def test_pages_have_no_inline_script_or_style() -> None:
+    """The CSP forbids inline code; the templates must not need it (and nothing else does)."""
+    for template in TEMPLATES.glob("*.html"):
+        text = template.read_text()
+        for script in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in script, (template.name, script)
+        assert not re.search(r"\sstyle=|\son[a-z]+=|javascript:", text), template.name
+
+
+def test_security_headers_and_redirects(server: Server) -> None:
+    home = httpx.get(f"{server.url}/", follow_redirects=False)
+    assert home.status_code == 307 and home.headers["location"] == "/ui/"
+    page = httpx.get(f"{server.url}/ui/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(f"{server.url}/ui/static/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{server.url}/ui/executions/bad%22id%3E").status_code == 404
+
+
+def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
+    browser: Any, server: Server, shots: Path
+) -> None:
+    sign_in(browser, server, "adm-key")
+    browser.save_screenshot(str(shots / "executions.png"))
+    execution_id = start(server, CHAIN, {"note": PAYLOADS["attribute"]})
+    open_execution(browser, server, execution_id)
+    seen = set()
+    for node in ("first", "second", "hostile"):
+        # Live: each node is seen running or done as the stream reports it, without reload.
+        seen.add(until(lambda n=node: node_state(browser, n) == "COMPLETED", f"{node} green"))
+    assert seen == {True}
+    from selenium.webdriver.common.by import By
+
+    badge = until(lambda: browser.find_element(By.ID, "x-status").text == "COMPLETED", "done")
+    assert badge
+    click_node(browser, "hostile")
+    output = until(
+        lambda: (
+            "window.__pwned" in browser.find_element(By.ID, "panel-output").text
+            and browser.find_element(By.ID, "panel-output").text
+        ),
+        "the hostile node's output",
+    )
+    for payload in PAYLOADS.values():
+        assert payload.replace('"', '\\"') in output  # shown as JSON text, quotes escaped
+    injected = browser.execute_script(
+        "return {pwned: window.__pwned, scripts: document.querySelectorAll('main script').length,"
+        " imgs: document.querySelectorAll('img').length,"
+        " js: [...document.querySelectorAll('a')].filter("
+        "   (a) => a.getAttribute('href').toLowerCase().includes('javascript')).length};"
+    )
+    assert injected == {"pwned": None, "scripts": 0, "imgs": 0, "js": 0}
+    label = browser.find_element(By.CSS_SELECTOR, "g[data-node='hostile'] text.label").text
+    assert label.startswith("<img")  # the node's name, as text
+    browser.save_screenshot(str(shots / "execution.png"))
+
+    # Replay: the start of the journal has nothing done; its end is the live picture.
+    browser.execute_script(
+        "const r = document.getElementById('replay'); r.value = '1';"
+        "r.dispatchEvent(new Event('input'));"
+    )
+    until(lambda: node_state(browser, "hostile") == "PENDING", "the replay's beginning")
+    assert node_state(browser, "first") == "PENDING"
+    total = int(browser.find_element(By.ID, "replay").get_attribute("max"))
+    middle = browser.execute_script(
+        "const r = document.getElementById('replay');"
+        "const events = arguments[0];"
+        "r.value = String(events); r.dispatchEvent(new Event('input'));"
+        "return document.getElementById('replay-at').textContent;",
+        total - 3,
+    )
+    assert f"/{total}" in middle
+    assert node_state(browser, "first") == "COMPLETED"
+    browser.save_screenshot(str(shots / "replay.png"))
+    browser.find_element(By.ID, "replay-live").click()
+    until(lambda: node_state(browser, "hostile") == "COMPLETED", "live again")
+
+
+def test_approve_from_the_node_panel(browser: Any, server: Server, shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    execution_id = start(server, APPROVAL)
+    open_execution(browser, server, execution_id)
+    until(lambda: node_state(browser, "ask") == "WAITING", "the approval waiting")
+    click_node(browser, "ask")
+    browser.find_element(By.ID, "decision-comment").send_keys("looks right")
+    browser.find_element(By.ID, "act-approve").click()
+    until(lambda: status_of(server, execution_id) == "COMPLETED", "the approved run's end")
+    until(lambda: node_state(browser, "after") == "COMPLETED", "the page following it")
+    detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
+    decision = detail["nodes"]["ask"]["output"]
+    # The decider is the signed-in identity: the admin key's name, with its role.
+    assert decision["decided_by"] == "alice" and decision["decided_by_role"] == "admin"
+    assert decision["approved"] is True and decision["comment"] == "looks right"
+    until(lambda: "alice" in browser.find_element(By.ID, "panel-output").text, "the decision")
+    browser.save_screenshot(str(shots / "approved.png"))
+
+
+def test_retry_a_failed_run(browser: Any, server: Server) -> None:
+    from selenium.webdriver.common.by import By
+
+    execution_id = start(server, FLAKY)
+    until(lambda: status_of(server, execution_id) == "FAILED", "the first attempt failing")
+    open_execution(browser, server, execution_id)
+    click_node(browser, "flaky")
+    error = browser.find_element(By.ID, "panel-error").text
+    assert "flaky" in error  # the category and the message
+    browser.find_element(By.ID, "act-retry").click()
+    until(lambda: status_of(server, execution_id) == "COMPLETED", "the retried run's end")
+    until(
+        lambda: browser.find_element(By.ID, "x-status").text == "COMPLETED",
+        "the page showing it",
+    )
+
+
+def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/ui/")
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, "#rows tr"), "the list")
+    field = browser.find_element(By.ID, "f-workflow")
+    field.clear()
+    field.send_keys("flaky-once")
+    browser.find_element(By.ID, "apply").click()
+
+    def only_flaky() -> bool:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr td:nth-child(2)")
+        return bool(rows) and {row.text for row in rows} == {"flaky-once"}
+
+    until(only_flaky, "only flaky-once rows")
+    assert "workflow=flaky-once" in browser.current_url
+    counts = browser.find_element(By.ID, "counts").text
+    assert "1 total" in counts and "COMPLETED 1" in counts
+    browser.find_element(By.ID, "clear").click()
+    until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#rows tr")) >= 3, "all rows")
+    browser.save_screenshot(str(shots / "list.png"))
+
+    # Live: a new execution appears on the first page without a reload.
+    before = len(browser.find_elements(By.CSS_SELECTOR, "#rows tr"))
+    start(server, CHAIN)
+    until(
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "#rows tr")) == before + 1,
+        "the new execution listed live",
+    )
+
+
+def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    execution_id = start(server, APPROVAL)
+    until(lambda: status_of(server, execution_id) == "WAITING", "the approval waiting")
+    approve = f"/v1/workflows/{execution_id}/nodes/ask/approve"
+    # Signed in as the admin, without the CSRF token: refused, and nothing happened.
+    refused = fetch(browser, "POST", approve, csrf=False)
+    assert refused["status"] == 403 and "X-CSRF-Token" in refused["body"]
+    assert status_of(server, execution_id) == "WAITING"
+
+    sign_out(browser)
+    sign_in(browser, server, "view-key")
+    assert "viewer" in browser.find_element(By.ID, "who").text
+    open_execution(browser, server, execution_id)
+    assert browser.find_elements(By.CSS_SELECTOR, "#x-actions button") == []
+    click_node(browser, "ask")
+    assert browser.find_elements(By.ID, "act-approve") == []
+    browser.save_screenshot(str(shots / "viewer.png"))
+    # Asking anyway, with the token: the API refuses the viewer's key.
+    for method, path in (("POST", approve), ("DELETE", f"/v1/workflows/{execution_id}")):
+        answer = fetch(browser, method, path, csrf=True)
+        assert answer["status"] == 403 and "operator" in answer["body"], answer
+    assert status_of(server, execution_id) == "WAITING"
+    sign_out(browser)
