@@ -416,6 +416,7 @@
     });
     O.$("replay-live").addEventListener("click", goLive);
     if (!FINAL.has(detail.status)) follow();
+    document.body.dataset.loadedMs = String(Math.round(performance.now()));
     document.body.dataset.loaded = "true";
   });
 })();
