@@ -139,4 +139,17 @@ async def test_open_api_session_says_so(tmp_path: Path) -> None:
             "via": "none",
             "expires_at": None,
             "csrf_token": None,
+            "required_headers": [],
         }
+
+
+async def test_session_names_the_required_headers(tmp_path: Path) -> None:
+    async with serving(tmp_path, api_keys=KEYS, required_headers="X-Source") as api:
+        value, token = await _sign_in(api.client, "op-key")
+        api.client.cookies.set(COOKIE, value)
+        assert (await api.client.get("/v1/session")).json()["required_headers"] == ["X-Source"]
+        headers = {"X-CSRF-Token": token}
+        assert_problem(await api.client.post("/v1/workflow", json=QUICK, headers=headers), 400)
+        headers["X-Source"] = "orchestrion-dashboard"
+        answer = await api.client.post("/v1/workflow", json=QUICK, headers=headers)
+        assert answer.status_code == 201, answer.text

@@ -14,7 +14,13 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.api.auth import Caller, caller_of, identifier, unauthenticated
+from orchestrion.api.auth import (
+    Caller,
+    caller_of,
+    identifier,
+    required_headers,
+    unauthenticated,
+)
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import Ctx
 from orchestrion.api.sessions import COOKIE, csrf_token, issue
@@ -40,14 +46,26 @@ class SessionOut(BaseModel):
         default=None,
         description="send it as X-CSRF-Token on every state-changing call made by the cookie",
     )
+    required_headers: list[str] = Field(
+        default_factory=list,
+        description="headers every state-changing call must carry (ORCHESTRION_REQUIRED_HEADERS"
+        " and the governance policy's required_headers)",
+    )
 
 
 def _out(request: Request, ctx: Ctx, caller: Caller) -> SessionOut:
+    headers = required_headers(ctx)
     if caller.open_api:
-        return SessionOut(open=True, role="admin")
+        return SessionOut(open=True, role="admin", required_headers=headers)
     if not caller.authenticated or caller.key_id is None:
         raise unauthenticated(caller)
-    out = SessionOut(open=False, role=caller.role, key_id=caller.key_id, name=caller.name)
+    out = SessionOut(
+        open=False,
+        role=caller.role,
+        key_id=caller.key_id,
+        name=caller.name,
+        required_headers=headers,
+    )
     if caller.ticket is None:
         out.via = "bearer"
         return out
@@ -106,6 +124,7 @@ async def sign_in(request: Request, response: Response, ctx: Ctx) -> SessionOut:
         via="session",
         expires_at=datetime.fromtimestamp(ticket.expires, UTC),
         csrf_token=csrf_token(key, ticket),
+        required_headers=required_headers(ctx),
     )
 
 

@@ -47,9 +47,16 @@ _DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
 _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
 
 
-_KEY_PREFIX = "substr(idempotency_key, 1, {n}) = '{prefix}'"
-_SCHEDULED = _KEY_PREFIX.format(n=len(rules.SCHEDULE_KEY), prefix=rules.SCHEDULE_KEY)
-_EVENTED = _KEY_PREFIX.format(n=len(rules.EVENT_KEY), prefix=rules.EVENT_KEY)
+def _successor(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+# A key range (the unique index on idempotency_key answers it) of constant prefixes; ``{b}``
+# is the dialect's byte-wise collation.
+_KEY_PREFIX = "(idempotency_key{{b}} >= '{lo}' AND idempotency_key{{b}} < '{hi}')"
+_SCHEDULED = _KEY_PREFIX.format(lo=rules.SCHEDULE_KEY, hi=_successor(rules.SCHEDULE_KEY))
+_EVENTED = _KEY_PREFIX.format(lo=rules.EVENT_KEY, hi=_successor(rules.EVENT_KEY))
 # What ``rules.trigger_of`` decides, as SQL (the prefixes are constants, not client text).
 _TRIGGER_TERMS = {
     "workflow": "parent_execution_id IS NOT NULL",
@@ -279,8 +286,14 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
             where.append("definition_id = :did")
             params["did"] = flt.definition_id
         if flt.id_prefix is not None:  # substr, not LIKE: '%' and '_' are plain characters
-            where.append("substr(id, 1, :plen) = :prefix")
+            # The byte range [prefix, prefix with its last character raised) finds the rows
+            # in the primary key's index instead of reading every row; substr keeps it exact.
+            where.append(
+                f"id{self.BYTEWISE} >= :prefix AND id{self.BYTEWISE} < :prefix_end"
+                " AND substr(id, 1, :plen) = :prefix"
+            )
             params["plen"], params["prefix"] = len(flt.id_prefix), flt.id_prefix
+            params["prefix_end"] = _successor(flt.id_prefix)
         if flt.created_after is not None:
             where.append("created_at > :after")
             params["after"] = flt.created_after
@@ -288,7 +301,7 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
             where.append("created_at < :before")
             params["before"] = flt.created_before
         if flt.trigger is not None:
-            where.append(_TRIGGER_TERMS[flt.trigger])
+            where.append(_TRIGGER_TERMS[flt.trigger].format(b=self.BYTEWISE))
         return where, params
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:

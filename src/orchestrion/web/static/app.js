@@ -73,7 +73,11 @@ const O = (() => {
         init.body = JSON.stringify(body);
       }
     }
-    if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+    if (method !== "GET") {
+      if (csrf) headers["X-CSRF-Token"] = csrf;
+      // Headers the deployment requires on every change: the dashboard names itself in them.
+      for (const name of (me && me.required_headers) || []) headers[name] = "orchestrion-dashboard";
+    }
     const response = await fetch(path, init);
     if (response.status === 401 && !opts.quiet401) {
       toLogin();

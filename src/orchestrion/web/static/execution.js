@@ -80,16 +80,26 @@
       links.append(O.el("span", {}, " · Parent: "), O.link("execution", detail.parent_execution_id));
       if (detail.parent_node_id) links.append(O.el("span", { class: "muted" }, ` (node ${detail.parent_node_id})`));
     }
-    for (const [node, info] of Object.entries(detail.nodes)) {
-      const child = info.output && typeof info.output === "object" ? info.output.execution_id : null;
-      if (typeof child === "string" && handlerOf(node) === "workflow") {
-        links.append(O.el("span", {}, ` · Child (${node}): `), O.link("execution", child));
-      }
+    for (const [node, child] of childrenOf()) {
+      links.append(O.el("span", {}, ` · Child (${node}): `), O.link("execution", child));
     }
     if (detail.error) {
       links.append(O.el("div", { class: "error" }, `Error: ${errorText(detail.error)}`));
     }
     renderActions();
+  }
+
+  // Children started by workflow nodes: named in the node's output once it is done, and in
+  // its node.waiting event while it waits for the child.
+  function childrenOf() {
+    const found = new Map();
+    const take = (node, value) => {
+      const child = value && typeof value === "object" ? value.child_execution_id : null;
+      if (typeof child === "string" && child) found.set(node, child);
+    };
+    for (const e of journal) if (e.node_id && e.type === "node.waiting") take(e.node_id, e.data);
+    for (const [node, info] of Object.entries(detail.nodes)) take(node, info.output);
+    return found;
   }
 
   function renderActions() {
@@ -123,11 +133,6 @@
   }
 
   // ------------------------------------------------------------------ graph
-
-  function handlerOf(nodeId) {
-    const n = spec && spec.dag.nodes.find((x) => x.id === nodeId);
-    return n ? n.handler : "";
-  }
 
   function drawGraph() {
     const nodes = Dag.nodesOf(spec);
@@ -407,6 +412,7 @@
     renderHead();
     paintLive();
     await loadJournal();
+    renderHead();
     updateReplayRange();
     renderGantt();
     O.$("replay").addEventListener("input", (e) => {

@@ -20,6 +20,10 @@
       facts.append(O.el("dd", { class: "error" }, error.message));
     }
     const rows = O.clear(O.$("compliance"));
+    if (!O.can("admin")) {
+      rows.append(O.el("tr", {}, O.el("td", { colspan: 3, class: "muted" }, "The state of the governance controls needs the admin role.")));
+      return;
+    }
     try {
       const compliance = await O.api("GET", "/health/compliance");
       const controls = compliance.controls || compliance;
