@@ -403,6 +403,62 @@ def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -
     )
 
 
+TYPED = {
+    "name": "typed",
+    "inputs": {
+        "name": {"type": "string", "required": True},
+        "count": {"type": "integer", "default": 3},
+        "loud": {"type": "boolean", "default": False},
+    },
+    "dag": {"nodes": [{"id": "input", "handler": "input"}]},
+}
+BROKEN = """name: broken
+dag:
+  nodes:
+    - id: a
+      handler: noop
+    - id: b
+      handler: noop
+      dependencies: [nowhere]
+"""
+
+
+def test_start_from_the_inputs_form_and_validate(browser: Any, server: Server, shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    httpx.post(f"{server.url}/v1/workflow", json=TYPED, headers=ADMIN).raise_for_status()
+    browser.get(f"{server.url}/ui/definitions/typed")
+    until(lambda: browser.find_elements(By.ID, "in-name"), "the inputs form")
+    assert browser.find_element(By.ID, "in-count").get_attribute("value") == "3"  # default
+    assert browser.find_element(By.ID, "in-name").get_attribute("required") == "true"
+    browser.find_element(By.ID, "in-name").send_keys("<b>ada</b>")
+    count = browser.find_element(By.ID, "in-count")
+    count.clear()
+    count.send_keys("5")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "in-loud")).select_by_visible_text("true")
+    browser.save_screenshot(str(shots / "start-form.png"))
+    browser.find_element(By.ID, "start").click()
+    until(lambda: "/ui/executions/" in browser.current_url, "the new execution's page")
+    execution_id = browser.current_url.rsplit("/", 1)[1]
+    detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
+    assert detail["inputs"] == {"name": "<b>ada</b>", "count": 5, "loud": True}
+
+    browser.get(f"{server.url}/ui/definitions")
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, "#def-rows tr"), "the definitions")
+    browser.execute_script("document.getElementById('validate-text').value = arguments[0];", BROKEN)
+    browser.find_element(By.ID, "validate").click()
+    issue = until(
+        lambda: browser.find_element(By.CSS_SELECTOR, "#validate-result li").text, "the issues"
+    )
+    assert issue.startswith("line 8, node b, dependencies[0]") and "nowhere" in issue
+    browser.save_screenshot(str(shots / "definitions.png"))
+    browser.get(f"{server.url}/ui/operations")
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, "#compliance tr"), "the controls")
+    browser.save_screenshot(str(shots / "operations.png"))
+
+
 def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 

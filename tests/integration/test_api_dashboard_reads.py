@@ -23,15 +23,23 @@ async def test_counts_follow_the_list_filters(tmp_path: Path) -> None:
         first = await api.submit(QUICK)
         await api.submit(QUICK)
         counts = (await api.client.get("/v1/stats/executions")).json()
-        assert counts == {"total": 2, "by_status": {"PENDING": 2}}
+        assert counts == {"total": 2, "by_status": {"PENDING": 2}, "series": None}
         narrowed = await api.client.get(
             "/v1/stats/executions", params={"id_prefix": first[:12], "trigger": "api"}
         )
-        assert narrowed.json() == {"total": 1, "by_status": {"PENDING": 1}}
+        assert narrowed.json()["by_status"] == {"PENDING": 1}
         none = await api.client.get("/v1/stats/executions", params={"trigger": "schedule"})
-        assert none.json() == {"total": 0, "by_status": {}}
+        assert none.json()["total"] == 0 and none.json()["by_status"] == {}
         listed = (await api.client.get("/v1/workflows", params={"trigger": "api"})).json()
         assert {item["trigger"] for item in listed["items"]} == {"api"}
+        over_time = await api.client.get("/v1/stats/executions", params={"buckets": 4})
+        series = over_time.json()["series"]
+        assert len(series["buckets"]) == 4 and series["bucket_seconds"] == 86400 / 4
+        assert series["buckets"][-1]["by_status"] == {"PENDING": 2}  # made just now
+        assert [b["by_status"] for b in series["buckets"][:3]] == [{}, {}, {}]
+        backwards = {"buckets": 2, "created_after": "2026-01-02", "created_before": "2026-01-01"}
+        assert_problem(await api.client.get("/v1/stats/executions", params=backwards), 422)
+        assert_problem(await api.client.get("/v1/stats/executions?buckets=501"), 422)
         assert_problem(await api.client.get("/v1/stats/executions?trigger=cron"), 422)
         assert_problem(await api.client.get("/v1/stats/executions?status=NOPE"), 422)
 

@@ -709,6 +709,31 @@ async def test_executions_by_trigger_and_counted_by_status(store: Store) -> None
     assert await store.count_executions(only) == {}
 
 
+async def test_executions_counted_over_time(store: Store) -> None:
+    await store.put_definition(definition())
+    # Buckets of 10 s from T0: 0 holds two, 1 one failed (at its very start), 2 none, 3 one;
+    # one before the origin and one at the end are outside.
+    for eid, at, status in (
+        ("early", T0 - 1, ExecutionStatus.COMPLETED),
+        ("a", T0, ExecutionStatus.COMPLETED),
+        ("b", T0 + 9.5, ExecutionStatus.COMPLETED),
+        ("c", T0 + 10, ExecutionStatus.FAILED),
+        ("d", T0 + 39.9, ExecutionStatus.COMPLETED),
+        ("late", T0 + 40, ExecutionStatus.COMPLETED),
+    ):
+        await store.create_execution(execution(eid, created_at=at, status=status))
+    series = await store.count_executions_over_time(ExecutionFilter(), T0, 10.0, 4)
+    assert series == {
+        0: {ExecutionStatus.COMPLETED: 2},
+        1: {ExecutionStatus.FAILED: 1},
+        3: {ExecutionStatus.COMPLETED: 1},
+    }
+    failed = ExecutionFilter(status=[ExecutionStatus.FAILED])
+    assert await store.count_executions_over_time(failed, T0, 10.0, 4) == {
+        1: {ExecutionStatus.FAILED: 1}
+    }
+
+
 async def test_list_executions_filters_and_pages(store: Store) -> None:
     await store.put_definition(definition())
     await store.put_definition(definition(name="other", version="1"))

@@ -302,11 +302,29 @@ class ExecutionPage(_Out):
     next_cursor: str | None = None
 
 
+class CountBucket(_Out):
+    """Executions created in [start, start + bucket_seconds), by state."""
+
+    start: datetime
+    by_status: dict[ExecutionState, int]
+
+
+class ExecutionSeries(_Out):
+    """Counts by state over time: ``buckets`` equal spans from ``start`` to ``end``."""
+
+    start: datetime
+    end: datetime
+    bucket_seconds: float
+    buckets: list[CountBucket]
+
+
 class ExecutionCounts(_Out):
-    """How many executions match a filter, by state (states with none are left out)."""
+    """How many executions match a filter, by state (states with none are left out), and
+    with ``buckets`` asked for, the same over time."""
 
     total: int
     by_status: dict[ExecutionState, int]
+    series: ExecutionSeries | None = None
 
 
 class ValidationReport(_Out):

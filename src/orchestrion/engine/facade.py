@@ -501,6 +501,12 @@ class Engine:
         """How many executions match ``flt``, by status (its cursor and limit aside)."""
         return await self.store.count_executions(flt)
 
+    async def count_executions_over_time(
+        self, flt: ExecutionFilter, origin: float, bucket: float, buckets: int
+    ) -> dict[int, dict[ExecutionStatus, int]]:
+        """Counts by status per time bucket (see ``Store.count_executions_over_time``)."""
+        return await self.store.count_executions_over_time(flt, origin, bucket, buckets)
+
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
         live = self._loop.live.get(execution_id)
         if live is not None:

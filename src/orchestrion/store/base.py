@@ -283,6 +283,12 @@ class Store(ScheduleStore, OutboxStore, Protocol):
     async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
         """How many executions match ``flt`` (its cursor and limit aside), by status."""
 
+    async def count_executions_over_time(
+        self, flt: ExecutionFilter, origin: float, bucket: float, buckets: int
+    ) -> dict[int, dict[ExecutionStatus, int]]:
+        """Counts by status of the executions matching ``flt`` created in
+        [origin, origin + bucket * buckets), by bucket index (buckets with none left out)."""
+
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         """What a restart must resume: executions that are running, waiting or paused, and
         pending ones that were triggered (a correlation id) and are owned already: a start

@@ -235,6 +235,11 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox):
     async def count_executions(self, flt: ExecutionFilter) -> dict[ExecutionStatus, int]:
         return await self.inner.count_executions(flt)
 
+    async def count_executions_over_time(
+        self, flt: ExecutionFilter, origin: float, bucket: float, buckets: int
+    ) -> dict[int, dict[ExecutionStatus, int]]:
+        return await self.inner.count_executions_over_time(flt, origin, bucket, buckets)
+
     async def unfinished_executions(self) -> list[ExecutionRecord]:
         return [self._open_execution(r) for r in await self.inner.unfinished_executions()]
 

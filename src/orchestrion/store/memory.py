@@ -260,6 +260,17 @@ class MemoryStore(MemorySchedules, MemoryOutbox):
             counts[e.status] = counts.get(e.status, 0) + 1
         return counts
 
+    async def count_executions_over_time(
+        self, flt: ExecutionFilter, origin: float, bucket: float, buckets: int
+    ) -> dict[int, dict[ExecutionStatus, int]]:
+        series: dict[int, dict[ExecutionStatus, int]] = {}
+        for e in self._matching(flt):
+            index = int((e.created_at - origin) // bucket)
+            if e.created_at >= origin and index < buckets:
+                counts = series.setdefault(index, {})
+                counts[e.status] = counts.get(e.status, 0) + 1
+        return series
+
     def _matching(self, flt: ExecutionFilter) -> list[ExecutionRecord]:
         statuses = set(flt.status) if flt.status else None
         definition_ids: set[str] | None = None

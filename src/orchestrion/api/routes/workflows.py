@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from email.message import Message
 from typing import Annotated, Any, Literal
 
@@ -20,9 +22,11 @@ from orchestrion.api.convert import (
 )
 from orchestrion.api.models import (
     ActionResponse,
+    CountBucket,
     ExecutionCounts,
     ExecutionDetail,
     ExecutionPage,
+    ExecutionSeries,
     ExecutionState,
     ResultsResponse,
     SubmitResponse,
@@ -325,6 +329,10 @@ After = Annotated[str | None, instant_query("created at or after")]
 Before = Annotated[str | None, instant_query("created before")]
 
 
+def _at(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
 def _filter(
     status: list[ExecutionState] | None,
     workflow: str | None,
@@ -361,13 +369,46 @@ async def count_workflows(
     created_before: Before = None,
     id_prefix: IdPrefix = None,
     trigger: Trigger = None,
+    buckets: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=500,
+            description="also count by state over time, in this many equal spans from"
+            " created_after (default: a day before created_before) to created_before"
+            " (default: now)",
+        ),
+    ] = None,
 ) -> ExecutionCounts:
     flt = _filter(
         status, workflow, definition_id, created_after, created_before, id_prefix, trigger
     )
     counts = await ctx.engine.count_executions(flt)
     by_status = {execution_state(state): n for state, n in counts.items() if n}
-    return ExecutionCounts(total=sum(by_status.values()), by_status=by_status)
+    answer = ExecutionCounts(total=sum(by_status.values()), by_status=by_status)
+    if buckets is not None:
+        end = flt.created_before if flt.created_before is not None else time.time()
+        start = flt.created_after if flt.created_after is not None else end - 86400
+        if end <= start:
+            raise ApiProblem(
+                422, "created_after must be before created_before to count over time",
+                slug="invalid-request",
+            )  # fmt: skip
+        width = (end - start) / buckets
+        series = await ctx.engine.count_executions_over_time(flt, start, width, buckets)
+        answer.series = ExecutionSeries(
+            start=_at(start),
+            end=_at(end),
+            bucket_seconds=width,
+            buckets=[
+                CountBucket(
+                    start=_at(start + i * width),
+                    by_status={execution_state(s): n for s, n in series.get(i, {}).items() if n},
+                )
+                for i in range(buckets)
+            ],
+        )
+    return answer
 
 
 @router.post(

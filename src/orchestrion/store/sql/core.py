@@ -271,6 +271,25 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
             rows = await conn.rows(sql, params)
         return {ExecutionStatus(row[0]): int(row[1]) for row in rows}
 
+    async def count_executions_over_time(
+        self, flt: ExecutionFilter, origin: float, bucket: float, buckets: int
+    ) -> dict[int, dict[ExecutionStatus, int]]:
+        where, params = self._execution_filter(flt)
+        where.append("created_at >= :origin AND created_at < :end")
+        params.update(origin=origin, end=origin + bucket * buckets, bucket=bucket)
+        index = self.FLOOR.format("(created_at - :origin) / :bucket")
+        sql = (
+            f"SELECT {index} AS k, status, COUNT(*) FROM executions"
+            f" WHERE {' AND '.join(where)} GROUP BY k, status"
+        )
+        async with self._connection() as conn:
+            rows = await conn.rows(sql, params)
+        series: dict[int, dict[ExecutionStatus, int]] = {}
+        for k, status, n in rows:
+            if 0 <= int(k) < buckets:  # float edges: the last instant belongs to no bucket
+                series.setdefault(int(k), {})[ExecutionStatus(status)] = int(n)
+        return series
+
     def _execution_filter(self, flt: ExecutionFilter) -> tuple[list[str], dict[str, Any]]:
         """The WHERE terms and parameters of a filter, its cursor and limit aside."""
         where: list[str] = []

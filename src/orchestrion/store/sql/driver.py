@@ -47,6 +47,7 @@ class SQLDriver(Generic[C]):
     LOCK_ROWS: ClassVar[str] = ""
     JOURNAL_ONLY: ClassVar[str] = ""  # a condition leaving out rows that are not events
     NODE_RUNS: ClassVar[str]  # the node runs of execution ``:e``, in insertion order
+    FLOOR: ClassVar[str] = "CAST({} AS INTEGER)"  # floor of a non-negative number (truncates)
 
     # ------------------------------------------------------------------ the dialect's part
 

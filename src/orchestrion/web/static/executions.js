@@ -74,10 +74,11 @@
       const cursor = cursors[page];
       const [list, counts] = await Promise.all([
         O.api("GET", `/v1/workflows?${query({ limit: PAGE, cursor })}`),
-        O.api("GET", `/v1/stats/executions?${query()}`),
+        O.api("GET", `/v1/stats/executions?${query({ buckets: 48 })}`),
       ]);
       render(list);
       renderCounts(counts);
+      renderSeries(counts.series);
       cursors[page + 1] = list.next_cursor;
       O.$("next").disabled = !list.next_cursor;
       O.$("prev").disabled = page === 0;
@@ -126,6 +127,37 @@
           `${state} ${n}`),
       );
     }
+  }
+
+  // Stacked bars: one per time span, one colour per state, scaled to the busiest span.
+  function renderSeries(series) {
+    const box = O.clear(O.$("over-time"));
+    if (!series) return;
+    const NS = "http://www.w3.org/2000/svg";
+    const make = (tag, attrs, text) => {
+      const node = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    const totals = series.buckets.map((b) => Object.values(b.by_status).reduce((a, n) => a + n, 0));
+    const top = Math.max(1, ...totals);
+    const W = 960;
+    const H = 70;
+    const step = W / series.buckets.length;
+    const svg = make("svg", { viewBox: `0 0 ${W} ${H}`, class: "series", preserveAspectRatio: "none" });
+    series.buckets.forEach((b, i) => {
+      let y = H;
+      for (const [state, n] of Object.entries(b.by_status)) {
+        const h = (n / top) * H;
+        y -= h;
+        const bar = make("rect", { x: i * step + 1, y, width: Math.max(1, step - 2), height: h, class: `c-${state.toLowerCase()}` });
+        bar.append(make("title", {}, `${O.time(b.start)}: ${state} ${n}`));
+        svg.append(bar);
+      }
+    });
+    box.append(svg, O.el("div", { class: "axis muted" },
+      O.el("span", {}, O.time(series.start)), O.el("span", {}, O.time(series.end))));
   }
 
   function apply(event) {
