@@ -148,6 +148,7 @@ def browser() -> Iterator[Any]:
         "--window-size=1400,1000",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_script_timeout(10)
     try:
@@ -155,6 +156,23 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each browser test: no uncaught script error, no Content Security Policy
+    violation (an inline script or style the policy blocked) in the browser's console."""
+    yield
+    if "browser" not in request.fixturenames:
+        return
+    driver = request.getfixturevalue("browser")
+    bad = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["source"] != "network"  # refused requests are what some tests ask for
+        and entry["level"] in ("SEVERE", "WARNING")
+    ]
+    assert not bad, bad
 
 
 def until(check: Callable[[], T | None], what: str, timeout: float = 15) -> T:

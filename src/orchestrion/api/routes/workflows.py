@@ -389,13 +389,12 @@ async def count_workflows(
     if buckets is not None:
         end = flt.created_before if flt.created_before is not None else time.time()
         start = flt.created_after if flt.created_after is not None else end - 86400
-        if end <= start:
-            raise ApiProblem(
-                422, "created_after must be before created_before to count over time",
-                slug="invalid-request",
-            )  # fmt: skip
-        width = (end - start) / buckets
-        series = await ctx.engine.count_executions_over_time(flt, start, width, buckets)
+        # An empty range (as the list, where it lists nothing) has no span to count in.
+        count = buckets if end > start else 0
+        width = (end - start) / buckets if count else 0.0
+        series = (
+            await ctx.engine.count_executions_over_time(flt, start, width, count) if count else {}
+        )
         answer.series = ExecutionSeries(
             start=_at(start),
             end=_at(end),
@@ -405,7 +404,7 @@ async def count_workflows(
                     start=_at(start + i * width),
                     by_status={execution_state(s): n for s, n in series.get(i, {}).items() if n},
                 )
-                for i in range(buckets)
+                for i in range(count)
             ],
         )
     return answer

@@ -313,9 +313,16 @@
       table.append(tbody);
       panel.append(section("Attempts", table));
     }
-    const logs = O.el("pre", { class: "source logs", id: "panel-logs" }, "loading…");
-    panel.append(section("Logs", logs));
-    loadLogs(node, logs);
+    // The log box survives the panel's re-renders (one per change of the execution): its
+    // lines were fetched once and the stream appends to it while the node runs.
+    if (logs.node !== node) {
+      if (logs.source) logs.source.close();
+      logs.node = node;
+      logs.source = null;
+      logs.box = O.el("pre", { class: "source logs", id: "panel-logs" }, "loading…");
+      loadLogs(node, logs.box, info.state);
+    }
+    panel.append(section("Logs", logs.box));
     if (O.can("operator") && FINAL.has(detail.status)) {
       panel.append(O.button("Re-run from this node", async () => {
         try {
@@ -329,22 +336,38 @@
     }
   }
 
-  async function loadLogs(node, box) {
+  const logs = { node: null, box: null, source: null };
+  const logLine = (l) => `${l.at} #${l.attempt} ${l.level} ${l.logger}: ${l.message}`;
+
+  async function loadLogs(node, box, state) {
+    const path = `${base}/nodes/${encodeURIComponent(node)}/logs`;
+    let after = 0;
     try {
       const lines = [];
-      let after = 0;
       for (let i = 0; i < 20; i++) {
-        const page = await O.api("GET", `${base}/nodes/${encodeURIComponent(node)}/logs?after=${after}&limit=1000`);
+        const page = await O.api("GET", `${path}?after=${after}&limit=1000`);
         lines.push(...page.items);
-        if (page.items.length < 1000) break;
         after = page.next_after;
+        if (page.items.length < 1000) break;
       }
-      box.textContent = lines.length
-        ? lines.map((l) => `${l.at} #${l.attempt} ${l.level} ${l.logger}: ${l.message}`).join("\n")
-        : "(no log lines)";
+      box.textContent = lines.length ? lines.map(logLine).join("\n") : "(no log lines)";
     } catch (error) {
       box.textContent = error.status === 404 ? "(logs are not available from this server)" : `(logs: ${error.message})`;
+      return;
     }
+    if (FINAL.has(detail.status) || logs.node !== node) return;
+    // Still running: follow its lines; the stream ends once the execution is final.
+    const source = new EventSource(`${path}/stream?after=${after}`, { withCredentials: true });
+    logs.source = source;
+    let empty = box.textContent === "(no log lines)";
+    source.addEventListener("log", (message) => {
+      const line = logLine(JSON.parse(message.data));
+      box.textContent = empty ? line : `${box.textContent}\n${line}`;
+      empty = false;
+    });
+    source.onerror = () => {
+      if (FINAL.has(detail.status)) source.close();
+    };
   }
 
   // ------------------------------------------------------------------ timeline
