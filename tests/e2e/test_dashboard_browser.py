@@ -421,6 +421,61 @@ def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -
     )
 
 
+SLOW = {
+    "name": "slow",
+    "dag": {
+        "nodes": [
+            {
+                "id": "nap",
+                "handler": "python",
+                "config": {"function": "sleep", "params": {"seconds": 0.5}},
+            },
+            {
+                "id": "after",
+                "handler": "python",
+                "dependencies": ["nap"],
+                "config": {"function": "sleep", "params": {"seconds": 30}},
+            },
+        ]
+    },
+}
+
+
+def test_pause_resume_cancel_and_rerun_from_a_node(browser: Any, server: Server) -> None:
+    from selenium.webdriver.common.by import By
+
+    execution_id = start(server, SLOW)
+    open_execution(browser, server, execution_id)
+    until(lambda: browser.find_elements(By.ID, "act-pause"), "the pause button")
+    browser.find_element(By.ID, "act-pause").click()
+    until(lambda: status_of(server, execution_id) == "PAUSED", "paused")
+    until(lambda: browser.find_elements(By.ID, "act-resume"), "the resume button")
+    browser.find_element(By.ID, "act-resume").click()
+    until(lambda: status_of(server, execution_id) != "PAUSED", "resumed")
+    until(lambda: node_state(browser, "after") == "RUNNING", "the next node running")
+    browser.find_element(By.ID, "act-cancel").click()
+    browser.switch_to.alert.accept()  # "Cancel this execution?"
+    until(lambda: status_of(server, execution_id) == "CANCELLED", "cancelled")
+    until(lambda: browser.find_element(By.ID, "x-status").text == "CANCELLED", "shown")
+
+    # Re-run from a node of a finished run: that node and what follows it run again.
+    chain = start(server, CHAIN)
+    until(lambda: status_of(server, chain) == "COMPLETED", "the chain done")
+    open_execution(browser, server, chain)
+    click_node(browser, "second")
+    browser.find_element(By.ID, "act-rerun").click()
+    until(
+        lambda: (
+            httpx.get(f"{server.url}/v1/workflows/{chain}", headers=ADMIN).json()["nodes"][
+                "second"
+            ]["attempt"]
+            == 2
+        ),
+        "the second node's new attempt",
+    )
+    until(lambda: status_of(server, chain) == "COMPLETED", "the re-run done")
+
+
 TYPED = {
     "name": "typed",
     "inputs": {

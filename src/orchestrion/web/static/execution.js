@@ -125,7 +125,8 @@
 
   async function reload() {
     await loadDetail();
-    if (source && source.closed && !FINAL.has(detail.status)) {
+    // A final execution's page follows no stream; one that runs again (retry, re-run) must.
+    if ((!source || source.closed) && !FINAL.has(detail.status)) {
       await loadJournal();
       updateReplayRange();
       follow();
@@ -291,6 +292,17 @@
         }
       }, { id: `act-${verb}`, class: verb === "reject" ? "danger" : "" });
       panel.append(section("Approval", comment, decide("approve"), decide("reject")));
+    }
+    const child = childrenOf().get(node);
+    if (child) {
+      // A sub-workflow is one node here; its own progress comes from the child's page data.
+      const status = O.el("span", { class: "muted", id: "panel-child" }, "…");
+      panel.append(section("Child execution", O.link("execution", child), " ", status));
+      O.api("GET", `/v1/workflows/${encodeURIComponent(child)}?include_outputs=false`).then((c) => {
+        const states = Object.values(c.node_states);
+        const done = states.filter((x) => x === "COMPLETED" || x === "SKIPPED").length;
+        status.textContent = `${c.status} · ${done}/${states.length} nodes done`;
+      }).catch((error) => (status.textContent = error.message));
     }
     if (info.error) {
       panel.append(section("Error", O.el("pre", { class: "error", id: "panel-error" }, errorText(info.error)),
