@@ -1,5 +1,6 @@
-"""What ships: the wheel holds the license, the examples and the workflow schema; the examples
-the CLI writes out validate and run; no module reaches into httpx's private API."""
+"""What ships: the wheel holds the license, the examples, the workflow schema and the web
+dashboard's pages and scripts; the examples the CLI writes out validate and run; no module
+reaches into httpx's private API."""
 
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ def test_the_wheel_carries_every_example_and_the_schema(wheel_names: set[str]) -
     assert {n for n in shipped if "/reference/" in n}
     assert shipped <= wheel_names, sorted(shipped - wheel_names)
     assert "orchestrion/definition/workflow.schema.json" in wheel_names
+
+
+def test_the_wheel_carries_the_dashboard(wheel_names: set[str]) -> None:
+    source = ROOT / "src" / "orchestrion" / "web"
+    shipped = {
+        p.relative_to(source.parent.parent).as_posix()
+        for p in source.rglob("*")
+        if p.suffix in (".html", ".js", ".css", ".py")
+    }
+    assert "orchestrion/web/static/app.js" in shipped
+    assert shipped <= wheel_names, sorted(shipped - wheel_names)
 
 
 def test_the_repository_examples_are_the_shipped_ones() -> None:
