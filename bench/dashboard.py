@@ -205,6 +205,7 @@ def bench_list(work: Path, count: int, repeat: int) -> dict[str, Any]:
             for _ in range(19):  # twenty pages in: a cursor deep in the list
                 cursor = client.get(f"/v1/workflows?limit=50&cursor={cursor}").json()["next_cursor"]
             since = datetime.fromtimestamp(time.time() - 3 * 86400).isoformat()
+            month = int(time.time() - 30 * 86400)
             prefix = first["items"][0]["execution_id"][:4]
             cases = {
                 "page shell GET /ui/": "/ui/",
@@ -215,6 +216,9 @@ def bench_list(work: Path, count: int, repeat: int) -> dict[str, Any]:
                 "list, last 3 days": f"/v1/workflows?limit=50&created_after={since}",
                 f"list, id_prefix={prefix}": f"/v1/workflows?limit=50&id_prefix={prefix}",
                 "list, page 21 (cursor)": f"/v1/workflows?limit=50&cursor={cursor}",
+                "counts + 48 spans of the last day (the page's)": "/v1/stats/executions?buckets=48",
+                "counts + 48 spans of 30 days": f"/v1/stats/executions?buckets=48"
+                f"&created_after={month}",
                 "counts, unfiltered": "/v1/stats/executions",
                 "counts, status=FAILED": "/v1/stats/executions?status=FAILED",
                 "counts, workflow=billing": "/v1/stats/executions?workflow=billing",

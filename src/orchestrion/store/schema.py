@@ -107,7 +107,7 @@ executions = Table(
     # enforce, whichever process runs them.
     Column("trust", String(16), nullable=False, server_default="untrusted"),
     Index("ix_executions_status", "status"),
-    Index("ix_executions_created_at", "created_at"),
+    Index("ix_executions_created_status", "created_at", "status"),  # 0010: counts over time
     Index("ix_executions_definition_id", "definition_id"),
 )
 

@@ -47,8 +47,6 @@ CREATE TABLE executions (
 
 CREATE INDEX ix_executions_status ON executions (status);
 
-CREATE INDEX ix_executions_created_at ON executions (created_at);
-
 CREATE INDEX ix_executions_definition_id ON executions (definition_id);
 
 CREATE TABLE node_runs (
@@ -184,4 +182,6 @@ CREATE TABLE sink_deliveries (
 
 CREATE INDEX ix_sink_deliveries_status_next_at ON sink_deliveries (status, next_at);
 
-INSERT INTO alembic_version (version_num) VALUES ('0009');
+CREATE INDEX ix_executions_created_status ON executions (created_at, status);
+
+INSERT INTO alembic_version (version_num) VALUES ('0010');
