@@ -395,6 +395,11 @@ class Settings(BaseSettings):
         le=30 * 86400,
         description="how long a dashboard sign-in (a session cookie made from an API key) lasts",
     )
+    session_cookie_secure: bool | None = Field(
+        default=None,
+        description="mark the session cookie Secure (sent over https only); unset: when the "
+        "request came over https (set it to true behind a proxy that terminates TLS)",
+    )
     # Filled from api_keys' ``key:role:name`` entries (see ``_split_key_names``).
     api_key_names: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, repr=False, exclude=True

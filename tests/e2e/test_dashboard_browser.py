@@ -249,6 +249,18 @@ def click_node(browser: Any, node: str) -> None:
     until(lambda: browser.find_element(By.ID, "panel-node").text == node, f"{node}'s panel")
 
 
+def press(browser: Any, element_id: str) -> None:
+    """Click a button the page may be re-rendering (its actions follow the execution's
+    changes): find it again until the click lands."""
+    from selenium.webdriver.common.by import By
+
+    def attempt() -> bool:
+        browser.find_element(By.ID, element_id).click()
+        return True
+
+    until(attempt, f"a click on #{element_id}")
+
+
 def fetch(browser: Any, method: str, path: str, csrf: bool) -> dict[str, Any]:
     """A request from the page itself: same origin, the session cookie, with or without the
     session's CSRF token."""
@@ -361,7 +373,7 @@ def test_approve_from_the_node_panel(browser: Any, server: Server, shots: Path) 
     until(lambda: node_state(browser, "ask") == "WAITING", "the approval waiting")
     click_node(browser, "ask")
     browser.find_element(By.ID, "decision-comment").send_keys("looks right")
-    browser.find_element(By.ID, "act-approve").click()
+    press(browser, "act-approve")
     until(lambda: status_of(server, execution_id) == "COMPLETED", "the approved run's end")
     until(lambda: node_state(browser, "after") == "COMPLETED", "the page following it")
     detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
@@ -382,7 +394,7 @@ def test_retry_a_failed_run(browser: Any, server: Server) -> None:
     click_node(browser, "flaky")
     error = browser.find_element(By.ID, "panel-error").text
     assert "flaky" in error  # the category and the message
-    browser.find_element(By.ID, "act-retry").click()
+    press(browser, "act-retry")
     until(lambda: status_of(server, execution_id) == "COMPLETED", "the retried run's end")
     until(
         lambda: browser.find_element(By.ID, "x-status").text == "COMPLETED",
@@ -447,13 +459,13 @@ def test_pause_resume_cancel_and_rerun_from_a_node(browser: Any, server: Server)
     execution_id = start(server, SLOW)
     open_execution(browser, server, execution_id)
     until(lambda: browser.find_elements(By.ID, "act-pause"), "the pause button")
-    browser.find_element(By.ID, "act-pause").click()
+    press(browser, "act-pause")
     until(lambda: status_of(server, execution_id) == "PAUSED", "paused")
     until(lambda: browser.find_elements(By.ID, "act-resume"), "the resume button")
-    browser.find_element(By.ID, "act-resume").click()
+    press(browser, "act-resume")
     until(lambda: status_of(server, execution_id) != "PAUSED", "resumed")
     until(lambda: node_state(browser, "after") == "RUNNING", "the next node running")
-    browser.find_element(By.ID, "act-cancel").click()
+    press(browser, "act-cancel")
     browser.switch_to.alert.accept()  # "Cancel this execution?"
     until(lambda: status_of(server, execution_id) == "CANCELLED", "cancelled")
     until(lambda: browser.find_element(By.ID, "x-status").text == "CANCELLED", "shown")
@@ -463,7 +475,7 @@ def test_pause_resume_cancel_and_rerun_from_a_node(browser: Any, server: Server)
     until(lambda: status_of(server, chain) == "COMPLETED", "the chain done")
     open_execution(browser, server, chain)
     click_node(browser, "second")
-    browser.find_element(By.ID, "act-rerun").click()
+    press(browser, "act-rerun")
     until(
         lambda: (
             httpx.get(f"{server.url}/v1/workflows/{chain}", headers=ADMIN).json()["nodes"][
@@ -532,9 +544,26 @@ def test_start_from_the_inputs_form_and_validate(browser: Any, server: Server, s
     browser.save_screenshot(str(shots / "operations.png"))
 
 
+PERSONAL = {
+    "name": "personal",
+    "dag": {
+        "nodes": [
+            {
+                "id": "who",
+                "handler": "noop",
+                "data_classification": "pii",
+                "config": {"value": {"email": "ada@example.com"}},
+            }
+        ]
+    },
+}
+
+
 def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    personal = start(server, PERSONAL)
+    until(lambda: status_of(server, personal) == "COMPLETED", "the pii run done")
     execution_id = start(server, APPROVAL)
     until(lambda: status_of(server, execution_id) == "WAITING", "the approval waiting")
     approve = f"/v1/workflows/{execution_id}/nodes/ask/approve"
@@ -556,4 +585,9 @@ def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -
         answer = fetch(browser, method, path, csrf=True)
         assert answer["status"] == 403 and "operator" in answer["body"], answer
     assert status_of(server, execution_id) == "WAITING"
+    # Masked for the viewer exactly as the API masks it.
+    open_execution(browser, server, personal)
+    click_node(browser, "who")
+    output = browser.find_element(By.ID, "panel-output").text
+    assert "masked" in output and "ada@example.com" not in output, output
     sign_out(browser)

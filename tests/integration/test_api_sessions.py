@@ -143,6 +143,12 @@ async def test_open_api_session_says_so(tmp_path: Path) -> None:
         }
 
 
+async def test_session_cookie_is_secure_when_configured(tmp_path: Path) -> None:
+    async with serving(tmp_path, api_keys=KEYS, session_cookie_secure=True) as api:
+        response = await api.client.post("/v1/session", headers={"Authorization": "Bearer op-key"})
+        assert "Secure" in response.headers["set-cookie"]
+
+
 async def test_session_names_the_required_headers(tmp_path: Path) -> None:
     async with serving(tmp_path, api_keys=KEYS, required_headers="X-Source") as api:
         value, token = await _sign_in(api.client, "op-key")

@@ -53,7 +53,7 @@ class SessionOut(BaseModel):
     )
 
 
-def _out(request: Request, ctx: Ctx, caller: Caller) -> SessionOut:
+def _out(ctx: Ctx, caller: Caller) -> SessionOut:
     headers = required_headers(ctx)
     if caller.open_api:
         return SessionOut(open=True, role="admin", required_headers=headers)
@@ -77,6 +77,11 @@ def _out(request: Request, ctx: Ctx, caller: Caller) -> SessionOut:
     return out
 
 
+def _secure(request: Request, ctx: Ctx) -> bool:
+    configured = ctx.settings.session_cookie_secure
+    return request.url.scheme == "https" if configured is None else configured
+
+
 @router.get(
     "/session",
     response_model=SessionOut,
@@ -84,7 +89,7 @@ def _out(request: Request, ctx: Ctx, caller: Caller) -> SessionOut:
     summary="Who the caller is (and the CSRF token of its session cookie)",
 )
 async def who(request: Request, ctx: Ctx) -> SessionOut:
-    return _out(request, ctx, caller_of(request.scope, ctx.settings))
+    return _out(ctx, caller_of(request.scope, ctx.settings))
 
 
 @router.post(
@@ -114,7 +119,7 @@ async def sign_in(request: Request, response: Response, ctx: Ctx) -> SessionOut:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(request, ctx),
     )
     return SessionOut(
         open=False,
@@ -139,6 +144,6 @@ async def sign_out(request: Request, response: Response, ctx: Ctx) -> SessionOut
     if caller.ticket is not None:
         identifier(ctx.settings).sessions.end(caller.ticket)
     response.delete_cookie(
-        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request, ctx)
     )
     return SessionOut(open=caller.open_api)
