@@ -339,6 +339,13 @@ def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
         "   (a) => a.getAttribute('href').toLowerCase().includes('javascript')).length};"
     )
     assert injected == {"pwned": None, "scripts": 0, "imgs": 0, "js": 0}
+    # The node's log lines, from the node log API when this server has it.
+    logs = until(lambda: browser.find_element(By.ID, "panel-logs").text != "loading…", "logs")
+    assert logs
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    has_logs = "/v1/workflows/{execution_id}/nodes/{node_id}/logs" in paths
+    text = browser.find_element(By.ID, "panel-logs").text
+    assert (text != "(logs are not available from this server)") == has_logs, text
     label = browser.find_element(By.CSS_SELECTOR, "g[data-node='hostile'] text.label").text
     assert label.startswith("<img")  # the node's name, as text
     browser.save_screenshot(str(shots / "execution.png"))
