@@ -3,6 +3,7 @@ execution's page in Chromium, and live updates while 200 executions run at once.
 
     .venv/bin/python bench/dashboard.py                      # all three parts
     .venv/bin/python bench/dashboard.py --only list --executions 100000 --repeat 20
+    .venv/bin/python bench/dashboard.py --only list --postgres postgresql://postgres@127.0.0.1/postgres
 
 Every part runs a real ``orchestrion serve`` process (uvicorn, embedded engine, SQLite WAL,
 rate limiting off, one admin API key) on a free loopback port with a fresh database.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -45,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,7 +72,7 @@ def _free_port() -> int:
 class Server:
     """``orchestrion serve`` on a loopback port and a SQLite file."""
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path | str, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
@@ -143,8 +146,8 @@ def _small(name: str) -> dict[str, Any]:
     return {"name": name, "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}
 
 
-async def _seed(db: Path, definition_ids: list[str], count: int) -> None:
-    store = open_store(f"sqlite:///{db}")
+async def _seed(db: Path | str, definition_ids: list[str], count: int) -> None:
+    store = open_store(db if isinstance(db, str) else f"sqlite:///{db}")
     await store.open()
     try:
         rng = random.Random(7)
@@ -182,8 +185,8 @@ async def _seed(db: Path, definition_ids: list[str], count: int) -> None:
         await store.close()
 
 
-def bench_list(work: Path, count: int, repeat: int) -> dict[str, Any]:
-    db = work / "list.db"
+def bench_list(work: Path, count: int, repeat: int, postgres: str | None) -> dict[str, Any]:
+    db: Path | str = work / "list.db" if postgres is None else postgres
     log = work / "list.log"
     server = Server(db, log)
     try:
@@ -409,12 +412,42 @@ def bench_live(work: Path, count: int) -> dict[str, Any]:
         server.stop()
 
 
+@contextlib.contextmanager
+def _database(maintenance: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database on the server of ``maintenance`` (None: SQLite)."""
+    if maintenance is None:
+        yield None
+        return
+    import asyncpg  # the store's driver
+
+    name = f"bench_dashboard_{os.getpid()}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(maintenance)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE DATABASE {name}"))
+    try:
+        yield maintenance.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=["list", "graph", "live"], action="append")
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run the list part on PostgreSQL: a database is made on this server for the run"
+        " and dropped after (e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
     args = parser.parse_args()
     if not 1 <= args.executions <= 1_000_000 or not 1 <= args.concurrent <= 1000:
         raise SystemExit("--executions 1..1,000,000 and --concurrent 1..1,000")
@@ -423,7 +456,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
         work = Path(folder)
         if "list" in parts:
-            result = bench_list(work, args.executions, args.repeat)
+            with _database(args.postgres) as postgres:
+                result = bench_list(work, args.executions, args.repeat, postgres)
             print(f"\n## executions page, {result['executions']} executions stored "
                   f"(seeded in {result['seeded_s']} s), {args.repeat} rounds\n")  # fmt: skip
             print("| request | median | p95 |\n|---|---|---|")
