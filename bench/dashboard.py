@@ -48,9 +48,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -80,7 +81,7 @@ class Server:
             {
                 "ORCHESTRION_API_KEYS": f"{KEY}:admin",
                 "ORCHESTRION_RATE_LIMIT_PER_SECOND": "0",
-                "ORCHESTRION_LOG_LEVEL": "WARNING",
+                "ORCHESTRION_LOG_LEVEL": os.environ.get("ORCHESTRION_LOG_LEVEL", "WARNING"),
             }
         )
         command = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(db)]
@@ -236,8 +237,19 @@ def bench_list(work: Path, count: int, repeat: int, postgres: str | None) -> dic
                     timings[case].append(time.perf_counter() - t0)
                     assert answer.status_code == 200, (path, answer.text)
             total = client.get("/v1/stats/executions").json()["total"]
+        month_iso = datetime.fromtimestamp(month, UTC).isoformat()
+        browser = _browser_times(
+            server.url,
+            {
+                "page in Chromium, as it opens": "/ui/",
+                "page in Chromium, 30-day range": f"/ui/?created_after={quote(month_iso)}",
+            },
+            repeat,
+        )
     finally:
         server.stop()
+    for case, values in browser.items():
+        timings[case] = values
     rows = {case: _ms(values) for case, values in timings.items()}
     worst_list = max(v[0] for k, v in rows.items() if k.startswith("list"))
     worst_count = max(v[0] for k, v in rows.items() if k.startswith("counts"))
@@ -247,6 +259,58 @@ def bench_list(work: Path, count: int, repeat: int, postgres: str | None) -> dic
         "rows": rows,
         "page_ms_worst_medians": rows["page shell GET /ui/"][0] + max(worst_list, worst_count),
     }
+
+
+def _chromium(profile: str) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def _signed_in(driver: Any, url: str) -> None:
+    driver.get(f"{url}/ui/login")
+    driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('/v1/session', {{method: 'POST', headers: {{Authorization: 'Bearer {KEY}'}}}})"
+        ".then((r) => done(r.status));"
+    )
+
+
+def _loaded_ms(driver: Any, url: str) -> float:
+    """Open ``url``; the page's own clock when its script marked it loaded (0: navigation)."""
+    driver.get(url)
+    deadline = time.monotonic() + 60
+    while not driver.execute_script("return document.body.dataset.loaded === 'true'"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not load")
+        time.sleep(0.01)
+    return float(driver.execute_script("return Number(document.body.dataset.loadedMs)"))
+
+
+def _browser_times(url: str, pages: dict[str, str], repeat: int) -> dict[str, list[float]]:
+    """Seconds from navigation until each page showed its data, in headless Chromium."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return {}
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    driver = _chromium(profile)
+    try:
+        _signed_in(driver, url)
+        times: dict[str, list[float]] = {case: [] for case in pages}
+        for _ in range(repeat):
+            for case, path in pages.items():
+                times[case].append(_loaded_ms(driver, url + path) / 1000)
+        return times
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ graph
@@ -266,9 +330,6 @@ def _wide(layers: int, width: int) -> dict[str, Any]:
 def bench_graph(work: Path, repeat: int) -> dict[str, Any]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         return {"not_run": "chromium and chromium-driver are not installed"}
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     server = Server(work / "graph.db", work / "graph.log")
     profile = tempfile.mkdtemp(prefix="bench-chromium-")
     driver = None
@@ -284,33 +345,13 @@ def bench_graph(work: Path, repeat: int) -> dict[str, Any]:
             if len(page["items"]) < 1000:
                 break
             after = page["next_after"]
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                     f"--user-data-dir={profile}", "--window-size=1400,1000"):  # fmt: skip
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-        driver.get(f"{server.url}/ui/login")
-        driver.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "fetch('/v1/session', {method: 'POST', headers: {Authorization: 'Bearer "
-            + KEY
-            + "'}}).then((r) => done(r.status));"
-        )
+        driver = _chromium(profile)
+        _signed_in(driver, server.url)
         loaded: list[float] = []
         drawn: list[float] = []
         for _ in range(repeat):
-            driver.get(f"{server.url}/ui/executions/{execution_id}")
-            deadline = time.monotonic() + 60
-            while not driver.execute_script("return document.body.dataset.loaded === 'true'"):
-                if time.monotonic() > deadline:
-                    raise SystemExit("the page did not load")
-                time.sleep(0.01)
-            # The page's own clock at the moment it marked itself loaded (0 = navigation start).
-            ms = driver.execute_script("return Number(document.body.dataset.loadedMs)")
-            loaded.append(float(ms) / 1000)
+            page_url = f"{server.url}/ui/executions/{execution_id}"
+            loaded.append(_loaded_ms(driver, page_url) / 1000)
             info = driver.execute_script("return document.getElementById('graph-info').textContent")
             drawn.append(float(info.split("drawn in ")[1].split(" ms")[0]) / 1000)
         return {

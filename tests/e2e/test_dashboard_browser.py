@@ -431,6 +431,16 @@ def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -
     until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#rows tr")) >= 3, "all rows")
     browser.save_screenshot(str(shots / "list.png"))
 
+    # Leaving a page closes its event stream: ten pages in a row each load at once (a
+    # browser holds six connections per server; kept streams made the seventh wait).
+    for n in range(10):
+        browser.get(f"{server.url}/ui/?page={n}")
+        until(
+            lambda: browser.execute_script("return document.body.dataset.loaded === 'true'"),
+            f"page {n} of a row of pages",
+            timeout=5,
+        )
+
     # Live: a new execution appears on the first page without a reload.
     before = len(browser.find_elements(By.CSS_SELECTOR, "#rows tr"))
     start(server, CHAIN)

@@ -203,7 +203,7 @@ const O = (() => {
     let last = null;
     function open() {
       const url = last === null ? path : withParam(path, "after", last);
-      source = new EventSource(url, { withCredentials: true });
+      source = openSource(url);
       source.onopen = () => onState && onState("live");
       source.onerror = () => {
         onState && onState("reconnecting");
@@ -251,10 +251,25 @@ const O = (() => {
     return el("button", Object.assign({ type: "button", onclick: onClick }, attrs || {}), label);
   }
 
+  // Every event stream of the page, closed when the page is left: a browser otherwise may
+  // keep their connections (a kept page, a socket still counted), and with six per server a
+  // later page waits for one.
+  const sources = new Set();
+  const NativeEventSource = window.EventSource;
+  function openSource(url) {
+    const source = new NativeEventSource(url, { withCredentials: true });
+    sources.add(source);
+    return source;
+  }
+  window.addEventListener("pagehide", () => {
+    for (const source of sources) source.close();
+    sources.clear();
+  });
+
   document.addEventListener("DOMContentLoaded", start);
 
   return {
     ApiError, api, append, badge, button, can, clear, duration, el, link, onReady, pretty,
-    report, span, stream, time, toast, $, get me() { return me; },
+    openSource, report, span, stream, time, toast, $, get me() { return me; },
   };
 })();

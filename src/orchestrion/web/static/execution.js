@@ -369,7 +369,7 @@
     }
     if (FINAL.has(detail.status) || logs.node !== node) return;
     // Still running: follow its lines; the stream ends once the execution is final.
-    const source = new EventSource(`${path}/stream?after=${after}`, { withCredentials: true });
+    const source = O.openSource(`${path}/stream?after=${after}`);
     logs.source = source;
     let empty = box.textContent === "(no log lines)";
     source.addEventListener("log", (message) => {

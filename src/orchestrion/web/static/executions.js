@@ -83,6 +83,11 @@
       O.$("next").disabled = !list.next_cursor;
       O.$("prev").disabled = page === 0;
       O.$("page-no").textContent = `page ${page + 1}`;
+      if (!document.body.dataset.loaded) {
+        // When the first list and counts were shown, on the page's clock (0: navigation).
+        document.body.dataset.loadedMs = String(Math.round(performance.now()));
+        document.body.dataset.loaded = "true";
+      }
     } catch (error) {
       O.report(error);
     } finally {
