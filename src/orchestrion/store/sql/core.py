@@ -266,7 +266,9 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
         sql = "SELECT status, COUNT(*) FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " GROUP BY status"
+        ranged = flt.created_after is not None or flt.created_before is not None
+        # A time range reads the (created_at, status) index; without one the status index.
+        sql += " GROUP BY " + (self.UNINDEXED.format("status") if ranged else "status")
         async with self._connection() as conn:
             rows = await conn.rows(sql, params)
         return {ExecutionStatus(row[0]): int(row[1]) for row in rows}

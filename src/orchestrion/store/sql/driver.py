@@ -48,6 +48,9 @@ class SQLDriver(Generic[C]):
     JOURNAL_ONLY: ClassVar[str] = ""  # a condition leaving out rows that are not events
     NODE_RUNS: ClassVar[str]  # the node runs of execution ``:e``, in insertion order
     FLOOR: ClassVar[str] = "CAST({} AS INTEGER)"  # floor of a non-negative number (truncates)
+    # A GROUP BY term that must not choose the index (SQLite would scan the status index to
+    # group, instead of the range of the (created_at, status) index; unary + prevents that).
+    UNINDEXED: ClassVar[str] = "+{}"
 
     # ------------------------------------------------------------------ the dialect's part
 

@@ -195,6 +195,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     # Ids compare bytewise, as in SQLite, whatever the database's collation.
     BYTEWISE = ' COLLATE "C"'
     FLOOR = "CAST(FLOOR({}) AS BIGINT)"  # a cast alone would round
+    UNINDEXED = "{}"  # its planner weighs the range itself (and + is no text operator)
     SAME_AS = "IS NOT DISTINCT FROM"  # an expected owner of None matches NULL
     # A takeover (an UPDATE of owner) waits for the commit that read the row, or the commit
     # sees it and refuses the batch.

@@ -14,6 +14,7 @@
   let page = 0;
   let dirty = false;
   let loading = false;
+  let loads = 0;
 
   function filters() {
     const params = new URLSearchParams(location.search);
@@ -72,13 +73,22 @@
     loading = true;
     try {
       const cursor = cursors[page];
+      const generation = ++loads;
       const [list, counts] = await Promise.all([
         O.api("GET", `/v1/workflows?${query({ limit: PAGE, cursor })}`),
-        O.api("GET", `/v1/stats/executions?${query({ buckets: 48 })}`),
+        O.api("GET", `/v1/stats/executions?${query()}`),
       ]);
       render(list);
       renderCounts(counts);
-      renderSeries(counts.series);
+      // The chart over time takes longer (it counts every execution of the range): it is
+      // asked for once the list is shown, so that the list never waits for it.
+      O.api("GET", `/v1/stats/executions?${query({ buckets: 48 })}`)
+        .then((answer) => {
+          if (generation !== loads) return;
+          renderSeries(answer.series);
+          document.body.dataset.chart = "shown";
+        })
+        .catch(O.report);
       cursors[page + 1] = list.next_cursor;
       O.$("next").disabled = !list.next_cursor;
       O.$("prev").disabled = page === 0;
