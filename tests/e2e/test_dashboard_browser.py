@@ -57,6 +57,12 @@ CHAIN = {
                 "config": {"function": "sleep", "params": {"seconds": 0.4}},
             },
             {
+                "id": "talker",
+                "handler": "python",
+                "dependencies": ["input"],
+                "config": {"function": "dash_talker.talk"},
+            },
+            {
                 "id": "hostile",
                 "name": '<img src=x onerror="window.__pwned = 4">',
                 "handler": "noop",
@@ -110,10 +116,33 @@ def shots() -> Path:
     return folder
 
 
+# A python function of the operator's, allowed by the policy, that logs (node logs).
+TALKER = """\
+import logging
+
+log = logging.getLogger("talker")
+
+
+def talk() -> str:
+    log.info("<script>window.__pwned = 5</script> mail ada@example.com")
+    log.warning("done talking")
+    return "talked"
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("dashboard")
-    env = {"ORCHESTRION_API_KEYS": KEYS, "ORCHESTRION_SSE_POLL": "0.5"}
+    (folder / "dash_talker.py").write_text(TALKER)
+    (folder / "governance.yaml").write_text(
+        "version: 1\npython:\n  allowed_modules: [dash_talker]\n"
+    )
+    env = {
+        "ORCHESTRION_API_KEYS": KEYS,
+        "ORCHESTRION_SSE_POLL": "0.5",
+        "ORCHESTRION_GOVERNANCE_FILE": str(folder / "governance.yaml"),
+        "PYTHONPATH": str(folder),
+    }
     running = Server(folder, folder / "dash.db", env)
     try:
         yield running
@@ -249,6 +278,13 @@ def click_node(browser: Any, node: str) -> None:
     until(lambda: browser.find_element(By.ID, "panel-node").text == node, f"{node}'s panel")
 
 
+def logs_text(browser: Any) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    text = str(browser.find_element(By.ID, "panel-logs").text)
+    return text if "done talking" in text else None
+
+
 def press(browser: Any, element_id: str) -> None:
     """Click a button the page may be re-rendering (its actions follow the execution's
     changes): find it again until the click lands."""
@@ -339,13 +375,13 @@ def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
         "   (a) => a.getAttribute('href').toLowerCase().includes('javascript')).length};"
     )
     assert injected == {"pwned": None, "scripts": 0, "imgs": 0, "js": 0}
-    # The node's log lines, from the node log API when this server has it.
-    logs = until(lambda: browser.find_element(By.ID, "panel-logs").text != "loading…", "logs")
-    assert logs
-    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
-    has_logs = "/v1/workflows/{execution_id}/nodes/{node_id}/logs" in paths
-    text = browser.find_element(By.ID, "panel-logs").text
-    assert (text != "(logs are not available from this server)") == has_logs, text
+    assert browser.find_element(By.ID, "panel-logs").text in ("loading…", "(no log lines)")
+    # A node's log lines, as text: the admin sees them unmasked.
+    click_node(browser, "talker")
+    logs = until(lambda: logs_text(browser), "the talker's log lines")
+    # Shown as written, but masked as they were captured (the address never reached the store).
+    assert "INFO talker: <script>window.__pwned = 5</script> mail [email]" in logs
+    assert "WARNING talker: done talking" in logs
     label = browser.find_element(By.CSS_SELECTOR, "g[data-node='hostile'] text.label").text
     assert label.startswith("<img")  # the node's name, as text
     browser.save_screenshot(str(shots / "execution.png"))
@@ -607,4 +643,10 @@ def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -
     click_node(browser, "who")
     output = browser.find_element(By.ID, "panel-output").text
     assert "masked" in output and "ada@example.com" not in output, output
+    # Log lines too are masked for the viewer, as the log API masks them.
+    chain = httpx.get(f"{server.url}/v1/workflows?workflow=chain&limit=1", headers=ADMIN)
+    open_execution(browser, server, chain.json()["items"][0]["execution_id"])
+    click_node(browser, "talker")
+    logs = until(lambda: logs_text(browser), "the viewer's log lines")
+    assert "ada@example.com" not in logs and "<script>" in logs, logs
     sign_out(browser)
