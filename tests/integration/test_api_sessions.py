@@ -100,7 +100,8 @@ async def test_viewer_session_cannot_act_even_with_its_token(tmp_path: Path) -> 
 async def test_forged_or_foreign_cookies_authenticate_nobody(tmp_path: Path, forged: str) -> None:
     async with serving(tmp_path, api_keys=KEYS) as api:
         api.client.cookies.set(COOKIE, forged)
-        assert_problem(await api.client.get("/v1/workflows"), 401)
+        problem = assert_problem(await api.client.get("/v1/workflows"), 401)
+        assert "sign in again" in problem["detail"]
 
 
 async def test_tickets_are_bound_to_their_key_and_expire(tmp_path: Path) -> None:

@@ -111,6 +111,7 @@ class Caller:
     presented: bool = False  # an Authorization header was sent (matching or not)
     ticket: Ticket | None = None  # authenticated by this session cookie, not a bearer token
     csrf_refused: bool = False  # a session cookie on a mutating call without its CSRF token
+    session_refused: bool = False  # a session cookie that is not (or no longer) valid
 
     @property
     def authenticated(self) -> bool:
@@ -196,7 +197,7 @@ class Identifier:
             or not ticket.valid_for(key.session, time.time())
             or self.sessions.ended(ticket)
         ):
-            return Caller(address, presented=True)
+            return Caller(address, presented=True, session_refused=True)
         if scope.get("method") in MUTATING_METHODS:
             given = headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(given.encode(), csrf_token(key.session, ticket).encode()):
@@ -279,6 +280,13 @@ def unauthenticated(caller: Caller) -> ApiProblem:
             "a request signed in by the session cookie that changes something must carry the"
             " session's token in X-CSRF-Token (GET /v1/session gives it)",
             slug="csrf",
+        )
+    if caller.session_refused:
+        return ApiProblem(
+            401,
+            "the session cookie is not valid (expired, signed out, or its key was removed):"
+            " sign in again with POST /v1/session",
+            headers=challenge,
         )
     if caller.presented:
         return ApiProblem(401, "unknown API key", headers=challenge)

@@ -332,7 +332,7 @@
       logs.node = node;
       logs.source = null;
       logs.box = O.el("pre", { class: "source logs", id: "panel-logs" }, "loading…");
-      loadLogs(node, logs.box, info.state);
+      loadLogs(node, logs.box);
     }
     panel.append(section("Logs", logs.box));
     if (O.can("operator") && FINAL.has(detail.status)) {
@@ -351,7 +351,7 @@
   const logs = { node: null, box: null, source: null };
   const logLine = (l) => `${l.at} #${l.attempt} ${l.level} ${l.logger}: ${l.message}`;
 
-  async function loadLogs(node, box, state) {
+  async function loadLogs(node, box) {
     const path = `${base}/nodes/${encodeURIComponent(node)}/logs`;
     let after = 0;
     try {
