@@ -339,7 +339,11 @@ def test_security_headers_and_redirects(server: Server) -> None:
     script = httpx.get(f"{server.url}/ui/static/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert script.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(f"{server.url}/ui/executions/bad%22id%3E").status_code == 404
+    # A name is free text: it comes back as an escaped attribute, never as markup.
+    page = httpx.get(f"{server.url}/ui/definitions/a%22%3E%3Cscript%3Ex%3C/script%3E/b")
+    assert page.status_code == 200
+    assert 'data-subject="a&#34;&gt;&lt;script&gt;x&lt;/script&gt;/b"' in page.text
+    assert httpx.get(f"{server.url}/ui/executions/{'x' * 401}").status_code == 404
 
 
 def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
@@ -542,7 +546,7 @@ def test_pause_resume_cancel_and_rerun_from_a_node(browser: Any, server: Server)
 
 
 TYPED = {
-    "name": "typed",
+    "name": "team/typed flow",
     "inputs": {
         "name": {"type": "string", "required": True},
         "count": {"type": "integer", "default": 3},
@@ -565,7 +569,9 @@ def test_start_from_the_inputs_form_and_validate(browser: Any, server: Server, s
     from selenium.webdriver.common.by import By
 
     httpx.post(f"{server.url}/v1/workflow", json=TYPED, headers=ADMIN).raise_for_status()
-    browser.get(f"{server.url}/ui/definitions/typed")
+    browser.get(f"{server.url}/ui/definitions")
+    until(lambda: browser.find_elements(By.LINK_TEXT, "team/typed flow"), "its link")
+    browser.find_element(By.LINK_TEXT, "team/typed flow").click()
     until(lambda: browser.find_elements(By.ID, "in-name"), "the inputs form")
     assert browser.find_element(By.ID, "in-count").get_attribute("value") == "3"  # default
     assert browser.find_element(By.ID, "in-name").get_attribute("required") == "true"

@@ -28,8 +28,9 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-# Ids the pages accept in their URL: what the API hands out (uuids, names, versions).
-_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
+# What a page accepts from its URL: an execution id or a definition name (free text, "/"
+# included) of printable characters; it reaches the page only as an escaped attribute value.
+_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,400}$")
 
 _VIEWS = {
     "executions": "Executions",
@@ -81,7 +82,7 @@ def mount(app: FastAPI) -> None:
     async def definitions() -> HTMLResponse:
         return _page("definitions")
 
-    @app.get("/ui/definitions/{name}", include_in_schema=False)
+    @app.get("/ui/definitions/{name:path}", include_in_schema=False)
     async def definition(name: str) -> HTMLResponse:
         return _page("definition", subject=_checked(name))
 
