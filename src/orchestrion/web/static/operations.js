@@ -3,22 +3,49 @@
 "use strict";
 
 (() => {
+  // A table of a list of objects, or of an object of objects (its keys first); null else.
+  function table(value) {
+    const rows = Array.isArray(value)
+      ? value.filter((v) => v && typeof v === "object")
+      : value && typeof value === "object"
+        ? Object.entries(value).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v)).map(([k, v]) => ({ name: k, ...v }))
+        : [];
+    if (!rows.length) return null;
+    const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))].slice(0, 12);
+    const cell = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : v === undefined || v === null ? "" : String(v));
+    return O.el("table", { class: "grid small" },
+      O.el("thead", {}, O.el("tr", {}, columns.map((c) => O.el("th", {}, c)))),
+      O.el("tbody", {}, rows.map((r) => O.el("tr", {}, columns.map((c) => O.el("td", {}, cell(r[c])))))));
+  }
+
   async function loadHealth() {
     const facts = O.clear(O.$("health"));
+    const cluster = O.clear(O.$("cluster"));
+    let health;
     try {
-      const health = await O.api("GET", "/v1/health");
-      for (const [k, v] of Object.entries(health)) {
-        if (v !== null && typeof v === "object") continue;
-        facts.append(O.el("dt", {}, k), O.el("dd", {}, String(v)));
-      }
-      const cluster = {};
-      for (const k of ["redis", "orchestrators", "workers", "queues", "dlq", "circuits", "checks"]) {
-        if (health[k] !== undefined && health[k] !== null) cluster[k] = health[k];
-      }
-      O.$("cluster").textContent = Object.keys(cluster).length ? O.pretty(cluster) : "embedded mode: one process";
+      health = await O.api("GET", "/v1/health");
     } catch (error) {
-      facts.append(O.el("dd", { class: "error" }, error.message));
+      // Degraded health is a 503 whose body is the same report.
+      if (!(error.problem && error.problem.checks)) {
+        facts.append(O.el("dd", { class: "error" }, error.message));
+        return;
+      }
+      health = error.problem;
     }
+    facts.append(O.el("dt", {}, "status"), O.el("dd", {}, O.el("span", { class: `badge c-state-${health.status === "ok" ? "on" : "degraded"}` }, health.status)));
+    facts.append(O.el("dt", {}, "version"), O.el("dd", {}, health.version));
+    for (const [name, check] of Object.entries(health.checks || {})) {
+      const scalars = Object.entries(check.info || {})
+        .filter(([, v]) => v === null || typeof v !== "object")
+        .map(([k, v]) => `${k} ${v}`).join(", ");
+      facts.append(O.el("dt", {}, name), O.el("dd", { class: check.status === "ok" ? "" : "error" },
+        `${check.status}${check.detail ? ": " + check.detail : ""}${scalars ? " (" + scalars + ")" : ""}`));
+      for (const [key, value] of Object.entries(check.info || {})) {
+        const grid = table(value);
+        if (grid) cluster.append(O.el("h4", {}, `${name}: ${key}`), grid);
+      }
+    }
+    if (!cluster.firstChild) cluster.append(O.el("p", { class: "muted" }, "Embedded mode: one process runs everything."));
     const rows = O.clear(O.$("compliance"));
     if (!O.can("admin")) {
       rows.append(O.el("tr", {}, O.el("td", { colspan: 3, class: "muted" }, "The state of the governance controls needs the admin role.")));
@@ -28,8 +55,12 @@
       const compliance = await O.api("GET", "/health/compliance");
       const controls = compliance.controls || compliance;
       for (const [k, v] of Object.entries(controls)) {
-        const state = v && typeof v === "object" ? (v.state || v.status || (v.enabled ? "on" : "off")) : String(v);
-        rows.append(O.el("tr", {}, O.el("td", {}, k), O.el("td", {}, String(state)), O.el("td", {}, v && typeof v === "object" ? O.pretty(v) : "")));
+        const item = v && typeof v === "object" ? v : { state: String(v) };
+        const state = String(item.state || item.status || "");
+        rows.append(O.el("tr", { "data-control": item.control || k },
+          O.el("td", {}, item.control || k),
+          O.el("td", {}, O.el("span", { class: `badge c-state-${state === "on" ? "on" : state === "off" ? "off" : "degraded"}` }, state)),
+          O.el("td", {}, item.detail || "")));
       }
     } catch (error) {
       rows.append(O.el("tr", {}, O.el("td", { colspan: 3, class: "muted" }, error.message)));
