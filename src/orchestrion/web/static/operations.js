@@ -92,12 +92,25 @@
           O.el("td", {}, d.execution_id ? O.link("execution", d.execution_id) : ""),
           O.el("td", {}, d.node_id || ""),
           O.el("td", {}, `[${d.category}] ${d.message}`),
-          O.el("td", {}, act("Retry", "POST", `${entry}/retry`), act("Drop", "DELETE", entry))));
+          O.el("td", {}, show(entry), act("Retry", "POST", `${entry}/retry`), act("Drop", "DELETE", entry))));
       }
       note.textContent = page.items.length ? "" : "Empty.";
     } catch (error) {
       note.textContent = error.message;
     }
+  }
+
+  // A dead letter's whole record (traceback, payload) under the table, as text.
+  function show(path) {
+    return O.button("Show", async () => {
+      try {
+        const entry = await O.api("GET", path);
+        const box = O.clear(O.$("dlq-entry"));
+        box.append(O.el("pre", { class: "source" }, O.pretty(entry)));
+      } catch (error) {
+        O.report(error);
+      }
+    });
   }
 
   async function loadAudit(event) {
