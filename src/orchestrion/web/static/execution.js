@@ -25,14 +25,19 @@
     if (selected) renderPanel(selected);
   }
 
+  // The page holds at most this many journal events (replay, timeline, attempts): a run
+  // with more is shown live from its state, and its replay covers the first ones only.
+  const MAX_EVENTS = 50000;
+
   async function loadJournal() {
     let after = journal.length ? journal[journal.length - 1].seq : 0;
-    for (;;) {
+    while (journal.length < MAX_EVENTS) {
       const page = await O.api("GET", `${base}/events?after=${after}&limit=1000`);
       journal.push(...page.items);
-      if (page.items.length < 1000) break;
+      if (page.items.length < 1000) return;
       after = page.next_after;
     }
+    O.toast(`This run has more than ${MAX_EVENTS} events: replay and timeline show the first ${MAX_EVENTS}.`);
   }
 
   function refreshSoon() {
@@ -51,7 +56,7 @@
     const after = journal.length ? journal[journal.length - 1].seq : 0;
     source = O.stream(`${base}/events/stream?after=${after}`, (event) => {
       if (journal.length && event.seq <= journal[journal.length - 1].seq) return;
-      journal.push(event);
+      if (journal.length < MAX_EVENTS) journal.push(event);
       updateReplayRange();
       if (replayAt === null && event.node_id) paintNode(event.node_id, foldNode(journal, event.node_id));
       renderGantt();
