@@ -439,8 +439,8 @@ def test_retry_a_failed_run(browser: Any, server: Server) -> None:
     until(lambda: status_of(server, execution_id) == "FAILED", "the first attempt failing")
     open_execution(browser, server, execution_id)
     click_node(browser, "flaky")
-    error = browser.find_element(By.ID, "panel-error").text
-    assert "flaky" in error  # the category and the message
+    # The category and the message (read again if the panel is being re-rendered).
+    until(lambda: "flaky" in browser.find_element(By.ID, "panel-error").text, "the error")
     press(browser, "act-retry")
     until(lambda: status_of(server, execution_id) == "COMPLETED", "the retried run's end")
     until(

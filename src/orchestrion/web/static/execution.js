@@ -314,7 +314,16 @@
         O.el("pre", { class: "source" }, O.pretty(info.error))));
     }
     panel.append(section("Output", O.el("pre", { class: "source", id: "panel-output" }, info.output === null || info.output === undefined ? "(none)" : O.pretty(info.output))));
-    panel.append(section("Inputs (as declared)", O.el("pre", { class: "source" }, O.pretty(declared.config || {}))));
+    panel.append(section("Configuration (as declared)", O.el("pre", { class: "source" }, O.pretty(declared.config || {}))));
+    // What the node read: its dependencies' outputs (masked as the API masks them).
+    const upstream = {};
+    for (const dep of declared.dependencies || []) {
+      const out = detail.nodes[dep];
+      if (out) upstream[dep] = out.output === undefined ? null : out.output;
+    }
+    if (Object.keys(upstream).length) {
+      panel.append(section("Inputs (its dependencies' outputs)", O.el("pre", { class: "source", id: "panel-inputs" }, O.pretty(upstream))));
+    }
     const attempts = attemptsOf(node);
     if (attempts.length) {
       const table = O.el("table", { class: "grid small" },
