@@ -20,6 +20,10 @@
 
   async function loadDetail() {
     detail = await O.api("GET", base);
+    if (FINAL.has(detail.status) && source && !source.closed) {
+      // The server ends a final execution's stream; the browser would reconnect for ever.
+      setTimeout(() => source && FINAL.has(detail.status) && source.close(), 1500);
+    }
     renderHead();
     if (replayAt === null) paintLive();
     if (selected) renderPanel(selected);
@@ -134,7 +138,9 @@
     if ((!source || source.closed) && !FINAL.has(detail.status)) {
       await loadJournal();
       updateReplayRange();
+      renderGantt();
       follow();
+      refreshSoon(); // it may have ended while the journal was read: no event would say so
     }
   }
 
@@ -470,7 +476,10 @@
       else replayTo(value);
     });
     O.$("replay-live").addEventListener("click", goLive);
-    if (!FINAL.has(detail.status)) follow();
+    if (!FINAL.has(detail.status)) {
+      follow();
+      refreshSoon(); // it may have ended while the journal was read: no event would say so
+    }
     document.body.dataset.loadedMs = String(Math.round(performance.now()));
     document.body.dataset.loaded = "true";
   });
