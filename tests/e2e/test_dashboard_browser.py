@@ -297,6 +297,20 @@ def press(browser: Any, element_id: str) -> None:
     until(attempt, f"a click on #{element_id}")
 
 
+def type_into(browser: Any, element_id: str, text: str) -> None:
+    """Type into a field the page may be re-rendering: until the field holds the text."""
+    from selenium.webdriver.common.by import By
+
+    def attempt() -> bool:
+        field = browser.find_element(By.ID, element_id)
+        if field.get_attribute("value") != text:
+            field.clear()
+            field.send_keys(text)
+        return bool(browser.find_element(By.ID, element_id).get_attribute("value") == text)
+
+    until(attempt, f"#{element_id} holding {text!r}")
+
+
 def fetch(browser: Any, method: str, path: str, csrf: bool) -> dict[str, Any]:
     """A request from the page itself: same origin, the session cookie, with or without the
     session's CSRF token."""
@@ -419,7 +433,7 @@ def test_approve_from_the_node_panel(browser: Any, server: Server, shots: Path) 
     open_execution(browser, server, execution_id)
     until(lambda: node_state(browser, "ask") == "WAITING", "the approval waiting")
     click_node(browser, "ask")
-    browser.find_element(By.ID, "decision-comment").send_keys("looks right")
+    type_into(browser, "decision-comment", "looks right")
     press(browser, "act-approve")
     until(lambda: status_of(server, execution_id) == "COMPLETED", "the approved run's end")
     until(lambda: node_state(browser, "after") == "COMPLETED", "the page following it")

@@ -13,6 +13,7 @@
   const journal = []; // every event seen, oldest first
   let replayAt = null; // null: live; else how many journal events are applied
   let selected = null;
+  const drafts = new Map(); // node -> an approval comment typed, not sent: re-renders keep it
   let source = null;
   let refreshing = null;
 
@@ -272,6 +273,8 @@
   }
 
   function renderPanel(node) {
+    // Live updates re-render the panel: whoever is typing a comment keeps its text and focus.
+    const typing = document.activeElement && document.activeElement.id === "decision-comment";
     const panel = O.clear(O.$("panel"));
     const info = (detail && detail.nodes[node]) || {};
     const declared = spec.dag.nodes.find((n) => n.id === node) || {};
@@ -291,11 +294,16 @@
     if (info.attempt) fact("Idempotency key", `${id}:${node}:${info.attempt}`);
     panel.append(facts);
     if (info.wait_reason === "approval" && info.state === "WAITING" && O.can("operator")) {
-      const comment = O.el("input", { id: "decision-comment", placeholder: "comment (recorded)", maxlength: 2000 });
+      const comment = O.el("input", {
+        id: "decision-comment", placeholder: "comment (recorded)", maxlength: 2000,
+        oninput: () => drafts.set(node, comment.value),
+      });
+      comment.value = drafts.get(node) || "";
       const decide = (verb) => O.button(verb === "approve" ? "Approve" : "Reject", async () => {
         try {
           const body = comment.value ? { comment: comment.value } : null;
           const answer = await O.api("POST", `${base}/nodes/${encodeURIComponent(node)}/${verb}`, body);
+          drafts.delete(node);
           O.toast(answer.message);
           await reload();
         } catch (error) {
@@ -303,6 +311,7 @@
         }
       }, { id: `act-${verb}`, class: verb === "reject" ? "danger" : "" });
       panel.append(section("Approval", comment, decide("approve"), decide("reject")));
+      if (typing) comment.focus();
     }
     const child = childrenOf().get(node);
     if (child) {
