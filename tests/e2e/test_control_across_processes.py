@@ -40,11 +40,12 @@ def _owned_run(tmp_path: Path, spec: dict[str, Any]) -> tuple[subprocess.Popen[s
     return proc, db
 
 
-def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
     try:
-        out, errors = proc.communicate(timeout=60)
-    finally:
+        out, errors = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
         proc.kill()
+        out, errors = proc.communicate()  # reaped, its pipes closed: no stray process
     return proc.returncode, out, errors
 
 
@@ -63,21 +64,27 @@ def test_cancel_from_another_terminal_while_run_drives_it(tmp_path: Path) -> Non
 
 def test_pause_and_resume_from_another_terminal_while_run_drives_it(tmp_path: Path) -> None:
     log = tmp_path / "effects.log"
-    spec = _slow("slow", 1.0, log)
+    # The pause must come while `work` runs: long enough for a second command line to start
+    # on a loaded machine.
+    spec = _slow("slow", 4.0, log)
     work = spec["dag"]["nodes"][0]
     spec["dag"]["nodes"].append({**work, "id": "more", "dependencies": ["work"]})
     proc, db = _owned_run(tmp_path, spec)
-    _until(lambda: log.exists() and "start work" in log.read_text())
-    (execution_id,) = _executions(db)
-    paused = cli("pause", execution_id, "--db", str(db))
-    assert paused.returncode == 0, paused.stderr
-    assert _executions(db)[execution_id][0] == "paused"
-    _until(lambda: "end work" in log.read_text())
-    assert proc.poll() is None  # still owns it, paused
-    resumed = cli("resume", execution_id, "--db", str(db), "--json")
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"].lower() == "completed"
-    assert "start more" in log.read_text()
+    try:
+        _until(lambda: log.exists() and "start work" in log.read_text())
+        (execution_id,) = _executions(db)
+        paused = cli("pause", execution_id, "--db", str(db))
+        assert paused.returncode == 0, paused.stderr
+        assert _executions(db)[execution_id][0] == "paused"
+        _until(lambda: "end work" in log.read_text())
+        assert proc.poll() is None  # still owns it, paused
+        resumed = cli("resume", execution_id, "--db", str(db), "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["status"].lower() == "completed"
+        assert "start more" in log.read_text()
+    except BaseException:
+        _finish(proc, timeout=0)
+        raise
     code, out, errors = _finish(proc)
     assert code == 0, errors
     assert json.loads(out)["status"].lower() == "completed"

@@ -260,8 +260,14 @@ async def test_api_v1_submit_trigger_status_results_cancel(tmp_path: Path) -> No
         execution_id = submitted.json()["execution_id"]
         triggered = await api.client.post(f"/api/v1/workflow/trigger/{execution_id}")
         assert triggered.status_code == 202 and triggered.json()["status"] == "RUNNING"
-        status = await api.client.get(f"/api/v1/workflow/{execution_id}")
-        assert status.status_code == 200 and status.json()["node_states"] == {"nap": "RUNNING"}
+        deadline = time.monotonic() + 10
+        while True:  # queued for a moment, then running (it sleeps far longer than this)
+            status = await api.client.get(f"/api/v1/workflow/{execution_id}")
+            assert status.status_code == 200, status.text
+            if status.json()["node_states"] == {"nap": "RUNNING"} or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        assert status.json()["node_states"] == {"nap": "RUNNING"}
         results = await api.client.get(f"/api/v1/workflow/{execution_id}/results")
         assert results.status_code == 200 and results.json()["completed"] is False
         cancelled = await api.client.delete(f"/api/v1/workflow/{execution_id}")
