@@ -374,3 +374,37 @@ async def test_the_quarterly_schedule_fires_on_the_first_day_of_a_quarter(
     await until(lambda: _waiting_for(engine, execution_id, "routing-2"))
     [escalation, approval] = await _journal(engine, execution_id, "execution.notice")
     assert (escalation["kind"], approval["kind"]) == ("escalation", "approval_required")
+
+
+@pytest.mark.parametrize(
+    ("handler", "patch", "key"),
+    [
+        ("approval", {"approvers": []}, "approvers"),
+        ("human_approval", {"approvers": ["bob"]}, "approvers"),
+        ("approval", {"timeout": "1s", "on_timeout": "approve"}, "on_timeout"),
+        ("approval", {"timeout": "1s"}, "timeout"),
+        ("approval", {"on_reject": "continue"}, "on_reject"),
+        ("llm", {"review_below_confidence": None}, "review_below_confidence"),
+        ("llm", {"confidence_field": "other"}, "confidence_field"),
+    ],
+)
+async def test_an_override_may_not_change_who_decides_on_a_gate(
+    engine: Engine, handler: str, patch: dict[str, Any], key: str
+) -> None:
+    config: dict[str, Any] = {"approvers": ["cfo"]}
+    if handler == "llm":
+        config = {"prompt": "score it", "review_below_confidence": 0.9}
+    flow = {
+        "name": f"gate-{handler}",
+        "dag": {"nodes": [{"id": "gate", "handler": handler, "config": config}]},
+    }
+    with pytest.raises(DefinitionError) as refused:
+        await engine.start_execution(flow, {}, overrides={"gate": patch})
+    fields = {(i.code, i.node, i.field) for i in refused.value.issues}
+    assert ("fixed_override", "gate", f"config.{key}") in fields
+    message = {i.field: i.message for i in refused.value.issues}[f"config.{key}"]
+    assert "fixed by the definition" in message
+    # What does not decide the gate may still be overridden.
+    harmless = {"message": "ship it?"} if handler != "llm" else {"temperature": 0.1}
+    started = await engine.start_execution(flow, {}, overrides={"gate": harmless})
+    await engine.cancel(started.id)

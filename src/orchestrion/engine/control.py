@@ -120,7 +120,10 @@ class ControlVerbs:
             "decided_at": time.time(),
         }
         if decider is not None:
-            approvers = config.get("approvers") if reason == WaitReason.APPROVAL else None
+            # The definition names who decides, never a start's overrides (refused since;
+            # an execution stored before may still carry them).
+            listed = compiled.plan.nodes[index].config.get("approvers")
+            approvers = listed if reason == WaitReason.APPROVAL else None
             check_decider(node_id, approvers, decider, self._parts.engine.settings.decider_groups())
             if decider.key_id is not None:  # an open API knows no one: the name given stays
                 by = decision["decided_by"] = decider.label

@@ -188,6 +188,18 @@ def _config_issues(
     except HandlerNotFound:
         return []  # the definition was checked with this handler; the run reports it gone
     issues = _template_issues(compiled, node_id, patch, handler.raw_keys)
+    # Who decides on a gate, and whether it waits for anyone, are the definition's: whoever
+    # starts a run must not lift an approval its author required.
+    issues.extend(
+        DefinitionIssue(
+            f"override may not change '{key}' of a {handler.name} node: it is fixed by the "
+            "definition",
+            node=node_id,
+            field=f"config.{key}",
+            code="fixed_override",
+        )
+        for key in sorted(handler.fixed_keys & set(patch))
+    )
     if handler.config_model is None:
         return issues
     merged = {**node.config, **patch}

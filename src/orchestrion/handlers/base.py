@@ -116,3 +116,6 @@ class HandlerSpec:
     # expression the handler evaluates itself).
     raw_keys: frozenset[str] = frozenset()
     run_now: NowFunc | None = None
+    # Keys of config that decide who may let a run through a human check, or whether the
+    # check happens at all: the definition's author sets them, a start's overrides may not.
+    fixed_keys: frozenset[str] = frozenset()

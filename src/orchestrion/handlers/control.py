@@ -154,4 +154,5 @@ APPROVAL_SPEC = HandlerSpec(
     config_model=ApprovalConfig,
     aliases=("human_approval",),
     description="wait for a person to approve or reject",
+    fixed_keys=frozenset({"approvers", "timeout", "on_timeout", "on_reject"}),
 )

@@ -439,4 +439,5 @@ SPEC = HandlerSpec(
     aliases=("llm_service", "call_llm_service"),
     description="Chat completion: OpenAI-compatible API (key from the environment) or a "
     "deterministic offline provider for demos and tests.",
+    fixed_keys=frozenset({"review_below_confidence", "confidence_field"}),
 )
