@@ -553,6 +553,10 @@ class Settings(BaseSettings):
             groups[name] = tuple(dict.fromkeys((*groups.get(name, ()), *team.members)))
         return groups
 
+    def team_members(self) -> dict[str, tuple[str, ...]]:
+        """Each team's members: who may decide on a routing rule naming the team."""
+        return {name: tuple(team.members) for name, team in self.teams.items()}
+
     @field_validator("approver_groups", mode="before")
     @classmethod
     def _parse_groups(cls, value: Any) -> Any:

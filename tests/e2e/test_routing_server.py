@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 
 DORA = (REFERENCE / "dora-compliance-assessment.yaml").read_text(encoding="utf-8")
 YAML = {"Content-Type": "application/yaml"}
-KEYS = "k-admin:admin:root,k-alice:operator:alice,k-bob:operator:bob,k-carol:operator:carol"
+KEYS = (
+    "k-admin:admin:root,k-alice:operator:alice,k-bob:operator:bob,k-carol:operator:carol,"
+    "k-fake:operator:cfo"  # bears the team's name, is no member of it
+)
 ALICE, CAROL = {"Authorization": "Bearer k-alice"}, {"Authorization": "Bearer k-carol"}
 
 
@@ -84,6 +87,8 @@ def test_an_event_starts_dora_which_escalates_waits_for_cfo_or_cro_and_is_judged
         refused = client.post(approve, json={"by": "cfo"}, headers=CAROL)  # a name is no proof
         assert refused.status_code == 403, refused.text
         assert "may be decided only by cfo, cro" in refused.json()["detail"]
+        named = client.post(approve, json={}, headers={"Authorization": "Bearer k-fake"})
+        assert named.status_code == 403, named.text  # a key named 'cfo' is not the team
         approved = client.post(approve, json={"comment": "within budget"})
         assert approved.status_code == 202, approved.text
         done = until(client, execution_id, "COMPLETED", "FAILED")
@@ -162,3 +167,44 @@ def test_versions_are_activated_and_deprecated_through_the_client(server: Server
             bob.versions("nope")
     with Client(server.url) as anonymous, pytest.raises(Unauthorized):
         anonymous.activate(name, "1.1.0")
+
+
+GATE = """
+name: gated-by-cfo
+dag:
+  nodes:
+    - {id: gate, handler: approval, config: {approvers: [cfo]}}
+    - {id: after, handler: noop, dependencies: [gate]}
+"""
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"approvers": []},
+        {"approvers": ["bob"]},
+        {"timeout": "1s", "on_timeout": "approve"},
+        {"on_reject": "continue"},
+    ],
+    ids=["no-approvers", "self", "timeout-approves", "reject-continues"],
+)
+def test_an_operator_cannot_lift_an_approval_by_overriding_it(
+    server: Server, patch: dict[str, Any]
+) -> None:
+    bob = {"Authorization": "Bearer k-bob"}
+    with httpx.Client(base_url=server.url, timeout=10, headers=bob) as client:
+        submitted = client.post("/v1/workflow", content=GATE, headers=YAML)
+        assert submitted.status_code == 201, submitted.text
+        pending = submitted.json()["execution_id"]
+        answers = [
+            client.post(
+                "/v1/definitions/gated-by-cfo/executions",
+                json={"input_params": {}, "node_overrides": {"gate": patch}},
+            ),
+            client.post(f"/v1/workflow/trigger/{pending}", json={"gate": patch}),  # short form
+        ]
+        for answer in answers:
+            assert answer.status_code == 422, answer.text
+            fields = {e["field"] for e in answer.json()["errors"]}
+            assert fields & {f"config.{key}" for key in patch}, answer.text
+        assert client.get(f"/v1/workflows/{pending}").json()["status"] == "PENDING"

@@ -75,3 +75,30 @@ def test_approver_groups() -> None:
     assert settings.approver_groups == {"finance": ("cfo", "controller"), "risk": ("cro",)}
     with pytest.raises(ConfigurationError):
         load_settings(approver_groups="finance")
+
+
+TEAMS = {"cfo": ("alice",), "operator": ("olga",)}
+ALICE = Decider("key:aaaa0004", "operator", "alice")
+OLGA = Decider("key:aaaa0005", "operator", "olga")
+
+
+@pytest.mark.parametrize(
+    ("approvers", "decider", "allowed"),
+    [
+        (["cfo"], ALICE, True),  # a member
+        (["cfo"], CFO, False),  # a key that bears the team's name, not a member
+        (["cfo"], ADMIN, False),  # no role stands in for a team
+        (["operator"], CONTROLLER, False),  # a team spelled like a role: its members only
+        (["operator"], OLGA, True),
+        (["key:aaaa0004"], ALICE, False),  # nor a key id
+        (["cfo"], OPEN, False),
+    ],
+)
+def test_a_routing_rule_is_decided_by_a_team_member_only(
+    approvers: list[str], decider: Decider, allowed: bool
+) -> None:
+    if allowed:
+        check_decider("routing-1", approvers, decider, TEAMS, members_only=True)
+    else:
+        with pytest.raises(DecisionRefused, match="node 'routing-1'"):
+            check_decider("routing-1", approvers, decider, TEAMS, members_only=True)

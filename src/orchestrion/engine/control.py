@@ -124,7 +124,10 @@ class ControlVerbs:
             # an execution stored before may still carry them).
             listed = compiled.plan.nodes[index].config.get("approvers")
             approvers = listed if reason == WaitReason.APPROVAL else None
-            check_decider(node_id, approvers, decider, self._parts.engine.settings.decider_groups())
+            settings = self._parts.engine.settings
+            routing = bool(compiled.plan.routing) and compiled.plan.routing[index]
+            groups = settings.team_members() if routing else settings.decider_groups()
+            check_decider(node_id, approvers, decider, groups, members_only=routing)
             if decider.key_id is not None:  # an open API knows no one: the name given stays
                 by = decision["decided_by"] = decider.label
             decision["decided_by_key"] = decider.key_id

@@ -32,9 +32,12 @@ class Decider:
         """What the decision and the audit trail record: the key's name, else its id."""
         return self.name or self.key_id or "anonymous"
 
-    def identities(self, groups: Mapping[str, Sequence[str]]) -> set[str]:
-        """Every ``approvers`` entry that names this caller."""
-        found = {x for x in (self.name, self.key_id, self.role) if x}
+    def identities(
+        self, groups: Mapping[str, Sequence[str]], *, members_only: bool = False
+    ) -> set[str]:
+        """Every ``approvers`` entry that names this caller (``members_only``: only the
+        groups it is a member of, never its own name, key id or role)."""
+        found = set() if members_only else {x for x in (self.name, self.key_id, self.role) if x}
         if self.name:
             found.update(g for g, members in groups.items() if self.name in members)
         return found
@@ -45,8 +48,14 @@ def check_decider(
     approvers: object,
     decider: Decider,
     groups: Mapping[str, Sequence[str]],
+    *,
+    members_only: bool = False,
 ) -> None:
-    """Raise ``DecisionRefused`` unless ``decider`` may decide on ``node_id``."""
+    """Raise ``DecisionRefused`` unless ``decider`` may decide on ``node_id``.
+
+    ``members_only`` (a routing rule's ``require_approval``, whose approvers are teams): only a
+    member of a listed team decides; a key that merely bears a team's name, or whose role is
+    spelled like one, does not."""
     listed = [a for a in approvers if isinstance(a, str)] if isinstance(approvers, list) else []
     if not listed:
         return
@@ -55,7 +64,7 @@ def check_decider(
             f"node '{node_id}' may be decided only by {', '.join(listed)}; this server has no "
             "API keys to tell who you are (set ORCHESTRION_API_KEYS)"
         )
-    if not decider.identities(groups) & set(listed):
+    if not decider.identities(groups, members_only=members_only) & set(listed):
         raise DecisionRefused(
             f"node '{node_id}' may be decided only by {', '.join(listed)}; "
             f"the API key {decider.label} is not among them"
