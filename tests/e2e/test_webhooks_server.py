@@ -160,7 +160,7 @@ def test_a_signed_delivery_starts_the_workflow_once_without_an_api_key(server: S
         records = client.get("/v1/audit", params={"action": "webhook.received"}).json()
     assert records["enabled"] is True
     # each delivery is audited; the second one names the execution the first one started
-    both = [r for r in records["records"] if r["details"]["delivery"] == "d-1"]
+    both = [r for r in records["records"] if r["details"]["sent_delivery"] == "d-1"]
     assert len(both) == 2
     for record in both:
         assert record["actor"] == "webhook:on-push/github"
@@ -256,6 +256,68 @@ def test_a_standard_webhooks_delivery_starts_once_by_its_message_id(server: Serv
     assert other_id.status_code == 401  # the id is signed too
 
 
+def _started(answer: httpx.Response) -> list[str]:
+    assert answer.status_code == 202, answer.text
+    return [e["execution_id"] for e in answer.json()["executions"]]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"X-GitHub-Delivery": "d-replay-2"},
+        {"Idempotency-Key": "new-key"},
+        {"X-Orchestrion-Delivery": "other"},
+        {"webhook-id": "msg_x"},
+    ],
+    ids=["github-delivery", "idempotency-key", "orchestrion-delivery", "webhook-id"],
+)
+def test_a_captured_github_delivery_replayed_under_a_new_id_starts_nothing(
+    server: Server, change: dict[str, str]
+) -> None:
+    body = json.dumps({"ref": f"refs/heads/replay-{sorted(change)[0]}"}).encode()
+    first = _started(hook(server, "github", body, github_headers(body, "d-replay-1")))
+    replayed = {**github_headers(body, "d-replay-1"), **change}
+    assert _started(hook(server, "github", body, replayed)) == first
+    unnamed = {k: v for k, v in github_headers(body, "x").items() if k != "X-GitHub-Delivery"}
+    assert _started(hook(server, "github", body, unnamed)) == first
+    # another body under the first one's delivery id is another delivery
+    other = json.dumps({"ref": "refs/heads/replay-other-" + sorted(change)[0]}).encode()
+    assert _started(hook(server, "github", other, github_headers(other, "d-replay-1"))) != first
+
+
+def test_a_captured_timestamped_delivery_replayed_in_another_shape_starts_nothing(
+    server: Server,
+) -> None:
+    body = json.dumps({"ref": "refs/tags/replay"}).encode()
+    headers = stamped(body)
+    first = _started(hook(server, "signed", body, headers))
+    t, v1 = headers["X-Orchestrion-Signature"].split(",")
+    for variant in (
+        {**headers, "X-Orchestrion-Delivery": "new-1"},
+        {**headers, "Idempotency-Key": "new-2"},
+        {**headers, "X-Orchestrion-Signature": f"{t},{v1},{v1}"},  # the mac twice
+        {**headers, "X-Orchestrion-Signature": f"{t},v1={'0' * 64},{v1}"},  # with a bad one
+    ):
+        assert _started(hook(server, "signed", body, variant)) == first
+    # the sender's own retry, signed again later, is another delivery: the time is signed
+    later = stamped(body, at=int(time.time()) + 1)
+    assert _started(hook(server, "signed", body, later)) != first
+
+
+def test_a_standard_delivery_is_known_by_its_signed_id_only(server: Server) -> None:
+    body = json.dumps({"ref": "refs/heads/std-replay"}).encode()
+    at = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": "msg_replay",
+        "webhook-timestamp": str(at),
+        "webhook-signature": standard_signature(standard_key(SECRET), "msg_replay", at, body),
+    }
+    first = _started(hook(server, "standard", body, headers))
+    for extra in ({"X-GitHub-Delivery": "x1"}, {"Idempotency-Key": "x2"}):
+        assert _started(hook(server, "standard", body, {**headers, **extra})) == first
+
+
 def test_an_oversized_or_malformed_body_is_refused(server: Server) -> None:
     big = json.dumps({"ref": "x" * 5000}).encode()
     answer = hook(server, "github", big, github_headers(big, "d-big"))
@@ -301,7 +363,7 @@ def test_the_server_publishes_execution_events_to_a_signed_webhook_sink(
     for request in received:
         event = json.loads(request["body"])
         # the correlation id is the webhook delivery's event id; causation chains the events
-        assert event["correlation_id"] == "github:d-sink"
+        assert event["correlation_id"] == answer.json()["event_id"]
         assert event["metadata"]["workflow"] == "on-push"
         headers = {k.lower(): v for k, v in request["headers"].items()}
         verify_timestamped(

@@ -9,10 +9,12 @@ is refused outside ``ORCHESTRION_WEBHOOK_TOLERANCE_SECONDS`` of now. The secret 
 ``ORCHESTRION_WEBHOOK_SECRET_<NAME>`` (or ``ORCHESTRION_WEBHOOK_SECRETS_FILE``), named by the
 trigger's ``secret``: never stored, never shown by the API.
 
-The delivery id (``X-GitHub-Delivery``, ``X-Orchestrion-Delivery``, ``webhook-id``,
-``Idempotency-Key``, or for a signed request without one the signature itself) makes a
-delivery sent again start nothing twice; the answer is then the executions it started the
-first time.
+The delivery id makes a delivery sent again start nothing twice (the answer is then the
+executions it started the first time), so it is made only of what the sender signed: the
+Standard Webhooks ``webhook-id``, the signed time and body of the ``orchestrion`` scheme, the
+body of GitHub's. A delivery header the signature does not cover (``X-GitHub-Delivery``,
+``X-Orchestrion-Delivery``, ``Idempotency-Key``) is recorded, never trusted: whoever captured
+a signed request could otherwise replay it under a new id and start the workflow again.
 
 Refusals say what is wrong without telling a stranger anything: an unknown workflow or
 trigger, a trigger whose secret is not configured, and a bad signature all answer the same
@@ -114,6 +116,7 @@ async def receive_webhook(
     headers = request.headers
     tolerance = settings.webhook_tolerance_seconds
     signature = headers.get(_SIGNATURE_HEADERS[hook.scheme])
+    signed_at: int | None = None
     try:
         if hook.scheme == "github":
             verify_github(secret.encode(), body, signature)
@@ -128,7 +131,7 @@ async def receive_webhook(
                 tolerance,
             )
         else:
-            verify_timestamped(secret.encode(), body, signature, time.time(), tolerance)
+            signed_at = verify_timestamped(secret.encode(), body, signature, time.time(), tolerance)
     except SignatureRefused as exc:
         if exc.stale:
             logger.warning("%s refused: %s", where, exc.reason)
@@ -137,7 +140,8 @@ async def receive_webhook(
             ) from None
         _refuse(where, exc.reason)
     payload = _payload(body, headers.get("content-type"))
-    delivery = _delivery_id(request, signature or "", body)
+    sent = _sent_delivery_id(request)
+    delivery = _delivery_id(hook.scheme, request, body, signed_at)
     try:
         emitted = await ctx.engine.receive_webhook(
             definition, hook, payload, delivery, _shown_headers(request)
@@ -145,7 +149,7 @@ async def receive_webhook(
     except EventRefused as exc:
         raise ApiProblem(422, str(exc), slug="invalid-event") from None
     started = [e.execution_id for e in emitted.executions]
-    await _audit(ctx, request, workflow, trigger, delivery, started, len(emitted.skipped))
+    await _audit(ctx, request, workflow, trigger, (delivery, sent), started, len(emitted.skipped))
     return emit_response(emitted)
 
 
@@ -194,8 +198,8 @@ def _payload(body: bytes, content_type: str | None) -> dict[str, Any]:
     return value
 
 
-def _delivery_id(request: Request, signature: str, body: bytes) -> str:
-    """The delivery's id: the sender's, else one made from what it signed."""
+def _sent_delivery_id(request: Request) -> str | None:
+    """The delivery id the sender states (checked, recorded; the signed one decides)."""
     for name in _DELIVERY_HEADERS:
         given = request.headers.get(name)
         if given is not None:
@@ -206,8 +210,19 @@ def _delivery_id(request: Request, signature: str, body: bytes) -> str:
                     slug="invalid-delivery-id",
                 )
             return given
-    # No id from the sender: the same signed request again is the same delivery.
-    return hashlib.sha256(signature.encode() + b"\x1f" + body).hexdigest()[:40]
+    return None
+
+
+def _delivery_id(scheme: str, request: Request, body: bytes, signed_at: int | None) -> str:
+    """The delivery's id, made of what the sender signed only: a header outside the
+    signature could be changed by whoever replays a captured request."""
+    if scheme == "standard":  # the webhook-id is signed (verify_standard checked it)
+        signed = request.headers["webhook-id"].encode()
+    else:
+        # GitHub signs the body only; the orchestrion scheme signs its time and the body.
+        # Two deliveries of one body (and time) are one, however their headers differ.
+        signed = body if signed_at is None else f"{signed_at}.".encode() + body
+    return hashlib.sha256(scheme.encode() + b"\x1f" + signed).hexdigest()[:40]
 
 
 def _shown_headers(request: Request) -> dict[str, str]:
@@ -233,15 +248,17 @@ async def _audit(
     request: Request,
     workflow: str,
     trigger: str,
-    delivery: str,
+    deliveries: tuple[str, str | None],
     started: list[str],
     skipped: int,
 ) -> None:
     client = request.client
+    delivery, sent = deliveries
     details = {
         "workflow": workflow,
         "trigger": trigger,
         "delivery": delivery,
+        "sent_delivery": sent,
         "started": started[:16],
         "skipped": skipped,
         "remote": client.host if client is not None else None,
