@@ -6,6 +6,7 @@ file from another process."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +35,11 @@ def slow(lines: int, pause: float) -> int:
         log.info("step %d of %d, mail ada@example.com", i, lines)
         time.sleep(pause)
     return lines
+
+
+def hostile() -> None:
+    log.warning("\\x1b[2J\\x1b]0;pwned\\x07cleared\\n12:00:00.000 INFO    steps: forged\\u202e")
+    raise ValueError("bad \\x1b]52;c;cHduZWQ=\\x07 clipboard \\x9b31m")
 """
 LINES = 6
 
@@ -170,3 +176,54 @@ def test_the_client_follows_a_running_nodes_lines(server: Server) -> None:
     ]
     # Live: the lines came over the node's run time, not all at once at its end.
     assert seen[-1][1] - seen[0][1] > 0.6
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["logs", "{id}"], ["logs", "{id}", "hostile"], ["events", "{id}"], ["status", "{id}"]],
+    ids=["logs", "logs-node", "events", "status"],
+)
+def test_the_cli_shows_control_characters_of_a_node_instead_of_obeying_them(
+    server: Server, command: list[str]
+) -> None:
+    flow = {
+        "name": "hostile-logger",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "hostile",
+                    "handler": "python",
+                    "retry": {"max_attempts": 1},
+                    "config": {"function": "node_log_steps.hostile"},
+                }
+            ]
+        },
+    }
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        submitted = client.post("/v1/workflow", json=flow)
+        assert submitted.status_code == 201, submitted.text
+        execution_id = submitted.json()["execution_id"]
+        assert client.post(f"/v1/workflow/trigger/{execution_id}", json={}).status_code == 202
+    deadline = time.monotonic() + 30
+    while status(server, execution_id) not in ("FAILED", "COMPLETED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    args = [part.format(id=execution_id) for part in command]
+    shown = subprocess.run(
+        [*CLI, *args, "--server", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "400", "PATH": "/usr/bin:/bin", "TERM": "xterm", "FORCE_COLOR": "1"},
+    )
+    out = shown.stdout + shown.stderr
+    assert shown.returncode in (0, 1), out
+    raw = [c for c in out if c in "\x07\x9b\u202e"]
+    assert raw == [], repr(out)
+    # every ESC left is rich's own styling (ESC [ ... m), none opens a sequence of the node's
+    assert "\x1b" not in re.sub("\x1b\\[[0-9;]*m", "", out), repr(out)
+    if command[0] == "logs":
+        assert "\\x1b[2J" in out and "\\x1b]0;pwned" in out and "\\u202e" in out
+        assert not any(line.startswith("12:00:00.000") for line in out.splitlines())
+    else:
+        assert "\\x1b]52;c;" in out or "\\x9b" in out, out

@@ -158,7 +158,9 @@ def _printer(as_json: bool, with_node: bool) -> Callable[[Line], None]:
         level = str(line["level"])
         text.append(f"{level:<7} ", style=_LEVEL_STYLES.get(level, ""))
         text.append(f"{line['logger']}: ", style="dim")
-        text.append(str(line["message"]))  # as text: never read as markup
+        # As text, never read as markup; a line break inside a message starts an indented
+        # continuation, so a message cannot print a line that looks like another log line.
+        text.append(str(line["message"]).replace("\n", "\n    "))
         console.print(text, highlight=False, soft_wrap=True)
 
     return show

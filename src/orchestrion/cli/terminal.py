@@ -4,13 +4,17 @@ with."""
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 
 __all__ = [
+    "SafeConsole",
     "console",
     "err",
     "fail",
@@ -20,10 +24,39 @@ __all__ = [
     "shown",
 ]
 
-console = Console()
+# What the terminal would act on rather than show: C0 controls but tab and newline, DEL, C1
+# controls (ESC and CSI open sequences that clear the screen, set the title, write the
+# clipboard or hide text) and the bidirectional overrides that reorder what is read.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on written as an escape
+    (``\\x1b``, ``\\u202e``): log lines, errors and names come from workflows and callers."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeConsole(Console):
+    """A console that shows, never obeys, control characters in what it prints.
+
+    Everything the commands print (a node's log line, an error a server sent, a workflow's
+    name) may be written by someone else; rich keeps ESC sequences of text as they are, so
+    they are escaped here, below every renderable, where rich's own styling is not text."""
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and _UNSAFE.search(segment.text):
+                yield Segment(printable(segment.text), segment.style)
+            else:
+                yield segment
+
+
+console = SafeConsole()
 # Messages are never cut into lines at the terminal's width: a path or a sentence split by
 # a newline no longer matches what scripts and users search for.
-err = Console(stderr=True, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def fail(code: int, message: str) -> NoReturn:
