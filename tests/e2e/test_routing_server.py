@@ -17,7 +17,7 @@ import pytest
 from test_api_server import CLI, REFERENCE, Server, until
 
 from orchestrion.client import Client
-from orchestrion.client.errors import NotFound, Unauthorized
+from orchestrion.client.errors import Conflict, NotFound, Unauthorized
 
 pytestmark = pytest.mark.slow
 
@@ -162,6 +162,9 @@ def test_versions_are_activated_and_deprecated_through_the_client(server: Server
         assert bob.activate(name, "1.0.0").status_changed_by == "bob"
         assert bob.get_definition(name).version == "1.0.0"
         bob.deprecate(name, "1.0.0")
+        assert bob.get_definition(name).version == "1.1.0"
+        with pytest.raises(Conflict, match="is deprecated"):
+            bob.activate(name, "1.0.0")  # retired for good
         assert bob.get_definition(name).version == "1.1.0"
         with pytest.raises(NotFound):
             bob.versions("nope")

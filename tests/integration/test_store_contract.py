@@ -21,7 +21,7 @@ import pytest
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.errors import ExecutionError, ExecutionNotFound, StoreError
+from orchestrion.errors import ExecutionError, ExecutionNotFound, InvalidTransition, StoreError
 from orchestrion.governance.audit_chain import ChainHead, verify
 from orchestrion.governance.trust import Trust
 from orchestrion.store import migrate
@@ -235,6 +235,34 @@ async def test_definition_lifecycle_picks_the_active_version(store: Store) -> No
         await store.set_definition_status("wf", "9", "active", T0 + 14)
     with pytest.raises(ExecutionError, match="unknown definition status"):
         await store.set_definition_status("wf", "1", "archived", T0 + 14)
+
+
+async def test_a_deprecated_version_is_never_active_again(store: Store) -> None:
+    for version in ("1", "2"):
+        record = definition(id=f"d{version}", version=version, content_hash=f"h{version}")
+        await store.put_definition(replace(record, created_at=T0 + int(version)))
+    await store.set_definition_status("wf", "2", "active", T0 + 10, "alice")
+    await store.set_definition_status("wf", "1", "deprecated", T0 + 11, "alice")
+    for status in ("active", "available"):
+        with pytest.raises(InvalidTransition, match="version '1' is deprecated"):
+            await store.set_definition_status("wf", "1", status, T0 + 12, "mallory")
+    statuses = {d.version: d.status for d in await store.list_definitions("wf")}
+    assert statuses == {"1": "deprecated", "2": "active"}  # the refusal changed nothing
+    again = await store.set_definition_status("wf", "1", "deprecated", T0 + 13, "bob")
+    assert again.status == "deprecated"  # deprecating twice is harmless
+
+
+async def test_activations_at_once_leave_one_active_version(store: Store) -> None:
+    versions = [str(v) for v in range(1, 9)]
+    for version in versions:
+        record = definition(id=f"d{version}", version=version, content_hash=f"h{version}")
+        await store.put_definition(replace(record, created_at=T0 + int(version)))
+    for round_ in range(3):
+        await asyncio.gather(
+            *(store.set_definition_status("wf", v, "active", T0 + 10 + round_, v) for v in versions)
+        )
+        active = [d.version for d in await store.list_definitions("wf") if d.status == "active"]
+        assert len(active) == 1, active
 
 
 async def test_definition_conflict(store: Store) -> None:

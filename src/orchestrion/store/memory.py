@@ -129,6 +129,7 @@ class MemoryStore(MemorySchedules, MemoryOutbox):
         definition_id = self._by_name_version.get((name, version))
         if definition_id is None:
             raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
+        rules.check_status_change(name, version, self._definitions[definition_id].status, status)
         if status == rules.ACTIVE:  # at most one active version per name
             for other in list(self._definitions.values()):
                 if (

@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.errors import ExecutionError, StoreError
+from orchestrion.errors import ExecutionError, InvalidTransition, StoreError
 from orchestrion.store.base import CommitBatch, ExecutionRecord
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "active_heads",
     "apply_execution_record",
     "check_owners",
+    "check_status_change",
     "decode_cursor",
     "encode_cursor",
     "execution_error",
@@ -179,6 +180,17 @@ def active_heads(versions: Iterable[tuple[str, str, str]]) -> list[tuple[str, st
             newest[name] = definition_id
     heads = {**newest, **marked}
     return [(name, heads[name]) for name in sorted(heads)]
+
+
+def check_status_change(name: str, version: str, current: str, status: str) -> None:
+    """Raise ``InvalidTransition`` when ``status`` would bring a deprecated version back:
+    deprecating retires a version for good (what was retired, say for a flaw, must not
+    return by a click); its text may be submitted again as a new version."""
+    if current == DEPRECATED and status != DEPRECATED:
+        raise InvalidTransition(
+            f"definition '{name}' version '{version}' is deprecated, and a deprecated version "
+            "is never made active again: submit it again under a new version"
+        )
 
 
 def no_active_version(name: str) -> str:

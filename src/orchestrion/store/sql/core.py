@@ -126,6 +126,16 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
             raise ExecutionError(f"unknown definition status {status!r}")
         changed = {"n": name, "v": version, "s": status, "at": at, "by": by}
         async with self._transaction() as tx:
+            # The name's rows are locked first (PostgreSQL; SQLite's write lock does it), so
+            # two activations at once cannot each demote the other's and leave two active.
+            held = await tx.rows(
+                f"SELECT version, status FROM definitions WHERE name = :n{self.LOCK_ROWS}",
+                {"n": name},
+            )
+            current = {str(row[0]): str(row[1]) for row in held}.get(version)
+            if current is None:
+                raise ExecutionNotFound(f"definition '{name}' version '{version}' not found")
+            rules.check_status_change(name, version, current, status)
             if status == rules.ACTIVE:  # at most one active version per name
                 await tx.run(
                     "UPDATE definitions SET status = :avail, status_changed_at = :at,"
