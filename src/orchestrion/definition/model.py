@@ -190,6 +190,10 @@ class DagSpec(_Strict):
     nodes: tuple[NodeSpec, ...] = Field(min_length=1)
 
 
+_ROUTE_WORDS = frozenset({"executions", "versions", "activate", "deprecate"})
+"""Path segments after a definition's name that name a route (api/routes/definitions.py)."""
+
+
 class WorkflowSpec(_Strict):
     """A whole workflow definition in canonical form."""
 
@@ -222,6 +226,20 @@ class WorkflowSpec(_Strict):
         # Both are stored in text columns and shown in lists: PostgreSQL refuses NUL.
         if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("must be one line of text, without control characters")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _addressable(cls, value: str) -> str:
+        # The API addresses a definition as /v1/definitions/{name}[/executions|/versions...]
+        # with the name's slashes as they are (percent-encoded ones are decoded before
+        # routing): a name those routes read as another route could be stored, but never
+        # reached again.
+        segments = value.split("/")
+        if len(segments) > 1 and segments[-1] in _ROUTE_WORDS:
+            raise ValueError(
+                f"a name may not end in '/{segments[-1]}': the API reads that as its route"
+            )
         return value
 
     def node(self, node_id: str) -> NodeSpec:
