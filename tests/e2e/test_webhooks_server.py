@@ -107,7 +107,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Listener) -> Iter
             {
                 "name": "ops",
                 "type": "webhook",
-                "url": f"{receiver.url}/events",
+                # a URL that is a credential: user, password and a token in the query
+                "url": f"http://hook-user:hook-pass@127.0.0.1:{receiver.port}/events?t=url-tok",
                 "secret_env": "OPS_SINK_SECRET",
                 "events": ["execution.*"],
             }
@@ -364,6 +365,7 @@ def test_the_server_publishes_execution_events_to_a_signed_webhook_sink(
         event = json.loads(request["body"])
         # the correlation id is the webhook delivery's event id; causation chains the events
         assert event["correlation_id"] == answer.json()["event_id"]
+        assert request["path"] == "/events?t=url-tok"
         assert event["metadata"]["workflow"] == "on-push"
         headers = {k.lower(): v for k, v in request["headers"].items()}
         verify_timestamped(
@@ -374,6 +376,11 @@ def test_the_server_publishes_execution_events_to_a_signed_webhook_sink(
             300,
         )
         assert headers["idempotency-key"] == event["id"]
+    # the server logs each request, naming the sink and its host, never its URL's credentials
+    log = server.log.read_text()
+    assert "POST http://127.0.0.1:" in log and "(sink ops)" in log, log[-2000:]
+    for secret in ("url-tok", "hook-pass", "hook-user"):
+        assert secret not in log
 
 
 def test_admins_see_the_sinks_and_what_they_owe_without_their_secrets(server: Server) -> None:

@@ -11,13 +11,19 @@ to try again later.
 The connection goes through the policy's URL guard as the http handler's do
 (``governance/pinning.py``): the name is resolved and every address checked at connect time,
 so a sink URL cannot reach what a workflow's request may not. Redirects are not followed.
+
+A sink's URL is a credential as often as not (a Slack or Teams hook's path, a token in the
+query, a user and password): httpx's request line names it at INFO, so while a sink sends,
+that line names the sink and its host only, and so do the reasons it records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 
 import httpx
 
@@ -37,6 +43,33 @@ from orchestrion.sinks.envelope import OutboundEvent
 __all__ = ["WebhookSink"]
 
 _USER_AGENT = "orchestrion-webhook/1"
+_SENDING: ContextVar[str | None] = ContextVar("orchestrion_webhook_sink", default=None)
+
+
+def shown_url(url: str | httpx.URL, sink: str) -> str:
+    """What a log line or a recorded reason says of a sink's URL: its scheme and host, never
+    its user, password, path or query."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else url
+        port = f":{parsed.port}" if parsed.port is not None else ""
+        return f"{parsed.scheme}://{parsed.host}{port}/... (sink {sink})"
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return f"(the URL of sink {sink})"
+
+
+class _SinkUrls(logging.Filter):
+    """Rewrites the URL of httpx's lines logged while a webhook sink sends (``_SENDING``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink = _SENDING.get()
+        if sink is not None and isinstance(record.args, tuple):
+            record.args = tuple(
+                shown_url(arg, sink) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+_URL_FILTER = _SinkUrls()
 
 
 class WebhookSink:
@@ -54,6 +87,7 @@ class WebhookSink:
         self._policy = url_policy
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        logging.getLogger("httpx").addFilter(_URL_FILTER)  # once: the same filter object
 
     @property
     def name(self) -> str:
@@ -111,7 +145,7 @@ class WebhookSink:
             try:
                 await policy.check(self.config.url)  # a clear refusal, the same for every event
             except PolicyViolation as exc:
-                return [f"refused by the URL guard: {exc}"] * len(events)
+                return [self._hidden(f"refused by the URL guard: {exc}")] * len(events)
         gate = asyncio.Semaphore(self.config.concurrency)
         outcomes: list[Outcome] = [None] * len(events)
         by_execution: dict[str, list[int]] = {}
@@ -142,19 +176,27 @@ class WebhookSink:
 
     async def _send(self, event: OutboundEvent) -> tuple[Outcome, bool]:
         """The outcome of one request, and whether the host could not be reached at all."""
+        sending = _SENDING.set(self.name)
         try:  # connections go through the guard too (PinnedBackend): DNS may change
             response = await self._http().post(
                 self.config.url, content=event.body, headers=self.headers(event)
             )
         except PolicyViolation as exc:
-            return f"refused by the URL guard: {exc}", True
+            return self._hidden(f"refused by the URL guard: {exc}"), True
         except (httpx.ConnectError, httpx.TimeoutException) as exc:
-            return describe(exc), True
+            return self._hidden(describe(exc)), True
         except httpx.HTTPError as exc:
-            return describe(exc), False
+            return self._hidden(describe(exc)), False
+        finally:
+            _SENDING.reset(sending)
         if 200 <= response.status_code < 300:
             return None, False
         return f"HTTP {response.status_code} from the webhook", False
+
+    def _hidden(self, reason: str) -> str:
+        """``reason`` without the sink's URL (an error may quote it)."""
+        url = self.config.url
+        return reason.replace(url, shown_url(url, self.name)) if url in reason else reason
 
     async def close(self) -> None:
         client, self._client = self._client, None
