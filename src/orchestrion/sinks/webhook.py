@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -54,7 +55,7 @@ def shown_url(url: str | httpx.URL, sink: str) -> str:
         port = f":{parsed.port}" if parsed.port is not None else ""
         return f"{parsed.scheme}://{parsed.host}{port}/... (sink {sink})"
     except (httpx.InvalidURL, TypeError, ValueError):
-        return f"(the URL of sink {sink})"
+        return f"[a URL] (sink {sink})"
 
 
 class _SinkUrls(logging.Filter):
@@ -62,13 +63,16 @@ class _SinkUrls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         sink = _SENDING.get()
-        if sink is not None and isinstance(record.args, tuple):
-            record.args = tuple(
-                shown_url(arg, sink) if isinstance(arg, httpx.URL) else arg for arg in record.args
-            )
+        if sink is not None:
+            # The formatted line, whatever shape masking left its arguments in (a URL, a
+            # masked string, or already merged into the message).
+            text = record.getMessage()
+            record.msg = _URL.sub(lambda m: shown_url(m.group(), sink), text)
+            record.args = ()
         return True
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"']+")
 _URL_FILTER = _SinkUrls()
 
 
