@@ -319,6 +319,29 @@ def test_a_standard_delivery_is_known_by_its_signed_id_only(server: Server) -> N
         assert _started(hook(server, "standard", body, {**headers, **extra})) == first
 
 
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ("&".join(f"f{i}=1" for i in range(17)) + "&payload=%7B%7D", 422, "at most 16 fields"),
+        ("&".join(["payload=%7B%7D"] * 40), 422, "at most 16 fields"),
+        ("ref=main", 422, "needs a 'payload' field"),
+        ("payload=%7Bnot", 422, "not JSON"),
+    ],
+    ids=["many-fields", "repeated-payload", "no-payload", "bad-json"],
+)
+def test_a_signed_form_body_that_is_not_a_github_form_is_refused(
+    server: Server, body: str, code: int, says: str
+) -> None:
+    data = body.encode()
+    headers = {
+        **github_headers(data, "d-form"),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    answer = hook(server, "github", data, headers)
+    assert answer.status_code == code, answer.text
+    assert says in answer.json()["detail"]
+
+
 def test_an_oversized_or_malformed_body_is_refused(server: Server) -> None:
     big = json.dumps({"ref": "x" * 5000}).encode()
     answer = hook(server, "github", big, github_headers(big, "d-big"))

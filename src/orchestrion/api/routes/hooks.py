@@ -88,6 +88,7 @@ _SIGNATURES = frozenset(
 )
 _CREDENTIAL_WORDS = ("token", "secret", "signature", "key", "auth", "cookie", "password")
 _SHOWN_HEADERS = 32
+_FORM_FIELDS = 16
 _HEADER_VALUE = 256
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
@@ -179,7 +180,12 @@ def _payload(body: bytes, content_type: str | None) -> dict[str, Any]:
     media = (content_type or "application/json").split(";", 1)[0].strip().lower()
     text: bytes | str = body
     if media == "application/x-www-form-urlencoded":
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=16)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=_FORM_FIELDS)
+        except ValueError:  # more fields than that: parse_qs refuses before reading them
+            raise ApiProblem(
+                422, f"a form-encoded webhook body has at most {_FORM_FIELDS} fields"
+            ) from None
         if "payload" not in fields:
             raise ApiProblem(422, "a form-encoded webhook body needs a 'payload' field")
         text = fields["payload"][0]
