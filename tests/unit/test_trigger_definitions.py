@@ -163,3 +163,28 @@ def test_nested_trigger_inputs_that_read_the_payload_load() -> None:
     load_definition(
         text(f"  - type: event\n    event_type: a.b\n    inputs: {inputs}\n"), registry=REGISTRY
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "reachable"),
+    [
+        ("on-push", True),
+        ("on_push.v2", True),
+        ("a" * 200, True),
+        ("My Flow", False),
+        ("team/on-push", False),
+        ("-leading", False),
+        ("café", False),
+    ],
+)
+def test_a_webhook_trigger_needs_a_name_its_url_can_carry(name: str, reachable: bool) -> None:
+    flow = {
+        "name": name,
+        "triggers": [{"type": "webhook", "name": "gh", "secret": "GH", "scheme": "github"}],
+        "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+    }
+    if reachable:
+        assert load_definition(flow, registry=REGISTRY).spec.name == name
+        return
+    [(_, field, message)] = [p for p in problems(flow) if "/v1/hooks/" in p[2]]
+    assert field == "triggers[0]" and repr(name) in message

@@ -39,6 +39,7 @@ from orchestrion.templates.rendering import expression_source, template_info
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
+    "HOOK_WORKFLOW",
     "TRIGGER_TYPES",
     "WEBHOOK_SCHEMES",
     "WORKFLOW_EVENTS",
@@ -66,6 +67,8 @@ _WEBHOOK_KEYS = frozenset({"type", "name", "secret", "scheme", "filter", "inputs
 WEBHOOK_SCHEMES = frozenset({"orchestrion", "github", "standard"})
 """How a webhook's requests are signed (``governance/webhook_signing.py``)."""
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+HOOK_WORKFLOW = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+"""The workflow names a webhook URL can carry (``POST /v1/hooks/{workflow}/{trigger}``)."""
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 Path = tuple[str | int, ...]
@@ -172,6 +175,13 @@ def trigger_issues(
             issues.extend(_event_issues(index, raw, workflow_name))
         elif kind == "webhook":
             issues.extend(_webhook_issues(index, raw))
+            if workflow_name is not None and not HOOK_WORKFLOW.match(workflow_name):
+                message = (
+                    f"a webhook trigger's URL is /v1/hooks/<workflow name>/<trigger name>, and "
+                    f"the name {workflow_name!r} cannot be one: it must be 1 to 200 letters, "
+                    "digits and . _ - (first a letter or digit)"
+                )
+                issues.append((_issue(index, message, "unreachable_webhook"), at))
     seen: set[str] = set()
     for index, raw in enumerate(triggers):
         if isinstance(raw, Mapping) and raw.get("type") == "webhook":

@@ -42,6 +42,7 @@ from orchestrion.api.event_models import EmitResponse
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import Ctx
 from orchestrion.api.routes.emitting import emit_response
+from orchestrion.definition.triggers import HOOK_WORKFLOW
 from orchestrion.engine.emitting import EVENT_ID_PATTERN, EventRefused
 from orchestrion.governance.webhook_signing import (
     GITHUB_HEADER,
@@ -61,7 +62,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
-Workflow = Annotated[str, PathParam(pattern=_NAME, description="The workflow's name")]
+Workflow = Annotated[
+    str, PathParam(pattern=HOOK_WORKFLOW.pattern, description="The workflow's name")
+]
 Trigger = Annotated[
     str, PathParam(pattern=_NAME, description="The name of the workflow's webhook trigger")
 ]
