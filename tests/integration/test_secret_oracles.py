@@ -30,6 +30,7 @@ from orchestrion.errors import DefinitionError
 from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.governance.runtime import Governance
+from orchestrion.governance.secret_logs import scrub_logs
 from orchestrion.governance.trust import Trust
 from orchestrion.handlers.base import Controls, Resources
 from orchestrion.handlers.registry import default_registry
@@ -220,7 +221,9 @@ async def test_an_echoing_provider_leaves_its_key_out_of_the_output(
     assert "Bearer ***" in text
     for value in (PROVIDER_KEY, PROVIDER_KEY[::-1], PROVIDER_KEY.encode().hex()):
         assert value not in text
-    # And the process's log records, as a library logging the response headers would.
+    # And the process's log records, as a library logging the response headers would, in a
+    # process that scrubs its logs (the CLI's and the server's: settings.claim_process).
+    scrub_logs()
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("httpcore.test").debug("headers: Authorization: Bearer %s", PROVIDER_KEY)
     assert caplog.records[-1].getMessage() == "headers: Authorization: Bearer ***"
