@@ -25,6 +25,7 @@ from orchestrion.api.models import (
     ResultsResponse,
 )
 from orchestrion.api.redaction import ExecutionView
+from orchestrion.core.rendered import public_data
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.masking import Masker
@@ -224,7 +225,8 @@ def definition_detail(definition: DefinitionRecord) -> DefinitionDetail:
 
 def event_out(event: EventRecord, masker: Masker | None = None) -> EventOut:
     """The journal entry as sent; ``masker`` (for callers without admin) masks its data."""
-    data = _public_data(event.data)
+    # Rendered inputs are node data: served where outputs are (``routes/inputs.py``).
+    data = _public_data(public_data(event.data))
     if masker is not None and data is not None:
         data = masker.mask_value(data)
     return EventOut(

@@ -419,6 +419,24 @@ class LogPage(_Out):
     next_after: int
 
 
+class RenderedInputsOut(_Out):
+    """One attempt's config as rendered: values read from secrets stay as declared (their
+    template); ``{"omitted": ...}`` when it was too large to keep; ``{"masked": ...}`` for a
+    classified node and a caller who may not see its data; null when the config was empty
+    or did not render."""
+
+    attempt: int
+    started_at: datetime
+    inputs: Any = None
+
+
+class RenderedInputsPage(_Out):
+    """A node's rendered inputs, one item per attempt that started, oldest first."""
+
+    node_id: str
+    items: list[RenderedInputsOut]
+
+
 # ------------------------------------------------------------------ dead letter queue
 
 

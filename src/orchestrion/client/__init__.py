@@ -37,6 +37,7 @@ from orchestrion.client.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from orchestrion.client.inputs_models import RenderedInputs
 from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
     Accepted,
@@ -86,6 +87,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RenderedInputs",
     "ServerError",
     "ServiceUnavailable",
     "SkippedTrigger",

@@ -25,6 +25,7 @@ from orchestrion.client.errors import (
     ApiTimeout,
     error_from_response,
 )
+from orchestrion.client.inputs_models import RenderedInputs
 from orchestrion.client.log_models import LogPage
 from orchestrion.client.models import (
     Accepted,
@@ -67,6 +68,7 @@ __all__ = [
     "list_executions",
     "log_stream",
     "metrics",
+    "node_inputs",
     "node_logs",
     "results",
     "retry_dead_letter",
@@ -444,6 +446,12 @@ def node_logs(
     if limit is not None:
         params.append(("limit", str(limit)))
     return Call("GET", path, _json(LogPage.from_api), params=params)
+
+
+def node_inputs(execution_id: str, node_id: str) -> Call[list[RenderedInputs]]:
+    """A node's config as each of its attempts rendered it, oldest first."""
+    path = f"/v1/workflows/{_quote(execution_id)}/nodes/{_quote(node_id)}/inputs"
+    return Call("GET", path, _json(RenderedInputs.page))
 
 
 def log_stream(

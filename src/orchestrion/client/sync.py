@@ -18,6 +18,7 @@ from orchestrion.client import versions as version_calls
 from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
 from orchestrion.client.errors import error_from_response
+from orchestrion.client.inputs_models import RenderedInputs
 from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
     Accepted,
@@ -450,6 +451,11 @@ class Client:
                 if failures > reconnects:
                     raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
                 time.sleep(min(delay, 5.0))
+
+    def node_inputs(self, execution_id: str, node_id: str) -> list[RenderedInputs]:
+        """The node's config as each of its attempts rendered it (values read from secrets
+        stay as declared; masked as its output is for the caller's role), oldest first."""
+        return self._send(calls.node_inputs(execution_id, node_id))
 
     def logs(
         self,

@@ -106,6 +106,10 @@ def seal_event(ring: KeyRing, execution_id: str, event: ev.Event) -> ev.Event:
         changes["data"] = encrypt_value(
             ring, event.data, _event_context(execution_id, event, "data")
         )
+    if isinstance(event, ev.NodeStarted) and event.inputs and not is_encrypted(event.inputs):
+        changes["inputs"] = encrypt_value(
+            ring, event.inputs, _event_context(execution_id, event, "inputs")
+        )
     if isinstance(event, ev.NodeLogged) and event.lines and not _sealed_lines(event):
         envelope = encrypt_value(
             ring, list(event.lines), _event_context(execution_id, event, "lines")
@@ -133,6 +137,10 @@ def open_event(ring: KeyRing | None, execution_id: str, event: ev.Event) -> ev.E
         )
     if isinstance(event, ev.NodeWaiting) and event.data is not None and is_encrypted(event.data):
         changes["data"] = _decrypt(ring, event.data, _event_context(execution_id, event, "data"))
+    if isinstance(event, ev.NodeStarted) and event.inputs and is_encrypted(event.inputs):
+        changes["inputs"] = _decrypt(
+            ring, event.inputs, _event_context(execution_id, event, "inputs")
+        )
     if isinstance(event, ev.NodeLogged) and _sealed_lines(event):
         lines = _decrypt(
             ring, event.lines[0][_SEALED_LINES], _event_context(execution_id, event, "lines")

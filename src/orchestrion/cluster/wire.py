@@ -121,6 +121,8 @@ def event_from_dict(body: dict[str, Any]) -> ev.Event:
             if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
                 raise WireError(f"event {name} has lines that are not a list of objects")
             value = tuple(value)
+        elif f.name == "inputs" and value is not None and not isinstance(value, dict):
+            raise WireError(f"event {name} has inputs that are not an object")
         kwargs[f.name] = value
     try:
         event: ev.Event = cls(**kwargs)

@@ -105,11 +105,13 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class NodeStarted:
-    """A worker began the attempt."""
+    """A worker began the attempt; ``inputs`` is its config as rendered, as it may be stored
+    (``execution/rendered_inputs.py``), None when the config is empty or did not render."""
 
     node: str
     attempt: int
     at: float
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from orchestrion.core.events import (
 from orchestrion.core.node_run import PHASE_COMPENSATE, PHASE_RUN, NodeRun, Step
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
+from orchestrion.core.rendered import INPUTS_KEY
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 
 __all__ = ["ExecutionMachine", "NodeRun", "Step"]
@@ -208,7 +209,9 @@ class ExecutionMachine(ExecutionControl):
             # A node woken from its own wait (a delay, an approval's timeout) goes on with the
             # same attempt: its start is the attempt's first, and the wait is part of its time.
             run.started_at = event.at
-        self._record_node(_NODE_STARTED, i, event.at)
+        record = self._record_node(_NODE_STARTED, i, event.at)
+        if event.inputs is not None:
+            record.data = {INPUTS_KEY: event.inputs}
 
     def _on_succeeded(self, event: NodeSucceeded) -> None:
         i = self.plan.index[event.node]

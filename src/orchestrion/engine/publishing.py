@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.core.rendered import public_data
 from orchestrion.engine.deliveries import retry_delivery
 from orchestrion.errors import ExecutionNotFound, StoreError
 from orchestrion.sinks.base import NOT_SENT, Outcome, Sink, all_failed, describe
@@ -198,7 +199,9 @@ class Publisher:
         masker = self._engine.governance.masker
         for entry in entries:
             workflow, version = await self._workflow_of(entry.execution_id)
-            data = entry.data if masker is None else masker.mask_value(entry.data)
+            # Rendered inputs are node data, which events do not carry (as outputs).
+            data = public_data(entry.data)
+            data = data if masker is None or data is None else masker.mask_value(data)
             event = OutboundEvent.build(
                 event_id=entry.id,
                 event_type=entry.type,

@@ -52,6 +52,7 @@ from orchestrion.execution.log_capture import (
     install,
     take_inline,
 )
+from orchestrion.execution.rendered_inputs import recorded_inputs
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
 from orchestrion.execution.timeout import Timeout
@@ -116,6 +117,7 @@ class NodeExecutor:
         self.secrets = dict(secrets or {})
         self.stack = Stack(standard_layers(registry, resources, self.secrets, circuits))
         self._canonical = functools.partial(canonical_name, registry)
+        self._scrubbing = next(layer for layer in self.stack.layers if isinstance(layer, Scrubbing))
         self.logs = logs if logs is not None and logs.on else None
         if self.logs is not None:
             install(self.logs)
@@ -135,9 +137,7 @@ class NodeExecutor:
             log = AttemptLog(task.execution_id, task.node_id, task.attempt, self.logs, emit, loop)
             captured = capturing.set(log)
         try:
-            if task.kind == TaskKind.RUN:
-                emit(task.execution_id, NodeStarted(task.node_id, task.attempt, time.time()))
-            outcome = await self._run(task)
+            outcome = await self._run(task, emit)
             if log is not None and (log.lines or log.dropped_lines):  # no call when silent
                 logged = log.close()
                 if logged is not None:  # the lines go first: stored with or before the outcome
@@ -157,7 +157,11 @@ class NodeExecutor:
                 take_inline()  # capture is off here but on in the process: keep nothing
             self.stack.leave(tokens)
 
-    async def _run(self, task: TaskMessage) -> Event:
+    async def _run(self, task: TaskMessage, emit: EventSink) -> Event:
+        """The attempt's outcome; its start (with its rendered inputs, once rendered) is
+        reported to ``emit`` before that."""
+        started = time.time()
+        announce = task.kind == TaskKind.RUN
         try:
             if self._renders_off_loop(task):
                 # Rendering may run up to the template time limit: in a thread, so that the
@@ -167,13 +171,21 @@ class NodeExecutor:
                 attempt = await off_loop(self._prepare, task, task.kind == TaskKind.RUN)
             else:
                 attempt = self._prepare(task, False)
+            if announce:
+                announce = False
+                inputs = None if attempt is None else attempt.inputs
+                emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started, inputs))
             if attempt is None:
                 return self._settle(task, None, None)
             if attempt.output is LATER:
                 attempt.output = await self.stack.call(attempt)
         except asyncio.CancelledError:
+            if announce:  # cancelled while rendering: it had started all the same
+                emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
             raise
         except BaseException as exc:
+            if announce:  # its config did not render: it started, without inputs
+                emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
             return self._failed(task, exc)
         return self._settle(task, attempt.spec, attempt.output)
 
@@ -206,7 +218,7 @@ class NodeExecutor:
         started = time.time()
         tokens = self.stack.enter(task)
         try:
-            outcome = self._now(task, spec)
+            outcome, inputs = self._now(task, spec)
             # Lines it wrote, if any (a dict test when none did); an attempt that answered
             # LATER did nothing, and runs again as a task.
             logged = take_inline() if INLINE_PENDING else None
@@ -216,27 +228,31 @@ class NodeExecutor:
             self.stack.leave(tokens)  # the caller's context is its own again
         if outcome is None:
             return False
-        emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
+        emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started, inputs))
         if logged is not None:
             emit(task.execution_id, logged)
         emit(task.execution_id, outcome)
         return True
 
-    def _now(self, task: TaskMessage, spec: HandlerSpec) -> Event | None:
+    def _now(
+        self, task: TaskMessage, spec: HandlerSpec
+    ) -> tuple[Event | None, dict[str, Any] | None]:
+        """The outcome (None: ``LATER``) and the rendered inputs as stored."""
         # No ``Attempt`` here: it is what the awaited call of ``execute`` takes.
         run_now = spec.run_now
         assert run_now is not None  # run_now checked it
+        inputs = None
         try:
             begun = self._begin(task, spec)
             if begun is None:
-                return self._settle(task, None, None)
-            _, config, ctx = begun
+                return self._settle(task, None, None), None
+            _, config, ctx, inputs = begun
             output = run_now(ctx, config)
         except Exception as exc:  # not BaseException: this runs in the engine's own loop
-            return self._failed(task, exc)
+            return self._failed(task, exc), inputs
         if output is LATER:
-            return None
-        return self._settle(task, spec, output)
+            return None, None
+        return self._settle(task, spec, output), inputs
 
     # ------------------------------------------------------------------ the one path
 
@@ -246,16 +262,17 @@ class NodeExecutor:
         begun = self._begin(task, None)
         if begun is None:
             return None
-        spec, config, ctx = begun
+        spec, config, ctx, inputs = begun
         run_now = spec.run_now
         output = run_now(ctx, config) if finish and run_now is not None else LATER
-        return Attempt(task, spec, config, ctx, output)
+        return Attempt(task, spec, config, ctx, output, inputs)
 
     def _begin(
         self, task: TaskMessage, spec: HandlerSpec | None
-    ) -> tuple[HandlerSpec, Any, NodeContext] | None:
+    ) -> tuple[HandlerSpec, Any, NodeContext, dict[str, Any] | None] | None:
         """The attempt up to its handler: the layers' checks, ``when:`` (None when it is
-        false), the rendered and validated config and its context."""
+        false), the rendered and validated config, its context, and the rendered config as
+        stored (``rendered_inputs.py``; None for an empty config, at no cost)."""
         for check in self.stack.checks:
             check(task)
         context = build_context(
@@ -276,6 +293,7 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
+        inputs = recorded_inputs(raw, rendered, self._scrubbing.scrubber_for(task)) if raw else None
         # The stricter of this process's trust and the execution's, for this attempt only
         # (``Trust.of``: only exactly ``trusted`` is trusted; compared here, every attempt).
         resources = (
@@ -304,7 +322,7 @@ class NodeExecutor:
             classification=task.classification,
             wait_result=task.wait_result,
         )
-        return spec, config, ctx
+        return spec, config, ctx, inputs
 
     def _settle(self, task: TaskMessage, spec: HandlerSpec | None, output: Any) -> Event:
         """The event of an attempt of ``spec`` that has its ``output`` (no spec: its

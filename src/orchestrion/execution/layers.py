@@ -41,16 +41,23 @@ class Attempt:
     """One attempt up to its handler's call: the task, the handler, its rendered config, its
     context, and its output once there is one (``LATER`` until the handler is called)."""
 
-    __slots__ = ("config", "ctx", "output", "spec", "task")
+    __slots__ = ("config", "ctx", "inputs", "output", "spec", "task")
 
     def __init__(
-        self, task: TaskMessage, spec: HandlerSpec, config: Any, ctx: NodeContext, output: Any
+        self,
+        task: TaskMessage,
+        spec: HandlerSpec,
+        config: Any,
+        ctx: NodeContext,
+        output: Any,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
         self.task = task
         self.spec = spec
         self.config = config
         self.ctx = ctx
         self.output = output
+        self.inputs = inputs  # the rendered config as stored (``rendered_inputs.py``)
 
 
 Proceed = Callable[[Attempt], Awaitable[Any]]

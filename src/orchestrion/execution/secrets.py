@@ -98,11 +98,11 @@ class Scrubbing(Layer):
         self.provider_keys()  # hidden in logs from the start (httpcore logs headers)
 
     def output(self, task: TaskMessage, output: Any) -> Any:
-        scrubber = self._scrubber_for(task)
+        scrubber = self.scrubber_for(task)
         return scrubber.value(output) if scrubber is not None else output
 
     def error(self, task: TaskMessage, info: ErrorInfo) -> ErrorInfo:
-        scrubber = self._scrubber_for(task)
+        scrubber = self.scrubber_for(task)
         if scrubber is None:
             return info
         message = scrubber.text(info.message)
@@ -115,7 +115,7 @@ class Scrubbing(Layer):
         # Nothing to scrub ever, without secrets, from a handler that calls no provider.
         return bool(self._scrubber) or spec.name in _PROVIDER_HANDLERS
 
-    def _scrubber_for(self, task: TaskMessage) -> Scrubber | None:
+    def scrubber_for(self, task: TaskMessage) -> Scrubber | None:
         """What to scrub from the attempt's output and error: the secrets when its config
         reads them; the llm providers' keys when it may call a provider (an echoing
         provider repeats the Authorization header it was sent)."""

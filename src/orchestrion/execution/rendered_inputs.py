@@ -1,0 +1,67 @@
+"""An attempt's config as rendered, in the form it may be stored and shown.
+
+Three rules make the rendered config safe to keep with the attempt:
+
+- a value whose template reads ``secrets`` is kept as declared (its template text), never as
+  rendered: a secret's value is not stored, whatever its length or transform;
+- what is left goes through the attempt's secret scrubber, as outputs and errors do (a
+  secret that reached the config another way, an llm provider's key);
+- its JSON may be at most ``MAX_RENDERED_BYTES``; a larger one is stored as a marker that
+  says how large it was (``{"omitted": "..."}``), nothing half-cut.
+
+For classified executions the journal data holding it is sealed at rest like node outputs
+(``store/sealing.py``), and the API masks it as it masks outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from orchestrion.governance.secret_scrub import Scrubber
+
+__all__ = ["MAX_RENDERED_BYTES", "OMITTED_KEY", "recorded_inputs"]
+
+MAX_RENDERED_BYTES: Final = 64 * 1024
+OMITTED_KEY: Final = "omitted"
+
+
+def recorded_inputs(raw: Any, rendered: Any, scrubber: Scrubber | None) -> dict[str, Any] | None:
+    """What is stored of config ``raw`` rendered as ``rendered`` (None for an empty config)."""
+    if not raw or not isinstance(raw, dict):
+        return None
+    kept = _without_secrets(raw, rendered)
+    if scrubber is not None:
+        kept = scrubber.value(kept)
+    try:
+        text = json.dumps(kept, default=str)
+    except (TypeError, ValueError) as exc:  # a circular value: nothing of it is kept
+        return {OMITTED_KEY: f"the rendered config cannot be written as JSON: {exc}"}
+    if len(text) > MAX_RENDERED_BYTES:
+        return {
+            OMITTED_KEY: f"the rendered config is {len(text)} bytes of JSON, over the"
+            f" {MAX_RENDERED_BYTES}-byte limit kept with an attempt"
+        }
+    stored: dict[str, Any] = json.loads(text)  # plain JSON values only (default=str above)
+    return stored
+
+
+def _without_secrets(raw: Any, rendered: Any) -> Any:
+    """``rendered`` with each part whose declared template reads ``secrets`` as declared."""
+    if isinstance(raw, str):
+        return raw if "secrets" in raw else rendered
+    if isinstance(raw, dict) and isinstance(rendered, dict):
+        return {
+            key: _without_secrets(raw[key], value) if key in raw else value
+            for key, value in rendered.items()
+        }
+    if isinstance(raw, list) and isinstance(rendered, list) and len(raw) == len(rendered):
+        return [_without_secrets(r, v) for r, v in zip(raw, rendered, strict=True)]
+    return rendered if not _mentions(raw) else raw
+
+
+def _mentions(raw: Any) -> bool:
+    try:
+        return "secrets" in json.dumps(raw, default=str)
+    except (TypeError, ValueError):
+        return True
