@@ -48,7 +48,11 @@ CHAIN = {
                 "id": "first",
                 "handler": "python",
                 "dependencies": ["input"],
-                "config": {"function": "sleep", "params": {"seconds": 0.4}},
+                # Rendered from the inputs: the panel shows the value it rendered to.
+                "config": {
+                    "function": "sleep",
+                    "params": {"seconds": "{{ input.pause | default(0.4) }}"},
+                },
             },
             {
                 "id": "second",
@@ -278,6 +282,13 @@ def click_node(browser: Any, node: str) -> None:
     until(lambda: browser.find_element(By.ID, "panel-node").text == node, f"{node}'s panel")
 
 
+def panel_text(browser: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.ID, element_id)
+    return str(found[0].text) if found else ""
+
+
 def logs_text(browser: Any) -> str | None:
     from selenium.webdriver.common.by import By
 
@@ -365,7 +376,7 @@ def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
 ) -> None:
     sign_in(browser, server, "adm-key")
     browser.save_screenshot(str(shots / "executions.png"))
-    execution_id = start(server, CHAIN, {"note": PAYLOADS["attribute"]})
+    execution_id = start(server, CHAIN, {"note": PAYLOADS["attribute"], "pause": 0.35})
     open_execution(browser, server, execution_id)
     seen = set()
     for node in ("first", "second", "hostile"):
@@ -394,6 +405,13 @@ def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
     )
     assert injected == {"pwned": None, "scripts": 0, "imgs": 0, "js": 0}
     assert browser.find_element(By.ID, "panel-logs").text in ("loading…", "(no log lines)")
+    # Its config as rendered: text too (the payloads are its literal config values).
+    rendered = until(lambda: "window.__pwned" in panel_text(browser, "panel-rendered"), "inputs")
+    assert rendered
+    click_node(browser, "first")
+    until(lambda: '"seconds": 0.35' in panel_text(browser, "panel-rendered"), "first's inputs")
+    declared = browser.find_element(By.ID, "panel").text
+    assert "{{ input.pause | default(0.4) }}" in declared  # the declared config, beside it
     # A node's log lines, as text: the admin sees them unmasked.
     click_node(browser, "talker")
     logs = until(lambda: logs_text(browser), "the talker's log lines")

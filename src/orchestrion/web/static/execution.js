@@ -329,6 +329,15 @@
         O.el("pre", { class: "source" }, O.pretty(info.error))));
     }
     panel.append(section("Output", O.el("pre", { class: "source", id: "panel-output" }, info.output === null || info.output === undefined ? "(none)" : O.pretty(info.output))));
+    // The config as its attempt rendered it, fetched once per attempt start (re-renders
+    // reuse the box): secrets stay as declared, a classified node's is masked for viewers.
+    const renderedKey = `${node}#${info.attempt || 0}#${info.started_at || ""}`;
+    if (rendered.key !== renderedKey) {
+      rendered.key = renderedKey;
+      rendered.box = O.el("pre", { class: "source", id: "panel-rendered" }, info.started_at ? "loading…" : "(not started)");
+      if (info.started_at) loadRendered(node, info.attempt, rendered.box, renderedKey);
+    }
+    panel.append(section("Inputs (as rendered)", rendered.box));
     panel.append(section("Configuration (as declared)", O.el("pre", { class: "source" }, O.pretty(declared.config || {}))));
     // What the node read: its dependencies' outputs (masked as the API masks them).
     const upstream = {};
@@ -378,6 +387,20 @@
   }
 
   const logs = { node: null, box: null, source: null };
+  const rendered = { key: null, box: null };
+
+  async function loadRendered(node, attempt, box, key) {
+    try {
+      const page = await O.api("GET", `${base}/nodes/${encodeURIComponent(node)}/inputs`);
+      if (rendered.key !== key) return;
+      const item = page.items.find((i) => i.attempt === attempt) || page.items[page.items.length - 1];
+      if (!item) box.textContent = "(not recorded)";
+      else if (item.inputs === null || item.inputs === undefined) box.textContent = "(empty config)";
+      else box.textContent = (page.items.length > 1 ? `attempt ${item.attempt}\n` : "") + O.pretty(item.inputs);
+    } catch (error) {
+      box.textContent = error.status === 404 ? "(not available from this server)" : `(inputs: ${error.message})`;
+    }
+  }
   const logLine = (l) => `${l.at} #${l.attempt} ${l.level} ${l.logger}: ${l.message}`;
 
   async function loadLogs(node, box) {
