@@ -134,12 +134,129 @@ def talk() -> str:
 """
 
 
+# The functions of a realistic workflow (the README's picture): an order is fulfilled.
+SHOP = """\
+import logging
+import time
+
+log = logging.getLogger("shop")
+_charges = {}
+
+
+def validate(order: str, lines: int) -> dict:
+    log.info("order %s: %d lines, all in the catalogue", order, lines)
+    return {"order": order, "valid": True}
+
+
+def reserve(order: str, warehouse: str) -> dict:
+    time.sleep(0.2)
+    log.info("order %s: reserved in %s", order, warehouse)
+    return {"reservation": f"R-{order}", "warehouse": warehouse}
+
+
+def charge(order: str, amount: float, currency: str, customer: str) -> dict:
+    seen = _charges[order] = _charges.get(order, 0) + 1
+    log.info("charging %.2f %s to customer %s (attempt %d)", amount, currency, customer, seen)
+    if seen == 1:
+        raise TimeoutError("the payment provider did not answer within 5 s")
+    time.sleep(0.2)
+    log.info("captured, payment P-%s", order)
+    return {"payment": f"P-{order}", "amount": amount, "currency": currency}
+
+
+def ship(order: str, city: str, carrier: str) -> dict:
+    log.info("order %s: label printed for %s via %s", order, city, carrier)
+    return {"tracking": f"{carrier.upper()}-{order}-7731", "city": city}
+
+
+def notify(customer: str, tracking: str) -> str:
+    log.info("mail sent to customer %s: tracking %s", customer, tracking)
+    return "sent"
+"""
+ORDER = {
+    "name": "order-fulfilment",
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                "id": "validate",
+                "handler": "python",
+                "dependencies": ["input"],
+                "config": {
+                    "function": "dash_shop.validate",
+                    "params": {"order": "{{ input.order }}", "lines": "{{ input.lines }}"},
+                },
+            },
+            {
+                "id": "reserve_stock",
+                "handler": "python",
+                "dependencies": ["validate"],
+                "config": {
+                    "function": "dash_shop.reserve",
+                    "params": {"order": "{{ input.order }}", "warehouse": "{{ input.warehouse }}"},
+                },
+            },
+            {
+                "id": "charge_card",
+                "handler": "python",
+                "dependencies": ["validate"],
+                "retry": {"max_attempts": 3, "initial_delay": 0.3, "retry_on": ["all"]},
+                "config": {
+                    "function": "dash_shop.charge",
+                    "params": {
+                        "order": "{{ input.order }}",
+                        "amount": "{{ input.total }}",
+                        "currency": "{{ input.currency }}",
+                        "customer": "{{ input.customer }}",
+                    },
+                },
+            },
+            {
+                "id": "ship",
+                "handler": "python",
+                "dependencies": ["reserve_stock", "charge_card"],
+                "config": {
+                    "function": "dash_shop.ship",
+                    "params": {
+                        "order": "{{ input.order }}",
+                        "city": "{{ input.city }}",
+                        "carrier": "{{ 'dhl' if input.total > 100 else 'post' }}",
+                    },
+                },
+            },
+            {
+                "id": "notify_customer",
+                "handler": "python",
+                "dependencies": ["ship"],
+                "config": {
+                    "function": "dash_shop.notify",
+                    "params": {
+                        "customer": "{{ input.customer }}",
+                        "tracking": "{{ ship.output.tracking }}",
+                    },
+                },
+            },
+        ]
+    },
+}
+ORDER_INPUTS = {
+    "order": "SO-1042",
+    "lines": 3,
+    "warehouse": "Rotterdam",
+    "total": 129.9,
+    "currency": "EUR",
+    "customer": "C-2077",
+    "city": "Utrecht",
+}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("dashboard")
     (folder / "dash_talker.py").write_text(TALKER)
+    (folder / "dash_shop.py").write_text(SHOP)
     (folder / "governance.yaml").write_text(
-        "version: 1\npython:\n  allowed_modules: [dash_talker]\n"
+        "version: 1\npython:\n  allowed_modules: [dash_talker, dash_shop]\n"
     )
     env = {
         "ORCHESTRION_API_KEYS": KEYS,
@@ -688,3 +805,31 @@ def test_csrf_and_viewer_cannot_act(browser: Any, server: Server, shots: Path) -
     logs = until(lambda: logs_text(browser), "the viewer's log lines")
     assert "ada@example.com" not in logs and "<script>" in logs, logs
     sign_out(browser)
+
+
+def test_a_realistic_workflow_and_the_readme_picture(
+    browser: Any, server: Server, shots: Path
+) -> None:
+    """An order fulfilled, its payment retried once: the panel of the payment node shows the
+    values its second attempt rendered. The screenshot is the README's picture when
+    ``ORCHESTRION_DASHBOARD_PICTURE`` names where to write it."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, server, "adm-key")
+    execution_id = start(server, ORDER, ORDER_INPUTS)
+    until(lambda: status_of(server, execution_id) == "COMPLETED", "the order fulfilled")
+    open_execution(browser, server, execution_id)
+    click_node(browser, "charge_card")
+    until(lambda: "captured, payment" in panel_text(browser, "panel-logs"), "the payment's logs")
+    rendered = until(lambda: '"amount": 129.9' in panel_text(browser, "panel-rendered"), "inputs")
+    assert rendered
+    text = panel_text(browser, "panel-rendered")
+    assert text.startswith("attempt 2") and '"customer": "C-2077"' in text
+    attempts = browser.find_element(By.ID, "panel").text
+    assert "did not answer within 5 s" in attempts  # attempt 1's own error, retried
+    browser.execute_script("window.scrollTo(0, 0)")
+    picture = shots / "readme.png"
+    browser.save_screenshot(str(picture))
+    target = os.environ.get("ORCHESTRION_DASHBOARD_PICTURE")
+    if target:
+        shutil.copyfile(picture, target)

@@ -256,7 +256,12 @@
         a.ended = e.at;
         a.outcome = e.type.split(".")[1];
         if (e.data && e.data.error) a.error = e.data.error;
-      } else if (e.type === "node.retry_scheduled") a.outcome = a.outcome || "failed, retry scheduled";
+      } else if (e.type === "node.retry_scheduled") {
+        // A failed attempt that will be retried: it ended here, with its own error.
+        a.ended = a.ended || e.at;
+        a.outcome = a.outcome || "failed, retry scheduled";
+        if (e.data && e.data.error) a.error = e.data.error;
+      }
       attempts.set(e.attempt, a);
     }
     return [...attempts.values()];
