@@ -122,6 +122,7 @@ PUBLIC: dict[str, set[str]] = {
         "NotFound",
         "PayloadTooLarge",
         "RateLimited",
+        "RenderedInputs",
         "ServerError",
         "ServiceUnavailable",
         "SkippedTrigger",
