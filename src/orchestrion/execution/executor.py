@@ -293,7 +293,11 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
-        inputs = recorded_inputs(raw, rendered, self._scrubbing.scrubber_for(task)) if raw else None
+        inputs = (
+            recorded_inputs(raw, rendered, self._scrubbing.scrubber_for(task), spec.name)
+            if raw
+            else None
+        )
         # The stricter of this process's trust and the execution's, for this attempt only
         # (``Trust.of``: only exactly ``trusted`` is trusted; compared here, every attempt).
         resources = (

@@ -10,7 +10,10 @@ Three rules make the rendered config safe to keep with the attempt:
   says how large it was (``{"omitted": "..."}``), nothing half-cut.
 
 For classified executions the journal data holding it is sealed at rest like node outputs
-(``store/sealing.py``), and the API masks it as it masks outputs.
+(``store/sealing.py``), and the API masks it as it masks outputs. A node that starts child
+executions (``workflow``, ``map``) keeps a marker instead: what it renders is its children's
+inputs, and a child may be classified when its parent is not yet known to be (it becomes so
+once the child answers, ``store/encrypted.py``); the child keeps them, sealed if it must be.
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ from typing import Any, Final
 
 from orchestrion.governance.secret_scrub import Scrubber
 
-__all__ = ["MAX_RENDERED_BYTES", "OMITTED_KEY", "recorded_inputs"]
+__all__ = ["MAX_RENDERED_BYTES", "OMITTED_KEY", "PARENT_HANDLERS", "recorded_inputs"]
 
 MAX_RENDERED_BYTES: Final = 64 * 1024
 OMITTED_KEY: Final = "omitted"
+PARENT_HANDLERS: Final = frozenset({"workflow", "map"})
+_CHILDREN_KEEP_THEM: Final = "this node starts child executions: their inputs are kept with them"
 
 
-def recorded_inputs(raw: Any, rendered: Any, scrubber: Scrubber | None) -> dict[str, Any] | None:
-    """What is stored of config ``raw`` rendered as ``rendered`` (None for an empty config)."""
+def recorded_inputs(
+    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = ""
+) -> dict[str, Any] | None:
+    """What is stored of config ``raw`` of a ``handler`` node, rendered as ``rendered``
+    (None for an empty config)."""
     if not raw or not isinstance(raw, dict):
         return None
+    if handler in PARENT_HANDLERS:
+        return {OMITTED_KEY: _CHILDREN_KEEP_THEM}
     kept = _without_secrets(raw, rendered)
     if scrubber is not None:
         kept = scrubber.value(kept)

@@ -46,6 +46,12 @@ def test_rendered_values_are_kept_and_secret_templates_stay_as_declared() -> Non
     }
 
 
+def test_a_node_that_starts_children_keeps_a_marker() -> None:
+    for handler in ("workflow", "map"):
+        kept = recorded_inputs({"inputs": "{{ input.x }}"}, {"inputs": "pii"}, None, handler)
+        assert kept is not None and set(kept) == {"omitted"} and "pii" not in str(kept)
+
+
 def test_a_secret_that_came_another_way_is_scrubbed() -> None:
     # An upstream output carried the value (not from a secrets template): the backstop.
     kept = recorded_inputs(
