@@ -272,6 +272,8 @@ async def test_an_outcome_sealed_with_a_key_the_orchestrator_lacks_stays_pending
     finally:
         await worker.stop(grace=0)
     assert worker.completed == 1
-    assert pending["pending"] == 1  # not dropped: claimed again once the key is here
+    # Not dropped: claimed again once the key is here. Two: the attempt's start (its rendered
+    # inputs are sealed too) and its outcome.
+    assert pending["pending"] == 2
     assert status is not NodeState.COMPLETED
     assert any("'k9'" in r.getMessage() for r in caplog.records)

@@ -5,8 +5,8 @@ outcome (the worker's one transaction), so the orchestrator applies both in one 
 one sends the start on its own first. Its log lines (``NodeLogged``) go as the executor
 reports them while it runs, and its last lines in the outcome's transaction, before the
 outcome: an execution that the outcome finishes has them stored by then. A task of a
-classified execution asks for its outcome and lines to be sealed (``cluster/on_wire.py``); a
-task the worker cannot open fails as ``configuration``.
+classified execution asks for its outcome, lines and rendered inputs to be sealed
+(``cluster/on_wire.py``); a task the worker cannot open fails as ``configuration``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ async def run_attempt(
             logged.append({"m": encode_event(execution_id, event)})
             loop.call_soon(send_logged)
         elif isinstance(event, NodeStarted):
+            if sealing is not None and event.inputs is not None:  # its rendered config
+                event = seal_event(sealing, execution_id, event)
             message: dict[Any, Any] = {"m": encode_event(execution_id, event)}
             # Held back a moment: an attempt that ends by then sends its start with its
             # outcome, in one transaction, so the orchestrator applies both in one turn.

@@ -14,10 +14,10 @@ output or error. Orchestrators and workers read the same key ring from the envir
   run, nothing leaks);
 - ``seal_event`` / ``open_event`` do the same for the payload of an event: the output of a
   completion, a wait's data, the message and traceback of an error, the log lines of an
-  attempt (all in one envelope, the only item of ``lines``). Workers seal the outcome
-  of every task marked so; orchestrators seal every payload they forward to another process
-  (rare: control requests, events that reached the wrong orchestrator) and open what they
-  read before routing it.
+  attempt (all in one envelope, the only item of ``lines``), the rendered inputs of a start.
+  Workers seal the outcome of every task marked so; orchestrators seal every payload they
+  forward to another process (rare: control requests, events that reached the wrong
+  orchestrator) and open what they read before routing it.
 
 Tasks and outcomes of executions that are not classified go as they are.
 """
