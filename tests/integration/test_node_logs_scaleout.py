@@ -126,6 +126,12 @@ async def test_a_classified_attempts_lines_are_sealed_on_redis_and_at_rest(
         assert result.ok, result.error
         lines = await engine.reads.node_logs(LogFilter(result.execution_id))
         assert [line.message for line in lines] == [f"looked up {SECRET}"]
+        # The attempt's rendered config crossed sealed too, and reads back in the clear.
+        [started] = await engine.store.list_events(result.execution_id, types=["node.started"])
+        assert (started.data or {}).get("inputs") == {
+            "function": "t_so_secret",
+            "params": {"name": SECRET},
+        }
     traffic = "\n".join(wire)
     assert "NodeLogged" in traffic
     assert SECRET not in traffic
