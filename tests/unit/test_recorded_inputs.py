@@ -72,6 +72,17 @@ def test_a_config_over_the_cap_is_replaced_by_a_marker() -> None:
 def test_values_json_cannot_hold_become_text() -> None:
     kept = recorded_inputs({"at": "{{ now }}"}, {"at": {1, 2}}, None)
     assert kept == {"at": "{1, 2}"}
+    loop: list[Any] = []
+    loop.append(loop)
+    circular = recorded_inputs({"x": "{{ y }}"}, {"x": loop}, None)
+    assert circular == {"omitted": "the rendered config cannot be written as JSON"}
+
+
+def test_the_kept_copy_does_not_change_with_the_handlers_config() -> None:
+    rendered: dict[str, Any] = {"params": {"items": [1, 2]}}
+    kept = recorded_inputs({"params": {"items": "{{ x }}"}}, rendered, None)
+    rendered["params"]["items"].append(3)
+    assert kept == {"params": {"items": [1, 2]}}
 
 
 def test_inputs_cross_the_wire_and_are_sealed_for_classified_executions() -> None:

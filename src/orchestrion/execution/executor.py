@@ -56,6 +56,7 @@ from orchestrion.execution.rendered_inputs import recorded_inputs
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
 from orchestrion.execution.timeout import Timeout
+from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.config_context import validation_context
 from orchestrion.handlers.registry import HandlerRegistry
@@ -294,9 +295,7 @@ class NodeExecutor:
         else:
             rendered = render_value(raw, context)
         inputs = (
-            recorded_inputs(raw, rendered, self._scrubbing.scrubber_for(task), spec.name)
-            if raw
-            else None
+            recorded_inputs(raw, rendered, self._scrubber(task, spec), spec.name) if raw else None
         )
         # The stricter of this process's trust and the execution's, for this attempt only
         # (``Trust.of``: only exactly ``trusted`` is trusted; compared here, every attempt).
@@ -327,6 +326,13 @@ class NodeExecutor:
             wait_result=task.wait_result,
         )
         return spec, config, ctx, inputs
+
+    def _scrubber(self, task: TaskMessage, spec: HandlerSpec) -> Scrubber | None:
+        """What to scrub from the attempt's rendered config: as from its output (nothing to
+        look up without secrets, in a handler that calls no llm provider)."""
+        if not self.secrets and spec.name != "llm":
+            return None
+        return self._scrubbing.scrubber_for(task)
 
     def _settle(self, task: TaskMessage, spec: HandlerSpec | None, output: Any) -> Event:
         """The event of an attempt of ``spec`` that has its ``output`` (no spec: its

@@ -43,17 +43,30 @@ def recorded_inputs(
     kept = _without_secrets(raw, rendered)
     if scrubber is not None:
         kept = scrubber.value(kept)
+    text: str | None
     try:
-        text = json.dumps(kept, default=str)
-    except (TypeError, ValueError) as exc:  # a circular value: nothing of it is kept
-        return {OMITTED_KEY: f"the rendered config cannot be written as JSON: {exc}"}
+        text = json.dumps(kept)  # the shared encoder, no ``default``: the common case's cost
+    except TypeError:
+        text = _as_text(kept)  # a value JSON cannot hold (a set, a date): written as text
+    except ValueError:
+        text = None
+    if text is None:  # a circular value: nothing of it is kept
+        return {OMITTED_KEY: "the rendered config cannot be written as JSON"}
     if len(text) > MAX_RENDERED_BYTES:
         return {
             OMITTED_KEY: f"the rendered config is {len(text)} bytes of JSON, over the"
             f" {MAX_RENDERED_BYTES}-byte limit kept with an attempt"
         }
-    stored: dict[str, Any] = json.loads(text)  # plain JSON values only (default=str above)
+    # A copy in plain JSON values: nothing the handler does to its config changes it.
+    stored: dict[str, Any] = json.loads(text)
     return stored
+
+
+def _as_text(value: Any) -> str | None:
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return None
 
 
 def _without_secrets(raw: Any, rendered: Any) -> Any:
