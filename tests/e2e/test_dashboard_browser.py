@@ -827,6 +827,18 @@ def test_a_realistic_workflow_and_the_readme_picture(
     assert text.startswith("attempt 2") and '"customer": "C-2077"' in text
     attempts = browser.find_element(By.ID, "panel").text
     assert "did not answer within 5 s" in attempts  # attempt 1's own error, retried
+    # The same, through the Python client against the real server: one item per attempt.
+    from orchestrion.client import Client
+
+    with Client(server.url, api_key="view-key") as client:
+        kept = client.node_inputs(execution_id, "charge_card")
+    assert [item.attempt for item in kept] == [1, 2]
+    assert kept[1].inputs["params"] == {
+        "order": "SO-1042",
+        "amount": 129.9,
+        "currency": "EUR",
+        "customer": "C-2077",
+    }
     browser.execute_script("window.scrollTo(0, 0)")
     picture = shots / "readme.png"
     browser.save_screenshot(str(picture))
