@@ -25,7 +25,10 @@ from test_api_server import Server, until
 
 pytestmark = pytest.mark.slow
 
-HEALTH_BOUND = 0.25  # seconds; the target is 0.1
+# Seconds. The target is 0.1, and an idle machine answers within it; the suite runs files in
+# parallel on few cores, where an answer waits its turn for a core for up to about 0.7 s.
+# A stalled loop stalls for longer: a template bomb on it for the template time limit (1 s).
+HEALTH_BOUND = 0.9
 
 BOMBS = [
     "{{ ((9**9999)**999) is number }}",
