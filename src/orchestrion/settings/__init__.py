@@ -1,5 +1,9 @@
 """Configuration: one pydantic-settings class, ``ORCHESTRION_`` environment variables and ``.env``.
 
+This module assembles the class; ``sources`` reads the reference descriptions' variable names,
+``parsing`` the text forms of multi-valued settings, ``teams`` the teams, ``secret_files`` the
+secrets.
+
 Nothing is required for embedded use. Values are validated when read, and a bad one stops the
 process with a message naming the variable (``load_settings`` turns pydantic's error into a
 ``ConfigurationError``).
@@ -14,34 +18,27 @@ them on by default in a process Orchestrion owns (the ``orchestrion`` command, h
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
     InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from orchestrion.errors import ConfigurationError
+from orchestrion import errors
+from orchestrion.settings import parsing
+from orchestrion.settings.secret_files import load_secrets, webhook_secret
+from orchestrion.settings.sources import ComposedUrls as _ComposedUrls
+from orchestrion.settings.sources import env as _env
+from orchestrion.settings.teams import Team
+from orchestrion.settings.teams import parse_teams as _parse_teams
+from orchestrion.settings.teams import read_teams_file as _read_teams_file
 
 __all__ = [
     "ApiRole",
@@ -54,14 +51,9 @@ __all__ = [
     "webhook_secret",
 ]
 
-SECRET_ENV_PREFIX = "ORCHESTRION_SECRET_"
-WEBHOOK_SECRET_PREFIX = "ORCHESTRION_WEBHOOK_SECRET_"
 
 ApiRole = Literal["admin", "operator", "viewer"]
-_TOKEN = re.compile(r"^[\x21-\x7e]+$")
-_ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
-_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
+
 
 # The defaults of a process Orchestrion owns, below the environment and .env: see the module
 # docstring. Empty until ``claim_process``.
@@ -77,120 +69,6 @@ def claim_process() -> None:
 def owns_process() -> bool:
     """Whether ``claim_process`` was called: Orchestrion may tune process-wide state."""
     return bool(_OWNED_PROCESS_DEFAULTS)
-
-
-def _env(name: str, *references: str) -> AliasChoices:
-    """Our variable, then the names the reference descriptions give the same setting: the
-    first one set is read, so ours wins when both are (README.md, Configuration)."""
-    return AliasChoices(f"ORCHESTRION_{name.upper()}", *references)
-
-
-# Reference variables that make up a URL of ours together: (host, port, db, password) for
-# Redis, read only when neither ORCHESTRION_REDIS_URL nor REDIS_URL is set; likewise the
-# PostgreSQL ones for the database URL.
-_REDIS_PARTS = (
-    ("REDIS_HOST", "REDIS_PORT", None, None),
-    ("APP_REDIS_HOST", "APP_REDIS_PORT", "APP_REDIS_DB", "APP_REDIS_PASSWORD"),
-)
-_POSTGRES = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD")
-_URL_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, or [IPv6]
-
-
-class _ComposedUrls(PydanticBaseSettingsSource):
-    """``redis_url`` and ``database_url`` made of the reference descriptions' host, port,
-    user and password variables (environment, then ``.env``). Below the environment and
-    ``.env`` sources: a URL given whole, ours or its alias, always wins."""
-
-    def __init__(
-        self, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource
-    ) -> None:
-        super().__init__(settings_cls)
-        self._values: dict[str, str | None] = {}
-        for source in reversed(sources):  # the environment over .env
-            if isinstance(source, EnvSettingsSource | DotEnvSettingsSource):
-                self._values.update({k.upper(): v for k, v in source.env_vars.items()})
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything is answered by __call__
-
-    def _get(self, name: str | None) -> str | None:
-        value = self._values.get(name) if name else None
-        return value.strip() or None if value is not None else None
-
-    def _host(self, name: str) -> str | None:
-        text = self._get(name)
-        if text is not None and not _URL_HOST.fullmatch(text):
-            raise ConfigurationError(f"invalid configuration: {name}: not a host name: {text!r}")
-        return text
-
-    def _number(self, name: str | None, default: int, what: str = "port", top: int = 65535) -> int:
-        text = self._get(name)
-        if text is None or name is None:
-            return default
-        if not text.isdigit() or not 0 < int(text) <= top:
-            raise ConfigurationError(f"invalid configuration: {name}: not a {what}: {text!r}")
-        return int(text)
-
-    def __call__(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        given = {"redis_url": ("ORCHESTRION_REDIS_URL", "REDIS_URL")}
-        given["database_url"] = ("ORCHESTRION_DATABASE_URL", "DATABASE_URL")
-        whole = {field for field, names in given.items() if any(map(self._get, names))}
-        for host_var, port_var, db_var, password_var in _REDIS_PARTS:
-            host = self._host(host_var)
-            if host is not None and "redis_url" not in whole:
-                password = self._get(password_var)
-                auth = f":{quote(password, safe='')}@" if password else ""
-                port, db = self._number(port_var, 6379), self._number(db_var, 0, "database", 10**6)
-                found["redis_url"] = f"redis://{auth}{host}:{port}/{db}"
-                break
-        host = self._host(_POSTGRES[0])
-        if host is not None and "database_url" not in whole:
-            user = quote(self._get(_POSTGRES[2]) or "postgres", safe="")
-            password = self._get(_POSTGRES[3])
-            secret = f":{quote(password, safe='')}" if password else ""
-            database = quote(self._get("POSTGRES_DATABASE") or "workflow_engine", safe="")
-            port = self._number(_POSTGRES[1], 5432)
-            found["database_url"] = f"postgresql://{user}{secret}@{host}:{port}/{database}"
-        return found
-
-
-_TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_MAX_TEAMS_FILE = 1024 * 1024
-
-
-class Team(BaseModel):
-    """A team routing rules name: the API key names of its members (who may approve for it)
-    and the addresses its notices go to (``mailto:``, ``https://``, a channel name...)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    members: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")], ...] = ()
-    notify: tuple[
-        Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")], ...
-    ] = ()
-    description: str | None = Field(default=None, max_length=500)
-
-
-def _read_teams_file(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_TEAMS_FILE + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read teams file {path}: {exc.strerror}") from exc
-    if len(raw) > _MAX_TEAMS_FILE:
-        raise ValueError(f"teams file {path} is larger than {_MAX_TEAMS_FILE} bytes")
-    try:
-        data = yaml.safe_load(raw.decode("utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"teams file {path} is not YAML or JSON: {exc}") from exc
-    if isinstance(data, dict) and isinstance(data.get("teams"), dict):
-        data = data["teams"]
-    if not isinstance(data, dict):
-        raise ValueError(f"teams file {path} must map team names to teams")
-    return data
 
 
 class Settings(BaseSettings):
@@ -493,45 +371,12 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _split_key_names(cls, data: Any) -> Any:
-        """``key:role:name`` entries of api_keys: the name goes to ``api_key_names``."""
-        if not isinstance(data, dict) or not isinstance(data.get("api_keys"), str):
-            return data
-        entries: list[str] = []
-        names: dict[str, str] = {}
-        for item in data["api_keys"].split(","):
-            item = item.strip()
-            parts = item.split(":")
-            if (
-                len(parts) >= 3
-                and parts[-2].strip().lower() in _ROLES
-                and parts[-1].strip().lower() not in _ROLES
-            ):
-                name = parts[-1].strip()
-                if not _KEY_NAME.fullmatch(name):
-                    raise ValueError(f"api key name {name!r}: use letters, digits, '.', '_' or '-'")
-                key = ":".join(parts[:-2]).strip()
-                if name in names.values():
-                    raise ValueError(f"api key name {name!r} is given twice")
-                names[key] = name
-                item = ":".join(parts[:-1])
-            entries.append(item)
-        return {**data, "api_keys": ",".join(entries), "api_key_names": names}
+        return parsing.split_key_names(data)
 
     @field_validator("teams", mode="before")
     @classmethod
     def _parse_teams(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            import json
-
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError as exc:
-                raise ValueError(f"expected a JSON object of teams: {exc}") from exc
-        if isinstance(value, dict):
-            for name in value:
-                if not isinstance(name, str) or not re.match(_TEAM_NAME, name):
-                    raise ValueError(f"{name!r} is not a team name (letters, digits, . _ -)")
-        return value
+        return _parse_teams(value)
 
     @model_validator(mode="after")
     def _merge_teams_file(self) -> Settings:
@@ -560,85 +405,27 @@ class Settings(BaseSettings):
     @field_validator("approver_groups", mode="before")
     @classmethod
     def _parse_groups(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        groups: dict[str, tuple[str, ...]] = {}
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            group, sep, members = item.partition("=")
-            group = group.strip()
-            listed = tuple(m.strip() for m in members.split("+") if m.strip())
-            if not sep or not _KEY_NAME.fullmatch(group) or not listed:
-                raise ValueError('expected groups as "group=name1+name2", separated by commas')
-            groups[group] = listed
-        return groups
+        return parsing.parse_groups(value)
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        keys: dict[str, str] = {}
-        for item in value.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            key, sep, role = item.rpartition(":")
-            key, role = key.strip(), role.strip().lower()
-            if not sep or not key:
-                raise ValueError("expected key:role pairs separated by commas")
-            if role not in _ROLES:
-                raise ValueError(f"unknown role {role!r}: use admin, operator or viewer")
-            if not _TOKEN.match(key):
-                # A key travels in an HTTP header: other characters could never match.
-                raise ValueError("an API key must be printable ASCII without spaces")
-            if key in keys:
-                raise ValueError("a key is listed twice")
-            keys[key] = role
-        return keys
+        return parsing.parse_api_keys(value)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list | tuple):
-            for item in value:
-                try:
-                    ipaddress.ip_network(str(item), strict=False)
-                except ValueError:
-                    raise ValueError(f"{item!r} is not an IP address or network") from None
-        return value
+        return parsing.parse_proxies(value)
 
     @field_validator("reaper_handler_idle", mode="before")
     @classmethod
     def _parse_handler_idle(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        idle: dict[str, float] = {}
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            handler, sep, seconds = item.partition(":")
-            try:
-                idle[handler.strip()] = float(seconds)
-            except ValueError:
-                sep = ""
-            if not sep or not handler.strip() or idle.get(handler.strip(), 0) <= 0:
-                raise ValueError(f"expected handler:seconds pairs, got {item.strip()!r}")
-        return idle
+        return parsing.parse_handler_idle(value)
 
     @field_validator("required_headers", mode="before")
     @classmethod
     def _parse_headers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list | tuple):
-            for name in value:
-                if not isinstance(name, str) or not _HEADER_NAME.match(name):
-                    raise ValueError(f"{name!r} is not a valid header name")
-        return value
+        return parsing.parse_headers(value)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -650,7 +437,7 @@ def load_settings(**overrides: object) -> Settings:
             f"{_variable('_'.join(str(p) for p in err['loc']))}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigurationError(f"invalid configuration: {problems}") from exc
+        raise errors.ConfigurationError(f"invalid configuration: {problems}") from exc
 
 
 def _variable(loc: str) -> str:
@@ -665,51 +452,3 @@ def _variable(loc: str) -> str:
             if isinstance(choice, str) and choice.upper() in environ:
                 return choice
     return f"ORCHESTRION_{name.upper()}"
-
-
-@lru_cache(maxsize=8)
-def _read_secrets_file(path: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read secrets file {path}: {exc.strerror}") from exc
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigurationError(f"secrets file {path}, line {number}: expected KEY=VALUE")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
-
-
-def load_secrets(settings: Settings) -> dict[str, str]:
-    """Secrets for templates: ``ORCHESTRION_SECRET_<NAME>`` variables, then the secrets file.
-
-    Only prefixed variables are exposed, so a workflow cannot read arbitrary process
-    environment (a database password, say) through ``{{ secrets.X }}``.
-    """
-    secrets = {
-        key[len(SECRET_ENV_PREFIX) :]: value
-        for key, value in os.environ.items()
-        if key.startswith(SECRET_ENV_PREFIX) and len(key) > len(SECRET_ENV_PREFIX)
-    }
-    if settings.secrets_file is not None:
-        for key, value in _read_secrets_file(str(settings.secrets_file)).items():
-            secrets.setdefault(key, value)
-    return secrets
-
-
-def webhook_secret(settings: Settings, name: str) -> str | None:
-    """The inbound webhook secret ``name``: ``ORCHESTRION_WEBHOOK_SECRET_<name>``, else the
-    webhook secrets file; None when neither has it. Only these are webhook secrets, so a
-    definition naming one can never make a server credential (``{{ secrets.X }}``, an LLM
-    key) the key of its webhook."""
-    value = os.environ.get(WEBHOOK_SECRET_PREFIX + name)
-    if value:
-        return value
-    if settings.webhook_secrets_file is not None:
-        return _read_secrets_file(str(settings.webhook_secrets_file)).get(name) or None
-    return None
