@@ -3,8 +3,9 @@
 The work is done by collaborators the engine owns, one concern each: the loop that applies
 events and commits once per turn (``loop.py``), definitions and their compile cache
 (``definitions.py``), starts (``starting.py``), control verbs (``control.py``), outcomes
-(``outcomes.py``), recovery (``recovery.py``), ownership of executions (``ownership.py``),
-and what scale-out orchestrators ask for (``scaleout.py``).
+(``outcomes.py``), the order of start and stop (``lifecycle.py``), recovery (``recovery.py``),
+ownership of executions (``ownership.py``), and what scale-out orchestrators ask for
+(``scaleout.py``).
 
 Embedded mode is this engine with ``SQLiteStore`` and ``LocalDispatcher``; scale-out runs the
 same loop in the orchestrator process with other adapters.
@@ -13,7 +14,6 @@ same loop in the orchestrator process with other adapters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -27,16 +27,14 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.definition.limits import DefinitionLimits
 from orchestrion.definition.triggers import WebhookTrigger, webhook_triggers
 from orchestrion.dispatch.base import Dispatcher
-from orchestrion.engine import lineage
+from orchestrion.engine import lifecycle, lineage
 from orchestrion.engine.children import ChildExecutions
 from orchestrion.engine.control import ControlVerbs
 from orchestrion.engine.control_requests import ControlRequests
 from orchestrion.engine.deciders import Decider
 from orchestrion.engine.definitions import Definitions
 from orchestrion.engine.deliveries import SinkDeliveries
-from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
 from orchestrion.engine.emitting import Emitted, EventTriggers
-from orchestrion.engine.gc_tuning import freeze_startup_objects
 from orchestrion.engine.loop import EngineLoop, RecordListener
 from orchestrion.engine.notice_sinks import SinkNotices
 from orchestrion.engine.notices import NoticeDelivery
@@ -52,14 +50,12 @@ from orchestrion.engine.starting import Starts
 from orchestrion.engine.versions import VersionVerbs
 from orchestrion.errors import DispatchError, ExecutionError, ExecutionNotFound
 from orchestrion.execution import enforce
-from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.settings import Settings, load_settings
 from orchestrion.store.audit_log import AuditLog
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord, Store
-from orchestrion.store.encrypted import protect
 
 if TYPE_CHECKING:
     from orchestrion.engine.publishing import Publisher
@@ -181,95 +177,7 @@ class Engine:
 
     async def start(self) -> None:
         """Open the store, start the workers, and resume every unfinished execution."""
-        if self._started:
-            return
-        if self.settings.mask_all_logs:
-            # Every log line of the process is masked from here on, whoever configured
-            # logging: a process-wide hook, so only when asked (the CLI and the server ask).
-            mask_process_logs(self.governance.masker)
-        if self._store is None:
-            from orchestrion.store.factory import open_store
-
-            self._store = open_store(
-                self.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
-            )
-        # Classified values are sealed before the adapter sees them (store/encrypted.py).
-        self._store = protect(self._store, self.governance)
-        self.governance.warn_missing_keys()
-        await self._store.open()
-        try:
-            await self.audit.start()  # the trail's anchor: a checkpoint now, then periodically
-        except BaseException:
-            await self._store.close()
-            raise
-        if self._dispatcher is None:
-            self._dispatcher = default_dispatcher(
-                self, self._resources, self._children, self._loop.report_progress
-            )
-        self._loop.dispatcher = self._dispatcher
-        self._ownership.cluster = join_cluster(
-            self, self._dispatcher, self._ownership, self._scaleout, self._listeners
-        )
-        try:
-            await self._dispatcher.start(self._loop.post)
-        except BaseException:
-            await self._dispatcher.close()  # a queue that cannot be reached: start again later
-            await self.audit.stop()
-            await self._store.close()
-            raise
-        self._started = True
-        self._accepting = True
-        if self._recovery.resume:
-            try:
-                await self._recovery.resume_unfinished()
-            except BaseException:
-                # Half started is worse than not started: a dispatcher left reading with no
-                # loop to apply what it reads would swallow the events of the executions
-                # it claimed. Give everything back; the caller may start afresh.
-                await self._abort_start()
-                raise
-        if self.settings.gc_freeze:
-            freeze_startup_objects()  # imports and set-up are done: see gc_tuning
-        self._loop.start()
-        self._recovery.start()
-        if self.outbox and self._recovery.resume:
-            # Only an engine that takes up work publishes: not the API in scale-out mode, nor
-            # a command that only reads or changes the store (resume=False).
-            self._start_publisher()
-        if self._drives:
-            # Other processes on this database ask through the journal: a second terminal in
-            # embedded mode, and in scale-out a CLI given only the database (no Redis).
-            await self._requests.start()
-
-    def _start_publisher(self) -> None:
-        from orchestrion.engine.publishing import Publisher
-
-        config = self.sinks_config
-        if config is None:
-            return
-        publisher = Publisher(self, config, self._sinks)
-        self.publisher = publisher
-        self._listeners.append(publisher.wake)
-        publisher.start()
-
-    async def _stop_publisher(self, grace: float) -> None:
-        publisher, self.publisher = self.publisher, None
-        if publisher is not None:
-            self.remove_listener(publisher.wake)
-            await publisher.stop(drain=min(grace, 5.0))
-
-    async def _abort_start(self) -> None:
-        self._accepting = False
-        self._loop.forget_all()
-        with contextlib.suppress(Exception):
-            await self.store.release_executions(self.owner)  # all it claimed
-        with contextlib.suppress(Exception):
-            await self._dispatcher.close()  # type: ignore[union-attr]
-        with contextlib.suppress(Exception):
-            await self.audit.stop()
-        with contextlib.suppress(Exception):
-            await self.store.close()
-        self._started = False
+        await lifecycle.start(self)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting work, let running attempts finish for ``grace`` s, persist, close.
@@ -277,30 +185,7 @@ class Engine:
         Attempts still running after the grace period are cancelled; they stay queued or
         running in the store and run again when an engine next starts on it.
         """
-        if not self._started:
-            return
-        await self._events.close()  # followers of executions that just ended, started first
-        await self.schedules.stop_scheduler()  # early: it starts executions
-        self._accepting = False
-        grace = self.settings.shutdown_grace if grace is None else grace
-        await self._requests.stop()
-        await self._children.close()
-        await self._recovery.stop()
-        if self._dispatcher is not None:
-            await self._dispatcher.close(grace)
-        # Notices under way are delivered, and their confirmations committed, before the loop
-        # stops: otherwise the next engine on this database would send them again.
-        await self.notices.drain()
-        unfinished = await self._loop.stop()
-        if unfinished:
-            # Hand them back at once: the next engine on this database resumes them.
-            await self.store.release_executions(self.owner, unfinished)
-        self._loop.forget_all()
-        await self._stop_publisher(grace)  # after the last commit: its events go out too
-        await self._resources.aclose()
-        await self.audit.stop()  # the last checkpoint, while the store is open
-        await self.store.close()
-        self._started = False
+        await lifecycle.stop(self, grace)
 
     def add_listener(self, listener: RecordListener) -> None:
         """Be told of records after they are committed (progress views, event streams)."""
