@@ -13,13 +13,12 @@ from typing import Any, TypeVar
 import httpx
 
 from orchestrion import __version__
-from orchestrion.client import calls
+from orchestrion.client import async_transport, calls, dead_letter_calls, log_calls
 from orchestrion.client import schedules as schedule_calls
 from orchestrion.client import sinks as sink_calls
 from orchestrion.client import versions as version_calls
-from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
+from orchestrion.client.calls import DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
-from orchestrion.client.errors import error_from_response
 from orchestrion.client.inputs_models import RenderedInputs
 from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
@@ -41,7 +40,8 @@ from orchestrion.client.models import (
 from orchestrion.client.retry import RateLimitRetry
 from orchestrion.client.schedules import Schedule, ScheduleFiring
 from orchestrion.client.sinks import SinkDelivery, SinkStatus
-from orchestrion.client.sse import ServerSentEvent, SseDecoder, event_from_sse, log_line_from_sse
+from orchestrion.client.sse import ServerSentEvent, event_from_sse, log_line_from_sse
+from orchestrion.client.stream_resume import StreamResume
 
 __all__ = ["AsyncClient"]
 
@@ -100,24 +100,7 @@ class AsyncClient:
         await self.close()
 
     async def _send(self, call: calls.Call[T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    params=tuple(call.params) or None,
-                    content=call.content,
-                    headers=call.headers or None,
-                )
-            except httpx.TransportError as exc:
-                what = f"{call.method} {call.path}"
-                raise calls.transport_error(exc, self.base_url, what) from exc
-            delay = self.rate_limit.delay(response, attempt)
-            if delay is None:
-                return call.handle(response)
-            attempt += 1
-            await asyncio.sleep(delay)
+        return await async_transport.send(self._http, call, self.base_url, self.rate_limit)
 
     # ------------------------------------------------------------------ workflows
 
@@ -409,7 +392,7 @@ class AsyncClient:
         path, _ = calls.stream(execution_id, None)
         return self._sse(path, [], event_from_sse, last_event_id, reconnects, deadline)
 
-    async def _sse(
+    def _sse(
         self,
         path: str,
         params: list[tuple[str, str]],
@@ -418,46 +401,8 @@ class AsyncClient:
         reconnects: int,
         deadline: float | None,
     ) -> AsyncGenerator[T, None]:
-        failures = 0
-        delay = 0.5
-        last = last_event_id
-        while True:
-            headers = calls.stream_headers(last)
-            read = STREAM_READ_TIMEOUT
-            if deadline is not None:
-                read = max(0.001, min(read, deadline - time.monotonic()))
-            try:
-                async with self._http.stream(
-                    "GET",
-                    path,
-                    params=tuple(params),
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout, read=read),
-                ) as response:
-                    if response.is_error:
-                        await response.aread()
-                        raise error_from_response(response)
-                    decoder = SseDecoder()
-                    async for line in response.aiter_lines():
-                        sse = decoder.feed(line)
-                        if sse is None:
-                            continue
-                        last = decoder.last_event_id or last
-                        delay = decoder.retry / 1000 if decoder.retry else delay
-                        event = parse(sse)
-                        if event is not None:
-                            failures = 0
-                            yield event
-                        if deadline is not None and time.monotonic() >= deadline:
-                            raise TimeoutError(f"event stream {path} still open at the deadline")
-                return
-            except httpx.TransportError as exc:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"event stream {path} still open at the deadline") from exc
-                failures += 1
-                if failures > reconnects:
-                    raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
-                await asyncio.sleep(min(delay, 5.0))
+        resume = StreamResume(path, self.base_url, last_event_id, reconnects, deadline)
+        return async_transport.read_events(self._http, self.timeout, resume, params, parse)
 
     async def node_inputs(self, execution_id: str, node_id: str) -> list[RenderedInputs]:
         """The node's config as each of its attempts rendered it (values read from secrets
@@ -475,7 +420,7 @@ class AsyncClient:
     ) -> LogPage:
         """A page of the log lines an execution's node attempts wrote (of one node, one
         attempt when given), oldest first, after ``seq`` ``after``."""
-        return await self._send(calls.node_logs(execution_id, node_id, attempt, after, limit))
+        return await self._send(log_calls.node_logs(execution_id, node_id, attempt, after, limit))
 
     def follow_logs(
         self,
@@ -489,7 +434,7 @@ class AsyncClient:
         """Follow the log lines (Server-Sent Events) as attempts write them; it ends once the
         execution is final and every line was sent. A broken connection is resumed from the
         last line seen, up to ``reconnects`` times in a row."""
-        path, params = calls.log_stream(execution_id, node_id, attempt, after)
+        path, params = log_calls.log_stream(execution_id, node_id, attempt, after)
         return self._sse(path, params, log_line_from_sse, None, reconnects, None)
 
     # ------------------------------------------------------------------ dead letter queue
@@ -505,7 +450,7 @@ class AsyncClient:
         """One page of dead letters (admin role): parked tasks (scale-out) oldest first, then
         nodes that failed for good by when they failed. ``workflow`` (a name) and ``since``
         (epoch seconds) keep only such nodes."""
-        return await self._send(calls.dead_letters(limit, after, workflow, since))
+        return await self._send(dead_letter_calls.dead_letters(limit, after, workflow, since))
 
     async def iter_dead_letters(self, *, page_size: int = 100) -> AsyncGenerator[DeadLetter, None]:
         """Every dead letter, oldest first, following ``next_after`` page by page."""
@@ -520,17 +465,17 @@ class AsyncClient:
 
     async def get_dead_letter(self, entry_id: str) -> DeadLetter:
         """A dead letter with its payload (``NotFound`` for an unknown id)."""
-        return await self._send(calls.dead_letter(entry_id))
+        return await self._send(dead_letter_calls.dead_letter(entry_id))
 
     async def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
         """Retry a dead letter: a node's execution reruns from that node, a parked task goes
         back to its task stream (the same attempt runs again)."""
-        return await self._send(calls.retry_dead_letter(entry_id))
+        return await self._send(dead_letter_calls.retry_dead_letter(entry_id))
 
     async def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
         """Drop a dead letter: a node is recorded as handled (listed no more); a parked task's
         attempt fails (``dead_letter``) and its execution goes on."""
-        return await self._send(calls.drop_dead_letter(entry_id))
+        return await self._send(dead_letter_calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service
 

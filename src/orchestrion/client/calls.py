@@ -2,7 +2,9 @@
 
 ``Client`` and ``AsyncClient`` only send a ``Call``'s request and hand the response to
 ``Call.handle``; so both speak the same API, and the mapping (paths, query parameters,
-headers, bodies, status codes, parsing) is written once.
+headers, bodies, status codes, parsing) is written once. The calls of some resources have a
+module of their own built on ``Call`` (``log_calls.py``, ``dead_letter_calls.py``,
+``versions.py``, ``schedules.py``, ``sinks.py``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ from orchestrion.client.errors import (
     error_from_response,
 )
 from orchestrion.client.inputs_models import RenderedInputs
-from orchestrion.client.log_models import LogPage
 from orchestrion.client.models import (
     Accepted,
-    DeadLetter,
-    DeadLetterAction,
-    DeadLetterPage,
     Definition,
     DefinitionSummary,
     EventPage,
@@ -55,10 +53,7 @@ __all__ = [
     "base_url",
     "cancel",
     "control",
-    "dead_letter",
-    "dead_letters",
     "default_headers",
-    "drop_dead_letter",
     "emit",
     "encode_definition",
     "events",
@@ -66,12 +61,11 @@ __all__ = [
     "health",
     "list_definitions",
     "list_executions",
-    "log_stream",
     "metrics",
     "node_inputs",
-    "node_logs",
+    "quote_segment",
+    "read_json",
     "results",
-    "retry_dead_letter",
     "start_definition",
     "status",
     "status_values",
@@ -163,7 +157,9 @@ class Call(Generic[T]):
             ) from exc
 
 
-def _json(model: Callable[[dict[str, Any]], T]) -> Callable[[httpx.Response], T]:
+def read_json(model: Callable[[dict[str, Any]], T]) -> Callable[[httpx.Response], T]:
+    """A response handler: the JSON object of the body, read by ``model``."""
+
     def parse(response: httpx.Response) -> T:
         data = response.json()
         if not isinstance(data, dict):
@@ -185,7 +181,8 @@ def _key(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
 
-def _quote(segment: str) -> str:
+def quote_segment(segment: str) -> str:
+    """One path segment, every reserved character escaped (a '/' in an id stays in it)."""
     return quote(str(segment), safe="")
 
 
@@ -227,7 +224,7 @@ def submit(definition: DefinitionSource, idempotency_key: str | None) -> Call[Su
     return Call(
         "POST",
         "/v1/workflow",
-        _json(Submission.from_api),
+        read_json(Submission.from_api),
         content=body,
         headers={"Content-Type": kind, **_key(idempotency_key)},
         source=source,
@@ -253,8 +250,8 @@ def trigger(
 ) -> Call[Accepted]:
     return Call(
         "POST",
-        f"/v1/workflow/trigger/{_quote(execution_id)}",
-        _json(Accepted.from_api),
+        f"/v1/workflow/trigger/{quote_segment(execution_id)}",
+        read_json(Accepted.from_api),
         content=_body(_start_body(input_params, node_overrides)),
         headers={"Content-Type": _JSON, **_key(idempotency_key)},
     )
@@ -262,17 +259,19 @@ def trigger(
 
 def status(execution_id: str, include_outputs: bool) -> Call[Execution]:
     params = [] if include_outputs else [("include_outputs", "false")]
-    path = f"/v1/workflows/{_quote(execution_id)}"
-    return Call("GET", path, _json(Execution.from_api), params=params)
+    path = f"/v1/workflows/{quote_segment(execution_id)}"
+    return Call("GET", path, read_json(Execution.from_api), params=params)
 
 
 def results(execution_id: str) -> Call[ExecutionResults]:
-    path = f"/v1/workflows/{_quote(execution_id)}/results"
-    return Call("GET", path, _json(ExecutionResults.from_api))
+    path = f"/v1/workflows/{quote_segment(execution_id)}/results"
+    return Call("GET", path, read_json(ExecutionResults.from_api))
 
 
 def cancel(execution_id: str) -> Call[Accepted]:
-    return Call("DELETE", f"/v1/workflows/{_quote(execution_id)}", _json(Accepted.from_api))
+    return Call(
+        "DELETE", f"/v1/workflows/{quote_segment(execution_id)}", read_json(Accepted.from_api)
+    )
 
 
 def control(execution_id: str, verb: str, from_node: str | None = None) -> Call[Accepted]:
@@ -280,9 +279,9 @@ def control(execution_id: str, verb: str, from_node: str | None = None) -> Call[
     ``resume``."""
     if verb not in ("retry", "pause", "resume"):
         raise ValueError(f"unknown control verb {verb!r}")
-    path = f"/v1/workflows/{_quote(execution_id)}/{verb}"
+    path = f"/v1/workflows/{quote_segment(execution_id)}/{verb}"
     params = [("from_node", from_node)] if from_node else []
-    return Call("POST", path, _json(Accepted.from_api), params=params)
+    return Call("POST", path, read_json(Accepted.from_api), params=params)
 
 
 def decide(
@@ -290,12 +289,12 @@ def decide(
 ) -> Call[Accepted]:
     """Approve or reject a node waiting for approval."""
     verb = "approve" if approved else "reject"
-    path = f"/v1/workflows/{_quote(execution_id)}/nodes/{_quote(node_id)}/{verb}"
+    path = f"/v1/workflows/{quote_segment(execution_id)}/nodes/{quote_segment(node_id)}/{verb}"
     body = json.dumps({"by": by, "comment": comment}).encode()
     return Call(
         "POST",
         path,
-        _json(Accepted.from_api),
+        read_json(Accepted.from_api),
         content=body,
         headers={"Content-Type": "application/json"},
     )
@@ -314,8 +313,8 @@ def emit(
         body["id"] = str(uuid.uuid4())
     return Call(
         "POST",
-        f"/v1/events/{_quote(event_type)}",
-        _json(EmittedEvent.from_api),
+        f"/v1/events/{quote_segment(event_type)}",
+        read_json(EmittedEvent.from_api),
         content=_body(body),
         headers={"Content-Type": "application/json"},
     )
@@ -360,7 +359,7 @@ def list_executions(
         "id_prefix": id_prefix,
     }
     params += [(name, value) for name, value in optional.items() if value is not None]
-    return Call("GET", "/v1/workflows", _json(ExecutionPage.from_api), params=params)
+    return Call("GET", "/v1/workflows", read_json(ExecutionPage.from_api), params=params)
 
 
 def _definition_list(response: httpx.Response) -> list[DefinitionSummary]:
@@ -379,8 +378,8 @@ def list_definitions(
 
 def get_definition(name: str, version: str | None) -> Call[Definition]:
     params = [] if version is None else [("version", str(version))]
-    path = f"/v1/definitions/{_quote(name)}"
-    return Call("GET", path, _json(Definition.from_api), params=params)
+    path = f"/v1/definitions/{quote_segment(name)}"
+    return Call("GET", path, read_json(Definition.from_api), params=params)
 
 
 def start_definition(
@@ -395,8 +394,8 @@ def start_definition(
         body["version"] = str(version)
     return Call(
         "POST",
-        f"/v1/definitions/{_quote(name)}/executions",
-        _json(Accepted.from_api),
+        f"/v1/definitions/{quote_segment(name)}/executions",
+        read_json(Accepted.from_api),
         content=_body(body),
         headers={"Content-Type": _JSON, **_key(idempotency_key)},
     )
@@ -405,12 +404,16 @@ def start_definition(
 def events(
     execution_id: str | None, after: int, limit: int | None, types: Iterable[str] | None
 ) -> Call[EventPage]:
-    path = "/v1/events" if execution_id is None else f"/v1/workflows/{_quote(execution_id)}/events"
+    path = (
+        "/v1/events"
+        if execution_id is None
+        else f"/v1/workflows/{quote_segment(execution_id)}/events"
+    )
     params = [("after", str(after))]
     if limit is not None:
         params.append(("limit", str(limit)))
     params += [("type", t) for t in types or ()]
-    return Call("GET", path, _json(EventPage.from_api), params=params)
+    return Call("GET", path, read_json(EventPage.from_api), params=params)
 
 
 def stream(execution_id: str | None, last_event_id: str | int | None) -> tuple[str, dict[str, str]]:
@@ -418,7 +421,7 @@ def stream(execution_id: str | None, last_event_id: str | int | None) -> tuple[s
     path = (
         "/v1/events/stream"
         if execution_id is None
-        else f"/v1/workflows/{_quote(execution_id)}/events/stream"
+        else f"/v1/workflows/{quote_segment(execution_id)}/events/stream"
     )
     headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
     if last_event_id is not None:
@@ -426,40 +429,10 @@ def stream(execution_id: str | None, last_event_id: str | int | None) -> tuple[s
     return path, headers
 
 
-def _log_target(execution_id: str, node_id: str | None) -> tuple[str, list[tuple[str, str]]]:
-    base = f"/v1/workflows/{_quote(execution_id)}"
-    if node_id is None:
-        return f"{base}/logs", []
-    return f"{base}/nodes/{_quote(node_id)}/logs", []
-
-
-def _log_params(attempt: int | None) -> list[tuple[str, str]]:
-    return [] if attempt is None else [("attempt", str(attempt))]
-
-
-def node_logs(
-    execution_id: str, node_id: str | None, attempt: int | None, after: int, limit: int | None
-) -> Call[LogPage]:
-    """A page of the log lines of an execution's nodes (or of one node, one attempt)."""
-    path, params = _log_target(execution_id, node_id)
-    params += [*_log_params(attempt), ("after", str(after))]
-    if limit is not None:
-        params.append(("limit", str(limit)))
-    return Call("GET", path, _json(LogPage.from_api), params=params)
-
-
 def node_inputs(execution_id: str, node_id: str) -> Call[list[RenderedInputs]]:
     """A node's config as each of its attempts rendered it, oldest first."""
-    path = f"/v1/workflows/{_quote(execution_id)}/nodes/{_quote(node_id)}/inputs"
-    return Call("GET", path, _json(RenderedInputs.page))
-
-
-def log_stream(
-    execution_id: str, node_id: str | None, attempt: int | None, after: int
-) -> tuple[str, list[tuple[str, str]]]:
-    """The path and query of a node log stream (resumed by ``Last-Event-ID``)."""
-    path, params = _log_target(execution_id, node_id)
-    return f"{path}/stream", [*params, *_log_params(attempt), ("after", str(after))]
+    path = f"/v1/workflows/{quote_segment(execution_id)}/nodes/{quote_segment(node_id)}/inputs"
+    return Call("GET", path, read_json(RenderedInputs.page))
 
 
 def stream_headers(last_event_id: str | int | None) -> dict[str, str]:
@@ -486,32 +459,3 @@ def health() -> Call[Health]:
 
 def metrics() -> Call[str]:
     return Call("GET", "/metrics", _text, headers={"Accept": "text/plain"})
-
-
-# ------------------------------------------------------------------ dead letter queue (admin)
-
-
-def dead_letters(
-    limit: int | None,
-    after: str | None,
-    workflow: str | None = None,
-    since: float | None = None,
-) -> Call[DeadLetterPage]:
-    since_text = None if since is None else datetime.fromtimestamp(since, UTC).isoformat()
-    optional = {"limit": limit, "after": after, "workflow": workflow, "since": since_text}
-    params = [(key, str(value)) for key, value in optional.items() if value is not None]
-    return Call("GET", "/v1/admin/dlq", _json(DeadLetterPage.from_api), params=params)
-
-
-def dead_letter(entry_id: str) -> Call[DeadLetter]:
-    return Call("GET", f"/v1/admin/dlq/{_quote(entry_id)}", _json(DeadLetter.from_api))
-
-
-def retry_dead_letter(entry_id: str) -> Call[DeadLetterAction]:
-    path = f"/v1/admin/dlq/{_quote(entry_id)}/retry"
-    return Call("POST", path, _json(DeadLetterAction.from_api))
-
-
-def drop_dead_letter(entry_id: str) -> Call[DeadLetterAction]:
-    path = f"/v1/admin/dlq/{_quote(entry_id)}"
-    return Call("DELETE", path, _json(DeadLetterAction.from_api))

@@ -11,13 +11,12 @@ from typing import Any, TypeVar
 import httpx
 
 from orchestrion import __version__
-from orchestrion.client import calls
+from orchestrion.client import calls, dead_letter_calls, log_calls, sync_transport
 from orchestrion.client import schedules as schedule_calls
 from orchestrion.client import sinks as sink_calls
 from orchestrion.client import versions as version_calls
-from orchestrion.client.calls import STREAM_READ_TIMEOUT, DefinitionSource, StatusFilter, TimeFilter
+from orchestrion.client.calls import DefinitionSource, StatusFilter, TimeFilter
 from orchestrion.client.emit_models import EmittedEvent
-from orchestrion.client.errors import error_from_response
 from orchestrion.client.inputs_models import RenderedInputs
 from orchestrion.client.log_models import LogLine, LogPage
 from orchestrion.client.models import (
@@ -39,7 +38,8 @@ from orchestrion.client.models import (
 from orchestrion.client.retry import RateLimitRetry
 from orchestrion.client.schedules import Schedule, ScheduleFiring
 from orchestrion.client.sinks import SinkDelivery, SinkStatus
-from orchestrion.client.sse import ServerSentEvent, SseDecoder, event_from_sse, log_line_from_sse
+from orchestrion.client.sse import ServerSentEvent, event_from_sse, log_line_from_sse
+from orchestrion.client.stream_resume import StreamResume
 
 __all__ = ["Client"]
 
@@ -96,24 +96,7 @@ class Client:
         self.close()
 
     def _send(self, call: calls.Call[T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=tuple(call.params) or None,
-                    content=call.content,
-                    headers=call.headers or None,
-                )
-            except httpx.TransportError as exc:
-                what = f"{call.method} {call.path}"
-                raise calls.transport_error(exc, self.base_url, what) from exc
-            delay = self.rate_limit.delay(response, attempt)
-            if delay is None:
-                return call.handle(response)
-            attempt += 1
-            time.sleep(delay)
+        return sync_transport.send(self._http, call, self.base_url, self.rate_limit)
 
     # ------------------------------------------------------------------ workflows
 
@@ -411,46 +394,8 @@ class Client:
         reconnects: int,
         deadline: float | None,
     ) -> Generator[T, None, None]:
-        failures = 0
-        delay = 0.5
-        last = last_event_id
-        while True:
-            headers = calls.stream_headers(last)
-            read = STREAM_READ_TIMEOUT
-            if deadline is not None:
-                read = max(0.001, min(read, deadline - time.monotonic()))
-            try:
-                with self._http.stream(
-                    "GET",
-                    path,
-                    params=tuple(params),
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout, read=read),
-                ) as response:
-                    if response.is_error:
-                        response.read()
-                        raise error_from_response(response)
-                    decoder = SseDecoder()
-                    for line in response.iter_lines():
-                        sse = decoder.feed(line)
-                        if sse is None:
-                            continue
-                        last = decoder.last_event_id or last
-                        delay = decoder.retry / 1000 if decoder.retry else delay
-                        event = parse(sse)
-                        if event is not None:
-                            failures = 0
-                            yield event
-                        if deadline is not None and time.monotonic() >= deadline:
-                            raise TimeoutError(f"event stream {path} still open at the deadline")
-                return
-            except httpx.TransportError as exc:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"event stream {path} still open at the deadline") from exc
-                failures += 1
-                if failures > reconnects:
-                    raise calls.transport_error(exc, self.base_url, f"GET {path}") from exc
-                time.sleep(min(delay, 5.0))
+        resume = StreamResume(path, self.base_url, last_event_id, reconnects, deadline)
+        return sync_transport.read_events(self._http, self.timeout, resume, params, parse)
 
     def node_inputs(self, execution_id: str, node_id: str) -> list[RenderedInputs]:
         """The node's config as each of its attempts rendered it (values read from secrets
@@ -468,7 +413,7 @@ class Client:
     ) -> LogPage:
         """A page of the log lines an execution's node attempts wrote (of one node, one
         attempt when given), oldest first, after ``seq`` ``after``."""
-        return self._send(calls.node_logs(execution_id, node_id, attempt, after, limit))
+        return self._send(log_calls.node_logs(execution_id, node_id, attempt, after, limit))
 
     def follow_logs(
         self,
@@ -482,7 +427,7 @@ class Client:
         """Follow the log lines (Server-Sent Events) as attempts write them; it ends once the
         execution is final and every line was sent. A broken connection is resumed from the
         last line seen, up to ``reconnects`` times in a row."""
-        path, params = calls.log_stream(execution_id, node_id, attempt, after)
+        path, params = log_calls.log_stream(execution_id, node_id, attempt, after)
         return self._sse(path, params, log_line_from_sse, None, reconnects, None)
 
     # ------------------------------------------------------------------ dead letter queue
@@ -498,7 +443,7 @@ class Client:
         """One page of dead letters (admin role): parked tasks (scale-out) oldest first, then
         nodes that failed for good by when they failed. ``workflow`` (a name) and ``since``
         (epoch seconds) keep only such nodes."""
-        return self._send(calls.dead_letters(limit, after, workflow, since))
+        return self._send(dead_letter_calls.dead_letters(limit, after, workflow, since))
 
     def iter_dead_letters(self, *, page_size: int = 100) -> Generator[DeadLetter, None, None]:
         """Every dead letter, oldest first, following ``next_after`` page by page."""
@@ -512,17 +457,17 @@ class Client:
 
     def get_dead_letter(self, entry_id: str) -> DeadLetter:
         """A dead letter with its payload (``NotFound`` for an unknown id)."""
-        return self._send(calls.dead_letter(entry_id))
+        return self._send(dead_letter_calls.dead_letter(entry_id))
 
     def retry_dead_letter(self, entry_id: str) -> DeadLetterAction:
         """Retry a dead letter: a node's execution reruns from that node, a parked task goes
         back to its task stream (the same attempt runs again)."""
-        return self._send(calls.retry_dead_letter(entry_id))
+        return self._send(dead_letter_calls.retry_dead_letter(entry_id))
 
     def drop_dead_letter(self, entry_id: str) -> DeadLetterAction:
         """Drop a dead letter: a node is recorded as handled (listed no more); a parked task's
         attempt fails (``dead_letter``) and its execution goes on."""
-        return self._send(calls.drop_dead_letter(entry_id))
+        return self._send(dead_letter_calls.drop_dead_letter(entry_id))
 
     # ------------------------------------------------------------------ service
 
