@@ -402,30 +402,12 @@ class Settings(BaseSettings):
         """Each team's members: who may decide on a routing rule naming the team."""
         return {name: tuple(team.members) for name, team in self.teams.items()}
 
-    @field_validator("approver_groups", mode="before")
-    @classmethod
-    def _parse_groups(cls, value: Any) -> Any:
-        return parsing.parse_groups(value)
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _parse_api_keys(cls, value: Any) -> Any:
-        return parsing.parse_api_keys(value)
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _parse_proxies(cls, value: Any) -> Any:
-        return parsing.parse_proxies(value)
-
-    @field_validator("reaper_handler_idle", mode="before")
-    @classmethod
-    def _parse_handler_idle(cls, value: Any) -> Any:
-        return parsing.parse_handler_idle(value)
-
-    @field_validator("required_headers", mode="before")
-    @classmethod
-    def _parse_headers(cls, value: Any) -> Any:
-        return parsing.parse_headers(value)
+    # The text forms of the settings that hold several values (parsing.py).
+    _parse_groups = field_validator("approver_groups", mode="before")(parsing.parse_groups)
+    _parse_api_keys = field_validator("api_keys", mode="before")(parsing.parse_api_keys)
+    _parse_proxies = field_validator("trusted_proxies", mode="before")(parsing.parse_proxies)
+    _parse_idle = field_validator("reaper_handler_idle", mode="before")(parsing.parse_handler_idle)
+    _parse_headers = field_validator("required_headers", mode="before")(parsing.parse_headers)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,6 +18,11 @@ KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 
 
+def _items(text: str) -> list[str]:
+    """The comma-separated entries of ``text``, stripped; empty ones are skipped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def split_key_names(data: Any) -> Any:
     """``key:role:name`` entries of api_keys: the name goes to ``api_key_names``."""
     if not isinstance(data, dict) or not isinstance(data.get("api_keys"), str):
@@ -49,9 +54,7 @@ def parse_groups(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     groups: dict[str, tuple[str, ...]] = {}
-    for item in value.split(","):
-        if not item.strip():
-            continue
+    for item in _items(value):
         group, sep, members = item.partition("=")
         group = group.strip()
         listed = tuple(m.strip() for m in members.split("+") if m.strip())
@@ -66,10 +69,7 @@ def parse_api_keys(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     keys: dict[str, str] = {}
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in _items(value):
         key, sep, role = item.rpartition(":")
         key, role = key.strip(), role.strip().lower()
         if not sep or not key:
@@ -88,7 +88,7 @@ def parse_api_keys(value: Any) -> Any:
 def parse_proxies(value: Any) -> Any:
     """``10.0.0.0/8,192.0.2.7``: the proxies whose X-Forwarded-For is believed."""
     if isinstance(value, str):
-        value = [item.strip() for item in value.split(",") if item.strip()]
+        value = _items(value)
     if isinstance(value, list | tuple):
         for item in value:
             try:
@@ -103,9 +103,7 @@ def parse_handler_idle(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     idle: dict[str, float] = {}
-    for item in value.split(","):
-        if not item.strip():
-            continue
+    for item in _items(value):
         handler, sep, seconds = item.partition(":")
         try:
             idle[handler.strip()] = float(seconds)
@@ -119,7 +117,7 @@ def parse_handler_idle(value: Any) -> Any:
 def parse_headers(value: Any) -> Any:
     """``X-A,X-B``: headers every mutating call must carry."""
     if isinstance(value, str):
-        value = [item.strip() for item in value.split(",") if item.strip()]
+        value = _items(value)
     if isinstance(value, list | tuple):
         for name in value:
             if not isinstance(name, str) or not _HEADER_NAME.match(name):
