@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from orchestrion.api.models import (
+from orchestrion.api.dead_letter_models import (
     DeadLetterAction,
     DeadLetterDetail,
     DeadLetterOut,
