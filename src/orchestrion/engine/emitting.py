@@ -34,11 +34,13 @@ from orchestrion.definition.triggers import (
     WORKFLOW_EVENTS,
     EventTrigger,
     WebhookTrigger,
+    webhook_triggers,
 )
 from orchestrion.engine.subscriptions import Subscriber, Subscriptions
 from orchestrion.errors import (
     DefinitionError,
     ExecutionError,
+    ExecutionNotFound,
     IdempotencyConflict,
 )
 from orchestrion.execution import enforce
@@ -247,6 +249,20 @@ class EventTriggers:
 
         # Off the event loop: a template may run up to the policy's time limit.
         return await off_loop(render)
+
+    async def find_webhook(
+        self, workflow: str, trigger: str
+    ) -> tuple[DefinitionRecord, WebhookTrigger] | None:
+        """The active version of ``workflow`` and its webhook trigger ``trigger``, or None."""
+        try:
+            definition = await self._parts.engine.store.find_definition(workflow)
+        except ExecutionNotFound:
+            return None
+        raw = definition.spec.get("triggers")
+        for found in webhook_triggers(raw if isinstance(raw, list) else []):
+            if found.name == trigger:
+                return definition, found
+        return None
 
     async def webhook(
         self,

@@ -25,7 +25,7 @@ from orchestrion.core.notices import NoticeSink
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.definition.limits import DefinitionLimits
-from orchestrion.definition.triggers import WebhookTrigger, webhook_triggers
+from orchestrion.definition.triggers import WebhookTrigger
 from orchestrion.dispatch.base import Dispatcher
 from orchestrion.engine import lifecycle, lineage
 from orchestrion.engine.children import ChildExecutions
@@ -48,7 +48,7 @@ from orchestrion.engine.schedules import ScheduleVerbs
 from orchestrion.engine.sinks import make_sinks, sinks_config
 from orchestrion.engine.starting import Starts
 from orchestrion.engine.versions import VersionVerbs
-from orchestrion.errors import DispatchError, ExecutionError, ExecutionNotFound
+from orchestrion.errors import DispatchError, ExecutionError
 from orchestrion.execution import enforce
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import Resources
@@ -329,15 +329,7 @@ class Engine:
         self, workflow: str, trigger: str
     ) -> tuple[DefinitionRecord, WebhookTrigger] | None:
         """The active version of ``workflow`` and its webhook trigger ``trigger``, or None."""
-        try:
-            definition = await self.store.find_definition(workflow)
-        except ExecutionNotFound:
-            return None
-        raw = definition.spec.get("triggers")
-        for found in webhook_triggers(raw if isinstance(raw, list) else []):
-            if found.name == trigger:
-                return definition, found
-        return None
+        return await self._events.find_webhook(workflow, trigger)
 
     async def receive_webhook(
         self,
@@ -393,12 +385,8 @@ class Engine:
         return await self.store.count_executions_over_time(flt, origin, bucket, buckets)
 
     async def node_states(self, execution_id: str) -> dict[str, NodeState]:
-        live = self._loop.live.get(execution_id)
-        if live is not None:
-            plan = live.compiled.plan
-            return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
-        runs = await self.store.get_node_runs(execution_id)
-        return {run.node_id: run.state for run in runs}
+        """Each node's state: the live machine's while this engine drives it, else stored."""
+        return await self._outcomes.node_states(execution_id)
 
     # ------------------------------------------------------------------ control
 

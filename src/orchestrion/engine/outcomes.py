@@ -121,6 +121,15 @@ class Outcomes:
                 current = live_executions.get(parent) if parent is not None else None
         return False
 
+    async def node_states(self, execution_id: str) -> dict[str, NodeState]:
+        """Each node's state: the live machine's while this engine drives it, else stored."""
+        live = self._parts.loop.live.get(execution_id)
+        if live is not None:
+            plan = live.compiled.plan
+            return {plan.ids[i]: run.state for i, run in enumerate(live.machine.nodes)}
+        runs = await self._parts.engine.store.get_node_runs(execution_id)
+        return {run.node_id: run.state for run in runs}
+
     async def result(self, record: ExecutionRecord, *, waited: bool = True) -> ExecutionResult:
         """The result of ``record``: its state, result and node states (``waited=False``:
         known never to have waited, so no wait times to read)."""
