@@ -190,6 +190,7 @@ def _config_issues(
     issues = _template_issues(compiled, node_id, patch, handler.raw_keys)
     # Who decides on a gate, and whether it waits for anyone, are the definition's: whoever
     # starts a run must not lift an approval its author required.
+    fixed = sorted(handler.fixed_keys & set(patch))
     issues.extend(
         DefinitionIssue(
             f"override may not change '{key}' of a {handler.name} node: it is fixed by the "
@@ -198,11 +199,12 @@ def _config_issues(
             field=f"config.{key}",
             code="fixed_override",
         )
-        for key in sorted(handler.fixed_keys & set(patch))
+        for key in fixed
     )
     if handler.config_model is None:
         return issues
-    merged = {**node.config, **patch}
+    # A fixed key is refused whatever its value: one answer per field, not two.
+    merged = {**node.config, **{k: v for k, v in patch.items() if k not in fixed}}
     return issues + [
         DefinitionIssue(
             f"override: {describe_pydantic_error(error)}",

@@ -128,7 +128,7 @@ async def list_versions(name: str, ctx: Ctx) -> VersionList:
     "/{name:definition_name}/versions/{version}/activate",
     response_model=VersionView,
     dependencies=OPERATE,
-    responses=error_responses(404),
+    responses=error_responses(404, 409),
     summary="Make a version the active one (running executions keep theirs)",
 )
 async def activate_version(name: str, version: str, request: Request, ctx: Ctx) -> VersionView:
