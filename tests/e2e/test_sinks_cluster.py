@@ -85,7 +85,13 @@ async def test_the_publisher_moves_to_another_orchestrator_when_one_is_killed(
                 holder = await _holder(postgres_url, cluster)
             await asyncio.sleep(1.5)
             cluster.kill(holder)  # SIGKILL, and restarted as a supervisor would
-            await asyncio.sleep(4.0)
+            # Until the next holder has published more of the executions that start every
+            # second, however busy the machine is.
+            published = len(receiver.events())
+            deadline = time.monotonic() + 60
+            while len(receiver.events()) < published + 20:
+                assert time.monotonic() < deadline, cluster.log_tail()
+                await asyncio.sleep(0.2)
             stopped = cluster.stop()  # graceful: the publisher drains what is left
         journal = await _query(
             postgres_url,
