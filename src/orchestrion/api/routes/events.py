@@ -13,10 +13,7 @@ with the policy's masker (``redaction.py``); events never carry node outputs.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -31,8 +28,8 @@ from orchestrion.api.params import EVENT_TYPE_PATTERN
 from orchestrion.api.problems import error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import VIEW, Ctx
+from orchestrion.api.sse_follow import follow
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.errors import OrchestrionError
 from orchestrion.governance.masking import Masker
 from orchestrion.store.base import EventRecord
 
@@ -132,37 +129,18 @@ async def _journal(
     masker: Masker | None,
 ) -> AsyncIterator[str]:
     reads = ctx.engine.reads
-    settings = ctx.settings
-    quiet_since = time.monotonic()
-    while not ctx.closing:
-        waiter = ctx.hub.waiter(execution_id)  # before reading: no commit goes unnoticed
-        try:
-            final = False
-            if execution_id is not None:
-                record = await reads.execution(execution_id)
-                final = record.status in FINAL_EXECUTION_STATES  # read before the events
-            events = await reads.events(execution_id, after, _BATCH, types)
-        except OrchestrionError:
-            # The client reconnects with Last-Event-ID and loses nothing.
-            logger.warning("event stream ended by a store error", exc_info=True)
-            return
-        for event in events:
-            yield _sse(event, masker)
-            after = event.seq
-        if events:
-            quiet_since = time.monotonic()
-        if len(events) == _BATCH:
-            continue
-        if final:
-            return
-        silent = time.monotonic() - quiet_since
-        if silent >= settings.sse_keepalive:
-            yield ": keep-alive\n\n"
-            quiet_since = time.monotonic()
-            continue
-        timeout = min(settings.sse_poll, settings.sse_keepalive - silent)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), timeout)
+
+    async def read(since: int) -> tuple[bool, list[EventRecord]]:
+        final = False
+        if execution_id is not None:
+            record = await reads.execution(execution_id)
+            final = record.status in FINAL_EXECUTION_STATES  # read before the events
+        return final, await reads.events(execution_id, since, _BATCH, types)
+
+    async for chunk in follow(
+        ctx, execution_id, after, _BATCH, read, lambda e: _sse(e, masker), "event"
+    ):
+        yield chunk
 
 
 def _response(generator: AsyncIterator[str]) -> StreamingResponse:

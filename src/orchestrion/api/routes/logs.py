@@ -15,10 +15,7 @@ them as they are written.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,8 +28,8 @@ from orchestrion.api.models import LogLineOut, LogPage
 from orchestrion.api.problems import error_responses
 from orchestrion.api.redaction import Disclosure, ExecutionView, disclosure
 from orchestrion.api.routes import VIEW, Ctx
+from orchestrion.api.sse_follow import follow
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.errors import OrchestrionError
 from orchestrion.store.base import LogFilter, LogLineRecord
 
 __all__ = ["router"]
@@ -147,38 +144,18 @@ def _sse(line: LogLineRecord, view: ExecutionView) -> str:
 
 async def _follow(ctx: ApiContext, view: ExecutionView, flt: LogFilter) -> AsyncIterator[str]:
     reads = ctx.engine.reads
-    settings = ctx.settings
-    after = flt.after_seq
-    quiet_since = time.monotonic()
+
+    async def read(after: int) -> tuple[bool, list[LogLineRecord]]:
+        record = await reads.execution(flt.execution_id)
+        final = record.status in FINAL_EXECUTION_STATES  # read before the lines
+        page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
+        return final, await reads.node_logs(page)
+
     with ctx.hub.watch(flt.execution_id):
-        while not ctx.closing:
-            waiter = ctx.hub.waiter(flt.execution_id)  # before reading: no commit unnoticed
-            try:
-                record = await reads.execution(flt.execution_id)
-                final = record.status in FINAL_EXECUTION_STATES  # read before the lines
-                page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
-                lines = await reads.node_logs(page)
-            except OrchestrionError:
-                # The client reconnects with Last-Event-ID and loses nothing.
-                logger.warning("log stream ended by a store error", exc_info=True)
-                return
-            for line in lines:
-                yield _sse(line, view)
-                after = line.seq
-            if lines:
-                quiet_since = time.monotonic()
-            if len(lines) == _BATCH:
-                continue
-            if final:
-                return
-            silent = time.monotonic() - quiet_since
-            if silent >= settings.sse_keepalive:
-                yield ": keep-alive\n\n"
-                quiet_since = time.monotonic()
-                continue
-            timeout = min(settings.sse_poll, settings.sse_keepalive - silent)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout)
+        async for chunk in follow(
+            ctx, flt.execution_id, flt.after_seq, _BATCH, read, lambda line: _sse(line, view), "log"
+        ):
+            yield chunk
 
 
 async def _stream(
