@@ -78,6 +78,10 @@ async def state_after(
         verdict = check(record)
         if not isinstance(verdict, bool):
             verdict = await verdict
+            if verdict:
+                # The check read more rows after ``record``: the commit it saw may have landed
+                # between the two reads, so the record read first can predate it.
+                record = await engine.reads.execution(execution_id)
         if verdict or time.monotonic() >= deadline:
             return Settled(record, verdict)
         await asyncio.sleep(_POLL_SECONDS)
