@@ -533,9 +533,12 @@ async def test_metrics_expose_the_dlq_streams_workers_and_circuits(api: Api) -> 
     breakers = CircuitBreakers(api.redis, api.settings.redis_prefix, threshold=1)
     await breakers.after("http", "api.example.com", ok=False)  # one failure opens it
     await breakers.after("llm", None, ok=True)
+    # The fixture's 0.5 s heartbeat lives 2 s: on a loaded machine the loop this worker shares
+    # with the API can stall that long, and the worker would drop out of the count.
+    steady = api.settings.model_copy(update={"heartbeat_seconds": 10.0})
     worker = Worker(
         api.settings.redis_url or "",
-        api.settings,
+        steady,
         default_registry(),
         handlers=["python"],
         worker_id="m-1",
