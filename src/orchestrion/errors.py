@@ -22,15 +22,19 @@ wrapped: cancellation stays cancellation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "EXECUTION_CATEGORIES",
+    "NODE_CATEGORIES",
     "ConfigurationError",
     "DecisionRefused",
     "DecryptionError",
     "DefinitionError",
     "DefinitionIssue",
     "DispatchError",
+    "ErrorCategory",
     "ExecutionError",
     "ExecutionNotFound",
     "HandlerNotFound",
@@ -45,6 +49,71 @@ __all__ = [
     "TransientNodeError",
     "WireError",
 ]
+
+
+class ErrorCategory(StrEnum):
+    """The kinds of failure the engine and its handlers record as an error's ``category``.
+
+    A handler may name a category of its own (``NodeError(category=...)``); these are the ones
+    Orchestrion records, which ``retry_on`` and ``error_handling`` rules match.
+    """
+
+    ERROR = "error"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    POLICY_VIOLATION = "policy_violation"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    RATE_LIMITED = "rate_limited"
+    HTTP_5XX = "http_5xx"
+    HTTP_4XX = "http_4xx"
+    UNEXPECTED_STATUS = "unexpected_status"
+    TLS = "tls"
+    REDIRECTS = "redirects"
+    RESPONSE = "response"
+    RESPONSE_TOO_LARGE = "response_too_large"
+    BAD_RESPONSE = "bad_response"
+    CONFIG = "config"
+    CONFIGURATION = "configuration"
+    VALIDATION = "validation"
+    SCHEMA = "schema"
+    INPUT = "input"
+    OUTPUT = "output"
+    TEMPLATE = "template"
+    CHILD_FAILED = "child_failed"
+    MAP_ITEM = "map_item"
+    APPROVAL_TIMEOUT = "approval_timeout"
+    REJECTED = "rejected"
+    ROUTING = "routing"
+    CIRCUIT_OPEN = "circuit_open"
+    UNAVAILABLE = "unavailable"
+    DELIVERY = "delivery"
+    DEAD_LETTER = "dead_letter"
+    FLAKY = "flaky"
+    CANCELLED = "cancelled"
+    NODE_FAILED = "node_failed"
+    HALTED = "halted"
+    SUCCESS_CRITERIA = "success_criteria"
+
+
+EXECUTION_CATEGORIES = frozenset(
+    {
+        ErrorCategory.NODE_FAILED,
+        ErrorCategory.HALTED,
+        ErrorCategory.SUCCESS_CRITERIA,
+        ErrorCategory.CANCELLED,
+        ErrorCategory.TIMEOUT,
+    }
+)
+"""The categories of an execution's own error (a failed node, a halt, a failed criterion,
+a cancel, its timeout)."""
+
+NODE_CATEGORIES = frozenset(ErrorCategory) - {
+    ErrorCategory.NODE_FAILED,
+    ErrorCategory.HALTED,
+    ErrorCategory.SUCCESS_CRITERIA,
+}
+"""The categories a node's attempt fails with."""
 
 
 class OrchestrionError(Exception):
@@ -122,7 +191,7 @@ class NodeError(OrchestrionError):
     """Raised by a handler. ``category`` names the kind of failure for humans and metrics."""
 
     transient: bool = False
-    category: str = "error"
+    category: str = ErrorCategory.ERROR
 
     def __init__(self, message: str, *, category: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -135,20 +204,20 @@ class TransientNodeError(NodeError):
     """A failure that may succeed when tried again (network, 5xx, timeout, rate limit)."""
 
     transient = True
-    category = "transient"
+    category = ErrorCategory.TRANSIENT
 
 
 class PermanentNodeError(NodeError):
     """A failure that will fail again the same way (bad input, 4xx, bad configuration)."""
 
     transient = False
-    category = "permanent"
+    category = ErrorCategory.PERMANENT
 
 
 class PolicyViolation(PermanentNodeError):
     """Blocked by a governance policy; never retried."""
 
-    category = "policy_violation"
+    category = ErrorCategory.POLICY_VIOLATION
 
 
 class StoreError(OrchestrionError):

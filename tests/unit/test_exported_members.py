@@ -62,6 +62,9 @@ PUBLIC: dict[str, set[str]] = {
         "run_in_memory",
     },
     "orchestrion.errors": {
+        "EXECUTION_CATEGORIES",
+        "NODE_CATEGORIES",
+        "ErrorCategory",
         "ConfigurationError",
         "DecisionRefused",
         "DecryptionError",

@@ -40,6 +40,7 @@ from orchestrion.client.models import (
     Submission,
 )
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.core.verbs import ControlVerb, decision_verb
 
 if TYPE_CHECKING:
     from orchestrion.definition.model import WorkflowSpec
@@ -274,10 +275,13 @@ def cancel(execution_id: str) -> Call[Accepted]:
     )
 
 
+_EXECUTION_VERBS = frozenset({ControlVerb.RETRY, ControlVerb.PAUSE, ControlVerb.RESUME})
+
+
 def control(execution_id: str, verb: str, from_node: str | None = None) -> Call[Accepted]:
     """``retry`` (from the failed nodes, or ``from_node`` and its downstream), ``pause`` or
     ``resume``."""
-    if verb not in ("retry", "pause", "resume"):
+    if verb not in _EXECUTION_VERBS:
         raise ValueError(f"unknown control verb {verb!r}")
     path = f"/v1/workflows/{quote_segment(execution_id)}/{verb}"
     params = [("from_node", from_node)] if from_node else []
@@ -288,7 +292,7 @@ def decide(
     execution_id: str, node_id: str, *, approved: bool, by: str | None, comment: str | None
 ) -> Call[Accepted]:
     """Approve or reject a node waiting for approval."""
-    verb = "approve" if approved else "reject"
+    verb = decision_verb(approved)
     path = f"/v1/workflows/{quote_segment(execution_id)}/nodes/{quote_segment(node_id)}/{verb}"
     body = json.dumps({"by": by, "comment": comment}).encode()
     return Call(

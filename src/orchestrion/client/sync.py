@@ -40,6 +40,7 @@ from orchestrion.client.schedules import Schedule, ScheduleFiring
 from orchestrion.client.sinks import SinkDelivery, SinkStatus
 from orchestrion.client.sse import ServerSentEvent, event_from_sse, log_line_from_sse
 from orchestrion.client.stream_resume import StreamResume
+from orchestrion.core.verbs import ControlVerb
 
 __all__ = ["Client"]
 
@@ -201,15 +202,15 @@ class Client:
     def retry(self, execution_id: str, from_node: str | None = None) -> Accepted:
         """Run a failed or cancelled execution again from its failed nodes; with
         ``from_node``, re-run that node and its downstream in any finished execution."""
-        return self._send(calls.control(execution_id, "retry", from_node))
+        return self._send(calls.control(execution_id, ControlVerb.RETRY, from_node))
 
     def pause(self, execution_id: str) -> Accepted:
         """Pause: running nodes finish, nothing new starts until ``resume``."""
-        return self._send(calls.control(execution_id, "pause"))
+        return self._send(calls.control(execution_id, ControlVerb.PAUSE))
 
     def resume(self, execution_id: str) -> Accepted:
         """Continue a paused execution."""
-        return self._send(calls.control(execution_id, "resume"))
+        return self._send(calls.control(execution_id, ControlVerb.RESUME))
 
     def approve(
         self, execution_id: str, node_id: str, *, by: str | None = None, comment: str | None = None

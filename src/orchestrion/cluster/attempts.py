@@ -29,7 +29,7 @@ from orchestrion.core.events import (
 )
 from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import ErrorCategory, OrchestrionError
 
 if TYPE_CHECKING:
     from orchestrion.execution.executor import NodeExecutor
@@ -52,7 +52,9 @@ class Outcome(NamedTuple):
 
 def unreadable_outcome(task: TaskMessage, exc: OrchestrionError) -> Outcome:
     """The failed attempt of a task this worker cannot open (no key, or not its key)."""
-    error = ErrorInfo("configuration", str(exc), transient=True, type=type(exc).__name__)
+    error = ErrorInfo(
+        ErrorCategory.CONFIGURATION, str(exc), transient=True, type=type(exc).__name__
+    )
     now = time.time()
     if task.kind == TaskKind.COMPENSATE:
         return Outcome(task.execution_id, CompensationFailed(task.node_id, now, error), [])

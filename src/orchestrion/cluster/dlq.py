@@ -20,7 +20,7 @@ from orchestrion.cluster.connection import queue_errors
 from orchestrion.cluster.streams import WORKER_GROUP, Entries, Fields, StreamNames, text
 from orchestrion.cluster.wire import SCHEMA_VERSION, encode_event
 from orchestrion.core.events import ErrorInfo, NodeFailed
-from orchestrion.errors import ExecutionNotFound
+from orchestrion.errors import ErrorCategory, ExecutionNotFound
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -188,7 +188,7 @@ class DeadLetters:
         message = ""
         if letter.execution_id and letter.node_id and letter.attempt:
             error = ErrorInfo(
-                "dead_letter",
+                ErrorCategory.DEAD_LETTER,
                 f"dropped from the dead letter queue ({letter.category}: {letter.message})",
                 transient=False,
             )

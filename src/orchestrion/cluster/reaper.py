@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from orchestrion.cluster.connection import connect_redis, ensure_group
 from orchestrion.cluster.dlq import DeadLetters
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, WORKER_GROUP, Fields, StreamNames, text
+from orchestrion.errors import ErrorCategory
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -186,7 +187,11 @@ class Reaper:
             deliveries = int(data.get("deliveries", 1))
         except (ValueError, AttributeError, TypeError):
             await DeadLetters(self.redis, self.names).park_raw(
-                stream, entry_id, raw, category="schema", message="unreadable task message"
+                stream,
+                entry_id,
+                raw,
+                category=ErrorCategory.SCHEMA,
+                message="unreadable task message",
             )
             report.parked += 1
             return
@@ -196,7 +201,7 @@ class Reaper:
                 entry_id,
                 data,
                 raw,
-                category="delivery",
+                category=ErrorCategory.DELIVERY,
                 message=f"delivered {deliveries} times without an answer"
                 " (its workers died or hung on it)",
             )

@@ -54,7 +54,7 @@ from orchestrion.cluster.streams import (
 from orchestrion.cluster.wire import WireError, decode_task, encode_event, loads
 from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import ErrorCategory, OrchestrionError
 from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.execution.log_capture import log_limits
@@ -418,7 +418,7 @@ class Worker:
         logger.error("parking unreadable task %s of %s: %s", entry_id, stream, exc)
         raw = fields.get(b"m", b"").decode(errors="replace")
         await DeadLetters(self.redis, self.names).park_raw(
-            stream, entry_id, raw, category="schema", message=str(exc), consumer=self.id
+            stream, entry_id, raw, category=ErrorCategory.SCHEMA, message=str(exc), consumer=self.id
         )
 
     # ------------------------------------------------------------------ presence

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from orchestrion.definition.model import RetryPolicy
+from orchestrion.errors import ErrorCategory
 
 __all__ = ["retry_delay", "should_retry"]
 
 # A policy block or a person's rejection will not change by asking again.
-_NEVER_RETRIED = frozenset({"policy_violation", "rejected"})
+_NEVER_RETRIED = frozenset({ErrorCategory.POLICY_VIOLATION, ErrorCategory.REJECTED})
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, rand: float) -> float:

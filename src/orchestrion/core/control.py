@@ -22,6 +22,7 @@ from orchestrion.core.reasons import DECISION_SKIPS, SkipReason, WaitReason
 from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
 from orchestrion.core.settlement import Settlement
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
+from orchestrion.errors import ErrorCategory
 
 __all__ = ["ExecutionControl"]
 
@@ -56,7 +57,7 @@ class ExecutionControl(Settlement):
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self._judging = False  # so is a verdict on the success criteria
         self.status = ExecutionStatus.CANCELLED
-        self.error = {"category": "cancelled", "message": event.reason}
+        self.error = {"category": ErrorCategory.CANCELLED, "message": event.reason}
         self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": event.reason})
         self._step.commands.append(ExecutionFinished(self.status))
 
@@ -65,7 +66,7 @@ class ExecutionControl(Settlement):
             return
         if self.status is ExecutionStatus.PENDING:
             return
-        error = ErrorInfo("timeout", "execution exceeded its timeout", transient=False)
+        error = ErrorInfo(ErrorCategory.TIMEOUT, "execution exceeded its timeout", transient=False)
         self.error = error.to_dict()
         self._stop_all(event.at, _FAILED, reason=error.message, error=error)
         self._maybe_finish(event.at)
@@ -89,7 +90,7 @@ class ExecutionControl(Settlement):
                 self._unfinished -= 1
                 if state is _FAILED:
                     self._failed_count += 1
-                    run.error = (error or ErrorInfo("cancelled", reason)).to_dict()
+                    run.error = (error or ErrorInfo(ErrorCategory.CANCELLED, reason)).to_dict()
                 record = self._record_node(NODE_RECORD_OF_STATE[state], i, at)
                 record.data = {"reason": reason}
                 if was_dispatched:

@@ -63,6 +63,7 @@ from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.rendered import INPUTS_KEY
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
+from orchestrion.errors import ErrorCategory
 
 __all__ = ["ExecutionMachine", "NodeRun", "Step"]
 
@@ -342,7 +343,7 @@ class ExecutionMachine(ExecutionControl):
         node = self.plan.ids[i]
         message = f"error handling rule {rule} ({error_type}) halted the run: node '{node}' failed"
         self.error = {
-            "category": "halted",
+            "category": ErrorCategory.HALTED,
             "message": f"{message}: {error.message}"[:2000],
             "node": node,
             "rule": rule,

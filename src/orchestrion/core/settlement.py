@@ -25,6 +25,7 @@ from orchestrion.core.propagation import Propagation
 from orchestrion.core.reasons import SkipReason, WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
+from orchestrion.errors import ErrorCategory
 
 __all__ = ["Settlement"]
 
@@ -119,7 +120,7 @@ class Settlement(Propagation):
             self._complete_execution(event.at)
             return
         self.error = {
-            "category": "success_criteria",
+            "category": ErrorCategory.SUCCESS_CRITERIA,
             "message": "; ".join(_failure_text(o) for o in failed[:5]),
             "criteria": [o.condition for o in failed],
         }
@@ -134,7 +135,7 @@ class Settlement(Propagation):
         message = f"node(s) failed: {', '.join(failed[:10])}" if failed else "failed"
         if first:
             message += f" ({failed[0]}: {first.get('message', '')})"
-        self.error = {"category": "node_failed", "message": message, "nodes": failed}
+        self.error = {"category": ErrorCategory.NODE_FAILED, "message": message, "nodes": failed}
 
     def _finish_failed(self, at: float) -> None:
         self.status = ExecutionStatus.FAILED

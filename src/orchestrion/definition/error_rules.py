@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrion.definition.durations import Duration
 from orchestrion.definition.model import RetryPolicy, WorkflowSpec
 from orchestrion.definition.routing import MAX_RULES
-from orchestrion.errors import DefinitionIssue
+from orchestrion.errors import NODE_CATEGORIES, DefinitionIssue
 
 __all__ = [
     "CATEGORIES",
@@ -60,14 +60,7 @@ ERROR_TYPES: dict[str, frozenset[str]] = {
 }
 """Error types of the reference and the categories of failure each stands for."""
 
-CATEGORIES = frozenset(
-    {
-        "timeout", "connection", "rate_limited", "http_5xx", "http_4xx", "unexpected_status",
-        "tls", "redirects", "response", "response_too_large", "bad_response", "config",
-        "validation", "schema", "input", "output", "template", "error", "transient",
-        "child_failed", "map_item", "approval_timeout", "unavailable", "delivery",
-    }
-)  # fmt: skip
+CATEGORIES: frozenset[str] = NODE_CATEGORIES
 """The categories the engine and its handlers record (``ErrorInfo.category``)."""
 
 _TEAM = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -25,6 +25,7 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, Nod
 from orchestrion.engine import lineage
 from orchestrion.errors import (
     DefinitionError,
+    ErrorCategory,
     ExecutionNotFound,
     OrchestrionError,
     PermanentNodeError,
@@ -59,7 +60,7 @@ class ChildExecutions:
             version = f" version '{config.version}'" if config.version else ""
             raise PermanentNodeError(
                 f"no stored workflow '{config.workflow}'{version}: submit it first",
-                category="config",
+                category=ErrorCategory.CONFIG,
             ) from exc
         try:
             record = await engine.start_execution(
@@ -69,7 +70,7 @@ class ChildExecutions:
                 parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
             )
         except DefinitionError as exc:  # e.g. beyond the definition limits now in force
-            raise PermanentNodeError(str(exc), category="config") from exc
+            raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
         link = {
             "child_execution_id": record.id,
             "workflow": definition.name,
@@ -81,7 +82,8 @@ class ChildExecutions:
             stored = await engine.store.get_execution(record.id)
             if stored.status is not ExecutionStatus.COMPLETED:
                 raise PermanentNodeError(
-                    f"child execution {record.id} {stored.status.value}", category="child_failed"
+                    f"child execution {record.id} {stored.status.value}",
+                    category=ErrorCategory.CHILD_FAILED,
                 )
             return {**link, "status": stored.status.value, "result": stored.result}
         self._children[(ctx.execution_id, ctx.node_id)] = record.id
@@ -94,7 +96,7 @@ class ChildExecutions:
             message = (result.error or {}).get("message", "")
             raise PermanentNodeError(
                 f"child execution {child_id} {result.status.value}: {message}".rstrip(": "),
-                category="child_failed",
+                category=ErrorCategory.CHILD_FAILED,
             )
         return {
             "child_execution_id": child_id,
@@ -204,6 +206,7 @@ def _outcome(
         attempt,
         time.time(),
         error=ErrorInfo(
-            "child_failed", f"child execution {child_id} {status.value}: {message}".rstrip(": ")
+            ErrorCategory.CHILD_FAILED,
+            f"child execution {child_id} {status.value}: {message}".rstrip(": "),
         ),
     )

@@ -23,11 +23,12 @@ from orchestrion.core.events import (
 from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.core.verbs import ControlVerb, decision_verb
 from orchestrion.engine import lineage
 from orchestrion.engine.deciders import Decider, check_decider
 from orchestrion.engine.live import LiveExecution
 from orchestrion.engine.timers import arm_deadline
-from orchestrion.errors import ExecutionNotFound, InvalidTransition
+from orchestrion.errors import ErrorCategory, ExecutionNotFound, InvalidTransition
 from orchestrion.store.base import ExecutionRecord
 
 if TYPE_CHECKING:
@@ -57,27 +58,27 @@ class ControlVerbs:
         self._children = children
 
     async def cancel(self, execution_id: str, reason: str) -> None:
-        target = await self._target(execution_id, "cancel")
-        if await self._requested(target, "cancel", reason=reason):
+        target = await self._target(execution_id, ControlVerb.CANCEL)
+        if await self._requested(target, ControlVerb.CANCEL, reason=reason):
             return
         await self._apply(target, CancelRequested(time.time(), reason))
         if isinstance(target, LiveExecution):
             await self._children.stopped()  # its children are cancelled before this returns
 
     async def pause(self, execution_id: str) -> None:
-        target = await self._target(execution_id, "pause")
-        if await self._requested(target, "pause"):
+        target = await self._target(execution_id, ControlVerb.PAUSE)
+        if await self._requested(target, ControlVerb.PAUSE):
             return
         await self._apply(target, PauseRequested(time.time()))
 
     async def resume(self, execution_id: str) -> None:
-        target = await self._target(execution_id, "resume")
+        target = await self._target(execution_id, ControlVerb.RESUME)
         status = target.machine.status if isinstance(target, LiveExecution) else target.status
         if status is not ExecutionStatus.PAUSED:
             raise InvalidTransition(
                 f"execution {execution_id} is not paused (status {status.value})"
             )
-        if await self._requested(target, "resume"):
+        if await self._requested(target, ControlVerb.RESUME):
             return
         await self._apply(target, ResumeRequested(time.time()))
 
@@ -92,7 +93,7 @@ class ControlVerbs:
         decider: Decider | None,
     ) -> None:
         """See ``Engine.decide``."""
-        target = await self._target(execution_id, "approve" if approved else "reject")
+        target = await self._target(execution_id, decision_verb(approved))
         record = target.record if isinstance(target, LiveExecution) else target
         compiled = await self._parts.definitions.compiled_for(record.definition_id)
         index = compiled.plan.index.get(node_id)
@@ -132,7 +133,7 @@ class ControlVerbs:
                 by = decision["decided_by"] = decider.label
             decision["decided_by_key"] = decider.key_id
             decision["decided_by_role"] = decider.role
-        verb = "approve" if approved else "reject"
+        verb = decision_verb(approved)
         # Driven by another embedded process: it decides, as asked (the caller checked here).
         if await self._requested(target, verb, node=node_id, by=by, comment=comment):
             return
@@ -140,7 +141,7 @@ class ControlVerbs:
         if not approved and config.get("on_reject") != "continue":
             who = f" by {by}" if by else ""
             why = f": {comment}" if comment else ""
-            error = ErrorInfo("rejected", f"rejected{who}{why}", transient=False)
+            error = ErrorInfo(ErrorCategory.REJECTED, f"rejected{who}{why}", transient=False)
         output: Any = decision
         if reason == "review" and error is None:
             # An approved review completes the node with the output that waited for it. The
@@ -175,7 +176,7 @@ class ControlVerbs:
             await self._parts.forward(execution_id, RetryRequested(time.time(), from_node))
             return
         if live is None:
-            await self._parts.ownership.claim_for(record, "retry", expected=record.owner)
+            await self._parts.ownership.claim_for(record, ControlVerb.RETRY, expected=record.owner)
             live = await self._recovery.load(record)
         if from_node is not None and from_node not in live.compiled.plan.index:
             raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
@@ -200,21 +201,22 @@ class ControlVerbs:
 
     # ------------------------------------------------------------------ where a verb goes
 
-    async def _target(self, execution_id: str, verb: str) -> _Target:
+    async def _target(self, execution_id: str, verb: ControlVerb) -> _Target:
         """The live execution to apply a control event to, or the record of one driven by
         another process (the event is then sent to it)."""
         self._parts.engine.check_accepting()
         live = self._parts.loop.live.get(execution_id)
         if live is not None:
             status = live.machine.status
-            if live.machine.finished or (status is ExecutionStatus.PENDING and verb != "cancel"):
+            pending = status is ExecutionStatus.PENDING
+            if live.machine.finished or (pending and verb is not ControlVerb.CANCEL):
                 raise InvalidTransition(
                     f"cannot {verb} execution {execution_id}: it is {live.machine.status.value}"
                 )
             return live
         record = await self._parts.engine.store.get_execution(execution_id)
         if record.status in FINAL_EXECUTION_STATES or (
-            record.status is ExecutionStatus.PENDING and verb != "cancel"
+            record.status is ExecutionStatus.PENDING and verb is not ControlVerb.CANCEL
         ):
             raise InvalidTransition(
                 f"cannot {verb} execution {execution_id}: it is {record.status.value}"
@@ -224,7 +226,7 @@ class ControlVerbs:
         await self._parts.ownership.claim_for(record, verb, expected=record.owner)
         loaded = await self._recovery.load(record)
         live = self._parts.loop.install(loaded)
-        if live is loaded and verb != "cancel":
+        if live is loaded and verb is not ControlVerb.CANCEL:
             # Driven here from now on: its timers (a delay beside an approval) are armed and
             # its attempts in flight sent again, as on any start, or it would wait forever. A
             # cancel ends what was in flight instead of sending it again first.
@@ -239,7 +241,7 @@ class ControlVerbs:
             return drives and self._parts.ownership.held_elsewhere(record)
         return not drives or self._parts.ownership.held_elsewhere(record)
 
-    async def _requested(self, target: _Target, verb: str, **args: str | None) -> bool:
+    async def _requested(self, target: _Target, verb: ControlVerb, **args: str | None) -> bool:
         """Embedded, with ``target`` run by another process: ask it through the journal and
         wait until it acted. False when the verb is for this process to carry out."""
         if isinstance(target, LiveExecution) or self._parts.ownership.cluster is not None:

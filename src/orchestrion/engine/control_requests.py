@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.core.verbs import CROSS_PROCESS_VERBS, ControlVerb
 from orchestrion.engine.ids import new_event_id
 from orchestrion.errors import ExecutionError, InvalidTransition, OrchestrionError
 from orchestrion.store.base import EventRecord, ExecutionRecord
@@ -40,7 +41,6 @@ _ACT_WITHIN = 10.0  # how long a requester waits for the owner to act (seconds)
 # each read goes back this many seqs, and requests already handled are remembered.
 _WINDOW = 1000
 _PAGE = 500
-_VERBS = frozenset({"cancel", "pause", "resume", "approve", "reject"})
 
 
 class ControlRequests:
@@ -104,18 +104,18 @@ class ControlRequests:
         verb, execution_id = request.get("verb"), event.execution_id
         engine = self._engine
         try:
-            if verb == "cancel":
+            if verb == ControlVerb.CANCEL:
                 await engine.cancel(execution_id, str(request.get("reason") or "cancelled"))
-            elif verb == "pause":
+            elif verb == ControlVerb.PAUSE:
                 await engine.pause(execution_id)
-            elif verb == "resume":
+            elif verb == ControlVerb.RESUME:
                 await engine.resume(execution_id)
-            elif verb in ("approve", "reject"):
+            elif verb in (ControlVerb.APPROVE, ControlVerb.REJECT):
                 by, comment = request.get("by"), request.get("comment")
                 await engine.decide(
                     execution_id,
                     str(request.get("node")),
-                    approved=verb == "approve",
+                    approved=verb == ControlVerb.APPROVE,
                     by=by if isinstance(by, str) else None,
                     comment=comment if isinstance(comment, str) else None,
                 )
@@ -126,19 +126,19 @@ class ControlRequests:
 
     # ------------------------------------------------------------------ requester side
 
-    async def send(self, record: ExecutionRecord, verb: str, **args: Any) -> None:
+    async def send(self, record: ExecutionRecord, verb: ControlVerb, **args: Any) -> None:
         """Ask the owner of ``record`` to carry out ``verb``; return once it shows.
 
         Raises ``InvalidTransition`` when the owner let the execution go first or the
         request could not be carried out, ``ExecutionError`` when the owner does not act in
         time (it is stuck, or on a host whose clock or reach is not this one's).
         """
-        if verb not in _VERBS:
+        if verb not in CROSS_PROCESS_VERBS:
             raise ValueError(f"unknown control verb {verb!r}")
         store = self._engine.store
         execution_id, owner = record.id, record.owner
         before = await self._node_attempt(execution_id, args.get("node"))
-        request = {"verb": verb, **args, "requested_by": self._engine.owner}
+        request = {"verb": str(verb), **args, "requested_by": self._engine.owner}
         await store.request_control(execution_id, new_event_id(), request, time.time())
         deadline = time.monotonic() + _ACT_WITHIN
         while time.monotonic() < deadline:
@@ -167,20 +167,20 @@ class ControlRequests:
     async def _shows(
         self,
         current: ExecutionRecord,
-        verb: str,
+        verb: ControlVerb,
         node: Any,
         before: tuple[NodeState, int] | None,
     ) -> bool:
         status = current.status
-        if verb == "cancel":
+        if verb is ControlVerb.CANCEL:
             if status in FINAL_EXECUTION_STATES and status is not ExecutionStatus.CANCELLED:
                 raise InvalidTransition(
                     f"cannot cancel execution {current.id}: it is {status.value}"
                 )
             return status is ExecutionStatus.CANCELLED
-        if verb == "pause":
+        if verb is ControlVerb.PAUSE:
             return status is ExecutionStatus.PAUSED or status in FINAL_EXECUTION_STATES
-        if verb == "resume":
+        if verb is ControlVerb.RESUME:
             return status is not ExecutionStatus.PAUSED
         now = await self._node_attempt(current.id, node)
         return now != before or status in FINAL_EXECUTION_STATES

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Gauge
 
-from orchestrion.errors import TransientNodeError
+from orchestrion.errors import ErrorCategory, TransientNodeError
 
 __all__ = [
     "CIRCUIT_STATE",
@@ -137,7 +137,7 @@ def retry_in(
 class CircuitOpen(TransientNodeError):
     """A call refused because its circuit is open (or half-open with a probe in flight)."""
 
-    category = "circuit_open"
+    category = ErrorCategory.CIRCUIT_OPEN
 
     def __init__(self, handler: str, host: str, state: CircuitState, retry_in: float) -> None:
         self.handler = handler

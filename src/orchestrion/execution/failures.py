@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from orchestrion.core.events import ErrorInfo
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.errors import HandlerNotFound, NodeError, PermanentNodeError
+from orchestrion.errors import ErrorCategory, HandlerNotFound, NodeError, PermanentNodeError
 
 __all__ = ["NodeTimeout", "check_serialisable", "classify", "retryable"]
 
@@ -35,23 +35,27 @@ def classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
     """The failure ``exc`` ended ``task``'s attempt with, as stored and shown."""
     kind = type(exc).__name__
     if isinstance(exc, NodeTimeout):
-        return ErrorInfo("timeout", str(exc), transient=True, type="TimeoutError")
+        return ErrorInfo(ErrorCategory.TIMEOUT, str(exc), transient=True, type="TimeoutError")
     if isinstance(exc, NodeError):
         return ErrorInfo(exc.category, str(exc), exc.transient, kind)
     if isinstance(exc, ValidationError):
         violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
         if violations:
-            return ErrorInfo("policy_violation", "; ".join(violations), type="PolicyViolation")
+            return ErrorInfo(
+                ErrorCategory.POLICY_VIOLATION, "; ".join(violations), type="PolicyViolation"
+            )
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
             for err in exc.errors()
         )
-        return ErrorInfo("config", f"invalid config for handler '{task.handler}': {problems}")
+        return ErrorInfo(
+            ErrorCategory.CONFIG, f"invalid config for handler '{task.handler}': {problems}"
+        )
     if isinstance(exc, HandlerNotFound):
-        return ErrorInfo("config", str(exc))
+        return ErrorInfo(ErrorCategory.CONFIG, str(exc))
     tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
     logger.debug("node %s attempt %s raised %s", task.node_id, task.attempt, kind)
-    return ErrorInfo("error", f"{kind}: {exc}", transient=True, type=kind, traceback=tb)
+    return ErrorInfo(ErrorCategory.ERROR, f"{kind}: {exc}", transient=True, type=kind, traceback=tb)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -73,5 +77,6 @@ def check_serialisable(node_id: str, output: Any) -> None:
         json.dumps(output)
     except (TypeError, ValueError) as exc:
         raise PermanentNodeError(
-            f"output of node '{node_id}' is not JSON-serialisable: {exc}", category="output"
+            f"output of node '{node_id}' is not JSON-serialisable: {exc}",
+            category=ErrorCategory.OUTPUT,
         ) from exc

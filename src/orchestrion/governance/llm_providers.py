@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrion.errors import PermanentNodeError, PolicyViolation
+from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
 
 __all__ = [
     "BUILT_IN",
@@ -264,7 +264,7 @@ def resolve(config: Any, providers: LlmProviders) -> Endpoint:
     if provider is None:
         raise PermanentNodeError(
             f"unknown llm provider {name!r} (configured: {', '.join(providers.names())})",
-            category="config",
+            category=ErrorCategory.CONFIG,
         )
     base_url = fields.get("base_url")  # the node's own: set by it, not filled in
     if not isinstance(base_url, str):

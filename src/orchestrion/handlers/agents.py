@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 
 __all__ = ["SPECS", "AgentConfig", "agent_names"]
@@ -257,7 +257,7 @@ def _spec(name: str, agent: _Agent, description: str) -> HandlerSpec:
             raise PermanentNodeError(
                 f"demo agent '{name}' does not produce declared output(s) {missing} "
                 f"(it produces {sorted(result)})",
-                category="config",
+                category=ErrorCategory.CONFIG,
             )
         return result
 

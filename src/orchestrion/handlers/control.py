@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.durations import Duration
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait, run_of
 from orchestrion.templates.rendering import build_context, evaluate_condition
 
@@ -85,7 +85,7 @@ def delay_now(ctx: NodeContext, config: DelayConfig) -> Any:
     if ctx.wait_result is not None:
         return {"delayed_until": ctx.wait_result.get("wake_at"), "woke_at": time.time()}
     if config.until is None and config.seconds is None:
-        raise PermanentNodeError("delay needs `seconds` or `until`", category="config")
+        raise PermanentNodeError("delay needs `seconds` or `until`", category=ErrorCategory.CONFIG)
     wake_at = config.until if config.until is not None else time.time() + (config.seconds or 0)
     return Wait(WaitReason.TIMER, wake_at=wake_at, data={"wake_at": wake_at})
 
@@ -117,7 +117,7 @@ def approval_now(ctx: NodeContext, config: ApprovalConfig) -> Any:
             f"approval of '{ctx.node_id}' timed out after {config.timeout:g}s"
             if config.timeout
             else f"approval of '{ctx.node_id}' timed out",
-            category="approval_timeout",
+            category=ErrorCategory.APPROVAL_TIMEOUT,
         )
     wake_at = time.time() + config.timeout if config.timeout else None
     return Wait(

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from orchestrion.errors import PermanentNodeError, TransientNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError, TransientNodeError
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function_registry
 
@@ -89,7 +89,7 @@ def validate_schema(
         summary = ", ".join(f"'{col}' ({count} rows)" for col, count in sorted(missing.items()))
         raise PermanentNodeError(
             f"schema validation failed: missing column {summary}",
-            category="validation",
+            category=ErrorCategory.VALIDATION,
             details={"missing": missing, "source": source},
         )
     result: dict[str, Any] = {
@@ -129,7 +129,7 @@ def clean_dataframe(
     if table and unknown:
         raise PermanentNodeError(
             f"clean_dataframe: unknown column(s) {unknown} (table has {known})",
-            category="validation",
+            category=ErrorCategory.VALIDATION,
         )
     cleaned: list[dict[str, Any]] = []
     dropped = 0
@@ -178,7 +178,7 @@ def transform_data(
         return {"format": "csv", "data": buffer.getvalue(), "summary": summary}
     raise PermanentNodeError(
         f"transform_data: unsupported output_format '{output_format}' (use 'json' or 'csv')",
-        category="config",
+        category=ErrorCategory.CONFIG,
     )
 
 
@@ -215,7 +215,7 @@ def flaky(ctx: NodeContext, failures: int = 1, value: Any = None) -> dict[str, A
     if ctx.attempt <= failures:
         raise TransientNodeError(
             f"flaky: attempt {ctx.attempt} fails on purpose ({failures} planned failures)",
-            category="flaky",
+            category=ErrorCategory.FLAKY,
         )
     return {"attempt": ctx.attempt, "value": value}
 
@@ -224,6 +224,6 @@ def flaky(ctx: NodeContext, failures: int = 1, value: Any = None) -> dict[str, A
 async def sleep(seconds: float = 0.1, value: Any = None) -> dict[str, Any]:
     """Sleep without blocking the event loop, then return how long and ``value``."""
     if seconds < 0:
-        raise PermanentNodeError("sleep: seconds must be >= 0", category="config")
+        raise PermanentNodeError("sleep: seconds must be >= 0", category=ErrorCategory.CONFIG)
     await asyncio.sleep(seconds)
     return {"slept": seconds, "value": value}

@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.governance.secret_routes import check_destination
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import HandlerSpec, NodeContext
@@ -213,7 +213,7 @@ def _parse_body(
             if mode == "json":
                 raise PermanentNodeError(
                     f"{method} {display_url(response.url)} returned a body that is not JSON: {exc}",
-                    category="response",
+                    category=ErrorCategory.RESPONSE,
                 ) from exc
             # A server that labels text as JSON should not fail a node that did not ask for JSON.
             return text
@@ -243,7 +243,7 @@ def _build_request(
         raise PermanentNodeError(
             f"{config.method} {display_url(config.url)} failed: invalid request "
             f"({request_cause(exc)})",
-            category="config",
+            category=ErrorCategory.CONFIG,
         ) from exc
 
 
@@ -276,7 +276,7 @@ async def _exchange(
             raise PermanentNodeError(
                 f"{config.method} {display_url(request.url)} failed: redirected to an "
                 f"invalid URL ({error_cause(exc)})",
-                category="redirects",
+                category=ErrorCategory.REDIRECTS,
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise transport_error(config.method, request.url, exc) from exc
@@ -292,7 +292,7 @@ async def _exchange(
             await response.aclose()
     raise PermanentNodeError(
         f"{config.method} {display_url(config.url)} failed: more than {MAX_REDIRECTS} redirects",
-        category="redirects",
+        category=ErrorCategory.REDIRECTS,
     )
 
 

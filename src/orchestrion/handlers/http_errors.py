@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.errors import NodeError, PermanentNodeError, TransientNodeError
+from orchestrion.errors import ErrorCategory, NodeError, PermanentNodeError, TransientNodeError
 from orchestrion.governance.secret_routes import carrying_secrets
 
 if TYPE_CHECKING:
@@ -67,33 +67,45 @@ def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeEr
             httpx.WriteTimeout: "timed out sending the request",
             httpx.PoolTimeout: "timed out waiting for a free connection",
         }.get(type(exc), "timed out")
-        return TransientNodeError(f"{where}: {what}", category="timeout")
+        return TransientNodeError(f"{where}: {what}", category=ErrorCategory.TIMEOUT)
     if isinstance(exc, httpx.ConnectError):
         if "CERTIFICATE_VERIFY_FAILED" in cause:
             # A bad certificate stays bad: retrying only delays the failure.
-            return PermanentNodeError(f"{where}: TLS verification failed ({cause})", category="tls")
-        return TransientNodeError(f"{where}: could not connect ({cause})", category="connection")
+            return PermanentNodeError(
+                f"{where}: TLS verification failed ({cause})", category=ErrorCategory.TLS
+            )
+        return TransientNodeError(
+            f"{where}: could not connect ({cause})", category=ErrorCategory.CONNECTION
+        )
     if isinstance(exc, httpx.ProxyError):
-        return TransientNodeError(f"{where}: proxy error ({cause})", category="connection")
+        return TransientNodeError(
+            f"{where}: proxy error ({cause})", category=ErrorCategory.CONNECTION
+        )
     if isinstance(exc, httpx.RemoteProtocolError):
         return TransientNodeError(
-            f"{where}: the server broke the connection ({cause})", category="connection"
+            f"{where}: the server broke the connection ({cause})", category=ErrorCategory.CONNECTION
         )
     if isinstance(exc, httpx.NetworkError):
-        return TransientNodeError(f"{where}: network error ({cause})", category="connection")
+        return TransientNodeError(
+            f"{where}: network error ({cause})", category=ErrorCategory.CONNECTION
+        )
     if isinstance(exc, httpx.LocalProtocolError):
         return PermanentNodeError(
-            f"{where}: invalid request ({request_cause(exc)})", category="config"
+            f"{where}: invalid request ({request_cause(exc)})", category=ErrorCategory.CONFIG
         )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return PermanentNodeError(f"{where}: invalid request ({cause})", category="config")
+        return PermanentNodeError(
+            f"{where}: invalid request ({cause})", category=ErrorCategory.CONFIG
+        )
     if isinstance(exc, httpx.DecodingError):
         return PermanentNodeError(
-            f"{where}: could not decode the response ({cause})", category="response"
+            f"{where}: could not decode the response ({cause})", category=ErrorCategory.RESPONSE
         )
     if isinstance(exc, httpx.TooManyRedirects):
-        return PermanentNodeError(f"{where}: {cause}", category="redirects")
-    return TransientNodeError(f"{where}: {type(exc).__name__} ({cause})", category="connection")
+        return PermanentNodeError(f"{where}: {cause}", category=ErrorCategory.REDIRECTS)
+    return TransientNodeError(
+        f"{where}: {type(exc).__name__} ({cause})", category=ErrorCategory.CONNECTION
+    )
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -119,14 +131,14 @@ def status_error(
     if retry_after is not None:
         details["retry_after"] = retry_after
     if status == 429:
-        return TransientNodeError(message, category="rate_limited", details=details)
+        return TransientNodeError(message, category=ErrorCategory.RATE_LIMITED, details=details)
     if status == 408:
-        return TransientNodeError(message, category="timeout", details=details)
+        return TransientNodeError(message, category=ErrorCategory.TIMEOUT, details=details)
     if status >= 500:
-        return TransientNodeError(message, category="http_5xx", details=details)
+        return TransientNodeError(message, category=ErrorCategory.HTTP_5XX, details=details)
     if status >= 400:
-        return PermanentNodeError(message, category="http_4xx", details=details)
-    return PermanentNodeError(message, category="unexpected_status", details=details)
+        return PermanentNodeError(message, category=ErrorCategory.HTTP_4XX, details=details)
+    return PermanentNodeError(message, category=ErrorCategory.UNEXPECTED_STATUS, details=details)
 
 
 def too_large(method: str, url: httpx.URL, limit: int) -> PermanentNodeError:
@@ -134,5 +146,5 @@ def too_large(method: str, url: httpx.URL, limit: int) -> PermanentNodeError:
     return PermanentNodeError(
         f"{method} {display_url(url)} failed: response larger than {limit} bytes "
         "(raise max_response_bytes to accept it)",
-        category="response_too_large",
+        category=ErrorCategory.RESPONSE_TOO_LARGE,
     )

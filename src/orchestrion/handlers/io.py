@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, run_of
 
 __all__ = [
@@ -70,7 +70,7 @@ def input_now(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:
         names = ", ".join(f"'{name}'" for name in missing)
         raise PermanentNodeError(
             f"missing required input param{'s' if len(missing) > 1 else ''}: {names}",
-            category="input",
+            category=ErrorCategory.INPUT,
             details={"missing": missing},
         )
     return merged

@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from orchestrion.core.reasons import WaitReason
-from orchestrion.errors import NodeError, PermanentNodeError, PolicyViolation
+from orchestrion.errors import ErrorCategory, NodeError, PermanentNodeError, PolicyViolation
 from orchestrion.governance.llm_providers import DEFAULT_BASE_URL, Endpoint, LlmProviders, resolve
 from orchestrion.governance.secret_routes import ROUTING_KEY, Routing
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
@@ -317,7 +317,7 @@ async def _openai_completion(
         raise PermanentNodeError(
             f"llm provider '{provider.name}' needs an API key in the environment variable "
             f"{provider.api_key_env}",
-            category="config",
+            category=ErrorCategory.CONFIG,
         )
     if provider.models and config.model not in provider.models:
         raise PolicyViolation(
@@ -357,7 +357,7 @@ async def _openai_completion(
         raise PermanentNodeError(
             f"POST {display_url(url)} returned an unexpected chat completion body "
             f"({type(exc).__name__}: {_scrub(str(exc), key)})",
-            category="bad_response",
+            category=ErrorCategory.BAD_RESPONSE,
         ) from None
 
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.core.backoff import retry_delay, should_retry
 from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.model import RetryPolicy
-from orchestrion.errors import NodeError, PermanentNodeError
+from orchestrion.errors import ErrorCategory, NodeError, PermanentNodeError
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import item_context
 from orchestrion.templates.rendering import build_context, render_value
@@ -108,7 +108,7 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
                         raise PermanentNodeError(
                             f"item {index} of {len(config.items)} failed after "
                             f"{attempt} attempt(s): {exc}",
-                            category="map_item",
+                            category=ErrorCategory.MAP_ITEM,
                         ) from exc
                     return
                 await asyncio.sleep(retry_delay(config.retry, attempt, rng.random()))

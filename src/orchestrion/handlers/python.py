@@ -40,7 +40,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from orchestrion.errors import PermanentNodeError, PolicyViolation
+from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import ALLOWLIST_KEY
 
@@ -341,7 +341,8 @@ class _Call:
             sig.bind(**kwargs)
         except TypeError as exc:
             raise PermanentNodeError(
-                f"function '{name}' does not accept the given params: {exc}", category="config"
+                f"function '{name}' does not accept the given params: {exc}",
+                category=ErrorCategory.CONFIG,
             ) from exc
 
 
@@ -401,7 +402,7 @@ def _check_json(name: str, value: Any) -> None:
         what = f"a value of type '{offending[0]}'" if offending else f"an invalid value ({exc})"
         raise PermanentNodeError(
             f"function '{name}' returned {what}, which is not JSON-serialisable",
-            category="output",
+            category=ErrorCategory.OUTPUT,
         ) from exc
 
 
@@ -412,7 +413,7 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
     try:
         func = resolve_function(name, allowlist)
     except UnresolvableFunction as exc:
-        raise PermanentNodeError(str(exc), category="config") from exc
+        raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
     kwargs = dict(config.params)
     call = _call_of(func)
     ctx_param = call.ctx_param

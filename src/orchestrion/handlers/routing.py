@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.core.notices import NoticeKind
 from orchestrion.core.reasons import WaitReason
 from orchestrion.definition.routing import WATCH_SECONDS
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait, run_of
 from orchestrion.templates.rendering import build_context, condition_truth, render_value
 
@@ -115,7 +115,7 @@ def _context(ctx: NodeContext, config: RoutingConfig, duration: float) -> dict[s
         if not isinstance(output, Mapping) or name not in output:
             raise PermanentNodeError(
                 f"routing rule {config.rule}: the output of task '{owner}' has no field '{name}'",
-                category="routing",
+                category=ErrorCategory.ROUTING,
             )
         context[name] = output[name]
     return context

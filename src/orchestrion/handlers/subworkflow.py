@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.handlers.base import HandlerSpec, NodeContext
 from orchestrion.handlers.resources import ChildStarter
 
@@ -43,7 +43,8 @@ async def run_workflow(ctx: NodeContext, config: WorkflowConfig) -> Any:
     children = ctx.resources.children
     if children is None:
         raise PermanentNodeError(
-            "the workflow handler needs an engine to start child executions", category="config"
+            "the workflow handler needs an engine to start child executions",
+            category=ErrorCategory.CONFIG,
         )
     return await children.start(ctx, config)
 

@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
-from orchestrion.errors import ExecutionError, InvalidTransition, StoreError
+from orchestrion.errors import ErrorCategory, ExecutionError, InvalidTransition, StoreError
 from orchestrion.store.base import CommitBatch, ExecutionRecord
 
 __all__ = [
@@ -109,7 +109,7 @@ def execution_error(record: Record) -> Any:
         return (record.data or {}).get("error")
     if kind == CANCELLED:
         reason = (record.data or {}).get("reason") or "cancelled"
-        return {"category": "cancelled", "message": reason}
+        return {"category": ErrorCategory.CANCELLED, "message": reason}
     if kind in (RETRIED, COMPLETED):
         return None
     return KEEP

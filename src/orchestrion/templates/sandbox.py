@@ -25,7 +25,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from orchestrion.errors import PermanentNodeError
+from orchestrion.errors import ErrorCategory, PermanentNodeError
 from orchestrion.templates.bounds import (
     BUDGET,
     Budget,
@@ -294,7 +294,7 @@ def _template_failure(
         for value in secrets.values_to_hide():
             detail = detail.replace(value, "***")
     return PermanentNodeError(
-        f"template error in '{_shorten(source)}': {detail}", category="template"
+        f"template error in '{_shorten(source)}': {detail}", category=ErrorCategory.TEMPLATE
     )
 
 
