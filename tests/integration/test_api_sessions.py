@@ -7,6 +7,7 @@ the session's X-CSRF-Token, on every mutating verb and every API surface.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -160,3 +161,36 @@ async def test_session_names_the_required_headers(tmp_path: Path) -> None:
         headers["X-Source"] = "orchestrion-dashboard"
         answer = await api.client.post("/v1/workflow", json=QUICK, headers=headers)
         assert answer.status_code == 201, answer.text
+
+
+async def test_a_sign_out_holds_in_every_process_and_after_a_restart(tmp_path: Path) -> None:
+    async with (
+        serving(tmp_path, api_keys=KEYS) as first,
+        serving(tmp_path, api_keys=KEYS) as second,
+    ):
+        value, token = await _sign_in(first.client, "op-key")
+        for api in (first, second):  # one key, one cookie: valid in every process
+            api.client.cookies.set(COOKIE, value)
+            assert (await api.client.get("/v1/workflows")).status_code == 200
+        out = await first.client.delete("/v1/session", headers={"X-CSRF-Token": token})
+        assert out.status_code == 200
+        first.client.cookies.set(COOKIE, value)
+        assert_problem(await first.client.get("/v1/workflows"), 401)  # here: at once
+        deadline = time.monotonic() + 15
+        while (await second.client.get("/v1/workflows")).status_code == 200:
+            assert time.monotonic() < deadline, "the other process still takes the cookie"
+            await asyncio.sleep(0.1)
+        problem = assert_problem(await second.client.get("/v1/workflows"), 401)
+        assert "sign in again" in problem["detail"]
+        # A state-changing call with the right token is refused there too.
+        started = await second.client.post(
+            "/v1/workflow", json=QUICK, headers={"X-CSRF-Token": token}
+        )
+        assert started.status_code in (401, 403), started.text
+    async with serving(tmp_path, api_keys=KEYS) as restarted:
+        restarted.client.cookies.set(COOKIE, value)
+        assert_problem(await restarted.client.get("/v1/workflows"), 401)
+        restarted.client.cookies.clear()
+        fresh, _ = await _sign_in(restarted.client, "op-key")  # a new session of the key works
+        restarted.client.cookies.set(COOKIE, fresh)
+        assert (await restarted.client.get("/v1/workflows")).status_code == 200

@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from orchestrion import __version__
-from orchestrion.api import problems
+from orchestrion.api import problems, signouts
 from orchestrion.api.audit import AuditMiddleware
-from orchestrion.api.auth import warn_if_open
+from orchestrion.api.auth import identifier, warn_if_open
 from orchestrion.api.context import ApiContext
 from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
@@ -119,6 +119,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             )
             background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
         sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
+        signed_out: asyncio.Task[None] | None = None
         try:
             if owns_engine:
                 try:
@@ -128,6 +129,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                     raise
             if owns_engine and engine.drives and settings.scheduler:
                 start_scheduler(engine)  # embedded mode: this process fires schedules
+            if settings.api_keys:  # sessions exist: refuse those signed out, here or elsewhere
+                await signouts.catch_up(engine.store, identifier(settings).sessions)
+                signed_out = asyncio.create_task(
+                    signouts.follow(engine.store, settings), name="orchestrion-sign-outs"
+                )
             ctx.closing = False
             ctx.engine_running = True
             if sweeper is not None:
@@ -139,7 +145,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             if sweeper is not None:
                 await sweeper.stop()
             refusals.cancel()
-            await asyncio.gather(refusals, return_exceptions=True)
+            if signed_out is not None:
+                signed_out.cancel()
+            await asyncio.gather(
+                refusals, *([signed_out] if signed_out else []), return_exceptions=True
+            )
             await ctx.refusals.flush(engine.audit)  # the last window, while the store is open
             try:
                 if owns_engine:

@@ -14,9 +14,10 @@ The cookie never holds the key. It is ``v1.<key id>.<expiry>.<nonce>.<mac>``: th
 HMAC-SHA256 under a secret derived from the key itself, so a session is valid in every API
 process serving the same keys, survives a restart, and ends when its key is removed from
 ``ORCHESTRION_API_KEYS``. The CSRF token is a second HMAC of the nonce under that secret (a
-synchronizer token that needs no server-side state). Signing out forgets the session in this
-process (``SessionBook``) and clears the cookie; the session otherwise lasts
-``ORCHESTRION_SESSION_SECONDS``.
+synchronizer token that needs no server-side state). Signing out clears the cookie and records
+the session's end in the store, which every API process on the database follows
+(``api/signouts.py``), so the cookie is refused everywhere, after restarts too; the session
+otherwise lasts ``ORCHESTRION_SESSION_SECONDS``.
 """
 
 from __future__ import annotations
@@ -121,21 +122,27 @@ def csrf_token(key: SessionKey, ticket: Ticket) -> str:
 
 
 class SessionBook:
-    """Sessions signed out in this process, remembered until they would have expired."""
+    """Sessions signed out, remembered until they would have expired: those signed out here,
+    and those the store says other processes (or this one before a restart) signed out.
+    ``cursor`` is the newest store row read (``api/signouts.py`` follows the store)."""
 
     _LIMIT = 100_000  # a flood of sign-outs cannot grow it without bound
 
     def __init__(self) -> None:
-        self._ended: dict[str, int] = {}
+        self._ended: dict[str, float] = {}
+        self.cursor = 0
 
     def end(self, ticket: Ticket, now: float | None = None) -> None:
+        self.end_nonce(ticket.nonce, ticket.expires, now)
+
+    def end_nonce(self, nonce: str, expires: float, now: float | None = None) -> None:
         moment = time.time() if now is None else now
         if len(self._ended) >= self._LIMIT:
             self._ended = {n: e for n, e in self._ended.items() if e > moment}
             if len(self._ended) >= self._LIMIT:  # all still live: drop the oldest half
                 keep = sorted(self._ended.items(), key=lambda item: item[1])[self._LIMIT // 2 :]
                 self._ended = dict(keep)
-        self._ended[ticket.nonce] = ticket.expires
+        self._ended[nonce] = expires
 
     def ended(self, ticket: Ticket) -> bool:
         return ticket.nonce in self._ended

@@ -17,6 +17,7 @@ from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 from orchestrion.store.outbox import OutboxStore
 from orchestrion.store.schedules import ScheduleStore
+from orchestrion.store.sessions import SessionStore
 
 __all__ = [
     "AuditEntry",
@@ -200,9 +201,10 @@ class ExecutionFilter:
     trigger: str | None = None  # what started them: one of ``rules.TRIGGERS``
 
 
-class Store(ScheduleStore, OutboxStore, Protocol):
+class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
     """Persistence for the engine. Every method may raise ``StoreError``. The schedule
-    methods are declared in ``store/schedules.py``, the outbox's in ``store/outbox.py``."""
+    methods are declared in ``store/schedules.py``, the outbox's in ``store/outbox.py``,
+    the sign-outs' in ``store/sessions.py``."""
 
     async def open(self) -> None:
         """Connect and bring the schema to the current migration."""

@@ -67,6 +67,7 @@ from orchestrion.store.sealing import (
     seal_record,
     sealed_error,
 )
+from orchestrion.store.sessions import ForwardSessions
 
 __all__ = [
     "SEALED_LOG",
@@ -93,7 +94,7 @@ def protect(store: Store, governance: Governance) -> Store:
     return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
-class EncryptedStore(ForwardSchedules, ForwardOutbox):
+class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
     docstring. Every ``Store`` method is its own: those where values pass seal or open them,
     the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
@@ -112,6 +113,9 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox):
         # Outbox entries carry the journal's data as stored (sealed where classified): the
         # publisher sends a sealed value as a mark, never opened (sinks/envelope.py).
         return self.inner
+
+    def forward_sessions(self) -> Store:
+        return self.inner  # a sign-out holds a nonce and an expiry: nothing to seal
 
     def forward_to(self) -> Store:
         return self.inner  # schedules carry no classified values: nothing to seal

@@ -42,6 +42,7 @@ from orchestrion.store.memory_audit import MemoryAuditTrail
 from orchestrion.store.memory_definitions import MemoryDefinitions
 from orchestrion.store.memory_outbox import MemoryOutbox
 from orchestrion.store.memory_schedules import MemorySchedules
+from orchestrion.store.memory_sessions import MemorySessions
 
 __all__ = ["MemoryStore"]
 
@@ -58,7 +59,7 @@ def _age_of(record: ExecutionRecord) -> float:
     return record.created_at
 
 
-class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox):
+class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessions):
     """A ``Store`` held in memory; nothing survives the process."""
 
     def __init__(self) -> None:
@@ -73,6 +74,7 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox):
         self._audit = MemoryAuditTrail()
         MemoryDefinitions.__init__(self)
         MemorySchedules.__init__(self)
+        MemorySessions.__init__(self)
         MemoryOutbox.__init__(self)
 
     async def open(self) -> None:

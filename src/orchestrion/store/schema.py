@@ -27,6 +27,7 @@ __all__ = [
     "audit",
     "audit_head",
     "definitions",
+    "ended_sessions",
     "events",
     "executions",
     "leases",
@@ -289,4 +290,19 @@ sink_deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_sink_deliveries_status_next_at", "status", "next_at"),
+)
+
+# A dashboard session signed out, kept until the cookie would have expired (api/signouts.py).
+ended_sessions = Table(
+    "ended_sessions",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("nonce", String(64), nullable=False),
+    Column("expires", Float, nullable=False),
+    UniqueConstraint("nonce", name="uq_ended_sessions_nonce"),
 )

@@ -14,6 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrion.api import signouts
 from orchestrion.api.auth import (
     Caller,
     caller_of,
@@ -142,7 +143,7 @@ async def sign_in(request: Request, response: Response, ctx: Ctx) -> SessionOut:
 async def sign_out(request: Request, response: Response, ctx: Ctx) -> SessionOut:
     caller = caller_of(request.scope, ctx.settings)
     if caller.ticket is not None:
-        identifier(ctx.settings).sessions.end(caller.ticket)
+        await signouts.sign_out(ctx.engine.store, identifier(ctx.settings).sessions, caller.ticket)
     response.delete_cookie(
         COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request, ctx)
     )

@@ -184,4 +184,12 @@ CREATE INDEX ix_sink_deliveries_status_next_at ON sink_deliveries (status, next_
 
 CREATE INDEX ix_executions_created_status ON executions (created_at, status);
 
-INSERT INTO alembic_version (version_num) VALUES ('0010');
+CREATE TABLE ended_sessions (
+	id INTEGER NOT NULL,
+	nonce VARCHAR(64) NOT NULL,
+	expires FLOAT NOT NULL,
+	CONSTRAINT pk_ended_sessions PRIMARY KEY (id),
+	CONSTRAINT uq_ended_sessions_nonce UNIQUE (nonce)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0011');

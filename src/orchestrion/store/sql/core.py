@@ -31,6 +31,7 @@ from orchestrion.store.sql.rows import (
     marks,
 )
 from orchestrion.store.sql.schedules import SQLSchedules
+from orchestrion.store.sql.sessions import SQLSessions
 
 __all__ = ["SQLStore"]
 
@@ -67,7 +68,7 @@ _TRIGGER_TERMS = {
 }
 
 
-class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C]):
+class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
     """A ``Store`` on a SQL database; a dialect fills in the driver and the hooks
     (``driver.py``). Definitions, executions and leases here; the journal side in
     ``journal.py``."""
