@@ -845,3 +845,119 @@ def test_a_realistic_workflow_and_the_readme_picture(
     target = os.environ.get("ORCHESTRION_DASHBOARD_PICTURE")
     if target:
         shutil.copyfile(picture, target)
+
+
+def _sleeper(node: str, after: str | None, seconds: float) -> dict[str, Any]:
+    return {
+        "id": node,
+        "handler": "python",
+        "dependencies": [after] if after else [],
+        "config": {"function": "sleep", "params": {"seconds": seconds}},
+    }
+
+
+STEPS = {
+    "name": "four-steps",
+    "dag": {
+        "nodes": [
+            _sleeper("s1", None, 1),
+            _sleeper("s2", "s1", 1),
+            _sleeper("s3", "s2", 1),
+            _sleeper("s4", "s3", 1),
+        ]
+    },
+}
+NESTED = {
+    "name": "calls-a-child",
+    "dag": {
+        "nodes": [
+            {"id": "call", "handler": "workflow", "config": {"workflow": "four-steps"}},
+            {
+                "id": "each",
+                "handler": "map",
+                "config": {
+                    "items": [1, 2, 3, 4, 5, 6],
+                    "handler": "python",
+                    "concurrency": 1,
+                    "config": {"function": "sleep", "params": {"seconds": 0.6}},
+                },
+            },
+            {"id": "after", "handler": "noop", "dependencies": ["call", "each"]},
+        ]
+    },
+}
+
+
+def as_admin(browser: Any, server: Server) -> None:
+    """Signed in with the admin key, whatever an earlier test left."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/ui/")
+
+    def settled() -> str | None:
+        if "/ui/login" in browser.current_url:
+            return "out"
+        who = browser.find_elements(By.ID, "who")
+        return str(who[0].text) if who and who[0].text else None
+
+    who = until(settled, "the executions page or the sign-in page")
+    if "admin" not in who:
+        if who != "out":
+            sign_out(browser)
+        browser.find_element(By.ID, "api-key").send_keys("adm-key")
+        browser.find_element(By.ID, "sign-in").click()
+        until(lambda: "admin" in browser.find_element(By.ID, "who").text, "the admin signed in")
+
+
+def node_sub(browser: Any, node: str) -> str:
+    return str(
+        browser.execute_script(
+            "const t = document.querySelector(`g[data-node='${arguments[0]}'] text.sub`);"
+            "return t ? t.textContent : '';",
+            node,
+        )
+    )
+
+
+def test_a_sub_workflow_is_one_node_with_its_progress(
+    browser: Any, server: Server, shots: Path
+) -> None:
+    """The child's progress is drawn on the node that runs it, live, with a link to the
+    child's page; a map node shows its items' progress the same way."""
+    from selenium.webdriver.common.by import By
+
+    as_admin(browser, server)
+    httpx.post(f"{server.url}/v1/workflow", json=STEPS, headers=ADMIN).raise_for_status()
+    execution_id = start(server, NESTED)
+    open_execution(browser, server, execution_id)
+    seen: set[str] = set()
+
+    def progressed(node: str, pattern: str) -> bool:
+        text = node_sub(browser, node)
+        if re.fullmatch(pattern, text):
+            seen.add(f"{node}:{text}")
+        return bool(re.fullmatch(pattern, text))
+
+    # Part way through, live, without a reload: the child between its first and last node.
+    until(lambda: progressed("call", r"[12]/4 done · RUNNING"), "the child part way", 20)
+    assert node_state(browser, "call") == "WAITING"  # for its child
+    until(lambda: progressed("each", r"map · [1-4]/6"), "the map part way", 20)
+    assert node_state(browser, "each") == "RUNNING"
+    browser.save_screenshot(str(shots / "sub-workflow-running.png"))
+    until(lambda: progressed("call", r"4/4 done · COMPLETED"), "the child done", 20)
+    until(lambda: node_state(browser, "after") == "COMPLETED", "the parent done", 20)
+    bar = browser.find_element(By.CSS_SELECTOR, "g[data-node='call'] rect.progress")
+    assert bar.get_attribute("width") == browser.find_element(
+        By.CSS_SELECTOR, "g[data-node='call'] rect:not(.progress)"
+    ).get_attribute("width")  # full
+    child = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
+    child_id = child["nodes"]["call"]["child"]["execution_id"]
+    click_node(browser, "call")
+    assert "COMPLETED · 4/4 nodes done" in panel_text(browser, "panel-child")
+    link = browser.find_element(By.CSS_SELECTOR, "g[data-node='call'] a.open")
+    href = browser.execute_script("return arguments[0].getAttribute('href')", link)
+    assert href == f"/ui/executions/{child_id}"
+    browser.save_screenshot(str(shots / "sub-workflow.png"))
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('click'))", link)
+    until(lambda: browser.current_url.endswith(f"/ui/executions/{child_id}"), "the child's page")
+    until(lambda: "Parent:" in browser.find_element(By.ID, "x-links").text, "its parent link")

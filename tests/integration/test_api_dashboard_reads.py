@@ -70,3 +70,54 @@ async def test_validate_names_the_line_and_stores_nothing(tmp_path: Path) -> Non
             ),
             415,
         )
+
+
+CHILD = {
+    "name": "child-of-three",
+    "dag": {
+        "nodes": [
+            {"id": "first", "handler": "noop"},
+            {"id": "ask", "handler": "approval", "dependencies": ["first"]},
+            {"id": "last", "handler": "noop", "dependencies": ["ask"]},
+        ]
+    },
+}
+PARENT = {
+    "name": "parent-of-one",
+    "dag": {
+        "nodes": [
+            {"id": "call", "handler": "workflow", "config": {"workflow": "child-of-three"}},
+            {"id": "after", "handler": "noop", "dependencies": ["call"]},
+        ]
+    },
+}
+
+
+async def test_a_workflow_node_shows_its_childs_progress(tmp_path: Path) -> None:
+    async with serving(tmp_path) as api:
+        await api.submit(CHILD)  # stores the child's definition
+        parent = await api.start(PARENT)
+        detail = await api.until(parent, "WAITING")
+        child = detail["nodes"]["call"]["child"]
+        assert child["status"] == "WAITING" and child["execution_id"] != parent
+        assert (child["nodes_done"], child["nodes_total"], child["nodes_failed"]) == (1, 3, 0)
+        assert detail["nodes"]["after"]["child"] is None  # not a workflow node
+        # The same without outputs (the dashboard's and the CLI's poll).
+        lean = await api.client.get(f"/v1/workflows/{parent}?include_outputs=false")
+        assert lean.json()["nodes"]["call"]["child"] == child
+        approved = await api.client.post(
+            f"/v1/workflows/{child['execution_id']}/nodes/ask/approve", json={}
+        )
+        assert approved.status_code == 202, approved.text
+        done = await api.until(parent, "COMPLETED")
+        assert done["nodes"]["call"]["child"] == {
+            "execution_id": child["execution_id"],
+            "status": "COMPLETED",
+            "nodes_total": 3,
+            "nodes_done": 3,
+            "nodes_failed": 0,
+        }
+        # A public field: described in the OpenAPI document.
+        schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+        assert "child" in schemas["NodeDetail"]["properties"]
+        assert set(schemas["ChildProgress"]["required"]) >= {"execution_id", "status"}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrion.api.models import (
+    ChildProgress,
     CriterionOut,
     DefinitionDetail,
     DefinitionSummary,
@@ -92,6 +93,7 @@ def execution_detail(
     *,
     include_outputs: bool = True,
     progress: dict[str, dict[str, int]] | None = None,
+    children: dict[str, ChildProgress] | None = None,
     view: ExecutionView = _SHOW_ALL,
 ) -> ExecutionDetail:
     nodes = {
@@ -106,6 +108,7 @@ def execution_detail(
             output=view.output(node_id, node.output) if include_outputs else None,
             wait_reason=node.wait_reason,
             progress=(progress or {}).get(node_id),
+            child=(children or {}).get(node_id),
         )
         for node_id, node in result.nodes.items()
     }

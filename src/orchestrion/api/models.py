@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionResponse",
+    "ChildProgress",
     "CriterionOut",
     "DefinitionDetail",
     "DefinitionPage",
@@ -163,6 +164,16 @@ class DecisionResponse(ActionResponse):
     approved: bool
 
 
+class ChildProgress(_Out):
+    """The child execution a ``workflow`` node started, and how far it has got."""
+
+    execution_id: str
+    status: ExecutionState
+    nodes_total: int = Field(description="the child's nodes")
+    nodes_done: int = Field(description="its nodes completed or skipped")
+    nodes_failed: int = Field(description="its nodes failed")
+
+
 class NodeDetail(_Out):
     """One node of an execution. ``output`` is left out with ``?include_outputs=false``."""
 
@@ -180,6 +191,10 @@ class NodeDetail(_Out):
     wait_reason: str | None = None
     progress: dict[str, int] | None = Field(
         default=None, description="a running map node's items: done, total, failed"
+    )
+    child: ChildProgress | None = Field(
+        default=None,
+        description="a workflow node's child execution (the latest it started) and its progress",
     )
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from orchestrion.api.auth import caller_of
+from orchestrion.api.child_progress import child_progress
 from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import (
     execution_detail,
@@ -281,6 +282,7 @@ async def get_workflow(
         result,
         include_outputs=include_outputs,
         progress=ctx.engine.node_progress(execution_id),
+        children=await child_progress(ctx.engine, result),
         view=await caller.execution(record.definition_id),
     )
     if include_outputs:

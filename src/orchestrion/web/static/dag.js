@@ -172,7 +172,37 @@ const Dag = (() => {
         const cls = `node n-${String(state || "pending").toLowerCase()}` + (selected === id ? " selected" : "");
         item.g.setAttribute("class", cls);
         item.g.dataset.state = String(state || "PENDING").toUpperCase();
-        item.sub.textContent = clip(note ? `${item.handler} · ${note}` : item.handler, 26);
+        const sub = item.text || (note ? `${item.handler} · ${note}` : item.handler);
+        item.sub.textContent = clip(sub, 26);
+      },
+      // A node that stands for more (a child execution, a map's items): a bar filled to
+      // `fraction`, `text` in place of the handler, and a link to our own page `href`.
+      progress(id, info) {
+        const item = groups.get(id);
+        if (!item) return;
+        if (!info) {
+          if (item.bar) item.bar.remove();
+          if (item.link) item.link.remove();
+          item.bar = item.link = item.text = null;
+          return;
+        }
+        if (!item.bar) {
+          item.bar = svg("rect", { class: "progress", x: 0, y: H - 4, height: 4, rx: 2 });
+          item.g.append(item.bar);
+        }
+        const fraction = Math.max(0, Math.min(1, Number(info.fraction) || 0));
+        item.bar.setAttribute("width", String(Math.round(W * fraction)));
+        item.text = info.text || null;
+        if (item.text) item.sub.textContent = clip(item.text, 26);
+        const href = typeof info.href === "string" && info.href.startsWith("/ui/") ? info.href : null;
+        if (href && !item.link) {
+          item.link = svg("a", { class: "open", href });
+          const arrow = svg("text", { x: W - 8, y: 17, "text-anchor": "end" });
+          arrow.textContent = "open ›";
+          item.link.append(arrow);
+          item.link.addEventListener("click", (e) => e.stopPropagation());
+          item.g.append(item.link);
+        } else if (href) item.link.setAttribute("href", href);
       },
       select(id) {
         if (selected && groups.get(selected)) groups.get(selected).g.classList.remove("selected");

@@ -164,10 +164,47 @@
     return `${p.done}/${p.total}` + (p.failed ? ` (${p.failed} failed)` : "");
   }
 
+  function childNote(child) {
+    return `${child.nodes_done}/${child.nodes_total} done` +
+      (child.nodes_failed ? `, ${child.nodes_failed} failed` : "") + ` · ${child.status}`;
+  }
+
+  // A sub-workflow is one node: its child's progress on it, with a link to the child's page;
+  // a map node's items likewise (without a link: its items are not executions).
+  function paintProgress(node, info) {
+    if (info.child) {
+      const c = info.child;
+      graph.progress(node, {
+        text: childNote(c),
+        fraction: c.nodes_total ? c.nodes_done / c.nodes_total : 0,
+        href: `/ui/executions/${encodeURIComponent(c.execution_id)}`,
+      });
+    } else if (info.progress && info.progress.total) {
+      graph.progress(node, { text: null, fraction: info.progress.done / info.progress.total });
+    } else graph.progress(node, null);
+  }
+
   function paintLive() {
     for (const [node, info] of Object.entries(detail.nodes)) {
       graph.state(node, info.state, progressNote(info) || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
+      paintProgress(node, info);
     }
+    watchChildren();
+  }
+
+  // A child's progress, and a map's items, change nothing in this execution's journal: while
+  // a child or a map runs, the page reads the execution again every second (one request).
+  let childTimer = null;
+  const mapNodes = () => new Set(spec.dag.nodes.filter((n) => n.handler === "map").map((n) => n.id));
+  function watchChildren() {
+    const maps = mapNodes();
+    const running = Object.entries(detail.nodes).some(([node, n]) =>
+      (n.child && !FINAL.has(n.child.status)) || (maps.has(node) && n.state === "RUNNING"));
+    if (!running || childTimer || document.hidden) return;
+    childTimer = setTimeout(() => {
+      childTimer = null;
+      refreshSoon();
+    }, 1000);
   }
 
   function paintNode(node, state) {
@@ -318,16 +355,15 @@
       panel.append(section("Approval", comment, decide("approve"), decide("reject")));
       if (typing) comment.focus();
     }
-    const child = childrenOf().get(node);
+    const child = info.child ? info.child.execution_id : childrenOf().get(node);
     if (child) {
-      // A sub-workflow is one node here; its own progress comes from the child's page data.
-      const status = O.el("span", { class: "muted", id: "panel-child" }, "…");
-      panel.append(section("Child execution", O.link("execution", child), " ", status));
-      O.api("GET", `/v1/workflows/${encodeURIComponent(child)}?include_outputs=false`).then((c) => {
-        const states = Object.values(c.node_states);
-        const done = states.filter((x) => x === "COMPLETED" || x === "SKIPPED").length;
-        status.textContent = `${c.status} · ${done}/${states.length} nodes done`;
-      }).catch((error) => (status.textContent = error.message));
+      // A sub-workflow is one node here; the execution's detail says how far its child got.
+      const c = info.child;
+      const status = c
+        ? `${c.status} · ${c.nodes_done}/${c.nodes_total} nodes done` + (c.nodes_failed ? `, ${c.nodes_failed} failed` : "")
+        : "";
+      panel.append(section("Child execution", O.link("execution", child), " ",
+        O.el("span", { class: "muted", id: "panel-child" }, status)));
     }
     if (info.error) {
       panel.append(section("Error", O.el("pre", { class: "error", id: "panel-error" }, errorText(info.error)),
@@ -513,6 +549,7 @@
       else replayTo(value);
     });
     O.$("replay-live").addEventListener("click", goLive);
+    document.addEventListener("visibilitychange", () => detail && watchChildren());
     if (!FINAL.has(detail.status)) {
       follow();
       refreshSoon(); // it may have ended while the journal was read: no event would say so
