@@ -20,7 +20,8 @@ graph  A 1,000-node workflow (100 layers of 10 noop nodes, each depending on 2 o
        before) is run to completion, then its page is opened in headless Chromium (Debian's
        chromium + chromium-driver) ``--repeat`` times: the time from navigation start until
        the page's script marks it loaded (detail, definition and the whole journal fetched,
-       layout computed, SVG drawn and states painted), and the layout + draw time alone.
+       layout computed, SVG drawn and states painted; budget 2 s at p95), the layout + draw
+       time alone, and from a click on "Fit" and on the minimap until the next frame.
 graph  also needs chromium; without it the part is reported as not run.
 live   200 executions of a 5-node workflow (python ``sleep`` nodes, 0.2 s each) start at once
        while a client follows ``GET /v1/events/stream?tail=true``, the stream the executions
@@ -336,6 +337,21 @@ def _wide(layers: int, width: int) -> dict[str, Any]:
     return {"name": "thousand", "dag": {"nodes": nodes}}
 
 
+# Milliseconds from a click on the element (selector) until the frame after it is painted:
+# how long "Fit" and a jump through the minimap leave the page unresponsive.
+_FRAME_AFTER = """
+const [selector, done] = arguments;
+const target = document.querySelector(selector);
+const box = target.getBoundingClientRect();
+const t0 = performance.now();
+const at = {clientX: box.left + box.width * 0.9, clientY: box.top + box.height / 2, bubbles: true};
+target.dispatchEvent(new PointerEvent("pointerdown", at));
+target.dispatchEvent(new PointerEvent("pointerup", at));
+target.dispatchEvent(new MouseEvent("click", at));
+requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+"""
+
+
 def bench_graph(work: Path, repeat: int) -> dict[str, Any]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         return {"not_run": "chromium and chromium-driver are not installed"}
@@ -358,16 +374,24 @@ def bench_graph(work: Path, repeat: int) -> dict[str, Any]:
         _signed_in(driver, server.url)
         loaded: list[float] = []
         drawn: list[float] = []
+        fitted: list[float] = []
+        jumped: list[float] = []
         for _ in range(repeat):
             page_url = f"{server.url}/ui/executions/{execution_id}"
             loaded.append(_loaded_ms(driver, page_url) / 1000)
             info = driver.execute_script("return document.getElementById('graph-info').textContent")
             drawn.append(float(info.split("drawn in ")[1].split(" ms")[0]) / 1000)
+            fitted.append(round(driver.execute_async_script(_FRAME_AFTER, "#zoom-fit")) / 1000)
+            jumped.append(round(driver.execute_async_script(_FRAME_AFTER, "svg.minimap")) / 1000)
         return {
             "nodes": 1000,
             "events": events,
             "loaded_ms": _ms(loaded),
             "layout_draw_ms": _ms(drawn),
+            "fit_frame_ms": _ms(fitted),
+            "minimap_frame_ms": _ms(jumped),
+            "budget_ms": 2000,
+            "within_budget": _ms(loaded)[1] < 2000,
         }
     finally:
         if driver is not None:

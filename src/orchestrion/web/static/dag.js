@@ -87,7 +87,11 @@ const Dag = (() => {
     while (container.firstChild) container.removeChild(container.firstChild);
     const root = svg("svg", { class: "dag", role: "img", "aria-label": "workflow graph" });
     const view = { x: -20, y: -20, w: Math.max(width, 400) + 40, h: Math.max(height, 200) + 40 };
-    const setView = () => root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+    let mini = null;
+    const setView = () => {
+      root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+      if (mini) mini.show(view);
+    };
     setView();
     const edges = svg("g", { class: "edges" });
     const boxes = svg("g", { class: "nodes" });
@@ -125,7 +129,15 @@ const Dag = (() => {
       boxes.append(g);
       groups.set(n.id, { g, sub, handler: n.handler || "" });
     }
+    // The room the graph has, read before 1,000 nodes join the page (no layout of them yet).
+    const space = { width: container.clientWidth, height: container.clientHeight };
     container.append(root);
+    const full = { ...view };
+    mini = minimap(container, nodes, pos, full, (x, y) => {
+      view.x = x - view.w / 2;
+      view.y = y - view.h / 2;
+      setView();
+    });
 
     // Zoom around the pointer with the wheel; drag to pan.
     const zoom = (factor, cx, cy) => {
@@ -156,7 +168,19 @@ const Dag = (() => {
       view.y = drag.vy - ((e.clientY - drag.y) / box.height) * view.h;
       setView();
     });
-    const full = { ...view };
+    // A large graph opens readable (nodes at three quarters of their size, its roots in view)
+    // rather than fitted to a blur: the minimap shows the rest, "Fit" shows it all.
+    const readable = (box) => {
+      if (!box.width || !box.height) return;
+      const scale = Math.min(box.width / full.w, box.height / full.h);
+      if (scale >= 0.5) return;
+      view.w = box.width / 0.75;
+      view.h = box.height / 0.75;
+      view.x = full.x;
+      view.y = full.y + Math.max(0, (full.h - view.h) / 2);
+      setView();
+    };
+    readable(space);
     let selected = null;
     return {
       count: nodes.length,
@@ -169,6 +193,7 @@ const Dag = (() => {
       state(id, state, note) {
         const item = groups.get(id);
         if (!item) return;
+        mini.state(id, state);
         const cls = `node n-${String(state || "pending").toLowerCase()}` + (selected === id ? " selected" : "");
         item.g.setAttribute("class", cls);
         item.g.dataset.state = String(state || "PENDING").toUpperCase();
@@ -210,6 +235,53 @@ const Dag = (() => {
         if (groups.get(id)) groups.get(id).g.classList.add("selected");
       },
       children,
+    };
+  }
+
+  // The overview in the graph's corner: every node as a dot in its state's colour and the
+  // part in view as a frame; a click or a drag on it brings that part into view. Stretched to
+  // a fixed box (a 100-layer graph is a long strip), which the frame follows.
+  function minimap(container, nodes, pos, full, centreOn) {
+    const width = 200;
+    const height = Math.round(Math.max(40, Math.min(120, (width * full.h) / full.w)));
+    const map = svg("svg", {
+      class: "minimap", width, height, viewBox: `${full.x} ${full.y} ${full.w} ${full.h}`,
+      preserveAspectRatio: "none", role: "img", "aria-label": "overview of the graph",
+    });
+    const dots = new Map();
+    for (const n of nodes) {
+      const p = pos.get(n.id);
+      const dot = svg("rect", { x: p.x, y: p.y, width: W, height: H, class: "m-pending" });
+      dots.set(n.id, dot);
+      map.append(dot);
+    }
+    const frame = svg("rect", { class: "mini-view", "vector-effect": "non-scaling-stroke" });
+    map.append(frame);
+    let dragging = false;
+    const centre = (e) => {
+      const box = map.getBoundingClientRect();
+      centreOn(full.x + ((e.clientX - box.left) / box.width) * full.w,
+        full.y + ((e.clientY - box.top) / box.height) * full.h);
+    };
+    map.addEventListener("pointerdown", (e) => {
+      e.stopPropagation();
+      dragging = true;
+      centre(e);
+    });
+    map.addEventListener("pointermove", (e) => dragging && centre(e));
+    window.addEventListener("pointerup", () => (dragging = false));
+    container.append(map);
+    return {
+      show(view) {
+        frame.setAttribute("x", String(view.x));
+        frame.setAttribute("y", String(view.y));
+        frame.setAttribute("width", String(view.w));
+        frame.setAttribute("height", String(view.h));
+      },
+      state(id, state) {
+        const dot = dots.get(id);
+        if (dot) dot.setAttribute("class", `m-${String(state || "pending").toLowerCase()}`);
+      },
     };
   }
 
