@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "orchestrion" / "web" / "templates"
-KEYS = "adm-key:admin:alice,view-key:viewer:victor"
+KEYS = "adm-key:admin:alice,view-key:viewer:victor,op-key:operator:olga"
 ADMIN = {"Authorization": "Bearer adm-key"}
 
 PAYLOADS = {
@@ -250,16 +250,30 @@ ORDER_INPUTS = {
 }
 
 
+# A node that fails until its marker file exists: a dead letter, then a fixed one.
+FIXABLE = """\
+import os
+
+
+def until_fixed(path: str) -> str:
+    if not os.path.exists(path):
+        raise RuntimeError("the marker file is missing: " + path)
+    return "fixed"
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("dashboard")
     (folder / "dash_talker.py").write_text(TALKER)
     (folder / "dash_shop.py").write_text(SHOP)
+    (folder / "dash_fixable.py").write_text(FIXABLE)
     (folder / "governance.yaml").write_text(
-        "version: 1\npython:\n  allowed_modules: [dash_talker, dash_shop]\n"
+        "version: 1\npython:\n  allowed_modules: [dash_talker, dash_shop, dash_fixable]\n"
     )
     env = {
         "ORCHESTRION_API_KEYS": KEYS,
+        "ORCHESTRION_SCHEDULER_INTERVAL": "0.2",
         "ORCHESTRION_SSE_POLL": "0.5",
         "ORCHESTRION_GOVERNANCE_FILE": str(folder / "governance.yaml"),
         "PYTHONPATH": str(folder),
@@ -890,6 +904,11 @@ NESTED = {
 
 def as_admin(browser: Any, server: Server) -> None:
     """Signed in with the admin key, whatever an earlier test left."""
+    signed_in_as(browser, server, "adm-key", "admin")
+
+
+def signed_in_as(browser: Any, server: Server, key: str, role: str) -> None:
+    """Signed in with ``key`` (of ``role``), whatever an earlier test left."""
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server.url}/ui/")
@@ -901,12 +920,12 @@ def as_admin(browser: Any, server: Server) -> None:
         return str(who[0].text) if who and who[0].text else None
 
     who = until(settled, "the executions page or the sign-in page")
-    if "admin" not in who:
+    if role not in who:
         if who != "out":
             sign_out(browser)
-        browser.find_element(By.ID, "api-key").send_keys("adm-key")
+        browser.find_element(By.ID, "api-key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
-        until(lambda: "admin" in browser.find_element(By.ID, "who").text, "the admin signed in")
+        until(lambda: role in browser.find_element(By.ID, "who").text, f"the {role} signed in")
 
 
 def node_sub(browser: Any, node: str) -> str:
@@ -1040,3 +1059,172 @@ def test_a_thousand_nodes_open_readable_with_an_overview(
     for node in ("n0_0", "n0_9", "n99_0", "n99_9", "n50_5"):
         assert on_screen(browser, node), node
     browser.save_screenshot(str(shots / "thousand-fit.png"))
+
+
+YEARLY = """\
+name: yearly-report
+triggers:
+  - type: scheduled
+    name: new_year
+    schedule: "0 0 1 1 *"
+  - type: scheduled
+    name: midsummer
+    schedule: "0 12 21 6 *"
+dag:
+  nodes:
+    - id: report
+      handler: noop
+"""
+
+
+def schedule_row(browser: Any, schedule: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.CSS_SELECTOR, f"tr[data-schedule='{schedule}']")
+    return found[0] if found else None
+
+
+def schedule_state(server: Server, schedule: str) -> str | None:
+    answer = httpx.get(f"{server.url}/v1/schedules/{schedule}", headers=ADMIN)
+    return str(answer.json()["state"]) if answer.status_code == 200 else None
+
+
+def test_schedules_trigger_pause_and_delete_as_the_role_allows(
+    browser: Any, server: Server, shots: Path
+) -> None:
+    """An operator fires a schedule now, pauses, resumes and deletes it from the definitions
+    page; a viewer sees the schedules without a button, and the API refuses it the verbs."""
+    from selenium.webdriver.common.by import By
+
+    yaml = {**ADMIN, "Content-Type": "application/yaml"}
+    stored = httpx.post(f"{server.url}/v1/workflow", content=YEARLY, headers=yaml)
+    assert stored.status_code == 201, stored.text
+    new_year, midsummer = "yearly-report:new_year", "yearly-report:midsummer"
+    signed_in_as(browser, server, "op-key", "operator")
+    browser.get(f"{server.url}/ui/definitions")
+    until(lambda: schedule_row(browser, new_year), "the schedule's row")
+
+    def press_in(schedule: str, action: str) -> None:
+        def attempt() -> bool:
+            row = schedule_row(browser, schedule)
+            row.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
+            return True
+
+        until(attempt, f"{action} on {schedule}")
+
+    def fired() -> list[Any]:
+        listed = httpx.get(
+            f"{server.url}/v1/workflows",
+            params={"workflow": "yearly-report", "trigger": "schedule"},
+            headers=ADMIN,
+        )
+        return list(listed.json()["items"])
+
+    assert fired() == []  # a yearly schedule: nothing fired on its own
+    press_in(new_year, "trigger")
+    started = until(fired, "the execution the trigger started")
+    assert len(started) == 1
+    press_in(new_year, "pause")
+    until(lambda: schedule_state(server, new_year) == "paused", "paused")
+    until(
+        lambda: (
+            schedule_row(browser, new_year).find_element(By.CSS_SELECTOR, "td.state").text
+            == "paused"
+        ),
+        "the row saying paused",
+    )
+    press_in(new_year, "resume")
+    until(lambda: schedule_state(server, new_year) == "active", "active again")
+    browser.save_screenshot(str(shots / "schedules.png"))
+    press_in(new_year, "delete")
+    browser.switch_to.alert.accept()  # "Delete the schedule ...?"
+    until(lambda: schedule_state(server, new_year) in (None, "deleted"), "deleted")
+    until(lambda: schedule_row(browser, new_year) is None, "its row gone")
+    assert schedule_row(browser, midsummer) is not None
+
+    # A viewer: the schedules, without a button; asking anyway is refused.
+    sign_out(browser)
+    signed_in_as(browser, server, "view-key", "viewer")
+    browser.get(f"{server.url}/ui/definitions")
+    row = until(lambda: schedule_row(browser, midsummer), "the viewer's schedules")
+    assert row.find_elements(By.CSS_SELECTOR, "button") == []
+    for method, suffix in (("POST", "/trigger"), ("POST", "/pause"), ("DELETE", "")):
+        answer = fetch(browser, method, f"/v1/schedules/{midsummer}{suffix}", csrf=True)
+        assert answer["status"] == 403 and "operator" in answer["body"], answer
+    assert schedule_state(server, midsummer) == "active" and len(fired()) == 1
+    sign_out(browser)
+
+
+def test_dead_letters_shown_retried_and_dropped(
+    browser: Any, server: Server, shots: Path, tmp_path: Path
+) -> None:
+    """Nodes that exhausted their retries are the dead letter queue of an embedded
+    deployment: the admin shows one, retries it once the cause is fixed (its execution runs
+    again from it to the end), and drops another (recorded as handled); a viewer sees no
+    queue and the API refuses it."""
+    from selenium.webdriver.common.by import By
+
+    marker = tmp_path / "fixed"
+    fixable = {
+        "name": "fixable",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "fragile",
+                    "handler": "python",
+                    "config": {
+                        "function": "dash_fixable.until_fixed",
+                        "params": {"path": str(marker)},
+                    },
+                },
+                {"id": "then", "handler": "noop", "dependencies": ["fragile"]},
+            ]
+        },
+    }
+    first, second = start(server, fixable), start(server, fixable)
+    for execution_id in (first, second):
+        until(lambda e=execution_id: status_of(server, e) == "FAILED", "the node failing")
+    as_admin(browser, server)
+    browser.get(f"{server.url}/ui/operations")
+
+    def entry_of(execution_id: str) -> Any:
+        for row in browser.find_elements(By.CSS_SELECTOR, "#dlq tr[data-entry]"):
+            if execution_id in row.text:
+                return row
+        return None
+
+    def press_in(execution_id: str, action: str) -> None:
+        def attempt() -> bool:
+            row = entry_of(execution_id)
+            row.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
+            return True
+
+        until(attempt, f"{action} on {execution_id}'s dead letter")
+
+    until(lambda: entry_of(first) and entry_of(second), "both dead letters listed")
+    assert "fragile" in entry_of(first).text and "marker file is missing" in entry_of(first).text
+    press_in(first, "show")
+    shown = until(lambda: panel_text(browser, "dlq-shown"), "the entry shown")
+    assert first in shown and "marker file is missing" in shown
+    browser.save_screenshot(str(shots / "dlq.png"))
+
+    entry = f"/v1/admin/dlq/{entry_of(second).get_attribute('data-entry')}"
+    marker.write_text("fixed")
+    press_in(first, "retry")
+    until(lambda: status_of(server, first) == "COMPLETED", "the retried execution done")
+    until(lambda: entry_of(first) is None, "the retried entry gone from the list")
+    press_in(second, "drop")
+    until(lambda: entry_of(second) is None, "the dropped entry gone from the list")
+    assert status_of(server, second) == "FAILED"  # dropped: handled, not re-run
+    listed = httpx.get(f"{server.url}/v1/admin/dlq", headers=ADMIN).json()["items"]
+    assert not [d for d in listed if d["execution_id"] in (first, second)]
+
+    sign_out(browser)
+    signed_in_as(browser, server, "view-key", "viewer")
+    browser.get(f"{server.url}/ui/operations")
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, "#compliance tr"), "the page")
+    assert not browser.find_element(By.ID, "dlq-card").is_displayed()
+    for method, path in (("POST", f"{entry}/retry"), ("DELETE", entry)):
+        answer = fetch(browser, method, path, csrf=True)
+        assert answer["status"] == 403 and "admin" in answer["body"], answer
+    sign_out(browser)

@@ -1,12 +1,14 @@
 """The dashboard in scale-out mode: ``orchestrion serve`` in front of a real orchestrator and
 worker on PostgreSQL and Redis serves the pages, signs a browser in, and gives the reads the
 pages make (counts over time, the live stream of every execution) from the shared store and
-the other processes' commits. What a browser does with them is tested in
-test_dashboard_browser.py; here it is the same HTTP, across processes.
+the other processes' commits; and, in a real headless Chromium, the operations page draws the
+cluster (orchestrators, workers, queues, circuit breakers) from what the processes publish.
+What a browser does with the rest is tested in test_dashboard_browser.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -17,6 +19,7 @@ import httpx
 import pytest
 from cluster import HERE, Cluster
 from test_api_server import free_port
+from test_dashboard_browser import browser, shots, sign_in, until  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +119,106 @@ def test_the_dashboard_reads_a_cluster(
     finally:
         codes = cluster.stop()
     assert all(code == 0 for code in codes.values()), (codes, cluster.log_tail())
+
+
+async def _fail_a_call(redis_url: str, prefix: str) -> None:
+    """What a worker's breaker records when an http call to a host fails (threshold 1)."""
+    from redis.asyncio import Redis
+
+    from orchestrion.cluster.circuits import CircuitBreakers
+
+    redis = Redis.from_url(redis_url)
+    try:
+        breakers = CircuitBreakers(redis, prefix, threshold=1, open_seconds=600)
+        await breakers.before("http", "payments.example")
+        await breakers.after("http", "payments.example", ok=False)
+    finally:
+        await redis.aclose()
+
+
+def test_the_operations_page_shows_the_cluster(
+    postgres_url: str,
+    redis_server: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    shots: Path,  # noqa: F811
+) -> None:
+    """Signed in to a real cluster (an orchestrator, a worker, the API), the operations page
+    draws the orchestrators, the workers, the queues and the circuit breakers from what the
+    processes publish in Redis; a circuit a failing handler opened is listed as open."""
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cluster = Cluster.for_test(
+        postgres_url,
+        redis_server,
+        redis_prefix,
+        tmp_path / "logs",
+        ORCHESTRION_API_KEYS="adm-key:admin:alice",
+        ORCHESTRION_RATE_LIMIT_PER_SECOND="0",
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    )
+    admin = {"Authorization": "Bearer adm-key"}
+    try:
+        cluster.start("orchestrator-0", "orchestrator")
+        cluster.start("worker-0", "worker")
+        cluster.start("api", "serve", "--host", "127.0.0.1", "--port", str(port))
+        _wait_healthy(url, cluster)
+        with httpx.Client(base_url=url, headers=admin, timeout=30) as client:
+            _start(client, "")  # a task stream in the queues
+        asyncio.run(_fail_a_call(redis_server, redis_prefix))
+
+        def health() -> dict[str, Any]:
+            answer = httpx.get(f"{url}/v1/health", headers=admin, timeout=10).json()
+            return dict(answer.get("checks") or answer.get("detail", {}).get("checks") or {})
+
+        def ready() -> bool:
+            checks = health()
+            circuits = checks.get("circuits", {}).get("info", {}).get("circuits", [])
+            live = [
+                checks[name].get("info", {}).get("live") for name in ("workers", "orchestrators")
+            ]
+            return bool(circuits) and all(live)
+
+        until(ready, "the processes' heartbeats and the open circuit", timeout=60)
+
+        sign_in(browser, _Url(url), "adm-key")
+        browser.get(f"{url}/ui/operations")
+
+        def headings() -> set[str]:
+            return {h.text for h in browser.find_elements(By.CSS_SELECTOR, "#cluster h4")}
+
+        wanted = {
+            "workers: workers",
+            "orchestrators: orchestrators",
+            "queues: streams",
+            "circuits: circuits",
+        }
+        until(lambda: wanted <= headings(), f"the cluster tables (saw {headings()})", 30)
+        tables = {
+            h.text: h.find_element(By.XPATH, "following-sibling::table[1]").text
+            for h in browser.find_elements(By.CSS_SELECTOR, "#cluster h4")
+        }
+        checks = health()
+        for name, key in (("workers", "id"), ("orchestrators", "owner")):
+            table = f"{name}: {name}"
+            ids = [str(item[key]) for item in checks[name]["info"][name]]
+            assert ids and all(i in tables[table] for i in ids), (ids, tables[table])
+        circuit = tables["circuits: circuits"]
+        assert "payments.example" in circuit and "open" in circuit, circuit
+        streams = list(checks["queues"]["info"]["streams"])
+        assert streams and all(stream in tables["queues: streams"] for stream in streams)
+        browser.execute_script("document.getElementById('cluster').scrollIntoView()")
+        browser.save_screenshot(str(shots / "operations-cluster.png"))
+    finally:
+        codes = cluster.stop()
+    assert all(code == 0 for code in codes.values()), (codes, cluster.log_tail())
+
+
+class _Url:
+    """What ``sign_in`` needs of a server: its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url

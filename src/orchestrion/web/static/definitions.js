@@ -21,28 +21,41 @@
     try {
       list = await O.api("GET", "/v1/schedules");
     } catch (error) {
-      rows.append(O.el("tr", {}, O.el("td", { colspan: 5, class: "muted" }, error.message)));
+      rows.append(O.el("tr", {}, O.el("td", { colspan: 6, class: "muted" }, error.message)));
       return;
     }
     for (const s of list.schedules) {
-      const actions = O.el("td", {});
+      // The buttons the role may use (the API refuses the others all the same): pause or
+      // resume, fire once now, delete.
+      const actions = O.el("td", { class: "row-actions" });
       if (O.can("operator")) {
-        const verb = s.state === "paused" ? "resume" : "pause";
-        actions.append(O.button(verb, async () => {
+        const path = `/v1/schedules/${encodeURIComponent(s.id)}`;
+        const act = (label, method, suffix, done, confirmText) => O.button(label, async () => {
+          if (confirmText && !confirm(confirmText)) return;
           try {
-            await O.api("POST", `/v1/schedules/${encodeURIComponent(s.id)}/${verb}`);
+            const answer = await O.api(method, path + suffix);
+            O.toast(done(answer));
             await loadSchedules();
           } catch (error) {
             O.report(error);
           }
-        }));
+        }, { "data-action": label.toLowerCase().replace(/ .*/, ""), class: label === "Delete" ? "danger" : "" });
+        const verb = s.state === "paused" ? "Resume" : "Pause";
+        actions.append(
+          act(verb, "POST", `/${verb.toLowerCase()}`, (a) => `${s.id}: ${a.state}`),
+          act("Trigger now", "POST", "/trigger", () => `${s.id}: fired, it starts on the scheduler's next pass`),
+          act("Delete", "DELETE", "", () => `${s.id}: deleted`,
+            `Delete the schedule ${s.id}? A new version of its workflow that declares it brings it back.`));
       }
-      rows.append(O.el("tr", {},
+      const last = (s.recent_firings || [])[0];
+      rows.append(O.el("tr", { "data-schedule": s.id },
         O.el("td", {}, `${s.id} · ${s.schedule} (${s.timezone})`),
         O.el("td", {}, O.link("definition", s.definition_name)),
-        O.el("td", {}, s.state), O.el("td", {}, O.time(s.next_tick_at)), actions));
+        O.el("td", { class: "state" }, s.state), O.el("td", {}, O.time(s.next_tick_at)),
+        O.el("td", {}, last && last.execution_id ? O.link("execution", last.execution_id, O.time(last.tick_at)) : O.time(s.last_tick_at)),
+        actions));
     }
-    if (!list.schedules.length) rows.append(O.el("tr", {}, O.el("td", { colspan: 5, class: "muted" }, "No schedule.")));
+    if (!list.schedules.length) rows.append(O.el("tr", {}, O.el("td", { colspan: 6, class: "muted" }, "No schedule.")));
   }
 
   async function validate() {

@@ -79,15 +79,15 @@
       for (const d of page.items) {
         const act = (verb, method, path) => O.button(verb, async () => {
           try {
-            await O.api(method, path);
-            O.toast(`${verb}: ${d.id}`);
+            const answer = await O.api(method, path);
+            O.toast(answer && answer.message ? answer.message : `${verb}: ${d.id}`);
             await loadDlq();
           } catch (error) {
             O.report(error);
           }
-        });
+        }, { "data-action": verb.toLowerCase(), class: verb === "Drop" ? "danger" : "" });
         const entry = `/v1/admin/dlq/${encodeURIComponent(d.id)}`;
-        rows.append(O.el("tr", {},
+        rows.append(O.el("tr", { "data-entry": d.id },
           O.el("td", { class: "mono" }, `${d.id} (${d.kind})`),
           O.el("td", {}, d.execution_id ? O.link("execution", d.execution_id) : ""),
           O.el("td", {}, d.node_id || ""),
@@ -106,11 +106,11 @@
       try {
         const entry = await O.api("GET", path);
         const box = O.clear(O.$("dlq-entry"));
-        box.append(O.el("pre", { class: "source" }, O.pretty(entry)));
+        box.append(O.el("pre", { class: "source", id: "dlq-shown" }, O.pretty(entry)));
       } catch (error) {
         O.report(error);
       }
-    });
+    }, { "data-action": "show" });
   }
 
   async function loadAudit(event) {
