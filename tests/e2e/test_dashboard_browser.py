@@ -1228,3 +1228,39 @@ def test_dead_letters_shown_retried_and_dropped(
         answer = fetch(browser, method, path, csrf=True)
         assert answer["status"] == 403 and "admin" in answer["body"], answer
     sign_out(browser)
+
+
+SUBMITTED = """# Monthly close <script>window.__pwned = 6</script>
+name: monthly-close   # as the finance team wrote it
+dag:
+  nodes:
+    - id: ledger
+      handler: noop
+      config: {value: "</pre><img src=x onerror=\\"window.__pwned = 7\\">"}
+"""
+
+
+def test_the_definition_page_shows_the_source_as_submitted(
+    browser: Any, server: Server, shots: Path
+) -> None:
+    """The text a version was submitted as, comments and all, beside its canonical form: as
+    text, whatever it holds."""
+    from selenium.webdriver.common.by import By
+
+    yaml = {**ADMIN, "Content-Type": "application/yaml"}
+    stored = httpx.post(f"{server.url}/v1/workflow", content=SUBMITTED, headers=yaml)
+    assert stored.status_code == 201, stored.text
+    signed_in_as(browser, server, "view-key", "viewer")
+    browser.get(f"{server.url}/ui/definitions/monthly-close")
+    shown = until(lambda: browser.find_element(By.ID, "d-submitted").text, "the source")
+    assert shown == SUBMITTED.rstrip("\n")
+    assert browser.find_element(By.ID, "d-submitted-format").text == "yaml"
+    canonical = browser.find_element(By.ID, "d-source").text
+    assert '"name": "monthly-close"' in canonical and "finance team" not in canonical
+    injected = browser.execute_script(
+        "return {pwned: window.__pwned, imgs: document.querySelectorAll('img').length}"
+    )
+    assert injected == {"pwned": None, "imgs": 0}
+    browser.execute_script("document.getElementById('d-submitted').scrollIntoView()")
+    browser.save_screenshot(str(shots / "definition-source.png"))
+    sign_out(browser)

@@ -121,3 +121,40 @@ async def test_a_workflow_node_shows_its_childs_progress(tmp_path: Path) -> None
         schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
         assert "child" in schemas["NodeDetail"]["properties"]
         assert set(schemas["ChildProgress"]["required"]) >= {"execution_id", "status"}
+
+
+COMMENTED = """# The nightly export: kept as written, comments and all.
+name: commented
+dag:
+  nodes:
+    - id: only   # a single step
+      handler: noop
+"""
+
+
+async def test_a_definition_keeps_the_text_it_was_submitted_as(tmp_path: Path) -> None:
+    async with serving(tmp_path) as api:
+        yaml = {"Content-Type": "application/yaml"}
+        stored = await api.client.post("/v1/workflow", content=COMMENTED, headers=yaml)
+        assert stored.status_code == 201, stored.text
+        plain = (await api.client.get("/v1/definitions/commented")).json()
+        assert plain["source"] is None and plain["source_format"] == "yaml"  # not asked for
+        asked = await api.client.get("/v1/definitions/commented?include_source=true")
+        assert asked.json()["source"] == COMMENTED
+        assert asked.json()["spec"]["dag"]["nodes"][0]["id"] == "only"
+        # JSON, as sent (its spacing kept); the same content again is the same version,
+        # which keeps the text it was first submitted as.
+        sent = '{"name": "quick-json",\n "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}'
+        json_headers = {"Content-Type": "application/json"}
+        await api.client.post("/v1/workflow", content=sent, headers=json_headers)
+        again = '{"name":"quick-json","dag":{"nodes":[{"id":"a","handler":"noop"}]}}'
+        await api.client.post("/v1/workflow", content=again, headers=json_headers)
+        versions = (await api.client.get("/v1/definitions?name=quick-json")).json()["items"]
+        assert len(versions) == 1
+        kept = await api.client.get("/v1/definitions/quick-json?include_source=true&version=1")
+        assert kept.json()["source"] == sent and kept.json()["source_format"] == "json"
+        assert_problem(await api.client.get("/v1/definitions/commented?include_source=maybe"), 422)
+        document = (await api.client.get("/openapi.json")).json()
+        assert "source" in document["components"]["schemas"]["DefinitionDetail"]["properties"]
+        parameters = document["paths"]["/v1/definitions/{name}"]["get"]["parameters"]
+        assert "include_source" in {p["name"] for p in parameters}

@@ -222,8 +222,14 @@ def definition_summary(definition: DefinitionRecord) -> DefinitionSummary:
     )
 
 
-def definition_detail(definition: DefinitionRecord) -> DefinitionDetail:
-    return DefinitionDetail(**definition_summary(definition).model_dump(), spec=definition.spec)
+def definition_detail(
+    definition: DefinitionRecord, *, include_source: bool = False
+) -> DefinitionDetail:
+    return DefinitionDetail(
+        **definition_summary(definition).model_dump(),
+        spec=definition.spec,
+        source=definition.source if include_source else None,
+    )
 
 
 def event_out(event: EventRecord, masker: Masker | None = None) -> EventOut:

@@ -380,6 +380,12 @@ class DefinitionDetail(DefinitionSummary):
     """A stored definition version and its canonical form."""
 
     spec: dict[str, Any]
+    source: str | None = Field(
+        default=None,
+        description="with ?include_source=true: the text the version was first submitted "
+        "as (YAML or JSON, as sent, at most definitions.max_bytes); null when not asked for, "
+        "or when the store holds no text for it",
+    )
 
 
 class DefinitionPage(_Out):

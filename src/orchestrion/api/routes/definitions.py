@@ -70,8 +70,16 @@ async def list_definitions(
     responses=error_responses(404),
     summary="A stored definition (the active version unless one is given)",
 )
-async def get_definition(name: str, ctx: Ctx, version: str | None = None) -> DefinitionDetail:
-    return definition_detail(await ctx.engine.reads.find_definition(name, version))
+async def get_definition(
+    name: str,
+    ctx: Ctx,
+    version: str | None = None,
+    include_source: Annotated[
+        bool, Query(description="include the text the version was submitted as (`source`)")
+    ] = False,
+) -> DefinitionDetail:
+    record = await ctx.engine.reads.find_definition(name, version)
+    return definition_detail(record, include_source=include_source)
 
 
 @router.post(

@@ -1,5 +1,6 @@
-// One workflow: its versions, the graph of each, its source, its event triggers, and a start
-// form generated from its declared inputs (types, required, defaults).
+// One workflow: its versions, the graph of each, its source as submitted and in canonical
+// form, its event triggers, and a start form generated from its declared inputs (types,
+// required, defaults).
 "use strict";
 
 (() => {
@@ -50,10 +51,16 @@
 
   async function show(version) {
     const query = version ? `?version=${encodeURIComponent(version)}` : "";
-    current = await O.api("GET", `/v1/definitions/${encodeURIComponent(name)}${query}`);
+    const sep = query ? "&" : "?";
+    current = await O.api("GET", `/v1/definitions/${encodeURIComponent(name)}${query}${sep}include_source=true`);
     const spec = current.spec;
     Dag.draw(O.$("graph"), Dag.nodesOf(spec), {});
     O.$("d-source").textContent = O.pretty(spec);
+    // The text as it was submitted (comments, order, anchors kept), as text.
+    O.$("d-submitted-format").textContent = current.source_format;
+    O.$("d-submitted").textContent = current.source === null || current.source === undefined
+      ? "(no text kept for this version)"
+      : current.source;
     const fields = O.clear(O.$("start-fields"));
     for (const [key, input] of Object.entries(spec.inputs || {})) fields.append(field(key, input));
     O.$("start-form").hidden = !O.can("operator");
