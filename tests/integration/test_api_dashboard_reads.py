@@ -117,6 +117,34 @@ async def test_a_workflow_node_shows_its_childs_progress(tmp_path: Path) -> None
             "nodes_done": 3,
             "nodes_failed": 0,
         }
+        # A child that fails fails its node, which still shows it.
+        second = await api.start(PARENT)
+        waiting = (await api.until(second, "WAITING"))["nodes"]["call"]["child"]
+        rejected = await api.client.post(
+            f"/v1/workflows/{waiting['execution_id']}/nodes/ask/reject", json={}
+        )
+        assert rejected.status_code == 202, rejected.text
+        failed = await api.until(second, "FAILED")
+        assert failed["nodes"]["call"]["state"] == "FAILED"
+        shown = failed["nodes"]["call"]["child"]
+        assert shown["execution_id"] == waiting["execution_id"] and shown["status"] == "FAILED"
+        assert shown["nodes_failed"] == 1 and shown["nodes_done"] == 2  # "last": skipped
+        # An output naming another execution is not a child.
+        posing = {
+            "name": "posing",
+            "dag": {
+                "nodes": [
+                    {
+                        "id": "liar",
+                        "handler": "noop",
+                        "config": {"value": {"child_execution_id": child["execution_id"]}},
+                    }
+                ]
+            },
+        }
+        liar = await api.until(await api.start(posing), "COMPLETED")
+        assert liar["nodes"]["liar"]["output"] == {"child_execution_id": child["execution_id"]}
+        assert liar["nodes"]["liar"]["child"] is None
         # A public field: described in the OpenAPI document.
         schemas = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
         assert "child" in schemas["NodeDetail"]["properties"]

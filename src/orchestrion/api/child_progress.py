@@ -15,9 +15,9 @@ from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ChildProgress
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
-from orchestrion.core.result import ExecutionResult
+from orchestrion.core.result import ExecutionResult, NodeResult
 from orchestrion.core.states import NodeState
-from orchestrion.errors import ExecutionNotFound
+from orchestrion.errors import ErrorCategory, ExecutionNotFound
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
@@ -35,22 +35,23 @@ _FAILED = frozenset({NodeState.FAILED})
 async def child_progress(engine: Engine, result: ExecutionResult) -> dict[str, ChildProgress]:
     """Each node of ``result`` that started a child execution -> that child's progress."""
     found = _named_in_outputs(result)
-    waiting = [
+    # A node waiting for its child, or failed by it, names it only in its wait's event.
+    unnamed = [
         node_id
         for node_id, node in result.nodes.items()
-        if node.state is NodeState.WAITING
-        and node.wait_reason == WaitReason.CHILD
-        and node_id not in found
+        if node_id not in found and _names_its_child_in_a_wait(node)
     ]
-    if waiting:
-        found.update(await _named_in_waits(engine, result.execution_id, set(waiting)))
+    if unnamed:
+        found.update(await _named_in_waits(engine, result.execution_id, set(unnamed)))
     progress: dict[str, ChildProgress] = {}
     for node_id, child in list(found.items())[:MAX_CHILDREN]:
         try:
             record = await engine.reads.execution(child)
-            child_result = await engine.result(child, record=record)
         except ExecutionNotFound:  # erased by retention, or an id the node made up
             continue
+        if record.parent_execution_id != result.execution_id or record.parent_node_id != node_id:
+            continue  # an output that names another execution: not this node's child
+        child_result = await engine.result(child, record=record)
         states = [node.state for node in child_result.nodes.values()]
         progress[node_id] = ChildProgress(
             execution_id=child,
@@ -60,6 +61,13 @@ async def child_progress(engine: Engine, result: ExecutionResult) -> dict[str, C
             nodes_failed=sum(state in _FAILED for state in states),
         )
     return progress
+
+
+def _names_its_child_in_a_wait(node: NodeResult) -> bool:
+    if node.state is NodeState.WAITING:
+        return node.wait_reason == WaitReason.CHILD
+    failed_by_child = (node.error or {}).get("category") == ErrorCategory.CHILD_FAILED
+    return node.state is NodeState.FAILED and failed_by_child
 
 
 def _named_in_outputs(result: ExecutionResult) -> dict[str, str]:
