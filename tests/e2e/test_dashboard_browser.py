@@ -963,6 +963,7 @@ def test_a_sub_workflow_is_one_node_with_its_progress(
     until(lambda: progressed("each", r"map · [1-4]/6"), "the map part way", 20)
     assert node_state(browser, "each") == "RUNNING"
     browser.save_screenshot(str(shots / "sub-workflow-running.png"))
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.minimap") == []  # it all fits
     until(lambda: progressed("call", r"4/4 done · COMPLETED"), "the child done", 20)
     until(lambda: node_state(browser, "after") == "COMPLETED", "the parent done", 20)
     bar = browser.find_element(By.CSS_SELECTOR, "g[data-node='call'] rect.progress")

@@ -133,7 +133,10 @@ const Dag = (() => {
     const space = { width: container.clientWidth, height: container.clientHeight };
     container.append(root);
     const full = { ...view };
-    mini = minimap(container, nodes, pos, full, (x, y) => {
+    // The overview only for a graph larger than its box at its natural size.
+    const large = Boolean(space.width && space.height) &&
+      Math.min(space.width / full.w, space.height / full.h) < 1;
+    mini = minimap(container, nodes, pos, full, large, (x, y) => {
       view.x = x - view.w / 2;
       view.y = y - view.h / 2;
       setView();
@@ -238,10 +241,10 @@ const Dag = (() => {
     };
   }
 
-  // The overview in the graph's corner: every node as a dot in its state's colour and the
+  // The overview in the graph's corner (when ``shown``): every node as a dot in its state's colour and the
   // part in view as a frame; a click or a drag on it brings that part into view. Stretched to
   // a fixed box (a 100-layer graph is a long strip), which the frame follows.
-  function minimap(container, nodes, pos, full, centreOn) {
+  function minimap(container, nodes, pos, full, shown, centreOn) {
     const width = 200;
     const height = Math.round(Math.max(40, Math.min(120, (width * full.h) / full.w)));
     const map = svg("svg", {
@@ -270,7 +273,7 @@ const Dag = (() => {
     });
     map.addEventListener("pointermove", (e) => dragging && centre(e));
     window.addEventListener("pointerup", () => (dragging = false));
-    container.append(map);
+    if (shown) container.append(map);
     return {
       show(view) {
         frame.setAttribute("x", String(view.x));
