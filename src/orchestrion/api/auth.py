@@ -42,6 +42,7 @@ from orchestrion.api.sessions import (
 from orchestrion.settings import ApiRole, Settings
 
 __all__ = [
+    "MIN_KEY_LENGTH",
     "MUTATING_METHODS",
     "Caller",
     "Identifier",
@@ -70,13 +71,27 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
+MIN_KEY_LENGTH = 16
+"""Keys shorter than this are guessable: the service warns about each at start."""
+
+
 def warn_if_open(settings: Settings) -> None:
-    """Log a loud warning when no API key is configured."""
+    """Log a loud warning when no API key is configured, and one for each short key."""
     if not settings.api_keys:
         logger.warning(
             "NO API KEYS CONFIGURED: the API is open to anyone who can reach it; "
             "set ORCHESTRION_API_KEYS (e.g. 'key1:admin,key2:viewer') to require keys"
         )
+    for key, role in settings.api_keys.items():
+        if len(key) < MIN_KEY_LENGTH:
+            logger.warning(
+                "API key %s (%s) has %d characters: keys shorter than %d can be guessed; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                api_key_id(key),
+                role,
+                len(key),
+                MIN_KEY_LENGTH,
+            )
 
 
 def api_key_id(token: str) -> str:
