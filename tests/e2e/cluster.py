@@ -85,12 +85,16 @@ class Cluster:
     def stop(self) -> dict[str, int | None]:
         """SIGTERM everything, SIGKILL what is left after 10 s; the exit codes.
 
-        A process restarted a moment ago gets a second to run its first lines: a SIGTERM
-        while the interpreter itself starts kills any Python program, and that is not what
-        the exit codes are checked for.
+        A process restarted a moment ago is first given time (up to 30 s) to install its
+        SIGTERM handler: a SIGTERM while the interpreter still imports kills any Python
+        program, and that is not what the exit codes are checked for.
         """
-        youngest = max(self.started.values(), default=0.0)
-        time.sleep(max(0.0, youngest + 1.0 - time.monotonic()))
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            while proc.poll() is None and not _handles_sigterm(proc.pid):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -109,3 +113,15 @@ class Cluster:
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"== {path.name}\n" + "\n".join(tail))
         return "\n".join(out)
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` catches SIGTERM (its ``SigCgt`` mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone, or no /proc: nothing to wait for
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return True
