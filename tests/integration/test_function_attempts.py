@@ -185,3 +185,62 @@ async def test_a_function_past_its_timeout_is_stopped(functions: Path) -> None:
     assert result.status is ExecutionStatus.FAILED
     assert result.nodes["slow"].error is not None
     assert result.nodes["slow"].error["category"] == "timeout"
+
+
+@pytest.mark.parametrize("name", ["t_probe_thread", "t_suspends"])
+async def test_a_chain_of_suspending_functions_commits_once_per_node(
+    functions: Path, name: str
+) -> None:
+    # A function that suspends (a worker thread, an await) and ends soon posts its start
+    # with its outcome: both are committed in one turn, the journal is unchanged.
+    commits: list[list[str]] = []
+
+    def listener(_execution_id: str, records: list[Any]) -> None:  # once per commit
+        commits.append([f"{r.type} {r.node}" for r in records])
+
+    async with Engine(f"sqlite:///{functions}") as engine:
+        engine.add_listener(listener)
+        result = await engine.run(_chain([name] * 20), timeout=30)
+        events = await engine.store.list_events(result.execution_id)
+    assert result.ok, result.error
+    assert len(commits) <= 20 + 4, commits  # a start left alone by a slow machine: a few more
+    journal = [(e.type, e.node_id) for e in events if e.node_id is not None]
+    assert journal == [
+        (kind, f"c{i}")
+        for i in range(20)
+        for kind in ("node.queued", "node.started", "node.completed")
+    ]
+
+
+async def test_a_long_function_is_committed_as_running_while_it_runs(functions: Path) -> None:
+    release = threading.Event()
+
+    def blocks(ctx: Any) -> str:
+        release.wait(10)
+        return "done"
+
+    function_registry.register("t_blocks", blocks, replace=True)
+    try:
+        async with Engine(f"sqlite:///{functions}") as engine:
+            definition = {
+                "name": "long",
+                "dag": {
+                    "nodes": [
+                        {"id": "long", "handler": "python", "config": {"function": "t_blocks"}}
+                    ]
+                },
+            }
+            record = await engine.start_execution(await engine.submit(definition))
+            states: list[str] = []
+            for _ in range(200):  # its start is held back a moment, then committed alone
+                states = [state for state, _output in _committed(record.id).values()]
+                if states == ["running"]:
+                    break
+                await asyncio.sleep(0.01)
+            release.set()
+            result = await engine.wait(record.id, timeout=10)
+    finally:
+        release.set()
+        function_registry.unregister("t_blocks")
+    assert states == ["running"]
+    assert result.ok and result.result == {"long": "done"}

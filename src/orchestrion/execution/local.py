@@ -11,6 +11,13 @@ to its first suspension there, and becomes a task only if it suspends. ``dispatc
 after the turn that queued the attempts is committed, so an attempt that completes without
 suspending (an ``async def`` that awaits nothing slow) costs no task and no trip round the
 event loop, and its outcome is in the inbox for the engine's next turn.
+
+An attempt that does suspend (a ``def`` in a worker thread, an ``async def`` that awaits)
+holds its ``NodeStarted`` back for ``START_HELD`` s: one that ends by then posts its start
+with its outcome, so the engine applies and commits both in one turn instead of two. Recovery
+dispatches a queued attempt and a running one alike (same attempt, same idempotency key), so
+a start not yet committed changes nothing a crash leaves behind; the function itself runs only
+once its dispatch is committed, as before.
 """
 
 from __future__ import annotations
@@ -19,14 +26,57 @@ import asyncio
 import functools
 import logging
 
-from orchestrion.core.events import Event
+from orchestrion.core.events import Event, NodeStarted
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.execution.eager import start_eagerly
 from orchestrion.execution.executor import NodeExecutor
 
-__all__ = ["LocalDispatcher"]
+__all__ = ["START_HELD", "LocalDispatcher"]
 
 logger = logging.getLogger(__name__)
+
+START_HELD = 0.05
+"""Seconds a suspended attempt's NodeStarted waits: one that ends sooner posts it with its
+outcome (module docstring)."""
+
+
+class _StartHeld:
+    """The sink of one attempt: holds its ``NodeStarted`` until anything else is reported
+    (its outcome, log lines), or ``START_HELD`` s once the attempt has suspended."""
+
+    __slots__ = ("held", "sink", "timer")
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.held: tuple[str, Event] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, execution_id: str, event: Event) -> None:
+        held = self.held
+        if held is None:
+            if type(event) is NodeStarted:
+                self.held = (execution_id, event)
+                return
+        else:  # its start goes first, in the same turn
+            self.held = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.sink(*held)
+        self.sink(execution_id, event)
+
+    def suspended(self) -> None:
+        """The attempt is waiting: its start goes by itself after ``START_HELD`` s."""
+        if self.held is not None:
+            self.timer = asyncio.get_running_loop().call_later(START_HELD, self.flush)
+
+    def flush(self) -> None:
+        held, self.held = self.held, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if held is not None:
+            self.sink(*held)
 
 
 class LocalDispatcher:
@@ -58,11 +108,15 @@ class LocalDispatcher:
                 continue  # the same attempt is already in flight here
             if not self._closing and self.executor.run_now(task, self._sink):
                 continue
-            job = start_eagerly(self._run(task), f"node:{task.node_id}")
+            emit = _StartHeld(self._sink)
+            job = start_eagerly(self._run(task, emit), f"node:{task.node_id}")
             if job is None:
+                if emit.held is not None:  # ended without an outcome (closing)
+                    emit.flush()
                 continue  # it ran to its end without suspending
+            emit.suspended()
             self._tasks[key] = job
-            job.add_done_callback(functools.partial(self._forget, key))
+            job.add_done_callback(functools.partial(self._forget, key, emit))
 
     def can_run_inline(self, handler: str) -> bool:
         return not self._closing and self.executor.has_run_now(handler)
@@ -76,12 +130,13 @@ class LocalDispatcher:
             return events
         return None
 
-    def _forget(self, key: tuple[str, str, int, str], _job: asyncio.Task[None]) -> None:
+    def _forget(
+        self, key: tuple[str, str, int, str], emit: _StartHeld, _job: asyncio.Task[None]
+    ) -> None:
         self._tasks.pop(key, None)
+        emit.flush()  # cancelled after its start: the start still goes, as it did at once
 
-    async def _run(self, task: TaskMessage) -> None:
-        sink = self._sink
-        assert sink is not None
+    async def _run(self, task: TaskMessage, sink: EventSink) -> None:
         async with self._semaphore:
             if self._closing:
                 return  # left queued in the store; the next start runs it
