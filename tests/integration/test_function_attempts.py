@@ -244,3 +244,36 @@ async def test_a_long_function_is_committed_as_running_while_it_runs(functions: 
         function_registry.unregister("t_blocks")
     assert states == ["running"]
     assert result.ok and result.result == {"long": "done"}
+
+
+async def test_each_attempt_stores_its_config_as_declared_whatever_a_function_did(
+    functions: Path,
+) -> None:
+    # What is stored of a config without templates is worked out once per node: a function
+    # that changes its params in place changes neither the next attempt's params nor what is
+    # stored of them.
+    def grows(items: list[int], extra: dict[str, Any]) -> int:
+        items.append(len(items))
+        extra["seen"] = True
+        return len(items)
+
+    function_registry.register("t_grows", grows, replace=True)
+    config = {"function": "t_grows", "params": {"items": [1, 2], "extra": {"a": 1}}}
+    definition = {
+        "name": "grows",
+        "dag": {"nodes": [{"id": "g", "handler": "python", "config": config}]},
+    }
+    try:
+        async with Engine(f"sqlite:///{functions}") as engine:
+            stored = await engine.submit(definition)
+            results, inputs = [], []
+            for _ in range(3):
+                record = await engine.start_execution(stored)
+                results.append((await engine.wait(record.id, timeout=10)).result)
+                events = await engine.store.list_events(record.id, types=["node.started"])
+                inputs.append([(e.data or {}).get("inputs") for e in events])
+    finally:
+        function_registry.unregister("t_grows")
+    assert results == [{"g": 3}] * 3
+    declared = {"function": "t_grows", "params": {"items": [1, 2], "extra": {"a": 1}}}
+    assert inputs == [[declared]] * 3

@@ -89,6 +89,7 @@ def _local_dispatcher(
         resources,
         load_secrets(engine.settings),
         logs=log_limits(engine.settings, engine.governance.masker),
+        stable_configs=True,
     )
     return LocalDispatcher(executor, engine.concurrency)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ from orchestrion.execution.log_capture import (
     install,
     take_inline,
 )
-from orchestrion.execution.rendered_inputs import recorded_inputs
+from orchestrion.execution.rendered_inputs import recorded_inputs, recorded_inputs_json
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
 from orchestrion.execution.timeout import Timeout
@@ -60,7 +61,12 @@ from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.config_context import validation_context
 from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.templates.rendering import build_context, evaluate_condition, render_value
+from orchestrion.templates.rendering import (
+    build_context,
+    evaluate_condition,
+    is_template,
+    render_value,
+)
 from orchestrion.templates.threads import off_loop
 from orchestrion.templates.weight import renders_off_loop
 
@@ -71,7 +77,10 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeExecutor", "standard_layers"]
 
-_WEIGHTS_MAX = 512  # configs whose weight is remembered; more start the memory over
+# Configs whose facts are remembered; more start the memory over. Above the node count of
+# the definitions a process commonly runs (a 1,000-wide fan-out), so that each node's are
+# worked out once, not at every attempt.
+_FACTS_MAX = 4096
 
 
 def standard_layers(
@@ -100,6 +109,9 @@ class NodeExecutor:
     ``circuits``, when given, guard calls to downstream hosts with shared circuit breakers;
     ``logs`` bounds and masks the log lines each attempt writes (``log_capture.py``), which
     are reported as ``NodeLogged`` events (None, or no lines allowed: not captured).
+    ``stable_configs``: each node's config comes as the same object at every attempt (an
+    engine's compiled plans, not a worker's decoded messages), so what is stored of a config
+    without templates is worked out once per config.
     """
 
     def __init__(
@@ -110,6 +122,7 @@ class NodeExecutor:
         *,
         circuits: SharedCircuits | None = None,
         logs: LogLimits | None = None,
+        stable_configs: bool = False,
     ) -> None:
         if not isinstance(resources, Resources):
             raise TypeError(f"NodeExecutor needs the process's Resources, got {resources!r}")
@@ -122,10 +135,18 @@ class NodeExecutor:
         self.logs = logs if logs is not None and logs.on else None
         if self.logs is not None:
             install(self.logs)
-        # id(config) -> (config, when, handler, the answer): the same node's config object
+        # id(config) -> (config, when, handler, its weight): the same node's config object
         # comes with each of its attempts (the compiled plan's), so its weight is worked
         # out once; the config is kept so that its id cannot be reused meanwhile.
         self._weights: dict[int, tuple[Any, str | None, str, bool]] = {}
+        # id(config) -> (config, handler, its recorded inputs as JSON, looked at), for configs
+        # rendered with nothing to scrub: what is stored of one without templates is the
+        # same at every attempt, so it is worked out once and each attempt reads its own copy
+        # back. A config is looked at for templates when it comes again (JSON None: it has
+        # some), so a node that runs once pays nothing for it.
+        self._recorded: dict[int, tuple[Any, str, str | None, bool]] | None = (
+            {} if stable_configs else None
+        )
 
     # ------------------------------------------------------------------ in a task
 
@@ -294,9 +315,7 @@ class NodeExecutor:
             }
         else:
             rendered = render_value(raw, context)
-        inputs = (
-            recorded_inputs(raw, rendered, self._scrubber(task, spec), spec.name) if raw else None
-        )
+        inputs = self._recorded_inputs(task, spec, raw, rendered) if raw else None
         # The stricter of this process's trust and the execution's, for this attempt only
         # (``Trust.of``: only exactly ``trusted`` is trusted; compared here, every attempt).
         resources = (
@@ -326,6 +345,36 @@ class NodeExecutor:
             wait_result=task.wait_result,
         )
         return spec, config, ctx, inputs
+
+    def _recorded_inputs(
+        self, task: TaskMessage, spec: HandlerSpec, raw: Any, rendered: Any
+    ) -> dict[str, Any] | None:
+        """``recorded_inputs`` of the attempt; for a config without templates and nothing to
+        scrub, worked out once per config (the rendered config is the declared one)."""
+        scrubber = self._scrubber(task, spec)
+        remembered = self._recorded
+        if scrubber is not None or remembered is None:
+            return recorded_inputs(raw, rendered, scrubber, spec.name)
+        key = id(raw)
+        known = remembered.get(key)
+        if known is not None and known[0] is raw and known[1] == spec.name:
+            text = known[2]
+            if not known[3]:  # seen once: worth a look for templates now, once
+                if _has_template(raw):
+                    text = None
+                remembered[key] = (raw, spec.name, text, True)
+            if text is not None:
+                stored: dict[str, Any] = json.loads(text)  # a copy of its own, as ever
+                return stored
+            return recorded_inputs(raw, rendered, None, spec.name)  # it has templates
+        text = recorded_inputs_json(raw, rendered, None, spec.name)
+        if len(remembered) >= _FACTS_MAX:
+            remembered.clear()
+        remembered[key] = (raw, spec.name, text, False)
+        if text is None:
+            return None
+        first: dict[str, Any] = json.loads(text)
+        return first
 
     def _scrubber(self, task: TaskMessage, spec: HandlerSpec) -> Scrubber | None:
         """What to scrub from the attempt's rendered config: as from its output (nothing to
@@ -373,7 +422,18 @@ class NodeExecutor:
         ):
             return known[3]
         heavy = renders_off_loop(task.handler, config, when, self._canonical)
-        if len(self._weights) >= _WEIGHTS_MAX:
+        if len(self._weights) >= _FACTS_MAX:
             self._weights.clear()
         self._weights[id(config)] = (config, when, task.handler, heavy)
         return heavy
+
+
+def _has_template(value: Any) -> bool:
+    """Whether ``value`` (dicts and lists, recursively) holds a template anywhere."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_template(item) for item in value)
+    return False

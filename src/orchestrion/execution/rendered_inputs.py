@@ -23,12 +23,19 @@ from typing import Any, Final
 
 from orchestrion.governance.secret_scrub import Scrubber
 
-__all__ = ["MAX_RENDERED_BYTES", "OMITTED_KEY", "PARENT_HANDLERS", "recorded_inputs"]
+__all__ = [
+    "MAX_RENDERED_BYTES",
+    "OMITTED_KEY",
+    "PARENT_HANDLERS",
+    "recorded_inputs",
+    "recorded_inputs_json",
+]
 
 MAX_RENDERED_BYTES: Final = 64 * 1024
 OMITTED_KEY: Final = "omitted"
 PARENT_HANDLERS: Final = frozenset({"workflow", "map"})
 _CHILDREN_KEEP_THEM: Final = "this node starts child executions: their inputs are kept with them"
+_CHILDREN_MARKER: Final = json.dumps({OMITTED_KEY: _CHILDREN_KEEP_THEM})
 
 
 def recorded_inputs(
@@ -36,10 +43,22 @@ def recorded_inputs(
 ) -> dict[str, Any] | None:
     """What is stored of config ``raw`` of a ``handler`` node, rendered as ``rendered``
     (None for an empty config)."""
+    text = recorded_inputs_json(raw, rendered, scrubber, handler)
+    if text is None:
+        return None
+    # A copy in plain JSON values: nothing the handler does to its config changes it.
+    stored: dict[str, Any] = json.loads(text)
+    return stored
+
+
+def recorded_inputs_json(
+    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = ""
+) -> str | None:
+    """``recorded_inputs`` as JSON text (None for an empty config)."""
     if not raw or not isinstance(raw, dict):
         return None
     if handler in PARENT_HANDLERS:
-        return {OMITTED_KEY: _CHILDREN_KEEP_THEM}
+        return _CHILDREN_MARKER
     kept = _without_secrets(raw, rendered)
     if scrubber is not None:
         kept = scrubber.value(kept)
@@ -51,15 +70,15 @@ def recorded_inputs(
     except ValueError:
         text = None
     if text is None:  # a circular value: nothing of it is kept
-        return {OMITTED_KEY: "the rendered config cannot be written as JSON"}
+        return json.dumps({OMITTED_KEY: "the rendered config cannot be written as JSON"})
     if len(text) > MAX_RENDERED_BYTES:
-        return {
-            OMITTED_KEY: f"the rendered config is {len(text)} bytes of JSON, over the"
-            f" {MAX_RENDERED_BYTES}-byte limit kept with an attempt"
-        }
-    # A copy in plain JSON values: nothing the handler does to its config changes it.
-    stored: dict[str, Any] = json.loads(text)
-    return stored
+        return json.dumps(
+            {
+                OMITTED_KEY: f"the rendered config is {len(text)} bytes of JSON, over the"
+                f" {MAX_RENDERED_BYTES}-byte limit kept with an attempt"
+            }
+        )
+    return text
 
 
 def _as_text(value: Any) -> str | None:
