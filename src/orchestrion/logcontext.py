@@ -1,6 +1,6 @@
 """Which execution and node the current code runs for, for log lines written anywhere inside.
 
-The executor sets it around each handler call; asyncio tasks and ``to_thread`` copy context
+The executor sets it around each handler call; asyncio tasks and worker threads copy context
 variables, so a handler's own log lines (and its libraries') can carry the execution id, node
 id, attempt and correlation id without passing them around. The server's log formatter reads
 it; the library itself configures no logging.

@@ -26,7 +26,6 @@ the allowlist (``allowed_mod.os.system``). Allowing a module allows its public n
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -43,6 +42,7 @@ from pydantic_core import PydanticCustomError
 from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import ALLOWLIST_KEY
+from orchestrion.handlers.function_threads import run_blocking
 
 __all__ = [
     "ALLOWLIST_KEY",
@@ -431,7 +431,7 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
             result = await result
     else:
         # A thread keeps a slow or blocking function from stalling every other node.
-        result = await asyncio.to_thread(func, **kwargs)
+        result = await run_blocking(func, **kwargs)
         if inspect.isawaitable(result):
             result = await result
     if isinstance(result, Wait):
