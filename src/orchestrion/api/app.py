@@ -130,9 +130,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             if owns_engine and engine.drives and settings.scheduler:
                 start_scheduler(engine)  # embedded mode: this process fires schedules
             if settings.api_keys:  # sessions exist: refuse those signed out, here or elsewhere
-                await signouts.catch_up(engine.store, identifier(settings).sessions)
+                await signouts.catch_up(engine.sign_outs, identifier(settings).sessions)
                 signed_out = asyncio.create_task(
-                    signouts.follow(engine.store, settings), name="orchestrion-sign-outs"
+                    signouts.follow(engine.sign_outs, settings), name="orchestrion-sign-outs"
                 )
             ctx.closing = False
             ctx.engine_running = True

@@ -15,9 +15,9 @@ import time
 
 from orchestrion.api.auth import identifier
 from orchestrion.api.sessions import SessionBook, Ticket
+from orchestrion.engine.sign_outs import SignOuts
 from orchestrion.errors import StoreError
 from orchestrion.settings import Settings
-from orchestrion.store.base import Store
 
 __all__ = ["POLL_SECONDS", "catch_up", "follow", "sign_out"]
 
@@ -32,16 +32,16 @@ _WINDOW = 100
 _PAGE = 10_000
 
 
-async def sign_out(store: Store, book: SessionBook, ticket: Ticket) -> None:
+async def sign_out(store: SignOuts, book: SessionBook, ticket: Ticket) -> None:
     """End the session of ``ticket`` here at once, and everywhere through the store."""
     book.end(ticket)
-    await store.end_session(ticket.nonce, float(ticket.expires), time.time())
+    await store.end(ticket.nonce, float(ticket.expires), time.time())
 
 
-async def catch_up(store: Store, book: SessionBook) -> None:
+async def catch_up(store: SignOuts, book: SessionBook) -> None:
     """Read into ``book`` the sign-outs the store has that it may not."""
     while True:
-        rows = await store.ended_sessions(max(0, book.cursor - _WINDOW), time.time(), _PAGE)
+        rows = await store.since(max(0, book.cursor - _WINDOW), time.time(), _PAGE)
         for row in rows:
             book.end_nonce(row.nonce, row.expires)
             book.cursor = max(book.cursor, row.seq)
@@ -49,7 +49,7 @@ async def catch_up(store: Store, book: SessionBook) -> None:
             return
 
 
-async def follow(store: Store, settings: Settings) -> None:
+async def follow(store: SignOuts, settings: Settings) -> None:
     """Keep the book of ``settings``' keys up to date with the store, until cancelled."""
     while True:
         await asyncio.sleep(POLL_SECONDS)

@@ -45,6 +45,7 @@ from orchestrion.engine.reads import EngineReads
 from orchestrion.engine.recovery import Recovery
 from orchestrion.engine.scaleout import ScaleOutHooks
 from orchestrion.engine.schedules import ScheduleVerbs
+from orchestrion.engine.sign_outs import SignOuts
 from orchestrion.engine.sinks import make_sinks, sinks_config
 from orchestrion.engine.starting import Starts
 from orchestrion.engine.versions import VersionVerbs
@@ -97,6 +98,7 @@ class Engine:
         # The audit trail: commits carry its signer, so transitions are audited with them.
         self.audit = AuditLog(self.governance, lambda: self.store)
         self.reads = EngineReads(lambda: self.store)  # what the API and the tools may read
+        self.sign_outs = SignOuts(lambda: self.store)  # the service's signed-out sessions
         self.database_url = database_url or self.settings.database_url
         self._store = store
         self._dispatcher = dispatcher

@@ -143,7 +143,9 @@ async def sign_in(request: Request, response: Response, ctx: Ctx) -> SessionOut:
 async def sign_out(request: Request, response: Response, ctx: Ctx) -> SessionOut:
     caller = caller_of(request.scope, ctx.settings)
     if caller.ticket is not None:
-        await signouts.sign_out(ctx.engine.store, identifier(ctx.settings).sessions, caller.ticket)
+        await signouts.sign_out(
+            ctx.engine.sign_outs, identifier(ctx.settings).sessions, caller.ticket
+        )
     response.delete_cookie(
         COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request, ctx)
     )
