@@ -277,3 +277,50 @@ async def test_each_attempt_stores_its_config_as_declared_whatever_a_function_di
     assert results == [{"g": 3}] * 3
     declared = {"function": "t_grows", "params": {"items": [1, 2], "extra": {"a": 1}}}
     assert inputs == [[declared]] * 3
+
+
+async def test_a_function_that_waited_for_a_free_slot_is_committed_as_running(
+    functions: Path,
+) -> None:
+    # With one slot, the second attempt suspends waiting for it before it starts: its start,
+    # held back once it runs, must still be committed while it runs.
+    gates = {"a": threading.Event(), "b": threading.Event()}
+
+    def gated(ctx: Any) -> str:
+        gates[ctx.node_id].wait(10)
+        return ctx.node_id
+
+    function_registry.register("t_gated", gated, replace=True)
+    nodes = [{"id": node, "handler": "python", "config": {"function": "t_gated"}} for node in gates]
+
+    async def running(execution_id: str, count: int) -> list[str]:
+        for _ in range(300):
+            states = _committed(execution_id)
+            now = sorted(node for node, (state, _output) in states.items() if state == "running")
+            if len(now) >= count:
+                return now
+            await asyncio.sleep(0.01)
+        return now
+
+    try:
+        async with Engine(f"sqlite:///{functions}", concurrency=1) as engine:
+            stored = await engine.submit({"name": "gated", "dag": {"nodes": nodes}})
+            record = await engine.start_execution(stored)
+            first = await running(record.id, 1)
+            assert len(first) == 1, first
+            gates[first[0]].set()
+            other = next(node for node in gates if node != first[0])
+            for _ in range(300):  # the first completes; the other runs, still blocked
+                states = _committed(record.id)
+                if states.get(other, ("", None))[0] == "running":
+                    break
+                await asyncio.sleep(0.01)
+            assert states[other][0] == "running", states
+            assert not gates[other].is_set()
+            gates[other].set()
+            result = await engine.wait(record.id, timeout=10)
+    finally:
+        for gate in gates.values():
+            gate.set()
+        function_registry.unregister("t_gated")
+    assert result.ok and result.result == {"a": "a", "b": "b"}

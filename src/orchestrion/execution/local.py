@@ -42,20 +42,24 @@ outcome (module docstring)."""
 
 class _StartHeld:
     """The sink of one attempt: holds its ``NodeStarted`` until anything else is reported
-    (its outcome, log lines), or ``START_HELD`` s once the attempt has suspended."""
+    (its outcome, log lines), or for ``START_HELD`` s once the attempt has suspended: the
+    start may come later than the first suspension (an attempt waiting for a free slot)."""
 
-    __slots__ = ("held", "sink", "timer")
+    __slots__ = ("held", "sink", "timer", "waiting")
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.held: tuple[str, Event] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.waiting = False  # the attempt has suspended at least once
 
     def __call__(self, execution_id: str, event: Event) -> None:
         held = self.held
         if held is None:
             if type(event) is NodeStarted:
                 self.held = (execution_id, event)
+                if self.waiting:
+                    self._arm()
                 return
         else:  # its start goes first, in the same turn
             self.held = None
@@ -67,8 +71,12 @@ class _StartHeld:
 
     def suspended(self) -> None:
         """The attempt is waiting: its start goes by itself after ``START_HELD`` s."""
+        self.waiting = True
         if self.held is not None:
-            self.timer = asyncio.get_running_loop().call_later(START_HELD, self.flush)
+            self._arm()
+
+    def _arm(self) -> None:
+        self.timer = asyncio.get_running_loop().call_later(START_HELD, self.flush)
 
     def flush(self) -> None:
         held, self.held = self.held, None
