@@ -11,7 +11,9 @@ no live progress), each on a database file of its own per run; the ratios of the
 
 Each rung is a fresh process that does what the rung before it did and one thing more; the
 rungs run in turn within each round, so a slow phase of the machine falls on all of them.
-The table gives each rung's median and what it adds to the one before. With ``--peer`` the
+The table gives each rung's median wall time, its median CPU time (user and system, of the
+process and its children, which a busy machine inflates less than the wall time) and what it
+adds to the one before. With ``--peer`` the
 peer's own W0 (bench/peers/<peer>_runner.py in bench/.venvs/<peer>, which bench/compare.py
 creates) runs in the same rounds, and the table shows the time a run may take to be 10x
 faster than it.
@@ -20,6 +22,8 @@ faster than it.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,16 +81,23 @@ RUNGS: list[tuple[str, list[str], str | None]] = [
 ]
 
 
-def _time(command: list[str]) -> float:
+def _cpu() -> float:
+    """CPU seconds (user and system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time(command: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``command``."""
     with tempfile.TemporaryDirectory() as tmp:  # {tmp}: a fresh folder for each run
         (Path(tmp) / "hello.yaml").write_text(HELLO)
         command = [part.replace("{tmp}", tmp) for part in command]
-        started = time.perf_counter()
+        cpu, started = _cpu(), time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, _cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -103,20 +114,25 @@ def main() -> None:
         rungs.append((f"{args.peer}: one node (W0)", [str(python), str(runner), "w0"], None))
     for _, command, _ in rungs:  # one unmeasured run each: the page cache, not the rung
         _time(command)
-    times: dict[str, list[float]] = {name: [] for name, _, _ in rungs}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in rungs}
     for _ in range(args.rounds):
         for name, command, _ in rungs:
             times[name].append(_time(command))
-    median = {name: statistics.median(values) * 1000 for name, values in times.items()}
-    print(f"Start-up ladder: median of {args.rounds} rounds, Python {sys.version.split()[0]}\n")
-    print("| rung | median | adds to |")
-    print("|---|---:|---|")
+    median = {name: statistics.median(w for w, _ in runs) * 1000 for name, runs in times.items()}
+    cpu = {name: statistics.median(c for _, c in runs) * 1000 for name, runs in times.items()}
+    print(
+        f"Start-up ladder: median of {args.rounds} rounds, Python {sys.version.split()[0]},"
+        f" load average {os.getloadavg()[0]:.1f} at the end\n"
+    )
+    print("| rung | median | CPU | adds (wall) |")
+    print("|---|---:|---:|---|")
     for name, _, base in rungs:
         adds = f"{median[name] - median[base]:+.1f} ms to {base}" if base else ""
-        print(f"| {name} | {median[name]:.1f} ms | {adds} |")
+        print(f"| {name} | {median[name]:.1f} ms | {cpu[name]:.1f} ms | {adds} |")
     print(
-        f"\nCommand line / Python API: {median[CLI] / median[W0]:.2f}x;"
-        f" Python API / floor: {median[W0] / median[FLOOR]:.2f}x"
+        f"\nCommand line / Python API: {median[CLI] / median[W0]:.2f}x"
+        f" (CPU {cpu[CLI] / cpu[W0]:.2f}x);"
+        f" Python API / floor: {median[W0] / median[FLOOR]:.2f}x (CPU {cpu[W0] / cpu[FLOOR]:.2f}x)"
     )
     if args.peer:
         peer = rungs[-1][0]
