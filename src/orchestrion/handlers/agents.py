@@ -40,12 +40,12 @@ _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 class AgentConfig(BaseModel):
     """Config of a demo agent: resolved ``inputs`` and the ``outputs`` declaration."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    """the task's inputs, resolved from earlier tasks"""
-    outputs: list[Any] = Field(default_factory=list)
-    """the outputs the task declares"""
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="the task's inputs, resolved from earlier tasks"
+    )
+    outputs: list[Any] = Field(default_factory=list, description="the outputs the task declares")
 
 
 def _unit(*parts: Any) -> float:

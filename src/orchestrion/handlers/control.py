@@ -45,14 +45,21 @@ class ConditionConfig(BaseModel):
     """``cases`` are tried in order; ``mode: first`` takes the first that holds (exclusive
     choice), ``mode: all`` every one that holds (multi-choice); ``default`` when none does."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    cases: list[ConditionCase] = Field(default_factory=list)
-    """tried in order: each a `when` condition and the children (`then`) it runs"""
-    default: list[str] = Field(default_factory=list)
-    """the children to run when no case holds"""
-    mode: Literal["first", "all"] = "first"
-    """`first`: the first case that holds (exclusive choice); `all`: every case that holds"""
+    cases: list[ConditionCase] = Field(
+        default_factory=list,
+        description="tried in order: each a `when` condition and the children (`then`) it runs",
+    )
+    default: list[str] = Field(
+        default_factory=list, description="the children to run when no case holds"
+    )
+    mode: Literal["first", "all"] = Field(
+        "first",
+        description=(
+            "`first`: the first case that holds (exclusive choice); `all`: every case that holds"
+        ),
+    )
 
 
 def condition_now(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
@@ -73,12 +80,10 @@ def condition_now(ctx: NodeContext, config: ConditionConfig) -> dict[str, Any]:
 class DelayConfig(BaseModel):
     """Wait ``seconds`` (a duration: ``30``, ``"5m"``) or until the epoch time ``until``."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    seconds: Duration | None = None
-    """how long to wait (a duration)"""
-    until: float | None = None
-    """wait until this time (epoch seconds) instead"""
+    seconds: Duration | None = Field(None, description="how long to wait (a duration)")
+    until: float | None = Field(None, description="wait until this time (epoch seconds) instead")
 
 
 def delay_now(ctx: NodeContext, config: DelayConfig) -> Any:
@@ -93,18 +98,25 @@ def delay_now(ctx: NodeContext, config: DelayConfig) -> Any:
 class ApprovalConfig(BaseModel):
     """A person approves or rejects through the API or CLI; ``timeout`` decides otherwise."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    message: str = "approval required"
-    """what the person deciding is shown"""
-    approvers: list[str] = Field(default_factory=list)
-    """who may decide, shown with the request"""
-    timeout: Duration | None = None
-    """how long to wait for a decision (a duration); none: wait without end"""
-    on_timeout: Literal["reject", "approve", "fail"] = "reject"
-    """the outcome when the timeout passes: reject, approve, or fail the node"""
-    on_reject: Literal["fail", "continue"] = "fail"
-    """`fail` the node on a rejection, or `continue` with the rejection as its output"""
+    message: str = Field("approval required", description="what the person deciding is shown")
+    approvers: list[str] = Field(
+        default_factory=list, description="who may decide, shown with the request"
+    )
+    timeout: Duration | None = Field(
+        None, description="how long to wait for a decision (a duration); none: wait without end"
+    )
+    on_timeout: Literal["reject", "approve", "fail"] = Field(
+        "reject",
+        description="the outcome when the timeout passes: reject, approve, or fail the node",
+    )
+    on_reject: Literal["fail", "continue"] = Field(
+        "fail",
+        description=(
+            "`fail` the node on a rejection, or `continue` with the rejection as its output"
+        ),
+    )
 
 
 def approval_now(ctx: NodeContext, config: ApprovalConfig) -> Any:

@@ -69,32 +69,45 @@ QueryValue = str | int | float | bool | None | list[str | int | float | bool]
 class HttpConfig(BaseModel):
     """Config of the ``http`` handler."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    url: str
-    """http or https URL to call"""
-    method: str = "GET"
-    """HTTP method"""
-    headers: dict[str, str | int | float] = Field(default_factory=dict)
-    """request headers"""
-    query: dict[str, QueryValue] = Field(default_factory=dict)
-    """query string params"""
-    params: dict[str, QueryValue] = Field(default_factory=dict)  # same as query
-    """the same as `query` (give one of the two)"""
-    json_: Any = Field(default=None, alias="json")
-    """a JSON request body (give `json` or `body`, not both)"""
-    body: str | None = None
-    """a text request body"""
-    timeout: float = Field(default=30.0, gt=0)
-    """seconds for the whole request"""
-    expected_status: list[int] | None = None
-    """status codes that count as success; default 2xx (and 3xx when not following redirects)"""
-    follow_redirects: bool = True
-    """follow redirects, each hop checked like the first URL"""
-    parse: Literal["auto", "json", "text"] = "auto"
-    """how to read the response: `auto` (JSON when the content type says so), `json` or `text`"""
-    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
-    """a larger response body fails the node"""
+    url: str = Field(description="http or https URL to call")
+    method: str = Field("GET", description="HTTP method")
+    headers: dict[str, str | int | float] = Field(
+        default_factory=dict, description="request headers"
+    )
+    query: dict[str, QueryValue] = Field(default_factory=dict, description="query string params")
+    params: dict[str, QueryValue] = Field(
+        default_factory=dict, description="the same as `query` (give one of the two)"
+    )
+    json_: Any = Field(
+        default=None,
+        alias="json",
+        description="a JSON request body (give `json` or `body`, not both)",
+    )
+    body: str | None = Field(None, description="a text request body")
+    timeout: float = Field(default=30.0, gt=0, description="seconds for the whole request")
+    expected_status: list[int] | None = Field(
+        None,
+        description=(
+            "status codes that count as success; default 2xx (and 3xx when not following redirects)"
+        ),
+    )
+    follow_redirects: bool = Field(
+        True, description="follow redirects, each hop checked like the first URL"
+    )
+    parse: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description=(
+            "how to read the response: `auto` (JSON when the "
+            "content type says so), `json` or `text`"
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        gt=0,
+        description="a larger response body fails the node",
+    )
 
     @field_validator("url")
     @classmethod

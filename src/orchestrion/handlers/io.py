@@ -34,32 +34,37 @@ __all__ = [
 class InputConfig(BaseModel):
     """Config of ``input``: default values for params and the params that must be given."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    """values for params the execution's inputs leave out"""
-    required: list[str] = Field(default_factory=list)
-    """params the execution must be given; a missing one fails the node"""
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="values for params the execution's inputs leave out"
+    )
+    required: list[str] = Field(
+        default_factory=list,
+        description="params the execution must be given; a missing one fails the node",
+    )
 
 
 class OutputConfig(BaseModel):
     """Config of ``output``: an explicit ``value`` replaces the aggregated dependency outputs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    value: Any = None
-    """the execution's result; without it, the outputs of the node's dependencies by node id"""
+    value: Any = Field(
+        None,
+        description=(
+            "the execution's result; without it, the outputs of the node's dependencies by node id"
+        ),
+    )
 
 
 class NoopConfig(BaseModel):
     """Config of ``noop``: the value to return and how long to sleep first; other keys ignored."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
-    value: Any = None
-    """what the node returns"""
-    sleep: float = Field(default=0.0, ge=0)
-    """seconds to wait before returning"""
+    value: Any = Field(None, description="what the node returns")
+    sleep: float = Field(default=0.0, ge=0, description="seconds to wait before returning")
 
 
 def input_now(ctx: NodeContext, config: InputConfig) -> dict[str, Any]:

@@ -98,36 +98,50 @@ class Message(BaseModel):
 class LlmConfig(BaseModel):
     """Config of the ``llm`` handler."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = None
-    """the user message (give `prompt` or `messages`)"""
-    messages: list[Message] | None = None
-    """the chat messages, each a `role` and `content`"""
-    system: str | None = None
-    """a system message put first"""
-    model: str = Field(default_factory=_default_model, min_length=1)
-    """the model name (default: the configured default model)"""
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    """sampling temperature, 0 to 2"""
-    max_tokens: int = Field(default=1000, ge=1)
-    """the longest answer, in tokens"""
+    prompt: str | None = Field(None, description="the user message (give `prompt` or `messages`)")
+    messages: list[Message] | None = Field(
+        None, description="the chat messages, each a `role` and `content`"
+    )
+    system: str | None = Field(None, description="a system message put first")
+    model: str = Field(
+        default_factory=_default_model,
+        min_length=1,
+        description="the model name (default: the configured default model)",
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature, 0 to 2")
+    max_tokens: int = Field(default=1000, ge=1, description="the longest answer, in tokens")
     # A provider the operator configured (governance/llm_providers.py), offline or auto.
-    provider: str = Field(default="auto", min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
-    """a provider the operator configured, `offline`, or `auto`"""
+    provider: str = Field(
+        default="auto",
+        min_length=1,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+        description="a provider the operator configured, `offline`, or `auto`",
+    )
     # Trusted contexts only, and a key goes with them only to its own provider's origin.
-    base_url: str | None = None
-    """the provider's endpoint (trusted workflows only)"""
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$")
-    """the environment variable holding the key, for `base_url`"""
-    timeout: float = Field(default=60.0, gt=0)
-    """seconds for the whole call"""
+    base_url: str | None = Field(
+        None, description="the provider's endpoint (trusted workflows only)"
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_]\w*(API_KEY|_TOKEN)$",
+        description="the environment variable holding the key, for `base_url`",
+    )
+    timeout: float = Field(default=60.0, gt=0, description="seconds for the whole call")
     # Governance: a node may ask for more review than the policy (never less), and name
     # the field of its JSON answer that carries the model's own confidence.
-    review_below_confidence: float | None = Field(default=None, ge=0, le=1)
-    """ask for human review when the model's confidence is below this (0 to 1)"""
-    confidence_field: str | None = Field(default=None, min_length=1)
-    """the field of the JSON answer that carries the model's confidence"""
+    review_below_confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="ask for human review when the model's confidence is below this (0 to 1)",
+    )
+    confidence_field: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the field of the JSON answer that carries the model's confidence",
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod

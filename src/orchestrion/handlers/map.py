@@ -48,20 +48,25 @@ _YIELD_EVERY = 0.005  # seconds of items that never suspend before a runner lets
 class MapConfig(BaseModel):
     """What to map over, what runs per item, and how failures of items are treated."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    items: list[Any] = Field(max_length=MAX_ITEMS)
-    """the list to map over (usually a template: `{{ fetch.output.items }}`)"""
-    handler: str = Field(min_length=1)
-    """the handler run for each item"""
-    config: dict[str, Any] = Field(default_factory=dict)
-    """its config; `{{ item }}` and `{{ index }}` name the item and its position"""
-    concurrency: int = Field(default=10, ge=1, le=10_000)
-    """how many items run at once"""
-    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(max_attempts=1))
-    """retries of one item (default: none)"""
-    on_item_failure: Literal["fail", "collect"] = "fail"
-    """`fail` the node when an item fails, or `collect` the errors and go on"""
+    items: list[Any] = Field(
+        max_length=MAX_ITEMS,
+        description="the list to map over (usually a template: `{{ fetch.output.items }}`)",
+    )
+    handler: str = Field(min_length=1, description="the handler run for each item")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="its config; `{{ item }}` and `{{ index }}` name the item and its position",
+    )
+    concurrency: int = Field(default=10, ge=1, le=10_000, description="how many items run at once")
+    retry: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(max_attempts=1),
+        description="retries of one item (default: none)",
+    )
+    on_item_failure: Literal["fail", "collect"] = Field(
+        "fail", description="`fail` the node when an item fails, or `collect` the errors and go on"
+    )
 
 
 async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:

@@ -278,12 +278,12 @@ def resolve_function(name: str, allowlist: Collection[str] | None = None) -> Cal
 class PythonConfig(BaseModel):
     """Config of the ``python`` handler: the function to call and its keyword params."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    function: str
-    """a registered function's name, or `package.module:function`"""
-    params: dict[str, Any] = Field(default_factory=dict)
-    """keyword arguments for the function"""
+    function: str = Field(description="a registered function's name, or `package.module:function`")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments for the function"
+    )
 
     @field_validator("function")
     @classmethod

@@ -40,28 +40,35 @@ _KINDS = {"escalate": NoticeKind.ESCALATION, "alert": NoticeKind.ALERT}
 class RoutingConfig(BaseModel):
     """A routing rule as its node carries it (made by the engine from ``routing:``)."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    rule: int = Field(ge=1)
-    """the rule's number (1-based)"""
-    action: Literal["escalate", "require_approval", "alert"]
-    """what the rule does when its condition holds"""
-    condition: str = Field(min_length=1)
-    """the condition, as one template expression"""
-    teams: list[str] = Field(default_factory=list)
-    """the target, approvers or recipients (team names)"""
-    approvers: list[str] = Field(default_factory=list)
-    """who may decide (require_approval): team names"""
-    fields: dict[str, str] = Field(default_factory=dict)
-    """bare output fields of the condition and the task that declares each"""
-    tasks: list[str] = Field(default_factory=list)
-    """the tasks whose outputs the condition reads"""
-    message: str | None = None
-    """what people are told; default: the rule and its condition"""
-    watch: list[float] | None = None
-    """a rule on the run: the workflow.duration thresholds its condition names"""
-    started_at: float | None = None
-    """when the execution started (given by the engine)"""
+    rule: int = Field(ge=1, description="the rule's number (1-based)")
+    action: Literal["escalate", "require_approval", "alert"] = Field(
+        description="what the rule does when its condition holds"
+    )
+    condition: str = Field(min_length=1, description="the condition, as one template expression")
+    teams: list[str] = Field(
+        default_factory=list, description="the target, approvers or recipients (team names)"
+    )
+    approvers: list[str] = Field(
+        default_factory=list, description="who may decide (require_approval): team names"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="bare output fields of the condition and the task that declares each",
+    )
+    tasks: list[str] = Field(
+        default_factory=list, description="the tasks whose outputs the condition reads"
+    )
+    message: str | None = Field(
+        None, description="what people are told; default: the rule and its condition"
+    )
+    watch: list[float] | None = Field(
+        None, description="a rule on the run: the workflow.duration thresholds its condition names"
+    )
+    started_at: float | None = Field(
+        None, description="when the execution started (given by the engine)"
+    )
 
 
 def routing_now(ctx: NodeContext, config: RoutingConfig) -> Any:

@@ -27,16 +27,16 @@ __all__ = [
 class WorkflowConfig(BaseModel):
     """Which stored workflow to run (newest version unless ``version``), with what inputs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
-    workflow: str = Field(min_length=1)
-    """the name of the stored workflow to run as a child execution"""
-    version: str | None = None
-    """its version; none: the newest"""
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    """the child's input params"""
-    wait: bool = True
-    """wait for the child and return its result; false: start it and go on"""
+    workflow: str = Field(
+        min_length=1, description="the name of the stored workflow to run as a child execution"
+    )
+    version: str | None = Field(None, description="its version; none: the newest")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the child's input params")
+    wait: bool = Field(
+        True, description="wait for the child and return its result; false: start it and go on"
+    )
 
 
 async def run_workflow(ctx: NodeContext, config: WorkflowConfig) -> Any:
