@@ -12,11 +12,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterError, croniter
-
 from orchestrion.definition.schedules import CatchUp, ScheduleSpec
+
+if TYPE_CHECKING:
+    from croniter import croniter
+
+# croniter (and dateutil) is imported by the functions that compute ticks, not at start:
+# a process that runs no schedule does not pay for it (about 10 ms).
 
 __all__ = ["DEFAULT_GRACE", "TickError", "TickPlan", "jitter_of", "next_tick", "plan_ticks"]
 
@@ -47,8 +52,10 @@ def jitter_of(schedule_id: str, tick: float, jitter: float) -> float:
 
 
 def _cron(spec: ScheduleSpec, at: float) -> croniter:
+    from croniter import croniter as cron
+
     start = datetime.fromtimestamp(at, ZoneInfo(spec.timezone))
-    return croniter(spec.schedule, start, ret_type=float, second_at_beginning=False)
+    return cron(spec.schedule, start, ret_type=float, second_at_beginning=False)
 
 
 def _repeated(spec: ScheduleSpec, tick: float) -> bool:
@@ -63,6 +70,8 @@ def _repeated(spec: ScheduleSpec, tick: float) -> bool:
 def next_tick(spec: ScheduleSpec, after: float) -> float | None:
     """The first tick strictly after ``after`` inside the window, or None past ``end``;
     ``TickError`` when it cannot be computed."""
+    from croniter import CroniterError
+
     try:
         ticks = _cron(spec, max(after, (spec.start or after) - 1e-6))
         tick = float(ticks.get_next(float))
@@ -88,6 +97,8 @@ def plan_ticks(
 ) -> TickPlan:
     """The ticks after ``cursor`` that are due at ``now`` and what to do with them;
     ``TickError`` when they cannot be computed."""
+    from croniter import CroniterError
+
     try:
         return _plan(schedule_id, spec, cursor, now, grace)
     except (CroniterError, ValueError, OverflowError) as exc:

@@ -19,8 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrion.definition.conversion import Conversion, Dialect, PathPart, SourcePath
-from orchestrion.definition.dialect_agents import AgentPlatform
-from orchestrion.definition.dialect_swarmlite import SwarmLite
 
 __all__ = [
     "UNKNOWN_FORMAT_MESSAGE",
@@ -52,9 +50,15 @@ def detect_dialect(data: dict[str, Any]) -> Dialect | None:
 def convert(data: dict[str, Any]) -> Conversion:
     """Detect the dialect of ``data`` and convert it; unknown shapes give one issue."""
     dialect = detect_dialect(data)
+    # Each converter is imported when a definition is written in its dialect: a process that
+    # loads only canonical definitions does not pay for them at start.
     if dialect == "agent_platform":
+        from orchestrion.definition.dialect_agents import AgentPlatform
+
         return AgentPlatform(data).convert()
     if dialect == "swarmlite":
+        from orchestrion.definition.dialect_swarmlite import SwarmLite
+
         return SwarmLite(data).convert()
     if dialect == "canonical":
         return Conversion("canonical", dict(data))

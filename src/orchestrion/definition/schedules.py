@@ -28,7 +28,6 @@ from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrion.definition.config_check import describe_pydantic_error
@@ -87,6 +86,10 @@ def check_cron(expression: str) -> str:
     # the scheduler, would see other ticks (no month or day name starts with R).
     if any(part[:1] in ("R", "r") for f in fields for part in f.split(",")):
         raise ValueError(f"cron expression {expression!r}: random values (R) are not supported")
+    # Imported here: croniter and dateutil cost every start about 10 ms, and only
+    # definitions with a schedule use them.
+    from croniter import CroniterError, croniter
+
     if not croniter.is_valid(text):
         raise ValueError(f"invalid cron expression {expression!r}")
     try:

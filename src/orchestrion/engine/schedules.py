@@ -13,15 +13,18 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from orchestrion.core.ticks import TickError, next_tick
 from orchestrion.definition.schedules import ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_definition
-from orchestrion.engine.scheduler import Clock, Scheduler
 from orchestrion.store.base import DefinitionRecord
 from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleState
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.engine.scheduler import Clock, Scheduler
+
+# The scheduler and the tick arithmetic (core/ticks.py) are imported by the verbs that use
+# them: an engine that runs no scheduler, as ``orchestrion run`` and the Python API's, does
+# not load them at start.
 
 __all__ = ["ScheduleVerbs", "start_scheduler", "upcoming_tick"]
 
@@ -44,6 +47,8 @@ class ScheduleVerbs:
     ) -> Scheduler:
         """Run a scheduler in this process (it fires ticks while it holds the lease)."""
         if self.scheduler is None:
+            from orchestrion.engine.scheduler import Scheduler
+
             self.scheduler = Scheduler(
                 self._engine, clock=clock, interval=interval, lease_seconds=lease_seconds
             )
@@ -110,6 +115,8 @@ def start_scheduler(engine: Engine) -> Scheduler:
 def upcoming_tick(record: ScheduleRecord, now: float) -> float | None:
     """The next tick ``record`` fires: None when it is not active, its window ended, or it
     cannot fire at all (a schedule stored before its kind was refused)."""
+    from orchestrion.core.ticks import TickError, next_tick
+
     if record.state is not ScheduleState.ACTIVE:
         return None
     try:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.store.base import Store
-from orchestrion.store.memory import MemoryStore
 from orchestrion.store.sql.sqlite import SQLiteStore, SQLiteSynchronous, url_to_sqlite_path
 
 __all__ = ["open_store"]
@@ -24,6 +23,9 @@ def open_store(url: str, *, sqlite_synchronous: SQLiteSynchronous = "normal") ->
         return SQLiteStore(Path(url).expanduser(), synchronous=sqlite_synchronous)
     scheme = scheme.lower()
     if scheme == "memory":
+        # Imported here, as PostgreSQL's below: a file's store does not load the memory one.
+        from orchestrion.store.memory import MemoryStore
+
         return MemoryStore()
     if scheme == "sqlite":
         path = Path(url_to_sqlite_path(url)).expanduser()
