@@ -112,6 +112,9 @@ def main() -> None:
             raise SystemExit(f"no venv for {args.peer}: run bench/compare.py --systems {args.peer}")
         runner = BENCH / "peers" / f"{args.peer}_runner.py"
         rungs.append((f"{args.peer}: one node (W0)", [str(python), str(runner), "w0"], None))
+    # Installed from a wheel, Orchestrion's modules come compiled (pip compiles them); an
+    # editable checkout under PYTHONDONTWRITEBYTECODE would compile every edited one per run.
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     for _, command, _ in rungs:  # one unmeasured run each: the page cache, not the rung
         _time(command)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in rungs}
