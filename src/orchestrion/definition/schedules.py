@@ -114,7 +114,8 @@ class ScheduleSpec(BaseModel):
     """One scheduled trigger, validated. Times are epoch seconds (``start``/``end`` accept
     ISO 8601 text; without an offset, they are read in ``timezone``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: every definition's check imports this module, few have a schedule.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: Literal["scheduled"] = "scheduled"
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")

@@ -34,7 +34,8 @@ __all__ = [
 class InputConfig(BaseModel):
     """Config of ``input``: default values for params and the params that must be given."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use (as OutputConfig): this module is loaded for every run's ``noop``.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="values for params the execution's inputs leave out"
@@ -48,7 +49,7 @@ class InputConfig(BaseModel):
 class OutputConfig(BaseModel):
     """Config of ``output``: an explicit ``value`` replaces the aggregated dependency outputs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     value: Any = Field(
         None,
