@@ -23,6 +23,11 @@ graph  A 1,000-node workflow (100 layers of 10 noop nodes, each depending on 2 o
        layout computed, SVG drawn and states painted; budget 2 s at p95), the layout + draw
        time alone, and from a click on "Fit" and on the minimap until the next frame.
 graph  also needs chromium; without it the part is reported as not run.
+follow A 1,000-node run (an input, a 6 s delay, then 1,000 noop nodes in 100 chains of 10)
+       whose execution page is opened during the delay, in headless Chromium: how long after
+       the run ended (its ``finished_at``) the page showed every node completed, and the
+       page's main-thread stalls while it followed (PerformanceObserver "longtask": tasks
+       over 50 ms), the longest and their sum; also the slowest answer to a look at the page.
 live   200 executions of a 5-node workflow (python ``sleep`` nodes, 0.2 s each) start at once
        while a client follows ``GET /v1/events/stream?tail=true``, the stream the executions
        page listens to. Reported: for every event of those executions the stream delivered,
@@ -400,6 +405,84 @@ def bench_graph(work: Path, repeat: int) -> dict[str, Any]:
         server.stop()
 
 
+# ------------------------------------------------------------------ follow
+
+
+def _live_thousand(delay: float) -> dict[str, Any]:
+    """An input, a delay (time to open the page), then 1,000 noop nodes in chains of 10."""
+    nodes: list[dict[str, Any]] = [
+        {"id": "input", "handler": "input"},
+        {
+            "id": "wait",
+            "handler": "delay",
+            "dependencies": ["input"],
+            "config": {"seconds": delay},
+        },
+    ]
+    for i in range(1000):
+        deps = ["wait"] if i < 100 else [f"n{i - 100}"]
+        nodes.append({"id": f"n{i}", "handler": "noop", "dependencies": deps})
+    return {"name": "live-thousand", "dag": {"nodes": nodes}}
+
+
+# Record every task of the page's main thread longer than 50 ms from now on.
+_WATCH_STALLS = """
+window.__stalls = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__stalls.push(e.duration);
+}).observe({type: "longtask"});
+"""
+_COMPLETED = "return document.querySelectorAll('g.node[data-state=\"COMPLETED\"]').length"
+
+
+def bench_follow(work: Path, delay: float = 6.0) -> dict[str, Any]:
+    """A 1,000-node run followed live by its execution page, opened before the nodes start."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return {"not_run": "chromium and chromium-driver are not installed"}
+    server = Server(work / "follow.db", work / "follow.log")
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    driver = None
+    try:
+        driver = _chromium(profile)
+        driver.set_script_timeout(600)
+        _signed_in(driver, server.url)
+        execution_id = _run(server.url, _live_thousand(delay))
+        _loaded_ms(driver, f"{server.url}/ui/executions/{execution_id}")
+        driver.execute_script(_WATCH_STALLS)
+        probes: list[float] = []  # how long each look at the page took to answer
+        shown_at = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            t = time.time()
+            done = driver.execute_script(_COMPLETED)
+            probes.append(time.time() - t)
+            if done >= 1002:
+                shown_at = time.time()
+                break
+            time.sleep(0.1)
+        detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}?include_outputs=false",
+                           headers=AUTH).json()  # fmt: skip
+        started = datetime.fromisoformat(detail["started_at"].replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(detail["finished_at"].replace("Z", "+00:00"))
+        stalls = driver.execute_script("return window.__stalls")
+        return {
+            "nodes": 1000,
+            "run_s": round((ended - started).total_seconds(), 2),
+            "shown_after_end_s": None
+            if shown_at is None
+            else round(shown_at - ended.timestamp(), 2),
+            "longest_stall_ms": round(max(stalls, default=0)),
+            "stalls_over_50ms": len(stalls),
+            "stalled_ms_total": round(sum(stalls)),
+            "slowest_probe_s": round(max(probes), 2),
+        }
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        server.stop()
+
+
 # ------------------------------------------------------------------ live
 
 
@@ -512,7 +595,7 @@ def _database(maintenance: str | None) -> Iterator[str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["list", "graph", "live"], action="append")
+    parser.add_argument("--only", choices=["list", "graph", "follow", "live"], action="append")
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--concurrent", type=int, default=200)
@@ -525,7 +608,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.executions <= 1_000_000 or not 1 <= args.concurrent <= 1000:
         raise SystemExit("--executions 1..1,000,000 and --concurrent 1..1,000")
-    parts = args.only or ["list", "graph", "live"]
+    parts = args.only or ["list", "graph", "follow", "live"]
     print(f"# {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
         work = Path(folder)
@@ -542,6 +625,9 @@ def main() -> None:
         if "graph" in parts:
             result = bench_graph(work, max(3, args.repeat // 4))
             print(f"\n## 1,000-node execution page\n\n{json.dumps(result)}")
+        if "follow" in parts:
+            result = bench_follow(work)
+            print(f"\n## a live 1,000-node run followed by its page\n\n{json.dumps(result)}")
         if "live" in parts:
             result = bench_live(work, args.concurrent)
             title = f"live updates, {args.concurrent} concurrent executions"

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,6 +139,7 @@ def talk() -> str:
 SHOP = """\
 import logging
 import time
+from datetime import datetime
 
 log = logging.getLogger("shop")
 _charges = {}
@@ -1265,3 +1267,210 @@ def test_the_definition_page_shows_the_source_as_submitted(
     browser.execute_script("document.getElementById('d-submitted').scrollIntoView()")
     browser.save_screenshot(str(shots / "definition-source.png"))
     sign_out(browser)
+
+
+def _live_chains(nodes: int, delay: float) -> dict[str, Any]:
+    """A delay (time to open the page), then ``nodes`` noop nodes in chains of 10."""
+    wide = nodes // 10
+    items: list[dict[str, Any]] = [{"id": "wait", "handler": "delay", "config": {"seconds": delay}}]
+    for i in range(nodes):
+        deps = ["wait"] if i < wide else [f"n{i - wide}"]
+        items.append({"id": f"n{i}", "handler": "noop", "dependencies": deps})
+    return {"name": f"live-{nodes}", "dag": {"nodes": items}}
+
+
+# Every main-thread task over 50 ms from now on (the browser's own measure of a stall).
+WATCH_STALLS = """
+window.__stalls = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__stalls.push(Math.round(e.duration));
+}).observe({type: "longtask"});
+"""
+
+
+def test_a_large_run_followed_live_keeps_the_page_responsive(browser: Any, server: Server) -> None:
+    """Thousands of events while the page follows a 500-node run: the page keeps answering
+    (events are applied as they come, drawn at most a few times a second), and shows every
+    node completed soon after the run ends."""
+    as_admin(browser, server)
+    execution_id = start(server, _live_chains(500, 3.0))
+    open_execution(browser, server, execution_id)
+    browser.execute_script(WATCH_STALLS)
+    slowest = 0.0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        t = time.monotonic()
+        shown = browser.execute_script(
+            "return document.querySelectorAll('g.node[data-state=\"COMPLETED\"]').length"
+        )
+        slowest = max(slowest, time.monotonic() - t)
+        if shown == 501:
+            break
+        time.sleep(0.1)
+    seen = time.time()
+    detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
+    assert detail["status"] == "COMPLETED", detail["status"]
+    ended = datetime.fromisoformat(detail["finished_at"].replace("Z", "+00:00")).timestamp()
+    stalls = browser.execute_script("return window.__stalls")
+    print(f"\nlive 500 nodes: shown {seen - ended:.2f} s after the end, slowest look"
+          f" {slowest:.2f} s, main-thread stalls over 50 ms: {stalls}")  # fmt: skip
+    assert shown == 501, shown
+    assert seen - ended < 5, seen - ended
+    assert slowest < 2 and max(stalls, default=0) < 1000, (slowest, stalls)
+    # The timeline caught up too: an attempt per node, the first 400 drawn.
+    assert "of 501 attempts" in browser.find_element("id", "gantt").text
+
+
+PROTO = {
+    "name": "prototype-names",
+    "inputs": {"__proto__": {"type": "string"}, "constructor": {"type": "string"}},
+    "dag": {
+        "nodes": [
+            {"id": "constructor", "handler": "noop", "config": {"value": 2}},
+            {"id": "toString", "handler": "noop", "config": {"value": 3}},
+            {"id": "b", "handler": "noop", "dependencies": ["constructor", "toString"]},
+        ]
+    },
+}
+
+
+def test_names_of_object_properties_are_plain_names(browser: Any, server: Server) -> None:
+    """Workflow names that are also names of JavaScript object properties ("__proto__",
+    "constructor", "toString") are shown and sent like any other; node ids starting with
+    "__" are refused when the definition is submitted, naming the node."""
+    from selenium.webdriver.common.by import By
+
+    refused = httpx.post(
+        f"{server.url}/v1/workflow",
+        json={"name": "proto", "dag": {"nodes": [{"id": "__proto__", "handler": "noop"}]}},
+        headers=ADMIN,
+    )
+    assert refused.status_code == 422 and "__proto__" in refused.text, refused.text
+    assert "reserved" in refused.text
+
+    as_admin(browser, server)
+    httpx.post(f"{server.url}/v1/workflow", json=PROTO, headers=ADMIN).raise_for_status()
+    browser.get(f"{server.url}/ui/definitions/prototype-names")
+    until(lambda: browser.find_elements(By.ID, "in-constructor"), "the inputs form")
+    browser.find_element(By.ID, "in-__proto__").send_keys("first")
+    browser.find_element(By.ID, "in-constructor").send_keys("second")
+    browser.find_element(By.ID, "start").click()
+    until(lambda: "/ui/executions/" in browser.current_url, "the new execution's page")
+    execution_id = browser.current_url.rsplit("/", 1)[1]
+    detail = httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()
+    assert detail["inputs"] == {"__proto__": "first", "constructor": "second"}
+
+    until(lambda: status_of(server, execution_id) == "COMPLETED", "the run done")
+    open_execution(browser, server, execution_id)
+    click_node(browser, "b")
+    shown = until(lambda: panel_text(browser, "panel-inputs"), "b's dependencies' outputs")
+    assert '"constructor": 2' in shown and '"toString": 3' in shown, shown
+    # Replay: each node's state as of the chosen event, never "[object Object]".
+    browser.execute_script(
+        "const r = document.getElementById('replay'); r.value = r.max - 1;"
+        "r.dispatchEvent(new Event('input'));"
+    )
+    for node in ("constructor", "toString", "b"):
+        assert node_state(browser, node) == "COMPLETED", node
+
+
+SPOOF = "\u2066 · created 1/1/2026, 9:00:00 AM · trusted \u202e"
+
+
+def test_bidi_controls_cannot_disguise_the_page(browser: Any, server: Server) -> None:
+    """A version or name carrying bidirectional controls is refused at submission; text a
+    workflow may still carry (node names, outputs) shows its controls as visible markers,
+    and names sit isolated in the header line, which keeps its own facts in their place."""
+    from selenium.webdriver.common.by import By
+
+    for field in ("version", "name"):
+        flow = {
+            "name": "payroll",
+            "version": "7",
+            "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+        }
+        flow[field] = f"7{SPOOF}"
+        refused = httpx.post(f"{server.url}/v1/workflow", json=flow, headers=ADMIN)
+        assert refused.status_code == 422, refused.text
+        assert field in refused.text and "U+2066" in refused.text, refused.text
+
+    as_admin(browser, server)
+    flow = {
+        "name": "רשימת שכר",  # right-to-left text is a name like any other
+        "version": "7",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "a",
+                    "name": "pay\u202eyap",
+                    "handler": "noop",
+                    "config": {"value": f"out{SPOOF}"},
+                },
+            ]
+        },
+    }
+    execution_id = start(server, flow)
+    until(lambda: status_of(server, execution_id) == "COMPLETED", "the run done")
+    open_execution(browser, server, execution_id)
+    until(lambda: browser.find_element(By.ID, "x-trust").text, "the header line")
+    isolated = browser.execute_script(
+        "return [...document.querySelectorAll('#x-meta bdi')].map((b) => b.textContent)"
+    )
+    assert isolated == ["רשימת שכר", "7"], isolated
+    trust = browser.find_element(By.ID, "x-trust").text
+    assert (
+        trust
+        == httpx.get(f"{server.url}/v1/workflows/{execution_id}", headers=ADMIN).json()["trust"]
+    )
+    label = browser.execute_script(
+        "return document.querySelector(\"g[data-node='a'] text.label\").textContent"
+    )
+    assert label == "pay[U+202E]yap", label
+    click_node(browser, "a")
+    output = panel_text(browser, "panel-output")
+    assert "[U+2066]" in output and "[U+202E]" in output and "\u202e" not in output, output
+
+
+def test_the_sign_in_form_never_carries_the_key(browser: Any, server: Server) -> None:
+    """Submitted before (or without) its script, the sign-in form posts nothing of the key:
+    not in the URL, not in the body, not in the server's log; the page says what to do."""
+    from selenium.webdriver.common.by import By
+
+    as_admin(browser, server)
+    sign_out(browser)
+    secret = "adm-key"
+    browser.find_element(By.ID, "api-key").send_keys(secret)
+    sent = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const form = document.getElementById('login-form');
+        done([form.method, form.getAttribute('action'), [...new FormData(form).keys()]]);
+        """
+    )
+    assert sent == ["post", "/ui/login", []], sent  # a nameless field is never submitted
+    # A native submission, as when the page's script has not run: no handler sees it.
+    browser.execute_script(
+        "HTMLFormElement.prototype.submit.call(document.getElementById('login-form'))"
+    )
+    until(lambda: "did not run" in browser.find_element(By.ID, "login-error").text, "the notice")
+    assert browser.current_url == f"{server.url}/ui/login", browser.current_url
+    assert secret not in browser.current_url
+    # A client posting a key to the page gets the same page: it is not read, nor echoed.
+    posted = httpx.post(f"{server.url}/ui/login", data={"api-key": "view-key"})
+    assert posted.status_code == 400 and "view-key" not in posted.text
+    assert posted.headers["cache-control"] == "no-store"
+    log = server.log.read_text(errors="replace")
+    assert secret not in log and "view-key" not in log
+    # Signing in with the script works as before.
+    browser.find_element(By.ID, "api-key").send_keys(secret)
+    browser.find_element(By.ID, "sign-in").click()
+    until(lambda: "admin" in browser.find_element(By.ID, "who").text, "the admin signed in")
+
+
+def test_redirects_stay_on_the_origin_whatever_the_host_header(server: Server) -> None:
+    for path, target in (("/ui/static", "/ui/static/"), ("/", "/ui/"), ("/ui", "/ui/")):
+        answer = httpx.get(
+            f"{server.url}{path}", headers={"Host": "evil.example"}, follow_redirects=False
+        )
+        assert answer.status_code in (307, 308), (path, answer.status_code)
+        assert answer.headers["location"] == target, (path, answer.headers["location"])

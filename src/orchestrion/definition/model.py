@@ -22,6 +22,7 @@ Unknown keys are errors at every level (``extra="forbid"``).
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -46,6 +47,13 @@ __all__ = [
 ]
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"
+
+# Characters a name or version may not hold: C0 and C1 controls, DEL, line and paragraph
+# separators, and the bidirectional marks, embeddings, overrides and isolates that would let
+# a name reorder the text shown around it (a header line, a list row).
+_UNSHOWABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 BRANCHING_HANDLER = "condition"
 """A node of this handler completes with ``{"branches": [child ids]}``: other children skip."""
@@ -143,6 +151,17 @@ class NodeSpec(_Strict):
     priority: int = 50  # "normal": higher runs first when a limit or a pause holds nodes back
     capabilities: tuple[str, ...] = ()
 
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        # Ids with two leading underscores are the names templates cannot address (the
+        # sandbox refuses them) and that scripts treat specially ("__proto__").
+        if value.startswith("__"):
+            raise ValueError(
+                f"node id {value!r} starts with '__', which is reserved: rename the node"
+            )
+        return value
+
     @field_validator("priority", mode="before")
     @classmethod
     def _priority_names(cls, value: Any) -> Any:
@@ -223,9 +242,14 @@ class WorkflowSpec(_Strict):
     @field_validator("name", "version")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        # Both are stored in text columns and shown in lists: PostgreSQL refuses NUL.
-        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must be one line of text, without control characters")
+        # Both are stored in text columns (PostgreSQL refuses NUL) and shown in lists and
+        # headers, where a bidirectional override could disguise the text after them.
+        found = _UNSHOWABLE.search(value) if value is not None else None
+        if found is not None:
+            raise ValueError(
+                "must be one line of text, without control characters or bidirectional"
+                f" formatting (found U+{ord(found.group()):04X} at position {found.start()})"
+            )
         return value
 
     @field_validator("name")

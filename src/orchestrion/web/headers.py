@@ -3,14 +3,20 @@
 The Content Security Policy allows scripts, styles and connections from the dashboard's own
 origin only, and no inline script or style at all (no nonce either: every script is a file
 under ``/ui/static``), so a value that slipped into markup still could not run.
+
+Redirects name a path on the same origin only: a ``Location`` built from the request (such
+as the trailing-slash redirect of ``/ui/static``, which uses the ``Host`` header) loses its
+scheme and host, so no request header can point a browser at another site.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders"]
+__all__ = ["CSP", "SecurityHeaders", "same_origin_location"]
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -25,6 +31,13 @@ _HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+
+def same_origin_location(location: str) -> str:
+    """``location`` as a path on this origin: scheme and host dropped, never ``//host``."""
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
 class SecurityHeaders:
@@ -47,6 +60,8 @@ class SecurityHeaders:
                     headers[name] = value
                 if not path.startswith(f"{self.prefix}/static/"):
                     headers["Cache-Control"] = "no-store"
+                if "location" in headers:
+                    headers["Location"] = same_origin_location(headers["location"])
             await send(message)
 
         await self.app(scope, receive, with_headers)

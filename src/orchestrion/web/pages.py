@@ -32,6 +32,11 @@ _ENV = Environment(
 # included) of printable characters; it reaches the page only as an escaped attribute value.
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,400}$")
 
+_NO_SCRIPT = (
+    "The sign-in did not run: this page's script was not loaded (is JavaScript on?)."
+    " Reload the page and sign in again."
+)
+
 _VIEWS = {
     "executions": "Executions",
     "execution": "Execution",
@@ -42,12 +47,12 @@ _VIEWS = {
 }
 
 
-def _page(view: str, **values: str) -> HTMLResponse:
+def _page(view: str, status: int = 200, **values: str) -> HTMLResponse:
     template = _ENV.get_template(f"{view}.html")
     html = template.render(
         view=view, title=_VIEWS[view], version=__version__, static="/ui/static", **values
     )
-    return HTMLResponse(html)
+    return HTMLResponse(html, status_code=status)
 
 
 def _checked(value: str) -> str:
@@ -73,6 +78,13 @@ def mount(app: FastAPI) -> None:
     @app.get("/ui/login", include_in_schema=False)
     async def login() -> HTMLResponse:
         return _page("login")
+
+    # The sign-in form posts here only when its script did not run (not loaded yet, blocked,
+    # JavaScript off). Its key field has no name, so nothing of the key is sent; whatever a
+    # client posts is not read, let alone shown or logged.
+    @app.post("/ui/login", include_in_schema=False)
+    async def login_without_script() -> HTMLResponse:
+        return _page("login", status=400, error=_NO_SCRIPT)
 
     @app.get("/ui/executions/{execution_id}", include_in_schema=False)
     async def execution(execution_id: str) -> HTMLResponse:

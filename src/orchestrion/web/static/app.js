@@ -1,11 +1,14 @@
 // Orchestrion dashboard: what every page shares. Everything here talks to the public REST
 // API, signed in by the session cookie; every value from the server is put into the page as
 // text (textContent, attribute values), never as markup, and no server value becomes a URL
-// except through O.link, which only builds /ui/ paths of our own.
+// except through O.link, which only builds /ui/ paths of our own. Text from a workflow shows
+// its invisible controls (bidirectional overrides and isolates, C0/C1 control characters) as
+// visible markers, and values set in running text sit in <bdi> elements (O.text), so no name
+// or version can reorder the line around it.
 "use strict";
 
 const O = (() => {
-  const RANK = { viewer: 0, operator: 1, admin: 2 };
+  const RANK = new Map([["viewer", 0], ["operator", 1], ["admin", 2]]);
   let csrf = null;
   let me = null;
   const ready = [];
@@ -23,7 +26,7 @@ const O = (() => {
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = String(value);
+      else if (name === "text") node.textContent = visible(value);
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else if (name === "href") node.setAttribute("href", safeHref(value));
       else node.setAttribute(name, value === true ? "" : String(value));
@@ -35,9 +38,22 @@ const O = (() => {
   function append(node, children) {
     for (const child of children.flat()) {
       if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      node.append(child instanceof Node ? child : document.createTextNode(visible(child)));
     }
     return node;
+  }
+
+  // Characters that change how text around them is ordered or are not meant to be seen:
+  // shown as "[U+202E]" rather than obeyed. Tab, line feed and carriage return stay.
+  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+  const marker = (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
+  function visible(value) {
+    return String(value).replace(HIDDEN, marker);
+  }
+
+  // A value inside running text ("name v1 · created ..."): isolated from its neighbours.
+  function text(value) {
+    return el("bdi", {}, value === null || value === undefined ? "" : String(value));
   }
 
   // Only our own pages are ever linked: a value such as "javascript:..." is never a URL.
@@ -48,7 +64,7 @@ const O = (() => {
 
   function link(kind, id, label) {
     const path = kind === "definition" ? "/ui/definitions/" : "/ui/executions/";
-    return el("a", { href: path + encodeURIComponent(id) }, label === undefined ? id : label);
+    return el("a", { href: path + encodeURIComponent(id) }, text(label === undefined ? id : label));
   }
 
   function clear(node) {
@@ -100,7 +116,7 @@ const O = (() => {
   function can(role) {
     if (!me) return false;
     if (me.open) return true;
-    return RANK[me.role] >= RANK[role];
+    return (RANK.get(me.role) ?? -1) >= RANK.get(role);
   }
 
   async function start() {
@@ -112,9 +128,8 @@ const O = (() => {
     csrf = me.csrf_token;
     document.body.dataset.role = me.open ? "admin" : me.role;
     const who = $("who");
-    who.textContent = me.open
-      ? "open API (no keys configured)"
-      : `${me.name || me.key_id} · ${me.role}`;
+    if (me.open) who.textContent = "open API (no keys configured)";
+    else append(clear(who), [text(me.name || me.key_id), ` · ${me.role}`]);
     const logout = $("logout");
     if (me.via === "session") {
       logout.hidden = false;
@@ -185,9 +200,9 @@ const O = (() => {
   function pretty(value) {
     if (value === undefined) return "";
     try {
-      return JSON.stringify(value, null, 2);
+      return visible(JSON.stringify(value, null, 2));
     } catch (error) {
-      return String(value);
+      return visible(value);
     }
   }
 
@@ -270,6 +285,6 @@ const O = (() => {
 
   return {
     ApiError, api, append, badge, button, can, clear, duration, el, link, onReady, pretty,
-    openSource, report, span, stream, time, toast, $, get me() { return me; },
+    openSource, report, span, stream, text, time, toast, visible, $, get me() { return me; },
   };
 })();

@@ -75,8 +75,9 @@ const Dag = (() => {
     return { pos, width: layers.length * (W + GAP_X), height: tallest * (H + GAP_Y), children };
   }
 
+  // Text of the workflow's (ids, names): its invisible controls shown, then cut to fit.
   function clip(text, max) {
-    const s = String(text);
+    const s = O.visible(text);
     return s.length > max ? s.slice(0, max - 1) + "…" : s;
   }
 
@@ -116,7 +117,7 @@ const Dag = (() => {
       g.dataset.node = n.id;
       const rect = svg("rect", { width: W, height: H, rx: 6 });
       const title = svg("title", {});
-      title.textContent = n.id + (n.handler ? ` (${n.handler})` : "");
+      title.textContent = O.visible(n.id + (n.handler ? ` (${n.handler})` : ""));
       const label = svg("text", { x: 10, y: 17, class: "label" });
       label.textContent = clip(n.label || n.id, 20);
       const sub = svg("text", { x: 10, y: 32, class: "sub" });
@@ -196,12 +197,19 @@ const Dag = (() => {
       state(id, state, note) {
         const item = groups.get(id);
         if (!item) return;
-        mini.state(id, state);
-        const cls = `node n-${String(state || "pending").toLowerCase()}` + (selected === id ? " selected" : "");
-        item.g.setAttribute("class", cls);
-        item.g.dataset.state = String(state || "PENDING").toUpperCase();
-        const sub = item.text || (note ? `${item.handler} · ${note}` : item.handler);
-        item.sub.textContent = clip(sub, 26);
+        // Live pages repaint every node often: only what changed touches the page.
+        const upper = String(state || "PENDING").toUpperCase();
+        const sub = clip(item.text || (note ? `${item.handler} · ${note}` : item.handler), 26);
+        if (item.state === upper && item.note === sub) return;
+        if (item.state !== upper) {
+          item.state = upper;
+          mini.state(id, state);
+          const cls = `node n-${upper.toLowerCase()}` + (selected === id ? " selected" : "");
+          item.g.setAttribute("class", cls);
+          item.g.dataset.state = upper;
+        }
+        item.note = sub;
+        item.sub.textContent = sub;
       },
       // A node that stands for more (a child execution, a map's items): a bar filled to
       // `fraction`, `text` in place of the handler, and a link to our own page `href`.
@@ -212,6 +220,7 @@ const Dag = (() => {
           if (item.bar) item.bar.remove();
           if (item.link) item.link.remove();
           item.bar = item.link = item.text = null;
+          item.note = null; // the next state() writes the handler back
           return;
         }
         if (!item.bar) {
@@ -221,7 +230,7 @@ const Dag = (() => {
         const fraction = Math.max(0, Math.min(1, Number(info.fraction) || 0));
         item.bar.setAttribute("width", String(Math.round(W * fraction)));
         item.text = info.text || null;
-        if (item.text) item.sub.textContent = clip(item.text, 26);
+        if (item.text) item.sub.textContent = item.note = clip(item.text, 26);
         const href = typeof info.href === "string" && info.href.startsWith("/ui/") ? info.href : null;
         if (href && !item.link) {
           item.link = svg("a", { class: "open", href });

@@ -29,7 +29,8 @@
   }
 
   function readInputs(spec) {
-    const values = {};
+    // No prototype: an input called "__proto__" is sent like any other.
+    const values = Object.create(null);
     for (const [key, input] of Object.entries(spec.inputs || {})) {
       const control = document.getElementById(`in-${key}`);
       const raw = control.value;
@@ -60,7 +61,7 @@
     O.$("d-submitted-format").textContent = current.source_format;
     O.$("d-submitted").textContent = current.source === null || current.source === undefined
       ? "(no text kept for this version)"
-      : current.source;
+      : O.visible(current.source); // a bidi override in a comment must not hide code
     const fields = O.clear(O.$("start-fields"));
     for (const [key, input] of Object.entries(spec.inputs || {})) fields.append(field(key, input));
     O.$("start-form").hidden = !O.can("operator");
@@ -70,7 +71,7 @@
   }
 
   O.onReady(async () => {
-    O.$("d-name").textContent = name;
+    O.append(O.clear(O.$("d-name")), [O.text(name)]);
     const versions = await O.api("GET", `/v1/definitions?name=${encodeURIComponent(name)}&limit=500`);
     const select = O.$("d-version");
     for (const d of versions.items) select.append(O.el("option", { value: d.version }, `${d.version} · ${O.time(d.created_at)}`));

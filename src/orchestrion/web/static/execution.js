@@ -11,6 +11,11 @@
   let spec = null;
   let graph = null;
   const journal = []; // every event seen, oldest first
+  // The journal by node (attempts, timeline) and each node's latest state: kept as events
+  // arrive, so a redraw reads a node's own events, never the whole journal again. Maps, as
+  // every table keyed by a workflow's names here: a node may be called "__proto__".
+  const byNode = new Map();
+  const liveState = new Map();
   let replayAt = null; // null: live; else how many journal events are applied
   let selected = null;
   const drafts = new Map(); // node -> an approval comment typed, not sent: re-renders keep it
@@ -19,8 +24,12 @@
 
   // ------------------------------------------------------------------ loading
 
+  // The execution's nodes as a Map (node id -> its detail).
+  let nodeInfo = new Map();
+
   async function loadDetail() {
     detail = await O.api("GET", base);
+    nodeInfo = new Map(Object.entries(detail.nodes || {}));
     if (FINAL.has(detail.status) && source && !source.closed) {
       // The server ends a final execution's stream; the browser would reconnect for ever.
       setTimeout(() => source && FINAL.has(detail.status) && source.close(), 1500);
@@ -38,7 +47,7 @@
     let after = journal.length ? journal[journal.length - 1].seq : 0;
     while (journal.length < MAX_EVENTS) {
       const page = await O.api("GET", `${base}/events?after=${after}&limit=1000`);
-      journal.push(...page.items);
+      for (const event of page.items) record(event);
       if (page.items.length < 1000) return;
       after = page.next_after;
     }
@@ -57,15 +66,49 @@
     }, 300);
   }
 
+  // One event into the page's state: the journal, its index by node, the node's state.
+  function record(event) {
+    if (event.node_id && NODE_STATE.has(event.type)) liveState.set(event.node_id, NODE_STATE.get(event.type));
+    if (journal.length >= MAX_EVENTS) return;
+    journal.push(event);
+    if (!event.node_id) return;
+    let own = byNode.get(event.node_id);
+    if (!own) byNode.set(event.node_id, (own = []));
+    own.push(event);
+  }
+
+  // Live events change the state at once, the page at most every REDRAW_MS, in an animation
+  // frame: a run of 1,000 nodes sends thousands of events a second, which one redraw each
+  // would turn into minutes of a frozen page.
+  const REDRAW_MS = 250;
+  const dirty = new Set(); // nodes whose state changed since the last redraw
+  let redrawAt = 0;
+  let redrawing = false;
+
+  function redrawSoon() {
+    if (redrawing) return;
+    redrawing = true;
+    const wait = Math.max(0, redrawAt + REDRAW_MS - performance.now());
+    setTimeout(() => requestAnimationFrame(redraw), wait);
+  }
+
+  function redraw() {
+    redrawing = false;
+    redrawAt = performance.now();
+    updateReplayRange();
+    if (replayAt === null) for (const node of dirty) paintNode(node, liveState.get(node) || "PENDING");
+    dirty.clear();
+    renderGantt();
+    refreshSoon();
+  }
+
   function follow() {
     const after = journal.length ? journal[journal.length - 1].seq : 0;
     source = O.stream(`${base}/events/stream?after=${after}`, (event) => {
       if (journal.length && event.seq <= journal[journal.length - 1].seq) return;
-      if (journal.length < MAX_EVENTS) journal.push(event);
-      updateReplayRange();
-      if (replayAt === null && event.node_id) paintNode(event.node_id, foldNode(journal, event.node_id));
-      renderGantt();
-      refreshSoon();
+      record(event);
+      if (event.node_id) dirty.add(event.node_id);
+      redrawSoon();
       if (event.type.startsWith("execution.") && FINAL.has(event.type.split(".")[1].toUpperCase())) {
         // The server ends the stream after the final event: do not reconnect to it.
         setTimeout(() => source && source.close(), 1000);
@@ -81,17 +124,21 @@
     status.textContent = detail.status;
     status.className = `badge s-${detail.status.toLowerCase()}`;
     const took = O.span(detail.started_at, detail.finished_at);
-    O.$("x-meta").textContent =
-      `${detail.workflow} v${detail.version} · created ${O.time(detail.created_at)}` +
-      (took === null ? "" : ` · ${O.duration(took)}`) + ` · ${detail.trust}`;
+    // The workflow's name and version are the submitter's text: each isolated, so neither
+    // can reorder or imitate the facts after it.
+    O.append(O.clear(O.$("x-meta")), [
+      O.text(detail.workflow), " v", O.text(detail.version),
+      ` · created ${O.time(detail.created_at)}` + (took === null ? "" : ` · ${O.duration(took)}`),
+      " · ", O.el("span", { id: "x-trust" }, detail.trust),
+    ]);
     const links = O.clear(O.$("x-links"));
     links.append(O.el("span", {}, "Workflow: "), O.link("definition", detail.workflow));
     if (detail.parent_execution_id) {
       links.append(O.el("span", {}, " · Parent: "), O.link("execution", detail.parent_execution_id));
-      if (detail.parent_node_id) links.append(O.el("span", { class: "muted" }, ` (node ${detail.parent_node_id})`));
+      if (detail.parent_node_id) links.append(O.el("span", { class: "muted" }, " (node ", O.text(detail.parent_node_id), ")"));
     }
     for (const [node, child] of childrenOf()) {
-      links.append(O.el("span", {}, ` · Child (${node}): `), O.link("execution", child));
+      links.append(O.el("span", {}, " · Child (", O.text(node), "): "), O.link("execution", child));
     }
     if (detail.error) {
       links.append(O.el("div", { class: "error" }, `Error: ${errorText(detail.error)}`));
@@ -107,8 +154,10 @@
       const child = value && typeof value === "object" ? value.child_execution_id : null;
       if (typeof child === "string" && child) found.set(node, child);
     };
-    for (const e of journal) if (e.node_id && e.type === "node.waiting") take(e.node_id, e.data);
-    for (const [node, info] of Object.entries(detail.nodes)) take(node, info.output);
+    for (const [node, events] of byNode) {
+      for (const e of events) if (e.type === "node.waiting") take(node, e.data);
+    }
+    for (const [node, info] of nodeInfo) take(node, info.output);
     return found;
   }
 
@@ -185,7 +234,7 @@
   }
 
   function paintLive() {
-    for (const [node, info] of Object.entries(detail.nodes)) {
+    for (const [node, info] of nodeInfo) {
       graph.state(node, info.state, progressNote(info) || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
       paintProgress(node, info);
     }
@@ -198,7 +247,7 @@
   const mapNodes = () => new Set(spec.dag.nodes.filter((n) => n.handler === "map").map((n) => n.id));
   function watchChildren() {
     const maps = mapNodes();
-    const running = Object.entries(detail.nodes).some(([node, n]) =>
+    const running = [...nodeInfo].some(([node, n]) =>
       (n.child && !FINAL.has(n.child.status)) || (maps.has(node) && n.state === "RUNNING"));
     if (!running || childTimer || document.hidden) return;
     childTimer = setTimeout(() => {
@@ -208,32 +257,26 @@
   }
 
   function paintNode(node, state) {
-    const info = detail && detail.nodes[node];
+    const info = nodeInfo.get(node);
     graph.state(node, state, progressNote(info));
   }
 
   // ------------------------------------------------------------------ replay
 
-  const NODE_STATE = {
+  const NODE_STATE = new Map(Object.entries({
     "node.queued": "QUEUED", "node.started": "RUNNING", "node.completed": "COMPLETED",
     "node.failed": "FAILED", "node.skipped": "SKIPPED", "node.waiting": "WAITING",
     "node.woken": "RUNNING", "node.cancelled": "CANCELLED", "node.compensated": "COMPENSATED",
     "node.compensation_failed": "FAILED", "node.reset": "PENDING",
     "node.compensation_reset": "COMPLETED", "node.retry_scheduled": "RETRYING",
-  };
-
-  function foldNode(events, node) {
-    let state = "PENDING";
-    for (const e of events) if (e.node_id === node && NODE_STATE[e.type]) state = NODE_STATE[e.type];
-    return state;
-  }
+  }));
 
   function statesAt(count) {
-    const states = {};
+    const states = new Map();
     let execution = "PENDING";
     for (let i = 0; i < count; i++) {
       const e = journal[i];
-      if (e.node_id && NODE_STATE[e.type]) states[e.node_id] = NODE_STATE[e.type];
+      if (e.node_id && NODE_STATE.has(e.type)) states.set(e.node_id, NODE_STATE.get(e.type));
       else if (e.type.startsWith("execution.")) {
         const word = e.type.split(".")[1];
         if (["started", "running", "resumed", "retried", "recovered"].includes(word)) execution = "RUNNING";
@@ -252,10 +295,10 @@
   function replayTo(count) {
     replayAt = count;
     const { states, execution } = statesAt(count);
-    for (const n of spec.dag.nodes) graph.state(n.id, states[n.id] || "PENDING", "");
+    for (const n of spec.dag.nodes) graph.state(n.id, states.get(n.id) || "PENDING", "");
     const at = count > 0 ? journal[count - 1] : null;
     O.$("replay-at").textContent = at
-      ? `${count}/${journal.length} · ${O.time(at.at)} · ${at.type}${at.node_id ? " " + at.node_id : ""} · execution ${execution}`
+      ? `${count}/${journal.length} · ${O.time(at.at)} · ${at.type}${at.node_id ? " " + O.visible(at.node_id) : ""} · execution ${execution}`
       : `0/${journal.length} · before the start`;
     O.$("graph").classList.add("replaying");
   }
@@ -282,8 +325,8 @@
 
   function attemptsOf(node) {
     const attempts = new Map();
-    for (const e of journal) {
-      if (e.node_id !== node || !e.attempt) continue;
+    for (const e of byNode.get(node) || []) {
+      if (!e.attempt) continue;
       const a = attempts.get(e.attempt) || { attempt: e.attempt, queued: null, started: null, ended: null, outcome: null, error: null, waited: [] };
       if (e.type === "node.queued") a.queued = e.at;
       else if (e.type === "node.started") a.started = e.at;
@@ -318,7 +361,7 @@
     // Live updates re-render the panel: whoever is typing a comment keeps its text and focus.
     const typing = document.activeElement && document.activeElement.id === "decision-comment";
     const panel = O.clear(O.$("panel"));
-    const info = (detail && detail.nodes[node]) || {};
+    const info = nodeInfo.get(node) || {};
     const declared = spec.dag.nodes.find((n) => n.id === node) || {};
     panel.append(
       O.el("h2", { id: "panel-node" }, node),
@@ -381,9 +424,10 @@
     panel.append(section("Inputs (as rendered)", rendered.box));
     panel.append(section("Configuration (as declared)", O.el("pre", { class: "source" }, O.pretty(declared.config || {}))));
     // What the node read: its dependencies' outputs (masked as the API masks them).
-    const upstream = {};
+    // A prototype-less object: a dependency called "__proto__" is a key like any other.
+    const upstream = Object.create(null);
     for (const dep of declared.dependencies || []) {
-      const out = detail.nodes[dep];
+      const out = nodeInfo.get(dep);
       if (out) upstream[dep] = out.output === undefined ? null : out.output;
     }
     if (Object.keys(upstream).length) {
@@ -455,7 +499,7 @@
         after = page.next_after;
         if (page.items.length < 1000) break;
       }
-      box.textContent = lines.length ? lines.map(logLine).join("\n") : "(no log lines)";
+      box.textContent = lines.length ? O.visible(lines.map(logLine).join("\n")) : "(no log lines)";
     } catch (error) {
       box.textContent = error.status === 404 ? "(logs are not available from this server)" : `(logs: ${error.message})`;
       return;
@@ -466,7 +510,7 @@
     logs.source = source;
     let empty = box.textContent === "(no log lines)";
     source.addEventListener("log", (message) => {
-      const line = logLine(JSON.parse(message.data));
+      const line = O.visible(logLine(JSON.parse(message.data)));
       box.textContent = empty ? line : `${box.textContent}\n${line}`;
       empty = false;
     });
@@ -514,10 +558,10 @@
     };
     shown.forEach((b, i) => {
       const y = i * row;
-      svg.append(make("text", { x: 4, y: y + 13, class: "g-label" }, `${b.node} #${b.a.attempt}`));
+      svg.append(make("text", { x: 4, y: y + 13, class: "g-label" }, `${O.visible(b.node)} #${b.a.attempt}`));
       const x = scale(b.start);
       const bar = make("rect", { x, y: y + 3, width: Math.max(2, scale(b.end) - x), height: row - 6, class: `g-bar g-${(b.a.outcome || "running").split(",")[0]}` });
-      bar.append(make("title", {}, `${b.node} attempt ${b.a.attempt}: ${O.duration(b.end - b.start)} ${b.a.outcome || "running"}`));
+      bar.append(make("title", {}, `${O.visible(b.node)} attempt ${b.a.attempt}: ${O.duration(b.end - b.start)} ${b.a.outcome || "running"}`));
       svg.append(bar);
       for (const w of b.a.waited) {
         const from = scale(Date.parse(w.from));
@@ -534,6 +578,7 @@
 
   O.onReady(async () => {
     detail = await O.api("GET", base);
+    nodeInfo = new Map(Object.entries(detail.nodes || {}));
     const definition = await O.api("GET", `/v1/definitions/${encodeURIComponent(detail.workflow)}?version=${encodeURIComponent(detail.version)}`);
     spec = definition.spec;
     drawGraph();

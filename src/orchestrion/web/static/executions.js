@@ -18,7 +18,7 @@
 
   function filters() {
     const params = new URLSearchParams(location.search);
-    const out = {};
+    const out = Object.create(null);
     for (const name of FIELDS) {
       const value = params.get(name);
       if (value) out[name] = value;
