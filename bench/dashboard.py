@@ -454,7 +454,10 @@ def bench_follow(work: Path, delay: float = 6.0) -> dict[str, Any]:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             t = time.time()
-            done = driver.execute_script(_COMPLETED)
+            try:
+                done = driver.execute_script(_COMPLETED)
+            except Exception:  # the driver gave up waiting (120 s): the page is frozen
+                done = 0
             probes.append(time.time() - t)
             if done >= 1002:
                 shown_at = time.time()

@@ -511,7 +511,9 @@
     let empty = box.textContent === "(no log lines)";
     source.addEventListener("log", (message) => {
       const line = O.visible(logLine(JSON.parse(message.data)));
-      box.textContent = empty ? line : `${box.textContent}\n${line}`;
+      // A line is added as a text node of its own: the box's text is never copied again.
+      if (empty) box.textContent = line;
+      else box.append(document.createTextNode(`\n${line}`));
       empty = false;
     });
     source.onerror = () => {
