@@ -111,9 +111,9 @@ def test_a_served_run_logs_no_personal_data_and_masks_it_for_a_viewer(tmp_path: 
                 results = client.get(f"/v1/workflows/{done}/results", headers=VIEWER).json()
                 assert results["result"] == MASKED  # the output node reads pii: pii too
                 failure = client.get(f"/v1/workflows/{failed}", headers=VIEWER).json()
-                assert failure["nodes"]["bill"]["error"]["message"] == (
-                    "cannot bill [email] [phone] card [card] id [ssn]"
-                )
+                # A classified node's error quotes its data: its text hidden, its kind kept.
+                assert failure["nodes"]["bill"]["error"]["message"] == "[masked: pii]"
+                assert failure["nodes"]["bill"]["error"]["category"]
                 stream = f"/v1/workflows/{failed}/events/stream"
                 sse = client.get(stream, headers=VIEWER).text
                 assert "node.failed" in sse

@@ -153,13 +153,18 @@ async def test_a_run_through_the_api_logs_no_personal_data_and_masks_it_for_non_
                 assert results["results"]["aggregated_results"] == MASKED
                 assert_no_pii(json.dumps([detail, results]), "a viewer's execution and results")
 
-            # A failed run: error messages pattern-masked for the viewer, plain for admin.
+            # A failed run: a classified node's error message hidden whole for the viewer (it
+            # quotes the node's data), another node's pattern-masked; plain for admin.
             admin_view = await api.get(f"/v1/workflows/{failed}", ADMIN)
             assert PII["email"] in admin_view["nodes"]["bill"]["error"]["message"]
             assert PII["card"] in admin_view["nodes"]["parse"]["error"]["message"]
             viewer_view = await api.get(f"/v1/workflows/{failed}", VIEWER)
             bill = viewer_view["nodes"]["bill"]["error"]["message"]
-            assert bill == "cannot bill [email] [phone] card [card] id [ssn]"
+            assert bill == "[masked: pii]"
+            assert (
+                viewer_view["nodes"]["bill"]["error"]["category"]
+                == admin_view["nodes"]["bill"]["error"]["category"]
+            )
             assert "[card]" in viewer_view["nodes"]["parse"]["error"]["message"]
             viewer_results = await api.get(f"/v1/workflows/{failed}/results", VIEWER)
             assert_no_pii(json.dumps([viewer_view, viewer_results]), "a viewer's failed run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrion.api.declared import declared
 from orchestrion.api.redaction import ExecutionView
 from orchestrion.governance.masking import Masker
 
@@ -52,3 +53,79 @@ def test_the_default_view_shows_everything() -> None:
     assert plain.output("card", EMAIL) == EMAIL
     assert plain.text(EMAIL) == EMAIL
     assert plain.result({"x": EMAIL}) == {"x": EMAIL}
+
+
+def test_a_classified_nodes_error_keeps_its_kind_and_hides_its_text() -> None:
+    shown = view(card="pii")
+    error = {"category": "error", "type": "ValueError", "transient": False, "message": "Ada"}
+    hidden = {"category": "error", "type": "ValueError", "transient": False}
+    assert shown.error("card", error) == {**hidden, "message": "[masked: pii]"}
+    assert shown.error("other", {"message": f"to {EMAIL}"}) == {"message": "to [email]"}
+    # The execution's error quotes its first failed node's.
+    failed = {"category": "node_failed", "nodes": ["card", "other"], "message": "card: Ada"}
+    assert shown.execution_error(failed) == {
+        "category": "node_failed",
+        "nodes": ["card", "other"],
+        "message": "[masked: pii]",
+    }
+    assert shown.execution_error({**failed, "nodes": ["other"]})["message"] == "card: Ada"
+    assert ExecutionView().error("card", error) == error
+
+
+def test_a_classified_nodes_event_data_keeps_what_the_engine_says() -> None:
+    shown = view(ok="phi")
+    waiting = {"reason": "approval", "message": "Release Ada", "approvers": ["ops"]}
+    assert shown.event_data("ok", waiting) == {"reason": "approval", "masked": "phi"}
+    assert shown.event_data("other", {"message": f"to {EMAIL}"}) == {"message": "to [email]"}
+    # An execution's event about a node (a notice, a decision) follows that node.
+    notice = {"kind": "halted", "node": "ok", "message": "node 'ok' failed: Ada"}
+    assert shown.event_data(None, notice) == {"kind": "halted", "node": "ok", "masked": "phi"}
+    assert shown.notice("ok", "node 'ok' failed: Ada") == "[masked: phi]"
+    assert shown.notice(None, f"to {EMAIL}") == "to [email]"
+
+
+def test_an_execution_classified_whole_hides_every_value() -> None:
+    shown = ExecutionView(Masker(), {}, frozenset({"in", "out"}), None, ("out",), whole="phi")
+    assert shown.inputs({"note": "Ada"}) == {"masked": "phi"}
+    assert shown.output("any", "Ada") == shown.result("Ada") == {"masked": "phi"}
+    assert shown.output("any", None) is None
+    assert shown.error("any", {"category": "error", "message": "Ada"}) == {
+        "category": "error",
+        "message": "[masked: phi]",
+    }
+    assert shown.event_data("any", {"reason": "child", "x": 1}) == {
+        "reason": "child",
+        "masked": "phi",
+    }
+    assert shown.text("criterion value Ada") == "[masked: phi]"
+
+
+def test_a_definitions_literals_are_masked_by_its_classification() -> None:
+    spec = {
+        "name": "lit",
+        "inputs": {"who": {"type": "string", "default": "Ada"}},
+        "dag": {
+            "nodes": [
+                {"id": "input", "handler": "input", "data_classification": "pii"},
+                {
+                    "id": "rec",
+                    "handler": "noop",
+                    "data_classification": "pii",
+                    "config": {"value": {"name": "Ada", "tags": ["x", 1], "none": None}},
+                },
+                {"id": "mail", "handler": "noop", "config": {"value": EMAIL}},
+            ]
+        },
+    }
+    masks = {"pii", "phi"}.__contains__
+    shown, source = declared(spec, "name: lit ... Ada", Masker(), masks)
+    nodes = {n["id"]: n for n in shown["dag"]["nodes"]}
+    assert nodes["rec"]["config"] == {
+        "value": {"name": "[masked: pii]", "tags": ["[masked: pii]"] * 2, "none": None}
+    }
+    assert nodes["mail"]["config"] == {"value": "[email]"}
+    assert shown["inputs"] == {"who": {"type": "string", "default": "[masked: pii]"}}
+    assert source == "[masked: pii]"
+    assert spec["dag"]["nodes"][1]["config"]["value"]["name"] == "Ada"  # not changed in place
+    public = {"dag": {"nodes": [{"id": "a", "config": {"value": EMAIL}}]}}
+    assert declared(public, "src", Masker(), masks) == (public, "src")

@@ -29,7 +29,6 @@ from orchestrion.api.redaction import ExecutionView
 from orchestrion.core.rendered import public_data
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus, NodeState
-from orchestrion.governance.masking import Masker
 from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, EventRecord, ExecutionRecord
@@ -104,7 +103,7 @@ def execution_detail(
             finished_at=utc(node.finished_at),
             duration_ms=_ms(node.started_at, node.finished_at),
             waited_ms=None if node.waited is None else round(node.waited * 1000, 3),
-            error=view.text(public_error(node.error)),
+            error=view.error(node_id, public_error(node.error)),
             output=view.output(node_id, node.output) if include_outputs else None,
             wait_reason=node.wait_reason,
             progress=(progress or {}).get(node_id),
@@ -126,7 +125,7 @@ def execution_detail(
         finished_at=utc(result.finished_at),
         duration_ms=_ms(result.started_at, result.finished_at),
         inputs=view.inputs(record.inputs),
-        error=view.text(public_error(result.error)),
+        error=view.execution_error(public_error(result.error)),
         correlation_id=record.correlation_id,
         parent_execution_id=record.parent_execution_id,
         parent_node_id=record.parent_node_id,
@@ -149,7 +148,7 @@ def execution_detail(
                 rule=n.get("rule"),
                 node=n.get("node"),
                 teams=list(n.get("teams") or []),
-                message=str(view.text(n.get("message")) or ""),
+                message=str(view.notice(n.get("node"), n.get("message")) or ""),
                 at=utc(n.get("at")),
                 delivered=bool(n.get("delivered")),
             )
@@ -178,7 +177,7 @@ def results_response(result: ExecutionResult, view: ExecutionView = _SHOW_ALL) -
         completed=status is ExecutionStatus.COMPLETED,
         results=ResultsBody(final_status=f"workflow_{status.value}", aggregated_results=shown),
         result=shown,
-        error=view.text(public_error(result.error)),
+        error=view.execution_error(public_error(result.error)),
         message=_MESSAGES[status],
     )
 
@@ -232,12 +231,11 @@ def definition_detail(
     )
 
 
-def event_out(event: EventRecord, masker: Masker | None = None) -> EventOut:
-    """The journal entry as sent; ``masker`` (for callers without admin) masks its data."""
+def event_out(event: EventRecord, view: ExecutionView = _SHOW_ALL) -> EventOut:
+    """The journal entry as sent; ``view`` (its execution's, for callers without admin)
+    masks its data."""
     # Rendered inputs are node data: served where outputs are (``routes/inputs.py``).
-    data = _public_data(public_data(event.data))
-    if masker is not None and data is not None:
-        data = masker.mask_value(data)
+    data = view.event_data(event.node_id, _public_data(public_data(event.data)))
     return EventOut(
         seq=event.seq,
         id=event.id,

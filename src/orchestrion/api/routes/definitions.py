@@ -11,6 +11,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from orchestrion.api.auth import caller_of
 from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import definition_detail, definition_summary, execution_state
+from orchestrion.api.declared import declared
 from orchestrion.api.models import (
     ActionResponse,
     DefinitionDetail,
@@ -18,6 +19,7 @@ from orchestrion.api.models import (
     StartExecutionRequest,
 )
 from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
 from orchestrion.api.routes.workflows import json_body_only
 from orchestrion.api.settled import started_answer
@@ -73,13 +75,20 @@ async def list_definitions(
 async def get_definition(
     name: str,
     ctx: Ctx,
+    caller: Annotated[Disclosure, Depends(disclosure)],
     version: str | None = None,
     include_source: Annotated[
         bool, Query(description="include the text the version was submitted as (`source`)")
     ] = False,
 ) -> DefinitionDetail:
     record = await ctx.engine.reads.find_definition(name, version)
-    return definition_detail(record, include_source=include_source)
+    detail = definition_detail(record, include_source=include_source)
+    masker = caller.masker
+    if masker is not None:  # literal values of classified nodes: see ``declared.py``
+        detail.spec, detail.source = declared(
+            detail.spec, detail.source, masker, ctx.engine.governance.masks
+        )
+    return detail
 
 
 @router.post(

@@ -7,8 +7,10 @@ process on the same database, with no Redis, wake no hub), sending ``: keep-aliv
 ``sse_keepalive`` seconds of silence. A per-execution stream ends once the execution is final
 and every event before that has been sent.
 
-For callers without the admin role, event data (errors, reasons, comments) is pattern-masked
-with the policy's masker (``redaction.py``); events never carry node outputs.
+For callers without the admin role, event data is masked as its execution's view says
+(``redaction.py``): a classified node's error text and handler data (an approval's message)
+are hidden, the rest pattern-masked; events never carry node outputs. A page of events reads
+the view of each execution it names, again for each page of a stream (children may start).
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from pydantic import Field
 
 from orchestrion.api.context import ApiContext
 from orchestrion.api.convert import event_out
-from orchestrion.api.models import EventPage
+from orchestrion.api.models import EventOut, EventPage
 from orchestrion.api.params import EVENT_TYPE_PATTERN
 from orchestrion.api.problems import error_responses
-from orchestrion.api.redaction import Disclosure, disclosure
+from orchestrion.api.redaction import Disclosure, ExecutionView, disclosure
 from orchestrion.api.routes import VIEW, Ctx
 from orchestrion.api.sse_follow import follow
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.governance.masking import Masker
-from orchestrion.store.base import EventRecord
+from orchestrion.errors import ExecutionNotFound
+from orchestrion.store.base import EventRecord, ExecutionRecord
 
 __all__ = ["router"]
 
@@ -68,9 +70,53 @@ LastEventId = Annotated[
 ]
 
 
-def _page(events: list[EventRecord], after: int, masker: Masker | None) -> EventPage:
+class _Views:
+    """The view of each execution named by a page of events, for one caller."""
+
+    def __init__(self, ctx: ApiContext, caller: Disclosure) -> None:
+        self._ctx = ctx
+        self._caller = caller
+        self._records: dict[str, ExecutionRecord | None] = {}
+        self._page: dict[str, ExecutionView] = {}
+
+    async def load(self, events: list[EventRecord]) -> None:
+        """Find the views ``events`` need (before encoding them with ``of``)."""
+        self._page = {}
+        caller = self._caller
+        masker = caller.masker
+        if masker is None or not events:
+            return
+        caller.fresh()
+        for execution_id in dict.fromkeys(event.execution_id for event in events):
+            if execution_id not in self._records:
+                if len(self._records) > 10_000:
+                    self._records.clear()
+                try:
+                    found = await self._ctx.engine.reads.execution(execution_id)
+                except ExecutionNotFound:  # erased: its events show what any caller sees
+                    found = None
+                self._records[execution_id] = found
+            record = self._records[execution_id]
+            if record is None:
+                self._page[execution_id] = ExecutionView(masker)
+                continue
+            # Definitions are cached: only executions with a parent or a child cost reads.
+            self._page[execution_id] = await caller.execution(record)
+
+    def of(self, event: EventRecord) -> EventOut:
+        if self._caller.masker is None:
+            return event_out(event)
+        view = self._page.get(event.execution_id)
+        return event_out(event, ExecutionView(self._caller.masker) if view is None else view)
+
+
+async def _page(
+    events: list[EventRecord], after: int, ctx: ApiContext, caller: Disclosure
+) -> EventPage:
+    views = _Views(ctx, caller)
+    await views.load(events)
     return EventPage(
-        items=[event_out(event, masker) for event in events],
+        items=[views.of(event) for event in events],
         next_after=events[-1].seq if events else after,
     )
 
@@ -87,7 +133,7 @@ async def execution_events(
 ) -> EventPage:
     reads = ctx.engine.reads
     await reads.execution(execution_id)  # 404 for an unknown id, not an empty list
-    return _page(await reads.events(execution_id, after, limit), after, caller.masker)
+    return await _page(await reads.events(execution_id, after, limit), after, ctx, caller)
 
 
 @router.get(
@@ -101,11 +147,11 @@ async def all_events(
     ctx: Ctx, caller: Caller, after: After = 0, limit: Limit = 100, type: Types = None
 ) -> EventPage:
     events = await ctx.engine.reads.events(None, after, limit, type or None)
-    return _page(events, after, caller.masker)
+    return await _page(events, after, ctx, caller)
 
 
-def _sse(event: EventRecord, masker: Masker | None) -> str:
-    data = event_out(event, masker).model_dump_json()
+def _sse(views: _Views, event: EventRecord) -> str:
+    data = views.of(event).model_dump_json()
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
 
 
@@ -114,10 +160,10 @@ async def _stream(
     execution_id: str | None,
     after: int,
     types: list[str] | None,
-    masker: Masker | None,
+    caller: Disclosure,
 ) -> AsyncIterator[str]:
     with ctx.hub.watch(execution_id):
-        async for chunk in _journal(ctx, execution_id, after, types, masker):
+        async for chunk in _journal(ctx, execution_id, after, types, caller):
             yield chunk
 
 
@@ -126,19 +172,22 @@ async def _journal(
     execution_id: str | None,
     after: int,
     types: list[str] | None,
-    masker: Masker | None,
+    caller: Disclosure,
 ) -> AsyncIterator[str]:
     reads = ctx.engine.reads
+    views = _Views(ctx, caller)
 
     async def read(since: int) -> tuple[bool, list[EventRecord]]:
         final = False
         if execution_id is not None:
             record = await reads.execution(execution_id)
             final = record.status in FINAL_EXECUTION_STATES  # read before the events
-        return final, await reads.events(execution_id, since, _BATCH, types)
+        events = await reads.events(execution_id, since, _BATCH, types)
+        await views.load(events)
+        return final, events
 
     async for chunk in follow(
-        ctx, execution_id, after, _BATCH, read, lambda e: _sse(e, masker), "event"
+        ctx, execution_id, after, _BATCH, read, lambda e: _sse(views, e), "event"
     ):
         yield chunk
 
@@ -167,7 +216,7 @@ async def stream_execution_events(
 ) -> StreamingResponse:
     await ctx.engine.reads.execution(execution_id)
     start = last_event_id if last_event_id is not None else after
-    return _response(_stream(ctx, execution_id, start, None, caller.masker))
+    return _response(_stream(ctx, execution_id, start, None, caller))
 
 
 @router.get(
@@ -190,4 +239,4 @@ async def stream_all_events(
     start = last_event_id if last_event_id is not None else after
     if tail and last_event_id is None:
         start = await ctx.engine.reads.journal_head()
-    return _response(_stream(ctx, None, start, type or None, caller.masker))
+    return _response(_stream(ctx, None, start, type or None, caller))

@@ -42,7 +42,7 @@ async def node_inputs(
 ) -> RenderedInputsPage:
     reads = ctx.engine.reads
     record = await reads.execution(execution_id)  # 404 for an unknown id
-    view = await caller.execution(record.definition_id)
+    view = await caller.execution(record)
     items: list[RenderedInputsOut] = []
     after = 0
     while True:  # node.started records only: one per attempt start of each node

@@ -70,7 +70,7 @@ def line_out(line: LogLineRecord, view: ExecutionView) -> LogLineOut:
     """A stored line as ``view`` lets its caller see it."""
     message = line.message
     if view.masker is not None:
-        classification = view.classified.get(line.node_id)
+        classification = view.level(line.node_id)
         if classification is not None:
             message = f"[masked: {classification}]"
         else:
@@ -88,7 +88,7 @@ def line_out(line: LogLineRecord, view: ExecutionView) -> LogLineOut:
 
 async def _view(ctx: ApiContext, caller: Disclosure, execution_id: str) -> ExecutionView:
     record = await ctx.engine.reads.execution(execution_id)  # 404 for an unknown id
-    return await caller.execution(record.definition_id)
+    return await caller.execution(record)
 
 
 async def _page(ctx: ApiContext, caller: Disclosure, flt: LogFilter) -> LogPage:
@@ -142,18 +142,31 @@ def _sse(line: LogLineRecord, view: ExecutionView) -> str:
     return f"id: {line.seq}\nevent: log\ndata: {line_out(line, view).model_dump_json()}\n\n"
 
 
-async def _follow(ctx: ApiContext, view: ExecutionView, flt: LogFilter) -> AsyncIterator[str]:
+async def _follow(
+    ctx: ApiContext, caller: Disclosure, view: ExecutionView, flt: LogFilter
+) -> AsyncIterator[str]:
     reads = ctx.engine.reads
+    shown = [view]
 
     async def read(after: int) -> tuple[bool, list[LogLineRecord]]:
         record = await reads.execution(flt.execution_id)
         final = record.status in FINAL_EXECUTION_STATES  # read before the lines
         page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
-        return final, await reads.node_logs(page)
+        lines = await reads.node_logs(page)
+        if lines and caller.masker is not None:  # a child started since may classify nodes
+            caller.fresh()
+            shown[0] = await caller.execution(record)
+        return final, lines
 
     with ctx.hub.watch(flt.execution_id):
         async for chunk in follow(
-            ctx, flt.execution_id, flt.after_seq, _BATCH, read, lambda line: _sse(line, view), "log"
+            ctx,
+            flt.execution_id,
+            flt.after_seq,
+            _BATCH,
+            read,
+            lambda line: _sse(line, shown[0]),
+            "log",
         ):
             yield chunk
 
@@ -165,7 +178,7 @@ async def _stream(
     if last_event_id is not None:
         flt = LogFilter(flt.execution_id, flt.node_id, flt.attempt, last_event_id, flt.limit)
     return StreamingResponse(
-        _follow(ctx, view, flt),
+        _follow(ctx, caller, view, flt),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -283,7 +283,7 @@ async def get_workflow(
         include_outputs=include_outputs,
         progress=ctx.engine.node_progress(execution_id),
         children=await child_progress(ctx.engine, result),
-        view=await caller.execution(record.definition_id),
+        view=await caller.execution(record),
     )
     if include_outputs:
         return detail
@@ -300,7 +300,7 @@ async def get_workflow(
 async def get_results(execution_id: str, ctx: Ctx, caller: Caller) -> ResultsResponse:
     record = await ctx.engine.reads.execution(execution_id)
     result = await ctx.engine.result(execution_id, record=record)
-    return results_response(result, await caller.execution(record.definition_id))
+    return results_response(result, await caller.execution(record))
 
 
 def _upper(value: Any) -> Any:

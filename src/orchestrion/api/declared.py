@@ -1,0 +1,101 @@
+"""What a caller without the admin role sees of a stored definition (docs/GOVERNANCE.md,
+"Masking").
+
+Definitions are code, but a node's config may hold literal values (a ``noop``'s ``value``,
+an ``input`` node's ``defaults``, a request body) that are the very data its classification
+protects. So, for a caller whose node outputs are masked, in a definition with nodes of a
+masked classification (as stored: inherited classifications included):
+
+- every value in the ``config`` (and the compensation's ``config``) of such a node is replaced
+  by ``[masked: <classification>]``, its keys kept, so the shape of the node stays readable;
+- the config of its other nodes, and the declared ``inputs`` (defaults, examples), are
+  pattern-masked; the inputs' ``default`` values are hidden whole when the ``input`` node is
+  classified;
+- the text the definition was submitted as (``source``) is replaced by
+  ``[masked: <highest classification>]``: text cannot be masked by structure.
+
+Ids, handlers, dependencies, conditions and classifications stay as declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from orchestrion.api.lineage import highest
+from orchestrion.governance.masking import Masker
+
+__all__ = ["declared"]
+
+
+def declared(
+    spec: dict[str, Any], source: str | None, masker: Masker, masks: Callable[[str], bool]
+) -> tuple[dict[str, Any], str | None]:
+    """``spec`` and ``source`` as a caller with masked outputs sees them."""
+    dag = spec.get("dag")
+    if not isinstance(dag, dict) or not isinstance(dag.get("nodes"), list):
+        return spec, source
+    nodes: list[Any] = dag["nodes"]
+    levels = [_level(node, masks) for node in nodes]
+    top = highest(levels)
+    if top is None:
+        return spec, source
+    shown_nodes = [
+        _node(node, level, masker) if isinstance(node, dict) else node
+        for node, level in zip(nodes, levels, strict=True)
+    ]
+    shown = {**spec, "dag": {**dag, "nodes": shown_nodes}}
+    inputs = spec.get("inputs")
+    if isinstance(inputs, dict):
+        hidden = next(
+            (lv for n, lv in zip(nodes, levels, strict=True) if lv and _handler(n) == "input"),
+            None,
+        )
+        shown["inputs"] = _inputs(inputs, hidden, masker)
+    return shown, None if source is None else f"[masked: {top}]"
+
+
+def _handler(node: Any) -> str | None:
+    return node.get("handler") if isinstance(node, dict) else None
+
+
+def _level(node: Any, masks: Callable[[str], bool]) -> str | None:
+    if not isinstance(node, dict):
+        return None
+    level = str(node.get("data_classification") or "public")
+    return level if masks(level) else None
+
+
+def _node(node: dict[str, Any], level: str | None, masker: Masker) -> dict[str, Any]:
+    shown = dict(node)
+    if "config" in node:
+        shown["config"] = (
+            masker.mask_value(node["config"]) if level is None else _hide(node["config"], level)
+        )
+    compensate = node.get("compensate")
+    if isinstance(compensate, dict) and "config" in compensate:
+        config = compensate["config"]
+        hidden = masker.mask_value(config) if level is None else _hide(config, level)
+        shown["compensate"] = {**compensate, "config": hidden}
+    return shown
+
+
+def _inputs(inputs: dict[str, Any], hidden: str | None, masker: Masker) -> dict[str, Any]:
+    masked: dict[str, Any] = masker.mask_value(inputs)
+    if hidden is None:
+        return masked
+    return {
+        name: {**item, "default": f"[masked: {hidden}]"}
+        if isinstance(item, dict) and item.get("default") is not None
+        else item
+        for name, item in masked.items()
+    }
+
+
+def _hide(value: Any, level: str) -> Any:
+    """``value`` with its keys kept and every value replaced."""
+    if isinstance(value, dict):
+        return {key: _hide(item, level) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hide(item, level) for item in value]
+    return None if value is None else f"[masked: {level}]"
