@@ -193,6 +193,26 @@ LITERAL = {
 }
 
 
+# A classified input node: what its scheduled trigger passes is that data.
+SCHEDULED = {
+    "name": "mfx-scheduled",
+    "triggers": [
+        {
+            "type": "scheduled",
+            "name": "nightly",
+            "schedule": "0 2 * * *",
+            "inputs": {"patient": NAME, "contact": "ada@example.com"},
+        }
+    ],
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input", "data_classification": "phi"},
+            {"id": "echo", "handler": "noop", "dependencies": ["input"]},
+        ]
+    },
+}
+
+
 @dataclass
 class Api:
     client: httpx.AsyncClient
@@ -395,3 +415,23 @@ async def test_a_classified_nodes_declared_config_is_masked_for_viewers(
             assert nodes["rec"]["data_classification"] == "phi"
             assert nodes["input"]["config"] == {"defaults": {"contact": "[email]"}}
             assert shown["source"] == HIDDEN
+
+
+async def test_a_classified_input_nodes_trigger_inputs_are_masked_for_viewers(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with serving("embedded", tmp_path, request) as api:
+        await api.submit(SCHEDULED)
+        hidden = {"patient": HIDDEN, "contact": HIDDEN}
+        admin = await api.get("/v1/definitions/mfx-scheduled", ADMIN)
+        assert admin["spec"]["triggers"][0]["inputs"]["patient"] == NAME
+        (schedule,) = (await api.get("/v1/schedules", ADMIN))["schedules"]
+        assert schedule["inputs"]["patient"] == NAME
+        for who in (VIEWER, OPERATOR):
+            shown = await api.get("/v1/definitions/mfx-scheduled", who)
+            assert shown["spec"]["triggers"][0]["inputs"] == hidden
+            assert shown["spec"]["triggers"][0]["schedule"] == "0 2 * * *"
+            (schedule,) = (await api.get("/v1/schedules", who))["schedules"]
+            assert schedule["inputs"] == hidden
+            one = await api.get(f"/v1/schedules/{schedule['id']}", who)
+            assert one["inputs"] == hidden

@@ -10,7 +10,7 @@ masked classification (as stored: inherited classifications included):
   by ``[masked: <classification>]``, its keys kept, so the shape of the node stays readable;
 - the config of its other nodes, and the declared ``inputs`` (defaults, examples), are
   pattern-masked; the inputs' ``default`` values are hidden whole when the ``input`` node is
-  classified;
+  classified; so are its triggers' ``inputs`` (and a schedule's, ``routes/schedules.py``);
 - the text the definition was submitted as (``source``) is replaced by
   ``[masked: <highest classification>]``: text cannot be masked by structure.
 
@@ -25,7 +25,7 @@ from typing import Any
 from orchestrion.api.lineage import highest
 from orchestrion.governance.masking import Masker
 
-__all__ = ["declared"]
+__all__ = ["declared", "input_level", "trigger_inputs"]
 
 
 def declared(
@@ -45,14 +45,38 @@ def declared(
         for node, level in zip(nodes, levels, strict=True)
     ]
     shown = {**spec, "dag": {**dag, "nodes": shown_nodes}}
+    hidden = next(
+        (lv for n, lv in zip(nodes, levels, strict=True) if lv and _handler(n) == "input"), None
+    )
     inputs = spec.get("inputs")
     if isinstance(inputs, dict):
-        hidden = next(
-            (lv for n, lv in zip(nodes, levels, strict=True) if lv and _handler(n) == "input"),
-            None,
-        )
         shown["inputs"] = _inputs(inputs, hidden, masker)
+    for key in ("triggers", "on"):  # a trigger's inputs are the execution's inputs
+        triggers = spec.get(key)
+        if isinstance(triggers, list):
+            shown[key] = [trigger_inputs(t, hidden, masker) for t in triggers]
     return shown, None if source is None else f"[masked: {top}]"
+
+
+def input_level(spec: dict[str, Any], masks: Callable[[str], bool]) -> str | None:
+    """The masked classification of the definition's ``input`` node, if it has one."""
+    dag = spec.get("dag")
+    nodes = dag.get("nodes") if isinstance(dag, dict) else None
+    for node in nodes if isinstance(nodes, list) else ():
+        if _handler(node) == "input":
+            return _level(node, masks)
+    return None
+
+
+def trigger_inputs(trigger: Any, hidden: str | None, masker: Masker) -> Any:
+    """A trigger (or a schedule) with its ``inputs`` hidden whole when the ``input`` node is
+    classified (``hidden``), the rest pattern-masked."""
+    if not isinstance(trigger, dict):
+        return masker.mask_value(trigger)
+    shown: dict[str, Any] = masker.mask_value(trigger)
+    if hidden is not None and trigger.get("inputs") is not None:
+        shown["inputs"] = _hide(trigger["inputs"], hidden)
+    return shown
 
 
 def _handler(node: Any) -> str | None:

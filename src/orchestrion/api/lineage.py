@@ -32,7 +32,7 @@ from orchestrion.errors import OrchestrionError
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
 from orchestrion.store.sealing import child_ids
 
-__all__ = ["Held", "Lineage", "highest"]
+__all__ = ["Held", "Lineage", "facts_of", "highest"]
 
 RANK = {"public": 0, "internal": 1, "pii": 2, "phi": 3}
 # Handlers that start child executions.
