@@ -435,3 +435,91 @@ async def test_a_classified_input_nodes_trigger_inputs_are_masked_for_viewers(
             assert schedule["inputs"] == hidden
             one = await api.get(f"/v1/schedules/{schedule['id']}", who)
             assert one["inputs"] == hidden
+
+
+MAP_PARENT = {
+    "name": "mfx-map-parent",
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                "id": "each",
+                "handler": "map",
+                "dependencies": ["input"],
+                "config": {
+                    "items": ["{{ input.patient }}", "Someone Else"],
+                    "handler": "workflow",
+                    "config": {"workflow": "mfx-phi-child", "inputs": {"patient": "{{ item }}"}},
+                },
+            },
+            {
+                "id": "report",
+                "handler": "noop",
+                "dependencies": ["each"],
+                "config": {"value": "{{ each.output }}"},
+            },
+        ]
+    },
+}
+
+WAITING_CHILD = {
+    "name": "mfx-waiting-child",
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                **_python("diag", "mfx_diagnose", ["input"], patient="{{ input.patient }}"),
+                "data_classification": "phi",
+            },
+            {
+                "id": "ok",
+                "handler": "approval",
+                "dependencies": ["diag"],
+                "config": {"message": "{{ diag.output.diagnosis }}", "approvers": ["admin"]},
+            },
+        ]
+    },
+}
+
+
+async def test_a_map_of_classified_children_and_a_child_still_running_classify_the_parent(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with serving("embedded", tmp_path, request) as api:
+        await api.submit(PHI_CHILD)
+        await api.submit(WAITING_CHILD)
+        mapped = await api.run(MAP_PARENT, ("COMPLETED",))
+        admin = await api.text(f"/v1/workflows/{mapped}", ADMIN)
+        assert f"{DIAGNOSIS} for Someone Else" in admin
+        waiting_parent = {
+            "name": "mfx-waiting-parent",
+            "dag": {
+                "nodes": [
+                    {"id": "input", "handler": "input"},
+                    {
+                        "id": "sub",
+                        "handler": "workflow",
+                        "dependencies": ["input"],
+                        "config": {
+                            "workflow": "mfx-waiting-child",
+                            "inputs": {"patient": "{{ input.patient }}"},
+                        },
+                    },
+                ]
+            },
+        }
+        parent = await api.run(waiting_parent, ("WAITING",))
+        for who in (VIEWER, OPERATOR):
+            detail = await api.get(f"/v1/workflows/{mapped}", who)
+            outputs = {n: v["output"] for n, v in detail["nodes"].items()}
+            assert outputs["each"] == outputs["report"] == PHI
+            _hidden(json.dumps(detail), f"the map's parent for {who}")
+            # The child waits: its parent's node names it only in its wait, and holds its data
+            # from then on; the child's id stays readable (the dashboard links to it).
+            events = (await api.get(f"/v1/workflows/{parent}/events?limit=1000", who))["items"]
+            wait = next(e for e in events if e["type"] == "node.waiting" and e["node_id"] == "sub")
+            assert wait["data"]["child_execution_id"]
+            child = await api.get(f"/v1/workflows/{wait['data']['child_execution_id']}", who)
+            assert child["nodes"]["diag"]["output"] == PHI
+            _hidden(json.dumps(child), f"the waiting child for {who}")
+        await api.client.delete(f"/v1/workflows/{parent}", headers=OPERATOR)

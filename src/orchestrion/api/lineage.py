@@ -173,11 +173,7 @@ class Lineage:
             if child == without:
                 continue
             record = await self._record(child)
-            if (
-                record is None
-                or record.parent_execution_id != execution_id
-                or record.parent_node_id != node_id
-            ):
+            if record is None or not _child_of(record, execution_id, node_id):
                 continue  # an output that names another execution: not this node's child
             held = [c for c in await self._down(record, depth + 1) if self._masks(c)]
             level = highest([levels.get(node_id), *held])
@@ -195,10 +191,7 @@ class Lineage:
         if facts.starters and depth < _MAX_DEPTH:
             for node_id, child in await self._children(record.id, facts):
                 found = await self._record(child)
-                if found is not None and (found.parent_execution_id, found.parent_node_id) == (
-                    record.id,
-                    node_id,
-                ):
+                if found is not None and _child_of(found, record.id, node_id):
                     held |= await self._down(found, depth + 1)
         result = frozenset(held)
         if record.status in FINAL_EXECUTION_STATES:  # its children are settled too
@@ -225,6 +218,15 @@ class Lineage:
             if len(page) < 1000:
                 return found
             after = page[-1].seq
+
+
+def _child_of(record: ExecutionRecord, parent: str, node_id: str) -> bool:
+    """Whether ``record`` was started by ``node_id`` of ``parent`` (a map's item by
+    ``node[index]``)."""
+    node = record.parent_node_id
+    if record.parent_execution_id != parent or node is None:
+        return False
+    return node == node_id or (node.startswith(f"{node_id}[") and node.endswith("]"))
 
 
 def _raise(facts: _Facts, classified: dict[str, str], raised: dict[str, str]) -> dict[str, str]:
