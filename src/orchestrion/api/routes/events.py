@@ -93,7 +93,7 @@ class _Views:
                     self._records.clear()
                 try:
                     found = await self._ctx.engine.reads.execution(execution_id)
-                except ExecutionNotFound:  # erased: its events show what any caller sees
+                except ExecutionNotFound:  # erased (its events go with it): pattern-masked
                     found = None
                 self._records[execution_id] = found
             record = self._records[execution_id]
