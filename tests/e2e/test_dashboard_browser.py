@@ -580,6 +580,7 @@ def test_sign_in_watch_nodes_turn_green_and_read_output_as_text(
 def test_approve_from_the_node_panel(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    signed_in_as(browser, server, "adm-key", "admin")  # whatever an earlier test left
     execution_id = start(server, APPROVAL)
     open_execution(browser, server, execution_id)
     until(lambda: node_state(browser, "ask") == "WAITING", "the approval waiting")
@@ -600,6 +601,7 @@ def test_approve_from_the_node_panel(browser: Any, server: Server, shots: Path) 
 def test_retry_a_failed_run(browser: Any, server: Server) -> None:
     from selenium.webdriver.common.by import By
 
+    signed_in_as(browser, server, "adm-key", "admin")  # whatever an earlier test left
     execution_id = start(server, FLAKY)
     until(lambda: status_of(server, execution_id) == "FAILED", "the first attempt failing")
     open_execution(browser, server, execution_id)
@@ -617,6 +619,7 @@ def test_retry_a_failed_run(browser: Any, server: Server) -> None:
 def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    signed_in_as(browser, server, "adm-key", "admin")  # whatever an earlier test left
     browser.get(f"{server.url}/ui/")
     until(lambda: browser.find_elements(By.CSS_SELECTOR, "#rows tr"), "the list")
     field = browser.find_element(By.ID, "f-workflow")
@@ -678,6 +681,7 @@ SLOW = {
 def test_pause_resume_cancel_and_rerun_from_a_node(browser: Any, server: Server) -> None:
     from selenium.webdriver.common.by import By
 
+    signed_in_as(browser, server, "adm-key", "admin")  # whatever an earlier test left
     execution_id = start(server, SLOW)
     open_execution(browser, server, execution_id)
     until(lambda: browser.find_elements(By.ID, "act-pause"), "the pause button")
@@ -733,6 +737,7 @@ dag:
 def test_start_from_the_inputs_form_and_validate(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    signed_in_as(browser, server, "adm-key", "admin")  # whatever an earlier test left
     httpx.post(f"{server.url}/v1/workflow", json=TYPED, headers=ADMIN).raise_for_status()
     browser.get(f"{server.url}/ui/definitions")
     until(lambda: browser.find_elements(By.LINK_TEXT, "team/typed flow"), "its link")
