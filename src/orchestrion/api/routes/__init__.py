@@ -1,8 +1,10 @@
 """The API's routers, one module per resource, and the dependencies they share.
 
 ``VIEW`` routes need the viewer role, ``OPERATE`` routes the operator role and the required
-headers, ``ADMIN`` routes (``/v1/admin/*``) the admin role and, when they change something, the
-required headers. Rate limits and the 401 of a /v1 call without a valid key come before
+headers (``OPERATE_JSON`` also a JSON body, when there is one), ``ADMIN`` routes
+(``/v1/admin/*``) the admin role and, when they change something, the required headers. Each
+is one flat dependency (``auth.Access``): FastAPI solves every node of a route's dependency
+tree on every request. Rate limits and the 401 of a /v1 call without a valid key come before
 routing, from the gate (api/gate.py); health and metrics are not limited.
 """
 
@@ -10,15 +12,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi.params import Depends as DependsParam
 from pydantic import AfterValidator
 
-from orchestrion.api.auth import require_headers, require_role
+from orchestrion.api.auth import Access
 from orchestrion.api.context import ApiContext, get_ctx
+from orchestrion.api.media import json_body_only
 from orchestrion.core.idempotency import caller_key_problem
 
-__all__ = ["ADMIN", "OPERATE", "VIEW", "Ctx", "IdempotencyKey", "caller_key"]
+__all__ = [
+    "ADMIN",
+    "OPERATE",
+    "OPERATE_JSON",
+    "VIEW",
+    "Ctx",
+    "IdempotencyKey",
+    "caller_key",
+    "context",
+]
 
 
 def caller_key(key: str | None) -> str | None:
@@ -30,6 +42,15 @@ def caller_key(key: str | None) -> str | None:
 
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def context(request: Request) -> ApiContext:
+    """The application's context, read from the request: what ``Ctx`` gives, without a
+    dependency (for the hot routes, see api/routes/workflows.py)."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -41,12 +62,9 @@ IdempotencyKey = Annotated[
     AfterValidator(caller_key),
 ]
 
-VIEW: list[DependsParam] = [Depends(require_role("viewer"))]
-OPERATE: list[DependsParam] = [
-    Depends(require_role("operator")),
-    Depends(require_headers),
+VIEW: list[DependsParam] = [Depends(Access("viewer"))]
+OPERATE: list[DependsParam] = [Depends(Access("operator", headers=True))]
+OPERATE_JSON: list[DependsParam] = [
+    Depends(Access("operator", headers=True, then=(json_body_only,)))
 ]
-ADMIN: list[DependsParam] = [
-    Depends(require_role("admin")),
-    Depends(require_headers),  # a no-op for GET
-]
+ADMIN: list[DependsParam] = [Depends(Access("admin", headers=True))]  # headers: not for GET

@@ -19,11 +19,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from orchestrion.api.models import ActionResponse, ExecutionDetail, TriggerRequest
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
-from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey, caller_key
+from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, caller_key
 from orchestrion.api.routes.control import cancel_workflow
 from orchestrion.api.routes.definitions import submitter
-from orchestrion.api.routes.workflows import get_workflow, json_body_only, submit_text
-from orchestrion.api.routes.workflows import trigger_workflow as trigger
+from orchestrion.api.routes.workflows import submit_text, trigger, workflow_detail
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import ExecutionFilter
 
@@ -84,7 +83,7 @@ class StatusResponse(ExecutionDetail):
     "/workflows/start",
     status_code=202,
     response_model=StartResponse,
-    dependencies=[*OPERATE, Depends(json_body_only)],
+    dependencies=OPERATE_JSON,
     responses=error_responses(400, 409, 415),
     summary="Submit and start a workflow in one call (SwarmLite)",
 )
@@ -100,7 +99,7 @@ async def start_workflow(
         submitted = await submit_text(ctx, text, "json", key, created_by=by)
     inputs = TriggerRequest(input_params=body.input_params) if body.input_params else None
     # With a key, a repeated start answers the execution it made, already started.
-    started = await trigger(submitted.execution_id, ctx, inputs, key)
+    started = await trigger(ctx, submitted.execution_id, inputs, key)
     return StartResponse(
         **started.model_dump(),
         workflow_id=submitted.name,
@@ -137,7 +136,7 @@ async def resolve(ctx: Ctx, reference: str) -> str:
     summary="An execution's status, by execution id or workflow name (SwarmLite)",
 )
 async def workflow_status(workflow_id: WorkflowRef, ctx: Ctx, caller: Caller) -> StatusResponse:
-    detail = await get_workflow(await resolve(ctx, workflow_id), ctx, caller)
+    detail = await workflow_detail(ctx, caller, await resolve(ctx, workflow_id))
     if not isinstance(detail, ExecutionDetail):  # with outputs it is the model itself
         raise TypeError(f"unexpected execution detail {type(detail).__name__}")
     return StatusResponse(**detail.model_dump(), workflow_id=detail.workflow)

@@ -56,7 +56,7 @@ mirror(router, workflows.router, "GET", "/v1/workflows/{execution_id}/results",
     summary="An execution's status and node states (unversioned; no output yet: {})",
 )
 async def get_workflow_unversioned(execution_id: str, ctx: Ctx, caller: Caller) -> Any:
-    detail = await workflows.get_workflow(execution_id, ctx, caller)
+    detail = await workflows.workflow_detail(ctx, caller, execution_id)
     if not isinstance(detail, ExecutionDetail):  # with outputs it is the model itself
         raise TypeError(f"unexpected execution detail {type(detail).__name__}")
     for node in detail.nodes.values():

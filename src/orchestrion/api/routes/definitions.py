@@ -20,8 +20,7 @@ from orchestrion.api.models import (
 )
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
-from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
-from orchestrion.api.routes.workflows import json_body_only
+from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey
 from orchestrion.api.settled import started_answer
 from orchestrion.api.version_models import VersionList, VersionView, version_list, version_view
 from orchestrion.core.states import ExecutionStatus
@@ -95,7 +94,7 @@ async def get_definition(
     "/{name:definition_name}/executions",
     status_code=202,
     response_model=ActionResponse,
-    dependencies=[*OPERATE, Depends(json_body_only)],
+    dependencies=OPERATE_JSON,
     responses=error_responses(400, 404, 409, 415),
     summary="Start a new execution of a stored definition",
 )

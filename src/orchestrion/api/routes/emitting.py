@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Header
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.api.convert import execution_state
 from orchestrion.api.event_models import EmitResponse, EventExecution, EventSkipped
 from orchestrion.api.problems import ApiProblem, error_responses
-from orchestrion.api.routes import OPERATE, Ctx
-from orchestrion.api.routes.workflows import json_body_only
+from orchestrion.api.routes import OPERATE_JSON, Ctx
 from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS
 from orchestrion.engine.emitting import EVENT_ID_PATTERN, Emitted, EventRefused
 
@@ -62,7 +61,7 @@ class EventBody(BaseModel):
     "/events/{event_type}",
     status_code=202,
     response_model=EmitResponse,
-    dependencies=[*OPERATE, Depends(json_body_only)],
+    dependencies=OPERATE_JSON,
     responses=error_responses(400, 415),
     summary="Send an event: start every active workflow with a trigger for its type",
 )

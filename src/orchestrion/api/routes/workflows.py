@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from email.message import Message
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from orchestrion.api.auth import caller_of
 from orchestrion.api.child_progress import child_progress
-from orchestrion.api.context import current_request_id
+from orchestrion.api.context import ApiContext, current_request_id
 from orchestrion.api.convert import (
     execution_detail,
     execution_state,
     execution_summary,
     results_response,
 )
+from orchestrion.api.media import JSON_TYPES, media_type
 from orchestrion.api.models import (
     ActionResponse,
     CountBucket,
@@ -36,8 +36,8 @@ from orchestrion.api.models import (
 )
 from orchestrion.api.params import CURSOR_PATTERN, instant_query, parse_instant
 from orchestrion.api.problems import ApiProblem, error_responses
-from orchestrion.api.redaction import Disclosure, disclosure
-from orchestrion.api.routes import OPERATE, VIEW, Ctx, IdempotencyKey
+from orchestrion.api.redaction import Disclosure, disclosure_of
+from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, context
 from orchestrion.api.settled import started_answer
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
@@ -48,13 +48,14 @@ from orchestrion.execution import enforce
 from orchestrion.store import rules
 from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 
-__all__ = ["json_body_only", "router", "submit_text"]
+__all__ = ["router", "submit_text", "trigger", "workflow_detail"]
 
 router = APIRouter(prefix="/v1", tags=["workflows"])
 
-Caller = Annotated[Disclosure, Depends(disclosure)]
+# The hot routes (submit, trigger, status) take the request and no other dependency than
+# their access check: the context and the caller's view are read from it directly, as every
+# node of FastAPI's dependency tree costs each request tens of microseconds.
 
-_JSON = ("application/json",)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _SNIFF = ("text/plain",)  # a definition posted as plain text: JSON or YAML, detected
 # A definition this short is read and checked on the event loop (tens of nodes: under a
@@ -77,28 +78,7 @@ _DEFINITION_BODY: dict[str, Any] = {
 }
 
 
-def _media_type(request: Request) -> str | None:
-    value = request.headers.get("content-type")
-    if not value:
-        return None
-    message = Message()
-    message["content-type"] = value
-    return message.get_content_type().lower()
-
-
-async def json_body_only(request: Request) -> None:
-    """Dependency: a body, when there is one, must be JSON (415 otherwise)."""
-    media = _media_type(request)
-    if media is None or media in _JSON or media.endswith("+json"):
-        return
-    if request.headers.get("content-length") in (None, "0") and not request.headers.get(
-        "transfer-encoding"
-    ):
-        return  # no body: the content type does not matter
-    raise ApiProblem(415, f"unsupported content type {media!r}: send application/json")
-
-
-def _load(text: str, fmt: str | None, ctx: Ctx) -> LoadedDefinition:
+def _load(text: str, fmt: str | None, ctx: ApiContext) -> LoadedDefinition:
     # A definition text must never be taken for a file path on the server (`/etc/passwd`):
     # the loader treats one-line strings naming an existing file as paths, so add a newline.
     if "\n" not in text:
@@ -129,10 +109,10 @@ def _too_large(limit: int) -> ApiProblem:
 
 def _format_of(request: Request) -> str | None:
     """The definition's format from the content type (None: sniff it)."""
-    media = _media_type(request)
+    media = media_type(request)
     if media is None or media in _SNIFF:
         return None
-    if media in _JSON or media.endswith("+json"):
+    if media in JSON_TYPES or media.endswith("+json"):
         return "json"
     if media in _YAML:
         return "yaml"
@@ -167,8 +147,9 @@ async def _definition_body(request: Request, limit: int) -> bytes:
     summary="Submit a workflow definition and create a pending execution",
 )
 async def submit_workflow(
-    request: Request, ctx: Ctx, idempotency_key: IdempotencyKey = None
+    request: Request, idempotency_key: IdempotencyKey = None
 ) -> SubmitResponse:
+    ctx = context(request)
     fmt = _format_of(request)
     raw = await _definition_body(request, ctx.engine.definition_limits.max_bytes)
     try:
@@ -182,7 +163,7 @@ async def submit_workflow(
 
 
 async def submit_text(
-    ctx: Ctx,
+    ctx: ApiContext,
     text: str,
     fmt: str | None,
     idempotency_key: str | None,
@@ -232,16 +213,23 @@ TriggerBody = Annotated[TriggerRequest | None, Body()]
     "/workflow/trigger/{execution_id}",
     status_code=202,
     response_model=ActionResponse,
-    dependencies=[*OPERATE, Depends(json_body_only)],
+    dependencies=OPERATE_JSON,
     responses=error_responses(400, 404, 409, 415),
     summary="Start a pending execution with input params and node config overrides",
 )
 async def trigger_workflow(
     execution_id: str,
-    ctx: Ctx,
+    request: Request,
     body: TriggerBody = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ActionResponse:
+    return await trigger(context(request), execution_id, body, idempotency_key)
+
+
+async def trigger(
+    ctx: ApiContext, execution_id: str, body: TriggerRequest | None, idempotency_key: str | None
+) -> ActionResponse:
+    """Start a pending execution: the trigger verb, whichever path it came by."""
     inputs = body.input_params if body is not None else {}
     overrides = body.overrides() if body is not None else {}
     try:
@@ -271,10 +259,17 @@ async def trigger_workflow(
 )
 async def get_workflow(
     execution_id: str,
-    ctx: Ctx,
-    caller: Caller,
+    request: Request,
     include_outputs: Annotated[bool, Query(description="include node outputs")] = True,
 ) -> Any:
+    ctx = context(request)
+    return await workflow_detail(ctx, disclosure_of(request), execution_id, include_outputs)
+
+
+async def workflow_detail(
+    ctx: ApiContext, caller: Disclosure, execution_id: str, include_outputs: bool = True
+) -> Any:
+    """An execution's detail as ``caller`` may see it (a response when without outputs)."""
     record = await ctx.engine.reads.execution(execution_id)
     result = await ctx.engine.result(execution_id, record=record)
     detail = execution_detail(
@@ -297,7 +292,8 @@ async def get_workflow(
     responses=error_responses(404),
     summary="An execution's result (reference 003 shape)",
 )
-async def get_results(execution_id: str, ctx: Ctx, caller: Caller) -> ResultsResponse:
+async def get_results(execution_id: str, request: Request) -> ResultsResponse:
+    ctx, caller = context(request), disclosure_of(request)
     record = await ctx.engine.reads.execution(execution_id)
     result = await ctx.engine.result(execution_id, record=record)
     return results_response(result, await caller.execution(record))
