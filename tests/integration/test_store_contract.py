@@ -625,6 +625,26 @@ async def test_list_events_filters(store: Store) -> None:
     assert [e.type for e in failed] == ["node.failed", "execution.failed"] * 2
 
 
+async def test_an_execution_snapshot_is_the_record_runs_and_events_of_the_types(
+    store: Store,
+) -> None:
+    await seeded(store, "e1", "e2")
+    await store.commit(batch_of("e1", realistic_records()))
+    await store.commit(batch_of("e2", realistic_records()))
+    kinds = ["node.failed", "execution.started"]
+    found = await store.get_execution_snapshot("e1", kinds)
+    assert found.record == await store.get_execution("e1")
+    assert found.runs == await store.get_node_runs("e1")
+    assert found.events == [e for e in await store.list_events("e1") if e.type in kinds]
+    assert [e.type for e in found.events] == ["execution.started", "node.failed"]
+    assert (await store.get_execution_snapshot("e1", [])).events == []
+    await store.create_execution(execution("fresh"))
+    fresh = await store.get_execution_snapshot("fresh", kinds)
+    assert (fresh.runs, fresh.events) == ([], [])
+    with pytest.raises(ExecutionNotFound):
+        await store.get_execution_snapshot("ghost", kinds)
+
+
 async def test_a_control_request_is_a_journal_event_that_changes_nothing_else(
     store: Store,
 ) -> None:

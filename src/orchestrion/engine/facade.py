@@ -371,6 +371,10 @@ class Engine:
             record = await self.store.get_execution(execution_id)
         return await self._outcomes.result(record)
 
+    async def status(self, execution_id: str) -> tuple[ExecutionRecord, ExecutionResult]:
+        """The execution's record and ``result``, from one store read (the status routes)."""
+        return await self._outcomes.status(execution_id)
+
     async def list_executions(
         self, flt: ExecutionFilter | None = None
     ) -> tuple[list[ExecutionRecord], str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.criteria import CRITERIA_EVENT_TYPES, CriterionResult
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from orchestrion.engine.parts import EngineParts
 
 __all__ = ["Outcomes"]
+
+# Every kind of journal event a result reads (wait times, success criteria, notices).
+_RESULT_EVENT_TYPES = sorted({*WAIT_EVENT_TYPES, *CRITERIA_EVENT_TYPES, *NOTICE_EVENT_TYPES})
 
 
 class Outcomes:
@@ -130,23 +134,56 @@ class Outcomes:
         runs = await self._parts.engine.store.get_node_runs(execution_id)
         return {run.node_id: run.state for run in runs}
 
+    async def status(self, execution_id: str) -> tuple[ExecutionRecord, ExecutionResult]:
+        """The execution's record and its result from one store read: the record, the node
+        runs and the events of every kind a result may read, before the definition says
+        which it needs (the others are few: an execution without success criteria or
+        notices has none of theirs but its retries)."""
+        found = await self._parts.engine.store.get_execution_snapshot(
+            execution_id, _RESULT_EVENT_TYPES
+        )
+
+        async def events(types: list[str]) -> list[EventRecord]:
+            return [event for event in found.events if event.type in types]
+
+        result = await self._build(found.record, found.runs, events, waited=True)
+        return found.record, result
+
     async def result(self, record: ExecutionRecord, *, waited: bool = True) -> ExecutionResult:
         """The result of ``record``: its state, result and node states (``waited=False``:
         known never to have waited, so no wait times to read)."""
         execution_id = record.id
+        runs = await self._parts.engine.store.get_node_runs(execution_id)
+
+        async def events(types: list[str]) -> list[EventRecord]:
+            return await self._events(execution_id, types)
+
+        return await self._build(record, runs, events, waited=waited)
+
+    async def _build(
+        self,
+        record: ExecutionRecord,
+        runs: list[NodeRunRecord],
+        events_of: Callable[[list[str]], Awaitable[list[EventRecord]]],
+        *,
+        waited: bool,
+    ) -> ExecutionResult:
+        """The result of ``record`` with its ``runs``; ``events_of`` gives the execution's
+        journal events of some types, oldest first."""
+        execution_id = record.id
         definition = await self._parts.definitions.record(record.definition_id)
         compiled = await self._parts.definitions.compiled_for(record.definition_id)
-        runs = await self._parts.engine.store.get_node_runs(execution_id)
-        seconds = await self._waited(execution_id, runs) if waited else {}
+        seconds: dict[str, float] = {}
+        if waited:
+            by_node = {run.node_id: run for run in runs}
+            seconds = waited_seconds(await events_of(WAIT_EVENT_TYPES), by_node, time.time())
         declared = [(c.condition, c.required) for c in compiled.plan.spec.success_criteria]
         criteria: tuple[CriterionResult, ...] = ()
         if declared:
-            events = await self._events(execution_id, CRITERIA_EVENT_TYPES)
-            criteria = CriterionResult.latest(declared, events)
+            criteria = CriterionResult.latest(declared, await events_of(CRITERIA_EVENT_TYPES))
         notices: tuple[dict[str, Any], ...] = ()
         if compiled.plan.routing or compiled.plan.on_error:
-            events = await self._events(execution_id, NOTICE_EVENT_TYPES)
-            notices = journalled_notices(execution_id, events)
+            notices = journalled_notices(execution_id, await events_of(NOTICE_EVENT_TYPES))
         return ExecutionResult.build(
             record,
             definition.name,
@@ -157,11 +194,6 @@ class Outcomes:
             criteria,
             notices,
         )
-
-    async def _waited(self, execution_id: str, runs: list[NodeRunRecord]) -> dict[str, float]:
-        """Seconds each node's attempt waited, from its ``node.waiting``/``node.woken`` records."""
-        events = await self._events(execution_id, WAIT_EVENT_TYPES)
-        return waited_seconds(events, {run.node_id: run for run in runs}, time.time())
 
     async def _events(self, execution_id: str, types: list[str]) -> list[EventRecord]:
         """Every journal event of ``types`` of the execution, oldest first."""

@@ -29,6 +29,7 @@ __all__ = [
     "EventRecord",
     "ExecutionFilter",
     "ExecutionRecord",
+    "ExecutionSnapshot",
     "LogFilter",
     "LogLineRecord",
     "NodeRunRecord",
@@ -123,6 +124,16 @@ class EventRecord:
     correlation_id: str | None = None
     causation_id: str | None = None
     data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ExecutionSnapshot:
+    """An execution as one read saw it: its record, the latest run of each node that has one
+    (in insertion order), and the journal events of the types asked for, oldest first."""
+
+    record: ExecutionRecord
+    runs: list[NodeRunRecord]
+    events: list[EventRecord]
 
 
 @dataclass(slots=True)
@@ -327,6 +338,13 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
 
     # node runs and events
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]: ...
+
+    async def get_execution_snapshot(
+        self, execution_id: str, event_types: list[str]
+    ) -> ExecutionSnapshot:
+        """``get_execution``, ``get_node_runs`` and every event of the execution of
+        ``event_types`` (none when empty) in one read: one connection, one answer of each.
+        Raises ``ExecutionNotFound`` when absent."""
 
     async def get_outputs(
         self, execution_id: str, node_ids: list[str] | None = None

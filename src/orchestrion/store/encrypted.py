@@ -46,6 +46,7 @@ from orchestrion.store.base import (
     EventRecord,
     ExecutionFilter,
     ExecutionRecord,
+    ExecutionSnapshot,
     LogFilter,
     LogLineRecord,
     NodeRunRecord,
@@ -295,7 +296,19 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     # ------------------------------------------------------------------ node runs and events
 
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
-        runs = await self.inner.get_node_runs(execution_id)
+        return self._open_runs(execution_id, await self.inner.get_node_runs(execution_id))
+
+    async def get_execution_snapshot(
+        self, execution_id: str, event_types: list[str]
+    ) -> ExecutionSnapshot:
+        found = await self.inner.get_execution_snapshot(execution_id, event_types)
+        return ExecutionSnapshot(
+            self._open_execution(found.record),
+            self._open_runs(execution_id, found.runs),
+            self._open_events(found.events),
+        )
+
+    def _open_runs(self, execution_id: str, runs: list[NodeRunRecord]) -> list[NodeRunRecord]:
         ring = self.ring
         opened: list[NodeRunRecord] = []
         for run in runs:
@@ -327,7 +340,11 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
         limit: int = 1000,
         types: list[str] | None = None,
     ) -> list[EventRecord]:
-        events = await self.inner.list_events(execution_id, after_seq, limit, types)
+        return self._open_events(
+            await self.inner.list_events(execution_id, after_seq, limit, types)
+        )
+
+    def _open_events(self, events: list[EventRecord]) -> list[EventRecord]:
         ring = self.ring
         for i, event in enumerate(events):
             data = event.data

@@ -34,6 +34,7 @@ from orchestrion.store.base import (
     EventRecord,
     ExecutionFilter,
     ExecutionRecord,
+    ExecutionSnapshot,
     LogFilter,
     LogLineRecord,
     NodeRunRecord,
@@ -259,6 +260,21 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
 
     async def get_node_runs(self, execution_id: str) -> list[NodeRunRecord]:
         return [replace(r) for r in self._node_runs.get(execution_id, {}).values()]
+
+    async def get_execution_snapshot(
+        self, execution_id: str, event_types: list[str]
+    ) -> ExecutionSnapshot:
+        record = replace(self._execution(execution_id))
+        wanted = set(event_types)
+        return ExecutionSnapshot(
+            record,
+            [replace(r) for r in self._node_runs.get(execution_id, {}).values()],
+            [
+                replace(event)
+                for event in self._events_by_execution.get(execution_id, [])
+                if event.type in wanted
+            ],
+        )
 
     async def get_outputs(
         self, execution_id: str, node_ids: list[str] | None = None

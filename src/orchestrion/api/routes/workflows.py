@@ -270,8 +270,7 @@ async def workflow_detail(
     ctx: ApiContext, caller: Disclosure, execution_id: str, include_outputs: bool = True
 ) -> Any:
     """An execution's detail as ``caller`` may see it (a response when without outputs)."""
-    record = await ctx.engine.reads.execution(execution_id)
-    result = await ctx.engine.result(execution_id, record=record)
+    record, result = await ctx.engine.status(execution_id)
     detail = execution_detail(
         record,
         result,
@@ -294,8 +293,7 @@ async def workflow_detail(
 )
 async def get_results(execution_id: str, request: Request) -> ResultsResponse:
     ctx, caller = context(request), disclosure_of(request)
-    record = await ctx.engine.reads.execution(execution_id)
-    result = await ctx.engine.result(execution_id, record=record)
+    record, result = await ctx.engine.status(execution_id)
     return results_response(result, await caller.execution(record))
 
 

@@ -15,20 +15,28 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.errors import ExecutionError, ExecutionNotFound
 from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
-from orchestrion.store.base import DefinitionRecord, ExecutionFilter, ExecutionRecord
+from orchestrion.store.base import (
+    DefinitionRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    ExecutionSnapshot,
+)
 from orchestrion.store.sql.driver import C
 from orchestrion.store.sql.journal import SQLJournal
 from orchestrion.store.sql.outbox import SQLOutbox
 from orchestrion.store.sql.rows import (
     DEF_COLS,
+    EVENT_COLS,
     EXEC_COLS,
     UNFINISHED,
     definition_of,
     definition_params,
     dumps,
+    event_of,
     execution_of,
     execution_params,
     marks,
+    node_run_of,
 )
 from orchestrion.store.sql.schedules import SQLSchedules
 from orchestrion.store.sql.sessions import SQLSessions
@@ -46,6 +54,7 @@ _INSERT_EXECUTION = (
 _RELEASE = "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = :owner"
 _DEFINITIONS = f"SELECT {DEF_COLS} FROM definitions"
 _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
+_EVENTS = f"SELECT {EVENT_COLS} FROM events"
 
 
 def _successor(prefix: str) -> str:
@@ -227,6 +236,26 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
         if row is None:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
         return execution_of(row)
+
+    async def get_execution_snapshot(
+        self, execution_id: str, event_types: list[str]
+    ) -> ExecutionSnapshot:
+        # One connection for the three queries: on PostgreSQL one checkout instead of three.
+        params: dict[str, Any] = {"e": execution_id}
+        events_sql = None
+        if event_types:
+            kinds, values = self._in_list("type", event_types)
+            events_sql = f"{_EVENTS} WHERE execution_id = :e AND {kinds} ORDER BY seq"
+            params.update(values)
+        async with self._connection() as conn:
+            row = await conn.row(f"{_EXECUTIONS} WHERE id = :e", params)
+            if row is None:
+                raise ExecutionNotFound(f"execution '{execution_id}' not found")
+            runs = await conn.rows(self.NODE_RUNS, params)
+            events = await conn.rows(events_sql, params) if events_sql is not None else []
+        return ExecutionSnapshot(
+            execution_of(row), [node_run_of(r) for r in runs], [event_of(e) for e in events]
+        )
 
     async def update_execution_inputs(
         self,
