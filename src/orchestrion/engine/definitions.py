@@ -52,6 +52,13 @@ class Definitions:
         self, source: Any, *, fmt: str | None = None, created_by: str | None = None
     ) -> DefinitionRecord:
         """See ``Engine.submit``."""
+        return (await self.store(source, fmt=fmt, created_by=created_by))[0]
+
+    async def store(
+        self, source: Any, *, fmt: str | None = None, created_by: str | None = None
+    ) -> tuple[DefinitionRecord, bool]:
+        """``submit``, and whether this call stored the version (False: it was stored
+        already, with the same content)."""
         from orchestrion.definition.loader import LoadedDefinition, load_definition
 
         engine = self._engine
@@ -88,7 +95,7 @@ class Definitions:
         if version is None:
             existing = await store.find_definition_by_hash(spec.name, content_hash)
             if existing is not None:
-                return existing
+                return existing, False
             version = await store.next_version(spec.name)
             spec = spec.model_copy(update={"version": version})
         dumped = await _off_loop(spec, freeze, spec.model_dump, mode="json")
@@ -106,11 +113,12 @@ class Definitions:
             created_by=created_by or _local_user(engine),
         )
         stored = await store.put_definition(record)
-        if stored.id == record.id:
+        new = stored.id == record.id
+        if new:
             compiled = await _off_loop(spec, freeze, CompiledWorkflow.build, stored.id, spec)
             self.compiled[stored.id] = compiled
         self._records[stored.id] = stored
-        return stored
+        return stored, new
 
     @property
     def limits(self) -> DefinitionLimits:

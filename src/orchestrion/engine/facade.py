@@ -229,9 +229,12 @@ class Engine:
         ``created_by`` is recorded with a new version (default: the local user, in a trusted
         process).
         """
-        record = await self._definitions.submit(source, fmt=fmt, created_by=created_by)
+        record, new = await self._definitions.store(source, fmt=fmt, created_by=created_by)
         self.definition_changed(record)
-        await self.schedules.definition_stored(record)
+        if new:
+            # A version stored before had its schedules taken in then (or by the scheduler's
+            # pass since): submitting it again changes none of them.
+            await self.schedules.definition_stored(record)
         return record
 
     def definition_changed(self, stored: DefinitionRecord | None = None) -> None:
