@@ -1442,6 +1442,39 @@ async def test_postgres_survives_close_and_reopen(postgres_url: str) -> None:
         await second.close()
 
 
+async def test_postgres_connections_the_server_ended_are_replaced_unseen(
+    postgres_url: str,
+) -> None:
+    # As after a server restart: every backend of the store's pools ends while pooled.
+    import asyncpg
+
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        await seeded(store, "e1")
+        # Several connections in each pool (reads, and transactions).
+        await asyncio.gather(*(store.get_execution("e1") for _ in range(4)))
+        await asyncio.gather(*(store.create_execution(execution(f"x{i}")) for i in range(4)))
+        admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert ended >= 2
+        await asyncio.sleep(0.2)  # the server's goodbye reaches the pooled connections
+        # Each call gets a live connection: none fails on one the server ended.
+        for i in range(8):
+            assert (await store.get_execution("e1")).id == "e1"
+            queued = [node("node.queued", "a", NodeState.QUEUED, T0)]
+            await store.commit(batch_of("e1", queued, f"after-{i}"))
+        assert len(await store.list_events("e1")) == 8
+    finally:
+        await store.close()
+
+
 async def test_postgres_store_not_open() -> None:
     with pytest.raises(StoreError, match="not open"):
         await PostgresStore("postgresql://nobody@127.0.0.1/none").get_execution("e1")

@@ -162,13 +162,20 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     # ------------------------------------------------------------------ executions
 
     async def create_execution(self, record: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
-        return (await self.create_executions([record]))[0]
+        # The inner store's own single insert: it may need no transaction (sql/core.py).
+        result = await self.inner.create_execution(await self._sealed_execution(record))
+        return (await self._created([record], [result]))[0]
 
     async def create_executions(
         self, records: list[ExecutionRecord]
     ) -> list[tuple[ExecutionRecord, bool]]:
         sealed = [await self._sealed_execution(record) for record in records]
-        results = await self.inner.create_executions(sealed)
+        return await self._created(records, await self.inner.create_executions(sealed))
+
+    async def _created(
+        self, records: list[ExecutionRecord], results: list[tuple[ExecutionRecord, bool]]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        """What the callers get for ``records`` the inner store answered with ``results``."""
         classes = self._classes
         for record, (stored, created) in zip(records, results, strict=True):
             parent = record.parent_execution_id

@@ -19,9 +19,9 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES
@@ -158,6 +158,30 @@ def asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def _pool(url: str, **options: Any) -> AsyncEngine:
+    """An engine (a pool of connections) that never hands out a connection the server
+    closed, without a round trip on checkout.
+
+    After a server restart (or a backend terminated), pooled connections are dead. SQLAlchemy's
+    ``pool_pre_ping`` finds them by a ping on every checkout: one round trip in autocommit,
+    three otherwise (BEGIN, the ping, ROLLBACK), on every read and every transaction. But the
+    server closes the socket of every backend it ends, and asyncpg, which reads its sockets
+    all the time, marks the connection closed as soon as the event loop sees that: asking it
+    (``is_closed``) costs nothing. A closed one is refused (``DisconnectionError``), and the
+    pool opens a fresh connection instead. A statement that meets a connection dead in a way
+    nobody saw yet (the server ended it while the statement was on its way) fails as a
+    disconnect: SQLAlchemy then drops every connection of the pool made before it.
+    """
+    engine = create_async_engine(url, **options)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    return engine
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
 def _alembic_upgrade(conn: Connection) -> None:
     """Run the migrations on ``conn`` (inside the caller's transaction)."""
     from alembic import command
@@ -228,9 +252,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     async def open(self) -> None:
         if self._engine is not None:
             return
-        # pre_ping: after a server restart, pooled connections are dead; test each on checkout
-        # instead of failing the first statement of every one of them.
-        engine = create_async_engine(self.url, pool_pre_ping=True)
+        engine = _pool(self.url)
         try:
             async with engine.begin() as conn:
                 await conn.execute(
@@ -246,12 +268,9 @@ class PostgresStore(SQLStore[PostgresConnection]):
             await engine.dispose()
             raise
         self._engine = engine
-        # Its connections are in autocommit from the start, so the checkout's ping is one
-        # round trip (a ping in a transaction is three: BEGIN, the ping, ROLLBACK) and
-        # returning one to the pool sends nothing.
-        self._reads = create_async_engine(
-            self.url, pool_pre_ping=True, isolation_level="AUTOCOMMIT"
-        )
+        # Its connections are in autocommit from the start: no BEGIN or COMMIT around a
+        # statement, and returning one to the pool sends nothing.
+        self._reads = _pool(self.url, isolation_level="AUTOCOMMIT")
 
     async def open_existing(self) -> None:
         """``open`` (a database is never created here: it must exist to connect)."""
