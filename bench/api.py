@@ -409,11 +409,15 @@ async def run_scenario(
 
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_keys.lua"
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
 def _wrk_ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    """A duration as wrk prints it (``850.00us``, ``12.3ms``, ``1.02s``, ``1.50m``), in ms."""
+    found = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if found is None:
+        raise SystemExit(f"wrk printed a duration this bench cannot read: {text!r}")
+    number, unit = found.groups()
     return float(number) * _UNITS[unit]
 
 
