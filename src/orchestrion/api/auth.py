@@ -267,7 +267,7 @@ class Access(SecurityBase):
     route must pass before its parameters and body are read.
 
     ``minimum``: the role a key must have (or above); with ``headers``, a mutating call must
-    also carry the required headers (``require_headers``); ``then`` are further checks of the
+    also carry the required headers (``check_headers``); ``then`` are further checks of the
     request, run in order after those (a JSON body only, say). Returns the role (None when the
     API is open).
 
