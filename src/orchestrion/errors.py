@@ -47,6 +47,7 @@ __all__ = [
     "PolicyViolation",
     "StoreError",
     "TransientNodeError",
+    "UnstorableValue",
     "WireError",
 ]
 
@@ -222,6 +223,11 @@ class PolicyViolation(PermanentNodeError):
 
 class StoreError(OrchestrionError):
     """The state store failed; the driver's exception is chained as ``__cause__``."""
+
+
+class UnstorableValue(StoreError):
+    """A commit holds a value the store cannot write (its encoder or driver refused it):
+    writing it again fails again, unlike a store that is away for a while."""
 
 
 class DispatchError(OrchestrionError):

@@ -794,7 +794,7 @@ async def test_health_reports_each_check(api: Api) -> None:
     for path in ("/health", "/v1/health"):
         body = (await api.client.get(path)).json()
         assert body["status"] == "ok" and body["version"]
-        assert set(body["checks"]) == {"database", "engine", "workers"}
+        assert set(body["checks"]) == {"database", "engine", "workers", "python_threads"}
         assert body["checks"]["database"]["info"]["latency_ms"] >= 0
         assert body["checks"]["workers"]["info"]["concurrency"] == api.engine.concurrency
 

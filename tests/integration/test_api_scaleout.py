@@ -325,7 +325,7 @@ async def test_embedded_mode_lists_dead_nodes_and_no_parked_tasks(tmp_path: Path
                 ):
                     assert_problem(response, 404)
                 health = (await client.get("/health")).json()
-                assert set(health["checks"]) == {"database", "engine", "workers"}
+                assert set(health["checks"]) == {"database", "engine", "workers", "python_threads"}
                 assert health["checks"]["workers"]["info"]["mode"] == "embedded"
                 names = {name for name, _ in samples((await client.get("/metrics")).text)}
                 assert "orchestrion_redis_up" not in names
@@ -436,6 +436,7 @@ async def test_health_reports_workers_and_orchestrators(
     checks = body["checks"]
     assert list(checks) == [
         "database", "engine", "redis", "workers", "orchestrators", "queues", "dlq", "circuits",
+        "python_threads",
     ]  # fmt: skip
     assert checks["database"]["status"] == checks["engine"]["status"] == "ok"
     assert checks["redis"]["status"] == "ok" and checks["redis"]["info"]["latency_ms"] >= 0

@@ -82,6 +82,7 @@ PUBLIC: dict[str, set[str]] = {
         "PermanentNodeError",
         "PolicyViolation",
         "StoreError",
+        "UnstorableValue",
         "TransientNodeError",
         "WireError",
     },

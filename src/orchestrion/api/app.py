@@ -94,6 +94,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     ctx.audit_status = engine.audit.chain_check  # /health/compliance: verified up to N
     feed = RecordFeed(engine, [metrics.observe, log_transitions])
     metrics.watch_sinks(lambda: engine.publisher)  # outbound events, when sinks are set
+    metrics.watch_engine(lambda: engine.commit_faults)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -181,6 +181,7 @@ def orchestrator(
             metrics = Metrics()
             sinks.append(metrics.observe)
             metrics.watch_sinks(lambda: engine.publisher)
+            metrics.watch_engine(lambda: engine.commit_faults)
             start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
         feed = RecordFeed(engine, sinks)
         engine.add_listener(feed.listener)

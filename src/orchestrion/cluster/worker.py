@@ -59,6 +59,7 @@ from orchestrion.execution import enforce
 from orchestrion.execution.executor import NodeExecutor
 from orchestrion.execution.log_capture import log_limits
 from orchestrion.governance.runtime import Governance
+from orchestrion.handlers import function_threads
 from orchestrion.handlers.base import Resources
 from orchestrion.handlers.registry import HandlerRegistry
 
@@ -161,12 +162,14 @@ class Worker:
             # read per connection, so a later ``use_governance`` is followed too.
             url_policy=lambda: self.governance.url_policy,
         )
+        function_threads.configure(self.settings.python_threads)
         self._executor = NodeExecutor(
             self.registry,
             self._resources,
             self._secrets,
             circuits=self._breakers,
             logs=log_limits(self.settings, self.governance.masker),
+            error_chars=self.settings.node_error_max_chars,
         )
         self._stopping.clear()
         with queue_errors():

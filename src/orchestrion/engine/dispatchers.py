@@ -67,6 +67,7 @@ def _local_dispatcher(
     from orchestrion.execution.executor import NodeExecutor
     from orchestrion.execution.local import LocalDispatcher
     from orchestrion.execution.log_capture import log_limits
+    from orchestrion.handlers import function_threads
     from orchestrion.handlers.resources import Children
 
     def http_client() -> httpx.AsyncClient:
@@ -84,12 +85,14 @@ def _local_dispatcher(
     resources.http_factory = http_client
     resources.children = Children(children.start, children.await_child)
     resources.progress = report_progress
+    function_threads.configure(engine.settings.python_threads)
     executor = NodeExecutor(
         engine.registry,
         resources,
         load_secrets(engine.settings),
         logs=log_limits(engine.settings, engine.governance.masker),
         stable_configs=True,
+        error_chars=engine.settings.node_error_max_chars,
     )
     return LocalDispatcher(executor, engine.concurrency)
 

@@ -29,6 +29,7 @@ from orchestrion.definition.triggers import WebhookTrigger
 from orchestrion.dispatch.base import Dispatcher
 from orchestrion.engine import lifecycle, lineage
 from orchestrion.engine.children import ChildExecutions
+from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.engine.control import ControlVerbs
 from orchestrion.engine.control_requests import ControlRequests
 from orchestrion.engine.deciders import Decider
@@ -359,6 +360,11 @@ class Engine:
         through ``decide`` (API, CLI), in this process or another one.
         """
         return await self._outcomes.settle(execution_id, timeout)
+
+    @property
+    def commit_faults(self) -> CommitFaults:
+        """Failed commits and parked executions (``commit_faults.py``)."""
+        return self._loop.faults
 
     def node_progress(self, execution_id: str) -> dict[str, dict[str, int]]:
         """Live item counts of running ``map`` nodes: {node: {done, total, failed}}."""

@@ -34,12 +34,13 @@ from orchestrion.core.machine import ExecutionMachine, Step
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.ids import new_event_id
 from orchestrion.engine.judging import CriteriaJudge
 from orchestrion.engine.live import Action, LiveExecution, Posted
 from orchestrion.engine.timers import arm_timer, disarm
-from orchestrion.errors import ExecutionError, OrchestrionError, StoreError
+from orchestrion.errors import ExecutionError, OrchestrionError, StoreError, UnstorableValue
 from orchestrion.execution.enforce import template_limits_of
 from orchestrion.store.base import CommitBatch, ExecutionRecord
 
@@ -100,6 +101,7 @@ class EngineLoop:
         self.never_waited: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.faults = CommitFaults()
         self._judge = CriteriaJudge(lambda: template_limits_of(engine.governance), self.post)
 
     # ------------------------------------------------------------------ posting
@@ -202,6 +204,7 @@ class EngineLoop:
                     await self._turn(items)
                 except Exception:  # the loop must survive anything a turn raises
                     logger.exception("engine turn failed")
+                    self.faults.turn_failed()
                     for item in items:
                         if item.ack is not None and not item.ack.done():
                             item.ack.set_exception(
@@ -242,13 +245,30 @@ class EngineLoop:
             try:
                 await engine.store.commit(batch)
             except StoreError as exc:
-                self._commit_failed(touched, exc, items)
-                return
+                failed = await self._commit_alone(batch, exc)
+                self._commit_failed(failed, items)
+                touched = {eid: records for eid, records in touched.items() if eid not in failed}
+                actions = [action for action in actions if action[0].record.id not in failed]
         for item in items:
             if item.ack is not None and not item.ack.done():
                 item.ack.set_result(None)
         self.notify(touched)
         await self.act(actions)
+
+    async def _commit_alone(self, batch: CommitBatch, exc: StoreError) -> dict[str, StoreError]:
+        """After ``batch`` was refused: commit each execution's part of it alone, so that
+        a record the store refuses fails only its own execution; those that failed."""
+        parts = batch.split()
+        if len(parts) <= 1 or not isinstance(exc, UnstorableValue):
+            # Only a refused value is worth the split: a store that is away refuses all.
+            return dict.fromkeys(parts, exc)
+        failed: dict[str, StoreError] = {}
+        for execution_id, part in parts.items():
+            try:
+                await self._engine.store.commit(part)
+            except StoreError as alone:
+                failed[execution_id] = alone
+        return failed
 
     def absorb(
         self,
@@ -336,19 +356,24 @@ class EngineLoop:
         if ran:
             actions[:] = [action for j, action in enumerate(actions) if j not in ran]
 
-    def _commit_failed(
-        self, touched: dict[str, list[Record]], exc: StoreError, items: list[Posted]
-    ) -> None:
-        """Forget the uncommitted turn: drop the executions and reload them from the store."""
-        logger.error("commit failed, reloading %d execution(s): %s", len(touched), exc)
-        for execution_id in touched:
+    def _commit_failed(self, failed: dict[str, StoreError], items: list[Posted]) -> None:
+        """Forget the uncommitted turn of ``failed`` (execution -> why): drop those
+        executions and reload them from the store, or park those the store keeps refusing
+        (``commit_faults.py``)."""
+        if not failed:
+            return
+        first = next(iter(failed.values()))
+        logger.error("commit failed, reloading %d execution(s): %s", len(failed), first)
+        for execution_id, exc in failed.items():
+            parked = self.faults.failed(execution_id, exc)
             live = self.live.pop(execution_id, None)
             if live is not None:
                 disarm(live)
-                asyncio.get_running_loop().call_later(1.0, self.on_commit_failed, execution_id)
+                if not parked:
+                    asyncio.get_running_loop().call_later(1.0, self.on_commit_failed, execution_id)
         for item in items:
-            if item.ack is not None and not item.ack.done():
-                item.ack.set_exception(exc)
+            if item.ack is not None and not item.ack.done() and item.execution_id in failed:
+                item.ack.set_exception(failed[item.execution_id])
 
     def notify(self, touched: dict[str, list[Record]]) -> None:
         """Tell the listeners what was just committed."""
@@ -411,6 +436,7 @@ class EngineLoop:
                 del never_waited[next(iter(never_waited))]
             never_waited[live.record.id] = time.time()
         self.progress.pop(live.record.id, None)
+        self.faults.ended(live.record.id)
         disarm(live)
         self.live.pop(live.record.id, None)
         if not live.done.done():

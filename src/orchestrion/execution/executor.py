@@ -43,7 +43,7 @@ from orchestrion.core.trust_level import Trust
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound
 from orchestrion.execution.enforce import attempt_resources
-from orchestrion.execution.failures import check_serialisable, classify
+from orchestrion.execution.failures import classify
 from orchestrion.execution.layers import Attempt, Layer, Stack
 from orchestrion.execution.log_capture import (
     INLINE_PENDING,
@@ -56,6 +56,13 @@ from orchestrion.execution.log_capture import (
 from orchestrion.execution.rendered_inputs import recorded_inputs, recorded_inputs_json
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
+from orchestrion.execution.storable import (
+    DEFAULT_ERROR_CHARS,
+    bounded_error,
+    check_output,
+    escaped,
+    needs_escape,
+)
 from orchestrion.execution.timeout import Timeout
 from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
@@ -108,7 +115,8 @@ class NodeExecutor:
     ``resources`` carry the policy's controls (a process cannot be built without them);
     ``circuits``, when given, guard calls to downstream hosts with shared circuit breakers;
     ``logs`` bounds and masks the log lines each attempt writes (``log_capture.py``), which
-    are reported as ``NodeLogged`` events (None, or no lines allowed: not captured).
+    are reported as ``NodeLogged`` events (None, or no lines allowed: not captured);
+    ``error_chars`` bounds an error's message and traceback (``storable.py``).
     ``stable_configs``: each node's config comes as the same object at every attempt (an
     engine's compiled plans, not a worker's decoded messages), so what is stored of a config
     without templates is worked out once per config.
@@ -123,12 +131,14 @@ class NodeExecutor:
         circuits: SharedCircuits | None = None,
         logs: LogLimits | None = None,
         stable_configs: bool = False,
+        error_chars: int = DEFAULT_ERROR_CHARS,
     ) -> None:
         if not isinstance(resources, Resources):
             raise TypeError(f"NodeExecutor needs the process's Resources, got {resources!r}")
         self.registry = registry
         self.resources = resources
         self.secrets = dict(secrets or {})
+        self.error_chars = error_chars
         self.stack = Stack(standard_layers(registry, resources, self.secrets, circuits))
         self._canonical = functools.partial(canonical_name, registry)
         self._scrubbing = next(layer for layer in self.stack.layers if isinstance(layer, Scrubbing))
@@ -390,12 +400,13 @@ class NodeExecutor:
         if spec is None:
             return NodeSkipped(task.node_id, task.attempt, now, SkipReason.CONDITION_FALSE)
         if isinstance(output, Wait) and task.kind == TaskKind.RUN:
-            return NodeWaiting(
-                task.node_id, task.attempt, now, output.reason, output.wake_at, output.data
-            )
+            data = output.data
+            if data is not None and needs_escape(data):
+                data = escaped(data)
+            return NodeWaiting(task.node_id, task.attempt, now, output.reason, output.wake_at, data)
         if not isinstance(output, Wait):
             try:
-                check_serialisable(task.node_id, output)
+                output = check_output(task.node_id, output)
             except Exception as exc:
                 return self._failed(task, exc)
         output = self.stack.output(task, output, spec)
@@ -404,7 +415,7 @@ class NodeExecutor:
         return CompensationSucceeded(task.node_id, now, output)
 
     def _failed(self, task: TaskMessage, exc: BaseException) -> Event:
-        info = self.stack.error(task, classify(task, exc))
+        info = bounded_error(self.stack.error(task, classify(task, exc)), self.error_chars)
         if task.kind == TaskKind.RUN:
             return NodeFailed(task.node_id, task.attempt, time.time(), info)
         return CompensationFailed(task.node_id, time.time(), info)

@@ -6,18 +6,16 @@ will not. The scrubbing layer then removes secrets from the message and tracebac
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
-from typing import Any
 
 from pydantic import ValidationError
 
 from orchestrion.core.events import ErrorInfo
 from orchestrion.dispatch.base import TaskMessage
-from orchestrion.errors import ErrorCategory, HandlerNotFound, NodeError, PermanentNodeError
+from orchestrion.errors import ErrorCategory, HandlerNotFound, NodeError
 
-__all__ = ["NodeTimeout", "check_serialisable", "classify", "retryable"]
+__all__ = ["NodeTimeout", "classify", "retryable"]
 
 logger = logging.getLogger("orchestrion.execution.executor")
 
@@ -67,16 +65,3 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, NodeError):
         return exc.transient
     return not isinstance(exc, ValidationError | HandlerNotFound)
-
-
-def check_serialisable(node_id: str, output: Any) -> None:
-    """Raise a permanent ``output`` error when ``output`` cannot be stored as JSON."""
-    if output is None or isinstance(output, str | int | float | bool):
-        return
-    try:
-        json.dumps(output)
-    except (TypeError, ValueError) as exc:
-        raise PermanentNodeError(
-            f"output of node '{node_id}' is not JSON-serialisable: {exc}",
-            category=ErrorCategory.OUTPUT,
-        ) from exc

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import Event, NodeLogged
+from orchestrion.execution.storable import escape_text
 from orchestrion.governance.masking import Masker
 from orchestrion.governance.secret_logs import scrub_log_text
 from orchestrion.logcontext import node_fields
@@ -137,6 +138,7 @@ class AttemptLog:
             message = f"{message}\n{_exceptions.formatException(record.exc_info)}"
         elif record.exc_text:
             message = f"{message}\n{record.exc_text}"
+        message = escape_text(message)  # a lone surrogate: kept as its escape (storable.py)
         limits = self.limits
         if len(message) > limits.max_line:
             cut = len(message) - limits.max_line
@@ -156,7 +158,7 @@ class AttemptLog:
             {
                 "at": record.created,
                 "level": record.levelname,
-                "logger": record.name,
+                "logger": escape_text(record.name),
                 "message": message,
             }
         )

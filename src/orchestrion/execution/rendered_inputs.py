@@ -7,7 +7,8 @@ Three rules make the rendered config safe to keep with the attempt:
 - what is left goes through the attempt's secret scrubber, as outputs and errors do (a
   secret that reached the config another way, an llm provider's key);
 - its JSON may be at most ``MAX_RENDERED_BYTES``; a larger one is stored as a marker that
-  says how large it was (``{"omitted": "..."}``), nothing half-cut.
+  says how large it was (``{"omitted": "..."}``), nothing half-cut;
+- a lone surrogate a template made is kept as its escape (``storable.py``).
 
 For classified executions the journal data holding it is sealed at rest like node outputs
 (``store/sealing.py``), and the API masks it as it masks outputs. A node that starts child
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from orchestrion.execution.storable import escaped, json_escaped, needs_escape
 from orchestrion.governance.secret_scrub import Scrubber
 
 __all__ = [
@@ -78,6 +80,10 @@ def recorded_inputs_json(
                 f" {MAX_RENDERED_BYTES}-byte limit kept with an attempt"
             }
         )
+    if "\\u" in text and json_escaped(text):  # a template may have made a lone surrogate
+        value = json.loads(text)
+        if needs_escape(value):
+            return json.dumps(escaped(value))
     return text
 
 

@@ -9,11 +9,21 @@ the call, with a copy of the caller's context, goes on a queue that a few thread
 the result (or the exception) is set on an asyncio future through the loop's thread-safe
 call.
 
-The pool behaves as the default executor does: a thread is started only when none is idle,
-up to ``min(32, CPUs + 4)``; the others wait their turn in the queue. Cancelling the awaiting
-task leaves the call running (a thread cannot be stopped), and its result goes nowhere. The
-threads are not daemons: at exit Python waits for the calls under way, as it did for the
-executor's, then each thread is told to end.
+A thread is started only when none is idle, up to ``python_threads`` threads (``configure``,
+16 by default); the other calls wait their turn in the queue. The pool is the python nodes'
+own: nothing else of the service (its definition checks, file reads, DNS look-ups, template
+renders) waits for it. The threads are not daemons: at exit Python waits for the calls under
+way, as it did for the executor's, then each thread is told to end.
+
+Python cannot stop a thread: cancelling the awaiting task (a cancel, the node's ``timeout``, a
+shutdown) ends the attempt at once, but a function that never returns keeps its thread, and
+enough of them hold back every python node. Each thread shows the call it runs, so ``stuck``
+counts the calls whose attempt has ended while they run on (read when asked: nothing is
+counted per call); ``/health`` reports them and is degraded while there is one, and
+``orchestrion_python_threads_stuck`` exports the count. What to do about one: give the
+function timeouts of its own (on its sockets, locks, subprocesses), register with
+``blocking=False`` only functions that never block, and restart the process to get stuck
+threads back.
 """
 
 from __future__ import annotations
@@ -28,9 +38,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["run_blocking"]
+__all__ = ["DEFAULT_THREADS", "busy", "configure", "run_blocking", "size", "stuck"]
 
-_MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)  # the default executor's bound
+DEFAULT_THREADS = 16
+"""Threads when nothing configured them (the ``python_threads`` setting's default)."""
 
 
 class _Pool:
@@ -43,6 +54,8 @@ class _Pool:
         self._idle = threading.Semaphore(0)  # one release per thread waiting for a call
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # The future each thread settles now (None: idle), read by ``busy`` and ``stuck``.
+        self.running: list[asyncio.Future[Any] | None] = []
         self._stopping = False
         register = getattr(threading, "_register_atexit", None)
         if register is not None:  # before the interpreter joins its threads
@@ -56,25 +69,30 @@ class _Pool:
             return  # a waiting thread takes it
         with self._lock:
             if len(self._threads) < self.max_threads:
+                slot = len(self._threads)
+                self.running.append(None)
                 thread = threading.Thread(
-                    target=self._work, name=f"orchestrion-function-{len(self._threads)}"
+                    target=self._work, args=(slot,), name=f"orchestrion-function-{slot}"
                 )
                 thread.start()
                 self._threads.append(thread)
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
         calls = self._calls
+        running = self.running
         while True:
             item = calls.get()
             if item is None:
                 return
             future, call = item
             del item
+            running[slot] = future
             settle: Callable[[asyncio.Future[Any], Any], None]
             try:
                 value, settle = call(), _settle
             except BaseException as exc:
                 value, settle = exc, _settle_error
+            running[slot] = None
             _hand_back(future, settle, value)
             del future, call, value  # nothing of the call outlives it here
             self._idle.release()
@@ -120,12 +138,45 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
 
 
+_size = DEFAULT_THREADS
+
+
+def configure(threads: int) -> None:
+    """Let the pool grow to ``threads`` threads (threads already started stay)."""
+    global _size
+    if threads < 1:
+        raise ValueError(f"python_threads must be at least 1, got {threads}")
+    with _pool_lock:
+        _size = threads
+        if _pool is not None:
+            _pool.max_threads = threads
+
+
+def size() -> int:
+    """How many threads the pool may have."""
+    return _size
+
+
+def busy() -> int:
+    """Calls running in a thread now (stuck ones included)."""
+    pool = _pool
+    return 0 if pool is None else sum(1 for future in pool.running if future is not None)
+
+
+def stuck() -> int:
+    """Calls still running whose attempt has ended (cancelled, timed out)."""
+    pool = _pool
+    if pool is None:
+        return 0
+    return sum(1 for future in list(pool.running) if future is not None and future.done())
+
+
 def _the_pool() -> _Pool:
     global _pool
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = _Pool(_MAX_THREADS)
+                _pool = _Pool(_size)
     return _pool
 
 

@@ -39,6 +39,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from orchestrion import safe_data
 from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import ALLOWLIST_KEY
@@ -387,7 +388,7 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
 
 
-def _check_json(name: str, value: Any) -> None:
+def _check_json(name: str, value: Any, node: str) -> None:
     if value is None or type(value) in (str, int, bool):
         return  # the common case: nothing to encode (a float may be NaN)
     offending: list[str] = []
@@ -398,12 +399,24 @@ def _check_json(name: str, value: Any) -> None:
 
     try:
         json.dumps(value, default=reject, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         what = f"a value of type '{offending[0]}'" if offending else f"an invalid value ({exc})"
         raise PermanentNodeError(
-            f"function '{name}' returned {what}, which is not JSON-serialisable",
+            f"function '{name}' of node '{node}' returned {what}{_where(value)}, which is"
+            " not JSON-serialisable",
             category=ErrorCategory.OUTPUT,
         ) from exc
+
+
+def _where(value: Any) -> str:
+    """Where in ``value`` the first value JSON cannot hold is (a JSON pointer), if found."""
+    try:
+        safe_data.check(value, max_depth=None)
+    except safe_data.UnsafeData as unsafe:
+        return "" if not unsafe.pointer else f" at {unsafe.pointer}"
+    except RecursionError:
+        return ""
+    return ""
 
 
 async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
@@ -430,13 +443,14 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
         if inspect.isawaitable(result):
             result = await result
     else:
-        # A thread keeps a slow or blocking function from stalling every other node.
+        # A thread keeps a slow or blocking function from stalling every other node; the
+        # pool is the python nodes' own, so stuck ones hold back nothing else.
         result = await run_blocking(func, **kwargs)
         if inspect.isawaitable(result):
             result = await result
     if isinstance(result, Wait):
         return result
-    _check_json(name, result)
+    _check_json(name, result, ctx.node_id)
     return result
 
 
@@ -445,6 +459,8 @@ SPEC = HandlerSpec(
     run=run_python,
     config_model=PythonConfig,
     description="Calls a registered Python function or a dotted path (pkg.mod:func) with "
-    "keyword params; sync functions run in a worker thread unless registered with "
-    "blocking=False.",
+    "keyword params; sync functions run in a thread of their own pool (python_threads) unless "
+    "registered with blocking=False. Python cannot stop a thread: a function that never "
+    "returns keeps its thread after a cancel or timeout (counted in /health); give it timeouts "
+    "of its own.",
 )

@@ -31,6 +31,8 @@ from prometheus_client.registry import Collector
 from orchestrion.core.events import Record
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
+from orchestrion.engine.commit_faults import CommitFaults
+from orchestrion.handlers import function_threads
 from orchestrion.observability.feed import ExecutionInfo
 
 __all__ = ["ClusterCollector", "ClusterSnapshot", "Metrics", "StreamGauge"]
@@ -122,6 +124,27 @@ class Metrics:
             "Executions running, waiting or paused",
             registry=registry,
         ).set_function(lambda: len(self._live))
+        self._faults: Callable[[], CommitFaults | None] = lambda: None
+        Gauge(
+            "orchestrion_commit_failures",
+            "Engine commits that failed since the process started (the turn is reloaded)",
+            registry=registry,
+        ).set_function(lambda: self._fault_count(parked=False))
+        Gauge(
+            "orchestrion_executions_parked",
+            "Executions not driven any more: the store refused their state repeatedly",
+            registry=registry,
+        ).set_function(lambda: self._fault_count(parked=True))
+        Gauge(
+            "orchestrion_python_threads_stuck",
+            "Python node functions still running after their attempt was cancelled or timed out",
+            registry=registry,
+        ).set_function(function_threads.stuck)
+        Gauge(
+            "orchestrion_python_threads_busy",
+            "Python node functions running in a thread now (stuck ones included)",
+            registry=registry,
+        ).set_function(function_threads.busy)
         self.cluster = ClusterCollector()
         registry.register(self.cluster)
         self.sinks = SinkCollector()
@@ -131,6 +154,16 @@ class Metrics:
         """Read the event sinks' counters from ``source`` (the engine's publisher, when it
         has one) at each scrape."""
         self.sinks.source = source
+
+    def watch_engine(self, source: Callable[[], CommitFaults | None]) -> None:
+        """Read the engine's failed commits and parked executions from ``source``."""
+        self._faults = source
+
+    def _fault_count(self, *, parked: bool) -> int:
+        faults = self._faults()
+        if faults is None:
+            return 0
+        return len(faults.parked) if parked else faults.total
 
     def observe_cluster(self, snapshot: ClusterSnapshot | None) -> None:
         """The cluster as just read from Redis; None when Redis could not be read."""

@@ -238,6 +238,23 @@ class Settings(BaseSettings):
         le=64 * 1024 * 1024,
         description="bytes of log message kept per node attempt (0: not captured)",
     )
+    # execution/storable.py: what an attempt's error keeps
+    node_error_max_chars: int = Field(
+        default=16 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="characters kept of a node error's message, and of its traceback (the"
+        " start; a last part says how many characters were cut)",
+    )
+    # handlers/function_threads.py: the threads python nodes' sync functions run in
+    python_threads: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="threads for the sync functions of python nodes, apart from the"
+        " engine's own; a function still running after its attempt was cancelled or timed"
+        " out keeps its thread, is counted, and makes /health degraded",
+    )
     # One default for every process that logs (serve, orchestrator, worker, reaper, up).
     log_format: Literal["json", "console"] = Field(
         default="json", validation_alias=_env("log_format", "LOG_FORMAT")

@@ -196,6 +196,31 @@ class CommitBatch:
     def __bool__(self) -> bool:
         return bool(self.records) or bool(self.results) or bool(self.logs)
 
+    def split(self) -> dict[str, CommitBatch]:
+        """The batch as one batch per execution, each in the order of this one: committed
+        each alone when this one was refused, so one bad record fails only its execution."""
+        parts: dict[str, CommitBatch] = {}
+
+        def part(execution_id: str) -> CommitBatch:
+            found = parts.get(execution_id)
+            if found is None:
+                found = parts[execution_id] = CommitBatch(
+                    owner=self.owner, audit=self.audit, outbox=self.outbox
+                )
+                if execution_id in self.correlation:
+                    found.correlation[execution_id] = self.correlation[execution_id]
+            return found
+
+        for (execution_id, record), event_id, cause in zip(
+            self.records, self.event_ids, self.causation, strict=True
+        ):
+            part(execution_id).add(execution_id, record, event_id, cause)
+        for execution_id, result in self.results.items():
+            part(execution_id).results[execution_id] = result
+        for execution_id, logged in self.logs:
+            part(execution_id).logs.append((execution_id, logged))
+        return parts
+
 
 @dataclass(slots=True)
 class ExecutionFilter:

@@ -1,5 +1,9 @@
 """Operational endpoints: health (database, engine, workers; 503 when degraded) and metrics.
 
+The engine check is degraded while executions are parked (the store refused their state
+repeatedly) or a commit failed in the last minute; ``python_threads`` while a python node's
+function runs on after its attempt was cancelled or timed out.
+
 Neither is rate limited. ``/health`` and ``/metrics`` are open (probes and scrapers);
 ``/v1/health`` follows the /v1 rule and needs a key when keys are configured.
 
@@ -30,6 +34,7 @@ from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import Ctx
 from orchestrion.cluster.status import REDIS_TIMEOUT, Cluster
 from orchestrion.errors import DispatchError
+from orchestrion.handlers import function_threads
 
 __all__ = ["router"]
 
@@ -59,7 +64,36 @@ async def _database(ctx: ApiContext) -> HealthCheck:
 def _engine(ctx: ApiContext) -> HealthCheck:
     if not ctx.engine_running:
         return HealthCheck(status="fail", detail="the engine is not running")
-    return HealthCheck(status="ok", info={"owner": ctx.engine.owner})
+    faults = ctx.engine.commit_faults
+    info: dict[str, Any] = {"owner": ctx.engine.owner, "commit_failures": faults.total}
+    if faults.parked:
+        info["parked"] = dict(faults.parked)
+        detail = (
+            f"{len(faults.parked)} execution(s) parked: the store refused their state"
+            " repeatedly (see 'parked'); they move again after a restart"
+        )
+        return HealthCheck(status="fail", detail=detail, info=info)
+    if faults.recent():
+        detail = "a commit of the engine failed in the last minute (see the service log)"
+        return HealthCheck(status="fail", detail=detail, info=info)
+    return HealthCheck(status="ok", info=info)
+
+
+def _python_threads() -> HealthCheck:
+    """The threads of python nodes' sync functions (``handlers/function_threads.py``)."""
+    stuck = function_threads.stuck()
+    info = {
+        "size": function_threads.size(),
+        "busy": function_threads.busy(),
+        "stuck": stuck,
+    }
+    if stuck:
+        detail = (
+            f"{stuck} python function(s) still running after their attempt was cancelled or"
+            " timed out: each holds a thread until it returns (restart to free them)"
+        )
+        return HealthCheck(status="fail", detail=detail, info=info)
+    return HealthCheck(status="ok", info=info)
 
 
 def _workers(ctx: ApiContext) -> HealthCheck:
@@ -155,6 +189,7 @@ async def _health(ctx: ApiContext) -> JSONResponse:
         checks["workers"] = _workers(ctx)
     else:
         checks.update(await _scaleout_checks(ctx))
+    checks["python_threads"] = _python_threads()
     ok = all(check.status == "ok" for check in checks.values())
     body = HealthResponse(status="ok" if ok else "degraded", checks=checks, version=__version__)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrion.errors import ExecutionNotFound, StoreError
+from orchestrion.errors import ExecutionNotFound, StoreError, UnstorableValue
 from orchestrion.governance.audit_chain import ChainHead
 from orchestrion.store import rules
 from orchestrion.store.audit import (
@@ -77,13 +77,23 @@ class SQLJournal(SQLDriver[C]):
     async def commit(self, batch: CommitBatch) -> None:
         if not batch:
             return
-        encoded = encode_batch(batch)  # before the transaction: see batch.py
-        async with self._transaction() as tx:
-            await self._check_executions(tx, encoded.touched, batch.owner)
-            await self._write_batch(tx, encoded)
-            if batch.audit is not None and batch.records:
-                # Last, so the head lock is held only from here to the commit.
-                await self._append_audit(tx, transition_items(batch), batch.audit)
+        try:
+            encoded = encode_batch(batch)  # before the transaction: see batch.py
+        except (StoreError, TypeError, ValueError, RecursionError) as exc:
+            raise UnstorableValue(f"the commit holds a value that cannot be stored: {exc}") from exc
+        try:
+            async with self._transaction() as tx:
+                await self._check_executions(tx, encoded.touched, batch.owner)
+                await self._write_batch(tx, encoded)
+                if batch.audit is not None and batch.records:
+                    # Last, so the head lock is held only from here to the commit.
+                    await self._append_audit(tx, transition_items(batch), batch.audit)
+        except (StoreError, UnicodeError) as exc:
+            # The driver refused a value (text it cannot encode): writing it again would fail
+            # again, which the engine must tell from a store that is away for a while.
+            if not _refused_value(exc):
+                raise
+            raise UnstorableValue(f"the store refused a value of the commit: {exc}") from exc
 
     async def _check_executions(self, tx: C, ids: set[str], owner: str | None) -> None:
         """Refuse a batch about executions that do not exist (node runs have no foreign key),
@@ -239,3 +249,15 @@ class SQLJournal(SQLDriver[C]):
                 items = purge_items(len(ids), finished_before, actor, now)
                 await self._append_audit(tx, items, signer)
         return len(ids)
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, an encoder refusing a value."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain a driver and its wrappers make is short
+        if seen is None:
+            return False
+        if isinstance(seen, UnicodeError | UnstorableValue):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
