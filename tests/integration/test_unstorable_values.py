@@ -201,3 +201,38 @@ async def test_a_refused_record_fails_its_execution_alone_and_is_parked_not_retr
     assert faults.total == PARK_AFTER
     assert (await engine.store.get_execution(bad.id)).status is ExecutionStatus.RUNNING
     RELEASE.set()
+
+
+async def test_an_approval_message_a_template_made_is_kept_escaped(engine: Engine) -> None:
+    flow = {
+        "name": "ask",
+        "dag": {
+            "nodes": [
+                {"id": "ask", "handler": "approval", "config": {"message": "ok {{ '\\ud800' }}?"}},
+                {"id": "after", "handler": "noop", "dependencies": ["ask"], "config": {"value": 1}},
+            ]
+        },
+    }
+    record = await engine.start_execution(await engine.submit(flow))
+    for _ in range(500):
+        if (await engine.store.get_execution(record.id)).status is ExecutionStatus.WAITING:
+            break
+        await asyncio.sleep(0.02)
+    events = await engine.store.list_events(record.id, types=["node.waiting", "node.started"])
+    texts = [text for event in events for text in _strings(event.data)]
+    assert texts.count("ok \\ud800?") == 2, texts  # the rendered input, the waiting data
+    assert not any("\ud800" in text for text in texts)
+    await engine.decide(record.id, "ask", approved=True, by="ops")
+    result = await engine.wait(record.id, timeout=10)
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert engine.commit_faults.total == 0
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
