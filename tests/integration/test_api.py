@@ -237,14 +237,19 @@ async def test_reference_001_and_003_bodies(api: Api) -> None:
     assert result == {"summarize_posts": "explicit"}
 
 
-async def test_submit_yaml_and_plain_text(api: Api) -> None:
+async def test_submit_yaml(api: Api) -> None:
     yaml_text = "name: from-yaml\ndag:\n  nodes:\n    - {id: a, handler: noop}\n"
-    for content_type in ("application/yaml", "text/yaml", "text/plain"):
+    for content_type in ("application/yaml", "text/yaml", "application/x-yaml"):
         response = await api.client.post(
             "/v1/workflow", content=yaml_text, headers={"Content-Type": content_type}
         )
         assert response.status_code == 201, response.text
         assert response.json()["name"] == "from-yaml"
+    # text/plain is what another site's page may send without asking the browser first.
+    plain = await api.client.post(
+        "/v1/workflow", content=yaml_text, headers={"Content-Type": "text/plain"}
+    )
+    assert "application/yaml" in assert_problem(plain, 415)["detail"]
 
 
 async def test_definition_errors_are_listed_per_node_and_field(api: Api) -> None:
@@ -291,7 +296,7 @@ async def test_definition_errors_are_listed_per_node_and_field(api: Api) -> None
     )
     assert_problem(empty, 422)
     binary = await api.client.post(
-        "/v1/workflow", content=b"\xff\xfe", headers={"Content-Type": "text/plain"}
+        "/v1/workflow", content=b"\xff\xfe", headers={"Content-Type": "application/yaml"}
     )
     assert_problem(binary, 422)
 
@@ -300,7 +305,7 @@ async def test_a_body_naming_a_server_file_is_not_read(api: Api, tmp_path: Path)
     secret = tmp_path / "secret.yaml"
     secret.write_text("name: stolen\ndag:\n  nodes:\n    - {id: a, handler: noop}\n")
     response = await api.client.post(
-        "/v1/workflow", content=str(secret), headers={"Content-Type": "text/plain"}
+        "/v1/workflow", content=str(secret), headers={"Content-Type": "application/yaml"}
     )
     problem = assert_problem(response, 422)
     assert "stolen" not in response.text and problem["errors"]
@@ -318,10 +323,13 @@ async def test_unsupported_content_types_get_415(api: Api) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert_problem(response, 415)
-    # No content type at all: JSON, as `curl -d` users expect.
+    # A body without a content type is refused too (a browser may send one cross-site)...
     response = await api.client.post(
         f"/v1/workflow/trigger/{execution_id}", content=b'{"input_params": {"name": "x"}}'
     )
+    assert "needs a Content-Type" in assert_problem(response, 415)["detail"]
+    # ... but a call without a body needs none.
+    response = await api.client.post(f"/v1/workflow/trigger/{execution_id}")
     assert response.status_code == 202, response.text
 
 

@@ -27,6 +27,7 @@ from orchestrion.settings import load_settings
 
 PROBLEM = "application/problem+json"
 ADMIN = {"Authorization": "Bearer admin-key"}
+_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass
@@ -100,14 +101,18 @@ async def test_malformed_bodies_are_refused_and_nothing_changes(
 
 async def test_a_json_pointer_names_the_place(served: Served) -> None:
     body = b'{"input_params": {"deep": {"list": [1, "\\udc00"]}}}'
-    response = await served.client.post(f"/v1/workflow/trigger/{served.execution_id}", content=body)
+    response = await served.client.post(
+        f"/v1/workflow/trigger/{served.execution_id}", content=body, headers=_JSON
+    )
     problem = assert_problem(response, 422, "surrogate")
     assert problem["errors"][0]["field"] == "/input_params/deep/list/1"
     deep = b'{"a":\n' + b"[" * 200 + b"]" * 200 + b"}"
-    response = await served.client.post(f"/v1/workflow/trigger/{served.execution_id}", content=deep)
+    response = await served.client.post(
+        f"/v1/workflow/trigger/{served.execution_id}", content=deep, headers=_JSON
+    )
     assert assert_problem(response, 422, "nested")["errors"][0]["field"].startswith("/a/0/0")
     # A definition's depth is the governance policy's limit, which names itself.
-    response = await served.client.post("/v1/workflow", content=deep)
+    response = await served.client.post("/v1/workflow", content=deep, headers=_JSON)
     assert_problem(response, 422, "definitions.max_nesting_depth")
 
 
@@ -120,7 +125,9 @@ async def test_bodies_within_the_bounds_are_accepted(served: Served) -> None:
     assert response.status_code == 201, response.text
     # A surrogate pair is one valid character, not a lone surrogate.
     pair = b'{"input_params": {"who": "\\ud83d\\ude00"}}'
-    response = await served.client.post(f"/v1/workflow/trigger/{served.execution_id}", content=pair)
+    response = await served.client.post(
+        f"/v1/workflow/trigger/{served.execution_id}", content=pair, headers=_JSON
+    )
     assert response.status_code == 202, response.text
 
 
@@ -253,7 +260,7 @@ async def test_an_api_key_that_is_not_ascii_is_unknown(served: Served, value: by
     # The gate answers first: an unauthenticated request never reaches body parsing.
     response = await served.client.post(
         "/v1/workflow",
-        headers={"Authorization": value},  # type: ignore[dict-item]
+        headers={"Authorization": value, **_JSON},  # type: ignore[dict-item]
         content=b'{"a": NaN}',
     )
     assert_problem(response, 401, "API key")
@@ -315,5 +322,7 @@ async def test_the_backstop_answers_500_without_details_and_logs_them(
 async def test_large_bodies_are_checked_off_the_event_loop_too(served: Served, bad: str) -> None:
     padding = ["x" * 1000] * 200  # about 200 KiB: parsed in a thread
     body = json_text({"input_params": {"pad": padding, "bad": "@x@"}}, x=bad).encode()
-    response = await served.client.post(f"/v1/workflow/trigger/{served.execution_id}", content=body)
+    response = await served.client.post(
+        f"/v1/workflow/trigger/{served.execution_id}", content=body, headers=_JSON
+    )
     assert_problem(response, 422)

@@ -265,7 +265,12 @@ async def test_a_valid_key_is_recorded_per_call_and_a_forbidden_call_too(tmp_pat
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status"),
     [
-        ("POST", "/v1/workflow", {"content": b"{not json", "headers": {}}, 422),
+        (
+            "POST",
+            "/v1/workflow",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            422,
+        ),
         ("POST", "/v1/workflow", {"content": b"x", "headers": {"Content-Type": "text/x"}}, 415),
         ("POST", "/v1/somewhere", {"json": {}}, 404),
         ("PUT", "/v1/workflow", {"json": {}}, 405),

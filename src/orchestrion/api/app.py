@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from orchestrion import __version__
-from orchestrion.api import problems, signouts
+from orchestrion.api import apidocs, problems, signouts
 from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import identifier, warn_if_open
+from orchestrion.api.browser_guard import BrowserGuard, HostAllowList
 from orchestrion.api.context import ApiContext
 from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
@@ -50,6 +51,7 @@ from orchestrion.api.routes import (
     workflows,
 )
 from orchestrion.api.safe_json import SafeInputMiddleware, declare_text_parameters
+from orchestrion.api.stream_slots import StreamSlots
 from orchestrion.engine.facade import Engine
 from orchestrion.engine.schedules import start_scheduler
 from orchestrion.errors import OrchestrionError
@@ -90,7 +92,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         hub=EventHub(),
         limiter=RateLimiter.for_settings(settings),
         refusals=RefusalSummary(settings.refusal_summary_seconds),
+        streams=StreamSlots(settings.sse_max_streams, settings.sse_max_streams_per_caller),
+        # In-process apps answer any Host unless names are configured; `serve` adds its own.
+        hosts=HostAllowList.of(settings.allowed_hosts) if settings.allowed_hosts else None,
     )
+    metrics.watch_streams(lambda: ctx.streams.open)
     ctx.audit_status = engine.audit.chain_check  # /health/compliance: verified up to N
     feed = RecordFeed(engine, [metrics.observe, log_transitions])
     metrics.watch_sinks(lambda: engine.publisher)  # outbound events, when sinks are set
@@ -173,14 +179,18 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         description=_DESCRIPTION,
         lifespan=lifespan,
         separate_input_output_schemas=False,
-        strict_content_type=False,  # `curl -d '{...}'` with no content type is JSON too
+        strict_content_type=False,  # api/browser_guard.py decides which content types pass
+        docs_url=None,  # served by api/apidocs.py, from vendored files under a strict CSP
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)
-    # Outermost first: RequestMiddleware (request id, body limit, access log) > AuditMiddleware
-    # (sees every answer, the gate's too) > ApiGate (caller, rate limit, 401 before routing)
+    # Outermost first: RequestMiddleware (request id, body limit, access log, no-store)
+    # > AuditMiddleware (sees every answer, the gate's too) > ApiGate (caller, rate limit,
+    # 401 before routing) > BrowserGuard (Host, cross-site calls, simple-request bodies)
     # > SafeInputMiddleware (unsafe JSON bodies, paths, queries, headers: before any route).
     app.add_middleware(SafeInputMiddleware)
+    app.add_middleware(BrowserGuard)
     app.add_middleware(ApiGate)
     app.add_middleware(AuditMiddleware)  # inside RequestMiddleware: the request id is known
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
@@ -203,6 +213,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     for module in routers:
         app.include_router(module.router)
+    app.include_router(apidocs.router)
     # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").
     for surface in (compat_swarmlite, compat_unversioned, compat_api_v1):
         app.include_router(surface.router)

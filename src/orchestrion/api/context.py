@@ -20,9 +20,11 @@ from starlette.requests import HTTPConnection
 from orchestrion.logcontext import current_request_id, request_id_var
 
 if TYPE_CHECKING:
+    from orchestrion.api.browser_guard import HostAllowList
     from orchestrion.api.hub import EventHub
     from orchestrion.api.ratelimit import RateLimiter
     from orchestrion.api.refusals import RefusalSummary
+    from orchestrion.api.stream_slots import StreamSlots
     from orchestrion.cluster.link import RedisLink
     from orchestrion.engine.facade import Engine
     from orchestrion.errors import OrchestrionError
@@ -46,11 +48,13 @@ class ApiContext:
     hub: EventHub
     limiter: RateLimiter
     refusals: RefusalSummary  # requests refused before authentication, audited in summary
+    streams: StreamSlots  # the event streams open now, and their limits
     engine_running: bool = field(default=False)  # set by the lifespan; health reports it
     closing: bool = field(default=False)  # the server is stopping: event streams end
     redis: RedisLink | None = field(default=None)  # scale-out only; set by the lifespan
     audit_status: AuditStatus | None = field(default=None)  # set by the audit trail, if any
     startup_error: OrchestrionError | None = field(default=None)  # why the engine did not start
+    hosts: HostAllowList | None = field(default=None)  # the Host names answered (None: any)
 
     def begin_shutdown(self) -> None:
         """End event streams now, so a stopping server is not held open by them."""

@@ -1,5 +1,6 @@
 """The ASGI layer around every request: request id, body size limit, access log, HTTP metrics,
-and the catch-all that turns an unexpected exception into a bare 500.
+the headers of every answer (``Cache-Control: no-store``, ``X-Content-Type-Options:
+nosniff``), and the catch-all that turns an unexpected exception into a bare 500.
 
 A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it does not buffer
 streaming responses (event streams), and it sits inside Starlette's outermost error layer, so
@@ -67,7 +68,13 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                # Answers hold data and CSRF tokens: no cache keeps them, no browser sniffs
+                # them into another type. Static files set their own caching.
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if "/static/" not in path:
+                    headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
         path = scope.get("path", "")

@@ -320,9 +320,11 @@ _DESCRIPTIONS = {
     413: "The request body is too large",
     415: "Unsupported content type",
     422: "Invalid definition, input or request field",
-    429: "Rate limited; retry after Retry-After seconds",
+    429: "Rate limited, or the caller's event streams are at their limit; retry after"
+    " Retry-After seconds",
     500: "Unexpected server error (no details are disclosed)",
-    503: "Degraded: the engine or the state store is unavailable",
+    503: "Degraded: the engine or the state store is unavailable (or the server holds its"
+    " limit of open event streams)",
 }
 _COMMON = (400, 401, 403, 413, 422, 429, 500, 503)
 _RATE_LIMIT_HEADERS = {  # set by api/gate.py on every limited answer

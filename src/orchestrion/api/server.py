@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from orchestrion.api.app import api_context, create_app
+from orchestrion.api.browser_guard import HostAllowList
 from orchestrion.api.context import ApiContext
 from orchestrion.observability.logging_setup import configure_logging
 from orchestrion.settings import Settings
@@ -131,6 +132,8 @@ def serve(
     # The app's engine loads the governance policy (a ConfigurationError when it is invalid),
     # whose masker every log line then goes through.
     app = create_app(settings=settings)
+    # A listening server answers only its own names: a rebound DNS name is not one of them.
+    api_context(app).hosts = HostAllowList.of(settings.allowed_hosts, settings.host)
     if extend is not None:
         extend(app)
     masker = api_context(app).engine.governance.masker

@@ -4,7 +4,9 @@ stream and the node-log stream run.
 Each pass reads a page after the last sequence number sent, sends it, and when nothing is left
 waits for the hub's next commit notice (or the poll interval), with keep-alive comments while
 quiet. It ends once the execution was final before the page was read and the page came back
-short, when the server closes, or on a store error (the client resumes with Last-Event-ID).
+short, when the server closes, when ``alive()`` says the caller may no longer read it (its
+session ended: ``stream_slots.OpenStream.alive``), or on a store error (the client resumes with
+Last-Event-ID).
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ async def follow(
     read: ReadPage[Item],
     encode: Callable[[Item], str],
     what: str,
+    alive: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[str]:
     """Yield ``encode(item)`` for each item after ``after``, as they are committed."""
     settings = ctx.settings
     quiet_since = time.monotonic()
-    while not ctx.closing:
+    # Checked at every wake-up (a commit, the poll interval, a keep-alive), before any read:
+    # nothing is sent once the caller's session has ended.
+    while not ctx.closing and alive():
         waiter = ctx.hub.waiter(execution_id)  # before reading: no commit goes unnoticed
         try:
             final, items = await read(after)

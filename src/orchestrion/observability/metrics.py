@@ -150,6 +150,14 @@ class Metrics:
         self.sinks = SinkCollector()
         registry.register(self.sinks)
 
+    def watch_streams(self, count: Callable[[], int]) -> None:
+        """Report ``count()`` as the event streams (Server-Sent Events) open now."""
+        Gauge(
+            "orchestrion_event_streams_open",
+            "Event and log streams (Server-Sent Events) open now",
+            registry=self.registry,
+        ).set_function(count)
+
     def watch_sinks(self, source: Callable[[], SinkSnapshot | None]) -> None:
         """Read the event sinks' counters from ``source`` (the engine's publisher, when it
         has one) at each scrape."""

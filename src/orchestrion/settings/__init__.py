@@ -350,6 +350,21 @@ class Settings(BaseSettings):
         description="requests refused before authentication are audited as one summary record"
         " per this many seconds, never one record each",
     )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="host names the API answers to besides localhost and the bound address:"
+        ' "orchestrion.example.com,*.internal"; "*": any (`orchestrion serve` refuses other'
+        " Host headers, which DNS rebinding would send)",
+    )
+    # api/stream_slots.py: each open stream reads the store at every commit
+    sse_max_streams: int = Field(
+        default=256, ge=0, description="event streams open at once in this process (0: no limit)"
+    )
+    sse_max_streams_per_caller: int = Field(
+        default=32,
+        ge=0,
+        description="event streams open at once per API key (per address without one; 0: no limit)",
+    )
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="largest request body accepted"
     )
@@ -423,6 +438,7 @@ class Settings(BaseSettings):
     _parse_groups = field_validator("approver_groups", mode="before")(parsing.parse_groups)
     _parse_api_keys = field_validator("api_keys", mode="before")(parsing.parse_api_keys)
     _parse_proxies = field_validator("trusted_proxies", mode="before")(parsing.parse_proxies)
+    _parse_hosts = field_validator("allowed_hosts", mode="before")(parsing.parse_hosts)
     _parse_idle = field_validator("reaper_handler_idle", mode="before")(parsing.parse_handler_idle)
     _parse_headers = field_validator("required_headers", mode="before")(parsing.parse_headers)
 

@@ -98,6 +98,21 @@ def parse_proxies(value: Any) -> Any:
     return value
 
 
+_HOST = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$")
+
+
+def parse_hosts(value: Any) -> Any:
+    """``orchestrion.example.com,*.internal``: host names (no port) the API answers to."""
+    if isinstance(value, str):
+        value = _items(value)
+    if isinstance(value, list | tuple):
+        for item in value:
+            if not _HOST.match(str(item)):
+                raise ValueError(f"{item!r} is not a host name (no scheme, port or path)")
+        value = tuple(str(item).lower() for item in value)
+    return value
+
+
 def parse_handler_idle(value: Any) -> Any:
     """``http:60,llm:600``: per-handler idle timeouts in seconds."""
     if not isinstance(value, str):

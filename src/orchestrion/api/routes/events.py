@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
@@ -31,6 +31,7 @@ from orchestrion.api.problems import error_responses
 from orchestrion.api.redaction import Disclosure, ExecutionView, disclosure
 from orchestrion.api.routes import VIEW, Ctx
 from orchestrion.api.sse_follow import follow
+from orchestrion.api.stream_slots import OpenStream, open_stream
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import EventRecord, ExecutionRecord
@@ -157,18 +158,20 @@ def _sse(views: _Views, event: EventRecord) -> str:
 
 async def _stream(
     ctx: ApiContext,
+    stream: OpenStream,
     execution_id: str | None,
     after: int,
     types: list[str] | None,
     caller: Disclosure,
 ) -> AsyncIterator[str]:
     with ctx.hub.watch(execution_id):
-        async for chunk in _journal(ctx, execution_id, after, types, caller):
+        async for chunk in _journal(ctx, stream, execution_id, after, types, caller):
             yield chunk
 
 
 async def _journal(
     ctx: ApiContext,
+    stream: OpenStream,
     execution_id: str | None,
     after: int,
     types: list[str] | None,
@@ -187,17 +190,9 @@ async def _journal(
         return final, events
 
     async for chunk in follow(
-        ctx, execution_id, after, _BATCH, read, lambda e: _sse(views, e), "event"
+        ctx, execution_id, after, _BATCH, read, lambda e: _sse(views, e), "event", stream.alive
     ):
         yield chunk
-
-
-def _response(generator: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
-        generator,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
 
 
 @router.get(
@@ -209,6 +204,7 @@ def _response(generator: AsyncIterator[str]) -> StreamingResponse:
 )
 async def stream_execution_events(
     execution_id: str,
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     after: After = 0,
@@ -216,7 +212,8 @@ async def stream_execution_events(
 ) -> StreamingResponse:
     await ctx.engine.reads.execution(execution_id)
     start = last_event_id if last_event_id is not None else after
-    return _response(_stream(ctx, execution_id, start, None, caller))
+    stream = open_stream(request, ctx)
+    return stream.response(_stream(ctx, stream, execution_id, start, None, caller))
 
 
 @router.get(
@@ -227,6 +224,7 @@ async def stream_execution_events(
     summary="Stream the events of every execution",
 )
 async def stream_all_events(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
     after: After = 0,
@@ -239,4 +237,5 @@ async def stream_all_events(
     start = last_event_id if last_event_id is not None else after
     if tail and last_event_id is None:
         start = await ctx.engine.reads.journal_head()
-    return _response(_stream(ctx, None, start, type or None, caller))
+    stream = open_stream(request, ctx)
+    return stream.response(_stream(ctx, stream, None, start, type or None, caller))

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from orchestrion.api.context import ApiContext
@@ -29,6 +29,7 @@ from orchestrion.api.problems import error_responses
 from orchestrion.api.redaction import Disclosure, ExecutionView, disclosure
 from orchestrion.api.routes import VIEW, Ctx
 from orchestrion.api.sse_follow import follow
+from orchestrion.api.stream_slots import OpenStream, open_stream
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.store.base import LogFilter, LogLineRecord
 
@@ -143,7 +144,7 @@ def _sse(line: LogLineRecord, view: ExecutionView) -> str:
 
 
 async def _follow(
-    ctx: ApiContext, caller: Disclosure, view: ExecutionView, flt: LogFilter
+    ctx: ApiContext, stream: OpenStream, caller: Disclosure, view: ExecutionView, flt: LogFilter
 ) -> AsyncIterator[str]:
     reads = ctx.engine.reads
     shown = [view]
@@ -167,21 +168,23 @@ async def _follow(
             read,
             lambda line: _sse(line, shown[0]),
             "log",
+            stream.alive,
         ):
             yield chunk
 
 
 async def _stream(
-    ctx: ApiContext, caller: Disclosure, flt: LogFilter, last_event_id: int | None
+    request: Request,
+    ctx: ApiContext,
+    caller: Disclosure,
+    flt: LogFilter,
+    last_event_id: int | None,
 ) -> StreamingResponse:
     view = await _view(ctx, caller, flt.execution_id)
     if last_event_id is not None:
         flt = LogFilter(flt.execution_id, flt.node_id, flt.attempt, last_event_id, flt.limit)
-    return StreamingResponse(
-        _follow(ctx, caller, view, flt),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    stream = open_stream(request, ctx)
+    return stream.response(_follow(ctx, stream, caller, view, flt))
 
 
 @router.get(
@@ -192,6 +195,7 @@ async def _stream(
     summary="Stream an execution's log lines (ends once it is final and all were sent)",
 )
 async def stream_execution_logs(
+    request: Request,
     execution_id: str,
     ctx: Ctx,
     caller: Caller,
@@ -201,7 +205,7 @@ async def stream_execution_logs(
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     flt = LogFilter(execution_id, node, attempt, after)
-    return await _stream(ctx, caller, flt, last_event_id)
+    return await _stream(request, ctx, caller, flt, last_event_id)
 
 
 @router.get(
@@ -212,6 +216,7 @@ async def stream_execution_logs(
     summary="Stream a node's log lines (ends once the execution is final and all were sent)",
 )
 async def stream_node_logs(
+    request: Request,
     execution_id: str,
     node_id: NodeId,
     ctx: Ctx,
@@ -221,4 +226,4 @@ async def stream_node_logs(
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     flt = LogFilter(execution_id, node_id, attempt, after)
-    return await _stream(ctx, caller, flt, last_event_id)
+    return await _stream(request, ctx, caller, flt, last_event_id)

@@ -57,7 +57,6 @@ router = APIRouter(prefix="/v1", tags=["workflows"])
 # node of FastAPI's dependency tree costs each request tens of microseconds.
 
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-_SNIFF = ("text/plain",)  # a definition posted as plain text: JSON or YAML, detected
 # A definition this short is read and checked on the event loop (tens of nodes: under a
 # millisecond), as a hop to a worker thread and back would cost more than the work.
 _INLINE_DEFINITION_CHARS = 8 * 1024
@@ -110,7 +109,7 @@ def _too_large(limit: int) -> ApiProblem:
 def _format_of(request: Request) -> str | None:
     """The definition's format from the content type (None: sniff it)."""
     media = media_type(request)
-    if media is None or media in _SNIFF:
+    if media is None:
         return None
     if media in JSON_TYPES or media.endswith("+json"):
         return "json"
