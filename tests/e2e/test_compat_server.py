@@ -138,7 +138,9 @@ def test_keys_guard_every_surface(tmp_path: Path) -> None:
                 assert response.status_code == 401, (path, response.text)
                 assert response.json()["instance"] == path
             viewer = {"Authorization": "Bearer view-key-2"}
-            refused = client.post("/workflows/start", content=SWARMLITE_CURL, headers=viewer)
+            refused = client.post(
+                "/workflows/start", content=SWARMLITE_CURL, headers={**JSON, **viewer}
+            )
             assert refused.status_code == 403
             operator = {**JSON, "Authorization": "Bearer op-key-1"}
             started = client.post("/workflows/start", content=SWARMLITE_CURL, headers=operator)

@@ -116,7 +116,7 @@ def raw_request(server: Server, head: bytes) -> bytes:
 )
 def test_request_lines_that_are_not_text(server: Server, target: bytes) -> None:
     head = (
-        b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+        b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
         + b"\r\nConnection: close\r\n\r\n"
     )  # fmt: skip
     answer = raw_request(server, head)
@@ -137,7 +137,7 @@ def test_request_lines_that_are_not_text(server: Server, target: bytes) -> None:
 def test_header_values_that_are_not_ascii(server: Server, header: bytes, value: bytes) -> None:
     """Read as Latin-1: an unknown key is 401, other headers are taken as they are."""
     head = (
-        b"POST /v1/workflow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+        b"POST /v1/workflow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
         + b"\r\n" + header + b": " + value + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )  # fmt: skip
     if header == b"Authorization":  # the only one: replace, not add
