@@ -191,3 +191,20 @@ def test_vendored_docs_files_match_their_recorded_checksums() -> None:
     for name, digest in recorded.items():
         assert hashlib.sha256((STATIC / name).read_bytes()).hexdigest() == digest, name
     assert "Apache License" in (STATIC / "LICENSE").read_text()
+
+
+async def test_every_event_stream_route_takes_a_stream_slot(tmp_path: Path) -> None:
+    # Any route answering text/event-stream, now or added later, must count its streams.
+    async with serving(tmp_path, sse_max_streams_per_caller=1) as api:
+        execution_id = await api.submit(QUICK)
+        paths = [
+            path.replace("{execution_id}", execution_id).replace("{node_id}", "greet")
+            for path, operations in api.app.openapi()["paths"].items()
+            for operation in operations.values()
+            if "text/event-stream" in operation["responses"].get("200", {}).get("content", {})
+        ]
+        assert len(paths) >= 4, paths
+        api.app.state.ctx.streams.take("address:127.0.0.1")  # this client's one stream
+        for path in paths:
+            problem = assert_problem(await api.client.get(path), 429)
+            assert "ORCHESTRION_SSE_MAX_STREAMS_PER_CALLER" in problem["detail"], path

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
+from starlette.requests import Request
+from starlette.responses import Response
 
 from orchestrion.api.problems import ApiProblem
 
-__all__ = ["CSP", "router"]
+__all__ = ["CSP", "STATIC", "install"]
 
 STATIC = Path(__file__).with_name("apidocs_static")
 CSP = (
@@ -53,16 +55,19 @@ _PAGE = """<!doctype html>
 </html>
 """
 
-router = APIRouter(include_in_schema=False)
+
+def install(app: FastAPI) -> None:
+    """Serve ``/docs`` and its files (plain routes: not part of the API or its document)."""
+    app.add_route("/docs", _page, methods=["GET"], include_in_schema=False)
+    app.add_route("/docs/static/{name}", _file, methods=["GET"], include_in_schema=False)
 
 
-@router.get("/docs")
-async def swagger_ui() -> HTMLResponse:
+async def _page(request: Request) -> Response:
     return HTMLResponse(_PAGE, headers={**_HEADERS, "Cache-Control": "no-store"})
 
 
-@router.get("/docs/static/{name}")
-async def swagger_ui_file(name: str) -> FileResponse:
+async def _file(request: Request) -> Response:
+    name = request.path_params["name"]
     media_type = _FILES.get(name)
     if media_type is None:  # only the files listed: never a path the client composed
         raise ApiProblem(404, f"no such file: {name}")

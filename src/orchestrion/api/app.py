@@ -213,7 +213,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     for module in routers:
         app.include_router(module.router)
-    app.include_router(apidocs.router)
+    apidocs.install(app)
     # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").
     for surface in (compat_swarmlite, compat_unversioned, compat_api_v1):
         app.include_router(surface.router)

@@ -15,8 +15,9 @@ stands between the API and any page open in the developer's browser:
   says the call comes from another site (``Sec-Fetch-Site``, or, from browsers without it,
   an ``Origin`` that names neither the request's host nor an allowed host) gets 403.
 
-Inbound webhooks (``/v1/hooks/``) are exempt from the last two: other servers send them, with
-their own content types, and their signature is what authenticates them.
+The last two apply to the API's paths (``/v1`` and the compatibility surfaces). Inbound
+webhooks (``/v1/hooks/``) are exempt from them: other servers send them, with their own
+content types, and their signature is what authenticates them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrion.api.problems import problem_response
-from orchestrion.api.surfaces import HOOKS_PREFIX
+from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -146,7 +147,11 @@ class BrowserGuard:
                 "misdirected-request",
             )
         path: str = scope.get("path", "")
-        if scope.get("method") not in _MUTATING or path.startswith(HOOKS_PREFIX):
+        if (
+            scope.get("method") not in _MUTATING
+            or not is_api_path(path)  # the dashboard's own pages change nothing
+            or path.startswith(HOOKS_PREFIX)
+        ):
             return None
         if self._cross_site(headers, ctx):
             return (
