@@ -30,7 +30,21 @@ class NodeTimeout(Exception):
 
 
 def classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
-    """The failure ``exc`` ended ``task``'s attempt with, as stored and shown."""
+    """The failure ``exc`` ended ``task``'s attempt with, as stored and shown; never raises,
+    so an exception that cannot describe itself still fails its node."""
+    try:
+        return _classify(task, exc)
+    except Exception as broke:  # e.g. a __str__, or an errors() of a subclass, that raises
+        kind = type(exc).__name__
+        return ErrorInfo(
+            ErrorCategory.ERROR,
+            f"{kind}: <the exception could not be described: {type(broke).__name__}>",
+            transient=True,
+            type=kind,
+        )
+
+
+def _classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
     kind = type(exc).__name__
     if isinstance(exc, NodeTimeout):
         return ErrorInfo(ErrorCategory.TIMEOUT, str(exc), transient=True, type="TimeoutError")

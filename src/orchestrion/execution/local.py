@@ -25,9 +25,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
-from orchestrion.core.events import Event, NodeStarted
+from orchestrion.core.events import (
+    CompensationFailed,
+    ErrorInfo,
+    Event,
+    NodeFailed,
+    NodeStarted,
+)
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import EventSink, TaskMessage
+from orchestrion.errors import ErrorCategory
 from orchestrion.execution.eager import start_eagerly
 from orchestrion.execution.executor import NodeExecutor
 
@@ -152,8 +161,10 @@ class LocalDispatcher:
                 await self.executor.execute(task, sink)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # pragma: no cover - the executor reports everything itself
+            except Exception as exc:  # the executor reports everything itself; if it broke,
+                # the attempt still fails, rather than leaving its node running for ever
                 logger.exception("executor crashed on node %s", task.node_id)
+                sink(task.execution_id, _crashed(task, exc))
 
     async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
         for kind in ("run", "compensate"):
@@ -175,3 +186,16 @@ class LocalDispatcher:
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
+
+
+def _crashed(task: TaskMessage, exc: Exception) -> Event:
+    """The failed attempt of a task the executor itself broke on."""
+    error = ErrorInfo(
+        ErrorCategory.ERROR,
+        f"the executor failed while running this attempt ({type(exc).__name__})",
+        transient=True,
+        type=type(exc).__name__,
+    )
+    if task.kind == TaskKind.COMPENSATE:
+        return CompensationFailed(task.node_id, time.time(), error)
+    return NodeFailed(task.node_id, task.attempt, time.time(), error)
