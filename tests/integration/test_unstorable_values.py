@@ -133,6 +133,41 @@ async def test_a_template_made_surrogate_is_kept_escaped_and_harms_no_other_run(
     assert not engine.commit_faults.parked
 
 
+NUL = {
+    "name": "nul",
+    "dag": {
+        "nodes": [
+            {"id": "input", "handler": "input"},
+            {
+                "id": "says",
+                "handler": "python",
+                "dependencies": ["input"],
+                "config": {"function": "t_says", "params": {"msg": "NUL {{ '\\x00' }} end"}},
+            },
+            {
+                "id": "fails",
+                "handler": "python",
+                "dependencies": ["input"],
+                "config": {"function": "t_fails", "params": {"msg": "{{ input.x }}"}},
+            },
+        ]
+    },
+}
+
+
+async def test_a_nul_in_a_log_line_or_an_error_is_kept_escaped(engine: Engine) -> None:
+    # PostgreSQL's text cannot hold a NUL: from a template or from the start's inputs, it
+    # must neither stop the run nor loop on a refused commit.
+    result = await engine.run(NUL, {"x": "a\x00b"}, timeout=30)
+    assert result.status is ExecutionStatus.FAILED  # "fails" fails, as its function says
+    assert result.nodes["says"].state is NodeState.COMPLETED
+    error = result.nodes["fails"].error
+    assert error is not None and error["message"] == "ValueError: a\\x00b"
+    logs = await engine.store.list_node_logs(LogFilter(result.execution_id, "says"))
+    assert any("NUL \\x00 end" in line.message for line in logs), logs
+    assert engine.commit_faults.total == 0
+
+
 async def test_an_output_json_cannot_hold_fails_its_node_naming_where(engine: Engine) -> None:
     flow = {
         "name": "nan",

@@ -39,3 +39,32 @@ def test_an_error_keeps_its_start_and_says_how_much_was_cut() -> None:
     assert bounded.traceback == "T" * 50
     small = ErrorInfo("error", "fine")
     assert bounded_error(small, 300) is small
+
+
+def test_a_database_data_exception_counts_as_a_refused_value() -> None:
+    from orchestrion.store.sql.journal import _refused_value
+
+    class DriverError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    class Wrapped(Exception):
+        pass
+
+    for state, refused in (("22021", True), ("22P05", True), ("08006", False), ("40001", False)):
+        try:
+            try:
+                raise DriverError(state)
+            except DriverError as cause:
+                raise Wrapped("store") from cause
+        except Wrapped as exc:
+            assert _refused_value(exc) is refused, state
+
+
+def test_a_nul_is_kept_as_its_escape_in_log_text() -> None:
+    from orchestrion.execution.storable import log_text
+
+    assert log_text("a\x00b\ud800") == "a\\x00b\\ud800"
+    plain = "nothing to do"
+    assert log_text(plain) is plain

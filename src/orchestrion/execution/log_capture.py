@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import Event, NodeLogged
-from orchestrion.execution.storable import escape_text
+from orchestrion.execution.storable import log_text
 from orchestrion.governance.masking import Masker
 from orchestrion.governance.secret_logs import scrub_log_text
 from orchestrion.logcontext import node_fields
@@ -138,7 +138,7 @@ class AttemptLog:
             message = f"{message}\n{_exceptions.formatException(record.exc_info)}"
         elif record.exc_text:
             message = f"{message}\n{record.exc_text}"
-        message = escape_text(message)  # a lone surrogate: kept as its escape (storable.py)
+        message = log_text(message)  # a lone surrogate or a NUL: kept as its escape (storable.py)
         limits = self.limits
         if len(message) > limits.max_line:
             cut = len(message) - limits.max_line
@@ -158,7 +158,7 @@ class AttemptLog:
             {
                 "at": record.created,
                 "level": record.levelname,
-                "logger": escape_text(record.name),
+                "logger": log_text(record.name),
                 "message": message,
             }
         )

@@ -12,6 +12,8 @@ the attempt's boundary, before the engine sees them:
 - an output that JSON cannot hold at all (``NaN``, infinity, an integer too long to write,
   nesting too deep to encode) fails the attempt with an ``output`` error naming the node and
   where in the output the value is (``check_output``);
+- in the texts kept as text, not JSON (an error's message and traceback, log lines), a NUL
+  character is kept as ``\\x00`` as well: PostgreSQL's text cannot hold one (``log_text``);
 - an error's message and traceback are kept up to ``max_chars`` characters each (the
   ``node_error_max_chars`` setting), the start of them, with how much was cut
   (``bounded_error``), as log lines are.
@@ -35,6 +37,7 @@ __all__ = [
     "escape_text",
     "escaped",
     "json_escaped",
+    "log_text",
     "needs_escape",
 ]
 
@@ -55,6 +58,15 @@ def escape_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def log_text(text: str) -> str:
+    """``text`` as a log line or an error message is kept: ``escape_text``, and each NUL
+    written as ``\\x00``."""
+    text = escape_text(text)
+    if "\x00" in text:
+        return text.replace("\x00", "\\x00")
     return text
 
 
@@ -138,10 +150,10 @@ def bounded_error(info: ErrorInfo, max_chars: int = DEFAULT_ERROR_CHARS) -> Erro
     """``info`` with its texts escaped and its message and traceback cut at ``max_chars``
     characters each (the start kept, and how many characters were cut said); ``info``
     itself when nothing needed changing."""
-    message = _cut(escape_text(info.message), max_chars)
+    message = _cut(log_text(info.message), max_chars)
     trace = info.traceback
     if trace is not None:
-        trace = _cut(escape_text(trace), max_chars)
+        trace = _cut(log_text(trace), max_chars)
     category = escape_text(info.category)
     kind = None if info.type is None else escape_text(info.type)
     if (

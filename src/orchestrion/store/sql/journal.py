@@ -252,12 +252,16 @@ class SQLJournal(SQLDriver[C]):
 
 
 def _refused_value(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or was caused by, an encoder refusing a value."""
+    """Whether ``exc`` is, or was caused by, an encoder or the database refusing a value
+    (SQLSTATE class 22, "data exception": a NUL in text, a number out of range...)."""
     seen: BaseException | None = exc
     for _ in range(8):  # the chain a driver and its wrappers make is short
         if seen is None:
             return False
         if isinstance(seen, UnicodeError | UnstorableValue):
+            return True
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str) and state.startswith("22"):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
