@@ -377,6 +377,7 @@ def sign_in(browser: Any, server: Server, key: str) -> None:
 
     browser.get(f"{server.url}/ui/")
     until(lambda: "/ui/login" in browser.current_url, "the sign-in page")
+    until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
     browser.find_element(By.ID, "api-key").send_keys(key)
     browser.find_element(By.ID, "sign-in").click()
     until(lambda: browser.current_url.endswith("/ui/"), "the executions page")
@@ -388,6 +389,8 @@ def sign_out(browser: Any) -> None:
 
     browser.find_element(By.ID, "logout").click()
     until(lambda: "/ui/login" in browser.current_url, "the sign-in page after signing out")
+    # The address changes before the sign-in page has loaded: wait for its form.
+    until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
 
 
 def node_state(browser: Any, node: str) -> str:
@@ -928,10 +931,12 @@ def signed_in_as(browser: Any, server: Server, key: str, role: str) -> None:
         who = browser.find_elements(By.ID, "who")
         return str(who[0].text) if who and who[0].text else None
 
-    who = until(settled, "the executions page or the sign-in page")
+    who = until(settled, "the executions page or the sign-in page", timeout=30)
     if role not in who:
         if who != "out":
             sign_out(browser)
+        # The address changes before the sign-in page has loaded: wait for its form.
+        until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
         browser.find_element(By.ID, "api-key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
         until(lambda: role in browser.find_element(By.ID, "who").text, f"the {role} signed in")
