@@ -97,23 +97,15 @@ class ErrorCategory(StrEnum):
     SUCCESS_CRITERIA = "success_criteria"
 
 
-EXECUTION_CATEGORIES = frozenset(
-    {
-        ErrorCategory.NODE_FAILED,
-        ErrorCategory.HALTED,
-        ErrorCategory.SUCCESS_CRITERIA,
-        ErrorCategory.CANCELLED,
-        ErrorCategory.TIMEOUT,
-    }
+_EXECUTION_ONLY = frozenset(
+    {ErrorCategory.NODE_FAILED, ErrorCategory.HALTED, ErrorCategory.SUCCESS_CRITERIA}
 )
+
+EXECUTION_CATEGORIES = _EXECUTION_ONLY | {ErrorCategory.CANCELLED, ErrorCategory.TIMEOUT}
 """The categories of an execution's own error (a failed node, a halt, a failed criterion,
 a cancel, its timeout)."""
 
-NODE_CATEGORIES = frozenset(ErrorCategory) - {
-    ErrorCategory.NODE_FAILED,
-    ErrorCategory.HALTED,
-    ErrorCategory.SUCCESS_CRITERIA,
-}
+NODE_CATEGORIES = frozenset(ErrorCategory) - _EXECUTION_ONLY
 """The categories a node's attempt fails with."""
 
 

@@ -38,7 +38,6 @@ from orchestrion.definition.routing import MAX_RULES
 from orchestrion.errors import NODE_CATEGORIES, DefinitionIssue
 
 __all__ = [
-    "CATEGORIES",
     "ERROR_TYPES",
     "ErrorAction",
     "ErrorRule",
@@ -59,9 +58,6 @@ ERROR_TYPES: dict[str, frozenset[str]] = {
     "any": frozenset({"*"}),
 }
 """Error types of the reference and the categories of failure each stands for."""
-
-CATEGORIES: frozenset[str] = NODE_CATEGORIES
-"""The categories the engine and its handlers record (``ErrorInfo.category``)."""
 
 _TEAM = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -190,11 +186,11 @@ def error_rule_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
                     message = f"unknown action {raw.get('action')!r} (known: retry, queue, halt)"
                 add(message, key, error["type"])
             continue
-        if model.error_type not in ERROR_TYPES and model.error_type not in CATEGORIES:
+        if model.error_type not in ERROR_TYPES and model.error_type not in NODE_CATEGORIES:
             known = ", ".join(sorted(ERROR_TYPES))
             add(
                 f"unknown error_type '{model.error_type}' (known: {known}, or a category: "
-                f"{', '.join(sorted(CATEGORIES))})",
+                f"{', '.join(sorted(NODE_CATEGORIES))})",
                 "error_type",
                 "unknown_error_type",
             )
