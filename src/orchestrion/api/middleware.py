@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.context import request_id_var
 from orchestrion.api.problems import ApiProblem, internal_error, problem_response
+from orchestrion.logcontext import reaches_a_handler
 
 if TYPE_CHECKING:
     from orchestrion.observability.metrics import Metrics
@@ -132,6 +133,8 @@ class RequestMiddleware:
         template = getattr(route, "path", None) or _UNMATCHED
         method = scope.get("method", "")
         self.metrics.observe_http(method, template, status, seconds)
+        if not reaches_a_handler(access_logger, logging.INFO):
+            return
         client = scope.get("client")
         access_logger.info(
             "%s %s %d %.1fms",

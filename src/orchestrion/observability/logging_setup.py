@@ -26,7 +26,7 @@ from orchestrion.governance.log_masking import (
     mask_uncaught_exceptions,
 )
 from orchestrion.governance.masking import Masker
-from orchestrion.logcontext import current_node_fields, current_request_id
+from orchestrion.logcontext import current_node_fields, current_request_id, reaches_a_handler
 from orchestrion.observability.feed import ExecutionInfo
 
 __all__ = [
@@ -140,7 +140,7 @@ def capture_node_info(level: str | int) -> None:
 
 def log_transitions(info: ExecutionInfo, records: list[Record]) -> None:
     """Record-feed sink: one INFO line per execution or node transition."""
-    if not transitions_logger.isEnabledFor(logging.INFO):
+    if not reaches_a_handler(transitions_logger, logging.INFO):
         return
     for record in records:
         fields: dict[str, Any] = {
