@@ -22,10 +22,11 @@ loop for T seconds on one scenario:
              /v1/workflow/trigger/{execution_id}: one operation, two requests
     status   GET /v1/workflows/{execution_id} of a completed execution
 
-With ``--generator wrk`` (Debian's ``wrk``, C: a tenth of the Python clients' CPU per request)
-the status scenario is driven by wrk instead: 16 threads with one connection and one API key
-each (bench/wrk_keys.lua), one wrk per replica; latencies are then per request, as wrk reports
-them (its 50th and 99th percentiles and its maximum).
+With ``--generator wrk`` (Debian's ``wrk``, C: a tenth of the Python clients' CPU per request
+or less) both scenarios are driven by wrk instead: 16 threads with one connection and one API
+key each, one wrk per replica (bench/wrk_keys.lua for status; bench/wrk_submit.lua for submit,
+each connection triggering the execution its submit created); latencies are then per
+request, as wrk reports them (its 50th and 99th percentiles and its maximum).
 
 Per scenario: operations and requests per second, latency of an operation (p50, p99, max),
 answers other than 2xx by status, and the CPU seconds each process spent per 1,000
@@ -49,6 +50,7 @@ import re
 import resource
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -166,6 +168,38 @@ class Deployment:
     processes: dict[str, list[subprocess.Popen[bytes]]]
     database: str | None = None  # PostgreSQL database name (scale-out)
     cleanup: list[Any] = field(default_factory=list)
+    sqlite: Path | None = None  # the SQLite file (embedded)
+    postgres: str | None = None  # the PostgreSQL URL of ``database`` (scale-out)
+
+    async def unfinished(self, ids: list[str]) -> int:
+        """How many of ``ids`` are not final yet, read from the database itself: waiting
+        for them costs the servers nothing."""
+        final = ["completed", "failed", "cancelled"]  # as stored (the API spells them upper)
+        found: set[str] = set()
+        if self.sqlite is not None:
+            conn = sqlite3.connect(f"file:{self.sqlite}?mode=ro", uri=True, timeout=30)
+            try:
+                marks = ", ".join("?" * len(final))
+                found = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT id FROM executions WHERE status IN ({marks})", final
+                    )
+                }
+            finally:
+                conn.close()
+        elif self.postgres is not None:
+            import asyncpg
+
+            pg = await asyncpg.connect(self.postgres, timeout=5)
+            try:
+                rows = await pg.fetch(
+                    "SELECT id FROM executions WHERE status = ANY($1::text[])", final
+                )
+                found = {row[0] for row in rows}
+            finally:
+                await pg.close()
+        return sum(1 for i in ids if i not in found)
 
     def cpu(self) -> dict[str, float]:
         found = {
@@ -200,7 +234,7 @@ def _keys(clients: int) -> list[str]:
 def embedded(folder: Path, keys: list[str]) -> Deployment:
     env = {"ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys)}
     process, url = start_server(folder, rate_limits=True, env=env)
-    return Deployment("embedded", [url], {"api": [process]})
+    return Deployment("embedded", [url], {"api": [process]}, sqlite=folder / "bench.db")
 
 
 def scaleout(folder: Path, keys: list[str], postgres: str, redis: str) -> Deployment:
@@ -216,7 +250,13 @@ def scaleout(folder: Path, keys: list[str], postgres: str, redis: str) -> Deploy
             "ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys),
         }
     )
-    deployment = Deployment("scaleout", [], {"api": [], "orchestrator": [], "worker": []}, database)
+    deployment = Deployment(
+        "scaleout",
+        [],
+        {"api": [], "orchestrator": [], "worker": []},
+        database,
+        postgres=with_database(postgres, database),
+    )
     deployment.cleanup.append(
         lambda: asyncio.run(admin(postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     )
@@ -409,6 +449,7 @@ async def run_scenario(
 
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_keys.lua"
+WRK_SCRIPT_SUBMIT = Path(__file__).resolve().parent / "wrk_submit.lua"
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -426,13 +467,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run_wrk_status(
-    deployment: Deployment, keys: list[str], clients: int, seconds: float
-) -> dict[str, Any]:
-    """The status scenario driven by wrk: one wrk per replica, one key per connection."""
+async def _run_wrk(
+    deployment: Deployment,
+    keys: list[str],
+    clients: int,
+    seconds: float,
+    script: Path,
+    path: str,
+    env: dict[str, str],
+    scenario: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """wrk against every replica (one wrk each, one key per connection): the row, counted
+    per request, and each wrk's output."""
     if shutil.which("wrk") is None:
         raise SystemExit("--generator wrk needs wrk: apt-get install wrk")
-    target = await _reference(deployment.urls[0], keys[0])
     replicas = len(deployment.urls)
     cpu0, (busy0, total0) = deployment.cpu(), machine_jiffies()
     children0 = _children_cpu()
@@ -440,12 +488,17 @@ async def run_wrk_status(
     runs = []
     for n, url in enumerate(deployment.urls):
         share = [keys[i] for i in range(clients) if i % replicas == n]
-        env = {**os.environ, "BENCH_KEYS": ",".join(share)}
+        run_env = {**os.environ, **env, "BENCH_KEYS": ",".join(share)}
+        if "BENCH_IDS" in env:  # each wrk writes the ids it triggered to a file of its own
+            run_env["BENCH_IDS"] = f"{env['BENCH_IDS']}.{n}"
         command = ["wrk", f"-t{len(share)}", f"-c{len(share)}", f"-d{seconds:g}s", "--latency"]
-        command += ["-s", str(WRK_SCRIPT), f"{url}/v1/workflows/{target}"]
+        command += ["-s", str(script), f"{url}{path}"]
         runs.append(
             await asyncio.create_subprocess_exec(
-                *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *command,
+                env=run_env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
         )
     outputs = [(await run.communicate())[0].decode() for run in runs]
@@ -463,9 +516,9 @@ async def run_wrk_status(
         latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
         tops.append(_wrk_ms(latency.group(1)))  # type: ignore[union-attr]
     ok = requests - errors
-    return {
+    row = {
         "mode": deployment.mode,
-        "scenario": "status (wrk)",
+        "scenario": scenario,
         "clients": clients,
         "seconds": round(wall, 2),
         "ops": ok,
@@ -485,6 +538,67 @@ async def run_wrk_status(
             "load generator": generator * 1000 / max(1, requests),
         },
     }
+    return row, outputs
+
+
+async def run_wrk_status(
+    deployment: Deployment, keys: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
+    """The status scenario driven by wrk: one wrk per replica, one key per connection."""
+    target = await _reference(deployment.urls[0], keys[0])
+    row, _ = await _run_wrk(
+        deployment,
+        keys,
+        clients,
+        seconds,
+        WRK_SCRIPT,
+        f"/v1/workflows/{target}",
+        {},
+        "status (wrk)",
+    )
+    return row
+
+
+async def run_wrk_submit(
+    deployment: Deployment, keys: list[str], clients: int, seconds: float, folder: Path
+) -> dict[str, Any]:
+    """The submit scenario driven by wrk (bench/wrk_submit.lua): each connection submits,
+    then triggers the execution the answer named, and so on. An operation is the pair; the
+    latencies are wrk's, per request; the CPU per operation includes running the execution
+    to its end (the bench waits for that)."""
+    await _reference(deployment.urls[0], keys[0])  # a warm-up, as in the other scenarios
+    ids = folder / "triggered"
+    env = {"BENCH_BODY": json.dumps(WORKFLOW), "BENCH_IDS": str(ids)}
+    cpu0 = deployment.cpu()
+    row, _ = await _run_wrk(
+        deployment, keys, clients, seconds, WRK_SCRIPT_SUBMIT, "/", env, "submit (wrk)"
+    )
+    triggered = []
+    for n, url in enumerate(deployment.urls):
+        part = Path(f"{ids}.{n}")
+        if part.exists():
+            triggered += [(url, line) for line in part.read_text().split() if line]
+    waited = time.perf_counter()
+    ids_triggered = [i for _, i in triggered]
+    while await deployment.unfinished(ids_triggered) and time.perf_counter() < waited + 300:
+        await asyncio.sleep(0.1)
+    row["final_after_s"] = round(time.perf_counter() - waited, 2)
+    cpu1 = deployment.cpu()  # the executions' own work, up to their end, is in the figure
+    statuses = await _all_final(triggered, keys[0], timeout=300)  # and as the API says
+    row["final"] = dict(statuses)
+    operations = max(1, len(triggered))
+    row["ops"] = len(triggered)
+    row["ops_s"] = len(triggered) / seconds
+    generator = row["cpu_ms_per_op"]["load generator"] * row["req_s"] * seconds / operations
+    row["cpu_ms_per_op"] = {
+        **{
+            role: (cpu1[role] - cpu0[role]) * 1000 / operations
+            for role in cpu1
+            if cpu1[role] - cpu0[role] > 0
+        },
+        "load generator": generator,
+    }
+    return row
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -528,7 +642,7 @@ def main() -> None:
         "--generator",
         choices=["httpx", "wrk"],
         default="httpx",
-        help="who sends the status reads (submit is always httpx)",
+        help="who sends the requests: httpx clients in this process, or wrk",
     )
     args = parser.parse_args()
     clients = max(1, min(args.clients, MAX_CLIENTS))
@@ -549,6 +663,10 @@ def main() -> None:
                     for scenario in scenarios:
                         if scenario == "status" and args.generator == "wrk":
                             row = asyncio.run(run_wrk_status(deployment, keys, clients, seconds))
+                        elif scenario == "submit" and args.generator == "wrk":
+                            row = asyncio.run(
+                                run_wrk_submit(deployment, keys, clients, seconds, folder)
+                            )
                         else:
                             row = asyncio.run(
                                 run_scenario(deployment, keys, scenario, clients, seconds)
