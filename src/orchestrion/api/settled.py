@@ -90,9 +90,11 @@ async def state_after(
 async def started_answer(engine: Engine, execution_id: str) -> ActionResponse:
     """The answer to a start: its state now. In scale-out mode a start is handed to the
     orchestrators (or, when the queue failed, to their sweep of pending starts) and the
-    answer does not wait for one to claim it: ``PENDING``, to poll from."""
-    record = await engine.reads.execution(execution_id)
-    if record.status is ExecutionStatus.PENDING:
+    answer does not wait for one to claim it: ``PENDING``, to poll from. An engine that
+    drives its executions committed the start before the trigger returned: nothing to read."""
+    if not engine.drives and (
+        (await engine.reads.execution(execution_id)).status is ExecutionStatus.PENDING
+    ):
         return ActionResponse(
             execution_id=execution_id,
             status="PENDING",
