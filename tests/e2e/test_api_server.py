@@ -3,6 +3,7 @@ metrics, JSON logs, and a graceful SIGTERM that leaves unfinished work resumable
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -267,6 +268,75 @@ def test_streams_metrics_and_json_logs(tmp_path: Path) -> None:
     assert trigger and trigger[0]["status"] == 202
     assert trigger[0]["route"] == "/v1/workflow/trigger/{execution_id}"
     assert not any("Traceback" in json.dumps(line) for line in lines)
+
+
+def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) -> None:
+    # Streams woken by one commit share one read of the journal and one view of the
+    # execution: per-execution and global streams, admins and masked viewers, each gets
+    # every event of a 25-node chain exactly once, in order.
+    keys = {"admin": "stream-admin-key-0123456789", "viewer": "stream-viewer-key-0123456789"}
+    api_keys = ",".join(f"{key}:{role}" for role, key in keys.items())
+    server = Server(tmp_path, tmp_path / "s.db", env={"ORCHESTRION_API_KEYS": api_keys})
+    chain = [
+        {
+            "id": f"n{i}",
+            "handler": "noop",
+            "config": {"sleep": 0.01},
+            "dependencies": [f"n{i - 1}"] if i else [],
+        }
+        for i in range(25)
+    ]
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+
+    async def scenario() -> tuple[list[list[int]], list[int]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=admin) as client:
+            flow = {"name": "watched", "dag": {"nodes": chain}}
+            execution_id = (await client.post("/v1/workflow", json=flow)).json()["execution_id"]
+
+            async def watch(path: str, role: str) -> list[int]:
+                headers = {"Authorization": f"Bearer {keys[role]}"}
+                async with (
+                    httpx.AsyncClient(base_url=server.url, timeout=30, headers=headers) as mine,
+                    mine.stream("GET", path) as stream,
+                ):
+                    assert stream.status_code == 200
+                    seen, fields = [], {}
+                    async for line in stream.aiter_lines():
+                        if line.startswith(":"):
+                            continue
+                        if line:
+                            key, _, value = line.partition(": ")
+                            fields[key] = value
+                            continue
+                        event = json.loads(fields.pop("data", "null") or "null")
+                        fields = {}
+                        if event is None or event["execution_id"] != execution_id:
+                            continue
+                        seen.append(event["seq"])
+                        if event["type"] == "execution.completed":
+                            break
+                    return seen
+
+            own = f"/v1/workflows/{execution_id}/events/stream"
+            watchers = [
+                asyncio.create_task(watch(path, role))
+                for path in (own, "/v1/events/stream")
+                for role in ("admin", "viewer")
+                for _ in range(6)
+            ]
+            await asyncio.sleep(0.5)  # every stream open before the first commit
+            triggered = await client.post(f"/v1/workflow/trigger/{execution_id}", json={})
+            assert triggered.status_code == 202
+            seen = await asyncio.wait_for(asyncio.gather(*watchers), 60)
+            page = await client.get(f"/v1/workflows/{execution_id}/events?limit=1000")
+            return list(seen), [e["seq"] for e in page.json()["items"]]
+
+    try:
+        seen, journal = asyncio.run(scenario())
+    finally:
+        assert server.stop(signal.SIGINT) == 0, server.log.read_text()
+    assert len(journal) > 50
+    assert all(got == journal for got in seen)
 
 
 def _states(db: Path) -> tuple[str, dict[str, tuple[str, int]]]:

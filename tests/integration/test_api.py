@@ -631,6 +631,31 @@ async def test_event_stream_ends_after_the_final_event_and_resumes(api: Api) -> 
     assert tail == []  # already final: the stream ends at once
 
 
+async def test_many_streams_of_one_execution_each_get_every_event_once(api: Api) -> None:
+    # The streams woken by one commit share what one of them read: none may lose or repeat
+    # an event, whichever of them read a page first (global streams and masked callers: the
+    # server tests).
+    chain = [node("n0", "noop", sleep=0.01)]
+    chain += [node(f"n{i}", "noop", deps=(f"n{i - 1}",), sleep=0.01) for i in range(1, 25)]
+    execution_id = await api.submit({"name": "watched", "dag": {"nodes": chain}})
+    url = f"/v1/workflows/{execution_id}/events/stream"
+
+    async def per_execution(after: int) -> list[int]:
+        async with api.client.stream("GET", url, params={"after": after}) as response:
+            text = "".join([chunk async for chunk in response.aiter_text()])
+        return [e["seq"] for e in parse_sse(text)[0]]
+
+    watchers = [asyncio.create_task(per_execution(0)) for _ in range(12)]
+    await asyncio.sleep(0.3)  # every stream open and waiting before the first commit
+    trigger = await api.client.post(f"/v1/workflow/trigger/{execution_id}", json={})
+    assert trigger.status_code == 202
+    seen = await asyncio.wait_for(asyncio.gather(*watchers), 30)
+    page = (await api.client.get(f"/v1/workflows/{execution_id}/events?limit=1000")).json()
+    journal = [e["seq"] for e in page["items"]]
+    assert len(journal) > 50
+    assert all(got == journal for got in seen)
+
+
 # ------------------------------------------------------------------ errors, auth, limits
 
 

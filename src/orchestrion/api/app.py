@@ -89,7 +89,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         engine=engine,
         settings=settings,
         metrics=metrics,
-        hub=EventHub(),
+        # Streams share a read for at most half their poll interval (api/hub.py).
+        hub=EventHub(shared_for=min(0.5, settings.sse_poll / 2)),
         limiter=RateLimiter.for_settings(settings),
         refusals=RefusalSummary(settings.refusal_summary_seconds),
         streams=StreamSlots(settings.sse_max_streams, settings.sse_max_streams_per_caller),

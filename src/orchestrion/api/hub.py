@@ -1,4 +1,5 @@
-"""Wakes event streams when the engine commits records, instead of polling blindly.
+"""Wakes event streams when the engine commits records, instead of polling blindly, and lets
+the streams woken by one commit share what they read.
 
 The engine calls ``EventHub.notify`` (a record listener) after each commit. A stream takes a
 ``waiter`` for its execution (or for all executions) *before* it reads the journal, reads,
@@ -6,25 +7,41 @@ and if nothing was new waits on it: a commit between the read and the wait has a
 the event, so no wake-up is lost. Each notification replaces the events it set, so a waiter
 fires once. Streams ``watch`` their key for as long as they run, so the events of keys nobody
 watches any more are dropped.
+
+Every stream of a key wakes at the same commit and reads the same rows: ``shared`` reads
+them once. What one stream read serves the others until the key's next notification (which
+is what would make it stale) or, for what other processes wrote without a notification
+(found by the streams' polling), for at most ``shared_for`` seconds. A read that a
+notification overtook while it ran is not kept: it may predate the commit notified.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from orchestrion.core.events import Record
 
 __all__ = ["EventHub"]
 
+T = TypeVar("T")
+
+_MAX_SHARED = 1_000  # reads kept per key between two commits (one per distinct page asked)
+
 
 class EventHub:
-    """One asyncio.Event per watched key (an execution id, or None for every execution)."""
+    """One asyncio.Event per watched key (an execution id, or None for every execution),
+    and the reads its streams share until the key's next commit."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_for: float = 0.5) -> None:
+        self.shared_for = shared_for
         self._events: dict[str | None, asyncio.Event] = {}
         self._watchers: dict[str | None, int] = {}
+        self._notices = 0  # notifications so far: a read they overtook is not kept
+        self._shared: dict[str | None, dict[Hashable, tuple[float, Any]]] = {}
 
     @contextmanager
     def watch(self, execution_id: str | None) -> Iterator[None]:
@@ -39,6 +56,7 @@ class EventHub:
             else:
                 del self._watchers[execution_id]
                 self._events.pop(execution_id, None)
+                self._shared.pop(execution_id, None)
 
     def waiter(self, execution_id: str | None) -> asyncio.Event:
         """The event set at the next commit touching ``execution_id`` (None: any commit)."""
@@ -47,9 +65,30 @@ class EventHub:
             event = self._events[execution_id] = asyncio.Event()
         return event
 
+    async def shared(self, key: str | None, what: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()``, or what a stream of ``key`` read for the same ``what`` since the key's
+        last commit (and within ``shared_for`` seconds). The value is shared: never change it."""
+        now = time.monotonic()
+        kept = self._shared.get(key)
+        if kept is not None:
+            found = kept.get(what)
+            if found is not None and now - found[0] < self.shared_for:
+                value: T = found[1]
+                return value
+        notices = self._notices
+        value = await read()
+        if key in self._watchers and self._notices == notices:
+            kept = self._shared.setdefault(key, {})
+            if len(kept) >= _MAX_SHARED:
+                kept.clear()
+            kept[what] = (now, value)
+        return value
+
     def notify(self, execution_id: str, records: list[Record]) -> None:
         """Record listener: wake the streams of this execution and the global streams."""
+        self._notices += 1
         for key in (execution_id, None):
+            self._shared.pop(key, None)
             event = self._events.pop(key, None)
             if event is not None:
                 event.set()
@@ -57,5 +96,6 @@ class EventHub:
     def close(self) -> None:
         """Wake every waiting stream (the app is shutting down)."""
         events, self._events = self._events, {}
+        self._shared.clear()
         for event in events.values():
             event.set()

@@ -15,6 +15,7 @@ the view of each execution it names, again for each page of a stream (children m
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -74,9 +75,13 @@ LastEventId = Annotated[
 class _Views:
     """The view of each execution named by a page of events, for one caller."""
 
-    def __init__(self, ctx: ApiContext, caller: Disclosure) -> None:
+    def __init__(
+        self, ctx: ApiContext, caller: Disclosure, *, streamed: bool = False, key: str | None = None
+    ) -> None:
         self._ctx = ctx
         self._caller = caller
+        self._streamed = streamed  # a stream's: the streams of its hub ``key`` share the views
+        self._key = key
         self._records: dict[str, ExecutionRecord | None] = {}
         self._page: dict[str, ExecutionView] = {}
 
@@ -102,7 +107,14 @@ class _Views:
                 self._page[execution_id] = ExecutionView(masker)
                 continue
             # Definitions are cached: only executions with a parent or a child cost reads.
-            self._page[execution_id] = await caller.execution(record)
+            # Every caller who is not shown everything gets the same view of an execution.
+            view = functools.partial(caller.execution, record)
+            if self._streamed:
+                self._page[execution_id] = await self._ctx.hub.shared(
+                    self._key, ("view", execution_id), view
+                )
+            else:
+                self._page[execution_id] = await view()
 
     def of(self, event: EventRecord) -> EventOut:
         if self._caller.masker is None:
@@ -178,14 +190,22 @@ async def _journal(
     caller: Disclosure,
 ) -> AsyncIterator[str]:
     reads = ctx.engine.reads
-    views = _Views(ctx, caller)
+    views = _Views(ctx, caller, streamed=True, key=execution_id)
 
-    async def read(since: int) -> tuple[bool, list[EventRecord]]:
+    async def page(since: int) -> tuple[bool, list[EventRecord]]:
         final = False
         if execution_id is not None:
             record = await reads.execution(execution_id)
             final = record.status in FINAL_EXECUTION_STATES  # read before the events
-        events = await reads.events(execution_id, since, _BATCH, types)
+        return final, await reads.events(execution_id, since, _BATCH, types)
+
+    shape = tuple(types) if types else None
+
+    async def read(since: int) -> tuple[bool, list[EventRecord]]:
+        # The streams of this key woken by one commit read the same page once.
+        final, events = await ctx.hub.shared(
+            execution_id, ("events", since, shape), lambda: page(since)
+        )
         await views.load(events)
         return final, events
 

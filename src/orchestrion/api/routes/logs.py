@@ -15,6 +15,7 @@ them as they are written.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from orchestrion.api.routes import VIEW, Ctx
 from orchestrion.api.sse_follow import follow
 from orchestrion.api.stream_slots import OpenStream, open_stream
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.store.base import LogFilter, LogLineRecord
+from orchestrion.store.base import ExecutionRecord, LogFilter, LogLineRecord
 
 __all__ = ["router"]
 
@@ -149,15 +150,22 @@ async def _follow(
     reads = ctx.engine.reads
     shown = [view]
 
-    async def read(after: int) -> tuple[bool, list[LogLineRecord]]:
-        record = await reads.execution(flt.execution_id)
-        final = record.status in FINAL_EXECUTION_STATES  # read before the lines
+    async def page(after: int) -> tuple[ExecutionRecord, list[LogLineRecord]]:
+        record = await reads.execution(flt.execution_id)  # read before the lines
         page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
-        lines = await reads.node_logs(page)
+        return record, await reads.node_logs(page)
+
+    async def read(after: int) -> tuple[bool, list[LogLineRecord]]:
+        # The streams of this execution woken by one commit read the same page once.
+        hub, key = ctx.hub, flt.execution_id
+        record, lines = await hub.shared(
+            key, ("logs", flt.node_id, flt.attempt, after), lambda: page(after)
+        )
         if lines and caller.masker is not None:  # a child started since may classify nodes
             caller.fresh()
-            shown[0] = await caller.execution(record)
-        return final, lines
+            view = functools.partial(caller.execution, record)
+            shown[0] = await hub.shared(key, ("view", key), view)
+        return record.status in FINAL_EXECUTION_STATES, lines
 
     with ctx.hub.watch(flt.execution_id):
         async for chunk in follow(
