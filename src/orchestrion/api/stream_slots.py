@@ -1,9 +1,10 @@
 """How many event streams (Server-Sent Events) may be open at once, and for how long.
 
-Every open stream wakes at each commit and reads the store, so streams cost the whole server,
-not only whoever holds them. ``ORCHESTRION_SSE_MAX_STREAMS_PER_CALLER`` bounds them per API
-key (per client address for a caller without one, as every caller is when the API is open),
-``ORCHESTRION_SSE_MAX_STREAMS`` per process. One more is refused before the stream starts:
+Every open stream wakes at each commit and sends what it brought (the streams of one execution
+share one read of the store, but each encodes and sends its own copy), so streams cost the
+whole server, not only whoever holds them. ``ORCHESTRION_SSE_MAX_STREAMS_PER_CALLER`` bounds
+them per API key (per client address for a caller without one, as every caller is when the API
+is open), ``ORCHESTRION_SSE_MAX_STREAMS`` per process. One more is refused before the stream starts:
 429 over the caller's limit, 503 over the process's, each with ``Retry-After`` and naming the
 setting. ``orchestrion_event_streams_open`` reports how many are open.
 

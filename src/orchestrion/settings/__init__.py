@@ -356,7 +356,7 @@ class Settings(BaseSettings):
         ' "orchestrion.example.com,*.internal"; "*": any (`orchestrion serve` refuses other'
         " Host headers, which DNS rebinding would send)",
     )
-    # api/stream_slots.py: each open stream reads the store at every commit
+    # api/stream_slots.py: each open stream wakes and sends at every commit
     sse_max_streams: int = Field(
         default=256, ge=0, description="event streams open at once in this process (0: no limit)"
     )
