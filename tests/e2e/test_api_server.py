@@ -271,9 +271,10 @@ def test_streams_metrics_and_json_logs(tmp_path: Path) -> None:
 
 
 def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) -> None:
-    # Streams woken by one commit share one read of the journal and one view of the
-    # execution: per-execution and global streams, admins and masked viewers, each gets
-    # every event of a 25-node chain exactly once, in order.
+    # Streams woken by one commit share one read of the journal, one view of the execution
+    # and one encoding of each event per view: per-execution and global streams, admins and
+    # masked viewers, each gets every event of a 25-node chain exactly once, in order, as
+    # its caller's own page of the journal shows it.
     keys = {"admin": "stream-admin-key-0123456789", "viewer": "stream-viewer-key-0123456789"}
     api_keys = ",".join(f"{key}:{role}" for role, key in keys.items())
     server = Server(tmp_path, tmp_path / "s.db", env={"ORCHESTRION_API_KEYS": api_keys})
@@ -288,12 +289,12 @@ def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) 
     ]
     admin = {"Authorization": f"Bearer {keys['admin']}"}
 
-    async def scenario() -> tuple[list[list[int]], list[int]]:
+    async def scenario() -> tuple[list[tuple[str, list[Any]]], dict[str, list[Any]]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=admin) as client:
             flow = {"name": "watched", "dag": {"nodes": chain}}
             execution_id = (await client.post("/v1/workflow", json=flow)).json()["execution_id"]
 
-            async def watch(path: str, role: str) -> list[int]:
+            async def watch(path: str, role: str) -> tuple[str, list[Any]]:
                 headers = {"Authorization": f"Bearer {keys[role]}"}
                 async with (
                     httpx.AsyncClient(base_url=server.url, timeout=30, headers=headers) as mine,
@@ -312,10 +313,10 @@ def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) 
                         fields = {}
                         if event is None or event["execution_id"] != execution_id:
                             continue
-                        seen.append(event["seq"])
+                        seen.append(event)
                         if event["type"] == "execution.completed":
                             break
-                    return seen
+                    return role, seen
 
             own = f"/v1/workflows/{execution_id}/events/stream"
             watchers = [
@@ -328,15 +329,21 @@ def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) 
             triggered = await client.post(f"/v1/workflow/trigger/{execution_id}", json={})
             assert triggered.status_code == 202
             seen = await asyncio.wait_for(asyncio.gather(*watchers), 60)
-            page = await client.get(f"/v1/workflows/{execution_id}/events?limit=1000")
-            return list(seen), [e["seq"] for e in page.json()["items"]]
+            journal = {}
+            for role, key in keys.items():
+                page = await client.get(
+                    f"/v1/workflows/{execution_id}/events?limit=1000",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                journal[role] = page.json()["items"]
+            return list(seen), journal
 
     try:
         seen, journal = asyncio.run(scenario())
     finally:
         assert server.stop(signal.SIGINT) == 0, server.log.read_text()
-    assert len(journal) > 50
-    assert all(got == journal for got in seen)
+    assert len(journal["admin"]) > 50
+    assert all(got == journal[role] for role, got in seen)
 
 
 def _states(db: Path) -> tuple[str, dict[str, tuple[str, int]]]:

@@ -69,20 +69,37 @@ class EventHub:
         """``read()``, or what a stream of ``key`` read for the same ``what`` since the key's
         last commit (and within ``shared_for`` seconds). The value is shared: never change it."""
         now = time.monotonic()
-        kept = self._shared.get(key)
-        if kept is not None:
-            found = kept.get(what)
-            if found is not None and now - found[0] < self.shared_for:
-                value: T = found[1]
-                return value
+        found = self.kept(key, what, now)
+        if found is not None:
+            value: T = found
+            return value
         notices = self._notices
         value = await read()
-        if key in self._watchers and self._notices == notices:
-            kept = self._shared.setdefault(key, {})
-            if len(kept) >= _MAX_SHARED:
-                kept.clear()
-            kept[what] = (now, value)
+        if self._notices == notices:
+            self.keep(key, what, value, now)
         return value
+
+    def kept(self, key: str | None, what: Hashable, now: float | None = None) -> Any | None:
+        """What a stream of ``key`` kept for ``what`` since the key's last commit, or None."""
+        kept = self._shared.get(key)
+        if kept is None:
+            return None
+        found = kept.get(what)
+        if found is None:
+            return None
+        if (time.monotonic() if now is None else now) - found[0] >= self.shared_for:
+            return None
+        return found[1]
+
+    def keep(self, key: str | None, what: Hashable, value: Any, now: float | None = None) -> None:
+        """Share ``value`` with the streams of ``key`` until its next commit (only while
+        some stream watches it). ``value`` must hold for anything read since that commit."""
+        if key not in self._watchers:
+            return
+        kept = self._shared.setdefault(key, {})
+        if len(kept) >= _MAX_SHARED:
+            kept.clear()
+        kept[what] = (time.monotonic() if now is None else now, value)
 
     def notify(self, execution_id: str, records: list[Record]) -> None:
         """Record listener: wake the streams of this execution and the global streams."""

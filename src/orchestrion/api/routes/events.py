@@ -116,6 +116,26 @@ class _Views:
             else:
                 self._page[execution_id] = await view()
 
+    def sse(self, event: EventRecord) -> str:
+        """``event`` as a Server-Sent Event. The streams of one key encode an event once for
+        the callers shown everything, and once per shared view for the others."""
+        if not self._streamed:
+            return _sse_text(self.of(event), event)
+        shown: ExecutionView | None = None
+        if self._caller.masker is not None:
+            shown = self._page.get(event.execution_id)
+            if shown is None:
+                return _sse_text(self.of(event), event)
+        hub = self._ctx.hub
+        what = ("sse", event.seq, None if shown is None else id(shown))
+        found = hub.kept(self._key, what)
+        if found is not None and found[0] is shown:  # the very view: never a reused id
+            text: str = found[1]
+            return text
+        text = _sse_text(self.of(event), event)
+        hub.keep(self._key, what, (shown, text))
+        return text
+
     def of(self, event: EventRecord) -> EventOut:
         if self._caller.masker is None:
             return event_out(event)
@@ -163,9 +183,8 @@ async def all_events(
     return await _page(events, after, ctx, caller)
 
 
-def _sse(views: _Views, event: EventRecord) -> str:
-    data = views.of(event).model_dump_json()
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+def _sse_text(shown: EventOut, event: EventRecord) -> str:
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {shown.model_dump_json()}\n\n"
 
 
 async def _stream(
@@ -210,7 +229,7 @@ async def _journal(
         return final, events
 
     async for chunk in follow(
-        ctx, execution_id, after, _BATCH, read, lambda e: _sse(views, e), "event", stream.alive
+        ctx, execution_id, after, _BATCH, read, views.sse, "event", stream.alive
     ):
         yield chunk
 
