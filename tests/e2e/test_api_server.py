@@ -185,23 +185,36 @@ def test_reference_003_curl_session(proxied_server: Server) -> None:
         assert results["message"] == "Results retrieved successfully."
 
 
-def _read_sse(response: httpx.Response, stop: Any) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    fields: dict[str, str] = {}
-    for line in response.iter_lines():
+class SseBlocks:
+    """The events of a stream's lines, one per blank-line-ended block (comments skipped)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> dict[str, Any] | None:
         if line.startswith(":"):
-            continue
+            return None
         if line:
             key, _, value = line.partition(": ")
-            fields[key] = value
-            continue
-        if "data" in fields:
-            event = json.loads(fields["data"])
-            assert str(event["seq"]) == fields["id"] and event["type"] == fields["event"]
+            self.fields[key] = value
+            return None
+        fields, self.fields = self.fields, {}
+        if "data" not in fields:
+            return None
+        event: dict[str, Any] = json.loads(fields["data"])
+        assert str(event["seq"]) == fields["id"] and event["type"] == fields["event"]
+        return event
+
+
+def _read_sse(response: httpx.Response, stop: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    blocks = SseBlocks()
+    for line in response.iter_lines():
+        event = blocks.feed(line)
+        if event is not None:
             events.append(event)
             if stop(event):
                 break
-        fields = {}
     return events
 
 
@@ -301,16 +314,9 @@ def test_many_streams_share_reads_and_each_get_every_event_once(tmp_path: Path) 
                     mine.stream("GET", path) as stream,
                 ):
                     assert stream.status_code == 200
-                    seen, fields = [], {}
+                    seen, blocks = [], SseBlocks()
                     async for line in stream.aiter_lines():
-                        if line.startswith(":"):
-                            continue
-                        if line:
-                            key, _, value = line.partition(": ")
-                            fields[key] = value
-                            continue
-                        event = json.loads(fields.pop("data", "null") or "null")
-                        fields = {}
+                        event = blocks.feed(line)
                         if event is None or event["execution_id"] != execution_id:
                             continue
                         seen.append(event)
