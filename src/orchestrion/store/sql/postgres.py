@@ -1,11 +1,13 @@
-"""``PostgresStore``: the scale-out store, on PostgreSQL through SQLAlchemy 2 (async) and asyncpg.
+"""``PostgresStore``: the scale-out store, on PostgreSQL through asyncpg.
 
 The queries are ``SQLStore``'s (``core.py``); this is the driver and what only PostgreSQL does.
-Users give ``postgresql://`` (or ``postgres://``) URLs; the adapter talks ``postgresql+asyncpg``.
-``open`` migrates with Alembic under an advisory lock, so engine processes starting together
-migrate once. ``commit`` is one transaction whose many-row statements each take one array
-parameter per column (``unnest``): a turn costs one round trip per statement, whatever its
-size. ``claim_execution`` is one conditional UPDATE, atomic across processes by row locks.
+Users give ``postgresql://`` (or ``postgres://``) URLs. The statements run on asyncpg directly
+(``asyncpg_pool.py``); SQLAlchemy and Alembic hold the schema and migrate it: ``open`` reads the
+schema's revision, and when it is not the newest migrates under an advisory lock, so engine
+processes starting together migrate once. ``commit`` is one transaction whose many-row
+statements each take one array parameter per column (``unnest``): a turn costs one round trip
+per statement, whatever its size. ``claim_execution`` is one conditional UPDATE, atomic
+across processes by row locks.
 
 Insertion order, which SQLite reads from ``rowid``, is taken from what PostgreSQL has: node
 runs follow the first journal event of each node, and definitions created in the same second
@@ -14,20 +16,29 @@ follow their inserting transaction (``age(xmin)``; each definition is inserted o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
-from functools import lru_cache
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-from sqlalchemy import Connection, event, text
+import asyncpg
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.errors import ConfigurationError, StoreError
 from orchestrion.store import migrate
 from orchestrion.store.audit import AuditRow, StoredHead
+from orchestrion.store.sql.asyncpg_pool import (
+    DRIVER_ERRORS,
+    PostgresConnection,
+    create_pool,
+    held,
+    reason,
+)
 from orchestrion.store.sql.batch import (
     RUN_CONFLICT,
     RUN_ROW,
@@ -37,7 +48,6 @@ from orchestrion.store.sql.batch import (
     EncodedBatch,
 )
 from orchestrion.store.sql.core import SQLStore
-from orchestrion.store.sql.driver import Params
 from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, LOG_COLS, RUN_COLS
 from orchestrion.store.url_display import redacted_url
 
@@ -49,8 +59,7 @@ _MIGRATION_LOCK: Final = 0x6F72636865737472
 _FOREIGN_KEY_VIOLATION: Final = "23503"
 # Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
 _AUDIT_LOCK: Final = 0x6175646974000000
-
-_text = lru_cache(maxsize=512)(text)  # a statement's text parsed once, not at every call
+_CLOSE_WAIT: Final = 10.0  # seconds ``close`` waits for connections in use to come back
 
 
 def _unnest(columns: Sequence[tuple[str, str]]) -> str:
@@ -68,11 +77,11 @@ _EVENT_TYPES = tuple(
         strict=True,
     )
 )
-_INSERT_EVENTS = text(
+_INSERT_EVENTS = (
     f"INSERT INTO events ({JOURNAL_COLS}) SELECT {JOURNAL_COLS} FROM {_unnest(_EVENT_TYPES)}"
     f" WITH ORDINALITY AS u({JOURNAL_COLS}, ord) ORDER BY ord"
 )
-_INSERT_OUTBOX = text(
+_INSERT_OUTBOX = (
     f"INSERT INTO outbox ({JOURNAL_COLS}) SELECT {JOURNAL_COLS} FROM {_unnest(_EVENT_TYPES)}"
     f" WITH ORDINALITY AS u({JOURNAL_COLS}, ord) ORDER BY ord"
 )
@@ -98,9 +107,8 @@ _RUN_TYPES = tuple(
 )
 _UPSERT_RUNS_SQL = f"INSERT INTO node_runs ({RUN_COLS}) SELECT * FROM {_unnest(_RUN_TYPES)}"
 # Two statements keep the output rule: without an output in this snapshot the stored one stays.
-_UPSERT_RUNS = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}")
-_UPSERT_RUNS_WITH_OUTPUT = text(f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}, output = excluded.output")
-_UPDATE_EXECUTION = text(UPDATE_EXECUTION)
+_UPSERT_RUNS = f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}"
+_UPSERT_RUNS_WITH_OUTPUT = f"{_UPSERT_RUNS_SQL} {RUN_CONFLICT}, output = excluded.output"
 _LOG_TYPES = tuple(
     zip(
         [c.strip() for c in LOG_COLS.split(",")],
@@ -108,11 +116,10 @@ _LOG_TYPES = tuple(
         strict=True,
     )
 )
-_INSERT_LOGS = text(
+_INSERT_LOGS = (
     f"INSERT INTO node_logs ({LOG_COLS}) SELECT {LOG_COLS} FROM {_unnest(_LOG_TYPES)}"
     f" WITH ORDINALITY AS u({LOG_COLS}, ord) ORDER BY ord"
 )
-_SET_RESULT = text(SET_RESULT)
 _AUDIT_TYPES = tuple(
     zip(
         [c.strip() for c in AUDIT_COLS.split(",")],
@@ -121,7 +128,7 @@ _AUDIT_TYPES = tuple(
     )
 )
 # The records and the new head in one statement (one round trip).
-_INSERT_AUDIT = text(
+_INSERT_AUDIT = (
     f"WITH added AS (INSERT INTO audit ({AUDIT_COLS}) SELECT {AUDIT_COLS} FROM"
     f" {_unnest(_AUDIT_TYPES)} WITH ORDINALITY AS u({AUDIT_COLS}, ord) ORDER BY ord RETURNING 1)"
     " INSERT INTO audit_head (id, seq, hash, key_id, mac)"
@@ -158,30 +165,6 @@ def asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def _pool(url: str, **options: Any) -> AsyncEngine:
-    """An engine (a pool of connections) that never hands out a connection the server
-    closed, without a round trip on checkout.
-
-    After a server restart (or a backend terminated), pooled connections are dead. SQLAlchemy's
-    ``pool_pre_ping`` finds them by a ping on every checkout: one round trip in autocommit,
-    three otherwise (BEGIN, the ping, ROLLBACK), on every read and every transaction. But the
-    server closes the socket of every backend it ends, and asyncpg, which reads its sockets
-    all the time, marks the connection closed as soon as the event loop sees that: asking it
-    (``is_closed``) costs nothing. A closed one is refused (``DisconnectionError``), and the
-    pool opens a fresh connection instead. A statement that meets a connection dead in a way
-    nobody saw yet (the server ended it while the statement was on its way) fails as a
-    disconnect: SQLAlchemy then drops every connection of the pool made before it.
-    """
-    engine = create_async_engine(url, **options)
-    event.listen(engine.sync_engine, "checkout", _refuse_closed)
-    return engine
-
-
-def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    if dbapi_connection.driver_connection.is_closed():
-        raise DisconnectionError("the server closed this connection")
-
-
 def _alembic_upgrade(conn: Connection) -> None:
     """Run the migrations on ``conn`` (inside the caller's transaction)."""
     from alembic import command
@@ -191,24 +174,6 @@ def _alembic_upgrade(conn: Connection) -> None:
     config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
     config.attributes["connection"] = conn
     command.upgrade(config, "head")
-
-
-class PostgresConnection:
-    """A pooled connection in a transaction, as the shared queries use it."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: AsyncConnection) -> None:
-        self.raw = raw
-
-    async def rows(self, sql: str, params: Params | None = None) -> Sequence[Any]:
-        return (await self.raw.execute(_text(sql), params or {})).all()
-
-    async def row(self, sql: str, params: Params | None = None) -> Sequence[Any] | None:
-        return (await self.raw.execute(_text(sql), params or {})).first()
-
-    async def run(self, sql: str, params: Params | None = None) -> int:
-        return (await self.raw.execute(_text(sql), params or {})).rowcount
 
 
 class PostgresStore(SQLStore[PostgresConnection]):
@@ -237,8 +202,9 @@ class PostgresStore(SQLStore[PostgresConnection]):
 
     def __init__(self, url: str) -> None:
         self.url = asyncpg_url(url)
-        self._engine: AsyncEngine | None = None
-        self._reads: AsyncEngine | None = None  # a pool of its own, in autocommit
+        # One pool serves both: an asyncpg connection outside a transaction block commits
+        # each statement on its own (reads and single-statement writes need no BEGIN).
+        self._pool: asyncpg.Pool | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where()})"
@@ -250,9 +216,34 @@ class PostgresStore(SQLStore[PostgresConnection]):
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        if self._engine is not None:
+        if self._pool is not None:
             return
-        engine = _pool(self.url)
+        where = self._where()
+        pool = None
+        try:
+            # The URL's parts and options as SQLAlchemy gave them to asyncpg.
+            dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+            _, connect = dialect.create_connect_args(make_url(self.url))  # type: ignore[no-untyped-call]
+            pool = await create_pool(connect)
+            async with pool.acquire() as conn:
+                current = await _current_revision(conn)
+            if current != migrate.HEAD_REVISION:
+                await self._migrate()
+        except (*DRIVER_ERRORS, SQLAlchemyError) as exc:
+            if pool is not None:
+                pool.terminate()
+            raise StoreError(f"cannot open PostgreSQL store {where}: {reason(exc)}") from exc
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
+        self._pool = pool
+
+    async def _migrate(self) -> None:
+        """Bring the schema to the newest migration with Alembic (on SQLAlchemy), under an
+        advisory lock: of processes starting together, one migrates and the others, once it
+        has committed, find the schema current."""
+        engine = create_async_engine(self.url)
         try:
             async with engine.begin() as conn:
                 await conn.execute(
@@ -260,17 +251,8 @@ class PostgresStore(SQLStore[PostgresConnection]):
                 )
                 if await self._revision(conn) != migrate.HEAD_REVISION:
                     await conn.run_sync(_alembic_upgrade)
-        except (SQLAlchemyError, OSError) as exc:
+        finally:
             await engine.dispose()
-            where, reason = self._where(), _reason(exc)
-            raise StoreError(f"cannot open PostgreSQL store {where}: {reason}") from exc
-        except BaseException:
-            await engine.dispose()
-            raise
-        self._engine = engine
-        # Its connections are in autocommit from the start: no BEGIN or COMMIT around a
-        # statement, and returning one to the pool sends nothing.
-        self._reads = _pool(self.url, isolation_level="AUTOCOMMIT")
 
     async def open_existing(self) -> None:
         """``open`` (a database is never created here: it must exist to connect)."""
@@ -285,40 +267,33 @@ class PostgresStore(SQLStore[PostgresConnection]):
         return None if revision is None else str(revision)
 
     async def close(self) -> None:
-        engine, self._engine, reads, self._reads = self._engine, None, self._reads, None
-        if reads is not None:
-            await reads.dispose()
-        if engine is not None:
-            await engine.dispose()
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[PostgresConnection]:
-        """A connection in a transaction, committed on success; driver errors as ``StoreError``."""
-        engine = self._engine
-        if engine is None:
-            raise StoreError("the PostgreSQL store is not open")
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
         try:
-            async with engine.begin() as conn:
-                yield PostgresConnection(conn)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"PostgreSQL store: {_reason(exc)}") from exc
+            # Waits for the connections in use to come back (their statements to end).
+            await asyncio.wait_for(pool.close(), _CLOSE_WAIT)
+        except TimeoutError:
+            pool.terminate()
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[PostgresConnection]:
-        """A connection of the autocommit pool: each statement commits on its own.
+    def _held(self, transaction: bool) -> AbstractAsyncContextManager[PostgresConnection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        return held(pool, transaction)
+
+    def _transaction(self) -> AbstractAsyncContextManager[PostgresConnection]:
+        """A connection in a transaction, committed on success; driver errors as ``StoreError``."""
+        return self._held(True)
+
+    def _connection(self) -> AbstractAsyncContextManager[PostgresConnection]:
+        """A connection outside a transaction: each statement commits on its own.
 
         For reads and single-statement writes: under READ COMMITTED every statement sees its
         own snapshot inside a transaction too, so BEGIN and COMMIT around them would only add
         round trips (a status read makes three such reads).
         """
-        reads = self._reads
-        if reads is None:
-            raise StoreError("the PostgreSQL store is not open")
-        try:
-            async with reads.connect() as conn:
-                yield PostgresConnection(conn)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"PostgreSQL store: {_reason(exc)}") from exc
+        return self._held(False)
 
     # ------------------------------------------------------------------ dialect hooks
 
@@ -330,28 +305,26 @@ class PostgresStore(SQLStore[PostgresConnection]):
             yield values  # one array parameter takes any number
 
     def _foreign_key_violation(self, exc: BaseException) -> bool:
-        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-        return isinstance(exc, IntegrityError) and sqlstate == _FOREIGN_KEY_VIOLATION
+        return getattr(exc, "sqlstate", None) == _FOREIGN_KEY_VIOLATION
 
     async def _write_batch(self, tx: PostgresConnection, batch: EncodedBatch) -> None:
-        conn = tx.raw
         if batch.events:
             columns = _columns(batch.events, _EVENT_TYPES)
-            await conn.execute(_INSERT_EVENTS, columns)
+            await tx.run(_INSERT_EVENTS, columns)
             if batch.outbox:
-                await conn.execute(_INSERT_OUTBOX, columns)
+                await tx.run(_INSERT_OUTBOX, columns)
         for with_output, statement in ((True, _UPSERT_RUNS_WITH_OUTPUT), (False, _UPSERT_RUNS)):
             part = [run for run in batch.runs if run[-1] is with_output]
             if part:
-                await conn.execute(statement, _columns(part, _RUN_TYPES))
+                await tx.run(statement, _columns(part, _RUN_TYPES))
         if batch.updates:
-            await conn.execute(
-                _UPDATE_EXECUTION, [dict(zip(UPDATE_ROW, u, strict=True)) for u in batch.updates]
+            await tx.run_each(
+                UPDATE_EXECUTION, [dict(zip(UPDATE_ROW, u, strict=True)) for u in batch.updates]
             )
         if batch.results:
-            await conn.execute(_SET_RESULT, [{"result": r, "id": i} for r, i in batch.results])
+            await tx.run_each(SET_RESULT, [{"result": r, "id": i} for r, i in batch.results])
         if batch.logs:
-            await conn.execute(_INSERT_LOGS, _columns(batch.logs, _LOG_TYPES))
+            await tx.run(_INSERT_LOGS, _columns(batch.logs, _LOG_TYPES))
 
     async def _insert_control(self, tx: PostgresConnection, params: dict[str, Any]) -> int | None:
         row = await tx.row(
@@ -386,7 +359,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
         params.update(
             head_seq=kept.seq, head_hash=kept.hash, head_key_id=kept.key_id, head_mac=kept.mac
         )
-        await tx.raw.execute(_INSERT_AUDIT, params)
+        await tx.run(_INSERT_AUDIT, params)
 
     async def _delete_finished(
         self, tx: PostgresConnection, finished_before: float, now: float
@@ -403,8 +376,9 @@ class PostgresStore(SQLStore[PostgresConnection]):
         return ids
 
 
-def _reason(exc: BaseException) -> str:
-    """What the server or the network said, without SQLAlchemy's wrapping (the driver class
-    in parentheses, the statement, the link to its docs)."""
-    orig = getattr(exc, "orig", None)
-    return str(orig if orig is not None else exc).strip() or type(exc).__name__
+async def _current_revision(conn: Any) -> str | None:
+    """The Alembic revision of the database (asyncpg ``conn``), None before the first migration."""
+    if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
+        return None
+    revision = await conn.fetchval("SELECT version_num FROM alembic_version")
+    return None if revision is None else str(revision)
