@@ -29,9 +29,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES
-from orchestrion.errors import ConfigurationError, StoreError
+from orchestrion.errors import ConfigurationError, ExecutionNotFound, StoreError
 from orchestrion.store import migrate
 from orchestrion.store.audit import AuditRow, StoredHead
+from orchestrion.store.base import ExecutionSnapshot
 from orchestrion.store.sql.asyncpg_pool import (
     DRIVER_ERRORS,
     PostgresConnection,
@@ -48,7 +49,17 @@ from orchestrion.store.sql.batch import (
     EncodedBatch,
 )
 from orchestrion.store.sql.core import SQLStore
-from orchestrion.store.sql.rows import AUDIT_COLS, JOURNAL_COLS, LOG_COLS, RUN_COLS
+from orchestrion.store.sql.rows import (
+    AUDIT_COLS,
+    EVENT_COLS,
+    EXEC_COLS,
+    JOURNAL_COLS,
+    LOG_COLS,
+    RUN_COLS,
+    event_of,
+    execution_of,
+    node_run_of,
+)
 from orchestrion.store.url_display import redacted_url
 
 __all__ = ["PostgresStore", "asyncpg_url"]
@@ -140,6 +151,26 @@ _INSERT_AUDIT = (
 _LOCK_AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
 
 
+_RUN_FIELDS = ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
+# The node runs of execution ``:e`` in insertion order: that of each node's first journal event.
+_RUNS_IN_ORDER = (
+    " FROM node_runs r LEFT JOIN ("
+    " SELECT node_id, min(seq) AS first_seq FROM events"
+    " WHERE execution_id = :e AND node_id IS NOT NULL GROUP BY node_id"
+    ") f ON f.node_id = r.node_id"
+    ' WHERE r.execution_id = :e ORDER BY f.first_seq NULLS LAST, r.node_id COLLATE "C"'
+)
+# An execution, its node runs and its events of the types ``:types``, in one statement: one
+# round trip instead of three, and one snapshot of the three. Each row comes back as an
+# anonymous record, which asyncpg decodes to a tuple of the columns as they are.
+_SNAPSHOT = (
+    f"SELECT (SELECT ROW({EXEC_COLS}) FROM executions WHERE id = :e),"
+    f" ARRAY(SELECT ROW({_RUN_FIELDS}){_RUNS_IN_ORDER}),"
+    f" ARRAY(SELECT ROW({EVENT_COLS}) FROM events"
+    " WHERE execution_id = :e AND type = ANY(:types) ORDER BY seq)"
+)
+
+
 def _columns(rows: list[tuple[Any, ...]], names: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Rows as one list per column, the parameters of an ``unnest``."""
     return {name: [row[i] for row in rows] for i, (name, _) in enumerate(names)}
@@ -190,15 +221,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     # sees it and refuses the batch.
     LOCK_ROWS = " FOR UPDATE"
     # Insertion order = the order of each node's first journal event.
-    NODE_RUNS = (
-        "SELECT "
-        + ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
-        + " FROM node_runs r LEFT JOIN ("
-        " SELECT node_id, min(seq) AS first_seq FROM events"
-        " WHERE execution_id = :e AND node_id IS NOT NULL GROUP BY node_id"
-        ") f ON f.node_id = r.node_id"
-        ' WHERE r.execution_id = :e ORDER BY f.first_seq NULLS LAST, r.node_id COLLATE "C"'
-    )
+    NODE_RUNS = f"SELECT {_RUN_FIELDS}{_RUNS_IN_ORDER}"
 
     def __init__(self, url: str) -> None:
         self.url = asyncpg_url(url)
@@ -294,6 +317,20 @@ class PostgresStore(SQLStore[PostgresConnection]):
         round trips (a status read makes three such reads).
         """
         return self._held(False)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_execution_snapshot(
+        self, execution_id: str, event_types: list[str]
+    ) -> ExecutionSnapshot:
+        async with self._connection() as conn:
+            row = await conn.row(_SNAPSHOT, {"e": execution_id, "types": event_types})
+        execution, runs, events = row if row is not None else (None, [], [])
+        if execution is None:
+            raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return ExecutionSnapshot(
+            execution_of(execution), [node_run_of(r) for r in runs], [event_of(e) for e in events]
+        )
 
     # ------------------------------------------------------------------ dialect hooks
 
