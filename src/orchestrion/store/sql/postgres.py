@@ -2,12 +2,12 @@
 
 The queries are ``SQLStore``'s (``core.py``); this is the driver and what only PostgreSQL does.
 Users give ``postgresql://`` (or ``postgres://``) URLs. The statements run on asyncpg directly
-(``asyncpg_pool.py``); SQLAlchemy and Alembic hold the schema and migrate it: ``open`` reads the
-schema's revision, and when it is not the newest migrates under an advisory lock, so engine
-processes starting together migrate once. ``commit`` is one transaction whose many-row
-statements each take one array parameter per column (``unnest``): a turn costs one round trip
-per statement, whatever its size. ``claim_execution`` is one conditional UPDATE, atomic
-across processes by row locks.
+(``pg_connection.py``, ``pg_pool.py``); SQLAlchemy and Alembic hold the schema and migrate
+it: ``open`` reads the schema's revision, and when it is not the newest migrates under an
+advisory lock, so engine processes starting together migrate once. ``commit`` is one
+transaction whose many-row statements each take one array parameter per column
+(``unnest``): a turn costs one round trip per statement, whatever its size.
+``claim_execution`` is one conditional UPDATE, atomic across processes by row locks.
 
 Insertion order, which SQLite reads from ``rowid``, is taken from what PostgreSQL has: node
 runs follow the first journal event of each node, and definitions created in the same second
@@ -16,12 +16,10 @@ follow their inserting transaction (``age(xmin)``; each definition is inserted o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-import asyncpg
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
@@ -33,13 +31,6 @@ from orchestrion.errors import ConfigurationError, ExecutionNotFound, StoreError
 from orchestrion.store import migrate
 from orchestrion.store.audit import AuditRow, StoredHead
 from orchestrion.store.base import ExecutionSnapshot
-from orchestrion.store.sql.asyncpg_pool import (
-    DRIVER_ERRORS,
-    PostgresConnection,
-    create_pool,
-    held,
-    reason,
-)
 from orchestrion.store.sql.batch import (
     RUN_CONFLICT,
     RUN_ROW,
@@ -49,6 +40,8 @@ from orchestrion.store.sql.batch import (
     EncodedBatch,
 )
 from orchestrion.store.sql.core import SQLStore
+from orchestrion.store.sql.pg_connection import DRIVER_ERRORS, PostgresConnection, held, reason
+from orchestrion.store.sql.pg_pool import ConnectionPool
 from orchestrion.store.sql.rows import (
     AUDIT_COLS,
     EVENT_COLS,
@@ -71,6 +64,8 @@ _FOREIGN_KEY_VIOLATION: Final = "23503"
 # Taken only while the audit head row does not exist yet (the first append): b"audit\0\0\0".
 _AUDIT_LOCK: Final = 0x6175646974000000
 _CLOSE_WAIT: Final = 10.0  # seconds ``close`` waits for connections in use to come back
+_POOL_SIZE: Final = 20  # connections at most, per store (SQLAlchemy's two pools had 15 each)
+_POOL_WAIT: Final = 30.0  # seconds to wait for a free connection before failing, as before
 
 
 def _unnest(columns: Sequence[tuple[str, str]]) -> str:
@@ -227,7 +222,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
         self.url = asyncpg_url(url)
         # One pool serves both: an asyncpg connection outside a transaction block commits
         # each statement on its own (reads and single-statement writes need no BEGIN).
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where()})"
@@ -247,9 +242,12 @@ class PostgresStore(SQLStore[PostgresConnection]):
             # The URL's parts and options as SQLAlchemy gave them to asyncpg.
             dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
             _, connect = dialect.create_connect_args(make_url(self.url))  # type: ignore[no-untyped-call]
-            pool = await create_pool(connect)
-            async with pool.acquire() as conn:
+            pool = ConnectionPool(connect, _POOL_SIZE, _POOL_WAIT)
+            conn = await pool.acquire()
+            try:
                 current = await _current_revision(conn)
+            finally:
+                await pool.release(conn, reusable=True)
             if current != migrate.HEAD_REVISION:
                 await self._migrate()
         except (*DRIVER_ERRORS, SQLAlchemyError) as exc:
@@ -293,11 +291,8 @@ class PostgresStore(SQLStore[PostgresConnection]):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        try:
-            # Waits for the connections in use to come back (their statements to end).
-            await asyncio.wait_for(pool.close(), _CLOSE_WAIT)
-        except TimeoutError:
-            pool.terminate()
+        # Waits for the connections in use to come back (their statements to end).
+        await pool.close(_CLOSE_WAIT)
 
     def _held(self, transaction: bool) -> AbstractAsyncContextManager[PostgresConnection]:
         pool = self._pool

@@ -1,4 +1,5 @@
-"""The PostgreSQL store's connections, on asyncpg directly: pools, ``:name`` statements, errors.
+"""The PostgreSQL store's statements on asyncpg directly: ``:name`` parameters, held
+connections, driver errors (the pool is ``pg_pool.py``).
 
 The shared queries (``core.py``, ``journal.py``) name their parameters (``:id``); asyncpg
 numbers them (``$1``). Each statement text is translated once (cached) into asyncpg's form and
@@ -20,8 +21,9 @@ import asyncpg
 
 from orchestrion.errors import StoreError
 from orchestrion.store.sql.driver import Params
+from orchestrion.store.sql.pg_pool import ConnectionPool
 
-__all__ = ["DRIVER_ERRORS", "PostgresConnection", "create_pool", "held", "numbered", "reason"]
+__all__ = ["DRIVER_ERRORS", "PostgresConnection", "held", "numbered", "reason"]
 
 # What asyncpg raises: the server's errors (with a SQLSTATE), the client's (a closed
 # connection, a value it cannot encode), its protocol errors, and the network's (OSError,
@@ -34,9 +36,6 @@ DRIVER_ERRORS: Final = (
 )
 # As SQLAlchemy's text() finds parameters: a ``::`` cast or ``a:b`` inside a word is none.
 _NAME: Final = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])")
-_MAX_SIZE: Final = 15  # per pool: SQLAlchemy's default (5 kept, 10 more under load)
-_WAIT: Final = 30.0  # seconds to wait for a free connection before failing, as SQLAlchemy did
-_IDLE: Final = 60.0  # seconds an unused connection stays open
 
 
 @lru_cache(maxsize=2048)
@@ -93,53 +92,33 @@ class PostgresConnection:
         await self.raw.executemany(text, [_args(names, each) for each in params])
 
 
-async def _reset(_connection: Any) -> None:
-    """Nothing to undo when a connection goes back to the pool.
-
-    asyncpg's own reset (``RESET ALL``, ``UNLISTEN *``, advisory unlock, ``CLOSE ALL``) is a
-    round trip on every release, for state this store never leaves: it takes advisory locks
-    for the transaction only, listens to nothing and sets nothing. An open transaction is
-    rolled back by asyncpg before this is called.
-    """
-
-
-async def create_pool(connect: dict[str, Any]) -> Any:
-    """A pool that opens connections as they are needed (``connect``: asyncpg's arguments).
-
-    A connection the server ended while pooled (a restart, a backend terminated) is known to
-    asyncpg as soon as the event loop reads the server's goodbye; the pool checks that on
-    every acquire (no round trip) and opens a fresh one instead.
-    """
-    return await asyncpg.create_pool(
-        min_size=0,
-        max_size=_MAX_SIZE,
-        max_inactive_connection_lifetime=_IDLE,
-        reset=_reset,
-        **connect,
-    )
-
-
 @asynccontextmanager
-async def held(pool: Any, transaction: bool) -> AsyncIterator[PostgresConnection]:
+async def held(pool: ConnectionPool, transaction: bool) -> AsyncIterator[PostgresConnection]:
     """A connection of ``pool``, in a transaction committed on success when ``transaction``
     (else each statement commits on its own); driver errors come out as ``StoreError``.
 
     A statement that met a connection dead in a way nobody saw yet (the server ended it while
     the statement was on its way) leaves it closed: every connection of the pool opened
-    before it is then replaced when next used, as the server most likely ended them all.
+    before it is then replaced, as the server most likely ended them all.
     """
     try:
-        async with pool.acquire(timeout=_WAIT) as raw:
-            try:
-                if transaction:
-                    async with raw.transaction():
-                        yield PostgresConnection(raw)
-                else:
+        raw = await pool.acquire()
+        reusable = True
+        try:
+            if transaction:
+                async with raw.transaction():
                     yield PostgresConnection(raw)
-            except DRIVER_ERRORS:
-                if raw.is_closed():
-                    await pool.expire_connections()
-                raise
+            else:
+                yield PostgresConnection(raw)
+        except BaseException as exc:
+            # An error leaves the connection usable (a failed transaction was rolled back);
+            # a cancellation may have cut a statement off half-way.
+            reusable = isinstance(exc, Exception)
+            if isinstance(exc, DRIVER_ERRORS) and raw.is_closed():
+                pool.expire()
+            raise
+        finally:
+            await pool.release(raw, reusable)
     except DRIVER_ERRORS as exc:
         raise StoreError(f"PostgreSQL store: {reason(exc)}") from exc
 
