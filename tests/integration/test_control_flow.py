@@ -440,6 +440,51 @@ async def test_map_can_run_a_sub_workflow_per_item(engine: Engine) -> None:
         assert child.parent_execution_id == result.execution_id
 
 
+async def test_a_cancel_during_the_children_s_start_cancels_every_child(engine: Engine) -> None:
+    # Cancelled as soon as the first child exists, the map is still creating the others:
+    # none of them may run on without its parent.
+    await engine.submit(
+        {
+            "name": "slow-item",
+            "dag": {
+                "nodes": [
+                    {
+                        "id": "wait",
+                        "handler": "python",
+                        "config": {"function": "sleep", "params": {"seconds": 5}},
+                    }
+                ]
+            },
+        }
+    )
+    record = await engine.start_execution(
+        flow(
+            {
+                "id": "each",
+                "handler": "map",
+                "config": {
+                    "items": list(range(16)),
+                    "concurrency": 16,
+                    "handler": "workflow",
+                    "config": {"workflow": "slow-item"},
+                },
+            }
+        )
+    )
+    deadline = time.monotonic() + 5
+    while not [e for e in (await engine.list_executions())[0] if e.parent_execution_id]:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0)
+    await engine.cancel(record.id)
+    assert (await engine.wait(record.id, timeout=5)).status is ExecutionStatus.CANCELLED
+    executions, _ = await engine.list_executions()
+    children = [e for e in executions if e.parent_execution_id == record.id]
+    assert children
+    for child in children:
+        result = await engine.wait(child.id, timeout=4)
+        assert result.status is ExecutionStatus.CANCELLED, child.id
+
+
 async def test_cancelling_a_map_of_sub_workflows_cancels_the_children(engine: Engine) -> None:
     await engine.submit(
         {

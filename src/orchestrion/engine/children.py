@@ -3,7 +3,8 @@
 A ``workflow`` node starts a child whose idempotency key derives from the node attempt's key
 (a re-run finds the same child) and parks (``Wait("child")``). When the child finishes, the
 parent node is resolved with its result or its failure; an outcome that arrives before the
-parent's wait is committed is kept until it is. Stopping the parent node cancels the child.
+parent's wait is committed is kept until it is. Stopping the parent node cancels the child,
+one whose start was still under way included.
 Inside a ``map``, the map's attempt itself awaits each item's child.
 
 A child that this process did not start (its parent was loaded here after a crash, or by a
@@ -62,13 +63,21 @@ class ChildExecutions:
                 f"no stored workflow '{config.workflow}'{version}: submit it first",
                 category=ErrorCategory.CONFIG,
             ) from exc
-        try:
-            record = await engine.start_execution(
+        starting = asyncio.ensure_future(
+            engine.start_execution(
                 definition,
                 config.inputs,
                 idempotency_key=bounded_key("child:", (ctx.idempotency_key,), ctx.idempotency_key),
                 parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
             )
+        )
+        try:
+            record = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The parent node stopped while its child was being created (its row may already
+            # be there): the child must not run on without it.
+            self._cancel_once_started(ctx.execution_id, ctx.node_id, starting)
+            raise
         except DefinitionError as exc:  # e.g. beyond the definition limits now in force
             raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
         link = {
@@ -153,6 +162,20 @@ class ChildExecutions:
             task = asyncio.ensure_future(self._cancel_elsewhere(parent, node, children))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+
+    def _cancel_once_started(
+        self, parent: str, node: str, starting: asyncio.Future[ExecutionRecord]
+    ) -> None:
+        async def cancel() -> None:
+            try:
+                record = await starting
+            except Exception:  # nothing was started (the failure is the start's own)
+                return
+            await self._cancel_elsewhere(parent, node, [record.id])
+
+        task = asyncio.ensure_future(cancel())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _cancel_elsewhere(self, parent: str, node: str, known: list[str]) -> None:
         engine = self._engine
