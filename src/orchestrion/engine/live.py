@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrion.core.events import Command, Event
+from orchestrion.core.events import Command, Event, Record
 from orchestrion.core.machine import ExecutionMachine
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.compiled import CompiledWorkflow
@@ -32,6 +32,11 @@ class LiveExecution:
     # Whether the journal may hold a ``node.waiting`` record of it (False only for one
     # started here that never waited since): its result then needs no wait times read.
     waited: bool = True
+    # What was committed of it, as the store's rows hold it: each node's last record and
+    # every execution record, in order. An execution started here that never waited has its
+    # result built from these (``engine/live_result.py``) instead of read back.
+    node_records: dict[str, Record] = field(default_factory=dict)
+    execution_records: list[Record] = field(default_factory=list)
 
 
 @dataclass(slots=True)

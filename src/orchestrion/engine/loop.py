@@ -67,6 +67,9 @@ _TURNS_BUDGET = 0.005
 _INLINE_BUDGET = 0.005
 # How many ended executions ``never_waited`` remembers.
 _NEVER_WAITED_KEPT = 10_000
+# How many of them, and for how long (seconds), ``ended_here`` keeps.
+_ENDED_KEPT = 1_000
+_ENDED_KEPT_FOR = 1.0
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -99,6 +102,10 @@ class EngineLoop:
         # they ended: their results need no wait times read unless the store shows a later
         # end (a retry, here or elsewhere; ``Outcomes``); the oldest are forgotten first.
         self.never_waited: dict[str, float] = {}
+        # The same executions' committed records, for a second at most (``live_result.py``):
+        # a caller that started one usually waits for it at once, often after its end.
+        self.ended_here: dict[str, tuple[LiveExecution, float]] = {}
+        self._forget_ended: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.faults = CommitFaults()
@@ -180,6 +187,7 @@ class EngineLoop:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
+        self._drop_all_ended()
         return [eid for eid, live in self.live.items() if not live.machine.finished]
 
     def forget_all(self) -> None:
@@ -189,6 +197,13 @@ class EngineLoop:
             if not live.done.done():
                 live.done.cancel()
         self.live.clear()
+        self._drop_all_ended()
+
+    def _drop_all_ended(self) -> None:
+        self.ended_here.clear()
+        if self._forget_ended is not None:
+            self._forget_ended.cancel()
+            self._forget_ended = None
 
     # ------------------------------------------------------------------ turns
 
@@ -292,10 +307,15 @@ class EngineLoop:
             if first is None:
                 first = event_id
             records.append(record)
-            if record.has_output and record.node is not None:
-                live.outputs[record.node] = record.output
-            if record.type == _NODE_QUEUED and record.node is not None:
-                live.queued_event[record.node] = event_id
+            node = record.node
+            if node is None:
+                live.execution_records.append(record)
+            else:
+                live.node_records[node] = record
+                if record.has_output:
+                    live.outputs[node] = record.output
+            if record.type == _NODE_QUEUED and node is not None:
+                live.queued_event[node] = event_id
             elif record.type == _NODE_WAITING:
                 live.waited = True
                 if record.wait_reason == _CHILD:
@@ -427,6 +447,29 @@ class EngineLoop:
         attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt
         return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
 
+    def _keep_ended(self, live: LiveExecution, ended: float) -> None:
+        kept = self.ended_here
+        kept.pop(live.record.id, None)  # ended again: the newest end last
+        kept[live.record.id] = (live, ended)
+        if len(kept) > _ENDED_KEPT:
+            del kept[next(iter(kept))]
+        if self._forget_ended is None:
+            self._forget_ended = asyncio.get_running_loop().call_later(
+                _ENDED_KEPT_FOR, self._drop_ended
+            )
+
+    def _drop_ended(self) -> None:
+        """Forget the ended executions kept longer than ``_ENDED_KEPT_FOR``."""
+        self._forget_ended = None
+        kept = self.ended_here
+        oldest = time.time() - _ENDED_KEPT_FOR
+        while kept and next(iter(kept.values()))[1] <= oldest:
+            del kept[next(iter(kept))]
+        if kept:
+            self._forget_ended = asyncio.get_running_loop().call_later(
+                _ENDED_KEPT_FOR, self._drop_ended
+            )
+
     def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
         never_waited = self.never_waited
         if live.waited:
@@ -434,7 +477,8 @@ class EngineLoop:
         else:
             if len(never_waited) >= _NEVER_WAITED_KEPT:
                 del never_waited[next(iter(never_waited))]
-            never_waited[live.record.id] = time.time()
+            ended = never_waited[live.record.id] = time.time()
+            self._keep_ended(live, ended)
         self.progress.pop(live.record.id, None)
         self.faults.ended(live.record.id)
         disarm(live)

@@ -19,6 +19,7 @@ from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.live import LiveExecution
+from orchestrion.engine.live_result import committed_rows
 from orchestrion.engine.notices import NOTICE_EVENT_TYPES
 from orchestrion.engine.waiting import WAIT_EVENT_TYPES, waited_seconds
 from orchestrion.store.base import EventRecord, ExecutionRecord, NodeRunRecord
@@ -46,8 +47,7 @@ class Outcomes:
             if live is not None:
                 await asyncio.shield(live.done)
                 if not live.waited:  # driven here from its start to its end, never waiting
-                    record = await self._parts.engine.store.get_execution(execution_id)
-                    return await self.result(record, waited=False)
+                    return await self._committed_result(live)
             else:
                 while True:
                     record = await self._parts.engine.store.get_execution(execution_id)
@@ -60,6 +60,11 @@ class Outcomes:
                             or record.finished_at is None
                             or record.finished_at > ended
                         )
+                        kept = self._parts.loop.ended_here.get(execution_id)
+                        if not waited and kept is not None and kept[1] == ended:
+                            # Ended here (this end, as the store shows): what it committed
+                            # is kept, so its node runs need not be read back.
+                            return await self._committed_result(kept[0], record)
                         return await self.result(record, waited=waited)
                     live = live_executions.get(execution_id)
                     if live is not None:
@@ -159,6 +164,21 @@ class Outcomes:
             return await self._events(execution_id, types)
 
         return await self._build(record, runs, events, waited=waited)
+
+    async def _committed_result(
+        self, live: LiveExecution, stored: ExecutionRecord | None = None
+    ) -> ExecutionResult:
+        """The result of an execution started here that ended here without waiting, from
+        what the engine committed of it (``live_result.py``): no rows read back."""
+        record, runs = committed_rows(live)
+        if stored is not None:
+            record = stored
+        execution_id = record.id
+
+        async def events(types: list[str]) -> list[EventRecord]:
+            return await self._events(execution_id, types)
+
+        return await self._build(record, runs, events, waited=False)
 
     async def _build(
         self,
