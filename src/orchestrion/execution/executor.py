@@ -25,6 +25,7 @@ import functools
 import json
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import (
@@ -53,7 +54,11 @@ from orchestrion.execution.log_capture import (
     install,
     take_inline,
 )
-from orchestrion.execution.rendered_inputs import recorded_inputs, recorded_inputs_json
+from orchestrion.execution.rendered_inputs import (
+    mentions_secrets,
+    recorded_inputs,
+    recorded_inputs_json,
+)
 from orchestrion.execution.scopes import LogContext, TemplateLimitsInForce
 from orchestrion.execution.secrets import Scrubbing, SecretFlow, canonical_name
 from orchestrion.execution.storable import (
@@ -83,6 +88,9 @@ if TYPE_CHECKING:
     from orchestrion.execution.circuit import SharedCircuits
 
 __all__ = ["NodeExecutor", "standard_layers"]
+
+# The template context of an attempt whose config has no template and no ``when:``.
+_NO_TEMPLATES: Mapping[str, Any] = MappingProxyType({})
 
 # Configs whose facts are remembered; more start the memory over. Above the node count of
 # the definitions a process commonly runs (a 1,000-wide fan-out), so that each node's are
@@ -145,16 +153,20 @@ class NodeExecutor:
         self.logs = logs if logs is not None and logs.on else None
         if self.logs is not None:
             install(self.logs)
-        # id(config) -> (config, when, handler, its weight): the same node's config object
+        # id(config) -> (config, when, handler, its weight, templated): the same node's config
         # comes with each of its attempts (the compiled plan's), so its weight is worked
         # out once; the config is kept so that its id cannot be reused meanwhile.
-        self._weights: dict[int, tuple[Any, str | None, str, bool]] = {}
+        # Also whether the config holds any template: one without (and without ``when:``)
+        # needs no template context.
+        self._weights: dict[int, tuple[Any, str | None, str, bool, bool]] = {}
         # id(config) -> (config, handler, its recorded inputs as JSON, looked at), for configs
         # rendered with nothing to scrub: what is stored of one without templates is the
         # same at every attempt, so it is worked out once and each attempt reads its own copy
         # back. A config is looked at for templates when it comes again (JSON None: it has
         # some), so a node that runs once pays nothing for it.
-        self._recorded: dict[int, tuple[Any, str, str | None, bool]] | None = (
+        # Once it has templates: whether any of them mentions ``secrets`` (none: the
+        # rendered config is stored as it is, no walk to keep parts as declared).
+        self._recorded: dict[int, tuple[Any, str, str | None, bool, bool]] | None = (
             {} if stable_configs else None
         )
 
@@ -307,14 +319,18 @@ class NodeExecutor:
         stored (``rendered_inputs.py``; None for an empty config, at no cost)."""
         for check in self.stack.checks:
             check(task)
-        context = build_context(
-            task.inputs,
-            task.outputs,
-            secrets=self.secrets,
-            execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
-        )
-        if task.kind == TaskKind.RUN and task.when and not evaluate_condition(task.when, context):
-            return None
+        when = task.when if task.kind == TaskKind.RUN else None
+        if when or self._templated(task.config):
+            context: Mapping[str, Any] = build_context(
+                task.inputs,
+                task.outputs,
+                secrets=self.secrets,
+                execution={"id": task.execution_id, "attempt": task.attempt, "node": task.node_id},
+            )
+            if when and not evaluate_condition(when, context):
+                return None
+        else:
+            context = _NO_TEMPLATES  # rendering only copies such a config: no names read
         if spec is None:
             spec = self.registry.get(task.handler)
         raw = task.config
@@ -368,19 +384,20 @@ class NodeExecutor:
         key = id(raw)
         known = remembered.get(key)
         if known is not None and known[0] is raw and known[1] == spec.name:
-            text = known[2]
             if not known[3]:  # seen once: worth a look for templates now, once
-                if _has_template(raw):
-                    text = None
-                remembered[key] = (raw, spec.name, text, True)
+                text = None if _has_template(raw) else known[2]
+                known = (raw, spec.name, text, True, text is None and mentions_secrets(raw))
+                remembered[key] = known
+            text = known[2]
             if text is not None:
                 stored: dict[str, Any] = json.loads(text)  # a copy of its own, as ever
                 return stored
-            return recorded_inputs(raw, rendered, None, spec.name)  # it has templates
+            # It has templates: rendered anew each time.
+            return recorded_inputs(raw, rendered, None, spec.name, secrets=known[4])
         text = recorded_inputs_json(raw, rendered, None, spec.name)
         if len(remembered) >= _FACTS_MAX:
             remembered.clear()
-        remembered[key] = (raw, spec.name, text, False)
+        remembered[key] = (raw, spec.name, text, False, True)
         if text is None:
             return None
         first: dict[str, Any] = json.loads(text)
@@ -435,8 +452,14 @@ class NodeExecutor:
         heavy = renders_off_loop(task.handler, config, when, self._canonical)
         if len(self._weights) >= _FACTS_MAX:
             self._weights.clear()
-        self._weights[id(config)] = (config, when, task.handler, heavy)
+        self._weights[id(config)] = (config, when, task.handler, heavy, _has_template(config))
         return heavy
+
+    def _templated(self, config: Any) -> bool:
+        """Whether ``config`` holds a template (True when not known: it is looked at with
+        the attempt's weight, ``_renders_off_loop``, which every attempt asks first)."""
+        known = self._weights.get(id(config))
+        return known is None or known[0] is not config or known[4]
 
 
 def _has_template(value: Any) -> bool:

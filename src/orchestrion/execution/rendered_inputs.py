@@ -29,6 +29,7 @@ __all__ = [
     "MAX_RENDERED_BYTES",
     "OMITTED_KEY",
     "PARENT_HANDLERS",
+    "mentions_secrets",
     "recorded_inputs",
     "recorded_inputs_json",
 ]
@@ -41,11 +42,12 @@ _CHILDREN_MARKER: Final = json.dumps({OMITTED_KEY: _CHILDREN_KEEP_THEM})
 
 
 def recorded_inputs(
-    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = ""
+    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = "", *, secrets: bool = True
 ) -> dict[str, Any] | None:
     """What is stored of config ``raw`` of a ``handler`` node, rendered as ``rendered``
-    (None for an empty config)."""
-    text = recorded_inputs_json(raw, rendered, scrubber, handler)
+    (None for an empty config). ``secrets=False``: ``raw`` is known not to mention
+    ``secrets`` anywhere (``mentions_secrets``), so no part of it is kept as declared."""
+    text = recorded_inputs_json(raw, rendered, scrubber, handler, secrets=secrets)
     if text is None:
         return None
     # A copy in plain JSON values: nothing the handler does to its config changes it.
@@ -54,14 +56,15 @@ def recorded_inputs(
 
 
 def recorded_inputs_json(
-    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = ""
+    raw: Any, rendered: Any, scrubber: Scrubber | None, handler: str = "", *, secrets: bool = True
 ) -> str | None:
     """``recorded_inputs`` as JSON text (None for an empty config)."""
     if not raw or not isinstance(raw, dict):
         return None
     if handler in PARENT_HANDLERS:
         return _CHILDREN_MARKER
-    kept = _without_secrets(raw, rendered)
+    # Without a mention of ``secrets`` anywhere, the walk would keep nothing as declared.
+    kept = _without_secrets(raw, rendered) if secrets else rendered
     if scrubber is not None:
         kept = scrubber.value(kept)
     text: str | None
@@ -106,6 +109,11 @@ def _without_secrets(raw: Any, rendered: Any) -> Any:
     if isinstance(raw, list) and isinstance(rendered, list) and len(raw) == len(rendered):
         return [_without_secrets(r, v) for r, v in zip(raw, rendered, strict=True)]
     return rendered if not _mentions(raw) else raw
+
+
+def mentions_secrets(raw: Any) -> bool:
+    """Whether config ``raw`` mentions ``secrets`` anywhere (a template may read them)."""
+    return _mentions(raw)
 
 
 def _mentions(raw: Any) -> bool:
