@@ -39,6 +39,7 @@ from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import ErrorCategory
 from orchestrion.execution.eager import start_eagerly
 from orchestrion.execution.executor import NodeExecutor
+from orchestrion.execution.slots import Slots
 
 __all__ = ["START_HELD", "LocalDispatcher"]
 
@@ -107,7 +108,7 @@ class LocalDispatcher:
     def __init__(self, executor: NodeExecutor, concurrency: int = 64) -> None:
         self.executor = executor
         self.concurrency = concurrency
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._tasks: dict[tuple[str, str, int, str], asyncio.Task[None]] = {}
         self._sink: EventSink | None = None
         self._closing = False
@@ -154,17 +155,21 @@ class LocalDispatcher:
         emit.flush()  # cancelled after its start: the start still goes, as it did at once
 
     async def _run(self, task: TaskMessage, sink: EventSink) -> None:
-        async with self._semaphore:
+        slots = self._slots
+        if not slots.take_now():
+            await slots.wait_for_one()
+        try:
             if self._closing:
                 return  # left queued in the store; the next start runs it
-            try:
-                await self.executor.execute(task, sink)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the executor reports everything itself; if it broke,
-                # the attempt still fails, rather than leaving its node running for ever
-                logger.exception("executor crashed on node %s", task.node_id)
-                sink(task.execution_id, _crashed(task, exc))
+            await self.executor.execute(task, sink)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the executor reports everything itself; if it broke,
+            # the attempt still fails, rather than leaving its node running for ever
+            logger.exception("executor crashed on node %s", task.node_id)
+            sink(task.execution_id, _crashed(task, exc))
+        finally:
+            slots.release()
 
     async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
         for kind in ("run", "compensate"):
