@@ -6,9 +6,10 @@ the loop (a reloaded one is another ``LiveExecution``, whose result is read from
 The store's rows are what those records made of them (``store/rules.py``): each node's run is
 its last record with the output of its last record that carried one, and the execution's row
 is its created record with every execution record applied in order, and the result of its
-completion. ``committed_rows`` builds the same rows from the records the engine kept, so the
-result of such an execution is not read back. Values are copied as JSON, as the SQL stores
-give them back (a tuple becomes a list, a key a string), and are the caller's own.
+completion. ``committed_record`` and ``committed_runs`` build the same rows from the records
+the engine kept, so the result of such an execution is not read back. Values are copied as
+JSON, as the SQL stores give them back (a tuple becomes a list, a key a string), and are the
+caller's own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from orchestrion.engine.live import LiveExecution
 from orchestrion.store.base import ExecutionRecord, NodeRunRecord
 from orchestrion.store.rules import apply_execution_record
 
-__all__ = ["committed_rows", "stored_copy"]
+__all__ = ["committed_record", "committed_runs", "stored_copy"]
 
 # Values JSON gives back as they are (a float exactly, by its repr): no copy needed.
 _AS_STORED = frozenset({str, int, float, bool})
@@ -35,16 +36,21 @@ def stored_copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def committed_rows(live: LiveExecution) -> tuple[ExecutionRecord, list[NodeRunRecord]]:
-    """The execution's row and its node runs as the store holds them (module docstring)."""
+def committed_record(live: LiveExecution) -> ExecutionRecord:
+    """The execution's row as the store holds it (module docstring)."""
     record = replace(live.record)
     for execution_record in live.execution_records:
         apply_execution_record(record, execution_record)
     record.error = stored_copy(record.error)
     if record.status is ExecutionStatus.COMPLETED:  # stored by the turn that completed it
         record.result = stored_copy(live.compiled.result_from(live.outputs))
-    execution_id, outputs = record.id, live.outputs
-    runs = [
+    return record
+
+
+def committed_runs(live: LiveExecution) -> list[NodeRunRecord]:
+    """The execution's node runs as the store holds them (module docstring)."""
+    execution_id, outputs = live.record.id, live.outputs
+    return [
         NodeRunRecord(
             execution_id,
             node,
@@ -61,4 +67,3 @@ def committed_rows(live: LiveExecution) -> tuple[ExecutionRecord, list[NodeRunRe
         )
         for node, last in live.node_records.items()
     ]
-    return record, runs

@@ -19,7 +19,7 @@ from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
 from orchestrion.engine.live import LiveExecution
-from orchestrion.engine.live_result import committed_rows
+from orchestrion.engine.live_result import committed_record, committed_runs
 from orchestrion.engine.notices import NOTICE_EVENT_TYPES
 from orchestrion.engine.waiting import WAIT_EVENT_TYPES, waited_seconds
 from orchestrion.store.base import EventRecord, ExecutionRecord, NodeRunRecord
@@ -169,10 +169,10 @@ class Outcomes:
         self, live: LiveExecution, stored: ExecutionRecord | None = None
     ) -> ExecutionResult:
         """The result of an execution started here that ended here without waiting, from
-        what the engine committed of it (``live_result.py``): no rows read back."""
-        record, runs = committed_rows(live)
-        if stored is not None:
-            record = stored
+        what the engine committed of it (``live_result.py``): no rows read back but
+        ``stored``, its execution row when just read (which shows this end)."""
+        record = committed_record(live) if stored is None else stored
+        runs = committed_runs(live)
         execution_id = record.id
 
         async def events(types: list[str]) -> list[EventRecord]:
