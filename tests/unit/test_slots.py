@@ -59,3 +59,16 @@ async def test_a_cancelled_waiter_loses_no_place() -> None:
     await asyncio.wait_for(after, 1)
     slots.release()
     assert slots.free == 1
+
+
+async def test_a_waiter_cancelled_after_a_release_passed_it_over_leaves_quietly() -> None:
+    slots = Slots(1)
+    assert slots.take_now()
+    gone = asyncio.create_task(slots.wait_for_one())
+    await asyncio.sleep(0)
+    gone.cancel()  # its future is cancelled at once; the task runs later
+    slots.release()  # passes over the cancelled waiter: the place is free again
+    results = await asyncio.gather(gone, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert slots.free == 1
+    assert slots.take_now()

@@ -43,7 +43,7 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a place, cancelled before taking it: pass it on
-            else:
+            elif waiter in self._waiting:  # a release may have dropped it already
                 self._waiting.remove(waiter)
             raise
 
