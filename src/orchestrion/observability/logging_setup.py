@@ -16,18 +16,20 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from orchestrion.core.events import Record
 from orchestrion.governance.log_masking import (
     STANDARD_ATTRIBUTES,
     MaskingFilter,
     mask_process_logs,
     mask_uncaught_exceptions,
 )
-from orchestrion.governance.masking import Masker
 from orchestrion.logcontext import current_node_fields, current_request_id, reaches_a_handler
-from orchestrion.observability.feed import ExecutionInfo
+
+if TYPE_CHECKING:  # the command line imports this module at start: not the engine's
+    from orchestrion.core.events import Record
+    from orchestrion.governance.masking import Masker
+    from orchestrion.observability.feed import ExecutionInfo
 
 __all__ = [
     "ConsoleFormatter",
