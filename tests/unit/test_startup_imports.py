@@ -5,7 +5,8 @@ tens of milliseconds at start-up (docs/BENCHMARKS.md, W0), and so do the built-i
 workflow does not use, the service's and the command line's libraries, croniter (with
 dateutil) for schedules, and the parts of Orchestrion a one-node run has no use for; a fresh
 interpreter runs a one-node workflow through the Python API and reports which of them it
-loaded.
+loaded. The command line imports the module of the command it runs, and not the engine to
+print its help.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from orchestrion.cli.commands import COMMANDS
 
 SCRIPT = textwrap.dedent(
     """
@@ -80,3 +83,54 @@ def test_no_handler_config_reads_its_module_source_to_build() -> None:
         and spec.config_model.model_config.get("use_attribute_docstrings")
     ]
     assert parsing == []
+
+
+CLI_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from orchestrion.cli.app import main
+
+    sys.argv = ["orchestrion", *sys.argv[1:]]
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    print(json.dumps({"code": code, "loaded": sorted(sys.modules)}))
+    """
+)
+
+
+def _cli_loads(tmp_path: Path, *arguments: str) -> tuple[int, set[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_SCRIPT, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report["code"], set(report["loaded"])
+
+
+def test_a_command_loads_its_own_module_and_not_the_others(tmp_path: Path) -> None:
+    """The command line imports the module of the command it runs, not every command's."""
+    (tmp_path / "hello.yaml").write_text(
+        "name: hello\ndag:\n  nodes:\n    - id: hello\n      handler: noop\n", encoding="utf-8"
+    )
+    code, loaded = _cli_loads(tmp_path, "validate", "hello.yaml")
+    assert code in (0, None)
+    modules = {module for _, module, _ in COMMANDS} - {"root", "definitions"}
+    others = {f"orchestrion.cli.{module}" for module in modules}
+    assert "orchestrion.cli.running" in others
+    assert "orchestrion.cli.definitions" in loaded
+    assert sorted(others & loaded) == []
+    assert "orchestrion.engine.facade" not in loaded  # validating runs nothing
+
+
+def test_help_lists_every_command_without_the_engine(tmp_path: Path) -> None:
+    code, loaded = _cli_loads(tmp_path, "--help")
+    assert code == 0
+    engine = {"orchestrion.engine.facade", "orchestrion.core.events", "orchestrion.store.base"}
+    assert sorted(engine & loaded) == []

@@ -38,7 +38,6 @@ from orchestrion.cli.audit_sources import read_export, remote_get, remote_record
 from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID
 from orchestrion.cli.local import run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console, err, fail
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ audit_app = typer.Typer(
     help="The signed audit trail: verify it, list records, export them.",
     no_args_is_help=True,
 )
-app.add_typer(audit_app)
 
 HeadOption = Annotated[
     str | None,

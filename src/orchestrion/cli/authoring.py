@@ -13,13 +13,11 @@ from typing import Annotated
 import typer
 
 from orchestrion.cli.exits import EXIT_INVALID, EXIT_OK
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console, err, fail
 
 __all__ = ["examples", "schema"]
 
 
-@app.command()
 def examples(
     directory: Annotated[
         Path, typer.Argument(help="Where to write them (created if missing).")
@@ -52,7 +50,6 @@ def examples(
     raise typer.Exit(EXIT_OK)
 
 
-@app.command()
 def schema() -> None:
     """Print the JSON Schema of the workflow format (for editors: save it and point to it)."""
     from orchestrion.definition.json_schema import shipped_schema_text

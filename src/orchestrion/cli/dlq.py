@@ -50,7 +50,6 @@ from orchestrion.cli.dlq_local import (
 from orchestrion.cli.dlq_render import print_json, render_letter, render_page
 from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ dlq_app = typer.Typer(
     "scale-out mode, parked task messages).",
     no_args_is_help=True,
 )
-app.add_typer(dlq_app)
 
 RedisOption = Annotated[
     str | None,

@@ -25,7 +25,6 @@ from rich.markup import escape
 
 from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_STORE
 from orchestrion.cli.options import DbOption, JsonOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console, err
 
 __all__ = ["keys_app"]
@@ -35,7 +34,6 @@ keys_app = typer.Typer(
     help="Encryption keys of classified values at rest: generate one, rotate to the first.",
     no_args_is_help=True,
 )
-app.add_typer(keys_app)
 
 
 @keys_app.command()

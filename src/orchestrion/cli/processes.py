@@ -22,7 +22,6 @@ from orchestrion.cli import early_signals
 from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE
 from orchestrion.cli.local import database_url
 from orchestrion.cli.options import DbOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import err, fail
 from orchestrion.store.url_display import redacted_url
 
@@ -137,7 +136,6 @@ async def _start_when_reachable(make: Callable[[], Any], stop: asyncio.Event) ->
     return None
 
 
-@app.command()
 def orchestrator(
     db: DbOption = None,
     redis: RedisOption = None,
@@ -197,7 +195,6 @@ def orchestrator(
     _until_signal(log_format, settings, body)
 
 
-@app.command()
 def worker(
     handlers: Annotated[
         str | None,
@@ -265,7 +262,6 @@ def worker(
     _until_signal(log_format, settings, body)
 
 
-@app.command()
 def reaper(
     redis: RedisOption = None,
     log_format: LogFormatOption = "json",
@@ -282,7 +278,6 @@ def reaper(
     _until_signal(log_format, settings, body)
 
 
-@app.command()
 def migrate(db: DbOption = None) -> None:
     """Bring the database schema to the current migration (SQLite or PostgreSQL)."""
     from orchestrion.errors import ConfigurationError, StoreError

@@ -1,5 +1,5 @@
-"""The root ``orchestrion`` typer app, which every command module registers on, with its
-``--version`` option and ``version`` command."""
+"""The root ``orchestrion`` typer app, whose commands ``cli/commands.py`` loads as they are
+used, with its ``--version`` option and ``version`` command."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrion.cli.commands import LazyGroup
 from orchestrion.cli.exits import EXIT_OK
 from orchestrion.cli.terminal import console
 
@@ -14,6 +15,7 @@ __all__ = ["app", "version"]
 
 app = typer.Typer(
     name="orchestrion",
+    cls=LazyGroup,
     help="Durable workflow orchestration: run DAGs from YAML or JSON.",
     no_args_is_help=True,
     add_completion=False,

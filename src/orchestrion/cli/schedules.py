@@ -20,7 +20,6 @@ from rich.table import Table
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console
 
 __all__ = ["schedule_app"]
@@ -30,7 +29,6 @@ schedule_app = typer.Typer(
     help="Schedules (scheduled triggers of definitions): list, pause, resume, fire now, delete.",
     no_args_is_help=True,
 )
-app.add_typer(schedule_app)
 
 ScheduleIdArgument = Annotated[
     str, typer.Argument(help="The schedule: <definition name>:<trigger name>.")

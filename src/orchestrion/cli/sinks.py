@@ -21,7 +21,6 @@ from rich.table import Table
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console
 
 __all__ = ["sinks_app"]
@@ -31,7 +30,6 @@ sinks_app = typer.Typer(
     help="Event sinks: what each owes, and retrying or dropping the events it did not take.",
     no_args_is_help=True,
 )
-app.add_typer(sinks_app)
 
 DeliveryIdArgument = Annotated[
     int, typer.Argument(min=1, help="The delivery's id (see `orchestrion sinks owed`).")

@@ -17,7 +17,6 @@ import typer
 
 from orchestrion.cli.exits import EXIT_INVALID
 from orchestrion.cli.processes import RedisOption, _redacted
-from orchestrion.cli.root import app
 from orchestrion.cli.supervisor import Child, Topology, child_main
 from orchestrion.cli.terminal import fail
 
@@ -84,7 +83,6 @@ def _scaleout_settings(db: str | None, redis: str | None) -> Any:
     return settings
 
 
-@app.command()
 def up(
     orchestrators: Annotated[
         int, typer.Option("--orchestrators", min=1, max=64, help="Orchestrator processes.")

@@ -22,7 +22,6 @@ from rich.table import Table
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.root import app
 from orchestrion.cli.terminal import console
 
 __all__ = ["versions_app"]
@@ -32,7 +31,6 @@ versions_app = typer.Typer(
     help="Versions of a definition: list them, activate one, deprecate one.",
     no_args_is_help=True,
 )
-app.add_typer(versions_app)
 
 NameArgument = Annotated[str, typer.Argument(help="The definition's name.")]
 VersionArgument = Annotated[str, typer.Argument(help="The version.")]
