@@ -85,6 +85,9 @@ def print_definition_error(exc: Any) -> None:
 
 def print_warnings(warnings: Any) -> None:
     """A definition's warnings on stderr, unless ORCHESTRION_LOG_LEVEL asks for less."""
+    warnings = list(warnings)
+    if not warnings:
+        return  # the level is read from the settings: not for nothing to print
     if logging.getLevelName(log_level().upper()) > logging.WARNING:
         return
     for warning in warnings:
