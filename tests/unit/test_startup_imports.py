@@ -134,3 +134,29 @@ def test_help_lists_every_command_without_the_engine(tmp_path: Path) -> None:
     assert code == 0
     engine = {"orchestrion.engine.facade", "orchestrion.core.events", "orchestrion.store.base"}
     assert sorted(engine & loaded) == []
+
+
+def test_no_model_built_at_start_has_a_builtin_type_as_default_factory() -> None:
+    """Pydantic reads a default factory's signature as the model is built; for ``list`` or
+    ``dict`` that parses their text signature (tokenize, ast) at every start."""
+    import importlib
+
+    from pydantic import BaseModel
+
+    modules = (
+        "orchestrion.definition.model",
+        "orchestrion.settings",
+        "orchestrion.governance.policy",
+        "orchestrion.governance.llm_providers",
+        "orchestrion.governance.secret_routes",
+    )
+    builtin = (list, dict, set, tuple, frozenset)
+    found = [
+        f"{model.__module__}.{model.__name__}.{name}"
+        for module in modules
+        for model in vars(importlib.import_module(module)).values()
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        for name, field in model.model_fields.items()
+        if any(field.default_factory is kind for kind in builtin)
+    ]
+    assert found == []

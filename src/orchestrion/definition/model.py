@@ -113,7 +113,9 @@ class CompensationSpec(_Strict):
     """The handler that undoes a node's effect when the execution fails (saga)."""
 
     handler: str = "python"
-    config: dict[str, Any] = Field(default_factory=dict)
+    # Factories are lambdas, not list or dict: pydantic reads a factory's signature as the
+    # model is built, and a builtin's means parsing its text signature (a few ms per start).
+    config: dict[str, Any] = Field(default_factory=lambda: {})
     timeout: Duration | None = None
 
 
@@ -141,7 +143,7 @@ class NodeSpec(_Strict):
     name: str | None = None
     description: str | None = None
     dependencies: tuple[str, ...] = ()
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=lambda: {})
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
     when: str | None = None
@@ -219,7 +221,7 @@ class WorkflowSpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     version: str | None = Field(default=None, max_length=64)
     description: str | None = None
-    inputs: dict[str, InputParam] = Field(default_factory=dict)
+    inputs: dict[str, InputParam] = Field(default_factory=lambda: {})
     defaults: NodeDefaults = Field(default_factory=NodeDefaults)
     timeout: Duration | None = None
     on_failure: Literal["compensate", "none"] = "compensate"
@@ -230,7 +232,7 @@ class WorkflowSpec(_Strict):
     routing: tuple[dict[str, Any], ...] = ()
     error_handling: tuple[dict[str, Any], ...] = ()
     success_criteria: tuple[SuccessCriterion, ...] = ()
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=lambda: {})
 
     @field_validator("version", mode="before")
     @classmethod

@@ -77,8 +77,8 @@ class ProviderSection(BaseModel):
 
     base_url: str
     api_key_env: str | None = None  # none: the provider takes no key (a local server)
-    models: list[str] = Field(default_factory=list)  # empty: any (llm.allowed_models holds)
-    headers: dict[str, str] = Field(default_factory=dict)  # sent as is; no credentials here
+    models: list[str] = Field(default_factory=lambda: [])  # empty: any (llm.allowed_models holds)
+    headers: dict[str, str] = Field(default_factory=lambda: {})  # sent as is; no credentials here
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"  # "": the header carries the key alone (api-key: KEY)
 
@@ -148,7 +148,7 @@ def _implicit_openai() -> Provider:
 class LlmProviders:
     """The providers of one policy; ``trusted`` is the context's (see the module docstring)."""
 
-    configured: Mapping[str, Provider] = field(default_factory=dict)
+    configured: Mapping[str, Provider] = field(default_factory=lambda: {})
     trusted: bool = True
 
     @classmethod

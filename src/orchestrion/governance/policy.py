@@ -69,7 +69,11 @@ class MaskingPolicy(_Section):
     kinds: list[Annotated[str, AfterValidator(_known_kind)]] = Field(
         default_factory=lambda: list(MASKING_ORDER)
     )
-    patterns: dict[str, Annotated[str, AfterValidator(_compiles)]] = Field(default_factory=dict)
+    # Factories are lambdas, not list or dict: pydantic reads a factory's signature as the
+    # model is built, and a builtin's means parsing its text signature (a few ms per start).
+    patterns: dict[str, Annotated[str, AfterValidator(_compiles)]] = Field(
+        default_factory=lambda: {}
+    )
     classifications: list[Classification] = Field(default_factory=lambda: list(_CLASSIFIED))
 
     def masker(self) -> Masker:
@@ -118,14 +122,14 @@ class AuditPolicy(_Section):
 
 
 class LlmSection(_Section):
-    allowed_models: list[str] = Field(default_factory=list)
+    allowed_models: list[str] = Field(default_factory=lambda: [])
     max_tokens: int | None = Field(default=None, ge=1)
     injection_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_INJECTION_PHRASES))
-    injection_patterns: list[str] = Field(default_factory=list)
+    injection_patterns: list[str] = Field(default_factory=lambda: [])
     review_below_confidence: float | None = Field(default=None, ge=0, le=1)
     confidence_field: str | None = Field(default=None, min_length=1)
     # name -> endpoint and credential (governance/llm_providers.py); openai/offline built in
-    providers: dict[str, ProviderSection] = Field(default_factory=dict)
+    providers: dict[str, ProviderSection] = Field(default_factory=lambda: {})
 
     @field_validator("providers")
     @classmethod
@@ -146,9 +150,9 @@ class LlmSection(_Section):
 
 class HttpSection(_Section):
     deny_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_NETWORKS))
-    allow_networks: list[str] = Field(default_factory=list)
+    allow_networks: list[str] = Field(default_factory=lambda: [])
     deny_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_HOSTS))
-    allow_hosts: list[str] = Field(default_factory=list)
+    allow_hosts: list[str] = Field(default_factory=lambda: [])
     deny_private: bool = False
     deny_loopback: bool = False
     deny_reserved: bool = True
@@ -166,7 +170,7 @@ class HttpSection(_Section):
 
 
 class PythonSection(_Section):
-    allowed_modules: list[str] = Field(default_factory=list)
+    allowed_modules: list[str] = Field(default_factory=lambda: [])
 
 
 class TemplateSection(_Section):
@@ -217,9 +221,9 @@ class GovernancePolicy(_Section):
     templates: TemplateSection = Field(default_factory=TemplateSection)
     definitions: DefinitionSection = Field(default_factory=DefinitionSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
-    required_headers: list[str] = Field(default_factory=list)
+    required_headers: list[str] = Field(default_factory=lambda: [])
     # secret name -> where it may be sent (governance/secret_routes.py)
-    secrets: dict[str, SecretRouteSection] = Field(default_factory=dict)
+    secrets: dict[str, SecretRouteSection] = Field(default_factory=lambda: {})
 
     @field_validator("masking")
     @classmethod

@@ -102,8 +102,10 @@ class SecretRouteSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hosts: list[str] = Field(default_factory=list)
-    providers: list[str] = Field(default_factory=list)
+    # Factories are lambdas, not list or dict: pydantic reads a factory's signature as the
+    # model is built, and a builtin's means parsing its text signature (a few ms per start).
+    hosts: list[str] = Field(default_factory=lambda: [])
+    providers: list[str] = Field(default_factory=lambda: [])
 
     @field_validator("hosts")
     @classmethod
@@ -117,7 +119,7 @@ class SecretRouteSection(BaseModel):
 class Routing:
     """The secrets section, the llm providers and the trust of the context they apply to."""
 
-    routes: Mapping[str, SecretRouteSection] = field(default_factory=dict)
+    routes: Mapping[str, SecretRouteSection] = field(default_factory=lambda: {})
     providers: LlmProviders = field(default_factory=LlmProviders)
 
     @property

@@ -193,8 +193,10 @@ class Settings(BaseSettings):
         description="a task entry idle this long (or its node timeout + 30 s) is reclaimed"
         " even from a live worker",
     )
+    # Factories are lambdas, not list or dict: pydantic reads a factory's signature as the
+    # model is built, and a builtin's means parsing its text signature (a few ms per start).
     reaper_handler_idle: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=dict, description='per-handler idle timeouts: "http:60,llm:600"'
+        default_factory=lambda: {}, description='per-handler idle timeouts: "http:60,llm:600"'
     )
     max_deliveries: int = Field(
         default=5, ge=1, le=1000, description="deliveries of a task before it goes to the DLQ"
@@ -275,7 +277,7 @@ class Settings(BaseSettings):
         description="port to listen on (0: any)",
     )
     api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
-        default_factory=dict,
+        default_factory=lambda: {},
         repr=False,  # keys are credentials: never in a repr or a log line
         description='API keys and their roles: "key1:admin,key2:operator,key3:viewer"; '
         "none: the API is open. A key may be named for approvals and the audit trail: "
@@ -297,15 +299,15 @@ class Settings(BaseSettings):
     )
     # Filled from api_keys' ``key:role:name`` entries (see ``_split_key_names``).
     api_key_names: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, repr=False, exclude=True
+        default_factory=lambda: {}, repr=False, exclude=True
     )
     approver_groups: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
-        default_factory=dict,
+        default_factory=lambda: {},
         description="groups an approval's `approvers` may name: \"finance=cfo+controller,"
         'risk=cro" (members are API key names)',
     )
     teams: Annotated[dict[str, Team], NoDecode] = Field(
-        default_factory=dict,
+        default_factory=lambda: {},
         description="teams that routing rules and error handling name (targets, approvers,"
         ' recipients), as JSON: \'{"cfo": {"members": ["alice"], "notify":'
         " [\"mailto:cfo@example.com\"]}}' (members are API key names); added to teams_file's",
