@@ -13,6 +13,7 @@ import pytest
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import InvalidTransition
+from orchestrion.store.base import ExecutionRecord
 from scaleout import engine_for
 
 
@@ -440,37 +441,27 @@ async def test_map_can_run_a_sub_workflow_per_item(engine: Engine) -> None:
         assert child.parent_execution_id == result.execution_id
 
 
+async def _map_of_slow_children(engine: Engine, items: int) -> ExecutionRecord:
+    """A map of ``items`` child executions run at once, each sleeping 5 s."""
+    wait = {
+        "id": "wait",
+        "handler": "python",
+        "config": {"function": "sleep", "params": {"seconds": 5}},
+    }
+    await engine.submit({"name": "slow-item", "dag": {"nodes": [wait]}})
+    config = {
+        "items": list(range(items)),
+        "concurrency": items,
+        "handler": "workflow",
+        "config": {"workflow": "slow-item"},
+    }
+    return await engine.start_execution(flow({"id": "each", "handler": "map", "config": config}))
+
+
 async def test_a_cancel_during_the_children_s_start_cancels_every_child(engine: Engine) -> None:
     # Cancelled as soon as the first child exists, the map is still creating the others:
     # none of them may run on without its parent.
-    await engine.submit(
-        {
-            "name": "slow-item",
-            "dag": {
-                "nodes": [
-                    {
-                        "id": "wait",
-                        "handler": "python",
-                        "config": {"function": "sleep", "params": {"seconds": 5}},
-                    }
-                ]
-            },
-        }
-    )
-    record = await engine.start_execution(
-        flow(
-            {
-                "id": "each",
-                "handler": "map",
-                "config": {
-                    "items": list(range(16)),
-                    "concurrency": 16,
-                    "handler": "workflow",
-                    "config": {"workflow": "slow-item"},
-                },
-            }
-        )
-    )
+    record = await _map_of_slow_children(engine, 16)
     deadline = time.monotonic() + 5
     while not [e for e in (await engine.list_executions())[0] if e.parent_execution_id]:
         assert time.monotonic() < deadline
@@ -486,33 +477,7 @@ async def test_a_cancel_during_the_children_s_start_cancels_every_child(engine: 
 
 
 async def test_cancelling_a_map_of_sub_workflows_cancels_the_children(engine: Engine) -> None:
-    await engine.submit(
-        {
-            "name": "slow-item",
-            "dag": {
-                "nodes": [
-                    {
-                        "id": "wait",
-                        "handler": "python",
-                        "config": {"function": "sleep", "params": {"seconds": 5}},
-                    }
-                ]
-            },
-        }
-    )
-    record = await engine.start_execution(
-        flow(
-            {
-                "id": "each",
-                "handler": "map",
-                "config": {
-                    "items": [1, 2],
-                    "handler": "workflow",
-                    "config": {"workflow": "slow-item"},
-                },
-            }
-        )
-    )
+    record = await _map_of_slow_children(engine, 2)
     children: list[Any] = []
     deadline = time.monotonic() + 5
     while len(children) < 2:
