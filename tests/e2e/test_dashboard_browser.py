@@ -935,8 +935,14 @@ def signed_in_as(browser: Any, server: Server, key: str, role: str) -> None:
     if role not in who:
         if who != "out":
             sign_out(browser)
-        # The address changes before the sign-in page has loaded: wait for its form.
-        until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
+        # The address changes before the sign-in page has loaded: wait for its form. Once in
+        # a full suite run on a loaded machine the page stayed without it for 30 s: load the
+        # sign-in page afresh then, rather than wait on a navigation that went nowhere.
+        try:
+            until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=15)
+        except AssertionError:
+            browser.get(f"{server.url}/ui/login")
+            until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
         browser.find_element(By.ID, "api-key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
         until(lambda: role in browser.find_element(By.ID, "who").text, f"the {role} signed in")
