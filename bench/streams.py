@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,13 @@ CHAIN: dict[str, Any] = {
 }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -61,7 +69,7 @@ async def run(streams: int, scope: str) -> dict[str, Any]:
         ORCHESTRION_LOG_LEVEL="WARNING",
         ORCHESTRION_RATE_LIMIT_PER_SECOND="0",
     )
-    port = 30000 + os.getpid() % 20000
+    port = _free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "orchestrion.cli.app", "serve", "--port", str(port)]
     with (folder / "server.log").open("wb") as log:

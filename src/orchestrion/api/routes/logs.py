@@ -152,8 +152,8 @@ async def _follow(
 
     async def page(after: int) -> tuple[ExecutionRecord, list[LogLineRecord]]:
         record = await reads.execution(flt.execution_id)  # read before the lines
-        page = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
-        return record, await reads.node_logs(page)
+        wanted = LogFilter(flt.execution_id, flt.node_id, flt.attempt, after, _BATCH)
+        return record, await reads.node_logs(wanted)
 
     async def read(after: int) -> tuple[bool, list[LogLineRecord]]:
         # The streams of this execution woken by one commit read the same page once.
