@@ -341,7 +341,9 @@ def no_script_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not bad, bad
 
 
-def until(check: Callable[[], T | None], what: str, timeout: float = 15) -> T:
+def until(check: Callable[[], T | None], what: str, timeout: float = 15, seen: Any = None) -> T:
+    """``check``'s first true value within ``timeout`` s; with ``seen`` (the browser), a
+    timeout also says which page it was on and what the page showed."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -352,7 +354,11 @@ def until(check: Callable[[], T | None], what: str, timeout: float = 15) -> T:
         except Exception as exc:  # the page is between two renders: look again
             last = exc
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
+    where = ""
+    if seen is not None:
+        shown = seen.execute_script("return document.body ? document.body.innerText : ''")
+        where = f"; at {seen.current_url}, showing {str(shown)[:300]!r}"
+    raise AssertionError(f"timed out waiting for {what} (last error: {last!r}){where}")
 
 
 def start(server: Server, definition: dict[str, Any], inputs: Any = None) -> str:
@@ -390,7 +396,7 @@ def sign_out(browser: Any) -> None:
     browser.find_element(By.ID, "logout").click()
     until(lambda: "/ui/login" in browser.current_url, "the sign-in page after signing out")
     # The address changes before the sign-in page has loaded: wait for its form.
-    until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
+    until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", seen=browser)
 
 
 def node_state(browser: Any, node: str) -> str:
@@ -929,20 +935,14 @@ def signed_in_as(browser: Any, server: Server, key: str, role: str) -> None:
         if "/ui/login" in browser.current_url:
             return "out"
         who = browser.find_elements(By.ID, "who")
-        return str(who[0].text) if who and who[0].text else None
+        text = str(who[0].text) if who else ""
+        return text if text and not text.startswith("not connected") else None
 
-    who = until(settled, "the executions page or the sign-in page", timeout=30)
+    who = until(settled, "the executions page or the sign-in page", timeout=30, seen=browser)
     if role not in who:
         if who != "out":
             sign_out(browser)
-        # The address changes before the sign-in page has loaded: wait for its form. Once in
-        # a full suite run on a loaded machine the page stayed without it for 30 s: load the
-        # sign-in page afresh then, rather than wait on a navigation that went nowhere.
-        try:
-            until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=15)
-        except AssertionError:
-            browser.get(f"{server.url}/ui/login")
-            until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", timeout=30)
+        until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", seen=browser)
         browser.find_element(By.ID, "api-key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
         until(lambda: role in browser.find_element(By.ID, "who").text, f"the {role} signed in")
@@ -1483,6 +1483,50 @@ def test_the_sign_in_form_never_carries_the_key(browser: Any, server: Server) ->
     browser.find_element(By.ID, "api-key").send_keys(secret)
     browser.find_element(By.ID, "sign-in").click()
     until(lambda: "admin" in browser.find_element(By.ID, "who").text, "the admin signed in")
+
+
+def test_signing_out_and_in_again_and_again_never_meets_a_limit(
+    browser: Any, server: Server
+) -> None:
+    """A signed-out browser loads a page shell, its scripts and styles and the sign-in page
+    each time: none of it is counted against the tight limit of callers without a key (2/s,
+    burst 20 here, the default), which is for key guessers."""
+    from selenium.webdriver.common.by import By
+
+    as_admin(browser, server)
+    sign_out(browser)
+    for _ in range(8):  # about 10 requests each, past the tight burst
+        browser.get(f"{server.url}/ui/")
+        until(lambda: "/ui/login" in browser.current_url, "the way to sign in", seen=browser)
+        until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", seen=browser)
+    signed_in_as(browser, server, "view-key", "viewer")
+    assert "viewer" in browser.find_element(By.ID, "who").text
+
+
+def test_a_refused_session_check_says_so_and_tries_again(browser: Any, server: Server) -> None:
+    """When the page's first call is refused (here a 429: the address spent its allowance
+    for callers without a key), the page says it is not connected and asks again, instead
+    of staying empty."""
+    from selenium.webdriver.common.by import By
+
+    as_admin(browser, server)
+    sign_out(browser)
+    codes = [httpx.get(f"{server.url}/v1/workflows").status_code for _ in range(40)]
+    assert 429 in codes, codes  # the tight bucket of this address is empty
+    browser.get(f"{server.url}/ui/")
+    said = until(
+        lambda: (
+            browser.find_element(By.ID, "who").text.startswith("not connected")
+            and browser.find_element(By.ID, "who").text
+        ),
+        "the page to say it is not connected",
+        seen=browser,
+    )
+    assert "rate limit" in said and "trying again" in said, said
+    # The bucket refills at 2/s: the next try gets its 401 and the page goes to sign in.
+    until(lambda: "/ui/login" in browser.current_url, "the way to sign in", seen=browser)
+    until(lambda: browser.find_elements(By.ID, "api-key"), "the sign-in form", seen=browser)
+    signed_in_as(browser, server, "adm-key", "admin")
 
 
 def test_redirects_stay_on_the_origin_whatever_the_host_header(server: Server) -> None:

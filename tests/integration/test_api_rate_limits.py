@@ -27,6 +27,7 @@ from orchestrion.engine.facade import Engine
 from orchestrion.governance.runtime import Governance
 from orchestrion.settings import load_settings
 from orchestrion.store.audit import AuditFilter, AuditRecord
+from orchestrion.web import mount as mount_dashboard
 
 ADMIN, OPERATOR, OTHER, VIEWER = "adm-secret-1", "op-secret-2", "op-secret-3", "view-secret-4"
 KEYS = f"{ADMIN}:admin,{OPERATOR}:operator,{OTHER}:operator,{VIEWER}:viewer"
@@ -47,6 +48,7 @@ async def serving(
     tmp_path: Path,
     governance: Governance | None = None,
     peer: str = PEER,
+    dashboard: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
     config: dict[str, Any] = {
@@ -64,6 +66,8 @@ async def serving(
     engine = Engine(settings=embedded, governance=governance or audited())
     await engine.start()
     app = create_app(engine, settings)
+    if dashboard:  # as `orchestrion serve` mounts it
+        mount_dashboard(app)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=(peer, 4711))
@@ -200,6 +204,46 @@ async def test_trusted_proxy_clients_get_buckets_of_their_own(tmp_path: Path) ->
         for client_address in ("198.51.100.1", "198.51.100.2"):
             forwarded = {"X-Forwarded-For": client_address}
             assert await statuses(client, 4, headers=forwarded) == [401, 401, 401, 429]
+
+
+PAGES = ["/", "/ui", "/ui/", "/ui/login", "/ui/static/app.js", "/ui/static/app.css", "/docs"]
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        pytest.param({}, id="nothing"),
+        pytest.param({"Cookie": "orchestrion_session=forged.or.ended"}, id="a-dead-session"),
+    ],
+)
+async def test_a_signed_out_browser_loads_pages_beyond_the_tight_limit(
+    tmp_path: Path, credential: dict[str, str]
+) -> None:
+    """Pages and static files of the dashboard and the docs test no key: without one they
+    count in a bucket of their own per address, at a key's limit, so a browser that signs
+    out and loads the sign-in page again and again never meets the 2/s meant for guessing."""
+    async with serving(tmp_path, dashboard=True, rate_limit_burst=8) as (client, _):
+        codes = [(await client.get(path, headers=credential)).status_code for path in PAGES]
+        assert 429 not in codes and 401 not in codes, codes
+        # The key guessers' bucket of the address was not touched by the pages.
+        assert await statuses(client, 4) == [401, 401, 401, 429]
+        assert (await client.get("/ui/login", headers=credential)).status_code == 200  # the 8th
+        assert (await client.get("/ui/login", headers=credential)).status_code == 429
+        assert (await client.get("/ui/login", headers=bearer(VIEWER))).status_code == 200
+
+
+async def test_a_page_with_a_wrong_token_is_in_the_key_guessers_bucket(tmp_path: Path) -> None:
+    """A page request that names a key which matches none is limited as every other key
+    guess: its rate-limit headers must not become a fast oracle of which tokens are keys."""
+    async with serving(tmp_path, dashboard=True) as (client, _):
+        guesses = [
+            (await client.get("/ui/login", headers=bearer(f"guess-{i}"))).status_code
+            for i in range(4)
+        ]
+        assert guesses == [200, 200, 200, 429]
+        guessed = await client.get("/ui/", headers=bearer("guess-x"))
+        assert guessed.status_code == 429 and guessed.headers["ratelimit-limit"] == "3"
+        assert (await client.get("/ui/login")).status_code == 200  # no token: the pages' bucket
 
 
 # ---------------------------------------------------------------- the audit trail

@@ -7,8 +7,10 @@ An ASGI middleware, so it answers before a body is read or parsed and before any
    ``ORCHESTRION_TRUSTED_PROXIES`` only). The verdict is kept in ``scope["state"]["caller"]``
    for the role dependencies and the audit trail;
 2. count the request against the caller's bucket (``ratelimit.RateLimiter``): a valid key's
-   own bucket, else the address's, tighter one. A refusal is a 429 with ``Retry-After``;
-   every limited response carries ``RateLimit-Limit``, ``-Remaining`` and ``-Reset``;
+   own bucket, else the address's, tighter one (the pages of the dashboard and the docs: a
+   bucket of their own, ``ratelimit.RateLimiter.limit_for``). A refusal is a 429 with
+   ``Retry-After``; every limited response carries ``RateLimit-Limit``, ``-Remaining`` and
+   ``-Reset``;
 3. with API keys configured, refuse a /v1 call (or one of a compatibility surface,
    api/surfaces.py) without a valid key (401), or signed in by a session cookie but
    changing something without the session's CSRF token (403, api/sessions.py) here, so that an
@@ -29,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import caller_of, unauthenticated
 from orchestrion.api.problems import problem_response
-from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path
+from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path, is_page_path
 
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
@@ -52,13 +54,14 @@ class ApiGate:
             return
         ctx: ApiContext = scope["app"].state.ctx
         caller = caller_of(scope, ctx.settings)
+        page = is_page_path(path)
         decision = await ctx.limiter.take(
-            caller, ctx.redis.rate_buckets if ctx.redis is not None else None
+            caller, ctx.redis.rate_buckets if ctx.redis is not None else None, page=page
         )
         headers = decision.headers() if decision is not None else {}
         if decision is not None and not decision.allowed:
             seconds = headers["Retry-After"]
-            limit = ctx.limiter.limit_for(caller)[1]
+            limit = ctx.limiter.limit_for(caller, page=page)[1]
             response = problem_response(
                 429,
                 f"rate limit of {limit.rate:g} requests/s (burst {limit.burst}) exceeded;"

@@ -173,7 +173,8 @@ class RateLimiter:
     """The limit that applies to a caller, and the buckets it is counted in.
 
     Callers with a valid API key: ``per_key``, one bucket per key. Callers without one:
-    ``unauthenticated``, one bucket per address. When the API is open (no keys configured)
+    ``unauthenticated``, one bucket per address (``per_key`` per address for the pages of the
+    dashboard and the docs, see ``limit_for``). When the API is open (no keys configured)
     every caller is anonymous and gets ``per_key`` per address.
     """
 
@@ -201,19 +202,32 @@ class RateLimiter:
             ),
         )
 
-    def limit_for(self, caller: Caller) -> tuple[str, Limit]:
-        """The identity whose bucket counts ``caller``'s requests, and its limit."""
+    def limit_for(self, caller: Caller, *, page: bool = False) -> tuple[str, Limit]:
+        """The identity whose bucket counts ``caller``'s requests, and its limit.
+
+        ``page``: the request is for a page or static file of the dashboard or the docs
+        (``surfaces.is_page_path``). A browser without a session loads several of them per
+        view (the sign-in page, its script and style...), and they test no key: such requests
+        count in a bucket of their own per address, with a key's limit, so that signing out
+        and in again never meets the tight limit meant for key guessing. A page request that
+        carries a bearer token matching no key stays in that tight bucket: its rate-limit
+        headers would otherwise tell, at a key's rate, whether a guessed token is a key.
+        """
         if caller.bucket is not None:
             return caller.bucket, self.per_key
         where = address_bucket(caller.address)
         if caller.open_api:
             return "anon:" + where, self.per_key
+        if page and (not caller.presented or caller.session_refused):
+            return "page:" + where, self.per_key
         return "addr:" + where, self.unauthenticated
 
-    async def take(self, caller: Caller, shared: SharedBuckets | None = None) -> Decision | None:
-        """Count one request of ``caller``; None when its limit is off. With ``shared`` the
-        bucket is shared by every replica using those buckets."""
-        identity, limit = self.limit_for(caller)
+    async def take(
+        self, caller: Caller, shared: SharedBuckets | None = None, *, page: bool = False
+    ) -> Decision | None:
+        """Count one request of ``caller`` (``page``: see ``limit_for``); None when its limit
+        is off. With ``shared`` the bucket is shared by every replica using those buckets."""
+        identity, limit = self.limit_for(caller, page=page)
         if not limit.enabled:
             return None
         local = self._keys if caller.bucket is not None else self._addresses

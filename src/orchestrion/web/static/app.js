@@ -14,10 +14,11 @@ const O = (() => {
   const ready = [];
 
   class ApiError extends Error {
-    constructor(status, problem) {
+    constructor(status, problem, retryAfter) {
       super((problem && problem.detail) || `HTTP ${status}`);
       this.status = status;
       this.problem = problem || {};
+      this.retryAfter = retryAfter || 0; // seconds, from a 429's or a 503's Retry-After
     }
   }
 
@@ -103,7 +104,9 @@ const O = (() => {
     let data = null;
     const type = response.headers.get("content-type") || "";
     if (type.includes("json")) data = await response.json();
-    if (!response.ok) throw new ApiError(response.status, data);
+    if (!response.ok) {
+      throw new ApiError(response.status, data, Number(response.headers.get("retry-after")));
+    }
     return data;
   }
 
@@ -123,7 +126,13 @@ const O = (() => {
     try {
       me = await api("GET", "/v1/session");
     } catch (error) {
-      return; // toLogin did it
+      if (error instanceof ApiError && error.status === 401) return; // toLogin did it
+      // Busy (429, 503), restarting or out of reach: say so on the page and ask again, rather
+      // than leave a page that shows nothing and never fills.
+      const wait = Math.min(Math.max(Math.ceil(error.retryAfter || 0), 2), 30);
+      $("who").textContent = `not connected (${error.message}): trying again in ${wait} s`;
+      setTimeout(start, wait * 1000);
+      return;
     }
     csrf = me.csrf_token;
     document.body.dataset.role = me.open ? "admin" : me.role;
