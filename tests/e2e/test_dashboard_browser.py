@@ -1529,6 +1529,36 @@ def test_a_refused_session_check_says_so_and_tries_again(browser: Any, server: S
     signed_in_as(browser, server, "adm-key", "admin")
 
 
+def test_a_refused_event_stream_is_opened_again(browser: Any, server: Server) -> None:
+    """The execution page's event stream refused (429: the signed-in key holds every stream
+    it may open) is opened again once a slot is free, and the page follows the run to its
+    end without a reload; the browser alone would have given up for good."""
+    as_admin(browser, server)
+    browser.get(f"{server.url}/ui/definitions")  # a page that follows no stream
+    execution_id = start(server, STEPS)  # four steps of 1 s
+    stream = f"{server.url}/v1/workflows/{execution_id}/events/stream"
+    held: list[httpx.Response] = []
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+        try:
+            # Every stream the key may open (32 by default).
+            while len(held) < 40:
+                response = client.send(
+                    client.build_request("GET", stream, headers=ADMIN), stream=True
+                )
+                if response.status_code == 429:
+                    response.close()
+                    break
+                held.append(response)
+            assert 0 < len(held) < 40, len(held)
+            open_execution(browser, server, execution_id)
+            time.sleep(1.5)  # the page's stream is refused meanwhile
+            assert node_state(browser, "s4") != "COMPLETED"
+        finally:
+            for response in held:
+                response.close()
+    until(lambda: node_state(browser, "s4") == "COMPLETED", "the run followed", timeout=30)
+
+
 def test_redirects_stay_on_the_origin_whatever_the_host_header(server: Server) -> None:
     for path, target in (("/ui/static", "/ui/static/"), ("/", "/ui/"), ("/ui", "/ui/")):
         # A name the server does not answer to gets no redirect at all (DNS rebinding)...

@@ -225,12 +225,26 @@ const O = (() => {
     let source = null;
     let closed = false;
     let last = null;
+    let delay = 1000;
     function open() {
       const url = last === null ? path : withParam(path, "after", last);
-      source = openSource(url);
-      source.onopen = () => onState && onState("live");
-      source.onerror = () => {
+      const opened = openSource(url);
+      source = opened;
+      opened.onopen = () => {
+        delay = 1000;
+        onState && onState("live");
+      };
+      opened.onerror = () => {
         onState && onState("reconnecting");
+        // The browser reconnects by itself after a dropped connection, but gives up for good
+        // after an answer that is not a stream (429 over the caller's stream limit, 503 over
+        // the server's, or while it restarts): open it again later, from the last event seen.
+        if (opened.readyState !== NativeEventSource.CLOSED || closed) return;
+        sources.delete(opened);
+        setTimeout(() => {
+          if (!closed && source === opened) open();
+        }, delay);
+        delay = Math.min(delay * 2, 30000);
       };
       const handler = (message) => {
         if (message.lastEventId) last = message.lastEventId;
@@ -240,8 +254,8 @@ const O = (() => {
           console.error(error);
         }
       };
-      source.onmessage = handler;
-      for (const type of STREAM_TYPES) source.addEventListener(type, handler);
+      opened.onmessage = handler;
+      for (const type of STREAM_TYPES) opened.addEventListener(type, handler);
     }
     open();
     return {

@@ -506,19 +506,37 @@
     }
     if (FINAL.has(detail.status) || logs.node !== node) return;
     // Still running: follow its lines; the stream ends once the execution is final.
-    const source = O.openSource(`${path}/stream?after=${after}`);
-    logs.source = source;
     let empty = box.textContent === "(no log lines)";
-    source.addEventListener("log", (message) => {
-      const line = O.visible(logLine(JSON.parse(message.data)));
-      // A line is added as a text node of its own: the box's text is never copied again.
-      if (empty) box.textContent = line;
-      else box.append(document.createTextNode(`\n${line}`));
-      empty = false;
-    });
-    source.onerror = () => {
-      if (FINAL.has(detail.status)) source.close();
+    let delay = 1000;
+    const followFrom = () => {
+      const source = O.openSource(`${path}/stream?after=${after}`);
+      logs.source = source;
+      source.onopen = () => {
+        delay = 1000;
+      };
+      source.addEventListener("log", (message) => {
+        if (message.lastEventId) after = message.lastEventId;
+        const line = O.visible(logLine(JSON.parse(message.data)));
+        // A line is added as a text node of its own: the box's text is never copied again.
+        if (empty) box.textContent = line;
+        else box.append(document.createTextNode(`\n${line}`));
+        empty = false;
+      });
+      source.onerror = () => {
+        if (FINAL.has(detail.status)) {
+          source.close();
+          return;
+        }
+        // Refused (429, 503) or answered by a restarting server, the browser gives up for
+        // good: follow again later, from the last line shown, while the panel shows the node.
+        if (source.readyState !== EventSource.CLOSED) return;
+        setTimeout(() => {
+          if (logs.source === source && logs.node === node) followFrom();
+        }, delay);
+        delay = Math.min(delay * 2, 30000);
+      };
     };
+    followFrom();
   }
 
   // ------------------------------------------------------------------ timeline
