@@ -161,11 +161,11 @@ class NodeExecutor:
         self._weights: dict[int, tuple[Any, str | None, str, bool, bool]] = {}
         # id(config) -> (config, handler, its recorded inputs as JSON, looked at), for configs
         # rendered with nothing to scrub: what is stored of one without templates is the
-        # same at every attempt, so it is worked out once and each attempt reads its own copy
-        # back. A config is looked at for templates when it comes again (JSON None: it has
-        # some), so a node that runs once pays nothing for it.
-        # Once it has templates: whether any of them mentions ``secrets`` (none: the
-        # rendered config is stored as it is, no walk to keep parts as declared).
+        # same at every attempt, so it is worked out once (whether it has templates is known
+        # from its weight) and each attempt reads its own copy back (JSON None: it has some).
+        # Once it has templates and comes again: whether any of them mentions ``secrets``
+        # (none: the rendered config is stored as it is, no walk to keep parts as declared),
+        # so a templated node that runs once pays nothing for that look.
         self._recorded: dict[int, tuple[Any, str, str | None, bool, bool]] | None = (
             {} if stable_configs else None
         )
@@ -384,9 +384,12 @@ class NodeExecutor:
         key = id(raw)
         known = remembered.get(key)
         if known is not None and known[0] is raw and known[1] == spec.name:
-            if not known[3]:  # seen once: worth a look for templates now, once
-                text = None if _has_template(raw) else known[2]
-                known = (raw, spec.name, text, True, text is None and mentions_secrets(raw))
+            if not known[3]:  # templated, seen once: worth a look for ``secrets`` now, once
+                if _has_template(raw):
+                    known = (raw, spec.name, None, True, mentions_secrets(raw))
+                else:  # whether it had templates was no longer known when it first came
+                    text = recorded_inputs_json(raw, rendered, None, spec.name, secrets=False)
+                    known = (raw, spec.name, text, True, False)
                 remembered[key] = known
             text = known[2]
             if text is not None:
@@ -394,10 +397,17 @@ class NodeExecutor:
                 return stored
             # It has templates: rendered anew each time.
             return recorded_inputs(raw, rendered, None, spec.name, secrets=known[4])
-        text = recorded_inputs_json(raw, rendered, None, spec.name)
+        # Whether it holds a template was worked out with the attempt's weight (True when
+        # no longer known). Without one, nothing renders a secret: no walk to keep parts
+        # as declared, and its JSON is what every attempt stores.
+        templated = self._templated(raw)
+        text = recorded_inputs_json(raw, rendered, None, spec.name, secrets=templated)
         if len(remembered) >= _FACTS_MAX:
             remembered.clear()
-        remembered[key] = (raw, spec.name, text, False, True)
+        if templated:
+            remembered[key] = (raw, spec.name, None, False, True)
+        else:
+            remembered[key] = (raw, spec.name, text, True, False)
         if text is None:
             return None
         first: dict[str, Any] = json.loads(text)
@@ -449,10 +459,17 @@ class NodeExecutor:
             and known[2] == task.handler
         ):
             return known[3]
-        heavy = renders_off_loop(task.handler, config, when, self._canonical)
+        templated = _has_template(config)
+        # Without template markup, a ``when:`` or a condition's cases (bare expressions, in
+        # a condition's or a map's config), nothing renders: light, without a second walk.
+        heavy = (
+            templated
+            or bool(when)
+            or (isinstance(config, Mapping) and ("cases" in config or "config" in config))
+        ) and renders_off_loop(task.handler, config, when, self._canonical)
         if len(self._weights) >= _FACTS_MAX:
             self._weights.clear()
-        self._weights[id(config)] = (config, when, task.handler, heavy, _has_template(config))
+        self._weights[id(config)] = (config, when, task.handler, heavy, templated)
         return heavy
 
     def _templated(self, config: Any) -> bool:
@@ -463,10 +480,10 @@ class NodeExecutor:
 
 
 def _has_template(value: Any) -> bool:
-    """Whether ``value`` (dicts and lists, recursively) holds a template anywhere."""
+    """Whether ``value`` (mappings and lists, recursively) holds a template anywhere."""
     if isinstance(value, str):
         return is_template(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return any(_has_template(item) for item in value.values())
     if isinstance(value, list | tuple):
         return any(_has_template(item) for item in value)
