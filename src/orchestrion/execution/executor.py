@@ -73,6 +73,7 @@ from orchestrion.governance.secret_scrub import Scrubber
 from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Resources, Wait
 from orchestrion.handlers.config_context import validation_context
 from orchestrion.handlers.registry import HandlerRegistry
+from orchestrion.handlers.resources import Controls
 from orchestrion.templates.rendering import (
     build_context,
     evaluate_condition,
@@ -169,6 +170,8 @@ class NodeExecutor:
         self._recorded: dict[int, tuple[Any, str, str | None, bool, bool]] | None = (
             {} if stable_configs else None
         )
+        # The controls the last attempt was validated under, with their validation context.
+        self._validation: tuple[Controls, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ in a task
 
@@ -350,9 +353,7 @@ class NodeExecutor:
             else attempt_resources(self.resources, task.trust)
         )
         config = (
-            spec.config_model.model_validate(
-                rendered, context=validation_context(resources.controls)
-            )
+            spec.config_model.model_validate(rendered, context=self._context_of(resources))
             if spec.config_model
             else rendered
         )
@@ -371,6 +372,15 @@ class NodeExecutor:
             wait_result=task.wait_result,
         )
         return spec, config, ctx, inputs
+
+    def _context_of(self, resources: Resources) -> dict[str, Any]:
+        """The validation context of ``resources``' controls: the same for every attempt
+        under them (the process's, or untrusted work's), so made once for each."""
+        controls = resources.controls
+        last = self._validation
+        if last is None or last[0] is not controls:
+            last = self._validation = (controls, validation_context(controls))
+        return last[1]
 
     def _recorded_inputs(
         self, task: TaskMessage, spec: HandlerSpec, raw: Any, rendered: Any

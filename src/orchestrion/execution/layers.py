@@ -10,7 +10,8 @@ middleware does. The executor runs every attempt, inline (``run_now``) or in a t
   ``enter`` returned);
 - ``check``: before anything renders, on both paths: raise to refuse the attempt;
 - ``call``: around the awaited handler call (an inline ``run_now`` has nothing to await:
-  no timeout can run out and no circuit guards it); ``proceed`` is the rest of the stack;
+  no timeout can run out and no circuit guards it); ``proceed`` is the rest of the stack,
+  and a layer with nothing to do for an attempt returns ``proceed``'s awaitable as it is;
 - ``output`` / ``error``: what the attempt's output and error become before they are
   reported;
 - ``has_work_for``: whether the layer's ``output`` can change anything for attempts of a
@@ -78,8 +79,11 @@ class Layer:
     def check(self, task: TaskMessage) -> None:
         return None
 
-    async def call(self, attempt: Attempt, proceed: Proceed) -> Any:
-        return await proceed(attempt)
+    def call(self, attempt: Attempt, proceed: Proceed) -> Awaitable[Any]:
+        """What awaits the rest of the stack (``proceed``) for ``attempt``: a coroutine of
+        the layer's own, or, when it has nothing to do for this attempt, ``proceed``'s
+        awaitable itself (no frame of its own)."""
+        return proceed(attempt)
 
     def output(self, task: TaskMessage, output: Any) -> Any:
         return output
@@ -93,8 +97,9 @@ class Layer:
         return True
 
 
-async def _handler_call(attempt: Attempt) -> Any:
-    return await attempt.spec.run(attempt.ctx, attempt.config)
+def _handler_call(attempt: Attempt) -> Awaitable[Any]:
+    # The handler's own coroutine, awaited by the layer above: no frame of its own.
+    return attempt.spec.run(attempt.ctx, attempt.config)
 
 
 def _overrides(layer: Layer, hook: str) -> bool:

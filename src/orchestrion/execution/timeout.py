@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from orchestrion.execution.failures import NodeTimeout
@@ -16,10 +17,13 @@ class Timeout(Layer):
 
     __slots__ = ()
 
-    async def call(self, attempt: Attempt, proceed: Proceed) -> Any:
+    def call(self, attempt: Attempt, proceed: Proceed) -> Awaitable[Any]:
         seconds = attempt.task.timeout
         if not seconds:
-            return await proceed(attempt)
+            return proceed(attempt)  # no deadline: no coroutine of its own either
+        return self._within(seconds, attempt, proceed)
+
+    async def _within(self, seconds: float, attempt: Attempt, proceed: Proceed) -> Any:
         try:
             async with asyncio.timeout(seconds):
                 return await proceed(attempt)

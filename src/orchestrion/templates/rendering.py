@@ -219,11 +219,22 @@ _LIMITS: ContextVar[TemplateLimits] = ContextVar(
 )
 
 
+# The last two distinct limits found equal: a policy's own limits and those in force.
+_EQUAL: tuple[TemplateLimits | None, TemplateLimits | None] = (None, None)
+
+
 def enter_template_limits(limits: TemplateLimits | None) -> Token[TemplateLimits] | None:
     """Render with ``limits`` from now on (``None``: keep those in force), for a scope
     entered and left by two calls (an attempt's layers); what ``leave_template_limits``
     needs: None when they are in force already (the common case: nothing to reset)."""
-    if limits is None or limits == _LIMITS.get():
+    global _EQUAL
+    if limits is None:
+        return None
+    current = _LIMITS.get()
+    if limits is current or (_EQUAL[0] is limits and _EQUAL[1] is current):
+        return None
+    if limits == current:
+        _EQUAL = (limits, current)  # frozen: equal for good (every attempt asks again)
         return None
     return _LIMITS.set(limits)
 
