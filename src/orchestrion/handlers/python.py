@@ -248,7 +248,8 @@ def resolve_function(name: str, allowlist: Collection[str] | None = None) -> Cal
 
     Raises ``UnresolvableFunction`` (a ValueError) or ``PolicyViolation``.
     """
-    _load_examples()
+    if not _examples_loaded:
+        _load_examples()
     found = function_registry.get(name)
     if found is not None:
         return found
@@ -335,8 +336,12 @@ class _Call:
         sig = self.signature
         if sig is None:
             return
-        keys = kwargs.keys()
-        if self.required <= keys and (self.by_keyword is None or keys <= self.by_keyword):
+        # Set methods over the dict itself: comparing with a keys view takes the slow,
+        # generic path, several times the cost of the check on every call.
+        required, by_keyword = self.required, self.by_keyword
+        if (not required or required.issubset(kwargs)) and (
+            by_keyword is None or by_keyword.issuperset(kwargs)
+        ):
             return
         try:
             sig.bind(**kwargs)
@@ -427,12 +432,12 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
         func = resolve_function(name, allowlist)
     except UnresolvableFunction as exc:
         raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
-    kwargs = dict(config.params)
+    kwargs = config.params  # read only: the call's own keyword arguments are a new dict
     call = _call_of(func)
     ctx_param = call.ctx_param
     # A param of that name given in the config is the user's value, not the context.
     if ctx_param is not None and ctx_param not in kwargs:
-        kwargs[ctx_param] = ctx
+        kwargs = {**kwargs, ctx_param: ctx}
     call.check(name, kwargs)
     # No rendered value in the line (the name may come from a classified input).
     logger.debug("calling the python function of node %s", ctx.node_id)
