@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -55,6 +54,7 @@ from orchestrion.execution.log_capture import (
     take_inline,
 )
 from orchestrion.execution.rendered_inputs import (
+    copy_of,
     mentions_secrets,
     recorded_inputs,
     recorded_inputs_json,
@@ -403,7 +403,7 @@ class NodeExecutor:
                 remembered[key] = known
             text = known[2]
             if text is not None:
-                stored: dict[str, Any] = json.loads(text)  # a copy of its own, as ever
+                stored: dict[str, Any] = copy_of(text)  # a copy of its own, as ever
                 return stored
             # It has templates: rendered anew each time.
             return recorded_inputs(raw, rendered, None, spec.name, secrets=known[4])
@@ -420,7 +420,7 @@ class NodeExecutor:
             remembered[key] = (raw, spec.name, text, True, False)
         if text is None:
             return None
-        first: dict[str, Any] = json.loads(text)
+        first: dict[str, Any] = copy_of(text)
         return first
 
     def _scrubber(self, task: TaskMessage, spec: HandlerSpec) -> Scrubber | None:
@@ -475,7 +475,9 @@ class NodeExecutor:
         heavy = (
             templated
             or bool(when)
-            or (isinstance(config, Mapping) and ("cases" in config or "config" in config))
+            or type(config) is not dict
+            or "cases" in config
+            or "config" in config
         ) and renders_off_loop(task.handler, config, when, self._canonical)
         if len(self._weights) >= _FACTS_MAX:
             self._weights.clear()
@@ -490,11 +492,15 @@ class NodeExecutor:
 
 
 def _has_template(value: Any) -> bool:
-    """Whether ``value`` (mappings and lists, recursively) holds a template anywhere."""
+    """Whether ``value`` (dicts and lists, recursively) holds a template anywhere; another
+    kind of mapping counts as holding one (it is looked at as templates are)."""
     if isinstance(value, str):
         return is_template(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return any(_has_template(item) for item in value.values())
     if isinstance(value, list | tuple):
         return any(_has_template(item) for item in value)
-    return False
+    return value is not None and type(value) not in _SCALARS and isinstance(value, Mapping)
+
+
+_SCALARS = frozenset({int, float, bool})

@@ -20,6 +20,7 @@ once the child answers, ``store/encrypted.py``); the child keeps them, sealed if
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 from orchestrion.execution.storable import escaped, json_escaped, needs_escape
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_RENDERED_BYTES",
     "OMITTED_KEY",
     "PARENT_HANDLERS",
+    "copy_of",
     "mentions_secrets",
     "recorded_inputs",
     "recorded_inputs_json",
@@ -39,6 +41,14 @@ OMITTED_KEY: Final = "omitted"
 PARENT_HANDLERS: Final = frozenset({"workflow", "map"})
 _CHILDREN_KEEP_THEM: Final = "this node starts child executions: their inputs are kept with them"
 _CHILDREN_MARKER: Final = json.dumps({OMITTED_KEY: _CHILDREN_KEEP_THEM})
+# json's own scanner, called without ``json.loads``'s wrapping: every attempt reads one.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def copy_of(text: str) -> Any:
+    """The value of ``text``, as ``json.loads`` gives it, for text this module wrote
+    (``json.dumps``: one value, nothing before or after it, so nothing to skip)."""
+    return _SCAN(text, 0)[0]
 
 
 def recorded_inputs(
@@ -51,7 +61,7 @@ def recorded_inputs(
     if text is None:
         return None
     # A copy in plain JSON values: nothing the handler does to its config changes it.
-    stored: dict[str, Any] = json.loads(text)
+    stored: dict[str, Any] = copy_of(text)
     return stored
 
 
