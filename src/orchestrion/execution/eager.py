@@ -66,7 +66,10 @@ def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[No
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     eager = _Eager(coro)
-    task = loop.create_task(_rest(eager), name=name, context=context)
+    if loop.get_task_factory() is None:  # what ``create_task`` does then, less its wrapping
+        task: asyncio.Task[None] = asyncio.Task(_rest(eager), loop=loop, name=name, context=context)
+    else:
+        task = loop.create_task(_rest(eager), name=name, context=context)
     caller = asyncio.current_task(loop)
     if caller is not None:
         _leave_task(loop, caller)

@@ -294,8 +294,9 @@ class PythonConfig(BaseModel):
         if "{{" in value:
             return value  # an unrendered template: resolved when the node runs
         allowlist = None
-        if isinstance(info.context, Mapping):
-            allowlist = info.context.get(ALLOWLIST_KEY)
+        context = info.context
+        if type(context) is dict or isinstance(context, Mapping):  # dict: no ABC check
+            allowlist = context.get(ALLOWLIST_KEY)
         try:
             resolve_function(value, allowlist)
         except PolicyViolation as exc:
