@@ -30,6 +30,9 @@ class CompiledWorkflow:
     output_nodes: tuple[str, ...]
     sink_nodes: tuple[str, ...]
     criteria: tuple[CriterionPlan, ...] = ()  # the success criteria, ready to evaluate
+    # Each node's data classification as the task message carries it (an enum's ``value``
+    # is a property: read once here, not at every attempt).
+    classifications: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, definition_id: str, spec: WorkflowSpec) -> CompiledWorkflow:
@@ -42,7 +45,8 @@ class CompiledWorkflow:
             plan.ids[i] for i, kids in enumerate(plan.children) if not kids and not routing[i]
         )
         criteria = compile_criteria(spec)
-        return cls(definition_id, plan, tuple(context), outputs, sinks, criteria)
+        classifications = tuple(node.data_classification.value for node in plan.nodes)
+        return cls(definition_id, plan, tuple(context), outputs, sinks, criteria, classifications)
 
     def task_message(
         self,
@@ -62,6 +66,12 @@ class CompiledWorkflow:
             config = {**config, **patch}
         if plan.routing and plan.routing[i]:  # workflow.duration counts from the start
             config = {**config, "started_at": record.started_at}
+        reads = self.context_nodes[i]
+        if len(reads) == 1:  # one parent (a chain, a fan-out): no comprehension's frame
+            read = reads[0]
+            readable = {read: outputs[read]} if read in outputs else {}
+        else:
+            readable = {n: outputs[n] for n in reads if n in outputs}
         return TaskMessage(
             execution_id=record.id,
             node_id=node_id,
@@ -69,12 +79,12 @@ class CompiledWorkflow:
             handler=node.handler,
             config=config,
             inputs=record.inputs,
-            outputs={n: outputs[n] for n in self.context_nodes[i] if n in outputs},
+            outputs=readable,
             dependencies=node.dependencies,
             idempotency_key=f"{record.id}:{node_id}:{attempt}",
             timeout=plan.timeout[i],
             when=node.when,
-            classification=node.data_classification.value,
+            classification=self.classifications[i],
             capabilities=node.capabilities,
             priority=node.priority,
             wait_result=wait_result,
@@ -104,7 +114,7 @@ class CompiledWorkflow:
             dependencies=(*node.dependencies, node_id),
             idempotency_key=f"{record.id}:{node_id}:compensate",
             timeout=node.compensate.timeout,
-            classification=node.data_classification.value,
+            classification=self.classifications[i],
             kind=TaskKind.COMPENSATE,
             correlation_id=record.correlation_id,
             trust=record.trust,
