@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("definition",),
     ("templates",),
     ("settings",),
-    ("errors", "instants", "safe_data", "yaml_aliases", "logcontext", "examples"),
+    ("errors", "instants", "safe_data", "yaml_aliases", "logcontext", "examples", "json_text"),
 ]
 
 # Upward or sideways imports still to be removed: (importing module, imported module).

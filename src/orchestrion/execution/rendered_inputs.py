@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from orchestrion.execution.storable import escaped, json_escaped, needs_escape
 from orchestrion.governance.secret_scrub import Scrubber
+from orchestrion.json_text import quick_encode
 
 __all__ = [
     "MAX_RENDERED_BYTES",
@@ -41,6 +42,7 @@ OMITTED_KEY: Final = "omitted"
 PARENT_HANDLERS: Final = frozenset({"workflow", "map"})
 _CHILDREN_KEEP_THEM: Final = "this node starts child executions: their inputs are kept with them"
 _CHILDREN_MARKER: Final = json.dumps({OMITTED_KEY: _CHILDREN_KEEP_THEM})
+_DUMPS: Final = quick_encode(json.JSONEncoder())
 # json's own scanner, called without ``json.loads``'s wrapping: every attempt reads one.
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
@@ -79,7 +81,7 @@ def recorded_inputs_json(
         kept = scrubber.value(kept)
     text: str | None
     try:
-        text = json.dumps(kept)  # the shared encoder, no ``default``: the common case's cost
+        text = _DUMPS(kept)  # as json.dumps, no ``default``: the common case's cost
     except TypeError:
         text = _as_text(kept)  # a value JSON cannot hold (a set, a date): written as text
     except ValueError:

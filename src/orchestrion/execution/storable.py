@@ -29,6 +29,7 @@ from typing import Any, Final
 from orchestrion import safe_data
 from orchestrion.core.events import ErrorInfo
 from orchestrion.errors import ErrorCategory, PermanentNodeError
+from orchestrion.json_text import quick_encode
 
 __all__ = [
     "DEFAULT_ERROR_CHARS",
@@ -45,6 +46,8 @@ DEFAULT_ERROR_CHARS: Final = 16 * 1024
 """Characters kept of an error's message, and of its traceback (``node_error_max_chars``)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# json.dumps(value, allow_nan=False), without its set-up per call (``json_text.py``).
+_STRICT: Final = quick_encode(json.JSONEncoder(allow_nan=False))
 # A lone surrogate in ASCII JSON text (json.dumps escapes every non-ASCII character; a valid
 # pair is two escapes too, and is told apart by the full check).
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -117,7 +120,7 @@ def check_output(node_id: str, output: Any) -> Any:
     if type(output) is str:
         return escape_text(output)
     try:
-        text = json.dumps(output, allow_nan=False)
+        text = _STRICT(output)
     except (TypeError, ValueError, RecursionError) as exc:
         raise PermanentNodeError(
             f"output of node '{node_id}' cannot be stored as JSON: {_why(output, exc)}",

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
+from orchestrion.json_text import quick_encode
 from orchestrion.store import rules
 from orchestrion.store.base import (
     DefinitionRecord,
@@ -49,7 +50,7 @@ __all__ = [
     "sql_list",
 ]
 
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+dumps = quick_encode(json.JSONEncoder(separators=(",", ":"), ensure_ascii=False))
 _loads = json.loads
 
 DEF_COLS = (
