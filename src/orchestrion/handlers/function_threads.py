@@ -6,8 +6,10 @@ one's state to the other, about 45 µs of CPU per call here against 19 µs for t
 (the function queued, a thread woken, the result handed back to the loop). A chain of quick
 ``def`` functions pays it at every node. ``run_blocking`` makes that trip and nothing else:
 the call, with a copy of the caller's context, goes on a queue that a few threads take from;
-the result (or the exception) is set on an asyncio future through the loop's thread-safe
-call.
+the result (or the exception) is set on an asyncio future by the loop. Results go back through
+one list per loop (``_Returns``): the first wakes the loop (its thread-safe call, a write to
+its self-pipe), and those that come before it has taken them go with it, so that a thousand
+calls ending together are not a thousand wake-ups.
 
 A thread is started only when none is idle, up to ``python_threads`` threads (``configure``,
 16 by default); the other calls wait their turn in the queue. The pool is the python nodes'
@@ -35,6 +37,7 @@ import functools
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +52,7 @@ class _Pool:
 
     def __init__(self, max_threads: int) -> None:
         self.max_threads = max_threads
-        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None]
-        self._calls = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one release per thread waiting for a call
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -61,10 +63,12 @@ class _Pool:
         if register is not None:  # before the interpreter joins its threads
             register(self._stop)
 
-    def submit(self, future: asyncio.Future[Any], call: Callable[[], Any]) -> None:
+    def submit(
+        self, future: asyncio.Future[Any], call: Callable[[], Any], returns: _Returns
+    ) -> None:
         if self._stopping:
             raise RuntimeError("cannot run a blocking function: the interpreter is exiting")
-        self._calls.put((future, call))
+        self._calls.put((future, call, returns))
         if self._idle.acquire(blocking=False):
             return  # a waiting thread takes it
         with self._lock:
@@ -84,7 +88,7 @@ class _Pool:
             item = calls.get()
             if item is None:
                 return
-            future, call = item
+            future, call, returns = item
             del item
             running[slot] = future
             settle: Callable[[asyncio.Future[Any], Any], None]
@@ -93,8 +97,8 @@ class _Pool:
             except BaseException as exc:
                 value, settle = exc, _settle_error
             running[slot] = None
-            _hand_back(future, settle, value)
-            del future, call, value  # nothing of the call outlives it here
+            returns.put(future, settle, value)
+            del future, call, value, returns  # nothing of the call outlives it here
             self._idle.release()
 
     def _stop(self) -> None:
@@ -104,10 +108,56 @@ class _Pool:
                 self._calls.put(None)
 
 
-def _hand_back(future: asyncio.Future[Any], settle: Callable[..., None], value: Any) -> None:
-    # A closed loop raises RuntimeError: nobody waits for the result any more.
-    with contextlib.suppress(RuntimeError):
-        future.get_loop().call_soon_threadsafe(settle, future, value)
+class _Returns:
+    """The results on their way back to one event loop (module docstring)."""
+
+    __slots__ = ("__weakref__", "_armed", "_items", "_lock", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: list[tuple[asyncio.Future[Any], Callable[..., None], Any]] = []
+        self._lock = threading.Lock()
+        self._armed = False  # the loop has been woken and will take what is here
+
+    def put(self, future: asyncio.Future[Any], settle: Callable[..., None], value: Any) -> None:
+        """Hand ``value`` back (any thread): ``settle(future, value)`` runs on the loop."""
+        with self._lock:
+            self._items.append((future, settle, value))
+            if self._armed:
+                return
+            self._armed = True
+        try:
+            self.loop.call_soon_threadsafe(self._take)
+        except RuntimeError:  # a closed loop: nobody waits for the results any more
+            with self._lock:
+                self._items.clear()
+                self._armed = False
+
+    def _take(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._armed = False
+        for future, settle, value in items:
+            settle(future, value)
+
+
+_Call = tuple[asyncio.Future[Any], Callable[[], Any], _Returns]
+_returns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Returns]
+_returns = weakref.WeakKeyDictionary()
+_returns_lock = threading.Lock()
+
+
+def _returns_of(loop: asyncio.AbstractEventLoop) -> _Returns:
+    returns = _returns.get(loop)
+    if returns is None:
+        with _returns_lock:
+            returns = _returns.get(loop)
+            if returns is None:
+                returns = _Returns(loop)
+                # A loop without weak references: a list for each call.
+                with contextlib.suppress(TypeError):
+                    _returns[loop] = returns
+    return returns
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -129,9 +179,11 @@ _pool_lock = threading.Lock()
 
 def _forget_in_child() -> None:
     """A forked child has none of its parent's threads: it starts a pool of its own."""
-    global _pool, _pool_lock
+    global _pool, _pool_lock, _returns, _returns_lock
     _pool = None
     _pool_lock = threading.Lock()
+    _returns = weakref.WeakKeyDictionary()  # a lock held in the parent stays held here
+    _returns_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -183,7 +235,8 @@ def _the_pool() -> _Pool:
 async def run_blocking(func: Callable[..., Any], /, **kwargs: Any) -> Any:
     """``func(**kwargs)`` in a worker thread, with the caller's context, as
     ``asyncio.to_thread`` would run it."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
-    _the_pool().submit(future, functools.partial(context.run, func, **kwargs))
+    _the_pool().submit(future, functools.partial(context.run, func, **kwargs), _returns_of(loop))
     return await future
