@@ -42,6 +42,7 @@ from orchestrion.core.task_kinds import TaskKind
 from orchestrion.core.trust_level import Trust
 from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound
+from orchestrion.execution.config_facts import has_template, plain_validate
 from orchestrion.execution.enforce import attempt_resources
 from orchestrion.execution.failures import classify
 from orchestrion.execution.layers import Attempt, Layer, Stack
@@ -77,7 +78,6 @@ from orchestrion.handlers.resources import Controls
 from orchestrion.templates.rendering import (
     build_context,
     evaluate_condition,
-    is_template,
     render_value,
 )
 from orchestrion.templates.threads import off_loop
@@ -352,11 +352,16 @@ class NodeExecutor:
             if task.trust == Trust.TRUSTED
             else attempt_resources(self.resources, task.trust)
         )
-        config = (
-            spec.config_model.model_validate(rendered, context=self._context_of(resources))
-            if spec.config_model
-            else rendered
-        )
+        model = spec.config_model
+        config: Any
+        if model is None:
+            config = rendered
+        elif plain_validate(model):  # its own validator, without model_validate's frame
+            config = model.__pydantic_validator__.validate_python(
+                rendered, context=self._context_of(resources)
+            )
+        else:
+            config = model.model_validate(rendered, context=self._context_of(resources))
         ctx = NodeContext(
             execution_id=task.execution_id,
             node_id=task.node_id,
@@ -395,7 +400,7 @@ class NodeExecutor:
         known = remembered.get(key)
         if known is not None and known[0] is raw and known[1] == spec.name:
             if not known[3]:  # templated, seen once: worth a look for ``secrets`` now, once
-                if _has_template(raw):
+                if has_template(raw):
                     known = (raw, spec.name, None, True, mentions_secrets(raw))
                 else:  # whether it had templates was no longer known when it first came
                     text = recorded_inputs_json(raw, rendered, None, spec.name, secrets=False)
@@ -469,7 +474,7 @@ class NodeExecutor:
             and known[2] == task.handler
         ):
             return known[3]
-        templated = _has_template(config)
+        templated = has_template(config)
         # Without template markup, a ``when:`` or a condition's cases (bare expressions, in
         # a condition's or a map's config), nothing renders: light, without a second walk.
         heavy = (
@@ -489,18 +494,3 @@ class NodeExecutor:
         the attempt's weight, ``_renders_off_loop``, which every attempt asks first)."""
         known = self._weights.get(id(config))
         return known is None or known[0] is not config or known[4]
-
-
-def _has_template(value: Any) -> bool:
-    """Whether ``value`` (dicts and lists, recursively) holds a template anywhere; another
-    kind of mapping counts as holding one (it is looked at as templates are)."""
-    if isinstance(value, str):
-        return is_template(value)
-    if isinstance(value, dict):
-        return any(_has_template(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_template(item) for item in value)
-    return value is not None and type(value) not in _SCALARS and isinstance(value, Mapping)
-
-
-_SCALARS = frozenset({int, float, bool})
