@@ -44,6 +44,7 @@ from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolatio
 from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import ALLOWLIST_KEY
 from orchestrion.handlers.function_threads import run_blocking
+from orchestrion.json_text import quick_encode
 
 __all__ = [
     "ALLOWLIST_KEY",
@@ -394,9 +395,20 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
 
 
+# json.dumps(value, allow_nan=False) without its set-up per call: an output that passes
+# is written once more by the executor's own check (its lone surrogates escaped).
+_STRICT = quick_encode(json.JSONEncoder(allow_nan=False))
+
+
 def _check_json(name: str, value: Any, node: str) -> None:
     if value is None or type(value) in (str, int, bool):
         return  # the common case: nothing to encode (a float may be NaN)
+    try:
+        _STRICT(value)
+    except (TypeError, ValueError, RecursionError):
+        pass  # written again below, to name what JSON cannot hold
+    else:
+        return
     offending: list[str] = []
 
     def reject(obj: Any) -> Any:
