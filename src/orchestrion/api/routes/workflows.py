@@ -20,6 +20,7 @@ from orchestrion.api.convert import (
     execution_summary,
     results_response,
 )
+from orchestrion.api.direct_route import DirectRoute, direct
 from orchestrion.api.media import JSON_TYPES, media_type
 from orchestrion.api.models import (
     ActionResponse,
@@ -50,11 +51,12 @@ from orchestrion.store.base import DefinitionRecord, ExecutionFilter
 
 __all__ = ["router", "submit_text", "trigger", "workflow_detail"]
 
-router = APIRouter(prefix="/v1", tags=["workflows"])
+router = APIRouter(prefix="/v1", tags=["workflows"], route_class=DirectRoute)
 
 # The hot routes (submit, trigger, status) take the request and no other dependency than
 # their access check: the context and the caller's view are read from it directly, as every
-# node of FastAPI's dependency tree costs each request tens of microseconds.
+# node of FastAPI's dependency tree costs each request tens of microseconds; and their plain
+# requests skip FastAPI's parameter solving altogether (``direct``, api/direct_route.py).
 
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # A definition this short is read and checked on the event loop (tens of nodes: under a
@@ -145,6 +147,7 @@ async def _definition_body(request: Request, limit: int) -> bytes:
     openapi_extra={"requestBody": _DEFINITION_BODY},
     summary="Submit a workflow definition and create a pending execution",
 )
+@direct
 async def submit_workflow(
     request: Request, idempotency_key: IdempotencyKey = None
 ) -> SubmitResponse:
@@ -216,6 +219,7 @@ TriggerBody = Annotated[TriggerRequest | None, Body()]
     responses=error_responses(400, 404, 409, 415),
     summary="Start a pending execution with input params and node config overrides",
 )
+@direct
 async def trigger_workflow(
     execution_id: str,
     request: Request,
@@ -256,6 +260,7 @@ async def trigger(
     responses=error_responses(404),
     summary="An execution's status, node states, attempts, errors and timings",
 )
+@direct
 async def get_workflow(
     execution_id: str,
     request: Request,
