@@ -25,6 +25,7 @@ from orchestrion.api.audit import AuditMiddleware
 from orchestrion.api.auth import identifier, warn_if_open
 from orchestrion.api.browser_guard import BrowserGuard, HostAllowList
 from orchestrion.api.context import ApiContext
+from orchestrion.api.flat_routes import include_flat
 from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
 from orchestrion.api.middleware import RequestMiddleware
@@ -213,7 +214,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         session,
     )
     for module in routers:
-        app.include_router(module.router)
+        if module is workflows:  # the hot routes: matched once a request (api/flat_routes.py)
+            include_flat(app, module.router)
+        else:
+            app.include_router(module.router)
     apidocs.install(app)
     # The reference descriptions' own paths, on the same routes (docs/API.md, "Compatibility").
     for surface in (compat_swarmlite, compat_unversioned, compat_api_v1):
