@@ -28,6 +28,7 @@ from orchestrion.store.base import DefinitionRecord
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.governance.policy import LoadedPolicy
 
 __all__ = ["Definitions"]
 
@@ -43,6 +44,7 @@ class Definitions:
         self._engine = engine
         self.compiled: dict[str, CompiledWorkflow] = {}
         self._records: dict[str, DefinitionRecord] = {}
+        self._limits: tuple[LoadedPolicy, bool, DefinitionLimits] | None = None
 
     def clear(self) -> None:
         """Compile again, under the definition limits now in force."""
@@ -62,17 +64,15 @@ class Definitions:
         from orchestrion.definition.loader import LoadedDefinition, load_definition
 
         engine = self._engine
-        context = enforce.validation_context(engine.governance)
-        limits = self.limits
         if isinstance(source, LoadedDefinition):
-            loaded = source
+            loaded = source  # checked by whoever loaded it (the API: under the same policy)
         elif isinstance(source, WorkflowSpec):
             loaded = await asyncio.to_thread(
                 load_definition,
                 source.model_dump(mode="json", exclude_defaults=True),
                 registry=engine.registry,
-                context=context,
-                limits=limits,
+                context=enforce.validation_context(engine.governance),
+                limits=self.limits,
             )
             loaded.source_format = "python"
         else:
@@ -82,8 +82,8 @@ class Definitions:
                 source,
                 fmt=fmt,
                 registry=engine.registry,
-                context=context,
-                limits=limits,
+                context=enforce.validation_context(engine.governance),
+                limits=self.limits,
             )
         self.check_code_policy(loaded.spec)
         self.check_teams(loaded.spec)
@@ -124,7 +124,13 @@ class Definitions:
     def limits(self) -> DefinitionLimits:
         """The size limits of definitions this engine takes in (``definition_limits``)."""
         governance = self._engine.governance
-        return definition_limits(governance.loaded, trusted=governance.trusted)
+        loaded, trusted = governance.loaded, governance.trusted
+        # Kept while the policy is the same (frozen) object: a submit asks three times, and
+        # working them out anew each time was a twentieth of the submit's CPU.
+        kept = self._limits
+        if kept is None or kept[0] is not loaded or kept[1] != trusted:
+            kept = self._limits = (loaded, trusted, definition_limits(loaded, trusted=trusted))
+        return kept[2]
 
     def check_limits(self, record: DefinitionRecord) -> None:
         """Refuse a stored definition over today's limits."""
