@@ -22,7 +22,8 @@ class Trust(StrEnum):
         """Read a stored or received level: anything but exactly ``trusted`` is untrusted."""
         if isinstance(value, Trust):
             return value
-        return cls.TRUSTED if value == cls.TRUSTED.value else cls.UNTRUSTED
+        # A member is the str of its value: compared as one, without the slow ``value``.
+        return cls.TRUSTED if value == str.__str__(cls.TRUSTED) else cls.UNTRUSTED
 
     @property
     def trusted(self) -> bool:

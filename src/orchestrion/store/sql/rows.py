@@ -52,6 +52,10 @@ __all__ = [
 
 dumps = quick_encode(json.JSONEncoder(separators=(",", ":"), ensure_ascii=False))
 _loads = json.loads
+# Stored states to members by a dict: calling the enum class runs its lookup in Python
+# (several calls per row); an unknown value still gets the enum's own ValueError.
+_EXECUTION_STATUS = {str.__str__(s): s for s in ExecutionStatus}
+_NODE_STATE = {str.__str__(s): s for s in NodeState}
 
 DEF_COLS = (
     "id, name, version, spec, content_hash, source_format, dialect, source, created_at, trust,"
@@ -175,7 +179,7 @@ def execution_of(row: Sequence[Any]) -> ExecutionRecord:
     return ExecutionRecord(
         id=row[0],
         definition_id=row[1],
-        status=ExecutionStatus(row[2]),
+        status=_EXECUTION_STATUS.get(row[2]) or ExecutionStatus(row[2]),
         phase=row[3],
         inputs=_loads(row[4]),
         overrides=_loads(row[5]),
@@ -200,7 +204,7 @@ def node_run_of(row: Sequence[Any]) -> NodeRunRecord:
     return NodeRunRecord(
         execution_id=row[0],
         node_id=row[1],
-        state=NodeState(row[2]),
+        state=_NODE_STATE.get(row[2]) or NodeState(row[2]),
         attempt=row[3],
         started_at=row[4],
         finished_at=row[5],
