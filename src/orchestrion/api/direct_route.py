@@ -33,22 +33,30 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import params
-from fastapi._body_limit import get_body_limit_error
 from fastapi.datastructures import DefaultPlaceholder
-from fastapi.dependencies.utils import request_body_to_args
-from fastapi.routing import (
-    APIRoute,
-    _effective_route_context_var,
-    _extract_endpoint_context,
-    serialize_response,
-)
-from fastapi.telemetry import get_telemetry_data
+from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic_core import PydanticUndefined
 from starlette.exceptions import HTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import Response
+
+# FastAPI's own pieces, some of them private: a FastAPI release without them (the installed
+# one is pinned in constraints.txt) gets every route answered by FastAPI itself, as before.
+try:
+    from fastapi._body_limit import get_body_limit_error
+    from fastapi.dependencies.utils import request_body_to_args
+    from fastapi.routing import (
+        _effective_route_context_var,
+        _extract_endpoint_context,
+        serialize_response,
+    )
+    from fastapi.telemetry import get_telemetry_data
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+except ImportError:  # pragma: no cover - only with another FastAPI than the pinned one
+    _PIECES = False
+else:
+    _PIECES = True
 
 from orchestrion.api.auth import Access
 
@@ -74,7 +82,7 @@ class DirectRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         full = super().get_route_handler()
-        if not getattr(self.endpoint, _MARK, False):
+        if not _PIECES or not getattr(self.endpoint, _MARK, False):
             return full
         # Included in another router, a route is served through its effective context (its
         # full path, the including routers' dependencies): plan from that, as FastAPI does.
