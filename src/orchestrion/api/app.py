@@ -26,6 +26,7 @@ from orchestrion.api.auth import identifier, warn_if_open
 from orchestrion.api.browser_guard import BrowserGuard, HostAllowList
 from orchestrion.api.context import ApiContext
 from orchestrion.api.flat_routes import include_flat
+from orchestrion.api.foreign_commits import follow_foreign_commits
 from orchestrion.api.gate import ApiGate
 from orchestrion.api.hub import EventHub
 from orchestrion.api.middleware import RequestMiddleware
@@ -138,6 +139,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                     raise
             if owns_engine and engine.drives and settings.scheduler:
                 start_scheduler(engine)  # embedded mode: this process fires schedules
+            if owns_engine and engine.drives and settings.api_workers > 1:
+                # Sibling server processes drive executions this one streams.
+                follow = follow_foreign_commits(ctx)
+                background.append(asyncio.create_task(follow, name="orchestrion-foreign-commits"))
             if settings.api_keys:  # sessions exist: refuse those signed out, here or elsewhere
                 await signouts.catch_up(engine.sign_outs, identifier(settings).sessions)
                 signed_out = asyncio.create_task(

@@ -110,6 +110,18 @@ class EventHub:
             if event is not None:
                 event.set()
 
+    def notify_written(self, execution_ids: set[str] | None) -> None:
+        """Wake the streams of these executions (None: of every execution), which another
+        process wrote to, and the global streams."""
+        if not self._watchers or (execution_ids is not None and not execution_ids):
+            return
+        keys = list(self._watchers) if execution_ids is None else execution_ids
+        watched = [key for key in keys if key is not None and key in self._watchers]
+        for execution_id in watched:
+            self.notify(execution_id, [])
+        if not watched:
+            self.notify("", [])  # no stream of these executions: wakes the global streams
+
     def close(self) -> None:
         """Wake every waiting stream (the app is shutting down)."""
         events, self._events = self._events, {}

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -60,11 +61,16 @@ class _Server(uvicorn.Server):
     """uvicorn's server, ending event streams on a signal and not re-raising it after."""
 
     def __init__(
-        self, config: uvicorn.Config, ctx: ApiContext, stop_requested: Callable[[], bool]
+        self,
+        config: uvicorn.Config,
+        ctx: ApiContext,
+        stop_requested: Callable[[], bool],
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
         self._ctx = ctx
         self._stop_requested = stop_requested
+        self._on_started = on_started
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn's own handler records the signal to raise it again once stopped, which
@@ -91,6 +97,8 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 logger.info("listening on http://%s:%d", host, port, extra={"port": port})
+        if self.started and self._on_started is not None:
+            self._on_started()
         if self._stop_requested():  # a signal came before uvicorn had its handlers
             self.handle_exit(signal.SIGTERM, None)
 
@@ -120,11 +128,15 @@ def serve(
     log_format: str | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
     extend: Callable[[FastAPI], None] | None = None,
+    sockets: list[socket.socket] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> bool:
     """Serve until stopped; False when the server could not start (port taken, bad store).
     ``stop_requested`` says whether a stop was asked for before the server had its signal
     handlers: it then stops as soon as it has started. ``extend`` adds to the app before it
-    serves (the command line mounts the web dashboard with it).
+    serves (the command line mounts the web dashboard with it). ``sockets``: listen on these
+    (bound by the parent of several server processes, ``api/workers.py``) instead of binding
+    ``settings.host`` and ``settings.port``; ``on_started`` is called once it listens.
 
     Raises ``ConfigurationError`` when the governance policy is invalid.
     """
@@ -156,11 +168,11 @@ def serve(
     # many times per request, then waits that long each time. A shorter interval keeps
     # /health and every other request answering while a worker thread computes.
     sys.setswitchinterval(_SWITCH_INTERVAL)
-    server = _Server(config, api_context(app), stop_requested)
+    server = _Server(config, api_context(app), stop_requested, on_started)
     line = _StartupErrorLine(api_context(app))
     logging.getLogger("uvicorn.error").addFilter(line)
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         logging.getLogger("uvicorn.error").removeFilter(line)
     return server.started

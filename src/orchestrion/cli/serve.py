@@ -3,7 +3,7 @@ the orchestrators in scale-out mode)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE
 from orchestrion.cli.local import database_url
 from orchestrion.cli.options import DbOption
 from orchestrion.cli.terminal import fail
+
+if TYPE_CHECKING:
+    from orchestrion.settings import Settings
 
 __all__ = ["serve"]
 
@@ -28,6 +31,16 @@ def serve(
         str | None,
         typer.Option("--log-format", help="json (default) or console.", case_sensitive=False),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes sharing the port, each running workflows on the same"
+            " database (default 1; ORCHESTRION_API_WORKERS).",
+        ),
+    ] = None,
     embedded_workers: Annotated[
         bool,
         typer.Option(
@@ -39,11 +52,13 @@ def serve(
     """Serve the REST API and run workflows in this process, until SIGTERM or Ctrl-C.
 
     With ORCHESTRION_REDIS_URL set (scale-out), the API hands executions to the
-    orchestrators instead; --embedded-workers runs them here all the same.
+    orchestrators instead; --embedded-workers runs them here all the same. --workers N
+    starts N server processes on the port, supervised by this one.
     """
     from orchestrion.cli import early_signals
 
     early_signals.defer()
+    from orchestrion.api.workers import check_workers
     from orchestrion.errors import ConfigurationError
     from orchestrion.settings import load_settings
 
@@ -56,12 +71,18 @@ def serve(
         overrides["port"] = port
     if db is not None:
         overrides["database_url"] = database_url(db, create=True)
+    if workers is not None:
+        overrides["api_workers"] = workers
     if embedded_workers:
         overrides["redis_url"] = None
     try:
         settings = load_settings(**overrides)
+        check_workers(settings)
     except ConfigurationError as exc:
         fail(EXIT_INVALID, str(exc))
+    if settings.api_workers > 1:
+        _serve_workers(settings, log_format)
+        return
     from orchestrion.api.server import serve as run_server
     from orchestrion.web import mount
 
@@ -76,3 +97,16 @@ def serve(
         fail(EXIT_INVALID, str(exc))
     if not started:
         raise typer.Exit(EXIT_STORE)
+
+
+def _serve_workers(settings: Settings, log_format: str | None) -> None:
+    """``settings.api_workers`` server processes on one port, supervised by this one."""
+    from orchestrion.api.workers import serve_workers
+    from orchestrion.cli import early_signals
+    from orchestrion.observability.logging_setup import configure_logging
+
+    fmt = (log_format or settings.log_format).lower()
+    configure_logging("console" if fmt == "console" else "json", settings.log_level)
+    code = serve_workers(settings, log_format=fmt, stop_requested=early_signals.requested)
+    if code:
+        raise typer.Exit(code)

@@ -18,6 +18,7 @@ from orchestrion.store.base import (
     ExecutionRecord,
     LogFilter,
     LogLineRecord,
+    Marks,
     NodeRunRecord,
     Store,
 )
@@ -58,6 +59,11 @@ class EngineReads:
     async def journal_head(self) -> int:
         """The seq of the newest journal event (0 when there is none)."""
         return await self._store().journal_head()
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        """The journal's and node logs' marks now, and the executions written since ``marks``
+        (``Store.touched_since``: None when unknown or too many)."""
+        return await self._store().touched_since(marks)
 
     async def definition(self, definition_id: str) -> DefinitionRecord:
         """A stored definition version by id; ``ExecutionNotFound`` for an unknown one."""

@@ -276,6 +276,13 @@ class Settings(BaseSettings):
         validation_alias=_env("port", "SERVER_PORT"),
         description="port to listen on (0: any)",
     )
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="server processes sharing the port, each with its own engine on the "
+        "same database (orchestrion serve --workers); not with memory://",
+    )
     api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
         default_factory=lambda: {},
         repr=False,  # keys are credentials: never in a repr or a log line

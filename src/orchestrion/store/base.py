@@ -20,6 +20,7 @@ from orchestrion.store.schedules import ScheduleStore
 from orchestrion.store.sessions import SessionStore
 
 __all__ = [
+    "TOUCHED_LIMIT",
     "AuditEntry",
     "AuditFilter",
     "AuditRecord",
@@ -32,9 +33,14 @@ __all__ = [
     "ExecutionSnapshot",
     "LogFilter",
     "LogLineRecord",
+    "Marks",
     "NodeRunRecord",
     "Store",
 ]
+
+Marks = tuple[int, int]
+"""The largest ``seq`` of the journal and of the node logs (``Store.touched_since``)."""
+TOUCHED_LIMIT = 1000
 
 
 @dataclass(slots=True)
@@ -405,6 +411,12 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
 
     async def journal_head(self) -> int:
         """The largest ``seq`` of the journal (0 when empty)."""
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        """The largest ``seq`` of the journal and of the node logs now, and the executions
+        with events or log lines committed since ``marks`` (what an earlier call returned):
+        how a process learns what other processes wrote. None instead of the executions when
+        ``marks`` is None, or when more than ``TOUCHED_LIMIT`` executions were touched."""
 
     # audit trail (see ``orchestrion.store.audit``): append-only, sealed under the store's lock
     async def append_audit(

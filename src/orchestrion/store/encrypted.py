@@ -49,6 +49,7 @@ from orchestrion.store.base import (
     ExecutionSnapshot,
     LogFilter,
     LogLineRecord,
+    Marks,
     NodeRunRecord,
     Store,
 )
@@ -474,6 +475,9 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
 
     async def journal_head(self) -> int:
         return await self.inner.journal_head()  # a number
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        return await self.inner.touched_since(marks)  # numbers and ids
 
     # ------------------------------------------------------------------ audit trail, retention
     # Audit records are signed as written and hold no values (ids, actions, categories, counts):

@@ -30,6 +30,7 @@ from orchestrion.store.audit import (
     transition_items,
 )
 from orchestrion.store.base import (
+    TOUCHED_LIMIT,
     CommitBatch,
     EventRecord,
     ExecutionFilter,
@@ -37,6 +38,7 @@ from orchestrion.store.base import (
     ExecutionSnapshot,
     LogFilter,
     LogLineRecord,
+    Marks,
     NodeRunRecord,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
@@ -414,6 +416,16 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
 
     async def journal_head(self) -> int:
         return self._next_seq - 1
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        now = (self._next_seq - 1, self._next_log_seq - 1)
+        if marks is None:
+            return now, None
+        touched = {e.execution_id for e in self._events if marks[0] < e.seq <= now[0]}
+        for execution_id, lines in self._logs.items():
+            if any(marks[1] < line.seq <= now[1] for line in lines):
+                touched.add(execution_id)
+        return now, touched if len(touched) <= TOUCHED_LIMIT else None
 
     # ------------------------------------------------------------------ audit trail
 

@@ -46,6 +46,9 @@ class SQLDriver(Generic[C]):
     SAME_AS: ClassVar[str]
     LOCK_ROWS: ClassVar[str] = ""
     JOURNAL_ONLY: ClassVar[str] = ""  # a condition leaving out rows that are not events
+    # How far ``touched_since`` reads back below its marks: seqs that may commit after a
+    # higher one (PostgreSQL assigns them before the commit; SQLite's writers take turns).
+    SEQ_LOOKBACK: ClassVar[int] = 0
     NODE_RUNS: ClassVar[str]  # the node runs of execution ``:e``, in insertion order
     FLOOR: ClassVar[str] = "CAST({} AS INTEGER)"  # floor of a non-negative number (truncates)
     # A GROUP BY term that must not choose the index (SQLite would scan the status index to

@@ -28,10 +28,12 @@ from orchestrion.store.audit import (
     transition_items,
 )
 from orchestrion.store.base import (
+    TOUCHED_LIMIT,
     CommitBatch,
     EventRecord,
     LogFilter,
     LogLineRecord,
+    Marks,
     NodeRunRecord,
 )
 from orchestrion.store.sql.batch import encode_batch
@@ -49,6 +51,14 @@ from orchestrion.store.sql.rows import (
 )
 
 __all__ = ["SQLJournal"]
+
+_MARKS = "SELECT (SELECT MAX(seq) FROM events), (SELECT MAX(seq) FROM node_logs)"
+# Seq ranges, bounded above by the marks read just before: only rows committed by then.
+_TOUCHED = (
+    "SELECT DISTINCT execution_id FROM events WHERE seq > :ea AND seq <= :eh"
+    " UNION SELECT DISTINCT execution_id FROM node_logs WHERE seq > :la AND seq <= :lh"
+    " LIMIT :limit"
+)
 
 
 class SQLJournal(SQLDriver[C]):
@@ -175,6 +185,26 @@ class SQLJournal(SQLDriver[C]):
         async with self._connection() as conn:
             row = await conn.row("SELECT MAX(seq) FROM events")
         return int((row and row[0]) or 0)
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        async with self._connection() as conn:
+            row = await conn.row(_MARKS)
+            now = (int((row and row[0]) or 0), int((row and row[1]) or 0))
+            if marks is None:
+                return now, None
+            if now == marks:
+                return now, set()
+            back = self.SEQ_LOOKBACK
+            params = {
+                "ea": marks[0] - back,
+                "eh": now[0],
+                "la": marks[1] - back,
+                "lh": now[1],
+                "limit": TOUCHED_LIMIT + 1,
+            }
+            rows = await conn.rows(_TOUCHED, params)
+        touched = {str(r[0]) for r in rows}
+        return now, touched if len(touched) <= TOUCHED_LIMIT else None
 
     # ------------------------------------------------------------------ audit trail
 

@@ -215,6 +215,7 @@ class PostgresStore(SQLStore[PostgresConnection]):
     # A takeover (an UPDATE of owner) waits for the commit that read the row, or the commit
     # sees it and refuses the batch.
     LOCK_ROWS = " FOR UPDATE"
+    SEQ_LOOKBACK = 256  # transactions under way when the marks were read commit later
     # Insertion order = the order of each node's first journal event.
     NODE_RUNS = f"SELECT {_RUN_FIELDS}{_RUNS_IN_ORDER}"
 

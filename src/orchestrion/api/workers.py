@@ -1,0 +1,263 @@
+"""Several server processes on one port (``orchestrion serve --workers N``), supervised.
+
+The parent binds the listening socket once and starts N server processes (spawned, not
+forked: each imports and builds its own app, engine and store connection) that all accept on
+it; the kernel hands each new connection to one of them. Each child is the one-process server
+of ``api/server.py`` with its own engine on the same database. Engines on one database share it
+safely (leases, the owner check under the write lock, control requests through the journal),
+so an execution submitted through one process is read, controlled and followed through any.
+
+The parent serves no request; it supervises:
+
+- SIGTERM or SIGINT: each child is sent SIGTERM (the graceful stop of one server: requests
+  finish, the engine drains for its grace period), the parent waits for them, kills any still
+  running ``_STOP_MARGIN`` seconds after the grace period, and exits 0.
+- A child that exits before it listens (a database that cannot be opened, an invalid
+  governance policy) stops the whole service with that child's exit status: a replacement
+  would fail the same way.
+- A child that dies once it served (killed, out of memory) is logged as an error and replaced
+  at once; the executions it drove are taken over by a sibling at its next heartbeat (their
+  owner is a dead process of this host). More than ``_MAX_DEATHS`` deaths within
+  ``_DEATH_WINDOW`` seconds stop the service with an error instead of restarting for ever.
+- A child whose parent is gone (the parent was killed) stops itself, gracefully.
+
+uvicorn's own ``workers`` supervisor binds and shares the socket the same way, but runs a plain
+uvicorn server in each child from a pickled config (not this server, its app built from the
+settings and its graceful stop), kills a child that does not answer a ping within a few
+seconds (one busy in a long computation) and exits 0 when a child cannot start.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event as ProcessEvent
+from types import FrameType
+
+from orchestrion.errors import ConfigurationError
+from orchestrion.settings import Settings
+
+__all__ = ["check_workers", "serve_workers"]
+
+logger = logging.getLogger(__name__)
+
+_EXIT_INVALID, _EXIT_STORE = 2, 3  # the command line's exit codes (cli/exits.py)
+_STOP_MARGIN = 10.0  # seconds past the grace period before a stopping child is killed
+_MAX_DEATHS = 5
+_DEATH_WINDOW = 60.0  # seconds
+_PARENT_CHECK = 0.5  # seconds between a child's checks that its parent is alive
+
+
+def check_workers(settings: Settings) -> None:
+    """A ``ConfigurationError`` when ``settings.api_workers`` > 1 cannot work."""
+    if settings.api_workers <= 1:
+        return
+    scheme = settings.database_url.partition("://")[0].lower()
+    if "://" in settings.database_url and scheme == "memory":
+        raise ConfigurationError(
+            f"--workers {settings.api_workers} (ORCHESTRION_API_WORKERS) needs a database every"
+            " server process opens: memory:// lives inside one process; use a SQLite file"
+            " (sqlite:///path.db) or PostgreSQL"
+        )
+
+
+@dataclass
+class _Child:
+    """One server process and what the parent knows of it."""
+
+    index: int
+    process: SpawnProcess
+    ready: ProcessEvent
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, log_format: str, sock: socket.socket) -> None:
+        self._settings = settings
+        self._log_format = log_format
+        self._sock = sock
+        self._context = multiprocessing.get_context("spawn")
+        self._children: list[_Child] = []
+        self._deaths: list[float] = []
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # a signal wakes the wait for children
+
+    def _signalled(self, signum: int, _frame: FrameType | None) -> None:
+        if not self._stop.is_set():
+            logger.info("stopping %d server processes", len(self._children))
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+
+    def _spawn(self, index: int) -> _Child:
+        ready = self._context.Event()
+        process = self._context.Process(
+            target=_child_main,
+            args=(self._settings, self._log_format, self._sock, ready),
+            name=f"orchestrion-server-{index}",
+        )
+        process.start()
+        logger.info("server process %d started", index, extra={"pid": process.pid, "worker": index})
+        return _Child(index, process, ready)
+
+    def run(self, stop_requested: Callable[[], bool]) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._signalled)
+        if stop_requested():  # a signal came before these handlers
+            return 0
+        self._children = [self._spawn(i) for i in range(self._settings.api_workers)]
+        code = self._watch()
+        self._stop_all()
+        return code
+
+    def _watch(self) -> int:
+        """Replace the children that die until a stop; the exit status of the service."""
+        while not self._stop.is_set():
+            sentinels = [child.process.sentinel for child in self._children]
+            multiprocessing.connection.wait([*sentinels, self._wake_r])
+            for i, child in enumerate(self._children):
+                if self._stop.is_set():
+                    break
+                if child.process.is_alive():
+                    continue
+                child.process.join()
+                code = _describe(child.process.exitcode)
+                if not child.ready.is_set():
+                    logger.error(
+                        "server process %d exited before it listened (%s): stopping the service",
+                        child.index,
+                        code,
+                        extra={"pid": child.process.pid, "worker": child.index},
+                    )
+                    status = child.process.exitcode
+                    return status if status is not None and status > 0 else _EXIT_STORE
+                now = time.monotonic()
+                self._deaths = [t for t in self._deaths if now - t < _DEATH_WINDOW] + [now]
+                if len(self._deaths) > _MAX_DEATHS:
+                    logger.error(
+                        "server processes died %d times within %d s (last: %s):"
+                        " stopping the service",
+                        len(self._deaths),
+                        _DEATH_WINDOW,
+                        code,
+                    )
+                    return _EXIT_STORE
+                logger.error(
+                    "server process %d died (%s): starting another",
+                    child.index,
+                    code,
+                    extra={"pid": child.process.pid, "worker": child.index},
+                )
+                self._children[i] = self._spawn(child.index)
+        return 0
+
+    def _stop_all(self) -> None:
+        for child in self._children:
+            if child.process.is_alive() and child.process.pid is not None:
+                os.kill(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self._settings.shutdown_grace + _STOP_MARGIN
+        for child in self._children:
+            child.process.join(max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                logger.error(
+                    "server process %d did not stop in time: killing it",
+                    child.index,
+                    extra={"pid": child.process.pid, "worker": child.index},
+                )
+                child.process.kill()
+                child.process.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def _describe(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
+
+
+def _bind(settings: Settings) -> socket.socket:
+    """The listening socket every child accepts on (OSError when it cannot be bound)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_workers(
+    settings: Settings, *, log_format: str, stop_requested: Callable[[], bool]
+) -> int:
+    """Serve with ``settings.api_workers`` processes until stopped: the exit status."""
+    try:
+        sock = _bind(settings)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        return _EXIT_STORE
+    try:
+        host, port = sock.getsockname()[:2]
+        logger.info(
+            "listening on http://%s:%d with %d server processes",
+            host,
+            port,
+            settings.api_workers,
+            extra={"port": port, "workers": settings.api_workers},
+        )
+        return _Supervisor(settings, log_format, sock).run(stop_requested)
+    finally:
+        sock.close()
+
+
+def _child_main(
+    settings: Settings, log_format: str, sock: socket.socket, ready: ProcessEvent
+) -> None:
+    """A server process: the one-process server on the parent's socket."""
+    from orchestrion.cli import early_signals
+
+    early_signals.defer()  # a stop while this process starts is graceful too
+    from orchestrion.governance.log_masking import mask_uncaught_exceptions
+    from orchestrion.observability.logging_setup import capture_node_info
+    from orchestrion.settings import claim_process
+
+    claim_process()  # as the orchestrion command does: this process is Orchestrion's
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    capture_node_info(settings.log_level)
+    mask_uncaught_exceptions()
+    _stop_when_orphaned()
+
+    from orchestrion.api.server import serve
+    from orchestrion.web import mount
+
+    try:
+        started = serve(
+            settings,
+            log_format=log_format,
+            stop_requested=early_signals.requested,
+            extend=mount if settings.dashboard else None,
+            sockets=[sock],
+            on_started=ready.set,
+        )
+    except ConfigurationError as exc:
+        logger.error("cannot start: %s", exc)
+        raise SystemExit(_EXIT_INVALID) from None
+    if not started:
+        raise SystemExit(_EXIT_STORE)
+
+
+def _stop_when_orphaned() -> None:
+    """Stop this server gracefully (SIGTERM to itself) once its parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orchestrion-parent-watch", daemon=True).start()

@@ -1,0 +1,192 @@
+"""``orchestrion serve --workers N`` as a real process tree: one port served by N processes,
+stopped together by SIGTERM or Ctrl-C, a killed server process replaced with nothing lost,
+and the configurations it cannot serve refused with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from workers_server import CLI, Pinned, WorkersServer, children
+
+pytestmark = pytest.mark.slow
+
+DELAYED = {
+    "name": "nap",
+    "dag": {
+        "nodes": [
+            {"id": "nap", "handler": "delay", "config": {"seconds": 2}},
+            {"id": "after", "handler": "noop", "dependencies": ["nap"]},
+        ]
+    },
+}
+
+
+def _gone(pids: list[int], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _until(check, timeout: float = 60):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _final(client: httpx.Client, execution_id: str) -> dict | None:
+    body = client.get(f"/v1/workflows/{execution_id}").json()
+    return body if body["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+
+
+def test_every_process_answers_on_the_one_port_and_sigterm_stops_them_all(
+    tmp_path: Path,
+) -> None:
+    server = WorkersServer(tmp_path, tmp_path / "w.db", workers=3)
+    pids = server.children()
+    try:
+        assert len(pids) == 3
+        pinned = [Pinned.to(server, pid) for pid in pids]  # each one serves requests
+        for conn in pinned:
+            status, body, _ = conn.call("GET", "/health")
+            assert status == 200, body
+            conn.close()
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.log.read_text()
+    assert _gone(pids)
+    finished = [r for r in server.lines() if r.get("message", "").startswith("Finished server")]
+    assert len(finished) == 3, server.log.read_text()  # each stopped gracefully
+
+
+def test_ctrl_c_to_the_process_group_stops_every_process_gracefully(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    log = tmp_path / "ctrl-c.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*CLI, "serve", "--port", "0", "--db", str(tmp_path / "c.db"), "--workers", "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        pids = _until(lambda: len(children(process.pid)) == 2 and children(process.pid))
+        _until(lambda: log.read_text().count("listening on") >= 3)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: every process gets it
+        assert process.wait(40) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert _gone(pids)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_a_server_process_killed_by_sigkill_is_replaced_and_its_execution_finishes(
+    tmp_path: Path,
+) -> None:
+    server = WorkersServer(tmp_path, tmp_path / "k.db")
+    try:
+        victim, survivor = server.children()
+        driver = Pinned.to(server, victim)
+        status, body, _ = driver.call("POST", "/v1/workflow", DELAYED)
+        assert status == 201, body
+        execution_id = body["execution_id"]
+        status, body, _ = driver.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+        assert status == 202, body
+        os.kill(victim, signal.SIGKILL)  # while its delay node waits
+        driver.close()
+
+        # Another process is started in its place; the execution the killed one drove is
+        # taken over (its owner is a dead process of this host) and completes.
+        replaced = _until(lambda: len(server.children()) == 2 and victim not in server.children())
+        assert replaced
+        with server.client() as client:
+            final = _until(lambda: _final(client, execution_id))
+        assert final["status"] == "COMPLETED", final
+        died = [r for r in server.lines() if "died" in r.get("message", "")]
+        assert died and "killed by SIGKILL" in died[0]["message"], server.log.read_text()
+        assert survivor in server.children()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def test_a_server_process_that_cannot_start_stops_the_service_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\npython:\n  allowed_modules: 12\n")
+    server = WorkersServer(
+        tmp_path, tmp_path / "p.db", env={"ORCHESTRION_GOVERNANCE_FILE": str(policy)}, wait=False
+    )
+    code = server.process.wait(60)
+    text = server.log.read_text()
+    assert code == 2, text  # as `orchestrion serve` alone says of an invalid policy
+    assert "allowed_modules" in text and "exited before it listened" in text, text
+    assert _gone(children(server.process.pid))
+
+
+def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    return subprocess.run(
+        [*CLI, "serve", "--port", "0", *args],
+        cwd=tmp_path,
+        env={**full, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_in_memory_store_is_refused_with_more_than_one_process(tmp_path: Path) -> None:
+    shown = _serve(tmp_path, "--workers", "2", ORCHESTRION_DATABASE_URL="memory://")
+    assert shown.returncode == 2, shown.stderr
+    assert "memory:// lives inside one process" in shown.stderr, shown.stderr
+    assert "Traceback" not in shown.stderr
+    by_setting = _serve(tmp_path, ORCHESTRION_DATABASE_URL="memory://", ORCHESTRION_API_WORKERS="3")
+    assert by_setting.returncode == 2 and "--workers 3" in by_setting.stderr, by_setting.stderr
+    zero = _serve(tmp_path, "--workers", "0")
+    assert zero.returncode == 2 and "--workers" in zero.stderr, zero.stderr
+
+
+def test_a_taken_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shown = subprocess.run(
+            [*CLI, "serve", "--port", str(port), "--workers", "2", "--db", str(tmp_path / "t.db")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert shown.returncode == 3, shown.stdout + shown.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in shown.stdout + shown.stderr
+    assert "Traceback" not in shown.stdout + shown.stderr
+
+
+def test_one_worker_is_the_one_process_server(tmp_path: Path) -> None:
+    server = WorkersServer(tmp_path, tmp_path / "one.db", workers=1, wait=False)
+    try:
+        _until(lambda: "listening on" in server.log.read_text())
+        assert children(server.process.pid) == []  # no supervisor: it serves itself
+        port = next(r["port"] for r in server.lines() if "listening" in r.get("message", ""))
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    finally:
+        assert server.stop() == 0, server.log.read_text()
