@@ -122,12 +122,13 @@ class Pinned:
 
 def sse_events(response: http.client.HTTPResponse, until: str, timeout: float = 30) -> list[dict]:
     """The events of an SSE response (``event`` and parsed ``data``), until one of type
-    ``until`` (by ``event:`` name or its data's ``type``) or the stream's end."""
+    ``until`` (by ``event:`` name or its data's ``type``) or the stream's end ("" never
+    matches)."""
     events: list[dict] = []
     current: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = response.fp.readline()
+        line = response.readline()
         if not line:
             return events
         text = line.decode().rstrip("\n")

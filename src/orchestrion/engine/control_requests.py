@@ -139,7 +139,8 @@ class ControlRequests:
         execution_id, owner = record.id, record.owner
         before = await self._node_attempt(execution_id, args.get("node"))
         request = {"verb": str(verb), **args, "requested_by": self._engine.owner}
-        await store.request_control(execution_id, new_event_id(), request, time.time())
+        signer = self._engine.audit.signer  # the request is a journal event: audited too
+        await store.request_control(execution_id, new_event_id(), request, time.time(), signer)
         deadline = time.monotonic() + _ACT_WITHIN
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)

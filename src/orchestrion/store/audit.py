@@ -280,6 +280,16 @@ def transition_items(batch: CommitBatch) -> list[AuditItem]:
     return items
 
 
+def request_items(
+    execution_id: str, event_id: str, verb: str, at: float, owner: str | None
+) -> list[AuditItem]:
+    """The audit record of a ``control.requested`` event (``Store.request_control``): one
+    process asking the owner of an execution to act on it."""
+    actor = f"engine:{owner}" if owner else "engine"
+    details = f'{{"event_id":{_string(event_id)},"verb":{_string(verb)}}}'
+    return [("control.requested", float(at), actor, execution_id, None, None, details)]
+
+
 def purge_items(count: int, cutoff: float, actor: str | None, now: float) -> list[AuditItem]:
     """The audit record of a retention purge."""
     entry = AuditEntry(

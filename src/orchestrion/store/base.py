@@ -15,6 +15,7 @@ from orchestrion.core.events import NodeLogged, Record
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
+from orchestrion.store.journal_marks import TOUCHED_LIMIT, Marks
 from orchestrion.store.outbox import OutboxStore
 from orchestrion.store.schedules import ScheduleStore
 from orchestrion.store.sessions import SessionStore
@@ -37,10 +38,6 @@ __all__ = [
     "NodeRunRecord",
     "Store",
 ]
-
-Marks = tuple[int, int]
-"""The largest ``seq`` of the journal and of the node logs (``Store.touched_since``)."""
-TOUCHED_LIMIT = 1000
 
 
 @dataclass(slots=True)
@@ -404,10 +401,16 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
 
     # control requests: a process asks the owner of an execution to act (cancel, pause, ...)
     async def request_control(
-        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+        self,
+        execution_id: str,
+        event_id: str,
+        request: dict[str, Any],
+        at: float,
+        audit: AuditSigner | None = None,
     ) -> int:
         """Journal a ``control.requested`` event (``request`` as its data) for the execution's
-        owner to act on, changing nothing else; its ``seq``. Raises ``ExecutionNotFound``."""
+        owner to act on, changing nothing else; its ``seq``. Raises ``ExecutionNotFound``.
+        With a signer, its audit record is sealed in the same transaction."""
 
     async def journal_head(self) -> int:
         """The largest ``seq`` of the journal (0 when empty)."""

@@ -49,11 +49,11 @@ from orchestrion.store.base import (
     ExecutionSnapshot,
     LogFilter,
     LogLineRecord,
-    Marks,
     NodeRunRecord,
     Store,
 )
 from orchestrion.store.classification import Classification
+from orchestrion.store.journal_marks import ForwardMarks
 from orchestrion.store.outbox import ForwardOutbox
 from orchestrion.store.schedules import ForwardSchedules
 from orchestrion.store.sealing import (
@@ -96,7 +96,7 @@ def protect(store: Store, governance: Governance) -> Store:
     return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
-class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
+class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions, ForwardMarks):
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
     docstring. Every ``Store`` method is its own: those where values pass seal or open them,
     the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
@@ -118,6 +118,9 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
 
     def forward_sessions(self) -> Store:
         return self.inner  # a sign-out holds a nonce and an expiry: nothing to seal
+
+    def forward_marks(self) -> Store:
+        return self.inner
 
     def forward_to(self) -> Store:
         return self.inner  # schedules carry no classified values: nothing to seal
@@ -464,20 +467,15 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
         return False
 
     async def request_control(
-        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
-    ) -> int:
+        self, execution_id: str, event_id: str, request: dict[str, Any], at: float,
+        audit: AuditSigner | None = None,
+    ) -> int:  # fmt: skip
         """The request is journal data: what it says of the execution's own data (who
         decided, their comment) is sealed like a record's data; ``list_events`` opens it."""
         ring = self.ring
         if ring is not None and await self._classes.of(execution_id):
             request = seal_journal_data(ring, request, execution_id)
-        return await self.inner.request_control(execution_id, event_id, request, at)
-
-    async def journal_head(self) -> int:
-        return await self.inner.journal_head()  # a number
-
-    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
-        return await self.inner.touched_since(marks)  # numbers and ids
+        return await self.inner.request_control(execution_id, event_id, request, at, audit)
 
     # ------------------------------------------------------------------ audit trail, retention
     # Audit records are signed as written and hold no values (ids, actions, categories, counts):

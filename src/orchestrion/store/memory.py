@@ -27,6 +27,7 @@ from orchestrion.store.audit import (
     StoredHead,
     entry_items,
     purge_items,
+    request_items,
     transition_items,
 )
 from orchestrion.store.base import (
@@ -399,13 +400,23 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
         return found
 
     async def request_control(
-        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+        self,
+        execution_id: str,
+        event_id: str,
+        request: dict[str, Any],
+        at: float,
+        audit: AuditSigner | None = None,
     ) -> int:
         if execution_id not in self._executions:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
         event = EventRecord(self._next_seq, event_id, execution_id, rules.CONTROL_REQUESTED, at)
         event.data = json.loads(json.dumps(request))
         self._journal(event)
+        if audit is not None:
+            by = request.get("requested_by")
+            owner = by if isinstance(by, str) else None
+            verb = str(request.get("verb"))
+            self._audit.append(request_items(execution_id, event_id, verb, at, owner), audit)
         return event.seq
 
     def _journal(self, event: EventRecord) -> None:

@@ -24,6 +24,7 @@ from orchestrion.store.audit import (
     entry_items,
     purge_items,
     record_of,
+    request_items,
     seal_items,
     transition_items,
 )
@@ -166,7 +167,12 @@ class SQLJournal(SQLDriver[C]):
         return [log_line_of(row) for row in rows]
 
     async def request_control(
-        self, execution_id: str, event_id: str, request: dict[str, Any], at: float
+        self,
+        execution_id: str,
+        event_id: str,
+        request: dict[str, Any],
+        at: float,
+        audit: AuditSigner | None = None,
     ) -> int:
         params = {
             "id": event_id,
@@ -177,6 +183,11 @@ class SQLJournal(SQLDriver[C]):
         }
         async with self._transaction() as tx:
             seq = await self._insert_control(tx, params)
+            if seq is not None and audit is not None:
+                by = request.get("requested_by")
+                owner = by if isinstance(by, str) else None
+                items = request_items(execution_id, event_id, str(request.get("verb")), at, owner)
+                await self._append_audit(tx, items, audit)
         if seq is None:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
         return seq
