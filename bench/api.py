@@ -4,12 +4,16 @@
     .venv/bin/python bench/api.py --mode scaleout          # two API replicas, PostgreSQL + Redis
     .venv/bin/python bench/api.py --mode both --rounds 3   # both, interleaved, 3 rounds
     .venv/bin/python bench/api.py --clients 1 --seconds 5 --only status
+    .venv/bin/python bench/api.py --api-workers 1,2 --rounds 2 --generator wrk  # serve --workers
 
 The servers are real processes, configured as a user configures them (``ORCHESTRION_``
 variables), on free loopback ports, with the default rate limits and 16 API keys (operator),
 one per client, as 16 client services would have:
 
 - embedded: one ``orchestrion serve`` on a fresh SQLite file (its engine runs the executions);
+  with ``--api-workers N`` (a list: ``1,2`` alternates them within each round), ``orchestrion
+  serve --workers N``: N server processes on the port, each with its engine on that file (the
+  mode is then named ``embedded xN``, its CPU that of the whole process tree);
 - scaleout: a fresh PostgreSQL database and Redis prefix, one ``orchestrion orchestrator``
   (it runs the executions: their nodes are built-ins, run in its turn), one ``orchestrion
   worker`` (idle here, but a deployment has one) and two ``orchestrion serve`` replicas (API
@@ -74,6 +78,7 @@ from bench.scaleout import (
     service_cpu,
     with_database,
 )
+from bench.serve_tree import tree_cpu, wait_all_serving
 
 MAX_CLIENTS, MAX_SECONDS = 256, 120.0
 WORKFLOW: dict[str, Any] = {
@@ -203,7 +208,7 @@ class Deployment:
 
     def cpu(self) -> dict[str, float]:
         found = {
-            role: sum(cpu_seconds(p.pid) for p in procs) for role, procs in self.processes.items()
+            role: sum(tree_cpu(p.pid) for p in procs) for role, procs in self.processes.items()
         }
         if self.database is not None:
             services = service_cpu(self.database)
@@ -231,10 +236,15 @@ def _keys(clients: int) -> list[str]:
     return [f"bench-key-{i:03d}-{uuid.uuid4().hex[:12]}" for i in range(clients)]
 
 
-def embedded(folder: Path, keys: list[str]) -> Deployment:
+def embedded(folder: Path, keys: list[str], workers: int = 1) -> Deployment:
     env = {"ORCHESTRION_API_KEYS": ",".join(f"{k}:operator" for k in keys)}
+    if workers > 1:
+        env["ORCHESTRION_API_WORKERS"] = str(workers)
     process, url = start_server(folder, rate_limits=True, env=env)
-    return Deployment("embedded", [url], {"api": [process]}, sqlite=folder / "bench.db")
+    mode = "embedded" if workers == 1 else f"embedded x{workers}"
+    if workers > 1:
+        wait_all_serving(process.pid, int(url.rsplit(":", 1)[1]), workers)
+    return Deployment(mode, [url], {"api": [process]}, sqlite=folder / "bench.db")
 
 
 def scaleout(folder: Path, keys: list[str], postgres: str, redis: str) -> Deployment:
@@ -639,6 +649,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
+        "--api-workers",
+        default="1",
+        help="embedded: server processes (serve --workers); a list such as 1,2 alternates",
+    )
+    parser.add_argument(
         "--generator",
         choices=["httpx", "wrk"],
         default="httpx",
@@ -648,15 +663,19 @@ def main() -> None:
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(0.5, min(args.seconds, MAX_SECONDS))
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
-    modes = ["embedded", "scaleout"] if args.mode == "both" else [args.mode]
+    workers = [int(n) for n in args.api_workers.split(",") if n.strip()]
+    embedded_modes = [f"embedded:{n}" for n in workers]
+    modes = {"embedded": embedded_modes, "scaleout": ["scaleout"]}.get(
+        args.mode, [*embedded_modes, "scaleout"]
+    )
     keys = _keys(clients)
     rows: list[dict[str, Any]] = []
     for round_no in range(args.rounds):
         for mode in modes if round_no % 2 == 0 else modes[::-1]:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                if mode == "embedded":
-                    deployment = embedded(folder, keys)
+                if mode.startswith("embedded"):
+                    deployment = embedded(folder, keys, int(mode.split(":")[1]))
                 else:
                     deployment = scaleout(folder, keys, args.postgres, args.redis)
                 try:

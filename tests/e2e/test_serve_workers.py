@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from workers_server import CLI, Pinned, WorkersServer, children
+from cluster import Cluster
+from workers_server import CLI, Pinned, WorkersServer, children, sse_events
 
 pytestmark = pytest.mark.slow
 
@@ -190,3 +191,37 @@ def test_one_worker_is_the_one_process_server(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def test_in_scale_out_mode_each_process_is_an_api_replica(
+    postgres_url: str, redis_server: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    # Scale-out API processes are independent replicas already (the orchestrators drive,
+    # commits are announced on Redis to every one): --workers runs N of them on one port.
+    cluster = Cluster.for_test(postgres_url, redis_server, redis_prefix, tmp_path / "logs")
+    cluster.start("orchestrator-0", "orchestrator")
+    cluster.start("worker-0", "worker")
+    env = {k: v for k, v in cluster.env.items() if k.startswith("ORCHESTRION_")}
+    env["ORCHESTRION_LOG_LEVEL"] = "INFO"
+    env["ORCHESTRION_SSE_POLL"] = "60"  # the stream below learns of commits from Redis
+    server = WorkersServer(tmp_path, postgres_url, env=env)
+    try:
+        first, second = server.children()
+        a, b = Pinned.to(server, first), Pinned.to(server, second)
+        status, body, _ = a.call("POST", "/v1/workflow", {**DELAYED, "name": "replicas"})
+        assert status == 201, body
+        execution_id = body["execution_id"]
+        stream = b.stream(f"/v1/workflows/{execution_id}/events/stream")
+        status, body, _ = a.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+        assert status == 202, body
+        events = sse_events(stream, "execution.completed", timeout=40)
+        assert events[-1]["event"] == "execution.completed", events
+        b.close()
+        b = Pinned.to(server, second)
+        status, body, _ = b.call("GET", f"/v1/workflows/{execution_id}")
+        assert body["status"] == "COMPLETED", body
+        a.close()
+        b.close()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+        cluster.stop()
