@@ -4,8 +4,9 @@ A stream is woken by the hub when this process's engine commits (``api/hub.py``)
 process writes wakes no hub here, and a stream would only see it at its next poll
 (``sse_poll``, 5 s by default). With several server processes on one database (``orchestrion
 serve --workers N``) every execution is driven by one of them and followed through any, so each
-process reads, every ``_INTERVAL`` seconds, which executions gained events or log lines since
-its last look (two index lookups when nothing changed) and wakes their streams.
+process reads, every ``_INTERVAL`` seconds while streams are open, which executions gained
+events or log lines since its last look (two index lookups when nothing changed) and wakes
+their streams.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ async def follow_foreign_commits(ctx: ApiContext) -> None:
     reads = ctx.engine.reads
     marks: Marks | None = None
     while True:
+        # With no stream open only the marks are read (two index lookups): what was written
+        # before a stream opened is in its first read.
+        watching = ctx.hub.watching and marks is not None
         try:
-            before = marks
-            marks, touched = await reads.touched_since(marks)
+            now, touched = await reads.touched_since(marks if watching else None)
         except OrchestrionError:  # the next look covers what this one missed
             logger.warning("reading other processes' commits failed; retrying", exc_info=True)
         else:
-            if before is not None:
+            if watching:
                 ctx.hub.notify_written(touched)
+            marks = now
         await asyncio.sleep(_INTERVAL)

@@ -110,6 +110,11 @@ class EventHub:
             if event is not None:
                 event.set()
 
+    @property
+    def watching(self) -> bool:
+        """Whether any stream runs now."""
+        return bool(self._watchers)
+
     def notify_written(self, execution_ids: set[str] | None) -> None:
         """Wake the streams of these executions (None: of every execution), which another
         process wrote to, and the global streams."""

@@ -418,7 +418,8 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
     async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
         """The largest ``seq`` of the journal and of the node logs now, and the executions
         with events or log lines committed since ``marks`` (what an earlier call returned):
-        how a process learns what other processes wrote. None instead of the executions when
+        how a process learns what other processes wrote (a store whose seqs may commit out
+        of order also names some written just before). None instead of the executions when
         ``marks`` is None, or when more than ``TOUCHED_LIMIT`` executions were touched."""
 
     # audit trail (see ``orchestrion.store.audit``): append-only, sealed under the store's lock
