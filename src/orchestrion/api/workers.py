@@ -19,7 +19,8 @@ The parent serves no request; it supervises:
   at once; the executions it drove are taken over by a sibling at its next heartbeat (their
   owner is a dead process of this host). More than ``_MAX_DEATHS`` deaths within
   ``_DEATH_WINDOW`` seconds stop the service with an error instead of restarting for ever.
-- A child whose parent is gone (the parent was killed) stops itself, gracefully.
+- A child whose parent is gone (the parent was killed) stops itself, gracefully
+  (``cli/serve_child.py``, the command line's server process).
 
 uvicorn's own ``workers`` supervisor binds and shares the socket the same way, but runs a plain
 uvicorn server in each child from a pickled config (not this server, its app built from the
@@ -46,15 +47,17 @@ from types import FrameType
 from orchestrion.errors import ConfigurationError
 from orchestrion.settings import Settings
 
-__all__ = ["check_workers", "serve_workers"]
+__all__ = ["ChildMain", "check_workers", "serve_workers"]
 
 logger = logging.getLogger(__name__)
 
-_EXIT_INVALID, _EXIT_STORE = 2, 3  # the command line's exit codes (cli/exits.py)
+_EXIT_STORE = 3  # the command line's exit code (cli/exits.py)
 _STOP_MARGIN = 10.0  # seconds past the grace period before a stopping child is killed
 _MAX_DEATHS = 5
 _DEATH_WINDOW = 60.0  # seconds
-_PARENT_CHECK = 0.5  # seconds between a child's checks that its parent is alive
+
+ChildMain = Callable[[Settings, str, socket.socket, ProcessEvent], None]
+"""A server process: ``(settings, log format, the listening socket, set once it listens)``."""
 
 
 def check_workers(settings: Settings) -> None:
@@ -81,10 +84,13 @@ class _Child:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, log_format: str, sock: socket.socket) -> None:
+    def __init__(
+        self, settings: Settings, log_format: str, sock: socket.socket, child: ChildMain
+    ) -> None:
         self._settings = settings
         self._log_format = log_format
         self._sock = sock
+        self._child = child
         self._context = multiprocessing.get_context("spawn")
         self._children: list[_Child] = []
         self._deaths: list[float] = []
@@ -100,7 +106,7 @@ class _Supervisor:
     def _spawn(self, index: int) -> _Child:
         ready = self._context.Event()
         process = self._context.Process(
-            target=_child_main,
+            target=self._child,
             args=(self._settings, self._log_format, self._sock, ready),
             name=f"orchestrion-server-{index}",
         )
@@ -193,9 +199,10 @@ def _bind(settings: Settings) -> socket.socket:
 
 
 def serve_workers(
-    settings: Settings, *, log_format: str, stop_requested: Callable[[], bool]
+    settings: Settings, *, log_format: str, stop_requested: Callable[[], bool], child: ChildMain
 ) -> int:
-    """Serve with ``settings.api_workers`` processes until stopped: the exit status."""
+    """Serve with ``settings.api_workers`` processes until stopped: the exit status. Each
+    process runs ``child`` (a module-level function: it is imported again in the process)."""
     try:
         sock = _bind(settings)
     except OSError as exc:
@@ -210,54 +217,6 @@ def serve_workers(
             settings.api_workers,
             extra={"port": port, "workers": settings.api_workers},
         )
-        return _Supervisor(settings, log_format, sock).run(stop_requested)
+        return _Supervisor(settings, log_format, sock, child).run(stop_requested)
     finally:
         sock.close()
-
-
-def _child_main(
-    settings: Settings, log_format: str, sock: socket.socket, ready: ProcessEvent
-) -> None:
-    """A server process: the one-process server on the parent's socket."""
-    from orchestrion.cli import early_signals
-
-    early_signals.defer()  # a stop while this process starts is graceful too
-    from orchestrion.governance.log_masking import mask_uncaught_exceptions
-    from orchestrion.observability.logging_setup import capture_node_info
-    from orchestrion.settings import claim_process
-
-    claim_process()  # as the orchestrion command does: this process is Orchestrion's
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    capture_node_info(settings.log_level)
-    mask_uncaught_exceptions()
-    _stop_when_orphaned()
-
-    from orchestrion.api.server import serve
-    from orchestrion.web import mount
-
-    try:
-        started = serve(
-            settings,
-            log_format=log_format,
-            stop_requested=early_signals.requested,
-            extend=mount if settings.dashboard else None,
-            sockets=[sock],
-            on_started=ready.set,
-        )
-    except ConfigurationError as exc:
-        logger.error("cannot start: %s", exc)
-        raise SystemExit(_EXIT_INVALID) from None
-    if not started:
-        raise SystemExit(_EXIT_STORE)
-
-
-def _stop_when_orphaned() -> None:
-    """Stop this server gracefully (SIGTERM to itself) once its parent is gone."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_CHECK)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="orchestrion-parent-watch", daemon=True).start()

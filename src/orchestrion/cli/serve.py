@@ -103,10 +103,13 @@ def _serve_workers(settings: Settings, log_format: str | None) -> None:
     """``settings.api_workers`` server processes on one port, supervised by this one."""
     from orchestrion.api.workers import serve_workers
     from orchestrion.cli import early_signals
+    from orchestrion.cli.serve_child import child_main
     from orchestrion.observability.logging_setup import configure_logging
 
     fmt = (log_format or settings.log_format).lower()
     configure_logging("console" if fmt == "console" else "json", settings.log_level)
-    code = serve_workers(settings, log_format=fmt, stop_requested=early_signals.requested)
+    code = serve_workers(
+        settings, log_format=fmt, stop_requested=early_signals.requested, child=child_main
+    )
     if code:
         raise typer.Exit(code)

@@ -22,10 +22,9 @@ carries data is sealed, each envelope bound to its row by ``context(execution, n
 - the message of every log line its attempts wrote (``node_logs``; level, logger and time
   stay readable), stored as ``SEALED_LOG`` followed by the envelope's JSON.
 
-Executions that are not classified are written as they are: the only cost for them is one
-dictionary lookup per run of records in a commit. Reading opens any envelope it meets,
-whatever the classification says now, so a policy change or a key added later never strands a
-value; an envelope whose key is not in the ring raises ``DecryptionError`` naming the key id.
+Unclassified executions are written as they are (one dictionary lookup per run of records in
+a commit). Reading opens any envelope it meets, whatever the classification says now, so no
+policy change or key added later strands a value; a key not in the ring is ``DecryptionError``.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ from orchestrion.store.base import (
     Store,
 )
 from orchestrion.store.classification import Classification
-from orchestrion.store.journal_marks import ForwardMarks
+from orchestrion.store.journal_marks import Marks
 from orchestrion.store.outbox import ForwardOutbox
 from orchestrion.store.schedules import ForwardSchedules
 from orchestrion.store.sealing import (
@@ -96,7 +95,7 @@ def protect(store: Store, governance: Governance) -> Store:
     return EncryptedStore(store, governance.keyring, governance.encrypts)
 
 
-class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions, ForwardMarks):
+class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     """A ``Store`` that seals classified values before ``inner`` sees them; see the module
     docstring. Every ``Store`` method is its own: those where values pass seal or open them,
     the others hand over to ``inner`` by choice (a test holds it to the protocol)."""
@@ -118,9 +117,6 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions, ForwardMa
 
     def forward_sessions(self) -> Store:
         return self.inner  # a sign-out holds a nonce and an expiry: nothing to seal
-
-    def forward_marks(self) -> Store:
-        return self.inner
 
     def forward_to(self) -> Store:
         return self.inner  # schedules carry no classified values: nothing to seal
@@ -476,6 +472,12 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions, ForwardMa
         if ring is not None and await self._classes.of(execution_id):
             request = seal_journal_data(ring, request, execution_id)
         return await self.inner.request_control(execution_id, event_id, request, at, audit)
+
+    async def journal_head(self) -> int:
+        return await self.inner.journal_head()  # a number
+
+    async def touched_since(self, marks: Marks | None) -> tuple[Marks, set[str] | None]:
+        return await self.inner.touched_since(marks)  # numbers and ids
 
     # ------------------------------------------------------------------ audit trail, retention
     # Audit records are signed as written and hold no values (ids, actions, categories, counts):
