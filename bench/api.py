@@ -521,10 +521,15 @@ async def _run_wrk(
         requests += int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         errors += int(failed.group(1)) if failed else 0
-        p50s.append(_wrk_ms(re.search(r"50%\s+(\S+)", out).group(1)))  # type: ignore[union-attr]
-        p99s.append(_wrk_ms(re.search(r"99%\s+(\S+)", out).group(1)))  # type: ignore[union-attr]
-        latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
-        tops.append(_wrk_ms(latency.group(1)))  # type: ignore[union-attr]
+        # At the start of a line: a thread's "+/- Stdev" (99.50%) ends with "50%" too.
+        p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+        p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
+        p50s.append(_wrk_ms(p50.group(1)))  # type: ignore[union-attr]
+        p99s.append(_wrk_ms(p99.group(1)))  # type: ignore[union-attr]
+        # Thread Stats' Latency row: average, stdev, max (a stdev wrk cannot compute is
+        # printed as nan: then the maximum is taken as the 99th percentile).
+        latency = re.search(r"Latency\s+\S+\s+\S+\s+([0-9.]+(?:us|ms|s|m|h))\s", out)
+        tops.append(_wrk_ms(latency.group(1)) if latency else p99s[-1])
     ok = requests - errors
     row = {
         "mode": deployment.mode,

@@ -193,7 +193,17 @@ def _describe(exitcode: int | None) -> str:
 def _bind(settings: Settings) -> socket.socket:
     """The listening socket every child accepts on (OSError when it cannot be bound)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    # IPPROTO_TCP spelled out, as uvicorn binds: asyncio sets TCP_NODELAY only on
+    # connections of a socket whose proto says TCP, and without it every answer waits
+    # for the client's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
