@@ -30,6 +30,7 @@ seconds (one busy in a long computation) and exits 0 when a child cannot start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -39,7 +40,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType
@@ -64,8 +65,7 @@ def check_workers(settings: Settings) -> None:
     """A ``ConfigurationError`` when ``settings.api_workers`` > 1 cannot work."""
     if settings.api_workers <= 1:
         return
-    scheme = settings.database_url.partition("://")[0].lower()
-    if "://" in settings.database_url and scheme == "memory":
+    if settings.database_url.lower().startswith("memory://"):
         raise ConfigurationError(
             f"--workers {settings.api_workers} (ORCHESTRION_API_WORKERS) needs a database every"
             " server process opens: memory:// lives inside one process; use a SQLite file"
@@ -80,10 +80,11 @@ class _Child:
     index: int
     process: SpawnProcess
     ready: ProcessEvent
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class _Supervisor:
+    """The parent: starts the server processes, replaces those that die, stops them all."""
+
     def __init__(
         self, settings: Settings, log_format: str, sock: socket.socket, child: ChildMain
     ) -> None:
@@ -101,7 +102,8 @@ class _Supervisor:
         if not self._stop.is_set():
             logger.info("stopping %d server processes", len(self._children))
         self._stop.set()
-        os.write(self._wake_w, b"x")
+        with contextlib.suppress(OSError):  # a signal after the stop closed the pipe
+            os.write(self._wake_w, b"x")
 
     def _spawn(self, index: int) -> _Child:
         ready = self._context.Event()

@@ -58,7 +58,6 @@ def serve(
     from orchestrion.cli import early_signals
 
     early_signals.defer()
-    from orchestrion.api.workers import check_workers
     from orchestrion.errors import ConfigurationError
     from orchestrion.settings import load_settings
 
@@ -77,7 +76,10 @@ def serve(
         overrides["redis_url"] = None
     try:
         settings = load_settings(**overrides)
-        check_workers(settings)
+        if settings.api_workers > 1:  # one process imports nothing of the supervisor's
+            from orchestrion.api.workers import check_workers
+
+            check_workers(settings)
     except ConfigurationError as exc:
         fail(EXIT_INVALID, str(exc))
     if settings.api_workers > 1:
