@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from audit_helpers import audited
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.dead_nodes import ExhaustedNodes
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
+from orchestrion.store.audit import AuditFilter
 
 BROKEN: set[str] = set()
 
@@ -100,3 +102,15 @@ async def test_filters_by_workflow_and_failure_time() -> None:
         assert {n.execution_id for n in await dead.list("one")} == {first}
         assert {n.execution_id for n in await dead.list(since=middle)} == {second}
         assert await dead.list("three") == []
+
+
+async def test_a_drop_is_audited_so_the_trail_still_verifies() -> None:
+    async with Engine("memory://", governance=audited()) as engine:
+        execution_id = await failed(engine)
+        await engine.reads.dead_nodes().drop(f"{execution_id}.a")
+        checked = await engine.audit.verify()
+        assert checked.ok, checked.breaks
+        records = await engine.audit.list(AuditFilter(limit=1000))
+        (drop,) = [r for r in records if r.action == "control.requested"]
+        assert drop.execution_id == execution_id
+        assert drop.details is not None and drop.details["verb"] == "dead_letter_drop"

@@ -237,7 +237,7 @@ async def node_drop(engine: Engine, entry_id: str) -> DeadLetterAction:
     from orchestrion.cluster.dlq_actions import LetterAction
     from orchestrion.engine.dead_nodes import ExhaustedNodes
 
-    node = await ExhaustedNodes(engine.store).drop(entry_id)
+    node = await ExhaustedNodes(engine.store, engine.audit.signer).drop(entry_id)
     message = f"node {node.node_id} of execution {node.execution_id} is recorded as handled"
     return DeadLetterAction(**asdict(LetterAction.of_node(entry_id, "dropped", node, message)))
 

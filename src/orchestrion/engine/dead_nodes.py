@@ -28,6 +28,7 @@ from orchestrion.store.base import ExecutionFilter, ExecutionRecord, NodeRunReco
 from orchestrion.store.rules import CONTROL_REQUESTED
 
 if TYPE_CHECKING:
+    from orchestrion.store.audit import AuditSigner
     from orchestrion.store.base import Store
 
 __all__ = ["DROP_VERB", "NODE_ENTRY", "ExhaustedNode", "ExhaustedNodes"]
@@ -66,8 +67,9 @@ def _drop_key(node_id: Any, attempt: Any, failed_at: Any) -> tuple[str, int, flo
 class ExhaustedNodes:
     """Lists, finds and drops dead-lettered nodes of one store (see the module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, audit: AuditSigner | None = None) -> None:
         self.store = store
+        self.audit = audit  # with a signer, a drop's journal event is audited with it
         self._names: dict[str, str] = {}
 
     async def list(
@@ -124,7 +126,8 @@ class ExhaustedNodes:
             "failed_at": node.failed_at,
             "by": by,
         }
-        await self.store.request_control(node.execution_id, new_event_id(), request, time.time())
+        event_id, at = new_event_id(), time.time()
+        await self.store.request_control(node.execution_id, event_id, request, at, self.audit)
         return node
 
     async def _of(self, record: ExecutionRecord) -> builtins.list[ExhaustedNode]:

@@ -98,7 +98,8 @@ class Engine:
         self.governance = governance or Governance.from_settings(self.settings)
         # The audit trail: commits carry its signer, so transitions are audited with them.
         self.audit = AuditLog(self.governance, lambda: self.store)
-        self.reads = EngineReads(lambda: self.store)  # what the API and the tools may read
+        # What the API and the tools may read (and a dead letter's drop, audited).
+        self.reads = EngineReads(lambda: self.store, lambda: self.audit.signer)
         self.sign_outs = SignOuts(lambda: self.store)  # the service's signed-out sessions
         self.database_url = database_url or self.settings.database_url
         self._store = store

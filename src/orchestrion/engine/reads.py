@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchestrion.engine.dead_nodes import ExhaustedNodes
+from orchestrion.store.audit import AuditSigner
 from orchestrion.store.base import (
     DefinitionRecord,
     EventRecord,
@@ -30,8 +31,11 @@ class EngineReads:
     """The queries; ``store`` gives the engine's store as it is now (it is opened, and
     wrapped for encryption at rest, when the engine starts)."""
 
-    def __init__(self, store: Callable[[], Store]) -> None:
+    def __init__(
+        self, store: Callable[[], Store], signer: Callable[[], AuditSigner | None] = lambda: None
+    ) -> None:
         self._store = store
+        self._signer = signer  # the audit trail's, for the one write here: a dead letter's drop
 
     async def execution(self, execution_id: str) -> ExecutionRecord:
         """The execution's record; ``ExecutionNotFound`` for an unknown id."""
@@ -87,7 +91,7 @@ class EngineReads:
     def dead_nodes(self) -> ExhaustedNodes:
         """The dead-lettered nodes: listed and found from node runs; a drop is recorded as a
         request in the journal, as other control requests are, and changes no state."""
-        return ExhaustedNodes(self._store())
+        return ExhaustedNodes(self._store(), self._signer())
 
     def sealed(self, execution_id: str) -> bool:
         """Whether the execution's classified values are sealed at rest (encrypted), so its
