@@ -1,9 +1,10 @@
 """Every edge between the processes of ``orchestrion serve --workers 2``, through real
 connections pinned to one process or the other: an execution driven by one is read,
-approved, cancelled, paused and resumed, and its events and log lines streamed, through the
-other; one idempotency key sent to both at once makes one execution; a schedule fires once
-per tick; a session made in one is honoured (and its sign-out too) in the other; the audit
-trail written by both stays one valid chain."""
+approved, cancelled, paused and resumed, and its events and log lines streamed (on its own
+stream and on the stream of every execution), through the other; one idempotency key sent
+to both at once makes one execution; a schedule fires once per tick; a session made in one
+is honoured (and its sign-out too) in the other; the audit trail written by both stays one
+valid chain."""
 
 from __future__ import annotations
 
@@ -165,6 +166,22 @@ def test_an_approval_driven_by_one_process_is_streamed_and_approved_through_the_
     assert types[0] == "execution.started" and types[-1] == "execution.completed", types
     assert "node.completed" in types, types
     assert status_of(a, execution_id) == "COMPLETED"
+
+
+def test_the_stream_of_every_execution_in_one_process_sees_those_the_other_drives(
+    pair: tuple[Pinned, Pinned],
+) -> None:
+    a, b = pair
+    stream = b.stream("/v1/events/stream")
+    flow = {"name": "everywhere", "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}
+    execution_id = started(a, flow)
+    seen: list[dict] = []
+    while not any(
+        e["event"] == "execution.completed" and e["data"]["execution_id"] == execution_id
+        for e in seen
+    ):
+        seen += sse_events(stream, "execution.completed")
+    assert any(e["data"]["execution_id"] == execution_id for e in seen), seen
 
 
 def test_cancel_pause_and_resume_through_the_process_that_does_not_drive(
