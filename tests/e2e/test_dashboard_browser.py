@@ -1335,8 +1335,13 @@ def test_a_large_run_followed_live_keeps_the_page_responsive(browser: Any, serve
     assert shown == 501, shown
     assert seen - ended < 5, seen - ended
     assert slowest < 2 and max(stalls, default=0) < 1000, (slowest, stalls)
-    # The timeline caught up too: an attempt per node, the first 400 drawn.
-    assert "of 501 attempts" in browser.find_element("id", "gantt").text
+    # The timeline catches up too (from the stream's events, which may come after the state
+    # the graph was painted from): an attempt per node, the first 400 drawn.
+    until(
+        lambda: "of 501 attempts" in browser.find_element("id", "gantt").text,
+        "the timeline of every attempt",
+        seen=browser,
+    )
 
 
 PROTO = {
