@@ -78,7 +78,10 @@ async def test_a_request_made_before_the_owner_started_is_not_replayed(engines: 
     async with engines() as first:
         record = await first.start_execution(WAITS)
         await _until(lambda: _waiting(first, record.id))
-        await first.store.request_control(
+    # Recorded while nobody drove the execution (by an engine that does not own it: the
+    # owner itself would have carried it out while it stopped).
+    async with engines() as bystander:
+        await bystander.store.request_control(
             record.id, "old-request", {"verb": "cancel", "reason": "long ago"}, 0.0
         )
     async with engines() as second:  # takes the released execution over

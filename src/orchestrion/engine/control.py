@@ -177,7 +177,7 @@ class ControlVerbs:
             return
         if live is None:
             await self._parts.ownership.claim_for(record, ControlVerb.RETRY, expected=record.owner)
-            live = await self._recovery.load(record)
+            live = await self._recovery.load(record.id)
         if from_node is not None and from_node not in live.compiled.plan.index:
             raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
         live = loop.install(live)
@@ -224,7 +224,7 @@ class ControlVerbs:
         if self._forwards(record):
             return record
         await self._parts.ownership.claim_for(record, verb, expected=record.owner)
-        loaded = await self._recovery.load(record)
+        loaded = await self._recovery.load(record.id)
         live = self._parts.loop.install(loaded)
         if live is loaded and verb is not ControlVerb.CANCEL:
             # Driven here from now on: its timers (a delay beside an approval) are armed and

@@ -46,9 +46,14 @@ class Recovery:
         self.heartbeat_task: asyncio.Task[None] | None = None
         parts.loop.on_commit_failed = self.schedule_reload
 
-    async def load(self, record: ExecutionRecord) -> LiveExecution:
-        """Rebuild an execution's machine and output cache from the store."""
+    async def load(self, execution_id: str) -> LiveExecution:
+        """Rebuild an execution's machine and output cache from the store as it stands now.
+
+        Called once this engine holds the claim: the record is read here, never taken from
+        before the claim, when its old owner may still have committed (a start read as
+        pending would be begun again, its first node run under a new attempt)."""
         store = self._parts.engine.store
+        record = await store.get_execution(execution_id)
         compiled = await self._parts.definitions.compiled_for(record.definition_id)
         runs = await store.get_node_runs(record.id)
         outputs = await store.get_outputs(record.id)
@@ -75,8 +80,7 @@ class Recovery:
             return True
         if not await self._parts.ownership.claim(record.id, record.owner):
             return False
-        fresh = await self._parts.engine.store.get_execution(record.id)
-        live = await self.load(fresh)
+        live = await self.load(record.id)
         if self._parts.loop.install(live) is not live:
             return True  # loaded meanwhile by another path: that machine drives it
         await self.recover([live])
@@ -139,9 +143,12 @@ class Recovery:
             if not await ownership.claim(record.id, record.owner, now):
                 continue
             try:
-                live = await self.load(record)
+                live = await self.load(record.id)
             except OrchestrionError:
                 logger.exception("cannot resume execution %s", record.id)
+                continue
+            if live.machine.finished:  # it ended between the listing and the claim
+                await self._parts.engine.store.release_executions(ownership.owner, [record.id])
                 continue
             if self._parts.loop.install(live) is live:
                 lives.append(live)
@@ -209,7 +216,7 @@ class Recovery:
         record = await self._parts.engine.store.get_execution(execution_id)
         if record.owner != self._parts.ownership.owner or record.status in FINAL_EXECUTION_STATES:
             return  # another engine drives it now
-        live = await self.load(record)
+        live = await self.load(execution_id)
         if self._parts.loop.install(live) is live:
             await self.recover([live])
 
@@ -228,9 +235,12 @@ class Recovery:
             record = await self._parts.engine.store.get_execution(execution_id)
             if record.status in FINAL_EXECUTION_STATES or execution_id in loop.live:
                 return
-            if record.owner not in (None, self._parts.ownership.owner):
+            ownership = self._parts.ownership
+            if record.owner not in (None, ownership.owner):
                 return  # taken over meanwhile
-            live = await self.load(record)
+            if record.owner is None and not await ownership.claim(execution_id, None):
+                return  # given back meanwhile, and another engine claimed it first
+            live = await self.load(execution_id)
             if loop.install(live) is live:
                 await self.recover([live])
         except OrchestrionError as exc:
