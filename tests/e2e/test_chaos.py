@@ -70,8 +70,11 @@ async def _journal(api: Engine, node_keys: list[str], ids: list[str]) -> str:
             continue
         node = key[len(eid) + 1 :]
         for event in await api.store.list_events(eid):
-            if event.node_id == node:
-                lines.append(f"{eid} {node} {event.type} attempt={event.attempt} {event.data}")
+            if event.node_id in (node, None):  # the node's, and the execution's own
+                lines.append(
+                    f"{event.seq} {event.at:.3f} {eid[:8]} {event.node_id} {event.type}"
+                    f" attempt={event.attempt} {event.data}"
+                )
     return "\n".join(lines)
 
 
@@ -131,7 +134,11 @@ async def test_kill_9_of_workers_and_orchestrators_loses_and_repeats_nothing(
             for eid in ids:
                 events = await api.store.list_events(eid, types=["node.completed"])
                 completed = Counter(e.node_id for e in events)
-                assert set(completed.values()) == {1} and len(completed) == 10, (eid, completed)
+                if set(completed.values()) != {1} or len(completed) != 10:
+                    twice = [f"{eid}_{node}" for node, n in completed.items() if n > 1]
+                    raise AssertionError(
+                        f"{eid} completed {completed}\n{await _journal(api, twice[:2], ids)}"
+                    )
 
             keys = [p.name for p in effects.iterdir() if p.name != "deliveries.log"]
             per_node = Counter(key.rsplit("_", 1)[0] for key in keys)  # drop the attempt number

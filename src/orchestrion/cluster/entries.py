@@ -3,9 +3,12 @@
 Each entry's event goes to the engine through its ``EventRoute`` (this engine, the owner, a
 takeover, or dropped as a late duplicate). An entry is acknowledged (XACK and XDEL in one
 transaction) only once the engine's turn that applied it is committed, so a crash in between
-redelivers it; the machine ignores what it has already applied. An unreadable entry is
-dropped at once; one sealed with a key this process lacks, or routed ``RETRY_LATER`` (the
-store did not answer), stays pending and is claimed again later.
+redelivers it; the machine ignores what it has already applied. An entry the machine here
+changed nothing with is acknowledged only once the store says this engine still drives the
+execution (a duplicate) or the event went on to the engine that took it over meanwhile: a
+machine that has not yet noticed it lost its execution must not swallow that owner's result.
+An unreadable entry is dropped at once; one sealed with a key this process lacks, or routed
+``RETRY_LATER`` (the store did not answer), stays pending and is claimed again later.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, Entries
 from orchestrion.cluster.wire import WireError, decode_event, loads
-from orchestrion.dispatch.base import EventRoute, Routed
+from orchestrion.dispatch.base import EventRoute, NotApplied, Routed
 from orchestrion.errors import OrchestrionError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.cluster.on_wire import WireSealer
+    from orchestrion.core.events import Event
 
 __all__ = ["EntryHandler", "track"]
+
+Pending = tuple[bytes, "asyncio.Future[None]", str, "Event"]
+"""An entry handed to an engine: (entry id, its commit's future, execution id, event)."""
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ class EntryHandler:
 
     async def handle(self, stream: str, entries: Entries) -> None:
         router = self._router
-        pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        pending: list[Pending] = []
         done: list[bytes] = []
         sealer = self._sealer
         for entry_id, fields in entries:
@@ -75,11 +82,11 @@ class EntryHandler:
                     continue
             fast = router.deliver_if_live(execution_id, event)
             if fast is not None:
-                pending.append((entry_id, fast))
+                pending.append((entry_id, fast, execution_id, event))
                 continue
             routed, future = await router.route(execution_id, event)
             if future is not None:
-                pending.append((entry_id, future))
+                pending.append((entry_id, future, execution_id, event))
             elif routed is not Routed.RETRY_LATER:
                 done.append(entry_id)
         if done:
@@ -87,11 +94,15 @@ class EntryHandler:
         if pending:
             track(self._jobs, self._ack_when_committed(stream, pending))
 
-    async def _ack_when_committed(
-        self, stream: str, pending: list[tuple[bytes, asyncio.Future[None]]]
-    ) -> None:
-        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
-        ids = [entry for (entry, _), res in zip(pending, results, strict=True) if res is None]
+    async def _ack_when_committed(self, stream: str, pending: list[Pending]) -> None:
+        results = await asyncio.gather(*(p[1] for p in pending), return_exceptions=True)
+        ids = []
+        for (entry, _, execution_id, event), result in zip(pending, results, strict=True):
+            if result is None or (
+                isinstance(result, NotApplied)
+                and await self._router.settle_unapplied(execution_id, event)
+            ):
+                ids.append(entry)
         if ids:
             await self._ack(stream, ids)
 

@@ -30,6 +30,7 @@ __all__ = [
     "Dispatcher",
     "EventRoute",
     "EventSink",
+    "NotApplied",
     "Routed",
     "TaskMessage",
     "cluster_of",
@@ -109,6 +110,12 @@ class Routed(Enum):
     RETRY_LATER = "retry_later"  # the store could not be read: leave the entry pending
 
 
+class NotApplied(Exception):
+    """What a delivered event's future raises when the machine it reached changed nothing
+    with it: a duplicate, or a machine behind the store (its engine lost the execution to
+    another and has not noticed yet). The reader asks ``EventRoute.settle_unapplied``."""
+
+
 class EventRoute(Protocol):
     """What an engine offers a clustered dispatcher: where each event it reads must go."""
 
@@ -124,6 +131,11 @@ class EventRoute(Protocol):
     ) -> tuple[Routed, asyncio.Future[None] | None]:
         """Hand the event to this engine, forward it to the owner, take the execution over,
         or drop it (late duplicate); the future resolves when this engine has committed it."""
+
+    async def settle_unapplied(self, execution_id: str, event: Event) -> bool:
+        """An event this engine's machine changed nothing with (``NotApplied``): True when
+        its entry may be acknowledged (a duplicate, or now forwarded to the execution's new
+        owner), False to leave it pending and route it again later."""
 
     def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
         """Those of ``tasks`` whose attempt has not ended in the journal."""

@@ -34,6 +34,7 @@ from orchestrion.core.machine import ExecutionMachine, Step
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.dispatch.base import NotApplied
 from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.ids import new_event_id
@@ -237,6 +238,7 @@ class EngineLoop:
         batch = CommitBatch(owner=engine.owner, audit=engine.audit.signer, outbox=engine.outbox)
         actions: list[Action] = []
         touched: dict[str, list[Record]] = {}
+        unapplied: list[Posted] = []  # from a stream, and changed nothing: see NotApplied
         for item in items:
             live = self.live.get(item.execution_id)
             if live is None:
@@ -253,6 +255,8 @@ class EngineLoop:
                 touched.setdefault(item.execution_id, [])
                 continue
             step = live.machine.apply(event)
+            if item.redeliverable and not step.records and not step.commands:
+                unapplied.append(item)
             self.absorb(live, step, batch, actions, item.cause, touched)
         if actions and engine.settings.inline_attempts:
             self._run_inline(batch, actions, touched)
@@ -264,6 +268,9 @@ class EngineLoop:
                 self._commit_failed(failed, items)
                 touched = {eid: records for eid, records in touched.items() if eid not in failed}
                 actions = [action for action in actions if action[0].record.id not in failed]
+        for item in unapplied:
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_exception(NotApplied(item.execution_id))
         for item in items:
             if item.ack is not None and not item.ack.done():
                 item.ack.set_result(None)
