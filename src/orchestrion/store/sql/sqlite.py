@@ -5,8 +5,10 @@ SQLAlchemy and Alembic are only used to migrate (``orchestrion.store.migrate``);
 is plain SQL on one connection, which is what keeps ``commit`` (the engine's hot path) fast:
 params built up front (``batch.py``), node-run upserts coalesced per node, one ``executemany``
 per statement with positional parameters, one transaction per batch. Calls run inline in the
-event loop and never suspend: each is short (microseconds to a few milliseconds), shorter than
-a hop to a thread would be. WAL checkpoints run on a thread of their own (``checkpoint.py``).
+event loop: each is short (microseconds to a few milliseconds), shorter than a hop to a thread
+would be. They suspend only while another process holds the write lock, waiting for it with
+``asyncio.sleep`` instead of SQLite's busy handler (``sqlite_busy.py``). WAL checkpoints run on
+a thread of their own (``checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.errors import ConfigurationError, StoreError
@@ -36,8 +38,11 @@ from orchestrion.store.sql.rows import (
     positional,
     sql_list,
 )
+from orchestrion.store.sql.sqlite_busy import BUSY_TIMEOUT, is_busy, retry_busy
 
 __all__ = ["SQLiteStore", "SQLiteSynchronous", "url_to_sqlite_path"]
+
+T = TypeVar("T")
 
 SQLiteSynchronous = Literal["normal", "full"]
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # checked, then in SQL
@@ -102,23 +107,44 @@ def url_to_sqlite_path(url: str) -> str:
 
 
 class SQLiteConnection:
-    """The store's one ``sqlite3`` connection as the shared queries use it. Nothing here
-    suspends: an ``await`` of it runs through, holding the loop like the plain call."""
+    """The store's one ``sqlite3`` connection as the shared queries use it. An ``await`` of
+    it runs through, holding the loop like the plain call, unless a statement outside a
+    transaction (a single-statement write, rarely a read) finds the file locked by another
+    process: it then waits for the lock without holding the loop (``sqlite_busy.py``)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("_store", "raw")
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    def __init__(self, raw: sqlite3.Connection, store: SQLiteStore) -> None:
         self.raw = raw
+        self._store = store
 
     async def rows(self, sql: str, params: Params | None = None) -> list[Any]:
-        return self.raw.execute(sql, params or {}).fetchall()
+        try:
+            return self.raw.execute(sql, params or {}).fetchall()
+        except sqlite3.OperationalError as exc:
+            self._may_wait(exc)
+        return await self._store._retry(lambda: self.raw.execute(sql, params or {}).fetchall())
 
     async def row(self, sql: str, params: Params | None = None) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = self.raw.execute(sql, params or {}).fetchone()
-        return row
+        try:
+            row: Sequence[Any] | None = self.raw.execute(sql, params or {}).fetchone()
+            return row
+        except sqlite3.OperationalError as exc:
+            self._may_wait(exc)
+        return await self._store._retry(lambda: self.raw.execute(sql, params or {}).fetchone())
 
     async def run(self, sql: str, params: Params | None = None) -> int:
-        return self.raw.execute(sql, params or {}).rowcount
+        try:
+            return self.raw.execute(sql, params or {}).rowcount
+        except sqlite3.OperationalError as exc:
+            self._may_wait(exc)
+        return await self._store._retry(lambda: self.raw.execute(sql, params or {}).rowcount)
+
+    def _may_wait(self, exc: sqlite3.OperationalError) -> None:
+        """Raise ``exc`` unless it is the lock taken, met outside a transaction: inside one
+        the statement before it may have done work that a retry alone would not redo."""
+        if not is_busy(exc) or self.raw.in_transaction:
+            raise exc
 
 
 class _Held:
@@ -171,8 +197,15 @@ class _Transaction(_Held):
 
     async def __aenter__(self) -> SQLiteConnection:
         conn = await super().__aenter__()
+        raw = conn.raw
         try:
-            conn.raw.execute("BEGIN IMMEDIATE")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                # Another process writes: wait for it off the loop (reads go on meanwhile).
+                await self._store._retry(_begin(raw))
         except BaseException as exc:
             self._release(exc)  # gives the lock back
             raise
@@ -200,6 +233,10 @@ class _Transaction(_Held):
             raise StoreError(f"SQLite store {store.path}: {error}") from error
         finally:
             self._release(exc)  # gives the lock back; a driver error as such
+
+
+def _begin(raw: sqlite3.Connection) -> Callable[[], object]:
+    return lambda: raw.execute("BEGIN IMMEDIATE")
 
 
 class SQLiteStore(SQLStore[SQLiteConnection]):
@@ -235,7 +272,7 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
             )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
@@ -245,14 +282,15 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             # FULL also flushes the WAL to the disk at every commit (Settings).
             conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 5000")
             # Checkpoints run on a thread of their own (store/checkpoint.py), not in commits.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # No busy handler: a locked file is waited for on the event loop (_retry).
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot configure SQLite store {self.path}: {exc}") from exc
         self._checkpointer = WalCheckpointer(self.path)
-        self._conn = SQLiteConnection(conn)
+        self._conn = SQLiteConnection(conn, self)
 
     async def open_existing(self) -> None:
         """``open``, refusing to create a new file (for tools that act on a store)."""
@@ -283,6 +321,15 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
                 checkpointer.close()  # first: the last connection to close ends the WAL
             if conn is not None:
                 conn.raw.close()
+
+    async def _retry(self, attempt: Callable[[], T]) -> T:
+        """``attempt()`` once the file's lock is free; the store's lock is held throughout,
+        except while it waits."""
+        return await retry_busy(self._lock, attempt, self._still_open)
+
+    def _still_open(self) -> None:
+        if self._conn is None:
+            raise StoreError("the SQLite store was closed")
 
     def _connection(self) -> _Held:
         return self._held
