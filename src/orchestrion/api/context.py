@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
+from orchestrion.api.definition_cache import CheckedDefinitions
 from orchestrion.logcontext import current_request_id, request_id_var
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class ApiContext:
     audit_status: AuditStatus | None = field(default=None)  # set by the audit trail, if any
     startup_error: OrchestrionError | None = field(default=None)  # why the engine did not start
     hosts: HostAllowList | None = field(default=None)  # the Host names answered (None: any)
+    checked: CheckedDefinitions = field(default_factory=CheckedDefinitions)  # by their text
 
     def begin_shutdown(self) -> None:
         """End event streams now, so a stopping server is not held open by them."""

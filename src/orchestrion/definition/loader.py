@@ -64,6 +64,7 @@ class LoadedDefinition:
     source_text: str
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
+    content_hash: str | None = None  # of the spec, once worked out (engine/definitions.py)
 
 
 def load_definition(

@@ -89,7 +89,10 @@ class Definitions:
         self.check_teams(loaded.spec)
         spec = loaded.spec
         freeze = engine.settings.gc_freeze
-        content_hash = await _off_loop(spec, freeze, _content_hash, spec)
+        content_hash = loaded.content_hash
+        if content_hash is None:  # a definition checked once is hashed once (the API's)
+            content_hash = await _off_loop(spec, freeze, _content_hash, spec)
+            loaded.content_hash = content_hash
         version = spec.version
         store = engine.store
         if version is None:

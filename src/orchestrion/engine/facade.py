@@ -471,6 +471,11 @@ class Engine:
         live = self._loop.live.get(execution_id)
         return live.machine if live is not None else None
 
+    def live_record(self, execution_id: str) -> ExecutionRecord | None:
+        """The record of an execution this engine drives right now, if any (not a copy)."""
+        live = self._loop.live.get(execution_id)
+        return live.record if live is not None else None
+
     def post(self, execution_id: str, event: Event) -> None:
         """Hand an event to the engine loop (from handlers' helpers and timers)."""
         self._loop.post(execution_id, event)

@@ -37,6 +37,9 @@ class HandlerRegistry:
         # Known by name, imported on first lookup: canonical name -> (aliases, what loads it).
         self._lazy: dict[str, tuple[tuple[str, ...], Callable[[], HandlerSpec]]] = {}
         self._discover = False
+        # Counts the names added: what was checked against the handlers may be kept until
+        # it moves (the API's definitions, api/definition_cache.py).
+        self.changes = 0
         for spec in specs:
             self.register(spec)
 
@@ -54,6 +57,7 @@ class HandlerRegistry:
         self._lazy[name] = (aliases, load)
         for each in (name, *aliases):
             self._names[each] = name
+        self.changes += 1
 
     def _load_lazy(self, canonical: str) -> HandlerSpec:
         aliases, load = self._lazy[canonical]
@@ -95,6 +99,7 @@ class HandlerRegistry:
         self._specs[spec.name] = spec
         for name in (spec.name, *spec.aliases):
             self._names[name] = spec.name
+        self.changes += 1
 
     def get(self, name: str) -> HandlerSpec:
         canonical = self._names.get(name)
@@ -143,6 +148,7 @@ class HandlerRegistry:
         clone._names = dict(self._names)
         clone._lazy = dict(self._lazy)
         clone._discover = self._discover
+        clone.changes = self.changes
         return clone
 
     def load_entry_points(self) -> list[str]:

@@ -44,6 +44,9 @@ class ExecutionInfo:
 
 RecordSink = Callable[[ExecutionInfo, list[Record]], None]
 
+# An execution's id, its records, and its correlation and definition ids when known.
+_Queued = tuple[str, list[Record], tuple[str, str] | None]
+
 
 class RecordFeed:
     """Queue records from the engine's listener; ``run`` delivers them to the sinks."""
@@ -51,7 +54,7 @@ class RecordFeed:
     def __init__(self, engine: Engine, sinks: list[RecordSink]) -> None:
         self.engine = engine
         self.sinks = sinks
-        self._queue: asyncio.Queue[tuple[str, list[Record]]] = asyncio.Queue(_MAX_QUEUED)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(_MAX_QUEUED)
         self._executions: OrderedDict[str, ExecutionInfo] = OrderedDict()
         self._definitions: OrderedDict[str, tuple[str, dict[str, str]]] = OrderedDict()
         self.dropped = 0
@@ -60,8 +63,15 @@ class RecordFeed:
         """The engine record listener (runs inside the engine loop: never blocks)."""
         if not records:  # a turn that stored only node log lines: no transition to report
             return
+        # The execution's ids from its live record while the engine drives it here: the
+        # store is then not read for them (a read per execution, at every one's first turn).
+        ids = None
+        if execution_id not in self._executions:
+            record = self.engine.live_record(execution_id)
+            if record is not None and record.correlation_id is not None:
+                ids = (record.correlation_id, record.definition_id)
         try:
-            self._queue.put_nowait((execution_id, records))
+            self._queue.put_nowait((execution_id, records, ids))
         except asyncio.QueueFull:
             # Metrics and logs fall behind rather than slowing the engine down.
             self.dropped += 1
@@ -71,8 +81,8 @@ class RecordFeed:
     async def run(self) -> None:
         """Deliver queued records until cancelled."""
         while True:
-            execution_id, records = await self._queue.get()
-            info = await self._info(execution_id)
+            execution_id, records, ids = await self._queue.get()
+            info = await self._info(execution_id, ids)
             for sink in self.sinks:
                 try:
                     sink(info, records)
@@ -82,15 +92,15 @@ class RecordFeed:
     async def drain(self) -> None:
         """Deliver what is queued now (at shutdown, after the engine stopped)."""
         while not self._queue.empty():
-            execution_id, records = self._queue.get_nowait()
-            info = await self._info(execution_id)
+            execution_id, records, ids = self._queue.get_nowait()
+            info = await self._info(execution_id, ids)
             for sink in self.sinks:
                 try:
                     sink(info, records)
                 except Exception:
                     logger.exception("record sink failed")
 
-    async def _info(self, execution_id: str) -> ExecutionInfo:
+    async def _info(self, execution_id: str, ids: tuple[str, str] | None) -> ExecutionInfo:
         info = self._executions.get(execution_id)
         if info is not None and info.correlation_id is not None:
             self._executions.move_to_end(execution_id)
@@ -98,13 +108,16 @@ class RecordFeed:
                 info = self._executions[execution_id] = replace(info, sealed=True)
             return info
         try:
-            record = await self.engine.reads.execution(execution_id)
-            workflow, handlers = await self._definition(record.definition_id)
+            if ids is None:
+                record = await self.engine.reads.execution(execution_id)
+                ids = (record.correlation_id or "", record.definition_id)
+            correlation_id, definition_id = ids
+            workflow, handlers = await self._definition(definition_id)
         except Exception:  # context only enriches metrics and logs: never fail on it
             logger.debug("no context for execution %s", execution_id, exc_info=True)
             return ExecutionInfo(execution_id)
         info = ExecutionInfo(
-            execution_id, record.correlation_id, workflow, handlers, self._sealed(execution_id)
+            execution_id, correlation_id or None, workflow, handlers, self._sealed(execution_id)
         )
         self._executions[execution_id] = info
         while len(self._executions) > _MAX_CACHED:

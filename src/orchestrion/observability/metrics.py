@@ -109,6 +109,10 @@ class Metrics:
             registry=registry,
         )
         self._http_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # The labelled series of the record feed, kept as those of HTTP (observe_http).
+        self._node_series: dict[tuple[NodeState, str], Any] = {}
+        self._duration_series: dict[str, Any] = {}
+        self._execution_series: dict[str, Any] = {}
         # execution id -> node id -> state, for nodes queued or running; live executions
         self._active: dict[str, dict[str, NodeState]] = {}
         self._live: set[str] = set()
@@ -195,7 +199,13 @@ class Metrics:
 
     def execution_created(self) -> None:
         """A pending execution was made (not a record: nothing ran yet)."""
-        self.executions.labels("pending").inc()
+        self._execution_count("pending").inc()
+
+    def _execution_count(self, status: str) -> Any:
+        series = self._execution_series.get(status)
+        if series is None:
+            series = self._execution_series[status] = self.executions.labels(status)
+        return series
 
     def observe(self, info: ExecutionInfo, records: list[Record]) -> None:
         """Record-feed sink."""
@@ -208,12 +218,18 @@ class Metrics:
             if state is None:
                 continue
             handler = info.handler(record.node)
-            self.nodes.labels(state.value, handler).inc()
+            series = self._node_series.get((state, handler))
+            if series is None:
+                series = self._node_series[state, handler] = self.nodes.labels(state.value, handler)
+            series.inc()
             if record.type == _RETRY:
                 self.retries.labels(handler).inc()
             duration = _attempt_duration(record)
             if duration is not None:
-                self.node_duration.labels(handler).observe(duration)
+                timing = self._duration_series.get(handler)
+                if timing is None:
+                    timing = self._duration_series[handler] = self.node_duration.labels(handler)
+                timing.observe(duration)
             if state in (NodeState.QUEUED, NodeState.RUNNING):
                 self._active.setdefault(execution_id, {})[record.node] = state
             else:
@@ -228,7 +244,7 @@ class Metrics:
         if status is None:
             return
         if record.type in _COUNTED:
-            self.executions.labels(status.value).inc()
+            self._execution_count(status.value).inc()
         if status in FINAL_EXECUTION_STATES:
             self._live.discard(execution_id)
             self._active.pop(execution_id, None)

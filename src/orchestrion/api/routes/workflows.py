@@ -84,6 +84,9 @@ def _load(text: str, fmt: str | None, ctx: ApiContext) -> LoadedDefinition:
     # the loader treats one-line strings naming an existing file as paths, so add a newline.
     if "\n" not in text:
         text += "\n"
+    kept = ctx.checked.get(text, fmt, ctx.engine)
+    if kept is not None:
+        return kept
     # The policy applies while validating: a python function outside the allowlist is
     # refused before its module is ever imported.
     context = enforce.validation_context(ctx.engine.governance)
@@ -98,6 +101,7 @@ def _load(text: str, fmt: str | None, ctx: ApiContext) -> LoadedDefinition:
         # Frozen before the collector runs again: a pass over its many objects would hold
         # the event loop (see gc_tuning).
         freeze_large(len(loaded.spec.dag.nodes), ctx.engine.settings.gc_freeze)
+    ctx.checked.put(text, fmt, ctx.engine, loaded)
     return loaded
 
 
