@@ -10,6 +10,7 @@ instead of looking on 127.0.0.1:5432.
 own, deleted afterwards. The same skip-or-fail rule applies.
 
 Reports are made safe to send between parallel workers: see ``pytest_report_to_serializable``.
+Test files are handed to the workers longest first: see ``pytest_collection_modifyitems``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,41 @@ def pytest_report_to_serializable(report: Any) -> Any:
     """The report as a worker sends it, with every string encodable as UTF-8."""
     serialized = yield
     return _encodable(serialized)
+
+
+# Files of one test or a few that run for minutes (a chaos run, kill -9 and restarts of real
+# process trees): started first, so that no worker is left alone on one of them at the end.
+LONG_FILES = (
+    "e2e/test_chaos.py",
+    "e2e/test_crash_fanout.py",
+    "e2e/test_service_restarts.py",
+    "e2e/test_routing_crash.py",
+    "e2e/test_crash_recovery.py",
+    "e2e/test_serve_workers.py",
+    "e2e/test_serve_workers_edges.py",
+    "e2e/test_dashboard_browser.py",
+)
+# Then the tiers, slowest first: the many quick unit files fill the end evenly.
+TIERS = ("e2e", "integration", "unit")
+
+
+def _file_rank(item: pytest.Item) -> tuple[int, int]:
+    path = item.path.as_posix()
+    for rank, name in enumerate(LONG_FILES):
+        if path.endswith("/tests/" + name):
+            return 0, rank
+    tier = item.path.parent.name
+    return 1, TIERS.index(tier) if tier in TIERS else len(TIERS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the files by how long they take, longest first, keeping the order within each.
+
+    ``--dist loadfile`` runs a whole file on one worker, and xdist hands the files out in this
+    order when told to keep it (``--no-loadscope-reorder`` in scripts/test); its default, most
+    tests first, left the one-test chaos run for last, with the other worker idle.
+    """
+    items.sort(key=_file_rank)  # stable: the files' own order within a rank, tests' in a file
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
