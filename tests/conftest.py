@@ -57,17 +57,32 @@ def pytest_report_to_serializable(report: Any) -> Any:
     return _encodable(serialized)
 
 
-# Files of one test or a few that run for minutes (a chaos run, kill -9 and restarts of real
-# process trees): started first, so that no worker is left alone on one of them at the end.
+# The files that take longest, longest first (a full run's per-file sums, from --junitxml):
+# started first, so that no worker is left alone on one of them at the end. Several are one
+# test or a few (a chaos run, property tests of crashes), which xdist's own order, most tests
+# first, put last.
 LONG_FILES = (
     "e2e/test_chaos.py",
-    "e2e/test_crash_fanout.py",
-    "e2e/test_service_restarts.py",
-    "e2e/test_routing_crash.py",
-    "e2e/test_crash_recovery.py",
+    "unit/test_machine_properties.py",
+    "e2e/test_stored_trust_cli.py",
+    "e2e/test_first_hour_cli.py",
+    "e2e/test_dead_letter_nodes.py",
     "e2e/test_serve_workers.py",
-    "e2e/test_serve_workers_edges.py",
-    "e2e/test_dashboard_browser.py",
+    "e2e/test_audit_tamper.py",
+    "e2e/test_api_server.py",
+    "e2e/test_packaging.py",
+    "e2e/test_readme.py",
+    "e2e/test_handover_server.py",
+    "e2e/test_schedules_server.py",
+    "e2e/test_rate_limits_server.py",
+    "e2e/test_audit_anchor_cli.py",
+    "e2e/test_cli_malformed.py",
+    "e2e/test_schemathesis.py",
+    "e2e/test_audit_server.py",
+    "e2e/test_handover_cli.py",
+    "e2e/test_scaleout_api_faults.py",
+    "e2e/test_bounded_work_server.py",
+    "e2e/test_service_restarts.py",
 )
 # Then the tiers, slowest first: the many quick unit files fill the end evenly.
 TIERS = ("e2e", "integration", "unit")
@@ -87,7 +102,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     ``--dist loadfile`` runs a whole file on one worker, and xdist hands the files out in this
     order when told to keep it (``--no-loadscope-reorder`` in scripts/test); its default, most
-    tests first, left the one-test chaos run for last, with the other worker idle.
+    tests first, left the one-test chaos run for last, with the other worker idle. A file
+    missing from ``LONG_FILES`` only goes out later than it could.
     """
     items.sort(key=_file_rank)  # stable: the files' own order within a rank, tests' in a file
 
