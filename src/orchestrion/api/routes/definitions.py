@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
 
 from orchestrion.api.auth import caller_of
-from orchestrion.api.context import current_request_id
 from orchestrion.api.convert import definition_detail, definition_summary, execution_state
 from orchestrion.api.declared import declared
 from orchestrion.api.models import (
@@ -17,11 +16,12 @@ from orchestrion.api.models import (
     DefinitionDetail,
     DefinitionPage,
     StartExecutionRequest,
+    TriggerRequest,
 )
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey
-from orchestrion.api.settled import started_answer
+from orchestrion.api.routes.workflows import trigger
 from orchestrion.api.version_models import VersionList, VersionView, version_list, version_view
 from orchestrion.core.states import ExecutionStatus
 
@@ -122,10 +122,10 @@ async def start_execution(
             status=execution_state(record.status),
             message="Workflow was already started",
         )
-    await engine.trigger(
-        record.id, body.input_params, body.node_overrides, correlation_id=current_request_id()
-    )
-    return await started_answer(engine, record.id)
+    # The trigger verb's own path: a start raced under the same key by another server
+    # process answers the execution that start made, not a conflict.
+    start = TriggerRequest(input_params=body.input_params, node_overrides=body.node_overrides)
+    return await trigger(ctx, record.id, start, idempotency_key)
 
 
 @router.get(

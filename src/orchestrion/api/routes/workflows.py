@@ -247,8 +247,10 @@ async def trigger(
         if idempotency_key is None:
             raise
         record = await ctx.engine.reads.execution(execution_id)
-        if record.status is ExecutionStatus.PENDING:
-            raise  # held by another process: not a repeat of a trigger that happened
+        if record.status is ExecutionStatus.PENDING and record.owner is None:
+            raise  # nobody triggered it: not a repeat of a trigger that happened
+        # Started, or being started by a trigger that won the race (another server
+        # process, or this one) and owns it: the repeat answers that start.
         return ActionResponse(
             execution_id=execution_id,
             status=execution_state(record.status),
