@@ -1,16 +1,21 @@
 """Races between the processes of ``orchestrion serve --workers N``, through real connections
 pinned to each process: one start sent with one idempotency key to every process at once
-(every route that starts with a key).
+(every route that starts with a key), and control verbs sent just after the process that
+drove the execution was killed with SIGKILL.
 
-A repeated start used to lose the race for the execution's ownership to its own twin and
-answer 409 to a caller that had done nothing wrong.
+Both used to answer 409 to a caller that had done nothing wrong: a repeated start lost the
+race for the execution's ownership to its own twin, and a verb sent to a dead owner was
+refused with "run the command again" once a sibling took the execution over.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +131,70 @@ def test_one_swarmlite_start_key_sent_to_every_process_at_once_answers_202_every
             body["idempotency_key"] = key
         answers = _at_once(every, "/workflows/start", body, headers)
         _one_start(answers, len(every))
+
+
+def _until(check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def _started(through: Pinned, spec: dict[str, Any]) -> str:
+    execution_id = _submitted(through, spec)
+    status, body, _ = through.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+    assert status == 202, body
+    return execution_id
+
+
+def _status(through: Pinned, execution_id: str) -> str:
+    status, body, _ = through.call("GET", f"/v1/workflows/{execution_id}")
+    assert status == 200, body
+    return str(body["status"])
+
+
+def _waiting(through: Pinned, execution_id: str) -> bool:
+    return _status(through, execution_id) == "WAITING"
+
+
+def test_verbs_sent_just_after_the_driving_process_was_killed_are_carried_out(
+    tmp_path: Path,
+) -> None:
+    """Cancel, pause, resume, approve and reject sent, through a live process, for the
+    executions of a process killed a moment before: each is carried out (by whichever
+    process took the execution over), none answered 409."""
+    server = WorkersServer(
+        tmp_path, tmp_path / "k.db", workers=3, env={"ORCHESTRION_API_KEYS": f"{OPERATOR}:operator"}
+    )
+    try:
+        victim, asker, _ = server.children()
+        driver, through = Pinned.to(server, victim, AUTH), Pinned.to(server, asker, AUTH)
+        naps = [_started(driver, NAP) for _ in range(3)]
+        gates = [_started(driver, GATE) for _ in range(2)]
+        for execution_id in [*naps, *gates]:
+            _until(lambda e=execution_id: _waiting(through, e))
+        os.kill(victim, signal.SIGKILL)
+        driver.close()
+
+        calls = [
+            ("DELETE", f"/v1/workflows/{naps[0]}", "CANCELLED"),
+            ("POST", f"/v1/workflows/{naps[1]}/pause", "PAUSED"),
+            ("POST", f"/workflows/{naps[2]}/stop", "CANCELLED"),
+            ("POST", f"/v1/workflows/{gates[0]}/nodes/sign_off/approve", "COMPLETED"),
+            ("POST", f"/v1/workflows/{gates[1]}/nodes/sign_off/reject", "FAILED"),
+        ]
+        for method, path, _ in calls:
+            status, body, _ = through.call(method, path, {} if method == "POST" else None)
+            assert status == 202, (path, body)
+        for (_, _, wanted), execution_id in zip(calls, [*naps, *gates], strict=True):
+            _until(lambda e=execution_id, w=wanted: _status(through, e) == w)
+
+        status, body, _ = through.call("POST", f"/v1/workflows/{naps[1]}/resume", {})
+        assert status == 202, body
+        assert body["status"] == "WAITING", body
+        through.close()
+    finally:
+        assert server.stop() == 0, server.log.read_text()

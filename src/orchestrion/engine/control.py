@@ -9,6 +9,7 @@ loaded and driven here.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import (
@@ -25,6 +26,7 @@ from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import ControlVerb, decision_verb
 from orchestrion.engine import lineage
+from orchestrion.engine.control_requests import OwnerChanged
 from orchestrion.engine.deciders import Decider, check_decider
 from orchestrion.engine.live import LiveExecution
 from orchestrion.engine.timers import arm_deadline
@@ -40,6 +42,20 @@ if TYPE_CHECKING:
 __all__ = ["ControlVerbs"]
 
 _Target = LiveExecution | ExecutionRecord
+_ROUNDS = 3  # how many owners in a row a verb follows when each lets the execution go
+
+
+async def _until_held(verb: Callable[[], Awaitable[None]]) -> None:
+    """Carry out ``verb``, again when the process it was sent to let the execution go
+    before acting (it died, and a sibling's heartbeat took its executions over): the next
+    round reads the execution again and goes to its new owner, or acts here."""
+    for _ in range(_ROUNDS - 1):
+        try:
+            await verb()
+            return
+        except OwnerChanged:
+            continue
+    await verb()
 
 
 class ControlVerbs:
@@ -58,29 +74,13 @@ class ControlVerbs:
         self._children = children
 
     async def cancel(self, execution_id: str, reason: str) -> None:
-        target = await self._target(execution_id, ControlVerb.CANCEL)
-        if await self._requested(target, ControlVerb.CANCEL, reason=reason):
-            return
-        await self._apply(target, CancelRequested(time.time(), reason))
-        if isinstance(target, LiveExecution):
-            await self._children.stopped()  # its children are cancelled before this returns
+        await _until_held(lambda: self._cancel(execution_id, reason))
 
     async def pause(self, execution_id: str) -> None:
-        target = await self._target(execution_id, ControlVerb.PAUSE)
-        if await self._requested(target, ControlVerb.PAUSE):
-            return
-        await self._apply(target, PauseRequested(time.time()))
+        await _until_held(lambda: self._pause(execution_id))
 
     async def resume(self, execution_id: str) -> None:
-        target = await self._target(execution_id, ControlVerb.RESUME)
-        status = target.machine.status if isinstance(target, LiveExecution) else target.status
-        if status is not ExecutionStatus.PAUSED:
-            raise InvalidTransition(
-                f"execution {execution_id} is not paused (status {status.value})"
-            )
-        if await self._requested(target, ControlVerb.RESUME):
-            return
-        await self._apply(target, ResumeRequested(time.time()))
+        await _until_held(lambda: self._resume(execution_id))
 
     async def decide(
         self,
@@ -93,6 +93,47 @@ class ControlVerbs:
         decider: Decider | None,
     ) -> None:
         """See ``Engine.decide``."""
+        await _until_held(
+            lambda: self._decide(
+                execution_id, node_id, approved=approved, by=by, comment=comment, decider=decider
+            )
+        )
+
+    async def _cancel(self, execution_id: str, reason: str) -> None:
+        target = await self._target(execution_id, ControlVerb.CANCEL)
+        if await self._requested(target, ControlVerb.CANCEL, reason=reason):
+            return
+        await self._apply(target, CancelRequested(time.time(), reason))
+        if isinstance(target, LiveExecution):
+            await self._children.stopped()  # its children are cancelled before this returns
+
+    async def _pause(self, execution_id: str) -> None:
+        target = await self._target(execution_id, ControlVerb.PAUSE)
+        if await self._requested(target, ControlVerb.PAUSE):
+            return
+        await self._apply(target, PauseRequested(time.time()))
+
+    async def _resume(self, execution_id: str) -> None:
+        target = await self._target(execution_id, ControlVerb.RESUME)
+        status = target.machine.status if isinstance(target, LiveExecution) else target.status
+        if status is not ExecutionStatus.PAUSED:
+            raise InvalidTransition(
+                f"execution {execution_id} is not paused (status {status.value})"
+            )
+        if await self._requested(target, ControlVerb.RESUME):
+            return
+        await self._apply(target, ResumeRequested(time.time()))
+
+    async def _decide(
+        self,
+        execution_id: str,
+        node_id: str,
+        *,
+        approved: bool,
+        by: str | None,
+        comment: str | None,
+        decider: Decider | None,
+    ) -> None:
         target = await self._target(execution_id, decision_verb(approved))
         record = target.record if isinstance(target, LiveExecution) else target
         compiled = await self._parts.definitions.compiled_for(record.definition_id)

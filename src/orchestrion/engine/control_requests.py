@@ -9,9 +9,11 @@ effect shows in the store (the execution cancelled, paused, resumed, the node de
 
 A request is acted on by the process that owned the execution when it was made; one that
 stops first (it ended, or was killed) leaves the request unanswered, and the requester says
-so: the command, run again, then acts itself. Scale-out processes send these requests over
-the dispatcher instead (``forward``), and orchestrators read the journal's requests too: a
-command given only the database (``--db postgresql://...``, no Redis) reaches them that way.
+so (``OwnerChanged``): the verb, run again, then goes to whoever holds the execution now (a
+sibling that took it over, or the requester itself), which ``engine/control.py`` does.
+Scale-out processes send these requests over the dispatcher instead (``forward``), and
+orchestrators read the journal's requests too: a command given only the database
+(``--db postgresql://...``, no Redis) reaches them that way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from orchestrion.store.rules import CONTROL_REQUESTED
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
-__all__ = ["ControlRequests"]
+__all__ = ["ControlRequests", "OwnerChanged"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ _ACT_WITHIN = 10.0  # how long a requester waits for the owner to act (seconds)
 # each read goes back this many seqs, and requests already handled are remembered.
 _WINDOW = 1000
 _PAGE = 500
+
+
+class OwnerChanged(InvalidTransition):
+    """The process asked to carry out a verb let the execution go before it acted."""
 
 
 class ControlRequests:
@@ -129,9 +135,10 @@ class ControlRequests:
     async def send(self, record: ExecutionRecord, verb: ControlVerb, **args: Any) -> None:
         """Ask the owner of ``record`` to carry out ``verb``; return once it shows.
 
-        Raises ``InvalidTransition`` when the owner let the execution go first or the
-        request could not be carried out, ``ExecutionError`` when the owner does not act in
-        time (it is stuck, or on a host whose clock or reach is not this one's).
+        Raises ``OwnerChanged`` when the owner let the execution go first,
+        ``InvalidTransition`` when the request could not be carried out, ``ExecutionError``
+        when the owner does not act in time (it is stuck, or on a host whose clock or reach
+        is not this one's).
         """
         if verb not in CROSS_PROCESS_VERBS:
             raise ValueError(f"unknown control verb {verb!r}")
@@ -148,7 +155,7 @@ class ControlRequests:
             if await self._shows(current, verb, args.get("node"), before):
                 return
             if current.owner != owner:
-                raise InvalidTransition(
+                raise OwnerChanged(
                     f"cannot {verb} execution {execution_id}: the process running it let it go "
                     f"before acting on the request; run the command again"
                 )
