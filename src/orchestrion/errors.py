@@ -5,7 +5,8 @@
     │   (carries a list of DefinitionIssue: node, field, line, message)
     ├── ExecutionError             an operation on an execution is not possible
     │   ├── ExecutionNotFound
-    │   └── InvalidTransition      e.g. cancel a completed execution
+    │   ├── InvalidTransition      e.g. cancel a completed execution
+    │   └── ControlPending         recorded for the process that drives it, not acted on yet
     ├── NodeError                  raised by handlers; the engine classifies it
     │   ├── TransientNodeError     worth retrying (connection reset, 5xx, timeout)
     │   ├── PermanentNodeError     never retried (bad config, 4xx, bad data)
@@ -29,6 +30,7 @@ __all__ = [
     "EXECUTION_CATEGORIES",
     "NODE_CATEGORIES",
     "ConfigurationError",
+    "ControlPending",
     "DecisionRefused",
     "DecryptionError",
     "DefinitionError",
@@ -174,6 +176,12 @@ class ExecutionNotFound(ExecutionError):
 
 class InvalidTransition(ExecutionError):
     """The execution is in a state where the requested operation does not apply."""
+
+
+class ControlPending(ExecutionError):
+    """A control verb recorded for the process that drives the execution, which has not
+    acted on it yet: the request stays recorded, and that process carries it out when it
+    can (a busy or stopped process), unless it lets the execution go first."""
 
 
 class IdempotencyConflict(InvalidTransition):

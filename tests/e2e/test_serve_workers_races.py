@@ -198,3 +198,60 @@ def test_verbs_sent_just_after_the_driving_process_was_killed_are_carried_out(
         through.close()
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def test_verbs_for_a_stopped_owner_are_answered_as_requested_and_carried_out_later(
+    tmp_path: Path,
+) -> None:
+    """While the process driving the executions is stopped (SIGSTOP: a process that hangs),
+    cancel, pause, resume, approve and reject sent through the other answer 202, saying the
+    verb is requested (not 409: the request stays recorded), and once the stopped process
+    goes on, it carries every one of them out."""
+    env = {"ORCHESTRION_API_KEYS": f"{OPERATOR}:operator"}
+    server = WorkersServer(tmp_path, tmp_path / "h.db", workers=2, env=env)
+    try:
+        owner, other = server.children()
+        driver = Pinned.to(server, owner, AUTH)
+        naps = [_started(driver, NAP) for _ in range(3)]
+        gates = [_started(driver, GATE) for _ in range(2)]
+        status, body, _ = driver.call("POST", f"/v1/workflows/{naps[2]}/pause", {})
+        assert status == 202 and body["status"] == "PAUSED", body
+        for execution_id in [*naps[:2], *gates]:
+            _until(lambda e=execution_id: _waiting(driver, e))
+        driver.close()
+        calls = [
+            ("DELETE", f"/v1/workflows/{naps[0]}", naps[0], "CANCELLED"),
+            ("POST", f"/v1/workflows/{naps[1]}/pause", naps[1], "PAUSED"),
+            ("POST", f"/v1/workflows/{naps[2]}/resume", naps[2], "WAITING"),
+            ("POST", f"/v1/workflows/{gates[0]}/nodes/sign_off/approve", gates[0], "COMPLETED"),
+            ("POST", f"/v1/workflows/{gates[1]}/nodes/sign_off/reject", gates[1], "FAILED"),
+        ]
+        links = [Pinned.to(server, other, AUTH) for _ in calls]
+        answers: list[tuple[int, Any]] = []
+
+        def send(link: Pinned, method: str, path: str) -> None:
+            status, body, _ = link.call(method, path, {} if method == "POST" else None)
+            answers.append((status, body))
+
+        os.kill(owner, signal.SIGSTOP)
+        try:
+            threads = [
+                threading.Thread(target=send, args=(link, method, path))
+                for link, (method, path, _, _) in zip(links, calls, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            os.kill(owner, signal.SIGCONT)
+        assert len(answers) == len(calls), answers
+        for status, body in answers:
+            assert status == 202, body
+            assert "(requested; poll GET /v1/workflows/" in body["message"], body
+        for _, _, execution_id, wanted in calls:
+            _until(lambda e=execution_id, w=wanted: _status(links[0], e) == w)
+        for link in links:
+            link.close()
+    finally:
+        assert server.stop() == 0, server.log.read_text()

@@ -66,6 +66,7 @@ PUBLIC: dict[str, set[str]] = {
         "NODE_CATEGORIES",
         "ErrorCategory",
         "ConfigurationError",
+        "ControlPending",
         "DecisionRefused",
         "DecryptionError",
         "DefinitionError",

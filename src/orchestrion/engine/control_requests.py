@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import CROSS_PROCESS_VERBS, ControlVerb
 from orchestrion.engine.ids import new_event_id
-from orchestrion.errors import ExecutionError, InvalidTransition, OrchestrionError
+from orchestrion.errors import ControlPending, InvalidTransition, OrchestrionError
 from orchestrion.store.base import EventRecord, ExecutionRecord
 from orchestrion.store.rules import CONTROL_REQUESTED
 
@@ -136,9 +136,9 @@ class ControlRequests:
         """Ask the owner of ``record`` to carry out ``verb``; return once it shows.
 
         Raises ``OwnerChanged`` when the owner let the execution go first,
-        ``InvalidTransition`` when the request could not be carried out, ``ExecutionError``
+        ``InvalidTransition`` when the request could not be carried out, ``ControlPending``
         when the owner does not act in time (it is stuck, or on a host whose clock or reach
-        is not this one's).
+        is not this one's): the request stays recorded, for the owner to act on later.
         """
         if verb not in CROSS_PROCESS_VERBS:
             raise ValueError(f"unknown control verb {verb!r}")
@@ -159,9 +159,9 @@ class ControlRequests:
                     f"cannot {verb} execution {execution_id}: the process running it let it go "
                     f"before acting on the request; run the command again"
                 )
-        raise ExecutionError(
+        raise ControlPending(
             f"{verb} of execution {execution_id} was requested, but the process running it "
-            f"({owner}) has not acted on it within {_ACT_WITHIN:.0f} s"
+            f"({owner}) has not acted on it within {_ACT_WITHIN:.0f} s; it stays requested"
         )
 
     async def _node_attempt(self, execution_id: str, node: Any) -> tuple[NodeState, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -11,10 +12,10 @@ from orchestrion.api.convert import execution_state
 from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResponse
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
-from orchestrion.api.settled import Check, finished, left, reached, state_after
+from orchestrion.api.settled import SETTLE_SECONDS, Check, finished, left, reached, state_after
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.deciders import Decider
-from orchestrion.errors import InvalidTransition
+from orchestrion.errors import ControlPending, InvalidTransition
 from orchestrion.store.base import ExecutionRecord
 
 __all__ = ["router"]
@@ -25,10 +26,25 @@ _RESPONSES = error_responses(400, 404, 409)
 _DECISION_RESPONSES = error_responses(400, 403, 404, 409)
 
 
-async def _answer(ctx: Ctx, execution_id: str, message: str, check: Check) -> ActionResponse:
-    """The state after the request; when the orchestrator driving the execution has not
-    applied it yet (scale-out, a busy cluster), the state now, to poll from."""
-    settled = await state_after(ctx.engine, execution_id, check)
+async def _carried_out(verb: Awaitable[None]) -> bool:
+    """Run a control verb: False when it is only recorded for the server process that drives
+    the execution, which has not acted on it in time (busy, or stopped). That process
+    still carries it out when it can, so the answer is the request's, not a refusal."""
+    try:
+        await verb
+    except ControlPending:
+        return False
+    return True
+
+
+async def _answer(
+    ctx: Ctx, execution_id: str, message: str, check: Check, *, done: bool = True
+) -> ActionResponse:
+    """The state after the request; when the process driving the execution has not applied
+    it yet (scale-out, a busy cluster; ``done`` False: one that has not acted on it in
+    time), the state now, to poll from."""
+    wait = SETTLE_SECONDS if done else 0.0
+    settled = await state_after(ctx.engine, execution_id, check, wait=wait)
     if not settled.applied:
         message = f"{message} (requested; poll GET /v1/workflows/{execution_id} for its state)"
     return ActionResponse(
@@ -45,8 +61,8 @@ async def _answer(ctx: Ctx, execution_id: str, message: str, check: Check) -> Ac
     summary="Cancel an execution (409 when it already ended)",
 )
 async def cancel_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
-    await ctx.engine.cancel(execution_id, reason="cancelled through the API")
-    return await _answer(ctx, execution_id, "Workflow cancelled", reached())
+    done = await _carried_out(ctx.engine.cancel(execution_id, reason="cancelled through the API"))
+    return await _answer(ctx, execution_id, "Workflow cancelled", reached(), done=done)
 
 
 @router.post(
@@ -84,8 +100,9 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     if record.status is ExecutionStatus.PAUSED:
         # The engine takes a second pause as a no-op; over HTTP it is a conflict, like resume.
         raise InvalidTransition(f"execution {execution_id} is already paused")
-    await ctx.engine.pause(execution_id)
-    return await _answer(ctx, execution_id, "Workflow paused", reached(ExecutionStatus.PAUSED))
+    done = await _carried_out(ctx.engine.pause(execution_id))
+    paused = reached(ExecutionStatus.PAUSED)
+    return await _answer(ctx, execution_id, "Workflow paused", paused, done=done)
 
 
 @router.post(
@@ -97,8 +114,9 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     summary="Resume a paused execution",
 )
 async def resume_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
-    await ctx.engine.resume(execution_id)
-    return await _answer(ctx, execution_id, "Workflow resumed", left(ExecutionStatus.PAUSED))
+    done = await _carried_out(ctx.engine.resume(execution_id))
+    resumed = left(ExecutionStatus.PAUSED)
+    return await _answer(ctx, execution_id, "Workflow resumed", resumed, done=done)
 
 
 async def _decide(
@@ -115,13 +133,15 @@ async def _decide(
     caller = caller_of(request.scope, ctx.settings)
     # The decider is who the request authenticated as, never the name its body states.
     decider = Decider(caller.key_id, caller.role, caller.name)
-    await ctx.engine.decide(
-        execution_id,
-        node_id,
-        approved=approved,
-        by=body.by or client_id,
-        comment=body.comment,
-        decider=decider,
+    done = await _carried_out(
+        ctx.engine.decide(
+            execution_id,
+            node_id,
+            approved=approved,
+            by=body.by or client_id,
+            comment=body.comment,
+            decider=decider,
+        )
     )
 
     async def decided(record: ExecutionRecord) -> bool:
@@ -130,7 +150,9 @@ async def _decide(
         runs = await ctx.engine.reads.node_runs(execution_id)
         return any(r.node_id == node_id and r.state is not NodeState.WAITING for r in runs)
 
-    settled = await state_after(ctx.engine, execution_id, decided)
+    settled = await state_after(
+        ctx.engine, execution_id, decided, wait=SETTLE_SECONDS if done else 0.0
+    )
     message = f"Node {node_id} {'approved' if approved else 'rejected'}"
     if not settled.applied:
         message += f" (requested; poll GET /v1/workflows/{execution_id} for its state)"
