@@ -124,12 +124,18 @@ def csrf_token(key: SessionKey, ticket: Ticket) -> str:
 class SessionBook:
     """Sessions signed out, remembered until they would have expired: those signed out here,
     and those the store says other processes (or this one before a restart) signed out.
-    ``cursor`` is the newest store row read (``api/signouts.py`` follows the store)."""
+    ``cursor`` is the newest store row read (``api/signouts.py`` follows the store).
 
-    _LIMIT = 100_000  # a flood of sign-outs cannot grow it without bound
+    A flood of sign-outs (a key's holder signing in and out in a loop) cannot grow it without
+    bound: past ``_LIMIT`` sessions signed out and still unexpired, it forgets the half that
+    expires first and ends every session expiring by then (``_floor``), signed out or not.
+    Forgetting them alone would make their cookies valid again."""
+
+    _LIMIT = 100_000
 
     def __init__(self) -> None:
         self._ended: dict[str, float] = {}
+        self._floor = 0.0  # every session expiring at or before this is ended
         self.cursor = 0
 
     def end(self, ticket: Ticket, now: float | None = None) -> None:
@@ -139,10 +145,13 @@ class SessionBook:
         moment = time.time() if now is None else now
         if len(self._ended) >= self._LIMIT:
             self._ended = {n: e for n, e in self._ended.items() if e > moment}
-            if len(self._ended) >= self._LIMIT:  # all still live: drop the oldest half
-                keep = sorted(self._ended.items(), key=lambda item: item[1])[self._LIMIT // 2 :]
-                self._ended = dict(keep)
-        self._ended[nonce] = expires
+            if len(self._ended) >= self._LIMIT:  # all still live: see the class doc
+                ordered = sorted(self._ended.items(), key=lambda item: item[1])
+                half = self._LIMIT // 2
+                self._floor = max(self._floor, ordered[half - 1][1])
+                self._ended = dict(ordered[half:])
+        if expires > self._floor:
+            self._ended[nonce] = expires
 
     def ended(self, ticket: Ticket) -> bool:
-        return ticket.nonce in self._ended
+        return ticket.nonce in self._ended or ticket.expires <= self._floor
