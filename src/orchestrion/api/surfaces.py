@@ -35,7 +35,7 @@ def is_api_path(path: str) -> bool:
 # The dashboard (``/`` redirects to it) and the API's own documentation: page shells and static
 # files that hold no data; what they show, they fetch from the API.
 _PAGE_PREFIXES = ("/ui/", "/docs/static/")
-_PAGE_EXACT = frozenset({"/", "/ui", "/docs"})
+_PAGE_EXACT = frozenset({"/", "/ui", "/docs", "/docs/"})  # "/docs/" redirects to "/docs"
 
 
 def is_page_path(path: str) -> bool:
