@@ -103,6 +103,7 @@ class RedisDispatcher(ClusterDispatcher):
         self._epoch: str | None = None
         self._committed: set[str] = set()
         self._alive: set[str] | None = None
+        self._alive_at = 0.0  # when the heartbeats behind _alive were looked at
         self._closing = False
         # Pending starts are swept about every few seconds, whatever the heartbeat period.
         self._sweep_every = max(1, round(_SWEEP_STARTS_AFTER / 2 / settings.heartbeat_seconds))
@@ -209,6 +210,9 @@ class RedisDispatcher(ClusterDispatcher):
     def live_owners(self) -> set[str] | None:
         """Engines whose heartbeat was seen at the last beat; None when unknown."""
         return self._alive
+
+    def owners_seen_at(self) -> float:
+        return self._alive_at
 
     # ------------------------------------------------------------------ sending
 
@@ -342,10 +346,11 @@ class RedisDispatcher(ClusterDispatcher):
         ttl = max(1, int(self.settings.heartbeat_seconds * 3 + 0.999))
         await redis.set(self.names.orchestrator(self._owner), info, ex=ttl)
         prefix = self.names.orchestrator("")
+        looked = time.time()
         alive = set()
         async for key in redis.scan_iter(match=self.names.orchestrator_pattern, count=1000):
             alive.add(text(key)[len(prefix) :])
-        self._alive = alive
+        self._alive, self._alive_at = alive, looked
 
     async def _reclaim(self, stream: str) -> None:
         """Take over entries pending longer than they should (a reader died mid-turn)."""

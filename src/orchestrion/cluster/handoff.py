@@ -61,6 +61,9 @@ class RedisHandoff(ClusterDispatcher):
     def live_owners(self) -> set[str] | None:
         return None  # it sees no heartbeats: leases alone tell who is alive
 
+    def owners_seen_at(self) -> float:
+        return 0.0
+
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
 

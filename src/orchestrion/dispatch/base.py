@@ -166,6 +166,9 @@ class ClusterDispatcher(Dispatcher, Protocol):
     def live_owners(self) -> set[str] | None:
         """Engines whose heartbeat was seen lately; None when not known yet."""
 
+    def owners_seen_at(self) -> float:
+        """When the heartbeats behind ``live_owners`` were looked at (epoch seconds)."""
+
 
 def cluster_of(dispatcher: Dispatcher) -> ClusterDispatcher | None:
     """``dispatcher`` as a clustered one, or None for a dispatcher of one process."""

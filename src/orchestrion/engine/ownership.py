@@ -68,7 +68,8 @@ class Ownership:
     """This engine's claims on executions, and its view of who else holds one.
 
     ``cluster`` (set at start in scale-out mode) says which engines' heartbeats were seen
-    lately: an owner missing from it is gone even while its lease runs.
+    lately: an owner missing from it is gone even while its lease runs, unless it claimed or
+    renewed the execution after the heartbeats were looked at (it started since).
     """
 
     def __init__(self, owner: str, lease_seconds: float, store: Callable[[], Store]) -> None:
@@ -84,8 +85,15 @@ class Ownership:
             return False
         if owner_is_dead(owner, record.lease_until, time.time() if now is None else now):
             return False
-        alive = self.cluster.live_owners() if self.cluster is not None else None
-        return alive is None or owner in alive
+        cluster = self.cluster
+        alive = cluster.live_owners() if cluster is not None else None
+        if alive is None or owner in alive:
+            return True
+        assert cluster is not None
+        # Not seen at the last look at the heartbeats: gone, unless it claimed or renewed
+        # the execution after that look (a process started since, not yet seen beating).
+        renewed_at = (record.lease_until or 0.0) - self._lease_seconds
+        return renewed_at >= cluster.owners_seen_at()
 
     async def claim(
         self, execution_id: str, expected: str | None, now: float | None = None
