@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,6 +215,27 @@ async def test_an_exception_logged_brings_its_traceback_masked() -> None:
     (message,) = sink.messages()
     assert message.startswith("it broke\nTraceback")
     assert "ValueError: bad value for [email]" in message
+
+
+def test_an_exception_logged_where_the_process_masks_its_logs_keeps_its_traceback() -> None:
+    # A process whose policy masks its logs installs that masking before node logs are
+    # captured (as `orchestrion serve` does): the traceback reaches the capture already
+    # rendered and masked, the exception gone from the record. A fresh process, since both
+    # are process-wide and installed once.
+    here = Path(__file__).parent
+    script = (
+        "import asyncio, sys\n"
+        "from orchestrion.governance.log_masking import mask_process_logs\n"
+        "from orchestrion.governance.masking import Masker\n"
+        "mask_process_logs(Masker())\n"
+        f"sys.path.insert(0, {str(here)!r})\n"
+        "import test_log_capture as t\n"
+        "asyncio.run(t.test_an_exception_logged_brings_its_traceback_masked())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 async def test_a_running_attempt_sends_its_lines_as_it_goes() -> None:

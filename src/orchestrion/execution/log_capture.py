@@ -134,10 +134,12 @@ class AttemptLog:
             message = record.getMessage()
         except Exception:  # a broken format string: kept as written
             message = f"{record.msg} {record.args!r}"
-        if record.exc_info and record.exc_info[0] is not None:
-            message = f"{message}\n{_exceptions.formatException(record.exc_info)}"
-        elif record.exc_text:
+        if record.exc_text:
+            # Rendered by a factory before this one (the process's log masking, or secrets
+            # hidden): what every formatter prints, and the exception itself has left it.
             message = f"{message}\n{record.exc_text}"
+        elif record.exc_info and record.exc_info[0] is not None:
+            message = f"{message}\n{_exceptions.formatException(record.exc_info)}"
         message = log_text(message)  # a lone surrogate or a NUL: kept as its escape (storable.py)
         limits = self.limits
         if len(message) > limits.max_line:
