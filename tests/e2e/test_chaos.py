@@ -39,7 +39,9 @@ def workflow(effects: Path) -> dict[str, Any]:
             "dependencies": deps,
             "config": {
                 "function": "crash_effects:keyed_effect",
-                "params": {"effects": str(effects), "seconds": 0.01},
+                # Long enough that the work outlasts 20 kills on a fast, idle machine too
+                # (2,000 attempts over 48 slots: at least 12.5 s).
+                "params": {"effects": str(effects), "seconds": 0.3},
             },
         }
 
