@@ -180,6 +180,14 @@ TUNED = {
         mode="quick",
         label="orchestrion, a def function per node registered blocking=False",
     ),
+    "orchestrion-inline": System(
+        "orchestrion-inline",
+        workloads=("w1", "w2", "w3"),
+        missing={w: FUNCTIONS_ONLY for w in ("w0", "w4", "w5")},
+        peer="orchestrion",
+        mode="inline",
+        label="orchestrion, an async def function per node registered inline=True",
+    ),
     "prefect-persist": replace(
         PREFECT,
         name="prefect-persist",

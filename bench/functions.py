@@ -12,11 +12,21 @@ from typing import Any
 
 from orchestrion import function
 
-__all__ = ["ASYNC", "QUICK", "SYNC", "pass_on", "pass_on_quick", "pass_on_sync"]
+__all__ = [
+    "ASYNC",
+    "INLINE",
+    "QUICK",
+    "SYNC",
+    "pass_on",
+    "pass_on_inline",
+    "pass_on_quick",
+    "pass_on_sync",
+]
 
 ASYNC = "bench_pass_on"
 SYNC = "bench_pass_on_sync"
 QUICK = "bench_pass_on_quick"
+INLINE = "bench_pass_on_inline"
 
 
 @function(ASYNC, replace=True)
@@ -36,6 +46,14 @@ def pass_on_quick(value: Any = None) -> Any:
     return value
 
 
-# A tree from before the declaration (A/B runs) has no quick variant.
+async def pass_on_inline(value: Any = None) -> Any:
+    """An ``async def`` node declared free of effects outside the process: run inside the
+    engine's turn, its output committed with what follows it."""
+    return value
+
+
+# A tree from before a declaration (A/B runs) has no such variant.
 with contextlib.suppress(TypeError):
     function(QUICK, replace=True, blocking=False)(pass_on_quick)
+with contextlib.suppress(TypeError):
+    function(INLINE, replace=True, inline=True)(pass_on_inline)

@@ -11,9 +11,10 @@ Workloads (SQLite file in WAL mode, every transition committed before it is acte
         asyncio task of its own
     w4  validation of a 100,000-node DAG (load + schema + graph checks)
     m1  a map node over 10,000 items (no-op per item, 100 at a time)
-w1, w2 and w3 run once per handler of --handlers in each round: ``async``, ``sync`` and
-``quick`` are a user function per node through the ``python`` handler (``async def``; ``def``,
-in a worker thread; ``def`` registered with ``blocking=False``, on the event loop; see
+w1, w2 and w3 run once per handler of --handlers in each round: ``async``, ``sync``, ``quick``
+and ``inline`` are a user function per node through the ``python`` handler (``async def``;
+``def``, in a worker thread; ``def`` registered with ``blocking=False``, on the event loop;
+``async def`` registered with ``inline=True``, inside the engine's turn; see
 bench/functions.py; the headline rows), ``noop`` the built-in no-op handler, which runs
 inside the engine's turn (the engine's own overhead). Definitions are validated and stored
 before the clock starts: the timing is from the first start to the last end. Within each
@@ -155,7 +156,14 @@ def main() -> None:
         return
 
     titles = {**{k: v[0] for k, v in WORKLOADS.items()}, "w4": "validate 100,000 nodes"}
-    labels = {"async": "async def", "sync": "def", "quick": "def, quick", "noop": "noop", "-": ""}
+    labels = {
+        "async": "async def",
+        "sync": "def",
+        "quick": "def, quick",
+        "inline": "async def, inline",
+        "noop": "noop",
+        "-": "",
+    }
     rows = []
     for name in args.only.split(","):
         out = subprocess.run(

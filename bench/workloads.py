@@ -6,12 +6,18 @@ from typing import Any
 
 __all__ = ["HANDLERS", "chain", "diamond", "fan_out", "map_items", "node", "wide_dag"]
 
-HANDLERS = ("async", "sync", "quick", "noop")
+HANDLERS = ("async", "sync", "quick", "inline", "noop")
 """What a workload's nodes run: a user function per node through the ``python`` handler,
 ``async def`` (async), ``def`` (sync: in a worker thread, the default) or ``def`` registered
-with ``blocking=False`` (quick: on the event loop), see bench/functions.py; or the built-in
+with ``blocking=False`` (quick: on the event loop) or ``async def`` registered with
+``inline=True`` (inline: inside the engine's turn), see bench/functions.py; or the built-in
 ``noop`` handler, which runs inside the engine's turn (the engine's own overhead)."""
-FUNCTIONS = {"async": "bench_pass_on", "sync": "bench_pass_on_sync", "quick": "bench_pass_on_quick"}
+FUNCTIONS = {
+    "async": "bench_pass_on",
+    "sync": "bench_pass_on_sync",
+    "quick": "bench_pass_on_quick",
+    "inline": "bench_pass_on_inline",
+}
 
 
 def node(

@@ -47,18 +47,25 @@ def registered_functions(**functions: Callable[..., Any]) -> Iterator[None]:
     from orchestrion.handlers.python import function_registry
 
     previous = {
-        name: (function_registry.get(name), function_registry.blocking(name)) for name in functions
+        name: (
+            function_registry.get(name),
+            function_registry.blocking(name),
+            function_registry.inline(name),
+        )
+        for name in functions
     }
     for name, func in functions.items():
         function_registry.register(name, func, replace=True)
     try:
         yield
     finally:
-        for name, (former, blocking) in previous.items():
+        for name, (former, blocking, inline) in previous.items():
             if former is None:
                 function_registry.unregister(name)
             else:
-                function_registry.register(name, former, replace=True, blocking=blocking)
+                function_registry.register(
+                    name, former, replace=True, blocking=blocking, inline=inline
+                )
 
 
 async def arun_in_memory(

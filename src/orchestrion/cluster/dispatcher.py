@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from orchestrion.cluster.connection import (
@@ -181,10 +181,10 @@ class RedisDispatcher(ClusterDispatcher):
     def in_flight(self) -> int:
         return (self._local.in_flight() if self._local is not None else 0) + len(self._acks)
 
-    def can_run_inline(self, handler: str) -> bool:
+    def can_run_inline(self, handler: str, config: Mapping[str, Any]) -> bool:
         # A handler with nothing to wait for and no effect outside the engine runs in the
         # orchestrator's turn, as embedded: no round trip through a worker for a condition.
-        return self._local is not None and self._local.can_run_inline(handler)
+        return self._local is not None and self._local.can_run_inline(handler, config)
 
     def run_inline(self, task: TaskMessage) -> list[Event] | None:
         if self._local is None or task.capabilities:

@@ -6,6 +6,7 @@ completions stream (or an owner's inbox). A Redis failure leaves it as a ``Dispa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors
@@ -75,7 +76,7 @@ class RedisHandoff(ClusterDispatcher):
     def in_flight(self) -> int:
         return 0
 
-    def can_run_inline(self, handler: str) -> bool:
+    def can_run_inline(self, handler: str, config: Mapping[str, Any]) -> bool:
         return False
 
     def run_inline(self, task: TaskMessage) -> list[Event] | None:

@@ -16,7 +16,7 @@ forwards control events to the owner of an execution it does not drive. The engi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -92,8 +92,9 @@ class Dispatcher(Protocol):
     def in_flight(self) -> int:
         """Attempts accepted and not yet finished."""
 
-    def can_run_inline(self, handler: str) -> bool:
-        """Whether ``run_inline`` may run attempts of ``handler`` (a cheap lookup)."""
+    def can_run_inline(self, handler: str, config: Mapping[str, Any]) -> bool:
+        """Whether ``run_inline`` may run attempts of ``handler`` with the raw ``config`` (a
+        cheap lookup)."""
 
     def run_inline(self, task: TaskMessage) -> list[Event] | None:
         """Run the attempt here and now, inside the engine's turn, if its handler has nothing

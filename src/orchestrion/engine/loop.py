@@ -366,7 +366,8 @@ class EngineLoop:
             if not isinstance(command, Dispatch):
                 continue
             plan = live.compiled.plan
-            if not dispatcher.can_run_inline(plan.nodes[plan.index[command.node]].handler):
+            node = plan.nodes[plan.index[command.node]]
+            if not dispatcher.can_run_inline(node.handler, node.config):
                 continue
             events = dispatcher.run_inline(
                 self.task_message(live, command.node, command.attempt, command.woken)

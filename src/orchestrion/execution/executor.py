@@ -238,12 +238,14 @@ class NodeExecutor:
 
     # ------------------------------------------------------------------ inline
 
-    def has_run_now(self, handler: str) -> bool:
-        """Whether ``handler``'s attempts may be run by ``run_now`` (it has a ``run_now``)."""
+    def has_run_now(self, handler: str, config: Mapping[str, Any]) -> bool:
+        """Whether an attempt of ``handler`` with the raw ``config`` may be run by
+        ``run_now`` (its handler has one, which takes such configs)."""
         try:
-            return self.registry.get(handler).run_now is not None
+            spec = self.registry.get(handler)
         except HandlerNotFound:
             return False
+        return spec.run_now is not None and (spec.runs_now is None or spec.runs_now(config))
 
     def run_now(self, task: TaskMessage, emit: EventSink) -> bool:
         """Run ``task`` to its end here and now if its handler has nothing to wait for.
@@ -262,6 +264,8 @@ class NodeExecutor:
             return False  # ``execute`` reports it, as a failed attempt
         if spec.run_now is None or self._renders_off_loop(task):
             return False  # not in the caller's turn: ``execute`` renders in a thread
+        if spec.runs_now is not None and not spec.runs_now(task.config):
+            return False  # not a config its ``run_now`` takes (a python node's function)
         started = time.time()
         tokens = self.stack.enter(task)
         try:

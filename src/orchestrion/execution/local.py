@@ -26,6 +26,8 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from orchestrion.core.events import (
     CompensationFailed,
@@ -45,6 +47,7 @@ __all__ = ["START_HELD", "LocalDispatcher"]
 
 logger = logging.getLogger(__name__)
 
+_DECLINED_KEPT = 4096
 START_HELD = 0.05
 """Seconds a suspended attempt's NodeStarted waits: one that ends sooner posts it with its
 outcome (module docstring)."""
@@ -112,6 +115,9 @@ class LocalDispatcher:
         self._tasks: dict[tuple[str, str, int, str], asyncio.Task[None]] = {}
         self._sink: EventSink | None = None
         self._closing = False
+        # Attempts whose ``run_now`` declined in the engine's turn: ``dispatch`` does not ask
+        # again (a python function declared inline that has to wait would run a third time).
+        self._declined: set[tuple[str, str, int, str]] = set()
 
     async def start(self, on_event: EventSink) -> None:
         self._sink = on_event
@@ -124,7 +130,9 @@ class LocalDispatcher:
             key = (task.execution_id, task.node_id, task.attempt, task.kind)
             if key in self._tasks:
                 continue  # the same attempt is already in flight here
-            if not self._closing and self.executor.run_now(task, self._sink):
+            if key in self._declined:
+                self._declined.discard(key)
+            elif not self._closing and self.executor.run_now(task, self._sink):
                 continue
             emit = _StartHeld(self._sink)
             job = start_eagerly(self._run(task, emit), f"node:{task.node_id}")
@@ -136,8 +144,8 @@ class LocalDispatcher:
             self._tasks[key] = job
             job.add_done_callback(functools.partial(self._forget, key, emit))
 
-    def can_run_inline(self, handler: str) -> bool:
-        return not self._closing and self.executor.has_run_now(handler)
+    def can_run_inline(self, handler: str, config: Mapping[str, Any]) -> bool:
+        return not self._closing and self.executor.has_run_now(handler, config)
 
     def run_inline(self, task: TaskMessage) -> list[Event] | None:
         key = (task.execution_id, task.node_id, task.attempt, task.kind)
@@ -146,6 +154,9 @@ class LocalDispatcher:
         events: list[Event] = []
         if self.executor.run_now(task, lambda _execution_id, event: events.append(event)):
             return events
+        if len(self._declined) >= _DECLINED_KEPT:
+            self._declined.clear()  # those never dispatched (a failed commit): asked again
+        self._declined.add(key)
         return None
 
     def _forget(

@@ -21,7 +21,7 @@ loop and a commit of its own: ``run_now`` must therefore have no effect outside 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,9 @@ class HandlerSpec:
     # expression the handler evaluates itself).
     raw_keys: frozenset[str] = frozenset()
     run_now: NowFunc | None = None
+    # When given, ``run_now`` is tried only for attempts whose raw config (templates not yet
+    # rendered) it accepts: a cheap look that spares the others the render of a ``LATER``.
+    runs_now: Callable[[Mapping[str, Any]], bool] | None = None
     # Keys of config that decide who may let a run through a human check, or whether the
     # check happens at all: the definition's author sets them, a start's overrides may not.
     fixed_keys: frozenset[str] = frozenset()

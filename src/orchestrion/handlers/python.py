@@ -14,7 +14,9 @@ are passed as keyword arguments; a parameter named ``ctx`` or ``context`` receiv
 ``NodeContext``. Sync functions run in a worker thread, async ones on the event loop. A sync
 function that returns quickly and never blocks may say so when it is registered
 (``@function(blocking=False)``): it is then called on the event loop, without the trip to a
-worker thread and back, which costs more than a short function's own work.
+worker thread and back, which costs more than a short function's own work. A quick function
+with no effect outside the process may be registered with ``inline=True``: it then runs
+inside the engine's turn (``run_python_now``), see ``handlers/functions.py``.
 
 Governance control: ``ctx.resources.controls.python_allowlist`` (or ``python_allowlist`` in
 the pydantic validation context) restricts dotted imports to listed modules/functions; ``None``
@@ -26,24 +28,26 @@ the allowlist (``allowed_mod.os.system``). Allowing a module allows its public n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import inspect
 import json
 import logging
 import re
-import threading
 import types
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from orchestrion import safe_data
 from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
-from orchestrion.handlers.base import HandlerSpec, NodeContext, Wait
+from orchestrion.handlers.base import LATER, HandlerSpec, NodeContext, Wait
 from orchestrion.handlers.config_context import ALLOWLIST_KEY
 from orchestrion.handlers.function_threads import run_blocking
+from orchestrion.handlers.functions import FunctionRegistry, function, function_registry
 from orchestrion.json_text import quick_encode
 
 __all__ = [
@@ -64,117 +68,9 @@ _CONTEXT_PARAMS = ("ctx", "context")
 _IDENT = r"[A-Za-z_]\w*"
 _DOTTED = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?$")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 class UnresolvableFunction(ValueError):
     """A function name that is neither registered nor importable."""
-
-
-class FunctionRegistry:
-    """Python functions callable from workflows by name.
-
-    Built-in example functions are registered as ``builtin``: a user function of the same
-    name replaces them silently, while two user functions with one name are an error.
-    """
-
-    def __init__(self) -> None:
-        self._functions: dict[str, Callable[..., Any]] = {}
-        self._builtin: set[str] = set()
-        self._on_loop: set[str] = set()  # registered with blocking=False
-        self._lock = threading.Lock()
-
-    def register(
-        self,
-        name: str,
-        func: Callable[..., Any],
-        *,
-        replace: bool = False,
-        builtin: bool = False,
-        blocking: bool = True,
-    ) -> None:
-        """Register ``func`` under ``name``; a clash with another user function raises.
-
-        ``blocking=False`` declares a sync function safe to call on the event loop: it
-        returns quickly and never waits on I/O, a lock or a sleep (see the module docstring).
-        """
-        if not callable(func):
-            raise TypeError(f"cannot register {func!r} as python function '{name}': not callable")
-        with self._lock:
-            existing = self._functions.get(name)
-            if existing is not None and existing is not func:
-                if builtin and name not in self._builtin:
-                    return  # the user's function keeps the name
-                if not builtin and not replace and name not in self._builtin:
-                    raise ValueError(
-                        f"python function '{name}' is already registered "
-                        f"({_describe(existing)}); pass replace=True to override it"
-                    )
-            self._functions[name] = func
-            if blocking:
-                self._on_loop.discard(name)
-            else:
-                self._on_loop.add(name)
-            if builtin:
-                self._builtin.add(name)
-            else:
-                self._builtin.discard(name)
-
-    def unregister(self, name: str) -> None:
-        """Forget ``name`` (no error if unknown)."""
-        with self._lock:
-            self._functions.pop(name, None)
-            self._builtin.discard(name)
-            self._on_loop.discard(name)
-
-    def get(self, name: str) -> Callable[..., Any] | None:
-        return self._functions.get(name)
-
-    def blocking(self, name: str) -> bool:
-        """Whether the sync function registered as ``name`` runs in a worker thread (True
-        unless it was registered with ``blocking=False``; a dotted path always does)."""
-        return name not in self._on_loop
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._functions
-
-    def names(self) -> list[str]:
-        return sorted(self._functions)
-
-
-function_registry = FunctionRegistry()
-
-
-@overload
-def function(name: F, *, replace: bool = False, blocking: bool = True) -> F: ...
-@overload
-def function(
-    name: str | None = None, *, replace: bool = False, blocking: bool = True
-) -> Callable[[F], F]: ...
-def function(
-    name: str | F | None = None, *, replace: bool = False, blocking: bool = True
-) -> F | Callable[[F], F]:
-    """Decorator registering a function for the ``python`` handler (name defaults to __name__).
-
-    Usable bare (``@function``) or called (``@function()``, ``@function("name")``).
-    ``blocking=False``: a sync function that returns quickly and never waits (no I/O, no
-    lock, no sleep) is called on the event loop instead of in a worker thread; one that
-    does block then stalls every other node of the process while it runs.
-    """
-    if callable(name):
-        function_registry.register(name.__name__, name, replace=replace, blocking=blocking)
-        return name
-
-    def decorate(func: F) -> F:
-        function_registry.register(name or func.__name__, func, replace=replace, blocking=blocking)
-        return func
-
-    return decorate
-
-
-def _describe(func: Callable[..., Any]) -> str:
-    module = getattr(func, "__module__", "?")
-    return f"{module}.{getattr(func, '__qualname__', repr(func))}"
 
 
 _examples_loaded = False
@@ -437,6 +333,20 @@ def _where(value: Any) -> str:
     return ""
 
 
+def _arguments(
+    name: str, func: Callable[..., Any], ctx: NodeContext, config: PythonConfig
+) -> tuple[_Call, dict[str, Any]]:
+    """How to call ``func`` and its keyword arguments: the params, and ctx if asked for."""
+    kwargs = config.params  # read only: the call's own keyword arguments are a new dict
+    call = _call_of(func)
+    ctx_param = call.ctx_param
+    # A param of that name given in the config is the user's value, not the context.
+    if ctx_param is not None and ctx_param not in kwargs:
+        kwargs = {**kwargs, ctx_param: ctx}
+    call.check(name, kwargs)
+    return call, kwargs
+
+
 async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
     """Resolve, call with ``params`` (and ctx if asked for), return the JSON-able result."""
     name = config.function
@@ -445,13 +355,7 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
         func = resolve_function(name, allowlist)
     except UnresolvableFunction as exc:
         raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
-    kwargs = config.params  # read only: the call's own keyword arguments are a new dict
-    call = _call_of(func)
-    ctx_param = call.ctx_param
-    # A param of that name given in the config is the user's value, not the context.
-    if ctx_param is not None and ctx_param not in kwargs:
-        kwargs = {**kwargs, ctx_param: ctx}
-    call.check(name, kwargs)
+    call, kwargs = _arguments(name, func, ctx, config)
     # No rendered value in the line (the name may come from a classified input).
     logger.debug("calling the python function of node %s", ctx.node_id)
     if call.is_async:
@@ -472,13 +376,69 @@ async def run_python(ctx: NodeContext, config: PythonConfig) -> Any:
     return result
 
 
+def run_python_now(ctx: NodeContext, config: PythonConfig) -> Any:
+    """``run_python`` inside the engine's turn, for a function registered with
+    ``inline=True`` (``handlers/functions.py``); ``LATER`` for any other function, and for
+    an ``async def`` that has to wait: it is stopped there and runs again as a usual
+    attempt (it has no effect outside the process)."""
+    name = config.function
+    func = function_registry.get(name)
+    if func is None or not function_registry.inline(name):
+        return LATER  # registered otherwise since the node was looked at
+    call, kwargs = _arguments(name, func, ctx, config)
+    if call.is_async and not _on_event_loop():
+        return LATER  # its config rendered in a thread: the coroutine needs the loop
+    logger.debug("calling the python function of node %s inline", ctx.node_id)
+    result = func(**kwargs)
+    if inspect.iscoroutine(result):
+        result = _finish_now(result)
+    elif inspect.isawaitable(result):
+        return LATER  # something to wait for after all: the usual attempt awaits it
+    if result is LATER or isinstance(result, Wait):
+        return result
+    _check_json(name, result, ctx.node_id)
+    return result
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _finish_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """What ``coroutine`` returns if it ends without waiting for anything, else ``LATER``
+    (the coroutine closed where it first waited)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    with contextlib.suppress(RuntimeError):  # one that awaits again as it is closed
+        coroutine.close()
+    return LATER
+
+
+def _runs_inline(config: Mapping[str, Any]) -> bool:
+    """Whether a python node's raw config names a function registered with ``inline=True``."""
+    name = config.get("function")
+    return type(name) is str and (
+        function_registry.inline(name) or function_registry.inline(name.strip())
+    )
+
+
 SPEC = HandlerSpec(
     name="python",
     run=run_python,
     config_model=PythonConfig,
+    run_now=run_python_now,
+    runs_now=_runs_inline,
     description="Calls a registered Python function or a dotted path (pkg.mod:func) with "
     "keyword params; sync functions run in a thread of their own pool (python_threads) unless "
-    "registered with blocking=False. Python cannot stop a thread: a function that never "
+    "registered with blocking=False, and a function registered with inline=True (quick, no "
+    "effect outside the process) runs inside the engine's turn and shares its commit. Python "
+    "cannot stop a thread: a function that never "
     "returns keeps its thread after a cancel or timeout (counted in /health); give it timeouts "
     "of its own.",
 )
