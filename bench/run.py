@@ -203,7 +203,7 @@ def main() -> None:
                 }
             )
     header = (
-        f"{'workload':<36} {'handler':<10} {'median':>9} {'min':>9} {'nodes/s':>9} "
+        f"{'workload':<36} {'handler':<17} {'median':>9} {'min':>9} {'nodes/s':>9} "
         f"{'floor':>9} {'x floor':>8} {'CPU x fl':>8} {'RSS MiB':>8}"
     )
     print(
@@ -211,8 +211,8 @@ def main() -> None:
         "each round runs the floor and every handler in turn (interleaved);\n"
         "timed: first start to last end (definitions validated and stored before); "
         "CPU x fl: least CPU time of the timed part over the floor's (less hit by others' load);\n"
-        "handler: python async def / def (thread) / def blocking=False function per node, "
-        "or the built-in noop"
+        "handler: python async def / def (thread) / def blocking=False / async def inline=True "
+        "function per node, or the built-in noop"
     )
     print(header)
     print("-" * len(header))
@@ -222,7 +222,7 @@ def main() -> None:
         cpu_ratio = row["cpu_ratio_to_floor"]
         cpu_text = f"{cpu_ratio:.2f}" if cpu_ratio is not None else "-"
         print(
-            f"{row['workload'] + ' ' + row['title']:<36} {labels[row['handler'] or '-']:<10} "
+            f"{row['workload'] + ' ' + row['title']:<36} {labels[row['handler'] or '-']:<17} "
             f"{row['median_s']:>8.4f}s {row['min_s']:>8.4f}s {row['nodes_per_s']:>9} "
             f"{floor_text:>9} {ratio:>8} {cpu_text:>8} {row['peak_rss_mib']:>8}"
         )
