@@ -326,3 +326,25 @@ async def test_large_bodies_are_checked_off_the_event_loop_too(served: Served, b
         f"/v1/workflow/trigger/{served.execution_id}", content=body, headers=_JSON
     )
     assert_problem(response, 422)
+
+
+async def test_a_body_passed_once_gets_the_same_verdict_on_every_route(served: Served) -> None:
+    # Bodies found acceptable are remembered by their bytes, per kind of route: a key given
+    # twice is the definition loader's to report on a submit, and refused on a trigger,
+    # however often and in whatever order the same bytes come.
+    twice = b'{"input_params": {"a": 1, "a": 2}}'
+    trigger = f"/v1/workflow/trigger/{served.execution_id}"
+    for _ in range(2):
+        response = await served.client.post("/v1/workflow", content=twice, headers=_JSON)
+        assert response.status_code >= 400 and "invalid-json" not in response.text
+        assert_problem(
+            await served.client.post(trigger, content=twice, headers=_JSON), 422, "twice"
+        )
+    surrogate = b'{"input_params": {"who": "\\udc00"}}'
+    for _ in range(3):
+        response = await served.client.post(trigger, content=surrogate, headers=_JSON)
+        assert_problem(response, 422, "surrogate")
+    again = json.dumps(definition()).encode()
+    for _ in range(3):
+        response = await served.client.post("/v1/workflow", content=again, headers=_JSON)
+        assert response.status_code == 201, response.text
