@@ -44,7 +44,7 @@ from orchestrion.dispatch.base import EventSink, TaskMessage
 from orchestrion.errors import HandlerNotFound
 from orchestrion.execution.config_facts import has_template, plain_validate
 from orchestrion.execution.enforce import attempt_resources
-from orchestrion.execution.failures import classify
+from orchestrion.execution.failures import classify, is_cancel
 from orchestrion.execution.layers import Attempt, Layer, Stack
 from orchestrion.execution.log_capture import (
     INLINE_PENDING,
@@ -226,13 +226,11 @@ class NodeExecutor:
                 return self._settle(task, None, None)
             if attempt.output is LATER:
                 attempt.output = await self.stack.call(attempt)
-        except asyncio.CancelledError:
-            if announce:  # cancelled while rendering: it had started all the same
-                emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
-            raise
         except BaseException as exc:
-            if announce:  # its config did not render: it started, without inputs
+            if announce:  # cancelled or not rendered: it started all the same, without inputs
                 emit(task.execution_id, NodeStarted(task.node_id, task.attempt, started))
+            if is_cancel(exc):
+                raise
             return self._failed(task, exc)
         return self._settle(task, attempt.spec, attempt.output)
 
@@ -299,7 +297,7 @@ class NodeExecutor:
                 return self._settle(task, None, None), None
             _, config, ctx, inputs = begun
             output = run_now(ctx, config)
-        except Exception as exc:  # not BaseException: this runs in the engine's own loop
+        except BaseException as exc:  # no await here, so no cancel: a function's sys.exit
             return self._failed(task, exc), inputs
         if output is LATER:
             return None, None

@@ -6,6 +6,7 @@ will not. The scrubbing layer then removes secrets from the message and tracebac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 
@@ -15,7 +16,7 @@ from orchestrion.core.events import ErrorInfo
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import ErrorCategory, HandlerNotFound, NodeError
 
-__all__ = ["NodeTimeout", "classify", "retryable"]
+__all__ = ["NodeTimeout", "classify", "is_cancel", "retryable"]
 
 logger = logging.getLogger("orchestrion.execution.executor")
 
@@ -27,6 +28,16 @@ class NodeTimeout(Exception):
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"node timed out after {seconds:g}s")
+
+
+def is_cancel(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancel of the running task (a cancel, a shutdown) rather than a
+    ``CancelledError`` the attempt raised itself (a future someone else cancelled, read by a
+    function): that one is a failure of the attempt, which would else never end."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:

@@ -1,0 +1,131 @@
+"""A python function declared inline is as cut off from the engine as one that is not.
+
+It runs inside the engine's turn, yet what it does must stay its own, as it does for a
+function run as a task: what it raises fails its node only (``sys.exit`` included), a
+context variable it sets is not seen by the next node, and changing a value it was given in
+place changes neither the output it came from nor what the journal keeps of it. Each case
+runs with the function declared inline and not, on a real SQLite file, and both must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
+from orchestrion.handlers.base import NodeContext
+from orchestrion.handlers.functions import function, function_registry
+
+_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("t_isolation", default="unset")
+
+
+def exits() -> None:
+    sys.exit(3)  # a library that gives up the way a command line tool does
+
+
+def raises_cancelled() -> None:
+    raise asyncio.CancelledError  # a future cancelled by someone else, read by the function
+
+
+async def raises_cancelled_async() -> None:
+    raise asyncio.CancelledError
+
+
+def sets_var() -> str:
+    _VAR.set("leaked")
+    return "set"
+
+
+async def sets_var_async() -> str:
+    _VAR.set("leaked")
+    return "set"
+
+
+def reads_var() -> str:
+    return _VAR.get()
+
+
+def makes() -> dict[str, Any]:
+    return {"items": [1], "meta": {"n": 1}}
+
+
+def appends(items: list[int]) -> int:
+    items.append(2)
+    return len(items)
+
+
+def edits_context(ctx: NodeContext) -> str:
+    ctx.outputs["make"]["meta"]["n"] = 99
+    return "edited"
+
+
+def reads(items: list[int]) -> list[int]:
+    return items
+
+
+def fine() -> str:
+    return "fine"
+
+
+_FUNCTIONS = {
+    "t_exits": exits,
+    "t_raises_cancelled": raises_cancelled,
+    "t_raises_cancelled_async": raises_cancelled_async,
+    "t_sets_var": sets_var,
+    "t_sets_var_async": sets_var_async,
+    "t_reads_var": reads_var,
+    "t_makes": makes,
+    "t_appends": appends,
+    "t_edits_context": edits_context,
+    "t_reads": reads,
+    "t_fine": fine,
+}
+
+
+@pytest.fixture(params=[True, False], ids=["inline", "task"])
+def inline(request: pytest.FixtureRequest) -> Iterator[bool]:
+    for name, func in _FUNCTIONS.items():
+        function(name, replace=True, inline=request.param)(func)
+    try:
+        yield request.param
+    finally:
+        for name in _FUNCTIONS:
+            function_registry.unregister(name)
+
+
+def _node(node_id: str, func: str, *after: str, **params: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "id": node_id,
+        "handler": "python",
+        "config": {"function": func, "params": params},
+    }
+    if after:
+        node["dependencies"] = list(after)
+    return node
+
+
+def _workflow(name: str, *nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "dag": {"nodes": list(nodes)}}
+
+
+@pytest.mark.parametrize("func", ["t_exits", "t_raises_cancelled", "t_raises_cancelled_async"])
+async def test_what_a_function_raises_fails_its_node_only(
+    tmp_path: Path, inline: bool, func: str
+) -> None:
+    async with Engine(f"sqlite:///{tmp_path / 'o.db'}") as engine:
+        failing = await engine.start_execution(
+            _workflow("raises", {**_node("raise", func), "retry": {"max_attempts": 1}})
+        )
+        result = await engine.wait(failing.id, timeout=10)
+        assert result.status is ExecutionStatus.FAILED
+        assert "raise" in result.error["nodes"]
+        # The engine goes on with the next run.
+        after = await engine.start_execution(_workflow("after", _node("fine", "t_fine")))
+        assert (await engine.wait(after.id, timeout=10)).result == {"fine": "fine"}
