@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,7 @@ def appends(items: list[int]) -> int:
 
 def edits_context(ctx: NodeContext) -> str:
     ctx.outputs["make"]["meta"]["n"] = 99
+    ctx.inputs["tags"].append("b")
     return "edited"
 
 
@@ -129,3 +131,45 @@ async def test_what_a_function_raises_fails_its_node_only(
         # The engine goes on with the next run.
         after = await engine.start_execution(_workflow("after", _node("fine", "t_fine")))
         assert (await engine.wait(after.id, timeout=10)).result == {"fine": "fine"}
+
+
+@pytest.mark.parametrize("func", ["t_sets_var", "t_sets_var_async"])
+async def test_a_context_variable_a_function_sets_stays_its_own(
+    tmp_path: Path, inline: bool, func: str
+) -> None:
+    async with Engine(f"sqlite:///{tmp_path / 'o.db'}") as engine:
+        record = await engine.start_execution(
+            _workflow("var", _node("set", func), _node("get", "t_reads_var", "set"))
+        )
+        result = await engine.wait(record.id, timeout=10)
+    assert result.ok, result.error
+    assert result.result == {"get": "unset"}
+
+
+async def test_a_value_changed_in_place_leaves_the_output_it_came_from(
+    tmp_path: Path, inline: bool
+) -> None:
+    database = tmp_path / "o.db"
+    definition = _workflow(
+        "in-place",
+        _node("make", "t_makes"),
+        _node("append", "t_appends", "make", items="{{ make.output.items }}"),
+        _node("edit", "t_edits_context", "make", "append"),
+        _node("read", "t_reads", "edit", items="{{ make.output.items }}"),
+        _node("tags", "t_reads", "edit", items="{{ input.tags }}"),
+    )
+    async with Engine(f"sqlite:///{database}") as engine:
+        record = await engine.start_execution(definition, inputs={"tags": ["a"]})
+        result = await engine.wait(record.id, timeout=10)
+    assert result.ok, result.error
+    # What the next node reads is what the journal says the first one returned, as after a
+    # restart, when every output is read back from the store.
+    assert result.result == {"read": [1], "tags": ["a"]}
+    connection = sqlite3.connect(database)
+    try:
+        (stored,) = connection.execute(
+            "SELECT output FROM node_runs WHERE node_id = 'make'"
+        ).fetchone()
+    finally:
+        connection.close()
+    assert stored == '{"items":[1],"meta":{"n":1}}'
