@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -123,6 +124,15 @@ def test_user_function_overrides_builtin_example() -> None:
 def test_register_rejects_non_callable() -> None:
     with pytest.raises(TypeError):
         FunctionRegistry().register("x", 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("func", [functools.partial(max, 1), 42])
+def test_a_function_without_a_name_is_refused_saying_why(func: Any) -> None:
+    # A partial or a callable object has no __name__ to register it under.
+    with pytest.raises(TypeError, match=r"cannot register .* (no name|not callable)"):
+        function(inline=True)(func)
+    with pytest.raises(TypeError, match=r"cannot register .* (no name|not callable)"):
+        function(func, inline=True)
 
 
 async def test_sync_function_runs_in_worker_thread(registered: list[str]) -> None:

@@ -154,16 +154,29 @@ def function(
     a quick function with no effect outside the process runs inside the engine's turn and
     shares its commit (the module docstring).
     """
-    if callable(name):
+    if name is not None and not isinstance(name, str):  # used bare: name is the function
         function_registry.register(
-            name.__name__, name, replace=replace, blocking=blocking, inline=inline
+            _name_of(name), name, replace=replace, blocking=blocking, inline=inline
         )
         return name
 
     def decorate(func: F) -> F:
         function_registry.register(
-            name or func.__name__, func, replace=replace, blocking=blocking, inline=inline
+            name or _name_of(func), func, replace=replace, blocking=blocking, inline=inline
         )
         return func
 
     return decorate
+
+
+def _name_of(func: object) -> str:
+    """The name ``func`` registers under when none is given: its ``__name__``."""
+    if not callable(func):
+        raise TypeError(f"cannot register {func!r} as a python function: not callable")
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str):  # a functools.partial, a callable object
+        raise TypeError(
+            f"cannot register {func!r} as a python function: it has no name of its own;"
+            " give one, @function('name')"
+        )
+    return name
