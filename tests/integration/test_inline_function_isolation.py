@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,11 @@ def reads(items: list[int]) -> list[int]:
 
 def fine() -> str:
     return "fine"
+
+
+def on_the_loop(value: int) -> list[Any]:
+    asyncio.get_running_loop()  # raises in any other thread
+    return [value, threading.current_thread() is threading.main_thread()]
 
 
 _FUNCTIONS = {
@@ -173,3 +179,21 @@ async def test_a_value_changed_in_place_leaves_the_output_it_came_from(
     finally:
         connection.close()
     assert stored == '{"items":[1],"meta":{"n":1}}'
+
+
+@pytest.mark.parametrize("declared", [{"inline": True}, {"blocking": False}])
+async def test_a_param_rendered_in_a_thread_leaves_the_call_on_the_loop(
+    tmp_path: Path, declared: dict[str, bool]
+) -> None:
+    # A filter is not a light template: the config renders in a render thread, yet the
+    # function is called on the event loop, as its registration says.
+    function("t_on_the_loop", replace=True, **declared)(on_the_loop)
+    node = _node("where", "t_on_the_loop", value="{{ [1, 2, 3] | length }}")
+    try:
+        async with Engine(f"sqlite:///{tmp_path / 'o.db'}") as engine:
+            record = await engine.start_execution(_workflow("heavy", node))
+            result = await engine.wait(record.id, timeout=10)
+    finally:
+        function_registry.unregister("t_on_the_loop")
+    assert result.ok, result.error
+    assert result.result == {"where": [3, True]}

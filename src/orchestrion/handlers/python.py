@@ -409,9 +409,11 @@ def run_python_now(ctx: NodeContext, config: PythonConfig) -> Any:
     func = function_registry.get(name)
     if func is None or not function_registry.inline(name):
         return LATER  # registered otherwise since the node was looked at
-    call, kwargs = _arguments(name, func, ctx, config)
-    if call.is_async and not _on_event_loop():
-        return LATER  # its config rendered in a thread: the coroutine needs the loop
+    if not _on_event_loop():
+        # Its config rendered in a render thread: called on the loop all the same, as
+        # declared (a coroutine needs it, and a def may count on it: one thread at a time).
+        return LATER
+    _, kwargs = _arguments(name, func, ctx, config)
     logger.debug("calling the python function of node %s inline", ctx.node_id)
     # In a context of its own, as a task or a thread would give it: a variable it sets is
     # not the engine's, nor seen by the next node.
