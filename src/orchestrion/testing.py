@@ -46,26 +46,16 @@ def registered_functions(**functions: Callable[..., Any]) -> Iterator[None]:
     block runs; names they replace get their former function back afterwards."""
     from orchestrion.handlers.python import function_registry
 
-    previous = {
-        name: (
-            function_registry.get(name),
-            function_registry.blocking(name),
-            function_registry.inline(name),
-        )
-        for name in functions
-    }
+    previous = {name: function_registry.saved(name) for name in functions}
     for name, func in functions.items():
         function_registry.register(name, func, replace=True)
     try:
         yield
     finally:
-        for name, (former, blocking, inline) in previous.items():
-            if former is None:
-                function_registry.unregister(name)
-            else:
-                function_registry.register(
-                    name, former, replace=True, blocking=blocking, inline=inline
-                )
+        # Each name as it was, how it asked to be called included (a built-in example stays
+        # one, which a user's function of that name replaces without a word).
+        for name, saved in previous.items():
+            function_registry.restore(name, saved)
 
 
 async def arun_in_memory(

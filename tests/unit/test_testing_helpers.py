@@ -37,6 +37,32 @@ def test_registered_functions_give_names_back_afterwards() -> None:
         function_registry.unregister("testing_kept")
 
 
+def test_registered_functions_give_back_how_a_name_was_registered() -> None:
+    from orchestrion.handlers.python import _load_examples, function_registry
+
+    @function("testing_inline", inline=True)
+    def quick(x: int) -> int:
+        return x
+
+    _load_examples()  # the built-in example functions, which a user's function replaces
+    try:
+        with registered_functions(testing_inline=lambda x: -x, clean_dataframe=lambda x: x):
+            assert not function_registry.inline("testing_inline")
+        assert function_registry.get("testing_inline") is quick
+        assert function_registry.inline("testing_inline")
+        # Still a built-in example: a user's function of that name replaces it silently.
+        function("clean_dataframe")(quick)
+        assert function_registry.get("clean_dataframe") is quick
+    finally:
+        function_registry.unregister("testing_inline")
+        function_registry.unregister("clean_dataframe")
+        import orchestrion.handlers.examples as examples
+
+        function_registry.register(
+            "clean_dataframe", examples.clean_dataframe, builtin=True, replace=True
+        )
+
+
 async def _shout(ctx: NodeContext, config: Any) -> dict[str, str]:
     return {"said": ctx.node_id.upper(), "from": ",".join(ctx.dependencies)}
 

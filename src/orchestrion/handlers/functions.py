@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-__all__ = ["FunctionRegistry", "function", "function_registry"]
+__all__ = ["FunctionRegistry", "Registration", "function", "function_registry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A name's function and how it asked to be called (``FunctionRegistry.saved``)."""
+
+    func: Callable[..., Any]
+    on_loop: bool
+    inline: bool
+    builtin: bool
 
 
 class FunctionRegistry:
@@ -92,6 +103,27 @@ class FunctionRegistry:
 
     def get(self, name: str) -> Callable[..., Any] | None:
         return self._functions.get(name)
+
+    def saved(self, name: str) -> Registration | None:
+        """How ``name`` is registered, all of it, for ``restore`` (None: it is not)."""
+        with self._lock:
+            func = self._functions.get(name)
+            if func is None:
+                return None
+            return Registration(
+                func, name in self._on_loop, name in self._inline, name in self._builtin
+            )
+
+    def restore(self, name: str, saved: Registration | None) -> None:
+        """Register ``name`` again as ``saved`` says it was (None: not at all)."""
+        if saved is None:
+            self.unregister(name)
+            return
+        with self._lock:
+            self._functions[name] = saved.func
+            _mark(self._on_loop, name, saved.on_loop)
+            _mark(self._inline, name, saved.inline)
+            _mark(self._builtin, name, saved.builtin)
 
     def blocking(self, name: str) -> bool:
         """Whether the sync function registered as ``name`` runs in a worker thread (True
