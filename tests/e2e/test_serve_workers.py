@@ -127,6 +127,47 @@ def test_a_server_process_killed_by_sigkill_is_replaced_and_its_execution_finish
         assert server.stop() == 0, server.log.read_text()
 
 
+def _answers_on_new_connections(server: WorkersServer, count: int = 6) -> None:
+    for _ in range(count):
+        with server.client() as fresh:
+            assert fresh.get("/health").status_code == 200
+
+
+def test_a_stopped_server_process_is_killed_and_replaced_and_its_execution_finishes(
+    tmp_path: Path,
+) -> None:
+    # Alive but answering nothing (SIGSTOP here; a blocked event loop looks the same): the
+    # parent hears no heartbeat from it for longer than the timeout.
+    server = WorkersServer(tmp_path, tmp_path / "h.db", env={"ORCHESTRION_API_WORKER_TIMEOUT": "3"})
+    try:
+        victim, survivor = server.children()
+        driver = Pinned.to(server, victim)
+        status, body, _ = driver.call("POST", "/v1/workflow", DELAYED)
+        assert status == 201, body
+        execution_id = body["execution_id"]
+        status, body, _ = driver.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+        assert status == 202, body
+        os.kill(victim, signal.SIGSTOP)  # while its delay node waits
+        driver.close()
+
+        with server.client() as client:
+            # The others answer every new connection meanwhile.
+            _answers_on_new_connections(server)
+            replaced = _until(
+                lambda: len(server.children()) == 2 and victim not in server.children(), 30
+            )
+            assert replaced and survivor in server.children()
+            assert not Path(f"/proc/{victim}").exists()  # killed, not left stopped
+            final = _until(lambda: _final(client, execution_id))
+            assert final["status"] == "COMPLETED", final
+            _answers_on_new_connections(server)
+        died = [r for r in server.lines() if "died" in r.get("message", "")]
+        assert died, server.log.read_text()
+        assert "no heartbeat for more than 3 s: killed by SIGKILL" in died[0]["message"]
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
 def test_a_server_process_that_cannot_start_stops_the_service_with_its_reason(
     tmp_path: Path,
 ) -> None:

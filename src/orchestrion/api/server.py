@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from orchestrion.api.app import api_context, create_app
 from orchestrion.api.browser_guard import HostAllowList
 from orchestrion.api.context import ApiContext
+from orchestrion.api.liveness import Heartbeat
 from orchestrion.observability.logging_setup import configure_logging
 from orchestrion.settings import Settings
 
@@ -66,11 +67,14 @@ class _Server(uvicorn.Server):
         ctx: ApiContext,
         stop_requested: Callable[[], bool],
         on_started: Callable[[], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         super().__init__(config)
         self._ctx = ctx
         self._stop_requested = stop_requested
         self._on_started = on_started
+        self._heartbeat = heartbeat
+        self._beating: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn's own handler records the signal to raise it again once stopped, which
@@ -87,6 +91,8 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         await super().shutdown(sockets)  # type: ignore[arg-type]
+        if self._beating is not None:
+            self._beating.cancel()
         # Everything graceful is done (requests, grace period, engine, stores): only threads
         # that do not return could still hold the exit, for ever.
         threading.Thread(target=_exit_if_stuck, name="exit-watchdog", daemon=True).start()
@@ -97,6 +103,12 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 logger.info("listening on http://%s:%d", host, port, extra={"port": port})
+        if self.started and self._heartbeat is not None:
+            # Beating before the parent hears it listens: it watches the beats from then on.
+            self._heartbeat.beat()
+            self._beating = asyncio.create_task(
+                self._heartbeat.keep_beating(), name="orchestrion-heartbeat"
+            )
         if self.started and self._on_started is not None:
             self._on_started()
         if self._stop_requested():  # a signal came before uvicorn had its handlers
@@ -130,13 +142,15 @@ def serve(
     extend: Callable[[FastAPI], None] | None = None,
     sockets: list[socket.socket] | None = None,
     on_started: Callable[[], None] | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> bool:
     """Serve until stopped; False when the server could not start (port taken, bad store).
     ``stop_requested`` says whether a stop was asked for before the server had its signal
     handlers: it then stops as soon as it has started. ``extend`` adds to the app before it
     serves (the command line mounts the web dashboard with it). ``sockets``: listen on these
     (bound by the parent of several server processes, ``api/workers.py``) instead of binding
-    ``settings.host`` and ``settings.port``; ``on_started`` is called once it listens.
+    ``settings.host`` and ``settings.port``; ``on_started`` is called once it listens, and
+    ``heartbeat`` beats from then on, from the event loop (``api/liveness.py``).
 
     Raises ``ConfigurationError`` when the governance policy is invalid.
     """
@@ -168,7 +182,7 @@ def serve(
     # many times per request, then waits that long each time. A shorter interval keeps
     # /health and every other request answering while a worker thread computes.
     sys.setswitchinterval(_SWITCH_INTERVAL)
-    server = _Server(config, api_context(app), stop_requested, on_started)
+    server = _Server(config, api_context(app), stop_requested, on_started, heartbeat)
     line = _StartupErrorLine(api_context(app))
     logging.getLogger("uvicorn.error").addFilter(line)
     try:

@@ -19,6 +19,10 @@ The parent serves no request; it supervises:
   at once; the executions it drove are taken over by a sibling at its next heartbeat (their
   owner is a dead process of this host). More than ``_MAX_DEATHS`` deaths within
   ``_DEATH_WINDOW`` seconds stop the service with an error instead of restarting for ever.
+- A child that listens but stops answering (stopped by SIGSTOP, its event loop blocked by
+  synchronous code) is found by its heartbeat (``api/liveness.py``): one silent for longer than
+  ``Settings.api_worker_timeout`` is killed with SIGKILL, logged as an error and replaced as a
+  death is.
 - A child whose parent is gone (the parent was killed) stops itself, gracefully
   (``cli/serve_child.py``, the command line's server process).
 
@@ -45,10 +49,11 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType
 
+from orchestrion.api.liveness import BEAT_SECONDS, Heartbeat
 from orchestrion.errors import ConfigurationError
 from orchestrion.settings import Settings
 
-__all__ = ["ChildMain", "check_workers", "serve_workers"]
+__all__ = ["ChildLink", "ChildMain", "check_workers", "serve_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +62,20 @@ _STOP_MARGIN = 10.0  # seconds past the grace period before a stopping child is 
 _MAX_DEATHS = 5
 _DEATH_WINDOW = 60.0  # seconds
 
-ChildMain = Callable[[Settings, str, socket.socket, ProcessEvent], None]
-"""A server process: ``(settings, log format, the listening socket, set once it listens)``."""
+
+@dataclass(frozen=True)
+class ChildLink:
+    """What ties a server process to its parent: its number (0 to N-1; a replacement takes
+    the number of the process it replaces), the event it sets once it listens, and the
+    heartbeat it keeps from then on."""
+
+    index: int
+    ready: ProcessEvent
+    heartbeat: Heartbeat
+
+
+ChildMain = Callable[[Settings, str, socket.socket, ChildLink], None]
+"""A server process: ``(settings, log format, the listening socket, its link to the parent)``."""
 
 
 def check_workers(settings: Settings) -> None:
@@ -77,9 +94,25 @@ def check_workers(settings: Settings) -> None:
 class _Child:
     """One server process and what the parent knows of it."""
 
-    index: int
     process: SpawnProcess
-    ready: ProcessEvent
+    link: ChildLink
+
+    @property
+    def index(self) -> int:
+        return self.link.index
+
+    @property
+    def ready(self) -> ProcessEvent:
+        return self.link.ready
+
+    def hung(self, timeout: float) -> bool:
+        """Listening, alive, and silent for longer than ``timeout`` seconds (0: never)."""
+        return (
+            timeout > 0
+            and self.ready.is_set()
+            and self.process.is_alive()
+            and self.link.heartbeat.silent_for() > timeout
+        )
 
 
 class _Supervisor:
@@ -106,15 +139,15 @@ class _Supervisor:
             os.write(self._wake_w, b"x")
 
     def _spawn(self, index: int) -> _Child:
-        ready = self._context.Event()
+        link = ChildLink(index, self._context.Event(), Heartbeat(self._context))
         process = self._context.Process(
             target=self._child,
-            args=(self._settings, self._log_format, self._sock, ready),
+            args=(self._settings, self._log_format, self._sock, link),
             name=f"orchestrion-server-{index}",
         )
         process.start()
         logger.info("server process %d started", index, extra={"pid": process.pid, "worker": index})
-        return _Child(index, process, ready)
+        return _Child(process, link)
 
     def run(self, stop_requested: Callable[[], bool]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,16 +161,27 @@ class _Supervisor:
 
     def _watch(self) -> int:
         """Replace the children that die until a stop; the exit status of the service."""
+        timeout = self._settings.api_worker_timeout
         while not self._stop.is_set():
             sentinels = [child.process.sentinel for child in self._children]
-            multiprocessing.connection.wait([*sentinels, self._wake_r])
+            # Woken by a death or a signal, and every beat's time to look at the heartbeats.
+            multiprocessing.connection.wait(
+                [*sentinels, self._wake_r], BEAT_SECONDS if timeout > 0 else None
+            )
             for i, child in enumerate(self._children):
                 if self._stop.is_set():
                     break
-                if child.process.is_alive():
+                hung = child.hung(timeout)
+                if hung:
+                    # SIGKILL: a stopped process does not act on SIGTERM, and a blocked loop
+                    # would not run its graceful stop.
+                    child.process.kill()
+                elif child.process.is_alive():
                     continue
                 child.process.join()
                 code = _describe(child.process.exitcode)
+                if hung:
+                    code = f"no heartbeat for more than {timeout:g} s: {code}"
                 if not child.ready.is_set():
                     logger.error(
                         "server process %d exited before it listened (%s): stopping the service",

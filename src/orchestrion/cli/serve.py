@@ -41,6 +41,16 @@ def serve(
             " database (default 1; ORCHESTRION_API_WORKERS).",
         ),
     ] = None,
+    worker_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--worker-timeout",
+            min=0,
+            help="With --workers: seconds a server process may go without a heartbeat (stopped,"
+            " or its event loop blocked) before it is killed and replaced; 0 never (default 30;"
+            " ORCHESTRION_API_WORKER_TIMEOUT).",
+        ),
+    ] = None,
     embedded_workers: Annotated[
         bool,
         typer.Option(
@@ -72,6 +82,8 @@ def serve(
         overrides["database_url"] = database_url(db, create=True)
     if workers is not None:
         overrides["api_workers"] = workers
+    if worker_timeout is not None:
+        overrides["api_worker_timeout"] = worker_timeout
     if embedded_workers:
         overrides["redis_url"] = None
     try:

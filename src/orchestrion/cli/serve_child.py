@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 # Nothing of Orchestrion's at import time: the process imports this module before the
 # function can defer signals, and a stop in that window should find little to interrupt.
 if TYPE_CHECKING:
-    from multiprocessing.synchronize import Event as ProcessEvent
-
+    from orchestrion.api.workers import ChildLink
     from orchestrion.settings import Settings
 
 __all__ = ["child_main"]
@@ -29,9 +28,7 @@ logger = logging.getLogger(__name__)
 _PARENT_CHECK = 0.5  # seconds between checks that the parent is alive
 
 
-def child_main(
-    settings: Settings, log_format: str, sock: socket.socket, ready: ProcessEvent
-) -> None:
+def child_main(settings: Settings, log_format: str, sock: socket.socket, link: ChildLink) -> None:
     """A server process: the one-process server on the parent's socket."""
     from orchestrion.cli import early_signals
 
@@ -58,7 +55,8 @@ def child_main(
             stop_requested=early_signals.requested,
             extend=mount if settings.dashboard else None,
             sockets=[sock],
-            on_started=ready.set,
+            on_started=link.ready.set,
+            heartbeat=link.heartbeat,
         )
     except ConfigurationError as exc:
         logger.error("cannot start: %s", exc)

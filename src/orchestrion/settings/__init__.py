@@ -283,6 +283,13 @@ class Settings(BaseSettings):
         description="server processes sharing the port, each with its own engine on the "
         "same database (orchestrion serve --workers); not with memory://",
     )
+    api_worker_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="seconds a server process of serve --workers may go without a heartbeat"
+        " from its event loop (stopped, or blocked by synchronous code) before it is killed"
+        " and replaced; 0 never",
+    )
     api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
         default_factory=lambda: {},
         repr=False,  # keys are credentials: never in a repr or a log line
