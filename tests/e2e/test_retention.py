@@ -5,14 +5,18 @@ events; the audit trail keeps every record, verifies, and records each purge."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from workers_server import WorkersServer
 
 from audit_helpers import AUDIT_ENV, audited
 from orchestrion.engine.facade import Engine
@@ -46,6 +50,16 @@ async def two_runs(db: Path) -> tuple[str, str]:
     conn.commit()
     conn.close()
     return old, recent
+
+
+def lease_holder(db: Path) -> int | None:
+    """The process holding the retention sweep's lease (its owner is host:pid:nonce)."""
+    conn = sqlite3.connect(db)
+    try:
+        found = conn.execute("SELECT owner FROM leases WHERE name = 'retention'").fetchone()
+    finally:
+        conn.close()
+    return int(found[0].split(":")[1]) if found else None
 
 
 def rows(db: Path, table: str, execution_id: str) -> int:
@@ -120,3 +134,48 @@ async def test_the_periodic_sweep_applies_retention_days(tmp_path: Path) -> None
         assert (await engine.audit.verify()).ok
     async with Engine(f"sqlite:///{db}", governance=audited()) as engine:
         assert RetentionSweeper.for_policy(engine.audit) is None  # the default keeps all
+
+
+async def test_the_server_processes_of_one_service_sweep_one_at_a_time(tmp_path: Path) -> None:
+    # Two server processes on one database, each with a sweeper, sweeping every second.
+    db = tmp_path / "w.db"
+    old, recent = await two_runs(db)
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\nretention:\n  days: 30\n")
+    env = {
+        **AUDIT_ENV,
+        "ORCHESTRION_GOVERNANCE_FILE": str(policy),
+        "ORCHESTRION_RETENTION_SWEEP_SECONDS": "1",
+    }
+    server = WorkersServer(tmp_path, db, workers=2, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while rows(db, "executions", old) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(6)  # several intervals: time for two sweepers to show
+        # The holder stopped gracefully (SIGTERM; the parent starts another in its place)
+        # gives the lease up: the other process sweeps from its next interval on.
+        holder = lease_holder(db)
+        assert holder in server.children()
+        handed_over = time.time()
+        os.kill(holder, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while lease_holder(db) in (holder, None) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert lease_holder(db) in server.children()
+        await asyncio.sleep(2)
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    assert rows(db, "executions", old) == 0 and rows(db, "executions", recent) == 1
+    listed = orchestrion("audit", "list", "--db", str(db), "--action", "retention.", "--json")
+    purges = sorted(json.loads(listed.stdout), key=lambda p: p["at"])
+    before = [p for p in purges if p["at"] < handed_over]
+    assert len(before) >= 5 and len(purges) > len(before), purges
+    # One sweep per interval for the service: the execution is purged (and audited) once,
+    # and no two sweeps come closer than the interval, as two sweepers' would.
+    assert [p["details"]["executions"] for p in purges].count(1) == 1, purges
+    assert sum(p["details"]["executions"] for p in purges) == 1
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(before)]
+    assert min(gaps) > 0.9, gaps
+    assert orchestrion("audit", "verify", "--db", str(db)).returncode == 0
+    assert "retention purge failed" not in server.log.read_text()

@@ -65,6 +65,8 @@ from orchestrion.settings import Settings, load_settings
 
 __all__ = ["api_context", "create_app"]
 
+_SWEEP_LEASE = "retention"  # the lease of the retention sweep (governance/retention.py)
+
 _DESCRIPTION = (
     "Durable workflow orchestration. Submit a DAG (JSON or YAML), trigger it, follow it. "
     "Errors are RFC 9457 problem documents; every response carries X-Request-ID."
@@ -128,7 +130,16 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 lambda eid: ctx.hub.notify(eid, []), lambda: ctx.closing
             )
             background.append(asyncio.create_task(follow, name="orchestrion-follow-commits"))
-        sweeper = RetentionSweeper.for_policy(engine.audit)  # retention.days of the policy
+        sweeper = RetentionSweeper.for_policy(  # retention.days of the policy
+            engine.audit,
+            interval=settings.retention_sweep_seconds,
+            delay=min(60.0, settings.retention_sweep_seconds),
+            # Every process of the service on this database has one: they take turns.
+            lease=(
+                lambda until, now: engine.leases.claim(_SWEEP_LEASE, until, now),
+                lambda: engine.leases.release(_SWEEP_LEASE),
+            ),
+        )
         signed_out: asyncio.Task[None] | None = None
         try:
             if owns_engine:

@@ -36,6 +36,7 @@ from orchestrion.engine.deciders import Decider
 from orchestrion.engine.definitions import Definitions
 from orchestrion.engine.deliveries import SinkDeliveries
 from orchestrion.engine.emitting import Emitted, EventTriggers
+from orchestrion.engine.leases import Leases
 from orchestrion.engine.loop import EngineLoop, RecordListener
 from orchestrion.engine.notice_sinks import SinkNotices
 from orchestrion.engine.notices import NoticeDelivery
@@ -114,6 +115,7 @@ class Engine:
         self._accepting = False
         self._started = False
         self.owner = new_owner_id()
+        self.leases = Leases(lambda: self.store, self.owner)  # work one process does at a time
         self._children = ChildExecutions(self)
         self._requests = ControlRequests(self)
         self._ownership = Ownership(self.owner, self.settings.lease_seconds, lambda: self.store)

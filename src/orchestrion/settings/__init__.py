@@ -290,6 +290,13 @@ class Settings(BaseSettings):
         " from its event loop (stopped, or blocked by synchronous code) before it is killed"
         " and replaced; 0 never",
     )
+    retention_sweep_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        description="how often orchestrion serve deletes what the policy's retention.days"
+        " let go (one process of the service sweeps at a time); the first sweep comes a minute"
+        " after start, or sooner when this is shorter",
+    )
     api_keys: Annotated[dict[str, ApiRole], NoDecode] = Field(
         default_factory=lambda: {},
         repr=False,  # keys are credentials: never in a repr or a log line
