@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -61,6 +62,7 @@ from orchestrion.governance.retention import RetentionSweeper
 from orchestrion.observability.feed import RecordFeed
 from orchestrion.observability.logging_setup import log_transitions
 from orchestrion.observability.metrics import Metrics
+from orchestrion.observability.shared_metrics import SHARED_METRICS_DIR
 from orchestrion.settings import Settings, load_settings
 
 __all__ = ["api_context", "create_app"]
@@ -88,7 +90,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         engine = Engine(settings=settings, drive=not settings.redis_url)
     # Definitions submitted to the service come from others: the python allowlist applies.
     engine.use_governance(engine.governance.untrusted())
-    metrics = Metrics()
+    # Server processes of one service (serve --workers N) answer /metrics for all of them.
+    metrics = Metrics(os.environ.get(SHARED_METRICS_DIR) if settings.api_workers > 1 else None)
     ctx = ApiContext(
         engine=engine,
         settings=settings,
@@ -123,6 +126,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         feed_task = asyncio.create_task(feed.run(), name="orchestrion-record-feed")
         refusals = asyncio.create_task(ctx.refusals.run(engine.audit), name="orchestrion-refusals")
         background = [feed_task]
+        if metrics.shared is not None:
+            publish = metrics.shared.keep_publishing()
+            background.append(asyncio.create_task(publish, name="orchestrion-metrics"))
         if ctx.redis is not None and not engine.drives:
             # Orchestrators commit the records: their announcements wake the event streams.
             ctx.closing = False  # what ends the follower; a previous shutdown left it set

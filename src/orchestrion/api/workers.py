@@ -23,6 +23,10 @@ The parent serves no request; it supervises:
   synchronous code) is found by its heartbeat (``api/liveness.py``): one silent for longer than
   ``Settings.api_worker_timeout`` is killed with SIGKILL, logged as an error and replaced as a
   death is.
+- Metrics: the parent makes a directory for prometheus_client's multiprocess mode and hands
+  it to every child (``PROMETHEUS_MULTIPROC_DIR``), so that ``/metrics``, whichever child
+  answers, reports the totals of the service (``observability/shared_metrics.py``); it drops
+  the gauges of a child that is gone (``mark_process_dead``) and the directory at the end.
 - A child whose parent is gone (the parent was killed) stops itself, gracefully
   (``cli/serve_child.py``, the command line's server process).
 
@@ -39,8 +43,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -49,8 +55,11 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from orchestrion.api.liveness import BEAT_SECONDS, Heartbeat
 from orchestrion.errors import ConfigurationError
+from orchestrion.observability.shared_metrics import SHARED_METRICS_DIR
 from orchestrion.settings import Settings
 
 __all__ = ["ChildLink", "ChildMain", "check_workers", "serve_workers"]
@@ -179,6 +188,7 @@ class _Supervisor:
                 elif child.process.is_alive():
                     continue
                 child.process.join()
+                _forget(child)
                 code = _describe(child.process.exitcode)
                 if hung:
                     code = f"no heartbeat for more than {timeout:g} s: {code}"
@@ -230,6 +240,14 @@ class _Supervisor:
         os.close(self._wake_w)
 
 
+def _forget(child: _Child) -> None:
+    """Drop the gauges of a child that is gone from the service's metrics (its counters
+    stay: what it did was done)."""
+    path = os.environ.get(SHARED_METRICS_DIR)
+    if path and child.process.pid is not None:
+        mark_process_dead(child.process.pid, path)  # type: ignore[no-untyped-call]
+
+
 def _describe(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         return f"killed by {signal.Signals(-exitcode).name}"
@@ -264,6 +282,10 @@ def serve_workers(
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
         return _EXIT_STORE
+    # Made before the first child, as prometheus_client reads it when a process imports it.
+    metrics_dir = tempfile.mkdtemp(prefix="orchestrion-metrics-")
+    before = os.environ.get(SHARED_METRICS_DIR)
+    os.environ[SHARED_METRICS_DIR] = metrics_dir
     try:
         host, port = sock.getsockname()[:2]
         logger.info(
@@ -276,3 +298,8 @@ def serve_workers(
         return _Supervisor(settings, log_format, sock, child).run(stop_requested)
     finally:
         sock.close()
+        if before is None:
+            os.environ.pop(SHARED_METRICS_DIR, None)
+        else:
+            os.environ[SHARED_METRICS_DIR] = before
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -15,6 +15,9 @@ it is a collector of this app's registry fed from the shared circuit hashes in R
 nothing is registered twice and every circuit is shown, not only those this process touched.
 When Redis cannot be read only ``orchestrion_redis_up 0`` is exposed: stale depths would
 look like live ones.
+
+Given a directory (``shared_dir``: the server processes of ``serve --workers N``), the
+metrics answer the totals of every process writing there (``observability/shared_metrics.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
 from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.handlers import function_threads
 from orchestrion.observability.feed import ExecutionInfo
+from orchestrion.observability.shared_metrics import SharedMetrics
 
 __all__ = ["ClusterCollector", "ClusterSnapshot", "Metrics", "StreamGauge"]
 
@@ -69,8 +73,9 @@ def _attempt_duration(record: Record) -> float | None:
 class Metrics:
     """Every metric of docs/API.md, registered in ``self.registry``."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: str | None = None) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.shared = SharedMetrics(shared_dir) if shared_dir else None
         self.executions = Counter(
             "orchestrion_executions",
             "Executions that entered a status",
@@ -116,57 +121,77 @@ class Metrics:
         # execution id -> node id -> state, for nodes queued or running; live executions
         self._active: dict[str, dict[str, NodeState]] = {}
         self._live: set[str] = set()
-        Gauge(
+        if self.shared is not None:
+            self.shared.include(
+                self.executions,
+                self.nodes,
+                self.node_duration,
+                self.retries,
+                self.http_requests,
+                self.http_duration,
+            )
+        self._computed(
             "orchestrion_queue_depth",
             "Node attempts dispatched and not started yet",
-            registry=registry,
-        ).set_function(lambda: self._count(NodeState.QUEUED))
-        Gauge(
-            "orchestrion_nodes_in_flight", "Node attempts running now", registry=registry
-        ).set_function(lambda: self._count(NodeState.RUNNING))
-        Gauge(
+            lambda: self._count(NodeState.QUEUED),
+        )
+        self._computed(
+            "orchestrion_nodes_in_flight",
+            "Node attempts running now",
+            lambda: self._count(NodeState.RUNNING),
+        )
+        self._computed(
             "orchestrion_executions_live",
             "Executions running, waiting or paused",
-            registry=registry,
-        ).set_function(lambda: len(self._live))
+            lambda: len(self._live),
+        )
         self._faults: Callable[[], CommitFaults | None] = lambda: None
-        Gauge(
+        self._computed(
             "orchestrion_commit_failures",
             "Engine commits that failed since the process started (the turn is reloaded)",
-            registry=registry,
-        ).set_function(lambda: self._fault_count(parked=False))
-        Gauge(
+            lambda: self._fault_count(parked=False),
+        )
+        self._computed(
             "orchestrion_executions_parked",
             "Executions not driven any more: the store refused their state repeatedly",
-            registry=registry,
-        ).set_function(lambda: self._fault_count(parked=True))
-        Gauge(
+            lambda: self._fault_count(parked=True),
+        )
+        self._computed(
             "orchestrion_python_threads_stuck",
             "Python node functions still running after their attempt was cancelled or timed out",
-            registry=registry,
-        ).set_function(function_threads.stuck)
-        Gauge(
+            function_threads.stuck,
+        )
+        self._computed(
             "orchestrion_python_threads_busy",
             "Python node functions running in a thread now (stuck ones included)",
-            registry=registry,
-        ).set_function(function_threads.busy)
+            function_threads.busy,
+        )
         self.cluster = ClusterCollector()
         registry.register(self.cluster)
         self.sinks = SinkCollector()
         registry.register(self.sinks)
 
+    def _computed(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge worked out at scrape time (in each process, summed, when shared)."""
+        if self.shared is not None:
+            self.shared.gauge(name, documentation, read)
+        else:
+            Gauge(name, documentation, registry=self.registry).set_function(read)
+
     def watch_streams(self, count: Callable[[], int]) -> None:
         """Report ``count()`` as the event streams (Server-Sent Events) open now."""
-        Gauge(
+        self._computed(
             "orchestrion_event_streams_open",
             "Event and log streams (Server-Sent Events) open now",
-            registry=self.registry,
-        ).set_function(count)
+            count,
+        )
 
     def watch_sinks(self, source: Callable[[], SinkSnapshot | None]) -> None:
         """Read the event sinks' counters from ``source`` (the engine's publisher, when it
         has one) at each scrape."""
         self.sinks.source = source
+        if self.shared is not None:
+            self.shared.watch_sinks(source)
 
     def watch_engine(self, source: Callable[[], CommitFaults | None]) -> None:
         """Read the engine's failed commits and parked executions from ``source``."""
@@ -194,7 +219,9 @@ class Metrics:
         return self._count(NodeState.RUNNING)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
+        """The Prometheus text exposition of every metric (of every process, when shared)."""
+        if self.shared is not None:
+            return self.shared.render(self.cluster)
         return generate_latest(self.registry)
 
     def execution_created(self) -> None:

@@ -1,0 +1,110 @@
+"""``/metrics`` of ``orchestrion serve --workers N`` answers the totals of the service, whichever
+server process takes the scrape: counters summed over the processes (a replaced one's
+included), gauges summed over the live ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from workers_server import Pinned, WorkersServer
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"name": "quick", "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}
+WAITS = {
+    "name": "waits",
+    "dag": {"nodes": [{"id": "nap", "handler": "delay", "config": {"seconds": 30}}]},
+}
+
+
+def _figures(through: Pinned) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, text, _ = through.call("GET", "/metrics")
+    assert status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _total(figures: dict, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample, found), value in figures.items()
+        if sample == name and labels.items() <= dict(found).items()
+    )
+
+
+def _until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _run(through: Pinned, spec: dict) -> str:
+    status, body, _ = through.call("POST", "/v1/workflow", spec)
+    assert status == 201, body
+    execution_id = str(body["execution_id"])
+    status, body, _ = through.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+    assert status == 202, body
+    return execution_id
+
+
+def test_metrics_are_the_totals_of_every_server_process(tmp_path: Path) -> None:
+    server = WorkersServer(tmp_path, tmp_path / "m.db")
+    try:
+        first, second = server.children()
+        one, other = Pinned.to(server, first), Pinned.to(server, second)
+        missing = "/v1/workflows/no-such-execution"
+        for through, count in ((one, 3), (other, 4)):
+            for _ in range(count):
+                assert through.call("GET", missing)[0] == 404
+        done = [_run(one, QUICK), _run(other, QUICK)]
+        for execution_id in done:
+            _until(
+                lambda eid=execution_id: (
+                    one.call("GET", f"/v1/workflows/{eid}")[1]["status"] == "COMPLETED"
+                )
+            )
+
+        def not_found(figures: dict) -> float:
+            return _total(figures, "orchestrion_http_requests_total", method="GET", status="404")
+
+        # (the record feed counts a commit just after it)
+        _until(
+            lambda: _total(_figures(one), "orchestrion_executions_total", status="completed") == 2
+        )
+        for through in (one, other):  # the same totals, whichever process answers
+            figures = _figures(through)
+            assert not_found(figures) == 7
+            assert _total(figures, "orchestrion_executions_total", status="completed") == 2
+            assert _total(figures, "orchestrion_nodes_total", state="completed") == 2
+
+        # A gauge is the sum over the live processes: one waiting execution driven by each.
+        waiting = [_run(one, WAITS), _run(other, WAITS)]
+        _until(lambda: _total(_figures(one), "orchestrion_executions_live") == 2)
+        streaming = Pinned.to(server, second)
+        streaming.stream(f"/v1/workflows/{waiting[1]}/events/stream")
+        _until(lambda: _total(_figures(one), "orchestrion_event_streams_open") == 1)
+
+        # A process that dies takes its gauges with it; what it counted stays counted.
+        os.kill(second, signal.SIGKILL)
+        other.close()
+        streaming.close()
+        _until(lambda: len(server.children()) == 2 and second not in server.children())
+        _until(lambda: _total(_figures(one), "orchestrion_event_streams_open") == 0, 10)
+        figures = _figures(one)
+        assert not_found(figures) == 7
+        assert _total(figures, "orchestrion_executions_total", status="completed") == 2
+        # The execution the dead one drove is taken over: live once, not twice.
+        _until(lambda: _total(_figures(one), "orchestrion_executions_live") == 2, 60)
+        one.close()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
