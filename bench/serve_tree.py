@@ -9,50 +9,15 @@ opens fresh connections to /health until each process has answered one, found th
 from __future__ import annotations
 
 import http.client
-import os
 import time
-from pathlib import Path
 
+from bench.proc_tree import children, holder
 from bench.scaleout import cpu_seconds
-
-
-def children(pid: int) -> list[int]:
-    """The server processes of the ``serve`` process ``pid`` (multiprocessing's tracker
-    aside)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds so far of ``pid`` and of its server processes."""
     return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
-
-
-def _answered_by(port: int, client_port: int, pids: list[int]) -> int | None:
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1], fields[2]
-        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == client_port:
-            inode = f"socket:[{fields[9]}]"
-    for pid in pids:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
-                    return pid
-            except OSError:
-                continue
-    return None
 
 
 def wait_all_serving(pid: int, port: int, workers: int, timeout: float = 120) -> None:
@@ -66,9 +31,9 @@ def wait_all_serving(pid: int, port: int, workers: int, timeout: float = 120) ->
             try:
                 conn.request("GET", "/health")
                 if conn.getresponse().read() and conn.sock is not None:
-                    holder = _answered_by(port, conn.sock.getsockname()[1], pids)
-                    if holder is not None:
-                        seen.add(holder)
+                    answered = holder(port, conn.sock.getsockname()[1], pids)
+                    if answered is not None:
+                        seen.add(answered)
             except OSError:
                 pass
             finally:

@@ -4,7 +4,8 @@ of its server processes.
 The kernel hands each new connection on the shared port to one server process; a connection
 kept alive stays with it. ``Pinned.to`` opens connections until one lands on the wanted
 process, found through ``/proc`` (the server side of the connection is a socket one child holds
-open), so a test can submit through one process and act through another, for sure.
+open: ``bench/proc_tree.py``, shared with the benches), so a test can submit through one
+process and act through another, for sure.
 """
 
 from __future__ import annotations
@@ -20,55 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench.proc_tree import children, holder
 
 CLI = [sys.executable, "-m", "orchestrion.cli.app"]
-
-
-def children(pid: int) -> list[int]:
-    """The live children of ``pid`` that are server processes (not multiprocessing's tracker)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z" and b"resource_tracker" not in cmdline:
-            found.append(int(entry))
-    return sorted(found)
-
-
-def _server_inode(server_port: int, client_port: int) -> int | None:
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote, inode = fields[1], fields[2], int(fields[9])
-            if (
-                inode
-                and int(local.split(":")[1], 16) == server_port
-                and int(remote.split(":")[1], 16) == client_port
-            ):
-                return inode
-    return None
-
-
-def _holder(pids: list[int], inode: int) -> int | None:
-    target = f"socket:[{inode}]"
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return pid
-            except OSError:
-                continue
-    return None
 
 
 class Pinned:
@@ -86,8 +41,7 @@ class Pinned:
             conn.request("GET", "/health")
             conn.getresponse().read()
             assert conn.sock is not None
-            inode = _server_inode(server.port, conn.sock.getsockname()[1])
-            if inode is not None and _holder([pid], inode) == pid:
+            if holder(server.port, conn.sock.getsockname()[1], [pid]) == pid:
                 return cls(conn, pid, headers or {})
             conn.close()
         raise AssertionError(f"no connection landed on server process {pid}")
