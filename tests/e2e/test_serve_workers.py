@@ -168,6 +168,69 @@ def test_a_stopped_server_process_is_killed_and_replaced_and_its_execution_finis
         assert server.stop() == 0, server.log.read_text()
 
 
+STALLS = """\
+import os
+import time
+
+
+async def stall(marker: str) -> str:
+    if not os.path.exists(marker):  # the first call only: the process that runs it hangs
+        open(marker, "w").close()
+        time.sleep(120)  # a blocking call in an async def: the event loop stops with it
+    return "went on"
+"""
+
+
+def test_a_server_process_whose_event_loop_is_blocked_is_replaced(tmp_path: Path) -> None:
+    # A user's async function that blocks the event loop: the process is alive, serves
+    # nothing and beats no more.
+    (tmp_path / "stalls.py").write_text(STALLS)
+    (tmp_path / "governance.yaml").write_text("version: 1\npython:\n  allowed_modules: [stalls]\n")
+    env = {
+        "ORCHESTRION_API_WORKER_TIMEOUT": "3",
+        "ORCHESTRION_GOVERNANCE_FILE": str(tmp_path / "governance.yaml"),
+        "PYTHONPATH": str(tmp_path),
+    }
+    flow = {
+        "name": "stalls",
+        "dag": {
+            "nodes": [
+                {"id": "first", "handler": "delay", "config": {"seconds": 0.5}},
+                {
+                    "id": "stall",
+                    "handler": "python",
+                    "dependencies": ["first"],
+                    "config": {
+                        "function": "stalls:stall",
+                        "params": {"marker": str(tmp_path / "stalled")},
+                    },
+                },
+            ]
+        },
+    }
+    server = WorkersServer(tmp_path, tmp_path / "b.db", env=env)
+    try:
+        victim, survivor = server.children()
+        driver = Pinned.to(server, victim)
+        status, body, _ = driver.call("POST", "/v1/workflow", flow)
+        assert status == 201, body
+        execution_id = body["execution_id"]
+        status, body, _ = driver.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+        assert status == 202, body
+        driver.close()
+        _until(lambda: (tmp_path / "stalled").exists(), 30)
+        with server.client() as client:
+            _answers_on_new_connections(server)
+            _until(lambda: victim not in server.children() and len(server.children()) == 2, 30)
+            final = _until(lambda: _final(client, execution_id))
+        assert final["status"] == "COMPLETED", final
+        died = [r for r in server.lines() if "died" in r.get("message", "")]
+        assert died and "no heartbeat for more than 3 s" in died[0]["message"], died
+        assert survivor in server.children()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
 def test_a_server_process_that_cannot_start_stops_the_service_with_its_reason(
     tmp_path: Path,
 ) -> None:
