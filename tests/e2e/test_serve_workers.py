@@ -138,7 +138,7 @@ def test_a_stopped_server_process_is_killed_and_replaced_and_its_execution_finis
 ) -> None:
     # Alive but answering nothing (SIGSTOP here; a blocked event loop looks the same): the
     # parent hears no heartbeat from it for longer than the timeout.
-    server = WorkersServer(tmp_path, tmp_path / "h.db", env={"ORCHESTRION_API_WORKER_TIMEOUT": "3"})
+    server = WorkersServer(tmp_path, tmp_path / "h.db", options=("--worker-timeout", "3"))
     try:
         victim, survivor = server.children()
         driver = Pinned.to(server, victim)

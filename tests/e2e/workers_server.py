@@ -110,12 +110,15 @@ class WorkersServer:
         workers: int = 2,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.log = folder / f"workers-{time.monotonic_ns()}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
         full_env.pop("OPENAI_API_KEY", None)
         full_env.update({"ORCHESTRION_RATE_LIMIT_PER_SECOND": "0", **(env or {})})
-        command = [*CLI, "serve", "--port", "0", "--db", str(db), "--workers", str(workers)]
+        command = [
+            *CLI, "serve", "--port", "0", "--db", str(db), "--workers", str(workers), *options,
+        ]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=folder
