@@ -15,6 +15,7 @@ from cluster import Cluster
 from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter
+from orchestrion.store.schedules import firing_key
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +76,18 @@ async def test_orchestrators_killed_while_firing_lose_no_tick_and_double_none(
     ticks = sorted(f.tick_at for f in firings)
     assert len(ticks) >= 8, cluster.log_tail()
     assert ticks == [ticks[0] + i for i in range(len(ticks))], cluster.log_tail()
-    assert {f.status.value for f in firings} == {"started"}
+    # The stop may come in the middle of a pass: the ticks it recorded and had not started
+    # yet stay pending, durably, for the next pass. Only the newest ticks may be left so.
+    started = sorted(f.tick_at for f in firings if f.status.value == "started")
+    pending = sorted(f.tick_at for f in firings if f.status.value == "pending")
+    assert len(started) + len(pending) == len(ticks), cluster.log_tail()
+    assert not pending or pending[0] > started[-1], (started, pending)
+    assert len(pending) <= 3, (started, pending)
     keys = Counter(
         r.idempotency_key for r in page if (r.idempotency_key or "").startswith("schedule:")
     )
-    assert len(keys) == len(ticks) and set(keys.values()) == {1}
+    assert set(keys.values()) == {1}
+    # Every started tick made its one execution; a pending one at most one (its start may
+    # have been made before the stop, and is found by the next pass through its key).
+    assert len(started) <= len(keys) <= len(ticks)
+    assert all(firing_key("pulse:every_second", tick) in keys for tick in started)
