@@ -917,7 +917,12 @@ async def test_a_commit_from_an_owner_that_lost_the_execution_is_refused_whole(
     batch = CommitBatch(owner="A")
     batch.add("e1", run("execution.started", ExecutionStatus.RUNNING, T0 + 1), "ev-1", None)
     batch.add("e2", node("node.queued", "a", NodeState.QUEUED, T0 + 1), "ev-2", None)
-    with pytest.raises(StoreError, match="e2 are owned by another process"):
+    with pytest.raises(StoreError, match="e2 are not held by this process"):
+        await store.commit(batch)
+    assert await store.list_events() == []
+    # Held by nobody (its new owner ended it, or gave it back): refused all the same.
+    await store.release_executions("B", ["e2"])
+    with pytest.raises(StoreError, match="e2 are not held by this process"):
         await store.commit(batch)
     assert await store.list_events() == []
     # A batch of no owner (tools, migrations) is not checked.
@@ -1056,6 +1061,7 @@ async def test_audit_append_list_head_and_verify(store: Store) -> None:
 
 async def test_commit_with_a_signer_audits_every_transition(store: Store) -> None:
     await seeded(store, "e1", "e2")
+    assert await store.claim_execution("e1", "host:1:abc", LEASE, None, T0)  # an engine's
     batch = batch_of("e1", realistic_records())
     batch.owner = "host:1:abc"
     batch.audit = SIGNER

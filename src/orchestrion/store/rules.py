@@ -13,7 +13,9 @@
 - Batch shape: parallel lists of one length, no event id twice (``check_batch``).
 - Node log lines: made to fit their columns, never refused (``log_rows``).
 - Ownership at commit: a batch from an owner is refused whole when one of its executions
-  is held by another process now (a takeover); a batch of no owner is not checked.
+  is not held by that owner now: another process took it over, or it is held by nobody (it
+  ended under its new owner, or was given back), which its old owner's machine cannot know.
+  A batch of no owner is not checked.
 """
 
 from __future__ import annotations
@@ -223,14 +225,18 @@ def check_batch(batch: CommitBatch) -> None:
 
 
 def check_owners(held_by: Iterable[tuple[str, str | None]], owner: str | None) -> None:
-    """Refuse a commit from ``owner`` when any (execution, its owner now) pair shows another
-    process holding the execution; see the module docstring."""
+    """Refuse a commit from ``owner`` when any (execution, its owner now) pair shows the
+    execution not held by ``owner``; see the module docstring. Every engine path claims an
+    execution before it drives it, so an engine's batch about an execution held by nobody
+    comes from a machine that lost it: once another engine has ended it, that machine would
+    complete its nodes a second time."""
     if owner is None:
         return
-    lost = sorted(eid for eid, holder in held_by if holder is not None and holder != owner)
+    lost = sorted(eid for eid, holder in held_by if holder != owner)
     if lost:
         raise StoreError(
-            f"commit refused: execution(s) {', '.join(lost)} are owned by another process now"
+            f"commit refused: execution(s) {', '.join(lost)} are not held by this process now"
+            " (taken over by another, or ended)"
         )
 
 
