@@ -64,7 +64,16 @@ def appends(items: list[int]) -> int:
 
 
 def edits_context(ctx: NodeContext) -> str:
+    # Every way of reading them gives the function a copy of its own.
     ctx.outputs["make"]["meta"]["n"] = 99
+    ctx.outputs.get("make", {})["items"].append(5)
+    for name, output in ctx.outputs.items():
+        if name == "make":
+            output["meta"]["n"] = 98
+    for output in ctx.outputs.values():
+        if isinstance(output, dict):
+            output["items"].clear()
+    ctx.outputs.copy()["make"]["items"].append(6)
     ctx.inputs["tags"].append("b")
     return "edited"
 

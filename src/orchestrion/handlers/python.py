@@ -342,20 +342,43 @@ def _arguments(
     """How to call ``func`` and its keyword arguments: the params, and ctx if asked for.
 
     The function gets its own copy of every list and dict, its context's inputs and
-    outputs included: a rendered param may be an upstream node's output itself, and changing it in
-    place must change neither what later nodes read nor what is stored of it (an inline
-    one's output is committed after its successors ran), as after a restart, when outputs
-    are read back from the store."""
+    outputs included (those as they are read: ``_CopiedOnRead``): a rendered param may be
+    an upstream node's output itself, and changing it in place must change neither what
+    later nodes read nor what is stored of it (an inline one's output is committed after
+    its successors ran), as after a restart, when outputs are read back from the store."""
     kwargs = {key: _own(value) for key, value in config.params.items()}
     call = _call_of(func)
     ctx_param = call.ctx_param
     # A param of that name given in the config is the user's value, not the context.
     if ctx_param is not None and ctx_param not in kwargs:
         kwargs[ctx_param] = dataclasses.replace(
-            ctx, inputs=_own(ctx.inputs), outputs=_own(ctx.outputs)
+            ctx, inputs=_CopiedOnRead(ctx.inputs), outputs=_CopiedOnRead(ctx.outputs)
         )
     call.check(name, kwargs)
     return call, kwargs
+
+
+class _CopiedOnRead(dict[str, Any]):
+    """A context's inputs or outputs, each value copied (``_own``) when it is read: a
+    function that takes ``ctx`` for its idempotency key or its logger pays nothing for a
+    large upstream output it never reads."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        return _own(dict.__getitem__(self, key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _own(dict.get(self, key, default))
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [_own(value) for value in dict.values(self)]
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(key, _own(value)) for key, value in dict.items(self)]
+
+    def copy(self) -> dict[str, Any]:
+        return {key: _own(value) for key, value in dict.items(self)}
 
 
 def _own(value: Any) -> Any:
