@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -124,3 +125,29 @@ async def test_a_write_cancelled_while_it_waits_leaves_the_store_usable(
     other_writer.execute("COMMIT")
     await store.put_definition(definition("third"))
     assert {d.name for d in await store.list_definitions()} == {"wf", "third"}
+
+
+async def test_opening_waits_for_another_connection_that_holds_the_file(tmp_path: Path) -> None:
+    # Several server processes opening one new file at once (serve --workers N): one of them
+    # is still writing it while another turns on WAL, which SQLite refuses at once
+    # (SQLITE_BUSY, without its busy handler) rather than wait. Opening waits for the file.
+    path = tmp_path / "new.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.close()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA journal_mode = DELETE")  # as a file no store opened yet is
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE held (x)")
+    release = threading.Timer(0.3, other.execute, ("COMMIT",))
+    release.start()
+    store = SQLiteStore(path)
+    try:
+        await store.open()
+        await store.put_definition(definition())
+    finally:
+        release.join()
+        await store.close()
+        other.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"

@@ -13,9 +13,11 @@ a thread of their own (``checkpoint.py``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -276,21 +278,32 @@ class SQLiteStore(SQLStore[SQLiteConnection]):
             )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a commit survives a killed process, not a power loss;
-            # FULL also flushes the WAL to the disk at every commit (Settings).
-            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            # Checkpoints run on a thread of their own (store/checkpoint.py), not in commits.
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
-            # No busy handler: a locked file is waited for on the event loop (_retry).
-            conn.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot configure SQLite store {self.path}: {exc}") from exc
+        # Turning WAL on needs the file to itself, and SQLite refuses that at once, without
+        # its busy handler, while another connection writes (processes opening one new file).
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._configure(conn)
+                break
+            except sqlite3.Error as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                    continue
+                conn.close()
+                raise StoreError(f"cannot configure SQLite store {self.path}: {exc}") from exc
         self._checkpointer = WalCheckpointer(self.path)
         self._conn = SQLiteConnection(conn, self)
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a commit survives a killed process, not a power loss; FULL
+        # also flushes the WAL to the disk at every commit (Settings).
+        conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints run on a thread of their own (store/checkpoint.py), not in commits.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # No busy handler: a locked file is waited for on the event loop (_retry).
+        conn.execute("PRAGMA busy_timeout = 0")
 
     async def open_existing(self) -> None:
         """``open``, refusing to create a new file (for tools that act on a store)."""
