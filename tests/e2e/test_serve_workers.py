@@ -271,6 +271,20 @@ def test_an_in_memory_store_is_refused_with_more_than_one_process(tmp_path: Path
     assert zero.returncode == 2 and "--workers" in zero.stderr, zero.stderr
 
 
+def test_a_worker_timeout_shorter_than_two_heartbeats_is_refused(tmp_path: Path) -> None:
+    # A process beats once a second: waiting less would kill healthy processes at random.
+    db = str(tmp_path / "t.db")
+    shown = _serve(tmp_path, "--workers", "2", "--db", db, "--worker-timeout", "0.5")
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "--worker-timeout 0.5" in shown.stderr and "at least 2 seconds" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    by_setting = _serve(
+        tmp_path, "--workers", "2", "--db", db, ORCHESTRION_API_WORKER_TIMEOUT="1.5"
+    )
+    assert by_setting.returncode == 2, by_setting.stdout + by_setting.stderr
+    assert "ORCHESTRION_API_WORKER_TIMEOUT" in by_setting.stderr, by_setting.stderr
+
+
 def test_a_taken_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -70,6 +70,7 @@ _EXIT_STORE = 3  # the command line's exit code (cli/exits.py)
 _STOP_MARGIN = 10.0  # seconds past the grace period before a stopping child is killed
 _MAX_DEATHS = 5
 _DEATH_WINDOW = 60.0  # seconds
+_MIN_WORKER_TIMEOUT = 2 * BEAT_SECONDS  # a beat missed, and the parent's look between two
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ def check_workers(settings: Settings) -> None:
             f"--workers {settings.api_workers} (ORCHESTRION_API_WORKERS) needs a database every"
             " server process opens: memory:// lives inside one process; use a SQLite file"
             " (sqlite:///path.db) or PostgreSQL"
+        )
+    timeout = settings.api_worker_timeout
+    if 0 < timeout < _MIN_WORKER_TIMEOUT:
+        # A process beats once a second and the parent looks once a second: a shorter wait
+        # would kill healthy processes whenever the two fall out of step.
+        raise ConfigurationError(
+            f"--worker-timeout {timeout:g} (ORCHESTRION_API_WORKER_TIMEOUT) must be 0 (never)"
+            f" or at least {_MIN_WORKER_TIMEOUT:g} seconds: each server process beats once"
+            " a second"
         )
 
 

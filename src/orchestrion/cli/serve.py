@@ -47,7 +47,8 @@ def serve(
             "--worker-timeout",
             min=0,
             help="With --workers: seconds a server process may go without a heartbeat (stopped,"
-            " or its event loop blocked) before it is killed and replaced; 0 never (default 30;"
+            " or its event loop blocked) before it is killed and replaced; 0 never, else at least"
+            " 2 (default 30;"
             " ORCHESTRION_API_WORKER_TIMEOUT).",
         ),
     ] = None,

@@ -288,7 +288,7 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds a server process of serve --workers may go without a heartbeat"
         " from its event loop (stopped, or blocked by synchronous code) before it is killed"
-        " and replaced; 0 never",
+        " and replaced; 0 never, else at least 2",
     )
     retention_sweep_seconds: float = Field(
         default=3600.0,
