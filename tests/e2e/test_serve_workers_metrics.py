@@ -108,3 +108,45 @@ def test_metrics_are_the_totals_of_every_server_process(tmp_path: Path) -> None:
         one.close()
     finally:
         assert server.stop() == 0, server.log.read_text()
+
+
+def _dirs(folder: Path) -> set[Path]:
+    return set(folder.glob("orchestrion-*metrics-*"))
+
+
+def test_the_metrics_directory_a_killed_parent_left_is_removed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # What is not this user's own left-behind directory stays: another user's, a link.
+    theirs = tmp / "orchestrion-shared-metrics-theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "counter_1.db").write_bytes(b"")
+    (tmp / "orchestrion-shared-metrics-link").symlink_to(target)
+    # One an earlier version made: never locked, maybe still in use, not taken for left.
+    (tmp / "orchestrion-metrics-abcd1234").mkdir()
+    planted = _dirs(tmp)
+    env = {"TMPDIR": str(tmp)}
+    first = WorkersServer(tmp_path, tmp_path / "m.db", env=env)
+    pids = first.children()
+    (left,) = _dirs(tmp) - planted
+    first.process.kill()  # SIGKILL: it removes nothing
+    first.process.wait()
+    _until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids))
+    assert left.is_dir()
+    second = WorkersServer(tmp_path, tmp_path / "m.db", env=env)
+    try:
+        assert not left.exists()
+        (mine,) = _dirs(tmp) - planted
+        assert mine.stat().st_mode & 0o777 == 0o700
+        through = Pinned.to(second, second.children()[0])
+        assert _figures(through)  # answered from the new directory
+        through.close()
+    finally:
+        assert second.stop() == 0, second.log.read_text()
+    assert _dirs(tmp) == planted
+    assert (target / "counter_1.db").exists()

@@ -26,7 +26,8 @@ The parent serves no request; it supervises:
 - Metrics: the parent makes a directory for prometheus_client's multiprocess mode and hands
   it to every child (``PROMETHEUS_MULTIPROC_DIR``), so that ``/metrics``, whichever child
   answers, reports the totals of the service (``observability/shared_metrics.py``); it drops
-  the gauges of a child that is gone (``mark_process_dead``) and the directory at the end.
+  the gauges of a child that is gone (``mark_process_dead``) and the directory at the end
+  (or, killed, at the next start: ``api/metrics_dir.py``).
 - A child whose parent is gone (the parent was killed) stops itself, gracefully
   (``cli/serve_child.py``, the command line's server process).
 
@@ -43,10 +44,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from types import FrameType
 from prometheus_client.multiprocess import mark_process_dead
 
 from orchestrion.api.liveness import BEAT_SECONDS, Heartbeat
+from orchestrion.api.metrics_dir import metrics_dir
 from orchestrion.errors import ConfigurationError
 from orchestrion.observability.shared_metrics import SHARED_METRICS_DIR
 from orchestrion.settings import Settings
@@ -292,10 +292,16 @@ def serve_workers(
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
         return _EXIT_STORE
-    # Made before the first child, as prometheus_client reads it when a process imports it.
-    metrics_dir = tempfile.mkdtemp(prefix="orchestrion-metrics-")
+    stack = contextlib.ExitStack()
+    try:
+        # Made before the first child, as prometheus_client reads it when a process imports it.
+        shared = stack.enter_context(metrics_dir())
+    except OSError as exc:  # the temporary folder is full or read-only
+        sock.close()
+        logger.error("cannot make the directory of the shared metrics: %s", exc)
+        return _EXIT_STORE
     before = os.environ.get(SHARED_METRICS_DIR)
-    os.environ[SHARED_METRICS_DIR] = metrics_dir
+    os.environ[SHARED_METRICS_DIR] = shared
     try:
         host, port = sock.getsockname()[:2]
         logger.info(
@@ -312,4 +318,4 @@ def serve_workers(
             os.environ.pop(SHARED_METRICS_DIR, None)
         else:
             os.environ[SHARED_METRICS_DIR] = before
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        stack.close()
