@@ -150,3 +150,26 @@ def test_the_metrics_directory_a_killed_parent_left_is_removed_at_the_next_start
         assert second.stop() == 0, second.log.read_text()
     assert _dirs(tmp) == planted
     assert (target / "counter_1.db").exists()
+
+
+def test_an_empty_metrics_file_does_not_fail_the_scrape(tmp_path: Path) -> None:
+    # What a process killed between making its file and sizing it leaves: it stays, as a
+    # dead process's counters do, and must not fail every scrape from then on.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    server = WorkersServer(tmp_path, tmp_path / "e.db", env={"TMPDIR": str(tmp)})
+    try:
+        through = Pinned.to(server, server.children()[0])
+        _run(through, QUICK)
+        _until(
+            lambda: (
+                _total(_figures(through), "orchestrion_executions_total", status="completed") == 1
+            )
+        )
+        (shared,) = _dirs(tmp)
+        (shared / "counter_99999.db").write_bytes(b"")
+        (shared / "histogram_99999.db").write_bytes(b"\0\0")
+        assert _total(_figures(through), "orchestrion_executions_total", status="completed") == 1
+        through.close()
+    finally:
+        assert server.stop() == 0, server.log.read_text()

@@ -21,6 +21,8 @@ answered: another library's metrics in the directory are not this endpoint's.
 from __future__ import annotations
 
 import asyncio
+import glob
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -65,9 +67,18 @@ class _Own(Collector):
         self._names = names
 
     def collect(self) -> Iterable[Metric]:
-        reader = MultiProcessCollector(None, self._path)  # type: ignore[no-untyped-call]
-        found: Iterable[Metric] = reader.collect()  # type: ignore[no-untyped-call]
+        # A file too short to say how much of it is used is one its process is making, or
+        # was killed making: it holds no value yet, and reading it would fail every scrape.
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _size(f) >= 8]
+        found: Iterable[Metric] = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
         return sorted((m for m in found if m.name in self._names), key=lambda m: m.name)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:  # a dead process's gauges, dropped since the glob
+        return 0
 
 
 class SharedMetrics:
