@@ -183,6 +183,28 @@ async def stall(marker: str) -> str:
 """
 
 
+def test_a_service_stopped_whole_and_resumed_keeps_its_server_processes(tmp_path: Path) -> None:
+    # Ctrl-Z and fg, a paused container: every process stops, for longer than the timeout.
+    server = WorkersServer(tmp_path, tmp_path / "z.db", options=("--worker-timeout", "3"))
+    try:
+        pids = server.children()
+        for pid in [*pids, server.process.pid]:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(5)
+        # The parent resumes first and looks at the heartbeats before its children beat.
+        os.kill(server.process.pid, signal.SIGCONT)
+        time.sleep(1.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(4)  # past the timeout: time for a process that never beat to be killed
+        assert server.children() == pids, server.log.read_text()
+        assert not [r for r in server.lines() if "died" in r.get("message", "")]
+        with server.client() as client:
+            assert client.get("/health").status_code == 200
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
 def test_a_server_process_whose_event_loop_is_blocked_is_replaced(tmp_path: Path) -> None:
     # A user's async function that blocks the event loop: the process is alive, serves
     # nothing and beats no more.

@@ -71,6 +71,7 @@ _STOP_MARGIN = 10.0  # seconds past the grace period before a stopping child is 
 _MAX_DEATHS = 5
 _DEATH_WINDOW = 60.0  # seconds
 _MIN_WORKER_TIMEOUT = 2 * BEAT_SECONDS  # a beat missed, and the parent's look between two
+_FROZEN = 2 * BEAT_SECONDS  # the parent looks every beat: a longer gap means it was stopped
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,14 @@ class _Child:
     def ready(self) -> ProcessEvent:
         return self.link.ready
 
-    def hung(self, timeout: float) -> bool:
-        """Listening, alive, and silent for longer than ``timeout`` seconds (0: never)."""
+    def hung(self, timeout: float, watched: float) -> bool:
+        """Listening, alive, and silent for longer than ``timeout`` seconds (0: never) of
+        the last ``watched`` seconds, those its parent ran for."""
         return (
             timeout > 0
             and self.ready.is_set()
             and self.process.is_alive()
-            and self.link.heartbeat.silent_for() > timeout
+            and min(self.link.heartbeat.silent_for(), watched) > timeout
         )
 
 
@@ -181,16 +183,24 @@ class _Supervisor:
     def _watch(self) -> int:
         """Replace the children that die until a stop; the exit status of the service."""
         timeout = self._settings.api_worker_timeout
+        looked = watching = time.monotonic()
         while not self._stop.is_set():
             sentinels = [child.process.sentinel for child in self._children]
             # Woken by a death or a signal, and every beat's time to look at the heartbeats.
             multiprocessing.connection.wait(
                 [*sentinels, self._wake_r], BEAT_SECONDS if timeout > 0 else None
             )
+            now = time.monotonic()
+            if now - looked > _FROZEN:
+                # This process did not run meanwhile: most likely the whole service was
+                # stopped (Ctrl-Z, a paused container) and its children could not beat either.
+                # Their silence counts from now on, or all would be killed as they resume.
+                watching = now
+            looked = now
             for i, child in enumerate(self._children):
                 if self._stop.is_set():
                     break
-                hung = child.hung(timeout)
+                hung = child.hung(timeout, now - watching)
                 if hung:
                     # SIGKILL: a stopped process does not act on SIGTERM, and a blocked loop
                     # would not run its graceful stop.
