@@ -307,6 +307,32 @@ def test_a_worker_timeout_shorter_than_two_heartbeats_is_refused(tmp_path: Path)
     assert "ORCHESTRION_API_WORKER_TIMEOUT" in by_setting.stderr, by_setting.stderr
 
 
+def test_a_temporary_folder_without_room_for_the_metrics_is_one_line_and_exit_3(
+    tmp_path: Path,
+) -> None:
+    # A nearly full /tmp: written into, the metrics files would kill their process (SIGBUS).
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs a mount namespace (unshare -m, as root)")
+    small = tmp_path / "small"
+    small.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=12k tmpfs {small}"
+        f' && head -c 4096 /dev/zero > {small}/filler && exec "$@"'
+    )
+    serve = [*CLI, "serve", "--port", "0", "--workers", "2", "--db", str(tmp_path / "s.db")]
+    shown = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *serve],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(small)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = shown.stdout + shown.stderr
+    assert shown.returncode == 3, text
+    assert "no room for the shared metrics" in text and "SIGBUS" not in text, text
+
+
 def test_a_taken_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -44,6 +44,7 @@ def child_main(settings: Settings, log_format: str, sock: socket.socket, link: C
     capture_node_info(settings.log_level)
     mask_uncaught_exceptions()
     _stop_when_orphaned()
+    _reserve_metrics_files(EXIT_STORE)
 
     from orchestrion.api.server import serve
     from orchestrion.web import mount
@@ -63,6 +64,21 @@ def child_main(settings: Settings, log_format: str, sock: socket.socket, link: C
         raise SystemExit(EXIT_INVALID) from None
     if not started:
         raise SystemExit(EXIT_STORE)
+
+
+def _reserve_metrics_files(exit_code: int) -> None:
+    """Exit before listening when the shared metrics have no room (a full temporary folder),
+    rather than being killed by SIGBUS at the first value written."""
+    from orchestrion.observability.shared_metrics import SHARED_METRICS_DIR, reserve_files
+
+    path = os.environ.get(SHARED_METRICS_DIR)
+    if not path:
+        return
+    try:
+        reserve_files(path)
+    except OSError as exc:
+        logger.error("cannot start: no room for the shared metrics in %s: %s", path, exc)
+        raise SystemExit(exit_code) from None
 
 
 def _stop_when_orphaned() -> None:

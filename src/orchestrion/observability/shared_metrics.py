@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["PUBLISH_SECONDS", "SHARED_METRICS_DIR", "SharedMetrics"]
+__all__ = ["PUBLISH_SECONDS", "SHARED_METRICS_DIR", "SharedMetrics", "reserve_files"]
 
 PUBLISH_SECONDS = 1.0
 SHARED_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client as it is imported
@@ -47,6 +47,23 @@ _SINK_COUNTERS = (
         "dead_lettered",
     ),
 )
+
+
+# The files a server process writes (prometheus_client's names: kind, pid) and the size it
+# gives a new one, as a hole that takes room only once written.
+_FILE_KINDS = ("counter", "histogram", "gauge_livesum", "gauge_livemostrecent")
+_FILE_BYTES = 1 << 16
+
+
+def reserve_files(path: str) -> None:
+    """Give this process's metrics files their room in ``path`` now (OSError when there is
+    none): written later into a full folder, a memory-mapped file kills its process (SIGBUS)."""
+    for kind in _FILE_KINDS:
+        fd = os.open(os.path.join(path, f"{kind}_{os.getpid()}.db"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, max(_FILE_BYTES, os.fstat(fd).st_size))
+        finally:
+            os.close(fd)
 
 
 class _Sinks(Protocol):
