@@ -6,7 +6,9 @@ separate ``Worker`` objects would in their own processes, so every attempt cross
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +18,7 @@ from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.registry import HandlerRegistry, default_registry
 from orchestrion.settings import Settings, load_settings
 
-__all__ = ["scaleout_engine", "scaleout_settings"]
+__all__ = ["scaleout_engine", "scaleout_settings", "until"]
 
 
 def scaleout_settings(postgres_url: str, redis_url: str, prefix: str, **extra: Any) -> Settings:
@@ -80,3 +82,12 @@ async def engine_for(database_url: str, request: Any, **kwargs: Any) -> AsyncIte
     prefix = request.getfixturevalue("redis_prefix")
     async with scaleout_engine(postgres_url, redis_url, prefix, **kwargs) as engine:
         yield engine
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll ``check`` every 50 ms until it is true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout}s")
+        await asyncio.sleep(0.05)

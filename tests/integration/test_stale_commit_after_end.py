@@ -14,7 +14,6 @@ are added to the streams as a worker adds them (no worker runs, so nothing else 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 
@@ -23,7 +22,7 @@ import pytest
 from orchestrion.core.events import NodeSucceeded
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
-from scaleout import scaleout_settings
+from scaleout import scaleout_settings, until
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +30,6 @@ FLOW = {
     "name": "one-step",
     "dag": {"nodes": [{"id": "a", "handler": "http", "config": {"url": "http://127.0.0.1:9/a"}}]},
 }
-
-
-async def _until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_stale_machine_does_not_complete_an_ended_execution_again(
@@ -56,7 +47,7 @@ async def test_a_stale_machine_does_not_complete_an_ended_execution_again(
             machine = first.live_machine(record.id)
             return machine is not None and machine.node_state("a") is NodeState.QUEUED
 
-        await _until(queued_at_first, 10, "a dispatched by the first engine")
+        await until(queued_at_first, 10, "a dispatched by the first engine")
         # The second engine takes the execution over while the first still holds it...
         assert await second.adopt(await second.store.get_execution(record.id))
         cluster = second._ownership.cluster
@@ -74,7 +65,7 @@ async def test_a_stale_machine_does_not_complete_an_ended_execution_again(
 
         # Either way the old machine goes: finished after its commit, or dropped when the
         # commit is refused.
-        await _until(old_machine_gone, 10, "the first engine's machine gone")
+        await until(old_machine_gone, 10, "the first engine's machine gone")
         await first._loop.drain()
         journal = await second.store.list_events(record.id)
         result = await second.store.get_execution(record.id)

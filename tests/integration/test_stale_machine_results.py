@@ -14,7 +14,6 @@ answers the attempts).
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from orchestrion.core.events import NodeSucceeded
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
-from scaleout import scaleout_settings
+from scaleout import scaleout_settings, until
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +41,6 @@ FLOW = {
 }
 
 
-async def _until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_result_for_the_new_owner_is_not_swallowed_by_the_old_machine(
     postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
@@ -65,11 +56,11 @@ async def test_a_result_for_the_new_owner_is_not_swallowed_by_the_old_machine(
             machine = first.live_machine(record.id)
             return machine is not None and machine.node_state("a") is NodeState.QUEUED
 
-        await _until(a_queued, 10, "a dispatched by the first engine")
+        await until(a_queued, 10, "a dispatched by the first engine")
         # The second engine takes the execution over while the first still holds it.
         stored = await second.store.get_execution(record.id)
         assert await second.adopt(stored)
-        await _until(
+        await until(
             lambda: _cluster_sees(first, second.owner), 10, "the second engine's heartbeat seen"
         )
         second_cluster = second._ownership.cluster
@@ -83,7 +74,7 @@ async def test_a_result_for_the_new_owner_is_not_swallowed_by_the_old_machine(
             machine = second.live_machine(record.id)
             return machine is not None and machine.node_state("b") is NodeState.QUEUED
 
-        await _until(b_queued, 10, "b dispatched by the second engine")
+        await until(b_queued, 10, "b dispatched by the second engine")
         # ...whose result reaches the first engine, where a and b never ran.
         await second_cluster.forward(
             first.owner, record.id, NodeSucceeded("b", 1, time.time(), {"ok": 2})
