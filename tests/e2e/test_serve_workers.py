@@ -98,16 +98,6 @@ def test_ctrl_c_to_the_process_group_stops_every_process_gracefully(tmp_path: Pa
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
-def _start_delayed(driver: Pinned) -> str:
-    """Submit and trigger ``DELAYED`` through ``driver``'s process; the execution's id."""
-    status, body, _ = driver.call("POST", "/v1/workflow", DELAYED)
-    assert status == 201, body
-    execution_id: str = body["execution_id"]
-    status, body, _ = driver.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
-    assert status == 202, body
-    return execution_id
-
-
 def test_a_server_process_killed_by_sigkill_is_replaced_and_its_execution_finishes(
     tmp_path: Path,
 ) -> None:
@@ -115,7 +105,7 @@ def test_a_server_process_killed_by_sigkill_is_replaced_and_its_execution_finish
     try:
         victim, survivor = server.children()
         driver = Pinned.to(server, victim)
-        execution_id = _start_delayed(driver)
+        execution_id = driver.start(DELAYED)
         os.kill(victim, signal.SIGKILL)  # while its delay node waits
         driver.close()
 
@@ -148,7 +138,7 @@ def test_a_stopped_server_process_is_killed_and_replaced_and_its_execution_finis
     try:
         victim, survivor = server.children()
         driver = Pinned.to(server, victim)
-        execution_id = _start_delayed(driver)
+        execution_id = driver.start(DELAYED)
         os.kill(victim, signal.SIGSTOP)  # while its delay node waits
         driver.close()
 

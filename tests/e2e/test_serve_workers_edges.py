@@ -124,16 +124,6 @@ def pair(server: WorkersServer) -> Iterator[tuple[Pinned, Pinned]]:
     b.close()
 
 
-def started(through: Pinned, spec: dict[str, Any]) -> str:
-    """Submit and trigger ``spec`` through one process: that process drives it."""
-    status, body, _ = through.call("POST", "/v1/workflow", spec)
-    assert status == 201, body
-    execution_id = str(body["execution_id"])
-    status, body, _ = through.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
-    assert status == 202, body
-    return execution_id
-
-
 def status_of(through: Pinned, execution_id: str) -> str:
     status, body, _ = through.call("GET", f"/v1/workflows/{execution_id}")
     assert status == 200, body
@@ -151,7 +141,7 @@ def test_an_approval_driven_by_one_process_is_streamed_and_approved_through_the_
     server: WorkersServer, pair: tuple[Pinned, Pinned]
 ) -> None:
     a, b = pair
-    execution_id = started(a, APPROVAL)
+    execution_id = a.start(APPROVAL)
     until_status(b, execution_id, "WAITING")
     stream = b.stream(f"/v1/workflows/{execution_id}/events/stream")
     approver = Pinned.to(server, b.pid, b.headers)
@@ -174,7 +164,7 @@ def test_the_stream_of_every_execution_in_one_process_sees_those_the_other_drive
     a, b = pair
     stream = b.stream("/v1/events/stream")
     flow = {"name": "everywhere", "dag": {"nodes": [{"id": "a", "handler": "noop"}]}}
-    execution_id = started(a, flow)
+    execution_id = a.start(flow)
     seen: list[dict] = []
     while not any(
         e["event"] == "execution.completed" and e["data"]["execution_id"] == execution_id
@@ -188,13 +178,13 @@ def test_cancel_pause_and_resume_through_the_process_that_does_not_drive(
     pair: tuple[Pinned, Pinned],
 ) -> None:
     a, b = pair
-    napping = started(a, DELAYED)
+    napping = a.start(DELAYED)
     until_status(b, napping, "WAITING")
     status, body, _ = b.call("DELETE", f"/v1/workflows/{napping}")
     assert status in (200, 202), body
     assert status_of(a, napping) == "CANCELLED"
 
-    working = started(a, SLOW)
+    working = a.start(SLOW)
     until_status(b, working, "RUNNING")
     status, body, _ = b.call("POST", f"/v1/workflows/{working}/pause", {})
     assert status in (200, 202), body
@@ -208,7 +198,7 @@ def test_log_lines_written_in_one_process_stream_through_the_other(
     pair: tuple[Pinned, Pinned],
 ) -> None:
     a, b = pair
-    execution_id = started(a, SLOW)
+    execution_id = a.start(SLOW)
     until_status(b, execution_id, "RUNNING")
     stream = b.stream(f"/v1/workflows/{execution_id}/nodes/slow/logs/stream")
     lines = [e["data"]["message"] for e in sse_events(stream, "", timeout=30)]
@@ -308,7 +298,7 @@ def test_the_audit_trail_written_by_both_processes_is_one_valid_chain(
         thread.start()
     # A control request too: journalled by the process asked, carried out by the other.
     a, b = Pinned.to(server, first, auth), Pinned.to(server, second, auth)
-    napping = started(a, DELAYED)
+    napping = a.start(DELAYED)
     until_status(b, napping, "WAITING")
     assert b.call("DELETE", f"/v1/workflows/{napping}")[0] in (200, 202)
     a.close()

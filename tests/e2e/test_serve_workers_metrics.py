@@ -48,15 +48,6 @@ def _until(check: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def _run(through: Pinned, spec: dict) -> str:
-    status, body, _ = through.call("POST", "/v1/workflow", spec)
-    assert status == 201, body
-    execution_id = str(body["execution_id"])
-    status, body, _ = through.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
-    assert status == 202, body
-    return execution_id
-
-
 def test_metrics_are_the_totals_of_every_server_process(tmp_path: Path) -> None:
     server = WorkersServer(tmp_path, tmp_path / "m.db")
     try:
@@ -66,7 +57,7 @@ def test_metrics_are_the_totals_of_every_server_process(tmp_path: Path) -> None:
         for through, count in ((one, 3), (other, 4)):
             for _ in range(count):
                 assert through.call("GET", missing)[0] == 404
-        done = [_run(one, QUICK), _run(other, QUICK)]
+        done = [one.start(QUICK), other.start(QUICK)]
         for execution_id in done:
             _until(
                 lambda eid=execution_id: (
@@ -88,7 +79,7 @@ def test_metrics_are_the_totals_of_every_server_process(tmp_path: Path) -> None:
             assert _total(figures, "orchestrion_nodes_total", state="completed") == 2
 
         # A gauge is the sum over the live processes: one waiting execution driven by each.
-        waiting = [_run(one, WAITS), _run(other, WAITS)]
+        waiting = [one.start(WAITS), other.start(WAITS)]
         _until(lambda: _total(_figures(one), "orchestrion_executions_live") == 2)
         streaming = Pinned.to(server, second)
         streaming.stream(f"/v1/workflows/{waiting[1]}/events/stream")
@@ -160,7 +151,7 @@ def test_an_empty_metrics_file_does_not_fail_the_scrape(tmp_path: Path) -> None:
     server = WorkersServer(tmp_path, tmp_path / "e.db", env={"TMPDIR": str(tmp)})
     try:
         through = Pinned.to(server, server.children()[0])
-        _run(through, QUICK)
+        through.start(QUICK)
         _until(
             lambda: (
                 _total(_figures(through), "orchestrion_executions_total", status="completed") == 1

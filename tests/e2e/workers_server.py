@@ -63,6 +63,15 @@ class Pinned:
             decoded = raw.decode()
         return response.status, decoded, response.headers
 
+    def start(self, spec: dict[str, Any]) -> str:
+        """Submit and trigger ``spec`` through this process, which then drives it; its id."""
+        status, body, _ = self.call("POST", "/v1/workflow", spec)
+        assert status == 201, body
+        execution_id = str(body["execution_id"])
+        status, body, _ = self.call("POST", f"/v1/workflow/trigger/{execution_id}", {})
+        assert status == 202, body
+        return execution_id
+
     def stream(self, path: str) -> http.client.HTTPResponse:
         """An SSE response on this connection (read it with ``sse_events``)."""
         self.conn.request("GET", path, headers={**self.headers, "Accept": "text/event-stream"})
