@@ -127,9 +127,9 @@ class SafeInputMiddleware:
             response = problem_response(exc.status_code, str(exc.detail), instance=path)
             await response(scope, receive, send)
             return
-        if body and not more and (path in DEFINITION_PATHS, body) not in self._passed:
+        definition = path in DEFINITION_PATHS
+        if body and not more and (definition, body) not in self._passed:
             try:
-                definition = path in DEFINITION_PATHS
                 # A definition's duplicate keys are issues of the definition, with their line.
                 pairs = None if definition else safe_data.refusing_duplicate_keys
                 parse = functools.partial(
