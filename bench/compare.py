@@ -188,6 +188,14 @@ TUNED = {
         mode="inline",
         label="orchestrion, an async def function per node registered inline=True",
     ),
+    "orchestrion-inline-def": System(
+        "orchestrion-inline-def",
+        workloads=("w1", "w2", "w3"),
+        missing={w: FUNCTIONS_ONLY for w in ("w0", "w4", "w5")},
+        peer="orchestrion",
+        mode="inline-def",
+        label="orchestrion, a def function per node registered inline=True",
+    ),
     "prefect-persist": replace(
         PREFECT,
         name="prefect-persist",

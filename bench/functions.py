@@ -15,10 +15,12 @@ from orchestrion import function
 __all__ = [
     "ASYNC",
     "INLINE",
+    "INLINE_DEF",
     "QUICK",
     "SYNC",
     "pass_on",
     "pass_on_inline",
+    "pass_on_inline_def",
     "pass_on_quick",
     "pass_on_sync",
 ]
@@ -27,6 +29,7 @@ ASYNC = "bench_pass_on"
 SYNC = "bench_pass_on_sync"
 QUICK = "bench_pass_on_quick"
 INLINE = "bench_pass_on_inline"
+INLINE_DEF = "bench_pass_on_inline_def"
 
 
 @function(ASYNC, replace=True)
@@ -52,8 +55,16 @@ async def pass_on_inline(value: Any = None) -> Any:
     return value
 
 
+def pass_on_inline_def(value: Any = None) -> Any:
+    """A ``def`` node declared free of effects outside the process: run inside the engine's
+    turn, as the ``async def`` one is."""
+    return value
+
+
 # A tree from before a declaration (A/B runs) has no such variant.
 with contextlib.suppress(TypeError):
     function(QUICK, replace=True, blocking=False)(pass_on_quick)
 with contextlib.suppress(TypeError):
     function(INLINE, replace=True, inline=True)(pass_on_inline)
+with contextlib.suppress(TypeError):
+    function(INLINE_DEF, replace=True, inline=True)(pass_on_inline_def)

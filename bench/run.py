@@ -14,7 +14,8 @@ Workloads (SQLite file in WAL mode, every transition committed before it is acte
 w1, w2 and w3 run once per handler of --handlers in each round: ``async``, ``sync``, ``quick``
 and ``inline`` are a user function per node through the ``python`` handler (``async def``;
 ``def``, in a worker thread; ``def`` registered with ``blocking=False``, on the event loop;
-``async def`` registered with ``inline=True``, inside the engine's turn; see
+``async def`` registered with ``inline=True``, inside the engine's turn; ``inline-def``
+the same with a ``def``; see
 bench/functions.py; the headline rows), ``noop`` the built-in no-op handler, which runs
 inside the engine's turn (the engine's own overhead). Definitions are validated and stored
 before the clock starts: the timing is from the first start to the last end. Within each
@@ -140,7 +141,8 @@ def main() -> None:
     parser.add_argument(
         "--handlers",
         default=",".join(HANDLERS),
-        help="what w1, w2 and w3 run per node: async, sync, quick (a python function), noop",
+        help="what w1, w2 and w3 run per node: async, sync, quick, inline, inline-def (a python"
+        " function), noop",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -161,6 +163,7 @@ def main() -> None:
         "sync": "def",
         "quick": "def, quick",
         "inline": "async def, inline",
+        "inline-def": "def, inline",
         "noop": "noop",
         "-": "",
     }
@@ -211,8 +214,8 @@ def main() -> None:
         "each round runs the floor and every handler in turn (interleaved);\n"
         "timed: first start to last end (definitions validated and stored before); "
         "CPU x fl: least CPU time of the timed part over the floor's (less hit by others' load);\n"
-        "handler: python async def / def (thread) / def blocking=False / async def inline=True "
-        "function per node, or the built-in noop"
+        "handler: python async def / def (thread) / def blocking=False / async def or def "
+        "inline=True function per node, or the built-in noop"
     )
     print(header)
     print("-" * len(header))

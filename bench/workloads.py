@@ -6,17 +6,19 @@ from typing import Any
 
 __all__ = ["HANDLERS", "chain", "diamond", "fan_out", "map_items", "node", "wide_dag"]
 
-HANDLERS = ("async", "sync", "quick", "inline", "noop")
+HANDLERS = ("async", "sync", "quick", "inline", "inline-def", "noop")
 """What a workload's nodes run: a user function per node through the ``python`` handler,
 ``async def`` (async), ``def`` (sync: in a worker thread, the default) or ``def`` registered
 with ``blocking=False`` (quick: on the event loop) or ``async def`` registered with
-``inline=True`` (inline: inside the engine's turn), see bench/functions.py; or the built-in
+``inline=True`` (inline: inside the engine's turn) or ``def`` registered so (inline-def),
+see bench/functions.py; or the built-in
 ``noop`` handler, which runs inside the engine's turn (the engine's own overhead)."""
 FUNCTIONS = {
     "async": "bench_pass_on",
     "sync": "bench_pass_on_sync",
     "quick": "bench_pass_on_quick",
     "inline": "bench_pass_on_inline",
+    "inline-def": "bench_pass_on_inline_def",
 }
 
 

@@ -6,10 +6,10 @@
 Every transition is committed before it is acted on (Orchestrion's only mode). The workload
 definitions are bench/workloads.py's, the ones bench/run.py measures. Without BENCH_MODE the
 nodes are the built-in ``noop`` handler, which runs inside the engine's turn (the engine's
-own overhead); with ``async``, ``sync``, ``quick`` or ``inline``, w1-w3 run a user function
-per node through the ``python`` handler (``async def``; ``def`` in a worker thread; ``def``
-registered with ``blocking=False``; ``async def`` registered with ``inline=True``), as a
-peer's workflow runs its steps.
+own overhead); with ``async``, ``sync``, ``quick``, ``inline`` or ``inline-def``, w1-w3 run a
+user function per node through the ``python`` handler (``async def``; ``def`` in a worker
+thread; ``def`` registered with ``blocking=False``; ``async def`` or ``def`` registered with
+``inline=True``), as a peer's workflow runs its steps.
 """
 
 from __future__ import annotations
@@ -137,5 +137,5 @@ if __name__ == "__main__":
         _version,
         {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5},
         "SQLite file, WAL, synchronous=NORMAL, every transition committed before acted on",
-        modes=("async", "sync", "quick", "inline"),
+        modes=("async", "sync", "quick", "inline", "inline-def"),
     )
