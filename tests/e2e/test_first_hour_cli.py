@@ -208,11 +208,23 @@ def _run_ids(db: str, flow: Path, count: int) -> list[str]:
     return ids
 
 
+def _suffix(ids: list[str]) -> str:
+    """The shortest end of ``ids[0]`` that no other id starts or ends with."""
+    first = ids[0]
+    return next(
+        first[-n:]
+        for n in range(1, len(first))
+        if not any(o.endswith(first[-n:]) or o.startswith(first[-n:]) for o in ids[1:])
+    )
+
+
 def _prefixes(ids: list[str]) -> tuple[str, str | None]:
     """A prefix naming only ``ids[0]``, and one shared by two ids (None when none is)."""
     first = ids[0]
     unique = next(
-        first[:n] for n in range(1, len(first)) if not any(o.startswith(first[:n]) for o in ids[1:])
+        first[:n]
+        for n in range(1, len(first))
+        if not any(o.startswith(first[:n]) or o.endswith(first[:n]) for o in ids[1:])
     )
     shared = None
     for a in ids:
@@ -247,6 +259,15 @@ def test_unique_prefixes_are_accepted_wherever_an_id_is_taken_locally(tmp_path: 
     # a finished execution cannot be cancelled: the prefix was found, the state refused
     cancelled = orchestrion("cancel", unique, "--db", db)
     assert "not found" not in cancelled.stderr, cancelled.stderr
+
+    # Ids begin with the time they were made: their last characters tell them apart.
+    tail = _suffix(ids)
+    assert len(tail) < 12, (tail, ids)
+    by_tail = orchestrion("status", tail, "--db", db)
+    assert by_tail.returncode == 0, by_tail.stderr
+    assert ids[0] in by_tail.stdout
+    logged = orchestrion("events", tail, "--db", db)
+    assert logged.returncode == 0, logged.stderr
 
     missing = orchestrion("status", "zzzz", "--db", db)
     assert missing.returncode == 5, missing.stderr
@@ -289,6 +310,10 @@ def test_prefixes_and_exit_codes_against_a_real_server(tmp_path: Path) -> None:
         shown = orchestrion("status", unique, *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
         assert shown.returncode == 0, shown.stderr
         assert ids[0] in shown.stdout
+        tail = _suffix(ids)
+        by_tail = orchestrion("status", tail, *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
+        assert by_tail.returncode == 0, by_tail.stderr
+        assert ids[0] in by_tail.stdout
         missing = orchestrion("status", "zzzz", *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
         assert missing.returncode == 5, missing.stderr
         unknown = orchestrion("status", ids[0], *remote, env={"ORCHESTRION_API_KEY": "nope"})

@@ -723,6 +723,26 @@ async def test_list_executions_by_id_prefix(store: Store) -> None:
     assert await ids("q") == set()
 
 
+async def test_list_and_count_executions_by_id_suffix(store: Store) -> None:
+    await store.put_definition(definition())
+    for eid in ("1%ab", "2_ab", "3abc", "4xab", "ab"):
+        await store.create_execution(execution(eid))
+
+    async def ids(suffix: str, **more: Any) -> set[str]:
+        flt = ExecutionFilter(id_suffix=suffix, limit=50, **more)
+        page, _ = await store.list_executions(flt)
+        counted = sum((await store.count_executions(flt)).values())
+        assert counted == len(page)
+        return {e.id for e in page}
+
+    assert await ids("ab") == {"1%ab", "2_ab", "4xab", "ab"}
+    assert await ids("%ab") == {"1%ab"}  # wildcards of LIKE are plain characters
+    assert await ids("_ab") == {"2_ab"}
+    assert await ids("3abc") == {"3abc"}
+    assert await ids("xab", id_prefix="4") == {"4xab"}
+    assert await ids("longer than every id") == set()
+
+
 async def test_executions_by_trigger_and_counted_by_status(store: Store) -> None:
     await store.put_definition(definition())
     started = {

@@ -1,8 +1,11 @@
-"""Execution ids as people type them: the whole id, or any prefix that names one execution.
+"""Execution ids as people type them: the whole id, or its first or last characters as long
+as they name one execution.
 
-``resolve`` turns what was typed into the full id, locally (the database of ``--db``) or on
-``--server``. A prefix that matches several executions is refused with the candidates listed
-(exit 2); one that matches none is "not found" (exit 5).
+An id begins with the time it was made, so executions made in the same minute share their
+first characters and differ in their last ones: ``5c38`` finds the execution whose id starts
+or ends with it. ``resolve`` turns what was typed into the full id, locally (the database of
+``--db``) or on ``--server``. Characters that several ids start or end with are refused with
+the candidates listed (exit 2); ones that no id starts or ends with are "not found" (exit 5).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ _SHOWN = 10  # candidates listed for an ambiguous prefix
 
 
 def resolve(given: str, *, db: str | None, server: str | None, api_key: str | None) -> str:
-    """The full id of the one execution whose id is ``given`` or starts with it."""
+    """The full id of the one execution whose id is ``given``, starts or ends with it."""
     if not given:
         fail(EXIT_INVALID, "an execution id must not be empty")
     if _WHOLE_ID.fullmatch(given):
@@ -41,15 +44,18 @@ def _one(given: str, matches: list[str]) -> str:
     if given in matches:
         return given
     if not matches:
-        fail(EXIT_NOT_FOUND, f"execution '{given}' not found (no id is or starts with it)")
+        fail(
+            EXIT_NOT_FOUND,
+            f"execution '{given}' not found (no id is, starts with or ends with it)",
+        )
     if len(matches) == 1:
         return matches[0]
     shown = "\n".join(f"  {candidate}" for candidate in matches[:_SHOWN])
     more = "\n  ..." if len(matches) > _SHOWN else ""
     fail(
         EXIT_INVALID,
-        f"execution id prefix '{given}' is ambiguous; it matches:\n{shown}{more}\n"
-        "type more of the id",
+        f"execution id part '{given}' is ambiguous; it matches:\n{shown}{more}\n"
+        "type more of the id (its last characters tell apart ids made close together)",
     )
 
 
@@ -70,8 +76,15 @@ async def _local_matches(given: str, db: str | None) -> list[str]:
             return [(await store.get_execution(given)).id]
         except ExecutionNotFound:
             pass
-        records, _ = await store.list_executions(ExecutionFilter(id_prefix=given, limit=_SHOWN + 1))
-        return [record.id for record in records]
+        found: dict[str, None] = {}
+        shown = _SHOWN + 1
+        for flt in (
+            ExecutionFilter(id_prefix=given, limit=shown),
+            ExecutionFilter(id_suffix=given, limit=shown),
+        ):
+            records, _ = await store.list_executions(flt)
+            found.update(dict.fromkeys(record.id for record in records))
+        return list(found)
     finally:
         await store.close()
 
@@ -89,6 +102,9 @@ def _remote_matches(given: str, server: str, api_key: str | None) -> list[str]:
 
 
 def _listed(client: Client, given: str) -> list[str]:
-    page = client.list_executions(limit=_SHOWN + 1, id_prefix=given)
-    # Checked here too: a server that does not know the filter answers with every execution.
-    return [item.execution_id for item in page.items if item.execution_id.startswith(given)]
+    starting = client.list_executions(limit=_SHOWN + 1, id_prefix=given).items
+    ending = client.list_executions(limit=_SHOWN + 1, id_suffix=given).items
+    # Checked here too: a server that does not know a filter answers with every execution.
+    found = [item.execution_id for item in starting if item.execution_id.startswith(given)]
+    found += [item.execution_id for item in ending if item.execution_id.endswith(given)]
+    return list(dict.fromkeys(found))

@@ -244,9 +244,11 @@ class AsyncClient:
         created_after: TimeFilter = None,
         created_before: TimeFilter = None,
         id_prefix: str | None = None,
+        id_suffix: str | None = None,
     ) -> ExecutionPage:
         """One page of executions, newest first; ``status`` may be one value or several;
-        ``id_prefix`` keeps those whose id starts with it."""
+        ``id_prefix`` keeps those whose id starts with it, ``id_suffix`` those whose id ends
+        with it."""
         return await self._send(
             calls.list_executions(
                 status,
@@ -257,6 +259,7 @@ class AsyncClient:
                 created_after,
                 created_before,
                 id_prefix,
+                id_suffix,
             )
         )
 

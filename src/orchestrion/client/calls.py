@@ -351,6 +351,7 @@ def list_executions(
     created_after: TimeFilter = None,
     created_before: TimeFilter = None,
     id_prefix: str | None = None,
+    id_suffix: str | None = None,
 ) -> Call[ExecutionPage]:
     params = [("status", s) for s in status_values(status)]
     params.append(("limit", str(limit)))
@@ -361,6 +362,7 @@ def list_executions(
         "created_before": None if created_before is None else _iso(created_before),
         "cursor": cursor,
         "id_prefix": id_prefix,
+        "id_suffix": id_suffix,
     }
     params += [(name, value) for name, value in optional.items() if value is not None]
     return Call("GET", "/v1/workflows", read_json(ExecutionPage.from_api), params=params)

@@ -239,9 +239,11 @@ class Client:
         created_after: TimeFilter = None,
         created_before: TimeFilter = None,
         id_prefix: str | None = None,
+        id_suffix: str | None = None,
     ) -> ExecutionPage:
         """One page of executions, newest first; ``status`` may be one value or several;
-        ``id_prefix`` keeps those whose id starts with it."""
+        ``id_prefix`` keeps those whose id starts with it, ``id_suffix`` those whose id ends
+        with it."""
         return self._send(
             calls.list_executions(
                 status,
@@ -252,6 +254,7 @@ class Client:
                 created_after,
                 created_before,
                 id_prefix,
+                id_suffix,
             )
         )
 

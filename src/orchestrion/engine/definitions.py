@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -19,6 +18,7 @@ from orchestrion.definition.limits import DefinitionLimits, check_stored, trunca
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.gc_tuning import LARGE_DEFINITION_NODES, freeze_large
+from orchestrion.engine.ids import new_record_id
 from orchestrion.engine.trigger_checks import check_overrides
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.execution import enforce
@@ -103,7 +103,7 @@ class Definitions:
             spec = spec.model_copy(update={"version": version})
         dumped = await _off_loop(spec, freeze, spec.model_dump, mode="json")
         record = DefinitionRecord(
-            id=str(uuid.uuid4()),
+            id=new_record_id(),
             name=spec.name,
             version=version,
             spec=dumped,

@@ -11,13 +11,13 @@ import asyncio
 import functools
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import Started
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
+from orchestrion.engine.ids import new_record_id
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_inputs
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
@@ -51,7 +51,7 @@ class Starts:
         definition = await self._parts.definitions.record(definition_id)
         self._parts.definitions.check_limits(definition)
         record = ExecutionRecord(
-            id=str(uuid.uuid4()),
+            id=new_record_id(),
             definition_id=definition_id,
             status=ExecutionStatus.PENDING,
             created_at=time.time(),
@@ -129,7 +129,7 @@ class Starts:
             trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)
         now = time.time()
-        execution_id = str(uuid.uuid4())
+        execution_id = new_record_id()
         drives = engine.drives
         record = ExecutionRecord(
             id=execution_id,

@@ -237,6 +237,9 @@ class ExecutionFilter:
     cursor: str | None = None
     limit: int = 50
     id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
+    # Executions whose id ends with it: an id begins with the time it was made, so its last
+    # characters are what tell two of one minute apart (no index: every row is read).
+    id_suffix: str | None = None
     trigger: str | None = None  # what started them: one of ``rules.TRIGGERS``
 
 

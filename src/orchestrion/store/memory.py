@@ -194,6 +194,8 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
                 continue
             if flt.id_prefix is not None and not e.id.startswith(flt.id_prefix):
                 continue
+            if flt.id_suffix is not None and not e.id.endswith(flt.id_suffix):
+                continue
             if flt.created_after is not None and e.created_at <= flt.created_after:
                 continue
             if flt.created_before is not None and e.created_at >= flt.created_before:

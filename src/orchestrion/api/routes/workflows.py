@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BeforeValidator
 
 from orchestrion.api.auth import caller_of
 from orchestrion.api.child_progress import child_progress
@@ -21,6 +20,16 @@ from orchestrion.api.convert import (
     results_response,
 )
 from orchestrion.api.direct_route import DirectRoute, direct
+from orchestrion.api.execution_filters import (
+    After,
+    Before,
+    IdPrefix,
+    IdSuffix,
+    StatusQuery,
+    Trigger,
+    Workflow,
+    execution_filter,
+)
 from orchestrion.api.media import JSON_TYPES, media_type
 from orchestrion.api.models import (
     ActionResponse,
@@ -29,13 +38,12 @@ from orchestrion.api.models import (
     ExecutionDetail,
     ExecutionPage,
     ExecutionSeries,
-    ExecutionState,
     ResultsResponse,
     SubmitResponse,
     TriggerRequest,
     ValidationReport,
 )
-from orchestrion.api.params import CURSOR_PATTERN, instant_query, parse_instant
+from orchestrion.api.params import CURSOR_PATTERN
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure_of
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, context
@@ -47,7 +55,7 @@ from orchestrion.engine.gc_tuning import freeze_large
 from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
 from orchestrion.execution import enforce
 from orchestrion.store import rules
-from orchestrion.store.base import DefinitionRecord, ExecutionFilter
+from orchestrion.store.base import DefinitionRecord
 
 __all__ = ["router", "submit_text", "trigger", "workflow_detail"]
 
@@ -307,56 +315,8 @@ async def get_results(execution_id: str, request: Request) -> ResultsResponse:
     return results_response(result, await caller.execution(record))
 
 
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-StatusQuery = Annotated[
-    list[Annotated[ExecutionState, BeforeValidator(_upper)]] | None,
-    Query(description="only executions in these states (repeatable)"),
-]
-
-
-IdPrefix = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="executions whose id starts with this",
-    ),
-]
-Trigger = Annotated[
-    Literal["api", "schedule", "event", "workflow"] | None,
-    Query(description="what started them: a client, a schedule, an event, a parent execution"),
-]
-Workflow = Annotated[str | None, Query(max_length=256, description="definition name")]
-After = Annotated[str | None, instant_query("created at or after")]
-Before = Annotated[str | None, instant_query("created before")]
-
-
 def _at(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
-
-
-def _filter(
-    status: list[ExecutionState] | None,
-    workflow: str | None,
-    definition_id: str | None,
-    created_after: str | None,
-    created_before: str | None,
-    id_prefix: str | None,
-    trigger: str | None,
-) -> ExecutionFilter:
-    return ExecutionFilter(
-        status=[ExecutionStatus(value.lower()) for value in status] if status else None,
-        definition_name=workflow,
-        definition_id=definition_id,
-        created_after=parse_instant(created_after, "created_after"),
-        created_before=parse_instant(created_before, "created_before"),
-        id_prefix=id_prefix,
-        trigger=trigger,
-    )
 
 
 @router.get(
@@ -374,6 +334,7 @@ async def count_workflows(
     created_after: After = None,
     created_before: Before = None,
     id_prefix: IdPrefix = None,
+    id_suffix: IdSuffix = None,
     trigger: Trigger = None,
     buckets: Annotated[
         int | None,
@@ -386,8 +347,15 @@ async def count_workflows(
         ),
     ] = None,
 ) -> ExecutionCounts:
-    flt = _filter(
-        status, workflow, definition_id, created_after, created_before, id_prefix, trigger
+    flt = execution_filter(
+        status,
+        workflow,
+        definition_id,
+        created_after,
+        created_before,
+        id_prefix,
+        id_suffix,
+        trigger,
     )
     counts = await ctx.engine.count_executions(flt)
     by_status = {execution_state(state): n for state, n in counts.items() if n}
@@ -461,10 +429,18 @@ async def list_workflows(
         Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
     ] = None,
     id_prefix: IdPrefix = None,
+    id_suffix: IdSuffix = None,
     trigger: Trigger = None,
 ) -> ExecutionPage:
-    flt = _filter(
-        status, workflow, definition_id, created_after, created_before, id_prefix, trigger
+    flt = execution_filter(
+        status,
+        workflow,
+        definition_id,
+        created_after,
+        created_before,
+        id_prefix,
+        id_suffix,
+        trigger,
     )
     if cursor is not None:
         try:

@@ -358,6 +358,9 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             )
             params["plen"], params["prefix"] = len(flt.id_prefix), flt.id_prefix
             params["prefix_end"] = _successor(flt.id_prefix)
+        if flt.id_suffix is not None:
+            where.append("substr(id, length(id) - :slen + 1) = :suffix")
+            params["slen"], params["suffix"] = len(flt.id_suffix), flt.id_suffix
         if flt.created_after is not None:
             where.append("created_at > :after")
             params["after"] = flt.created_after
