@@ -23,6 +23,9 @@ round the floor and every handler run in turn, in one process, so a drift of the
 speed hits them alike. The floor column is plain asyncio writing one SQLite row per
 transition (bench/floor.py). "CPU x fl" is the least CPU time this process spent in the timed
 part over the floor's: on a machine shared with other work, it moves less than wall time.
+With --history N every round's file already holds N earlier executions (one-node runs, made
+once and copied for each round; the floor's file as many rows per transition), as a
+database that has been in use does: what each new execution's rows cost among theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import asyncio
 import json
 import platform
 import resource
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -44,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.floor import floor_run_timed
-from bench.workloads import HANDLERS, chain, diamond, fan_out, map_items, wide_dag
+from bench.workloads import HANDLERS, chain, diamond, fan_out, map_items, node, wide_dag
 
 Build = Callable[..., list[dict[str, Any]]]  # (handler="noop") -> definitions
 WORKLOADS: dict[str, tuple[str, Build, int]] = {
@@ -90,11 +95,50 @@ async def _engine_once(definitions: list[dict[str, Any]], db: Path) -> tuple[flo
     return elapsed, cpu
 
 
-def _worker(name: str, repeat: int, handlers: list[str]) -> dict[str, Any]:
+async def _history(db: Path, executions: int) -> None:
+    """Make ``db`` a file that holds ``executions`` ended one-node executions."""
+    from orchestrion.engine.facade import Engine
+
+    async with Engine(f"sqlite:///{db}") as engine:
+        stored = await engine.submit({"name": "history", "dag": {"nodes": [node("a")]}})
+        for start in range(0, executions, 500):
+            count = min(500, executions - start)
+            records = await asyncio.gather(*(engine.start_execution(stored) for _ in range(count)))
+            await asyncio.gather(*(engine.wait(r.id) for r in records))
+
+
+def _floor_history(db: Path, executions: int) -> None:
+    """The floor's ``_history``: three rows per execution of one node, one transaction."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE transitions (execution INTEGER, node TEXT, state TEXT, at REAL)")
+    rows = [(-1 - i, "a", state, 0.0) for i in range(executions) for state in STATES]
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO transitions VALUES (?, ?, ?, ?)", rows)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+STATES = ("queued", "running", "completed")
+
+
+def _fresh(template: Path | None, db: Path) -> Path:
+    """``db``, a copy of ``template`` when there is one (the history every round starts from)."""
+    if template is not None:
+        shutil.copyfile(template, db)
+    return db
+
+
+def _worker(name: str, repeat: int, handlers: list[str], history: int = 0) -> dict[str, Any]:
     import bench.functions  # noqa: F401 - registers the python variants' functions
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        engine_template = floor_template = None
+        if history and name in WORKLOADS:
+            engine_template, floor_template = folder / "history.db", folder / "floor-history.db"
+            asyncio.run(_history(engine_template, history))
+            _floor_history(floor_template, history)
         if name == "w4":
             from orchestrion.handlers.loading import load_definition
 
@@ -113,11 +157,12 @@ def _worker(name: str, repeat: int, handlers: list[str]) -> dict[str, Any]:
         floor_times = []
         for i in range(repeat):  # one round: the floor, then each handler, in turn
             if name != "m1":  # the floor has no notion of items inside one node
-                wall, cpu = asyncio.run(floor_run_timed(build("noop"), folder / f"f{i}.db"))
+                floor_db = _fresh(floor_template, folder / f"f{i}.db")
+                wall, cpu = asyncio.run(floor_run_timed(build("noop"), floor_db))
                 floor_times.append(wall)
                 cpu_times["floor"].append(cpu)
             for handler in handlers:
-                db = folder / f"e{i}-{handler}.db"
+                db = _fresh(engine_template, folder / f"e{i}-{handler}.db")
                 wall, cpu = asyncio.run(_engine_once(build(handler), db))
                 engine_times[handler].append(wall)
                 cpu_times[handler].append(cpu)
@@ -139,6 +184,12 @@ def main() -> None:
     parser.add_argument("--only", default="w1,w2,w2t,w3,w4,m1")
     parser.add_argument("--repeat", type=int, default=5, help="rounds")
     parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="earlier executions every round's file holds (w1, w2, w3, w2t, m1)",
+    )
+    parser.add_argument(
         "--handlers",
         default=",".join(HANDLERS),
         help="what w1, w2 and w3 run per node: async, sync, quick, inline, inline-def (a python"
@@ -152,7 +203,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--handlers: unknown {unknown}; choose from {', '.join(HANDLERS)}")
     if args.worker:
-        result = _worker(args.worker, args.repeat, handlers)
+        result = _worker(args.worker, args.repeat, handlers, args.history)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -177,6 +228,8 @@ def main() -> None:
                 name,
                 "--repeat",
                 str(args.repeat),
+                "--history",
+                str(args.history),
                 "--handlers",
                 args.handlers,
             ],
@@ -213,6 +266,7 @@ def main() -> None:
         f"python {platform.python_version()}, {platform.machine()}, {args.repeat} rounds; "
         "each round runs the floor and every handler in turn (interleaved);\n"
         "timed: first start to last end (definitions validated and stored before); "
+        f"each file holds {args.history} earlier executions; "
         "CPU x fl: least CPU time of the timed part over the floor's (less hit by others' load);\n"
         "handler: python async def / def (thread) / def blocking=False / async def or def "
         "inline=True function per node, or the built-in noop"
