@@ -265,6 +265,44 @@ def test_cancel_of_a_killed_parent_cancels_its_children_and_grandchildren(
     assert "nothing to resume" in cli("resume", "--db", str(db)).stdout
 
 
+def test_cancel_of_a_parent_killed_before_its_wait_was_committed_cancels_its_child(
+    tmp_path: Path,
+) -> None:
+    """The run was killed after its ``workflow`` node had made the child, before the
+    parent's wait for it was committed (a trigger holds that commit back, as a kill a moment
+    earlier would): only the child's own row names its parent, and the cancel follows it."""
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    _killed_while_working(log, "run", _write(tmp_path, "sc", _slow("sc", 60.0, log)), "--db",
+                          str(db), "-q")  # fmt: skip
+    assert cli("cancel", _only(db, "running"), "--db", str(db)).returncode == 0
+    spec = {"name": "outer", "dag": {"nodes": [{"id": "sub", "handler": "workflow",
+                                                "config": {"workflow": "sc"}}]}}  # fmt: skip
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER held BEFORE INSERT ON events WHEN NEW.type = 'node.waiting'"
+            " BEGIN SELECT RAISE(ABORT, 'the wait is held back'); END"
+        )
+    _killed_while_working(log, "run", _write(tmp_path, "outer", spec), "--db", str(db), "-q")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER held")
+    rows = _executions(db)
+    parent_id = _unfinished_top(db)
+    (child_id,) = [eid for eid, row in rows.items() if row[2] == parent_id]
+    assert (rows[parent_id][0], rows[child_id][0]) == ("running", "running")
+
+    cancelled = cli("cancel", parent_id, "--db", str(db))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert {row[0] for row in _executions(db).values()} == {"cancelled"}
+    assert "nothing to resume" in cli("resume", "--db", str(db)).stdout
+
+
+def _unfinished_top(db: Path) -> str:
+    """The one top-level execution not cancelled yet."""
+    (found,) = [eid for eid, row in _executions(db).items() if row[0] != "cancelled" and not row[2]]
+    return found
+
+
 def _only(db: Path, status: str) -> str:
     (found,) = [eid for eid, row in _executions(db).items() if row[0] == status]
     return found

@@ -9,8 +9,9 @@ Inside a ``map``, the map's attempt itself awaits each item's child.
 
 A child that this process did not start (its parent was loaded here after a crash, or by a
 ``cancel`` from another terminal) is found through the journal, where the parent node's wait
-names it, and cancelled through the engine's control path: claimed when its owner is gone,
-asked of its owner otherwise.
+names it, or through its own row, which names the parent node before that wait is committed
+(the process that made it was killed in between); it is cancelled through the engine's
+control path: claimed when its owner is gone, asked of its owner otherwise.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ChildExecutions:
         self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
         self._early: dict[tuple[str, str], WaitResolved] = {}
         self._stopping: set[asyncio.Future[None]] = set()
+        self._unfinished: dict[str, asyncio.Future[list[ExecutionRecord]]] = {}  # by parent
 
     async def start(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
         """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
@@ -180,7 +182,7 @@ class ChildExecutions:
     async def _cancel_elsewhere(self, parent: str, node: str, known: list[str]) -> None:
         engine = self._engine
         try:
-            found = known or await lineage.child_ids(engine, parent, node)
+            found = known or await self._children_of(parent, node)
             for child in found:
                 if engine.live_machine(child) is not None:
                     engine.post(child, CancelRequested(time.time(), _STOPPED))
@@ -194,6 +196,21 @@ class ChildExecutions:
         except OrchestrionError:
             logger.exception("cannot cancel the children of execution %s", parent)
 
+    async def _children_of(self, parent: str, node: str) -> list[str]:
+        """The children ``node`` of ``parent`` (or its map items) started: those its waits
+        name, and the unfinished ones whose rows name it, their waits never committed."""
+        unfinished = self._unfinished.get(parent)
+        if unfinished is None:  # the nodes of a parent stopped together share this read
+            unfinished = asyncio.ensure_future(lineage.unfinished_children(self._engine, parent))
+            self._unfinished[parent] = unfinished
+            unfinished.add_done_callback(lambda _: self._unfinished.pop(parent, None))
+        found = await lineage.child_ids(self._engine, parent, node)
+        for child in await asyncio.shield(unfinished):
+            at = child.parent_node_id or ""
+            if (at == node or at.startswith(f"{node}[")) and child.id not in found:
+                found.append(child.id)
+        return found
+
     async def stopped(self) -> None:
         """Wait until the children of stopped parent nodes are cancelled (grandchildren too)."""
         if asyncio.current_task() in self._stopping:
@@ -203,9 +220,10 @@ class ChildExecutions:
 
     async def close(self) -> None:
         """Give up on cancellations still under way (the engine is stopping)."""
-        for task in list(self._stopping):
+        under_way: list[asyncio.Future[Any]] = [*self._stopping, *self._unfinished.values()]
+        for task in under_way:
             task.cancel()
-        await asyncio.gather(*list(self._stopping), return_exceptions=True)
+        await asyncio.gather(*under_way, return_exceptions=True)
 
 
 _STOPPED = "parent execution stopped"

@@ -4,6 +4,10 @@ A ``workflow`` node's wait records its child's id in the journal (``node.waiting
 any process on the database can follow an execution down to the children it waits for,
 without having driven it: to list the approvals a parent's run is waiting on, and to cancel
 children whose parent was cancelled by another process than the one that started them.
+
+A child's own row names its parent from the moment it is made, a moment before the parent's
+wait for it is committed: a process killed in between leaves a child that only its row links
+to the parent (``unfinished_children``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from orchestrion.errors import ExecutionNotFound
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.store.base import ExecutionRecord
 
 __all__ = [
     "PendingDecision",
@@ -25,6 +30,7 @@ __all__ = [
     "child_ids",
     "descendants",
     "pending_decisions",
+    "unfinished_children",
 ]
 
 
@@ -58,11 +64,19 @@ async def child_ids(engine: Engine, execution_id: str, node: str | None = None) 
                 data.get("wait_reason") == WaitReason.CHILD
                 and isinstance(child, str)
                 and child not in found
+                and (node is None or event.node_id == node)
             ):
                 found.append(child)
         if len(page) < size:
             return found
         after = page[-1].seq
+
+
+async def unfinished_children(engine: Engine, execution_id: str) -> list[ExecutionRecord]:
+    """The unfinished executions whose rows name ``execution_id`` as their parent (read
+    through the status index, as a takeover finds its candidates: few rows are unfinished)."""
+    unfinished = await engine.store.unfinished_executions()
+    return [record for record in unfinished if record.parent_execution_id == execution_id]
 
 
 async def pending_decisions(
