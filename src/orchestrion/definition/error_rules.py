@@ -67,7 +67,8 @@ Path = tuple[str | int, ...]
 class ErrorRule(BaseModel):
     """One entry of ``error_handling`` as written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: every run imports this module, few definitions have error rules.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     error_type: str = Field(min_length=1, max_length=64)
     action: Literal["retry", "queue", "halt"]

@@ -88,7 +88,8 @@ Path = tuple[str | int, ...]
 class RoutingRule(BaseModel):
     """One entry of ``routing`` as written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: every run imports this module, few definitions have routing rules.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     condition: str = Field(min_length=1, max_length=2000)
     action: Literal["escalate", "require_approval", "alert"]
