@@ -38,7 +38,6 @@ from orchestrion.engine.deliveries import SinkDeliveries
 from orchestrion.engine.emitting import Emitted, EventTriggers
 from orchestrion.engine.leases import Leases
 from orchestrion.engine.loop import EngineLoop, RecordListener
-from orchestrion.engine.notice_sinks import SinkNotices
 from orchestrion.engine.notices import NoticeDelivery
 from orchestrion.engine.outcomes import Outcomes
 from orchestrion.engine.ownership import Ownership, new_owner_id
@@ -143,6 +142,8 @@ class Engine:
         self.deliveries = SinkDeliveries(lambda: self.store, lambda: self.publisher)
         if self.sinks_config is not None:
             # Routing's notices addressed to `sink:<name>` go out through those event sinks.
+            from orchestrion.engine.notice_sinks import SinkNotices  # only with event sinks
+
             self.notices.sinks.append(SinkNotices(self))
 
     def _notice_taken(self, execution_id: str, event: Event) -> None:

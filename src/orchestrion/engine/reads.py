@@ -10,8 +10,8 @@ None of these queries changes anything.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from orchestrion.engine.dead_nodes import ExhaustedNodes
 from orchestrion.store.audit import AuditSigner
 from orchestrion.store.base import (
     DefinitionRecord,
@@ -23,6 +23,9 @@ from orchestrion.store.base import (
     NodeRunRecord,
     Store,
 )
+
+if TYPE_CHECKING:
+    from orchestrion.engine.dead_nodes import ExhaustedNodes
 
 __all__ = ["EngineReads"]
 
@@ -91,6 +94,8 @@ class EngineReads:
     def dead_nodes(self) -> ExhaustedNodes:
         """The dead-lettered nodes: listed and found from node runs; a drop is recorded as a
         request in the journal, as other control requests are, and changes no state."""
+        from orchestrion.engine.dead_nodes import ExhaustedNodes  # here: runs seldom need it
+
         return ExhaustedNodes(self._store(), self._signer())
 
     def sealed(self, execution_id: str) -> bool:

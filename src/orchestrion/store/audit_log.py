@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any
 from orchestrion.errors import ConfigurationError
 from orchestrion.governance.audit_chain import AuditBreak, ChainHead, Verification, verify
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
-from orchestrion.store.audit_anchor import AuditAnchor, anchor_breaks, read_anchor
-from orchestrion.store.audit_coverage import coverage_breaks
 
 if TYPE_CHECKING:
     from orchestrion.governance.runtime import Governance
+    from orchestrion.store.audit_anchor import AuditAnchor
     from orchestrion.store.base import EventRecord, Store
 
 __all__ = [
@@ -158,6 +157,9 @@ async def verify_trail(
     # checkpoint names records committed before it was written, and every journal event its
     # record, committed in the same transaction. So the anchor, then the journal, the head and
     # the trail last.
+    from orchestrion.store.audit_anchor import anchor_breaks, read_anchor
+    from orchestrion.store.audit_coverage import coverage_breaks
+
     reading = None
     if anchor_file is not None:
         reading = await asyncio.to_thread(read_anchor, anchor_file, keys)
@@ -196,15 +198,20 @@ class AuditLog:
         written. The store must be open."""
         if self._anchor is not None:
             return
-        anchor = AuditAnchor.for_policy(
-            self._governance.policy.audit.anchor,
-            self.signer,
-            self.keys if self.signer is not None else {},
-            lambda: self._store().audit_head(),
-        )
+        anchor = self._new_anchor()
         if anchor is not None:
             await anchor.start()
         self._anchor = anchor
+
+    def _new_anchor(self) -> AuditAnchor | None:
+        if self.signer is None:
+            return None  # the trail is off: nothing to anchor, and no anchor module to load
+        from orchestrion.store.audit_anchor import AuditAnchor
+
+        policy = self._governance.policy.audit.anchor
+        return AuditAnchor.for_policy(
+            policy, self.signer, self.keys, lambda: self._store().audit_head()
+        )
 
     async def stop(self) -> None:
         """A last checkpoint, before the store closes."""
@@ -217,12 +224,7 @@ class AuditLog:
         if self._anchor is not None:
             await self._anchor.checkpoint(force=True)
             return
-        anchor = AuditAnchor.for_policy(
-            self._governance.policy.audit.anchor,
-            self.signer,
-            self.keys if self.signer is not None else {},
-            lambda: self._store().audit_head(),
-        )
+        anchor = self._new_anchor()
         if anchor is not None:
             await anchor.checkpoint(force=True)
 
