@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from orchestrion.core.events import Record
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import NodeState
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 __all__ = ["STATE_STYLE", "ProgressView"]
 
@@ -63,6 +65,8 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self._interactive:
+            from rich.live import Live  # here: a run whose output is not a terminal draws none
+
             # get_renderable: each refresh draws anew, so the clock moves between events too.
             self._live = Live(
                 console=self.console,
