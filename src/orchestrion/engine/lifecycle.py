@@ -10,7 +10,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
-from orchestrion.engine.gc_tuning import freeze_startup_objects
+from orchestrion.engine.gc_tuning import freeze_startup_objects, resume_collection
 from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.store.encrypted import protect
 
@@ -71,6 +71,7 @@ async def start(engine: Engine) -> None:
             raise
     if engine.settings.gc_freeze:
         freeze_startup_objects()  # imports and set-up are done: see gc_tuning
+    resume_collection()  # paused by the command line while it started
     engine._loop.start()
     engine._recovery.start()
     if engine.outbox and engine._recovery.resume:
