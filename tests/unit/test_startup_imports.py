@@ -3,8 +3,8 @@
 httpx (with the rich and click modules its import pulls in), PyYAML and cryptography cost
 tens of milliseconds at start-up (docs/BENCHMARKS.md, W0), and so do the built-in handlers a
 workflow does not use, the service's and the command line's libraries, croniter (with
-dateutil) for schedules, and the parts of Orchestrion a one-node run has no use for; a fresh
-interpreter runs a one-node workflow through the Python API and reports which of them it
+dateutil) for schedules, and the parts of Orchestrion a one-node run has no use for (the
+audit trail's anchors, dead letters, event sinks' notices...); a fresh interpreter runs a one-node workflow through the Python API and reports which of them it
 loaded. The command line imports the module of the command it runs, and not the engine to
 print its help.
 """
@@ -42,7 +42,8 @@ SCRIPT = textwrap.dedent(
             "handlers.control", "handlers.subworkflow", "api", "cli", "cluster", "web",
             "observability", "store.memory", "store.sql.postgres", "engine.scheduler",
             "core.ticks", "definition.dialect_agents", "definition.dialect_swarmlite",
-            "templates.sandbox",
+            "templates.sandbox", "store.audit_anchor", "store.audit_coverage",
+            "engine.dead_nodes", "engine.notice_sinks", "sinks.envelope",
         )
     )
     print(json.dumps(sorted(m for m in unused if m in sys.modules)))
