@@ -8,7 +8,6 @@ index and the path inside the node, so the loader can point at the source line.
 
 from __future__ import annotations
 
-import difflib
 import gc
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -137,6 +136,8 @@ class GraphCheck:
         if self.suggestions >= _MAX_SUGGESTIONS:
             return ""
         self.suggestions += 1
+        import difflib  # here: only a definition with a problem needs it
+
         close = difflib.get_close_matches(name, sorted(set(candidates)), n=3)
         return f"; did you mean {quoted(close)}?" if close else ""
 

@@ -13,7 +13,6 @@ the node, so the loader can point at the source line. The graph checks are
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +152,8 @@ class _Checker(GraphCheck):
             return found
         problem = self.handler_problems.get(name)
         if problem is None:
+            import difflib  # here: only an unknown handler needs it
+
             known = self.registry.names()
             close = difflib.get_close_matches(name, known, n=3)
             if close:

@@ -12,7 +12,6 @@ value is refused when the trigger arrives, not when the node finally runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from difflib import get_close_matches
 from typing import Any
 
 from orchestrion import safe_data
@@ -103,6 +102,8 @@ def _undeclared(spec: WorkflowSpec, inputs: dict[str, Any]) -> list[DefinitionIs
     for name in inputs:
         if name in spec.inputs:
             continue
+        from difflib import get_close_matches  # here: only a misspelt input needs it
+
         close = get_close_matches(str(name), declared, n=1)
         hint = (
             f" (did you mean '{close[0]}'?)" if close else f"; it declares: {', '.join(declared)}"
