@@ -32,7 +32,6 @@ from orchestrion.definition.model import DagSpec, NodeSpec, WorkflowSpec
 from orchestrion.definition.reading import Document, SourceFormat, dump, read, unsafe_issue
 from orchestrion.definition.reads import propagate_classification
 from orchestrion.definition.routing import routing_issues
-from orchestrion.definition.schedules import schedule_issues
 from orchestrion.definition.triggers import trigger_issues, unenforced_triggers
 from orchestrion.definition.validate import (
     LocatedIssue,
@@ -133,7 +132,9 @@ def _load(
         ]
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
     spec, broken = _model(conversion.data, locator, issues)
-    if spec is not None:
+    if spec is not None and spec.triggers:
+        from orchestrion.definition.schedules import schedule_issues  # here: few have triggers
+
         for issue, path in schedule_issues(spec.triggers, spec.inputs):
             issues.append(locator.canonical(issue, None, path))
     # Past max_problems issues are only counted; locating one may parse the text again.

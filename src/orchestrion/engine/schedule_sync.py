@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrion.definition.schedules import scheduled_triggers
 from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.base import DefinitionRecord, Store
 from orchestrion.store.schedules import ScheduleRecord, ScheduleState
@@ -27,8 +26,10 @@ def schedule_id(definition_name: str, trigger_name: str) -> str:
 def schedules_of(definition: DefinitionRecord, now: float) -> list[ScheduleRecord]:
     """The schedules ``definition`` declares (its ``triggers`` of type ``scheduled``)."""
     triggers: Any = definition.spec.get("triggers") or ()
-    if not isinstance(triggers, list | tuple):
+    if not triggers or not isinstance(triggers, list | tuple):
         return []
+    from orchestrion.definition.schedules import scheduled_triggers  # here: few have triggers
+
     return [
         ScheduleRecord(
             id=schedule_id(definition.name, spec.name),

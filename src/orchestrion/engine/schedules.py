@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from orchestrion.definition.schedules import ScheduleSpec
 from orchestrion.engine.schedule_sync import sync_definition
 from orchestrion.store.base import DefinitionRecord
 from orchestrion.store.schedules import FiringRecord, ScheduleRecord, ScheduleState
@@ -22,9 +21,9 @@ if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
     from orchestrion.engine.scheduler import Clock, Scheduler
 
-# The scheduler and the tick arithmetic (core/ticks.py) are imported by the verbs that use
-# them: an engine that runs no scheduler, as ``orchestrion run`` and the Python API's, does
-# not load them at start.
+# The scheduler, the tick arithmetic (core/ticks.py) and the schedule model are imported by
+# the verbs that use them: an engine that runs no scheduler, as ``orchestrion run`` and the
+# Python API's, does not load them at start.
 
 __all__ = ["ScheduleVerbs", "start_scheduler", "upcoming_tick"]
 
@@ -116,6 +115,7 @@ def upcoming_tick(record: ScheduleRecord, now: float) -> float | None:
     """The next tick ``record`` fires: None when it is not active, its window ended, or it
     cannot fire at all (a schedule stored before its kind was refused)."""
     from orchestrion.core.ticks import TickError, next_tick
+    from orchestrion.definition.schedules import ScheduleSpec
 
     if record.state is not ScheduleState.ACTIVE:
         return None
