@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
             "core.ticks", "definition.dialect_agents", "definition.dialect_swarmlite",
             "templates.sandbox", "store.audit_anchor", "store.audit_coverage",
             "engine.dead_nodes", "engine.notice_sinks", "sinks.envelope",
-            "definition.schedules",
+            "definition.schedules", "definition.error_rules",
         )
     )
     print(json.dumps(sorted(m for m in unused if m in sys.modules)))

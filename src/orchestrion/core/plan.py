@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from orchestrion.definition.error_rules import ErrorAction, error_actions
 from orchestrion.definition.model import (
     BRANCHING_HANDLER,
     NodeSpec,
@@ -21,6 +21,9 @@ from orchestrion.definition.model import (
     WorkflowSpec,
 )
 from orchestrion.definition.routing import ROUTING_HANDLER, with_routing
+
+if TYPE_CHECKING:
+    from orchestrion.definition.error_rules import ErrorAction
 
 __all__ = ["Plan"]
 
@@ -103,6 +106,8 @@ def _on_error(
 ) -> tuple[tuple[tuple[frozenset[str], ErrorAction], ...], ...]:
     if not spec.error_handling:
         return ()
+    from orchestrion.definition.error_rules import error_actions  # here: few have rules
+
     rules = error_actions(spec)
     shared = rules.get("*", [])
     return tuple(

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from orchestrion import safe_data
 from orchestrion.definition.catalog import HandlerCatalog
 from orchestrion.definition.dialects import Conversion, Dialect, SourcePath, convert
-from orchestrion.definition.error_rules import error_rule_issues
 from orchestrion.definition.limits import (
     DEFAULT_LIMITS,
     DefinitionLimits,
@@ -157,8 +156,12 @@ def _load(
             locator.canonical(issue, None, path)
             for issue, path in trigger_issues(spec.triggers, spec.name)
         )
-        for found in (routing_issues(spec), error_rule_issues(spec)):
-            issues.extend(locator.canonical(issue, None, path) for issue, path in found)
+        found = routing_issues(spec)
+        if spec.error_handling:
+            from orchestrion.definition.error_rules import error_rule_issues  # few have rules
+
+            found += error_rule_issues(spec)
+        issues.extend(locator.canonical(issue, None, path) for issue, path in found)
     if issues or unlisted or spec is None:
         raise DefinitionError(truncated(_unique(issues), limits.max_problems, unlisted), label)
     spec = propagate_classification(spec)  # readers of classified outputs are classified
