@@ -4,8 +4,9 @@ httpx (with the rich and click modules its import pulls in), PyYAML and cryptogr
 tens of milliseconds at start-up (docs/BENCHMARKS.md, W0), and so do the built-in handlers a
 workflow does not use, the service's and the command line's libraries, croniter (with
 dateutil) for schedules, and the parts of Orchestrion a one-node run has no use for (the
-audit trail's anchors, dead letters, event sinks' notices...); a fresh interpreter runs a one-node workflow through the Python API and reports which of them it
-loaded. The command line imports the module of the command it runs, and not the engine to
+audit trail's anchors, dead letters, event sinks' notices, schedules, error handling rules...);
+a fresh interpreter runs a one-node workflow through the Python API and reports which of them
+it loaded. The command line imports the module of the command it runs, and not the engine to
 print its help.
 """
 
