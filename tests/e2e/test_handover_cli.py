@@ -7,6 +7,7 @@ whose process was killed cancels its children too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -78,9 +79,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=120, env=_env(), cwd=cwd
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd
     )
 
 
@@ -372,3 +375,137 @@ def test_resume_of_a_parent_whose_child_waits_hands_over_and_approve_finishes_it
     done = cli("approve", children[0], "ask", "--by", "ada", "--db", db, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"].lower() == "completed"
+
+
+def _killed_when(check: Any, *args: str) -> None:
+    """Start the CLI with ``args``, and kill -9 it once ``check()`` holds."""
+    proc = subprocess.Popen([*CLI, *args], env=_env())
+    try:
+        _until(check)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _hold_waits(db: Path, node: str) -> None:
+    """Make the store refuse ``node``'s waits, as a kill a moment before their commit would
+    leave them: the child that node made exists, its parent's journal does not name it."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER held BEFORE INSERT ON events WHEN NEW.type = 'node.waiting'"
+            f" AND NEW.node_id = '{node}' BEGIN SELECT RAISE(ABORT, 'held back'); END"
+        )
+
+
+def _parent_and_child(db: Path) -> tuple[str, str]:
+    """The one execution with a child, and that child."""
+    ((parent, child),) = [(row[2], eid) for eid, row in _executions(db).items() if row[2]]
+    return parent, child
+
+
+def _release_waits(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER held")
+
+
+def _child_waits_at(db: Path, node: str) -> bool:
+    """Whether a child execution's ``node`` waits (for a person)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT 1 FROM node_runs JOIN executions ON id = execution_id WHERE node_id = ?"
+            " AND state = 'waiting' AND parent_execution_id IS NOT NULL",
+            (node,),
+        ).fetchall()
+    return bool(rows)
+
+
+CALLS_SIGN = {"name": "asks", "dag": {"nodes": [
+    {"id": "kid", "handler": "workflow", "config": {"workflow": "sign"}},
+    {"id": "ship", "handler": "noop", "dependencies": ["kid"],
+     "config": {"value": "{{ kid.output.result }}"}},
+]}}  # fmt: skip
+
+
+def test_a_childs_approval_is_listed_and_decided_when_its_parents_wait_was_never_committed(
+    tmp_path: Path,
+) -> None:
+    """The parent's run was killed after its child waited for a person, before the parent's
+    own wait for the child was committed: the decision is still the parent's to list, and
+    approving it finishes the parent."""
+    db = tmp_path / "h.db"
+    assert cli("run", _write(tmp_path, "sign", CHILD_APPROVAL), "--db", str(db)).returncode == 4
+    _hold_waits(db, "kid")
+    _killed_when(lambda: _child_waits_at(db, "ask"), "run", _write(tmp_path, "asks", CALLS_SIGN),
+                 "--db", str(db), "-q")  # fmt: skip
+    _release_waits(db)
+    parent, child = _parent_and_child(db)
+
+    assert asyncio.run(_pending(db, parent)) == [(child, "ask")]
+    done = cli("approve", child, "ask", "--by", "ada", "--db", str(db), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["execution_id"], result["status"].lower()) == (parent, "completed")
+    assert result["nodes"]["ship"]["output"] == {"signed": "by ada"}
+
+
+async def _pending(db: Path, execution_id: str) -> list[tuple[str, str]]:
+    """The decisions an execution waits on, as a process that drives nothing reads them."""
+    from orchestrion.engine.facade import Engine
+
+    async with Engine(f"sqlite:///{db}", resume=False) as engine:
+        found = await engine.pending_decisions(execution_id)
+    return [(decision.execution_id, decision.node_id) for decision in found]
+
+
+def test_approve_drives_a_child_beside_it_whose_parents_wait_was_never_committed(
+    tmp_path: Path,
+) -> None:
+    """The run was killed with its approval waiting and its child working, the parent's wait
+    for that child not committed: approving drives the child too, to the end."""
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    assert (
+        cli("run", _write(tmp_path, "sc", _slow("sc", 1.0, log)), "--db", str(db)).returncode == 0
+    )
+    flow = _beside_approval("flow", {"id": "kid", "handler": "workflow",
+                                     "config": {"workflow": "sc"}})  # fmt: skip
+    _hold_waits(db, "kid")
+    _killed_while_working(log, "run", _write(tmp_path, "flow", flow), "--db", str(db), "-q")
+    _release_waits(db)
+    parent, child = _parent_and_child(db)
+    assert (_executions(db)[parent][0], _executions(db)[child][0]) == ("running", "running")
+
+    done = cli("approve", parent, "gate", "--by", "ada", "--db", str(db), "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"].lower() == "completed"
+    assert {row[0] for row in _executions(db).values()} == {"completed"}
+    assert len([row for row in _executions(db).values() if row[2] == parent]) == 1
+
+
+def test_resume_of_a_parent_killed_before_its_wait_was_committed_takes_the_same_child(
+    tmp_path: Path,
+) -> None:
+    """Taken over after the kill, the parent runs its ``workflow`` node again: it finds the
+    child the killed run made (same key), instead of starting a second one."""
+    db = tmp_path / "h.db"
+    log = tmp_path / "effects.log"
+    assert (
+        cli("run", _write(tmp_path, "sc", _slow("sc", 1.0, log)), "--db", str(db)).returncode == 0
+    )
+    _hold_waits(db, "sub")
+    spec = {"name": "outer", "dag": {"nodes": [{"id": "sub", "handler": "workflow",
+                                                "config": {"workflow": "sc"}}]}}  # fmt: skip
+    _killed_while_working(log, "run", _write(tmp_path, "outer", spec), "--db", str(db), "-q")
+    _release_waits(db)
+    parent, child = _parent_and_child(db)
+
+    resumed = cli("resume", "--db", str(db), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = _executions(db)
+    assert [eid for eid, row in rows.items() if row[2] == parent] == [child]  # no second child
+    assert (rows[parent][0], rows[child][0]) == ("completed", "completed")
+    with sqlite3.connect(db) as conn:
+        (output,) = conn.execute(
+            "SELECT output FROM node_runs WHERE execution_id = ? AND node_id = 'sub'", (parent,)
+        ).fetchone()
+    assert json.loads(output)["child_execution_id"] == child

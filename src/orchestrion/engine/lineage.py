@@ -7,7 +7,8 @@ children whose parent was cancelled by another process than the one that started
 
 A child's own row names its parent from the moment it is made, a moment before the parent's
 wait for it is committed: a process killed in between leaves a child that only its row links
-to the parent (``unfinished_children``).
+to the parent (``unfinished_children``). So the children of a node still queued or running
+(its wait not committed, or a ``map`` awaiting its items' children) are read from those rows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from orchestrion.errors import ExecutionNotFound
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
-    from orchestrion.store.base import ExecutionRecord
+    from orchestrion.store.base import ExecutionRecord, NodeRunRecord
 
 __all__ = [
     "PendingDecision",
@@ -33,6 +34,8 @@ __all__ = [
     "unfinished_children",
 ]
 
+
+_UNDER_WAY = frozenset({NodeState.QUEUED, NodeState.RUNNING})
 
 # Nesting deeper than this is refused by the definition limits long before; a cycle of
 # records edited by hand must not loop forever.
@@ -80,26 +83,33 @@ async def unfinished_children(engine: Engine, execution_id: str) -> list[Executi
 
 
 async def pending_decisions(
-    engine: Engine, execution_id: str, _depth: int = 0
+    engine: Engine, execution_id: str, _depth: int = 0, _rows: _Rows | None = None
 ) -> list[PendingDecision]:
     """The nodes waiting for a decision in ``execution_id`` and in the children it waits on."""
+    rows = _rows or _Rows(engine)
     found: list[PendingDecision] = []
     waits_on_child = False
-    for run in await engine.store.get_node_runs(execution_id):
+    runs = await engine.store.get_node_runs(execution_id)
+    for run in runs:
         if run.state is not NodeState.WAITING:
             continue
         if run.wait_reason in DECIDABLE_WAITS:
             found.append(PendingDecision(execution_id, run.node_id, run.wait_reason or ""))
         elif run.wait_reason == WaitReason.CHILD:
             waits_on_child = True
-    if waits_on_child and _depth < _MAX_DEPTH:
-        for child in await child_ids(engine, execution_id):
-            try:
-                record = await engine.store.get_execution(child)
-            except ExecutionNotFound:
-                continue
-            if record.status not in FINAL_EXECUTION_STATES:
-                found.extend(await pending_decisions(engine, child, _depth + 1))
+    if _depth >= _MAX_DEPTH:
+        return found
+    children: list[str] = []
+    for child in await child_ids(engine, execution_id) if waits_on_child else []:
+        try:
+            record = await engine.store.get_execution(child)
+        except ExecutionNotFound:
+            continue
+        if record.status not in FINAL_EXECUTION_STATES:
+            children.append(child)
+    children.extend(c for c in await rows.under_way(execution_id, runs) if c not in children)
+    for child in children:
+        found.extend(await pending_decisions(engine, child, _depth + 1, rows))
     return found
 
 
@@ -116,13 +126,46 @@ async def ancestors(engine: Engine, execution_id: str) -> list[str]:
 
 
 async def descendants(engine: Engine, execution_id: str) -> list[str]:
-    """Every child the execution's ``workflow`` nodes waited for, and theirs, parents first."""
+    """Every child the execution's ``workflow`` nodes waited for, and theirs, parents first;
+    with the unfinished children of its nodes still under way (see the module docstring)."""
     found: list[str] = []
+    rows = _Rows(engine)
     level = [execution_id]
     for _ in range(_MAX_DEPTH):
-        children = [c for e in level for c in await child_ids(engine, e) if c not in found]
+        children: list[str] = []
+        for member in level:
+            runs = await engine.store.get_node_runs(member)
+            for child in [*await child_ids(engine, member), *await rows.under_way(member, runs)]:
+                if child not in found and child not in children:
+                    children.append(child)
         if not children:
             break
         found.extend(children)
         level = children
     return found
+
+
+class _Rows:
+    """The unfinished executions by the parent their rows name, read once (when first
+    needed) for a whole walk down the lineage."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._by_parent: dict[str, list[ExecutionRecord]] | None = None
+
+    async def under_way(self, execution_id: str, runs: list[NodeRunRecord]) -> list[str]:
+        """The unfinished children whose rows name a node of ``execution_id`` that ``runs``
+        show still queued or running (a map item's child names ``node[i]``)."""
+        nodes = {run.node_id for run in runs if run.state in _UNDER_WAY}
+        if not nodes:
+            return []
+        if self._by_parent is None:
+            self._by_parent = {}
+            for record in await self._engine.store.unfinished_executions():
+                if record.parent_execution_id is not None:
+                    self._by_parent.setdefault(record.parent_execution_id, []).append(record)
+        return [
+            record.id
+            for record in self._by_parent.get(execution_id, [])
+            if (record.parent_node_id or "").split("[", 1)[0] in nodes
+        ]
