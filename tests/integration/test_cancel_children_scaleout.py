@@ -78,3 +78,35 @@ async def test_a_cli_with_only_the_database_controls_an_orchestrators_execution(
             await asyncio.wait_for(getattr(cli, verb)(execution.id), 15)
             wanted = ExecutionStatus.CANCELLED if verb == "cancel" else ExecutionStatus.PAUSED
             await _until(lambda: _status_is(cli, execution.id, wanted))
+
+
+MID = {
+    "name": "calls-napper-too",
+    "dag": {"nodes": [{"id": "inner", "handler": "workflow", "config": {"workflow": "napper"}}]},
+}
+OUTER = {
+    "name": "calls-mid",
+    "dag": {
+        "nodes": [{"id": "sub", "handler": "workflow", "config": {"workflow": "calls-napper-too"}}]
+    },
+}
+
+
+async def test_an_orchestrators_cancel_returns_once_children_and_grandchildren_are_cancelled(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    """An orchestrator cancels a parent nobody drives (given back, as after its owner's end):
+    when the cancel returns, its child and grandchild are cancelled too, so an engine closed
+    at once (a command that cancels and exits) leaves none of them running."""
+    pg, redis_url, prefix = postgres_url, redis_server, redis_prefix
+    async with scaleout_engine(pg, redis_url, prefix) as first:
+        await first.submit(CHILD)
+        await first.submit(MID)
+        parent = await first.start_execution(OUTER)
+        child = await _until(lambda: _child_of(first, parent.id))
+        grandchild = await _until(lambda: _child_of(first, child))
+        await _until(lambda: _status_is(first, grandchild, ExecutionStatus.WAITING))
+    async with scaleout_engine(pg, redis_url, prefix, resume=False) as canceller:
+        await canceller.cancel(parent.id)
+        lineage = [await canceller.store.get_execution(e) for e in (parent.id, child, grandchild)]
+        assert [record.status for record in lineage] == [ExecutionStatus.CANCELLED] * 3

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.core.events import CancelRequested, ErrorInfo, WaitResolved
+from orchestrion.core.events import CancelNode, CancelRequested, ErrorInfo, WaitResolved
 from orchestrion.core.idempotency import bounded_key
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
@@ -37,6 +37,7 @@ from orchestrion.store.base import ExecutionRecord
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
+    from orchestrion.engine.live import Action
     from orchestrion.handlers.subworkflow import WorkflowConfig
 
 __all__ = ["ChildExecutions"]
@@ -145,7 +146,15 @@ class ChildExecutions:
         if early is not None:
             self._engine.post(parent, early)
 
-    def parent_stopped(self, parent: str, node: str) -> None:
+    def nodes_stopped(self, actions: list[Action]) -> None:
+        """A turn's commands stop nodes: cancel their children, before the loop acts on the
+        rest. That may suspend (a Redis dispatcher's cancel does), and a cancel waiting in
+        ``stopped`` resumes there: it must find these cancellations under way."""
+        for live, command, _cause in actions:
+            if isinstance(command, CancelNode):
+                self._parent_stopped(live.record.id, command.node)
+
+    def _parent_stopped(self, parent: str, node: str) -> None:
         """The parent node was cancelled or failed: cancel its child (or its map items')."""
         item_prefix = f"{node}["
         keys = [

@@ -421,6 +421,7 @@ class EngineLoop:
         tasks: list[TaskMessage] = []
         dispatcher = self.dispatcher
         assert dispatcher is not None
+        self._children.nodes_stopped(actions)  # first: what follows may suspend
         for live, command, _cause in actions:
             if isinstance(command, Dispatch):
                 tasks.append(self.task_message(live, command.node, command.attempt, command.woken))
@@ -429,7 +430,6 @@ class EngineLoop:
             elif isinstance(command, CancelNode):
                 live.timers.pop((command.node, command.attempt, TimerKind.RETRY), None)
                 await dispatcher.cancel(live.record.id, command.node, command.attempt)
-                self._children.parent_stopped(live.record.id, command.node)
             elif isinstance(command, RunCompensation):
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):
