@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,28 @@ def test_a_lazy_handler_whose_import_fails_fails_again_on_the_next_lookup() -> N
             registry.get("fragile")
 
 
+def test_threads_that_look_a_lazy_handler_up_at_once_all_get_it_loaded_once() -> None:
+    """Definitions are checked in worker threads: several may meet a handler first at once."""
+    loads = []
+    gate = threading.Barrier(8)
+
+    def slow() -> HandlerSpec:
+        loads.append(1)
+        time.sleep(0.05)  # a module import: the other threads arrive meanwhile
+        return HandlerSpec(name="slow", aliases=("slow_alias",), run=_run)
+
+    registry = HandlerRegistry()
+    registry.register_lazy("slow", ("slow_alias",), slow)
+
+    def look_up(i: int) -> str:
+        gate.wait()
+        return registry.get("slow" if i % 2 else "slow_alias").name
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(look_up, range(8))) == ["slow"] * 8
+    assert len(loads) == 1
+
+
 def test_replacing_a_lazy_handler_alias_leaves_the_handler_loadable() -> None:
     registry = HandlerRegistry()
     register_builtins(registry)
@@ -178,6 +203,17 @@ def test_entry_points_are_read_on_first_need(
     assert "t_plugged" in listing.names()
     assert "t_plugged" in clone  # the copy discovers on its own
     assert "t_plugged" in [spec.name for spec in clone.specs()]
+
+    racing = HandlerRegistry(builtin_specs())
+    racing.discover_later()
+    gate = threading.Barrier(8)
+
+    def find(_: int) -> str:
+        gate.wait()  # the threads that lose the race wait for the entry points, not fail
+        return racing.get("t_plugged").name
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(find, range(8))) == ["t_plugged"] * 8
 
     clash = HandlerRegistry(builtin_specs())
     clash.discover_later()

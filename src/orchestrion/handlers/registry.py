@@ -11,6 +11,7 @@ of them)::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,10 @@ class HandlerRegistry:
         # Known by name, imported on first lookup: canonical name -> (aliases, what loads it).
         self._lazy: dict[str, tuple[tuple[str, ...], Callable[[], HandlerSpec]]] = {}
         self._discover = False
+        # Definitions are checked in worker threads too: one thread loads a lazy handler or
+        # the entry points while the others wait for it (a loaded spec is read without it).
+        self._loading = threading.RLock()
+        self._discovering = False
         # Counts the names added: what was checked against the handlers may be kept until
         # it moves (the API's definitions, api/definition_cache.py).
         self.changes = 0
@@ -60,16 +65,20 @@ class HandlerRegistry:
         self.changes += 1
 
     def _load_lazy(self, canonical: str) -> HandlerSpec:
-        aliases, load = self._lazy[canonical]
-        spec = load()  # an import error leaves the entry in place, to fail again alike
-        if spec.name != canonical or set(spec.aliases) != set(aliases):
-            raise RuntimeError(
-                f"handler '{canonical}' loaded as '{spec.name}' with aliases "
-                f"{list(spec.aliases)}, not as registered (aliases {list(aliases)})"
-            )
-        del self._lazy[canonical]
-        self._specs[canonical] = spec
-        return spec
+        with self._loading:
+            loaded = self._specs.get(canonical)
+            if loaded is not None:  # by another thread while this one waited
+                return loaded
+            aliases, load = self._lazy[canonical]
+            spec = load()  # an import error leaves the entry in place, to fail again alike
+            if spec.name != canonical or set(spec.aliases) != set(aliases):
+                raise RuntimeError(
+                    f"handler '{canonical}' loaded as '{spec.name}' with aliases "
+                    f"{list(spec.aliases)}, not as registered (aliases {list(aliases)})"
+                )
+            self._specs[canonical] = spec
+            del self._lazy[canonical]
+            return spec
 
     def discover_later(self) -> None:
         """Load the entry-point handlers on first need, not now.
@@ -83,8 +92,14 @@ class HandlerRegistry:
 
     def _discovered(self) -> None:
         if self._discover:
-            self._discover = False
-            self.load_entry_points()
+            with self._loading:  # re-entered by the thread loading them, as it registers
+                if self._discover and not self._discovering:
+                    self._discovering = True
+                    try:
+                        self.load_entry_points()
+                    finally:
+                        self._discovering = False
+                        self._discover = False
 
     def register(self, spec: HandlerSpec, *, replace: bool = False) -> None:
         """Add ``spec`` under its name and aliases; a clash raises unless ``replace``."""
