@@ -7,6 +7,12 @@ parent's wait is committed is kept until it is. Stopping the parent node cancels
 one whose start was still under way included.
 Inside a ``map``, the map's attempt itself awaits each item's child.
 
+A parent driven by another process (each was taken over by a different survivor of a crash)
+is told through the journal: the commit that ends the child also records a ``child_ended``
+control request on the parent, which the parent's owner reads as it reads every request and
+applies as the outcome it would have made itself; a parent nobody drives by then resolves its
+wait when it is taken over (recovery runs its node again, which finds the child ended).
+
 A child that this process did not start (its parent was loaded here after a crash, or by a
 ``cancel`` from another terminal) is found through the journal, where the parent node's wait
 names it, or through its own row, which names the parent node before that wait is committed
@@ -25,6 +31,7 @@ from orchestrion.core.events import CancelNode, CancelRequested, ErrorInfo, Wait
 from orchestrion.core.idempotency import bounded_key
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine import lineage
+from orchestrion.engine.ids import new_event_id
 from orchestrion.errors import (
     DefinitionError,
     ErrorCategory,
@@ -33,16 +40,19 @@ from orchestrion.errors import (
     PermanentNodeError,
 )
 from orchestrion.handlers.base import NodeContext, Wait
-from orchestrion.store.base import ExecutionRecord
+from orchestrion.store.base import CommitBatch, ExecutionRecord, JournalRequest
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
     from orchestrion.engine.live import Action
     from orchestrion.handlers.subworkflow import WorkflowConfig
 
-__all__ = ["ChildExecutions"]
+__all__ = ["CHILD_ENDED", "ChildExecutions"]
 
 logger = logging.getLogger(__name__)
+
+CHILD_ENDED = "child_ended"
+"""The verb of the control request that tells a parent's owner its child ended."""
 
 
 class ChildExecutions:
@@ -54,6 +64,8 @@ class ChildExecutions:
         self._early: dict[tuple[str, str], WaitResolved] = {}
         self._stopping: set[asyncio.Future[None]] = set()
         self._unfinished: dict[str, asyncio.Future[list[ExecutionRecord]]] = {}  # by parent
+        self._told: set[str] = set()  # children whose end is journalled for their parent
+        self._telling: set[asyncio.Future[None]] = set()
 
     async def start(self, ctx: NodeContext, config: WorkflowConfig) -> Any:
         """The ``workflow`` handler's way in: start (or find) the child and wait for it."""
@@ -116,6 +128,16 @@ class ChildExecutions:
             "result": result.result,
         }
 
+    def ending(self, child: ExecutionRecord, batch: CommitBatch) -> None:
+        """The child's end is in ``batch``: with a parent this process does not drive, the
+        parent's owner is asked in the same commit, so no crash can lose the end on its way."""
+        parent, node = child.parent_execution_id, child.parent_node_id
+        if parent is None or node is None or "[" in node or self._engine.is_live(parent):
+            return  # a map item's child is awaited by the map itself, wherever it runs
+        request = JournalRequest(child.id, parent, new_event_id(), self._ended(child), time.time())
+        batch.requests.append(request)
+        self._told.add(child.id)
+
     def finished(
         self,
         child: ExecutionRecord,
@@ -123,22 +145,70 @@ class ChildExecutions:
         result: Any,
         error: dict[str, Any] | None,
     ) -> None:
-        """A child ended: resolve the parent node waiting for it (now, or once it waits)."""
+        """A child ended here (committed): resolve the parent node waiting for it."""
+        told = child.id in self._told
+        self._told.discard(child.id)
+        node = child.parent_node_id
+        if self._resolve(child, status, result, error) or told or node is None or "[" in node:
+            return
+        # The parent was driven here when the end was committed, and was let go since (taken
+        # over by another process): its new owner is asked now.
+        task = asyncio.ensure_future(self._tell(child))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def ended_elsewhere(self, parent: str, child_id: Any) -> None:
+        """A child that another process drove ended (its ``child_ended`` request on
+        ``parent``, driven here): resolve the parent as if the child had ended here."""
+        if not isinstance(child_id, str):
+            return
+        child = await self._engine.store.get_execution(child_id)
+        if child.parent_execution_id == parent and child.status in FINAL_EXECUTION_STATES:
+            self._resolve(child, child.status, child.result, child.error)
+
+    def _resolve(
+        self,
+        child: ExecutionRecord,
+        status: ExecutionStatus,
+        result: Any,
+        error: dict[str, Any] | None,
+    ) -> bool:
+        """Resolve the parent node waiting for ``child`` (now, or once it waits); False when
+        this process does not drive the parent."""
         parent, node = child.parent_execution_id, child.parent_node_id
         if parent is None or node is None:
-            return
+            return True
         self._children.pop((parent, node), None)
         parent_live = self._engine.live_machine(parent)
-        index = parent_live.plan.index.get(node) if parent_live else None
-        if parent_live is None or index is None:
-            return  # driven elsewhere, or a map item's child (the map awaits it itself)
+        if parent_live is None:
+            return False
+        index = parent_live.plan.index.get(node)
+        if index is None:
+            return True  # a map item's child: the map awaits it itself
         outcome = _outcome(
             child.id, node, int(child.labels.get("parent_attempt", 0)), status, result, error
         )
+        # A duplicate (delivered here, and asked through the journal) changes nothing: the
+        # machine ignores an outcome for a wait that is over.
         if parent_live.nodes[index].state is NodeState.WAITING:
             self._engine.post(parent, outcome)
         else:
             self._early[(parent, node)] = outcome  # delivered when the wait is committed
+        return True
+
+    def _ended(self, child: ExecutionRecord) -> dict[str, Any]:
+        return {"verb": CHILD_ENDED, "child": child.id, "requested_by": self._engine.owner}
+
+    async def _tell(self, child: ExecutionRecord) -> None:
+        parent = child.parent_execution_id
+        assert parent is not None
+        signer = self._engine.audit.signer
+        try:
+            await self._engine.store.request_control(
+                parent, new_event_id(), self._ended(child), time.time(), signer
+            )
+        except OrchestrionError as exc:  # its recovery will find the child ended
+            logger.warning("execution %s not told its child %s ended: %s", parent, child.id, exc)
 
     def parent_waits(self, parent: str, node: str) -> None:
         """The parent node's wait is being committed: deliver an outcome that came early."""
@@ -229,7 +299,11 @@ class ChildExecutions:
 
     async def close(self) -> None:
         """Give up on cancellations still under way (the engine is stopping)."""
-        under_way: list[asyncio.Future[Any]] = [*self._stopping, *self._unfinished.values()]
+        under_way: list[asyncio.Future[Any]] = [
+            *self._stopping,
+            *self._unfinished.values(),
+            *self._telling,
+        ]
         for task in under_way:
             task.cancel()
         await asyncio.gather(*under_way, return_exceptions=True)

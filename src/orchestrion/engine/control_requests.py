@@ -11,6 +11,9 @@ A request is acted on by the process that owned the execution when it was made; 
 stops first (it ended, or was killed) leaves the request unanswered, and the requester says
 so (``OwnerChanged``): the verb, run again, then goes to whoever holds the execution now (a
 sibling that took it over, or the requester itself), which ``engine/control.py`` does.
+The engines themselves journal one request: a child's end, for a parent another process
+drives (``child_ended``, committed with the child's end: ``children.py``); the parent's owner
+resolves the wait for it, and nobody waits for that.
 Scale-out processes send these requests over the dispatcher instead (``forward``), and
 orchestrators read the journal's requests too: a command given only the database
 (``--db postgresql://...``, no Redis) reaches them that way.
@@ -25,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import CROSS_PROCESS_VERBS, ControlVerb
+from orchestrion.engine.children import CHILD_ENDED
 from orchestrion.engine.ids import new_event_id
 from orchestrion.errors import ControlPending, InvalidTransition, OrchestrionError
 from orchestrion.store.base import EventRecord, ExecutionRecord
 from orchestrion.store.rules import CONTROL_REQUESTED
 
 if TYPE_CHECKING:
+    from orchestrion.engine.children import ChildExecutions
     from orchestrion.engine.facade import Engine
 
 __all__ = ["ControlRequests", "OwnerChanged"]
@@ -52,8 +57,9 @@ class OwnerChanged(InvalidTransition):
 class ControlRequests:
     """Both sides of requests between processes: ``send`` (requester) and the owner's poll."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, children: ChildExecutions) -> None:
         self._engine = engine
+        self._children = children
         self._cursor = 0
         self._handled: dict[str, int] = {}  # request event id -> seq
         self._task: asyncio.Task[None] | None = None
@@ -116,6 +122,8 @@ class ControlRequests:
                 await engine.pause(execution_id)
             elif verb == ControlVerb.RESUME:
                 await engine.resume(execution_id)
+            elif verb == CHILD_ENDED:
+                await self._children.ended_elsewhere(execution_id, request.get("child"))
             elif verb in (ControlVerb.APPROVE, ControlVerb.REJECT):
                 by, comment = request.get("by"), request.get("comment")
                 await engine.decide(

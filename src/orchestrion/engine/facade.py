@@ -116,7 +116,7 @@ class Engine:
         self.owner = new_owner_id()
         self.leases = Leases(lambda: self.store, self.owner)  # work one process does at a time
         self._children = ChildExecutions(self)
-        self._requests = ControlRequests(self)
+        self._requests = ControlRequests(self, self._children)
         self._ownership = Ownership(self.owner, self.settings.lease_seconds, lambda: self.store)
         self._definitions = Definitions(self)
         self._loop = EngineLoop(self, self._children, self._listeners, rng or random.Random())

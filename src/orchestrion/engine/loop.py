@@ -335,11 +335,11 @@ class EngineLoop:
                 if judged is not None:  # light conditions: the end joins this turn
                     self.absorb(live, live.machine.apply(judged), batch, actions, first, touched)
                     continue
-            if (
-                isinstance(command, ExecutionFinished)
-                and command.status is ExecutionStatus.COMPLETED
-            ):
-                batch.results[execution_id] = live.compiled.result_from(live.outputs)
+            if isinstance(command, ExecutionFinished):
+                if command.status is ExecutionStatus.COMPLETED:
+                    batch.results[execution_id] = live.compiled.result_from(live.outputs)
+                if live.record.parent_execution_id is not None:
+                    self._children.ending(live.record, batch)  # the parent may be elsewhere
             actions.append((live, command, first))
 
     def _run_inline(

@@ -251,7 +251,8 @@ def record_of(row: Sequence[Any]) -> AuditRecord:
 
 
 def transition_items(batch: CommitBatch) -> list[AuditItem]:
-    """One item per journal record of an engine commit: the transitions it makes durable."""
+    """One item per journal record of an engine commit: the transitions it makes durable, and
+    the control requests made with them."""
     actor = f"engine:{batch.owner}" if batch.owner else "engine"
     items: list[AuditItem] = []
     for (execution_id, record), event_id in zip(batch.records, batch.event_ids, strict=True):
@@ -277,6 +278,10 @@ def transition_items(batch: CommitBatch) -> list[AuditItem]:
                 details,
             )
         )
+    for request in batch.requests:  # control requests journalled with the transitions
+        verb = str(request.request.get("verb"))
+        at, owner = request.at, batch.owner
+        items += request_items(request.execution_id, request.event_id, verb, at, owner)
     return items
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "ExecutionFilter",
     "ExecutionRecord",
     "ExecutionSnapshot",
+    "JournalRequest",
     "LogFilter",
     "LogLineRecord",
     "Marks",
@@ -165,6 +166,18 @@ class LogFilter:
     limit: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class JournalRequest:
+    """A control request on ``execution_id`` (``Store.request_control``) committed with what a
+    batch makes durable about ``source``: written, or refused, together with it."""
+
+    source: str
+    execution_id: str
+    event_id: str
+    request: dict[str, Any]
+    at: float
+
+
 @dataclass(slots=True)
 class CommitBatch:
     """Everything one turn of the engine loop must make durable, in order.
@@ -174,6 +187,8 @@ class CommitBatch:
     and updates the node run or execution it is about. ``results`` sets execution results
     (the workflow output) for executions that completed in this batch. ``logs`` are the
     log lines attempts reported (``NodeLogged``), stored in order with the rest.
+    ``requests`` are control requests journalled in the same transaction (a request on an
+    execution that no longer exists is left out).
     """
 
     records: list[tuple[str, Record]] = field(default_factory=list)
@@ -190,6 +205,7 @@ class CommitBatch:
     # Event sinks are configured: every journal row is also an outbox entry, in the same
     # transaction (store/outbox.py). Off, a commit costs nothing more.
     outbox: bool = False
+    requests: list[JournalRequest] = field(default_factory=list)
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))
@@ -197,7 +213,7 @@ class CommitBatch:
         self.causation.append(cause)
 
     def __bool__(self) -> bool:
-        return bool(self.records) or bool(self.results) or bool(self.logs)
+        return bool(self.records) or bool(self.results) or bool(self.logs) or bool(self.requests)
 
     def split(self) -> dict[str, CommitBatch]:
         """The batch as one batch per execution, each in the order of this one: committed
@@ -222,6 +238,8 @@ class CommitBatch:
             part(execution_id).results[execution_id] = result
         for execution_id, logged in self.logs:
             part(execution_id).logs.append((execution_id, logged))
+        for request in self.requests:
+            part(request.source).requests.append(request)
         return parts
 
 

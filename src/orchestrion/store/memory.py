@@ -37,6 +37,7 @@ from orchestrion.store.base import (
     ExecutionFilter,
     ExecutionRecord,
     ExecutionSnapshot,
+    JournalRequest,
     LogFilter,
     LogLineRecord,
     Marks,
@@ -321,6 +322,9 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
             self._journal(event)
             if batch.outbox:
                 self._to_outbox(event)
+        for request in batch.requests:
+            if request.execution_id in self._executions:
+                self._journal_request(request)
         for execution_id, result in batch.results.items():
             self._executions[execution_id].result = result
         for row in rules.log_rows(batch) if batch.logs else ():
@@ -411,15 +415,27 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
     ) -> int:
         if execution_id not in self._executions:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
-        event = EventRecord(self._next_seq, event_id, execution_id, rules.CONTROL_REQUESTED, at)
-        event.data = json.loads(json.dumps(request))
-        self._journal(event)
+        event = self._journal_request(
+            JournalRequest(execution_id, execution_id, event_id, request, at)
+        )
         if audit is not None:
             by = request.get("requested_by")
             owner = by if isinstance(by, str) else None
             verb = str(request.get("verb"))
             self._audit.append(request_items(execution_id, event_id, verb, at, owner), audit)
         return event.seq
+
+    def _journal_request(self, request: JournalRequest) -> EventRecord:
+        event = EventRecord(
+            self._next_seq,
+            request.event_id,
+            request.execution_id,
+            rules.CONTROL_REQUESTED,
+            request.at,
+        )
+        event.data = json.loads(json.dumps(request.request))
+        self._journal(event)
+        return event
 
     def _journal(self, event: EventRecord) -> None:
         """Append ``event`` (its seq is the next one) to the journal."""

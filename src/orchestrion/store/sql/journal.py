@@ -32,6 +32,7 @@ from orchestrion.store.base import (
     TOUCHED_LIMIT,
     CommitBatch,
     EventRecord,
+    JournalRequest,
     LogFilter,
     LogLineRecord,
     Marks,
@@ -96,6 +97,8 @@ class SQLJournal(SQLDriver[C]):
             async with self._transaction() as tx:
                 await self._check_executions(tx, encoded.touched, batch.owner)
                 await self._write_batch(tx, encoded)
+                for request in batch.requests:
+                    await self._insert_control(tx, _control_params(request))
                 if batch.audit is not None and batch.records:
                     # Last, so the head lock is held only from here to the commit.
                     await self._append_audit(tx, transition_items(batch), batch.audit)
@@ -174,13 +177,7 @@ class SQLJournal(SQLDriver[C]):
         at: float,
         audit: AuditSigner | None = None,
     ) -> int:
-        params = {
-            "id": event_id,
-            "e": execution_id,
-            "type": rules.CONTROL_REQUESTED,
-            "at": at,
-            "data": dumps(request),
-        }
+        params = _control_params(JournalRequest(execution_id, execution_id, event_id, request, at))
         async with self._transaction() as tx:
             seq = await self._insert_control(tx, params)
             if seq is not None and audit is not None:
@@ -306,3 +303,14 @@ def _refused_value(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _control_params(request: JournalRequest) -> dict[str, Any]:
+    """The row of a ``control.requested`` event (``_insert_control``)."""
+    return {
+        "id": request.event_id,
+        "e": request.execution_id,
+        "type": rules.CONTROL_REQUESTED,
+        "at": request.at,
+        "data": dumps(request.request),
+    }
