@@ -45,3 +45,28 @@ def test_the_first_engine_freezes_the_startup_objects_once(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == expected
+
+
+PAUSED_START = textwrap.dedent(
+    """
+    import gc
+    from orchestrion.engine.gc_tuning import pause_collection, resume_collection
+
+    usual = gc.get_threshold()
+    pause_collection()  # as the command line's main does first
+    paused = gc.get_threshold()[0]
+    # A command that starts no engine (a worker, the reaper) goes on making objects: the
+    # first collection brings the usual thresholds back.
+    made = [[] for _ in range(150_000)]
+    after_first = gc.get_threshold() == usual
+    resume_collection()  # an engine starting later changes nothing more
+    print(paused, after_first, gc.get_threshold() == usual)
+    """
+)
+
+
+def test_the_command_lines_pause_ends_with_the_first_collection() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", PAUSED_START], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.split() == ["100000", "True", "True"], ran.stderr

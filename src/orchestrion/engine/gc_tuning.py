@@ -13,11 +13,12 @@ setting: on in the CLI and the server, off for a program that embeds an engine u
 asks (``ORCHESTRION_GC_FREEZE=true``, ``Settings(gc_freeze=True)``).
 
 Before that, while the command line starts (``pause_collection``, the first thing its
-``main`` does, until an engine starts, or for good in a command that starts none), the
-collector waits for 100,000 new objects rather than 700: its passes over what the imports
-make, which lives on, cost a one-node ``orchestrion run`` about a tenth of its CPU time, a
-full pass included. The cyclic garbage of those imports that the freeze then keeps is some
-700 objects; garbage is still collected, in larger batches.
+``main`` does), the collector waits for 100,000 new objects rather than 700: its passes over
+what the imports make, which lives on, cost a one-node ``orchestrion run`` about a tenth of
+its CPU time, a full pass included. The pause ends when an engine starts or when the
+collector first runs, whichever comes first, so a long-running command that starts no engine
+(a worker, the reaper) collects as usual once it has started. The cyclic garbage of those
+imports that the freeze then keeps is some 700 objects.
 
 A large workflow definition is the same case again: an engine keeps each definition it has
 compiled for as long as it runs, and the hundreds of thousands of objects of a 10,000-node
@@ -49,19 +50,33 @@ _paused: tuple[int, int, int] | None = None  # the thresholds to go back to
 
 
 def pause_collection() -> None:
-    """Collect in batches of ``_STARTING_THRESHOLD`` new objects until ``resume_collection``."""
+    """Wait for ``_STARTING_THRESHOLD`` new objects before the next collection, once: the
+    thresholds come back with that collection, or with ``resume_collection`` if sooner."""
     global _paused
     if _paused is None:
         _paused = gc.get_threshold()
         gc.set_threshold(_STARTING_THRESHOLD, *_paused[1:])
+        gc.callbacks.append(_first_collection)
 
 
 def resume_collection() -> None:
     """The collector's thresholds as they were before ``pause_collection``."""
+    _restore()
+    # Not from inside a collection: the collector is walking its callbacks then.
+    if _first_collection in gc.callbacks:
+        gc.callbacks.remove(_first_collection)
+
+
+def _restore() -> None:
     global _paused
     if _paused is not None:
         gc.set_threshold(*_paused)
         _paused = None
+
+
+def _first_collection(phase: str, _info: dict[str, int]) -> None:
+    if phase == "start":
+        _restore()  # the callback stays, doing nothing, unless an engine starts
 
 
 def freeze_startup_objects() -> bool:
