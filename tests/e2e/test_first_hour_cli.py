@@ -276,6 +276,32 @@ def test_unique_prefixes_are_accepted_wherever_an_id_is_taken_locally(tmp_path: 
     assert whole_missing.returncode == 5, whole_missing.stderr
 
 
+ODD_PARTS = [".", "%", "_", "é", "a b", "\U0010ffff", "\ud7ff", "x" * 70, "'; drop table"]
+
+
+def test_other_spellings_of_an_id_find_it_and_odd_ones_find_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    ids = _run_ids(db, _tiny(tmp_path), 2)
+    whole = ids[0]
+    bare = whole.replace("-", "")
+    for spelling in (
+        whole.upper(),
+        bare,
+        bare.upper(),
+        f"{{{whole}}}",
+        f"urn:uuid:{whole}",
+        f"  {whole} ",
+        _suffix(ids).upper(),
+    ):
+        shown = orchestrion("status", spelling, "--db", db)
+        assert shown.returncode == 0, (spelling, shown.stderr)
+        assert whole in shown.stdout, spelling
+    for odd in ODD_PARTS:
+        missing = orchestrion("status", odd, "--db", db)
+        assert missing.returncode == 5, (odd, missing.stderr)
+        assert "not found" in missing.stderr and "Traceback" not in missing.stderr, odd
+
+
 def test_an_ambiguous_prefix_lists_the_candidates(tmp_path: Path) -> None:
     db = str(tmp_path / "o.db")
     ids = _run_ids(db, _tiny(tmp_path), 3)
@@ -316,6 +342,14 @@ def test_prefixes_and_exit_codes_against_a_real_server(tmp_path: Path) -> None:
         assert ids[0] in by_tail.stdout
         missing = orchestrion("status", "zzzz", *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
         assert missing.returncode == 5, missing.stderr
+        for odd in ODD_PARTS:
+            odd_one = orchestrion("status", odd, *remote, env={"ORCHESTRION_API_KEY": "adminkey"})
+            assert odd_one.returncode == 5, (odd, odd_one.stderr)
+            assert "not found" in odd_one.stderr, odd
+        upper = orchestrion(
+            "status", tail.upper(), *remote, env={"ORCHESTRION_API_KEY": "adminkey"}
+        )
+        assert upper.returncode == 0 and ids[0] in upper.stdout, upper.stderr
         unknown = orchestrion("status", ids[0], *remote, env={"ORCHESTRION_API_KEY": "nope"})
         assert unknown.returncode == 6, unknown.stderr
         no_key = orchestrion("list", *remote)

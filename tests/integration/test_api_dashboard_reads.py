@@ -25,7 +25,9 @@ async def test_counts_follow_the_list_filters(tmp_path: Path) -> None:
         counts = (await api.client.get("/v1/stats/executions")).json()
         assert counts == {"total": 2, "by_status": {"PENDING": 2}, "series": None}
         # Ids begin with the time they were made: two made together share their start.
-        for part in ({"id_prefix": first[:-6]}, {"id_suffix": first[-8:]}):
+        parts = [{"id_prefix": first[:-6]}, {"id_suffix": first[-8:]}]
+        parts += [{"id_prefix": first[:-6].upper()}, {"id_suffix": first[-8:].upper()}]
+        for part in parts:
             narrowed = await api.client.get(
                 "/v1/stats/executions", params={**part, "trigger": "api"}
             )

@@ -721,6 +721,9 @@ async def test_list_executions_by_id_prefix(store: Store) -> None:
     assert await ids("ab_") == {"ab_2"}
     assert await ids("abc3") == {"abc3"}
     assert await ids("q") == set()
+    # The last character there is, or one before the surrogates: no string above to bound by.
+    assert await ids("ab\U0010ffff") == set()
+    assert await ids("\ud7ff") == set()
 
 
 async def test_list_and_count_executions_by_id_suffix(store: Store) -> None:

@@ -73,7 +73,9 @@ def execution_filter(
         definition_id=definition_id,
         created_after=parse_instant(created_after, "created_after"),
         created_before=parse_instant(created_before, "created_before"),
-        id_prefix=id_prefix,
-        id_suffix=id_suffix,
+        # Ids are lower-case hexadecimal, as UUIDs are written; a UUID read aloud or copied
+        # in capitals is the same id.
+        id_prefix=None if id_prefix is None else id_prefix.lower(),
+        id_suffix=None if id_suffix is None else id_suffix.lower(),
         trigger=trigger,
     )

@@ -24,20 +24,39 @@ __all__ = ["resolve"]
 
 # A whole id (what the engine makes) is used as typed: no lookup before the command's own.
 _WHOLE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID_PART = re.compile(r"[0-9a-f-]+")  # what any part of an engine-made id is made of
+_BARE = re.compile(r"[0-9a-f]{32}")  # a UUID without its dashes
 _SHOWN = 10  # candidates listed for an ambiguous prefix
 
 
 def resolve(given: str, *, db: str | None, server: str | None, api_key: str | None) -> str:
     """The full id of the one execution whose id is ``given``, starts or ends with it."""
+    typed = given
+    given = _spelled_as_stored(given)
     if not given:
         fail(EXIT_INVALID, "an execution id must not be empty")
     if _WHOLE_ID.fullmatch(given):
         return given
+    if not _ID_PART.fullmatch(given):
+        # No id has such characters: say so without asking the store or the server.
+        fail(EXIT_NOT_FOUND, f"execution '{typed}' not found (an id is hexadecimal and dashes)")
     if server:
         matches = _remote_matches(given, server, api_key)
     else:
         matches = run_async(_local_matches(given, db))
     return _one(given, matches)
+
+
+def _spelled_as_stored(given: str) -> str:
+    """An id as the engine writes it, from the ways UUIDs are also written: upper case,
+    without dashes, in braces or as a URN, with spaces around."""
+    text = given.strip().lower()
+    text = text.removeprefix("urn:uuid:")
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1].strip()
+    if _BARE.fullmatch(text):
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
 
 
 def _one(given: str, matches: list[str]) -> str:

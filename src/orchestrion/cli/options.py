@@ -27,4 +27,10 @@ ServerOption = Annotated[
 ApiKeyOption = Annotated[
     str | None, typer.Option("--api-key", envvar="ORCHESTRION_API_KEY", help="Server API key.")
 ]
-ExecutionIdArgument = Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it.")]
+ExecutionIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="Execution id, or its first or last characters if no other id starts or ends"
+        " with them."
+    ),
+]

@@ -57,9 +57,16 @@ _EXECUTIONS = f"SELECT {EXEC_COLS} FROM executions"
 _EVENTS = f"SELECT {EVENT_COLS} FROM events"
 
 
-def _successor(prefix: str) -> str:
-    """The smallest string above every string that starts with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _successor(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (None when every
+    character is the last there is: no string is)."""
+    for at in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[at]) + 1
+        if code == 0xD800:  # surrogates are no characters of their own: step over them
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:at] + chr(code)
+    return None
 
 
 # A key range (the unique index on idempotency_key answers it) of constant prefixes; ``{b}``
@@ -352,12 +359,10 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
         if flt.id_prefix is not None:  # substr, not LIKE: '%' and '_' are plain characters
             # The byte range [prefix, prefix with its last character raised) finds the rows
             # in the primary key's index instead of reading every row; substr keeps it exact.
-            where.append(
-                f"id{self.BYTEWISE} >= :prefix AND id{self.BYTEWISE} < :prefix_end"
-                " AND substr(id, 1, :plen) = :prefix"
-            )
             params["plen"], params["prefix"] = len(flt.id_prefix), flt.id_prefix
             params["prefix_end"] = _successor(flt.id_prefix)
+            below = "" if params["prefix_end"] is None else f" AND id{self.BYTEWISE} < :prefix_end"
+            where.append(f"id{self.BYTEWISE} >= :prefix{below} AND substr(id, 1, :plen) = :prefix")
         if flt.id_suffix is not None:
             where.append("substr(id, length(id) - :slen + 1) = :suffix")
             params["slen"], params["suffix"] = len(flt.id_suffix), flt.id_suffix
