@@ -6,6 +6,7 @@ the README tells a user to, and checks what they see: messages, exit codes, log 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -572,3 +573,18 @@ def test_log_level_error_silences_a_definitions_warnings_too(tmp_path: Path) -> 
     assert "not enforced yet" in orchestrion("validate", str(warned)).stderr
     quiet = orchestrion("validate", str(warned), env={"ORCHESTRION_LOG_LEVEL": "ERROR"})
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_run_refuses_the_engines_own_idempotency_keys_locally_too(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    flow = _tiny(tmp_path)
+    for key in ("event:x", "Schedule:nightly@1", "child:abc:sub:1"):
+        refused = orchestrion("run", str(flow), "--db", db, "--idempotency-key", key)
+        assert refused.returncode == 2, (key, refused.stderr)
+        assert "--idempotency-key" in refused.stderr and "engine's own" in refused.stderr
+    first = orchestrion("run", str(flow), "--db", db, "--idempotency-key", "mine", "--json")
+    again = orchestrion("run", str(flow), "--db", db, "--idempotency-key", "mine", "--json")
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert json.loads(first.stdout)["execution_id"] == json.loads(again.stdout)["execution_id"]
+    listed = orchestrion("list", "--db", db, "--json")
+    assert len(json.loads(listed.stdout)) == 1, listed.stdout

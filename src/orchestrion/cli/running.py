@@ -50,6 +50,14 @@ def run(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Run a workflow in this process (embedded mode), or on --server, and show its results."""
+    if idempotency_key is not None:
+        from orchestrion.cli.exits import EXIT_INVALID
+        from orchestrion.cli.terminal import fail
+        from orchestrion.core.idempotency import caller_key_problem
+
+        # Refused here as the server refuses it, whether the run is local or not.
+        if (problem := caller_key_problem(idempotency_key)) is not None:
+            fail(EXIT_INVALID, f"--idempotency-key: {problem}")
     params = parse_inputs(inputs or [], inputs_file)
     decisions = None
     if server:
