@@ -71,6 +71,8 @@ async def test_an_event_answers_202_with_what_it_started_and_once_per_id(
     again = await api.post("/v1/events/policy.updated", json=payload)
     assert again.status_code == 202
     assert [e["execution_id"] for e in again.json()["executions"]] == [started["execution_id"]]
+    message = again.json()["message"]
+    assert message == "this event was delivered before: it started 1 execution(s) then"
     listed = (await api.get("/v1/workflows", params={"workflow": "on-policy"})).json()
     started_ones = [i for i in listed["items"] if i["status"] != "PENDING"]
     assert len(started_ones) == 1

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class EventStart:
     definition_id: str
     trigger: str | None
     status: ExecutionStatus
+    new: bool = True  # False: started when the same event was delivered before
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,7 @@ class EventTriggers:
             assert skip is not None  # every trigger was tried, and none took the event
             return skip
         key = event_key(out.event_type, out.event_id, definition.name)
+        asked = time.time()
         try:
             record = await self._starts.start_execution(
                 definition, inputs, key, None, out.event_id, None, inputs_trust, labels
@@ -226,7 +229,13 @@ class EventTriggers:
         if status is ExecutionStatus.PENDING:
             status = ExecutionStatus.RUNNING
         return EventStart(
-            record.id, definition.name, definition.version, definition.id, name, status
+            record.id,
+            definition.name,
+            definition.version,
+            definition.id,
+            name,
+            status,
+            new=record.created_at >= asked,  # made by this call, not found by its key
         )
 
     async def _inputs(

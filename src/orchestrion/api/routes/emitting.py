@@ -107,8 +107,13 @@ def emit_response(emitted: Emitted) -> EmitResponse:
         )
         for item in emitted.skipped
     ]
-    if started:
-        message = f"the event started {len(started)} execution(s)"
+    new = sum(1 for item in emitted.executions if item.new)
+    if started and new:
+        message = f"the event started {new} execution(s)"
+        if new < len(started):
+            message += f", and {len(started) - new} when it was delivered before"
+    elif started:
+        message = f"this event was delivered before: it started {len(started)} execution(s) then"
     elif skipped:
         message = "no workflow listening to this event took it (see skipped)"
     else:
