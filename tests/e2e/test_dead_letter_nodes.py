@@ -3,9 +3,10 @@
 A real ``orchestrion run`` on a SQLite file whose python node fails on every attempt (until a
 marker file exists) leaves a failed execution; ``orchestrion dlq list --db`` shows the node,
 ``dlq show`` its error, ``dlq retry`` (the failure fixed) reruns the execution from it to
-completion and it leaves the list; ``dlq drop`` records another as handled. The same through
-a real ``orchestrion serve``: ``/v1/admin/dlq`` and ``orchestrion dlq --server``. The error
-of an execution encrypted at rest is listed decrypted, and stays sealed in the file.
+completion and it leaves the list; ``dlq drop`` records another as handled. The execution
+part of a letter's id may be typed as its first or last characters, as every execution id. The
+same through a real ``orchestrion serve``: ``/v1/admin/dlq`` and ``orchestrion dlq --server``.
+The error of an execution encrypted at rest is listed decrypted, and stays sealed in the file.
 """
 
 from __future__ import annotations
@@ -149,6 +150,53 @@ def test_a_dropped_node_is_listed_no_more_and_filters_and_pages_work(tmp_path: P
         )
 
 
+def _end(ids: list[str]) -> str:
+    """The shortest end of ``ids[0]`` that no other id starts or ends with."""
+    first = ids[0]
+    return next(
+        first[-n:]
+        for n in range(1, len(first))
+        if not any(o.endswith(first[-n:]) or o.startswith(first[-n:]) for o in ids[1:])
+    )
+
+
+def _shared(one: str, other: str) -> str:
+    """The first characters both ids begin with."""
+    size = next((i for i, (a, b) in enumerate(zip(one, other, strict=True)) if a != b), len(one))
+    return one[:size]
+
+
+def test_a_dead_letter_is_found_by_the_first_or_last_characters_of_its_execution(
+    tmp_path: Path,
+) -> None:
+    flow, db, _marker, env = _setup(tmp_path)
+    first = _failed_run(flow, db, env)
+    second = _failed_run(flow, db, env)
+    local = ("--db", str(db))
+
+    # Made close together, the two ids share their first characters: the last tell them apart.
+    tail = _end([first, second])
+    shown = orchestrion("dlq", "show", f"{tail}.flaky", "--json", *local, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == f"{first}.flaky"
+    shared = _shared(first, second)
+    assert shared, (first, second)
+    ambiguous = orchestrion("dlq", "show", f"{shared}.flaky", *local, env=env)
+    assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr, ambiguous.stderr
+    assert first in ambiguous.stderr and second in ambiguous.stderr
+    nothing = orchestrion("dlq", "show", "fff0.flaky", *local, env=env)
+    assert nothing.returncode == EXIT_NOT_FOUND and "'fff0' not found" in nothing.stderr
+
+    again = orchestrion("dlq", "retry", f"{_end([second, first])}.flaky", *local, env=env)
+    assert again.returncode == 1, (again.stdout, again.stderr)  # still broken: failed again
+    assert f"retried {second}.flaky" in again.stdout
+    dropped = orchestrion("dlq", "drop", f"{tail}.flaky", *local, env=env)
+    assert dropped.returncode == 0, dropped.stderr
+    assert f"dropped {first}.flaky" in dropped.stdout
+    [left] = _listed(*local, env=env)["items"]
+    assert left["id"] == f"{second}.flaky" and left["attempt"] == 3
+
+
 def _wait_status(client: httpx.Client, execution_id: str, status: str) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -202,9 +250,22 @@ def test_dead_letter_nodes_through_a_server(tmp_path: Path) -> None:
             cli = _listed(*remote, env=env)
             assert [i["id"] for i in cli["items"]] == [i["id"] for i in body["items"]]
 
+            # The last characters of an execution id name it on the server too.
+            tail = _end([retried_id, dropped_id])
+            shown = orchestrion("dlq", "show", f"{tail}.flaky", "--json", *remote, env=env)
+            assert shown.returncode == 0, shown.stderr
+            assert json.loads(shown.stdout)["id"] == f"{retried_id}.flaky"
+            shared = _shared(retried_id, dropped_id)
+            assert shared, (retried_id, dropped_id)
+            ambiguous = orchestrion("dlq", "drop", f"{shared}.flaky", *remote, env=env)
+            assert ambiguous.returncode == 2 and dropped_id in ambiguous.stderr, ambiguous.stderr
+            nothing = orchestrion("dlq", "show", "fff0.flaky", *remote, env=env)
+            assert nothing.returncode == EXIT_NOT_FOUND, nothing.stderr
+
             marker.touch()
-            retry = orchestrion("dlq", "retry", f"{retried_id}.flaky", *remote, env=env)
+            retry = orchestrion("dlq", "retry", f"{tail}.flaky", *remote, env=env)
             assert retry.returncode == 0, retry.stderr
+            assert f"retried {retried_id}.flaky" in retry.stdout
             _wait_status(client, retried_id, "COMPLETED")
 
             dropped = client.delete(f"/v1/admin/dlq/{dropped_id}.flaky", headers=ADMIN)

@@ -20,6 +20,10 @@ Exit codes (as in ``cli/app.py``): 0 done; 1 a node rerun here failed again; 2 a
 cannot be retried, no Redis configured for a task id, or a request the server refused; 3 the
 database, Redis or the server cannot be reached; 5 an id that names no dead letter (unknown,
 malformed, or a node that has not failed for good); 6 the server refused the API key.
+
+As everywhere an execution id is taken, the execution part of a node's id may be its first or
+last characters (``5c38.flaky``): they must name one execution (else exit 2, the candidates
+listed), locally or on ``--server``.
 """
 
 from __future__ import annotations
@@ -81,7 +85,10 @@ PrefixOption = Annotated[
 ]
 EntryArgument = Annotated[
     str,
-    typer.Argument(help="Dead letter id, as listed (<execution>.<node>, or 1712345678901-0)."),
+    typer.Argument(
+        help="Dead letter id, as listed (<execution>.<node>, or 1712345678901-0); the "
+        "execution part may be the first or last characters of its id."
+    ),
 ]
 
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -108,6 +115,18 @@ def _checked(entry_id: str, *, cursor: bool = False) -> str:
         f"no dead letter '{entry_id}' (ids look like <execution id>.<node id>, or "
         "1712345678901-0 for a parked task)",
     )
+
+
+def _whole(entry_id: str, target: Target) -> str:
+    """``entry_id`` with its execution part made whole when it is a node's id."""
+    if not is_node(entry_id):
+        return entry_id
+    from orchestrion.cli.ids import resolve
+
+    # Neither an execution id nor a node id holds a dot: the first one ends the execution's.
+    execution, _, node = entry_id.partition(".")
+    whole = resolve(execution, db=target.db, server=target.server, api_key=target.api_key)
+    return f"{whole}.{node}"
 
 
 def _run(
@@ -188,6 +207,7 @@ def show(
     """Show a dead letter: its error (and, for a parked task, its traceback and message)."""
     _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
+    entry_id = _whole(entry_id, target)
     letter = _run(
         target,
         entry_id,
@@ -215,6 +235,7 @@ def retry(
     --server); a parked task goes back to its task stream."""
     _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
+    entry_id = _whole(entry_id, target)
     action = _run(
         target,
         entry_id,
@@ -246,6 +267,7 @@ def drop(
     (dead_letter) and its execution goes on."""
     _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
+    entry_id = _whole(entry_id, target)
     action = _run(
         target,
         entry_id,
