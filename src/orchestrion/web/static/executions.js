@@ -3,7 +3,9 @@
 "use strict";
 
 (() => {
-  const FIELDS = ["status", "workflow", "trigger", "created_after", "created_before", "id_prefix"];
+  const FIELDS = [
+    "status", "workflow", "trigger", "created_after", "created_before", "id_prefix", "id_suffix",
+  ];
   const LIVE_TYPES = [
     "execution.started", "execution.completed", "execution.failed", "execution.cancelled",
     "execution.paused", "execution.resumed", "execution.waiting", "execution.retried",
@@ -34,6 +36,7 @@
     O.$("f-after").value = local(f.created_after);
     O.$("f-before").value = local(f.created_before);
     O.$("f-id").value = f.id_prefix || "";
+    O.$("f-id-end").value = f.id_suffix || "";
   }
 
   function local(iso) {
@@ -56,6 +59,8 @@
     if (after) set("created_after", new Date(after).toISOString());
     if (before) set("created_before", new Date(before).toISOString());
     set("id_prefix", O.$("f-id").value.trim());
+    // Ids begin with the time they were made: their last characters tell recent ones apart.
+    set("id_suffix", O.$("f-id-end").value.trim());
     return params;
   }
 
@@ -198,9 +203,10 @@
     toInputs();
     O.$("filters").addEventListener("submit", apply);
     O.$("clear").addEventListener("click", () => {
-      for (const id of ["f-status", "f-workflow", "f-trigger", "f-after", "f-before", "f-id"]) {
-        O.$(id).value = "";
-      }
+      const fields = [
+        "f-status", "f-workflow", "f-trigger", "f-after", "f-before", "f-id", "f-id-end",
+      ];
+      for (const id of fields) O.$(id).value = "";
       apply();
     });
     O.$("next").addEventListener("click", () => {
