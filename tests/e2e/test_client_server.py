@@ -433,6 +433,7 @@ def test_cli_cancel_pause_resume_status_on_the_server(server: Server, client: Cl
 
 def test_cli_unreachable_server_exits_3() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
-    result = orchestrion("status", "x", "--server", url)
-    assert result.returncode == 3 and url in result.stderr
-    assert "Traceback" not in result.stderr
+    for execution in ("5c38", "01a2508f-5aab-7d3c-a40e-536dd973bb1b"):  # a part, a whole id
+        result = orchestrion("status", execution, "--server", url)
+        assert result.returncode == 3 and url in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
