@@ -285,8 +285,7 @@ class ChildExecutions:
             unfinished.add_done_callback(lambda _: self._unfinished.pop(parent, None))
         found = await lineage.child_ids(self._engine, parent, node)
         for child in await asyncio.shield(unfinished):
-            at = child.parent_node_id or ""
-            if (at == node or at.startswith(f"{node}[")) and child.id not in found:
+            if lineage.started_by(child) == node and child.id not in found:
                 found.append(child.id)
         return found
 

@@ -31,6 +31,7 @@ __all__ = [
     "child_ids",
     "descendants",
     "pending_decisions",
+    "started_by",
     "unfinished_children",
 ]
 
@@ -73,6 +74,11 @@ async def child_ids(engine: Engine, execution_id: str, node: str | None = None) 
         if len(page) < size:
             return found
         after = page[-1].seq
+
+
+def started_by(child: ExecutionRecord) -> str:
+    """The parent's node whose run started ``child`` (a map item's child names ``node[i]``)."""
+    return (child.parent_node_id or "").split("[", 1)[0]
 
 
 async def unfinished_children(engine: Engine, execution_id: str) -> list[ExecutionRecord]:
@@ -167,5 +173,5 @@ class _Rows:
         return [
             record.id
             for record in self._by_parent.get(execution_id, [])
-            if (record.parent_node_id or "").split("[", 1)[0] in nodes
+            if started_by(record) in nodes
         ]
