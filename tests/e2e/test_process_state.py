@@ -3,8 +3,10 @@
 Embedded in a plain Python program, an engine that starts and runs leaves the log record
 factory and the garbage collector's frozen objects as they were; ``orchestrion run`` and
 ``orchestrion serve`` put in the masking log record factory and freeze the start-up objects
-(the ``mask_all_logs`` and ``gc_freeze`` settings, which their process turns on). Each
-program reports, as it exits, whether the factory was replaced and objects were frozen.
+and raise the collector's young threshold while the engine runs (the ``mask_all_logs``,
+``gc_freeze`` and ``gc_young_threshold`` settings, which their process turns on). Each program
+reports, as it exits, whether the factory was replaced and objects were frozen, and the
+young thresholds set in turn.
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ REPORT = textwrap.dedent(
     """
     import atexit, gc, logging, sys
     original = logging.getLogRecordFactory()
+    set_threshold, young = gc.set_threshold, []
+
+    def recorded(*thresholds):
+        young.append(str(thresholds[0]))
+        set_threshold(*thresholds)
+
+    gc.set_threshold = recorded
 
     def report():
         replaced = logging.getLogRecordFactory() is not original
-        print(f"STATE factory={replaced} frozen={gc.get_freeze_count() > 0}", flush=True)
+        frozen = gc.get_freeze_count() > 0
+        print(f"STATE factory={replaced} frozen={frozen} young={','.join(young)}", flush=True)
 
     atexit.register(report)
     """
@@ -77,10 +87,15 @@ def _state(output: str) -> str:
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ({}, "STATE factory=False frozen=False"),
-        ({"ORCHESTRION_MASK_ALL_LOGS": "true"}, "STATE factory=True frozen=False"),
-        ({"ORCHESTRION_GC_FREEZE": "true"}, "STATE factory=False frozen=True"),
-        ({"ORCHESTRION_CAPTURE_NODE_LOGS": "true"}, "STATE factory=True frozen=False"),
+        ({}, "STATE factory=False frozen=False young="),
+        ({"ORCHESTRION_MASK_ALL_LOGS": "true"}, "STATE factory=True frozen=False young="),
+        ({"ORCHESTRION_GC_FREEZE": "true"}, "STATE factory=False frozen=True young="),
+        ({"ORCHESTRION_CAPTURE_NODE_LOGS": "true"}, "STATE factory=True frozen=False young="),
+        # Raised while the engine runs, put back when it stops.
+        (
+            {"ORCHESTRION_GC_YOUNG_THRESHOLD": "20000"},
+            "STATE factory=False frozen=False young=20000,700",
+        ),
     ],
 )
 def test_an_embedded_engine_changes_no_process_state_unless_asked(
@@ -97,7 +112,7 @@ def test_an_embedded_engine_changes_no_process_state_unless_asked(
     assert _state(done.stdout) == expected
 
 
-def test_orchestrion_run_masks_logs_and_freezes_startup_objects(tmp_path: Path) -> None:
+def test_orchestrion_run_masks_logs_freezes_and_raises_the_young_threshold(tmp_path: Path) -> None:
     flow = tmp_path / "hello.yaml"
     flow.write_text(HELLO)
     done = subprocess.run(
@@ -109,10 +124,13 @@ def test_orchestrion_run_masks_logs_and_freezes_startup_objects(tmp_path: Path) 
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert _state(done.stdout) == "STATE factory=True frozen=True"
+    # Paused while it starts, back at the engine's start, raised while it runs, put back.
+    assert _state(done.stdout) == "STATE factory=True frozen=True young=100000,700,20000,700"
 
 
-def test_orchestrion_serve_masks_logs_and_freezes_startup_objects(tmp_path: Path) -> None:
+def test_orchestrion_serve_masks_logs_freezes_and_raises_the_young_threshold(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
     command = [sys.executable, "-c", COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -138,4 +156,4 @@ def test_orchestrion_serve_masks_logs_and_freezes_startup_objects(tmp_path: Path
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0, log.read_text()
-    assert _state(log.read_text()) == "STATE factory=True frozen=True"
+    assert _state(log.read_text()) == "STATE factory=True frozen=True young=100000,700,20000,700"

@@ -70,3 +70,77 @@ def test_the_command_lines_pause_ends_with_the_first_collection() -> None:
         [sys.executable, "-c", PAUSED_START], capture_output=True, text=True, check=True
     )
     assert ran.stdout.split() == ["100000", "True", "True"], ran.stderr
+
+
+YOUNG = textwrap.dedent(
+    """
+    import gc
+    from orchestrion.engine.gc_tuning import lower_young_threshold, raise_young_threshold
+
+    class Engine:  # a holder, as an engine is
+        pass
+
+    def young():
+        return gc.get_threshold()[0]
+
+    seen = []
+    first, second = Engine(), Engine()
+    raise_young_threshold(first, 20_000)
+    raise_young_threshold(second, 20_000)
+    seen.append(young())
+    lower_young_threshold(first)
+    seen.append(young())  # the second still runs
+    lower_young_threshold(second)
+    seen.append(young())  # the last one stopped: as before
+    lower_young_threshold(second)  # stopped twice: nothing more
+    seen.append(young())
+
+    gc.set_threshold(50_000)  # the program waits longer already: left as it is
+    raise_young_threshold(first, 20_000)
+    seen.append(young())
+    lower_young_threshold(first)
+    seen.append(young())
+
+    gc.set_threshold(0)  # the program turned automatic collection off: left off
+    raise_young_threshold(first, 20_000)
+    seen.append(young())
+    lower_young_threshold(first)
+
+    gc.set_threshold(700)
+    raise_young_threshold(first, 0)  # the setting's 0: left as it is
+    seen.append(young())
+
+    raise_young_threshold(first, 20_000)
+    gc.set_threshold(1_000)  # the program's own change while the engine ran: kept
+    lower_young_threshold(first)
+    seen.append(young())
+
+    gc.set_threshold(700)
+    engine = Engine()
+    raise_young_threshold(engine, 20_000)
+    del engine  # dropped without a stop: the next engine raises it again
+    gc.collect()
+    gc.set_threshold(700)
+    raise_young_threshold(first, 20_000)
+    seen.append(young())
+    print(*seen)
+    """
+)
+
+
+def test_the_young_threshold_is_only_raised_and_put_back_by_the_last_engine() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", YOUNG], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert ran.stdout.split() == [
+        "20000",
+        "20000",
+        "700",
+        "700",
+        "50000",
+        "50000",
+        "0",
+        "700",
+        "1000",
+        "20000",
+    ], ran.stderr

@@ -10,7 +10,12 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
-from orchestrion.engine.gc_tuning import freeze_startup_objects, resume_collection
+from orchestrion.engine.gc_tuning import (
+    freeze_startup_objects,
+    lower_young_threshold,
+    raise_young_threshold,
+    resume_collection,
+)
 from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.store.encrypted import protect
 
@@ -72,6 +77,7 @@ async def start(engine: Engine) -> None:
     if engine.settings.gc_freeze:
         freeze_startup_objects()  # imports and set-up are done: see gc_tuning
     resume_collection()  # paused by the command line while it started
+    raise_young_threshold(engine, engine.settings.gc_young_threshold)
     engine._loop.start()
     engine._recovery.start()
     if engine.outbox and engine._recovery.resume:
@@ -114,6 +120,7 @@ async def _abort_start(engine: Engine) -> None:
         await engine.audit.stop()
     with contextlib.suppress(Exception):
         await engine.store.close()
+    lower_young_threshold(engine)
     engine._started = False
 
 
@@ -142,4 +149,5 @@ async def stop(engine: Engine, grace: float | None = None) -> None:
     await engine._resources.aclose()
     await engine.audit.stop()  # the last checkpoint, while the store is open
     await engine.store.close()
+    lower_young_threshold(engine)
     engine._started = False

@@ -8,12 +8,13 @@ Nothing is required for embedded use. Values are validated when read, and a bad 
 process with a message naming the variable (``load_settings`` turns pydantic's error into a
 ``ConfigurationError``).
 
-Three settings change the whole process, not just Orchestrion: ``gc_freeze`` (the garbage
-collector), ``mask_all_logs`` and ``capture_node_logs`` (log record factories). A library must
-not do that to the program that embeds it, so they are off by default; ``claim_process`` turns
-them on by default in a process Orchestrion owns (the ``orchestrion`` command, hence
-``run``, ``serve`` and the scale-out processes). An embedder turns them on with
-``Settings(gc_freeze=True)`` or the environment, which wins over both defaults.
+Four settings change the whole process, not just Orchestrion: ``gc_freeze`` and
+``gc_young_threshold`` (the garbage collector), ``mask_all_logs`` and ``capture_node_logs``
+(log record factories). A library must not do that to the program that embeds it, so they
+are off by default; ``claim_process`` turns them on by default in a process Orchestrion owns
+(the ``orchestrion`` command, hence ``run``, ``serve`` and the scale-out processes). An
+embedder turns them on with ``Settings(gc_freeze=True)`` or the environment, which wins over
+both defaults.
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ _OWNED_PROCESS_DEFAULTS: dict[str, Any] = {}
 def claim_process() -> None:
     """This process is Orchestrion's (the command line calls this first): from now on the
     settings that tune the whole process default to on."""
-    _OWNED_PROCESS_DEFAULTS.update(gc_freeze=True, mask_all_logs=True, capture_node_logs=True)
+    _OWNED_PROCESS_DEFAULTS.update(
+        gc_freeze=True,
+        gc_young_threshold=20_000,
+        mask_all_logs=True,
+        capture_node_logs=True,
+    )
 
 
 def owns_process() -> bool:
@@ -111,6 +117,14 @@ class Settings(BaseSettings):
         default=False,
         description="move the objects alive at the first engine start out of the garbage"
         " collector's reach, process-wide (engine/gc_tuning.py); on in the CLI and the server",
+    )
+    gc_young_threshold: int = Field(
+        default=0,
+        ge=0,
+        description="while an engine runs, collect the garbage collector's youngest generation"
+        " after this many new objects instead of CPython's 700, process-wide"
+        " (engine/gc_tuning.py); 0 leaves the collector as it is; 20000 in the CLI and the"
+        " server",
     )
     mask_all_logs: bool = Field(
         default=False,
