@@ -1284,7 +1284,7 @@ async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0011"
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0012"
         got = await store.get_execution("e1")
         assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
         # Rows from before 0005 cannot be told apart: the service's or one's own? Untrusted.
@@ -1586,5 +1586,36 @@ async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -
         mine.trust = Trust.TRUSTED
         await store.create_execution(mine)
         assert (await store.get_execution("e2")).trust is Trust.TRUSTED
+    finally:
+        await store.close()
+
+
+async def test_postgres_finds_executions_by_id_prefix_through_an_index(
+    postgres_url: str,
+) -> None:
+    # The primary key is in the database's collation (C.UTF-8, en_US.UTF-8 on most servers),
+    # the prefix range is byte-wise: without an index of the ids' bytes, every lookup of an
+    # id by its first characters read every execution row.
+    from orchestrion.engine.ids import new_record_id
+
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        await store.put_definition(definition())
+        ids = [new_record_id() for _ in range(200)]
+        for eid in ids:
+            await store.create_execution(execution(eid))
+        wanted = ExecutionFilter(id_prefix=ids[7][:-4], limit=50)
+        page, _ = await store.list_executions(wanted)
+        assert ids[7] in {e.id for e in page}
+        where, params = store._execution_filter(wanted)
+        async with store._connection() as conn:
+            await conn.run("SET enable_seqscan = off")  # a scan of every row only if no index can
+            plan = await conn.rows(
+                "EXPLAIN SELECT id FROM executions WHERE " + " AND ".join(where), params
+            )
+        text = "\n".join(row[0] for row in plan)
+        # The range bounds the index scan (an index read whole, filtered, has no Index Cond).
+        assert "Index Cond" in text and "Seq Scan" not in text, text
     finally:
         await store.close()

@@ -192,4 +192,4 @@ CREATE TABLE ended_sessions (
 	CONSTRAINT uq_ended_sessions_nonce UNIQUE (nonce)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0011');
+INSERT INTO alembic_version (version_num) VALUES ('0012');
