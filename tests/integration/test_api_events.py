@@ -78,6 +78,23 @@ async def test_an_event_answers_202_with_what_it_started_and_once_per_id(
     assert len(started_ones) == 1
 
 
+async def test_an_event_delivered_again_is_told_apart_by_its_key_not_the_clock(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = {"id": "evt-clock", "severity": "high", "doc": "a.pdf"}
+    first = await api.post("/v1/events/policy.updated", json=payload)
+    assert first.json()["message"] == "the event started 1 execution(s)"
+    await until_final(api, first.json()["executions"][0]["execution_id"])
+    # The clock steps back an hour (NTP, a replica whose clock lags the one that started it).
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)
+    again = await api.post("/v1/events/policy.updated", json=payload)
+    monkeypatch.setattr(time, "time", real)
+    assert again.status_code == 202, again.text
+    message = again.json()["message"]
+    assert message == "this event was delivered before: it started 1 execution(s) then"
+
+
 async def test_the_idempotency_key_header_names_the_event_when_the_body_does_not(
     api: httpx.AsyncClient,
 ) -> None:

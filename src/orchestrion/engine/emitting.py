@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -216,9 +215,8 @@ class EventTriggers:
             assert skip is not None  # every trigger was tried, and none took the event
             return skip
         key = event_key(out.event_type, out.event_id, definition.name)
-        asked = time.time()
         try:
-            record = await self._starts.start_execution(
+            record, made = await self._starts.start_or_find(
                 definition, inputs, key, None, out.event_id, None, inputs_trust, labels
             )
         except (DefinitionError, IdempotencyConflict) as exc:
@@ -235,7 +233,7 @@ class EventTriggers:
             definition.id,
             name,
             status,
-            new=record.created_at >= asked,  # made by this call, not found by its key
+            new=made,  # made by this call, not found by its key
         )
 
     async def _inputs(

@@ -112,6 +112,31 @@ class Starts:
         """See ``Engine.start_execution``; ``inputs_trust``: that of whatever the inputs came
         from (an execution whose end starts this one), when it is not the caller's;
         ``labels``: stored with the execution (what started it)."""
+        started, _made = await self.start_or_find(
+            definition,
+            inputs,
+            idempotency_key,
+            overrides,
+            correlation_id,
+            parent,
+            inputs_trust,
+            labels,
+        )
+        return started
+
+    async def start_or_find(
+        self,
+        definition: Any,
+        inputs: dict[str, Any] | None,
+        idempotency_key: str | None,
+        overrides: dict[str, dict[str, Any]] | None,
+        correlation_id: str | None,
+        parent: tuple[str, str, int] | None,
+        inputs_trust: Trust | None = None,
+        labels: dict[str, Any] | None = None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """``start_execution``, and whether this call made the execution (False: the
+        ``idempotency_key`` named one made before, which is returned)."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
         # Content handed over is the caller's; a stored definition keeps its own level.
@@ -164,11 +189,11 @@ class Starts:
                 or stored.owner is not None  # a start made it, and is beginning it now
                 or stored.id in self._parts.loop.live
             ):
-                return stored
+                return stored, False
             # Made pending by create_execution with this key, never triggered: trigger it.
-            return await self.trigger(stored.id, inputs, overrides, correlation_id)
+            return await self.trigger(stored.id, inputs, overrides, correlation_id), False
         await self.begin(stored, compiled)
-        return stored
+        return stored, True
 
     async def _check_same_workflow(
         self, stored: ExecutionRecord, compiled: CompiledWorkflow, key: str | None
