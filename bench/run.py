@@ -177,7 +177,7 @@ def _worker(name: str, repeat: int, handlers: list[str], history: int = 0) -> di
 def main() -> None:
     from orchestrion.settings import claim_process
 
-    claim_process()  # the process-wide tuning the CLI has (gc_freeze): the figures' setup
+    claim_process()  # the process-wide tuning the CLI has (the collector's): the figures' setup
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -131,7 +131,7 @@ def w5(tmp: Path, size: int) -> dict[str, Any]:
 if __name__ == "__main__":
     from orchestrion.settings import claim_process
 
-    claim_process()  # the process-wide tuning the CLI has (gc_freeze): the figures' setup
+    claim_process()  # the process-wide tuning the CLI has (the collector's): the figures' setup
     _common.main(
         "orchestrion",
         _version,
