@@ -157,3 +157,28 @@ def test_orchestrion_serve_masks_logs_freezes_and_raises_the_young_threshold(
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0, log.read_text()
     assert _state(log.read_text()) == "STATE factory=True frozen=True young=100000,700,20000,700"
+
+
+def test_orchestrion_worker_raises_the_young_threshold_while_it_runs(
+    tmp_path: Path, redis_server: str, redis_prefix: str
+) -> None:
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-c", COMMAND, "worker", "--redis", redis_server]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(ORCHESTRION_REDIS_PREFIX=redis_prefix, ORCHESTRION_LOG_LEVEL="INFO"),
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "serving" not in log.read_text():
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    assert _state(log.read_text()).endswith(" young=100000,700,20000,700")

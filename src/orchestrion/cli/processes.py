@@ -254,10 +254,21 @@ def worker(
         )
         if node_worker is None:
             return
+        from orchestrion.engine.gc_tuning import (
+            lower_young_threshold,
+            raise_young_threshold,
+            resume_collection,
+        )
+
+        # Started: the start-up pause ends, and its attempts' objects are as short-lived as
+        # an engine's (gc_tuning).
+        resume_collection()
+        raise_young_threshold(node_worker, settings.gc_young_threshold)
         try:
             await stop.wait()
         finally:
             await node_worker.stop()
+            lower_young_threshold(node_worker)
 
     _until_signal(log_format, settings, body)
 

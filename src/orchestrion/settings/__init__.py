@@ -121,8 +121,9 @@ class Settings(BaseSettings):
     gc_young_threshold: int = Field(
         default=0,
         ge=0,
-        description="while an engine runs, collect the garbage collector's youngest generation"
-        " after this many new objects instead of CPython's 700, process-wide"
+        description="while an engine or a worker runs, collect the garbage collector's"
+        " youngest generation after this many new objects instead of CPython's 700,"
+        " process-wide"
         " (engine/gc_tuning.py); 0 leaves the collector as it is; 20000 in the CLI and the"
         " server",
     )
