@@ -91,8 +91,10 @@ class RetryPolicy(_Strict):
     ``max_attempts`` counts every attempt, the first included (1 = never retry). The delay
     before attempt n+1 is ``min(max_delay, initial_delay * multiplier ** (n-1))``, drawn
     uniformly from [0, that] under full jitter. ``retry_on`` lists error categories that are
-    retried: ``transient`` (network, 5xx, timeouts: the default) or ``all``, or specific
-    categories such as ``timeout``.
+    retried: ``transient`` (the default: network errors, 5xx answers, timeouts, rate limits,
+    and any exception a function raises other than ``PermanentNodeError``; a config, policy
+    or template error is never transient) or ``all``, or specific categories such as
+    ``timeout``.
     """
 
     max_attempts: int = Field(default=3, ge=1, le=1000)
