@@ -69,6 +69,7 @@ class ErrorInfo:
     transient: bool = False
     type: str | None = None
     traceback: str | None = None
+    retry_after: float | None = None  # seconds the other side asked to wait (Retry-After)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -80,6 +81,8 @@ class ErrorInfo:
             data["type"] = self.type
         if self.traceback:
             data["traceback"] = self.traceback
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
         return data
 
     @classmethod
@@ -90,7 +93,15 @@ class ErrorInfo:
             transient=bool(data.get("transient", False)),
             type=data.get("type"),
             traceback=data.get("traceback"),
+            retry_after=_seconds(data.get("retry_after")),
         )
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds as recorded (anything else, as from an older record: None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value < float("inf") else None
 
 
 # ---------------------------------------------------------------- events (in)

@@ -304,6 +304,8 @@ class ExecutionMachine(ExecutionControl):
             and should_retry(policy, run.attempt, error.category, error.transient)
         ):
             delay = retry_delay(policy, run.attempt, self._rng.random())
+            if error.retry_after is not None:  # asked to wait: at least that, up to max_delay
+                delay = max(delay, min(error.retry_after, policy.max_delay))
             run.state = _WAITING
             run.wait_reason = _RETRY
             run.wake_at = at + delay

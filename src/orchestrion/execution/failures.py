@@ -60,7 +60,16 @@ def _classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
     if isinstance(exc, NodeTimeout):
         return ErrorInfo(ErrorCategory.TIMEOUT, str(exc), transient=True, type="TimeoutError")
     if isinstance(exc, NodeError):
-        return ErrorInfo(exc.category, str(exc), exc.transient, kind)
+        details = exc.details
+        asked = details.get("retry_after") if isinstance(details, dict) else None
+        retry_after = (
+            float(asked)
+            if isinstance(asked, int | float)
+            and not isinstance(asked, bool)
+            and 0 <= asked < float("inf")
+            else None
+        )
+        return ErrorInfo(exc.category, str(exc), exc.transient, kind, retry_after=retry_after)
     if isinstance(exc, ValidationError):
         violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
         if violations:

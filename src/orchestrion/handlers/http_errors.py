@@ -7,6 +7,7 @@ credentials of a URL.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +112,12 @@ def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeEr
 def _retry_after(headers: httpx.Headers) -> float | None:
     value = headers.get("retry-after", "").strip()
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None  # an HTTP date: rare enough to leave to the retry policy
+    if seconds is None or not math.isfinite(seconds):
+        return None  # "inf", "nan": no wait anyone can keep
+    return max(0.0, seconds)
 
 
 def status_error(

@@ -41,7 +41,7 @@ _PLAIN_DATA_KEYS = frozenset({"reason", "delay", "node", "nodes"})
 # Control request keys that say what to do, to which attempt, and which process asks.
 _PLAIN_REQUEST_KEYS = frozenset({"verb", "node", "reason", "attempt", "failed_at", "requested_by"})
 # Error keys that say what kind of failure it was: left readable; the rest is sealed.
-_PLAIN_ERROR_KEYS = frozenset({"category", "type", "transient"})
+_PLAIN_ERROR_KEYS = frozenset({"category", "type", "transient", "retry_after"})
 # The category of a node error that quotes a child execution's error.
 CHILD_FAILED = "child_failed"
 
