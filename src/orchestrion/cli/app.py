@@ -21,6 +21,9 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
+    from orchestrion.cli.pipes import guard
+
+    guard()  # first: the logging handler below holds the stderr it is given
     from orchestrion.engine.gc_tuning import pause_collection
 
     pause_collection()  # until an engine starts: what the imports make lives on (gc_tuning)

@@ -26,6 +26,7 @@ from orchestrion.cli.options import (
     JsonOption,
     ServerOption,
 )
+from orchestrion.cli.pipes import gone
 from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ def _local(
                     for line in lines:
                         show(_fields(line))
                         after = line.seq
+                        if gone():
+                            return  # the reader left (`| head`): no one to print for
                     if len(lines) < _PAGE:
                         break
                 if not follow or final:
@@ -129,13 +132,15 @@ def _remote(
         if follow:
             for line in client.follow_logs(execution_id, node, attempt=attempt):
                 show(_fields(line))
+                if gone():
+                    return
             return
         after = 0
         while True:
             page = client.logs(execution_id, node, attempt=attempt, after=after, limit=_PAGE)
             for line in page.items:
                 show(_fields(line))
-            if len(page.items) < _PAGE:
+            if len(page.items) < _PAGE or gone():
                 return
             after = page.next_after
 
