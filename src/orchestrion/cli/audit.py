@@ -25,19 +25,18 @@ Exit codes as in ``cli/exits.py``: 2 bad input or no audit key, 3 the database c
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from orchestrion.cli.audit_sources import read_export, remote_get, remote_records, with_log
 from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID
 from orchestrion.cli.local import run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console, err, fail
 
 if TYPE_CHECKING:
@@ -261,19 +260,29 @@ def _show(records: list[AuditRecord], as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps([r.chain_fields() for r in records]))
         return
-    table = Table("seq", "at (UTC)", "action", "actor", "execution", "node", "outcome")
-    for r in records:
-        when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(
+    plain = piped(console)
+    columns = [
+        Column("seq", right=True),
+        Column("at"),
+        Column("action"),
+        Column("actor", cut=True),
+        Column("execution"),
+        Column("node"),
+        Column("outcome", cut=True),
+    ]
+    rows: list[list[str | Text]] = [
+        [
             str(r.seq),
-            when,
+            when(r.at, plain),
             Text(r.action),
             Text(r.actor or ""),
             Text(r.execution_id or ""),
             Text(r.node_id or ""),
             Text(r.outcome or ""),
-        )
-    console.print(table)
+        ]
+        for r in records
+    ]
+    print_table(console, columns, rows)
 
 
 @audit_app.command("export")

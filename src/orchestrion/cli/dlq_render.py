@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from orchestrion.cli.terminal import console
+from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.terminal import console, err
 
 if TYPE_CHECKING:
     from orchestrion.client import DeadLetter, DeadLetterPage
@@ -43,24 +44,19 @@ def render_page(page: DeadLetterPage) -> None:
     if not page.items:
         console.print("the dead letter queue is empty")
         return
-    table = Table(
-        title=f"dead letters: {len(page.items)} of {page.total}", title_justify="left", expand=True
-    )
+    plain = piped(console)
     # Ids are never cut (they are what the other commands take): a node's entry id holds its
     # execution and node, so those columns are shown only for parked tasks, which need them.
     tasks = any(letter.kind != "node" for letter in page.items)
-    table.add_column("id", no_wrap=True, min_width=max(len(x.id) for x in page.items))
-    table.add_column("kind", no_wrap=True)
-    table.add_column("category", overflow="fold")
+    # On a narrow terminal the kind, attempt and deliveries make room for the message.
+    columns = [Column("id"), Column("kind", optional=True), Column("category")]
     if tasks:
-        table.add_column("execution", no_wrap=True)
-        table.add_column("node", overflow="fold")
-    table.add_column("attempt", justify="right", no_wrap=True, min_width=7)
+        columns += [Column("execution"), Column("node")]
+    columns.append(Column("attempt", right=True, optional=True))
     if tasks:
-        table.add_column("handler", overflow="fold")
-        table.add_column("deliveries", justify="right")
-    table.add_column("parked/failed at (UTC)", overflow="fold")
-    table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
+        columns += [Column("handler", cut=True), Column("deliveries", right=True, optional=True)]
+    columns += [Column("parked at"), Column("message", cut=True)]
+    rows: list[list[str | Text]] = []
     for letter in page.items:
         cells: list[Any] = [
             Text(letter.id),
@@ -72,11 +68,13 @@ def render_page(page: DeadLetterPage) -> None:
         cells.append("-" if letter.attempt is None else str(letter.attempt))
         if tasks:
             cells += [Text(letter.handler or "-"), str(letter.deliveries)]
-        cells += [_when(letter.parked_at), Text(_preview(letter.message))]
-        table.add_row(*cells)
-    console.print(table)
+        cells += [when(letter.parked_at, plain), Text(_preview(letter.message))]
+        rows.append(cells)
+    title = f"dead letters: {len(page.items)} of {page.total}"
+    print_table(console, columns, rows, title=title, err=err)
     if page.next_after:
-        console.print(
+        # Piped, on stderr: what stdout holds is the table's lines alone.
+        (err if plain else console).print(
             f"more: orchestrion dlq list --after {page.next_after}", highlight=False, soft_wrap=True
         )
 

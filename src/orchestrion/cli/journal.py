@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from orchestrion.core.record_types import RecordType
@@ -139,17 +137,22 @@ def _detail(row: dict[str, Any]) -> str:
 
 def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
     """The journal, one line per event, then each node's attempts, total time and errors."""
+    from orchestrion.cli.tables import Column, piped, print_table
+    from orchestrion.cli.terminal import err
+
     if not rows:
         console.print("no events")
         return
     start = rows[0]["at"] or 0.0
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("seq", justify="right")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("node", overflow="fold")
-    table.add_column("attempt", justify="right")
-    table.add_column("event", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=1)
+    columns = [
+        Column("seq", right=True),
+        Column("time", right=True),
+        Column("node"),
+        Column("attempt", right=True),
+        Column("event"),
+        Column("detail", cut=True),
+    ]
+    table: list[list[str | Text]] = []
     for row in rows:
         at = row["at"]
         failed = row["type"] in (
@@ -157,33 +160,40 @@ def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
             RecordType.NODE_RETRY_SCHEDULED,
             RecordType.EXECUTION_FAILED,
         )
-        table.add_row(
-            str(row["seq"]),
-            "-" if at is None else f"+{at - start:.3f}s",
-            Text(row["node_id"] or ""),
-            str(row["attempt"]) if row["node_id"] else "",
-            Text(row["type"], style="red" if failed else ""),
-            Text(_detail(row), style="red" if failed else "dim"),
+        table.append(
+            [
+                str(row["seq"]),
+                "-" if at is None else f"+{at - start:.3f}s",
+                Text(row["node_id"] or ""),
+                str(row["attempt"]) if row["node_id"] else "",
+                Text(row["type"], style="red" if failed else ""),
+                Text(_detail(row), style="red" if failed else "dim"),
+            ]
         )
+    title = None
     if start:
         when = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        table.title = Text(f"journal from {when}")
-        table.title_justify = "left"
-    console.print(table)
+        title = Text(f"journal from {when}")
+    print_table(console, columns, table, title=title, err=err)
     totals = node_totals(rows)
     if not totals:
         return
-    summary = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="nodes", title_justify="left")
-    summary.add_column("node", overflow="fold")
-    summary.add_column("attempts", justify="right")
-    summary.add_column("total time", justify="right", no_wrap=True)
-    summary.add_column("errors of failed attempts", overflow="fold", ratio=1)
+    console.print()
+    summary = [
+        Column("node"),
+        Column("attempts", right=True),
+        Column("total time", right=True),
+        Column("errors of failed attempts", cut=True),
+    ]
+    lines: list[list[str | Text]] = []
     for node, total in totals.items():
         seconds = total.total
-        summary.add_row(
-            Text(node),
-            str(total.attempts),
-            "-" if seconds is None else f"{seconds:.3f}s",
-            Text("\n".join(f"#{n}: {m}" for n, m in total.errors), style="red"),
+        lines.append(
+            [
+                Text(node),
+                str(total.attempts),
+                "-" if seconds is None else f"{seconds:.3f}s",
+                Text("; ".join(f"#{n}: {m}" for n, m in total.errors), style="red"),
+            ]
         )
-    console.print(summary)
+    print_table(console, summary, lines, title=None if piped(console) else "nodes", err=err)

@@ -7,13 +7,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import STATE_STYLE
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.trust import Trust
@@ -40,12 +39,6 @@ def _preview(value: Any) -> str:
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _time(duration: float | None, waited: float | None) -> str:
     """A node's time; the part spent waiting (a delay, a person) shown apart."""
     if duration is None:
@@ -60,14 +53,14 @@ def render_result(
 
     With ``totals`` (from the journal) a node's time is that of all its attempts, first start
     to end, backoff included; without, that of its last attempt."""
-    table = Table(
-        title=Text(f"{result.workflow} v{result.version}"), title_justify="left", expand=True
-    )
-    table.add_column("node")
-    table.add_column("state")
-    table.add_column("attempts", justify="right")
-    table.add_column("time" if totals else "last attempt", justify="right")
-    table.add_column("output / error", overflow="ellipsis", no_wrap=True, ratio=1)
+    columns = [
+        Column("node"),
+        Column("state"),
+        Column("attempts", right=True),
+        Column("time" if totals else "last attempt", right=True),
+        Column("output / error", cut=True),
+    ]
+    rows: list[list[str | Text]] = []
     nodes = list(result.nodes.values())
     for node in nodes[:_MAX_ROWS]:
         symbol, style = STATE_STYLE[node.state]
@@ -78,16 +71,22 @@ def render_result(
             if node.error and node.state.value != "completed"
             else Text(_preview(node.output))
         )
-        table.add_row(
-            Text(node.node_id, style=style),
-            Text(f"{symbol} {node.state.value}", style=style),
-            str(node.attempt),
-            _time(duration, node.waited),
-            detail,
+        state = node.state.value if piped(console) else f"{symbol} {node.state.value}"
+        rows.append(
+            [
+                Text(node.node_id, style=style),
+                Text(state, style=style),
+                str(node.attempt),
+                _time(duration, node.waited),
+                detail,
+            ]
         )
     if len(nodes) > _MAX_ROWS:
-        table.add_row(f"… {len(nodes) - _MAX_ROWS} more", "", "", "", "")
-    console.print(table)
+        rows.append([f"… {len(nodes) - _MAX_ROWS} more", "", "", "", ""])
+    title = Text(f"{result.workflow} v{result.version}")
+    if piped(console):
+        console.print(title, highlight=False, soft_wrap=True)
+    print_table(console, columns, rows, title=None if piped(console) else title)
     style = _STATUS_STYLE.get(result.status, "")
     took = f" in {result.duration:.3f}s" if result.duration is not None else ""
     console.print(
@@ -171,24 +170,26 @@ _ROUTING_NODE = re.compile(r"^routing-[0-9]+$")
 
 
 def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
+    """Executions, one line each: piped, the workflow's name and version in two columns."""
     if not rows:
         console.print("no executions")
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    # An id is what people copy into the next command: never cut, never wrapped; the other
-    # columns wrap first (a time goes to two lines: date, then time of day).
-    table.add_column("id", no_wrap=True, min_width=max(len(row["id"]) for row in rows))
-    table.add_column("workflow", overflow="fold")
-    table.add_column("status", no_wrap=True, min_width=9)
-    for column in ("created", "finished"):
-        table.add_column(column, overflow="fold", max_width=19)
+    plain = piped(console)
+    columns = [Column("id"), Column("workflow", cut=True)]
+    columns += [Column("version")] if plain else []
+    columns += [Column("status"), Column("created"), Column("finished", optional=True)]
+    now = datetime.now(UTC)
+    table: list[list[str | Text]] = []
     for row in rows:
         status = ExecutionStatus(row["status"])
-        table.add_row(
-            Text(row["id"]),
-            Text(f"{row['workflow']} v{row['version']}"),
-            Text(status.value, style=_STATUS_STYLE.get(status, "")),
-            _when(row["created_at"]),
-            _when(row["finished_at"]),
+        name = [Text(row["workflow"]), str(row["version"])]
+        table.append(
+            [
+                Text(row["id"]),
+                *(name if plain else [Text(f"{row['workflow']} v{row['version']}")]),
+                Text(status.value, style=_STATUS_STYLE.get(status, "")),
+                when(row["created_at"], plain, now),
+                when(row["finished_at"], plain, now),
+            ]
         )
-    console.print(table)
+    print_table(console, columns, table)

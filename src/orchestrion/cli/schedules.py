@@ -16,10 +16,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["schedule_app"]
@@ -33,12 +34,6 @@ schedule_app = typer.Typer(
 ScheduleIdArgument = Annotated[
     str, typer.Argument(help="The schedule: <definition name>:<trigger name>.")
 ]
-
-
-def _when(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[str, Any]]:
@@ -92,18 +87,20 @@ def list_schedules(
     if not rows:
         console.print("no schedules (declare a `scheduled` trigger in a definition)")
         return
-    table = Table(title_justify="left")
-    for column in ("id", "state", "schedule", "timezone", "next tick"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            escape(row["id"]),
+    plain = piped(console)
+    # The schedule last: a cron expression holds spaces, a script splits the line on them.
+    columns = [Column(name) for name in ("id", "state", "timezone", "next tick", "schedule")]
+    table: list[list[str | Text]] = [
+        [
+            Text(row["id"]),
             row["state"],
-            escape(row["schedule"]),
-            escape(row["timezone"]),
-            _when(row["next_tick_at"]),
-        )
-    console.print(table)
+            Text(row["timezone"]),
+            when(row["next_tick_at"], plain),
+            Text(row["schedule"]),
+        ]
+        for row in rows
+    ]
+    print_table(console, columns, table)
 
 
 def _verb(verb: str, api_verb: str, doc: str, done: str) -> Callable[..., None]:

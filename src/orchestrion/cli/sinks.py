@@ -12,15 +12,15 @@ the process holding the publisher lease sends a retried event at its next pass. 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["sinks_app"]
@@ -34,12 +34,6 @@ sinks_app = typer.Typer(
 DeliveryIdArgument = Annotated[
     int, typer.Argument(min=1, help="The delivery's id (see `orchestrion sinks owed`).")
 ]
-
-
-def _when(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _sink_rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[str, Any]]:
@@ -88,18 +82,24 @@ def list_sinks(
     if not rows:
         console.print("no event sinks (set ORCHESTRION_SINKS_FILE; see docs/EVENTS.md)")
         return
-    table = Table(title_justify="left")
-    for column in ("sink", "type", "events", "owed", "dead"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            escape(row["name"]),
+    columns = [
+        Column("sink"),
+        Column("type"),
+        Column("owed", right=True),
+        Column("dead", right=True),
+        Column("events", cut=True),
+    ]
+    table: list[list[str | Text]] = [
+        [
+            Text(row["name"]),
             row["type"],
-            escape(", ".join(row["events"])),
             str(row["owed"]),
             str(row["dead"]),
-        )
-    console.print(table)
+            Text(",".join(row["events"])),
+        ]
+        for row in rows
+    ]
+    print_table(console, columns, table)
 
 
 def _delivery_row(delivery: Any) -> dict[str, Any]:
@@ -150,20 +150,31 @@ def owed(
     if not rows:
         console.print("nothing owed" + (" (dead letters)" if dead else ""))
         return
-    table = Table(title_justify="left")
-    for column in ("id", "sink", "event", "status", "attempts", "next", "error"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    plain = piped(console)
+    columns = [
+        Column("id", right=True),
+        Column("sink"),
+        Column("event"),
+        Column("event id"),
+        Column("status"),
+        Column("attempts", right=True),
+        Column("next"),
+        Column("error", cut=True),
+    ]
+    table: list[list[str | Text]] = [
+        [
             str(row["id"]),
-            escape(row["sink"]),
-            escape(f"{row['event_type']} {row['event_id']}"),
+            Text(row["sink"]),
+            Text(str(row["event_type"])),
+            Text(str(row["event_id"])),
             row["status"],
             str(row["attempts"]),
-            _when(row["next_at"]) if row["status"] == "retry" else "-",
-            escape(row["error"] or ""),
-        )
-    console.print(table)
+            when(row["next_at"], plain) if row["status"] == "retry" else "-",
+            Text(row["error"] or ""),
+        ]
+        for row in rows
+    ]
+    print_table(console, columns, table)
 
 
 def _act(verb: str, delivery_id: int, db: str | None, server: str | None, key: str | None) -> None:

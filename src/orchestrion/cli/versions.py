@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.terminal import console
+from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.terminal import console, err
 
 __all__ = ["versions_app"]
 
@@ -34,12 +34,6 @@ versions_app = typer.Typer(
 
 NameArgument = Annotated[str, typer.Argument(help="The definition's name.")]
 VersionArgument = Annotated[str, typer.Argument(help="The version.")]
-
-
-def _when(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _local_user() -> str | None:
@@ -104,22 +98,31 @@ def list_versions(
     if as_json:
         console.print_json(data=rows)
         return
-    table = Table(title=f"versions of {escape(name)}", title_justify="left")
-    for column in ("version", "status", "created", "by", "status changed"):
-        table.add_column(column)
+    plain = piped(console)
+    columns = [
+        Column("version"),
+        Column("active"),
+        Column("status"),
+        Column("created"),
+        Column("by", cut=True),
+        Column("status changed"),
+        Column("changed by", cut=True),
+    ]
+    table: list[list[str | Text]] = []
     for row in rows:
-        marker = " (active)" if row["active"] else ""
-        changed = "-"
-        if row["status_changed_at"] is not None:
-            changed = f"{_when(row['status_changed_at'])} by {row['status_changed_by'] or '?'}"
-        table.add_row(
-            escape(row["version"]) + marker,
-            row["status"],
-            _when(row["created_at"]),
-            escape(row["created_by"] or "-"),
-            escape(changed),
+        changed = row["status_changed_at"]
+        table.append(
+            [
+                Text(row["version"]),
+                "yes" if row["active"] else "-",
+                row["status"],
+                when(row["created_at"], plain),
+                Text(row["created_by"] or "-"),
+                when(changed, plain),
+                Text("-" if changed is None else row["status_changed_by"] or "?"),
+            ]
         )
-    console.print(table)
+    print_table(console, columns, table, title=Text(f"versions of {name}"), err=err)
 
 
 def _verb(verb: str, doc: str) -> Callable[..., None]:

@@ -1,0 +1,128 @@
+"""Tables the commands print: one line per row, on a terminal as in a pipe.
+
+On a terminal, columns as wide as their values, never wrapped: when the row is wider than the
+terminal, the columns of free text (a message, an output, a name) are cut with "…" first, and
+columns marked optional are left out; an id is never cut, it is what the next command takes.
+Piped (standard output not a terminal), plain text a script reads with ``grep``, ``awk`` or
+``cut``: a header line, then one line per row, columns two spaces apart, nothing cut, styled
+or empty (``-``), times in ISO 8601; a title goes to stderr, so that stdout holds the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["Column", "piped", "print_table", "when"]
+
+_GAP = 2  # spaces between two columns
+_SHORTEST = 10  # what a cut column keeps at least
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: its header, whether it is right-aligned, may be cut with "…" on a terminal
+    (``cut``) or left out of a terminal too narrow for it (``optional``)."""
+
+    header: str
+    right: bool = False
+    cut: bool = False
+    optional: bool = False
+
+
+def piped(console: Console) -> bool:
+    """Whether ``console`` writes for a program rather than a person: plain output."""
+    return not console.is_terminal
+
+
+def when(ts: float | None, plain: bool, now: datetime | None = None) -> str:
+    """A time in UTC: ISO 8601 piped; on a terminal as ``ls`` shows it, short: the time of
+    day for today, the day and minute this year, the date before."""
+    if ts is None:
+        return "-"
+    at = datetime.fromtimestamp(ts, UTC)
+    if plain:
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now or datetime.now(UTC)
+    if at.date() == now.date():
+        return at.strftime("%H:%M:%S")
+    return at.strftime("%b %d %H:%M" if at.year == now.year else "%Y-%m-%d")
+
+
+def _one_line(cell: str | Text) -> Text:
+    text = cell if isinstance(cell, Text) else Text(cell)
+    for separator in ("\r\n", "\n", "\r", "\t"):
+        if separator in text.plain:
+            text = Text(" ").join(text.split(separator, allow_blank=True))
+    return text
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str | Text]],
+    *,
+    title: str | Text | None = None,
+    err: Console | None = None,
+) -> None:
+    """``rows`` under ``columns``: a rich table on a terminal, plain text piped (``title``
+    then on ``err``, when given)."""
+    cells = [[_one_line(cell) for cell in row] for row in rows]
+    if piped(console):
+        if title is not None and err is not None:
+            err.print(title, highlight=False, soft_wrap=True)
+        _print_plain(console, columns, cells)
+        return
+    widths = [
+        max([cell_len(column.header), *(row[i].cell_len for row in cells)])
+        for i, column in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + _GAP * (len(shown) - 1)
+
+    for i in reversed(range(len(columns))):
+        if total() > console.width and columns[i].optional:
+            shown.remove(i)
+    for i in sorted(shown, key=lambda i: -widths[i]):
+        excess = total() - console.width
+        if excess <= 0:
+            break
+        if columns[i].cut:
+            floor = max(_SHORTEST, cell_len(columns[i].header))
+            widths[i] = max(floor, widths[i] - excess)
+    table = Table(box=None, padding=(0, 1), pad_edge=False, title=title, title_justify="left")
+    for i in shown:
+        column = columns[i]
+        table.add_column(
+            column.header,
+            justify="right" if column.right else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            width=widths[i],
+        )
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
+    # Wider than the terminal still (ids are not cut): one line the terminal folds, never
+    # lines that rich would cut or wrap.
+    console.print(table, width=max(console.width, total()), crop=False)
+
+
+def _print_plain(console: Console, columns: Sequence[Column], cells: list[list[Text]]) -> None:
+    plain = [[column.header for column in columns]]
+    plain += [[cell.plain or "-" for cell in row] for row in cells]
+    widths = [max(cell_len(row[i]) for row in plain) for i in range(len(columns))]
+    for row in plain:
+        parts = []
+        for i, value in enumerate(row):
+            pad = " " * (widths[i] - cell_len(value))
+            parts.append(pad + value if columns[i].right else value + pad)
+        line = (" " * _GAP).join(parts).rstrip()
+        console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
