@@ -4,7 +4,8 @@
 definition or the command's input is invalid (nothing was stored or run), 3 the state store
 (or the --server) could not be used, 4 the execution waits for a person, 5 no execution (or
 definition) has the id given, 6 the --server refused the API key (missing, unknown, or its
-role does not allow the call), 130 interrupted.
+role does not allow the call), 130 interrupted. A reader of the output that went away
+(``| head``) changes none of them: ``cli/pipes.py``.
 """
 
 from __future__ import annotations
