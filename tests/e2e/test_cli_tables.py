@@ -202,3 +202,11 @@ def test_dead_letters_on_a_terminal_and_piped(folder: Path, columns: int) -> Non
     header, *rows = out.splitlines()
     assert header.split()[:3] == ["id", "kind", "category"]
     assert sorted(row.split()[0] for row in rows) == sorted(entries)
+
+
+def test_a_dead_letter_shown_piped_is_a_field_to_a_line(folder: Path) -> None:
+    entry = f"{_ids(folder)[0]}.enrich"
+    out = piped(folder, "dlq", "show", entry, "--db", "t.db", columns=80)
+    [message] = [line for line in out.splitlines() if line.startswith("message ")]
+    assert "so this step cannot go on: " in message and message.endswith("missing")
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("id ")] == [entry]

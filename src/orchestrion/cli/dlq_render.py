@@ -99,9 +99,15 @@ def render_letter(letter: DeadLetter) -> None:
         ("parked at", _when(letter.parked_at)),
         ("consumer", letter.consumer or "-"),
     ]
-    for name, value in rows:
-        grid.add_row(name, Text(value))
-    console.print(grid)
+    if piped(console):  # a field to a line, never folded: for grep
+        width = max(len(name) for name, _ in rows) + 2
+        for name, value in rows:
+            line = f"{name:<{width}}{' '.join(value.split()) or '-'}"
+            console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+    else:
+        for name, value in rows:
+            grid.add_row(name, Text(value))
+        console.print(grid)
     if letter.traceback:
         console.print("\n[bold]traceback[/]")
         console.print(Text(letter.traceback))
