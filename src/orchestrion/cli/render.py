@@ -13,6 +13,7 @@ from rich.text import Text
 from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import STATE_STYLE
 from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.terminal import err
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.trust import Trust
@@ -81,12 +82,17 @@ def render_result(
                 detail,
             ]
         )
-    if len(nodes) > _MAX_ROWS:
-        rows.append([f"… {len(nodes) - _MAX_ROWS} more", "", "", "", ""])
+    more = f"… {len(nodes) - _MAX_ROWS} more nodes" if len(nodes) > _MAX_ROWS else None
     title = Text(f"{result.workflow} v{result.version}")
     if piped(console):
         console.print(title, highlight=False, soft_wrap=True)
-    print_table(console, columns, rows, title=None if piped(console) else title)
+        print_table(console, columns, rows)
+        if more:  # not a row: what a script reads of the table is rows alone
+            err.print(more, highlight=False)
+    else:
+        print_table(
+            console, columns, rows + ([[more, "", "", "", ""]] if more else []), title=title
+        )
     style = _STATUS_STYLE.get(result.status, "")
     took = f" in {result.duration:.3f}s" if result.duration is not None else ""
     console.print(
