@@ -551,26 +551,21 @@ def test_a_failure_while_waiting_for_a_person_is_retried_like_any_other() -> Non
 
 
 def test_reference_000_fault_scenario() -> None:
-    # A -> B -> C; B fails permanently; B has a compensation handler, A has none.
-    spec = [node("A"), node("B", "A", compensate="undo_b"), node("C", "B")]
+    # A -> B -> C; B fails permanently; A and B have compensation handlers.
+    spec = [node("A", compensate="undo_a"), node("B", "A", compensate="undo_b"), node("C", "B")]
     sim = run(spec, {"B": [PERMANENT]})
 
-    assert sim.states() == {"A": S.COMPLETED, "B": S.COMPENSATED, "C": S.SKIPPED}
+    assert sim.states() == {"A": S.COMPENSATED, "B": S.FAILED, "C": S.SKIPPED}
     assert sim.status is X.FAILED
-    assert sim.compensations == ["B"]
-    assert sim.machine.nodes[1].compensation == "done"
-    assert sim.record_types("B") == [
-        "node.queued",
-        "node.started",
-        "node.failed",
-        "node.compensated",
-    ]
+    assert sim.compensations == ["A"]  # B's action failed: there is nothing of it to undo
+    assert sim.machine.nodes[0].compensation == "done"
+    assert sim.machine.nodes[1].compensation is None
+    assert sim.record_types("B") == ["node.queued", "node.started", "node.failed"]
     compensating = [r for r in sim.records if r.type == "execution.compensating"]
     assert len(compensating) == 1
-    assert compensating[0].data == {"nodes": ["B"]} and compensating[0].phase == "compensate"
+    assert compensating[0].data == {"nodes": ["A"]} and compensating[0].phase == "compensate"
     [compensated] = [r for r in sim.records if r.type == "node.compensated"]
-    assert compensated.extra == {"compensation": "done"}
-    assert compensated.error is not None  # B's own failure is kept
+    assert compensated.node == "A" and compensated.extra == {"compensation": "done"}
     assert sim.execution_record_types() == [
         "execution.started",
         "execution.compensating",
@@ -579,6 +574,13 @@ def test_reference_000_fault_scenario() -> None:
     assert sim.records[-1].type == "execution.failed"
     assert sim.machine.error is not None and sim.machine.error["nodes"] == ["B"]
     assert sim.finished == [ExecutionFinished(X.FAILED)]
+
+
+def test_a_failed_node_with_only_its_own_compensation_fails_at_once() -> None:
+    sim = run([node("A"), node("B", "A", compensate="undo_b")], {"B": [PERMANENT]})
+    assert sim.compensations == []
+    assert sim.states() == {"A": S.COMPLETED, "B": S.FAILED}
+    assert sim.execution_record_types() == ["execution.started", "execution.failed"]
 
 
 def test_saga_compensates_one_at_a_time_in_reverse_topological_order() -> None:
@@ -624,7 +626,13 @@ def test_a_failed_compensation_is_recorded_and_the_rest_carries_on() -> None:
         "error": {"category": "compensation", "message": "undo B failed", "transient": False}
     }
     assert sim.machine.nodes[1].compensation == "failed"
+    assert sim.machine.nodes[1].error == failed.data["error"]  # shown where errors are shown
+    assert failed.error == failed.data["error"]
     assert sim.status is X.FAILED
+    assert sim.machine.error is not None
+    assert sim.machine.error["nodes"] == ["D"]
+    assert sim.machine.error["compensation_failed"] == ["B"]
+    assert "compensation failed: B (B: undo B failed)" in sim.machine.error["message"]
 
 
 def test_on_failure_none_runs_no_compensation() -> None:
@@ -824,7 +832,7 @@ def test_pause_before_the_start_is_ignored_and_a_run_that_ends_while_paused_comp
 # ====================================================================== execution timeout
 
 
-def test_execution_timeout_fails_what_is_in_flight_and_compensates() -> None:
+def test_execution_timeout_fails_what_is_in_flight_and_compensates_what_completed() -> None:
     spec = [
         node("A", compensate="undo"),  # completed
         node("B", "A", compensate="undo"),  # running when the timeout comes
@@ -840,15 +848,18 @@ def test_execution_timeout_fails_what_is_in_flight_and_compensates() -> None:
 
     assert sim.states() == {"A": S.COMPLETED, "B": S.FAILED, "C": S.SKIPPED, "D": S.FAILED}
     assert [c for c in step.commands if isinstance(c, CancelNode)] == [CancelNode("B", 1)]
-    assert step.commands[-1] == RunCompensation("B")
+    # B's attempt is abandoned, not undone: its action never completed as far as the run knows
+    assert step.commands[-1] == RunCompensation("A")
     timeout = {
         "category": "timeout",
         "message": "execution exceeded its timeout",
         "transient": False,
     }
     assert sim.machine.nodes[1].error == timeout
+    assert_no_op(sim, NodeSucceeded("B", 1, sim.tick(), "late"))  # its late end changes nothing
     sim.run()
-    assert sim.compensations == ["B", "A"]
+    assert sim.compensations == ["A"]
+    assert sim.states() == {"A": S.COMPENSATED, "B": S.FAILED, "C": S.SKIPPED, "D": S.FAILED}
     assert sim.status is X.FAILED
     assert sim.machine.error == timeout
     assert sim.records[-1].data == {"error": timeout}
@@ -990,15 +1001,15 @@ def test_retrying_a_failed_execution_resumes_from_its_failed_nodes() -> None:
 
 
 def test_retrying_a_compensated_execution_runs_the_undone_nodes_again() -> None:
-    spec = [node("A"), node("B", "A", compensate="undo_b"), node("C", "B")]
+    spec = [node("A", compensate="undo_a"), node("B", "A"), node("C", "B")]
     sim = run(spec, {"B": [PERMANENT, OK]})
-    assert sim.state("B") is S.COMPENSATED
+    assert sim.state("A") is S.COMPENSATED
     sim.apply(RetryRequested(sim.tick()))
     sim.run()
     assert sim.status is X.COMPLETED
-    assert sim.dispatched("A") == [("A", 1)]
+    assert sim.dispatched("A") == [("A", 1), ("A", 2)]  # undone, so done again
     assert sim.dispatched("B") == [("B", 1), ("B", 2)]
-    assert sim.machine.nodes[1].compensation is None
+    assert sim.machine.nodes[0].compensation is None
 
 
 def test_retrying_a_cancelled_execution() -> None:
@@ -1433,3 +1444,13 @@ def test_the_execution_record_is_the_last_record(outcome: str) -> None:
     assert sim.records[-1].type == expected[outcome]
     assert [r.type for r in sim.records].count(expected[outcome]) == 1
     assert len(sim.finished) == 1
+
+
+def test_a_retry_clears_the_error_a_failed_compensation_left_on_its_node() -> None:
+    spec = [node("A", compensate="undo"), node("B", "A")]
+    sim = run(spec, {"B": [PERMANENT, OK]}, compensation_failures={"A"})
+    assert sim.state("A") is S.COMPLETED and sim.machine.nodes[0].error is not None
+    sim.apply(RetryRequested(sim.tick()))
+    sim.run()
+    assert sim.status is X.COMPLETED
+    assert sim.machine.nodes[0].error is None and sim.machine.nodes[0].compensation is None

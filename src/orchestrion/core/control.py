@@ -151,6 +151,8 @@ class ExecutionControl(Settlement):
                 self._record_node(_NODE_RESET, i, event.at)
             elif run.compensation is not None:
                 # A failed compensation is tried again if the retried execution fails again.
+                if run.compensation == "failed" and run.state is _COMPLETED:
+                    run.error = None
                 run.compensation = None
                 self._record_node(_NODE_COMPENSATION_RESET, i, event.at)
         self._recount()

@@ -12,8 +12,8 @@ Semantics:
 - A failed attempt is retried under the node's retry policy (the delay is drawn from ``rng``);
   when attempts run out the node fails, its dependents are skipped, independent branches go on.
 - When every node is final the execution completes, or, if a node failed, runs the compensation
-  handlers of completed and failed nodes one by one in reverse topological order (saga) and
-  then fails.
+  handlers of the completed nodes one by one in reverse topological order (saga) and then
+  fails. A failed node, or one still running when the execution timed out, is not undone.
 - Cancel marks every live node cancelled at once; pause holds newly ready nodes back.
 - A retry runs again what failed, was cancelled or was skipped because of a failure, never
   what a decision ruled out: a child a condition did not choose (``branch_not_taken``) and a

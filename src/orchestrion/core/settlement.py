@@ -1,7 +1,11 @@
 """How an execution ends: completion, the compensation saga, failure, and the waiting status.
 
 When every node is final the execution completes or, if a node failed, runs the compensation
-handlers of completed and failed nodes one by one in reverse topological order and then fails.
+handlers of the completed nodes one by one in reverse topological order and then fails. Only a
+node whose action completed is undone: a failed node, and one whose attempt was still in flight
+when the execution timed out (failed by the timeout, its attempt abandoned), did nothing the
+saga could know of, so it keeps its failure and its dead letter. A compensation that fails
+leaves its node completed with the compensation's error, and the execution's error names it.
 A workflow with success criteria is judged first: the machine asks for them to be evaluated
 (``JudgeCriteria``), is told how each ended (``CriteriaJudged``), journals that, and completes,
 or fails with ``success_criteria`` (compensating first, as for any failure) when a required
@@ -127,7 +131,7 @@ class Settlement(Propagation):
         self._fail(event.at)
 
     def _summarise_failure(self) -> None:
-        """Name the failed nodes (before compensation turns them into ``compensated``)."""
+        """Name the failed nodes."""
         if self.error is not None:
             return
         failed = [self.plan.ids[i] for i, r in enumerate(self.nodes) if r.state is _FAILED]
@@ -149,7 +153,7 @@ class Settlement(Propagation):
             i
             for i in reversed(plan.topo_order)
             if plan.nodes[i].compensate is not None
-            and self.nodes[i].state in (_COMPLETED, _FAILED)
+            and self.nodes[i].state is _COMPLETED
             and self.nodes[i].compensation is None
         ]
         self._compensation_queue = queue
@@ -163,10 +167,7 @@ class Settlement(Propagation):
                     at,
                     data={"nodes": [plan.ids[i] for i in queue]},
                 )
-        if queue:
-            self._step.commands.append(RunCompensation(plan.ids[queue[0]]))
-        else:
-            self._finish_failed(at)
+        self._next_compensation(at)
 
     def _compensation_answered(self, node: str) -> int | None:
         """The index of ``node`` if its compensation is the one awaited (it leaves the queue);
@@ -182,7 +183,24 @@ class Settlement(Propagation):
         if self._compensation_queue:
             self._step.commands.append(RunCompensation(self.plan.ids[self._compensation_queue[0]]))
         else:
+            self._name_failed_compensations()
             self._finish_failed(at)
+
+    def _name_failed_compensations(self) -> None:
+        """Add the nodes whose compensation failed to the execution's error: what they did
+        is still done, and someone has to undo it by hand."""
+        ids = self.plan.ids
+        broken = [ids[i] for i, r in enumerate(self.nodes) if r.compensation == "failed"]
+        if not broken or self.error is None:
+            return
+        first = self.nodes[self.plan.index[broken[0]]].error or {}
+        message = f"; compensation failed: {', '.join(broken[:10])}"
+        message += f" ({broken[0]}: {first.get('message', '')})"
+        self.error = {
+            **self.error,
+            "message": (str(self.error.get("message", "")) + message)[:2000],
+            "compensation_failed": broken,
+        }
 
     def _on_compensated(self, event: CompensationSucceeded) -> None:
         i = self._compensation_answered(event.node)
@@ -198,7 +216,11 @@ class Settlement(Propagation):
         i = self._compensation_answered(event.node)
         if i is None:
             return
-        self.nodes[i].compensation = "failed"
+        run = self.nodes[i]
+        run.compensation = "failed"
+        # The node stays completed (its action was not undone) and carries the compensation's
+        # error, so status, the API and the dashboard show it where they show errors.
+        run.error = event.error.to_dict()
         record = self._record_node(_NODE_COMPENSATION_FAILED, i, event.at)
         record.data = {"error": event.error.to_dict()}
         self._next_compensation(event.at)

@@ -24,7 +24,7 @@ class NodeState(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # condition false, or upstream failed/skipped
     CANCELLED = "cancelled"
-    COMPENSATED = "compensated"  # completed (or failed), then undone by its compensation
+    COMPENSATED = "compensated"  # completed, then undone by its compensation
 
 
 class ExecutionStatus(StrEnum):
