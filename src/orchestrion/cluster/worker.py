@@ -131,7 +131,9 @@ class Worker:
         self._busy = 0
         self._slot_freed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
-        self._running: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        # By execution, node, attempt and task kind: a cancel stops a node's attempt, never
+        # the compensation of the same node and attempt number.
+        self._running: dict[tuple[str, str, int, str], asyncio.Task[None]] = {}
         self._entries: set[tuple[str, bytes]] = set()  # (stream, entry id) being handled
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -336,7 +338,9 @@ class Worker:
         done, cancelled = await self._checks(
             guard, self.names.cancelled(task.execution_id, task.node_id, task.attempt)
         )
-        if (done == b"d" and task.kind == TaskKind.RUN) or cancelled is not None:
+        # The cancel flag is the attempt's: a compensation shares its node and attempt number
+        # (the execution timeout cancels an attempt, then compensates), and must still run.
+        if task.kind == TaskKind.RUN and (done == b"d" or cancelled is not None):
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
         try:
@@ -344,7 +348,7 @@ class Worker:
         except OrchestrionError as exc:
             await self._finish(stream, entry_id, reply_to, unreadable_outcome(task, exc), guard)
             return
-        key = (task.execution_id, task.node_id, task.attempt)
+        key = (task.execution_id, task.node_id, task.attempt, str(task.kind))
         job = asyncio.current_task()
         assert job is not None
         self._running[key] = job
@@ -457,7 +461,7 @@ class Worker:
         def cancel(data: Any) -> None:
             try:
                 execution_id, node_id, attempt = json.loads(data)
-                job = self._running.get((execution_id, node_id, int(attempt)))
+                job = self._running.get((execution_id, node_id, int(attempt), TaskKind.RUN))
             except (ValueError, TypeError):
                 return
             if job is not None:

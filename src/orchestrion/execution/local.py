@@ -183,10 +183,10 @@ class LocalDispatcher:
             slots.release()
 
     async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
-        for kind in ("run", "compensate"):
-            job = self._tasks.get((execution_id, node_id, attempt, kind))
-            if job is not None:
-                job.cancel()
+        # The attempt only: a compensation of the same node and attempt number must still run.
+        job = self._tasks.get((execution_id, node_id, attempt, "run"))
+        if job is not None:
+            job.cancel()
 
     def in_flight(self) -> int:
         return len(self._tasks)
