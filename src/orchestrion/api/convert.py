@@ -110,6 +110,7 @@ def execution_detail(
             error=view.error(node_id, public_error(node.error)),
             output=view.output(node_id, node.output) if include_outputs else None,
             wait_reason=node.wait_reason,
+            compensation=node.compensation,
             progress=(progress or {}).get(node_id),
             child=(children or {}).get(node_id),
         )

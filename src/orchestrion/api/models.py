@@ -189,6 +189,11 @@ class NodeDetail(_Out):
     error: dict[str, Any] | None = None
     output: Any = None
     wait_reason: str | None = None
+    compensation: Literal["done", "failed"] | None = Field(
+        default=None,
+        description="how its compensation ended: done (the node is COMPENSATED) or failed (the"
+        " node stays COMPLETED and error is the compensation's); null when none ran",
+    )
     progress: dict[str, int] | None = Field(
         default=None, description="a running map node's items: done, total, failed"
     )

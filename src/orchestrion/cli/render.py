@@ -67,11 +67,12 @@ def render_result(
         symbol, style = STATE_STYLE[node.state]
         total = totals.get(node.node_id) if totals else None
         duration = total.total if total is not None and total.total is not None else node.duration
-        detail = (
-            Text(_preview(node.error.get("message")), style="red")
-            if node.error and node.state.value != "completed"
-            else Text(_preview(node.output))
-        )
+        if node.compensation == "failed" and node.error:
+            detail = Text(_preview(f"compensation failed: {node.error.get('message')}"), "red")
+        elif node.error and node.state.value != "completed":
+            detail = Text(_preview(node.error.get("message")), style="red")
+        else:
+            detail = Text(_preview(node.output))
         state = node.state.value if piped(console) else f"{symbol} {node.state.value}"
         rows.append(
             [

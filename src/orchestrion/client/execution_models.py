@@ -79,6 +79,7 @@ def _node(node_id: str, state: Any, data: dict[str, Any]) -> NodeResult:
         finished_at=timestamp(data.get("finished_at")),
         wait_reason=data.get("wait_reason"),
         waited=None if data.get("waited_ms") is None else float(data["waited_ms"]) / 1000,
+        compensation=data.get("compensation"),
     )
 
 

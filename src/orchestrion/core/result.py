@@ -61,6 +61,8 @@ class NodeSnapshot(Protocol):
     def finished_at(self) -> float | None: ...
     @property
     def wait_reason(self) -> str | None: ...
+    @property
+    def compensation(self) -> str | None: ...
 
 
 def iso_utc(timestamp: float | None) -> str | None:
@@ -90,6 +92,9 @@ class NodeResult:
     finished_at: float | None = None
     wait_reason: str | None = None
     waited: float | None = None  # seconds of ``duration`` spent waiting (a person, a timer)
+    # "done" (undone: the node is compensated), "failed" (its compensation failed: the node
+    # stays completed, its error the compensation's), or None (no compensation ran)
+    compensation: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -109,6 +114,7 @@ class NodeResult:
             "error": self.error,
             "output": self.output,
             "wait_reason": self.wait_reason,
+            "compensation": self.compensation,
         }
 
 
@@ -179,6 +185,7 @@ class ExecutionResult:
                 run.finished_at,
                 run.wait_reason,
                 (waited or {}).get(node_id),
+                run.compensation,
             )
         return cls(
             execution_id=execution.id,

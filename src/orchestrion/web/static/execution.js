@@ -235,7 +235,9 @@
 
   function paintLive() {
     for (const [node, info] of nodeInfo) {
-      graph.state(node, info.state, progressNote(info) || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
+      // A failed compensation leaves its node COMPLETED: the note says it was not undone.
+      const note = info.compensation === "failed" ? "compensation failed" : progressNote(info);
+      graph.state(node, info.state, note || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
       paintProgress(node, info);
     }
     watchChildren();
@@ -267,7 +269,7 @@
     "node.queued": "QUEUED", "node.started": "RUNNING", "node.completed": "COMPLETED",
     "node.failed": "FAILED", "node.skipped": "SKIPPED", "node.waiting": "WAITING",
     "node.woken": "RUNNING", "node.cancelled": "CANCELLED", "node.compensated": "COMPENSATED",
-    "node.compensation_failed": "FAILED", "node.reset": "PENDING",
+    "node.compensation_failed": "COMPLETED", "node.reset": "PENDING",
     "node.compensation_reset": "COMPLETED", "node.retry_scheduled": "RETRYING",
   }));
 
