@@ -121,7 +121,7 @@ async def test_data_flows_through_templates_with_native_types(engine: Engine) ->
 
 async def test_reference_000_fault_scenario_compensates_and_isolates(engine: Engine) -> None:
     definition = flow(
-        py("A", "t_count", value=1),
+        {**py("A", "t_count", value=1), "compensate": "t_undo"},
         {
             **py("B", "t_fail_unless", ["A"], switch="b"),
             "compensate": "t_undo",
@@ -134,13 +134,13 @@ async def test_reference_000_fault_scenario_compensates_and_isolates(engine: Eng
     assert result.status is ExecutionStatus.FAILED
     states = {n: r.state for n, r in result.nodes.items()}
     assert states == {
-        "A": NodeState.COMPLETED,
-        "B": NodeState.COMPENSATED,
+        "A": NodeState.COMPENSATED,
+        "B": NodeState.FAILED,  # its action failed: nothing of it to undo
         "C": NodeState.SKIPPED,
         "D": NodeState.COMPLETED,
     }
     assert "C" not in CALLS
-    assert CALLS["undo:B"] == 1
+    assert CALLS["undo:A"] == 1 and "undo:B" not in CALLS
     assert result.error is not None and "B" in result.error["message"]
     events = await engine.store.list_events(result.execution_id)
     types = [e.type for e in events]
