@@ -195,7 +195,7 @@ async def test_run_end_to_end_matches_the_engine_result(
     assert list(remote["nodes"]) == list(local["nodes"])
     for node_id, node in remote["nodes"].items():
         assert set(node) == set(local["nodes"][node_id])
-        for key in ("state", "attempt", "output", "error", "wait_reason"):
+        for key in ("state", "attempt", "output", "error", "wait_reason", "compensation"):
             assert node[key] == local["nodes"][node_id][key]
 
 
