@@ -113,8 +113,15 @@ def test_a_failure_undoes_the_completed_nodes_only_and_shows_a_broken_compensati
     assert "failed" in row_d and "compensated" not in row_d, table.stdout
     assert "compensation failed: a" in " ".join(table.stdout.split())
 
+    # A run's progress lines say it as it happens.
+    again = orchestrion("run", str(path), "--db", str(db), env=env)
+    assert again.returncode == 1
+    [line] = [ln for ln in again.stderr.splitlines() if "compensation_failed" in ln]
+    assert " a " in line and "comp a broke" in line
+
     letters = orchestrion("dlq", "list", "--db", str(db), "--json", env=env)
-    assert [item["id"] for item in json.loads(letters.stdout)["items"]] == [f"{execution_id}.d"]
+    listed = [item["id"] for item in json.loads(letters.stdout)["items"]]
+    assert f"{execution_id}.d" in listed and len(listed) == 2  # d of each run, nothing else
 
 
 def test_a_timeout_undoes_what_completed_and_abandons_what_still_ran(tmp_path: Path) -> None:

@@ -48,6 +48,10 @@ _LINE_EVENTS = {
 }
 
 
+# Records whose error is noted on their node's line: its failure, or its compensation's.
+_ERROR_NOTED = frozenset({RecordType.NODE_FAILED, RecordType.NODE_COMPENSATION_FAILED})
+
+
 class ProgressView:
     """Shows the nodes of one execution as they move."""
 
@@ -95,7 +99,7 @@ class ProgressView:
                 self.notes[record.node] = (
                     f"retry in {record.data.get('delay', 0):.2f}s: {error.get('message', '')}"
                 )
-            elif record.type == RecordType.NODE_FAILED and record.error:
+            elif record.type in _ERROR_NOTED and record.error:
                 self.notes[record.node] = str(record.error.get("message", ""))
             elif record.type == RecordType.NODE_SKIPPED and record.data:
                 self.notes[record.node] = str(record.data.get("reason", ""))
