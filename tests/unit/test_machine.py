@@ -1454,3 +1454,24 @@ def test_a_retry_clears_the_error_a_failed_compensation_left_on_its_node() -> No
     sim.run()
     assert sim.status is X.COMPLETED
     assert sim.machine.nodes[0].error is None and sim.machine.nodes[0].compensation is None
+
+
+def test_recover_ends_a_saga_left_waiting_on_the_compensation_of_a_failed_node() -> None:
+    # An execution stuck compensating a node the timeout failed (as an older version left it):
+    # recovery compensates completed nodes only, so it fails now instead of waiting for ever.
+    plan = Plan.build(make_spec([node("a", compensate="undo"), node("s", "a", compensate="undo")]))
+    machine = ExecutionMachine(plan, "e")
+    timeout = {"category": "timeout", "message": "execution exceeded its timeout"}
+    machine.restore(
+        X.RUNNING,
+        "compensate",
+        {
+            "a": NodeRun(state=S.COMPENSATED, attempt=1, compensation="done"),
+            "s": NodeRun(state=S.FAILED, attempt=1, error=timeout),
+        },
+        error=timeout,
+    )
+    step = machine.recover(5.0)
+    assert not [c for c in step.commands if isinstance(c, RunCompensation)]
+    assert step.commands[-1] == ExecutionFinished(X.FAILED)
+    assert machine.status is X.FAILED and machine.error == timeout
