@@ -31,6 +31,7 @@ from orchestrion.store.base import (
     DefinitionRecord,
     ExecutionFilter,
     ExecutionRecord,
+    PendingTrigger,
     Store,
 )
 from orchestrion.store.memory import MemoryStore
@@ -394,6 +395,33 @@ async def test_distrust_execution_only_lowers(store: Store) -> None:
     assert (await store.get_execution("e1")).trust is Trust.UNTRUSTED
     with pytest.raises(ExecutionNotFound):
         await store.distrust_execution("nope")
+
+
+async def test_one_trigger_of_a_pending_execution_wins(store: Store) -> None:
+    await store.put_definition(definition())
+    record = execution("e1")
+    record.trust = Trust.TRUSTED
+    await store.create_execution(record)
+    first = PendingTrigger("e1", {"amount": 5}, {"a": {"retries": 3}}, "corr-1")
+    second = PendingTrigger("e1", {"amount": 5000}, {}, "corr-2", distrust=True)
+    assert await store.trigger_pending(first)
+    assert not await store.trigger_pending(second)  # triggered already: nothing changes
+    got = await store.get_execution("e1")
+    assert (got.inputs, got.overrides, got.correlation_id, got.trust) == (
+        {"amount": 5},
+        {"a": {"retries": 3}},
+        "corr-1",
+        Trust.TRUSTED,
+    )
+    # One that lowers the trust, on an execution never triggered; none on one started.
+    await store.create_execution(execution("e2"))
+    assert await store.trigger_pending(PendingTrigger("e2", {}, {}, "c", distrust=True))
+    assert (await store.get_execution("e2")).trust is Trust.UNTRUSTED
+    await store.create_execution(execution("e3", status=ExecutionStatus.RUNNING))
+    assert not await store.trigger_pending(PendingTrigger("e3", {"amount": 1}, {}, "c"))
+    assert (await store.get_execution("e3")).inputs == {"n": 1}
+    with pytest.raises(ExecutionNotFound):
+        await store.trigger_pending(PendingTrigger("nope", {}, {}, "c"))
 
 
 async def test_an_idempotent_create_answers_with_the_stored_trust(store: Store) -> None:

@@ -22,7 +22,7 @@ from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_inputs
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
-from orchestrion.store.base import DefinitionRecord, ExecutionRecord
+from orchestrion.store.base import DefinitionRecord, ExecutionRecord, PendingTrigger
 
 if TYPE_CHECKING:
     from orchestrion.engine.parts import EngineParts
@@ -85,8 +85,13 @@ class Starts:
         trust = stricter(record.trust, process_trust(engine.governance))
         definitions.check_override_flow(compiled, record.overrides, trust)
         definitions.check_code_policy(compiled.plan.spec, trust, record.overrides)
-        if engine.drives:
-            await self._parts.ownership.claim_for(record, "trigger", expected=None)
+        if not engine.drives:
+            # No claim to make here (an orchestrator claims it when handed the start): the
+            # inputs are written only if no other trigger, on any API process, came first.
+            await self._mark_triggered(record, correlation_id, trust)
+            await self.begin(record, compiled)
+            return record
+        await self._parts.ownership.claim_for(record, "trigger", expected=None)
         if not trust.trusted and Trust.of(record.trust).trusted:
             # Inputs and overrides from an untrusted caller: never trusted again.
             await store.distrust_execution(execution_id)
@@ -97,6 +102,19 @@ class Starts:
         )
         await self.begin(record, compiled)
         return record
+
+    async def _mark_triggered(
+        self, record: ExecutionRecord, correlation_id: str | None, trust: Trust
+    ) -> None:
+        distrust = not trust.trusted and Trust.of(record.trust).trusted
+        record.correlation_id = correlation_id or record.correlation_id or record.id
+        marked = PendingTrigger(
+            record.id, record.inputs, record.overrides, record.correlation_id, distrust
+        )
+        if not await self._parts.engine.store.trigger_pending(marked):
+            raise InvalidTransition(f"execution {record.id} was already triggered")
+        if distrust:
+            record.trust = trust
 
     async def start_execution(
         self,

@@ -37,6 +37,7 @@ __all__ = [
     "LogLineRecord",
     "Marks",
     "NodeRunRecord",
+    "PendingTrigger",
     "Store",
 ]
 
@@ -176,6 +177,18 @@ class JournalRequest:
     event_id: str
     request: dict[str, Any]
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTrigger:
+    """What a trigger sets on a pending execution (``Store.trigger_pending``): its inputs,
+    node overrides and correlation id, and whether it lowers the execution's trust."""
+
+    execution_id: str
+    inputs: dict[str, Any]
+    overrides: dict[str, dict[str, Any]]
+    correlation_id: str
+    distrust: bool = False
 
 
 @dataclass(slots=True)
@@ -336,6 +349,14 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
     async def distrust_execution(self, execution_id: str) -> None:
         """Make the execution untrusted (there is no way back: trust is only ever lowered).
         Raises ``ExecutionNotFound`` when absent."""
+
+    async def trigger_pending(self, trigger: PendingTrigger) -> bool:
+        """Mark a pending execution triggered, in one conditional write that holds only while
+        it is pending and has no correlation id (created, never triggered nor started): set
+        the trigger's inputs, overrides and correlation id, and make it untrusted when the
+        trigger says so. True when this call triggered it; False, changing nothing, when a
+        trigger or a start came first. A compare-and-swap: of triggers racing in one process
+        or several, one wins. Raises ``ExecutionNotFound`` when absent."""
 
     async def list_executions(
         self, flt: ExecutionFilter

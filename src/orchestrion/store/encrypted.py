@@ -49,6 +49,7 @@ from orchestrion.store.base import (
     LogFilter,
     LogLineRecord,
     NodeRunRecord,
+    PendingTrigger,
     Store,
 )
 from orchestrion.store.classification import Classification
@@ -238,6 +239,13 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     async def distrust_execution(self, execution_id: str) -> None:
         await self.inner.distrust_execution(execution_id)  # trust is no value: nothing to seal
 
+    async def trigger_pending(self, trigger: PendingTrigger) -> bool:
+        if (ring := self.ring) is not None and await self._classes.of(eid := trigger.execution_id):
+            inputs = encrypt_value(ring, trigger.inputs, context(eid, None, "inputs"))
+            overrides = self._seal_overrides(ring, eid, trigger.overrides)
+            trigger = replace(trigger, inputs=inputs, overrides=overrides)
+        return await self.inner.trigger_pending(trigger)
+
     async def list_executions(
         self, flt: ExecutionFilter
     ) -> tuple[list[ExecutionRecord], str | None]:
@@ -256,18 +264,10 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
         return [self._open_execution(r) for r in await self.inner.unfinished_executions()]
 
     def _open_execution(self, record: ExecutionRecord) -> ExecutionRecord:
-        inputs, overrides, result, error = (
-            record.inputs,
-            record.overrides,
-            record.result,
-            record.error,
-        )
-        if not (
-            is_encrypted(inputs)
-            or is_encrypted(overrides)
-            or is_encrypted(result)
-            or sealed_error(error)
-        ):
+        inputs, overrides = record.inputs, record.overrides
+        result, error = record.result, record.error
+        sealed = is_encrypted(inputs) or is_encrypted(overrides) or is_encrypted(result)
+        if not (sealed or sealed_error(error)):
             return record
         ring, eid = self.ring, record.id
         return replace(

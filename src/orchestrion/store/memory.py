@@ -42,6 +42,7 @@ from orchestrion.store.base import (
     LogLineRecord,
     Marks,
     NodeRunRecord,
+    PendingTrigger,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
 from orchestrion.store.memory_definitions import MemoryDefinitions
@@ -141,6 +142,9 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
 
     async def distrust_execution(self, execution_id: str) -> None:
         self._execution(execution_id).trust = Trust.UNTRUSTED
+
+    async def trigger_pending(self, trigger: PendingTrigger) -> bool:
+        return rules.trigger_pending(self._execution(trigger.execution_id), trigger)
 
     async def list_executions(
         self, flt: ExecutionFilter

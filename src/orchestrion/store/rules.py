@@ -28,7 +28,8 @@ from typing import Any, Final, cast
 from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ErrorCategory, ExecutionError, InvalidTransition, StoreError
-from orchestrion.store.base import CommitBatch, ExecutionRecord
+from orchestrion.governance.trust import Trust
+from orchestrion.store.base import CommitBatch, ExecutionRecord, PendingTrigger
 
 __all__ = [
     "ACTIVE",
@@ -55,6 +56,7 @@ __all__ = [
     "node_event_data",
     "plain_node_record",
     "trigger_of",
+    "trigger_pending",
 ]
 
 KEEP: Final[Any] = object()
@@ -282,3 +284,14 @@ def log_rows(batch: CommitBatch) -> list[tuple[Any, ...]]:
                 )
             )
     return rows
+
+
+def trigger_pending(record: ExecutionRecord, trigger: PendingTrigger) -> bool:
+    """``Store.trigger_pending`` on a record held in memory (the caller makes it atomic)."""
+    if record.status is not ExecutionStatus.PENDING or record.correlation_id is not None:
+        return False
+    record.inputs, record.overrides = trigger.inputs, trigger.overrides
+    record.correlation_id = trigger.correlation_id
+    if trigger.distrust:
+        record.trust = Trust.UNTRUSTED
+    return True

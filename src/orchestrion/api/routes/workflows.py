@@ -255,8 +255,11 @@ async def trigger(
         if idempotency_key is None:
             raise
         record = await ctx.engine.reads.execution(execution_id)
-        if record.status is ExecutionStatus.PENDING and record.owner is None:
-            raise  # nobody triggered it: not a repeat of a trigger that happened
+        untouched = record.owner is None and record.correlation_id is None
+        if record.status is ExecutionStatus.PENDING and untouched:
+            # Neither claimed (embedded) nor marked triggered (scale-out): nobody triggered
+            # it, so this is not a repeat of a trigger that happened.
+            raise
         # Started, or being started by a trigger that won the race (another server
         # process, or this one) and owns it: the repeat answers that start.
         return ActionResponse(

@@ -20,6 +20,7 @@ from orchestrion.store.base import (
     ExecutionFilter,
     ExecutionRecord,
     ExecutionSnapshot,
+    PendingTrigger,
 )
 from orchestrion.store.sql.driver import C
 from orchestrion.store.sql.journal import SQLJournal
@@ -281,6 +282,31 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
     async def distrust_execution(self, execution_id: str) -> None:
         sql = "UPDATE executions SET trust = :t WHERE id = :id"
         await self._update_one(sql, {"t": Trust.UNTRUSTED.value}, execution_id)
+
+    async def trigger_pending(self, trigger: PendingTrigger) -> bool:
+        # One conditional UPDATE: the row lock (PostgreSQL) or the write lock (SQLite) makes
+        # it a compare-and-swap across processes; the rowcount says whether it held.
+        params = {
+            "i": dumps(trigger.inputs),
+            "o": dumps(trigger.overrides),
+            "c": trigger.correlation_id,
+            "id": trigger.execution_id,
+        }
+        distrust = ""
+        if trigger.distrust:
+            distrust, params["t"] = ", trust = :t", Trust.UNTRUSTED.value
+        sql = (
+            f"UPDATE executions SET inputs = :i, overrides = :o, correlation_id = :c{distrust}"
+            f" WHERE id = :id AND status = '{ExecutionStatus.PENDING.value}'"
+            " AND correlation_id IS NULL"
+        )
+        async with self._connection() as conn:
+            if await conn.run(sql, params) == 1:
+                return True
+            found = await conn.row("SELECT 1 FROM executions WHERE id = :id", {"id": params["id"]})
+        if found is None:
+            raise ExecutionNotFound(f"execution '{trigger.execution_id}' not found")
+        return False
 
     async def _update_one(self, sql: str, params: dict[str, Any], execution_id: str) -> None:
         async with self._connection() as conn:
