@@ -47,6 +47,7 @@ __all__ = [
     "OrchestrionError",
     "PermanentNodeError",
     "PolicyViolation",
+    "ReservedIdempotencyKey",
     "StoreError",
     "TransientNodeError",
     "UnstorableValue",
@@ -249,6 +250,11 @@ class ConfigurationError(OrchestrionError):
 
 class HandlerNotFound(OrchestrionError):
     """No handler is registered under the requested name."""
+
+
+class ReservedIdempotencyKey(OrchestrionError, ValueError):
+    """A caller gave an idempotency key with a prefix the engine keeps for the executions it
+    starts itself (``event:``, ``schedule:``, ``child:``); nothing was created."""
 
 
 class DecisionRefused(ExecutionError):

@@ -33,6 +33,7 @@ from orchestrion.errors import (
     HandlerNotFound,
     InvalidTransition,
     OrchestrionError,
+    ReservedIdempotencyKey,
     StoreError,
 )
 from orchestrion.governance.encryption import DecryptionError
@@ -183,6 +184,8 @@ async def _orchestrion_error(request: Request, exc: Exception) -> Response:
             slug="invalid-input" if inputs else "invalid-definition",
             errors=[issue.to_dict() for issue in exc.issues],
         )
+    if isinstance(exc, ReservedIdempotencyKey):  # the header's check refuses it first
+        return problem_response(422, str(exc), instance=path, title="Invalid request")
     if isinstance(exc, HandlerNotFound):
         return problem_response(422, str(exc), instance=path, slug="invalid-definition")
     if isinstance(exc, ExecutionNotFound):

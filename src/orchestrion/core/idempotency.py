@@ -5,7 +5,8 @@ the execution made with it. The engine derives keys for the executions it starts
 (an event's subscribers, a schedule's ticks, a ``workflow`` node's child), so a caller who
 could send such a key first would decide what that start does: run another definition with
 the event's payload, or nothing at all. Keys with the engine's prefixes are therefore refused
-from callers (``caller_key_problem``), and a derived key always fits the stored column (255
+from callers (``caller_key_problem``; ``caller_key`` for the Python API, where the engine's own
+starts pass the ``EngineKey`` it derived), and a derived key always fits the stored column (255
 characters) and names one start only, however long or oddly punctuated its parts are.
 """
 
@@ -13,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 
+from orchestrion.errors import ReservedIdempotencyKey
+
 __all__ = [
     "ENGINE_KEY_PREFIXES",
     "MAX_KEY_LENGTH",
+    "EngineKey",
     "bounded_key",
+    "caller_key",
     "caller_key_problem",
     "event_key",
 ]
@@ -39,22 +44,45 @@ def caller_key_problem(key: str) -> str | None:
     return None
 
 
-def bounded_key(prefix: str, parts: tuple[str, ...], readable: str) -> str:
+class EngineKey(str):
+    """A key the engine derived for a start of its own (``bounded_key``, ``event_key``): the
+    only kind of key that may carry one of ``ENGINE_KEY_PREFIXES`` into a start."""
+
+    __slots__ = ()
+
+
+def caller_key(key: str | None) -> str | None:
+    """``key`` as a plain ``str`` when the caller of a start may give it (None stays None);
+    raises ``ReservedIdempotencyKey`` for one with the engine's prefixes that the engine did
+    not derive (what the API's 422 and the CLI's exit 2 refuse)."""
+    if key is None:
+        return None
+    if not isinstance(key, EngineKey) and caller_key_problem(key) is not None:
+        raise ReservedIdempotencyKey(
+            f"idempotency key {key!r} is reserved: keys beginning with"
+            f" {', '.join(ENGINE_KEY_PREFIXES)} (in any case) are the ones the engine derives"
+            " for the executions it starts itself (events, schedule ticks, child workflows);"
+            " nothing was started"
+        )
+    return str(key)
+
+
+def bounded_key(prefix: str, parts: tuple[str, ...], readable: str) -> EngineKey:
     """``prefix`` + ``readable`` when it fits, else a digest of ``parts`` with as much of
     ``readable`` as fits after it (still one key per ``parts``)."""
     key = prefix + readable
     if len(key) <= MAX_KEY_LENGTH:
-        return key
-    return f"{prefix}{_digest(parts)}:{readable}"[:MAX_KEY_LENGTH]
+        return EngineKey(key)
+    return EngineKey(f"{prefix}{_digest(parts)}:{readable}"[:MAX_KEY_LENGTH])
 
 
-def event_key(event_type: str, event_id: str, workflow: str) -> str:
+def event_key(event_type: str, event_id: str, workflow: str) -> EngineKey:
     """The key of the execution of ``workflow`` that the event (type, id) starts.
 
     Two events with the same id but different types are different events; a digest keeps
     ids and names that contain ``:`` from meeting (``a:b`` + ``c`` and ``a`` + ``b:c``)."""
     parts = (event_type, event_id, workflow)
-    return f"event:{_digest(parts)}:{event_type}:{event_id}:{workflow}"[:MAX_KEY_LENGTH]
+    return EngineKey(f"event:{_digest(parts)}:{event_type}:{event_id}:{workflow}"[:MAX_KEY_LENGTH])
 
 
 def _digest(parts: tuple[str, ...]) -> str:

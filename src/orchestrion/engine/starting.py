@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import Started
+from orchestrion.core.idempotency import caller_key
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
@@ -48,6 +49,7 @@ class Starts:
         labels: dict[str, Any] | None,
     ) -> tuple[ExecutionRecord, bool]:
         """See ``Engine.create_execution``."""
+        idempotency_key = caller_key(idempotency_key)
         definition = await self._parts.definitions.record(definition_id)
         self._parts.definitions.check_limits(definition)
         record = ExecutionRecord(
@@ -157,6 +159,8 @@ class Starts:
         ``idempotency_key`` named one made before, which is returned)."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
+        # The engine's own starts (events, ticks, children) pass the keys it derived.
+        idempotency_key = caller_key(idempotency_key)
         # Content handed over is the caller's; a stored definition keeps its own level.
         trust = process_trust(engine.governance)
         if isinstance(definition, DefinitionRecord):
