@@ -397,7 +397,7 @@ async def test_trigger_conflicts_idempotency_and_input_errors(api: Api) -> None:
     unknown = await api.client.post(
         f"/v1/workflow/trigger/{typed_id}", json={"input_params": {"count": 1}, "ghost": {"x": 1}}
     )
-    assert assert_problem(unknown, 409)["errors"][0]["node"] == "ghost"
+    assert assert_problem(unknown, 422)["errors"][0]["node"] == "ghost"
     not_object = await api.client.post(f"/v1/workflow/trigger/{typed_id}", json={"a": 5})
     problem = assert_problem(not_object, 422)
     assert problem["errors"][0]["field"] == "body.a"

@@ -14,7 +14,6 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import (
     DefinitionError,
-    ExecutionNotFound,
     InvalidTransition,
     PermanentNodeError,
 )
@@ -599,8 +598,10 @@ async def test_rerun_of_one_node_runs_it_and_its_downstream_again(engine: Engine
     assert again.ok
     assert CALLS == {"a": 1, "b": 2, "c": 2, "side": 1}
     assert again.nodes["b"].attempt == 2 and again.nodes["a"].attempt == 1
-    with pytest.raises(ExecutionNotFound):
+    with pytest.raises(DefinitionError) as unknown:
         await engine.retry(first.execution_id, from_node="ghost")
+    [issue] = unknown.value.issues
+    assert (issue.code, issue.node, issue.field) == ("unknown_node", "ghost", "from_node")
 
 
 async def test_results_read_wait_times_only_for_executions_that_may_have_waited(

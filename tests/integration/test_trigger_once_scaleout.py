@@ -158,3 +158,20 @@ async def test_a_repeat_with_an_idempotency_key_answers_the_first_trigger(
         assert again.status_code == 202, again.text
         assert again.json()["message"] == "Workflow was already started"
         assert_ran_with(await finished(one, execution_id), 5)
+
+
+async def test_an_unknown_node_is_invalid_content_in_scale_out_too(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    async with cluster(postgres_url, redis_server, redis_prefix) as (one, other):
+        execution_id = await submit(one)
+        body = {"input_params": {"amount": 5}, "node_overrides": {"nosuch": {"x": 1}}}
+        answer = await one.post(f"/v1/workflow/trigger/{execution_id}", json=body, headers=OPERATOR)
+        assert answer.status_code == 422, answer.text
+        assert [e["code"] for e in answer.json()["errors"]] == ["unknown_node"]
+        assert (await trigger(other, execution_id, 5)).status_code == 202  # still pending
+        assert_ran_with(await finished(one, execution_id), 5)
+        retry = f"/v1/workflows/{execution_id}/retry"
+        answer = await other.post(retry, params={"from_node": "nosuch"}, headers=OPERATOR)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == "from_node"

@@ -65,7 +65,9 @@ _SLUGS = {
     500: "internal-error",
     503: "unavailable",
 }
-_INPUT_SOURCES = ("execution inputs", "node overrides")
+_INPUT_SOURCES = ("execution inputs", "node overrides", "from_node")
+"""Sources of request content found invalid (422 invalid-input): an unknown node id among
+them, which is what the request says, not a conflict with the execution's state."""
 
 
 class ApiProblem(HTTPException):
@@ -158,17 +160,6 @@ def _phrase(status: int) -> str:
 async def _orchestrion_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, DefinitionError):
-        if exc.source == "node overrides" and all(i.code == "unknown_node" for i in exc.issues):
-            # A well-formed request that the execution's definition cannot take: a conflict
-            # with the stored resource, as for a version conflict.
-            return problem_response(
-                409,
-                str(exc),
-                instance=path,
-                title="Unknown node",
-                slug="unknown-node",
-                errors=[issue.to_dict() for issue in exc.issues],
-            )
         inputs = exc.source in _INPUT_SOURCES
         count = len(exc.issues)
         detail = (

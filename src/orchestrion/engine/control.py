@@ -30,6 +30,7 @@ from orchestrion.engine.control_requests import OwnerChanged
 from orchestrion.engine.deciders import Decider, check_decider
 from orchestrion.engine.live import LiveExecution
 from orchestrion.engine.timers import arm_deadline
+from orchestrion.engine.trigger_checks import check_from_node
 from orchestrion.errors import ErrorCategory, ExecutionNotFound, InvalidTransition
 from orchestrion.store.base import ExecutionRecord
 
@@ -208,19 +209,17 @@ class ControlVerbs:
                 f"cannot retry execution {execution_id}: it is {record.status.value} "
                 f"({'wait for it to finish' if from_node else 'only failed or cancelled ones'})"
             )
+        if from_node is not None:  # refused before anything is claimed or handed over
+            compiled = await self._parts.definitions.compiled_for(record.definition_id)
+            check_from_node(compiled, execution_id, from_node)
         loop = self._parts.loop
         live = loop.live.get(execution_id)
         if live is None and self._forwards(record):
-            compiled = await self._parts.definitions.compiled_for(record.definition_id)
-            if from_node is not None and from_node not in compiled.plan.index:
-                raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
             await self._parts.forward(execution_id, RetryRequested(time.time(), from_node))
             return
         if live is None:
             await self._parts.ownership.claim_for(record, ControlVerb.RETRY, expected=record.owner)
             live = await self._recovery.load(record.id)
-        if from_node is not None and from_node not in live.compiled.plan.index:
-            raise ExecutionNotFound(f"execution {execution_id} has no node '{from_node}'")
         live = loop.install(live)
         await loop.post_and_wait(execution_id, RetryRequested(time.time(), from_node))
         arm_deadline(live, time.time(), loop.post)

@@ -28,7 +28,7 @@ from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates.rendering import RESERVED_NAMES, template_errors, template_info
 
-__all__ = ["check_inputs", "check_overrides"]
+__all__ = ["check_from_node", "check_inputs", "check_overrides"]
 
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -243,3 +243,16 @@ def _template_issues(
                 message = f"override references unknown name '{name}'"
             issues.append(DefinitionIssue(message, node_id, field, code="template_name"))
     return issues
+
+
+def check_from_node(compiled: CompiledWorkflow, execution_id: str, node_id: str | None) -> None:
+    """Refuse a retry's ``from_node`` the execution's definition does not have: a request
+    field naming nothing there (422 in the API, exit 2 in the CLI, as an override's)."""
+    if node_id is not None and node_id not in compiled.plan.index:
+        issue = DefinitionIssue(
+            f"execution {execution_id} has no node '{node_id}'",
+            node=node_id,
+            field="from_node",
+            code="unknown_node",
+        )
+        raise DefinitionError([issue], source="from_node")
