@@ -31,10 +31,10 @@ from orchestrion.store.base import (
     DefinitionRecord,
     ExecutionFilter,
     ExecutionRecord,
-    PendingTrigger,
     Store,
 )
 from orchestrion.store.memory import MemoryStore
+from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.sql.postgres import PostgresStore
 from orchestrion.store.sql.sqlite import SQLiteStore
 

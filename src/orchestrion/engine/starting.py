@@ -23,7 +23,8 @@ from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_inputs
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
-from orchestrion.store.base import DefinitionRecord, ExecutionRecord, PendingTrigger
+from orchestrion.store.base import DefinitionRecord, ExecutionRecord
+from orchestrion.store.pending_trigger import PendingTrigger
 
 if TYPE_CHECKING:
     from orchestrion.engine.parts import EngineParts

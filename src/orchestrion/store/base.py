@@ -17,6 +17,7 @@ from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 from orchestrion.store.journal_marks import TOUCHED_LIMIT, Marks
 from orchestrion.store.outbox import OutboxStore
+from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.schedules import ScheduleStore
 from orchestrion.store.sessions import SessionStore
 
@@ -37,7 +38,6 @@ __all__ = [
     "LogLineRecord",
     "Marks",
     "NodeRunRecord",
-    "PendingTrigger",
     "Store",
 ]
 
@@ -177,18 +177,6 @@ class JournalRequest:
     event_id: str
     request: dict[str, Any]
     at: float
-
-
-@dataclass(frozen=True, slots=True)
-class PendingTrigger:
-    """What a trigger sets on a pending execution (``Store.trigger_pending``): its inputs,
-    node overrides and correlation id, and whether it lowers the execution's trust."""
-
-    execution_id: str
-    inputs: dict[str, Any]
-    overrides: dict[str, dict[str, Any]]
-    correlation_id: str
-    distrust: bool = False
 
 
 @dataclass(slots=True)
@@ -351,12 +339,9 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
         Raises ``ExecutionNotFound`` when absent."""
 
     async def trigger_pending(self, trigger: PendingTrigger) -> bool:
-        """Mark a pending execution triggered, in one conditional write that holds only while
-        it is pending and has no correlation id (created, never triggered nor started): set
-        the trigger's inputs, overrides and correlation id, and make it untrusted when the
-        trigger says so. True when this call triggered it; False, changing nothing, when a
-        trigger or a start came first. A compare-and-swap: of triggers racing in one process
-        or several, one wins. Raises ``ExecutionNotFound`` when absent."""
+        """Set a trigger's values if the execution is pending with no correlation id (never
+        triggered nor started), in one compare-and-swap write: True when this call won, False
+        (nothing changed) when another came first. ``ExecutionNotFound`` when absent."""
 
     async def list_executions(
         self, flt: ExecutionFilter

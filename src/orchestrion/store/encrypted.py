@@ -49,12 +49,12 @@ from orchestrion.store.base import (
     LogFilter,
     LogLineRecord,
     NodeRunRecord,
-    PendingTrigger,
     Store,
 )
 from orchestrion.store.classification import Classification
 from orchestrion.store.journal_marks import Marks
 from orchestrion.store.outbox import ForwardOutbox
+from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.schedules import ForwardSchedules
 from orchestrion.store.sealing import (
     CHILD_FAILED,

@@ -42,13 +42,13 @@ from orchestrion.store.base import (
     LogLineRecord,
     Marks,
     NodeRunRecord,
-    PendingTrigger,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
 from orchestrion.store.memory_definitions import MemoryDefinitions
 from orchestrion.store.memory_outbox import MemoryOutbox
 from orchestrion.store.memory_schedules import MemorySchedules
 from orchestrion.store.memory_sessions import MemorySessions
+from orchestrion.store.pending_trigger import PendingTrigger
 
 __all__ = ["MemoryStore"]
 
@@ -59,10 +59,8 @@ _WITH_OUTPUT = frozenset(rules.OUTPUT_STATES)
 def _age_of(record: ExecutionRecord) -> float:
     """When a final execution finished; without a finish time (never started), its last
     update, then its creation (as the SQL stores' COALESCE)."""
-    for value in (record.finished_at, record.updated_at):
-        if value is not None:
-            return value
-    return record.created_at
+    found = (value for value in (record.finished_at, record.updated_at) if value is not None)
+    return next(found, record.created_at)
 
 
 class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessions):

@@ -29,7 +29,8 @@ from orchestrion.core.events import Record
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ErrorCategory, ExecutionError, InvalidTransition, StoreError
 from orchestrion.governance.trust import Trust
-from orchestrion.store.base import CommitBatch, ExecutionRecord, PendingTrigger
+from orchestrion.store.base import CommitBatch, ExecutionRecord
+from orchestrion.store.pending_trigger import PendingTrigger
 
 __all__ = [
     "ACTIVE",

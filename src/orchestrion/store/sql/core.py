@@ -20,8 +20,8 @@ from orchestrion.store.base import (
     ExecutionFilter,
     ExecutionRecord,
     ExecutionSnapshot,
-    PendingTrigger,
 )
+from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.sql.driver import C
 from orchestrion.store.sql.journal import SQLJournal
 from orchestrion.store.sql.outbox import SQLOutbox
