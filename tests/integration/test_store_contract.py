@@ -32,6 +32,7 @@ from orchestrion.store.base import (
     ExecutionFilter,
     ExecutionRecord,
     Store,
+    TriggerClaim,
 )
 from orchestrion.store.memory import MemoryStore
 from orchestrion.store.pending_trigger import PendingTrigger
@@ -931,6 +932,22 @@ async def test_second_claimant_loses_while_the_lease_holds(store: Store) -> None
     # Expired means strictly past lease_until.
     assert not await store.claim_execution("e1", "B", T0 + 60, None, LEASE)
     assert await owner_of(store, "e1") == ("A", LEASE)
+
+
+async def test_a_trigger_claim_sets_the_inputs_only_when_it_wins(store: Store) -> None:
+    await seeded(store, "e1")
+    won = TriggerClaim("e1", "A", LEASE, None, T0, {"n": 1}, {"b": {"x": 2}}, "corr-A")
+    assert await store.claim_to_trigger(won)
+    got = await store.get_execution("e1")
+    assert (got.owner, got.lease_until) == ("A", LEASE)
+    assert (got.inputs, got.overrides, got.correlation_id) == ({"n": 1}, {"b": {"x": 2}}, "corr-A")
+    # A second trigger while A's lease holds changes nothing, inputs included.
+    lost = TriggerClaim("e1", "B", T0 + 40, None, T0 + 10, {"n": 9}, {}, "corr-B")
+    assert not await store.claim_to_trigger(lost)
+    got = await store.get_execution("e1")
+    assert (got.owner, got.inputs, got.correlation_id) == ("A", {"n": 1}, "corr-A")
+    with pytest.raises(ExecutionNotFound):
+        await store.claim_to_trigger(TriggerClaim("ghost", "A", LEASE, None, T0, {}, {}, None))
 
 
 async def test_claim_wins_after_the_lease_expired(store: Store) -> None:

@@ -18,13 +18,17 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.errors import InvalidTransition
+from orchestrion.store.base import TriggerClaim
 
 if TYPE_CHECKING:
     from orchestrion.dispatch.base import ClusterDispatcher
     from orchestrion.store.base import ExecutionRecord, Store
+
+TriggerInputs = tuple[dict[str, Any], dict[str, dict[str, Any]], str | None]
+"""A trigger's inputs, node overrides and correlation id."""
 
 __all__ = ["Ownership", "new_owner_id", "owner_alive_here", "owner_is_dead"]
 
@@ -95,6 +99,15 @@ class Ownership:
         renewed_at = (record.lease_until or 0.0) - self._lease_seconds
         return renewed_at >= cluster.owners_seen_at()
 
+    async def _claim(
+        self, execution_id: str, expected: str | None, now: float, inputs: TriggerInputs | None
+    ) -> bool:
+        if inputs is None:
+            return await self.claim(execution_id, expected, now)
+        lease_until = now + self._lease_seconds
+        claim = TriggerClaim(execution_id, self.owner, lease_until, expected, now, *inputs)
+        return await self._store().claim_to_trigger(claim)
+
     async def claim(
         self, execution_id: str, expected: str | None, now: float | None = None
     ) -> bool:
@@ -105,12 +118,21 @@ class Ownership:
             execution_id, self.owner, now + self._lease_seconds, expected, now
         )
 
-    async def claim_for(self, record: ExecutionRecord, verb: str, expected: str | None) -> None:
-        """Take ``record`` over to carry out ``verb``, or explain who holds it."""
+    async def claim_for(
+        self,
+        record: ExecutionRecord,
+        verb: str,
+        expected: str | None,
+        inputs: TriggerInputs | None = None,
+    ) -> None:
+        """Take ``record`` over to carry out ``verb``, or explain who holds it; with
+        ``inputs`` (a trigger's), set them in the same write as the claim."""
         now = time.time()
         if record.owner == self.owner:
             expected = self.owner
-        if self.held_elsewhere(record, now) or not await self.claim(record.id, expected, now):
+        if self.held_elsewhere(record, now) or not await self._claim(
+            record.id, expected, now, inputs
+        ):
             raise InvalidTransition(
                 f"cannot {verb} execution {record.id}: it is being run by another process "
                 f"({record.owner or 'unknown'}); {verb} it there, or stop that process first"

@@ -94,12 +94,21 @@ class Starts:
             await self._mark_triggered(record, correlation_id, trust)
             await self.begin(record, compiled)
             return record
+        correlation_id = correlation_id or record.correlation_id or execution_id
+        if trust.trusted or not Trust.of(record.trust).trusted:
+            # The claim and the inputs in one write: one commit (one take of SQLite's write
+            # lock) instead of two before the start's.
+            given = (record.inputs, record.overrides, correlation_id)
+            await self._parts.ownership.claim_for(record, "trigger", None, given)
+            record.correlation_id = correlation_id
+            await self.begin(record, compiled)
+            return record
         await self._parts.ownership.claim_for(record, "trigger", expected=None)
-        if not trust.trusted and Trust.of(record.trust).trusted:
-            # Inputs and overrides from an untrusted caller: never trusted again.
-            await store.distrust_execution(execution_id)
-            record.trust = trust
-        record.correlation_id = correlation_id or record.correlation_id or execution_id
+        # Inputs and overrides from an untrusted caller: never trusted again, and the
+        # execution untrusted before they are stored.
+        await store.distrust_execution(execution_id)
+        record.trust = trust
+        record.correlation_id = correlation_id
         await store.update_execution_inputs(
             execution_id, record.inputs, record.overrides, record.correlation_id
         )

@@ -39,6 +39,7 @@ __all__ = [
     "Marks",
     "NodeRunRecord",
     "Store",
+    "TriggerClaim",
 ]
 
 
@@ -139,6 +140,21 @@ class ExecutionSnapshot:
     record: ExecutionRecord
     runs: list[NodeRunRecord]
     events: list[EventRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerClaim:
+    """A trigger's claim on a pending execution (``claim_execution``'s compare-and-swap) and
+    what it sets once it holds it (``update_execution_inputs``'s values)."""
+
+    execution_id: str
+    owner: str
+    lease_until: float
+    expected_owner: str | None
+    now: float
+    inputs: dict[str, Any]
+    overrides: dict[str, dict[str, Any]]
+    correlation_id: str | None
 
 
 @dataclass(slots=True)
@@ -377,6 +393,10 @@ class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
         (None matches no owner) or the current lease ran out (``lease_until < now``). The
         status is not looked at. Raises ``ExecutionNotFound`` when absent.
         """
+
+    async def claim_to_trigger(self, claim: TriggerClaim) -> bool:
+        """``claim_execution`` and, only when it took the execution, the inputs set as
+        ``update_execution_inputs`` sets them, in one write (one commit, not two)."""
 
     async def renew_leases(
         self, owner: str, execution_ids: list[str], lease_until: float

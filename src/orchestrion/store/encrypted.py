@@ -50,6 +50,7 @@ from orchestrion.store.base import (
     LogLineRecord,
     NodeRunRecord,
     Store,
+    TriggerClaim,
 )
 from orchestrion.store.classification import Classification
 from orchestrion.store.journal_marks import Marks
@@ -281,16 +282,20 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
     # ------------------------------------------------------------------ ownership
 
     async def claim_execution(
-        self,
-        execution_id: str,
-        owner: str,
-        lease_until: float,
-        expected_owner: str | None,
+        self, execution_id: str, owner: str, lease_until: float, expected_owner: str | None,
         now: float,
-    ) -> bool:
+    ) -> bool:  # fmt: skip
         return await self.inner.claim_execution(
             execution_id, owner, lease_until, expected_owner, now
         )
+
+    async def claim_to_trigger(self, claim: TriggerClaim) -> bool:
+        if (ring := self.ring) is not None and await self._classes.of(eid := claim.execution_id):
+            sealed = encrypt_value(ring, claim.inputs, context(eid, None, "inputs"))
+            claim = replace(
+                claim, inputs=sealed, overrides=self._seal_overrides(ring, eid, claim.overrides)
+            )
+        return await self.inner.claim_to_trigger(claim)
 
     async def renew_leases(
         self, owner: str, execution_ids: list[str], lease_until: float
@@ -341,21 +346,16 @@ class EncryptedStore(ForwardSchedules, ForwardOutbox, ForwardSessions):
         return outputs
 
     async def list_events(
-        self,
-        execution_id: str | None = None,
-        after_seq: int = 0,
-        limit: int = 1000,
+        self, execution_id: str | None = None, after_seq: int = 0, limit: int = 1000,
         types: list[str] | None = None,
-    ) -> list[EventRecord]:
-        return self._open_events(
-            await self.inner.list_events(execution_id, after_seq, limit, types)
-        )
+    ) -> list[EventRecord]:  # fmt: skip
+        found = await self.inner.list_events(execution_id, after_seq, limit, types)
+        return self._open_events(found)
 
     def _open_events(self, events: list[EventRecord]) -> list[EventRecord]:
         ring = self.ring
         for i, event in enumerate(events):
-            data = event.data
-            if data is not None and ("error" in data or "sealed" in data):
+            if (data := event.data) is not None and ("error" in data or "sealed" in data):
                 opened = open_journal_data(ring, data, event.execution_id, event.node_id)
                 if opened is not data:
                     events[i] = replace(event, data=opened)

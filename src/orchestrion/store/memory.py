@@ -42,6 +42,7 @@ from orchestrion.store.base import (
     LogLineRecord,
     Marks,
     NodeRunRecord,
+    TriggerClaim,
 )
 from orchestrion.store.memory_audit import MemoryAuditTrail
 from orchestrion.store.memory_definitions import MemoryDefinitions
@@ -134,9 +135,7 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
         correlation_id: str | None,
     ) -> None:
         record = self._execution(execution_id)
-        record.inputs = inputs
-        record.overrides = overrides
-        record.correlation_id = correlation_id
+        record.inputs, record.overrides, record.correlation_id = inputs, overrides, correlation_id
 
     async def distrust_execution(self, execution_id: str) -> None:
         self._execution(execution_id).trust = Trust.UNTRUSTED
@@ -238,9 +237,14 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
         expired = record.lease_until is not None and record.lease_until < now
         if record.owner != expected_owner and not expired:
             return False
-        record.owner = owner
-        record.lease_until = lease_until
+        record.owner, record.lease_until = owner, lease_until
         return True
+
+    async def claim_to_trigger(self, c: TriggerClaim) -> bool:
+        eid = c.execution_id
+        if took := await self.claim_execution(eid, c.owner, c.lease_until, c.expected_owner, c.now):
+            await self.update_execution_inputs(eid, c.inputs, c.overrides, c.correlation_id)
+        return took
 
     async def renew_leases(
         self, owner: str, execution_ids: list[str], lease_until: float
@@ -261,8 +265,7 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
             records = (self._executions.get(execution_id) for execution_id in execution_ids)
         for record in records:
             if record is not None and record.owner == owner:
-                record.owner = None
-                record.lease_until = None
+                record.owner, record.lease_until = None, None
 
     # ------------------------------------------------------------------ node runs and events
 

@@ -20,6 +20,7 @@ from orchestrion.store.base import (
     ExecutionFilter,
     ExecutionRecord,
     ExecutionSnapshot,
+    TriggerClaim,
 )
 from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.sql.driver import C
@@ -440,6 +441,32 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             found = await tx.row("SELECT 1 FROM executions WHERE id = :id", {"id": execution_id})
         if found is None:
             raise ExecutionNotFound(f"execution '{execution_id}' not found")
+        return False
+
+    async def claim_to_trigger(self, claim: TriggerClaim) -> bool:
+        # One statement, no transaction around it: the compare-and-swap and the inputs are
+        # one write (on SQLite one take of the file's write lock and one commit, not two).
+        sql = (
+            "UPDATE executions SET owner = :owner, lease_until = :lease_until, inputs = :i,"
+            " overrides = :o, correlation_id = :c WHERE id = :id"
+            f" AND (owner {self.SAME_AS} :expected OR lease_until < :now)"
+        )
+        params = {
+            "owner": claim.owner,
+            "lease_until": claim.lease_until,
+            "id": claim.execution_id,
+            "expected": claim.expected_owner,
+            "now": claim.now,
+            "i": dumps(claim.inputs),
+            "o": dumps(claim.overrides),
+            "c": claim.correlation_id,
+        }
+        async with self._connection() as conn:
+            if await conn.run(sql, params) == 1:
+                return True
+            found = await conn.row("SELECT 1 FROM executions WHERE id = :id", {"id": params["id"]})
+        if found is None:
+            raise ExecutionNotFound(f"execution '{claim.execution_id}' not found")
         return False
 
     async def renew_leases(
