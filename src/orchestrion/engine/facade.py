@@ -307,13 +307,13 @@ class Engine:
 
         ``parent`` is (execution id, node id, attempt) of a ``workflow`` node starting a child.
 
-        The execution is created already owned, with its inputs, so starting costs one insert
-        and one engine turn; the starts asked for in the same event-loop tick share one commit
-        (``ExecutionCreator``).
+        The execution is created already owned, with its inputs: one insert and one engine
+        turn; starts asked for in the same event-loop tick share one commit (``ExecutionCreator``).
         """
-        return await self._starts.start_execution(
+        started, _made = await self._starts.start_or_find(
             definition, inputs, idempotency_key, overrides, correlation_id, parent
         )
+        return started
 
     async def run(
         self,

@@ -128,32 +128,6 @@ class Starts:
         if distrust:
             record.trust = trust
 
-    async def start_execution(
-        self,
-        definition: Any,
-        inputs: dict[str, Any] | None,
-        idempotency_key: str | None,
-        overrides: dict[str, dict[str, Any]] | None,
-        correlation_id: str | None,
-        parent: tuple[str, str, int] | None,
-        inputs_trust: Trust | None = None,
-        labels: dict[str, Any] | None = None,
-    ) -> ExecutionRecord:
-        """See ``Engine.start_execution``; ``inputs_trust``: that of whatever the inputs came
-        from (an execution whose end starts this one), when it is not the caller's;
-        ``labels``: stored with the execution (what started it)."""
-        started, _made = await self.start_or_find(
-            definition,
-            inputs,
-            idempotency_key,
-            overrides,
-            correlation_id,
-            parent,
-            inputs_trust,
-            labels,
-        )
-        return started
-
     async def start_or_find(
         self,
         definition: Any,
@@ -165,8 +139,10 @@ class Starts:
         inputs_trust: Trust | None = None,
         labels: dict[str, Any] | None = None,
     ) -> tuple[ExecutionRecord, bool]:
-        """``start_execution``, and whether this call made the execution (False: the
-        ``idempotency_key`` named one made before, which is returned)."""
+        """See ``Engine.start_execution``; also whether this call made the execution (False:
+        the ``idempotency_key`` named one made before, which is returned). ``inputs_trust``:
+        that of whatever the inputs came from (an execution whose end starts this one), when
+        it is not the caller's; ``labels``: stored with the execution (what started it)."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
         # The engine's own starts (events, ticks, children) pass the keys it derived.
