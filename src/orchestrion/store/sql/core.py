@@ -301,12 +301,17 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             f" WHERE id = :id AND status = '{ExecutionStatus.PENDING.value}'"
             " AND correlation_id IS NULL"
         )
+        return await self._update_if(sql, params)
+
+    async def _update_if(self, sql: str, params: dict[str, Any]) -> bool:
+        """Run a conditional UPDATE of the execution ``params["id"]``: whether it matched
+        (False: the condition did not hold); ExecutionNotFound when there is no such row."""
         async with self._connection() as conn:
             if await conn.run(sql, params) == 1:
                 return True
             found = await conn.row("SELECT 1 FROM executions WHERE id = :id", {"id": params["id"]})
         if found is None:
-            raise ExecutionNotFound(f"execution '{trigger.execution_id}' not found")
+            raise ExecutionNotFound(f"execution '{params['id']}' not found")
         return False
 
     async def _update_one(self, sql: str, params: dict[str, Any], execution_id: str) -> None:
@@ -461,13 +466,7 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             "o": dumps(claim.overrides),
             "c": claim.correlation_id,
         }
-        async with self._connection() as conn:
-            if await conn.run(sql, params) == 1:
-                return True
-            found = await conn.row("SELECT 1 FROM executions WHERE id = :id", {"id": params["id"]})
-        if found is None:
-            raise ExecutionNotFound(f"execution '{claim.execution_id}' not found")
-        return False
+        return await self._update_if(sql, params)
 
     async def renew_leases(
         self, owner: str, execution_ids: list[str], lease_until: float
