@@ -175,3 +175,32 @@ async def test_an_unknown_node_is_invalid_content_in_scale_out_too(
         answer = await other.post(retry, params={"from_node": "nosuch"}, headers=OPERATOR)
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"][0]["field"] == "from_node"
+
+
+LISTENER = {
+    "name": "on-thing",
+    "triggers": [{"type": "event", "name": "thing", "event_type": "thing.happened"}],
+    "dag": {"nodes": [{"id": "a", "handler": "noop"}]},
+}
+
+
+async def test_an_event_delivered_twice_at_once_starts_one_execution_for_both(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    # The second delivery finds the execution the first made, already triggered: it answers
+    # with that execution ("delivered before"), never with a refused trigger.
+    async with cluster(postgres_url, redis_server, redis_prefix) as (one, other):
+        listened = await one.post("/v1/workflow", json=LISTENER, headers=OPERATOR)
+        assert listened.status_code == 201, listened.text
+        for i in range(6):
+            sent = {"id": f"evt-{i}"}
+            answers = await asyncio.gather(
+                *(
+                    client.post("/v1/events/thing.happened", json=sent, headers=OPERATOR)
+                    for client in ((one, other) if i % 2 else (one, one))
+                )
+            )
+            assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+            started = {e["execution_id"] for a in answers for e in a.json()["executions"]}
+            assert len(started) == 1, [a.text for a in answers]
+            await finished(other, started.pop())

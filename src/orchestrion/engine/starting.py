@@ -199,7 +199,12 @@ class Starts:
             ):
                 return stored, False
             # Made pending by create_execution with this key, never triggered: trigger it.
-            return await self.trigger(stored.id, inputs, overrides, correlation_id), False
+            try:
+                return await self.trigger(stored.id, inputs, overrides, correlation_id), False
+            except InvalidTransition:
+                # Another start with this key (an event delivered twice at once, on any API
+                # process) triggered it first: that one is what this key names.
+                return await self._parts.engine.store.get_execution(stored.id), False
         await self.begin(stored, compiled)
         return stored, True
 
