@@ -262,10 +262,16 @@ def test_dead_letter_nodes_through_a_server(tmp_path: Path) -> None:
             nothing = orchestrion("dlq", "show", "fff0.flaky", *remote, env=env)
             assert nothing.returncode == EXIT_NOT_FOUND, nothing.stderr
 
+            # Through the server as here: the rerun is followed to its end, and one that
+            # fails again is exit 1.
+            failed = orchestrion("dlq", "retry", f"{tail}.flaky", *remote, env=env)
+            assert failed.returncode == 1, (failed.stdout, failed.stderr)
+            assert failed.stdout.rstrip().endswith(": failed"), failed.stdout
             marker.touch()
             retry = orchestrion("dlq", "retry", f"{tail}.flaky", *remote, env=env)
             assert retry.returncode == 0, retry.stderr
             assert f"retried {retried_id}.flaky" in retry.stdout
+            assert retry.stdout.rstrip().endswith(": completed"), retry.stdout
             _wait_status(client, retried_id, "COMPLETED")
 
             dropped = client.delete(f"/v1/admin/dlq/{dropped_id}.flaky", headers=ADMIN)

@@ -16,7 +16,8 @@ execution goes on. With ``--server URL`` and an admin ``--api-key`` everything g
 task (show), one line (retry, drop), or with ``--json`` the client's shape
 (``orchestrion.client.DeadLetter``, epoch times).
 
-Exit codes (as in ``cli/app.py``): 0 done; 1 a node rerun here failed again; 2 a letter that
+Exit codes (as in ``cli/app.py``): 0 done; 1 a node's rerun failed again (here, or on the
+server, whose run a retry with ``--server`` follows to its end); 2 a letter that
 cannot be retried, no Redis configured for a task id, or a request the server refused; 3 the
 database, Redis or the server cannot be reached; 5 an id that names no dead letter (unknown,
 malformed, or a node that has not failed for good); 6 the server refused the API key.
@@ -57,7 +58,7 @@ from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOp
 from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
-    from orchestrion.client import Client
+    from orchestrion.client import Client, DeadLetterAction
     from orchestrion.cluster.dlq import DeadLetters
     from orchestrion.engine.facade import Engine
 
@@ -239,7 +240,7 @@ def retry(
     action = _run(
         target,
         entry_id,
-        lambda client: client.retry_dead_letter(entry_id),
+        lambda client: _retried_on_server(client, entry_id),
         lambda dlq: task_retry(dlq, entry_id),
         lambda engine: node_retry(engine, entry_id),
     )
@@ -249,8 +250,22 @@ def retry(
         console.print(
             f"retried {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
         )
-    if not target.server and is_node(entry_id) and action.message.endswith(": failed"):
+    if is_node(entry_id) and action.message.endswith(": failed"):
         raise typer.Exit(1)
+
+
+def _retried_on_server(client: Client, entry_id: str) -> DeadLetterAction:
+    """The server's retry of ``entry_id``; a node's execution is then followed, as a local
+    retry runs it, until it ends or waits for a person, and its state ends the message."""
+    from dataclasses import replace
+
+    from orchestrion.cli.remote import settle
+
+    action = client.retry_dead_letter(entry_id)
+    if not is_node(entry_id) or action.execution_id is None:
+        return action
+    result, _decisions = settle(client, action.execution_id)
+    return replace(action, message=f"{action.message.rstrip('.')}: {result.status.value}")
 
 
 @dlq_app.command()

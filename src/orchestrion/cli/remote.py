@@ -30,7 +30,17 @@ if TYPE_CHECKING:
     from orchestrion.core.result import ExecutionResult
     from orchestrion.core.states import ExecutionStatus
 
-__all__ = ["cancel", "connected", "list_rows", "pause", "resume", "retry", "run", "status"]
+__all__ = [
+    "cancel",
+    "connected",
+    "list_rows",
+    "pause",
+    "resume",
+    "retry",
+    "run",
+    "settle",
+    "status",
+]
 
 _POLL = 0.2
 
@@ -113,10 +123,10 @@ def run(
         client.trigger(execution_id, params, idempotency_key=idempotency_key)
         if not quiet:
             _follow(client, execution_id, f"{submitted.name} v{submitted.version}")
-        return _settle(client, execution_id)
+        return settle(client, execution_id)
 
 
-def _settle(client: Client, execution_id: str) -> Settled:
+def settle(client: Client, execution_id: str) -> Settled:
     """Poll until the execution is final, or waits for a decision here or in a child."""
     from orchestrion.core.states import ExecutionStatus
 
@@ -317,7 +327,7 @@ def decide(
             client.approve(execution_id, node, by=by, comment=comment)
         else:
             client.reject(execution_id, node, by=by, comment=comment)
-        return _settle(client, execution_id)
+        return settle(client, execution_id)
 
 
 def pause(server: str, api_key: str | None, execution_id: str) -> None:
@@ -333,7 +343,7 @@ def retry(
     for a person."""
     with _connected(server, api_key) as client:
         client.retry(execution_id, from_node)
-        return _settle(client, execution_id)
+        return settle(client, execution_id)
 
 
 def resume(server: str, api_key: str | None, execution_id: str | None) -> list[Settled]:
@@ -346,4 +356,4 @@ def resume(server: str, api_key: str | None, execution_id: str | None) -> list[S
     with _connected(server, api_key) as client:
         if client.status(execution_id, include_outputs=False).status is ExecutionStatus.PAUSED:
             client.resume(execution_id)
-        return [_settle(client, execution_id)]
+        return [settle(client, execution_id)]
