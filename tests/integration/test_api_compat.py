@@ -245,7 +245,7 @@ async def test_unversioned_errors_are_problem_documents(tmp_path: Path) -> None:
         assert_problem(await api.client.post("/workflow", json=cyclic), 422)
         pending = (await api.client.post("/workflow", json=QUICK)).json()["execution_id"]
         unknown = assert_problem(
-            await api.client.post(f"/workflow/trigger/{pending}", json={"nope": {"a": 1}}), 409
+            await api.client.post(f"/workflow/trigger/{pending}", json={"nope": {"a": 1}}), 422
         )
         assert "nope" in json.dumps(unknown)
 

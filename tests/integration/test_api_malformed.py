@@ -266,11 +266,11 @@ async def test_an_api_key_that_is_not_ascii_is_unknown(served: Served, value: by
     assert_problem(response, 401, "API key")
 
 
-async def test_unknown_override_node_is_a_conflict(served: Served) -> None:
+async def test_unknown_override_node_is_invalid_content(served: Served) -> None:
     response = await served.client.post(
         f"/v1/workflow/trigger/{served.execution_id}", json={"node_overrides": {"zz": {}}}
     )
-    assert assert_problem(response, 409, "unknown node")["errors"][0]["node"] == "zz"
+    assert assert_problem(response, 422, "unknown node")["errors"][0]["node"] == "zz"
 
 
 async def test_the_document_declares_what_the_server_enforces(served: Served) -> None:

@@ -82,6 +82,7 @@ PUBLIC: dict[str, set[str]] = {
         "OrchestrionError",
         "PermanentNodeError",
         "PolicyViolation",
+        "ReservedIdempotencyKey",
         "StoreError",
         "UnstorableValue",
         "TransientNodeError",
