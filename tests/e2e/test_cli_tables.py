@@ -210,3 +210,16 @@ def test_a_dead_letter_shown_piped_is_a_field_to_a_line(folder: Path) -> None:
     [message] = [line for line in out.splitlines() if line.startswith("message ")]
     assert "so this step cannot go on: " in message and message.endswith("missing")
     assert [line.split()[1] for line in out.splitlines() if line.startswith("id ")] == [entry]
+
+
+@pytest.mark.parametrize("columns", [40, 60])
+def test_a_terminal_too_narrow_for_a_row_never_cuts_an_id(folder: Path, columns: int) -> None:
+    # The row is wider than the terminal even with free text cut: it comes out as one line
+    # the terminal folds, the id whole (it is what the next command takes).
+    ids = _ids(folder)
+    lines = on_terminal(folder, "list", "--db", "t.db", columns=columns)
+    assert len(lines) == 1 + len(ids)
+    _one_line_each(lines, ids)
+    letters = on_terminal(folder, "dlq", "list", "--db", "t.db", columns=columns)
+    failed = [line for line in letters if ".enrich" in line]
+    assert failed and all(re.search(r"[0-9a-f-]{36}\.enrich", line) for line in failed), letters

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 __all__ = ["Column", "piped", "print_table", "when"]
@@ -98,21 +97,34 @@ def print_table(
         if columns[i].cut:
             floor = max(_SHORTEST, cell_len(columns[i].header))
             widths[i] = max(floor, widths[i] - excess)
-    table = Table(box=None, padding=(0, 1), pad_edge=False, title=title, title_justify="left")
-    for i in shown:
-        column = columns[i]
-        table.add_column(
-            column.header,
-            justify="right" if column.right else "left",
-            no_wrap=True,
-            overflow="ellipsis",
-            width=widths[i],
-        )
-    for row in cells:
-        table.add_row(*(row[i] for i in shown))
-    # Wider than the terminal still (ids are not cut): one line the terminal folds, never
-    # lines that rich would cut or wrap.
-    console.print(table, width=max(console.width, total()), crop=False)
+    if title is not None:
+        console.print(title, highlight=False, soft_wrap=True)
+    right = [columns[i].right for i in shown]
+    sizes = [widths[i] for i in shown]
+    header = [Text(columns[i].header, style="bold") for i in shown]
+    # Drawn line by line, not as a rich table, which narrows every column, ids too, to the
+    # terminal: a row still wider (ids are never cut) is one line the terminal folds.
+    for line in (header, *([row[i] for i in shown] for row in cells)):
+        console.print(_line(line, sizes, right), highlight=False, soft_wrap=True)
+
+
+def _line(cells: Sequence[Text], widths: Sequence[int], right: Sequence[bool]) -> Text:
+    """One row: each cell cut with "…" to its column's width, padded, two spaces apart."""
+    line = Text()
+    last = len(cells) - 1
+    for n, (cell, width, to_right) in enumerate(zip(cells, widths, right, strict=True)):
+        if cell.cell_len > width:
+            cell = cell.copy()
+            cell.truncate(width, overflow="ellipsis")
+        pad = " " * (width - cell.cell_len)
+        if n:
+            line.append(" " * _GAP)
+        if to_right:
+            line.append(pad)
+        line.append_text(cell)
+        if not to_right and n < last:
+            line.append(pad)
+    return line
 
 
 def _print_plain(console: Console, columns: Sequence[Column], cells: list[list[Text]]) -> None:
