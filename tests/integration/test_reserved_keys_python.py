@@ -86,3 +86,20 @@ async def test_the_client_library_is_refused_a_reserved_key(tmp_path: Path) -> N
             with pytest.raises(InvalidRequest) as refused:
                 await call
             assert "the engine's own" in str(refused.value)
+
+
+@pytest.mark.parametrize("key", [" event:1", "order-1 ", "a\nb", "tab\there", "clé"])
+async def test_the_client_library_refuses_a_key_no_header_carries_as_given(
+    tmp_path: Path, key: str
+) -> None:
+    # Sent, it would fail as a connection does, or reach the server other than it was given
+    # (white space at either end is dropped): refused as invalid, nothing started.
+    async with (
+        serving(tmp_path) as running,
+        AsyncClient("http://api", transport=running.client._transport) as client,
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            await client.submit(FLOW, idempotency_key=key)
+        assert refused.value.errors[0]["field"] == "Idempotency-Key"
+        listed = await client.list_executions()
+        assert listed.items == []

@@ -89,7 +89,7 @@ connected = _connected
 
 
 def _describe(exc: Any) -> str:
-    lines = [f"{exc} (HTTP {exc.status})"]
+    lines = [str(exc) if exc.status is None else f"{exc} (HTTP {exc.status})"]
     for item in exc.errors:
         where = f"{item['field']}: " if item.get("field") else ""
         lines.append(f"  - {where}{item.get('message', '')}")

@@ -25,6 +25,7 @@ from orchestrion.client.errors import (
     ApiConnectionError,
     ApiError,
     ApiTimeout,
+    InvalidRequest,
     error_from_response,
 )
 from orchestrion.client.inputs_models import RenderedInputs
@@ -39,6 +40,7 @@ from orchestrion.client.models import (
     Health,
     Submission,
 )
+from orchestrion.core.idempotency import caller_key_problem
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.core.verbs import ControlVerb, decision_verb
 
@@ -179,7 +181,20 @@ def _body(data: Mapping[str, Any]) -> bytes:
 
 
 def _key(idempotency_key: str | None) -> dict[str, str]:
-    return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    """The Idempotency-Key header. A key no header can carry as given (white space at either
+    end, which HTTP drops; a control character; not ASCII), or one of the engine's own, is
+    refused here, as the server would refuse it, instead of failing as a connection would."""
+    if not idempotency_key:
+        return {}
+    problem = caller_key_problem(idempotency_key)
+    if idempotency_key != idempotency_key.strip() or not idempotency_key.isascii():
+        problem = "an Idempotency-Key is ASCII text without white space at either end"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in idempotency_key):
+        problem = "an Idempotency-Key may not hold a control character (a line break, a tab)"
+    if problem is not None:
+        item = {"code": "invalid_idempotency_key", "field": "Idempotency-Key", "message": problem}
+        raise InvalidRequest(f"idempotency key {idempotency_key!r}: {problem}", errors=[item])
+    return {"Idempotency-Key": idempotency_key}
 
 
 def quote_segment(segment: str) -> str:
