@@ -223,3 +223,25 @@ def test_a_terminal_too_narrow_for_a_row_never_cuts_an_id(folder: Path, columns:
     letters = on_terminal(folder, "dlq", "list", "--db", "t.db", columns=columns)
     failed = [line for line in letters if ".enrich" in line]
     assert failed and all(re.search(r"[0-9a-f-]{36}\.enrich", line) for line in failed), letters
+
+
+def test_status_piped_keeps_its_summary_lines_whole(folder: Path) -> None:
+    # The lines after the table (the execution's state, its error) are not folded at the
+    # pipe's 80 columns either: a script finds each on one line.
+    [failed, *_] = [
+        row["execution_id"]
+        for row in json.loads(piped(folder, "list", "--db", "t.db", "--json"))
+        if row["status"] == "FAILED"
+    ]
+    done = subprocess.run(
+        [*CLI, "status", failed, "--db", "t.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+        env=_env(folder, 80),
+    )
+    lines = done.stdout.splitlines()
+    [error] = [line for line in lines if line.startswith("error:")]
+    assert str(folder / "missing") in error, lines
+    assert any(line.startswith(f"execution {failed} failed") for line in lines), lines

@@ -114,6 +114,7 @@ def _print(body: dict[str, Any], as_json: bool) -> None:
         f"event {escape(body['event_id'])} ({escape(body['event_type'])}): "
         f"{escape(body['message'])}",
         highlight=False,
+        soft_wrap=True,
     )
     for item in body["executions"]:
         console.print(

@@ -104,10 +104,12 @@ def render_result(
             (result.status.value, style),
             (took, ""),
             ("" if Trust.of(result.trust).trusted else " (untrusted)", "yellow"),
-        )
+        ),
+        soft_wrap=True,  # one line, however narrow the terminal or the pipe's 80 columns
     )
     if result.error:
-        console.print(Text(f"error: {result.error.get('message', result.error)}", style="red"))
+        message = f"error: {result.error.get('message', result.error)}"
+        console.print(Text(message, style="red"), soft_wrap=True)
     _render_criteria(console, result)
     _render_routing(console, result)
     if any(node.attempt > 1 for node in nodes):
