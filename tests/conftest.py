@@ -83,6 +83,9 @@ LONG_FILES = (
     "e2e/test_scaleout_api_faults.py",
     "e2e/test_bounded_work_server.py",
     "e2e/test_service_restarts.py",
+    "e2e/test_cli_pipes.py",
+    "e2e/test_saga_cluster.py",
+    "e2e/test_cli_tables.py",
 )
 # Then the tiers, slowest first: the many quick unit files fill the end evenly.
 TIERS = ("e2e", "integration", "unit")
