@@ -50,6 +50,7 @@ __all__ = [
     "TimerFired",
     "TimerKind",
     "WaitResolved",
+    "wait_seconds",
 ]
 
 
@@ -93,12 +94,12 @@ class ErrorInfo:
             transient=bool(data.get("transient", False)),
             type=data.get("type"),
             traceback=data.get("traceback"),
-            retry_after=_seconds(data.get("retry_after")),
+            retry_after=wait_seconds(data.get("retry_after")),
         )
 
 
-def _seconds(value: Any) -> float | None:
-    """A number of seconds as recorded (anything else, as from an older record: None)."""
+def wait_seconds(value: Any) -> float | None:
+    """``value`` as a number of seconds one can wait (finite, not negative), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if 0 <= value < float("inf") else None

@@ -12,7 +12,7 @@ import traceback
 
 from pydantic import ValidationError
 
-from orchestrion.core.events import ErrorInfo
+from orchestrion.core.events import ErrorInfo, wait_seconds
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import ErrorCategory, HandlerNotFound, NodeError
 
@@ -62,13 +62,7 @@ def _classify(task: TaskMessage, exc: BaseException) -> ErrorInfo:
     if isinstance(exc, NodeError):
         details = exc.details
         asked = details.get("retry_after") if isinstance(details, dict) else None
-        retry_after = (
-            float(asked)
-            if isinstance(asked, int | float)
-            and not isinstance(asked, bool)
-            and 0 <= asked < float("inf")
-            else None
-        )
+        retry_after = wait_seconds(asked)
         return ErrorInfo(exc.category, str(exc), exc.transient, kind, retry_after=retry_after)
     if isinstance(exc, ValidationError):
         violations = [e["msg"] for e in exc.errors() if e["type"] == "policy_violation"]
