@@ -39,7 +39,7 @@ CREATE TABLE executions (
 	created_at FLOAT NOT NULL,
 	started_at FLOAT,
 	finished_at FLOAT,
-	updated_at FLOAT, owner VARCHAR(255), lease_until FLOAT, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL,
+	updated_at FLOAT, owner VARCHAR(255), lease_until FLOAT, trust VARCHAR(16) DEFAULT 'untrusted' NOT NULL, id_reversed VARCHAR(255),
 	CONSTRAINT pk_executions PRIMARY KEY (id),
 	CONSTRAINT fk_executions_definition_id_definitions FOREIGN KEY(definition_id) REFERENCES definitions (id),
 	CONSTRAINT uq_executions_idempotency_key UNIQUE (idempotency_key)
@@ -192,4 +192,6 @@ CREATE TABLE ended_sessions (
 	CONSTRAINT uq_ended_sessions_nonce UNIQUE (nonce)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0012');
+CREATE INDEX ix_executions_id_reversed ON executions (id_reversed);
+
+INSERT INTO alembic_version (version_num) VALUES ('0013');

@@ -50,7 +50,8 @@ _INSERT_DEFINITION = (
     " ON CONFLICT (name, version) DO NOTHING"
 )
 _INSERT_EXECUTION = (
-    f"INSERT INTO executions ({EXEC_COLS}) VALUES ({marks(EXEC_COLS)})"
+    f"INSERT INTO executions ({EXEC_COLS}, id_reversed)"
+    f" VALUES ({marks(EXEC_COLS)}, :id_reversed)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
 _RELEASE = "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = :owner"
@@ -396,8 +397,16 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             below = "" if params["prefix_end"] is None else f" AND id{self.BYTEWISE} < :prefix_end"
             where.append(f"id{self.BYTEWISE} >= :prefix{below} AND substr(id, 1, :plen) = :prefix")
         if flt.id_suffix is not None:
-            where.append("substr(id, length(id) - :slen + 1) = :suffix")
+            # The same range on the id written backwards (migration 0013), whose index finds
+            # the rows; a row written before that column existed has none, and is read too.
             params["slen"], params["suffix"] = len(flt.id_suffix), flt.id_suffix
+            params["rsuffix"] = flt.id_suffix[::-1]
+            params["rsuffix_end"] = _successor(params["rsuffix"])
+            below = "" if params["rsuffix_end"] is None else " AND id_reversed < :rsuffix_end"
+            where.append(
+                f"(id_reversed >= :rsuffix{below} OR id_reversed IS NULL)"
+                " AND substr(id, length(id) - :slen + 1) = :suffix"
+            )
         if flt.created_after is not None:
             where.append("created_at > :after")
             params["after"] = flt.created_after

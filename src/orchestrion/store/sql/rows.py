@@ -153,6 +153,8 @@ def execution_params(record: ExecutionRecord) -> dict[str, Any]:
         "owner": record.owner,
         "lease_until": record.lease_until,
         "trust": Trust.of(record.trust).value,
+        # Its end as a prefix, for the index that finds an execution by its last characters.
+        "id_reversed": record.id[::-1],
     }
 
 
