@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +103,11 @@ class EngineLoop:
         # Executions that ended here lately, started here and never waiting, with the time
         # they ended: their results need no wait times read unless the store shows a later
         # end (a retry, here or elsewhere; ``Outcomes``); the oldest are forgotten first.
-        self.never_waited: dict[str, float] = {}
+        # Ordered: a plain dict steps over every slot its front's removed keys left.
+        self.never_waited: OrderedDict[str, float] = OrderedDict()
         # The same executions' committed records, for a second at most (``live_result.py``):
         # a caller that started one usually waits for it at once, often after its end.
-        self.ended_here: dict[str, tuple[LiveExecution, float]] = {}
+        self.ended_here: OrderedDict[str, tuple[LiveExecution, float]] = OrderedDict()
         self._forget_ended: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -460,7 +462,7 @@ class EngineLoop:
         kept.pop(live.record.id, None)  # ended again: the newest end last
         kept[live.record.id] = (live, ended)
         if len(kept) > _ENDED_KEPT:
-            del kept[next(iter(kept))]
+            kept.popitem(last=False)
         if self._forget_ended is None:
             self._forget_ended = asyncio.get_running_loop().call_later(
                 _ENDED_KEPT_FOR, self._drop_ended
@@ -472,7 +474,7 @@ class EngineLoop:
         kept = self.ended_here
         oldest = time.time() - _ENDED_KEPT_FOR
         while kept and next(iter(kept.values()))[1] <= oldest:
-            del kept[next(iter(kept))]
+            kept.popitem(last=False)
         if kept:
             self._forget_ended = asyncio.get_running_loop().call_later(
                 _ENDED_KEPT_FOR, self._drop_ended
@@ -484,7 +486,7 @@ class EngineLoop:
             never_waited.pop(live.record.id, None)
         else:
             if len(never_waited) >= _NEVER_WAITED_KEPT:
-                del never_waited[next(iter(never_waited))]
+                never_waited.popitem(last=False)
             ended = never_waited[live.record.id] = time.time()
             self._keep_ended(live, ended)
         self.progress.pop(live.record.id, None)
