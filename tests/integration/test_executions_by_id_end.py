@@ -9,7 +9,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_store_contract import definition, execution
+from tests.integration.test_store_contract import (
+    definition,
+    execution,
+    postgres_at,
+    postgres_plan,
+)
 
 from orchestrion.engine.ids import new_record_id
 from orchestrion.store import migrate
@@ -99,14 +104,7 @@ async def test_postgres_finds_an_id_by_its_end_through_an_index(postgres_url: st
         async with store._transaction() as tx:  # as a process older than the index writes
             await tx.run(_OLD_ROW.format(id="written-by-old-code-" + ids[7][-6:], d="def-wf-1"))
         assert await _ids(store, ids[7][-6:]) == {ids[7], "written-by-old-code-" + ids[7][-6:]}
-        wanted = ExecutionFilter(id_suffix=ids[7][-6:], limit=50)
-        where, params = store._execution_filter(wanted)
-        async with store._connection() as conn:
-            await conn.run("SET enable_seqscan = off")  # a scan of every row only if no index can
-            plan = await conn.rows(
-                "EXPLAIN SELECT id FROM executions WHERE " + " AND ".join(where), params
-            )
-        text = "\n".join(row[0] for row in plan)
+        text = await postgres_plan(store, ExecutionFilter(id_suffix=ids[7][-6:], limit=50))
         assert "ix_executions_id_reversed" in text and "Seq Scan" not in text, text
         assert "Index Cond" in text, text  # the range bounds the scan, not a filter after it
     finally:
@@ -114,33 +112,13 @@ async def test_postgres_finds_an_id_by_its_end_through_an_index(postgres_url: st
 
 
 async def test_postgres_rows_from_before_the_index_are_turned_round(postgres_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from orchestrion.store.sql.postgres import asyncpg_url
-
-    def to_0012(conn: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0012")
-
-    engine = create_async_engine(asyncpg_url(postgres_url))
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(to_0012)
-            await conn.execute(
-                text(
-                    "INSERT INTO definitions (id, name, version, spec, content_hash,"
-                    " source_format, dialect, created_at) VALUES ('d1', 'wf', '1', '{}', 'h',"
-                    " 'yaml', 'canonical', 0)"
-                )
-            )
-            await conn.execute(text(_OLD_ROW.format(id="old-execution-abc123", d="d1")))
-    finally:
-        await engine.dispose()
+    await postgres_at(
+        postgres_url,
+        "0012",
+        "INSERT INTO definitions (id, name, version, spec, content_hash, source_format, dialect,"
+        " created_at) VALUES ('d1', 'wf', '1', '{}', 'h', 'yaml', 'canonical', 0)",
+        _OLD_ROW.format(id="old-execution-abc123", d="d1"),
+    )
     store = PostgresStore(postgres_url)
     await store.open()  # upgrades to the head
     try:

@@ -1588,8 +1588,9 @@ async def test_postgres_unencodable_output_fails_before_writing(postgres_url: st
         await store.close()
 
 
-async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -> None:
-    """The PostgreSQL side of 0005: existing rows read as untrusted, new ones keep theirs."""
+async def postgres_at(url: str, revision: str, *statements: str) -> None:
+    """Migrate the database at ``url`` up to ``revision`` only, then run ``statements`` on it:
+    rows as a process of that time wrote them."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
@@ -1597,31 +1598,31 @@ async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -
 
     from orchestrion.store.sql.postgres import asyncpg_url
 
-    def to_0004(conn: Any) -> None:
+    def upgrade(conn: Any) -> None:
         config = Config()
         config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
         config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
+        command.upgrade(config, revision)
 
-    engine = create_async_engine(asyncpg_url(postgres_url))
+    engine = create_async_engine(asyncpg_url(url))
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(to_0004)
-            await conn.execute(
-                text(
-                    "INSERT INTO definitions VALUES ('d', 'wf', '1', '{}', 'h', 'yaml',"
-                    " 'canonical', NULL, 0)"
-                )
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO executions (id, definition_id, status, phase, inputs,"
-                    " overrides, labels, created_at) VALUES ('e1', 'd', 'failed', 'run', '{}',"
-                    " '{}', '{}', 1)"
-                )
-            )
+            await conn.run_sync(upgrade)
+            for statement in statements:
+                await conn.execute(text(statement))
     finally:
         await engine.dispose()
+
+
+async def test_postgres_rows_from_before_0005_are_untrusted(postgres_url: str) -> None:
+    """The PostgreSQL side of 0005: existing rows read as untrusted, new ones keep theirs."""
+    await postgres_at(
+        postgres_url,
+        "0004",
+        "INSERT INTO definitions VALUES ('d', 'wf', '1', '{}', 'h', 'yaml', 'canonical', NULL, 0)",
+        "INSERT INTO executions (id, definition_id, status, phase, inputs, overrides, labels,"
+        " created_at) VALUES ('e1', 'd', 'failed', 'run', '{}', '{}', '{}', 1)",
+    )
     store = PostgresStore(postgres_url)
     await store.open()
     try:
@@ -1653,14 +1654,20 @@ async def test_postgres_finds_executions_by_id_prefix_through_an_index(
         wanted = ExecutionFilter(id_prefix=ids[7][:-4], limit=50)
         page, _ = await store.list_executions(wanted)
         assert ids[7] in {e.id for e in page}
-        where, params = store._execution_filter(wanted)
-        async with store._connection() as conn:
-            await conn.run("SET enable_seqscan = off")  # a scan of every row only if no index can
-            plan = await conn.rows(
-                "EXPLAIN SELECT id FROM executions WHERE " + " AND ".join(where), params
-            )
-        text = "\n".join(row[0] for row in plan)
+        text = await postgres_plan(store, wanted)
         # The range bounds the index scan (an index read whole, filtered, has no Index Cond).
         assert "Index Cond" in text and "Seq Scan" not in text, text
     finally:
         await store.close()
+
+
+async def postgres_plan(store: PostgresStore, wanted: ExecutionFilter) -> str:
+    """PostgreSQL's plan of the executions ``wanted`` selects, sequential scans turned off:
+    a plan that reads every row then means no index could answer."""
+    where, params = store._execution_filter(wanted)
+    async with store._connection() as conn:
+        await conn.run("SET enable_seqscan = off")
+        plan = await conn.rows(
+            "EXPLAIN SELECT id FROM executions WHERE " + " AND ".join(where), params
+        )
+    return "\n".join(row[0] for row in plan)
