@@ -24,7 +24,7 @@ branch_labels = None
 depends_on = None
 
 _INDEX = "ix_executions_id_reversed"
-_BATCH = 1000
+_BATCH = 1000  # ids read and written at a time (a file may hold millions)
 
 
 def upgrade() -> None:
@@ -35,11 +35,12 @@ def upgrade() -> None:
     if postgres:
         op.execute("UPDATE executions SET id_reversed = reverse(id)")
     else:  # SQLite has no reverse(): the ids are turned round here, a batch at a time
-        ids = [row[0] for row in bind.exec_driver_sql("SELECT id FROM executions")]
+        page = sa.text("SELECT id FROM executions WHERE id > :after ORDER BY id LIMIT :n")
         update = sa.text("UPDATE executions SET id_reversed = :r WHERE id = :id")
-        for at in range(0, len(ids), _BATCH):
-            chunk = ids[at : at + _BATCH]
-            bind.execute(update, [{"r": eid[::-1], "id": eid} for eid in chunk])
+        after = ""
+        while ids := [row[0] for row in bind.execute(page, {"after": after, "n": _BATCH})]:
+            bind.execute(update, [{"r": eid[::-1], "id": eid} for eid in ids])
+            after = ids[-1]
     op.create_index(_INDEX, "executions", ["id_reversed"])
 
 
