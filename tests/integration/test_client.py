@@ -39,9 +39,10 @@ from orchestrion.client import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from orchestrion.client.errors import error_from_response, retry_after_seconds
+from orchestrion.client.errors import error_from_response
 from orchestrion.client.models import timestamp
 from orchestrion.client.sse import SseDecoder, event_from_sse
+from orchestrion.core.events import retry_after_seconds
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError, ExecutionNotFound, InvalidTransition

@@ -26,12 +26,11 @@ remote server the same way. A 422 carrying definition issues (``node``/``line`` 
 from __future__ import annotations
 
 import json
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from orchestrion.core.events import retry_after_seconds
 from orchestrion.errors import (
     DefinitionError,
     DefinitionIssue,
@@ -194,21 +193,6 @@ def _is_definition_problem(problem: dict[str, Any], errors: list[dict[str, Any]]
     if isinstance(kind, str) and kind:
         return "definition" in kind.lower()
     return any("node" in item or "line" in item for item in errors)
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number of seconds or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_from_response(response: httpx.Response) -> ApiError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from orchestrion.client.errors import retry_after_seconds
+from orchestrion.core.events import retry_after_seconds
 
 __all__ = ["RateLimitRetry"]
 

@@ -10,7 +10,11 @@ Commands are what the runtime must do once the records are committed.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +54,7 @@ __all__ = [
     "TimerFired",
     "TimerKind",
     "WaitResolved",
+    "retry_after_seconds",
     "wait_seconds",
 ]
 
@@ -103,6 +108,40 @@ def wait_seconds(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if 0 <= value < float("inf") else None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait from ``now`` (default: the clock's), or
+    None when it says nothing one can wait for (absent, not a number or date, ``inf``).
+
+    Both forms of RFC 9110 are read: delay-seconds (``120``; a fraction is taken too, a
+    negative number is 0) and an HTTP date (``Wed, 21 Oct 2015 07:28:00 GMT``; one already
+    past is 0). A date without a zone is taken as GMT, as RFC 9110 says all of them are."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _date_wait(text, time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None  # "inf", "nan": no wait anyone can keep
+    return max(0.0, seconds)
+
+
+def _date_wait(text: str, now: float) -> float | None:
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" zones: parsedate_to_datetime leaves them naive
+        when = when.replace(tzinfo=UTC)
+    try:
+        return max(0.0, when.timestamp() - now)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------- events (in)

@@ -346,6 +346,7 @@ SPEC = HandlerSpec(
     config_model=HttpConfig,
     aliases=("call_external_service",),
     description="HTTP request with httpx: method, url, headers, query, json or body; "
-    "JSON responses parsed; connection errors, timeouts, 429 and 5xx retried (a Retry-After"
-    " in seconds is waited for at least, up to the retry policy's max_delay).",
+    "JSON responses parsed; connection errors, timeouts, 429 and 5xx retried (a Retry-After,"
+    " in seconds or an HTTP date, is waited for at least, up to the retry policy's"
+    " max_delay; a date already past asks for no wait).",
 )

@@ -7,10 +7,10 @@ credentials of a URL.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.core.events import retry_after_seconds
 from orchestrion.errors import ErrorCategory, NodeError, PermanentNodeError, TransientNodeError
 from orchestrion.governance.secret_routes import carrying_secrets
 
@@ -110,14 +110,8 @@ def transport_error(method: str, url: httpx.URL | str, exc: Exception) -> NodeEr
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after", "").strip()
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare enough to leave to the retry policy
-    if seconds is None or not math.isfinite(seconds):
-        return None  # "inf", "nan": no wait anyone can keep
-    return max(0.0, seconds)
+    """The wait the answer asks for, read now: seconds, or an HTTP date from the clock."""
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def status_error(
