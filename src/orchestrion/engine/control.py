@@ -26,6 +26,7 @@ from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import ControlVerb, decision_verb
 from orchestrion.engine import lineage
+from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.control_requests import OwnerChanged
 from orchestrion.engine.deciders import Decider, check_decider
 from orchestrion.engine.live import LiveExecution
@@ -135,12 +136,15 @@ class ControlVerbs:
         comment: str | None,
         decider: Decider | None,
     ) -> None:
-        target = await self._target(execution_id, decision_verb(approved))
-        record = target.record if isinstance(target, LiveExecution) else target
-        compiled = await self._parts.definitions.compiled_for(record.definition_id)
+        # The node is the definition's, whatever the state: an unknown one is named as such
+        # (404), before the execution's state is (409), and before anything is claimed.
+        self._parts.engine.check_accepting()
+        compiled = await self._compiled_of(execution_id)
         index = compiled.plan.index.get(node_id)
         if index is None:
             raise ExecutionNotFound(f"execution {execution_id} has no node '{node_id}'")
+        target = await self._target(execution_id, decision_verb(approved))
+        record = target.record if isinstance(target, LiveExecution) else target
         if isinstance(target, LiveExecution):
             run = target.machine.nodes[index]
             state, reason, attempt = run.state, run.wait_reason, run.attempt
@@ -199,6 +203,9 @@ class ControlVerbs:
         """See ``Engine.retry``."""
         self._parts.engine.check_accepting()
         record = await self._parts.engine.store.get_execution(execution_id)
+        if from_node is not None:  # the definition's, whatever the state: named first (422)
+            compiled = await self._parts.definitions.compiled_for(record.definition_id)
+            check_from_node(compiled, execution_id, from_node)
         allowed = (
             FINAL_EXECUTION_STATES
             if from_node is not None
@@ -209,9 +216,6 @@ class ControlVerbs:
                 f"cannot retry execution {execution_id}: it is {record.status.value} "
                 f"({'wait for it to finish' if from_node else 'only failed or cancelled ones'})"
             )
-        if from_node is not None:  # refused before anything is claimed or handed over
-            compiled = await self._parts.definitions.compiled_for(record.definition_id)
-            check_from_node(compiled, execution_id, from_node)
         loop = self._parts.loop
         live = loop.live.get(execution_id)
         if live is None and self._forwards(record):
@@ -238,6 +242,15 @@ class ControlVerbs:
             if not self._parts.ownership.held_elsewhere(record):
                 await self._recovery.adopt(record)
         return root
+
+    async def _compiled_of(self, execution_id: str) -> CompiledWorkflow:
+        """The compiled definition of an execution, live here or stored (404 if unknown)."""
+        live = self._parts.loop.live.get(execution_id)
+        if live is not None:
+            record = live.record
+        else:
+            record = await self._parts.engine.store.get_execution(execution_id)
+        return await self._parts.definitions.compiled_for(record.definition_id)
 
     # ------------------------------------------------------------------ where a verb goes
 
