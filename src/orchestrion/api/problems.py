@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from orchestrion.api.context import current_request_id
 from orchestrion.api.models import Problem
 from orchestrion.engine.deciders import DecisionRefused
+from orchestrion.engine.trigger_checks import FROM_NODE, INPUTS, OVERRIDES
 from orchestrion.errors import (
     DefinitionError,
     DispatchError,
@@ -65,9 +66,10 @@ _SLUGS = {
     500: "internal-error",
     503: "unavailable",
 }
-_INPUT_SOURCES = ("execution inputs", "node overrides", "from_node")
+_INPUT_SOURCES = (INPUTS, OVERRIDES, FROM_NODE)
 """Sources of request content found invalid (422 invalid-input): an unknown node id among
-them, which is what the request says, not a conflict with the execution's state."""
+them, which is what the request says, not a conflict with the execution's state. A start
+refused for several reasons names each source: "execution inputs and node overrides"."""
 
 
 class ApiProblem(HTTPException):
@@ -160,7 +162,8 @@ def _phrase(status: int) -> str:
 async def _orchestrion_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, DefinitionError):
-        inputs = exc.source in _INPUT_SOURCES
+        sources = (exc.source or "").split(" and ")
+        inputs = any(source in _INPUT_SOURCES for source in sources)
         count = len(exc.issues)
         detail = (
             str(exc)
@@ -308,9 +311,9 @@ _DESCRIPTIONS = {
     "UTF-8 text (or holds control characters)",
     401: "Missing or unknown API key",
     403: "The API key's role does not allow this (or it is not among the approvers)",
-    404: "Unknown execution, definition or route",
-    409: "The execution's state does not allow this, the definition version conflicts, or "
-    "an override names a node the definition does not have",
+    404: "Unknown execution, definition or route, or a node the execution's definition does"
+    " not have (checked before the state)",
+    409: "The execution's state does not allow this, or the definition version conflicts",
     413: "The request body is too large",
     415: "Unsupported content type",
     422: "Invalid definition, input or request field",

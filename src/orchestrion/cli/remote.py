@@ -115,6 +115,7 @@ def run(
     person (its own approval or a child's), and return that result with what to decide."""
     if not file.is_file():
         fail(EXIT_INVALID, f"cannot read {file}: no such file")
+    _check_inputs(file, params)
     with _connected(server, api_key) as client:
         submitted = client.submit(file, idempotency_key=idempotency_key)
         for warning in submitted.warnings:
@@ -124,6 +125,26 @@ def run(
         if not quiet:
             _follow(client, execution_id, f"{submitted.name} v{submitted.version}")
         return settle(client, execution_id)
+
+
+def _check_inputs(file: Path, params: dict[str, Any]) -> None:
+    """Inputs the file's workflow refuses, every problem listed (exit 2) before anything is
+    sent: the server would store the submitted execution, then refuse its trigger. A file
+    this process cannot read as a definition (a handler only the server has) is left to the
+    server to judge."""
+    from orchestrion.engine.trigger_checks import check_inputs
+    from orchestrion.errors import DefinitionError, OrchestrionError
+    from orchestrion.handlers.loading import load_definition
+
+    try:
+        spec = load_definition(file).spec
+    except (OrchestrionError, OSError, ValueError):
+        return
+    try:
+        check_inputs(spec, params)
+    except DefinitionError as exc:
+        print_definition_error(exc)
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 def settle(client: Client, execution_id: str) -> Settled:

@@ -19,7 +19,12 @@ from orchestrion.definition.model import WorkflowSpec
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.gc_tuning import LARGE_DEFINITION_NODES, freeze_large
 from orchestrion.engine.ids import new_record_id
-from orchestrion.engine.trigger_checks import check_overrides
+from orchestrion.engine.trigger_checks import (
+    INPUTS,
+    OVERRIDES,
+    input_issues,
+    override_problems,
+)
 from orchestrion.errors import DefinitionError, DefinitionIssue
 from orchestrion.execution import enforce
 from orchestrion.governance.policy import definition_limits
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
     from orchestrion.governance.policy import LoadedPolicy
 
 __all__ = ["Definitions"]
+
+_POLICY = "governance policy"
 
 
 class Definitions:
@@ -168,41 +175,73 @@ class Definitions:
             self._records[definition_id] = record
         return record
 
-    def checked_overrides(
-        self, compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]] | None
-    ) -> dict[str, dict[str, Any]]:
-        """Overrides naming known nodes, each patched config fitting its handler's schema."""
-        if not overrides:  # nothing to check: no need to build the policy's controls
-            return {}
+    def checked_start(
+        self,
+        compiled: CompiledWorkflow,
+        inputs: dict[str, Any],
+        overrides: dict[str, dict[str, Any]] | None,
+        trust: Trust | None = None,
+        *,
+        code_policy: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """A start's inputs (declared defaults filled in) and overrides, once all is well.
+
+        Else one ``DefinitionError`` lists every problem of both, each naming its input or
+        node and field, so a caller fixes them all at once: inputs against the declared ones;
+        overrides against the nodes and their handlers' config schemas (see
+        ``trigger_checks``), then, for the patches found sound, the secret flow
+        (``definition/secret_flow.py``) and, with ``code_policy``, the python allowlist.
+        """
+        checked, issues = input_issues(compiled.plan.spec, inputs)
+        sources = [INPUTS] if issues else []
+        patches = dict(overrides or {})
+        found = self._override_issues(compiled, patches) if patches else []
+        named = {issue.node for issue in found}
+        # A patch with a problem is not read further; none is when one held unsafe data.
+        sound = {} if None in named else {k: v for k, v in patches.items() if k not in named}
+        found += self._flow_issues(compiled, sound, trust)
+        if found:
+            sources.append(OVERRIDES)
+            issues += found
+        if code_policy:
+            refused = self._code_issues(compiled.plan.spec, trust, sound)
+            if refused:
+                sources.append(_POLICY)
+                issues += refused
+        if issues:
+            # One source, or each named: "execution inputs and node overrides".
+            named_by = " and ".join(sources)
+            raise DefinitionError(truncated(issues, self.limits.max_problems), source=named_by)
+        return checked, patches
+
+    def _override_issues(
+        self, compiled: CompiledWorkflow, overrides: dict[str, dict[str, Any]]
+    ) -> list[DefinitionIssue]:
         engine = self._engine
-        return check_overrides(
+        return override_problems(
             compiled,
             overrides,
-            self.limits.max_problems,
             registry=engine.registry,
             context=enforce.validation_context(engine.governance),
         )
 
-    def check_override_flow(
+    def _flow_issues(
         self,
         compiled: CompiledWorkflow,
         overrides: dict[str, dict[str, Any]],
-        trust: Trust | None = None,
-    ) -> dict[str, dict[str, Any]]:
-        """Refuse overrides that move a secret out of a request field or pair a credential
-        with a node's own endpoint (``definition/secret_flow.py``), naming node and field."""
+        trust: Trust | None,
+    ) -> list[DefinitionIssue]:
+        """Overrides that move a secret out of a request field or pair a credential with a
+        node's own endpoint (``definition/secret_flow.py``), naming node and field."""
         if not overrides:
-            return overrides
+            return []
         from orchestrion.definition.secret_flow import override_issues
 
         nodes = ((n.id, n.handler, n.config, n.when) for n in compiled.plan.spec.dag.nodes)
         routing = enforce.routing_of(self._engine.governance)
         if trust is not None and not trust.trusted:
             routing = routing.with_trust(False)
-        issues = override_issues(nodes, overrides, routing, self._engine.registry)
-        if issues:
-            raise DefinitionError(issues, source="node overrides")
-        return overrides
+        return override_issues(nodes, overrides, routing, self._engine.registry)
 
     def check_teams(self, spec: WorkflowSpec) -> None:
         """Refuse a definition whose routing or error handling names a team the configuration
@@ -223,26 +262,27 @@ class Definitions:
         if issues:
             raise DefinitionError(truncated(issues, self.limits.max_problems), source=spec.name)
 
-    def check_code_policy(
+    def check_code_policy(self, spec: WorkflowSpec, trust: Trust | None = None) -> None:
+        """Refuse python functions outside the allowlist (untrusted work or process only)."""
+        issues = self._code_issues(spec, trust, None)
+        if issues:
+            raise DefinitionError(truncated(issues, self.limits.max_problems), source=_POLICY)
+
+    def _code_issues(
         self,
         spec: WorkflowSpec,
-        trust: Trust | None = None,
-        overrides: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        """Refuse python functions outside the allowlist (untrusted work or process only)."""
+        trust: Trust | None,
+        overrides: dict[str, dict[str, Any]] | None,
+    ) -> list[DefinitionIssue]:
         governance = self._engine.governance
         if trust is not None and not trust.trusted:
             governance = governance.untrusted()
         allowlist = governance.python_allowlist
         if allowlist is None:
-            return
+            return []
         from orchestrion.execution.code_policy import code_issues
 
-        issues = code_issues(spec, self._engine.registry, allowlist, overrides)
-        if issues:
-            raise DefinitionError(
-                truncated(issues, self.limits.max_problems), source="governance policy"
-            )
+        return code_issues(spec, self._engine.registry, allowlist, overrides)
 
 
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the

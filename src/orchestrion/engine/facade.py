@@ -293,6 +293,12 @@ class Engine:
         """Start a pending execution with input params and per-node config overrides."""
         return await self._starts.trigger(execution_id, inputs, overrides, correlation_id)
 
+    async def check_start(
+        self, definition_id: str, inputs: dict[str, Any], overrides: dict[str, dict[str, Any]]
+    ) -> None:
+        """Refuse as its trigger would, every problem at once, a start not yet made."""
+        await self._starts.check_start(definition_id, inputs, overrides)
+
     async def start_execution(
         self,
         definition: Any,
@@ -358,11 +364,8 @@ class Engine:
         return await self._outcomes.wait(execution_id, timeout)
 
     async def settle(self, execution_id: str, timeout: float | None = None) -> ExecutionResult:
-        """Wait until the execution is final or waits for a person, whichever comes first.
-
-        A ``run`` that reaches an approval can then hand over: the decision comes later,
-        through ``decide`` (API, CLI), in this process or another one.
-        """
+        """Wait until the execution is final or waits for a person, whichever comes first:
+        a ``run`` that reaches an approval then hands over to a later ``decide``."""
         return await self._outcomes.settle(execution_id, timeout)
 
     @property
@@ -453,14 +456,10 @@ class Engine:
         await self._control.retry(execution_id, from_node)
 
     async def adopt_lineage(self, execution_id: str) -> str:
-        """Drive here the ancestors and descendants of ``execution_id`` nobody alive drives;
-        the root's id.
-
-        Deciding a child's approval completes the child; its parent, released by the run that
-        handed over, must be driven by someone to take that result and go on. And a child
-        still under way when the run handed over (a delay beside the approval) is driven too,
-        or the decision would wait on it forever.
-        """
+        """Drive here the ancestors and descendants of ``execution_id`` nobody alive drives
+        (the root's id): a decided child's parent must be driven to take its result and go
+        on, and a child still under way (a delay beside the approval) too, or the decision
+        would wait on it forever."""
         return await self._control.adopt_lineage(execution_id)
 
     async def pending_decisions(self, execution_id: str) -> list[lineage.PendingDecision]:

@@ -20,7 +20,6 @@ from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.engine.ids import new_record_id
 from orchestrion.engine.timers import arm_deadline
-from orchestrion.engine.trigger_checks import check_inputs
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
@@ -65,6 +64,17 @@ class Starts:
         )
         return await self._parts.engine.store.create_execution(record)
 
+    async def check_start(
+        self, definition_id: str, inputs: dict[str, Any], overrides: dict[str, dict[str, Any]]
+    ) -> None:
+        """See ``Engine.check_start``: the checks of ``trigger``, with the trust the execution
+        would be made with (``create_execution``), before it is made."""
+        definitions = self._parts.definitions
+        definition = await definitions.record(definition_id)
+        trust = stricter(process_trust(self._parts.engine.governance), definition.trust)
+        compiled = await definitions.compiled_for(definition_id)
+        definitions.checked_start(compiled, inputs, overrides, trust, code_policy=True)
+
     async def trigger(
         self,
         execution_id: str,
@@ -83,11 +93,11 @@ class Starts:
             )
         compiled = await definitions.compiled_for(record.definition_id)
         merged = {**record.inputs, **(inputs or {})}
-        record.inputs = check_inputs(compiled.plan.spec, merged)
-        record.overrides = definitions.checked_overrides(compiled, overrides)
         trust = stricter(record.trust, process_trust(engine.governance))
-        definitions.check_override_flow(compiled, record.overrides, trust)
-        definitions.check_code_policy(compiled.plan.spec, trust, record.overrides)
+        # Every problem of the inputs and the overrides in one refusal, before any write.
+        record.inputs, record.overrides = definitions.checked_start(
+            compiled, merged, overrides, trust, code_policy=True
+        )
         if not engine.drives:
             # No claim to make here (an orchestrator claims it when handed the start): the
             # inputs are written only if no other trigger, on any API process, came first.
@@ -161,6 +171,9 @@ class Starts:
         if inputs_trust is not None:
             trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)
+        checked_inputs, checked_overrides = definitions.checked_start(
+            compiled, dict(inputs or {}), overrides, trust
+        )
         now = time.time()
         execution_id = new_record_id()
         drives = engine.drives
@@ -169,12 +182,8 @@ class Starts:
             definition_id=definition_id,
             status=ExecutionStatus.PENDING,
             created_at=now,
-            inputs=check_inputs(compiled.plan.spec, dict(inputs or {})),
-            overrides=definitions.check_override_flow(
-                compiled,
-                definitions.checked_overrides(compiled, overrides),
-                trust,
-            ),
+            inputs=checked_inputs,
+            overrides=checked_overrides,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or execution_id,
             owner=engine.owner if drives else None,

@@ -1,6 +1,7 @@
 """Checks of what a trigger brings: input params against the declared inputs, node overrides.
 
-Both raise ``DefinitionError`` listing every problem, naming the input or node. Values that
+Each finds every problem, naming the input or node; the engine answers a start with those of
+its inputs and its overrides together (``Definitions.checked_start``). Values that
 cannot be stored or rendered safely (``safe_data``: lone surrogates, nesting beyond 64
 levels, integers of more than 100 digits, NaN) are refused first, whoever passes them: the
 API, the command line or a Python caller of ``orchestrion.run``. An override is checked as
@@ -15,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrion import safe_data
-from orchestrion.definition.limits import DEFAULT_LIMITS, truncated
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.validate import (
     config_errors,
@@ -28,7 +28,18 @@ from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates.rendering import RESERVED_NAMES, template_errors, template_info
 
-__all__ = ["check_from_node", "check_inputs", "check_overrides"]
+__all__ = [
+    "FROM_NODE",
+    "INPUTS",
+    "OVERRIDES",
+    "check_from_node",
+    "check_inputs",
+    "input_issues",
+    "override_problems",
+]
+
+# The sources a trigger's problems are named by: what the request says, not the definition.
+INPUTS, OVERRIDES, FROM_NODE = "execution inputs", "node overrides", "from_node"
 
 _INPUT_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -54,11 +65,23 @@ def _unsafe(value: Any, field: str, node: str | None = None) -> DefinitionIssue 
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with the declared defaults filled in, or ``DefinitionError`` listing every
+    problem (source ``execution inputs``)."""
+    result, issues = input_issues(spec, inputs)
+    if issues:
+        raise DefinitionError(issues, source=INPUTS)
+    return result
+
+
+def input_issues(
+    spec: WorkflowSpec, inputs: dict[str, Any]
+) -> tuple[dict[str, Any], list[DefinitionIssue]]:
+    """``inputs`` with the declared defaults filled in, and every problem found in them."""
     for name, value in inputs.items():
         label = name if isinstance(name, str) else repr(name)
         issue = _unsafe({label: value}, "inputs")
         if issue is not None:  # the first says enough: the caller sent unsafe data
-            raise DefinitionError([issue], source="execution inputs")
+            return dict(inputs), [issue]
     issues: list[DefinitionIssue] = _undeclared(spec, inputs)
     result = dict(inputs)
     for name, param in spec.inputs.items():
@@ -87,9 +110,7 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
                     code="input_type",
                 )
             )
-    if issues:
-        raise DefinitionError(issues, source="execution inputs")
-    return result
+    return result, issues
 
 
 def _undeclared(spec: WorkflowSpec, inputs: dict[str, Any]) -> list[DefinitionIssue]:
@@ -118,16 +139,17 @@ def _undeclared(spec: WorkflowSpec, inputs: dict[str, Any]) -> list[DefinitionIs
     return issues
 
 
-def check_overrides(
+def override_problems(
     compiled: CompiledWorkflow,
     overrides: dict[str, dict[str, Any]],
-    max_problems: int = DEFAULT_LIMITS.max_problems,
     *,
     registry: HandlerRegistry | None = None,
     context: Mapping[str, Any] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """``overrides`` if every node exists and, given ``registry``, every patched config fits
-    its handler's schema (``context``: the validation context definitions are checked with)."""
+) -> list[DefinitionIssue]:
+    """Every problem of trigger ``overrides``, none left out: a node the definition does not
+    have, a routing rule's node, a patch that is no object, and, given ``registry``, a
+    patched config that does not fit its handler's schema (``context``: the validation
+    context definitions are checked with). The caller bounds the list it answers with."""
     issues = []
     for node_id, patch in overrides.items():
         unsafe = _unsafe({node_id: patch}, "overrides")
@@ -170,10 +192,7 @@ def check_overrides(
                 )
             if registry is not None and patch:
                 issues.extend(_config_issues(compiled, node_id, patch, registry, context))
-    if issues:
-        # A body of a hundred thousand unknown node ids must not become a 30 MB answer.
-        raise DefinitionError(truncated(issues, max_problems), source="node overrides")
-    return overrides
+    return issues
 
 
 def _config_issues(
@@ -229,7 +248,7 @@ def _template_issues(
         info = template_info(source)
         field = format_path(path)
         if info.error is not None:
-            continue  # reported by check_overrides (template_errors)
+            continue  # reported by override_problems (template_errors)
         named = set(info.names - RESERVED_NAMES)  # input, secrets, execution: always there
         if "nodes" in info.names:
             named |= info.node_keys
@@ -255,4 +274,4 @@ def check_from_node(compiled: CompiledWorkflow, execution_id: str, node_id: str 
             field="from_node",
             code="unknown_node",
         )
-        raise DefinitionError([issue], source="from_node")
+        raise DefinitionError([issue], source=FROM_NODE)

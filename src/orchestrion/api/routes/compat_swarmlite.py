@@ -92,11 +92,12 @@ async def start_workflow(
 ) -> StartResponse:
     key = idempotency_key or body.idempotency_key
     by = submitter(request, ctx)
+    given = body.input_params
     if isinstance(body.definition, str):
-        submitted = await submit_text(ctx, body.definition, None, key, created_by=by)
+        submitted = await submit_text(ctx, body.definition, None, key, created_by=by, inputs=given)
     else:
         text = json.dumps(body.definition)
-        submitted = await submit_text(ctx, text, "json", key, created_by=by)
+        submitted = await submit_text(ctx, text, "json", key, created_by=by, inputs=given)
     inputs = TriggerRequest(input_params=body.input_params) if body.input_params else None
     # With a key, a repeated start answers the execution it made, already started.
     started = await trigger(ctx, submitted.execution_id, inputs, key)

@@ -107,6 +107,8 @@ async def start_execution(
     body = body or StartExecutionRequest()
     engine = ctx.engine
     definition = await engine.reads.find_definition(name, body.version)
+    # Refused with every problem before the execution is made: a refusal leaves nothing.
+    await engine.check_start(definition.id, body.input_params, body.node_overrides)
     record, created = await engine.create_execution(definition.id, idempotency_key=idempotency_key)
     if record.definition_id != definition.id:
         raise ApiProblem(

@@ -52,6 +52,7 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.definition.validate import gc_paused
 from orchestrion.engine.gc_tuning import freeze_large
+from orchestrion.engine.trigger_checks import check_inputs
 from orchestrion.errors import DefinitionError, DefinitionIssue, ExecutionError, InvalidTransition
 from orchestrion.execution import enforce
 from orchestrion.store import rules
@@ -183,9 +184,11 @@ async def submit_text(
     idempotency_key: str | None,
     *,
     created_by: str | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> SubmitResponse:
     """Validate and store a definition text, and create a pending execution of it: the
-    submit verb, whatever body shape the definition came in (the compatibility surfaces)."""
+    submit verb, whatever body shape the definition came in (the compatibility surfaces).
+    ``inputs``: those a start triggers it with next, refused before anything is stored."""
     limit = ctx.engine.definition_limits.max_bytes
     if len(text) > limit and len(text.encode("utf-8")) > limit:
         raise _too_large(limit)
@@ -193,6 +196,8 @@ async def submit_text(
         loaded = _load(text, fmt, ctx)  # well under a millisecond: less than a thread hop
     else:  # parsing and validating a large definition takes a while: keep the loop free
         loaded = await asyncio.to_thread(_load, text, fmt, ctx)
+    if inputs is not None:
+        check_inputs(loaded.spec, inputs)  # every problem listed; nothing stored
     definition = await ctx.engine.submit(loaded, created_by=created_by)
     record, created = await ctx.engine.create_execution(
         definition.id, idempotency_key=idempotency_key
