@@ -1,8 +1,9 @@
 """A node id the execution's definition does not have is named as such whatever state the
-execution is in: approve and reject answer 404 (exit 5), a retry's ``from_node`` 422 (exit 2,
-``unknown_node``), never the 409 of a state conflict, which would send the user to fix the
-wrong thing. Over the API (embedded and scale-out), the Python API, the command line on a
-store and through ``--server``; nothing is changed by the refusal."""
+execution is in: approve and reject answer 404 (exit 5), a retry's ``from_node`` and a
+trigger's override 422 (exit 2, ``unknown_node``), never the 409 of a state conflict, which
+would send the user to fix the wrong thing. Over the API (embedded and scale-out), the
+Python API, the command line on a store and through ``--server``; nothing is changed by the
+refusal."""
 
 from __future__ import annotations
 
@@ -67,6 +68,12 @@ async def _refusals(engine: Engine) -> None:
         await engine.retry(waiting, from_node="nosuch")
     [issue] = refused.value.issues
     assert (issue.code, issue.node, issue.field) == ("unknown_node", "nosuch", "from_node")
+    # A trigger's override naming no node of an execution already started: the node first.
+    for execution_id in (completed, waiting):
+        with pytest.raises(DefinitionError) as refused:
+            await engine.trigger(execution_id, {}, {"nosuch": {}})
+        [issue] = refused.value.issues
+        assert (issue.code, issue.node, issue.field) == ("unknown_node", "nosuch", "overrides")
     assert (await engine.node_states(waiting))["gate"] is NodeState.WAITING  # untouched
     assert (await engine.store.get_execution(completed)).status is ExecutionStatus.COMPLETED
 
@@ -104,6 +111,11 @@ async def test_the_api_names_the_unknown_node_first(tmp_path: Path) -> None:
         assert [(e["code"], e["node"], e["field"]) for e in problem["errors"]] == [
             ("unknown_node", "nosuch", "from_node")
         ]
+        for execution_id in (completed, waiting):
+            trigger = f"/v1/workflow/trigger/{execution_id}"
+            answer = await client.post(trigger, json={"node_overrides": {"nosuch": {}}})
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["errors"][0]["node"] == "nosuch"
         shown = (await client.get(f"/v1/workflows/{waiting}")).json()
         assert shown["nodes"]["gate"]["state"] == "WAITING"
         # A known node in the wrong state is still the conflict it is.

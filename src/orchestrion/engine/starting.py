@@ -87,17 +87,17 @@ class Starts:
         engine.check_accepting()
         store = engine.store
         record = await store.get_execution(execution_id)
+        compiled = await definitions.compiled_for(record.definition_id)
+        merged = {**record.inputs, **(inputs or {})}
+        trust = stricter(record.trust, process_trust(engine.governance))
+        # Every problem of the inputs and the overrides in one refusal, before any write, and
+        # before the state: what the request says is wrong whatever state the execution is in.
+        checked = definitions.checked_start(compiled, merged, overrides, trust, code_policy=True)
         if record.status is not ExecutionStatus.PENDING or execution_id in self._parts.loop.live:
             raise InvalidTransition(
                 f"execution {execution_id} was already triggered (status {record.status.value})"
             )
-        compiled = await definitions.compiled_for(record.definition_id)
-        merged = {**record.inputs, **(inputs or {})}
-        trust = stricter(record.trust, process_trust(engine.governance))
-        # Every problem of the inputs and the overrides in one refusal, before any write.
-        record.inputs, record.overrides = definitions.checked_start(
-            compiled, merged, overrides, trust, code_policy=True
-        )
+        record.inputs, record.overrides = checked
         if not engine.drives:
             # No claim to make here (an orchestrator claims it when handed the start): the
             # inputs are written only if no other trigger, on any API process, came first.
