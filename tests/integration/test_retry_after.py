@@ -176,3 +176,48 @@ def test_retry_after_reads_seconds_and_http_dates(
     header: str | None, seconds: float | None
 ) -> None:
     assert retry_after_seconds(header, now=1445412510.0) == seconds
+
+
+class _Limited(BaseHTTPRequestHandler):
+    """Answers its first request 429 with the Retry-After ``header``, then an empty page."""
+
+    header = ""
+    seen: list[float]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append(time.monotonic())
+        if len(self.seen) == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", _header(self.header))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b'{"items": [], "next_cursor": null}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize(("header", "least", "most"), [("date+2", 0.9, 2.8), ("date-60", 0, 0.9)])
+def test_the_client_waits_until_a_retry_after_date(header: str, least: float, most: float) -> None:
+    """The Python client (and so the command line's ``--server``) sends a rate-limited call
+    again once the date a server gave has come, at once for one already past."""
+    from orchestrion.client import Client
+
+    handler = type("Limited", (_Limited,), {"header": header, "seen": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with Client(f"http://127.0.0.1:{httpd.server_address[1]}") as client:
+            assert client.list_executions().items == []
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    first, second = handler.seen
+    assert least <= second - first <= most
