@@ -155,9 +155,18 @@ class DefinitionIssue:
 class DefinitionError(OrchestrionError):
     """A workflow definition cannot be accepted; ``issues`` lists every problem found."""
 
-    def __init__(self, issues: list[DefinitionIssue], source: str | None = None) -> None:
+    def __init__(
+        self,
+        issues: list[DefinitionIssue],
+        source: str | None = None,
+        *,
+        sources: tuple[str, ...] | None = None,
+    ) -> None:
         self.issues = issues
         self.source = source
+        # What was found wrong, each part by itself: a start refused for its inputs and its
+        # overrides names both in ``source``, and a caller tells them apart here.
+        self.sources = sources if sources is not None else ((source,) if source else ())
         head = f"{source}: " if source else ""
         if len(issues) == 1:
             text = f"{head}invalid workflow definition: {issues[0]}"

@@ -162,8 +162,7 @@ def _phrase(status: int) -> str:
 async def _orchestrion_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if isinstance(exc, DefinitionError):
-        sources = (exc.source or "").split(" and ")
-        inputs = any(source in _INPUT_SOURCES for source in sources)
+        inputs = any(source in _INPUT_SOURCES for source in exc.sources)
         count = len(exc.issues)
         detail = (
             str(exc)

@@ -211,7 +211,11 @@ class Definitions:
         if issues:
             # One source, or each named: "execution inputs and node overrides".
             named_by = " and ".join(sources)
-            raise DefinitionError(truncated(issues, self.limits.max_problems), source=named_by)
+            raise DefinitionError(
+                truncated(issues, self.limits.max_problems),
+                source=named_by,
+                sources=tuple(sources),
+            )
         return checked, patches
 
     def _override_issues(
