@@ -87,6 +87,8 @@ def _local(
         from orchestrion.store.base import LogFilter
 
         async with engine(db, resume=False) as local:
+            if node is not None:  # a node the workflow has not: exit 3, not nothing shown
+                await local.reads.check_node(await local.reads.execution(execution_id), node)
             after = 0
             while True:
                 final = await _final(local, execution_id, FINAL_EXECUTION_STATES)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from orchestrion.errors import ExecutionNotFound
 from orchestrion.store.audit import AuditSigner
 from orchestrion.store.base import (
     DefinitionRecord,
@@ -62,6 +63,14 @@ class EngineReads:
     async def node_logs(self, flt: LogFilter) -> list[LogLineRecord]:
         """Log lines node attempts of one execution wrote (``LogFilter``), oldest first."""
         return await self._store().list_node_logs(flt)
+
+    async def check_node(self, record: ExecutionRecord, node_id: str) -> None:
+        """Raise ``ExecutionNotFound`` naming ``node_id`` unless the execution's definition
+        has such a node: a read of a node that is not there is not an empty answer. It reads
+        the definition, so callers ask only when what they found was empty."""
+        spec = (await self.definition(record.definition_id)).spec
+        if not any(node.get("id") == node_id for node in spec["dag"]["nodes"]):
+            raise ExecutionNotFound(f"execution {record.id} has no node '{node_id}'")
 
     async def journal_head(self) -> int:
         """The seq of the newest journal event (0 when there is none)."""

@@ -61,4 +61,6 @@ async def node_inputs(
         if len(page) < _PAGE:
             break
         after = page[-1].seq
+    if not items:  # not started yet, or no such node (404)?
+        await reads.check_node(record, node_id)
     return RenderedInputsPage(node_id=node_id, items=items)

@@ -88,14 +88,13 @@ def line_out(line: LogLineRecord, view: ExecutionView) -> LogLineOut:
     )
 
 
-async def _view(ctx: ApiContext, caller: Disclosure, execution_id: str) -> ExecutionView:
-    record = await ctx.engine.reads.execution(execution_id)  # 404 for an unknown id
-    return await caller.execution(record)
-
-
 async def _page(ctx: ApiContext, caller: Disclosure, flt: LogFilter) -> LogPage:
-    view = await _view(ctx, caller, flt.execution_id)
-    lines = await ctx.engine.reads.node_logs(flt)
+    reads = ctx.engine.reads
+    record = await reads.execution(flt.execution_id)  # 404 for an unknown id
+    view = await caller.execution(record)
+    lines = await reads.node_logs(flt)
+    if not lines and flt.node_id is not None:  # none yet, or no such node (404)?
+        await reads.check_node(record, flt.node_id)
     return LogPage(
         items=[line_out(line, view) for line in lines],
         next_after=lines[-1].seq if lines else flt.after_seq,
@@ -188,7 +187,11 @@ async def _stream(
     flt: LogFilter,
     last_event_id: int | None,
 ) -> StreamingResponse:
-    view = await _view(ctx, caller, flt.execution_id)
+    reads = ctx.engine.reads
+    record = await reads.execution(flt.execution_id)  # 404 for an unknown id
+    if flt.node_id is not None:  # refused now, not a stream that ends with nothing
+        await reads.check_node(record, flt.node_id)
+    view = await caller.execution(record)
     if last_event_id is not None:
         flt = LogFilter(flt.execution_id, flt.node_id, flt.attempt, last_event_id, flt.limit)
     stream = open_stream(request, ctx)
