@@ -245,3 +245,56 @@ def test_status_piped_keeps_its_summary_lines_whole(folder: Path) -> None:
     [error] = [line for line in lines if line.startswith("error:")]
     assert str(folder / "missing") in error, lines
     assert any(line.startswith(f"execution {failed} failed") for line in lines), lines
+
+
+def test_status_piped_is_its_table_alone_the_title_on_stderr(folder: Path) -> None:
+    # `orchestrion status ID | ...`: the header and a line a node, a blank line, then the
+    # execution's lines; the workflow's name and the hint to read the journal go to stderr.
+    failed = _ids(folder)[0]
+    done = subprocess.run(
+        [*CLI, "status", failed, "--db", "t.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+        env=_env(folder, 80),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    table = lines[: lines.index("")]
+    assert table[0].split() == ["node", "state", "attempts", "time", "output", "/", "error"]
+    assert [row.split()[:3] for row in table[1:]] == [["enrich", "failed", "2"]]
+    assert lines[lines.index("") + 1].startswith(f"execution {failed} failed")
+    assert "a-workflow-with-a-long-name" not in done.stdout
+    assert "a-workflow-with-a-long-name v1" in done.stderr
+    assert "every attempt and its error" in done.stderr
+    assert "every attempt and its error" not in done.stdout
+    # On a terminal the title heads the table, as before.
+    shown = on_terminal(folder, "status", failed, "--db", "t.db", columns=100)
+    assert shown[0] == "a-workflow-with-a-long-name v1", shown
+
+
+@pytest.mark.parametrize(
+    ("command", "note"),
+    [
+        (["list", "--status", "paused"], "no executions"),
+        (["dlq", "list", "--since", "2999-01-01T00:00:00Z"], "the dead letter queue is empty"),
+        (["schedule", "list"], "no schedules"),
+        (["sinks", "list"], "no event sinks"),
+        (["sinks", "owed"], "nothing owed"),
+    ],
+)
+def test_an_empty_listing_piped_prints_no_row(folder: Path, command: list[str], note: str) -> None:
+    # Nothing to list: stdout, which a script reads as rows, stays empty; the note is on
+    # stderr (on a terminal, where the table would be).
+    done = subprocess.run(
+        [*CLI, *command, "--db", "t.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+        env=_env(folder, 80),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and note in done.stderr, done
+    assert any(note in line for line in on_terminal(folder, *command, "--db", "t.db", columns=80))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import console, err
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def print_json(data: Any) -> None:
 
 def render_page(page: DeadLetterPage) -> None:
     if not page.items:
-        console.print("the dead letter queue is empty")
+        aside(console, "the dead letter queue is empty")
         return
     plain = piped(console)
     # Ids are never cut (they are what the other commands take): a node's entry id holds its
@@ -73,10 +73,7 @@ def render_page(page: DeadLetterPage) -> None:
     title = f"dead letters: {len(page.items)} of {page.total}"
     print_table(console, columns, rows, title=title, err=err)
     if page.next_after:
-        # Piped, on stderr: what stdout holds is the table's lines alone.
-        (err if plain else console).print(
-            f"more: orchestrion dlq list --after {page.next_after}", highlight=False, soft_wrap=True
-        )
+        aside(console, f"more: orchestrion dlq list --after {page.next_after}")
 
 
 def render_letter(letter: DeadLetter) -> None:

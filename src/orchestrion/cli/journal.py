@@ -137,11 +137,11 @@ def _detail(row: dict[str, Any]) -> str:
 
 def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
     """The journal, one line per event, then each node's attempts, total time and errors."""
-    from orchestrion.cli.tables import Column, piped, print_table
+    from orchestrion.cli.tables import Column, aside, piped, print_table
     from orchestrion.cli.terminal import err
 
     if not rows:
-        console.print("no events")
+        aside(console, "no events")
         return
     start = rows[0]["at"] or 0.0
     columns = [

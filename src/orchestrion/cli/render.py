@@ -12,7 +12,7 @@ from rich.text import Text
 
 from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import STATE_STYLE
-from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import err
 from orchestrion.core.result import ExecutionResult
 from orchestrion.core.states import ExecutionStatus
@@ -86,10 +86,12 @@ def render_result(
     more = f"… {len(nodes) - _MAX_ROWS} more nodes" if len(nodes) > _MAX_ROWS else None
     title = Text(f"{result.workflow} v{result.version}")
     if piped(console):
-        console.print(title, highlight=False, soft_wrap=True)
-        print_table(console, columns, rows)
-        if more:  # not a row: what a script reads of the table is rows alone
+        # What a script reads of the table is its header and rows alone: the title and the
+        # count of rows left out go to stderr, and a blank line ends the table.
+        print_table(console, columns, rows, title=title, err=err)
+        if more:
             err.print(more, highlight=False)
+        console.print()
     else:
         print_table(
             console, columns, rows + ([[more, "", "", "", ""]] if more else []), title=title
@@ -113,10 +115,9 @@ def render_result(
     _render_criteria(console, result)
     _render_routing(console, result)
     if any(node.attempt > 1 for node in nodes):
-        console.print(
-            Text(f"every attempt and its error: orchestrion events {result.execution_id}"),
-            style="dim",
-            soft_wrap=True,
+        aside(
+            console,
+            Text(f"every attempt and its error: orchestrion events {result.execution_id}", "dim"),
         )
     if result.result is not None:
         console.print("result:")
@@ -181,7 +182,7 @@ _ROUTING_NODE = re.compile(r"^routing-[0-9]+$")
 def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
     """Executions, one line each: piped, the workflow's name and version in two columns."""
     if not rows:
-        console.print("no executions")
+        aside(console, "no executions")
         return
     plain = piped(console)
     columns = [Column("id"), Column("workflow", cut=True)]

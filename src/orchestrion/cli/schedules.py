@@ -20,7 +20,7 @@ from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["schedule_app"]
@@ -85,7 +85,7 @@ def list_schedules(
         console.print_json(data=rows)
         return
     if not rows:
-        console.print("no schedules (declare a `scheduled` trigger in a definition)")
+        aside(console, "no schedules (declare a `scheduled` trigger in a definition)")
         return
     plain = piped(console)
     # The schedule last: a cron expression holds spaces, a script splits the line on them.

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.tables import Column, piped, print_table, when
+from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["sinks_app"]
@@ -80,7 +80,7 @@ def list_sinks(
         console.print_json(data=rows)
         return
     if not rows:
-        console.print("no event sinks (set ORCHESTRION_SINKS_FILE; see docs/EVENTS.md)")
+        aside(console, "no event sinks (set ORCHESTRION_SINKS_FILE; see docs/EVENTS.md)")
         return
     columns = [
         Column("sink"),
@@ -148,7 +148,7 @@ def owed(
         console.print_json(data=rows)
         return
     if not rows:
-        console.print("nothing owed" + (" (dead letters)" if dead else ""))
+        aside(console, "nothing owed" + (" (dead letters)" if dead else ""))
         return
     plain = piped(console)
     columns = [

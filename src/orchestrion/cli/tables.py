@@ -5,7 +5,8 @@ terminal, the columns of free text (a message, an output, a name) are cut with "
 columns marked optional are left out; an id is never cut, it is what the next command takes.
 Piped (standard output not a terminal), plain text a script reads with ``grep``, ``awk`` or
 ``cut``: a header line, then one line per row, columns two spaces apart, nothing cut, styled
-or empty (``-``), times in ISO 8601; a title goes to stderr, so that stdout holds the rows.
+or empty (``-``), times in ISO 8601; a title, a hint and the note that there is nothing to
+list ("no executions") go to stderr, so that stdout holds the rows alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["Column", "piped", "print_table", "when"]
+__all__ = ["Column", "aside", "piped", "print_table", "when"]
 
 _GAP = 2  # spaces between two columns
 _SHORTEST = 10  # what a cut column keeps at least
@@ -38,6 +39,14 @@ class Column:
 def piped(console: Console) -> bool:
     """Whether ``console`` writes for a program rather than a person: plain output."""
     return not console.is_terminal
+
+
+def aside(console: Console, message: str | Text) -> None:
+    """A line about the table rather than of it (there is nothing to list, how to see more):
+    on ``console`` for a person, on stderr when piped, where stdout holds the rows alone."""
+    from orchestrion.cli.terminal import err
+
+    (err if piped(console) else console).print(message, highlight=False, soft_wrap=True)
 
 
 def when(ts: float | None, plain: bool, now: datetime | None = None) -> str:
