@@ -625,6 +625,67 @@ def test_retry_a_failed_run(browser: Any, server: Server) -> None:
     )
 
 
+SAGA = {
+    "name": "saga-broken-undo",
+    "dag": {
+        "nodes": [
+            {
+                "id": "a",
+                "handler": "noop",
+                "compensate": {"handler": "python", "config": {"function": "sleep"}},
+            },
+            {
+                "id": "b",
+                "handler": "noop",
+                "dependencies": ["a"],
+                "compensate": {
+                    "handler": "python",
+                    "config": {"function": "fail", "params": {"message": "undo b broke"}},
+                },
+            },
+            {
+                "id": "d",
+                "handler": "python",
+                "dependencies": ["b"],
+                "retry": {"max_attempts": 1},
+                "config": {"function": "fail", "params": {"message": "d went wrong"}},
+            },
+        ]
+    },
+}
+
+
+def test_a_failed_compensation_is_drawn_as_a_failure(browser: Any, server: Server) -> None:
+    # b's compensation failed: b stays COMPLETED in the API, but the page draws it red, as a
+    # failure of its own, live and in the replay; a, undone, is compensated.
+    from selenium.webdriver.common.by import By
+
+    signed_in_as(browser, server, "adm-key", "admin")
+    execution_id = start(server, SAGA)
+    until(lambda: status_of(server, execution_id) == "FAILED", "the saga's end")
+    open_execution(browser, server, execution_id)
+    until(lambda: node_state(browser, "b") == "COMPENSATION_FAILED", "b drawn as failed")
+    assert node_state(browser, "a") == "COMPENSATED"
+    stroke = browser.execute_script(
+        "const r = document.querySelector(\"g[data-node='b'] rect\");"
+        "return getComputedStyle(r).stroke;"
+    )
+    failed = browser.execute_script(
+        "const r = document.querySelector(\"g[data-node='d'] rect\");"
+        "return getComputedStyle(r).stroke;"
+    )
+    assert stroke == failed  # the colour of a failure, not of a completed node
+    click_node(browser, "b")
+    badge = browser.find_element(By.CSS_SELECTOR, "#panel .badge")
+    assert badge.text == "COMPENSATION_FAILED"
+    browser.execute_script(  # the replay's last step: the journal says the same
+        "const r = document.getElementById('replay'); r.value = String(r.max - 1);"
+        "r.dispatchEvent(new Event('input'));"
+    )
+    until(lambda: node_state(browser, "b") == "COMPENSATION_FAILED", "b in the replay")
+    browser.find_element(By.ID, "replay-live").click()
+
+
 def test_filter_the_executions_list(browser: Any, server: Server, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 

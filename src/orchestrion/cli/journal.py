@@ -33,6 +33,16 @@ _FINAL_NODE_EVENTS = frozenset(
     }
 )
 
+# Events shown in red: a failure, a failed attempt, a compensation that failed.
+_FAILURES = frozenset(
+    {
+        RecordType.NODE_FAILED,
+        RecordType.NODE_RETRY_SCHEDULED,
+        RecordType.NODE_COMPENSATION_FAILED,
+        RecordType.EXECUTION_FAILED,
+    }
+)
+
 
 @dataclass
 class NodeTotal:
@@ -128,6 +138,8 @@ def _detail(row: dict[str, Any]) -> str:
         return f"retry in {float(data.get('delay', 0)):.2f}s: {_error_message(row) or ''}"
     if kind in (RecordType.NODE_FAILED, RecordType.EXECUTION_FAILED):
         return _error_message(row) or ""
+    if kind == RecordType.NODE_COMPENSATION_FAILED:
+        return f"compensation failed: {_error_message(row) or ''}"
     if kind == RecordType.NODE_SKIPPED:
         return str(data.get("reason", ""))
     if kind == RecordType.NODE_WAITING and data.get("wait_reason"):
@@ -155,11 +167,7 @@ def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
     table: list[list[str | Text]] = []
     for row in rows:
         at = row["at"]
-        failed = row["type"] in (
-            RecordType.NODE_FAILED,
-            RecordType.NODE_RETRY_SCHEDULED,
-            RecordType.EXECUTION_FAILED,
-        )
+        failed = row["type"] in _FAILURES
         table.append(
             [
                 str(row["seq"]),

@@ -21,7 +21,7 @@ from orchestrion.core.states import NodeState
 if TYPE_CHECKING:
     from rich.live import Live
 
-__all__ = ["STATE_STYLE", "ProgressView"]
+__all__ = ["COMPENSATION_FAILED", "STATE_STYLE", "ProgressView", "node_mark"]
 
 STATE_STYLE = {
     NodeState.PENDING: ("·", "dim"),
@@ -35,6 +35,25 @@ STATE_STYLE = {
     NodeState.COMPENSATED: ("↺", "yellow"),
 }
 
+# A node whose compensation failed stays COMPLETED (its action was not undone), but is shown
+# as failed: someone has to undo it by hand; never with the check mark of a completed node.
+COMPENSATION_FAILED = "compensation_failed"
+_COMPENSATION_FAILED_STYLE = ("✗", "bold red")
+
+
+def node_mark(state: NodeState, compensation: str | None) -> tuple[str, str, str]:
+    """The symbol, style and state word a node is shown with: its state's, or, when its
+    compensation failed, a failure's (``compensation_failed``)."""
+    if compensation == "failed":
+        return (*_COMPENSATION_FAILED_STYLE, COMPENSATION_FAILED)
+    symbol, style = STATE_STYLE[state]
+    return symbol, style, state.value
+
+
+# What the summary line counts, in this order: each state, then the failed compensations.
+_SUMMARY_MARKS = [node_mark(state, None) for state in STATE_STYLE] + [
+    (*_COMPENSATION_FAILED_STYLE, COMPENSATION_FAILED)
+]
 _DETAIL_LIMIT = 40
 _LINE_EVENTS = {
     RecordType.NODE_COMPLETED,
@@ -50,6 +69,15 @@ _LINE_EVENTS = {
 
 # Records whose error is noted on their node's line: its failure, or its compensation's.
 _ERROR_NOTED = frozenset({RecordType.NODE_FAILED, RecordType.NODE_COMPENSATION_FAILED})
+# Records after which a node's failed compensation is no longer what it shows (a retry).
+_COMPENSATION_CLEARED = frozenset(
+    {
+        RecordType.NODE_RESET,
+        RecordType.NODE_COMPENSATION_RESET,
+        RecordType.NODE_COMPENSATED,
+        RecordType.NODE_COMPLETED,
+    }
+)
 
 
 class ProgressView:
@@ -62,6 +90,7 @@ class ProgressView:
         self.states: dict[str, NodeState] = dict.fromkeys(node_ids, NodeState.PENDING)
         self.attempts: dict[str, int] = dict.fromkeys(node_ids, 0)
         self.notes: dict[str, str] = {}
+        self.compensations: dict[str, str] = {}  # node -> "failed" once its compensation failed
         self.execution_id: str | None = None
         self.started = time.monotonic()
         self._live: Live | None = None
@@ -94,6 +123,10 @@ class ProgressView:
                 continue
             self.states[record.node] = record.state
             self.attempts[record.node] = record.attempt
+            if record.type == RecordType.NODE_COMPENSATION_FAILED:
+                self.compensations[record.node] = "failed"
+            elif record.type in _COMPENSATION_CLEARED:
+                self.compensations.pop(record.node, None)
             if record.type == RecordType.NODE_RETRY_SCHEDULED and record.data:
                 error = record.data.get("error") or {}
                 self.notes[record.node] = (
@@ -112,7 +145,7 @@ class ProgressView:
 
     def _print_line(self, record: Record) -> None:
         assert record.node is not None and record.state is not None
-        symbol, style = STATE_STYLE[record.state]
+        symbol, style, _ = node_mark(record.state, self.compensations.get(record.node))
         label = record.type.removeprefix("node.")
         note = self.notes.get(record.node, "")
         elapsed = time.monotonic() - self.started
@@ -126,23 +159,22 @@ class ProgressView:
         self.console.print(line, highlight=False)
 
     def _render(self) -> RenderableType:
-        counts = Counter(self.states.values())
+        marks = [node_mark(self.states[n], self.compensations.get(n)) for n in self.node_ids]
+        counts = Counter(mark[2] for mark in marks)
         elapsed = time.monotonic() - self.started
         summary = Text(f"{self.workflow}  {elapsed:.1f}s  ")
-        for state, (symbol, style) in STATE_STYLE.items():
-            if counts.get(state):
-                summary.append(f"{symbol} {state.value} {counts[state]}  ", style=style)
+        for symbol, style, word in _SUMMARY_MARKS:
+            if counts.get(word):
+                summary.append(f"{symbol} {word} {counts[word]}  ", style=style)
         if len(self.node_ids) > _DETAIL_LIMIT:
             return summary
         table = Table(box=None, show_header=False, padding=(0, 1))
-        for node_id in self.node_ids:
-            state = self.states[node_id]
-            symbol, style = STATE_STYLE[state]
+        for node_id, (symbol, style, word) in zip(self.node_ids, marks, strict=True):
             attempt = self.attempts[node_id]
             table.add_row(
                 Text(symbol, style=style),
                 Text(node_id, style=style),
-                Text(state.value, style=style),
+                Text(word, style=style),
                 Text(f"#{attempt}" if attempt > 1 else ""),
                 Text(self.notes.get(node_id, "")[:80], style="dim"),
             )

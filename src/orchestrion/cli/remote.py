@@ -230,19 +230,23 @@ def _follow(client: Client, execution_id: str, title: str) -> None:
 
 def _poll(client: Client, execution_id: str, view: ProgressView) -> None:
     from orchestrion.core.events import Record
-    from orchestrion.core.record_types import NODE_RECORD_OF_STATE
+    from orchestrion.core.record_types import NODE_RECORD_OF_STATE, RecordType
     from orchestrion.core.states import ExecutionStatus
 
-    seen: dict[str, tuple[str, int]] = {}
+    seen: dict[str, tuple[str, int, str | None]] = {}
     while True:
         current = client.status(execution_id, include_outputs=False)
         records = []
         for node_id, node in current.nodes.items():
-            if seen.get(node_id) != (node.state.value, node.attempt):
-                seen[node_id] = (node.state.value, node.attempt)
+            now = (node.state.value, node.attempt, node.compensation)
+            if seen.get(node_id) != now:
+                seen[node_id] = now
+                failed = node.compensation == "failed"  # its node stays completed
                 records.append(
                     Record(
-                        type=NODE_RECORD_OF_STATE[node.state],
+                        type=RecordType.NODE_COMPENSATION_FAILED
+                        if failed
+                        else NODE_RECORD_OF_STATE[node.state],
                         at=time.time(),
                         node=node_id,
                         attempt=node.attempt,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from orchestrion.cli.journal import NodeTotal
-from orchestrion.cli.progress import STATE_STYLE
+from orchestrion.cli.progress import node_mark
 from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import err
 from orchestrion.core.result import ExecutionResult
@@ -64,7 +64,7 @@ def render_result(
     rows: list[list[str | Text]] = []
     nodes = list(result.nodes.values())
     for node in nodes[:_MAX_ROWS]:
-        symbol, style = STATE_STYLE[node.state]
+        symbol, style, word = node_mark(node.state, node.compensation)
         total = totals.get(node.node_id) if totals else None
         duration = total.total if total is not None and total.total is not None else node.duration
         if node.compensation == "failed" and node.error:
@@ -73,7 +73,7 @@ def render_result(
             detail = Text(_preview(node.error.get("message")), style="red")
         else:
             detail = Text(_preview(node.output))
-        state = node.state.value if piped(console) else f"{symbol} {node.state.value}"
+        state = word if piped(console) else f"{symbol} {word}"
         rows.append(
             [
                 Text(node.node_id, style=style),

@@ -233,11 +233,16 @@
     } else graph.progress(node, null);
   }
 
+  // A failed compensation leaves its node COMPLETED (its action was not undone): it is drawn
+  // as a failure of its own, never as a completed node.
+  function shownState(info) {
+    return info && info.compensation === "failed" ? "COMPENSATION_FAILED" : (info && info.state) || "PENDING";
+  }
+
   function paintLive() {
     for (const [node, info] of nodeInfo) {
-      // A failed compensation leaves its node COMPLETED: the note says it was not undone.
-      const note = info.compensation === "failed" ? "compensation failed" : progressNote(info);
-      graph.state(node, info.state, note || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
+      const note = info.compensation === "failed" ? "not undone" : progressNote(info);
+      graph.state(node, shownState(info), note || (info.attempt > 1 ? `attempt ${info.attempt}` : ""));
       paintProgress(node, info);
     }
     watchChildren();
@@ -269,7 +274,7 @@
     "node.queued": "QUEUED", "node.started": "RUNNING", "node.completed": "COMPLETED",
     "node.failed": "FAILED", "node.skipped": "SKIPPED", "node.waiting": "WAITING",
     "node.woken": "RUNNING", "node.cancelled": "CANCELLED", "node.compensated": "COMPENSATED",
-    "node.compensation_failed": "COMPLETED", "node.reset": "PENDING",
+    "node.compensation_failed": "COMPENSATION_FAILED", "node.reset": "PENDING",
     "node.compensation_reset": "COMPLETED", "node.retry_scheduled": "RETRYING",
   }));
 
@@ -367,7 +372,7 @@
     const declared = spec.dag.nodes.find((n) => n.id === node) || {};
     panel.append(
       O.el("h2", { id: "panel-node" }, node),
-      O.el("p", {}, O.badge(info.state || "PENDING"), " ", O.el("span", { class: "muted" }, declared.handler || "")),
+      O.el("p", {}, O.badge(shownState(info)), " ", O.el("span", { class: "muted" }, declared.handler || "")),
     );
     const facts = O.el("dl", { class: "facts" });
     const fact = (k, v) => v !== null && v !== undefined && v !== "" && facts.append(O.el("dt", {}, k), O.el("dd", {}, v));
