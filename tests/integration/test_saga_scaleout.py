@@ -1,5 +1,7 @@
 """Compensation on real PostgreSQL and Redis workers: a cancel names a node's attempt, and the
-node's compensation (which shares its node and attempt number) still runs after one."""
+node's compensation (which shares its node and attempt number) still runs after one; a cancel
+of the execution sent from another process while it compensates is recorded, and the
+compensation runs to its end."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ from redis.asyncio import Redis
 
 from orchestrion.cluster.streams import StreamNames
 from orchestrion.cluster.wire import encode_task
-from orchestrion.core.states import ExecutionStatus
+from orchestrion.core.control import cancel_request
+from orchestrion.core.record_types import RecordType
+from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from scaleout import scaleout_engine, until
+from scaleout import scaleout_engine, scaleout_settings, until
 
 UNDONE: Counter[str] = Counter()
 
@@ -71,3 +76,79 @@ async def test_a_cancelled_attempt_does_not_stop_its_nodes_compensation(
         await until(ran, 10, "the compensation to run despite the attempt's cancel flag")
         await asyncio.sleep(0.2)
         assert UNDONE[f"{eid}:a:compensate"] == 1
+
+
+CANCEL_FLOW = {
+    "name": "saga-cancel-while-compensating",
+    "dag": {
+        "nodes": [
+            {
+                "id": "a",
+                "handler": "noop",
+                "compensate": {
+                    "handler": "python",
+                    "config": {"function": "sleep", "params": {"seconds": 2}},
+                },
+            },
+            {
+                "id": "b",
+                "handler": "noop",
+                "dependencies": ["a"],
+                "compensate": {
+                    "handler": "python",
+                    "config": {"function": "fail", "params": {"message": "undo b broke"}},
+                },
+            },
+            {
+                "id": "d",
+                "handler": "python",
+                "dependencies": ["b"],
+                "retry": {"max_attempts": 1},
+                "config": {"function": "fail", "params": {"message": "d went wrong"}},
+            },
+        ]
+    },
+}
+
+
+async def test_a_cancel_while_compensating_is_recorded_and_the_saga_runs_to_its_end(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix),
+        Engine(settings=settings, drive=False) as api,  # an API process: cancels go over Redis
+    ):
+        eid = (await api.start_execution(await api.submit(CANCEL_FLOW))).id
+
+        async def compensating() -> bool:  # b's undo failed: a's (which sleeps) runs now
+            events = await api.store.list_events(eid, after_seq=0, limit=100)
+            return any(e.type == RecordType.NODE_COMPENSATION_FAILED for e in events)
+
+        await until(compensating, 20, "the execution compensating")
+        await api.cancel(eid, "stop it")
+
+        async def recorded() -> bool:
+            record = await api.reads.execution(eid)
+            return cancel_request(record.error) is not None
+
+        await until(recorded, 10, "the cancel recorded in the execution's error")
+        assert (await api.reads.execution(eid)).status is ExecutionStatus.RUNNING
+
+        async def ended() -> bool:
+            return (await api.reads.execution(eid)).status is ExecutionStatus.FAILED
+
+        await until(ended, 20, "the compensation's end")
+        record = await api.reads.execution(eid)
+        runs = {run.node_id: run for run in await api.reads.node_runs(eid)}
+        events = await api.store.list_events(eid, after_seq=0, limit=100)
+    assert runs["a"].state is NodeState.COMPENSATED  # not interrupted
+    assert runs["b"].compensation == "failed"
+    assert record.error is not None and record.error["category"] == "node_failed"
+    assert record.error["cancel_requested"]["reason"] == "stop it"
+    assert "cancel requested while compensating (stop it)" in record.error["message"]
+    kinds = [e.type for e in events]
+    asked = kinds.index(RecordType.EXECUTION_CANCEL_REQUESTED)
+    assert kinds.index(RecordType.EXECUTION_COMPENSATING) < asked
+    assert asked < kinds.index(RecordType.EXECUTION_FAILED)
+    assert RecordType.EXECUTION_CANCELLED not in kinds

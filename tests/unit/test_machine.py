@@ -750,19 +750,32 @@ def test_cancel_after_the_end_is_a_no_op() -> None:
     assert sim.status is X.COMPLETED
 
 
-def test_cancel_during_compensation_stops_it_and_stays_cancelled() -> None:
+def test_cancel_during_compensation_is_recorded_and_the_saga_runs_to_its_end() -> None:
+    # The execution has failed and is undoing what completed: a cancel does not leave the
+    # saga half done. It is journalled and kept in the execution's error, and the
+    # execution ends failed once every compensation ran.
     spec = [node("A", compensate="undo"), node("B", "A", compensate="undo"), node("C", "B")]
     sim = sim_for(spec, {"C": [PERMANENT]})
     sim.start()
     for _ in range(3):
         sim.deliver("run")
     assert sim.machine.phase == "compensate" and sim.compensations == ["B"]
-    sim.apply(CancelRequested(sim.tick()))
-    assert sim.status is X.CANCELLED
-    sim.run()  # B's compensation still reports back: stale
-    assert sim.status is X.CANCELLED
-    assert sim.compensations == ["B"]
-    assert sim.finished == [ExecutionFinished(X.CANCELLED)]
+    at = sim.tick()
+    step = sim.apply(CancelRequested(at, "stop it"))
+    assert [r.type for r in step.records] == ["execution.cancel_requested"]
+    assert step.records[0].data is not None and step.records[0].data["reason"] == "stop it"
+    assert step.commands == []  # nothing in flight is cancelled: B's compensation runs on
+    assert sim.status is X.RUNNING
+    again = sim.apply(CancelRequested(sim.tick(), "twice"))  # journalled too, the first kept
+    assert [r.type for r in again.records] == ["execution.cancel_requested"]
+    sim.run()
+    assert sim.compensations == ["B", "A"]
+    assert sim.states() == {"A": S.COMPENSATED, "B": S.COMPENSATED, "C": S.FAILED}
+    assert sim.finished == [ExecutionFinished(X.FAILED)]
+    error = sim.machine.error
+    assert error is not None and error["category"] == "node_failed"
+    assert error["cancel_requested"] == {"at": at, "reason": "stop it"}
+    assert "cancel requested while compensating (stop it)" in error["message"]
 
 
 # ====================================================================== pause / resume

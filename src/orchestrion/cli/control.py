@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -24,7 +24,7 @@ from orchestrion.cli.terminal import console
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
-__all__ = ["approve", "cancel", "pause", "reject", "resume", "retry"]
+__all__ = ["approve", "cancel", "compensating_note", "pause", "reject", "resume", "retry"]
 
 
 def _verb_command(verb: str, doc: str, done: Callable[[str], str]) -> Callable[..., None]:
@@ -40,21 +40,42 @@ def _verb_command(verb: str, doc: str, done: Callable[[str], str]) -> Callable[.
     ) -> None:
         execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
 
-        async def go() -> None:
+        async def go() -> str | None:
             async with engine(db, resume=False) as local:
                 await getattr(local, verb)(execution_id)
+                record = await local.store.get_execution(execution_id)
+                return compensating_note(verb, record.error)
 
         if server:
             from orchestrion.cli import remote
 
-            getattr(remote, verb)(server, api_key, execution_id)
+            note = getattr(remote, verb)(server, api_key, execution_id)
         else:
-            run_async(go())
+            note = run_async(go())
+        if note is not None:  # a cancel that came while it compensated: recorded only
+            console.print(note.format(id=escape(execution_id)), highlight=False, soft_wrap=True)
+            return
         console.print(done(escape(execution_id)), highlight=False)
 
     command.__name__ = command.__qualname__ = verb
     command.__doc__ = doc
     return command
+
+
+_COMPENSATING = (
+    "cancel of {id} recorded, not carried out: it failed and is compensating (undoing the"
+    " nodes that completed); the compensation runs to its end and it ends failed, its"
+    " error naming the cancel (orchestrion status {id})"
+)
+
+
+def compensating_note(verb: str, error: dict[str, Any] | None) -> str | None:
+    """What a cancel answers when the execution was compensating: it was only recorded."""
+    from orchestrion.core.control import cancel_request
+
+    if verb != "cancel" or cancel_request(error) is None:
+        return None
+    return _COMPENSATING
 
 
 cancel = _verb_command(

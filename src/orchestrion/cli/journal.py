@@ -138,6 +138,8 @@ def _detail(row: dict[str, Any]) -> str:
         return f"retry in {float(data.get('delay', 0)):.2f}s: {_error_message(row) or ''}"
     if kind in (RecordType.NODE_FAILED, RecordType.EXECUTION_FAILED):
         return _error_message(row) or ""
+    if kind == RecordType.EXECUTION_CANCEL_REQUESTED:
+        return f"{data.get('reason', 'cancel')}: the compensation runs to its end"
     if kind == RecordType.NODE_COMPENSATION_FAILED:
         return f"compensation failed: {_error_message(row) or ''}"
     if kind == RecordType.NODE_SKIPPED:

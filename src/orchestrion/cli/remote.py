@@ -330,10 +330,17 @@ def list_rows(
             ]
 
 
-def cancel(server: str, api_key: str | None, execution_id: str) -> None:
-    """Cancel the execution on the server."""
+def cancel(server: str, api_key: str | None, execution_id: str) -> str | None:
+    """Cancel the execution on the server; what to say instead of "cancelled" when the
+    server only recorded the cancel (the execution was compensating)."""
+    from orchestrion.cli.control import compensating_note
+    from orchestrion.core.states import ExecutionStatus
+
     with _connected(server, api_key) as client:
-        client.cancel(execution_id)
+        accepted = client.cancel(execution_id)
+        if accepted.status is ExecutionStatus.CANCELLED:
+            return None
+        return compensating_note("cancel", client.status(execution_id).error)
 
 
 def decide(

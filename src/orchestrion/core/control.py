@@ -7,6 +7,9 @@ a decision ruled out, unless the deciding node runs again) and runs it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from orchestrion.core.events import (
     CancelNode,
     CancelRequested,
@@ -24,7 +27,14 @@ from orchestrion.core.settlement import Settlement
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ErrorCategory
 
-__all__ = ["ExecutionControl"]
+__all__ = ["COMPENSATING_CANCEL", "ExecutionControl", "cancel_request"]
+
+COMPENSATING_CANCEL = (
+    "Cancel recorded, not carried out: the execution had failed and is compensating (undoing"
+    " the nodes that completed); the compensation runs to its end and the execution ends"
+    " FAILED, its error naming the cancel (cancel_requested)"
+)
+"""What the answer to a cancel says when it came while the execution compensated."""
 
 # Module globals, not enum members: a member is looked up through its class, which costs
 # the hot path (a few records per node) several percent.
@@ -38,11 +48,19 @@ _RETRY = WaitReason.RETRY
 _BRANCH_NOT_TAKEN = SkipReason.BRANCH_NOT_TAKEN
 
 _EXECUTION_CANCELLED = RecordType.EXECUTION_CANCELLED
+_EXECUTION_CANCEL_REQUESTED = RecordType.EXECUTION_CANCEL_REQUESTED
 _EXECUTION_PAUSED = RecordType.EXECUTION_PAUSED
 _EXECUTION_RESUMED = RecordType.EXECUTION_RESUMED
 _EXECUTION_RETRIED = RecordType.EXECUTION_RETRIED
 _NODE_COMPENSATION_RESET = RecordType.NODE_COMPENSATION_RESET
 _NODE_RESET = RecordType.NODE_RESET
+
+
+def cancel_request(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The cancel an execution was asked for while it compensated (``at``, ``reason``), as
+    its error keeps it; None when there was none."""
+    found = (error or {}).get("cancel_requested")
+    return found if isinstance(found, dict) else None
 
 
 class ExecutionControl(Settlement):
@@ -53,6 +71,9 @@ class ExecutionControl(Settlement):
     def _on_cancel(self, event: CancelRequested) -> None:
         if self.finished:
             return
+        if self.phase == PHASE_COMPENSATE:
+            self._cancel_while_compensating(event)
+            return
         self._stop_all(event.at, _CANCELLED, reason=event.reason)
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self._judging = False  # so is a verdict on the success criteria
@@ -60,6 +81,24 @@ class ExecutionControl(Settlement):
         self.error = {"category": ErrorCategory.CANCELLED, "message": event.reason}
         self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": event.reason})
         self._step.commands.append(ExecutionFinished(self.status))
+
+    def _cancel_while_compensating(self, event: CancelRequested) -> None:
+        """A cancel that comes while the execution compensates does not stop the saga: the
+        execution has already failed, and a saga half done leaves effects no one knows
+        about. The cancel is recorded (journal, and the execution's error under
+        ``cancel_requested``), the compensation runs to its end, and the execution ends
+        ``failed`` as it would have."""
+        error = dict(self.error or {})
+        if "cancel_requested" not in error:  # the first one is kept; each is journalled
+            error["cancel_requested"] = {"at": event.at, "reason": event.reason}
+            note = f"; cancel requested while compensating ({event.reason}): not interrupted"
+            error["message"] = (str(error.get("message", "")) + note)[:2000]
+            self.error = error
+        self._record_execution(
+            _EXECUTION_CANCEL_REQUESTED,
+            event.at,
+            data={"reason": event.reason, "error": self.error},
+        )
 
     def _on_timeout(self, event: ExecutionTimedOut) -> None:
         if self.finished or self.phase == PHASE_COMPENSATE:

@@ -26,6 +26,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.core.control import cancel_request
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import CROSS_PROCESS_VERBS, ControlVerb
 from orchestrion.engine.children import CHILD_ENDED
@@ -195,6 +196,8 @@ class ControlRequests:
     ) -> bool:
         status = current.status
         if verb is ControlVerb.CANCEL:
+            if cancel_request(current.error) is not None:  # compensating: recorded, runs on
+                return True
             if status in FINAL_EXECUTION_STATES and status is not ExecutionStatus.CANCELLED:
                 raise InvalidTransition(
                     f"cannot cancel execution {current.id}: it is {status.value}"

@@ -73,6 +73,7 @@ STARTED = "execution.started"
 RETRIED = "execution.retried"
 FAILED = "execution.failed"
 CANCELLED = "execution.cancelled"
+CANCEL_REQUESTED = "execution.cancel_requested"
 COMPLETED = "execution.completed"
 CONTROL_REQUESTED = "control.requested"
 """A journal event that changes nothing: a request to the execution's owner."""
@@ -110,7 +111,7 @@ def node_event_data(record: Record) -> dict[str, Any]:
 def execution_error(record: Record) -> Any:
     """The execution's error after an execution record, or ``KEEP``."""
     kind = record.type
-    if kind == FAILED:
+    if kind in (FAILED, CANCEL_REQUESTED):
         return (record.data or {}).get("error")
     if kind == CANCELLED:
         reason = (record.data or {}).get("reason") or "cancelled"

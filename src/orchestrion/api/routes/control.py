@@ -13,6 +13,7 @@ from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResp
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.api.settled import SETTLE_SECONDS, Check, finished, left, reached, state_after
+from orchestrion.core.control import COMPENSATING_CANCEL, cancel_request
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.deciders import Decider
 from orchestrion.errors import ControlPending, InvalidTransition
@@ -62,7 +63,19 @@ async def _answer(
 )
 async def cancel_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     done = await _carried_out(ctx.engine.cancel(execution_id, reason="cancelled through the API"))
-    return await _answer(ctx, execution_id, "Workflow cancelled", reached(), done=done)
+    ended = reached()
+    answer = await _answer(
+        ctx,
+        execution_id,
+        "Workflow cancelled",
+        lambda record: ended(record) or cancel_request(record.error) is not None,
+        done=done,
+    )
+    if answer.status != "CANCELLED":
+        record = await ctx.engine.reads.execution(execution_id)
+        if cancel_request(record.error) is not None:
+            answer.message = COMPENSATING_CANCEL
+    return answer
 
 
 @router.post(
