@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrion.core.backoff import retry_delay
+from orchestrion.core.control import ABANDONED
 from orchestrion.core.events import (
     CancelNode,
     CancelRequested,
@@ -776,6 +777,24 @@ def test_cancel_during_compensation_is_recorded_and_the_saga_runs_to_its_end() -
     assert error is not None and error["category"] == "node_failed"
     assert error["cancel_requested"] == {"at": at, "reason": "stop it"}
     assert "cancel requested while compensating (stop it)" in error["message"]
+
+
+def test_a_forced_cancel_during_compensation_abandons_it() -> None:
+    spec = [node("A", compensate="undo"), node("B", "A", compensate="undo"), node("C", "B")]
+    sim = sim_for(spec, {"C": [PERMANENT]})
+    sim.start()
+    for _ in range(3):
+        sim.deliver("run")
+    assert sim.machine.phase == "compensate" and sim.compensations == ["B"]
+    sim.apply(CancelRequested(sim.tick(), "stop it"))  # recorded, runs on
+    step = sim.apply(CancelRequested(sim.tick(), "stop now", force=True))
+    assert [r.type for r in step.records][-1] == "execution.cancelled"
+    assert sim.status is X.CANCELLED
+    sim.run()  # B's compensation still reports back: stale; A's never starts
+    assert sim.compensations == ["B"]
+    assert sim.finished == [ExecutionFinished(X.CANCELLED)]
+    error = sim.machine.error
+    assert error is not None and error["message"] == f"stop now; {ABANDONED}"
 
 
 # ====================================================================== pause / resume

@@ -28,7 +28,7 @@ __all__ = ["approve", "cancel", "compensating_note", "pause", "reject", "resume"
 
 
 def _verb_command(verb: str, doc: str, done: Callable[[str], str]) -> Callable[..., None]:
-    """``cancel`` or ``pause``: the engine's (or ``cli.remote``'s) method ``verb`` on one
+    """``pause`` or ``resume``: the engine's (or ``cli.remote``'s) method ``verb`` on one
     execution, then the line ``done`` makes of its full id; named and documented for typer
     as ``_decision_command`` below."""
 
@@ -38,34 +38,48 @@ def _verb_command(verb: str, doc: str, done: Callable[[str], str]) -> Callable[.
         server: ServerOption = None,
         api_key: ApiKeyOption = None,
     ) -> None:
-        execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
-
-        async def go() -> str | None:
-            async with engine(db, resume=False) as local:
-                await getattr(local, verb)(execution_id)
-                record = await local.store.get_execution(execution_id)
-                return compensating_note(verb, record.error)
-
-        if server:
-            from orchestrion.cli import remote
-
-            note = getattr(remote, verb)(server, api_key, execution_id)
-        else:
-            note = run_async(go())
-        if note is not None:  # a cancel that came while it compensated: recorded only
-            console.print(note.format(id=escape(execution_id)), highlight=False, soft_wrap=True)
-            return
-        console.print(done(escape(execution_id)), highlight=False)
+        _carry_out(verb, execution_id, db, server, api_key, done)
 
     command.__name__ = command.__qualname__ = verb
     command.__doc__ = doc
     return command
 
 
+def _carry_out(
+    verb: str,
+    execution_id: str,
+    db: str | None,
+    server: str | None,
+    api_key: str | None,
+    done: Callable[[str], str],
+    **args: Any,
+) -> None:
+    """The engine's (or ``cli.remote``'s) method ``verb`` with ``args`` on one execution,
+    then the line ``done`` makes of its full id, or what a cancel recorded only says."""
+    execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
+
+    async def go() -> str | None:
+        async with engine(db, resume=False) as local:
+            await getattr(local, verb)(execution_id, **args)
+            record = await local.store.get_execution(execution_id)
+            return compensating_note(verb, record.error)
+
+    if server:
+        from orchestrion.cli import remote
+
+        note = getattr(remote, verb)(server, api_key, execution_id, **args)
+    else:
+        note = run_async(go())
+    if note is not None:  # a cancel that came while it compensated: recorded only
+        console.print(note.format(id=escape(execution_id)), highlight=False, soft_wrap=True)
+        return
+    console.print(done(escape(execution_id)), highlight=False)
+
+
 _COMPENSATING = (
     "cancel of {id} recorded, not carried out: it failed and is compensating (undoing the"
     " nodes that completed); the compensation runs to its end and it ends failed, its"
-    " error naming the cancel (orchestrion status {id})"
+    " error naming the cancel (orchestrion status {id}); cancel --force abandons it"
 )
 
 
@@ -78,11 +92,28 @@ def compensating_note(verb: str, error: dict[str, Any] | None) -> str | None:
     return _COMPENSATING
 
 
-cancel = _verb_command(
-    "cancel",
-    "Cancel an execution: running nodes are stopped, nothing new starts.",
-    lambda shown: f"cancelled {shown}",
-)
+def cancel(
+    execution_id: ExecutionIdArgument,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also abandon a compensation under way, leaving the nodes not yet undone as"
+            " they are (without it, a cancel that comes while the execution compensates is"
+            " recorded and the compensation runs to its end).",
+        ),
+    ] = False,
+    db: DbOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Cancel an execution: running nodes are stopped, nothing new starts."""
+    args = {"force": True} if force else {}
+    _carry_out(
+        "cancel", execution_id, db, server, api_key, lambda shown: f"cancelled {shown}", **args
+    )
+
+
 pause = _verb_command(
     "pause",
     "Pause an execution: running nodes finish, nothing new starts until resume.",

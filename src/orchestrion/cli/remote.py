@@ -330,14 +330,16 @@ def list_rows(
             ]
 
 
-def cancel(server: str, api_key: str | None, execution_id: str) -> str | None:
+def cancel(
+    server: str, api_key: str | None, execution_id: str, *, force: bool = False
+) -> str | None:
     """Cancel the execution on the server; what to say instead of "cancelled" when the
     server only recorded the cancel (the execution was compensating)."""
     from orchestrion.cli.control import compensating_note
     from orchestrion.core.states import ExecutionStatus
 
     with _connected(server, api_key) as client:
-        accepted = client.cancel(execution_id)
+        accepted = client.cancel(execution_id, force=force)
         if accepted.status is ExecutionStatus.CANCELLED:
             return None
         return compensating_note("cancel", client.status(execution_id).error)

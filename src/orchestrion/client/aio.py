@@ -189,9 +189,11 @@ class AsyncClient:
         execution = await self.status(execution_id)
         return replace(execution, result=(await self.results(execution_id)).result)
 
-    async def cancel(self, execution_id: str) -> Accepted:
-        """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
-        return await self._send(calls.cancel(execution_id))
+    async def cancel(self, execution_id: str, *, force: bool = False) -> Accepted:
+        """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final). One
+        that comes while the execution compensates is recorded and the compensation runs to
+        its end, unless ``force``: then it is abandoned too."""
+        return await self._send(calls.cancel(execution_id, force))
 
     async def emit(
         self,

@@ -284,10 +284,10 @@ def results(execution_id: str) -> Call[ExecutionResults]:
     return Call("GET", path, read_json(ExecutionResults.from_api))
 
 
-def cancel(execution_id: str) -> Call[Accepted]:
-    return Call(
-        "DELETE", f"/v1/workflows/{quote_segment(execution_id)}", read_json(Accepted.from_api)
-    )
+def cancel(execution_id: str, force: bool = False) -> Call[Accepted]:
+    path = f"/v1/workflows/{quote_segment(execution_id)}"
+    params = [("force", "true")] if force else []
+    return Call("DELETE", path, read_json(Accepted.from_api), params=params)
 
 
 _EXECUTION_VERBS = frozenset({ControlVerb.RETRY, ControlVerb.PAUSE, ControlVerb.RESUME})

@@ -184,9 +184,11 @@ class Client:
         execution = self.status(execution_id)
         return replace(execution, result=self.results(execution_id).result)
 
-    def cancel(self, execution_id: str) -> Accepted:
-        """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final)."""
-        return self._send(calls.cancel(execution_id))
+    def cancel(self, execution_id: str, *, force: bool = False) -> Accepted:
+        """Cancel: running nodes are stopped, nothing new starts (``Conflict`` if final). One
+        that comes while the execution compensates is recorded and the compensation runs to
+        its end, unless ``force``: then it is abandoned too."""
+        return self._send(calls.cancel(execution_id, force))
 
     def emit(
         self,

@@ -27,13 +27,16 @@ from orchestrion.core.settlement import Settlement
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ErrorCategory
 
-__all__ = ["COMPENSATING_CANCEL", "ExecutionControl", "cancel_request"]
+__all__ = ["ABANDONED", "COMPENSATING_CANCEL", "ExecutionControl", "cancel_request"]
 
 COMPENSATING_CANCEL = (
     "Cancel recorded, not carried out: the execution had failed and is compensating (undoing"
     " the nodes that completed); the compensation runs to its end and the execution ends"
-    " FAILED, its error naming the cancel (cancel_requested)"
+    " FAILED, its error naming the cancel (cancel_requested). A cancel with force=true"
+    " abandons the compensation, leaving the nodes not yet undone as they are"
 )
+ABANDONED = "compensation abandoned: the nodes not yet undone are left as they are"
+"""What a forced cancel adds to its reason when it stopped a compensation under way."""
 """What the answer to a cancel says when it came while the execution compensated."""
 
 # Module globals, not enum members: a member is looked up through its class, which costs
@@ -71,15 +74,18 @@ class ExecutionControl(Settlement):
     def _on_cancel(self, event: CancelRequested) -> None:
         if self.finished:
             return
+        reason = event.reason
         if self.phase == PHASE_COMPENSATE:
-            self._cancel_while_compensating(event)
-            return
-        self._stop_all(event.at, _CANCELLED, reason=event.reason)
+            if not event.force:
+                self._cancel_while_compensating(event)
+                return
+            reason = f"{reason}; {ABANDONED}"  # forced: the saga stops half way, and says so
+        self._stop_all(event.at, _CANCELLED, reason=reason)
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self._judging = False  # so is a verdict on the success criteria
         self.status = ExecutionStatus.CANCELLED
-        self.error = {"category": ErrorCategory.CANCELLED, "message": event.reason}
-        self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": event.reason})
+        self.error = {"category": ErrorCategory.CANCELLED, "message": reason}
+        self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": reason})
         self._step.commands.append(ExecutionFinished(self.status))
 
     def _cancel_while_compensating(self, event: CancelRequested) -> None:

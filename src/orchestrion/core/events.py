@@ -244,6 +244,7 @@ class TimerFired:
 class CancelRequested:
     at: float
     reason: str = "cancelled by request"
+    force: bool = False  # also abandon a compensation under way (which a cancel lets end)
 
 
 @dataclass(frozen=True, slots=True)

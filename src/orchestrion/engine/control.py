@@ -75,8 +75,8 @@ class ControlVerbs:
         self._requests = requests
         self._children = children
 
-    async def cancel(self, execution_id: str, reason: str) -> None:
-        await _until_held(lambda: self._cancel(execution_id, reason))
+    async def cancel(self, execution_id: str, reason: str, force: bool = False) -> None:
+        await _until_held(lambda: self._cancel(execution_id, reason, force))
 
     async def pause(self, execution_id: str) -> None:
         await _until_held(lambda: self._pause(execution_id))
@@ -101,11 +101,12 @@ class ControlVerbs:
             )
         )
 
-    async def _cancel(self, execution_id: str, reason: str) -> None:
+    async def _cancel(self, execution_id: str, reason: str, force: bool) -> None:
         target = await self._target(execution_id, ControlVerb.CANCEL)
-        if await self._requested(target, ControlVerb.CANCEL, reason=reason):
+        forced = "yes" if force else None  # a request's values are text
+        if await self._requested(target, ControlVerb.CANCEL, reason=reason, force=forced):
             return
-        await self._apply(target, CancelRequested(time.time(), reason))
+        await self._apply(target, CancelRequested(time.time(), reason, force))
         if isinstance(target, LiveExecution):
             await self._children.stopped()  # its children are cancelled before this returns
 

@@ -118,7 +118,8 @@ class ControlRequests:
         engine = self._engine
         try:
             if verb == ControlVerb.CANCEL:
-                await engine.cancel(execution_id, str(request.get("reason") or "cancelled"))
+                reason = str(request.get("reason") or "cancelled")
+                await engine.cancel(execution_id, reason, force=request.get("force") == "yes")
             elif verb == ControlVerb.PAUSE:
                 await engine.pause(execution_id)
             elif verb == ControlVerb.RESUME:
@@ -162,7 +163,8 @@ class ControlRequests:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             current = await store.get_execution(execution_id)
-            if await self._shows(current, verb, args.get("node"), before):
+            forced = args.get("force") == "yes"
+            if await self._shows(current, verb, args.get("node"), before, forced):
                 return
             if current.owner == owner:
                 continue
@@ -193,10 +195,12 @@ class ControlRequests:
         verb: ControlVerb,
         node: Any,
         before: tuple[NodeState, int] | None,
+        forced: bool = False,
     ) -> bool:
         status = current.status
         if verb is ControlVerb.CANCEL:
-            if cancel_request(current.error) is not None:  # compensating: recorded, runs on
+            # Compensating: recorded, and it runs on; unless forced, which ends it cancelled.
+            if not forced and cancel_request(current.error) is not None:
                 return True
             if status in FINAL_EXECUTION_STATES and status is not ExecutionStatus.CANCELLED:
                 raise InvalidTransition(

@@ -4,8 +4,7 @@ The work is done by collaborators the engine owns, one concern each: the loop th
 events and commits once per turn (``loop.py``), definitions and their compile cache
 (``definitions.py``), starts (``starting.py``), control verbs (``control.py``), outcomes
 (``outcomes.py``), the order of start and stop (``lifecycle.py``), recovery (``recovery.py``),
-ownership of executions (``ownership.py``), and what scale-out orchestrators ask for
-(``scaleout.py``).
+ownership of executions (``ownership.py``), what scale-out orchestrators ask (``scaleout.py``).
 
 Embedded mode is this engine with ``SQLiteStore`` and ``LocalDispatcher``; scale-out runs the
 same loop in the orchestrator process with other adapters.
@@ -412,9 +411,11 @@ class Engine:
 
     # ------------------------------------------------------------------ control
 
-    async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> None:
-        """Cancel an execution and the children it waits on, wherever they run."""
-        await self._control.cancel(execution_id, reason)
+    async def cancel(
+        self, execution_id: str, reason: str = "cancelled by request", *, force: bool = False
+    ) -> None:
+        """Cancel an execution and its children (``force``: abandon a compensation too)."""
+        await self._control.cancel(execution_id, reason, force)
 
     async def pause(self, execution_id: str) -> None:
         await self._control.pause(execution_id)

@@ -61,17 +61,29 @@ async def _answer(
     responses=_RESPONSES,
     summary="Cancel an execution (409 when it already ended)",
 )
-async def cancel_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
-    done = await _carried_out(ctx.engine.cancel(execution_id, reason="cancelled through the API"))
+async def cancel_workflow(
+    execution_id: str,
+    ctx: Ctx,
+    force: Annotated[
+        bool,
+        Query(
+            description="Also abandon a compensation under way (a cancel without it is"
+            " recorded, and the compensation runs to its end)"
+        ),
+    ] = False,
+) -> ActionResponse:
+    cancelled = ctx.engine.cancel(execution_id, reason="cancelled through the API", force=force)
+    done = await _carried_out(cancelled)
     ended = reached()
     answer = await _answer(
         ctx,
         execution_id,
         "Workflow cancelled",
-        lambda record: ended(record) or cancel_request(record.error) is not None,
+        # Forced, it ends the execution: an earlier cancel's record is no answer to it.
+        lambda record: ended(record) or (not force and cancel_request(record.error) is not None),
         done=done,
     )
-    if answer.status != "CANCELLED":
+    if answer.status != "CANCELLED" and not force:
         record = await ctx.engine.reads.execution(execution_id)
         if cancel_request(record.error) is not None:
             answer.message = COMPENSATING_CANCEL
