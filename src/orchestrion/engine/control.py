@@ -25,6 +25,7 @@ from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import ControlVerb, decision_verb
+from orchestrion.dispatch.base import NotApplied
 from orchestrion.engine import lineage
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.control_requests import OwnerChanged
@@ -226,7 +227,12 @@ class ControlVerbs:
             await self._parts.ownership.claim_for(record, ControlVerb.RETRY, expected=record.owner)
             live = await self._recovery.load(record.id)
         live = loop.install(live)
-        await loop.post_and_wait(execution_id, RetryRequested(time.time(), from_node))
+        try:  # delivered, so that a retry another request started meanwhile is told apart
+            await loop.deliver(execution_id, RetryRequested(time.time(), from_node))
+        except NotApplied:
+            raise InvalidTransition(
+                f"cannot retry execution {execution_id}: a retry of it is already under way"
+            ) from None
         arm_deadline(live, time.time(), loop.post)
 
     async def adopt_lineage(self, execution_id: str) -> str:
