@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["start", "stop"]
 
+# Seconds the last turns get on stop at the least, after the grace: enough for what was
+# posted; a cascade of endings that goes on posting is left for the next start to recover.
+_LAST_TURNS = 2.0
+
 
 async def start(engine: Engine) -> None:
     """Open the store, the audit trail and the dispatcher, resume, then start the loop."""
@@ -140,7 +144,7 @@ async def stop(engine: Engine, grace: float | None = None) -> None:
     # Notices under way are delivered, and their confirmations committed, before the loop
     # stops: otherwise the next engine on this database would send them again.
     await engine.notices.drain()
-    unfinished = await engine._loop.stop()
+    unfinished = await engine._loop.stop(max(grace, _LAST_TURNS))
     if unfinished:
         # Hand them back at once: the next engine on this database resumes them.
         await engine.store.release_executions(engine.owner, unfinished)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.ids import new_event_id
 from orchestrion.engine.judging import CriteriaJudge
 from orchestrion.engine.live import Action, LiveExecution, Posted
+from orchestrion.engine.recent_ends import RecentEnds
 from orchestrion.engine.timers import arm_timer, disarm
 from orchestrion.errors import ExecutionError, OrchestrionError, StoreError, UnstorableValue
 from orchestrion.execution.enforce import template_limits_of
@@ -67,11 +67,6 @@ _CHILD = WaitReason.CHILD
 _TURNS_BUDGET = 0.005
 # Longest a turn spends running attempts inline (seconds) before it commits what it has.
 _INLINE_BUDGET = 0.005
-# How many ended executions ``never_waited`` remembers.
-_NEVER_WAITED_KEPT = 10_000
-# How many of them, and for how long (seconds), ``ended_here`` keeps.
-_ENDED_KEPT = 1_000
-_ENDED_KEPT_FOR = 1.0
 
 RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
@@ -100,15 +95,7 @@ class EngineLoop:
         self.live: dict[str, LiveExecution] = {}
         self.inbox: list[Posted] = []
         self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
-        # Executions that ended here lately, started here and never waiting, with the time
-        # they ended: their results need no wait times read unless the store shows a later
-        # end (a retry, here or elsewhere; ``Outcomes``); the oldest are forgotten first.
-        # Ordered: a plain dict steps over every slot its front's removed keys left.
-        self.never_waited: OrderedDict[str, float] = OrderedDict()
-        # The same executions' committed records, for a second at most (``live_result.py``):
-        # a caller that started one usually waits for it at once, often after its end.
-        self.ended_here: OrderedDict[str, tuple[LiveExecution, float]] = OrderedDict()
-        self._forget_ended: asyncio.TimerHandle | None = None
+        self.ends = RecentEnds()  # for ``Outcomes``: results read back without waits
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.faults = CommitFaults()
@@ -143,11 +130,13 @@ class EngineLoop:
         self._wake.set()
         return ack
 
-    async def drain(self) -> None:
-        """Wait until everything posted so far, and the turn under way, is committed."""
+    async def drain(self, within: float | None = None) -> None:
+        """Wait until everything posted so far, and the turn under way, is committed (for
+        ``within`` s at most: see ``stop``)."""
         if self.task is None or self.task.done():
             return
-        while True:
+        deadline = None if within is None else time.monotonic() + within
+        while deadline is None or time.monotonic() < deadline:
             ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.inbox.append(Posted("", Started(0.0), None, ack))  # a no-op marker
             self._wake.set()
@@ -183,14 +172,20 @@ class EngineLoop:
         """Start the loop task."""
         self.task = asyncio.create_task(self.run(), name="orchestrion-engine")
 
-    async def stop(self) -> list[str]:
-        """Commit what was posted, stop the loop task; the executions left unfinished."""
-        await self.drain()
+    async def stop(self, within: float | None = None) -> list[str]:
+        """Commit what was posted (for ``within`` s at most: a cascade of endings can post for
+        minutes; what is left uncommitted is what a crash leaves, recovered by the next
+        start), stop the loop task; the executions left unfinished."""
+        await self.drain(within)
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
-        self._drop_all_ended()
+        left, self.inbox = self.inbox, []
+        for item in left:  # nobody waits for ever on a turn that will not come
+            if item.ack is not None and not item.ack.done():
+                item.ack.set_exception(OrchestrionError("the engine stopped first"))
+        self.ends.clear()
         return [eid for eid, live in self.live.items() if not live.machine.finished]
 
     def forget_all(self) -> None:
@@ -200,13 +195,7 @@ class EngineLoop:
             if not live.done.done():
                 live.done.cancel()
         self.live.clear()
-        self._drop_all_ended()
-
-    def _drop_all_ended(self) -> None:
-        self.ended_here.clear()
-        if self._forget_ended is not None:
-            self._forget_ended.cancel()
-            self._forget_ended = None
+        self.ends.clear()
 
     # ------------------------------------------------------------------ turns
 
@@ -457,38 +446,8 @@ class EngineLoop:
         attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt
         return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
 
-    def _keep_ended(self, live: LiveExecution, ended: float) -> None:
-        kept = self.ended_here
-        kept.pop(live.record.id, None)  # ended again: the newest end last
-        kept[live.record.id] = (live, ended)
-        if len(kept) > _ENDED_KEPT:
-            kept.popitem(last=False)
-        if self._forget_ended is None:
-            self._forget_ended = asyncio.get_running_loop().call_later(
-                _ENDED_KEPT_FOR, self._drop_ended
-            )
-
-    def _drop_ended(self) -> None:
-        """Forget the ended executions kept longer than ``_ENDED_KEPT_FOR``."""
-        self._forget_ended = None
-        kept = self.ended_here
-        oldest = time.time() - _ENDED_KEPT_FOR
-        while kept and next(iter(kept.values()))[1] <= oldest:
-            kept.popitem(last=False)
-        if kept:
-            self._forget_ended = asyncio.get_running_loop().call_later(
-                _ENDED_KEPT_FOR, self._drop_ended
-            )
-
     def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
-        never_waited = self.never_waited
-        if live.waited:
-            never_waited.pop(live.record.id, None)
-        else:
-            if len(never_waited) >= _NEVER_WAITED_KEPT:
-                never_waited.popitem(last=False)
-            ended = never_waited[live.record.id] = time.time()
-            self._keep_ended(live, ended)
+        self.ends.ended(live)
         self.progress.pop(live.record.id, None)
         self.faults.ended(live.record.id)
         disarm(live)

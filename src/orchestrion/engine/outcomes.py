@@ -54,13 +54,13 @@ class Outcomes:
                     if record.status in FINAL_EXECUTION_STATES:
                         # Final: no need to read it again. Wait times to read unless it
                         # ended here without waiting, and has not ended again since.
-                        ended = self._parts.loop.never_waited.get(execution_id)
+                        ended = self._parts.loop.ends.never_waited.get(execution_id)
                         waited = (
                             ended is None
                             or record.finished_at is None
                             or record.finished_at > ended
                         )
-                        kept = self._parts.loop.ended_here.get(execution_id)
+                        kept = self._parts.loop.ends.ended_here.get(execution_id)
                         if not waited and kept is not None and kept[1] == ended:
                             # Ended here (this end, as the store shows): what it committed
                             # is kept, so its node runs need not be read back.
