@@ -260,29 +260,13 @@ async def _events(
     dry_run: bool,
     progress: Callable[[str, int], None] | None,
 ) -> None:
-    after = 0
+    def rewrite(rewrap: _Rewrap, eid: str, node: str | None, old: str) -> str | None:
+        value = _json(old)
+        new = rewrap.data(value, eid, node)
+        return None if new is value else _dumps(new)
+
     rewrap = _Rewrap(ring, report, "events")
-    sql = (
-        "SELECT seq, execution_id, node_id, data FROM events"
-        " WHERE seq > :after AND data LIKE :pat ORDER BY seq LIMIT :limit"
-    )
-    while True:
-        rows = await db.read_rows(sql, {"after": after, "pat": _SEALED, "limit": size})
-        if not rows:
-            return
-        updates: list[tuple[str, Mapping[str, Any]]] = []
-        for seq, eid, node, old in rows:
-            value = _json(old)
-            new = rewrap.data(value, eid, node)
-            if new is not value:
-                updates.append(
-                    (
-                        "UPDATE events SET data = :new WHERE seq = :seq AND data = :old",
-                        {"new": _dumps(new), "seq": seq, "old": old},
-                    )
-                )
-        after = rows[-1][0]
-        await _apply(db, report, "events", updates, dry_run, progress, len(rows))
+    await _by_seq(db, rewrap, "data", _SEALED, rewrite, size, dry_run, progress)
 
 
 async def _node_logs(
@@ -293,26 +277,42 @@ async def _node_logs(
     dry_run: bool,
     progress: Callable[[str, int], None] | None,
 ) -> None:
-    after = 0
+    def rewrite(rewrap: _Rewrap, eid: str, node: str | None, old: str) -> str | None:
+        envelope = _json(old[len(SEALED_LOG) :])
+        new = rewrap.top(envelope, context(eid, node, "log"))
+        return None if new is envelope else SEALED_LOG + _dumps(new)
+
     rewrap = _Rewrap(ring, report, "node_logs")
+    await _by_seq(db, rewrap, "message", _SEALED_LOG, rewrite, size, dry_run, progress)
+
+
+async def _by_seq(
+    db: SQLStore[Any],
+    rewrap: _Rewrap,
+    column: str,
+    pattern: str,
+    rewrite: Callable[[_Rewrap, str, str | None, str], str | None],
+    size: int,
+    dry_run: bool,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    """Walk ``rewrap.table``, keyed by ``seq``, through the rows whose ``column`` is like
+    ``pattern``; ``rewrite(rewrap, execution_id, node_id, old)`` gives the column's new text,
+    or None to leave it."""
+    table, after = rewrap.table, 0
     sql = (
-        "SELECT seq, execution_id, node_id, message FROM node_logs"
-        " WHERE seq > :after AND message LIKE :pat ORDER BY seq LIMIT :limit"
+        f"SELECT seq, execution_id, node_id, {column} FROM {table}"
+        f" WHERE seq > :after AND {column} LIKE :pat ORDER BY seq LIMIT :limit"
     )
+    update = f"UPDATE {table} SET {column} = :new WHERE seq = :seq AND {column} = :old"
     while True:
-        rows = await db.read_rows(sql, {"after": after, "pat": _SEALED_LOG, "limit": size})
+        rows = await db.read_rows(sql, {"after": after, "pat": pattern, "limit": size})
         if not rows:
             return
         updates: list[tuple[str, Mapping[str, Any]]] = []
         for seq, eid, node, old in rows:
-            envelope = _json(old[len(SEALED_LOG) :])
-            new = rewrap.top(envelope, context(eid, node, "log"))
-            if new is not envelope:
-                updates.append(
-                    (
-                        "UPDATE node_logs SET message = :new WHERE seq = :seq AND message = :old",
-                        {"new": SEALED_LOG + _dumps(new), "seq": seq, "old": old},
-                    )
-                )
+            new = rewrite(rewrap, eid, node, old)
+            if new is not None:
+                updates.append((update, {"new": new, "seq": seq, "old": old}))
         after = rows[-1][0]
-        await _apply(db, report, "node_logs", updates, dry_run, progress, len(rows))
+        await _apply(db, rewrap.report, table, updates, dry_run, progress, len(rows))
