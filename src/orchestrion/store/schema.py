@@ -8,6 +8,8 @@ PostgreSQL store the same values and the same migrations serve both.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -52,6 +54,33 @@ metadata = MetaData(
 
 ID = String(255)
 NODE_ID = String(128)
+
+
+def _counter(name: str = "seq", *, autoincrement: bool = True) -> Column[int]:
+    """A 64-bit integer key: INTEGER on SQLite, so it is the rowid (SQLite autoincrements only
+    an INTEGER PRIMARY KEY); a BIGINT on PostgreSQL, an identity when ``autoincrement``."""
+    return Column(
+        name,
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=autoincrement,
+    )
+
+
+def _event_columns() -> list[Column[Any]]:
+    """A journal event's columns after its ``seq``: the events table's and the outbox's."""
+    return [
+        Column("id", ID, nullable=False),
+        Column("execution_id", ID, nullable=False),
+        Column("node_id", NODE_ID, nullable=True),
+        Column("type", String(64), nullable=False),
+        Column("attempt", Integer, nullable=False),
+        Column("at", Float, nullable=False),
+        Column("correlation_id", ID, nullable=True),
+        Column("causation_id", ID, nullable=True),
+        Column("data", Text, nullable=True),
+    ]
+
 
 definitions = Table(
     "definitions",
@@ -141,23 +170,9 @@ node_runs = Table(
 events = Table(
     "events",
     metadata,
-    # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-    Column(
-        "seq",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    # Unique by construction (engine/ids.py) and never looked up: no index (0004).
-    Column("id", ID, nullable=False),
-    Column("execution_id", ID, nullable=False),
-    Column("node_id", NODE_ID, nullable=True),
-    Column("type", String(64), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("at", Float, nullable=False),
-    Column("correlation_id", ID, nullable=True),
-    Column("causation_id", ID, nullable=True),
-    Column("data", Text, nullable=True),
+    _counter(),
+    # ``id`` is unique by construction (engine/ids.py) and never looked up: no index (0004).
+    *_event_columns(),
     Index("ix_events_execution_id_seq", "execution_id", "seq"),
     # A seq is never reused, even after the newest events are purged: readers page by seq.
     # On SQLite the rowid counts up from the newest row, without AUTOINCREMENT's counter page
@@ -168,12 +183,7 @@ events = Table(
 node_logs = Table(
     "node_logs",
     metadata,
-    Column(
-        "seq",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _counter(),
     Column("execution_id", ID, nullable=False),
     Column("node_id", NODE_ID, nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -188,12 +198,7 @@ audit = Table(
     "audit",
     metadata,
     # The key, and SQLite's rowid: chain order is storage order, with no extra index (0003).
-    Column(
-        "seq",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    _counter(autoincrement=False),
     Column("at", Float, nullable=False),
     Column("action", String(128), nullable=False),
     Column("actor", ID, nullable=True),
@@ -261,33 +266,15 @@ leases = Table(
 outbox = Table(
     "outbox",
     metadata,
-    Column(
-        "seq",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    Column("id", ID, nullable=False),
-    Column("execution_id", ID, nullable=False),
-    Column("node_id", NODE_ID, nullable=True),
-    Column("type", String(64), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("at", Float, nullable=False),
-    Column("correlation_id", ID, nullable=True),
-    Column("causation_id", ID, nullable=True),
-    Column("data", Text, nullable=True),
+    _counter(),
+    *_event_columns(),
 )
 
 # An event one sink did not take: retried at next_at, or dead (kept for an operator).
 sink_deliveries = Table(
     "sink_deliveries",
     metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _counter("id"),
     Column("sink", String(100), nullable=False),
     Column("event_id", ID, nullable=False),
     Column("event", Text, nullable=False),
@@ -304,12 +291,7 @@ sink_deliveries = Table(
 ended_sessions = Table(
     "ended_sessions",
     metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _counter("id"),
     Column("nonce", String(64), nullable=False),
     Column("expires", Float, nullable=False),
     UniqueConstraint("nonce", name="uq_ended_sessions_nonce"),
