@@ -130,23 +130,35 @@ def _whole(entry_id: str, target: Target) -> str:
     return f"{whole}.{node}"
 
 
-def _run(
-    target: Target,
+def _on_letter(
     entry_id: str,
-    remote: Callable[[Client], T],
-    direct: Callable[[DeadLetters], Awaitable[T]],
-    nodes: Callable[[Engine], Awaitable[T]],
-) -> T:
-    """``remote(client)`` with ``--server``, else ``nodes(engine)`` on the database for a
-    node's id, else ``direct(dead_letters)`` on Redis."""
+    target: Target,
+    remote: Callable[[Client, str], T],
+    direct: Callable[[DeadLetters, str], Awaitable[T]],
+    nodes: Callable[[Engine, str], Awaitable[T]],
+) -> tuple[str, T]:
+    """``entry_id`` checked and made whole, and what ``remote(client, id)`` answers with
+    ``--server``, else ``nodes(engine, id)`` on the database for a node's id, else
+    ``direct(dead_letters, id)`` on Redis."""
+    _checked(entry_id)
+    entry_id = _whole(entry_id, target)
     if target.server:
         from orchestrion.cli.remote import connected
 
         with connected(target.server, target.api_key) as client:
-            return remote(client)
+            return entry_id, remote(client, entry_id)
     if is_node(entry_id):
-        return on_store(target, nodes)
-    return on_redis(*required_redis(target), direct)
+        return entry_id, on_store(target, lambda engine: nodes(engine, entry_id))
+    return entry_id, on_redis(*required_redis(target), lambda dlq: direct(dlq, entry_id))
+
+
+def _print_action(verb: str, entry_id: str, action: DeadLetterAction, as_json: bool) -> None:
+    if as_json:
+        print_json(action.to_dict())
+    else:
+        console.print(
+            f"{verb} {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
+        )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -206,15 +218,9 @@ def show(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Show a dead letter: its error (and, for a parked task, its traceback and message)."""
-    _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
-    entry_id = _whole(entry_id, target)
-    letter = _run(
-        target,
-        entry_id,
-        lambda client: client.get_dead_letter(entry_id),
-        lambda dlq: task_show(dlq, entry_id),
-        lambda engine: node_show(engine, entry_id),
+    _, letter = _on_letter(
+        entry_id, target, lambda client, i: client.get_dead_letter(i), task_show, node_show
     )
     if as_json:
         print_json(letter.to_dict())
@@ -234,22 +240,9 @@ def retry(
 ) -> None:
     """Retry a dead letter: a node's execution reruns from it (here, to its end, unless
     --server); a parked task goes back to its task stream."""
-    _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
-    entry_id = _whole(entry_id, target)
-    action = _run(
-        target,
-        entry_id,
-        lambda client: _retried_on_server(client, entry_id),
-        lambda dlq: task_retry(dlq, entry_id),
-        lambda engine: node_retry(engine, entry_id),
-    )
-    if as_json:
-        print_json(action.to_dict())
-    else:
-        console.print(
-            f"retried {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
-        )
+    entry_id, action = _on_letter(entry_id, target, _retried_on_server, task_retry, node_retry)
+    _print_action("retried", entry_id, action, as_json)
     if is_node(entry_id) and action.message.endswith(": failed"):
         raise typer.Exit(1)
 
@@ -280,19 +273,8 @@ def drop(
 ) -> None:
     """Drop a dead letter: a node is recorded as handled; a parked task's attempt fails
     (dead_letter) and its execution goes on."""
-    _checked(entry_id)
     target = Target(redis, prefix, server, api_key, db)
-    entry_id = _whole(entry_id, target)
-    action = _run(
-        target,
-        entry_id,
-        lambda client: client.drop_dead_letter(entry_id),
-        lambda dlq: task_drop(dlq, entry_id),
-        lambda engine: node_drop(engine, entry_id),
+    entry_id, action = _on_letter(
+        entry_id, target, lambda client, i: client.drop_dead_letter(i), task_drop, node_drop
     )
-    if as_json:
-        print_json(action.to_dict())
-    else:
-        console.print(
-            f"dropped {escape(entry_id)}: {escape(action.message)}", highlight=False, soft_wrap=True
-        )
+    _print_action("dropped", entry_id, action, as_json)
