@@ -36,6 +36,13 @@ OPEN_S = 10.0
 
 # ---------------------------------------------------------------- decide
 
+OPENED = Circuit(OPEN, 5, opened_at=100.0)  # open since 100.0: a probe may go at 110.0
+
+
+def probing(since: float) -> Circuit:
+    """``OPENED`` once its probe went out at ``since``."""
+    return Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=since)
+
 
 @pytest.mark.parametrize(
     ("circuit", "now", "allowed", "after"),
@@ -44,61 +51,21 @@ OPEN_S = 10.0
         pytest.param(
             Circuit(CLOSED, failures=3), 5.0, True, Circuit(CLOSED, failures=3), id="closed-failing"
         ),
+        pytest.param(OPENED, 105.0, False, OPENED, id="open-fails-fast"),
+        pytest.param(OPENED, 109.999, False, OPENED, id="open-just-before-probe"),
+        pytest.param(OPENED, 110.0, True, probing(110.0), id="open-elapsed-sends-probe"),
+        pytest.param(OPENED, 500.0, True, probing(500.0), id="open-long-elapsed-sends-probe"),
         pytest.param(
-            Circuit(OPEN, 5, opened_at=100.0),
-            105.0,
-            False,
-            Circuit(OPEN, 5, opened_at=100.0),
-            id="open-fails-fast",
+            probing(110.0), 110.0, False, probing(110.0), id="half-open-second-caller-refused"
         ),
         pytest.param(
-            Circuit(OPEN, 5, opened_at=100.0),
-            109.999,
-            False,
-            Circuit(OPEN, 5, opened_at=100.0),
-            id="open-just-before-probe",
+            probing(110.0), 119.9, False, probing(110.0), id="half-open-probe-still-running"
         ),
         pytest.param(
-            Circuit(OPEN, 5, opened_at=100.0),
-            110.0,
-            True,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            id="open-elapsed-sends-probe",
+            probing(110.0), 120.0, True, probing(120.0), id="half-open-lost-probe-replaced"
         ),
         pytest.param(
-            Circuit(OPEN, 5, opened_at=100.0),
-            500.0,
-            True,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=500.0),
-            id="open-long-elapsed-sends-probe",
-        ),
-        pytest.param(
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            110.0,
-            False,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            id="half-open-second-caller-refused",
-        ),
-        pytest.param(
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            119.9,
-            False,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            id="half-open-probe-still-running",
-        ),
-        pytest.param(
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0),
-            120.0,
-            True,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=120.0),
-            id="half-open-lost-probe-replaced",
-        ),
-        pytest.param(
-            Circuit(HALF, 5, 100.0),
-            111.0,
-            True,
-            Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=111.0),
-            id="half-open-without-probe",
+            Circuit(HALF, 5, 100.0), 111.0, True, probing(111.0), id="half-open-without-probe"
         ),
     ],
 )
@@ -107,9 +74,8 @@ def test_decide(circuit: Circuit, now: float, allowed: bool, after: Circuit) -> 
 
 
 def test_decide_probe_timeout_is_its_own_setting() -> None:
-    probing = Circuit(HALF, 5, 100.0, probe_in_flight=True, probe_started_at=110.0)
-    assert decide(probing, 120.0, OPEN_S, probe_timeout=60.0) == (False, probing)
-    allowed, circuit = decide(probing, 170.0, OPEN_S, probe_timeout=60.0)
+    assert decide(probing(110.0), 120.0, OPEN_S, probe_timeout=60.0) == (False, probing(110.0))
+    allowed, circuit = decide(probing(110.0), 170.0, OPEN_S, probe_timeout=60.0)
     assert allowed and circuit.probe_started_at == 170.0
 
 
@@ -298,6 +264,10 @@ def _registry(behaviour: Any) -> HandlerRegistry:
     return registry
 
 
+def _executor(registry: HandlerRegistry, breakers: FakeBreakers) -> NodeExecutor:
+    return NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
+
+
 DOWNSTREAM = {"url": "http://downstream.test/x"}
 
 
@@ -326,9 +296,7 @@ async def _run(executor: NodeExecutor, task: TaskMessage) -> Any:
 )
 async def test_executor_reports_outcomes(behaviour: Any, ok: bool, event: type) -> None:
     breakers = FakeBreakers()
-    executor = NodeExecutor(
-        _registry(behaviour), Resources(Controls.unrestricted()), circuits=breakers
-    )
+    executor = _executor(_registry(behaviour), breakers)
     assert isinstance(await _run(executor, _task()), event)
     assert breakers.calls == [
         ("before", "probe", "downstream.test"),
@@ -344,7 +312,7 @@ async def test_executor_timeout_counts_as_failure() -> None:
 
     registry = HandlerRegistry([HandlerSpec(name="slow", run=slow)])
     breakers = FakeBreakers()
-    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
+    executor = _executor(registry, breakers)
     task = _task("slow")
     task.timeout = 0.05
     result = await _run(executor, task)
@@ -361,7 +329,7 @@ async def test_executor_open_circuit_waits_without_calling() -> None:
 
     breakers = FakeBreakers(refuse=True)
     registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
-    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
+    executor = _executor(registry, breakers)
     before = time.time()
     result = await _run(executor, _task())
     assert isinstance(result, NodeWaiting) and result.reason == "circuit"
@@ -388,7 +356,7 @@ async def test_a_compensation_still_fails_fast_on_an_open_circuit() -> None:
         return None
 
     registry = HandlerRegistry([HandlerSpec(name="probe", run=run)])
-    executor = NodeExecutor(registry, Resources(Controls.unrestricted()), circuits=breakers)
+    executor = _executor(registry, breakers)
     task = _task()
     task.kind = "compensate"
     events: list[Any] = []
@@ -402,9 +370,7 @@ async def test_executor_passes_the_target_host_of_the_validated_config(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "https://default.example/v1")
     breakers = FakeBreakers(refuse=True)  # refuse: nothing is sent anywhere
-    executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted()), circuits=breakers
-    )
+    executor = _executor(HandlerRegistry(builtin_specs()), breakers)
     await _run(executor, _task("http", {"url": "https://{{ 'api' }}.example.com:8443/x"}))
     await _run(executor, _task("llm", {"prompt": "hi", "base_url": "https://llm.example/v1"}))
     # no base_url in the node's config: the model's default counts
@@ -419,9 +385,7 @@ async def test_executor_passes_the_target_host_of_the_validated_config(
 
 async def test_executor_config_errors_never_reach_the_breaker() -> None:
     breakers = FakeBreakers()
-    executor = NodeExecutor(
-        HandlerRegistry(builtin_specs()), Resources(Controls.unrestricted()), circuits=breakers
-    )
+    executor = _executor(HandlerRegistry(builtin_specs()), breakers)
     result = await _run(executor, _task("http", {"url": "ftp://nope"}))
     assert isinstance(result, NodeFailed) and result.error.category == "config"
     assert breakers.calls == []
@@ -431,9 +395,7 @@ async def test_executor_fails_open_when_the_breaker_store_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     breakers = FakeBreakers(broken=True)
-    executor = NodeExecutor(
-        _registry({"x": 1}), Resources(Controls.unrestricted()), circuits=breakers
-    )
+    executor = _executor(_registry({"x": 1}), breakers)
     assert isinstance(await _run(executor, _task()), NodeSucceeded)
     assert [call[0] for call in breakers.calls] == ["before", "after"]
     assert "not consulted" in caplog.text and "not updated" in caplog.text
