@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.connection import connect_redis
-from orchestrion.sinks.base import Outcome, all_failed, describe
+from orchestrion.sinks.base import Configured, Outcome, all_failed, describe
 from orchestrion.sinks.config import RedisStreamSinkConfig
 from orchestrion.sinks.envelope import OutboundEvent
 
@@ -25,20 +25,13 @@ __all__ = ["RedisStreamSink"]
 _TIMEOUT = 10.0
 
 
-class RedisStreamSink:
+class RedisStreamSink(Configured[RedisStreamSinkConfig]):
     """Appends events to one stream (see the module docstring)."""
 
     def __init__(self, config: RedisStreamSinkConfig, url: str) -> None:
         self.config = config
         self._url = url
         self._redis: Redis | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def wants(self, event_type: str) -> bool:
-        return self.config.wants(event_type)
 
     async def publish(
         self, events: Sequence[OutboundEvent], *, deadline: float | None = None

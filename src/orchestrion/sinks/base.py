@@ -9,12 +9,22 @@ not stop a start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from orchestrion.sinks.envelope import OutboundEvent
 
-__all__ = ["NOT_SENT", "Outcome", "Sink", "all_failed", "describe"]
+__all__ = [
+    "NOT_SENT",
+    "Configured",
+    "Outcome",
+    "Sink",
+    "SinkConfig",
+    "all_failed",
+    "close_quietly",
+    "describe",
+]
 
 Outcome = str | None
 """``None``: taken; otherwise why not (one line, no secret)."""
@@ -52,3 +62,38 @@ def describe(exc: BaseException) -> str:
     """A one-line reason of ``exc`` (its type, and its message cut to 300 characters)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+class SinkConfig(Protocol):
+    """What every sink's configuration answers: its name and the events it wants."""
+
+    @property
+    def name(self) -> str: ...
+
+    def wants(self, event_type: str) -> bool: ...
+
+
+C = TypeVar("C", bound=SinkConfig)
+
+
+class Configured(Generic[C]):
+    """A sink's ``name`` and ``wants``, both answered by its configuration ``config``."""
+
+    config: C
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def wants(self, event_type: str) -> bool:
+        return self.config.wants(event_type)
+
+
+async def close_quietly(close: Callable[[], Awaitable[object]], seconds: float) -> None:
+    """Await ``close()`` for at most ``seconds``, whatever it raises: a connection given up
+    (broken, or never made) has nothing more to flush."""
+    try:
+        async with asyncio.timeout(seconds):
+            await close()
+    except Exception:
+        return

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from orchestrion.sinks.base import Outcome, all_failed, describe
+from orchestrion.sinks.base import Configured, Outcome, all_failed, close_quietly, describe
 from orchestrion.sinks.config import KafkaSinkConfig, secret_from_env
 from orchestrion.sinks.envelope import OutboundEvent
 
@@ -33,7 +33,7 @@ def record_of(event: OutboundEvent) -> dict[str, Any]:
     }
 
 
-class KafkaSink:
+class KafkaSink(Configured[KafkaSinkConfig]):
     """Produces events to Kafka (see the module docstring). ``producer`` makes the client
     (aiokafka's ``AIOKafkaProducer`` by default; a seam for tests without a broker)."""
 
@@ -42,13 +42,6 @@ class KafkaSink:
         self._password = secret_from_env(config.password_env, f"sink '{config.name}'")
         self._make = producer
         self._producer: Any = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def wants(self, event_type: str) -> bool:
-        return self.config.wants(event_type)
 
     def options(self) -> dict[str, Any]:
         """The producer's settings from the configuration."""
@@ -80,7 +73,7 @@ class KafkaSink:
             try:
                 await producer.start()
             except BaseException:
-                await _quietly_stop(producer)
+                await close_quietly(producer.stop, 5.0)
                 raise
             self._producer = producer
         return self._producer
@@ -117,15 +110,7 @@ class KafkaSink:
     async def _drop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _quietly_stop(producer)
+            await close_quietly(producer.stop, 5.0)
 
     async def close(self) -> None:
         await self._drop()
-
-
-async def _quietly_stop(producer: Any) -> None:
-    try:
-        async with asyncio.timeout(5.0):
-            await producer.stop()
-    except Exception:  # a producer that never reached a broker: nothing to flush
-        return

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrion.sinks.base import Outcome, all_failed, describe
+from orchestrion.sinks.base import Configured, Outcome, all_failed, close_quietly, describe
 from orchestrion.sinks.config import NatsSinkConfig, secret_from_env
 from orchestrion.sinks.envelope import OutboundEvent
 
@@ -27,7 +27,7 @@ def subject_of(prefix: str, event_type: str) -> str:
     return f"{prefix}.{safe.strip('.') or '_'}"
 
 
-class NatsSink:
+class NatsSink(Configured[NatsSinkConfig]):
     """Publishes events to NATS (see the module docstring)."""
 
     def __init__(self, config: NatsSinkConfig) -> None:
@@ -36,13 +36,6 @@ class NatsSink:
         self._password = secret_from_env(config.password_env, f"sink '{config.name}'")
         self._client: Any = None
         self._lock = asyncio.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def wants(self, event_type: str) -> bool:
-        return self.config.wants(event_type)
 
     def options(self) -> dict[str, Any]:
         """The client's settings from the configuration."""
@@ -70,7 +63,7 @@ class NatsSink:
             import nats  # the optional dependency, on first use
 
             if client is not None:
-                await _quietly_close(client)
+                await close_quietly(client.close, 2.0)
             self._client = await nats.connect(**self.options())
             return self._client
 
@@ -99,15 +92,7 @@ class NatsSink:
     async def _drop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await _quietly_close(client)
+            await close_quietly(client.close, 2.0)
 
     async def close(self) -> None:
         await self._drop()
-
-
-async def _quietly_close(client: Any) -> None:
-    try:
-        async with asyncio.timeout(2.0):
-            await client.close()
-    except Exception:  # closing a broken connection: nothing more to do with it
-        return

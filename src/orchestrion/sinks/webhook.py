@@ -37,7 +37,7 @@ from orchestrion.governance.webhook_signing import (
     github_signature,
     sign,
 )
-from orchestrion.sinks.base import NOT_SENT, Outcome, describe
+from orchestrion.sinks.base import NOT_SENT, Configured, Outcome, describe
 from orchestrion.sinks.config import WebhookSinkConfig, secret_from_env
 from orchestrion.sinks.envelope import OutboundEvent
 
@@ -76,7 +76,7 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"']+")
 _URL_FILTER = _SinkUrls()
 
 
-class WebhookSink:
+class WebhookSink(Configured[WebhookSinkConfig]):
     """Sends events to one webhook URL (see the module docstring)."""
 
     def __init__(
@@ -92,13 +92,6 @@ class WebhookSink:
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
         logging.getLogger("httpx").addFilter(_URL_FILTER)  # once: the same filter object
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def wants(self, event_type: str) -> bool:
-        return self.config.wants(event_type)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
