@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from audit_helpers import AUDIT_ENV, KEY, audited
+from audit_helpers import AUDIT_ENV, KEY, Trail, audited, recorded_trail
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import PermanentNodeError
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
-from orchestrion.store.audit import AuditFilter, AuditSigner
+from orchestrion.store.audit import AuditSigner
 from orchestrion.store.audit_log import AuditLog
 from orchestrion.store.factory import open_store
 
@@ -54,31 +50,8 @@ def verify_cli(url: str, policy: Path | None = None) -> subprocess.CompletedProc
     )
 
 
-@dataclass
-class Db:
-    url: str
-    kind: str
-    records: list[dict[str, Any]]
-
-    async def sql(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
-        if self.kind == "sqlite":
-            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
-            try:
-                for statement, params in statements:
-                    conn.execute(statement.replace("$1", "?").replace("$2", "?"), params)
-                conn.commit()
-            finally:
-                conn.close()
-            return
-        import asyncpg  # type: ignore[import-untyped]
-
-        conn = await asyncpg.connect(self.url)
-        try:
-            async with conn.transaction():
-                for statement, params in statements:
-                    await conn.execute(statement, *params)
-        finally:
-            await conn.close()
+class Db(Trail):
+    """The trail, and the library's verdict on it."""
 
     async def rewind_to(self, seq: int) -> None:
         digest = self.records[seq - 1]["hash"]
@@ -110,16 +83,10 @@ def anchored_policy(tmp_path: Path, interval: float = 60) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'trail.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    async with Engine(url, governance=audited(anchored_policy(tmp_path))) as engine:
-        for _ in range(3):
-            await engine.run(FLOW)
-        records = [r.chain_fields() for r in await engine.audit.list(AuditFilter(limit=1000))]
-    yield Db(url, request.param, records)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
+    governance = audited(anchored_policy(tmp_path))
+    url, records = await recorded_trail(request, tmp_path, FLOW, 3, governance)
+    return Db(url, request.param, records)
 
 
 def executions(db: Db) -> list[str]:

@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from audit_helpers import AUDIT_ENV, KEY, OTHER_KEY, audited
+from audit_helpers import AUDIT_ENV, KEY, OTHER_KEY, Trail, audited, recorded_trail
 from orchestrion.api import create_app
 from orchestrion.engine.facade import Engine
 from orchestrion.governance.audit_chain import ChainHead, seal
 from orchestrion.settings import load_settings
-from orchestrion.store.audit import AuditFilter, AuditSigner
+from orchestrion.store.audit import AuditSigner
 
 pytestmark = pytest.mark.slow
 
@@ -46,47 +43,11 @@ def orchestrion(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=full_env)
 
 
-@dataclass
-class Trail:
-    """A database holding the trail of a real run, and raw SQL on it."""
-
-    url: str
-    kind: str
-    records: list[dict[str, Any]]
-
-    async def sql(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
-        if self.kind == "sqlite":
-            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
-            try:
-                for statement, params in statements:
-                    conn.execute(statement.replace("$1", "?").replace("$2", "?"), params)
-                conn.commit()
-            finally:
-                conn.close()
-            return
-        import asyncpg  # type: ignore[import-untyped]
-
-        conn = await asyncpg.connect(self.url)
-        try:
-            async with conn.transaction():
-                for statement, params in statements:
-                    await conn.execute(statement, *params)
-        finally:
-            await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
-async def trail(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Trail]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'trail.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    async with Engine(url, governance=audited()) as engine:
-        for _ in range(2):
-            await engine.run(FLOW)
-        records = [r.chain_fields() for r in await engine.audit.list(AuditFilter(limit=1000))]
+async def trail(request: pytest.FixtureRequest, tmp_path: Path) -> Trail:
+    url, records = await recorded_trail(request, tmp_path, FLOW, 2, audited())
     assert len(records) >= 20
-    yield Trail(url, request.param, records)
+    return Trail(url, request.param, records)
 
 
 Tamper = Callable[[Trail], Awaitable[None]]
