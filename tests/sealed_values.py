@@ -7,9 +7,12 @@ that the engine, the API and the CLI still read the plaintext back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ __all__ = [
     "classified_workflow",
     "failing_workflow",
     "luhn_card",
+    "monitored",
     "pg_dump",
     "redis_dump",
     "run_everything",
@@ -319,6 +323,30 @@ async def pg_dump(dsn: str) -> str:
         return "\n".join(dump)
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def monitored(redis_url: str) -> AsyncIterator[list[str]]:
+    """Every command Redis receives while inside, as text."""
+    from redis.asyncio import Redis
+
+    seen: list[str] = []
+    client = Redis.from_url(redis_url)
+
+    async def listen() -> None:
+        async with client.monitor() as monitor:
+            async for command in monitor.listen():
+                seen.append(str(command.get("command", "")))
+
+    job = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)  # MONITOR is on before anything is sent
+    try:
+        yield seen
+    finally:
+        await asyncio.sleep(0.2)
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        await client.aclose()
 
 
 async def redis_dump(url: str, prefix: str) -> str:

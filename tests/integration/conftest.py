@@ -1,13 +1,15 @@
 """What the integration suites share: ``store``, each store adapter in turn (in memory,
-SQLite, PostgreSQL), opened on a fresh database."""
+SQLite, PostgreSQL), opened on a fresh database; ``env_keys``, a fresh encryption key ring in
+the environment."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from orchestrion.governance.encryption import KeyRing
 from orchestrion.store.base import Store
 from orchestrion.store.memory import MemoryStore
 from orchestrion.store.sql.postgres import PostgresStore
@@ -28,3 +30,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield adapter
     finally:
         await adapter.close()
+
+
+@pytest.fixture
+def env_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A key ring of one fresh key, as ``ORCHESTRION_ENCRYPTION_KEYS`` holds it."""
+    line = f"k1:{KeyRing.generate_key()}"
+    # Orchestrators, workers and the API read the ring from the environment, as processes do.
+    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", line)
+    yield line

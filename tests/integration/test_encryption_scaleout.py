@@ -5,11 +5,8 @@ the plaintext; a worker without the key fails the attempt with a configuration e
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from redis.asyncio import Redis
 
@@ -21,8 +18,8 @@ from orchestrion.governance.runtime import Governance
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from orchestrion.store.sql.postgres import asyncpg_url
 from scaleout import scaleout_engine, scaleout_settings
+from sealed_values import monitored, pg_dump
 
 SECRET_IN = "Grace-Hopper-IN-5150"
 CARD = "5500-7777-OUT-2718"
@@ -55,55 +52,8 @@ def workflow() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    line = f"k1:{KeyRing.generate_key()}"
-    # Orchestrator and workers read the ring from the environment, as processes do.
-    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", line)
-    yield line
-
-
-@contextlib.asynccontextmanager
-async def monitored(redis_url: str) -> AsyncIterator[list[str]]:
-    """Every command Redis receives while inside, as text."""
-    seen: list[str] = []
-    client = Redis.from_url(redis_url)
-
-    async def listen() -> None:
-        async with client.monitor() as monitor:
-            async for command in monitor.listen():
-                seen.append(str(command.get("command", "")))
-
-    job = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # MONITOR is on before anything is sent
-    try:
-        yield seen
-    finally:
-        await asyncio.sleep(0.2)
-        job.cancel()
-        await asyncio.gather(job, return_exceptions=True)
-        await client.aclose()
-
-
-async def raw_tables(dsn: str) -> str:
-    """Every row of every table of the schema, as PostgreSQL prints it."""
-    conn = await asyncpg.connect(asyncpg_url(dsn).replace("postgresql+asyncpg", "postgresql"))
-    try:
-        tables = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-        )
-        dump = []
-        for row in tables:
-            name = row["table_name"]
-            rows = await conn.fetch(f'SELECT t::text AS line FROM "{name}" t')
-            dump += [name, *(r["line"] for r in rows)]
-        return "\n".join(dump)
-    finally:
-        await conn.close()
-
-
 async def test_nothing_classified_in_postgres_or_on_redis(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     async with (
         monitored(redis_server) as wire,
@@ -118,16 +68,16 @@ async def test_nothing_classified_in_postgres_or_on_redis(
     assert "$enc" in traffic  # sealed payloads did cross
     for secret in (SECRET_IN, SECRET_IN.upper()):
         assert secret not in traffic
-    stored = await raw_tables(postgres_url)
+    stored = await pg_dump(postgres_url)
     assert "node_runs" in stored
     for secret in (SECRET_IN, SECRET_IN.upper(), CARD):  # echo inherited pii: sealed too
         assert secret not in stored
         assert secret not in traffic
-    assert '"kid":"k1"' in stored.replace('""', '"')  # row text doubles quotes
+    assert '"kid":"k1"' in stored
 
 
 async def test_a_worker_without_the_key_fails_the_attempt_clearly(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
     blind = Worker(
@@ -175,7 +125,7 @@ def with_approval() -> dict[str, Any]:
 
 
 async def test_a_decision_sent_by_the_api_crosses_redis_sealed(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     comment = "Approved-For-" + SECRET_IN
     async with scaleout_engine(postgres_url, redis_server, redis_prefix) as engine:
@@ -199,7 +149,7 @@ async def test_a_decision_sent_by_the_api_crosses_redis_sealed(
     traffic = "\n".join(wire)
     assert "$enc" in traffic
     assert comment not in traffic and SECRET_IN.upper() not in traffic
-    stored = await raw_tables(postgres_url)
+    stored = await pg_dump(postgres_url)
     assert comment not in stored and SECRET_IN not in stored
 
 
@@ -215,7 +165,7 @@ async def test_postgres_restart_resumes_a_half_finished_classified_workflow(
         record = await first.start_execution(with_approval(), {"name": SECRET_IN})
         waiting = await first.settle(record.id, timeout=20)
         assert waiting.nodes["review"].state is NodeState.WAITING
-    stored = await raw_tables(postgres_url)
+    stored = await pg_dump(postgres_url)
     assert SECRET_IN not in stored and SECRET_IN.upper() not in stored and CARD not in stored
     async with Engine(postgres_url, governance=gov()) as second:
         await second.decide(record.id, "review", approved=True, by="ops")
@@ -226,7 +176,7 @@ async def test_postgres_restart_resumes_a_half_finished_classified_workflow(
 
 
 async def test_a_classified_wait_that_runs_out_is_woken_across_redis(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     # A woken attempt is dispatched again with the same number: its guard must differ.
     definition = with_approval()
@@ -242,11 +192,11 @@ async def test_an_outcome_sealed_with_a_key_the_orchestrator_lacks_stays_pending
     postgres_url: str,
     redis_server: str,
     redis_prefix: str,
-    keys: str,
+    env_keys: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The worker already has the next key first (a rotation done in the wrong order).
-    ahead = f"k9:{KeyRing.generate_key()},{keys}"
+    ahead = f"k9:{KeyRing.generate_key()},{env_keys}"
     settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
     worker = Worker(
         redis_server,

@@ -7,8 +7,6 @@ forwarded decisions, pub/sub), dead letters included; the engine still reads it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -20,47 +18,17 @@ from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
 from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
-from orchestrion.governance.encryption import KeyRing
 from orchestrion.handlers.registry import default_registry
 from scaleout import scaleout_engine, scaleout_settings
 from sealed_values import (
     Secrets,
     assert_reads_back_plain,
     child_workflow,
+    monitored,
     pg_dump,
     redis_dump,
     run_everything,
 )
-
-
-@pytest.fixture
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    line = f"k1:{KeyRing.generate_key()}"
-    # Orchestrators, workers and the API read the ring from the environment, as processes do.
-    monkeypatch.setenv("ORCHESTRION_ENCRYPTION_KEYS", line)
-    yield line
-
-
-@contextlib.asynccontextmanager
-async def monitored(redis_url: str) -> AsyncIterator[list[str]]:
-    """Every command Redis receives while inside, as text."""
-    seen: list[str] = []
-    client = Redis.from_url(redis_url)
-
-    async def listen() -> None:
-        async with client.monitor() as monitor:
-            async for command in monitor.listen():
-                seen.append(str(command.get("command", "")))
-
-    job = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # MONITOR is on before anything is sent
-    try:
-        yield seen
-    finally:
-        await asyncio.sleep(0.2)
-        job.cancel()
-        await asyncio.gather(job, return_exceptions=True)
-        await client.aclose()
 
 
 def assert_nowhere(secrets: Secrets, raw: str, where: str) -> None:
@@ -70,7 +38,7 @@ def assert_nowhere(secrets: Secrets, raw: str, where: str) -> None:
 
 @pytest.mark.timeout(120)
 async def test_no_copy_is_readable_in_postgres_or_redis(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     secrets = Secrets()
     settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
@@ -124,7 +92,7 @@ def parked_workflow() -> dict[str, Any]:
 
 @pytest.mark.timeout(120)
 async def test_a_dead_letter_of_a_classified_execution_stays_sealed(
-    postgres_url: str, redis_server: str, redis_prefix: str, keys: str
+    postgres_url: str, redis_server: str, redis_prefix: str, env_keys: str
 ) -> None:
     secrets = Secrets()
     settings = scaleout_settings(postgres_url, redis_server, redis_prefix, max_deliveries=1)
