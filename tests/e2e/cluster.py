@@ -14,7 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Cluster"]
+import pytest
+from python_steps import allow_steps
+
+__all__ = ["Cluster", "steps_cluster"]
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "orchestrion.cli.app"]
@@ -125,3 +128,27 @@ def _handles_sigterm(pid: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
     return True
+
+
+def steps_cluster(
+    database_url: str,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    source: str,
+) -> Cluster:
+    """A cluster whose processes (and this one, which checks imports on submit) run the node
+    functions of ``module`` (written from ``source`` into ``tmp_path``), and only those;
+    none started yet."""
+    policy = allow_steps(tmp_path, module, source)
+    monkeypatch.syspath_prepend(str(tmp_path))  # submitting checks the function imports
+    return Cluster.for_test(
+        database_url,
+        redis_url,
+        prefix,
+        tmp_path / "logs",
+        ORCHESTRION_GOVERNANCE_FILE=str(policy),
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(HERE), os.environ.get("PYTHONPATH", "")]),
+    )

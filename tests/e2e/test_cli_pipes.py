@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from python_steps import allow_steps
 from test_api_server import Server
 
 pytestmark = pytest.mark.slow
@@ -81,10 +82,7 @@ def _env(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pipes")
-    (folder / "pipe_steps.py").write_text(STEPS)
-    (folder / "governance.yaml").write_text(
-        "version: 1\npython:\n  allowed_modules: [pipe_steps]\n"
-    )
+    allow_steps(folder, "pipe_steps", STEPS)
     (folder / "flow.yaml").write_text(yaml.safe_dump(_flow()))
     ran = subprocess.run(
         [*CLI, "run", "flow.yaml", "--db", "p.db", "--json"],

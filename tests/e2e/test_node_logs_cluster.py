@@ -5,12 +5,11 @@ INFO lines python nodes write, per node and attempt, stored while the nodes run.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import pytest
-from cluster import HERE, Cluster
+from cluster import steps_cluster
 
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
@@ -62,17 +61,8 @@ async def test_workers_keep_each_nodes_lines_and_send_them_live(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "cluster_steps.py").write_text(STEPS)
-    monkeypatch.syspath_prepend(str(tmp_path))  # submitting checks the function imports
-    policy = tmp_path / "governance.yaml"
-    policy.write_text("version: 1\npython:\n  allowed_modules: [cluster_steps]\n")
-    cluster = Cluster.for_test(
-        postgres_url,
-        redis_server,
-        redis_prefix,
-        tmp_path / "logs",
-        ORCHESTRION_GOVERNANCE_FILE=str(policy),
-        PYTHONPATH=os.pathsep.join([str(tmp_path), str(HERE), os.environ.get("PYTHONPATH", "")]),
+    cluster = steps_cluster(
+        postgres_url, redis_server, redis_prefix, tmp_path, monkeypatch, "cluster_steps", STEPS
     )
     settings = load_settings(
         database_url=postgres_url, redis_url=redis_server, redis_prefix=redis_prefix

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from python_steps import allow_steps, steps_env
 from test_api_server import Server
 
 from orchestrion.client import Client
@@ -66,20 +67,13 @@ def workflow(pause: float) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("node-logs")
-    (folder / "node_log_steps.py").write_text(STEPS)
-    (folder / "governance.yaml").write_text(
-        "version: 1\npython:\n  allowed_modules: [node_log_steps]\n"
-    )
+    allow_steps(folder, "node_log_steps", STEPS)
     return folder
 
 
 @pytest.fixture(scope="module")
 def server(folder: Path) -> Iterator[Server]:
-    env = {
-        "ORCHESTRION_GOVERNANCE_FILE": str(folder / "governance.yaml"),
-        "PYTHONPATH": str(folder),
-        "ORCHESTRION_SSE_POLL": "0.5",
-    }
+    env = {**steps_env(folder), "ORCHESTRION_SSE_POLL": "0.5"}
     running = Server(folder, folder / "served.db", env)
     try:
         yield running

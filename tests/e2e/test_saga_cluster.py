@@ -6,13 +6,12 @@ is not undone, and a compensation that fails is shown on its node and in the exe
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import HERE, Cluster
+from cluster import Cluster, steps_cluster
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
@@ -82,17 +81,8 @@ async def test_timeout_and_failure_compensate_only_completed_nodes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "saga_steps.py").write_text(STEPS)
-    monkeypatch.syspath_prepend(str(tmp_path))  # submitting checks the function imports
-    policy = tmp_path / "governance.yaml"
-    policy.write_text("version: 1\npython:\n  allowed_modules: [saga_steps]\n")
-    cluster = Cluster.for_test(
-        postgres_url,
-        redis_server,
-        redis_prefix,
-        tmp_path / "logs",
-        ORCHESTRION_GOVERNANCE_FILE=str(policy),
-        PYTHONPATH=os.pathsep.join([str(tmp_path), str(HERE), os.environ.get("PYTHONPATH", "")]),
+    cluster = steps_cluster(
+        postgres_url, redis_server, redis_prefix, tmp_path, monkeypatch, "saga_steps", STEPS
     )
     settings = load_settings(
         database_url=postgres_url, redis_url=redis_server, redis_prefix=redis_prefix

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from python_steps import allow_steps, steps_env
 from workers_server import CLI, Pinned, WorkersServer, sse_events
 
 from audit_helpers import AUDIT_ENV
@@ -86,10 +87,7 @@ dag:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("workers")
-    (folder / "worker_steps.py").write_text(STEPS)
-    (folder / "governance.yaml").write_text(
-        "version: 1\npython:\n  allowed_modules: [worker_steps]\n"
-    )
+    allow_steps(folder, "worker_steps", STEPS)
     return folder
 
 
@@ -97,8 +95,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(folder: Path) -> Iterator[WorkersServer]:
     env = {
         **AUDIT_ENV,
-        "ORCHESTRION_GOVERNANCE_FILE": str(folder / "governance.yaml"),
-        "PYTHONPATH": str(folder),
+        **steps_env(folder),
         "ORCHESTRION_API_KEYS": f"{ADMIN}:admin,{OPERATOR}:operator",
         # A stream that learnt of the other process's commits only by polling would wait
         # this long: the streams below must end well before (sse_events waits 30 s).
