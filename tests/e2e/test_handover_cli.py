@@ -20,39 +20,15 @@ from typing import Any
 
 import pytest
 
+from sign_release import RELEASE, sign
+
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "orchestrion.cli.app"]
 
-CHILD_APPROVAL = {
-    "name": "sign",
-    "dag": {
-        "nodes": [
-            {"id": "ask", "handler": "approval", "config": {"message": "sign?"}},
-            {
-                "id": "signed",
-                "handler": "noop",
-                "dependencies": ["ask"],
-                "config": {"value": "by {{ ask.output.decided_by }}"},
-            },
-        ]
-    },
-}
-PARENT = {
-    "name": "release",
-    "dag": {
-        "nodes": [
-            {"id": "sub", "handler": "workflow", "config": {"workflow": "sign"}},
-            {
-                "id": "ship",
-                "handler": "noop",
-                "dependencies": ["sub"],
-                "config": {"value": "{{ sub.output.result }}"},
-            },
-        ]
-    },
-}
+CHILD_APPROVAL = sign(message="sign?")
+PARENT = RELEASE
 
 
 def _slow(name: str, seconds: float, log: Path) -> dict[str, Any]:

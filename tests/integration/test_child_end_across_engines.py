@@ -22,35 +22,10 @@ from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, Nod
 from orchestrion.engine.facade import Engine
 from orchestrion.settings import load_settings
 from scaleout import scaleout_engine
+from sign_release import RELEASE, sign
 
-CHILD = {
-    "name": "sign",
-    "dag": {
-        "nodes": [
-            {"id": "ask", "handler": "approval"},
-            {
-                "id": "signed",
-                "handler": "noop",
-                "dependencies": ["ask"],
-                "config": {"value": "by {{ ask.output.decided_by }}"},
-            },
-        ]
-    },
-}
-PARENT = {
-    "name": "release",
-    "dag": {
-        "nodes": [
-            {"id": "sub", "handler": "workflow", "config": {"workflow": "sign"}},
-            {
-                "id": "ship",
-                "handler": "noop",
-                "dependencies": ["sub"],
-                "config": {"value": "{{ sub.output.result }}"},
-            },
-        ]
-    },
-}
+CHILD = sign()
+PARENT = RELEASE
 
 Opener = Callable[..., AbstractAsyncContextManager[Engine]]
 
