@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
+from node_context import node_context
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
 from orchestrion.handlers.base import Controls, NodeContext, Resources
 from orchestrion.handlers.http import SPEC, HttpConfig, build_http_client
@@ -181,19 +182,7 @@ def proxy() -> Iterator[Server]:
 
 
 def make_ctx(**overrides: Any) -> NodeContext:
-    values: dict[str, Any] = {
-        "execution_id": "exec-1",
-        "node_id": "fetch",
-        "attempt": 1,
-        "idempotency_key": "exec-1:fetch:1",
-        "inputs": {},
-        "outputs": {},
-        "dependencies": (),
-        "handler": "http",
-        "resources": Resources(Controls.unrestricted()),
-    }
-    values.update(overrides)
-    return NodeContext(**values)
+    return node_context("http", "fetch", **overrides)
 
 
 async def fetch(config: dict[str, Any], **ctx: Any) -> dict[str, Any]:

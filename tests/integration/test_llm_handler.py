@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from node_context import node_context
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
 from orchestrion.governance.llm_providers import LlmProviders, Provider
 from orchestrion.governance.secret_routes import ROUTING_KEY, Routing
@@ -108,19 +109,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def make_ctx(**overrides: Any) -> NodeContext:
-    values: dict[str, Any] = {
-        "execution_id": "exec-1",
-        "node_id": "summarize",
-        "attempt": 1,
-        "idempotency_key": "exec-1:summarize:1",
-        "inputs": {},
-        "outputs": {},
-        "dependencies": (),
-        "handler": "llm",
-        "resources": Resources(Controls.unrestricted()),
-    }
-    values.update(overrides)
-    return NodeContext(**values)
+    return node_context("llm", "summarize", **overrides)
 
 
 def local(url: str, *, trusted: bool = True, **extra: Any) -> Resources:

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from node_context import node_context
 from orchestrion.errors import PermanentNodeError
 from orchestrion.handlers.agents import SPECS, AgentConfig, agent_names
-from orchestrion.handlers.base import Controls, HandlerSpec, NodeContext, Resources
+from orchestrion.handlers.base import HandlerSpec, NodeContext
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -24,19 +25,7 @@ DECLARED = {
 
 
 def make_ctx(**overrides: Any) -> NodeContext:
-    values: dict[str, Any] = {
-        "execution_id": "exec-1",
-        "node_id": "node",
-        "attempt": 1,
-        "idempotency_key": "exec-1:node:1",
-        "inputs": {},
-        "outputs": {},
-        "dependencies": (),
-        "handler": "agent",
-        "resources": Resources(Controls.unrestricted()),
-    }
-    values.update(overrides)
-    return NodeContext(**values)
+    return node_context("agent", **overrides)
 
 
 async def run_agent(name: str, inputs: dict[str, Any], **ctx: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from node_context import node_context
 from orchestrion.errors import PermanentNodeError
-from orchestrion.handlers.base import Controls, NodeContext, Resources
+from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.io import (
     INPUT_SPEC,
     NOOP_SPEC,
@@ -21,19 +22,7 @@ from orchestrion.handlers.io import (
 
 
 def make_ctx(**overrides: Any) -> NodeContext:
-    values: dict[str, Any] = {
-        "execution_id": "exec-1",
-        "node_id": "node",
-        "attempt": 1,
-        "idempotency_key": "exec-1:node:1",
-        "inputs": {},
-        "outputs": {},
-        "dependencies": (),
-        "handler": "input",
-        "resources": Resources(Controls.unrestricted()),
-    }
-    values.update(overrides)
-    return NodeContext(**values)
+    return node_context("input", **overrides)
 
 
 async def test_input_merges_params_over_defaults() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from node_context import node_context
 from orchestrion.errors import PermanentNodeError, PolicyViolation, TransientNodeError
 from orchestrion.handlers.base import Controls, NodeContext, Resources, Wait
 from orchestrion.handlers.python import (
@@ -25,19 +26,7 @@ from orchestrion.handlers.python import (
 
 
 def make_ctx(**overrides: Any) -> NodeContext:
-    values: dict[str, Any] = {
-        "execution_id": "exec-1",
-        "node_id": "node",
-        "attempt": 1,
-        "idempotency_key": "exec-1:node:1",
-        "inputs": {},
-        "outputs": {},
-        "dependencies": (),
-        "handler": "python",
-        "resources": Resources(Controls.unrestricted()),
-    }
-    values.update(overrides)
-    return NodeContext(**values)
+    return node_context("python", **overrides)
 
 
 async def call(name: str, params: dict[str, Any] | None = None, **ctx: Any) -> Any:
