@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,30 +187,38 @@ async def _executions(
         rows = await db.read_rows(sql, {"after": after, "pat": _SEALED, "limit": size})
         if not rows:
             return
-        updates: list[tuple[str, Mapping[str, Any]]] = []
-        for row in rows:
-            eid = row[0]
-            for column, old in zip(columns, row[1:], strict=True):
-                if old is None:
-                    continue
-                new = _rewrapped(rewrap, column, old, context(eid, None, column))
-                if new is not None:
-                    updates.append(
-                        (
-                            f"UPDATE executions SET {column} = :new WHERE id = :id"
-                            f" AND {column} = :old",
-                            {"new": new, "id": eid, "old": old},
-                        )
-                    )
+        updates = [
+            update
+            for eid, *values in rows
+            for update in _cell_updates(
+                rewrap, "id = :id", {"id": eid}, eid, None, zip(columns, values, strict=True)
+            )
+        ]
         after = rows[-1][0]
         await _apply(db, report, "executions", updates, dry_run, progress, len(rows))
 
 
-def _rewrapped(rewrap: _Rewrap, column: str, old: Any, ctx: str) -> str | None:
-    """The stored text re-encrypted with the primary key, or None when it needs no change."""
-    value = _json(old)
-    new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
-    return None if new is value else _dumps(new)
+def _cell_updates(
+    rewrap: _Rewrap,
+    where: str,
+    key: Mapping[str, Any],
+    execution_id: str,
+    node_id: str | None,
+    cells: Iterable[tuple[str, str | None]],
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The compare-and-swap updates of one row (found by ``where`` with ``key``) for those of
+    its ``cells`` (column, stored text) holding envelopes not on the primary key."""
+    for column, old in cells:
+        if old is None:
+            continue
+        value = _json(old)
+        ctx = context(execution_id, node_id, column)
+        new = rewrap.error(value, ctx) if column == "error" else rewrap.top(value, ctx)
+        if new is not value:
+            yield (
+                f"UPDATE {rewrap.table} SET {column} = :new WHERE {where} AND {column} = :old",
+                {"new": _dumps(new), **key, "old": old},
+            )
 
 
 async def _node_runs(
@@ -234,20 +242,19 @@ async def _node_runs(
         rows = await db.read_rows(sql, params)
         if not rows:
             return
-        updates: list[tuple[str, Mapping[str, Any]]] = []
-        for eid, node, output, error in rows:
-            for column, old in (("output", output), ("error", error)):
-                if old is None:
-                    continue
-                new = _rewrapped(rewrap, column, old, context(eid, node, column))
-                if new is not None:
-                    updates.append(
-                        (
-                            f"UPDATE node_runs SET {column} = :new WHERE execution_id = :e"
-                            f" AND node_id = :n AND {column} = :old",
-                            {"new": new, "e": eid, "n": node, "old": old},
-                        )
-                    )
+        where = "execution_id = :e AND node_id = :n"
+        updates = [
+            update
+            for eid, node, output, error in rows
+            for update in _cell_updates(
+                rewrap,
+                where,
+                {"e": eid, "n": node},
+                eid,
+                node,
+                (("output", output), ("error", error)),
+            )
+        ]
         after = (rows[-1][0], rows[-1][1])
         await _apply(db, report, "node_runs", updates, dry_run, progress, len(rows))
 
