@@ -35,7 +35,7 @@ from rich.text import Text
 from orchestrion.cli.audit_sources import read_export, remote_get, remote_records, with_log
 from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID
 from orchestrion.cli.local import run_async
-from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption, instant
 from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console, err, fail
 
@@ -77,17 +77,6 @@ def _parse_head(text: str | None) -> ChainHead | None:
     if not sep or not seq.isdigit() or len(digest) != 64:
         fail(EXIT_INVALID, f"--expect-head: expected SEQ:HASH (64 hex digits), got {text!r}")
     return ChainHead(int(seq), digest.lower())
-
-
-def _time(value: str | None, name: str) -> float | None:
-    from orchestrion.instants import parse_instant
-
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}")
 
 
 def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None:
@@ -244,8 +233,8 @@ def list_command(
         execution_id=execution,
         actor=actor,
         action_prefix=action,
-        since=_time(since, "--since"),
-        until=_time(until, "--until"),
+        since=instant(since, "--since"),
+        until=instant(until, "--until"),
         after_seq=after_seq,
         limit=limit,
     )

@@ -53,8 +53,8 @@ from orchestrion.cli.dlq_local import (
     task_show,
 )
 from orchestrion.cli.dlq_render import print_json, render_letter, render_page
-from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND
-from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
+from orchestrion.cli.exits import EXIT_NOT_FOUND
+from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption, instant
 from orchestrion.cli.terminal import console
 
 if TYPE_CHECKING:
@@ -93,17 +93,6 @@ EntryArgument = Annotated[
 ]
 
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-
-
-def _instant(value: str | None, name: str) -> float | None:
-    from orchestrion.instants import parse_instant
-
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}")
 
 
 def _checked(entry_id: str, *, cursor: bool = False) -> str:
@@ -192,7 +181,7 @@ def list_(
     """List dead letters: parked tasks (scale-out) oldest first, then failed nodes."""
     if after is not None:
         _checked(after, cursor=True)
-    since_epoch = _instant(since, "--since")
+    since_epoch = instant(since, "--since")
     target = Target(redis, prefix, server, api_key, db)
     if target.server:
         from orchestrion.cli.remote import connected

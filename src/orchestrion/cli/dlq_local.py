@@ -12,13 +12,10 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-import typer
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_STORE
-from orchestrion.cli.terminal import err
+from orchestrion.cli.terminal import fail
 
 if TYPE_CHECKING:
     from orchestrion.client import DeadLetter, DeadLetterAction, DeadLetterPage
@@ -49,12 +46,6 @@ T = TypeVar("T")
 
 _TIMEOUT = 10.0  # seconds a command waits for Redis
 NODE_CURSOR = re.compile(r"^node-(\d{1,9})$")
-
-
-def fail(code: int, message: str) -> NoReturn:
-    """Print ``message`` as an error and end the command with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The options and arguments many commands share, typed once for typer."""
+"""The options and arguments many commands share, typed once for typer, and the reading of
+the values several take (instants)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ApiKeyOption", "DbOption", "ExecutionIdArgument", "JsonOption", "ServerOption"]
+from orchestrion.cli.exits import EXIT_INVALID
+from orchestrion.cli.terminal import fail
+
+__all__ = [
+    "ApiKeyOption",
+    "DbOption",
+    "ExecutionIdArgument",
+    "JsonOption",
+    "ServerOption",
+    "instant",
+]
 
 DbOption = Annotated[
     str | None,
@@ -34,3 +45,16 @@ ExecutionIdArgument = Annotated[
         " with them."
     ),
 ]
+
+
+def instant(value: str | None, name: str) -> float | None:
+    """Option ``name``'s ``value`` (epoch seconds or ISO 8601) as epoch seconds, None when not
+    given; a value that is neither ends the command (exit 2) saying so."""
+    from orchestrion.instants import parse_instant
+
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        fail(EXIT_INVALID, f"{name}: {exc}, got {value!r}")
