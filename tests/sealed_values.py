@@ -35,6 +35,7 @@ __all__ = [
     "pg_dump",
     "redis_dump",
     "run_everything",
+    "shape_node",
     "sqlite_bytes",
 ]
 
@@ -126,6 +127,24 @@ def child_workflow() -> dict[str, Any]:
     }
 
 
+def shape_node() -> dict[str, Any]:
+    """Node ``shape``: ``sealed_shape`` of every input, after node ``input``."""
+    return {
+        "id": "shape",
+        "handler": "python",
+        "dependencies": ["input"],
+        "config": {
+            "function": "sealed_shape",
+            "params": {
+                "marker": "{{ input.marker }}",
+                "email": "{{ input.email }}",
+                "card": "{{ input.card }}",
+                "iban": "{{ input.iban }}",
+            },
+        },
+    }
+
+
 def classified_workflow(name: str = "sealed-all") -> dict[str, Any]:
     """The inputs reach every kind of node; only ``score``, which reads none of them, is
     classified (``pii``), and that makes the whole execution classified."""
@@ -137,20 +156,7 @@ def classified_workflow(name: str = "sealed-all") -> dict[str, Any]:
             "dependencies": ["input"],
             "config": {"value": "{{ input.marker }}"},
         },
-        {
-            "id": "shape",
-            "handler": "python",
-            "dependencies": ["input"],
-            "config": {
-                "function": "sealed_shape",
-                "params": {
-                    "marker": "{{ input.marker }}",
-                    "email": "{{ input.email }}",
-                    "card": "{{ input.card }}",
-                    "iban": "{{ input.iban }}",
-                },
-            },
-        },
+        shape_node(),
         {
             "id": "flaky",
             "handler": "python",

@@ -28,6 +28,7 @@ from sealed_values import (
     pg_dump,
     redis_dump,
     run_everything,
+    shape_node,
 )
 
 
@@ -70,20 +71,7 @@ def parked_workflow() -> dict[str, Any]:
         "dag": {
             "nodes": [
                 {"id": "input", "handler": "input"},
-                {
-                    "id": "shape",
-                    "handler": "python",
-                    "dependencies": ["input"],
-                    "config": {
-                        "function": "sealed_shape",
-                        "params": {
-                            "marker": "{{ input.marker }}",
-                            "email": "{{ input.email }}",
-                            "card": "{{ input.card }}",
-                            "iban": "{{ input.iban }}",
-                        },
-                    },
-                },
+                shape_node(),
                 {"id": "flag", "handler": "noop", "data_classification": "pii"},
             ]
         },
