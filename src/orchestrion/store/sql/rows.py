@@ -70,9 +70,9 @@ RUN_COLS = (
     "execution_id, node_id, state, attempt, started_at, finished_at, output, error,"
     " wait_reason, wake_at, compensation, updated_at"
 )
-EVENT_COLS = "seq, id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
 # What a commit writes of a journal row (the database numbers ``seq``), in this order.
 JOURNAL_COLS = "id, execution_id, node_id, type, attempt, at, correlation_id, causation_id, data"
+EVENT_COLS = f"seq, {JOURNAL_COLS}"
 # What a commit writes of a node log line (the database numbers ``seq``), and what is read.
 LOG_COLS = "execution_id, node_id, attempt, at, level, logger, message"
 LOG_LINE_COLS = f"seq, {LOG_COLS}"
