@@ -1,15 +1,17 @@
-"""A loopback HTTP listener for tests: records every request, echoes it back or redirects."""
+"""A loopback HTTP listener for tests: records every request, echoes it back or redirects;
+and ``serving``, any request handler of a test on a free loopback port for a while."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Listener", "serve_listener"]
+__all__ = ["Listener", "serve_listener", "serving"]
 
 
 @dataclass
@@ -65,3 +67,21 @@ def serve_listener() -> Iterator[Listener]:
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+@contextmanager
+def serving(
+    handler: type[BaseHTTPRequestHandler], *, poll: float = 0.5, daemon_threads: bool = False
+) -> Iterator[str]:
+    """``handler`` answering on a free loopback port, from a thread that looks for a shutdown
+    every ``poll`` seconds, while inside; yields the server's URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = daemon_threads
+    thread = threading.Thread(target=server.serve_forever, args=(poll,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -10,11 +10,12 @@ digits in a query string.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_listener import serving
 
 __all__ = ["GOVERNANCE_YAML", "PII", "assert_no_pii", "echo_server", "failing", "profile"]
 
@@ -135,11 +136,5 @@ class _Echo(BaseHTTPRequestHandler):
 @contextmanager
 def echo_server() -> Iterator[str]:
     """A loopback HTTP server answering POSTs with what it received; yields its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Echo) as url:
+        yield url

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from loopback_listener import serving
 from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.core.events import NodeFailed, NodeSucceeded, NodeWaiting
 from orchestrion.dispatch.base import TaskMessage
@@ -257,15 +257,8 @@ class _Failing(BaseHTTPRequestHandler):
 @pytest.fixture
 def failing_server() -> Iterator[tuple[str, type[_Failing]]]:
     handler = type("Handler", (_Failing,), {"hits": 0, "healthy": False})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler, poll=0.02, daemon_threads=True) as url:
+        yield url, handler
 
 
 async def test_executor_waits_for_the_circuit_once_it_opens(

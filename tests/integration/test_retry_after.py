@@ -6,16 +6,16 @@ file; the delay read is the one the journal recorded."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loopback_listener import serving
 from orchestrion import Engine
 from orchestrion.core.events import ErrorInfo, retry_after_seconds
 
@@ -55,15 +55,8 @@ def _header(asked: str) -> str:
 
 @pytest.fixture
 def busy_server() -> Iterator[str]:
-    handler = type("Busy", (_Busy,), {"seen": {}})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(type("Busy", (_Busy,), {"seen": {}})) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
@@ -210,14 +203,7 @@ def test_the_client_waits_until_a_retry_after_date(header: str, least: float, mo
     from orchestrion.client import Client
 
     handler = type("Limited", (_Limited,), {"header": header, "seen": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with Client(f"http://127.0.0.1:{httpd.server_address[1]}") as client:
-            assert client.list_executions().items == []
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as url, Client(url) as client:
+        assert client.list_executions().items == []
     first, second = handler.seen
     assert least <= second - first <= most

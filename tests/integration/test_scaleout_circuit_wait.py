@@ -8,15 +8,15 @@ retries on fast failures and failing.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from loopback_listener import serving
 from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.cluster.worker import Worker
 from orchestrion.core.states import ExecutionStatus
@@ -50,15 +50,8 @@ class _Slow(BaseHTTPRequestHandler):
 @pytest.fixture
 def slow_server() -> Iterator[tuple[str, type[_Slow]]]:
     handler = type("Handler", (_Slow,), {"hits": 0})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler, poll=0.02, daemon_threads=True) as url:
+        yield url, handler
 
 
 def fan_out(url: str) -> dict[str, Any]:

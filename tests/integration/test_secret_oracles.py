@@ -13,15 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loopback_listener import Listener, serve_listener
+from loopback_listener import Listener, serve_listener, serving
 from orchestrion.core.events import NodeFailed, NodeSucceeded
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.dispatch.base import TaskMessage
@@ -186,13 +185,8 @@ class _EchoingProvider(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def provider() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingProvider)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(_EchoingProvider, poll=0.05) as url:
+        yield url
 
 
 async def test_an_echoing_provider_leaves_its_key_out_of_the_output(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
+from loopback_listener import serving
 from orchestrion.errors import PolicyViolation
 from orchestrion.governance.ssrf import UrlPolicy
 from orchestrion.handlers.base import Controls, NodeContext, Resources
@@ -48,12 +48,8 @@ class Redirector(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     requested.clear()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
-    thread = Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Redirector) as url:
+        yield url
 
 
 async def get(url: str, policy: UrlPolicy) -> Any:
