@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
+from engine_probes import child_of, polled, status_is
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
 from scaleout import scaleout_engine, scaleout_settings
@@ -30,8 +30,8 @@ async def test_cancel_reaches_a_child_driven_by_another_orchestrator(
     async with scaleout_engine(pg, redis_url, prefix) as first:
         await first.submit(CHILD)
         parent = await first.start_execution(PARENT)
-        child = await _until(lambda: _child_of(first, parent.id))
-        await _until(lambda: _status_is(first, child, ExecutionStatus.WAITING))
+        child = await polled(lambda: child_of(first, parent.id))
+        await polled(lambda: status_is(first, child, ExecutionStatus.WAITING))
     # Given back at stop; now one orchestrator drives the child, another the parent.
     async with (
         scaleout_engine(pg, redis_url, prefix, resume=False) as child_owner,
@@ -43,25 +43,8 @@ async def test_cancel_reaches_a_child_driven_by_another_orchestrator(
         if settled:  # the parent's recovery re-ran its node, which found the child again
             await asyncio.sleep(0.5)
         await api.cancel(parent.id)
-        await _until(lambda: _status_is(api, parent.id, ExecutionStatus.CANCELLED))
-        await _until(lambda: _status_is(api, child, ExecutionStatus.CANCELLED))
-
-
-async def _until(check: Any, timeout: float = 20.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    return found
-
-
-async def _status_is(engine: Engine, execution_id: str, status: ExecutionStatus) -> bool:
-    return (await engine.store.get_execution(execution_id)).status is status
-
-
-async def _child_of(engine: Engine, parent: str) -> str | None:
-    records, _ = await engine.list_executions()
-    found = [r.id for r in records if r.parent_execution_id == parent]
-    return found[0] if found else None
+        await polled(lambda: status_is(api, parent.id, ExecutionStatus.CANCELLED))
+        await polled(lambda: status_is(api, child, ExecutionStatus.CANCELLED))
 
 
 @pytest.mark.parametrize("verb", ["cancel", "pause"])
@@ -73,11 +56,11 @@ async def test_a_cli_with_only_the_database_controls_an_orchestrators_execution(
     pg, redis_url, prefix = postgres_url, redis_server, redis_prefix
     async with scaleout_engine(pg, redis_url, prefix) as orchestrator:
         execution = await orchestrator.start_execution(CHILD)
-        await _until(lambda: _status_is(orchestrator, execution.id, ExecutionStatus.WAITING))
+        await polled(lambda: status_is(orchestrator, execution.id, ExecutionStatus.WAITING))
         async with Engine(f"postgresql://{pg.split('://', 1)[1]}", resume=False) as cli:
             await asyncio.wait_for(getattr(cli, verb)(execution.id), 15)
             wanted = ExecutionStatus.CANCELLED if verb == "cancel" else ExecutionStatus.PAUSED
-            await _until(lambda: _status_is(cli, execution.id, wanted))
+            await polled(lambda: status_is(cli, execution.id, wanted))
 
 
 MID = {
@@ -103,9 +86,9 @@ async def test_an_orchestrators_cancel_returns_once_children_and_grandchildren_a
         await first.submit(CHILD)
         await first.submit(MID)
         parent = await first.start_execution(OUTER)
-        child = await _until(lambda: _child_of(first, parent.id))
-        grandchild = await _until(lambda: _child_of(first, child))
-        await _until(lambda: _status_is(first, grandchild, ExecutionStatus.WAITING))
+        child = await polled(lambda: child_of(first, parent.id))
+        grandchild = await polled(lambda: child_of(first, child))
+        await polled(lambda: status_is(first, grandchild, ExecutionStatus.WAITING))
     async with scaleout_engine(pg, redis_url, prefix, resume=False) as canceller:
         await canceller.cancel(parent.id)
         lineage = [await canceller.store.get_execution(e) for e in (parent.id, child, grandchild)]

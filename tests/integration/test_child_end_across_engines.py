@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from engine_probes import child_of, children_of, polled, status_is
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
@@ -61,9 +62,9 @@ async def _parent_waiting_on_child(opener: Opener) -> tuple[str, str]:
     async with opener(resume=True) as first:
         await first.submit(CHILD)
         parent = await first.start_execution(PARENT)
-        child = await _until(lambda: _child_of(first, parent.id))
-        await _until(lambda: _status_is(first, child, ExecutionStatus.WAITING))
-        await _until(lambda: _node_waits(first, parent.id, times=1))
+        child = await polled(lambda: child_of(first, parent.id))
+        await polled(lambda: status_is(first, child, ExecutionStatus.WAITING))
+        await polled(lambda: _node_waits(first, parent.id, times=1))
     return parent.id, child
 
 
@@ -83,9 +84,9 @@ async def test_a_childs_end_reaches_a_parent_another_process_drives(
         assert await child_owner.adopt(await child_owner.store.get_execution(child))
         assert await parent_owner.adopt(await parent_owner.store.get_execution(parent))
         # The parent's recovery ran its node again: it found the child unfinished, and waits.
-        await _until(lambda: _node_waits(parent_owner, parent, times=2))
+        await polled(lambda: _node_waits(parent_owner, parent, times=2))
         await _end_child(child_owner, child, how)
-        record = await _until(lambda: _final(parent_owner, parent), timeout=5.0)
+        record = await polled(lambda: _final(parent_owner, parent), timeout=5.0)
         await asyncio.sleep(1.0)  # whatever would act twice has had its chance
         await _assert_resolved_once(parent_owner, parent, child, how)
         assert (await parent_owner.store.get_execution(parent)).status is record.status
@@ -100,10 +101,10 @@ async def test_a_parent_nobody_drove_when_its_child_ended_resolves_when_taken_ov
     async with opener() as child_owner:
         assert await child_owner.adopt(await child_owner.store.get_execution(child))
         await _end_child(child_owner, child, "completed")
-        await _until(lambda: _status_is(child_owner, child, ExecutionStatus.COMPLETED))
+        await polled(lambda: status_is(child_owner, child, ExecutionStatus.COMPLETED))
         assert (await child_owner.store.get_execution(parent)).status is ExecutionStatus.WAITING
     async with opener(resume=True) as taker:
-        await _until(lambda: _final(taker, parent), timeout=10.0)
+        await polled(lambda: _final(taker, parent), timeout=10.0)
         await asyncio.sleep(1.0)
         await _assert_resolved_once(taker, parent, child, "completed")
 
@@ -133,33 +134,12 @@ async def _assert_resolved_once(engine: Engine, parent: str, child: str, how: st
         assert runs["sub"].state is NodeState.FAILED
         assert child in str(runs["sub"].error) and how in str(runs["sub"].error)
     # No second child was started for the same wait.
-    assert await _children_of(engine, parent) == [child]
-
-
-async def _until(check: Any, timeout: float = 20.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    return found
-
-
-async def _status_is(engine: Engine, execution_id: str, status: ExecutionStatus) -> bool:
-    return (await engine.store.get_execution(execution_id)).status is status
+    assert await children_of(engine, parent) == [child]
 
 
 async def _final(engine: Engine, execution_id: str) -> Any:
     record = await engine.store.get_execution(execution_id)
     return record if record.status in FINAL_EXECUTION_STATES else None
-
-
-async def _children_of(engine: Engine, parent: str) -> list[str]:
-    records, _ = await engine.list_executions()
-    return [r.id for r in records if r.parent_execution_id == parent]
-
-
-async def _child_of(engine: Engine, parent: str) -> str | None:
-    found = await _children_of(engine, parent)
-    return found[0] if found else None
 
 
 async def _node_waits(engine: Engine, execution_id: str, *, times: int) -> bool:

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -29,7 +28,7 @@ from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
-from scaleout import scaleout_settings
+from scaleout import scaleout_settings, until
 
 pytestmark = pytest.mark.slow
 
@@ -71,14 +70,6 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(10)
-
-
-async def _until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(120)
@@ -125,7 +116,7 @@ async def test_a_late_redispatch_does_not_run_a_completed_node(
                 found = await engine.store.get_execution(record.id)
                 return found.status is ExecutionStatus.COMPLETED
 
-            await _until(completed, 30, "completed")
+            await until(completed, 30, "completed")
             # Redis takes the dispatch again: the late re-dispatch must find nothing to send.
             await admin.execute_command("ACL", "SETUSER", "orch", "+@all")
             await asyncio.sleep(4 * settings.heartbeat_seconds + 3.0)
