@@ -25,7 +25,7 @@ def _disables(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def test_an_embedding_program_keeps_its_collector(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "_OWNED_PROCESS_DEFAULTS", {})
+    monkeypatch.setattr(settings_module.process, "OWNED_PROCESS_DEFAULTS", {})
     calls = _disables(monkeypatch)
     load_definition(FLOW)
     assert calls == [] and gc.isenabled()
@@ -33,7 +33,7 @@ def test_an_embedding_program_keeps_its_collector(monkeypatch: pytest.MonkeyPatc
 
 
 def test_an_owned_process_pauses_it_while_checking(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "_OWNED_PROCESS_DEFAULTS", {})
+    monkeypatch.setattr(settings_module.process, "OWNED_PROCESS_DEFAULTS", {})
     settings_module.claim_process()
     calls = _disables(monkeypatch)
     load_definition(FLOW)

@@ -2,7 +2,7 @@
 
 This module assembles the class; ``sources`` reads the reference descriptions' variable names,
 ``parsing`` the text forms of multi-valued settings, ``teams`` the teams, ``secret_files`` the
-secrets.
+secrets, ``process`` whether the process is Orchestrion's own.
 
 Nothing is required for embedded use. Values are validated when read, and a bad one stops the
 process with a message naming the variable (``load_settings`` turns pydantic's error into a
@@ -33,7 +33,8 @@ from pydantic_settings import (
 )
 
 from orchestrion import errors
-from orchestrion.settings import parsing
+from orchestrion.settings import parsing, process
+from orchestrion.settings.process import claim_process, owns_process
 from orchestrion.settings.secret_files import load_secrets, webhook_secret
 from orchestrion.settings.sources import ComposedUrls as _ComposedUrls
 from orchestrion.settings.sources import env as _env
@@ -54,27 +55,6 @@ __all__ = [
 
 
 ApiRole = Literal["admin", "operator", "viewer"]
-
-
-# The defaults of a process Orchestrion owns, below the environment and .env: see the module
-# docstring. Empty until ``claim_process``.
-_OWNED_PROCESS_DEFAULTS: dict[str, Any] = {}
-
-
-def claim_process() -> None:
-    """This process is Orchestrion's (the command line calls this first): from now on the
-    settings that tune the whole process default to on."""
-    _OWNED_PROCESS_DEFAULTS.update(
-        gc_freeze=True,
-        gc_young_threshold=20_000,
-        mask_all_logs=True,
-        capture_node_logs=True,
-    )
-
-
-def owns_process() -> bool:
-    """Whether ``claim_process`` was called: Orchestrion may tune process-wide state."""
-    return bool(_OWNED_PROCESS_DEFAULTS)
 
 
 class Settings(BaseSettings):
@@ -428,7 +408,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """The usual sources, URLs composed of the references' host and port variables,
         then the defaults of a process Orchestrion owns."""
-        owned = InitSettingsSource(settings_cls, dict(_OWNED_PROCESS_DEFAULTS))
+        owned = InitSettingsSource(settings_cls, dict(process.OWNED_PROCESS_DEFAULTS))
         composed = _ComposedUrls(settings_cls, env_settings, dotenv_settings)
         sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
         return *sources, composed, owned
