@@ -75,6 +75,11 @@ async def test_the_python_api_abandons_a_compensation_only_when_forced(tmp_path:
         await engine.cancel(execution_id, "stop now", force=True)
         error = await _ends_cancelled(engine, execution_id)
         assert error["message"].startswith("stop now; ")
+        # The compensation under way (a 600 s sleep) is stopped, not left running.
+        deadline = time.monotonic() + 5
+        while engine._dispatcher is not None and engine._dispatcher.in_flight():
+            assert time.monotonic() < deadline, "the abandoned compensation still runs"
+            await asyncio.sleep(0.05)
 
 
 async def test_the_api_abandons_a_compensation_with_force(tmp_path: Path) -> None:

@@ -789,6 +789,8 @@ def test_a_forced_cancel_during_compensation_abandons_it() -> None:
     sim.apply(CancelRequested(sim.tick(), "stop it"))  # recorded, runs on
     step = sim.apply(CancelRequested(sim.tick(), "stop now", force=True))
     assert [r.type for r in step.records][-1] == "execution.cancelled"
+    # B's compensation under way is stopped too (A's never started).
+    assert CancelNode("B", 1, compensation=True) in step.commands
     assert sim.status is X.CANCELLED
     sim.run()  # B's compensation still reports back: stale; A's never starts
     assert sim.compensations == ["B"]

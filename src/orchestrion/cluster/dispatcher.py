@@ -45,6 +45,7 @@ from orchestrion.cluster.streams import (
     text,
 )
 from orchestrion.core.events import Event
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import (
     ClusterDispatcher,
     Dispatcher,
@@ -263,9 +264,13 @@ class RedisDispatcher(ClusterDispatcher):
     def _handler_name(self, handler: str) -> str:
         return handler_name(self._canonical, handler)
 
-    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+    async def cancel(
+        self, execution_id: str, node_id: str, attempt: int, kind: str = TaskKind.RUN
+    ) -> None:
         if self._local is not None:
-            await self._local.cancel(execution_id, node_id, attempt)
+            await self._local.cancel(execution_id, node_id, attempt, kind)
+        if kind != TaskKind.RUN:
+            return  # a compensation on a worker runs to its end; its result is ignored
         message = json.dumps([execution_id, node_id, attempt])
         with contextlib.suppress(Exception):  # best effort: the machine already cancelled it
             async with self.redis.pipeline(transaction=False) as pipe:

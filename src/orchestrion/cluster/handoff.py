@@ -50,7 +50,9 @@ class RedisHandoff(ClusterDispatcher):
     async def dispatch(self, tasks: list[TaskMessage]) -> None:
         raise RuntimeError("an engine that does not drive executions dispatches nothing")
 
-    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
+    async def cancel(
+        self, execution_id: str, node_id: str, attempt: int, kind: str = "run"
+    ) -> None:
         return None
 
     def bind_router(self, router: EventRoute) -> None:

@@ -80,6 +80,10 @@ class ExecutionControl(Settlement):
                 self._cancel_while_compensating(event)
                 return
             reason = f"{reason}; {ABANDONED}"  # forced: the saga stops half way, and says so
+            if self._compensation_queue:  # and the compensation under way is stopped
+                i = self._compensation_queue[0]
+                stop = CancelNode(self.plan.ids[i], self.nodes[i].attempt, compensation=True)
+                self._step.commands.append(stop)
         self._stop_all(event.at, _CANCELLED, reason=reason)
         self._compensation_queue = []  # a compensation still out is abandoned; its result is stale
         self._judging = False  # so is a verdict on the success criteria

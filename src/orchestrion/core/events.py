@@ -380,10 +380,12 @@ class ScheduleTimer:
 
 @dataclass(frozen=True, slots=True)
 class CancelNode:
-    """Stop the attempt if it is still running; its result, if any, will be ignored."""
+    """Stop the attempt if it is still running; its result, if any, will be ignored
+    (``compensation``: the node's compensation under way, which a forced cancel abandons)."""
 
     node: str
     attempt: int
+    compensation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

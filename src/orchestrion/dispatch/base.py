@@ -83,8 +83,11 @@ class Dispatcher(Protocol):
     async def dispatch(self, tasks: list[TaskMessage]) -> None:
         """Hand over the attempts; returns once they are accepted (not finished)."""
 
-    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
-        """Stop an attempt if it is still running (best effort)."""
+    async def cancel(
+        self, execution_id: str, node_id: str, attempt: int, kind: str = TaskKind.RUN
+    ) -> None:
+        """Stop an attempt (``kind``: or the node's compensation) if it is still running
+        (best effort)."""
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop taking work; let in-flight attempts finish for up to ``grace`` seconds."""

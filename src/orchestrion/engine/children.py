@@ -221,7 +221,7 @@ class ChildExecutions:
         rest. That may suspend (a Redis dispatcher's cancel does), and a cancel waiting in
         ``stopped`` resumes there: it must find these cancellations under way."""
         for live, command, _cause in actions:
-            if isinstance(command, CancelNode):
+            if isinstance(command, CancelNode) and not command.compensation:
                 self._parent_stopped(live.record.id, command.node)
 
     def _parent_stopped(self, parent: str, node: str) -> None:

@@ -34,6 +34,7 @@ from orchestrion.core.machine import ExecutionMachine, Step
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import NotApplied
 from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.engine.compiled import CompiledWorkflow
@@ -420,7 +421,8 @@ class EngineLoop:
                 arm_timer(live, command, self.post)
             elif isinstance(command, CancelNode):
                 live.timers.pop((command.node, command.attempt, TimerKind.RETRY), None)
-                await dispatcher.cancel(live.record.id, command.node, command.attempt)
+                kind = TaskKind.COMPENSATE if command.compensation else TaskKind.RUN
+                await dispatcher.cancel(live.record.id, command.node, command.attempt, kind)
             elif isinstance(command, RunCompensation):
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):

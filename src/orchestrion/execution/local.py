@@ -182,9 +182,12 @@ class LocalDispatcher:
         finally:
             slots.release()
 
-    async def cancel(self, execution_id: str, node_id: str, attempt: int) -> None:
-        # The attempt only: a compensation of the same node and attempt number must still run.
-        job = self._tasks.get((execution_id, node_id, attempt, "run"))
+    async def cancel(
+        self, execution_id: str, node_id: str, attempt: int, kind: str = TaskKind.RUN
+    ) -> None:
+        # The attempt only, unless told: a compensation of the same node and attempt number
+        # must still run (a forced cancel of the execution stops that too).
+        job = self._tasks.get((execution_id, node_id, attempt, kind))
         if job is not None:
             job.cancel()
 
