@@ -323,3 +323,48 @@ async def test_ticks_faster_than_passes_start_them_are_bounded(
     # Never more than the bound, the schedules and one pass of ticks wait.
     assert max(waiting) <= 10 + 20 + 20
     assert waiting[-1] < max(waiting)  # shedding new ticks lets the backlog drain
+
+
+async def test_a_pause_drops_the_tick_queued_behind_a_running_execution(
+    engine: Engine,
+) -> None:
+    clock = ManualClock(T0)
+    trigger = {"name": "every5", "schedule": "*/5 * * * *", "overlap": "queue"}
+    await submit_at(engine, definition(trigger, waits=True), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    clock.at = T0 + 301
+    (first,) = await scheduler.run_pass()
+    clock.at = T0 + 601
+    assert await scheduler.run_pass() == []  # the tick at 10 waits for the first run
+    queued = [f for f in await engine.store.list_firings("report:every5") if f.tick_at > T0 + 400]
+    assert [f.status for f in queued] == [FiringStatus.PENDING]
+    await engine.schedules.pause("report:every5")
+    firings = await engine.schedules.firings("report:every5")
+    assert [f.status for f in firings] == [FiringStatus.SKIPPED, FiringStatus.STARTED]
+    await engine.cancel(first)
+    await engine.settle(first, timeout=10)
+    clock.at = T0 + 602
+    assert await scheduler.run_pass() == []  # paused: the queued tick does not start
+    await engine.schedules.resume("report:every5")
+    clock.at = T0 + 603
+    assert await scheduler.run_pass() == []  # nor once resumed: it was dropped
+    assert minutes(await ticks(engine)) == [5]
+
+
+async def test_a_trigger_now_while_paused_fires_and_a_stale_firing_does_not(
+    engine: Engine,
+) -> None:
+    clock = ManualClock(T0)
+    await submit_at(engine, definition({"name": "every5", "schedule": "*/5 * * * *"}), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    await engine.schedules.pause("report:every5")
+    paused = await engine.schedules.get("report:every5")
+    # A pass that read the schedule before the pause records its tick after it.
+    stale = FiringRecord("report:every5", T0 + 300, recorded_at=paused.updated_at - 1)
+    await engine.store.record_firings("report:every5", None, [stale])
+    fired = await engine.schedules.trigger_now("report:every5")
+    clock.at = T0 + 301
+    (started,) = await scheduler.run_pass()
+    firings = {f.tick_at: f for f in await engine.schedules.firings("report:every5")}
+    assert firings[fired.tick_at].execution_id == started
+    assert firings[T0 + 300].status is FiringStatus.SKIPPED

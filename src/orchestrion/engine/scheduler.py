@@ -225,7 +225,9 @@ class Scheduler:
                     firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
                 )
                 continue
-            if schedule is None:  # deleted since it was recorded
+            if schedule is None or _recorded_before_pause(schedule, firing):
+                # Deleted or paused since it was recorded (the pause or delete drops the
+                # pending firings itself; this one was recorded by a pass running meanwhile).
                 await store.settle_firing(
                     firing.schedule_id, firing.tick_at, FiringStatus.SKIPPED, None
                 )
@@ -298,3 +300,9 @@ class Scheduler:
             firing.schedule_id, firing.tick_at, FiringStatus.STARTED, execution.id
         )
         return execution.id
+
+
+def _recorded_before_pause(schedule: ScheduleRecord, firing: FiringRecord) -> bool:
+    """Whether ``firing`` was recorded before ``schedule`` was paused: it is not started (a
+    trigger-now made since the pause is)."""
+    return schedule.state is ScheduleState.PAUSED and firing.recorded_at < schedule.updated_at

@@ -79,7 +79,8 @@ class ScheduleVerbs:
         return await self._engine.store.list_firings(schedule_id, limit)
 
     async def pause(self, schedule_id: str) -> ScheduleRecord:
-        """Stop firing; ticks that pass while paused are not owed on resume."""
+        """Stop firing; ticks that pass while paused are not owed on resume, and a tick
+        recorded but not started yet (queued behind a running execution) is dropped."""
         return await self._set(schedule_id, ScheduleState.PAUSED)
 
     async def resume(self, schedule_id: str) -> ScheduleRecord:
@@ -92,8 +93,10 @@ class ScheduleVerbs:
     async def trigger_now(self, schedule_id: str) -> FiringRecord:
         """Fire once now, whatever the cron expression says (the overlap policy applies)."""
         await self.get(schedule_id)
-        now = round(time.time(), 3)
-        firing = FiringRecord(schedule_id, now, recorded_at=now)
+        now = time.time()
+        # Recorded at the unrounded time: a trigger-now just after a pause is later than it,
+        # and fires (the scheduler drops what was recorded before a pause).
+        firing = FiringRecord(schedule_id, round(now, 3), recorded_at=now)
         await self._engine.store.record_firings(schedule_id, None, [firing])
         if self.scheduler is not None:
             self.scheduler.wake()

@@ -52,6 +52,10 @@ class MemorySchedules:
     ) -> ScheduleRecord:
         stored = self._schedule(schedule_id)
         stored.state, stored.updated_at = state, now
+        if state is not ScheduleState.ACTIVE:  # the ticks waiting to start are dropped
+            for firing in self._firings.values():
+                if firing.schedule_id == schedule_id and firing.status is FiringStatus.PENDING:
+                    firing.status = FiringStatus.SKIPPED
         return replace(stored)
 
     async def record_firings(

@@ -30,7 +30,7 @@ class ScheduleState(StrEnum):
     """Whether a schedule fires."""
 
     ACTIVE = "active"
-    PAUSED = "paused"  # ticks pass without firing until it is resumed
+    PAUSED = "paused"  # ticks pass without firing until it is resumed (a queued one is dropped)
     DELETED = "deleted"  # gone until a new version of its definition declares it again
 
 
@@ -39,7 +39,7 @@ class FiringStatus(StrEnum):
 
     PENDING = "pending"  # recorded, its execution not started yet
     STARTED = "started"
-    SKIPPED = "skipped"  # the overlap policy dropped it
+    SKIPPED = "skipped"  # the overlap policy, a pause or a delete dropped it
 
 
 @dataclass(slots=True)
@@ -97,7 +97,11 @@ class ScheduleStore(Protocol):
     async def set_schedule_state(
         self, schedule_id: str, state: ScheduleState, now: float
     ) -> ScheduleRecord:
-        """Pause, resume or delete. Raises ``ExecutionNotFound`` when absent."""
+        """Pause, resume or delete. Raises ``ExecutionNotFound`` when absent.
+
+        A pause or a delete also records the schedule's pending firings (ticks recorded but
+        not started, such as one queued behind a running execution) as skipped, in the same
+        transaction: no tick recorded before it starts after it."""
 
     async def record_firings(
         self, schedule_id: str, cursor: float | None, firings: list[FiringRecord]

@@ -126,6 +126,18 @@ class SQLSchedules(SQLDriver[C]):
                 f" WHERE id = :id AND state <> '{_DELETED}'",
                 {"s": state.value, "now": now, "id": schedule_id},
             )
+            if changed and state is not ScheduleState.ACTIVE:
+                # A tick recorded but not started yet (one queued behind a running
+                # execution) is dropped with the pause or the delete, not started after it.
+                await tx.run(
+                    "UPDATE schedule_firings SET status = :skipped"
+                    " WHERE schedule_id = :id AND status = :pending",
+                    {
+                        "skipped": FiringStatus.SKIPPED.value,
+                        "pending": FiringStatus.PENDING.value,
+                        "id": schedule_id,
+                    },
+                )
             row = await tx.row(f"{_SCHEDULES} WHERE id = :id", {"id": schedule_id})
         if not changed or row is None:
             raise ExecutionNotFound(f"schedule '{schedule_id}' not found")
