@@ -368,3 +368,53 @@ async def test_a_trigger_now_while_paused_fires_and_a_stale_firing_does_not(
     firings = {f.tick_at: f for f in await engine.schedules.firings("report:every5")}
     assert firings[fired.tick_at].execution_id == started
     assert firings[T0 + 300].status is FiringStatus.SKIPPED
+
+
+async def test_no_last_tick_before_the_first_nor_before_the_window_opens(
+    engine: Engine,
+) -> None:
+    from orchestrion.api.schedule_models import schedule_view
+    from orchestrion.engine.schedules import last_tick
+
+    clock = ManualClock(T0)
+    trigger = {"name": "every5", "schedule": "*/5 * * * *", "start": T0 + 86400}
+    await submit_at(engine, definition(trigger), T0)
+    scheduler = Scheduler(engine, clock=clock)
+    clock.at = T0 + 601
+    assert await scheduler.run_pass() == []  # ticks before its start pass without firing
+    record = await engine.schedules.get("report:every5")
+    assert record.cursor is not None and record.cursor < T0 + 86400
+    assert last_tick(record) is None
+    assert schedule_view(record, clock.at).last_tick_at is None
+    clock.at = T0 + 86400 + 1
+    assert len(await scheduler.run_pass()) == 1
+    record = await engine.schedules.get("report:every5")
+    assert last_tick(record) == T0 + 86400
+    assert schedule_view(record, clock.at).last_tick_at == datetime.fromtimestamp(T0 + 86400, UTC)
+
+
+async def test_schedule_list_json_gives_no_last_tick_before_the_window_opens(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrion.cli.app import app as cli
+
+    db = tmp_path / "s.db"
+    start = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    trigger = {"name": "every5", "schedule": "*/5 * * * *", "start": start}
+    async with Engine(f"sqlite:///{db}") as engine:
+        await engine.submit(definition(trigger))
+        await Scheduler(engine, clock=ManualClock(start - 3600)).run_pass()
+        stored = await engine.schedules.get("report:every5")
+        assert stored.cursor is not None  # the cursor passed cron times before the start
+    listed = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["schedule", "list", "--db", str(db), "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert row["id"] == "report:every5" and row["last_tick_at"] is None
+    assert row["next_tick_at"] == start

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from orchestrion.api.convert import utc
-from orchestrion.engine.schedules import upcoming_tick
+from orchestrion.engine.schedules import last_tick, upcoming_tick
 from orchestrion.store.schedules import FiringRecord, ScheduleRecord
 
 __all__ = ["FiringView", "ScheduleList", "ScheduleView", "firing_view", "schedule_view"]
@@ -38,7 +38,9 @@ class ScheduleView(BaseModel):
     next_tick_at: datetime | None = Field(
         default=None, description="the next tick it fires (none when paused or past its end)"
     )
-    last_tick_at: datetime | None = Field(default=None, description="the newest tick dealt with")
+    last_tick_at: datetime | None = Field(
+        default=None, description="the newest tick dealt with (none before its first)"
+    )
     recent_firings: list[FiringView] = Field(default_factory=list)
 
 
@@ -71,6 +73,6 @@ def schedule_view(
         overlap=str(spec.get("overlap", "allow")),
         inputs=dict(inputs) if isinstance(inputs, dict) else {},
         next_tick_at=utc(upcoming_tick(record, now)),
-        last_tick_at=utc(record.cursor),
+        last_tick_at=utc(last_tick(record)),
         recent_firings=[firing_view(f) for f in firings or []],
     )

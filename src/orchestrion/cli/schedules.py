@@ -48,12 +48,13 @@ def _rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[
                     "schedule": s.schedule,
                     "timezone": s.timezone,
                     "next_tick_at": s.next_tick_at,
+                    "last_tick_at": s.last_tick_at,
                 }
                 for s in client.schedules()
             ]
 
     async def read() -> list[dict[str, Any]]:
-        from orchestrion.engine.schedules import upcoming_tick
+        from orchestrion.engine.schedules import last_tick, upcoming_tick
 
         async with engine(db, resume=False) as local:
             now = datetime.now(UTC).timestamp()
@@ -64,6 +65,7 @@ def _rows(server: str | None, api_key: str | None, db: str | None) -> list[dict[
                     "schedule": record.spec["schedule"],
                     "timezone": record.spec["timezone"],
                     "next_tick_at": upcoming_tick(record, now),
+                    "last_tick_at": last_tick(record),
                 }
                 for record in await local.schedules.all()
             ]
@@ -79,7 +81,7 @@ def list_schedules(
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """List the schedules, their state and their next tick."""
+    """List the schedules, their state, their next tick and (--json) their last one."""
     rows = _rows(server, api_key, db)
     if as_json:
         console.print_json(data=rows)

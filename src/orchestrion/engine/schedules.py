@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # the verbs that use them: an engine that runs no scheduler, as ``orchestrion run`` and the
 # Python API's, does not load them at start.
 
-__all__ = ["ScheduleVerbs", "start_scheduler", "upcoming_tick"]
+__all__ = ["ScheduleVerbs", "last_tick", "start_scheduler", "upcoming_tick"]
 
 
 class ScheduleVerbs:
@@ -127,3 +127,13 @@ def upcoming_tick(record: ScheduleRecord, now: float) -> float | None:
         return next_tick(spec, max(now, record.cursor or now))
     except (TickError, ValidationError):
         return None
+
+
+def last_tick(record: ScheduleRecord) -> float | None:
+    """The newest tick ``record`` dealt with (fired, or passed while paused): None before its
+    first, and while its window has not opened (the cursor then passes cron times before
+    ``start``, which are no ticks of the schedule)."""
+    cursor, start = record.cursor, record.spec.get("start")
+    if cursor is None or (isinstance(start, int | float) and cursor < start):
+        return None
+    return cursor
