@@ -140,3 +140,17 @@ def test_emit_on_a_local_database_runs_what_the_event_starts(tmp_path: Path) -> 
     assert json.loads(again.stdout)["executions"][0]["execution_id"] == started["execution_id"]
     refused = orchestrion("emit", "bad type", "--db", db, cwd=tmp_path)
     assert refused.returncode == 2 and "event type" in refused.stderr
+
+
+def test_a_reserved_event_type_is_invalid_input_in_both_modes(
+    server: Server, tmp_path: Path
+) -> None:
+    answer = httpx.post(f"{server.url}/v1/events/workflow.completed", json={})
+    assert answer.status_code == 422, answer.text  # not 403: no key may send it
+    assert answer.json()["type"].endswith("reserved-event")
+    db = str(tmp_path / "local.db")
+    for where in (["--server", server.url], ["--db", db]):
+        refused = orchestrion("emit", "workflow.completed", "--data", "{}", *where, cwd=tmp_path)
+        assert refused.returncode == 2, (where, refused.stderr)
+        assert "fired by the engine only" in refused.stderr, refused.stderr
+        assert "API key" not in refused.stderr

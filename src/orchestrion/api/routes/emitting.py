@@ -72,9 +72,10 @@ async def emit_event(
     idempotency_key: EventKey = None,
 ) -> EmitResponse:
     if event_type in WORKFLOW_EVENTS:
-        # A well-formed request for something no caller may do: the engine's own events.
+        # The engine's own events: an event no caller may send, whatever its key (so 422, as
+        # `orchestrion emit` refuses it locally, not 403, which says the key lacks a right).
         raise ApiProblem(
-            403, f"'{event_type}' events are fired by the engine only", slug="reserved-event"
+            422, f"'{event_type}' events are fired by the engine only", slug="reserved-event"
         )
     payload = dict(body.model_extra or {}) if body is not None else {}
     event_id = body.id if body is not None and body.id is not None else idempotency_key
