@@ -311,3 +311,34 @@ def test_a_sealed_executions_dead_letter_reads_back_decrypted(tmp_path: Path) ->
     assert _listed("--db", str(db), env=env)["total"] == 0
     found = secrets.found_in(sqlite_bytes(db))
     assert not found, f"{found} readable in the SQLite file after a listing and a drop"
+
+
+def test_a_retry_that_stops_at_an_approval_exits_4_here_and_on_a_server(
+    tmp_path: Path,
+) -> None:
+    flow, db, marker, env = _setup(tmp_path)
+    gated = FLOW.replace("{id: after, handler: noop,", "{id: gate, handler: approval,")
+    flow.write_text(gated.replace("@FLAG@", str(marker)))
+    local_id = _failed_run(flow, db, env)
+    remote_id = _failed_run(flow, db, env)
+    marker.touch()
+    here = orchestrion("dlq", "retry", f"{local_id}.flaky", "--db", str(db), env=env)
+    assert here.returncode == 4, (here.stdout, here.stderr)
+    assert here.stdout.rstrip().endswith(": waiting"), here.stdout
+    assert f"orchestrion approve {local_id} gate --db {db}" in here.stderr, here.stderr
+    policy = tmp_path / "governance.yaml"
+    policy.write_text("version: 1\npython:\n  allowed_modules: [flakymod]\n")
+    server_env = {
+        **env,
+        "ORCHESTRION_API_KEYS": "adm-key:admin",
+        "ORCHESTRION_GOVERNANCE_FILE": str(policy),
+    }
+    server = Server(tmp_path, db, server_env)
+    remote = ["--server", server.url, "--api-key", "adm-key"]
+    try:
+        there = orchestrion("dlq", "retry", f"{remote_id}.flaky", *remote, env=env)
+        assert there.returncode == 4, (there.stdout, there.stderr)
+        assert there.stdout.rstrip().endswith(": waiting"), there.stdout
+        assert f"orchestrion approve {remote_id} gate --server {server.url}" in there.stderr
+    finally:
+        assert server.stop() == 0

@@ -142,6 +142,16 @@ def test_emit_on_a_local_database_runs_what_the_event_starts(tmp_path: Path) -> 
     assert refused.returncode == 2 and "event type" in refused.stderr
 
 
+GATED = """\
+name: gated-policy
+triggers:
+  - {type: event, name: on_policy, event_type: policy.gated}
+dag:
+  nodes:
+    - {id: gate, handler: approval, config: {message: "ok?"}}
+"""
+
+
 def test_a_reserved_event_type_is_invalid_input_in_both_modes(
     server: Server, tmp_path: Path
 ) -> None:
@@ -154,3 +164,13 @@ def test_a_reserved_event_type_is_invalid_input_in_both_modes(
         assert refused.returncode == 2, (where, refused.stderr)
         assert "fired by the engine only" in refused.stderr, refused.stderr
         assert "API key" not in refused.stderr
+
+
+def test_emit_exits_4_when_what_it_started_waits_for_a_person(tmp_path: Path) -> None:
+    (tmp_path / "gated.yaml").write_text(GATED)
+    db = str(tmp_path / "local.db")
+    sent = orchestrion(
+        "emit", "policy.gated", "--submit", "gated.yaml", "--db", db, "--json", cwd=tmp_path
+    )
+    assert sent.returncode == 4, (sent.stdout, sent.stderr)
+    assert json.loads(sent.stdout)["executions"][0]["status"] == "WAITING"

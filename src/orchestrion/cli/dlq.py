@@ -16,11 +16,13 @@ execution goes on. With ``--server URL`` and an admin ``--api-key`` everything g
 task (show), one line (retry, drop), or with ``--json`` the client's shape
 (``orchestrion.client.DeadLetter``, epoch times).
 
-Exit codes (as in ``cli/app.py``): 0 done; 1 a node's rerun failed again (here, or on the
-server, whose run a retry with ``--server`` follows to its end); 2 a letter that
-cannot be retried, no Redis configured for a task id, or a request the server refused; 3 the
-database, Redis or the server cannot be reached; 5 an id that names no dead letter (unknown,
-malformed, or a node that has not failed for good); 6 the server refused the API key.
+Exit codes (as in ``cli/app.py``): 0 done; 1 a node's rerun failed again or was cancelled
+(here, or on the server, whose run a retry with ``--server`` follows to its end); 4 the rerun
+waits for a person (an approval after the node: the commands that decide are on stderr); 2 a
+letter that cannot be retried, no Redis configured for a task id, or a request the server
+refused; 3 the database, Redis or the server cannot be reached; 5 an id that names no dead
+letter (unknown, malformed, or a node that has not failed for good); 6 the server refused the
+API key.
 
 As everywhere an execution id is taken, the execution part of a node's id may be its first or
 last characters (``5c38.flaky``): they must name one execution (else exit 2, the candidates
@@ -230,13 +232,40 @@ def retry(
     """Retry a dead letter: a node's execution reruns from it (here, to its end, unless
     --server); a parked task goes back to its task stream."""
     target = Target(redis, prefix, server, api_key, db)
-    entry_id, action = _on_letter(entry_id, target, _retried_on_server, task_retry, node_retry)
+    decisions: list[tuple[str, str]] = []  # the nodes a rerun that waits waits on
+    entry_id, action = _on_letter(
+        entry_id,
+        target,
+        lambda client, i: _retried_on_server(client, i, decisions),
+        task_retry,
+        lambda engine, i: node_retry(engine, i, decisions),
+    )
     _print_action("retried", entry_id, action, as_json)
-    if is_node(entry_id) and action.message.endswith(": failed"):
-        raise typer.Exit(1)
+    if is_node(entry_id):
+        _rerun_exit(action, decisions, target)
 
 
-def _retried_on_server(client: Client, entry_id: str) -> DeadLetterAction:
+def _rerun_exit(action: DeadLetterAction, decisions: list[tuple[str, str]], target: Target) -> None:
+    """End as ``orchestrion retry`` does on the rerun's state (the message's last word): 1
+    failed or cancelled, 4 waiting for a person, with the commands that decide."""
+    from orchestrion.cli.exits import EXIT_FAILED, EXIT_WAITING
+    from orchestrion.cli.handover import print_decisions
+    from orchestrion.cli.terminal import err
+    from orchestrion.core.states import ExecutionStatus
+
+    state = action.message.rpartition(": ")[2]
+    if state in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        raise typer.Exit(EXIT_FAILED)
+    if state == ExecutionStatus.WAITING:
+        where = f" --server {target.server}" if target.server else ""
+        where = where or (f" --db {target.db}" if target.db else "")
+        print_decisions(err, decisions, where)
+        raise typer.Exit(EXIT_WAITING)
+
+
+def _retried_on_server(
+    client: Client, entry_id: str, decisions: list[tuple[str, str]]
+) -> DeadLetterAction:
     """The server's retry of ``entry_id``; a node's execution is then followed, as a local
     retry runs it, until it ends or waits for a person, and its state ends the message."""
     from dataclasses import replace
@@ -246,7 +275,8 @@ def _retried_on_server(client: Client, entry_id: str) -> DeadLetterAction:
     action = client.retry_dead_letter(entry_id)
     if not is_node(entry_id) or action.execution_id is None:
         return action
-    result, _decisions = settle(client, action.execution_id)
+    result, waits = settle(client, action.execution_id)
+    decisions.extend(waits)
     return replace(action, message=f"{action.message.rstrip('.')}: {result.status.value}")
 
 

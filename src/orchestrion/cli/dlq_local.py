@@ -209,15 +209,20 @@ async def node_show(engine: Engine, entry_id: str) -> DeadLetter:
     return _node_letter(await ExhaustedNodes(engine.store).get(entry_id))
 
 
-async def node_retry(engine: Engine, entry_id: str) -> DeadLetterAction:
-    """Rerun the node's execution from it, here, until it ends or waits for a person."""
+async def node_retry(
+    engine: Engine, entry_id: str, decisions: list[tuple[str, str]]
+) -> DeadLetterAction:
+    """Rerun the node's execution from it, here, until it ends or waits for a person (the
+    (execution, node) pairs it waits on are added to ``decisions``)."""
+    from orchestrion.cli.outcome import settled
     from orchestrion.client import DeadLetterAction
     from orchestrion.cluster.dlq_actions import LetterAction
     from orchestrion.engine.dead_nodes import ExhaustedNodes
 
     node = await ExhaustedNodes(engine.store).get(entry_id)
     await engine.retry(node.execution_id, from_node=node.node_id)
-    result = await engine.settle(node.execution_id)
+    result, waits = await settled(engine, node.execution_id)
+    decisions.extend(waits)
     message = f"execution {node.execution_id} re-run from node {node.node_id}: "
     action = LetterAction.of_node(entry_id, "retried", node, message + result.status.value)
     return DeadLetterAction(**asdict(action))

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestrion.cli.exits import EXIT_INVALID
+from orchestrion.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_WAITING
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
 from orchestrion.cli.terminal import console, fail
@@ -71,8 +71,12 @@ def emit(
     else:
         body = run_async(_emit_here(db, event_type, payload, event_id, submit or []))
     _print(body, as_json)
-    if any(e["status"] in ("FAILED", "CANCELLED") for e in body["executions"]):
-        raise typer.Exit(1)
+    # As `orchestrion run`: 4 when one waits for a person, else 1 when one failed.
+    states = {e["status"] for e in body["executions"]}
+    if "WAITING" in states:
+        raise typer.Exit(EXIT_WAITING)
+    if states & {"FAILED", "CANCELLED"}:
+        raise typer.Exit(EXIT_FAILED)
 
 
 async def _emit_here(
