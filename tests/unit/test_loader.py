@@ -289,3 +289,35 @@ def test_alias_bomb_is_refused_quickly() -> None:
     (issue,) = _issues("\n".join(lines) + "\n")
     assert issue.code == "limit_exceeded"
     assert "aliases expand the definition" in issue.message
+
+
+def test_compensate_names_a_handler_or_else_a_python_function() -> None:
+    source = {
+        "name": "saga",
+        "dag": {
+            "nodes": [
+                {"id": "a", "handler": "noop", "compensate": "noop"},
+            ]
+        },
+    }
+    loaded = load_definition(source, registry=REGISTRY)
+    (first,) = loaded.spec.dag.nodes
+    assert first.compensate is not None and first.compensate.handler == "noop"
+    assert first.compensate.config == {}
+    assert source["dag"]["nodes"][0]["compensate"] == "noop"  # the caller's dict as given
+    with pytest.raises(DefinitionError, match=r"compensate\.config\.url"):
+        # A handler's config is checked as for a node: http needs a url.
+        load_definition(
+            {"name": "s", "dag": {"nodes": [{"id": "a", "handler": "noop", "compensate": "http"}]}},
+            registry=REGISTRY,
+        )
+
+
+def test_compensate_with_another_name_is_still_a_python_function() -> None:
+    from orchestrion.handlers.loading import load_definition as load_with_defaults
+
+    node = {"id": "a", "handler": "noop", "compensate": "rollback_initialize"}
+    loaded = load_with_defaults({"name": "s", "dag": {"nodes": [node]}})
+    (only,) = loaded.spec.dag.nodes
+    assert only.compensate is not None and only.compensate.handler == "python"
+    assert only.compensate.config == {"function": "rollback_initialize"}

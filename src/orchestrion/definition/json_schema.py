@@ -57,7 +57,12 @@ def _shorthands(node: dict[str, Any], workflow: dict[str, Any]) -> None:
     """The short forms the model's before-validators accept, which its schema cannot show."""
     props = node["properties"]
     props["compensate"]["anyOf"].insert(
-        0, {"type": "string", "description": "a python function's name (the python handler)"}
+        0,
+        {
+            "type": "string",
+            "description": "a handler's name, or else a python function's name (the python"
+            " handler)",
+        },
     )
     props["priority"] = {
         "default": props["priority"].get("default"),

@@ -130,7 +130,8 @@ def _load(
             for issue, index, path in too_large
         ]
         raise DefinitionError(truncated(located_limits, limits.max_problems), label)
-    spec, broken = _model(conversion.data, locator, issues)
+    canonical = _handler_compensations(conversion.data, registry)
+    spec, broken = _model(canonical, locator, issues)
     if spec is not None and spec.triggers:
         from orchestrion.definition.schedules import schedule_issues  # here: few have triggers
 
@@ -142,7 +143,7 @@ def _load(
     if spec is not None:
         located, unlisted = check_spec_bounded(spec, registry, max_issues=room, context=context)
     else:
-        partial = _partial_spec(conversion.data, broken)
+        partial = _partial_spec(canonical, broken)
         located, unlisted = (
             check_spec_bounded(
                 partial, registry, max_issues=room, structure_only=broken, context=context
@@ -237,6 +238,30 @@ class _Locator:
 
 
 # --------------------------------------------------------------------------- model
+
+
+def _handler_compensations(data: dict[str, Any], registry: HandlerCatalog) -> dict[str, Any]:
+    """``compensate: <name>`` with a handler's name is that handler (``compensate: noop`` is
+    ``{handler: noop}``); any other name stays the model's shorthand for a python function.
+    A copy: the caller's dict is left as given."""
+    dag = data.get("dag")
+    nodes = dag.get("nodes") if isinstance(dag, dict) else None
+    if not isinstance(dag, dict) or not isinstance(nodes, list):
+        return data
+
+    def names_handler(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        name = node.get("compensate")
+        return isinstance(name, str) and name in registry
+
+    if not any(names_handler(node) for node in nodes):
+        return data
+    rewritten = [
+        {**node, "compensate": {"handler": node["compensate"]}} if names_handler(node) else node
+        for node in nodes
+    ]
+    return {**data, "dag": {**dag, "nodes": rewritten}}
 
 
 def _model(

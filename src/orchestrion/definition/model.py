@@ -176,7 +176,8 @@ class NodeSpec(_Strict):
     @field_validator("compensate", mode="before")
     @classmethod
     def _compensate_shorthand(cls, value: Any) -> Any:
-        # `compensate: rollback_fn` is shorthand for a registered python function.
+        # `compensate: rollback_fn` is shorthand for a registered python function (the
+        # loader has already made a handler's name, `compensate: noop`, that handler).
         if isinstance(value, str):
             return {"handler": "python", "config": {"function": value}}
         return value
