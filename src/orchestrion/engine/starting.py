@@ -19,6 +19,7 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.engine.ids import new_record_id
+from orchestrion.engine.nesting import child_labels
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
@@ -26,6 +27,7 @@ from orchestrion.store.base import DefinitionRecord, ExecutionRecord
 from orchestrion.store.pending_trigger import PendingTrigger
 
 if TYPE_CHECKING:
+    from orchestrion.definition.model import NodeSpec
     from orchestrion.engine.parts import EngineParts
 
 __all__ = ["Starts"]
@@ -166,8 +168,12 @@ class Starts:
             trust = stricter(trust, definition.trust, stored_trust)
         else:
             definition_id = (await definitions.submit(definition)).id
-        if parent is not None:
-            trust = stricter(trust, await self._trust_of(parent[0]))
+        labels = dict(labels or {})
+        if parent is not None:  # a child: no more trusted than its parent, within the limits
+            parent_record, parent_nodes = await self._parent(parent[0])
+            trust = stricter(trust, Trust.of(parent_record.trust))
+            canonical = engine.registry.canonical_name
+            labels.update(child_labels(parent_record, parent_nodes, canonical, engine.settings))
         if inputs_trust is not None:
             trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)
@@ -189,7 +195,7 @@ class Starts:
             owner=engine.owner if drives else None,
             lease_until=now + engine.settings.lease_seconds if drives else None,
             trust=trust,
-            labels=dict(labels or {}),
+            labels=labels,
         )
         if parent is not None:
             record.parent_execution_id, record.parent_node_id = parent[0], parent[1]
@@ -260,11 +266,14 @@ class Starts:
         await loop.post_and_wait(record.id, Started(time.time()))
         arm_deadline(live, time.time(), loop.post)
 
-    async def _trust_of(self, execution_id: str) -> Trust:
+    async def _parent(self, execution_id: str) -> tuple[ExecutionRecord, tuple[NodeSpec, ...]]:
+        """A parent's record and the nodes of its workflow."""
         live = self._parts.loop.live.get(execution_id)
         if live is not None:
-            return Trust.of(live.record.trust)
-        return Trust.of((await self._parts.engine.store.get_execution(execution_id)).trust)
+            return live.record, live.compiled.plan.nodes
+        record = await self._parts.engine.store.get_execution(execution_id)
+        compiled = await self._parts.definitions.compiled_for(record.definition_id)
+        return record, compiled.plan.nodes
 
     def _begin_abandoned(
         self, compiled: CompiledWorkflow, stored: ExecutionRecord, created: bool

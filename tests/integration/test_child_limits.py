@@ -1,0 +1,133 @@
+"""Sub-workflows that start themselves: how deep and how wide a tree of children may grow,
+embedded and in scale-out mode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
+from orchestrion.engine.facade import Engine
+from orchestrion.settings import load_settings
+from orchestrion.store.base import ExecutionFilter, ExecutionRecord
+from scaleout import scaleout_engine, until
+
+REC = {
+    "name": "rec",
+    "dag": {"nodes": [{"id": "again", "handler": "workflow", "config": {"workflow": "rec"}}]},
+}
+
+TWICE = {
+    "name": "twice",
+    "dag": {
+        "nodes": [
+            {"id": "left", "handler": "workflow", "config": {"workflow": "twice"}},
+            {"id": "right", "handler": "workflow", "config": {"workflow": "twice"}},
+        ]
+    },
+}
+
+
+def chain(levels: int, hold: float = 300) -> dict[str, Any]:
+    """A workflow that starts itself ``levels`` times (a base case), each level holding on."""
+    return {
+        "name": "chain",
+        "inputs": {"d": {"type": "integer", "default": 0}},
+        "dag": {
+            "nodes": [
+                {
+                    "id": "again",
+                    "handler": "workflow",
+                    "when": f"input.d < {levels}",
+                    "config": {"workflow": "chain", "inputs": {"d": "{{ input.d + 1 }}"}},
+                },
+                {"id": "hold", "handler": "delay", "config": {"seconds": hold}},
+            ]
+        },
+    }
+
+
+@pytest.fixture(params=["memory", "sqlite", "scaleout"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@asynccontextmanager
+async def engine_in(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: Any
+) -> AsyncIterator[Engine]:
+    if mode == "scaleout":
+        pg = request.getfixturevalue("postgres_url")
+        redis_url = request.getfixturevalue("redis_server")
+        prefix = request.getfixturevalue("redis_prefix")
+        async with scaleout_engine(pg, redis_url, prefix, settings=settings) as engine:
+            yield engine
+        return
+    url = "memory://" if mode == "memory" else f"sqlite:///{tmp_path / 'limits.db'}"
+    async with Engine(settings=load_settings(database_url=url, **settings)) as engine:
+        yield engine
+
+
+async def everything(engine: Engine) -> list[ExecutionRecord]:
+    records, _ = await engine.list_executions(ExecutionFilter(limit=1000))
+    return records
+
+
+async def test_a_workflow_that_starts_itself_stops_at_the_default_depth(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with engine_in(mode, request, tmp_path) as engine:
+        await engine.submit(REC)
+        root = await engine.start_execution(await engine.store.find_definition("rec", None))
+        result = await engine.wait(root.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        records = await everything(engine)
+        assert len(records) == 17  # the root and 16 levels of children (the default)
+        deepest = max(records, key=lambda r: r.labels.get("child_depth", 0))
+        assert deepest.labels["child_depth"] == 16
+        message = (deepest.error or {}).get("message", "")
+        assert "nested 17 levels deep" in message
+        assert "ORCHESTRION_MAX_CHILD_DEPTH" in message
+        assert "ORCHESTRION_MAX_CHILD_DEPTH" in (result.error or {}).get("message", "")
+        await asyncio.sleep(0.3)
+        assert len(await everything(engine)) == 17  # nothing more was started
+
+
+async def test_the_depth_limit_is_a_setting_and_a_base_case_within_it_completes(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with engine_in(mode, request, tmp_path, max_child_depth=3) as engine:
+        await engine.submit(chain(3, hold=0))
+        definition = await engine.store.find_definition("chain", None)
+        within = await engine.run(definition, {"d": 0}, timeout=30)
+        assert within.ok, within.error
+        assert len(await everything(engine)) == 4
+        beyond = await engine.run(definition, {"d": -1}, timeout=30)
+        assert beyond.status is ExecutionStatus.FAILED
+        assert "nested 4 levels deep, more than the 3" in (beyond.error or {})["message"]
+        assert len(await everything(engine)) == 8  # 4 more; the fifth was never made
+
+
+async def test_a_workflow_that_doubles_each_level_stops_at_the_width_limit(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with engine_in(mode, request, tmp_path, max_child_width=8) as engine:
+        await engine.submit(TWICE)
+        root = await engine.start_execution(await engine.store.find_definition("twice", None))
+        result = await engine.wait(root.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        message = (result.error or {}).get("message", "")
+        assert "16 executions wide, more than the 8" in message
+        assert "ORCHESTRION_MAX_CHILD_WIDTH" in message
+
+        async def settled() -> bool:
+            records = await everything(engine)
+            return all(r.status in FINAL_EXECUTION_STATES for r in records)
+
+        await until(settled, 30, "every execution of the tree ended")
+        assert len(await everything(engine)) == 1 + 2 + 4 + 8
