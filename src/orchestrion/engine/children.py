@@ -4,7 +4,9 @@ A ``workflow`` node starts a child whose idempotency key derives from the node a
 (a re-run finds the same child) and parks (``Wait("child")``). When the child finishes, the
 parent node is resolved with its result or its failure; an outcome that arrives before the
 parent's wait is committed is kept until it is. Stopping the parent node cancels the child,
-one whose start was still under way included.
+one whose start was still under way included; a start that finds its node stopped (before or
+after it made the child) cancels the child itself, so a cancel that looked for it too early
+cannot leave it running. How deep and wide children may go is ``nesting.py``'s.
 Inside a ``map``, the map's attempt itself awaits each item's child.
 
 A parent driven by another process (each was taken over by a different survivor of a crash)
@@ -78,6 +80,8 @@ class ChildExecutions:
                 f"no stored workflow '{config.workflow}'{version}: submit it first",
                 category=ErrorCategory.CONFIG,
             ) from exc
+        if self._parent_stopped_here(ctx):
+            raise PermanentNodeError(_GONE, category=ErrorCategory.PERMANENT)
         starting = asyncio.ensure_future(
             engine.start_execution(
                 definition,
@@ -95,6 +99,15 @@ class ChildExecutions:
             raise
         except DefinitionError as exc:  # e.g. beyond the definition limits now in force
             raise PermanentNodeError(str(exc), category=ErrorCategory.CONFIG) from exc
+        key = (ctx.execution_id, ctx.node_id)
+        if config.wait and record.status not in FINAL_EXECUTION_STATES:
+            self._children[key] = record.id  # from now on a stop of the node finds it
+        if self._parent_stopped_here(ctx) or await self._parent_ended_elsewhere(ctx):
+            # Stopped while the child was made (its cancel looked for it too early): the
+            # child must not run on without it.
+            self._children.pop(key, None)
+            self._cancel_once_started(ctx.execution_id, ctx.node_id, starting)
+            raise PermanentNodeError(_GONE, category=ErrorCategory.PERMANENT)
         link = {
             "child_execution_id": record.id,
             "workflow": definition.name,
@@ -110,8 +123,30 @@ class ChildExecutions:
                     category=ErrorCategory.CHILD_FAILED,
                 )
             return {**link, "status": stored.status.value, "result": stored.result}
-        self._children[(ctx.execution_id, ctx.node_id)] = record.id
         return Wait("child", data=link)
+
+    def _parent_stopped_here(self, ctx: NodeContext) -> bool:
+        """Whether the attempt starting a child is over in the parent driven here (it was
+        cancelled, its execution too, since it was sent): read without suspending."""
+        machine = self._engine.live_machine(ctx.execution_id)
+        if machine is None:
+            return False
+        index = machine.plan.index.get(lineage.started_by_node(ctx.node_id))
+        if index is None:
+            return False
+        run = machine.nodes[index]
+        return run.attempt != ctx.attempt or run.state not in _STARTING
+
+    async def _parent_ended_elsewhere(self, ctx: NodeContext) -> bool:
+        """Whether the parent, not driven here (any more), ended; its process found the
+        children its rows named then, and this one may have come too late for that."""
+        if self._engine.is_live(ctx.execution_id):
+            return False
+        try:
+            parent = await self._engine.store.get_execution(ctx.execution_id)
+        except ExecutionNotFound:
+            return True
+        return parent.status in FINAL_EXECUTION_STATES
 
     async def await_child(self, child_id: str) -> Any:
         """Wait for a child started inside a map item; its outcome as a node output."""
@@ -216,13 +251,20 @@ class ChildExecutions:
         if early is not None:
             self._engine.post(parent, early)
 
-    def nodes_stopped(self, actions: list[Action]) -> None:
+    def nodes_stopped(self, actions: list[Action]) -> set[tuple[str, str, int]]:
         """A turn's commands stop nodes: cancel their children, before the loop acts on the
         rest. That may suspend (a Redis dispatcher's cancel does), and a cancel waiting in
-        ``stopped`` resumes there: it must find these cancellations under way."""
+        ``stopped`` resumes there: it must find these cancellations under way.
+
+        The attempts stopped, (execution, node, attempt): one queued in the same turn (its
+        execution started as it was cancelled) must not be sent, its handler would run with
+        no one to stop it (a ``workflow`` node's child would be left behind)."""
+        stopped: set[tuple[str, str, int]] = set()
         for live, command, _cause in actions:
             if isinstance(command, CancelNode) and not command.compensation:
+                stopped.add((live.record.id, command.node, command.attempt))
                 self._parent_stopped(live.record.id, command.node)
+        return stopped
 
     def _parent_stopped(self, parent: str, node: str) -> None:
         """The parent node was cancelled or failed: cancel its child (or its map items')."""
@@ -309,6 +351,8 @@ class ChildExecutions:
 
 
 _STOPPED = "parent execution stopped"
+_GONE = "the parent node stopped while its child execution was being started"
+_STARTING = frozenset({NodeState.QUEUED, NodeState.RUNNING})
 
 
 def _outcome(

@@ -32,6 +32,7 @@ __all__ = [
     "descendants",
     "pending_decisions",
     "started_by",
+    "started_by_node",
     "unfinished_children",
 ]
 
@@ -78,7 +79,12 @@ async def child_ids(engine: Engine, execution_id: str, node: str | None = None) 
 
 def started_by(child: ExecutionRecord) -> str:
     """The parent's node whose run started ``child`` (a map item's child names ``node[i]``)."""
-    return (child.parent_node_id or "").split("[", 1)[0]
+    return started_by_node(child.parent_node_id or "")
+
+
+def started_by_node(node_id: str) -> str:
+    """The node of the plan a node id names: ``node`` for a map item's ``node[i]``."""
+    return node_id.split("[", 1)[0]
 
 
 async def unfinished_children(engine: Engine, execution_id: str) -> list[ExecutionRecord]:

@@ -160,11 +160,10 @@ class EngineLoop:
 
     def install(self, live: LiveExecution) -> LiveExecution:
         """Make ``live`` its execution's machine, unless another path installed one while it
-        loaded (a reload after a failed commit, the heartbeat's resume, an event routed from a
-        stream, an operator's request): the machine in place, which only the path that
-        installed it recovers. Two machines would each recover the execution (two dispatches
-        of what was in flight), and the one loaded first, from an older snapshot, would write
-        over what the other committed."""
+        loaded (a reload after a failed commit, the heartbeat's resume, a routed event, an
+        operator's request): the machine in place, which only its installer recovers. Two
+        machines would each recover the execution (two dispatches of what was in flight),
+        and the older one would write over what the other committed."""
         return self.live.setdefault(live.record.id, live)
 
     # ------------------------------------------------------------------ start and stop
@@ -377,9 +376,8 @@ class EngineLoop:
             actions[:] = [action for j, action in enumerate(actions) if j not in ran]
 
     def _commit_failed(self, failed: dict[str, StoreError], items: list[Posted]) -> None:
-        """Forget the uncommitted turn of ``failed`` (execution -> why): drop those
-        executions and reload them from the store, or park those the store keeps refusing
-        (``commit_faults.py``)."""
+        """Forget the uncommitted turn of ``failed`` (execution -> why): reload those
+        executions from the store, or park those it keeps refusing (``commit_faults.py``)."""
         if not failed:
             return
         first = next(iter(failed.values()))
@@ -413,9 +411,11 @@ class EngineLoop:
         tasks: list[TaskMessage] = []
         dispatcher = self.dispatcher
         assert dispatcher is not None
-        self._children.nodes_stopped(actions)  # first: what follows may suspend
+        stopped = self._children.nodes_stopped(actions)  # first: what follows may suspend
         for live, command, _cause in actions:
             if isinstance(command, Dispatch):
+                if (live.record.id, command.node, command.attempt) in stopped:
+                    continue  # queued and cancelled in one turn: never sent
                 tasks.append(self.task_message(live, command.node, command.attempt, command.woken))
             elif isinstance(command, ScheduleTimer):
                 arm_timer(live, command, self.post)
