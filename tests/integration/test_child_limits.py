@@ -13,6 +13,7 @@ import pytest
 
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.engine.facade import Engine
+from orchestrion.errors import ConfigurationError
 from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter, ExecutionRecord
 from scaleout import scaleout_engine, until
@@ -131,3 +132,12 @@ async def test_a_workflow_that_doubles_each_level_stops_at_the_width_limit(
 
         await until(settled, 30, "every execution of the tree ended")
         assert len(await everything(engine)) == 1 + 2 + 4 + 8
+
+
+@pytest.mark.parametrize(("value", "says"), [("0", "greater than or equal to 1"), ("33", "32")])
+def test_the_depth_setting_is_refused_outside_its_range(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRION_MAX_CHILD_DEPTH", value)
+    with pytest.raises(ConfigurationError, match=f"ORCHESTRION_MAX_CHILD_DEPTH: .*{says}"):
+        load_settings()

@@ -27,6 +27,7 @@ from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES
 from orchestrion.definition.model import WorkflowSpec
 from orchestrion.definition.reads import readable_nodes
+from orchestrion.engine.nesting import DEPTH_CEILING
 from orchestrion.engine.reads import EngineReads
 from orchestrion.errors import OrchestrionError
 from orchestrion.store.base import DefinitionRecord, ExecutionRecord
@@ -38,7 +39,7 @@ RANK = {"public": 0, "internal": 1, "pii": 2, "phi": 3}
 # Handlers that start child executions.
 _STARTERS = frozenset({"workflow", "map"})
 _CACHE_SIZE = 1024
-_MAX_DEPTH = 16  # parent/child links followed at most (a chain, not a cycle, in practice)
+_MAX_DEPTH = DEPTH_CEILING  # parent/child links followed at most: as deep as children go
 _WAITING = [RecordType.NODE_WAITING.value]
 
 

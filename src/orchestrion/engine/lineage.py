@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from orchestrion.core.reasons import DECIDABLE_WAITS, WaitReason
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, NodeState
+from orchestrion.engine.nesting import DEPTH_CEILING
 from orchestrion.errors import ExecutionNotFound
 
 if TYPE_CHECKING:
@@ -39,9 +40,9 @@ __all__ = [
 
 _UNDER_WAY = frozenset({NodeState.QUEUED, NodeState.RUNNING})
 
-# Nesting deeper than this is refused by the definition limits long before; a cycle of
-# records edited by hand must not loop forever.
-_MAX_DEPTH = 32
+# Nesting deeper than this is never made (``nesting.py``); a cycle of records edited by hand
+# must not loop forever.
+_MAX_DEPTH = DEPTH_CEILING
 
 
 @dataclass(frozen=True, slots=True)

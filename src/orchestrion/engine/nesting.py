@@ -25,11 +25,15 @@ if TYPE_CHECKING:
     from orchestrion.settings import Settings
     from orchestrion.store.base import ExecutionRecord
 
-__all__ = ["DEPTH", "WIDTH", "child_labels"]
+__all__ = ["DEPTH", "DEPTH_CEILING", "WIDTH", "child_labels"]
 
 DEPTH = "child_depth"
 WIDTH = "child_width"
 _STARTERS = frozenset({"workflow"})
+
+DEPTH_CEILING = 32
+"""The most ``max_child_depth`` may be set to (the settings say so too): walks down and up a
+lineage (cancels, decisions, what classified data a parent's children hold) go this deep."""
 
 
 def child_labels(

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )
     # engine/nesting.py: how deep sub-workflows nest, how wide one level of a root's tree is
-    max_child_depth: int = Field(default=16, ge=1, le=32)
+    max_child_depth: int = Field(default=16, ge=1, le=32)  # le: nesting.DEPTH_CEILING
     max_child_width: int = Field(default=256, ge=1, le=65536)
     scheduler: bool = Field(
         default=True,
