@@ -34,6 +34,17 @@ TWICE = {
 }
 
 
+def _map_of(workflow: str, items: list[int]) -> dict[str, Any]:
+    return {
+        "id": "each",
+        "handler": "map",
+        "config": {"items": items, "handler": "workflow", "config": {"workflow": workflow}},
+    }
+
+
+FANS = {"name": "fans", "dag": {"nodes": [_map_of("fans", items=[1, 2, 3])]}}
+
+
 def chain(levels: int, hold: float = 300) -> dict[str, Any]:
     """A workflow that starts itself ``levels`` times (a base case), each level holding on."""
     return {
@@ -123,15 +134,51 @@ async def test_a_workflow_that_doubles_each_level_stops_at_the_width_limit(
         result = await engine.wait(root.id, timeout=30)
         assert result.status is ExecutionStatus.FAILED
         message = (result.error or {}).get("message", "")
-        assert "16 executions wide, more than the 8" in message
-        assert "ORCHESTRION_MAX_CHILD_WIDTH" in message
+        assert "share of level 5 of its root's sub-workflows would be 16 executions" in message
+        assert "more than the 8 that ORCHESTRION_MAX_CHILD_WIDTH allows" in message
 
         async def settled() -> bool:
             records = await everything(engine)
             return all(r.status in FINAL_EXECUTION_STATES for r in records)
 
         await until(settled, 30, "every execution of the tree ended")
-        assert len(await everything(engine)) == 1 + 2 + 4 + 8
+        # The root's two children have a share of 1 each, then 2, 4, 8: a fifth level of
+        # 16 each is not made.
+        assert len(await everything(engine)) == 1 + 2 + 4 + 8 + 16
+
+
+async def test_a_map_of_its_own_workflow_multiplies_the_width_by_its_items(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with engine_in(mode, request, tmp_path, max_child_width=8) as engine:
+        await engine.submit(FANS)
+        root = await engine.start_execution(await engine.store.find_definition("fans", None))
+        result = await engine.wait(root.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        assert "would be 9 executions, more than the 8" in (result.error or {})["message"]
+
+        async def settled() -> bool:
+            records = await everything(engine)
+            return all(r.status in FINAL_EXECUTION_STATES for r in records)
+
+        await until(settled, 30, "every execution of the tree ended")
+        # The root's 3 items (a share of 1 each), their 3 items each (3): no third level.
+        assert len(await everything(engine)) == 1 + 3 + 9
+
+
+async def test_a_root_may_map_over_more_children_than_the_width(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    leaf = {"name": "leaf", "dag": {"nodes": [{"id": "n", "handler": "noop"}]}}
+    many = {
+        "name": "many",
+        "dag": {"nodes": [_map_of("leaf", items=list(range(6)))]},
+    }
+    async with engine_in(mode, request, tmp_path, max_child_width=2) as engine:
+        await engine.submit(leaf)
+        result = await engine.run(many, timeout=30)
+        assert result.ok, result.error
+        assert len(await everything(engine)) == 7
 
 
 @pytest.mark.parametrize(("value", "says"), [("0", "greater than or equal to 1"), ("33", "32")])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.core.events import CancelNode, CancelRequested, ErrorInfo, WaitResolved
@@ -42,11 +43,12 @@ from orchestrion.errors import (
     PermanentNodeError,
 )
 from orchestrion.handlers.base import NodeContext, Wait
-from orchestrion.store.base import CommitBatch, ExecutionRecord, JournalRequest
+from orchestrion.store.base import CommitBatch, DefinitionRecord, ExecutionRecord, JournalRequest
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
     from orchestrion.engine.live import Action
+    from orchestrion.engine.starting import Starts
     from orchestrion.handlers.subworkflow import WorkflowConfig
 
 __all__ = ["CHILD_ENDED", "ChildExecutions"]
@@ -60,8 +62,9 @@ CHILD_ENDED = "child_ended"
 class ChildExecutions:
     """Links parents and children of one engine, and carries outcomes between them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, starts: Callable[[], Starts]) -> None:
         self._engine = engine
+        self._starts = starts
         self._children: dict[tuple[str, str], str] = {}  # (parent, node) -> child execution
         self._early: dict[tuple[str, str], WaitResolved] = {}
         self._stopping: set[asyncio.Future[None]] = set()
@@ -82,14 +85,7 @@ class ChildExecutions:
             ) from exc
         if self._parent_stopped_here(ctx):
             raise PermanentNodeError(_GONE, category=ErrorCategory.PERMANENT)
-        starting = asyncio.ensure_future(
-            engine.start_execution(
-                definition,
-                config.inputs,
-                idempotency_key=bounded_key("child:", (ctx.idempotency_key,), ctx.idempotency_key),
-                parent=(ctx.execution_id, ctx.node_id, ctx.attempt),
-            )
-        )
+        starting = asyncio.ensure_future(self._start(ctx, definition, config))
         try:
             record = await asyncio.shield(starting)
         except asyncio.CancelledError:
@@ -124,6 +120,18 @@ class ChildExecutions:
                 )
             return {**link, "status": stored.status.value, "result": stored.result}
         return Wait("child", data=link)
+
+    async def _start(
+        self, ctx: NodeContext, definition: DefinitionRecord, config: WorkflowConfig
+    ) -> ExecutionRecord:
+        key = bounded_key("child:", (ctx.idempotency_key,), ctx.idempotency_key)
+        parent = (ctx.execution_id, ctx.node_id, ctx.attempt)
+        siblings = max(ctx.map_items, 1)  # a map's items multiply the width of their level
+        starts = self._starts()
+        record, _made = await starts.start_or_find(
+            definition, config.inputs, key, None, None, parent, siblings=siblings
+        )
+        return record
 
     def _parent_stopped_here(self, ctx: NodeContext) -> bool:
         """Whether the attempt starting a child is over in the parent driven here (it was

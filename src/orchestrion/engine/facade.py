@@ -114,7 +114,7 @@ class Engine:
         self._started = False
         self.owner = new_owner_id()
         self.leases = Leases(lambda: self.store, self.owner)  # work one process does at a time
-        self._children = ChildExecutions(self)
+        self._children = ChildExecutions(self, lambda: self._starts)
         self._requests = ControlRequests(self, self._children)
         self._ownership = Ownership(self.owner, self.settings.lease_seconds, lambda: self.store)
         self._definitions = Definitions(self)

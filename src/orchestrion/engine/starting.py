@@ -150,11 +150,13 @@ class Starts:
         parent: tuple[str, str, int] | None,
         inputs_trust: Trust | None = None,
         labels: dict[str, Any] | None = None,
+        siblings: int = 1,
     ) -> tuple[ExecutionRecord, bool]:
         """See ``Engine.start_execution``; also whether this call made the execution (False:
         the ``idempotency_key`` named one made before, which is returned). ``inputs_trust``:
         that of whatever the inputs came from (an execution whose end starts this one), when
-        it is not the caller's; ``labels``: stored with the execution (what started it)."""
+        it is not the caller's; ``labels``: stored with the execution (what started it);
+        ``siblings``: how many children the parent's node starts with this one (a map's)."""
         engine, definitions = self._parts.engine, self._parts.definitions
         engine.check_accepting()
         # The engine's own starts (events, ticks, children) pass the keys it derived.
@@ -173,7 +175,9 @@ class Starts:
             parent_record, parent_nodes = await self._parent(parent[0])
             trust = stricter(trust, Trust.of(parent_record.trust))
             canonical = engine.registry.canonical_name
-            labels.update(child_labels(parent_record, parent_nodes, canonical, engine.settings))
+            labels.update(
+                child_labels(parent_record, parent_nodes, canonical, engine.settings, siblings)
+            )
         if inputs_trust is not None:
             trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)

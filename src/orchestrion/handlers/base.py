@@ -61,6 +61,7 @@ class NodeContext:
     deadline: float | None = None  # epoch seconds by which the attempt must end
     classification: str = "public"
     wait_result: Any = None  # set when a waiting node runs again after its wait ended
+    map_items: int = 0  # in the context of a map's item: how many items the map runs
     logger: logging.Logger = _NODE_LOGGER
 
 

@@ -218,6 +218,7 @@ def _prepare_item(
         resources=ctx.resources,
         deadline=ctx.deadline,
         classification=ctx.classification,
+        map_items=len(config.items),
     )
     output = LATER if inner.run_now is None else inner.run_now(item_ctx, inner_config)
     return _Prepared(item_ctx, inner_config) if output is LATER else output
