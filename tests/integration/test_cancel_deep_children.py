@@ -12,7 +12,7 @@ from test_child_limits import chain, engine_in, everything, mode
 from orchestrion.core.events import CancelRequested
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
-from scaleout import until
+from scaleout import scaleout_engine, scaleout_settings, until
 
 __all__ = ["mode"]
 
@@ -57,3 +57,36 @@ async def test_an_execution_cancelled_as_it_starts_starts_no_child(tmp_path: Pat
         await asyncio.sleep(0.3)
         records = await everything(engine)
         assert [r.id for r in records if r.parent_execution_id is not None] == []
+
+
+async def test_a_cancel_through_the_api_process_reaches_every_descendant(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    """Scale-out, as the API does it: the root started and cancelled by an engine that drives
+    nothing, the chain driven by an orchestrator."""
+    settings = {"max_child_depth": 32}
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix, settings=settings),
+        Engine(
+            settings=scaleout_settings(postgres_url, redis_server, redis_prefix, **settings),
+            drive=False,
+        ) as api,
+    ):
+        await api.submit(chain(30))
+        definition = await api.store.find_definition("chain", None)
+        root = await api.start_execution(definition, {"d": 0})
+
+        async def some_levels() -> bool:
+            return len(await everything(api)) >= 4
+
+        await until(some_levels, 15, "a few levels started")
+        await api.cancel(root.id)
+
+        async def all_cancelled() -> bool:
+            records = await everything(api)
+            return all(r.status is ExecutionStatus.CANCELLED for r in records)
+
+        await until(all_cancelled, 15, "every execution of the chain cancelled")
+        count = len(await everything(api))
+        await asyncio.sleep(0.5)
+        assert len(await everything(api)) == count
