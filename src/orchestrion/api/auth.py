@@ -31,6 +31,7 @@ from starlette.types import Scope
 from orchestrion.api.client_address import TrustedProxies, client_address
 from orchestrion.api.context import ApiContext, get_ctx
 from orchestrion.api.problems import ApiProblem
+from orchestrion.api.raw_headers import header
 from orchestrion.api.sessions import (
     COOKIE,
     CSRF_HEADER,
@@ -184,14 +185,13 @@ class Identifier:
         address = client_address(scope, self.proxies)
         if self.open_api:
             return Caller(address, open_api=True)
-        headers = Headers(scope=scope)
-        header = headers.get("authorization")
-        if header is None:
-            cookie = headers.get("cookie")
+        given = header(scope, b"authorization")
+        if given is None:
+            cookie = header(scope, b"cookie")
             if cookie is None:
                 return Caller(address)
-            return self._by_session(scope, headers, cookie, address)
-        scheme, _, token = header.partition(" ")
+            return self._by_session(scope, Headers(scope=scope), cookie, address)
+        scheme, _, token = given.partition(" ")
         key = self.match(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if key is None:
             return Caller(address, presented=True)
@@ -345,8 +345,11 @@ async def caller_role(request: Request, ctx: Ctx) -> ApiRole | None:
 
 def required_headers(ctx: ApiContext) -> list[str]:
     """``ORCHESTRION_REQUIRED_HEADERS`` and the policy's ``required_headers``, each once."""
+    configured, policy = ctx.settings.required_headers, ctx.engine.governance.policy
+    if not configured and not policy.required_headers:  # the usual case: none
+        return []
     names: dict[str, str] = {}
-    for name in (*ctx.settings.required_headers, *ctx.engine.governance.policy.required_headers):
+    for name in (*configured, *policy.required_headers):
         names.setdefault(name.lower(), name)  # header names are case-insensitive
     return list(names.values())
 

@@ -25,14 +25,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.message import Message as EmailMessage
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrion.api.media import media_type_of
 from orchestrion.api.problems import problem_response
+from orchestrion.api.raw_headers import RequestHeaders
 from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path
 
 if TYPE_CHECKING:
@@ -104,13 +104,7 @@ class HostAllowList:
         return self.any_ip and _is_ip(host)
 
 
-def _media_type(value: str) -> str:
-    message = EmailMessage()
-    message["content-type"] = value
-    return message.get_content_type().lower()
-
-
-def _has_body(headers: Headers) -> bool:
+def _has_body(headers: RequestHeaders) -> bool:
     if headers.get("transfer-encoding"):
         return True
     length = headers.get("content-length")
@@ -137,12 +131,12 @@ class BrowserGuard:
         await response(scope, receive, send)
 
     def _refusal(self, scope: Scope, ctx: ApiContext) -> tuple[int, str, str] | None:
-        headers = Headers(scope=scope)
+        headers = RequestHeaders(scope)
         hosts = ctx.hosts
         if hosts is not None and not hosts.allows(headers.get("host")):
             return (
                 421,
-                f"this server does not answer to the host {headers.get('host', '')!r};"
+                f"this server does not answer to the host {headers.get('host') or ''!r};"
                 f" add its name to {_HOSTS_SETTING} if it is one of the server's names",
                 "misdirected-request",
             )
@@ -165,13 +159,13 @@ class BrowserGuard:
             if _has_body(headers):
                 return (415, f"a request body needs a Content-Type: send {BODY_TYPES}", "")
             return None
-        media = _media_type(content_type)
+        media = media_type_of(content_type)
         if media == "application/json" or media.endswith("+json") or media in _YAML:
             return None
         return (415, f"unsupported content type {media!r}: send {BODY_TYPES}", "")
 
     @staticmethod
-    def _cross_site(headers: Headers, ctx: ApiContext) -> bool:
+    def _cross_site(headers: RequestHeaders, ctx: ApiContext) -> bool:
         fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None:  # the browser's own word, whatever a proxy did to Host
             return fetch_site.lower() not in _SAME_ORIGIN_FETCH
@@ -181,7 +175,7 @@ class BrowserGuard:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             return True  # "null": a sandboxed frame, a data: or file: page
-        if parts.netloc.lower() == headers.get("host", "").lower():
+        if parts.netloc.lower() == (headers.get("host") or "").lower():
             return False
         configured = HostAllowList.of(ctx.settings.allowed_hosts)
         return not (

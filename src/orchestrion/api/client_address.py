@@ -60,6 +60,13 @@ def _parse(text: str) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=1024)
+def _text_of(address: IPAddress) -> str:
+    # Cached as ``_parse`` is: writing an address out again on every request of a
+    # connection cost as much as parsing it.
+    return str(address)
+
+
 def client_address(scope: Scope, proxies: TrustedProxies) -> str:
     """The client's IP address, normalised (``unknown`` when the transport has no peer)."""
     client = scope.get("client")
@@ -67,7 +74,7 @@ def client_address(scope: Scope, proxies: TrustedProxies) -> str:
     if peer is None:
         return _UNKNOWN
     if not proxies or not proxies.trusts(peer):
-        return str(peer)
+        return _text_of(peer)
     hops: list[str] = []
     for value in Headers(scope=scope).getlist("x-forwarded-for"):
         hops.extend(value.split(","))
@@ -79,7 +86,7 @@ def client_address(scope: Scope, proxies: TrustedProxies) -> str:
         current = address
         if not proxies.trusts(address):
             break
-    return str(current)
+    return _text_of(current)
 
 
 def address_bucket(address: str) -> str:

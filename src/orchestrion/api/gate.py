@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import caller_of, unauthenticated
 from orchestrion.api.problems import problem_response
+from orchestrion.api.raw_headers import add_answer_headers
 from orchestrion.api.surfaces import HOOKS_PREFIX, is_api_path, is_page_path
 
 if TYPE_CHECKING:
@@ -91,9 +91,14 @@ class ApiGate:
             await self.app(scope, receive, send)
             return
 
+        limits = tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.items()
+        )
+
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(headers)
+                add_answer_headers(message, replace=limits)
             await send(message)
 
         await self.app(scope, receive, send_with_limits)

@@ -30,16 +30,16 @@ import asyncio
 import functools
 import json
 import re
-from email.message import Message as EmailMessage
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion import safe_data
+from orchestrion.api.media import media_type_of
 from orchestrion.api.problems import problem_response
+from orchestrion.api.raw_headers import header
 from orchestrion.api.surfaces import DEFINITION_PATHS
 
 __all__ = ["TEXT_PATTERN", "SafeInputMiddleware", "declare_text_parameters"]
@@ -61,9 +61,7 @@ _PASSED_MAX_BYTES = 16 * 1024
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return True  # the API reads a body without a content type as JSON
-    message = EmailMessage()
-    message["content-type"] = content_type
-    media = message.get_content_type().lower()
+    media = media_type_of(content_type)
     return media == "application/json" or media.endswith("+json")
 
 
@@ -117,8 +115,7 @@ class SafeInputMiddleware:
             response = problem_response(400, message, instance=_safe_path(scope), errors=[item])
             await response(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        if scope.get("method") not in _BODY_METHODS or not _is_json(headers.get("content-type")):
+        if scope.get("method") not in _BODY_METHODS or not _is_json(header(scope, b"content-type")):
             await self.app(scope, receive, send)
             return
         try:

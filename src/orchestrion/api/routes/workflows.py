@@ -45,6 +45,7 @@ from orchestrion.api.models import (
 )
 from orchestrion.api.params import CURSOR_PATTERN
 from orchestrion.api.problems import ApiProblem, error_responses
+from orchestrion.api.raw_headers import header
 from orchestrion.api.redaction import Disclosure, disclosure_of
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, context
 from orchestrion.api.settled import started_answer
@@ -137,16 +138,15 @@ def _format_of(request: Request) -> str | None:
 
 async def _definition_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 once it is larger than ``limit`` bytes."""
-    too_large = _too_large(limit)
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large  # refused unread
+        raise _too_large(limit)  # refused unread
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
