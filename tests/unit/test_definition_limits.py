@@ -212,6 +212,23 @@ async def test_stored_definition_is_checked_again_before_a_run(tmp_path: Path) -
     assert "30 nodes, more than the limit of 10 (definitions.max_nodes)" in issue.message
 
 
+async def test_a_stored_definition_passed_once_is_checked_again_under_a_new_policy(
+    tmp_path: Path,
+) -> None:
+    data = _workflow(_nodes(30))
+    async with Engine(f"sqlite:///{tmp_path / 'e.db'}") as engine:
+        stored = await engine.submit(data)
+        for _ in range(2):  # passed, and remembered as passed
+            await engine.create_execution(stored.id)
+        engine.use_governance(
+            _governance(tmp_path, "strict.yaml", "definitions:\n  max_nodes: 10\n")
+        )
+        with pytest.raises(DefinitionError) as info:
+            await engine.create_execution(stored.id)
+        assert len((await engine.store.list_executions(ExecutionFilter()))[0]) == 2
+    assert "more than the limit of 10 (definitions.max_nodes)" in info.value.issues[0].message
+
+
 async def test_engine_submit_applies_its_policy(tmp_path: Path) -> None:
     strict = _governance(tmp_path, "strict.yaml", "definitions:\n  max_nodes: 2\n")
     async with Engine(f"sqlite:///{tmp_path / 'e.db'}", governance=strict) as engine:

@@ -52,6 +52,7 @@ class Definitions:
         self.compiled: dict[str, CompiledWorkflow] = {}
         self._records: dict[str, DefinitionRecord] = {}
         self._limits: tuple[LoadedPolicy, bool, DefinitionLimits] | None = None
+        self._within: dict[str, tuple[DefinitionRecord, LoadedPolicy, bool]] = {}
 
     def clear(self) -> None:
         """Compile again, under the definition limits now in force."""
@@ -145,11 +146,20 @@ class Definitions:
     def check_limits(self, record: DefinitionRecord) -> None:
         """Refuse a stored definition over today's limits."""
         # Stored under other limits, perhaps: a re-run or a child run obeys today's.
-        source = f"stored definition '{record.name}' v{record.version}"
         governance = self._engine.governance
         trusted = governance.trusted and Trust.of(record.trust).trusted
+        kept = self._within.get(record.id)
+        # The same record (a stored definition is never changed) under the same policy
+        # object passed already: every execution of a workflow asked again, walking its spec.
+        if kept is not None and kept[0] is record and kept[1:] == (governance.loaded, trusted):
+            return
         limits = definition_limits(governance.loaded, trusted=trusted)
-        check_stored(record.spec, limits, source=source)
+        check_stored(
+            record.spec, limits, source=f"stored definition '{record.name}' v{record.version}"
+        )
+        if len(self._within) >= _WITHIN_KEPT:
+            self._within.clear()
+        self._within[record.id] = (record, governance.loaded, trusted)
 
     async def compiled_for(self, definition_id: str) -> CompiledWorkflow:
         """The definition compiled, from the cache or the store."""
@@ -292,6 +302,7 @@ class Definitions:
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the
 # event loop (health checks, other requests) is never held for long by one definition.
 _THREAD_ABOVE_NODES = LARGE_DEFINITION_NODES
+_WITHIN_KEPT = 256  # stored definitions whose check against the limits is remembered
 
 
 def _node_count(spec: WorkflowSpec | dict[str, Any]) -> int:
