@@ -41,6 +41,7 @@ from orchestrion.store.sql.rows import (
     sql_list,
 )
 from orchestrion.store.sql.sqlite_busy import BUSY_TIMEOUT, is_busy, retry_busy
+from orchestrion.store.sql.sqlite_params import register_adapters
 
 __all__ = ["SQLiteStore", "SQLiteSynchronous", "url_to_sqlite_path"]
 
@@ -48,6 +49,8 @@ T = TypeVar("T")
 
 SQLiteSynchronous = Literal["normal", "full"]
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}  # checked, then in SQL
+
+register_adapters()  # NULLs, flags and record types bound without a search (sqlite_params.py)
 
 # SQLite's historical limit on host parameters is 999: stay well below it in IN lists.
 _CHUNK = 500
