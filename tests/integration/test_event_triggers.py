@@ -338,3 +338,34 @@ async def test_ends_read_each_stored_version_once_and_see_other_writers(tmp_path
         assert await eventually(lambda: executions_of(engine, "after"))
         # Read for its triggers (and for starting it), never the big definition.
         assert set(specs_read) == {after.id}
+
+
+async def test_a_stored_definition_submitted_again_keeps_the_list_of_listeners(
+    tmp_path: Path,
+) -> None:
+    async with Engine(f"sqlite:///{tmp_path / 'again.db'}") as engine:
+        listener = workflow("listener", on("again.test"))
+        await engine.submit(listener)
+        await engine.emit("again.test", {})  # an event reads the list afresh
+        store = engine.store
+        reads: list[str] = []
+        heads = store.definition_heads
+
+        async def counting() -> Any:
+            reads.append("heads")
+            return await heads()
+
+        store.definition_heads = counting  # type: ignore[method-assign]
+        for _ in range(3):  # a service submitting its workflow before each execution
+            stored = await engine.submit(listener)
+            started = await engine.start_execution(stored)
+            await engine.wait(started.id, timeout=10)
+        await asyncio.sleep(0.05)
+        assert reads == []  # nothing changed: the list held is still the list
+        newer = await engine.submit(workflow("listener", on("again.test"), version="2"))
+        started = await engine.start_execution(newer)
+        await engine.wait(started.id, timeout=10)
+        await asyncio.sleep(0.05)
+        assert reads  # a version stored here is seen at once
+        emitted = await engine.emit("again.test", {})
+        assert [each.version for each in emitted.executions] == ["2"]

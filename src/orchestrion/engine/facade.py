@@ -234,7 +234,7 @@ class Engine:
         process).
         """
         record, new = await self._definitions.store(source, fmt=fmt, created_by=created_by)
-        self.definition_changed(record)
+        self._events.subscriptions.submitted(record, new=new)
         if new:
             # A version stored before had its schedules taken in then (or by the scheduler's
             # pass since): submitting it again changes none of them.

@@ -56,6 +56,15 @@ class Subscriptions:
         if submitted is not None:
             self._records[submitted.id] = submitted
 
+    def submitted(self, record: DefinitionRecord, *, new: bool) -> None:
+        """A definition was submitted here: a version it stored is read at the next event
+        (``forget``). One stored before, submitted again, changes nothing the list holds
+        when the list has it already: kept (a service submitting its workflow before every
+        execution would otherwise have the list read again at every execution)."""
+        cached = self._cached
+        if new or cached is None or all(each.id != record.id for each in cached[1]):
+            self.forget(record)
+
     def known_none(self, event_type: str, source: str | None) -> bool:
         """Whether a list young enough for ``fresh=False`` says nobody listens: then an
         execution's end costs no task and no read."""
