@@ -61,7 +61,8 @@ class Client:
             "path": path,
             "raw_path": path.encode(),
             "query_string": query,
-            "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+            # As a client over HTTP sends them (wrk, httpx): a body comes with its length.
+            "headers": [(b"host", b"127.0.0.1:8000"), *headers, *_length(body)],
             "state": {},
         }
         sent = False
@@ -88,6 +89,10 @@ class Client:
 
         await self.app(scope, receive, send)
         return status, out_headers, b"".join(chunks)
+
+
+def _length(body: bytes) -> Headers:
+    return [(b"content-length", str(len(body)).encode())] if body else []
 
 
 def _settings(folder: Path, keys: list[str]) -> Any:
