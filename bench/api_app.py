@@ -3,6 +3,7 @@
     .venv/bin/python bench/api_app.py                       # status, submit + trigger
     .venv/bin/python bench/api_app.py --only status --profile /tmp/status.prof
     PYTHONPATH=<other tree>/src .venv/bin/python bench/api_app.py   # another tree
+    .venv/bin/python bench/api_app.py --steady 100          # for bench/api_instructions.py
 
 The application ``orchestrion serve`` serves (``create_app``, the dashboard mounted, the Host
 allow list of a server bound to 127.0.0.1), set up as ``bench/api.py`` sets up its server: a
@@ -18,6 +19,10 @@ after a warm-up, the least of ``--passes`` passes. A submit + trigger's figure i
 running the execution (the engine runs in this process, as it does in ``serve``): the bench
 waits for every execution it triggered before it stops the clock. What uvicorn, the socket
 and the event loop's I/O cost a request comes on top (see bench/api.py).
+
+``--steady N`` only runs N submit + trigger operations after 20 more, one at a time, each
+awaited until the engine has committed its end (without reading the store back), and times
+nothing: the same work whatever the machine does meanwhile, for counting instructions.
 """
 
 from __future__ import annotations
@@ -124,7 +129,9 @@ async def _measure(step: Any, count: int, passes: int, profile: Path | None) -> 
     return best
 
 
-async def run(only: list[str], count: int, passes: int, profile: Path | None) -> dict[str, float]:
+async def run(
+    only: list[str], count: int, passes: int, profile: Path | None, steady: int | None = None
+) -> dict[str, float]:
     from orchestrion.api.app import api_context, create_app
     from orchestrion.api.browser_guard import HostAllowList
     from orchestrion.observability.logging_setup import configure_logging
@@ -157,6 +164,15 @@ async def run(only: list[str], count: int, passes: int, profile: Path | None) ->
         triggered.append(execution_id)
 
     results: dict[str, float] = {}
+    if steady is not None:
+        live = ctx.engine._loop.live  # an execution leaves it once its end is committed
+        async with app.router.lifespan_context(app):
+            for i in range(_STEADY_WARM_UP + steady):
+                await submit(i)
+                while triggered[-1] in live:
+                    await asyncio.sleep(0)
+            await ctx.engine.wait(triggered[-1], timeout=60)
+        return results
     async with app.router.lifespan_context(app):
         await submit(0)
         target = triggered[0]
@@ -187,15 +203,25 @@ async def run(only: list[str], count: int, passes: int, profile: Path | None) ->
     return results
 
 
+_STEADY_WARM_UP = 20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="status,submit", help="comma-separated scenarios")
     parser.add_argument("--count", type=int, default=2000, help="status reads (submits: 1/4)")
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the passes here")
+    parser.add_argument(
+        "--steady",
+        type=int,
+        metavar="N",
+        help="only run N submit + trigger operations (after 20), one at a time, each awaited"
+        " to its end without reading the store; no clock (bench/api_instructions.py)",
+    )
     args = parser.parse_args()
     only = args.only.split(",")
-    results = asyncio.run(run(only, args.count, args.passes, args.profile))
+    results = asyncio.run(run(only, args.count, args.passes, args.profile, args.steady))
     for name, seconds in results.items():
         label = "submit + trigger" if name == "submit" else "status"
         print(f"{label}: {seconds * 1e6:.0f} us CPU per operation")
