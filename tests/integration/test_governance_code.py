@@ -443,3 +443,31 @@ async def test_scale_out_workers_check_functions_and_limit_templates(
     assert result.nodes["short"].output == "x"
     bomb = result.nodes["bomb"].error
     assert bomb is not None and "longer than 0.5s" in bomb["message"]
+
+
+async def test_a_definition_that_passed_the_allowlist_is_checked_again_under_another(
+    tmp_path: Path,
+) -> None:
+    from orchestrion.errors import DefinitionError
+    from orchestrion.governance.runtime import Governance
+
+    def governance(name: str, allowed: str) -> Governance:
+        policy = tmp_path / name
+        policy.write_text(f"version: 1\npython:\n  allowed_modules: [{allowed}]\n")
+        return Governance.load(policy, environ={}).untrusted()
+
+    node = {"id": "a", "handler": "python", "config": {"function": "textwrap:dedent"}}
+    definition = {"name": "allowed-once", "dag": {"nodes": [node]}}
+    async with Engine(f"sqlite:///{tmp_path / 'e.db'}") as engine:
+        engine.use_governance(governance("wide.yaml", "textwrap"))
+        for _ in range(2):  # passed, and remembered as passed
+            stored = await engine.submit(definition)
+            record, _ = await engine.create_execution(stored.id)
+            await engine.trigger(record.id)
+        engine.use_governance(governance("narrow.yaml", '"json:dumps"'))
+        record, _ = await engine.create_execution(stored.id)
+        with pytest.raises(DefinitionError) as refused:
+            await engine.trigger(record.id)
+        with pytest.raises(DefinitionError):
+            await engine.submit(definition)
+    assert "textwrap:dedent" in str(refused.value)

@@ -53,6 +53,7 @@ class Definitions:
         self._records: dict[str, DefinitionRecord] = {}
         self._limits: tuple[LoadedPolicy, bool, DefinitionLimits] | None = None
         self._within: dict[str, tuple[DefinitionRecord, LoadedPolicy, bool]] = {}
+        self._passed: dict[tuple[str, int], tuple[Any, ...]] = {}
 
     def clear(self) -> None:
         """Compile again, under the definition limits now in force."""
@@ -263,6 +264,8 @@ class Definitions:
         from orchestrion.definition.routing import team_references
 
         known = self._engine.settings.teams
+        if self._passed.get(("teams", id(spec))) == (spec, known):
+            return  # this very spec passed under these teams (the API's, submitted again)
         issues = [
             DefinitionIssue(
                 f"unknown team '{team}' (defined: {', '.join(sorted(known)) or 'none'}; "
@@ -275,6 +278,7 @@ class Definitions:
         ]
         if issues:
             raise DefinitionError(truncated(issues, self.limits.max_problems), source=spec.name)
+        self._remember(("teams", id(spec)), (spec, known))
 
     def check_code_policy(self, spec: WorkflowSpec, trust: Trust | None = None) -> None:
         """Refuse python functions outside the allowlist (untrusted work or process only)."""
@@ -296,7 +300,22 @@ class Definitions:
             return []
         from orchestrion.execution.code_policy import code_issues
 
-        return code_issues(spec, self._engine.registry, allowlist, overrides)
+        registry = self._engine.registry
+        # A spec that passed keeps passing under the same handlers and allowlist: what the
+        # API submits again and triggers asks each time (a trigger's overrides: checked).
+        under = (spec, registry, registry.changes, allowlist)
+        if not overrides and self._passed.get(("code", id(spec))) == under:
+            return []
+        issues = code_issues(spec, registry, allowlist, overrides)
+        if not issues and not overrides:
+            self._remember(("code", id(spec)), under)
+        return issues
+
+    def _remember(self, key: tuple[str, int], under: tuple[Any, ...]) -> None:
+        """Keep a check a spec passed (holding the spec: its id names no other meanwhile)."""
+        if len(self._passed) >= _WITHIN_KEPT:
+            self._passed.clear()
+        self._passed[key] = under
 
 
 # Past this many nodes, building or hashing a definition runs in a worker thread, so that the
