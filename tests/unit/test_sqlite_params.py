@@ -27,3 +27,16 @@ def test_none_bool_and_record_types_bind_as_null_integer_and_text() -> None:
     assert row == ("null", None, "integer", 1, "integer", 0, "text", "execution.started", 7)
     # Plain values are never adapted: no adapter may stand for a base type.
     assert not any(kind in (int, float, str, bytearray) for kind, _ in sqlite3.adapters)
+
+
+def test_an_adapter_the_embedding_program_registered_is_kept() -> None:
+    key = (bool, sqlite3.PrepareProtocol)
+    ours = sqlite3.adapters[key]
+    try:
+        sqlite3.register_adapter(bool, lambda value: "yes" if value else "no")
+        register_adapters()
+        assert sqlite3.adapters[key] is not ours
+        conn = sqlite3.connect(":memory:")
+        assert conn.execute("SELECT ?", (True,)).fetchone() == ("yes",)
+    finally:
+        sqlite3.adapters[key] = ours

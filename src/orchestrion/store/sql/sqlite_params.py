@@ -25,7 +25,16 @@ def _null(value: None) -> None:
 
 
 def register_adapters() -> None:
-    """Register the adapters (see the module docstring); again is harmless."""
-    sqlite3.register_adapter(type(None), _null)
-    sqlite3.register_adapter(bool, int)
-    sqlite3.register_adapter(RecordType, str)
+    """Register the adapters (see the module docstring); again is harmless. A type the
+    program that embeds Orchestrion gave an adapter of its own keeps it: the store binds
+    such values through it, as it did before."""
+
+    def free(kind: type) -> bool:
+        return (kind, sqlite3.PrepareProtocol) not in sqlite3.adapters
+
+    if free(type(None)):
+        sqlite3.register_adapter(type(None), _null)
+    if free(bool):
+        sqlite3.register_adapter(bool, int)
+    if free(RecordType):
+        sqlite3.register_adapter(RecordType, str)
