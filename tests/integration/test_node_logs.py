@@ -355,7 +355,8 @@ async def test_the_api_pages_lines_and_masks_them_for_non_admins(tmp_path: Path)
         too_long = await client.get(f"/v1/workflows/{eid}/nodes/{'n' * 129}/logs", headers=ADMIN)
         assert too_long.status_code == 422
         unknown = await client.get(f"/v1/workflows/{eid}/nodes/ghost/logs", headers=ADMIN)
-        assert unknown.json() == {"items": [], "next_after": 0}
+        assert unknown.status_code == 404  # no such node: named, not an empty page
+        assert "has no node 'ghost'" in unknown.json()["detail"]
         anonymous = await client.get(f"/v1/workflows/{eid}/logs")
         assert anonymous.status_code == 401
 

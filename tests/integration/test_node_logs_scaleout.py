@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_encryption_scaleout import monitored, raw_tables
 
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.encryption import KeyRing
@@ -19,6 +18,7 @@ from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.store.base import LogFilter
 from scaleout import scaleout_engine
+from sealed_values import monitored, pg_dump
 
 log = logging.getLogger("tests.node_logs_scaleout")
 SECRET = "Grace-Hopper-LOG-7731"
@@ -135,6 +135,6 @@ async def test_a_classified_attempts_lines_are_sealed_on_redis_and_at_rest(
     traffic = "\n".join(wire)
     assert "NodeLogged" in traffic
     assert SECRET not in traffic
-    stored = await raw_tables(postgres_url)
+    stored = await pg_dump(postgres_url)
     assert "node_logs" in stored
     assert SECRET not in stored

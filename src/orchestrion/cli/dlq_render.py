@@ -31,8 +31,11 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _preview(text: str) -> str:
+def _preview(text: str, whole: bool = False) -> str:
+    """The message on one line: cut on a terminal; ``whole`` (piped), nothing cut."""
     line = " ".join(text.split())
+    if whole:
+        return line
     return line if len(line) <= _MESSAGE_PREVIEW else line[: _MESSAGE_PREVIEW - 1] + "…"
 
 
@@ -68,7 +71,7 @@ def render_page(page: DeadLetterPage) -> None:
         cells.append("-" if letter.attempt is None else str(letter.attempt))
         if tasks:
             cells += [Text(letter.handler or "-"), str(letter.deliveries)]
-        cells += [when(letter.parked_at, plain), Text(_preview(letter.message))]
+        cells += [when(letter.parked_at, plain), Text(_preview(letter.message, plain))]
         rows.append(cells)
     title = f"dead letters: {len(page.items)} of {page.total}"
     print_table(console, columns, rows, title=title, err=err)

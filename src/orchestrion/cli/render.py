@@ -33,10 +33,14 @@ _PREVIEW = 70
 _MAX_ROWS = 60
 
 
-def _preview(value: Any) -> str:
+def _preview(value: Any, whole: bool = False) -> str:
+    """A value on one line: cut to ``_PREVIEW`` characters on a terminal; ``whole`` (piped),
+    nothing cut, for the scripts that read it."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if whole:
+        return " ".join(text.splitlines())
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
 
 
@@ -63,16 +67,18 @@ def render_result(
     ]
     rows: list[list[str | Text]] = []
     nodes = list(result.nodes.values())
+    whole = piped(console)
     for node in nodes[:_MAX_ROWS]:
         symbol, style, word = node_mark(node.state, node.compensation)
         total = totals.get(node.node_id) if totals else None
         duration = total.total if total is not None and total.total is not None else node.duration
         if node.compensation == "failed" and node.error:
-            detail = Text(_preview(f"compensation failed: {node.error.get('message')}"), "red")
+            failed = f"compensation failed: {node.error.get('message')}"
+            detail = Text(_preview(failed, whole), "red")
         elif node.error and node.state.value != "completed":
-            detail = Text(_preview(node.error.get("message")), style="red")
+            detail = Text(_preview(node.error.get("message"), whole), style="red")
         else:
-            detail = Text(_preview(node.output))
+            detail = Text(_preview(node.output, whole))
         state = word if piped(console) else f"{symbol} {word}"
         rows.append(
             [
