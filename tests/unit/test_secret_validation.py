@@ -408,3 +408,26 @@ def test_trust_is_one_flag_of_the_routing(untrusted: Any) -> None:
     assert routing.with_trust(False) is routing
     assert routing.problem("UNLISTED", "https://x.test/") is not None
     assert routing.with_trust(True).problem("UNLISTED", "https://x.test/") is None
+
+
+def _definition_places(t: str) -> list[tuple[dict[str, Any], str]]:
+    """(sections, field) for every templated place of a definition outside its nodes."""
+    rule = {"condition": "input.output", "action": "alert", "recipients": ["ops"]}
+    hook = {"type": "webhook", "name": "h", "secret": "HOOK"}
+    return [
+        ({"routing": [{**rule, "message": t}]}, "routing[0].message"),
+        ({"routing": [{**rule, "condition": t}]}, "routing[0].condition"),
+        ({"success_criteria": [{"condition": t}]}, "success_criteria[0].condition"),
+        ({"triggers": [{"type": "event", "event_type": "e", "filter": t}]}, "triggers[0].filter"),
+        ({"triggers": [{"type": "event", "event_type": "e", "inputs": {"a": [t]}}]},
+         "triggers[0].inputs.a[0]"),
+        ({"triggers": [{**hook, "filter": t}]}, "triggers[0].filter"),
+        ({"triggers": [{**hook, "inputs": {"a": t}}]}, "triggers[0].inputs.a"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("template", TRANSFORMS)
+def test_a_secret_in_a_definition_field_outside_the_nodes_is_refused(template: str) -> None:
+    for sections, field in _definition_places(template):
+        found = _issues({**_flow(), **sections})
+        assert any(f == field for _, f, *_ in found), (template, field, found)

@@ -48,7 +48,8 @@ from orchestrion.definition.criteria import (
 )
 from orchestrion.definition.model import NodeSpec, RetryPolicy, WorkflowSpec
 from orchestrion.errors import DefinitionIssue
-from orchestrion.templates.rendering import expression_source, template_info
+from orchestrion.templates.rendering import expression_source, is_template, template_info
+from orchestrion.templates.secrets import secret_use
 
 __all__ = [
     "ACTIONS",
@@ -244,6 +245,11 @@ def routing_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
                     other,
                     "unknown_key",
                 )
+        said = model.message
+        if said is not None and is_template(said):
+            problem = _message_problem(said)
+            if problem is not None:
+                add(problem[0], "message", problem[1])
         condition = model.condition.strip()
         info = template_info(expression_source(condition))
         if info.error is not None:
@@ -303,6 +309,23 @@ def routing_issues(spec: WorkflowSpec) -> list[tuple[DefinitionIssue, Path]]:
                 "duplicate_id",
             )
     return issues
+
+
+def _message_problem(message: str) -> tuple[str, str] | None:
+    """Why a rule's templated ``message`` cannot be rendered safely (and the code), or None.
+
+    The message reaches people, the notice, the journal and the log: no secret may go there
+    (``definition/secret_flow.py``), as in any field outside an http node's request."""
+    info = template_info(message)
+    if info.error is not None:
+        return f"'message' does not parse: {info.error}", "template_syntax"
+    if "secrets" in info.names or secret_use(message).reads:
+        return (
+            "'message' reads secrets, which may only be used in the headers, json or body "
+            "of an http node (a rule's message reaches notices, events and logs)",
+            "secret_field",
+        )
+    return None
 
 
 def team_references(spec: WorkflowSpec) -> Iterator[tuple[str, str, Path]]:
