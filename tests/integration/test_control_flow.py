@@ -259,6 +259,33 @@ def test_map_names_an_unknown_inner_handler() -> None:
         )
 
 
+@pytest.mark.parametrize("inner", ["approval", "human_approval", "delay", "timer", "map"])
+@pytest.mark.parametrize("outer", ["map", "foreach"])
+def test_a_map_refuses_an_item_handler_that_cannot_run_per_item(outer: str, inner: str) -> None:
+    from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
+
+    with pytest.raises(DefinitionError) as refused:
+        load_definition(
+            flow({"id": "m", "handler": outer, "config": {"items": [1], "handler": inner}})
+        )
+    [issue] = refused.value.issues
+    assert (issue.node, issue.field, issue.code) == ("m", "config.handler", "map_item_handler")
+    assert "sub-workflow" in issue.message
+    if inner != "map":
+        assert f"handler '{inner}' waits" in issue.message
+
+
+def test_a_foreach_names_an_unknown_inner_handler() -> None:
+    from orchestrion.errors import DefinitionError
+    from orchestrion.handlers.loading import load_definition
+
+    with pytest.raises(DefinitionError, match="teleport"):
+        load_definition(
+            flow({"id": "m", "handler": "foreach", "config": {"items": [], "handler": "teleport"}})
+        )
+
+
 CHILD = {
     "name": "child-flow",
     "inputs": {"n": {"type": "integer", "required": True}},
@@ -456,6 +483,19 @@ async def _map_of_slow_children(engine: Engine, items: int) -> ExecutionRecord:
         "config": {"workflow": "slow-item"},
     }
     return await engine.start_execution(flow({"id": "each", "handler": "map", "config": config}))
+
+
+async def test_a_map_of_sub_workflows_shows_its_progress_while_they_run(engine: Engine) -> None:
+    # Every child runs for seconds: the map's items are counted from its start, not from
+    # the end of the first one.
+    record = await _map_of_slow_children(engine, 3)
+    deadline = time.monotonic() + 4
+    while engine.node_progress(record.id).get("each") is None:
+        assert time.monotonic() < deadline, "no progress while the children run"
+        await asyncio.sleep(0.02)
+    assert engine.node_progress(record.id)["each"] == {"done": 0, "total": 3, "failed": 0}
+    await engine.cancel(record.id)
+    await engine.wait(record.id, timeout=5)
 
 
 async def test_a_cancel_during_the_children_s_start_cancels_every_child(engine: Engine) -> None:

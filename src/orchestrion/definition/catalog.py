@@ -34,6 +34,10 @@ class HandlerEntry(Protocol):
     def raw_keys(self) -> frozenset[str]:
         """Config keys the handler evaluates itself: not rendered, so not checked as templates."""
 
+    @property
+    def waits(self) -> bool:
+        """Whether it pauses its node for a time or a person (so cannot run per map item)."""
+
 
 class SecretRouting(Protocol):
     """Where the policy in force lets secrets and provider credentials go."""

@@ -57,6 +57,7 @@ __all__ = [
 
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 _CREDENTIAL_HANDLERS = frozenset({"llm", "map"})
+_MAP_HANDLER = "map"
 
 
 def validate_spec(
@@ -133,9 +134,8 @@ class _Checker(GraphCheck):
                     self._node_content(i, node)
                     if node.handler == BRANCHING_HANDLER:
                         self._branches(i, node)
-                    inner = node.config.get("handler") if node.handler == "map" else None
-                    if isinstance(inner, str) and not is_template(inner):
-                        self._handler(inner, i, ("config", "handler"))
+                    if self._canonical(node.handler) == _MAP_HANDLER:
+                        self._map_item(i, node.config.get("handler"))
             if acyclic:
                 self._check_references()
             for message, path, code in criteria_issues(self.spec):
@@ -230,6 +230,25 @@ class _Checker(GraphCheck):
             )
         for issue in found:
             self._add(issue.message, i, issue.path, issue.code)
+
+    def _map_item(self, i: int, name: Any) -> None:
+        """A map's per-item handler must exist and finish on its own: one that waits for a
+        time or a person, or another map, cannot run per item (a sub-workflow can)."""
+        if not isinstance(name, str) or is_template(name):
+            return
+        entry = self._handler(name, i, ("config", "handler"))
+        if entry is None:
+            return
+        if entry.name == _MAP_HANDLER:
+            problem = "a map cannot run `map` per item; run a sub-workflow per item instead"
+        elif entry.waits:
+            problem = (
+                f"handler '{name}' waits for a time or a person, so it cannot run per item "
+                "of a map; run a sub-workflow per item (handler: workflow) that holds it"
+            )
+        else:
+            return
+        self._add(problem, i, ("config", "handler"), "map_item_handler")
 
     def _canonical(self, name: Any) -> str | None:
         if not isinstance(name, str):

@@ -123,3 +123,6 @@ class HandlerSpec:
     # Keys of config that decide who may let a run through a human check, or whether the
     # check happens at all: the definition's author sets them, a start's overrides may not.
     fixed_keys: frozenset[str] = frozenset()
+    # Whether the handler pauses its node for a time or a person (a ``Wait`` other than a
+    # child execution's): such a handler cannot run per item of a ``map``.
+    waits: bool = False

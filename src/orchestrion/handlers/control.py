@@ -158,6 +158,7 @@ DELAY_SPEC = HandlerSpec(
     config_model=DelayConfig,
     aliases=("timer", "sleep_until"),
     description="a durable timer",
+    waits=True,
 )
 APPROVAL_SPEC = HandlerSpec(
     name="approval",
@@ -167,4 +168,5 @@ APPROVAL_SPEC = HandlerSpec(
     aliases=("human_approval",),
     description="wait for a person to approve or reject",
     fixed_keys=frozenset({"approvers", "timeout", "on_timeout", "on_reject"}),
+    waits=True,
 )

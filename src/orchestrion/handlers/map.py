@@ -54,7 +54,11 @@ class MapConfig(BaseModel):
         max_length=MAX_ITEMS,
         description="the list to map over (usually a template: `{{ fetch.output.items }}`)",
     )
-    handler: str = Field(min_length=1, description="the handler run for each item")
+    handler: str = Field(
+        min_length=1,
+        description="the handler run for each item; not one that waits (`approval`, `delay`) "
+        "nor `map`: run those per item in a sub-workflow (`workflow`)",
+    )
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="its config; `{{ item }}` and `{{ index }}` name the item and its position",
@@ -86,13 +90,17 @@ async def run_map(ctx: NodeContext, config: MapConfig) -> dict[str, Any]:
     total = len(config.items)
     done = 0
 
-    def progressed() -> None:
+    def progressed(step: int = 1) -> None:
         nonlocal done
-        done += 1
+        done += step
         if report is not None:
             report(
                 ctx.execution_id, ctx.node_id, {"done": done, "total": total, "failed": len(errors)}
             )
+
+    # Counted from the start: items that each take long (a child workflow, a slow request)
+    # would otherwise show no progress until the first of them ends.
+    progressed(0)
 
     async def one(index: int, item: Any) -> None:
         attempt = 1

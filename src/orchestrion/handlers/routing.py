@@ -135,4 +135,5 @@ ROUTING_SPEC = HandlerSpec(
     config_model=RoutingConfig,
     description="a routing rule of the workflow (made from its `routing:` section)",
     raw_keys=frozenset({"condition"}),
+    waits=True,
 )
