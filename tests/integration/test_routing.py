@@ -312,6 +312,16 @@ async def test_error_handling_queues_retries_and_halts_by_error_type(
     assert (notice["kind"], notice["teams"]) == ("halt", ["data"])
     await until(lambda: _delivered(sink, 1))
     assert sink.notices[-1].addresses == ("https://hooks.example.com/data",)
+    # The halt ended the run before its notice went out: the delivery is journalled all the
+    # same, and changes nothing of the ended execution.
+    await until(lambda: _journal(engine, record.id, "execution.notice_delivered"))
+    [confirmed] = await _journal(engine, record.id, "execution.notice_delivered")
+    assert confirmed == {"key": sink.notices[-1].key}
+    after = await engine.result(record.id)
+    assert [(n["kind"], n["delivered"]) for n in after.notices] == [("halt", True)]
+    assert (after.status, after.finished_at) == (result.status, result.finished_at)
+    stored = await engine.store.get_execution(record.id)
+    assert (stored.owner, stored.finished_at) == (None, result.finished_at)
 
 
 async def test_a_definition_naming_an_unknown_team_is_refused_naming_it(engine: Engine) -> None:

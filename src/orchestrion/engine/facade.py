@@ -92,7 +92,7 @@ class Engine:
     ) -> None:
         self.settings = settings or load_settings()
         # Where routing and error handling notices go after their commit (engine/notices.py).
-        self.notices = NoticeDelivery(self.settings, notice_sinks)
+        self.notices = NoticeDelivery(self.settings, notice_sinks, self)
         # The policy in force: trusted (one's own definitions) unless the caller says not.
         self.governance = governance or Governance.from_settings(self.settings)
         # The audit trail: commits carry its signer, so transitions are audited with them.
@@ -119,7 +119,7 @@ class Engine:
         self._ownership = Ownership(self.owner, self.settings.lease_seconds, lambda: self.store)
         self._definitions = Definitions(self)
         self._loop = EngineLoop(self, self._children, self._listeners, rng or random.Random())
-        self.notices.post = self._notice_taken
+        self.notices.listen = self._loop.notify
         parts = EngineParts(self, self._loop, self._ownership, self._definitions, self._forward)
         self._recovery = Recovery(parts, resume=resume and drive)
         self._starts = Starts(parts)
@@ -144,11 +144,6 @@ class Engine:
             from orchestrion.engine.notice_sinks import SinkNotices  # only with event sinks
 
             self.notices.sinks.append(SinkNotices(self))
-
-    def _notice_taken(self, execution_id: str, event: Event) -> None:
-        # Journalled for executions this engine drives; a finished one is never resent.
-        if execution_id in self._loop.live:
-            self._loop.post(execution_id, event)
 
     # ------------------------------------------------------------------ lifecycle
 

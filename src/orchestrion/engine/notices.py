@@ -6,9 +6,12 @@ teams to their members and addresses from the configuration (``Settings.teams``)
 notice to every sink in a task of its own, so a slow sink never holds the engine's turn. A sink
 that raises is tried again with backoff (``ATTEMPTS`` times in all), then the failure is
 logged; the notice stays in the journal either way. Once every sink took a notice, the engine
-journals ``execution.notice_delivered``; an engine that recovers an execution after a crash
-sends again the notices of it that have no such record (same key: a sink drops what it has
-seen). Without configured sinks, notices go to the log (``LogNoticeSink``).
+journals ``execution.notice_delivered`` in a commit of its own: a record that changes nothing
+of the execution (``store/rules.py``, ``JOURNAL_ONLY``), so it is written whatever became of
+the execution meanwhile (a halt's notice goes out after the commit that ended the run). An
+engine that recovers an execution after a crash sends again the notices of it that have no
+such record (same key: a sink drops what it has seen). Without configured sinks, notices go to
+the log (``LogNoticeSink``).
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrion.core.events import Event, NoticeDelivered, Notify
+from orchestrion.core.events import Notify, Record
 from orchestrion.core.notices import Notice, NoticeSink, notice_key
 from orchestrion.core.record_types import RecordType
+from orchestrion.engine.ids import new_event_id
+from orchestrion.errors import StoreError
 from orchestrion.settings import Settings
-from orchestrion.store.base import ExecutionRecord, Store
+from orchestrion.store.base import CommitBatch, ExecutionRecord, Store
+
+if TYPE_CHECKING:
+    from orchestrion.engine.facade import Engine
 
 NOTICE_EVENT_TYPES = [
     RecordType.EXECUTION_NOTICE.value,
@@ -87,15 +95,22 @@ def notice_of(
 class NoticeDelivery:
     """Delivers an engine's notices to its sinks, off the engine's turn."""
 
-    def __init__(self, settings: Settings, sinks: Sequence[NoticeSink] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[NoticeSink] | None = None,
+        engine: Engine | None = None,
+    ) -> None:
         self._settings = settings
         self.sinks: list[NoticeSink] = list(sinks) if sinks else [LogNoticeSink()]
         self._tasks: set[asyncio.Task[None]] = set()
-        self.post: Callable[[str, Event], None] | None = None  # the engine loop's, to confirm
+        self._engine = engine  # whose store journals the deliveries (none: not journalled)
+        self.listen: Callable[[dict[str, list[Record]]], None] | None = None  # told what it wrote
 
     def send(self, record: ExecutionRecord, command: Notify) -> None:
         """Deliver the notice ``command`` describes, in the background."""
-        self._start(notice_of(self._settings, record, command.data, command.at))
+        notice = notice_of(self._settings, record, command.data, command.at)
+        self._start(notice, record.correlation_id)
 
     async def resend(self, store: Store, record: ExecutionRecord) -> int:
         """Send again the journalled notices of ``record`` that no sink confirmed (after a
@@ -112,19 +127,40 @@ class NoticeDelivery:
                 continue
             notice = notice_of(self._settings, record, event.data, event.at)
             if notice.key not in done:
-                self._start(notice)
+                self._start(notice, record.correlation_id)
                 sent += 1
         return sent
 
-    def _start(self, notice: Notice) -> None:
-        task = asyncio.create_task(self._deliver_all(notice))
+    def _start(self, notice: Notice, correlation_id: str | None) -> None:
+        task = asyncio.create_task(self._deliver_all(notice, correlation_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_all(self, notice: Notice) -> None:
+    async def _deliver_all(self, notice: Notice, correlation_id: str | None) -> None:
         taken = await asyncio.gather(*(self._deliver(sink, notice) for sink in self.sinks))
-        if all(taken) and self.post is not None:
-            self.post(notice.execution_id, NoticeDelivered(time.time(), notice.key))
+        if all(taken):
+            await self._journal(notice, correlation_id)
+
+    async def _journal(self, notice: Notice, correlation_id: str | None) -> None:
+        """Journal that every sink took ``notice``: of no owner, since the record changes
+        nothing of the execution, which may have ended or moved to another process since."""
+        engine = self._engine
+        if engine is None:
+            return
+        execution_id = notice.execution_id
+        record = Record(
+            RecordType.EXECUTION_NOTICE_DELIVERED, time.time(), data={"key": notice.key}
+        )
+        batch = CommitBatch(audit=engine.audit.signer, outbox=engine.outbox)
+        batch.correlation[execution_id] = correlation_id
+        batch.add(execution_id, record, new_event_id(), None)
+        try:
+            await engine.store.commit(batch)
+        except StoreError as exc:  # the store is away, or the execution was purged
+            logger.warning("notice %s was delivered but not journalled: %s", notice.key, exc)
+            return
+        if self.listen is not None:
+            self.listen({execution_id: [record]})
 
     async def _deliver(self, sink: NoticeSink, notice: Notice) -> bool:
         delay = _FIRST_DELAY

@@ -346,11 +346,7 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
         if missing:
             raise StoreError(f"commit refers to unknown executions: {', '.join(missing)}")
         rules.check_owners(((eid, self._executions[eid].owner) for eid in touched), batch.owner)
-        for _, record in batch.records:
-            if record.node is not None and record.state is None:
-                raise StoreError(f"node record '{record.type}' for '{record.node}' has no state")
-            if record.node is None and record.status is None:
-                raise StoreError(f"execution record '{record.type}' has no status")
+        rules.check_records(batch)
 
     def _apply_node(self, execution_id: str, node: str, record: Record) -> None:
         runs = self._node_runs.setdefault(execution_id, {})

@@ -38,6 +38,7 @@ __all__ = [
     "DEFINITION_STATUSES",
     "DEPRECATED",
     "EVENT_KEY",
+    "JOURNAL_ONLY",
     "KEEP",
     "OUTPUT_STATES",
     "SCHEDULE_KEY",
@@ -46,6 +47,7 @@ __all__ = [
     "active_heads",
     "apply_execution_record",
     "check_owners",
+    "check_records",
     "check_status_change",
     "decode_cursor",
     "encode_cursor",
@@ -75,6 +77,12 @@ FAILED = "execution.failed"
 CANCELLED = "execution.cancelled"
 CANCEL_REQUESTED = "execution.cancel_requested"
 COMPLETED = "execution.completed"
+NOTICE_DELIVERED = "execution.notice_delivered"
+
+JOURNAL_ONLY: Final = frozenset({NOTICE_DELIVERED})
+"""Execution records that add a fact to the journal and change nothing of the execution's row
+(status, phase, times, owner): a notice its sinks took. So one may be written by any process,
+while the execution runs or after it ended, with no status."""
 CONTROL_REQUESTED = "control.requested"
 """A journal event that changes nothing: a request to the execution's owner."""
 
@@ -244,8 +252,20 @@ def check_owners(held_by: Iterable[tuple[str, str | None]], owner: str | None) -
         )
 
 
+def check_records(batch: CommitBatch) -> None:
+    """Refuse a node record without a state, or an execution record without a status that
+    is not ``JOURNAL_ONLY``."""
+    for _, record in batch.records:
+        if record.node is not None and record.state is None:
+            raise StoreError(f"node record '{record.type}' for '{record.node}' has no state")
+        if record.node is None and record.status is None and record.type not in JOURNAL_ONLY:
+            raise StoreError(f"execution record '{record.type}' has no status")
+
+
 def apply_execution_record(execution: ExecutionRecord, record: Record) -> None:
     """Move ``execution`` as an execution record says (what the SQL stores' update does)."""
+    if record.type in JOURNAL_ONLY:
+        return
     execution.status = cast(ExecutionStatus, record.status)  # checked by the caller
     if record.phase is not None:
         execution.phase = record.phase

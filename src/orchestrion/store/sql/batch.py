@@ -131,7 +131,8 @@ def encode_batch(batch: CommitBatch) -> EncodedBatch:
                     slot[1] = record
         else:
             data = opt_json(record.data)  # the machine's own dicts: always encodable
-            updates.append(_execution_update(record, execution_id))
+            if record.type not in rules.JOURNAL_ONLY:
+                updates.append(_execution_update(record, execution_id))
         events.append(
             (
                 event_id,
