@@ -753,6 +753,51 @@ async def test_event_streams_wake_on_orchestrator_commits(
         assert types.count("node.completed") == 3
 
 
+async def test_a_running_map_shows_its_progress_in_scale_out(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    """The map runs in a worker, the API drives nothing: the counts cross Redis."""
+    settings = api_settings(postgres_url, redis_server, redis_prefix)
+    mapped = {
+        "name": "mapped",
+        "dag": {
+            "nodes": [
+                {
+                    "id": "each",
+                    "handler": "map",
+                    "config": {
+                        "items": [1, 2, 3],
+                        "handler": "noop",
+                        "config": {"sleep": 0.5},
+                        "concurrency": 1,
+                    },
+                }
+            ]
+        },
+    }
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix, workers=1),
+        serving(settings) as api,
+    ):
+        submitted = await api.client.post("/v1/workflow", json=mapped, headers=OPERATOR)
+        execution_id = submitted.json()["execution_id"]
+        trigger = f"/v1/workflow/trigger/{execution_id}"
+        assert (await api.client.post(trigger, headers=OPERATOR)).status_code == 202
+        seen: list[dict[str, int]] = []
+        async with asyncio.timeout(20):
+            while True:
+                response = await api.client.get(f"/v1/workflows/{execution_id}", headers=VIEWER)
+                detail = response.json()
+                if detail["status"] == "COMPLETED":
+                    break
+                progress = detail["nodes"]["each"]["progress"]
+                if progress is not None:
+                    seen.append(progress)
+                await asyncio.sleep(0.05)
+        assert any(p["total"] == 3 and p["done"] < 3 for p in seen), seen
+        assert detail["nodes"]["each"]["progress"] is None  # an ended run shows none
+
+
 # ------------------------------------------------------------------ nodes that failed for good
 
 FIXED: set[str] = set()

@@ -2,7 +2,8 @@
 
 The API does not drive executions; it reads what Redis says about the cluster (``/health``,
 ``/metrics``), operates the dead letter queue, shares its rate-limit buckets with the other
-replicas, and hears which executions the orchestrators committed. The app's lifespan makes
+replicas, hears which executions the orchestrators committed, and reads the item counts of
+the maps workers run (``cluster/progress.py``). The app's lifespan makes
 one ``RedisLink`` and closes it; ``orchestrion dlq`` makes one per command. It connects on
 first use. Every failure it lets out is a ``DispatchError``.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from orchestrion.cluster.channels import follow_commits
 from orchestrion.cluster.connection import connect_redis
 from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.cluster.progress import read_progress
 from orchestrion.cluster.rate_buckets import RedisRateBuckets
 from orchestrion.cluster.status import Cluster, ping, read_cluster
 from orchestrion.cluster.streams import StreamNames
@@ -45,6 +47,10 @@ class RedisLink:
         """Call ``on_commit(execution_id)`` for every commit orchestrators announce, until
         ``stopped()`` (resubscribing after failures: it never raises them)."""
         await follow_commits(self._redis, self.names, on_commit, stopped)
+
+    async def node_progress(self, execution_id: str) -> dict[str, dict[str, int]]:
+        """The item counts workers last wrote for the execution's map nodes (never raises)."""
+        return await read_progress(self._redis, self.names, execution_id)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -44,6 +44,7 @@ from orchestrion.cluster.batching import Batch, Reads
 from orchestrion.cluster.channels import listen_channel
 from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors, stream_lost
 from orchestrion.cluster.on_wire import open_task
+from orchestrion.cluster.progress import ProgressWriter
 from orchestrion.cluster.streams import (
     WORKER_GROUP,
     StreamNames,
@@ -123,6 +124,9 @@ class Worker:
         self._redis: Redis | None = None
         self._executor: NodeExecutor | None = None
         self._resources = Resources(enforce.controls_of(self.governance), registry=self.registry)
+        # A map's item counts, for the API that drives nothing (cluster/progress.py).
+        self._progress = ProgressWriter(lambda: self.redis, self.names)
+        self._resources.progress = self._progress.report
         # Commands of attempts that start or end in the same loop tick share one round trip;
         # the outcomes' batch is one transaction (each attempt's part of it stays atomic).
         self._started = Batch(lambda: self.redis, transaction=False)
@@ -215,6 +219,7 @@ class Worker:
             logger.warning("worker %s: %d loop(s) did not stop in time", self.id, len(stuck))
         self._loops = []
         if self._redis is not None:
+            await self._progress.close()
             with contextlib.suppress(Exception):  # gone at once: the reaper need not wait
                 await self._redis.delete(self.names.worker(self.id))
             await self._redis.aclose()

@@ -49,7 +49,7 @@ from orchestrion.api.raw_headers import header
 from orchestrion.api.redaction import Disclosure, disclosure_of
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, context
 from orchestrion.api.settled import started_answer
-from orchestrion.core.states import ExecutionStatus
+from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.definition.validate import gc_paused
 from orchestrion.engine.gc_tuning import freeze_large
@@ -297,11 +297,18 @@ async def workflow_detail(
 ) -> Any:
     """An execution's detail as ``caller`` may see it (a response when without outputs)."""
     record, result = await ctx.engine.status(execution_id)
+    progress = ctx.engine.node_progress(execution_id)
+    if (
+        ctx.redis is not None
+        and not ctx.engine.drives
+        and record.status not in FINAL_EXECUTION_STATES
+    ):
+        progress = await ctx.redis.node_progress(execution_id)  # maps run in workers
     detail = execution_detail(
         record,
         result,
         include_outputs=include_outputs,
-        progress=ctx.engine.node_progress(execution_id),
+        progress=progress,
         children=await child_progress(ctx.engine, result),
         view=await caller.execution(record),
     )
