@@ -12,7 +12,7 @@ import pytest
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
-from orchestrion.errors import InvalidTransition
+from orchestrion.errors import DefinitionError, InvalidTransition
 from orchestrion.store.base import ExecutionRecord
 from scaleout import engine_for
 
@@ -274,6 +274,29 @@ def test_a_map_refuses_an_item_handler_that_cannot_run_per_item(outer: str, inne
     assert "sub-workflow" in issue.message
     if inner != "map":
         assert f"handler '{inner}' waits" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("inner", "code"),
+    [
+        ("approval", "map_item_handler"),
+        ("map", "map_item_handler"),
+        ("teleport", "unknown_handler"),
+    ],
+)
+async def test_an_override_of_a_map_item_handler_is_checked_as_the_definition(
+    engine: Engine, inner: str, code: str
+) -> None:
+    mapped = flow({"id": "m", "handler": "map", "config": {"items": [1], "handler": "noop"}})
+    with pytest.raises(DefinitionError) as refused:
+        await engine.start_execution(mapped, overrides={"m": {"handler": inner}})
+    [issue] = refused.value.issues
+    assert (issue.node, issue.field, issue.code) == ("m", "config.handler", code)
+    assert inner in issue.message
+    fine = await engine.start_execution(
+        mapped, overrides={"m": {"handler": "noop", "config": {"value": 1}}}
+    )
+    assert (await engine.wait(fine.id, timeout=10)).ok
 
 
 def test_a_foreach_names_an_unknown_inner_handler() -> None:

@@ -52,12 +52,25 @@ __all__ = [
     "describe_pydantic_error",
     "format_path",
     "gc_paused",
+    "map_item_problem",
     "validate_spec",
 ]
 
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 _CREDENTIAL_HANDLERS = frozenset({"llm", "map"})
 _MAP_HANDLER = "map"
+
+
+def map_item_problem(name: str, entry: HandlerEntry) -> str | None:
+    """Why handler ``name`` (``entry``) cannot run per item of a map, or None when it can."""
+    if entry.name == _MAP_HANDLER:
+        return "a map cannot run `map` per item; run a sub-workflow per item instead"
+    if entry.waits:
+        return (
+            f"handler '{name}' waits for a time or a person, so it cannot run per item "
+            "of a map; run a sub-workflow per item (handler: workflow) that holds it"
+        )
+    return None
 
 
 def validate_spec(
@@ -237,18 +250,9 @@ class _Checker(GraphCheck):
         if not isinstance(name, str) or is_template(name):
             return
         entry = self._handler(name, i, ("config", "handler"))
-        if entry is None:
-            return
-        if entry.name == _MAP_HANDLER:
-            problem = "a map cannot run `map` per item; run a sub-workflow per item instead"
-        elif entry.waits:
-            problem = (
-                f"handler '{name}' waits for a time or a person, so it cannot run per item "
-                "of a map; run a sub-workflow per item (handler: workflow) that holds it"
-            )
-        else:
-            return
-        self._add(problem, i, ("config", "handler"), "map_item_handler")
+        problem = None if entry is None else map_item_problem(name, entry)
+        if problem is not None:
+            self._add(problem, i, ("config", "handler"), "map_item_handler")
 
     def _canonical(self, name: Any) -> str | None:
         if not isinstance(name, str):

@@ -22,11 +22,17 @@ from orchestrion.definition.validate import (
     config_templates,
     describe_pydantic_error,
     format_path,
+    map_item_problem,
 )
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
 from orchestrion.handlers.registry import HandlerRegistry
-from orchestrion.templates.rendering import RESERVED_NAMES, template_errors, template_info
+from orchestrion.templates.rendering import (
+    RESERVED_NAMES,
+    is_template,
+    template_errors,
+    template_info,
+)
 
 __all__ = [
     "FROM_NODE",
@@ -221,6 +227,9 @@ def _config_issues(
         )
         for key in fixed
     )
+    inner = patch.get("handler")
+    if handler.name == "map" and isinstance(inner, str) and not is_template(inner):
+        issues.extend(_map_item_issues(node_id, inner, registry))
     if handler.config_model is None:
         return issues
     # A fixed key is refused whatever its value: one answer per field, not two.
@@ -234,6 +243,18 @@ def _config_issues(
         )
         for error in config_errors(handler.config_model, merged, handler.raw_keys, context)
     ]
+
+
+def _map_item_issues(node_id: str, name: str, registry: HandlerRegistry) -> list[DefinitionIssue]:
+    """An override of a map's per-item handler is checked as the definition's was."""
+    try:
+        problem = map_item_problem(name, registry.get(name))
+        code = "map_item_handler"
+    except HandlerNotFound:
+        problem, code = f"unknown handler '{name}'", "unknown_handler"
+    if problem is None:
+        return []
+    return [DefinitionIssue(f"override: {problem}", node_id, "config.handler", code=code)]
 
 
 def _template_issues(
