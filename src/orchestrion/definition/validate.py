@@ -59,6 +59,7 @@ __all__ = [
 _ALWAYS_AVAILABLE = frozenset({"input", "secrets", "execution"})
 _CREDENTIAL_HANDLERS = frozenset({"llm", "map"})
 _MAP_HANDLER = "map"
+_WORKFLOW_HANDLER = "workflow"
 
 
 def map_item_problem(name: str, entry: HandlerEntry) -> str | None:
@@ -69,6 +70,18 @@ def map_item_problem(name: str, entry: HandlerEntry) -> str | None:
         return (
             f"handler '{name}' waits for a time or a person, so it cannot run per item "
             "of a map; run a sub-workflow per item (handler: workflow) that holds it"
+        )
+    return None
+
+
+def compensation_problem(name: str, entry: HandlerEntry) -> str | None:
+    """Why handler ``name`` (``entry``) cannot undo a node, or None when it can: a
+    compensation runs to its end as one call, so one that would wait (for a time, a person,
+    a child execution) or fan out has nothing to wait with, and would be taken as done."""
+    if entry.waits or entry.name in (_MAP_HANDLER, _WORKFLOW_HANDLER):
+        return (
+            f"handler '{name}' waits or starts other work, so it cannot be a compensation, "
+            "which runs as one call to its end; undo the node in a function (handler: python)"
         )
     return None
 
@@ -211,6 +224,9 @@ class _Checker(GraphCheck):
             if comp is not None:
                 self._config(comp, node.compensate.config, i, ("compensate", "config"))
                 comp_raw = comp.raw_keys
+                problem = compensation_problem(node.compensate.handler, comp)
+                if problem is not None:
+                    self._add(problem, i, ("compensate", "handler"), "compensation_handler")
             for path, source in config_templates(
                 node.compensate.config, ("compensate", "config"), comp_raw
             ):

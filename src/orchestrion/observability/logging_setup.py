@@ -169,6 +169,10 @@ def log_transitions(info: ExecutionInfo, records: list[Record]) -> None:
             fields["error"] = (
                 f"[sealed: {error.get('category')}]" if info.sealed else error.get("message")
             )
+        # A compensation's records leave the node completed (its action is what was undone,
+        # or not): the line says what happened to the compensation, never "completed".
+        kind = str(record.type)
+        said = kind.removeprefix("node.") if "compensat" in kind else state
         transitions_logger.info(
-            "node %s %s (attempt %d)", record.node, state, record.attempt, extra=fields
+            "node %s %s (attempt %d)", record.node, said, record.attempt, extra=fields
         )
