@@ -70,6 +70,18 @@ async def scaleout_engine(
 
 
 @asynccontextmanager
+async def scaleout_api(postgres_url: str, redis_url: str, prefix: str) -> AsyncIterator[Engine]:
+    """A cluster (``scaleout_engine``) and, beside it, an engine as an API process has one:
+    it drives nothing, so what it is asked goes to the orchestrator (over Redis)."""
+    settings = scaleout_settings(postgres_url, redis_url, prefix)
+    async with (
+        scaleout_engine(postgres_url, redis_url, prefix),
+        Engine(settings=settings, drive=False) as api,
+    ):
+        yield api
+
+
+@asynccontextmanager
 async def engine_for(database_url: str, request: Any, **kwargs: Any) -> AsyncIterator[Engine]:
     """An embedded engine on ``database_url``, or scale-out when it is ``"scaleout"``
     (PostgreSQL and Redis from the test servers)."""

@@ -51,8 +51,9 @@ def _env(folder: Path, columns: int) -> dict[str, str]:
     return env
 
 
-def piped(folder: Path, *args: str, columns: int = 80) -> str:
-    done = subprocess.run(
+def run_piped(folder: Path, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    """``orchestrion args`` with its stdout and stderr piped (both kept apart)."""
+    return subprocess.run(
         [*CLI, *args],
         capture_output=True,
         text=True,
@@ -60,6 +61,10 @@ def piped(folder: Path, *args: str, columns: int = 80) -> str:
         cwd=folder,
         env=_env(folder, columns),
     )
+
+
+def piped(folder: Path, *args: str, columns: int = 80) -> str:
+    done = run_piped(folder, *args, columns=columns)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -233,14 +238,7 @@ def test_status_piped_keeps_its_summary_lines_whole(folder: Path) -> None:
         for row in json.loads(piped(folder, "list", "--db", "t.db", "--json"))
         if row["status"] == "FAILED"
     ]
-    done = subprocess.run(
-        [*CLI, "status", failed, "--db", "t.db"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=folder,
-        env=_env(folder, 80),
-    )
+    done = run_piped(folder, "status", failed, "--db", "t.db")
     lines = done.stdout.splitlines()
     [error] = [line for line in lines if line.startswith("error:")]
     assert str(folder / "missing") in error, lines
@@ -251,14 +249,7 @@ def test_status_piped_is_its_table_alone_the_title_on_stderr(folder: Path) -> No
     # `orchestrion status ID | ...`: the header and a line a node, a blank line, then the
     # execution's lines; the workflow's name and the hint to read the journal go to stderr.
     failed = _ids(folder)[0]
-    done = subprocess.run(
-        [*CLI, "status", failed, "--db", "t.db"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=folder,
-        env=_env(folder, 80),
-    )
+    done = run_piped(folder, "status", failed, "--db", "t.db")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     table = lines[: lines.index("")]
@@ -287,14 +278,7 @@ def test_status_piped_is_its_table_alone_the_title_on_stderr(folder: Path) -> No
 def test_an_empty_listing_piped_prints_no_row(folder: Path, command: list[str], note: str) -> None:
     # Nothing to list: stdout, which a script reads as rows, stays empty; the note is on
     # stderr (on a terminal, where the table would be).
-    done = subprocess.run(
-        [*CLI, *command, "--db", "t.db"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=folder,
-        env=_env(folder, 80),
-    )
+    done = run_piped(folder, *command, "--db", "t.db")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and note in done.stderr, done
     assert any(note in line for line in on_terminal(folder, *command, "--db", "t.db", columns=80))

@@ -24,7 +24,7 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError
 from orchestrion.settings import load_settings
-from scaleout import scaleout_engine, scaleout_settings
+from scaleout import scaleout_api
 
 FLOW = {
     "name": "many-problems",
@@ -109,11 +109,7 @@ async def test_the_python_api_names_every_problem(tmp_path: Path) -> None:
 async def test_scale_out_names_every_problem(
     postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
-    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
-    async with (
-        scaleout_engine(postgres_url, redis_server, redis_prefix),
-        Engine(settings=settings, drive=False) as api,
-    ):
+    async with scaleout_api(postgres_url, redis_server, redis_prefix) as api:
         await _refused_everywhere(api)
 
 

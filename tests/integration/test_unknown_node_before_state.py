@@ -24,7 +24,7 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
 from orchestrion.errors import DefinitionError, ExecutionNotFound
 from orchestrion.settings import load_settings
-from scaleout import scaleout_engine, scaleout_settings
+from scaleout import scaleout_api
 
 GATED = {
     "name": "gated",
@@ -86,11 +86,7 @@ async def test_the_python_api_names_the_unknown_node_first(tmp_path: Path) -> No
 async def test_scale_out_names_the_unknown_node_first(
     postgres_url: str, redis_server: str, redis_prefix: str
 ) -> None:
-    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
-    async with (
-        scaleout_engine(postgres_url, redis_server, redis_prefix),
-        Engine(settings=settings, drive=False) as api,
-    ):
+    async with scaleout_api(postgres_url, redis_server, redis_prefix) as api:
         await _refusals(api)
 
 

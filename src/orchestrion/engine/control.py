@@ -104,8 +104,8 @@ class ControlVerbs:
 
     async def _cancel(self, execution_id: str, reason: str, force: bool) -> None:
         target = await self._target(execution_id, ControlVerb.CANCEL)
-        forced = "yes" if force else None  # a request's values are text
-        if await self._requested(target, ControlVerb.CANCEL, reason=reason, force=forced):
+        forced = {"force": "yes"} if force else {}  # a request's values are text
+        if await self._requested(target, ControlVerb.CANCEL, reason=reason, **forced):
             return
         await self._apply(target, CancelRequested(time.time(), reason, force))
         if isinstance(target, LiveExecution):

@@ -414,7 +414,7 @@ class EngineLoop:
         stopped = self._children.nodes_stopped(actions)  # first: what follows may suspend
         for live, command, _cause in actions:
             if isinstance(command, Dispatch):
-                if (live.record.id, command.node, command.attempt) in stopped:
+                if stopped and (live.record.id, command.node, command.attempt) in stopped:
                     continue  # queued and cancelled in one turn: never sent
                 tasks.append(self.task_message(live, command.node, command.attempt, command.woken))
             elif isinstance(command, ScheduleTimer):
