@@ -166,3 +166,30 @@ def test_configured_patterns_see_short_numbers_too(root_stream: io.StringIO) -> 
     finally:
         set_log_masker(previous)
     assert "pin=[pin]" in root_stream.getvalue() and "attempt=2" in root_stream.getvalue()
+
+
+def test_transition_lines_keep_an_execution_id_that_looks_like_a_card(
+    masking: None, root_stream: io.StringIO
+) -> None:
+    # The server's JSON log, as `orchestrion serve` writes it: a run's lines are found by its
+    # id, which the masker once cut into "...[card]" about one execution in a thousand.
+    from orchestrion.core.events import Record
+    from orchestrion.core.record_types import RecordType
+    from orchestrion.core.states import ExecutionStatus, NodeState
+    from orchestrion.observability.feed import ExecutionInfo
+    from orchestrion.observability.logging_setup import log_transitions
+
+    execution_id = "01a25256-ebbd-7f8c-b934-8840846350dc"
+    configure_logging("json", "INFO", stream=root_stream, masker=Masker())
+    info = ExecutionInfo(execution_id, "corr-1", "flow", {"a": "noop"})
+    log_transitions(
+        info,
+        [
+            Record(RecordType.EXECUTION_STARTED, 0.0, status=ExecutionStatus.RUNNING),
+            Record(RecordType.NODE_COMPLETED, 0.0, node="a", attempt=1, state=NodeState.COMPLETED),
+        ],
+    )
+    lines = [json.loads(line) for line in root_stream.getvalue().splitlines()]
+    assert [line["execution_id"] for line in lines] == [execution_id, execution_id]
+    assert lines[0]["message"].startswith(f"execution {execution_id} ")
+    assert lines[1]["node_id"] == "a"

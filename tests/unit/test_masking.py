@@ -40,6 +40,39 @@ def test_look_alikes_are_left_alone(text: str) -> None:
     assert Masker().mask_text(text) == text
 
 
+# Ids whose hex digits hold a Luhn-valid run of 13+ digits, or an IBAN-like group: each was
+# cut into "...[card]" or "...[iban]" before (about one execution id in a thousand).
+LOOK_ALIKE_IDS = [
+    "01a25256-ebbd-7f8c-b934-8840846350dc",  # execution and definition ids: UUID v7
+    "01a25256-ec00-76aa-a621-600687906269",
+    "01A25256-A553-7DBF-94AB-FD6004E0581D",  # upper case
+    "18a2b3c4d5f3aec7e0c8026650591164",  # event ids: 32 hex digits
+    "18a2b3c4d5ec32b1672814349036b7d0",
+]
+
+
+@pytest.mark.parametrize("identifier", LOOK_ALIKE_IDS)
+def test_ids_are_left_whole(identifier: str) -> None:
+    masker = Masker()
+    assert masker.mask_text(identifier) == identifier
+    line = f"execution {identifier} node.started (attempt 1)"
+    assert masker.mask_text(line) == line
+    notice = {"execution_id": identifier, "ids": [identifier]}
+    assert masker.mask_value(notice) == notice
+
+
+def test_personal_data_next_to_an_id_is_still_masked() -> None:
+    identifier = LOOK_ALIKE_IDS[0]
+    masker = Masker()
+    text = f"{identifier}: card 4111 1111 1111 1111, mail ada@example.com, ssn 123-45-6789"
+    assert masker.mask_text(text) == f"{identifier}: card [card], mail [email], ssn [ssn]"
+    # An id glued to an address is part of the address: masked with it.
+    assert masker.mask_text(f"to {identifier}@example.com") == "to [email]"
+    # A configured pattern sees ids too: one written for 32-hex tokens keeps masking them.
+    tokens = Masker(extra={"token": r"\b[0-9a-f]{32}\b"})
+    assert tokens.mask_text(f"key {LOOK_ALIKE_IDS[3]}") == "key [token]"
+
+
 def test_values_are_walked_and_keys_kept() -> None:
     value = {"user": {"email": "ada@example.com", "phones": ["+1 202 555 0143"]}, "n": 3}
     assert Masker().mask_value(value) == {
