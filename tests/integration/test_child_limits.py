@@ -16,7 +16,7 @@ from orchestrion.engine.facade import Engine
 from orchestrion.errors import ConfigurationError
 from orchestrion.settings import load_settings
 from orchestrion.store.base import ExecutionFilter, ExecutionRecord
-from scaleout import scaleout_engine, until
+from scaleout import scaleout_engine, scaleout_settings, until
 
 REC = {
     "name": "rec",
@@ -135,7 +135,7 @@ async def test_a_workflow_that_doubles_each_level_stops_at_the_width_limit(
         assert result.status is ExecutionStatus.FAILED
         message = (result.error or {}).get("message", "")
         assert "share of level 5 of its root's sub-workflows would be 16 executions" in message
-        assert "more than the 8 that ORCHESTRION_MAX_CHILD_WIDTH allows" in message
+        assert "more than the 8 that ORCHESTRION_MAX_CHILD_WIDTH set for this tree" in message
 
         async def settled() -> bool:
             records = await everything(engine)
@@ -179,6 +179,69 @@ async def test_a_root_may_map_over_more_children_than_the_width(
         result = await engine.run(many, timeout=30)
         assert result.ok, result.error
         assert len(await everything(engine)) == 7
+
+
+async def test_in_scale_out_the_process_that_makes_the_root_decides_the_limits(
+    request: pytest.FixtureRequest,
+) -> None:
+    # The API process that takes the submit says 3 levels and 2 per level; the orchestrator
+    # that drives every level says 6 and 64. One place decides, for the whole tree: the root
+    # records the limits of the process that made it, and each child copies its parent's.
+    pg = request.getfixturevalue("postgres_url")
+    redis_url = request.getfixturevalue("redis_server")
+    prefix = request.getfixturevalue("redis_prefix")
+    api_settings = scaleout_settings(pg, redis_url, prefix, max_child_depth=3, max_child_width=2)
+    orchestrator_settings = {"max_child_depth": 6, "max_child_width": 64}
+    async with (
+        scaleout_engine(pg, redis_url, prefix, settings=orchestrator_settings) as orchestrator,
+        Engine(settings=api_settings, drive=False) as api,
+    ):
+        assert not api.drives
+        await api.submit(REC)
+        deep = await api.start_execution(await api.store.find_definition("rec", None))
+        result = await orchestrator.wait(deep.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        message = (result.error or {}).get("message", "")
+        assert "nested 4 levels deep, more than the 3 that ORCHESTRION_MAX_CHILD_DEPTH" in message
+        assert "set for this tree" in message
+        records = await everything(orchestrator)
+        assert len(records) == 4  # the root and 3 levels, not the orchestrator's 6
+        assert {(r.labels["max_child_depth"], r.labels["max_child_width"]) for r in records} == {
+            (3, 2)
+        }
+
+        await api.submit(TWICE)
+        wide = await api.start_execution(await api.store.find_definition("twice", None))
+        result = await orchestrator.wait(wide.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        message = (result.error or {}).get("message", "")
+        assert "share of level 3 of its root's sub-workflows would be 4 executions" in message
+        assert "more than the 2 that ORCHESTRION_MAX_CHILD_WIDTH set for this tree" in message
+
+        async def settled() -> bool:
+            return all(r.status in FINAL_EXECUTION_STATES for r in await everything(api))
+
+        await until(settled, 30, "every execution of both trees ended")
+        # The root, its two children (a share of 1), theirs (2): no third level of 4 each.
+        assert len(await everything(api)) == 4 + 1 + 2 + 4
+
+
+async def test_a_tree_keeps_the_limits_in_force_when_its_root_was_submitted(
+    tmp_path: Path,
+) -> None:
+    # Submitted (made pending) by a process with a depth of 2; triggered and driven, after
+    # a restart, by one with 16: the tree obeys 2, as the submit recorded it.
+    url = f"sqlite:///{tmp_path / 'limits.db'}"
+    async with Engine(settings=load_settings(database_url=url, max_child_depth=2)) as engine:
+        definition = await engine.submit(REC)
+        pending, _ = await engine.create_execution(definition.id)
+    async with Engine(settings=load_settings(database_url=url, max_child_depth=16)) as engine:
+        await engine.trigger(pending.id)
+        result = await engine.wait(pending.id, timeout=30)
+        assert result.status is ExecutionStatus.FAILED
+        message = (result.error or {}).get("message", "")
+        assert "nested 3 levels deep, more than the 2 that ORCHESTRION_MAX_CHILD_DEPTH" in message
+        assert len(await everything(engine)) == 3
 
 
 @pytest.mark.parametrize(("value", "says"), [("0", "greater than or equal to 1"), ("33", "32")])

@@ -19,7 +19,7 @@ from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.creation import ExecutionCreator
 from orchestrion.engine.ids import new_record_id
-from orchestrion.engine.nesting import child_labels
+from orchestrion.engine.nesting import child_labels, root_labels
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.errors import IdempotencyConflict, InvalidTransition
 from orchestrion.governance.trust import Trust, process_trust, stricter
@@ -61,7 +61,8 @@ class Starts:
             created_at=time.time(),
             inputs=dict(inputs or {}),
             idempotency_key=idempotency_key,
-            labels=dict(labels or {}),
+            # The limits on its tree of children, decided here, once (engine/nesting.py).
+            labels={**(labels or {}), **root_labels(self._parts.engine.settings)},
             trust=stricter(process_trust(self._parts.engine.governance), definition.trust),
         )
         return await self._parts.engine.store.create_execution(record)
@@ -178,6 +179,8 @@ class Starts:
             labels.update(
                 child_labels(parent_record, parent_nodes, canonical, engine.settings, siblings)
             )
+        else:  # a root: the limits on its tree of children, decided here (engine/nesting.py)
+            labels.update(root_labels(engine.settings))
         if inputs_trust is not None:
             trust = stricter(trust, inputs_trust)
         compiled = await definitions.compiled_for(definition_id)

@@ -122,9 +122,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, ge=0.5, description="ownership lease of a running execution"
     )
-    # engine/nesting.py: how deep sub-workflows nest, how wide one level of a root's tree is
+    # engine/nesting.py: how deep sub-workflows nest, how wide one level of a root's tree is;
+    # the values of the process that makes a root execution are recorded on it, for its tree
     max_child_depth: int = Field(default=16, ge=1, le=32)  # le: nesting.DEPTH_CEILING
-    max_child_width: int = Field(default=256, ge=1, le=65536)
+    max_child_width: int = Field(default=256, ge=1, le=65536)  # le: nesting.WIDTH_CEILING
     scheduler: bool = Field(
         default=True,
         description="fire scheduled triggers from `orchestrion serve` (embedded mode) and the"
