@@ -17,6 +17,7 @@ from orchestrion.cluster.wire import encode_task
 from orchestrion.core.control import cancel_request
 from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus, NodeState
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.engine.facade import Engine
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
@@ -152,3 +153,103 @@ async def test_a_cancel_while_compensating_is_recorded_and_the_saga_runs_to_its_
     assert kinds.index(RecordType.EXECUTION_COMPENSATING) < asked
     assert asked < kinds.index(RecordType.EXECUTION_FAILED)
     assert RecordType.EXECUTION_CANCELLED not in kinds
+
+
+HANGING: dict[str, str] = {}  # execution id -> "started", then "cancelled"
+
+
+@function("saga_so_hang", replace=True)
+async def saga_so_hang(ctx: NodeContext) -> str:
+    HANGING[ctx.execution_id] = "started"
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        HANGING[ctx.execution_id] = "cancelled"
+        raise
+    return "undone"
+
+
+HANG_FLOW = {
+    "name": "saga-forced-on-a-worker",
+    "dag": {
+        "nodes": [
+            {"id": "a", "handler": "noop", "compensate": "saga_so_hang"},
+            {
+                "id": "b",
+                "handler": "python",
+                "dependencies": ["a"],
+                "retry": {"max_attempts": 1},
+                "config": {"function": "fail", "params": {"message": "b went wrong"}},
+            },
+        ]
+    },
+}
+
+
+async def test_a_forced_cancel_stops_the_compensation_running_on_a_worker(
+    postgres_url: str, redis_server: str, redis_prefix: str
+) -> None:
+    settings = scaleout_settings(postgres_url, redis_server, redis_prefix)
+    async with (
+        scaleout_engine(postgres_url, redis_server, redis_prefix) as engine,
+        Engine(settings=settings, drive=False) as api,  # the cancel comes from an API process
+    ):
+        worker = engine.workers[0]  # type: ignore[attr-defined]
+        eid = (await api.start_execution(await api.submit(HANG_FLOW))).id
+
+        async def compensating() -> bool:
+            return HANGING.get(eid) == "started"
+
+        await until(compensating, 20, "a's compensation running on the worker")
+        await api.cancel(eid, "stop now", force=True)
+
+        async def stopped() -> bool:
+            return HANGING.get(eid) == "cancelled"
+
+        await until(stopped, 10, "the compensation on the worker cancelled")
+        await until(lambda: _idle(worker), 5, "the worker's slot given back")
+        record = await api.reads.execution(eid)
+    assert record.status is ExecutionStatus.CANCELLED
+    assert record.error is not None and record.error["abandoned"] == ["a"]
+
+
+async def _idle(worker: object) -> bool:
+    return worker._busy == 0  # type: ignore[attr-defined]
+
+
+async def test_a_compensation_abandoned_before_a_worker_took_it_never_runs(
+    postgres_url: str, redis_server: str, redis_prefix: str, redis: Redis
+) -> None:
+    UNDONE.clear()
+    names = StreamNames(redis_prefix)
+    flow = {
+        "name": "saga-cancel-flag-compensation",
+        "dag": {"nodes": [{"id": "a", "handler": "noop", "compensate": "saga_so_undo"}]},
+    }
+    async with scaleout_engine(postgres_url, redis_server, redis_prefix) as engine:
+        result = await engine.run(flow, timeout=20)
+        eid = result.execution_id
+        record = await engine.store.get_execution(eid)
+        compiled = engine._definitions.compiled[record.definition_id]
+        task = compiled.compensation_message(record, {"a": {}}, "a", 1)
+        dispatcher = engine._dispatcher
+        assert dispatcher is not None
+        # A forced cancel abandons a's compensation while its task waits in the stream.
+        await dispatcher.cancel(eid, "a", 1, TaskKind.COMPENSATE)
+        await redis.xadd(
+            names.tasks("python"), {"m": encode_task(task, reply_to=names.completions)}
+        )
+
+        async def taken() -> bool:  # read, skipped and acknowledged
+            pending = await redis.xpending(names.tasks("python"), "workers")
+            return await redis.xlen(names.tasks("python")) == 0 and pending["pending"] == 0
+
+        await until(taken, 10, "the abandoned compensation's task taken off the stream")
+        assert UNDONE[f"{eid}:a:compensate"] == 0
+        # Compensated again later (a retry that fails again): the flag is no obstacle.
+        await dispatcher.dispatch([task])
+
+        async def ran() -> bool:
+            return UNDONE[f"{eid}:a:compensate"] == 1
+
+        await until(ran, 10, "a later compensation of the same node and attempt to run")

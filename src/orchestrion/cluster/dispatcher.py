@@ -269,12 +269,16 @@ class RedisDispatcher(ClusterDispatcher):
     ) -> None:
         if self._local is not None:
             await self._local.cancel(execution_id, node_id, attempt, kind)
+        # An attempt's cancel is three values (what every worker reads); a compensation's
+        # (a forced cancel abandons it) names its kind, and has a flag of its own.
+        said: list[Any] = [execution_id, node_id, attempt]
         if kind != TaskKind.RUN:
-            return  # a compensation on a worker runs to its end; its result is ignored
-        message = json.dumps([execution_id, node_id, attempt])
+            said.append(str(kind))
+        message = json.dumps(said)
         with contextlib.suppress(Exception):  # best effort: the machine already cancelled it
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(self.names.cancelled(execution_id, node_id, attempt), "1", ex=3600)
+                flag = self.names.cancelled(execution_id, node_id, attempt, kind)
+                pipe.set(flag, "1", ex=3600)
                 pipe.publish(self.names.cancel_channel, message)
                 await pipe.execute()
 

@@ -116,6 +116,12 @@ class TaskSender:
                     keys += (self.names.guard_for(task), stream)
                     payloads.append(payload)
                 else:  # compensations are rare and may legitimately run again after a retry
+                    # A forced cancel that abandoned an earlier one left its flag: this one runs.
+                    pipe.delete(
+                        self.names.cancelled(
+                            task.execution_id, task.node_id, task.attempt, task.kind
+                        )
+                    )
                     pipe.xadd(stream, {"m": payload})
             for start in range(0, len(payloads), _SCRIPT_BATCH):
                 await self._script(

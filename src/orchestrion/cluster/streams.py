@@ -13,8 +13,11 @@
 - ``{p}:circuit:{handler}:{host}``: circuit breaker state shared by all workers.
 - ``{p}:epoch``: a random value set once; when it is gone Redis lost its data (a restart
   without persistence) and orchestrators dispatch what was in flight again.
-- ``{p}:cancel`` and ``{p}:commits``: pub/sub channels; cancels for workers, and the ids of
-  executions just committed, which wake the API's event streams.
+- ``{p}:cancelled:{execution}:{node}:{attempt}`` (``...:compensate`` for the node's
+  compensation): set by a cancel, so a worker that reads the task later skips it.
+- ``{p}:cancel`` and ``{p}:commits``: pub/sub channels; cancels for workers (an attempt's, or
+  a compensation's abandoned by a forced cancel), and the ids of executions just committed,
+  which wake the API's event streams.
 """
 
 from __future__ import annotations
@@ -101,8 +104,11 @@ class StreamNames:
         tag = f"w{task.wait_result.get('wake_at') or 0}" if task.wait_result else "r"
         return self.guard(task.execution_id, task.node_id, task.attempt, tag)
 
-    def cancelled(self, execution_id: str, node_id: str, attempt: int) -> str:
-        return f"{self.prefix}:cancelled:{execution_id}:{node_id}:{attempt}"
+    def cancelled(self, execution_id: str, node_id: str, attempt: int, kind: str = "run") -> str:
+        """The cancel flag of an attempt, or (``kind`` ``compensate``) of the node's
+        compensation, which shares its node and attempt number but is stopped apart."""
+        key = f"{self.prefix}:cancelled:{execution_id}:{node_id}:{attempt}"
+        return key if kind == "run" else f"{key}:{kind}"
 
     @property
     def cancel_channel(self) -> str:

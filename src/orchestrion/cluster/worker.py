@@ -341,11 +341,13 @@ class Worker:
         reply_to = data.get("reply_to") or self.names.completions
         guard = self.names.guard_for(task)
         done, cancelled = await self._checks(
-            guard, self.names.cancelled(task.execution_id, task.node_id, task.attempt)
+            guard,
+            self.names.cancelled(task.execution_id, task.node_id, task.attempt, task.kind),
         )
-        # The cancel flag is the attempt's: a compensation shares its node and attempt number
-        # (the execution timeout cancels an attempt, then compensates), and must still run.
-        if task.kind == TaskKind.RUN and (done == b"d" or cancelled is not None):
+        # Each kind has its cancel flag: a compensation shares its node and attempt number
+        # (the execution timeout cancels an attempt, then compensates), and must still run
+        # then; a forced cancel abandons the compensation itself. Compensations have no guard.
+        if cancelled is not None or (task.kind == TaskKind.RUN and done == b"d"):
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
         try:
@@ -461,12 +463,16 @@ class Worker:
         await self.redis.set(self.names.worker(self.id), json.dumps(info), ex=ttl)
 
     async def _listen_cancels(self) -> None:
-        """Cancel a running attempt when its orchestrator says so (best effort)."""
+        """Cancel a running attempt, or compensation, when its orchestrator says so (best
+        effort: a ``def`` running in a thread cannot be interrupted and runs to its end)."""
 
         def cancel(data: Any) -> None:
+            # [execution, node, attempt] stops an attempt; a fourth value names another kind
+            # (``compensate``: a compensation a forced cancel abandoned).
             try:
-                execution_id, node_id, attempt = json.loads(data)
-                job = self._running.get((execution_id, node_id, int(attempt), TaskKind.RUN))
+                execution_id, node_id, attempt, *kind = json.loads(data)
+                key = (execution_id, node_id, int(attempt), str(kind[0] if kind else "run"))
+                job = self._running.get(key)
             except (ValueError, TypeError):
                 return
             if job is not None:

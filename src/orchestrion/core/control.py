@@ -75,12 +75,17 @@ class ExecutionControl(Settlement):
         if self.finished:
             return
         reason = event.reason
+        abandoned: list[str] | None = None
         if self.phase == PHASE_COMPENSATE:
             if not event.force:
                 self._cancel_while_compensating(event)
                 return
             reason = f"{reason}; {ABANDONED}"  # forced: the saga stops half way, and says so
-            if self._compensation_queue:  # and the compensation under way is stopped
+            # The nodes not undone, the one under way first: it is stopped, and a
+            # compensation asked for in the same turn is never sent (``CancelNode`` after
+            # ``RunCompensation`` in one step: the engine drops the latter).
+            abandoned = [self.plan.ids[i] for i in self._compensation_queue]
+            if self._compensation_queue:
                 i = self._compensation_queue[0]
                 stop = CancelNode(self.plan.ids[i], self.nodes[i].attempt, compensation=True)
                 self._step.commands.append(stop)
@@ -89,7 +94,10 @@ class ExecutionControl(Settlement):
         self._judging = False  # so is a verdict on the success criteria
         self.status = ExecutionStatus.CANCELLED
         self.error = {"category": ErrorCategory.CANCELLED, "message": reason}
-        self._record_execution(_EXECUTION_CANCELLED, event.at, data={"reason": reason})
+        data: dict[str, Any] = {"reason": reason}
+        if abandoned is not None:
+            self.error["abandoned"] = data["abandoned"] = abandoned
+        self._record_execution(_EXECUTION_CANCELLED, event.at, data=data)
         self._step.commands.append(ExecutionFinished(self.status))
 
     def _cancel_while_compensating(self, event: CancelRequested) -> None:

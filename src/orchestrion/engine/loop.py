@@ -73,6 +73,17 @@ RecordListener = Callable[[str, list[Record]], None]
 """Called after each commit with (execution_id, records just made durable)."""
 
 
+def compensations_abandoned(actions: list[Action]) -> dict[tuple[str, str], int]:
+    """(execution, node) of each compensation a turn stops (a forced cancel), with the
+    position of its last stop: a ``RunCompensation`` before it in the same turn is never
+    sent, or it would run with nothing left to stop it."""
+    found: dict[tuple[str, str], int] = {}
+    for n, (live, command, _cause) in enumerate(actions):
+        if isinstance(command, CancelNode) and command.compensation:
+            found[(live.record.id, command.node)] = n
+    return found
+
+
 class EngineLoop:
     """The live executions of one engine and the task that drives them (module docstring).
 
@@ -412,7 +423,8 @@ class EngineLoop:
         dispatcher = self.dispatcher
         assert dispatcher is not None
         stopped = self._children.nodes_stopped(actions)  # first: what follows may suspend
-        for live, command, _cause in actions:
+        abandoned = compensations_abandoned(actions)
+        for n, (live, command, _cause) in enumerate(actions):
             if isinstance(command, Dispatch):
                 if stopped and (live.record.id, command.node, command.attempt) in stopped:
                     continue  # queued and cancelled in one turn: never sent
@@ -424,6 +436,8 @@ class EngineLoop:
                 kind = TaskKind.COMPENSATE if command.compensation else TaskKind.RUN
                 await dispatcher.cancel(live.record.id, command.node, command.attempt, kind)
             elif isinstance(command, RunCompensation):
+                if abandoned.get((live.record.id, command.node), -1) > n:
+                    continue  # asked for and abandoned (a forced cancel) in one turn
                 tasks.append(self._compensation_task(live, command.node))
             elif isinstance(command, ExecutionFinished):
                 self._finish(live, command.status)

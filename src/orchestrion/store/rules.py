@@ -122,8 +122,11 @@ def execution_error(record: Record) -> Any:
     if kind in (FAILED, CANCEL_REQUESTED):
         return (record.data or {}).get("error")
     if kind == CANCELLED:
-        reason = (record.data or {}).get("reason") or "cancelled"
-        return {"category": ErrorCategory.CANCELLED, "message": reason}
+        data = record.data or {}
+        error = {"category": ErrorCategory.CANCELLED, "message": data.get("reason") or "cancelled"}
+        if "abandoned" in data:  # a forced cancel: the nodes whose compensation did not run
+            error["abandoned"] = data["abandoned"]
+        return error
     if kind in (RETRIED, COMPLETED):
         return None
     return KEEP
