@@ -27,7 +27,7 @@ from orchestrion.api.models import (
 )
 from orchestrion.api.redaction import ExecutionView
 from orchestrion.core.rendered import public_data
-from orchestrion.core.result import ExecutionResult
+from orchestrion.core.result import ExecutionResult, duration_ms
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store import rules
@@ -50,12 +50,6 @@ _SHOW_ALL = ExecutionView()
 
 def utc(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
-
-
-def _ms(start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round((end - start) * 1000, 3)
 
 
 # A state is a ``StrEnum``: its text is its value, and ``upper`` gives a plain ``str``
@@ -105,7 +99,7 @@ def execution_detail(
             attempt=node.attempt,
             started_at=utc(node.started_at),
             finished_at=utc(node.finished_at),
-            duration_ms=_ms(node.started_at, node.finished_at),
+            duration_ms=duration_ms(node.started_at, node.finished_at),
             waited_ms=None if node.waited is None else round(node.waited * 1000, 3),
             error=view.error(node_id, public_error(node.error)),
             output=view.output(node_id, node.output) if include_outputs else None,
@@ -128,7 +122,7 @@ def execution_detail(
         created_at=utc(record.created_at),
         started_at=utc(result.started_at),
         finished_at=utc(result.finished_at),
-        duration_ms=_ms(result.started_at, result.finished_at),
+        duration_ms=duration_ms(result.started_at, result.finished_at),
         inputs=view.inputs(record.inputs),
         error=view.execution_error(public_error(result.error)),
         correlation_id=record.correlation_id,

@@ -37,21 +37,17 @@ def status(
     """Show an execution's state, its nodes, attempts, errors and result."""
     execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
 
-    from orchestrion.cli import journal
-
-    async def go() -> tuple[ExecutionResult, list[dict[str, Any]]]:
+    async def go() -> ExecutionResult:
         async with engine(db, resume=False) as local:
-            result = await local.result(execution_id)
-            return result, [] if as_json else await journal.local_events(local, execution_id)
+            return await local.result(execution_id)
 
     if server:
         from orchestrion.cli import remote
 
         result = remote.status(server, api_key, execution_id)
-        rows = [] if as_json else journal.remote_events(server, api_key, execution_id)
     else:
-        result, rows = run_async(go())
-    report(result, as_json, journal.node_totals(rows))
+        result = run_async(go())
+    report(result, as_json)
 
 
 def events(

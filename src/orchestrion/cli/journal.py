@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["NodeTotal", "local_events", "node_totals", "remote_events", "render_events"]
 
 _PAGE = 1000
+# A node's compensation is not its time: its ``node.compensated`` ends nothing here.
 _FINAL_NODE_EVENTS = frozenset(
     {
         RecordType.NODE_COMPLETED,
         RecordType.NODE_FAILED,
         RecordType.NODE_SKIPPED,
         RecordType.NODE_CANCELLED,
-        RecordType.NODE_COMPENSATED,
     }
 )
 

@@ -12,7 +12,6 @@ from orchestrion.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_WAITING
 from orchestrion.cli.terminal import console, err
 
 if TYPE_CHECKING:
-    from orchestrion.cli.journal import NodeTotal
     from orchestrion.core.result import ExecutionResult
     from orchestrion.engine.facade import Engine
 
@@ -32,16 +31,14 @@ async def settled(engine: Engine, execution_id: str) -> Settled:
     return result, decisions
 
 
-def report(
-    result: ExecutionResult, as_json: bool, totals: dict[str, NodeTotal] | None = None
-) -> None:
-    """The result as JSON, or rendered with its nodes (and their attempts' ``totals``)."""
+def report(result: ExecutionResult, as_json: bool) -> None:
+    """The result as JSON, or rendered with its nodes."""
     if as_json:
         console.print_json(json.dumps(result.to_dict(), default=str))
         return
     from orchestrion.cli.render import render_result
 
-    render_result(console, result, totals)
+    render_result(console, result)
 
 
 def exit_for(

@@ -10,11 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from orchestrion.cli.journal import NodeTotal
 from orchestrion.cli.progress import node_mark
 from orchestrion.cli.tables import Column, aside, piped, print_table, when
 from orchestrion.cli.terminal import err
-from orchestrion.core.result import ExecutionResult
+from orchestrion.core.result import ExecutionResult, NodeResult, duration_ms
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.governance.trust import Trust
 
@@ -44,25 +43,24 @@ def _preview(value: Any, whole: bool = False) -> str:
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
 
 
-def _time(duration: float | None, waited: float | None) -> str:
-    """A node's time; the part spent waiting (a delay, a person) shown apart."""
-    if duration is None:
+def _time(node: NodeResult) -> str:
+    """A node's time as the API's ``duration_ms`` gives it (its attempt's, a wait of its own
+    included, neither a retry's backoff nor its compensation); the part spent waiting (a
+    delay, a person) shown apart. Every attempt's times: ``orchestrion events``."""
+    ms = duration_ms(node.started_at, node.finished_at)
+    if ms is None:
         return "-"
-    return f"{duration:.3f}s" + (f" (waited {waited:.3f}s)" if waited else "")
+    waited = node.waited
+    return f"{ms / 1000:.3f}s" + (f" (waited {waited:.3f}s)" if waited else "")
 
 
-def render_result(
-    console: Console, result: ExecutionResult, totals: dict[str, NodeTotal] | None = None
-) -> None:
-    """The node table, then the status line and the workflow's result.
-
-    With ``totals`` (from the journal) a node's time is that of all its attempts, first start
-    to end, backoff included; without, that of its last attempt."""
+def render_result(console: Console, result: ExecutionResult) -> None:
+    """The node table, then the status line and the workflow's result."""
     columns = [
         Column("node"),
         Column("state"),
         Column("attempts", right=True),
-        Column("time" if totals else "last attempt", right=True),
+        Column("time", right=True),
         Column("output / error", cut=True),
     ]
     rows: list[list[str | Text]] = []
@@ -70,8 +68,6 @@ def render_result(
     whole = piped(console)
     for node in nodes[:_MAX_ROWS]:
         symbol, style, word = node_mark(node.state, node.compensation)
-        total = totals.get(node.node_id) if totals else None
-        duration = total.total if total is not None and total.total is not None else node.duration
         if node.compensation == "failed" and node.error:
             failed = f"compensation failed: {node.error.get('message')}"
             detail = Text(_preview(failed, whole), "red")
@@ -85,7 +81,7 @@ def render_result(
                 Text(node.node_id, style=style),
                 Text(state, style=style),
                 str(node.attempt),
-                _time(duration, node.waited),
+                _time(node),
                 detail,
             ]
         )
