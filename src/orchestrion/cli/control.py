@@ -70,26 +70,36 @@ def _carry_out(
         note = getattr(remote, verb)(server, api_key, execution_id, **args)
     else:
         note = run_async(go())
-    if note is not None:  # a cancel that came while it compensated: recorded only
+    if note is not None:  # a cancel or pause that came while it compensated: recorded only
         console.print(note.format(id=escape(execution_id)), highlight=False, soft_wrap=True)
         return
     console.print(done(escape(execution_id)), highlight=False)
 
 
-_COMPENSATING = (
-    "cancel of {id} recorded, not carried out: it failed and is compensating (undoing the"
-    " nodes that completed); the compensation runs to its end and it ends failed, its"
-    " error naming the cancel (orchestrion status {id}); cancel --force abandons it"
-)
+_COMPENSATING = {
+    "cancel": (
+        "cancel of {id} recorded, not carried out: it failed and is compensating (undoing the"
+        " nodes that completed); the compensation runs to its end and it ends failed, its"
+        " error naming the cancel (orchestrion status {id}); cancel --force abandons it"
+    ),
+    "pause": (
+        "pause of {id} recorded, not carried out: it failed and is compensating (undoing the"
+        " nodes that completed); a compensation is not paused: it runs to its end and it ends"
+        " failed, its error naming the pause (orchestrion status {id}); cancel --force"
+        " abandons it"
+    ),
+}
 
 
 def compensating_note(verb: str, error: dict[str, Any] | None) -> str | None:
-    """What a cancel answers when the execution was compensating: it was only recorded."""
-    from orchestrion.core.control import cancel_request
+    """What a cancel or a pause answers when the execution was compensating: it was only
+    recorded."""
+    from orchestrion.core.control import cancel_request, pause_request
 
-    if verb != "cancel" or cancel_request(error) is None:
+    recorded = {"cancel": cancel_request, "pause": pause_request}.get(verb)
+    if recorded is None or recorded(error) is None:
         return None
-    return _COMPENSATING
+    return _COMPENSATING[verb]
 
 
 def cancel(

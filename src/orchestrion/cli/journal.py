@@ -140,6 +140,8 @@ def _detail(row: dict[str, Any]) -> str:
         return _error_message(row) or ""
     if kind == RecordType.EXECUTION_CANCEL_REQUESTED:
         return f"{data.get('reason', 'cancel')}: the compensation runs to its end"
+    if kind == RecordType.EXECUTION_PAUSE_REQUESTED:
+        return "not paused: the compensation runs to its end"
     if kind == RecordType.NODE_COMPENSATION_FAILED:
         return f"compensation failed: {_error_message(row) or ''}"
     if kind == RecordType.NODE_SKIPPED:

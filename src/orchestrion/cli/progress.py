@@ -55,7 +55,12 @@ _SUMMARY_MARKS = [node_mark(state, None) for state in STATE_STYLE] + [
     (*_COMPENSATION_FAILED_STYLE, COMPENSATION_FAILED)
 ]
 _DETAIL_LIMIT = 40
-_CANCEL_WHILE_COMPENSATING = "cancel requested while compensating: the compensation runs to its end"
+_WHILE_COMPENSATING = {
+    RecordType.EXECUTION_CANCEL_REQUESTED: "cancel requested while compensating: the"
+    " compensation runs to its end",
+    RecordType.EXECUTION_PAUSE_REQUESTED: "pause requested while compensating: not paused,"
+    " the compensation runs to its end",
+}
 _LINE_EVENTS = {
     RecordType.NODE_COMPLETED,
     RecordType.NODE_FAILED,
@@ -120,8 +125,9 @@ class ProgressView:
         if self.execution_id is not None and execution_id != self.execution_id:
             return
         for record in records:
-            if record.type == RecordType.EXECUTION_CANCEL_REQUESTED:
-                self.console.print(Text(_CANCEL_WHILE_COMPENSATING, "yellow"), soft_wrap=True)
+            said = _WHILE_COMPENSATING.get(record.type)
+            if said is not None:
+                self.console.print(Text(said, "yellow"), soft_wrap=True)
             if record.node is None or record.state is None:
                 continue
             self.states[record.node] = record.state

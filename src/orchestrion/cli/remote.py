@@ -364,10 +364,17 @@ def decide(
         return settle(client, execution_id)
 
 
-def pause(server: str, api_key: str | None, execution_id: str) -> None:
-    """Pause the execution on the server."""
+def pause(server: str, api_key: str | None, execution_id: str) -> str | None:
+    """Pause the execution on the server; what to say instead of "paused" when the server
+    only recorded the pause (the execution was compensating)."""
+    from orchestrion.cli.control import compensating_note
+    from orchestrion.core.states import ExecutionStatus
+
     with _connected(server, api_key) as client:
-        client.pause(execution_id)
+        accepted = client.pause(execution_id)
+        if accepted.status is ExecutionStatus.PAUSED:
+            return None
+        return compensating_note("pause", client.status(execution_id).error)
 
 
 def retry(

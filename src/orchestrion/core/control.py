@@ -27,7 +27,14 @@ from orchestrion.core.settlement import Settlement
 from orchestrion.core.states import ACTIVE_NODE_STATES, ExecutionStatus, NodeState
 from orchestrion.errors import ErrorCategory
 
-__all__ = ["ABANDONED", "COMPENSATING_CANCEL", "ExecutionControl", "cancel_request"]
+__all__ = [
+    "ABANDONED",
+    "COMPENSATING_CANCEL",
+    "COMPENSATING_PAUSE",
+    "ExecutionControl",
+    "cancel_request",
+    "pause_request",
+]
 
 COMPENSATING_CANCEL = (
     "Cancel recorded, not carried out: the execution had failed and is compensating (undoing"
@@ -35,9 +42,16 @@ COMPENSATING_CANCEL = (
     " FAILED, its error naming the cancel (cancel_requested). A cancel with force=true"
     " abandons the compensation, leaving the nodes not yet undone as they are"
 )
+"""What the answer to a cancel says when it came while the execution compensated."""
+COMPENSATING_PAUSE = (
+    "Pause recorded, not carried out: the execution had failed and is compensating (undoing"
+    " the nodes that completed); a compensation is not paused: it runs to its end and the"
+    " execution ends FAILED, its error naming the pause (pause_requested). A cancel with"
+    " force=true abandons the compensation, leaving the nodes not yet undone as they are"
+)
+"""What the answer to a pause says when it came while the execution compensated."""
 ABANDONED = "compensation abandoned: the nodes not yet undone are left as they are"
 """What a forced cancel adds to its reason when it stopped a compensation under way."""
-"""What the answer to a cancel says when it came while the execution compensated."""
 
 # Module globals, not enum members: a member is looked up through its class, which costs
 # the hot path (a few records per node) several percent.
@@ -53,6 +67,7 @@ _BRANCH_NOT_TAKEN = SkipReason.BRANCH_NOT_TAKEN
 _EXECUTION_CANCELLED = RecordType.EXECUTION_CANCELLED
 _EXECUTION_CANCEL_REQUESTED = RecordType.EXECUTION_CANCEL_REQUESTED
 _EXECUTION_PAUSED = RecordType.EXECUTION_PAUSED
+_EXECUTION_PAUSE_REQUESTED = RecordType.EXECUTION_PAUSE_REQUESTED
 _EXECUTION_RESUMED = RecordType.EXECUTION_RESUMED
 _EXECUTION_RETRIED = RecordType.EXECUTION_RETRIED
 _NODE_COMPENSATION_RESET = RecordType.NODE_COMPENSATION_RESET
@@ -63,6 +78,13 @@ def cancel_request(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The cancel an execution was asked for while it compensated (``at``, ``reason``), as
     its error keeps it; None when there was none."""
     found = (error or {}).get("cancel_requested")
+    return found if isinstance(found, dict) else None
+
+
+def pause_request(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The pause an execution was asked for while it compensated (``at``), as its error
+    keeps it; None when there was none."""
+    found = (error or {}).get("pause_requested")
     return found if isinstance(found, dict) else None
 
 
@@ -166,8 +188,23 @@ class ExecutionControl(Settlement):
             return
         if self.status is ExecutionStatus.PENDING:
             return
+        if self.phase == PHASE_COMPENSATE:
+            self._pause_while_compensating(event)
+            return
         self.status = ExecutionStatus.PAUSED
         self._record_execution(_EXECUTION_PAUSED, event.at)
+
+    def _pause_while_compensating(self, event: PauseRequested) -> None:
+        """A compensation is not paused, as a cancel does not stop it (above): the pause is
+        recorded (journal, and the execution's error under ``pause_requested``), the status
+        stays ``running``, and the execution ends ``failed`` once the compensation ran."""
+        error = dict(self.error or {})
+        if "pause_requested" not in error:  # the first one is kept; each is journalled
+            error["pause_requested"] = {"at": event.at}
+            note = "; pause requested while compensating: not paused"
+            error["message"] = (str(error.get("message", "")) + note)[:2000]
+            self.error = error
+        self._record_execution(_EXECUTION_PAUSE_REQUESTED, event.at, data={"error": self.error})
 
     def _on_resume(self, event: ResumeRequested) -> None:
         if self.status is not ExecutionStatus.PAUSED:

@@ -28,6 +28,8 @@ class RecordType(StrEnum):
     EXECUTION_COMPENSATING = "execution.compensating"
     # a cancel that came while compensating: recorded, the compensation runs to its end
     EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
+    # a pause that came while compensating: recorded, the compensation runs to its end
+    EXECUTION_PAUSE_REQUESTED = "execution.pause_requested"
     EXECUTION_CRITERIA = "execution.criteria_evaluated"  # the success criteria's outcomes
     EXECUTION_NOTICE = "execution.notice"  # routing or error handling told a team something
     EXECUTION_NOTICE_DELIVERED = "execution.notice_delivered"  # every notice sink took it

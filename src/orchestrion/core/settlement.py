@@ -159,14 +159,16 @@ class Settlement(Propagation):
         self._compensation_queue = queue
         if not resume:
             self.phase = PHASE_COMPENSATE
-            if self.status is ExecutionStatus.WAITING:  # timed out while waiting: nothing waits
+            # Timed out while waiting: nothing waits now. Paused (a node that was running
+            # failed, or the timeout): a compensation is not paused, the pause is lifted.
+            paused = self.status is ExecutionStatus.PAUSED
+            if self.status is ExecutionStatus.WAITING or paused:
                 self.status = ExecutionStatus.RUNNING
             if queue:
-                self._record_execution(
-                    _EXECUTION_COMPENSATING,
-                    at,
-                    data={"nodes": [plan.ids[i] for i in queue]},
-                )
+                data: dict[str, object] = {"nodes": [plan.ids[i] for i in queue]}
+                if paused:
+                    data["pause_lifted"] = True
+                self._record_execution(_EXECUTION_COMPENSATING, at, data=data)
         self._next_compensation(at)
 
     def _compensation_answered(self, node: str) -> int | None:

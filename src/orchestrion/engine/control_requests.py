@@ -26,7 +26,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.core.control import cancel_request
+from orchestrion.core.control import cancel_request, pause_request
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.core.verbs import CROSS_PROCESS_VERBS, ControlVerb
 from orchestrion.engine.children import CHILD_ENDED
@@ -208,6 +208,9 @@ class ControlRequests:
                 )
             return status is ExecutionStatus.CANCELLED
         if verb is ControlVerb.PAUSE:
+            # Compensating: recorded, and it runs on (a compensation is not paused).
+            if pause_request(current.error) is not None:
+                return True
             return status is ExecutionStatus.PAUSED or status in FINAL_EXECUTION_STATES
         if verb is ControlVerb.RESUME:
             return status is not ExecutionStatus.PAUSED

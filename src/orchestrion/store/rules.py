@@ -76,6 +76,7 @@ RETRIED = "execution.retried"
 FAILED = "execution.failed"
 CANCELLED = "execution.cancelled"
 CANCEL_REQUESTED = "execution.cancel_requested"
+PAUSE_REQUESTED = "execution.pause_requested"
 COMPLETED = "execution.completed"
 NOTICE_DELIVERED = "execution.notice_delivered"
 
@@ -119,7 +120,7 @@ def node_event_data(record: Record) -> dict[str, Any]:
 def execution_error(record: Record) -> Any:
     """The execution's error after an execution record, or ``KEEP``."""
     kind = record.type
-    if kind in (FAILED, CANCEL_REQUESTED):
+    if kind in (FAILED, CANCEL_REQUESTED, PAUSE_REQUESTED):
         return (record.data or {}).get("error")
     if kind == CANCELLED:
         data = record.data or {}

@@ -13,7 +13,12 @@ from orchestrion.api.models import ActionResponse, DecisionRequest, DecisionResp
 from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import OPERATE, Ctx
 from orchestrion.api.settled import SETTLE_SECONDS, Check, finished, left, reached, state_after
-from orchestrion.core.control import COMPENSATING_CANCEL, cancel_request
+from orchestrion.core.control import (
+    COMPENSATING_CANCEL,
+    COMPENSATING_PAUSE,
+    cancel_request,
+    pause_request,
+)
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.deciders import Decider
 from orchestrion.errors import ControlPending, InvalidTransition
@@ -118,7 +123,8 @@ async def retry_workflow(
     response_model=ActionResponse,
     dependencies=OPERATE,
     responses=_RESPONSES,
-    summary="Pause a running execution: running nodes finish, no new node starts",
+    summary="Pause a running execution: running nodes finish, no new node starts (a"
+    " compensation is not paused: the pause is recorded)",
 )
 async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     record = await ctx.engine.reads.execution(execution_id)
@@ -127,7 +133,19 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
         raise InvalidTransition(f"execution {execution_id} is already paused")
     done = await _carried_out(ctx.engine.pause(execution_id))
     paused = reached(ExecutionStatus.PAUSED)
-    return await _answer(ctx, execution_id, "Workflow paused", paused, done=done)
+    answer = await _answer(
+        ctx,
+        execution_id,
+        "Workflow paused",
+        # Compensating: recorded in the execution's error, and not paused.
+        lambda record: paused(record) or pause_request(record.error) is not None,
+        done=done,
+    )
+    if answer.status != "PAUSED":
+        record = await ctx.engine.reads.execution(execution_id)
+        if pause_request(record.error) is not None:
+            answer.message = COMPENSATING_PAUSE
+    return answer
 
 
 @router.post(

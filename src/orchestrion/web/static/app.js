@@ -273,6 +273,7 @@ const O = (() => {
     "execution.started", "execution.running", "execution.completed", "execution.failed",
     "execution.cancelled", "execution.paused", "execution.resumed", "execution.waiting",
     "execution.retried", "execution.recovered", "execution.compensating", "execution.cancel_requested",
+    "execution.pause_requested",
     "execution.criteria_evaluated", "node.queued", "node.started", "node.completed",
     "node.failed", "node.skipped", "node.waiting", "node.woken", "node.retry_scheduled",
     "node.cancelled", "node.compensated", "node.compensation_failed",

@@ -286,7 +286,8 @@
       if (e.node_id && NODE_STATE.has(e.type)) states.set(e.node_id, NODE_STATE.get(e.type));
       else if (e.type.startsWith("execution.")) {
         const word = e.type.split(".")[1];
-        if (["started", "running", "resumed", "retried", "recovered"].includes(word)) execution = "RUNNING";
+        // A compensation is never paused: one that begins lifts a pause.
+        if (["started", "running", "resumed", "retried", "recovered", "compensating"].includes(word)) execution = "RUNNING";
         else if (["completed", "failed", "cancelled", "paused", "waiting"].includes(word)) execution = word.toUpperCase();
       }
     }
