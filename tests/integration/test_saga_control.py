@@ -206,3 +206,51 @@ def test_the_command_line_says_a_pause_while_compensating_was_only_recorded(
             assert result.status is ExecutionStatus.FAILED
 
     asyncio.run(go())
+
+
+FAILED_ONCE: set[str] = set()
+
+
+@function("saga_ctl_fails_once", replace=True)
+async def saga_ctl_fails_once(ctx: NodeContext) -> str:
+    if ctx.execution_id not in FAILED_ONCE:
+        FAILED_ONCE.add(ctx.execution_id)
+        raise RuntimeError("first run fails")
+    await asyncio.sleep(3)  # the retried run takes a while: the other retries meet it
+    return "ok"
+
+
+RETRIED = {
+    "name": "saga-retried-at-once",
+    "dag": {
+        "nodes": [
+            {
+                "id": "b",
+                "handler": "python",
+                "retry": {"max_attempts": 1},
+                "config": {"function": "saga_ctl_fails_once"},
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "scaleout"])
+async def test_of_retries_sent_at_once_one_runs_and_the_others_are_refused(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with http_api(mode, request, tmp_path) as (client, engine):
+        execution_id = (await engine.start_execution(await engine.submit(RETRIED))).id
+        base = f"/v1/workflows/{execution_id}"
+
+        async def failed() -> bool:
+            return (await client.get(base)).json()["status"] == "FAILED"
+
+        await until(failed, 20, "the first run failed")
+        answers = await asyncio.gather(*(client.post(f"{base}/retry") for _ in range(4)))
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [202, 409, 409, 409], [a.text for a in answers]
+        refused = next(a for a in answers if a.status_code == 409).json()
+        assert "a retry of it is already under way" in refused["detail"]
+        events = await engine.store.list_events(execution_id, types=[RecordType.EXECUTION_RETRIED])
+        assert len(events) == 1  # one retry, as the single 202 says

@@ -36,6 +36,7 @@ from orchestrion.cluster.connection import (
     stream_lost,
 )
 from orchestrion.cluster.entries import EntryHandler, track
+from orchestrion.cluster.replies import new_reply_key, wait_reply
 from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
     ORCHESTRATOR_GROUP,
@@ -285,6 +286,12 @@ class RedisDispatcher(ClusterDispatcher):
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         """Send an event to ``owner``'s inbox, or to the shared stream when None."""
         await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
+
+    def reply_key(self) -> str:
+        return new_reply_key(self.names)
+
+    async def wait_reply(self, key: str, timeout: float) -> bool | None:
+        return await wait_reply(self.redis, key, timeout)
 
     # ------------------------------------------------------------------ receiving
 

@@ -18,8 +18,10 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from orchestrion.cluster.replies import reply_key_of, send_reply
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, Entries
 from orchestrion.cluster.wire import WireError, decode_event, loads
+from orchestrion.core.events import Event
 from orchestrion.dispatch.base import EventRoute, NotApplied, Routed
 from orchestrion.errors import OrchestrionError
 
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.cluster.on_wire import WireSealer
-    from orchestrion.core.events import Event
 
 __all__ = ["EntryHandler", "track"]
 
@@ -89,6 +90,8 @@ class EntryHandler:
                 pending.append((entry_id, future, execution_id, event))
             elif routed is not Routed.RETRY_LATER:
                 done.append(entry_id)
+                if routed is Routed.DROPPED:
+                    await self._reply(event, applied=False)
         if done:
             await self._ack(stream, done)
         if pending:
@@ -98,13 +101,23 @@ class EntryHandler:
         results = await asyncio.gather(*(p[1] for p in pending), return_exceptions=True)
         ids = []
         for (entry, _, execution_id, event), result in zip(pending, results, strict=True):
-            if result is None or (
-                isinstance(result, NotApplied)
-                and await self._router.settle_unapplied(execution_id, event)
-            ):
+            if result is None:
                 ids.append(entry)
+                await self._reply(event, applied=True)
+            elif isinstance(result, NotApplied):
+                settled = await self._router.settle_unapplied(execution_id, event)
+                if settled is not Routed.RETRY_LATER:
+                    ids.append(entry)
+                if settled is Routed.DROPPED:  # forwarded: the new owner answers
+                    await self._reply(event, applied=False)
         if ids:
             await self._ack(stream, ids)
+
+    async def _reply(self, event: Event, *, applied: bool) -> None:
+        """Tell a requester waiting on the event (a retry from the API) how it ended."""
+        key = reply_key_of(event)
+        if key is not None:
+            await send_reply(self._redis(), key, applied)
 
     async def _ack(self, stream: str, ids: list[bytes]) -> None:
         from redis.exceptions import RedisError

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors
+from orchestrion.cluster.replies import new_reply_key, wait_reply
 from orchestrion.cluster.sending import forward_event
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, StreamNames
 from orchestrion.core.events import Event
@@ -69,6 +70,12 @@ class RedisHandoff(ClusterDispatcher):
 
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
+
+    def reply_key(self) -> str:
+        return new_reply_key(self.names)
+
+    async def wait_reply(self, key: str, timeout: float) -> bool | None:
+        return await wait_reply(self.redis, key, timeout)
 
     async def close(self, grace: float = 0.0) -> None:
         if self._redis is not None:

@@ -15,6 +15,8 @@
   without persistence) and orchestrators dispatch what was in flight again.
 - ``{p}:cancelled:{execution}:{node}:{attempt}`` (``...:compensate`` for the node's
   compensation): set by a cancel, so a worker that reads the task later skips it.
+- ``{p}:reply:{token}``: the answer to one forwarded request (a retry: applied or not), a
+  list its requester pops, short-lived.
 - ``{p}:cancel`` and ``{p}:commits``: pub/sub channels; cancels for workers (an attempt's, or
   a compensation's abandoned by a forced cancel), and the ids of executions just committed,
   which wake the API's event streams.
@@ -109,6 +111,10 @@ class StreamNames:
         compensation, which shares its node and attempt number but is stopped apart."""
         key = f"{self.prefix}:cancelled:{execution_id}:{node_id}:{attempt}"
         return key if kind == "run" else f"{key}:{kind}"
+
+    def reply(self, token: str) -> str:
+        """A list a requester blocks on for the orchestrator's answer to its request."""
+        return f"{self.prefix}:reply:{token}"
 
     @property
     def cancel_channel(self) -> str:

@@ -260,10 +260,15 @@ class ResumeRequested:
 @dataclass(frozen=True, slots=True)
 class RetryRequested:
     """Run a finished execution again: from the nodes that did not complete, or, with
-    ``node``, from that node and everything downstream of it (completed or not)."""
+    ``node``, from that node and everything downstream of it (completed or not).
+
+    ``reply``: where a requester in another process waits to hear whether the retry was
+    applied or changed nothing (scale-out: a key the orchestrator answers on); the machine
+    does not read it."""
 
     at: float
     node: str | None = None
+    reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,10 +136,11 @@ class EventRoute(Protocol):
         """Hand the event to this engine, forward it to the owner, take the execution over,
         or drop it (late duplicate); the future resolves when this engine has committed it."""
 
-    async def settle_unapplied(self, execution_id: str, event: Event) -> bool:
-        """An event this engine's machine changed nothing with (``NotApplied``): True when
-        its entry may be acknowledged (a duplicate, or now forwarded to the execution's new
-        owner), False to leave it pending and route it again later."""
+    async def settle_unapplied(self, execution_id: str, event: Event) -> Routed:
+        """An event this engine's machine changed nothing with (``NotApplied``): ``DROPPED``
+        (a duplicate, or a request with nothing to do) or ``FORWARDED`` (to the execution's
+        new owner) when its entry may be acknowledged, ``RETRY_LATER`` to leave it pending
+        and route it again later."""
 
     def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
         """Those of ``tasks`` whose attempt has not ended in the journal."""
@@ -166,6 +167,13 @@ class ClusterDispatcher(Dispatcher, Protocol):
 
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         """Send ``event`` to ``owner``'s inbox, or to the shared stream when None."""
+
+    def reply_key(self) -> str:
+        """A new key to forward a request with (``RetryRequested.reply``) and wait on."""
+
+    async def wait_reply(self, key: str, timeout: float) -> bool | None:
+        """Whether the request forwarded with ``key`` was applied (True) or changed nothing
+        (False); None when no orchestrator answered within ``timeout`` seconds."""
 
     def live_owners(self) -> set[str] | None:
         """Engines whose heartbeat was seen lately; None when not known yet."""

@@ -46,6 +46,11 @@ __all__ = ["ControlVerbs"]
 
 _Target = LiveExecution | ExecutionRecord
 _ROUNDS = 3  # how many owners in a row a verb follows when each lets the execution go
+_RETRY_ANSWER_SECONDS = 5.0  # how long a retry handed to the orchestrators waits for their word
+
+
+def _retry_under_way(execution_id: str) -> str:
+    return f"cannot retry execution {execution_id}: a retry of it is already under way"
 
 
 async def _until_held(verb: Callable[[], Awaitable[None]]) -> None:
@@ -221,7 +226,7 @@ class ControlVerbs:
         loop = self._parts.loop
         live = loop.live.get(execution_id)
         if live is None and self._forwards(record):
-            await self._parts.forward(execution_id, RetryRequested(time.time(), from_node))
+            await self._forward_retry(execution_id, from_node)
             return
         if live is None:
             await self._parts.ownership.claim_for(record, ControlVerb.RETRY, expected=record.owner)
@@ -230,10 +235,27 @@ class ControlVerbs:
         try:  # delivered, so that a retry another request started meanwhile is told apart
             await loop.deliver(execution_id, RetryRequested(time.time(), from_node))
         except NotApplied:
-            raise InvalidTransition(
-                f"cannot retry execution {execution_id}: a retry of it is already under way"
-            ) from None
+            raise InvalidTransition(_retry_under_way(execution_id)) from None
         arm_deadline(live, time.time(), loop.post)
+
+    async def _forward_retry(self, execution_id: str, from_node: str | None) -> None:
+        """Hand a retry to the orchestrators (scale-out) and wait a moment for their answer,
+        so that one their machine changed nothing with (another request's retry got there
+        first) is refused as it is here. No answer within ``_RETRY_ANSWER_SECONDS`` (busy
+        orchestrators, or one too old to answer) leaves it handed over, to be carried out."""
+        cluster = self._parts.ownership.cluster
+        if cluster is None:  # not scale-out: the forward says the execution is elsewhere
+            await self._parts.forward(execution_id, RetryRequested(time.time(), from_node))
+            return
+        key = cluster.reply_key()
+        retry = RetryRequested(time.time(), from_node, reply=key)
+        await self._parts.forward(execution_id, retry)
+        try:
+            applied = await cluster.wait_reply(key, _RETRY_ANSWER_SECONDS)
+        except Exception:  # the queue went away after taking the request: it is handed over
+            return
+        if applied is False:
+            raise InvalidTransition(_retry_under_way(execution_id))
 
     async def adopt_lineage(self, execution_id: str) -> str:
         """See ``Engine.adopt_lineage``."""

@@ -75,26 +75,26 @@ class EventRouter:
     async def hand_over_again(self, older_than: float = 0.0) -> int:
         return await self._hooks.hand_over_again(older_than)
 
-    async def settle_unapplied(self, execution_id: str, event: Event) -> bool:
+    async def settle_unapplied(self, execution_id: str, event: Event) -> Routed:
         """See ``EventRoute.settle_unapplied``: the store says whether the machine here was
         current (the event a duplicate) or behind an engine that took the execution over
         (the event is that engine's: a result swallowed here would strand its node)."""
         try:
             record = await self._engine.store.get_execution(execution_id)
         except ExecutionNotFound:
-            return True
+            return Routed.DROPPED
         except OrchestrionError:
-            return False
+            return Routed.RETRY_LATER
         if record.status in FINAL_EXECUTION_STATES or record.owner == self.owner:
-            return True
+            return Routed.DROPPED
         if not self._ownership.held_elsewhere(record):
-            return False  # nobody alive drives it: taken over when the entry comes again
+            return Routed.RETRY_LATER  # nobody alive drives it: taken over when it comes again
         try:
             await self._cluster.forward(record.owner, execution_id, event)
         except Exception as exc:  # the queue is away: the entry comes again
             logger.warning("forwarding %s to %s failed (%s)", _name(event), record.owner, exc)
-            return False
-        return True
+            return Routed.RETRY_LATER
+        return Routed.FORWARDED
 
     def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
         """The fast path: a future for the commit when this engine drives the execution."""
