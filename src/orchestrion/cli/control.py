@@ -126,7 +126,8 @@ def cancel(
 
 pause = _verb_command(
     "pause",
-    "Pause an execution: running nodes finish, nothing new starts until resume.",
+    "Pause an execution: running nodes finish, nothing new starts until resume (a"
+    " compensation is not paused: the pause is recorded).",
     lambda shown: f"paused {shown}; continue with: orchestrion resume {shown}",
 )
 

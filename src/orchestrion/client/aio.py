@@ -212,7 +212,8 @@ class AsyncClient:
         return await self._send(calls.control(execution_id, ControlVerb.RETRY, from_node))
 
     async def pause(self, execution_id: str) -> Accepted:
-        """Pause: running nodes finish, nothing new starts until ``resume``."""
+        """Pause: running nodes finish, nothing new starts until ``resume`` (a compensation
+        is not paused: the answer's message says the pause was only recorded)."""
         return await self._send(calls.control(execution_id, ControlVerb.PAUSE))
 
     async def resume(self, execution_id: str) -> Accepted:

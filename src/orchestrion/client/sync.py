@@ -207,7 +207,8 @@ class Client:
         return self._send(calls.control(execution_id, ControlVerb.RETRY, from_node))
 
     def pause(self, execution_id: str) -> Accepted:
-        """Pause: running nodes finish, nothing new starts until ``resume``."""
+        """Pause: running nodes finish, nothing new starts until ``resume`` (a compensation
+        is not paused: the answer's message says the pause was only recorded)."""
         return self._send(calls.control(execution_id, ControlVerb.PAUSE))
 
     def resume(self, execution_id: str) -> Accepted:

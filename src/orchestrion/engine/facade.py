@@ -413,6 +413,8 @@ class Engine:
         await self._control.cancel(execution_id, reason, force)
 
     async def pause(self, execution_id: str) -> None:
+        """Pause: running nodes finish, nothing new starts (one compensating is not paused:
+        the pause is recorded in its journal and its error's ``pause_requested``)."""
         await self._control.pause(execution_id)
 
     async def resume(self, execution_id: str) -> None:
