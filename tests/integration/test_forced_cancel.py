@@ -18,30 +18,10 @@ from orchestrion.cli.app import app as cli
 from orchestrion.core.control import ABANDONED
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
+from saga_flows import slow_undo_saga
 
 # a completes; b fails; a's compensation then sleeps far longer than any test waits.
-SAGA = {
-    "name": "stuck-saga",
-    "dag": {
-        "nodes": [
-            {
-                "id": "a",
-                "handler": "noop",
-                "compensate": {
-                    "handler": "python",
-                    "config": {"function": "sleep", "params": {"seconds": 600}},
-                },
-            },
-            {
-                "id": "b",
-                "handler": "python",
-                "dependencies": ["a"],
-                "retry": {"max_attempts": 1},
-                "config": {"function": "fail", "params": {"message": "b went wrong"}},
-            },
-        ]
-    },
-}
+SAGA = slow_undo_saga("stuck-saga", 600)
 
 
 async def _compensating(engine: Engine) -> str:

@@ -13,35 +13,19 @@ from typer.testing import CliRunner
 from orchestrion.cli.app import app as cli
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.engine.facade import Engine
+from saga_flows import slow_undo_saga
 
-FLOW = {
-    "name": "timed-saga",
-    "dag": {
-        "nodes": [
-            {
-                "id": "a",
-                "handler": "noop",
-                "compensate": {
-                    "handler": "python",
-                    "config": {"function": "sleep", "params": {"seconds": 0.8}},
-                },
-            },
-            {
-                "id": "b",
-                "handler": "python",
-                "dependencies": ["a"],
-                "retry": {
-                    "max_attempts": 2,
-                    "initial_delay": 0.8,
-                    "max_delay": 0.8,
-                    "jitter": "none",
-                    "retry_on": ["all"],
-                },
-                "config": {"function": "fail", "params": {"message": "b went wrong"}},
-            },
-        ]
+FLOW = slow_undo_saga(
+    "timed-saga",
+    0.8,
+    {
+        "max_attempts": 2,
+        "initial_delay": 0.8,
+        "max_delay": 0.8,
+        "jitter": "none",
+        "retry_on": ["all"],
     },
-}
+)
 
 
 def _status(db: Path, execution_id: str, *flags: str) -> str:

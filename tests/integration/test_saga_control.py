@@ -26,6 +26,7 @@ from orchestrion.errors import ErrorCategory
 from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.settings import load_settings
+from saga_flows import slow_undo_saga
 from scaleout import engine_for, scaleout_engine, scaleout_settings, until
 
 UNDONE: Counter[str] = Counter()
@@ -92,28 +93,7 @@ async def test_a_compensation_abandoned_in_the_turn_that_asks_for_it_is_never_se
 
 
 # a completes; b fails; a's compensation then takes 2 s: time to ask for a pause.
-SLOW_SAGA = {
-    "name": "saga-slow-undo",
-    "dag": {
-        "nodes": [
-            {
-                "id": "a",
-                "handler": "noop",
-                "compensate": {
-                    "handler": "python",
-                    "config": {"function": "sleep", "params": {"seconds": 2}},
-                },
-            },
-            {
-                "id": "b",
-                "handler": "python",
-                "dependencies": ["a"],
-                "retry": {"max_attempts": 1},
-                "config": {"function": "fail", "params": {"message": "b went wrong"}},
-            },
-        ]
-    },
-}
+SLOW_SAGA = slow_undo_saga("saga-slow-undo", 2)
 
 
 @contextlib.asynccontextmanager
