@@ -273,6 +273,7 @@ def test_status_piped_is_its_table_alone_the_title_on_stderr(folder: Path) -> No
         (["schedule", "list"], "no schedules"),
         (["sinks", "list"], "no event sinks"),
         (["sinks", "owed"], "nothing owed"),
+        (["audit", "list", "--since", "2999-01-01T00:00:00Z"], "no audit records"),
     ],
 )
 def test_an_empty_listing_piped_prints_no_row(folder: Path, command: list[str], note: str) -> None:
@@ -282,3 +283,17 @@ def test_an_empty_listing_piped_prints_no_row(folder: Path, command: list[str], 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and note in done.stderr, done
     assert any(note in line for line in on_terminal(folder, *command, "--db", "t.db", columns=80))
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_logs_without_a_line_say_so_on_stderr(folder: Path, as_json: bool) -> None:
+    # An attempt that wrote nothing: no line on stdout for the script, the note on stderr.
+    execution = _ids(folder)[0]
+    args = ["logs", execution, "enrich", "--attempt", "9", "--db", "t.db"]
+    done = run_piped(folder, *args, *(["--json"] if as_json else []))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", done
+    assert done.stderr == "no log lines (node enrich, attempt 9)\n", done
+    if not as_json:
+        shown = on_terminal(folder, *args, columns=80)
+        assert "no log lines (node enrich, attempt 9)" in shown, shown

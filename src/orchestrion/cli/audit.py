@@ -271,7 +271,7 @@ def _show(records: list[AuditRecord], as_json: bool) -> None:
         ]
         for r in records
     ]
-    print_table(console, columns, rows)
+    print_table(console, columns, rows, empty="no audit records")
 
 
 @audit_app.command("export")

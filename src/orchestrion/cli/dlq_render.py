@@ -44,9 +44,6 @@ def print_json(data: Any) -> None:
 
 
 def render_page(page: DeadLetterPage) -> None:
-    if not page.items:
-        aside(console, "the dead letter queue is empty")
-        return
     plain = piped(console)
     # Ids are never cut (they are what the other commands take): a node's entry id holds its
     # execution and node, so those columns are shown only for parked tasks, which need them.
@@ -74,7 +71,9 @@ def render_page(page: DeadLetterPage) -> None:
         cells += [when(letter.parked_at, plain), Text(_preview(letter.message, plain))]
         rows.append(cells)
     title = f"dead letters: {len(page.items)} of {page.total}"
-    print_table(console, columns, rows, title=title, err=err)
+    print_table(
+        console, columns, rows, empty="the dead letter queue is empty", title=title, err=err
+    )
     if page.next_after:
         aside(console, f"more: orchestrion dlq list --after {page.next_after}")
 

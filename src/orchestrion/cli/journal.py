@@ -186,7 +186,7 @@ def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
     if start:
         when = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         title = Text(f"journal from {when}")
-    print_table(console, columns, table, title=title, err=err)
+    print_table(console, columns, table, empty="no events", title=title, err=err)
     totals = node_totals(rows)
     if not totals:
         return
@@ -208,4 +208,5 @@ def render_events(console: Console, rows: list[dict[str, Any]]) -> None:
                 Text("; ".join(f"#{n}: {m}" for n, m in total.errors), style="red"),
             ]
         )
-    print_table(console, summary, lines, title=None if piped(console) else "nodes", err=err)
+    heading = None if piped(console) else "nodes"
+    print_table(console, summary, lines, empty="no node attempts", title=heading, err=err)

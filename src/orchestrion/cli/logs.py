@@ -27,7 +27,8 @@ from orchestrion.cli.options import (
     ServerOption,
 )
 from orchestrion.cli.pipes import gone
-from orchestrion.cli.terminal import console
+from orchestrion.cli.tables import aside
+from orchestrion.cli.terminal import console, err
 
 if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
@@ -62,7 +63,14 @@ def logs(
 ) -> None:
     """Show the log lines an execution's node attempts wrote (--json: one object a line)."""
     execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
-    show = _printer(as_json, node is None)
+    printer = _printer(as_json, node is None)
+    shown = 0
+
+    def show(line: Line) -> None:
+        nonlocal shown
+        shown += 1
+        printer(line)
+
     try:
         if server:
             _remote(server, api_key, execution_id, node, attempt, follow, show)
@@ -70,6 +78,20 @@ def logs(
             run_async(_local(db, execution_id, node, attempt, follow, show))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    if not shown and not gone():
+        _nothing_shown(execution_id, node, attempt, as_json)
+
+
+def _nothing_shown(execution_id: str, node: str | None, attempt: int | None, as_json: bool) -> None:
+    """The note that there was no line to show, never on stdout where a script reads lines
+    (--json: always on stderr)."""
+    whose = f"node {node}" if node is not None else f"execution {execution_id}"
+    which = f", attempt {attempt}" if attempt is not None else ""
+    note = f"no log lines ({whose}{which})"
+    if as_json:
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    else:
+        aside(console, Text(note))
 
 
 def _local(

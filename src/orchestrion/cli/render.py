@@ -90,13 +90,17 @@ def render_result(console: Console, result: ExecutionResult) -> None:
     if piped(console):
         # What a script reads of the table is its header and rows alone: the title and the
         # count of rows left out go to stderr, and a blank line ends the table.
-        print_table(console, columns, rows, title=title, err=err)
+        print_table(console, columns, rows, empty="no nodes", title=title, err=err)
         if more:
             err.print(more, highlight=False)
         console.print()
     else:
         print_table(
-            console, columns, rows + ([[more, "", "", "", ""]] if more else []), title=title
+            console,
+            columns,
+            rows + ([[more, "", "", "", ""]] if more else []),
+            empty="no nodes",
+            title=title,
         )
     style = _STATUS_STYLE.get(result.status, "")
     took = f" in {result.duration:.3f}s" if result.duration is not None else ""
@@ -183,9 +187,6 @@ _ROUTING_NODE = re.compile(r"^routing-[0-9]+$")
 
 def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
     """Executions, one line each: piped, the workflow's name and version in two columns."""
-    if not rows:
-        aside(console, "no executions")
-        return
     plain = piped(console)
     columns = [Column("id"), Column("workflow", cut=True)]
     columns += [Column("version")] if plain else []
@@ -204,4 +205,4 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
                 when(row["finished_at"], plain, now),
             ]
         )
-    print_table(console, columns, table)
+    print_table(console, columns, table, empty="no executions")

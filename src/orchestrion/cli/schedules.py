@@ -20,7 +20,7 @@ from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.tables import Column, aside, piped, print_table, when
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["schedule_app"]
@@ -86,9 +86,6 @@ def list_schedules(
     if as_json:
         console.print_json(data=rows)
         return
-    if not rows:
-        aside(console, "no schedules (declare a `scheduled` trigger in a definition)")
-        return
     plain = piped(console)
     # The schedule last: a cron expression holds spaces, a script splits the line on them.
     columns = [Column(name) for name in ("id", "state", "timezone", "next tick", "schedule")]
@@ -102,7 +99,8 @@ def list_schedules(
         ]
         for row in rows
     ]
-    print_table(console, columns, table)
+    empty = "no schedules (declare a `scheduled` trigger in a definition)"
+    print_table(console, columns, table, empty=empty)
 
 
 def _verb(verb: str, api_verb: str, doc: str, done: str) -> Callable[..., None]:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from orchestrion.cli.local import engine, run_async
 from orchestrion.cli.options import ApiKeyOption, DbOption, JsonOption, ServerOption
-from orchestrion.cli.tables import Column, aside, piped, print_table, when
+from orchestrion.cli.tables import Column, piped, print_table, when
 from orchestrion.cli.terminal import console
 
 __all__ = ["sinks_app"]
@@ -79,9 +79,6 @@ def list_sinks(
     if as_json:
         console.print_json(data=rows)
         return
-    if not rows:
-        aside(console, "no event sinks (set ORCHESTRION_SINKS_FILE; see docs/EVENTS.md)")
-        return
     columns = [
         Column("sink"),
         Column("type"),
@@ -99,7 +96,8 @@ def list_sinks(
         ]
         for row in rows
     ]
-    print_table(console, columns, table)
+    empty = "no event sinks (set ORCHESTRION_SINKS_FILE; see docs/EVENTS.md)"
+    print_table(console, columns, table, empty=empty)
 
 
 def _delivery_row(delivery: Any) -> dict[str, Any]:
@@ -147,9 +145,6 @@ def owed(
     if as_json:
         console.print_json(data=rows)
         return
-    if not rows:
-        aside(console, "nothing owed" + (" (dead letters)" if dead else ""))
-        return
     plain = piped(console)
     columns = [
         Column("id", right=True),
@@ -174,7 +169,7 @@ def owed(
         ]
         for row in rows
     ]
-    print_table(console, columns, table)
+    print_table(console, columns, table, empty="nothing owed" + (" (dead letters)" if dead else ""))
 
 
 def _act(verb: str, delivery_id: int, db: str | None, server: str | None, key: str | None) -> None:

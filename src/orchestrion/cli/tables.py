@@ -6,7 +6,8 @@ columns marked optional are left out; an id is never cut, it is what the next co
 Piped (standard output not a terminal), plain text a script reads with ``grep``, ``awk`` or
 ``cut``: a header line, then one line per row, columns two spaces apart, nothing cut, styled
 or empty (``-``), times in ISO 8601; a title, a hint and the note that there is nothing to
-list ("no executions") go to stderr, so that stdout holds the rows alone.
+list ("no executions") go to stderr, so that stdout holds the rows alone. Every table says
+what its empty note is (``print_table``'s ``empty``): no listing prints nothing at all.
 """
 
 from __future__ import annotations
@@ -76,11 +77,16 @@ def print_table(
     columns: Sequence[Column],
     rows: Sequence[Sequence[str | Text]],
     *,
+    empty: str,
     title: str | Text | None = None,
     err: Console | None = None,
 ) -> None:
     """``rows`` under ``columns``: a rich table on a terminal, plain text piped (``title``
-    then on ``err``, when given)."""
+    then on ``err``, when given). No rows: the note ``empty`` ("no executions") alone, as
+    ``aside`` prints it, and no header: piped, stdout stays empty for the script reading it."""
+    if not rows:
+        aside(console, empty)
+        return
     cells = [[_one_line(cell) for cell in row] for row in rows]
     if piped(console):
         if title is not None and err is not None:

@@ -122,7 +122,9 @@ def list_versions(
                 Text("-" if changed is None else row["status_changed_by"] or "?"),
             ]
         )
-    print_table(console, columns, table, title=Text(f"versions of {name}"), err=err)
+    title = Text(f"versions of {name}")
+    empty = f"no versions of {name}"
+    print_table(console, columns, table, empty=empty, title=title, err=err)
 
 
 def _verb(verb: str, doc: str) -> Callable[..., None]:
