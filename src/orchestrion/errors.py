@@ -22,6 +22,7 @@ wrapped: cancellation stays cancellation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "TransientNodeError",
     "UnstorableValue",
     "WireError",
+    "no_such_node",
 ]
 
 
@@ -153,7 +155,11 @@ class DefinitionIssue:
 
 
 class DefinitionError(OrchestrionError):
-    """A workflow definition cannot be accepted; ``issues`` lists every problem found."""
+    """A workflow definition cannot be accepted; ``issues`` lists every problem found.
+
+    With ``request``, what was refused is what a request said of a definition that is fine
+    (a start's inputs and overrides, a retry's ``from_node``): ``heading`` says "invalid
+    request" rather than "invalid workflow definition"."""
 
     def __init__(
         self,
@@ -161,19 +167,34 @@ class DefinitionError(OrchestrionError):
         source: str | None = None,
         *,
         sources: tuple[str, ...] | None = None,
+        request: bool = False,
     ) -> None:
         self.issues = issues
         self.source = source
         # What was found wrong, each part by itself: a start refused for its inputs and its
         # overrides names both in ``source``, and a caller tells them apart here.
         self.sources = sources if sources is not None else ((source,) if source else ())
+        self.heading = "invalid request" if request else "invalid workflow definition"
         head = f"{source}: " if source else ""
         if len(issues) == 1:
-            text = f"{head}invalid workflow definition: {issues[0]}"
+            text = f"{head}{self.heading}: {issues[0]}"
         else:
             lines = "\n".join(f"  - {issue}" for issue in issues)
-            text = f"{head}invalid workflow definition ({len(issues)} problems):\n{lines}"
+            text = f"{head}{self.heading} ({len(issues)} problems):\n{lines}"
         super().__init__(text)
+
+
+_NAMED_NODES = 20  # the nodes an unknown node's message lists
+
+
+def no_such_node(execution_id: str | None, node_id: str, nodes: Iterable[str]) -> str:
+    """What to say of ``node_id`` that the definition (of ``execution_id``) does not have:
+    the node named, and the nodes there are (the first 20, then how many more)."""
+    known = list(nodes)
+    shown = ", ".join(known[:_NAMED_NODES])
+    more = f" and {len(known) - _NAMED_NODES} more" if len(known) > _NAMED_NODES else ""
+    whose = f"execution {execution_id}" if execution_id else "the workflow"
+    return f"{whose} has no node '{node_id}' (its nodes: {shown}{more})"
 
 
 class ExecutionError(OrchestrionError):

@@ -62,18 +62,26 @@ async def _refusals(engine: Engine) -> None:
     pending, _ = await engine.create_execution((await engine.submit(QUICK)).id)
     for execution_id in (completed, pending.id):
         for approved in (True, False):
-            with pytest.raises(ExecutionNotFound, match="has no node 'nosuch'"):
+            with pytest.raises(
+                ExecutionNotFound, match=r"has no node 'nosuch' \(its nodes: only\)"
+            ):
                 await engine.decide(execution_id, "nosuch", approved=approved)
     with pytest.raises(DefinitionError) as refused:
         await engine.retry(waiting, from_node="nosuch")
     [issue] = refused.value.issues
     assert (issue.code, issue.node, issue.field) == ("unknown_node", "nosuch", "from_node")
+    # What the request said is wrong, not the definition; the nodes there are are named.
+    assert issue.message.endswith("has no node 'nosuch' (its nodes: gate, after)")
+    assert str(refused.value).startswith("from_node: invalid request: ")
+    assert "definition" not in str(refused.value)
     # A trigger's override naming no node of an execution already started: the node first.
     for execution_id in (completed, waiting):
         with pytest.raises(DefinitionError) as refused:
             await engine.trigger(execution_id, {}, {"nosuch": {}})
         [issue] = refused.value.issues
         assert (issue.code, issue.node, issue.field) == ("unknown_node", "nosuch", "overrides")
+        assert "no node 'nosuch' (its nodes: " in issue.message
+        assert "definition" not in str(refused.value)
     assert (await engine.node_states(waiting))["gate"] is NodeState.WAITING  # untouched
     assert (await engine.store.get_execution(completed)).status is ExecutionStatus.COMPLETED
 
@@ -99,11 +107,16 @@ async def test_the_api_names_the_unknown_node_first(tmp_path: Path) -> None:
             for verb in ("approve", "reject"):
                 answer = await client.post(f"/v1/workflows/{execution_id}/nodes/nosuch/{verb}")
                 assert answer.status_code == 404, answer.text
-                assert "has no node 'nosuch'" in answer.json()["detail"]
+                assert "has no node 'nosuch' (its nodes: only)" in answer.json()["detail"]
         answer = await client.post(f"/v1/workflows/{waiting}/retry", params={"from_node": "nosuch"})
         assert answer.status_code == 422, answer.text
         problem = answer.json()
         assert problem["type"] == "urn:orchestrion:problem:invalid-input"
+        # The field, the node that is not there and the nodes that are; no definition blamed.
+        assert problem["detail"] == (
+            f"from_node: invalid request: node 'nosuch', field 'from_node': execution {waiting}"
+            " has no node 'nosuch' (its nodes: gate, after)"
+        )
         assert [(e["code"], e["node"], e["field"]) for e in problem["errors"]] == [
             ("unknown_node", "nosuch", "from_node")
         ]
@@ -140,6 +153,8 @@ def test_the_command_line_names_the_unknown_node_first(tmp_path: Path) -> None:
     ran = _cli("retry", waiting, "--from-node", "nosuch", "--db", str(db))
     assert ran.exit_code == EXIT_INVALID, ran.output
     assert "has no node 'nosuch'" in ran.output and "cannot retry" not in ran.output
+    assert "invalid request from_node" in ran.output and "definition" not in ran.output
+    assert "(its nodes: gate, after)" in ran.output
 
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'server.db'}")
     with http_server(settings) as url:
@@ -167,3 +182,4 @@ def test_the_command_line_names_the_unknown_node_first(tmp_path: Path) -> None:
         ran = _cli("retry", gated, "--from-node", "nosuch", "--server", url)
         assert ran.exit_code == EXIT_INVALID, ran.output
         assert "nosuch" in ran.output and "cannot retry" not in ran.output
+        assert "definition" not in ran.output and "(its nodes: gate, after)" in ran.output

@@ -36,7 +36,7 @@ async def test_the_api_refuses_reads_of_an_unknown_node(tmp_path: Path) -> None:
             f"{base}/logs/stream?node=nosuch",
         ):
             problem = assert_problem(await client.get(url), 404)
-            assert "has no node 'nosuch'" in problem["detail"], url
+            assert "has no node 'nosuch' (its nodes: only)" in problem["detail"], url
         # The node is there and wrote nothing: an empty answer, as before.
         assert (await client.get(f"{base}/nodes/only/logs")).json()["items"] == []
         assert (await client.get(f"{base}/logs?node=only")).json()["items"] == []
@@ -60,7 +60,7 @@ def test_the_command_line_refuses_logs_of_an_unknown_node(tmp_path: Path) -> Non
     execution_id = asyncio.run(prepare())
     ran = _cli("logs", execution_id, "nosuch", "--db", str(db))
     assert ran.exit_code == EXIT_NOT_FOUND, ran.output
-    assert "has no node 'nosuch'" in ran.output
+    assert "has no node 'nosuch' (its nodes: only)" in ran.output
     assert _cli("logs", execution_id, "only", "--db", str(db)).exit_code == 0
 
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'server.db'}")

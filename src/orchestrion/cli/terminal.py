@@ -71,12 +71,13 @@ def shown(value: object) -> str:
 
 
 def print_definition_error(exc: Any) -> None:
-    """A ``DefinitionError`` (or the client's ``InvalidDefinition``): its source, every issue."""
+    """A ``DefinitionError`` (or the client's ``InvalidDefinition``): its source, every issue.
+    What a request said (inputs, overrides, ``--from-node``) is an "invalid request"."""
     source = f"{escape(str(exc.source))}: " if exc.source else ""
     count = len(exc.issues)
+    heading = getattr(exc, "heading", "invalid workflow definition")
     err.print(
-        f"[bold red]invalid workflow definition[/] {source}"
-        f"({count} problem{'s' if count != 1 else ''})",
+        f"[bold red]{heading}[/] {source}({count} problem{'s' if count != 1 else ''})",
         highlight=False,
     )
     for issue in exc.issues:

@@ -33,7 +33,7 @@ from orchestrion.engine.deciders import Decider, check_decider
 from orchestrion.engine.live import LiveExecution
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_from_node
-from orchestrion.errors import ErrorCategory, ExecutionNotFound, InvalidTransition
+from orchestrion.errors import ErrorCategory, ExecutionNotFound, InvalidTransition, no_such_node
 from orchestrion.store.base import ExecutionRecord
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class ControlVerbs:
         compiled = await self._compiled_of(execution_id)
         index = compiled.plan.index.get(node_id)
         if index is None:
-            raise ExecutionNotFound(f"execution {execution_id} has no node '{node_id}'")
+            raise ExecutionNotFound(no_such_node(execution_id, node_id, compiled.plan.index))
         target = await self._target(execution_id, decision_verb(approved))
         record = target.record if isinstance(target, LiveExecution) else target
         if isinstance(target, LiveExecution):

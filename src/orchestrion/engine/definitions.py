@@ -226,6 +226,7 @@ class Definitions:
                 truncated(issues, self.limits.max_problems),
                 source=named_by,
                 sources=tuple(sources),
+                request=True,
             )
         return checked, patches
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from orchestrion.errors import ExecutionNotFound
+from orchestrion.errors import ExecutionNotFound, no_such_node
 from orchestrion.store.audit import AuditSigner
 from orchestrion.store.base import (
     DefinitionRecord,
@@ -69,8 +69,9 @@ class EngineReads:
         has such a node: a read of a node that is not there is not an empty answer. It reads
         the definition, so callers ask only when what they found was empty."""
         spec = (await self.definition(record.definition_id)).spec
-        if not any(node.get("id") == node_id for node in spec["dag"]["nodes"]):
-            raise ExecutionNotFound(f"execution {record.id} has no node '{node_id}'")
+        nodes = [str(node.get("id")) for node in spec["dag"]["nodes"]]
+        if node_id not in nodes:
+            raise ExecutionNotFound(no_such_node(record.id, node_id, nodes))
 
     async def journal_head(self) -> int:
         """The seq of the newest journal event (0 when there is none)."""

@@ -25,7 +25,7 @@ from orchestrion.definition.validate import (
     map_item_problem,
 )
 from orchestrion.engine.compiled import CompiledWorkflow
-from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound
+from orchestrion.errors import DefinitionError, DefinitionIssue, HandlerNotFound, no_such_node
 from orchestrion.handlers.registry import HandlerRegistry
 from orchestrion.templates.rendering import (
     RESERVED_NAMES,
@@ -75,7 +75,7 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     problem (source ``execution inputs``)."""
     result, issues = input_issues(spec, inputs)
     if issues:
-        raise DefinitionError(issues, source=INPUTS)
+        raise DefinitionError(issues, source=INPUTS, request=True)
     return result
 
 
@@ -164,7 +164,8 @@ def override_problems(
         elif node_id not in compiled.plan.index:
             issues.append(
                 DefinitionIssue(
-                    f"override names unknown node '{node_id}'",
+                    "override names an unknown node: "
+                    + no_such_node(None, node_id, compiled.plan.index),
                     node=node_id,
                     field="overrides",
                     code="unknown_node",
@@ -290,9 +291,9 @@ def check_from_node(compiled: CompiledWorkflow, execution_id: str, node_id: str 
     field naming nothing there (422 in the API, exit 2 in the CLI, as an override's)."""
     if node_id is not None and node_id not in compiled.plan.index:
         issue = DefinitionIssue(
-            f"execution {execution_id} has no node '{node_id}'",
+            no_such_node(execution_id, node_id, compiled.plan.index),
             node=node_id,
             field="from_node",
             code="unknown_node",
         )
-        raise DefinitionError([issue], source=FROM_NODE)
+        raise DefinitionError([issue], source=FROM_NODE, request=True)
