@@ -3,9 +3,12 @@ as they name one execution.
 
 An id begins with the time it was made, so executions made in the same minute share their
 first characters and differ in their last ones: ``5c38`` finds the execution whose id starts
-or ends with it. ``resolve`` turns what was typed into the full id, locally (the database of
-``--db``) or on ``--server``. Characters that several ids start or end with are refused with
-the candidates listed (exit 2); ones that no id starts or ends with are "not found" (exit 5).
+or ends with it. Dashes are optional: ``01a25256f8c3`` is the start of
+``01a25256-f8c3-...`` and ``910bca7aa8f71419`` the end of ``...-910b-ca7aa8f71419``
+(``core/id_parts.py``). ``resolve`` turns what was typed into the full id, locally (the
+database of ``--db``) or on ``--server``. Characters that several ids start or end with are
+refused with the candidates listed (exit 2); ones that no id starts or ends with are "not
+found" (exit 5).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 from orchestrion.cli.exits import EXIT_INVALID, EXIT_NOT_FOUND
 from orchestrion.cli.local import database_url, run_async
 from orchestrion.cli.terminal import fail
+from orchestrion.core.id_parts import id_prefix, id_suffix
 
 if TYPE_CHECKING:
     from orchestrion.client import Client
@@ -124,6 +128,7 @@ def _listed(client: Client, given: str) -> list[str]:
     starting = client.list_executions(limit=_SHOWN + 1, id_prefix=given).items
     ending = client.list_executions(limit=_SHOWN + 1, id_suffix=given).items
     # Checked here too: a server that does not know a filter answers with every execution.
-    found = [item.execution_id for item in starting if item.execution_id.startswith(given)]
-    found += [item.execution_id for item in ending if item.execution_id.endswith(given)]
+    start, end = id_prefix(given), id_suffix(given)
+    found = [item.execution_id for item in starting if item.execution_id.startswith(start)]
+    found += [item.execution_id for item in ending if item.execution_id.endswith(end)]
     return list(dict.fromkeys(found))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrion.core.events import NodeLogged, Record
+from orchestrion.core.id_parts import id_prefix, id_suffix
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
@@ -273,9 +274,13 @@ class ExecutionFilter:
     limit: int = 50
     id_prefix: str | None = None  # executions whose id starts with it (unique-prefix lookup)
     # Executions whose id ends with it: an id begins with the time it was made, so its last
-    # characters are what tell two of one minute apart (no index: every row is read).
+    # characters are what tell two of one minute apart (index: id_reversed, migration 0013).
     id_suffix: str | None = None
     trigger: str | None = None  # what started them: one of ``rules.TRIGGERS``
+
+    def __post_init__(self) -> None:  # dashes optional in both parts (core/id_parts.py)
+        self.id_prefix = None if self.id_prefix is None else id_prefix(self.id_prefix)
+        self.id_suffix = None if self.id_suffix is None else id_suffix(self.id_suffix)
 
 
 class Store(ScheduleStore, OutboxStore, SessionStore, Protocol):
