@@ -288,7 +288,13 @@ class ReservedIdempotencyKey(OrchestrionError, ValueError):
 
 
 class DecisionRefused(ExecutionError):
-    """The caller may not decide on this node (not among its approvers)."""
+    """The caller may not decide on this node (not among its approvers). ``unidentified``:
+    the server has no API keys to tell who the caller is, so no caller may (not a refusal
+    of a key: of the server's configuration)."""
+
+    def __init__(self, message: str, *, unidentified: bool = False) -> None:
+        super().__init__(message)
+        self.unidentified = unidentified
 
 
 class DecryptionError(StoreError):

@@ -134,6 +134,15 @@ def test_an_open_server_refuses_a_decision_that_names_approvers(tmp_path: Path) 
             refused = decide(client, execution_id, {})
             assert refused.status_code == 403, refused.text
             assert "ORCHESTRION_API_KEYS" in refused.json()["detail"]
+            assert refused.json()["type"] == "urn:orchestrion:problem:approvers-unverifiable"
+            # No API key was refused (there are none): no key would do, the request cannot be
+            # granted on this server. Exit 2 (invalid request), not 6 (key refused).
+            for verb in ("approve", "reject"):
+                ran = orchestrion(verb, execution_id, "sign", "--server", server.url)
+                assert ran.returncode == 2, (ran.returncode, ran.stderr)
+                assert "ORCHESTRION_API_KEYS" in ran.stderr
+            sign = client.get(f"/v1/workflows/{execution_id}").json()["nodes"]["sign"]
+            assert sign["state"] == "WAITING"
     finally:
         server.stop()
 
@@ -143,7 +152,7 @@ def test_the_cli_through_the_server_decides_as_its_key(server: Server) -> None:
         execution_id = waiting(client, ["cfo"])
         base = ["approve", execution_id, "sign", "--server", server.url, "--by", "cfo"]
         refused = orchestrion(*base, "--api-key", "intern-key")
-        assert refused.returncode != 0
+        assert refused.returncode == 6, refused.stderr  # the key is refused: not an approver
         assert "intern" in refused.stdout + refused.stderr
         approved = orchestrion(*base, "--api-key", "cfo-key")
         assert approved.returncode == 0, approved.stderr

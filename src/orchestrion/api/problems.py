@@ -184,7 +184,10 @@ async def _orchestrion_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ExecutionNotFound):
         return problem_response(404, str(exc), instance=path)
     if isinstance(exc, DecisionRefused):
-        return problem_response(403, str(exc), instance=path)
+        # Two refusals: the caller's key is not among the approvers, or the server has no keys
+        # to tell who the caller is; a client tells them apart by the type (its exit code).
+        slug = "approvers-unverifiable" if exc.unidentified else "not-an-approver"
+        return problem_response(403, str(exc), instance=path, slug=slug)
     if isinstance(exc, InvalidTransition):
         return problem_response(409, str(exc), instance=path, slug="invalid-transition")
     if isinstance(exc, ExecutionError):

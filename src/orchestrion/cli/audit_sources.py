@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrion.cli.exits import EXIT_DENIED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_STORE
+from orchestrion.cli.exits import EXIT_INVALID, EXIT_STORE, for_answer
 from orchestrion.cli.local import database_url
 from orchestrion.cli.terminal import fail
 
@@ -40,8 +40,8 @@ async def with_log(db: str | None, use: Callable[[AuditLog], Awaitable[T]]) -> T
 
 
 def remote_get(server: str, api_key: str | None, path: str, **params: Any) -> Any:
-    """GET ``path`` on a server: its JSON, or exit 6 (key refused), 5 (not found), 2 (other
-    refusal) or 3 (unreachable or failed)."""
+    """GET ``path`` on a server: its JSON, or the exit code of its refusal (``for_answer``):
+    6 (key refused), 5 (not found), 2 (other refusal), 3 (unreachable, failed or 429)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -52,12 +52,13 @@ def remote_get(server: str, api_key: str | None, path: str, **params: Any) -> An
         fail(EXIT_STORE, f"cannot reach {server}: {exc}")
     if response.status_code != 200:
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
-        code = {401: EXIT_DENIED, 403: EXIT_DENIED, 404: EXIT_NOT_FOUND}.get(
-            response.status_code, EXIT_STORE if response.status_code >= 500 else EXIT_INVALID
-        )
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        detail, kind = body.get("detail", response.text), body.get("type")
+        code = for_answer(response.status_code, kind if isinstance(kind, str) else None)
         fail(code, f"{server} answered {response.status_code}: {detail}")
     return response.json()
 

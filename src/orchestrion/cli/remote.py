@@ -3,8 +3,8 @@
 Each function does what its local command does, through the REST API, and returns what the
 command renders (an ``ExecutionResult`` or list rows), so output and exit codes are the same:
 0 completed, 1 failed or cancelled, 2 invalid definition or request (a state that does not
-allow it), 3 the server cannot be reached or failed, 5 unknown id, 6 the API key is missing,
-unknown or not allowed the call.
+allow it), 3 the server cannot be reached, failed or limits the rate, 5 unknown id, 6 the API
+key is missing, unknown or not allowed the call (``cli/exits.py``'s ``for_answer``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from orchestrion.cli.exits import EXIT_DENIED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_NOT_FOUND
+from orchestrion.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, for_answer
 from orchestrion.cli.exits import EXIT_STORE as EXIT_UNAVAILABLE
 from orchestrion.cli.outcome import Settled
 from orchestrion.cli.terminal import err, fail, print_definition_error
@@ -52,11 +52,8 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
         ApiConnectionError,
         ApiError,
         Client,
-        Forbidden,
         InvalidDefinition,
-        NotFound,
         ServerError,
-        Unauthorized,
     )
 
     try:
@@ -71,12 +68,8 @@ def _connected(server: str, api_key: str | None) -> Iterator[Client]:
         raise typer.Exit(EXIT_INVALID) from None
     except (ApiConnectionError, ServerError) as exc:
         fail(EXIT_UNAVAILABLE, str(exc))
-    except NotFound as exc:
-        fail(EXIT_NOT_FOUND, _describe(exc))
-    except (Unauthorized, Forbidden) as exc:
-        fail(EXIT_DENIED, _describe(exc))
-    except ApiError as exc:
-        fail(EXIT_INVALID, _describe(exc))
+    except ApiError as exc:  # by what failed: key, approver, id, rate, request (cli/exits.py)
+        fail(for_answer(exc.status, exc.type), _describe(exc))
     except OSError as exc:  # the definition file could not be read
         fail(EXIT_INVALID, f"cannot read {exc.filename or 'the definition'}: {exc.strerror}")
     except KeyboardInterrupt:

@@ -62,7 +62,8 @@ def check_decider(
     if decider.key_id is None:
         raise DecisionRefused(
             f"node '{node_id}' may be decided only by {', '.join(listed)}; this server has no "
-            "API keys to tell who you are (set ORCHESTRION_API_KEYS)"
+            "API keys to tell who you are (set ORCHESTRION_API_KEYS)",
+            unidentified=True,
         )
     if not decider.identities(groups, members_only=members_only) & set(listed):
         raise DecisionRefused(
