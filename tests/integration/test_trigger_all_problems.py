@@ -214,3 +214,84 @@ async def test_many_problems_are_listed_up_to_the_limit(tmp_path: Path) -> None:
     assert len(issues) == 101
     assert (issues[0].code, issues[0].field) == ("missing_input", "inputs.count")
     assert issues[-1].code == "more_problems" and issues[-1].message.startswith("51 more")
+
+
+MISSHAPEN = {
+    "input_params": INPUTS,
+    "node_overrides": {"wait": "soon", "nosuch": {"value": 2}},  # an override no object
+    "echo": 5,  # reference 003's top-level form, no object either
+}
+MISSHAPEN_FOUND = {
+    ("dict_type", "wait", "body.node_overrides.wait"),
+    ("dict_type", "echo", "body.echo"),
+    ("missing_input", None, "inputs.count"),
+    ("input_type", None, "inputs.label"),
+    ("unknown_input", None, "inputs.colour"),
+    ("unknown_node", "nosuch", "overrides"),
+}
+
+
+def _located(problem: dict[str, Any]) -> set[tuple[Any, Any, Any]]:
+    return {(e["code"], e["node"], e["field"]) for e in problem["errors"]}
+
+
+async def test_a_misshapen_body_is_refused_with_every_other_problem(tmp_path: Path) -> None:
+    """An override (or the inputs) that is no object no longer hides the start's other
+    problems: one 422 lists the shape's, each at its field path, and the inputs' and the
+    other overrides' problems; nothing is started or made."""
+    async with serving(tmp_path) as api:
+        client = api.client
+        submitted = await client.post("/v1/workflow", json=FLOW)
+        execution_id = submitted.json()["execution_id"]
+        trigger = f"/v1/workflow/trigger/{execution_id}"
+        answer = await client.post(trigger, json=MISSHAPEN)
+        assert answer.status_code == 422, answer.text
+        problem = answer.json()
+        assert problem["type"] == "urn:orchestrion:problem:invalid-input"
+        assert problem["detail"].startswith("execution inputs and node overrides: 6 problems")
+        assert _located(problem) == MISSHAPEN_FOUND
+        shaped = {e["field"]: e["message"] for e in problem["errors"]}
+        assert shaped["body.node_overrides.wait"] == (
+            "an override must be an object of config keys, not a string"
+        )
+
+        answer = await client.post(
+            trigger, json={"input_params": [1], "node_overrides": {"nosuch": {}}}
+        )
+        assert answer.status_code == 422, answer.text
+        assert _located(answer.json()) == {
+            ("dict_type", None, "body.input_params"),
+            ("missing_input", None, "inputs.count"),
+            ("unknown_node", "nosuch", "overrides"),
+        }
+        assert (await client.get(f"/v1/workflows/{execution_id}")).json()["status"] == "PENDING"
+
+        listed = (await client.get("/v1/workflows")).json()
+        start = f"/v1/definitions/{FLOW['name']}/executions"
+        body = {"input_params": INPUTS, "node_overrides": {"wait": [], "nosuch": {}}}
+        answer = await client.post(start, json=body)
+        assert answer.status_code == 422, answer.text
+        assert ("dict_type", "wait", "body.node_overrides.wait") in _located(answer.json())
+        assert ("missing_input", None, "inputs.count") in _located(answer.json())
+        assert (await client.get("/v1/workflows")).json() == listed  # nothing made
+        # An unknown execution is still named first, whatever the body's shape.
+        answer = await client.post("/v1/workflow/trigger/nosuch-execution", json=MISSHAPEN)
+        assert answer.status_code == 404, answer.text
+        started = await client.post(trigger, json={"input_params": {"count": 1}})
+        assert started.status_code == 202, started.text
+
+
+def test_the_client_hears_every_problem_of_a_misshapen_body(tmp_path: Path) -> None:
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'shapes.db'}")
+    with http_server(settings) as url:
+
+        async def through_client() -> None:
+            async with AsyncClient(url) as client:
+                submitted = await client.submit(FLOW)
+                overrides: Any = {"wait": "soon", "nosuch": {"value": 2}}
+                with pytest.raises(InvalidRequest) as refused:
+                    await client.trigger(submitted.execution_id, INPUTS, overrides)
+                found = {(e["code"], e.get("node"), e["field"]) for e in refused.value.errors}
+                assert found == MISSHAPEN_FOUND - {("dict_type", "echo", "body.echo")}
+
+        asyncio.run(through_client())

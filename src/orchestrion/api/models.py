@@ -7,9 +7,9 @@ OpenAPI document, so clients and schema-driven tests see exactly what is sent.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 __all__ = [
     "ActionResponse",
@@ -54,7 +54,12 @@ NodeStateName = Literal[
     "COMPENSATED",
 ]
 
-NodeOverrides = dict[str, dict[str, Any]]
+# A start's objects: any JSON value is taken, its shape checked with the start's other
+# problems so one 422 lists them all (api/start_shapes.py); the schema shows the object.
+_Object = Annotated[Any, WithJsonSchema({"type": "object"})]
+_Overrides = Annotated[
+    Any, WithJsonSchema({"type": "object", "additionalProperties": {"type": "object"}})
+]
 
 
 class _Out(BaseModel):
@@ -117,17 +122,10 @@ class TriggerRequest(BaseModel):
             ]
         },
     )
-    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
+    __pydantic_extra__: dict[str, _Object] = Field(init=False)
 
-    input_params: dict[str, Any] = Field(default_factory=dict)
-    node_overrides: NodeOverrides = Field(default_factory=dict)
-
-    def overrides(self) -> NodeOverrides:
-        """``node_overrides`` merged with the reference-003 top-level node keys."""
-        merged = {node: dict(patch) for node, patch in (self.model_extra or {}).items()}
-        for node, patch in self.node_overrides.items():
-            merged[node] = {**merged.get(node, {}), **patch}
-        return merged
+    input_params: _Object = Field(default_factory=dict)
+    node_overrides: _Overrides = Field(default_factory=dict)
 
 
 class StartExecutionRequest(BaseModel):
@@ -136,8 +134,8 @@ class StartExecutionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str | None = None
-    input_params: dict[str, Any] = Field(default_factory=dict)
-    node_overrides: NodeOverrides = Field(default_factory=dict)
+    input_params: _Object = Field(default_factory=dict)
+    node_overrides: _Overrides = Field(default_factory=dict)
 
 
 class ActionResponse(_Out):

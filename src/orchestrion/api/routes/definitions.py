@@ -22,6 +22,7 @@ from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.redaction import Disclosure, disclosure
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey
 from orchestrion.api.routes.workflows import trigger
+from orchestrion.api.start_shapes import body_fields, refuse, start_parts
 from orchestrion.api.version_models import VersionList, VersionView, version_list, version_view
 from orchestrion.core.states import ExecutionStatus
 
@@ -108,7 +109,10 @@ async def start_execution(
     engine = ctx.engine
     definition = await engine.reads.find_definition(name, body.version)
     # Refused with every problem before the execution is made: a refusal leaves nothing.
-    await engine.check_start(definition.id, body.input_params, body.node_overrides)
+    parts = start_parts(*body_fields(body))
+    if parts.issues:
+        await refuse(engine, definition.id, parts)
+    await engine.check_start(definition.id, parts.inputs, parts.overrides)
     record, created = await engine.create_execution(definition.id, idempotency_key=idempotency_key)
     if record.definition_id != definition.id:
         raise ApiProblem(
@@ -126,7 +130,7 @@ async def start_execution(
         )
     # The trigger verb's own path: a start raced under the same key by another server
     # process answers the execution that start made, not a conflict.
-    start = TriggerRequest(input_params=body.input_params, node_overrides=body.node_overrides)
+    start = TriggerRequest(input_params=parts.inputs, node_overrides=parts.overrides)
     return await trigger(ctx, record.id, start, idempotency_key)
 
 

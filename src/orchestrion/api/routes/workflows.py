@@ -49,6 +49,7 @@ from orchestrion.api.raw_headers import header
 from orchestrion.api.redaction import Disclosure, disclosure_of
 from orchestrion.api.routes import OPERATE, OPERATE_JSON, VIEW, Ctx, IdempotencyKey, context
 from orchestrion.api.settled import started_answer
+from orchestrion.api.start_shapes import StartParts, body_fields, refuse, start_parts
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.definition.loader import LoadedDefinition, load_definition
 from orchestrion.definition.validate import gc_paused
@@ -250,8 +251,12 @@ async def trigger(
     ctx: ApiContext, execution_id: str, body: TriggerRequest | None, idempotency_key: str | None
 ) -> ActionResponse:
     """Start a pending execution: the trigger verb, whichever path it came by."""
-    inputs = body.input_params if body is not None else {}
-    overrides = body.overrides() if body is not None else {}
+    parts = StartParts() if body is None else start_parts(*body_fields(body))
+    inputs, overrides = parts.inputs, parts.overrides
+    if parts.issues:  # misshapen parts: named with every other problem (404 first)
+        record = await ctx.engine.reads.execution(execution_id)
+        parts.inputs = {**record.inputs, **inputs}
+        await refuse(ctx.engine, record.definition_id, parts)
     try:
         await ctx.engine.trigger(
             execution_id, inputs, overrides, correlation_id=current_request_id()
