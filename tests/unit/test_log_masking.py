@@ -95,7 +95,11 @@ def test_extra_fields_are_masked_by_the_handlers_filter(
     masking: None, root_stream: io.StringIO
 ) -> None:
     configure_logging("console", "INFO", stream=root_stream)
-    extra = {"error": f"no user {EMAIL}", "detail": {"cards": [CARD]}, "no": 4111111111111111}
+    extra = {
+        "error": f"no user {EMAIL}",
+        "detail": {"cards": [CARD], "by": {EMAIL: "vip"}},
+        "no": 4111111111111111,
+    }
     log.info("node failed", extra=extra)
     text = root_stream.getvalue()
     assert "error=no user [email]" in text and "[card]" in text

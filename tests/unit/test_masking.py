@@ -81,6 +81,24 @@ def test_values_are_walked_and_keys_kept() -> None:
     }
 
 
+def test_keys_are_masked_too_and_none_overwrites_another() -> None:
+    contacts = {"ada@example.com": "vip", "+44 20 7946 0958": "m", "123-45-6789": "ssn"}
+    assert Masker().mask_value({"contacts": contacts, 7: "x"}) == {
+        "contacts": {"[email]": "vip", "[phone]": "m", "[ssn]": "ssn"},
+        7: "x",
+    }
+    # Two keys that mask alike are both kept, numbered; so is one written as a placeholder.
+    same = {"ada@example.com": 1, "[email]": 2, "bob@example.com": 3, "[email]#2": 4}
+    assert Masker().mask_value(same) == {
+        "[email]#3": 1,
+        "[email]": 2,
+        "[email]#4": 3,
+        "[email]#2": 4,
+    }
+    plain = {"id": "x", "count": 3}
+    assert Masker().mask_value(plain) == plain
+
+
 def test_kinds_can_be_chosen_and_patterns_added() -> None:
     masker = Masker(kinds=["email"], extra={"employee_id": r"\bEMP-\d{6}\b"})
     assert masker.mask_text("EMP-123456 ada@x.io 123-45-6789") == (

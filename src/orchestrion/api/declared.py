@@ -7,7 +7,8 @@ protects. So, for a caller whose node outputs are masked, in a definition with n
 masked classification (as stored: inherited classifications included):
 
 - every value in the ``config`` (and the compensation's ``config``) of such a node is replaced
-  by ``[masked: <classification>]``, its keys kept, so the shape of the node stays readable;
+  by ``[masked: <classification>]``, its keys kept (pattern-masked, as every key shown), so
+  the shape of the node stays readable;
 - the config of its other nodes, and the declared ``inputs`` (defaults, examples), are
   pattern-masked; the inputs' ``default`` values are hidden whole when the ``input`` node is
   classified; so are its triggers' ``inputs`` (and a schedule's, ``routes/schedules.py``);
@@ -75,7 +76,7 @@ def trigger_inputs(trigger: Any, hidden: str | None, masker: Masker) -> Any:
         return masker.mask_value(trigger)
     shown: dict[str, Any] = masker.mask_value(trigger)
     if hidden is not None and trigger.get("inputs") is not None:
-        shown["inputs"] = _hide(trigger["inputs"], hidden)
+        shown["inputs"] = _hide(trigger["inputs"], hidden, masker)
     return shown
 
 
@@ -94,12 +95,14 @@ def _node(node: dict[str, Any], level: str | None, masker: Masker) -> dict[str, 
     shown = dict(node)
     if "config" in node:
         shown["config"] = (
-            masker.mask_value(node["config"]) if level is None else _hide(node["config"], level)
+            masker.mask_value(node["config"])
+            if level is None
+            else _hide(node["config"], level, masker)
         )
     compensate = node.get("compensate")
     if isinstance(compensate, dict) and "config" in compensate:
         config = compensate["config"]
-        hidden = masker.mask_value(config) if level is None else _hide(config, level)
+        hidden = masker.mask_value(config) if level is None else _hide(config, level, masker)
         shown["compensate"] = {**compensate, "config": hidden}
     return shown
 
@@ -116,10 +119,10 @@ def _inputs(inputs: dict[str, Any], hidden: str | None, masker: Masker) -> dict[
     }
 
 
-def _hide(value: Any, level: str) -> Any:
-    """``value`` with its keys kept and every value replaced."""
+def _hide(value: Any, level: str, masker: Masker) -> Any:
+    """``value`` with its keys kept (pattern-masked) and every value replaced."""
     if isinstance(value, dict):
-        return {key: _hide(item, level) for key, item in value.items()}
+        return masker.mask_entries([(k, _hide(v, level, masker)) for k, v in value.items()])
     if isinstance(value, list):
-        return [_hide(item, level) for item in value]
+        return [_hide(item, level, masker) for item in value]
     return None if value is None else f"[masked: {level}]"

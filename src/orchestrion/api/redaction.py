@@ -112,13 +112,18 @@ class ExecutionView:
             return {"masked": self.whole}
         if not self.classified:
             return value
-        if isinstance(value, dict):
-            return {
-                key: {"masked": self.classified[key]}
-                if key in self.classified and item is not None
-                else self.masker.mask_value(item)
-                for key, item in value.items()
-            }
+        if isinstance(value, dict):  # keys masked too, once the entries are chosen
+            return self.masker.mask_entries(
+                [
+                    (
+                        key,
+                        {"masked": self.classified[key]}
+                        if key in self.classified and item is not None
+                        else self.masker.mask_value(item),
+                    )
+                    for key, item in value.items()
+                ]
+            )
         return self.masker.mask_value(value)
 
     def result(self, value: Any) -> Any:

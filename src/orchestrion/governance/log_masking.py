@@ -158,8 +158,8 @@ def _mask_argument(value: Any, masker: Masker) -> Any:
 
 def mask_field(value: Any, masker: Masker) -> Any:
     """An ``extra`` field's value with what looks like personal data masked."""
-    if isinstance(value, dict):
-        return {key: mask_field(item, masker) for key, item in value.items()}
+    if isinstance(value, dict):  # its keys too: a mapping keyed by e-mail address
+        return masker.mask_entries([(key, mask_field(item, masker)) for key, item in value.items()])
     if isinstance(value, list | tuple):
         return [mask_field(item, masker) for item in value]
     return _mask_argument(value, masker)

@@ -3,8 +3,10 @@
 ``Masker`` replaces what looks like personal data with a placeholder naming its kind
 (``[email]``, ``[card]``...): e-mail addresses, phone numbers, payment card numbers (only
 when the Luhn check passes, so order numbers and timestamps stay readable), IBANs, US social
-security numbers, and any configured pattern. ``mask_value`` walks dicts and lists; keys are
-kept. Pure functions: the log filter, the API and the CLI apply them (issue #6).
+security numbers, and any configured pattern. ``mask_value`` walks dicts and lists, their
+keys included (a mapping keyed by e-mail address is personal data too); two keys that mask to
+the same text are both kept, the later ones numbered (``[email]``, ``[email]#2``). Pure
+functions: the log filter, the API and the CLI apply them, to what they show.
 
 Identifiers (a UUID in its usual text form, or 32 hex digits: execution, definition and
 event ids, trace ids) are never personal data, but their hex digits can hold a run of 13 or
@@ -131,14 +133,32 @@ class Masker:
         return text if pieces is None else "".join(pieces)
 
     def mask_value(self, value: Any) -> Any:
-        """``value`` with every string in it masked (dict keys kept)."""
+        """``value`` with every string in it masked, dict keys included (``mask_entries``)."""
         if isinstance(value, str):
             return self.mask_text(value)
         if isinstance(value, dict):
-            return {k: self.mask_value(v) for k, v in value.items()}
+            return self.mask_entries([(k, self.mask_value(v)) for k, v in value.items()])
         if isinstance(value, list | tuple):
             return [self.mask_value(v) for v in value]
         return value
+
+    def mask_entries(self, entries: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        """A dict of ``entries`` (values as given) with each text key masked. A masked key
+        that another key already reads (``[email]`` twice, or a key written ``[email]``) is
+        numbered, ``[email]#2``, ``[email]#3``..., so that no entry overwrites another."""
+        keys = [self.mask_text(key) if isinstance(key, str) else key for key, _ in entries]
+        if all(shown == key for shown, (key, _) in zip(keys, entries, strict=True)):
+            return dict(entries)  # nothing masked: the common case
+        kept = {key for shown, (key, _) in zip(keys, entries, strict=True) if shown == key}
+        shown_dict: dict[Any, Any] = {}
+        for shown, (key, value) in zip(keys, entries, strict=True):
+            if shown != key and (shown in kept or shown in shown_dict):
+                n = 2
+                while f"{shown}#{n}" in kept or f"{shown}#{n}" in shown_dict:
+                    n += 1
+                shown = f"{shown}#{n}"
+            shown_dict[shown] = value
+        return shown_dict
 
 
 def _apply(pattern: _Pattern, text: str) -> str:
