@@ -86,6 +86,25 @@ async def test_health_governance_shows_the_policy_in_force(
     assert body["policy"]["required_headers"] == ["X-Request-Source"]
 
 
+async def test_health_governance_shows_urls_and_headers_without_their_values(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "governance.yaml"
+    path.write_text(
+        "audit:\n  anchor:\n    webhook: https://audit.example.com/cp?tenant=acme\n"
+        "llm:\n  providers:\n    azure:\n"
+        "      base_url: https://llm.example.com/v1?api-version=2024-06-01\n"
+        "      headers: {api-version: '2024-06-01'}\n"
+    )
+    async with serving(tmp_path, api_keys=KEYS, governance_file=path) as (client, _):
+        body = (await client.get("/health/governance", headers=VIEWER)).json()
+    assert body["sha256"] == load_policy(path).sha256  # the hash of the policy as loaded
+    assert body["policy"]["audit"]["anchor"]["webhook"] == "https://audit.example.com/cp?tenant=***"
+    azure = body["policy"]["llm"]["providers"]["azure"]
+    assert azure["base_url"] == "https://llm.example.com/v1?api-version=***"
+    assert azure["headers"] == {"api-version": "***"}
+
+
 async def test_the_shipped_default_policy_is_reported_without_a_file(tmp_path: Path) -> None:
     async with serving(tmp_path) as (client, _):
         body = (await client.get("/health/governance")).json()

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrion.errors import ErrorCategory, PermanentNodeError, PolicyViolation
+from orchestrion.governance.policy_secrets import check_headers, check_url
 
 __all__ = [
     "BUILT_IN",
@@ -78,14 +79,18 @@ class ProviderSection(BaseModel):
     base_url: str
     api_key_env: str | None = None  # none: the provider takes no key (a local server)
     models: list[str] = Field(default_factory=lambda: [])  # empty: any (llm.allowed_models holds)
-    headers: dict[str, str] = Field(default_factory=lambda: {})  # sent as is; no credentials here
+    # Sent as they are; a credential here is refused (governance/policy_secrets.py).
+    headers: dict[str, str] = Field(default_factory=lambda: {})
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"  # "": the header carries the key alone (api-key: KEY)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _absolute_url(value)
+        return check_url(
+            _absolute_url(value),
+            "put the provider's key in an environment variable and name it with api_key_env",
+        )
 
     @field_validator("api_key_env")
     @classmethod
@@ -100,7 +105,7 @@ class ProviderSection(BaseModel):
         for name in [*value, "x"]:
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"not an HTTP header name: {name!r}")
-        return value
+        return check_headers(value)
 
 
 def check_provider_names(providers: Mapping[str, ProviderSection]) -> None:

@@ -33,6 +33,7 @@ from orchestrion.errors import ConfigurationError
 from orchestrion.governance.llm_policy import DEFAULT_INJECTION_PHRASES, LlmPolicy
 from orchestrion.governance.llm_providers import ProviderSection, check_provider_names
 from orchestrion.governance.masking import MASKING_ORDER, Masker
+from orchestrion.governance.policy_secrets import check_url
 from orchestrion.governance.secret_routes import SecretRouteSection
 from orchestrion.governance.ssrf import DEFAULT_DENY_HOSTS, DEFAULT_DENY_NETWORKS, UrlPolicy
 from orchestrion.governance.syslog_target import syslog_address
@@ -101,7 +102,14 @@ def _syslog_address(address: str | None) -> str | None:
 def _webhook_url(url: str | None) -> str | None:
     if url is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url):
         raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-    return url
+    if url is None:
+        return None
+    return check_url(
+        url,
+        "the checkpoints it receives are signed with the audit key (audit.key_env), so the"
+        " receiver can check them without one; a receiver that wants a credential can get"
+        " it from a proxy you run in front of it",
+    )
 
 
 class AnchorPolicy(_Section):

@@ -1,10 +1,12 @@
 """The governance policy in force, and the state of every control (issue #6).
 
 ``GET /health/governance`` (viewer role): the validated policy, its source and SHA-256, so an
-auditor can tell which policy a server enforces; it holds no secret. ``GET /health/compliance``
-(admin role, since it lists which controls are off or degraded and the ids of the keys): one
-entry per control, ``on`` (enforced), ``off`` (not asked for, or turned off by the policy) or
-``degraded`` (asked for, but not enforceable as configured: a missing key, an unverified
+auditor can tell which policy a server enforces; it holds no secret (the loader refuses
+credentials in it, and URLs and header values are shown without them anyway).
+``GET /health/compliance`` (admin role, since it lists which controls are off or degraded
+and the ids of the keys): one entry per control, ``on`` (enforced), ``off`` (not asked
+for, or turned off by the policy) or ``degraded`` (asked for, but not enforceable as
+configured: a missing key, an unverified
 audit chain). Both answer 200: a degraded control is something to fix, not an outage.
 
 The audit chain's state comes from ``ApiContext.audit_status`` when something set it (the
@@ -25,6 +27,7 @@ from orchestrion.api.problems import error_responses
 from orchestrion.api.routes import Ctx
 from orchestrion.governance.encryption import KeyRing
 from orchestrion.governance.policy import GovernancePolicy
+from orchestrion.governance.policy_secrets import shown_policy
 from orchestrion.governance.runtime import Governance
 
 __all__ = ["ComplianceResponse", "Control", "GovernanceResponse", "router"]
@@ -70,7 +73,10 @@ class ComplianceResponse(BaseModel):
 )
 async def governance_policy(ctx: Ctx) -> GovernanceResponse:
     loaded = ctx.engine.governance.loaded
-    return GovernanceResponse(source=loaded.source, sha256=loaded.sha256, policy=loaded.policy)
+    # The hash is the policy's as loaded; URLs and headers are shown without what could be a
+    # credential, even though the loader refuses them (governance/policy_secrets.py).
+    policy = shown_policy(loaded.policy)
+    return GovernanceResponse(source=loaded.source, sha256=loaded.sha256, policy=policy)
 
 
 @router.get(
