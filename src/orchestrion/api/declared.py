@@ -13,7 +13,9 @@ masked classification (as stored: inherited classifications included):
   pattern-masked; the inputs' ``default`` values are hidden whole when the ``input`` node is
   classified; so are its triggers' ``inputs`` (and a schedule's, ``routes/schedules.py``);
 - the text the definition was submitted as (``source``) is replaced by
-  ``[masked: <highest classification>]``: text cannot be masked by structure.
+  ``[masked: <highest classification>]``: text cannot be masked by structure;
+- free text, the descriptions (of the workflow, its nodes, inputs, success criteria, error
+  rules, triggers) and the nodes' display names, is pattern-masked.
 
 Ids, handlers, dependencies, conditions and classifications stay as declared.
 """
@@ -45,7 +47,8 @@ def declared(
         _node(node, level, masker) if isinstance(node, dict) else node
         for node, level in zip(nodes, levels, strict=True)
     ]
-    shown = {**spec, "dag": {**dag, "nodes": shown_nodes}}
+    # Free text (descriptions, node names) anywhere in the definition is pattern-masked.
+    shown: dict[str, Any] = _described({**spec, "dag": {**dag, "nodes": shown_nodes}}, masker)
     hidden = next(
         (lv for n, lv in zip(nodes, levels, strict=True) if lv and _handler(n) == "input"), None
     )
@@ -93,6 +96,8 @@ def _level(node: Any, masks: Callable[[str], bool]) -> str | None:
 
 def _node(node: dict[str, Any], level: str | None, masker: Masker) -> dict[str, Any]:
     shown = dict(node)
+    if isinstance(node.get("name"), str):  # a label, free text like a description
+        shown["name"] = masker.mask_text(node["name"])
     if "config" in node:
         shown["config"] = (
             masker.mask_value(node["config"])
@@ -117,6 +122,23 @@ def _inputs(inputs: dict[str, Any], hidden: str | None, masker: Masker) -> dict[
         else item
         for name, item in masked.items()
     }
+
+
+_FREE_TEXT = frozenset({"description", "title", "label"})
+
+
+def _described(value: Any, masker: Masker) -> Any:
+    """``value`` with the text of its descriptions (and titles, labels) pattern-masked."""
+    if isinstance(value, dict):
+        return {
+            key: masker.mask_text(item)
+            if key in _FREE_TEXT and isinstance(item, str)
+            else _described(item, masker)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_described(item, masker) for item in value]
+    return value
 
 
 def _hide(value: Any, level: str, masker: Masker) -> Any:

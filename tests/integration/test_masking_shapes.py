@@ -1,5 +1,6 @@
-"""Personal data in the keys of JSON objects is masked for callers without admin, as values
-are: the execution's inputs, node outputs, and definitions' configs."""
+"""Personal data where masking once missed it, masked for callers without admin: the keys of
+JSON objects (the execution's inputs, node outputs, definitions' configs) and the free text
+of classified definitions (descriptions, node names)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,33 @@ async def test_definition_config_keys_are_masked_for_viewers(tmp_path: Path) -> 
         assert nodes["echo"]["config"]["table"] == {"[email]": 1}
         admin = (await client.get("/v1/definitions/keyed-contacts", headers=ADMIN)).json()
         assert "eve@example.com" in json.dumps(admin)
+
+
+async def test_descriptions_of_classified_definitions_are_masked(tmp_path: Path) -> None:
+    described = {
+        **DEFINITION,
+        "name": "described",
+        "description": "Calls ada@example.com when it fails",
+        "success_criteria": [
+            {"condition": "{{ true }}", "description": "escalate to +44 20 7946 0958"}
+        ],
+    }
+    nodes = [dict(node) for node in DEFINITION["dag"]["nodes"]]  # type: ignore[index]
+    nodes[1]["description"] = "the card of bob@example.com"
+    nodes[2]["name"] = "Echo for 123-45-6789"
+    described["dag"] = {"nodes": nodes}
+    async with serving(tmp_path) as client:
+        submitted = await client.post("/v1/workflow", json=described, headers=OPERATOR)
+        assert submitted.status_code == 201, submitted.text
+        path = "/v1/definitions/described?include_source=true"
+        shown = (await client.get(path, headers=VIEWER)).json()
+        assert _clear(shown) == [] and "bob@" not in json.dumps(shown), shown
+        spec = shown["spec"]
+        assert spec["description"] == "Calls [email] when it fails"
+        assert spec["success_criteria"][0]["description"] == "escalate to [phone]"
+        by_id = {node["id"]: node for node in spec["dag"]["nodes"]}
+        assert by_id["card"]["description"] == "the card of [email]"
+        assert by_id["echo"]["name"] == "Echo for [ssn]"
+        assert shown["source"] == "[masked: pii]"
+        admin = (await client.get(path, headers=ADMIN)).json()
+        assert admin["spec"]["description"] == described["description"]
