@@ -8,7 +8,11 @@ then sends it: a client that got an answer can find the record. Who: the matched
 id (``key:`` and the first 8 hex digits of its SHA-256, never the key), its role, the
 ``X-Client-ID`` and ``X-Request-Source`` it claims (printable ASCII, 128 characters at most)
 and the client address. What: method, route template, the ids in the path and, for
-creations, the ids in the answer; the outcome is the status code.
+creations, the ids in the answer; the outcome is the status code. The action is
+``api.<route name>`` whatever refused the call: the body's size (``RequestMiddleware``
+answers before any route, and calls ``record_refusal``), its media type or its JSON
+(refused before routing): the route is found from the path. A method the route does not
+allow is ``api.unmatched``, with the methods it allows.
 
 Who gets a record of their own:
 
@@ -31,9 +35,11 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.auth import MUTATING_METHODS, Caller, api_key_id, caller_of
@@ -42,7 +48,7 @@ from orchestrion.api.surfaces import ADMIN_PREFIXES, is_api_path
 if TYPE_CHECKING:
     from orchestrion.api.context import ApiContext
 
-__all__ = ["AuditMiddleware", "api_key_id", "is_audited"]
+__all__ = ["AuditMiddleware", "api_key_id", "is_audited", "record_refusal", "route_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,10 @@ _PATH_LIMIT = 512
 def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     return None if value is None else _UNPRINTABLE.sub("?", value[:_HEADER_LIMIT])
+
+
+def _masked(value: str | None, mask: Callable[[str], str]) -> str | None:
+    return None if value is None else mask(value)
 
 
 def _recorded(caller: Caller, status: int) -> bool:
@@ -158,8 +168,8 @@ class AuditMiddleware:
 
         await self.app(scope, receive, observe)
 
+    @staticmethod
     async def _record(
-        self,
         ctx: ApiContext,
         scope: Scope,
         caller: Caller,
@@ -168,26 +178,30 @@ class AuditMiddleware:
         at: float,
     ) -> None:
         headers = Headers(scope=scope)
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "<unmatched>"
-        name = getattr(route, "name", None) or "unmatched"
+        name, template, path_params, allowed = route_of(scope)
         actor = caller.key_id or "anonymous"
-        path_params: dict[str, Any] = dict(scope.get("path_params") or {})
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
         found = _ids_in(body) if 200 <= status < 300 else {}
+        # What the client chose (headers, the path) is masked like a log line: the trail is
+        # kept for years and read by auditors.
+        masker = ctx.engine.governance.masker
+        client = (lambda text: text) if masker is None else masker.mask_text
         details: dict[str, Any] = {
             "method": scope["method"],
             "route": template,
-            "path": _UNPRINTABLE.sub("?", scope.get("path", "")[:_PATH_LIMIT]),
+            "path": client(_UNPRINTABLE.sub("?", scope.get("path", "")[:_PATH_LIMIT])),
             "role": caller.role,
-            "client_id": _header(headers, "x-client-id"),
-            "request_source": _header(headers, "x-request-source"),
+            "client_id": _masked(_header(headers, "x-client-id"), client),
+            "request_source": _masked(_header(headers, "x-request-source"), client),
             "remote": caller.address,
             "request_id": scope.get("state", {}).get("request_id"),
         }
+        if allowed:  # the path is a route's, the method is not one of its
+            details["allowed"] = allowed
         if path_params:
             details["target"] = {
-                k: _UNPRINTABLE.sub("?", str(v)[:_HEADER_LIMIT]) for k, v in path_params.items()
+                k: client(_UNPRINTABLE.sub("?", str(v)[:_HEADER_LIMIT]))
+                for k, v in path_params.items()
             }
         if found:
             details["created"] = found
@@ -204,3 +218,41 @@ class AuditMiddleware:
             )
         except Exception:
             logger.exception("cannot write the audit record of %s %s", scope["method"], template)
+
+
+async def record_refusal(scope: Scope, status: int) -> None:
+    """Audit a request refused before it reached the routes (a body declared larger than the
+    limit: ``RequestMiddleware``) as ``AuditMiddleware`` would have."""
+    ctx: ApiContext = scope["app"].state.ctx
+    if not ctx.engine.audit.enabled:
+        return
+    caller = caller_of(scope, ctx.settings)
+    audited = is_audited(scope["method"], scope.get("path", ""))
+    if audited and (caller.authenticated or caller.open_api) and _recorded(caller, status):
+        await AuditMiddleware._record(ctx, scope, caller, status, [], time.time())
+    elif status == 401 or (audited and status >= 400):
+        ctx.refusals.note(caller.address, status)
+
+
+def route_of(scope: Scope) -> tuple[str, str, dict[str, Any], list[str] | None]:
+    """The route a request is for: its name, path template, path parameters and, when the
+    path is the route's but the method is not one of its, the methods it allows (the name is
+    then ``unmatched``: the call reached no route). A request refused before routing (its
+    body, its media type, its JSON) is named after the route it was for all the same."""
+    route = scope.get("route")
+    params: dict[str, Any] = dict(scope.get("path_params") or {})
+    app = scope.get("app")
+    if route is None and app is not None:
+        for candidate in getattr(getattr(app, "router", None), "routes", ()):
+            match, child = candidate.matches(scope)
+            if match is Match.FULL or (match is Match.PARTIAL and route is None):
+                route, params = candidate, dict(child.get("path_params") or {})
+                if match is Match.FULL:
+                    break
+    if route is None:
+        return "unmatched", "<unmatched>", params, None
+    template = str(getattr(route, "path", None) or "<unmatched>")
+    methods = getattr(route, "methods", None)
+    if methods and scope["method"] not in methods:
+        return "unmatched", template, params, sorted(methods)
+    return str(getattr(route, "name", None) or "unmatched"), template, params, None

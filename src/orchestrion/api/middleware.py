@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrion.api.audit import record_refusal
 from orchestrion.api.context import request_id_var
 from orchestrion.api.problems import ApiProblem, internal_error, problem_response
 from orchestrion.api.raw_headers import add_answer_headers, header
@@ -32,8 +33,10 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("orchestrion.api.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# A client's request id is reused only when it is short and plain: it lands in every log line.
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+# A client's request id is reused only when it is short and plain, and does not look like
+# personal data (the policy's masker leaves it alone): it lands in every log line and in the
+# signed audit trail. Otherwise the request gets an id of its own.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/=-]{1,128}$")
 _UNMATCHED = "<unmatched>"  # one label for every unknown path: bounded metric cardinality
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _NO_SNIFF = ((b"x-content-type-options", b"nosniff"),)
@@ -49,6 +52,15 @@ def new_request_id() -> str:
     """A request id: a random UUID4 in hex, as ``uuid.uuid4().hex`` writes it, for a third
     of its cost (no UUID object made and taken apart again on every request)."""
     return "%032x" % (int.from_bytes(os.urandom(16)) & _UUID4_KEEP | _UUID4_SET)
+
+
+def _plain_id(scope: Scope, given: str) -> bool:
+    if not _CLIENT_ID.match(given):
+        return False
+    app = scope.get("app")
+    ctx = getattr(getattr(app, "state", None), "ctx", None)
+    masker = None if ctx is None else ctx.engine.governance.masker
+    return masker is None or masker.mask_text(given) == given
 
 
 class _BodyTooLarge(ApiProblem):
@@ -70,7 +82,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         given = header(scope, _REQUEST_ID_KEY)
-        request_id = given if given and _CLIENT_ID.match(given) else new_request_id()
+        request_id = given if given and _plain_id(scope, given) else new_request_id()
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -99,6 +111,7 @@ class RequestMiddleware:
                     f"the request body is larger than the limit of {self.max_body_bytes} bytes",
                     instance=path,
                 )
+                await record_refusal(scope, 413)  # no route saw it: audited from here
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
