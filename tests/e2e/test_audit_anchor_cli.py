@@ -298,6 +298,31 @@ def test_a_copy_of_the_checkpoints_is_read_with_the_anchor_option(case: Case) ->
     broken(offline, "(truncated)", "anchor holds a checkpoint")
 
 
+def test_an_export_is_checked_against_the_configured_anchor(case: Case) -> None:
+    export = case.root / "trail.jsonl"
+    done = orchestrion("audit", "export", "--db", case.url, "-o", str(export), policy=None)
+    assert done.returncode == 0, done.stderr
+    lines = export.read_text().splitlines(keepends=True)
+    whole = orchestrion("audit", "verify", "--file", str(export), policy=case.policy)
+    assert whole.returncode == 0, whole.stderr
+    assert f"in {case.anchor}" in whole.stdout
+    export.write_text("".join(lines[:-3]))  # cut short: its own end looks like the trail's
+    broken(
+        orchestrion("audit", "verify", "--file", str(export), policy=case.policy),
+        "(truncated)",
+        "anchor holds a checkpoint",
+    )
+    plain = orchestrion("audit", "verify", "--file", str(export), policy=case.plain_policy)
+    assert plain.returncode == 0, plain.stderr
+    assert "no anchor checked" in plain.stdout
+    # A line that gives a field twice is refused, not read as its last value.
+    first = json.loads(lines[0])
+    twice = lines[0].rstrip("\n")[:-1] + f', "actor": {json.dumps(first["actor"])}}}\n'
+    export.write_text(twice + "".join(lines[1:]))
+    refused = orchestrion("audit", "verify", "--file", str(export), policy=case.plain_policy)
+    assert refused.returncode == 2 and "'actor' is given twice" in refused.stderr, refused.stderr
+
+
 def test_a_process_that_cannot_write_its_anchor_refuses_to_start(case: Case) -> None:
     write_policy(case.policy, case.root / "no-such-dir" / "anchor.jsonl")
     run = orchestrion("run", str(case.flow), "--db", case.url, "--quiet", policy=case.policy)

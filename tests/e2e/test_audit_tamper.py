@@ -98,6 +98,24 @@ async def unknown_key(t: Trail) -> None:
     await t.sql(("UPDATE audit SET key_id = 'k9' WHERE seq = $1", (5,)))
 
 
+def _details_text(t: Trail, seq: int) -> str:
+    details = t.records[seq - 1]["details"]
+    assert isinstance(details, dict) and "event_id" in details, t.records[seq - 1]
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def duplicate_key(t: Trail) -> None:
+    """The stored text says another event id first; a JSON reader keeps the last one."""
+    text = '{"event_id":"forged",' + _details_text(t, 3)[1:]
+    await t.sql(("UPDATE audit SET details = $1 WHERE seq = $2", (text, 3)))
+
+
+async def respelled(t: Trail) -> None:
+    """The same value written another way: not the text that was signed."""
+    text = _details_text(t, 3).replace('"event_id"', '"\\u0065vent_id"')
+    await t.sql(("UPDATE audit SET details = $1 WHERE seq = $2", (text, 3)))
+
+
 async def truncate(t: Trail) -> None:
     await t.sql(("DELETE FROM audit WHERE seq > $1", (len(t.records) - 2,)))
 
@@ -110,6 +128,8 @@ CORPUS: list[tuple[Tamper, str, Callable[[Trail], int]]] = [
     (resign_with_a_wrong_key, "edited", lambda t: 3),
     (unknown_key, "unknown_key", lambda t: 5),
     (truncate, "truncated", lambda t: len(t.records) - 1),
+    (duplicate_key, "edited", lambda t: 3),
+    (respelled, "edited", lambda t: 3),
 ]
 
 

@@ -63,7 +63,8 @@ AnchorOption = Annotated[
     Path | None,
     typer.Option(
         "--anchor",
-        help="Checkpoints to check against (default: audit.anchor.file of the policy).",
+        help="Checkpoints to check against (default: audit.anchor.file of the policy, for"
+        " the database and for --file).",
     ),
 ]
 
@@ -99,6 +100,17 @@ def _report(result: Verification, head: ChainHead | None, as_json: bool) -> None
             console.print(
                 f"anchored: checkpoint of record {latest['seq']} in {escape(str(anchored['file']))}"
                 + (f" ({newer} newer record(s) not anchored yet)" if newer > 0 else ""),
+                highlight=False,
+            )
+        elif anchored:
+            console.print(
+                f"anchor {escape(str(anchored.get('file')))} checked: no checkpoint in it yet",
+                highlight=False,
+            )
+        else:
+            console.print(
+                "no anchor checked: none configured (audit.anchor.file) nor given (--anchor),"
+                " so records deleted from the end cannot be seen",
                 highlight=False,
             )
     else:
@@ -160,9 +172,13 @@ def verify_command(
         from orchestrion.store.audit_log import verification_keys
 
         try:
-            keys = verification_keys(Governance.from_settings(load_settings()))
+            governance = Governance.from_settings(load_settings())
+            keys = verification_keys(governance)
         except ConfigurationError as exc:
             fail(EXIT_INVALID, str(exc))
+        # The configured checkpoints unless --anchor names a copy: an export cut short is
+        # caught by them without a flag, as the trail in the database is.
+        anchor_file = anchor if anchor is not None else governance.policy.audit.anchor.file
         from orchestrion.governance.audit_chain import verify
 
         records = read_export(file)
@@ -171,10 +187,10 @@ def verify_command(
         if head is None and records:
             head = ChainHead(records[-1].seq, records[-1].hash)
         result = verify([r.chain_fields() for r in records], keys, expected_head=head)
-        if anchor is not None:
+        if anchor_file is not None:
             from orchestrion.store.audit_anchor import anchor_breaks, read_anchor
 
-            reading = read_anchor(anchor, keys)
+            reading = read_anchor(anchor_file, keys)
             last = max((r.seq for r in records), default=0)
             result.breaks.extend(anchor_breaks(reading, {r.seq: r.hash for r in records}, last))
             result.anchor = reading.to_dict()

@@ -94,7 +94,19 @@ def read_export(path: Path) -> list[AuditRecord]:
         if not line.strip():
             continue
         try:
-            records.append(AuditRecord.from_fields(safe_data.loads(line)))
+            fields = safe_data.loads(line, object_pairs_hook=_unique_keys)
+            records.append(AuditRecord.from_fields(fields))
         except (ValueError, KeyError, TypeError) as exc:
             fail(EXIT_INVALID, f"{path}, line {number}: not an audit record ({exc})")
     return records
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: a line that says two things of one field
+    is refused, not read as its last value."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is given twice")
+        found[key] = value
+    return found

@@ -75,6 +75,17 @@ class AuditRecord:
     prev_hash: str
     key_id: str
     hash: str
+    # The stored ``details`` text when it is not the canonical JSON that was signed (a
+    # duplicate key, another spelling of the same value): such a record does not verify.
+    stored_details: str | None = None
+
+    def signed_fields(self) -> dict[str, Any]:
+        """What ``audit_chain.verify`` checks: the ``chain_fields``, with the stored text in
+        place of ``details`` when that text is not what was signed."""
+        fields = self.chain_fields()
+        if self.stored_details is not None:
+            fields["details"] = self.stored_details
+        return fields
 
     def chain_fields(self) -> dict[str, Any]:
         """The signed dict (what ``audit_chain.verify`` checks), also the export format."""
@@ -234,7 +245,12 @@ def entry_items(entries: list[AuditEntry]) -> list[AuditItem]:
 
 
 def record_of(row: Sequence[Any]) -> AuditRecord:
-    """A record from a table row (details as JSON text)."""
+    """A record from a table row (details as JSON text). The signature covers the canonical
+    text of the details, so a stored text that is not exactly it (``{"role":"admin",
+    "role":"operator"}`` reads as the last value; ``"\\u0061"`` as ``"a"``) is kept aside
+    for the verification to refuse, whatever it parses to."""
+    details = None if row[7] is None else json.loads(row[7])
+    stored = None if row[7] is None or _dumps(details) == row[7] else str(row[7])
     return AuditRecord(
         seq=int(row[0]),
         at=row[1],
@@ -243,10 +259,11 @@ def record_of(row: Sequence[Any]) -> AuditRecord:
         execution_id=row[4],
         node_id=row[5],
         outcome=row[6],
-        details=None if row[7] is None else json.loads(row[7]),
+        details=details,
         prev_hash=row[8],
         key_id=row[9],
         hash=row[10],
+        stored_details=stored,
     )
 
 

@@ -96,9 +96,11 @@ def verify_records(
 ) -> Verification:
     """``audit_chain.verify`` over stored records against the head kept aside (which must be
     there when records are, and signed) and, when given, a head noted elsewhere."""
-    rows = [record.chain_fields() for record in records]
+    trail = list(records)
+    rows = [record.signed_fields() for record in trail]
     trusted = head is not None and head.valid(keys)
     result = verify(rows, keys, expected_head=head.chain if head is not None and trusted else None)
+    _name_respelled(result, trail)
     problem: str | None = None
     if head is None and rows:
         problem = "the head kept aside (table audit_head) is missing"
@@ -116,6 +118,19 @@ def verify_records(
     if result.ok and expected is not None:
         result = verify(rows, keys, expected_head=expected)
     return result
+
+
+def _name_respelled(result: Verification, records: list[AuditRecord]) -> None:
+    """Say so when the first break is a record whose details are stored as another text."""
+    respelled = {r.seq for r in records if r.stored_details is not None}
+    if result.breaks and result.breaks[0].seq in respelled:
+        seq = result.breaks[0].seq
+        result.breaks[0] = AuditBreak(
+            seq,
+            "edited",
+            f"record {seq}'s details are not stored as the text that was signed (a duplicate"
+            " key, or another spelling of a value)",
+        )
 
 
 async def _journal(store: Store) -> list[EventRecord]:
