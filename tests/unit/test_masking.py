@@ -21,6 +21,16 @@ from orchestrion.governance.masking import Masker, luhn_valid
         ("call 555-123-4567", "call [phone]"),
         ("iban DE89 3704 0044 0532 0130 00", "iban [iban]"),
         ("iban GB82WEST12345698765432", "iban [iban]"),
+        # Written as people write them, too.
+        ("call 020 7946 0958 today", "call [phone] today"),
+        ("mobile 07700 900123", "mobile [phone]"),
+        ("office 0161 496 0000", "office [phone]"),
+        ("ssn 123 45 6789", "ssn [ssn]"),
+        ("iban gb82 west 1234 5698 7654 32", "iban [iban]"),
+        ("iban de89370400440532013000", "iban [iban]"),
+        ("card 4111.1111.1111.1111", "card [card]"),
+        ("to josé@exämple.com", "to [email]"),
+        ("to first_last@example.com", "to [email]"),
     ],
 )
 def test_personal_data_is_masked(text: str, masked: str) -> None:
@@ -34,6 +44,11 @@ def test_personal_data_is_masked(text: str, masked: str) -> None:
         "took 1700000000123 ms",  # a timestamp
         "version 1.2.3, port 8000, 42 items",
         "execution 3f2a9c1e-5b7d-4e8a-9c0f-1a2b3c4d5e6f",
+        "at 1765123456.123456, 2026-12-07 21:41:00, ip 10.0.0.1 port 8080",
+        "order 0123 4567 8901, ticket 123-45-67890",
+        "iban de89 3704 0044 0532 0130 01",  # lower case without a valid checksum
+        "code ab12 this that here",
+        "card 4111.1111.1111.1112",  # fails the Luhn check
     ],
 )
 def test_look_alikes_are_left_alone(text: str) -> None:

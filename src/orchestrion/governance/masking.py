@@ -44,6 +44,7 @@ class _Pattern:
     name: str
     regex: re.Pattern[str]
     luhn: bool = False
+    mod97: bool = False  # an IBAN's checksum confirms the match
     # A cheap test a text must pass for the pattern to be worth running (None: always run).
     gate: str | None = None
 
@@ -62,15 +63,24 @@ _ID = re.compile(
 
 
 BUILTIN_PATTERNS: dict[str, str] = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-    # 13-19 digits, optionally grouped by spaces or dashes; confirmed by the Luhn check.
-    "card": r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])",
+    # Letters and digits of any script (josé@exämple.com), a top-level domain of letters.
+    "email": r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}",
+    # 13-19 digits, optionally grouped by spaces or dashes, or in fours by dots
+    # (4111.1111.1111.1111: a timestamp's one dot is not a grouping); confirmed by the Luhn check.
+    "card": r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"
+    r"|(?<![\d.])\d{4}(?:\.\d{4}){2,3}(?:\.\d{1,3})?(?![\d.])",
+    # Upper case as printed; in lower or mixed case confirmed by the checksum (_IBAN_ANY_CASE).
     "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
-    "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
-    # International (+country) or grouped national numbers of 8+ digits.
+    # Dashed or spaced alike (123-45-6789, 123 45 6789).
+    "ssn": r"\b\d{3}([- ])\d{2}\1\d{4}\b",
+    # International (+country) or grouped national numbers: US (202) 555-0143, 202-555-0143;
+    # UK trunk numbers grouped as written, 020 7946 0958, 0161 496 0000, 07700 900123.
     "phone": r"(?<![\w+])\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b"
-    r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b",
+    r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b"
+    r"|(?<![\w+.-])0(?:\d{2}[ -]\d{4}[ -]\d{4}|\d{3}[ -]\d{3}[ -]\d{4}|\d{3}[ -]\d{6,7}"
+    r"|\d{4}[ -]\d{6}|\d{4}[ -]\d{3}[ -]\d{3})(?![\w.-])",
 }
+_IBAN_ANY_CASE = r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?\b"
 MASKING_ORDER = ("email", "iban", "card", "ssn", "phone")
 """Kinds, in the order they are applied (an IBAN before the digits inside it look like a card)."""
 
@@ -97,6 +107,10 @@ class Masker:
             for k in MASKING_ORDER
             if k in wanted
         ]
+        if "iban" in wanted:  # then the same in any case, when its checksum holds
+            at = next(i for i, p in enumerate(patterns) if p.name == "iban") + 1
+            lower = _Pattern("iban", re.compile(_IBAN_ANY_CASE), mod97=True, gate="digits")
+            patterns.insert(at, lower)
         for name, expression in (extra or {}).items():
             try:
                 patterns.append(_Pattern(name, re.compile(expression)))
@@ -164,7 +178,17 @@ class Masker:
 def _apply(pattern: _Pattern, text: str) -> str:
     if pattern.luhn:
         return pattern.regex.sub(_card_or_keep, text)
+    if pattern.mod97:
+        return pattern.regex.sub(_iban_or_keep, text)
     return pattern.regex.sub(f"[{pattern.name}]", text)
+
+
+def _iban_or_keep(match: re.Match[str]) -> str:
+    """An IBAN in any case when its check digits hold (ISO 13616: mod 97 gives 1)."""
+    text = match.group(0).replace(" ", "").upper()
+    moved = text[4:] + text[:4]
+    number = "".join(str(int(char, 36)) for char in moved)
+    return "[iban]" if int(number) % 97 == 1 else match.group(0)
 
 
 def _card_or_keep(match: re.Match[str]) -> str:
