@@ -223,8 +223,8 @@ class AuditMiddleware:
 async def record_refusal(scope: Scope, status: int) -> None:
     """Audit a request refused before it reached the routes (a body declared larger than the
     limit: ``RequestMiddleware``) as ``AuditMiddleware`` would have."""
-    ctx: ApiContext = scope["app"].state.ctx
-    if not ctx.engine.audit.enabled:
+    ctx: ApiContext | None = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
+    if ctx is None or not ctx.engine.audit.enabled:
         return
     caller = caller_of(scope, ctx.settings)
     audited = is_audited(scope["method"], scope.get("path", ""))
