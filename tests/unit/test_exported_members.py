@@ -87,6 +87,7 @@ PUBLIC: dict[str, set[str]] = {
         "UnstorableValue",
         "TransientNodeError",
         "WireError",
+        "no_such_node",
     },
     "orchestrion.settings": {
         "ApiRole",
