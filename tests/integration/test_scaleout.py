@@ -432,7 +432,7 @@ async def test_a_worker_takes_up_again_a_task_it_read_but_could_not_finish(
     """An entry left pending with a live worker (Redis went away between its read and its
     answer) runs again on that worker, long before the reaper's idle timeout."""
     pg, redis_url, prefix = urls
-    monkeypatch.setattr("orchestrion.cluster.worker._OWN_RECLAIM_IDLE", 0.5)
+    monkeypatch.setattr("orchestrion.cluster.leases.OWN_RECLAIM_IDLE", 0.5)
     settings = scaleout_settings(pg, redis_url, prefix)
     names = StreamNames(prefix)
     async with scaleout_engine(pg, redis_url, prefix, workers=0) as engine:

@@ -19,9 +19,12 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
 4. in ONE Redis transaction: adds the outcome to the reply stream, marks the guard done, and
    acknowledges and deletes the task entry. A crash before that leaves the entry pending for
    the reaper; a crash after it loses nothing. An entry the worker could not finish while
-   Redis was away stays pending with it and is taken up again after ``_OWN_RECLAIM_IDLE`` s.
+   Redis was away stays pending with it and is taken up again after
+   ``leases.OWN_RECLAIM_IDLE`` s.
 
-A heartbeat key (handlers, capabilities, load) tells the reaper and ``/health`` it is alive.
+A heartbeat key (handlers, capabilities, load) tells the reaper and ``/health`` it is alive,
+and the worker renews its hold on the entries it runs (``cluster/leases.py``), so the reaper
+never takes an attempt from a live worker however long it runs.
 On ``stop`` it reads no more, lets running attempts finish for the grace period, and leaves
 the rest pending, to be reclaimed at once since its heartbeat is gone.
 """
@@ -39,6 +42,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from orchestrion.cluster import leases
 from orchestrion.cluster.attempts import Outcome, run_attempt, unreadable_outcome
 from orchestrion.cluster.batching import Batch, Reads
 from orchestrion.cluster.channels import listen_channel
@@ -74,9 +78,6 @@ if TYPE_CHECKING:
 __all__ = ["ENGINE_BOUND_HANDLERS", "Worker"]
 
 logger = logging.getLogger(__name__)
-
-_OWN_RECLAIM_IDLE = 10.0
-"""Seconds an entry this worker holds but is not handling waits before it is taken up again."""
 
 ENGINE_BOUND_HANDLERS = frozenset({"workflow"})
 """Handlers that run in the orchestrator's process: they start child executions."""
@@ -185,6 +186,7 @@ class Worker:
             asyncio.create_task(self._heartbeat(), name="orchestrion-worker-heartbeat"),
             asyncio.create_task(self._listen_cancels(), name="orchestrion-worker-cancels"),
             asyncio.create_task(self._reclaim_own(), name="orchestrion-worker-reclaim"),
+            asyncio.create_task(self._keep_leases(), name="orchestrion-worker-leases"),
         ]
         logger.info(
             "worker %s serving %s (capabilities: %s), concurrency %d",
@@ -282,34 +284,33 @@ class Worker:
     async def _reclaim_own(self) -> None:
         """Entries this worker read but could not finish (Redis went away at the wrong moment:
         the guard check or the outcome failed) are taken up again after a while, instead of
-        waiting for the reaper's much longer idle timeout."""
+        waiting for the reaper's much longer idle timeout (``cluster/leases.py``)."""
         from redis.exceptions import RedisError
 
-        idle_ms = int(_OWN_RECLAIM_IDLE * 1000)
         while True:
-            await asyncio.sleep(_OWN_RECLAIM_IDLE)
+            await asyncio.sleep(leases.OWN_RECLAIM_IDLE)
             try:
-                for stream in self.streams:
-                    pending = await self.redis.xpending_range(
-                        stream, WORKER_GROUP, "-", "+", 100, consumername=self.id, idle=idle_ms
-                    )
-                    ids: list[Any] = [
-                        p["message_id"]
-                        for p in pending
-                        if (stream, p["message_id"]) not in self._entries
-                    ]
-                    if not ids:
-                        continue
-                    claimed = cast(
-                        "list[tuple[bytes, dict[bytes, bytes] | None]]",
-                        await self.redis.xclaim(stream, WORKER_GROUP, self.id, idle_ms, ids),
-                    )
-                    for entry_id, fields in claimed:
-                        if fields is not None and (stream, entry_id) not in self._entries:
-                            logger.warning("taking up %s of %s again", text(entry_id), stream)
-                            self._spawn(stream, entry_id, fields)
+                for stream, entry_id, fields in await leases.stranded(
+                    self.redis, self.streams, self.id, self._entries
+                ):
+                    self._spawn(stream, entry_id, fields)
             except (RedisError, OSError) as exc:
                 logger.warning("looking for stranded tasks failed: %s", exc)
+
+    async def _keep_leases(self) -> None:
+        """Renew the hold on the entries being run, so the reaper leaves them to this live
+        worker however long their attempts take (``cluster/leases.py``)."""
+        from redis.exceptions import RedisError
+
+        every = leases.renew_every(self.settings)
+        while True:
+            await asyncio.sleep(every)
+            if not self._entries:
+                continue
+            try:
+                await leases.renew(self.redis, self.id, list(self._entries))
+            except (RedisError, OSError) as exc:
+                logger.warning("renewing the hold on running tasks failed: %s", exc)
 
     async def _groups_again(self) -> None:
         """A stream or its group is gone (Redis lost its data): make them again, from the
