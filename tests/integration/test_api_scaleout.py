@@ -235,9 +235,20 @@ async def test_dlq_list_pages_show_retry_drop(api: Api) -> None:
     assert execution_id == "exec-1" and isinstance(event, NodeFailed)
     assert (event.node, event.attempt, event.error.category) == ("n1", 2, "dead_letter")
 
+    # A copy of the parked task ran to its end after all (its guard is done): dropping the
+    # letter fails nothing, and says so.
+    await api.redis.set(api.names.guard("exec-2", "n2", 2, "r"), "d")
+    ended = await api.client.delete(f"/v1/admin/dlq/{ids[2]}", headers=ADMIN)
+    assert ended.status_code == 202, ended.text
+    assert ended.json()["message"] == (
+        "Dead letter dropped: attempt 2 of node n2 had already ended"
+        " (a copy of the task ran to its end), so nothing changed"
+    )
+    assert await api.redis.xrange(api.names.completions) == completions
+
     left = (await api.client.get("/v1/admin/dlq", headers=ADMIN)).json()
-    assert [i["id"] for i in left["items"]] == [ids[2]] and left["total"] == 1
-    for gone in ids[:2]:
+    assert left["items"] == [] and left["total"] == 0
+    for gone in ids:
         problem = assert_problem(await api.client.get(f"/v1/admin/dlq/{gone}", headers=ADMIN), 404)
         assert gone in problem["detail"]
 
@@ -590,6 +601,19 @@ def _park_sync(redis_url: str, prefix: str, count: int) -> list[str]:
     return asyncio.run(go())
 
 
+def _ended(redis_url: str, guard: str) -> None:
+    """Mark an attempt's guard done, as a worker does when it sends the attempt's outcome."""
+
+    async def go() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.set(guard, "d")
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())
+
+
 def _dlq_size(redis_url: str, prefix: str) -> int:
     async def go() -> int:
         redis = Redis.from_url(redis_url)
@@ -641,6 +665,11 @@ def test_cli_dlq_on_redis(
     assert dropped.exit_code == 0, dropped.output
     assert "attempt 2 of node n1 fails with category dead_letter" in dropped.output
     assert _dlq_size(redis_server, redis_prefix) == 1
+    _ended(redis_server, StreamNames(redis_prefix).guard("cli-2", "n2", 2, "r"))
+    ended = invoke("drop", ids[2], *where)
+    assert ended.exit_code == 0, ended.output
+    assert "attempt 2 of node n2 had already ended" in ended.output
+    assert "nothing changed" in ended.output and "fails with" not in ended.output
 
     for args in (("show", ids[0]), ("retry", ids[1]), ("drop", "1-0"), ("show", "bogus")):
         failed = invoke(*args, *where)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from orchestrion.cluster.connection import queue_errors
 from orchestrion.cluster.streams import WORKER_GROUP, Entries, Fields, StreamNames, text
-from orchestrion.cluster.wire import SCHEMA_VERSION, encode_event
+from orchestrion.cluster.wire import SCHEMA_VERSION, WireError, decode_task, encode_event, loads
 from orchestrion.core.events import ErrorInfo, NodeFailed
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.errors import ErrorCategory, ExecutionNotFound
 
 if TYPE_CHECKING:
@@ -63,9 +64,11 @@ class DeadLetter:
 
 
 # Take the entry out of the DLQ and send its message on, only if this call removed it: two
-# operators retrying or dropping the same letter at once cannot both act on it.
+# operators retrying or dropping the same letter at once cannot both act on it. With a third
+# key, the attempt's guard, nothing is sent when the guard says the attempt already ended.
 _TAKE_AND_SEND = """
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
+if KEYS[3] and redis.call('GET', KEYS[3]) == 'd' then return 'ended' end
 if ARGV[2] == '' then return 'taken' end
 return redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
 """
@@ -182,8 +185,10 @@ class DeadLetters:
         added = await self._take(entry_id, letter.stream, json.dumps(data, separators=(",", ":")))
         return text(added)
 
-    async def drop(self, entry_id: str) -> DeadLetter:
-        """Remove the entry; its attempt fails (``dead_letter``) so the execution goes on."""
+    async def drop(self, entry_id: str) -> tuple[DeadLetter, bool]:
+        """Remove the entry; its attempt fails (``dead_letter``) so the execution goes on.
+        The flag: whether it did, False when the attempt had already ended (its guard says
+        its outcome was sent: a copy of the task ran to its end after all)."""
         letter = await self.get(entry_id)
         message = ""
         if letter.execution_id and letter.node_id and letter.attempt:
@@ -194,16 +199,28 @@ class DeadLetters:
             )
             failed = NodeFailed(letter.node_id, int(letter.attempt), time.time(), error)
             message = encode_event(letter.execution_id, failed)
-        await self._take(entry_id, self.names.completions, message)
-        return letter
+        guard = self._guard(letter) if message else None
+        taken = await self._take(entry_id, self.names.completions, message, guard)
+        return letter, bool(message) and text(taken) != "ended"
 
-    async def _take(self, entry_id: str, stream: str, message: str) -> Any:
-        """Remove the letter and add ``message`` to ``stream`` (nothing when empty), atomically;
-        ``ExecutionNotFound`` when another call took it first."""
+    def _guard(self, letter: DeadLetter) -> str | None:
+        """The guard of the parked attempt; None for a compensation (it has none) or a
+        message that does not read as a task."""
+        try:
+            task = decode_task(loads(letter.payload))
+        except WireError:
+            return None
+        return self.names.guard_for(task) if task.kind == TaskKind.RUN else None
+
+    async def _take(
+        self, entry_id: str, stream: str, message: str, guard: str | None = None
+    ) -> Any:
+        """Remove the letter and add ``message`` to ``stream`` (nothing when empty, or when
+        ``guard`` says the attempt ended: ``"ended"``), atomically; ``ExecutionNotFound``
+        when another call took it first."""
+        keys = [self.names.dlq, stream, *([guard] if guard else [])]
         with queue_errors():
-            result = await self.redis.eval(
-                _TAKE_AND_SEND, 2, self.names.dlq, stream, entry_id, message
-            )
+            result = await self.redis.eval(_TAKE_AND_SEND, len(keys), *keys, entry_id, message)
         if result is None:
             raise ExecutionNotFound(f"no dead letter '{entry_id}' (retried or dropped meanwhile)")
         return result

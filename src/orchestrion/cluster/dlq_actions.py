@@ -66,10 +66,16 @@ async def retry_letter(dlq: DeadLetters, entry_id: str) -> LetterAction:
 
 async def drop_letter(dlq: DeadLetters, entry_id: str) -> LetterAction:
     """Drop the parked task: its attempt fails with category ``dead_letter`` when the letter
-    names one (``ExecutionNotFound`` for an unknown id, ``DispatchError``)."""
-    letter = await dlq.drop(entry_id)
+    names one and it is still open (``ExecutionNotFound`` for an unknown id,
+    ``DispatchError``)."""
+    letter, failed = await dlq.drop(entry_id)
     execution_id, node_id, attempt = letter.ids()
-    if execution_id and node_id and attempt:
+    if execution_id and node_id and attempt and not failed:
+        message = (
+            f"Dead letter dropped: attempt {attempt} of node {node_id} had already ended"
+            " (a copy of the task ran to its end), so nothing changed"
+        )
+    elif execution_id and node_id and attempt:
         message = (
             f"Dead letter dropped: attempt {attempt} of node {node_id} "
             "fails with category dead_letter"
