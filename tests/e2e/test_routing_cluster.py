@@ -58,6 +58,7 @@ async def test_a_takeover_after_sigkill_keeps_each_notice_once_and_the_gate_by_i
         cluster.start("orchestrator-0", "orchestrator")
         cluster.start("orchestrator-1", "orchestrator")
         cluster.start("worker-0", "worker", "--concurrency", "4")
+        cluster.start("reaper-0", "reaper")  # /health is ok only with one
         cluster.start("api", "serve", "--host", "127.0.0.1", "--port", str(port))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=ALICE) as api:
             for _ in range(300):

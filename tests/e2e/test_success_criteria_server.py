@@ -104,6 +104,7 @@ def test_scale_out_processes_judge_the_same_way(
     try:
         cluster.start("orchestrator-0", "orchestrator")
         cluster.start("worker-0", "worker", "--concurrency", "4")
+        cluster.start("reaper-0", "reaper")  # /health is ok only with one
         cluster.start("api", "serve", "--host", "127.0.0.1", "--port", str(port))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for _ in range(300):

@@ -36,6 +36,7 @@ from orchestrion.client import AsyncClient, Forbidden, NotFound
 from orchestrion.cluster.circuits import CircuitBreakers
 from orchestrion.cluster.connection import ensure_group
 from orchestrion.cluster.dlq import DeadLetters
+from orchestrion.cluster.reaper import Reaper
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
 from orchestrion.cluster.wire import decode_event, encode_task, loads
 from orchestrion.cluster.worker import Worker
@@ -47,7 +48,7 @@ from orchestrion.handlers.base import NodeContext
 from orchestrion.handlers.python import function
 from orchestrion.handlers.registry import default_registry
 from orchestrion.settings import Settings, load_settings
-from scaleout import scaleout_engine, scaleout_settings
+from scaleout import scaleout_engine, scaleout_settings, until
 
 PROBLEM = "application/problem+json"
 KEYS = "adm-key:admin,op-key:operator,view-key:viewer"
@@ -388,6 +389,7 @@ async def test_a_dead_letter_retried_or_dropped_over_http_finishes_its_execution
 
         worker = Worker(redis_server, settings, default_registry(), worker_id="live")
         await worker.start()
+        await Reaper(redis_server, settings, redis=api.redis).beat()  # one runs: /health ok
         try:
             retry = f"/v1/admin/dlq/{by_execution[started[0]]}/retry"
             assert (await api.client.post(retry, headers=ADMIN)).status_code == 202
@@ -446,8 +448,8 @@ async def test_health_reports_workers_and_orchestrators(
     assert body["status"] == "degraded"
     checks = body["checks"]
     assert list(checks) == [
-        "database", "engine", "redis", "workers", "orchestrators", "queues", "dlq", "circuits",
-        "python_threads",
+        "database", "engine", "redis", "workers", "orchestrators", "reaper", "queues", "dlq",
+        "circuits", "python_threads",
     ]  # fmt: skip
     assert checks["database"]["status"] == checks["engine"]["status"] == "ok"
     assert checks["redis"]["status"] == "ok" and checks["redis"]["info"]["latency_ms"] >= 0
@@ -455,6 +457,8 @@ async def test_health_reports_workers_and_orchestrators(
     assert checks["workers"]["status"] == "fail" and "no live worker" in checks["workers"]["detail"]
     assert checks["orchestrators"]["status"] == "fail"
     assert "no live orchestrator" in checks["orchestrators"]["detail"]
+    assert checks["reaper"]["status"] == "fail" and checks["reaper"]["info"]["live"] == 0
+    assert "no live reaper" in checks["reaper"]["detail"]
     assert checks["dlq"] == {"status": "ok", "detail": None, "info": {"size": 0}}
 
     settings = api.settings
@@ -474,6 +478,10 @@ async def test_health_reports_workers_and_orchestrators(
     async with scaleout_engine(postgres_url, redis_server, redis_prefix, workers=0) as orchestrator:
         await gpu.start()
         await plain.start()
+        stop_reaper = asyncio.Event()
+        reaper = Reaper(redis_server, settings)
+        reaping = asyncio.create_task(reaper.run_until(stop_reaper))
+        await until(lambda: _swept(reaper), 10, "swept once")
         try:
             for path, headers in (("/health", {}), ("/v1/health", VIEWER)):
                 response = await api.client.get(path, headers=headers)
@@ -495,12 +503,22 @@ async def test_health_reports_workers_and_orchestrators(
                 streams = checks["queues"]["info"]["streams"]
                 assert streams["python"] == {"length": 0, "pending": 0}
                 assert "noop+gpu" in streams  # the stream of a worker's capability set
+                reapers = checks["reaper"]["info"]["reapers"]
+                assert checks["reaper"]["info"]["live"] == 1 and reapers[0]["id"] == reaper.id
+                assert reapers[0]["last_seen_at"].endswith("Z")
         finally:
             await gpu.stop(grace=0)
             await plain.stop(grace=0)
+            stop_reaper.set()
+            await reaping
     # Stopped processes delete their heartbeats: degraded again at once.
     after = (await api.client.get("/health")).json()["checks"]
     assert after["workers"]["info"]["live"] == 0 and after["orchestrators"]["info"]["live"] == 0
+    assert after["reaper"]["status"] == "fail" and after["reaper"]["info"]["live"] == 0
+
+
+async def _swept(reaper: Reaper) -> bool:
+    return reaper.last_sweep_at is not None
 
 
 def closed_port() -> int:

@@ -4,7 +4,8 @@ Every ``reaper_interval`` seconds it sweeps:
 
 - task streams: entries pending with a worker whose heartbeat has been gone for a heartbeat
   period (claimed with XCLAIM) or idle longer than their handler's timeout
-  (``reaper_handler_idle``, else ``reaper_idle_seconds``; XAUTOCLAIM) are added again with one
+  (``reaper_handler_idle``, else ``reaper_idle_seconds``; XAUTOCLAIM: no live worker renewed
+  them, see below) are added again with one
   more delivery counted, and the old entry is acknowledged and deleted in the same
   transaction. An entry delivered ``max_deliveries`` times goes to the dead letter queue
   instead;
@@ -13,7 +14,13 @@ Every ``reaper_interval`` seconds it sweeps:
   over reads them;
 - the completions stream: entries pending with a dead orchestrator are added again.
 
-Any number of reapers may run: a claim moves an entry to one of them only.
+A live worker renews its hold on the entries it runs (``cluster/leases.py``), so the idle
+timeout takes only entries nobody looks after any more; an attempt that runs long on a live
+worker stays with it, bounded by its node's ``timeout``.
+
+Any number of reapers may run: a claim moves an entry to one of them only. Each one beats
+(``{p}:reaper:{host}:{pid}``, a key with a time to live, with the time of its last sweep),
+so ``/health`` can tell when none is running.
 """
 
 from __future__ import annotations
@@ -69,7 +76,9 @@ class Reaper:
         self.url = url
         self.settings = settings
         self.names = StreamNames(settings.redis_prefix)
-        self.id = f"reaper:{socket.gethostname()}:{os.getpid()}"
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"reaper:{self.name}"
+        self.last_sweep_at: float | None = None
         self._redis = redis
         self._suspects: dict[str, int] = {}
         self._missing: dict[str, float] = {}  # consumer -> when its heartbeat was first missed
@@ -82,17 +91,44 @@ class Reaper:
 
     async def close(self) -> None:
         if self._redis is not None:
+            with contextlib.suppress(Exception):  # gone at once: /health need not wait
+                await self._redis.delete(self.names.reaper(self.name))
             await self._redis.aclose()
             self._redis = None
+
+    async def beat(self) -> None:
+        """Say this reaper is alive, for ``/health`` (three heartbeat periods to live)."""
+        info = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "interval": self.settings.reaper_interval,
+            "last_sweep_at": self.last_sweep_at,
+            "at": time.time(),
+        }
+        ttl = max(1, int(self.settings.heartbeat_seconds * 3 + 0.999))
+        await self.redis.set(self.names.reaper(self.name), json.dumps(info), ex=ttl)
+
+    async def _heartbeat(self) -> None:
+        from redis.exceptions import RedisError
+
+        while True:
+            try:
+                await self.beat()
+            except (RedisError, OSError) as exc:
+                logger.warning("reaper heartbeat failed: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
 
     async def run_until(self, stop: asyncio.Event) -> None:
         from redis.exceptions import RedisError
 
         logger.info("reaper %s sweeping every %gs", self.id, self.settings.reaper_interval)
+        beating = asyncio.create_task(self._heartbeat(), name="orchestrion-reaper-heartbeat")
         try:
             while not stop.is_set():
                 try:
                     done = await self.sweep()
+                    self.last_sweep_at = time.time()
                     if done:
                         logger.info(
                             "reaper: %d reclaimed, %d parked, %d moved",
@@ -105,6 +141,8 @@ class Reaper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.reaper_interval)
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             await self.close()
 
     async def sweep(self) -> Sweep:

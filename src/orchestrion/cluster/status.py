@@ -51,6 +51,7 @@ class Cluster:
 
     workers: list[dict[str, Any]] = field(default_factory=list)
     orchestrators: list[dict[str, Any]] = field(default_factory=list)
+    reapers: list[dict[str, Any]] = field(default_factory=list)
     streams: list[StreamDepth] = field(default_factory=list)
     dlq_size: int = 0
     circuits: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +118,16 @@ def _orchestrator(owner: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _reaper(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(data.get("id") or f"reaper:{name}"),
+        "host": data.get("host"),
+        "pid": data.get("pid"),
+        "last_sweep_at": _iso(data.get("last_sweep_at")),
+        "last_seen_at": _iso(data.get("at")),
+    }
+
+
 def _pending(groups: Any) -> int:
     if not isinstance(groups, list):  # no consumer group yet (no worker serves it): none
         return 0
@@ -137,22 +148,27 @@ async def _read(redis: Redis, prefix: str) -> Cluster:
     names = StreamNames(prefix)
     worker_prefix = names.worker("")
     orchestrator_prefix = names.orchestrator("")
+    reaper_prefix = names.reaper("")
     task_prefix = names.tasks("")
     workers: list[str] = []
     orchestrators: list[str] = []
+    reapers: list[str] = []
     streams: list[str] = []
-    # One pass over the keyspace for the three kinds of keys (worker:, orchestrator:,
-    # tasks:), instead of one SCAN each; the guard keys, the bulk of it, never match.
-    async for raw in redis.scan_iter(match=f"{prefix}:[otw]*", count=_SCAN_COUNT):
+    # One pass over the keyspace for the four kinds of keys (worker:, orchestrator:,
+    # reaper:, tasks:), instead of one SCAN each; the guard keys, the bulk of it, never match.
+    async for raw in redis.scan_iter(match=f"{prefix}:[ortw]*", count=_SCAN_COUNT):
         key = text(raw)
         if key.startswith(worker_prefix):
             workers.append(key)
         elif key.startswith(orchestrator_prefix):
             orchestrators.append(key)
+        elif key.startswith(reaper_prefix):
+            reapers.append(key)
         elif key.startswith(task_prefix):
             streams.append(key)
     workers.sort()
     orchestrators.sort()
+    reapers.sort()
     streams.sort()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xlen(names.dlq)
@@ -160,6 +176,8 @@ async def _read(redis: Redis, prefix: str) -> Cluster:
             pipe.mget(workers)
         if orchestrators:
             pipe.mget(orchestrators)
+        if reapers:
+            pipe.mget(reapers)
         for stream in streams:
             pipe.xlen(stream)
             pipe.xinfo_groups(stream)
@@ -174,6 +192,10 @@ async def _read(redis: Redis, prefix: str) -> Cluster:
         data = _heartbeat(raw)
         if data is not None:
             snapshot.orchestrators.append(_orchestrator(key[len(orchestrator_prefix) :], data))
+    for key, raw in zip(reapers, next(replies) if reapers else [], strict=True):
+        data = _heartbeat(raw)
+        if data is not None:
+            snapshot.reapers.append(_reaper(key[len(reaper_prefix) :], data))
     for stream in streams:
         length, groups = next(replies), next(replies)
         if not isinstance(length, int):  # the key is not a stream (nothing of ours)

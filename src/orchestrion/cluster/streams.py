@@ -9,7 +9,8 @@
 - ``{p}:dlq``: parked task messages with their structured error.
 - ``{p}:guard:{execution}:{node}:{attempt}:{tag}``: set when an attempt is dispatched, so a
   takeover does not dispatch it again.
-- ``{p}:worker:{id}`` / ``{p}:orchestrator:{owner}``: heartbeats (keys with a time to live).
+- ``{p}:worker:{id}`` / ``{p}:orchestrator:{owner}`` / ``{p}:reaper:{host}:{pid}``:
+  heartbeats (keys with a time to live).
 - ``{p}:circuit:{handler}:{host}``: circuit breaker state shared by all workers.
 - ``{p}:epoch``: a random value set once; when it is gone Redis lost its data (a restart
   without persistence) and orchestrators dispatch what was in flight again.
@@ -85,6 +86,9 @@ class StreamNames:
     @property
     def orchestrator_pattern(self) -> str:
         return f"{self.prefix}:orchestrator:*"
+
+    def reaper(self, name: str) -> str:
+        return f"{self.prefix}:reaper:{name}"
 
     def inbox(self, owner: str) -> str:
         return f"{self.prefix}:inbox:{owner}"

@@ -8,9 +8,10 @@ Neither is rate limited. ``/health`` and ``/metrics`` are open (probes and scrap
 ``/v1/health`` follows the /v1 rule and needs a key when keys are configured.
 
 In scale-out mode the health report adds what Redis says about the cluster (``redis``,
-``orchestrators``, ``queues``, ``dlq``, ``circuits``, and ``workers`` from their heartbeats),
-and is degraded when PostgreSQL or Redis does not answer or no orchestrator or no worker is
-alive: executions would not move. A non-empty DLQ or an open circuit is reported, not degraded:
+``orchestrators``, ``reaper``, ``queues``, ``dlq``, ``circuits``, and ``workers`` from their
+heartbeats), and is degraded when PostgreSQL or Redis does not answer or no orchestrator or no
+worker is alive (executions would not move), or no reaper is (the tasks of a worker that dies
+would wait forever). A non-empty DLQ or an open circuit is reported, not degraded:
 the service works, an operator or a downstream has to act. ``/metrics`` refreshes the cluster
 gauges at scrape time, and answers even when Redis does not.
 """
@@ -150,6 +151,17 @@ def _orchestrators(cluster: Cluster) -> HealthCheck:
     return HealthCheck(status="ok", info=info)
 
 
+def _reapers(cluster: Cluster) -> HealthCheck:
+    info = {"live": len(cluster.reapers), "reapers": cluster.reapers}
+    if not cluster.reapers:
+        detail = (
+            "no live reaper: the tasks of a worker that dies are never run again"
+            " (start `orchestrion reaper`)"
+        )
+        return HealthCheck(status="fail", detail=detail, info=info)
+    return HealthCheck(status="ok", info=info)
+
+
 async def _scaleout_checks(ctx: ApiContext) -> dict[str, HealthCheck]:
     """The checks only scale-out has, and the workers seen through their heartbeats."""
     try:
@@ -160,7 +172,7 @@ async def _scaleout_checks(ctx: ApiContext) -> dict[str, HealthCheck]:
         down = HealthCheck(status="fail", detail=detail)
         return {
             name: down
-            for name in ("redis", "workers", "orchestrators", "queues", "dlq", "circuits")
+            for name in ("redis", "workers", "orchestrators", "reaper", "queues", "dlq", "circuits")
         }
     open_circuits = cluster.open_circuits()
     queues = {s.name: {"length": s.length, "pending": s.pending} for s in cluster.streams}
@@ -170,6 +182,7 @@ async def _scaleout_checks(ctx: ApiContext) -> dict[str, HealthCheck]:
         ),
         "workers": _scaleout_workers(cluster),
         "orchestrators": _orchestrators(cluster),
+        "reaper": _reapers(cluster),
         "queues": HealthCheck(status="ok", info={"streams": queues}),
         "dlq": HealthCheck(status="ok", info={"size": cluster.dlq_size}),
         "circuits": HealthCheck(
