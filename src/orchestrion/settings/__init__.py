@@ -182,20 +182,21 @@ class Settings(BaseSettings):
         gt=0,
         le=300,
         validation_alias=_env("heartbeat_seconds", "WORKER_HEARTBEAT_INTERVAL"),
-        description="workers and orchestrators heartbeat this often",
+        description="workers, orchestrators and reapers heartbeat this often",
     )
     reaper_interval: float = Field(default=1.0, gt=0, le=3600)
     reaper_idle_seconds: float = Field(
         default=300.0,
         gt=0,
         validation_alias=_env("reaper_idle_seconds", "REAPER_MIN_IDLE_SECONDS"),
-        description="a task entry idle this long (or its node timeout + 30 s) is reclaimed"
-        " even from a live worker",
+        description="a task entry no live worker renewed for this long is given to another"
+        " worker (workers renew theirs well within it: set it alike on workers and reapers)",
     )
     # Factories are lambdas, not list or dict: pydantic reads a factory's signature as the
     # model is built, and a builtin's means parsing its text signature (a few ms per start).
     reaper_handler_idle: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=lambda: {}, description='per-handler idle timeouts: "http:60,llm:600"'
+        default_factory=lambda: {},
+        description='per-handler idle timeouts (as reaper_idle_seconds): "http:60,llm:600"',
     )
     max_deliveries: int = Field(
         default=5, ge=1, le=1000, description="deliveries of a task before it goes to the DLQ"
