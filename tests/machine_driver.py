@@ -126,6 +126,7 @@ class Replayed:
     phase: str
     error: dict[str, Any] | None
     nodes: dict[str, NodeRun]
+    compensation_round: int = 0  # its ``execution.compensating`` records, as a store counts
 
 
 def replay(records: Iterable[Record]) -> Replayed:
@@ -134,8 +135,10 @@ def replay(records: Iterable[Record]) -> Replayed:
     phase = "run"
     error: dict[str, Any] | None = None
     nodes: dict[str, NodeRun] = {}
+    rounds = 0
     for record in records:
         if record.node is None:
+            rounds += record.type == "execution.compensating"
             if record.status is not None:
                 status = record.status
             if record.phase:
@@ -156,7 +159,7 @@ def replay(records: Iterable[Record]) -> Replayed:
             wake_at=record.wake_at,
             compensation=record.extra.get("compensation"),
         )
-    return Replayed(status, phase, error, nodes)
+    return Replayed(status, phase, error, nodes, rounds)
 
 
 # ---------------------------------------------------------------- the simulator
@@ -315,7 +318,11 @@ class Simulator:
                     self._push(Pending("timer", node_id, attempt, fire_at=fire_at, timer_kind=kind))
                 case CancelNode():
                     self.cancelled.append(command)
-                case RunCompensation(node=node_id):
+                case RunCompensation(node=node_id, round=round_):
+                    # Its round names it to the dispatch guard: the compensations begun so
+                    # far, as the journal counts them (across crashes and retries alike).
+                    begun = sum(r.type == "execution.compensating" for r in self.records)
+                    assert round_ == begun >= 1, (round_, begun)
                     self.compensations.append(node_id)
                     self._push(Pending("compensate", node_id))
                 case ExecutionFinished():
@@ -419,7 +426,9 @@ class Simulator:
         self.machine = ExecutionMachine(
             self.plan, "exec-1", rng=random.Random(self.seed + 1000 * self.crashes)
         )
-        self.machine.restore(state.status, state.phase, state.nodes, state.error)
+        self.machine.restore(
+            state.status, state.phase, state.nodes, state.error, state.compensation_round
+        )
         if not keep_pending:
             # Workers, timers and compensations died with the process; a person's decision on
             # an approval comes through the API later and is not lost.

@@ -253,3 +253,65 @@ async def test_a_compensation_abandoned_before_a_worker_took_it_never_runs(
             return UNDONE[f"{eid}:a:compensate"] == 1
 
         await until(ran, 10, "a later compensation of the same node and attempt to run")
+
+
+async def test_each_failure_of_a_retried_execution_undoes_its_nodes_once(
+    postgres_url: str, redis_server: str, redis_prefix: str, redis: Redis
+) -> None:
+    # A compensation is sent once per failure: the same one sent again (a takeover, the
+    # periodic re-dispatch) adds nothing, while the next failure after a retry undoes anew.
+    UNDONE.clear()
+    names = StreamNames(redis_prefix)
+    flow = {
+        "name": "saga-retry-undoes-again",
+        "on_failure": "compensate",
+        "dag": {
+            "nodes": [
+                {"id": "a", "handler": "noop", "compensate": "saga_so_undo"},
+                {
+                    "id": "d",
+                    "handler": "python",
+                    "dependencies": ["a"],
+                    "retry": {"max_attempts": 1},
+                    "config": {"function": "fail", "params": {"message": "d went wrong"}},
+                },
+            ]
+        },
+    }
+    async with scaleout_engine(postgres_url, redis_server, redis_prefix) as engine:
+        result = await engine.run(flow, timeout=20)
+        eid = result.execution_id
+        assert result.status is ExecutionStatus.FAILED
+        assert UNDONE[f"{eid}:a:compensate"] == 1
+        record = await engine.store.get_execution(eid)
+        compiled = engine._definitions.compiled[record.definition_id]
+        dispatcher = engine._dispatcher
+        assert dispatcher is not None
+        # The first failure's compensation sent again, long after it ran: nothing is added.
+        before = await redis.xlen(names.tasks("python"))
+        await dispatcher.dispatch([compiled.compensation_message(record, {"a": {}}, "a", 1, 1)])
+        assert await redis.xlen(names.tasks("python")) == before
+        # Redelivered from the stream (a worker's crash after the answer): not run again.
+        task = compiled.compensation_message(record, {"a": {}}, "a", 1, 1)
+        await redis.xadd(
+            names.tasks("python"), {"m": encode_task(task, reply_to=names.completions)}
+        )
+
+        async def taken() -> bool:
+            pending = await redis.xpending(names.tasks("python"), "workers")
+            return await redis.xlen(names.tasks("python")) == 0 and pending["pending"] == 0
+
+        await until(taken, 10, "the redelivered compensation taken off the stream")
+        assert UNDONE[f"{eid}:a:compensate"] == 1
+
+        await engine.retry(eid)
+
+        async def undone_again() -> bool:
+            again = await engine.store.get_execution(eid)
+            return again.status is ExecutionStatus.FAILED and UNDONE[f"{eid}:a:compensate"] == 2
+
+        await until(undone_again, 20, "the second failure to undo a again")
+        await asyncio.sleep(0.3)
+        assert UNDONE[f"{eid}:a:compensate"] == 2
+        events = await engine.store.list_events(eid, types=[RecordType.NODE_COMPENSATED.value])
+        assert [e.node_id for e in events] == ["a", "a"]

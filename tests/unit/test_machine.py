@@ -883,7 +883,7 @@ def test_execution_timeout_fails_what_is_in_flight_and_compensates_what_complete
     assert sim.states() == {"A": S.COMPLETED, "B": S.FAILED, "C": S.SKIPPED, "D": S.FAILED}
     assert [c for c in step.commands if isinstance(c, CancelNode)] == [CancelNode("B", 1)]
     # B's attempt is abandoned, not undone: its action never completed as far as the run knows
-    assert step.commands[-1] == RunCompensation("A")
+    assert step.commands[-1] == RunCompensation("A", 1)
     timeout = {
         "category": "timeout",
         "message": "execution exceeded its timeout",
@@ -1264,7 +1264,8 @@ def test_recover_resumes_an_interrupted_compensation(compensated_before_crash: i
     out = sim.compensations[-1]
     step = sim.crash()
     assert [r.type for r in step.records] == ["execution.recovered"]
-    assert step.commands == [RunCompensation(out)]  # the one in flight, again
+    # The one in flight, again, in the same round: a dispatch guard holds it back if sent.
+    assert step.commands == [RunCompensation(out, 1)]
     sim.run()
     assert (
         sim.compensations

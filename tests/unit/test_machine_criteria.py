@@ -84,7 +84,7 @@ def test_a_required_criterion_that_failed_fails_the_execution_after_compensating
         "execution.criteria_evaluated",
         "execution.compensating",
     ]
-    assert step.commands == [RunCompensation("a")]
+    assert step.commands == [RunCompensation("a", 1)]
     assert machine.error is not None and machine.error["category"] == "success_criteria"
     assert machine.error["criteria"] == ["all_tasks_completed"]
     assert "all_tasks_completed" in machine.error["message"]

@@ -1,8 +1,11 @@
-"""Adding node attempts to the task streams, each once (the orchestrator's guarded send).
+"""Adding node attempts and compensations to the task streams, each once (the orchestrator's
+guarded send).
 
-Each ``run`` attempt is added with a guard key set in the same Lua script: a takeover that
-recovers the attempt again adds nothing while the guard lives. Compensations go unguarded
-(rare, and they may legitimately run again after a retry). Classified tasks are sealed first
+Each task is added with a guard key set in the same Lua script: a takeover that recovers the
+attempt, or the compensation under way, again adds nothing while the guard lives. A
+compensation's guard names its round (``StreamNames.guard_for``): a retried execution that
+fails again undoes its nodes anew. Adding a compensation also clears its cancel flag, which a
+forced cancel of an earlier round may have left. Classified tasks are sealed first
 (``cluster/on_wire.py``). One pipeline carries a whole turn's tasks.
 """
 
@@ -40,6 +43,16 @@ end
 return added
 """
 _SCRIPT_BATCH = 500  # tasks per script call: a long script blocks Redis for everyone else
+
+# One compensation, guarded the same way. KEYS: guard, stream, cancel flag; ARGV: payload, TTL.
+_GUARDED_COMPENSATION = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[3])
+  redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+  return 1
+end
+return 0
+"""
 
 
 def engine_bound(task: TaskMessage, canonical: Callable[[str], str]) -> bool:
@@ -97,6 +110,7 @@ class TaskSender:
         self._canonical = canonical
         self._sealer = sealer
         self._script: Any = redis.register_script(_GUARDED_XADD)
+        self._compensation_script: Any = redis.register_script(_GUARDED_COMPENSATION)
 
     async def send(self, tasks: list[TaskMessage], reply_to: str) -> None:
         """Add ``tasks``; workers answer on ``reply_to``. Redis errors propagate."""
@@ -115,14 +129,15 @@ class TaskSender:
                 if task.kind == TaskKind.RUN:
                     keys += (self.names.guard_for(task), stream)
                     payloads.append(payload)
-                else:  # compensations are rare and may legitimately run again after a retry
-                    # A forced cancel that abandoned an earlier one left its flag: this one runs.
-                    pipe.delete(
-                        self.names.cancelled(
-                            task.execution_id, task.node_id, task.attempt, task.kind
-                        )
+                else:  # rare: one script each
+                    flag = self.names.cancelled(
+                        task.execution_id, task.node_id, task.attempt, task.kind
                     )
-                    pipe.xadd(stream, {"m": payload})
+                    await self._compensation_script(
+                        keys=[self.names.guard_for(task), stream, flag],
+                        args=[payload, self._guard_ms],
+                        client=pipe,
+                    )
             for start in range(0, len(payloads), _SCRIPT_BATCH):
                 await self._script(
                     keys=keys[2 * start : 2 * (start + _SCRIPT_BATCH)],

@@ -7,8 +7,8 @@
   starts handed over by the API, control requests, and results whose orchestrator is gone.
 - ``{p}:inbox:{owner}``: one orchestrator's own stream; workers send results there.
 - ``{p}:dlq``: parked task messages with their structured error.
-- ``{p}:guard:{execution}:{node}:{attempt}:{tag}``: set when an attempt is dispatched, so a
-  takeover does not dispatch it again.
+- ``{p}:guard:{execution}:{node}:{attempt}:{tag}``: set when an attempt, or a node's
+  compensation (tag ``c{round}``), is dispatched, so a takeover does not dispatch it again.
 - ``{p}:worker:{id}`` / ``{p}:orchestrator:{owner}`` / ``{p}:reaper:{host}:{pid}``:
   heartbeats (keys with a time to live).
 - ``{p}:circuit:{handler}:{host}``: circuit breaker state shared by all workers.
@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
+
+from orchestrion.core.task_kinds import TaskKind
 
 if TYPE_CHECKING:
     from orchestrion.dispatch.base import TaskMessage
@@ -106,8 +108,15 @@ class StreamNames:
 
     def guard_for(self, task: TaskMessage) -> str:
         """The guard of this dispatch of ``task``: a woken attempt (its wait ran out) is
-        dispatched again with the same attempt number, so the wake time tells them apart."""
-        tag = f"w{task.wait_result.get('wake_at') or 0}" if task.wait_result else "r"
+        dispatched again with the same attempt number, so the wake time tells them apart; a
+        compensation shares its node's attempt number, and a retried execution that fails
+        again compensates that attempt again, so its round tells them apart."""
+        if task.kind == TaskKind.COMPENSATE:
+            tag = f"c{task.compensation_round}"
+        elif task.wait_result:
+            tag = f"w{task.wait_result.get('wake_at') or 0}"
+        else:
+            tag = "r"
         return self.guard(task.execution_id, task.node_id, task.attempt, tag)
 
     def cancelled(self, execution_id: str, node_id: str, attempt: int, kind: str = "run") -> str:

@@ -5,8 +5,8 @@ need the engine) and the capabilities it declares: it reads ``tasks:{handler}`` 
 ``tasks:{handler}+{caps}`` for every subset of its capabilities, in the consumer group
 ``workers``, at most ``concurrency`` attempts at once. For each attempt it:
 
-1. skips it when the attempt's guard says it is done already (a redelivery) or it was
-   cancelled;
+1. skips it when the guard of the attempt (or compensation) says it is done already (a
+   redelivery) or it was cancelled;
 2. sends ``NodeStarted`` to the reply stream (the dispatching orchestrator's inbox), after
    ``START_HELD`` s (``cluster/attempts.py``): an attempt that ends sooner sends it in
    step 4, before its outcome;
@@ -57,7 +57,6 @@ from orchestrion.cluster.streams import (
     text,
 )
 from orchestrion.cluster.wire import WireError, decode_task, encode_event, loads
-from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import TaskMessage
 from orchestrion.errors import ErrorCategory, OrchestrionError
 from orchestrion.execution import enforce
@@ -345,10 +344,10 @@ class Worker:
             guard,
             self.names.cancelled(task.execution_id, task.node_id, task.attempt, task.kind),
         )
-        # Each kind has its cancel flag: a compensation shares its node and attempt number
-        # (the execution timeout cancels an attempt, then compensates), and must still run
-        # then; a forced cancel abandons the compensation itself. Compensations have no guard.
-        if cancelled is not None or (task.kind == TaskKind.RUN and done == b"d"):
+        # Each kind has its cancel flag and its guard: a compensation shares its node and
+        # attempt number (the execution timeout cancels an attempt, then compensates), and
+        # must still run then; a forced cancel abandons the compensation itself.
+        if cancelled is not None or done == b"d":
             await self._finish(stream, entry_id, reply_to, None, guard)
             return
         try:

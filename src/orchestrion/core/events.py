@@ -395,9 +395,12 @@ class CancelNode:
 
 @dataclass(frozen=True, slots=True)
 class RunCompensation:
-    """Run the node's compensation handler."""
+    """Run the node's compensation handler (``round``: which compensation of the execution
+    this is, counted from 1, so a retried execution that fails again undoes its nodes anew
+    while a takeover that resumes the same one does not send it twice)."""
 
     node: str
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,11 +147,14 @@ class ExecutionMachine(ExecutionControl):
         phase: str,
         nodes: dict[str, NodeRun],
         error: dict[str, Any] | None = None,
+        compensation_round: int = 0,
     ) -> None:
-        """Load persisted state (after a restart). Counters are recomputed from node states."""
+        """Load persisted state (after a restart). Counters are recomputed from node states;
+        ``compensation_round``: how many ``execution.compensating`` the journal holds."""
         self.status = status
         self.phase = phase or PHASE_RUN
         self.error = error
+        self.compensation_round = compensation_round
         for node_id, run in nodes.items():
             i = self.plan.index.get(node_id)
             if i is not None:

@@ -61,6 +61,7 @@ class Propagation:
         "_rng",
         "_step",
         "_unfinished",
+        "compensation_round",
         "error",
         "execution_id",
         "nodes",
@@ -90,6 +91,9 @@ class Propagation:
         self._failed_count = 0
         self._held: list[int] = []
         self._compensation_queue: list[int] = []
+        # Compensations begun so far (each journals ``execution.compensating``): names the
+        # current one, so its tasks are told apart from those of an earlier one.
+        self.compensation_round = 0
         self._judging = False  # the success criteria are being evaluated (JudgeCriteria out)
         self._judge_round = 0  # JudgeCriteria asked so far (only the last one's answer counts)
         self._step = Step()

@@ -165,11 +165,20 @@ class Settlement(Propagation):
             if self.status is ExecutionStatus.WAITING or paused:
                 self.status = ExecutionStatus.RUNNING
             if queue:
+                self.compensation_round += 1
                 data: dict[str, object] = {"nodes": [plan.ids[i] for i in queue]}
                 if paused:
                     data["pause_lifted"] = True
                 self._record_execution(_EXECUTION_COMPENSATING, at, data=data)
         self._next_compensation(at)
+
+    def compensation_under_way(self) -> str | None:
+        """The node whose compensation the execution waits for (of ``compensation_round``),
+        or None when it is not compensating."""
+        queue = self._compensation_queue
+        if self.phase != PHASE_COMPENSATE or not queue or self.finished:
+            return None
+        return self.plan.ids[queue[0]]
 
     def _compensation_answered(self, node: str) -> int | None:
         """The index of ``node`` if its compensation is the one awaited (it leaves the queue);
@@ -183,7 +192,8 @@ class Settlement(Propagation):
 
     def _next_compensation(self, at: float) -> None:
         if self._compensation_queue:
-            self._step.commands.append(RunCompensation(self.plan.ids[self._compensation_queue[0]]))
+            node = self.plan.ids[self._compensation_queue[0]]
+            self._step.commands.append(RunCompensation(node, self.compensation_round))
         else:
             self._name_failed_compensations()
             self._finish_failed(at)

@@ -49,8 +49,10 @@ class TaskMessage:
     ``config`` is the node's raw config (templates unrendered, trigger-time overrides merged);
     ``inputs`` and ``outputs`` are the template context: the execution's input params and the
     outputs of the nodes this node depends on or references. ``kind`` is ``run`` or
-    ``compensate``. ``trust`` is the execution's (``governance/trust.py``): untrusted unless
-    said otherwise, and the process running the attempt applies the stricter of it and its own.
+    ``compensate``; a compensation carries its ``compensation_round`` (which compensation of
+    the execution it belongs to, from 1), so a resumed one is told apart from a later one.
+    ``trust`` is the execution's (``governance/trust.py``): untrusted unless said otherwise,
+    and the process running the attempt applies the stricter of it and its own.
     """
 
     execution_id: str
@@ -71,6 +73,7 @@ class TaskMessage:
     wait_result: Any = None
     correlation_id: str | None = None
     trust: Trust = Trust.UNTRUSTED
+    compensation_round: int = 0
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -93,9 +93,15 @@ class CompiledWorkflow:
         )
 
     def compensation_message(
-        self, record: ExecutionRecord, outputs: dict[str, Any], node_id: str, attempt: int
+        self,
+        record: ExecutionRecord,
+        outputs: dict[str, Any],
+        node_id: str,
+        attempt: int,
+        round_: int = 0,
     ) -> TaskMessage:
-        """The node's compensation: it also sees the node's own output."""
+        """The node's compensation (of the execution's compensation ``round_``): it also sees
+        the node's own output."""
         i = self.plan.index[node_id]
         node = self.plan.nodes[i]
         if node.compensate is None:
@@ -118,6 +124,7 @@ class CompiledWorkflow:
             kind=TaskKind.COMPENSATE,
             correlation_id=record.correlation_id,
             trust=record.trust,
+            compensation_round=round_,
         )
 
     def result_from(self, outputs: dict[str, Any]) -> Any:

@@ -438,7 +438,7 @@ class EngineLoop:
             elif isinstance(command, RunCompensation):
                 if abandoned.get((live.record.id, command.node), -1) > n:
                     continue  # asked for and abandoned (a forced cancel) in one turn
-                tasks.append(self._compensation_task(live, command.node))
+                tasks.append(self.compensation_task(live, command.node, command.round))
             elif isinstance(command, ExecutionFinished):
                 self._finish(live, command.status)
             elif isinstance(command, JudgeCriteria):
@@ -458,9 +458,12 @@ class EngineLoop:
             wait_result = {"woken": True, "reason": run.wait_reason, "wake_at": run.wake_at}
         return live.compiled.task_message(live.record, live.outputs, node_id, attempt, wait_result)
 
-    def _compensation_task(self, live: LiveExecution, node_id: str) -> TaskMessage:
+    def compensation_task(self, live: LiveExecution, node_id: str, round_: int) -> TaskMessage:
+        """The message for ``node_id``'s compensation in the execution's ``round_``."""
         attempt = live.machine.nodes[live.compiled.plan.index[node_id]].attempt
-        return live.compiled.compensation_message(live.record, live.outputs, node_id, attempt)
+        return live.compiled.compensation_message(
+            live.record, live.outputs, node_id, attempt, round_
+        )
 
     def _finish(self, live: LiveExecution, status: ExecutionStatus) -> None:
         self.ends.ended(live)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from orchestrion.core.events import Started, TimerFired, TimerKind
 from orchestrion.core.machine import NodeRun
+from orchestrion.core.node_run import PHASE_COMPENSATE
 from orchestrion.core.reasons import WaitReason
+from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
 from orchestrion.engine.live import Action, LiveExecution
 from orchestrion.engine.timers import arm_deadline, disarm
@@ -26,10 +28,24 @@ from orchestrion.store.base import CommitBatch, ExecutionRecord
 if TYPE_CHECKING:
     from orchestrion.core.events import Record
     from orchestrion.engine.parts import EngineParts
+    from orchestrion.store.base import Store
 
 __all__ = ["Recovery"]
 
 logger = logging.getLogger(__name__)
+
+
+async def compensations_begun(store: Store, execution_id: str) -> int:
+    """How many compensations the execution began (its ``execution.compensating`` events):
+    the round of the one under way, which names its tasks (``RunCompensation.round``)."""
+    count, after = 0, 0
+    kinds = [RecordType.EXECUTION_COMPENSATING.value]
+    while True:
+        page = await store.list_events(execution_id, after_seq=after, limit=1000, types=kinds)
+        count += len(page)
+        if len(page) < 1000:
+            return count
+        after = page[-1].seq
 
 
 class Recovery:
@@ -71,7 +87,10 @@ class Recovery:
             )
             for run in runs
         }
-        live.machine.restore(record.status, record.phase, nodes, record.error)
+        rounds = 0
+        if record.phase == PHASE_COMPENSATE and record.status not in FINAL_EXECUTION_STATES:
+            rounds = await compensations_begun(store, record.id)
+        live.machine.restore(record.status, record.phase, nodes, record.error, rounds)
         return live
 
     async def adopt(self, record: ExecutionRecord) -> bool:

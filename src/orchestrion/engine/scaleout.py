@@ -1,8 +1,8 @@
 """What the orchestrators of a scale-out deployment ask of their engine beyond the verbs.
 
 Starts handed over by the API are claimed by exactly one engine; starts whose hand-over was
-lost are handed over again; attempts in flight are dispatched again when the queue lost its
-data, leaving out those the journal says have ended.
+lost are handed over again; attempts in flight, and the compensation under way, are
+dispatched again when the queue lost its data, leaving out those the journal says have ended.
 """
 
 from __future__ import annotations
@@ -10,9 +10,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from orchestrion.core.events import Dispatch, NodeFailed, NodeSkipped, NodeSucceeded, Started
+from orchestrion.core.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    Dispatch,
+    NodeFailed,
+    NodeSkipped,
+    NodeSucceeded,
+    RunCompensation,
+    Started,
+)
 from orchestrion.core.reasons import WaitReason
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus, NodeState
+from orchestrion.core.task_kinds import TaskKind
 from orchestrion.engine.live import IN_FLIGHT, Action, LiveExecution
 from orchestrion.errors import OrchestrionError
 from orchestrion.store.base import ExecutionFilter, ExecutionRecord
@@ -73,13 +83,14 @@ class ScaleOutHooks:
                 return count
 
     async def redispatch_in_flight(self, check_journal: bool) -> int:
-        """Dispatch again every queued or running attempt of the live executions (the queue
-        lost its data: a Redis restart without persistence). Returns how many.
+        """Dispatch again every queued or running attempt of the live executions, and the
+        compensation each one waits for (the queue lost its data: a Redis restart without
+        persistence). Returns how many.
 
         ``check_journal``: first read each execution's record and node runs from the store
-        and leave out attempts that ended there (a completion already committed, or committed
-        by another engine that took the execution over) and executions this engine no longer
-        owns, so a completed node never runs again."""
+        and leave out attempts and compensations that ended there (a completion already
+        committed, or committed by another engine that took the execution over) and
+        executions this engine no longer owns, so a completed node never runs again."""
         actions: list[Action] = []
         for live in list(self._parts.loop.live.values()):
             if live.machine.finished:
@@ -90,8 +101,17 @@ class ScaleOutHooks:
                 for i, run in enumerate(live.machine.nodes)
                 if run.state is NodeState.QUEUED or run.state is NodeState.RUNNING
             ]
-            if candidates and check_journal:
-                candidates = await self._not_ended(live, candidates)
+            undoing = live.machine.compensation_under_way()
+            round_ = live.machine.compensation_round
+            if (candidates or undoing is not None) and check_journal:
+                candidates, undoing = await self._not_ended(live, candidates, undoing)
+            machine = live.machine
+            if (
+                undoing is not None
+                and undoing == machine.compensation_under_way()
+                and round_ == machine.compensation_round
+            ):  # else its answer was applied meanwhile
+                actions.append((live, RunCompensation(undoing, round_), None))
             for i, attempt in candidates:
                 run = live.machine.nodes[i]
                 if run.attempt != attempt or run.state not in IN_FLIGHT:
@@ -103,10 +123,11 @@ class ScaleOutHooks:
         return len(actions)
 
     async def _not_ended(
-        self, live: LiveExecution, candidates: list[tuple[int, int]]
-    ) -> list[tuple[int, int]]:
-        """The (node index, attempt) pairs of ``candidates`` that neither the journal nor the
-        results waiting in this engine's inbox say have ended."""
+        self, live: LiveExecution, candidates: list[tuple[int, int]], undoing: str | None
+    ) -> tuple[list[tuple[int, int]], str | None]:
+        """The (node index, attempt) pairs of ``candidates``, and the node whose compensation
+        is ``undoing``, that neither the journal nor the results waiting in this engine's
+        inbox say have ended."""
         execution_id = live.record.id
         store = self._parts.engine.store
         try:
@@ -115,15 +136,25 @@ class ScaleOutHooks:
         except OrchestrionError:
             # The store does not answer: dispatching again is the safe side (a lost attempt
             # would stall the execution; a duplicate runs under the same idempotency key).
-            return candidates
+            return candidates, undoing
         if record.status in FINAL_EXECUTION_STATES or record.owner != self._parts.ownership.owner:
-            return []  # ended, or driven by another engine now: it is not ours to dispatch
+            return [], None  # ended, or driven by another engine now: not ours to dispatch
+        mine = [
+            posted.event for posted in self._parts.loop.inbox if posted.execution_id == execution_id
+        ]
         arrived = {
-            (posted.event.node, posted.event.attempt)
-            for posted in self._parts.loop.inbox
-            if posted.execution_id == execution_id
-            and isinstance(posted.event, NodeSucceeded | NodeFailed | NodeSkipped)
+            (event.node, event.attempt)
+            for event in mine
+            if isinstance(event, NodeSucceeded | NodeFailed | NodeSkipped)
         }
+        if undoing is not None:
+            undone = stored.get(undoing)
+            if (undone is not None and undone.compensation is not None) or any(
+                isinstance(event, CompensationSucceeded | CompensationFailed)
+                and event.node == undoing
+                for event in mine
+            ):
+                undoing = None
         ids = live.compiled.plan.ids
         kept = []
         for i, attempt in candidates:
@@ -135,7 +166,7 @@ class ScaleOutHooks:
             ):
                 continue
             kept.append((i, attempt))
-        return kept
+        return kept, undoing
 
     def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
         """The attempts of ``tasks`` this engine still waits for (a dispatch that is sent
@@ -150,6 +181,13 @@ class ScaleOutHooks:
             if index is None:
                 continue
             run = live.machine.nodes[index]
-            if task.kind != "run" or (run.attempt == task.attempt and run.state in IN_FLIGHT):
+            if task.kind == TaskKind.COMPENSATE:
+                machine = live.machine
+                if (
+                    machine.compensation_under_way() == task.node_id
+                    and machine.compensation_round == task.compensation_round
+                ):
+                    kept.append(task)
+            elif run.attempt == task.attempt and run.state in IN_FLIGHT:
                 kept.append(task)
         return kept
