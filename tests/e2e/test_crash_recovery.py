@@ -169,3 +169,76 @@ def test_kill_9_during_a_delay_then_resume_fires_the_timer_once(tmp_path: Path) 
     # The original deadline held: the delay ended 1.5 s after it began (or at once when the
     # resume came later than that), not 1.5 s after the resume, as a timer armed afresh would.
     assert waited + 1.5 <= woken[0][0] < recovered + 1.5
+
+
+def test_kill_9_during_a_compensation_then_resume_runs_it_again_once(tmp_path: Path) -> None:
+    # Embedded, the compensation runs in the process that died: it is cut off and runs again
+    # on resume under the same idempotency key (at-least-once, as a node attempt); the one
+    # that had not begun runs once, and the journal has each node compensated once.
+    log = tmp_path / "effects.log"
+    db = tmp_path / "saga.db"
+    flow = tmp_path / "saga.json"
+
+    def undone(node_id: str) -> dict[str, object]:
+        return {
+            "id": node_id,
+            "handler": "noop",
+            "compensate": {
+                "handler": "python",
+                "config": {
+                    "function": "crash_effects:slow_effect",
+                    "params": {"log": str(log), "seconds": 3},
+                },
+            },
+        }
+
+    failing = {
+        "id": "c",
+        "handler": "python",
+        "dependencies": ["a", "b"],
+        "retry": {"max_attempts": 1},
+        "config": {"function": "fail", "params": {"message": "c broke"}},
+    }
+    flow.write_text(
+        json.dumps(
+            {
+                "name": "saga-crash",
+                "on_failure": "compensate",
+                "dag": {"nodes": [undone("a"), undone("b"), failing]},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [*CLI, "run", str(flow), "--db", str(db), "--quiet"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text().startswith("start")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    [cut_off] = [line.split()[1] for line in log.read_text().splitlines()]
+
+    resumed = subprocess.run(
+        [*CLI, "resume", "--db", str(db), "--json"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(resumed.stdout)["status"] == "FAILED", resumed.stderr
+    lines = log.read_text().splitlines()
+    starts = Counter(line.split()[1] for line in lines if line.startswith("start"))
+    ends = Counter(line.split()[1] for line in lines if line.startswith("end"))
+    other = "a" if cut_off == "b" else "b"
+    assert starts == {cut_off: 2, other: 1} and ends == {cut_off: 1, other: 1}, lines
+    keys = {line.split()[3] for line in lines if line.split()[1] == cut_off}
+    assert len(keys) == 1 and next(iter(keys)).endswith(f":{cut_off}:compensate")
+    with sqlite3.connect(db) as conn:
+        compensated = conn.execute(
+            "SELECT node_id FROM events WHERE type = 'node.compensated'"
+        ).fetchall()
+    assert sorted(n for (n,) in compensated) == ["a", "b"]
