@@ -124,3 +124,69 @@ async def test_a_late_redispatch_does_not_run_a_completed_node(
     finally:
         await worker.stop(grace=0)
         await admin.aclose()
+
+
+@function("redispatch_undo", replace=True)
+async def redispatch_undo(ctx: NodeContext) -> str:
+    RUNS[f"undo-{ctx.node_id}"] += 1
+    return "undone"
+
+
+@function("redispatch_broken", replace=True, inline=True)
+def redispatch_broken() -> None:
+    raise ValueError("broken")
+
+
+@pytest.mark.timeout(120)
+async def test_a_compensation_lost_with_redis_data_is_sent_again_once(
+    own_redis: str, postgres_url: str
+) -> None:
+    RUNS.clear()
+    admin = Redis.from_url(f"redis://{own_redis}/0")
+    settings = scaleout_settings(postgres_url, f"redis://{own_redis}/0", "lostcomp")
+    registry = default_registry()
+    worker = Worker(f"redis://{own_redis}/0", settings, registry, concurrency=8, worker_id="w0")
+    try:
+        async with Engine(settings=settings, registry=registry) as engine:
+            definition = await engine.submit(
+                {
+                    "name": "lost-compensation",
+                    "on_failure": "compensate",
+                    "dag": {
+                        "nodes": [
+                            {"id": "a", "handler": "noop", "compensate": "redispatch_undo"},
+                            {
+                                "id": "c",
+                                "handler": "python",
+                                "dependencies": ["a"],
+                                "retry": {"max_attempts": 1},
+                                "config": {"function": "redispatch_broken"},
+                            },
+                        ]
+                    },
+                }
+            )
+            record = await engine.start_execution(definition, {})
+
+            async def sent() -> bool:  # no worker yet: the compensation waits in its stream
+                return bool(await admin.exists("lostcomp:tasks:python"))
+
+            await until(sent, 20, "a's compensation sent")
+            await admin.flushall()  # Redis restarted without its data: the task is gone
+            await until(sent, 20, "a's compensation sent again")
+            await worker.start()
+
+            async def failed() -> bool:
+                found = await engine.store.get_execution(record.id)
+                return found.status is ExecutionStatus.FAILED
+
+            await until(failed, 30, "the execution failed, a undone")
+            nodes = {r.node_id: r for r in await engine.store.get_node_runs(record.id)}
+            # Sent again on every later look too, the guard keeps it from running twice.
+            await asyncio.sleep(4 * settings.heartbeat_seconds + 1.0)
+        assert nodes["a"].compensation == "done"
+        assert RUNS["undo-a"] == 1, RUNS
+    finally:
+        if worker._redis is not None:  # started
+            await worker.stop(grace=0)
+        await admin.aclose()
