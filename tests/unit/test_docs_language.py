@@ -14,7 +14,7 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 FORBIDDEN = {
     "internal document": re.compile(r"PRODUCT\.md|PREAMBLE|ISSUE\d*\.md"),
     "reference document number": re.compile(r"\b(?:references?|refs?)\.? ?0\d\d\b", re.I),
-    "issue number": re.compile(r"\bissue #?\d+|(?<![\w&/])#\d+\b", re.I),
+    "issue number": re.compile(r"\bissue #?\d+|(?<![\w&/\]])#\d+\b", re.I),
     "notebook prose": re.compile(r"\bthis session\b|\bsession's\b|\bthis morning\b", re.I),
 }
 
