@@ -14,8 +14,9 @@ import pytest
 
 from orchestrion.core.idempotency import event_key
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
-from orchestrion.engine.emitting import MAX_CHAIN, EventRefused
+from orchestrion.engine.emitting import EventRefused
 from orchestrion.engine.facade import Engine
+from orchestrion.engine.following import MAX_CHAIN
 from orchestrion.governance.runtime import Governance
 from orchestrion.governance.trust import Trust
 from orchestrion.store.base import ExecutionFilter, ExecutionRecord
@@ -207,10 +208,10 @@ async def test_a_loop_of_followers_stops_after_the_longest_chain(engine: Engine)
 async def test_followers_that_multiply_stop_at_the_chain_width(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrion.engine import emitting
+    from orchestrion.engine import following
 
     # A followed by B1, B2 and B3, each followed by A: without a bound, 3 ** 8 executions.
-    monkeypatch.setattr(emitting, "MAX_CHAIN_WIDTH", 4)
+    monkeypatch.setattr(following, "MAX_CHAIN_WIDTH", 4)
     names = ["b1", "b2", "b3"]
     ends = [on("workflow.completed", source=name) for name in names]
     await engine.submit(workflow("a", on("kick"), *ends))

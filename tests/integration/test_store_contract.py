@@ -1329,7 +1329,7 @@ async def test_sqlite_file_at_0001_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0013"
+        assert migrate.current_revision(path) == migrate.HEAD_REVISION == "0014"
         got = await store.get_execution("e1")
         assert (got.status, got.owner, got.lease_until) == (ExecutionStatus.RUNNING, None, None)
         # Rows from before 0005 cannot be told apart: the service's or one's own? Untrusted.

@@ -176,9 +176,13 @@ def resume(
         execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
 
     async def go() -> list[Settled]:
-        async with engine(db) as local:
+        local = engine(db)
+        local.followers.watch()  # the followers it starts (owed ones too) run to their end
+        async with local:
             ids = await _resumed(local, execution_id)
-            return [await settled(local, i) for i in ids]
+            found = [await settled(local, i) for i in ids]
+            await local.followers.settle_chains([*ids, *local.followers.chain_roots()])
+            return found
 
     if server:
         from orchestrion.cli import remote

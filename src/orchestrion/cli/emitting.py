@@ -91,13 +91,23 @@ async def _emit_here(
     async with engine(db, resume=False, create=True) as local:
         for path in definitions:
             await local.submit(path)
+        local.followers.watch()  # the followers of what it starts run here too
         emitted = await local.emit(event_type, payload, event_id)
         ended = []
         for started in emitted.executions:
             result = await local.settle(started.execution_id)
             ended.append(replace(started, status=result.status))
         emitted.executions = ended
-        return emit_response(emitted).model_dump(mode="json")
+        body = emit_response(emitted).model_dump(mode="json")
+        # As `run` waits for its execution: the whole chain of followers is done (or waits
+        # for a person) before the engine stops, so nothing it owes is left behind.
+        chain = await local.followers.settle_chains([e.execution_id for e in ended])
+        body["followers"] = [
+            {"execution_id": r.execution_id, "workflow": r.workflow, "version": r.version,
+             "status": r.status.value.upper()}
+            for r in chain
+        ]  # fmt: skip
+        return body
 
 
 def _payload(data: str) -> dict[str, Any]:
@@ -123,6 +133,13 @@ def _print(body: dict[str, Any], as_json: bool) -> None:
     for item in body["executions"]:
         console.print(
             f"  {escape(item['workflow'])} v{escape(item['version'])}  "
+            f"{escape(item['execution_id'])}  {item['status']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for item in body.get("followers", []):
+        console.print(
+            f"  then {escape(item['workflow'])} v{escape(item['version'])}  "
             f"{escape(item['execution_id'])}  {item['status']}",
             highlight=False,
             soft_wrap=True,

@@ -90,6 +90,7 @@ async def _run(
 
         check_inputs(loaded.spec, params)  # exit 2 stores nothing: checked before the submit
     async with engine(db, create=True) as local:
+        local.followers.watch()  # its followers run here before the engine stops
         # One's own file runs as trusted as this process; a stored definition (by name, maybe
         # submitted through the service) keeps its own trust level (governance/trust.py).
         source: LoadedDefinition | DefinitionRecord
@@ -107,9 +108,27 @@ async def _run(
             with view:
                 record = await local.start_execution(source, params, idempotency_key=key)
                 view.execution_id = record.id
-                return await settled(local, record.id)
-        record = await local.start_execution(source, params, idempotency_key=key)
-        return await settled(local, record.id)
+                outcome = await settled(local, record.id)
+        else:
+            record = await local.start_execution(source, params, idempotency_key=key)
+            outcome = await settled(local, record.id)
+        await _run_followers(local, record.id, quiet)
+        return outcome
+
+
+async def _run_followers(local: Engine, execution_id: str, quiet: bool) -> None:
+    """The followers of the execution (workflow.completed/failed triggers), and theirs, run
+    to their end here: the engine stops only once nothing it started owes more."""
+    from rich.markup import escape
+
+    for result in await local.followers.settle_chains([execution_id]):
+        if not quiet:
+            err.print(
+                f"then {escape(result.workflow)} v{escape(result.version)}"
+                f"  {result.execution_id}  {result.status.value.upper()}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 async def _stored_definition(local: Engine, name: str) -> DefinitionRecord:

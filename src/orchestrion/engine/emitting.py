@@ -7,11 +7,8 @@ name) (``core/idempotency.py``), so
 an event delivered again starts nothing twice and answers with the executions it started the
 first time; the event id becomes the correlation id of the executions it started.
 
-When an execution completes or fails, the engine that drove it emits ``workflow.completed`` or
-``workflow.failed`` for its definition, with the finished execution's id as the event id: a
-finished execution starts each follower at most once, whichever process fires it. Chains
-of such starts stop after ``MAX_CHAIN`` links (a workflow that follows one that follows it
-would otherwise run forever).
+The engine's own ``workflow.completed`` and ``workflow.failed`` events, which start the
+followers of an execution that ended, are ``engine/following.py``'s.
 """
 
 from __future__ import annotations
@@ -21,13 +18,12 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrion import safe_data
 from orchestrion.core.idempotency import event_key
-from orchestrion.core.record_types import RecordType
 from orchestrion.core.states import ExecutionStatus
 from orchestrion.definition.triggers import (
     EVENT_TYPE_PATTERN,
@@ -49,15 +45,12 @@ from orchestrion.templates.rendering import evaluate_condition, render_value, te
 from orchestrion.templates.threads import off_loop
 
 if TYPE_CHECKING:
-    from orchestrion.core.events import Record
     from orchestrion.engine.parts import EngineParts
     from orchestrion.engine.starting import Starts
-    from orchestrion.store.base import DefinitionRecord, ExecutionRecord
+    from orchestrion.store.base import DefinitionRecord
 
 __all__ = [
     "EVENT_ID_PATTERN",
-    "MAX_CHAIN",
-    "MAX_CHAIN_WIDTH",
     "Emitted",
     "EventRefused",
     "EventSkip",
@@ -67,24 +60,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_CHAIN = 16
-"""Most workflow.completed/failed links one chain of executions may have."""
-
-MAX_CHAIN_WIDTH = 256
-"""Most executions one link of a chain may multiply into (see ``_follow``)."""
-# Labels a follower carries, set by the engine only: its link's number in its chain (the
-# execution the chain began with, started otherwise, has none: 0), and its share of the
-# chain's width.
-_DEPTH = "chain_depth"
-_WIDTH = "chain_width"
-
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 """An event id given by the sender: a UUID, a message id, ``order-42:created``."""
-_STARTED = RecordType.EXECUTION_STARTED
-_ENDINGS = {
-    RecordType.EXECUTION_COMPLETED: "workflow.completed",
-    RecordType.EXECUTION_FAILED: "workflow.failed",
-}
 
 
 class EventRefused(ExecutionError):
@@ -132,7 +109,6 @@ class EventTriggers:
         self._parts = parts
         self._starts = starts
         self.subscriptions = Subscriptions(lambda: parts.engine.store)
-        self._background: set[asyncio.Task[None]] = set()
 
     async def emit(
         self, event_type: str, payload: Mapping[str, Any] | None, event_id: str | None = None
@@ -140,9 +116,9 @@ class EventTriggers:
         """See ``Engine.emit``; the engine's own ``workflow.*`` types are refused here."""
         if event_type in WORKFLOW_EVENTS:
             raise EventRefused(f"'{event_type}' events are fired by the engine only")
-        return await self._emit(event_type, _checked_payload(payload), event_id, None)
+        return await self.emit_own(event_type, _checked_payload(payload), event_id, None)
 
-    async def _emit(
+    async def emit_own(
         self,
         event_type: str,
         payload: dict[str, Any],
@@ -287,110 +263,9 @@ class EventTriggers:
             digest = hashlib.sha256(f"{trigger.name}\x1f{delivery_id}".encode()).hexdigest()
             event_id = f"hook-{digest[:48]}"
         subscriber = Subscriber(definition, trigger.as_event_trigger())
-        return await self._emit(
+        return await self.emit_own(
             "webhook", _checked_payload(payload), event_id, None, [subscriber], headers=headers
         )
-
-    # ------------------------------------------------------------------ workflow.* events
-
-    def on_records(self, execution_id: str, records: list[Record]) -> None:
-        """Record listener: an execution that just completed or failed fires its event."""
-        ending = next((_ENDINGS[r.type] for r in records if r.type in _ENDINGS), None)
-        if ending is None:
-            if records and records[0].type == _STARTED:
-                # Read the list of followers now, so that the end finds it fresh.
-                self._spawn(self.subscriptions.warm())
-            return
-        live = self._parts.loop.live.get(execution_id)
-        if live is None:
-            return
-        spec = live.compiled.plan.spec
-        if self.subscriptions.known_none(ending, spec.name):
-            return
-        record = live.record
-        classified = any(n.data_classification.value != "public" for n in spec.dag.nodes)
-        payload = {
-            "execution_id": execution_id,
-            "workflow": spec.name,
-            "version": spec.version,
-            "definition_id": record.definition_id,
-            "status": ending.split(".", 1)[1],
-            "correlation_id": record.correlation_id,
-            # A classified result stays with its execution (sealed there): followers read it
-            # through the API with the rights that takes.
-            "result": None if classified else live.compiled.result_from(live.outputs),
-            "error": _error_of(live.machine.error, classified),
-        }
-        self._spawn(self._follow(ending, payload, record))
-
-    def _spawn(self, work: Coroutine[Any, Any, None] | None) -> None:
-        if work is None:
-            return
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _follow(self, ending: str, payload: dict[str, Any], record: ExecutionRecord) -> None:
-        try:
-            name = str(payload["workflow"])
-            followers = await self.subscriptions.of(ending, name, fresh=False)
-            if not followers:
-                return
-            depth = _label_of(record, _DEPTH, 0)
-            if depth >= MAX_CHAIN:
-                logger.warning(
-                    "execution %s ends a chain of %d workflow triggers: its %s starts nothing",
-                    record.id, MAX_CHAIN, ending,
-                )  # fmt: skip
-                return
-            # Followers of followers multiply: A followed by B1 and B2, each followed by A,
-            # doubles every two links. Each follower carries its share of the chain's width
-            # (its parent's times the number of workflows the parent's end started), and no
-            # level of one chain exceeds MAX_CHAIN_WIDTH executions, so a chain is at most
-            # MAX_CHAIN * MAX_CHAIN_WIDTH executions however its workflows follow each other.
-            width = _label_of(record, _WIDTH, 1) * len({f.definition.id for f in followers})
-            if width > MAX_CHAIN_WIDTH:
-                logger.warning(
-                    "execution %s: its %s would start %d followers, making its chain wider than"
-                    " %d executions: it starts none",
-                    record.id, ending, len(followers), MAX_CHAIN_WIDTH,
-                )  # fmt: skip
-                return
-            # A follower's inputs come from the execution that ended: no more trusted than it.
-            trust = Trust.of(record.trust)
-            labels = {_DEPTH: depth + 1, _WIDTH: width}
-            emitted = await self._emit(ending, payload, record.id, name, followers, trust, labels)
-        except ExecutionError as exc:  # the engine stops: what follows is not started
-            logger.warning("%s of execution %s started nothing: %s", ending, record.id, exc)
-            return
-        except Exception:
-            logger.exception("%s of execution %s started nothing", ending, record.id)
-            return
-        for skip in emitted.skipped:
-            logger.warning(
-                "%s of execution %s did not start '%s': %s",
-                ending, record.id, skip.workflow, skip.message,
-            )  # fmt: skip
-
-    async def close(self) -> None:
-        """Let the ends being followed finish starting their followers."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _error_of(error: Any, classified: bool) -> Any:
-    """The ended execution's error as followers get it: a classified workflow's message may
-    quote a classified value (a node's input in a URL, say), so only what kind of failure it
-    was and which nodes failed go on, as its result does not."""
-    if not classified or not isinstance(error, Mapping):
-        return error
-    kept = {key: error[key] for key in ("category", "nodes") if key in error}
-    return {**kept, "message": "withheld: the workflow has pii or phi nodes"}
-
-
-def _label_of(record: ExecutionRecord, label: str, default: int) -> int:
-    value = record.labels.get(label) if isinstance(record.labels, dict) else None
-    return value if isinstance(value, int) and value >= default else default
 
 
 def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:

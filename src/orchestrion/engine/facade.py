@@ -35,6 +35,7 @@ from orchestrion.engine.deciders import Decider
 from orchestrion.engine.definitions import Definitions
 from orchestrion.engine.deliveries import SinkDeliveries
 from orchestrion.engine.emitting import Emitted, EventTriggers
+from orchestrion.engine.following import Followers
 from orchestrion.engine.leases import Leases
 from orchestrion.engine.loop import EngineLoop, RecordListener
 from orchestrion.engine.notices import NoticeDelivery
@@ -127,7 +128,9 @@ class Engine:
         self._outcomes = Outcomes(parts)
         self._scaleout = ScaleOutHooks(parts, self._starts)
         self._events = EventTriggers(parts, self._starts)
-        self._listeners.append(self._events.on_records)  # workflow.completed / .failed
+        self.followers = Followers(parts, self._events)  # workflow.completed / .failed
+        self._listeners.append(self.followers.on_records)
+        self._loop.follows_owed = self.followers.owed
         self.schedules = ScheduleVerbs(self)  # scheduled triggers (engine/scheduler.py)
         self._versions = VersionVerbs(self)  # the life of definition versions
         # Outbound events (engine/publishing.py): read now, so a bad file stops the start.

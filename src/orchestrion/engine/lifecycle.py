@@ -7,6 +7,7 @@ engine's own parts, so they read its private attributes.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 from orchestrion.engine.dispatchers import default_dispatcher, join_cluster
@@ -16,6 +17,7 @@ from orchestrion.engine.gc_tuning import (
     raise_young_threshold,
     resume_collection,
 )
+from orchestrion.errors import OrchestrionError
 from orchestrion.governance.log_masking import mask_process_logs
 from orchestrion.store.encrypted import protect
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from orchestrion.engine.facade import Engine
 
 __all__ = ["start", "stop"]
+
+logger = logging.getLogger(__name__)
 
 # Seconds the last turns get on stop at the least, after the grace: enough for what was
 # posted; a cascade of endings that goes on posting is left for the next start to recover.
@@ -84,6 +88,8 @@ async def start(engine: Engine) -> None:
     raise_young_threshold(engine, engine.settings.gc_young_threshold)
     engine._loop.start()
     engine._recovery.start()
+    if engine._recovery.resume:
+        await _follow_owed(engine)  # what an engine stopped or dead before left owed
     if engine.outbox and engine._recovery.resume:
         # Only an engine that takes up work publishes: not the API in scale-out mode, nor
         # a command that only reads or changes the store (resume=False).
@@ -92,6 +98,13 @@ async def start(engine: Engine) -> None:
         # Other processes on this database ask through the journal: a second terminal in
         # embedded mode, and in scale-out a CLI given only the database (no Redis).
         await engine._requests.start()
+
+
+async def _follow_owed(engine: Engine) -> None:
+    try:
+        await engine.followers.follow_owed()
+    except OrchestrionError:  # the store is away: the next lease renewal tries again
+        logger.warning("could not start the followers owed", exc_info=True)
 
 
 def _start_publisher(engine: Engine) -> None:
@@ -132,7 +145,7 @@ async def stop(engine: Engine, grace: float | None = None) -> None:
     """Stop taking work, drain for ``grace`` s, commit the last turn, close the store."""
     if not engine._started:
         return
-    await engine._events.close()  # followers of executions that just ended, started first
+    await engine.followers.close()  # followers of executions that just ended, started first
     await engine.schedules.stop_scheduler()  # early: it starts executions
     engine._accepting = False
     grace = engine.settings.shutdown_grace if grace is None else grace

@@ -38,6 +38,7 @@ from orchestrion.core.task_kinds import TaskKind
 from orchestrion.dispatch.base import NotApplied
 from orchestrion.engine.commit_faults import CommitFaults
 from orchestrion.engine.compiled import CompiledWorkflow
+from orchestrion.engine.following import ENDING_OF
 from orchestrion.engine.ids import new_event_id
 from orchestrion.engine.judging import CriteriaJudge
 from orchestrion.engine.live import Action, LiveExecution, Posted
@@ -104,6 +105,8 @@ class EngineLoop:
         self._rng = rng
         self.dispatcher: Dispatcher | None = None
         self.on_commit_failed: Callable[[str], None] = lambda execution_id: None
+        # Whether an end of (event, workflow) may owe followers (engine/following.py).
+        self.follows_owed: Callable[[str, str], bool] = lambda ending, workflow: False
         self.live: dict[str, LiveExecution] = {}
         self.inbox: list[Posted] = []
         self.progress: dict[str, dict[str, dict[str, int]]] = {}  # live, not durable
@@ -340,6 +343,9 @@ class EngineLoop:
             if isinstance(command, ExecutionFinished):
                 if command.status is ExecutionStatus.COMPLETED:
                     batch.results[execution_id] = live.compiled.result_from(live.outputs)
+                ending = ENDING_OF.get(command.status)
+                if ending is not None and self.follows_owed(ending, live.compiled.plan.spec.name):
+                    batch.follows.append((execution_id, ending))  # engine/following.py
                 if live.record.parent_execution_id is not None:
                     self._children.ending(live.record, batch)  # the parent may be elsewhere
             actions.append((live, command, first))

@@ -131,6 +131,9 @@ class Recovery:
                         self._drop_lost(lost)
                 if self.resume and engine.accepting:
                     await self.resume_unfinished()
+                    # Followers owed by an engine that stopped or died (older than a lease:
+                    # a live engine's own are under way there).
+                    await engine.followers.follow_owed(engine.settings.lease_seconds)
             except OrchestrionError:
                 logger.exception("lease renewal failed; retrying")
 

@@ -17,6 +17,7 @@ from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.governance.trust import Trust
 from orchestrion.store.audit import AuditEntry, AuditFilter, AuditRecord, AuditSigner, StoredHead
 from orchestrion.store.journal_marks import TOUCHED_LIMIT, Marks
+from orchestrion.store.journal_request import JournalRequest
 from orchestrion.store.outbox import OutboxStore
 from orchestrion.store.pending_trigger import PendingTrigger
 from orchestrion.store.schedules import ScheduleStore
@@ -184,18 +185,6 @@ class LogFilter:
     limit: int = 100
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRequest:
-    """A control request on ``execution_id`` (``Store.request_control``) committed with what a
-    batch makes durable about ``source``: written, or refused, together with it."""
-
-    source: str
-    execution_id: str
-    event_id: str
-    request: dict[str, Any]
-    at: float
-
-
 @dataclass(slots=True)
 class CommitBatch:
     """Everything one turn of the engine loop must make durable, in order.
@@ -224,6 +213,8 @@ class CommitBatch:
     # transaction (store/outbox.py). Off, a commit costs nothing more.
     outbox: bool = False
     requests: list[JournalRequest] = field(default_factory=list)
+    # Ended executions whose followers are owed: (id, workflow.completed | .failed).
+    follows: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, execution_id: str, record: Record, event_id: str, cause: str | None) -> None:
         self.records.append((execution_id, record))
@@ -258,6 +249,8 @@ class CommitBatch:
             part(execution_id).logs.append((execution_id, logged))
         for request in self.requests:
             part(request.source).requests.append(request)
+        for execution_id, ending in self.follows:
+            part(execution_id).follows.append((execution_id, ending))
         return parts
 
 

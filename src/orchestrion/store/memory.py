@@ -327,6 +327,7 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
             self._journal(event)
             if batch.outbox:
                 self._to_outbox(event)
+        self._owe_follows(batch.follows)
         for request in batch.requests:
             if request.execution_id in self._executions:
                 self._journal_request(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from orchestrion.errors import ExecutionNotFound
@@ -19,6 +20,19 @@ class MemoryOutbox:
         self._outbox_seq = 0
         self._deliveries: dict[int, DeliveryRecord] = {}
         self._delivery_seq = 0
+        self._follows: dict[str, tuple[str, float]] = {}
+
+    def _owe_follows(self, follows: list[tuple[str, str]]) -> None:
+        """Called by the commit with ``CommitBatch.follows``."""
+        for execution_id, ending in follows:
+            self._follows.setdefault(execution_id, (ending, time.time()))
+
+    async def owed_follows(self, before: float, limit: int = 100) -> list[tuple[str, str]]:
+        owed = sorted((at, eid, ending) for eid, (ending, at) in self._follows.items())
+        return [(eid, ending) for at, eid, ending in owed if at <= before][:limit]
+
+    async def settle_follow(self, execution_id: str) -> None:
+        self._follows.pop(execution_id, None)
 
     def _to_outbox(self, event: EventRecord) -> None:
         """Called by the commit for each journal row while ``CommitBatch.outbox`` is set."""

@@ -25,7 +25,7 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 """The newest migration; bump it with every new file under ``migrations/versions``."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -9,6 +9,11 @@ event that sink did not take as a ``DeliveryRecord`` to retry with backoff. A de
 runs out of attempts is kept as ``dead`` (a dead letter) until an operator retries or drops it.
 Rows are deleted only after publishing, so delivery is at least once: consumers deduplicate on
 the event id.
+
+The engine's own events that start workflows have an outbox too: the commit that ends an
+execution whose workflow has followers records them as owed (``follows_owed``); the engine
+settles the row once it started them, and an engine that stops or dies first leaves it to the
+next engine on the database (``engine/emitting.py``).
 """
 
 from __future__ import annotations
@@ -85,6 +90,14 @@ class OutboxStore(Protocol):
     async def owes(self, sink: str, event_id: str) -> bool:
         """Whether ``sink`` owes the event ``event_id`` already (to retry, or dead)."""
 
+    async def owed_follows(self, before: float, limit: int = 100) -> list[tuple[str, str]]:
+        """Ended executions whose followers are owed (``CommitBatch.follows``), recorded at
+        ``before`` or earlier, oldest first: (execution id, ``workflow.completed`` or
+        ``workflow.failed``)."""
+
+    async def settle_follow(self, execution_id: str) -> None:
+        """The followers of ``execution_id`` are started (or none is owed any more)."""
+
 
 class ForwardOutbox:
     """``OutboxStore`` handed over to ``forward_outbox()`` (for stores that wrap another)."""
@@ -120,3 +133,9 @@ class ForwardOutbox:
 
     async def owes(self, sink: str, event_id: str) -> bool:
         return await self.forward_outbox().owes(sink, event_id)
+
+    async def owed_follows(self, before: float, limit: int = 100) -> list[tuple[str, str]]:
+        return await self.forward_outbox().owed_follows(before, limit)
+
+    async def settle_follow(self, execution_id: str) -> None:
+        await self.forward_outbox().settle_follow(execution_id)

@@ -32,6 +32,7 @@ __all__ = [
     "ended_sessions",
     "events",
     "executions",
+    "follows_owed",
     "leases",
     "metadata",
     "node_logs",
@@ -295,4 +296,16 @@ ended_sessions = Table(
     Column("nonce", String(64), nullable=False),
     Column("expires", Float, nullable=False),
     UniqueConstraint("nonce", name="uq_ended_sessions_nonce"),
+)
+
+
+# The followers an ended execution owes (its workflow.completed/failed event, not yet acted
+# on): written in the commit that ends it, deleted once its followers are started, so an
+# engine that stops (or dies) first leaves them to the next one (engine/emitting.py).
+follows_owed = Table(
+    "follows_owed",
+    metadata,
+    Column("execution_id", ID, primary_key=True),
+    Column("ending", String(64), nullable=False),
+    Column("at", Float, nullable=False),
 )

@@ -194,4 +194,11 @@ CREATE TABLE ended_sessions (
 
 CREATE INDEX ix_executions_id_reversed ON executions (id_reversed);
 
-INSERT INTO alembic_version (version_num) VALUES ('0013');
+CREATE TABLE follows_owed (
+	execution_id VARCHAR(255) NOT NULL,
+	ending VARCHAR(64) NOT NULL,
+	at FLOAT NOT NULL,
+	CONSTRAINT pk_follows_owed PRIMARY KEY (execution_id)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0014');

@@ -40,6 +40,7 @@ from orchestrion.store.base import (
 )
 from orchestrion.store.sql.batch import encode_batch
 from orchestrion.store.sql.driver import C, SQLDriver
+from orchestrion.store.sql.outbox import OWE_FOLLOW, owed_follow
 from orchestrion.store.sql.rows import (
     AUDIT_COLS,
     EVENT_COLS,
@@ -97,6 +98,8 @@ class SQLJournal(SQLDriver[C]):
             async with self._transaction() as tx:
                 await self._check_executions(tx, encoded.touched, batch.owner)
                 await self._write_batch(tx, encoded)
+                for execution_id, ending in batch.follows:  # store/outbox.py
+                    await tx.run(OWE_FOLLOW, owed_follow(execution_id, ending))
                 for request in batch.requests:
                     await self._insert_control(tx, _control_params(request))
                 if batch.audit is not None and batch.records:

@@ -5,6 +5,7 @@ rows as the journal's); this reads it and keeps the deliveries still owed."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from orchestrion.store.outbox import DeliveryRecord, DeliveryStatus
 from orchestrion.store.sql.driver import C, SQLDriver
 from orchestrion.store.sql.rows import EVENT_COLS, dumps, event_of
 
-__all__ = ["SQLOutbox"]
+__all__ = ["OWE_FOLLOW", "SQLOutbox", "owed_follow"]
 
 _DELIVERY_COLS = (
     "id, sink, event_id, event, attempts, next_at, status, error, created_at, updated_at"
@@ -30,6 +31,15 @@ _UPDATE_DELIVERY = (
     " error = :error, updated_at = :updated_at WHERE id = :id"
 )
 _DELIVERIES = f"SELECT {_DELIVERY_COLS} FROM sink_deliveries"
+OWE_FOLLOW = (
+    "INSERT INTO follows_owed (execution_id, ending, at) VALUES (:e, :ending, :at)"
+    " ON CONFLICT (execution_id) DO NOTHING"
+)
+
+
+def owed_follow(execution_id: str, ending: str) -> dict[str, Any]:
+    """The parameters of ``OWE_FOLLOW``: the commit's own row of what it owes."""
+    return {"e": execution_id, "ending": ending, "at": time.time()}
 
 
 def _delivery_of(row: Sequence[Any]) -> DeliveryRecord:
@@ -153,3 +163,16 @@ class SQLOutbox(SQLDriver[C]):
                 {"sink": sink, "e": event_id},
             )
         return row is not None
+
+    async def owed_follows(self, before: float, limit: int = 100) -> list[tuple[str, str]]:
+        async with self._connection() as conn:
+            rows = await conn.rows(
+                "SELECT execution_id, ending FROM follows_owed WHERE at <= :before"
+                " ORDER BY at, execution_id LIMIT :limit",
+                {"before": before, "limit": limit},
+            )
+        return [(row[0], row[1]) for row in rows]
+
+    async def settle_follow(self, execution_id: str) -> None:
+        async with self._transaction() as tx:
+            await tx.run("DELETE FROM follows_owed WHERE execution_id = :e", {"e": execution_id})
