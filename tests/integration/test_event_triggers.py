@@ -370,3 +370,33 @@ async def test_a_stored_definition_submitted_again_keeps_the_list_of_listeners(
         assert reads  # a version stored here is seen at once
         emitted = await engine.emit("again.test", {})
         assert [each.version for each in emitted.executions] == ["2"]
+
+
+async def test_followers_owed_when_an_engine_stops_start_with_the_next_engine(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'owed.db'}"
+    sleep = {"function": "sleep", "params": {"seconds": 0.5}}
+    slow = {"id": "a", "handler": "python", "config": sleep}
+    first = Engine(url)
+    await first.start()
+    await first.submit(workflow("lead", on("go.now"), nodes=[slow]))
+    await first.submit(workflow("tail", on("workflow.completed", source="lead")))
+    [lead] = (await first.emit("go.now", {})).executions
+    # The lead ends while the engine stops: its follower cannot start in this engine.
+    await first.stop(grace=10)
+    assert (await executions_of_url(url, "lead"))[0].status is ExecutionStatus.COMPLETED
+    assert await executions_of_url(url, "tail") == []
+    async with Engine(url) as second:
+        [tail] = await eventually(lambda: executions_of(second, "tail"))
+        result = await second.wait(tail.id, timeout=30)
+        assert result.status is ExecutionStatus.COMPLETED
+        assert (await second.reads.execution(tail.id)).correlation_id == lead.execution_id
+    async with Engine(url) as third:  # started once: nothing is owed any more
+        await asyncio.sleep(0.2)
+        assert len(await executions_of(third, "tail")) == 1
+
+
+async def executions_of_url(url: str, name: str) -> list[ExecutionRecord]:
+    async with Engine(url, resume=False) as reader:
+        return await executions_of(reader, name)
