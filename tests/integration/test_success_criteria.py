@@ -200,3 +200,20 @@ async def test_a_verdict_lost_with_its_process_is_asked_again_on_recovery(
         result = await second.wait(record.id, timeout=30)
     assert result.status is ExecutionStatus.COMPLETED
     assert [c.passed for c in result.success_criteria] == [True]
+
+
+async def test_a_criterion_reading_a_skipped_node_fails_saying_it_did_not_complete(
+    engine: Engine,
+) -> None:
+    definition = await engine.submit(
+        flow(
+            {"condition": "skipped.output.ok == true", "required": False},
+            {"condition": "nodes['skipped'].output.ok == true", "required": False},
+            {"condition": "task.skipped.outputs.ok == true", "required": False},
+        )
+    )
+    record = await engine.start_execution(definition, {"score": 0.9})
+    result = await engine.wait(record.id, timeout=30)
+    assert result.nodes["skipped"].state is NodeState.SKIPPED
+    reason = "task 'skipped' did not complete: it has no outputs to read"
+    assert [(c.passed, c.detail) for c in result.success_criteria] == [(False, reason)] * 3

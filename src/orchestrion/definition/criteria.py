@@ -61,8 +61,9 @@ class CriterionPlan:
 
     ``source``: the template source of an expression (None for the built-in); ``fields``:
     its bare output fields, ``bound`` those a task declares (field -> node id); ``tasks``: the
-    ids it names as ``task.<id>``; ``reads``: the node ids whose outputs it may read, and
-    ``classified`` whether one of them is ``pii``/``phi`` (its values are then never shown).
+    node ids it names (``task.<id>``, ``<id>.output``, ``nodes['<id>']``); ``reads``: the node
+    ids whose outputs it may read, and ``classified`` whether one of them is ``pii``/``phi``
+    (its values are then never shown).
     """
 
     condition: str
@@ -126,7 +127,10 @@ def compile_criteria(spec: WorkflowSpec) -> tuple[CriterionPlan, ...]:
         info = template_info(source)
         fields = tuple(sorted(_bare_fields(info.names, ids)))
         bound = {f: declared[f][0] for f in fields if len(declared.get(f, ())) == 1}
-        tasks = tuple(dict.fromkeys(task for task in task_ids(condition) if task in ids))
+        # Every node it reads by id (``task.<id>``, ``<id>.output``, ``nodes['<id>']``): one
+        # that did not complete fails the criterion with that reason, not a template error.
+        named = [*task_ids(condition), *sorted(info.names & ids), *sorted(info.node_keys)]
+        tasks = tuple(dict.fromkeys(task for task in named if task in ids))
         reads: set[str] = set(info.names & ids) | set(info.node_keys) | set(bound.values())
         reads |= set(tasks)
         # Unbound fields and computed `nodes[...]` keys may read any node.
