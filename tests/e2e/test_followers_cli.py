@@ -91,3 +91,18 @@ def test_followers_owed_when_an_engine_stopped_start_at_the_next_resume(tmp_path
     assert _ran(db).get("ln4") == "completed"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM follows_owed").fetchone() == (0,)
+
+
+def test_emit_refuses_an_event_id_sent_again_with_another_payload(tmp_path: Path) -> None:
+    [ln1] = _chain(tmp_path, 1)
+    db = tmp_path / "again.db"
+    first = orchestrion("emit", "ln.go", "--id", "e1", "--data", '{"x": 1}', "--submit", ln1,
+                        "--db", str(db))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    other = orchestrion("emit", "ln.go", "--id", "e1", "--data", '{"x": 5}', "--db", str(db))
+    assert other.returncode == 2
+    assert "event id 'e1' was sent before with another payload" in other.stderr
+    same = orchestrion("emit", "ln.go", "--id", "e1", "--data", '{"x": 1}', "--db", str(db))
+    assert same.returncode == 0 and "delivered before" in same.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM executions").fetchone() == (1,)

@@ -18,6 +18,7 @@ from test_api_audit import serving as audited_serving
 from audit_helpers import audited
 from orchestrion.client import AsyncClient
 from orchestrion.core.states import ExecutionStatus
+from orchestrion.errors import InvalidTransition
 
 PROBLEM = "application/problem+json"
 LISTENER = {
@@ -236,3 +237,29 @@ async def test_an_event_never_starts_an_execution_made_under_its_key_for_another
         second = await engine.emit("order.placed", {"severity": "high"}, "evt-10")
         [one], [two] = first.executions, second.executions
         assert one.execution_id != two.execution_id and listener.id != spy.id
+
+
+async def test_an_event_id_sent_again_with_another_payload_is_a_conflict_starting_nothing(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as running:
+        api = running.client
+        for i in range(30):
+            trigger = {"type": "event", "event_type": "many.go", "filter": f"payload.x > {i % 3}"}
+            flow = {"name": f"many-{i}", "triggers": [trigger]}
+            flow["dag"] = {"nodes": [{"id": "a", "handler": "noop"}]}
+            assert (await api.post("/v1/workflow", json=flow)).status_code == 201
+        first = await api.post("/v1/events/many.go", json={"id": "m1", "x": 1})
+        assert first.status_code == 202 and len(first.json()["executions"]) == 10
+        other = await api.post("/v1/events/many.go", json={"id": "m1", "x": 5})
+        assert other.status_code == 409, other.text
+        assert other.headers["content-type"] == PROBLEM
+        assert "'m1'" in other.json()["detail"] and "another payload" in other.json()["detail"]
+        same = await api.post("/v1/events/many.go", json={"id": "m1", "x": 1})
+        assert same.status_code == 202 and len(same.json()["executions"]) == 10
+        assert all(not e.get("new", False) for e in same.json()["executions"])
+        listed = (await api.get("/v1/workflows", params={"limit": 100})).json()
+        assert len([i for i in listed["items"] if i["status"] != "PENDING"]) == 10
+        async with AsyncClient("http://api", transport=api._transport) as client:
+            with pytest.raises(InvalidTransition, match="another payload"):
+                await client.emit("many.go", {"x": 2}, event_id="m1")

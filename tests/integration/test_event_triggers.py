@@ -400,3 +400,19 @@ async def test_followers_owed_when_an_engine_stops_start_with_the_next_engine(
 async def executions_of_url(url: str, name: str) -> list[ExecutionRecord]:
     async with Engine(url, resume=False) as reader:
         return await executions_of(reader, name)
+
+
+async def test_an_event_id_sent_again_with_another_payload_starts_nothing(engine: Engine) -> None:
+    from orchestrion.engine.emitting import EventConflict
+
+    await engine.submit(workflow("picky", on("pay.load", filter="payload.x > 1")))
+    await engine.submit(workflow("all", on("pay.load")))
+    first = await engine.emit("pay.load", {"x": 1}, event_id="p1")
+    assert [e.workflow for e in first.executions] == ["all"]
+    with pytest.raises(EventConflict, match="event id 'p1' was sent before with another"):
+        await engine.emit("pay.load", {"x": 5}, event_id="p1")
+    assert await executions_of(engine, "picky") == []
+    again = await engine.emit("pay.load", {"x": 1}, event_id="p1")
+    assert [(e.execution_id, e.new) for e in again.executions] == [
+        (first.executions[0].execution_id, False)
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -41,6 +42,7 @@ from orchestrion.errors import (
 )
 from orchestrion.execution import enforce
 from orchestrion.governance.trust import Trust
+from orchestrion.store.base import ExecutionFilter
 from orchestrion.templates.rendering import evaluate_condition, render_value, template_limits
 from orchestrion.templates.threads import off_loop
 
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_ID_PATTERN",
     "Emitted",
+    "EventConflict",
     "EventRefused",
     "EventSkip",
     "EventStart",
@@ -60,12 +63,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_EVENT_DIGEST = "event_digest"  # a label: the digest of the payload of the event that started it
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 """An event id given by the sender: a UUID, a message id, ``order-42:created``."""
 
 
 class EventRefused(ExecutionError):
     """An event the engine does not take: a bad type, id or payload (says which)."""
+
+
+class EventConflict(IdempotencyConflict):
+    """An event id sent again with another payload: a conflict, nothing is started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +124,34 @@ class EventTriggers:
         """See ``Engine.emit``; the engine's own ``workflow.*`` types are refused here."""
         if event_type in WORKFLOW_EVENTS:
             raise EventRefused(f"'{event_type}' events are fired by the engine only")
-        return await self.emit_own(event_type, _checked_payload(payload), event_id, None)
+        checked = _checked_payload(payload)
+        digest = _digest(checked)
+        subscribers = await self.subscriptions.of(event_type, None)
+        if event_id is not None and subscribers:
+            await self._check_resent(event_type, event_id, digest, subscribers)
+        labels = {_EVENT_DIGEST: digest}
+        return await self.emit_own(event_type, checked, event_id, None, subscribers, labels=labels)
+
+    async def _check_resent(
+        self, event_type: str, event_id: str, digest: str, subscribers: list[Subscriber]
+    ) -> None:
+        """Refuse an event id sent before with another payload: nothing of it is started.
+        (The same payload again finds what it started then.)"""
+        if not isinstance(event_id, str) or not EVENT_ID_PATTERN.match(event_id):
+            return  # refused by ``emit_own``, saying why
+        keys: list[str] = sorted(
+            {event_key(event_type, event_id, s.definition.name) for s in subscribers}
+        )
+        flt = ExecutionFilter(idempotency_keys=keys, limit=len(keys))
+        found, _ = await self._parts.engine.store.list_executions(flt)
+        for record in found:
+            sent = record.labels.get(_EVENT_DIGEST) if isinstance(record.labels, dict) else None
+            if sent is not None and sent != digest:
+                raise EventConflict(
+                    f"event id '{event_id}' was sent before with another payload (it started"
+                    f" execution {record.id}): nothing was started; send a new event id, or"
+                    " the same payload again"
+                )
 
     async def emit_own(
         self,
@@ -278,6 +313,11 @@ def _checked_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     except safe_data.UnsafeData as exc:
         raise EventRefused(f"event payload: {exc}") from exc
     return dict(payload)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _message(exc: Exception) -> str:

@@ -270,6 +270,7 @@ class ExecutionFilter:
     # characters are what tell two of one minute apart (index: id_reversed, migration 0013).
     id_suffix: str | None = None
     trigger: str | None = None  # what started them: one of ``rules.TRIGGERS``
+    idempotency_keys: list[str] | None = None  # the executions made with one of these keys
 
     def __post_init__(self) -> None:  # dashes optional in both parts (core/id_parts.py)
         self.id_prefix = None if self.id_prefix is None else id_prefix(self.id_prefix)

@@ -204,6 +204,8 @@ class MemoryStore(MemoryDefinitions, MemorySchedules, MemoryOutbox, MemorySessio
                 continue
             if flt.trigger is not None and rules.trigger_of(e) != flt.trigger:
                 continue
+            if flt.idempotency_keys is not None and e.idempotency_key not in flt.idempotency_keys:
+                continue
             found.append(e)
         return found
 

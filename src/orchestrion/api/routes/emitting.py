@@ -19,7 +19,7 @@ from orchestrion.api.event_models import EmitResponse, EventExecution, EventSkip
 from orchestrion.api.problems import ApiProblem, error_responses
 from orchestrion.api.routes import OPERATE_JSON, Ctx
 from orchestrion.definition.triggers import EVENT_TYPE_PATTERN, WORKFLOW_EVENTS
-from orchestrion.engine.emitting import EVENT_ID_PATTERN, Emitted, EventRefused
+from orchestrion.engine.emitting import EVENT_ID_PATTERN, Emitted, EventConflict, EventRefused
 
 __all__ = ["router"]
 
@@ -62,7 +62,7 @@ class EventBody(BaseModel):
     status_code=202,
     response_model=EmitResponse,
     dependencies=OPERATE_JSON,
-    responses=error_responses(400, 415),
+    responses=error_responses(400, 409, 415),
     summary="Send an event: start every active workflow with a trigger for its type",
 )
 async def emit_event(
@@ -83,6 +83,8 @@ async def emit_event(
         emitted = await ctx.engine.emit(event_type, payload, event_id)
     except EventRefused as exc:
         raise ApiProblem(422, str(exc), slug="invalid-event") from None
+    except EventConflict as exc:  # the id again with another payload: nothing started
+        raise ApiProblem(409, str(exc), slug="event-conflict") from None
     return emit_response(emitted)
 
 

@@ -1,10 +1,9 @@
 """``SQLStore``: the ``Store`` written once in SQL, for every dialect.
 
-Each method is a query (or a few) on the shared schema with ``:name`` parameters, run on a
-narrow ``Connection``. A dialect (``sqlite.py``, ``postgres.py``) subclasses it with its driver
-and a few hooks where the databases really differ (``driver.py``). Definitions, executions and
-ownership leases are here; the commit, the journal, the audit trail and purges in
-``journal.py``; what the engine writes every turn is encoded once, in ``batch.py``.
+Each method is a query (or a few) on the shared schema with ``:name`` parameters, run on a narrow
+``Connection``. A dialect (``sqlite.py``, ``postgres.py``) subclasses it with its driver and a
+few hooks where the databases differ (``driver.py``). Definitions, executions and leases are
+here; the commit, journal, audit trail and purges in ``journal.py``; ``batch.py`` encodes turns.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from orchestrion.store.sql.rows import (
     event_of,
     execution_of,
     execution_params,
+    keys_term,
     marks,
     node_run_of,
 )
@@ -415,6 +415,8 @@ class SQLStore(SQLJournal[C], SQLSchedules[C], SQLOutbox[C], SQLSessions[C]):
             params["before"] = flt.created_before
         if flt.trigger is not None:
             where.append(_TRIGGER_TERMS[flt.trigger].format(b=self.BYTEWISE))
+        if flt.idempotency_keys is not None:
+            where.append(keys_term(flt.idempotency_keys, params))
         return where, params
 
     async def unfinished_executions(self) -> list[ExecutionRecord]:

@@ -41,6 +41,7 @@ __all__ = [
     "event_of",
     "execution_of",
     "execution_params",
+    "keys_term",
     "log_line_of",
     "marks",
     "node_run_of",
@@ -239,3 +240,12 @@ def log_line_of(row: Sequence[Any]) -> LogLineRecord:
     return LogLineRecord(
         int(row[0]), row[1], row[2], int(row[3]), float(row[4]), row[5], row[6], row[7]
     )
+
+
+def keys_term(keys: list[str], params: dict[str, Any]) -> str:
+    """The WHERE term of executions made with one of ``keys`` (their parameters added)."""
+    if not keys:
+        return "1 = 0"
+    names = [f"ikey{i}" for i in range(len(keys))]
+    params.update(zip(names, keys, strict=True))
+    return f"idempotency_key IN ({', '.join(':' + name for name in names)})"
