@@ -297,3 +297,19 @@ def test_logs_without_a_line_say_so_on_stderr(folder: Path, as_json: bool) -> No
     if not as_json:
         shown = on_terminal(folder, *args, columns=80)
         assert "no log lines (node enrich, attempt 9)" in shown, shown
+
+
+def test_output_text_shows_its_characters_and_escapes_controls(tmp_path: Path) -> None:
+    (tmp_path / "accentmod.py").write_text(
+        "def words():\n    return {'text': 'café naïve 東京', 'bell': '\\x07\\u202e'}\n"
+    )
+    (tmp_path / "accent.yaml").write_text(
+        "name: accents\ndag:\n  nodes:\n"
+        "    - {id: w, handler: python, config: {function: 'accentmod:words'}}\n"
+    )
+    done = run_piped(tmp_path, "run", "accent.yaml", "-q", "--db", str(tmp_path / "a.db"))
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.lstrip().startswith("w "))
+    assert "café naïve 東京" in row and "\\u00e9" not in row
+    assert "\x07" not in done.stdout and "\u202e" not in done.stdout
+    assert "\\u0007" in row or "\\x07" in row

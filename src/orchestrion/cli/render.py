@@ -37,7 +37,8 @@ def _preview(value: Any, whole: bool = False) -> str:
     nothing cut, for the scripts that read it."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    # The characters as they are (the console escapes those a terminal would act on).
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     if whole:
         return " ".join(text.splitlines())
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
