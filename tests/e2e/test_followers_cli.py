@@ -106,3 +106,13 @@ def test_emit_refuses_an_event_id_sent_again_with_another_payload(tmp_path: Path
     assert same.returncode == 0 and "delivered before" in same.stdout
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM executions").fetchone() == (1,)
+
+
+def test_resume_takes_quiet_as_run_does(tmp_path: Path) -> None:
+    [ln1] = _chain(tmp_path, 1)
+    db = str(tmp_path / "q.db")
+    assert orchestrion("emit", "nobody.listens", "--submit", ln1, "--db", db).returncode == 0
+    for flag in ("-q", "--quiet"):
+        done = orchestrion("resume", flag, "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert "nothing to resume" in done.stdout

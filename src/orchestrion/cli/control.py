@@ -168,10 +168,17 @@ def resume(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No live progress (as run takes it; resume shows results only)."
+        ),
+    ] = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Continue unfinished executions (after a crash or kill) and paused ones, to the end."""
+    del quiet  # resume shows no live progress: taken so that a script's `run -q` line works
     if execution_id is not None:
         execution_id = resolve(execution_id, db=db, server=server, api_key=api_key)
 
