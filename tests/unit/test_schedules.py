@@ -67,8 +67,8 @@ def test_a_scheduled_trigger_is_read_with_its_policies() -> None:
         ('      schedule: "0 r * * *"', 9, "random values"),
         ('      schedule: "0 0 1,R(2-5) * *"', 9, "random values"),
         ('      schedule: "* * * * * R"', 9, "random values"),
-        ('      schedule: "@every 0"', 9, "must have 5 fields"),
-        ('      schedule: "@yearly"', 9, "must have 5 fields"),
+        ('      schedule: "@every 0"', 9, "the macros are @yearly, @annually, @monthly"),
+        ('      schedule: "@reboot"', 9, "the macros are @yearly"),
         ('      schedule: "*/0 * * * *"', 9, "invalid cron expression"),
         # Times with no tick: before 1970, after the year 3000 (inf and nan: not JSON numbers).
         ('      schedule: "* * * * *"\n      start: 1.0e+20', 10, "less than or equal"),
@@ -93,6 +93,24 @@ def test_a_bad_schedule_is_refused_with_its_line(trigger: str, line: int, words:
 def test_rare_but_real_dates_and_month_or_day_names_load(schedule: str) -> None:
     (spec,) = _load(f'      schedule: "{schedule}"')
     assert next_tick(spec, T0) is not None
+
+
+@pytest.mark.parametrize(
+    ("macro", "fields", "first"),
+    [
+        ("@hourly", "0 * * * *", datetime(2027, 1, 1, 1, tzinfo=UTC)),
+        ("@daily", "0 0 * * *", datetime(2027, 1, 2, tzinfo=UTC)),
+        ("@midnight", "0 0 * * *", datetime(2027, 1, 2, tzinfo=UTC)),
+        ("@weekly", "0 0 * * 0", datetime(2027, 1, 3, tzinfo=UTC)),
+        ("@monthly", "0 0 1 * *", datetime(2027, 2, 1, tzinfo=UTC)),
+        ("@yearly", "0 0 1 1 *", datetime(2028, 1, 1, tzinfo=UTC)),
+        ("@ANNUALLY", "0 0 1 1 *", datetime(2028, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_cron_macros_stand_for_their_fields(macro: str, fields: str, first: datetime) -> None:
+    (spec,) = _load(f'      schedule: "{macro}"')
+    assert spec.schedule == fields
+    assert next_tick(spec, T0) == first.timestamp()
 
 
 def test_a_schedule_that_cannot_tick_raises_tick_error_not_a_crash() -> None:

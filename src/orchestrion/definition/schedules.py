@@ -70,12 +70,31 @@ class Overlap(StrEnum):
     QUEUE = "queue"  # start once the running one finished
 
 
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+"""Cron's macros (as Vixie cron, croniter and Kubernetes CronJobs read them); ``@reboot``,
+which names no time, is not one a schedule can have."""
+
+
 def check_cron(expression: str) -> str:
     """``expression`` stripped if it is a cron expression; ``ValueError`` if not.
 
-    Five fields (minute hour day-of-month month day-of-week), or six with seconds last.
+    Five fields (minute hour day-of-month month day-of-week), or six with seconds last; or
+    one of cron's macros (``@hourly``...), which stands for its five fields.
     """
     text = expression.strip()
+    if text.startswith("@"):
+        macro = _MACROS.get(text.lower())
+        if macro is None:
+            raise ValueError(f"cron expression {expression!r}: the macros are {', '.join(_MACROS)}")
+        text = macro
     fields = text.split()
     if len(fields) not in (5, 6):
         raise ValueError(
