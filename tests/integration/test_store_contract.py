@@ -1671,3 +1671,34 @@ async def postgres_plan(store: PostgresStore, wanted: ExecutionFilter) -> str:
             "EXPLAIN SELECT id FROM executions WHERE " + " AND ".join(where), params
         )
     return "\n".join(row[0] for row in plan)
+
+
+async def test_followers_owed_are_committed_with_the_batch_until_settled(store: Store) -> None:
+    await seeded(store, "e1", "e2")
+    batch = CommitBatch(correlation={"e1": "c1"})
+    batch.add("e1", node("node.queued", "a", NodeState.QUEUED, T0), "f1", None)
+    batch.follows.append(("e1", "workflow.completed"))
+    await store.commit(batch)
+    again = CommitBatch(correlation={"e1": "c1", "e2": "c2"})
+    again.add("e1", node("node.started", "a", NodeState.RUNNING, T0), "f2", None)
+    again.add("e2", node("node.queued", "a", NodeState.QUEUED, T0), "f3", None)
+    again.follows += [("e1", "workflow.completed"), ("e2", "workflow.failed")]
+    await store.commit(again)  # a row owed already stays one row
+    owed = await store.owed_follows(time.time() + 1)
+    assert sorted(owed) == [("e1", "workflow.completed"), ("e2", "workflow.failed")]
+    assert await store.owed_follows(T0 - 1) == []  # none recorded that early
+    await store.settle_follow("e1")
+    await store.settle_follow("e1")  # settled twice: nothing to do
+    assert await store.owed_follows(time.time() + 1) == [("e2", "workflow.failed")]
+
+
+async def test_executions_are_found_by_their_idempotency_keys(store: Store) -> None:
+    await store.put_definition(definition())
+    for i in range(3):
+        await store.create_execution(execution(f"k{i}", key=f"key-{i}"))
+    await store.create_execution(execution("nokey"))
+    flt = ExecutionFilter(idempotency_keys=["key-0", "key-2", "key-9"], limit=10)
+    rows, _ = await store.list_executions(flt)
+    assert sorted(r.id for r in rows) == ["k0", "k2"]
+    none, _ = await store.list_executions(ExecutionFilter(idempotency_keys=[], limit=10))
+    assert none == []
