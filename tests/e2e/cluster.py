@@ -6,6 +6,7 @@ Redis and key prefix in its environment, so tests can SIGKILL and restart any of
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,11 +14,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from python_steps import allow_steps
 
-__all__ = ["Cluster", "steps_cluster"]
+from orchestrion.core.states import ExecutionStatus
+from orchestrion.engine.facade import Engine
+
+__all__ = ["Cluster", "settle", "steps_cluster"]
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "orchestrion.cli.app"]
@@ -152,3 +157,15 @@ def steps_cluster(
         ORCHESTRION_GOVERNANCE_FILE=str(policy),
         PYTHONPATH=os.pathsep.join([str(tmp_path), str(HERE), os.environ.get("PYTHONPATH", "")]),
     )
+
+
+async def settle(api: Engine, execution_id: str, cluster: Cluster, within: float) -> Any:
+    """The record of ``execution_id`` once it completed or failed, read through ``api``
+    (within ``within`` s, else the test fails with the processes' last log lines)."""
+    deadline = time.monotonic() + within
+    while True:
+        record = await api.reads.execution(execution_id)
+        if record.status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED):
+            return record
+        assert time.monotonic() < deadline, (record.status, cluster.log_tail())
+        await asyncio.sleep(0.1)

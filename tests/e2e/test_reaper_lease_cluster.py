@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, steps_cluster
+from cluster import Cluster, settle, steps_cluster
 from redis.asyncio import Redis
 
 from orchestrion.cluster.streams import WORKER_GROUP, StreamNames
@@ -71,16 +71,6 @@ def slow(node_id: str, seconds: float, log: Path, *deps: str, undo: float = 0) -
             },
         }
     return node
-
-
-async def settle(api: Engine, execution_id: str, cluster: Cluster, within: float) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        record = await api.reads.execution(execution_id)
-        if record.status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED):
-            return record
-        assert time.monotonic() < deadline, (record.status, cluster.log_tail())
-        await asyncio.sleep(0.1)
 
 
 async def appears(log: Path, line: str, cluster: Cluster, within: float = 30) -> None:

@@ -6,12 +6,11 @@ is not undone, and a compensation that fails is shown on its node and in the exe
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, steps_cluster
+from cluster import settle, steps_cluster
 
 from orchestrion.core.states import ExecutionStatus, NodeState
 from orchestrion.engine.facade import Engine
@@ -62,16 +61,6 @@ def step(node_id: str, seconds: float, log: Path, *deps: str, comp: str = "comp"
             },
         },
     }
-
-
-async def settle(api: Engine, execution_id: str, cluster: Cluster, within: float) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        record = await api.reads.execution(execution_id)
-        if record.status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED):
-            return record
-        assert time.monotonic() < deadline, (record.status, cluster.log_tail())
-        await asyncio.sleep(0.1)
 
 
 async def test_timeout_and_failure_compensate_only_completed_nodes(
