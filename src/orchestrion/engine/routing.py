@@ -21,9 +21,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from orchestrion.core.events import Event, RetryRequested, Started
+from orchestrion.core.events import Event, RetryRequested, Started, WaitResolved
 from orchestrion.core.states import FINAL_EXECUTION_STATES, ExecutionStatus
 from orchestrion.dispatch.base import Routed
+from orchestrion.engine.decision_answers import journal_refused
 from orchestrion.errors import ExecutionNotFound, OrchestrionError
 
 if TYPE_CHECKING:
@@ -96,6 +97,11 @@ class EventRouter:
             return Routed.RETRY_LATER
         return Routed.FORWARDED
 
+    async def refused(self, execution_id: str, event: Event) -> None:
+        """See ``EventRoute.refused``."""
+        if isinstance(event, WaitResolved) and event.decision:
+            await journal_refused(self._engine, execution_id, event)
+
     def deliver_if_live(self, execution_id: str, event: Event) -> asyncio.Future[None] | None:
         """The fast path: a future for the commit when this engine drives the execution."""
         if self._engine.is_live(execution_id):
@@ -128,7 +134,7 @@ class EventRouter:
                 taken = await self._hooks.begin_handed_over(record)
                 return (Routed.HERE if taken else Routed.DROPPED), None
             if not await engine.adopt(record):
-                return Routed.RETRY_LATER, None  # another engine claimed it first: ask again
+                return await self._claimed_first(execution_id, event), None
         except OrchestrionError:
             logger.exception("could not take over execution %s", execution_id)
             return Routed.RETRY_LATER, None
@@ -136,6 +142,23 @@ class EventRouter:
         if fast is None:
             return Routed.DROPPED, None
         return Routed.HERE, fast
+
+    async def _claimed_first(self, execution_id: str, event: Event) -> Routed:
+        """Another engine claimed the execution just before this one: the event is its own
+        (a retry among several sent at once finds that engine's retry under way and is
+        refused, instead of waiting and running again once that retry has ended)."""
+        try:
+            record = await self._engine.store.get_execution(execution_id)
+        except OrchestrionError:
+            return Routed.RETRY_LATER
+        if not self._ownership.held_elsewhere(record):
+            return Routed.RETRY_LATER  # ask again
+        try:
+            await self._cluster.forward(record.owner, execution_id, event)
+        except Exception as exc:  # the queue is away: the entry comes again
+            logger.warning("forwarding %s to %s failed (%s)", _name(event), record.owner, exc)
+            return Routed.RETRY_LATER
+        return Routed.FORWARDED
 
 
 def _name(event: Event) -> str:
