@@ -36,7 +36,12 @@ from orchestrion.cluster.connection import (
     stream_lost,
 )
 from orchestrion.cluster.entries import EntryHandler, track
-from orchestrion.cluster.replies import new_reply_key, wait_reply
+from orchestrion.cluster.replies import (
+    hold_decision,
+    new_reply_key,
+    release_decision,
+    wait_reply,
+)
 from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
     ORCHESTRATOR_GROUP,
@@ -114,7 +119,9 @@ class RedisDispatcher(ClusterDispatcher):
 
     def bind_router(self, router: EventRoute) -> None:
         self._router = router
-        self._entries = EntryHandler(lambda: self.redis, router, self._sealer, self._acks)
+        self._entries = EntryHandler(
+            lambda: self.redis, router, self._sealer, self._acks, self.names
+        )
 
     @property
     def redis(self) -> Redis:
@@ -292,6 +299,18 @@ class RedisDispatcher(ClusterDispatcher):
 
     async def wait_reply(self, key: str, timeout: float) -> bool | None:
         return await wait_reply(self.redis, key, timeout)
+
+    async def hold_decision(
+        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        return await hold_decision(self.redis, key, holder)
+
+    async def release_decision(
+        self, execution_id: str, node_id: str, attempt: int, reply: str
+    ) -> None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        await release_decision(self.redis, key, reply)
 
     # ------------------------------------------------------------------ receiving
 

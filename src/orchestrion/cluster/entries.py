@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from orchestrion.cluster.replies import reply_key_of, send_reply
-from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, Entries
+from orchestrion.cluster.replies import release_decision, reply_key_of, send_reply
+from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, Entries, StreamNames
 from orchestrion.cluster.wire import WireError, decode_event, loads
-from orchestrion.core.events import Event
+from orchestrion.core.events import Event, WaitResolved
 from orchestrion.dispatch.base import EventRoute, NotApplied, Routed
 from orchestrion.errors import OrchestrionError
 
@@ -55,7 +55,9 @@ class EntryHandler:
         router: EventRoute,
         sealer: WireSealer | None,
         jobs: set[asyncio.Task[None]],
+        names: StreamNames,
     ) -> None:
+        self._names = names
         self._redis = redis
         self._router = router
         self._sealer = sealer
@@ -91,7 +93,8 @@ class EntryHandler:
             elif routed is not Routed.RETRY_LATER:
                 done.append(entry_id)
                 if routed is Routed.DROPPED:
-                    await self._reply(event, applied=False)
+                    await self._router.refused(execution_id, event)
+                    await self._reply(execution_id, event, applied=False)
         if done:
             await self._ack(stream, done)
         if pending:
@@ -103,21 +106,27 @@ class EntryHandler:
         for (entry, _, execution_id, event), result in zip(pending, results, strict=True):
             if result is None:
                 ids.append(entry)
-                await self._reply(event, applied=True)
+                await self._reply(execution_id, event, applied=True)
             elif isinstance(result, NotApplied):
                 settled = await self._router.settle_unapplied(execution_id, event)
                 if settled is not Routed.RETRY_LATER:
                     ids.append(entry)
                 if settled is Routed.DROPPED:  # forwarded: the new owner answers
-                    await self._reply(event, applied=False)
+                    await self._router.refused(execution_id, event)
+                    await self._reply(execution_id, event, applied=False)
         if ids:
             await self._ack(stream, ids)
 
-    async def _reply(self, event: Event, *, applied: bool) -> None:
-        """Tell a requester waiting on the event (a retry from the API) how it ended."""
+    async def _reply(self, execution_id: str, event: Event, *, applied: bool) -> None:
+        """Tell a requester waiting on the event (a retry or a decision from the API) how it
+        ended; a decision lets its node's wait go (``replies.hold_decision``)."""
         key = reply_key_of(event)
-        if key is not None:
-            await send_reply(self._redis(), key, applied)
+        if key is None:
+            return
+        if isinstance(event, WaitResolved):  # let go first: a 409 may be asked again at once
+            hold = self._names.decision(execution_id, event.node, event.attempt)
+            await release_decision(self._redis(), hold, key)
+        await send_reply(self._redis(), key, applied)
 
     async def _ack(self, stream: str, ids: list[bytes]) -> None:
         from redis.exceptions import RedisError

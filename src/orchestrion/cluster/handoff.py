@@ -10,7 +10,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors
-from orchestrion.cluster.replies import new_reply_key, wait_reply
+from orchestrion.cluster.replies import (
+    hold_decision,
+    new_reply_key,
+    release_decision,
+    wait_reply,
+)
 from orchestrion.cluster.sending import forward_event
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, StreamNames
 from orchestrion.core.events import Event
@@ -76,6 +81,18 @@ class RedisHandoff(ClusterDispatcher):
 
     async def wait_reply(self, key: str, timeout: float) -> bool | None:
         return await wait_reply(self.redis, key, timeout)
+
+    async def hold_decision(
+        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        return await hold_decision(self.redis, key, holder)
+
+    async def release_decision(
+        self, execution_id: str, node_id: str, attempt: int, reply: str
+    ) -> None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        await release_decision(self.redis, key, reply)
 
     async def close(self, grace: float = 0.0) -> None:
         if self._redis is not None:

@@ -1,29 +1,48 @@
-"""Answers to forwarded requests: whether the orchestrator's machine applied a retry.
+"""Answers to forwarded requests: whether the orchestrator's machine applied a retry or a
+decision.
 
-A process that drives nothing (the API in scale-out mode) forwards a retry with a ``reply``
-key (``RetryRequested.reply``) and blocks on it for a while; the orchestrator that applies the
-retry, or finds it changed nothing (another request's retry is under way, or nothing is left
-to retry), pushes ``1`` or ``0`` there once its turn is committed. The key lives a minute: an
-answer nobody waits for any more goes with it. No answer in time (the orchestrators are busy,
-or one too old to answer) leaves the requester as it was, with the request handed over.
+A process that drives nothing (the API in scale-out mode) forwards a retry or an approve or
+reject with a ``reply`` key (``RetryRequested.reply``, ``WaitResolved.reply``) and blocks on it
+for a while; the orchestrator that applies the request, or finds it changed nothing (another
+request got there first, or nothing is left to do), pushes ``1`` or ``0`` there once its turn
+is committed. The key lives a minute: an answer nobody waits for any more goes with it. No
+answer in time (the orchestrators are busy, or one too old to answer) leaves the requester as
+it was, with the request handed over.
+
+A decision is also held, before it is forwarded, under a key of its node's wait
+(``StreamNames.decision``): a second decision for the same wait, from any API process, finds
+it there and is refused instead of racing the first, also when the first is not confirmed yet
+(its orchestrator died). The orchestrator that applies or refuses the decision lets the hold
+go; one never answered expires after ``DECISION_HOLD_SECONDS``, and then the journal still
+tells both apart: a decision that finds the node no longer waiting is journalled as refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from orchestrion.core.events import Event, RetryRequested
+from orchestrion.core.events import Event, RetryRequested, WaitResolved
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrion.cluster.streams import StreamNames
 
-__all__ = ["new_reply_key", "reply_key_of", "send_reply", "wait_reply"]
+__all__ = [
+    "DECISION_HOLD_SECONDS",
+    "hold_decision",
+    "new_reply_key",
+    "release_decision",
+    "reply_key_of",
+    "send_reply",
+    "wait_reply",
+]
 
 _KEEP_SECONDS = 60
+DECISION_HOLD_SECONDS = 600
 _APPLIED = b"1"
 
 
@@ -33,7 +52,7 @@ def new_reply_key(names: StreamNames) -> str:
 
 def reply_key_of(event: Event) -> str | None:
     """The key a requester waits on for this event's answer, if it asked for one."""
-    return event.reply if isinstance(event, RetryRequested) else None
+    return event.reply if isinstance(event, RetryRequested | WaitResolved) else None
 
 
 async def send_reply(redis: Redis, key: str, applied: bool) -> None:
@@ -54,3 +73,31 @@ async def wait_reply(redis: Redis, key: str, timeout: float) -> bool | None:
         await redis.delete(key)
     said = found[1]
     return (said.encode() if isinstance(said, str) else said) == _APPLIED
+
+
+async def hold_decision(redis: Redis, key: str, holder: dict[str, Any]) -> dict[str, Any] | None:
+    """Hold a node's wait for one decision (``holder``: its reply key, verb and decider);
+    None when held now, else the holder of the decision already under way."""
+    text = json.dumps(holder, separators=(",", ":"))
+    if await redis.set(key, text, nx=True, ex=DECISION_HOLD_SECONDS):
+        return None
+    found = await redis.get(key)
+    if found is None:  # let go meanwhile: this one may hold it now
+        return await hold_decision(redis, key, holder)
+    try:
+        other = json.loads(found)
+    except ValueError:
+        other = None
+    return other if isinstance(other, dict) else {}
+
+
+async def release_decision(redis: Redis, key: str, reply: str) -> None:
+    """Let a node's wait go, if the decision answered on ``reply`` still holds it (best
+    effort: the hold expires anyway)."""
+    with contextlib.suppress(Exception):
+        found = await redis.get(key)
+        if found is None:
+            return
+        with contextlib.suppress(ValueError):
+            if json.loads(found).get("reply") == reply:
+                await redis.delete(key)

@@ -16,8 +16,10 @@
   without persistence) and orchestrators dispatch what was in flight again.
 - ``{p}:cancelled:{execution}:{node}:{attempt}`` (``...:compensate`` for the node's
   compensation): set by a cancel, so a worker that reads the task later skips it.
-- ``{p}:reply:{token}``: the answer to one forwarded request (a retry: applied or not), a
-  list its requester pops, short-lived.
+- ``{p}:reply:{token}``: the answer to one forwarded request (a retry or a decision:
+  applied or not), a list its requester pops, short-lived.
+- ``{p}:decision:{execution}:{node}:{attempt}``: the decision under way for a node's wait
+  (``replies.hold_decision``): a second one is refused while it is there.
 - ``{p}:cancel`` and ``{p}:commits``: pub/sub channels; cancels for workers (an attempt's, or
   a compensation's abandoned by a forced cancel), and the ids of executions just committed,
   which wake the API's event streams.
@@ -128,6 +130,10 @@ class StreamNames:
     def reply(self, token: str) -> str:
         """A list a requester blocks on for the orchestrator's answer to its request."""
         return f"{self.prefix}:reply:{token}"
+
+    def decision(self, execution_id: str, node_id: str, attempt: int) -> str:
+        """The hold of the one decision under way for a node's wait (``hold_decision``)."""
+        return f"{self.prefix}:decision:{execution_id}:{node_id}:{attempt}"
 
     @property
     def cancel_channel(self) -> str:

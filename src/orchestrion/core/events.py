@@ -221,13 +221,19 @@ class NodeLogged:
 
 @dataclass(frozen=True, slots=True)
 class WaitResolved:
-    """A waiting node's wait ended (approved, timer fired): it completes or fails."""
+    """A waiting node's wait ended (approved, timer fired): it completes or fails.
+
+    ``decision``: a person's approve or reject (its output, or its output's ``review``, is
+    the decision): one that finds the node no longer waiting is refused, and journalled as
+    such. ``reply``: as ``RetryRequested.reply``; the machine reads neither."""
 
     node: str
     attempt: int
     at: float
     output: Any = None
     error: ErrorInfo | None = None
+    decision: bool = False
+    reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

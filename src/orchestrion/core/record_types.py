@@ -33,6 +33,8 @@ class RecordType(StrEnum):
     EXECUTION_CRITERIA = "execution.criteria_evaluated"  # the success criteria's outcomes
     EXECUTION_NOTICE = "execution.notice"  # routing or error handling told a team something
     EXECUTION_NOTICE_DELIVERED = "execution.notice_delivered"  # every notice sink took it
+    # an approve or reject that found its node no longer waiting: refused, kept for the record
+    EXECUTION_DECISION_REFUSED = "execution.decision_refused"
     EXECUTION_COMPLETED = "execution.completed"
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"

@@ -145,6 +145,10 @@ class EventRoute(Protocol):
         new owner) when its entry may be acknowledged, ``RETRY_LATER`` to leave it pending
         and route it again later."""
 
+    async def refused(self, execution_id: str, event: Event) -> None:
+        """An event dropped, or that changed nothing (``settle_unapplied`` said ``DROPPED``):
+        journal it when it was a person's decision (``WaitResolved.decision``), refused."""
+
     def still_in_flight(self, tasks: list[TaskMessage]) -> list[TaskMessage]:
         """Those of ``tasks`` whose attempt has not ended in the journal."""
 
@@ -172,11 +176,23 @@ class ClusterDispatcher(Dispatcher, Protocol):
         """Send ``event`` to ``owner``'s inbox, or to the shared stream when None."""
 
     def reply_key(self) -> str:
-        """A new key to forward a request with (``RetryRequested.reply``) and wait on."""
+        """A new key to forward a request with (``RetryRequested.reply``,
+        ``WaitResolved.reply``) and wait on."""
 
     async def wait_reply(self, key: str, timeout: float) -> bool | None:
         """Whether the request forwarded with ``key`` was applied (True) or changed nothing
         (False); None when no orchestrator answered within ``timeout`` seconds."""
+
+    async def hold_decision(
+        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Hold a node's wait for one decision (``holder``: its ``reply`` key, ``verb`` and
+        ``by``): None when held now, else the holder of the one already under way."""
+
+    async def release_decision(
+        self, execution_id: str, node_id: str, attempt: int, reply: str
+    ) -> None:
+        """Let the wait go if the decision answered on ``reply`` still holds it."""
 
     def live_owners(self) -> set[str] | None:
         """Engines whose heartbeat was seen lately; None when not known yet."""

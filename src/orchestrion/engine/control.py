@@ -30,6 +30,13 @@ from orchestrion.engine import lineage
 from orchestrion.engine.compiled import CompiledWorkflow
 from orchestrion.engine.control_requests import OwnerChanged
 from orchestrion.engine.deciders import Decider, check_decider
+from orchestrion.engine.decision_answers import (
+    ANSWER_SECONDS,
+    decided_note,
+    forward_decision,
+    not_waiting,
+    refuse,
+)
 from orchestrion.engine.live import LiveExecution
 from orchestrion.engine.timers import arm_deadline
 from orchestrion.engine.trigger_checks import check_from_node
@@ -46,7 +53,6 @@ __all__ = ["ControlVerbs"]
 
 _Target = LiveExecution | ExecutionRecord
 _ROUNDS = 3  # how many owners in a row a verb follows when each lets the execution go
-_RETRY_ANSWER_SECONDS = 5.0  # how long a retry handed to the orchestrators waits for their word
 
 
 def _retry_under_way(execution_id: str) -> str:
@@ -162,9 +168,9 @@ class ControlVerbs:
             reason = found.wait_reason if found is not None else None
             attempt = found.attempt if found is not None else 0
         if state is not NodeState.WAITING or reason not in DECIDABLE_WAITS:
+            note = await decided_note(self._parts.engine, execution_id, node_id)
             raise InvalidTransition(
-                f"node '{node_id}' of execution {execution_id} is not waiting for a decision "
-                f"(it is {state.value})"
+                not_waiting(execution_id, node_id, note or f"(it is {state.value})")
             )
         config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
         decision: dict[str, Any] = {
@@ -203,8 +209,19 @@ class ControlVerbs:
                 await self._parts.loop.drain()
             waited = await self._wait_data(execution_id, node_id, attempt)
             output = {**(waited.get("output") or {}), "review": decision}
-        event = WaitResolved(node_id, attempt, time.time(), output=output, error=error)
-        await self._apply(target, event)
+        event = WaitResolved(
+            node_id, attempt, time.time(), output=output, error=error, decision=True
+        )
+        engine = self._parts.engine
+        if isinstance(target, LiveExecution):
+            try:  # delivered, so that a decision another request made meanwhile is told apart
+                await self._parts.loop.deliver(execution_id, event)
+            except NotApplied:
+                raise await refuse(engine, execution_id, event) from None
+            return
+        cluster = self._parts.ownership.cluster
+        assert cluster is not None  # embedded, another process's decides (``_requested``)
+        await forward_decision(engine, cluster, self._parts.forward, execution_id, event)
 
     async def retry(self, execution_id: str, from_node: str | None) -> None:
         """See ``Engine.retry``."""
@@ -241,7 +258,7 @@ class ControlVerbs:
     async def _forward_retry(self, execution_id: str, from_node: str | None) -> None:
         """Hand a retry to the orchestrators (scale-out) and wait a moment for their answer,
         so that one their machine changed nothing with (another request's retry got there
-        first) is refused as it is here. No answer within ``_RETRY_ANSWER_SECONDS`` (busy
+        first) is refused as it is here. No answer within ``ANSWER_SECONDS`` (busy
         orchestrators, or one too old to answer) leaves it handed over, to be carried out."""
         cluster = self._parts.ownership.cluster
         if cluster is None:  # not scale-out: the forward says the execution is elsewhere
@@ -251,7 +268,7 @@ class ControlVerbs:
         retry = RetryRequested(time.time(), from_node, reply=key)
         await self._parts.forward(execution_id, retry)
         try:
-            applied = await cluster.wait_reply(key, _RETRY_ANSWER_SECONDS)
+            applied = await cluster.wait_reply(key, ANSWER_SECONDS)
         except Exception:  # the queue went away after taking the request: it is handed over
             return
         if applied is False:

@@ -79,11 +79,12 @@ CANCEL_REQUESTED = "execution.cancel_requested"
 PAUSE_REQUESTED = "execution.pause_requested"
 COMPLETED = "execution.completed"
 NOTICE_DELIVERED = "execution.notice_delivered"
+DECISION_REFUSED = "execution.decision_refused"
 
-JOURNAL_ONLY: Final = frozenset({NOTICE_DELIVERED})
+JOURNAL_ONLY: Final = frozenset({NOTICE_DELIVERED, DECISION_REFUSED})
 """Execution records that add a fact to the journal and change nothing of the execution's row
-(status, phase, times, owner): a notice its sinks took. So one may be written by any process,
-while the execution runs or after it ended, with no status."""
+(status, phase, times, owner): a notice its sinks took, a decision refused. So one may be
+written by any process, while the execution runs or after it ended, with no status."""
 CONTROL_REQUESTED = "control.requested"
 """A journal event that changes nothing: a request to the execution's owner."""
 

@@ -197,8 +197,11 @@ async def _decide(
         ctx.engine, execution_id, decided, wait=SETTLE_SECONDS if done else 0.0
     )
     message = f"Node {node_id} {'approved' if approved else 'rejected'}"
-    if not settled.applied:
-        message += f" (requested; poll GET /v1/workflows/{execution_id} for its state)"
+    if not settled.applied:  # handed over, not seen applied: it may still be refused
+        message = (
+            f"{'Approval' if approved else 'Rejection'} of node {node_id} sent, not confirmed"
+            f" yet (requested; poll GET /v1/workflows/{execution_id} for its state)"
+        )
     return DecisionResponse(
         execution_id=execution_id,
         node_id=node_id,
