@@ -2,10 +2,11 @@
 
 0 the execution completed (or the command succeeded), 1 it failed or was cancelled, 2 the
 definition or the command's input is invalid (nothing was stored or run), 3 the state store
-(or the --server) could not be used, 4 the execution waits for a person, 5 no execution (or
-definition) has the id given, 6 the --server refused the API key (missing, unknown, its role
-does not allow the call, or it is not among a node's approvers), 130 interrupted. A reader
-of the output that went away (``| head``) changes none of them: ``cli/pipes.py``.
+(or the --server) could not be used, or did not confirm in time a decision it sent on, 4 the
+execution waits for a person, 5 no execution (or definition) has the id given, 6 the
+--server refused the API key (missing, unknown, its role does not allow the call, or it is
+not among a node's approvers), 130 interrupted. A reader of the output that went away
+(``| head``) changes none of them: ``cli/pipes.py``.
 
 ``for_answer`` maps a server's refusal onto them by what failed, not by the HTTP status
 alone: a decision refused because the server has no API keys to tell who decides is no

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _POLL = 0.2
+_UNCONFIRMED = "(requested; poll"  # the end of a 202 the server could not confirm
 
 
 @contextmanager
@@ -348,12 +349,26 @@ def decide(
     by: str | None,
     comment: str | None,
 ) -> Settled:
-    """Approve or reject on the server; wait until the execution ends or waits again."""
+    """Approve or reject on the server; wait until the execution ends or waits again. A
+    decision the server handed over without seeing it applied (scale-out, a busy or
+    restarting cluster) is not waited for: deciding again would not help (the server refuses
+    a second decision while this one is under way), so it says how to check (exit 3)."""
     with _connected(server, api_key) as client:
         if approved:
-            client.approve(execution_id, node, by=by, comment=comment)
+            answer = client.approve(execution_id, node, by=by, comment=comment)
         else:
-            client.reject(execution_id, node, by=by, comment=comment)
+            answer = client.reject(execution_id, node, by=by, comment=comment)
+        if _UNCONFIRMED in answer.message:
+            verb = "approval" if approved else "rejection"
+            err.print(
+                f"[yellow]not confirmed:[/] {verb} of node '{escape(node)}' sent; the server"
+                " has not seen it applied in time (it is carried out when the cluster can)."
+                f" Check with: orchestrion status {escape(execution_id)} --server"
+                f" {escape(server)} (do not decide again: a second decision is refused while"
+                " this one is under way)",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_UNAVAILABLE)
         return settle(client, execution_id)
 
 
