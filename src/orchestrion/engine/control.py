@@ -34,6 +34,7 @@ from orchestrion.engine.decision_answers import (
     ANSWER_SECONDS,
     decided_note,
     forward_decision,
+    journal_refused,
     not_waiting,
     refuse,
 )
@@ -169,9 +170,15 @@ class ControlVerbs:
             attempt = found.attempt if found is not None else 0
         if state is not NodeState.WAITING or reason not in DECIDABLE_WAITS:
             note = await decided_note(self._parts.engine, execution_id, node_id)
-            raise InvalidTransition(
-                not_waiting(execution_id, node_id, note or f"(it is {state.value})")
-            )
+            said = not_waiting(execution_id, node_id, note or f"(it is {state.value})")
+            if note.startswith("it was already"):  # another decision won: kept as refused
+                late = {"approved": approved, "decided_by": by, "comment": comment}
+                if decider is not None and decider.key_id is not None:
+                    late |= {"decided_by": decider.label, "decided_by_key": decider.key_id}
+                    late["decided_by_role"] = decider.role
+                event = WaitResolved(node_id, attempt, time.time(), output=late, decision=True)
+                await journal_refused(self._parts.engine, execution_id, event, said)
+            raise InvalidTransition(said)
         config = {**compiled.plan.nodes[index].config, **record.overrides.get(node_id, {})}
         decision: dict[str, Any] = {
             "approved": approved,

@@ -95,10 +95,16 @@ def not_waiting(execution_id: str, node_id: str, note: str) -> str:
     ).rstrip()
 
 
-async def journal_refused(engine: Engine, execution_id: str, event: WaitResolved) -> None:
-    """Journal a decision the machine refused (``execution.decision_refused``): of no owner,
-    since the record changes nothing of the execution, which may have ended meanwhile."""
+async def journal_refused(
+    engine: Engine, execution_id: str, event: WaitResolved, reason: str | None = None
+) -> None:
+    """Journal a refused decision (``execution.decision_refused``, ``reason`` by default what
+    became of its node): of no owner, since the record changes nothing of the execution,
+    which may have ended meanwhile."""
     decision = decision_of(event)
+    if reason is None:
+        note = await decided_note(engine, execution_id, event.node)
+        reason = not_waiting(execution_id, event.node, note)
     data = {
         "node": event.node,
         "attempt": event.attempt,
@@ -106,9 +112,7 @@ async def journal_refused(engine: Engine, execution_id: str, event: WaitResolved
         **{k: decision.get(k) for k in ("decided_by", "decided_by_key", "decided_by_role")},
         "comment": decision.get("comment"),
         "decided_at": decision.get("decided_at", event.at),
-        "reason": not_waiting(
-            execution_id, event.node, await decided_note(engine, execution_id, event.node)
-        ),
+        "reason": reason,
     }
     record = Record(RecordType.EXECUTION_DECISION_REFUSED, time.time(), data=data)
     batch = CommitBatch(audit=engine.audit.signer, outbox=engine.outbox)
@@ -142,11 +146,13 @@ async def forward_decision(
     other = await cluster.hold_decision(*hold, holder)
     if other is not None:
         who = f" by {other['by']}" if other.get("by") else ""
-        raise InvalidTransition(
+        said = (
             f"node '{event.node}' of execution {execution_id} already has a decision under"
             f" way ({other.get('verb', 'a decision')}{who}, not confirmed yet): poll GET"
             f" /v1/workflows/{execution_id} for its state"
         )
+        await journal_refused(engine, execution_id, event, said)
+        raise InvalidTransition(said)
     try:
         await forward(execution_id, dataclasses.replace(event, reply=key))
     except BaseException:
