@@ -36,12 +36,7 @@ from orchestrion.cluster.connection import (
     stream_lost,
 )
 from orchestrion.cluster.entries import EntryHandler, track
-from orchestrion.cluster.replies import (
-    hold_decision,
-    new_reply_key,
-    release_decision,
-    wait_reply,
-)
+from orchestrion.cluster.replies import RepliesOnRedis
 from orchestrion.cluster.sending import TaskSender, engine_bound, forward_event, handler_name
 from orchestrion.cluster.streams import (
     ORCHESTRATOR_GROUP,
@@ -76,7 +71,7 @@ _RECLAIM_IDLE_MS = 10_000
 _SWEEP_STARTS_AFTER = 5.0  # seconds a start may take to reach the queue before it is swept
 
 
-class RedisDispatcher(ClusterDispatcher):
+class RedisDispatcher(RepliesOnRedis, ClusterDispatcher):
     """Sends attempts to task streams and routes the events that come back (see module).
 
     A ``ClusterDispatcher`` (``dispatch/base.py``), declared so that mypy checks every method
@@ -293,24 +288,6 @@ class RedisDispatcher(ClusterDispatcher):
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         """Send an event to ``owner``'s inbox, or to the shared stream when None."""
         await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
-
-    def reply_key(self) -> str:
-        return new_reply_key(self.names)
-
-    async def wait_reply(self, key: str, timeout: float) -> bool | None:
-        return await wait_reply(self.redis, key, timeout)
-
-    async def hold_decision(
-        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        key = self.names.decision(execution_id, node_id, attempt)
-        return await hold_decision(self.redis, key, holder)
-
-    async def release_decision(
-        self, execution_id: str, node_id: str, attempt: int, reply: str
-    ) -> None:
-        key = self.names.decision(execution_id, node_id, attempt)
-        await release_decision(self.redis, key, reply)
 
     # ------------------------------------------------------------------ receiving
 

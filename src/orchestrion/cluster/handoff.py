@@ -10,12 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrion.cluster.connection import connect_redis, ensure_group, queue_errors
-from orchestrion.cluster.replies import (
-    hold_decision,
-    new_reply_key,
-    release_decision,
-    wait_reply,
-)
+from orchestrion.cluster.replies import RepliesOnRedis
 from orchestrion.cluster.sending import forward_event
 from orchestrion.cluster.streams import ORCHESTRATOR_GROUP, StreamNames
 from orchestrion.core.events import Event
@@ -30,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisHandoff"]
 
 
-class RedisHandoff(ClusterDispatcher):
+class RedisHandoff(RepliesOnRedis, ClusterDispatcher):
     """Forwards starts and control requests to orchestrators; see the module docstring.
 
     A ``ClusterDispatcher`` (declared, so mypy checks it against the protocol) whose routing,
@@ -75,24 +70,6 @@ class RedisHandoff(ClusterDispatcher):
 
     async def forward(self, owner: str | None, execution_id: str, event: Event) -> None:
         await forward_event(self.redis, self.names, self._sealer, owner, execution_id, event)
-
-    def reply_key(self) -> str:
-        return new_reply_key(self.names)
-
-    async def wait_reply(self, key: str, timeout: float) -> bool | None:
-        return await wait_reply(self.redis, key, timeout)
-
-    async def hold_decision(
-        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        key = self.names.decision(execution_id, node_id, attempt)
-        return await hold_decision(self.redis, key, holder)
-
-    async def release_decision(
-        self, execution_id: str, node_id: str, attempt: int, reply: str
-    ) -> None:
-        key = self.names.decision(execution_id, node_id, attempt)
-        await release_decision(self.redis, key, reply)
 
     async def close(self, grace: float = 0.0) -> None:
         if self._redis is not None:

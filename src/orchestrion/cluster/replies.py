@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECISION_HOLD_SECONDS",
+    "RepliesOnRedis",
     "hold_decision",
     "new_reply_key",
     "release_decision",
@@ -101,3 +102,32 @@ async def release_decision(redis: Redis, key: str, reply: str) -> None:
         with contextlib.suppress(ValueError):
             if json.loads(found).get("reply") == reply:
                 await redis.delete(key)
+
+
+class RepliesOnRedis:
+    """A Redis dispatcher's side of the reply channel and of decision holds (the methods
+    ``ClusterDispatcher`` names), for a class with ``redis`` and ``names``."""
+
+    names: StreamNames
+
+    @property
+    def redis(self) -> Redis:
+        raise NotImplementedError
+
+    def reply_key(self) -> str:
+        return new_reply_key(self.names)
+
+    async def wait_reply(self, key: str, timeout: float) -> bool | None:
+        return await wait_reply(self.redis, key, timeout)
+
+    async def hold_decision(
+        self, execution_id: str, node_id: str, attempt: int, holder: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        return await hold_decision(self.redis, key, holder)
+
+    async def release_decision(
+        self, execution_id: str, node_id: str, attempt: int, reply: str
+    ) -> None:
+        key = self.names.decision(execution_id, node_id, attempt)
+        await release_decision(self.redis, key, reply)
