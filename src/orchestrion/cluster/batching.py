@@ -46,10 +46,17 @@ class Batch:
         return future
 
     def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queued:
+            return  # a drain sent it already
         batch, self._queued = self._queued, []
         job = loop.create_task(self._send(batch))
         self._sending.add(job)
         job.add_done_callback(self._sending.discard)
+
+    async def drain(self) -> None:
+        """Send what is queued and wait for every pipeline in flight: a stopping worker
+        calls it before closing its client, which a pipeline still sending would reopen."""
+        await _drain(self._queued, self._spawn, self._sending)
 
     async def _send(self, batch: list[_Queued]) -> None:
         acks: dict[str, list[bytes]] = {}
@@ -93,10 +100,16 @@ class Reads:
         return future
 
     def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queued:
+            return  # a drain sent it already
         batch, self._queued = self._queued, []
         job = loop.create_task(self._read(batch))
         self._reading.add(job)
         job.add_done_callback(self._reading.discard)
+
+    async def drain(self) -> None:
+        """Read what is queued and wait for every read in flight (see ``Batch.drain``)."""
+        await _drain(self._queued, self._spawn, self._reading)
 
     async def _read(
         self, batch: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]]
@@ -114,3 +127,14 @@ class Reads:
             if not future.done():
                 future.set_result(values[start : start + len(wanted)])
             start += len(wanted)
+
+
+async def _drain(
+    queued: list[Any],
+    spawn: Callable[[asyncio.AbstractEventLoop], None],
+    running: set[asyncio.Task[None]],
+) -> None:
+    if queued:
+        spawn(asyncio.get_running_loop())  # its ``call_soon`` then finds nothing to send
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)

@@ -167,9 +167,11 @@ class RedisDispatcher(RepliesOnRedis, ClusterDispatcher):
             await self._local.close(grace)
         if self._acks:
             await asyncio.wait(list(self._acks), timeout=max(grace, 1.0))
-        for task in self._tasks:
+        # None may still use the client when it closes (it would open a connection again
+        # that nothing closes): what has not finished by now is given up.
+        for task in (*self._acks, *self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._acks, *self._tasks, return_exceptions=True)
         self._tasks = []
         if self._redis is not None:
             with contextlib.suppress(Exception):

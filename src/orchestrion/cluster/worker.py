@@ -220,6 +220,10 @@ class Worker:
             logger.warning("worker %s: %d loop(s) did not stop in time", self.id, len(stuck))
         self._loops = []
         if self._redis is not None:
+            # Every command of the attempts goes out before the client closes: one still in
+            # flight would open a connection again that nothing closes.
+            for batch in (self._started, self._finished, self._guards):
+                await batch.drain()
             await self._progress.close()
             with contextlib.suppress(Exception):  # gone at once: the reaper need not wait
                 await self._redis.delete(self.names.worker(self.id))
