@@ -270,19 +270,13 @@ def api_context(app: FastAPI) -> ApiContext:
     return ctx
 
 
-_PROBLEM_REF = "#/components/schemas/Problem"
-
-
 def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
-    """Declare problem responses as ``application/problem+json``, which is what is sent."""
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            for response in operation.get("responses", {}).values():
-                content = response.get("content", {})
-                body = content.get("application/json")
-                if body is not None and body.get("schema", {}).get("$ref") == _PROBLEM_REF:
-                    content[problems.PROBLEM_JSON] = content.pop("application/json")
-    components = schema.get("components", {}).get("schemas", {})
+    """Add the schema of the problem documents the responses refer to (by reference: see
+    ``problems.error_responses``); leave out FastAPI's validation error schemas, unused."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, body in problems.problem_schemas().items():
+        components.setdefault(name, body)
+    schema["components"]["schemas"] = dict(sorted(components.items()))
     text = repr(schema.get("paths", {}))
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused in components and f"/{unused}'" not in text:

@@ -41,11 +41,13 @@ from orchestrion.governance.encryption import DecryptionError
 
 __all__ = [
     "PROBLEM_JSON",
+    "PROBLEM_REF",
     "ApiProblem",
     "error_responses",
     "install",
     "internal_error",
     "problem_response",
+    "problem_schemas",
 ]
 
 logger = logging.getLogger(__name__)
@@ -336,11 +338,22 @@ _RATE_LIMIT_HEADERS = {  # set by api/gate.py on every limited answer
 }
 
 
+PROBLEM_REF = "#/components/schemas/Problem"
+"""Where the OpenAPI document holds ``Problem``'s schema (``problem_schemas`` adds it)."""
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the given codes plus those every /v1 route may answer."""
+    """OpenAPI ``responses`` for the given codes plus those every /v1 route may answer.
+
+    The body is named by reference, not as a ``model``: FastAPI would build a validator of
+    ``Problem`` for every code of every route (over a thousand, a third of a server's start),
+    only to describe it in the OpenAPI document."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in sorted({*codes, *_COMMON}):
-        entry: dict[str, Any] = {"model": Problem, "description": _DESCRIPTIONS[code]}
+        entry: dict[str, Any] = {
+            "description": _DESCRIPTIONS[code],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+        }
         if code == 429:
             entry["headers"] = {
                 "Retry-After": {
@@ -351,3 +364,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             }
         responses[code] = entry
     return responses
+
+
+def problem_schemas() -> dict[str, Any]:
+    """``Problem``'s schema and those it refers to, for the OpenAPI document's components."""
+    schema = Problem.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
+    nested: dict[str, Any] = schema.pop("$defs", {})
+    return {"Problem": schema, **nested}
