@@ -58,3 +58,19 @@ def test_a_check_on_the_record_alone_answers_that_record() -> None:
     )
     assert settled.applied
     assert settled.record.status is ExecutionStatus.PAUSED
+
+
+def test_a_pause_or_resume_followed_by_an_end_says_the_execution_ended() -> None:
+    from orchestrion.api.models import ActionResponse
+    from orchestrion.api.routes.control import _ended_since
+
+    for status in ("CANCELLED", "COMPLETED", "FAILED"):
+        answer = _ended_since(
+            ActionResponse(execution_id="e1", status=status, message="Workflow resumed")
+        )
+        assert answer.message == f"Workflow resumed; the execution has since ended ({status})"
+    for status in ("RUNNING", "PAUSED", "WAITING"):
+        answer = _ended_since(
+            ActionResponse(execution_id="e1", status=status, message="Workflow paused")
+        )
+        assert answer.message == "Workflow paused"

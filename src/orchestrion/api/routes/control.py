@@ -145,7 +145,7 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
         record = await ctx.engine.reads.execution(execution_id)
         if pause_request(record.error) is not None:
             answer.message = COMPENSATING_PAUSE
-    return answer
+    return _ended_since(answer)
 
 
 @router.post(
@@ -159,7 +159,18 @@ async def pause_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
 async def resume_workflow(execution_id: str, ctx: Ctx) -> ActionResponse:
     done = await _carried_out(ctx.engine.resume(execution_id))
     resumed = left(ExecutionStatus.PAUSED)
-    return await _answer(ctx, execution_id, "Workflow resumed", resumed, done=done)
+    return _ended_since(await _answer(ctx, execution_id, "Workflow resumed", resumed, done=done))
+
+
+_FINAL_STATES = {execution_state(status) for status in FINAL_EXECUTION_STATES}
+
+
+def _ended_since(answer: ActionResponse) -> ActionResponse:
+    """A pause or resume that was applied, and an end (a cancel, the last node) that came
+    right after it: the answer says so, rather than only that it paused or resumed."""
+    if answer.status in _FINAL_STATES:
+        answer.message = f"{answer.message}; the execution has since ended ({answer.status})"
+    return answer
 
 
 async def _decide(
