@@ -1589,8 +1589,8 @@ async def test_postgres_unencodable_output_fails_before_writing(postgres_url: st
 
 
 async def postgres_at(url: str, revision: str, *statements: str) -> None:
-    """Migrate the database at ``url`` up to ``revision`` only, then run ``statements`` on it:
-    rows as a process of that time wrote them."""
+    """Make the database at ``url`` again, migrated up to ``revision`` only, then run
+    ``statements`` on it: rows as a process of that time wrote them."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
@@ -1607,6 +1607,8 @@ async def postgres_at(url: str, revision: str, *statements: str) -> None:
     engine = create_async_engine(asyncpg_url(url))
     try:
         async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
             await conn.run_sync(upgrade)
             for statement in statements:
                 await conn.execute(text(statement))
