@@ -247,7 +247,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_media_types(
+            app.openapi_schema = _problem_components(
                 declare_text_parameters(
                     get_openapi(
                         title=app.title,
@@ -270,7 +270,7 @@ def api_context(app: FastAPI) -> ApiContext:
     return ctx
 
 
-def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
+def _problem_components(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the schema of the problem documents the responses refer to (by reference: see
     ``problems.error_responses``); leave out FastAPI's validation error schemas, unused."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
